@@ -1,0 +1,197 @@
+"""The exceptions headrace raises, and the ones tasks raise to steer their own try.
+
+Three sections:
+
+* ``HeadraceError`` and its families: errors about the system and its input
+  (configuration, DAG files, state, executors, the database). Each carries
+  data fields and an ``http_status`` the REST API answers with.
+* Task control flow (``SkipTask``, ``FailTask``, ``RetryTask``): raised by task
+  code to end its try in a given way.
+* Interrupts (``TaskTimeout``, ``TaskTerminated``, ``MemoryLimitExceeded``):
+  delivered into a running task. They derive from ``BaseException`` so that a
+  task's own ``except Exception:`` cannot swallow them and carry on running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HeadraceError(Exception):
+    """Raised when headrace cannot do what was asked; root of all headrace errors."""
+
+    http_status: int = 500
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- configuration -----------------------------------------------------------
+
+
+class ConfigError(HeadraceError):
+    """Raised when a setting is unknown, of the wrong type or out of range."""
+
+    http_status = 400
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
+        super().__init__(message, key=key, source=source)
+        self.key = key
+        self.source = source
+
+
+# --- DAG definitions ---------------------------------------------------------
+
+
+class DagDefinitionError(HeadraceError):
+    """Raised when a DAG or task is defined wrongly (bad argument, cycle, bad schedule)."""
+
+    http_status = 400
+
+    def __init__(self, message: str, *, fileloc: str | None = None, lineno: int | None = None) -> None:
+        super().__init__(message, fileloc=fileloc, lineno=lineno)
+        self.fileloc = fileloc
+        self.lineno = lineno
+
+    def __str__(self) -> str:
+        if self.fileloc:
+            where = f"{self.fileloc}:{self.lineno}" if self.lineno else self.fileloc
+            return f"{where}: {self.message}"
+        return self.message
+
+
+class DagCycleError(DagDefinitionError):
+    """Raised when a DAG's dependencies form a cycle; the message names the cycle."""
+
+
+class ScheduleError(DagDefinitionError):
+    """Raised when a schedule (cron string, preset, interval) cannot be understood."""
+
+
+class DuplicateTaskIdError(DagDefinitionError):
+    """Raised when two tasks in one DAG share a task_id."""
+
+
+class DagImportError(HeadraceError):
+    """Raised when a DAG file cannot be imported (syntax error, exception, timeout)."""
+
+    http_status = 400
+
+    def __init__(self, message: str, *, fileloc: str, lineno: int | None = None) -> None:
+        super().__init__(message, fileloc=fileloc, lineno=lineno)
+        self.fileloc = fileloc
+        self.lineno = lineno
+
+
+class NotFound(HeadraceError):
+    """Raised when a DAG, DAG run, task or pool named by the user does not exist."""
+
+    http_status = 404
+
+
+class DagNotFound(NotFound):
+    """Raised when no DAG has the given dag_id."""
+
+
+class DagRunNotFound(NotFound):
+    """Raised when no DAG run has the given run_id."""
+
+
+class TaskNotFound(NotFound):
+    """Raised when a DAG has no task with the given task_id."""
+
+
+class DagRunAlreadyExists(HeadraceError):
+    """Raised when a DAG run with the same run_id (or logical date) already exists."""
+
+    http_status = 409
+
+
+# --- state -------------------------------------------------------------------
+
+
+class InvalidTransition(HeadraceError):
+    """Raised when code asks for a state change the transition table forbids.
+
+    This is a programming error, not a lost race: a lost compare-and-set returns
+    False instead.
+    """
+
+    http_status = 409
+
+    def __init__(self, expected: str, new: str, *, what: str = "task instance") -> None:
+        super().__init__(f"{what} may not move from {expected!r} to {new!r}", expected=expected, new=new)
+        self.expected = expected
+        self.new = new
+
+
+# --- XCom --------------------------------------------------------------------
+
+
+class XComError(HeadraceError):
+    """Raised when an XCom value cannot be serialized, is too large or cannot be found."""
+
+    http_status = 400
+
+
+# --- executors and supervisor ------------------------------------------------
+
+
+class ExecutorError(HeadraceError):
+    """Raised when an executor cannot accept or run a try."""
+
+    http_status = 503
+
+
+# --- database ----------------------------------------------------------------
+
+
+class DatabaseError(HeadraceError):
+    """Raised when the metadata database is unreachable or not migrated."""
+
+    http_status = 503
+
+
+# --- task control flow -------------------------------------------------------
+
+
+class SkipTask(Exception):
+    """Raise inside a task to end its try as ``skipped``."""
+
+
+class FailTask(Exception):
+    """Raise inside a task to fail it now, without using any retries left."""
+
+
+class RetryTask(Exception):
+    """Raise inside a task to fail this try and retry, optionally after ``delay`` seconds."""
+
+    def __init__(self, message: str = "", *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+# --- interrupts ----------------------------------------------------------------
+# BaseException, not Exception: a task's ``except Exception`` must not catch them
+# and keep running after the supervisor decided its try is over.
+
+
+class TaskInterrupt(BaseException):
+    """Base of the interrupts delivered into a running task by its supervisor."""
+
+
+class TaskTimeout(TaskInterrupt):
+    """Raised in a task when its ``execution_timeout`` has passed."""
+
+
+class TaskTerminated(TaskInterrupt):
+    """Raised in a task when it was asked to stop (SIGTERM)."""
+
+
+class MemoryLimitExceeded(TaskInterrupt):
+    """Raised in a task when its process tree went over ``memory_limit``."""

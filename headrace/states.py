@@ -1,0 +1,139 @@
+"""States of task instances and DAG runs, and the transitions allowed between them.
+
+Each state is a ``str`` Enum, so a state compares equal to its database value
+(``TaskInstanceState.SUCCESS == "success"``). ``TI_TRANSITIONS`` and
+``RUN_TRANSITIONS`` list, for every state, the states it may move to. The one
+writer of state, :func:`headrace.db.transitions.set_ti_state`, checks this table
+before it issues its compare-and-set ``UPDATE``.
+
+The task instance life cycle follows Apache Airflow's (``none → scheduled →
+queued → running → success | failed | up_for_retry | …``), with ``none`` stored
+as the string ``"none"`` rather than SQL NULL so that compare-and-set works
+with a plain ``WHERE state = :expected``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class TaskInstanceState(str, Enum):
+    """State of one task in one DAG run."""
+
+    NONE = "none"
+    """Created with its DAG run; its upstream tasks have not yet let it run."""
+    SCHEDULED = "scheduled"
+    """Dependencies are met; waiting for a slot (parallelism, pool, max_active_tasks)."""
+    QUEUED = "queued"
+    """Handed to an executor; ``try_number`` already counts the coming try."""
+    RUNNING = "running"
+    """A supervisor has claimed the try and started the task process."""
+    SUCCESS = "success"
+    """The last try finished without error."""
+    FAILED = "failed"
+    """The last try failed and no retries are left (or the failure forbids retry)."""
+    UP_FOR_RETRY = "up_for_retry"
+    """The last try failed; another try is due at ``next_retry_at``."""
+    UPSTREAM_FAILED = "upstream_failed"
+    """Never ran: its trigger rule can no longer be met because upstream failed."""
+    SKIPPED = "skipped"
+    """Never ran (or asked to be skipped): a branch, short-circuit or trigger rule skipped it."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_finished(self) -> bool:
+        """True for the states a DAG run can end with."""
+        return self in TI_FINISHED
+
+
+class DagRunState(str, Enum):
+    """State of one DAG run."""
+
+    QUEUED = "queued"
+    """Created; waiting for ``max_active_runs`` to let it start."""
+    RUNNING = "running"
+    """Its task instances are being scheduled."""
+    SUCCESS = "success"
+    """Every leaf task ended in success or skipped."""
+    FAILED = "failed"
+    """At least one leaf task ended in failed or upstream_failed."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TI = TaskInstanceState
+
+TI_FINISHED: frozenset[TaskInstanceState] = frozenset(
+    {TI.SUCCESS, TI.FAILED, TI.UPSTREAM_FAILED, TI.SKIPPED}
+)
+"""States from which nothing moves without a user clearing the task instance."""
+
+TI_ACTIVE: frozenset[TaskInstanceState] = frozenset({TI.QUEUED, TI.RUNNING})
+"""States that hold an executor slot, a pool slot and count toward max_active_tasks."""
+
+TI_TRANSITIONS: dict[TaskInstanceState, frozenset[TaskInstanceState]] = {
+    # The scheduler decides: run it, or it can never run.
+    TI.NONE: frozenset({TI.SCHEDULED, TI.SKIPPED, TI.UPSTREAM_FAILED}),
+    # Queued by the scheduler; skipped by a branch that finished meanwhile;
+    # back to none when a user clears it.
+    TI.SCHEDULED: frozenset({TI.QUEUED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.NONE}),
+    # A supervisor claims it; or the try never started (executor lost it → back
+    # to scheduled; the supervisor could not start it → failed/up_for_retry).
+    TI.QUEUED: frozenset({TI.RUNNING, TI.SCHEDULED, TI.FAILED, TI.UP_FOR_RETRY}),
+    # The supervisor (or zombie detection) records the outcome of the try.
+    TI.RUNNING: frozenset({TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.SKIPPED}),
+    # Retry due → scheduled again; a user may fail it or clear it.
+    TI.UP_FOR_RETRY: frozenset({TI.SCHEDULED, TI.FAILED, TI.NONE}),
+    # Finished states only move when a user clears them.
+    TI.SUCCESS: frozenset({TI.NONE}),
+    TI.FAILED: frozenset({TI.NONE}),
+    TI.UPSTREAM_FAILED: frozenset({TI.NONE}),
+    TI.SKIPPED: frozenset({TI.NONE}),
+}
+"""For each task instance state, the states it may move to."""
+
+RUN_TRANSITIONS: dict[DagRunState, frozenset[DagRunState]] = {
+    DagRunState.QUEUED: frozenset({DagRunState.RUNNING, DagRunState.FAILED}),
+    DagRunState.RUNNING: frozenset({DagRunState.SUCCESS, DagRunState.FAILED}),
+    # A cleared run starts again.
+    DagRunState.SUCCESS: frozenset({DagRunState.QUEUED}),
+    DagRunState.FAILED: frozenset({DagRunState.QUEUED}),
+}
+"""For each DAG run state, the states it may move to."""
+
+
+class EndReason(str, Enum):
+    """Why a try ended; recorded on its ``task_try`` row."""
+
+    SUCCESS = "success"
+    """The task returned normally."""
+    FAILED = "failed"
+    """The task raised an exception (or BashOperator exited non-zero)."""
+    SKIPPED = "skipped"
+    """The task asked to be skipped (SkipTask, or BashOperator's skip_on_exit_code)."""
+    MEMORY_LIMIT_EXCEEDED = "memory_limit_exceeded"
+    """The supervisor killed the process tree for going over ``memory_limit``."""
+    TIMEOUT = "timeout"
+    """The supervisor killed the process tree after ``execution_timeout``."""
+    KILLED = "killed"
+    """The task process died from a signal nobody in headrace sent (see ``signal``)."""
+    ZOMBIE = "zombie"
+    """The try's supervisor vanished (host or process gone, heartbeat stopped)."""
+    NOT_STARTED = "not_started"
+    """The supervisor could not start the task process (e.g. the DAG file would not import)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def can_transition(current: TaskInstanceState, new: TaskInstanceState) -> bool:
+    """Return whether a task instance may move from ``current`` to ``new``."""
+    return new in TI_TRANSITIONS[current]
+
+
+def can_transition_run(current: DagRunState, new: DagRunState) -> bool:
+    """Return whether a DAG run may move from ``current`` to ``new``."""
+    return new in RUN_TRANSITIONS[current]
