@@ -1,0 +1,272 @@
+"""Settings: one typed object, built once in ``main()`` and passed down.
+
+Precedence, highest first:
+
+1. environment variables ``HEADRACE__SECTION__KEY`` (e.g. ``HEADRACE__CORE__PARALLELISM=8``),
+2. the file ``headrace.toml`` in ``HEADRACE_HOME`` (or the file named by ``HEADRACE_CONFIG``),
+3. defaults that fit this machine (``core.parallelism`` = CPU count, not 100).
+
+Section and key names follow Apache Airflow's where the concept is the same
+(``core.dags_folder``, ``core.executor``, ``core.parallelism``,
+``core.max_active_tasks_per_dag``, ``core.max_active_runs_per_dag``,
+``logging.base_log_folder``), so an Airflow user's habits carry over.
+
+Every setting is declared once in ``SPEC`` with its type, default, allowed
+range and a one-line doc; ``load_settings`` validates every value and raises
+``ConfigError`` naming the key, the source and what is allowed. Nothing here
+reads the environment at import time; pass ``environ=`` to inject one in tests.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from headrace.exceptions import ConfigError
+
+ENV_PREFIX = "HEADRACE__"
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its type, default and the range of values it accepts."""
+
+    type: type
+    """``str``, ``int``, ``float`` or ``bool``."""
+    default: Callable[[Path], Any]
+    """Computes the default from ``HEADRACE_HOME`` (so it can fit the machine)."""
+    doc: str
+    """One line, shown by ``headrace config list``."""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+def _const(value: Any) -> Callable[[Path], Any]:
+    return lambda _home: value
+
+
+SPEC: dict[str, dict[str, Option]] = {
+    "core": {
+        "dags_folder": Option(str, lambda h: str(h / "dags"), "Folder the DAG processor reads DAG files from."),
+        "executor": Option(str, _const("local"), "Executor that runs tries.", choices=("sequential", "local")),
+        "parallelism": Option(
+            int, lambda _h: _cpu_count(), "Most tries running at once on this scheduler's executor.", 1, 4096
+        ),
+        "max_active_tasks_per_dag": Option(
+            int, _const(16), "Default max_active_tasks: running+queued tries per DAG.", 1, 100_000
+        ),
+        "max_active_runs_per_dag": Option(int, _const(16), "Default max_active_runs per DAG.", 1, 100_000),
+        "default_pool_slots": Option(int, _const(128), "Slots of default_pool when it is first created.", 0, 1_000_000),
+        "xcom_max_size": Option(int, _const(48 * 1024), "Largest XCom value, in bytes of JSON.", 1, 1 << 30),
+        "dagbag_import_timeout": Option(float, _const(30.0), "Seconds a DAG file may take to import.", 0.1, 3600),
+        "load_examples": Option(bool, _const(False), "Also load the bundled example DAGs."),
+    },
+    "database": {
+        "url": Option(
+            str,
+            lambda h: f"sqlite:///{h / 'headrace.db'}",
+            "SQLAlchemy URL of the metadata DB; postgresql+psycopg://… in production.",
+        ),
+        "pool_size": Option(int, _const(5), "Connections kept open per process (PostgreSQL).", 1, 1000),
+    },
+    "scheduler": {
+        "loop_interval": Option(
+            float, _const(1.0), "Longest the scheduler sleeps between loops when nothing wakes it (s).", 0.01, 60
+        ),
+        "dag_dir_list_interval": Option(float, _const(5.0), "Seconds between scans of dags_folder for changes.", 0.1, 3600),
+        "heartbeat_interval": Option(float, _const(5.0), "Seconds between heartbeats of schedulers and tries.", 0.1, 600),
+        "zombie_threshold": Option(
+            float, _const(60.0), "A running try whose heartbeat is older than this (s) is a zombie.", 1, 86400
+        ),
+        "task_queued_timeout": Option(
+            float, _const(600.0), "A try queued longer than this (s) without starting is queued again.", 1, 86400
+        ),
+        "lease_ttl": Option(float, _const(30.0), "Seconds a scheduler's lease lasts without renewal (SQLite).", 1, 3600),
+        "catchup_by_default": Option(bool, _const(False), "catchup for DAGs that don't set it."),
+    },
+    "executor": {
+        "forkserver_idle_timeout": Option(
+            float, _const(30.0), "Seconds the fork server may sit idle before it exits (started again on demand).", 0, 86400
+        ),
+        "memory_poll_interval": Option(
+            float, _const(0.1), "Seconds between samples of a try's process-tree RSS and CPU.", 0.01, 60
+        ),
+        "kill_grace_period": Option(
+            float, _const(5.0), "Seconds between SIGTERM and SIGKILL when a try is stopped.", 0, 600
+        ),
+    },
+    "logging": {
+        "base_log_folder": Option(str, lambda h: str(h / "logs"), "Folder for per-try log files."),
+        "logging_level": Option(
+            str, _const("INFO"), "Level of headrace's own logs.", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+        ),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration: ``values[section][key]`` plus where each came from."""
+
+    home: Path
+    """``HEADRACE_HOME``: holds headrace.toml, the SQLite DB, logs and dags by default."""
+    values: Mapping[str, Mapping[str, Any]]
+    sources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """``sources[section][key]`` is ``"default"``, ``"file"`` or ``"env"``."""
+
+    def get(self, section: str, key: str) -> Any:
+        """Return one value; raises ``ConfigError`` for an unknown section or key."""
+        try:
+            return self.values[section][key]
+        except KeyError:
+            raise ConfigError(f"unknown setting {section}.{key}", key=f"{section}.{key}") from None
+
+    # Typed shortcuts for the settings read on hot paths.
+    @property
+    def database_url(self) -> str:
+        return str(self.values["database"]["url"])
+
+    @property
+    def dags_folder(self) -> Path:
+        return Path(self.values["core"]["dags_folder"])
+
+    @property
+    def base_log_folder(self) -> Path:
+        return Path(self.values["logging"]["base_log_folder"])
+
+    @property
+    def parallelism(self) -> int:
+        return int(self.values["core"]["parallelism"])
+
+    @property
+    def executor(self) -> str:
+        return str(self.values["core"]["executor"])
+
+    def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> Settings:
+        """Return a copy with some values replaced (validated like any source)."""
+        values = {s: dict(v) for s, v in self.values.items()}
+        sources = {s: dict(v) for s, v in self.sources.items()}
+        for section, keys in overrides.items():
+            for key, raw in keys.items():
+                values[section][key] = _convert(section, key, raw, "override")
+                sources[section][key] = "override"
+        return Settings(home=self.home, values=values, sources=sources)
+
+    def to_env(self) -> dict[str, str]:
+        """Return every value as ``HEADRACE__SECTION__KEY`` variables (for child processes)."""
+        env = {"HEADRACE_HOME": str(self.home)}
+        for section, keys in self.values.items():
+            for key, value in keys.items():
+                env[f"{ENV_PREFIX}{section.upper()}__{key.upper()}"] = str(value)
+        return env
+
+
+def _convert(section: str, key: str, raw: Any, source: str) -> Any:
+    option = SPEC[section][key]
+    where = f"{section}.{key} (from {source})"
+    try:
+        if option.type is bool:
+            if isinstance(raw, bool):
+                value: Any = raw
+            elif str(raw).strip().lower() in ("1", "true", "yes", "on"):
+                value = True
+            elif str(raw).strip().lower() in ("0", "false", "no", "off"):
+                value = False
+            else:
+                raise ValueError
+        elif option.type is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            value = int(raw)
+        elif option.type is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(raw)
+        else:
+            value = str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{where}: expected {option.type.__name__}, got {raw!r}", key=f"{section}.{key}", source=source
+        ) from None
+    if option.minimum is not None and value < option.minimum:
+        raise ConfigError(
+            f"{where}: {value!r} is below the minimum {option.minimum:g}", key=f"{section}.{key}", source=source
+        )
+    if option.maximum is not None and value > option.maximum:
+        raise ConfigError(
+            f"{where}: {value!r} is above the maximum {option.maximum:g}", key=f"{section}.{key}", source=source
+        )
+    if option.choices is not None and value not in option.choices:
+        raise ConfigError(
+            f"{where}: {value!r} is not one of {', '.join(option.choices)}", key=f"{section}.{key}", source=source
+        )
+    return value
+
+
+def default_home(environ: Mapping[str, str]) -> Path:
+    """``HEADRACE_HOME``, or ``~/headrace``."""
+    return Path(environ.get("HEADRACE_HOME") or Path.home() / "headrace").expanduser()
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, config_file: Path | None = None) -> Settings:
+    """Build the Settings from defaults, the TOML file and the environment.
+
+    ``environ`` defaults to ``os.environ``. The file is ``config_file``, else
+    ``HEADRACE_CONFIG``, else ``HEADRACE_HOME/headrace.toml`` (a missing file is
+    fine). Raises ``ConfigError`` for an unknown section/key, a wrong type, a
+    value out of range, or a file that is not valid TOML.
+    """
+    env = os.environ if environ is None else environ
+    home = default_home(env)
+    values: dict[str, dict[str, Any]] = {s: {k: o.default(home) for k, o in opts.items()} for s, opts in SPEC.items()}
+    sources: dict[str, dict[str, str]] = {s: {k: "default" for k in opts} for s, opts in SPEC.items()}
+
+    path = config_file or Path(env.get("HEADRACE_CONFIG") or home / "headrace.toml")
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}", source=str(path)) from None
+        for section, keys in data.items():
+            if section not in SPEC or not isinstance(keys, dict):
+                raise ConfigError(
+                    f"{path}: unknown section [{section}]; known: {', '.join(SPEC)}", key=section, source=str(path)
+                )
+            for key, raw in keys.items():
+                if key not in SPEC[section]:
+                    raise ConfigError(
+                        f"{path}: unknown key {section}.{key}; known: {', '.join(SPEC[section])}",
+                        key=f"{section}.{key}",
+                        source=str(path),
+                    )
+                values[section][key] = _convert(section, key, raw, str(path))
+                sources[section][key] = "file"
+
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or parts[0] not in SPEC or parts[1] not in SPEC[parts[0]]:
+            raise ConfigError(
+                f"unknown setting in environment variable {name}; expected HEADRACE__SECTION__KEY "
+                f"with a section among {', '.join(SPEC)}",
+                key=name,
+                source="env",
+            )
+        section, key = parts
+        values[section][key] = _convert(section, key, raw, f"env {name}")
+        sources[section][key] = "env"
+
+    return Settings(home=home, values=values, sources=sources)

@@ -1,0 +1,103 @@
+"""Engine and session factory for the metadata database; no module globals.
+
+``make_engine(url)`` gives a SQLAlchemy engine tuned for the backend:
+
+* SQLite: WAL journal, ``synchronous=NORMAL`` (durable across process crashes,
+  which is what "any process can be SIGKILLed" needs; see
+  https://www.sqlite.org/wal.html), a 30 s busy timeout so concurrent writers
+  (scheduler, supervisors, CLI) wait instead of failing, and ``BEGIN IMMEDIATE``
+  for write transactions so a reader never has to upgrade to a writer mid-way
+  (the cause of SQLITE_BUSY deadlocks).
+* PostgreSQL: a small pool with ``pool_pre_ping``.
+
+An engine must not cross a ``fork()``: a forked child calls ``make_engine``
+again (``Database.after_fork`` does it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def is_sqlite(url: str) -> bool:
+    """True when ``url`` names a SQLite database."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """Create an engine for ``url``; creates the folder of a SQLite file if missing."""
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the driver, open transactions (so BEGIN IMMEDIATE works).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+
+
+class Database:
+    """An engine plus a session factory, bound to the process that made it.
+
+    ``session()`` is a context manager: it commits on success and rolls back on
+    error. After a ``fork()`` the child must not reuse the parent's
+    connections; ``Database`` notices the pid changed and builds a new engine.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.is_sqlite = is_sqlite(url)
+        self._pid = -1
+        self._engine: Engine | None = None
+        self._sessionmaker: sessionmaker[Session] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._pid != os.getpid() or self._engine is None:
+            if self._engine is not None:
+                # Parent's pool: drop it without closing the parent's sockets.
+                self._engine.dispose(close=False)
+            self._engine = make_engine(self.url, pool_size=self.pool_size)
+            self._sessionmaker = sessionmaker(self._engine, expire_on_commit=False)
+            self._pid = os.getpid()
+        return self._engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """Yield a session in a transaction; commit at the end, roll back on error."""
+        _ = self.engine
+        assert self._sessionmaker is not None
+        with self._sessionmaker() as session:
+            with session.begin():
+                yield session
+
+    def dispose(self) -> None:
+        """Close every pooled connection of this process."""
+        if self._engine is not None and self._pid == os.getpid():
+            self._engine.dispose()
+        self._engine = None
+        self._pid = -1

@@ -1,0 +1,292 @@
+"""Tables of the metadata database (SQLAlchemy 2 declarative).
+
+All timestamps are stored in UTC and come back timezone-aware
+(:class:`UtcDateTime`). States are stored as their string values; ``none`` is
+the string ``"none"``, not NULL, so compare-and-set is a plain equality.
+
+Tables:
+
+* ``dag`` — one row per DAG id: file, pause flag, schedule summary, the next
+  run the scheduler will create, and the current serialized version.
+* ``dag_version`` — every distinct serialized structure of a DAG (by hash).
+* ``dag_file`` — each DAG file seen, with the mtime/size last parsed, so only
+  changed files are parsed again.
+* ``import_error`` — DAG files that failed to import (file, line, message).
+* ``dag_run`` — one run of a DAG (run_id, logical date, data interval).
+* ``task_instance`` — one task in one DAG run, with its state and try_number.
+* ``task_try`` — one row per try: host, pids and process start times, times,
+  exit code or signal, peak RSS, CPU seconds and end reason.
+* ``xcom`` — values passed between task instances, as JSON text.
+* ``pool`` — named slot limits.
+* ``scheduler_job`` — each scheduler process and its heartbeat; also the
+  SQLite lease (one scheduler at a time).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from headrace.states import DagRunState, TaskInstanceState
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A datetime stored as naive UTC and returned timezone-aware (UTC).
+
+    Raises ``ValueError`` when handed a naive datetime: every datetime headrace
+    stores must say its timezone.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the database; use an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every headrace table."""
+
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON}
+
+
+ID = BigInteger().with_variant(Integer(), "sqlite")
+"""Primary keys: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite."""
+
+
+class DagModel(Base):
+    """One DAG id as last parsed."""
+
+    __tablename__ = "dag"
+
+    dag_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    fileloc: Mapped[str] = mapped_column(Text)
+    is_paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    """False once its file no longer defines it."""
+    description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    schedule: Mapped[str | None] = mapped_column(String(250))
+    """Human summary of the schedule (cron string, preset, interval)."""
+    max_active_runs: Mapped[int] = mapped_column(Integer)
+    max_active_tasks: Mapped[int] = mapped_column(Integer)
+    version_hash: Mapped[str] = mapped_column(String(64))
+    """Hash of the current ``dag_version``."""
+    last_parsed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_logical_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_data_interval_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_data_interval_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_run_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When the next scheduled run may be created; NULL when none is due."""
+
+
+class DagVersion(Base):
+    """One distinct serialized structure of a DAG."""
+
+    __tablename__ = "dag_version"
+    __table_args__ = (UniqueConstraint("dag_id", "version_hash"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(250), index=True)
+    version_hash: Mapped[str] = mapped_column(String(64))
+    serialized: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DagFile(Base):
+    """A DAG file as last parsed."""
+
+    __tablename__ = "dag_file"
+
+    fileloc: Mapped[str] = mapped_column(Text, primary_key=True)
+    mtime: Mapped[float] = mapped_column(Float)
+    size: Mapped[int] = mapped_column(BigInteger)
+    last_parsed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    parse_seconds: Mapped[float] = mapped_column(Float)
+    dag_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class ImportError_(Base):
+    """A DAG file that failed to import."""
+
+    __tablename__ = "import_error"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    fileloc: Mapped[str] = mapped_column(Text, index=True)
+    lineno: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+    stacktrace: Mapped[str | None] = mapped_column(Text)
+    timestamp: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DagRun(Base):
+    """One run of a DAG."""
+
+    __tablename__ = "dag_run"
+    __table_args__ = (
+        UniqueConstraint("dag_id", "run_id"),
+        Index("ix_dag_run_state", "state", "dag_id"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    run_type: Mapped[str] = mapped_column(String(20))
+    """``scheduled``, ``manual`` or ``backfill``."""
+    logical_date: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    data_interval_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    data_interval_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    state: Mapped[str] = mapped_column(String(20), default=DagRunState.QUEUED.value)
+    conf: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dag_version_id: Mapped[int] = mapped_column(ForeignKey("dag_version.id"))
+    queued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    start_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    callbacks_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True once the DAG-level success/failure callback of this run has run."""
+
+
+class TaskInstance(Base):
+    """One task in one DAG run."""
+
+    __tablename__ = "task_instance"
+    __table_args__ = (
+        UniqueConstraint("dag_run_id", "task_id"),
+        Index("ix_ti_state", "state", "dag_id"),
+        Index("ix_ti_run_state", "dag_run_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    dag_run_id: Mapped[int] = mapped_column(ForeignKey("dag_run.id", ondelete="CASCADE"))
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    task_id: Mapped[str] = mapped_column(String(250))
+    state: Mapped[str] = mapped_column(String(20), default=TaskInstanceState.NONE.value)
+    try_number: Mapped[int] = mapped_column(Integer, default=0)
+    """Number of the latest try queued (0: never queued)."""
+    max_tries: Mapped[int] = mapped_column(Integer, default=0)
+    """The task's ``retries``: a failed try number n is retried while n <= max_tries."""
+    priority_weight: Mapped[int] = mapped_column(Integer, default=1)
+    pool: Mapped[str] = mapped_column(String(256), default="default_pool")
+    pool_slots: Mapped[int] = mapped_column(Integer, default=1)
+    queue: Mapped[str] = mapped_column(String(256), default="default")
+    next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    start_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+    """End reason of the latest try (see ``EndReason``), or why it never ran."""
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class TaskTry(Base):
+    """One try of a task instance, with the identity of the processes that ran it."""
+
+    __tablename__ = "task_try"
+    __table_args__ = (UniqueConstraint("task_instance_id", "try_number"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    task_instance_id: Mapped[int] = mapped_column(ForeignKey("task_instance.id", ondelete="CASCADE"), index=True)
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    task_id: Mapped[str] = mapped_column(String(250))
+    try_number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))
+    """``running`` while it runs, then the state the task instance got from it."""
+    hostname: Mapped[str] = mapped_column(String(250))
+    supervisor_pid: Mapped[int] = mapped_column(Integer)
+    supervisor_start_time: Mapped[float] = mapped_column(Float)
+    """The supervisor's process creation time (s since epoch, psutil): tells pid reuse apart."""
+    pid: Mapped[int | None] = mapped_column(Integer)
+    """The task process's pid, recorded by the supervisor right after it started it."""
+    process_start_time: Mapped[float | None] = mapped_column(Float)
+    start_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    end_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    signal: Mapped[int | None] = mapped_column(Integer)
+    """Signal number that ended the task process, if a signal did."""
+    peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    """Highest RSS of the whole process tree seen by the supervisor, in bytes."""
+    cpu_seconds: Mapped[float | None] = mapped_column(Float)
+    """User + system CPU time of the process tree, in seconds."""
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(Text)
+    """One-line error message of a failed try."""
+    log_path: Mapped[str] = mapped_column(Text)
+
+
+class XCom(Base):
+    """A value pushed by a task instance, as JSON text."""
+
+    __tablename__ = "xcom"
+    __table_args__ = (UniqueConstraint("dag_run_id", "task_id", "key"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    dag_run_id: Mapped[int] = mapped_column(ForeignKey("dag_run.id", ondelete="CASCADE"))
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    task_id: Mapped[str] = mapped_column(String(250))
+    key: Mapped[str] = mapped_column(String(512))
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Pool(Base):
+    """A named limit on how many slots running tries may take at once."""
+
+    __tablename__ = "pool"
+
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class SchedulerJob(Base):
+    """A scheduler process: its identity and heartbeat. The row holding the lease is the active one."""
+
+    __tablename__ = "scheduler_job"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    hostname: Mapped[str] = mapped_column(String(250))
+    pid: Mapped[int] = mapped_column(Integer)
+    process_start_time: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Lease(Base):
+    """A named lease held by one scheduler job until ``expires_at`` (SQLite: one scheduler)."""
+
+    __tablename__ = "lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder_job_id: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

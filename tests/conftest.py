@@ -1,0 +1,93 @@
+"""Shared fixtures: every test that takes ``db`` runs on SQLite and on PostgreSQL.
+
+PostgreSQL: one fresh database per test session (``headrace_test_<pid>``) on the
+server at ``HEADRACE_TEST_PG`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432``),
+migrated once and truncated between tests. SQLite: a fresh file per test,
+copied from a template migrated once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from headrace.config import Settings, load_settings
+from headrace.db.engine import Database
+from headrace.db.migrate import migrate
+from headrace.db.models import Base
+
+PG_SERVER = os.environ.get("HEADRACE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+def _pg_admin_dsn() -> str:
+    return PG_SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a fresh, migrated PostgreSQL database for this test session (dropped at the end)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"headrace_test_{os.getpid()}_{worker}"
+    with psycopg.connect(_pg_admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_SERVER}/{name}"
+    database = Database(url)
+    migrate(database)
+    database.dispose()
+    yield url
+    with psycopg.connect(_pg_admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    database = Database(f"sqlite:///{path}")
+    migrate(database)
+    database.dispose()  # the last connection to close checkpoints and removes the WAL file
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty, migrated metadata DB (with default_pool); one test's alone."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "headrace.db"
+        shutil.copy(template, path)
+        yield f"sqlite:///{path}"
+        return
+    url: str = request.getfixturevalue("pg_url")
+    database = Database(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "pool")
+    with database.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.execute(text("DELETE FROM pool WHERE name <> 'default_pool'"))
+        conn.execute(text("UPDATE pool SET slots = 128 WHERE name = 'default_pool'"))
+    database.dispose()
+    yield url
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A ``Database`` on a fresh metadata DB (SQLite and PostgreSQL)."""
+    database = Database(db_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """Settings with HEADRACE_HOME in tmp_path and the test's database."""
+    home = tmp_path / "home"
+    (home / "dags").mkdir(parents=True)
+    return load_settings({"HEADRACE_HOME": str(home), "HEADRACE__DATABASE__URL": db_url})
