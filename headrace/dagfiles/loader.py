@@ -1,0 +1,72 @@
+"""Import one DAG file by path and collect the DAGs it defines.
+
+The module gets a name derived from its path (``headrace_dag_<sha1[:12]>``) so
+two files named ``etl.py`` in different folders never collide, and it is put in
+``sys.modules`` under that name so pickling and ``inspect`` work as usual.
+The DAG file's own folder is put on ``sys.path`` (as Airflow does for the DAGs
+folder), so helper modules next to it import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from headrace.authoring.dag import DAG
+from headrace.exceptions import DagImportError
+
+
+def module_name_for(path: str | Path) -> str:
+    """The module name a DAG file is imported under."""
+    digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:12]
+    return f"headrace_dag_{digest}"
+
+
+def import_dag_file(path: str | Path) -> ModuleType:
+    """Import the file at ``path`` as a fresh module; errors propagate as raised by the file.
+
+    Raises ``DagImportError`` only when the file is missing or not Python.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise DagImportError(f"DAG file {path} does not exist", fileloc=str(path))
+    name = module_name_for(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise DagImportError(f"{path} is not a Python file", fileloc=str(path))
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def collect_module_dags(module: ModuleType) -> list[DAG]:
+    """The distinct DAG objects bound at the top level of ``module``, in definition order."""
+    seen: dict[int, DAG] = {}
+    for value in vars(module).values():
+        if isinstance(value, DAG) and id(value) not in seen:
+            seen[id(value)] = value
+    return list(seen.values())
+
+
+def load_dags(path: str | Path) -> list[DAG]:
+    """Import ``path`` and return the DAGs it defines, each validated (no cycles).
+
+    Errors raised by the file's own code propagate unchanged; a cycle raises
+    ``DagCycleError``.
+    """
+    module = import_dag_file(path)
+    dags = collect_module_dags(module)
+    for dag in dags:
+        dag.validate()
+    return dags
