@@ -1,0 +1,331 @@
+"""The DAG: a named graph of tasks with a schedule.
+
+``with DAG("etl", schedule="@daily", start_date=datetime(2024, 1, 1)):`` makes the
+DAG current, so operators created inside join it. DAG contexts nest; the
+innermost is current. ``DAG.validate()`` checks the graph (no cycles) and the
+schedule, and every error names the file and line where the DAG was created.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from headrace.authoring.schedules import UTC, Timetable, ensure_aware, make_timetable
+from headrace.exceptions import DagCycleError, DagDefinitionError, DuplicateTaskIdError, TaskNotFound
+from headrace.types import Callback
+
+if TYPE_CHECKING:
+    from headrace.authoring.task import BaseOperator
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+MAX_ID_LENGTH = 250
+_HEADRACE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def validate_id(kind: str, value: object, *, fileloc: str | None = None, lineno: int | None = None) -> str:
+    """Return ``value`` if it is a valid dag_id/task_id, else raise ``DagDefinitionError``.
+
+    Valid: a non-empty str of letters, digits, ``-``, ``_`` and ``.``, at most 250 chars.
+    ``kind`` names the argument in the message (``"dag_id"`` or ``"task_id"``).
+    """
+    if not isinstance(value, str) or not value:
+        raise DagDefinitionError(f"{kind} must be a non-empty string, got {value!r}", fileloc=fileloc, lineno=lineno)
+    if len(value) > MAX_ID_LENGTH:
+        raise DagDefinitionError(
+            f"{kind} {value[:40]!r}… is {len(value)} characters long; the limit is {MAX_ID_LENGTH}",
+            fileloc=fileloc, lineno=lineno,
+        )
+    if not _ID_RE.match(value):
+        raise DagDefinitionError(
+            f"{kind} {value!r} may contain only letters, digits, '-', '_' and '.'",
+            fileloc=fileloc, lineno=lineno,
+        )
+    return value
+
+
+def caller_location() -> tuple[str, int, str]:
+    """Return ``(filename, lineno, module name)`` of the nearest frame outside headrace."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if not filename.startswith(_HEADRACE_DIR) and not filename.startswith("<frozen"):
+                return filename, frame.f_lineno, str(frame.f_globals.get("__name__", ""))
+            frame = frame.f_back
+        return "<unknown>", 0, ""
+    finally:
+        del frame
+
+
+def _to_timedelta(value: timedelta | float | int | None, name: str) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    raise DagDefinitionError(f"{name} must be a timedelta or a number of seconds, got {value!r}")
+
+
+class DagContext:
+    """The stack of DAGs entered with ``with``; the last is the current DAG."""
+
+    _stack: list[DAG] = []
+    _autoregistered: dict[str, list[DAG]] = {}
+
+    @classmethod
+    def push(cls, dag: DAG) -> None:
+        """Make ``dag`` the current DAG."""
+        cls._stack.append(dag)
+
+    @classmethod
+    def pop(cls) -> DAG | None:
+        """Leave the current DAG and return it (None if the stack was empty)."""
+        return cls._stack.pop() if cls._stack else None
+
+    @classmethod
+    def current(cls) -> DAG | None:
+        """The innermost DAG being defined, or None."""
+        return cls._stack[-1] if cls._stack else None
+
+    @classmethod
+    def register(cls, dag: DAG) -> None:
+        """Remember ``dag`` under the module that created it (see ``collect_dags``)."""
+        dags = cls._autoregistered.setdefault(dag.module_name, [])
+        if not any(d is dag for d in dags):
+            dags.append(dag)
+
+    @classmethod
+    def take_registered(cls, module_name: str) -> list[DAG]:
+        """Return and forget the DAGs registered by module ``module_name``."""
+        return cls._autoregistered.pop(module_name, [])
+
+
+class DAG:
+    """A directed acyclic graph of tasks, with a schedule.
+
+    Naive ``start_date``/``end_date`` are taken as UTC; they are stored
+    timezone-aware, and cron schedules run in ``start_date``'s time zone.
+    ``schedule``: a cron string, a preset (``@once``, ``@hourly``, ``@daily``,
+    ``@weekly``, ``@monthly``, ``@yearly``), a ``timedelta``, or ``None`` (only
+    triggered runs; the default, as in Airflow 3). ``max_active_runs`` /
+    ``max_active_tasks`` of ``None`` mean "the deployment's default".
+    ``default_args`` apply to every operator created in the DAG unless the
+    operator sets the argument itself. ``dagrun_timeout`` (timedelta or seconds)
+    fails a run that lasts longer.
+
+    Raises ``DagDefinitionError`` (bad id or argument) and ``ScheduleError``
+    (bad schedule), both naming the file and line of the DAG.
+    """
+
+    def __init__(
+        self,
+        dag_id: str,
+        *,
+        schedule: str | timedelta | Timetable | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        catchup: bool = False,
+        default_args: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        max_active_runs: int | None = None,
+        max_active_tasks: int | None = None,
+        tags: Iterable[str] | None = None,
+        description: str | None = None,
+        doc_md: str | None = None,
+        on_success_callback: Callback | None = None,
+        on_failure_callback: Callback | None = None,
+        dagrun_timeout: timedelta | float | None = None,
+        template_searchpath: str | Iterable[str] | None = None,
+    ) -> None:
+        self.fileloc, self.lineno, self.module_name = caller_location()
+        self.dag_id = validate_id("dag_id", dag_id, fileloc=self.fileloc, lineno=self.lineno)
+        self.start_date = ensure_aware(start_date) if start_date is not None else None
+        self.end_date = ensure_aware(end_date) if end_date is not None else None
+        self.timezone = self.start_date.tzinfo if self.start_date is not None else UTC
+        self.schedule = schedule
+        try:
+            self.timetable = make_timetable(schedule, self.timezone or UTC)
+        except DagDefinitionError as exc:
+            exc.fileloc, exc.lineno = self.fileloc, self.lineno
+            raise
+        self.catchup = bool(catchup)
+        self.default_args: dict[str, Any] = dict(default_args or {})
+        self.params: dict[str, Any] = dict(params or {})
+        for name, value in (("max_active_runs", max_active_runs), ("max_active_tasks", max_active_tasks)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                self._fail(f"{name} must be a positive int or None, got {value!r}")
+        self.max_active_runs = max_active_runs
+        self.max_active_tasks = max_active_tasks
+        self.tags: list[str] = sorted(set(tags or []))
+        self.description = description
+        self.doc_md = doc_md
+        self.on_success_callback = on_success_callback
+        self.on_failure_callback = on_failure_callback
+        try:
+            self.dagrun_timeout = _to_timedelta(dagrun_timeout, "dagrun_timeout")
+        except DagDefinitionError as exc:
+            exc.fileloc, exc.lineno = self.fileloc, self.lineno
+            raise
+        if isinstance(template_searchpath, str):
+            template_searchpath = [template_searchpath]
+        self.template_searchpath: list[str] = list(template_searchpath or [])
+        self.task_dict: dict[str, BaseOperator] = {}
+
+    # --- context manager -----------------------------------------------------
+
+    def __enter__(self) -> DAG:
+        DagContext.push(self)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        DagContext.pop()
+        if exc_type is None:
+            DagContext.register(self)
+
+    def __repr__(self) -> str:
+        return f"<DAG: {self.dag_id}>"
+
+    # --- tasks ---------------------------------------------------------------
+
+    def _fail(self, message: str) -> None:
+        raise DagDefinitionError(message, fileloc=self.fileloc, lineno=self.lineno)
+
+    def add_task(self, task: BaseOperator) -> None:
+        """Add ``task`` to this DAG. Raises ``DuplicateTaskIdError`` if its id is taken."""
+        existing = self.task_dict.get(task.task_id)
+        if existing is task:
+            return
+        if existing is not None:
+            raise DuplicateTaskIdError(
+                f"task_id {task.task_id!r} has already been added to DAG {self.dag_id!r}",
+                fileloc=self.fileloc, lineno=self.lineno,
+            )
+        self.task_dict[task.task_id] = task
+
+    @property
+    def tasks(self) -> list[BaseOperator]:
+        """The tasks, in the order they were added."""
+        return list(self.task_dict.values())
+
+    @property
+    def task_ids(self) -> list[str]:
+        """The task ids, in the order they were added."""
+        return list(self.task_dict)
+
+    def has_task(self, task_id: str) -> bool:
+        """Whether the DAG has a task ``task_id``."""
+        return task_id in self.task_dict
+
+    def get_task(self, task_id: str) -> BaseOperator:
+        """Return the task ``task_id``. Raises ``TaskNotFound`` naming the DAG and the task."""
+        try:
+            return self.task_dict[task_id]
+        except KeyError:
+            raise TaskNotFound(
+                f"DAG {self.dag_id!r} has no task {task_id!r}", dag_id=self.dag_id, task_id=task_id
+            ) from None
+
+    @property
+    def roots(self) -> list[BaseOperator]:
+        """Tasks with no upstream task."""
+        return [t for t in self.task_dict.values() if not t.upstream_task_ids]
+
+    @property
+    def leaves(self) -> list[BaseOperator]:
+        """Tasks with no downstream task."""
+        return [t for t in self.task_dict.values() if not t.downstream_task_ids]
+
+    def downstream_closure(self, task_id: str) -> set[str]:
+        """All task ids reachable downstream from ``task_id`` (not including it)."""
+        seen: set[str] = set()
+        todo = list(self.get_task(task_id).downstream_task_ids)
+        while todo:
+            tid = todo.pop()
+            if tid not in seen:
+                seen.add(tid)
+                todo.extend(self.get_task(tid).downstream_task_ids)
+        return seen
+
+    # --- checks --------------------------------------------------------------
+
+    def _find_cycle(self) -> list[str] | None:
+        """Return one cycle as ``[a, b, c, a]``, or None (iterative DFS, stable order)."""
+        white, grey, black = 0, 1, 2
+        colour = dict.fromkeys(self.task_dict, white)
+        for root in self.task_dict:
+            if colour[root] != white:
+                continue
+            path: list[str] = [root]
+            iters: list[Iterator[str]] = [iter(sorted(self.task_dict[root].downstream_task_ids))]
+            colour[root] = grey
+            while iters:
+                nxt = next(iters[-1], None)
+                if nxt is None:
+                    colour[path.pop()] = black
+                    iters.pop()
+                    continue
+                if nxt not in colour:
+                    continue  # dangling reference; reported by validate()
+                if colour[nxt] == grey:
+                    return path[path.index(nxt):] + [nxt]
+                if colour[nxt] == white:
+                    colour[nxt] = grey
+                    path.append(nxt)
+                    iters.append(iter(sorted(self.task_dict[nxt].downstream_task_ids)))
+        return None
+
+    def validate(self) -> None:
+        """Check the DAG: dependencies name tasks of this DAG, no cycle, schedule needs a start_date.
+
+        Raises ``DagCycleError`` with a message like ``cycle a → b → c → a`` and
+        the DAG's ``fileloc:lineno``; ``DagDefinitionError`` for the rest.
+        """
+        for task in self.task_dict.values():
+            for tid in task.upstream_task_ids | task.downstream_task_ids:
+                if tid not in self.task_dict:
+                    self._fail(f"task {task.task_id!r} depends on {tid!r}, which is not in DAG {self.dag_id!r}")
+        cycle = self._find_cycle()
+        if cycle is not None:
+            raise DagCycleError(
+                f"DAG {self.dag_id!r} has a cycle {' → '.join(cycle)}",
+                fileloc=self.fileloc, lineno=self.lineno,
+            )
+        if self.schedule is not None and self.start_date is None:
+            self._fail(f"DAG {self.dag_id!r} has schedule {self.timetable.summary!r} but no start_date")
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            self._fail(f"DAG {self.dag_id!r}: end_date {self.end_date} is before start_date {self.start_date}")
+
+    def topological_order(self) -> list[BaseOperator]:
+        """Tasks with every task after all its upstream tasks (ties in insertion order).
+
+        Raises ``DagCycleError`` if there is a cycle.
+        """
+        indegree = {tid: len(t.upstream_task_ids & self.task_dict.keys()) for tid, t in self.task_dict.items()}
+        position = {tid: i for i, tid in enumerate(self.task_dict)}
+        ready = [tid for tid, n in indegree.items() if n == 0]
+        order: list[BaseOperator] = []
+        while ready:
+            tid = ready.pop(0)
+            order.append(self.task_dict[tid])
+            for down in sorted(self.task_dict[tid].downstream_task_ids, key=position.__getitem__):
+                indegree[down] -= 1
+                if indegree[down] == 0:
+                    ready.append(down)
+        if len(order) != len(self.task_dict):
+            self.validate()
+        return order
+
+
+def current_dag() -> DAG | None:
+    """The DAG being defined by the innermost ``with DAG(...)`` (or ``@dag`` call), or None."""
+    return DagContext.current()
+
+
+__all__ = ["DAG", "DagContext", "MAX_ID_LENGTH", "caller_location", "current_dag", "validate_id"]

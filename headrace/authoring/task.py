@@ -1,0 +1,403 @@
+"""BaseOperator: one task of a DAG, with its retry policy, limits and dependencies.
+
+Operators are created inside ``with DAG(...)`` (or with ``dag=``) and joined with
+``>>`` / ``<<``: ``extract >> [clean, check] >> load``. Arguments not given to an
+operator are taken from the DAG's ``default_args`` when the operator accepts them,
+as in Airflow.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import jinja2
+
+from headrace.authoring.context import make_jinja_env
+from headrace.authoring.dag import DAG, DagContext, validate_id
+from headrace.authoring.trigger_rules import TriggerRule
+from headrace.exceptions import DagDefinitionError
+from headrace.types import Callback, Context
+
+if TYPE_CHECKING:
+    from headrace.authoring.xcom import XComArg
+
+MAX_RETRY_DELAY = timedelta(hours=24)
+"""Ceiling for exponential backoff when ``max_retry_delay`` is not set (Airflow's)."""
+
+_UNITS: dict[str, int] = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+    "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_memory_limit(value: int | str | None) -> int | None:
+    """Return a memory limit in bytes.
+
+    ``value``: ``None`` (no limit), an int of bytes, or a string: a number and a
+    unit — decimal ``KB MB GB TB``, binary ``KiB MiB GiB TiB`` (also ``Ki Mi Gi Ti``
+    and Docker's single letters ``K M G T``), case-insensitive:
+    ``"512MiB"`` → 536870912, ``"2GB"`` → 2000000000, ``"1.5GiB"`` → 1610612736.
+    Raises ``DagDefinitionError`` for anything else or a value ≤ 0.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise DagDefinitionError(f"memory_limit must be bytes or a size string, got {value!r}")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, str):
+        match = _MEMORY_RE.match(value)
+        unit = match.group(2).lower() if match else ""
+        if match is None or unit not in _UNITS:
+            raise DagDefinitionError(
+                f"memory_limit {value!r} is not a size: use bytes or a number with a unit "
+                "such as '512MiB', '2GB' or '1.5GiB'"
+            )
+        result = math.floor(float(match.group(1)) * _UNITS[unit])
+    else:
+        raise DagDefinitionError(f"memory_limit must be bytes or a size string, got {value!r}")
+    if result <= 0:
+        raise DagDefinitionError(f"memory_limit must be positive, got {value!r}")
+    return result
+
+
+def to_timedelta(value: timedelta | float | None, name: str) -> timedelta | None:
+    """Accept a timedelta or a number of seconds (or None). Raises ``DagDefinitionError``."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    raise DagDefinitionError(f"{name} must be a timedelta or a number of seconds, got {value!r}")
+
+
+@functools.cache
+def _accepted_args(cls: type) -> frozenset[str]:
+    """The keyword names the ``__init__`` methods of ``cls`` and its bases accept."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for p in inspect.signature(inspect.unwrap(init)).parameters.values():
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self":
+                names.add(p.name)
+    return frozenset(names)
+
+
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def _apply_default_args(init: _F) -> _F:
+    """Wrap an operator ``__init__``: fill kwargs from the DAG's default_args, reject unknown kwargs."""
+
+    @functools.wraps(init)
+    def wrapper(self: BaseOperator, *args: Any, **kwargs: Any) -> None:
+        if self.__dict__.get("_init_started"):
+            init(self, *args, **kwargs)
+            return
+        self.__dict__["_init_started"] = True
+        accepted = _accepted_args(type(self))
+        dag = kwargs.get("dag") or DagContext.current()
+        if dag is not None:
+            for key, value in dag.default_args.items():
+                if key in accepted and key not in kwargs:
+                    kwargs[key] = value
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            raise DagDefinitionError(
+                f"invalid arguments were passed to {type(self).__name__} "
+                f"(task_id: {kwargs.get('task_id')!r}): {', '.join(unknown)}",
+                fileloc=dag.fileloc if dag else None, lineno=dag.lineno if dag else None,
+            )
+        init(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _callbacks(value: Callback | list[Callback] | None) -> list[Callback]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+class BaseOperator(ABC):
+    """A task: what to run (``execute``) and how (retries, limits, pool, trigger rule).
+
+    ``retry_delay`` / ``max_retry_delay`` / ``execution_timeout`` take a
+    timedelta or seconds. ``memory_limit`` takes bytes or a string like
+    ``"512MiB"`` (see :func:`parse_memory_limit`). Raises ``DagDefinitionError``
+    for a bad argument and ``DuplicateTaskIdError`` if the DAG already has
+    ``task_id``.
+    """
+
+    template_fields: Sequence[str] = ()
+    """Attribute names rendered with Jinja before ``execute``."""
+    template_ext: Sequence[str] = ()
+    """A template field value ending in one of these is read as a template file."""
+    ui_color: str = "#fff"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            setattr(cls, "__init__", _apply_default_args(cls.__dict__["__init__"]))
+
+    @_apply_default_args
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        dag: DAG | None = None,
+        owner: str = "headrace",
+        retries: int = 0,
+        retry_delay: timedelta | float = timedelta(seconds=300),
+        retry_exponential_backoff: bool = False,
+        max_retry_delay: timedelta | float | None = None,
+        execution_timeout: timedelta | float | None = None,
+        trigger_rule: TriggerRule | str = TriggerRule.ALL_SUCCESS,
+        pool: str = "default_pool",
+        pool_slots: int = 1,
+        priority_weight: int = 1,
+        queue: str = "default",
+        memory_limit: int | str | None = None,
+        multiple_outputs: bool = False,
+        on_failure_callback: Callback | list[Callback] | None = None,
+        on_success_callback: Callback | list[Callback] | None = None,
+        on_retry_callback: Callback | list[Callback] | None = None,
+        doc: str | None = None,
+        doc_md: str | None = None,
+    ) -> None:
+        dag = dag if dag is not None else DagContext.current()
+        where = {"fileloc": dag.fileloc, "lineno": dag.lineno} if dag else {}
+        self.task_id = validate_id("task_id", task_id, **where)  # type: ignore[arg-type]
+        self.owner = owner
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise DagDefinitionError(f"task {task_id!r}: retries must be an int ≥ 0, got {retries!r}")
+        self.retries = retries
+        self.retry_delay: timedelta = to_timedelta(retry_delay, "retry_delay") or timedelta(0)
+        self.retry_exponential_backoff = bool(retry_exponential_backoff)
+        self.max_retry_delay = to_timedelta(max_retry_delay, "max_retry_delay")
+        self.execution_timeout = to_timedelta(execution_timeout, "execution_timeout")
+        try:
+            self.trigger_rule = TriggerRule(trigger_rule)
+        except ValueError:
+            raise DagDefinitionError(
+                f"task {task_id!r}: unknown trigger_rule {trigger_rule!r}; "
+                f"known: {', '.join(r.value for r in TriggerRule)}"
+            ) from None
+        for name, number in (("pool_slots", pool_slots), ("priority_weight", priority_weight)):
+            if not isinstance(number, int) or isinstance(number, bool) or (name == "pool_slots" and number < 1):
+                raise DagDefinitionError(f"task {task_id!r}: {name} must be an int, got {number!r}")
+        self.pool = pool
+        self.pool_slots = pool_slots
+        self.priority_weight = priority_weight
+        self.queue = queue
+        self.memory_limit = parse_memory_limit(memory_limit)
+        self.multiple_outputs = bool(multiple_outputs)
+        self.on_failure_callback = _callbacks(on_failure_callback)
+        self.on_success_callback = _callbacks(on_success_callback)
+        self.on_retry_callback = _callbacks(on_retry_callback)
+        self.doc = doc
+        self.doc_md = doc_md
+        self.upstream_task_ids: set[str] = set()
+        self.downstream_task_ids: set[str] = set()
+        self.dag: DAG | None = None
+        if dag is not None:
+            dag.add_task(self)
+            self.dag = dag
+
+    def __repr__(self) -> str:
+        return f"<Task({type(self).__name__}): {self.task_id}>"
+
+    @property
+    def operator_name(self) -> str:
+        """The operator's class name (``"PythonOperator"``, ``"@task"`` operators report theirs)."""
+        return type(self).__name__
+
+    @property
+    def max_tries(self) -> int:
+        """Airflow's ``max_tries``: the number of retries (a try may retry while ``try_number <= retries``)."""
+        return self.retries
+
+    @abstractmethod
+    def execute(self, context: Context) -> Any:
+        """Do the work of one try. The return value is pushed as XCom ``return_value``."""
+
+    # --- retries -------------------------------------------------------------
+
+    def retry_delay_for(self, try_number: int) -> float:
+        """Seconds to wait before the try after try ``try_number`` (1-based) failed.
+
+        Without backoff: ``retry_delay``. With ``retry_exponential_backoff``:
+        ``retry_delay * 2 ** (try_number - 1)``, capped at ``max_retry_delay``
+        (or 24 h if unset). Airflow adds a random-looking jitter to the backoff;
+        we don't, so the delay is predictable.
+        """
+        base = self.retry_delay.total_seconds()
+        if not self.retry_exponential_backoff:
+            return base
+        cap = (self.max_retry_delay or MAX_RETRY_DELAY).total_seconds()
+        exponent = max(try_number, 1) - 1
+        if exponent > 64:
+            return cap
+        return float(min(base * 2**exponent, cap))
+
+    # --- dependencies --------------------------------------------------------
+
+    def _relate(self, others: object, upstream: bool) -> None:
+        for other in _as_operators(others):
+            if other is self:
+                raise DagDefinitionError(f"task {self.task_id!r} cannot depend on itself")
+            dag = self.dag or other.dag
+            if self.dag is not None and other.dag is not None and self.dag is not other.dag:
+                raise DagDefinitionError(
+                    f"tasks {self.task_id!r} and {other.task_id!r} are in different DAGs "
+                    f"({self.dag.dag_id!r}, {other.dag.dag_id!r})"
+                )
+            for task in (self, other):
+                if task.dag is None and dag is not None:
+                    dag.add_task(task)
+                    task.dag = dag
+            up, down = (other, self) if upstream else (self, other)
+            up.downstream_task_ids.add(down.task_id)
+            down.upstream_task_ids.add(up.task_id)
+
+    def set_downstream(self, other: object) -> None:
+        """Make ``other`` (a task, XComArg or list of them) run after this task."""
+        self._relate(other, upstream=False)
+
+    def set_upstream(self, other: object) -> None:
+        """Make ``other`` (a task, XComArg or list of them) run before this task."""
+        self._relate(other, upstream=True)
+
+    def __rshift__(self, other: _Relatable) -> _Relatable:
+        self.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: _Relatable) -> _Relatable:
+        self.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: _Relatable) -> BaseOperator:
+        """``[a, b] >> self``."""
+        self.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: _Relatable) -> BaseOperator:
+        """``[a, b] << self``."""
+        self.set_downstream(other)
+        return self
+
+    @property
+    def upstream_list(self) -> list[BaseOperator]:
+        """The direct upstream tasks (needs a DAG)."""
+        return [self._dag().get_task(t) for t in sorted(self.upstream_task_ids)]
+
+    @property
+    def downstream_list(self) -> list[BaseOperator]:
+        """The direct downstream tasks (needs a DAG)."""
+        return [self._dag().get_task(t) for t in sorted(self.downstream_task_ids)]
+
+    def get_flat_relative_ids(self, *, upstream: bool = False) -> set[str]:
+        """All task ids upstream (or downstream) of this task, transitively."""
+        dag = self._dag()
+        seen: set[str] = set()
+        todo = list(self.upstream_task_ids if upstream else self.downstream_task_ids)
+        while todo:
+            tid = todo.pop()
+            if tid not in seen:
+                seen.add(tid)
+                task = dag.get_task(tid)
+                todo.extend(task.upstream_task_ids if upstream else task.downstream_task_ids)
+        return seen
+
+    def _dag(self) -> DAG:
+        if self.dag is None:
+            raise DagDefinitionError(f"task {self.task_id!r} is not in a DAG")
+        return self.dag
+
+    # --- templates -----------------------------------------------------------
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """Render every attribute in ``template_fields`` in place with Jinja.
+
+        Strings are rendered (a string ending in one of ``template_ext`` is loaded
+        as a template file from the DAG's folder / ``template_searchpath``);
+        lists, tuples and dict values recursively; other values are left as they
+        are. Raises ``DagDefinitionError`` naming the field when a variable is
+        undefined or the template is broken.
+        """
+        env = jinja_env or make_jinja_env(self.dag)
+        for field in self.template_fields:
+            value = getattr(self, field)
+            try:
+                rendered = self._render(value, context, env)
+            except jinja2.TemplateError as exc:
+                raise DagDefinitionError(
+                    f"cannot render template field {field!r} of task {self.task_id!r}: "
+                    f"{type(exc).__name__}: {exc}",
+                    fileloc=self.dag.fileloc if self.dag else None,
+                ) from exc
+            setattr(self, field, rendered)
+
+    def _render(self, value: Any, context: Context, env: jinja2.Environment) -> Any:
+        if isinstance(value, str):
+            if self.template_ext and value.endswith(tuple(self.template_ext)):
+                return env.get_template(value).render(context)
+            return env.from_string(value).render(context)
+        if isinstance(value, list):
+            return [self._render(v, context, env) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._render(v, context, env) for v in value)
+        if isinstance(value, dict):
+            return {k: self._render(v, context, env) for k, v in value.items()}
+        return value
+
+
+_Relatable = TypeVar("_Relatable", "BaseOperator", "XComArg", "list[Any]", "Sequence[Any]")
+
+
+def _as_operators(value: object) -> list[BaseOperator]:
+    """Flatten a task, an XComArg (anything with ``.operator``) or an iterable of them."""
+    if isinstance(value, BaseOperator):
+        return [value]
+    operator = getattr(value, "operator", None)
+    if isinstance(operator, BaseOperator):
+        return [operator]
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        return [op for item in value for op in _as_operators(item)]
+    raise DagDefinitionError(f"cannot set a dependency on {value!r}: not a task or XComArg")
+
+
+def chain(*tasks: object) -> None:
+    """Chain tasks in order: ``chain(a, [b, c], d)`` is ``a >> [b, c] >> d``.
+
+    Two adjacent lists are joined pairwise (``chain([a, b], [c, d])`` is
+    ``a >> c, b >> d``) and must have the same length, else ``DagDefinitionError``.
+    Tasks may be operators or XComArgs.
+    """
+    for left, right in zip(tasks, tasks[1:]):
+        left_is_list = isinstance(left, (list, tuple))
+        right_is_list = isinstance(right, (list, tuple))
+        if left_is_list and right_is_list:
+            assert isinstance(left, (list, tuple)) and isinstance(right, (list, tuple))
+            if len(left) != len(right):
+                raise DagDefinitionError(
+                    f"chain() got lists of different lengths next to each other: {len(left)} and {len(right)}"
+                )
+            for up, down in zip(left, right):
+                for op in _as_operators(up):
+                    op.set_downstream(down)
+        else:
+            for op in _as_operators(left):
+                op.set_downstream(right)

@@ -1,0 +1,226 @@
+"""XCom: values passed between tasks, and references to them (``XComArg``).
+
+Values are stored as JSON text. Types JSON lacks are tagged so they come back
+as they went in: ``{"__hr__": "datetime", "v": "2024-01-01T00:00:00+00:00"}``
+for datetime, date, time delta (seconds), bytes (base64), tuple, set and dicts
+whose keys are not all strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from headrace.exceptions import XComError
+from headrace.types import Context
+
+if TYPE_CHECKING:
+    from headrace.authoring.task import BaseOperator
+
+RETURN_KEY = "return_value"
+"""The XCom key a task's return value is pushed under."""
+
+DEFAULT_MAX_BYTES = 48 * 1024
+"""A reasonable default for ``max_bytes`` (the deployment's ``xcom max size`` overrides it)."""
+
+_TAG = "__hr__"
+
+
+class XComArg:
+    """A reference to an XCom of ``operator`` (key ``return_value`` unless given).
+
+    Passing an XComArg to a ``@task`` function makes ``operator`` upstream of the
+    task and is replaced by the value at run time. ``arg["k"]`` refers to key
+    ``k`` (pushed by a task with ``multiple_outputs``). ``>>`` / ``<<`` act on
+    ``operator``.
+    """
+
+    def __init__(self, operator: BaseOperator, key: str = RETURN_KEY) -> None:
+        self.operator = operator
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"XComArg({self.operator.task_id!r}, key={self.key!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, XComArg) and other.operator is self.operator and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash((id(self.operator), self.key))
+
+    def __getitem__(self, key: str) -> XComArg:
+        return XComArg(self.operator, key)
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError("an XComArg is not iterable; its value only exists when the task runs")
+
+    def resolve(self, context: Context) -> Any:
+        """Return the referenced value, pulled through ``context["ti"]``."""
+        return context["ti"].xcom_pull(task_ids=self.operator.task_id, key=self.key)
+
+    def __rshift__(self, other: Any) -> Any:
+        self.operator.set_downstream(other)
+        return other
+
+    def __lshift__(self, other: Any) -> Any:
+        self.operator.set_upstream(other)
+        return other
+
+    def __rrshift__(self, other: Any) -> XComArg:
+        self.operator.set_upstream(other)
+        return self
+
+    def __rlshift__(self, other: Any) -> XComArg:
+        self.operator.set_downstream(other)
+        return self
+
+
+class DagParam:
+    """A reference to DAG param ``name``, resolved from ``context["params"]`` at run time.
+
+    ``@dag`` functions receive these for their parameters, as in Airflow.
+    """
+
+    def __init__(self, name: str, default: Any) -> None:
+        self.name = name
+        self.default = default
+
+    def __repr__(self) -> str:
+        return f"DagParam({self.name!r})"
+
+    def resolve(self, context: Context) -> Any:
+        """The param's value in this run (run conf over DAG params), else the default."""
+        return context.get("params", {}).get(self.name, self.default)
+
+
+def find_xcom_args(value: Any) -> list[XComArg]:
+    """The XComArgs inside ``value`` (looking into lists, tuples, sets and dict values)."""
+    if isinstance(value, XComArg):
+        return [value]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [a for item in value for a in find_xcom_args(item)]
+    if isinstance(value, dict):
+        return [a for item in value.values() for a in find_xcom_args(item)]
+    return []
+
+
+def resolve_refs(value: Any, context: Context) -> Any:
+    """Replace every XComArg / DagParam inside ``value`` by its value at run time."""
+    if isinstance(value, (XComArg, DagParam)):
+        return value.resolve(context)
+    if isinstance(value, list):
+        return [resolve_refs(v, context) for v in value]
+    if isinstance(value, tuple):
+        return tuple(resolve_refs(v, context) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return type(value)(resolve_refs(v, context) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve_refs(v, context) for k, v in value.items()}
+    return value
+
+
+def xcoms_for_result(task: BaseOperator, value: Any) -> list[tuple[str, Any]]:
+    """The ``(key, value)`` XComs to push for what ``task.execute`` returned.
+
+    Nothing for ``None``; otherwise ``return_value``, and with
+    ``task.multiple_outputs`` one XCom per dict key too. Raises ``XComError``
+    if ``multiple_outputs`` is set and the value is not a dict with str keys.
+    """
+    if value is None:
+        return []
+    pushes = [(RETURN_KEY, value)]
+    if task.multiple_outputs:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise XComError(
+                f"task {task.task_id!r} has multiple_outputs=True, so it must return a dict "
+                f"with str keys, not {type(value).__name__}"
+            )
+        pushes += list(value.items())
+    return pushes
+
+
+def _encode(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and _TAG not in value:
+            return {k: _encode(v) for k, v in value.items()}
+        return {_TAG: "dict", "v": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, datetime):
+        return {_TAG: "datetime", "v": value.isoformat()}
+    if isinstance(value, date):
+        return {_TAG: "date", "v": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {_TAG: "timedelta", "v": value.total_seconds()}
+    if isinstance(value, (bytes, bytearray)):
+        return {_TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, tuple):
+        return {_TAG: "tuple", "v": [_encode(v) for v in value]}
+    if isinstance(value, (set, frozenset)):
+        items = [_encode(v) for v in value]
+        return {_TAG: "set", "v": sorted(items, key=lambda x: json.dumps(x, sort_keys=True))}
+    raise TypeError(type(value).__name__)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    tag = value.get(_TAG)
+    if tag is None:
+        return {k: _decode(v) for k, v in value.items()}
+    raw = value["v"]
+    if tag == "datetime":
+        return datetime.fromisoformat(raw)
+    if tag == "date":
+        return date.fromisoformat(raw)
+    if tag == "timedelta":
+        return timedelta(seconds=raw)
+    if tag == "bytes":
+        return base64.b64decode(raw)
+    if tag == "tuple":
+        return tuple(_decode(v) for v in raw)
+    if tag == "set":
+        return {_decode(v) for v in raw}
+    if tag == "dict":
+        return {_decode(k): _decode(v) for k, v in raw}
+    raise XComError(f"unknown XCom type tag {tag!r}")
+
+
+def serialize_xcom(value: Any, max_bytes: int, *, task_id: str = "?", key: str = RETURN_KEY) -> str:
+    """Return ``value`` as JSON text of at most ``max_bytes`` UTF-8 bytes.
+
+    Raises ``XComError``: "XCom value of task X (key K) is not JSON serializable:
+    <type>", or "... is N bytes, over the limit of M bytes (xcom max size)".
+    NaN and infinities are refused too (not JSON).
+    """
+    try:
+        text = json.dumps(_encode(value), sort_keys=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        what = str(exc) if isinstance(exc, TypeError) else f"float {exc}"
+        raise XComError(
+            f"XCom value of task {task_id} (key {key}) is not JSON serializable: {what}",
+            task_id=task_id, key=key,
+        ) from None
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise XComError(
+            f"XCom value of task {task_id} (key {key}) is {size} bytes, over the limit of "
+            f"{max_bytes} bytes (xcom max size)",
+            task_id=task_id, key=key, size=size, max_bytes=max_bytes,
+        )
+    return text
+
+
+def deserialize_xcom(text: str) -> Any:
+    """Inverse of :func:`serialize_xcom`. Raises ``XComError`` for text that is not valid XCom JSON."""
+    try:
+        return _decode(json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise XComError(f"stored XCom is not valid: {exc}") from None
