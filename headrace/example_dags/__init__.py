@@ -1,0 +1,1 @@
+"""Example DAGs bundled with headrace (loaded by ``headrace standalone``)."""
