@@ -144,6 +144,9 @@ class DAG:
     ) -> None:
         self.fileloc, self.lineno, self.module_name = caller_location()
         self.dag_id = validate_id("dag_id", dag_id, fileloc=self.fileloc, lineno=self.lineno)
+        # As in Airflow, default_args may carry the DAG's start_date / end_date.
+        start_date = start_date or (default_args or {}).get("start_date")
+        end_date = end_date or (default_args or {}).get("end_date")
         self.start_date = ensure_aware(start_date) if start_date is not None else None
         self.end_date = ensure_aware(end_date) if end_date is not None else None
         self.timezone = self.start_date.tzinfo if self.start_date is not None else UTC

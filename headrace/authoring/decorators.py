@@ -1,0 +1,250 @@
+"""``@dag`` and ``@task``: the TaskFlow way to write DAGs.
+
+::
+
+    @dag(schedule="@daily", start_date=datetime(2024, 1, 1))
+    def etl():
+        @task(retries=2, memory_limit="1GiB")
+        def extract() -> dict[str, int]:
+            return {"rows": 3}
+
+        @task
+        def load(rows: int) -> None: ...
+
+        load(extract()["rows"])
+
+    etl()
+
+Calling a ``@task`` function inside a DAG creates a task and returns an
+:class:`XComArg`; passing an XComArg (also inside lists or dicts) to another
+task function makes that task downstream and hands it the value at run time.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from headrace.authoring.context import call_with_context
+from headrace.authoring.dag import DAG, DagContext
+from headrace.authoring.operators import BranchPythonOperator, PythonOperator, ShortCircuitOperator
+from headrace.authoring.xcom import DagParam, XComArg, find_xcom_args, resolve_refs
+from headrace.exceptions import DagDefinitionError
+from headrace.types import Context
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _DecoratedMixin:
+    """Resolves XComArgs/DagParams in the arguments before calling the function."""
+
+    decorator_name = "@task"
+    task_id: str
+    python_callable: Callable[..., Any]
+    op_args: list[Any]
+    op_kwargs: dict[str, Any]
+
+    @property
+    def operator_name(self) -> str:
+        """The decorator that made the task (``@task``, ``@task.branch``, ``@task.short_circuit``)."""
+        return self.decorator_name
+
+    def execute_callable(self, context: Context) -> Any:
+        """Call the function with its arguments resolved and the context keys it names."""
+        args = resolve_refs(self.op_args, context)
+        kwargs = resolve_refs(self.op_kwargs, context)
+        return call_with_context(self.python_callable, args, kwargs, context)
+
+
+class DecoratedPythonOperator(_DecoratedMixin, PythonOperator):
+    """The operator behind ``@task``."""
+
+
+class DecoratedBranchOperator(_DecoratedMixin, BranchPythonOperator):
+    """The operator behind ``@task.branch``."""
+
+    decorator_name = "@task.branch"
+
+
+class DecoratedShortCircuitOperator(_DecoratedMixin, ShortCircuitOperator):
+    """The operator behind ``@task.short_circuit``."""
+
+    decorator_name = "@task.short_circuit"
+
+
+def unique_task_id(dag: DAG | None, task_id: str) -> str:
+    """``task_id``, or ``task_id__N`` with the next free N if the DAG already has it (as Airflow does)."""
+    if dag is None or task_id not in dag.task_dict:
+        return task_id
+    core = re.sub(r"__\d+$", "", task_id)
+    pattern = re.compile(rf"^{re.escape(core)}__(\d+)$")
+    numbers = [int(m.group(1)) for t in dag.task_dict if (m := pattern.match(t))]
+    return f"{core}__{max(numbers, default=0) + 1}"
+
+
+def infer_multiple_outputs(func: Callable[..., Any]) -> bool:
+    """True if ``func``'s return annotation is a dict type (``dict``, ``dict[str, int]``, ``Dict[...]``)."""
+    try:
+        annotation = typing.get_type_hints(func).get("return")
+    except Exception:  # unresolvable forward references: fall back to the raw text
+        raw = inspect.signature(func).return_annotation
+        return isinstance(raw, str) and re.match(r"^(dict|Dict|typing\.Dict)\b", raw) is not None
+    if annotation is None:
+        return False
+    origin = typing.get_origin(annotation) or annotation
+    return isinstance(origin, type) and issubclass(origin, dict)
+
+
+class Task(Generic[P, R]):
+    """A function made into a task factory; call it inside a DAG to add a task.
+
+    ``.function`` is the plain function; ``.override(task_id=..., retries=...)``
+    returns a copy with other operator arguments.
+    """
+
+    def __init__(
+        self,
+        function: Callable[P, R],
+        operator_class: type[PythonOperator],
+        multiple_outputs: bool | None,
+        operator_kwargs: dict[str, Any],
+    ) -> None:
+        self.function = function
+        self.operator_class = operator_class
+        self.multiple_outputs = (
+            infer_multiple_outputs(function) if multiple_outputs is None else multiple_outputs
+        )
+        self.operator_kwargs = operator_kwargs
+        self.__doc__ = function.__doc__
+        self.__name__ = getattr(function, "__name__", "task")
+
+    def override(self, **kwargs: Any) -> Task[P, R]:
+        """A copy of this task factory with ``kwargs`` replacing operator arguments."""
+        multiple = kwargs.pop("multiple_outputs", self.multiple_outputs)
+        return Task(self.function, self.operator_class, multiple, {**self.operator_kwargs, **kwargs})
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> XComArg:
+        """Add a task calling the function with these arguments; return its XComArg.
+
+        Raises ``TypeError`` if the arguments do not fit the function's signature.
+        """
+        try:
+            inspect.signature(self.function).bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.__name__}(): {exc}") from None
+        op_kwargs = dict(self.operator_kwargs)
+        dag = op_kwargs.get("dag") or DagContext.current()
+        task_id = unique_task_id(dag, str(op_kwargs.pop("task_id", self.__name__)))
+        if "doc_md" not in op_kwargs and self.function.__doc__:
+            op_kwargs["doc_md"] = inspect.cleandoc(self.function.__doc__)
+        operator = self.operator_class(
+            task_id=task_id,
+            python_callable=self.function,
+            op_args=list(args),
+            op_kwargs=dict(kwargs),
+            multiple_outputs=self.multiple_outputs,
+            **op_kwargs,
+        )
+        for ref in find_xcom_args([list(args), dict(kwargs)]):
+            ref.operator.set_downstream(operator)
+        return XComArg(operator)
+
+
+class _TaskDecorator:
+    """``@task`` / ``@task(...)`` for one operator class."""
+
+    def __init__(self, operator_class: type[PythonOperator]) -> None:
+        self._operator_class = operator_class
+
+    @overload
+    def __call__(self, python_callable: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(
+        self, python_callable: None = None, /, *, multiple_outputs: bool | None = None, **kwargs: Any
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def __call__(
+        self, python_callable: Callable[P, R] | None = None, /, *, multiple_outputs: bool | None = None,
+        **kwargs: Any,
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Decorate a function (bare) or return a decorator taking operator arguments."""
+        if python_callable is not None:
+            if not callable(python_callable):
+                raise DagDefinitionError(f"@task needs a function, got {python_callable!r}")
+            return Task(python_callable, self._operator_class, multiple_outputs, kwargs)
+
+        def decorate(func: Callable[P, R]) -> Task[P, R]:
+            return Task(func, self._operator_class, multiple_outputs, kwargs)
+
+        return decorate
+
+
+class _TaskDecoratorCollection(_TaskDecorator):
+    """``@task``, with the variants ``@task.branch`` and ``@task.short_circuit``."""
+
+    branch = _TaskDecorator(DecoratedBranchOperator)
+    """The function returns the task_id(s) to follow (see BranchPythonOperator)."""
+    short_circuit = _TaskDecorator(DecoratedShortCircuitOperator)
+    """A falsy result skips downstream tasks (see ShortCircuitOperator)."""
+
+
+task = _TaskDecoratorCollection(DecoratedPythonOperator)
+"""Make a function a task: ``@task``, ``@task(retries=3)``, ``@task.branch``, ``@task.short_circuit``."""
+
+
+class DagFactory(Generic[P]):
+    """A function made into a DAG factory by ``@dag``; calling it builds and returns the DAG."""
+
+    def __init__(self, function: Callable[P, Any], dag_kwargs: dict[str, Any]) -> None:
+        self.function = function
+        self.dag_kwargs = dag_kwargs
+        self.__doc__ = function.__doc__
+        self.__name__ = getattr(function, "__name__", "dag")
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> DAG:
+        """Build the DAG: the function's parameters (defaults, overridden by these arguments) become params."""
+        signature = inspect.signature(self.function)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        dag_kwargs = dict(self.dag_kwargs)
+        dag_id = dag_kwargs.pop("dag_id", None) or self.__name__
+        params = {**dag_kwargs.pop("params", {}), **bound.arguments}
+        if "doc_md" not in dag_kwargs and self.function.__doc__:
+            dag_kwargs["doc_md"] = inspect.cleandoc(self.function.__doc__)
+        new_dag = DAG(dag_id, params=params, **dag_kwargs)
+        with new_dag:
+            self.function(**{name: DagParam(name, value) for name, value in bound.arguments.items()})
+        return new_dag
+
+
+@overload
+def dag(function: Callable[P, Any], /) -> DagFactory[P]: ...
+
+
+@overload
+def dag(dag_id: str | None = None, /, **dag_kwargs: Any) -> Callable[[Callable[P, Any]], DagFactory[P]]: ...
+
+
+def dag(
+    function: Callable[P, Any] | str | None = None, /, **dag_kwargs: Any
+) -> DagFactory[P] | Callable[[Callable[P, Any]], DagFactory[P]]:
+    """Make a function a DAG factory: ``@dag`` or ``@dag(schedule=..., start_date=...)``.
+
+    ``dag_kwargs`` are ``DAG``'s arguments; ``dag_id`` defaults to the function's
+    name (a first positional str is taken as the dag_id). Calling the result
+    builds the DAG and returns it.
+    """
+    if callable(function):
+        return DagFactory(function, dag_kwargs)
+    if isinstance(function, str):
+        dag_kwargs["dag_id"] = function
+
+    def decorate(func: Callable[P, Any]) -> DagFactory[P]:
+        return DagFactory(func, dag_kwargs)
+
+    return decorate

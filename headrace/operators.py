@@ -1,0 +1,19 @@
+"""The standard operators, at their public import path: ``from headrace.operators import BashOperator``."""
+
+from __future__ import annotations
+
+from headrace.authoring.operators import (
+    BashOperator,
+    BranchPythonOperator,
+    EmptyOperator,
+    PythonOperator,
+    ShortCircuitOperator,
+)
+
+__all__ = [
+    "BashOperator",
+    "BranchPythonOperator",
+    "EmptyOperator",
+    "PythonOperator",
+    "ShortCircuitOperator",
+]
