@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 from headrace.authoring.dag import DAG
+from headrace.dagfiles import collect_dags
 from headrace.exceptions import DagImportError
 
 
@@ -50,15 +51,6 @@ def import_dag_file(path: str | Path) -> ModuleType:
     return module
 
 
-def collect_module_dags(module: ModuleType) -> list[DAG]:
-    """The distinct DAG objects bound at the top level of ``module``, in definition order."""
-    seen: dict[int, DAG] = {}
-    for value in vars(module).values():
-        if isinstance(value, DAG) and id(value) not in seen:
-            seen[id(value)] = value
-    return list(seen.values())
-
-
 def load_dags(path: str | Path) -> list[DAG]:
     """Import ``path`` and return the DAGs it defines, each validated (no cycles).
 
@@ -66,7 +58,7 @@ def load_dags(path: str | Path) -> list[DAG]:
     ``DagCycleError``.
     """
     module = import_dag_file(path)
-    dags = collect_module_dags(module)
+    dags = collect_dags(module)
     for dag in dags:
         dag.validate()
     return dags
