@@ -49,13 +49,18 @@ def validate_id(kind: str, value: object, *, fileloc: str | None = None, lineno:
     return value
 
 
+_EXAMPLES_DIR = str(Path(_HEADRACE_DIR) / "example_dags")
+"""The bundled example DAGs are user code, although they ship inside the package."""
+
+
 def caller_location() -> tuple[str, int, str]:
     """Return ``(filename, lineno, module name)`` of the nearest frame outside headrace."""
     frame = inspect.currentframe()
     try:
         while frame is not None:
             filename = frame.f_code.co_filename
-            if not filename.startswith(_HEADRACE_DIR) and not filename.startswith("<frozen"):
+            inside = filename.startswith(_HEADRACE_DIR) and not filename.startswith(_EXAMPLES_DIR)
+            if not inside and not filename.startswith("<frozen"):
                 return filename, frame.f_lineno, str(frame.f_globals.get("__name__", ""))
             frame = frame.f_back
         return "<unknown>", 0, ""
