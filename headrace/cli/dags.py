@@ -1,0 +1,174 @@
+"""``headrace dags …``: list, inspect, pause, trigger, backfill and test DAGs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+from rich.table import Table
+from sqlalchemy import select, update
+
+from headrace.cli.common import (
+    app_state,
+    console,
+    fail,
+    fmt_time,
+    parse_conf,
+    parse_date,
+    styled,
+)
+from headrace.cli.progress import wait_for_runs
+from headrace.db.models import DagModel, DagRun, ImportError_
+from headrace.exceptions import DagNotFound
+from headrace.scheduler.runs import create_backfill, trigger_dag
+
+app = typer.Typer(help="List, trigger, backfill, pause and test DAGs.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    all_: bool = typer.Option(False, "--all", help="Include DAGs whose file no longer defines them."),
+) -> None:
+    """List the DAGs the DAG processor has parsed."""
+    db = app_state(ctx).migrated_db()
+    with db.session() as session:
+        stmt = select(DagModel).order_by(DagModel.dag_id)
+        if not all_:
+            stmt = stmt.where(DagModel.is_active.is_(True))
+        dags = list(session.scalars(stmt))
+        n_errors = len(list(session.scalars(select(ImportError_.id))))
+    table = Table(title=f"DAGs ({len(dags)})")
+    for column in ("dag_id", "schedule", "paused", "next run", "tags", "file"):
+        table.add_column(column, overflow="fold")
+    for d in dags:
+        table.add_row(
+            d.dag_id,
+            d.schedule or "None",
+            "[yellow]yes[/]" if d.is_paused else "no",
+            fmt_time(d.next_logical_date),
+            ", ".join(d.tags or []),
+            d.fileloc,
+        )
+    console.print(table)
+    if n_errors:
+        console.print(f"[red]{n_errors} DAG file(s) failed to import: headrace dags list-import-errors[/]")
+
+
+@app.command("list-import-errors")
+def list_import_errors(ctx: typer.Context) -> None:
+    """List DAG files that failed to import, with file, line and message."""
+    db = app_state(ctx).migrated_db()
+    with db.session() as session:
+        errors = list(session.scalars(select(ImportError_).order_by(ImportError_.fileloc)))
+    if not errors:
+        console.print("no import errors")
+        return
+    table = Table(title=f"import errors ({len(errors)})")
+    for column in ("file", "line", "error", "when"):
+        table.add_column(column, overflow="fold")
+    for e in errors:
+        table.add_row(e.fileloc, str(e.lineno or "-"), e.message, fmt_time(e.timestamp))
+    console.print(table)
+    raise typer.Exit(1)
+
+
+def _set_paused(ctx: typer.Context, dag_id: str, paused: bool) -> None:
+    db = app_state(ctx).migrated_db()
+    with db.session() as session:
+        result = session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=paused))
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise DagNotFound(f"no DAG with dag_id {dag_id!r}; see `headrace dags list`")
+    console.print(f"{dag_id} is {'paused' if paused else 'unpaused'}")
+
+
+@app.command("pause")
+def pause(ctx: typer.Context, dag_id: str) -> None:
+    """Pause a DAG: no new scheduled runs; running tries finish."""
+    _set_paused(ctx, dag_id, True)
+
+
+@app.command("unpause")
+def unpause(ctx: typer.Context, dag_id: str) -> None:
+    """Unpause a DAG."""
+    _set_paused(ctx, dag_id, False)
+
+
+@app.command("list-runs")
+def list_runs(
+    ctx: typer.Context,
+    dag_id: str,
+    state: str | None = typer.Option(None, "--state", help="Only runs in this state."),
+    limit: int = typer.Option(25, "--limit", min=1),
+) -> None:
+    """List a DAG's runs, newest first."""
+    db = app_state(ctx).migrated_db()
+    with db.session() as session:
+        if session.get(DagModel, dag_id) is None:
+            raise DagNotFound(f"no DAG with dag_id {dag_id!r}; see `headrace dags list`")
+        stmt = select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).limit(limit)
+        if state:
+            stmt = stmt.where(DagRun.state == state)
+        runs = list(session.scalars(stmt))
+    table = Table(title=f"runs of {dag_id}")
+    for column in ("run_id", "type", "state", "logical date", "started", "ended"):
+        table.add_column(column, overflow="fold")
+    for r in runs:
+        table.add_row(r.run_id, r.run_type, styled(r.state), fmt_time(r.logical_date), fmt_time(r.start_date), fmt_time(r.end_date))
+    console.print(table)
+
+
+@app.command("trigger")
+def trigger(
+    ctx: typer.Context,
+    dag_id: str,
+    conf: str | None = typer.Option(None, "--conf", "-c", help="JSON object passed to the run (params)."),
+    run_id: str | None = typer.Option(None, "--run-id", "-r"),
+    logical_date: str | None = typer.Option(None, "--logical-date", "-l", help="ISO date; default now."),
+    wait: bool = typer.Option(False, "--wait", help="Show progress and wait until the run finishes."),
+) -> None:
+    """Create a manual DAG run; a running scheduler picks it up. Exit 1 if --wait and it fails."""
+    db = app_state(ctx).migrated_db()
+    with db.session() as session:
+        run = trigger_dag(
+            session,
+            dag_id,
+            conf=parse_conf(conf),
+            logical_date=parse_date(logical_date),
+            run_id=run_id,
+            now=datetime.now(UTC),
+        )
+        run_pk, created_run_id = run.id, run.run_id
+    console.print(f"created DAG run {created_run_id} of {dag_id}")
+    if wait:
+        (final,) = wait_for_runs(db, [run_pk])
+        console.print(f"DAG run {final.run_id} finished: {styled(final.state)}")
+        if final.state != "success":
+            raise typer.Exit(1)
+
+
+@app.command("backfill")
+def backfill(
+    ctx: typer.Context,
+    dag_id: str,
+    start_date: str = typer.Option(..., "--start-date", "-s", help="First logical date (ISO)."),
+    end_date: str = typer.Option(..., "--end-date", "-e", help="Last logical date (ISO), inclusive."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Show progress until every run finishes."),
+) -> None:
+    """Create runs for every schedule interval between two dates; a running scheduler runs them."""
+    db = app_state(ctx).migrated_db()
+    start, end = parse_date(start_date, what="--start-date"), parse_date(end_date, what="--end-date")
+    assert start is not None and end is not None
+    if end < start:
+        raise fail(f"--end-date {end_date} is before --start-date {start_date}")
+    with db.session() as session:
+        runs = create_backfill(session, dag_id, start, end, now=datetime.now(UTC))
+        pks = [r.id for r in runs]
+        ids = [r.run_id for r in runs]
+    console.print(f"backfill of {dag_id}: {len(ids)} new DAG run(s)")
+    if wait and pks:
+        finals = wait_for_runs(db, pks)
+        failed = [r.run_id for r in finals if r.state != "success"]
+        console.print(f"{len(finals) - len(failed)} succeeded, {len(failed)} failed")
+        if failed:
+            raise typer.Exit(1)

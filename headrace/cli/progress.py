@@ -1,0 +1,66 @@
+"""Waiting for DAG runs with a live progress display (``--wait``, ``backfill``, ``dags test``)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from rich.live import Live
+from rich.table import Table
+from sqlalchemy import select
+
+from headrace.cli.common import console, styled
+from headrace.db.engine import Database
+from headrace.db.models import DagRun, TaskInstance
+
+FINISHED_RUN = ("success", "failed")
+
+
+def _snapshot(db: Database, run_pks: Sequence[int]) -> tuple[list[DagRun], dict[int, Counter[str]]]:
+    with db.session() as session:
+        runs = list(session.scalars(select(DagRun).where(DagRun.id.in_(run_pks)).order_by(DagRun.logical_date)))
+        counts: dict[int, Counter[str]] = {pk: Counter() for pk in run_pks}
+        for run_pk, state in session.execute(
+            select(TaskInstance.dag_run_id, TaskInstance.state).where(TaskInstance.dag_run_id.in_(run_pks))
+        ):
+            counts[run_pk][state] += 1
+    return runs, counts
+
+
+def _render(runs: list[DagRun], counts: dict[int, Counter[str]], elapsed: float) -> Table:
+    table = Table(title=f"waiting for {len(runs)} DAG run(s) — {elapsed:.0f} s")
+    table.add_column("run_id")
+    table.add_column("state")
+    table.add_column("tasks done")
+    table.add_column("task states")
+    for run in runs:
+        c = counts[run.id]
+        total = sum(c.values())
+        done = sum(c[s] for s in ("success", "failed", "upstream_failed", "skipped"))
+        table.add_row(
+            run.run_id,
+            styled(run.state),
+            f"{done}/{total}",
+            "  ".join(f"{styled(s)} {n}" for s, n in sorted(c.items())),
+        )
+    return table
+
+
+def wait_for_runs(db: Database, run_pks: Sequence[int], *, poll: float = 0.5, timeout: float | None = None) -> list[DagRun]:
+    """Show live progress until every run is success or failed; return the final runs.
+
+    Raises ``TimeoutError`` after ``timeout`` seconds if given.
+    """
+    start = time.monotonic()
+    runs, counts = _snapshot(db, run_pks)
+    with Live(_render(runs, counts, 0.0), console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            runs, counts = _snapshot(db, run_pks)
+            elapsed = time.monotonic() - start
+            live.update(_render(runs, counts, elapsed))
+            if all(r.state in FINISHED_RUN for r in runs):
+                return runs
+            if timeout is not None and elapsed > timeout:
+                raise TimeoutError(f"DAG runs not finished after {timeout:.0f} s")
+            time.sleep(poll)
