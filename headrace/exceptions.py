@@ -195,3 +195,12 @@ class TaskTerminated(TaskInterrupt):
 
 class MemoryLimitExceeded(TaskInterrupt):
     """Raised in a task when its process tree went over ``memory_limit``."""
+
+
+# --- appended by the scheduler ---------------------------------------------------
+
+
+class DagRunConfError(HeadraceError):
+    """Raised when the ``conf`` given to a DAG run is not a JSON object (a dict of JSON values)."""
+
+    http_status = 400

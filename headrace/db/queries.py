@@ -1,0 +1,284 @@
+"""Named queries the scheduler and the DAG processor run against the metadata DB.
+
+Each function takes an open ``Session`` and returns plain rows or ORM objects;
+none of them commits. Queries that *claim* rows for a state change (DAGs due a
+run, DAG runs to examine, scheduled task instances to queue) lock what they
+return with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two schedulers never
+work on the same rows at once; SQLite ignores the clause (one scheduler holds
+the lease there, and ``BEGIN IMMEDIATE`` serialises writers anyway). The state
+changes themselves still go through :mod:`headrace.db.transitions`
+(compare-and-set), so a lost race is harmless either way.
+
+Datetimes are timezone-aware UTC, as everywhere in ``headrace.db``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from headrace.db.models import DagModel, DagRun, DagVersion, Pool, TaskInstance, TaskTry
+from headrace.states import TI_ACTIVE, DagRunState, TaskInstanceState
+
+_ACTIVE = [s.value for s in TI_ACTIVE]
+_RUN_ACTIVE = [DagRunState.QUEUED.value, DagRunState.RUNNING.value]
+
+
+# --- DAGs ----------------------------------------------------------------------
+
+
+def dags_due(session: Session, now: datetime, *, limit: int = 100) -> Sequence[DagModel]:
+    """Active, unpaused DAGs whose ``next_run_after <= now``, earliest first; locked (PG)."""
+    stmt = (
+        select(DagModel)
+        .where(DagModel.is_active.is_(True), DagModel.is_paused.is_(False), DagModel.next_run_after <= now)
+        .order_by(DagModel.next_run_after)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalars(stmt).all()
+
+
+def current_version(session: Session, dag: DagModel) -> DagVersion | None:
+    """The ``dag_version`` row matching ``dag.version_hash`` (None if it is missing)."""
+    return session.scalars(
+        select(DagVersion).where(DagVersion.dag_id == dag.dag_id, DagVersion.version_hash == dag.version_hash)
+    ).first()
+
+
+def paused_or_inactive_dag_ids(session: Session) -> set[str]:
+    """Ids of DAGs whose runs must not progress (paused, or gone from their file)."""
+    rows = session.scalars(
+        select(DagModel.dag_id).where((DagModel.is_paused.is_(True)) | (DagModel.is_active.is_(False)))
+    )
+    return set(rows)
+
+
+# --- DAG runs ------------------------------------------------------------------
+
+
+def active_run_counts(session: Session, dag_ids: Iterable[str] | None = None, *,
+                      states: Sequence[DagRunState] = (DagRunState.QUEUED, DagRunState.RUNNING)) -> dict[str, int]:
+    """``{dag_id: number of runs in one of states}`` (DAGs with none are absent)."""
+    stmt = (
+        select(DagRun.dag_id, func.count())
+        .where(DagRun.state.in_([s.value for s in states]))
+        .group_by(DagRun.dag_id)
+    )
+    if dag_ids is not None:
+        stmt = stmt.where(DagRun.dag_id.in_(list(dag_ids)))
+    return {dag_id: int(n) for dag_id, n in session.execute(stmt)}
+
+
+def last_scheduled_run(session: Session, dag_id: str) -> DagRun | None:
+    """The scheduled run of ``dag_id`` with the latest logical date, or None."""
+    return session.scalars(
+        select(DagRun)
+        .where(DagRun.dag_id == dag_id, DagRun.run_type == "scheduled")
+        .order_by(DagRun.logical_date.desc())
+        .limit(1)
+    ).first()
+
+
+def run_exists(session: Session, dag_id: str, *, run_id: str | None = None,
+               logical_date: datetime | None = None) -> bool:
+    """Whether ``dag_id`` has a run with this ``run_id`` (or, if given, this logical date)."""
+    conditions = [DagRun.dag_id == dag_id]
+    if run_id is not None:
+        conditions.append(DagRun.run_id == run_id)
+    if logical_date is not None:
+        conditions.append(DagRun.logical_date == logical_date)
+    return session.scalar(select(func.count()).select_from(DagRun).where(*conditions)) != 0
+
+
+def queued_runs(session: Session, *, limit: int = 500) -> Sequence[DagRun]:
+    """Queued runs of unpaused, active DAGs, oldest logical date first; locked (PG)."""
+    stmt = (
+        select(DagRun)
+        .join(DagModel, DagModel.dag_id == DagRun.dag_id)
+        .where(DagRun.state == DagRunState.QUEUED.value, DagModel.is_paused.is_(False),
+               DagModel.is_active.is_(True))
+        .order_by(DagRun.logical_date, DagRun.queued_at, DagRun.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=DagRun)
+    )
+    return session.scalars(stmt).all()
+
+
+def runs_to_examine(session: Session, *, limit: int = 200) -> Sequence[DagRun]:
+    """Running runs of unpaused, active DAGs, oldest logical date first; locked (PG)."""
+    stmt = (
+        select(DagRun)
+        .join(DagModel, DagModel.dag_id == DagRun.dag_id)
+        .where(DagRun.state == DagRunState.RUNNING.value, DagModel.is_paused.is_(False),
+               DagModel.is_active.is_(True))
+        .order_by(DagRun.logical_date, DagRun.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=DagRun)
+    )
+    return session.scalars(stmt).all()
+
+
+def running_runs(session: Session, *, limit: int = 500) -> Sequence[DagRun]:
+    """Every running run (paused or not), oldest first; locked (PG). Used to finish runs."""
+    stmt = (
+        select(DagRun)
+        .where(DagRun.state == DagRunState.RUNNING.value)
+        .order_by(DagRun.logical_date, DagRun.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalars(stmt).all()
+
+
+def runs_needing_callbacks(session: Session, *, limit: int = 50) -> Sequence[DagRun]:
+    """Finished runs whose DAG-level callback has not been handled yet."""
+    stmt = (
+        select(DagRun)
+        .where(DagRun.state.in_([DagRunState.SUCCESS.value, DagRunState.FAILED.value]),
+               DagRun.callbacks_done.is_(False))
+        .order_by(DagRun.end_date, DagRun.id)
+        .limit(limit)
+    )
+    return session.scalars(stmt).all()
+
+
+def earliest_next_run_after(session: Session) -> datetime | None:
+    """The soonest ``next_run_after`` over active, unpaused DAGs (None if no DAG is scheduled)."""
+    return session.scalar(
+        select(func.min(DagModel.next_run_after)).where(
+            DagModel.is_active.is_(True), DagModel.is_paused.is_(False)
+        )
+    )
+
+
+# --- task instances ------------------------------------------------------------
+
+
+def tis_of_runs(session: Session, dag_run_ids: Sequence[int]) -> Sequence[TaskInstance]:
+    """Every task instance of the given runs (by ``dag_run.id``)."""
+    if not dag_run_ids:
+        return []
+    return session.scalars(select(TaskInstance).where(TaskInstance.dag_run_id.in_(list(dag_run_ids)))).all()
+
+
+def ti_state_counts(session: Session, dag_run_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """``{dag_run.id: {state: count}}`` for the given runs."""
+    if not dag_run_ids:
+        return {}
+    result: dict[int, dict[str, int]] = {}
+    rows = session.execute(
+        select(TaskInstance.dag_run_id, TaskInstance.state, func.count())
+        .where(TaskInstance.dag_run_id.in_(list(dag_run_ids)))
+        .group_by(TaskInstance.dag_run_id, TaskInstance.state)
+    )
+    for run_pk, state, n in rows:
+        result.setdefault(int(run_pk), {})[str(state)] = int(n)
+    return result
+
+
+def scheduled_tis(session: Session, *, limit: int) -> Sequence[tuple[TaskInstance, str]]:
+    """Scheduled TIs of running runs of unpaused DAGs with their DAG's fileloc; locked (PG).
+
+    Order: ``priority_weight`` descending, then the run's logical date, then id
+    (Airflow's order). Returns ``[(ti, fileloc)]``.
+    """
+    stmt = (
+        select(TaskInstance, DagModel.fileloc)
+        .join(DagRun, DagRun.id == TaskInstance.dag_run_id)
+        .join(DagModel, DagModel.dag_id == TaskInstance.dag_id)
+        .where(TaskInstance.state == TaskInstanceState.SCHEDULED.value,
+               DagRun.state == DagRunState.RUNNING.value,
+               DagModel.is_paused.is_(False))
+        .order_by(TaskInstance.priority_weight.desc(), DagRun.logical_date, TaskInstance.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=TaskInstance)
+    )
+    return [(ti, str(fileloc)) for ti, fileloc in session.execute(stmt)]
+
+
+def active_ti_count(session: Session) -> int:
+    """Task instances queued or running, over all DAGs."""
+    return int(session.scalar(
+        select(func.count()).select_from(TaskInstance).where(TaskInstance.state.in_(_ACTIVE))
+    ) or 0)
+
+
+def active_tis_per_dag(session: Session) -> dict[str, int]:
+    """``{dag_id: task instances queued or running}`` (counts toward ``max_active_tasks``)."""
+    rows = session.execute(
+        select(TaskInstance.dag_id, func.count()).where(TaskInstance.state.in_(_ACTIVE)).group_by(TaskInstance.dag_id)
+    )
+    return {dag_id: int(n) for dag_id, n in rows}
+
+
+def pool_slots_used(session: Session) -> dict[str, int]:
+    """``{pool: sum of pool_slots of queued or running task instances}``."""
+    rows = session.execute(
+        select(TaskInstance.pool, func.sum(TaskInstance.pool_slots))
+        .where(TaskInstance.state.in_(_ACTIVE))
+        .group_by(TaskInstance.pool)
+    )
+    return {pool: int(n or 0) for pool, n in rows}
+
+
+def pool_sizes(session: Session) -> dict[str, int]:
+    """``{pool name: slots}``."""
+    return {name: int(slots) for name, slots in session.execute(select(Pool.name, Pool.slots))}
+
+
+def dag_limits(session: Session, dag_ids: Iterable[str]) -> dict[str, int]:
+    """``{dag_id: max_active_tasks}`` of the given DAGs."""
+    ids = list(set(dag_ids))
+    if not ids:
+        return {}
+    rows = session.execute(select(DagModel.dag_id, DagModel.max_active_tasks).where(DagModel.dag_id.in_(ids)))
+    return {dag_id: int(n) for dag_id, n in rows}
+
+
+def earliest_retry_at(session: Session) -> datetime | None:
+    """The soonest ``next_retry_at`` of a task instance up for retry (None if there is none)."""
+    return session.scalar(
+        select(func.min(TaskInstance.next_retry_at)).where(
+            TaskInstance.state == TaskInstanceState.UP_FOR_RETRY.value
+        )
+    )
+
+
+def tis_with_latest_try(
+    session: Session, state: TaskInstanceState, *, queued_before: datetime | None = None
+) -> Sequence[tuple[TaskInstance, TaskTry | None]]:
+    """Task instances in ``state`` with the ``task_try`` row of their current try (None if none yet).
+
+    ``queued_before`` keeps only those with ``queued_at`` earlier than it.
+    """
+    stmt = (
+        select(TaskInstance, TaskTry)
+        .outerjoin(
+            TaskTry,
+            and_(TaskTry.task_instance_id == TaskInstance.id, TaskTry.try_number == TaskInstance.try_number),
+        )
+        .where(TaskInstance.state == state.value)
+        .order_by(TaskInstance.id)
+    )
+    if queued_before is not None:
+        stmt = stmt.where(TaskInstance.queued_at < queued_before)
+    return [(ti, tt) for ti, tt in session.execute(stmt)]
+
+
+def try_row(session: Session, ti_id: int, try_number: int) -> TaskTry | None:
+    """The ``task_try`` row of one try, or None."""
+    return session.scalars(
+        select(TaskTry).where(TaskTry.task_instance_id == ti_id, TaskTry.try_number == try_number)
+    ).first()
+
+
+__all__ = [
+    "active_run_counts", "active_ti_count", "active_tis_per_dag", "current_version", "dag_limits", "dags_due",
+    "earliest_next_run_after", "earliest_retry_at", "last_scheduled_run", "paused_or_inactive_dag_ids",
+    "pool_sizes", "pool_slots_used", "queued_runs", "run_exists", "running_runs", "runs_needing_callbacks",
+    "runs_to_examine", "scheduled_tis", "ti_state_counts", "tis_of_runs", "tis_with_latest_try", "try_row",
+]

@@ -1,0 +1,141 @@
+"""DAG-level ``on_success_callback`` / ``on_failure_callback``, run in forked children.
+
+When a DAG run has finished, :meth:`CallbackRunner.run_pending` marks its
+``callbacks_done`` with a compare-and-set (so the callback runs at most once,
+even across a scheduler restart) and, if the DAG defines the matching
+callback, forks a child that imports the DAG file, finds the DAG and calls
+the callback with a context::
+
+    {"dag": DAG, "dag_run": RunInfo, "run_id": str, "logical_date": datetime,
+     "data_interval_start": datetime, "data_interval_end": datetime,
+     "reason": "success" | "task_failure", "state": "success" | "failed"}
+
+The scheduler does not wait: children are reaped on later calls, and one
+that runs longer than ``timeout`` seconds is killed. Whatever user code does
+(raise, hang, exit), the scheduler carries on; errors go to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+
+from headrace.authoring.context import RunInfo
+from headrace.dagfiles.loader import load_dags
+from headrace.db import queries
+from headrace.db.engine import Database
+from headrace.db.models import DagModel, DagRun
+from headrace.scheduler.dagcache import DagCache
+from headrace.states import DagRunState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    """One DAG-level callback to run."""
+
+    fileloc: str
+    dag_id: str
+    run: RunInfo
+    state: str
+    """``success`` or ``failed``: picks ``on_success_callback`` or ``on_failure_callback``."""
+
+
+def _call(request: CallbackRequest) -> None:
+    """In the child: import the file and call the DAG's callback (exceptions propagate)."""
+    dags = {d.dag_id: d for d in load_dags(request.fileloc)}
+    dag = dags[request.dag_id]
+    success = request.state == DagRunState.SUCCESS.value
+    callback = dag.on_success_callback if success else dag.on_failure_callback
+    if callback is None:
+        return
+    context: dict[str, Any] = {
+        "dag": dag, "dag_run": request.run, "run_id": request.run.run_id,
+        "logical_date": request.run.logical_date, "data_interval_start": request.run.data_interval_start,
+        "data_interval_end": request.run.data_interval_end,
+        "reason": "success" if success else "task_failure", "state": request.state,
+    }
+    for cb in callback if isinstance(callback, list) else [callback]:
+        cb(context)
+
+
+def _child(request: CallbackRequest) -> None:
+    code = 0
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        try:
+            signal.set_wakeup_fd(-1)
+        except ValueError:
+            pass
+        _call(request)
+    except BaseException:  # noqa: BLE001 — user code; report and leave
+        log.exception("DAG %s callback for run %s failed", request.dag_id, request.run.run_id)
+        code = 1
+    finally:
+        os._exit(code)
+
+
+class CallbackRunner:
+    """Starts DAG callbacks in children and reaps them."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.children: dict[int, tuple[float, CallbackRequest]] = {}
+        """pid → (monotonic deadline, request)."""
+
+    def run_pending(self, db: Database, now: datetime, *, cache: DagCache) -> int:
+        """Start the callbacks of newly finished runs; reap finished children. Returns how many started."""
+        self.reap()
+        requests: list[CallbackRequest] = []
+        with db.session() as session:
+            for run in queries.runs_needing_callbacks(session):
+                won = session.execute(
+                    update(DagRun).where(DagRun.id == run.id, DagRun.callbacks_done.is_(False))
+                    .values(callbacks_done=True).execution_options(synchronize_session=False)
+                ).rowcount == 1  # type: ignore[attr-defined]
+                sdag = cache.get(session, run.dag_version_id)
+                wanted = sdag.has_on_success_callback if run.state == DagRunState.SUCCESS.value \
+                    else sdag.has_on_failure_callback
+                dag = session.get(DagModel, run.dag_id)
+                if won and wanted and dag is not None:
+                    info = RunInfo(dag_id=run.dag_id, run_id=run.run_id,
+                                   logical_date=run.logical_date or run.queued_at,
+                                   data_interval_start=run.data_interval_start or run.queued_at,
+                                   data_interval_end=run.data_interval_end or run.queued_at,
+                                   run_type=run.run_type, conf=dict(run.conf or {}))
+                    requests.append(CallbackRequest(dag.fileloc, run.dag_id, info, run.state))
+        for request in requests:
+            pid = os.fork()
+            if pid == 0:
+                _child(request)
+            self.children[pid] = (time.monotonic() + self.timeout, request)
+        return len(requests)
+
+    def reap(self, *, wait: bool = False) -> int:
+        """Collect children that ended; kill those past their deadline. ``wait``: block until all ended."""
+        reaped = 0
+        for pid, (deadline, request) in list(self.children.items()):
+            if time.monotonic() > deadline:
+                log.error("DAG %s callback for run %s ran over %g s; killed", request.dag_id,
+                          request.run.run_id, self.timeout)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            done, _ = os.waitpid(pid, 0 if wait else os.WNOHANG)
+            if done:
+                del self.children[pid]
+                reaped += 1
+        return reaped
+
+
+__all__ = ["CallbackRequest", "CallbackRunner"]

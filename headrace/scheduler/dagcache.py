@@ -1,0 +1,62 @@
+"""An in-memory cache of serialized DAGs by ``dag_version.id``, with each DAG's task order.
+
+A ``dag_version`` row never changes once written, so its parsed form can be
+kept for the life of the scheduler. A run is bound to the version it was
+created with (``dag_run.dag_version_id``), so a DAG file edited mid-run does
+not change the graph of runs already under way.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from headrace.dagfiles.serialization import SerializedDag
+from headrace.db.models import DagVersion
+
+
+def topological_order(sdag: SerializedDag) -> list[str]:
+    """Task ids with every task after all its upstream tasks (ties sorted by id)."""
+    indegree = {tid: len(t.upstream_task_ids & sdag.tasks.keys()) for tid, t in sdag.tasks.items()}
+    ready = sorted(tid for tid, n in indegree.items() if n == 0)
+    order: list[str] = []
+    while ready:
+        tid = ready.pop(0)
+        order.append(tid)
+        for down in sorted(sdag.tasks[tid].downstream_task_ids):
+            if down in indegree:
+                indegree[down] -= 1
+                if indegree[down] == 0:
+                    ready.append(down)
+    # A cycle cannot be stored (the processor rejects it); keep any leftovers, sorted, to be safe.
+    return order + sorted(set(sdag.tasks) - set(order))
+
+
+class DagCache:
+    """``SerializedDag`` and task order per ``dag_version.id``, loaded once each."""
+
+    def __init__(self) -> None:
+        self._dags: dict[int, SerializedDag] = {}
+        self._orders: dict[int, list[str]] = {}
+
+    def get(self, session: Session, version_id: int) -> SerializedDag:
+        """The serialized DAG of ``version_id``. Raises ``KeyError`` if there is no such version."""
+        sdag = self._dags.get(version_id)
+        if sdag is None:
+            row = session.get(DagVersion, version_id)
+            if row is None:
+                raise KeyError(f"no dag_version with id {version_id}")
+            sdag = SerializedDag.from_dict(row.serialized)
+            self._dags[version_id] = sdag
+            self._orders[version_id] = topological_order(sdag)
+        return sdag
+
+    def order(self, session: Session, version_id: int) -> list[str]:
+        """The task ids of ``version_id`` in topological order."""
+        self.get(session, version_id)
+        return self._orders[version_id]
+
+    def __len__(self) -> int:
+        return len(self._dags)
+
+
+__all__ = ["DagCache", "topological_order"]

@@ -1,0 +1,264 @@
+"""Housekeeping: the periodic chores of a scheduler, declared once as ``(interval, function)``.
+
+:func:`chores` lists them with intervals from the settings:
+
+=====================  ================================  =========================================
+chore                  interval                          what it does
+=====================  ================================  =========================================
+``heartbeat``          ``scheduler.heartbeat_interval``  stamp this scheduler_job's ``heartbeat_at``
+``renew_lease``        ``scheduler.lease_ttl / 3``       extend this scheduler's lease
+``find_zombies``       ``scheduler.heartbeat_interval``  fail or retry running tries whose supervisor is gone
+``requeue_stuck``      ``task_queued_timeout / 4``       give back tries queued too long without starting
+=====================  ================================  =========================================
+
+:class:`Housekeeping.run_due` runs the chores that are due at ``now`` and
+schedules each one ``interval`` later; a chore that fell behind (a long loop,
+a suspended laptop) runs once, not once per missed interval.
+
+A *zombie* is a running try whose supervisor is gone: on this host, its
+recorded ``(pid, start time)`` names no live process; on any host, its
+heartbeat is older than ``scheduler.zombie_threshold``. It moves
+``running → up_for_retry`` (``next_retry_at`` from the task's retry delay) when
+``try_number <= max_tries``, else ``running → failed``, with end reason
+``zombie`` on the task instance and its ``task_try`` row. All changes are
+compare-and-set on ``(state, try_number)``, so a supervisor that finishes in
+the same instant wins or loses cleanly and nothing is recorded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from headrace.config import Settings
+from headrace.db import queries
+from headrace.db.engine import Database
+from headrace.db.models import DagRun, TaskInstance, TaskTry
+from headrace.db.transitions import set_ti_state
+from headrace.scheduler.dagcache import DagCache
+from headrace.states import EndReason
+from headrace.states import TaskInstanceState as TI
+from headrace.supervisor.identity import ProcessIdentity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Chore:
+    """One periodic chore: ``function(now) -> count`` every ``interval`` seconds."""
+
+    name: str
+    interval: float
+    """Seconds between runs."""
+    function: Callable[[datetime], int]
+    next_due: datetime | None = None
+    """When it runs next; None: at the first ``run_due``."""
+
+
+class Housekeeping:
+    """Runs each :class:`Chore` when it is due."""
+
+    def __init__(self, chores: list[Chore]) -> None:
+        self.chores = chores
+
+    def run_due(self, now: datetime) -> int:
+        """Run every chore due at ``now``; return the sum of their counts.
+
+        A chore that raises is logged and retried at its next interval; the
+        scheduler keeps going.
+        """
+        total = 0
+        for chore in self.chores:
+            if chore.next_due is not None and chore.next_due > now:
+                continue
+            try:
+                total += chore.function(now)
+            except Exception:  # noqa: BLE001 — one failing chore must not stop the scheduler
+                log.exception("housekeeping chore %s failed", chore.name)
+            step = timedelta(seconds=chore.interval)
+            chore.next_due = now + step if chore.next_due is None else max(chore.next_due + step, now)
+            if chore.next_due <= now:
+                chore.next_due = now + step
+        return total
+
+    def next_due(self) -> datetime | None:
+        """The earliest time a chore is due (None before the first run)."""
+        dues = [c.next_due for c in self.chores if c.next_due is not None]
+        return min(dues) if len(dues) == len(self.chores) and dues else None
+
+
+# --- zombies ---------------------------------------------------------------------
+
+
+def _retry_delay(session: Session, ti: TaskInstance, cache: DagCache) -> float:
+    run = session.get(DagRun, ti.dag_run_id)
+    if run is None:
+        return 0.0
+    task = cache.get(session, run.dag_version_id).tasks.get(ti.task_id)
+    return task.retry_delay_for(ti.try_number) if task is not None else 0.0
+
+
+def end_try_as_zombie(session: Session, ti: TaskInstance, tt: TaskTry | None, now: datetime, cache: DagCache,
+                      *, why: str) -> bool:
+    """End the current try of ``ti`` (queued or running) as a zombie; return whether this call won.
+
+    ``up_for_retry`` if ``try_number <= max_tries`` (with ``next_retry_at``),
+    else ``failed``. The ``task_try`` row, if any, gets ``end_date`` and end
+    reason ``zombie`` unless its supervisor already closed it.
+    """
+    expected = TI(ti.state)
+    if ti.try_number <= ti.max_tries:
+        new = TI.UP_FOR_RETRY
+        extra = {"next_retry_at": now + timedelta(seconds=_retry_delay(session, ti, cache))}
+    else:
+        new, extra = TI.FAILED, {}
+    won = set_ti_state(session, ti.id, expected, new, expected_try_number=ti.try_number, end_date=now,
+                       end_reason=EndReason.ZOMBIE.value, updated_at=now, **extra)
+    if not won:
+        return False
+    if tt is not None:
+        session.execute(
+            update(TaskTry).where(TaskTry.id == tt.id, TaskTry.end_date.is_(None))
+            .values(end_date=now, end_reason=EndReason.ZOMBIE.value, state=new.value, error=why)
+            .execution_options(synchronize_session=False)
+        )
+    log.warning("zombie: %s.%s run %s try %d (%s) → %s", ti.dag_id, ti.task_id, ti.run_id, ti.try_number, why,
+                new.value)
+    return True
+
+
+def _identity(tt: TaskTry) -> ProcessIdentity:
+    return ProcessIdentity(host=tt.hostname, pid=tt.supervisor_pid, start_time=tt.supervisor_start_time)
+
+
+def zombie_reason(ti: TaskInstance, tt: TaskTry | None, now: datetime, threshold: float) -> str | None:
+    """Why the running try of ``ti`` is a zombie, or None if it looks alive."""
+    limit = now - timedelta(seconds=threshold)
+    if tt is None:
+        stamp = ti.updated_at or ti.queued_at
+        if stamp is not None and stamp < limit:
+            return f"running for over {threshold:g} s with no task_try row"
+        return None
+    who = _identity(tt)
+    if who.is_local() and not who.is_alive():
+        return f"supervisor {who} is gone"
+    if tt.heartbeat_at < limit:
+        return f"no heartbeat from supervisor {who} since {tt.heartbeat_at.isoformat()}"
+    return None
+
+
+def find_zombies(db: Database, now: datetime, *, threshold: float, cache: DagCache) -> int:
+    """End every running try whose supervisor is gone; return how many were ended."""
+    ended = 0
+    with db.session() as session:
+        for ti, tt in queries.tis_with_latest_try(session, TI.RUNNING):
+            why = zombie_reason(ti, tt, now, threshold)
+            if why is not None:
+                ended += end_try_as_zombie(session, ti, tt, now, cache, why=why)
+    return ended
+
+
+def requeue_try(session: Session, ti: TaskInstance) -> bool:
+    """Give a queued try that never started back to the scheduler: ``queued → scheduled``, ``try_number - 1``."""
+    return set_ti_state(session, ti.id, TI.QUEUED, TI.SCHEDULED, expected_try_number=ti.try_number,
+                        try_number=ti.try_number - 1, queued_at=None)
+
+
+def requeue_stuck(db: Database, now: datetime, *, timeout: float) -> int:
+    """Requeue tries queued longer than ``timeout`` s that no supervisor claimed; return how many."""
+    count = 0
+    with db.session() as session:
+        for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED,
+                                                  queued_before=now - timedelta(seconds=timeout)):
+            if tt is None and requeue_try(session, ti):
+                log.warning("%s.%s run %s try %d was queued over %g s without starting; scheduled again",
+                            ti.dag_id, ti.task_id, ti.run_id, ti.try_number, timeout)
+                count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class AdoptionStats:
+    """What :func:`adopt_or_fail_tries` found at scheduler start."""
+
+    adopted: int
+    """Running tries whose supervisor still lives; left to it."""
+    zombies: int
+    """Running tries whose supervisor on this host is gone; ended as zombies."""
+    requeued: int
+    """Queued tries no supervisor claimed; scheduled again."""
+
+
+def adopt_or_fail_tries(db: Database, now: datetime, *, cache: DagCache) -> AdoptionStats:
+    """At scheduler start: adopt live tries, end dead ones, requeue unclaimed queued ones.
+
+    A previous scheduler's executor queue died with it, so a queued try with
+    no ``task_try`` row is requeued at once. A supervisor it started that
+    still claims the old try loses nothing: the claim is a compare-and-set
+    on ``try_number``, so at most one supervisor runs any try. Tries on other
+    hosts are left to the heartbeat check of :func:`find_zombies`.
+    """
+    adopted = zombies = requeued = 0
+    with db.session() as session:
+        for ti, tt in queries.tis_with_latest_try(session, TI.RUNNING):
+            if tt is None or not _identity(tt).is_local():
+                continue
+            if _identity(tt).is_alive():
+                adopted += 1
+            else:
+                zombies += end_try_as_zombie(session, ti, tt, now, cache,
+                                             why=f"supervisor {_identity(tt)} is gone")
+        for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED):
+            if tt is None:
+                requeued += requeue_try(session, ti)
+    stats = AdoptionStats(adopted, zombies, requeued)
+    log.info("at start: adopted %d running tries, ended %d zombies, requeued %d queued tries",
+             stats.adopted, stats.zombies, stats.requeued)
+    return stats
+
+
+def end_exited_try(db: Database, now: datetime, ti_id: int, try_number: int, *, cache: DagCache,
+                   exit_code: int | None = None) -> bool:
+    """A supervisor exited: if its try is still queued or running, end it as a zombie now.
+
+    A supervisor writes the outcome before it exits, so a try still open
+    after the exit means the supervisor died (or could not claim it). Returns
+    whether a try was ended.
+    """
+    with db.session() as session:
+        ti = session.get(TaskInstance, ti_id)
+        if ti is None or ti.try_number != try_number or ti.state not in (TI.QUEUED.value, TI.RUNNING.value):
+            return False
+        tt = queries.try_row(session, ti_id, try_number)
+        return end_try_as_zombie(session, ti, tt, now, cache,
+                                 why=f"supervisor exited (code {exit_code}) before recording an outcome")
+
+
+# --- the declared list ----------------------------------------------------------------
+
+
+def chores(settings: Settings, db: Database, *, heartbeat: Callable[[datetime], int],
+           renew_lease: Callable[[datetime], int], cache: DagCache) -> list[Chore]:
+    """The scheduler's chores with their intervals from ``settings``."""
+    s = settings.get
+    zombie_threshold = float(s("scheduler", "zombie_threshold"))
+    queued_timeout = float(s("scheduler", "task_queued_timeout"))
+    return [
+        Chore("heartbeat", float(s("scheduler", "heartbeat_interval")), heartbeat),
+        Chore("renew_lease", float(s("scheduler", "lease_ttl")) / 3, renew_lease),
+        Chore("find_zombies", float(s("scheduler", "heartbeat_interval")),
+              lambda now: find_zombies(db, now, threshold=zombie_threshold, cache=cache)),
+        Chore("requeue_stuck", queued_timeout / 4,
+              lambda now: requeue_stuck(db, now, timeout=queued_timeout)),
+    ]
+
+
+__all__ = [
+    "AdoptionStats", "Chore", "Housekeeping", "adopt_or_fail_tries", "chores", "end_exited_try",
+    "end_try_as_zombie", "find_zombies", "requeue_stuck", "requeue_try", "zombie_reason",
+]

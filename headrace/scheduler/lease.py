@@ -1,0 +1,134 @@
+"""The scheduler's job row and its lease: one active scheduler per metadata DB.
+
+Every scheduler process registers a ``scheduler_job`` row (host, pid, process
+start time, heartbeat). The ``lease`` row named ``"scheduler"`` says which job
+is the active scheduler until ``expires_at``. A new scheduler
+
+* takes a free or expired lease at once;
+* takes it at once from a holder on the same host whose process is dead
+  (pid + start time, see :class:`~headrace.supervisor.identity.ProcessIdentity`),
+  which is what a SIGKILLed scheduler leaves behind;
+* otherwise waits for it to expire (the holder renews it every ``lease_ttl / 3``).
+
+Every change is a compare-and-set on ``(holder_job_id, expires_at)``, so two
+schedulers starting together cannot both win.
+
+PostgreSQL uses the same lease for now. The claiming queries already use
+``FOR UPDATE SKIP LOCKED`` and every state change is a compare-and-set, so
+several schedulers would be *safe*; what is not done yet is sharing the other
+duties fairly (DAG parsing, one executor's parallelism vs the global count
+in ``queue_ready``, adoption of another live scheduler's tries). Until then
+one active scheduler (plus hot standbys waiting on the lease) is the rule on
+both backends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timedelta
+
+import psutil
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+
+from headrace.db.engine import Database
+from headrace.db.models import Lease, SchedulerJob
+from headrace.supervisor.identity import ProcessIdentity, hostname
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "scheduler"
+
+
+def register_job(db: Database, now: datetime) -> int:
+    """Insert this process's ``scheduler_job`` row; return its id."""
+    pid = os.getpid()
+    with db.session() as session:
+        job = SchedulerJob(hostname=hostname(), pid=pid, process_start_time=psutil.Process(pid).create_time(),
+                           started_at=now, heartbeat_at=now)
+        session.add(job)
+        session.flush()
+        return int(job.id)
+
+
+def heartbeat(db: Database, job_id: int, now: datetime) -> int:
+    """Stamp ``heartbeat_at`` of job ``job_id``; return 1."""
+    with db.session() as session:
+        session.execute(update(SchedulerJob).where(SchedulerJob.id == job_id).values(heartbeat_at=now))
+    return 1
+
+
+def end_job(db: Database, job_id: int, now: datetime) -> None:
+    """Record that job ``job_id`` ended cleanly."""
+    with db.session() as session:
+        session.execute(update(SchedulerJob).where(SchedulerJob.id == job_id).values(ended_at=now, heartbeat_at=now))
+
+
+class SchedulerLease:
+    """The lease ``"scheduler"`` as seen by job ``job_id``."""
+
+    def __init__(self, db: Database, job_id: int, ttl: float) -> None:
+        self.db = db
+        self.job_id = job_id
+        self.ttl = timedelta(seconds=ttl)
+        self.held = False
+
+    def acquire(self, now: datetime) -> bool:
+        """Take or renew the lease if it is free, expired, ours or held by a dead process; return whether we hold it."""
+        expires = now + self.ttl
+        with self.db.session() as session:
+            lease = session.get(Lease, LEASE_NAME)
+            if lease is None:
+                try:
+                    with session.begin_nested():
+                        session.add(Lease(name=LEASE_NAME, holder_job_id=self.job_id, expires_at=expires))
+                    self.held = True
+                except IntegrityError:
+                    self.held = False
+                return self.held
+            holder, old_expiry = lease.holder_job_id, lease.expires_at
+            if holder != self.job_id and old_expiry > now and self._holder_alive(session.get(SchedulerJob, holder)):
+                self.held = False
+                return False
+            result = session.execute(
+                update(Lease)
+                .where(Lease.name == LEASE_NAME, Lease.holder_job_id == holder, Lease.expires_at == old_expiry)
+                .values(holder_job_id=self.job_id, expires_at=expires)
+                .execution_options(synchronize_session=False)
+            )
+            self.held = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            if self.held and holder != self.job_id:
+                log.info("took the scheduler lease from job %d (expired or its process is dead)", holder)
+            return self.held
+
+    @staticmethod
+    def _holder_alive(job: SchedulerJob | None) -> bool:
+        """False if the holder's job row is gone, it ended, or it ran on this host and its process is dead."""
+        if job is None or job.ended_at is not None:
+            return False
+        who = ProcessIdentity(host=job.hostname, pid=job.pid, start_time=job.process_start_time)
+        return who.is_alive() if who.is_local() else True
+
+    def renew(self, now: datetime) -> int:
+        """Extend the lease we hold; return 1. Sets ``held = False`` if another job took it."""
+        with self.db.session() as session:
+            result = session.execute(
+                update(Lease)
+                .where(Lease.name == LEASE_NAME, Lease.holder_job_id == self.job_id)
+                .values(expires_at=now + self.ttl)
+                .execution_options(synchronize_session=False)
+            )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            log.error("lost the scheduler lease to another scheduler")
+            self.held = False
+        return 1
+
+    def release(self) -> None:
+        """Give the lease up (a clean stop), so the next scheduler starts at once."""
+        with self.db.session() as session:
+            session.execute(delete(Lease).where(Lease.name == LEASE_NAME, Lease.holder_job_id == self.job_id))
+        self.held = False
+
+
+__all__ = ["LEASE_NAME", "SchedulerLease", "end_job", "heartbeat", "register_job"]

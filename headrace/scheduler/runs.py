@@ -1,0 +1,279 @@
+"""DAG runs: create them (schedule, trigger, backfill), start them, finish them.
+
+* :func:`create_runs` — for each DAG whose ``next_run_after`` has come, create
+  the scheduled run the timetable asks for (state ``queued``) with all its task
+  instances (state ``none``), then advance the DAG's ``next_*`` fields.
+  ``catchup=True`` walks every interval since ``start_date``; ``catchup=False``
+  jumps to the latest complete interval (the timetable decides both).
+* :func:`trigger_dag` — a manual run (``manual__<iso now>``).
+* :func:`create_backfill` — one ``backfill`` run per interval in ``[start, end]``.
+* :func:`start_queued_runs` — ``queued → running`` within ``max_active_runs``.
+* :func:`finish_runs` — a running run whose task instances have all finished
+  ends ``failed`` if a leaf task is ``failed`` or ``upstream_failed`` (Airflow's
+  rule), else ``success``.
+
+Runs count against ``max_active_runs`` while ``queued`` or ``running`` when
+scheduled runs are created, and while ``running`` when queued runs start.
+Every function takes an open session and the current time ``now`` (UTC-aware)
+and never commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from headrace.authoring.schedules import DagRunInfo, DataInterval, ensure_aware
+from headrace.dagfiles.serialization import SerializedDag
+from headrace.db import queries
+from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance
+from headrace.db.transitions import set_run_state
+from headrace.exceptions import DagNotFound, DagRunAlreadyExists, DagRunConfError, ScheduleError
+from headrace.scheduler.dagcache import DagCache
+from headrace.states import DagRunState, TaskInstanceState
+
+log = logging.getLogger(__name__)
+
+MAX_BACKFILL_RUNS = 10_000
+"""A backfill asking for more runs than this is refused (likely a wrong date range)."""
+
+_LEAF_FAILURES = frozenset({TaskInstanceState.FAILED.value, TaskInstanceState.UPSTREAM_FAILED.value})
+
+
+def run_id_for(run_type: str, logical_date: datetime) -> str:
+    """Airflow's run id: ``<run_type>__<logical date in ISO 8601, UTC>``."""
+    return f"{run_type}__{ensure_aware(logical_date).astimezone(UTC).isoformat()}"
+
+
+def _version(session: Session, dag: DagModel) -> DagVersion:
+    version = queries.current_version(session, dag)
+    if version is None:  # only if someone deleted rows by hand
+        raise DagNotFound(f"DAG {dag.dag_id!r} has no stored version {dag.version_hash}", dag_id=dag.dag_id)
+    return version
+
+
+def create_dag_run(
+    session: Session,
+    sdag: SerializedDag,
+    version_id: int,
+    *,
+    run_id: str,
+    run_type: str,
+    logical_date: datetime,
+    data_interval: DataInterval,
+    now: datetime,
+    conf: Mapping[str, Any] | None = None,
+) -> DagRun:
+    """Insert a queued DAG run and one task instance (state ``none``) per task; return the run."""
+    run = DagRun(
+        dag_id=sdag.dag_id, run_id=run_id, run_type=run_type, logical_date=logical_date,
+        data_interval_start=data_interval.start, data_interval_end=data_interval.end,
+        state=DagRunState.QUEUED.value, conf=dict(conf or {}), dag_version_id=version_id,
+        queued_at=now, callbacks_done=False,
+    )
+    session.add(run)
+    session.flush()
+    session.add_all(
+        TaskInstance(
+            dag_run_id=run.id, dag_id=sdag.dag_id, run_id=run_id, task_id=task.task_id,
+            state=TaskInstanceState.NONE.value, try_number=0, max_tries=task.retries,
+            priority_weight=task.priority_weight, pool=task.pool, pool_slots=task.pool_slots,
+            queue=task.queue, updated_at=now,
+        )
+        for task in sdag.tasks.values()
+    )
+    session.flush()
+    return run
+
+
+def _set_next(dag: DagModel, info: DagRunInfo | None) -> None:
+    if info is None:
+        dag.next_logical_date = dag.next_data_interval_start = dag.next_data_interval_end = None
+        dag.next_run_after = None
+        return
+    dag.next_logical_date = info.logical_date
+    dag.next_data_interval_start = info.data_interval.start
+    dag.next_data_interval_end = info.data_interval.end
+    dag.next_run_after = info.run_after
+
+
+def create_runs(session: Session, now: datetime, *, cache: DagCache | None = None) -> int:
+    """Create the due scheduled runs of active, unpaused DAGs; return how many were created.
+
+    A DAG gets runs while ``next_run_after <= now`` and its queued + running runs
+    are fewer than ``max_active_runs``. An existing run with the same run id
+    (e.g. created by a backfill) is skipped, not duplicated.
+    """
+    cache = cache or DagCache()
+    created = 0
+    dags = queries.dags_due(session, now)
+    active = queries.active_run_counts(session, [d.dag_id for d in dags])
+    for dag in dags:
+        version = _version(session, dag)
+        sdag = cache.get(session, version.id)
+        while (dag.next_run_after is not None and dag.next_run_after <= now
+               and dag.next_logical_date is not None and active.get(dag.dag_id, 0) < dag.max_active_runs):
+            interval = DataInterval(dag.next_data_interval_start or dag.next_logical_date,
+                                    dag.next_data_interval_end or dag.next_logical_date)
+            run_id = run_id_for("scheduled", dag.next_logical_date)
+            if not queries.run_exists(session, dag.dag_id, run_id=run_id):
+                create_dag_run(session, sdag, version.id, run_id=run_id, run_type="scheduled",
+                               logical_date=dag.next_logical_date, data_interval=interval, now=now)
+                active[dag.dag_id] = active.get(dag.dag_id, 0) + 1
+                created += 1
+                log.info("created DAG run %s of %s", run_id, dag.dag_id)
+            info = sdag.timetable.next_run_info(
+                interval, start_date=sdag.start_date, end_date=sdag.end_date, catchup=sdag.catchup, now=now)
+            if info is not None and info.logical_date <= dag.next_logical_date:
+                log.error("timetable of %s did not advance past %s; no further runs", dag.dag_id, info.logical_date)
+                info = None
+            _set_next(dag, info)
+    session.flush()
+    return created
+
+
+def _check_conf(conf: Any) -> dict[str, Any]:
+    if conf is None:
+        return {}
+    if not isinstance(conf, Mapping):
+        raise DagRunConfError(f"conf must be a JSON object (a dict), got {type(conf).__name__}")
+    try:
+        return dict(json.loads(json.dumps(dict(conf))))
+    except (TypeError, ValueError) as exc:
+        raise DagRunConfError(f"conf must be JSON-serializable: {exc}") from None
+
+
+def _active_dag(session: Session, dag_id: str) -> DagModel:
+    dag = session.get(DagModel, dag_id)
+    if dag is None or not dag.is_active:
+        raise DagNotFound(
+            f"DAG {dag_id!r} not found" + (" (its file no longer defines it)" if dag is not None else ""),
+            dag_id=dag_id,
+        )
+    return dag
+
+
+def trigger_dag(
+    session: Session,
+    dag_id: str,
+    *,
+    conf: Mapping[str, Any] | None = None,
+    logical_date: datetime | None = None,
+    run_id: str | None = None,
+    now: datetime,
+) -> DagRun:
+    """Create a manual, queued run of ``dag_id`` and return it.
+
+    ``logical_date`` defaults to ``now`` (its data interval is the instant
+    ``[logical_date, logical_date]``); ``run_id`` defaults to
+    ``manual__<logical date ISO>``. Paused DAGs accept the run; it starts when
+    they are unpaused. Raises ``DagNotFound`` (unknown or inactive DAG),
+    ``DagRunAlreadyExists`` (same run id, or a run at that logical date) and
+    ``DagRunConfError`` (conf not a JSON object).
+    """
+    dag = _active_dag(session, dag_id)
+    conf_dict = _check_conf(conf)
+    when = ensure_aware(logical_date) if logical_date is not None else now
+    rid = run_id or run_id_for("manual", when)
+    if queries.run_exists(session, dag_id, run_id=rid):
+        raise DagRunAlreadyExists(f"DAG {dag_id!r} already has a run with run_id {rid!r}", dag_id=dag_id, run_id=rid)
+    if queries.run_exists(session, dag_id, logical_date=when):
+        raise DagRunAlreadyExists(
+            f"DAG {dag_id!r} already has a run at logical date {when.isoformat()}", dag_id=dag_id, run_id=rid
+        )
+    version = _version(session, dag)
+    sdag = SerializedDag.from_dict(version.serialized)
+    run = create_dag_run(session, sdag, version.id, run_id=rid, run_type="manual", logical_date=when,
+                         data_interval=DataInterval(when, when), now=now, conf=conf_dict)
+    log.info("triggered DAG run %s of %s", rid, dag_id)
+    return run
+
+
+def create_backfill(session: Session, dag_id: str, start: datetime, end: datetime, *, now: datetime,
+                    conf: Mapping[str, Any] | None = None) -> list[DagRun]:
+    """Create one queued ``backfill`` run per schedule interval whose logical date is in ``[start, end]``.
+
+    Logical dates that already have a run are skipped. Runs start as
+    ``max_active_runs`` allows, oldest first. Returns the new runs, oldest
+    first. Raises ``DagNotFound``, ``ScheduleError`` (unscheduled DAG, end
+    before start, more than ``MAX_BACKFILL_RUNS`` intervals) and ``DagRunConfError``.
+    """
+    dag = _active_dag(session, dag_id)
+    conf_dict = _check_conf(conf)
+    start, end = ensure_aware(start), ensure_aware(end)
+    if end < start:
+        raise ScheduleError(f"backfill of {dag_id!r}: end {end.isoformat()} is before start {start.isoformat()}")
+    version = _version(session, dag)
+    sdag = SerializedDag.from_dict(version.serialized)
+    if sdag.schedule is None:
+        raise ScheduleError(f"DAG {dag_id!r} has no schedule, so it has no intervals to backfill; trigger it instead")
+    runs: list[DagRun] = []
+    last: DataInterval | None = None
+    for _ in range(MAX_BACKFILL_RUNS + 1):
+        info = sdag.timetable.next_run_info(last, start_date=start, end_date=end, catchup=True, now=now)
+        if info is None or info.logical_date > end or (last is not None and info.data_interval == last):
+            return runs
+        last = info.data_interval
+        if queries.run_exists(session, dag_id, logical_date=info.logical_date):
+            continue
+        runs.append(create_dag_run(
+            session, sdag, version.id, run_id=run_id_for("backfill", info.logical_date), run_type="backfill",
+            logical_date=info.logical_date, data_interval=info.data_interval, now=now, conf=conf_dict))
+    raise ScheduleError(f"backfill of {dag_id!r} from {start} to {end} needs more than {MAX_BACKFILL_RUNS} runs")
+
+
+def start_queued_runs(session: Session, now: datetime) -> int:
+    """Move queued runs to running, oldest logical date first, within each DAG's ``max_active_runs``.
+
+    Runs of paused or inactive DAGs stay queued. Returns how many started.
+    """
+    runs = queries.queued_runs(session)
+    if not runs:
+        return 0
+    dag_ids = {r.dag_id for r in runs}
+    running = queries.active_run_counts(session, dag_ids, states=(DagRunState.RUNNING,))
+    limits = {d.dag_id: d.max_active_runs for d in (session.get(DagModel, i) for i in dag_ids) if d is not None}
+    started = 0
+    for run in runs:
+        if running.get(run.dag_id, 0) >= limits.get(run.dag_id, 0):
+            continue
+        if set_run_state(session, run.id, DagRunState.QUEUED, DagRunState.RUNNING, start_date=now):
+            running[run.dag_id] = running.get(run.dag_id, 0) + 1
+            started += 1
+    return started
+
+
+def finish_runs(session: Session, now: datetime, *, cache: DagCache) -> int:
+    """End every running run whose task instances have all finished; return how many ended.
+
+    ``failed`` if a leaf task ended ``failed`` or ``upstream_failed``, else
+    ``success``; ``end_date = now``. A run's callbacks are handled afterwards
+    by :mod:`headrace.scheduler.callbacks` (``callbacks_done`` stays False).
+    """
+    runs = queries.running_runs(session)
+    counts = queries.ti_state_counts(session, [r.id for r in runs])
+    finished = 0
+    unfinished_states = {s.value for s in TaskInstanceState if not s.is_finished}
+    for run in runs:
+        by_state = counts.get(run.id, {})
+        if any(by_state.get(s, 0) for s in unfinished_states):
+            continue
+        leaves = set(cache.get(session, run.dag_version_id).leaves)
+        leaf_states = {ti.task_id: ti.state for ti in queries.tis_of_runs(session, [run.id]) if ti.task_id in leaves}
+        failed = any(state in _LEAF_FAILURES for state in leaf_states.values())
+        new = DagRunState.FAILED if failed else DagRunState.SUCCESS
+        if set_run_state(session, run.id, DagRunState.RUNNING, new, end_date=now):
+            finished += 1
+            log.info("DAG run %s of %s finished: %s", run.run_id, run.dag_id, new.value)
+    return finished
+
+
+__all__ = [
+    "MAX_BACKFILL_RUNS", "create_backfill", "create_dag_run", "create_runs", "finish_runs", "run_id_for",
+    "start_queued_runs", "trigger_dag",
+]
