@@ -217,8 +217,9 @@ class DagFactory(Generic[P]):
         if "doc_md" not in dag_kwargs and self.function.__doc__:
             dag_kwargs["doc_md"] = inspect.cleandoc(self.function.__doc__)
         new_dag = DAG(dag_id, params=params, **dag_kwargs)
+        build: Callable[..., Any] = self.function  # receives DagParam references, not the values
         with new_dag:
-            self.function(**{name: DagParam(name, value) for name, value in bound.arguments.items()})
+            build(**{name: DagParam(name, value) for name, value in bound.arguments.items()})
         return new_dag
 
 

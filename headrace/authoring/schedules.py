@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import croniter  # type: ignore[import-untyped]  # no stubs shipped
 
 from headrace.exceptions import ScheduleError
 
@@ -163,7 +163,7 @@ class Timetable(ABC):
         """Return a JSON-able dict that :func:`deserialize_timetable` turns back into an equal timetable."""
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.serialize() == other.serialize()  # type: ignore[attr-defined]
+        return isinstance(other, Timetable) and type(other) is type(self) and self.serialize() == other.serialize()
 
     def __hash__(self) -> int:
         return hash(repr(sorted(self.serialize().items())))
