@@ -106,6 +106,9 @@ SPEC: dict[str, dict[str, Option]] = {
         "kill_grace_period": Option(
             float, _const(5.0), "Seconds between SIGTERM and SIGKILL when a try is stopped.", 0, 600
         ),
+        "callback_timeout": Option(
+            float, _const(60.0), "Seconds a task callback run by the supervisor (after a kill or timeout) may take.", 0.1, 3600
+        ),
     },
     "logging": {
         "base_log_folder": Option(str, lambda h: str(h / "logs"), "Folder for per-try log files."),

@@ -1,0 +1,128 @@
+"""The supervisor's answers to task-process requests: XCom reads and writes, skipping tasks.
+
+Each request is served in its own short transaction, so a task that pulls
+many XComs never holds a database lock while its code runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+
+from headrace.db.engine import Database
+from headrace.db.models import XCom
+from headrace.db.models import TaskInstance as TaskInstanceRow
+from headrace.db.transitions import set_ti_state
+from headrace.states import EndReason, TaskInstanceState
+from headrace.supervisor.protocol import (
+    Ack,
+    Error,
+    GetXCom,
+    SetXCom,
+    SkipTasks,
+    XComValue,
+    dumps_value_list,
+)
+
+
+@dataclass(frozen=True)
+class TryTarget:
+    """The task instance a supervisor serves requests for."""
+
+    ti_id: int
+    dag_run_pk: int
+    """``dag_run.id`` of the TI's run."""
+    dag_id: str
+    run_id: str
+    task_id: str
+
+
+def clear_xcoms(db: Database, target: TryTarget) -> None:
+    """Delete every XCom this task instance pushed (done when a try starts)."""
+    with db.session() as session:
+        session.execute(delete(XCom).where(XCom.dag_run_id == target.dag_run_pk, XCom.task_id == target.task_id))
+
+
+def get_xcom(db: Database, target: TryTarget, message: GetXCom) -> XComValue:
+    """Answer ``GetXCom`` (see its docstring for the shape of the value)."""
+    if message.dag_id is None or message.dag_id == target.dag_id:
+        where = [XCom.dag_run_id == target.dag_run_pk]
+    else:
+        where = [XCom.dag_id == message.dag_id, XCom.run_id == target.run_id]
+    where.append(XCom.key == message.key)
+    with db.session() as session:
+        if message.task_ids is None:
+            text = session.scalars(
+                select(XCom.value).where(*where).order_by(XCom.created_at.desc(), XCom.id.desc()).limit(1)
+            ).first()
+            return XComValue(value_json=text)
+        ids = [message.task_ids] if isinstance(message.task_ids, str) else message.task_ids
+        rows = dict(session.execute(select(XCom.task_id, XCom.value).where(*where, XCom.task_id.in_(ids))).tuples().all())
+    if isinstance(message.task_ids, str):
+        return XComValue(value_json=rows.get(message.task_ids))
+    return XComValue(value_json=dumps_value_list([rows.get(t) for t in ids]))
+
+
+def set_xcom(db: Database, target: TryTarget, message: SetXCom, max_bytes: int) -> Ack | Error:
+    """Answer ``SetXCom``: replace this TI's XCom ``key``; refuse a value over ``max_bytes``."""
+    size = len(message.value_json.encode("utf-8"))
+    if size > max_bytes:
+        return Error(
+            message=f"XCom value of task {target.task_id} (key {message.key}) is {size} bytes, "
+            f"over the limit of {max_bytes} bytes (xcom max size)"
+        )
+    with db.session() as session:
+        session.execute(
+            delete(XCom).where(
+                XCom.dag_run_id == target.dag_run_pk, XCom.task_id == target.task_id, XCom.key == message.key
+            )
+        )
+        session.add(
+            XCom(
+                dag_run_id=target.dag_run_pk, dag_id=target.dag_id, run_id=target.run_id, task_id=target.task_id,
+                key=message.key, value=message.value_json, created_at=datetime.now(UTC),
+            )
+        )
+    return Ack()
+
+
+def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
+    """Answer ``SkipTasks``: move those TIs of this run still in ``none``/``scheduled`` to ``skipped``.
+
+    TIs already queued or further on are left alone (they run or ran); the
+    requesting task itself is never skipped this way.
+    """
+    ids = [t for t in message.task_ids if t != target.task_id]
+    if not ids:
+        return Ack()
+    now = datetime.now(UTC)
+    with db.session() as session:
+        rows = session.execute(
+            select(TaskInstanceRow.id, TaskInstanceRow.state).where(
+                TaskInstanceRow.dag_run_id == target.dag_run_pk,
+                TaskInstanceRow.task_id.in_(ids),
+                TaskInstanceRow.state.in_([TaskInstanceState.NONE.value, TaskInstanceState.SCHEDULED.value]),
+            )
+        ).tuples()
+        for ti_id, state in list(rows):
+            set_ti_state(
+                session, ti_id, TaskInstanceState(state), TaskInstanceState.SKIPPED,
+                start_date=now, end_date=now, end_reason=EndReason.SKIPPED.value,
+            )
+    return Ack()
+
+
+def handle(db: Database, target: TryTarget, message: GetXCom | SetXCom | SkipTasks, xcom_max_size: int) -> (
+    XComValue | Ack | Error
+):
+    """Serve one request; a database error becomes an ``Error`` answer (the task sees ``XComError``)."""
+    try:
+        if isinstance(message, GetXCom):
+            return get_xcom(db, target, message)
+        if isinstance(message, SetXCom):
+            return set_xcom(db, target, message, xcom_max_size)
+        return skip_tasks(db, target, message)
+    except Exception as exc:  # noqa: BLE001 - reported to the task, which fails with it
+        return Error(message=f"supervisor could not serve {message.type}: {type(exc).__name__}: {exc}")

@@ -1,0 +1,168 @@
+"""Resource accounting and limits for a try's process tree.
+
+The tree is the task process plus all its descendants (``psutil``'s
+``children(recursive=True)``). The supervisor samples it every
+``executor.memory_poll_interval`` seconds:
+
+* total RSS in bytes (the sum over the tree; shared pages count in every
+  process that maps them, so this errs on the high side, like ``ps``);
+* CPU seconds (user + system), keeping the highest figure seen for each
+  process so a descendant that exits between samples still counts up to its
+  last sample.
+
+After the task process is reaped the figures are completed from
+``getrusage(RUSAGE_CHILDREN)``: its ``ru_maxrss`` (KiB, the largest single
+waited-for descendant) raises the peak, and its CPU delta covers every
+descendant that was waited for. Killing goes to the process group *and* to
+every pid found, so a descendant that left the group (``setsid``) still dies.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+from dataclasses import dataclass
+
+import psutil
+
+MIB = 1024 * 1024
+
+
+def format_mib(n_bytes: int | float) -> str:
+    """``314572800`` → ``"300.0 MiB"``."""
+    return f"{n_bytes / MIB:.1f} MiB"
+
+
+@dataclass(frozen=True)
+class TreeSample:
+    """One sample of a process tree."""
+
+    rss_bytes: int
+    """Sum of the RSS of every live process in the tree, in bytes."""
+    pids: tuple[int, ...]
+    """The pids seen, the root first."""
+
+
+@dataclass(frozen=True)
+class ChildUsage:
+    """``getrusage(RUSAGE_CHILDREN)`` figures at one moment."""
+
+    cpu_seconds: float
+    """User + system CPU seconds of all waited-for descendants."""
+    maxrss_bytes: int
+    """``ru_maxrss`` × 1024: the largest RSS any waited-for descendant reached."""
+
+    @classmethod
+    def now(cls) -> ChildUsage:
+        """Read the counters of the calling process's waited-for children."""
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(cpu_seconds=usage.ru_utime + usage.ru_stime, maxrss_bytes=int(usage.ru_maxrss) * 1024)
+
+
+class ProcessTree:
+    """Samples and kills the tree rooted at ``root_pid`` (which leads process group ``root_pid``)."""
+
+    def __init__(self, root_pid: int) -> None:
+        self.root_pid = root_pid
+        self.peak_rss_bytes = 0
+        """Highest ``rss_bytes`` sampled so far."""
+        self._cpu_by_process: dict[tuple[int, float], float] = {}
+        self._procs: dict[int, psutil.Process] = {}
+
+    def _processes(self) -> list[psutil.Process]:
+        try:
+            root = self._procs.get(self.root_pid) or psutil.Process(self.root_pid)
+            found = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+        # Reuse Process objects so psutil's cached create_time keeps telling pids apart.
+        procs = []
+        for proc in found:
+            known = self._procs.get(proc.pid)
+            if known is None or known.create_time() != proc.create_time():
+                self._procs[proc.pid] = known = proc
+            procs.append(known)
+        return procs
+
+    def sample(self) -> TreeSample:
+        """Measure RSS and CPU of every live process in the tree now; update the peak."""
+        total = 0
+        pids: list[int] = []
+        for proc in self._processes():
+            try:
+                with proc.oneshot():
+                    rss = proc.memory_info().rss
+                    times = proc.cpu_times()
+                    key = (proc.pid, proc.create_time())
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+            total += rss
+            pids.append(proc.pid)
+            cpu = times.user + times.system
+            if cpu > self._cpu_by_process.get(key, 0.0):
+                self._cpu_by_process[key] = cpu
+        self.peak_rss_bytes = max(self.peak_rss_bytes, total)
+        return TreeSample(rss_bytes=total, pids=tuple(pids))
+
+    @property
+    def sampled_cpu_seconds(self) -> float:
+        """Sum over every process ever sampled of the most CPU seen for it."""
+        return sum(self._cpu_by_process.values())
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process group and to every process of the tree found now.
+
+        Processes that already exited are ignored; never raises for a missing process.
+        """
+        pids = [p.pid for p in self._processes()]
+        try:
+            os.killpg(self.root_pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def kill(self) -> None:
+        """SIGKILL the whole tree."""
+        self.signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """SIGTERM the whole tree (follow with :meth:`kill` after the grace period)."""
+        self.signal(signal.SIGTERM)
+
+    def final_usage(self, before: ChildUsage, after: ChildUsage) -> tuple[int, float]:
+        """``(peak_rss_bytes, cpu_seconds)`` once the root was reaped.
+
+        ``before``/``after`` are :class:`ChildUsage` read just before the fork and
+        just after the wait. Peak = max(sampled peak, ``ru_maxrss`` of children);
+        CPU = max(rusage delta, sampled CPU), since each misses what the other saw.
+        """
+        peak = max(self.peak_rss_bytes, after.maxrss_bytes if after.maxrss_bytes > before.maxrss_bytes else 0)
+        cpu = max(after.cpu_seconds - before.cpu_seconds, self.sampled_cpu_seconds)
+        return peak, round(cpu, 6)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits of one try, from its serialized task."""
+
+    memory_limit: int | None = None
+    """Bytes of process-tree RSS above which the tree is killed; None: no limit."""
+    execution_timeout: float | None = None
+    """Seconds the task process may run before it is stopped; None: no limit."""
+
+    def memory_exceeded(self, sample: TreeSample) -> bool:
+        """True when ``sample`` is over the memory limit."""
+        return self.memory_limit is not None and sample.rss_bytes > self.memory_limit
+
+    def memory_message(self, sample: TreeSample) -> str:
+        """The log line for a memory kill, e.g. ``memory_limit 256.0 MiB exceeded: process tree RSS 300.2 MiB; killing``."""
+        assert self.memory_limit is not None
+        return (
+            f"memory_limit {format_mib(self.memory_limit)} exceeded: process tree RSS "
+            f"{format_mib(sample.rss_bytes)}; killing"
+        )

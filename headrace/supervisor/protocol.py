@@ -1,0 +1,216 @@
+"""Messages between a supervisor and its task process.
+
+Transport: a ``socket.socketpair()`` (AF_UNIX, SOCK_STREAM) made by the
+supervisor before it forks the task process; each side keeps one end.
+
+Framing: newline-delimited JSON. Every message is one JSON object on one line
+(``json.dumps`` never emits a raw newline), encoded as UTF-8, ending in
+``\\n``. Each object has a ``type`` field naming its model below; pydantic
+picks the model from it (a discriminated union).
+
+Who speaks first: the task process. The supervisor never sends anything
+unprompted; it answers each request with exactly one response, in order:
+
+* ``GetXCom`` → ``XComValue`` (or ``Error``),
+* ``SetXCom`` / ``SkipTasks`` → ``Ack`` (or ``Error``),
+* ``TaskDone`` → ``Ack``; it is the last message of a try.
+
+So the task process can use it as a blocking request/response channel with
+no message ids.
+
+Failure semantics:
+
+* The task process dies mid-request (killed, crashed): the supervisor reads
+  EOF or a partial line, drops it, and decides the outcome from how the
+  process ended (signal, exit code) — a try without a ``TaskDone`` never counts
+  as a success.
+* The supervisor is gone: the task process reads EOF (or gets ``EPIPE``) on its
+  next request and raises :class:`SupervisorGone`; the task process then exits
+  at once without running callbacks, since nobody could record the outcome.
+  (The supervisor also puts the task process in its own process group and
+  kills the group when it stops, so a task is never left running unwatched.)
+* An ``Error`` response carries a message; the task process raises it as an
+  exception in the task's code (e.g. ``XComError`` for a refused XCom).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from headrace.exceptions import HeadraceError
+
+MAX_LINE = 64 * 1024 * 1024
+"""Longest accepted message line, in bytes (XCom values are far smaller; this guards memory)."""
+
+
+class SupervisorGone(HeadraceError):
+    """Raised in the task process when its supervisor closed the channel (it died or was killed)."""
+
+
+class ProtocolError(HeadraceError):
+    """Raised when a peer sends something that is not a valid message."""
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- task process → supervisor ------------------------------------------------
+
+
+class GetXCom(_Message):
+    """Ask for the XCom ``key`` of ``task_ids`` in this DAG run (or in the run of the same run_id of ``dag_id``).
+
+    ``task_ids``: one id → the value; a list → a list of values (None for
+    missing ones); None → the latest value of ``key`` pushed by any task of the run.
+    """
+
+    type: Literal["get_xcom"] = "get_xcom"
+    task_ids: str | list[str] | None = None
+    key: str = "return_value"
+    dag_id: str | None = None
+
+
+class SetXCom(_Message):
+    """Store an XCom of this task instance; ``value_json`` is already serialized (``serialize_xcom``)."""
+
+    type: Literal["set_xcom"] = "set_xcom"
+    key: str
+    value_json: str
+
+
+class SkipTasks(_Message):
+    """Mark task instances of this run ``skipped`` if they have not been queued yet."""
+
+    type: Literal["skip_tasks"] = "skip_tasks"
+    task_ids: list[str]
+
+
+Outcome = Literal["success", "failed", "skipped", "retry", "fail_no_retry"]
+"""How the task's code ended: returned; raised; SkipTask; RetryTask; FailTask."""
+
+
+class TaskDone(_Message):
+    """The try is over as far as the task process can tell; last message it sends.
+
+    ``outcome``: see :data:`Outcome`. ``error``: one-line message for a failure.
+    ``retry_delay``: seconds, from ``RetryTask(delay=…)``. ``started`` is False
+    when the task never ran (the DAG file would not import, the task was not
+    found): the try ends with reason ``not_started``.
+    """
+
+    type: Literal["task_done"] = "task_done"
+    outcome: Outcome
+    error: str | None = None
+    retry_delay: float | None = None
+    started: bool = True
+
+
+# --- supervisor → task process -------------------------------------------------
+
+
+class XComValue(_Message):
+    """Answer to ``GetXCom``: the serialized value (JSON text), or None when there is none."""
+
+    type: Literal["xcom_value"] = "xcom_value"
+    value_json: str | None
+
+
+class Ack(_Message):
+    """Answer to a request that returns nothing: done."""
+
+    type: Literal["ack"] = "ack"
+
+
+class Error(_Message):
+    """Answer to a request the supervisor refused or could not serve."""
+
+    type: Literal["error"] = "error"
+    message: str
+
+
+TaskRequest = Annotated[GetXCom | SetXCom | SkipTasks | TaskDone, Field(discriminator="type")]
+SupervisorResponse = Annotated[XComValue | Ack | Error, Field(discriminator="type")]
+
+_REQUEST = TypeAdapter(TaskRequest)
+_RESPONSE = TypeAdapter(SupervisorResponse)
+
+
+def encode(message: BaseModel) -> bytes:
+    """One message as a line of JSON (with the newline)."""
+    return message.model_dump_json().encode("utf-8") + b"\n"
+
+
+def decode_request(line: bytes) -> GetXCom | SetXCom | SkipTasks | TaskDone:
+    """Parse one line from the task process. Raises ``ProtocolError``."""
+    try:
+        return _REQUEST.validate_json(line)
+    except (ValidationError, ValueError) as exc:
+        raise ProtocolError(f"bad message from task process: {exc}") from None
+
+
+def decode_response(line: bytes) -> XComValue | Ack | Error:
+    """Parse one line from the supervisor. Raises ``ProtocolError``."""
+    try:
+        return _RESPONSE.validate_json(line)
+    except (ValidationError, ValueError) as exc:
+        raise ProtocolError(f"bad message from supervisor: {exc}") from None
+
+
+class LineBuffer:
+    """Splits bytes read from a non-blocking socket into complete lines."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return the complete lines (without newline). Raises ``ProtocolError`` past MAX_LINE."""
+        self._buf += data
+        lines: list[bytes] = []
+        while True:
+            end = self._buf.find(b"\n")
+            if end < 0:
+                break
+            lines.append(bytes(self._buf[:end]))
+            del self._buf[: end + 1]
+        if len(self._buf) > MAX_LINE:
+            raise ProtocolError(f"message longer than {MAX_LINE} bytes")
+        return lines
+
+
+class TaskChannel:
+    """The task process's end: blocking request → response calls.
+
+    Raises ``SupervisorGone`` when the supervisor's end is closed.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(True)
+        self._sock = sock
+        self._file = sock.makefile("rb")
+
+    def request(self, message: GetXCom | SetXCom | SkipTasks | TaskDone) -> XComValue | Ack | Error:
+        """Send ``message`` and wait for its response."""
+        try:
+            self._sock.sendall(encode(message))
+            line = self._file.readline(MAX_LINE)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise SupervisorGone(f"supervisor went away: {exc}") from None
+        if not line.endswith(b"\n"):
+            raise SupervisorGone("supervisor went away (end of channel)")
+        return decode_response(line)
+
+
+def dumps_value_list(values: list[str | None]) -> str:
+    """Join serialized XCom values into the serialized form of their list (None → null)."""
+    return "[" + ",".join(v if v is not None else "null" for v in values) + "]"
+
+
+__all__ = [
+    "Ack", "Error", "GetXCom", "LineBuffer", "Outcome", "ProtocolError", "SetXCom", "SkipTasks",
+    "SupervisorGone", "TaskChannel", "TaskDone", "XComValue", "decode_request", "decode_response",
+    "dumps_value_list", "encode",
+]

@@ -1,0 +1,266 @@
+"""The task process: the child the supervisor forks to run a task's code.
+
+It is forked from the supervisor, so headrace and its dependencies are
+already imported; only the DAG file is imported here. ``main`` reads like the
+life of a try: startup (own process group, output into the try's log,
+logging), run (import the DAG file, find the task, build the context, render
+templates, ``execute``, push the result as XCom), finalize (the task's own
+callback for the outcome, ``TaskDone`` to the supervisor). It never touches
+the metadata database: XCom and skipping go through the supervisor over the
+channel described in :mod:`headrace.supervisor.protocol`.
+
+``callback_main`` is the short-lived child the supervisor forks to run a
+task's ``on_failure_callback`` / ``on_retry_callback`` when the outcome was
+decided outside the task process (memory limit, timeout, killed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from headrace.authoring.context import RunInfo, build_context
+from headrace.authoring.dag import DAG
+from headrace.authoring.task import BaseOperator
+from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
+from headrace.dagfiles.loader import load_dags
+from headrace.exceptions import FailTask, RetryTask, SkipTask, TaskNotFound, TaskTerminated, XComError
+from headrace.logs.files import LOG_LINE_FORMAT
+from headrace.states import TaskInstanceState
+from headrace.supervisor.outcome import next_state
+from headrace.supervisor.protocol import (
+    Error,
+    GetXCom,
+    SetXCom,
+    SkipTasks,
+    SupervisorGone,
+    TaskChannel,
+    TaskDone,
+    XComValue,
+)
+from headrace.types import Context
+
+log = logging.getLogger("headrace.task")
+
+
+@dataclass(frozen=True)
+class TaskStart:
+    """Everything the task process needs, prepared by the supervisor before the fork."""
+
+    fileloc: str
+    """DAG file to import."""
+    dag_id: str
+    task_id: str
+    run: RunInfo
+    """The DAG run, as the task sees it."""
+    try_number: int
+    max_tries: int
+    """The task instance's ``max_tries`` (its ``retries``)."""
+    xcom_max_size: int
+    """``core.xcom_max_size``: largest XCom value in bytes of JSON."""
+
+
+class ChannelTI:
+    """``RuntimeTI`` backed by the supervisor channel (``context["ti"]`` in the task process)."""
+
+    def __init__(self, start: TaskStart, channel: TaskChannel | None) -> None:
+        self.dag_id = start.dag_id
+        self.task_id = start.task_id
+        self.run_id = start.run.run_id
+        self.try_number = start.try_number
+        self.max_tries = start.max_tries
+        self._max_bytes = start.xcom_max_size
+        self._channel = channel
+
+    def __repr__(self) -> str:
+        return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id} try {self.try_number}>"
+
+    def _request(self, message: GetXCom | SetXCom | SkipTasks) -> XComValue | None:
+        if self._channel is None:
+            raise XComError("XCom and skipping are not available in callbacks run after the task process ended")
+        response = self._channel.request(message)
+        if isinstance(response, Error):
+            raise XComError(response.message)
+        return response if isinstance(response, XComValue) else None
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        """Store XCom ``key``. Raises ``XComError`` if the value is not serializable or too big."""
+        text = serialize_xcom(value, self._max_bytes, task_id=self.task_id, key=key)
+        self._request(SetXCom(key=key, value_json=text))
+
+    def xcom_pull(
+        self, task_ids: str | Sequence[str] | None = None, key: str = "return_value", dag_id: str | None = None
+    ) -> Any:
+        """The XCom ``key`` of ``task_ids`` in this run (a list for a list of ids; None when missing)."""
+        ids = task_ids if task_ids is None or isinstance(task_ids, str) else list(task_ids)
+        response = self._request(GetXCom(task_ids=ids, key=key, dag_id=dag_id))
+        if response is None or response.value_json is None:
+            return None
+        return deserialize_xcom(response.value_json)
+
+    def skip(self, task_ids: Iterable[str]) -> None:
+        """Mark task instances of this run ``skipped`` (those not queued yet)."""
+        self._request(SkipTasks(task_ids=sorted(set(task_ids))))
+
+
+class _UtcFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        when = datetime.fromtimestamp(record.created, UTC)
+        return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}+0000"
+
+
+def _start_child(log_fd: int) -> None:
+    """Own process group, stdin from /dev/null, stdout/stderr into the log, logging to stderr."""
+    try:
+        os.setpgid(0, 0)
+    except PermissionError:  # the supervisor already made us a group leader
+        pass
+    for signum in (signal.SIGINT, signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - replaces the std streams for the life of the process
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UtcFormatter(LOG_LINE_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
+    raise TaskTerminated(f"received signal {signal.Signals(signum).name}")
+
+
+def _load_task(start: TaskStart) -> tuple[DAG, BaseOperator]:
+    for dag in load_dags(start.fileloc):
+        if dag.dag_id == start.dag_id:
+            return dag, dag.get_task(start.task_id)
+    raise TaskNotFound(f"DAG file {start.fileloc} does not define DAG {start.dag_id!r}", dag_id=start.dag_id)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def run_callbacks(task: BaseOperator, state: TaskInstanceState, context: Context) -> None:
+    """Run the task's callbacks for ``state`` (success, up_for_retry, failed); log and swallow their errors."""
+    callbacks = {
+        TaskInstanceState.SUCCESS: task.on_success_callback,
+        TaskInstanceState.UP_FOR_RETRY: task.on_retry_callback,
+        TaskInstanceState.FAILED: task.on_failure_callback,
+    }.get(state, [])
+    for callback in callbacks:
+        name = getattr(callback, "__name__", repr(callback))
+        log.info("running %s callback %s", state.value, name)
+        try:
+            callback(context)
+        except Exception:
+            log.exception("callback %s failed; the try's outcome stands", name)
+
+
+def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
+    """Run one try of the task in this (freshly forked) process; return the exit code.
+
+    Exit codes: 0 success or skipped, 1 the task failed, 2 it never started,
+    143 stopped by SIGTERM (the supervisor records why), 3 the supervisor went away.
+    The caller must ``os._exit`` with it (never return into the parent's stack).
+    """
+    _start_child(log_fd)
+    channel = TaskChannel(sock)
+    log.info("running %s.%s (run %s), try %d", start.dag_id, start.task_id, start.run.run_id, start.try_number)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        try:
+            dag, task = _load_task(start)
+        except TaskTerminated:
+            raise
+        except BaseException as exc:
+            log.error("could not load task %s from %s:\n%s", start.task_id, start.fileloc,
+                      "".join(traceback.format_exception(exc)).rstrip())
+            channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
+            return 2
+        ti = ChannelTI(start, channel)
+        context = build_context(dag, task, start.run, ti)
+        outcome, error, delay = _execute(task, context, ti)
+        state = next_state(outcome, start.try_number, start.max_tries)
+        run_callbacks(task, state, context)
+        log.info("try %d ended: %s%s", start.try_number, state.value, f" ({error})" if error else "")
+        channel.request(TaskDone(outcome=outcome, error=error, retry_delay=delay))
+        return 0 if outcome in ("success", "skipped") else 1
+    except TaskTerminated as exc:
+        log.error("task stopped: %s", exc)
+        return 128 + signal.SIGTERM
+    except SupervisorGone as exc:
+        log.error("%s; stopping", exc)
+        return 3
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[str, str | None, float | None]:
+    """Render, execute and push the result; return ``(outcome, error, retry_delay)``."""
+    try:
+        task.render_template_fields(context)
+        result = task.execute(context)
+        for key, value in xcoms_for_result(task, result):
+            ti.xcom_push(key, value)
+        return "success", None, None
+    except SkipTask as exc:
+        log.info("task skipped: %s", exc or "SkipTask")
+        return "skipped", None, None
+    except FailTask as exc:
+        context["exception"] = exc
+        log.error("task failed without retry (FailTask): %s", exc)
+        return "fail_no_retry", _one_line(exc), None
+    except RetryTask as exc:
+        context["exception"] = exc
+        log.error("task asked for a retry (RetryTask)%s: %s",
+                  f" in {exc.delay:g} s" if exc.delay is not None else "", exc)
+        return "retry", _one_line(exc), exc.delay
+    except (TaskTerminated, SupervisorGone):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any exception (even SystemExit) fails the try
+        context["exception"] = exc
+        log.error("task failed with %s\n%s", _one_line(exc), "".join(traceback.format_exception(exc)).rstrip())
+        return "failed", _one_line(exc), None
+
+
+def callback_main(start: TaskStart, state: TaskInstanceState, error: str, log_fd: int) -> int:
+    """Run the task's callbacks for ``state`` after the supervisor decided the outcome; return the exit code.
+
+    XCom is not available to these callbacks (the try's channel is closed);
+    ``context["exception"]`` is a ``RuntimeError`` carrying ``error``.
+    """
+    _start_child(log_fd)
+    try:
+        dag, task = _load_task(start)
+        context = build_context(dag, task, start.run, ChannelTI(start, None))
+        context["exception"] = RuntimeError(error)
+        run_callbacks(task, state, context)
+        return 0
+    except BaseException as exc:  # noqa: BLE001
+        log.error("could not run callbacks: %s", "".join(traceback.format_exception(exc)).rstrip())
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()

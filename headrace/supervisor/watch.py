@@ -1,0 +1,266 @@
+"""Watching a task process: one ``select`` on its pidfd and its channel, until it ends.
+
+The supervisor sleeps in ``select`` on two descriptors — the process's pidfd
+(readable once it exits) and its end of the channel (readable when the task
+asks something) — with a timeout of ``executor.memory_poll_interval``, so it
+wakes at once for an exit or a request and otherwise only to sample the tree,
+heartbeat and check the limits. No busy waiting, no sleeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy import update
+
+from headrace.db.engine import Database
+from headrace.db.models import TaskTry
+from headrace.states import EndReason
+from headrace.supervisor.handlers import TryTarget, handle
+from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree
+from headrace.supervisor.protocol import Ack, Error, LineBuffer, ProtocolError, TaskDone, decode_request, encode
+
+log = logging.getLogger("headrace.supervisor")
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    """How a try ended, as the supervisor establishes it."""
+
+    outcome: str
+    """``success``, ``skipped``, ``failed``, ``retry`` or ``fail_no_retry`` (see ``outcome.next_state``)."""
+    end_reason: EndReason
+    error: str | None = None
+    """One-line error for a failed try."""
+    retry_delay: float | None = None
+    """Seconds, when the task raised ``RetryTask(delay=…)``."""
+    exit_code: int | None = None
+    """Exit code of the task process, if it exited normally."""
+    signal: int | None = None
+    """Signal number that ended it (or 15 when the supervisor was told to stop it)."""
+    peak_rss_bytes: int | None = None
+    cpu_seconds: float | None = None
+
+
+class Say(Protocol):
+    def __call__(self, message: str, level: str = "INFO") -> None: ...
+
+
+def fork_child(run: Callable[[], int], close_in_child: Iterable[socket.socket] = ()) -> int:
+    """Fork; the child closes ``close_in_child``, runs ``run()`` and ``os._exit``s with its result.
+
+    The child leads its own process group (set on both sides of the fork, so
+    the parent can signal the group as soon as this returns). Returns the pid.
+    """
+    pid = os.fork()
+    if pid == 0:  # child: never return into the parent's stack
+        code = 1
+        try:
+            for sock in close_in_child:
+                sock.close()
+            code = run()
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:  # it already did it itself, or already exited
+        pass
+    return pid
+
+
+def run_child(run: Callable[[], int], timeout: float, close_in_parent: Iterable[int] = ()) -> int | None:
+    """Run ``run()`` in a forked child; return its exit code, or None if it was killed after ``timeout`` s."""
+    pid = fork_child(run)
+    for fd in close_in_parent:
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
+    if not ready:
+        ProcessTree(pid).kill()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) if ready else None
+
+
+class TaskWatch:
+    """Starts the task process and watches it: requests, samples, heartbeats, limits."""
+
+    def __init__(
+        self, *, db: Database, target: TryTarget, try_row_id: int, limits: Limits, say: Say,
+        poll_interval: float, heartbeat_interval: float, kill_grace_period: float, xcom_max_size: int,
+        stop_requested: Callable[[], bool],
+    ) -> None:
+        self.db = db
+        self.target = target
+        self.try_row_id = try_row_id
+        self.limits = limits
+        self.say = say
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.kill_grace_period = kill_grace_period
+        self.xcom_max_size = xcom_max_size
+        self.stop_requested = stop_requested
+        self.pid = -1
+        self._started = 0.0
+        self._usage_before = ChildUsage(0.0, 0)
+        self.tree = ProcessTree(-1)
+
+    def fork(self, run: Callable[[], int], close_in_child: Iterable[socket.socket]) -> int:
+        """Fork the task process running ``run()``; return its pid."""
+        self._usage_before = ChildUsage.now()
+        self.pid = fork_child(run, close_in_child)
+        self._started = time.monotonic()
+        self.tree = ProcessTree(self.pid)
+        return self.pid
+
+    def _answer(self, sock: socket.socket, line: bytes) -> TaskDone | None:
+        try:
+            message = decode_request(line)
+        except ProtocolError as exc:
+            self._send(sock, Error(message=str(exc)))
+            return None
+        if isinstance(message, TaskDone):
+            self._send(sock, Ack())
+            return message
+        self._send(sock, handle(self.db, self.target, message, self.xcom_max_size))
+        return None
+
+    @staticmethod
+    def _send(sock: socket.socket, response: Ack | Error | object) -> None:
+        try:
+            sock.sendall(encode(response))  # type: ignore[arg-type]
+        except OSError:  # the task process is gone; its exit tells the rest
+            pass
+
+    def _heartbeat(self) -> None:
+        try:
+            with self.db.session() as session:
+                session.execute(
+                    update(TaskTry).where(TaskTry.id == self.try_row_id).values(heartbeat_at=datetime.now(UTC))
+                )
+        except Exception as exc:  # noqa: BLE001 - a DB hiccup must not kill the try; the next beat retries
+            log.warning("heartbeat of task_try %d failed: %s", self.try_row_id, exc)
+
+    def wait(self, sock: socket.socket) -> WatchResult:
+        """Serve and watch until the task process exits; reap it and return how the try ended."""
+        pidfd = os.pidfd_open(self.pid)
+        sock.setblocking(True)
+        buffer = LineBuffer()
+        done: TaskDone | None = None
+        killed_for: EndReason | None = None
+        kill_error: str | None = None
+        kill_at: float | None = None
+        now = time.monotonic()
+        next_sample = now
+        next_heartbeat = now + self.heartbeat_interval
+        timeout_at = now + self.limits.execution_timeout if self.limits.execution_timeout else None
+        sock_open = True
+        try:
+            while True:
+                wait = max(0.0, min(next_sample, next_heartbeat, kill_at or next_sample) - time.monotonic())
+                readable, _, _ = select.select([pidfd, sock] if sock_open else [pidfd], [], [], wait)
+                if sock in readable:
+                    data = sock.recv(1 << 16)
+                    if not data:
+                        sock_open = False
+                    for line in buffer.feed(data):
+                        done = self._answer(sock, line) or done
+                if pidfd in readable:
+                    break
+                now = time.monotonic()
+                if now >= next_sample:
+                    next_sample = now + self.poll_interval
+                    sample = self.tree.sample()
+                    if killed_for is None and self.limits.memory_exceeded(sample):
+                        kill_error = self.limits.memory_message(sample)
+                        self.say(kill_error, "ERROR")
+                        self.tree.kill()
+                        killed_for = EndReason.MEMORY_LIMIT_EXCEEDED
+                    elif killed_for is None and timeout_at is not None and now >= timeout_at:
+                        kill_error = f"execution_timeout of {self.limits.execution_timeout:g} s exceeded"
+                        self.say(f"{kill_error}; sending SIGTERM to the task's processes "
+                                 f"(SIGKILL in {self.kill_grace_period:g} s)", "ERROR")
+                        self.tree.terminate()
+                        killed_for, kill_at = EndReason.TIMEOUT, now + self.kill_grace_period
+                    elif killed_for is None and self.stop_requested():
+                        kill_error = "the supervisor was told to stop (SIGTERM)"
+                        self.say(f"{kill_error}; sending SIGTERM to the task's processes "
+                                 f"(SIGKILL in {self.kill_grace_period:g} s)", "WARNING")
+                        self.tree.terminate()
+                        killed_for, kill_at = EndReason.KILLED, now + self.kill_grace_period
+                if kill_at is not None and now >= kill_at:
+                    self.say("the task's processes outlived the grace period; sending SIGKILL", "WARNING")
+                    self.tree.kill()
+                    kill_at = None
+                if now >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = now + self.heartbeat_interval
+        finally:
+            os.close(pidfd)
+        done = self._drain(sock, buffer) or done
+        _, status = os.waitpid(self.pid, 0)
+        usage_after = ChildUsage.now()
+        try:  # whatever the task left running in its group goes with it
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        sock.close()
+        peak, cpu = self.tree.final_usage(self._usage_before, usage_after)
+        code = os.waitstatus_to_exitcode(status)
+        exit_code, signum = (None, -code) if code < 0 else (code, None)
+        base = {"exit_code": exit_code, "signal": signum, "peak_rss_bytes": peak, "cpu_seconds": cpu}
+        if killed_for is EndReason.KILLED:
+            base["signal"] = signal.SIGTERM.value
+        if killed_for is not None:
+            return WatchResult(outcome="failed", end_reason=killed_for, error=kill_error, **base)  # type: ignore[arg-type]
+        if done is not None:
+            if not done.started:
+                reason = EndReason.NOT_STARTED
+            else:
+                reason = {"success": EndReason.SUCCESS, "skipped": EndReason.SKIPPED}.get(
+                    done.outcome, EndReason.FAILED
+                )
+            return WatchResult(
+                outcome=done.outcome, end_reason=reason, error=done.error, retry_delay=done.retry_delay,
+                **base,  # type: ignore[arg-type]
+            )
+        if signum is not None:
+            name = signal.Signals(signum).name if signum in signal.valid_signals() else str(signum)
+            return WatchResult(
+                outcome="failed", end_reason=EndReason.KILLED,
+                error=f"task process killed by signal {name} ({signum})", **base,  # type: ignore[arg-type]
+            )
+        return WatchResult(
+            outcome="failed", end_reason=EndReason.FAILED,
+            error=f"task process exited with code {exit_code} without reporting an outcome",
+            **base,  # type: ignore[arg-type]
+        )
+
+    def _drain(self, sock: socket.socket, buffer: LineBuffer) -> TaskDone | None:
+        """Serve what the task sent just before it exited (non-blocking)."""
+        done = None
+        sock.setblocking(False)
+        try:
+            while True:
+                data = sock.recv(1 << 16)
+                if not data:
+                    break
+                for line in buffer.feed(data):
+                    done = self._answer(sock, line) or done
+        except (BlockingIOError, OSError, ProtocolError):
+            pass
+        return done
