@@ -300,7 +300,7 @@ class DagProcessor:
         for result in results:
             mtime, size = files[result.fileloc]
             with self.db.session() as session:
-                dags += self._store(session, result, mtime, size, now)
+                dags += self.store_result(session, result, mtime, size, now)
             errors += result.error is not None
             if result.error is not None:
                 log.warning("import error in %s: %s", result.fileloc, result.error.message)
@@ -324,8 +324,11 @@ class DagProcessor:
             if dag is not None and dag.fileloc == fileloc:
                 dag.is_active = False
 
-    def _store(self, session: Session, result: ParseResult, mtime: float, size: int, now: datetime) -> int:
-        """Write one file's parse result; return the number of DAGs stored."""
+    def store_result(self, session: Session, result: ParseResult, mtime: float, size: int, now: datetime) -> int:
+        """Write one file's parse result (DAGs, versions, dag_file row, import errors); return the DAGs stored.
+
+        ``mtime`` (s since epoch) and ``size`` (bytes) are the file's stat at listing time.
+        """
         session.execute(delete(ImportError_).where(ImportError_.fileloc == result.fileloc))
         row = session.get(DagFile, result.fileloc)
         previous_ids = list(row.dag_ids) if row is not None else []

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from headrace.authoring.schedules import DagRunInfo, DataInterval, ensure_aware
+from headrace.dagfiles.processor import set_next_run
 from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
 from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance
@@ -105,7 +106,8 @@ def _set_next(dag: DagModel, info: DagRunInfo | None) -> None:
 def create_runs(session: Session, now: datetime, *, cache: DagCache | None = None) -> int:
     """Create the due scheduled runs of active, unpaused DAGs; return how many were created.
 
-    A DAG gets runs while ``next_run_after <= now`` and its queued + running runs
+    ``catchup=False`` DAGs first re-compute ``next_*`` at ``now``, so intervals
+    missed while the scheduler was down are skipped. A DAG gets runs while ``next_run_after <= now`` and its queued + running runs
     are fewer than ``max_active_runs``. An existing run with the same run id
     (e.g. created by a backfill) is skipped, not duplicated.
     """
@@ -116,6 +118,8 @@ def create_runs(session: Session, now: datetime, *, cache: DagCache | None = Non
     for dag in dags:
         version = _version(session, dag)
         sdag = cache.get(session, version.id)
+        if not sdag.catchup:  # after downtime, jump to the latest complete interval (skip the missed ones)
+            set_next_run(session, dag, sdag, now)
         while (dag.next_run_after is not None and dag.next_run_after <= now
                and dag.next_logical_date is not None and active.get(dag.dag_id, 0) < dag.max_active_runs):
             interval = DataInterval(dag.next_data_interval_start or dag.next_logical_date,

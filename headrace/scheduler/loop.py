@@ -1,0 +1,273 @@
+"""The scheduler loop: one screen that reads like the algorithm (see :func:`run`).
+
+Start-up, in order: register a ``scheduler_job`` row; wait for the lease
+(:mod:`headrace.scheduler.lease`); start the executor; adopt or end the tries
+a previous scheduler left (:func:`~headrace.scheduler.housekeeping.adopt_or_fail_tries`).
+
+Each loop, every step returns a count: parse changed DAG files (every
+``scheduler.dag_dir_list_interval``), create due runs, start queued runs,
+decide task instances, queue the ready ones, read executor events, finish
+runs, start DAG callbacks, run due housekeeping; then wait.
+
+The wait ends at the first of: an executor event (its ``fileno()`` is
+readable — a finished try wakes the scheduler at once), a stop request
+(SIGTERM/SIGINT write to a self-pipe), or a timeout of
+``scheduler.loop_interval`` — shorter when a retry, a scheduled run or a
+chore is due sooner. A loop that did work does not wait at all.
+
+Stop (SIGTERM, SIGINT, ``stop.set()``, ``num_loops`` reached, lease lost):
+``executor.terminate()`` (supervisors keep running and write their own
+outcomes; the next scheduler adopts them), the lease is released and the job
+row marked ended.
+
+The clock is injected: :class:`SystemClock` in production,
+``headrace.testing.FakeClock`` in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any, Protocol
+
+import select as _select
+
+from headrace.config import Settings
+from headrace.dagfiles.processor import DagProcessor
+from headrace.db import queries
+from headrace.db.engine import Database
+from headrace.scheduler import housekeeping, lease, readiness, runs
+from headrace.scheduler.callbacks import CallbackRunner
+from headrace.scheduler.dagcache import DagCache
+from headrace.supervisor.request import TryRequest
+
+log = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    """Where the scheduler gets the time, and how it waits."""
+
+    def now(self) -> datetime:
+        """The current time, UTC-aware."""
+
+    def wait(self, fds: Sequence[int], timeout: float) -> list[int]:
+        """Block until one of ``fds`` is readable or ``timeout`` s passed; return the readable fds."""
+
+
+class SystemClock:
+    """The real clock; waits with ``select``."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def wait(self, fds: Sequence[int], timeout: float) -> list[int]:
+        readable, _, _ = _select.select(list(fds), [], [], max(0.0, timeout))
+        return list(readable)
+
+
+class Executor(Protocol):
+    """The executor interface the scheduler uses (``headrace.executors.base.Executor``)."""
+
+    def start(self) -> None: ...
+    def open_slots(self) -> int: ...
+    def queue(self, request: TryRequest) -> None: ...
+    def sync(self) -> Sequence[Any]: ...
+    def fileno(self) -> int | None: ...
+    def terminate(self) -> None: ...
+
+
+def event_try(event: Any) -> tuple[int, int, int | None]:
+    """``(ti_id, try_number, exit_code)`` of an executor event."""
+    request = getattr(event, "request", None)
+    ti_id = getattr(event, "ti_id", None) if request is None else request.ti_id
+    try_number = getattr(event, "try_number", None) if request is None else request.try_number
+    return int(ti_id), int(try_number), getattr(event, "exit_code", None)  # type: ignore[arg-type]
+
+
+def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | None = None,
+        processor: DagProcessor | None = None, num_loops: int | None = None,
+        stop: threading.Event | None = None) -> None:
+    """Run the scheduler until stopped (or for ``num_loops`` loops). See the module docstring."""
+    s = Scheduler(settings, db, executor, clock or SystemClock(), processor, stop or threading.Event())
+    with s.started():
+        loops = 0
+        while s.should_continue() and (num_loops is None or loops < num_loops):
+            now = s.clock.now()
+            work = (
+                s.refresh_dags(now)
+                + s.create_runs(now)
+                + s.start_queued_runs(now)
+                + s.examine_runs(now)
+                + s.queue_ready(now)
+                + s.sync_executor(now)
+                + s.finish_runs(now)
+                + s.run_callbacks(now)
+                + s.housekeeping.run_due(now)
+            )
+            loops += 1
+            if work == 0 and (num_loops is None or loops < num_loops):
+                s.wait(now)
+
+
+class Scheduler:
+    """The state one scheduler process keeps between loops, and each step of the loop."""
+
+    def __init__(self, settings: Settings, db: Database, executor: Executor, clock: Clock,
+                 processor: DagProcessor | None, stop: threading.Event) -> None:
+        self.settings, self.db, self.executor, self.clock = settings, db, executor, clock
+        self.processor = processor
+        self.stop = stop
+        self.cache = DagCache()
+        self.queuer = readiness.Queuer(settings.parallelism)
+        self.callbacks = CallbackRunner(float(settings.get("core", "dagbag_import_timeout")))
+        self.loop_interval = float(settings.get("scheduler", "loop_interval"))
+        self.parse_interval = timedelta(seconds=float(settings.get("scheduler", "dag_dir_list_interval")))
+        self.next_parse: datetime | None = None
+        self.job_id = 0
+        self.lease: lease.SchedulerLease | None = None
+        self.housekeeping = housekeeping.Housekeeping([])
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    # --- start-up and shut-down ------------------------------------------------
+
+    @contextmanager
+    def started(self) -> Iterator[None]:
+        """Register, take the lease, start the executor and adopt old tries; undo it all at the end."""
+        restore = self._install_signal_handlers()
+        try:
+            now = self.clock.now()
+            self.job_id = lease.register_job(self.db, now)
+            self.lease = lease.SchedulerLease(self.db, self.job_id, float(self.settings.get("scheduler", "lease_ttl")))
+            if not self._wait_for_lease():
+                return
+            self.housekeeping = housekeeping.Housekeeping(housekeeping.chores(
+                self.settings, self.db, cache=self.cache,
+                heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t), renew_lease=self._renew_lease))
+            self.executor.start()
+            try:
+                housekeeping.adopt_or_fail_tries(self.db, self.clock.now(), cache=self.cache)
+                yield
+            finally:
+                self.executor.terminate()
+                self.callbacks.reap()
+        finally:
+            if self.lease is not None and self.lease.held:
+                self.lease.release()
+            if self.job_id:
+                lease.end_job(self.db, self.job_id, self.clock.now())
+            restore()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            log.info("scheduler job %d stopped", self.job_id)
+
+    def _wait_for_lease(self) -> bool:
+        assert self.lease is not None
+        while not self.stop.is_set():
+            if self.lease.acquire(self.clock.now()):
+                log.info("scheduler job %d holds the lease", self.job_id)
+                return True
+            log.info("another scheduler holds the lease; waiting")
+            self.clock.wait([self._wake_r], min(5.0, self.lease.ttl.total_seconds() / 3))
+        return False
+
+    def _renew_lease(self, now: datetime) -> int:
+        assert self.lease is not None
+        return self.lease.renew(now)
+
+    def _install_signal_handlers(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s; stopping", signal.Signals(signum).name)
+            self.request_stop()
+
+        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return lambda: [signal.signal(sig, handler) for sig, handler in old.items()]
+
+    def request_stop(self) -> None:
+        """Stop after the current step (safe from a signal handler or another thread)."""
+        self.stop.set()
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def should_continue(self) -> bool:
+        """False once a stop was asked for or the lease was lost."""
+        return not self.stop.is_set() and self.lease is not None and self.lease.held
+
+    # --- the steps (each returns a count) -------------------------------------------
+
+    def refresh_dags(self, now: datetime) -> int:
+        """Parse changed DAG files when ``dag_dir_list_interval`` has passed; return files parsed."""
+        if self.processor is None or (self.next_parse is not None and now < self.next_parse):
+            return 0
+        self.next_parse = now + self.parse_interval
+        return self.processor.refresh(now).files_parsed
+
+    def create_runs(self, now: datetime) -> int:
+        with self.db.session() as session:
+            return runs.create_runs(session, now, cache=self.cache)
+
+    def start_queued_runs(self, now: datetime) -> int:
+        with self.db.session() as session:
+            return runs.start_queued_runs(session, now)
+
+    def examine_runs(self, now: datetime) -> int:
+        with self.db.session() as session:
+            return readiness.examine_runs(session, now, cache=self.cache)
+
+    def queue_ready(self, now: datetime) -> int:
+        return self.queuer.queue_ready(self.db, self.executor, now)
+
+    def sync_executor(self, now: datetime) -> int:
+        """Read executor events; a try still open after its supervisor exited is ended as a zombie."""
+        events = self.executor.sync()
+        for event in events:
+            ti_id, try_number, exit_code = event_try(event)
+            housekeeping.end_exited_try(self.db, now, ti_id, try_number, cache=self.cache, exit_code=exit_code)
+        return len(events)
+
+    def finish_runs(self, now: datetime) -> int:
+        with self.db.session() as session:
+            return runs.finish_runs(session, now, cache=self.cache)
+
+    def run_callbacks(self, now: datetime) -> int:
+        return self.callbacks.run_pending(self.db, now, cache=self.cache)
+
+    # --- waiting ------------------------------------------------------------------------
+
+    def wait(self, now: datetime) -> None:
+        """Wait for an executor event, a stop request or the next due time (at most ``loop_interval``)."""
+        fds = [self._wake_r]
+        executor_fd = self.executor.fileno()
+        if executor_fd is not None:
+            fds.append(executor_fd)
+        readable = self.clock.wait(fds, self._timeout(now))
+        if self._wake_r in readable:
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+
+    def _timeout(self, now: datetime) -> float:
+        """``loop_interval``, or less if a retry, a scheduled run, a parse or a chore is due sooner."""
+        with self.db.session() as session:
+            dues = [queries.earliest_retry_at(session), queries.earliest_next_run_after(session)]
+        dues += [self.next_parse if self.processor is not None else None, self.housekeeping.next_due()]
+        # Dues already past are blocked (max_active_runs, a paused DAG): they must not make the loop spin.
+        soonest = min((d for d in dues if d is not None and d > now), default=None)
+        if soonest is None:
+            return self.loop_interval
+        return max(0.0, min(self.loop_interval, (soonest - now).total_seconds()))
+
+
+__all__ = ["Clock", "Executor", "Scheduler", "SystemClock", "event_try", "run"]
