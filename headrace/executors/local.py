@@ -1,0 +1,183 @@
+"""LocalExecutor: up to ``core.parallelism`` tries at once on this machine, forked from a fork server.
+
+No pool of idle workers: one fork server (:mod:`headrace.executors.forkserver`)
+is started on the first ``queue()`` and forks one detached supervisor per
+try; it exits by itself once idle for ``executor.forkserver_idle_timeout``
+seconds and is started again on demand. The executor writes requests to its
+stdin and reads its events from its stdout without blocking; ``fileno()`` is
+that stdout, so a scheduler selecting on it wakes the moment a try ends.
+
+If the fork server dies while supervisors run (they are detached, so they
+carry on), the executor keeps watching those supervisors by their process
+identity and reports each as ``exited`` (exit code None) once it is gone.
+Requests the server never confirmed with a ``started`` event are sent again to
+a new server; if one did start after all, the second supervisor loses the
+claim and runs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from headrace.config import Settings
+from headrace.exceptions import ExecutorError
+from headrace.executors.base import ExecutorEvent
+from headrace.executors.sequential import child_environment
+from headrace.supervisor.identity import ProcessIdentity, hostname
+from headrace.supervisor.protocol import LineBuffer
+from headrace.supervisor.request import TryRequest
+
+
+@dataclass
+class _InFlight:
+    request: TryRequest
+    supervisor: ProcessIdentity | None = None
+    """Set by the ``started`` event."""
+    server_pid: int | None = None
+    """The fork server the request was sent to."""
+
+
+class LocalExecutor:
+    """Runs tries in supervisors forked from one lazily started fork server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.parallelism = settings.parallelism
+        self._server: subprocess.Popen[bytes] | None = None
+        self._lines = LineBuffer()
+        self._in_flight: dict[tuple[int, int], _InFlight] = {}
+
+    # --- the fork server ---------------------------------------------------------
+
+    @property
+    def server_pid(self) -> int | None:
+        """Pid of the running fork server, if any."""
+        return self._server.pid if self._server is not None else None
+
+    def _ensure_server(self) -> subprocess.Popen[bytes]:
+        if self._server is None:
+            self._server = subprocess.Popen(
+                [sys.executable, "-m", "headrace.executors.forkserver"],
+                env=child_environment(self.settings), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            )
+            assert self._server.stdout is not None
+            os.set_blocking(self._server.stdout.fileno(), False)
+            self._lines = LineBuffer()
+        return self._server
+
+    def _send(self, request: TryRequest) -> None:
+        for _attempt in range(2):
+            server = self._ensure_server()
+            assert server.stdin is not None
+            try:
+                server.stdin.write(request.to_json().encode() + b"\n")
+                server.stdin.flush()
+                self._in_flight[request.key].server_pid = server.pid
+                return
+            except BrokenPipeError:  # it just exited (idle timeout): start another
+                self._server_gone()
+        raise ExecutorError("cannot hand the try to the fork server: it keeps exiting", key=request.key)
+
+    def _server_gone(self) -> None:
+        """The server exited: reap it; resend what it never started."""
+        server, self._server = self._server, None
+        if server is not None:
+            for pipe in (server.stdin, server.stdout):
+                try:
+                    if pipe is not None:
+                        pipe.close()
+                except BrokenPipeError:
+                    pass
+            server.wait()
+
+    # --- the Executor interface --------------------------------------------------
+
+    def start(self) -> None:
+        """Nothing yet: the fork server starts with the first try."""
+
+    def open_slots(self) -> int:
+        """``parallelism`` minus the tries whose supervisor has not been seen to end."""
+        return max(0, self.parallelism - len(self._in_flight))
+
+    def queue(self, request: TryRequest) -> None:
+        """Send ``request`` to the fork server. Raises ``ExecutorError`` when no slot is open."""
+        if self.open_slots() <= 0:
+            raise ExecutorError(f"no open slot (parallelism {self.parallelism})", key=request.key)
+        self._in_flight[request.key] = _InFlight(request)
+        self._send(request)
+
+    def sync(self) -> list[ExecutorEvent]:
+        """Read the fork server's events without blocking; report supervisors that ended."""
+        events: list[ExecutorEvent] = []
+        server = self._server
+        if server is not None:
+            assert server.stdout is not None
+            eof = False
+            while True:
+                try:
+                    data = os.read(server.stdout.fileno(), 1 << 16)
+                except BlockingIOError:
+                    break
+                if not data:
+                    eof = True
+                    break
+                for line in self._lines.feed(data):
+                    events.extend(self._on_event(json.loads(line)))
+            if eof:
+                self._server_gone()
+                for flight in list(self._in_flight.values()):
+                    if flight.supervisor is None:
+                        self._send(flight.request)
+        events.extend(self._check_orphans())
+        return events
+
+    def _on_event(self, event: dict[str, object]) -> list[ExecutorEvent]:
+        key = (int(event["ti_id"]), int(event["try_number"]))  # type: ignore[call-overload]
+        flight = self._in_flight.get(key)
+        if event["event"] == "started":
+            if flight is not None and event.get("start_time") is not None:
+                flight.supervisor = ProcessIdentity(hostname(), int(event["pid"]), float(event["start_time"]))  # type: ignore[call-overload, arg-type]
+            return []
+        if event["event"] == "exited" and flight is not None:
+            del self._in_flight[key]
+            return [ExecutorEvent(key[0], key[1], "exited", int(event["exit_code"]))]  # type: ignore[call-overload]
+        return []
+
+    def _check_orphans(self) -> list[ExecutorEvent]:
+        """Supervisors started by a fork server that is gone: report those no longer alive."""
+        events = []
+        current = self.server_pid
+        for key, flight in list(self._in_flight.items()):
+            if flight.server_pid == current or flight.supervisor is None:
+                continue
+            if not flight.supervisor.is_alive():
+                del self._in_flight[key]
+                events.append(ExecutorEvent(key[0], key[1], "exited", None))
+        return events
+
+    def fileno(self) -> int | None:
+        """The fork server's stdout (readable when an event or EOF waits), or None when it is not running."""
+        if self._server is None or self._server.stdout is None:
+            return None
+        return self._server.stdout.fileno()
+
+    def terminate(self) -> None:
+        """Close the fork server's stdin so it exits; running supervisors carry on (they are detached)."""
+        server = self._server
+        if server is None:
+            return
+        try:
+            if server.stdin is not None:
+                server.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        self._server_gone()
