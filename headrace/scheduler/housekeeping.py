@@ -47,6 +47,9 @@ from headrace.supervisor.identity import ProcessIdentity
 
 log = logging.getLogger(__name__)
 
+CLAIM_LOST = 2
+"""Supervisor exit code: another supervisor had already claimed the try (see ``headrace.executors.base``)."""
+
 
 @dataclass
 class Chore:
@@ -227,14 +230,20 @@ def end_exited_try(db: Database, now: datetime, ti_id: int, try_number: int, *, 
     """A supervisor exited: if its try is still queued or running, end it as a zombie now.
 
     A supervisor writes the outcome before it exits, so a try still open
-    after the exit means the supervisor died (or could not claim it). Returns
-    whether a try was ended.
+    after the exit means the supervisor died (or could not start it). Left
+    alone: exit code ``CLAIM_LOST`` (another supervisor owns the try) and a
+    running try whose recorded supervisor is still alive. Returns whether a
+    try was ended.
     """
+    if exit_code == CLAIM_LOST:
+        return False
     with db.session() as session:
         ti = session.get(TaskInstance, ti_id)
         if ti is None or ti.try_number != try_number or ti.state not in (TI.QUEUED.value, TI.RUNNING.value):
             return False
         tt = queries.try_row(session, ti_id, try_number)
+        if tt is not None and _identity(tt).is_alive():
+            return False
         return end_try_as_zombie(session, ti, tt, now, cache,
                                  why=f"supervisor exited (code {exit_code}) before recording an outcome")
 

@@ -45,7 +45,7 @@ from headrace.db.engine import Database
 from headrace.scheduler import housekeeping, lease, readiness, runs
 from headrace.scheduler.callbacks import CallbackRunner
 from headrace.scheduler.dagcache import DagCache
-from headrace.supervisor.request import TryRequest
+from headrace.executors.base import Executor
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +69,6 @@ class SystemClock:
     def wait(self, fds: Sequence[int], timeout: float) -> list[int]:
         readable, _, _ = _select.select(list(fds), [], [], max(0.0, timeout))
         return list(readable)
-
-
-class Executor(Protocol):
-    """The executor interface the scheduler uses (``headrace.executors.base.Executor``)."""
-
-    def start(self) -> None: ...
-    def open_slots(self) -> int: ...
-    def queue(self, request: TryRequest) -> None: ...
-    def sync(self) -> Sequence[Any]: ...
-    def fileno(self) -> int | None: ...
-    def terminate(self) -> None: ...
-
-
-def event_try(event: Any) -> tuple[int, int, int | None]:
-    """``(ti_id, try_number, exit_code)`` of an executor event."""
-    request = getattr(event, "request", None)
-    ti_id = getattr(event, "ti_id", None) if request is None else request.ti_id
-    try_number = getattr(event, "try_number", None) if request is None else request.try_number
-    return int(ti_id), int(try_number), getattr(event, "exit_code", None)  # type: ignore[arg-type]
 
 
 def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | None = None,
@@ -145,7 +126,8 @@ class Scheduler:
             now = self.clock.now()
             self.job_id = lease.register_job(self.db, now)
             self.lease = lease.SchedulerLease(self.db, self.job_id, float(self.settings.get("scheduler", "lease_ttl")))
-            if not self._wait_for_lease():
+            if not self._wait_for_lease():  # stopped while waiting: the loop will not run
+                yield
                 return
             self.housekeeping = housekeeping.Housekeeping(housekeeping.chores(
                 self.settings, self.db, cache=self.cache,
@@ -232,8 +214,8 @@ class Scheduler:
         """Read executor events; a try still open after its supervisor exited is ended as a zombie."""
         events = self.executor.sync()
         for event in events:
-            ti_id, try_number, exit_code = event_try(event)
-            housekeeping.end_exited_try(self.db, now, ti_id, try_number, cache=self.cache, exit_code=exit_code)
+            housekeeping.end_exited_try(self.db, now, event.ti_id, event.try_number, cache=self.cache,
+                                        exit_code=event.exit_code)
         return len(events)
 
     def finish_runs(self, now: datetime) -> int:
@@ -270,4 +252,4 @@ class Scheduler:
         return max(0.0, min(self.loop_interval, (soonest - now).total_seconds()))
 
 
-__all__ = ["Clock", "Executor", "Scheduler", "SystemClock", "event_try", "run"]
+__all__ = ["Clock", "Scheduler", "SystemClock", "run"]
