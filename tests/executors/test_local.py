@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import select
+import select as io_select
 import time
 from pathlib import Path
 
@@ -27,7 +27,7 @@ def _drain(executor: LocalExecutor, want: int, timeout: float = 45.0) -> list[Ex
         assert time.monotonic() < deadline, f"only {len(events)} of {want} tries ended"
         fd = executor.fileno()
         if fd is not None:
-            select.select([fd], [], [], 0.5)
+            io_select.select([fd], [], [], 0.5)
         events.extend(executor.sync())
     return events
 
@@ -71,3 +71,78 @@ def test_twenty_tries_never_more_than_parallelism(db: Database, settings: Settin
     with db.session() as session:
         states = session.scalars(select(TaskTry.state)).all()
     assert states == ["success"] * 20
+
+
+def _forkservers_of_this_process() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "headrace.executors.forkserver" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def test_fork_server_exits_when_idle(db: Database, settings: Settings, tmp_path: Path) -> None:
+    dag_file = write_dag(tmp_path / "dags", """
+        with DAG("idle") as dag:
+            PythonOperator(task_id="t", python_callable=lambda: 1)
+    """)
+    executor = LocalExecutor(settings.with_overrides({"executor": {"forkserver_idle_timeout": 1.0}}))
+    request = queue_try(db, create_run(db, dag_file, "idle"), "t", dag_file)
+    executor.queue(request)
+    server_pid = executor.server_pid
+    assert server_pid is not None
+    assert _drain(executor, 1)[0] == ExecutorEvent(request.ti_id, 1, "exited", 0)
+    assert ti_row(db, request.ti_id).state == "success"
+
+    def server_gone() -> bool:
+        fd = executor.fileno()
+        if fd is not None:
+            io_select.select([fd], [], [], 0.5)
+        executor.sync()
+        return executor.server_pid is None
+
+    poll(server_gone, timeout=10, what="fork server idle exit")
+    assert executor.fileno() is None
+    assert not psutil.pid_exists(server_pid)
+    assert _forkservers_of_this_process() == []
+    # Started again on demand.
+    again = queue_try(db, create_run(db, dag_file, "idle", run_id="manual__2"), "t", dag_file)
+    executor.queue(again)
+    assert executor.server_pid not in (None, server_pid)
+    assert _drain(executor, 1)[0].exit_code == 0
+    executor.terminate()
+    assert _forkservers_of_this_process() == []
+
+
+def test_supervisors_outlive_the_fork_server(db: Database, settings: Settings, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    dag_file = write_dag(tmp_path / "dags", f"""
+        with DAG("gated") as dag:
+            def wait_for_gate():
+                while not os.path.exists({str(gate)!r}):
+                    time.sleep(0.02)
+                return "through"
+            PythonOperator(task_id="t", python_callable=wait_for_gate)
+    """)
+    executor = LocalExecutor(settings)
+    request = queue_try(db, create_run(db, dag_file, "gated"), "t", dag_file)
+    executor.queue(request)
+    row = poll(lambda: (r := try_row(db, request.ti_id, 1)) is not None and r.pid and r, what="task started")
+    supervisor = ProcessIdentity(row.hostname, row.supervisor_pid, row.supervisor_start_time)
+    assert supervisor.is_alive()
+    server_pid = executor.server_pid
+    executor.sync()  # take the "started" event
+    executor.terminate()  # closes the fork server's stdin: it exits, the supervisor must not
+    assert executor.server_pid is None and not psutil.pid_exists(server_pid or -1)
+    assert supervisor.is_alive()
+    assert executor.open_slots() == settings.parallelism - 1
+    gate.touch()
+    event = poll(lambda: executor.sync(), what="orphaned supervisor reported")
+    assert event == [ExecutorEvent(request.ti_id, 1, "exited", None)]
+    ti = ti_row(db, request.ti_id)
+    assert (ti.state, ti.end_reason) == ("success", "success")
+    assert not supervisor.is_alive()
+    assert executor.open_slots() == settings.parallelism

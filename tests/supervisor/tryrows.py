@@ -47,9 +47,15 @@ def create_run(db: Database, dag_file: Path, dag_id: str, run_id: str = "manual_
     serialized = serialize_dag(dag)
     now = datetime.now(UTC)
     with db.session() as session:
-        version = DagVersion(dag_id=dag_id, version_hash=dag_hash(serialized), serialized=serialized, created_at=now)
-        session.add(version)
-        session.flush()
+        version = session.scalars(
+            select(DagVersion).where(DagVersion.dag_id == dag_id, DagVersion.version_hash == dag_hash(serialized))
+        ).one_or_none()
+        if version is None:
+            version = DagVersion(
+                dag_id=dag_id, version_hash=dag_hash(serialized), serialized=serialized, created_at=now
+            )
+            session.add(version)
+            session.flush()
         run = DagRun(
             dag_id=dag_id, run_id=run_id, run_type="manual", logical_date=now, data_interval_start=now,
             data_interval_end=now, state="running", conf={}, dag_version_id=version.id, queued_at=now, start_date=now,
