@@ -65,7 +65,7 @@ class ProcessIdentity:
             proc = psutil.Process(self.pid)
             if abs(proc.create_time() - self.start_time) > START_TIME_TOLERANCE:
                 return False
-            return proc.status() != psutil.STATUS_ZOMBIE
+            return bool(proc.status() != psutil.STATUS_ZOMBIE)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 

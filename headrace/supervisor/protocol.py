@@ -135,8 +135,8 @@ class Error(_Message):
 TaskRequest = Annotated[GetXCom | SetXCom | SkipTasks | TaskDone, Field(discriminator="type")]
 SupervisorResponse = Annotated[XComValue | Ack | Error, Field(discriminator="type")]
 
-_REQUEST = TypeAdapter(TaskRequest)
-_RESPONSE = TypeAdapter(SupervisorResponse)
+_REQUEST: TypeAdapter[GetXCom | SetXCom | SkipTasks | TaskDone] = TypeAdapter(TaskRequest)
+_RESPONSE: TypeAdapter[XComValue | Ack | Error] = TypeAdapter(SupervisorResponse)
 
 
 def encode(message: BaseModel) -> bytes:

@@ -40,6 +40,7 @@ from headrace.supervisor.outcome import next_state
 from headrace.supervisor.protocol import (
     Error,
     GetXCom,
+    Outcome,
     SetXCom,
     SkipTasks,
     SupervisorGone,
@@ -217,7 +218,7 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
         sys.stderr.flush()
 
 
-def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[str, str | None, float | None]:
+def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[Outcome, str | None, float | None]:
     """Render, execute and push the result; return ``(outcome, error, retry_delay)``."""
     try:
         task.render_template_fields(context)

@@ -172,8 +172,9 @@ class TaskWatch:
         try:
             while True:
                 wait = max(0.0, min(next_sample, next_heartbeat, kill_at or next_sample) - time.monotonic())
-                readable, _, _ = select.select([pidfd, sock] if sock_open else [pidfd], [], [], wait)
-                if sock in readable:
+                watched: list[int] = [pidfd, sock.fileno()] if sock_open else [pidfd]
+                readable, _, _ = select.select(watched, [], [], wait)
+                if sock_open and sock.fileno() in readable:
                     data = sock.recv(1 << 16)
                     if not data:
                         sock_open = False
