@@ -121,21 +121,27 @@ class CallbackRunner:
         return len(requests)
 
     def reap(self, *, wait: bool = False) -> int:
-        """Collect children that ended; kill those past their deadline. ``wait``: block until all ended."""
+        """Collect children that ended; kill those past their deadline. Returns how many were collected.
+
+        ``wait``: keep collecting until every child has ended (each is killed at its deadline).
+        """
         reaped = 0
-        for pid, (deadline, request) in list(self.children.items()):
-            if time.monotonic() > deadline:
-                log.error("DAG %s callback for run %s ran over %g s; killed", request.dag_id,
-                          request.run.run_id, self.timeout)
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            done, _ = os.waitpid(pid, 0 if wait else os.WNOHANG)
-            if done:
-                del self.children[pid]
-                reaped += 1
-        return reaped
+        while True:
+            for pid, (deadline, request) in list(self.children.items()):
+                if time.monotonic() > deadline:
+                    log.error("DAG %s callback for run %s ran over %g s; killed", request.dag_id,
+                              request.run.run_id, self.timeout)
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    del self.children[pid]
+                    reaped += 1
+            if not wait or not self.children:
+                return reaped
+            time.sleep(0.01)
 
 
 __all__ = ["CallbackRequest", "CallbackRunner"]

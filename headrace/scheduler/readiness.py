@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -78,16 +78,17 @@ def examine_run(session: Session, run: DagRun, tis: list[TaskInstance], now: dat
                 states[ti.task_id] = TI.SCHEDULED.value
                 changed += 1
     for task_id in cache.order(session, run.dag_version_id):
-        ti = by_task.get(task_id)
-        if ti is None or states[task_id] != TI.NONE.value:
+        pending = by_task.get(task_id)
+        if pending is None or states[task_id] != TI.NONE.value:
             continue
         task = sdag.tasks[task_id]
         decision = evaluate(task.trigger_rule, upstream_counts(task.upstream_task_ids, states))
         if decision is Decision.WAIT:
             continue
         new = _DECISION_STATE[decision]
-        extra = {} if new is TI.SCHEDULED else {"start_date": now, "end_date": now, "end_reason": "trigger_rule"}
-        if set_ti_state(session, ti.id, TI.NONE, new, updated_at=now, **extra):
+        extra: dict[str, Any] = {} if new is TI.SCHEDULED else {
+            "start_date": now, "end_date": now, "end_reason": "trigger_rule"}
+        if set_ti_state(session, pending.id, TI.NONE, new, updated_at=now, **extra):
             states[task_id] = new.value
             changed += 1
     return changed
