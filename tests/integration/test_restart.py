@@ -34,13 +34,14 @@ def running_with_try(db: Database, task_id: str) -> bool:
 def test_sigkill_scheduler_mid_run(settings: Settings, db: Database, tmp_path: Path) -> None:
     settings = settings.with_overrides(FAST)
     marker = tmp_path / "started"
+    release = tmp_path / "release"  # the slow task runs until the test creates this file
     write_dag(settings, "slow.py", f"""
         from headrace import DAG
         from headrace.operators import BashOperator, EmptyOperator
 
         with DAG("slow"):
             first = EmptyOperator(task_id="first")
-            slow = BashOperator(task_id="slow", bash_command="echo x >> {marker}; sleep 2")
+            slow = BashOperator(task_id="slow", bash_command="echo x >> {marker}; while [ ! -f {release} ]; do sleep 0.05; done")
             last = BashOperator(task_id="last", bash_command="echo last")
             first >> slow >> last
     """)
@@ -54,8 +55,12 @@ def test_sigkill_scheduler_mid_run(settings: Settings, db: Database, tmp_path: P
         first.wait()
     second = start_scheduler(settings, log)
     try:
+        wait_until(lambda: log.read_text().count("at start:") == 2, 30, "the second scheduler to start")
+        assert "adopted 1 running tries" in log.read_text()
+        release.touch()
         wait_until(lambda: run_states(db) == {run_id: "success"}, 60, f"the run to succeed; log: {log}")
     finally:
+        release.touch()  # never leave the task waiting, even when the test fails
         second.send_signal(signal.SIGTERM)
         code = second.wait(timeout=30)
     assert code == 0, log.read_text()
@@ -63,4 +68,3 @@ def test_sigkill_scheduler_mid_run(settings: Settings, db: Database, tmp_path: P
     assert marker.read_text() == "x\n"  # the slow task ran once
     with db.session() as session:
         assert session.get(Lease, "scheduler") is None  # the clean stop released the lease
-    assert "adopted 1 running tries" in log.read_text()
