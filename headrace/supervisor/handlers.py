@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from headrace.db.engine import Database
 from headrace.db.models import XCom
@@ -39,10 +40,9 @@ class TryTarget:
     task_id: str
 
 
-def clear_xcoms(db: Database, target: TryTarget) -> None:
-    """Delete every XCom this task instance pushed (done when a try starts)."""
-    with db.session() as session:
-        session.execute(delete(XCom).where(XCom.dag_run_id == target.dag_run_pk, XCom.task_id == target.task_id))
+def clear_xcoms(session: Session, target: TryTarget) -> None:
+    """Delete every XCom this task instance pushed (in the transaction that claims a try)."""
+    session.execute(delete(XCom).where(XCom.dag_run_id == target.dag_run_pk, XCom.task_id == target.task_id))
 
 
 def get_xcom(db: Database, target: TryTarget, message: GetXCom) -> XComValue:
@@ -59,7 +59,8 @@ def get_xcom(db: Database, target: TryTarget, message: GetXCom) -> XComValue:
             ).first()
             return XComValue(value_json=text)
         ids = [message.task_ids] if isinstance(message.task_ids, str) else message.task_ids
-        rows = dict(session.execute(select(XCom.task_id, XCom.value).where(*where, XCom.task_id.in_(ids))).tuples().all())
+        query = select(XCom.task_id, XCom.value).where(*where, XCom.task_id.in_(ids))
+        rows = {task_id: value for task_id, value in session.execute(query)}
     if isinstance(message.task_ids, str):
         return XComValue(value_json=rows.get(message.task_ids))
     return XComValue(value_json=dumps_value_list([rows.get(t) for t in ids]))
@@ -105,7 +106,7 @@ def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
                 TaskInstanceRow.task_id.in_(ids),
                 TaskInstanceRow.state.in_([TaskInstanceState.NONE.value, TaskInstanceState.SCHEDULED.value]),
             )
-        ).tuples()
+        ).all()
         for ti_id, state in list(rows):
             set_ti_state(
                 session, ti_id, TaskInstanceState(state), TaskInstanceState.SKIPPED,

@@ -129,9 +129,8 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
             xcom_max_size=int(settings.get("core", "xcom_max_size")),
         )
         target = TryTarget(ti_id=ti.id, dag_run_pk=run.id, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id)
-        current = _Try(request, target, start, policy, log_path, row.id)
-    clear_xcoms(db, target)
-    return current
+        clear_xcoms(session, target)
+        return _Try(request, target, start, policy, log_path, row.id)
 
 
 def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
@@ -183,7 +182,7 @@ def _run(settings: Settings, db: Database, current: _Try, stop: _StopFlag) -> Wa
         memory_limit=policy.memory_limit if policy else None,
         execution_timeout=policy.execution_timeout if policy else None,
     )
-    db.dispose()  # no database connection may cross the fork
+    # The child never touches the DB and leaves by os._exit, so pooled connections are safe to keep.
     parent_sock, child_sock = socket.socketpair()
     log_fd = open_try_log(current.log_path)
     watch = TaskWatch(
@@ -263,7 +262,7 @@ def _outside_callbacks(settings: Settings, db: Database, current: _Try, result: 
         return
     timeout = float(settings.get("executor", "callback_timeout"))
     current.say(f"running {state.value} callbacks in a child process (timeout {timeout:g} s)")
-    db.dispose()  # no database connection may cross the fork
+    # The child never touches the DB and leaves by os._exit, so pooled connections are safe to keep.
     log_fd = open_try_log(current.log_path)
     error = result.error or result.end_reason.value
     code = run_child(lambda: task_process.callback_main(current.start, state, error, log_fd), timeout, [log_fd])

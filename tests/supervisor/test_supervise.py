@@ -7,8 +7,11 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import select
+
 from headrace.config import Settings
 from headrace.db.engine import Database
+from headrace.db.models import TaskInstance
 from headrace.logs.files import try_log_path
 
 from supervisor.tryrows import (
@@ -197,3 +200,33 @@ def test_two_supervisors_race_only_one_runs(db: Database, settings: Settings, tm
     assert codes == [0, 2]
     assert len(ran.read_text().splitlines()) == 1
     assert ti_row(db, request.ti_id).state == "success"
+
+
+def test_branch_skips_the_other_task_and_new_try_clears_xcoms(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    dag_file = write_dag(tmp_path / "dags", """
+        from headrace.operators import BranchPythonOperator, EmptyOperator
+        with DAG("br") as dag:
+            pick = BranchPythonOperator(task_id="pick", python_callable=lambda: "a")
+            pick >> [EmptyOperator(task_id="a"), EmptyOperator(task_id="b")]
+            def push_then_fail(ti):
+                if ti.try_number == 1:
+                    ti.xcom_push("left_over", 1)
+                    raise RuntimeError("first try fails")
+            PythonOperator(task_id="p", python_callable=push_then_fail, retries=1, retry_delay=0)
+    """)
+    run_pk = create_run(db, dag_file, "br")
+    pick = queue_try(db, run_pk, "pick", dag_file)
+    assert run_supervisor(settings, pick) == 0
+    with db.session() as session:
+        states = dict(session.execute(
+            select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == run_pk)
+        ).all())
+    assert states["pick"] == "success" and states["a"] == "none" and states["b"] == "skipped"
+    p = queue_try(db, run_pk, "p", dag_file)
+    assert run_supervisor(settings, p) == 0
+    assert xcom_value(db, run_pk, "p", "left_over") == "1"
+    assert run_supervisor(settings, requeue(db, p)) == 0
+    assert ti_row(db, p.ti_id).state == "success"
+    assert xcom_value(db, run_pk, "p", "left_over") is None
