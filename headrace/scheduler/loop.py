@@ -74,7 +74,16 @@ class SystemClock:
 def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | None = None,
         processor: DagProcessor | None = None, num_loops: int | None = None,
         stop: threading.Event | None = None) -> None:
-    """Run the scheduler until stopped (or for ``num_loops`` loops). See the module docstring."""
+    """Run the scheduler until stopped (or for ``num_loops`` loops). See the module docstring.
+
+    ``executor`` is started here and terminated on the way out; ``processor``
+    (None: no parsing, DAGs come from elsewhere) refreshes every
+    ``scheduler.dag_dir_list_interval`` s; ``stop.set()`` ends the loop within
+    one ``loop_interval``. Installs SIGTERM/SIGINT handlers when called from
+    the main thread (restored on return). Returns without running a loop if
+    stopped while waiting for the lease. Database errors propagate (the
+    process manager restarts the scheduler; nothing is lost, see DESIGN.md).
+    """
     s = Scheduler(settings, db, executor, clock or SystemClock(), processor, stop or threading.Event())
     with s.started():
         loops = 0
@@ -106,7 +115,9 @@ class Scheduler:
         self.stop = stop
         self.cache = DagCache()
         self.queuer = readiness.Queuer(settings.parallelism)
-        self.callbacks = CallbackRunner(float(settings.get("core", "dagbag_import_timeout")))
+        # A DAG callback child imports the DAG file, then runs the callback.
+        self.callbacks = CallbackRunner(float(settings.get("core", "dagbag_import_timeout"))
+                                        + float(settings.get("executor", "callback_timeout")))
         self.loop_interval = float(settings.get("scheduler", "loop_interval"))
         self.parse_interval = timedelta(seconds=float(settings.get("scheduler", "dag_dir_list_interval")))
         self.next_parse: datetime | None = None

@@ -116,7 +116,11 @@ def create_runs(session: Session, now: datetime, *, cache: DagCache | None = Non
     dags = queries.dags_due(session, now)
     active = queries.active_run_counts(session, [d.dag_id for d in dags])
     for dag in dags:
-        version = _version(session, dag)
+        try:
+            version = _version(session, dag)
+        except DagNotFound as exc:  # rows edited by hand: skip this DAG, keep scheduling the others
+            log.error("%s", exc)
+            continue
         sdag = cache.get(session, version.id)
         if not sdag.catchup:  # after downtime, jump to the latest complete interval (skip the missed ones)
             set_next_run(session, dag, sdag, now)
