@@ -10,8 +10,11 @@
   (the cause of SQLITE_BUSY deadlocks).
 * PostgreSQL: a small pool with ``pool_pre_ping``.
 
-An engine must not cross a ``fork()``: a forked child calls ``make_engine``
-again (``Database.after_fork`` does it).
+Pooled connections must not cross a ``fork()``: a forked child that uses a
+``Database`` made before the fork keeps the same ``Engine`` object (so its
+compiled-statement cache, warmed once in the fork server, survives) but gets a
+fresh, empty pool (``engine.dispose(close=False)``, SQLAlchemy's documented
+after-fork reset, which leaves the parent's connections untouched).
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ class Database:
 
     ``session()`` is a context manager: it commits on success and rolls back on
     error. After a ``fork()`` the child must not reuse the parent's
-    connections; ``Database`` notices the pid changed and builds a new engine.
+    connections; ``Database`` notices the pid changed and gives the same engine
+    a fresh pool (keeping its compiled cache).
     """
 
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
@@ -77,13 +81,16 @@ class Database:
 
     @property
     def engine(self) -> Engine:
-        if self._pid != os.getpid() or self._engine is None:
-            if self._engine is not None:
-                # Parent's pool: drop it without closing the parent's sockets.
+        pid = os.getpid()
+        if self._pid != pid or self._engine is None:
+            if self._engine is None:
+                self._engine = make_engine(self.url, pool_size=self.pool_size)
+                self._sessionmaker = sessionmaker(self._engine, expire_on_commit=False)
+            else:
+                # Made before a fork: new pool, same engine (its compiled cache stays warm);
+                # the parent's connections are dropped without being closed.
                 self._engine.dispose(close=False)
-            self._engine = make_engine(self.url, pool_size=self.pool_size)
-            self._sessionmaker = sessionmaker(self._engine, expire_on_commit=False)
-            self._pid = os.getpid()
+            self._pid = pid
         return self._engine
 
     @contextmanager
@@ -96,8 +103,17 @@ class Database:
                 yield session
 
     def dispose(self) -> None:
-        """Close every pooled connection of this process."""
+        """Close every pooled connection of this process (and forget the engine)."""
         if self._engine is not None and self._pid == os.getpid():
             self._engine.dispose()
         self._engine = None
+        self._sessionmaker = None
         self._pid = -1
+
+    def release_connections(self) -> None:
+        """Close this process's pooled connections but keep the engine and its compiled cache.
+
+        The fork server calls it before each fork, so children inherit no open connection.
+        """
+        if self._engine is not None and self._pid == os.getpid():
+            self._engine.dispose(close=True)

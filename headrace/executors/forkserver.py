@@ -23,11 +23,16 @@ is not hit by the terminal's Ctrl-C. The server exits
 
 Every module a supervisor needs is imported here, before the first fork, so a
 try starts in milliseconds instead of paying an interpreter start and imports.
+The server also builds the supervisors' database engine once and runs their
+statements once (rolled back) so its compiled-statement cache is warm; each
+child keeps that engine with a fresh connection pool. The heap is then frozen
+(``gc.freeze``) so children do not copy it on write.
 """
 
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import select
@@ -48,7 +53,7 @@ from headrace.config import Settings, load_settings
 from headrace.db.engine import Database
 from headrace.supervisor.protocol import LineBuffer
 from headrace.supervisor.request import TryRequest
-from headrace.supervisor.supervise import EXIT_ERROR, supervise
+from headrace.supervisor.supervise import EXIT_ERROR, supervise, warm_up
 
 
 def _emit(event: dict[str, object]) -> None:
@@ -65,7 +70,7 @@ def _ignore(_signum: int, _frame: FrameType | None) -> None:
     """SIGCHLD handler: the wake-up descriptor does the work."""
 
 
-def _run_supervisor(settings: Settings, request: TryRequest, close_fds: list[int]) -> int:
+def _run_supervisor(settings: Settings, db: Database, request: TryRequest, close_fds: list[int]) -> int:
     """In the forked child: detach, drop the server's descriptors, run the try."""
     os.setsid()
     signal.set_wakeup_fd(-1)
@@ -77,19 +82,20 @@ def _run_supervisor(settings: Settings, request: TryRequest, close_fds: list[int
     os.dup2(null, 0)  # the server's stdin/stdout pipes belong to the executor
     os.dup2(null, 1)
     os.close(null)
-    db = Database(settings.database_url, pool_size=1)
+    # The server's engine, with a fresh pool (Database notices the fork): its compiled cache is warm.
     try:
         return supervise(settings, db, request)
     finally:
         db.dispose()
 
 
-def _fork_supervisor(settings: Settings, request: TryRequest, close_fds: list[int]) -> int:
+def _fork_supervisor(settings: Settings, db: Database, request: TryRequest, close_fds: list[int]) -> int:
+    db.release_connections()  # children inherit no open connection
     pid = os.fork()
     if pid == 0:
         code = EXIT_ERROR
         try:
-            code = _run_supervisor(settings, request, close_fds)
+            code = _run_supervisor(settings, db, request, close_fds)
         except BaseException:  # noqa: BLE001
             traceback.print_exc()
         finally:
@@ -106,6 +112,16 @@ def serve(settings: Settings) -> int:
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, _ignore)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle; EOF tells us
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        warm_up(db)
+    except Exception as exc:  # noqa: BLE001 - only slower supervisors; they report DB trouble themselves
+        print(f"headrace fork server: could not warm the database engine: {exc}", file=sys.stderr, flush=True)
+    db.release_connections()
+    # Everything allocated so far lives as long as the server: keep the collector away from it, so
+    # forked supervisors do not copy those pages on write when a collection touches their headers.
+    gc.collect()
+    gc.freeze()
     children: dict[int, TryRequest] = {}
     lines = LineBuffer()
     idle_since = time.monotonic()
@@ -139,7 +155,7 @@ def serve(settings: Settings) -> int:
                 except ValueError as exc:
                     print(f"headrace fork server: ignoring a bad request: {exc}", file=sys.stderr, flush=True)
                     continue
-                pid = _fork_supervisor(settings, request, [wake_r, wake_w])
+                pid = _fork_supervisor(settings, db, request, [wake_r, wake_w])
                 children[pid] = request
                 try:
                     start_time = psutil.Process(pid).create_time()

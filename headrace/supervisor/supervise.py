@@ -3,11 +3,12 @@
 The life of a try, as the supervisor sees it:
 
 1. **claim** — ``queued → running`` for exactly this ``try_number``; losing
-   means another supervisor owns the try, and nothing runs;
-2. **record** — insert the ``task_try`` row (host, supervisor pid and start
-   time, log path), clear the TI's XComs;
-3. **start** — fork the task process (:mod:`.task_process`), record its pid
-   and start time;
+   means another supervisor owns the try, and nothing runs (nothing is forked);
+2. **start** — in the same transaction, fork the task process
+   (:mod:`.task_process`) held at a gate, insert the ``task_try`` row (host,
+   supervisor pid and start time, the task's true pid and start time, log
+   path), clear the TI's XComs; commit, then open the gate — the task's code
+   runs only once the claim is committed;
 4. **watch** — wait on the process (pidfd) and its channel (socket) at once,
    answering requests, sampling the process tree, heartbeating, enforcing
    ``memory_limit`` and ``execution_timeout``;
@@ -29,23 +30,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
-from sqlalchemy import update
+from typing import Any
+
+from sqlalchemy import JSON, CursorResult, bindparam, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from headrace.authoring.context import RunInfo
 from headrace.config import Settings
 from headrace.dagfiles.serialization import SerializedTask
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry
+from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
 from headrace.db.transitions import set_ti_state
 from headrace.logs.files import append_line, open_try_log, try_log_path
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor import task_process
-from headrace.supervisor.handlers import TryTarget, clear_xcoms
+from headrace.supervisor.handlers import TryTarget
 from headrace.supervisor.identity import ProcessIdentity, hostname
 from headrace.supervisor.limits import Limits
 from headrace.supervisor.outcome import next_state
 from headrace.supervisor.request import TryRequest
-from headrace.supervisor.watch import TaskWatch, WatchResult, run_child
+from headrace.supervisor.watch import Gate, TaskWatch, WatchResult, run_child
 
 log = logging.getLogger("headrace.supervisor")
 
@@ -57,6 +61,8 @@ EXIT_CLAIM_LOST = 2
 """Another supervisor owns the try (or it is no longer queued): nothing ran."""
 EXIT_ERROR = 1
 """The supervisor itself failed; it recorded what it could."""
+EXIT_NOT_RELEASED = 4
+"""Exit code of a task process whose claim transaction failed: it ran nothing."""
 
 
 class _Try:
@@ -72,6 +78,12 @@ class _Try:
         self.policy = policy
         self.log_path = log_path
         self.try_row_id = try_row_id
+        self.watch: TaskWatch | None = None
+        """Watching the task process, when it was started (None: the log could not be opened)."""
+        self.sock: socket.socket | None = None
+        """The supervisor's end of the task's channel."""
+        self.start_error: str | None = None
+        """Why the task process was not started."""
 
     def say(self, message: str, level: str = "INFO") -> None:
         """Append a supervisor line to the try's log (never raises)."""
@@ -81,56 +93,170 @@ class _Try:
             log.warning("cannot write to %s: %s", self.log_path, exc)
 
 
-def _policy(serialized: dict[str, object], task_id: str) -> SerializedTask | None:
-    tasks = serialized.get("tasks")
+# The hot path's statements are built once, with bind parameters, so their cache keys are computed once
+# and their compiled forms are cached in the engine (which the fork server warms before forking).
+_LOAD = (
+    select(
+        TaskInstance.id, TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id, TaskInstance.max_tries,
+        DagRun.id, DagRun.dag_id, DagRun.run_id, DagRun.run_type, DagRun.conf, DagRun.logical_date,
+        DagRun.queued_at, DagRun.data_interval_start, DagRun.data_interval_end,
+        # Only this task's entry of the serialized DAG, not the whole document.
+        DagVersion.serialized["tasks"][bindparam("task_key", type_=JSON.JSONStrIndexType)],
+    )
+    .join_from(TaskInstance, DagRun, TaskInstance.dag_run_id == DagRun.id)
+    .outerjoin(DagVersion, DagRun.dag_version_id == DagVersion.id)
+    .where(TaskInstance.id == bindparam("ti_id"))
+)
+_INSERT_TRY = insert(TaskTry).values(
+    task_instance_id=bindparam("ti_id"), dag_id=bindparam("dag_id"), run_id=bindparam("run_id"),
+    task_id=bindparam("task_id"), try_number=bindparam("try_number"), state=bindparam("state"),
+    hostname=bindparam("hostname"), supervisor_pid=bindparam("supervisor_pid"),
+    supervisor_start_time=bindparam("supervisor_start_time"), pid=bindparam("pid"),
+    process_start_time=bindparam("process_start_time"), start_date=bindparam("start_date"),
+    heartbeat_at=bindparam("start_date"), log_path=bindparam("log_path"),
+)
+_CLEAR_XCOMS = delete(XCom).where(XCom.dag_run_id == bindparam("dag_run_pk"), XCom.task_id == bindparam("task_id"))
+_RECORD_TRY = update(TaskTry).where(TaskTry.id == bindparam("row_id")).values(
+    state=bindparam("state"), end_date=bindparam("end_date"), exit_code=bindparam("exit_code"),
+    signal=bindparam("signal"), peak_rss_bytes=bindparam("peak_rss_bytes"), cpu_seconds=bindparam("cpu_seconds"),
+    end_reason=bindparam("end_reason"), error=bindparam("error"),
+)
+
+
+def _policy(entry: object) -> SerializedTask | None:
     try:
-        return SerializedTask.from_dict(tasks[task_id])  # type: ignore[index]
-    except (KeyError, TypeError, ValueError):
+        return SerializedTask.from_dict(entry)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
+def _inserted_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None and key[0] is not None
+    return int(key[0])
+
+
 def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
-    """Claim the try and record its start; None if the claim was lost (nothing written)."""
+    """Claim the try, start its task process and record both in one transaction; None if the claim was lost.
+
+    The task process is forked inside the claim transaction, once the
+    compare-and-set is won, so its true pid goes into the ``task_try`` row in
+    the same commit; it waits on a gate and runs nothing until that commit
+    succeeded. If anything fails before, the gate is shut: it exits without
+    running anything and the transaction is rolled back. Nothing is written
+    (and nothing forked) when the claim is lost.
+    """
     now = datetime.now(UTC)
     me = ProcessIdentity.of(os.getpid())
     log_path = try_log_path(
         settings.base_log_folder, request.dag_id, request.run_id, request.task_id, request.try_number
     )
-    with db.session() as session:
-        won = set_ti_state(
-            session, request.ti_id, TI.QUEUED, TI.RUNNING, expected_try_number=request.try_number,
-            start_date=now, end_date=None, end_reason=None, next_retry_at=None,
-        )
-        if not won:
-            return None
-        ti = session.get(TaskInstance, request.ti_id)
-        assert ti is not None
-        run = session.get(DagRun, ti.dag_run_id)
-        assert run is not None
-        version = session.get(DagVersion, run.dag_version_id)
-        policy = _policy(version.serialized, ti.task_id) if version is not None else None
-        row = TaskTry(
-            task_instance_id=ti.id, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
-            try_number=request.try_number, state=TI.RUNNING.value, hostname=me.host,
-            supervisor_pid=me.pid, supervisor_start_time=me.start_time, start_date=now, heartbeat_at=now,
-            log_path=str(log_path),
-        )
-        session.add(row)
-        session.flush()
-        logical = run.logical_date or run.queued_at
-        info = RunInfo(
-            dag_id=run.dag_id, run_id=run.run_id, logical_date=logical,
-            data_interval_start=run.data_interval_start or logical, data_interval_end=run.data_interval_end or logical,
-            run_type=run.run_type, conf=dict(run.conf or {}),
-        )
-        start = task_process.TaskStart(
-            fileloc=request.fileloc, dag_id=ti.dag_id, task_id=ti.task_id, run=info,
-            try_number=request.try_number, max_tries=ti.max_tries,
-            xcom_max_size=int(settings.get("core", "xcom_max_size")),
-        )
-        target = TryTarget(ti_id=ti.id, dag_run_pk=run.id, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id)
-        clear_xcoms(session, target)
-        return _Try(request, target, start, policy, log_path, row.id)
+    gate: Gate | None = None
+    current: _Try | None = None
+    try:
+        with db.session() as session:
+            won = set_ti_state(
+                session, request.ti_id, TI.QUEUED, TI.RUNNING, expected_try_number=request.try_number,
+                start_date=now, end_date=None, end_reason=None, next_retry_at=None,
+            )
+            if not won:
+                return None
+            conn = session.connection()
+            row = conn.execute(_LOAD, {"ti_id": request.ti_id, "task_key": request.task_id}).one()
+            (ti_pk, dag_id, run_id, task_id, max_tries, run_pk, run_dag_id, run_run_id, run_type, conf,
+             logical_date, queued_at, interval_start, interval_end, task_entry) = row
+            policy = _policy(task_entry) if task_id == request.task_id else None
+            logical = logical_date or queued_at
+            info = RunInfo(
+                dag_id=run_dag_id, run_id=run_run_id, logical_date=logical,
+                data_interval_start=interval_start or logical, data_interval_end=interval_end or logical,
+                run_type=run_type, conf=dict(conf or {}),
+            )
+            start = task_process.TaskStart(
+                fileloc=request.fileloc, dag_id=dag_id, task_id=task_id, run=info,
+                try_number=request.try_number, max_tries=max_tries,
+                xcom_max_size=int(settings.get("core", "xcom_max_size")),
+            )
+            target = TryTarget(ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id)
+            current = _Try(request, target, start, policy, log_path, 0)
+            pid: int | None = None
+            process_start_time: float | None = None
+            try:
+                log_fd = open_try_log(log_path)
+            except OSError as exc:
+                current.start_error = f"cannot open the try's log {log_path}: {exc}"
+            else:
+                gate = Gate()
+                pid = _start_task(settings, db, current, gate, log_fd)
+                try:
+                    process_start_time = ProcessIdentity.of(pid).start_time
+                except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
+                    process_start_time = None
+            result = conn.execute(_INSERT_TRY, {
+                "ti_id": ti_pk, "dag_id": dag_id, "run_id": run_id, "task_id": task_id,
+                "try_number": request.try_number, "state": TI.RUNNING.value, "hostname": me.host,
+                "supervisor_pid": me.pid, "supervisor_start_time": me.start_time, "pid": pid,
+                "process_start_time": process_start_time, "start_date": now, "log_path": str(log_path),
+            })
+            current.try_row_id = _inserted_id(result)
+            if current.watch is not None:
+                current.watch.try_row_id = current.try_row_id
+            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": run_pk, "task_id": task_id})
+    except BaseException:
+        if gate is not None:
+            gate.shut()  # the task process exits without running anything
+        if current is not None and current.watch is not None:
+            _discard(current)
+        raise
+    if gate is not None:
+        gate.open()
+    return current
+
+
+def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, log_fd: int) -> int:
+    """Fork the task process, held at ``gate``; set up ``current.watch`` and ``current.sock``; return its pid."""
+    policy = current.policy
+    limits = Limits(
+        memory_limit=policy.memory_limit if policy else None,
+        execution_timeout=policy.execution_timeout if policy else None,
+    )
+    # The child never touches the DB and leaves by os._exit, so the connection it inherits is safe.
+    parent_sock, child_sock = socket.socketpair()
+    watch = TaskWatch(
+        db=db, target=current.target, try_row_id=current.try_row_id, limits=limits, say=current.say,
+        poll_interval=float(settings.get("executor", "memory_poll_interval")),
+        heartbeat_interval=float(settings.get("scheduler", "heartbeat_interval")),
+        kill_grace_period=float(settings.get("executor", "kill_grace_period")),
+        xcom_max_size=current.start.xcom_max_size, stop_requested=lambda: False,
+    )
+    start = current.start
+
+    def run() -> int:
+        if not gate.wait():
+            return EXIT_NOT_RELEASED
+        return task_process.main(start, child_sock, log_fd)
+
+    try:
+        pid = watch.fork(run, close_in_child=[parent_sock])
+    finally:
+        child_sock.close()
+        os.close(log_fd)
+    gate.forked()
+    current.watch = watch
+    current.sock = parent_sock
+    return pid
+
+
+def _discard(current: _Try) -> None:
+    """Reap a task process that was never released (the claim transaction failed)."""
+    assert current.watch is not None
+    try:
+        os.waitpid(current.watch.pid, 0)
+    except ChildProcessError:
+        pass
+    if current.sock is not None:
+        current.sock.close()
+    current.watch = None
 
 
 def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
@@ -143,23 +269,29 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
     tree gracefully and records reason ``killed``, signal 15. Must run in the
     main thread of its process (it installs a SIGTERM handler and forks).
     """
-    current = claim(settings, db, request)
-    if current is None:
-        log.warning("try %d of %s.%s (%s) was not queued for us; not running it",
-                    request.try_number, request.dag_id, request.task_id, request.run_id)
-        return EXIT_CLAIM_LOST
     stop = _StopFlag()
     previous = signal.signal(signal.SIGTERM, stop.set)
     try:
-        result = _run(settings, db, current, stop)
-    except Exception as exc:  # noqa: BLE001 - record the failure, then report it by exit code
-        log.exception("supervisor failed")
-        current.say(f"supervisor error: {type(exc).__name__}: {exc}", "ERROR")
-        result = WatchResult(
-            outcome="failed", end_reason=EndReason.NOT_STARTED, error=f"supervisor error: {exc}",
-        )
-        _record(settings, db, current, result)
-        return EXIT_ERROR
+        try:
+            current = claim(settings, db, request)
+        except BaseException:
+            signal.signal(signal.SIGTERM, previous)
+            raise
+        if current is None:
+            signal.signal(signal.SIGTERM, previous)
+            log.warning("try %d of %s.%s (%s) was not queued for us; not running it",
+                        request.try_number, request.dag_id, request.task_id, request.run_id)
+            return EXIT_CLAIM_LOST
+        try:
+            result = _run(current, stop)
+        except Exception as exc:  # noqa: BLE001 - record the failure, then report it by exit code
+            log.exception("supervisor failed")
+            current.say(f"supervisor error: {type(exc).__name__}: {exc}", "ERROR")
+            result = WatchResult(
+                outcome="failed", end_reason=EndReason.NOT_STARTED, error=f"supervisor error: {exc}",
+            )
+            _record(settings, db, current, result)
+            return EXIT_ERROR
     finally:
         signal.signal(signal.SIGTERM, previous)
     state = _record(settings, db, current, result)
@@ -175,39 +307,17 @@ class _StopFlag:
         self.requested = True
 
 
-def _run(settings: Settings, db: Database, current: _Try, stop: _StopFlag) -> WatchResult:
-    """Fork the task process and watch it until it ends."""
-    policy = current.policy
-    limits = Limits(
-        memory_limit=policy.memory_limit if policy else None,
-        execution_timeout=policy.execution_timeout if policy else None,
-    )
-    # The child never touches the DB and leaves by os._exit, so pooled connections are safe to keep.
-    parent_sock, child_sock = socket.socketpair()
-    log_fd = open_try_log(current.log_path)
-    watch = TaskWatch(
-        db=db, target=current.target, try_row_id=current.try_row_id, limits=limits, say=current.say,
-        poll_interval=float(settings.get("executor", "memory_poll_interval")),
-        heartbeat_interval=float(settings.get("scheduler", "heartbeat_interval")),
-        kill_grace_period=float(settings.get("executor", "kill_grace_period")),
-        xcom_max_size=current.start.xcom_max_size, stop_requested=lambda: stop.requested,
-    )
-    pid = watch.fork(lambda: task_process.main(current.start, child_sock, log_fd), close_in_child=[parent_sock])
-    child_sock.close()
-    os.close(log_fd)
-    try:
-        identity: ProcessIdentity | None = ProcessIdentity.of(pid)
-    except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
-        identity = None
-    with db.session() as session:
-        session.execute(
-            update(TaskTry).where(TaskTry.id == current.try_row_id)
-            .values(pid=pid, process_start_time=identity.start_time if identity else None)
-        )
-    current.say(f"try {current.request.try_number} started: pid {pid} on host {hostname()}"
+def _run(current: _Try, stop: _StopFlag) -> WatchResult:
+    """Watch the (claimed and released) task process until it ends."""
+    watch = current.watch
+    if watch is None or current.sock is None:
+        raise OSError(current.start_error or "the task process was not started")
+    watch.stop_requested = lambda: stop.requested
+    limits = watch.limits
+    current.say(f"try {current.request.try_number} started: pid {watch.pid} on host {hostname()}"
                 + (f"; memory_limit {limits.memory_limit} bytes" if limits.memory_limit else "")
                 + (f"; execution_timeout {limits.execution_timeout:g} s" if limits.execution_timeout else ""))
-    return watch.wait(parent_sock)
+    return watch.wait(current.sock)
 
 
 def _record(settings: Settings, db: Database, current: _Try, result: WatchResult) -> TaskInstanceState:
@@ -222,13 +332,11 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
             delay = current.policy.retry_delay_for(request.try_number) if current.policy else 0.0
         next_retry_at = now + timedelta(seconds=max(0.0, delay))
     with db.session() as session:
-        session.execute(
-            update(TaskTry).where(TaskTry.id == current.try_row_id).values(
-                state=state.value, end_date=now, exit_code=result.exit_code, signal=result.signal,
-                peak_rss_bytes=result.peak_rss_bytes, cpu_seconds=result.cpu_seconds,
-                end_reason=result.end_reason.value, error=result.error,
-            )
-        )
+        session.connection().execute(_RECORD_TRY, {
+            "row_id": current.try_row_id, "state": state.value, "end_date": now, "exit_code": result.exit_code,
+            "signal": result.signal, "peak_rss_bytes": result.peak_rss_bytes, "cpu_seconds": result.cpu_seconds,
+            "end_reason": result.end_reason.value, "error": result.error,
+        })
         won = set_ti_state(
             session, request.ti_id, TI.RUNNING, state, expected_try_number=request.try_number,
             end_date=now, end_reason=result.end_reason.value, next_retry_at=next_retry_at,
@@ -240,6 +348,47 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         current.say("the task instance was no longer running this try (zombie check or user action); "
                     "its state was left as it is", "WARNING")
     return state
+
+
+def warm_up(db: Database) -> None:
+    """Run the hot path's statements once against no row, in a transaction rolled back.
+
+    The fork server calls it before forking, so every supervisor inherits an
+    engine whose compiled cache already holds them (see ``Database``).
+    """
+    now = datetime.now(UTC)
+
+    class _Rollback(Exception):
+        pass
+
+    try:
+        with db.session() as session:
+            set_ti_state(session, -1, TI.QUEUED, TI.RUNNING, expected_try_number=1,
+                         start_date=now, end_date=None, end_reason=None, next_retry_at=None)
+            conn = session.connection()
+            conn.execute(_LOAD, {"ti_id": -1, "task_key": "-"}).all()
+            try:
+                with conn.begin_nested():  # no such task instance: the foreign key refuses it, once compiled
+                    conn.execute(_INSERT_TRY, {
+                        "ti_id": -1, "dag_id": "-", "run_id": "-", "task_id": "-", "try_number": 1,
+                        "state": TI.RUNNING.value, "hostname": "-", "supervisor_pid": 0,
+                        "supervisor_start_time": 0.0, "pid": 0, "process_start_time": 0.0, "start_date": now,
+                        "log_path": "-",
+                    })
+            except DBAPIError:
+                pass
+            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": -1, "task_id": "-"})
+            conn.execute(_RECORD_TRY, {
+                "row_id": -1, "state": "success", "end_date": now, "exit_code": 0, "signal": None,
+                "peak_rss_bytes": 0, "cpu_seconds": 0.0, "end_reason": "success", "error": None,
+            })
+            for new in (TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.SKIPPED):
+                set_ti_state(session, -1, TI.RUNNING, new, expected_try_number=1,
+                             end_date=now, end_reason="success", next_retry_at=None)
+            TaskWatch.heartbeat_statement(conn, -1)
+            raise _Rollback
+    except _Rollback:
+        pass
 
 
 def _summary(result: WatchResult) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import update
+from sqlalchemy import Connection, bindparam, update
 
 from headrace.db.engine import Database
 from headrace.db.models import TaskTry
@@ -31,6 +31,45 @@ from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree
 from headrace.supervisor.protocol import Ack, Error, LineBuffer, ProtocolError, TaskDone, decode_request, encode
 
 log = logging.getLogger("headrace.supervisor")
+
+_HEARTBEAT = update(TaskTry).where(TaskTry.id == bindparam("row_id")).values(heartbeat_at=bindparam("now"))
+
+
+class Gate:
+    """A pipe a freshly forked task process waits on before it runs anything.
+
+    The parent forks, then calls :meth:`forked`; later either :meth:`open`
+    (the child goes on) or :meth:`shut` (the child sees end-of-file and exits
+    without running anything). If the parent dies first, the child sees
+    end-of-file too.
+    """
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+
+    def wait(self) -> bool:
+        """In the child: block until the parent decides; True to go on."""
+        os.close(self._w)
+        try:
+            data = os.read(self._r, 1)
+        finally:
+            os.close(self._r)
+        return data == b"\x01"
+
+    def forked(self) -> None:
+        """In the parent, right after the fork: drop the child's end."""
+        os.close(self._r)
+
+    def open(self) -> None:
+        """Let the child run."""
+        try:
+            os.write(self._w, b"\x01")
+        finally:
+            os.close(self._w)
+
+    def shut(self) -> None:
+        """Tell the child to exit without running anything."""
+        os.close(self._w)
 
 
 @dataclass(frozen=True)
@@ -146,12 +185,15 @@ class TaskWatch:
         except OSError:  # the task process is gone; its exit tells the rest
             pass
 
+    @staticmethod
+    def heartbeat_statement(conn: Connection, try_row_id: int) -> None:
+        """``task_try.heartbeat_at = now`` for row ``try_row_id``."""
+        conn.execute(_HEARTBEAT, {"row_id": try_row_id, "now": datetime.now(UTC)})
+
     def _heartbeat(self) -> None:
         try:
             with self.db.session() as session:
-                session.execute(
-                    update(TaskTry).where(TaskTry.id == self.try_row_id).values(heartbeat_at=datetime.now(UTC))
-                )
+                self.heartbeat_statement(session.connection(), self.try_row_id)
         except Exception as exc:  # noqa: BLE001 - a DB hiccup must not kill the try; the next beat retries
             log.warning("heartbeat of task_try %d failed: %s", self.try_row_id, exc)
 
