@@ -33,6 +33,7 @@ app.add_typer(config_cmd.app, name="config")
 app.command("ps")(ps.ps)
 app.command("scheduler")(scheduler_cmd.scheduler)
 app.command("standalone")(scheduler_cmd.standalone)
+dags.app.command("test")(scheduler_cmd.dags_test)
 
 
 def _version(value: bool) -> None:

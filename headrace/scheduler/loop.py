@@ -30,7 +30,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -73,8 +73,12 @@ class SystemClock:
 
 def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | None = None,
         processor: DagProcessor | None = None, num_loops: int | None = None,
-        stop: threading.Event | None = None) -> None:
+        stop: threading.Event | None = None,
+        after_loop: Callable[[datetime], None] | None = None) -> None:
     """Run the scheduler until stopped (or for ``num_loops`` loops). See the module docstring.
+
+    ``after_loop(now)``, if given, is called after every loop's steps (the CLI
+    uses it to report a DAG run's progress and to stop when it ends).
 
     ``executor`` is started here and terminated on the way out; ``processor``
     (None: no parsing, DAGs come from elsewhere) refreshes every
@@ -101,6 +105,8 @@ def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | 
                 + s.housekeeping.run_due(now)
             )
             loops += 1
+            if after_loop is not None:
+                after_loop(now)
             if work == 0 and (num_loops is None or loops < num_loops):
                 s.wait(now)
 
