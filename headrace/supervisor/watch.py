@@ -207,7 +207,9 @@ class TaskWatch:
         kill_error: str | None = None
         kill_at: float | None = None
         now = time.monotonic()
-        next_sample = now
+        # The first sample one interval in (like every later one): a task that ends sooner never pays
+        # for a process-tree walk; its peak RSS and CPU come from rusage at the end.
+        next_sample = now + self.poll_interval
         next_heartbeat = now + self.heartbeat_interval
         timeout_at = now + self.limits.execution_timeout if self.limits.execution_timeout else None
         sock_open = True
