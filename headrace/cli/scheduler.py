@@ -66,8 +66,9 @@ class RunWatcher:
             tis = session.execute(
                 select(TaskInstance.task_id, TaskInstance.state, TaskInstance.try_number, TaskInstance.end_reason)
                 .where(TaskInstance.dag_run_id == self.run_pk)
+                .order_by(TaskInstance.updated_at, TaskInstance.task_id)
             ).all()
-        for task_id, ti_state, try_number, reason in sorted(tis):
+        for task_id, ti_state, try_number, reason in tis:
             if self.seen.get(task_id) != (ti_state, try_number) and ti_state not in ("none", "scheduled"):
                 self.seen[task_id] = (ti_state, try_number)
                 extra = f" ({reason})" if reason and reason not in (ti_state, "success") else ""
