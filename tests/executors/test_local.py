@@ -17,7 +17,7 @@ from headrace.executors import LocalExecutor, make_executor
 from headrace.executors.base import ExecutorEvent
 from headrace.supervisor.identity import ProcessIdentity
 
-from supervisor.tryrows import create_run, poll, queue_try, ti_row, try_row, write_dag
+from tests.supervisor.tryrows import create_run, poll, queue_try, ti_row, try_row, write_dag
 
 
 def _drain(executor: LocalExecutor, want: int, timeout: float = 45.0) -> list[ExecutorEvent]:

@@ -9,7 +9,7 @@ from headrace.db.engine import Database
 from headrace.executors import SequentialExecutor, make_executor
 from headrace.executors.base import ExecutorEvent
 
-from supervisor.tryrows import create_run, queue_try, ti_row, write_dag
+from tests.supervisor.tryrows import create_run, queue_try, ti_row, write_dag
 
 
 def test_runs_queued_tries_one_by_one(db: Database, settings: Settings, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.executors.sequential import child_environment, supervisor_command
 
-from supervisor.tryrows import fork_supervisor, make_try, poll, requeue, ti_row, try_row, wait_exit, write_dag
+from tests.supervisor.tryrows import fork_supervisor, make_try, poll, requeue, ti_row, try_row, wait_exit, write_dag
 
 MIB = 1024 * 1024
 

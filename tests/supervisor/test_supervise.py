@@ -14,7 +14,7 @@ from headrace.db.engine import Database
 from headrace.db.models import TaskInstance
 from headrace.logs.files import try_log_path
 
-from supervisor.tryrows import (
+from tests.supervisor.tryrows import (
     create_run,
     fork_supervisor,
     make_try,
