@@ -10,7 +10,9 @@ from sqlalchemy import select
 
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry
-from tests.cli.conftest import Cli
+from typing import Any
+
+Cli = Any  # the `cli` fixture in conftest.py: cli(*args) -> CliResult(code, out, err)
 
 GOOD_DAG = '''
 from datetime import datetime
