@@ -109,6 +109,9 @@ SPEC: dict[str, dict[str, Option]] = {
         "callback_timeout": Option(
             float, _const(60.0), "Seconds a task callback run by the supervisor (after a kill or timeout) may take.", 0.1, 3600
         ),
+        "preload_dag_files": Option(
+            bool, _const(True), "Fork server imports each DAG file once and forks tries from it (top-level code runs once per fork server)."
+        ),
     },
     "logging": {
         "base_log_folder": Option(str, lambda h: str(h / "logs"), "Folder for per-try log files."),

@@ -5,12 +5,20 @@ two files named ``etl.py`` in different folders never collide, and it is put in
 ``sys.modules`` under that name so pickling and ``inspect`` work as usual.
 The DAG file's own folder is put on ``sys.path`` (as Airflow does for the DAGs
 folder), so helper modules next to it import.
+
+A process may keep the DAGs of a file it imported (``remember_dags``), keyed by
+the file's version (``file_version``: mtime in ns and size, taken *before* the
+import); ``remembered_dags`` returns them only while the file on disk still has
+that version. The fork server uses this to import a DAG file once and let the
+task processes it forks (indirectly) reuse the module instead of importing it
+again on every try (see :mod:`headrace.executors.forkserver`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -62,3 +70,38 @@ def load_dags(path: str | Path) -> list[DAG]:
     for dag in dags:
         dag.validate()
     return dags
+
+
+FileVersion = tuple[int, int]
+"""``(st_mtime_ns, st_size)`` of a DAG file."""
+
+_remembered: dict[str, tuple[FileVersion, list[DAG]]] = {}
+
+
+def file_version(path: str | Path) -> FileVersion | None:
+    """The file's ``(mtime_ns, size)``, or None if it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def remember_dags(path: str | Path, version: FileVersion, dags: list[DAG]) -> None:
+    """Keep ``dags`` (imported from ``path`` when it had ``version``) for :func:`remembered_dags`."""
+    _remembered[str(path)] = (version, dags)
+
+
+def forget_dags(path: str | Path) -> None:
+    """Drop what :func:`remember_dags` kept for ``path`` (and its module from ``sys.modules``)."""
+    if _remembered.pop(str(path), None) is not None:
+        sys.modules.pop(module_name_for(path), None)
+
+
+def remembered_dags(path: str | Path) -> list[DAG] | None:
+    """The remembered DAGs of ``path`` if the file is unchanged since they were imported, else None."""
+    entry = _remembered.get(str(path))
+    if entry is None:
+        return None
+    version, dags = entry
+    return dags if file_version(path) == version else None

@@ -27,6 +27,36 @@ The server also builds the supervisors' database engine once and runs their
 statements once (rolled back) so its compiled-statement cache is warm; each
 child keeps that engine with a fresh connection pool. The heap is then frozen
 (``gc.freeze``) so children do not copy it on write.
+
+**DAG file preload** (``executor.preload_dag_files``, on by default). The
+first time a try of a DAG file is requested, the server imports that file
+itself (:func:`headrace.dagfiles.loader.load_dags`) and remembers its DAGs,
+keyed by path and the file's ``(mtime_ns, size)`` taken before the import.
+Supervisors forked afterwards inherit the module, and their task process looks
+the DAG and task up in it instead of importing the file again
+(:func:`~headrace.dagfiles.loader.remembered_dags` checks the file is still
+unchanged, else the task process imports it afresh as before). When a request
+arrives for a file whose version changed, the stale module is dropped and the
+server imports the new version before forking. Safeguards:
+
+* the import runs under a time limit (``core.dagbag_import_timeout``, by
+  ``setitimer``: the server is single-threaded) with stdin/stdout pointed at
+  ``/dev/null`` (stdout is the executor's event pipe); on timeout or any error
+  the failure is remembered for that file version and its tries import the
+  file themselves — so a broken file fails in the task process with the real
+  error, exactly as without preload;
+* if the import left the process with more than one thread (user code started
+  one), the server must not fork any more: it reports ``{"event":
+  "no_preload", "fileloc"}``, stops reading and exits at once. The executor
+  resends the requests it never confirmed to a new server, started with
+  ``--no-preload <fileloc>`` for every such file (those are imported per try).
+
+The trade-off: a DAG file's top-level code runs once per fork server (and
+again after each edit) rather than once per try. That is what Airflow's best
+practices already ask of it — top-level code must be cheap, deterministic and
+free of side effects (no threads, connections or work at import); tries still
+start from a fresh fork, so nothing a try does leaks into the next one. Turn
+preload off for DAG files that rely on per-try import side effects.
 """
 
 from __future__ import annotations
@@ -38,6 +68,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from types import FrameType
@@ -50,6 +81,7 @@ import psutil
 import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401
 from headrace.config import Settings, load_settings
+from headrace.dagfiles.loader import FileVersion, file_version, forget_dags, load_dags, remember_dags
 from headrace.db.engine import Database
 from headrace.supervisor.protocol import LineBuffer
 from headrace.supervisor.request import TryRequest
@@ -68,6 +100,98 @@ def _emit(event: dict[str, object]) -> None:
 
 def _ignore(_signum: int, _frame: FrameType | None) -> None:
     """SIGCHLD handler: the wake-up descriptor does the work."""
+
+
+class _ImportTimeout(BaseException):
+    """Raised by SIGALRM into a DAG file's import that took too long (BaseException: user code may catch Exception)."""
+
+
+def _alarm(_signum: int, _frame: FrameType | None) -> None:
+    raise _ImportTimeout
+
+
+def _thread_count() -> int:
+    """Threads of this process: Python's and any a C extension started (``/proc/self/task``)."""
+    try:
+        return max(threading.active_count(), len(os.listdir("/proc/self/task")))
+    except OSError:
+        return threading.active_count()
+
+
+class Preloader:
+    """The DAG files this server imported, by path and file version; see the module docstring."""
+
+    def __init__(self, timeout: float, deny: set[str]) -> None:
+        self.timeout = timeout
+        self.deny = deny
+        """Paths never to import here (their import started a thread in an earlier server)."""
+        self.versions: dict[str, FileVersion | None] = {}
+        """Path → version imported (or that failed to import: ``failed`` holds those)."""
+        self.failed: set[tuple[str, FileVersion]] = set()
+
+    def prepare(self, fileloc: str) -> bool:
+        """Make sure ``fileloc``'s current version was tried; False if the server must stop forking (threads)."""
+        if fileloc in self.deny:
+            return True
+        version = file_version(fileloc)
+        if version is None:  # missing: the task process reports it
+            return True
+        if fileloc in self.versions:
+            if self.versions[fileloc] == version:
+                return True
+            self._drop(fileloc)
+        if (fileloc, version) in self.failed:
+            return True
+        self.versions[fileloc] = version
+        error = self._import(fileloc, version)
+        if error is not None:
+            self.failed.add((fileloc, version))
+            print(f"headrace fork server: not preloading {fileloc} ({error}); its tries import it themselves",
+                  file=sys.stderr, flush=True)
+        if _thread_count() > 1:
+            self._drop(fileloc)
+            return False
+        gc.freeze()  # the module's objects too: children must not copy them on write
+        return True
+
+    def _drop(self, fileloc: str) -> None:
+        self.versions.pop(fileloc, None)
+        forget_dags(fileloc)
+        gc.unfreeze()  # let the collector free the stale module (cycles), then freeze what remains
+        gc.collect()
+        gc.freeze()
+
+    def _import(self, fileloc: str, version: FileVersion) -> str | None:
+        """Import ``fileloc`` with a time limit and std streams away from the executor's pipes; the error, or None."""
+        saved = os.dup(0), os.dup(1)
+        null = os.open(os.devnull, os.O_RDWR)
+        sys.stdout.flush()
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.close(null)
+        previous = signal.signal(signal.SIGALRM, _alarm)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, self.timeout)
+            try:
+                dags = load_dags(fileloc)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            remember_dags(fileloc, version, dags)
+            return None
+        except _ImportTimeout:
+            return f"import took longer than {self.timeout:g} s"
+        except BaseException as exc:  # noqa: BLE001 - any failure: the tries import it and report it
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+            try:
+                sys.stdout.flush()
+            except Exception:  # noqa: BLE001 - whatever the file printed goes to /dev/null
+                pass
+            os.dup2(saved[0], 0)
+            os.dup2(saved[1], 1)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def _run_supervisor(settings: Settings, db: Database, request: TryRequest, close_fds: list[int]) -> int:
@@ -103,9 +227,15 @@ def _fork_supervisor(settings: Settings, db: Database, request: TryRequest, clos
     return pid
 
 
-def serve(settings: Settings) -> int:
-    """Serve requests from stdin until EOF or the idle timeout; return the exit code (0)."""
+def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
+    """Serve requests from stdin until EOF or the idle timeout; return the exit code (0).
+
+    ``no_preload``: DAG files not to import here (with ``executor.preload_dag_files`` on).
+    """
     idle_timeout = float(settings.get("executor", "forkserver_idle_timeout"))
+    preloader = None
+    if settings.get("executor", "preload_dag_files"):
+        preloader = Preloader(float(settings.get("core", "dagbag_import_timeout")), set(no_preload or ()))
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -155,6 +285,12 @@ def serve(settings: Settings) -> int:
                 except ValueError as exc:
                     print(f"headrace fork server: ignoring a bad request: {exc}", file=sys.stderr, flush=True)
                     continue
+                if preloader is not None and not preloader.prepare(request.fileloc):
+                    # Importing it started a thread: never fork from a multi-threaded process. Exit now;
+                    # the executor resends what we did not start to a new server that will not preload it.
+                    _emit({"event": "no_preload", "fileloc": request.fileloc})
+                    sys.stderr.flush()
+                    os._exit(0)  # not sys.exit: it would wait for the file's (non-daemon) threads
                 pid = _fork_supervisor(settings, db, request, [wake_r, wake_w])
                 children[pid] = request
                 try:
@@ -185,8 +321,10 @@ def _reap(children: dict[int, TryRequest]) -> int:
 
 def main() -> int:
     """Entry point: settings from the environment, then :func:`serve`."""
+    args = sys.argv[1:]
+    no_preload = {args[i + 1] for i in range(len(args) - 1) if args[i] == "--no-preload"}
     try:
-        return serve(load_settings())
+        return serve(load_settings(), no_preload)
     except OSError as exc:
         if exc.errno == errno.EPIPE:
             return 0

@@ -13,6 +13,12 @@ identity and reports each as ``exited`` (exit code None) once it is gone.
 Requests the server never confirmed with a ``started`` event are sent again to
 a new server; if one did start after all, the second supervisor loses the
 claim and runs nothing.
+
+The fork server preloads DAG files (``executor.preload_dag_files``). When
+importing one started a thread, the server reports ``no_preload`` for it and
+exits (it must not fork once multi-threaded); the executor remembers the file
+and starts every later server with ``--no-preload <file>``, so that file's
+tries import it themselves.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ class LocalExecutor:
         self._server: subprocess.Popen[bytes] | None = None
         self._lines = LineBuffer()
         self._in_flight: dict[tuple[int, int], _InFlight] = {}
+        self.no_preload: set[str] = set()
+        """DAG files the fork server must not import (importing them started a thread)."""
 
     # --- the fork server ---------------------------------------------------------
 
@@ -60,8 +68,11 @@ class LocalExecutor:
 
     def _ensure_server(self) -> subprocess.Popen[bytes]:
         if self._server is None:
+            command = [sys.executable, "-m", "headrace.executors.forkserver"]
+            for fileloc in sorted(self.no_preload):
+                command += ["--no-preload", fileloc]
             self._server = subprocess.Popen(
-                [sys.executable, "-m", "headrace.executors.forkserver"],
+                command,
                 env=child_environment(self.settings), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             )
             assert self._server.stdout is not None
@@ -136,6 +147,9 @@ class LocalExecutor:
         return events
 
     def _on_event(self, event: dict[str, object]) -> list[ExecutorEvent]:
+        if event["event"] == "no_preload":
+            self.no_preload.add(str(event["fileloc"]))
+            return []
         key = (int(event["ti_id"]), int(event["try_number"]))  # type: ignore[call-overload]
         flight = self._in_flight.get(key)
         if event["event"] == "started":

@@ -1,7 +1,8 @@
 """The task process: the child the supervisor forks to run a task's code.
 
 It is forked from the supervisor, so headrace and its dependencies are
-already imported; only the DAG file is imported here. ``main`` reads like the
+already imported; only the DAG file is imported here — unless the fork
+server preloaded it and the file is unchanged, then its DAGs are reused. ``main`` reads like the
 life of a try: startup (own process group, output into the try's log,
 logging), run (import the DAG file, find the task, build the context, render
 templates, ``execute``, push the result as XCom), finalize (the task's own
@@ -32,7 +33,7 @@ from headrace.authoring.context import RunInfo, build_context
 from headrace.authoring.dag import DAG
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
-from headrace.dagfiles.loader import load_dags
+from headrace.dagfiles.loader import load_dags, remembered_dags
 from headrace.exceptions import FailTask, RetryTask, SkipTask, TaskNotFound, TaskTerminated, XComError
 from headrace.logs.files import LOG_LINE_FORMAT
 from headrace.states import TaskInstanceState
@@ -150,7 +151,11 @@ def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
 
 
 def _load_task(start: TaskStart) -> tuple[DAG, BaseOperator]:
-    for dag in load_dags(start.fileloc):
+    # The fork server may have imported the file already (preload): reuse it while the file is unchanged.
+    dags = remembered_dags(start.fileloc)
+    if dags is None:
+        dags = load_dags(start.fileloc)
+    for dag in dags:
         if dag.dag_id == start.dag_id:
             return dag, dag.get_task(start.task_id)
     raise TaskNotFound(f"DAG file {start.fileloc} does not define DAG {start.dag_id!r}", dag_id=start.dag_id)
