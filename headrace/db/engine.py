@@ -30,6 +30,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
+READ_ONLY = "headrace_read_only"
+"""Execution option set by :meth:`Database.read_session`: on SQLite its transaction begins DEFERRED."""
+
+
 def is_sqlite(url: str) -> bool:
     """True when ``url`` names a SQLite database."""
     return make_url(url).get_backend_name() == "sqlite"
@@ -56,7 +60,8 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Database.read_session() marks its connections: a read-only transaction takes no write lock.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
@@ -101,6 +106,23 @@ class Database:
         with self._sessionmaker() as session:
             with session.begin():
                 yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """Yield a session for reads only; its transaction is rolled back at the end.
+
+        On SQLite it begins DEFERRED (plain ``BEGIN``), so it never waits for
+        nor holds the write lock; in WAL mode it reads one consistent snapshot.
+        Do not write in it (a write could fail with SQLITE_BUSY instead of waiting).
+        """
+        engine = self.engine
+        assert self._sessionmaker is not None
+        with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            with self._sessionmaker(bind=conn) as session:
+                try:
+                    yield session
+                finally:
+                    session.rollback()
 
     def dispose(self) -> None:
         """Close every pooled connection of this process (and forget the engine)."""

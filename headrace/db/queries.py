@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Row, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from headrace.db.models import DagModel, DagRun, DagVersion, Pool, TaskInstance, TaskTry
@@ -25,6 +25,11 @@ from headrace.states import TI_ACTIVE, DagRunState, TaskInstanceState
 
 _ACTIVE = [s.value for s in TI_ACTIVE]
 _RUN_ACTIVE = [DagRunState.QUEUED.value, DagRunState.RUNNING.value]
+_UNDECIDED = [TaskInstanceState.NONE.value, TaskInstanceState.UP_FOR_RETRY.value]
+_UNFINISHED = [s.value for s in TaskInstanceState if not s.is_finished]
+
+# Hot paths read plain Core rows from the tables (no ORM objects, no identity map).
+_dag, _run, _ti = DagModel.__table__, DagRun.__table__, TaskInstance.__table__
 
 
 # --- DAGs ----------------------------------------------------------------------
@@ -94,44 +99,55 @@ def run_exists(session: Session, dag_id: str, *, run_id: str | None = None,
     return session.scalar(select(func.count()).select_from(DagRun).where(*conditions)) != 0
 
 
-def queued_runs(session: Session, *, limit: int = 500) -> Sequence[DagRun]:
-    """Queued runs of unpaused, active DAGs, oldest logical date first; locked (PG)."""
+def queued_runs(session: Session, *, limit: int = 500) -> Sequence[Row]:
+    """Queued runs ``(id, dag_id)`` of unpaused, active DAGs, oldest logical date first; locked (PG)."""
     stmt = (
-        select(DagRun)
-        .join(DagModel, DagModel.dag_id == DagRun.dag_id)
-        .where(DagRun.state == DagRunState.QUEUED.value, DagModel.is_paused.is_(False),
-               DagModel.is_active.is_(True))
-        .order_by(DagRun.logical_date, DagRun.queued_at, DagRun.id)
+        select(_run.c.id, _run.c.dag_id)
+        .join(_dag, _dag.c.dag_id == _run.c.dag_id)
+        .where(_run.c.state == DagRunState.QUEUED.value, _dag.c.is_paused.is_(False), _dag.c.is_active.is_(True))
+        .order_by(_run.c.logical_date, _run.c.queued_at, _run.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=DagRun)
+        .with_for_update(skip_locked=True, of=_run)
     )
-    return session.scalars(stmt).all()
+    return session.connection().execute(stmt).all()
 
 
-def runs_to_examine(session: Session, *, limit: int = 200) -> Sequence[DagRun]:
-    """Running runs of unpaused, active DAGs, oldest logical date first; locked (PG)."""
+def runs_to_examine(session: Session, run_ids: Iterable[int] | None = None, *, limit: int = 200) -> Sequence[Row]:
+    """Running runs ``(id, dag_version_id)`` of unpaused, active DAGs with a task instance still to decide.
+
+    Only runs with a task instance in state ``none`` or ``up_for_retry`` (the
+    only ones a decision can change); ``run_ids`` narrows to those runs.
+    Oldest logical date first; locked (PG).
+    """
+    undecided = exists().where(_ti.c.dag_run_id == _run.c.id, _ti.c.state.in_(_UNDECIDED))
     stmt = (
-        select(DagRun)
-        .join(DagModel, DagModel.dag_id == DagRun.dag_id)
-        .where(DagRun.state == DagRunState.RUNNING.value, DagModel.is_paused.is_(False),
-               DagModel.is_active.is_(True))
-        .order_by(DagRun.logical_date, DagRun.id)
+        select(_run.c.id, _run.c.dag_version_id)
+        .join(_dag, _dag.c.dag_id == _run.c.dag_id)
+        .where(_run.c.state == DagRunState.RUNNING.value, _dag.c.is_paused.is_(False),
+               _dag.c.is_active.is_(True), undecided)
+        .order_by(_run.c.logical_date, _run.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=DagRun)
+        .with_for_update(skip_locked=True, of=_run)
     )
-    return session.scalars(stmt).all()
+    if run_ids is not None:
+        stmt = stmt.where(_run.c.id.in_(list(run_ids)))
+    return session.connection().execute(stmt).all()
 
 
-def running_runs(session: Session, *, limit: int = 500) -> Sequence[DagRun]:
-    """Every running run (paused or not), oldest first; locked (PG). Used to finish runs."""
+def finishable_runs(session: Session, *, limit: int = 500) -> Sequence[Row]:
+    """Running runs ``(id, run_id, dag_id, dag_version_id)`` (paused or not) whose task instances have all finished.
+
+    Oldest first; locked (PG).
+    """
+    unfinished = exists().where(_ti.c.dag_run_id == _run.c.id, _ti.c.state.in_(_UNFINISHED))
     stmt = (
-        select(DagRun)
-        .where(DagRun.state == DagRunState.RUNNING.value)
-        .order_by(DagRun.logical_date, DagRun.id)
+        select(_run.c.id, _run.c.run_id, _run.c.dag_id, _run.c.dag_version_id)
+        .where(_run.c.state == DagRunState.RUNNING.value, ~unfinished)
+        .order_by(_run.c.logical_date, _run.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=_run)
     )
-    return session.scalars(stmt).all()
+    return session.connection().execute(stmt).all()
 
 
 def runs_needing_callbacks(session: Session, *, limit: int = 50) -> Sequence[DagRun]:
@@ -158,76 +174,69 @@ def earliest_next_run_after(session: Session) -> datetime | None:
 # --- task instances ------------------------------------------------------------
 
 
-def tis_of_runs(session: Session, dag_run_ids: Sequence[int]) -> Sequence[TaskInstance]:
-    """Every task instance of the given runs (by ``dag_run.id``)."""
+def ti_rows_of_runs(session: Session, dag_run_ids: Sequence[int]) -> Sequence[Row]:
+    """``(id, dag_run_id, task_id, state, next_retry_at)`` of every task instance of the given runs."""
     if not dag_run_ids:
         return []
-    return session.scalars(select(TaskInstance).where(TaskInstance.dag_run_id.in_(list(dag_run_ids)))).all()
+    return session.connection().execute(
+        select(_ti.c.id, _ti.c.dag_run_id, _ti.c.task_id, _ti.c.state, _ti.c.next_retry_at)
+        .where(_ti.c.dag_run_id.in_(list(dag_run_ids)))
+    ).all()
 
 
-def ti_state_counts(session: Session, dag_run_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """``{dag_run.id: {state: count}}`` for the given runs."""
-    if not dag_run_ids:
-        return {}
-    result: dict[int, dict[str, int]] = {}
-    rows = session.execute(
-        select(TaskInstance.dag_run_id, TaskInstance.state, func.count())
-        .where(TaskInstance.dag_run_id.in_(list(dag_run_ids)))
-        .group_by(TaskInstance.dag_run_id, TaskInstance.state)
-    )
-    for run_pk, state, n in rows:
-        result.setdefault(int(run_pk), {})[str(state)] = int(n)
-    return result
+def ti_states_of_run(session: Session, dag_run_id: int) -> dict[str, str]:
+    """``{task_id: state}`` of one run."""
+    rows = session.connection().execute(select(_ti.c.task_id, _ti.c.state).where(_ti.c.dag_run_id == dag_run_id))
+    return {task_id: state for task_id, state in rows}
 
 
-def scheduled_tis(session: Session, *, limit: int) -> Sequence[tuple[TaskInstance, str]]:
+def ti_rows(session: Session, ti_ids: Sequence[int]) -> Sequence[Row]:
+    """``(id, dag_run_id, state, try_number)`` of the given task instances."""
+    if not ti_ids:
+        return []
+    return session.connection().execute(
+        select(_ti.c.id, _ti.c.dag_run_id, _ti.c.state, _ti.c.try_number).where(_ti.c.id.in_(list(ti_ids)))
+    ).all()
+
+
+def scheduled_tis(session: Session, *, limit: int) -> Sequence[Row]:
     """Scheduled TIs of running runs of unpaused DAGs with their DAG's fileloc; locked (PG).
 
     Order: ``priority_weight`` descending, then the run's logical date, then id
-    (Airflow's order). Returns ``[(ti, fileloc)]``.
+    (Airflow's order). Rows: ``(id, dag_id, run_id, task_id, try_number, pool,
+    pool_slots, queue, priority_weight, fileloc)``.
     """
     stmt = (
-        select(TaskInstance, DagModel.fileloc)
-        .join(DagRun, DagRun.id == TaskInstance.dag_run_id)
-        .join(DagModel, DagModel.dag_id == TaskInstance.dag_id)
-        .where(TaskInstance.state == TaskInstanceState.SCHEDULED.value,
-               DagRun.state == DagRunState.RUNNING.value,
-               DagModel.is_paused.is_(False))
-        .order_by(TaskInstance.priority_weight.desc(), DagRun.logical_date, TaskInstance.id)
+        select(_ti.c.id, _ti.c.dag_id, _ti.c.run_id, _ti.c.task_id, _ti.c.try_number, _ti.c.pool,
+               _ti.c.pool_slots, _ti.c.queue, _ti.c.priority_weight, _dag.c.fileloc)
+        .join(_run, _run.c.id == _ti.c.dag_run_id)
+        .join(_dag, _dag.c.dag_id == _ti.c.dag_id)
+        .where(_ti.c.state == TaskInstanceState.SCHEDULED.value,
+               _run.c.state == DagRunState.RUNNING.value,
+               _dag.c.is_paused.is_(False))
+        .order_by(_ti.c.priority_weight.desc(), _run.c.logical_date, _ti.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=TaskInstance)
+        .with_for_update(skip_locked=True, of=_ti)
     )
-    return [(ti, str(fileloc)) for ti, fileloc in session.execute(stmt)]
+    return session.connection().execute(stmt).all()
 
 
-def active_ti_count(session: Session) -> int:
-    """Task instances queued or running, over all DAGs."""
-    return int(session.scalar(
-        select(func.count()).select_from(TaskInstance).where(TaskInstance.state.in_(_ACTIVE))
-    ) or 0)
+def active_ti_usage(session: Session) -> Sequence[Row]:
+    """``(dag_id, pool, count, pool_slots)`` of queued or running task instances, per DAG and pool.
 
-
-def active_tis_per_dag(session: Session) -> dict[str, int]:
-    """``{dag_id: task instances queued or running}`` (counts toward ``max_active_tasks``)."""
-    rows = session.execute(
-        select(TaskInstance.dag_id, func.count()).where(TaskInstance.state.in_(_ACTIVE)).group_by(TaskInstance.dag_id)
-    )
-    return {dag_id: int(n) for dag_id, n in rows}
-
-
-def pool_slots_used(session: Session) -> dict[str, int]:
-    """``{pool: sum of pool_slots of queued or running task instances}``."""
-    rows = session.execute(
-        select(TaskInstance.pool, func.sum(TaskInstance.pool_slots))
-        .where(TaskInstance.state.in_(_ACTIVE))
-        .group_by(TaskInstance.pool)
-    )
-    return {pool: int(n or 0) for pool, n in rows}
+    Gives parallelism, ``max_active_tasks`` and pool usage in one query.
+    """
+    return session.connection().execute(
+        select(_ti.c.dag_id, _ti.c.pool, func.count(), func.sum(_ti.c.pool_slots))
+        .where(_ti.c.state.in_(_ACTIVE))
+        .group_by(_ti.c.dag_id, _ti.c.pool)
+    ).all()
 
 
 def pool_sizes(session: Session) -> dict[str, int]:
     """``{pool name: slots}``."""
-    return {name: int(slots) for name, slots in session.execute(select(Pool.name, Pool.slots))}
+    pool = Pool.__table__
+    return {name: int(slots) for name, slots in session.connection().execute(select(pool.c.name, pool.c.slots))}
 
 
 def dag_limits(session: Session, dag_ids: Iterable[str]) -> dict[str, int]:
@@ -277,8 +286,9 @@ def try_row(session: Session, ti_id: int, try_number: int) -> TaskTry | None:
 
 
 __all__ = [
-    "active_run_counts", "active_ti_count", "active_tis_per_dag", "current_version", "dag_limits", "dags_due",
-    "earliest_next_run_after", "earliest_retry_at", "last_scheduled_run", "paused_or_inactive_dag_ids",
-    "pool_sizes", "pool_slots_used", "queued_runs", "run_exists", "running_runs", "runs_needing_callbacks",
-    "runs_to_examine", "scheduled_tis", "ti_state_counts", "tis_of_runs", "tis_with_latest_try", "try_row",
+    "active_run_counts", "active_ti_usage", "current_version", "dag_limits", "dags_due",
+    "earliest_next_run_after", "earliest_retry_at", "finishable_runs", "last_scheduled_run",
+    "paused_or_inactive_dag_ids", "pool_sizes", "queued_runs", "run_exists", "runs_needing_callbacks",
+    "runs_to_examine", "scheduled_tis", "ti_rows", "ti_rows_of_runs", "ti_states_of_run", "tis_with_latest_try",
+    "try_row",
 ]

@@ -95,6 +95,9 @@ class CallbackRunner:
     def run_pending(self, db: Database, now: datetime, *, cache: DagCache) -> int:
         """Start the callbacks of newly finished runs; reap finished children. Returns how many started."""
         self.reap()
+        with db.read_session() as session:  # most calls find nothing: then take no write lock
+            if not queries.runs_needing_callbacks(session, limit=1):
+                return 0
         requests: list[CallbackRequest] = []
         with db.session() as session:
             for run in queries.runs_needing_callbacks(session):

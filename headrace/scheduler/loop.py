@@ -9,6 +9,18 @@ Each loop, every step returns a count: parse changed DAG files (every
 decide task instances, queue the ready ones, read executor events, finish
 runs, start DAG callbacks, run due housekeeping; then wait.
 
+A step skips what cannot have changed since it last looked, so a busy loop
+costs little: runs are created when a DAG's ``next_run_after`` has come or
+DAG files were parsed; queued runs start after a run was created or
+finished; only the runs named by executor events (and newly started ones)
+are examined, and only if they still have a task instance to decide; runs
+are finished, and callbacks looked for, after a try ended. Changes made by
+other processes (a CLI trigger, an unpause, a cleared task) are picked up by
+a *full pass* — every step looks at everything — at least every
+``scheduler.loop_interval``, and after housekeeping changed something.
+Reads that find nothing to do run in a read transaction
+(:meth:`~headrace.db.engine.Database.read_session`: no SQLite write lock).
+
 The wait ends at the first of: an executor event (its ``fileno()`` is
 readable — a finished try wakes the scheduler at once), a stop request
 (SIGTERM/SIGINT write to a self-pipe), or a timeout of
@@ -46,8 +58,12 @@ from headrace.scheduler import housekeeping, lease, readiness, runs
 from headrace.scheduler.callbacks import CallbackRunner
 from headrace.scheduler.dagcache import DagCache
 from headrace.executors.base import Executor
+from headrace.states import TaskInstanceState
 
 log = logging.getLogger(__name__)
+
+_OPEN = frozenset({TaskInstanceState.QUEUED.value, TaskInstanceState.RUNNING.value})
+"""Task instance states of a try whose supervisor has not recorded an outcome."""
 
 
 class Clock(Protocol):
@@ -93,6 +109,7 @@ def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | 
         loops = 0
         while s.should_continue() and (num_loops is None or loops < num_loops):
             now = s.clock.now()
+            s.begin_loop(now)
             work = (
                 s.refresh_dags(now)
                 + s.create_runs(now)
@@ -102,7 +119,7 @@ def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | 
                 + s.sync_executor(now)
                 + s.finish_runs(now)
                 + s.run_callbacks(now)
-                + s.housekeeping.run_due(now)
+                + s.run_housekeeping(now)
             )
             loops += 1
             if after_loop is not None:
@@ -130,6 +147,18 @@ class Scheduler:
         self.job_id = 0
         self.lease: lease.SchedulerLease | None = None
         self.housekeeping = housekeeping.Housekeeping([])
+        # What the steps may skip (see the module docstring): set by one step, consumed by another.
+        self.full = True
+        """This loop is a full pass: every step looks at everything."""
+        self.next_full_pass: datetime | None = None
+        self.next_run_due: datetime | None = None
+        """Earliest ``next_run_after`` of a schedulable DAG, as last read (None: none, or blocked)."""
+        self.retry_due: datetime | None = None
+        """Earliest ``next_retry_at`` of a task instance up for retry, as last read."""
+        self.runs_to_examine: set[int] | None = set()
+        """``dag_run.id`` of runs whose task instances changed (None: every run)."""
+        self.asked: set[str] = set()
+        """Steps another step asked to look (e.g. a try ended: ``queue_ready``, ``finish_runs``)."""
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
@@ -210,37 +239,124 @@ class Scheduler:
         if self.processor is None or (self.next_parse is not None and now < self.next_parse):
             return 0
         self.next_parse = now + self.parse_interval
-        return self.processor.refresh(now).files_parsed
+        parsed = self.processor.refresh(now).files_parsed
+        if parsed:
+            self.asked.add("create_runs")
+        return parsed
+
+    def begin_loop(self, now: datetime) -> None:
+        """Decide whether this loop is a full pass (at most ``loop_interval`` after the last one)."""
+        self.full = self.next_full_pass is None or now >= self.next_full_pass
+        if self.full:
+            self.next_full_pass = now + timedelta(seconds=self.loop_interval)
+            self.runs_to_examine = None
+
+    def _asked(self, step: str) -> bool:
+        """True on a full pass or if another step asked for ``step`` since it last looked (consumes the ask)."""
+        if step in self.asked:
+            self.asked.discard(step)
+            return True
+        return self.full
 
     def create_runs(self, now: datetime) -> int:
+        """Create due scheduled runs, if a DAG's ``next_run_after`` has come (or DAG files changed)."""
+        if not (self._asked("create_runs") or (self.next_run_due is not None and self.next_run_due <= now)):
+            return 0
+        with self.db.read_session() as session:
+            self.next_run_due = queries.earliest_next_run_after(session)
+        if self.next_run_due is None or self.next_run_due > now:
+            return 0
         with self.db.session() as session:
-            return runs.create_runs(session, now, cache=self.cache)
+            created = runs.create_runs(session, now, cache=self.cache)
+        if created == 0:  # due but blocked (max_active_runs): look again on a full pass or when a run ends
+            self.next_run_due = None
+        if created:
+            self.asked.add("start_queued_runs")
+        return created
 
     def start_queued_runs(self, now: datetime) -> int:
+        """Start queued runs after a run was created or finished (and on a full pass)."""
+        if not self._asked("start_queued_runs"):
+            return 0
+        with self.db.read_session() as session:
+            if not queries.queued_runs(session, limit=1):
+                return 0
         with self.db.session() as session:
-            return runs.start_queued_runs(session, now)
+            started = runs.start_queued_runs(session, now)
+        if started:
+            self.runs_to_examine = None
+            self.asked.add("finish_runs")  # a run without tasks finishes at once
+        return started
 
     def examine_runs(self, now: datetime) -> int:
+        """Decide the task instances of the runs that changed (of every run on a full pass or a due retry)."""
+        run_ids, self.runs_to_examine = self.runs_to_examine, set()
+        if self.retry_due is not None and self.retry_due <= now:
+            run_ids = None
+        if run_ids is not None and not run_ids:
+            return 0
+        with self.db.read_session() as session:
+            self.retry_due = queries.earliest_retry_at(session)
+            if not queries.runs_to_examine(session, run_ids):
+                return 0
         with self.db.session() as session:
-            return readiness.examine_runs(session, now, cache=self.cache)
+            changed = readiness.examine_runs(session, now, cache=self.cache, run_ids=run_ids)
+        if changed:
+            self.asked.update(("queue_ready", "finish_runs"))
+        return changed
 
     def queue_ready(self, now: datetime) -> int:
+        """Queue scheduled task instances, when some may have become ready or slots may have freed."""
+        if not self._asked("queue_ready"):
+            return 0
         return self.queuer.queue_ready(self.db, self.executor, now)
 
     def sync_executor(self, now: datetime) -> int:
         """Read executor events; a try still open after its supervisor exited is ended as a zombie."""
         events = self.executor.sync()
+        if not events:
+            return 0
+        with self.db.read_session() as session:
+            tis = {ti.id: ti for ti in queries.ti_rows(session, [e.ti_id for e in events])}
         for event in events:
-            housekeeping.end_exited_try(self.db, now, event.ti_id, event.try_number, cache=self.cache,
-                                        exit_code=event.exit_code)
+            ti = tis.get(event.ti_id)
+            if ti is None:
+                continue
+            if self.runs_to_examine is not None:
+                self.runs_to_examine.add(ti.dag_run_id)
+            if ti.try_number == event.try_number and ti.state in _OPEN:
+                housekeeping.end_exited_try(self.db, now, event.ti_id, event.try_number, cache=self.cache,
+                                            exit_code=event.exit_code)
+        self.asked.update(("queue_ready", "finish_runs"))
         return len(events)
 
     def finish_runs(self, now: datetime) -> int:
+        """End runs whose task instances have all finished, looking only after a try ended (or on a full pass)."""
+        if not self._asked("finish_runs"):
+            return 0
+        with self.db.read_session() as session:
+            if not queries.finishable_runs(session, limit=1):
+                return 0
         with self.db.session() as session:
-            return runs.finish_runs(session, now, cache=self.cache)
+            finished = runs.finish_runs(session, now, cache=self.cache)
+        if finished:  # a max_active_runs slot freed; callbacks are due
+            self.asked.update(("create_runs", "start_queued_runs", "run_callbacks"))
+        return finished
 
     def run_callbacks(self, now: datetime) -> int:
+        """Reap callback children; start the callbacks of runs that finished."""
+        if not self._asked("run_callbacks"):
+            if self.callbacks.children:
+                self.callbacks.reap()
+            return 0
         return self.callbacks.run_pending(self.db, now, cache=self.cache)
+
+    def run_housekeeping(self, now: datetime) -> int:
+        """Run the due chores; what they changed (zombies, requeued tries) is seen by a full pass next loop."""
+        done = self.housekeeping.run_due(now)
+        if done:
+            self.next_full_pass = now
+        return done
 
     # --- waiting ------------------------------------------------------------------------
 
@@ -259,8 +375,10 @@ class Scheduler:
 
     def _timeout(self, now: datetime) -> float:
         """``loop_interval``, or less if a retry, a scheduled run, a parse or a chore is due sooner."""
-        with self.db.session() as session:
-            dues = [queries.earliest_retry_at(session), queries.earliest_next_run_after(session)]
+        with self.db.read_session() as session:
+            self.retry_due = queries.earliest_retry_at(session)
+            self.next_run_due = queries.earliest_next_run_after(session)
+        dues = [self.retry_due, self.next_run_due]
         dues += [self.next_parse if self.processor is not None else None, self.housekeeping.next_due()]
         # Dues already past are blocked (max_active_runs, a paused DAG): they must not make the loop spin.
         soonest = min((d for d in dues if d is not None and d > now), default=None)

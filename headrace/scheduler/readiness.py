@@ -40,15 +40,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from headrace.authoring.trigger_rules import Decision, UpstreamCounts, evaluate
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, TaskInstance
 from headrace.db.transitions import set_ti_state
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import TaskInstanceState as TI
@@ -66,8 +67,12 @@ def upstream_counts(upstream_ids: frozenset[str], states: dict[str, str]) -> Ups
                           upstream_failed=c[TI.UPSTREAM_FAILED.value], skipped=c[TI.SKIPPED.value])
 
 
-def examine_run(session: Session, run: DagRun, tis: list[TaskInstance], now: datetime, cache: DagCache) -> int:
-    """Decide the task instances of one running run; return how many changed state."""
+def examine_run(session: Session, run: Row, tis: list[Row], now: datetime, cache: DagCache) -> int:
+    """Decide the task instances of one running run; return how many changed state.
+
+    ``run`` has ``dag_version_id``; ``tis`` are rows with ``id, task_id, state, next_retry_at``
+    (see ``queries.ti_rows_of_runs``).
+    """
     sdag = cache.get(session, run.dag_version_id)
     by_task = {ti.task_id: ti for ti in tis}
     states = {ti.task_id: ti.state for ti in tis}
@@ -94,11 +99,15 @@ def examine_run(session: Session, run: DagRun, tis: list[TaskInstance], now: dat
     return changed
 
 
-def examine_runs(session: Session, now: datetime, *, cache: DagCache) -> int:
-    """Decide the task instances of every running run of unpaused DAGs; return how many changed state."""
-    runs = queries.runs_to_examine(session)
-    tis_by_run: dict[int, list[TaskInstance]] = {}
-    for ti in queries.tis_of_runs(session, [r.id for r in runs]):
+def examine_runs(session: Session, now: datetime, *, cache: DagCache, run_ids: Iterable[int] | None = None) -> int:
+    """Decide the task instances of running runs of unpaused DAGs; return how many changed state.
+
+    ``run_ids`` (None: every running run) limits the pass to those runs. Runs
+    with no task instance in ``none`` or ``up_for_retry`` are not loaded.
+    """
+    runs = queries.runs_to_examine(session, run_ids)
+    tis_by_run: dict[int, list[Row]] = {}
+    for ti in queries.ti_rows_of_runs(session, [r.id for r in runs]):
         tis_by_run.setdefault(ti.dag_run_id, []).append(ti)
     return sum(examine_run(session, run, tis_by_run.get(run.id, []), now, cache) for run in runs)
 
@@ -107,14 +116,17 @@ class QueueLimits:
     """Free capacity while queueing: executor slots, pools and max_active_tasks per DAG."""
 
     def __init__(self, session: Session, open_slots: int, parallelism: int) -> None:
-        self.free = max(0, min(open_slots, parallelism - queries.active_ti_count(session)))
-        self.pool_free = {name: slots for name, slots in queries.pool_sizes(session).items()}
-        for name, used in queries.pool_slots_used(session).items():
-            self.pool_free[name] = self.pool_free.get(name, 0) - used
-        self.dag_active = queries.active_tis_per_dag(session)
+        self.pool_free = queries.pool_sizes(session)
+        self.dag_active: dict[str, int] = {}
+        active = 0
+        for dag_id, pool, count, slots in queries.active_ti_usage(session):
+            active += count
+            self.pool_free[pool] = self.pool_free.get(pool, 0) - int(slots or 0)
+            self.dag_active[dag_id] = self.dag_active.get(dag_id, 0) + count
+        self.free = max(0, min(open_slots, parallelism - active))
         self.dag_limit: dict[str, int] = {}
 
-    def why_not(self, ti: TaskInstance) -> str | None:
+    def why_not(self, ti: Row) -> str | None:
         """None if ``ti`` fits now, else the limit that holds it back."""
         if self.free <= 0:
             return "parallelism"
@@ -126,7 +138,7 @@ class QueueLimits:
             return "max_active_tasks"
         return None
 
-    def take(self, ti: TaskInstance) -> None:
+    def take(self, ti: Row) -> None:
         """Count ``ti`` as queued."""
         self.free -= 1
         self.pool_free[ti.pool] -= ti.pool_slots
@@ -162,8 +174,8 @@ class Queuer:
             if limits.free <= 0:
                 return 0
             candidates = queries.scheduled_tis(session, limit=max(limits.free * 4, 64))
-            limits.dag_limit = queries.dag_limits(session, (ti.dag_id for ti, _ in candidates))
-            for ti, fileloc in candidates:
+            limits.dag_limit = queries.dag_limits(session, (ti.dag_id for ti in candidates))
+            for ti in candidates:
                 reason = limits.why_not(ti)
                 if reason == "parallelism":
                     break
@@ -178,7 +190,7 @@ class Queuer:
                     limits.take(ti)
                     requests.append(TryRequest(
                         ti_id=ti.id, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
-                        try_number=ti.try_number + 1, fileloc=fileloc, queue=ti.queue,
+                        try_number=ti.try_number + 1, fileloc=ti.fileloc, queue=ti.queue,
                         priority_weight=ti.priority_weight))
         # Committed: a supervisor claiming any of these tries now finds it queued.
         queued = 0

@@ -263,17 +263,11 @@ def finish_runs(session: Session, now: datetime, *, cache: DagCache) -> int:
     ``success``; ``end_date = now``. A run's callbacks are handled afterwards
     by :mod:`headrace.scheduler.callbacks` (``callbacks_done`` stays False).
     """
-    runs = queries.running_runs(session)
-    counts = queries.ti_state_counts(session, [r.id for r in runs])
     finished = 0
-    unfinished_states = {s.value for s in TaskInstanceState if not s.is_finished}
-    for run in runs:
-        by_state = counts.get(run.id, {})
-        if any(by_state.get(s, 0) for s in unfinished_states):
-            continue
-        leaves = set(cache.get(session, run.dag_version_id).leaves)
-        leaf_states = {ti.task_id: ti.state for ti in queries.tis_of_runs(session, [run.id]) if ti.task_id in leaves}
-        failed = any(state in _LEAF_FAILURES for state in leaf_states.values())
+    for run in queries.finishable_runs(session):
+        leaves = cache.get(session, run.dag_version_id).leaves
+        states = queries.ti_states_of_run(session, run.id)
+        failed = any(states.get(leaf) in _LEAF_FAILURES for leaf in leaves)
         new = DagRunState.FAILED if failed else DagRunState.SUCCESS
         if set_run_state(session, run.id, DagRunState.RUNNING, new, end_date=now):
             finished += 1
