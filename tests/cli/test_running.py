@@ -1,0 +1,107 @@
+"""Commands that need a live scheduler: standalone end to end, trigger --wait, backfill."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from headrace.config import Settings
+from headrace.db.engine import Database
+from headrace.db.models import DagRun, TaskInstance, TaskTry
+
+Cli = Any  # the `cli` fixture in conftest.py
+
+DAILY_DAG = '''
+from datetime import datetime
+from headrace import DAG
+from headrace.operators import BashOperator
+
+with DAG("cli_daily", schedule="@daily", start_date=datetime(2026, 1, 1), catchup=False):
+    BashOperator(task_id="say", bash_command="echo interval {{ data_interval_start }} to {{ data_interval_end }}")
+'''
+
+
+def _wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def scheduler(cli_env: dict[str, str], cli: Cli) -> Iterator[subprocess.Popen[bytes]]:
+    assert cli("db", "migrate").code == 0
+    proc = subprocess.Popen([sys.executable, "-m", "headrace", "scheduler"], env=cli_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+
+def test_standalone_runs_the_example_pipeline(cli_env: dict[str, str], settings: Settings, db: Database) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "headrace", "standalone"], env=cli_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def manual_run_done() -> bool:
+            with db.session() as s:
+                states = s.scalars(select(DagRun.state).where(DagRun.run_type == "manual")).all()
+            return bool(states) and states[0] in ("success", "failed")
+
+        _wait_for(manual_run_done, 120, "the triggered example pipeline")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    text = out.decode()
+    assert proc.returncode == 0, text[-3000:]
+    with db.session() as s:
+        run = s.scalars(select(DagRun).where(DagRun.run_type == "manual")).one()
+    assert run.state == "success", text[-3000:]
+    report = settings.home / "reports" / f"penguins_{run.logical_date:%Y-%m-%d}.md"
+    body = report.read_text()
+    # 344 penguins in the CSV, 11 with a missing measurement or sex: 146 + 68 + 119 = 333 remain.
+    assert "| Adelie | 146 |" in body and "| Chinstrap | 68 |" in body and "| Gentoo | 119 |" in body
+    assert "Heaviest species on average: **Gentoo**" in body
+    assert f"succeeded; report: {report}" in " ".join(text.split())
+
+
+def test_trigger_wait_and_backfill(cli: Cli, scheduler: subprocess.Popen[bytes], dags_folder: Path, db: Database) -> None:
+    (dags_folder / "cli_daily.py").write_text(textwrap.dedent(DAILY_DAG))
+
+    def parsed() -> bool:
+        return "cli_daily" in cli("dags", "list").out
+
+    _wait_for(parsed, 60, "the DAG file to be parsed")
+    r = cli("dags", "trigger", "cli_daily", "--conf", '{"who": "test"}', "--wait")
+    assert r.code == 0, r.out + r.err
+    assert "finished: success" in r.out
+
+    r = cli("dags", "backfill", "cli_daily", "-s", "2026-02-01", "-e", "2026-02-03")
+    assert r.code == 0, r.out + r.err
+    assert "3 new DAG run(s)" in r.out and "3 succeeded, 0 failed" in r.out
+    with db.session() as s:
+        runs = s.scalars(select(DagRun).where(DagRun.run_type == "backfill").order_by(DagRun.logical_date)).all()
+        assert [r.run_id for r in runs] == [
+            f"backfill__2026-02-0{d}T00:00:00+00:00" for d in (1, 2, 3)
+        ]
+        assert all(r.state == "success" for r in runs)
+        # Each backfilled task instance ran exactly once.
+        per_ti = s.execute(select(TaskTry.task_instance_id, func.count()).group_by(TaskTry.task_instance_id)).all()
+        assert per_ti and all(n == 1 for _, n in per_ti)
+        ti = s.scalars(select(TaskInstance).where(TaskInstance.run_id == runs[0].run_id)).one()
+        log_path = s.scalars(select(TaskTry.log_path).where(TaskTry.task_instance_id == ti.id)).one()
+    assert "interval 2026-02-01 00:00:00+00:00 to 2026-02-02 00:00:00+00:00" in Path(log_path).read_text()
+    # A second backfill of the same range creates nothing new.
+    r = cli("dags", "backfill", "cli_daily", "-s", "2026-02-01", "-e", "2026-02-03")
+    assert r.code == 0 and "0 new DAG run(s)" in r.out
