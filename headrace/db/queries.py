@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, and_, exists, func, select
+from sqlalchemy import Row, and_, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from headrace.db.models import DagModel, DagRun, DagVersion, Pool, TaskInstance, TaskTry
@@ -112,6 +112,18 @@ def queued_runs(session: Session, *, limit: int = 500) -> Sequence[Row]:
     return session.connection().execute(stmt).all()
 
 
+_RUNS_TO_EXAMINE = (
+    select(_run.c.id, _run.c.dag_version_id)
+    .join(_dag, _dag.c.dag_id == _run.c.dag_id)
+    .where(_run.c.state == DagRunState.RUNNING.value, _dag.c.is_paused.is_(False), _dag.c.is_active.is_(True),
+           exists().where(_ti.c.dag_run_id == _run.c.id, _ti.c.state.in_(_UNDECIDED)))
+    .order_by(_run.c.logical_date, _run.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=_run)
+)
+_SOME_RUNS_TO_EXAMINE = _RUNS_TO_EXAMINE.where(_run.c.id.in_(bindparam("ids", expanding=True)))
+
+
 def runs_to_examine(session: Session, run_ids: Iterable[int] | None = None, *, limit: int = 200) -> Sequence[Row]:
     """Running runs ``(id, dag_version_id)`` of unpaused, active DAGs with a task instance still to decide.
 
@@ -119,19 +131,19 @@ def runs_to_examine(session: Session, run_ids: Iterable[int] | None = None, *, l
     only ones a decision can change); ``run_ids`` narrows to those runs.
     Oldest logical date first; locked (PG).
     """
-    undecided = exists().where(_ti.c.dag_run_id == _run.c.id, _ti.c.state.in_(_UNDECIDED))
-    stmt = (
-        select(_run.c.id, _run.c.dag_version_id)
-        .join(_dag, _dag.c.dag_id == _run.c.dag_id)
-        .where(_run.c.state == DagRunState.RUNNING.value, _dag.c.is_paused.is_(False),
-               _dag.c.is_active.is_(True), undecided)
-        .order_by(_run.c.logical_date, _run.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=_run)
-    )
-    if run_ids is not None:
-        stmt = stmt.where(_run.c.id.in_(list(run_ids)))
-    return session.connection().execute(stmt).all()
+    if run_ids is None:
+        return session.connection().execute(_RUNS_TO_EXAMINE, {"limit": limit}).all()
+    return session.connection().execute(_SOME_RUNS_TO_EXAMINE, {"limit": limit, "ids": list(run_ids)}).all()
+
+
+_FINISHABLE_RUNS = (
+    select(_run.c.id, _run.c.run_id, _run.c.dag_id, _run.c.dag_version_id)
+    .where(_run.c.state == DagRunState.RUNNING.value,
+           ~exists().where(_ti.c.dag_run_id == _run.c.id, _ti.c.state.in_(_UNFINISHED)))
+    .order_by(_run.c.logical_date, _run.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=_run)
+)
 
 
 def finishable_runs(session: Session, *, limit: int = 500) -> Sequence[Row]:
@@ -139,15 +151,7 @@ def finishable_runs(session: Session, *, limit: int = 500) -> Sequence[Row]:
 
     Oldest first; locked (PG).
     """
-    unfinished = exists().where(_ti.c.dag_run_id == _run.c.id, _ti.c.state.in_(_UNFINISHED))
-    stmt = (
-        select(_run.c.id, _run.c.run_id, _run.c.dag_id, _run.c.dag_version_id)
-        .where(_run.c.state == DagRunState.RUNNING.value, ~unfinished)
-        .order_by(_run.c.logical_date, _run.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=_run)
-    )
-    return session.connection().execute(stmt).all()
+    return session.connection().execute(_FINISHABLE_RUNS, {"limit": limit}).all()
 
 
 def runs_needing_callbacks(session: Session, *, limit: int = 50) -> Sequence[DagRun]:
@@ -162,13 +166,13 @@ def runs_needing_callbacks(session: Session, *, limit: int = 50) -> Sequence[Dag
     return session.scalars(stmt).all()
 
 
+_EARLIEST_NEXT_RUN_AFTER = select(func.min(_dag.c.next_run_after)).where(
+    _dag.c.is_active.is_(True), _dag.c.is_paused.is_(False))
+
+
 def earliest_next_run_after(session: Session) -> datetime | None:
     """The soonest ``next_run_after`` over active, unpaused DAGs (None if no DAG is scheduled)."""
-    return session.scalar(
-        select(func.min(DagModel.next_run_after)).where(
-            DagModel.is_active.is_(True), DagModel.is_paused.is_(False)
-        )
-    )
+    return session.connection().scalar(_EARLIEST_NEXT_RUN_AFTER)
 
 
 # --- task instances ------------------------------------------------------------
@@ -190,13 +194,29 @@ def ti_states_of_run(session: Session, dag_run_id: int) -> dict[str, str]:
     return {task_id: state for task_id, state in rows}
 
 
+_TI_ROWS = select(_ti.c.id, _ti.c.dag_run_id, _ti.c.state, _ti.c.try_number).where(
+    _ti.c.id.in_(bindparam("ids", expanding=True)))
+
+
 def ti_rows(session: Session, ti_ids: Sequence[int]) -> Sequence[Row]:
     """``(id, dag_run_id, state, try_number)`` of the given task instances."""
     if not ti_ids:
         return []
-    return session.connection().execute(
-        select(_ti.c.id, _ti.c.dag_run_id, _ti.c.state, _ti.c.try_number).where(_ti.c.id.in_(list(ti_ids)))
-    ).all()
+    return session.connection().execute(_TI_ROWS, {"ids": list(ti_ids)}).all()
+
+
+_SCHEDULED_TIS = (
+    select(_ti.c.id, _ti.c.dag_id, _ti.c.run_id, _ti.c.task_id, _ti.c.try_number, _ti.c.pool,
+           _ti.c.pool_slots, _ti.c.queue, _ti.c.priority_weight, _dag.c.fileloc)
+    .join(_run, _run.c.id == _ti.c.dag_run_id)
+    .join(_dag, _dag.c.dag_id == _ti.c.dag_id)
+    .where(_ti.c.state == TaskInstanceState.SCHEDULED.value,
+           _run.c.state == DagRunState.RUNNING.value,
+           _dag.c.is_paused.is_(False))
+    .order_by(_ti.c.priority_weight.desc(), _run.c.logical_date, _ti.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=_ti)
+)
 
 
 def scheduled_tis(session: Session, *, limit: int) -> Sequence[Row]:
@@ -206,19 +226,16 @@ def scheduled_tis(session: Session, *, limit: int) -> Sequence[Row]:
     (Airflow's order). Rows: ``(id, dag_id, run_id, task_id, try_number, pool,
     pool_slots, queue, priority_weight, fileloc)``.
     """
-    stmt = (
-        select(_ti.c.id, _ti.c.dag_id, _ti.c.run_id, _ti.c.task_id, _ti.c.try_number, _ti.c.pool,
-               _ti.c.pool_slots, _ti.c.queue, _ti.c.priority_weight, _dag.c.fileloc)
-        .join(_run, _run.c.id == _ti.c.dag_run_id)
-        .join(_dag, _dag.c.dag_id == _ti.c.dag_id)
-        .where(_ti.c.state == TaskInstanceState.SCHEDULED.value,
-               _run.c.state == DagRunState.RUNNING.value,
-               _dag.c.is_paused.is_(False))
-        .order_by(_ti.c.priority_weight.desc(), _run.c.logical_date, _ti.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=_ti)
-    )
-    return session.connection().execute(stmt).all()
+    return session.connection().execute(_SCHEDULED_TIS, {"limit": limit}).all()
+
+
+_ACTIVE_TI_USAGE = (
+    select(_ti.c.dag_id, _ti.c.pool, func.count(), func.sum(_ti.c.pool_slots))
+    .where(_ti.c.state.in_(_ACTIVE))
+    .group_by(_ti.c.dag_id, _ti.c.pool)
+)
+_POOL_SIZES = select(Pool.__table__.c.name, Pool.__table__.c.slots)
+_DAG_LIMITS = select(_dag.c.dag_id, _dag.c.max_active_tasks).where(_dag.c.dag_id.in_(bindparam("ids", expanding=True)))
 
 
 def active_ti_usage(session: Session) -> Sequence[Row]:
@@ -226,17 +243,12 @@ def active_ti_usage(session: Session) -> Sequence[Row]:
 
     Gives parallelism, ``max_active_tasks`` and pool usage in one query.
     """
-    return session.connection().execute(
-        select(_ti.c.dag_id, _ti.c.pool, func.count(), func.sum(_ti.c.pool_slots))
-        .where(_ti.c.state.in_(_ACTIVE))
-        .group_by(_ti.c.dag_id, _ti.c.pool)
-    ).all()
+    return session.connection().execute(_ACTIVE_TI_USAGE).all()
 
 
 def pool_sizes(session: Session) -> dict[str, int]:
     """``{pool name: slots}``."""
-    pool = Pool.__table__
-    return {name: int(slots) for name, slots in session.connection().execute(select(pool.c.name, pool.c.slots))}
+    return {name: int(slots) for name, slots in session.connection().execute(_POOL_SIZES)}
 
 
 def dag_limits(session: Session, dag_ids: Iterable[str]) -> dict[str, int]:
@@ -244,17 +256,15 @@ def dag_limits(session: Session, dag_ids: Iterable[str]) -> dict[str, int]:
     ids = list(set(dag_ids))
     if not ids:
         return {}
-    rows = session.execute(select(DagModel.dag_id, DagModel.max_active_tasks).where(DagModel.dag_id.in_(ids)))
-    return {dag_id: int(n) for dag_id, n in rows}
+    return {dag_id: int(n) for dag_id, n in session.connection().execute(_DAG_LIMITS, {"ids": ids})}
+
+
+_EARLIEST_RETRY_AT = select(func.min(_ti.c.next_retry_at)).where(_ti.c.state == TaskInstanceState.UP_FOR_RETRY.value)
 
 
 def earliest_retry_at(session: Session) -> datetime | None:
     """The soonest ``next_retry_at`` of a task instance up for retry (None if there is none)."""
-    return session.scalar(
-        select(func.min(TaskInstance.next_retry_at)).where(
-            TaskInstance.state == TaskInstanceState.UP_FOR_RETRY.value
-        )
-    )
+    return session.connection().scalar(_EARLIEST_RETRY_AT)
 
 
 def tis_with_latest_try(
