@@ -140,7 +140,9 @@ def make_jinja_env(dag: DAG | None = None, searchpath: Iterable[str] = ()) -> ji
     """A Jinja environment for template fields: ``StrictUndefined`` (an undefined name is an error).
 
     Templates files are looked up in ``searchpath``, the DAG's
-    ``template_searchpath`` and the folder of the DAG file.
+    ``template_searchpath`` and the folder of the DAG file. A datetime in
+    ``{{ … }}`` renders as ISO 8601 (``2026-01-31T00:00:00+00:00``), as
+    Airflow's pendulum datetimes do, so ported templates produce the same text.
     """
     paths = list(searchpath)
     if dag is not None:
@@ -152,4 +154,10 @@ def make_jinja_env(dag: DAG | None = None, searchpath: Iterable[str] = ()) -> ji
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=_render_value,
     )
+
+
+def _render_value(value: Any) -> Any:
+    """How a value prints in a template: datetimes as ISO 8601, everything else as is."""
+    return value.isoformat() if isinstance(value, datetime) else value

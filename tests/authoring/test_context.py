@@ -76,3 +76,9 @@ def test_jinja_env_is_strict_and_finds_files(tmp_path: Any) -> None:
         assert "missing" in str(exc)
     else:
         raise AssertionError("StrictUndefined expected")
+
+
+def test_datetimes_render_as_iso_like_airflow() -> None:
+    env = make_jinja_env()
+    when = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    assert env.from_string("{{ d }} {{ d.year }}").render(d=when) == "2026-02-01T00:00:00+00:00 2026"
