@@ -26,14 +26,16 @@ import logging
 import os
 import signal
 import socket
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, CursorResult, bindparam, delete, insert, select, update
+from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from headrace.authoring.context import RunInfo
 from headrace.config import Settings
@@ -123,6 +125,21 @@ _RECORD_TRY = update(TaskTry).where(TaskTry.id == bindparam("row_id")).values(
 )
 
 
+def _transaction(db: Database) -> AbstractContextManager[Connection]:
+    """A Core transaction (commit on success, roll back on error).
+
+    The hot path runs on a bare ``Connection``: no ORM ``Session`` to build and
+    no ORM-enabled execution path per statement (``set_ti_state``'s compare-and-set
+    runs as the same Core ``UPDATE … WHERE state = :expected``).
+    """
+    return db.engine.begin()
+
+
+def _set_ti_state(conn: Connection, ti_id: int, expected: TI, new: TI, **values: Any) -> bool:
+    """``set_ti_state`` (the one compare-and-set) on a bare Connection: it only calls ``execute``."""
+    return set_ti_state(cast(Session, conn), ti_id, expected, new, **values)
+
+
 def _policy(entry: object) -> SerializedTask | None:
     try:
         return SerializedTask.from_dict(entry)  # type: ignore[arg-type]
@@ -154,14 +171,13 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
     gate: Gate | None = None
     current: _Try | None = None
     try:
-        with db.session() as session:
-            won = set_ti_state(
-                session, request.ti_id, TI.QUEUED, TI.RUNNING, expected_try_number=request.try_number,
+        with _transaction(db) as conn:
+            won = _set_ti_state(
+                conn, request.ti_id, TI.QUEUED, TI.RUNNING, expected_try_number=request.try_number,
                 start_date=now, end_date=None, end_reason=None, next_retry_at=None,
             )
             if not won:
                 return None
-            conn = session.connection()
             row = conn.execute(_LOAD, {"ti_id": request.ti_id, "task_key": request.task_id}).one()
             (ti_pk, dag_id, run_id, task_id, max_tries, run_pk, run_dag_id, run_run_id, run_type, conf,
              logical_date, queued_at, interval_start, interval_end, task_entry) = row
@@ -331,14 +347,14 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         if delay is None:
             delay = current.policy.retry_delay_for(request.try_number) if current.policy else 0.0
         next_retry_at = now + timedelta(seconds=max(0.0, delay))
-    with db.session() as session:
-        session.connection().execute(_RECORD_TRY, {
+    with _transaction(db) as conn:
+        conn.execute(_RECORD_TRY, {
             "row_id": current.try_row_id, "state": state.value, "end_date": now, "exit_code": result.exit_code,
             "signal": result.signal, "peak_rss_bytes": result.peak_rss_bytes, "cpu_seconds": result.cpu_seconds,
             "end_reason": result.end_reason.value, "error": result.error,
         })
-        won = set_ti_state(
-            session, request.ti_id, TI.RUNNING, state, expected_try_number=request.try_number,
+        won = _set_ti_state(
+            conn, request.ti_id, TI.RUNNING, state, expected_try_number=request.try_number,
             end_date=now, end_reason=result.end_reason.value, next_retry_at=next_retry_at,
         )
     summary = _summary(result)
@@ -362,10 +378,9 @@ def warm_up(db: Database) -> None:
         pass
 
     try:
-        with db.session() as session:
-            set_ti_state(session, -1, TI.QUEUED, TI.RUNNING, expected_try_number=1,
+        with _transaction(db) as conn:
+            _set_ti_state(conn, -1, TI.QUEUED, TI.RUNNING, expected_try_number=1,
                          start_date=now, end_date=None, end_reason=None, next_retry_at=None)
-            conn = session.connection()
             conn.execute(_LOAD, {"ti_id": -1, "task_key": "-"}).all()
             try:
                 with conn.begin_nested():  # no such task instance: the foreign key refuses it, once compiled
@@ -383,7 +398,7 @@ def warm_up(db: Database) -> None:
                 "peak_rss_bytes": 0, "cpu_seconds": 0.0, "end_reason": "success", "error": None,
             })
             for new in (TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.SKIPPED):
-                set_ti_state(session, -1, TI.RUNNING, new, expected_try_number=1,
+                _set_ti_state(conn, -1, TI.RUNNING, new, expected_try_number=1,
                              end_date=now, end_reason="success", next_retry_at=None)
             TaskWatch.heartbeat_statement(conn, -1)
             raise _Rollback

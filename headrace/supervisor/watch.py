@@ -192,8 +192,8 @@ class TaskWatch:
 
     def _heartbeat(self) -> None:
         try:
-            with self.db.session() as session:
-                self.heartbeat_statement(session.connection(), self.try_row_id)
+            with self.db.engine.begin() as conn:
+                self.heartbeat_statement(conn, self.try_row_id)
         except Exception as exc:  # noqa: BLE001 - a DB hiccup must not kill the try; the next beat retries
             log.warning("heartbeat of task_try %d failed: %s", self.try_row_id, exc)
 
