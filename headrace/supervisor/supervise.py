@@ -9,10 +9,10 @@ The life of a try, as the supervisor sees it:
    supervisor pid and start time, the task's true pid and start time, log
    path), clear the TI's XComs; commit, then open the gate — the task's code
    runs only once the claim is committed;
-4. **watch** — wait on the process (pidfd) and its channel (socket) at once,
+3. **watch** — wait on the process (pidfd) and its channel (socket) at once,
    answering requests, sampling the process tree, heartbeating, enforcing
    ``memory_limit`` and ``execution_timeout``;
-5. **finish** — reap it and write ``task_try`` and the TI's new state in one
+4. **finish** — reap it and write ``task_try`` and the TI's new state in one
    transaction; for outcomes decided here (memory, timeout, killed) run the
    task's failure/retry callbacks in a short child.
 
