@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 
 READ_ONLY = "headrace_read_only"
@@ -45,18 +46,23 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # ``timeout`` is the driver's busy timeout (sqlite3_busy_timeout, in seconds): no PRAGMA needed for it.
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        wal_set = False
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            nonlocal wal_set
             # Let SQLAlchemy, not the driver, open transactions (so BEGIN IMMEDIATE works).
             dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
+            # WAL is a property of the database file (it persists once set), so the engine's first
+            # connection sets it and later ones — including those of processes forked after it, such
+            # as supervisors, which inherit this engine — skip it. The other two are per connection.
+            if not wal_set:
+                dbapi_conn.execute("PRAGMA journal_mode=WAL").close()
+                wal_set = True
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL").close()
+            dbapi_conn.execute("PRAGMA foreign_keys=ON").close()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
@@ -91,9 +97,10 @@ class Database:
             if self._engine is None:
                 self._engine = make_engine(self.url, pool_size=self.pool_size)
                 self._sessionmaker = sessionmaker(self._engine, expire_on_commit=False)
-            else:
+            elif not _pool_is_empty(self._engine):
                 # Made before a fork: new pool, same engine (its compiled cache stays warm);
-                # the parent's connections are dropped without being closed.
+                # the parent's connections are dropped without being closed. (A pool that holds
+                # no connection at all — the fork server's, emptied before each fork — is kept.)
                 self._engine.dispose(close=False)
             self._pid = pid
         return self._engine
@@ -127,7 +134,8 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection of this process (and forget the engine)."""
         if self._engine is not None and self._pid == os.getpid():
-            self._engine.dispose()
+            # Close the pooled connections; no need for a new pool (Engine.dispose's), the engine is dropped.
+            self._engine.pool.dispose()
         self._engine = None
         self._sessionmaker = None
         self._pid = -1
@@ -137,5 +145,11 @@ class Database:
 
         The fork server calls it before each fork, so children inherit no open connection.
         """
-        if self._engine is not None and self._pid == os.getpid():
+        if self._engine is not None and self._pid == os.getpid() and not _pool_is_empty(self._engine):
             self._engine.dispose(close=True)
+
+
+def _pool_is_empty(engine: Engine) -> bool:
+    """True when ``engine``'s pool is a ``QueuePool`` with no connection, checked in or out."""
+    pool = engine.pool
+    return isinstance(pool, QueuePool) and pool.checkedin() == 0 and pool.checkedout() == 0

@@ -31,20 +31,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
 from headrace.authoring.context import RunInfo
 from headrace.config import Settings
 from headrace.dagfiles.serialization import SerializedTask
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
-from headrace.db.transitions import set_ti_state
 from headrace.logs.files import append_line, open_try_log, try_log_path
-from headrace.states import EndReason, TaskInstanceState
+from headrace.exceptions import InvalidTransition
+from headrace.states import EndReason, TaskInstanceState, can_transition
 from headrace.supervisor import task_process
 from headrace.supervisor.handlers import TryTarget
 from headrace.supervisor.identity import ProcessIdentity, hostname
@@ -125,6 +124,25 @@ _RECORD_TRY = update(TaskTry).where(TaskTry.id == bindparam("row_id")).values(
 )
 
 
+# The try's two compare-and-sets on ``task_instance``: ``set_ti_state``'s UPDATE … WHERE id = :id AND
+# state = :expected AND try_number = :n, built once here instead of per call (building the statement and
+# its cache key was a good part of a supervisor's CPU); ``_cas`` keeps its transition check.
+_CLAIM_TI = update(TaskInstance).where(
+    TaskInstance.id == bindparam("cas_ti_id"), TaskInstance.state == bindparam("cas_expected"),
+    TaskInstance.try_number == bindparam("cas_try_number"),
+).values(
+    state=bindparam("cas_new"), start_date=bindparam("cas_now"), end_date=None, end_reason=None,
+    next_retry_at=None, updated_at=bindparam("cas_now"),
+)
+_FINISH_TI = update(TaskInstance).where(
+    TaskInstance.id == bindparam("cas_ti_id"), TaskInstance.state == bindparam("cas_expected"),
+    TaskInstance.try_number == bindparam("cas_try_number"),
+).values(
+    state=bindparam("cas_new"), end_date=bindparam("cas_now"), end_reason=bindparam("cas_end_reason"),
+    next_retry_at=bindparam("cas_next_retry_at"), updated_at=bindparam("cas_now"),
+)
+
+
 def _transaction(db: Database) -> AbstractContextManager[Connection]:
     """A Core transaction (commit on success, roll back on error).
 
@@ -135,9 +153,32 @@ def _transaction(db: Database) -> AbstractContextManager[Connection]:
     return db.engine.begin()
 
 
-def _set_ti_state(conn: Connection, ti_id: int, expected: TI, new: TI, **values: Any) -> bool:
-    """``set_ti_state`` (the one compare-and-set) on a bare Connection: it only calls ``execute``."""
-    return set_ti_state(cast(Session, conn), ti_id, expected, new, **values)
+def _claim_ti(conn: Connection, ti_id: int, try_number: int, now: datetime) -> bool:
+    """``queued → running`` for exactly ``try_number`` (compare-and-set); True if this call won."""
+    return _cas(conn, _CLAIM_TI, ti_id, TI.QUEUED, TI.RUNNING, try_number, {"cas_now": now})
+
+
+def _finish_ti(
+    conn: Connection, ti_id: int, try_number: int, new: TI, now: datetime, end_reason: str,
+    next_retry_at: datetime | None,
+) -> bool:
+    """``running → new`` for exactly ``try_number`` (compare-and-set); True if this call won."""
+    return _cas(conn, _FINISH_TI, ti_id, TI.RUNNING, new, try_number, {
+        "cas_now": now, "cas_end_reason": end_reason, "cas_next_retry_at": next_retry_at,
+    })
+
+
+def _cas(
+    conn: Connection, stmt: Any, ti_id: int, expected: TI, new: TI, try_number: int, values: dict[str, Any],
+) -> bool:
+    """What ``set_ti_state`` does (transition check, then one conditional UPDATE), with a prebuilt statement."""
+    if not can_transition(expected, new):
+        raise InvalidTransition(expected.value, new.value)
+    result = conn.execute(stmt, {
+        "cas_ti_id": ti_id, "cas_expected": expected.value, "cas_try_number": try_number, "cas_new": new.value,
+        **values,
+    })
+    return bool(result.rowcount == 1)
 
 
 def _policy(entry: object) -> SerializedTask | None:
@@ -172,10 +213,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
     current: _Try | None = None
     try:
         with _transaction(db) as conn:
-            won = _set_ti_state(
-                conn, request.ti_id, TI.QUEUED, TI.RUNNING, expected_try_number=request.try_number,
-                start_date=now, end_date=None, end_reason=None, next_retry_at=None,
-            )
+            won = _claim_ti(conn, request.ti_id, request.try_number, now)
             if not won:
                 return None
             row = conn.execute(_LOAD, {"ti_id": request.ti_id, "task_key": request.task_id}).one()
@@ -353,10 +391,7 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
             "signal": result.signal, "peak_rss_bytes": result.peak_rss_bytes, "cpu_seconds": result.cpu_seconds,
             "end_reason": result.end_reason.value, "error": result.error,
         })
-        won = _set_ti_state(
-            conn, request.ti_id, TI.RUNNING, state, expected_try_number=request.try_number,
-            end_date=now, end_reason=result.end_reason.value, next_retry_at=next_retry_at,
-        )
+        won = _finish_ti(conn, request.ti_id, request.try_number, state, now, result.end_reason.value, next_retry_at)
     summary = _summary(result)
     current.say(f"try {request.try_number} ended: {state.value} ({result.end_reason.value}); {summary}"
                 + (f"; next try after {next_retry_at.isoformat()}" if next_retry_at else ""))
@@ -379,8 +414,7 @@ def warm_up(db: Database) -> None:
 
     try:
         with _transaction(db) as conn:
-            _set_ti_state(conn, -1, TI.QUEUED, TI.RUNNING, expected_try_number=1,
-                         start_date=now, end_date=None, end_reason=None, next_retry_at=None)
+            _claim_ti(conn, -1, 1, now)
             conn.execute(_LOAD, {"ti_id": -1, "task_key": "-"}).all()
             try:
                 with conn.begin_nested():  # no such task instance: the foreign key refuses it, once compiled
@@ -397,9 +431,7 @@ def warm_up(db: Database) -> None:
                 "row_id": -1, "state": "success", "end_date": now, "exit_code": 0, "signal": None,
                 "peak_rss_bytes": 0, "cpu_seconds": 0.0, "end_reason": "success", "error": None,
             })
-            for new in (TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.SKIPPED):
-                _set_ti_state(conn, -1, TI.RUNNING, new, expected_try_number=1,
-                             end_date=now, end_reason="success", next_retry_at=None)
+            _finish_ti(conn, -1, 1, TI.SUCCESS, now, "success", None)
             TaskWatch.heartbeat_statement(conn, -1)
             raise _Rollback
     except _Rollback:
