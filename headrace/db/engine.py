@@ -20,6 +20,7 @@ after-fork reset, which leaves the parent's connections untouched).
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
@@ -67,7 +69,13 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             # Database.read_session() marks its connections: a read-only transaction takes no write lock.
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+            sql = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+            # Straight to the driver (SQLAlchemy's statement execution machinery is most of the cost
+            # of a BEGIN); its errors are wrapped as exec_driver_sql would wrap them.
+            try:
+                conn.connection.driver_connection.execute(sql).close()
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)

@@ -41,7 +41,7 @@ from headrace.config import Settings
 from headrace.dagfiles.serialization import SerializedTask
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
-from headrace.logs.files import append_line, open_try_log, try_log_path
+from headrace.logs.files import append_line, format_line, open_try_log, try_log_path
 from headrace.exceptions import InvalidTransition
 from headrace.states import EndReason, TaskInstanceState, can_transition
 from headrace.supervisor import task_process
@@ -85,13 +85,23 @@ class _Try:
         """The supervisor's end of the task's channel."""
         self.start_error: str | None = None
         """Why the task process was not started."""
+        self.log_fd: int | None = None
+        """The try's log, open for appending (O_APPEND) once the task process was forked with it."""
 
     def say(self, message: str, level: str = "INFO") -> None:
-        """Append a supervisor line to the try's log (never raises)."""
+        """Append a supervisor line to the try's log (never raises); one ``write``, as ``append_line``."""
         try:
-            append_line(self.log_path, "supervisor", message, level)
+            if self.log_fd is not None:
+                os.write(self.log_fd, format_line("supervisor", message, level).encode("utf-8", "replace"))
+            else:
+                append_line(self.log_path, "supervisor", message, level)
         except OSError as exc:
             log.warning("cannot write to %s: %s", self.log_path, exc)
+
+    def close_log(self) -> None:
+        if self.log_fd is not None:
+            os.close(self.log_fd)
+            self.log_fd = None
 
 
 # The hot path's statements are built once, with bind parameters, so their cache keys are computed once
@@ -292,9 +302,12 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, log
 
     try:
         pid = watch.fork(run, close_in_child=[parent_sock])
+    except BaseException:
+        os.close(log_fd)
+        raise
     finally:
         child_sock.close()
-        os.close(log_fd)
+    current.log_fd = log_fd  # the supervisor's own lines go to the same file (O_APPEND)
     gate.forked()
     current.watch = watch
     current.sock = parent_sock
@@ -310,6 +323,7 @@ def _discard(current: _Try) -> None:
         pass
     if current.sock is not None:
         current.sock.close()
+    current.close_log()
     current.watch = None
 
 
@@ -344,12 +358,18 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
             result = WatchResult(
                 outcome="failed", end_reason=EndReason.NOT_STARTED, error=f"supervisor error: {exc}",
             )
-            _record(settings, db, current, result)
+            try:
+                _record(settings, db, current, result)
+            finally:
+                current.close_log()
             return EXIT_ERROR
     finally:
         signal.signal(signal.SIGTERM, previous)
-    state = _record(settings, db, current, result)
-    _outside_callbacks(settings, db, current, result, state)
+    try:
+        state = _record(settings, db, current, result)
+        _outside_callbacks(settings, db, current, result, state)
+    finally:
+        current.close_log()
     return EXIT_RECORDED
 
 
