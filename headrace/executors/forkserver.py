@@ -61,6 +61,7 @@ preload off for DAG files that rely on per-try import side effects.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import gc
 import json
@@ -86,6 +87,43 @@ from headrace.db.engine import Database
 from headrace.supervisor.protocol import LineBuffer
 from headrace.supervisor.request import TryRequest
 from headrace.supervisor.supervise import EXIT_ERROR, supervise, warm_up
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+    )]
+
+
+def _fill_malloc_holes() -> None:
+    """Allocate (and keep for good) the free memory inside the C heap, so children allocate past it.
+
+    A forked child's ``malloc`` (SQLite's schema, a new connection, large Python objects) would
+    otherwise reuse the free chunks scattered through the server's heap: every one lies in a page
+    shared with the server, so each small allocation costs a copy-on-write page fault. With the holes
+    filled, children's allocations come from the top of the heap, a few fresh pages. The cost: the
+    server keeps what was already free (a MiB or two). glibc only (``mallinfo2``); a no-op elsewhere.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallinfo2 = libc.mallinfo2
+        malloc = libc.malloc
+    except (OSError, AttributeError):
+        return
+    mallinfo2.restype = _MallInfo2
+    mallinfo2.argtypes = []
+    malloc.restype = ctypes.c_void_p
+    malloc.argtypes = [ctypes.c_size_t]
+    for size in (4096, 1024, 256, 64, 16):
+        while True:
+            info = mallinfo2()
+            batch = (info.fordblks - info.keepcost) // (size + 16) // 2  # free bytes not at the top
+            if batch < 1:
+                break
+            for _ in range(batch):
+                malloc(size)  # deliberately never freed
+            if mallinfo2().arena != info.arena:  # the heap grew: the holes of this size are gone
+                break
 
 
 def _emit(event: dict[str, object]) -> None:
@@ -151,6 +189,7 @@ class Preloader:
         if _thread_count() > 1:
             self._drop(fileloc)
             return False
+        _fill_malloc_holes()  # what the import freed
         gc.freeze()  # the module's objects too: children must not copy them on write
         return True
 
@@ -254,6 +293,7 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
     # Everything allocated so far lives as long as the server: keep the collector away from it, so
     # forked supervisors do not copy those pages on write when a collection touches their headers.
     gc.collect()
+    _fill_malloc_holes()
     gc.freeze()
     children: dict[int, TryRequest] = {}
     lines = LineBuffer()
