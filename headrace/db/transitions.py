@@ -13,7 +13,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Connection, Update, bindparam, update
+from sqlalchemy.sql import ClauseElement
 from sqlalchemy.orm import Session
 
 from headrace.db.models import DagRun, TaskInstance
@@ -21,8 +22,30 @@ from headrace.exceptions import InvalidTransition
 from headrace.states import DagRunState, TaskInstanceState, can_transition, can_transition_run
 
 
+_TI_CAS: dict[tuple[bool, tuple[str, ...]], Update] = {}
+"""Compare-and-set statements by shape (try guard, columns set), built once per process.
+
+Building an UPDATE and its cache key costs more than running it on SQLite; the
+supervisor runs two per try, the scheduler one per task instance it moves.
+"""
+
+
+def _ti_cas_statement(guard_try: bool, columns: tuple[str, ...]) -> Update:
+    stmt = _TI_CAS.get((guard_try, columns))
+    if stmt is None:
+        stmt = update(TaskInstance).where(
+            TaskInstance.id == bindparam("cas_id"), TaskInstance.state == bindparam("cas_expected")
+        )
+        if guard_try:
+            stmt = stmt.where(TaskInstance.try_number == bindparam("cas_try_number"))
+        stmt = stmt.values(state=bindparam("cas_new"), **{c: bindparam(c) for c in columns})
+        stmt = stmt.execution_options(synchronize_session=False)
+        _TI_CAS[(guard_try, columns)] = stmt
+    return stmt
+
+
 def set_ti_state(
-    session: Session,
+    session: Session | Connection,
     ti_id: int,
     expected: TaskInstanceState,
     new: TaskInstanceState,
@@ -32,10 +55,12 @@ def set_ti_state(
 ) -> bool:
     """Move task instance ``ti_id`` from ``expected`` to ``new``; return whether this call won.
 
-    ``values`` are further columns of ``task_instance`` set in the same UPDATE
-    (a SQL expression such as ``TaskInstance.try_number + 1`` is allowed).
-    ``expected_try_number`` adds ``AND try_number = :n`` so a supervisor only
-    wins for the try it was started for. ``updated_at`` is set to now unless given.
+    ``session`` is an ORM Session or a Core Connection (the supervisor's hot
+    path uses a bare connection). ``values`` are further columns of
+    ``task_instance`` set in the same UPDATE; a SQL expression such as
+    ``TaskInstance.try_number + 1`` is allowed. ``expected_try_number`` adds
+    ``AND try_number = :n`` so a supervisor only wins for the try it was
+    started for. ``updated_at`` is set to now unless given.
 
     Raises ``InvalidTransition`` if the transition table forbids ``expected → new``.
     """
@@ -43,13 +68,17 @@ def set_ti_state(
     new = TaskInstanceState(new)
     if not can_transition(expected, new):
         raise InvalidTransition(expected.value, new.value)
-    stmt = update(TaskInstance).where(TaskInstance.id == ti_id, TaskInstance.state == expected.value)
-    if expected_try_number is not None:
-        stmt = stmt.where(TaskInstance.try_number == expected_try_number)
     values.setdefault("updated_at", datetime.now(UTC))
-    result = session.execute(
-        stmt.values(state=new.value, **values).execution_options(synchronize_session=False)
-    )
+    params: dict[str, Any] = {"cas_id": ti_id, "cas_expected": expected.value, "cas_new": new.value}
+    if expected_try_number is not None:
+        params["cas_try_number"] = expected_try_number
+    if any(isinstance(v, ClauseElement) for v in values.values()):
+        # An expression cannot be a bound parameter: build this one statement afresh.
+        stmt = _ti_cas_statement(expected_try_number is not None, ()).values(**values)
+    else:
+        stmt = _ti_cas_statement(expected_try_number is not None, tuple(sorted(values)))
+        params.update(values)
+    result = session.execute(stmt, params)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 

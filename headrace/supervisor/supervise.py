@@ -42,8 +42,8 @@ from headrace.dagfiles.serialization import SerializedTask
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
 from headrace.logs.files import append_line, format_line, open_try_log, try_log_path
-from headrace.exceptions import InvalidTransition
-from headrace.states import EndReason, TaskInstanceState, can_transition
+from headrace.db.transitions import set_ti_state
+from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor import task_process
 from headrace.supervisor.handlers import TryTarget
 from headrace.supervisor.identity import ProcessIdentity, hostname
@@ -134,25 +134,6 @@ _RECORD_TRY = update(TaskTry).where(TaskTry.id == bindparam("row_id")).values(
 )
 
 
-# The try's two compare-and-sets on ``task_instance``: ``set_ti_state``'s UPDATE … WHERE id = :id AND
-# state = :expected AND try_number = :n, built once here instead of per call (building the statement and
-# its cache key was a good part of a supervisor's CPU); ``_cas`` keeps its transition check.
-_CLAIM_TI = update(TaskInstance).where(
-    TaskInstance.id == bindparam("cas_ti_id"), TaskInstance.state == bindparam("cas_expected"),
-    TaskInstance.try_number == bindparam("cas_try_number"),
-).values(
-    state=bindparam("cas_new"), start_date=bindparam("cas_now"), end_date=None, end_reason=None,
-    next_retry_at=None, updated_at=bindparam("cas_now"),
-)
-_FINISH_TI = update(TaskInstance).where(
-    TaskInstance.id == bindparam("cas_ti_id"), TaskInstance.state == bindparam("cas_expected"),
-    TaskInstance.try_number == bindparam("cas_try_number"),
-).values(
-    state=bindparam("cas_new"), end_date=bindparam("cas_now"), end_reason=bindparam("cas_end_reason"),
-    next_retry_at=bindparam("cas_next_retry_at"), updated_at=bindparam("cas_now"),
-)
-
-
 def _transaction(db: Database) -> AbstractContextManager[Connection]:
     """A Core transaction (commit on success, roll back on error).
 
@@ -165,7 +146,10 @@ def _transaction(db: Database) -> AbstractContextManager[Connection]:
 
 def _claim_ti(conn: Connection, ti_id: int, try_number: int, now: datetime) -> bool:
     """``queued → running`` for exactly ``try_number`` (compare-and-set); True if this call won."""
-    return _cas(conn, _CLAIM_TI, ti_id, TI.QUEUED, TI.RUNNING, try_number, {"cas_now": now})
+    return set_ti_state(
+        conn, ti_id, TI.QUEUED, TI.RUNNING, expected_try_number=try_number,
+        start_date=now, end_date=None, end_reason=None, next_retry_at=None, updated_at=now,
+    )
 
 
 def _finish_ti(
@@ -173,22 +157,10 @@ def _finish_ti(
     next_retry_at: datetime | None,
 ) -> bool:
     """``running → new`` for exactly ``try_number`` (compare-and-set); True if this call won."""
-    return _cas(conn, _FINISH_TI, ti_id, TI.RUNNING, new, try_number, {
-        "cas_now": now, "cas_end_reason": end_reason, "cas_next_retry_at": next_retry_at,
-    })
-
-
-def _cas(
-    conn: Connection, stmt: Any, ti_id: int, expected: TI, new: TI, try_number: int, values: dict[str, Any],
-) -> bool:
-    """What ``set_ti_state`` does (transition check, then one conditional UPDATE), with a prebuilt statement."""
-    if not can_transition(expected, new):
-        raise InvalidTransition(expected.value, new.value)
-    result = conn.execute(stmt, {
-        "cas_ti_id": ti_id, "cas_expected": expected.value, "cas_try_number": try_number, "cas_new": new.value,
-        **values,
-    })
-    return bool(result.rowcount == 1)
+    return set_ti_state(
+        conn, ti_id, TI.RUNNING, new, expected_try_number=try_number,
+        end_date=now, end_reason=end_reason, next_retry_at=next_retry_at, updated_at=now,
+    )
 
 
 def _policy(entry: object) -> SerializedTask | None:
