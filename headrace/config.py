@@ -113,6 +113,48 @@ SPEC: dict[str, dict[str, Option]] = {
             bool, _const(True), "Fork server imports each DAG file once and forks tries from it (top-level code runs once per fork server)."
         ),
     },
+    "api": {
+        "host": Option(str, _const("127.0.0.1"), "Address the API server and web UI listen on."),
+        "port": Option(int, _const(8080), "Port of the API server and web UI.", 0, 65535),
+        "base_url": Option(str, _const(""), "URL users reach the UI at, for links in alerts (empty: http://host:port)."),
+        "secret_key": Option(
+            str, _const(""), "Key that signs session cookies (empty: generated once into HEADRACE_HOME/secret_key)."
+        ),
+        "session_max_age": Option(int, _const(7 * 24 * 3600), "Seconds a UI login session lasts.", 60, 365 * 24 * 3600),
+        "page_size_max": Option(int, _const(1000), "Largest page a list endpoint returns (limit=).", 1, 100_000),
+    },
+    "secrets": {
+        "fernet_key": Option(
+            str, _const(""), "Fernet key encrypting variables and connections at rest (empty: HEADRACE_HOME/fernet.key)."
+        ),
+    },
+    "metrics": {
+        "scheduler_port": Option(
+            int, _const(8794), "Port of the scheduler's own Prometheus /metrics (0: off; standalone uses the API's).",
+            0, 65535,
+        ),
+        "statsd_host": Option(str, _const(""), "StatsD host to also send metrics to (empty: off)."),
+        "statsd_port": Option(int, _const(8125), "StatsD UDP port.", 1, 65535),
+        "statsd_prefix": Option(str, _const("headrace"), "Prefix of every StatsD metric name."),
+    },
+    "alerts": {
+        "notify_on": Option(
+            str, _const("failed,deadline_missed"),
+            "Comma-separated events that notify: failed, up_for_retry, success, deadline_missed.",
+        ),
+        "email_to": Option(str, _const(""), "Comma-separated addresses that get alert emails (empty: no email)."),
+        "email_from": Option(str, _const("headrace@localhost"), "From: address of alert emails."),
+        "smtp_host": Option(str, _const("localhost"), "SMTP server for alert emails."),
+        "smtp_port": Option(int, _const(25), "SMTP port.", 1, 65535),
+        "smtp_user": Option(str, _const(""), "SMTP login (empty: no AUTH)."),
+        "smtp_password": Option(str, _const(""), "SMTP password."),
+        "smtp_starttls": Option(bool, _const(False), "Upgrade the SMTP connection with STARTTLS."),
+        "smtp_ssl": Option(bool, _const(False), "Connect to SMTP over TLS (SMTPS)."),
+        "webhook_url": Option(
+            str, _const(""), "Comma-separated URLs that get a Slack-compatible JSON POST per alert (empty: none)."
+        ),
+        "timeout": Option(float, _const(10.0), "Seconds one email or webhook delivery may take.", 0.1, 600),
+    },
     "logging": {
         "base_log_folder": Option(str, lambda h: str(h / "logs"), "Folder for per-try log files."),
         "logging_level": Option(

@@ -204,3 +204,41 @@ class DagRunConfError(HeadraceError):
     """Raised when the ``conf`` given to a DAG run is not a JSON object (a dict of JSON values)."""
 
     http_status = 400
+
+
+# --- API, users and secrets ------------------------------------------------------
+
+
+class InvalidRequest(HeadraceError):
+    """Raised when a request to the API or CLI is malformed or names values that cannot be used together."""
+
+    http_status = 400
+
+
+class Conflict(HeadraceError):
+    """Raised when a request conflicts with the current state (a name already taken, a try still running)."""
+
+    http_status = 409
+
+
+class AuthenticationError(HeadraceError):
+    """Raised when a request carries no valid login, session or API token."""
+
+    http_status = 401
+
+
+class PermissionDenied(HeadraceError):
+    """Raised when the logged-in user's role does not allow the action (e.g. a viewer triggering a run)."""
+
+    http_status = 403
+
+    def __init__(self, message: str, *, role: str | None = None, needed: str | None = None) -> None:
+        super().__init__(message, role=role, needed=needed)
+        self.role = role
+        self.needed = needed
+
+
+class SecretsError(HeadraceError):
+    """Raised when a secret cannot be encrypted or decrypted (missing or wrong ``secrets.fernet_key``)."""
+
+    http_status = 500

@@ -18,12 +18,14 @@ from pathlib import Path
 import typer
 from sqlalchemy import select
 
+from headrace.api.server import serve, start_in_thread
+from headrace.api.users import create_user, new_password
 from headrace.cli.common import AppState, app_state, console, fmt_time, parse_conf, parse_date, styled
 from headrace.cli.progress import wait_for_runs
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.migrate import migrate
-from headrace.db.models import DagModel, DagRun, Lease, TaskInstance
+from headrace.db.models import DagModel, DagRun, Lease, TaskInstance, User
 from headrace.exceptions import DagNotFound
 from headrace.executors import make_executor
 from headrace.scheduler import loop
@@ -79,11 +81,40 @@ class RunWatcher:
                 self.on_end(run)
 
 
+def api_server(
+    ctx: typer.Context,
+    host: str | None = typer.Option(None, "--host", help="Default: api.host."),
+    port: int | None = typer.Option(None, "--port", "-p", help="Default: api.port."),
+) -> None:
+    """Serve the REST API, the web UI and /metrics until Ctrl-C."""
+    state = app_state(ctx)
+    _setup_logging(state.settings)
+    db = state.migrated_db()
+    shown_host = host or state.settings.get("api", "host")
+    console.print(f"headrace api-server on http://{shown_host}:{port if port is not None else state.settings.get('api', 'port')}")
+    serve(state.settings, db, host=host, port=port)
+
+
+def ensure_admin(db: Database) -> tuple[str, str] | None:
+    """Create user ``admin`` (role admin) if no admin exists; return (username, password) when created."""
+    with db.session() as session:
+        if session.scalar(select(User.id).where(User.role == "admin").limit(1)) is not None:
+            return None
+        username = "admin"
+        if session.scalar(select(User.id).where(User.username == username)) is not None:
+            username = f"admin-{new_password()[:6].lower()}"
+        password = new_password()
+        create_user(session, username, password, "admin", now=datetime.now(UTC))
+    return username, password
+
+
 def standalone(
     ctx: typer.Context,
     trigger: bool = typer.Option(True, "--trigger/--no-trigger", help=f"Trigger {EXAMPLE_PIPELINE} once at start."),
+    ui: bool = typer.Option(True, "--ui/--no-ui", help="Serve the web UI and REST API in this process."),
+    port: int | None = typer.Option(None, "--port", "-p", help="Port of the UI (default: api.port)."),
 ) -> None:
-    """Migrate, load the example DAGs, trigger the example pipeline once, run the scheduler."""
+    """Migrate, load the example DAGs, serve the UI, trigger the example pipeline once, run the scheduler."""
     state = app_state(ctx)
     settings = state.settings.with_overrides({"core": {"load_examples": True}})
     _setup_logging(settings)
@@ -95,6 +126,15 @@ def standalone(
     console.print(f"  dags       {settings.dags_folder} + bundled examples")
     console.print(f"  logs       {settings.base_log_folder}")
     console.print(f"  executor   {settings.executor}, parallelism {settings.parallelism}")
+    if ui:
+        created = ensure_admin(db)
+        server = start_in_thread(settings, db, port=port)
+        console.print(f"  web UI     [bold]{server.url}[/]  (REST API {server.url}/api/v1, metrics {server.url}/metrics)")
+        if created is not None:
+            console.print(f"  login      user [bold]{created[0]}[/] password [bold]{created[1]}[/] (shown once; "
+                          "`headrace users set-password admin` makes a new one)")
+        else:
+            console.print("  login      an admin exists already; `headrace users set-password admin` resets a password")
     processor = make_processor(settings, db)
     stats = processor.refresh(datetime.now(UTC))
     console.print(f"  parsed     {stats.files_parsed} file(s): {stats.dags} DAG(s), {stats.errors} import error(s)")

@@ -20,6 +20,12 @@ Tables:
 * ``pool`` — named slot limits.
 * ``scheduler_job`` — each scheduler process and its heartbeat; also the
   SQLite lease (one scheduler at a time).
+* ``user`` / ``api_token`` — logins of the UI and API, with roles; tokens by hash.
+* ``variable`` / ``connection`` — settings and credentials tasks read, secrets
+  Fernet-encrypted at rest.
+* ``deadline_miss`` — DAG runs and task instances that missed their deadline
+  (one row each, so the miss is reported once).
+* ``notification`` — the alert outbox: one row per event, marked when sent.
 """
 
 from __future__ import annotations
@@ -290,3 +296,110 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder_job_id: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# --- users, secrets, alerts (revision 0002) ------------------------------------
+
+
+class User(Base):
+    """Someone who may log in to the UI or API, with one role."""
+
+    __tablename__ = "user"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    """argon2id hash (argon2-cffi's encoded form)."""
+    role: Mapped[str] = mapped_column(String(20))
+    """``viewer``, ``operator`` or ``admin``."""
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ApiToken(Base):
+    """A token a script sends as ``Authorization: Bearer …``; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """Hex SHA-256 of the whole token."""
+    prefix: Mapped[str] = mapped_column(String(16))
+    """First characters of the token, shown in listings so a user can tell tokens apart."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Variable(Base):
+    """A key/value setting tasks read; the value is Fernet-encrypted at rest."""
+
+    __tablename__ = "variable"
+
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    """Fernet token of the UTF-8 value (see ``headrace.crypto``)."""
+    description: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Connection(Base):
+    """How to reach an outside system; ``password`` and ``extra`` are Fernet-encrypted at rest."""
+
+    __tablename__ = "connection"
+
+    conn_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    conn_type: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(500))
+    port: Mapped[int | None] = mapped_column(Integer)
+    login: Mapped[str | None] = mapped_column(String(500))
+    password: Mapped[str | None] = mapped_column(Text)
+    """Fernet token of the password, or NULL."""
+    schema: Mapped[str | None] = mapped_column(String(500))
+    extra: Mapped[str | None] = mapped_column(Text)
+    """Fernet token of a JSON object of extra fields, or NULL."""
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeadlineMiss(Base):
+    """A DAG run (``task_id`` = ``""``) or task instance that missed its deadline; one row, ever."""
+
+    __tablename__ = "deadline_miss"
+    __table_args__ = (UniqueConstraint("dag_run_id", "task_id"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    dag_run_id: Mapped[int] = mapped_column(ForeignKey("dag_run.id", ondelete="CASCADE"))
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    task_id: Mapped[str] = mapped_column(String(250), default="")
+    deadline: Mapped[datetime] = mapped_column(UtcDateTime)
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    callback_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True once the deadline-miss callback was started (compare-and-set: at most once)."""
+
+
+class Notification(Base):
+    """An alert to deliver (outbox): created once per event, delivered by the notifier, marked sent."""
+
+    __tablename__ = "notification"
+    __table_args__ = (UniqueConstraint("event_key"), Index("ix_notification_pending", "sent_at", "id"))
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    event_key: Mapped[str] = mapped_column(String(600))
+    """What happened, unique: e.g. ``failed:<dag_id>:<run_id>:<task_id>:<try_number>`` (so an event notifies once)."""
+    event: Mapped[str] = mapped_column(String(40))
+    """``failed``, ``up_for_retry``, ``success``, ``deadline_missed``."""
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str | None] = mapped_column(String(250))
+    task_id: Mapped[str | None] = mapped_column(String(250))
+    try_number: Mapped[int | None] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
