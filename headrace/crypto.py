@@ -55,6 +55,23 @@ def session_secret(settings: Settings) -> str:
     return _key_file(settings.home / "secret_key", _secrets.token_urlsafe(48).encode()).decode()
 
 
+SENSITIVE_KEY_WORDS: tuple[str, ...] = (
+    "password", "passwd", "secret", "token", "api_key", "apikey", "access_key", "private_key", "authorization",
+    "credential",
+)
+"""A variable or extra field whose key contains one of these (case-insensitive) holds a secret.
+The list follows the words Apache Airflow's secrets masker looks for."""
+
+MASK = "***"
+"""What a secret is replaced with in API output, the UI and task logs."""
+
+
+def is_sensitive_key(key: str) -> bool:
+    """True if ``key`` names a secret (see :data:`SENSITIVE_KEY_WORDS`)."""
+    lowered = key.lower()
+    return any(word in lowered for word in SENSITIVE_KEY_WORDS)
+
+
 class Encryptor:
     """Encrypts and decrypts secret strings with the configured Fernet key.
 
@@ -91,4 +108,4 @@ class Encryptor:
             ) from None
 
 
-__all__ = ["Encryptor", "fernet_key", "session_secret"]
+__all__ = ["MASK", "SENSITIVE_KEY_WORDS", "Encryptor", "fernet_key", "is_sensitive_key", "session_secret"]
