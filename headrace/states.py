@@ -69,38 +69,43 @@ TI = TaskInstanceState
 TI_FINISHED: frozenset[TaskInstanceState] = frozenset(
     {TI.SUCCESS, TI.FAILED, TI.UPSTREAM_FAILED, TI.SKIPPED}
 )
-"""States from which nothing moves without a user clearing the task instance."""
+"""States from which nothing moves without a user clearing (→ none) or marking (→ success / failed) it."""
 
 TI_ACTIVE: frozenset[TaskInstanceState] = frozenset({TI.QUEUED, TI.RUNNING})
 """States that hold an executor slot, a pool slot and count toward max_active_tasks."""
 
 TI_TRANSITIONS: dict[TaskInstanceState, frozenset[TaskInstanceState]] = {
     # The scheduler decides: run it, or it can never run.
-    TI.NONE: frozenset({TI.SCHEDULED, TI.SKIPPED, TI.UPSTREAM_FAILED}),
+    # A user may mark it success or failed (API/UI "mark").
+    TI.NONE: frozenset({TI.SCHEDULED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.SUCCESS, TI.FAILED}),
     # Queued by the scheduler; skipped by a branch that finished meanwhile;
-    # back to none when a user clears it.
-    TI.SCHEDULED: frozenset({TI.QUEUED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.NONE}),
+    # back to none when a user clears it; a user may mark it success or failed.
+    TI.SCHEDULED: frozenset({TI.QUEUED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.NONE, TI.SUCCESS, TI.FAILED}),
     # A supervisor claims it; or the try never started (executor lost it → back
     # to scheduled; the supervisor could not start it → failed/up_for_retry).
-    TI.QUEUED: frozenset({TI.RUNNING, TI.SCHEDULED, TI.FAILED, TI.UP_FOR_RETRY}),
-    # The supervisor (or zombie detection) records the outcome of the try.
+    # A user may mark it success; marking its DAG run failed skips it.
+    TI.QUEUED: frozenset({TI.RUNNING, TI.SCHEDULED, TI.FAILED, TI.UP_FOR_RETRY, TI.SUCCESS, TI.SKIPPED}),
+    # The supervisor (or zombie detection) records the outcome of the try;
+    # a user's mark success/failed changes the state and the supervisor stops the try.
     TI.RUNNING: frozenset({TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.SKIPPED}),
-    # Retry due → scheduled again; a user may fail it or clear it.
-    TI.UP_FOR_RETRY: frozenset({TI.SCHEDULED, TI.FAILED, TI.NONE}),
-    # Finished states only move when a user clears them.
-    TI.SUCCESS: frozenset({TI.NONE}),
-    TI.FAILED: frozenset({TI.NONE}),
-    TI.UPSTREAM_FAILED: frozenset({TI.NONE}),
-    TI.SKIPPED: frozenset({TI.NONE}),
+    # Retry due → scheduled again; a user may fail it, mark it success or clear it;
+    # marking its DAG run failed skips it.
+    TI.UP_FOR_RETRY: frozenset({TI.SCHEDULED, TI.FAILED, TI.NONE, TI.SUCCESS, TI.SKIPPED}),
+    # Finished states only move by a user: clearing (→ none) or marking (→ success / failed).
+    TI.SUCCESS: frozenset({TI.NONE, TI.FAILED}),
+    TI.FAILED: frozenset({TI.NONE, TI.SUCCESS}),
+    TI.UPSTREAM_FAILED: frozenset({TI.NONE, TI.SUCCESS, TI.FAILED}),
+    TI.SKIPPED: frozenset({TI.NONE, TI.SUCCESS, TI.FAILED}),
 }
 """For each task instance state, the states it may move to."""
 
 RUN_TRANSITIONS: dict[DagRunState, frozenset[DagRunState]] = {
-    DagRunState.QUEUED: frozenset({DagRunState.RUNNING, DagRunState.FAILED}),
+    # Started by the scheduler; a user may mark it success or failed before it starts.
+    DagRunState.QUEUED: frozenset({DagRunState.RUNNING, DagRunState.FAILED, DagRunState.SUCCESS}),
     DagRunState.RUNNING: frozenset({DagRunState.SUCCESS, DagRunState.FAILED}),
-    # A cleared run starts again.
-    DagRunState.SUCCESS: frozenset({DagRunState.QUEUED}),
-    DagRunState.FAILED: frozenset({DagRunState.QUEUED}),
+    # A cleared run starts again; a user may mark a finished run the other way.
+    DagRunState.SUCCESS: frozenset({DagRunState.QUEUED, DagRunState.FAILED}),
+    DagRunState.FAILED: frozenset({DagRunState.QUEUED, DagRunState.SUCCESS}),
 }
 """For each DAG run state, the states it may move to."""
 
