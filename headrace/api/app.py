@@ -15,10 +15,12 @@ errors are 422 with FastAPI's list of problems.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from headrace import __version__
@@ -69,6 +71,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
         app.include_router(router, prefix=API_PREFIX)
     for router in ROOT_ROUTERS:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent.parent / "ui" / "static"), name="static")
     return app
 
 

@@ -1,0 +1,325 @@
+"""JSON behind the Gantt and resources pages, under ``/ui/data`` (role viewer).
+
+* ``GET /ui/data/dags/{dag_id}/runs/{run_id}/gantt`` — one bar per try of the
+  DAG run (retries are separate bars) plus the queued wait of each task
+  instance's latest try: :func:`gantt_of_run`.
+* ``GET /ui/data/dags/{dag_id}/resources?runs=50&series=20&task_id=…`` — peak
+  RSS, duration and CPU seconds of every try of each task over the DAG's last
+  ``runs`` DAG runs, with the task's ``memory_limit`` so a chart can draw the
+  limit line; tasks sorted by their highest peak RSS, so the memory hog comes
+  first: :func:`resources_of_dag`.
+
+Units: datetimes are ISO 8601 in UTC, durations and CPU time in seconds (float),
+memory in bytes (int). A try still running has ``end_date`` null and its
+``duration`` measured up to ``now`` (the response's ``now``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from headrace.api.auth import get_db, require
+from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance, TaskTry
+from headrace.exceptions import DagNotFound, DagRunNotFound
+from headrace.states import TaskInstanceState
+
+router = APIRouter(prefix="/ui/data", tags=["ui"], include_in_schema=False)
+
+DEFAULT_RUNS = 50
+"""How many of a DAG's latest runs the resources page looks at by default."""
+MAX_RUNS = 1000
+DEFAULT_SERIES = 20
+"""For how many tasks (the biggest peak RSS first) the resources data includes every try."""
+
+QUEUED_STATES = frozenset({TaskInstanceState.QUEUED.value, TaskInstanceState.SCHEDULED.value})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds(), 3)
+
+
+def _run(session: Session, dag_id: str, run_id: str) -> DagRun:
+    run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one_or_none()
+    if run is None:
+        if session.get(DagModel, dag_id) is None:
+            raise DagNotFound(f"DAG {dag_id!r} not found")
+        raise DagRunNotFound(f"DAG run {run_id!r} of DAG {dag_id!r} not found")
+    return run
+
+
+def _task_order(serialized: Mapping[str, Any]) -> list[str]:
+    """Task ids of a serialized DAG, upstream before downstream (ties by task id)."""
+    tasks: Mapping[str, Any] = serialized.get("tasks", {})
+    remaining = {tid: set(t.get("upstream_task_ids", ())) & tasks.keys() for tid, t in tasks.items()}
+    order: list[str] = []
+    ready = sorted(tid for tid, ups in remaining.items() if not ups)
+    while ready:
+        tid = ready.pop(0)
+        order.append(tid)
+        remaining.pop(tid)
+        freed = [d for d in tasks[tid].get("downstream_task_ids", ()) if d in remaining]
+        for d in freed:
+            remaining[d].discard(tid)
+        ready = sorted(set(ready) | {d for d in freed if not remaining[d]})
+    return order + sorted(remaining)  # a cycle cannot be serialized; keep anything left anyway
+
+
+def gantt_of_run(session: Session, dag_id: str, run_id: str, *, now: datetime) -> dict[str, Any]:
+    """The bars of the Gantt chart of DAG run ``run_id`` of ``dag_id``.
+
+    Returns ``{dag_id, run_id, state, queued_at, start_date, end_date, now,
+    tasks: [task_id, …], tries: [...], waits: [...]}`` where
+
+    * ``tasks`` are the rows of the chart: tasks that have a try, by their first
+      start, then the others in DAG order (upstream first);
+    * ``tries`` has one bar per try, ordered by task row then ``try_number``:
+      ``{task_id, try_number, state, end_reason, start_date, end_date,
+      duration (s), running (bool), hostname, pid, exit_code, peak_rss_bytes,
+      cpu_seconds, error}``. A running try has ``end_date`` null and its
+      duration up to ``now``;
+    * ``waits`` has, per task instance, the wait of its latest try between being
+      queued and starting: ``{task_id, try_number, queued_at, start_date (null
+      while still waiting), duration (s), state}``.
+
+    Raises ``DagNotFound`` / ``DagRunNotFound`` (404).
+    """
+    run = _run(session, dag_id, run_id)
+    version = session.get(DagVersion, run.dag_version_id)
+    dag_order = _task_order(version.serialized if version else {})
+    tis = session.scalars(select(TaskInstance).where(TaskInstance.dag_run_id == run.id)).all()
+    tries = session.scalars(
+        select(TaskTry)
+        .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
+        .where(TaskInstance.dag_run_id == run.id)
+    ).all()
+
+    first_start: dict[str, datetime] = {}
+    for t in tries:
+        if t.task_id not in first_start or t.start_date < first_start[t.task_id]:
+            first_start[t.task_id] = t.start_date
+    dag_rank = {tid: i for i, tid in enumerate(dag_order)}
+    known = set(dag_order) | {ti.task_id for ti in tis} | set(first_start)
+    rows = sorted(
+        known,
+        key=lambda tid: (
+            tid not in first_start,
+            first_start.get(tid, now),
+            dag_rank.get(tid, len(dag_rank)),
+            tid,
+        ),
+    )
+    row_rank = {tid: i for i, tid in enumerate(rows)}
+
+    bars = []
+    tried: set[tuple[str, int]] = set()
+    for t in sorted(tries, key=lambda t: (row_rank[t.task_id], t.try_number)):
+        running = t.end_date is None
+        tried.add((t.task_id, t.try_number))
+        bars.append({
+            "task_id": t.task_id,
+            "try_number": t.try_number,
+            "state": t.state,
+            "end_reason": t.end_reason,
+            "start_date": _iso(t.start_date),
+            "end_date": _iso(t.end_date),
+            "duration": _seconds(t.start_date, t.end_date or now),
+            "running": running,
+            "hostname": t.hostname,
+            "pid": t.pid,
+            "exit_code": t.exit_code,
+            "peak_rss_bytes": t.peak_rss_bytes,
+            "cpu_seconds": t.cpu_seconds,
+            "error": t.error,
+        })
+
+    starts = {(t.task_id, t.try_number): t.start_date for t in tries}
+    waits = []
+    for ti in sorted(tis, key=lambda ti: row_rank[ti.task_id]):
+        if ti.queued_at is None or ti.try_number == 0:
+            continue
+        started = starts.get((ti.task_id, ti.try_number))
+        if started is None and ti.state not in QUEUED_STATES:
+            continue  # ended without a try row (e.g. marked by hand): no wait to show
+        waits.append({
+            "task_id": ti.task_id,
+            "try_number": ti.try_number,
+            "queued_at": _iso(ti.queued_at),
+            "start_date": _iso(started),
+            "duration": _seconds(ti.queued_at, started or now),
+            "state": ti.state,
+        })
+
+    return {
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "state": run.state,
+        "queued_at": _iso(run.queued_at),
+        "start_date": _iso(run.start_date),
+        "end_date": _iso(run.end_date),
+        "now": _iso(now),
+        "tasks": rows,
+        "tries": bars,
+        "waits": waits,
+    }
+
+
+def _limits(serialized: Mapping[str, Any]) -> dict[str, int | None]:
+    return {tid: t.get("memory_limit") for tid, t in serialized.get("tasks", {}).items()}
+
+
+def _summary(task_id: str, limit: int | None, tries: list[dict[str, Any]]) -> dict[str, Any]:
+    peaks = [t["peak_rss_bytes"] for t in tries if t["peak_rss_bytes"] is not None]
+    durations = [t["duration"] for t in tries if t["duration"] is not None and not t["running"]]
+    cpus = [t["cpu_seconds"] for t in tries if t["cpu_seconds"] is not None]
+    max_peak = max(peaks) if peaks else None
+    return {
+        "task_id": task_id,
+        "memory_limit_bytes": limit,
+        "tries": len(tries),
+        "runs": len({t["run_id"] for t in tries}),
+        "max_peak_rss_bytes": max_peak,
+        "mean_peak_rss_bytes": round(sum(peaks) / len(peaks)) if peaks else None,
+        "pct_of_limit": round(100.0 * max_peak / limit, 1) if max_peak is not None and limit else None,
+        "max_duration": max(durations) if durations else None,
+        "mean_duration": round(sum(durations) / len(durations), 3) if durations else None,
+        "max_cpu_seconds": max(cpus) if cpus else None,
+        "memory_limit_exceeded": sum(1 for t in tries if t["end_reason"] == "memory_limit_exceeded"),
+    }
+
+
+def _latest_runs(session: Session, dag_id: str, runs: int) -> list[DagRun]:
+    newest_first = session.scalars(
+        select(DagRun)
+        .where(DagRun.dag_id == dag_id)
+        .order_by(DagRun.queued_at.desc(), DagRun.id.desc())
+        .limit(runs)
+    ).all()
+    return list(reversed(newest_first))
+
+
+def resources_of_dag(
+    session: Session,
+    dag_id: str,
+    *,
+    now: datetime,
+    runs: int = DEFAULT_RUNS,
+    series: int = DEFAULT_SERIES,
+    task_ids: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Peak memory, duration and CPU time per task over the last ``runs`` DAG runs of ``dag_id``.
+
+    Returns ``{dag_id, now, runs: [{run_id, logical_date, queued_at, state}] (oldest
+    first), tasks: [...], series: {task_id: [try, …]}}``:
+
+    * ``tasks`` — one summary per task of the current DAG version or with a try
+      in those runs, the highest ``max_peak_rss_bytes`` first (tasks never
+      measured last): ``{task_id, memory_limit_bytes (current version, null if
+      none), tries, runs, max_peak_rss_bytes, mean_peak_rss_bytes, pct_of_limit
+      (max peak / limit × 100), max_duration, mean_duration (s, ended tries),
+      max_cpu_seconds, memory_limit_exceeded (count of tries ended for it)}``;
+    * ``series`` — every try of the first ``series`` tasks of that order and of
+      each of ``task_ids``, oldest run first: ``{run_id, run_index (into
+      runs), try_number, state, end_reason, start_date, duration (s),
+      running, peak_rss_bytes, cpu_seconds, memory_limit_bytes (of the version
+      that run used)}``.
+
+    Raises ``DagNotFound`` (404) for an unknown DAG.
+    """
+    dag = session.get(DagModel, dag_id)
+    if dag is None:
+        raise DagNotFound(f"DAG {dag_id!r} not found")
+    current = session.scalars(
+        select(DagVersion).where(DagVersion.dag_id == dag_id, DagVersion.version_hash == dag.version_hash)
+    ).one_or_none()
+    current_limits = _limits(current.serialized) if current else {}
+    dag_runs = _latest_runs(session, dag_id, runs)
+    run_index = {r.id: i for i, r in enumerate(dag_runs)}
+    version_ids = {r.dag_version_id for r in dag_runs}
+    run_limits: dict[int, dict[str, int | None]] = {}
+    if current is not None and current.id in version_ids:
+        run_limits[current.id] = current_limits
+    missing = version_ids - run_limits.keys()
+    if missing:
+        for v in session.scalars(select(DagVersion).where(DagVersion.id.in_(missing))):
+            run_limits[v.id] = _limits(v.serialized)
+
+    per_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    if dag_runs:
+        rows = session.execute(
+            select(TaskTry, TaskInstance.dag_run_id)
+            .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
+            .where(TaskInstance.dag_run_id.in_(list(run_index)))
+        ).all()
+        version_of = {r.id: r.dag_version_id for r in dag_runs}
+        for t, dag_run_pk in rows:
+            per_task[t.task_id].append({
+                "run_id": t.run_id,
+                "run_index": run_index[dag_run_pk],
+                "try_number": t.try_number,
+                "state": t.state,
+                "end_reason": t.end_reason,
+                "start_date": _iso(t.start_date),
+                "duration": _seconds(t.start_date, t.end_date or now),
+                "running": t.end_date is None,
+                "peak_rss_bytes": t.peak_rss_bytes,
+                "cpu_seconds": t.cpu_seconds,
+                "memory_limit_bytes": run_limits.get(version_of[dag_run_pk], {}).get(t.task_id),
+            })
+    for tries in per_task.values():
+        tries.sort(key=lambda t: (t["run_index"], t["try_number"]))
+
+    task_set = set(current_limits) | set(per_task)
+    summaries = [_summary(tid, current_limits.get(tid), per_task.get(tid, [])) for tid in task_set]
+    summaries.sort(key=lambda s: (s["max_peak_rss_bytes"] is None, -(s["max_peak_rss_bytes"] or 0), s["task_id"]))
+    wanted = [s["task_id"] for s in summaries[: max(series, 0)]] + [t for t in task_ids if t in task_set]
+    return {
+        "dag_id": dag_id,
+        "now": _iso(now),
+        "runs": [
+            {"run_id": r.run_id, "logical_date": _iso(r.logical_date), "queued_at": _iso(r.queued_at), "state": r.state}
+            for r in dag_runs
+        ],
+        "tasks": summaries,
+        "series": {tid: per_task.get(tid, []) for tid in dict.fromkeys(wanted)},
+    }
+
+
+@router.get("/dags/{dag_id}/runs/{run_id}/gantt")
+def gantt(
+    dag_id: str, run_id: str, request: Request, _who: Annotated[object, Depends(require("viewer"))]
+) -> dict[str, Any]:
+    """Bars of the Gantt chart of a DAG run (see :func:`gantt_of_run`); 404 for an unknown DAG or run."""
+    with get_db(request).read_session() as session:
+        return gantt_of_run(session, dag_id, run_id, now=datetime.now(UTC))
+
+
+@router.get("/dags/{dag_id}/resources")
+def resources(
+    dag_id: str,
+    request: Request,
+    _who: Annotated[object, Depends(require("viewer"))],
+    runs: Annotated[int, Query(ge=1, le=MAX_RUNS)] = DEFAULT_RUNS,
+    series: Annotated[int, Query(ge=0, le=10_000)] = DEFAULT_SERIES,
+    task_id: Annotated[list[str] | None, Query()] = None,
+) -> dict[str, Any]:
+    """Peak memory / duration / CPU per task over the last ``runs`` DAG runs (see :func:`resources_of_dag`)."""
+    with get_db(request).read_session() as session:
+        return resources_of_dag(
+            session, dag_id, now=datetime.now(UTC), runs=runs, series=series, task_ids=task_id or ()
+        )
+
+
+__all__ = ["DEFAULT_RUNS", "DEFAULT_SERIES", "gantt_of_run", "resources_of_dag", "router"]

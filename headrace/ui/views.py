@@ -1,0 +1,138 @@
+"""The web UI's HTML pages: server-rendered Jinja2 templates plus small vanilla JS that reads the REST API.
+
+Adding a page from another module (e.g. ``headrace/ui/pages_extra.py``)::
+
+    from fastapi import APIRouter, Request
+    from fastapi.responses import Response
+    from headrace.ui.views import page
+
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/pools")
+    def pools(request: Request) -> Response:
+        return page(request, "pools.html", title="Pools")
+
+then append ``pages_extra.router`` to ``ROOT_ROUTERS`` in ``headrace/api/routes/__init__.py``.
+The template starts with ``{% extends "base.html" %}``, fills ``{% block content %}``
+and, for JS, ``{% block scripts %}`` (load ``/static/ui.js`` first for ``hr.api``,
+``hr.poll`` and friends). ``page`` redirects to ``/login?next=…`` when nobody is
+logged in and puts ``user`` (a :class:`Principal`), ``csrf_token``, ``can_operate``
+and ``title`` in the template context. Template files live in ``headrace/ui/templates``
+(one directory for every page module).
+
+Pages never change state themselves: buttons call the REST API with the
+session's CSRF token (``X-CSRF-Token``), so a viewer's refused action shows the
+API's 403 message. Only login and logout are form posts handled here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from headrace.api.auth import SESSION_USER, check_csrf, csrf_token, get_db, login_session
+from headrace.api.users import Principal, authenticate, principal, role_allows
+from headrace.db.models import User
+from headrace.exceptions import AuthenticationError, PermissionDenied
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+"""The UI's template environment; every page module renders through :func:`page`."""
+
+router = APIRouter(include_in_schema=False)
+
+
+def session_principal(request: Request) -> Principal | None:
+    """The user logged in through this browser session, or ``None`` (no session, user gone or disabled)."""
+    uid = request.session.get(SESSION_USER)
+    if uid is None:
+        return None
+    with get_db(request).read_session() as session:
+        user = session.get(User, uid)
+        if user is None or not user.is_active:
+            return None
+        return principal(user, "session")
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    """A 303 to the login page that comes back to this page (path and query) afterwards."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+def page(request: Request, template: str, *, status_code: int = 200, **ctx: Any) -> Response:
+    """Render ``template`` for the logged-in user, or redirect to ``/login?next=…`` if nobody is.
+
+    The context holds ``ctx`` plus ``user`` (:class:`Principal`), ``csrf_token`` (str),
+    ``can_operate`` (bool: role operator or admin) and ``request``.
+    """
+    who = session_principal(request)
+    if who is None:
+        return login_redirect(request)
+    context = {"user": who, "csrf_token": csrf_token(request), "can_operate": role_allows(who.role, "operator"),
+               "title": "headrace", **ctx}
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def _safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this site, else ``/`` (no open redirect to another host)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 — the query parameter's name
+    """The login form (already logged in: go to ``next``)."""
+    if session_principal(request) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return templates.TemplateResponse(request, "login.html", {"next": _safe_next(next), "csrf_token": csrf_token(request),
+                                                              "error": None, "title": "Log in", "user": None})
+
+
+@router.post("/login")
+def login_submit(request: Request, username: str = Form(""), password: str = Form(""),
+                 csrf_token_field: str = Form("", alias="csrf_token"), next: str = Form("/")) -> Response:  # noqa: A002
+    """Check the CSRF token and password; on success start the session and redirect to ``next`` (303).
+
+    A wrong password or CSRF token re-renders the form with the message (401 / 403).
+    """
+    target = _safe_next(next)
+    try:
+        check_csrf(request, csrf_token_field or None)
+        with get_db(request).session() as session:
+            user = authenticate(session, username, password, now=datetime.now(UTC))
+            login_session(request, user)
+    except (AuthenticationError, PermissionDenied) as exc:
+        return templates.TemplateResponse(
+            request, "login.html",
+            {"next": target, "csrf_token": csrf_token(request), "error": str(exc), "title": "Log in", "user": None,
+             "username": username},
+            status_code=exc.http_status)
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token_field: str = Form("", alias="csrf_token")) -> Response:
+    """End the session (CSRF-checked, so another site cannot log a user out) and go to the login page."""
+    if request.session.get(SESSION_USER) is not None:
+        check_csrf(request, csrf_token_field or None)
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/")
+def dag_list(request: Request) -> Response:
+    """The DAG list: recent run states, schedule, next run, pause toggle, tags, import errors banner."""
+    return page(request, "dags.html", title="DAGs", nav="dags")
+
+
+__all__ = ["STATIC_DIR", "TEMPLATES_DIR", "login_redirect", "page", "router", "session_principal", "templates"]
