@@ -12,7 +12,7 @@ import sys
 import typer
 
 from headrace import __version__
-from headrace.cli import config_cmd, dags, db, ps, tasks, users
+from headrace.cli import config_cmd, dags, db, doctor, ps, tasks, users
 from headrace.cli import scheduler as scheduler_cmd
 from headrace.cli.common import AppState, err_console
 from headrace.config import load_settings
@@ -32,6 +32,7 @@ app.add_typer(tasks.app, name="tasks")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(users.app, name="users")
 app.command("ps")(ps.ps)
+app.command("doctor")(doctor.doctor)
 app.command("scheduler")(scheduler_cmd.scheduler)
 app.command("standalone")(scheduler_cmd.standalone)
 app.command("api-server")(scheduler_cmd.api_server)
