@@ -7,6 +7,7 @@ configuration or executor code. Operators live in ``headrace.operators``.
 from __future__ import annotations
 
 from headrace.authoring.dag import DAG
+from headrace.authoring.secrets import Connection, Variable
 from headrace.authoring.decorators import dag, task
 from headrace.authoring.task import BaseOperator, chain
 from headrace.authoring.trigger_rules import TriggerRule
@@ -25,6 +26,9 @@ __all__ = [
     # passing data and deciding what runs
     "XComArg",
     "TriggerRule",
+    # variables and connections (inside a running task)
+    "Variable",
+    "Connection",
     # ending a try from task code
     "SkipTask",
     "FailTask",

@@ -129,6 +129,8 @@ class EndReason(str, Enum):
     """The try's supervisor vanished (host or process gone, heartbeat stopped)."""
     NOT_STARTED = "not_started"
     """The supervisor could not start the task process (e.g. the DAG file would not import)."""
+    EXTERNALLY_SET = "externally_set"
+    """A user (or zombie check) changed the task instance's state while the try ran; the supervisor stopped it."""
 
     def __str__(self) -> str:
         return self.value

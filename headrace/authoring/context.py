@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import jinja2
 
+from headrace.authoring.secrets import ConnectionAccessor, VariableAccessor
 from headrace.types import Context
 
 if TYPE_CHECKING:
@@ -76,7 +77,9 @@ def build_context(dag: DAG, task: BaseOperator, run: RunInfo, ti: RuntimeTI) -> 
     ``dag_run`` (the RunInfo), ``run_id``, ``logical_date``, ``ds``
     (``YYYY-MM-DD``), ``ds_nodash``, ``ts`` (ISO 8601), ``ts_nodash``
     (``YYYYMMDDTHHMMSS``), ``data_interval_start``, ``data_interval_end``,
-    ``params`` (DAG params, then the run's conf on top), ``try_number``.
+    ``params`` (DAG params, then the run's conf on top), ``try_number``,
+    ``var`` and ``conn`` (variables and connections, fetched on use:
+    ``{{ var.value.key }}``, ``{{ var.json.key }}``, ``{{ conn.conn_id.host }}``).
     Dates are those of the run, in UTC.
     """
     logical = run.logical_date
@@ -96,6 +99,8 @@ def build_context(dag: DAG, task: BaseOperator, run: RunInfo, ti: RuntimeTI) -> 
         "data_interval_end": run.data_interval_end,
         "params": {**dag.params, **dict(run.conf)},
         "try_number": ti.try_number,
+        "var": VariableAccessor(),
+        "conn": ConnectionAccessor(),
     }
 
 

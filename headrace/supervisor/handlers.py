@@ -1,4 +1,5 @@
-"""The supervisor's answers to task-process requests: XCom reads and writes, skipping tasks.
+"""The supervisor's answers to task-process requests: XCom reads and writes, skipping tasks,
+variables and connections (read and decrypted here; the task process never sees the DB or the key).
 
 Each request is served in its own short transaction, so a task that pulls
 many XComs never holds a database lock while its code runs.
@@ -6,12 +7,15 @@ many XComs never holds a database lock while its code runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from headrace import secrets_store
+from headrace.crypto import Encryptor
 from headrace.db.engine import Database
 from headrace.db.models import XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
@@ -19,10 +23,14 @@ from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor.protocol import (
     Ack,
+    ConnectionValue,
     Error,
+    GetConnection,
+    GetVariable,
     GetXCom,
     SetXCom,
     SkipTasks,
+    VariableValue,
     XComValue,
     dumps_value_list,
 )
@@ -115,15 +123,37 @@ def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
     return Ack()
 
 
-def handle(db: Database, target: TryTarget, message: GetXCom | SetXCom | SkipTasks, xcom_max_size: int) -> (
-    XComValue | Ack | Error
-):
-    """Serve one request; a database error becomes an ``Error`` answer (the task sees ``XComError``)."""
+def get_variable(db: Database, encryptor: Encryptor, message: GetVariable) -> VariableValue:
+    """Answer ``GetVariable``: the decrypted value, or None when there is no such variable."""
+    with db.read_session() as session:
+        return VariableValue(value=secrets_store.get_variable(session, encryptor, message.key))
+
+
+def get_connection(db: Database, encryptor: Encryptor, message: GetConnection) -> ConnectionValue:
+    """Answer ``GetConnection``: the connection's fields (password decrypted), or None."""
+    with db.read_session() as session:
+        conn = secrets_store.get_connection(session, encryptor, message.conn_id)
+    return ConnectionValue(connection=None if conn is None else conn.to_dict())
+
+
+def handle(
+    db: Database, target: TryTarget, message: GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection,
+    xcom_max_size: int, encryptor: Callable[[], Encryptor],
+) -> XComValue | VariableValue | ConnectionValue | Ack | Error:
+    """Serve one request; a database (or decryption) error becomes an ``Error`` answer.
+
+    ``encryptor`` is called only for variables and connections (building it
+    may read or create the key file).
+    """
     try:
         if isinstance(message, GetXCom):
             return get_xcom(db, target, message)
         if isinstance(message, SetXCom):
             return set_xcom(db, target, message, xcom_max_size)
+        if isinstance(message, GetVariable):
+            return get_variable(db, encryptor(), message)
+        if isinstance(message, GetConnection):
+            return get_connection(db, encryptor(), message)
         return skip_tasks(db, target, message)
     except Exception as exc:  # noqa: BLE001 - reported to the task, which fails with it
         return Error(message=f"supervisor could not serve {message.type}: {type(exc).__name__}: {exc}")

@@ -12,6 +12,9 @@ Who speaks first: the task process. The supervisor never sends anything
 unprompted; it answers each request with exactly one response, in order:
 
 * ``GetXCom`` → ``XComValue`` (or ``Error``),
+* ``GetVariable`` → ``VariableValue``, ``GetConnection`` → ``ConnectionValue``
+  (or ``Error``; the values are decrypted plain text — the channel never
+  leaves the machine, and the task process masks them in its log),
 * ``SetXCom`` / ``SkipTasks`` → ``Ack`` (or ``Error``),
 * ``TaskDone`` → ``Ack``; it is the last message of a try.
 
@@ -36,7 +39,7 @@ Failure semantics:
 from __future__ import annotations
 
 import socket
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -89,6 +92,20 @@ class SkipTasks(_Message):
     task_ids: list[str]
 
 
+class GetVariable(_Message):
+    """Ask for the value of variable ``key``."""
+
+    type: Literal["get_variable"] = "get_variable"
+    key: str
+
+
+class GetConnection(_Message):
+    """Ask for connection ``conn_id``."""
+
+    type: Literal["get_connection"] = "get_connection"
+    conn_id: str
+
+
 Outcome = Literal["success", "failed", "skipped", "retry", "fail_no_retry"]
 """How the task's code ended: returned; raised; SkipTask; RetryTask; FailTask."""
 
@@ -119,6 +136,20 @@ class XComValue(_Message):
     value_json: str | None
 
 
+class VariableValue(_Message):
+    """Answer to ``GetVariable``: the plain-text value, or None when there is no such variable."""
+
+    type: Literal["variable_value"] = "variable_value"
+    value: str | None
+
+
+class ConnectionValue(_Message):
+    """Answer to ``GetConnection``: its fields (``Connection.to_dict`` shape, password in plain text), or None."""
+
+    type: Literal["connection_value"] = "connection_value"
+    connection: dict[str, Any] | None
+
+
 class Ack(_Message):
     """Answer to a request that returns nothing: done."""
 
@@ -132,11 +163,16 @@ class Error(_Message):
     message: str
 
 
-TaskRequest = Annotated[GetXCom | SetXCom | SkipTasks | TaskDone, Field(discriminator="type")]
-SupervisorResponse = Annotated[XComValue | Ack | Error, Field(discriminator="type")]
+Request = GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection | TaskDone
+"""Any message the task process sends."""
+Response = XComValue | VariableValue | ConnectionValue | Ack | Error
+"""Any message the supervisor sends."""
 
-_REQUEST: TypeAdapter[GetXCom | SetXCom | SkipTasks | TaskDone] = TypeAdapter(TaskRequest)
-_RESPONSE: TypeAdapter[XComValue | Ack | Error] = TypeAdapter(SupervisorResponse)
+TaskRequest = Annotated[Request, Field(discriminator="type")]
+SupervisorResponse = Annotated[Response, Field(discriminator="type")]
+
+_REQUEST: TypeAdapter[Request] = TypeAdapter(TaskRequest)
+_RESPONSE: TypeAdapter[Response] = TypeAdapter(SupervisorResponse)
 
 
 def encode(message: BaseModel) -> bytes:
@@ -144,7 +180,7 @@ def encode(message: BaseModel) -> bytes:
     return message.model_dump_json().encode("utf-8") + b"\n"
 
 
-def decode_request(line: bytes) -> GetXCom | SetXCom | SkipTasks | TaskDone:
+def decode_request(line: bytes) -> Request:
     """Parse one line from the task process. Raises ``ProtocolError``."""
     try:
         return _REQUEST.validate_json(line)
@@ -152,7 +188,7 @@ def decode_request(line: bytes) -> GetXCom | SetXCom | SkipTasks | TaskDone:
         raise ProtocolError(f"bad message from task process: {exc}") from None
 
 
-def decode_response(line: bytes) -> XComValue | Ack | Error:
+def decode_response(line: bytes) -> Response:
     """Parse one line from the supervisor. Raises ``ProtocolError``."""
     try:
         return _RESPONSE.validate_json(line)
@@ -192,7 +228,7 @@ class TaskChannel:
         self._sock = sock
         self._file = sock.makefile("rb")
 
-    def request(self, message: GetXCom | SetXCom | SkipTasks | TaskDone) -> XComValue | Ack | Error:
+    def request(self, message: Request) -> Response:
         """Send ``message`` and wait for its response."""
         try:
             self._sock.sendall(encode(message))
@@ -210,7 +246,7 @@ def dumps_value_list(values: list[str | None]) -> str:
 
 
 __all__ = [
-    "Ack", "Error", "GetXCom", "LineBuffer", "Outcome", "ProtocolError", "SetXCom", "SkipTasks",
-    "SupervisorGone", "TaskChannel", "TaskDone", "XComValue", "decode_request", "decode_response",
-    "dumps_value_list", "encode",
+    "Ack", "ConnectionValue", "Error", "GetConnection", "GetVariable", "GetXCom", "LineBuffer", "Outcome",
+    "ProtocolError", "Request", "Response", "SetXCom", "SkipTasks", "SupervisorGone", "TaskChannel", "TaskDone",
+    "VariableValue", "XComValue", "decode_request", "decode_response", "dumps_value_list", "encode",
 ]

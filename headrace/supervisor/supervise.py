@@ -11,7 +11,8 @@ The life of a try, as the supervisor sees it:
    runs only once the claim is committed;
 3. **watch** — wait on the process (pidfd) and its channel (socket) at once,
    answering requests, sampling the process tree, heartbeating, enforcing
-   ``memory_limit`` and ``execution_timeout``;
+   ``memory_limit`` and ``execution_timeout``, and stopping the task when
+   the heartbeat finds that a user set the task instance's state meanwhile;
 4. **finish** — reap it and write ``task_try`` and the TI's new state in one
    transaction; for outcomes decided here (memory, timeout, killed) run the
    task's failure/retry callbacks in a short child.
@@ -38,6 +39,7 @@ from sqlalchemy.exc import DBAPIError
 
 from headrace.authoring.context import RunInfo
 from headrace.config import Settings
+from headrace.crypto import Encryptor
 from headrace.dagfiles.serialization import SerializedTask
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
@@ -264,6 +266,7 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, log
         heartbeat_interval=float(settings.get("scheduler", "heartbeat_interval")),
         kill_grace_period=float(settings.get("executor", "kill_grace_period")),
         xcom_max_size=current.start.xcom_max_size, stop_requested=lambda: False,
+        try_number=current.request.try_number, encryptor=_LazyEncryptor(settings),
     )
     start = current.start
 
@@ -284,6 +287,19 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, log
     current.watch = watch
     current.sock = parent_sock
     return pid
+
+
+class _LazyEncryptor:
+    """Builds the Encryptor on first use: only tries that read a variable or connection pay for the key."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._encryptor: Encryptor | None = None
+
+    def __call__(self) -> Encryptor:
+        if self._encryptor is None:
+            self._encryptor = Encryptor.from_settings(self._settings)
+        return self._encryptor
 
 
 def _discard(current: _Try) -> None:
@@ -371,15 +387,22 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
     request = current.request
     now = datetime.now(UTC)
     state = next_state(result.outcome, request.try_number, current.start.max_tries)
+    try_state = state
+    if result.end_reason is EndReason.EXTERNALLY_SET:
+        # The try row says what became of it: the state the user set if that ends a try, else failed.
+        try_state = {s.value: s for s in (TI.SUCCESS, TI.FAILED, TI.SKIPPED, TI.UP_FOR_RETRY)}.get(
+            result.external_state or "", TI.FAILED
+        )
+        state = try_state
     next_retry_at = None
-    if state is TI.UP_FOR_RETRY:
+    if state is TI.UP_FOR_RETRY and result.end_reason is not EndReason.EXTERNALLY_SET:
         delay = result.retry_delay
         if delay is None:
             delay = current.policy.retry_delay_for(request.try_number) if current.policy else 0.0
         next_retry_at = now + timedelta(seconds=max(0.0, delay))
     with _transaction(db) as conn:
         conn.execute(_RECORD_TRY, {
-            "row_id": current.try_row_id, "state": state.value, "end_date": now, "exit_code": result.exit_code,
+            "row_id": current.try_row_id, "state": try_state.value, "end_date": now, "exit_code": result.exit_code,
             "signal": result.signal, "peak_rss_bytes": result.peak_rss_bytes, "cpu_seconds": result.cpu_seconds,
             "end_reason": result.end_reason.value, "error": result.error,
         })
@@ -387,7 +410,7 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
     summary = _summary(result)
     current.say(f"try {request.try_number} ended: {state.value} ({result.end_reason.value}); {summary}"
                 + (f"; next try after {next_retry_at.isoformat()}" if next_retry_at else ""))
-    if not won:
+    if not won and result.end_reason is not EndReason.EXTERNALLY_SET:
         current.say("the task instance was no longer running this try (zombie check or user action); "
                     "its state was left as it is", "WARNING")
     return state
@@ -424,7 +447,7 @@ def warm_up(db: Database) -> None:
                 "peak_rss_bytes": 0, "cpu_seconds": 0.0, "end_reason": "success", "error": None,
             })
             _finish_ti(conn, -1, 1, TI.SUCCESS, now, "success", None)
-            TaskWatch.heartbeat_statement(conn, -1)
+            TaskWatch.heartbeat_statement(conn, -1, -1, 1)
             raise _Rollback
     except _Rollback:
         pass

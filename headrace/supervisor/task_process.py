@@ -7,8 +7,11 @@ life of a try: startup (own process group, output into the try's log,
 logging), run (import the DAG file, find the task, build the context, render
 templates, ``execute``, push the result as XCom), finalize (the task's own
 callback for the outcome, ``TaskDone`` to the supervisor). It never touches
-the metadata database: XCom and skipping go through the supervisor over the
-channel described in :mod:`headrace.supervisor.protocol`.
+the metadata database: XCom, skipping, variables and connections go through
+the supervisor over the channel described in :mod:`headrace.supervisor.protocol`.
+Every secret it fetches is registered with the process's
+:class:`~headrace.supervisor.masking.SecretMasker`, which masks it in
+everything written to the try's log through ``sys.stdout`` / ``sys.stderr``.
 
 ``callback_main`` is the short-lived child the supervisor forks to run a
 task's ``on_failure_callback`` / ``on_retry_callback`` when the outcome was
@@ -27,19 +30,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from headrace.authoring.context import RunInfo, build_context
+from headrace.authoring.secrets import SecretsUnavailable, install_secrets_runtime
 from headrace.authoring.dag import DAG
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
 from headrace.dagfiles.loader import load_dags, remembered_dags
-from headrace.exceptions import FailTask, RetryTask, SkipTask, TaskNotFound, TaskTerminated, XComError
+from headrace.exceptions import FailTask, RetryTask, SecretsError, SkipTask, TaskNotFound, TaskTerminated, XComError
 from headrace.logs.files import LOG_LINE_FORMAT
 from headrace.states import TaskInstanceState
+from headrace.supervisor.masking import MaskingStream, SecretMasker
 from headrace.supervisor.outcome import next_state
 from headrace.supervisor.protocol import (
+    ConnectionValue,
     Error,
+    GetConnection,
+    GetVariable,
     GetXCom,
     Outcome,
     SetXCom,
@@ -47,6 +55,7 @@ from headrace.supervisor.protocol import (
     SupervisorGone,
     TaskChannel,
     TaskDone,
+    VariableValue,
     XComValue,
 )
 from headrace.types import Context
@@ -114,14 +123,53 @@ class ChannelTI:
         self._request(SkipTasks(task_ids=sorted(set(task_ids))))
 
 
+class ChannelSecrets:
+    """``SecretsRuntime`` of the task process: asks the supervisor, registers what it gets with the masker."""
+
+    def __init__(self, channel: TaskChannel | None, masker: SecretMasker) -> None:
+        self._channel = channel
+        self._masker = masker
+
+    def _ask(self, message: GetVariable | GetConnection) -> VariableValue | ConnectionValue:
+        if self._channel is None:
+            raise SecretsUnavailable("variables and connections are not available in callbacks run after the "
+                                     "task process ended (memory limit, timeout, killed)")
+        response = self._channel.request(message)
+        if isinstance(response, Error):
+            raise SecretsError(response.message)
+        if not isinstance(response, (VariableValue, ConnectionValue)):
+            raise SecretsError(f"unexpected answer to {message.type}: {response.type}")
+        return response
+
+    def get_variable(self, key: str) -> str | None:
+        """The variable's value (masked in the log from now on if its key names a secret), or None."""
+        response = self._ask(GetVariable(key=key))
+        value = response.value if isinstance(response, VariableValue) else None
+        if value is not None:
+            self._masker.add_sensitive(key, value)
+        return value
+
+    def get_connection(self, conn_id: str) -> dict[str, Any] | None:
+        """The connection's fields (password and sensitive extras masked in the log from now on), or None."""
+        response = self._ask(GetConnection(conn_id=conn_id))
+        data = response.connection if isinstance(response, ConnectionValue) else None
+        if data is not None:
+            self._masker.add(data.get("password"))
+            self._masker.add_sensitive("extra", data.get("extra") or {})
+        return data
+
+
 class _UtcFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         when = datetime.fromtimestamp(record.created, UTC)
         return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}+0000"
 
 
-def _start_child(log_fd: int) -> None:
-    """Own process group, stdin from /dev/null, stdout/stderr into the log, logging to stderr."""
+def _start_child(log_fd: int) -> SecretMasker:
+    """Own process group, stdin from /dev/null, stdout/stderr into the log (masking secrets), logging to stderr.
+
+    Returns the process's masker (empty; secrets are added as they are fetched).
+    """
     try:
         os.setpgid(0, 0)
     except PermissionError:  # the supervisor already made us a group leader
@@ -135,8 +183,9 @@ def _start_child(log_fd: int) -> None:
     os.dup2(log_fd, 2)
     os.close(log_fd)
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - replaces the std streams for the life of the process
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    masker = SecretMasker()
+    sys.stdout = MaskingStream(_log_stream(1), masker)
+    sys.stderr = MaskingStream(_log_stream(2), masker)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_UtcFormatter(LOG_LINE_FORMAT))
     root = logging.getLogger()
@@ -144,6 +193,21 @@ def _start_child(log_fd: int) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    install_secrets_runtime(None)
+    return masker
+
+
+def _log_stream(fd: int) -> TextIO:
+    return open(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+
+
+def _drain_output() -> None:
+    """Write out held-back partial lines (masked) and flush; the process is about to end."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, MaskingStream):
+            stream.drain()
+        else:
+            stream.flush()
 
 
 def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
@@ -189,8 +253,9 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
     143 stopped by SIGTERM (the supervisor records why), 3 the supervisor went away.
     The caller must ``os._exit`` with it (never return into the parent's stack).
     """
-    _start_child(log_fd)
+    masker = _start_child(log_fd)
     channel = TaskChannel(sock)
+    install_secrets_runtime(ChannelSecrets(channel, masker))
     log.info("running %s.%s (run %s), try %d", start.dag_id, start.task_id, start.run.run_id, start.try_number)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -208,6 +273,8 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
         outcome, error, delay = _execute(task, context, ti)
         state = next_state(outcome, start.try_number, start.max_tries)
         run_callbacks(task, state, context)
+        if error is not None:
+            error = masker.mask(error)  # it is stored in the DB
         log.info("try %d ended: %s%s", start.try_number, state.value, f" ({error})" if error else "")
         channel.request(TaskDone(outcome=outcome, error=error, retry_delay=delay))
         return 0 if outcome in ("success", "skipped") else 1
@@ -219,8 +286,7 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
         return 3
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _drain_output()
 
 
 def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[Outcome, str | None, float | None]:
@@ -257,7 +323,8 @@ def callback_main(start: TaskStart, state: TaskInstanceState, error: str, log_fd
     XCom is not available to these callbacks (the try's channel is closed);
     ``context["exception"]`` is a ``RuntimeError`` carrying ``error``.
     """
-    _start_child(log_fd)
+    masker = _start_child(log_fd)
+    install_secrets_runtime(ChannelSecrets(None, masker))
     try:
         dag, task = _load_task(start)
         context = build_context(dag, task, start.run, ChannelTI(start, None))
@@ -268,5 +335,4 @@ def callback_main(start: TaskStart, state: TaskInstanceState, error: str, log_fd
         log.error("could not run callbacks: %s", "".join(traceback.format_exception(exc)).rstrip())
         return 1
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _drain_output()

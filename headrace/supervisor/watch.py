@@ -5,6 +5,12 @@ The supervisor sleeps in ``select`` on two descriptors — the process's pidfd
 asks something) — with a timeout of ``executor.memory_poll_interval``, so it
 wakes at once for an exit or a request and otherwise only to sample the tree,
 heartbeat and check the limits. No busy waiting, no sleeps.
+
+Each heartbeat also checks, in the same ``UPDATE``, that the task instance is
+still ``running`` this try. When it is not — a user marked it success or
+failed (or a zombie check ended it) — the supervisor stops the task's process
+tree (SIGTERM, then SIGKILL after ``executor.kill_grace_period``) and ends the
+try with reason ``externally_set``, leaving the state the user set alone.
 """
 
 from __future__ import annotations
@@ -21,18 +27,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, bindparam, exists, update
+from sqlalchemy import select as sql_select
 
+from headrace.crypto import Encryptor
 from headrace.db.engine import Database
-from headrace.db.models import TaskTry
-from headrace.states import EndReason
+from headrace.db.models import TaskInstance, TaskTry
+from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor.handlers import TryTarget, handle
 from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree
 from headrace.supervisor.protocol import Ack, Error, LineBuffer, ProtocolError, TaskDone, decode_request, encode
 
 log = logging.getLogger("headrace.supervisor")
 
-_HEARTBEAT = update(TaskTry).where(TaskTry.id == bindparam("row_id")).values(heartbeat_at=bindparam("now"))
+# The heartbeat and the "is this try still the running one?" check in one statement: it touches the
+# try row only while the task instance is running this try, so rowcount 0 means someone else ended it.
+_HEARTBEAT = update(TaskTry).where(
+    TaskTry.id == bindparam("row_id"),
+    exists().where(
+        TaskInstance.id == bindparam("ti_id"),
+        TaskInstance.state == TaskInstanceState.RUNNING.value,
+        TaskInstance.try_number == bindparam("try_number"),
+    ),
+).values(heartbeat_at=bindparam("now"))
+_TI_STATE = sql_select(TaskInstance.state, TaskInstance.try_number).where(TaskInstance.id == bindparam("ti_id"))
 
 
 class Gate:
@@ -89,6 +107,8 @@ class WatchResult:
     """Signal number that ended it (or 15 when the supervisor was told to stop it)."""
     peak_rss_bytes: int | None = None
     cpu_seconds: float | None = None
+    external_state: str | None = None
+    """With reason ``externally_set``: the task instance state someone else set (e.g. ``success``)."""
 
 
 class Say(Protocol):
@@ -141,11 +161,13 @@ class TaskWatch:
     def __init__(
         self, *, db: Database, target: TryTarget, try_row_id: int, limits: Limits, say: Say,
         poll_interval: float, heartbeat_interval: float, kill_grace_period: float, xcom_max_size: int,
-        stop_requested: Callable[[], bool],
+        stop_requested: Callable[[], bool], try_number: int, encryptor: Callable[[], Encryptor],
     ) -> None:
         self.db = db
         self.target = target
         self.try_row_id = try_row_id
+        self.try_number = try_number
+        self.encryptor = encryptor
         self.limits = limits
         self.say = say
         self.poll_interval = poll_interval
@@ -175,7 +197,7 @@ class TaskWatch:
         if isinstance(message, TaskDone):
             self._send(sock, Ack())
             return message
-        self._send(sock, handle(self.db, self.target, message, self.xcom_max_size))
+        self._send(sock, handle(self.db, self.target, message, self.xcom_max_size, self.encryptor))
         return None
 
     @staticmethod
@@ -186,16 +208,32 @@ class TaskWatch:
             pass
 
     @staticmethod
-    def heartbeat_statement(conn: Connection, try_row_id: int) -> None:
-        """``task_try.heartbeat_at = now`` for row ``try_row_id``."""
-        conn.execute(_HEARTBEAT, {"row_id": try_row_id, "now": datetime.now(UTC)})
+    def heartbeat_statement(conn: Connection, try_row_id: int, ti_id: int, try_number: int) -> bool:
+        """``task_try.heartbeat_at = now`` for row ``try_row_id`` if TI ``ti_id`` is running ``try_number``.
 
-    def _heartbeat(self) -> None:
+        Returns False when it is not (nothing was written): someone else ended the try.
+        """
+        result = conn.execute(_HEARTBEAT, {
+            "row_id": try_row_id, "now": datetime.now(UTC), "ti_id": ti_id, "try_number": try_number,
+        })
+        return bool(result.rowcount)
+
+    def _heartbeat(self) -> tuple[str, int] | None:
+        """Heartbeat; return ``(state, try_number)`` of the task instance if it no longer runs this try."""
         try:
             with self.db.engine.begin() as conn:
-                self.heartbeat_statement(conn, self.try_row_id)
+                if self.heartbeat_statement(conn, self.try_row_id, self.target.ti_id, self.try_number):
+                    return None
+                row = conn.execute(_TI_STATE, {"ti_id": self.target.ti_id}).one_or_none()
         except Exception as exc:  # noqa: BLE001 - a DB hiccup must not kill the try; the next beat retries
             log.warning("heartbeat of task_try %d failed: %s", self.try_row_id, exc)
+            return None
+        if row is None:
+            return ("deleted", self.try_number)
+        state, try_number = str(row[0]), int(row[1])
+        if state == TaskInstanceState.RUNNING.value and try_number == self.try_number:
+            return None  # the try row itself is missing; nothing a user did
+        return state, try_number
 
     def wait(self, sock: socket.socket) -> WatchResult:
         """Serve and watch until the task process exits; reap it and return how the try ended."""
@@ -205,6 +243,7 @@ class TaskWatch:
         done: TaskDone | None = None
         killed_for: EndReason | None = None
         kill_error: str | None = None
+        external_state: str | None = None
         kill_at: float | None = None
         now = time.monotonic()
         # The first sample one interval in (like every later one): a task that ends sooner never pays
@@ -252,8 +291,16 @@ class TaskWatch:
                     self.tree.kill()
                     kill_at = None
                 if now >= next_heartbeat:
-                    self._heartbeat()
+                    changed = self._heartbeat()
                     next_heartbeat = now + self.heartbeat_interval
+                    if changed is not None and killed_for is None:
+                        external_state = changed[0]
+                        also = f" (try {changed[1]})" if changed[1] != self.try_number else ""
+                        kill_error = f"task instance was set to {external_state}{also} from outside (by a user)"
+                        self.say(f"{kill_error}; stopping the task (SIGTERM, SIGKILL in "
+                                 f"{self.kill_grace_period:g} s)", "WARNING")
+                        self.tree.terminate()
+                        killed_for, kill_at = EndReason.EXTERNALLY_SET, now + self.kill_grace_period
         finally:
             os.close(pidfd)
         done = self._drain(sock, buffer) or done
@@ -271,7 +318,10 @@ class TaskWatch:
         if killed_for is EndReason.KILLED:
             base["signal"] = signal.SIGTERM.value
         if killed_for is not None:
-            return WatchResult(outcome="failed", end_reason=killed_for, error=kill_error, **base)  # type: ignore[arg-type]
+            return WatchResult(
+                outcome="failed", end_reason=killed_for, error=kill_error, external_state=external_state,
+                **base,  # type: ignore[arg-type]
+            )
         if done is not None:
             if not done.started:
                 reason = EndReason.NOT_STARTED
