@@ -27,6 +27,7 @@ API's 403 message. Only login and logout are form posts handled here.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,9 @@ from fastapi.templating import Jinja2Templates
 
 from headrace.api.auth import SESSION_USER, check_csrf, csrf_token, get_db, login_session
 from headrace.api.users import Principal, authenticate, principal, role_allows
-from headrace.db.models import User
-from headrace.exceptions import AuthenticationError, PermissionDenied
+from headrace.db.models import DagModel, User
+from headrace.exceptions import AuthenticationError, DagNotFound, PermissionDenied
+from headrace.ui.data import current_serialized
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -135,4 +137,62 @@ def dag_list(request: Request) -> Response:
     return page(request, "dags.html", title="DAGs", nav="dags")
 
 
-__all__ = ["STATIC_DIR", "TEMPLATES_DIR", "login_redirect", "page", "router", "session_principal", "templates"]
+def _dag_context(request: Request, dag_id: str) -> dict[str, Any]:
+    """What every DAG page's header needs; raises ``DagNotFound`` (404)."""
+    with get_db(request).read_session() as session:
+        dag = session.get(DagModel, dag_id)
+        if dag is None:
+            raise DagNotFound(f"no DAG {dag_id!r}; see the DAG list at /", dag_id=dag_id)
+        return {"dag_id": dag_id, "is_paused": dag.is_paused, "schedule": dag.schedule, "fileloc": dag.fileloc,
+                "description": dag.description, "nav": "dags"}
+
+
+@router.get("/dags/{dag_id}/grid")
+def grid_page(request: Request, dag_id: str, run_id: str | None = None) -> Response:
+    """Runs × tasks coloured by state, live; Trigger, and Clear / Mark for the selected run."""
+    return page(request, "grid.html", title=f"{dag_id} · grid", tab="grid", run_id=run_id,
+                **_dag_context(request, dag_id))
+
+
+@router.get("/dags/{dag_id}/graph")
+def graph_page(request: Request, dag_id: str, run_id: str | None = None) -> Response:
+    """The DAG laid out by dagre, nodes coloured by the selected run's task states, live."""
+    return page(request, "graph.html", title=f"{dag_id} · graph", tab="graph", run_id=run_id,
+                **_dag_context(request, dag_id))
+
+
+@router.get("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}")
+def task_instance_page(request: Request, dag_id: str, run_id: str, task_id: str, try_number: int | None = None) -> Response:
+    """A task instance: its tries (process identity, memory, CPU, exit) and a log viewer per try."""
+    return page(request, "task_instance.html", title=f"{task_id} · {dag_id}", run_id=run_id, task_id=task_id,
+                try_number=try_number, **_dag_context(request, dag_id))
+
+
+@router.get("/dags/{dag_id}/trigger")
+def trigger_page(request: Request, dag_id: str) -> Response:
+    """A form built from the DAG's ``params`` plus logical date and raw conf JSON; it posts to the REST API."""
+    ctx = _dag_context(request, dag_id)
+    with get_db(request).read_session() as session:
+        params = current_serialized(session, dag_id).get("params") or {}
+    fields = [param_field(name, value) for name, value in sorted(params.items())]
+    return page(request, "trigger.html", title=f"Trigger {dag_id}", fields=fields, **ctx)
+
+
+def param_field(name: str, default: Any) -> dict[str, Any]:
+    """How the trigger form shows param ``name``: ``{"name", "kind", "value"}``.
+
+    ``kind`` is ``bool`` (checkbox), ``int``/``float`` (number), ``str`` (text) or ``json``
+    (a textarea holding the default as JSON, for lists, dicts and ``None``).
+    """
+    if isinstance(default, bool):
+        return {"name": name, "kind": "bool", "value": default}
+    if isinstance(default, int):
+        return {"name": name, "kind": "int", "value": default}
+    if isinstance(default, float):
+        return {"name": name, "kind": "float", "value": default}
+    if isinstance(default, str):
+        return {"name": name, "kind": "str", "value": default}
+    return {"name": name, "kind": "json", "value": json.dumps(default, indent=2)}
+
+
+__all__ = ["STATIC_DIR", "TEMPLATES_DIR", "login_redirect", "page", "param_field", "router", "session_principal", "templates"]

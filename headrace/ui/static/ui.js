@@ -43,16 +43,17 @@
   }
   function clearFlash() { const el = document.getElementById("flash"); el.hidden = true; el.textContent = ""; }
 
-  // run fn() now and again every `ms` while it resolves to true; errors are flashed and polling continues
+  // run fn() now and again: fn resolves to the delay before the next run (ms), true (= ms), or false to stop.
+  // An error is flashed and retried after 5 s.
   function poll(fn, ms) {
-    let timer = null;
+    let timer = null, stopped = false;
     async function tick() {
-      let again = true;
-      try { again = await fn(); } catch (e) { flash(e.message); }
-      if (again) timer = setTimeout(tick, ms || 2000);
+      let next = 5000;
+      try { const r = await fn(); next = r === true ? (ms || 2000) : r; } catch (e) { flash(e.message); }
+      if (!stopped && next) timer = setTimeout(tick, next);
     }
     tick();
-    return { stop() { clearTimeout(timer); }, kick() { clearTimeout(timer); tick(); } };
+    return { stop() { stopped = true; clearTimeout(timer); }, kick() { clearTimeout(timer); tick(); } };
   }
 
   // wrap an action: confirm, call, flash the result or the API's refusal (e.g. 403 for a viewer)

@@ -1,0 +1,205 @@
+// Grid: runs (columns, oldest left) × tasks (rows) drawn on one canvas that only paints the visible part,
+// so 1,000 tasks × 100 runs is a few thousand rectangles per frame and no DOM node per cell.
+// Data: GET /ui/data/dags/{dag_id}/grid (task ids once, runs once, one state-code string per run).
+(function () {
+  "use strict";
+  const { api, poll, act, esc, enc, fmtDate, badge, stateColor, canOperate } = window.hr;
+  const frame = document.getElementById("grid-wrap");
+  const wrap = document.getElementById("grid-scroll");  // the scrolling element; the canvas lies over it
+  const canvas = document.getElementById("grid-canvas");
+  const tip = document.getElementById("grid-tip");
+  const dagId = frame.dataset.dagId;
+  const ROW = 20, COL = 18, CELL = 14, HEAD = 64, PAD = 8;
+  let LEFT = 220;
+  let data = null, selected = frame.dataset.runId || null, hover = null;
+  const sizer = document.createElement("div");
+  wrap.appendChild(sizer);
+  const ctx = canvas.getContext("2d");
+
+  function codeState(c) { return data.codes[c] || "none"; }
+
+  // where (canvas pixels, relative to the scrolled view) the cell of run i, task j is; for tests and hit-testing
+  function cellRect(i, j) {
+    return { x: LEFT + PAD + i * COL - wrap.scrollLeft, y: HEAD + j * ROW - wrap.scrollTop + (ROW - CELL) / 2,
+             w: CELL, h: CELL };
+  }
+
+  function resize() {
+    const dpr = window.devicePixelRatio || 1;
+    const w = wrap.clientWidth, h = wrap.clientHeight;
+    canvas.width = w * dpr; canvas.height = h * dpr;
+    canvas.style.width = w + "px"; canvas.style.height = h + "px";
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    draw();
+  }
+
+  function draw() {
+    const w = wrap.clientWidth, h = wrap.clientHeight;
+    ctx.clearRect(0, 0, w, h);
+    if (!data) return;
+    const sx = wrap.scrollLeft, sy = wrap.scrollTop;
+    const nRuns = data.runs.length, nTasks = data.task_ids.length;
+    const i0 = Math.max(0, Math.floor((sx - PAD) / COL)), i1 = Math.min(nRuns, Math.ceil((sx + w - LEFT) / COL) + 1);
+    const j0 = Math.max(0, Math.floor(sy / ROW)), j1 = Math.min(nTasks, Math.ceil((sy + h - HEAD) / ROW) + 1);
+    const selIndex = data.runs.findIndex(r => r.run_id === selected);
+    // row stripes and the selected column
+    for (let j = j0; j < j1; j++) {
+      const y = HEAD + j * ROW - sy;
+      if (j % 2) { ctx.fillStyle = "#f7f8fa"; ctx.fillRect(0, y, w, ROW); }
+      if (hover && hover.j === j) { ctx.fillStyle = "#eef3ff"; ctx.fillRect(0, y, w, ROW); }
+    }
+    if (selIndex >= 0) {
+      ctx.fillStyle = "rgba(37,99,235,0.10)";
+      ctx.fillRect(LEFT + PAD + selIndex * COL - sx - 2, 0, COL, h);
+    }
+    // cells
+    for (let i = i0; i < i1; i++) {
+      const line = data.states[i];
+      const x = LEFT + PAD + i * COL - sx;
+      for (let j = j0; j < j1; j++) {
+        const c = line.charCodeAt(j);
+        if (c === 45) continue; // "-": no task instance
+        ctx.fillStyle = stateColor(codeState(line[j]));
+        ctx.fillRect(x, HEAD + j * ROW - sy + (ROW - CELL) / 2, CELL, CELL);
+      }
+    }
+    // frozen header: one bar per run coloured by its state
+    ctx.fillStyle = "#ffffff"; ctx.fillRect(0, 0, w, HEAD);
+    ctx.strokeStyle = "#dde1e8"; ctx.beginPath(); ctx.moveTo(0, HEAD - 0.5); ctx.lineTo(w, HEAD - 0.5); ctx.stroke();
+    for (let i = i0; i < i1; i++) {
+      const x = LEFT + PAD + i * COL - sx;
+      ctx.fillStyle = stateColor(data.runs[i].state);
+      ctx.fillRect(x, 14, CELL, HEAD - 22);
+      if (i === selIndex) { ctx.strokeStyle = "#2563eb"; ctx.lineWidth = 2; ctx.strokeRect(x - 1, 13, CELL + 2, HEAD - 20); ctx.lineWidth = 1; }
+    }
+    // frozen task-id column
+    ctx.fillStyle = "#ffffff"; ctx.fillRect(0, HEAD, LEFT, h - HEAD);
+    ctx.font = "12px system-ui, 'DejaVu Sans', sans-serif"; ctx.textBaseline = "middle";
+    for (let j = j0; j < j1; j++) {
+      const y = HEAD + j * ROW - sy;
+      if (hover && hover.j === j) { ctx.fillStyle = "#eef3ff"; ctx.fillRect(0, y, LEFT, ROW); }
+      else if (j % 2) { ctx.fillStyle = "#f7f8fa"; ctx.fillRect(0, y, LEFT, ROW); }
+      ctx.fillStyle = "#1d2330";
+      ctx.fillText(clip(data.task_ids[j], LEFT - 16), 10, y + ROW / 2);
+    }
+    ctx.fillStyle = "#ffffff"; ctx.fillRect(0, 0, LEFT, HEAD);
+    ctx.fillStyle = "#667085";
+    ctx.fillText(`${nTasks} tasks × ${nRuns} of ${data.total_runs} runs`, 10, HEAD / 2);
+    ctx.strokeStyle = "#dde1e8"; ctx.beginPath(); ctx.moveTo(LEFT - 0.5, 0); ctx.lineTo(LEFT - 0.5, h); ctx.stroke();
+  }
+
+  const clipCache = new Map();
+  function clip(text, max) {
+    const key = text + "|" + max;
+    if (clipCache.has(key)) return clipCache.get(key);
+    let t = text;
+    if (ctx.measureText(t).width > max) {
+      while (t.length > 1 && ctx.measureText(t + "…").width > max) t = t.slice(0, -1);
+      t += "…";
+    }
+    clipCache.set(key, t);
+    return t;
+  }
+
+  function hit(ev) {
+    if (!data) return null;
+    const r = canvas.getBoundingClientRect();
+    const x = ev.clientX - r.left + wrap.scrollLeft, y = ev.clientY - r.top;
+    const i = Math.floor((x - LEFT - PAD) / COL);
+    const vx = ev.clientX - r.left;
+    if (vx < LEFT || i < 0 || i >= data.runs.length) return y >= HEAD ? { i: -1, j: Math.floor((y - HEAD + wrap.scrollTop) / ROW) } : null;
+    if (y < HEAD) return { i, j: -1 };
+    const j = Math.floor((y - HEAD + wrap.scrollTop) / ROW);
+    return j < data.task_ids.length ? { i, j } : null;
+  }
+
+  wrap.addEventListener("mousemove", (ev) => {
+    const h = hit(ev);
+    const prev = hover; hover = h && h.j >= 0 && h.j < (data ? data.task_ids.length : 0) ? h : null;
+    if (!h || h.i < 0) { tip.hidden = true; wrap.style.cursor = "default"; }
+    else {
+      const run = data.runs[h.i];
+      const text = h.j < 0 ? `${run.run_id} · ${run.state} · ${fmtDate(run.logical_date)}`
+        : `${data.task_ids[h.j]} · ${run.run_id} · ${codeState(data.states[h.i][h.j]) || "no task instance"}`;
+      tip.textContent = text; tip.hidden = false;
+      tip.style.left = (ev.clientX + 12) + "px"; tip.style.top = (ev.clientY + 12) + "px";
+      wrap.style.cursor = "pointer";
+    }
+    if ((prev && prev.j) !== (hover && hover.j)) draw();
+  });
+  wrap.addEventListener("mouseleave", () => { tip.hidden = true; hover = null; draw(); });
+  wrap.addEventListener("click", (ev) => {
+    const h = hit(ev);
+    if (!h || h.i < 0) return;
+    const run = data.runs[h.i];
+    if (h.j < 0) { select(run.run_id); return; }
+    if (data.states[h.i][h.j] === "-") return;
+    location.href = `/dags/${enc(dagId)}/runs/${enc(run.run_id)}/tasks/${enc(data.task_ids[h.j])}`;
+  });
+  wrap.addEventListener("scroll", () => requestAnimationFrame(draw));
+  window.addEventListener("resize", resize);
+
+  function select(runId) {
+    selected = runId;
+    const url = new URL(location.href);
+    url.searchParams.set("run_id", runId);
+    history.replaceState(null, "", url);
+    document.querySelectorAll(".tabs a").forEach(a => {
+      if (a.textContent === "Graph") a.href = `/dags/${enc(dagId)}/graph?run_id=${enc(runId)}`;
+    });
+    showSelected();
+    draw();
+  }
+
+  function showSelected() {
+    const el = document.getElementById("selected-run");
+    const run = data && data.runs.find(r => r.run_id === selected);
+    const buttons = ["clear-run", "mark-success", "mark-failed"].map(id => document.getElementById(id));
+    if (!run) { el.textContent = "Click a run's header to select it."; buttons.forEach(b => b.disabled = true); return; }
+    el.innerHTML = `Run <b class="mono">${esc(run.run_id)}</b> ${badge(run.state)}
+      <span class="muted">${esc(fmtDate(run.logical_date))}</span>
+      · <a href="/dags/${enc(dagId)}/runs/${enc(run.run_id)}/gantt">Gantt</a>
+      · <a href="/dags/${enc(dagId)}/graph?run_id=${enc(run.run_id)}">Graph</a>`;
+    el.dataset.runId = run.run_id; el.dataset.state = run.state;
+    buttons.forEach(b => { b.disabled = !canOperate; b.title = canOperate ? "" : "Your role cannot change runs"; });
+  }
+
+  function runPath() { return `/api/v1/dags/${enc(dagId)}/dagRuns/${enc(selected)}`; }
+  document.getElementById("clear-run").addEventListener("click", async () => {
+    if (!confirm(`Clear all task instances of run ${selected}? They will run again.`)) return;
+    await act("Clear", () => api("POST", runPath() + "/clear", { only_failed: false, dry_run: false }),
+      r => `Cleared ${r.task_instances.length} task instance(s) of ${selected}`);
+    poller.kick();
+  });
+  for (const [id, state] of [["mark-success", "success"], ["mark-failed", "failed"]]) {
+    document.getElementById(id).addEventListener("click", async () => {
+      if (!confirm(`Mark run ${selected} ${state}?`)) return;
+      await act(`Mark ${state}`, () => api("PATCH", runPath(), { state }), `Run ${selected} marked ${state}`);
+      poller.kick();
+    });
+  }
+  const numRuns = document.getElementById("num-runs");
+  numRuns.addEventListener("change", () => poller.kick());
+
+  async function load() {
+    data = await api("GET", `/ui/data/dags/${enc(dagId)}/grid?num_runs=${numRuns.value}`);
+    ctx.font = "12px system-ui, 'DejaVu Sans', sans-serif";
+    const widest = data.task_ids.slice(0, 2000).reduce((m, t) => Math.max(m, ctx.measureText(t).width), 0);
+    LEFT = Math.min(340, Math.max(180, Math.ceil(widest) + 24));
+    if (!selected && data.runs.length) selected = data.runs[data.runs.length - 1].run_id;
+    sizer.style.width = (LEFT + PAD * 2 + data.runs.length * COL) + "px";
+    sizer.style.height = (HEAD + data.task_ids.length * ROW + PAD) + "px";
+    const last = data.runs[data.runs.length - 1];
+    frame.dataset.lastRunId = last ? last.run_id : "";
+    frame.dataset.lastRunState = last ? last.state : "";
+    frame.dataset.drawn = String(Date.now());
+    showSelected();
+    resize();
+    window.dispatchEvent(new CustomEvent("hr:grid-drawn"));
+    return data.unfinished ? 2000 : 15000;
+  }
+
+  const poller = poll(load);
+  // for tests and benchmarks: the data and cell positions behind the canvas
+  window.hrGrid = { get data() { return data; }, cellRect, draw };
+})();
