@@ -8,6 +8,7 @@ admin's. ``anon`` has no credentials.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -17,7 +18,10 @@ from fastapi.testclient import TestClient
 from headrace.api.app import create_app
 from headrace.api.users import create_token, create_user
 from headrace.config import Settings
+from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
+from headrace.scheduler.runs import trigger_dag
+from tests.integration.helpers import FAST, run_scheduler_until_done, write_dag
 
 PASSWORD = "correct horse battery"
 
@@ -59,3 +63,54 @@ def anon(app: FastAPI) -> Iterator[TestClient]:
     """A client without credentials."""
     with TestClient(app) as client:
         yield client
+
+
+# --- REST resources: a DAG run that really ran (appended for tests/api/test_<resource>.py) ---------------------
+
+DEMO_DAG = """
+    from headrace import DAG
+    from headrace.operators import BashOperator, PythonOperator
+
+    def extract():
+        print("extracting with s3cr3t-pa55word")
+        return {"rows": 3, "when": "today"}
+
+    def explode():
+        raise RuntimeError("boom")
+
+    with DAG("demo", tags=["api", "test"], description="API test DAG") as dag:
+        e = PythonOperator(task_id="extract", python_callable=extract, retries=2)
+        x = PythonOperator(task_id="explode", python_callable=explode)
+        after = BashOperator(task_id="after", bash_command="echo after")
+        ok = BashOperator(task_id="echo", bash_command="echo ok")
+        e >> x >> after
+        e >> ok
+"""
+"""DAG ``demo``: extract (XCom, prints a secret) → explode (fails) → after (upstream_failed); extract → echo."""
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run of DAG ``demo`` that ended (``failed``): extract/echo success, explode failed, after upstream_failed."""
+
+    dag_id: str
+    run_id: str
+    settings: Settings
+
+
+@pytest.fixture
+def demo_dag(settings: Settings, db: Database) -> Settings:
+    """DAG ``demo`` written to the dags folder and parsed; returns the fast scheduler settings."""
+    fast = settings.with_overrides(FAST)
+    write_dag(fast, "demo.py", DEMO_DAG)
+    assert DagProcessor(fast, db).refresh(datetime.now(UTC)).errors == 0
+    return fast
+
+
+@pytest.fixture
+def finished_run(demo_dag: Settings, db: Database) -> FinishedRun:
+    """A manual run of ``demo`` run to its end by a real scheduler (LocalExecutor, real supervisors)."""
+    with db.session() as session:
+        run_id = trigger_dag(session, "demo", now=datetime.now(UTC)).run_id
+    run_scheduler_until_done(demo_dag, db)
+    return FinishedRun("demo", run_id, demo_dag)

@@ -1,0 +1,125 @@
+"""``/api/v1/connections``: how tasks reach outside systems. ``password`` and ``extra`` are encrypted at rest.
+
+Output never contains a password: ``password`` is ``***`` when one is set
+(``null`` otherwise). ``extra`` is shown with the values of sensitive keys
+(``crypto.is_sensitive_key``) replaced by ``***``, at any depth.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from headrace.api import schemas
+from headrace.api.auth import get_db, require
+from headrace.api.pagination import Page, count, page
+from headrace.api.routes.variables import encryptor
+from headrace.crypto import MASK, Encryptor, is_sensitive_key
+from headrace.db.models import Connection
+from headrace.exceptions import Conflict, NotFound
+
+router = APIRouter(tags=["Connection"], dependencies=[Depends(schemas.reject_nul_bytes)])
+
+VIEWER = Depends(require("viewer"))
+OPERATOR = Depends(require("operator"))
+NOT_FOUND = {404: {"description": "no such connection"}}
+PLAIN_FIELDS = ("conn_type", "description", "host", "port", "login", "schema")
+
+
+def mask_extra(value: Any) -> Any:
+    """``value`` (a JSON value) with the values of sensitive keys replaced by ``***``, at any depth."""
+    if isinstance(value, dict):
+        return {k: MASK if is_sensitive_key(str(k)) else mask_extra(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_extra(v) for v in value]
+    return value
+
+
+def connection_out(row: Connection, enc: Encryptor) -> schemas.Connection:
+    """The API form of a connection: password hidden, sensitive extra fields masked."""
+    extra = mask_extra(json.loads(enc.decrypt(row.extra))) if row.extra else None
+    return schemas.Connection(conn_id=row.conn_id, conn_type=row.conn_type, description=row.description,
+                              host=row.host, port=row.port, login=row.login, schema=row.schema,
+                              password=MASK if row.password else None, extra=extra)
+
+
+def _get(session: Session, conn_id: str) -> Connection:
+    row = session.get(Connection, conn_id)
+    if row is None:
+        raise NotFound(f"connection {conn_id!r} not found")
+    return row
+
+
+def _set(row: Connection, body: schemas.ConnectionCreate | schemas.ConnectionPatch, enc: Encryptor) -> None:
+    given = body.model_fields_set
+    for name in PLAIN_FIELDS:
+        attr = "schema_" if name == "schema" else name
+        if attr in given and not (name == "conn_type" and getattr(body, attr) is None):
+            setattr(row, name, getattr(body, attr))
+    if "password" in given:
+        row.password = enc.encrypt(body.password) if body.password else None
+    if "extra" in given:
+        row.extra = enc.encrypt(json.dumps(body.extra)) if body.extra is not None else None
+    row.updated_at = datetime.now(UTC)
+
+
+@router.get("/connections", response_model=schemas.ConnectionCollection, dependencies=[VIEWER])
+def list_connections(request: Request, pg: Annotated[Page, Depends(page)]) -> schemas.ConnectionCollection:
+    """Connections sorted by conn_id."""
+    enc = encryptor(request)
+    stmt = select(Connection)
+    with get_db(request).read_session() as session:
+        rows = session.scalars(pg.apply(stmt.order_by(Connection.conn_id)))
+        return schemas.ConnectionCollection(connections=[connection_out(r, enc) for r in rows],
+                                            total_entries=count(session, stmt))
+
+
+@router.post("/connections", response_model=schemas.Connection, dependencies=[OPERATOR],
+             responses={409: {"description": "a connection with this conn_id exists"}})
+def create_connection(body: schemas.ConnectionCreate, request: Request) -> schemas.Connection:
+    """Create a connection (operator); password and extra are stored encrypted."""
+    enc = encryptor(request)
+    with get_db(request).session() as session:
+        if session.get(Connection, body.conn_id) is not None:
+            raise Conflict(f"connection {body.conn_id!r} already exists")
+        row = Connection(conn_id=body.conn_id, conn_type=body.conn_type)
+        _set(row, body, enc)
+        session.add(row)
+        session.flush()
+        return connection_out(row, enc)
+
+
+@router.get("/connections/{conn_id}", response_model=schemas.Connection, dependencies=[VIEWER],
+            responses=NOT_FOUND)
+def get_connection(conn_id: str, request: Request) -> schemas.Connection:
+    """One connection (password never shown)."""
+    enc = encryptor(request)
+    with get_db(request).read_session() as session:
+        return connection_out(_get(session, conn_id), enc)
+
+
+@router.patch("/connections/{conn_id}", response_model=schemas.Connection, dependencies=[OPERATOR],
+              responses=NOT_FOUND)
+def patch_connection(conn_id: str, body: schemas.ConnectionPatch, request: Request) -> schemas.Connection:
+    """Change the fields given (operator); ``"password": null`` removes the password."""
+    enc = encryptor(request)
+    with get_db(request).session() as session:
+        row = _get(session, conn_id)
+        _set(row, body, enc)
+        session.flush()
+        return connection_out(row, enc)
+
+
+@router.delete("/connections/{conn_id}", status_code=204, dependencies=[OPERATOR], responses=NOT_FOUND)
+def delete_connection(conn_id: str, request: Request) -> None:
+    """Delete a connection (operator)."""
+    with get_db(request).session() as session:
+        session.delete(_get(session, conn_id))
+
+
+__all__ = ["connection_out", "mask_extra", "router"]

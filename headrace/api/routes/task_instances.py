@@ -1,0 +1,150 @@
+"""Task instances of a DAG run: list, get, mark; clearing a run or some of its task instances."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import Select, and_, select
+from sqlalchemy.orm import Session
+
+from headrace.api import schemas
+from headrace.api.auth import get_db, require
+from headrace.api.pagination import Page, count, page
+from headrace.api.routes.dag_runs import get_run
+from headrace.db.models import DagRun, TaskInstance, TaskTry
+from headrace.exceptions import TaskNotFound
+from headrace.scheduler.actions import ClearResult, clear_task_instances, mark_task_instances
+from headrace.states import TaskInstanceState
+
+router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes)])
+
+VIEWER = Depends(require("viewer"))
+OPERATOR = Depends(require("operator"))
+NOT_FOUND = {404: {"description": "no such DAG, DAG run or task instance"}}
+RUN_PATH = "/dags/{dag_id}/dagRuns/{dag_run_id}"
+
+
+def _with_latest_try() -> Select[tuple[TaskInstance, TaskTry]]:
+    return select(TaskInstance, TaskTry).outerjoin(
+        TaskTry, and_(TaskTry.task_instance_id == TaskInstance.id, TaskTry.try_number == TaskInstance.try_number))
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """``end - start`` in seconds, or None if either is missing."""
+    return None if start is None or end is None else (end - start).total_seconds()
+
+
+def ti_out(ti: TaskInstance, latest: TaskTry | None) -> schemas.TaskInstance:
+    """The API form of a task instance and its latest try."""
+    return schemas.TaskInstance(
+        dag_id=ti.dag_id, dag_run_id=ti.run_id, task_id=ti.task_id, state=ti.state, try_number=ti.try_number,
+        max_tries=ti.max_tries, start_date=ti.start_date, end_date=ti.end_date,
+        duration=seconds_between(ti.start_date, ti.end_date), end_reason=ti.end_reason, pool=ti.pool,
+        queue=ti.queue, priority_weight=ti.priority_weight, queued_at=ti.queued_at, next_retry_at=ti.next_retry_at,
+        hostname=latest.hostname if latest else None, pid=latest.pid if latest else None,
+        peak_rss_bytes=latest.peak_rss_bytes if latest else None, cpu_seconds=latest.cpu_seconds if latest else None,
+    )
+
+
+def tis_out(session: Session, ti_ids: Sequence[int]) -> list[schemas.TaskInstance]:
+    """Task instances by id (as they are now in this session), sorted by task_id."""
+    if not ti_ids:
+        return []
+    stmt = _with_latest_try().where(TaskInstance.id.in_(list(ti_ids))).order_by(TaskInstance.task_id)
+    return [ti_out(ti, tt) for ti, tt in session.execute(stmt.execution_options(populate_existing=True))]
+
+
+def get_ti(session: Session, dag_id: str, dag_run_id: str, task_id: str) -> tuple[DagRun, TaskInstance]:
+    """The run and its task instance ``task_id``; raises ``DagNotFound`` / ``DagRunNotFound`` / ``TaskNotFound``."""
+    run = get_run(session, dag_id, dag_run_id)
+    ti = session.scalars(select(TaskInstance).where(TaskInstance.dag_run_id == run.id,
+                                                    TaskInstance.task_id == task_id)
+                         .execution_options(populate_existing=True)).first()
+    if ti is None:
+        raise TaskNotFound(f"DAG run {dag_run_id!r} of {dag_id!r} has no task instance {task_id!r}",
+                           dag_id=dag_id, run_id=dag_run_id, task_id=task_id)
+    return run, ti
+
+
+@router.get(f"{RUN_PATH}/taskInstances", response_model=schemas.TaskInstanceCollection, dependencies=[VIEWER],
+            responses=NOT_FOUND)
+def list_tis(
+    dag_id: str,
+    dag_run_id: str,
+    request: Request,
+    pg: Annotated[Page, Depends(page)],
+    state: Annotated[list[TaskInstanceState] | None, Query(description="Only these states.")] = None,
+) -> schemas.TaskInstanceCollection:
+    """The task instances of a run, sorted by task_id, with their latest try's host, pid, peak RSS and CPU."""
+    with get_db(request).read_session() as session:
+        run = get_run(session, dag_id, dag_run_id)
+        stmt = _with_latest_try().where(TaskInstance.dag_run_id == run.id)
+        if state:
+            stmt = stmt.where(TaskInstance.state.in_([s.value for s in state]))
+        rows = session.execute(pg.apply(stmt.order_by(TaskInstance.task_id)))
+        out = [ti_out(ti, tt) for ti, tt in rows]
+        return schemas.TaskInstanceCollection(task_instances=out, total_entries=count(session, stmt))
+
+
+@router.get(f"{RUN_PATH}/taskInstances/{{task_id}}", response_model=schemas.TaskInstance, dependencies=[VIEWER],
+            responses=NOT_FOUND)
+def get_one_ti(dag_id: str, dag_run_id: str, task_id: str, request: Request) -> schemas.TaskInstance:
+    """One task instance."""
+    with get_db(request).read_session() as session:
+        _, ti = get_ti(session, dag_id, dag_run_id, task_id)
+        return tis_out(session, [ti.id])[0]
+
+
+@router.patch(f"{RUN_PATH}/taskInstances/{{task_id}}", response_model=schemas.MarkedTaskInstances,
+              dependencies=[OPERATOR], responses=NOT_FOUND)
+def patch_ti(dag_id: str, dag_run_id: str, task_id: str, body: schemas.TaskInstancePatch,
+             request: Request) -> schemas.MarkedTaskInstances:
+    """Mark a task instance success or failed (operator); returns it if it changed (dry run: if it would).
+
+    Marking success also clears failed / upstream_failed task instances downstream so the run goes on; a
+    finished run goes back to queued to be decided again. A running try is stopped by its supervisor.
+    """
+    with get_db(request).session() as session:
+        run, _ = get_ti(session, dag_id, dag_run_id, task_id)
+        changed = mark_task_instances(session, run, [task_id], body.state, dry_run=body.dry_run,
+                                      now=datetime.now(UTC))
+        return schemas.MarkedTaskInstances(task_instances=tis_out(session, changed))
+
+
+def _cleared(session: Session, result: ClearResult) -> schemas.ClearedTaskInstances:
+    return schemas.ClearedTaskInstances(
+        task_instances=tis_out(session, result.cleared),
+        not_cleared=[schemas.NotCleared(task_id=n.task_id, state=n.state, reason=n.reason)
+                     for n in result.not_cleared],
+    )
+
+
+@router.post(f"{RUN_PATH}/clear", response_model=schemas.ClearedTaskInstances, dependencies=[OPERATOR],
+             responses=NOT_FOUND)
+def clear_run(dag_id: str, dag_run_id: str, body: schemas.ClearDAGRun,
+              request: Request) -> schemas.ClearedTaskInstances:
+    """Clear the run's task instances (``only_failed``: the failed / upstream_failed ones) so they run again
+    (operator); the run goes back to queued. Queued / running ones are left and listed in ``not_cleared``."""
+    with get_db(request).session() as session:
+        run = get_run(session, dag_id, dag_run_id)
+        result = clear_task_instances(session, run, None, only_failed=body.only_failed, dry_run=body.dry_run,
+                                      now=datetime.now(UTC))
+        return _cleared(session, result)
+
+
+@router.post("/dags/{dag_id}/clearTaskInstances", response_model=schemas.ClearedTaskInstances,
+             dependencies=[OPERATOR], responses=NOT_FOUND)
+def clear_tis(dag_id: str, body: schemas.ClearTaskInstances, request: Request) -> schemas.ClearedTaskInstances:
+    """Clear some task instances of one run (operator), with their upstream / downstream tasks if asked."""
+    with get_db(request).session() as session:
+        run = get_run(session, dag_id, body.dag_run_id)
+        result = clear_task_instances(session, run, body.task_ids, include_upstream=body.include_upstream,
+                                      include_downstream=body.include_downstream, only_failed=body.only_failed,
+                                      dry_run=body.dry_run, now=datetime.now(UTC))
+        return _cleared(session, result)
+
+
+__all__ = ["get_ti", "router", "seconds_between", "ti_out", "tis_out"]

@@ -1,0 +1,106 @@
+"""``/api/v1/variables``: settings tasks read. Values are Fernet-encrypted at rest.
+
+A value whose key is sensitive (``crypto.is_sensitive_key``: ``password``,
+``token``, ``secret``, …) is shown as ``***`` in lists to everyone, and on
+``GET /variables/{key}`` to viewers; operators and admins get it in clear there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from headrace.api import schemas
+from headrace.api.auth import get_db, require
+from headrace.api.pagination import Page, count, page
+from headrace.api.users import Principal, role_allows
+from headrace.crypto import MASK, Encryptor, is_sensitive_key
+from headrace.db.models import Variable
+from headrace.exceptions import Conflict, NotFound
+
+router = APIRouter(tags=["Variable"], dependencies=[Depends(schemas.reject_nul_bytes)])
+
+VIEWER = Depends(require("viewer"))
+OPERATOR = Depends(require("operator"))
+NOT_FOUND = {404: {"description": "no such variable"}}
+
+
+def encryptor(request: Request) -> Encryptor:
+    """The encryptor of the app's settings."""
+    return Encryptor.from_settings(request.app.state.settings)
+
+
+def variable_out(row: Variable, enc: Encryptor, *, reveal: bool) -> schemas.Variable:
+    """The API form of a variable; a sensitive value is decrypted only if ``reveal``."""
+    value = enc.decrypt(row.value) if reveal or not is_sensitive_key(row.key) else MASK
+    return schemas.Variable(key=row.key, value=value, description=row.description)
+
+
+def _get(session: Session, key: str) -> Variable:
+    row = session.get(Variable, key)
+    if row is None:
+        raise NotFound(f"variable {key!r} not found")
+    return row
+
+
+@router.get("/variables", response_model=schemas.VariableCollection, dependencies=[VIEWER])
+def list_variables(request: Request, pg: Annotated[Page, Depends(page)]) -> schemas.VariableCollection:
+    """Variables sorted by key; sensitive values are ``***``."""
+    enc = encryptor(request)
+    stmt = select(Variable)
+    with get_db(request).read_session() as session:
+        rows = session.scalars(pg.apply(stmt.order_by(Variable.key)))
+        return schemas.VariableCollection(variables=[variable_out(r, enc, reveal=False) for r in rows],
+                                          total_entries=count(session, stmt))
+
+
+@router.post("/variables", response_model=schemas.Variable, dependencies=[OPERATOR],
+             responses={409: {"description": "a variable with this key exists"}})
+def create_variable(body: schemas.VariableCreate, request: Request) -> schemas.Variable:
+    """Create a variable (operator); the value is stored encrypted."""
+    enc = encryptor(request)
+    with get_db(request).session() as session:
+        if session.get(Variable, body.key) is not None:
+            raise Conflict(f"variable {body.key!r} already exists")
+        row = Variable(key=body.key, value=enc.encrypt(body.value), description=body.description,
+                       updated_at=datetime.now(UTC))
+        session.add(row)
+        session.flush()
+        return variable_out(row, enc, reveal=True)
+
+
+@router.get("/variables/{key}", response_model=schemas.Variable, responses=NOT_FOUND)
+def get_variable(key: str, request: Request, who: Annotated[Principal, VIEWER]) -> schemas.Variable:
+    """One variable; a sensitive value is ``***`` for viewers."""
+    enc = encryptor(request)
+    with get_db(request).read_session() as session:
+        return variable_out(_get(session, key), enc, reveal=role_allows(who.role, "operator"))
+
+
+@router.patch("/variables/{key}", response_model=schemas.Variable, dependencies=[OPERATOR], responses=NOT_FOUND)
+def patch_variable(key: str, body: schemas.VariablePatch, request: Request) -> schemas.Variable:
+    """Change a variable's value and/or description (operator)."""
+    enc = encryptor(request)
+    with get_db(request).session() as session:
+        row = _get(session, key)
+        if body.value is not None:
+            row.value = enc.encrypt(body.value)
+        if "description" in body.model_fields_set:
+            row.description = body.description
+        row.updated_at = datetime.now(UTC)
+        session.flush()
+        return variable_out(row, enc, reveal=True)
+
+
+@router.delete("/variables/{key}", status_code=204, dependencies=[OPERATOR], responses=NOT_FOUND)
+def delete_variable(key: str, request: Request) -> None:
+    """Delete a variable (operator)."""
+    with get_db(request).session() as session:
+        session.delete(_get(session, key))
+
+
+__all__ = ["encryptor", "router", "variable_out"]
