@@ -68,6 +68,10 @@ def caller_location() -> tuple[str, int, str]:
         del frame
 
 
+DEADLINE_REFERENCES = ("logical_date", "run_start")
+"""What a ``deadline`` counts from: the run's logical date, or when the run started."""
+
+
 def _to_timedelta(value: timedelta | float | int | None, name: str) -> timedelta | None:
     if value is None or isinstance(value, timedelta):
         return value
@@ -123,6 +127,12 @@ class DAG:
     operator sets the argument itself. ``dagrun_timeout`` (timedelta or seconds)
     fails a run that lasts longer.
 
+    ``deadline`` (timedelta or seconds): the run must have finished by
+    ``deadline_reference`` (``"logical_date"`` or ``"run_start"``) plus this
+    much; a miss — also a run that finished late — calls
+    ``on_deadline_miss_callback(context)`` once and sends a ``deadline_missed``
+    notification (see ``docs/alerts.md``).
+
     Raises ``DagDefinitionError`` (bad id or argument) and ``ScheduleError``
     (bad schedule), both naming the file and line of the DAG.
     """
@@ -146,6 +156,9 @@ class DAG:
         on_failure_callback: Callback | None = None,
         dagrun_timeout: timedelta | float | None = None,
         template_searchpath: str | Iterable[str] | None = None,
+        deadline: timedelta | float | None = None,
+        deadline_reference: str = "logical_date",
+        on_deadline_miss_callback: Callback | None = None,
     ) -> None:
         self.fileloc, self.lineno, self.module_name = caller_location()
         self.dag_id = validate_id("dag_id", dag_id, fileloc=self.fileloc, lineno=self.lineno)
@@ -174,7 +187,13 @@ class DAG:
         self.doc_md = doc_md
         self.on_success_callback = on_success_callback
         self.on_failure_callback = on_failure_callback
+        self.on_deadline_miss_callback = on_deadline_miss_callback
+        if deadline_reference not in DEADLINE_REFERENCES:
+            self._fail(f"deadline_reference must be one of {', '.join(DEADLINE_REFERENCES)}, "
+                       f"got {deadline_reference!r}")
+        self.deadline_reference = deadline_reference
         try:
+            self.deadline = _to_timedelta(deadline, "deadline")
             self.dagrun_timeout = _to_timedelta(dagrun_timeout, "dagrun_timeout")
         except DagDefinitionError as exc:
             exc.fileloc, exc.lineno = self.fileloc, self.lineno
@@ -336,4 +355,4 @@ def current_dag() -> DAG | None:
     return DagContext.current()
 
 
-__all__ = ["DAG", "DagContext", "MAX_ID_LENGTH", "caller_location", "current_dag", "validate_id"]
+__all__ = ["DAG", "DEADLINE_REFERENCES", "DagContext", "MAX_ID_LENGTH", "caller_location", "current_dag", "validate_id"]

@@ -136,7 +136,10 @@ class BaseOperator(ABC):
 
     ``retry_delay`` / ``max_retry_delay`` / ``execution_timeout`` take a
     timedelta or seconds. ``memory_limit`` takes bytes or a string like
-    ``"512MiB"`` (see :func:`parse_memory_limit`). Raises ``DagDefinitionError``
+    ``"512MiB"`` (see :func:`parse_memory_limit`). ``deadline`` (timedelta or
+    seconds after ``deadline_reference``: ``"logical_date"`` or ``"run_start"``)
+    is when the task instance must have finished; a miss calls
+    ``on_deadline_miss_callback`` once (see ``docs/alerts.md``). Raises ``DagDefinitionError``
     for a bad argument and ``DuplicateTaskIdError`` if the DAG already has
     ``task_id``.
     """
@@ -174,6 +177,9 @@ class BaseOperator(ABC):
         on_failure_callback: Callback | list[Callback] | None = None,
         on_success_callback: Callback | list[Callback] | None = None,
         on_retry_callback: Callback | list[Callback] | None = None,
+        on_deadline_miss_callback: Callback | list[Callback] | None = None,
+        deadline: timedelta | float | None = None,
+        deadline_reference: str = "logical_date",
         doc: str | None = None,
         doc_md: str | None = None,
     ) -> None:
@@ -207,6 +213,12 @@ class BaseOperator(ABC):
         self.on_failure_callback = _callbacks(on_failure_callback)
         self.on_success_callback = _callbacks(on_success_callback)
         self.on_retry_callback = _callbacks(on_retry_callback)
+        self.on_deadline_miss_callback = _callbacks(on_deadline_miss_callback)
+        self.deadline = to_timedelta(deadline, "deadline")
+        if deadline_reference not in ("logical_date", "run_start"):
+            raise DagDefinitionError(f"task {task_id!r}: deadline_reference must be 'logical_date' or "
+                                     f"'run_start', got {deadline_reference!r}")
+        self.deadline_reference = deadline_reference
         self.doc = doc
         self.doc_md = doc_md
         self.upstream_task_ids: set[str] = set()

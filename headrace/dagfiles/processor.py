@@ -76,6 +76,8 @@ class ProcessorStats:
     """Parsed files that ended in an import error."""
     seconds: float
     """Wall time of the whole refresh."""
+    parsed: tuple[tuple[str, float, bool], ...] = ()
+    """``(fileloc, parse seconds, ok)`` of each file parsed (``ok`` False: import error)."""
 
 
 @dataclass(frozen=True)
@@ -304,7 +306,8 @@ class DagProcessor:
             errors += result.error is not None
             if result.error is not None:
                 log.warning("import error in %s: %s", result.fileloc, result.error.message)
-        stats = ProcessorStats(len(files), len(results), dags, errors, time.monotonic() - started)
+        stats = ProcessorStats(len(files), len(results), dags, errors, time.monotonic() - started,
+                               tuple((r.fileloc, r.seconds, r.error is None) for r in results))
         if results:
             log.info("parsed %d of %d DAG files in %.2f s: %d DAGs, %d errors", stats.files_parsed,
                      stats.files_seen, stats.seconds, stats.dags, stats.errors)

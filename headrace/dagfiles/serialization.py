@@ -62,7 +62,18 @@ def serialize_task(task: BaseOperator) -> dict[str, Any]:
         "has_on_failure_callback": bool(task.on_failure_callback),
         "has_on_success_callback": bool(task.on_success_callback),
         "has_on_retry_callback": bool(task.on_retry_callback),
+        **_deadline_fields(task.deadline, task.deadline_reference, bool(task.on_deadline_miss_callback)),
     })
+
+
+def _deadline_fields(deadline: timedelta | None, reference: str, has_callback: bool) -> dict[str, Any]:
+    """``deadline`` / ``has_on_deadline_miss_callback`` keys, present only when set (older hashes stay)."""
+    out: dict[str, Any] = {}
+    if deadline is not None:
+        out["deadline"] = {"interval": deadline.total_seconds(), "reference": reference}
+    if has_callback:
+        out["has_on_deadline_miss_callback"] = True
+    return out
 
 
 def serialize_dag(dag: DAG) -> dict[str, Any]:
@@ -97,6 +108,7 @@ def serialize_dag(dag: DAG) -> dict[str, Any]:
         "params": params,
         "has_on_success_callback": dag.on_success_callback is not None,
         "has_on_failure_callback": dag.on_failure_callback is not None,
+        **_deadline_fields(dag.deadline, dag.deadline_reference, dag.on_deadline_miss_callback is not None),
         "tasks": {tid: serialize_task(dag.task_dict[tid]) for tid in sorted(dag.task_dict)},
     })
 
@@ -113,6 +125,21 @@ def _delta(value: float | None) -> timedelta | None:
 
 def _date(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a DAG run or task instance must have finished: ``reference`` + ``interval`` seconds."""
+
+    interval: float
+    """Seconds after the reference time."""
+    reference: str
+    """``logical_date`` or ``run_start``."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Deadline | None:
+        """Read the serialized ``{"interval", "reference"}`` (None stays None)."""
+        return None if d is None else cls(float(d["interval"]), str(d["reference"]))
 
 
 @dataclass(frozen=True)
@@ -141,6 +168,8 @@ class SerializedTask:
     has_on_failure_callback: bool = False
     has_on_success_callback: bool = False
     has_on_retry_callback: bool = False
+    deadline: Deadline | None = None
+    has_on_deadline_miss_callback: bool = False
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SerializedTask:
@@ -167,6 +196,8 @@ class SerializedTask:
             has_on_failure_callback=bool(d.get("has_on_failure_callback")),
             has_on_success_callback=bool(d.get("has_on_success_callback")),
             has_on_retry_callback=bool(d.get("has_on_retry_callback")),
+            deadline=Deadline.from_dict(d.get("deadline")),
+            has_on_deadline_miss_callback=bool(d.get("has_on_deadline_miss_callback")),
         )
 
     def retry_delay_for(self, try_number: int) -> float:
@@ -202,6 +233,8 @@ class SerializedDag:
     dagrun_timeout: float | None = None
     doc_md: str | None = None
     timezone: str = "UTC"
+    deadline: Deadline | None = None
+    has_on_deadline_miss_callback: bool = False
     data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The dict this was read from."""
 
@@ -234,6 +267,8 @@ class SerializedDag:
             has_on_success_callback=bool(d["has_on_success_callback"]),
             has_on_failure_callback=bool(d["has_on_failure_callback"]),
             tasks={tid: SerializedTask.from_dict(t) for tid, t in d["tasks"].items()},
+            deadline=Deadline.from_dict(d.get("deadline")),
+            has_on_deadline_miss_callback=bool(d.get("has_on_deadline_miss_callback")),
             data=dict(d),
         )
 
@@ -260,6 +295,11 @@ class SerializedDag:
     def leaves(self) -> list[str]:
         """Ids of tasks with no downstream task, sorted."""
         return sorted(t for t, task in self.tasks.items() if not task.downstream_task_ids)
+
+    @property
+    def has_deadlines(self) -> bool:
+        """True if the DAG or any of its tasks has a ``deadline``."""
+        return self.deadline is not None or any(t.deadline is not None for t in self.tasks.values())
 
     @property
     def hash(self) -> str:

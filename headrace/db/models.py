@@ -392,7 +392,9 @@ class Notification(Base):
     event_key: Mapped[str] = mapped_column(String(600))
     """What happened, unique: e.g. ``failed:<dag_id>:<run_id>:<task_id>:<try_number>`` (so an event notifies once)."""
     event: Mapped[str] = mapped_column(String(40))
-    """``failed``, ``up_for_retry``, ``success``, ``deadline_missed``."""
+    """``failed``, ``up_for_retry``, ``run_failed``, ``run_success``, ``deadline_missed``."""
+    channel: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    """Where it goes: ``email`` or ``webhook`` (one row per channel, so each is delivered once; revision 0003)."""
     dag_id: Mapped[str] = mapped_column(String(250))
     run_id: Mapped[str | None] = mapped_column(String(250))
     task_id: Mapped[str | None] = mapped_column(String(250))
@@ -403,3 +405,5 @@ class Notification(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """Not before this time (retry backoff, and a claim while one deliverer sends it); NULL: now."""

@@ -10,6 +10,11 @@ the callback with a context::
      "data_interval_start": datetime, "data_interval_end": datetime,
      "reason": "success" | "task_failure", "state": "success" | "failed"}
 
+A deadline-miss callback (``state = "deadline_missed"``, claimed by
+:mod:`headrace.observability.deadlines`) runs the same way, with
+``reason = "deadline_missed"``, ``deadline`` and ``task_id`` (and ``task``
+for a task's deadline) added to the context.
+
 The scheduler does not wait: children are reaped on later calls, and one
 that runs longer than ``timeout`` seconds is killed. Whatever user code does
 (raise, hang, exit), the scheduler carries on; errors go to the log.
@@ -37,6 +42,9 @@ from headrace.states import DagRunState
 
 log = logging.getLogger(__name__)
 
+DEADLINE_MISSED = "deadline_missed"
+"""``CallbackRequest.state`` of a deadline-miss callback."""
+
 
 @dataclass(frozen=True)
 class CallbackRequest:
@@ -46,7 +54,23 @@ class CallbackRequest:
     dag_id: str
     run: RunInfo
     state: str
-    """``success`` or ``failed``: picks ``on_success_callback`` or ``on_failure_callback``."""
+    """``success`` or ``failed``: picks ``on_success_callback`` or ``on_failure_callback``;
+    ``deadline_missed``: the DAG's (or task's) ``on_deadline_miss_callback``."""
+    task_id: str | None = None
+    """For ``deadline_missed``: the task whose deadline was missed (None: the DAG run's)."""
+    deadline: datetime | None = None
+    """For ``deadline_missed``: the deadline that passed."""
+
+
+def _deadline_callbacks(dag: Any, request: CallbackRequest, context: dict[str, Any]) -> list[Any]:
+    """The deadline-miss callbacks of the DAG or task; adds ``task``/``task_id``/``deadline`` to ``context``."""
+    context.update(reason="deadline_missed", deadline=request.deadline, task_id=request.task_id)
+    if request.task_id is None:
+        callback = dag.on_deadline_miss_callback
+        return [] if callback is None else (callback if isinstance(callback, list) else [callback])
+    task = dag.get_task(request.task_id)
+    context["task"] = task
+    return list(task.on_deadline_miss_callback)
 
 
 def _call(request: CallbackRequest) -> None:
@@ -54,16 +78,18 @@ def _call(request: CallbackRequest) -> None:
     dags = {d.dag_id: d for d in load_dags(request.fileloc)}
     dag = dags[request.dag_id]
     success = request.state == DagRunState.SUCCESS.value
-    callback = dag.on_success_callback if success else dag.on_failure_callback
-    if callback is None:
-        return
     context: dict[str, Any] = {
         "dag": dag, "dag_run": request.run, "run_id": request.run.run_id,
         "logical_date": request.run.logical_date, "data_interval_start": request.run.data_interval_start,
         "data_interval_end": request.run.data_interval_end,
         "reason": "success" if success else "task_failure", "state": request.state,
     }
-    for cb in callback if isinstance(callback, list) else [callback]:
+    if request.state == DEADLINE_MISSED:
+        callbacks = _deadline_callbacks(dag, request, context)
+    else:
+        callback = dag.on_success_callback if success else dag.on_failure_callback
+        callbacks = [] if callback is None else (callback if isinstance(callback, list) else [callback])
+    for cb in callbacks:
         cb(context)
 
 
@@ -116,6 +142,10 @@ class CallbackRunner:
                                    data_interval_end=run.data_interval_end or run.queued_at,
                                    run_type=run.run_type, conf=dict(run.conf or {}))
                     requests.append(CallbackRequest(dag.fileloc, run.dag_id, info, run.state))
+        return self.start(requests)
+
+    def start(self, requests: list[CallbackRequest]) -> int:
+        """Fork one child per request (the caller has claimed them); return how many were started."""
         for request in requests:
             pid = os.fork()
             if pid == 0:
@@ -147,4 +177,4 @@ class CallbackRunner:
             time.sleep(0.01)
 
 
-__all__ = ["CallbackRequest", "CallbackRunner"]
+__all__ = ["DEADLINE_MISSED", "CallbackRequest", "CallbackRunner"]

@@ -9,6 +9,7 @@ chore                  interval                          what it does
 ``renew_lease``        ``scheduler.lease_ttl / 3``       extend this scheduler's lease
 ``find_zombies``       ``scheduler.heartbeat_interval``  fail or retry running tries whose supervisor is gone
 ``requeue_stuck``      ``task_queued_timeout / 4``       give back tries queued too long without starting
+``check_deadlines``    ``scheduler.heartbeat_interval``  record deadline misses once; start their callbacks
 =====================  ================================  =========================================
 
 :class:`Housekeeping.run_due` runs the chores that are due at ``now`` and
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 
 CLAIM_LOST = 2
 """Supervisor exit code: another supervisor had already claimed the try (see ``headrace.executors.base``)."""
+
+
+ZombieHook = Callable[[TaskInstance, "TaskTry | None", TI, str, datetime], None]
+"""Called after a try was ended as a zombie: ``(ti, task_try or None, new state, why, now)``."""
 
 
 @dataclass
@@ -107,7 +112,7 @@ def _retry_delay(session: Session, ti: TaskInstance, cache: DagCache) -> float:
 
 
 def end_try_as_zombie(session: Session, ti: TaskInstance, tt: TaskTry | None, now: datetime, cache: DagCache,
-                      *, why: str) -> bool:
+                      *, why: str, on_zombie: ZombieHook | None = None) -> bool:
     """End the current try of ``ti`` (queued or running) as a zombie; return whether this call won.
 
     ``up_for_retry`` if ``try_number <= max_tries`` (with ``next_retry_at``),
@@ -132,6 +137,8 @@ def end_try_as_zombie(session: Session, ti: TaskInstance, tt: TaskTry | None, no
         )
     log.warning("zombie: %s.%s run %s try %d (%s) → %s", ti.dag_id, ti.task_id, ti.run_id, ti.try_number, why,
                 new.value)
+    if on_zombie is not None:
+        on_zombie(ti, tt, new, why, now)
     return True
 
 
@@ -155,14 +162,15 @@ def zombie_reason(ti: TaskInstance, tt: TaskTry | None, now: datetime, threshold
     return None
 
 
-def find_zombies(db: Database, now: datetime, *, threshold: float, cache: DagCache) -> int:
+def find_zombies(db: Database, now: datetime, *, threshold: float, cache: DagCache,
+                 on_zombie: ZombieHook | None = None) -> int:
     """End every running try whose supervisor is gone; return how many were ended."""
     ended = 0
     with db.session() as session:
         for ti, tt in queries.tis_with_latest_try(session, TI.RUNNING):
             why = zombie_reason(ti, tt, now, threshold)
             if why is not None:
-                ended += end_try_as_zombie(session, ti, tt, now, cache, why=why)
+                ended += end_try_as_zombie(session, ti, tt, now, cache, why=why, on_zombie=on_zombie)
     return ended
 
 
@@ -197,7 +205,8 @@ class AdoptionStats:
     """Queued tries no supervisor claimed; scheduled again."""
 
 
-def adopt_or_fail_tries(db: Database, now: datetime, *, cache: DagCache) -> AdoptionStats:
+def adopt_or_fail_tries(db: Database, now: datetime, *, cache: DagCache,
+                        on_zombie: ZombieHook | None = None) -> AdoptionStats:
     """At scheduler start: adopt live tries, end dead ones, requeue unclaimed queued ones.
 
     A previous scheduler's executor queue died with it, so a queued try with
@@ -215,7 +224,7 @@ def adopt_or_fail_tries(db: Database, now: datetime, *, cache: DagCache) -> Adop
                 adopted += 1
             else:
                 zombies += end_try_as_zombie(session, ti, tt, now, cache,
-                                             why=f"supervisor {_identity(tt)} is gone")
+                                             why=f"supervisor {_identity(tt)} is gone", on_zombie=on_zombie)
         for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED):
             if tt is None:
                 requeued += requeue_try(session, ti)
@@ -226,7 +235,7 @@ def adopt_or_fail_tries(db: Database, now: datetime, *, cache: DagCache) -> Adop
 
 
 def end_exited_try(db: Database, now: datetime, ti_id: int, try_number: int, *, cache: DagCache,
-                   exit_code: int | None = None) -> bool:
+                   exit_code: int | None = None, on_zombie: ZombieHook | None = None) -> bool:
     """A supervisor exited: if its try is still queued or running, end it as a zombie now.
 
     A supervisor writes the outcome before it exits, so a try still open
@@ -245,15 +254,23 @@ def end_exited_try(db: Database, now: datetime, ti_id: int, try_number: int, *, 
         if tt is not None and _identity(tt).is_alive():
             return False
         return end_try_as_zombie(session, ti, tt, now, cache,
-                                 why=f"supervisor exited (code {exit_code}) before recording an outcome")
+                                 why=f"supervisor exited (code {exit_code}) before recording an outcome",
+                                 on_zombie=on_zombie)
 
 
 # --- the declared list ----------------------------------------------------------------
 
 
 def chores(settings: Settings, db: Database, *, heartbeat: Callable[[datetime], int],
-           renew_lease: Callable[[datetime], int], cache: DagCache) -> list[Chore]:
-    """The scheduler's chores with their intervals from ``settings``."""
+           renew_lease: Callable[[datetime], int], cache: DagCache,
+           check_deadlines: Callable[[datetime], int] | None = None,
+           on_zombie: ZombieHook | None = None) -> list[Chore]:
+    """The scheduler's chores with their intervals from ``settings``.
+
+    ``check_deadlines(now)`` (the scheduler's, which also starts the
+    deadline-miss callbacks) runs every ``scheduler.heartbeat_interval``;
+    ``on_zombie`` is told about each try :func:`find_zombies` ends.
+    """
     s = settings.get
     zombie_threshold = float(s("scheduler", "zombie_threshold"))
     queued_timeout = float(s("scheduler", "task_queued_timeout"))
@@ -261,13 +278,14 @@ def chores(settings: Settings, db: Database, *, heartbeat: Callable[[datetime], 
         Chore("heartbeat", float(s("scheduler", "heartbeat_interval")), heartbeat),
         Chore("renew_lease", float(s("scheduler", "lease_ttl")) / 3, renew_lease),
         Chore("find_zombies", float(s("scheduler", "heartbeat_interval")),
-              lambda now: find_zombies(db, now, threshold=zombie_threshold, cache=cache)),
+              lambda now: find_zombies(db, now, threshold=zombie_threshold, cache=cache, on_zombie=on_zombie)),
         Chore("requeue_stuck", queued_timeout / 4,
               lambda now: requeue_stuck(db, now, timeout=queued_timeout)),
-    ]
+    ] + ([Chore("check_deadlines", float(s("scheduler", "heartbeat_interval")), check_deadlines)]
+         if check_deadlines is not None else [])
 
 
 __all__ = [
-    "AdoptionStats", "Chore", "Housekeeping", "adopt_or_fail_tries", "chores", "end_exited_try",
+    "AdoptionStats", "Chore", "ZombieHook", "Housekeeping", "adopt_or_fail_tries", "chores", "end_exited_try",
     "end_try_as_zombie", "find_zombies", "requeue_stuck", "requeue_try", "zombie_reason",
 ]

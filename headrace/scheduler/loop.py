@@ -42,7 +42,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -54,11 +55,19 @@ from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.scheduler import housekeeping, lease, readiness, runs
-from headrace.scheduler.callbacks import CallbackRunner
-from headrace.scheduler.dagcache import DagCache
+from headrace.db.models import TaskInstance, TaskTry
 from headrace.executors.base import Executor
-from headrace.states import TaskInstanceState
+from headrace.observability import deadlines
+from headrace.observability.delivery import Deliverer, DeliveryConfig
+from headrace.observability.listener import Listener, Listeners, RunInfo, TryInfo
+from headrace.observability.notifications import AlertConfig, Notifier
+from headrace.observability.statsd import statsd_listener_from_settings
+from headrace.observability.tries import ended_tries
+from headrace.scheduler import housekeeping, lease, readiness, runs
+from headrace.scheduler.callbacks import DEADLINE_MISSED, CallbackRequest, CallbackRunner
+from headrace.scheduler.dagcache import DagCache
+from headrace.states import DagRunState, TaskInstanceState
+from headrace.supervisor.request import TryRequest
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +99,7 @@ class SystemClock:
 def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | None = None,
         processor: DagProcessor | None = None, num_loops: int | None = None,
         stop: threading.Event | None = None,
-        after_loop: Callable[[datetime], None] | None = None) -> None:
+        after_loop: Callable[[datetime], None] | None = None, listeners: Iterable[Listener] = ()) -> None:
     """Run the scheduler until stopped (or for ``num_loops`` loops). See the module docstring.
 
     ``after_loop(now)``, if given, is called after every loop's steps (the CLI
@@ -100,15 +109,20 @@ def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | 
     (None: no parsing, DAGs come from elsewhere) refreshes every
     ``scheduler.dag_dir_list_interval`` s; ``stop.set()`` ends the loop within
     one ``loop_interval``. Installs SIGTERM/SIGINT handlers when called from
-    the main thread (restored on return). Returns without running a loop if
+    the main thread (restored on return). ``listeners`` get the lifecycle
+    events (:mod:`headrace.observability.listener`); the notifier (``alerts``
+    settings) and StatsD (``metrics.statsd_host``) listeners are added from the
+    settings. Returns without running a loop if
     stopped while waiting for the lease. Database errors propagate (the
     process manager restarts the scheduler; nothing is lost, see DESIGN.md).
     """
-    s = Scheduler(settings, db, executor, clock or SystemClock(), processor, stop or threading.Event())
+    s = Scheduler(settings, db, executor, clock or SystemClock(), processor, stop or threading.Event(),
+                  Listeners(listeners))
     with s.started():
         loops = 0
         while s.should_continue() and (num_loops is None or loops < num_loops):
             now = s.clock.now()
+            began = time.perf_counter()
             s.begin_loop(now)
             work = (
                 s.refresh_dags(now)
@@ -122,6 +136,8 @@ def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | 
                 + s.run_housekeeping(now)
             )
             loops += 1
+            if s.listeners:
+                s.listeners.emit("on_loop", time.perf_counter() - began, now)
             if after_loop is not None:
                 after_loop(now)
             if work == 0 and (num_loops is None or loops < num_loops):
@@ -132,12 +148,15 @@ class Scheduler:
     """The state one scheduler process keeps between loops, and each step of the loop."""
 
     def __init__(self, settings: Settings, db: Database, executor: Executor, clock: Clock,
-                 processor: DagProcessor | None, stop: threading.Event) -> None:
+                 processor: DagProcessor | None, stop: threading.Event, listeners: Listeners | None = None) -> None:
         self.settings, self.db, self.executor, self.clock = settings, db, executor, clock
         self.processor = processor
         self.stop = stop
         self.cache = DagCache()
-        self.queuer = readiness.Queuer(settings.parallelism)
+        self.listeners = listeners if listeners is not None else Listeners()
+        self.alerts = AlertConfig.from_settings(settings)
+        self.deliverer: Deliverer | None = None
+        self.queuer = readiness.Queuer(settings.parallelism, on_queued=self._try_queued)
         # A DAG callback child imports the DAG file, then runs the callback.
         self.callbacks = CallbackRunner(float(settings.get("core", "dagbag_import_timeout"))
                                         + float(settings.get("executor", "callback_timeout")))
@@ -177,14 +196,19 @@ class Scheduler:
                 return
             self.housekeeping = housekeeping.Housekeeping(housekeeping.chores(
                 self.settings, self.db, cache=self.cache,
-                heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t), renew_lease=self._renew_lease))
+                heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t), renew_lease=self._renew_lease,
+                check_deadlines=self.check_deadlines, on_zombie=self._zombie_found))
+            self._start_alerts()
             self.executor.start()
             try:
-                housekeeping.adopt_or_fail_tries(self.db, self.clock.now(), cache=self.cache)
+                housekeeping.adopt_or_fail_tries(self.db, self.clock.now(), cache=self.cache,
+                                                 on_zombie=self._zombie_found)
                 yield
             finally:
                 self.executor.terminate()
                 self.callbacks.reap()
+                if self.deliverer is not None:
+                    self.deliverer.stop()
         finally:
             if self.lease is not None and self.lease.held:
                 self.lease.release()
@@ -204,6 +228,16 @@ class Scheduler:
             log.info("another scheduler holds the lease; waiting")
             self.clock.wait([self._wake_r], min(5.0, self.lease.ttl.total_seconds() / 3))
         return False
+
+    def _start_alerts(self) -> None:
+        """Add the StatsD and notifier listeners the settings ask for; start the alert delivery thread."""
+        statsd = statsd_listener_from_settings(self.settings)
+        if statsd is not None:
+            self.listeners.add(statsd)
+        if self.alerts.channels:
+            self.deliverer = Deliverer(self.db, DeliveryConfig.from_settings(self.settings))
+            self.deliverer.start()
+            self.listeners.add(Notifier(self.db, self.alerts, wake=self.deliverer.wake))
 
     def _renew_lease(self, now: datetime) -> int:
         assert self.lease is not None
@@ -239,7 +273,10 @@ class Scheduler:
         if self.processor is None or (self.next_parse is not None and now < self.next_parse):
             return 0
         self.next_parse = now + self.parse_interval
-        parsed = self.processor.refresh(now).files_parsed
+        stats = self.processor.refresh(now)
+        parsed = stats.files_parsed
+        for fileloc, seconds, ok in stats.parsed if self.listeners else ():
+            self.listeners.emit("on_dag_file_parsed", fileloc, seconds, ok)
         if parsed:
             self.asked.add("create_runs")
         return parsed
@@ -326,7 +363,12 @@ class Scheduler:
                 self.runs_to_examine.add(ti.dag_run_id)
             if ti.try_number == event.try_number and ti.state in _OPEN:
                 housekeeping.end_exited_try(self.db, now, event.ti_id, event.try_number, cache=self.cache,
-                                            exit_code=event.exit_code)
+                                            exit_code=event.exit_code, on_zombie=self._zombie_in_sync)
+        if self.listeners:
+            with self.db.read_session() as session:
+                ended = ended_tries(session, [(e.ti_id, e.try_number) for e in events])
+            for info in ended:
+                self.listeners.emit("on_try_finished", info)
         self.asked.update(("queue_ready", "finish_runs"))
         return len(events)
 
@@ -337,8 +379,16 @@ class Scheduler:
         with self.db.read_session() as session:
             if not queries.finishable_runs(session, limit=1):
                 return 0
+        ended: list[RunInfo] = []
+
+        def note(run: Any, state: DagRunState) -> None:
+            ended.append(RunInfo(dag_id=run.dag_id, run_id=run.run_id, state=state.value,
+                                 start_date=getattr(run, "start_date", None), end_date=now))
+
         with self.db.session() as session:
-            finished = runs.finish_runs(session, now, cache=self.cache)
+            finished = runs.finish_runs(session, now, cache=self.cache, on_finished=note if self.listeners else None)
+        for info in ended:  # committed
+            self.listeners.emit("on_run_finished", info)
         if finished:  # a max_active_runs slot freed; callbacks are due
             self.asked.update(("create_runs", "start_queued_runs", "run_callbacks"))
         return finished
@@ -350,6 +400,43 @@ class Scheduler:
                 self.callbacks.reap()
             return 0
         return self.callbacks.run_pending(self.db, now, cache=self.cache)
+
+    def check_deadlines(self, now: datetime) -> int:
+        """Housekeeping chore: record deadline misses once, start their callbacks; return misses + callbacks."""
+        found = deadlines.check_deadlines(self.db, now, get_dag=self.cache.get,
+                                          alerts=self.alerts if self.alerts.channels else None)
+        for miss in found.misses:
+            self.listeners.emit("on_deadline_missed", miss)
+        self.callbacks.start([CallbackRequest(cb.fileloc, cb.dag_id, cb.run, DEADLINE_MISSED, task_id=cb.task_id,
+                                              deadline=cb.deadline) for cb in found.callbacks])
+        if found.misses and self.deliverer is not None:
+            self.deliverer.wake()
+        return len(found.misses) + len(found.callbacks)
+
+    # --- listener events ------------------------------------------------------------
+
+    def _try_queued(self, request: TryRequest) -> None:
+        if self.listeners:
+            self.listeners.emit("on_try_queued", request.dag_id, request.task_id, request.run_id,
+                                request.try_number)
+
+    def _zombie_found(self, ti: TaskInstance, tt: TaskTry | None, new: TaskInstanceState, why: str,
+                      now: datetime, *, in_sync: bool = False) -> None:
+        """A try was ended as a zombie: emit ``on_zombie`` (and ``on_try_finished``, unless sync reads it)."""
+        if not self.listeners:
+            return
+        info = TryInfo(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=ti.try_number,
+                       state=new.value, end_reason="zombie", queued_at=ti.queued_at,
+                       start_date=tt.start_date if tt is not None else None, end_date=now,
+                       peak_rss_bytes=tt.peak_rss_bytes if tt is not None else None,
+                       cpu_seconds=tt.cpu_seconds if tt is not None else None, error=why)
+        self.listeners.emit("on_zombie", info, why)
+        if not in_sync or tt is None:  # sync_executor reads ended task_try rows itself
+            self.listeners.emit("on_try_finished", info)
+
+    def _zombie_in_sync(self, ti: TaskInstance, tt: TaskTry | None, new: TaskInstanceState, why: str,
+                        now: datetime) -> None:
+        self._zombie_found(ti, tt, new, why, now, in_sync=True)
 
     def run_housekeeping(self, now: datetime) -> int:
         """Run the due chores; what they changed (zombies, requeued tries) is seen by a full pass next loop."""

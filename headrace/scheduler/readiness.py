@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -159,8 +159,10 @@ class Queuer:
     logged once per pool, not once per loop.
     """
 
-    def __init__(self, parallelism: int) -> None:
+    def __init__(self, parallelism: int, *, on_queued: Callable[[TryRequest], None] | None = None) -> None:
         self.parallelism = parallelism
+        self.on_queued = on_queued
+        """Called with each request the executor accepted (the scheduler emits ``on_try_queued``)."""
         self._warned_pools: set[str] = set()
 
     def queue_ready(self, db: Database, executor: Queueing, now: datetime) -> int:
@@ -198,6 +200,8 @@ class Queuer:
             try:
                 executor.queue(request)
                 queued += 1
+                if self.on_queued is not None:
+                    self.on_queued(request)
             except Exception:  # noqa: BLE001 — give the try back rather than leave it stuck in queued
                 log.exception("executor refused try %s of %s.%s; it goes back to scheduled",
                               request.try_number, request.dag_id, request.task_id)

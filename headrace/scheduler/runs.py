@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -256,12 +256,15 @@ def start_queued_runs(session: Session, now: datetime) -> int:
     return started
 
 
-def finish_runs(session: Session, now: datetime, *, cache: DagCache) -> int:
+def finish_runs(session: Session, now: datetime, *, cache: DagCache,
+                on_finished: Callable[[Any, DagRunState], None] | None = None) -> int:
     """End every running run whose task instances have all finished; return how many ended.
 
     ``failed`` if a leaf task ended ``failed`` or ``upstream_failed``, else
     ``success``; ``end_date = now``. A run's callbacks are handled afterwards
     by :mod:`headrace.scheduler.callbacks` (``callbacks_done`` stays False).
+    ``on_finished(run_row, new_state)`` is called for each run ended (the
+    scheduler emits ``on_run_finished`` once the transaction committed).
     """
     finished = 0
     for run in queries.finishable_runs(session):
@@ -271,6 +274,8 @@ def finish_runs(session: Session, now: datetime, *, cache: DagCache) -> int:
         new = DagRunState.FAILED if failed else DagRunState.SUCCESS
         if set_run_state(session, run.id, DagRunState.RUNNING, new, end_date=now):
             finished += 1
+            if on_finished is not None:
+                on_finished(run, new)
             log.info("DAG run %s of %s finished: %s", run.run_id, run.dag_id, new.value)
     return finished
 

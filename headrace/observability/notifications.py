@@ -1,0 +1,195 @@
+"""The notification outbox: one ``notification`` row per event and channel, written once.
+
+Configured in the ``alerts`` section (no code needed; see ``docs/alerts.md``):
+``notify_on`` lists the events that notify —
+
+=================  ==========================================================
+event              when
+=================  ==========================================================
+``failed``         a task instance's try ended and it will not retry (final failure)
+``up_for_retry``   a try failed and the task instance will be retried
+``run_failed``     a DAG run ended ``failed``
+``run_success``    a DAG run ended ``success``
+``deadline_missed`` a DAG run or task instance missed its ``deadline``
+=================  ==========================================================
+
+— and the channels are ``email`` (when ``email_to`` is set) and ``webhook``
+(when ``webhook_url`` is set). With no channel configured nothing is written.
+
+Each row has a unique ``event_key`` ``<channel>|<event>|<dag_id>|<run_id>|<task_id>|<try_number>``,
+inserted with ``ON CONFLICT DO NOTHING``: the same event seen twice (two
+schedulers, a restart that re-reads it) still notifies exactly once per
+channel. :mod:`~headrace.observability.delivery` sends pending rows.
+
+:class:`Notifier` is the listener that writes rows for try and run events;
+deadline misses are written by :mod:`~headrace.observability.deadlines` in the
+transaction that records the miss.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from headrace.config import Settings
+from headrace.db.engine import Database
+from headrace.db.models import Notification
+from headrace.observability.listener import Listener, RunInfo, TryInfo
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("failed", "up_for_retry", "run_failed", "run_success", "deadline_missed")
+"""Events ``alerts.notify_on`` may name."""
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """The ``alerts`` settings the outbox writer needs."""
+
+    notify_on: frozenset[str]
+    channels: tuple[str, ...]
+    """``email`` and/or ``webhook``: the channels that are configured."""
+    base_url: str
+    """Start of links to the UI, without a trailing slash."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertConfig:
+        """Read ``alerts.*`` and ``api.base_url`` (or ``http://api.host:api.port``). Unknown events are ignored."""
+        wanted = {e.strip() for e in str(settings.get("alerts", "notify_on")).split(",") if e.strip()}
+        unknown = wanted - set(EVENTS)
+        if unknown:
+            log.warning("alerts.notify_on names unknown events %s; known: %s", sorted(unknown), ", ".join(EVENTS))
+        channels = tuple(c for c, key in (("email", "email_to"), ("webhook", "webhook_url"))
+                         if str(settings.get("alerts", key)).strip())
+        base = str(settings.get("api", "base_url")).rstrip("/")
+        if not base:
+            host = str(settings.get("api", "host"))
+            host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+            base = f"http://{host}:{settings.get('api', 'port')}"
+        return cls(frozenset(wanted & set(EVENTS)), channels, base)
+
+    def wants(self, event: str) -> bool:
+        """True if ``event`` notifies and a channel is configured."""
+        return bool(self.channels) and event in self.notify_on
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What one notification says (rendered into subject and body)."""
+
+    event: str
+    dag_id: str
+    run_id: str | None = None
+    task_id: str | None = None
+    try_number: int | None = None
+    state: str | None = None
+    end_reason: str | None = None
+    error: str | None = None
+    detail: str | None = None
+    """Extra line, e.g. the deadline that was missed."""
+
+    @property
+    def event_key(self) -> str:
+        """Identifies the event (without the channel)."""
+        return "|".join((self.event, self.dag_id, self.run_id or "", self.task_id or "", str(self.try_number or "")))
+
+    def link(self, base_url: str) -> str:
+        """The UI page of the task instance (or of the DAG run / DAG)."""
+        url = f"{base_url}/dags/{quote(self.dag_id, safe='')}"
+        if self.run_id:
+            url += f"/runs/{quote(self.run_id, safe='')}"
+            if self.task_id:
+                url += f"/tasks/{quote(self.task_id, safe='')}"
+        return url
+
+    def subject(self) -> str:
+        """One line, e.g. ``[headrace] failed: etl.load (run manual__…, try 2)``."""
+        what = f"{self.dag_id}.{self.task_id}" if self.task_id else f"DAG {self.dag_id}"
+        extra = [f"run {self.run_id}"] if self.run_id else []
+        if self.try_number:
+            extra.append(f"try {self.try_number}")
+        return f"[headrace] {self.event}: {what}" + (f" ({', '.join(extra)})" if extra else "")
+
+    def body(self, base_url: str) -> str:
+        """Plain text: one ``Name: value`` line per known field, then the link."""
+        lines = [f"Event: {self.event}", f"DAG: {self.dag_id}"]
+        for name, value in (("Run", self.run_id), ("Task", self.task_id), ("Try", self.try_number),
+                            ("State", self.state), ("End reason", self.end_reason), ("Error", self.error),
+                            ("Detail", self.detail)):
+            if value not in (None, ""):
+                lines.append(f"{name}: {value}")
+        lines.append(f"Link: {self.link(base_url)}")
+        return "\n".join(lines) + "\n"
+
+
+def insert_ignore(session: Session, rows: list[Mapping[str, Any]]) -> int:
+    """Insert ``notification`` rows, skipping any whose ``event_key`` exists; return how many were inserted."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt: Any = pg_insert(Notification).on_conflict_do_nothing(index_elements=["event_key"])
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(Notification).on_conflict_do_nothing(index_elements=["event_key"])
+    else:  # pragma: no cover — only SQLite and PostgreSQL are supported
+        stmt = insert(Notification)
+    inserted = 0
+    for row in rows:  # one statement per row: rowcount tells what was new
+        inserted += session.execute(stmt.values(**row)).rowcount  # type: ignore[attr-defined]
+    return inserted
+
+
+def write(session: Session, config: AlertConfig, alert: Alert, now: datetime) -> int:
+    """Write ``alert`` to the outbox once per configured channel (if its event notifies); return rows inserted."""
+    if not config.wants(alert.event):
+        return 0
+    subject, body = alert.subject(), alert.body(config.base_url)
+    rows = [dict(event_key=f"{channel}|{alert.event_key}", channel=channel, event=alert.event,
+                 dag_id=alert.dag_id, run_id=alert.run_id, task_id=alert.task_id, try_number=alert.try_number,
+                 subject=subject, body=body, created_at=now, attempts=0)
+            for channel in config.channels]
+    return insert_ignore(session, rows)
+
+
+class Notifier(Listener):
+    """Writes outbox rows for failed / retried tries and finished runs; ``wake()`` after a write.
+
+    ``wake`` is typically :meth:`headrace.observability.delivery.Deliverer.wake`.
+    """
+
+    def __init__(self, db: Database, config: AlertConfig, *, wake: Callable[[], None] | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.db, self.config, self.wake = db, config, wake
+        self.clock = clock
+
+    def _write(self, alert: Alert, now: datetime | None) -> None:
+        if not self.config.wants(alert.event):
+            return
+        when = now if now is not None else (self.clock() if self.clock else datetime.now().astimezone())
+        with self.db.session() as session:
+            written = write(session, self.config, alert, when)
+        if written and self.wake is not None:
+            self.wake()
+
+    def on_try_finished(self, info: TryInfo) -> None:
+        if info.state not in ("failed", "up_for_retry"):
+            return
+        self._write(Alert(event=info.state, dag_id=info.dag_id, run_id=info.run_id, task_id=info.task_id,
+                          try_number=info.try_number, state=info.state, end_reason=info.end_reason,
+                          error=info.error), info.end_date)
+
+    def on_run_finished(self, run: RunInfo) -> None:
+        self._write(Alert(event=f"run_{run.state}", dag_id=run.dag_id, run_id=run.run_id, state=run.state),
+                    run.end_date)
+
+
+__all__ = ["EVENTS", "Alert", "AlertConfig", "Notifier", "insert_ignore", "write"]
