@@ -55,7 +55,8 @@
             backgroundColor: "rgba(151,160,179,.35)", borderColor: GREY, borderWidth: 1 },
         ],
       },
-      options: { indexAxis: "y", maintainAspectRatio: false, scales: { x: { title: { display: true, text: "MiB" } } } },
+      options: { indexAxis: "y", maintainAspectRatio: false,
+                 scales: { x: { title: { display: true, text: "MiB" } }, y: { ticks: { autoSkip: false } } } },
     });
   }
 
@@ -90,8 +91,9 @@
     }
     const datasets = [
       { label: "peak memory (MiB)", type: "scatter", data: memPts, yAxisID: "mem", pointRadius: 4,
-        backgroundColor: memPts.map(d => d.p.end_reason === "memory_limit_exceeded" ? RED : BLUE),
-        borderColor: memPts.map(d => d.p.end_reason === "memory_limit_exceeded" ? RED : BLUE) },
+        backgroundColor: BLUE, borderColor: BLUE,  // the legend's colour; tries killed for memory_limit are red
+        pointBackgroundColor: memPts.map(d => d.p.end_reason === "memory_limit_exceeded" ? RED : BLUE),
+        pointBorderColor: memPts.map(d => d.p.end_reason === "memory_limit_exceeded" ? RED : BLUE) },
       { label: "duration (s)", type: "scatter", data: durPts, yAxisID: "dur", pointStyle: "triangle", pointRadius: 4,
         backgroundColor: "rgba(240,180,0,.8)", borderColor: AMBER },
     ];
@@ -106,12 +108,16 @@
         maintainAspectRatio: false,
         scales: {
           x: { type: "linear", min: -0.5, max: Math.max(data.runs.length - 0.5, 0.5),
-               ticks: { stepSize: 1, autoSkip: true, maxTicksLimit: 10, callback: v => Number.isInteger(v) ? runLabel(data, v) : "" },
+               // one tick per run (at its index), labelled with its logical date; Chart.js skips labels that collide
+               afterBuildTicks: axis => { axis.ticks = data.runs.map((_, i) => ({ value: i })); },
+               ticks: { autoSkip: true, maxRotation: 30, callback: v => runLabel(data, v) },
                title: { display: true, text: "DAG run (oldest → newest)" } },
           mem: { position: "left", beginAtZero: true, title: { display: true, text: "peak MiB" } },
           dur: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: "seconds" } },
         },
         plugins: {
+          legend: { labels: { generateLabels: c => Chart.defaults.plugins.legend.labels.generateLabels(c)
+            .map(l => l.datasetIndex === 0 ? { ...l, fillStyle: BLUE, strokeStyle: BLUE } : l) } },
           tooltip: { callbacks: { label: ctx => {
             const p = ctx.raw && ctx.raw.p;
             if (!p) return `memory_limit ${ctx.parsed.y == null ? "none" : ctx.parsed.y.toFixed(0) + " MiB"}`;
