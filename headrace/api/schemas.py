@@ -39,7 +39,7 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("datetime out of range once converted to UTC") from None
 
 
-def _json_value(value: Any, depth: int = 0) -> Any:
+def check_json_value(value: Any, depth: int = 0) -> Any:
     """Check that ``value`` is plain JSON PostgreSQL can store: no NaN/Infinity, no NUL characters."""
     if depth > 64:
         raise ValueError("nested too deeply (more than 64 levels)")
@@ -50,10 +50,10 @@ def _json_value(value: Any, depth: int = 0) -> Any:
     elif isinstance(value, dict):
         for k, v in value.items():
             _no_nul(str(k))
-            _json_value(v, depth + 1)
+            check_json_value(v, depth + 1)
     elif isinstance(value, list):
         for v in value:
-            _json_value(v, depth + 1)
+            check_json_value(v, depth + 1)
     return value
 
 
@@ -63,7 +63,7 @@ Name = Annotated[str, Field(min_length=1, max_length=250), AfterValidator(_no_nu
 """An id or key stored in a 250-character column."""
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 """A datetime, converted to UTC (naive means UTC)."""
-JsonObject = Annotated[dict[str, Any], AfterValidator(_json_value)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_value)]
 """A JSON object without NaN/Infinity or NUL characters."""
 
 
@@ -188,8 +188,8 @@ class TriggerDAGRun(_In):
     """Default ``manual__<logical date ISO>``."""
     logical_date: UtcDatetime | None = None
     """Default now."""
-    conf: JsonObject | None = None
-    """Given to the run's tasks as ``params`` over the DAG's own."""
+    conf: Annotated[Any, Field(json_schema_extra={"type": "object"})] = None
+    """A JSON object, given to the run's tasks as ``params`` over the DAG's own (anything else: 400)."""
 
 
 class DAGRunPatch(_In):

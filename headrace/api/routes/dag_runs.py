@@ -15,7 +15,7 @@ from headrace.api.auth import get_db, require
 from headrace.api.pagination import Page, count, page
 from headrace.api.routes.dags import get_dag
 from headrace.db.models import DagRun
-from headrace.exceptions import DagRunNotFound
+from headrace.exceptions import DagRunConfError, DagRunNotFound
 from headrace.scheduler.actions import mark_dag_run
 from headrace.scheduler.runs import trigger_dag
 from headrace.states import DagRunState
@@ -103,6 +103,10 @@ def list_runs(
                         "date exists"}, 400: {"description": "conf is not a JSON object"}})
 def trigger_run(dag_id: str, body: schemas.TriggerDAGRun, request: Request) -> schemas.DAGRun:
     """Create a manual, queued run (operator); the scheduler starts it. ``conf`` overrides the DAG's params."""
+    try:
+        schemas.check_json_value(body.conf)
+    except ValueError as exc:
+        raise DagRunConfError(f"conf: {exc}") from None
     with get_db(request).session() as session:
         run = trigger_dag(session, dag_id, conf=body.conf, logical_date=body.logical_date, run_id=body.dag_run_id,
                           now=datetime.now(UTC))
