@@ -36,6 +36,8 @@
     const info = g.graph();
     svg.setAttribute("width", Math.ceil(info.width)); svg.setAttribute("height", Math.ceil(info.height));
     svg.setAttribute("viewBox", `0 0 ${Math.ceil(info.width)} ${Math.ceil(info.height)}`);
+    const room = window.innerHeight - wrap.getBoundingClientRect().top - 24;
+    wrap.style.height = Math.max(160, Math.min(Math.ceil(info.height) + 4, room)) + "px";
     const defs = el("defs", {}, svg);
     const marker = el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7",
                                   markerHeight: "7", orient: "auto-start-reverse" }, defs);

@@ -33,6 +33,13 @@
     draw();
   }
 
+  // the frame is as tall as the grid, but no taller than the window leaves room for
+  function fitHeight() {
+    const content = HEAD + data.task_ids.length * ROW + PAD + 16;
+    const room = window.innerHeight - frame.getBoundingClientRect().top - 48;
+    frame.style.height = Math.max(160, Math.min(content, room)) + "px";
+  }
+
   function draw() {
     const w = wrap.clientWidth, h = wrap.clientHeight;
     ctx.clearRect(0, 0, w, h);
@@ -66,11 +73,19 @@
     // frozen header: one bar per run coloured by its state
     ctx.fillStyle = "#ffffff"; ctx.fillRect(0, 0, w, HEAD);
     ctx.strokeStyle = "#dde1e8"; ctx.beginPath(); ctx.moveTo(0, HEAD - 0.5); ctx.lineTo(w, HEAD - 0.5); ctx.stroke();
+    // bar height: the run's duration relative to the longest shown (a running run counts until now)
+    const now = Date.now();
+    const secs = data.runs.map(r => r.start_date ? ((r.end_date ? Date.parse(r.end_date) : now) - Date.parse(r.start_date)) / 1000 : 0);
+    const longest = Math.max(1e-3, ...secs);
+    const barMax = HEAD - 20;
     for (let i = i0; i < i1; i++) {
       const x = LEFT + PAD + i * COL - sx;
+      const bh = Math.max(6, Math.round(barMax * secs[i] / longest));
       ctx.fillStyle = stateColor(data.runs[i].state);
-      ctx.fillRect(x, 14, CELL, HEAD - 22);
-      if (i === selIndex) { ctx.strokeStyle = "#2563eb"; ctx.lineWidth = 2; ctx.strokeRect(x - 1, 13, CELL + 2, HEAD - 20); ctx.lineWidth = 1; }
+      ctx.fillRect(x, HEAD - 6 - bh, CELL, bh);
+      if (i === selIndex) {
+        ctx.strokeStyle = "#2563eb"; ctx.lineWidth = 2; ctx.strokeRect(x - 1.5, HEAD - 7.5 - bh, CELL + 3, bh + 3); ctx.lineWidth = 1;
+      }
     }
     // frozen task-id column
     ctx.fillStyle = "#ffffff"; ctx.fillRect(0, HEAD, LEFT, h - HEAD);
@@ -137,7 +152,7 @@
     location.href = `/dags/${enc(dagId)}/runs/${enc(run.run_id)}/tasks/${enc(data.task_ids[h.j])}`;
   });
   wrap.addEventListener("scroll", () => requestAnimationFrame(draw));
-  window.addEventListener("resize", resize);
+  window.addEventListener("resize", () => { if (data) fitHeight(); resize(); });
 
   function select(runId) {
     selected = runId;
@@ -194,6 +209,7 @@
     frame.dataset.lastRunState = last ? last.state : "";
     frame.dataset.drawn = String(Date.now());
     showSelected();
+    fitHeight();
     resize();
     window.dispatchEvent(new CustomEvent("hr:grid-drawn"));
     return data.unfinished ? 2000 : 15000;
