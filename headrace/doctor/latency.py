@@ -41,6 +41,8 @@ INDEXED_WARN_MS = 50.0
 DELAY_WARN_SECONDS = 5.0
 """p95 scheduling delay above this (s) is a warning."""
 LOOP_METRIC = "headrace_scheduler_loop_duration_seconds"
+JOB_COLUMNS = (SchedulerJob.id, SchedulerJob.hostname, SchedulerJob.pid, SchedulerJob.process_start_time,
+               SchedulerJob.heartbeat_at, SchedulerJob.ended_at)
 
 
 def _timed(run: object, n: int) -> list[float]:
@@ -123,9 +125,10 @@ def scheduler_findings(settings: Settings, db: Database, now: datetime, hours: f
     interval = float(settings.get("scheduler", "heartbeat_interval"))
     here = hostname()
     with db.read_session() as session:
-        lease = session.get(Lease, "scheduler")
-        holder = session.get(SchedulerJob, lease.holder_job_id) if lease is not None else None
-        open_jobs = session.scalars(select(SchedulerJob).where(SchedulerJob.ended_at.is_(None))).all()
+        lease = session.execute(select(Lease.holder_job_id, Lease.expires_at).where(Lease.name == "scheduler")).first()
+        holder = (session.execute(select(*JOB_COLUMNS).where(SchedulerJob.id == lease.holder_job_id)).first()
+                  if lease is not None else None)
+        open_jobs = session.execute(select(*JOB_COLUMNS).where(SchedulerJob.ended_at.is_(None))).all()
         waiting_runs = session.scalar(select(func.count()).select_from(DagRun).where(DagRun.state.in_(("queued", "running"))))
     if holder is not None and holder.ended_at is None and lease is not None and lease.expires_at > now:
         age = max(0.0, (now - holder.heartbeat_at).total_seconds())

@@ -32,7 +32,7 @@ def nearest_rank(percent: int, count: Any) -> ColumnElement[int]:
 
     Written with integer division (identical on both backends), not ``CEIL``.
     """
-    return (literal_column(str(percent)) * count + 99) / 100  # type: ignore[no-any-return]
+    return (literal_column(str(percent)) * count + 99) // 100  # type: ignore[no-any-return]
 
 
 def percentiles(
