@@ -133,14 +133,19 @@ SPEC: dict[str, dict[str, Option]] = {
             int, _const(8794), "Port of the scheduler's own Prometheus /metrics (0: off; standalone uses the API's).",
             0, 65535,
         ),
+        "scheduler_host": Option(
+            str, _const("127.0.0.1"),
+            "Address the scheduler's /metrics listens on (no login there: keep it on localhost or a private network).",
+        ),
         "statsd_host": Option(str, _const(""), "StatsD host to also send metrics to (empty: off)."),
         "statsd_port": Option(int, _const(8125), "StatsD UDP port.", 1, 65535),
         "statsd_prefix": Option(str, _const("headrace"), "Prefix of every StatsD metric name."),
     },
     "alerts": {
         "notify_on": Option(
-            str, _const("failed,deadline_missed"),
-            "Comma-separated events that notify: failed, up_for_retry, success, deadline_missed.",
+            str, _const("failed,run_failed,deadline_missed"),
+            "Comma-separated events that notify: failed (final task failure), up_for_retry, run_failed, "
+            "run_success, deadline_missed.",
         ),
         "email_to": Option(str, _const(""), "Comma-separated addresses that get alert emails (empty: no email)."),
         "email_from": Option(str, _const("headrace@localhost"), "From: address of alert emails."),

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 from starlette.middleware.sessions import SessionMiddleware
 
 from headrace import __version__
@@ -44,8 +45,12 @@ async def _headrace_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(exc), status_code=exc.http_status, headers=headers)
 
 
-def create_app(settings: Settings, db: Database) -> FastAPI:
-    """Build the application for ``settings`` on ``db`` (the schema must be migrated)."""
+def create_app(settings: Settings, db: Database, *, metrics_registry: CollectorRegistry | None = None) -> FastAPI:
+    """Build the application for ``settings`` on ``db`` (the schema must be migrated).
+
+    ``metrics_registry``: the scheduler's Prometheus registry when the scheduler
+    runs in this process (``standalone``); ``/metrics`` then shows it too.
+    """
     app = FastAPI(
         title="headrace",
         version=__version__,
@@ -58,6 +63,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.metrics_registry = metrics_registry
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),

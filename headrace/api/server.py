@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from headrace.api.app import create_app
 from headrace.config import Settings
@@ -50,9 +51,9 @@ class RunningServer:
         self.thread.join(timeout)
 
 
-def _server(settings: Settings, db: Database) -> uvicorn.Server:
-    config = uvicorn.Config(create_app(settings, db), log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=2)
+def _server(settings: Settings, db: Database, metrics_registry: CollectorRegistry | None = None) -> uvicorn.Server:
+    config = uvicorn.Config(create_app(settings, db, metrics_registry=metrics_registry), log_level="warning",
+                            access_log=False, lifespan="off", timeout_graceful_shutdown=2)
     return uvicorn.Server(config)
 
 
@@ -73,10 +74,13 @@ def serve(settings: Settings, db: Database, *, host: str | None = None, port: in
 
 
 def start_in_thread(settings: Settings, db: Database, *, host: str | None = None,
-                    port: int | None = None) -> RunningServer:
-    """Start the server in a daemon thread and return once it is bound (requests queue until it runs)."""
+                    port: int | None = None, metrics_registry: CollectorRegistry | None = None) -> RunningServer:
+    """Start the server in a daemon thread and return once it is bound (requests queue until it runs).
+
+    ``metrics_registry``: the in-process scheduler's registry, shown on ``/metrics`` too.
+    """
     sock = bind(host or str(settings.get("api", "host")), int(settings.get("api", "port") if port is None else port))
-    server = _server(settings, db)
+    server = _server(settings, db, metrics_registry)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="headrace-api", daemon=True)
     thread.start()
     return RunningServer(url=url_of(sock, settings), server=server, thread=thread)

@@ -28,6 +28,7 @@ from headrace.db.migrate import migrate
 from headrace.db.models import DagModel, DagRun, Lease, TaskInstance, User
 from headrace.exceptions import DagNotFound
 from headrace.executors import make_executor
+from headrace.observability.metrics import SchedulerMetrics, start_scheduler_metrics_server
 from headrace.scheduler import loop
 from headrace.scheduler.__main__ import make_processor
 from headrace.scheduler.runs import trigger_dag
@@ -48,7 +49,11 @@ def scheduler(ctx: typer.Context) -> None:
     state = app_state(ctx)
     _setup_logging(state.settings)
     db = state.migrated_db()
-    loop.run(state.settings, db, make_executor(state.settings), processor=make_processor(state.settings, db))
+    metrics = SchedulerMetrics()
+    start_scheduler_metrics_server(metrics.registry, int(state.settings.get("metrics", "scheduler_port")),
+                                   str(state.settings.get("metrics", "scheduler_host")))
+    loop.run(state.settings, db, make_executor(state.settings), processor=make_processor(state.settings, db),
+             listeners=[metrics])
 
 
 class RunWatcher:
@@ -126,15 +131,19 @@ def standalone(
     console.print(f"  dags       {settings.dags_folder} + bundled examples")
     console.print(f"  logs       {settings.base_log_folder}")
     console.print(f"  executor   {settings.executor}, parallelism {settings.parallelism}")
+    metrics = SchedulerMetrics()
     if ui:
         created = ensure_admin(db)
-        server = start_in_thread(settings, db, port=port)
+        server = start_in_thread(settings, db, port=port, metrics_registry=metrics.registry)
         console.print(f"  web UI     [bold]{server.url}[/]  (REST API {server.url}/api/v1, metrics {server.url}/metrics)")
         if created is not None:
             console.print(f"  login      user [bold]{created[0]}[/] password [bold]{created[1]}[/] (shown once; "
                           "`headrace users set-password admin` makes a new one)")
         else:
             console.print("  login      an admin exists already; `headrace users set-password admin` resets a password")
+    else:
+        start_scheduler_metrics_server(metrics.registry, int(settings.get("metrics", "scheduler_port")),
+                                       str(settings.get("metrics", "scheduler_host")))
     processor = make_processor(settings, db)
     stats = processor.refresh(datetime.now(UTC))
     console.print(f"  parsed     {stats.files_parsed} file(s): {stats.dags} DAG(s), {stats.errors} import error(s)")
@@ -158,7 +167,7 @@ def standalone(
             console.print("scheduler keeps running; Ctrl-C to stop")
 
         watcher = RunWatcher(db, run_pk, on_end=report)
-    loop.run(settings, db, make_executor(settings), processor=processor, after_loop=watcher)
+    loop.run(settings, db, make_executor(settings), processor=processor, after_loop=watcher, listeners=[metrics])
 
 
 def _lease_held_by_other(db: Database, now: datetime) -> bool:

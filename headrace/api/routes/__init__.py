@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from headrace.api.routes import auth, health
+from headrace.api.routes import auth, health, metrics
 from headrace.api.routes import (
     connections, dag_runs, dags, import_errors, logs, pools, task_instances, tries, variables, xcoms,
 )
@@ -18,3 +18,4 @@ API_ROUTERS += [dags.router, dag_runs.router, task_instances.router, tries.route
 ROOT_ROUTERS: list[APIRouter] = [health.router]
 ROOT_ROUTERS += [data_extra.router, pages_extra.router]  # UI: Gantt, pools, resources pages and their data
 ROOT_ROUTERS += [ui_views.router, ui_data.router]
+ROOT_ROUTERS += [metrics.router]  # Prometheus /metrics
