@@ -194,6 +194,8 @@
     });
   }
   const numRuns = document.getElementById("num-runs");
+  const wanted = new URLSearchParams(location.search).get("num_runs");
+  if (wanted && [...numRuns.options].some(o => o.value === wanted)) numRuns.value = wanted;
   numRuns.addEventListener("change", () => poller.kick());
 
   async function load() {
@@ -211,6 +213,7 @@
     showSelected();
     fitHeight();
     resize();
+    if (window.hrGridFirstDrawnAt === undefined) window.hrGridFirstDrawnAt = performance.now();
     window.dispatchEvent(new CustomEvent("hr:grid-drawn"));
     return data.unfinished ? 2000 : 15000;
   }
