@@ -19,6 +19,8 @@ an unknown DAG or DAG run renders the page's message with status 404.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
@@ -31,24 +33,29 @@ from headrace.ui.views import page
 router = APIRouter(include_in_schema=False)
 
 
-def _missing(dag_id: str, run_id: str | None, request: Request) -> str | None:
-    """A message if the DAG (or its run ``run_id``) does not exist, else ``None``."""
+def _dag_page(request: Request, dag_id: str, run_id: str | None) -> dict[str, Any]:
+    """Context of a DAG page (what ``_dag_header.html`` needs), with ``missing`` set when the DAG or run is unknown."""
+    ctx: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "nav": "dags", "missing": None, "dag_found": False,
+                           "is_paused": False, "schedule": None, "description": None}
     with get_db(request).read_session() as session:
-        if session.get(DagModel, dag_id) is None:
-            return f"DAG {dag_id!r} not found"
+        dag = session.get(DagModel, dag_id)
+        if dag is None:
+            ctx["missing"] = f"DAG {dag_id!r} not found"
+            return ctx
+        ctx.update(dag_found=True, is_paused=dag.is_paused, schedule=dag.schedule, description=dag.description)
         if run_id is not None and session.scalars(
             select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
         ).first() is None:
-            return f"DAG run {run_id!r} of DAG {dag_id!r} not found"
-    return None
+            ctx["missing"] = f"DAG run {run_id!r} of DAG {dag_id!r} not found"
+    return ctx
 
 
 @router.get("/dags/{dag_id}/runs/{run_id}/gantt")
 def gantt_page(dag_id: str, run_id: str, request: Request) -> Response:
     """The Gantt chart of DAG run ``run_id`` (404 page for an unknown DAG or run)."""
-    missing = _missing(dag_id, run_id, request)
-    return page(request, "gantt.html", status_code=404 if missing else 200, title=f"Gantt · {dag_id} · {run_id}",
-                nav="dags", dag_id=dag_id, run_id=run_id, missing=missing)
+    ctx = _dag_page(request, dag_id, run_id)
+    return page(request, "gantt.html", status_code=404 if ctx["missing"] else 200,
+                title=f"{dag_id} · {run_id} · Gantt", tab="gantt", **ctx)
 
 
 @router.get("/pools")
@@ -62,9 +69,9 @@ def resources_page(
     dag_id: str, request: Request, runs: int = Query(DEFAULT_RUNS, ge=1, le=MAX_RUNS)
 ) -> Response:
     """Peak memory and duration per task over the DAG's last ``runs`` runs (404 page for an unknown DAG)."""
-    missing = _missing(dag_id, None, request)
-    return page(request, "resources.html", status_code=404 if missing else 200, title=f"Resources · {dag_id}",
-                nav="dags", dag_id=dag_id, runs=runs, missing=missing)
+    ctx = _dag_page(request, dag_id, None)
+    return page(request, "resources.html", status_code=404 if ctx["missing"] else 200,
+                title=f"{dag_id} · resources", tab="resources", runs=runs, **ctx)
 
 
 __all__ = ["router"]

@@ -243,11 +243,13 @@ def test_pages_render_for_a_logged_in_viewer(db: Database, app: Any) -> None:
         assert gantt.status_code == 200
         assert 'id="gantt" data-dag-id="mem" data-run-id="manual__1"' in gantt.text
         assert '<script src="/static/gantt.js">' in gantt.text
+        assert 'href="/dags/mem/runs/manual__1/gantt" class="active">Gantt</a>' in gantt.text  # the DAG page tabs
 
         res = web.get("/dags/mem/resources", params={"runs": 20})
         assert res.status_code == 200
         assert 'data-dag-id="mem" data-runs="20"' in res.text
         assert '<script src="/static/vendor/chart.umd.min.js">' in res.text
+        assert 'href="/dags/mem/resources" class="active">Resources</a>' in res.text
         assert web.get("/dags/mem/resources", params={"runs": 0}).status_code == 422
 
         pools = web.get("/pools")

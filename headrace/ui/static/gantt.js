@@ -23,6 +23,8 @@
     if (text != null) e.textContent = text;
     return e;
   }
+  // the task instance page (its tries, process identity and logs)
+  function tiUrl(taskId) { return `/dags/${hr.enc(dagId)}/runs/${hr.enc(runId)}/tasks/${hr.enc(taskId)}`; }
   function ms(iso) { return iso ? Date.parse(iso) : null; }
   function clock(t, step) {
     const d = new Date(t), p = n => String(n).padStart(2, "0");
@@ -90,9 +92,11 @@
     g.tasks.forEach((task, i) => {
       const y = AXIS + i * ROW;
       if (i % 2 === 0) svg.appendChild(el("rect", { x: 0, y, width, height: ROW, class: "gantt-stripe" }));
+      const link = el("a", { href: tiUrl(task) });
       const label = el("text", { x: 6, y: y + ROW / 2 + 4, class: "gantt-label" }, task.length > 30 ? task.slice(0, 29) + "…" : task);
       label.appendChild(el("title", {}, task));
-      svg.appendChild(label);
+      link.appendChild(label);
+      svg.appendChild(link);
     });
 
     for (const w of g.waits) {
@@ -116,6 +120,7 @@
       if (w > 26) grp.appendChild(el("text", { x: a + 4, y: y + BAR - 4, class: "gantt-bar-label" }, `#${b.try_number}`));
       grp.appendChild(el("title", {}, `${b.task_id} try ${b.try_number}: ${b.state}, ${hr.fmtSeconds(b.duration)}`));
       hover(grp, tipHtml(b));
+      grp.addEventListener("click", () => { location.href = `${tiUrl(b.task_id)}?try_number=${b.try_number}`; });
       svg.appendChild(grp);
     }
     const defs = el("defs");
