@@ -65,6 +65,8 @@ def test_trigger_form_params_grid_and_log(system: System, new_page: Callable[[tu
     page = new_page(system.admin)
     row = page.locator('tr[data-dag-id="ui_params"]')
     expect(row).to_contain_text("ui-test")
+    expect(page.locator('tr[data-dag-id="example_bash"]')).to_contain_text("example")
+    page.screenshot(path=str(IMG / "dags.png"))
     row.get_by_role("link", name="Trigger").click()
     expect(page).to_have_url(re.compile(r"/dags/ui_params/trigger$"))
     expect(page.locator('[data-param="times"]')).to_have_value("2")
@@ -84,6 +86,7 @@ def test_trigger_form_params_grid_and_log(system: System, new_page: Callable[[tu
     expect(page.locator("#log")).to_have_attribute("data-finished", "true")
     cells = first_try.locator("td").all_inner_texts()
     assert cells[2] and cells[3].isdigit() and cells[4].isdigit()  # host, supervisor pid, task pid
+    page.screenshot(path=str(IMG / "task_instance.png"))
 
 
 def test_example_bash_grid_and_graph(system: System, new_page: Callable[[tuple[str, str]], Page]) -> None:
