@@ -79,6 +79,7 @@ def delete_variable(session: Session, key: str) -> None:
     if row is None:
         raise VariableNotFound(f"no variable with key {key!r}", key=key)
     session.delete(row)
+    session.flush()
 
 
 def masked_variable(key: str, value: str) -> str:
@@ -139,6 +140,7 @@ def delete_connection(session: Session, conn_id: str) -> None:
     if row is None:
         raise ConnectionNotFound(f"no connection with conn_id {conn_id!r}", conn_id=conn_id)
     session.delete(row)
+    session.flush()
 
 
 def masked_connection(conn: Connection) -> dict[str, Any]:
@@ -162,7 +164,8 @@ def mask_sensitive(value: Any, sensitive: bool = False) -> Any:
 def parse_connection_uri(conn_id: str, uri: str) -> Connection:
     """A connection from a URI ``type://login:password@host:port/schema?key=value`` (parts URL-quoted).
 
-    The inverse of ``Connection.get_uri``; ``-`` in the scheme becomes ``_``.
+    The inverse of ``Connection.get_uri``; ``-`` in the scheme becomes ``_``;
+    an ``__extra__`` parameter holds a JSON object of extra fields.
     Raises ``InvalidRequest`` when it has no scheme or a bad port.
     """
     parts = urlsplit(uri)
@@ -172,12 +175,15 @@ def parse_connection_uri(conn_id: str, uri: str) -> Connection:
         port = parts.port
     except ValueError as exc:
         raise InvalidRequest(f"connection URI has a bad port: {exc}") from None
-    extra: dict[str, Any] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+    extra: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if "__extra__" in extra:
         try:
-            extra[key] = json.loads(value) if value[:1] in ("{", "[") else value
-        except ValueError:
-            extra[key] = value
+            loaded = json.loads(extra.pop("__extra__"))
+        except ValueError as exc:
+            raise InvalidRequest(f"connection URI: __extra__ is not JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise InvalidRequest("connection URI: __extra__ must be a JSON object")
+        extra.update(loaded)
     return Connection(
         conn_id=conn_id, conn_type=parts.scheme.replace("-", "_"), host=unquote(parts.hostname or "") or None,
         port=port, login=unquote(parts.username) if parts.username is not None else None,

@@ -94,8 +94,8 @@ class Connection:
     def get_uri(self) -> str:
         """The connection as a URI: ``type://login:password@host:port/schema?extra`` (parts URL-quoted).
 
-        As in Airflow, ``_`` in the type becomes ``-`` in the scheme; extra
-        values that are not strings are written as JSON.
+        As in Airflow, ``_`` in the type becomes ``-`` in the scheme; when an
+        extra value is not a string, the whole extra is one ``__extra__`` JSON parameter.
         """
         uri = f"{self.conn_type.replace('_', '-')}://"
         if self.login is not None or self.password is not None:
@@ -108,8 +108,10 @@ class Connection:
             uri += f":{self.port}"
         if self.schema:
             uri += "/" + quote(self.schema, safe="")
-        if self.extra:
-            uri += "?" + urlencode({k: v if isinstance(v, str) else json.dumps(v) for k, v in self.extra.items()})
+        if self.extra and all(isinstance(v, str) for v in self.extra.values()):
+            uri += "?" + urlencode(self.extra)
+        elif self.extra:
+            uri += "?" + urlencode({"__extra__": json.dumps(self.extra, sort_keys=True)})
         return uri
 
     def __repr__(self) -> str:

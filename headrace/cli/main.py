@@ -13,6 +13,7 @@ import typer
 
 from headrace import __version__
 from headrace.cli import config_cmd, dags, db, doctor, ps, tasks, users
+from headrace.cli import connections, variables
 from headrace.cli import scheduler as scheduler_cmd
 from headrace.cli.common import AppState, err_console
 from headrace.config import load_settings
@@ -31,6 +32,8 @@ app.add_typer(dags.app, name="dags")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(users.app, name="users")
+app.add_typer(variables.app, name="variables")
+app.add_typer(connections.app, name="connections")
 app.command("ps")(ps.ps)
 app.command("doctor")(doctor.doctor)
 app.command("scheduler")(scheduler_cmd.scheduler)

@@ -47,7 +47,7 @@ _HEARTBEAT = update(TaskTry).where(
     exists().where(
         TaskInstance.id == bindparam("ti_id"),
         TaskInstance.state == TaskInstanceState.RUNNING.value,
-        TaskInstance.try_number == bindparam("try_number"),
+        TaskInstance.try_number == bindparam("running_try"),
     ),
 ).values(heartbeat_at=bindparam("now"))
 _TI_STATE = sql_select(TaskInstance.state, TaskInstance.try_number).where(TaskInstance.id == bindparam("ti_id"))
@@ -214,7 +214,7 @@ class TaskWatch:
         Returns False when it is not (nothing was written): someone else ended the try.
         """
         result = conn.execute(_HEARTBEAT, {
-            "row_id": try_row_id, "now": datetime.now(UTC), "ti_id": ti_id, "try_number": try_number,
+            "row_id": try_row_id, "now": datetime.now(UTC), "ti_id": ti_id, "running_try": try_number,
         })
         return bool(result.rowcount)
 
