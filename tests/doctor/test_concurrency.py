@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from headrace.config import Settings, load_settings
@@ -91,3 +93,29 @@ def test_saturated_executor_is_a_warning(db: Database) -> None:
 def _settings(db: Database, parallelism: int) -> Settings:
     return load_settings({"HEADRACE_HOME": "/nonexistent", "HEADRACE__DATABASE__URL": db.url,
                           "HEADRACE__CORE__PARALLELISM": str(parallelism)})
+
+
+def test_usage_from_rows_matches_the_sweep_of_the_same_intervals(db: Database) -> None:
+    rnd = random.Random(7)
+    runs = Runs(db, "random")
+    intervals: list[Interval] = []
+    pooled: list[Interval] = []
+    for i in range(60):
+        start = rnd.randrange(0, 150)  # minutes ago, some before the 2 h window
+        length = rnd.choice([0, 1, 3, 10, 30])
+        slots = rnd.choice([1, 2])
+        end = None if i % 17 == 0 else start - length
+        state = "running" if end is None else "success"
+        runs.add_try(f"t{i}", at(start), at(end) if end is not None else None, state=state,
+                     pool="p" if slots == 2 else "default_pool", pool_slots=slots)
+        iv = Interval(at(start).timestamp(), (at(end) if end is not None else NOW).timestamp(), slots)
+        intervals.append(Interval(iv.start, iv.end))
+        if slots == 2:
+            pooled.append(iv)
+    usage = measure_usage(db, NOW, hours=2)
+    w0, w1 = NOW.timestamp() - 7200, NOW.timestamp()
+    for got, want in ((usage.executor, sweep(intervals, w0, w1)), (usage.pools["p"], sweep(pooled, w0, w1))):
+        assert (got.peak, got.p95, got.p95_busy, got.intervals) == (want.peak, want.p95, want.p95_busy, want.intervals)
+        assert got.mean == pytest.approx(want.mean, abs=1e-6)
+        assert got.busy_seconds == pytest.approx(want.busy_seconds, abs=1e-3)
+        assert got.seconds_at.keys() == want.seconds_at.keys()
