@@ -95,8 +95,9 @@ def _insert_miss(session: Session, values: dict[str, Any]) -> bool:
     """Insert one ``deadline_miss`` row unless it exists; True if this call inserted it."""
     dialect = session.get_bind().dialect.name
     maker: Any = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = maker(DeadlineMiss).values(**values).on_conflict_do_nothing(index_elements=["dag_run_id", "task_id"])
-    return bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+    stmt = (maker(DeadlineMiss).values(**values).on_conflict_do_nothing(index_elements=["dag_run_id", "task_id"])
+            .returning(DeadlineMiss.id))
+    return session.execute(stmt).first() is not None  # RETURNING: psycopg reports no rowcount here
 
 
 def _context_run(run: Any) -> ContextRunInfo:

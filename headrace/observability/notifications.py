@@ -35,7 +35,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -136,15 +135,11 @@ def insert_ignore(session: Session, rows: list[Mapping[str, Any]]) -> int:
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt: Any = pg_insert(Notification).on_conflict_do_nothing(index_elements=["event_key"])
-    elif dialect == "sqlite":
-        stmt = sqlite_insert(Notification).on_conflict_do_nothing(index_elements=["event_key"])
-    else:  # pragma: no cover — only SQLite and PostgreSQL are supported
-        stmt = insert(Notification)
+    maker: Any = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = maker(Notification).on_conflict_do_nothing(index_elements=["event_key"]).returning(Notification.id)
     inserted = 0
-    for row in rows:  # one statement per row: rowcount tells what was new
-        inserted += session.execute(stmt.values(**row)).rowcount  # type: ignore[attr-defined]
+    for row in rows:  # one statement per row: RETURNING tells what was new (psycopg gives no rowcount here)
+        inserted += session.execute(stmt.values(**row)).first() is not None
     return inserted
 
 

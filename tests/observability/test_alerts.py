@@ -92,8 +92,10 @@ def test_delivery_retries_with_backoff_then_gives_up(settings: Settings, db: Dat
     config, delivery = AlertConfig.from_settings(settings), DeliveryConfig.from_settings(settings)
     now = datetime.now(UTC)
     with db.session() as session:
-        assert write(session, config, Alert(event="failed", dag_id="d", run_id="r", task_id="t", try_number=1), now)
-        assert write(session, config, Alert(event="run_failed", dag_id="d", run_id="r2"), now)
+        assert write(session, config, Alert(event="failed", dag_id="d", run_id="r", task_id="t", try_number=1),
+                     now) == 1
+        assert write(session, config, Alert(event="run_failed", dag_id="d", run_id="r2"), now) == 1
+        assert write(session, config, Alert(event="run_failed", dag_id="d", run_id="r2"), now) == 0  # once
     webhook.statuses = [500, 503]  # the first two POSTs fail
     assert deliver_pending(db, delivery, now) == 0
     with db.session() as session:
