@@ -16,19 +16,18 @@ memory in bytes (int). A try still running has ``end_date`` null and its
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, case, distinct, func, select
 from sqlalchemy.orm import Session
 
 from headrace.api.auth import get_db, require
 from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance, TaskTry
 from headrace.exceptions import DagNotFound, DagRunNotFound
-from headrace.states import TaskInstanceState
+from headrace.states import EndReason, TaskInstanceState
 
 router = APIRouter(prefix="/ui/data", tags=["ui"], include_in_schema=False)
 
@@ -180,24 +179,64 @@ def _limits(serialized: Mapping[str, Any]) -> dict[str, int | None]:
     return {tid: t.get("memory_limit") for tid, t in serialized.get("tasks", {}).items()}
 
 
-def _summary(task_id: str, limit: int | None, tries: list[dict[str, Any]]) -> dict[str, Any]:
-    peaks = [t["peak_rss_bytes"] for t in tries if t["peak_rss_bytes"] is not None]
-    durations = [t["duration"] for t in tries if t["duration"] is not None and not t["running"]]
-    cpus = [t["cpu_seconds"] for t in tries if t["cpu_seconds"] is not None]
-    max_peak = max(peaks) if peaks else None
-    return {
-        "task_id": task_id,
-        "memory_limit_bytes": limit,
-        "tries": len(tries),
-        "runs": len({t["run_id"] for t in tries}),
-        "max_peak_rss_bytes": max_peak,
-        "mean_peak_rss_bytes": round(sum(peaks) / len(peaks)) if peaks else None,
-        "pct_of_limit": round(100.0 * max_peak / limit, 1) if max_peak is not None and limit else None,
-        "max_duration": max(durations) if durations else None,
-        "mean_duration": round(sum(durations) / len(durations), 3) if durations else None,
-        "max_cpu_seconds": max(cpus) if cpus else None,
-        "memory_limit_exceeded": sum(1 for t in tries if t["end_reason"] == "memory_limit_exceeded"),
-    }
+def _duration_sql(session: Session) -> ColumnElement[float]:
+    """``task_try.end_date - start_date`` in seconds, as SQL (NULL while the try runs)."""
+    if session.get_bind().dialect.name == "sqlite":  # UtcDateTime is ISO text there
+        return (func.julianday(TaskTry.end_date) - func.julianday(TaskTry.start_date)) * 86400.0
+    return func.extract("epoch", TaskTry.end_date - TaskTry.start_date)
+
+
+def _number(value: Any, digits: int | None = None) -> Any:
+    """A SQL aggregate as a plain int/float (PostgreSQL gives Decimal for some), rounded to ``digits``."""
+    if value is None:
+        return None
+    return round(float(value)) if digits is None else round(float(value), digits)
+
+
+def _summaries(
+    session: Session, run_pks: list[int], limits: Mapping[str, int | None]
+) -> list[dict[str, Any]]:
+    """One summary per task with a try in the DAG runs ``run_pks`` or in ``limits``; aggregated in the database."""
+    duration = _duration_sql(session)
+    rows = session.execute(
+        select(
+            TaskTry.task_id,
+            func.count(),
+            func.count(distinct(TaskInstance.dag_run_id)),
+            func.max(TaskTry.peak_rss_bytes),
+            func.avg(TaskTry.peak_rss_bytes),
+            func.max(duration),
+            func.avg(duration),
+            func.max(TaskTry.cpu_seconds),
+            func.sum(case((TaskTry.end_reason == EndReason.MEMORY_LIMIT_EXCEEDED.value, 1), else_=0)),
+        )
+        .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
+        .where(TaskInstance.dag_run_id.in_(run_pks))
+        .group_by(TaskTry.task_id)
+    ).all() if run_pks else []
+    measured = {row[0]: row for row in rows}
+    out = []
+    for task_id in set(limits) | set(measured):
+        limit = limits.get(task_id)
+        _, tries, n_runs, max_peak, mean_peak, max_dur, mean_dur, max_cpu, over = measured.get(
+            task_id, (task_id, 0, 0, None, None, None, None, None, 0)
+        )
+        max_peak = _number(max_peak)
+        out.append({
+            "task_id": task_id,
+            "memory_limit_bytes": limit,
+            "tries": int(tries),
+            "runs": int(n_runs),
+            "max_peak_rss_bytes": max_peak,
+            "mean_peak_rss_bytes": _number(mean_peak),
+            "pct_of_limit": round(100.0 * max_peak / limit, 1) if max_peak is not None and limit else None,
+            "max_duration": _number(max_dur, 3),
+            "mean_duration": _number(mean_dur, 3),
+            "max_cpu_seconds": _number(max_cpu, 3),
+            "memory_limit_exceeded": int(over or 0),
+        })
+    out.sort(key=lambda s: (s["max_peak_rss_bytes"] is None, -(s["max_peak_rss_bytes"] or 0), s["task_id"]))
+    return out
 
 
 def _latest_runs(session: Session, dag_id: str, runs: int) -> list[DagRun]:
@@ -208,6 +247,51 @@ def _latest_runs(session: Session, dag_id: str, runs: int) -> list[DagRun]:
         .limit(runs)
     ).all()
     return list(reversed(newest_first))
+
+
+def _version_limits(session: Session, version_ids: set[int]) -> dict[int, dict[str, int | None]]:
+    """``{dag_version pk: {task_id: memory_limit bytes or None}}``."""
+    if not version_ids:
+        return {}
+    return {v.id: _limits(v.serialized) for v in session.scalars(select(DagVersion).where(DagVersion.id.in_(version_ids)))}
+
+
+def _series(
+    session: Session, dag_runs: list[DagRun], task_ids: list[str], now: datetime
+) -> dict[str, list[dict[str, Any]]]:
+    """Every try of ``task_ids`` in ``dag_runs``, oldest run first, then by try number."""
+    if not task_ids or not dag_runs:
+        return {tid: [] for tid in task_ids}
+    run_index = {r.id: i for i, r in enumerate(dag_runs)}
+    limits = _version_limits(session, {r.dag_version_id for r in dag_runs})
+    version_of = {r.id: r.dag_version_id for r in dag_runs}
+    rows = session.execute(
+        select(
+            TaskTry.task_id, TaskTry.run_id, TaskTry.try_number, TaskTry.state, TaskTry.end_reason,
+            TaskTry.start_date, TaskTry.end_date, TaskTry.peak_rss_bytes, TaskTry.cpu_seconds,
+            TaskInstance.dag_run_id,
+        )
+        .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
+        .where(TaskInstance.dag_run_id.in_(list(run_index)), TaskTry.task_id.in_(task_ids))
+    ).all()
+    out: dict[str, list[dict[str, Any]]] = {tid: [] for tid in task_ids}
+    for task_id, run_id, try_number, state, end_reason, start, end, peak, cpu, run_pk in rows:
+        out[task_id].append({
+            "run_id": run_id,
+            "run_index": run_index[run_pk],
+            "try_number": try_number,
+            "state": state,
+            "end_reason": end_reason,
+            "start_date": _iso(start),
+            "duration": _seconds(start, end or now),
+            "running": end is None,
+            "peak_rss_bytes": peak,
+            "cpu_seconds": cpu,
+            "memory_limit_bytes": limits.get(version_of[run_pk], {}).get(task_id),
+        })
+    for tries in out.values():
+        tries.sort(key=lambda t: (t["run_index"], t["try_number"]))
+    return out
 
 
 def resources_of_dag(
@@ -230,6 +314,7 @@ def resources_of_dag(
       none), tries, runs, max_peak_rss_bytes, mean_peak_rss_bytes, pct_of_limit
       (max peak / limit × 100), max_duration, mean_duration (s, ended tries),
       max_cpu_seconds, memory_limit_exceeded (count of tries ended for it)}``;
+      aggregated by the database, so a DAG of 1,000 tasks × 100 runs stays cheap;
     * ``series`` — every try of the first ``series`` tasks of that order and of
       each of ``task_ids``, oldest run first: ``{run_id, run_index (into
       runs), try_number, state, end_reason, start_date, duration (s),
@@ -244,47 +329,10 @@ def resources_of_dag(
     current = session.scalars(
         select(DagVersion).where(DagVersion.dag_id == dag_id, DagVersion.version_hash == dag.version_hash)
     ).one_or_none()
-    current_limits = _limits(current.serialized) if current else {}
     dag_runs = _latest_runs(session, dag_id, runs)
-    run_index = {r.id: i for i, r in enumerate(dag_runs)}
-    version_ids = {r.dag_version_id for r in dag_runs}
-    run_limits: dict[int, dict[str, int | None]] = {}
-    if current is not None and current.id in version_ids:
-        run_limits[current.id] = current_limits
-    missing = version_ids - run_limits.keys()
-    if missing:
-        for v in session.scalars(select(DagVersion).where(DagVersion.id.in_(missing))):
-            run_limits[v.id] = _limits(v.serialized)
-
-    per_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    if dag_runs:
-        rows = session.execute(
-            select(TaskTry, TaskInstance.dag_run_id)
-            .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
-            .where(TaskInstance.dag_run_id.in_(list(run_index)))
-        ).all()
-        version_of = {r.id: r.dag_version_id for r in dag_runs}
-        for t, dag_run_pk in rows:
-            per_task[t.task_id].append({
-                "run_id": t.run_id,
-                "run_index": run_index[dag_run_pk],
-                "try_number": t.try_number,
-                "state": t.state,
-                "end_reason": t.end_reason,
-                "start_date": _iso(t.start_date),
-                "duration": _seconds(t.start_date, t.end_date or now),
-                "running": t.end_date is None,
-                "peak_rss_bytes": t.peak_rss_bytes,
-                "cpu_seconds": t.cpu_seconds,
-                "memory_limit_bytes": run_limits.get(version_of[dag_run_pk], {}).get(t.task_id),
-            })
-    for tries in per_task.values():
-        tries.sort(key=lambda t: (t["run_index"], t["try_number"]))
-
-    task_set = set(current_limits) | set(per_task)
-    summaries = [_summary(tid, current_limits.get(tid), per_task.get(tid, [])) for tid in task_set]
-    summaries.sort(key=lambda s: (s["max_peak_rss_bytes"] is None, -(s["max_peak_rss_bytes"] or 0), s["task_id"]))
-    wanted = [s["task_id"] for s in summaries[: max(series, 0)]] + [t for t in task_ids if t in task_set]
+    summaries = _summaries(session, [r.id for r in dag_runs], _limits(current.serialized) if current else {})
+    known = {s["task_id"] for s in summaries}
+    wanted = [s["task_id"] for s in summaries[: max(series, 0)]] + [t for t in task_ids if t in known]
     return {
         "dag_id": dag_id,
         "now": _iso(now),
@@ -293,7 +341,7 @@ def resources_of_dag(
             for r in dag_runs
         ],
         "tasks": summaries,
-        "series": {tid: per_task.get(tid, []) for tid in dict.fromkeys(wanted)},
+        "series": _series(session, dag_runs, list(dict.fromkeys(wanted)), now),
     }
 
 
