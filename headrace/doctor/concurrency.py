@@ -31,6 +31,10 @@ from headrace.doctor.findings import Area, Finding, Severity, set_setting
 from headrace.doctor.sql import epoch_seconds
 
 
+FULL_WARN_SECONDS = 60.0
+"""All slots in use for at least this long (and ≥ 5 % of the busy time) is a warning."""
+
+
 def cpu_count() -> int:
     """CPUs this process may run on (``len(os.sched_getaffinity(0))``, else ``os.cpu_count()``)."""
     try:
@@ -236,12 +240,13 @@ def slot_findings(settings: Settings, usage: Usage, hours: float, cpus: int | No
         share = full / p.busy_seconds if p.busy_seconds else 0.0
         used["seconds_at_full_parallelism"] = round(full, 3)
         used["share_of_busy_time_full"] = round(share, 4)
-        if share >= 0.05:
+        if share >= 0.05 and full >= FULL_WARN_SECONDS:
             suggestion = (set_setting("core", "parallelism", cpus) if parallelism < cpus else
                           "parallelism already matches the CPUs: spread schedules, or add a machine")
             findings.append(Finding(
                 Area.SLOTS, Severity.WARNING,
-                f"all {parallelism} slots in use for {share:.0%} of the busy time in {hours:g} h: tries waited for a slot",
+                f"all {parallelism} slots in use for {share:.0%} of the busy time ({full:.0f} s) in {hours:g} h: "
+                "any other ready try had to wait for a slot",
                 used, suggestion))
         else:
             findings.append(Finding(

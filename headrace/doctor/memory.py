@@ -97,6 +97,7 @@ def measure_memory(db: Database, now: datetime, hours: float) -> tuple[list[Task
             memory_limit=limits.get((dag_id, task_id)),
         )
         for dag_id, task_id, n, peak, over in rows
+        if n or over  # tries still running have no peak yet
     ]
     tasks.sort(key=lambda t: (-t.max_peak_bytes, t.dag_id, t.task_id))
     return tasks, overall.get((), {}).get(95)

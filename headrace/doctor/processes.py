@@ -325,7 +325,8 @@ def process_findings(
     count = {r: roles.count(r) for r in set(roles)}
     supervisors, task_procs = count.get("supervisor", 0), count.get("task process", 0)
     helpers = count.get("fork server", 0) + count.get("idle fork server", 0)
-    total = len(why) + len(unexplained)
+    total = sum(role != "task child" for role in roles) + len(unexplained)
+    started_by_tasks = f" (+ {task_children} started by the tasks)" if task_children else ""
     parallelism = settings.parallelism
     figures: dict[str, object] = {
         "host": here, "processes": total, "running_tries_here": len(running_here), "parallelism": parallelism,
@@ -338,7 +339,7 @@ def process_findings(
         Area.PROCESSES, Severity.OK,
         f"{total} headrace process{'es' if total != 1 else ''} for {len(running_here)} running tr"
         f"{'y' if len(running_here) == 1 else 'ies'} here: {count.get('scheduler', 0)} scheduler, "
-        f"{helpers} fork server, {supervisors} supervisor + {task_procs} task process — "
+        f"{helpers} fork server, {supervisors} supervisor + {task_procs} task process{started_by_tasks} — "
         f"no pool of idle workers (parallelism {parallelism} would be {parallelism} idle processes in a "
         "pre-forked pool)", figures))
     for pid, (role, text) in sorted(why.items()):

@@ -84,7 +84,7 @@ def test_saturated_executor_is_a_warning(db: Database) -> None:
         runs.add_try(task, at(60), at(0))
     usage = measure_usage(db, NOW, hours=2)
     findings = slot_findings(_settings(db, parallelism=2), usage, 2, cpus=4)
-    full = next(f for f in findings if "tries waited for a slot" in f.title)
+    full = next(f for f in findings if "had to wait for a slot" in f.title)
     assert full.severity is Severity.WARNING
     assert full.figures["share_of_busy_time_full"] == 1.0
     assert "HEADRACE__CORE__PARALLELISM=4" in full.suggestion
