@@ -15,6 +15,12 @@ A deadline-miss callback (``state = "deadline_missed"``, claimed by
 ``reason = "deadline_missed"``, ``deadline`` and ``task_id`` (and ``task``
 for a task's deadline) added to the context.
 
+A task's ``on_retry_callback`` / ``on_failure_callback`` for a try the
+scheduler ended as a *zombie* (its supervisor is gone, so nobody else will
+run them) also runs here: ``task_id``, ``try_number`` and ``state``
+(``up_for_retry`` or ``failed``) set; the task's usual context without XCom,
+``exception`` carrying why; output appended to the try's log file.
+
 The scheduler does not wait: children are reaped on later calls, and one
 that runs longer than ``timeout`` seconds is killed. Whatever user code does
 (raise, hang, exit), the scheduler carries on; errors go to the log.
@@ -25,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,13 +39,15 @@ from typing import Any
 
 from sqlalchemy import update
 
-from headrace.authoring.context import RunInfo
+from headrace.authoring.context import RunInfo, build_context
 from headrace.dagfiles.loader import load_dags
 from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun
 from headrace.scheduler.dagcache import DagCache
-from headrace.states import DagRunState
+from headrace.exceptions import XComError
+from headrace.states import DagRunState, TaskInstanceState
+from headrace.supervisor import task_process
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,50 @@ class CallbackRequest:
     """For ``deadline_missed``: the task whose deadline was missed (None: the DAG run's)."""
     deadline: datetime | None = None
     """For ``deadline_missed``: the deadline that passed."""
+    try_number: int = 0
+    """For a task's ``up_for_retry`` / ``failed`` callbacks after a zombie: the try that ended."""
+    error: str = ""
+    """For a zombie's task callbacks: why the try was ended (``context["exception"]``)."""
+    log_path: str | None = None
+    """For a zombie's task callbacks: the try's log file, which gets the callback's output."""
+
+
+class _EndedTI:
+    """The ``ti`` of a zombie's callback context: identity only; XCom and skipping are not available."""
+
+    def __init__(self, request: CallbackRequest, max_tries: int) -> None:
+        assert request.task_id is not None
+        self.dag_id, self.task_id, self.run_id = request.dag_id, request.task_id, request.run.run_id
+        self.try_number, self.max_tries = request.try_number, max_tries
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        raise XComError("XCom is not available to callbacks of a try ended as a zombie")
+
+    def xcom_pull(self, task_ids: Any = None, key: str = "return_value", dag_id: str | None = None) -> Any:
+        raise XComError("XCom is not available to callbacks of a try ended as a zombie")
+
+    def skip(self, task_ids: Any) -> None:
+        raise XComError("skipping tasks is not available to callbacks of a try ended as a zombie")
+
+
+def _zombie_task_callbacks(dag: Any, request: CallbackRequest) -> None:
+    """Run a task's ``on_retry_callback`` / ``on_failure_callback`` for a try the scheduler ended as a zombie."""
+    assert request.task_id is not None
+    if request.log_path:  # the callbacks' output goes to the try's log, as when the supervisor runs them
+        fd = os.open(request.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 — lives until os._exit
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    task = dag.get_task(request.task_id)
+    context = build_context(dag, task, request.run, _EndedTI(request, task.retries))
+    context["exception"] = RuntimeError(request.error)
+    try:
+        task_process.run_callbacks(task, TaskInstanceState(request.state), context)
+    finally:
+        sys.stdout.flush()  # the child leaves with os._exit
+        sys.stderr.flush()
 
 
 def _deadline_callbacks(dag: Any, request: CallbackRequest, context: dict[str, Any]) -> list[Any]:
@@ -77,6 +130,9 @@ def _call(request: CallbackRequest) -> None:
     """In the child: import the file and call the DAG's callback (exceptions propagate)."""
     dags = {d.dag_id: d for d in load_dags(request.fileloc)}
     dag = dags[request.dag_id]
+    if request.task_id is not None and request.state != DEADLINE_MISSED:
+        _zombie_task_callbacks(dag, request)
+        return
     success = request.state == DagRunState.SUCCESS.value
     context: dict[str, Any] = {
         "dag": dag, "dag_run": request.run, "run_id": request.run.run_id,

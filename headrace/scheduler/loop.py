@@ -55,8 +55,9 @@ from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.models import TaskInstance, TaskTry
+from headrace.db.models import DagRun, TaskInstance, TaskTry
 from headrace.executors.base import Executor
+from headrace.authoring.context import RunInfo as ContextRunInfo
 from headrace.observability import deadlines
 from headrace.observability.delivery import Deliverer, DeliveryConfig
 from headrace.observability.listener import Listener, Listeners, RunInfo, TryInfo
@@ -144,6 +145,15 @@ def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | 
                 s.wait(now)
 
 
+def _run_info(run: DagRun) -> ContextRunInfo:
+    """The run as a callback's context sees it."""
+    when = run.logical_date or run.queued_at
+    return ContextRunInfo(dag_id=run.dag_id, run_id=run.run_id, logical_date=when,
+                          data_interval_start=run.data_interval_start or when,
+                          data_interval_end=run.data_interval_end or when, run_type=run.run_type,
+                          conf=dict(run.conf or {}))
+
+
 class Scheduler:
     """The state one scheduler process keeps between loops, and each step of the loop."""
 
@@ -157,6 +167,8 @@ class Scheduler:
         self.alerts = AlertConfig.from_settings(settings)
         self.deliverer: Deliverer | None = None
         self.queuer = readiness.Queuer(settings.parallelism, on_queued=self._try_queued)
+        self._zombies: list[tuple[TryInfo, int, str | None, bool]] = []
+        """Tries ended as zombies whose events and callbacks wait for their transaction to commit."""
         # A DAG callback child imports the DAG file, then runs the callback.
         self.callbacks = CallbackRunner(float(settings.get("core", "dagbag_import_timeout"))
                                         + float(settings.get("executor", "callback_timeout")))
@@ -203,6 +215,7 @@ class Scheduler:
             try:
                 housekeeping.adopt_or_fail_tries(self.db, self.clock.now(), cache=self.cache,
                                                  on_zombie=self._zombie_found)
+                self._flush_zombies()
                 yield
             finally:
                 self.executor.terminate()
@@ -364,6 +377,7 @@ class Scheduler:
             if ti.try_number == event.try_number and ti.state in _OPEN:
                 housekeeping.end_exited_try(self.db, now, event.ti_id, event.try_number, cache=self.cache,
                                             exit_code=event.exit_code, on_zombie=self._zombie_in_sync)
+        self._flush_zombies()
         if self.listeners:
             with self.db.read_session() as session:
                 ended = ended_tries(session, [(e.ti_id, e.try_number) for e in events])
@@ -422,17 +436,36 @@ class Scheduler:
 
     def _zombie_found(self, ti: TaskInstance, tt: TaskTry | None, new: TaskInstanceState, why: str,
                       now: datetime, *, in_sync: bool = False) -> None:
-        """A try was ended as a zombie: emit ``on_zombie`` (and ``on_try_finished``, unless sync reads it)."""
-        if not self.listeners:
-            return
+        """A try was ended as a zombie (its transaction not yet committed): note it for :meth:`_flush_zombies`."""
         info = TryInfo(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=ti.try_number,
                        state=new.value, end_reason="zombie", queued_at=ti.queued_at,
                        start_date=tt.start_date if tt is not None else None, end_date=now,
                        peak_rss_bytes=tt.peak_rss_bytes if tt is not None else None,
                        cpu_seconds=tt.cpu_seconds if tt is not None else None, error=why)
-        self.listeners.emit("on_zombie", info, why)
-        if not in_sync or tt is None:  # sync_executor reads ended task_try rows itself
-            self.listeners.emit("on_try_finished", info)
+        self._zombies.append((info, ti.dag_run_id, tt.log_path if tt is not None else None,
+                              in_sync and tt is not None))
+
+    def _flush_zombies(self) -> None:
+        """After the zombies' transaction committed: emit ``on_zombie`` (and ``on_try_finished``, unless
+        sync_executor reads the ended ``task_try`` row itself), and start the task's retry/failure
+        callbacks — its supervisor, which would have run them, is gone."""
+        zombies, self._zombies = self._zombies, []
+        requests: list[CallbackRequest] = []
+        for info, run_pk, log_path, read_by_sync in zombies:
+            self.listeners.emit("on_zombie", info, info.error or "")
+            if not read_by_sync:
+                self.listeners.emit("on_try_finished", info)
+            with self.db.read_session() as session:
+                run = session.get(DagRun, run_pk)
+                task = self.cache.get(session, run.dag_version_id).tasks.get(info.task_id) if run else None
+                wanted = task is not None and (task.has_on_retry_callback if info.state == "up_for_retry"
+                                               else task.has_on_failure_callback)
+                if run is not None and wanted:
+                    requests.append(CallbackRequest(
+                        self.cache.get(session, run.dag_version_id).fileloc, info.dag_id, _run_info(run),
+                        info.state, task_id=info.task_id, try_number=info.try_number, error=info.error or "",
+                        log_path=log_path))
+        self.callbacks.start(requests)
 
     def _zombie_in_sync(self, ti: TaskInstance, tt: TaskTry | None, new: TaskInstanceState, why: str,
                         now: datetime) -> None:
@@ -441,6 +474,7 @@ class Scheduler:
     def run_housekeeping(self, now: datetime) -> int:
         """Run the due chores; what they changed (zombies, requeued tries) is seen by a full pass next loop."""
         done = self.housekeeping.run_due(now)
+        self._flush_zombies()
         if done:
             self.next_full_pass = now
         return done
