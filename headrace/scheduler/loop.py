@@ -32,6 +32,14 @@ Stop (SIGTERM, SIGINT, ``stop.set()``, ``num_loops`` reached, lease lost):
 outcomes; the next scheduler adopts them), the lease is released and the job
 row marked ended.
 
+Lifecycle events go to the listeners (:mod:`headrace.observability.listener`):
+``on_loop`` after each loop's steps, ``on_dag_file_parsed`` per parsed file,
+``on_try_queued`` per try handed to the executor, ``on_try_finished`` for the
+tries named by executor events (their ``task_try`` rows read in one query)
+and for zombies, ``on_run_finished`` after the finishing transaction
+committed, ``on_zombie`` and ``on_deadline_missed``. The ``alerts`` settings
+add the notifier (and its delivery thread), ``metrics.statsd_host`` StatsD.
+
 The clock is injected: :class:`SystemClock` in production,
 ``headrace.testing.FakeClock`` in tests.
 """
