@@ -84,8 +84,11 @@ def _parse_ts(value: str) -> float:
 def _wait_run(db_path: Path, dag_id: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with sqlite3.connect(db_path) as conn:
-            row = conn.execute("SELECT state FROM dag_run WHERE dag_id = ?", (dag_id,)).fetchone()
+        try:
+            with sqlite3.connect(db_path) as conn:
+                row = conn.execute("SELECT state FROM dag_run WHERE dag_id = ?", (dag_id,)).fetchone()
+        except sqlite3.OperationalError:  # the file exists but is not migrated yet
+            row = None
         if row and row[0] in ("success", "failed"):
             if row[0] != "success":
                 raise SystemExit(f"{dag_id} run ended {row[0]}")
@@ -176,7 +179,7 @@ def w3(results: dict[str, object], idle_seconds: float) -> None:
         home = Path(tmp)
         env = _env(home)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "headrace", "standalone"], env=env,
+            [sys.executable, "-m", "headrace", "standalone", "--port", "0"], env=env,
             stdout=open(home / "standalone.out", "w"), stderr=subprocess.STDOUT,
         )
         try:
