@@ -12,13 +12,16 @@ from rich.table import Table
 from sqlalchemy import select
 
 from headrace.authoring.context import RunInfo, build_context
+from headrace.authoring.secrets import install_secrets_runtime
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
 from headrace.cli.common import app_state, console, fmt_bytes, fmt_time, parse_date, styled
+from headrace.crypto import Encryptor
 from headrace.dagfiles.loader import load_dags
 from headrace.dagfiles.serialization import SerializedDag
 from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance, TaskTry, XCom
 from headrace.exceptions import DagNotFound, DagRunNotFound, SkipTask
+from headrace.secrets_store import DatabaseSecrets
 
 app = typer.Typer(help="List tasks, show task instance states, test one task.", no_args_is_help=True)
 
@@ -153,6 +156,8 @@ def test_cmd(
         conf = dict(run.conf) if run else {}
     info = RunInfo(dag_id, run_id, when, when, when, run_type="manual", conf=conf)
     ti = _LocalTI(db, dag_id, run_id, task_id, state.settings.get("core", "xcom_max_size"))
+    # Variable.get / Connection.get (and {{ var }} / {{ conn }} templates) read the DB directly here.
+    install_secrets_runtime(DatabaseSecrets(db, Encryptor.from_settings(state.settings)))
     context = build_context(dag, task, info, ti)
     task.render_template_fields(context)
     start = time.perf_counter()

@@ -3,7 +3,8 @@
 Start-up is a plain sequence: settings (``HEADRACE_HOME``, ``headrace.toml``,
 ``HEADRACE__SECTION__KEY``), logging, the database (checked to be migrated),
 the executor ``core.executor`` names, the DAG processor (plus the bundled
-example DAGs when ``core.load_examples``), then :func:`headrace.scheduler.loop.run`
+example DAGs when ``core.load_examples``), the Prometheus metrics server on
+``metrics.scheduler_port``, then :func:`headrace.scheduler.loop.run`
 until SIGTERM/SIGINT.
 """
 
@@ -17,6 +18,7 @@ from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.db.migrate import check_migrated
 from headrace.executors import make_executor
+from headrace.observability.metrics import SchedulerMetrics, start_scheduler_metrics_server
 from headrace.scheduler import loop
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[1] / "example_dags"
@@ -36,7 +38,10 @@ def main() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db = Database(settings.database_url, pool_size=int(settings.get("database", "pool_size")))
     check_migrated(db)
-    loop.run(settings, db, make_executor(settings), processor=make_processor(settings, db))
+    metrics = SchedulerMetrics()
+    start_scheduler_metrics_server(metrics.registry, int(settings.get("metrics", "scheduler_port")),
+                                   str(settings.get("metrics", "scheduler_host")))
+    loop.run(settings, db, make_executor(settings), processor=make_processor(settings, db), listeners=[metrics])
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 
 from headrace.config import Settings
 from headrace.crypto import Encryptor
 from headrace.db.engine import Database
+from headrace.scheduler.__main__ import make_processor
 from headrace.secrets_store import get_connection, get_variable
 
 from tests.cli.conftest import Cli
@@ -81,3 +83,21 @@ def test_connections_commands(cli: Cli, db: Database, settings: Settings) -> Non
     assert cli("connections", "delete", "api").code == 0
     gone = cli("connections", "get", "api")
     assert gone.code == 1 and "no connection with conn_id 'api'" in gone.err
+
+
+SECRET_DAG = '''
+from headrace import DAG, Variable
+from headrace.operators import PythonOperator
+
+with DAG("cli_vars", schedule=None):
+    PythonOperator(task_id="show", python_callable=lambda: print("greeting is", Variable.get("greeting")))
+'''
+
+
+def test_tasks_test_reads_variables_from_the_database(cli: Cli, db: Database, settings: Settings) -> None:
+    (settings.dags_folder / "cli_vars.py").write_text(SECRET_DAG)
+    make_processor(settings, db).refresh(datetime.now(UTC))
+    assert cli("variables", "set", "greeting", "bonjour").code == 0
+    r = cli("tasks", "test", "cli_vars", "show")
+    assert r.code == 0, r.out + r.err
+    assert "greeting is bonjour" in r.out
