@@ -232,8 +232,9 @@ class TaskTry(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     """The task process's pid, recorded by the supervisor right after it started it."""
     process_start_time: Mapped[float | None] = mapped_column(Float)
-    start_date: Mapped[datetime] = mapped_column(UtcDateTime)
-    end_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    start_date: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    """Indexed: ``headrace doctor`` and the resources page read tries by time window."""
+    end_date: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     signal: Mapped[int | None] = mapped_column(Integer)
