@@ -100,7 +100,7 @@ def authenticate(session: Session, username: str, password: str, *, now: datetim
     The error does not say which of the two was wrong. A hash made with older
     argon2 parameters is upgraded on a successful login.
     """
-    user = session.scalar(select(User).where(User.username == username))
+    user = None if "\x00" in username else session.scalar(select(User).where(User.username == username))
     if user is None or not user.is_active:
         _hasher.hash("timing-equaliser")  # about as slow as a real check
         raise AuthenticationError("wrong username or password")

@@ -64,6 +64,9 @@ def test_basic_auth(anon: TestClient, db: Database) -> None:
     assert anon.get("/api/v1/auth/me", headers={"Authorization": f"Basic {good}"}).json()["role"] == "viewer"
     assert anon.get("/api/v1/auth/me", headers={"Authorization": f"Basic {bad}"}).status_code == 401
     assert anon.get("/api/v1/auth/me", headers={"Authorization": "Basic %%%"}).status_code == 401
+    nul = base64.b64encode(b"b\x00b:whatever-pw").decode()  # PostgreSQL refuses NUL in text: still a 401
+    assert anon.get("/api/v1/auth/me", headers={"Authorization": f"Basic {nul}"}).status_code == 401
+    assert anon.post("/api/v1/auth/login", json={"username": "b\u0000b", "password": "x"}).status_code == 401
 
 
 def test_roles_are_ordered(client_as: ClientAs) -> None:

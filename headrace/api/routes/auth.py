@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -106,7 +106,7 @@ def list_api_tokens(request: Request, who: Annotated[Principal, Depends(require(
 
 
 @router.delete("/tokens/{token_id}", status_code=204, responses={404: {"description": "no such token"}})
-def delete_api_token(token_id: int, request: Request, who: Annotated[Principal, Depends(require("viewer"))]) -> None:
+def delete_api_token(token_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request, who: Annotated[Principal, Depends(require("viewer"))]) -> None:
     """Revoke one of the caller's API tokens."""
     with get_db(request).session() as session:
         row = session.get(ApiToken, token_id)
