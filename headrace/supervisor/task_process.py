@@ -211,6 +211,10 @@ def _drain_output() -> None:
 
 
 def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
+    # The supervisor signals the process group and each pid of the tree, so SIGTERM can arrive twice:
+    # a second one must not raise again inside the handling of the first (the try would exit 1, not 143).
+    # SIGKILL follows after executor.kill_grace_period anyway.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise TaskTerminated(f"received signal {signal.Signals(signum).name}")
 
 
