@@ -18,7 +18,6 @@ from pathlib import Path
 import typer
 from sqlalchemy import select
 
-from headrace.api.server import serve, start_in_thread
 from headrace.api.users import create_user, new_password
 from headrace.cli.common import AppState, app_state, console, fmt_time, parse_conf, parse_date, styled
 from headrace.cli.progress import wait_for_runs
@@ -92,6 +91,7 @@ def api_server(
     port: int | None = typer.Option(None, "--port", "-p", help="Default: api.port."),
 ) -> None:
     """Serve the REST API, the web UI and /metrics until Ctrl-C."""
+    from headrace.api.server import serve  # FastAPI/uvicorn cost ~0.6 s to import: only the commands that serve pay it
     state = app_state(ctx)
     _setup_logging(state.settings)
     db = state.migrated_db()
@@ -133,6 +133,8 @@ def standalone(
     console.print(f"  executor   {settings.executor}, parallelism {settings.parallelism}")
     metrics = SchedulerMetrics()
     if ui:
+        from headrace.api.server import start_in_thread  # see api_server: FastAPI is imported only to serve
+
         created = ensure_admin(db)
         server = start_in_thread(settings, db, port=port, metrics_registry=metrics.registry)
         console.print(f"  web UI     [bold]{server.url}[/]  (REST API {server.url}/api/v1, metrics {server.url}/metrics)")
