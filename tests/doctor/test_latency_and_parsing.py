@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import textwrap
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 
 import psutil
+import pytest
+from prometheus_client.exposition import MetricsHandler
 from sqlalchemy import select
 
 from headrace.config import Settings, load_settings
@@ -14,6 +19,7 @@ from headrace.db.models import DagFile, Lease, SchedulerJob
 from headrace.doctor.findings import Area, Severity
 from headrace.doctor.latency import measure_db_latency, measure_delay, scheduler_findings
 from headrace.doctor.parsing import parse_findings
+from headrace.observability.metrics import SchedulerMetrics
 from headrace.scheduler.__main__ import make_processor
 from headrace.supervisor.identity import hostname
 from tests.doctor.rows import NOW, Runs, at
@@ -31,7 +37,31 @@ def test_scheduling_delay_percentiles(db: Database) -> None:
     assert round(delay[100], 3) == 20.0
 
 
-def test_heartbeat_latency_and_delay_findings(db: Database, settings: Settings) -> None:
+@pytest.fixture
+def scheduler_metrics() -> Iterator[tuple[SchedulerMetrics, int]]:
+    """A scheduler's Prometheus registry served over real HTTP on a free loopback port: ``(metrics, port)``.
+
+    Port 0 lets the OS choose, so no other test or xdist worker (e.g. a ``headrace scheduler`` on the default
+    8794) can answer the doctor's scrape instead.
+    """
+    metrics = SchedulerMetrics()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MetricsHandler.factory(metrics.registry))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield metrics, int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_heartbeat_latency_and_delay_findings(db: Database, settings: Settings,
+                                              scheduler_metrics: tuple[SchedulerMetrics, int]) -> None:
+    metrics, port = scheduler_metrics
+    settings = settings.with_overrides({"metrics": {"scheduler_port": port}})
+    for seconds in (0.25, 0.5, 0.75):
+        metrics.on_loop(seconds, datetime.now(UTC))
     now = datetime.now(UTC)
     me = psutil.Process()
     with db.session() as session:
@@ -56,6 +86,14 @@ def test_heartbeat_latency_and_delay_findings(db: Database, settings: Settings) 
     assert rt.figures["samples"] == 20 and 0 < rt.figures["select1_p50_ms"] <= rt.figures["select1_max_ms"]
     slow = next(f for f in findings if "scheduling delay" in f.title)
     assert slow.severity is Severity.WARNING and slow.figures["p95_seconds"] == 30.0
+    loop = next(f for f in findings if "scheduler loop duration" in f.title)
+    assert loop.severity is Severity.OK
+    assert loop.figures == {"loop_duration_mean_seconds": 0.5, "loops": 3.0}
+
+
+def test_no_scheduler_metrics_to_scrape_is_no_finding(db: Database, settings: Settings) -> None:
+    settings = settings.with_overrides({"metrics": {"scheduler_port": 0}})  # 0: the scheduler serves none
+    assert not any("loop duration" in f.title for f in scheduler_findings(settings, db, NOW, 1))
 
 
 def test_db_latency_measures_both_queries(db: Database) -> None:
@@ -73,15 +111,17 @@ def test_no_scheduler_with_waiting_runs_is_a_warning(db: Database, settings: Set
 
 
 def test_slow_dag_file_and_import_error_from_the_processor(db: Database, settings: Settings) -> None:
+    # Warning above half the import timeout: slow.py sleeps 2 s (always > 1.5 s) and has 1 s of margin before
+    # the 3 s timeout; fast.py has 1.5 s. Both margins hold on a loaded 2-core machine.
     settings = load_settings({"HEADRACE_HOME": str(settings.home), "HEADRACE__DATABASE__URL": db.url,
-                              "HEADRACE__CORE__DAGBAG_IMPORT_TIMEOUT": "1.5"})
+                              "HEADRACE__CORE__DAGBAG_IMPORT_TIMEOUT": "3"})
     folder = settings.dags_folder
     (folder / "slow.py").write_text(textwrap.dedent("""
         import time
         from datetime import datetime
         from headrace import DAG
         from headrace.operators import EmptyOperator
-        time.sleep(1.0)  # top-level work: the DAG processor pays it at every parse
+        time.sleep(2.0)  # top-level work: the DAG processor pays it at every parse
         with DAG("slow", schedule=None, start_date=datetime(2026, 1, 1)):
             EmptyOperator(task_id="t")
     """))
@@ -96,7 +136,7 @@ def test_slow_dag_file_and_import_error_from_the_processor(db: Database, setting
     make_processor(settings, db).refresh(datetime.now(UTC))
     with db.session() as session:
         parsed = {f.fileloc.rsplit("/", 1)[-1]: f.parse_seconds for f in session.scalars(select(DagFile))}
-    assert parsed["slow.py"] >= 1.0
+    assert parsed["slow.py"] >= 2.0
 
     findings = parse_findings(settings, db)
     slow = [f for f in findings if f.severity is Severity.WARNING and "to parse" in f.title]

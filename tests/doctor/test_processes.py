@@ -94,10 +94,12 @@ def test_no_running_tries_is_ok(db: Database, settings: Settings) -> None:
     assert finding.severity is Severity.OK and finding.area is Area.TRIES
 
 
-def _wait_children(pid: int, n: int, timeout: float = 20.0) -> None:
+def _wait_exec(pid: int, module: str, timeout: float = 60.0) -> None:
+    """Poll until child ``pid`` runs ``python -m <module>`` (right after fork it still shows this process's
+    command line, which the doctor would not recognise); fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    while len(psutil.Process(pid).children()) < n:
-        assert time.monotonic() < deadline, "fork server did not start"
+    while module not in psutil.Process(pid).cmdline():
+        assert time.monotonic() < deadline, f"pid {pid} did not exec {module} within {timeout} s"
         time.sleep(0.01)
 
 
@@ -106,7 +108,7 @@ def test_fork_server_unexplained_then_explained_by_its_scheduler_job(db: Databas
     server = subprocess.Popen([sys.executable, "-m", "headrace.executors.forkserver"], env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:
-        _wait_children(os.getpid(), 1)
+        _wait_exec(server.pid, "headrace.executors.forkserver")
         now = datetime.now(UTC)
         tries, jobs = load_running(db)
         found = process_findings(settings, tries, jobs, now)
