@@ -77,5 +77,17 @@ def test_heartbeat_keeps_a_running_try_running(db: Database, settings: Settings,
     assert (row.end_reason, ti_row(db, request.ti_id).state) == ("success", "success")
 
 
-def test_warm_up_runs_the_heartbeat_check(db: Database) -> None:
-    warm_up(db)  # the fork server compiles every hot statement once, the heartbeat's check included
+def test_warm_up_runs_the_heartbeat_check_and_changes_nothing(db: Database, tmp_path: Path) -> None:
+    dag_file = write_dag(tmp_path / "dags", """
+        with DAG("warm") as dag:
+            PythonOperator(task_id="t", python_callable=lambda: None)
+    """)
+    request = make_try(db, dag_file, "warm", "t")
+    before = ti_row(db, request.ti_id)
+    # The fork server compiles every hot statement once (the heartbeat's check included) and rolls back:
+    # it must not raise (a bad bind parameter would) and must leave the queued try as it was.
+    warm_up(db)
+    after = ti_row(db, request.ti_id)
+    assert (after.state, after.try_number, after.start_date) == (before.state, before.try_number, before.start_date)
+    assert after.state == "queued"
+    assert try_row(db, request.ti_id, 1) is None
