@@ -10,9 +10,9 @@ from sqlalchemy import select
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, TaskInstance
-from headrace.db.transitions import set_ti_state
 from headrace.states import TaskInstanceState as TI
 from tests.api.conftest import ClientAs
+from tests.scheduler.conftest import move_ti, tis
 
 RUNS = "/api/v1/dags/demo/dagRuns"
 
@@ -85,25 +85,15 @@ def _states(db: Database, run_id: str) -> tuple[str, dict[str, str]]:
         return run.state, tis
 
 
-def _walk(db: Database, run_id: str, task_id: str, *path: TI) -> None:
-    with db.session() as session:
-        ti = session.scalars(select(TaskInstance).where(TaskInstance.run_id == run_id,
-                                                        TaskInstance.task_id == task_id)).one()
-        state = TI(ti.state)
-        for step in path:
-            extra = {"try_number": TaskInstance.try_number + 1} if step is TI.QUEUED else {}
-            assert set_ti_state(session, ti.id, state, step, **extra)
-            state = step
-
-
 def test_mark_run_success_and_failed(api: TestClient, client_as: ClientAs, db: Database, demo_dag: Settings) -> None:
     operator = client_as("operator")
     for rid, date in (("good", "2024-01-01T00:00:00Z"), ("bad", "2024-01-02T00:00:00Z")):
         assert operator.post(RUNS, json={"dag_run_id": rid, "logical_date": date}).status_code == 200
     # "bad": extract succeeded, explode is running, echo is up for retry, after has not started.
-    _walk(db, "bad", "extract", TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.SUCCESS)
-    _walk(db, "bad", "explode", TI.SCHEDULED, TI.QUEUED, TI.RUNNING)
-    _walk(db, "bad", "echo", TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.UP_FOR_RETRY)
+    bad = tis(db, "bad")
+    move_ti(db, bad["extract"].id, TI.SUCCESS)
+    move_ti(db, bad["explode"].id, TI.RUNNING)
+    move_ti(db, bad["echo"].id, TI.UP_FOR_RETRY)
 
     viewer = client_as("viewer")
     assert viewer.patch(f"{RUNS}/good", json={"state": "success"}).status_code == 403

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from headrace.config import Settings
 from headrace.db.engine import Database
-from headrace.db.models import TaskInstance
-from headrace.db.transitions import set_ti_state
 from headrace.states import TaskInstanceState as TI
 from tests.api.conftest import ClientAs
+from tests.scheduler.conftest import move_ti, tis
 
 
 def test_crud(client_as: ClientAs, anon: TestClient) -> None:
@@ -52,14 +50,9 @@ def test_crud(client_as: ClientAs, anon: TestClient) -> None:
 
 def test_slot_usage(api: TestClient, db: Database, demo_dag: Settings) -> None:
     assert api.post("/api/v1/dags/demo/dagRuns", json={"dag_run_id": "r"}).status_code == 200
-    with db.session() as session:
-        tis = {t.task_id: t for t in session.scalars(select(TaskInstance))}
-        paths = {"extract": (TI.SCHEDULED, TI.QUEUED, TI.RUNNING), "echo": (TI.SCHEDULED, TI.QUEUED)}
-        for task_id, path in paths.items():
-            state = TI.NONE
-            for step in path:
-                assert set_ti_state(session, tis[task_id].id, state, step)
-                state = step
+    run = tis(db, "r")
+    move_ti(db, run["extract"].id, TI.RUNNING)
+    move_ti(db, run["echo"].id, TI.QUEUED)
     pool = api.get("/api/v1/pools/default_pool").json()
     assert pool["running_slots"] == 1 and pool["queued_slots"] == 1 and pool["occupied_slots"] == 2
     assert pool["open_slots"] == pool["slots"] - 2

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from headrace.api.app import create_app
 from headrace.api.users import create_token, create_user
@@ -16,13 +15,12 @@ from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor, ParseResult
 from headrace.dagfiles.serialization import serialize_dag
 from headrace.db.engine import Database
-from headrace.db.models import TaskInstance
-from headrace.db.transitions import set_ti_state
 from headrace.operators import EmptyOperator
 from headrace.scheduler.runs import trigger_dag
 from headrace.states import TaskInstanceState as TI
 from headrace.ui.data import STATE_CODES, topological_order
 from headrace.ui.views import param_field
+from tests.scheduler.conftest import move_ti, tis
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -52,14 +50,8 @@ def _trigger(db: Database, day: int) -> str:
         return trigger_dag(session, "shapes", logical_date=NOW + timedelta(days=day), now=NOW).run_id
 
 
-def _set(db: Database, run_id: str, task_id: str, *path: TI) -> None:
-    with db.session() as session:
-        ti = session.scalars(select(TaskInstance).where(TaskInstance.run_id == run_id,
-                                                       TaskInstance.task_id == task_id)).one()
-        state = TI(ti.state)
-        for step in path:
-            assert set_ti_state(session, ti.id, state, step)
-            state = step
+def _set(db: Database, run_id: str, task_id: str, state: TI) -> None:
+    move_ti(db, tis(db, run_id)[task_id].id, state)
 
 
 def test_topological_order_puts_upstream_first() -> None:
@@ -69,10 +61,10 @@ def test_topological_order_puts_upstream_first() -> None:
 
 def test_grid_is_compact_and_ordered(client: TestClient, db: Database) -> None:
     first, second = _trigger(db, 0), _trigger(db, 1)
-    _set(db, first, "d", TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.SUCCESS)
-    _set(db, first, "b", TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.FAILED)
+    _set(db, first, "d", TI.SUCCESS)
+    _set(db, first, "b", TI.FAILED)
     _set(db, first, "a", TI.UPSTREAM_FAILED)
-    _set(db, second, "d", TI.SCHEDULED, TI.QUEUED)
+    _set(db, second, "d", TI.QUEUED)
     grid = client.get("/ui/data/dags/shapes/grid").json()
     assert grid["task_ids"] == ["d", "b", "c", "a"]
     assert [r["run_id"] for r in grid["runs"]] == [first, second]  # oldest first
@@ -95,7 +87,7 @@ def test_graph_has_edges_and_selected_run_states(client: TestClient, db: Databas
     assert [n["id"] for n in empty["nodes"]] == ["d", "b", "c", "a"]
     assert {n["operator"] for n in empty["nodes"]} == {"EmptyOperator"}
     first, second = _trigger(db, 0), _trigger(db, 1)
-    _set(db, first, "d", TI.SCHEDULED, TI.QUEUED, TI.RUNNING, TI.SUCCESS)
+    _set(db, first, "d", TI.SUCCESS)
     newest = client.get("/ui/data/dags/shapes/graph").json()
     assert newest["run"]["run_id"] == second and newest["states"]["d"] == "none"
     chosen = client.get("/ui/data/dags/shapes/graph", params={"run_id": first}).json()
