@@ -25,7 +25,7 @@ that callback rather than running it twice).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -209,13 +209,4 @@ def check_deadlines(db: Database, now: datetime, *, get_dag: GetDag, alerts: Ale
     return DeadlineCheck(misses, callbacks)
 
 
-def misses_of(db: Database, run_ids: Iterable[int]) -> list[DeadlineMiss]:
-    """The ``deadline_miss`` rows of some DAG runs (``dag_run.id``), for tests and the CLI."""
-    with db.read_session() as session:
-        rows = list(session.scalars(select(DeadlineMiss).where(DeadlineMiss.dag_run_id.in_(list(run_ids)))))
-        session.expunge_all()
-    return rows
-
-
-__all__ = ["DEFAULT_LOOKBACK", "DeadlineCallback", "DeadlineCheck", "GetDag", "check_deadlines", "deadline_of",
-           "misses_of"]
+__all__ = ["DEFAULT_LOOKBACK", "DeadlineCallback", "DeadlineCheck", "GetDag", "check_deadlines", "deadline_of"]
