@@ -98,18 +98,26 @@ def test_metrics_move_during_a_real_run(settings: Settings, db: Database,
 def test_scheduler_metrics_server_and_port_in_use(caplog: pytest.LogCaptureFixture) -> None:
     metrics = SchedulerMetrics()
     metrics.tries_queued.inc(3)
-    server = start_scheduler_metrics_server(metrics.registry, 0)
-    assert server is None  # 0: off
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = start_scheduler_metrics_server(metrics.registry, port)
+    assert start_scheduler_metrics_server(metrics.registry, 0) is None  # 0: off
+    with socket.socket() as taken:  # a port this test holds: certainly in use
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with caplog.at_level(logging.WARNING):
+            assert start_scheduler_metrics_server(metrics.registry, taken.getsockname()[1]) is None
+    assert "cannot listen" in caplog.text
+
+    server = None
+    for _ in range(5):  # a probed free port can be taken by another process before the server binds it
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = start_scheduler_metrics_server(metrics.registry, port)
+        if server is not None:
+            break
+    assert server is not None, "no free port in 5 attempts"
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         assert "headrace_tries_queued_total 3.0" in text
-        with caplog.at_level(logging.WARNING):
-            assert start_scheduler_metrics_server(metrics.registry, port) is None
-        assert "cannot listen" in caplog.text
     finally:
         server.shutdown()
         server.server_close()
