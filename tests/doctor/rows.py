@@ -13,7 +13,7 @@ from sqlalchemy import select
 from headrace import DAG
 from headrace.dagfiles.serialization import dag_hash, serialize_dag
 from headrace.db.engine import Database
-from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance, TaskTry
+from headrace.db.models import DagModel, DagRun, DagVersion, Lease, SchedulerJob, TaskInstance, TaskTry
 from headrace.operators import EmptyOperator
 from headrace.supervisor.identity import hostname
 
@@ -100,3 +100,16 @@ def stop(proc: subprocess.Popen[Any]) -> None:
 def create_time(pid: int) -> float:
     """psutil's creation time of live process ``pid`` (s since the epoch)."""
     return psutil.Process(pid).create_time()
+
+
+def add_scheduler_job(db: Database, now: datetime, heartbeat_age: float) -> int:
+    """This test process as a live scheduler: a ``scheduler_job`` row (last heartbeat ``heartbeat_age`` s
+    before ``now``) holding the ``scheduler`` lease for 30 s more; return the job id."""
+    me = psutil.Process()
+    with db.session() as session:
+        job = SchedulerJob(hostname=hostname(), pid=me.pid, process_start_time=me.create_time(),
+                           started_at=now, heartbeat_at=now - timedelta(seconds=heartbeat_age))
+        session.add(job)
+        session.flush()
+        session.add(Lease(name="scheduler", holder_job_id=job.id, expires_at=now + timedelta(seconds=30)))
+        return int(job.id)

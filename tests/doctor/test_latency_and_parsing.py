@@ -15,14 +15,14 @@ from sqlalchemy import select
 
 from headrace.config import Settings, load_settings
 from headrace.db.engine import Database
-from headrace.db.models import DagFile, Lease, SchedulerJob
+from headrace.db.models import DagFile, SchedulerJob
 from headrace.doctor.findings import Area, Severity
 from headrace.doctor.latency import measure_db_latency, measure_delay, scheduler_findings
 from headrace.doctor.parsing import parse_findings
 from headrace.observability.metrics import SchedulerMetrics
 from headrace.scheduler.__main__ import make_processor
 from headrace.supervisor.identity import hostname
-from tests.doctor.rows import NOW, Runs, at
+from tests.doctor.rows import NOW, Runs, add_scheduler_job, at
 
 
 def test_scheduling_delay_percentiles(db: Database) -> None:
@@ -63,14 +63,9 @@ def test_heartbeat_latency_and_delay_findings(db: Database, settings: Settings,
     for seconds in (0.25, 0.5, 0.75):
         metrics.on_loop(seconds, datetime.now(UTC))
     now = datetime.now(UTC)
+    add_scheduler_job(db, now, heartbeat_age=60)
     me = psutil.Process()
-    with db.session() as session:
-        job = SchedulerJob(hostname=hostname(), pid=me.pid, process_start_time=me.create_time(),
-                           started_at=now, heartbeat_at=now - timedelta(seconds=60))
-        session.add(job)
-        session.flush()
-        session.add(Lease(name="scheduler", holder_job_id=job.id, expires_at=now + timedelta(seconds=30)))
-        # a job that never ended and whose process is gone
+    with db.session() as session:  # a job that never ended and whose process is gone
         session.add(SchedulerJob(hostname=hostname(), pid=me.pid, process_start_time=me.create_time() - 50,
                                  started_at=now, heartbeat_at=now))
     runs = Runs(db, "slowstart")

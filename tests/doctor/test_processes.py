@@ -13,11 +13,10 @@ from sqlalchemy import update
 
 from headrace.config import Settings
 from headrace.db.engine import Database
-from headrace.db.models import Lease, SchedulerJob
+from headrace.db.models import SchedulerJob
 from headrace.doctor.findings import Area, Severity
 from headrace.doctor.processes import headrace_image, load_running, process_findings, try_findings
-from headrace.supervisor.identity import hostname
-from tests.doctor.rows import Runs, create_time, sleeper, stop
+from tests.doctor.rows import Runs, add_scheduler_job, create_time, sleeper, stop
 
 
 def test_headrace_image_reads_command_lines() -> None:
@@ -119,13 +118,7 @@ def test_fork_server_unexplained_then_explained_by_its_scheduler_job(db: Databas
 
         # this test process plays the scheduler that started it: a live scheduler_job row holding the lease
         me = psutil.Process()
-        with db.session() as session:
-            job = SchedulerJob(hostname=hostname(), pid=me.pid, process_start_time=me.create_time(),
-                               started_at=now, heartbeat_at=now - timedelta(seconds=2))
-            session.add(job)
-            session.flush()
-            session.add(Lease(name="scheduler", holder_job_id=job.id, expires_at=now + timedelta(seconds=30)))
-            job_id = job.id
+        job_id = add_scheduler_job(db, now, heartbeat_age=2)
         tries, jobs = load_running(db)
         found = process_findings(settings, tries, jobs, now)
         server_finding = next(f for f in found if f.figures.get("pid") == server.pid)
