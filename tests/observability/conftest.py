@@ -25,6 +25,7 @@ from headrace.observability.listener import Listener
 from headrace.scheduler import loop
 from headrace.scheduler.__main__ import make_processor
 from headrace.scheduler.runs import trigger_dag
+from tests.supervisor.tryrows import poll
 
 
 def write_dag(settings: Settings, name: str, source: str) -> None:
@@ -73,16 +74,9 @@ def runs_of(db: Database, dag_id: str) -> list[DagRun]:
     return rows
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
     """Poll ``condition`` until it returns something truthy (returned) or fail after ``timeout`` s."""
-    give_up = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > give_up:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
+    return poll(condition, timeout)
 
 
 @pytest.fixture
