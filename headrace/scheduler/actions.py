@@ -71,7 +71,10 @@ class ClearResult:
 
 
 def run_dag(session: Session, run: DagRun) -> SerializedDag:
-    """The serialized DAG a run was created with (its ``dag_version``)."""
+    """The serialized DAG a run was created with (its ``dag_version``).
+
+    Raises ``TaskNotFound`` (404) if that version row is gone (deleted by hand).
+    """
     version = session.get(DagVersion, run.dag_version_id)
     if version is None:  # only if rows were deleted by hand
         raise TaskNotFound(f"DAG run {run.run_id!r} of {run.dag_id!r} has no stored DAG version")
