@@ -54,6 +54,8 @@ router = APIRouter(include_in_schema=False)
 
 def session_principal(request: Request) -> Principal | None:
     """The user logged in through this browser session, or ``None`` (no session, user gone or disabled)."""
+    if "session" not in request.scope:
+        return None
     uid = request.session.get(SESSION_USER)
     if uid is None:
         return None
@@ -82,6 +84,17 @@ def page(request: Request, template: str, *, status_code: int = 200, **ctx: Any)
     context = {"user": who, "csrf_token": csrf_token(request), "can_operate": role_allows(who.role, "operator"),
                "title": "headrace", **ctx}
     return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def error_page(request: Request, status_code: int, message: str) -> Response:
+    """An HTML page saying ``message`` with ``status_code`` (a browser's view of an API error).
+
+    Nobody logged in: the login redirect instead (the page reveals nothing, e.g. whether a DAG exists).
+    """
+    if session_principal(request) is None:
+        return login_redirect(request)
+    return page(request, "error.html", status_code=status_code, title=f"Error {status_code}",
+                status=status_code, message=message)
 
 
 def _safe_next(target: str | None) -> str:
@@ -138,7 +151,10 @@ def dag_list(request: Request) -> Response:
 
 
 def _dag_context(request: Request, dag_id: str) -> dict[str, Any]:
-    """What every DAG page's header needs; raises ``DagNotFound`` (404)."""
+    """What every DAG page's header needs; raises ``DagNotFound`` (404).
+
+    Call it only for a logged-in user (check :func:`session_principal` first): an anonymous caller must not learn which DAGs exist.
+    """
     with get_db(request).read_session() as session:
         dag = session.get(DagModel, dag_id)
         if dag is None:
@@ -150,6 +166,8 @@ def _dag_context(request: Request, dag_id: str) -> dict[str, Any]:
 @router.get("/dags/{dag_id}/grid")
 def grid_page(request: Request, dag_id: str, run_id: str | None = None) -> Response:
     """Runs × tasks coloured by state, live; Trigger, and Clear / Mark for the selected run."""
+    if session_principal(request) is None:
+        return login_redirect(request)
     return page(request, "grid.html", title=f"{dag_id} · grid", tab="grid", run_id=run_id,
                 **_dag_context(request, dag_id))
 
@@ -157,6 +175,8 @@ def grid_page(request: Request, dag_id: str, run_id: str | None = None) -> Respo
 @router.get("/dags/{dag_id}/graph")
 def graph_page(request: Request, dag_id: str, run_id: str | None = None) -> Response:
     """The DAG laid out by dagre, nodes coloured by the selected run's task states, live."""
+    if session_principal(request) is None:
+        return login_redirect(request)
     return page(request, "graph.html", title=f"{dag_id} · graph", tab="graph", run_id=run_id,
                 **_dag_context(request, dag_id))
 
@@ -164,6 +184,8 @@ def graph_page(request: Request, dag_id: str, run_id: str | None = None) -> Resp
 @router.get("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}")
 def task_instance_page(request: Request, dag_id: str, run_id: str, task_id: str, try_number: int | None = None) -> Response:
     """A task instance: its tries (process identity, memory, CPU, exit) and a log viewer per try."""
+    if session_principal(request) is None:
+        return login_redirect(request)
     return page(request, "task_instance.html", title=f"{task_id} · {dag_id}", run_id=run_id, task_id=task_id,
                 try_number=try_number, **_dag_context(request, dag_id))
 
@@ -171,6 +193,8 @@ def task_instance_page(request: Request, dag_id: str, run_id: str, task_id: str,
 @router.get("/dags/{dag_id}/trigger")
 def trigger_page(request: Request, dag_id: str) -> Response:
     """A form built from the DAG's ``params`` plus logical date and raw conf JSON; it posts to the REST API."""
+    if session_principal(request) is None:
+        return login_redirect(request)
     ctx = _dag_context(request, dag_id)
     with get_db(request).read_session() as session:
         params = current_serialized(session, dag_id).get("params") or {}
@@ -195,4 +219,4 @@ def param_field(name: str, default: Any) -> dict[str, Any]:
     return {"name": name, "kind": "json", "value": json.dumps(default, indent=2)}
 
 
-__all__ = ["STATIC_DIR", "TEMPLATES_DIR", "login_redirect", "page", "param_field", "router", "session_principal", "templates"]
+__all__ = ["STATIC_DIR", "TEMPLATES_DIR", "error_page", "login_redirect", "page", "param_field", "router", "session_principal", "templates"]

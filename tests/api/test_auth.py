@@ -41,7 +41,8 @@ def test_session_login_needs_csrf_for_changes(anon: TestClient, db: Database) ->
     made = anon.post("/api/v1/auth/tokens", json={"name": "x"}, headers={"X-CSRF-Token": csrf})
     assert made.status_code == 201
     assert made.json()["token"].startswith("hr_")
-    anon.post("/api/v1/auth/logout")
+    assert anon.post("/api/v1/auth/logout").status_code == 403  # another site cannot log the user out
+    assert anon.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
     assert anon.get("/api/v1/auth/me").status_code == 401
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
@@ -39,11 +40,13 @@ def db_url(tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def api_schema(app: FastAPI, db: Database, demo_dag: Settings) -> schemathesis.schemas.BaseSchema:
-    """The app's OpenAPI document (REST API only), with a DAG ``demo`` and a run ``r1`` in the DB."""
+def api_schema(app: FastAPI, db: Database, demo_dag: Settings, api: TestClient) -> schemathesis.schemas.BaseSchema:
+    """The app's OpenAPI document (REST API only; read with an admin's token, it needs a login), with a DAG
+    ``demo`` and a run ``r1`` in the DB."""
     with db.session() as session:
         trigger_dag(session, "demo", run_id="r1", now=datetime.now(UTC))
-    return schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
+    return schemathesis.openapi.from_asgi("/api/v1/openapi.json", app,
+                                          headers={"Authorization": api.headers["authorization"]})
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from headrace.api.auth import csrf_token, get_db, login_session, require
+from headrace.api.auth import SESSION_USER, check_csrf, csrf_token, get_db, login_session, require
 from headrace.api.users import Principal, authenticate, create_token
 from headrace.db.models import ApiToken, User
 from headrace.exceptions import NotFound
@@ -70,9 +70,14 @@ def login(body: LoginRequest, request: Request) -> Me:
         return Me(username=user.username, role=user.role, via="session", csrf_token=token)
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, responses={403: {"description": "logged-in session without its CSRF token"}})
 def logout(request: Request) -> None:
-    """End the session (no login needed: logging out twice is fine)."""
+    """End the session (no login needed: logging out twice is fine).
+
+    A logged-in session must send its CSRF token (``X-CSRF-Token``), so another site cannot log the user out.
+    """
+    if request.session.get(SESSION_USER) is not None:
+        check_csrf(request, request.headers.get("x-csrf-token"))
     request.session.clear()
 
 

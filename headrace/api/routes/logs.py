@@ -90,6 +90,9 @@ class TryLog:
 def locate(session: Session, settings: Settings, ti: TaskInstance, try_number: int) -> TryLog:
     """The log of try ``try_number`` of ``ti``; raises ``NotFound`` for a try that was never queued.
 
+    The path is the try's recorded ``log_path`` when that lies under ``logging.base_log_folder``, else the
+    path the supervisor writes to there (never a file outside that folder).
+
     A try queued but not started yet has no ``task_try`` row: its log is where
     the supervisor will write it, and it is not finished while the task instance is queued/running.
     """
@@ -98,11 +101,21 @@ def locate(session: Session, settings: Settings, ti: TaskInstance, try_number: i
                        f" (it has had {ti.try_number})")
     tt = session.scalars(select(TaskTry).where(TaskTry.task_instance_id == ti.id, TaskTry.try_number == try_number)
                          .execution_options(populate_existing=True)).first()
-    if tt is not None:
-        return TryLog(FilePath(tt.log_path), tt.end_date is not None)
-    waiting = try_number == ti.try_number and ti.state in {s.value for s in TI_ACTIVE}
     path = try_log_path(settings.base_log_folder, ti.dag_id, ti.run_id, ti.task_id, try_number)
+    if tt is not None:
+        recorded = FilePath(tt.log_path) if tt.log_path else path
+        return TryLog(recorded if inside(recorded, settings.base_log_folder) else path, tt.end_date is not None)
+    waiting = try_number == ti.try_number and ti.state in {s.value for s in TI_ACTIVE}
     return TryLog(path, not waiting)
+
+
+def inside(path: FilePath, folder: str | FilePath) -> bool:
+    """True if ``path``, symlinks and ``..`` resolved, is within ``folder`` (the only place logs are read from).
+
+    A ``task_try.log_path`` elsewhere (a changed or tampered row) is not followed: the API reads the try's
+    log where it belongs, under ``logging.base_log_folder``, instead.
+    """
+    return path.resolve().is_relative_to(FilePath(folder).resolve())
 
 
 def read_bytes(path: FilePath, offset: int, max_bytes: int | None) -> bytes:
@@ -200,4 +213,4 @@ def get_log(
                             next_offset=next_offset, finished=finished)
 
 
-__all__ = ["follow", "load_masker", "locate", "router"]
+__all__ = ["follow", "inside", "load_masker", "locate", "router"]
