@@ -31,6 +31,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
         HEADRACE__DATABASE__URL=settings.database_url,
         HEADRACE__CORE__PARALLELISM="4",
         HEADRACE__EXECUTOR__FORKSERVER_IDLE_TIMEOUT="2",
+        HEADRACE__METRICS__SCHEDULER_PORT="0",  # no shared fixed port between test workers
         COLUMNS="250",
     )
     return env
