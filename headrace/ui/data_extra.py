@@ -25,6 +25,8 @@ from sqlalchemy import ColumnElement, case, distinct, func, select
 from sqlalchemy.orm import Session
 
 from headrace.api.auth import get_db, require
+from headrace.api.masking import load_masker, mask_or_none
+from headrace.crypto import Encryptor
 from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance, TaskTry
 from headrace.exceptions import DagNotFound, DagRunNotFound
 from headrace.states import EndReason, TaskInstanceState
@@ -351,7 +353,11 @@ def gantt(
 ) -> dict[str, Any]:
     """Bars of the Gantt chart of a DAG run (see :func:`gantt_of_run`); 404 for an unknown DAG or run."""
     with get_db(request).read_session() as session:
-        return gantt_of_run(session, dag_id, run_id, now=datetime.now(UTC))
+        bars = gantt_of_run(session, dag_id, run_id, now=datetime.now(UTC))
+        masker = load_masker(session, Encryptor.from_settings(request.app.state.settings))
+    for bar in bars["tries"]:
+        bar["error"] = mask_or_none(masker, bar["error"])  # stored secrets, as in the try's log
+    return bars
 
 
 @router.get("/dags/{dag_id}/resources")

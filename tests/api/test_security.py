@@ -176,3 +176,16 @@ def test_followed_log_stream_is_not_compressed_over_real_http(db: Database, fini
         assert chunk.json()["content"]  # JSON answers may be compressed; httpx undoes it
     finally:
         server.stop()
+
+
+def test_try_errors_mask_stored_secrets(api: TestClient, client_as: ClientAs, finished_run: FinishedRun) -> None:
+    viewer = client_as("viewer")
+    tries_url = f"/api/v1/dags/demo/dagRuns/{finished_run.run_id}/taskInstances/explode/tries"
+    gantt_url = f"/ui/data/dags/demo/runs/{finished_run.run_id}/gantt"
+    error = viewer.get(tries_url).json()["tries"][0]["error"]
+    assert "boom" in error  # the task raised RuntimeError("boom")
+    # the task never read it, so its own masker did not know it: the API masks every stored secret
+    assert api.post("/api/v1/variables", json={"key": "api_token", "value": "boom"}).status_code == 200
+    for text in (viewer.get(tries_url).json()["tries"][0]["error"], viewer.get(f"{tries_url}/1").json()["error"],
+                 next(b["error"] for b in viewer.get(gantt_url).json()["tries"] if b["task_id"] == "explode")):
+        assert "boom" not in text and "***" in text

@@ -14,7 +14,6 @@ two across chunks); once it has ended, everything to the end of the file.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,12 +31,13 @@ from headrace.api.auth import get_db, require
 from headrace.api.routes.task_instances import get_ti
 from headrace.api.routes.tries import TryNumber
 from headrace.config import Settings
-from headrace.crypto import Encryptor, is_sensitive_key
+from headrace.crypto import Encryptor
 from headrace.db.engine import Database
-from headrace.db.models import Connection, TaskInstance, TaskTry, Variable
-from headrace.exceptions import NotFound, SecretsError
+from headrace.db.models import TaskInstance, TaskTry
+from headrace.exceptions import NotFound
 from headrace.logs.files import try_log_path
 from headrace.states import TI_ACTIVE
+from headrace.api.masking import load_masker
 from headrace.supervisor.masking import SecretMasker
 
 router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
@@ -49,31 +49,6 @@ POLL_SECONDS = 0.5
 """How often a followed log is read again."""
 MAX_FOLLOW_SECONDS = 3600.0
 """A stream ends after this long even if the try is still running (ask again to go on)."""
-
-
-# --- masking ---------------------------------------------------------------------
-
-
-def load_masker(session: Session, encryptor: Encryptor) -> SecretMasker:
-    """A masker knowing every stored secret: values of variables with a sensitive key, connection passwords
-    and sensitive connection extras. A value that cannot be decrypted (another key) is left out: no task
-    could have read it either."""
-    masker = SecretMasker()
-    for key, token in session.execute(select(Variable.key, Variable.value)):
-        if is_sensitive_key(key):
-            try:
-                masker.add(encryptor.decrypt(token))
-            except SecretsError:
-                pass
-    for password, extra in session.execute(select(Connection.password, Connection.extra)):
-        try:
-            if password:
-                masker.add(encryptor.decrypt(password))
-            if extra:
-                masker.add_sensitive("extra", json.loads(encryptor.decrypt(extra)))
-        except (SecretsError, ValueError):
-            pass
-    return masker
 
 
 # --- reading -------------------------------------------------------------------------

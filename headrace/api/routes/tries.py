@@ -1,4 +1,7 @@
-"""``…/taskInstances/{task_id}/tries``: every try of a task instance, with the identity of its processes."""
+"""``…/taskInstances/{task_id}/tries``: every try of a task instance, with the identity of its processes.
+
+A try's ``error`` is what the task raised; stored secrets in it are masked (``***``) like in its log.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,13 @@ from sqlalchemy.orm import Session
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, require
+from headrace.api.masking import load_masker, mask_or_none
 from headrace.api.pagination import Page, count, page
 from headrace.api.routes.task_instances import get_ti, seconds_between
+from headrace.crypto import Encryptor
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.exceptions import NotFound
+from headrace.supervisor.masking import SecretMasker
 
 router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
 
@@ -22,14 +28,15 @@ NOT_FOUND = {404: {"description": "no such DAG, DAG run, task instance or try"}}
 TryNumber = Annotated[int, Path(ge=1, le=schemas.INT32_MAX)]
 
 
-def try_out(tt: TaskTry) -> schemas.TaskTry:
-    """The API form of a ``task_try`` row."""
+def try_out(tt: TaskTry, masker: SecretMasker | None = None) -> schemas.TaskTry:
+    """The API form of a ``task_try`` row; ``masker`` masks secrets in its ``error``."""
     return schemas.TaskTry(
         try_number=tt.try_number, state=tt.state, hostname=tt.hostname, supervisor_pid=tt.supervisor_pid,
         supervisor_start_time=tt.supervisor_start_time, pid=tt.pid, process_start_time=tt.process_start_time,
         start_date=tt.start_date, end_date=tt.end_date, duration=seconds_between(tt.start_date, tt.end_date),
         heartbeat_at=tt.heartbeat_at, exit_code=tt.exit_code, signal=tt.signal, peak_rss_bytes=tt.peak_rss_bytes,
-        cpu_seconds=tt.cpu_seconds, end_reason=tt.end_reason, error=tt.error,
+        cpu_seconds=tt.cpu_seconds, end_reason=tt.end_reason,
+        error=mask_or_none(masker, tt.error) if masker is not None else tt.error,
     )
 
 
@@ -43,6 +50,10 @@ def get_try(session: Session, ti: TaskInstance, try_number: int) -> TaskTry:
     return tt
 
 
+def _masker(request: Request, session: Session) -> SecretMasker:
+    return load_masker(session, Encryptor.from_settings(request.app.state.settings))
+
+
 @router.get(f"{TI_PATH}/tries", response_model=schemas.TaskTryCollection, responses=NOT_FOUND)
 def list_tries(dag_id: str, dag_run_id: str, task_id: str, request: Request,
                pg: Annotated[Page, Depends(page)]) -> schemas.TaskTryCollection:
@@ -51,8 +62,9 @@ def list_tries(dag_id: str, dag_run_id: str, task_id: str, request: Request,
     with get_db(request).read_session() as session:
         _, ti = get_ti(session, dag_id, dag_run_id, task_id)
         stmt = select(TaskTry).where(TaskTry.task_instance_id == ti.id)
-        rows = session.scalars(pg.apply(stmt.order_by(TaskTry.try_number)))
-        return schemas.TaskTryCollection(tries=[try_out(t) for t in rows], total_entries=count(session, stmt))
+        rows = list(session.scalars(pg.apply(stmt.order_by(TaskTry.try_number))))
+        masker = _masker(request, session)
+        return schemas.TaskTryCollection(tries=[try_out(t, masker) for t in rows], total_entries=count(session, stmt))
 
 
 @router.get(f"{TI_PATH}/tries/{{try_number}}", response_model=schemas.TaskTry, responses=NOT_FOUND)
@@ -61,7 +73,7 @@ def get_one_try(dag_id: str, dag_run_id: str, task_id: str, try_number: TryNumbe
     """One try."""
     with get_db(request).read_session() as session:
         _, ti = get_ti(session, dag_id, dag_run_id, task_id)
-        return try_out(get_try(session, ti, try_number))
+        return try_out(get_try(session, ti, try_number), _masker(request, session))
 
 
 __all__ = ["TryNumber", "get_try", "router", "try_out"]
