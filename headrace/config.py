@@ -159,6 +159,11 @@ SPEC: dict[str, dict[str, Option]] = {
             str, _const(""), "Comma-separated URLs that get a Slack-compatible JSON POST per alert (empty: none)."
         ),
         "timeout": Option(float, _const(10.0), "Seconds one email or webhook delivery may take.", 0.1, 600),
+        "sweep_lookback": Option(
+            float, _const(3600.0),
+            "Seconds a starting scheduler looks back for ended tries and DAG runs with no alert written yet "
+            "(e.g. during a scheduler outage).", 0, 30 * 24 * 3600,
+        ),
     },
     "logging": {
         "base_log_folder": Option(str, lambda h: str(h / "logs"), "Folder for per-try log files."),

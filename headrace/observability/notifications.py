@@ -21,8 +21,11 @@ inserted with ``ON CONFLICT DO NOTHING``: the same event seen twice (two
 schedulers, a restart that re-reads it) still notifies exactly once per
 channel. :mod:`~headrace.observability.delivery` sends pending rows.
 
-:class:`Notifier` is the listener that writes rows for try and run events;
-deadline misses are written by :mod:`~headrace.observability.deadlines` in the
+:class:`Notifier` is the listener that writes rows for try and run events
+(:func:`try_alert`, :func:`run_alert`); the scheduler's catch-up sweep
+(:mod:`~headrace.observability.sweep`) writes the same rows, with the same
+keys, for tries and runs that ended while no scheduler saw them. Deadline
+misses are written by :mod:`~headrace.observability.deadlines` in the
 transaction that records the miss.
 """
 
@@ -130,6 +133,29 @@ class Alert:
         return "\n".join(lines) + "\n"
 
 
+TRY_EVENTS = ("failed", "up_for_retry")
+"""Events of a try: the state it left its task instance in."""
+RUN_EVENTS = {"run_failed": "failed", "run_success": "success"}
+"""Events of a DAG run, with the run state each stands for."""
+
+
+def try_alert(info: TryInfo) -> Alert | None:
+    """The alert for an ended try (``failed`` / ``up_for_retry``), or None for a state that never notifies.
+
+    Used by the :class:`Notifier` (executor events) and by the catch-up sweep
+    (:mod:`~headrace.observability.sweep`), so both write the same ``event_key``.
+    """
+    if info.state not in TRY_EVENTS:
+        return None
+    return Alert(event=info.state, dag_id=info.dag_id, run_id=info.run_id, task_id=info.task_id,
+                 try_number=info.try_number, state=info.state, end_reason=info.end_reason, error=info.error)
+
+
+def run_alert(run: RunInfo) -> Alert:
+    """The alert for a DAG run that ended (``run_failed`` / ``run_success``)."""
+    return Alert(event=f"run_{run.state}", dag_id=run.dag_id, run_id=run.run_id, state=run.state)
+
+
 def insert_ignore(session: Session, rows: list[Mapping[str, Any]]) -> int:
     """Insert ``notification`` rows, skipping any whose ``event_key`` exists; return how many were inserted."""
     if not rows:
@@ -176,15 +202,13 @@ class Notifier(Listener):
             self.wake()
 
     def on_try_finished(self, info: TryInfo) -> None:
-        if info.state not in ("failed", "up_for_retry"):
-            return
-        self._write(Alert(event=info.state, dag_id=info.dag_id, run_id=info.run_id, task_id=info.task_id,
-                          try_number=info.try_number, state=info.state, end_reason=info.end_reason,
-                          error=info.error), info.end_date)
+        alert = try_alert(info)
+        if alert is not None:
+            self._write(alert, info.end_date)
 
     def on_run_finished(self, run: RunInfo) -> None:
-        self._write(Alert(event=f"run_{run.state}", dag_id=run.dag_id, run_id=run.run_id, state=run.state),
-                    run.end_date)
+        self._write(run_alert(run), run.end_date)
 
 
-__all__ = ["EVENTS", "Alert", "AlertConfig", "Notifier", "insert_ignore", "write"]
+__all__ = ["EVENTS", "RUN_EVENTS", "TRY_EVENTS", "Alert", "AlertConfig", "Notifier", "insert_ignore", "run_alert",
+           "try_alert", "write"]

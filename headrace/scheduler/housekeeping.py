@@ -10,7 +10,14 @@ chore                  interval                          what it does
 ``find_zombies``       ``scheduler.heartbeat_interval``  fail or retry running tries whose supervisor is gone
 ``requeue_stuck``      ``task_queued_timeout / 4``       give back tries queued too long without starting
 ``check_deadlines``    ``scheduler.heartbeat_interval``  record deadline misses once; start their callbacks
+``sweep_alerts``       ``scheduler.heartbeat_interval``  write the alerts of tries / runs that ended unseen
 =====================  ================================  =========================================
+
+``sweep_alerts`` (:class:`~headrace.observability.sweep.NotificationSweep`)
+is registered only when an alert channel (``alerts.email_to`` /
+``alerts.webhook_url``) is configured; its first run looks back
+``alerts.sweep_lookback`` seconds, so tries that ended while no scheduler ran
+still notify, once.
 
 :class:`Housekeeping.run_due` runs the chores that are due at ``now`` and
 schedules each one ``interval`` later; a chore that fell behind (a long loop,
@@ -41,6 +48,8 @@ from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, TaskInstance, TaskTry
 from headrace.db.transitions import set_ti_state
+from headrace.observability.notifications import AlertConfig
+from headrace.observability.sweep import NotificationSweep
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import EndReason
 from headrace.states import TaskInstanceState as TI
@@ -270,19 +279,25 @@ def chores(settings: Settings, db: Database, *, heartbeat: Callable[[datetime], 
     ``check_deadlines(now)`` (the scheduler's, which also starts the
     deadline-miss callbacks) runs every ``scheduler.heartbeat_interval``;
     ``on_zombie`` is told about each try :func:`find_zombies` ends.
+    ``sweep_alerts`` is in the list only if an alert channel is configured.
     """
     s = settings.get
+    heartbeat_interval = float(s("scheduler", "heartbeat_interval"))
     zombie_threshold = float(s("scheduler", "zombie_threshold"))
     queued_timeout = float(s("scheduler", "task_queued_timeout"))
+    alerts = AlertConfig.from_settings(settings)
     return [
-        Chore("heartbeat", float(s("scheduler", "heartbeat_interval")), heartbeat),
+        Chore("heartbeat", heartbeat_interval, heartbeat),
         Chore("renew_lease", float(s("scheduler", "lease_ttl")) / 3, renew_lease),
-        Chore("find_zombies", float(s("scheduler", "heartbeat_interval")),
+        Chore("find_zombies", heartbeat_interval,
               lambda now: find_zombies(db, now, threshold=zombie_threshold, cache=cache, on_zombie=on_zombie)),
         Chore("requeue_stuck", queued_timeout / 4,
               lambda now: requeue_stuck(db, now, timeout=queued_timeout)),
-    ] + ([Chore("check_deadlines", float(s("scheduler", "heartbeat_interval")), check_deadlines)]
-         if check_deadlines is not None else [])
+    ] + ([Chore("check_deadlines", heartbeat_interval, check_deadlines)]
+         if check_deadlines is not None else []) + (
+        [Chore("sweep_alerts", heartbeat_interval,
+               NotificationSweep(db, alerts, lookback=float(s("alerts", "sweep_lookback"))))]
+        if alerts.channels else [])
 
 
 __all__ = [
