@@ -19,7 +19,7 @@ from sqlalchemy import event, select
 
 from headrace.config import Settings
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, Notification
+from headrace.db.models import Notification
 from headrace.executors import make_executor
 from headrace.observability.notifications import AlertConfig, Notifier, write
 from headrace.observability.sweep import OVERLAP, NotificationSweep, missing_alerts
