@@ -180,7 +180,7 @@ def pages(args: argparse.Namespace, run_id: str, task_id: str) -> list[PageSpec]
     return [
         PageSpec("DAG list", "/", ["/api/v1/dags?limit=100&only_active=true", "/ui/data/recent_runs?limit=10",
                                    "/api/v1/importErrors?limit=100"],
-                 f"document.querySelector('#dags tbody tr[data-dag-id] td.recent a')",
+                 "document.querySelector('#dags tbody tr[data-dag-id] td.recent a')",
                  "`${document.querySelectorAll('#dags tbody tr[data-dag-id]').length} DAG row(s)`"),
         PageSpec("grid", f"/dags/{d}/grid?num_runs={args.runs}", [f"/ui/data/dags/{d}/grid?num_runs={args.runs}"],
                  "window.hrGridFirstDrawnAt !== undefined",
