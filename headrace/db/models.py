@@ -158,6 +158,7 @@ class DagRun(Base):
     __table_args__ = (
         UniqueConstraint("dag_id", "run_id"),
         Index("ix_dag_run_state", "state", "dag_id"),
+        Index("ix_dag_run_end_date", "end_date"),  # deadline checks and the alert sweep read runs by end time
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
