@@ -44,7 +44,7 @@ from headrace import __version__
 from headrace.api.auth import require
 from headrace.api.routes import API_ROUTERS, ROOT_ROUTERS
 from headrace.config import Settings
-from headrace.crypto import session_secret
+from headrace.crypto import Encryptor, session_secret
 from headrace.db.engine import Database
 from headrace.exceptions import AuthenticationError, HeadraceError
 
@@ -141,6 +141,7 @@ def create_app(settings: Settings, db: Database, *, metrics_registry: CollectorR
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.encryptor = Encryptor.from_settings(settings)  # reads or creates the key file once
     app.state.metrics_registry = metrics_registry
     app.add_middleware(
         SessionMiddleware,

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from fastapi import Request
 
 from headrace.api.users import Principal, authenticate, principal, role_allows, user_for_token
+from headrace.crypto import Encryptor
 from headrace.db.engine import Database
 from headrace.db.models import User
 from headrace.exceptions import AuthenticationError, PermissionDenied
@@ -44,6 +45,13 @@ def get_db(request: Request) -> Database:
     db = request.app.state.db
     assert isinstance(db, Database)
     return db
+
+
+def get_encryptor(request: Request) -> Encryptor:
+    """The app's :class:`~headrace.crypto.Encryptor` (built once by ``create_app``)."""
+    enc = request.app.state.encryptor
+    assert isinstance(enc, Encryptor)
+    return enc
 
 
 def csrf_token(request: Request) -> str:
@@ -138,4 +146,4 @@ def require(role: str) -> Callable[[Request], object]:
     return dependency
 
 
-__all__ = ["check_csrf", "csrf_token", "current_principal", "get_db", "login_session", "require"]
+__all__ = ["check_csrf", "csrf_token", "current_principal", "get_db", "get_encryptor", "login_session", "require"]

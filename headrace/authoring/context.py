@@ -44,6 +44,18 @@ class RunInfo:
     conf: Mapping[str, Any] = field(default_factory=dict)
     """The run's conf (from a trigger); overrides DAG params of the same name."""
 
+    @classmethod
+    def from_run(cls, run: Any) -> RunInfo:
+        """The RunInfo of a ``dag_run`` row (an ORM object or a Row with the same column names).
+
+        A run without a logical date uses its ``queued_at``; a missing data interval end is the logical date.
+        """
+        when = run.logical_date or run.queued_at
+        return cls(dag_id=run.dag_id, run_id=run.run_id, logical_date=when,
+                   data_interval_start=run.data_interval_start or when,
+                   data_interval_end=run.data_interval_end or when, run_type=run.run_type,
+                   conf=dict(run.conf or {}))
+
 
 @runtime_checkable
 class RuntimeTI(Protocol):

@@ -18,8 +18,9 @@ from headrace.cli.common import app_state, console, fmt_bytes, fmt_time, parse_d
 from headrace.crypto import Encryptor
 from headrace.dagfiles.loader import load_dags
 from headrace.dagfiles.serialization import SerializedDag
+from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance, TaskTry, XCom
+from headrace.db.models import DagModel, DagRun, TaskInstance, TaskTry, XCom
 from headrace.exceptions import DagNotFound, DagRunNotFound, SkipTask
 from headrace.secrets_store import DatabaseSecrets
 
@@ -31,9 +32,9 @@ def _dag_model(db: Database, dag_id: str) -> tuple[DagModel, SerializedDag]:
         model = session.get(DagModel, dag_id)
         if model is None:
             raise DagNotFound(f"no DAG with dag_id {dag_id!r}; see `headrace dags list`")
-        version = session.scalars(
-            select(DagVersion).where(DagVersion.dag_id == dag_id, DagVersion.version_hash == model.version_hash)
-        ).one()
+        version = queries.current_version(session, model)
+        if version is None:
+            raise DagNotFound(f"DAG {dag_id!r} has no parsed version; is its file still there? see `headrace dags list`")
         return model, SerializedDag.from_dict(version.serialized)
 
 

@@ -100,14 +100,6 @@ def _insert_miss(session: Session, values: dict[str, Any]) -> bool:
     return session.execute(stmt).first() is not None  # RETURNING: psycopg reports no rowcount here
 
 
-def _context_run(run: Any) -> ContextRunInfo:
-    when = run.logical_date or run.queued_at
-    return ContextRunInfo(dag_id=run.dag_id, run_id=run.run_id, logical_date=when,
-                          data_interval_start=run.data_interval_start or when,
-                          data_interval_end=run.data_interval_end or when, run_type=run.run_type,
-                          conf=dict(run.conf or {}))
-
-
 def _candidates(session: Session, now: datetime, lookback: float, get_dag: GetDag) -> list[tuple[Any, SerializedDag]]:
     since = now - timedelta(seconds=lookback)
     rows = session.execute(
@@ -175,7 +167,7 @@ def _claim_callbacks(session: Session, get_dag: GetDag, limit: int = 100) -> lis
         wanted = task.has_on_deadline_miss_callback if task is not None else \
             (not row.task_id and sdag.has_on_deadline_miss_callback)
         if wanted:
-            out.append(DeadlineCallback(sdag.fileloc, row.dag_id, _context_run(row), row.task_id or None,
+            out.append(DeadlineCallback(sdag.fileloc, row.dag_id, ContextRunInfo.from_run(row), row.task_id or None,
                                         row.deadline))
     return out
 

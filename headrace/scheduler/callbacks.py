@@ -192,12 +192,7 @@ class CallbackRunner:
                     else sdag.has_on_failure_callback
                 dag = session.get(DagModel, run.dag_id)
                 if won and wanted and dag is not None:
-                    info = RunInfo(dag_id=run.dag_id, run_id=run.run_id,
-                                   logical_date=run.logical_date or run.queued_at,
-                                   data_interval_start=run.data_interval_start or run.queued_at,
-                                   data_interval_end=run.data_interval_end or run.queued_at,
-                                   run_type=run.run_type, conf=dict(run.conf or {}))
-                    requests.append(CallbackRequest(dag.fileloc, run.dag_id, info, run.state))
+                    requests.append(CallbackRequest(dag.fileloc, run.dag_id, RunInfo.from_run(run), run.state))
         return self.start(requests)
 
     def start(self, requests: list[CallbackRequest]) -> int:

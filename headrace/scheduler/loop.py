@@ -153,15 +153,6 @@ def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | 
                 s.wait(now)
 
 
-def _run_info(run: DagRun) -> ContextRunInfo:
-    """The run as a callback's context sees it."""
-    when = run.logical_date or run.queued_at
-    return ContextRunInfo(dag_id=run.dag_id, run_id=run.run_id, logical_date=when,
-                          data_interval_start=run.data_interval_start or when,
-                          data_interval_end=run.data_interval_end or when, run_type=run.run_type,
-                          conf=dict(run.conf or {}))
-
-
 class Scheduler:
     """The state one scheduler process keeps between loops, and each step of the loop."""
 
@@ -470,7 +461,7 @@ class Scheduler:
                                                else task.has_on_failure_callback)
                 if run is not None and wanted:
                     requests.append(CallbackRequest(
-                        self.cache.get(session, run.dag_version_id).fileloc, info.dag_id, _run_info(run),
+                        self.cache.get(session, run.dag_version_id).fileloc, info.dag_id, ContextRunInfo.from_run(run),
                         info.state, task_id=info.task_id, try_number=info.try_number, error=info.error or "",
                         log_path=log_path))
         self.callbacks.start(requests)

@@ -24,9 +24,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import ColumnElement, case, distinct, func, select
 from sqlalchemy.orm import Session
 
-from headrace.api.auth import get_db, require
+from headrace.api.auth import get_db, get_encryptor, require
 from headrace.api.masking import load_masker, mask_or_none
-from headrace.crypto import Encryptor
+from headrace.db import queries
 from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance, TaskTry
 from headrace.exceptions import DagNotFound, DagRunNotFound
 from headrace.states import EndReason, TaskInstanceState
@@ -328,9 +328,7 @@ def resources_of_dag(
     dag = session.get(DagModel, dag_id)
     if dag is None:
         raise DagNotFound(f"DAG {dag_id!r} not found")
-    current = session.scalars(
-        select(DagVersion).where(DagVersion.dag_id == dag_id, DagVersion.version_hash == dag.version_hash)
-    ).one_or_none()
+    current = queries.current_version(session, dag)
     dag_runs = _latest_runs(session, dag_id, runs)
     summaries = _summaries(session, [r.id for r in dag_runs], _limits(current.serialized) if current else {})
     known = {s["task_id"] for s in summaries}
@@ -354,7 +352,7 @@ def gantt(
     """Bars of the Gantt chart of a DAG run (see :func:`gantt_of_run`); 404 for an unknown DAG or run."""
     with get_db(request).read_session() as session:
         bars = gantt_of_run(session, dag_id, run_id, now=datetime.now(UTC))
-        masker = load_masker(session, Encryptor.from_settings(request.app.state.settings))
+        masker = load_masker(session, get_encryptor(request))
     for bar in bars["tries"]:
         bar["error"] = mask_or_none(masker, bar["error"])  # stored secrets, as in the try's log
     return bars

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headrace.api import schemas
-from headrace.api.auth import get_db, require
+from headrace.api.auth import get_db, get_encryptor, require
 from headrace.api.pagination import Page, count, page
-from headrace.api.routes.variables import encryptor
-from headrace.crypto import MASK, Encryptor, is_sensitive_key
+from headrace.crypto import MASK, Encryptor
+from headrace.secrets_store import mask_sensitive
 from headrace.db.models import Connection
 from headrace.exceptions import Conflict, NotFound
 
@@ -31,18 +31,9 @@ NOT_FOUND = {404: {"description": "no such connection"}}
 PLAIN_FIELDS = ("conn_type", "description", "host", "port", "login", "schema")
 
 
-def mask_extra(value: Any) -> Any:
-    """``value`` (a JSON value) with the values of sensitive keys replaced by ``***``, at any depth."""
-    if isinstance(value, dict):
-        return {k: MASK if is_sensitive_key(str(k)) else mask_extra(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_extra(v) for v in value]
-    return value
-
-
 def connection_out(row: Connection, enc: Encryptor) -> schemas.Connection:
     """The API form of a connection: password hidden, sensitive extra fields masked."""
-    extra = mask_extra(json.loads(enc.decrypt(row.extra))) if row.extra else None
+    extra = mask_sensitive(json.loads(enc.decrypt(row.extra))) if row.extra else None
     return schemas.Connection(conn_id=row.conn_id, conn_type=row.conn_type, description=row.description,
                               host=row.host, port=row.port, login=row.login, schema=row.schema,
                               password=MASK if row.password else None, extra=extra)
@@ -71,7 +62,7 @@ def _set(row: Connection, body: schemas.ConnectionCreate | schemas.ConnectionPat
 @router.get("/connections", response_model=schemas.ConnectionCollection, dependencies=[VIEWER])
 def list_connections(request: Request, pg: Annotated[Page, Depends(page)]) -> schemas.ConnectionCollection:
     """Connections sorted by conn_id."""
-    enc = encryptor(request)
+    enc = get_encryptor(request)
     stmt = select(Connection)
     with get_db(request).read_session() as session:
         rows = session.scalars(pg.apply(stmt.order_by(Connection.conn_id)))
@@ -83,7 +74,7 @@ def list_connections(request: Request, pg: Annotated[Page, Depends(page)]) -> sc
              responses={409: {"description": "a connection with this conn_id exists"}})
 def create_connection(body: schemas.ConnectionCreate, request: Request) -> schemas.Connection:
     """Create a connection (operator); password and extra are stored encrypted."""
-    enc = encryptor(request)
+    enc = get_encryptor(request)
     with get_db(request).session() as session:
         if session.get(Connection, body.conn_id) is not None:
             raise Conflict(f"connection {body.conn_id!r} already exists")
@@ -98,7 +89,7 @@ def create_connection(body: schemas.ConnectionCreate, request: Request) -> schem
             responses=NOT_FOUND)
 def get_connection(conn_id: str, request: Request) -> schemas.Connection:
     """One connection (password never shown)."""
-    enc = encryptor(request)
+    enc = get_encryptor(request)
     with get_db(request).read_session() as session:
         return connection_out(_get(session, conn_id), enc)
 
@@ -107,7 +98,7 @@ def get_connection(conn_id: str, request: Request) -> schemas.Connection:
               responses=NOT_FOUND)
 def patch_connection(conn_id: str, body: schemas.ConnectionPatch, request: Request) -> schemas.Connection:
     """Change the fields given (operator); ``"password": null`` removes the password."""
-    enc = encryptor(request)
+    enc = get_encryptor(request)
     with get_db(request).session() as session:
         row = _get(session, conn_id)
         _set(row, body, enc)
@@ -122,4 +113,4 @@ def delete_connection(conn_id: str, request: Request) -> None:
         session.delete(_get(session, conn_id))
 
 
-__all__ = ["connection_out", "mask_extra", "router"]
+__all__ = ["connection_out", "router"]

@@ -27,11 +27,10 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from headrace.api import schemas
-from headrace.api.auth import get_db, require
+from headrace.api.auth import get_db, get_encryptor, require
 from headrace.api.routes.task_instances import get_ti
 from headrace.api.routes.tries import TryNumber
 from headrace.config import Settings
-from headrace.crypto import Encryptor
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.exceptions import NotFound
@@ -173,7 +172,7 @@ def get_log(
     with db.read_session() as session:
         _, ti = get_ti(session, dag_id, dag_run_id, task_id)
         where = locate(session, settings, ti, try_number)
-        masker = load_masker(session, Encryptor.from_settings(settings))
+        masker = load_masker(session, get_encryptor(request))
         ti_id = ti.id
     accept = request.headers.get("accept", "")
     if stream or (accept.startswith("text/plain") and "application/json" not in accept):

@@ -12,11 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headrace.api import schemas
-from headrace.api.auth import get_db, require
+from headrace.api.auth import get_db, get_encryptor, require
 from headrace.api.masking import load_masker, mask_or_none
 from headrace.api.pagination import Page, count, page
 from headrace.api.routes.task_instances import get_ti, seconds_between
-from headrace.crypto import Encryptor
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.exceptions import NotFound
 from headrace.supervisor.masking import SecretMasker
@@ -51,7 +50,7 @@ def get_try(session: Session, ti: TaskInstance, try_number: int) -> TaskTry:
 
 
 def _masker(request: Request, session: Session) -> SecretMasker:
-    return load_masker(session, Encryptor.from_settings(request.app.state.settings))
+    return load_masker(session, get_encryptor(request))
 
 
 @router.get(f"{TI_PATH}/tries", response_model=schemas.TaskTryCollection, responses=NOT_FOUND)

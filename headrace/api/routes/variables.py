@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headrace.api import schemas
-from headrace.api.auth import get_db, require
+from headrace.api.auth import get_db, get_encryptor, require
 from headrace.api.pagination import Page, count, page
 from headrace.api.users import Principal, role_allows
 from headrace.crypto import MASK, Encryptor, is_sensitive_key
@@ -27,11 +27,6 @@ router = APIRouter(tags=["Variable"], dependencies=[Depends(schemas.reject_nul_b
 VIEWER = Depends(require("viewer"))
 OPERATOR = Depends(require("operator"))
 NOT_FOUND = {404: {"description": "no such variable"}}
-
-
-def encryptor(request: Request) -> Encryptor:
-    """The encryptor of the app's settings."""
-    return Encryptor.from_settings(request.app.state.settings)
 
 
 def variable_out(row: Variable, enc: Encryptor, *, reveal: bool) -> schemas.Variable:
@@ -50,7 +45,7 @@ def _get(session: Session, key: str) -> Variable:
 @router.get("/variables", response_model=schemas.VariableCollection, dependencies=[VIEWER])
 def list_variables(request: Request, pg: Annotated[Page, Depends(page)]) -> schemas.VariableCollection:
     """Variables sorted by key; sensitive values are ``***``."""
-    enc = encryptor(request)
+    enc = get_encryptor(request)
     stmt = select(Variable)
     with get_db(request).read_session() as session:
         rows = session.scalars(pg.apply(stmt.order_by(Variable.key)))
@@ -62,7 +57,7 @@ def list_variables(request: Request, pg: Annotated[Page, Depends(page)]) -> sche
              responses={409: {"description": "a variable with this key exists"}})
 def create_variable(body: schemas.VariableCreate, request: Request) -> schemas.Variable:
     """Create a variable (operator); the value is stored encrypted."""
-    enc = encryptor(request)
+    enc = get_encryptor(request)
     with get_db(request).session() as session:
         if session.get(Variable, body.key) is not None:
             raise Conflict(f"variable {body.key!r} already exists")
@@ -76,7 +71,7 @@ def create_variable(body: schemas.VariableCreate, request: Request) -> schemas.V
 @router.get("/variables/{key}", response_model=schemas.Variable, responses=NOT_FOUND)
 def get_variable(key: str, request: Request, who: Annotated[Principal, VIEWER]) -> schemas.Variable:
     """One variable; a sensitive value is ``***`` for viewers."""
-    enc = encryptor(request)
+    enc = get_encryptor(request)
     with get_db(request).read_session() as session:
         return variable_out(_get(session, key), enc, reveal=role_allows(who.role, "operator"))
 
@@ -84,7 +79,7 @@ def get_variable(key: str, request: Request, who: Annotated[Principal, VIEWER]) 
 @router.patch("/variables/{key}", response_model=schemas.Variable, dependencies=[OPERATOR], responses=NOT_FOUND)
 def patch_variable(key: str, body: schemas.VariablePatch, request: Request) -> schemas.Variable:
     """Change a variable's value and/or description (operator)."""
-    enc = encryptor(request)
+    enc = get_encryptor(request)
     with get_db(request).session() as session:
         row = _get(session, key)
         if body.value is not None:
@@ -103,4 +98,4 @@ def delete_variable(key: str, request: Request) -> None:
         session.delete(_get(session, key))
 
 
-__all__ = ["encryptor", "router", "variable_out"]
+__all__ = ["router", "variable_out"]
