@@ -80,6 +80,10 @@ SPEC: dict[str, dict[str, Option]] = {
             "SQLAlchemy URL of the metadata DB; postgresql+psycopg://… in production.",
         ),
         "pool_size": Option(int, _const(5), "Connections kept open per process (PostgreSQL).", 1, 1000),
+        "outage_tolerance": Option(
+            float, _const(600.0), "Seconds schedulers and supervisors keep retrying through a lost database "
+            "(a restart, a stop, a lock held past SQLite's busy timeout) before giving up.", 0, 7 * 86400
+        ),
     },
     "scheduler": {
         "loop_interval": Option(
@@ -87,8 +91,13 @@ SPEC: dict[str, dict[str, Option]] = {
         ),
         "dag_dir_list_interval": Option(float, _const(5.0), "Seconds between scans of dags_folder for changes.", 0.1, 3600),
         "heartbeat_interval": Option(float, _const(5.0), "Seconds between heartbeats of schedulers and tries.", 0.1, 600),
-        "zombie_threshold": Option(
-            float, _const(60.0), "A running try whose heartbeat is older than this (s) is a zombie.", 1, 86400
+        "task_instance_heartbeat_timeout": Option(
+            float, _const(300.0), "A running try on another host whose heartbeat is older than this (s) is a "
+            "zombie (Airflow's name and default; tries on this host are checked by process identity).", 1, 86400
+        ),
+        "scheduler_health_check_threshold": Option(
+            float, _const(30.0), "/health calls the scheduler unhealthy when its heartbeat is older than this (s).",
+            1, 86400
         ),
         "task_queued_timeout": Option(
             float, _const(600.0), "A try queued longer than this (s) without starting is queued again.", 1, 86400

@@ -205,9 +205,9 @@ def _age(now: datetime, then: datetime | None) -> float | None:
 def try_findings(settings: Settings, tries: list[RunningTry], now: datetime) -> list[Finding]:
     """Area "running tries": for each running try, are its recorded supervisor and task process still there?"""
     here = hostname()
-    zombie_threshold = float(settings.get("scheduler", "zombie_threshold"))
-    hint = (f"the scheduler ends it as a zombie once its heartbeat is older than scheduler.zombie_threshold "
-            f"({zombie_threshold:g} s); `headrace ps` shows it")
+    timeout = float(settings.get("scheduler", "task_instance_heartbeat_timeout"))
+    hint = (f"the scheduler ends it as a zombie once its heartbeat is older than "
+            f"scheduler.task_instance_heartbeat_timeout ({timeout:g} s); `headrace ps` shows it")
     findings: list[Finding] = []
     for t in tries:
         beat = _age(now, t.heartbeat_at)
@@ -222,7 +222,7 @@ def try_findings(settings: Settings, tries: list[RunningTry], now: datetime) -> 
                                     figures, hint))
             continue
         if t.hostname != here:
-            stale = beat is not None and beat > zombie_threshold
+            stale = beat is not None and beat > timeout
             findings.append(Finding(
                 Area.TRIES, Severity.WARNING if stale else Severity.INFO,
                 f"{t.label}: runs on {t.hostname}, not checkable from here; heartbeat {beat or 0:.1f} s ago",

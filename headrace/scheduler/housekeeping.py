@@ -25,7 +25,7 @@ a suspended laptop) runs once, not once per missed interval.
 
 A *zombie* is a running try whose supervisor is gone: on this host, its
 recorded ``(pid, start time)`` names no live process; on any host, its
-heartbeat is older than ``scheduler.zombie_threshold``. It moves
+heartbeat is older than ``scheduler.task_instance_heartbeat_timeout``. It moves
 ``running → up_for_retry`` (``next_retry_at`` from the task's retry delay) when
 ``try_number <= max_tries``, else ``running → failed``, with end reason
 ``zombie`` on the task instance and its ``task_try`` row. All changes are
@@ -283,14 +283,14 @@ def chores(settings: Settings, db: Database, *, heartbeat: Callable[[datetime], 
     """
     s = settings.get
     heartbeat_interval = float(s("scheduler", "heartbeat_interval"))
-    zombie_threshold = float(s("scheduler", "zombie_threshold"))
+    task_instance_heartbeat_timeout = float(s("scheduler", "task_instance_heartbeat_timeout"))
     queued_timeout = float(s("scheduler", "task_queued_timeout"))
     alerts = AlertConfig.from_settings(settings)
     return [
         Chore("heartbeat", heartbeat_interval, heartbeat),
         Chore("renew_lease", float(s("scheduler", "lease_ttl")) / 3, renew_lease),
         Chore("find_zombies", heartbeat_interval,
-              lambda now: find_zombies(db, now, threshold=zombie_threshold, cache=cache, on_zombie=on_zombie)),
+              lambda now: find_zombies(db, now, threshold=task_instance_heartbeat_timeout, cache=cache, on_zombie=on_zombie)),
         Chore("requeue_stuck", queued_timeout / 4,
               lambda now: requeue_stuck(db, now, timeout=queued_timeout)),
     ] + ([Chore("check_deadlines", heartbeat_interval, check_deadlines)]

@@ -63,7 +63,7 @@ def test_running_tries_alive_reused_and_gone(db: Database, settings: Settings) -
         reused = findings["reused"]
         assert reused.severity is Severity.WARNING
         assert f"pid {task.pid} now belongs to another process (started 100.0 s later" in reused.title
-        assert "zombie_threshold" in reused.suggestion and "headrace ps" in reused.suggestion
+        assert "task_instance_heartbeat_timeout" in reused.suggestion and "headrace ps" in reused.suggestion
 
         dead = findings["gone"]
         assert dead.severity is Severity.WARNING

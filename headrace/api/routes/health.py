@@ -39,10 +39,10 @@ class Health(BaseModel):
 @router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "unhealthy"}})
 def health(request: Request) -> JSONResponse:
     """DB reachable (with latency) and scheduler heartbeat age; a heartbeat older than
-    ``scheduler.zombie_threshold`` seconds counts as unhealthy."""
+    ``scheduler.scheduler_health_check_threshold`` seconds counts as unhealthy."""
     settings = request.app.state.settings
     now = datetime.now(UTC)
-    threshold = float(settings.get("scheduler", "zombie_threshold"))
+    threshold = float(settings.get("scheduler", "scheduler_health_check_threshold"))
     try:
         started = time.perf_counter()
         with get_db(request).read_session() as session:
