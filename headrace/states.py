@@ -131,6 +131,9 @@ class EndReason(str, Enum):
     """The supervisor could not start the task process (e.g. the DAG file would not import)."""
     EXTERNALLY_SET = "externally_set"
     """A user (or zombie check) changed the task instance's state while the try ran; the supervisor stopped it."""
+    LOST_RACE = "lost_race"
+    """The try's own outcome came after the task instance had been moved on by another writer (a zombie
+    check, a user); the task instance kept that decision and this row records the late outcome."""
 
     def __str__(self) -> str:
         return self.value

@@ -71,13 +71,13 @@ def retry_through_outage(
             delay = backoff(attempt)
             if time.monotonic() + delay > deadline:
                 log.error("%s: the database is still unreachable after %.0f s; giving up: %s",
-                          what, tolerance, _one_line(exc))
+                          what, tolerance, one_line(exc))
                 raise
             if attempt == 1:
                 log.warning("%s: the database is unreachable (%s); retrying for up to %.0f s",
-                            what, _one_line(exc), tolerance)
+                            what, one_line(exc), tolerance)
             else:
-                log.debug("%s: attempt %d failed: %s", what, attempt, _one_line(exc))
+                log.debug("%s: attempt %d failed: %s", what, attempt, one_line(exc))
             sleep(delay)
             continue
         if attempt:
@@ -85,9 +85,10 @@ def retry_through_outage(
         return result
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of the driver's message for ``exc`` (for a log line)."""
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 
 
-__all__ = ["FIRST_DELAY", "MAX_DELAY", "backoff", "is_outage", "retry_through_outage"]
+__all__ = ["FIRST_DELAY", "MAX_DELAY", "backoff", "is_outage", "one_line", "retry_through_outage"]

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Update, bindparam, update
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.orm import Session
 
-from headrace.db.models import DagRun, TaskInstance
+from headrace.db.models import DagRun, TaskInstance, TaskTry
 from headrace.exceptions import InvalidTransition
 from headrace.states import DagRunState, TaskInstanceState, can_transition, can_transition_run
 
@@ -79,6 +79,35 @@ def set_ti_state(
         stmt = _ti_cas_statement(expected_try_number is not None, tuple(sorted(values)))
         params.update(values)
     result = session.execute(stmt, params)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+_TRY_COLUMNS = ("state", "end_date", "end_reason", "error", "exit_code", "signal", "peak_rss_bytes", "cpu_seconds")
+_END_TRY: dict[tuple[str, ...], Update] = {}
+
+
+def end_try(session: Session | Connection, row_id: int, **values: Any) -> bool:
+    """Close ``task_try`` row ``row_id`` with ``values``, unless it is closed already; return whether this call did.
+
+    The only writer of a try's outcome: ``UPDATE task_try SET … WHERE id = :id
+    AND end_date IS NULL``, so the first writer (the supervisor that recorded
+    its outcome, or the zombie check) decides and a later one changes nothing.
+    Callers write a try's row only after their compare-and-set of the task
+    instance won, or else with end reason ``lost_race``. ``values`` must
+    include ``end_date``; allowed keys: ``state``, ``end_date``,
+    ``end_reason``, ``error``, ``exit_code``, ``signal``, ``peak_rss_bytes``,
+    ``cpu_seconds``. Raises ``ValueError`` for any other key.
+    """
+    unknown = set(values) - set(_TRY_COLUMNS)
+    if unknown or "end_date" not in values:
+        raise ValueError(f"end_try: end_date is required; unknown columns {sorted(unknown)}")
+    columns = tuple(sorted(values))
+    stmt = _END_TRY.get(columns)
+    if stmt is None:
+        stmt = (update(TaskTry).where(TaskTry.id == bindparam("try_row_id"), TaskTry.end_date.is_(None))
+                .values(**{c: bindparam(c) for c in columns}).execution_options(synchronize_session=False))
+        _END_TRY[columns] = stmt
+    result = session.execute(stmt, {"try_row_id": row_id, **values})
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 

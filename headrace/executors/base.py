@@ -43,6 +43,9 @@ class Executor(Protocol):
     def sync(self) -> list[ExecutorEvent]:
         """Events since the last call (non-blocking)."""
 
+    def has(self, ti_id: int, try_number: int) -> bool:
+        """True while the try was handed to this executor and its supervisor has not been seen to end."""
+
     def fileno(self) -> int | None:
         """A descriptor readable when events wait (select on it to wake at once), or None.
 

@@ -121,6 +121,10 @@ class LocalExecutor:
         self._in_flight[request.key] = _InFlight(request)
         self._send(request)
 
+    def has(self, ti_id: int, try_number: int) -> bool:
+        """True while the try is in flight here (sent, starting or running)."""
+        return (ti_id, try_number) in self._in_flight
+
     def sync(self) -> list[ExecutorEvent]:
         """Read the fork server's events without blocking; report supervisors that ended."""
         events: list[ExecutorEvent] = []

@@ -45,6 +45,10 @@ class SequentialExecutor:
         """Remember ``request``; it runs on the next ``sync()``."""
         self._queued.append(request)
 
+    def has(self, ti_id: int, try_number: int) -> bool:
+        """True while the try waits for the next ``sync()``."""
+        return any(r.ti_id == ti_id and r.try_number == try_number for r in self._queued)
+
     def sync(self) -> list[ExecutorEvent]:
         """Run every queued try to completion; one ``exited`` event each."""
         events = []

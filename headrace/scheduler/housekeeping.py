@@ -24,8 +24,12 @@ schedules each one ``interval`` later; a chore that fell behind (a long loop,
 a suspended laptop) runs once, not once per missed interval.
 
 A *zombie* is a running try whose supervisor is gone: on this host, its
-recorded ``(pid, start time)`` names no live process; on any host, its
-heartbeat is older than ``scheduler.task_instance_heartbeat_timeout``. It moves
+recorded ``(pid, start time)`` names no live process; on another host, its
+heartbeat is older than ``scheduler.task_instance_heartbeat_timeout`` (counted
+from the scheduler's last reconnect at the earliest). Before anything else the
+try is *fenced*: what is left of its task process group on this host is
+SIGKILLed (:mod:`headrace.supervisor.fencing`). An outcome its supervisor left
+on disk (it died waiting for the database) is recorded as it was. Else it moves
 ``running → up_for_retry`` (``next_retry_at`` from the task's retry delay) when
 ``try_number <= max_tries``, else ``running → failed``, with end reason
 ``zombie`` on the task instance and its ``task_try`` row. All changes are
@@ -39,20 +43,23 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from headrace.config import Settings
 from headrace.db import queries
 from headrace.db.engine import Database
+from headrace.db.outage import is_outage
 from headrace.db.models import DagRun, TaskInstance, TaskTry
-from headrace.db.transitions import set_ti_state
+from headrace.db.transitions import end_try, set_ti_state
 from headrace.observability.notifications import AlertConfig
 from headrace.observability.sweep import NotificationSweep
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import EndReason
 from headrace.states import TaskInstanceState as TI
+from headrace.supervisor import outcome as outcome_file
+from headrace.supervisor.fencing import fence_task_group
 from headrace.supervisor.identity import ProcessIdentity
 
 log = logging.getLogger(__name__)
@@ -87,7 +94,8 @@ class Housekeeping:
         """Run every chore due at ``now``; return the sum of their counts.
 
         A chore that raises is logged and retried at its next interval; the
-        scheduler keeps going.
+        scheduler keeps going. A lost database (:func:`~headrace.db.outage.is_outage`)
+        is not a chore's failure: it propagates, for the loop to wait and reconnect.
         """
         total = 0
         for chore in self.chores:
@@ -95,7 +103,9 @@ class Housekeeping:
                 continue
             try:
                 total += chore.function(now)
-            except Exception:  # noqa: BLE001 — one failing chore must not stop the scheduler
+            except Exception as exc:  # noqa: BLE001 — one failing chore must not stop the scheduler
+                if is_outage(exc):
+                    raise
                 log.exception("housekeeping chore %s failed", chore.name)
             step = timedelta(seconds=chore.interval)
             chore.next_due = now + step if chore.next_due is None else max(chore.next_due + step, now)
@@ -120,14 +130,55 @@ def _retry_delay(session: Session, ti: TaskInstance, cache: DagCache) -> float:
     return task.retry_delay_for(ti.try_number) if task is not None else 0.0
 
 
+def _task_identity(tt: TaskTry) -> ProcessIdentity | None:
+    if tt.pid is None or tt.process_start_time is None:
+        return None
+    return ProcessIdentity(host=tt.hostname, pid=tt.pid, start_time=tt.process_start_time)
+
+
+def fence(tt: TaskTry | None) -> bool:
+    """Make sure nothing of the try ``tt`` still runs on this host; True when so (or when it is not ours to check).
+
+    The recorded task process's group is SIGKILLed (:func:`~headrace.supervisor.fencing.fence_task_group`,
+    which checks the process start time so a reused pid is left alone). A
+    try on another host is fenced by time instead: the caller only ends it
+    once its heartbeat is older than ``task_instance_heartbeat_timeout``.
+    """
+    if tt is None:
+        return True
+    task = _task_identity(tt)
+    if task is None or not task.is_local():
+        return True
+    return fence_task_group(task)
+
+
 def end_try_as_zombie(session: Session, ti: TaskInstance, tt: TaskTry | None, now: datetime, cache: DagCache,
-                      *, why: str, on_zombie: ZombieHook | None = None) -> bool:
+                      *, why: str, on_zombie: ZombieHook | None = None, home: Path | None = None) -> bool:
     """End the current try of ``ti`` (queued or running) as a zombie; return whether this call won.
 
-    ``up_for_retry`` if ``try_number <= max_tries`` (with ``next_retry_at``),
-    else ``failed``. The ``task_try`` row, if any, gets ``end_date`` and end
-    reason ``zombie`` unless its supervisor already closed it.
+    First the try is fenced (:func:`fence`): its task processes on this host
+    are killed, so a retry can never run beside it; if one survives SIGKILL
+    the try is left for the next check and False is returned. If its
+    supervisor left the outcome on local disk (it died while waiting for the
+    database; ``home`` is ``settings.home``), that outcome is recorded instead
+    of a zombie (returns True too). Otherwise ``up_for_retry`` if
+    ``try_number <= max_tries`` (with ``next_retry_at``), else ``failed``;
+    the ``task_try`` row, if any, is closed with end reason ``zombie`` unless
+    its supervisor closed it first (:func:`~headrace.db.transitions.end_try`).
     """
+    if not fence(tt):
+        log.error("zombie: %s.%s run %s try %d (%s): its processes would not die; not retrying it yet",
+                  ti.dag_id, ti.task_id, ti.run_id, ti.try_number, why)
+        return False
+    if home is not None and tt is not None and ti.state == TI.RUNNING.value:
+        kept_outcome = outcome_file.kept(home, ti.id, ti.try_number)
+        if kept_outcome is not None and kept_outcome.try_row_id == tt.id:
+            won = outcome_file.apply(session, kept_outcome)
+            session.flush()
+            outcome_file.forget(home, ti.id, ti.try_number)
+            log.warning("%s.%s run %s try %d: its supervisor is gone (%s) but left its outcome on disk: %s",
+                        ti.dag_id, ti.task_id, ti.run_id, ti.try_number, why, kept_outcome.state)
+            return won
     expected = TI(ti.state)
     if ti.try_number <= ti.max_tries:
         new = TI.UP_FOR_RETRY
@@ -139,11 +190,7 @@ def end_try_as_zombie(session: Session, ti: TaskInstance, tt: TaskTry | None, no
     if not won:
         return False
     if tt is not None:
-        session.execute(
-            update(TaskTry).where(TaskTry.id == tt.id, TaskTry.end_date.is_(None))
-            .values(end_date=now, end_reason=EndReason.ZOMBIE.value, state=new.value, error=why)
-            .execution_options(synchronize_session=False)
-        )
+        end_try(session, tt.id, end_date=now, end_reason=EndReason.ZOMBIE.value, state=new.value, error=why)
     log.warning("zombie: %s.%s run %s try %d (%s) → %s", ti.dag_id, ti.task_id, ti.run_id, ti.try_number, why,
                 new.value)
     if on_zombie is not None:
@@ -155,8 +202,16 @@ def _identity(tt: TaskTry) -> ProcessIdentity:
     return ProcessIdentity(host=tt.hostname, pid=tt.supervisor_pid, start_time=tt.supervisor_start_time)
 
 
-def zombie_reason(ti: TaskInstance, tt: TaskTry | None, now: datetime, threshold: float) -> str | None:
-    """Why the running try of ``ti`` is a zombie, or None if it looks alive."""
+def zombie_reason(ti: TaskInstance, tt: TaskTry | None, now: datetime, threshold: float,
+                  *, judge_heartbeats: bool = True) -> str | None:
+    """Why the running try of ``ti`` is a zombie, or None if it looks alive.
+
+    On this host the recorded supervisor is checked by process identity
+    (pid + start time) and only that counts: a live supervisor whose
+    heartbeats cannot reach the database (an outage) is not a zombie. On
+    another host only the heartbeat tells: older than ``threshold`` seconds
+    (never judged when ``judge_heartbeats`` is False).
+    """
     limit = now - timedelta(seconds=threshold)
     if tt is None:
         stamp = ti.updated_at or ti.queued_at
@@ -164,22 +219,32 @@ def zombie_reason(ti: TaskInstance, tt: TaskTry | None, now: datetime, threshold
             return f"running for over {threshold:g} s with no task_try row"
         return None
     who = _identity(tt)
-    if who.is_local() and not who.is_alive():
-        return f"supervisor {who} is gone"
-    if tt.heartbeat_at < limit:
+    if who.is_local():
+        return None if who.is_alive() else f"supervisor {who} is gone"
+    if judge_heartbeats and tt.heartbeat_at < limit:
         return f"no heartbeat from supervisor {who} since {tt.heartbeat_at.isoformat()}"
     return None
 
 
 def find_zombies(db: Database, now: datetime, *, threshold: float, cache: DagCache,
-                 on_zombie: ZombieHook | None = None) -> int:
-    """End every running try whose supervisor is gone; return how many were ended."""
+                 on_zombie: ZombieHook | None = None, home: Path | None = None,
+                 connected_since: Callable[[], datetime] | None = None) -> int:
+    """End every running try whose supervisor is gone; return how many were ended.
+
+    ``connected_since()`` (the scheduler's) is when this scheduler last
+    (re)connected to the database: heartbeats that could not be written
+    during an outage do not count against tries on other hosts, so those are
+    judged only once the scheduler has been connected for ``threshold``
+    seconds.
+    """
+    # Too soon after a reconnect to blame a try on another host for a missing heartbeat.
+    judge = connected_since is None or (now - connected_since()).total_seconds() >= threshold
     ended = 0
     with db.session() as session:
         for ti, tt in queries.tis_with_latest_try(session, TI.RUNNING):
-            why = zombie_reason(ti, tt, now, threshold)
+            why = zombie_reason(ti, tt, now, threshold, judge_heartbeats=judge)
             if why is not None:
-                ended += end_try_as_zombie(session, ti, tt, now, cache, why=why, on_zombie=on_zombie)
+                ended += end_try_as_zombie(session, ti, tt, now, cache, why=why, on_zombie=on_zombie, home=home)
     return ended
 
 
@@ -215,14 +280,17 @@ class AdoptionStats:
 
 
 def adopt_or_fail_tries(db: Database, now: datetime, *, cache: DagCache,
-                        on_zombie: ZombieHook | None = None) -> AdoptionStats:
+                        on_zombie: ZombieHook | None = None, home: Path | None = None,
+                        requeue: bool = True) -> AdoptionStats:
     """At scheduler start: adopt live tries, end dead ones, requeue unclaimed queued ones.
 
     A previous scheduler's executor queue died with it, so a queued try with
     no ``task_try`` row is requeued at once. A supervisor it started that
     still claims the old try loses nothing: the claim is a compare-and-set
     on ``try_number``, so at most one supervisor runs any try. Tries on other
-    hosts are left to the heartbeat check of :func:`find_zombies`.
+    hosts are left to the heartbeat check of :func:`find_zombies`. After a
+    reconnect (``requeue`` False) the executor's queue is still alive, so
+    queued tries are left to ``requeue_stuck``.
     """
     adopted = zombies = requeued = 0
     with db.session() as session:
@@ -232,9 +300,9 @@ def adopt_or_fail_tries(db: Database, now: datetime, *, cache: DagCache,
             if _identity(tt).is_alive():
                 adopted += 1
             else:
-                zombies += end_try_as_zombie(session, ti, tt, now, cache,
-                                             why=f"supervisor {_identity(tt)} is gone", on_zombie=on_zombie)
-        for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED):
+                zombies += end_try_as_zombie(session, ti, tt, now, cache, why=f"supervisor {_identity(tt)} is gone",
+                                             on_zombie=on_zombie, home=home)
+        for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED) if requeue else ():
             if tt is None:
                 requeued += requeue_try(session, ti)
     stats = AdoptionStats(adopted, zombies, requeued)
@@ -244,7 +312,8 @@ def adopt_or_fail_tries(db: Database, now: datetime, *, cache: DagCache,
 
 
 def end_exited_try(db: Database, now: datetime, ti_id: int, try_number: int, *, cache: DagCache,
-                   exit_code: int | None = None, on_zombie: ZombieHook | None = None) -> bool:
+                   exit_code: int | None = None, on_zombie: ZombieHook | None = None,
+                   home: Path | None = None) -> bool:
     """A supervisor exited: if its try is still queued or running, end it as a zombie now.
 
     A supervisor writes the outcome before it exits, so a try still open
@@ -264,7 +333,7 @@ def end_exited_try(db: Database, now: datetime, ti_id: int, try_number: int, *, 
             return False
         return end_try_as_zombie(session, ti, tt, now, cache,
                                  why=f"supervisor exited (code {exit_code}) before recording an outcome",
-                                 on_zombie=on_zombie)
+                                 on_zombie=on_zombie, home=home)
 
 
 # --- the declared list ----------------------------------------------------------------
@@ -273,12 +342,14 @@ def end_exited_try(db: Database, now: datetime, ti_id: int, try_number: int, *, 
 def chores(settings: Settings, db: Database, *, heartbeat: Callable[[datetime], int],
            renew_lease: Callable[[datetime], int], cache: DagCache,
            check_deadlines: Callable[[datetime], int] | None = None,
-           on_zombie: ZombieHook | None = None) -> list[Chore]:
+           on_zombie: ZombieHook | None = None,
+           connected_since: Callable[[], datetime] | None = None) -> list[Chore]:
     """The scheduler's chores with their intervals from ``settings``.
 
     ``check_deadlines(now)`` (the scheduler's, which also starts the
     deadline-miss callbacks) runs every ``scheduler.heartbeat_interval``;
-    ``on_zombie`` is told about each try :func:`find_zombies` ends.
+    ``on_zombie`` is told about each try :func:`find_zombies` ends;
+    ``connected_since()`` is when the scheduler last (re)connected.
     ``sweep_alerts`` is in the list only if an alert channel is configured.
     """
     s = settings.get
@@ -290,7 +361,8 @@ def chores(settings: Settings, db: Database, *, heartbeat: Callable[[datetime], 
         Chore("heartbeat", heartbeat_interval, heartbeat),
         Chore("renew_lease", float(s("scheduler", "lease_ttl")) / 3, renew_lease),
         Chore("find_zombies", heartbeat_interval,
-              lambda now: find_zombies(db, now, threshold=task_instance_heartbeat_timeout, cache=cache, on_zombie=on_zombie)),
+              lambda now: find_zombies(db, now, threshold=task_instance_heartbeat_timeout, cache=cache,
+                                       on_zombie=on_zombie, home=settings.home, connected_since=connected_since)),
         Chore("requeue_stuck", queued_timeout / 4,
               lambda now: requeue_stuck(db, now, timeout=queued_timeout)),
     ] + ([Chore("check_deadlines", heartbeat_interval, check_deadlines)]

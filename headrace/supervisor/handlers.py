@@ -7,6 +7,7 @@ many XComs never holds a database lock while its code runs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from headrace import secrets_store
 from headrace.crypto import Encryptor
 from headrace.db.engine import Database
+from headrace.db.outage import retry_through_outage
 from headrace.db.models import XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
 from headrace.db.transitions import set_ti_state
@@ -34,6 +36,8 @@ from headrace.supervisor.protocol import (
     XComValue,
     dumps_value_list,
 )
+
+log = logging.getLogger("headrace.supervisor")
 
 
 @dataclass(frozen=True)
@@ -138,14 +142,17 @@ def get_connection(db: Database, encryptor: Encryptor, message: GetConnection) -
 
 def handle(
     db: Database, target: TryTarget, message: GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection,
-    xcom_max_size: int, encryptor: Callable[[], Encryptor],
+    xcom_max_size: int, encryptor: Callable[[], Encryptor], *, outage_tolerance: float = 0.0,
 ) -> XComValue | VariableValue | ConnectionValue | Ack | Error:
     """Serve one request; a database (or decryption) error becomes an ``Error`` answer.
 
     ``encryptor`` is called only for variables and connections (building it
-    may read or create the key file).
+    may read or create the key file). While the database is unreachable the
+    request is tried again with backoff for up to ``outage_tolerance``
+    seconds (the task waits for its answer); each request is its own
+    transaction and safe to repeat.
     """
-    try:
+    def serve() -> XComValue | VariableValue | ConnectionValue | Ack:
         if isinstance(message, GetXCom):
             return get_xcom(db, target, message)
         if isinstance(message, SetXCom):
@@ -155,5 +162,8 @@ def handle(
         if isinstance(message, GetConnection):
             return get_connection(db, encryptor(), message)
         return skip_tasks(db, target, message)
+
+    try:
+        return retry_through_outage(serve, tolerance=outage_tolerance, what=f"serving {message.type}", log=log)
     except Exception as exc:  # noqa: BLE001 - reported to the task, which fails with it
         return Error(message=f"supervisor could not serve {message.type}: {type(exc).__name__}: {exc}")

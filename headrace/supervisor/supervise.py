@@ -34,7 +34,7 @@ from types import FrameType
 
 from typing import Any
 
-from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, insert, select, update
+from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from headrace.authoring.context import RunInfo
@@ -50,7 +50,8 @@ from headrace.supervisor import task_process
 from headrace.supervisor.handlers import TryTarget
 from headrace.supervisor.identity import ProcessIdentity, hostname
 from headrace.supervisor.limits import Limits
-from headrace.supervisor.outcome import next_state
+from headrace.db.outage import is_outage, retry_through_outage
+from headrace.supervisor.outcome import Outcome, apply, forget, keep, next_state
 from headrace.supervisor.request import TryRequest
 from headrace.supervisor.watch import Gate, TaskWatch, WatchResult, run_child
 
@@ -129,13 +130,6 @@ _INSERT_TRY = insert(TaskTry).values(
     heartbeat_at=bindparam("start_date"), log_path=bindparam("log_path"),
 )
 _CLEAR_XCOMS = delete(XCom).where(XCom.dag_run_id == bindparam("dag_run_pk"), XCom.task_id == bindparam("task_id"))
-_RECORD_TRY = update(TaskTry).where(TaskTry.id == bindparam("row_id")).values(
-    state=bindparam("state"), end_date=bindparam("end_date"), exit_code=bindparam("exit_code"),
-    signal=bindparam("signal"), peak_rss_bytes=bindparam("peak_rss_bytes"), cpu_seconds=bindparam("cpu_seconds"),
-    end_reason=bindparam("end_reason"), error=bindparam("error"),
-)
-
-
 def _transaction(db: Database) -> AbstractContextManager[Connection]:
     """A Core transaction (commit on success, roll back on error).
 
@@ -151,17 +145,6 @@ def _claim_ti(conn: Connection, ti_id: int, try_number: int, now: datetime) -> b
     return set_ti_state(
         conn, ti_id, TI.QUEUED, TI.RUNNING, expected_try_number=try_number,
         start_date=now, end_date=None, end_reason=None, next_retry_at=None, updated_at=now,
-    )
-
-
-def _finish_ti(
-    conn: Connection, ti_id: int, try_number: int, new: TI, now: datetime, end_reason: str,
-    next_retry_at: datetime | None,
-) -> bool:
-    """``running → new`` for exactly ``try_number`` (compare-and-set); True if this call won."""
-    return set_ti_state(
-        conn, ti_id, TI.RUNNING, new, expected_try_number=try_number,
-        end_date=now, end_reason=end_reason, next_retry_at=next_retry_at, updated_at=now,
     )
 
 
@@ -267,6 +250,7 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, log
         kill_grace_period=float(settings.get("executor", "kill_grace_period")),
         xcom_max_size=current.start.xcom_max_size, stop_requested=lambda: False,
         try_number=current.request.try_number, encryptor=_LazyEncryptor(settings),
+        outage_tolerance=float(settings.get("database", "outage_tolerance")),
     )
     start = current.start
 
@@ -329,7 +313,9 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
     previous = signal.signal(signal.SIGTERM, stop.set)
     try:
         try:
-            current = claim(settings, db, request)
+            current = retry_through_outage(
+                lambda: claim(settings, db, request), tolerance=float(settings.get("database", "outage_tolerance")),
+                what=f"claiming try {request.try_number} of {request.dag_id}.{request.task_id}", log=log)
         except BaseException:
             signal.signal(signal.SIGTERM, previous)
             raise
@@ -400,13 +386,13 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         if delay is None:
             delay = current.policy.retry_delay_for(request.try_number) if current.policy else 0.0
         next_retry_at = now + timedelta(seconds=max(0.0, delay))
-    with _transaction(db) as conn:
-        conn.execute(_RECORD_TRY, {
-            "row_id": current.try_row_id, "state": try_state.value, "end_date": now, "exit_code": result.exit_code,
-            "signal": result.signal, "peak_rss_bytes": result.peak_rss_bytes, "cpu_seconds": result.cpu_seconds,
-            "end_reason": result.end_reason.value, "error": result.error,
-        })
-        won = _finish_ti(conn, request.ti_id, request.try_number, state, now, result.end_reason.value, next_retry_at)
+    outcome = Outcome(
+        ti_id=request.ti_id, try_number=request.try_number, try_row_id=current.try_row_id, state=state.value,
+        try_state=try_state.value, end_date=now, end_reason=result.end_reason.value, next_retry_at=next_retry_at,
+        exit_code=result.exit_code, signal=result.signal, peak_rss_bytes=result.peak_rss_bytes,
+        cpu_seconds=result.cpu_seconds, error=result.error,
+    )
+    won = _write_outcome(settings, db, current, outcome)
     summary = _summary(result)
     current.say(f"try {request.try_number} ended: {state.value} ({result.end_reason.value}); {summary}"
                 + (f"; next try after {next_retry_at.isoformat()}" if next_retry_at else ""))
@@ -414,6 +400,35 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         current.say("the task instance was no longer running this try (zombie check or user action); "
                     "its state was left as it is", "WARNING")
     return state
+
+
+def _write_outcome(settings: Settings, db: Database, current: _Try, outcome: Outcome) -> bool:
+    """Record ``outcome`` in one transaction, riding out a database outage; return whether the TI took it.
+
+    The first attempt costs nothing extra. If it fails because the database
+    is away, the outcome goes to a file on local disk (:func:`.outcome.keep`,
+    which the scheduler on this host reads if this supervisor dies while
+    waiting) and the transaction is tried again with backoff for
+    ``database.outage_tolerance`` seconds; the file is removed once the
+    outcome is in. Past the tolerance the error propagates and the file stays.
+    """
+    def attempt() -> bool:
+        with _transaction(db) as conn:
+            return apply(conn, outcome)
+
+    try:
+        return attempt()
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        path = keep(settings.home, outcome)
+        current.say(f"cannot record the outcome ({type(exc).__name__}); kept it in {path} and retrying for up to "
+                    f"{float(settings.get('database', 'outage_tolerance')):g} s", "WARNING")
+    won = retry_through_outage(attempt, tolerance=float(settings.get("database", "outage_tolerance")),
+                               what=f"recording try {outcome.try_number} of task instance {outcome.ti_id}", log=log)
+    forget(settings.home, outcome.ti_id, outcome.try_number)
+    current.say("the database is back; outcome recorded")
+    return won
 
 
 def warm_up(db: Database) -> None:
@@ -442,11 +457,8 @@ def warm_up(db: Database) -> None:
             except DBAPIError:
                 pass
             conn.execute(_CLEAR_XCOMS, {"dag_run_pk": -1, "task_id": "-"})
-            conn.execute(_RECORD_TRY, {
-                "row_id": -1, "state": "success", "end_date": now, "exit_code": 0, "signal": None,
-                "peak_rss_bytes": 0, "cpu_seconds": 0.0, "end_reason": "success", "error": None,
-            })
-            _finish_ti(conn, -1, 1, TI.SUCCESS, now, "success", None)
+            apply(conn, Outcome(ti_id=-1, try_number=1, try_row_id=-1, state="success", try_state="success",
+                                end_date=now, end_reason="success", exit_code=0, peak_rss_bytes=0, cpu_seconds=0.0))
             TaskWatch.heartbeat_statement(conn, -1, -1, 1)
             raise _Rollback
     except _Rollback:

@@ -34,6 +34,7 @@ from headrace.crypto import Encryptor
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.states import EndReason, TaskInstanceState
+from headrace.supervisor.fencing import die_with_parent
 from headrace.supervisor.handlers import TryTarget, handle
 from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree
 from headrace.supervisor.protocol import Ack, Error, LineBuffer, ProtocolError, TaskDone, decode_request, encode
@@ -119,12 +120,16 @@ def fork_child(run: Callable[[], int], close_in_child: Iterable[socket.socket] =
     """Fork; the child closes ``close_in_child``, runs ``run()`` and ``os._exit``s with its result.
 
     The child leads its own process group (set on both sides of the fork, so
-    the parent can signal the group as soon as this returns). Returns the pid.
+    the parent can signal the group as soon as this returns) and is SIGKILLed
+    by the kernel if the parent dies (:func:`~.fencing.die_with_parent`): a
+    task never outlives its supervisor. Returns the pid.
     """
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # child: never return into the parent's stack
         code = 1
         try:
+            die_with_parent(parent)
             for sock in close_in_child:
                 sock.close()
             code = run()
@@ -162,6 +167,7 @@ class TaskWatch:
         self, *, db: Database, target: TryTarget, try_row_id: int, limits: Limits, say: Say,
         poll_interval: float, heartbeat_interval: float, kill_grace_period: float, xcom_max_size: int,
         stop_requested: Callable[[], bool], try_number: int, encryptor: Callable[[], Encryptor],
+        outage_tolerance: float = 0.0,
     ) -> None:
         self.db = db
         self.target = target
@@ -175,6 +181,10 @@ class TaskWatch:
         self.kill_grace_period = kill_grace_period
         self.xcom_max_size = xcom_max_size
         self.stop_requested = stop_requested
+        self.outage_tolerance = outage_tolerance
+        """Seconds a request is retried while the database is unreachable."""
+        self._outage = False
+        """The last heartbeat failed (logged once per outage)."""
         self.pid = -1
         self._started = 0.0
         self._usage_before = ChildUsage(0.0, 0)
@@ -197,7 +207,8 @@ class TaskWatch:
         if isinstance(message, TaskDone):
             self._send(sock, Ack())
             return message
-        self._send(sock, handle(self.db, self.target, message, self.xcom_max_size, self.encryptor))
+        self._send(sock, handle(self.db, self.target, message, self.xcom_max_size, self.encryptor,
+                                outage_tolerance=self.outage_tolerance))
         return None
 
     @staticmethod
@@ -226,8 +237,15 @@ class TaskWatch:
                     return None
                 row = conn.execute(_TI_STATE, {"ti_id": self.target.ti_id}).one_or_none()
         except Exception as exc:  # noqa: BLE001 - a DB hiccup must not kill the try; the next beat retries
-            log.warning("heartbeat of task_try %d failed: %s", self.try_row_id, exc)
+            if not self._outage:
+                log.warning("heartbeat of task_try %d failed (retrying every beat): %s", self.try_row_id,
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+                self.say("heartbeat failed: the database is unreachable; the task goes on", "WARNING")
+            self._outage = True
             return None
+        if self._outage:
+            self._outage = False
+            log.warning("heartbeat of task_try %d works again", self.try_row_id)
         if row is None:
             return ("deleted", self.try_number)
         state, try_number = str(row[0]), int(row[1])

@@ -92,6 +92,9 @@ class FakeExecutor:
             assert ti is not None and ti.state == TI.QUEUED.value and ti.try_number == request.try_number
         self.requests.append(request)
 
+    def has(self, ti_id: int, try_number: int) -> bool:
+        return any(r.ti_id == ti_id and r.try_number == try_number for r in self.requests)
+
     def sync(self) -> list[object]:
         events, self.events = self.events, []
         return events
