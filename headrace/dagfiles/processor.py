@@ -1,6 +1,6 @@
 """The DAG processor: parse changed DAG files in child processes and store what they define.
 
-``DagProcessor(settings, db).refresh(now)`` does one pass:
+A *pass* over the DAG files:
 
 1. list ``*.py`` files under ``core.dags_folder`` (recursively) and the extra
    folders given (the standalone command adds the bundled example DAGs);
@@ -9,15 +9,19 @@
 2. parse only files whose ``(mtime, size)`` differ from their ``dag_file`` row;
 3. each parse runs in a forked child with a time limit of
    ``core.dagbag_import_timeout`` seconds (several children at once, up to
-   the CPU count). The child imports the file, serializes its DAGs and writes
-   JSON to a pipe, then leaves with ``os._exit`` — it never touches the
-   parent's database connections. A child that overruns is killed (SIGKILL)
-   and the file gets the import error ``timed out after 30.0 s importing <file>``;
-4. store the result in one transaction per file: ``dag`` rows (upsert; new
-   DAGs are **not paused** — unlike Airflow's default — and the paused flag
-   survives re-parsing), a ``dag_version`` row when the serialized hash is new,
-   the ``dag_file`` row (mtime, size, parse seconds, dag ids) and the file's
-   ``import_error`` rows (replaced on every parse);
+   the CPU count, at most 8; the other files wait for a free slot). The child
+   imports the file, serializes its DAGs and writes JSON to a pipe, then
+   leaves with ``os._exit`` — it never touches the parent's database
+   connections. A child that overruns is killed (SIGKILL) and the file gets
+   the import error ``timed out after 30.0 s importing <file>``; one that
+   closes its pipe without a JSON result gets ``the process importing <file>
+   died (exit code 3) without a result``;
+4. store the result in one transaction per file, as each child finishes:
+   ``dag`` rows (upsert; new DAGs are **not paused** — unlike Airflow's
+   default — and the paused flag survives re-parsing), a ``dag_version`` row
+   when the serialized hash is new, the ``dag_file`` row (mtime, size, parse
+   seconds, dag ids) and the file's ``import_error`` rows (replaced on every
+   parse);
 5. DAGs gone from a parsed file, and all DAGs of deleted files, become
    ``is_active = False``. A file that fails to import keeps its DAGs as they
    were (Airflow's behaviour): a typo must not make a DAG vanish.
@@ -26,10 +30,24 @@ For DAGs that are new or whose schedule changed, ``next_logical_date``,
 ``next_data_interval_*`` and ``next_run_after`` are computed from the
 timetable and the latest scheduled run.
 
+Two ways to run a pass, one code path:
+
+- non-blocking, for the scheduler loop (a file that hangs at import must not
+  stop the loop): ``start(now)`` lists the files, deactivates the DAGs of
+  deleted files and forks the first children; ``collect(now)`` never blocks —
+  it reads what the children wrote, stores finished files, kills children
+  past their deadline, starts waiting files, and returns the pass's
+  :class:`ProcessorStats` once every file is done (None before). ``fds()``
+  (pipes of running children) and ``next_deadline()`` (``time.monotonic()``
+  of the earliest kill) tell the caller when to call ``collect`` again;
+  ``busy`` says a pass is in progress; ``close()`` kills its children.
+- blocking, for the CLI and tests: ``refresh(now)`` is ``start`` followed by
+  ``collect`` until the pass ends, sleeping in ``select`` on ``fds()`` in
+  between.
+
 User code never crashes the processor: every failure becomes an
 ``import_error`` row with file, line and a one-line message.
 """
-
 from __future__ import annotations
 
 import json
@@ -54,6 +72,7 @@ from headrace.dagfiles.loader import load_dags
 from headrace.dagfiles.serialization import SerializedDag, dag_hash, serialize_dag
 from headrace.db import queries
 from headrace.db.engine import Database
+from headrace.supervisor.fencing import die_with_parent
 from headrace.db.models import DagFile, DagModel, DagVersion, ImportError_
 
 log = logging.getLogger(__name__)
@@ -64,7 +83,7 @@ MARKER = b"headrace"
 
 @dataclass(frozen=True)
 class ProcessorStats:
-    """What one :meth:`DagProcessor.refresh` did."""
+    """What one pass (:meth:`DagProcessor.refresh`, or ``start`` … ``collect``) did."""
 
     files_seen: int
     """DAG files listed (after the ``headrace`` text filter)."""
@@ -75,7 +94,7 @@ class ProcessorStats:
     errors: int
     """Parsed files that ended in an import error."""
     seconds: float
-    """Wall time of the whole refresh."""
+    """Wall time of the whole pass, from listing to the last result stored."""
     parsed: tuple[tuple[str, float, bool], ...] = ()
     """``(fileloc, parse seconds, ok)`` of each file parsed (``ok`` False: import error)."""
 
@@ -145,16 +164,21 @@ class _Child:
     fileloc: str
     pid: int
     fd: int
+    """Read end of the child's pipe (non-blocking)."""
     started: float
+    """``time.monotonic()`` at fork."""
     deadline: float
+    """``time.monotonic()`` at which the child is killed."""
     chunks: list[bytes] = field(default_factory=list)
 
 
 def _start_child(fileloc: str, timeout: float) -> _Child:
     read_fd, write_fd = os.pipe()
     started = time.monotonic()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # child
+        die_with_parent(parent)  # a SIGKILLed scheduler takes its parse children with it
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         try:
@@ -164,18 +188,34 @@ def _start_child(fileloc: str, timeout: float) -> _Child:
         os.close(read_fd)
         _child_main(fileloc, write_fd)
     os.close(write_fd)
+    os.set_blocking(read_fd, False)
     return _Child(fileloc, pid, read_fd, started, started + timeout)
 
 
-def _finish_child(child: _Child, timeout: float, *, timed_out: bool) -> ParseResult:
-    """Reap ``child`` (killing it first if it overran) and decode what it wrote."""
-    if timed_out:
+def _read_available(child: _Child) -> bool:
+    """Read what ``child`` has written so far, without blocking; True once its pipe is at end of file."""
+    while True:
         try:
-            os.kill(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            data = os.read(child.fd, 1 << 16)
+        except BlockingIOError:
+            return False
+        if not data:
+            return True
+        child.chunks.append(data)
+
+
+def _finish_child(child: _Child, timeout: float, *, timed_out: bool) -> ParseResult:
+    """Reap ``child`` (killing it first if it overran) and decode what it wrote.
+
+    A child whose pipe is at end of file has written its result and is exiting;
+    should it still be alive (its code closed the pipe itself), it is killed, so
+    reaping never waits on user code.
+    """
     os.close(child.fd)
-    _, status = os.waitpid(child.pid, 0)
+    pid, status = (0, 0) if timed_out else os.waitpid(child.pid, os.WNOHANG)
+    if pid == 0:  # overdue, exiting, or alive without its pipe (SIGKILL leaves an exit under way as it is)
+        _kill(child.pid)
+        _, status = os.waitpid(child.pid, 0)
     seconds = time.monotonic() - child.started
     if timed_out:
         err = ParseError(f"timed out after {timeout:.1f} s importing {child.fileloc}", None)
@@ -194,29 +234,89 @@ def _finish_child(child: _Child, timeout: float, *, timed_out: bool) -> ParseRes
     return ParseResult(child.fileloc, dags=list(payload["dags"]), seconds=seconds)
 
 
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class ParseBatch:
+    """Files being parsed in children: at most ``concurrency`` at once, each within ``timeout`` s.
+
+    Nothing here blocks except :meth:`poll` with a positive ``wait``. Children
+    beyond ``concurrency`` start as earlier ones finish, from :meth:`poll`.
+    """
+
+    def __init__(self, filelocs: Sequence[str], *, timeout: float, concurrency: int) -> None:
+        self.timeout = timeout
+        self.concurrency = max(1, concurrency)
+        self.waiting = list(filelocs)
+        """Files whose child has not started yet, in order."""
+        self.running: dict[int, _Child] = {}
+        """Running children by the read end of their pipe."""
+        self._start_waiting()
+
+    @property
+    def done(self) -> bool:
+        """Every file has its result."""
+        return not self.waiting and not self.running
+
+    def fds(self) -> list[int]:
+        """Pipes of the running children: one turns readable when its child writes or ends."""
+        return list(self.running)
+
+    def next_deadline(self) -> float | None:
+        """``time.monotonic()`` at which the next running child is killed (None: none runs)."""
+        return min((c.deadline for c in self.running.values()), default=None)
+
+    def poll(self, wait: float = 0.0) -> list[ParseResult]:
+        """Read the pipes, reap finished children, kill overdue ones, start waiting files.
+
+        Waits up to ``wait`` s (0: not at all) for a pipe to turn readable;
+        returns the results of the files that finished, in the order they did.
+        """
+        results: list[ParseResult] = []
+        if self.running:
+            readable, _, _ = select.select(list(self.running), [], [], max(0.0, wait))
+            for fd in readable:
+                if _read_available(self.running[fd]):
+                    results.append(_finish_child(self.running.pop(fd), self.timeout, timed_out=False))
+            now = time.monotonic()
+            for fd in [fd for fd, c in self.running.items() if now >= c.deadline]:
+                child = self.running.pop(fd)
+                if _read_available(child):  # finished just in time
+                    results.append(_finish_child(child, self.timeout, timed_out=False))
+                else:
+                    results.append(_finish_child(child, self.timeout, timed_out=True))
+        self._start_waiting()
+        return results
+
+    def kill(self) -> None:
+        """Kill and reap the running children; forget the waiting files."""
+        self.waiting.clear()
+        for child in self.running.values():
+            _kill(child.pid)
+            os.close(child.fd)
+            os.waitpid(child.pid, 0)
+        self.running.clear()
+
+    def _start_waiting(self) -> None:
+        while self.waiting and len(self.running) < self.concurrency:
+            child = _start_child(self.waiting.pop(0), self.timeout)
+            self.running[child.fd] = child
+
+
 def parse_files(filelocs: Sequence[str], *, timeout: float, concurrency: int) -> list[ParseResult]:
     """Parse each file in a forked child, at most ``concurrency`` at once, each within ``timeout`` s.
 
-    Returns one ``ParseResult`` per file, in the order they finished.
+    Blocks until all are done. Returns one ``ParseResult`` per file, in the order they finished.
     """
-    todo = list(filelocs)
-    running: dict[int, _Child] = {}
+    batch = ParseBatch(filelocs, timeout=timeout, concurrency=concurrency)
     results: list[ParseResult] = []
-    while todo or running:
-        while todo and len(running) < concurrency:
-            child = _start_child(todo.pop(0), timeout)
-            running[child.fd] = child
-        wait = max(0.0, min(c.deadline for c in running.values()) - time.monotonic())
-        readable, _, _ = select.select(list(running), [], [], wait)
-        for fd in readable:
-            data = os.read(fd, 1 << 16)
-            if data:
-                running[fd].chunks.append(data)
-            else:
-                results.append(_finish_child(running.pop(fd), timeout, timed_out=False))
-        now = time.monotonic()
-        for fd in [fd for fd, c in running.items() if now >= c.deadline]:
-            results.append(_finish_child(running.pop(fd), timeout, timed_out=True))
+    while not batch.done:
+        deadline = batch.next_deadline()
+        results += batch.poll(0.0 if deadline is None else deadline - time.monotonic())
     return results
 
 
@@ -247,6 +347,21 @@ def set_next_run(session: Session, dag: DagModel, sdag: SerializedDag, now: date
         dag.next_run_after = info.run_after
 
 
+@dataclass
+class _Pass:
+    """A pass in progress: what :meth:`DagProcessor.start` listed, and what has been stored so far."""
+
+    started: float
+    """``time.monotonic()`` at the start."""
+    files: dict[str, tuple[float, int]]
+    """``{fileloc: (mtime, size)}`` of every DAG file listed."""
+    batch: ParseBatch
+    results: list[ParseResult] = field(default_factory=list)
+    """Results stored so far, in the order the children finished."""
+    dags: int = 0
+    """DAGs stored so far."""
+
+
 class DagProcessor:
     """Keeps the ``dag`` / ``dag_version`` / ``dag_file`` / ``import_error`` tables in step with the DAG files."""
 
@@ -258,6 +373,8 @@ class DagProcessor:
         self.concurrency = max(1, min(8, os.cpu_count() or 1))
         self._not_dag_files: dict[str, tuple[float, int]] = {}
         """Files without the marker text, with the (mtime, size) they had when read."""
+        self._pass: _Pass | None = None
+        """The pass in progress (see :meth:`start`)."""
 
     def list_files(self) -> dict[str, tuple[float, int]]:
         """``{real path: (mtime, size)}`` of the DAG files in the folders (those containing "headrace")."""
@@ -284,11 +401,21 @@ class DagProcessor:
                 found[real] = stamp
         return found
 
-    def refresh(self, now: datetime) -> ProcessorStats:
-        """Parse new and changed files, store the results, deactivate DAGs of deleted files.
+    @property
+    def busy(self) -> bool:
+        """A pass is in progress: :meth:`start` did it, :meth:`collect` has not returned its stats yet."""
+        return self._pass is not None
 
-        ``now`` (UTC-aware) stamps the rows and drives the next-run computation.
+    def start(self, now: datetime) -> int:
+        """Begin a pass unless one is in progress; return the files it will parse (0 if one was in progress).
+
+        Lists the files, deactivates the DAGs of deleted files and forks the
+        first children (the other files wait for a free slot). ``now``
+        (UTC-aware) stamps the rows. Blocks only on the listing and one
+        transaction, never on a child.
         """
+        if self._pass is not None:
+            return 0
         started = time.monotonic()
         files = self.list_files()
         with self.db.session() as session:
@@ -297,20 +424,65 @@ class DagProcessor:
                        (known[p].mtime, known[p].size) != stamp]
             for fileloc in set(known) - set(files):
                 self._forget_file(session, known[fileloc], now)
-        results = parse_files(changed, timeout=self.timeout, concurrency=self.concurrency)
-        dags = errors = 0
-        for result in results:
-            mtime, size = files[result.fileloc]
+        self._pass = _Pass(started, files, ParseBatch(changed, timeout=self.timeout, concurrency=self.concurrency))
+        return len(changed)
+
+    def collect(self, now: datetime) -> ProcessorStats | None:
+        """Store the files whose child finished, without blocking; the pass's stats once it ended, else None.
+
+        Reads the children's pipes, reaps the finished, kills those past their
+        deadline (import error ``timed out after … s``), starts waiting files.
+        Each result is stored in its own transaction, stamped ``now``
+        (UTC-aware). None also when no pass is in progress.
+        """
+        run = self._pass
+        if run is None:
+            return None
+        for result in run.batch.poll():
+            mtime, size = run.files[result.fileloc]
             with self.db.session() as session:
-                dags += self.store_result(session, result, mtime, size, now)
-            errors += result.error is not None
+                run.dags += self.store_result(session, result, mtime, size, now)
+            run.results.append(result)
             if result.error is not None:
                 log.warning("import error in %s: %s", result.fileloc, result.error.message)
-        stats = ProcessorStats(len(files), len(results), dags, errors, time.monotonic() - started,
+        if not run.batch.done:
+            return None
+        self._pass = None
+        results = run.results
+        stats = ProcessorStats(len(run.files), len(results), run.dags, sum(r.error is not None for r in results),
+                               time.monotonic() - run.started,
                                tuple((r.fileloc, r.seconds, r.error is None) for r in results))
         if results:
             log.info("parsed %d of %d DAG files in %.2f s: %d DAGs, %d errors", stats.files_parsed,
                      stats.files_seen, stats.seconds, stats.dags, stats.errors)
+        return stats
+
+    def fds(self) -> list[int]:
+        """Pipes of the pass's running children; one turns readable when there is something to :meth:`collect`."""
+        return self._pass.batch.fds() if self._pass is not None else []
+
+    def next_deadline(self) -> float | None:
+        """``time.monotonic()`` at which :meth:`collect` must kill the next overdue child (None: no child runs)."""
+        return self._pass.batch.next_deadline() if self._pass is not None else None
+
+    def close(self) -> None:
+        """End the pass in progress, if any: kill and reap its children (results stored so far stay)."""
+        if self._pass is not None:
+            self._pass.batch.kill()
+            self._pass = None
+
+    def refresh(self, now: datetime) -> ProcessorStats:
+        """Run a pass to its end, blocking: parse new and changed files, store them, deactivate deleted files.
+
+        :meth:`start` then :meth:`collect` until it returns the stats (a pass
+        already in progress is finished instead). ``now`` (UTC-aware) stamps
+        the rows and drives the next-run computation.
+        """
+        self.start(now)
+        while (stats := self.collect(now)) is None:
+            deadline = self.next_deadline()
+            wait = 0.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            select.select(self.fds(), [], [], wait)
         return stats
 
     def _forget_file(self, session: Session, row: DagFile, now: datetime) -> None:
@@ -381,4 +553,4 @@ class DagProcessor:
         return sdag.dag_id
 
 
-__all__ = ["DagProcessor", "ParseError", "ParseResult", "ProcessorStats", "parse_files", "set_next_run"]
+__all__ = ["DagProcessor", "ParseBatch", "ParseError", "ParseResult", "ProcessorStats", "parse_files", "set_next_run"]

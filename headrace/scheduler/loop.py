@@ -4,8 +4,9 @@ Start-up, in order: register a ``scheduler_job`` row; wait for the lease
 (:mod:`headrace.scheduler.lease`); start the executor; adopt or end the tries
 a previous scheduler left (:func:`~headrace.scheduler.housekeeping.adopt_or_fail_tries`).
 
-Each loop, every step returns a count: parse changed DAG files (every
-``scheduler.dag_dir_list_interval``), create due runs, start queued runs,
+Each loop, every step returns a count: parse DAG files beside the loop (a
+pass starts every ``scheduler.dag_dir_list_interval``; each file's result is
+stored as its child ends; the loop never waits for one), create due runs, start queued runs,
 decide task instances, queue the ready ones, read executor events, finish
 runs, start DAG callbacks, run due housekeeping; then wait.
 
@@ -22,10 +23,11 @@ Reads that find nothing to do run in a read transaction
 (:meth:`~headrace.db.engine.Database.read_session`: no SQLite write lock).
 
 The wait ends at the first of: an executor event (its ``fileno()`` is
-readable — a finished try wakes the scheduler at once), a stop request
+readable — a finished try wakes the scheduler at once), a parse child's pipe
+(a result, or its end), a stop request
 (SIGTERM/SIGINT write to a self-pipe), or a timeout of
-``scheduler.loop_interval`` — shorter when a retry, a scheduled run or a
-chore is due sooner. A loop that did work does not wait at all.
+``scheduler.loop_interval`` — shorter when a retry, a scheduled run, a chore
+or the kill of an overdue parse child is due sooner. A loop that did work does not wait at all.
 
 Stop (SIGTERM, SIGINT, ``stop.set()``, ``num_loops`` reached, lease lost):
 ``executor.terminate()`` (supervisors keep running and write their own
@@ -63,6 +65,7 @@ from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db import queries
 from headrace.db.engine import Database
+from headrace.db.outage import backoff, is_outage, one_line
 from headrace.db.models import DagRun, TaskInstance, TaskTry
 from headrace.executors.base import Executor
 from headrace.authoring.context import RunInfo as ContextRunInfo
@@ -122,35 +125,43 @@ def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | 
     events (:mod:`headrace.observability.listener`); the notifier (``alerts``
     settings) and StatsD (``metrics.statsd_host``) listeners are added from the
     settings. Returns without running a loop if
-    stopped while waiting for the lease. Database errors propagate (the
-    process manager restarts the scheduler; nothing is lost, see DESIGN.md).
+    stopped while waiting for the lease. A lost database (a restart, a stop,
+    a SQLite lock held past the busy timeout) does not stop it: it waits and
+    reconnects (:meth:`Scheduler.ride_out_outage`) for up to
+    ``database.outage_tolerance`` seconds. Other database errors propagate
+    (the process manager restarts the scheduler; nothing is lost, see DESIGN.md).
     """
     s = Scheduler(settings, db, executor, clock or SystemClock(), processor, stop or threading.Event(),
                   Listeners(listeners))
     with s.started():
         loops = 0
         while s.should_continue() and (num_loops is None or loops < num_loops):
-            now = s.clock.now()
-            began = time.perf_counter()
-            s.begin_loop(now)
-            work = (
-                s.refresh_dags(now)
-                + s.create_runs(now)
-                + s.start_queued_runs(now)
-                + s.examine_runs(now)
-                + s.queue_ready(now)
-                + s.sync_executor(now)
-                + s.finish_runs(now)
-                + s.run_callbacks(now)
-                + s.run_housekeeping(now)
-            )
-            loops += 1
-            if s.listeners:
-                s.listeners.emit("on_loop", time.perf_counter() - began, now)
-            if after_loop is not None:
-                after_loop(now)
-            if work == 0 and (num_loops is None or loops < num_loops):
-                s.wait(now)
+            try:
+                now = s.clock.now()
+                began = time.perf_counter()
+                s.begin_loop(now)
+                work = (
+                    s.refresh_dags(now)
+                    + s.create_runs(now)
+                    + s.start_queued_runs(now)
+                    + s.examine_runs(now)
+                    + s.queue_ready(now)
+                    + s.sync_executor(now)
+                    + s.finish_runs(now)
+                    + s.run_callbacks(now)
+                    + s.run_housekeeping(now)
+                )
+                loops += 1
+                if s.listeners:
+                    s.listeners.emit("on_loop", time.perf_counter() - began, now)
+                if after_loop is not None:
+                    after_loop(now)
+                if work == 0 and (num_loops is None or loops < num_loops):
+                    s.wait(now)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                s.ride_out_outage(exc)
 
 
 class Scheduler:
@@ -191,6 +202,12 @@ class Scheduler:
         """Steps another step asked to look (e.g. a try ended: ``queue_ready``, ``finish_runs``)."""
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self.connected_since = clock.now()
+        """When this scheduler last (re)connected to the database: heartbeats of tries on other hosts
+        are judged only ``task_instance_heartbeat_timeout`` after it."""
+        self.outage_tolerance = float(settings.get("database", "outage_tolerance"))
+        self._unsynced: list[Any] = []
+        """Executor events read but not yet written (an outage interrupted ``sync_executor``)."""
 
     # --- start-up and shut-down ------------------------------------------------
 
@@ -208,16 +225,19 @@ class Scheduler:
             self.housekeeping = housekeeping.Housekeeping(housekeeping.chores(
                 self.settings, self.db, cache=self.cache,
                 heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t), renew_lease=self._renew_lease,
-                check_deadlines=self.check_deadlines, on_zombie=self._zombie_found))
+                check_deadlines=self.check_deadlines, on_zombie=self._zombie_found,
+                connected_since=lambda: self.connected_since))
             self._start_alerts()
             self.executor.start()
             try:
                 housekeeping.adopt_or_fail_tries(self.db, self.clock.now(), cache=self.cache,
-                                                 on_zombie=self._zombie_found)
+                                                 on_zombie=self._zombie_found, home=self.settings.home)
                 self._flush_zombies()
                 yield
             finally:
                 self.executor.terminate()
+                if self.processor is not None:
+                    self.processor.close()  # a hung import must not outlive the scheduler
                 self.callbacks.reap()
                 if self.deliverer is not None:
                     self.deliverer.stop()
@@ -234,12 +254,81 @@ class Scheduler:
     def _wait_for_lease(self) -> bool:
         assert self.lease is not None
         while not self.stop.is_set():
-            if self.lease.acquire(self.clock.now()):
+            try:
+                acquired = self.lease.acquire(self.clock.now())
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                log.warning("cannot reach the database to take the lease (%s); retrying", one_line(exc))
+                self.clock.wait([self._wake_r], 2.0)
+                continue
+            if acquired:
                 log.info("scheduler job %d holds the lease", self.job_id)
                 return True
             log.info("another scheduler holds the lease; waiting")
             self.clock.wait([self._wake_r], min(5.0, self.lease.ttl.total_seconds() / 3))
         return False
+
+    def ride_out_outage(self, exc: BaseException) -> None:
+        """The database went away mid-loop: wait, reconnect, make sure we still lead, and catch up.
+
+        Logs the outage once and the recovery once. Retries with capped
+        exponential backoff (0.1 s doubling to 5 s), waking at once for a stop
+        request, until a write succeeds: taking the lease again, which also
+        tells whether another scheduler took over meanwhile (then this one
+        stops: ``should_continue`` is False). Past ``database.outage_tolerance``
+        seconds the error is raised. Once back: end tries whose supervisor on
+        this host died meanwhile (:func:`~.housekeeping.adopt_or_fail_tries`),
+        requeue queued tries this executor never got (their queuing commit's
+        answer was lost), and make the next loop a full pass. Executor events
+        read before the outage are kept and written then.
+        """
+        began = time.monotonic()
+        log.warning("lost the database (%s); waiting for it to come back (up to %.0f s)",
+                    one_line(exc), self.outage_tolerance)
+        self.db.engine.dispose()  # drop pooled connections the outage broke
+        attempt = 0
+        while not self.stop.is_set():
+            attempt += 1
+            self.clock.wait([self._wake_r], backoff(attempt))
+            if self.stop.is_set():
+                return
+            try:
+                assert self.lease is not None
+                self.lease.acquire(self.clock.now())
+                if not self.lease.held:
+                    log.error("the database is back after %.1f s, but another scheduler holds the lease; stopping",
+                              time.monotonic() - began)
+                    return
+                self._catch_up()
+            except Exception as again:
+                if not is_outage(again):
+                    raise
+                if time.monotonic() - began > self.outage_tolerance:
+                    log.error("the database is still unreachable after %.0f s (database.outage_tolerance); "
+                              "giving up", self.outage_tolerance)
+                    raise
+                continue
+            log.warning("the database is back after %.1f s (%d attempts); resuming", time.monotonic() - began,
+                        attempt)
+            return
+
+    def _catch_up(self) -> None:
+        """After an outage: adopt or end tries, requeue lost queued tries, full pass next loop."""
+        now = self.clock.now()
+        housekeeping.adopt_or_fail_tries(self.db, now, cache=self.cache, on_zombie=self._zombie_found,
+                                         home=self.settings.home, requeue=False)
+        self._flush_zombies()
+        with self.db.session() as session:
+            for ti, tt in queries.tis_with_latest_try(session, TaskInstanceState.QUEUED):
+                if tt is None and not self.executor.has(ti.id, ti.try_number) \
+                        and housekeeping.requeue_try(session, ti):
+                    log.warning("%s.%s run %s try %d was queued but never reached the executor (outage); "
+                                "scheduled again", ti.dag_id, ti.task_id, ti.run_id, ti.try_number)
+        self.connected_since = now
+        self.next_full_pass = None
+        self.runs_to_examine = None
+        self.next_parse = None
 
     def _start_alerts(self) -> None:
         """Add the StatsD and notifier listeners the settings ask for; start the alert delivery thread."""
@@ -281,11 +370,16 @@ class Scheduler:
     # --- the steps (each returns a count) -------------------------------------------
 
     def refresh_dags(self, now: datetime) -> int:
-        """Parse changed DAG files when ``dag_dir_list_interval`` has passed; return files parsed."""
-        if self.processor is None or (self.next_parse is not None and now < self.next_parse):
+        """Start a parse pass when ``dag_dir_list_interval`` has passed and none is in progress; store what
+        the children finished, never waiting for one. Return the files parsed, once their pass ended."""
+        if self.processor is None:
             return 0
-        self.next_parse = now + self.parse_interval
-        stats = self.processor.refresh(now)
+        if not self.processor.busy and (self.next_parse is None or now >= self.next_parse):
+            self.next_parse = now + self.parse_interval
+            self.processor.start(now)
+        stats = self.processor.collect(now) if self.processor.busy else None
+        if stats is None:
+            return 0
         parsed = stats.files_parsed
         for fileloc, seconds, ok in stats.parsed if self.listeners else ():
             self.listeners.emit("on_dag_file_parsed", fileloc, seconds, ok)
@@ -362,9 +456,10 @@ class Scheduler:
 
     def sync_executor(self, now: datetime) -> int:
         """Read executor events; a try still open after its supervisor exited is ended as a zombie."""
-        events = self.executor.sync()
+        events = self._unsynced + self.executor.sync()
         if not events:
             return 0
+        self._unsynced = events  # until written: an outage must not lose them
         with self.db.read_session() as session:
             tis = {ti.id: ti for ti in queries.ti_rows(session, [e.ti_id for e in events])}
         for event in events:
@@ -375,13 +470,15 @@ class Scheduler:
                 self.runs_to_examine.add(ti.dag_run_id)
             if ti.try_number == event.try_number and ti.state in _OPEN:
                 housekeeping.end_exited_try(self.db, now, event.ti_id, event.try_number, cache=self.cache,
-                                            exit_code=event.exit_code, on_zombie=self._zombie_in_sync)
+                                            exit_code=event.exit_code, on_zombie=self._zombie_in_sync,
+                                            home=self.settings.home)
         self._flush_zombies()
         if self.listeners:
             with self.db.read_session() as session:
                 ended = ended_tries(session, [(e.ti_id, e.try_number) for e in events])
             for info in ended:
                 self.listeners.emit("on_try_finished", info)
+        self._unsynced = []
         self.asked.update(("queue_ready", "finish_runs"))
         return len(events)
 
@@ -481,11 +578,14 @@ class Scheduler:
     # --- waiting ------------------------------------------------------------------------
 
     def wait(self, now: datetime) -> None:
-        """Wait for an executor event, a stop request or the next due time (at most ``loop_interval``)."""
+        """Wait for an executor event, a parse result, a stop request or the next due time (at most
+        ``loop_interval``)."""
         fds = [self._wake_r]
         executor_fd = self.executor.fileno()
         if executor_fd is not None:
             fds.append(executor_fd)
+        if self.processor is not None:
+            fds += self.processor.fds()
         readable = self.clock.wait(fds, self._timeout(now))
         if self._wake_r in readable:
             try:
@@ -494,17 +594,21 @@ class Scheduler:
                 pass
 
     def _timeout(self, now: datetime) -> float:
-        """``loop_interval``, or less if a retry, a scheduled run, a parse or a chore is due sooner."""
+        """``loop_interval``, or less if a retry, a scheduled run, a parse, a chore or the kill of an overdue
+        parse child is due sooner."""
         with self.db.read_session() as session:
             self.retry_due = queries.earliest_retry_at(session)
             self.next_run_due = queries.earliest_next_run_after(session)
-        dues = [self.retry_due, self.next_run_due]
-        dues += [self.next_parse if self.processor is not None else None, self.housekeeping.next_due()]
+        # While a pass is in progress the next one waits for it: its children's pipes wake the wait.
+        parse_due = self.next_parse if self.processor is not None and not self.processor.busy else None
+        dues = [self.retry_due, self.next_run_due, parse_due, self.housekeeping.next_due()]
         # Dues already past are blocked (max_active_runs, a paused DAG): they must not make the loop spin.
         soonest = min((d for d in dues if d is not None and d > now), default=None)
-        if soonest is None:
-            return self.loop_interval
-        return max(0.0, min(self.loop_interval, (soonest - now).total_seconds()))
+        timeout = self.loop_interval if soonest is None else min(self.loop_interval, (soonest - now).total_seconds())
+        kill_at = self.processor.next_deadline() if self.processor is not None else None
+        if kill_at is not None:  # time.monotonic(), not the clock: a child's time limit is real time
+            timeout = min(timeout, kill_at - time.monotonic())
+        return max(0.0, timeout)
 
 
 __all__ = ["Clock", "Scheduler", "SystemClock", "run"]

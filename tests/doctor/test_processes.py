@@ -52,7 +52,7 @@ def test_running_tries_alive_reused_and_gone(db: Database, settings: Settings) -
         gone = _dead_pid()
         runs.add_try("gone", now, None, state="running", supervisor=gone, process=_dead_pid())
         runs.add_try("remote", now, None, state="running", host="elsewhere.example",
-                     heartbeat_at=now - timedelta(seconds=300))
+                     heartbeat_at=now - timedelta(seconds=400))
 
         tries, jobs = load_running(db)
         findings = {f.figures.get("task_id"): f for f in try_findings(settings, tries, now)}
@@ -72,7 +72,7 @@ def test_running_tries_alive_reused_and_gone(db: Database, settings: Settings) -
 
         remote = findings["remote"]
         assert remote.severity is Severity.WARNING and "elsewhere.example" in remote.title
-        assert remote.figures["heartbeat_age_seconds"] >= 300
+        assert remote.figures["heartbeat_age_seconds"] >= 400
 
         # the live pair is explained as the try's supervisor and task process
         procs = process_findings(settings, tries, jobs, now)

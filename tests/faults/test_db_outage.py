@@ -1,0 +1,127 @@
+"""Issue 13: a database outage mid-run loses no outcome and runs nothing twice.
+
+A real scheduler (subprocess, LocalExecutor, real supervisors) runs two DAGs
+with ``retries=0`` — a chain, where each task starts after the previous one
+ended, and a fan of tasks that end together — while the database goes away:
+a PostgreSQL fast restart (twice), a PostgreSQL stop of 60 s, a SQLite write
+lock held for 45 s (the busy timeout is 30 s). Tasks that end during the
+outage keep their outcome until the database is back; the scheduler waits
+and reconnects. Both runs must succeed (a lost outcome would become a
+zombie, and with ``retries=0`` a failed run) and every task's code must have
+run to its end exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from headrace.config import Settings
+from headrace.dagfiles.processor import DagProcessor
+from headrace.db.engine import Database
+from headrace.scheduler.runs import trigger_dag
+
+from .pgcluster import PgCluster
+from .scenario import FAULT, count, counting_dag, finished, run_states, start_scheduler, stop_scheduler, try_rows
+
+
+def run_through(settings: Settings, db: Database, tmp_path: Path, outage: Callable[[], None]) -> str:
+    """Start both DAGs, call ``outage()`` once tasks are running, wait for the runs; return the scheduler log."""
+    out = tmp_path / "out"
+    chain = counting_dag(settings, "chain", out / "chain", tasks=6, seconds=1.5, chain=True, retries=0)
+    fan = counting_dag(settings, "fan", out / "fan", tasks=6, seconds=3, retries=0)
+    assert DagProcessor(settings, db).refresh(datetime.now(UTC)).errors == 0
+    with db.session() as session:
+        runs = {trigger_dag(session, dag_id, now=datetime.now(UTC)).run_id for dag_id in ("chain", "fan")}
+    log = tmp_path / "scheduler.log"
+    scheduler = start_scheduler(settings, log)
+    try:
+        deadline = time.monotonic() + 60
+        # The fan's tasks are mid-work and the chain has begun: the outage catches both.
+        while not (all(count(out / "fan" / f"{t}.started") for t in fan) and count(out / "chain" / "t1.started")):
+            assert time.monotonic() < deadline, f"tasks did not start; log:\n{log.read_text()[-3000:]}"
+            time.sleep(0.05)
+        outage()
+        deadline = time.monotonic() + 120
+        while not finished(db):
+            assert scheduler.poll() is None, f"the scheduler died:\n{log.read_text()[-4000:]}"
+            assert time.monotonic() < deadline, f"runs not finished: {run_states(db)}\n{log.read_text()[-4000:]}"
+            time.sleep(0.2)
+    finally:
+        stop_scheduler(scheduler, log)
+    assert run_states(db) == {r: "success" for r in runs}, log.read_text()[-4000:]
+    for dag_id, ids in (("chain", chain), ("fan", fan)):
+        for task_id in ids:
+            assert count(out / dag_id / f"{task_id}.done") == 1, f"{dag_id}.{task_id} ran {count(out / dag_id / f'{task_id}.done')} times"
+            assert count(out / dag_id / f"{task_id}.started") == 1, f"{dag_id}.{task_id} started twice"
+    assert {(tt.dag_id, tt.task_id): tt.try_number for tt in try_rows(db)} == {
+        (dag_id, t): 1 for dag_id, ids in (("chain", chain), ("fan", fan)) for t in ids}
+    return log.read_text()
+
+
+def test_postgresql_fast_restart_mid_run(fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None,
+                                         tmp_path: Path) -> None:
+    if fault_pg is None:
+        pytest.skip("a PostgreSQL restart (SQLite's outage is a held lock: test_sqlite_lock_held_45_s)")
+    settings = fault_settings.with_overrides(FAULT)
+
+    def restart_twice() -> None:
+        fault_pg.restart("fast")
+        time.sleep(1.5)  # the fan's tasks end meanwhile, the chain moves on
+        fault_pg.restart("fast")
+
+    text = run_through(settings, fault_db, tmp_path, restart_twice)
+    assert "lost the database" in text and "the database is back" in text
+
+
+@pytest.mark.timeout(300)
+def test_postgresql_stopped_60_s_mid_run(fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None,
+                                         tmp_path: Path) -> None:
+    if fault_pg is None:
+        pytest.skip("a PostgreSQL stop (SQLite's outage is a held lock: test_sqlite_lock_held_45_s)")
+    settings = fault_settings.with_overrides(FAULT)
+
+    def stop_60_s() -> None:
+        fault_pg.stop("fast")
+        time.sleep(60)  # every running task ends in the gap and must keep its outcome
+        fault_pg.start()
+
+    text = run_through(settings, fault_db, tmp_path, stop_60_s)
+    assert "lost the database" in text and "the database is back" in text
+    tries = list((settings.base_log_folder).rglob("*.log"))
+    assert any("kept it in" in p.read_text() for p in tries), "no supervisor had to keep its outcome on disk"
+    assert not list((settings.home / "pending_outcomes").glob("*.json"))  # all written since
+
+
+@pytest.mark.timeout(300)
+def test_sqlite_lock_held_45_s(fault_settings: Settings, fault_db: Database, fault_backend: str,
+                               tmp_path: Path) -> None:
+    if fault_backend != "sqlite":
+        pytest.skip("a SQLite file lock (PostgreSQL's outages: restart and stop)")
+    settings = fault_settings.with_overrides(FAULT)
+    path = fault_db.engine.url.database
+    assert path
+    held = threading.Event()
+
+    def hold_lock() -> None:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=60)
+        conn.execute("BEGIN IMMEDIATE")  # the write lock: every other writer waits, then fails after 30 s
+        held.set()
+        time.sleep(45)
+        conn.execute("COMMIT")
+        conn.close()
+
+    def lock_45_s() -> None:
+        holder = threading.Thread(target=hold_lock)
+        holder.start()
+        held.wait(60)
+        holder.join()
+
+    text = run_through(settings, fault_db, tmp_path, lock_45_s)
+    assert "lost the database" in text and "the database is back" in text
