@@ -112,6 +112,51 @@ class WatchResult:
     """With reason ``externally_set``: the task instance state someone else set (e.g. ``success``)."""
 
 
+@dataclass
+class _Kill:
+    """A kill the supervisor started, if any (one per try: the first reason wins)."""
+
+    reason: EndReason | None = None
+    error: str | None = None
+    escalate_at: float | None = None
+    """Monotonic time to follow a SIGTERM with SIGKILL; None: nothing pending."""
+    external_state: str | None = None
+    """With ``externally_set``: the state someone else set."""
+
+
+def classify(code: int, done: TaskDone | None, kill: _Kill, *, peak_rss_bytes: int | None,
+             cpu_seconds: float | None) -> WatchResult:
+    """How a try ended, from the task process's wait code, its last report and the supervisor's kill.
+
+    ``code`` is ``os.waitstatus_to_exitcode`` (negative: killed by that
+    signal). In order: a kill the supervisor started decides (reason
+    ``killed`` records signal 15, what the supervisor sent); else the task's
+    own report (``TaskDone``); else a signal means ``killed``; else an exit
+    without a report is ``failed``.
+    """
+    exit_code, signum = (None, -code) if code < 0 else (code, None)
+    if kill.reason is EndReason.KILLED:
+        signum = signal.SIGTERM.value
+    base = {"exit_code": exit_code, "signal": signum, "peak_rss_bytes": peak_rss_bytes, "cpu_seconds": cpu_seconds}
+    if kill.reason is not None:
+        return WatchResult(outcome="failed", end_reason=kill.reason, error=kill.error,
+                           external_state=kill.external_state, **base)  # type: ignore[arg-type]
+    if done is not None:
+        if not done.started:
+            reason = EndReason.NOT_STARTED
+        else:
+            reason = {"success": EndReason.SUCCESS, "skipped": EndReason.SKIPPED}.get(done.outcome, EndReason.FAILED)
+        return WatchResult(outcome=done.outcome, end_reason=reason, error=done.error, retry_delay=done.retry_delay,
+                           **base)  # type: ignore[arg-type]
+    if signum is not None:
+        name = signal.Signals(signum).name if signum in signal.valid_signals() else str(signum)
+        return WatchResult(outcome="failed", end_reason=EndReason.KILLED,
+                           error=f"task process killed by signal {name} ({signum})", **base)  # type: ignore[arg-type]
+    return WatchResult(outcome="failed", end_reason=EndReason.FAILED,
+                       error=f"task process exited with code {exit_code} without reporting an outcome",
+                       **base)  # type: ignore[arg-type]
+
+
 class Say(Protocol):
     def __call__(self, message: str, level: str = "INFO") -> None: ...
 
@@ -254,15 +299,19 @@ class TaskWatch:
         return state, try_number
 
     def wait(self, sock: socket.socket) -> WatchResult:
-        """Serve and watch until the task process exits; reap it and return how the try ended."""
+        """Serve and watch until the task process exits; reap it and return how the try ended.
+
+        One ``select`` per wake on the pidfd and the channel; between wakes,
+        in order: sample the tree and check the limits (:meth:`_check_limits`),
+        escalate a kill whose grace period is over (:meth:`_escalate`), and
+        heartbeat, noticing a state set from outside (:meth:`_check_heartbeat`).
+        The ending is classified by :func:`classify`, a pure function.
+        """
         pidfd = os.pidfd_open(self.pid)
         sock.setblocking(True)
         buffer = LineBuffer()
         done: TaskDone | None = None
-        killed_for: EndReason | None = None
-        kill_error: str | None = None
-        external_state: str | None = None
-        kill_at: float | None = None
+        kill = _Kill()
         now = time.monotonic()
         # The first sample one interval in (like every later one): a task that ends sooner never pays
         # for a process-tree walk; its peak RSS and CPU come from rusage at the end.
@@ -272,7 +321,7 @@ class TaskWatch:
         sock_open = True
         try:
             while True:
-                wait = max(0.0, min(next_sample, next_heartbeat, kill_at or next_sample) - time.monotonic())
+                wait = max(0.0, min(next_sample, next_heartbeat, kill.escalate_at or next_sample) - time.monotonic())
                 watched: list[int] = [pidfd, sock.fileno()] if sock_open else [pidfd]
                 readable, _, _ = select.select(watched, [], [], wait)
                 if sock_open and sock.fileno() in readable:
@@ -286,39 +335,11 @@ class TaskWatch:
                 now = time.monotonic()
                 if now >= next_sample:
                     next_sample = now + self.poll_interval
-                    sample = self.tree.sample()
-                    if killed_for is None and self.limits.memory_exceeded(sample):
-                        kill_error = self.limits.memory_message(sample)
-                        self.say(kill_error, "ERROR")
-                        self.tree.kill()
-                        killed_for = EndReason.MEMORY_LIMIT_EXCEEDED
-                    elif killed_for is None and timeout_at is not None and now >= timeout_at:
-                        kill_error = f"execution_timeout of {self.limits.execution_timeout:g} s exceeded"
-                        self.say(f"{kill_error}; sending SIGTERM to the task's processes "
-                                 f"(SIGKILL in {self.kill_grace_period:g} s)", "ERROR")
-                        self.tree.terminate()
-                        killed_for, kill_at = EndReason.TIMEOUT, now + self.kill_grace_period
-                    elif killed_for is None and self.stop_requested():
-                        kill_error = "the supervisor was told to stop (SIGTERM)"
-                        self.say(f"{kill_error}; sending SIGTERM to the task's processes "
-                                 f"(SIGKILL in {self.kill_grace_period:g} s)", "WARNING")
-                        self.tree.terminate()
-                        killed_for, kill_at = EndReason.KILLED, now + self.kill_grace_period
-                if kill_at is not None and now >= kill_at:
-                    self.say("the task's processes outlived the grace period; sending SIGKILL", "WARNING")
-                    self.tree.kill()
-                    kill_at = None
+                    self._check_limits(kill, now, timeout_at)
+                self._escalate(kill, now)
                 if now >= next_heartbeat:
-                    changed = self._heartbeat()
                     next_heartbeat = now + self.heartbeat_interval
-                    if changed is not None and killed_for is None:
-                        external_state = changed[0]
-                        also = f" (try {changed[1]})" if changed[1] != self.try_number else ""
-                        kill_error = f"task instance was set to {external_state}{also} from outside (by a user)"
-                        self.say(f"{kill_error}; stopping the task (SIGTERM, SIGKILL in "
-                                 f"{self.kill_grace_period:g} s)", "WARNING")
-                        self.tree.terminate()
-                        killed_for, kill_at = EndReason.EXTERNALLY_SET, now + self.kill_grace_period
+                    self._check_heartbeat(kill, now)
         finally:
             os.close(pidfd)
         done = self._drain(sock, buffer) or done
@@ -330,38 +351,48 @@ class TaskWatch:
             pass
         sock.close()
         peak, cpu = self.tree.final_usage(self._usage_before, usage_after)
-        code = os.waitstatus_to_exitcode(status)
-        exit_code, signum = (None, -code) if code < 0 else (code, None)
-        base = {"exit_code": exit_code, "signal": signum, "peak_rss_bytes": peak, "cpu_seconds": cpu}
-        if killed_for is EndReason.KILLED:
-            base["signal"] = signal.SIGTERM.value
-        if killed_for is not None:
-            return WatchResult(
-                outcome="failed", end_reason=killed_for, error=kill_error, external_state=external_state,
-                **base,  # type: ignore[arg-type]
-            )
-        if done is not None:
-            if not done.started:
-                reason = EndReason.NOT_STARTED
-            else:
-                reason = {"success": EndReason.SUCCESS, "skipped": EndReason.SKIPPED}.get(
-                    done.outcome, EndReason.FAILED
-                )
-            return WatchResult(
-                outcome=done.outcome, end_reason=reason, error=done.error, retry_delay=done.retry_delay,
-                **base,  # type: ignore[arg-type]
-            )
-        if signum is not None:
-            name = signal.Signals(signum).name if signum in signal.valid_signals() else str(signum)
-            return WatchResult(
-                outcome="failed", end_reason=EndReason.KILLED,
-                error=f"task process killed by signal {name} ({signum})", **base,  # type: ignore[arg-type]
-            )
-        return WatchResult(
-            outcome="failed", end_reason=EndReason.FAILED,
-            error=f"task process exited with code {exit_code} without reporting an outcome",
-            **base,  # type: ignore[arg-type]
-        )
+        return classify(os.waitstatus_to_exitcode(status), done, kill, peak_rss_bytes=peak, cpu_seconds=cpu)
+
+    def _check_limits(self, kill: _Kill, now: float, timeout_at: float | None) -> None:
+        """Sample the tree; start a kill for ``memory_limit``, ``execution_timeout`` or a supervisor stop."""
+        sample = self.tree.sample()
+        if kill.reason is not None:
+            return
+        if self.limits.memory_exceeded(sample):
+            kill.error = self.limits.memory_message(sample)
+            self.say(kill.error, "ERROR")
+            self.tree.kill()
+            kill.reason = EndReason.MEMORY_LIMIT_EXCEEDED
+        elif timeout_at is not None and now >= timeout_at:
+            self._terminate(kill, now, EndReason.TIMEOUT,
+                            f"execution_timeout of {self.limits.execution_timeout:g} s exceeded", "ERROR")
+        elif self.stop_requested():
+            self._terminate(kill, now, EndReason.KILLED, "the supervisor was told to stop (SIGTERM)", "WARNING")
+
+    def _terminate(self, kill: _Kill, now: float, reason: EndReason, error: str, level: str) -> None:
+        """SIGTERM the tree now, SIGKILL after ``kill_grace_period`` (see :meth:`_escalate`)."""
+        kill.reason, kill.error, kill.escalate_at = reason, error, now + self.kill_grace_period
+        how = ("stopping the task (SIGTERM, SIGKILL in" if reason is EndReason.EXTERNALLY_SET
+               else "sending SIGTERM to the task's processes (SIGKILL in")
+        self.say(f"{error}; {how} {self.kill_grace_period:g} s)", level)
+        self.tree.terminate()
+
+    def _escalate(self, kill: _Kill, now: float) -> None:
+        """SIGKILL the tree once a SIGTERM's grace period is over."""
+        if kill.escalate_at is not None and now >= kill.escalate_at:
+            self.say("the task's processes outlived the grace period; sending SIGKILL", "WARNING")
+            self.tree.kill()
+            kill.escalate_at = None
+
+    def _check_heartbeat(self, kill: _Kill, now: float) -> None:
+        """Heartbeat; if the task instance no longer runs this try (set from outside), stop the task."""
+        changed = self._heartbeat()
+        if changed is None or kill.reason is not None:
+            return
+        kill.external_state = changed[0]
+        also = f" (try {changed[1]})" if changed[1] != self.try_number else ""
+        self._terminate(kill, now, EndReason.EXTERNALLY_SET,
+                        f"task instance was set to {kill.external_state}{also} from outside (by a user)", "WARNING")
 
     def _drain(self, sock: socket.socket, buffer: LineBuffer) -> TaskDone | None:
         """Serve what the task sent just before it exited (non-blocking)."""
