@@ -56,6 +56,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from enum import Flag, auto
 from types import FrameType
 from typing import Any, Protocol
 
@@ -85,6 +86,16 @@ log = logging.getLogger(__name__)
 
 _OPEN = frozenset({TaskInstanceState.QUEUED.value, TaskInstanceState.RUNNING.value})
 """Task instance states of a try whose supervisor has not recorded an outcome."""
+
+
+class Step(Flag):
+    """Steps one step can ask to look next loop although it is not a full pass (``Scheduler.asked``)."""
+
+    CREATE_RUNS = auto()
+    START_QUEUED_RUNS = auto()
+    QUEUE_READY = auto()
+    FINISH_RUNS = auto()
+    RUN_CALLBACKS = auto()
 
 
 class Clock(Protocol):
@@ -198,8 +209,8 @@ class Scheduler:
         """Earliest ``next_retry_at`` of a task instance up for retry, as last read."""
         self.runs_to_examine: set[int] | None = set()
         """``dag_run.id`` of runs whose task instances changed (None: every run)."""
-        self.asked: set[str] = set()
-        """Steps another step asked to look (e.g. a try ended: ``queue_ready``, ``finish_runs``)."""
+        self.asked = Step(0)
+        """Steps another step asked to look (e.g. a try ended: ``QUEUE_READY | FINISH_RUNS``)."""
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self.connected_since = clock.now()
@@ -384,7 +395,7 @@ class Scheduler:
         for fileloc, seconds, ok in stats.parsed if self.listeners else ():
             self.listeners.emit("on_dag_file_parsed", fileloc, seconds, ok)
         if parsed:
-            self.asked.add("create_runs")
+            self.asked |= Step.CREATE_RUNS
         return parsed
 
     def begin_loop(self, now: datetime) -> None:
@@ -394,16 +405,16 @@ class Scheduler:
             self.next_full_pass = now + timedelta(seconds=self.loop_interval)
             self.runs_to_examine = None
 
-    def _asked(self, step: str) -> bool:
+    def _asked(self, step: Step) -> bool:
         """True on a full pass or if another step asked for ``step`` since it last looked (consumes the ask)."""
         if step in self.asked:
-            self.asked.discard(step)
+            self.asked &= ~step
             return True
         return self.full
 
     def create_runs(self, now: datetime) -> int:
         """Create due scheduled runs, if a DAG's ``next_run_after`` has come (or DAG files changed)."""
-        if not (self._asked("create_runs") or (self.next_run_due is not None and self.next_run_due <= now)):
+        if not (self._asked(Step.CREATE_RUNS) or (self.next_run_due is not None and self.next_run_due <= now)):
             return 0
         with self.db.read_session() as session:
             self.next_run_due = queries.earliest_next_run_after(session)
@@ -414,12 +425,12 @@ class Scheduler:
         if created == 0:  # due but blocked (max_active_runs): look again on a full pass or when a run ends
             self.next_run_due = None
         if created:
-            self.asked.add("start_queued_runs")
+            self.asked |= Step.START_QUEUED_RUNS
         return created
 
     def start_queued_runs(self, now: datetime) -> int:
         """Start queued runs after a run was created or finished (and on a full pass)."""
-        if not self._asked("start_queued_runs"):
+        if not self._asked(Step.START_QUEUED_RUNS):
             return 0
         with self.db.read_session() as session:
             if not queries.queued_runs(session, limit=1):
@@ -428,7 +439,7 @@ class Scheduler:
             started = runs.start_queued_runs(session, now)
         if started:
             self.runs_to_examine = None
-            self.asked.add("finish_runs")  # a run without tasks finishes at once
+            self.asked |= Step.FINISH_RUNS  # a run without tasks finishes at once
         return started
 
     def examine_runs(self, now: datetime) -> int:
@@ -445,12 +456,12 @@ class Scheduler:
         with self.db.session() as session:
             changed = readiness.examine_runs(session, now, cache=self.cache, run_ids=run_ids)
         if changed:
-            self.asked.update(("queue_ready", "finish_runs"))
+            self.asked |= Step.QUEUE_READY | Step.FINISH_RUNS
         return changed
 
     def queue_ready(self, now: datetime) -> int:
         """Queue scheduled task instances, when some may have become ready or slots may have freed."""
-        if not self._asked("queue_ready"):
+        if not self._asked(Step.QUEUE_READY):
             return 0
         return self.queuer.queue_ready(self.db, self.executor, now)
 
@@ -479,12 +490,12 @@ class Scheduler:
             for info in ended:
                 self.listeners.emit("on_try_finished", info)
         self._unsynced = []
-        self.asked.update(("queue_ready", "finish_runs"))
+        self.asked |= Step.QUEUE_READY | Step.FINISH_RUNS
         return len(events)
 
     def finish_runs(self, now: datetime) -> int:
         """End runs whose task instances have all finished, looking only after a try ended (or on a full pass)."""
-        if not self._asked("finish_runs"):
+        if not self._asked(Step.FINISH_RUNS):
             return 0
         with self.db.read_session() as session:
             if not queries.finishable_runs(session, limit=1):
@@ -500,12 +511,12 @@ class Scheduler:
         for info in ended:  # committed
             self.listeners.emit("on_run_finished", info)
         if finished:  # a max_active_runs slot freed; callbacks are due
-            self.asked.update(("create_runs", "start_queued_runs", "run_callbacks"))
+            self.asked |= Step.CREATE_RUNS | Step.START_QUEUED_RUNS | Step.RUN_CALLBACKS
         return finished
 
     def run_callbacks(self, now: datetime) -> int:
         """Reap callback children; start the callbacks of runs that finished."""
-        if not self._asked("run_callbacks"):
+        if not self._asked(Step.RUN_CALLBACKS):
             if self.callbacks.children:
                 self.callbacks.reap()
             return 0
@@ -611,4 +622,4 @@ class Scheduler:
         return max(0.0, timeout)
 
 
-__all__ = ["Clock", "Scheduler", "SystemClock", "run"]
+__all__ = ["Clock", "Scheduler", "Step", "SystemClock", "run"]

@@ -12,7 +12,7 @@ from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.db.models import DagFile, ImportError_
-from headrace.scheduler.loop import Scheduler, SystemClock, run
+from headrace.scheduler.loop import Scheduler, Step, SystemClock, run
 from headrace.scheduler.runs import trigger_dag
 from headrace.testing import FakeClock
 
@@ -81,7 +81,7 @@ def test_the_wait_wakes_when_a_parse_ends(settings: Settings, db: Database) -> N
         while not parsed:  # the child's JSON, then its end of file, each wake the wait
             s.wait(clock.now())
             parsed = s.refresh_dags(clock.now())
-        assert parsed == 1 and not processor.busy and "create_runs" in s.asked
+        assert parsed == 1 and not processor.busy and Step.CREATE_RUNS in s.asked
         assert clock.waits and all(fd in fds and readable == [fd] for fds, _, readable in clock.waits)
     finally:
         processor.close()
