@@ -123,9 +123,15 @@ class DAG:
     ``@weekly``, ``@monthly``, ``@yearly``), a ``timedelta``, or ``None`` (only
     triggered runs; the default, as in Airflow 3). ``max_active_runs`` /
     ``max_active_tasks`` of ``None`` mean "the deployment's default".
-    ``default_args`` apply to every operator created in the DAG unless the
-    operator sets the argument itself. ``dagrun_timeout`` (timedelta or seconds)
-    fails a run that lasts longer.
+    ``default_args`` apply to every operator created in the DAG that accepts
+    the key, unless the operator sets the argument itself; a key no task
+    accepts, and Airflow operator arguments headrace does not support yet, are
+    ignored with a DAG warning (:mod:`headrace.authoring.dag_warnings`).
+    ``catchup`` of ``None`` (the default) means the deployment's
+    ``scheduler.catchup_by_default`` (False unless configured, as in Airflow 3).
+    ``dagrun_timeout`` (timedelta or seconds): a run that has been running
+    longer fails; its running task instances fail with end reason
+    ``dagrun_timeout`` (their tries are stopped) and those not started are skipped.
 
     ``deadline`` (timedelta or seconds): the run must have finished by
     ``deadline_reference`` (``"logical_date"`` or ``"run_start"``) plus this
@@ -144,7 +150,7 @@ class DAG:
         schedule: str | timedelta | Timetable | None = None,
         start_date: datetime | None = None,
         end_date: datetime | None = None,
-        catchup: bool = False,
+        catchup: bool | None = None,
         default_args: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         max_active_runs: int | None = None,
@@ -174,7 +180,8 @@ class DAG:
         except DagDefinitionError as exc:
             exc.fileloc, exc.lineno = self.fileloc, self.lineno
             raise
-        self.catchup = bool(catchup)
+        self.catchup: bool | None = None if catchup is None else bool(catchup)
+        """None: the deployment's ``scheduler.catchup_by_default``, applied when the DAG is serialized."""
         self.default_args: dict[str, Any] = dict(default_args or {})
         self.params: dict[str, Any] = dict(params or {})
         for name, value in (("max_active_runs", max_active_runs), ("max_active_tasks", max_active_tasks)):

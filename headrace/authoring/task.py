@@ -4,6 +4,13 @@ Operators are created inside ``with DAG(...)`` (or with ``dag=``) and joined wit
 ``>>`` / ``<<``: ``extract >> [clean, check] >> load``. Arguments not given to an
 operator are taken from the DAG's ``default_args`` when the operator accepts them,
 as in Airflow.
+
+Nothing a DAG author writes vanishes silently: an argument no operator knows
+raises ``DagDefinitionError``; an Airflow operator argument headrace does not
+support yet (:data:`AIRFLOW_OPERATOR_ARGS` less what the operator accepts, e.g.
+``email_on_failure``, ``sla``, ``depends_on_past``) is accepted, ignored and
+noted in ``ignored_arguments``, which the DAG processor reports as a DAG
+warning (see :mod:`headrace.authoring.dag_warnings`).
 """
 
 from __future__ import annotations
@@ -95,11 +102,34 @@ def _accepted_args(cls: type) -> frozenset[str]:
     return frozenset(names)
 
 
+AIRFLOW_OPERATOR_ARGS: frozenset[str] = frozenset({
+    "task_id", "owner", "email", "email_on_retry", "email_on_failure", "retries", "retry_delay",
+    "retry_exponential_backoff", "max_retry_delay", "retry_policy", "start_date", "end_date",
+    "depends_on_past", "depends_on_previous_tasks", "ignore_first_depends_on_past",
+    "wait_for_past_depends_before_skipping", "wait_for_downstream", "dag", "params", "default_args",
+    "priority_weight", "weight_rule", "queue", "pool", "pool_slots", "sla", "execution_timeout",
+    "on_execute_callback", "on_failure_callback", "on_success_callback", "on_retry_callback",
+    "on_skipped_callback", "pre_execute", "post_execute", "trigger_rule", "resources", "run_as_user",
+    "task_concurrency", "map_index_template", "max_active_tis_per_dag", "max_active_tis_per_dagrun",
+    "executor", "executor_config", "do_xcom_push", "multiple_outputs", "inlets", "outlets", "task_group",
+    "doc", "doc_md", "doc_json", "doc_yaml", "doc_rst", "task_display_name", "logger_name",
+    "allow_nested_operators", "render_template_as_native_obj", "start_from_trigger", "start_trigger_args",
+})
+"""The keyword arguments of Airflow 3's ``BaseOperator`` (Task SDK). Those an operator here does not
+accept are ignored with a DAG warning instead of raising, so an Airflow DAG ports by changing its imports."""
+
+
+def accepted_arguments(cls: type) -> frozenset[str]:
+    """The keyword arguments operator class ``cls`` accepts (its ``__init__`` and its bases')."""
+    return _accepted_args(cls)
+
+
 _F = TypeVar("_F", bound=Callable[..., None])
 
 
 def _apply_default_args(init: _F) -> _F:
-    """Wrap an operator ``__init__``: fill kwargs from the DAG's default_args, reject unknown kwargs."""
+    """Wrap an operator ``__init__``: fill kwargs from the DAG's default_args, drop (and note) the Airflow
+    arguments it does not accept, reject unknown kwargs."""
 
     @functools.wraps(init)
     def wrapper(self: BaseOperator, *args: Any, **kwargs: Any) -> None:
@@ -113,6 +143,10 @@ def _apply_default_args(init: _F) -> _F:
             for key, value in dag.default_args.items():
                 if key in accepted and key not in kwargs:
                     kwargs[key] = value
+        ignored = sorted((kwargs.keys() & AIRFLOW_OPERATOR_ARGS) - accepted)
+        self.__dict__["ignored_arguments"] = tuple(ignored)
+        for key in ignored:
+            del kwargs[key]
         unknown = sorted(set(kwargs) - accepted)
         if unknown:
             raise DagDefinitionError(
@@ -139,7 +173,10 @@ class BaseOperator(ABC):
     ``"512MiB"`` (see :func:`parse_memory_limit`). ``deadline`` (timedelta or
     seconds after ``deadline_reference``: ``"logical_date"`` or ``"run_start"``)
     is when the task instance must have finished; a miss calls
-    ``on_deadline_miss_callback`` once (see ``docs/alerts.md``). Raises ``DagDefinitionError``
+    ``on_deadline_miss_callback`` once (see ``docs/alerts.md``). ``queue`` names
+    the queue the task is routed to: the sequential and local executors have one
+    queue and run every task whatever it says; the scale-out (Celery) work routes
+    tries on it, as Airflow's CeleryExecutor does. Raises ``DagDefinitionError``
     for a bad argument and ``DuplicateTaskIdError`` if the DAG already has
     ``task_id``.
     """
@@ -149,6 +186,8 @@ class BaseOperator(ABC):
     template_ext: Sequence[str] = ()
     """A template field value ending in one of these is read as a template file."""
     ui_color: str = "#fff"
+    ignored_arguments: tuple[str, ...] = ()
+    """Airflow operator arguments given to this operator that headrace does not support yet (ignored)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

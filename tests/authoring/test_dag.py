@@ -30,7 +30,7 @@ def test_records_file_and_line_of_creation() -> None:
 
 def test_defaults() -> None:
     dag = DAG("d")
-    assert dag.schedule is None and dag.catchup is False
+    assert dag.schedule is None and dag.catchup is None  # scheduler.catchup_by_default decides (False by default)
     assert dag.max_active_runs is None and dag.max_active_tasks is None
     assert dag.params == {} and dag.tags == [] and dag.default_args == {}
 

@@ -1,0 +1,67 @@
+"""DAG warnings: what a DAG author wrote that headrace accepted and ignores (Airflow's name).
+
+A DAG file that defines a DAG with an argument headrace does not act on must
+not lose it silently. :func:`dag_warnings` lists, for one DAG:
+
+* ``unsupported_argument`` — an Airflow operator argument
+  (:data:`~headrace.authoring.task.AIRFLOW_OPERATOR_ARGS`) given to a task that
+  does not accept it, e.g. ``email_on_failure``, ``sla``, ``depends_on_past``;
+  or a ``default_args`` key of that kind which no task of the DAG accepts;
+* ``unused_default_arg`` — any other ``default_args`` key that no task of the
+  DAG accepts (``default_args`` apply only where an operator accepts the key,
+  as in Airflow, since they are shared by operators of different kinds).
+
+``start_date`` and ``end_date`` in ``default_args`` are the DAG's own (as in
+Airflow) and never warned about. The DAG processor stores the warnings with
+the DAG on every parse (table ``dag_warning``), replacing the previous ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from headrace.authoring.dag import DAG
+from headrace.authoring.task import AIRFLOW_OPERATOR_ARGS, accepted_arguments
+
+UNSUPPORTED_ARGUMENT = "unsupported_argument"
+UNUSED_DEFAULT_ARG = "unused_default_arg"
+
+_DAG_KEYS = frozenset({"start_date", "end_date"})
+"""``default_args`` keys the DAG itself reads."""
+
+
+@dataclass(frozen=True)
+class DagWarning:
+    """One thing a DAG's author wrote that headrace ignores."""
+
+    kind: str
+    """``unsupported_argument`` or ``unused_default_arg``."""
+    message: str
+    """One line naming the argument (and the task, if one task was given it)."""
+
+
+def dag_warnings(dag: DAG) -> list[DagWarning]:
+    """The warnings of ``dag``: ignored task arguments first (by task id), then ``default_args`` keys."""
+    found: list[DagWarning] = []
+    for task_id in sorted(dag.task_dict):
+        task = dag.task_dict[task_id]
+        for name in task.ignored_arguments:
+            found.append(DagWarning(UNSUPPORTED_ARGUMENT,
+                                    f"task {task_id!r}: argument {name!r} is an Airflow operator argument "
+                                    "headrace does not support yet; it is ignored"))
+    accepted: set[str] = set()
+    for cls in {type(t) for t in dag.task_dict.values()}:
+        accepted |= accepted_arguments(cls)
+    for key in sorted(set(dag.default_args) - accepted - _DAG_KEYS):
+        if key in AIRFLOW_OPERATOR_ARGS:
+            found.append(DagWarning(UNSUPPORTED_ARGUMENT,
+                                    f"default_args key {key!r} is an Airflow operator argument headrace does "
+                                    "not support yet; it is ignored"))
+        else:
+            found.append(DagWarning(UNUSED_DEFAULT_ARG,
+                                    f"default_args key {key!r} is accepted by no task of DAG {dag.dag_id!r}; "
+                                    "it is ignored"))
+    return found
+
+
+__all__ = ["UNSUPPORTED_ARGUMENT", "UNUSED_DEFAULT_ARG", "DagWarning", "dag_warnings"]

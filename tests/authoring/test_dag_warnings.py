@@ -1,0 +1,68 @@
+"""DAG warnings: Airflow arguments headrace ignores, and default_args no task accepts, are named, never lost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from headrace.authoring.dag import DAG
+from headrace.authoring.dag_warnings import UNSUPPORTED_ARGUMENT, UNUSED_DEFAULT_ARG, dag_warnings
+from headrace.authoring.decorators import task
+from headrace.authoring.operators import BashOperator, EmptyOperator
+from headrace.exceptions import DagDefinitionError
+
+
+def kinds(dag: DAG) -> list[tuple[str, str]]:
+    return [(w.kind, w.message) for w in dag_warnings(dag)]
+
+
+def test_airflow_arguments_headrace_lacks_are_accepted_ignored_and_named() -> None:
+    with DAG("port") as dag:
+        op = EmptyOperator(task_id="a", email_on_failure=True, sla=60, depends_on_past=True, retries=2)
+    assert op.retries == 2 and op.ignored_arguments == ("depends_on_past", "email_on_failure", "sla")
+    assert not hasattr(op, "sla")
+    assert kinds(dag) == [
+        (UNSUPPORTED_ARGUMENT, f"task 'a': argument {name!r} is an Airflow operator argument headrace does not "
+                               "support yet; it is ignored")
+        for name in ("depends_on_past", "email_on_failure", "sla")
+    ]
+
+
+def test_an_argument_no_operator_knows_still_raises() -> None:
+    with DAG("typo"), pytest.raises(DagDefinitionError, match="invalid arguments .*: retires"):
+        EmptyOperator(task_id="a", retires=3)
+
+
+def test_default_args_apply_where_accepted_and_the_rest_is_named() -> None:
+    default_args = {"start_date": datetime(2024, 1, 1), "owner": "data", "retries": 1, "bash_command": "true",
+                    "email": ["ops@example.com"], "email_on_retry": False, "colour": "blue"}
+    with DAG("shared", default_args=default_args) as dag:
+        empty = EmptyOperator(task_id="empty")
+        bash = BashOperator(task_id="bash")
+    assert (empty.owner, empty.retries, bash.bash_command) == ("data", 1, "true")  # bash_command: accepted by one
+    assert empty.ignored_arguments == () and dag.start_date == datetime(2024, 1, 1, tzinfo=UTC)  # the DAG's own
+    assert kinds(dag) == [
+        (UNUSED_DEFAULT_ARG, "default_args key 'colour' is accepted by no task of DAG 'shared'; it is ignored"),
+        (UNSUPPORTED_ARGUMENT, "default_args key 'email' is an Airflow operator argument headrace does not "
+                               "support yet; it is ignored"),
+        (UNSUPPORTED_ARGUMENT, "default_args key 'email_on_retry' is an Airflow operator argument headrace does "
+                               "not support yet; it is ignored"),
+    ]
+
+
+def test_taskflow_tasks_report_their_ignored_arguments() -> None:
+    with DAG("flow") as dag:
+        @task(on_skipped_callback=print)
+        def work() -> None: ...
+
+        work()
+    assert [w.message for w in dag_warnings(dag)] == [
+        "task 'work': argument 'on_skipped_callback' is an Airflow operator argument headrace does not support "
+        "yet; it is ignored"]
+
+
+def test_a_dag_with_nothing_ignored_has_no_warnings() -> None:
+    with DAG("clean", default_args={"retries": 3, "start_date": datetime(2024, 1, 1)}) as dag:
+        EmptyOperator(task_id="a", owner="me")
+    assert dag_warnings(dag) == []
