@@ -12,6 +12,8 @@ Tables:
 * ``dag_file`` — each DAG file seen, with the mtime/size last parsed, so only
   changed files are parsed again.
 * ``import_error`` — DAG files that failed to import (file, line, message).
+* ``dag_warning`` — what a DAG's author wrote that headrace ignores (Airflow's
+  DAG warnings), replaced on every parse of the DAG's file (revision 0006).
 * ``dag_run`` — one run of a DAG (run_id, logical date, data interval).
 * ``task_instance`` — one task in one DAG run, with its state and try_number.
 * ``task_try`` — one row per try: host, pids and process start times, times,
@@ -149,6 +151,21 @@ class ImportError_(Base):
     message: Mapped[str] = mapped_column(Text)
     stacktrace: Mapped[str | None] = mapped_column(Text)
     timestamp: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DagWarning(Base):
+    """Something a DAG's author wrote that headrace accepts and ignores (an Airflow argument not supported yet)."""
+
+    __tablename__ = "dag_warning"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(250), index=True)
+    warning_type: Mapped[str] = mapped_column(String(50))
+    """``unsupported_argument`` or ``unused_default_arg`` (see ``headrace.authoring.dag_warnings``)."""
+    message: Mapped[str] = mapped_column(Text)
+    """One line naming the argument (and the task it was given to)."""
+    timestamp: Mapped[datetime] = mapped_column(UtcDateTime)
+    """When the DAG's file was parsed."""
 
 
 class DagRun(Base):

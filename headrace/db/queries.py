@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import Row, and_, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
-from headrace.db.models import DagModel, DagRun, DagVersion, Pool, TaskInstance, TaskTry
+from headrace.db.models import DagModel, DagRun, DagVersion, DagWarning, Pool, TaskInstance, TaskTry
 from headrace.states import TI_ACTIVE, DagRunState, TaskInstanceState
 
 _ACTIVE = [s.value for s in TI_ACTIVE]
@@ -60,6 +60,24 @@ def paused_or_inactive_dag_ids(session: Session) -> set[str]:
         select(DagModel.dag_id).where((DagModel.is_paused.is_(True)) | (DagModel.is_active.is_(False)))
     )
     return set(rows)
+
+
+def dag_warnings(session: Session, dag_ids: Iterable[str] | None = None) -> dict[str, list[DagWarning]]:
+    """``{dag_id: [DagWarning, ...]}`` of active DAGs (or of ``dag_ids``), each list in parse order.
+
+    DAGs without warnings are absent. A warning names an argument the DAG's
+    author wrote that headrace ignores (``warning_type`` ``unsupported_argument``
+    or ``unused_default_arg``; ``message`` is one line, for the UI and ``dags
+    list``). The rows are replaced each time the DAG's file is parsed.
+    """
+    stmt = (select(DagWarning).join(DagModel, DagModel.dag_id == DagWarning.dag_id)
+            .where(DagModel.is_active.is_(True)).order_by(DagWarning.dag_id, DagWarning.id))
+    if dag_ids is not None:
+        stmt = stmt.where(DagWarning.dag_id.in_(list(dag_ids)))
+    found: dict[str, list[DagWarning]] = {}
+    for row in session.scalars(stmt):
+        found.setdefault(row.dag_id, []).append(row)
+    return found
 
 
 # --- DAG runs ------------------------------------------------------------------
@@ -296,7 +314,7 @@ def try_row(session: Session, ti_id: int, try_number: int) -> TaskTry | None:
 
 
 __all__ = [
-    "active_run_counts", "active_ti_usage", "current_version", "dag_limits", "dags_due",
+    "active_run_counts", "active_ti_usage", "current_version", "dag_limits", "dag_warnings", "dags_due",
     "earliest_next_run_after", "earliest_retry_at", "finishable_runs", "last_scheduled_run",
     "paused_or_inactive_dag_ids", "pool_sizes", "queued_runs", "run_exists", "runs_needing_callbacks",
     "runs_to_examine", "scheduled_tis", "ti_rows", "ti_rows_of_runs", "ti_states_of_run", "tis_with_latest_try",
