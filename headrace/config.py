@@ -103,7 +103,10 @@ SPEC: dict[str, dict[str, Option]] = {
             float, _const(600.0), "A try queued longer than this (s) without starting is queued again.", 1, 86400
         ),
         "lease_ttl": Option(float, _const(30.0), "Seconds a scheduler's lease lasts without renewal (SQLite).", 1, 3600),
-        "catchup_by_default": Option(bool, _const(False), "catchup for DAGs that don't set it."),
+        "catchup_by_default": Option(
+            bool, _const(False), "catchup of DAGs that don't set it (DAG(catchup=None)); applied when a DAG file "
+            "is parsed. False, as in Airflow 3."
+        ),
     },
     "executor": {
         "forkserver_idle_timeout": Option(

@@ -46,7 +46,19 @@ Two ways to run a pass, one code path:
   between.
 
 User code never crashes the processor: every failure becomes an
-``import_error`` row with file, line and a one-line message.
+``import_error`` row with file, line and a one-line message. A DAG whose
+schedule cannot be serialized, read back or evaluated
+(:func:`~headrace.dagfiles.serialization.check_schedule` in the child, and the
+same read and next-run computation when it is stored) is that DAG's import
+error, at the DAG's line; the file's other DAGs are stored, and the failing
+DAG, if it was known, stays as it was.
+
+DAG warnings (:mod:`headrace.authoring.dag_warnings`: arguments the author
+wrote that headrace ignores) are stored per DAG in ``dag_warning``, replaced
+on every parse of its file and dropped when the DAG becomes inactive.
+``catchup`` of DAGs that do not set it is ``scheduler.catchup_by_default``,
+applied when the file is parsed (a changed setting reaches a DAG when its file
+is parsed again).
 """
 from __future__ import annotations
 
@@ -58,22 +70,32 @@ import signal
 import time
 import traceback
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select as sql_select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from headrace.authoring.schedules import DataInterval
+from headrace.authoring.dag_warnings import dag_warnings
+from headrace.authoring.schedules import DagRunInfo, DataInterval
 from headrace.config import Settings
 from headrace.dagfiles.loader import load_dags
-from headrace.dagfiles.serialization import SerializedDag, dag_hash, serialize_dag
+from headrace.dagfiles.serialization import (
+    SerializedDag,
+    UnreadableTimetable,
+    check_schedule,
+    dag_hash,
+    next_runs,
+    serialize_dag,
+)
+from headrace.exceptions import ScheduleError
 from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.supervisor.fencing import die_with_parent
-from headrace.db.models import DagFile, DagModel, DagVersion, ImportError_
+from headrace.db.models import DagFile, DagModel, DagVersion, DagWarning, ImportError_
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +128,8 @@ class ParseError:
     message: str
     lineno: int | None
     stacktrace: str | None = None
+    dag_id: str | None = None
+    """The DAG it is about, when one DAG of the file failed (its schedule) and the others were stored."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +142,15 @@ class ParseResult:
     error: ParseError | None = None
     seconds: float = 0.0
     """Wall time of the parse, from fork to result."""
+    dag_errors: list[ParseError] = field(default_factory=list)
+    """DAGs of the file that could not be serialized or scheduled (each with its ``dag_id``)."""
+    warnings: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    """``{dag_id: [{"kind", "message"}, ...]}`` of the DAGs in ``dags`` (see ``dag_warnings``)."""
+
+    @property
+    def ok(self) -> bool:
+        """The file imported and every DAG in it was stored."""
+        return self.error is None and not self.dag_errors
 
 
 # --- the child ----------------------------------------------------------------
@@ -140,12 +173,31 @@ def _error_from_exception(exc: BaseException, fileloc: str) -> ParseError:
     return ParseError(message=message, lineno=lineno, stacktrace=stack)
 
 
-def _child_main(fileloc: str, write_fd: int) -> None:
-    """Import ``fileloc``, write ``{"dags": [...]}`` or ``{"error": {...}}`` as JSON, exit. Never returns."""
+def _serialize_dags(fileloc: str, catchup_default: bool) -> dict[str, Any]:
+    """Import ``fileloc``; ``{"dags", "dag_errors", "warnings"}`` of its DAGs (see ``ParseResult``)."""
+    payload: dict[str, Any] = {"dags": [], "dag_errors": [], "warnings": {}}
+    now = datetime.now(UTC)
+    for dag in load_dags(fileloc):
+        try:
+            data = serialize_dag(dag, catchup_default=catchup_default)
+            check_schedule(dag, data, now)
+            warnings = [asdict(w) for w in dag_warnings(dag)]
+        except Exception as exc:  # this DAG's import error; the file's other DAGs are stored
+            err = _error_from_exception(exc, fileloc)
+            payload["dag_errors"].append({"dag_id": dag.dag_id, "message": err.message,
+                                          "lineno": err.lineno or dag.lineno, "stacktrace": err.stacktrace})
+            continue
+        payload["dags"].append(data)
+        payload["warnings"][dag.dag_id] = warnings
+    return payload
+
+
+def _child_main(fileloc: str, write_fd: int, catchup_default: bool = False) -> None:
+    """Import ``fileloc``, write ``{"dags": [...], ...}`` or ``{"error": {...}}`` as JSON, exit. Never returns."""
     code = 0
     try:
         try:
-            payload: dict[str, Any] = {"dags": [serialize_dag(d) for d in load_dags(fileloc)]}
+            payload: dict[str, Any] = _serialize_dags(fileloc, catchup_default)
         except BaseException as exc:  # user code: anything at all, SystemExit included
             err = _error_from_exception(exc, fileloc)
             payload = {"error": {"message": err.message, "lineno": err.lineno, "stacktrace": err.stacktrace}}
@@ -172,7 +224,7 @@ class _Child:
     chunks: list[bytes] = field(default_factory=list)
 
 
-def _start_child(fileloc: str, timeout: float) -> _Child:
+def _start_child(fileloc: str, timeout: float, catchup_default: bool = False) -> _Child:
     read_fd, write_fd = os.pipe()
     started = time.monotonic()
     parent = os.getpid()
@@ -186,7 +238,7 @@ def _start_child(fileloc: str, timeout: float) -> _Child:
         except ValueError:
             pass
         os.close(read_fd)
-        _child_main(fileloc, write_fd)
+        _child_main(fileloc, write_fd, catchup_default)
     os.close(write_fd)
     os.set_blocking(read_fd, False)
     return _Child(fileloc, pid, read_fd, started, started + timeout)
@@ -231,7 +283,10 @@ def _finish_child(child: _Child, timeout: float, *, timed_out: bool) -> ParseRes
         e = payload["error"]
         return ParseResult(child.fileloc, error=ParseError(e["message"], e["lineno"], e["stacktrace"]),
                            seconds=seconds)
-    return ParseResult(child.fileloc, dags=list(payload["dags"]), seconds=seconds)
+    dag_errors = [ParseError(e["message"], e["lineno"], e["stacktrace"], dag_id=e["dag_id"])
+                  for e in payload.get("dag_errors", ())]
+    return ParseResult(child.fileloc, dags=list(payload["dags"]), seconds=seconds, dag_errors=dag_errors,
+                       warnings=dict(payload.get("warnings", {})))
 
 
 def _kill(pid: int) -> None:
@@ -248,8 +303,11 @@ class ParseBatch:
     beyond ``concurrency`` start as earlier ones finish, from :meth:`poll`.
     """
 
-    def __init__(self, filelocs: Sequence[str], *, timeout: float, concurrency: int) -> None:
+    def __init__(self, filelocs: Sequence[str], *, timeout: float, concurrency: int,
+                 catchup_default: bool = False) -> None:
         self.timeout = timeout
+        self.catchup_default = catchup_default
+        """``catchup`` of the DAGs that do not set it (``scheduler.catchup_by_default``)."""
         self.concurrency = max(1, concurrency)
         self.waiting = list(filelocs)
         """Files whose child has not started yet, in order."""
@@ -303,7 +361,7 @@ class ParseBatch:
 
     def _start_waiting(self) -> None:
         while self.waiting and len(self.running) < self.concurrency:
-            child = _start_child(self.waiting.pop(0), self.timeout)
+            child = _start_child(self.waiting.pop(0), self.timeout, self.catchup_default)
             self.running[child.fd] = child
 
 
@@ -328,15 +386,33 @@ def _schedule_key(sdag: SerializedDag) -> tuple[Any, ...]:
     return (sdag.timetable.serialize(), sdag.start_date, sdag.end_date, sdag.catchup)
 
 
-def set_next_run(session: Session, dag: DagModel, sdag: SerializedDag, now: datetime) -> None:
-    """Set ``dag.next_*`` from the timetable and the DAG's latest scheduled run (None when no run is due ever)."""
-    last = queries.last_scheduled_run(session, dag.dag_id)
+def next_run_for(session: Session, sdag: SerializedDag, now: datetime) -> DagRunInfo | None:
+    """The run the timetable asks for after the DAG's latest scheduled run (None: no run is due ever).
+
+    Raises ``ScheduleError`` naming the DAG, with its file and line, if the
+    timetable cannot be evaluated (database errors propagate as they are).
+    """
+    last = queries.last_scheduled_run(session, sdag.dag_id)
     interval = None
     if last is not None and last.data_interval_start is not None and last.data_interval_end is not None:
         interval = DataInterval(last.data_interval_start, last.data_interval_end)
-    info = sdag.timetable.next_run_info(
-        interval, start_date=sdag.start_date, end_date=sdag.end_date, catchup=sdag.catchup, now=now
-    )
+    try:
+        return next_runs(sdag, interval, now)
+    except Exception as exc:
+        raise ScheduleError(f"DAG {sdag.dag_id!r}: schedule {sdag.timetable.summary!r} cannot be evaluated: "
+                            f"{type(exc).__name__}: {exc}", fileloc=sdag.fileloc, lineno=sdag.lineno or None) from None
+
+
+def set_next_run(session: Session, dag: DagModel, sdag: SerializedDag, now: datetime) -> None:
+    """Set ``dag.next_*`` from the timetable and the DAG's latest scheduled run (None when no run is due ever).
+
+    Raises ``ScheduleError`` (see :func:`next_run_for`), leaving ``dag`` unchanged.
+    """
+    apply_next_run(dag, next_run_for(session, sdag, now))
+
+
+def apply_next_run(dag: DagModel, info: DagRunInfo | None) -> None:
+    """Set ``dag.next_*`` to ``info`` (None: no run is due ever)."""
     if info is None:
         dag.next_logical_date = dag.next_data_interval_start = dag.next_data_interval_end = None
         dag.next_run_after = None
@@ -370,6 +446,7 @@ class DagProcessor:
         self.db = db
         self.folders = [Path(settings.dags_folder), *(Path(f) for f in extra_folders)]
         self.timeout = float(settings.get("core", "dagbag_import_timeout"))
+        self.catchup_default = bool(settings.get("scheduler", "catchup_by_default"))
         self.concurrency = max(1, min(8, os.cpu_count() or 1))
         self._not_dag_files: dict[str, tuple[float, int]] = {}
         """Files without the marker text, with the (mtime, size) they had when read."""
@@ -424,7 +501,8 @@ class DagProcessor:
                        (known[p].mtime, known[p].size) != stamp]
             for fileloc in set(known) - set(files):
                 self._forget_file(session, known[fileloc], now)
-        self._pass = _Pass(started, files, ParseBatch(changed, timeout=self.timeout, concurrency=self.concurrency))
+        self._pass = _Pass(started, files, ParseBatch(changed, timeout=self.timeout, concurrency=self.concurrency,
+                                                      catchup_default=self.catchup_default))
         return len(changed)
 
     def collect(self, now: datetime) -> ProcessorStats | None:
@@ -445,13 +523,15 @@ class DagProcessor:
             run.results.append(result)
             if result.error is not None:
                 log.warning("import error in %s: %s", result.fileloc, result.error.message)
+            for err in result.dag_errors:
+                log.warning("import error in %s, DAG %s: %s", result.fileloc, err.dag_id, err.message)
         if not run.batch.done:
             return None
         self._pass = None
         results = run.results
-        stats = ProcessorStats(len(run.files), len(results), run.dags, sum(r.error is not None for r in results),
+        stats = ProcessorStats(len(run.files), len(results), run.dags, sum(not r.ok for r in results),
                                time.monotonic() - run.started,
-                               tuple((r.fileloc, r.seconds, r.error is None) for r in results))
+                               tuple((r.fileloc, r.seconds, r.ok) for r in results))
         if results:
             log.info("parsed %d of %d DAG files in %.2f s: %d DAGs, %d errors", stats.files_parsed,
                      stats.files_seen, stats.seconds, stats.dags, stats.errors)
@@ -498,6 +578,7 @@ class DagProcessor:
             dag = session.get(DagModel, dag_id)
             if dag is not None and dag.fileloc == fileloc:
                 dag.is_active = False
+                session.execute(delete(DagWarning).where(DagWarning.dag_id == dag_id))
 
     def store_result(self, session: Session, result: ParseResult, mtime: float, size: int, now: datetime) -> int:
         """Write one file's parse result (DAGs, versions, dag_file row, import errors); return the DAGs stored.
@@ -512,25 +593,64 @@ class DagProcessor:
                                      message=result.error.message, stacktrace=result.error.stacktrace,
                                      timestamp=now))
             dag_ids = previous_ids
+            stored = 0
         else:
-            dag_ids = [self._store_dag(session, data, result.fileloc, now) for data in result.dags]
+            dag_ids = []
+            dag_errors = list(result.dag_errors)
+            for data in result.dags:
+                try:
+                    dag_ids.append(self._store_dag(session, data, result.fileloc, now))
+                except SQLAlchemyError:
+                    raise
+                except Exception as exc:  # the scheduler could not use this DAG: its import error, not a crash
+                    dag_errors.append(ParseError(f"{type(exc).__name__}: {exc}", data.get("lineno") or None,
+                                                 traceback.format_exc(), dag_id=data.get("dag_id")))
+            stored = len(dag_ids)
+            self._store_warnings(session, {d: result.warnings.get(d, []) for d in dag_ids}, now)
+            for err in dag_errors:
+                session.add(ImportError_(fileloc=result.fileloc, lineno=err.lineno, message=err.message,
+                                         stacktrace=err.stacktrace, timestamp=now))
+                if err.dag_id in previous_ids and err.dag_id not in dag_ids:
+                    dag_ids.append(err.dag_id)  # kept as it was, like the DAGs of a file that fails to import
             self._deactivate(session, result.fileloc, set(previous_ids) - set(dag_ids))
         if row is None:
             row = DagFile(fileloc=result.fileloc)
             session.add(row)
         row.mtime, row.size, row.dag_ids = mtime, size, dag_ids
         row.last_parsed_at, row.parse_seconds = now, result.seconds
-        return len(result.dags)
+        return stored
+
+    @staticmethod
+    def _store_warnings(session: Session, warnings: dict[str, list[dict[str, str]]], now: datetime) -> None:
+        """Replace the ``dag_warning`` rows of each DAG in ``warnings``."""
+        if not warnings:
+            return
+        session.execute(delete(DagWarning).where(DagWarning.dag_id.in_(list(warnings))))
+        session.add_all(DagWarning(dag_id=dag_id, warning_type=w["kind"], message=w["message"], timestamp=now)
+                        for dag_id, found in warnings.items() for w in found)
 
     def _store_dag(self, session: Session, data: dict[str, Any], fileloc: str, now: datetime) -> str:
-        """Upsert one DAG and its version; return its dag_id."""
+        """Upsert one DAG and its version; return its dag_id.
+
+        Raises, before writing anything, when the DAG cannot be read back or
+        its next run cannot be computed (``ScheduleError``).
+        """
         sdag = SerializedDag.from_dict(data)
+        if isinstance(sdag.timetable, UnreadableTimetable):
+            raise ScheduleError(f"DAG {sdag.dag_id!r}: {sdag.timetable.error}", fileloc=fileloc,
+                                lineno=sdag.lineno or None)
         version_hash = dag_hash(data)
         dag = session.get(DagModel, sdag.dag_id)
         old_key = None
         if dag is not None:
             old = queries.current_version(session, dag)
-            old_key = _schedule_key(SerializedDag.from_dict(old.serialized)) if old is not None else None
+            try:
+                old_key = _schedule_key(SerializedDag.from_dict(old.serialized)) if old is not None else None
+            except Exception:  # an old version this headrace cannot read: compute the next run afresh
+                old_key = None
+        # Also when no run is due: the scheduler clears next_* of a DAG whose schedule failed.
+        recompute = dag is None or old_key != _schedule_key(sdag) or dag.next_run_after is None
+        info = next_run_for(session, sdag, now) if recompute else None
         version = session.scalars(sql_select(DagVersion).where(
             DagVersion.dag_id == sdag.dag_id, DagVersion.version_hash == version_hash)).first()
         if version is None:
@@ -547,10 +667,12 @@ class DagProcessor:
         dag.max_active_tasks = sdag.max_active_tasks or int(self.settings.get("core", "max_active_tasks_per_dag"))
         dag.version_hash = version_hash
         dag.last_parsed_at = now
-        if old_key is None or old_key != _schedule_key(sdag):
-            session.flush()
-            set_next_run(session, dag, sdag, now)
+        if recompute:
+            apply_next_run(dag, info)
         return sdag.dag_id
 
 
-__all__ = ["DagProcessor", "ParseBatch", "ParseError", "ParseResult", "ProcessorStats", "parse_files", "set_next_run"]
+__all__ = [
+    "DagProcessor", "ParseBatch", "ParseError", "ParseResult", "ProcessorStats", "apply_next_run", "next_run_for",
+    "parse_files", "set_next_run",
+]

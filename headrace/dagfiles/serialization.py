@@ -5,6 +5,16 @@ lists, so the same DAG always gives the same dict; ``dag_hash`` fingerprints it
 (a new hash means a new DAG version). ``SerializedDag.from_dict`` reads it
 back as typed, frozen objects. Durations are stored as float seconds, dates as
 ISO 8601 strings in UTC, and callables only as ``has_*_callback`` flags.
+
+The scheduler must never be stopped by a DAG's schedule. :func:`check_schedule`
+is what the DAG processor runs on every DAG it parsed: read the serialized
+DAG back and evaluate its timetable once, as the scheduler will; any failure
+(a custom ``Timetable`` subclass, a schedule that raises when evaluated) is a
+``ScheduleError`` with the DAG's file and line, i.e. that DAG's import error.
+A stored timetable that no longer deserializes (written by another headrace
+version, or edited by hand) is read as an :class:`UnreadableTimetable`, so the
+DAG's graph and its runs still work; evaluating it raises ``ScheduleError``,
+which the scheduler catches per DAG.
 """
 
 from __future__ import annotations
@@ -17,10 +27,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from headrace.authoring.dag import DAG
-from headrace.authoring.schedules import UTC, Timetable, deserialize_timetable, tz_from_name, tz_name
+from headrace.authoring.schedules import (
+    UTC,
+    DagRunInfo,
+    DataInterval,
+    Timetable,
+    deserialize_timetable,
+    tz_from_name,
+    tz_name,
+)
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.trigger_rules import TriggerRule
-from headrace.exceptions import DagDefinitionError, TaskNotFound
+from headrace.exceptions import DagDefinitionError, ScheduleError, TaskNotFound
 
 SERIALIZATION_VERSION = 1
 """Bumped when the layout changes; ``from_dict`` refuses other versions."""
@@ -76,9 +94,12 @@ def _deadline_fields(deadline: timedelta | None, reference: str, has_callback: b
     return out
 
 
-def serialize_dag(dag: DAG) -> dict[str, Any]:
+def serialize_dag(dag: DAG, *, catchup_default: bool = False) -> dict[str, Any]:
     """Return ``dag`` as a JSON-able dict with sorted keys.
 
+    ``catchup_default`` is the ``catchup`` of a DAG that does not set it
+    (``DAG(catchup=None)``): the DAG processor passes
+    ``scheduler.catchup_by_default``; False is Airflow 3's default.
     Raises ``DagDefinitionError`` (with the DAG's file and line) if the DAG's
     ``params`` are not JSON-serializable.
     """
@@ -98,7 +119,7 @@ def serialize_dag(dag: DAG) -> dict[str, Any]:
         "timezone": tz_name(dag.timezone or UTC),
         "start_date": _iso(dag.start_date),
         "end_date": _iso(dag.end_date),
-        "catchup": dag.catchup,
+        "catchup": catchup_default if dag.catchup is None else dag.catchup,
         "max_active_runs": dag.max_active_runs,
         "max_active_tasks": dag.max_active_tasks,
         "dagrun_timeout": _seconds(dag.dagrun_timeout),
@@ -117,6 +138,75 @@ def dag_hash(serialized: Mapping[str, Any]) -> str:
     """sha256 hex digest of the canonical JSON of ``serialized`` (sorted keys, no spaces)."""
     text = json.dumps(serialized, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_schedule(dag: DAG, data: Mapping[str, Any], now: datetime) -> None:
+    """Read ``data`` (``serialize_dag(dag)``) back and evaluate its schedule at ``now`` as the scheduler will.
+
+    Raises ``ScheduleError`` naming the DAG, with its file and line, when the
+    timetable is a class the scheduler cannot rebuild (a custom ``Timetable``
+    subclass: they come with the authoring work), does not deserialize, or
+    raises when asked for its first two runs (e.g. the cron ``0 0 30 2 *``,
+    February 30th, which croniter accepts and then cannot evaluate).
+    """
+    where = {"fileloc": dag.fileloc, "lineno": dag.lineno}
+    own = type(dag.timetable)
+    try:
+        sdag = SerializedDag.from_dict(data)
+    except Exception as exc:
+        raise ScheduleError(f"DAG {dag.dag_id!r} cannot be read back after serializing: "
+                            f"{type(exc).__name__}: {exc}", **where) from None
+    if isinstance(sdag.timetable, UnreadableTimetable) or type(sdag.timetable) is not own:
+        raise ScheduleError(
+            f"DAG {dag.dag_id!r}: the custom timetable {own.__name__} is not supported yet; the scheduler "
+            "runs cron strings, presets, timedeltas, '@once' and None", **where)
+    try:
+        next_runs(sdag, None, now, count=2)
+    except Exception as exc:
+        raise ScheduleError(f"DAG {dag.dag_id!r}: schedule {sdag.timetable.summary!r} cannot be evaluated: "
+                            f"{type(exc).__name__}: {exc}", **where) from None
+
+
+def next_runs(sdag: SerializedDag, last: DataInterval | None, now: datetime, *, count: int = 1) -> DagRunInfo | None:
+    """The run after ``last`` (``count`` > 1: the one ``count - 1`` further on), or None.
+
+    Raises whatever the timetable raises (``ScheduleError`` for an unreadable one).
+    """
+    info: DagRunInfo | None = None
+    for _ in range(count):
+        info = sdag.timetable.next_run_info(last, start_date=sdag.start_date, end_date=sdag.end_date,
+                                            catchup=sdag.catchup, now=now)
+        if info is None:
+            return None
+        last = info.data_interval
+    return info
+
+
+class UnreadableTimetable(Timetable):
+    """A stored timetable that :func:`deserialize_timetable` refused; evaluating it raises ``ScheduleError``.
+
+    ``serialize()`` gives back the stored dict, so the version's hash is unchanged.
+    """
+
+    def __init__(self, data: Mapping[str, Any], error: str) -> None:
+        self.data = dict(data)
+        self.error = error
+        """Why it could not be read, one line."""
+        self.summary = "unreadable"
+
+    def next_run_info(self, last: DataInterval | None, *, start_date: datetime | None, end_date: datetime | None,
+                      catchup: bool, now: datetime) -> DagRunInfo | None:
+        raise ScheduleError(self.error)
+
+    def serialize(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def _timetable(data: Mapping[str, Any]) -> Timetable:
+    try:
+        return deserialize_timetable(dict(data))
+    except Exception as exc:  # a newer layout, a hand edit: keep the graph usable, fail only the schedule
+        return UnreadableTimetable(data, f"stored timetable {dict(data)!r} cannot be read: {exc}")
 
 
 def _delta(value: float | None) -> timedelta | None:
@@ -240,7 +330,10 @@ class SerializedDag:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SerializedDag:
-        """Build from ``serialize_dag`` output. Raises ``DagDefinitionError`` for another version."""
+        """Build from ``serialize_dag`` output. Raises ``DagDefinitionError`` for another version.
+
+        A timetable that does not deserialize becomes an :class:`UnreadableTimetable`.
+        """
         if d.get("version") != SERIALIZATION_VERSION:
             raise DagDefinitionError(
                 f"serialized DAG {d.get('dag_id')!r} has version {d.get('version')!r}; "
@@ -252,7 +345,7 @@ class SerializedDag:
             fileloc=d["fileloc"],
             lineno=int(d.get("lineno") or 0),
             schedule=d["schedule"],
-            timetable=deserialize_timetable(d["timetable"]),
+            timetable=_timetable(d["timetable"]),
             timezone=d.get("timezone", "UTC"),
             start_date=_date(d["start_date"]),
             end_date=_date(d["end_date"]),

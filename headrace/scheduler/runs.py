@@ -12,6 +12,11 @@
   ends ``failed`` if a leaf task is ``failed`` or ``upstream_failed`` (Airflow's
   rule), else ``success``.
 
+User code never stops the scheduler: a DAG whose stored version cannot be read
+or whose schedule raises when evaluated is skipped by :func:`create_runs` with
+a log line and an import error on its file, and gets no further scheduled runs
+until its file is parsed again; the other DAGs are scheduled as usual.
+
 Runs count against ``max_active_runs`` while ``queued`` or ``running`` when
 scheduled runs are created, and while ``running`` when queued runs start.
 Every function takes an open session and the current time ``now`` (UTC-aware)
@@ -22,19 +27,22 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from headrace.authoring.schedules import DagRunInfo, DataInterval, ensure_aware
-from headrace.dagfiles.processor import set_next_run
-from headrace.dagfiles.serialization import SerializedDag
+from headrace.authoring.schedules import DataInterval, ensure_aware
+from headrace.dagfiles.processor import apply_next_run, set_next_run
+from headrace.dagfiles.serialization import SerializedDag, next_runs
 from headrace.db import queries
-from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance
+from headrace.db.models import DagModel, DagRun, DagVersion, ImportError_, TaskInstance
 from headrace.db.transitions import set_run_state
-from headrace.exceptions import DagNotFound, DagRunAlreadyExists, DagRunConfError, ScheduleError
+from headrace.exceptions import DagDefinitionError, DagNotFound, DagRunAlreadyExists, DagRunConfError, ScheduleError
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import DagRunState, TaskInstanceState
 
@@ -92,24 +100,15 @@ def create_dag_run(
     return run
 
 
-def _set_next(dag: DagModel, info: DagRunInfo | None) -> None:
-    if info is None:
-        dag.next_logical_date = dag.next_data_interval_start = dag.next_data_interval_end = None
-        dag.next_run_after = None
-        return
-    dag.next_logical_date = info.logical_date
-    dag.next_data_interval_start = info.data_interval.start
-    dag.next_data_interval_end = info.data_interval.end
-    dag.next_run_after = info.run_after
-
-
 def create_runs(session: Session, now: datetime, *, cache: DagCache | None = None) -> int:
     """Create the due scheduled runs of active, unpaused DAGs; return how many were created.
 
     ``catchup=False`` DAGs first re-compute ``next_*`` at ``now``, so intervals
     missed while the scheduler was down are skipped. A DAG gets runs while ``next_run_after <= now`` and its queued + running runs
     are fewer than ``max_active_runs``. An existing run with the same run id
-    (e.g. created by a backfill) is skipped, not duplicated.
+    (e.g. created by a backfill) is skipped, not duplicated. A DAG whose
+    stored version cannot be read, or whose schedule raises, is skipped (see
+    :func:`schedule_failed`); the others are scheduled.
     """
     cache = cache or DagCache()
     created = 0
@@ -121,28 +120,60 @@ def create_runs(session: Session, now: datetime, *, cache: DagCache | None = Non
         except DagNotFound as exc:  # rows edited by hand: skip this DAG, keep scheduling the others
             log.error("%s", exc)
             continue
-        sdag = cache.get(session, version.id)
-        if not sdag.catchup:  # after downtime, jump to the latest complete interval (skip the missed ones)
-            set_next_run(session, dag, sdag, now)
-        while (dag.next_run_after is not None and dag.next_run_after <= now
-               and dag.next_logical_date is not None and active.get(dag.dag_id, 0) < dag.max_active_runs):
-            interval = DataInterval(dag.next_data_interval_start or dag.next_logical_date,
-                                    dag.next_data_interval_end or dag.next_logical_date)
-            run_id = run_id_for("scheduled", dag.next_logical_date)
-            if not queries.run_exists(session, dag.dag_id, run_id=run_id):
-                create_dag_run(session, sdag, version.id, run_id=run_id, run_type="scheduled",
-                               logical_date=dag.next_logical_date, data_interval=interval, now=now)
-                active[dag.dag_id] = active.get(dag.dag_id, 0) + 1
-                created += 1
-                log.info("created DAG run %s of %s", run_id, dag.dag_id)
-            info = sdag.timetable.next_run_info(
-                interval, start_date=sdag.start_date, end_date=sdag.end_date, catchup=sdag.catchup, now=now)
-            if info is not None and info.logical_date <= dag.next_logical_date:
-                log.error("timetable of %s did not advance past %s; no further runs", dag.dag_id, info.logical_date)
-                info = None
-            _set_next(dag, info)
+        try:
+            created += _create_runs_of(session, dag, version, now, cache, active)
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:  # the DAG's schedule (user code, stored data): skip it, schedule the others
+            schedule_failed(session, dag, exc, now)
     session.flush()
     return created
+
+
+def _create_runs_of(session: Session, dag: DagModel, version: DagVersion, now: datetime, cache: DagCache,
+                    active: dict[str, int]) -> int:
+    """Create the due scheduled runs of one DAG; return how many. Raises what its schedule raises."""
+    created = 0
+    sdag = cache.get(session, version.id)
+    if not sdag.catchup:  # after downtime, jump to the latest complete interval (skip the missed ones)
+        set_next_run(session, dag, sdag, now)
+    while (dag.next_run_after is not None and dag.next_run_after <= now
+           and dag.next_logical_date is not None and active.get(dag.dag_id, 0) < dag.max_active_runs):
+        interval = DataInterval(dag.next_data_interval_start or dag.next_logical_date,
+                                dag.next_data_interval_end or dag.next_logical_date)
+        run_id = run_id_for("scheduled", dag.next_logical_date)
+        if not queries.run_exists(session, dag.dag_id, run_id=run_id):
+            create_dag_run(session, sdag, version.id, run_id=run_id, run_type="scheduled",
+                           logical_date=dag.next_logical_date, data_interval=interval, now=now)
+            active[dag.dag_id] = active.get(dag.dag_id, 0) + 1
+            created += 1
+            log.info("created DAG run %s of %s", run_id, dag.dag_id)
+        info = next_runs(sdag, interval, now)
+        if info is not None and info.logical_date <= dag.next_logical_date:
+            log.error("timetable of %s did not advance past %s; no further runs", dag.dag_id, info.logical_date)
+            info = None
+        apply_next_run(dag, info)
+    return created
+
+
+def schedule_failed(session: Session, dag: DagModel, exc: BaseException, now: datetime) -> None:
+    """DAG ``dag`` could not be scheduled (``exc``): log it, record an import error on its file, stop its runs.
+
+    ``next_*`` is cleared, so the DAG is not due again until its file is
+    parsed again (the processor computes the next run afresh). Runs already
+    created keep running. The import error is written once per message (the
+    processor replaces a file's import errors when it parses the file).
+    """
+    reason = f"{type(exc).__name__}: {exc}"
+    message = f"DAG {dag.dag_id!r} cannot be scheduled; no scheduled runs until its file is parsed again: {reason}"
+    log.error("%s", message)
+    apply_next_run(dag, None)
+    known = session.scalars(select(ImportError_.id).where(ImportError_.fileloc == dag.fileloc,
+                                                          ImportError_.message == message)).first()
+    if known is None:
+        lineno = exc.lineno if isinstance(exc, DagDefinitionError) else None
+        session.add(ImportError_(fileloc=dag.fileloc, lineno=lineno, message=message,
+                                 stacktrace="".join(traceback.format_exception(exc)), timestamp=now))
 
 
 def _check_conf(conf: Any) -> dict[str, Any]:
@@ -281,6 +312,6 @@ def finish_runs(session: Session, now: datetime, *, cache: DagCache,
 
 
 __all__ = [
-    "MAX_BACKFILL_RUNS", "create_backfill", "create_dag_run", "create_runs", "finish_runs", "run_id_for",
-    "start_queued_runs", "trigger_dag",
+    "MAX_BACKFILL_RUNS", "create_backfill", "create_dag_run", "create_runs",
+    "finish_runs", "run_id_for", "schedule_failed", "start_queued_runs", "trigger_dag",
 ]
