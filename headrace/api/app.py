@@ -1,19 +1,21 @@
-"""``create_app(settings, db)``: the FastAPI application behind ``headrace api-server``.
+"""``create_api_app(settings, db)``: the FastAPI application of the REST API, without the web UI.
 
-It serves, from one process:
+It serves:
 
 * the REST API under ``/api/v1`` (OpenAPI document at ``/api/v1/openapi.json``, login needed),
 * ``/health`` (no login),
 * ``/metrics`` (Prometheus exposition, login needed unless ``/health``-like
-  scraping is allowed by a token; see ``docs/metrics.md``),
-* the web UI (``headrace.ui``) and its vendored static files.
+  scraping is allowed by a token; see ``docs/metrics.md``).
+
+``headrace.webapp.create_app`` adds the web UI (``headrace.ui``) and its static
+files to it: this package never imports the UI (an import-linter contract).
 
 Errors: a ``HeadraceError`` becomes its ``http_status`` with the JSON body
 ``{"detail": "<one line>", "error": "<class name>"}``; request validation
 errors are 422 with FastAPI's list of problems, without the offending input
-(it may be a password). A browser asking for a UI page (``Accept: text/html``,
-path outside ``/api/``, ``/ui/data/``, ``/metrics``) gets the error as an HTML
-page instead (``headrace.ui.views.error_page``).
+(it may be a password). A browser asking for a page (``Accept: text/html``,
+path outside ``/api/``, ``/ui/data/``, ``/metrics``) gets the error from the
+``error_page`` the caller passed (the UI's HTML error page), else JSON.
 
 Every response carries ``X-Content-Type-Options: nosniff``, a
 ``Content-Security-Policy`` allowing only this site's scripts and no framing
@@ -27,13 +29,12 @@ compression-oracle, BREACH-style, guessing of it).
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
@@ -63,6 +64,9 @@ SECURITY_HEADERS = [
 ]
 _NOT_PAGES = (f"{API_PREFIX}/", "/ui/data/", "/metrics", "/health", "/static/")
 
+ErrorPage = Callable[[Request, int, str], Response]
+"""``error_page(request, status_code, message)``: how a browser navigating to a page sees an error."""
+
 
 def error_body(exc: HeadraceError) -> dict[str, Any]:
     """The JSON body of an error response."""
@@ -74,24 +78,25 @@ def wants_page(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "") and not request.url.path.startswith(_NOT_PAGES)
 
 
-async def _headrace_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HeadraceError)
-    if wants_page(request):
-        from headrace.ui.views import error_page  # the UI imports this module's routes
+def _error_handlers(error_page: ErrorPage | None) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The handlers of ``HeadraceError`` and of Starlette's own errors, showing pages through ``error_page``."""
 
-        return error_page(request, exc.http_status, str(exc))
-    headers = {"WWW-Authenticate": 'Bearer realm="headrace"'} if isinstance(exc, AuthenticationError) else None
-    return JSONResponse(error_body(exc), status_code=exc.http_status, headers=headers)
+    async def headrace_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HeadraceError)
+        if error_page is not None and wants_page(request):
+            return error_page(request, exc.http_status, str(exc))
+        headers = {"WWW-Authenticate": 'Bearer realm="headrace"'} if isinstance(exc, AuthenticationError) else None
+        return JSONResponse(error_body(exc), status_code=exc.http_status, headers=headers)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own errors (unknown path 404, 405): a page for a browser, else FastAPI's JSON."""
+        assert isinstance(exc, StarletteHTTPException)
+        if error_page is not None and wants_page(request) and exc.status_code >= 400:
+            return error_page(request, exc.status_code, f"{request.url.path}: {exc.detail}")
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own errors (unknown path 404, 405): an HTML page for a browser, else FastAPI's JSON."""
-    assert isinstance(exc, StarletteHTTPException)
-    if wants_page(request) and exc.status_code >= 400:
-        from headrace.ui.views import error_page
-
-        return error_page(request, exc.status_code, f"{request.url.path}: {exc.detail}")
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    return headrace_error, http_error
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -123,11 +128,14 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(settings: Settings, db: Database, *, metrics_registry: CollectorRegistry | None = None) -> FastAPI:
-    """Build the application for ``settings`` on ``db`` (the schema must be migrated).
+def create_api_app(settings: Settings, db: Database, *, metrics_registry: CollectorRegistry | None = None,
+                   error_page: ErrorPage | None = None) -> FastAPI:
+    """Build the REST API application for ``settings`` on ``db`` (the schema must be migrated).
 
     ``metrics_registry``: the scheduler's Prometheus registry when the scheduler
     runs in this process (``standalone``); ``/metrics`` then shows it too.
+    ``error_page``: renders errors for a browser navigating to a page (see
+    :func:`wants_page`); without it every error is JSON.
     """
     app = FastAPI(
         title="headrace",
@@ -154,8 +162,9 @@ def create_app(settings: Settings, db: Database, *, metrics_registry: CollectorR
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES,
                        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "text/plain", "text/html"))
     app.add_middleware(SecurityHeadersMiddleware)
-    app.add_exception_handler(HeadraceError, _headrace_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    headrace_error, http_error = _error_handlers(error_page)
+    app.add_exception_handler(HeadraceError, headrace_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for router in API_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
@@ -167,9 +176,14 @@ def create_app(settings: Settings, db: Database, *, metrics_registry: CollectorR
         """The OpenAPI document of the REST API (any logged-in user)."""
         return JSONResponse(app.openapi())
 
-    app.mount("/static", StaticFiles(directory=Path(__file__).parent.parent / "ui" / "static"), name="static")
     return app
 
 
-__all__ = ["API_PREFIX", "CONTENT_SECURITY_POLICY", "GZIP_MINIMUM_BYTES", "SecurityHeadersMiddleware", "create_app",
-           "error_body", "wants_page"]
+create_app = create_api_app
+"""The REST API application (the name code outside the server used before the UI moved out of this package).
+
+The whole server, with the web UI, is ``headrace.webapp.create_app``.
+"""
+
+__all__ = ["API_PREFIX", "CONTENT_SECURITY_POLICY", "GZIP_MINIMUM_BYTES", "ErrorPage", "SecurityHeadersMiddleware",
+           "create_api_app", "create_app", "error_body", "wants_page"]

@@ -1,89 +1,12 @@
-"""Run the application with uvicorn: in the foreground (``headrace api-server``) or in a thread (``standalone``).
+"""Moved to :mod:`headrace.webapp` (it serves the UI too, which this package must not import).
 
-The listening socket is bound here before uvicorn starts, so the caller knows
-the real port at once (``port=0`` picks a free one; tests use that) and a
-port already in use is a clear ``ConfigError`` instead of a log line.
+Kept only until ``headrace/cli/scheduler.py`` and ``benchmarks/ui_pages.py``
+import ``serve`` / ``start_in_thread`` from ``headrace.webapp``; then delete this
+module and its ``ignore_imports`` line in ``pyproject.toml``.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
-from dataclasses import dataclass
-
-import uvicorn
-from prometheus_client import CollectorRegistry
-
-from headrace.api.app import create_app
-from headrace.config import Settings
-from headrace.db.engine import Database
-from headrace.exceptions import ConfigError
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port``; raises ``ConfigError`` if the address is taken or invalid."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; set api.port (HEADRACE__API__PORT)",
-                          key="api.port") from None
-    sock.listen(128)
-    sock.set_inheritable(False)
-    return sock
-
-
-@dataclass
-class RunningServer:
-    """A server started by :func:`start_in_thread`."""
-
-    url: str
-    """``http://host:port`` it answers on."""
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask uvicorn to exit and wait up to ``timeout`` seconds for it."""
-        self.server.should_exit = True
-        self.thread.join(timeout)
-
-
-def _server(settings: Settings, db: Database, metrics_registry: CollectorRegistry | None = None) -> uvicorn.Server:
-    config = uvicorn.Config(create_app(settings, db, metrics_registry=metrics_registry), log_level="warning",
-                            access_log=False, lifespan="off", timeout_graceful_shutdown=2)
-    return uvicorn.Server(config)
-
-
-def url_of(sock: socket.socket, settings: Settings) -> str:
-    """The URL to print for a server on ``sock`` (``api.base_url`` if set)."""
-    base = str(settings.get("api", "base_url"))
-    if base:
-        return base.rstrip("/")
-    host, port = sock.getsockname()[:2]
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
-    return f"http://{shown}:{port}"
-
-
-def serve(settings: Settings, db: Database, *, host: str | None = None, port: int | None = None) -> None:
-    """Serve in the foreground until SIGINT/SIGTERM (uvicorn's handlers)."""
-    sock = bind(host or str(settings.get("api", "host")), int(settings.get("api", "port") if port is None else port))
-    _server(settings, db).run(sockets=[sock])
-
-
-def start_in_thread(settings: Settings, db: Database, *, host: str | None = None,
-                    port: int | None = None, metrics_registry: CollectorRegistry | None = None) -> RunningServer:
-    """Start the server in a daemon thread and return once it is bound (requests queue until it runs).
-
-    ``metrics_registry``: the in-process scheduler's registry, shown on ``/metrics`` too.
-    """
-    sock = bind(host or str(settings.get("api", "host")), int(settings.get("api", "port") if port is None else port))
-    server = _server(settings, db, metrics_registry)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="headrace-api", daemon=True)
-    thread.start()
-    return RunningServer(url=url_of(sock, settings), server=server, thread=thread)
-
+from headrace.webapp import RunningServer, bind, serve, start_in_thread, url_of
 
 __all__ = ["RunningServer", "bind", "serve", "start_in_thread", "url_of"]

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from headrace.api.app import create_app
+from headrace.webapp import create_app
 from headrace.api.users import create_token, create_user
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor

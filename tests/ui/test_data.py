@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from headrace.api.app import create_app
+from headrace.webapp import create_app
 from headrace.api.users import create_token, create_user
 from headrace.authoring.dag import DAG
 from headrace.config import Settings
@@ -18,8 +18,9 @@ from headrace.db.engine import Database
 from headrace.operators import EmptyOperator
 from headrace.scheduler.runs import trigger_dag
 from headrace.states import TaskInstanceState as TI
-from headrace.ui.data import STATE_CODES, topological_order
-from headrace.ui.views import param_field
+from headrace.ui.grid import STATE_CODES
+from headrace.ui.queries import topological_order
+from headrace.ui.trigger import param_field
 from tests.scheduler.conftest import move_ti, tis
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)

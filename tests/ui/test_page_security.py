@@ -10,7 +10,8 @@ from urllib.parse import quote
 
 from fastapi.testclient import TestClient
 
-from headrace.api.app import CONTENT_SECURITY_POLICY, create_app
+from headrace.api.app import CONTENT_SECURITY_POLICY
+from headrace.webapp import create_app
 from headrace.api.users import create_user
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor

@@ -1,4 +1,4 @@
-"""Gantt, resources and pools pages and the JSON behind them (``headrace.ui.data_extra``, ``pages_extra``).
+"""Gantt, resources and pools pages and the JSON behind them (``headrace.ui.gantt``, ``resources``, ``pools``).
 
 Rows are real: a DagModel, its serialized DagVersion, DAG runs, task instances
 and their ``task_try`` rows, on SQLite and PostgreSQL (the ``db`` fixture).

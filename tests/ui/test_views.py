@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
-from headrace.api.app import create_app
+from headrace.webapp import create_app
 from headrace.api.users import create_user
 from headrace.config import Settings
 from headrace.db.engine import Database

@@ -1,13 +1,14 @@
-"""JSON behind the Gantt and resources pages, under ``/ui/data`` (role viewer).
+"""A DAG's resources page (``GET /dags/{dag_id}/resources?runs=50``): which task is the memory hog.
 
-* ``GET /ui/data/dags/{dag_id}/runs/{run_id}/gantt`` — one bar per try of the
-  DAG run (retries are separate bars) plus the queued wait of each task
-  instance's latest try: :func:`gantt_of_run`.
-* ``GET /ui/data/dags/{dag_id}/resources?runs=50&series=20&task_id=…`` — peak
-  RSS, duration and CPU seconds of every try of each task over the DAG's last
-  ``runs`` DAG runs, with the task's ``memory_limit`` so a chart can draw the
-  limit line; tasks sorted by their highest peak RSS, so the memory hog comes
-  first: :func:`resources_of_dag`.
+Per task, the peak memory (MiB) and duration of every try over the last runs,
+with the ``memory_limit`` line (vendored Chart.js,
+``static/vendor/chart.umd.min.js``), a summary bar chart, and a table with the
+biggest peak first. ``static/resources.js`` reads
+``GET /ui/data/dags/{dag_id}/resources?runs=50&series=20&task_id=…``
+(:func:`resources_of_dag`, role viewer): peak RSS, duration and CPU seconds of
+every try of each task over the DAG's last ``runs`` DAG runs, with the task's
+``memory_limit``; tasks sorted by their highest peak RSS, so the memory hog
+comes first. An unknown DAG renders the page's message with status 404.
 
 Units: datetimes are ISO 8601 in UTC, durations and CPU time in seconds (float),
 memory in bytes (int). A try still running has ``end_date`` null and its
@@ -21,17 +22,20 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from sqlalchemy import ColumnElement, case, distinct, func, select
 from sqlalchemy.orm import Session
 
-from headrace.api.auth import get_db, get_encryptor, require
-from headrace.api.masking import load_masker, mask_or_none
+from headrace.api.auth import get_db, require
 from headrace.db import queries
 from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance, TaskTry
-from headrace.exceptions import DagNotFound, DagRunNotFound
-from headrace.states import EndReason, TaskInstanceState
+from headrace.exceptions import DagNotFound
+from headrace.states import EndReason
+from headrace.ui.queries import iso, seconds
+from headrace.ui.render import dag_page_context, page
 
-router = APIRouter(prefix="/ui/data", tags=["ui"], include_in_schema=False)
+router = APIRouter(include_in_schema=False)
+data_router = APIRouter(prefix="/ui/data", tags=["ui"], include_in_schema=False)
 
 DEFAULT_RUNS = 50
 """How many of a DAG's latest runs the resources page looks at by default."""
@@ -39,142 +43,15 @@ MAX_RUNS = 1000
 DEFAULT_SERIES = 20
 """For how many tasks (the biggest peak RSS first) the resources data includes every try."""
 
-QUEUED_STATES = frozenset({TaskInstanceState.QUEUED.value, TaskInstanceState.SCHEDULED.value})
 
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
-def _seconds(start: datetime | None, end: datetime | None) -> float | None:
-    if start is None or end is None:
-        return None
-    return round((end - start).total_seconds(), 3)
-
-
-def _run(session: Session, dag_id: str, run_id: str) -> DagRun:
-    run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one_or_none()
-    if run is None:
-        if session.get(DagModel, dag_id) is None:
-            raise DagNotFound(f"DAG {dag_id!r} not found")
-        raise DagRunNotFound(f"DAG run {run_id!r} of DAG {dag_id!r} not found")
-    return run
-
-
-def _task_order(serialized: Mapping[str, Any]) -> list[str]:
-    """Task ids of a serialized DAG, upstream before downstream (ties by task id)."""
-    tasks: Mapping[str, Any] = serialized.get("tasks", {})
-    remaining = {tid: set(t.get("upstream_task_ids", ())) & tasks.keys() for tid, t in tasks.items()}
-    order: list[str] = []
-    ready = sorted(tid for tid, ups in remaining.items() if not ups)
-    while ready:
-        tid = ready.pop(0)
-        order.append(tid)
-        remaining.pop(tid)
-        freed = [d for d in tasks[tid].get("downstream_task_ids", ()) if d in remaining]
-        for d in freed:
-            remaining[d].discard(tid)
-        ready = sorted(set(ready) | {d for d in freed if not remaining[d]})
-    return order + sorted(remaining)  # a cycle cannot be serialized; keep anything left anyway
-
-
-def gantt_of_run(session: Session, dag_id: str, run_id: str, *, now: datetime) -> dict[str, Any]:
-    """The bars of the Gantt chart of DAG run ``run_id`` of ``dag_id``.
-
-    Returns ``{dag_id, run_id, state, queued_at, start_date, end_date, now,
-    tasks: [task_id, …], tries: [...], waits: [...]}`` where
-
-    * ``tasks`` are the rows of the chart: tasks that have a try, by their first
-      start, then the others in DAG order (upstream first);
-    * ``tries`` has one bar per try, ordered by task row then ``try_number``:
-      ``{task_id, try_number, state, end_reason, start_date, end_date,
-      duration (s), running (bool), hostname, pid, exit_code, peak_rss_bytes,
-      cpu_seconds, error}``. A running try has ``end_date`` null and its
-      duration up to ``now``;
-    * ``waits`` has, per task instance, the wait of its latest try between being
-      queued and starting: ``{task_id, try_number, queued_at, start_date (null
-      while still waiting), duration (s), state}``.
-
-    Raises ``DagNotFound`` / ``DagRunNotFound`` (404).
-    """
-    run = _run(session, dag_id, run_id)
-    version = session.get(DagVersion, run.dag_version_id)
-    dag_order = _task_order(version.serialized if version else {})
-    tis = session.scalars(select(TaskInstance).where(TaskInstance.dag_run_id == run.id)).all()
-    tries = session.scalars(
-        select(TaskTry)
-        .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
-        .where(TaskInstance.dag_run_id == run.id)
-    ).all()
-
-    first_start: dict[str, datetime] = {}
-    for t in tries:
-        if t.task_id not in first_start or t.start_date < first_start[t.task_id]:
-            first_start[t.task_id] = t.start_date
-    dag_rank = {tid: i for i, tid in enumerate(dag_order)}
-    known = set(dag_order) | {ti.task_id for ti in tis} | set(first_start)
-    rows = sorted(
-        known,
-        key=lambda tid: (
-            tid not in first_start,
-            first_start.get(tid, now),
-            dag_rank.get(tid, len(dag_rank)),
-            tid,
-        ),
-    )
-    row_rank = {tid: i for i, tid in enumerate(rows)}
-
-    bars = []
-    tried: set[tuple[str, int]] = set()
-    for t in sorted(tries, key=lambda t: (row_rank[t.task_id], t.try_number)):
-        running = t.end_date is None
-        tried.add((t.task_id, t.try_number))
-        bars.append({
-            "task_id": t.task_id,
-            "try_number": t.try_number,
-            "state": t.state,
-            "end_reason": t.end_reason,
-            "start_date": _iso(t.start_date),
-            "end_date": _iso(t.end_date),
-            "duration": _seconds(t.start_date, t.end_date or now),
-            "running": running,
-            "hostname": t.hostname,
-            "pid": t.pid,
-            "exit_code": t.exit_code,
-            "peak_rss_bytes": t.peak_rss_bytes,
-            "cpu_seconds": t.cpu_seconds,
-            "error": t.error,
-        })
-
-    starts = {(t.task_id, t.try_number): t.start_date for t in tries}
-    waits = []
-    for ti in sorted(tis, key=lambda ti: row_rank[ti.task_id]):
-        if ti.queued_at is None or ti.try_number == 0:
-            continue
-        started = starts.get((ti.task_id, ti.try_number))
-        if started is None and ti.state not in QUEUED_STATES:
-            continue  # ended without a try row (e.g. marked by hand): no wait to show
-        waits.append({
-            "task_id": ti.task_id,
-            "try_number": ti.try_number,
-            "queued_at": _iso(ti.queued_at),
-            "start_date": _iso(started),
-            "duration": _seconds(ti.queued_at, started or now),
-            "state": ti.state,
-        })
-
-    return {
-        "dag_id": run.dag_id,
-        "run_id": run.run_id,
-        "state": run.state,
-        "queued_at": _iso(run.queued_at),
-        "start_date": _iso(run.start_date),
-        "end_date": _iso(run.end_date),
-        "now": _iso(now),
-        "tasks": rows,
-        "tries": bars,
-        "waits": waits,
-    }
+@router.get("/dags/{dag_id}/resources")
+def resources_page(
+    dag_id: str, request: Request, runs: int = Query(DEFAULT_RUNS, ge=1, le=MAX_RUNS)
+) -> Response:
+    """Peak memory and duration per task over the DAG's last ``runs`` runs (404 page for an unknown DAG)."""
+    ctx = dag_page_context(request, dag_id, None)
+    return page(request, "resources.html", status_code=404 if ctx["missing"] else 200,
+                title=f"{dag_id} · resources", tab="resources", runs=runs, **ctx)
 
 
 def _limits(serialized: Mapping[str, Any]) -> dict[str, int | None]:
@@ -284,8 +161,8 @@ def _series(
             "try_number": try_number,
             "state": state,
             "end_reason": end_reason,
-            "start_date": _iso(start),
-            "duration": _seconds(start, end or now),
+            "start_date": iso(start),
+            "duration": seconds(start, end or now),
             "running": end is None,
             "peak_rss_bytes": peak,
             "cpu_seconds": cpu,
@@ -335,9 +212,9 @@ def resources_of_dag(
     wanted = [s["task_id"] for s in summaries[: max(series, 0)]] + [t for t in task_ids if t in known]
     return {
         "dag_id": dag_id,
-        "now": _iso(now),
+        "now": iso(now),
         "runs": [
-            {"run_id": r.run_id, "logical_date": _iso(r.logical_date), "queued_at": _iso(r.queued_at), "state": r.state}
+            {"run_id": r.run_id, "logical_date": iso(r.logical_date), "queued_at": iso(r.queued_at), "state": r.state}
             for r in dag_runs
         ],
         "tasks": summaries,
@@ -345,20 +222,7 @@ def resources_of_dag(
     }
 
 
-@router.get("/dags/{dag_id}/runs/{run_id}/gantt")
-def gantt(
-    dag_id: str, run_id: str, request: Request, _who: Annotated[object, Depends(require("viewer"))]
-) -> dict[str, Any]:
-    """Bars of the Gantt chart of a DAG run (see :func:`gantt_of_run`); 404 for an unknown DAG or run."""
-    with get_db(request).read_session() as session:
-        bars = gantt_of_run(session, dag_id, run_id, now=datetime.now(UTC))
-        masker = load_masker(session, get_encryptor(request))
-    for bar in bars["tries"]:
-        bar["error"] = mask_or_none(masker, bar["error"])  # stored secrets, as in the try's log
-    return bars
-
-
-@router.get("/dags/{dag_id}/resources")
+@data_router.get("/dags/{dag_id}/resources")
 def resources(
     dag_id: str,
     request: Request,
@@ -374,4 +238,4 @@ def resources(
         )
 
 
-__all__ = ["DEFAULT_RUNS", "DEFAULT_SERIES", "gantt_of_run", "resources_of_dag", "router"]
+__all__ = ["DEFAULT_RUNS", "DEFAULT_SERIES", "MAX_RUNS", "data_router", "resources_of_dag", "router"]

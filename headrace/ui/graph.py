@@ -1,0 +1,87 @@
+"""The graph of a DAG (``GET /dags/{dag_id}/graph?run_id=``): laid out by dagre, nodes coloured by state, live.
+
+Its data, ``GET /ui/data/dags/{dag_id}/graph?run_id=``, is the nodes and edges of
+the DAG's current version and the selected run's task states (``static/graph.js``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from headrace.api.auth import get_db, require
+from headrace.db.models import DagRun, TaskInstance
+from headrace.exceptions import DagRunNotFound
+from headrace.ui.queries import (
+    RUN_COLUMNS, RUN_FINISHED, GridRun, current_tasks, grid_run, newest_runs, topological_order,
+)
+from headrace.ui.render import dag_context, login_redirect, page, session_principal
+
+router = APIRouter(include_in_schema=False)
+data_router = APIRouter(prefix="/ui/data", tags=["ui"], dependencies=[Depends(require("viewer"))])
+
+
+@router.get("/dags/{dag_id}/graph")
+def graph_page(request: Request, dag_id: str, run_id: str | None = None) -> Response:
+    """The DAG laid out by dagre, nodes coloured by the selected run's task states, live."""
+    if session_principal(request) is None:
+        return login_redirect(request)
+    return page(request, "graph.html", title=f"{dag_id} · graph", tab="graph", run_id=run_id,
+                **dag_context(request, dag_id))
+
+
+class GraphNode(BaseModel):
+    """A task of the graph."""
+
+    id: str
+    operator: str
+
+
+class Graph(BaseModel):
+    """The DAG's current version and one run's task states (``{}`` without runs)."""
+
+    dag_id: str
+    nodes: list[GraphNode]
+    edges: list[tuple[str, str]]
+    """(upstream, downstream) task ids."""
+    run: GridRun | None
+    states: dict[str, str]
+    """task_id → task instance state in ``run``."""
+    runs: list[GridRun]
+    """The newest runs (newest first), for the run selector."""
+    unfinished: bool
+
+
+@data_router.get("/dags/{dag_id}/graph", response_model=Graph)
+def graph(request: Request, dag_id: str, run_id: str | None = None) -> Graph:
+    """Nodes and edges of the DAG and the task states of ``run_id`` (default: the newest run).
+
+    Raises ``DagNotFound`` or ``DagRunNotFound`` (404).
+    """
+    with get_db(request).read_session() as session:
+        tasks = current_tasks(session, dag_id)
+        recent = newest_runs(session, dag_id, 25)
+        selected: Any = None
+        if run_id is not None:
+            selected = next((r for r in recent if r.run_id == run_id), None) or session.execute(
+                select(*RUN_COLUMNS).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first()
+            if selected is None:
+                raise DagRunNotFound(f"DAG {dag_id!r} has no run {run_id!r}", dag_id=dag_id, run_id=run_id)
+        elif recent:
+            selected = recent[0]
+        states: dict[str, str] = {}
+        if selected is not None:
+            states = {task_id: state for task_id, state in session.execute(
+                select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == selected.id))}
+    nodes = [GraphNode(id=tid, operator=str(tasks[tid].get("operator", ""))) for tid in topological_order(tasks)]
+    edges = [(tid, down) for tid in sorted(tasks) for down in sorted(tasks[tid].get("downstream_task_ids", ()))]
+    unfinished = selected is not None and selected.state not in RUN_FINISHED
+    return Graph(dag_id=dag_id, nodes=nodes, edges=edges, run=grid_run(selected) if selected is not None else None,
+                 states=states, runs=[grid_run(r) for r in recent], unfinished=unfinished)
+
+
+__all__ = ["Graph", "GraphNode", "data_router", "graph", "router"]

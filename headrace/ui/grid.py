@@ -1,0 +1,109 @@
+"""The grid of a DAG (``GET /dags/{dag_id}/grid``): runs × tasks coloured by state, live; Trigger, Clear, Mark.
+
+Its data, ``GET /ui/data/dags/{dag_id}/grid``, answers for 1,000 tasks × 100 runs
+in three queries and a compact shape: task ids once (topological order), runs
+once (oldest first), and per run a string with one state code per task
+(:data:`STATE_CODES`). ``static/grid.js`` draws it on a canvas.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy import case, func, select
+
+from headrace.api.auth import get_db, require
+from headrace.db.models import DagRun, TaskInstance
+from headrace.states import TaskInstanceState
+from headrace.ui.queries import RUN_FINISHED, GridRun, current_tasks, grid_run, newest_runs, topological_order
+from headrace.ui.render import dag_context, login_redirect, page, session_principal
+
+router = APIRouter(include_in_schema=False)
+data_router = APIRouter(prefix="/ui/data", tags=["ui"], dependencies=[Depends(require("viewer"))])
+
+STATE_CODES: dict[str, str] = {
+    "-": "",  # no task instance: the task did not exist in that run's DAG version
+    "n": TaskInstanceState.NONE.value,
+    "s": TaskInstanceState.SCHEDULED.value,
+    "q": TaskInstanceState.QUEUED.value,
+    "r": TaskInstanceState.RUNNING.value,
+    "S": TaskInstanceState.SUCCESS.value,
+    "F": TaskInstanceState.FAILED.value,
+    "R": TaskInstanceState.UP_FOR_RETRY.value,
+    "U": TaskInstanceState.UPSTREAM_FAILED.value,
+    "K": TaskInstanceState.SKIPPED.value,
+}
+"""One character per task instance state in the grid's per-run strings."""
+
+_CODE_OF = {state: code for code, state in STATE_CODES.items() if state}
+_SEP = "\x1f"  # ASCII unit separator: cannot appear in a task id (letters, digits, _ - .)
+
+
+@router.get("/dags/{dag_id}/grid")
+def grid_page(request: Request, dag_id: str, run_id: str | None = None) -> Response:
+    """Runs × tasks coloured by state, live; Trigger, and Clear / Mark for the selected run."""
+    if session_principal(request) is None:
+        return login_redirect(request)
+    return page(request, "grid.html", title=f"{dag_id} · grid", tab="grid", run_id=run_id,
+                **dag_context(request, dag_id))
+
+
+class Grid(BaseModel):
+    """Runs × tasks. ``states[i][j]`` is the code (:data:`STATE_CODES`) of ``task_ids[j]`` in ``runs[i]``."""
+
+    dag_id: str
+    task_ids: list[str]
+    """Current version's tasks in topological order, then tasks only older runs have."""
+    runs: list[GridRun]
+    """Oldest first."""
+    states: list[str]
+    codes: dict[str, str]
+    total_runs: int
+    unfinished: bool
+    """True while a shown run or task instance can still change (the page keeps polling)."""
+
+
+@data_router.get("/dags/{dag_id}/grid", response_model=Grid)
+def grid(request: Request, dag_id: str, num_runs: Annotated[int, Query(ge=1, le=500)] = 25,
+         offset: Annotated[int, Query(ge=0)] = 0) -> Grid:
+    """The newest ``num_runs`` runs (skipping ``offset`` newer ones) × all tasks, compactly.
+
+    Raises ``DagNotFound`` (404). Three queries: the DAG's version, its runs, their task instances.
+    """
+    with get_db(request).read_session() as session:
+        tasks = current_tasks(session, dag_id)
+        runs = newest_runs(session, dag_id, num_runs, offset)[::-1]
+        total = session.scalar(select(func.count()).select_from(DagRun).where(DagRun.dag_id == dag_id)) or 0
+        task_ids = topological_order(tasks)
+        index = {tid: i for i, tid in enumerate(task_ids)}
+        column = {row.id: i for i, row in enumerate(runs)}
+        cells = [["-"] * len(task_ids) for _ in runs]
+        unfinished = any(r.state not in RUN_FINISHED for r in runs)
+        if runs:
+            # One row per run: "code<task_id>\x1f…", built by the database (group_concat / string_agg),
+            # so Python handles 100 strings instead of 100,000 row tuples.
+            code = case(_CODE_OF, value=TaskInstance.state, else_="n")
+            rows = session.execute(
+                select(TaskInstance.dag_run_id, func.aggregate_strings(code + TaskInstance.task_id, _SEP))
+                .where(TaskInstance.dag_run_id.in_(list(column))).group_by(TaskInstance.dag_run_id)
+            ).all()
+            for run_pk, packed in rows:
+                line = cells[column[run_pk]]
+                for item in packed.split(_SEP):
+                    task_id = item[1:]
+                    j = index.get(task_id)
+                    if j is None:  # a task only older versions had: add a row for it
+                        j = index[task_id] = len(task_ids)
+                        task_ids.append(task_id)
+                        for other in cells:
+                            other.append("-")
+                    line[j] = item[0]
+    return Grid(dag_id=dag_id, task_ids=task_ids, runs=[grid_run(r) for r in runs],
+                states=["".join(line) for line in cells], codes=STATE_CODES, total_runs=total,
+                unfinished=unfinished)
+
+
+__all__ = ["STATE_CODES", "Grid", "data_router", "grid", "router"]
