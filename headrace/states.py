@@ -134,6 +134,9 @@ class EndReason(str, Enum):
     LOST_RACE = "lost_race"
     """The try's own outcome came after the task instance had been moved on by another writer (a zombie
     check, a user); the task instance kept that decision and this row records the late outcome."""
+    DAGRUN_TIMEOUT = "dagrun_timeout"
+    """The DAG run lasted longer than its DAG's ``dagrun_timeout``: the run failed, a running try was
+    stopped (its task instance failed) and task instances that had not started were skipped."""
 
     def __str__(self) -> str:
         return self.value

@@ -11,6 +11,9 @@
 * :func:`finish_runs` — a running run whose task instances have all finished
   ends ``failed`` if a leaf task is ``failed`` or ``upstream_failed`` (Airflow's
   rule), else ``success``.
+* :func:`enforce_dagrun_timeouts` — a running run older than its DAG's
+  ``dagrun_timeout`` fails; its running task instances fail (their tries are
+  stopped) and those not started are skipped, with end reason ``dagrun_timeout``.
 
 User code never stops the scheduler: a DAG whose stored version cannot be read
 or whose schedule raises when evaluated is skipped by :func:`create_runs` with
@@ -29,7 +32,7 @@ import json
 import logging
 import traceback
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -41,10 +44,10 @@ from headrace.dagfiles.processor import apply_next_run, set_next_run
 from headrace.dagfiles.serialization import SerializedDag, next_runs
 from headrace.db import queries
 from headrace.db.models import DagModel, DagRun, DagVersion, ImportError_, TaskInstance
-from headrace.db.transitions import set_run_state
+from headrace.db.transitions import end_try, set_run_state, set_ti_state
 from headrace.exceptions import DagDefinitionError, DagNotFound, DagRunAlreadyExists, DagRunConfError, ScheduleError
 from headrace.scheduler.dagcache import DagCache
-from headrace.states import DagRunState, TaskInstanceState
+from headrace.states import DagRunState, EndReason, TaskInstanceState
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +314,93 @@ def finish_runs(session: Session, now: datetime, *, cache: DagCache,
     return finished
 
 
+_UNSTARTED = frozenset({TaskInstanceState.NONE, TaskInstanceState.SCHEDULED, TaskInstanceState.QUEUED,
+                        TaskInstanceState.UP_FOR_RETRY})
+"""Task instance states a timed-out run skips (their task has not started, or waits to start again)."""
+
+
+def enforce_dagrun_timeouts(session: Session, now: datetime, *, cache: DagCache,
+                            on_finished: Callable[[Any, DagRunState], None] | None = None) -> int:
+    """Fail every running run that started more than its DAG's ``dagrun_timeout`` ago; return how many.
+
+    The timeout is that of the DAG version the run was created with. The run
+    moves ``running → failed`` (``end_date = now``); its DAG-level failure
+    callback and alerts follow as for any failed run (``callbacks_done`` stays
+    False). Its unfinished task instances, each by compare-and-set:
+
+    * ``running`` → ``failed``, end reason ``dagrun_timeout``, and the try's
+      ``task_try`` row is closed with the same reason. The try's supervisor
+      sees at its next heartbeat that the task instance no longer runs this
+      try and stops the process tree; its late outcome finds the row closed.
+    * ``none`` / ``scheduled`` / ``queued`` / ``up_for_retry`` → ``skipped``,
+      end reason ``dagrun_timeout`` (a queued try's supervisor then loses its claim).
+
+    Airflow 3 skips every unfinished task instance of a timed-out run, running
+    ones included; here a stopped running one shows as failed, as the issue asks.
+    ``on_finished(run_row, DagRunState.FAILED)`` is called for each run
+    failed (the scheduler emits ``on_run_finished`` once committed).
+    """
+    rows = session.execute(
+        select(DagRun.id, DagRun.dag_id, DagRun.run_id, DagRun.start_date, DagRun.dag_version_id)
+        .where(DagRun.state == DagRunState.RUNNING.value, DagRun.start_date.is_not(None))
+    ).all()
+    failed = 0
+    for run in rows:
+        try:
+            timeout = cache.get(session, run.dag_version_id).dagrun_timeout
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:  # an unreadable stored version: nothing to enforce from it
+            log.error("DAG run %s of %s: cannot read its DAG version (%s); dagrun_timeout not checked",
+                      run.run_id, run.dag_id, exc)
+            continue
+        if timeout is None or run.start_date + timedelta(seconds=timeout) > now:
+            continue
+        if not set_run_state(session, run.id, DagRunState.RUNNING, DagRunState.FAILED, end_date=now):
+            continue
+        error = f"DAG run {run.run_id} of {run.dag_id} ran longer than its dagrun_timeout of {timeout:g} s"
+        ended = [_time_out_ti(session, ti_id, now, error) for ti_id in session.scalars(
+            select(TaskInstance.id).where(TaskInstance.dag_run_id == run.id))]
+        failed += 1
+        log.warning("%s: failed; %d running task instances failed, %d skipped", error,
+                    ended.count(TaskInstanceState.FAILED), ended.count(TaskInstanceState.SKIPPED))
+        if on_finished is not None:
+            on_finished(run, DagRunState.FAILED)
+    return failed
+
+
+def _time_out_ti(session: Session, ti_id: int, now: datetime, error: str) -> TaskInstanceState | None:
+    """End one task instance of a timed-out run (see :func:`enforce_dagrun_timeouts`); return its new state.
+
+    None if it had finished. A compare-and-set lost to another writer (a
+    supervisor claiming a queued try) is retried from the state it found.
+    """
+    reason = EndReason.DAGRUN_TIMEOUT.value
+    for _ in range(3):
+        found = session.execute(select(TaskInstance.state, TaskInstance.try_number)
+                                .where(TaskInstance.id == ti_id)).first()
+        if found is None:
+            return None
+        state = TaskInstanceState(found.state)
+        if state is TaskInstanceState.RUNNING:
+            if set_ti_state(session, ti_id, state, TaskInstanceState.FAILED, expected_try_number=found.try_number,
+                            end_date=now, end_reason=reason, next_retry_at=None):
+                tt = queries.try_row(session, ti_id, found.try_number)
+                if tt is not None:
+                    end_try(session, tt.id, state=TaskInstanceState.FAILED.value, end_date=now, end_reason=reason,
+                            error=error)
+                return TaskInstanceState.FAILED
+        elif state in _UNSTARTED:
+            if set_ti_state(session, ti_id, state, TaskInstanceState.SKIPPED, end_date=now, end_reason=reason,
+                            next_retry_at=None):
+                return TaskInstanceState.SKIPPED
+        else:
+            return None
+    log.error("task instance %d: state kept changing; left as it is after its run timed out", ti_id)
+    return None
+
+
 __all__ = [
-    "MAX_BACKFILL_RUNS", "create_backfill", "create_dag_run", "create_runs",
+    "MAX_BACKFILL_RUNS", "create_backfill", "create_dag_run", "create_runs", "enforce_dagrun_timeouts",
     "finish_runs", "run_id_for", "schedule_failed", "start_queued_runs", "trigger_dag",
 ]
