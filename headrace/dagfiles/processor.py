@@ -99,6 +99,9 @@ from headrace.db.models import DagFile, DagModel, DagVersion, DagWarning, Import
 
 log = logging.getLogger(__name__)
 
+_MAX_FD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024
+"""Upper bound for closing a parse child's inherited descriptors (``close_range`` makes it cheap)."""
+
 MARKER = b"headrace"
 """Files without this text are not DAG files (Airflow's "safe mode")."""
 
@@ -238,6 +241,10 @@ def _start_child(fileloc: str, timeout: float, catchup_default: bool = False) ->
         except ValueError:
             pass
         os.close(read_fd)
+        # Nothing of the parent's but the pipe: an inherited fork-server stdin (or a socket) held open by a
+        # hung import would keep the other end from seeing EOF. The child never uses those descriptors.
+        os.closerange(3, write_fd)
+        os.closerange(write_fd + 1, _MAX_FD)
         _child_main(fileloc, write_fd, catchup_default)
     os.close(write_fd)
     os.set_blocking(read_fd, False)

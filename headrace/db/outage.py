@@ -22,6 +22,7 @@ cleanly and the caller can read what won).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -37,10 +38,27 @@ MAX_DELAY = 5.0
 
 
 def is_outage(exc: BaseException) -> bool:
-    """True if ``exc`` means the database could not be reached or locked us out (worth retrying)."""
+    """True if ``exc`` means the database could not be reached or locked us out (worth retrying).
+
+    Only connection trouble counts, so that a statement that always fails
+    (SQLite's ``no such column`` or ``disk I/O error``, PostgreSQL's
+    ``statement_timeout`` or a full disk) is not retried forever: a
+    connection SQLAlchemy invalidated; on PostgreSQL an
+    ``OperationalError``/``InterfaceError`` without SQLSTATE (connection
+    refused, server closed the connection) or with class ``08`` (connection
+    exception) or ``57P`` (admin/crash shutdown, cannot connect now); on SQLite
+    ``database is locked`` / ``busy``.
+    """
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, (OperationalError, InterfaceError))
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    orig = exc.orig
+    if isinstance(orig, sqlite3.Error):
+        text = str(orig).lower()
+        return "locked" in text or "busy" in text
+    sqlstate = getattr(orig, "sqlstate", None)
+    return sqlstate is None or str(sqlstate).startswith(("08", "57P"))
 
 
 def backoff(attempt: int) -> float:

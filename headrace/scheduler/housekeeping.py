@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from headrace.config import Settings
@@ -174,8 +175,10 @@ def end_try_as_zombie(session: Session, ti: TaskInstance, tt: TaskTry | None, no
         kept_outcome = outcome_file.kept(home, ti.id, ti.try_number)
         if kept_outcome is not None and kept_outcome.try_row_id == tt.id:
             won = outcome_file.apply(session, kept_outcome)
-            session.flush()
-            outcome_file.forget(home, ti.id, ti.try_number)
+            # The file goes only once the outcome is committed: a rolled-back transaction must find it again.
+            ti_id, try_number = ti.id, ti.try_number
+            event.listen(session, "after_commit", lambda _s: outcome_file.forget(home, ti_id, try_number),
+                         once=True)
             log.warning("%s.%s run %s try %d: its supervisor is gone (%s) but left its outcome on disk: %s",
                         ti.dag_id, ti.task_id, ti.run_id, ti.try_number, why, kept_outcome.state)
             return won

@@ -66,7 +66,7 @@ from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.outage import backoff, is_outage, one_line
+from headrace.db.outage import backoff, is_outage, one_line, retry_through_outage
 from headrace.db.models import DagRun, TaskInstance, TaskTry
 from headrace.executors.base import Executor
 from headrace.authoring.context import RunInfo as ContextRunInfo
@@ -169,6 +169,7 @@ def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | 
                     after_loop(now)
                 if work == 0 and (num_loops is None or loops < num_loops):
                     s.wait(now)
+                s.outage_began = None  # a whole loop worked: the database is back for good
             except Exception as exc:
                 if not is_outage(exc):
                     raise
@@ -217,6 +218,8 @@ class Scheduler:
         """When this scheduler last (re)connected to the database: heartbeats of tries on other hosts
         are judged only ``task_instance_heartbeat_timeout`` after it."""
         self.outage_tolerance = float(settings.get("database", "outage_tolerance"))
+        self.outage_began: float | None = None
+        """Monotonic time the current outage began; None once a whole loop has worked since."""
         self._unsynced: list[Any] = []
         """Executor events read but not yet written (an outage interrupted ``sync_executor``)."""
 
@@ -228,7 +231,9 @@ class Scheduler:
         restore = self._install_signal_handlers()
         try:
             now = self.clock.now()
-            self.job_id = lease.register_job(self.db, now)
+            self.job_id = retry_through_outage(lambda: lease.register_job(self.db, now),
+                                               tolerance=self.outage_tolerance, what="registering the scheduler",
+                                               log=log)
             self.lease = lease.SchedulerLease(self.db, self.job_id, float(self.settings.get("scheduler", "lease_ttl")))
             if not self._wait_for_lease():  # stopped while waiting: the loop will not run
                 yield
@@ -241,22 +246,30 @@ class Scheduler:
             self._start_alerts()
             self.executor.start()
             try:
-                housekeeping.adopt_or_fail_tries(self.db, self.clock.now(), cache=self.cache,
-                                                 on_zombie=self._zombie_found, home=self.settings.home)
+                retry_through_outage(
+                    lambda: housekeeping.adopt_or_fail_tries(self.db, self.clock.now(), cache=self.cache,
+                                                             on_zombie=self._zombie_found, home=self.settings.home),
+                    tolerance=self.outage_tolerance, what="adopting running tries", log=log)
                 self._flush_zombies()
                 yield
             finally:
-                self.executor.terminate()
-                if self.processor is not None:
+                if self.processor is not None:  # first: parse children hold the fork server's stdin open
                     self.processor.close()  # a hung import must not outlive the scheduler
+                self.executor.terminate()
                 self.callbacks.reap()
                 if self.deliverer is not None:
                     self.deliverer.stop()
         finally:
-            if self.lease is not None and self.lease.held:
-                self.lease.release()
-            if self.job_id:
-                lease.end_job(self.db, self.job_id, self.clock.now())
+            try:
+                if self.lease is not None and self.lease.held:
+                    self.lease.release()
+                if self.job_id:
+                    lease.end_job(self.db, self.job_id, self.clock.now())
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                log.warning("could not release the lease or end scheduler job %d (the database is unreachable: "
+                            "%s); the lease expires by itself", self.job_id, one_line(exc))
             restore()
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -294,9 +307,16 @@ class Scheduler:
         answer was lost), and make the next loop a full pass. Executor events
         read before the outage are kept and written then.
         """
-        began = time.monotonic()
-        log.warning("lost the database (%s); waiting for it to come back (up to %.0f s)",
-                    one_line(exc), self.outage_tolerance)
+        self._zombies = []  # their transaction was rolled back: the check ends them again once we are back
+        first = self.outage_began is None
+        began = self.outage_began = self.outage_began if self.outage_began is not None else time.monotonic()
+        if time.monotonic() - began > self.outage_tolerance:
+            log.error("the database has failed every loop for %.0f s (database.outage_tolerance); giving up",
+                      self.outage_tolerance)
+            raise exc
+        if first:
+            log.warning("lost the database (%s); waiting for it to come back (up to %.0f s)",
+                        one_line(exc), self.outage_tolerance)
         self.db.engine.dispose()  # drop pooled connections the outage broke
         attempt = 0
         while not self.stop.is_set():
@@ -320,8 +340,9 @@ class Scheduler:
                               "giving up", self.outage_tolerance)
                     raise
                 continue
-            log.warning("the database is back after %.1f s (%d attempts); resuming", time.monotonic() - began,
-                        attempt)
+            if first:
+                log.warning("the database is back after %.1f s (%d attempts); resuming", time.monotonic() - began,
+                            attempt)
             return
 
     def _catch_up(self) -> None:

@@ -34,7 +34,7 @@ from types import FrameType
 
 from typing import Any
 
-from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, insert, select
+from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from headrace.authoring.context import RunInfo
@@ -67,6 +67,15 @@ EXIT_ERROR = 1
 """The supervisor itself failed; it recorded what it could."""
 EXIT_NOT_RELEASED = 4
 """Exit code of a task process whose claim transaction failed: it ran nothing."""
+
+
+SELF_FENCE_SHARE = 0.8
+"""A supervisor whose heartbeats have not reached the database for this share of
+``scheduler.task_instance_heartbeat_timeout`` kills its task: a scheduler on another host judges the
+try dead at the full timeout and may retry it, and the two must never run at once."""
+REQUEST_OUTAGE_SHARE = 0.5
+"""A task's request (XCom, variable, …) waits through an outage at most this share of the heartbeat
+timeout (and of ``database.outage_tolerance``): meanwhile the supervisor checks no limits."""
 
 
 class _Try:
@@ -129,6 +138,17 @@ _INSERT_TRY = insert(TaskTry).values(
     process_start_time=bindparam("process_start_time"), start_date=bindparam("start_date"),
     heartbeat_at=bindparam("start_date"), log_path=bindparam("log_path"),
 )
+_OWN_CLAIM = (
+    select(TaskTry.id)
+    .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
+    .where(TaskTry.task_instance_id == bindparam("ti_id"), TaskTry.try_number == bindparam("try_number"),
+           TaskTry.hostname == bindparam("host"), TaskTry.supervisor_pid == bindparam("supervisor_pid"),
+           TaskTry.end_date.is_(None), TaskInstance.state == bindparam("running"),
+           TaskInstance.try_number == bindparam("try_number"))
+)
+_RESTART_TRY = update(TaskTry).where(TaskTry.id == bindparam("row_id")).values(
+    pid=bindparam("pid"), process_start_time=bindparam("process_start_time"), heartbeat_at=bindparam("now"),
+)
 _CLEAR_XCOMS = delete(XCom).where(XCom.dag_run_id == bindparam("dag_run_pk"), XCom.task_id == bindparam("task_id"))
 def _transaction(db: Database) -> AbstractContextManager[Connection]:
     """A Core transaction (commit on success, roll back on error).
@@ -180,9 +200,18 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
     current: _Try | None = None
     try:
         with _transaction(db) as conn:
-            won = _claim_ti(conn, request.ti_id, request.try_number, now)
-            if not won:
-                return None
+            own_row: int | None = None
+            if not _claim_ti(conn, request.ti_id, request.try_number, now):
+                # Lost — unless an earlier attempt of ours committed and only its answer was lost (an outage
+                # mid-COMMIT): then the try is ours, its gate was shut, and it starts afresh on that row.
+                own_row = conn.execute(_OWN_CLAIM, {
+                    "ti_id": request.ti_id, "try_number": request.try_number, "host": me.host,
+                    "supervisor_pid": me.pid, "running": TI.RUNNING.value,
+                }).scalar_one_or_none()
+                if own_row is None:
+                    return None
+                log.warning("try %d of %s.%s was already claimed by this supervisor (the answer to its "
+                            "COMMIT was lost); starting it", request.try_number, request.dag_id, request.task_id)
             row = conn.execute(_LOAD, {"ti_id": request.ti_id, "task_key": request.task_id}).one()
             (ti_pk, dag_id, run_id, task_id, max_tries, run_pk, run_dag_id, run_run_id, run_type, conf,
              logical_date, queued_at, interval_start, interval_end, task_entry) = row
@@ -213,13 +242,18 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                     process_start_time = ProcessIdentity.of(pid).start_time
                 except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
                     process_start_time = None
-            result = conn.execute(_INSERT_TRY, {
-                "ti_id": ti_pk, "dag_id": dag_id, "run_id": run_id, "task_id": task_id,
-                "try_number": request.try_number, "state": TI.RUNNING.value, "hostname": me.host,
-                "supervisor_pid": me.pid, "supervisor_start_time": me.start_time, "pid": pid,
-                "process_start_time": process_start_time, "start_date": now, "log_path": str(log_path),
-            })
-            current.try_row_id = _inserted_id(result)
+            if own_row is None:
+                result = conn.execute(_INSERT_TRY, {
+                    "ti_id": ti_pk, "dag_id": dag_id, "run_id": run_id, "task_id": task_id,
+                    "try_number": request.try_number, "state": TI.RUNNING.value, "hostname": me.host,
+                    "supervisor_pid": me.pid, "supervisor_start_time": me.start_time, "pid": pid,
+                    "process_start_time": process_start_time, "start_date": now, "log_path": str(log_path),
+                })
+                current.try_row_id = _inserted_id(result)
+            else:
+                conn.execute(_RESTART_TRY, {"row_id": own_row, "pid": pid, "process_start_time": process_start_time,
+                                            "now": now})
+                current.try_row_id = own_row
             if current.watch is not None:
                 current.watch.try_row_id = current.try_row_id
             conn.execute(_CLEAR_XCOMS, {"dag_run_pk": run_pk, "task_id": task_id})
@@ -250,7 +284,9 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, log
         kill_grace_period=float(settings.get("executor", "kill_grace_period")),
         xcom_max_size=current.start.xcom_max_size, stop_requested=lambda: False,
         try_number=current.request.try_number, encryptor=_LazyEncryptor(settings),
-        outage_tolerance=float(settings.get("database", "outage_tolerance")),
+        outage_tolerance=min(float(settings.get("database", "outage_tolerance")),
+                             REQUEST_OUTAGE_SHARE * float(settings.get("scheduler", "task_instance_heartbeat_timeout"))),
+        self_fence_after=SELF_FENCE_SHARE * float(settings.get("scheduler", "task_instance_heartbeat_timeout")),
     )
     start = current.start
 

@@ -212,7 +212,7 @@ class TaskWatch:
         self, *, db: Database, target: TryTarget, try_row_id: int, limits: Limits, say: Say,
         poll_interval: float, heartbeat_interval: float, kill_grace_period: float, xcom_max_size: int,
         stop_requested: Callable[[], bool], try_number: int, encryptor: Callable[[], Encryptor],
-        outage_tolerance: float = 0.0,
+        outage_tolerance: float = 0.0, self_fence_after: float | None = None,
     ) -> None:
         self.db = db
         self.target = target
@@ -230,6 +230,10 @@ class TaskWatch:
         """Seconds a request is retried while the database is unreachable."""
         self._outage = False
         """The last heartbeat failed (logged once per outage)."""
+        self.self_fence_after = self_fence_after
+        """Seconds without a successful heartbeat after which the supervisor kills its own task (None: never):
+        a scheduler elsewhere may by then judge the try dead and retry it."""
+        self._last_beat_ok = time.monotonic()
         self.pid = -1
         self._started = 0.0
         self._usage_before = ChildUsage(0.0, 0)
@@ -278,9 +282,11 @@ class TaskWatch:
         """Heartbeat; return ``(state, try_number)`` of the task instance if it no longer runs this try."""
         try:
             with self.db.engine.begin() as conn:
-                if self.heartbeat_statement(conn, self.try_row_id, self.target.ti_id, self.try_number):
-                    return None
-                row = conn.execute(_TI_STATE, {"ti_id": self.target.ti_id}).one_or_none()
+                beat = self.heartbeat_statement(conn, self.try_row_id, self.target.ti_id, self.try_number)
+                row = None if beat else conn.execute(_TI_STATE, {"ti_id": self.target.ti_id}).one_or_none()
+            self._last_beat_ok = time.monotonic()
+            if beat:
+                return None
         except Exception as exc:  # noqa: BLE001 - a DB hiccup must not kill the try; the next beat retries
             if not self._outage:
                 log.warning("heartbeat of task_try %d failed (retrying every beat): %s", self.try_row_id,
@@ -387,6 +393,14 @@ class TaskWatch:
     def _check_heartbeat(self, kill: _Kill, now: float) -> None:
         """Heartbeat; if the task instance no longer runs this try (set from outside), stop the task."""
         changed = self._heartbeat()
+        silent = now - self._last_beat_ok
+        if self.self_fence_after is not None and silent > self.self_fence_after and kill.reason is None:
+            kill.reason = EndReason.ZOMBIE
+            kill.error = (f"no heartbeat reached the database for {silent:.0f} s: stopped the task, so that a "
+                          f"scheduler that judges it dead cannot retry it beside this one")
+            self.say(f"{kill.error}; sending SIGKILL", "ERROR")
+            self.tree.kill()
+            return
         if changed is None or kill.reason is not None:
             return
         kill.external_state = changed[0]
