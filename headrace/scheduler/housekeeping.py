@@ -10,6 +10,7 @@ chore                  interval                          what it does
 ``find_zombies``       ``scheduler.heartbeat_interval``  fail or retry running tries whose supervisor is gone
 ``requeue_stuck``      ``task_queued_timeout / 4``       give back tries queued too long without starting
 ``check_deadlines``    ``scheduler.heartbeat_interval``  record deadline misses once; start their callbacks
+``enforce_dagrun_timeouts`` ``heartbeat_interval``       fail runs older than their ``dagrun_timeout``
 ``sweep_alerts``       ``scheduler.heartbeat_interval``  write the alerts of tries / runs that ended unseen
 =====================  ================================  =========================================
 
@@ -346,7 +347,8 @@ def chores(settings: Settings, db: Database, *, heartbeat: Callable[[datetime], 
            renew_lease: Callable[[datetime], int], cache: DagCache,
            check_deadlines: Callable[[datetime], int] | None = None,
            on_zombie: ZombieHook | None = None,
-           connected_since: Callable[[], datetime] | None = None) -> list[Chore]:
+           connected_since: Callable[[], datetime] | None = None,
+           enforce_dagrun_timeouts: Callable[[datetime], int] | None = None) -> list[Chore]:
     """The scheduler's chores with their intervals from ``settings``.
 
     ``check_deadlines(now)`` (the scheduler's, which also starts the
@@ -370,6 +372,8 @@ def chores(settings: Settings, db: Database, *, heartbeat: Callable[[datetime], 
               lambda now: requeue_stuck(db, now, timeout=queued_timeout)),
     ] + ([Chore("check_deadlines", heartbeat_interval, check_deadlines)]
          if check_deadlines is not None else []) + (
+        [Chore("enforce_dagrun_timeouts", heartbeat_interval, enforce_dagrun_timeouts)]
+        if enforce_dagrun_timeouts is not None else []) + (
         [Chore("sweep_alerts", heartbeat_interval,
                NotificationSweep(db, alerts, lookback=float(s("alerts", "sweep_lookback"))))]
         if alerts.channels else [])

@@ -242,7 +242,7 @@ class Scheduler:
                 self.settings, self.db, cache=self.cache,
                 heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t), renew_lease=self._renew_lease,
                 check_deadlines=self.check_deadlines, on_zombie=self._zombie_found,
-                connected_since=lambda: self.connected_since))
+                connected_since=lambda: self.connected_since, enforce_dagrun_timeouts=self.enforce_dagrun_timeouts))
             self._start_alerts()
             self.executor.start()
             try:
@@ -542,6 +542,23 @@ class Scheduler:
                 self.callbacks.reap()
             return 0
         return self.callbacks.run_pending(self.db, now, cache=self.cache)
+
+    def enforce_dagrun_timeouts(self, now: datetime) -> int:
+        """Housekeeping chore: fail runs older than their ``dagrun_timeout`` (:func:`~.runs.enforce_dagrun_timeouts`)."""
+        ended: list[RunInfo] = []
+
+        def note(run: Any, state: DagRunState) -> None:
+            ended.append(RunInfo(dag_id=run.dag_id, run_id=run.run_id, state=state.value,
+                                 start_date=getattr(run, "start_date", None), end_date=now))
+
+        with self.db.session() as session:
+            failed = runs.enforce_dagrun_timeouts(session, now, cache=self.cache,
+                                                  on_finished=note if self.listeners else None)
+        for info in ended:  # committed
+            self.listeners.emit("on_run_finished", info)
+        if failed:
+            self.asked |= Step.CREATE_RUNS | Step.START_QUEUED_RUNS | Step.RUN_CALLBACKS
+        return failed
 
     def check_deadlines(self, now: datetime) -> int:
         """Housekeeping chore: record deadline misses once, start their callbacks; return misses + callbacks."""
