@@ -125,3 +125,39 @@ def test_sqlite_lock_held_45_s(fault_settings: Settings, fault_db: Database, fau
 
     text = run_through(settings, fault_db, tmp_path, lock_45_s)
     assert "lost the database" in text and "the database is back" in text
+
+
+def test_a_supervisor_cut_off_from_the_database_stops_its_task(fault_settings: Settings, fault_db: Database,
+                                                                fault_pg: PgCluster | None, tmp_path: Path) -> None:
+    """A scheduler on another host would retry a try whose heartbeat is older than
+    ``task_instance_heartbeat_timeout``: a supervisor that cannot heartbeat for 0.8 of it kills its task,
+    and records the try when the database is back, so the two never run at once."""
+    if fault_pg is None:
+        pytest.skip("needs a database that refuses connections at once (SQLite's lock blocks for the busy timeout)")
+    settings = fault_settings.with_overrides(
+        {**FAULT, "scheduler": {**FAULT["scheduler"], "task_instance_heartbeat_timeout": 3}})
+    out = tmp_path / "out"
+    ids = counting_dag(settings, "long", out, tasks=1, seconds=30, retries=0, bash_every=0)
+    assert DagProcessor(settings, fault_db).refresh(datetime.now(UTC)).errors == 0
+    with fault_db.session() as session:
+        run_id = trigger_dag(session, "long", now=datetime.now(UTC)).run_id
+    log = tmp_path / "scheduler.log"
+    scheduler = start_scheduler(settings, log)
+    try:
+        deadline = time.monotonic() + 60
+        while not count(out / f"{ids[0]}.started"):
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        fault_pg.stop("fast")
+        time.sleep(6)  # past 0.8 x 3 s without a heartbeat
+        fault_pg.start()
+        deadline = time.monotonic() + 60
+        while not finished(fault_db):
+            assert time.monotonic() < deadline, f"{run_states(fault_db)}\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
+    finally:
+        stop_scheduler(scheduler, log)
+    assert run_states(fault_db) == {run_id: "failed"}
+    [tt] = try_rows(fault_db)
+    assert tt.end_reason == "zombie" and "no heartbeat reached the database" in (tt.error or "")
+    assert count(out / f"{ids[0]}.done") == 0  # stopped, not left running beside a possible retry
