@@ -284,7 +284,13 @@ class ClearTaskInstances(_In):
 
 
 class TaskTry(_Out):
-    """One try of a task instance: where and how it ran. Times UTC; process start times in s since the epoch."""
+    """One try of a task instance: where and how it ran. Times UTC; process start times in s since the epoch.
+
+    ``supervisor_start_time`` and ``process_start_time`` name a process together with its pid (compare them
+    with ``psutil.Process(pid).create_time()`` on ``hostname``); they are not clock readings: psutil adds
+    the boot time from ``/proc/stat``, a whole second, so they can read up to 1 s early. The UI never shows
+    a process start before the try's ``start_date``.
+    """
 
     try_number: int
     state: str

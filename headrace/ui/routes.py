@@ -12,7 +12,7 @@ from headrace.ui import dags, gantt, graph, grid, login, pools, resources, task_
 ROUTERS: list[APIRouter] = [login.router]
 ROUTERS += [dags.router, grid.router, graph.router, task_instance.router, trigger.router, gantt.router,
             resources.router, pools.router]  # pages
-ROUTERS += [dags.data_router, grid.data_router, graph.data_router, gantt.data_router,
+ROUTERS += [dags.data_router, grid.data_router, graph.data_router, task_instance.data_router, gantt.data_router,
             resources.data_router]  # their data under /ui/data
 
 __all__ = ["ROUTERS"]

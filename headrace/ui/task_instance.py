@@ -1,26 +1,85 @@
 """A task instance's page (``GET /dags/{dag_id}/runs/{run_id}/tasks/{task_id}``): its tries and their logs.
 
 The page (``static/task_instance.js``) reads the REST API for the task instance,
-its tries (process identity, memory, CPU, exit) and each try's log.
+its tries (process identity, memory, CPU, exit) and each try's log, and
+``GET /ui/data/dags/{dag_id}/runs/{run_id}/tasks/{task_id}`` for its upstream
+tasks and their states in that run, so an ``upstream_failed`` task instance
+names the upstream task that failed. An unknown DAG, DAG run or task is the
+HTML 404 error page.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from headrace.api.auth import get_db, require
+from headrace.db.models import TaskInstance
+from headrace.exceptions import DagRunNotFound, TaskNotFound
+from headrace.states import TaskInstanceState
+from headrace.ui.queries import get_run, run_tasks
 from headrace.ui.render import dag_context, login_redirect, page, session_principal
 
 router = APIRouter(include_in_schema=False)
+data_router = APIRouter(prefix="/ui/data", tags=["ui"], include_in_schema=False)
+
+FAILED_UPSTREAM = frozenset({TaskInstanceState.FAILED.value, TaskInstanceState.UPSTREAM_FAILED.value})
+"""Upstream states that make a task instance ``upstream_failed`` under the default trigger rule."""
 
 
 @router.get("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}")
 def task_instance_page(request: Request, dag_id: str, run_id: str, task_id: str, try_number: int | None = None) -> Response:
-    """A task instance: its tries (process identity, memory, CPU, exit) and a log viewer per try."""
+    """A task instance: its tries (process identity, memory, CPU, exit) and a log viewer per try.
+
+    Raises ``DagNotFound`` / ``DagRunNotFound`` / ``TaskNotFound`` (the 404 error page).
+    """
     if session_principal(request) is None:
         return login_redirect(request)
+    ctx = dag_context(request, dag_id)
+    with get_db(request).read_session() as session:
+        try:
+            run = get_run(session, dag_id, run_id)
+        except DagRunNotFound:
+            raise DagRunNotFound(f"DAG {dag_id!r} has no run {run_id!r}; see its runs at /dags/{dag_id}/grid",
+                                 dag_id=dag_id, run_id=run_id) from None
+        has_ti = session.scalars(select(TaskInstance.id).where(TaskInstance.dag_run_id == run.id,
+                                                               TaskInstance.task_id == task_id)).first() is not None
+        if not has_ti and task_id not in run_tasks(session, run):
+            raise TaskNotFound(f"DAG run {run_id!r} of {dag_id!r} has no task {task_id!r}",
+                               dag_id=dag_id, run_id=run_id, task_id=task_id)
     return page(request, "task_instance.html", title=f"{task_id} · {dag_id}", run_id=run_id, task_id=task_id,
-                try_number=try_number, **dag_context(request, dag_id))
+                try_number=try_number, **ctx)
 
 
-__all__ = ["router"]
+def upstream_of(session: Session, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+    """The upstream tasks of ``task_id`` in DAG run ``run_id`` (that run's DAG version) and their states.
+
+    Returns ``{task_id, trigger_rule, upstream: [{task_id, state}] (by task id), failed: [task_id, …]}``
+    where ``failed`` are the upstream task instances that ended ``failed`` or ``upstream_failed``.
+    Raises ``DagNotFound`` / ``DagRunNotFound`` (404).
+    """
+    run = get_run(session, dag_id, run_id)
+    task = run_tasks(session, run).get(task_id, {})
+    upstream_ids = sorted(task.get("upstream_task_ids", ()))
+    states: dict[str, str] = dict(session.execute(
+        select(TaskInstance.task_id, TaskInstance.state)
+        .where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id.in_(upstream_ids))
+    ).tuples().all()) if upstream_ids else {}
+    upstream = [{"task_id": tid, "state": states.get(tid)} for tid in upstream_ids]
+    return {"task_id": task_id, "trigger_rule": task.get("trigger_rule"), "upstream": upstream,
+            "failed": [u["task_id"] for u in upstream if u["state"] in FAILED_UPSTREAM]}
+
+
+@data_router.get("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}")
+def upstream(dag_id: str, run_id: str, task_id: str, request: Request,
+             _who: Annotated[object, Depends(require("viewer"))]) -> dict[str, Any]:
+    """Upstream tasks of a task instance and their states (see :func:`upstream_of`)."""
+    with get_db(request).read_session() as session:
+        return upstream_of(session, dag_id, run_id, task_id)
+
+
+__all__ = ["FAILED_UPSTREAM", "data_router", "router", "upstream_of"]

@@ -1,8 +1,9 @@
 """Fixtures for the browser tests: a real ``headrace standalone`` and Debian's Chromium driven by Playwright.
 
 ``system`` starts ``headrace standalone --port 0 --no-trigger`` in a fresh
-HEADRACE_HOME (SQLite) with one extra DAG file (``ui_params``, which has
-params), reads the printed URL and admin password, waits for ``/health`` to
+HEADRACE_HOME (SQLite) with two extra DAG files (``ui_params``, which has
+params, and ``ui_fails``, whose first task fails with a long error so the
+second is ``upstream_failed``), reads the printed URL and admin password, waits for ``/health`` to
 answer 200 (database and scheduler up) and creates a viewer with the CLI.
 ``browser`` is a headless Chromium (``/usr/bin/chromium``, never a downloaded
 one); ``new_page(user)`` opens a page in a fresh context already logged in
@@ -42,10 +43,31 @@ PARAMS_DAG = textwrap.dedent('''
     from headrace.operators import BashOperator
 
     with DAG(dag_id="ui_params", schedule=None, start_date=datetime(2026, 1, 1), tags=["ui-test"],
-             params={"greeting": "hello", "times": 2, "loud": False},
+             params={"greeting": "hello", "times": 2, "loud": False, "targets": ["eu", "us"]},
              description="Echoes its params.") as dag:
         BashOperator(task_id="say",
                      bash_command='echo "greeting={{ params.greeting }} times={{ params.times }} loud={{ params.loud }}"')
+''')
+
+
+FAILS_DAG = textwrap.dedent('''
+    """A DAG whose first task fails with a long error: its downstream task ends upstream_failed."""
+    from datetime import datetime
+
+    from headrace import DAG
+    from headrace.operators import PythonOperator
+
+
+    def extract():
+        raise RuntimeError("the warehouse refused the connection: " + " ".join(f"detail-{i}" for i in range(120)))
+
+
+    def load():
+        print("never runs")
+
+
+    with DAG(dag_id="ui_fails", schedule=None, start_date=datetime(2026, 1, 1), tags=["ui-test"]) as dag:
+        PythonOperator(task_id="extract", python_callable=extract) >> PythonOperator(task_id="load", python_callable=load)
 ''')
 
 
@@ -87,6 +109,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     home = tmp_path_factory.mktemp("ui-home")
     (home / "dags").mkdir()
     (home / "dags" / "ui_params.py").write_text(PARAMS_DAG)
+    (home / "dags" / "ui_fails.py").write_text(FAILS_DAG)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env.update({"HEADRACE_HOME": str(home), "COLUMNS": "400", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
     headrace = [sys.executable, "-m", "headrace"]
@@ -117,8 +140,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         subprocess.run([*headrace, "users", "create", VIEWER[0], "--role", "viewer", "--password", VIEWER[1]],
                        env=env, check=True, capture_output=True, text=True, timeout=60)
         sut = System(url=url, admin=(user, password), home=home, env=env, proc=proc, output=lines)
-        _wait_for(lambda: sut.rest("GET", "/api/v1/dags/ui_params").status_code == 200, "DAG ui_params parsed",
-                  lines, deadline)
+        for dag_id in ("ui_params", "ui_fails"):
+            _wait_for(lambda: sut.rest("GET", f"/api/v1/dags/{dag_id}").status_code == 200,  # noqa: B023
+                      f"DAG {dag_id} parsed", lines, deadline)
         yield sut
     finally:
         if proc.poll() is None:

@@ -10,6 +10,8 @@
   let shownTry = root.dataset.try ? Number(root.dataset.try) : null;
   let pickedByUser = shownTry !== null;
   let logFollower = null;
+  let upstream = null;  // {trigger_rule, upstream: [{task_id, state}], failed: [task_id]} once read
+  const expanded = new Set();  // try numbers whose error is shown in full
 
   function fact(name, value) { return `<dt>${esc(name)}</dt><dd>${value}</dd>`; }
 
@@ -19,21 +21,60 @@
     return "";
   }
 
+  // The task process's start as the page shows it: never before the try started. The recorded value comes
+  // from psutil, which adds the boot time from /proc/stat (whole seconds), so it can read up to 1 s early.
   function processStart(t) {
-    return t.process_start_time != null ? fmtDate(new Date(t.process_start_time * 1000).toISOString()) : "";
+    if (t.process_start_time == null) return null;
+    const recorded = t.process_start_time * 1000, started = Date.parse(t.start_date);
+    const early = recorded < started;
+    const ms = early ? started : recorded;
+    const title = early
+      ? `recorded ${fmtClock(recorded)}, before the try started: psutil adds the boot time from /proc/stat, ` +
+        `a whole second, so a recorded start can read up to 1 s early; shown as the try's start`
+      : `pid ${t.pid} started ${fmtDate(new Date(ms).toISOString())}.${String(ms % 1000 | 0).padStart(3, "0")}`;
+    return { iso: new Date(ms).toISOString(), text: fmtClock(ms), title };
+  }
+
+  function fmtClock(ms) {
+    const d = new Date(ms), p = (n, w) => String(n).padStart(w || 2, "0");
+    return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+  }
+
+  // a date cell: date above time when the column is narrow
+  function when(iso, cls) {
+    const [day, time] = fmtDate(iso).split(" ");
+    const text = time ? `<span class="day">${esc(day)}</span> <span class="time">${esc(time)}</span>` : esc(day);
+    return `<td class="when ${cls}" data-time="${esc(iso || "")}">${text}</td>`;
+  }
+
+  function noTriesText() {
+    if (upstream && upstream.failed.length) {
+      const states = new Map(upstream.upstream.map(u => [u.task_id, u.state]));
+      const names = upstream.failed.map(tid => states.get(tid) === "failed" ? tid : `${tid} (${states.get(tid)})`).join(", ");
+      return `No tries: upstream task${upstream.failed.length === 1 ? "" : "s"} ${names} failed` +
+        (upstream.trigger_rule ? ` (trigger rule ${upstream.trigger_rule})` : "") + ".";
+    }
+    return "No tries yet.";
   }
 
   function renderTries(tries) {
     const body = document.querySelector("#tries tbody");
-    if (!tries.length) { body.innerHTML = '<tr><td colspan="15" class="muted">No tries yet.</td></tr>'; return; }
-    body.innerHTML = tries.map(t => `<tr data-try="${t.try_number}" class="${t.try_number === shownTry ? "selected" : ""}">
-      <td class="num">${t.try_number}</td><td>${badge(t.state)}</td><td>${esc(t.hostname)}</td>
+    if (!tries.length) { body.innerHTML = `<tr><td colspan="15" class="muted">${esc(noTriesText())}</td></tr>`; return; }
+    body.innerHTML = tries.map(t => {
+      const ps = processStart(t);
+      const open = expanded.has(t.try_number);
+      return `<tr data-try="${t.try_number}" class="${t.try_number === shownTry ? "selected" : ""}">
+      <td class="num">${t.try_number}</td><td>${badge(t.state)}</td><td class="host">${esc(t.hostname)}</td>
       <td class="num mono">${esc(t.supervisor_pid ?? "")}</td><td class="num mono">${esc(t.pid ?? "")}</td>
-      <td>${esc(processStart(t))}</td><td>${esc(fmtDate(t.start_date))}</td><td>${esc(fmtDate(t.end_date))}</td>
+      <td class="process-start mono" data-time="${ps ? esc(ps.iso) : ""}" title="${ps ? esc(ps.title) : ""}">${ps ? esc(ps.text) : ""}</td>
+      ${when(t.start_date, "start")}${when(t.end_date, "end")}
       <td class="num">${esc(fmtSeconds(t.duration))}</td><td class="num">${esc(fmtMiB(t.peak_rss_bytes))}</td>
       <td class="num">${t.cpu_seconds == null ? "" : t.cpu_seconds.toFixed(2)}</td><td>${esc(exitText(t))}</td>
-      <td>${esc(t.end_reason || "")}</td><td class="error" style="max-width:280px">${esc(t.error || "")}</td>
-      <td><button class="show-log" data-try="${t.try_number}">Log</button></td></tr>`).join("");
+      <td class="reason">${esc(t.end_reason || "")}</td>
+      <td class="error">${t.error ? `<div class="try-error" role="button" tabindex="0" data-try="${t.try_number}"
+          aria-expanded="${open}" title="${esc(t.error)}">${esc(t.error)}</div>` : ""}</td>
+      <td><button class="show-log" data-try="${t.try_number}">Log</button></td></tr>`;
+    }).join("");
   }
 
   function showLog(tryNumber) {
@@ -59,36 +100,70 @@
     });
   }
 
+  function upstreamFact() {
+    if (!upstream || !upstream.failed.length) return "";
+    const states = new Map(upstream.upstream.map(u => [u.task_id, u.state]));
+    const links = upstream.failed.map(tid =>
+      `<a href="/dags/${enc(dagId)}/runs/${enc(runId)}/tasks/${enc(tid)}" class="mono" data-upstream="${esc(tid)}">` +
+      `${esc(tid)}</a> ${badge(states.get(tid))}`).join(" ");
+    return fact("Upstream failed", `<span class="upstream-list">${links}</span>`);
+  }
+
   async function load() {
     const [ti, tries] = await Promise.all([api("GET", base), api("GET", `${base}/tries`)]);
+    if (ti.state === "upstream_failed" && upstream === null) {
+      upstream = await api("GET", `/ui/data/dags/${enc(dagId)}/runs/${enc(runId)}/tasks/${enc(taskId)}`);
+    } else if (ti.state !== "upstream_failed") upstream = null;
     document.getElementById("ti-state").innerHTML = badge(ti.state);
     root.dataset.state = ti.state;
     document.getElementById("ti-facts").innerHTML =
       fact("DAG run", `<a href="/dags/${enc(dagId)}/grid?run_id=${enc(runId)}" class="mono">${esc(runId)}</a>`) +
-      fact("State", badge(ti.state)) + fact("Try", `${ti.try_number} of ${ti.max_tries + 1}`) +
+      fact("State", badge(ti.state)) + upstreamFact() + fact("Try", `${ti.try_number} of ${ti.max_tries + 1}`) +
       fact("Pool / queue", `${esc(ti.pool)} / ${esc(ti.queue)}`) + fact("Priority weight", esc(ti.priority_weight)) +
       fact("Queued", esc(fmtDate(ti.queued_at))) + fact("Start", esc(fmtDate(ti.start_date))) +
       fact("End", esc(fmtDate(ti.end_date))) + fact("Duration", esc(fmtSeconds(ti.duration))) +
       (ti.next_retry_at ? fact("Next retry", esc(fmtDate(ti.next_retry_at))) : "") +
-      (ti.end_reason ? fact("End reason", esc(ti.end_reason)) : "");
+      (ti.end_reason ? fact("End reason", esc(ti.end_reason) + (upstream && upstream.failed.length
+        ? ` <span class="muted">(upstream ${esc(upstream.failed.join(", "))} failed)</span>` : "")) : "");
     const list = (tries.tries || []).slice().sort((a, b) => a.try_number - b.try_number);
     renderTries(list);
     if (list.length) {
       const latest = list[list.length - 1].try_number;
       if (shownTry === null || (!pickedByUser && latest !== shownTry)) showLog(latest);
     }
+    enableActions();
     return FINISHED.has(ti.state) ? 15000 : 2000;
   }
 
-  document.querySelector("#tries tbody").addEventListener("click", (ev) => {
+  function toggleError(el) {
+    const n = Number(el.dataset.try), open = !expanded.has(n);
+    if (open) expanded.add(n); else expanded.delete(n);
+    el.setAttribute("aria-expanded", String(open));
+  }
+
+  const triesBody = document.querySelector("#tries tbody");
+  triesBody.addEventListener("click", (ev) => {
     const b = ev.target.closest(".show-log");
-    if (b) { pickedByUser = true; showLog(Number(b.dataset.try)); }
+    if (b) { pickedByUser = true; showLog(Number(b.dataset.try)); return; }
+    const err = ev.target.closest(".try-error");
+    if (err) toggleError(err);
   });
+  triesBody.addEventListener("keydown", (ev) => {
+    const err = ev.target.closest(".try-error");
+    if (err && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); toggleError(err); }
+  });
+
+  // Clear / Mark: enabled once the task instance is shown, and only for a role that may change it
+  let actionsEnabled = false;
+  function enableActions() {
+    if (actionsEnabled) return;
+    actionsEnabled = true;
+    for (const id of Object.keys(buttons)) document.getElementById(id).disabled = !canOperate;
+  }
 
   const buttons = { "ti-clear": null, "ti-mark-success": "success", "ti-mark-failed": "failed" };
   for (const [id, state] of Object.entries(buttons)) {
     const b = document.getElementById(id);
-    b.disabled = !canOperate;
     if (!canOperate) b.title = "Your role cannot change task instances";
     b.addEventListener("click", async () => {
       if (state === null) {
