@@ -2,8 +2,9 @@
 
 Log in; trigger DAGs through the trigger form; watch the runs finish in the
 grid (the canvas pixels of the cells, not only the data); open a try's log from
-the task instance page; see the graph; a viewer's trigger is refused with the
-API's 403 message and creates no run. The grid and graph screenshots in the
+the task instance page; see the graph; a viewer sees Trigger disabled
+everywhere (and the API refuses it); a trigger form error shows beside the
+field and the button. The grid and graph screenshots in the
 README (docs/img/) are made here: every run takes them, and
 ``HEADRACE_UPDATE_SCREENSHOTS=1`` writes them to docs/img/ (otherwise to
 ``$TMPDIR/headrace-screenshots``, so a test run leaves the checkout clean).
@@ -17,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -123,17 +125,47 @@ def test_example_bash_grid_and_graph(system: System, new_page: Callable[[tuple[s
     page.screenshot(path=str(IMG / "graph.png"))
 
 
-def test_viewer_sees_pages_but_trigger_is_refused(system: System, new_page: Callable[[tuple[str, str]], Page]) -> None:
+def test_viewer_sees_trigger_disabled_and_the_api_refuses(system: System,
+                                                          new_page: Callable[[tuple[str, str]], Page]) -> None:
     before = system.rest("GET", "/api/v1/dags/ui_params/dagRuns").json()["total_entries"]
     page = new_page(VIEWER)
     expect(page.locator(".who .role")).to_have_text("viewer")
-    expect(page.locator('tr[data-dag-id="ui_params"] .pause-toggle')).to_be_disabled()
-    page.goto("/dags/ui_params/trigger")
-    page.click("#trigger-submit")
-    expect(page.locator("#flash")).to_contain_text("403")
-    expect(page.locator("#flash")).to_contain_text("viewer")
-    expect(page).to_have_url(re.compile(r"/dags/ui_params/trigger$"))
-    assert system.rest("GET", "/api/v1/dags/ui_params/dagRuns").json()["total_entries"] == before
+    row = page.locator('tr[data-dag-id="ui_params"]')
+    expect(row.locator(".pause-toggle")).to_be_disabled()
+    expect(row.locator(".trigger")).to_be_disabled()  # a disabled button, not an active-looking link
     page.goto("/dags/ui_params/grid")
+    expect(page.locator("#trigger-link")).to_be_disabled()
     expect(page.locator("#grid-wrap")).to_have_attribute("data-drawn", re.compile(r"\d+"))
     expect(page.locator("#clear-run")).to_be_disabled()
+    page.goto("/dags/ui_params/trigger")
+    expect(page.locator("#trigger-submit")).to_be_disabled()
+    expect(page.locator("#trigger-form")).to_contain_text("needs the operator role")
+    refused = httpx.post(system.url + "/api/v1/dags/ui_params/dagRuns", json={}, auth=VIEWER, timeout=30)
+    assert refused.status_code == 403 and "viewer" in refused.json()["detail"]
+    assert system.rest("GET", "/api/v1/dags/ui_params/dagRuns").json()["total_entries"] == before
+
+
+def test_trigger_form_shows_an_error_beside_the_field_and_the_button(
+    system: System, new_page: Callable[[tuple[str, str]], Page]
+) -> None:
+    before = system.rest("GET", "/api/v1/dags/ui_params/dagRuns").json()["total_entries"]
+    page = new_page(system.admin)
+    page.set_viewport_size({"width": 1280, "height": 600})  # the button is below the fold
+    page.goto("/dags/ui_params/trigger")
+    page.fill('[data-param="targets"]', '["eu", ')
+    page.locator("#trigger-submit").scroll_into_view_if_needed()
+    page.click("#trigger-submit")
+    beside_button = page.locator("#trigger-error")
+    expect(beside_button).to_contain_text("targets: invalid JSON")
+    expect(beside_button).to_be_in_viewport()
+    expect(page.locator('[data-error-for="targets"]')).to_contain_text("invalid JSON")
+    expect(page.locator('[data-param="targets"]')).to_have_attribute("aria-invalid", "true")
+    page.fill('[data-param="targets"]', '["eu"]')  # fixed: its message goes; a bad conf is shown at the conf
+    page.fill("#conf", "{not json")
+    page.click("#trigger-submit")
+    expect(page.locator('[data-error-for="conf"]')).to_contain_text("invalid JSON")
+    expect(page.locator('[data-error-for="targets"]')).to_be_hidden()
+    expect(beside_button).to_contain_text("conf: invalid JSON")
+    expect(page).to_have_url(re.compile(r"/dags/ui_params/trigger$"))
+    assert system.rest("GET", "/api/v1/dags/ui_params/dagRuns").json()["total_entries"] == before
+

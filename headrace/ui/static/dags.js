@@ -23,7 +23,9 @@
       <td><code>${esc(d.schedule || "None")}</code></td>
       <td>${esc(fmtDate(d.next_run_after || d.next_logical_date)) || '<span class="muted">—</span>'}</td>
       <td>${(d.tags || []).map(t => `<span class="tag">${esc(t)}</span>`).join("")}</td>
-      <td><a class="button" href="/dags/${enc(d.dag_id)}/trigger" title="Trigger a run">Trigger</a></td>
+      <td>${canOperate
+        ? `<a class="button trigger" href="/dags/${enc(d.dag_id)}/trigger" title="Trigger a run">Trigger</a>`
+        : '<button class="trigger" disabled title="Triggering needs the operator role">Trigger</button>'}</td>
     </tr>`;
   }
 
