@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from headrace.api.server import start_in_thread
 from headrace.api.users import create_token, create_user
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
@@ -21,6 +20,7 @@ from headrace.db.models import TaskTry
 from headrace.executors import make_executor
 from headrace.scheduler import loop
 from headrace.scheduler.runs import trigger_dag
+from headrace.webapp import start_in_thread
 from tests.api.conftest import PASSWORD, ClientAs, FinishedRun
 from tests.integration.helpers import FAST, wait_until, write_dag
 

@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from headrace.api.app import CONTENT_SECURITY_POLICY
-from headrace.api.server import start_in_thread
 from headrace.api.users import create_token, create_user
 from headrace.db.engine import Database
 from headrace.db.models import TaskTry
+from headrace.webapp import start_in_thread
 from tests.api.conftest import PASSWORD, ClientAs, FinishedRun
 
 PUBLIC = {("GET", "/health"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
