@@ -26,8 +26,9 @@ from headrace.webapp import start_in_thread
 from tests.api.conftest import PASSWORD, ClientAs, FinishedRun
 
 PUBLIC = {("GET", "/health"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
-          ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/logout")}
-"""What answers without a login: health, logging in, and logging out (which ends nothing when nobody is in)."""
+          ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/logout"), ("GET", "/favicon.ico")}
+"""What answers without a login: health, the site icon, logging in, and logging out (which ends nothing when
+nobody is in)."""
 OWN_ACCOUNT = {("POST", "/api/v1/auth/tokens"), ("DELETE", "/api/v1/auth/tokens/{token_id}")}
 """Changes a viewer may make: to its own API tokens."""
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}

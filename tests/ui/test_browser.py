@@ -4,7 +4,7 @@ Log in; trigger DAGs through the trigger form; watch the runs finish in the
 grid (the canvas pixels of the cells, not only the data); open a try's log from
 the task instance page; see the graph; a viewer sees Trigger disabled
 everywhere (and the API refuses it); a trigger form error shows beside the
-field and the button. The grid and graph screenshots in the
+field and the button; the favicon is served. The grid and graph screenshots in the
 README (docs/img/) are made here: every run takes them, and
 ``HEADRACE_UPDATE_SCREENSHOTS=1`` writes them to docs/img/ (otherwise to
 ``$TMPDIR/headrace-screenshots``, so a test run leaves the checkout clean).
@@ -169,3 +169,15 @@ def test_trigger_form_shows_an_error_beside_the_field_and_the_button(
     expect(page).to_have_url(re.compile(r"/dags/ui_params/trigger$"))
     assert system.rest("GET", "/api/v1/dags/ui_params/dagRuns").json()["total_entries"] == before
 
+
+def test_favicon_is_served(system: System, new_page: Callable[[tuple[str, str]], Page]) -> None:
+    page = new_page(system.admin)
+    icon = page.request.get("/favicon.ico")
+    assert icon.status == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert httpx.get(system.url + "/favicon.ico", timeout=30).status_code == 200  # no login needed
+    size = page.evaluate("""() => new Promise((ok, fail) => {
+      const img = new Image(); img.onload = () => ok([img.naturalWidth, img.naturalHeight]); img.onerror = fail;
+      img.src = "/favicon.ico"; })""")
+    assert size[0] >= 16 and size[1] >= 16  # Chromium decodes it
+    href = page.locator('link[rel="icon"]').first.get_attribute("href")
+    assert href and page.request.get(href).status == 200
