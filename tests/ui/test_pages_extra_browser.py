@@ -48,6 +48,15 @@ def test_resources_and_gantt_show_the_memory_hog(system: System, new_page: Calla
     assert page.locator("#res-overview").count() == 1
     assert page.locator("#res-charts canvas").count() >= 3  # overview + hog + modest (+ summary)
     assert not page.locator("#flash").is_visible()
+    overview = page.evaluate("""() => {
+      const chart = Chart.getChart(document.getElementById("res-overview"));
+      return {heights: chart.getDatasetMeta(0).data.map(bar => bar.height),
+              legend: chart.legend.legendItems.map(item => [item.text, item.fillStyle])};
+    }""")
+    assert min(overview["heights"]) >= 12, overview  # bars a reader can see, not ~4 px slivers
+    legend = dict(overview["legend"])
+    assert legend["over memory_limit"] == "#d9302c" and legend["under 80 % of memory_limit"] == "#2563eb", legend
+    assert "80–100 % of memory_limit" in legend and "memory_limit" in legend
 
     page.goto(f"/dags/example_memory_limit/runs/{quote(run['dag_run_id'], safe='')}/gantt")
     bar = page.locator('#gantt svg g.gantt-try[data-task-id="hog"]').first
@@ -58,6 +67,17 @@ def test_resources_and_gantt_show_the_memory_hog(system: System, new_page: Calla
     tip.wait_for(state="visible")
     assert "memory_limit_exceeded" in tip.inner_text()
     assert page.locator('#gantt svg g.gantt-try[data-task-id="modest"][data-state="success"]').count() == 1
+
+
+def test_resources_of_a_task_that_never_ran_say_so(system: System, new_page: Callable[[tuple[str, str]], Any]) -> None:
+    _run_to_end(system, "ui_fails")  # extract fails, load never runs
+    page = new_page(VIEWER)
+    page.goto("/dags/ui_fails/resources")
+    card = page.locator("#chart-load")
+    card.wait_for()
+    assert "No tries yet" in card.inner_text()
+    assert card.locator("canvas").count() == 0  # no empty chart
+    assert page.locator('#chart-extract canvas[data-task-id="extract"]').count() == 1
 
 
 def test_pools_page_create_edit_delete_and_viewer_refused(

@@ -9,7 +9,7 @@
   const dagId = root.dataset.dagId, runs = Number(root.dataset.runs) || 50;
   const base = `/ui/data/dags/${hr.enc(dagId)}/resources?runs=${runs}`;
   const MIB = 1048576;
-  const RED = "#d9302c", BLUE = "#2563eb", GREY = "#97a0b3", AMBER = "#f0b400";
+  const RED = "#d9302c", BLUE = "#2563eb", GREY = "#97a0b3", AMBER = "#f0b400", SLATE = "#64748b";
   const charts = new Map();  // task_id -> Chart
   Chart.defaults.animation = false;
   Chart.defaults.font.size = 11;
@@ -37,25 +37,43 @@
       </tr>`).join("");
   }
 
+  // colour of a task's bar in the overview, by how close its max peak came to its memory_limit
+  const BANDS = [
+    { text: "under 80 % of memory_limit", color: BLUE, test: p => p != null && p < 80 },
+    { text: "80–100 % of memory_limit", color: AMBER, test: p => p != null && p >= 80 && p < 100 },
+    { text: "over memory_limit", color: RED, test: p => p != null && p >= 100 },
+    { text: "no memory_limit", color: SLATE, test: p => p == null },
+  ];
+  const LIMIT_FILL = "rgba(151,160,179,.35)";
+  const ROW_PX = 44;  // per task: its peak bar above its limit bar, each ~17 px thick
+
+  function band(t) { return BANDS.find(b => b.test(t.memory_limit_bytes == null ? null : t.pct_of_limit || 0)); }
+
   function overview(data, shown) {
     const top = data.tasks.filter(t => t.max_peak_rss_bytes != null).slice(0, shown);
     if (!top.length) return;
     const card = document.createElement("div");
     card.className = "res-card res-wide panel";
-    card.innerHTML = `<h3>Max peak memory by task (MiB)</h3><div class="res-canvas" style="height:${60 + 22 * top.length}px"><canvas id="res-overview"></canvas></div>`;
+    card.innerHTML = `<h3>Max peak memory by task (MiB)</h3><div class="res-canvas" style="height:${90 + ROW_PX * top.length}px"><canvas id="res-overview"></canvas></div>`;
     document.getElementById("res-charts").appendChild(card);
+    const present = new Set(top.map(band));
+    const legendItems = BANDS.filter(b => b !== BANDS[3] || present.has(b))
+      .map(b => ({ text: b.text, fillStyle: b.color, strokeStyle: b.color, lineWidth: 0, datasetIndex: 0 }))
+      .concat([{ text: "memory_limit", fillStyle: LIMIT_FILL, strokeStyle: GREY, lineWidth: 1, datasetIndex: 1 }]);
     new Chart(card.querySelector("canvas"), {
       type: "bar",
       data: {
         labels: top.map(t => t.task_id),
         datasets: [
           { label: "max peak RSS", data: top.map(t => t.max_peak_rss_bytes / MIB),
-            backgroundColor: top.map(t => (t.pct_of_limit || 0) >= 100 ? RED : (t.pct_of_limit || 0) >= 80 ? AMBER : BLUE) },
+            backgroundColor: top.map(t => band(t).color) },
           { label: "memory_limit", data: top.map(t => t.memory_limit_bytes == null ? null : t.memory_limit_bytes / MIB),
-            backgroundColor: "rgba(151,160,179,.35)", borderColor: GREY, borderWidth: 1 },
+            backgroundColor: LIMIT_FILL, borderColor: GREY, borderWidth: 1 },
         ],
       },
       options: { indexAxis: "y", maintainAspectRatio: false,
+                 datasets: { bar: { categoryPercentage: 0.85, barPercentage: 0.9, maxBarThickness: 22 } },
+                 plugins: { legend: { onClick: () => {}, labels: { generateLabels: () => legendItems } } },
                  scales: { x: { title: { display: true, text: "MiB" } }, y: { ticks: { autoSkip: false } } } },
     });
   }
@@ -68,12 +86,23 @@
 
   function taskChart(data, taskId, tries) {
     const old = charts.get(taskId);
-    if (old) { old.destroy(); old.canvas.closest(".res-card").remove(); }
+    if (old) old.destroy();
+    const oldCard = document.getElementById(`chart-${taskId}`);
+    if (oldCard) oldCard.remove();
     const card = document.createElement("div");
     card.className = "res-card panel";
     card.id = `chart-${taskId}`;
     const summary = data.tasks.find(t => t.task_id === taskId) || {};
     const limit = summary.memory_limit_bytes;
+    const limitText = limit == null ? "no memory_limit" : `memory_limit ${mib(limit)} MiB`;
+    if (!tries.length) {  // never ran in these runs (e.g. upstream failed): say so, no empty chart
+      card.classList.add("res-empty");
+      card.innerHTML = `<h3>${hr.esc(taskId)} <span class="muted">${limitText}</span></h3>` +
+        `<p class="muted">No tries yet in the last ${data.runs.length} run(s): nothing measured.</p>`;
+      document.getElementById("res-charts").appendChild(card);
+      charts.set(taskId, null);
+      return card;
+    }
     card.innerHTML = `<h3>${hr.esc(taskId)} <span class="muted">max ${mib(summary.max_peak_rss_bytes)} MiB` +
       `${limit == null ? ", no memory_limit" : ` of ${mib(limit)} MiB limit`}</span></h3>` +
       `<div class="res-canvas"><canvas data-task-id="${hr.esc(taskId)}"></canvas></div>`;
