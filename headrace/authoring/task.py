@@ -38,6 +38,24 @@ if TYPE_CHECKING:
 MAX_RETRY_DELAY = timedelta(hours=24)
 """Ceiling for exponential backoff when ``max_retry_delay`` is not set (Airflow's)."""
 
+
+def retry_delay_seconds(retry_delay: float, try_number: int, *, exponential: bool,
+                        max_delay: float | None) -> float:
+    """Seconds to wait before the try after try ``try_number`` (1-based) failed: the one retry-delay rule.
+
+    ``retry_delay`` and ``max_delay`` in seconds. Without backoff:
+    ``retry_delay``. With it: ``retry_delay * 2 ** (try_number - 1)``, capped
+    at ``max_delay`` (or :data:`MAX_RETRY_DELAY` if None). Airflow adds a
+    jitter to the backoff; headrace does not, so the delay is predictable.
+    Used by operators and by the serialized tasks the scheduler and
+    supervisors read.
+    """
+    if not exponential:
+        return retry_delay
+    cap = max_delay if max_delay is not None else MAX_RETRY_DELAY.total_seconds()
+    exponent = max(try_number, 1) - 1
+    return cap if exponent > 64 else float(min(retry_delay * 2**exponent, cap))
+
 _UNITS: dict[str, int] = {
     "": 1, "b": 1,
     "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -294,14 +312,9 @@ class BaseOperator(ABC):
         (or 24 h if unset). Airflow adds a random-looking jitter to the backoff;
         we don't, so the delay is predictable.
         """
-        base = self.retry_delay.total_seconds()
-        if not self.retry_exponential_backoff:
-            return base
-        cap = (self.max_retry_delay or MAX_RETRY_DELAY).total_seconds()
-        exponent = max(try_number, 1) - 1
-        if exponent > 64:
-            return cap
-        return float(min(base * 2**exponent, cap))
+        return retry_delay_seconds(self.retry_delay.total_seconds(), try_number,
+                                   exponential=self.retry_exponential_backoff,
+                                   max_delay=self.max_retry_delay.total_seconds() if self.max_retry_delay else None)
 
     # --- dependencies --------------------------------------------------------
 

@@ -36,7 +36,7 @@ from headrace.authoring.schedules import (
     tz_from_name,
     tz_name,
 )
-from headrace.authoring.task import BaseOperator
+from headrace.authoring.task import BaseOperator, retry_delay_seconds
 from headrace.authoring.trigger_rules import TriggerRule
 from headrace.exceptions import DagDefinitionError, ScheduleError, TaskNotFound
 
@@ -209,10 +209,6 @@ def _timetable(data: Mapping[str, Any]) -> Timetable:
         return UnreadableTimetable(data, f"stored timetable {dict(data)!r} cannot be read: {exc}")
 
 
-def _delta(value: float | None) -> timedelta | None:
-    return None if value is None else timedelta(seconds=value)
-
-
 def _date(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
@@ -291,12 +287,9 @@ class SerializedTask:
         )
 
     def retry_delay_for(self, try_number: int) -> float:
-        """Seconds before the try after try ``try_number`` failed (same formula as ``BaseOperator``)."""
-        if not self.retry_exponential_backoff:
-            return self.retry_delay
-        cap = self.max_retry_delay if self.max_retry_delay is not None else 24 * 3600.0
-        exponent = max(try_number, 1) - 1
-        return cap if exponent > 64 else float(min(self.retry_delay * 2**exponent, cap))
+        """Seconds before the try after try ``try_number`` failed (:func:`~headrace.authoring.task.retry_delay_seconds`)."""
+        return retry_delay_seconds(self.retry_delay, try_number, exponential=self.retry_exponential_backoff,
+                                   max_delay=self.max_retry_delay)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,17 @@ def set_ti_state(
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def requeue_ti(session: Session | Connection, ti_id: int, try_number: int) -> bool:
+    """Give a queued try that never started back: ``queued → scheduled``, ``try_number - 1``; True if this call did.
+
+    The one requeue rule (a try stuck in queued, an executor that refused it,
+    a queuing commit whose answer was lost). Guarded by ``try_number``, so a
+    try a supervisor claimed meanwhile is left alone.
+    """
+    return set_ti_state(session, ti_id, TaskInstanceState.QUEUED, TaskInstanceState.SCHEDULED,
+                        expected_try_number=try_number, try_number=try_number - 1, queued_at=None)
+
+
 _TRY_COLUMNS = ("state", "end_date", "end_reason", "error", "exit_code", "signal", "peak_rss_bytes", "cpu_seconds")
 _END_TRY: dict[tuple[str, ...], Update] = {}
 

@@ -54,7 +54,7 @@ from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.outage import is_outage
 from headrace.db.models import DagRun, TaskInstance, TaskTry
-from headrace.db.transitions import end_try, set_ti_state
+from headrace.db.transitions import end_try, requeue_ti, set_ti_state
 from headrace.observability.notifications import AlertConfig
 from headrace.observability.sweep import NotificationSweep
 from headrace.scheduler.dagcache import DagCache
@@ -254,8 +254,7 @@ def find_zombies(db: Database, now: datetime, *, threshold: float, cache: DagCac
 
 def requeue_try(session: Session, ti: TaskInstance) -> bool:
     """Give a queued try that never started back to the scheduler: ``queued → scheduled``, ``try_number - 1``."""
-    return set_ti_state(session, ti.id, TI.QUEUED, TI.SCHEDULED, expected_try_number=ti.try_number,
-                        try_number=ti.try_number - 1, queued_at=None)
+    return requeue_ti(session, ti.id, ti.try_number)
 
 
 def requeue_stuck(db: Database, now: datetime, *, timeout: float) -> int:

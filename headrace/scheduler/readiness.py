@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 from headrace.authoring.trigger_rules import Decision, UpstreamCounts, evaluate
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.transitions import set_ti_state
+from headrace.db.transitions import requeue_ti, set_ti_state
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import TaskInstanceState as TI
 from headrace.supervisor.request import TryRequest
@@ -206,9 +206,7 @@ class Queuer:
                 log.exception("executor refused try %s of %s.%s; it goes back to scheduled",
                               request.try_number, request.dag_id, request.task_id)
                 with db.session() as session:
-                    set_ti_state(session, request.ti_id, TI.QUEUED, TI.SCHEDULED,
-                                 expected_try_number=request.try_number, try_number=request.try_number - 1,
-                                 queued_at=None)
+                    requeue_ti(session, request.ti_id, request.try_number)
         return queued
 
 

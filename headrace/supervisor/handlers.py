@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
 from headrace import secrets_store
 from headrace.crypto import Encryptor
@@ -50,11 +49,6 @@ class TryTarget:
     dag_id: str
     run_id: str
     task_id: str
-
-
-def clear_xcoms(session: Session, target: TryTarget) -> None:
-    """Delete every XCom this task instance pushed (in the transaction that claims a try)."""
-    session.execute(delete(XCom).where(XCom.dag_run_id == target.dag_run_pk, XCom.task_id == target.task_id))
 
 
 def get_xcom(db: Database, target: TryTarget, message: GetXCom) -> XComValue:

@@ -34,6 +34,19 @@ def format_mib(n_bytes: int | float) -> str:
     return f"{n_bytes / MIB:.1f} MiB"
 
 
+def format_memory(n_bytes: int) -> str:
+    """A byte count as ``memory_limit`` is written: ``268435456`` → ``"256 MiB"``, ``1610612736`` → ``"1.5 GiB"``.
+
+    GiB from 1 GiB on, else MiB, else KiB, else bytes; whole numbers lose their
+    decimals, others keep one.
+    """
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n_bytes >= size:
+            value = n_bytes / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n_bytes} bytes"
+
+
 @dataclass(frozen=True)
 class TreeSample:
     """One sample of a process tree."""

@@ -49,7 +49,7 @@ from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor import task_process
 from headrace.supervisor.handlers import TryTarget
 from headrace.supervisor.identity import ProcessIdentity, hostname
-from headrace.supervisor.limits import Limits
+from headrace.supervisor.limits import Limits, format_memory
 from headrace.db.outage import is_outage, retry_through_outage
 from headrace.supervisor.outcome import Outcome, apply, forget, keep, next_state
 from headrace.supervisor.request import TryRequest
@@ -399,7 +399,7 @@ def _run(current: _Try, stop: _StopFlag) -> WatchResult:
     watch.stop_requested = lambda: stop.requested
     limits = watch.limits
     current.say(f"try {current.request.try_number} started: pid {watch.pid} on host {hostname()}"
-                + (f"; memory_limit {limits.memory_limit} bytes" if limits.memory_limit else "")
+                + (f"; memory_limit {format_memory(limits.memory_limit)}" if limits.memory_limit else "")
                 + (f"; execution_timeout {limits.execution_timeout:g} s" if limits.execution_timeout else ""))
     return watch.wait(current.sock)
 

@@ -1,28 +1,24 @@
-"""dagrun_timeout: a running DAG run older than its timeout fails, its running tries are stopped."""
+"""dagrun_timeout: a running DAG run older than its timeout fails, its running tries are stopped.
+
+Through a real scheduler, executor and supervisor: tests/integration/test_dagrun_timeout_loop.py.
+"""
 
 from __future__ import annotations
 
-import os
-import threading
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-import psutil
 from sqlalchemy import select
 
 from headrace.authoring.dag import DAG
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, TaskTry
-from headrace.executors import make_executor
 from headrace.operators import EmptyOperator
-from headrace.scheduler import loop
 from headrace.scheduler.dagcache import DagCache
 from headrace.scheduler.runs import enforce_dagrun_timeouts, start_queued_runs, trigger_dag
 from headrace.states import TaskInstanceState as TI
 from headrace.supervisor.identity import hostname
 
-from tests.integration.helpers import FAST, parse_and_trigger, write_dag
 from .conftest import NOW, move_ti, runs, store_dags, tis
 
 
@@ -86,53 +82,3 @@ def test_a_run_past_its_timeout_fails_its_running_tries_and_skips_the_rest(setti
         assert (tt.state, tt.end_reason, tt.end_date) == ("failed", "dagrun_timeout", later)
         assert tt.error == f"DAG run {run.run_id} of slow ran longer than its dagrun_timeout of 60 s"
     assert enforce(db, NOW + timedelta(hours=1), cache) == 0  # once
-
-
-BASH_SLEEP = """
-from headrace import DAG
-from headrace.operators import BashOperator
-
-with DAG("sleepy", dagrun_timeout=1.5):
-    BashOperator(task_id="nap", bash_command="sleep 60")
-"""
-
-
-def test_a_real_supervisor_stops_a_try_of_a_timed_out_run(settings: Settings, db: Database) -> None:
-    """Through the real loop, executor and supervisor: the task's process is gone soon after the run failed."""
-    settings = settings.with_overrides(FAST)
-    write_dag(settings, "sleepy.py", BASH_SLEEP)
-    parse_and_trigger(settings, db, "sleepy")
-    cache = DagCache()
-    stop = threading.Event()
-    pids: list[int] = []
-
-    def after_loop(now: datetime) -> None:  # until the lead wires it in as a housekeeping chore
-        with db.session() as session:
-            tt = session.scalars(select(TaskTry)).first()
-        if tt is not None and tt.pid and not pids:
-            pids.append(tt.pid)
-        if pids:  # once the task process runs (a slow start must not make the test skip the task instead)
-            enforce(db, now, cache)
-        with db.session() as session:
-            run = session.scalars(select(DagRun)).one()
-        if run.state == "failed" and pids and not psutil.pid_exists(pids[0]):
-            stop.set()
-
-    timer = threading.Timer(30, stop.set)
-    timer.start()
-    began = time.monotonic()
-    try:
-        loop.run(settings, db, make_executor(settings), stop=stop, after_loop=after_loop)
-    finally:
-        timer.cancel()
-    assert time.monotonic() - began < 25, "the try's process was not stopped"
-    [run] = runs(db)
-    assert run.state == "failed" and run.start_date is not None and run.end_date is not None
-    assert run.end_date - run.start_date >= timedelta(seconds=1.5)
-    [ti] = tis(db).values()
-    assert (ti.state, ti.end_reason) == ("failed", "dagrun_timeout")
-    with db.session() as session:
-        tt = session.scalars(select(TaskTry)).one()
-    assert (tt.state, tt.end_reason) == ("failed", "dagrun_timeout")
-    assert not psutil.pid_exists(pids[0]) and pids[0] != os.getpid()
-    assert datetime.now(UTC) - tt.start_date < timedelta(seconds=30)

@@ -43,6 +43,7 @@ def test_memory_limit_kills_the_tree(db: Database, settings: Settings, tmp_path:
     assert row.peak_rss_bytes > 100 * MIB
     log = Path(row.log_path).read_text()
     assert "memory_limit 100.0 MiB exceeded: process tree RSS " in log and "; killing" in log
+    assert "; memory_limit 100 MiB" in log  # the start line gives the limit as the DAG author writes it
     assert "OOM CALLBACK: memory_limit 100.0 MiB exceeded" in log
 
 

@@ -48,3 +48,9 @@ def test_limits_and_message() -> None:
     assert not Limits().memory_exceeded(over)
     assert limits.memory_message(over) == "memory_limit 256.0 MiB exceeded: process tree RSS 300.2 MiB; killing"
     assert format_mib(1024 * 1024) == "1.0 MiB"
+
+
+def test_format_memory_writes_limits_as_authors_do() -> None:
+    from headrace.supervisor.limits import format_memory
+    assert [format_memory(n) for n in (256 << 20, 3 << 29, 1 << 30, 1536, 1000, (300 << 20) + (512 << 10))] == [
+        "256 MiB", "1.5 GiB", "1 GiB", "1.5 KiB", "1000 bytes", "300.5 MiB"]
