@@ -15,9 +15,10 @@ Datetimes are timezone-aware UTC, as everywhere in ``headrace.db``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 from datetime import datetime
 
-from sqlalchemy import Row, and_, bindparam, exists, func, select
+from sqlalchemy import and_, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from headrace.db.models import DagModel, DagRun, DagVersion, DagWarning, Pool, TaskInstance, TaskTry
@@ -117,7 +118,74 @@ def run_exists(session: Session, dag_id: str, *, run_id: str | None = None,
     return session.scalar(select(func.count()).select_from(DagRun).where(*conditions)) != 0
 
 
-def queued_runs(session: Session, *, limit: int = 500) -> Sequence[Row]:
+class QueuedRun(NamedTuple):
+    """A queued run, as :func:`queued_runs` gives it."""
+
+    id: int
+    dag_id: str
+
+
+class RunToExamine(NamedTuple):
+    """A running run with a task instance still to decide (:func:`runs_to_examine`)."""
+
+    id: int
+    dag_version_id: int
+    """Set on every run the scheduler created or a trigger made (the column allows NULL for old rows)."""
+
+
+class FinishableRun(NamedTuple):
+    """A running run whose task instances have all finished (:func:`finishable_runs`)."""
+
+    id: int
+    run_id: str
+    dag_id: str
+    dag_version_id: int
+
+
+class TiDecisionRow(NamedTuple):
+    """What deciding a task instance needs (:func:`ti_rows_of_runs`)."""
+
+    id: int
+    dag_run_id: int
+    task_id: str
+    state: str
+    next_retry_at: datetime | None
+
+
+class TiRow(NamedTuple):
+    """A task instance's state and try (:func:`ti_rows`)."""
+
+    id: int
+    dag_run_id: int
+    state: str
+    try_number: int
+
+
+class ScheduledTi(NamedTuple):
+    """A scheduled task instance ready to queue, with its DAG's file (:func:`scheduled_tis`)."""
+
+    id: int
+    dag_id: str
+    run_id: str
+    task_id: str
+    try_number: int
+    pool: str
+    pool_slots: int
+    queue: str
+    priority_weight: int
+    fileloc: str
+
+
+class TiUsage(NamedTuple):
+    """Queued or running task instances of one DAG in one pool (:func:`active_ti_usage`)."""
+
+    dag_id: str
+    pool: str
+    tis: int
+    pool_slots: int | None
+
+
+def queued_runs(session: Session, *, limit: int = 500) -> list[QueuedRun]:
     """Queued runs ``(id, dag_id)`` of unpaused, active DAGs, oldest logical date first; locked (PG)."""
     stmt = (
         select(_run.c.id, _run.c.dag_id)
@@ -127,7 +195,7 @@ def queued_runs(session: Session, *, limit: int = 500) -> Sequence[Row]:
         .limit(limit)
         .with_for_update(skip_locked=True, of=_run)
     )
-    return session.connection().execute(stmt).all()
+    return [QueuedRun._make(r) for r in session.connection().execute(stmt)]
 
 
 _RUNS_TO_EXAMINE = (
@@ -142,7 +210,8 @@ _RUNS_TO_EXAMINE = (
 _SOME_RUNS_TO_EXAMINE = _RUNS_TO_EXAMINE.where(_run.c.id.in_(bindparam("ids", expanding=True)))
 
 
-def runs_to_examine(session: Session, run_ids: Iterable[int] | None = None, *, limit: int = 200) -> Sequence[Row]:
+def runs_to_examine(session: Session, run_ids: Iterable[int] | None = None, *,
+                    limit: int = 200) -> list[RunToExamine]:
     """Running runs ``(id, dag_version_id)`` of unpaused, active DAGs with a task instance still to decide.
 
     Only runs with a task instance in state ``none`` or ``up_for_retry`` (the
@@ -150,8 +219,10 @@ def runs_to_examine(session: Session, run_ids: Iterable[int] | None = None, *, l
     Oldest logical date first; locked (PG).
     """
     if run_ids is None:
-        return session.connection().execute(_RUNS_TO_EXAMINE, {"limit": limit}).all()
-    return session.connection().execute(_SOME_RUNS_TO_EXAMINE, {"limit": limit, "ids": list(run_ids)}).all()
+        rows = session.connection().execute(_RUNS_TO_EXAMINE, {"limit": limit})
+    else:
+        rows = session.connection().execute(_SOME_RUNS_TO_EXAMINE, {"limit": limit, "ids": list(run_ids)})
+    return [RunToExamine._make(r) for r in rows]
 
 
 _FINISHABLE_RUNS = (
@@ -164,12 +235,12 @@ _FINISHABLE_RUNS = (
 )
 
 
-def finishable_runs(session: Session, *, limit: int = 500) -> Sequence[Row]:
+def finishable_runs(session: Session, *, limit: int = 500) -> list[FinishableRun]:
     """Running runs ``(id, run_id, dag_id, dag_version_id)`` (paused or not) whose task instances have all finished.
 
     Oldest first; locked (PG).
     """
-    return session.connection().execute(_FINISHABLE_RUNS, {"limit": limit}).all()
+    return [FinishableRun._make(r) for r in session.connection().execute(_FINISHABLE_RUNS, {"limit": limit})]
 
 
 def runs_needing_callbacks(session: Session, *, limit: int = 50) -> Sequence[DagRun]:
@@ -190,20 +261,21 @@ _EARLIEST_NEXT_RUN_AFTER = select(func.min(_dag.c.next_run_after)).where(
 
 def earliest_next_run_after(session: Session) -> datetime | None:
     """The soonest ``next_run_after`` over active, unpaused DAGs (None if no DAG is scheduled)."""
-    return session.connection().scalar(_EARLIEST_NEXT_RUN_AFTER)
+    when: datetime | None = session.connection().scalar(_EARLIEST_NEXT_RUN_AFTER)
+    return when
 
 
 # --- task instances ------------------------------------------------------------
 
 
-def ti_rows_of_runs(session: Session, dag_run_ids: Sequence[int]) -> Sequence[Row]:
+def ti_rows_of_runs(session: Session, dag_run_ids: Sequence[int]) -> list[TiDecisionRow]:
     """``(id, dag_run_id, task_id, state, next_retry_at)`` of every task instance of the given runs."""
     if not dag_run_ids:
         return []
-    return session.connection().execute(
+    return [TiDecisionRow._make(r) for r in session.connection().execute(
         select(_ti.c.id, _ti.c.dag_run_id, _ti.c.task_id, _ti.c.state, _ti.c.next_retry_at)
         .where(_ti.c.dag_run_id.in_(list(dag_run_ids)))
-    ).all()
+    )]
 
 
 def ti_states_of_run(session: Session, dag_run_id: int) -> dict[str, str]:
@@ -216,11 +288,11 @@ _TI_ROWS = select(_ti.c.id, _ti.c.dag_run_id, _ti.c.state, _ti.c.try_number).whe
     _ti.c.id.in_(bindparam("ids", expanding=True)))
 
 
-def ti_rows(session: Session, ti_ids: Sequence[int]) -> Sequence[Row]:
+def ti_rows(session: Session, ti_ids: Sequence[int]) -> list[TiRow]:
     """``(id, dag_run_id, state, try_number)`` of the given task instances."""
     if not ti_ids:
         return []
-    return session.connection().execute(_TI_ROWS, {"ids": list(ti_ids)}).all()
+    return [TiRow._make(r) for r in session.connection().execute(_TI_ROWS, {"ids": list(ti_ids)})]
 
 
 _SCHEDULED_TIS = (
@@ -237,14 +309,14 @@ _SCHEDULED_TIS = (
 )
 
 
-def scheduled_tis(session: Session, *, limit: int) -> Sequence[Row]:
+def scheduled_tis(session: Session, *, limit: int) -> list[ScheduledTi]:
     """Scheduled TIs of running runs of unpaused DAGs with their DAG's fileloc; locked (PG).
 
     Order: ``priority_weight`` descending, then the run's logical date, then id
     (Airflow's order). Rows: ``(id, dag_id, run_id, task_id, try_number, pool,
     pool_slots, queue, priority_weight, fileloc)``.
     """
-    return session.connection().execute(_SCHEDULED_TIS, {"limit": limit}).all()
+    return [ScheduledTi._make(r) for r in session.connection().execute(_SCHEDULED_TIS, {"limit": limit})]
 
 
 _ACTIVE_TI_USAGE = (
@@ -256,12 +328,12 @@ _POOL_SIZES = select(Pool.__table__.c.name, Pool.__table__.c.slots)
 _DAG_LIMITS = select(_dag.c.dag_id, _dag.c.max_active_tasks).where(_dag.c.dag_id.in_(bindparam("ids", expanding=True)))
 
 
-def active_ti_usage(session: Session) -> Sequence[Row]:
+def active_ti_usage(session: Session) -> list[TiUsage]:
     """``(dag_id, pool, count, pool_slots)`` of queued or running task instances, per DAG and pool.
 
     Gives parallelism, ``max_active_tasks`` and pool usage in one query.
     """
-    return session.connection().execute(_ACTIVE_TI_USAGE).all()
+    return [TiUsage._make(r) for r in session.connection().execute(_ACTIVE_TI_USAGE)]
 
 
 def pool_sizes(session: Session) -> dict[str, int]:
@@ -282,7 +354,8 @@ _EARLIEST_RETRY_AT = select(func.min(_ti.c.next_retry_at)).where(_ti.c.state == 
 
 def earliest_retry_at(session: Session) -> datetime | None:
     """The soonest ``next_retry_at`` of a task instance up for retry (None if there is none)."""
-    return session.connection().scalar(_EARLIEST_RETRY_AT)
+    when: datetime | None = session.connection().scalar(_EARLIEST_RETRY_AT)
+    return when
 
 
 def tis_with_latest_try(

@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from headrace.authoring.trigger_rules import Decision, UpstreamCounts, evaluate
@@ -67,7 +66,8 @@ def upstream_counts(upstream_ids: frozenset[str], states: dict[str, str]) -> Ups
                           upstream_failed=c[TI.UPSTREAM_FAILED.value], skipped=c[TI.SKIPPED.value])
 
 
-def examine_run(session: Session, run: Row, tis: list[Row], now: datetime, cache: DagCache) -> int:
+def examine_run(session: Session, run: queries.RunToExamine, tis: list[queries.TiDecisionRow], now: datetime,
+                cache: DagCache) -> int:
     """Decide the task instances of one running run; return how many changed state.
 
     ``run`` has ``dag_version_id``; ``tis`` are rows with ``id, task_id, state, next_retry_at``
@@ -106,7 +106,7 @@ def examine_runs(session: Session, now: datetime, *, cache: DagCache, run_ids: I
     with no task instance in ``none`` or ``up_for_retry`` are not loaded.
     """
     runs = queries.runs_to_examine(session, run_ids)
-    tis_by_run: dict[int, list[Row]] = {}
+    tis_by_run: dict[int, list[queries.TiDecisionRow]] = {}
     for ti in queries.ti_rows_of_runs(session, [r.id for r in runs]):
         tis_by_run.setdefault(ti.dag_run_id, []).append(ti)
     return sum(examine_run(session, run, tis_by_run.get(run.id, []), now, cache) for run in runs)
@@ -120,13 +120,13 @@ class QueueLimits:
         self.dag_active: dict[str, int] = {}
         active = 0
         for dag_id, pool, count, slots in queries.active_ti_usage(session):
-            active += count
+            active += int(count)
             self.pool_free[pool] = self.pool_free.get(pool, 0) - int(slots or 0)
             self.dag_active[dag_id] = self.dag_active.get(dag_id, 0) + count
         self.free = max(0, min(open_slots, parallelism - active))
         self.dag_limit: dict[str, int] = {}
 
-    def why_not(self, ti: Row) -> str | None:
+    def why_not(self, ti: queries.ScheduledTi) -> str | None:
         """None if ``ti`` fits now, else the limit that holds it back."""
         if self.free <= 0:
             return "parallelism"
@@ -138,7 +138,7 @@ class QueueLimits:
             return "max_active_tasks"
         return None
 
-    def take(self, ti: Row) -> None:
+    def take(self, ti: queries.ScheduledTi) -> None:
         """Count ``ti`` as queued."""
         self.free -= 1
         self.pool_free[ti.pool] -= ti.pool_slots
