@@ -127,9 +127,14 @@ class Task(Generic[P, R]):
         multiple = kwargs.pop("multiple_outputs", self.multiple_outputs)
         return Task(self.function, self.operator_class, multiple, {**self.operator_kwargs, **kwargs})
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> XComArg:
+    def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
         """Add a task calling the function with these arguments; return its XComArg.
 
+        Any argument may be an ``XComArg`` (another task's result, resolved when
+        the task runs), so the parameters are typed ``Any`` here rather than
+        the function's own: passing one task's result to another is the normal
+        TaskFlow idiom and must not be a type error in a DAG author's editor.
+        ``.function`` keeps the function's real signature.
         Raises ``TypeError`` if the arguments do not fit the function's signature.
         """
         try:

@@ -149,7 +149,7 @@ def check_schedule(dag: DAG, data: Mapping[str, Any], now: datetime) -> None:
     raises when asked for its first two runs (e.g. the cron ``0 0 30 2 *``,
     February 30th, which croniter accepts and then cannot evaluate).
     """
-    where = {"fileloc": dag.fileloc, "lineno": dag.lineno}
+    where: dict[str, Any] = {"fileloc": dag.fileloc, "lineno": dag.lineno}
     own = type(dag.timetable)
     try:
         sdag = SerializedDag.from_dict(data)

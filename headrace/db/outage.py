@@ -63,7 +63,7 @@ def is_outage(exc: BaseException) -> bool:
 
 def backoff(attempt: int) -> float:
     """Seconds to sleep before retry ``attempt`` (1-based): 0.1, 0.2, 0.4, … capped at :data:`MAX_DELAY`."""
-    return min(MAX_DELAY, FIRST_DELAY * (2 ** max(0, attempt - 1)))
+    return float(min(MAX_DELAY, FIRST_DELAY * (2 ** max(0, attempt - 1))))
 
 
 def retry_through_outage(

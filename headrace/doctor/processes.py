@@ -174,7 +174,7 @@ def load_running(db: Database) -> tuple[list[RunningTry], list[LiveJob]]:
                    SchedulerJob.heartbeat_at).where(SchedulerJob.ended_at.is_(None)).order_by(SchedulerJob.id)
         ).all()
     return (
-        [RunningTry(*row) for row in rows],
+        [RunningTry(**row._asdict()) for row in rows],
         [LiveJob(int(j[0]), j[1], j[2], j[3], j[4], holds_lease=j[0] == holder) for j in jobs],
     )
 
@@ -316,8 +316,8 @@ def process_findings(
     unexplained = {pid: p for pid, p in live.items() if pid not in why}
     listed = []
     for pid, (role, text) in sorted(why.items()):
-        proc = live.get(pid)
-        listed.append({"pid": pid, "role": role, "why": text, "command": proc.command if proc else None})
+        known = live.get(pid)
+        listed.append({"pid": pid, "role": role, "why": text, "command": known.command if known else None})
     for pid, proc in sorted(unexplained.items()):
         listed.append({"pid": pid, "role": "unexplained", "why": None, "command": proc.command})
 

@@ -58,7 +58,7 @@ BACKOFF_CAP = 300.0
 
 def backoff(attempts: int) -> float:
     """Seconds to wait after ``attempts`` failed attempts (``attempts`` ≥ 1)."""
-    return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
+    return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1)))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ transaction that records the miss.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -156,7 +156,7 @@ def run_alert(run: RunInfo) -> Alert:
     return Alert(event=f"run_{run.state}", dag_id=run.dag_id, run_id=run.run_id, state=run.state)
 
 
-def insert_ignore(session: Session, rows: list[Mapping[str, Any]]) -> int:
+def insert_ignore(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert ``notification`` rows, skipping any whose ``event_key`` exists; return how many were inserted."""
     if not rows:
         return 0

@@ -63,7 +63,7 @@ def die_with_parent(parent_pid: int) -> bool:
     try:
         if _libc is None:
             _libc = ctypes.CDLL(None, use_errno=True)
-        ok = _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        ok = bool(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         ok = False
     if os.getppid() != parent_pid:

@@ -146,7 +146,7 @@ def handle(
     seconds (the task waits for its answer); each request is its own
     transaction and safe to repeat.
     """
-    def serve() -> XComValue | VariableValue | ConnectionValue | Ack:
+    def serve() -> XComValue | VariableValue | ConnectionValue | Ack | Error:
         if isinstance(message, GetXCom):
             return get_xcom(db, target, message)
         if isinstance(message, SetXCom):
