@@ -5,17 +5,20 @@ Rich consoles, and turning a ``HeadraceError`` into a one-line message and exit 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from headrace.config import Settings
-from headrace.db.engine import Database
-from headrace.db.migrate import check_migrated
 from headrace.exceptions import HeadraceError
+
+if TYPE_CHECKING:
+    from headrace.db.engine import Database
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -36,15 +39,72 @@ STATE_STYLES = {
 
 @dataclass
 class AppState:
-    """Built once by the root callback and reached through ``ctx.obj``."""
+    """Built once by the root callback and reached through ``ctx.obj``.
+
+    The database is opened on first use: commands that need none (``--help``, ``config list``)
+    never import SQLAlchemy.
+    """
 
     settings: Settings
-    db: Database
+    _db: Database | None = field(default=None, repr=False)
+
+    @property
+    def db(self) -> Database:
+        """The metadata database of ``settings`` (made on first use)."""
+        if self._db is None:
+            # Imported here, not at the top: SQLAlchemy is most of a database command's start-up time,
+            # and the commands that need no database should not pay it (see headrace.cli.main).
+            from headrace.db.engine import Database
+
+            self._db = Database(self.settings.database_url, pool_size=self.settings.get("database", "pool_size"))
+        return self._db
 
     def migrated_db(self) -> Database:
         """The database, after checking the schema is current (raises DatabaseError)."""
-        check_migrated(self.db)
+        if not schema_is_current(self.db):
+            from headrace.db.migrate import check_migrated  # Alembic: only when the quick check is not enough
+
+            check_migrated(self.db)
         return self.db
+
+
+_MIGRATIONS = Path(__file__).resolve().parents[1] / "db" / "migrations" / "versions"
+_REVISION = re.compile(r"""^(down_revision|revision)\s*(?::[^=\n]*)?=\s*(?:["']([^"'\n]+)["']|(None))\s*$""", re.M)
+
+
+def head_revision_from_files() -> str | None:
+    """The newest migration's revision id, read from the migration files without importing Alembic.
+
+    None when the files do not say plainly (a merge revision, an unexpected layout): then the
+    caller asks Alembic (``headrace.db.migrate.check_migrated``).
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in _MIGRATIONS.glob("*.py"):
+        found = dict((key, value or none) for key, value, none in _REVISION.findall(path.read_text(encoding="utf-8")))
+        if set(found) != {"revision", "down_revision"}:
+            return None
+        revisions.add(found["revision"])
+        if found["down_revision"] != "None":
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def schema_is_current(db: Database) -> bool:
+    """True when the database's Alembic revision is the newest migration (a quick check; False: ask Alembic)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    head = head_revision_from_files()
+    if head is None:
+        return False
+    try:
+        with db.engine.connect() as conn:
+            current = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except DBAPIError:  # no such table, unreachable server: check_migrated says which
+        return False
+    return current == [head]
 
 
 def app_state(ctx: typer.Context) -> AppState:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -17,10 +19,13 @@ from headrace.cli.common import (
     parse_date,
     styled,
 )
-from headrace.cli.progress import wait_for_runs
-from headrace.db.models import DagModel, DagRun, ImportError_
+from headrace.cli.progress import RunWatcher, wait_for_runs
+from headrace.db.engine import Database
+from headrace.db.models import DagModel, DagRun, ImportError_, Lease
 from headrace.exceptions import DagNotFound
-from headrace.scheduler.runs import create_backfill, trigger_dag
+
+# headrace.scheduler.runs (DAG deserialization, timetables) is imported by the commands that create runs,
+# and the loop and executors by ``dags test`` alone: ``dags list`` should start quickly (headrace.cli.main).
 
 app = typer.Typer(help="List, trigger, backfill, pause and test DAGs.", no_args_is_help=True)
 
@@ -128,6 +133,8 @@ def trigger(
     wait: bool = typer.Option(False, "--wait", help="Show progress and wait until the run finishes."),
 ) -> None:
     """Create a manual DAG run; a running scheduler picks it up. Exit 1 if --wait and it fails."""
+    from headrace.scheduler.runs import trigger_dag
+
     db = app_state(ctx).migrated_db()
     with db.session() as session:
         run = trigger_dag(
@@ -156,6 +163,8 @@ def backfill(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Show progress until every run finishes."),
 ) -> None:
     """Create runs for every schedule interval between two dates; a running scheduler runs them."""
+    from headrace.scheduler.runs import create_backfill
+
     db = app_state(ctx).migrated_db()
     start, end = parse_date(start_date, what="--start-date"), parse_date(end_date, what="--end-date")
     assert start is not None and end is not None
@@ -172,3 +181,68 @@ def backfill(
         console.print(f"{len(finals) - len(failed)} succeeded, {len(failed)} failed")
         if failed:
             raise typer.Exit(1)
+
+
+def _lease_held_by_other(db: Database, now: datetime) -> bool:
+    with db.session() as session:
+        lease = session.get(Lease, "scheduler")
+        return lease is not None and lease.expires_at > now
+
+
+@app.command("test")
+def test(
+    ctx: typer.Context,
+    dag_id: str,
+    logical_date: str | None = typer.Argument(None, help="ISO date; default now."),
+    conf: str | None = typer.Option(None, "--conf", "-c", help="JSON object passed to the run (params)."),
+) -> None:
+    """Run one DAG run to the end without a separate scheduler, printing each task's state.
+
+    The DAG's file is parsed first, so edits are picked up. If a scheduler is
+    already running it runs the DAG run and this command only reports on it.
+    Exit code 1 if the run fails.
+    """
+    from headrace.executors import make_executor
+    from headrace.scheduler import loop
+    from headrace.scheduler.__main__ import make_processor
+    from headrace.scheduler.runs import trigger_dag
+
+    state = app_state(ctx)
+    settings = state.settings
+    db = state.migrated_db()
+    with db.session() as session:
+        model = session.get(DagModel, dag_id)
+        fileloc = model.fileloc if model else None
+    processor = make_processor(settings, db)
+    if fileloc is not None:  # also re-parse its file when it lives outside dags_folder (an example DAG)
+        processor.folders.append(Path(fileloc).parent)
+    processor.refresh(datetime.now(UTC))
+    with db.session() as session:
+        if session.get(DagModel, dag_id) is None:
+            raise DagNotFound(f"no DAG with dag_id {dag_id!r} in {settings.dags_folder}; see `headrace dags list`")
+        when = parse_date(logical_date) or datetime.now(UTC)
+        run = trigger_dag(
+            session, dag_id, conf=parse_conf(conf), logical_date=when,
+            run_id=f"test__{when.isoformat()}", now=datetime.now(UTC),
+        )
+        run_pk, run_id = run.id, run.run_id
+    console.print(f"testing {dag_id}: DAG run {run_id}")
+    if _lease_held_by_other(db, datetime.now(UTC)):
+        console.print("a scheduler is running; it runs this DAG run — waiting for it")
+        (final,) = wait_for_runs(db, [run_pk])
+    else:
+        watcher = RunWatcher(db, run_pk)
+        stop_when_done = watcher
+
+        def after_loop(now: datetime) -> None:
+            stop_when_done(now)
+            if watcher.ended is not None:
+                stop.set()
+
+        stop = threading.Event()
+        loop.run(settings, db, make_executor(settings), processor=None, stop=stop, after_loop=after_loop)
+        assert watcher.ended is not None
+        final = watcher.ended
+    console.print(f"DAG run {final.run_id} {styled(final.state)} (ended {fmt_time(final.end_date)})")
+    if final.state != "success":
+        raise typer.Exit(1)

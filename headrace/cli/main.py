@@ -1,45 +1,99 @@
-"""The ``headrace`` command: builds Settings and the Database once, then dispatches.
+"""The ``headrace`` command: builds Settings (and, when a command asks, the Database) once, then dispatches.
 
 Command names follow Airflow's (``db migrate``, ``dags trigger``, ``tasks test``,
 ``scheduler``, ``standalone``, ``config list``) plus ``headrace ps``.
 Any ``HeadraceError`` becomes a one-line message on stderr and exit code 1.
+
+Start-up is kept short (``headrace --help`` and ``headrace dags trigger`` are
+typed often, and scripts call them in loops): a command's module is imported
+only when that command runs (:class:`LazyCommands`), and the database is opened
+only by commands that use it (:class:`~headrace.cli.common.AppState`). So
+``--help`` imports no SQLAlchemy, and ``dags list`` no Alembic, FastAPI or
+executor. ``tests/cli/test_startup.py`` holds each command to what it needs.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from headrace import __version__
-from headrace.cli import config_cmd, dags, db, doctor, ps, tasks, users
-from headrace.cli import connections, variables
-from headrace.cli import scheduler as scheduler_cmd
 from headrace.cli.common import AppState, err_console
 from headrace.config import load_settings
-from headrace.db.engine import Database
 from headrace.exceptions import HeadraceError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ps": ("headrace.cli.ps:ps", "List running tries: recorded vs live pid, RSS and CPU; flag any mismatch."),
+    "doctor": ("headrace.cli.doctor:doctor",
+               "Measure slots, processes, tries, memory, scheduler/DB latency and DAG parsing; suggest fixes."),
+    "scheduler": ("headrace.cli.scheduler:scheduler", "Run the scheduler and the DAG processor until SIGTERM or Ctrl-C."),
+    "standalone": ("headrace.cli.scheduler:standalone",
+                   "Migrate, load the example DAGs, serve the UI, trigger the example pipeline once, run the scheduler."),
+    "api-server": ("headrace.cli.scheduler:api_server", "Serve the REST API, the web UI and /metrics until Ctrl-C."),
+    "db": ("headrace.cli.db:app", "Create, upgrade or reset the metadata database."),
+    "dags": ("headrace.cli.dags:app", "List, trigger, backfill, pause and test DAGs."),
+    "tasks": ("headrace.cli.tasks:app", "List tasks, show task instance states, test one task."),
+    "config": ("headrace.cli.config_cmd:app", "Show the configuration."),
+    "users": ("headrace.cli.users:app", "Users of the web UI and REST API, and their API tokens."),
+    "variables": ("headrace.cli.variables:app",
+                  "Variables tasks read with Variable.get (values encrypted at rest)."),
+    "connections": ("headrace.cli.connections:app",
+                    "Connections tasks read with Connection.get (password and extra encrypted at rest)."),
+}
+"""Every command, in the order ``--help`` lists them: where it lives (``module:attribute``, a Typer app
+or a command function) and the one line ``headrace --help`` shows (a test checks it is the command's own)."""
+
+
+def load_command(name: str) -> click.Command:
+    """Import the module of command ``name`` and build its Click command (a group for a Typer app)."""
+    module_name, attribute = COMMANDS[name][0].split(":")
+    target = getattr(importlib.import_module(module_name), attribute)
+    if isinstance(target, typer.Typer):
+        return typer.main.get_group(target)
+    single = typer.Typer(add_completion=False)  # a command function: an app with that one command
+    single.command(name)(target)
+    return typer.main.get_command(single)
+
+
+class LazyCommands(TyperGroup):
+    """The root group: imports a command's module only to run it or to show its own ``--help``.
+
+    While the root's help is drawn, :meth:`get_command` answers with a stand-in that carries only
+    the name and the one line from :data:`COMMANDS` (all that the listing reads).
+    """
+
+    _listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        if self._listing:
+            return click.Command(cmd_name, help=COMMANDS[cmd_name][1])
+        return load_command(cmd_name)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 app = typer.Typer(
     name="headrace",
+    cls=LazyCommands,
     help="headrace: author DAGs in Python, schedule them, run every try in a supervised process.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(db.app, name="db")
-app.add_typer(dags.app, name="dags")
-app.add_typer(tasks.app, name="tasks")
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(users.app, name="users")
-app.add_typer(variables.app, name="variables")
-app.add_typer(connections.app, name="connections")
-app.command("ps")(ps.ps)
-app.command("doctor")(doctor.doctor)
-app.command("scheduler")(scheduler_cmd.scheduler)
-app.command("standalone")(scheduler_cmd.standalone)
-app.command("api-server")(scheduler_cmd.api_server)
-dags.app.command("test")(scheduler_cmd.dags_test)
 
 
 def _version(value: bool) -> None:
@@ -54,11 +108,7 @@ def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Load the configuration (headrace.toml in HEADRACE_HOME, then HEADRACE__SECTION__KEY variables)."""
-    settings = load_settings()
-    ctx.obj = AppState(
-        settings=settings,
-        db=Database(settings.database_url, pool_size=settings.get("database", "pool_size")),
-    )
+    ctx.obj = AppState(settings=load_settings())
 
 
 def main() -> None:

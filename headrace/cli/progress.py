@@ -1,10 +1,12 @@
-"""Waiting for DAG runs with a live progress display (``--wait``, ``backfill``, ``dags test``)."""
+"""Waiting for DAG runs with a live progress display (``--wait``, ``backfill``), and :class:`RunWatcher`,
+which prints a run's task states as they change (``dags test``, ``standalone``)."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from rich.live import Live
 from rich.table import Table
@@ -64,3 +66,33 @@ def wait_for_runs(db: Database, run_pks: Sequence[int], *, poll: float = 0.5, ti
             if timeout is not None and elapsed > timeout:
                 raise TimeoutError(f"DAG runs not finished after {timeout:.0f} s")
             time.sleep(poll)
+
+
+class RunWatcher:
+    """Prints the task states of one DAG run as they change; says when the run ends."""
+
+    def __init__(self, db: Database, run_pk: int, *, on_end: Callable[[DagRun], None] | None = None) -> None:
+        self.db, self.run_pk, self.on_end = db, run_pk, on_end
+        self.seen: dict[str, tuple[str, int]] = {}
+        self.ended: DagRun | None = None
+
+    def __call__(self, _now: datetime) -> None:
+        if self.ended is not None:
+            return
+        with self.db.session() as session:
+            run = session.get(DagRun, self.run_pk)
+            assert run is not None
+            tis = session.execute(
+                select(TaskInstance.task_id, TaskInstance.state, TaskInstance.try_number, TaskInstance.end_reason)
+                .where(TaskInstance.dag_run_id == self.run_pk)
+                .order_by(TaskInstance.updated_at, TaskInstance.task_id)
+            ).all()
+        for task_id, ti_state, try_number, reason in tis:
+            if self.seen.get(task_id) != (ti_state, try_number) and ti_state not in ("none", "scheduled"):
+                self.seen[task_id] = (ti_state, try_number)
+                extra = f" ({reason})" if reason and reason not in (ti_state, "success") else ""
+                console.print(f"  {run.dag_id}.{task_id} try {try_number}: {styled(ti_state)}{extra}")
+        if run.state in ("success", "failed"):
+            self.ended = run
+            if self.on_end is not None:
+                self.on_end(run)

@@ -1,31 +1,27 @@
-"""``headrace scheduler``, ``headrace standalone`` and ``headrace dags test``: commands that run the loop.
+"""``headrace scheduler``, ``headrace standalone`` and ``headrace api-server``: commands that run the loop or serve.
 
 ``standalone`` is the embedded, one-command system: it migrates the database,
 loads the bundled example DAGs, triggers the example pipeline once and runs
 the scheduler (with the DAG processor) in this process, printing the outcome
-of that run when it ends. ``dags test`` runs one DAG run to the end with the
-scheduler's own steps and prints each task's state as it changes.
+of that run when it ends. (``dags test``, which runs one DAG run with the
+scheduler's own steps, is in :mod:`headrace.cli.dags`.)
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import typer
 from sqlalchemy import select
 
 from headrace.api.users import create_user, new_password
-from headrace.cli.common import AppState, app_state, console, fmt_time, parse_conf, parse_date, styled
-from headrace.cli.progress import wait_for_runs
+from headrace.cli.common import app_state, console
+from headrace.cli.progress import RunWatcher
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.migrate import migrate
-from headrace.db.models import DagModel, DagRun, Lease, TaskInstance, User
-from headrace.exceptions import DagNotFound
+from headrace.db.models import DagRun, User
 from headrace.executors import make_executor
 from headrace.observability.metrics import SchedulerMetrics, start_scheduler_metrics_server
 from headrace.scheduler import loop
@@ -53,36 +49,6 @@ def scheduler(ctx: typer.Context) -> None:
                                    str(state.settings.get("metrics", "scheduler_host")))
     loop.run(state.settings, db, make_executor(state.settings), processor=make_processor(state.settings, db),
              listeners=[metrics])
-
-
-class RunWatcher:
-    """Prints the task states of one DAG run as they change; says when the run ends."""
-
-    def __init__(self, db: Database, run_pk: int, *, on_end: Callable[[DagRun], None] | None = None) -> None:
-        self.db, self.run_pk, self.on_end = db, run_pk, on_end
-        self.seen: dict[str, tuple[str, int]] = {}
-        self.ended: DagRun | None = None
-
-    def __call__(self, _now: datetime) -> None:
-        if self.ended is not None:
-            return
-        with self.db.session() as session:
-            run = session.get(DagRun, self.run_pk)
-            assert run is not None
-            tis = session.execute(
-                select(TaskInstance.task_id, TaskInstance.state, TaskInstance.try_number, TaskInstance.end_reason)
-                .where(TaskInstance.dag_run_id == self.run_pk)
-                .order_by(TaskInstance.updated_at, TaskInstance.task_id)
-            ).all()
-        for task_id, ti_state, try_number, reason in tis:
-            if self.seen.get(task_id) != (ti_state, try_number) and ti_state not in ("none", "scheduled"):
-                self.seen[task_id] = (ti_state, try_number)
-                extra = f" ({reason})" if reason and reason not in (ti_state, "success") else ""
-                console.print(f"  {run.dag_id}.{task_id} try {try_number}: {styled(ti_state)}{extra}")
-        if run.state in ("success", "failed"):
-            self.ended = run
-            if self.on_end is not None:
-                self.on_end(run)
 
 
 def api_server(
@@ -170,62 +136,3 @@ def standalone(
 
         watcher = RunWatcher(db, run_pk, on_end=report)
     loop.run(settings, db, make_executor(settings), processor=processor, after_loop=watcher, listeners=[metrics])
-
-
-def _lease_held_by_other(db: Database, now: datetime) -> bool:
-    with db.session() as session:
-        lease = session.get(Lease, "scheduler")
-        return lease is not None and lease.expires_at > now
-
-
-def dags_test(
-    ctx: typer.Context,
-    dag_id: str,
-    logical_date: str | None = typer.Argument(None, help="ISO date; default now."),
-    conf: str | None = typer.Option(None, "--conf", "-c", help="JSON object passed to the run (params)."),
-) -> None:
-    """Run one DAG run to the end without a separate scheduler, printing each task's state.
-
-    The DAG's file is parsed first, so edits are picked up. If a scheduler is
-    already running it runs the DAG run and this command only reports on it.
-    Exit code 1 if the run fails.
-    """
-    state: AppState = app_state(ctx)
-    settings = state.settings
-    db = state.migrated_db()
-    with db.session() as session:
-        model = session.get(DagModel, dag_id)
-        fileloc = model.fileloc if model else None
-    processor = make_processor(settings, db)
-    if fileloc is not None:  # also re-parse its file when it lives outside dags_folder (an example DAG)
-        processor.folders.append(Path(fileloc).parent)
-    processor.refresh(datetime.now(UTC))
-    with db.session() as session:
-        if session.get(DagModel, dag_id) is None:
-            raise DagNotFound(f"no DAG with dag_id {dag_id!r} in {settings.dags_folder}; see `headrace dags list`")
-        when = parse_date(logical_date) or datetime.now(UTC)
-        run = trigger_dag(
-            session, dag_id, conf=parse_conf(conf), logical_date=when,
-            run_id=f"test__{when.isoformat()}", now=datetime.now(UTC),
-        )
-        run_pk, run_id = run.id, run.run_id
-    console.print(f"testing {dag_id}: DAG run {run_id}")
-    if _lease_held_by_other(db, datetime.now(UTC)):
-        console.print("a scheduler is running; it runs this DAG run — waiting for it")
-        (final,) = wait_for_runs(db, [run_pk])
-    else:
-        watcher = RunWatcher(db, run_pk)
-        stop_when_done = watcher
-
-        def after_loop(now: datetime) -> None:
-            stop_when_done(now)
-            if watcher.ended is not None:
-                stop.set()
-
-        stop = threading.Event()
-        loop.run(settings, db, make_executor(settings), processor=None, stop=stop, after_loop=after_loop)
-        assert watcher.ended is not None
-        final = watcher.ended
-    console.print(f"DAG run {final.run_id} {styled(final.state)} (ended {fmt_time(final.end_date)})")
-    if final.state != "success":
-        raise typer.Exit(1)
