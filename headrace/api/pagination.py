@@ -7,7 +7,7 @@ Use ``page: Annotated[Page, Depends(page)]`` on a list route, then
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar, TypeVarTuple, Unpack
 
 from fastapi import Query, Request
 from sqlalchemy import Select, func, select
@@ -19,6 +19,7 @@ DEFAULT_LIMIT = 100
 MAX_OFFSET = 2**31 - 1
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Page:
     limit: int
     offset: int
 
-    def apply(self, stmt: Select[Any]) -> Select[Any]:
+    def apply(self, stmt: Select[Unpack[Ts]]) -> Select[Unpack[Ts]]:
         """``stmt`` with LIMIT/OFFSET (order it first, so pages are stable)."""
         return stmt.limit(self.limit).offset(self.offset)
 
@@ -50,7 +51,7 @@ def page(
     return Page(limit=limit, offset=offset)
 
 
-def count(session: Session, stmt: Select[Any]) -> int:
+def count(session: Session, stmt: Select[Unpack[Ts]]) -> int:
     """Number of rows ``stmt`` (without LIMIT/OFFSET or ORDER BY) returns."""
     return int(session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0)
 

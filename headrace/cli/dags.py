@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from headrace.cli.common import (
     app_state,
@@ -24,8 +24,8 @@ from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun, ImportError_, Lease
 from headrace.exceptions import DagNotFound
 
-# headrace.scheduler.runs (DAG deserialization, timetables) is imported by the commands that create runs,
-# and the loop and executors by ``dags test`` alone: ``dags list`` should start quickly (headrace.cli.main).
+# headrace.scheduler.runs and .actions (DAG deserialization, timetables) are imported by the commands that
+# write, and the loop and executors by ``dags test`` alone: ``dags list`` should start quickly (headrace.cli.main).
 
 app = typer.Typer(help="List, trigger, backfill, pause and test DAGs.", no_args_is_help=True)
 
@@ -79,11 +79,11 @@ def list_import_errors(ctx: typer.Context) -> None:
 
 
 def _set_paused(ctx: typer.Context, dag_id: str, paused: bool) -> None:
+    from headrace.scheduler.actions import set_paused
+
     db = app_state(ctx).migrated_db()
     with db.session() as session:
-        result = session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=paused))
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            raise DagNotFound(f"no DAG with dag_id {dag_id!r}; see `headrace dags list`")
+        set_paused(session, dag_id, paused)
     console.print(f"{dag_id} is {'paused' if paused else 'unpaused'}")
 
 

@@ -21,13 +21,19 @@ supervisor either wins cleanly or is reported as not done.
   ``success``; ``failed``: running ones become ``failed`` and the other
   unfinished ones ``skipped`` (Airflow's behaviour). The run's DAG-level
   callbacks are not run for a state a user set (``callbacks_done`` is set).
+* :func:`set_paused` — pause or unpause a DAG.
 
-Every function takes an open session and ``now`` (UTC-aware) and never commits.
+Each of them that changed something wakes the schedulers
+(:func:`headrace.db.wakeup.notify_scheduler`, delivered when the caller
+commits), so the change is acted on at once, not on the next full pass.
+
+Every function takes an open session (and ``now``, UTC-aware) and never commits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,9 +41,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from headrace.dagfiles.serialization import SerializedDag
-from headrace.db.models import DagRun, DagVersion, TaskInstance
+from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance
 from headrace.db.transitions import set_run_state, set_ti_state
-from headrace.exceptions import InvalidRequest, TaskNotFound
+from headrace.db.wakeup import notify_scheduler
+from headrace.exceptions import DagNotFound, InvalidRequest, TaskNotFound
 from headrace.states import TI_ACTIVE, TI_FINISHED, DagRunState, TaskInstanceState, can_transition
 
 TI = TaskInstanceState
@@ -160,6 +167,7 @@ def clear_task_instances(
             result.not_cleared.append(NotCleared(ti.task_id, state.value, "state changed"))
     if result.cleared and not dry_run:
         result.run_requeued = _requeue_run(session, run, now)
+        notify_scheduler(session)
     return result
 
 
@@ -196,7 +204,7 @@ def mark_task_instances(
         if dry_run:
             changed.append(ti.id)
             continue
-        values: dict[str, object] = {"next_retry_at": None, "updated_at": now}
+        values: dict[str, Any] = {"next_retry_at": None, "updated_at": now}
         if ti.end_date is None or current not in TI_FINISHED:
             values["end_date"] = now
         if set_ti_state(session, ti.id, current, target, **values):
@@ -208,6 +216,7 @@ def mark_task_instances(
             if downstream:
                 clear_task_instances(session, run, sorted(downstream), only_failed=True, now=now)
         _requeue_run(session, run, now)
+        notify_scheduler(session)
     return changed
 
 
@@ -235,10 +244,27 @@ def mark_dag_run(session: Session, run: DagRun, state: str, *, now: datetime) ->
     if current_run is not target:
         set_run_state(session, run.id, current_run, target, end_date=now, callbacks_done=True,
                       start_date=run.start_date or now)
+    if changed or current_run is not target:  # a max_active_runs slot may have freed
+        notify_scheduler(session)
     return changed
+
+
+def set_paused(session: Session, dag_id: str, paused: bool) -> DagModel:
+    """Pause (no new scheduled runs; running tries finish) or unpause ``dag_id``; return its ``dag`` row.
+
+    Raises ``DagNotFound``.
+    """
+    dag = session.get(DagModel, dag_id)
+    if dag is None:
+        raise DagNotFound(f"DAG {dag_id!r} not found; see `headrace dags list`", dag_id=dag_id)
+    if dag.is_paused != paused:
+        dag.is_paused = paused
+        session.flush()
+        notify_scheduler(session)
+    return dag
 
 
 __all__ = [
     "FAILED_STATES", "MARKABLE", "RUN_FINISHED", "ClearResult", "NotCleared", "clear_task_instances",
-    "mark_dag_run", "mark_task_instances", "relatives", "run_dag",
+    "mark_dag_run", "mark_task_instances", "relatives", "run_dag", "set_paused",
 ]

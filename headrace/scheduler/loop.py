@@ -3,6 +3,7 @@
 Start-up, in order: register a ``scheduler_job`` row; wait for the lease
 (:mod:`headrace.scheduler.lease`); start the executor; adopt or end the tries
 a previous scheduler left (:func:`~headrace.scheduler.housekeeping.adopt_or_fail_tries`).
+Once it holds the lease it listens for wake-ups (:mod:`headrace.db.wakeup`).
 
 Each loop, every step returns a count: parse DAG files beside the loop (a
 pass starts every ``scheduler.dag_dir_list_interval``; each file's result is
@@ -18,13 +19,15 @@ are examined, and only if they still have a task instance to decide; runs
 are finished, and callbacks looked for, after a try ended. Changes made by
 other processes (a CLI trigger, an unpause, a cleared task) are picked up by
 a *full pass* — every step looks at everything — at least every
-``scheduler.loop_interval``, and after housekeeping changed something.
+``scheduler.loop_interval``, after housekeeping changed something, and at
+once when such a change woke the scheduler (:mod:`headrace.db.wakeup`).
 Reads that find nothing to do run in a read transaction
 (:meth:`~headrace.db.engine.Database.read_session`: no SQLite write lock).
 
 The wait ends at the first of: an executor event (its ``fileno()`` is
 readable — a finished try wakes the scheduler at once), a parse child's pipe
-(a result, or its end), a stop request
+(a result, or its end), a wake-up from a trigger, clear, mark or unpause
+(the next loop is a full pass), a stop request
 (SIGTERM/SIGINT write to a self-pipe), or a timeout of
 ``scheduler.loop_interval`` — shorter when a retry, a scheduled run, a chore
 or the kill of an overdue parse child is due sooner. A loop that did work does not wait at all.
@@ -68,6 +71,7 @@ from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.outage import backoff, is_outage, one_line, retry_through_outage
 from headrace.db.models import DagRun, TaskInstance, TaskTry
+from headrace.db.wakeup import WakeListener
 from headrace.executors.base import Executor
 from headrace.authoring.context import RunInfo as ContextRunInfo
 from headrace.observability import deadlines
@@ -214,6 +218,9 @@ class Scheduler:
         """Steps another step asked to look (e.g. a try ended: ``QUEUE_READY | FINISH_RUNS``)."""
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self.wakeups: WakeListener | None = None
+        """Wakes sent by triggers, clears and unpauses in other processes (:mod:`headrace.db.wakeup`);
+        listened for once this scheduler holds the lease."""
         self.connected_since = clock.now()
         """When this scheduler last (re)connected to the database: heartbeats of tries on other hosts
         are judged only ``task_instance_heartbeat_timeout`` after it."""
@@ -238,6 +245,7 @@ class Scheduler:
             if not self._wait_for_lease():  # stopped while waiting: the loop will not run
                 yield
                 return
+            self.wakeups = WakeListener.open(self.db.engine)
             self.housekeeping = housekeeping.Housekeeping(housekeeping.chores(
                 self.settings, self.db, cache=self.cache,
                 heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t), renew_lease=self._renew_lease,
@@ -271,6 +279,8 @@ class Scheduler:
                 log.warning("could not release the lease or end scheduler job %d (the database is unreachable: "
                             "%s); the lease expires by itself", self.job_id, one_line(exc))
             restore()
+            if self.wakeups is not None:
+                self.wakeups.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
             log.info("scheduler job %d stopped", self.job_id)
@@ -635,7 +645,11 @@ class Scheduler:
             fds.append(executor_fd)
         if self.processor is not None:
             fds += self.processor.fds()
+        if self.wakeups is not None:
+            fds += self.wakeups.fds()
         readable = self.clock.wait(fds, self._timeout(now))
+        if self.wakeups is not None and self.wakeups.drain(readable):
+            self.next_full_pass = None  # a trigger, clear or unpause elsewhere: the next loop looks at everything
         if self._wake_r in readable:
             try:
                 os.read(self._wake_r, 4096)

@@ -7,6 +7,7 @@
   jumps to the latest complete interval (the timetable decides both).
 * :func:`trigger_dag` — a manual run (``manual__<iso now>``).
 * :func:`create_backfill` — one ``backfill`` run per interval in ``[start, end]``.
+  Both wake the schedulers when the caller commits (:mod:`headrace.db.wakeup`).
 * :func:`start_queued_runs` — ``queued → running`` within ``max_active_runs``.
 * :func:`finish_runs` — a running run whose task instances have all finished
   ends ``failed`` if a leaf task is ``failed`` or ``upstream_failed`` (Airflow's
@@ -43,6 +44,7 @@ from headrace.authoring.schedules import DataInterval, ensure_aware
 from headrace.dagfiles.processor import apply_next_run, set_next_run
 from headrace.dagfiles.serialization import SerializedDag, next_runs
 from headrace.db import queries
+from headrace.db.wakeup import notify_scheduler
 from headrace.db.models import DagModel, DagRun, DagVersion, ImportError_, TaskInstance
 from headrace.db.transitions import end_try, set_run_state, set_ti_state
 from headrace.exceptions import DagDefinitionError, DagNotFound, DagRunAlreadyExists, DagRunConfError, ScheduleError
@@ -232,6 +234,7 @@ def trigger_dag(
     sdag = SerializedDag.from_dict(version.serialized)
     run = create_dag_run(session, sdag, version.id, run_id=rid, run_type="manual", logical_date=when,
                          data_interval=DataInterval(when, when), now=now, conf=conf_dict)
+    notify_scheduler(session)  # the schedulers look at once when the caller commits
     log.info("triggered DAG run %s of %s", rid, dag_id)
     return run
 
@@ -259,6 +262,8 @@ def create_backfill(session: Session, dag_id: str, start: datetime, end: datetim
     for _ in range(MAX_BACKFILL_RUNS + 1):
         info = sdag.timetable.next_run_info(last, start_date=start, end_date=end, catchup=True, now=now)
         if info is None or info.logical_date > end or (last is not None and info.data_interval == last):
+            if runs:
+                notify_scheduler(session)
             return runs
         last = info.data_interval
         if queries.run_exists(session, dag_id, logical_date=info.logical_date):

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import ColumnElement, case, distinct, func, select
+from sqlalchemy import ColumnElement, Float, case, distinct, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from headrace.api.auth import get_db, require
@@ -62,7 +62,7 @@ def _duration_sql(session: Session) -> ColumnElement[float]:
     """``task_try.end_date - start_date`` in seconds, as SQL (NULL while the try runs)."""
     if session.get_bind().dialect.name == "sqlite":  # UtcDateTime is ISO text there
         return (func.julianday(TaskTry.end_date) - func.julianday(TaskTry.start_date)) * 86400.0
-    return func.extract("epoch", TaskTry.end_date - TaskTry.start_date)
+    return type_coerce(func.extract("epoch", TaskTry.end_date - TaskTry.start_date), Float)
 
 
 def _number(value: Any, digits: int | None = None) -> Any:

@@ -22,12 +22,13 @@ from headrace.crypto import MASK, Encryptor
 from headrace.secrets_store import mask_sensitive
 from headrace.db.models import Connection
 from headrace.exceptions import Conflict, NotFound
+from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["Connection"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
 VIEWER = Depends(require("viewer"))
 OPERATOR = Depends(require("operator"))
-NOT_FOUND = {404: {"description": "no such connection"}}
+NOT_FOUND = not_found("no such connection")
 PLAIN_FIELDS = ("conn_type", "description", "host", "port", "login", "schema")
 
 

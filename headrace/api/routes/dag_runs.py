@@ -19,12 +19,13 @@ from headrace.exceptions import DagRunConfError, DagRunNotFound
 from headrace.scheduler.actions import mark_dag_run
 from headrace.scheduler.runs import trigger_dag
 from headrace.states import DagRunState
+from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["DAGRun"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
 VIEWER = Depends(require("viewer"))
 OPERATOR = Depends(require("operator"))
-NOT_FOUND = {404: {"description": "no such DAG or DAG run"}}
+NOT_FOUND = not_found("no such DAG or DAG run")
 
 
 class RunOrder(str, Enum):

@@ -15,13 +15,14 @@ from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
 from headrace.db.models import DagModel
 from headrace.exceptions import DagNotFound, NotFound
+from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["DAG"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
 VIEWER = Depends(require("viewer"))
 OPERATOR = Depends(require("operator"))
 
-NOT_FOUND = {404: {"description": "no such DAG"}}
+NOT_FOUND = not_found("no such DAG")
 
 
 def get_dag(session: Session, dag_id: str) -> DagModel:

@@ -14,13 +14,14 @@ from headrace.api.pagination import Page, count, page
 from headrace.db.models import Pool, TaskInstance
 from headrace.exceptions import Conflict, InvalidRequest, NotFound
 from headrace.states import TaskInstanceState
+from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["Pool"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
 VIEWER = Depends(require("viewer"))
 OPERATOR = Depends(require("operator"))
 DEFAULT_POOL = "default_pool"
-NOT_FOUND = {404: {"description": "no such pool"}}
+NOT_FOUND = not_found("no such pool")
 
 
 def _usage(session: Session, names: list[str]) -> dict[tuple[str, str], int]:

@@ -18,16 +18,17 @@ from headrace.db.models import DagRun, TaskInstance, TaskTry
 from headrace.exceptions import TaskNotFound
 from headrace.scheduler.actions import ClearResult, clear_task_instances, mark_task_instances
 from headrace.states import TaskInstanceState
+from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
 VIEWER = Depends(require("viewer"))
 OPERATOR = Depends(require("operator"))
-NOT_FOUND = {404: {"description": "no such DAG, DAG run or task instance"}}
+NOT_FOUND = not_found("no such DAG, DAG run or task instance")
 RUN_PATH = "/dags/{dag_id}/dagRuns/{dag_run_id}"
 
 
-def _with_latest_try() -> Select[tuple[TaskInstance, TaskTry]]:
+def _with_latest_try() -> Select[TaskInstance, TaskTry]:
     return select(TaskInstance, TaskTry).outerjoin(
         TaskTry, and_(TaskTry.task_instance_id == TaskInstance.id, TaskTry.try_number == TaskInstance.try_number))
 

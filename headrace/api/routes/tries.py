@@ -19,11 +19,12 @@ from headrace.api.routes.task_instances import get_ti, seconds_between
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.exceptions import NotFound
 from headrace.supervisor.masking import SecretMasker
+from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
 
 TI_PATH = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}"
-NOT_FOUND = {404: {"description": "no such DAG, DAG run, task instance or try"}}
+NOT_FOUND = not_found("no such DAG, DAG run, task instance or try")
 TryNumber = Annotated[int, Path(ge=1, le=schemas.INT32_MAX)]
 
 

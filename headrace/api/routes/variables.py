@@ -21,12 +21,13 @@ from headrace.api.users import Principal, role_allows
 from headrace.crypto import MASK, Encryptor, is_sensitive_key
 from headrace.db.models import Variable
 from headrace.exceptions import Conflict, NotFound
+from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["Variable"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
 VIEWER = Depends(require("viewer"))
 OPERATOR = Depends(require("operator"))
-NOT_FOUND = {404: {"description": "no such variable"}}
+NOT_FOUND = not_found("no such variable")
 
 
 def variable_out(row: Variable, enc: Encryptor, *, reveal: bool) -> schemas.Variable:

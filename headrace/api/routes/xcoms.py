@@ -16,11 +16,12 @@ from headrace.api.routes.task_instances import get_ti
 from headrace.authoring.xcom import deserialize_xcom
 from headrace.db.models import XCom
 from headrace.exceptions import HeadraceError, NotFound
+from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["XCom"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
 
 TI_PATH = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}"
-NOT_FOUND = {404: {"description": "no such DAG, DAG run, task instance or XCom"}}
+NOT_FOUND = not_found("no such DAG, DAG run, task instance or XCom")
 
 
 def xcom_value(text: str) -> Any:
