@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import TYPE_CHECKING
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from headrace import __version__
 from headrace.cli.common import AppState, err_console
 from headrace.config import load_settings
 from headrace.exceptions import HeadraceError
+
+if TYPE_CHECKING:  # the Click that Typer carries inside it (typer._click), which its classes are built on
+    from typer._click import Command, Context, HelpFormatter
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "ps": ("headrace.cli.ps:ps", "List running tries: recorded vs live pid, RSS and CPU; flag any mismatch."),
@@ -48,7 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 or a command function) and the one line ``headrace --help`` shows (a test checks it is the command's own)."""
 
 
-def load_command(name: str) -> click.Command:
+def load_command(name: str) -> Command:
     """Import the module of command ``name`` and build its Click command (a group for a Typer app)."""
     module_name, attribute = COMMANDS[name][0].split(":")
     target = getattr(importlib.import_module(module_name), attribute)
@@ -68,17 +71,17 @@ class LazyCommands(TyperGroup):
 
     _listing = False
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name not in COMMANDS:
             return None
         if self._listing:
-            return click.Command(cmd_name, help=COMMANDS[cmd_name][1])
+            return TyperCommand(cmd_name, help=COMMANDS[cmd_name][1])
         return load_command(cmd_name)
 
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)

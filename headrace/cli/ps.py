@@ -80,7 +80,7 @@ def ps(ctx: typer.Context) -> None:
         verdict = _verdict(task_id_)
         sup_verdict = _verdict(sup_id)
         mismatches += "MISMATCH" in verdict or "MISMATCH" in sup_verdict
-        rss, cpu = _tree_usage(tt.pid) if (task_id_ and task_id_.is_local() and task_id_.is_alive()) else (None, None)
+        rss, cpu = _tree_usage(task_id_.pid) if (task_id_ and task_id_.is_local() and task_id_.is_alive()) else (None, None)
         table.add_row(
             ti.dag_id,
             ti.run_id,

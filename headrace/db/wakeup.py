@@ -118,8 +118,9 @@ class WakeListener:
     Open one with :meth:`open` once the scheduler holds its lease; :meth:`close` it on the way out.
     """
 
-    def __init__(self, *, sock: socket.socket | None = None, address: str | None = None,
-                 conninfo: str | None = None) -> None:
+    def __init__(
+        self, *, sock: socket.socket | None = None, address: str | None = None, conninfo: str | None = None
+    ) -> None:
         self._sock = sock
         self._address = address
         self._inode: tuple[int, int] | None = None
@@ -154,8 +155,9 @@ class WakeListener:
             sock.bind(address)
         except OSError as exc:
             sock.close()
-            log.warning("cannot listen for wake-ups on %s (%s); triggers are seen within scheduler.loop_interval",
-                        address, exc)
+            log.warning(
+                "cannot listen for wake-ups on %s (%s); triggers are seen within scheduler.loop_interval", address, exc
+            )
             return None
         return cls(sock=sock, address=address)
 
@@ -170,7 +172,7 @@ class WakeListener:
             return []
         try:
             return [self._pg.fileno()]
-        except Exception as exc:  # closed under us
+        except Exception as exc:  # noqa: BLE001 - closed under us; a hint must never stop the scheduler
             self._lost(exc)
             return []
 
@@ -195,7 +197,7 @@ class WakeListener:
             pgconn.consume_input()
             while pgconn.notifies() is not None:
                 woke = True
-        except Exception as exc:  # the server went away: listen again later, look at everything now
+        except Exception as exc:  # noqa: BLE001 - the server went away: listen again later, look at everything now
             self._lost(exc)
             return True
         return woke
@@ -221,7 +223,7 @@ class WakeListener:
         try:
             conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
             conn.execute(f"LISTEN {CHANNEL}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - unreachable, refused, bad credentials: triggers wait for the tick
             log.info("cannot listen for wake-ups (%s); retrying in %.0f s", exc, RECONNECT_INTERVAL)
             self._next_connect = time.monotonic() + RECONNECT_INTERVAL
             return
@@ -236,7 +238,7 @@ class WakeListener:
         if self._pg is not None:
             try:
                 self._pg.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail too; it is dropped either way
                 pass
             self._pg = None
 

@@ -44,9 +44,9 @@ from headrace.authoring.schedules import DataInterval, ensure_aware
 from headrace.dagfiles.processor import apply_next_run, set_next_run
 from headrace.dagfiles.serialization import SerializedDag, next_runs
 from headrace.db import queries
-from headrace.db.wakeup import notify_scheduler
 from headrace.db.models import DagModel, DagRun, DagVersion, ImportError_, TaskInstance
 from headrace.db.transitions import end_try, set_run_state, set_ti_state
+from headrace.db.wakeup import notify_scheduler
 from headrace.exceptions import DagDefinitionError, DagNotFound, DagRunAlreadyExists, DagRunConfError, ScheduleError
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import DagRunState, EndReason, TaskInstanceState

@@ -57,8 +57,9 @@ def test_help_imports_no_database_or_server(cli_env: dict[str, str], tmp_path: P
     assert loaded(modules, SERVER | DATABASE | RUNTIME | {"headrace.scheduler", "headrace.cli.dags"}) == set()
 
 
-def test_list_and_trigger_import_no_server_or_runtime(cli_env: dict[str, str], settings: Settings, db: Database,
-                                                      tmp_path: Path) -> None:
+def test_list_and_trigger_import_no_server_or_runtime(
+    cli_env: dict[str, str], settings: Settings, db: Database, tmp_path: Path
+) -> None:
     (settings.dags_folder / "startup_demo.py").write_text(textwrap.dedent(ONE_DAG))
     assert DagProcessor(settings, db).refresh(datetime.now(UTC)).dags == 1
     listing = modules_loaded(cli_env, tmp_path, "dags", "list")

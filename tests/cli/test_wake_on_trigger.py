@@ -52,8 +52,9 @@ def scheduler(cli_env: dict[str, str], settings: Settings, db: Database, tmp_pat
     cli_env.update(SLOW_TICKS)
     log = tmp_path / "scheduler.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "headrace", "scheduler"], env=cli_env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "headrace", "scheduler"], env=cli_env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         wait_until(lambda: "at start:" in log.read_text(), 60, f"the scheduler to start; log: {log}")
         yield log
@@ -71,7 +72,7 @@ def test_a_cli_trigger_wakes_the_scheduler(scheduler: Path, cli: Cli, db: Databa
     for n in (1, 2, 3):  # the 2nd and 3rd come while it idles, long after its start-up passes
         r = cli("dags", "trigger", "wake_demo")
         assert r.code == 0, r.err
-        wait_until(lambda: run_states(db) == ["success"] * n, PROMPT, f"run {n} to succeed; log: {scheduler}")
+        wait_until(lambda n=n: run_states(db) == ["success"] * n, PROMPT, f"run {n} to succeed; log: {scheduler}")
 
 
 def test_an_unpause_wakes_the_scheduler(scheduler: Path, cli: Cli, db: Database) -> None:

@@ -52,10 +52,9 @@ def test_a_committed_notify_wakes_the_listener_once(db: Database, listener: Wake
 
 
 def test_a_rolled_back_notify_wakes_nobody(db: Database, listener: WakeListener) -> None:
-    with pytest.raises(RuntimeError):
-        with db.session() as session:
-            notify_scheduler(session)
-            raise RuntimeError("the change failed")
+    with pytest.raises(RuntimeError), db.session() as session:
+        notify_scheduler(session)
+        raise RuntimeError("the change failed")
     assert not woken(listener, QUIET)
 
 
@@ -119,8 +118,10 @@ def test_a_postgresql_listener_reconnects_after_losing_its_connection(pg_url: st
     assert listener is not None
     url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url, autocommit=True) as admin:
-        killed = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE datname = current_database() AND query = %s", (f"LISTEN {wakeup.CHANNEL}",))
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
+            (f"LISTEN {wakeup.CHANNEL}",),
+        )
         assert killed.fetchall() == [(True,)]
     assert woken(listener, WAIT)  # the broken connection counts as a wake: one may have been missed
     assert listener.fds() == []  # it reconnects only after RECONNECT_INTERVAL
