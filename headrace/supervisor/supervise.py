@@ -47,12 +47,12 @@ from headrace.logs.files import append_line, format_line, open_try_log, try_log_
 from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor import task_process
-from headrace.supervisor.handlers import TryTarget
 from headrace.supervisor.identity import ProcessIdentity, hostname
 from headrace.supervisor.limits import Limits, format_memory
 from headrace.db.outage import is_outage, retry_through_outage
 from headrace.supervisor.outcome import Outcome, apply, forget, keep, next_state
 from headrace.supervisor.request import TryRequest
+from headrace.supervisor.task_requests import TryTarget
 from headrace.supervisor.watch import Gate, TaskWatch, WatchResult, run_child
 
 log = logging.getLogger("headrace.supervisor")

@@ -35,9 +35,9 @@ from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor.fencing import die_with_parent
-from headrace.supervisor.handlers import TryTarget, handle
 from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree
 from headrace.supervisor.protocol import Ack, Error, LineBuffer, ProtocolError, TaskDone, decode_request, encode
+from headrace.supervisor.task_requests import TryTarget, handle
 
 log = logging.getLogger("headrace.supervisor")
 
