@@ -46,7 +46,15 @@ PR_SET_PDEATHSIG = 1
 FENCE_WAIT = 2.0
 """Seconds :func:`fence_try` waits for the killed processes to be gone."""
 
-_libc: ctypes.CDLL | None = None
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_libc = _load_libc()
+"""The C library, loaded once at import (in the fork server), not in every forked child."""
 
 
 def die_with_parent(parent_pid: int) -> bool:
@@ -59,12 +67,9 @@ def die_with_parent(parent_pid: int) -> bool:
     False where ``prctl`` is not available (not Linux): the scheduler-side
     fence still applies.
     """
-    global _libc
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        ok = bool(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
+        ok = _libc is not None and bool(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
+    except AttributeError:  # no prctl: not Linux
         ok = False
     if os.getppid() != parent_pid:
         os._exit(1)
