@@ -24,7 +24,7 @@ from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun, ImportError_, Lease
 from headrace.exceptions import DagNotFound
 
-# headrace.scheduler.runs and .actions (DAG deserialization, timetables) are imported by the commands that
+# headrace.scheduler.runs and .user_actions (DAG deserialization, timetables) are imported by the commands that
 # write, and the loop and executors by ``dags test`` alone: ``dags list`` should start quickly (headrace.cli.main).
 
 app = typer.Typer(help="List, trigger, backfill, pause and test DAGs.", no_args_is_help=True)
@@ -79,7 +79,7 @@ def list_import_errors(ctx: typer.Context) -> None:
 
 
 def _set_paused(ctx: typer.Context, dag_id: str, paused: bool) -> None:
-    from headrace.scheduler.actions import set_paused
+    from headrace.scheduler.user_actions import set_paused
 
     db = app_state(ctx).migrated_db()
     with db.session() as session:

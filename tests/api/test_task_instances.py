@@ -10,7 +10,7 @@ from sqlalchemy import select
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, TaskInstance
 from headrace.db.transitions import set_ti_state
-from headrace.scheduler.actions import clear_task_instances
+from headrace.scheduler.user_actions import clear_task_instances
 from headrace.states import TaskInstanceState as TI
 from tests.api.conftest import ClientAs, FinishedRun
 from tests.integration.helpers import run_scheduler_until_done, tries_per_ti

@@ -21,7 +21,7 @@ from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, TaskInstance
-from headrace.scheduler.actions import clear_task_instances
+from headrace.scheduler.user_actions import clear_task_instances
 from tests.cli.conftest import Cli
 from tests.integration.helpers import wait_until
 

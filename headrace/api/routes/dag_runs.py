@@ -16,7 +16,7 @@ from headrace.api.pagination import Page, count, page
 from headrace.api.routes.dags import get_dag
 from headrace.db.models import DagRun
 from headrace.exceptions import DagRunConfError, DagRunNotFound
-from headrace.scheduler.actions import mark_dag_run
+from headrace.scheduler.user_actions import mark_dag_run
 from headrace.scheduler.runs import trigger_dag
 from headrace.states import DagRunState
 from headrace.api.openapi import not_found

@@ -16,7 +16,7 @@ from headrace.api.pagination import Page, count, page
 from headrace.api.routes.dag_runs import get_run
 from headrace.db.models import DagRun, TaskInstance, TaskTry
 from headrace.exceptions import TaskNotFound
-from headrace.scheduler.actions import ClearResult, clear_task_instances, mark_task_instances
+from headrace.scheduler.user_actions import ClearResult, clear_task_instances, mark_task_instances
 from headrace.states import TaskInstanceState
 from headrace.api.openapi import not_found
 
