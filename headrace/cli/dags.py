@@ -20,6 +20,7 @@ from headrace.cli.common import (
     styled,
 )
 from headrace.cli.progress import RunWatcher, wait_for_runs
+from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun, ImportError_, Lease
 from headrace.exceptions import DagNotFound
@@ -43,8 +44,9 @@ def list_cmd(
             stmt = stmt.where(DagModel.is_active.is_(True))
         dags = list(session.scalars(stmt))
         n_errors = len(list(session.scalars(select(ImportError_.id))))
+        warnings = queries.dag_warnings(session, [d.dag_id for d in dags])
     table = Table(title=f"DAGs ({len(dags)})")
-    for column in ("dag_id", "schedule", "paused", "next run", "tags", "file"):
+    for column in ("dag_id", "schedule", "paused", "next run", "tags", "file", "warnings"):
         table.add_column(column, overflow="fold")
     for d in dags:
         table.add_row(
@@ -54,8 +56,12 @@ def list_cmd(
             fmt_time(d.next_logical_date),
             ", ".join(d.tags or []),
             d.fileloc,
+            "\n".join(f"[yellow]{w.message}[/]" for w in warnings.get(d.dag_id, [])) or "-",
         )
     console.print(table)
+    if warnings:
+        console.print(f"[yellow]{sum(map(len, warnings.values()))} DAG warning(s): arguments headrace accepts "
+                      "but does not act on yet, or default_args no task takes (see the warnings column)[/]")
     if n_errors:
         console.print(f"[red]{n_errors} DAG file(s) failed to import: headrace dags list-import-errors[/]")
 

@@ -167,3 +167,23 @@ def test_ps_flags_a_recorded_pid_that_is_gone(cli: Cli, db: Database) -> None:
     assert r.code == 0, r.err
     assert "MISMATCH: pid gone" in r.out
     assert f"{me.pid}" in r.out and "ok" in r.out  # the supervisor (this test process) is alive
+
+
+WARNED_DAG = """
+from headrace import DAG
+from headrace.operators import BashOperator
+
+with DAG("cli_warned", default_args={"email_on_failure": True, "no_task_takes_this": 1}):
+    BashOperator(task_id="t", bash_command="true", sla=60)
+"""
+
+
+def test_dags_list_shows_dag_warnings(cli: Cli, dags_folder: Path) -> None:
+    (dags_folder / "cli_warned.py").write_text(textwrap.dedent(WARNED_DAG))
+    assert cli("db", "migrate").code == 0
+    assert cli("dags", "test", "cli_warned").code == 0  # parses the folder (stores the warnings)
+    r = cli("dags", "list")
+    assert r.code == 0 and "cli_warned" in r.out
+    assert "DAG warning(s)" in r.out
+    for name in ("email_on_failure", "no_task_takes_this", "sla"):
+        assert name in r.out, r.out
