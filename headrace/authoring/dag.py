@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from headrace.authoring.graph import cycle_error, find_cycle, topological_order
 from headrace.authoring.schedules import UTC, Timetable, ensure_aware, make_timetable
-from headrace.exceptions import DagCycleError, DagDefinitionError, DuplicateTaskIdError, TaskNotFound
+from headrace.exceptions import DagDefinitionError, DuplicateTaskIdError, TaskNotFound
 from headrace.types import Callback
 
 if TYPE_CHECKING:
@@ -289,31 +290,9 @@ class DAG:
 
     # --- checks --------------------------------------------------------------
 
-    def _find_cycle(self) -> list[str] | None:
-        """Return one cycle as ``[a, b, c, a]``, or None (iterative DFS, stable order)."""
-        white, grey, black = 0, 1, 2
-        colour = dict.fromkeys(self.task_dict, white)
-        for root in self.task_dict:
-            if colour[root] != white:
-                continue
-            path: list[str] = [root]
-            iters: list[Iterator[str]] = [iter(sorted(self.task_dict[root].downstream_task_ids))]
-            colour[root] = grey
-            while iters:
-                nxt = next(iters[-1], None)
-                if nxt is None:
-                    colour[path.pop()] = black
-                    iters.pop()
-                    continue
-                if nxt not in colour:
-                    continue  # dangling reference; reported by validate()
-                if colour[nxt] == grey:
-                    return path[path.index(nxt):] + [nxt]
-                if colour[nxt] == white:
-                    colour[nxt] = grey
-                    path.append(nxt)
-                    iters.append(iter(sorted(self.task_dict[nxt].downstream_task_ids)))
-        return None
+    def _downstream(self) -> dict[str, set[str]]:
+        """Task id → downstream task ids, in insertion order (the input of :mod:`headrace.authoring.graph`)."""
+        return {tid: task.downstream_task_ids for tid, task in self.task_dict.items()}
 
     def validate(self) -> None:
         """Check the DAG: dependencies name tasks of this DAG, no cycle, schedule needs a start_date.
@@ -325,12 +304,9 @@ class DAG:
             for tid in task.upstream_task_ids | task.downstream_task_ids:
                 if tid not in self.task_dict:
                     self._fail(f"task {task.task_id!r} depends on {tid!r}, which is not in DAG {self.dag_id!r}")
-        cycle = self._find_cycle()
+        cycle = find_cycle(self._downstream())
         if cycle is not None:
-            raise DagCycleError(
-                f"DAG {self.dag_id!r} has a cycle {' → '.join(cycle)}",
-                fileloc=self.fileloc, lineno=self.lineno,
-            )
+            raise cycle_error(cycle, dag_id=self.dag_id, fileloc=self.fileloc, lineno=self.lineno)
         if self.schedule is not None and self.start_date is None:
             self._fail(f"DAG {self.dag_id!r} has schedule {self.timetable.summary!r} but no start_date")
         if self.start_date and self.end_date and self.end_date < self.start_date:
@@ -341,20 +317,8 @@ class DAG:
 
         Raises ``DagCycleError`` if there is a cycle.
         """
-        indegree = {tid: len(t.upstream_task_ids & self.task_dict.keys()) for tid, t in self.task_dict.items()}
-        position = {tid: i for i, tid in enumerate(self.task_dict)}
-        ready = [tid for tid, n in indegree.items() if n == 0]
-        order: list[BaseOperator] = []
-        while ready:
-            tid = ready.pop(0)
-            order.append(self.task_dict[tid])
-            for down in sorted(self.task_dict[tid].downstream_task_ids, key=position.__getitem__):
-                indegree[down] -= 1
-                if indegree[down] == 0:
-                    ready.append(down)
-        if len(order) != len(self.task_dict):
-            self.validate()
-        return order
+        ids = topological_order(self._downstream(), dag_id=self.dag_id, fileloc=self.fileloc, lineno=self.lineno)
+        return [self.task_dict[tid] for tid in ids]
 
 
 def current_dag() -> DAG | None:

@@ -10,25 +10,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from headrace.authoring import graph
 from headrace.dagfiles.serialization import SerializedDag
 from headrace.db.models import DagVersion
-
-
-def topological_order(sdag: SerializedDag) -> list[str]:
-    """Task ids with every task after all its upstream tasks (ties sorted by id)."""
-    indegree = {tid: len(t.upstream_task_ids & sdag.tasks.keys()) for tid, t in sdag.tasks.items()}
-    ready = sorted(tid for tid, n in indegree.items() if n == 0)
-    order: list[str] = []
-    while ready:
-        tid = ready.pop(0)
-        order.append(tid)
-        for down in sorted(sdag.tasks[tid].downstream_task_ids):
-            if down in indegree:
-                indegree[down] -= 1
-                if indegree[down] == 0:
-                    ready.append(down)
-    # A cycle cannot be stored (the processor rejects it); keep any leftovers, sorted, to be safe.
-    return order + sorted(set(sdag.tasks) - set(order))
 
 
 class DagCache:
@@ -46,8 +30,9 @@ class DagCache:
             if row is None:
                 raise KeyError(f"no dag_version with id {version_id}")
             sdag = SerializedDag.from_dict(row.serialized)
+            downstream = {tid: sdag.tasks[tid].downstream_task_ids for tid in sorted(sdag.tasks)}  # ties by id
+            self._orders[version_id] = graph.topological_order(downstream, dag_id=sdag.dag_id, fileloc=sdag.fileloc)
             self._dags[version_id] = sdag
-            self._orders[version_id] = topological_order(sdag)
         return sdag
 
     def order(self, session: Session, version_id: int) -> list[str]:
@@ -59,4 +44,4 @@ class DagCache:
         return len(self._dags)
 
 
-__all__ = ["DagCache", "topological_order"]
+__all__ = ["DagCache"]

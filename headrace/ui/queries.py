@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from headrace.authoring import graph
 from headrace.db.models import DagModel, DagRun, DagVersion
 from headrace.exceptions import DagNotFound, DagRunNotFound
 from headrace.states import DagRunState
@@ -51,21 +51,7 @@ def newest_runs(session: Session, dag_id: str, limit: int, offset: int = 0) -> l
 
 def topological_order(tasks: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Task ids of a serialized DAG's ``tasks`` so every task follows its upstream ones (ties by id)."""
-    indegree = {tid: len(set(t.get("upstream_task_ids", ())) & tasks.keys()) for tid, t in tasks.items()}
-    ready = deque(sorted(tid for tid, n in indegree.items() if n == 0))
-    order: list[str] = []
-    while ready:
-        tid = ready.popleft()
-        order.append(tid)
-        for down in sorted(tasks[tid].get("downstream_task_ids", ())):
-            if down in indegree:
-                indegree[down] -= 1
-                if indegree[down] == 0:
-                    ready.append(down)
-    if len(order) < len(tasks):  # a cycle cannot be serialized, but never lose a task
-        seen = set(order)
-        order += sorted(t for t in tasks if t not in seen)
-    return order
+    return graph.topological_order({tid: tasks[tid].get("downstream_task_ids", ()) for tid in sorted(tasks)})
 
 
 def current_serialized(session: Session, dag_id: str) -> dict[str, Any]:
