@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Annotated, Any, Literal
 
 from fastapi import Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from headrace.authoring.dag_warnings import UNSUPPORTED_ARGUMENT, UNUSED_DEFAULT_ARG
 from headrace.exceptions import InvalidRequest
 
 INT32_MAX = 2**31 - 1
@@ -85,6 +87,26 @@ class _In(BaseModel):
 # --- DAGs ---------------------------------------------------------------------------------
 
 
+class DagWarningType(str, Enum):
+    """Kinds of DAG warning (see ``headrace.authoring.dag_warnings``)."""
+
+    unsupported_argument = UNSUPPORTED_ARGUMENT
+    """An Airflow operator argument headrace does not support yet (given to a task or in ``default_args``)."""
+    unused_default_arg = UNUSED_DEFAULT_ARG
+    """A ``default_args`` key that no task of the DAG accepts."""
+
+
+class DAGWarningNote(_Out):
+    """One thing the DAG's author wrote that headrace ignores, as listed on its DAG."""
+
+    warning_type: str
+    """A :class:`DagWarningType` value: ``unsupported_argument`` or ``unused_default_arg``."""
+    message: str
+    """One line naming the argument (and the task it was given to)."""
+    timestamp: datetime
+    """When the DAG's file was parsed."""
+
+
 class DAG(_Out):
     """A DAG as last parsed."""
 
@@ -103,12 +125,27 @@ class DAG(_Out):
     next_logical_date: datetime | None
     next_run_after: datetime | None
     """When the scheduler creates the next scheduled run; None if none is due."""
+    warnings: list[DAGWarningNote]
+    """What the DAG's author wrote that headrace ignores (its DAG warnings), in parse order."""
 
 
 class DAGCollection(BaseModel):
     """A page of DAGs."""
 
     dags: list[DAG]
+    total_entries: int
+
+
+class DAGWarning(DAGWarningNote):
+    """A DAG warning (``GET /dagWarnings``): an argument the author of DAG ``dag_id`` wrote that headrace ignores."""
+
+    dag_id: str
+
+
+class DAGWarningCollection(BaseModel):
+    """A page of DAG warnings."""
+
+    dag_warnings: list[DAGWarning]
     total_entries: int
 
 

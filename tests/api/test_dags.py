@@ -1,11 +1,12 @@
-"""``/api/v1/dags``: list with filters and pages, get, pause, source, tasks."""
+"""``/api/v1/dags``: list with filters and pages, get, pause, source, tasks; each DAG's warnings."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
@@ -122,3 +123,69 @@ def test_source_of_a_deleted_file_is_404(api: TestClient, demo_dag: Settings) ->
     (demo_dag.dags_folder / "demo.py").unlink()
     r = api.get("/api/v1/dags/demo/source")
     assert r.status_code == 404 and "cannot be read" in r.json()["detail"]
+
+
+WARNED = """
+    from headrace import DAG
+    from headrace.operators import BashOperator, EmptyOperator
+
+    with DAG("warned", default_args={"email": ["ops@example.com"], "colour": "blue"}):
+        BashOperator(task_id="notify", bash_command="echo hi", email_on_failure=True)
+        EmptyOperator(task_id="quiet")
+"""
+"""DAG ``warned``: an unsupported operator argument, an unsupported and an unused ``default_args`` key."""
+
+WARNED_MESSAGES = [
+    "task 'notify': argument 'email_on_failure' is an Airflow operator argument headrace does not support yet; "
+    "it is ignored",
+    "default_args key 'colour' is accepted by no task of DAG 'warned'; it is ignored",
+    "default_args key 'email' is an Airflow operator argument headrace does not support yet; it is ignored",
+]
+
+
+def test_dags_carry_their_warnings(api: TestClient, client_as: ClientAs, demo_dag: Settings, db: Database) -> None:
+    write_dag(demo_dag, "warned.py", WARNED)
+    _more_dags(demo_dag, db)
+    body = api.get("/api/v1/dags").json()
+    by_id = {d["dag_id"]: d for d in body["dags"]}
+    assert by_id["demo"]["warnings"] == [] and by_id["batch_0"]["warnings"] == []
+    warned = by_id["warned"]["warnings"]
+    assert [w["message"] for w in warned] == WARNED_MESSAGES
+    assert [w["warning_type"] for w in warned] == ["unsupported_argument", "unused_default_arg",
+                                                    "unsupported_argument"]
+    assert all(w["timestamp"] == by_id["warned"]["last_parsed_at"] for w in warned)
+    assert set(warned[0]) == {"warning_type", "message", "timestamp"}
+
+    viewer = client_as("viewer")
+    assert viewer.get("/api/v1/dags/warned").json()["warnings"] == warned
+    assert viewer.get("/api/v1/dags/demo").json()["warnings"] == []
+    assert api.patch("/api/v1/dags/warned", json={"is_paused": True}).json()["warnings"] == warned
+    page = api.get("/api/v1/dags", params={"limit": 1, "offset": 4}).json()
+    assert [d["dag_id"] for d in page["dags"]] == ["warned"] and page["dags"][0]["warnings"] == warned
+
+
+def test_dags_list_reads_warnings_in_one_query(api: TestClient, demo_dag: Settings, db: Database) -> None:
+    write_dag(demo_dag, "warned.py", WARNED)
+    _more_dags(demo_dag, db)
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert api.get("/api/v1/dags").status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert sum("dag_warning" in s for s in statements) == 1, statements
+
+
+def test_a_fixed_file_drops_its_warnings(api: TestClient, demo_dag: Settings, db: Database) -> None:
+    path = write_dag(demo_dag, "warned.py", WARNED)
+    assert DagProcessor(demo_dag, db).refresh(datetime.now(UTC)).errors == 0
+    assert len(api.get("/api/v1/dags/warned").json()["warnings"]) == 3
+    fixed = WARNED.replace(", email_on_failure=True", "").replace('"colour": "blue"', '"retries": 1')
+    write_dag(demo_dag, "warned.py", fixed)
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 5))  # a new mtime even on a coarse clock
+    assert DagProcessor(demo_dag, db).refresh(datetime.now(UTC)).errors == 0
+    assert [w["message"] for w in api.get("/api/v1/dags/warned").json()["warnings"]] == [WARNED_MESSAGES[2]]

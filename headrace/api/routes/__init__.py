@@ -7,13 +7,26 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from headrace.api.routes import auth, health, metrics
 from headrace.api.routes import (
-    connections, dag_runs, dags, import_errors, logs, pools, task_instances, tries, variables, xcoms,
+    auth,
+    connections,
+    dag_runs,
+    dag_warnings,
+    dags,
+    health,
+    import_errors,
+    logs,
+    metrics,
+    pools,
+    task_instances,
+    tries,
+    variables,
+    xcoms,
 )
 
 API_ROUTERS: list[APIRouter] = [auth.router]
 API_ROUTERS += [dags.router, dag_runs.router, task_instances.router, tries.router, logs.router, xcoms.router,
-                pools.router, variables.router, connections.router, import_errors.router]  # REST resources
+                pools.router, variables.router, connections.router, import_errors.router,
+                dag_warnings.router]  # REST resources
 ROOT_ROUTERS: list[APIRouter] = [health.router]
 ROOT_ROUTERS += [metrics.router]  # Prometheus /metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -10,12 +11,12 @@ from sqlalchemy.orm import Session
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, require
+from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, page
 from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
-from headrace.db.models import DagModel
+from headrace.db.models import DagModel, DagWarning
 from headrace.exceptions import DagNotFound, NotFound
-from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["DAG"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
@@ -42,9 +43,18 @@ def current_dag(session: Session, dag_id: str) -> SerializedDag:
     return SerializedDag.from_dict(version.serialized)
 
 
-def dag_out(dag: DagModel) -> schemas.DAG:
-    """The API form of a ``dag`` row."""
-    return schemas.DAG.model_validate(dag)
+_DAG_COLUMNS = [name for name in schemas.DAG.model_fields if name != "warnings"]
+
+
+def dag_out(dag: DagModel, warnings: Sequence[DagWarning] = ()) -> schemas.DAG:
+    """The API form of a ``dag`` row with its ``dag_warning`` rows (``queries.dag_warnings``)."""
+    return schemas.DAG(**{name: getattr(dag, name) for name in _DAG_COLUMNS},
+                       warnings=[schemas.DAGWarningNote.model_validate(w) for w in warnings])
+
+
+def one_dag_out(session: Session, dag: DagModel) -> schemas.DAG:
+    """:func:`dag_out` of one DAG, its warnings read here."""
+    return dag_out(dag, queries.dag_warnings(session, [dag.dag_id]).get(dag.dag_id, ()))
 
 
 @router.get("/dags", response_model=schemas.DAGCollection, dependencies=[VIEWER])
@@ -69,14 +79,17 @@ def list_dags(
         if tags:
             wanted = set(tags)
             dags = [d for d in dags if wanted & set(d.tags or ())]
-        return schemas.DAGCollection(dags=[dag_out(d) for d in pg.slice(dags)], total_entries=len(dags))
+        shown = pg.slice(dags)
+        warnings = queries.dag_warnings(session, [d.dag_id for d in shown]) if shown else {}
+        return schemas.DAGCollection(dags=[dag_out(d, warnings.get(d.dag_id, ())) for d in shown],
+                                     total_entries=len(dags))
 
 
 @router.get("/dags/{dag_id}", response_model=schemas.DAG, dependencies=[VIEWER], responses=NOT_FOUND)
 def get_one_dag(dag_id: str, request: Request) -> schemas.DAG:
-    """One DAG."""
+    """One DAG, with its warnings."""
     with get_db(request).read_session() as session:
-        return dag_out(get_dag(session, dag_id))
+        return one_dag_out(session, get_dag(session, dag_id))
 
 
 @router.patch("/dags/{dag_id}", response_model=schemas.DAG, dependencies=[OPERATOR], responses=NOT_FOUND)
@@ -86,7 +99,7 @@ def patch_dag(dag_id: str, body: schemas.DAGPatch, request: Request) -> schemas.
         dag = get_dag(session, dag_id)
         dag.is_paused = body.is_paused
         session.flush()
-        return dag_out(dag)
+        return one_dag_out(session, dag)
 
 
 @router.get("/dags/{dag_id}/source", response_model=schemas.DAGSource, dependencies=[VIEWER], responses=NOT_FOUND)
@@ -135,4 +148,4 @@ def dag_task(dag_id: str, task_id: str, request: Request) -> schemas.Task:
     return task_out(sdag, task_id)
 
 
-__all__ = ["current_dag", "dag_out", "get_dag", "router", "task_out"]
+__all__ = ["current_dag", "dag_out", "get_dag", "one_dag_out", "router", "task_out"]
