@@ -1,7 +1,7 @@
 """The DAG list (``GET /``) and its data ``GET /ui/data/recent_runs`` (the last run states of every DAG).
 
 The page itself (``static/dags.js``) reads ``/api/v1/dags`` and ``/api/v1/importErrors`` too; it stays live
-while a recent run is unfinished.
+while a recent run is unfinished. A DAG with warnings (its ``warnings`` in ``/api/v1/dags``) gets a badge opening them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ data_router = APIRouter(prefix="/ui/data", tags=["ui"], dependencies=[Depends(re
 
 @router.get("/")
 def dag_list(request: Request) -> Response:
-    """The DAG list: recent run states, schedule, next run, pause toggle, tags, import errors banner."""
+    """The DAG list: recent run states, schedule, next run, pause toggle, tags, DAG warnings, import errors banner."""
     return page(request, "dags.html", title="DAGs", nav="dags")
 
 

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from headrace.api.auth import SESSION_USER, csrf_token, get_db
 from headrace.api.users import Principal, principal, role_allows
+from headrace.db import queries
 from headrace.db.models import DagModel, DagRun, User
 from headrace.exceptions import DagNotFound
 
@@ -96,12 +97,18 @@ def error_page(request: Request, status_code: int, message: str) -> Response:
 
 
 def dag_header(session: Session, dag_id: str) -> dict[str, Any] | None:
-    """What ``_dag_header.html`` needs about DAG ``dag_id``, or ``None`` for an unknown DAG."""
+    """What ``_dag_header.html`` needs about DAG ``dag_id``, or ``None`` for an unknown DAG.
+
+    ``warnings`` are the DAG's warnings as ``{"warning_type", "message"}`` dicts (what its author wrote that
+    headrace ignores); the header lists them.
+    """
     dag = session.get(DagModel, dag_id)
     if dag is None:
         return None
+    warnings = [{"warning_type": w.warning_type, "message": w.message}
+                for w in queries.dag_warnings(session, [dag_id]).get(dag_id, ())]
     return {"dag_id": dag_id, "is_paused": dag.is_paused, "schedule": dag.schedule, "fileloc": dag.fileloc,
-            "description": dag.description, "nav": "dags"}
+            "description": dag.description, "nav": "dags", "warnings": warnings}
 
 
 def dag_context(request: Request, dag_id: str) -> dict[str, Any]:
@@ -128,7 +135,7 @@ def dag_page_context(request: Request, dag_id: str, run_id: str | None) -> dict[
     ``missing`` is the message when the DAG (or the DAG run ``run_id``) is unknown, else ``None``.
     """
     ctx: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "nav": "dags", "missing": None, "dag_found": False,
-                           "is_paused": False, "schedule": None, "description": None}
+                           "is_paused": False, "schedule": None, "description": None, "warnings": []}
     with get_db(request).read_session() as session:
         header = dag_header(session, dag_id)
         if header is None:

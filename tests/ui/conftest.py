@@ -1,9 +1,10 @@
 """Fixtures for the browser tests: a real ``headrace standalone`` and Debian's Chromium driven by Playwright.
 
 ``system`` starts ``headrace standalone --port 0 --no-trigger`` in a fresh
-HEADRACE_HOME (SQLite) with two extra DAG files (``ui_params``, which has
-params, and ``ui_fails``, whose first task fails with a long error so the
-second is ``upstream_failed``), reads the printed URL and admin password, waits for ``/health`` to
+HEADRACE_HOME (SQLite) with three extra DAG files (``ui_params``, which has
+params, ``ui_fails``, whose first task fails with a long error so the
+second is ``upstream_failed``, and ``ui_warns``, whose author wrote Airflow
+arguments headrace ignores, so it has DAG warnings), reads the printed URL and admin password, waits for ``/health`` to
 answer 200 (database and scheduler up) and creates a viewer with the CLI.
 ``browser`` is a headless Chromium (``/usr/bin/chromium``, never a downloaded
 one); ``new_page(user)`` opens a page in a fresh context already logged in
@@ -71,6 +72,19 @@ FAILS_DAG = textwrap.dedent('''
 ''')
 
 
+WARNS_DAG = textwrap.dedent('''
+    """A DAG written for Airflow: arguments headrace ignores, each a DAG warning."""
+    from datetime import datetime
+
+    from headrace import DAG
+    from headrace.operators import BashOperator
+
+    with DAG(dag_id="ui_warns", schedule=None, start_date=datetime(2026, 1, 1), tags=["ui-test"],
+             default_args={"owner": "ops", "pager_channel": "#ops"}) as dag:
+        BashOperator(task_id="notify", bash_command="echo hi", email_on_failure=True)
+''')
+
+
 @dataclass
 class System:
     """A running ``headrace standalone``."""
@@ -110,6 +124,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     (home / "dags").mkdir()
     (home / "dags" / "ui_params.py").write_text(PARAMS_DAG)
     (home / "dags" / "ui_fails.py").write_text(FAILS_DAG)
+    (home / "dags" / "ui_warns.py").write_text(WARNS_DAG)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env.update({"HEADRACE_HOME": str(home), "COLUMNS": "400", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
     headrace = [sys.executable, "-m", "headrace"]
@@ -140,7 +155,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         subprocess.run([*headrace, "users", "create", VIEWER[0], "--role", "viewer", "--password", VIEWER[1]],
                        env=env, check=True, capture_output=True, text=True, timeout=60)
         sut = System(url=url, admin=(user, password), home=home, env=env, proc=proc, output=lines)
-        for dag_id in ("ui_params", "ui_fails"):
+        for dag_id in ("ui_params", "ui_fails", "ui_warns"):
             _wait_for(lambda: sut.rest("GET", f"/api/v1/dags/{dag_id}").status_code == 200,  # noqa: B023
                       f"DAG {dag_id} parsed", lines, deadline)
         yield sut

@@ -1,10 +1,22 @@
 // DAG list: /api/v1/dags + /ui/data/recent_runs + /api/v1/importErrors; live while a recent run is unfinished.
+// A DAG with warnings (arguments headrace ignores) gets a badge that opens their list.
 (function () {
   "use strict";
   const { api, poll, act, esc, enc, fmtDate, canOperate } = window.hr;
   const tbody = document.querySelector("#dags tbody");
   const filter = document.getElementById("filter");
   const onlyActive = document.getElementById("only-active");
+  const openWarnings = new Set();  // dag_ids whose warning list is open: kept open across refreshes
+
+  function warnings(d) {
+    const list = d.warnings || [];
+    if (!list.length) return "";
+    const n = `${list.length} warning${list.length === 1 ? "" : "s"}`;
+    return `<details class="dag-warn-list" data-dag-id="${esc(d.dag_id)}" ${openWarnings.has(d.dag_id) ? "open" : ""}>
+      <summary class="warn-badge" title="${esc(list.map(w => w.message).join("\n"))}">&#9888; ${n}</summary>
+      <ul>${list.map(w => `<li data-warning-type="${esc(w.warning_type)}">${esc(w.message)}</li>`).join("")}</ul>
+    </details>`;
+  }
 
   function squares(runs, dagId) {
     return (runs || []).map(([runId, state]) =>
@@ -18,7 +30,8 @@
           data-dag-id="${esc(d.dag_id)}" ${d.is_paused ? "" : "checked"} ${canOperate ? "" : "disabled"}
           aria-label="${esc(d.dag_id)} active"><span class="knob"></span></label></td>
       <td><a href="/dags/${enc(d.dag_id)}/grid"><b>${esc(d.dag_id)}</b></a>
-          ${d.description ? `<div class="muted" style="font-size:12px">${esc(d.description)}</div>` : ""}</td>
+          ${d.description ? `<div class="muted" style="font-size:12px">${esc(d.description)}</div>` : ""}
+          ${warnings(d)}</td>
       <td class="recent">${squares(runs, d.dag_id)}</td>
       <td><code>${esc(d.schedule || "None")}</code></td>
       <td>${esc(fmtDate(d.next_run_after || d.next_logical_date)) || '<span class="muted">—</span>'}</td>
@@ -59,6 +72,11 @@
   let t = null;
   filter.addEventListener("input", () => { clearTimeout(t); t = setTimeout(start, 250); });
   onlyActive.addEventListener("change", start);
+  tbody.addEventListener("toggle", (ev) => {  // toggle does not bubble: listen in the capture phase
+    const box = ev.target.closest && ev.target.closest(".dag-warn-list");
+    if (!box) return;
+    if (box.open) openWarnings.add(box.dataset.dagId); else openWarnings.delete(box.dataset.dagId);
+  }, true);
   tbody.addEventListener("change", async (ev) => {
     const box = ev.target.closest(".pause-toggle");
     if (!box) return;
