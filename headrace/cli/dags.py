@@ -210,8 +210,8 @@ def test(
     """
     from headrace.executors import make_executor
     from headrace.scheduler import loop
-    from headrace.scheduler.__main__ import make_processor
     from headrace.scheduler.runs import trigger_dag
+    from headrace.scheduler.start import make_processor
 
     state = app_state(ctx)
     settings = state.settings

@@ -9,7 +9,6 @@ scheduler's own steps, is in :mod:`headrace.cli.dags`.)
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 import typer
@@ -18,37 +17,21 @@ from sqlalchemy import select
 from headrace.api.users import create_user, new_password
 from headrace.cli.common import app_state, console
 from headrace.cli.progress import RunWatcher
-from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.migrate import migrate
 from headrace.db.models import DagRun, User
-from headrace.executors import make_executor
-from headrace.observability.metrics import SchedulerMetrics, start_scheduler_metrics_server
-from headrace.scheduler import loop
-from headrace.scheduler.__main__ import make_processor
+from headrace.observability.metrics import SchedulerMetrics
 from headrace.scheduler.runs import trigger_dag
+from headrace.scheduler.start import make_processor, run_scheduler, setup_logging
 
 EXAMPLE_PIPELINE = "example_penguins_report"
-
-
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.get("logging", "logging_level"),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def scheduler(ctx: typer.Context) -> None:
     """Run the scheduler and the DAG processor until SIGTERM or Ctrl-C."""
     state = app_state(ctx)
-    _setup_logging(state.settings)
-    db = state.migrated_db()
-    metrics = SchedulerMetrics()
-    start_scheduler_metrics_server(metrics.registry, int(state.settings.get("metrics", "scheduler_port")),
-                                   str(state.settings.get("metrics", "scheduler_host")))
-    loop.run(state.settings, db, make_executor(state.settings), processor=make_processor(state.settings, db),
-             listeners=[metrics])
+    setup_logging(state.settings)
+    run_scheduler(state.settings, state.migrated_db())
 
 
 def api_server(
@@ -59,7 +42,7 @@ def api_server(
     """Serve the REST API, the web UI and /metrics until Ctrl-C."""
     from headrace.api.server import serve  # FastAPI/uvicorn cost ~0.6 s to import: only the commands that serve pay it
     state = app_state(ctx)
-    _setup_logging(state.settings)
+    setup_logging(state.settings)
     db = state.migrated_db()
     shown_host = host or state.settings.get("api", "host")
     console.print(f"headrace api-server on http://{shown_host}:{port if port is not None else state.settings.get('api', 'port')}")
@@ -88,7 +71,7 @@ def standalone(
     """Migrate, load the example DAGs, serve the UI, trigger the example pipeline once, run the scheduler."""
     state = app_state(ctx)
     settings = state.settings.with_overrides({"core": {"load_examples": True}})
-    _setup_logging(settings)
+    setup_logging(settings)
     db = state.db
     revision = migrate(db, default_pool_slots=settings.get("core", "default_pool_slots"))
     url = db.engine.url.render_as_string(hide_password=True)
@@ -97,11 +80,12 @@ def standalone(
     console.print(f"  dags       {settings.dags_folder} + bundled examples")
     console.print(f"  logs       {settings.base_log_folder}")
     console.print(f"  executor   {settings.executor}, parallelism {settings.parallelism}")
-    metrics = SchedulerMetrics()
+    metrics: SchedulerMetrics | None = None  # without the UI, run_scheduler serves them on metrics.scheduler_port
     if ui:
         from headrace.api.server import start_in_thread  # see api_server: FastAPI is imported only to serve
 
         created = ensure_admin(db)
+        metrics = SchedulerMetrics()
         server = start_in_thread(settings, db, port=port, metrics_registry=metrics.registry)
         console.print(f"  web UI     [bold]{server.url}[/]  (REST API {server.url}/api/v1, metrics {server.url}/metrics)")
         if created is not None:
@@ -109,9 +93,6 @@ def standalone(
                           "`headrace users set-password admin` makes a new one)")
         else:
             console.print("  login      an admin exists already; `headrace users set-password admin` resets a password")
-    else:
-        start_scheduler_metrics_server(metrics.registry, int(settings.get("metrics", "scheduler_port")),
-                                       str(settings.get("metrics", "scheduler_host")))
     processor = make_processor(settings, db)
     stats = processor.refresh(datetime.now(UTC))
     console.print(f"  parsed     {stats.files_parsed} file(s): {stats.dags} DAG(s), {stats.errors} import error(s)")
@@ -135,4 +116,4 @@ def standalone(
             console.print("scheduler keeps running; Ctrl-C to stop")
 
         watcher = RunWatcher(db, run_pk, on_end=report)
-    loop.run(settings, db, make_executor(settings), processor=processor, after_loop=watcher, listeners=[metrics])
+    run_scheduler(settings, db, processor=processor, metrics=metrics, after_loop=watcher)

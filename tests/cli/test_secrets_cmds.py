@@ -10,7 +10,7 @@ from sqlalchemy import text
 from headrace.config import Settings
 from headrace.crypto import Encryptor
 from headrace.db.engine import Database
-from headrace.scheduler.__main__ import make_processor
+from headrace.scheduler.start import make_processor
 from headrace.secrets_store import get_connection, get_variable
 
 from tests.cli.conftest import Cli

@@ -20,7 +20,7 @@ from headrace.doctor.findings import Area, Severity
 from headrace.doctor.latency import measure_db_latency, measure_delay, scheduler_findings
 from headrace.doctor.parsing import parse_findings
 from headrace.observability.metrics import SchedulerMetrics
-from headrace.scheduler.__main__ import make_processor
+from headrace.scheduler.start import make_processor
 from headrace.supervisor.identity import hostname
 from tests.doctor.rows import NOW, Runs, add_scheduler_job, at
 

@@ -23,8 +23,8 @@ from headrace.db.models import DagRun
 from headrace.executors import make_executor
 from headrace.observability.listener import Listener
 from headrace.scheduler import loop
-from headrace.scheduler.__main__ import make_processor
 from headrace.scheduler.runs import trigger_dag
+from headrace.scheduler.start import make_processor
 from tests.supervisor.tryrows import poll
 
 
