@@ -22,7 +22,8 @@ from headrace.scheduler import loop
 from headrace.scheduler.runs import trigger_dag
 from headrace.webapp import start_in_thread
 from tests.api.conftest import PASSWORD, ClientAs, FinishedRun
-from tests.integration.helpers import FAST, wait_until, write_dag
+from tests.integration.helpers import FAST, write_dag
+from tests.waiting import wait_until
 
 SECRET = "s3cr3t-pa55word"  # printed by the demo DAG's extract task
 

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from sqlalchemy import func, select
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, TaskInstance, TaskTry
+from tests.waiting import wait_until
 
 Cli = Any  # the `cli` fixture in conftest.py
 
@@ -28,15 +28,6 @@ from headrace.operators import BashOperator
 with DAG("cli_daily", schedule="@daily", start_date=datetime(2026, 1, 1), catchup=False):
     BashOperator(task_id="say", bash_command="echo interval {{ data_interval_start }} to {{ data_interval_end }}")
 '''
-
-
-def _wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
@@ -59,7 +50,7 @@ def test_standalone_runs_the_example_pipeline(cli_env: dict[str, str], settings:
                 states = s.scalars(select(DagRun.state).where(DagRun.run_type == "manual")).all()
             return bool(states) and states[0] in ("success", "failed")
 
-        _wait_for(manual_run_done, 120, "the triggered example pipeline")
+        wait_until(manual_run_done, 120, "the triggered example pipeline", interval=0.2)
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
@@ -82,7 +73,7 @@ def test_trigger_wait_and_backfill(cli: Cli, scheduler: subprocess.Popen[bytes],
     def parsed() -> bool:
         return "cli_daily" in cli("dags", "list").out
 
-    _wait_for(parsed, 60, "the DAG file to be parsed")
+    wait_until(parsed, 60, "the DAG file to be parsed", interval=0.2)
     r = cli("dags", "trigger", "cli_daily", "--conf", '{"who": "test"}', "--wait")
     assert r.code == 0, r.out + r.err
     assert "finished: success" in r.out

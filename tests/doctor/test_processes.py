@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 
 import psutil
@@ -17,6 +16,7 @@ from headrace.db.models import SchedulerJob
 from headrace.doctor.findings import Area, Severity
 from headrace.doctor.processes import headrace_image, load_running, process_findings, try_findings
 from tests.doctor.rows import Runs, add_scheduler_job, create_time, sleeper, stop
+from tests.waiting import wait_until
 
 
 def test_headrace_image_reads_command_lines() -> None:
@@ -96,10 +96,7 @@ def test_no_running_tries_is_ok(db: Database, settings: Settings) -> None:
 def _wait_exec(pid: int, module: str, timeout: float = 60.0) -> None:
     """Poll until child ``pid`` runs ``python -m <module>`` (right after fork it still shows this process's
     command line, which the doctor would not recognise); fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while module not in psutil.Process(pid).cmdline():
-        assert time.monotonic() < deadline, f"pid {pid} did not exec {module} within {timeout} s"
-        time.sleep(0.01)
+    wait_until(lambda: module in psutil.Process(pid).cmdline(), timeout, f"pid {pid} to exec {module}")
 
 
 def test_fork_server_unexplained_then_explained_by_its_scheduler_job(db: Database, settings: Settings) -> None:

@@ -17,7 +17,8 @@ from headrace.executors import LocalExecutor, make_executor
 from headrace.executors.base import ExecutorEvent
 from headrace.supervisor.identity import ProcessIdentity
 
-from tests.supervisor.tryrows import create_run, poll, queue_try, ti_row, try_row, write_dag
+from tests.supervisor.tryrows import create_run, queue_try, ti_row, try_row, write_dag
+from tests.waiting import wait_until
 
 
 def _drain(executor: LocalExecutor, want: int, timeout: float = 45.0) -> list[ExecutorEvent]:
@@ -104,7 +105,7 @@ def test_fork_server_exits_when_idle(db: Database, settings: Settings, tmp_path:
         executor.sync()
         return executor.server_pid is None
 
-    poll(server_gone, timeout=10, what="fork server idle exit")
+    wait_until(server_gone, timeout=10, what="fork server idle exit")
     assert executor.fileno() is None
     assert not psutil.pid_exists(server_pid)
     assert _forkservers_of_this_process() == []
@@ -130,7 +131,7 @@ def test_supervisors_outlive_the_fork_server(db: Database, settings: Settings, t
     executor = LocalExecutor(settings)
     request = queue_try(db, create_run(db, dag_file, "gated"), "t", dag_file)
     executor.queue(request)
-    row = poll(lambda: (r := try_row(db, request.ti_id, 1)) is not None and r.pid and r, what="task started")
+    row = wait_until(lambda: (r := try_row(db, request.ti_id, 1)) is not None and r.pid and r, what="task started")
     supervisor = ProcessIdentity(row.hostname, row.supervisor_pid, row.supervisor_start_time)
     assert supervisor.is_alive()
     server_pid = executor.server_pid
@@ -140,7 +141,7 @@ def test_supervisors_outlive_the_fork_server(db: Database, settings: Settings, t
     assert supervisor.is_alive()
     assert executor.open_slots() == settings.parallelism - 1
     gate.touch()
-    event = poll(lambda: executor.sync(), what="orphaned supervisor reported")
+    event = wait_until(lambda: executor.sync(), what="orphaned supervisor reported")
     assert event == [ExecutorEvent(request.ti_id, 1, "exited", None)]
     ti = ti_row(db, request.ti_id)
     assert (ti.state, ti.end_reason) == ("success", "success")

@@ -56,14 +56,6 @@ def tries_per_ti(db: Database) -> dict[str, list[int]]:
         return out
 
 
-def wait_until(predicate: object, timeout: float, what: str) -> None:
-    """Poll ``predicate()`` every 50 ms until true; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
-
-
 def run_scheduler_until_done(settings: Settings, db: Database, *, timeout: float = 60) -> None:
     """Run the scheduler loop in this thread until every DAG run has finished (or fail after ``timeout``)."""
     stop = threading.Event()

@@ -11,7 +11,9 @@ from headrace.db.engine import Database
 from headrace.db.models import TaskTry
 from tests.faults.scenario import alive
 
-from .helpers import FAST, parse_and_trigger, run_scheduler_until_done, run_states, ti_states, wait_until, write_dag
+from tests.waiting import wait_until
+
+from .helpers import FAST, parse_and_trigger, run_scheduler_until_done, run_states, ti_states, write_dag
 
 
 def test_scheduler_fails_a_run_past_its_dagrun_timeout(settings: Settings, db: Database, tmp_path: Path) -> None:

@@ -14,7 +14,9 @@ from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import Lease, TaskInstance, TaskTry
 
-from .helpers import FAST, parse_and_trigger, run_states, tries_per_ti, wait_until, write_dag
+from tests.waiting import wait_until
+
+from .helpers import FAST, parse_and_trigger, run_states, tries_per_ti, write_dag
 
 
 def start_scheduler(settings: Settings, log: Path) -> subprocess.Popen[bytes]:

@@ -25,7 +25,6 @@ from headrace.observability.listener import Listener
 from headrace.scheduler import loop
 from headrace.scheduler.runs import trigger_dag
 from headrace.scheduler.start import make_processor
-from tests.supervisor.tryrows import poll
 
 
 def write_dag(settings: Settings, name: str, source: str) -> None:
@@ -72,11 +71,6 @@ def runs_of(db: Database, dag_id: str) -> list[DagRun]:
         rows = list(session.scalars(select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.id)))
         session.expunge_all()
     return rows
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll ``condition`` until it returns something truthy (returned) or fail after ``timeout`` s."""
-    return poll(condition, timeout)
 
 
 @pytest.fixture

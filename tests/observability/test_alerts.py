@@ -19,7 +19,9 @@ from headrace.observability.listener import TryInfo
 from headrace.observability.notifications import Alert, AlertConfig, Notifier, write
 from headrace.scheduler import loop
 
-from .conftest import WebhookReceiver, run_dag, wait_for, write_dag
+from tests.waiting import wait_until
+
+from .conftest import WebhookReceiver, run_dag, write_dag
 
 FLAKY = """
     from datetime import timedelta
@@ -153,6 +155,6 @@ def test_task_callbacks_from_default_args_and_dag_callbacks(settings: Settings, 
             PythonOperator(task_id="flaky", python_callable=fail, retries=1)
     """)
     assert run_dag(settings, db, "callbacks").state == "failed"
-    lines = wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 4
-                     and sorted(out.read_text().splitlines()))
+    lines = wait_until(lambda: out.exists() and len(out.read_text().splitlines()) == 4
+                       and sorted(out.read_text().splitlines()), 30, "the four callbacks' lines")
     assert lines == ["dag_failure manual", "failure flaky:2", "retry flaky:1", "success ok:1"]

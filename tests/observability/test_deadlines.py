@@ -27,7 +27,9 @@ from headrace.states import TaskInstanceState as TI
 from headrace.testing import FakeClock
 
 from tests.scheduler.conftest import FakeExecutor, move_ti, tis
-from .conftest import wait_for, write_dag
+from tests.waiting import wait_until
+
+from .conftest import write_dag
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -127,7 +129,7 @@ def test_scheduler_chore_checks_deadlines_once_across_restarts(settings: Setting
     for restart in range(3):  # three scheduler lifetimes on the same DB; the queued run never starts
         run(settings.with_overrides({"core": {"max_active_runs_per_dag": 1}}), db, FakeExecutor(db, slots=0),
             clock=FakeClock(NOW + timedelta(minutes=restart)), num_loops=3)
-    wait_for(lambda: len(lines(out)) >= 1)
+    wait_until(lambda: len(lines(out)) >= 1, 30, "a line from the callback")
     with db.session() as session:
         assert [(m.run_id, m.task_id) for m in session.scalars(select(DeadlineMiss))] == [("overdue", "")]
     assert lines(out) == [f"deadline_missed None {(NOW - timedelta(hours=1, minutes=30)).isoformat()}"]

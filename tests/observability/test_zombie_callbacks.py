@@ -20,7 +20,9 @@ from headrace.supervisor.identity import hostname
 from headrace.testing import FakeClock
 from tests.scheduler.conftest import NOW, FakeExecutor, move_ti, tis
 
-from .conftest import wait_for, write_dag
+from tests.waiting import wait_until
+
+from .conftest import write_dag
 
 
 def test_zombie_runs_task_callbacks_once_and_emits(settings: Settings, db: Database, tmp_path: Path) -> None:
@@ -72,10 +74,10 @@ def test_zombie_runs_task_callbacks_once_and_emits(settings: Settings, db: Datab
         run(settings, db, FakeExecutor(db, slots=0), clock=FakeClock(NOW + timedelta(seconds=restart)),
             num_loops=2, listeners=[Recorder()])
     assert tis(db)["final"].state == "failed" and tis(db)["again"].state == "up_for_retry"
-    lines = wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 2
-                     and sorted(out.read_text().splitlines()))
+    lines = wait_until(lambda: out.exists() and len(out.read_text().splitlines()) == 2
+                       and sorted(out.read_text().splitlines()), 30, "the two callbacks' lines")
     assert lines == ["failure final 1 RuntimeError", "retry again 1 RuntimeError"]
-    wait_for(lambda: "callback failure ran" in log_file.read_text())  # output goes to the try's log
+    wait_until(lambda: "callback failure ran" in log_file.read_text(), 30, "the failure callback in the try's log")  # output goes to the try's log
     assert sorted((kind, i.task_id, i.state, i.end_reason) for kind, i in seen) == [
         ("finished", "again", "up_for_retry", "zombie"), ("finished", "final", "failed", "zombie"),
         ("zombie", "again", "up_for_retry", "zombie"), ("zombie", "final", "failed", "zombie")]

@@ -13,7 +13,8 @@ from headrace.db.transitions import set_ti_state
 from headrace.states import TaskInstanceState as TI
 from headrace.supervisor.supervise import warm_up
 
-from tests.supervisor.tryrows import fork_supervisor, make_try, poll, ti_row, try_row, wait_exit, write_dag
+from tests.supervisor.tryrows import fork_supervisor, make_try, ti_row, try_row, wait_exit, write_dag
+from tests.waiting import wait_until
 
 
 @pytest.mark.parametrize(("new_state", "ignores_sigterm"), [("failed", False), ("success", True)])
@@ -37,7 +38,7 @@ def test_marking_a_running_try_stops_its_process_tree(
     """)
     request = make_try(db, dag_file, "marked", "t")
     supervisor = fork_supervisor(settings, request)
-    task_pid, child_pid = map(int, poll(lambda: pids.exists() and pids.read_text().count(" ") == 1
+    task_pid, child_pid = map(int, wait_until(lambda: pids.exists() and pids.read_text().count(" ") == 1
                                         and pids.read_text(), what="task pids").split())
     processes = [psutil.Process(task_pid), psutil.Process(child_pid)]
 

@@ -14,7 +14,8 @@ from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.executors.sequential import child_environment, supervisor_command
 
-from tests.supervisor.tryrows import fork_supervisor, make_try, poll, requeue, ti_row, try_row, wait_exit, write_dag
+from tests.supervisor.tryrows import fork_supervisor, make_try, requeue, ti_row, try_row, wait_exit, write_dag
+from tests.waiting import wait_until
 
 MIB = 1024 * 1024
 
@@ -62,8 +63,8 @@ def test_sigkill_from_outside_then_next_try_records_its_true_pid(
     """)
     request = make_try(db, dag_file, "kill", "t")
     supervisor = fork_supervisor(settings, request)
-    first_pid = int(poll(lambda: (pid_dir / "1").exists() and (pid_dir / "1").read_text(), what="try 1 pid"))
-    row = poll(lambda: (r := try_row(db, request.ti_id, 1)) is not None and r.pid is not None and r, what="pid row")
+    first_pid = int(wait_until(lambda: (pid_dir / "1").exists() and (pid_dir / "1").read_text(), what="try 1 pid"))
+    row = wait_until(lambda: (r := try_row(db, request.ti_id, 1)) is not None and r.pid is not None and r, what="pid row")
     assert row.pid == first_pid
     os.kill(first_pid, signal.SIGKILL)
     assert wait_exit(supervisor) == 0
@@ -93,8 +94,8 @@ def test_supervisor_sigterm_stops_the_task_tree(db: Database, settings: Settings
     """)
     request = make_try(db, dag_file, "term", "b")
     supervisor = fork_supervisor(settings, request)
-    sleep_pid = int(poll(lambda: sleeper.exists() and sleeper.read_text().strip(), what="sleep pid"))
-    poll(lambda: (r := try_row(db, request.ti_id, 1)) is not None and r.pid, what="pid row")
+    sleep_pid = int(wait_until(lambda: sleeper.exists() and sleeper.read_text().strip(), what="sleep pid"))
+    wait_until(lambda: (r := try_row(db, request.ti_id, 1)) is not None and r.pid, what="pid row")
     os.kill(supervisor, signal.SIGTERM)
     assert wait_exit(supervisor) == 0
     row = try_row(db, request.ti_id, 1)

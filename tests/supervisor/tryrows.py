@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import textwrap
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select, update
 
@@ -120,18 +118,6 @@ def wait_exit(pid: int, timeout: float = 30.0) -> int:
 def run_supervisor(settings: Settings, request: TryRequest, timeout: float = 30.0) -> int:
     """Run ``supervise`` in a forked child to the end; return its exit code."""
     return wait_exit(fork_supervisor(settings, request), timeout)
-
-
-def poll(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Call ``predicate`` until it returns something truthy (returned), else fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def ti_row(db: Database, ti_id: int) -> TaskInstance:
