@@ -256,7 +256,7 @@ def set_paused(session: Session, dag_id: str, paused: bool) -> DagModel:
     """
     dag = session.get(DagModel, dag_id)
     if dag is None:
-        raise DagNotFound(f"DAG {dag_id!r} not found; see `headrace dags list`", dag_id=dag_id)
+        raise DagNotFound(f"DAG {dag_id!r} not found", dag_id=dag_id)
     if dag.is_paused != paused:
         dag.is_paused = paused
         session.flush()

@@ -17,6 +17,7 @@ from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
 from headrace.db.models import DagModel, DagWarning
 from headrace.exceptions import DagNotFound, NotFound
+from headrace.scheduler.user_actions import set_paused
 
 router = APIRouter(tags=["DAG"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
@@ -96,9 +97,8 @@ def get_one_dag(dag_id: str, request: Request) -> schemas.DAG:
 def patch_dag(dag_id: str, body: schemas.DAGPatch, request: Request) -> schemas.DAG:
     """Pause or unpause a DAG (operator). A paused DAG gets no new scheduled runs and starts no queued ones."""
     with get_db(request).session() as session:
-        dag = get_dag(session, dag_id)
-        dag.is_paused = body.is_paused
-        session.flush()
+        get_dag(session, dag_id)  # the API's 404 for an unknown DAG
+        dag = set_paused(session, dag_id, body.is_paused)  # wakes the scheduler, as the CLI's pause does
         return one_dag_out(session, dag)
 
 
