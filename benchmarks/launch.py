@@ -36,7 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-from sqlalchemy import func, select as sql_select
+from sqlalchemy import func
+from sqlalchemy import select as sql_select
 
 from headrace.config import load_settings
 from headrace.dagfiles.loader import load_dags
@@ -49,7 +50,7 @@ from headrace.supervisor.request import TryRequest
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
-DAG_TEMPLATE = '''
+DAG_TEMPLATE = """
 import os, time
 from datetime import datetime
 from headrace import DAG
@@ -64,7 +65,7 @@ def noop(ti):
 with DAG("bench_launch", schedule=None, start_date=datetime(2026, 1, 1), max_active_tasks=100000):
     for i in range({n}):
         PythonOperator(task_id=f"t{{i:04d}}", python_callable=noop)
-'''
+"""
 
 
 def _create_rows(db: Database, dag_file: Path, n: int) -> list[TryRequest]:
@@ -72,26 +73,57 @@ def _create_rows(db: Database, dag_file: Path, n: int) -> list[TryRequest]:
     serialized = serialize_dag(dag)
     now = datetime.now(UTC)
     with db.session() as session:
-        version = DagVersion(dag_id=dag.dag_id, version_hash=dag_hash(serialized), serialized=serialized,
-                             created_at=now)
+        version = DagVersion(
+            dag_id=dag.dag_id, version_hash=dag_hash(serialized), serialized=serialized, created_at=now
+        )
         session.add(version)
         session.flush()
-        run = DagRun(dag_id=dag.dag_id, run_id="manual__bench", run_type="manual", logical_date=now,
-                     data_interval_start=now, data_interval_end=now, state="running", conf={},
-                     dag_version_id=version.id, queued_at=now, start_date=now)
+        run = DagRun(
+            dag_id=dag.dag_id,
+            run_id="manual__bench",
+            run_type="manual",
+            logical_date=now,
+            data_interval_start=now,
+            data_interval_end=now,
+            state="running",
+            conf={},
+            dag_version_id=version.id,
+            queued_at=now,
+            start_date=now,
+        )
         session.add(run)
         session.flush()
         tis = []
         for task in dag.tasks:
-            ti = TaskInstance(dag_run_id=run.id, dag_id=dag.dag_id, run_id=run.run_id, task_id=task.task_id,
-                              state="queued", try_number=1, max_tries=task.retries, queued_at=now,
-                              priority_weight=task.priority_weight, pool=task.pool, queue=task.queue)
+            ti = TaskInstance(
+                dag_run_id=run.id,
+                dag_id=dag.dag_id,
+                run_id=run.run_id,
+                task_id=task.task_id,
+                state="queued",
+                try_number=1,
+                max_tries=task.retries,
+                queued_at=now,
+                priority_weight=task.priority_weight,
+                pool=task.pool,
+                queue=task.queue,
+            )
             session.add(ti)
             tis.append(ti)
         session.flush()
-        return [TryRequest(ti_id=ti.id, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, try_number=1,
-                           fileloc=str(dag_file), queue=ti.queue, priority_weight=ti.priority_weight)
-                for ti in tis]
+        return [
+            TryRequest(
+                ti_id=ti.id,
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                try_number=1,
+                fileloc=str(dag_file),
+                queue=ti.queue,
+                priority_weight=ti.priority_weight,
+            )
+            for ti in tis
+        ]
 
 
 def _run_batch(executor: LocalExecutor, requests: list[TryRequest]) -> tuple[dict[str, float], float, float]:
@@ -163,11 +195,13 @@ def bench(url: str, home: Path, n: int, parallelism: int) -> None:
             latencies.append((float(mark.read_text()) - t0) * 1000)
     measured_ids = [r.ti_id for r in measured]
     with db.session() as session:
-        task_cpu = session.scalar(
-            sql_select(func.sum(TaskTry.cpu_seconds)).where(TaskTry.task_instance_id.in_(measured_ids))
-        ) or 0.0
+        task_cpu = (
+            session.scalar(sql_select(func.sum(TaskTry.cpu_seconds)).where(TaskTry.task_instance_id.in_(measured_ids)))
+            or 0.0
+        )
         states = session.execute(
-            sql_select(TaskTry.state, func.count()).where(TaskTry.task_instance_id.in_(measured_ids))
+            sql_select(TaskTry.state, func.count())
+            .where(TaskTry.task_instance_id.in_(measured_ids))
             .group_by(TaskTry.state)
         ).all()
     db.dispose()
@@ -176,14 +210,20 @@ def bench(url: str, home: Path, n: int, parallelism: int) -> None:
     supervisor = children - task_cpu
     me = (self_after.ru_utime + self_after.ru_stime) - (self_before.ru_utime + self_before.ru_stime)
     ms = 1000.0 / n
-    print(f"db={'sqlite' if url.startswith('sqlite') else 'postgresql'} tries={n} parallelism={parallelism} "
-          f"fork server pid {server_pid}; outcomes {dict(states)}")
-    print(f"queue->task-start latency: median {statistics.median(latencies):.1f} ms, "
-          f"p90 {_pct(latencies, 0.9):.1f} ms (n={len(latencies)})")
+    print(
+        f"db={'sqlite' if url.startswith('sqlite') else 'postgresql'} tries={n} parallelism={parallelism} "
+        f"fork server pid {server_pid}; outcomes {dict(states)}"
+    )
+    print(
+        f"queue->task-start latency: median {statistics.median(latencies):.1f} ms, "
+        f"p90 {_pct(latencies, 0.9):.1f} ms (n={len(latencies)})"
+    )
     print(f"throughput: {n / (last - first):.1f} tries/s ({last - first:.2f} s wall)")
-    print(f"CPU per try: fork server {server_self * ms:.1f} ms, supervisor {supervisor * ms:.1f} ms, "
-          f"task process {task_cpu * ms:.1f} ms, executor (this process) {me * ms:.1f} ms; "
-          f"total {(server_self + children + me) * ms:.1f} ms")
+    print(
+        f"CPU per try: fork server {server_self * ms:.1f} ms, supervisor {supervisor * ms:.1f} ms, "
+        f"task process {task_cpu * ms:.1f} ms, executor (this process) {me * ms:.1f} ms; "
+        f"total {(server_self + children + me) * ms:.1f} ms"
+    )
 
 
 def main() -> int:

@@ -35,7 +35,7 @@ import psutil
 W1_TASKS = 200
 W2_TASKS = 50
 
-W1_DAG = f'''
+W1_DAG = f"""
 from datetime import datetime
 from headrace import DAG, task
 
@@ -46,9 +46,9 @@ with DAG("bench_fanout", schedule=None, start_date=datetime(2026, 1, 1), max_act
 
     for i in range({W1_TASKS}):
         noop.override(task_id=f"noop_{{i:03d}}")()
-'''
+"""
 
-W2_DAG = f'''
+W2_DAG = f"""
 from datetime import datetime
 from headrace import DAG, chain
 from headrace.operators import PythonOperator
@@ -58,7 +58,7 @@ def noop() -> None:
 
 with DAG("bench_chain", schedule=None, start_date=datetime(2026, 1, 1)):
     chain(*[PythonOperator(task_id=f"step_{{i:02d}}", python_callable=noop) for i in range({W2_TASKS})])
-'''
+"""
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -110,7 +110,9 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-def _run_workload(dag_id: str, source: str, parallelism: int, timeout: float) -> tuple[list[tuple[str, float, float]], float]:
+def _run_workload(
+    dag_id: str, source: str, parallelism: int, timeout: float
+) -> tuple[list[tuple[str, float, float]], float]:
     """Run one DAG once under `headrace scheduler`; return (task_id, start, end) per try and CPU seconds."""
     with tempfile.TemporaryDirectory(prefix="headrace-bench-") as tmp:
         home = Path(tmp)
@@ -119,8 +121,10 @@ def _run_workload(dag_id: str, source: str, parallelism: int, timeout: float) ->
         env = _env(home, HEADRACE__CORE__PARALLELISM=str(parallelism), HEADRACE__CORE__EXECUTOR="local")
         _headrace(env, "db", "migrate")
         sched = subprocess.Popen(
-            [sys.executable, "-m", "headrace", "scheduler"], env=env,
-            stdout=subprocess.DEVNULL, stderr=open(home / "scheduler.err", "w"),
+            [sys.executable, "-m", "headrace", "scheduler"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(home / "scheduler.err", "w"),  # noqa: SIM115 - lives as long as the process
         )
         try:
             deadline = time.monotonic() + 60
@@ -179,8 +183,10 @@ def w3(results: dict[str, object], idle_seconds: float) -> None:
         home = Path(tmp)
         env = _env(home)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "headrace", "standalone", "--port", "0"], env=env,
-            stdout=open(home / "standalone.out", "w"), stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "headrace", "standalone", "--port", "0"],
+            env=env,
+            stdout=open(home / "standalone.out", "w"),  # noqa: SIM115 - lives as long as the process
+            stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.monotonic() + 300
@@ -190,7 +196,8 @@ def w3(results: dict[str, object], idle_seconds: float) -> None:
             time.sleep(idle_seconds)
             procs = [p for p in _tree(proc.pid) if p.is_running()]
             extra = [
-                p for p in psutil.process_iter(["environ"])
+                p
+                for p in psutil.process_iter(["environ"])
                 if p.pid not in {q.pid for q in procs}
                 and (p.info.get("environ") or {}).get("HEADRACE_HOME") == str(home)
             ]
@@ -227,13 +234,19 @@ def main() -> None:
     print(f"headrace benchmarks on {results['cpus']} CPUs, Python {results['python']}, SQLite")
     if "W1" in results:
         r = results["W1"]
-        print(f"W1 fanout  {r['tries']} tries: {r['tries_per_second']} tries/s, {r['cpu_seconds_per_try']} CPU s/try   (target >= 50 tries/s)")  # type: ignore[index]
+        print(
+            f"W1 fanout  {r['tries']} tries: {r['tries_per_second']} tries/s, {r['cpu_seconds_per_try']} CPU s/try   (target >= 50 tries/s)"
+        )  # type: ignore[index]
     if "W2" in results:
         r = results["W2"]
-        print(f"W2 chain   {r['tasks']} tasks: {r['ms_per_hop_mean']} ms/hop mean, {r['ms_per_hop_p95']} ms p95, {r['ms_per_task_wall']} ms/task wall   (target <= 30 ms/hop)")  # type: ignore[index]
+        print(
+            f"W2 chain   {r['tasks']} tasks: {r['ms_per_hop_mean']} ms/hop mean, {r['ms_per_hop_p95']} ms p95, {r['ms_per_task_wall']} ms/task wall   (target <= 30 ms/hop)"
+        )  # type: ignore[index]
     if "W3" in results:
         r = results["W3"]
-        print(f"W3 idle    after {r['idle_seconds']:.0f} s: {r['processes']} processes, {r['total_rss_mib']} MiB RSS   (target <= 2 processes, <= 200 MiB)")  # type: ignore[index]
+        print(
+            f"W3 idle    after {r['idle_seconds']:.0f} s: {r['processes']} processes, {r['total_rss_mib']} MiB RSS   (target <= 2 processes, <= 200 MiB)"
+        )  # type: ignore[index]
         for c in r["commands"]:  # type: ignore[index]
             print(f"           - {c}")
 

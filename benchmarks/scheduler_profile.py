@@ -45,7 +45,7 @@ def measure(profile: str | None) -> dict[str, float]:
         env = _env(home, HEADRACE__CORE__PARALLELISM="8", HEADRACE__CORE__EXECUTOR="local")
         _headrace(env, "db", "migrate")
         cmd = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []), "-m", "headrace", "scheduler"]
-        sched = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(home / "scheduler.err", "w"))
+        sched = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(home / "scheduler.err", "w"))  # noqa: SIM115
         try:
             proc = psutil.Process(sched.pid)
             deadline = time.monotonic() + 60
@@ -64,8 +64,11 @@ def measure(profile: str | None) -> dict[str, float]:
         starts = [_parse_ts(s + "+00:00") for s, _ in rows]
         ends = [_parse_ts(e + "+00:00") for _, e in rows]
         n = len(rows)
-        return {"tries": n, "tries_per_second": round(n / (max(ends) - min(starts)), 1),
-                "scheduler_cpu_ms_per_try": round(cpu * 1000 / n, 2)}
+        return {
+            "tries": n,
+            "tries_per_second": round(n / (max(ends) - min(starts)), 1),
+            "scheduler_cpu_ms_per_try": round(cpu * 1000 / n, 2),
+        }
 
 
 def main() -> None:
@@ -77,11 +80,15 @@ def main() -> None:
     for _ in range(args.repeat):
         r = measure(args.profile)
         results.append(r)
-        print(f"W1 {r['tries']:.0f} tries: {r['tries_per_second']} tries/s, "
-              f"scheduler {r['scheduler_cpu_ms_per_try']} ms CPU/try")
+        print(
+            f"W1 {r['tries']:.0f} tries: {r['tries_per_second']} tries/s, "
+            f"scheduler {r['scheduler_cpu_ms_per_try']} ms CPU/try"
+        )
     if args.repeat > 1:
-        print(f"median: {statistics.median(r['tries_per_second'] for r in results)} tries/s, "
-              f"{statistics.median(r['scheduler_cpu_ms_per_try'] for r in results)} ms CPU/try")
+        print(
+            f"median: {statistics.median(r['tries_per_second'] for r in results)} tries/s, "
+            f"{statistics.median(r['scheduler_cpu_ms_per_try'] for r in results)} ms CPU/try"
+        )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,15 @@ from headrace.operators import EmptyOperator
 
 DAG_ID = "big_grid"
 PASSWORD = "benchmark-password"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 START = datetime(2025, 1, 1, tzinfo=UTC)
 WIDTH = 50
 """Tasks per layer."""
@@ -73,8 +80,10 @@ def task_id_of(i: int) -> str:
 def build_dag(n_tasks: int) -> DAG:
     """Layers of ``WIDTH`` tasks; each task depends on 2 or 3 tasks of the layer before; every 10th has a memory_limit."""
     with DAG(DAG_ID, start_date=START, schedule="@daily", catchup=False) as dag:
-        tasks = [EmptyOperator(task_id=task_id_of(i), memory_limit=(200 * MIB if i % 10 == 0 else None))
-                 for i in range(n_tasks)]
+        tasks = [
+            EmptyOperator(task_id=task_id_of(i), memory_limit=(200 * MIB if i % 10 == 0 else None))
+            for i in range(n_tasks)
+        ]
         for i, task in enumerate(tasks):
             if i >= WIDTH:
                 prev = (i // WIDTH - 1) * WIDTH
@@ -92,7 +101,8 @@ def populate(db: Database, home: Path, n_tasks: int, n_runs: int) -> dict[str, A
     settings = load_settings({"HEADRACE_HOME": str(home)})
     with db.session() as session:
         DagProcessor(settings, db).store_result(
-            session, ParseResult(str(home / "dags" / "big.py"), dags=[serialize_dag(dag)]), 0.0, 0, START)
+            session, ParseResult(str(home / "dags" / "big.py"), dags=[serialize_dag(dag)]), 0.0, 0, START
+        )
     with db.session() as session:
         version_id = session.query(DagVersion.id).filter(DagVersion.dag_id == DAG_ID).scalar()
     task_ids = [task_id_of(i) for i in range(n_tasks)]
@@ -100,14 +110,27 @@ def populate(db: Database, home: Path, n_tasks: int, n_runs: int) -> dict[str, A
         runs = []
         for r in range(n_runs):
             day = START + timedelta(days=r)
-            runs.append({"dag_id": DAG_ID, "run_id": f"scheduled__{day.isoformat()}", "run_type": "scheduled",
-                         "logical_date": day, "data_interval_start": day, "data_interval_end": day + timedelta(days=1),
-                         "state": "failed" if r % 17 == 5 else "success", "conf": {}, "dag_version_id": version_id,
-                         "queued_at": day + timedelta(days=1), "start_date": day + timedelta(days=1),
-                         "end_date": day + timedelta(days=1, minutes=30 + r % 7), "callbacks_done": True})
+            runs.append(
+                {
+                    "dag_id": DAG_ID,
+                    "run_id": f"scheduled__{day.isoformat()}",
+                    "run_type": "scheduled",
+                    "logical_date": day,
+                    "data_interval_start": day,
+                    "data_interval_end": day + timedelta(days=1),
+                    "state": "failed" if r % 17 == 5 else "success",
+                    "conf": {},
+                    "dag_version_id": version_id,
+                    "queued_at": day + timedelta(days=1),
+                    "start_date": day + timedelta(days=1),
+                    "end_date": day + timedelta(days=1, minutes=30 + r % 7),
+                    "callbacks_done": True,
+                }
+            )
         conn.execute(insert(DagRun), runs)
-        run_pks = conn.execute(DagRun.__table__.select().with_only_columns(DagRun.id, DagRun.run_id, DagRun.start_date)
-                               .order_by(DagRun.id)).all()
+        run_pks = conn.execute(
+            DagRun.__table__.select().with_only_columns(DagRun.id, DagRun.run_id, DagRun.start_date).order_by(DagRun.id)
+        ).all()
         for pk, run_id, run_start in run_pks:
             run_start = run_start.replace(tzinfo=UTC) if run_start.tzinfo is None else run_start
             tis = []
@@ -118,14 +141,30 @@ def populate(db: Database, home: Path, n_tasks: int, n_runs: int) -> dict[str, A
                 elif j % 41 == 7:
                     state = "skipped"
                 retried = (j * 7 + pk) % 50 == 0
-                tis.append({"dag_run_id": pk, "dag_id": DAG_ID, "run_id": run_id, "task_id": task_id, "state": state,
-                            "try_number": 2 if retried else 1, "max_tries": 1, "priority_weight": 1,
-                            "pool": "default_pool", "pool_slots": 1, "queue": "default",
-                            "queued_at": run_start + timedelta(seconds=30 * (j // WIDTH))})
+                tis.append(
+                    {
+                        "dag_run_id": pk,
+                        "dag_id": DAG_ID,
+                        "run_id": run_id,
+                        "task_id": task_id,
+                        "state": state,
+                        "try_number": 2 if retried else 1,
+                        "max_tries": 1,
+                        "priority_weight": 1,
+                        "pool": "default_pool",
+                        "pool_slots": 1,
+                        "queue": "default",
+                        "queued_at": run_start + timedelta(seconds=30 * (j // WIDTH)),
+                    }
+                )
             conn.execute(insert(TaskInstance), tis)
-            ti_pks = dict(conn.execute(TaskInstance.__table__.select()
-                                       .with_only_columns(TaskInstance.task_id, TaskInstance.id)
-                                       .where(TaskInstance.dag_run_id == pk)).all())
+            ti_pks = dict(
+                conn.execute(
+                    TaskInstance.__table__.select()
+                    .with_only_columns(TaskInstance.task_id, TaskInstance.id)
+                    .where(TaskInstance.dag_run_id == pk)
+                ).all()
+            )
             tries = []
             for j, ti in enumerate(tis):
                 begin = ti["queued_at"] + timedelta(seconds=(j * 13) % 9)
@@ -133,30 +172,46 @@ def populate(db: Database, home: Path, n_tasks: int, n_runs: int) -> dict[str, A
                     seconds = 5 + (j * 31 + pk * 7 + n) % 35
                     last = n == ti["try_number"]
                     killed = not last and j % 3 == 0
-                    tries.append({
-                        "task_instance_id": ti_pks[ti["task_id"]], "dag_id": DAG_ID, "run_id": run_id,
-                        "task_id": ti["task_id"], "try_number": n,
-                        "state": ti["state"] if last else "up_for_retry", "hostname": "bench-host",
-                        "supervisor_pid": 10_000 + j, "supervisor_start_time": begin.timestamp(),
-                        "pid": 20_000 + j, "process_start_time": begin.timestamp() + 0.05,
-                        "start_date": begin, "end_date": begin + timedelta(seconds=seconds),
-                        "heartbeat_at": begin + timedelta(seconds=seconds),
-                        "exit_code": 0 if last and ti["state"] != "failed" else 1, "signal": None,
-                        "peak_rss_bytes": (40 + (j * 37) % 150 + (pk % 9)) * MIB + (250 * MIB if killed else 0),
-                        "cpu_seconds": seconds * 0.8,
-                        "end_reason": ("memory_limit_exceeded" if killed else
-                                       "success" if ti["state"] in ("success", "skipped") else "failed"),
-                        "error": "MemoryError: over memory_limit" if killed else None,
-                        "log_path": str(try_log_path(settings.base_log_folder, DAG_ID, run_id, ti["task_id"], n)),
-                    })
+                    tries.append(
+                        {
+                            "task_instance_id": ti_pks[ti["task_id"]],
+                            "dag_id": DAG_ID,
+                            "run_id": run_id,
+                            "task_id": ti["task_id"],
+                            "try_number": n,
+                            "state": ti["state"] if last else "up_for_retry",
+                            "hostname": "bench-host",
+                            "supervisor_pid": 10_000 + j,
+                            "supervisor_start_time": begin.timestamp(),
+                            "pid": 20_000 + j,
+                            "process_start_time": begin.timestamp() + 0.05,
+                            "start_date": begin,
+                            "end_date": begin + timedelta(seconds=seconds),
+                            "heartbeat_at": begin + timedelta(seconds=seconds),
+                            "exit_code": 0 if last and ti["state"] != "failed" else 1,
+                            "signal": None,
+                            "peak_rss_bytes": (40 + (j * 37) % 150 + (pk % 9)) * MIB + (250 * MIB if killed else 0),
+                            "cpu_seconds": seconds * 0.8,
+                            "end_reason": (
+                                "memory_limit_exceeded"
+                                if killed
+                                else "success"
+                                if ti["state"] in ("success", "skipped")
+                                else "failed"
+                            ),
+                            "error": "MemoryError: over memory_limit" if killed else None,
+                            "log_path": str(try_log_path(settings.base_log_folder, DAG_ID, run_id, ti["task_id"], n)),
+                        }
+                    )
                     begin += timedelta(seconds=seconds + 20)
             conn.execute(insert(TaskTry), tries)
     run_id = run_pks[len(run_pks) // 2][1]
     task_id = task_ids[len(task_ids) // 2]
     log = try_log_path(settings.base_log_folder, DAG_ID, run_id, task_id, 1)
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("".join(f"[2025-01-01T00:00:{i % 60:02d}+0000] INFO - line {i} of the task's output\n"
-                           for i in range(2000)))
+    log.write_text(
+        "".join(f"[2025-01-01T00:00:{i % 60:02d}+0000] INFO - line {i} of the task's output\n" for i in range(2000))
+    )
     edges = sum(len(t.upstream_task_ids) for t in dag.tasks)
     return {"run_id": run_id, "task_id": task_id, "edges": edges}
 
@@ -178,35 +233,61 @@ def pages(args: argparse.Namespace, run_id: str, task_id: str) -> list[PageSpec]
     d, r, t = quote(DAG_ID, safe=""), quote(run_id, safe=""), quote(task_id, safe="")
     ti = f"/api/v1/dags/{d}/dagRuns/{r}/taskInstances/{t}"
     return [
-        PageSpec("DAG list", "/", ["/api/v1/dags?limit=100&only_active=true", "/ui/data/recent_runs?limit=10",
-                                   "/api/v1/importErrors?limit=100"],
-                 "document.querySelector('#dags tbody tr[data-dag-id] td.recent a')",
-                 "`${document.querySelectorAll('#dags tbody tr[data-dag-id]').length} DAG row(s)`"),
-        PageSpec("grid", f"/dags/{d}/grid?num_runs={args.runs}", [f"/ui/data/dags/{d}/grid?num_runs={args.runs}"],
-                 "window.hrGridFirstDrawnAt !== undefined",
-                 "`${window.hrGrid.data.states.reduce((n, s) => n + s.length, 0)} cells on a canvas`"),
-        PageSpec("graph", f"/dags/{d}/graph", [f"/ui/data/dags/{d}/graph"],
-                 "document.querySelectorAll('#graph-svg g.node[data-state]').length >= "
-                 f"{args.tasks} && document.querySelectorAll('#graph-svg path.edge').length > 0",
-                 "`${document.querySelectorAll('#graph-svg g.node').length} nodes, "
-                 "${document.querySelectorAll('#graph-svg path.edge').length} edges (SVG)`"),
-        PageSpec("gantt", f"/dags/{d}/runs/{r}/gantt", [f"/ui/data/dags/{d}/runs/{r}/gantt"],
-                 "document.querySelector('#gantt svg .gantt-try')",
-                 "`${document.getElementById('gantt-summary').textContent.split(';')[0]}; "
-                 "${document.querySelectorAll('#gantt .gantt-try').length} bars in the DOM, "
-                 "${document.getElementsByTagName('*').length} DOM elements`"),
-        PageSpec("task instance", f"/dags/{d}/runs/{r}/tasks/{t}",
-                 [ti, f"{ti}/tries", f"{ti}/logs/1?offset=0"],
-                 "document.querySelector('#tries tbody tr[data-try]') && "
-                 "document.getElementById('log').dataset.finished === 'true'",
-                 "`${document.querySelectorAll('#tries tbody tr[data-try]').length} tries, "
-                 "${document.getElementById('log').textContent.split('\\n').length} log lines`"),
-        PageSpec("resources", f"/dags/{d}/resources", [f"/ui/data/dags/{d}/resources?runs=50"],
-                 "document.querySelectorAll('#res-charts canvas').length > 0 && "
-                 "[...document.querySelectorAll('#res-charts canvas')].every(c => c.width > 0) && "
-                 "document.querySelector('#resources-table tbody tr[data-task-id]')",
-                 "`${document.querySelectorAll('#res-charts canvas').length} charts, "
-                 "${document.querySelectorAll('#resources-table tbody tr').length} table rows`"),
+        PageSpec(
+            "DAG list",
+            "/",
+            [
+                "/api/v1/dags?limit=100&only_active=true",
+                "/ui/data/recent_runs?limit=10",
+                "/api/v1/importErrors?limit=100",
+            ],
+            "document.querySelector('#dags tbody tr[data-dag-id] td.recent a')",
+            "`${document.querySelectorAll('#dags tbody tr[data-dag-id]').length} DAG row(s)`",
+        ),
+        PageSpec(
+            "grid",
+            f"/dags/{d}/grid?num_runs={args.runs}",
+            [f"/ui/data/dags/{d}/grid?num_runs={args.runs}"],
+            "window.hrGridFirstDrawnAt !== undefined",
+            "`${window.hrGrid.data.states.reduce((n, s) => n + s.length, 0)} cells on a canvas`",
+        ),
+        PageSpec(
+            "graph",
+            f"/dags/{d}/graph",
+            [f"/ui/data/dags/{d}/graph"],
+            "document.querySelectorAll('#graph-svg g.node[data-state]').length >= "
+            f"{args.tasks} && document.querySelectorAll('#graph-svg path.edge').length > 0",
+            "`${document.querySelectorAll('#graph-svg g.node').length} nodes, "
+            "${document.querySelectorAll('#graph-svg path.edge').length} edges (SVG)`",
+        ),
+        PageSpec(
+            "gantt",
+            f"/dags/{d}/runs/{r}/gantt",
+            [f"/ui/data/dags/{d}/runs/{r}/gantt"],
+            "document.querySelector('#gantt svg .gantt-try')",
+            "`${document.getElementById('gantt-summary').textContent.split(';')[0]}; "
+            "${document.querySelectorAll('#gantt .gantt-try').length} bars in the DOM, "
+            "${document.getElementsByTagName('*').length} DOM elements`",
+        ),
+        PageSpec(
+            "task instance",
+            f"/dags/{d}/runs/{r}/tasks/{t}",
+            [ti, f"{ti}/tries", f"{ti}/logs/1?offset=0"],
+            "document.querySelector('#tries tbody tr[data-try]') && "
+            "document.getElementById('log').dataset.finished === 'true'",
+            "`${document.querySelectorAll('#tries tbody tr[data-try]').length} tries, "
+            "${document.getElementById('log').textContent.split('\\n').length} log lines`",
+        ),
+        PageSpec(
+            "resources",
+            f"/dags/{d}/resources",
+            [f"/ui/data/dags/{d}/resources?runs=50"],
+            "document.querySelectorAll('#res-charts canvas').length > 0 && "
+            "[...document.querySelectorAll('#res-charts canvas')].every(c => c.width > 0) && "
+            "document.querySelector('#resources-table tbody tr[data-task-id]')",
+            "`${document.querySelectorAll('#res-charts canvas').length} charts, "
+            "${document.querySelectorAll('#resources-table tbody tr').length} table rows`",
+        ),
     ]
 
 
@@ -224,8 +305,10 @@ def time_endpoints(client: httpx.Client, spec: PageSpec, repeat: int, names: dic
         label = url.split("?")[0]
         for value, name in names.items():
             label = label.replace(value, name)
-        lines.append(f"  data GET {label}: median {statistics.median(times) * 1000:.0f} ms, "
-                     f"best {min(times) * 1000:.0f} ms; {len(body):,} bytes ({len(gzip.compress(body)):,} gzipped)")
+        lines.append(
+            f"  data GET {label}: median {statistics.median(times) * 1000:.0f} ms, "
+            f"best {min(times) * 1000:.0f} ms; {len(body):,} bytes ({len(gzip.compress(body)):,} gzipped)"
+        )
     return lines
 
 
@@ -248,8 +331,9 @@ def time_page(page: Page, spec: PageSpec, loads: int) -> str:
     detail = ""
     for _ in range(loads):
         page.goto(spec.url, wait_until="commit")
-        handle = page.wait_for_function(f"() => ({spec.drawn}) ? performance.now() : false", polling="raf",
-                                         timeout=300_000)
+        handle = page.wait_for_function(
+            f"() => ({spec.drawn}) ? performance.now() : false", polling="raf", timeout=300_000
+        )
         drawn.append(float(handle.json_value()))
         detail = page.evaluate(f"() => {spec.detail}")
     for event, handler in handlers.items():
@@ -257,8 +341,10 @@ def time_page(page: Page, spec: PageSpec, loads: int) -> str:
     again = f"; again: median {statistics.median(drawn[1:]):.0f} ms of {loads - 1}" if loads > 1 else ""
     extra = f"; {len(workers)} Web Worker(s) started" if workers else ""
     extra += f"; console errors: {errors[:3]}" if errors else ""
-    return (f"  Chromium: drawn {drawn[0]:.0f} ms after navigation start (first load, empty localStorage{again}; "
-            f"{', '.join(f'{x:.0f}' for x in drawn)}) — {detail}{extra}")
+    return (
+        f"  Chromium: drawn {drawn[0]:.0f} ms after navigation start (first load, empty localStorage{again}; "
+        f"{', '.join(f'{x:.0f}' for x in drawn)}) — {detail}{extra}"
+    )
 
 
 def main() -> int:
@@ -278,8 +364,10 @@ def main() -> int:
         migrate(db)
         t0 = time.perf_counter()
         made = populate(db, home, args.tasks, args.runs)
-        print(f"setup: {args.tasks} tasks ({made['edges']} edges) x {args.runs} runs = {args.tasks * args.runs} task "
-              f"instances with their tries inserted in {time.perf_counter() - t0:.1f} s (SQLite)")
+        print(
+            f"setup: {args.tasks} tasks ({made['edges']} edges) x {args.runs} runs = {args.tasks * args.runs} task "
+            f"instances with their tries inserted in {time.perf_counter() - t0:.1f} s (SQLite)"
+        )
         with db.session() as session:
             user = create_user(session, "bench", PASSWORD, "viewer", now=datetime.now(UTC))
             token, _ = create_token(session, user, "bench", now=datetime.now(UTC))
@@ -288,8 +376,11 @@ def main() -> int:
         specs = [s for s in specs if not wanted or s.name in wanted]
         server = start_in_thread(settings, db, host="127.0.0.1", port=0)
         try:
-            with httpx.Client(base_url=server.url, timeout=120,
-                              headers={"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"}) as client:
+            with httpx.Client(
+                base_url=server.url,
+                timeout=120,
+                headers={"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"},
+            ) as client:
                 names = {quote(made["run_id"], safe=""): "{run_id}", quote(made["task_id"], safe=""): "{task_id}"}
                 data_lines = {s.name: time_endpoints(client, s, args.repeat, names) for s in specs}
             with sync_playwright() as pw:

@@ -7,8 +7,8 @@ configuration or executor code. Operators live in ``headrace.operators``.
 from __future__ import annotations
 
 from headrace.authoring.dag import DAG
-from headrace.authoring.secrets import Connection, Variable
 from headrace.authoring.decorators import dag, task
+from headrace.authoring.secrets import Connection, Variable
 from headrace.authoring.task import BaseOperator, chain
 from headrace.authoring.trigger_rules import TriggerRule
 from headrace.authoring.xcom import XComArg

@@ -81,36 +81,59 @@ SPEC: dict[str, dict[str, Option]] = {
         ),
         "pool_size": Option(int, _const(5), "Connections kept open per process (PostgreSQL).", 1, 1000),
         "outage_tolerance": Option(
-            float, _const(600.0), "Seconds schedulers and supervisors keep retrying through a lost database "
-            "(a restart, a stop, a lock held past SQLite's busy timeout) before giving up.", 0, 7 * 86400
+            float,
+            _const(600.0),
+            "Seconds schedulers and supervisors keep retrying through a lost database "
+            "(a restart, a stop, a lock held past SQLite's busy timeout) before giving up.",
+            0,
+            7 * 86400,
         ),
     },
     "scheduler": {
         "loop_interval": Option(
             float, _const(1.0), "Longest the scheduler sleeps between loops when nothing wakes it (s).", 0.01, 60
         ),
-        "dag_dir_list_interval": Option(float, _const(5.0), "Seconds between scans of dags_folder for changes.", 0.1, 3600),
-        "heartbeat_interval": Option(float, _const(5.0), "Seconds between heartbeats of schedulers and tries.", 0.1, 600),
+        "dag_dir_list_interval": Option(
+            float, _const(5.0), "Seconds between scans of dags_folder for changes.", 0.1, 3600
+        ),
+        "heartbeat_interval": Option(
+            float, _const(5.0), "Seconds between heartbeats of schedulers and tries.", 0.1, 600
+        ),
         "task_instance_heartbeat_timeout": Option(
-            float, _const(300.0), "A running try on another host whose heartbeat is older than this (s) is a "
-            "zombie (Airflow's name and default; tries on this host are checked by process identity).", 1, 86400
+            float,
+            _const(300.0),
+            "A running try on another host whose heartbeat is older than this (s) is a "
+            "zombie (Airflow's name and default; tries on this host are checked by process identity).",
+            1,
+            86400,
         ),
         "scheduler_health_check_threshold": Option(
-            float, _const(30.0), "/health calls the scheduler unhealthy when its heartbeat is older than this (s).",
-            1, 86400
+            float,
+            _const(30.0),
+            "/health calls the scheduler unhealthy when its heartbeat is older than this (s).",
+            1,
+            86400,
         ),
         "task_queued_timeout": Option(
             float, _const(600.0), "A try queued longer than this (s) without starting is queued again.", 1, 86400
         ),
-        "lease_ttl": Option(float, _const(30.0), "Seconds a scheduler's lease lasts without renewal (SQLite).", 1, 3600),
+        "lease_ttl": Option(
+            float, _const(30.0), "Seconds a scheduler's lease lasts without renewal (SQLite).", 1, 3600
+        ),
         "catchup_by_default": Option(
-            bool, _const(False), "catchup of DAGs that don't set it (DAG(catchup=None)); applied when a DAG file "
-            "is parsed. False, as in Airflow 3."
+            bool,
+            _const(False),
+            "catchup of DAGs that don't set it (DAG(catchup=None)); applied when a DAG file "
+            "is parsed. False, as in Airflow 3.",
         ),
     },
     "executor": {
         "forkserver_idle_timeout": Option(
-            float, _const(30.0), "Seconds the fork server may sit idle before it exits (started again on demand).", 0, 86400
+            float,
+            _const(30.0),
+            "Seconds the fork server may sit idle before it exits (started again on demand).",
+            0,
+            86400,
         ),
         "memory_poll_interval": Option(
             float, _const(0.1), "Seconds between samples of a try's process-tree RSS and CPU.", 0.01, 60
@@ -119,16 +142,24 @@ SPEC: dict[str, dict[str, Option]] = {
             float, _const(5.0), "Seconds between SIGTERM and SIGKILL when a try is stopped.", 0, 600
         ),
         "callback_timeout": Option(
-            float, _const(60.0), "Seconds a task callback run by the supervisor (after a kill or timeout) may take.", 0.1, 3600
+            float,
+            _const(60.0),
+            "Seconds a task callback run by the supervisor (after a kill or timeout) may take.",
+            0.1,
+            3600,
         ),
         "preload_dag_files": Option(
-            bool, _const(True), "Fork server imports each DAG file once and forks tries from it (top-level code runs once per fork server)."
+            bool,
+            _const(True),
+            "Fork server imports each DAG file once and forks tries from it (top-level code runs once per fork server).",
         ),
     },
     "api": {
         "host": Option(str, _const("127.0.0.1"), "Address the API server and web UI listen on."),
         "port": Option(int, _const(8080), "Port of the API server and web UI.", 0, 65535),
-        "base_url": Option(str, _const(""), "URL users reach the UI at, for links in alerts (empty: http://host:port)."),
+        "base_url": Option(
+            str, _const(""), "URL users reach the UI at, for links in alerts (empty: http://host:port)."
+        ),
         "secret_key": Option(
             str, _const(""), "Key that signs session cookies (empty: generated once into HEADRACE_HOME/secret_key)."
         ),
@@ -137,16 +168,22 @@ SPEC: dict[str, dict[str, Option]] = {
     },
     "secrets": {
         "fernet_key": Option(
-            str, _const(""), "Fernet key encrypting variables and connections at rest (empty: HEADRACE_HOME/fernet.key)."
+            str,
+            _const(""),
+            "Fernet key encrypting variables and connections at rest (empty: HEADRACE_HOME/fernet.key).",
         ),
     },
     "metrics": {
         "scheduler_port": Option(
-            int, _const(8794), "Port of the scheduler's own Prometheus /metrics (0: off; standalone uses the API's).",
-            0, 65535,
+            int,
+            _const(8794),
+            "Port of the scheduler's own Prometheus /metrics (0: off; standalone uses the API's).",
+            0,
+            65535,
         ),
         "scheduler_host": Option(
-            str, _const("127.0.0.1"),
+            str,
+            _const("127.0.0.1"),
             "Address the scheduler's /metrics listens on (no login there: keep it on localhost or a private network).",
         ),
         "statsd_host": Option(str, _const(""), "StatsD host to also send metrics to (empty: off)."),
@@ -155,7 +192,8 @@ SPEC: dict[str, dict[str, Option]] = {
     },
     "alerts": {
         "notify_on": Option(
-            str, _const("failed,run_failed,deadline_missed"),
+            str,
+            _const("failed,run_failed,deadline_missed"),
             "Comma-separated events that notify: failed (final task failure), up_for_retry, run_failed, "
             "run_success, deadline_missed.",
         ),
@@ -172,9 +210,12 @@ SPEC: dict[str, dict[str, Option]] = {
         ),
         "timeout": Option(float, _const(10.0), "Seconds one email or webhook delivery may take.", 0.1, 600),
         "sweep_lookback": Option(
-            float, _const(3600.0),
+            float,
+            _const(3600.0),
             "Seconds a starting scheduler looks back for ended tries and DAG runs with no alert written yet "
-            "(e.g. during a scheduler outage).", 0, 30 * 24 * 3600,
+            "(e.g. during a scheduler outage).",
+            0,
+            30 * 24 * 3600,
         ),
     },
     "logging": {

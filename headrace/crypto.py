@@ -56,7 +56,15 @@ def session_secret(settings: Settings) -> str:
 
 
 SENSITIVE_KEY_WORDS: tuple[str, ...] = (
-    "password", "passwd", "secret", "token", "api_key", "apikey", "access_key", "private_key", "authorization",
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "access_key",
+    "private_key",
+    "authorization",
     "credential",
 )
 """A variable or extra field whose key contains one of these (case-insensitive) holds a secret.

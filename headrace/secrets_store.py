@@ -57,7 +57,12 @@ def list_variables(session: Session, encryptor: Encryptor) -> list[StoredVariabl
 
 
 def set_variable(
-    session: Session, encryptor: Encryptor, key: str, value: str, *, description: str | None = None,
+    session: Session,
+    encryptor: Encryptor,
+    key: str,
+    value: str,
+    *,
+    description: str | None = None,
     now: datetime | None = None,
 ) -> None:
     """Create or replace variable ``key`` (its description too, when given). Raises ``InvalidRequest`` for a bad key."""
@@ -96,9 +101,15 @@ def _to_connection(row: ConnectionRow, encryptor: Encryptor) -> Connection:
         loaded = json.loads(encryptor.decrypt(row.extra))
         extra = loaded if isinstance(loaded, dict) else {}
     return Connection(
-        conn_id=row.conn_id, conn_type=row.conn_type, host=row.host, port=row.port, login=row.login,
-        password=encryptor.decrypt(row.password) if row.password is not None else None, schema=row.schema,
-        extra=extra, description=row.description,
+        conn_id=row.conn_id,
+        conn_type=row.conn_type,
+        host=row.host,
+        port=row.port,
+        login=row.login,
+        password=encryptor.decrypt(row.password) if row.password is not None else None,
+        schema=row.schema,
+        extra=extra,
+        description=row.description,
     )
 
 
@@ -185,10 +196,14 @@ def parse_connection_uri(conn_id: str, uri: str) -> Connection:
             raise InvalidRequest("connection URI: __extra__ must be a JSON object")
         extra.update(loaded)
     return Connection(
-        conn_id=conn_id, conn_type=parts.scheme.replace("-", "_"), host=unquote(parts.hostname or "") or None,
-        port=port, login=unquote(parts.username) if parts.username is not None else None,
+        conn_id=conn_id,
+        conn_type=parts.scheme.replace("-", "_"),
+        host=unquote(parts.hostname or "") or None,
+        port=port,
+        login=unquote(parts.username) if parts.username is not None else None,
         password=unquote(parts.password) if parts.password is not None else None,
-        schema=unquote(parts.path.lstrip("/")) or None, extra=extra,
+        schema=unquote(parts.path.lstrip("/")) or None,
+        extra=extra,
     )
 
 
@@ -225,7 +240,18 @@ class DatabaseSecrets:
 
 
 __all__ = [
-    "DatabaseSecrets", "StoredVariable", "delete_connection", "delete_variable", "get_connection", "get_variable",
-    "list_connections", "list_variables", "mask_sensitive", "masked_connection", "masked_variable",
-    "parse_connection_uri", "set_connection", "set_variable",
+    "DatabaseSecrets",
+    "StoredVariable",
+    "delete_connection",
+    "delete_variable",
+    "get_connection",
+    "get_variable",
+    "list_connections",
+    "list_variables",
+    "mask_sensitive",
+    "masked_connection",
+    "masked_variable",
+    "parse_connection_uri",
+    "set_connection",
+    "set_variable",
 ]

@@ -66,9 +66,7 @@ class DagRunState(str, Enum):
 
 TI = TaskInstanceState
 
-TI_FINISHED: frozenset[TaskInstanceState] = frozenset(
-    {TI.SUCCESS, TI.FAILED, TI.UPSTREAM_FAILED, TI.SKIPPED}
-)
+TI_FINISHED: frozenset[TaskInstanceState] = frozenset({TI.SUCCESS, TI.FAILED, TI.UPSTREAM_FAILED, TI.SKIPPED})
 """States from which nothing moves without a user clearing (→ none) or marking (→ success / failed) it."""
 
 TI_ACTIVE: frozenset[TaskInstanceState] = frozenset({TI.QUEUED, TI.RUNNING})

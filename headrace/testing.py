@@ -75,13 +75,21 @@ class InlineRun:
     """The headrace home the run used (its SQLite DB and logs stay there for inspection)."""
 
 
-FAST_LOOP: dict[str, dict[str, Any]] = {"scheduler": {"loop_interval": 0.2, "heartbeat_interval": 0.5, "dag_dir_list_interval": 3600},
-             "core": {"executor": "local"}}
+FAST_LOOP: dict[str, dict[str, Any]] = {
+    "scheduler": {"loop_interval": 0.2, "heartbeat_interval": 0.5, "dag_dir_list_interval": 3600},
+    "core": {"executor": "local"},
+}
 """Settings for an inline run: a quick loop, no folder parsing (the DAG is given)."""
 
 
-def run_dag_inline(dag: DAG, *, logical_date: datetime | None = None, conf: Mapping[str, Any] | None = None,
-                   settings: Settings | None = None, timeout: float = 300.0) -> InlineRun:
+def run_dag_inline(
+    dag: DAG,
+    *,
+    logical_date: datetime | None = None,
+    conf: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
+    timeout: float = 300.0,
+) -> InlineRun:
     """Run one DAG run of ``dag`` to its end in this process's scheduler loop; return how it ended.
 
     The DAG is stored as the DAG processor would store it after parsing
@@ -115,7 +123,8 @@ def run_dag_inline(dag: DAG, *, logical_date: datetime | None = None, conf: Mapp
         now = datetime.now(UTC)
         with db.session() as session:
             DagProcessor(settings, db).store_result(
-                session, ParseResult(dag.fileloc, dags=[serialize_dag(dag)]), 0.0, 0, now)
+                session, ParseResult(dag.fileloc, dags=[serialize_dag(dag)]), 0.0, 0, now
+            )
             run = trigger_dag(session, dag.dag_id, conf=conf, logical_date=logical_date, now=now)
             run_pk, run_id = run.id, run.run_id
         stop = threading.Event()
@@ -135,13 +144,19 @@ def run_dag_inline(dag: DAG, *, logical_date: datetime | None = None, conf: Mapp
         if not ended:
             raise TimeoutError(f"the run {run_id} of {dag.dag_id} did not end within {timeout:g} s")
         with db.read_session() as session:
-            states = {t: s for t, s in session.execute(
-                sql_select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == run_pk))}
+            states = {
+                t: s
+                for t, s in session.execute(
+                    sql_select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == run_pk)
+                )
+            }
             logs: dict[str, list[str]] = {}
             for task_id, path in session.execute(
-                    sql_select(TaskTry.task_id, TaskTry.log_path).join(
-                        TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
-                    .where(TaskInstance.dag_run_id == run_pk).order_by(TaskTry.try_number)):
+                sql_select(TaskTry.task_id, TaskTry.log_path)
+                .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
+                .where(TaskInstance.dag_run_id == run_pk)
+                .order_by(TaskTry.try_number)
+            ):
                 logs.setdefault(task_id, []).append(path)
         return InlineRun(run_id=run_id, state=ended[0], task_states=states, log_paths=logs, home=settings.home)
     finally:

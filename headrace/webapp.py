@@ -54,8 +54,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; set api.port (HEADRACE__API__PORT)",
-                          key="api.port") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; set api.port (HEADRACE__API__PORT)", key="api.port"
+        ) from None
     sock.listen(128)
     sock.set_inheritable(False)
     return sock
@@ -77,8 +78,13 @@ class RunningServer:
 
 
 def _server(settings: Settings, db: Database, metrics_registry: CollectorRegistry | None = None) -> uvicorn.Server:
-    config = uvicorn.Config(create_app(settings, db, metrics_registry=metrics_registry), log_level="warning",
-                            access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        create_app(settings, db, metrics_registry=metrics_registry),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+    )
     return uvicorn.Server(config)
 
 
@@ -98,8 +104,14 @@ def serve(settings: Settings, db: Database, *, host: str | None = None, port: in
     _server(settings, db).run(sockets=[sock])
 
 
-def start_in_thread(settings: Settings, db: Database, *, host: str | None = None,
-                    port: int | None = None, metrics_registry: CollectorRegistry | None = None) -> RunningServer:
+def start_in_thread(
+    settings: Settings,
+    db: Database,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+) -> RunningServer:
     """Start the server in a daemon thread and return once it is bound (requests queue until it runs).
 
     ``metrics_registry``: the in-process scheduler's registry, shown on ``/metrics`` too.

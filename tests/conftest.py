@@ -90,5 +90,6 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
     """Settings with HEADRACE_HOME in tmp_path and the test's database."""
     home = tmp_path / "home"
     (home / "dags").mkdir(parents=True)
-    return load_settings({"HEADRACE_HOME": str(home), "HEADRACE__DATABASE__URL": db_url,
-                          "HEADRACE__METRICS__SCHEDULER_PORT": "0"})  # no shared fixed port between test workers
+    return load_settings(
+        {"HEADRACE_HOME": str(home), "HEADRACE__DATABASE__URL": db_url, "HEADRACE__METRICS__SCHEDULER_PORT": "0"}
+    )  # no shared fixed port between test workers

@@ -47,7 +47,8 @@ def test_variables_round_trip_encrypted(db: Database, settings: Settings) -> Non
     with db.read_session() as session:
         rows = list_variables(session, enc)
     assert [(v.key, v.value, v.description) for v in rows] == [
-        ("api_token", "tok-123456", None), ("plain_key", "replaced", "greeting"),
+        ("api_token", "tok-123456", None),
+        ("plain_key", "replaced", "greeting"),
     ]
     stored = _raw(db, "SELECT key, value FROM variable ORDER BY key")
     assert all(value not in ("tok-123456", "replaced") and str(value).startswith("gAAAA") for _, value in stored)
@@ -65,8 +66,14 @@ def test_variables_round_trip_encrypted(db: Database, settings: Settings) -> Non
 def test_connections_round_trip_encrypted(db: Database, settings: Settings) -> None:
     enc = Encryptor.from_settings(settings)
     conn = Connection(
-        conn_id="warehouse", conn_type="postgres", host="db.example", port=5433, login="etl", password=PASSWORD,
-        schema="analytics", extra={"sslmode": "require", "auth": {"client_secret": "cs-98765"}},
+        conn_id="warehouse",
+        conn_type="postgres",
+        host="db.example",
+        port=5433,
+        login="etl",
+        password=PASSWORD,
+        schema="analytics",
+        extra={"sslmode": "require", "auth": {"client_secret": "cs-98765"}},
         description="the warehouse",
     )
     with db.session() as session:
@@ -76,8 +83,9 @@ def test_connections_round_trip_encrypted(db: Database, settings: Settings) -> N
         assert get_connection(session, enc, "warehouse") == conn
         assert get_connection(session, enc, "nope") is None
         assert [c.conn_id for c in list_connections(session, enc)] == ["bare", "warehouse"]
-    password_col, extra_col, host_col = _raw(db, "SELECT password, extra, host FROM connection "
-                                                 "WHERE conn_id = 'warehouse'")[0]
+    password_col, extra_col, host_col = _raw(
+        db, "SELECT password, extra, host FROM connection WHERE conn_id = 'warehouse'"
+    )[0]
     assert PASSWORD not in str(password_col) and "cs-98765" not in str(extra_col) and "require" not in str(extra_col)
     assert host_col == "db.example"
     assert _raw(db, "SELECT password, extra FROM connection WHERE conn_id = 'bare'") == [(None, None)]
@@ -111,16 +119,29 @@ def test_database_secrets_runtime(db: Database, settings: Settings) -> None:
 
 def test_connection_uri_round_trip() -> None:
     conn = Connection(
-        conn_id="x", conn_type="google_cloud", host="h.example", port=8080, login="me@corp", password="p@ss/w:rd",
-        schema="db name", extra={"region": "eu", "retries": 3},
+        conn_id="x",
+        conn_type="google_cloud",
+        host="h.example",
+        port=8080,
+        login="me@corp",
+        password="p@ss/w:rd",
+        schema="db name",
+        extra={"region": "eu", "retries": 3},
     )
     uri = conn.get_uri()
     assert uri.startswith("google-cloud://me%40corp:p%40ss%2Fw%3Ard@h.example:8080/db%20name?__extra__=")
     back = parse_connection_uri("x", uri)
     assert back == conn
     assert parse_connection_uri("y", "http://example.org").to_dict() == {
-        "conn_id": "y", "conn_type": "http", "host": "example.org", "port": None, "login": None,
-        "password": None, "schema": None, "extra": {}, "description": None,
+        "conn_id": "y",
+        "conn_type": "http",
+        "host": "example.org",
+        "port": None,
+        "login": None,
+        "password": None,
+        "schema": None,
+        "extra": {},
+        "description": None,
     }
     with pytest.raises(InvalidRequest, match="no type"):
         parse_connection_uri("z", "example.org/path")
@@ -128,5 +149,8 @@ def test_connection_uri_round_trip() -> None:
 
 def test_mask_sensitive_walks_nested_values() -> None:
     assert mask_sensitive({"a": 1, "token": "t", "nested": [{"password": "p", "user": "u"}], "none": None}) == {
-        "a": 1, "token": MASK, "nested": [{"password": MASK, "user": "u"}], "none": None,
+        "a": 1,
+        "token": MASK,
+        "nested": [{"password": MASK, "user": "u"}],
+        "none": None,
     }

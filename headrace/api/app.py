@@ -52,9 +52,11 @@ from headrace.exceptions import AuthenticationError, HeadraceError
 API_PREFIX = "/api/v1"
 GZIP_MINIMUM_BYTES = 1000
 """Responses smaller than this are sent uncompressed."""
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-                           "img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
-                           "frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 """Scripts only from /static (no inline script, no eval): an injected ``<script>`` would not run."""
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -93,8 +95,7 @@ def _error_handlers(error_page: ErrorPage | None) -> tuple[Callable[..., Any], C
         assert isinstance(exc, StarletteHTTPException)
         if error_page is not None and wants_page(request) and exc.status_code >= 400:
             return error_page(request, exc.status_code, f"{request.url.path}: {exc.detail}")
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     return headrace_error, http_error
 
@@ -128,8 +129,13 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_api_app(settings: Settings, db: Database, *, metrics_registry: CollectorRegistry | None = None,
-                   error_page: ErrorPage | None = None) -> FastAPI:
+def create_api_app(
+    settings: Settings,
+    db: Database,
+    *,
+    metrics_registry: CollectorRegistry | None = None,
+    error_page: ErrorPage | None = None,
+) -> FastAPI:
     """Build the REST API application for ``settings`` on ``db`` (the schema must be migrated).
 
     ``metrics_registry``: the scheduler's Prometheus registry when the scheduler
@@ -159,8 +165,11 @@ def create_api_app(settings: Settings, db: Database, *, metrics_registry: Collec
         same_site="lax",
         https_only=False,
     )
-    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES,
-                       exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "text/plain", "text/html"))
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=GZIP_MINIMUM_BYTES,
+        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "text/plain", "text/html"),
+    )
     app.add_middleware(SecurityHeadersMiddleware)
     headrace_error, http_error = _error_handlers(error_page)
     app.add_exception_handler(HeadraceError, headrace_error)
@@ -185,5 +194,14 @@ create_app = create_api_app
 The whole server, with the web UI, is ``headrace.webapp.create_app``.
 """
 
-__all__ = ["API_PREFIX", "CONTENT_SECURITY_POLICY", "GZIP_MINIMUM_BYTES", "ErrorPage", "SecurityHeadersMiddleware",
-           "create_api_app", "create_app", "error_body", "wants_page"]
+__all__ = [
+    "API_PREFIX",
+    "CONTENT_SECURITY_POLICY",
+    "GZIP_MINIMUM_BYTES",
+    "ErrorPage",
+    "SecurityHeadersMiddleware",
+    "create_api_app",
+    "create_app",
+    "error_body",
+    "wants_page",
+]

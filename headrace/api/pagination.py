@@ -7,7 +7,7 @@ Use ``page: Annotated[Page, Depends(page)]`` on a list route, then
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, TypeVar, TypeVarTuple, Unpack
+from typing import Annotated, TypeVar, TypeVarTuple
 
 from fastapi import Query, Request
 from sqlalchemy import Select, func, select
@@ -29,19 +29,20 @@ class Page:
     limit: int
     offset: int
 
-    def apply(self, stmt: Select[Unpack[Ts]]) -> Select[Unpack[Ts]]:
+    def apply(self, stmt: Select[*Ts]) -> Select[*Ts]:
         """``stmt`` with LIMIT/OFFSET (order it first, so pages are stable)."""
         return stmt.limit(self.limit).offset(self.offset)
 
     def slice(self, items: list[T]) -> list[T]:
         """This page of a list already in memory."""
-        return items[self.offset:self.offset + self.limit]
+        return items[self.offset : self.offset + self.limit]
 
 
 def page(
     request: Request,
-    limit: Annotated[int, Query(ge=1, le=100_000, description="Entries per page (at most api.page_size_max).")]
-    = DEFAULT_LIMIT,
+    limit: Annotated[
+        int, Query(ge=1, le=100_000, description="Entries per page (at most api.page_size_max).")
+    ] = DEFAULT_LIMIT,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Entries to skip.")] = 0,
 ) -> Page:
     """FastAPI dependency: the page asked for. Raises ``InvalidRequest`` (400) above ``api.page_size_max``."""
@@ -51,7 +52,7 @@ def page(
     return Page(limit=limit, offset=offset)
 
 
-def count(session: Session, stmt: Select[Unpack[Ts]]) -> int:
+def count(session: Session, stmt: Select[*Ts]) -> int:
     """Number of rows ``stmt`` (without LIMIT/OFFSET or ORDER BY) returns."""
     return int(session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0)
 

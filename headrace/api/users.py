@@ -118,12 +118,19 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, user: User, name: str, *, now: datetime,
-                 expires_in: timedelta | None = None) -> tuple[str, ApiToken]:
+def create_token(
+    session: Session, user: User, name: str, *, now: datetime, expires_in: timedelta | None = None
+) -> tuple[str, ApiToken]:
     """Make an API token for ``user``; return the token (shown once) and its row."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(user_id=user.id, name=name, token_hash=_token_hash(token), prefix=token[:10], created_at=now,
-                   expires_at=now + expires_in if expires_in else None)
+    row = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=_token_hash(token),
+        prefix=token[:10],
+        created_at=now,
+        expires_at=now + expires_in if expires_in else None,
+    )
     session.add(row)
     session.flush()
     return token, row
@@ -147,6 +154,17 @@ def principal(user: User, via: str) -> Principal:
 
 
 __all__ = [
-    "MIN_PASSWORD_LENGTH", "Principal", "ROLES", "authenticate", "check_role", "create_token", "create_user",
-    "get_user", "hash_password", "new_password", "principal", "role_allows", "user_for_token",
+    "MIN_PASSWORD_LENGTH",
+    "Principal",
+    "ROLES",
+    "authenticate",
+    "check_role",
+    "create_token",
+    "create_user",
+    "get_user",
+    "hash_password",
+    "new_password",
+    "principal",
+    "role_allows",
+    "user_for_token",
 ]

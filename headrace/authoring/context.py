@@ -51,10 +51,15 @@ class RunInfo:
         A run without a logical date uses its ``queued_at``; a missing data interval end is the logical date.
         """
         when = run.logical_date or run.queued_at
-        return cls(dag_id=run.dag_id, run_id=run.run_id, logical_date=when,
-                   data_interval_start=run.data_interval_start or when,
-                   data_interval_end=run.data_interval_end or when, run_type=run.run_type,
-                   conf=dict(run.conf or {}))
+        return cls(
+            dag_id=run.dag_id,
+            run_id=run.run_id,
+            logical_date=when,
+            data_interval_start=run.data_interval_start or when,
+            data_interval_end=run.data_interval_end or when,
+            run_type=run.run_type,
+            conf=dict(run.conf or {}),
+        )
 
 
 @runtime_checkable
@@ -131,7 +136,8 @@ def context_kwargs(func: Callable[..., Any], context: Context, taken: Iterable[s
     return {
         name: context[name]
         for name, p in params.items()
-        if name in context and name not in skip
+        if name in context
+        and name not in skip
         and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     }
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from headrace.authoring.graph import cycle_error, find_cycle, topological_order
-from headrace.authoring.schedules import UTC, Timetable, ensure_aware, make_timetable
+from headrace.authoring.schedules import Timetable, ensure_aware, make_timetable
 from headrace.exceptions import DagDefinitionError, DuplicateTaskIdError, TaskNotFound
 from headrace.types import Callback
 
@@ -40,12 +40,14 @@ def validate_id(kind: str, value: object, *, fileloc: str | None = None, lineno:
     if len(value) > MAX_ID_LENGTH:
         raise DagDefinitionError(
             f"{kind} {value[:40]!r}… is {len(value)} characters long; the limit is {MAX_ID_LENGTH}",
-            fileloc=fileloc, lineno=lineno,
+            fileloc=fileloc,
+            lineno=lineno,
         )
     if not _ID_RE.match(value):
         raise DagDefinitionError(
             f"{kind} {value!r} may contain only letters, digits, '-', '_' and '.'",
-            fileloc=fileloc, lineno=lineno,
+            fileloc=fileloc,
+            lineno=lineno,
         )
     return value
 
@@ -197,8 +199,9 @@ class DAG:
         self.on_failure_callback = on_failure_callback
         self.on_deadline_miss_callback = on_deadline_miss_callback
         if deadline_reference not in DEADLINE_REFERENCES:
-            self._fail(f"deadline_reference must be one of {', '.join(DEADLINE_REFERENCES)}, "
-                       f"got {deadline_reference!r}")
+            self._fail(
+                f"deadline_reference must be one of {', '.join(DEADLINE_REFERENCES)}, got {deadline_reference!r}"
+            )
         self.deadline_reference = deadline_reference
         try:
             self.deadline = _to_timedelta(deadline, "deadline")
@@ -240,7 +243,8 @@ class DAG:
         if existing is not None:
             raise DuplicateTaskIdError(
                 f"task_id {task.task_id!r} has already been added to DAG {self.dag_id!r}",
-                fileloc=self.fileloc, lineno=self.lineno,
+                fileloc=self.fileloc,
+                lineno=self.lineno,
             )
         self.task_dict[task.task_id] = task
 

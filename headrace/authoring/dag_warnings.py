@@ -46,21 +46,32 @@ def dag_warnings(dag: DAG) -> list[DagWarning]:
     for task_id in sorted(dag.task_dict):
         task = dag.task_dict[task_id]
         for name in task.ignored_arguments:
-            found.append(DagWarning(UNSUPPORTED_ARGUMENT,
-                                    f"task {task_id!r}: argument {name!r} is an Airflow operator argument "
-                                    "headrace does not support yet; it is ignored"))
+            found.append(
+                DagWarning(
+                    UNSUPPORTED_ARGUMENT,
+                    f"task {task_id!r}: argument {name!r} is an Airflow operator argument "
+                    "headrace does not support yet; it is ignored",
+                )
+            )
     accepted: set[str] = set()
     for cls in {type(t) for t in dag.task_dict.values()}:
         accepted |= accepted_arguments(cls)
     for key in sorted(set(dag.default_args) - accepted - _DAG_KEYS):
         if key in AIRFLOW_OPERATOR_ARGS:
-            found.append(DagWarning(UNSUPPORTED_ARGUMENT,
-                                    f"default_args key {key!r} is an Airflow operator argument headrace does "
-                                    "not support yet; it is ignored"))
+            found.append(
+                DagWarning(
+                    UNSUPPORTED_ARGUMENT,
+                    f"default_args key {key!r} is an Airflow operator argument headrace does "
+                    "not support yet; it is ignored",
+                )
+            )
         else:
-            found.append(DagWarning(UNUSED_DEFAULT_ARG,
-                                    f"default_args key {key!r} is accepted by no task of DAG {dag.dag_id!r}; "
-                                    "it is ignored"))
+            found.append(
+                DagWarning(
+                    UNUSED_DEFAULT_ARG,
+                    f"default_args key {key!r} is accepted by no task of DAG {dag.dag_id!r}; it is ignored",
+                )
+            )
     return found
 
 

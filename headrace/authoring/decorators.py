@@ -90,7 +90,7 @@ def infer_multiple_outputs(func: Callable[..., Any]) -> bool:
     """True if ``func``'s return annotation is a dict type (``dict``, ``dict[str, int]``, ``Dict[...]``)."""
     try:
         annotation = typing.get_type_hints(func).get("return")
-    except Exception:  # unresolvable forward references: fall back to the raw text
+    except Exception:  # noqa: BLE001 - unresolvable forward references: fall back to the raw text
         raw = inspect.signature(func).return_annotation
         return isinstance(raw, str) and re.match(r"^(dict|Dict|typing\.Dict)\b", raw) is not None
     if annotation is None:
@@ -115,9 +115,7 @@ class Task(Generic[P, R]):
     ) -> None:
         self.function = function
         self.operator_class = operator_class
-        self.multiple_outputs = (
-            infer_multiple_outputs(function) if multiple_outputs is None else multiple_outputs
-        )
+        self.multiple_outputs = infer_multiple_outputs(function) if multiple_outputs is None else multiple_outputs
         self.operator_kwargs = operator_kwargs
         self.__doc__ = function.__doc__
         self.__name__ = getattr(function, "__name__", "task")
@@ -174,7 +172,11 @@ class _TaskDecorator:
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def __call__(
-        self, python_callable: Callable[P, R] | None = None, /, *, multiple_outputs: bool | None = None,
+        self,
+        python_callable: Callable[P, R] | None = None,
+        /,
+        *,
+        multiple_outputs: bool | None = None,
         **kwargs: Any,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Decorate a function (bare) or return a decorator taking operator arguments."""

@@ -27,15 +27,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter  # type: ignore[import-untyped]  # no stubs shipped
 
 from headrace.exceptions import ScheduleError
-
-UTC = timezone.utc
 
 PRESETS: dict[str, str] = {
     "@hourly": "0 * * * *",
@@ -177,8 +175,15 @@ class NullTimetable(Timetable):
 
     summary = "None"
 
-    def next_run_info(self, last: DataInterval | None, *, start_date: datetime | None, end_date: datetime | None,
-                      catchup: bool, now: datetime) -> DagRunInfo | None:
+    def next_run_info(
+        self,
+        last: DataInterval | None,
+        *,
+        start_date: datetime | None,
+        end_date: datetime | None,
+        catchup: bool,
+        now: datetime,
+    ) -> DagRunInfo | None:
         return None
 
     def serialize(self) -> dict[str, Any]:
@@ -190,8 +195,15 @@ class OnceTimetable(Timetable):
 
     summary = "@once"
 
-    def next_run_info(self, last: DataInterval | None, *, start_date: datetime | None, end_date: datetime | None,
-                      catchup: bool, now: datetime) -> DagRunInfo | None:
+    def next_run_info(
+        self,
+        last: DataInterval | None,
+        *,
+        start_date: datetime | None,
+        end_date: datetime | None,
+        catchup: bool,
+        now: datetime,
+    ) -> DagRunInfo | None:
         if last is not None or start_date is None:
             return None
         start = ensure_aware(start_date).astimezone(UTC)
@@ -229,8 +241,15 @@ class _IntervalTimetable(Timetable):
         end = self._align_prev(now)
         return max(self._prev(end), earliest)
 
-    def next_run_info(self, last: DataInterval | None, *, start_date: datetime | None, end_date: datetime | None,
-                      catchup: bool, now: datetime) -> DagRunInfo | None:
+    def next_run_info(
+        self,
+        last: DataInterval | None,
+        *,
+        start_date: datetime | None,
+        end_date: datetime | None,
+        catchup: bool,
+        now: datetime,
+    ) -> DagRunInfo | None:
         if start_date is None:
             return None
         now = ensure_aware(now).astimezone(UTC)
@@ -301,8 +320,15 @@ class DeltaTimetable(_IntervalTimetable):
         self.summary = f"every {delta}"
         self._anchor = datetime(1970, 1, 1, tzinfo=UTC)
 
-    def next_run_info(self, last: DataInterval | None, *, start_date: datetime | None, end_date: datetime | None,
-                      catchup: bool, now: datetime) -> DagRunInfo | None:
+    def next_run_info(
+        self,
+        last: DataInterval | None,
+        *,
+        start_date: datetime | None,
+        end_date: datetime | None,
+        catchup: bool,
+        now: datetime,
+    ) -> DagRunInfo | None:
         if start_date is not None:
             self._anchor = ensure_aware(start_date).astimezone(UTC)
         return super().next_run_info(last, start_date=start_date, end_date=end_date, catchup=catchup, now=now)
@@ -340,13 +366,9 @@ def make_timetable(schedule: str | timedelta | Timetable | None, tz: tzinfo = UT
         if schedule == "@once":
             return OnceTimetable()
         if schedule.startswith("@") and schedule not in PRESETS:
-            raise ScheduleError(
-                f"unknown schedule preset {schedule!r}; known: @once, {', '.join(PRESETS)}"
-            )
+            raise ScheduleError(f"unknown schedule preset {schedule!r}; known: @once, {', '.join(PRESETS)}")
         return CronTimetable(schedule, tz)
-    raise ScheduleError(
-        f"schedule must be a cron string, a preset, a timedelta or None, not {type(schedule).__name__}"
-    )
+    raise ScheduleError(f"schedule must be a cron string, a preset, a timedelta or None, not {type(schedule).__name__}")
 
 
 def deserialize_timetable(data: dict[str, Any]) -> Timetable:

@@ -73,16 +73,28 @@ class Connection:
         """Build from a mapping with the field names (missing ones are None / ``{}``)."""
         port = data.get("port")
         return cls(
-            conn_id=str(data["conn_id"]), conn_type=str(data.get("conn_type") or ""), host=data.get("host"),
-            port=int(port) if port is not None else None, login=data.get("login"), password=data.get("password"),
-            schema=data.get("schema"), extra=dict(data.get("extra") or {}), description=data.get("description"),
+            conn_id=str(data["conn_id"]),
+            conn_type=str(data.get("conn_type") or ""),
+            host=data.get("host"),
+            port=int(port) if port is not None else None,
+            login=data.get("login"),
+            password=data.get("password"),
+            schema=data.get("schema"),
+            extra=dict(data.get("extra") or {}),
+            description=data.get("description"),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """All fields, in plain text, as a JSON-able dict (the inverse of :meth:`from_dict`)."""
         return {
-            "conn_id": self.conn_id, "conn_type": self.conn_type, "host": self.host, "port": self.port,
-            "login": self.login, "password": self.password, "schema": self.schema, "extra": dict(self.extra),
+            "conn_id": self.conn_id,
+            "conn_type": self.conn_type,
+            "host": self.host,
+            "port": self.port,
+            "login": self.login,
+            "password": self.password,
+            "schema": self.schema,
+            "extra": dict(self.extra),
             "description": self.description,
         }
 
@@ -116,8 +128,10 @@ class Connection:
 
     def __repr__(self) -> str:
         password = "***" if self.password else None
-        return (f"Connection(conn_id={self.conn_id!r}, conn_type={self.conn_type!r}, host={self.host!r}, "
-                f"port={self.port!r}, login={self.login!r}, password={password!r}, schema={self.schema!r})")
+        return (
+            f"Connection(conn_id={self.conn_id!r}, conn_type={self.conn_type!r}, host={self.host!r}, "
+            f"port={self.port!r}, login={self.login!r}, password={password!r}, schema={self.schema!r})"
+        )
 
 
 _NO_DEFAULT: Any = object()
@@ -225,6 +239,13 @@ class ConnectionAccessor:
 
 
 __all__ = [
-    "Connection", "ConnectionAccessor", "ConnectionNotFound", "SecretsRuntime", "SecretsUnavailable", "Variable",
-    "VariableAccessor", "VariableNotFound", "install_secrets_runtime",
+    "Connection",
+    "ConnectionAccessor",
+    "ConnectionNotFound",
+    "SecretsRuntime",
+    "SecretsUnavailable",
+    "Variable",
+    "VariableAccessor",
+    "VariableNotFound",
+    "install_secrets_runtime",
 ]

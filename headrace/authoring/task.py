@@ -39,8 +39,7 @@ MAX_RETRY_DELAY = timedelta(hours=24)
 """Ceiling for exponential backoff when ``max_retry_delay`` is not set (Airflow's)."""
 
 
-def retry_delay_seconds(retry_delay: float, try_number: int, *, exponential: bool,
-                        max_delay: float | None) -> float:
+def retry_delay_seconds(retry_delay: float, try_number: int, *, exponential: bool, max_delay: float | None) -> float:
     """Seconds to wait before the try after try ``try_number`` (1-based) failed: the one retry-delay rule.
 
     ``retry_delay`` and ``max_delay`` in seconds. Without backoff:
@@ -56,12 +55,26 @@ def retry_delay_seconds(retry_delay: float, try_number: int, *, exponential: boo
     exponent = max(try_number, 1) - 1
     return cap if exponent > 64 else float(min(retry_delay * 2**exponent, cap))
 
+
 _UNITS: dict[str, int] = {
-    "": 1, "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
-    "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+    "t": 2**40,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
 }
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 
@@ -120,19 +133,69 @@ def _accepted_args(cls: type) -> frozenset[str]:
     return frozenset(names)
 
 
-AIRFLOW_OPERATOR_ARGS: frozenset[str] = frozenset({
-    "task_id", "owner", "email", "email_on_retry", "email_on_failure", "retries", "retry_delay",
-    "retry_exponential_backoff", "max_retry_delay", "retry_policy", "start_date", "end_date",
-    "depends_on_past", "depends_on_previous_tasks", "ignore_first_depends_on_past",
-    "wait_for_past_depends_before_skipping", "wait_for_downstream", "dag", "params", "default_args",
-    "priority_weight", "weight_rule", "queue", "pool", "pool_slots", "sla", "execution_timeout",
-    "on_execute_callback", "on_failure_callback", "on_success_callback", "on_retry_callback",
-    "on_skipped_callback", "pre_execute", "post_execute", "trigger_rule", "resources", "run_as_user",
-    "task_concurrency", "map_index_template", "max_active_tis_per_dag", "max_active_tis_per_dagrun",
-    "executor", "executor_config", "do_xcom_push", "multiple_outputs", "inlets", "outlets", "task_group",
-    "doc", "doc_md", "doc_json", "doc_yaml", "doc_rst", "task_display_name", "logger_name",
-    "allow_nested_operators", "render_template_as_native_obj", "start_from_trigger", "start_trigger_args",
-})
+AIRFLOW_OPERATOR_ARGS: frozenset[str] = frozenset(
+    {
+        "task_id",
+        "owner",
+        "email",
+        "email_on_retry",
+        "email_on_failure",
+        "retries",
+        "retry_delay",
+        "retry_exponential_backoff",
+        "max_retry_delay",
+        "retry_policy",
+        "start_date",
+        "end_date",
+        "depends_on_past",
+        "depends_on_previous_tasks",
+        "ignore_first_depends_on_past",
+        "wait_for_past_depends_before_skipping",
+        "wait_for_downstream",
+        "dag",
+        "params",
+        "default_args",
+        "priority_weight",
+        "weight_rule",
+        "queue",
+        "pool",
+        "pool_slots",
+        "sla",
+        "execution_timeout",
+        "on_execute_callback",
+        "on_failure_callback",
+        "on_success_callback",
+        "on_retry_callback",
+        "on_skipped_callback",
+        "pre_execute",
+        "post_execute",
+        "trigger_rule",
+        "resources",
+        "run_as_user",
+        "task_concurrency",
+        "map_index_template",
+        "max_active_tis_per_dag",
+        "max_active_tis_per_dagrun",
+        "executor",
+        "executor_config",
+        "do_xcom_push",
+        "multiple_outputs",
+        "inlets",
+        "outlets",
+        "task_group",
+        "doc",
+        "doc_md",
+        "doc_json",
+        "doc_yaml",
+        "doc_rst",
+        "task_display_name",
+        "logger_name",
+        "allow_nested_operators",
+        "render_template_as_native_obj",
+        "start_from_trigger",
+        "start_trigger_args",
+    }
+)
 """The keyword arguments of Airflow 3's ``BaseOperator`` (Task SDK). Those an operator here does not
 accept are ignored with a DAG warning instead of raising, so an Airflow DAG ports by changing its imports."""
 
@@ -170,7 +233,8 @@ def _apply_default_args(init: _F) -> _F:
             raise DagDefinitionError(
                 f"invalid arguments were passed to {type(self).__name__} "
                 f"(task_id: {kwargs.get('task_id')!r}): {', '.join(unknown)}",
-                fileloc=dag.fileloc if dag else None, lineno=dag.lineno if dag else None,
+                fileloc=dag.fileloc if dag else None,
+                lineno=dag.lineno if dag else None,
             )
         init(self, *args, **kwargs)
 
@@ -210,7 +274,7 @@ class BaseOperator(ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
-            setattr(cls, "__init__", _apply_default_args(cls.__dict__["__init__"]))
+            setattr(cls, "__init__", _apply_default_args(cls.__dict__["__init__"]))  # noqa: B010 - mypy forbids assigning a method
 
     @_apply_default_args
     def __init__(
@@ -273,8 +337,10 @@ class BaseOperator(ABC):
         self.on_deadline_miss_callback = _callbacks(on_deadline_miss_callback)
         self.deadline = to_timedelta(deadline, "deadline")
         if deadline_reference not in ("logical_date", "run_start"):
-            raise DagDefinitionError(f"task {task_id!r}: deadline_reference must be 'logical_date' or "
-                                     f"'run_start', got {deadline_reference!r}")
+            raise DagDefinitionError(
+                f"task {task_id!r}: deadline_reference must be 'logical_date' or "
+                f"'run_start', got {deadline_reference!r}"
+            )
         self.deadline_reference = deadline_reference
         self.doc = doc
         self.doc_md = doc_md
@@ -312,9 +378,12 @@ class BaseOperator(ABC):
         (or 24 h if unset). Airflow adds a random-looking jitter to the backoff;
         we don't, so the delay is predictable.
         """
-        return retry_delay_seconds(self.retry_delay.total_seconds(), try_number,
-                                   exponential=self.retry_exponential_backoff,
-                                   max_delay=self.max_retry_delay.total_seconds() if self.max_retry_delay else None)
+        return retry_delay_seconds(
+            self.retry_delay.total_seconds(),
+            try_number,
+            exponential=self.retry_exponential_backoff,
+            max_delay=self.max_retry_delay.total_seconds() if self.max_retry_delay else None,
+        )
 
     # --- dependencies --------------------------------------------------------
 
@@ -408,8 +477,7 @@ class BaseOperator(ABC):
                 rendered = self._render(value, context, env)
             except jinja2.TemplateError as exc:
                 raise DagDefinitionError(
-                    f"cannot render template field {field!r} of task {self.task_id!r}: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"cannot render template field {field!r} of task {self.task_id!r}: {type(exc).__name__}: {exc}",
                     fileloc=self.dag.fileloc if self.dag else None,
                 ) from exc
             setattr(self, field, rendered)

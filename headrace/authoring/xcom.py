@@ -206,14 +206,18 @@ def serialize_xcom(value: Any, max_bytes: int, *, task_id: str = "?", key: str =
         what = str(exc) if isinstance(exc, TypeError) else f"float {exc}"
         raise XComError(
             f"XCom value of task {task_id} (key {key}) is not JSON serializable: {what}",
-            task_id=task_id, key=key,
+            task_id=task_id,
+            key=key,
         ) from None
     size = len(text.encode("utf-8"))
     if size > max_bytes:
         raise XComError(
             f"XCom value of task {task_id} (key {key}) is {size} bytes, over the limit of "
             f"{max_bytes} bytes (xcom max size)",
-            task_id=task_id, key=key, size=size, max_bytes=max_bytes,
+            task_id=task_id,
+            key=key,
+            size=size,
+            max_bytes=max_bytes,
         )
     return text
 

@@ -146,7 +146,9 @@ def parse_date(value: str | None, *, what: str = "logical date") -> datetime | N
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise HeadraceError(f"{what} {value!r} is not an ISO date such as 2026-01-31 or 2026-01-31T06:00:00+00:00") from None
+        raise HeadraceError(
+            f"{what} {value!r} is not an ISO date such as 2026-01-31 or 2026-01-31T06:00:00+00:00"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

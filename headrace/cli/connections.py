@@ -25,8 +25,9 @@ from headrace.secrets_store import (
     set_connection,
 )
 
-app = typer.Typer(help="Connections tasks read with Connection.get (password and extra encrypted at rest).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Connections tasks read with Connection.get (password and extra encrypted at rest).", no_args_is_help=True
+)
 
 
 def _extra(text: str | None) -> dict[str, Any]:
@@ -45,7 +46,9 @@ def _extra(text: str | None) -> dict[str, Any]:
 def add_cmd(
     ctx: typer.Context,
     conn_id: str,
-    conn_uri: str | None = typer.Option(None, "--conn-uri", help="All fields as type://login:password@host:port/schema?k=v."),
+    conn_uri: str | None = typer.Option(
+        None, "--conn-uri", help="All fields as type://login:password@host:port/schema?k=v."
+    ),
     conn_type: str | None = typer.Option(None, "--conn-type", help="e.g. postgres, http, s3."),
     host: str | None = typer.Option(None, "--conn-host"),
     port: int | None = typer.Option(None, "--conn-port"),
@@ -60,13 +63,23 @@ def add_cmd(
         if any(v is not None for v in (conn_type, host, port, login, password, schema)):
             raise InvalidRequest("give either --conn-uri or the --conn-type/--conn-host/… options, not both")
         parsed = parse_connection_uri(conn_id, conn_uri)
-        conn = Connection.from_dict({**parsed.to_dict(), "extra": {**parsed.extra, **_extra(extra)},
-                                     "description": description})
+        conn = Connection.from_dict(
+            {**parsed.to_dict(), "extra": {**parsed.extra, **_extra(extra)}, "description": description}
+        )
     else:
         if not conn_type:
             raise InvalidRequest("--conn-type (or --conn-uri) is required")
-        conn = Connection(conn_id=conn_id, conn_type=conn_type, host=host, port=port, login=login,
-                          password=password, schema=schema, extra=_extra(extra), description=description)
+        conn = Connection(
+            conn_id=conn_id,
+            conn_type=conn_type,
+            host=host,
+            port=port,
+            login=login,
+            password=password,
+            schema=schema,
+            extra=_extra(extra),
+            description=description,
+        )
     state = app_state(ctx)
     db = state.migrated_db()
     with db.session() as session:
@@ -86,8 +99,9 @@ def get_cmd(
     with db.read_session() as session:
         conn = get_connection(session, Encryptor.from_settings(state.settings), conn_id)
     if conn is None:
-        raise ConnectionNotFound(f"no connection with conn_id {conn_id!r}; see `headrace connections list`",
-                                 conn_id=conn_id)
+        raise ConnectionNotFound(
+            f"no connection with conn_id {conn_id!r}; see `headrace connections list`", conn_id=conn_id
+        )
     print(json.dumps(conn.to_dict() if reveal else masked_connection(conn), indent=2, sort_keys=True))
 
 
@@ -101,8 +115,16 @@ def list_cmd(ctx: typer.Context) -> None:
     table = Table("conn_id", "type", "host", "port", "login", "password", "schema", "extra")
     for conn in rows:
         shown = masked_connection(conn)
-        table.add_row(conn.conn_id, conn.conn_type, conn.host or "", str(conn.port or ""), conn.login or "",
-                      shown["password"] or "", conn.schema or "", json.dumps(shown["extra"]) if conn.extra else "")
+        table.add_row(
+            conn.conn_id,
+            conn.conn_type,
+            conn.host or "",
+            str(conn.port or ""),
+            conn.login or "",
+            shown["password"] or "",
+            conn.schema or "",
+            json.dumps(shown["extra"]) if conn.extra else "",
+        )
     console.print(table)
 
 

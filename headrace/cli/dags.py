@@ -60,8 +60,10 @@ def list_cmd(
         )
     console.print(table)
     if warnings:
-        console.print(f"[yellow]{sum(map(len, warnings.values()))} DAG warning(s): arguments headrace accepts "
-                      "but does not act on yet, or default_args no task takes (see the warnings column)[/]")
+        console.print(
+            f"[yellow]{sum(map(len, warnings.values()))} DAG warning(s): arguments headrace accepts "
+            "but does not act on yet, or default_args no task takes (see the warnings column)[/]"
+        )
     if n_errors:
         console.print(f"[red]{n_errors} DAG file(s) failed to import: headrace dags list-import-errors[/]")
 
@@ -125,7 +127,14 @@ def list_runs(
     for column in ("run_id", "type", "state", "logical date", "started", "ended"):
         table.add_column(column, overflow="fold")
     for r in runs:
-        table.add_row(r.run_id, r.run_type, styled(r.state), fmt_time(r.logical_date), fmt_time(r.start_date), fmt_time(r.end_date))
+        table.add_row(
+            r.run_id,
+            r.run_type,
+            styled(r.state),
+            fmt_time(r.logical_date),
+            fmt_time(r.start_date),
+            fmt_time(r.end_date),
+        )
     console.print(table)
 
 
@@ -228,8 +237,12 @@ def test(
             raise DagNotFound(f"no DAG with dag_id {dag_id!r} in {settings.dags_folder}; see `headrace dags list`")
         when = parse_date(logical_date) or datetime.now(UTC)
         run = trigger_dag(
-            session, dag_id, conf=parse_conf(conf), logical_date=when,
-            run_id=f"test__{when.isoformat()}", now=datetime.now(UTC),
+            session,
+            dag_id,
+            conf=parse_conf(conf),
+            logical_date=when,
+            run_id=f"test__{when.isoformat()}",
+            now=datetime.now(UTC),
         )
         run_pk, run_id = run.id, run.run_id
     console.print(f"testing {dag_id}: DAG run {run_id}")

@@ -34,7 +34,9 @@ def render(findings: list[Finding]) -> list[Table]:
 
 def doctor(
     ctx: typer.Context,
-    hours: float = typer.Option(24.0, "--hours", min=0.001, help="Look back this many hours for usage, memory and delays."),
+    hours: float = typer.Option(
+        24.0, "--hours", min=0.001, help="Look back this many hours for usage, memory and delays."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as a JSON list instead of a table."),
 ) -> None:
     """Measure slots, processes, tries, memory, scheduler/DB latency and DAG parsing; suggest fixes.

@@ -31,21 +31,29 @@ if TYPE_CHECKING:  # the Click that Typer carries inside it (typer._click), whic
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "ps": ("headrace.cli.ps:ps", "List running tries: recorded vs live pid, RSS and CPU; flag any mismatch."),
-    "doctor": ("headrace.cli.doctor:doctor",
-               "Measure slots, processes, tries, memory, scheduler/DB latency and DAG parsing; suggest fixes."),
-    "scheduler": ("headrace.cli.scheduler:scheduler", "Run the scheduler and the DAG processor until SIGTERM or Ctrl-C."),
-    "standalone": ("headrace.cli.scheduler:standalone",
-                   "Migrate, load the example DAGs, serve the UI, trigger the example pipeline once, run the scheduler."),
+    "doctor": (
+        "headrace.cli.doctor:doctor",
+        "Measure slots, processes, tries, memory, scheduler/DB latency and DAG parsing; suggest fixes.",
+    ),
+    "scheduler": (
+        "headrace.cli.scheduler:scheduler",
+        "Run the scheduler and the DAG processor until SIGTERM or Ctrl-C.",
+    ),
+    "standalone": (
+        "headrace.cli.scheduler:standalone",
+        "Migrate, load the example DAGs, serve the UI, trigger the example pipeline once, run the scheduler.",
+    ),
     "api-server": ("headrace.cli.scheduler:api_server", "Serve the REST API, the web UI and /metrics until Ctrl-C."),
     "db": ("headrace.cli.db:app", "Create, upgrade or reset the metadata database."),
     "dags": ("headrace.cli.dags:app", "List, trigger, backfill, pause and test DAGs."),
     "tasks": ("headrace.cli.tasks:app", "List tasks, show task instance states, test one task."),
     "config": ("headrace.cli.config_cmd:app", "Show the configuration."),
     "users": ("headrace.cli.users:app", "Users of the web UI and REST API, and their API tokens."),
-    "variables": ("headrace.cli.variables:app",
-                  "Variables tasks read with Variable.get (values encrypted at rest)."),
-    "connections": ("headrace.cli.connections:app",
-                    "Connections tasks read with Connection.get (password and extra encrypted at rest)."),
+    "variables": ("headrace.cli.variables:app", "Variables tasks read with Variable.get (values encrypted at rest)."),
+    "connections": (
+        "headrace.cli.connections:app",
+        "Connections tasks read with Connection.get (password and extra encrypted at rest).",
+    ),
 }
 """Every command, in the order ``--help`` lists them: where it lives (``module:attribute``, a Typer app
 or a command function) and the one line ``headrace --help`` shows (a test checks it is the command's own)."""

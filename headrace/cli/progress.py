@@ -49,7 +49,9 @@ def _render(runs: list[DagRun], counts: dict[int, Counter[str]], elapsed: float)
     return table
 
 
-def wait_for_runs(db: Database, run_pks: Sequence[int], *, poll: float = 0.5, timeout: float | None = None) -> list[DagRun]:
+def wait_for_runs(
+    db: Database, run_pks: Sequence[int], *, poll: float = 0.5, timeout: float | None = None
+) -> list[DagRun]:
     """Show live progress until every run is success or failed; return the final runs.
 
     Raises ``TimeoutError`` after ``timeout`` seconds if given.

@@ -68,7 +68,19 @@ def ps(ctx: typer.Context) -> None:
             .order_by(TaskInstance.start_date)
         ).all()
     table = Table(title=f"running tries ({len(rows)}) — this host: {socket.gethostname()}")
-    for column in ("dag_id", "run_id", "task_id", "try", "host", "pid", "supervisor", "live RSS", "CPU s", "started", "check"):
+    for column in (
+        "dag_id",
+        "run_id",
+        "task_id",
+        "try",
+        "host",
+        "pid",
+        "supervisor",
+        "live RSS",
+        "CPU s",
+        "started",
+        "check",
+    ):
         table.add_column(column, overflow="fold")
     mismatches = 0
     for ti, tt in rows:
@@ -80,7 +92,9 @@ def ps(ctx: typer.Context) -> None:
         verdict = _verdict(task_id_)
         sup_verdict = _verdict(sup_id)
         mismatches += "MISMATCH" in verdict or "MISMATCH" in sup_verdict
-        rss, cpu = _tree_usage(task_id_.pid) if (task_id_ and task_id_.is_local() and task_id_.is_alive()) else (None, None)
+        rss, cpu = (
+            _tree_usage(task_id_.pid) if (task_id_ and task_id_.is_local() and task_id_.is_alive()) else (None, None)
+        )
         table.add_row(
             ti.dag_id,
             ti.run_id,

@@ -41,11 +41,14 @@ def api_server(
 ) -> None:
     """Serve the REST API, the web UI and /metrics until Ctrl-C."""
     from headrace.api.server import serve  # FastAPI/uvicorn cost ~0.6 s to import: only the commands that serve pay it
+
     state = app_state(ctx)
     setup_logging(state.settings)
     db = state.migrated_db()
     shown_host = host or state.settings.get("api", "host")
-    console.print(f"headrace api-server on http://{shown_host}:{port if port is not None else state.settings.get('api', 'port')}")
+    console.print(
+        f"headrace api-server on http://{shown_host}:{port if port is not None else state.settings.get('api', 'port')}"
+    )
     serve(state.settings, db, host=host, port=port)
 
 
@@ -87,10 +90,14 @@ def standalone(
         created = ensure_admin(db)
         metrics = SchedulerMetrics()
         server = start_in_thread(settings, db, port=port, metrics_registry=metrics.registry)
-        console.print(f"  web UI     [bold]{server.url}[/]  (REST API {server.url}/api/v1, metrics {server.url}/metrics)")
+        console.print(
+            f"  web UI     [bold]{server.url}[/]  (REST API {server.url}/api/v1, metrics {server.url}/metrics)"
+        )
         if created is not None:
-            console.print(f"  login      user [bold]{created[0]}[/] password [bold]{created[1]}[/] (shown once; "
-                          "`headrace users set-password admin` makes a new one)")
+            console.print(
+                f"  login      user [bold]{created[0]}[/] password [bold]{created[1]}[/] (shown once; "
+                "`headrace users set-password admin` makes a new one)"
+            )
         else:
             console.print("  login      an admin exists already; `headrace users set-password admin` resets a password")
     processor = make_processor(settings, db)

@@ -34,7 +34,9 @@ def _dag_model(db: Database, dag_id: str) -> tuple[DagModel, SerializedDag]:
             raise DagNotFound(f"no DAG with dag_id {dag_id!r}; see `headrace dags list`")
         version = queries.current_version(session, model)
         if version is None:
-            raise DagNotFound(f"DAG {dag_id!r} has no parsed version; is its file still there? see `headrace dags list`")
+            raise DagNotFound(
+                f"DAG {dag_id!r} has no parsed version; is its file still there? see `headrace dags list`"
+            )
         return model, SerializedDag.from_dict(version.serialized)
 
 

@@ -20,8 +20,9 @@ def create(
     ctx: typer.Context,
     username: str,
     role: str = typer.Option("viewer", "--role", "-r", help=f"One of {', '.join(ROLES)}."),
-    password: str | None = typer.Option(None, "--password", "-p",
-                                        help="Password (at least 8 characters); default: generate and print one."),
+    password: str | None = typer.Option(
+        None, "--password", "-p", help="Password (at least 8 characters); default: generate and print one."
+    ),
 ) -> None:
     """Create a user; prints a generated password if none was given."""
     check_role(role)
@@ -42,14 +43,18 @@ def list_users(ctx: typer.Context) -> None:
     table = Table("username", "role", "active", "created", "last login")
     with db.read_session() as session:
         for u in session.scalars(select(User).order_by(User.username)):
-            table.add_row(u.username, u.role, "yes" if u.is_active else "no", fmt_time(u.created_at),
-                          fmt_time(u.last_login_at))
+            table.add_row(
+                u.username, u.role, "yes" if u.is_active else "no", fmt_time(u.created_at), fmt_time(u.last_login_at)
+            )
     console.print(table)
 
 
 @app.command("set-password")
-def set_password(ctx: typer.Context, username: str,
-                 password: str | None = typer.Option(None, "--password", "-p", help="Default: generate one.")) -> None:
+def set_password(
+    ctx: typer.Context,
+    username: str,
+    password: str | None = typer.Option(None, "--password", "-p", help="Default: generate one."),
+) -> None:
     """Set a user's password (prints a generated one)."""
     db = app_state(ctx).migrated_db()
     secret = new_password() if password is None else password
@@ -70,12 +75,20 @@ def delete(ctx: typer.Context, username: str) -> None:
 
 
 @app.command("token")
-def token(ctx: typer.Context, username: str,
-          name: str = typer.Option("cli", "--name", "-n", help="A label to tell tokens apart."),
-          days: int | None = typer.Option(None, "--days", help="Expire after this many days (default: never).")) -> None:
+def token(
+    ctx: typer.Context,
+    username: str,
+    name: str = typer.Option("cli", "--name", "-n", help="A label to tell tokens apart."),
+    days: int | None = typer.Option(None, "--days", help="Expire after this many days (default: never)."),
+) -> None:
     """Make an API token acting as USERNAME and print it (shown once)."""
     db = app_state(ctx).migrated_db()
     with db.session() as session:
-        tok, _ = create_token(session, get_user(session, username), name, now=datetime.now(UTC),
-                              expires_in=timedelta(days=days) if days else None)
+        tok, _ = create_token(
+            session,
+            get_user(session, username),
+            name,
+            now=datetime.now(UTC),
+            expires_in=timedelta(days=days) if days else None,
+        )
     console.print(tok, soft_wrap=True)

@@ -22,7 +22,9 @@ def set_cmd(
     key: str,
     value: str,
     description: str | None = typer.Option(None, "--description", "-d", help="What the variable is for."),
-    as_json: bool = typer.Option(False, "--json", help="Check that VALUE is valid JSON (for var.json / deserialize_json)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Check that VALUE is valid JSON (for var.json / deserialize_json)."
+    ),
 ) -> None:
     """Create or replace variable KEY with VALUE."""
     if as_json:
@@ -41,7 +43,9 @@ def set_cmd(
 def get_cmd(
     ctx: typer.Context,
     key: str,
-    default: str | None = typer.Option(None, "--default", help="Print this if KEY does not exist (instead of failing)."),
+    default: str | None = typer.Option(
+        None, "--default", help="Print this if KEY does not exist (instead of failing)."
+    ),
 ) -> None:
     """Print the value of variable KEY in plain text (exit code 1 if it does not exist)."""
     state = app_state(ctx)

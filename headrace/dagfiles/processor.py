@@ -60,6 +60,7 @@ on every parse of its file and dropped when the DAG becomes inactive.
 applied when the file is parsed (a changed setting reaches a DAG when its file
 is parsed again).
 """
+
 from __future__ import annotations
 
 import json
@@ -75,7 +76,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select as sql_select
+from sqlalchemy import delete
+from sqlalchemy import select as sql_select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -91,11 +93,11 @@ from headrace.dagfiles.serialization import (
     next_runs,
     serialize_dag,
 )
-from headrace.exceptions import ScheduleError
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.supervisor.fencing import die_with_parent
 from headrace.db.models import DagFile, DagModel, DagVersion, DagWarning, ImportError_
+from headrace.exceptions import ScheduleError
+from headrace.supervisor.fencing import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +167,7 @@ def _error_from_exception(exc: BaseException, fileloc: str) -> ParseError:
     if isinstance(exc, SyntaxError) and exc.lineno is not None:
         lineno = exc.lineno
     elif getattr(exc, "fileloc", None) == fileloc and getattr(exc, "lineno", None):
-        lineno = int(getattr(exc, "lineno"))
+        lineno = int(getattr(exc, "lineno"))  # noqa: B009 - not every exception has it (checked above)
     else:
         for frame in traceback.extract_tb(exc.__traceback__):
             if os.path.realpath(frame.filename) == fileloc:
@@ -185,10 +187,16 @@ def _serialize_dags(fileloc: str, catchup_default: bool) -> dict[str, Any]:
             data = serialize_dag(dag, catchup_default=catchup_default)
             check_schedule(dag, data, now)
             warnings = [asdict(w) for w in dag_warnings(dag)]
-        except Exception as exc:  # this DAG's import error; the file's other DAGs are stored
+        except Exception as exc:  # noqa: BLE001 - this DAG's import error; the file's other DAGs are stored
             err = _error_from_exception(exc, fileloc)
-            payload["dag_errors"].append({"dag_id": dag.dag_id, "message": err.message,
-                                          "lineno": err.lineno or dag.lineno, "stacktrace": err.stacktrace})
+            payload["dag_errors"].append(
+                {
+                    "dag_id": dag.dag_id,
+                    "message": err.message,
+                    "lineno": err.lineno or dag.lineno,
+                    "stacktrace": err.stacktrace,
+                }
+            )
             continue
         payload["dags"].append(data)
         payload["warnings"][dag.dag_id] = warnings
@@ -201,13 +209,13 @@ def _child_main(fileloc: str, write_fd: int, catchup_default: bool = False) -> N
     try:
         try:
             payload: dict[str, Any] = _serialize_dags(fileloc, catchup_default)
-        except BaseException as exc:  # user code: anything at all, SystemExit included
+        except BaseException as exc:  # noqa: BLE001 - user code: anything at all, SystemExit included
             err = _error_from_exception(exc, fileloc)
             payload = {"error": {"message": err.message, "lineno": err.lineno, "stacktrace": err.stacktrace}}
         data = json.dumps(payload, default=str).encode()
         view = memoryview(data)
         while view:
-            view = view[os.write(write_fd, view):]
+            view = view[os.write(write_fd, view) :]
     except BaseException:  # noqa: BLE001 — nothing may escape a forked child
         code = 1
     finally:
@@ -282,18 +290,27 @@ def _finish_child(child: _Child, timeout: float, *, timed_out: bool) -> ParseRes
     try:
         payload = json.loads(b"".join(child.chunks))
     except ValueError:
-        how = f"signal {-os.waitstatus_to_exitcode(status)}" if os.WIFSIGNALED(status) else \
-            f"exit code {os.waitstatus_to_exitcode(status)}"
+        how = (
+            f"signal {-os.waitstatus_to_exitcode(status)}"
+            if os.WIFSIGNALED(status)
+            else f"exit code {os.waitstatus_to_exitcode(status)}"
+        )
         err = ParseError(f"the process importing {child.fileloc} died ({how}) without a result", None)
         return ParseResult(child.fileloc, error=err, seconds=seconds)
     if "error" in payload:
         e = payload["error"]
-        return ParseResult(child.fileloc, error=ParseError(e["message"], e["lineno"], e["stacktrace"]),
-                           seconds=seconds)
-    dag_errors = [ParseError(e["message"], e["lineno"], e["stacktrace"], dag_id=e["dag_id"])
-                  for e in payload.get("dag_errors", ())]
-    return ParseResult(child.fileloc, dags=list(payload["dags"]), seconds=seconds, dag_errors=dag_errors,
-                       warnings=dict(payload.get("warnings", {})))
+        return ParseResult(child.fileloc, error=ParseError(e["message"], e["lineno"], e["stacktrace"]), seconds=seconds)
+    dag_errors = [
+        ParseError(e["message"], e["lineno"], e["stacktrace"], dag_id=e["dag_id"])
+        for e in payload.get("dag_errors", ())
+    ]
+    return ParseResult(
+        child.fileloc,
+        dags=list(payload["dags"]),
+        seconds=seconds,
+        dag_errors=dag_errors,
+        warnings=dict(payload.get("warnings", {})),
+    )
 
 
 def _kill(pid: int) -> None:
@@ -310,8 +327,9 @@ class ParseBatch:
     beyond ``concurrency`` start as earlier ones finish, from :meth:`poll`.
     """
 
-    def __init__(self, filelocs: Sequence[str], *, timeout: float, concurrency: int,
-                 catchup_default: bool = False) -> None:
+    def __init__(
+        self, filelocs: Sequence[str], *, timeout: float, concurrency: int, catchup_default: bool = False
+    ) -> None:
         self.timeout = timeout
         self.catchup_default = catchup_default
         """``catchup`` of the DAGs that do not set it (``scheduler.catchup_by_default``)."""
@@ -405,9 +423,13 @@ def next_run_for(session: Session, sdag: SerializedDag, now: datetime) -> DagRun
         interval = DataInterval(last.data_interval_start, last.data_interval_end)
     try:
         return next_runs(sdag, interval, now)
-    except Exception as exc:
-        raise ScheduleError(f"DAG {sdag.dag_id!r}: schedule {sdag.timetable.summary!r} cannot be evaluated: "
-                            f"{type(exc).__name__}: {exc}", fileloc=sdag.fileloc, lineno=sdag.lineno or None) from None
+    except Exception as exc:  # noqa: BLE001 - user code or stored data: any failure is reported, not raised
+        raise ScheduleError(
+            f"DAG {sdag.dag_id!r}: schedule {sdag.timetable.summary!r} cannot be evaluated: "
+            f"{type(exc).__name__}: {exc}",
+            fileloc=sdag.fileloc,
+            lineno=sdag.lineno or None,
+        ) from None
 
 
 def set_next_run(session: Session, dag: DagModel, sdag: SerializedDag, now: datetime) -> None:
@@ -504,12 +526,16 @@ class DagProcessor:
         files = self.list_files()
         with self.db.session() as session:
             known = {f.fileloc: f for f in session.scalars(sql_select(DagFile))}
-            changed = [p for p, stamp in files.items() if p not in known or
-                       (known[p].mtime, known[p].size) != stamp]
+            changed = [p for p, stamp in files.items() if p not in known or (known[p].mtime, known[p].size) != stamp]
             for fileloc in set(known) - set(files):
                 self._forget_file(session, known[fileloc], now)
-        self._pass = _Pass(started, files, ParseBatch(changed, timeout=self.timeout, concurrency=self.concurrency,
-                                                      catchup_default=self.catchup_default))
+        self._pass = _Pass(
+            started,
+            files,
+            ParseBatch(
+                changed, timeout=self.timeout, concurrency=self.concurrency, catchup_default=self.catchup_default
+            ),
+        )
         return len(changed)
 
     def collect(self, now: datetime) -> ProcessorStats | None:
@@ -536,12 +562,23 @@ class DagProcessor:
             return None
         self._pass = None
         results = run.results
-        stats = ProcessorStats(len(run.files), len(results), run.dags, sum(not r.ok for r in results),
-                               time.monotonic() - run.started,
-                               tuple((r.fileloc, r.seconds, r.ok) for r in results))
+        stats = ProcessorStats(
+            len(run.files),
+            len(results),
+            run.dags,
+            sum(not r.ok for r in results),
+            time.monotonic() - run.started,
+            tuple((r.fileloc, r.seconds, r.ok) for r in results),
+        )
         if results:
-            log.info("parsed %d of %d DAG files in %.2f s: %d DAGs, %d errors", stats.files_parsed,
-                     stats.files_seen, stats.seconds, stats.dags, stats.errors)
+            log.info(
+                "parsed %d of %d DAG files in %.2f s: %d DAGs, %d errors",
+                stats.files_parsed,
+                stats.files_seen,
+                stats.seconds,
+                stats.dags,
+                stats.errors,
+            )
         return stats
 
     def fds(self) -> list[int]:
@@ -596,9 +633,15 @@ class DagProcessor:
         row = session.get(DagFile, result.fileloc)
         previous_ids = list(row.dag_ids) if row is not None else []
         if result.error is not None:
-            session.add(ImportError_(fileloc=result.fileloc, lineno=result.error.lineno,
-                                     message=result.error.message, stacktrace=result.error.stacktrace,
-                                     timestamp=now))
+            session.add(
+                ImportError_(
+                    fileloc=result.fileloc,
+                    lineno=result.error.lineno,
+                    message=result.error.message,
+                    stacktrace=result.error.stacktrace,
+                    timestamp=now,
+                )
+            )
             dag_ids = previous_ids
             stored = 0
         else:
@@ -609,14 +652,27 @@ class DagProcessor:
                     dag_ids.append(self._store_dag(session, data, result.fileloc, now))
                 except SQLAlchemyError:
                     raise
-                except Exception as exc:  # the scheduler could not use this DAG: its import error, not a crash
-                    dag_errors.append(ParseError(f"{type(exc).__name__}: {exc}", data.get("lineno") or None,
-                                                 traceback.format_exc(), dag_id=data.get("dag_id")))
+                except Exception as exc:  # noqa: BLE001 - the scheduler could not use this DAG: its import error, not a crash
+                    dag_errors.append(
+                        ParseError(
+                            f"{type(exc).__name__}: {exc}",
+                            data.get("lineno") or None,
+                            traceback.format_exc(),
+                            dag_id=data.get("dag_id"),
+                        )
+                    )
             stored = len(dag_ids)
             self._store_warnings(session, {d: result.warnings.get(d, []) for d in dag_ids}, now)
             for err in dag_errors:
-                session.add(ImportError_(fileloc=result.fileloc, lineno=err.lineno, message=err.message,
-                                         stacktrace=err.stacktrace, timestamp=now))
+                session.add(
+                    ImportError_(
+                        fileloc=result.fileloc,
+                        lineno=err.lineno,
+                        message=err.message,
+                        stacktrace=err.stacktrace,
+                        timestamp=now,
+                    )
+                )
                 if err.dag_id in previous_ids and err.dag_id not in dag_ids:
                     dag_ids.append(err.dag_id)  # kept as it was, like the DAGs of a file that fails to import
             self._deactivate(session, result.fileloc, set(previous_ids) - set(dag_ids))
@@ -633,8 +689,11 @@ class DagProcessor:
         if not warnings:
             return
         session.execute(delete(DagWarning).where(DagWarning.dag_id.in_(list(warnings))))
-        session.add_all(DagWarning(dag_id=dag_id, warning_type=w["kind"], message=w["message"], timestamp=now)
-                        for dag_id, found in warnings.items() for w in found)
+        session.add_all(
+            DagWarning(dag_id=dag_id, warning_type=w["kind"], message=w["message"], timestamp=now)
+            for dag_id, found in warnings.items()
+            for w in found
+        )
 
     def _store_dag(self, session: Session, data: dict[str, Any], fileloc: str, now: datetime) -> str:
         """Upsert one DAG and its version; return its dag_id.
@@ -644,8 +703,9 @@ class DagProcessor:
         """
         sdag = SerializedDag.from_dict(data)
         if isinstance(sdag.timetable, UnreadableTimetable):
-            raise ScheduleError(f"DAG {sdag.dag_id!r}: {sdag.timetable.error}", fileloc=fileloc,
-                                lineno=sdag.lineno or None)
+            raise ScheduleError(
+                f"DAG {sdag.dag_id!r}: {sdag.timetable.error}", fileloc=fileloc, lineno=sdag.lineno or None
+            )
         version_hash = dag_hash(data)
         dag = session.get(DagModel, sdag.dag_id)
         old_key = None
@@ -653,13 +713,14 @@ class DagProcessor:
             old = queries.current_version(session, dag)
             try:
                 old_key = _schedule_key(SerializedDag.from_dict(old.serialized)) if old is not None else None
-            except Exception:  # an old version this headrace cannot read: compute the next run afresh
+            except Exception:  # noqa: BLE001 - an old version this headrace cannot read: compute the next run afresh
                 old_key = None
         # Also when no run is due: the scheduler clears next_* of a DAG whose schedule failed.
         recompute = dag is None or old_key != _schedule_key(sdag) or dag.next_run_after is None
         info = next_run_for(session, sdag, now) if recompute else None
-        version = session.scalars(sql_select(DagVersion).where(
-            DagVersion.dag_id == sdag.dag_id, DagVersion.version_hash == version_hash)).first()
+        version = session.scalars(
+            sql_select(DagVersion).where(DagVersion.dag_id == sdag.dag_id, DagVersion.version_hash == version_hash)
+        ).first()
         if version is None:
             session.add(DagVersion(dag_id=sdag.dag_id, version_hash=version_hash, serialized=data, created_at=now))
         if dag is None:
@@ -680,6 +741,13 @@ class DagProcessor:
 
 
 __all__ = [
-    "DagProcessor", "ParseBatch", "ParseError", "ParseResult", "ProcessorStats", "apply_next_run", "next_run_for",
-    "parse_files", "set_next_run",
+    "DagProcessor",
+    "ParseBatch",
+    "ParseError",
+    "ParseResult",
+    "ProcessorStats",
+    "apply_next_run",
+    "next_run_for",
+    "parse_files",
+    "set_next_run",
 ]

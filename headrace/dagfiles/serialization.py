@@ -23,12 +23,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from headrace.authoring.dag import DAG
 from headrace.authoring.schedules import (
-    UTC,
     DagRunInfo,
     DataInterval,
     Timetable,
@@ -58,30 +57,32 @@ def _sorted_dict(d: Mapping[str, Any]) -> dict[str, Any]:
 
 def serialize_task(task: BaseOperator) -> dict[str, Any]:
     """The JSON-able description of one task (see ``SerializedTask`` for the fields)."""
-    return _sorted_dict({
-        "task_id": task.task_id,
-        "operator": task.operator_name,
-        "owner": task.owner,
-        "upstream_task_ids": sorted(task.upstream_task_ids),
-        "downstream_task_ids": sorted(task.downstream_task_ids),
-        "trigger_rule": task.trigger_rule.value,
-        "retries": task.retries,
-        "retry_delay": task.retry_delay.total_seconds(),
-        "retry_exponential_backoff": task.retry_exponential_backoff,
-        "max_retry_delay": _seconds(task.max_retry_delay),
-        "execution_timeout": _seconds(task.execution_timeout),
-        "memory_limit": task.memory_limit,
-        "pool": task.pool,
-        "pool_slots": task.pool_slots,
-        "priority_weight": task.priority_weight,
-        "queue": task.queue,
-        "multiple_outputs": task.multiple_outputs,
-        "doc_md": task.doc_md,
-        "has_on_failure_callback": bool(task.on_failure_callback),
-        "has_on_success_callback": bool(task.on_success_callback),
-        "has_on_retry_callback": bool(task.on_retry_callback),
-        **_deadline_fields(task.deadline, task.deadline_reference, bool(task.on_deadline_miss_callback)),
-    })
+    return _sorted_dict(
+        {
+            "task_id": task.task_id,
+            "operator": task.operator_name,
+            "owner": task.owner,
+            "upstream_task_ids": sorted(task.upstream_task_ids),
+            "downstream_task_ids": sorted(task.downstream_task_ids),
+            "trigger_rule": task.trigger_rule.value,
+            "retries": task.retries,
+            "retry_delay": task.retry_delay.total_seconds(),
+            "retry_exponential_backoff": task.retry_exponential_backoff,
+            "max_retry_delay": _seconds(task.max_retry_delay),
+            "execution_timeout": _seconds(task.execution_timeout),
+            "memory_limit": task.memory_limit,
+            "pool": task.pool,
+            "pool_slots": task.pool_slots,
+            "priority_weight": task.priority_weight,
+            "queue": task.queue,
+            "multiple_outputs": task.multiple_outputs,
+            "doc_md": task.doc_md,
+            "has_on_failure_callback": bool(task.on_failure_callback),
+            "has_on_success_callback": bool(task.on_success_callback),
+            "has_on_retry_callback": bool(task.on_retry_callback),
+            **_deadline_fields(task.deadline, task.deadline_reference, bool(task.on_deadline_miss_callback)),
+        }
+    )
 
 
 def _deadline_fields(deadline: timedelta | None, reference: str, has_callback: bool) -> dict[str, Any]:
@@ -109,29 +110,31 @@ def serialize_dag(dag: DAG, *, catchup_default: bool = False) -> dict[str, Any]:
         raise DagDefinitionError(
             f"params of DAG {dag.dag_id!r} must be JSON-serializable: {exc}", fileloc=dag.fileloc, lineno=dag.lineno
         ) from None
-    return _sorted_dict({
-        "version": SERIALIZATION_VERSION,
-        "dag_id": dag.dag_id,
-        "fileloc": dag.fileloc,
-        "lineno": dag.lineno,
-        "schedule": None if dag.schedule is None else dag.timetable.summary,
-        "timetable": _sorted_dict(dag.timetable.serialize()),
-        "timezone": tz_name(dag.timezone or UTC),
-        "start_date": _iso(dag.start_date),
-        "end_date": _iso(dag.end_date),
-        "catchup": catchup_default if dag.catchup is None else dag.catchup,
-        "max_active_runs": dag.max_active_runs,
-        "max_active_tasks": dag.max_active_tasks,
-        "dagrun_timeout": _seconds(dag.dagrun_timeout),
-        "tags": sorted(dag.tags),
-        "description": dag.description,
-        "doc_md": dag.doc_md,
-        "params": params,
-        "has_on_success_callback": dag.on_success_callback is not None,
-        "has_on_failure_callback": dag.on_failure_callback is not None,
-        **_deadline_fields(dag.deadline, dag.deadline_reference, dag.on_deadline_miss_callback is not None),
-        "tasks": {tid: serialize_task(dag.task_dict[tid]) for tid in sorted(dag.task_dict)},
-    })
+    return _sorted_dict(
+        {
+            "version": SERIALIZATION_VERSION,
+            "dag_id": dag.dag_id,
+            "fileloc": dag.fileloc,
+            "lineno": dag.lineno,
+            "schedule": None if dag.schedule is None else dag.timetable.summary,
+            "timetable": _sorted_dict(dag.timetable.serialize()),
+            "timezone": tz_name(dag.timezone or UTC),
+            "start_date": _iso(dag.start_date),
+            "end_date": _iso(dag.end_date),
+            "catchup": catchup_default if dag.catchup is None else dag.catchup,
+            "max_active_runs": dag.max_active_runs,
+            "max_active_tasks": dag.max_active_tasks,
+            "dagrun_timeout": _seconds(dag.dagrun_timeout),
+            "tags": sorted(dag.tags),
+            "description": dag.description,
+            "doc_md": dag.doc_md,
+            "params": params,
+            "has_on_success_callback": dag.on_success_callback is not None,
+            "has_on_failure_callback": dag.on_failure_callback is not None,
+            **_deadline_fields(dag.deadline, dag.deadline_reference, dag.on_deadline_miss_callback is not None),
+            "tasks": {tid: serialize_task(dag.task_dict[tid]) for tid in sorted(dag.task_dict)},
+        }
+    )
 
 
 def dag_hash(serialized: Mapping[str, Any]) -> str:
@@ -153,18 +156,23 @@ def check_schedule(dag: DAG, data: Mapping[str, Any], now: datetime) -> None:
     own = type(dag.timetable)
     try:
         sdag = SerializedDag.from_dict(data)
-    except Exception as exc:
-        raise ScheduleError(f"DAG {dag.dag_id!r} cannot be read back after serializing: "
-                            f"{type(exc).__name__}: {exc}", **where) from None
+    except Exception as exc:  # noqa: BLE001 - user code or stored data: any failure is reported, not raised
+        raise ScheduleError(
+            f"DAG {dag.dag_id!r} cannot be read back after serializing: {type(exc).__name__}: {exc}", **where
+        ) from None
     if isinstance(sdag.timetable, UnreadableTimetable) or type(sdag.timetable) is not own:
         raise ScheduleError(
             f"DAG {dag.dag_id!r}: the custom timetable {own.__name__} is not supported yet; the scheduler "
-            "runs cron strings, presets, timedeltas, '@once' and None", **where)
+            "runs cron strings, presets, timedeltas, '@once' and None",
+            **where,
+        )
     try:
         next_runs(sdag, None, now, count=2)
-    except Exception as exc:
-        raise ScheduleError(f"DAG {dag.dag_id!r}: schedule {sdag.timetable.summary!r} cannot be evaluated: "
-                            f"{type(exc).__name__}: {exc}", **where) from None
+    except Exception as exc:  # noqa: BLE001 - user code or stored data: any failure is reported, not raised
+        raise ScheduleError(
+            f"DAG {dag.dag_id!r}: schedule {sdag.timetable.summary!r} cannot be evaluated: {type(exc).__name__}: {exc}",
+            **where,
+        ) from None
 
 
 def next_runs(sdag: SerializedDag, last: DataInterval | None, now: datetime, *, count: int = 1) -> DagRunInfo | None:
@@ -174,8 +182,9 @@ def next_runs(sdag: SerializedDag, last: DataInterval | None, now: datetime, *, 
     """
     info: DagRunInfo | None = None
     for _ in range(count):
-        info = sdag.timetable.next_run_info(last, start_date=sdag.start_date, end_date=sdag.end_date,
-                                            catchup=sdag.catchup, now=now)
+        info = sdag.timetable.next_run_info(
+            last, start_date=sdag.start_date, end_date=sdag.end_date, catchup=sdag.catchup, now=now
+        )
         if info is None:
             return None
         last = info.data_interval
@@ -194,8 +203,15 @@ class UnreadableTimetable(Timetable):
         """Why it could not be read, one line."""
         self.summary = "unreadable"
 
-    def next_run_info(self, last: DataInterval | None, *, start_date: datetime | None, end_date: datetime | None,
-                      catchup: bool, now: datetime) -> DagRunInfo | None:
+    def next_run_info(
+        self,
+        last: DataInterval | None,
+        *,
+        start_date: datetime | None,
+        end_date: datetime | None,
+        catchup: bool,
+        now: datetime,
+    ) -> DagRunInfo | None:
         raise ScheduleError(self.error)
 
     def serialize(self) -> dict[str, Any]:
@@ -205,7 +221,7 @@ class UnreadableTimetable(Timetable):
 def _timetable(data: Mapping[str, Any]) -> Timetable:
     try:
         return deserialize_timetable(dict(data))
-    except Exception as exc:  # a newer layout, a hand edit: keep the graph usable, fail only the schedule
+    except Exception as exc:  # noqa: BLE001 - a newer layout, a hand edit: keep the graph usable, fail only the schedule
         return UnreadableTimetable(data, f"stored timetable {dict(data)!r} cannot be read: {exc}")
 
 
@@ -288,8 +304,9 @@ class SerializedTask:
 
     def retry_delay_for(self, try_number: int) -> float:
         """Seconds before the try after try ``try_number`` failed (:func:`~headrace.authoring.task.retry_delay_seconds`)."""
-        return retry_delay_seconds(self.retry_delay, try_number, exponential=self.retry_exponential_backoff,
-                                   max_delay=self.max_retry_delay)
+        return retry_delay_seconds(
+            self.retry_delay, try_number, exponential=self.retry_exponential_backoff, max_delay=self.max_retry_delay
+        )
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
-
 READ_ONLY = "headrace_read_only"
 """Execution option set by :meth:`Database.read_session`: on SQLite its transaction begins DEFERRED."""
 
@@ -81,10 +80,20 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     # A server that vanishes without refusing (a cut network, a host that froze) must fail a connection in
     # seconds, not after the kernel's TCP timeout of minutes: a supervisor blocked in a query enforces no
     # limits, a scheduler blocked in one schedules nothing. libpq's own parameters, passed through psycopg.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True, connect_args={
-        "connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
-        "keepalives_count": 3, "tcp_user_timeout": 30_000,
-    })
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size * 2,
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": 10,
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 30_000,
+        },
+    )
 
 
 class Database:

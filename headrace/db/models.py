@@ -140,7 +140,7 @@ class DagFile(Base):
     dag_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
-class ImportError_(Base):
+class ImportError_(Base):  # noqa: N801 - ImportError is a builtin
     """A DAG file that failed to import."""
 
     __tablename__ = "import_error"

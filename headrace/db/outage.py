@@ -67,7 +67,11 @@ def backoff(attempt: int) -> float:
 
 
 def retry_through_outage(
-    fn: Callable[[], T], *, tolerance: float, what: str, log: logging.Logger,
+    fn: Callable[[], T],
+    *,
+    tolerance: float,
+    what: str,
+    log: logging.Logger,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Return ``fn()``, calling it again after each outage error for up to ``tolerance`` seconds.
@@ -88,12 +92,14 @@ def retry_through_outage(
             attempt += 1
             delay = backoff(attempt)
             if time.monotonic() + delay > deadline:
-                log.error("%s: the database is still unreachable after %.0f s; giving up: %s",
-                          what, tolerance, one_line(exc))
+                log.error(
+                    "%s: the database is still unreachable after %.0f s; giving up: %s", what, tolerance, one_line(exc)
+                )
                 raise
             if attempt == 1:
-                log.warning("%s: the database is unreachable (%s); retrying for up to %.0f s",
-                            what, one_line(exc), tolerance)
+                log.warning(
+                    "%s: the database is unreachable (%s); retrying for up to %.0f s", what, one_line(exc), tolerance
+                )
             else:
                 log.debug("%s: attempt %d failed: %s", what, attempt, one_line(exc))
             sleep(delay)

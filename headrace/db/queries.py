@@ -15,8 +15,8 @@ Datetimes are timezone-aware UTC, as everywhere in ``headrace.db``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, exists, func, select
 from sqlalchemy.orm import Session
@@ -71,8 +71,12 @@ def dag_warnings(session: Session, dag_ids: Iterable[str] | None = None) -> dict
     or ``unused_default_arg``; ``message`` is one line, for the UI and ``dags
     list``). The rows are replaced each time the DAG's file is parsed.
     """
-    stmt = (select(DagWarning).join(DagModel, DagModel.dag_id == DagWarning.dag_id)
-            .where(DagModel.is_active.is_(True)).order_by(DagWarning.dag_id, DagWarning.id))
+    stmt = (
+        select(DagWarning)
+        .join(DagModel, DagModel.dag_id == DagWarning.dag_id)
+        .where(DagModel.is_active.is_(True))
+        .order_by(DagWarning.dag_id, DagWarning.id)
+    )
     if dag_ids is not None:
         stmt = stmt.where(DagWarning.dag_id.in_(list(dag_ids)))
     found: dict[str, list[DagWarning]] = {}
@@ -84,13 +88,15 @@ def dag_warnings(session: Session, dag_ids: Iterable[str] | None = None) -> dict
 # --- DAG runs ------------------------------------------------------------------
 
 
-def active_run_counts(session: Session, dag_ids: Iterable[str] | None = None, *,
-                      states: Sequence[DagRunState] = (DagRunState.QUEUED, DagRunState.RUNNING)) -> dict[str, int]:
+def active_run_counts(
+    session: Session,
+    dag_ids: Iterable[str] | None = None,
+    *,
+    states: Sequence[DagRunState] = (DagRunState.QUEUED, DagRunState.RUNNING),
+) -> dict[str, int]:
     """``{dag_id: number of runs in one of states}`` (DAGs with none are absent)."""
     stmt = (
-        select(DagRun.dag_id, func.count())
-        .where(DagRun.state.in_([s.value for s in states]))
-        .group_by(DagRun.dag_id)
+        select(DagRun.dag_id, func.count()).where(DagRun.state.in_([s.value for s in states])).group_by(DagRun.dag_id)
     )
     if dag_ids is not None:
         stmt = stmt.where(DagRun.dag_id.in_(list(dag_ids)))
@@ -107,8 +113,9 @@ def last_scheduled_run(session: Session, dag_id: str) -> DagRun | None:
     ).first()
 
 
-def run_exists(session: Session, dag_id: str, *, run_id: str | None = None,
-               logical_date: datetime | None = None) -> bool:
+def run_exists(
+    session: Session, dag_id: str, *, run_id: str | None = None, logical_date: datetime | None = None
+) -> bool:
     """Whether ``dag_id`` has a run with this ``run_id`` (or, if given, this logical date)."""
     conditions = [DagRun.dag_id == dag_id]
     if run_id is not None:
@@ -201,8 +208,12 @@ def queued_runs(session: Session, *, limit: int = 500) -> list[QueuedRun]:
 _RUNS_TO_EXAMINE = (
     select(_run.c.id, _run.c.dag_version_id)
     .join(_dag, _dag.c.dag_id == _run.c.dag_id)
-    .where(_run.c.state == DagRunState.RUNNING.value, _dag.c.is_paused.is_(False), _dag.c.is_active.is_(True),
-           exists().where(_ti.c.dag_run_id == _run.c.id, _ti.c.state.in_(_UNDECIDED)))
+    .where(
+        _run.c.state == DagRunState.RUNNING.value,
+        _dag.c.is_paused.is_(False),
+        _dag.c.is_active.is_(True),
+        exists().where(_ti.c.dag_run_id == _run.c.id, _ti.c.state.in_(_UNDECIDED)),
+    )
     .order_by(_run.c.logical_date, _run.c.id)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True, of=_run)
@@ -210,8 +221,7 @@ _RUNS_TO_EXAMINE = (
 _SOME_RUNS_TO_EXAMINE = _RUNS_TO_EXAMINE.where(_run.c.id.in_(bindparam("ids", expanding=True)))
 
 
-def runs_to_examine(session: Session, run_ids: Iterable[int] | None = None, *,
-                    limit: int = 200) -> list[RunToExamine]:
+def runs_to_examine(session: Session, run_ids: Iterable[int] | None = None, *, limit: int = 200) -> list[RunToExamine]:
     """Running runs ``(id, dag_version_id)`` of unpaused, active DAGs with a task instance still to decide.
 
     Only runs with a task instance in state ``none`` or ``up_for_retry`` (the
@@ -227,8 +237,10 @@ def runs_to_examine(session: Session, run_ids: Iterable[int] | None = None, *,
 
 _FINISHABLE_RUNS = (
     select(_run.c.id, _run.c.run_id, _run.c.dag_id, _run.c.dag_version_id)
-    .where(_run.c.state == DagRunState.RUNNING.value,
-           ~exists().where(_ti.c.dag_run_id == _run.c.id, _ti.c.state.in_(_UNFINISHED)))
+    .where(
+        _run.c.state == DagRunState.RUNNING.value,
+        ~exists().where(_ti.c.dag_run_id == _run.c.id, _ti.c.state.in_(_UNFINISHED)),
+    )
     .order_by(_run.c.logical_date, _run.c.id)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True, of=_run)
@@ -247,8 +259,9 @@ def runs_needing_callbacks(session: Session, *, limit: int = 50) -> Sequence[Dag
     """Finished runs whose DAG-level callback has not been handled yet."""
     stmt = (
         select(DagRun)
-        .where(DagRun.state.in_([DagRunState.SUCCESS.value, DagRunState.FAILED.value]),
-               DagRun.callbacks_done.is_(False))
+        .where(
+            DagRun.state.in_([DagRunState.SUCCESS.value, DagRunState.FAILED.value]), DagRun.callbacks_done.is_(False)
+        )
         .order_by(DagRun.end_date, DagRun.id)
         .limit(limit)
     )
@@ -256,7 +269,8 @@ def runs_needing_callbacks(session: Session, *, limit: int = 50) -> Sequence[Dag
 
 
 _EARLIEST_NEXT_RUN_AFTER = select(func.min(_dag.c.next_run_after)).where(
-    _dag.c.is_active.is_(True), _dag.c.is_paused.is_(False))
+    _dag.c.is_active.is_(True), _dag.c.is_paused.is_(False)
+)
 
 
 def earliest_next_run_after(session: Session) -> datetime | None:
@@ -272,10 +286,14 @@ def ti_rows_of_runs(session: Session, dag_run_ids: Sequence[int]) -> list[TiDeci
     """``(id, dag_run_id, task_id, state, next_retry_at)`` of every task instance of the given runs."""
     if not dag_run_ids:
         return []
-    return [TiDecisionRow._make(r) for r in session.connection().execute(
-        select(_ti.c.id, _ti.c.dag_run_id, _ti.c.task_id, _ti.c.state, _ti.c.next_retry_at)
-        .where(_ti.c.dag_run_id.in_(list(dag_run_ids)))
-    )]
+    return [
+        TiDecisionRow._make(r)
+        for r in session.connection().execute(
+            select(_ti.c.id, _ti.c.dag_run_id, _ti.c.task_id, _ti.c.state, _ti.c.next_retry_at).where(
+                _ti.c.dag_run_id.in_(list(dag_run_ids))
+            )
+        )
+    ]
 
 
 def ti_states_of_run(session: Session, dag_run_id: int) -> dict[str, str]:
@@ -285,7 +303,8 @@ def ti_states_of_run(session: Session, dag_run_id: int) -> dict[str, str]:
 
 
 _TI_ROWS = select(_ti.c.id, _ti.c.dag_run_id, _ti.c.state, _ti.c.try_number).where(
-    _ti.c.id.in_(bindparam("ids", expanding=True)))
+    _ti.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def ti_rows(session: Session, ti_ids: Sequence[int]) -> list[TiRow]:
@@ -296,13 +315,25 @@ def ti_rows(session: Session, ti_ids: Sequence[int]) -> list[TiRow]:
 
 
 _SCHEDULED_TIS = (
-    select(_ti.c.id, _ti.c.dag_id, _ti.c.run_id, _ti.c.task_id, _ti.c.try_number, _ti.c.pool,
-           _ti.c.pool_slots, _ti.c.queue, _ti.c.priority_weight, _dag.c.fileloc)
+    select(
+        _ti.c.id,
+        _ti.c.dag_id,
+        _ti.c.run_id,
+        _ti.c.task_id,
+        _ti.c.try_number,
+        _ti.c.pool,
+        _ti.c.pool_slots,
+        _ti.c.queue,
+        _ti.c.priority_weight,
+        _dag.c.fileloc,
+    )
     .join(_run, _run.c.id == _ti.c.dag_run_id)
     .join(_dag, _dag.c.dag_id == _ti.c.dag_id)
-    .where(_ti.c.state == TaskInstanceState.SCHEDULED.value,
-           _run.c.state == DagRunState.RUNNING.value,
-           _dag.c.is_paused.is_(False))
+    .where(
+        _ti.c.state == TaskInstanceState.SCHEDULED.value,
+        _run.c.state == DagRunState.RUNNING.value,
+        _dag.c.is_paused.is_(False),
+    )
     .order_by(_ti.c.priority_weight.desc(), _run.c.logical_date, _ti.c.id)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True, of=_ti)
@@ -387,9 +418,26 @@ def try_row(session: Session, ti_id: int, try_number: int) -> TaskTry | None:
 
 
 __all__ = [
-    "active_run_counts", "active_ti_usage", "current_version", "dag_limits", "dag_warnings", "dags_due",
-    "earliest_next_run_after", "earliest_retry_at", "finishable_runs", "last_scheduled_run",
-    "paused_or_inactive_dag_ids", "pool_sizes", "queued_runs", "run_exists", "runs_needing_callbacks",
-    "runs_to_examine", "scheduled_tis", "ti_rows", "ti_rows_of_runs", "ti_states_of_run", "tis_with_latest_try",
+    "active_run_counts",
+    "active_ti_usage",
+    "current_version",
+    "dag_limits",
+    "dag_warnings",
+    "dags_due",
+    "earliest_next_run_after",
+    "earliest_retry_at",
+    "finishable_runs",
+    "last_scheduled_run",
+    "paused_or_inactive_dag_ids",
+    "pool_sizes",
+    "queued_runs",
+    "run_exists",
+    "runs_needing_callbacks",
+    "runs_to_examine",
+    "scheduled_tis",
+    "ti_rows",
+    "ti_rows_of_runs",
+    "ti_states_of_run",
+    "tis_with_latest_try",
     "try_row",
 ]

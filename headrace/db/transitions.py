@@ -14,13 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Update, bindparam, update
-from sqlalchemy.sql import ClauseElement
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement
 
 from headrace.db.models import DagRun, TaskInstance, TaskTry
 from headrace.exceptions import InvalidTransition
 from headrace.states import DagRunState, TaskInstanceState, can_transition, can_transition_run
-
 
 _TI_CAS: dict[tuple[bool, tuple[str, ...]], Update] = {}
 """Compare-and-set statements by shape (try guard, columns set), built once per process.
@@ -89,8 +88,15 @@ def requeue_ti(session: Session | Connection, ti_id: int, try_number: int) -> bo
     a queuing commit whose answer was lost). Guarded by ``try_number``, so a
     try a supervisor claimed meanwhile is left alone.
     """
-    return set_ti_state(session, ti_id, TaskInstanceState.QUEUED, TaskInstanceState.SCHEDULED,
-                        expected_try_number=try_number, try_number=try_number - 1, queued_at=None)
+    return set_ti_state(
+        session,
+        ti_id,
+        TaskInstanceState.QUEUED,
+        TaskInstanceState.SCHEDULED,
+        expected_try_number=try_number,
+        try_number=try_number - 1,
+        queued_at=None,
+    )
 
 
 _TRY_COLUMNS = ("state", "end_date", "end_reason", "error", "exit_code", "signal", "peak_rss_bytes", "cpu_seconds")
@@ -115,8 +121,12 @@ def end_try(session: Session | Connection, row_id: int, **values: Any) -> bool:
     columns = tuple(sorted(values))
     stmt = _END_TRY.get(columns)
     if stmt is None:
-        stmt = (update(TaskTry).where(TaskTry.id == bindparam("try_row_id"), TaskTry.end_date.is_(None))
-                .values(**{c: bindparam(c) for c in columns}).execution_options(synchronize_session=False))
+        stmt = (
+            update(TaskTry)
+            .where(TaskTry.id == bindparam("try_row_id"), TaskTry.end_date.is_(None))
+            .values(**{c: bindparam(c) for c in columns})
+            .execution_options(synchronize_session=False)
+        )
         _END_TRY[columns] = stmt
     result = session.execute(stmt, {"try_row_id": row_id, **values})
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -30,7 +30,6 @@ from headrace.db.models import Pool, TaskInstance, TaskTry
 from headrace.doctor.findings import Area, Finding, Severity, set_setting
 from headrace.doctor.sql import epoch_seconds
 
-
 FULL_WARN_SECONDS = 60.0
 """All slots in use for at least this long (and ≥ 5 % of the busy time) is a warning."""
 
@@ -205,21 +204,39 @@ def slot_findings(settings: Settings, usage: Usage, hours: float, cpus: int | No
     findings: list[Finding] = []
     figures = {"parallelism": parallelism, "cpus": cpus, "executor": settings.executor}
     if settings.executor == "sequential":
-        findings.append(Finding(
-            Area.SLOTS, Severity.INFO, "sequential executor: one try at a time, whatever core.parallelism says",
-            figures, set_setting("core", "executor", "local") + " to run tries in parallel"))
+        findings.append(
+            Finding(
+                Area.SLOTS,
+                Severity.INFO,
+                "sequential executor: one try at a time, whatever core.parallelism says",
+                figures,
+                set_setting("core", "executor", "local") + " to run tries in parallel",
+            )
+        )
     elif parallelism > 2 * cpus:
-        findings.append(Finding(
-            Area.SLOTS, Severity.WARNING,
-            f"core.parallelism {parallelism} is more than twice the {cpus} CPUs this process may use",
-            figures,
-            set_setting("core", "parallelism", cpus) + " unless most tries wait on I/O rather than compute"))
+        findings.append(
+            Finding(
+                Area.SLOTS,
+                Severity.WARNING,
+                f"core.parallelism {parallelism} is more than twice the {cpus} CPUs this process may use",
+                figures,
+                set_setting("core", "parallelism", cpus) + " unless most tries wait on I/O rather than compute",
+            )
+        )
     elif parallelism > cpus:
-        findings.append(Finding(
-            Area.SLOTS, Severity.INFO, f"core.parallelism {parallelism} is above the {cpus} CPUs",
-            figures, "fine for tries that wait on I/O; for CPU-bound tries " + set_setting("core", "parallelism", cpus)))
+        findings.append(
+            Finding(
+                Area.SLOTS,
+                Severity.INFO,
+                f"core.parallelism {parallelism} is above the {cpus} CPUs",
+                figures,
+                "fine for tries that wait on I/O; for CPU-bound tries " + set_setting("core", "parallelism", cpus),
+            )
+        )
     else:
-        findings.append(Finding(Area.SLOTS, Severity.OK, f"core.parallelism {parallelism} fits the {cpus} CPUs", figures))
+        findings.append(
+            Finding(Area.SLOTS, Severity.OK, f"core.parallelism {parallelism} fits the {cpus} CPUs", figures)
+        )
 
     p = usage.executor
     used = {**figures, **_profile_figures(p), "hours": hours}
@@ -228,45 +245,78 @@ def slot_findings(settings: Settings, usage: Usage, hours: float, cpus: int | No
     elif p.peak < parallelism:
         unused = parallelism - p.peak
         used["slots_never_used"] = unused
-        findings.append(Finding(
-            Area.SLOTS, Severity.INFO,
-            f"parallelism {parallelism}, at most {p.peak} tr{'y' if p.peak == 1 else 'ies'} at once in {hours:g} h: "
-            f"{unused} slot{'' if unused == 1 else 's'} never used (p95 {p.p95_busy} while busy, mean {p.mean:.2f})",
-            used,
-            "nothing to reclaim: headrace starts a process per running try, not per slot; to cap the load at "
-            "what is used, " + set_setting("core", "parallelism", max(p.peak, 1))))
+        findings.append(
+            Finding(
+                Area.SLOTS,
+                Severity.INFO,
+                f"parallelism {parallelism}, at most {p.peak} tr{'y' if p.peak == 1 else 'ies'} at once in {hours:g} h: "
+                f"{unused} slot{'' if unused == 1 else 's'} never used (p95 {p.p95_busy} while busy, mean {p.mean:.2f})",
+                used,
+                "nothing to reclaim: headrace starts a process per running try, not per slot; to cap the load at "
+                "what is used, " + set_setting("core", "parallelism", max(p.peak, 1)),
+            )
+        )
     else:
         full = p.seconds_at_or_above(parallelism)
         share = full / p.busy_seconds if p.busy_seconds else 0.0
         used["seconds_at_full_parallelism"] = round(full, 3)
         used["share_of_busy_time_full"] = round(share, 4)
         if share >= 0.05 and full >= FULL_WARN_SECONDS:
-            suggestion = (set_setting("core", "parallelism", cpus) if parallelism < cpus else
-                          "parallelism already matches the CPUs: spread schedules, or add a machine")
-            findings.append(Finding(
-                Area.SLOTS, Severity.WARNING,
-                f"all {parallelism} slots in use for {share:.0%} of the busy time ({full:.0f} s) in {hours:g} h: "
-                "any other ready try had to wait for a slot",
-                used, suggestion))
+            suggestion = (
+                set_setting("core", "parallelism", cpus)
+                if parallelism < cpus
+                else "parallelism already matches the CPUs: spread schedules, or add a machine"
+            )
+            findings.append(
+                Finding(
+                    Area.SLOTS,
+                    Severity.WARNING,
+                    f"all {parallelism} slots in use for {share:.0%} of the busy time ({full:.0f} s) in {hours:g} h: "
+                    "any other ready try had to wait for a slot",
+                    used,
+                    suggestion,
+                )
+            )
         else:
-            findings.append(Finding(
-                Area.SLOTS, Severity.OK,
-                f"all {parallelism} slots were in use at times ({share:.1%} of the busy time) in {hours:g} h", used))
+            findings.append(
+                Finding(
+                    Area.SLOTS,
+                    Severity.OK,
+                    f"all {parallelism} slots were in use at times ({share:.1%} of the busy time) in {hours:g} h",
+                    used,
+                )
+            )
 
     for pool, prof in sorted(usage.pools.items()):
         slots = usage.pool_slots.get(pool)
         pf = {"pool": pool, "slots": slots, **_profile_figures(prof)}
         if slots is None:
-            findings.append(Finding(
-                Area.SLOTS, Severity.WARNING, f"pool {pool!r} is used by tries but does not exist", pf,
-                f"create it: pools CRUD in the API or UI (slots ≥ {prof.peak})"))
+            findings.append(
+                Finding(
+                    Area.SLOTS,
+                    Severity.WARNING,
+                    f"pool {pool!r} is used by tries but does not exist",
+                    pf,
+                    f"create it: pools CRUD in the API or UI (slots ≥ {prof.peak})",
+                )
+            )
         elif prof.peak >= slots:
-            findings.append(Finding(
-                Area.SLOTS, Severity.INFO,
-                f"pool {pool!r}: all {slots} slots in use at times (peak {prof.peak})", pf,
-                f"raise the slots of pool {pool!r} if its tries waited too long"))
+            findings.append(
+                Finding(
+                    Area.SLOTS,
+                    Severity.INFO,
+                    f"pool {pool!r}: all {slots} slots in use at times (peak {prof.peak})",
+                    pf,
+                    f"raise the slots of pool {pool!r} if its tries waited too long",
+                )
+            )
         else:
-            findings.append(Finding(
-                Area.SLOTS, Severity.OK if prof.peak else Severity.INFO,
-                f"pool {pool!r}: {slots} slots, at most {prof.peak} used at once", pf))
+            findings.append(
+                Finding(
+                    Area.SLOTS,
+                    Severity.OK if prof.peak else Severity.INFO,
+                    f"pool {pool!r}: {slots} slots, at most {prof.peak} used at once",
+                    pf,
+                )
+            )
     return findings

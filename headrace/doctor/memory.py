@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psutil
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 
 from headrace.config import Settings
 from headrace.db.engine import Database
@@ -66,7 +66,9 @@ def _current_limits(db: Database, dag_ids: set[str]) -> dict[tuple[str, str], in
     with db.read_session() as session:
         rows = session.execute(
             select(DagModel.dag_id, DagVersion.serialized)
-            .join(DagVersion, and_(DagVersion.dag_id == DagModel.dag_id, DagVersion.version_hash == DagModel.version_hash))
+            .join(
+                DagVersion, and_(DagVersion.dag_id == DagModel.dag_id, DagVersion.version_hash == DagModel.version_hash)
+            )
             .where(DagModel.dag_id.in_(sorted(dag_ids)))
         ).all()
     for dag_id, serialized in rows:
@@ -82,9 +84,15 @@ def measure_memory(db: Database, now: datetime, hours: float) -> tuple[list[Task
     exceeded = func.sum(case((TaskTry.end_reason == EndReason.MEMORY_LIMIT_EXCEEDED.value, 1), else_=0))
     with db.read_session() as session:
         rows = session.execute(
-            select(TaskTry.dag_id, TaskTry.task_id, func.count(TaskTry.peak_rss_bytes),
-                   func.max(TaskTry.peak_rss_bytes), exceeded)
-            .where(in_window).group_by(TaskTry.dag_id, TaskTry.task_id)
+            select(
+                TaskTry.dag_id,
+                TaskTry.task_id,
+                func.count(TaskTry.peak_rss_bytes),
+                func.max(TaskTry.peak_rss_bytes),
+                exceeded,
+            )
+            .where(in_window)
+            .group_by(TaskTry.dag_id, TaskTry.task_id)
         ).all()
         values = select(TaskTry.dag_id, TaskTry.task_id, TaskTry.peak_rss_bytes.label("v")).where(in_window)
         p95 = percentiles(session, values, [95], group_by=("dag_id", "task_id"))
@@ -92,8 +100,12 @@ def measure_memory(db: Database, now: datetime, hours: float) -> tuple[list[Task
     limits = _current_limits(db, {r[0] for r in rows})
     tasks = [
         TaskMemory(
-            dag_id=dag_id, task_id=task_id, tries=int(n), max_peak_bytes=int(peak or 0),
-            p95_peak_bytes=int(p95.get((dag_id, task_id), {}).get(95, 0)), exceeded=int(over or 0),
+            dag_id=dag_id,
+            task_id=task_id,
+            tries=int(n),
+            max_peak_bytes=int(peak or 0),
+            p95_peak_bytes=int(p95.get((dag_id, task_id), {}).get(95, 0)),
+            exceeded=int(over or 0),
             memory_limit=limits.get((dag_id, task_id)),
         )
         for dag_id, task_id, n, peak, over in rows
@@ -104,7 +116,10 @@ def measure_memory(db: Database, now: datetime, hours: float) -> tuple[list[Task
 
 
 def memory_findings(
-    settings: Settings, tasks: list[TaskMemory], p95_all: float | None, hours: float,
+    settings: Settings,
+    tasks: list[TaskMemory],
+    p95_all: float | None,
+    hours: float,
     machine_bytes: int | None = None,
 ) -> list[Finding]:
     """Findings per task near/over its limit or big for the machine; and parallelism × p95 peak vs the machine."""
@@ -113,61 +128,113 @@ def memory_findings(
     for t in tasks:
         name = f"{t.dag_id}.{t.task_id}"
         figures: Mapping[str, object] = {
-            "dag_id": t.dag_id, "task_id": t.task_id, "tries": t.tries, "max_peak_rss_bytes": t.max_peak_bytes,
-            "p95_peak_rss_bytes": t.p95_peak_bytes, "memory_limit_bytes": t.memory_limit,
-            "memory_limit_exceeded_tries": t.exceeded, "machine_memory_bytes": total,
+            "dag_id": t.dag_id,
+            "task_id": t.task_id,
+            "tries": t.tries,
+            "max_peak_rss_bytes": t.max_peak_bytes,
+            "p95_peak_rss_bytes": t.p95_peak_bytes,
+            "memory_limit_bytes": t.memory_limit,
+            "memory_limit_exceeded_tries": t.exceeded,
+            "machine_memory_bytes": total,
         }
         suggested = suggest_limit(t.max_peak_bytes) if t.max_peak_bytes else None
         if t.exceeded:
-            findings.append(Finding(
-                Area.MEMORY, Severity.ERROR,
-                f"{name}: {t.exceeded} tr{'y' if t.exceeded == 1 else 'ies'} ended memory_limit_exceeded in "
-                f"{hours:g} h (limit {fmt_bytes(t.memory_limit)}, highest peak {fmt_bytes(t.max_peak_bytes)})",
-                dict(figures),
-                "make the task use less memory (process the data in chunks), or give it more: "
-                f"memory_limit=\"{limit_text(suggest_limit(max(t.max_peak_bytes, t.memory_limit or 0)))}\""))
+            findings.append(
+                Finding(
+                    Area.MEMORY,
+                    Severity.ERROR,
+                    f"{name}: {t.exceeded} tr{'y' if t.exceeded == 1 else 'ies'} ended memory_limit_exceeded in "
+                    f"{hours:g} h (limit {fmt_bytes(t.memory_limit)}, highest peak {fmt_bytes(t.max_peak_bytes)})",
+                    dict(figures),
+                    "make the task use less memory (process the data in chunks), or give it more: "
+                    f'memory_limit="{limit_text(suggest_limit(max(t.max_peak_bytes, t.memory_limit or 0)))}"',
+                )
+            )
         elif t.memory_limit and t.max_peak_bytes >= NEAR_LIMIT * t.memory_limit:
             share = t.max_peak_bytes / t.memory_limit
-            findings.append(Finding(
-                Area.MEMORY, Severity.WARNING,
-                f"{name}: highest peak {fmt_bytes(t.max_peak_bytes)} is {share:.0%} of its memory_limit "
-                f"{fmt_bytes(t.memory_limit)} (p95 {fmt_bytes(t.p95_peak_bytes)})",
-                dict(figures), f"raise it before tries get killed: memory_limit=\"{limit_text(suggested or 0)}\""))
+            findings.append(
+                Finding(
+                    Area.MEMORY,
+                    Severity.WARNING,
+                    f"{name}: highest peak {fmt_bytes(t.max_peak_bytes)} is {share:.0%} of its memory_limit "
+                    f"{fmt_bytes(t.memory_limit)} (p95 {fmt_bytes(t.p95_peak_bytes)})",
+                    dict(figures),
+                    f'raise it before tries get killed: memory_limit="{limit_text(suggested or 0)}"',
+                )
+            )
         elif t.memory_limit is None and t.max_peak_bytes >= MACHINE_SHARE * total:
             share = t.max_peak_bytes / total
-            findings.append(Finding(
-                Area.MEMORY, Severity.WARNING,
-                f"{name}: no memory_limit and its highest peak {fmt_bytes(t.max_peak_bytes)} is {share:.0%} of the "
-                f"machine's {fmt_bytes(total)}",
-                dict(figures),
-                f"give it a limit so one try cannot take the machine down: memory_limit=\"{limit_text(suggested or 0)}\""))
+            findings.append(
+                Finding(
+                    Area.MEMORY,
+                    Severity.WARNING,
+                    f"{name}: no memory_limit and its highest peak {fmt_bytes(t.max_peak_bytes)} is {share:.0%} of the "
+                    f"machine's {fmt_bytes(total)}",
+                    dict(figures),
+                    f'give it a limit so one try cannot take the machine down: memory_limit="{limit_text(suggested or 0)}"',
+                )
+            )
     if tasks:
         top = tasks[0]
-        findings.append(Finding(
-            Area.MEMORY, Severity.OK,
-            f"{len(tasks)} task{'s' if len(tasks) != 1 else ''} ran in {hours:g} h; highest peak "
-            f"{fmt_bytes(top.max_peak_bytes)} ({top.dag_id}.{top.task_id})",
-            {"tasks": len(tasks), "machine_memory_bytes": total,
-             "top": [{"dag_id": t.dag_id, "task_id": t.task_id, "max_peak_rss_bytes": t.max_peak_bytes,
-                      "memory_limit_bytes": t.memory_limit} for t in tasks[:5]]}))
+        findings.append(
+            Finding(
+                Area.MEMORY,
+                Severity.OK,
+                f"{len(tasks)} task{'s' if len(tasks) != 1 else ''} ran in {hours:g} h; highest peak "
+                f"{fmt_bytes(top.max_peak_bytes)} ({top.dag_id}.{top.task_id})",
+                {
+                    "tasks": len(tasks),
+                    "machine_memory_bytes": total,
+                    "top": [
+                        {
+                            "dag_id": t.dag_id,
+                            "task_id": t.task_id,
+                            "max_peak_rss_bytes": t.max_peak_bytes,
+                            "memory_limit_bytes": t.memory_limit,
+                        }
+                        for t in tasks[:5]
+                    ],
+                },
+            )
+        )
     else:
-        findings.append(Finding(Area.MEMORY, Severity.INFO, f"no try recorded a peak in the last {hours:g} h",
-                                {"tasks": 0, "machine_memory_bytes": total}))
+        findings.append(
+            Finding(
+                Area.MEMORY,
+                Severity.INFO,
+                f"no try recorded a peak in the last {hours:g} h",
+                {"tasks": 0, "machine_memory_bytes": total},
+            )
+        )
     if p95_all:
         parallelism = settings.parallelism
         need = parallelism * p95_all
-        figures2 = {"parallelism": parallelism, "p95_peak_rss_bytes": int(p95_all),
-                    "parallelism_times_p95_bytes": int(need), "machine_memory_bytes": total}
+        figures2 = {
+            "parallelism": parallelism,
+            "p95_peak_rss_bytes": int(p95_all),
+            "parallelism_times_p95_bytes": int(need),
+            "machine_memory_bytes": total,
+        }
         if need > total:
             fit = max(1, int(total * 0.8 // p95_all))
-            findings.append(Finding(
-                Area.MEMORY, Severity.WARNING,
-                f"parallelism {parallelism} × p95 peak {fmt_bytes(p95_all)} = {fmt_bytes(need)}, more than the "
-                f"machine's {fmt_bytes(total)}: the machine could be overcommitted",
-                figures2, set_setting("core", "parallelism", fit) + ", or set memory_limit on the big tasks"))
+            findings.append(
+                Finding(
+                    Area.MEMORY,
+                    Severity.WARNING,
+                    f"parallelism {parallelism} × p95 peak {fmt_bytes(p95_all)} = {fmt_bytes(need)}, more than the "
+                    f"machine's {fmt_bytes(total)}: the machine could be overcommitted",
+                    figures2,
+                    set_setting("core", "parallelism", fit) + ", or set memory_limit on the big tasks",
+                )
+            )
         else:
-            findings.append(Finding(
-                Area.MEMORY, Severity.OK,
-                f"parallelism {parallelism} × p95 peak {fmt_bytes(p95_all)} = {fmt_bytes(need)} fits in "
-                f"{fmt_bytes(total)}", figures2))
+            findings.append(
+                Finding(
+                    Area.MEMORY,
+                    Severity.OK,
+                    f"parallelism {parallelism} × p95 peak {fmt_bytes(p95_all)} = {fmt_bytes(need)} fits in "
+                    f"{fmt_bytes(total)}",
+                    figures2,
+                )
+            )
     return findings

@@ -68,9 +68,9 @@ def headrace_image(cmdline: Sequence[str]) -> str | None:
         if arg == "-m" and i + 1 < len(cmdline):
             candidate = cmdline[i + 1]
             if candidate == "headrace" or candidate.startswith("headrace."):
-                module, rest = candidate, cmdline[i + 2:]
+                module, rest = candidate, cmdline[i + 2 :]
         elif os.path.basename(arg) == "headrace":
-            module, rest = "headrace", cmdline[i + 1:]
+            module, rest = "headrace", cmdline[i + 1 :]
         if module is None:
             continue
         if module == FORKSERVER_MODULE:
@@ -99,7 +99,8 @@ def scan_processes(exclude: Iterable[int] = ()) -> dict[int, LiveProcess]:
         image = headrace_image(info["cmdline"])
         if image is not None:
             found[info["pid"]] = LiveProcess(
-                info["pid"], info["ppid"] or 0, float(info["create_time"] or 0.0), tuple(info["cmdline"]), image)
+                info["pid"], info["ppid"] or 0, float(info["create_time"] or 0.0), tuple(info["cmdline"]), image
+            )
     return found
 
 
@@ -159,19 +160,35 @@ def load_running(db: Database) -> tuple[list[RunningTry], list[LiveJob]]:
     with db.read_session() as session:
         rows = session.execute(
             select(
-                TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id, TaskInstance.try_number,
-                TaskTry.hostname, TaskTry.supervisor_pid, TaskTry.supervisor_start_time,
-                TaskTry.pid, TaskTry.process_start_time, TaskTry.heartbeat_at,
+                TaskInstance.dag_id,
+                TaskInstance.run_id,
+                TaskInstance.task_id,
+                TaskInstance.try_number,
+                TaskTry.hostname,
+                TaskTry.supervisor_pid,
+                TaskTry.supervisor_start_time,
+                TaskTry.pid,
+                TaskTry.process_start_time,
+                TaskTry.heartbeat_at,
             )
-            .outerjoin(TaskTry, and_(TaskTry.task_instance_id == TaskInstance.id,
-                                     TaskTry.try_number == TaskInstance.try_number))
+            .outerjoin(
+                TaskTry,
+                and_(TaskTry.task_instance_id == TaskInstance.id, TaskTry.try_number == TaskInstance.try_number),
+            )
             .where(TaskInstance.state == "running")
             .order_by(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id)
         ).all()
         holder = session.scalar(select(Lease.holder_job_id).where(Lease.name == "scheduler"))
         jobs = session.execute(
-            select(SchedulerJob.id, SchedulerJob.hostname, SchedulerJob.pid, SchedulerJob.process_start_time,
-                   SchedulerJob.heartbeat_at).where(SchedulerJob.ended_at.is_(None)).order_by(SchedulerJob.id)
+            select(
+                SchedulerJob.id,
+                SchedulerJob.hostname,
+                SchedulerJob.pid,
+                SchedulerJob.process_start_time,
+                SchedulerJob.heartbeat_at,
+            )
+            .where(SchedulerJob.ended_at.is_(None))
+            .order_by(SchedulerJob.id)
         ).all()
     return (
         [RunningTry(**row._asdict()) for row in rows],
@@ -194,8 +211,10 @@ def describe_identity(identity: ProcessIdentity) -> str:
     if abs(created - identity.start_time) <= START_TIME_TOLERANCE and status == psutil.STATUS_ZOMBIE:
         return "not alive (exited, not reaped yet)"
     when = "later" if created > identity.start_time else "earlier"
-    return (f"pid {identity.pid} now belongs to another process "
-            f"(started {abs(created - identity.start_time):.1f} s {when} than the recorded one)")
+    return (
+        f"pid {identity.pid} now belongs to another process "
+        f"(started {abs(created - identity.start_time):.1f} s {when} than the recorded one)"
+    )
 
 
 def _age(now: datetime, then: datetime | None) -> float | None:
@@ -206,36 +225,60 @@ def try_findings(settings: Settings, tries: list[RunningTry], now: datetime) -> 
     """Area "running tries": for each running try, are its recorded supervisor and task process still there?"""
     here = hostname()
     timeout = float(settings.get("scheduler", "task_instance_heartbeat_timeout"))
-    hint = (f"the scheduler ends it as a zombie once its heartbeat is older than "
-            f"scheduler.task_instance_heartbeat_timeout ({timeout:g} s); `headrace ps` shows it")
+    hint = (
+        f"the scheduler ends it as a zombie once its heartbeat is older than "
+        f"scheduler.task_instance_heartbeat_timeout ({timeout:g} s); `headrace ps` shows it"
+    )
     findings: list[Finding] = []
     for t in tries:
         beat = _age(now, t.heartbeat_at)
         figures: dict[str, object] = {
-            "dag_id": t.dag_id, "run_id": t.run_id, "task_id": t.task_id, "try_number": t.try_number,
-            "hostname": t.hostname, "supervisor_pid": t.supervisor_pid, "pid": t.pid,
+            "dag_id": t.dag_id,
+            "run_id": t.run_id,
+            "task_id": t.task_id,
+            "try_number": t.try_number,
+            "hostname": t.hostname,
+            "supervisor_pid": t.supervisor_pid,
+            "pid": t.pid,
             "heartbeat_age_seconds": None if beat is None else round(beat, 3),
         }
         sup = t.supervisor()
         if sup is None:
-            findings.append(Finding(Area.TRIES, Severity.WARNING, f"{t.label}: running, but no try row records its processes",
-                                    figures, hint))
+            findings.append(
+                Finding(
+                    Area.TRIES,
+                    Severity.WARNING,
+                    f"{t.label}: running, but no try row records its processes",
+                    figures,
+                    hint,
+                )
+            )
             continue
         if t.hostname != here:
             stale = beat is not None and beat > timeout
-            findings.append(Finding(
-                Area.TRIES, Severity.WARNING if stale else Severity.INFO,
-                f"{t.label}: runs on {t.hostname}, not checkable from here; heartbeat {beat or 0:.1f} s ago",
-                figures, hint if stale else ""))
+            findings.append(
+                Finding(
+                    Area.TRIES,
+                    Severity.WARNING if stale else Severity.INFO,
+                    f"{t.label}: runs on {t.hostname}, not checkable from here; heartbeat {beat or 0:.1f} s ago",
+                    figures,
+                    hint if stale else "",
+                )
+            )
             continue
         task = t.task_process()
         sup_verdict = describe_identity(sup)
         task_verdict = describe_identity(task) if task is not None else "not recorded"
         figures.update(supervisor=sup_verdict, task_process=task_verdict)
         if sup_verdict == "alive" and task_verdict == "alive":
-            findings.append(Finding(
-                Area.TRIES, Severity.OK,
-                f"{t.label}: supervisor pid {t.supervisor_pid} and task process pid {t.pid} alive", figures))
+            findings.append(
+                Finding(
+                    Area.TRIES,
+                    Severity.OK,
+                    f"{t.label}: supervisor pid {t.supervisor_pid} and task process pid {t.pid} alive",
+                    figures,
+                )
+            )
             continue
         parts = []
         if sup_verdict != "alive":
@@ -256,7 +299,10 @@ def _descendants(pid: int) -> list[int]:
 
 
 def process_findings(
-    settings: Settings, tries: list[RunningTry], jobs: list[LiveJob], now: datetime,
+    settings: Settings,
+    tries: list[RunningTry],
+    jobs: list[LiveJob],
+    now: datetime,
     live: dict[int, LiveProcess] | None = None,
 ) -> list[Finding]:
     """Area "processes": explain every headrace-like process on this host from the DB; flag the rest.
@@ -298,16 +344,25 @@ def process_findings(
         if proc.image == "forkserver" and proc.ppid in job_of_pid:
             children = [c for c in _descendants(pid) if c in live]
             if children:
-                why[pid] = ("fork server", f"fork server of scheduler job {job_of_pid[proc.ppid].id} "
-                                           f"({len(children)} supervisor/task processes below it)")
+                why[pid] = (
+                    "fork server",
+                    f"fork server of scheduler job {job_of_pid[proc.ppid].id} "
+                    f"({len(children)} supervisor/task processes below it)",
+                )
             else:
-                why[pid] = ("idle fork server", f"fork server of scheduler job {job_of_pid[proc.ppid].id} "
-                                                f"(idle, exits after executor.forkserver_idle_timeout = {idle_timeout:g} s)")
+                why[pid] = (
+                    "idle fork server",
+                    f"fork server of scheduler job {job_of_pid[proc.ppid].id} "
+                    f"(idle, exits after executor.forkserver_idle_timeout = {idle_timeout:g} s)",
+                )
         elif proc.ppid in why and why[proc.ppid][0] == "supervisor":
             why[pid] = ("supervisor child", f"child of the {why[proc.ppid][1]} (e.g. running a task callback)")
         elif proc.image == "scheduler" and proc.ppid in job_of_pid:
-            why[pid] = ("scheduler child", f"child of scheduler job {job_of_pid[proc.ppid].id} "
-                                           "(parsing a DAG file or running a DAG callback; short-lived)")
+            why[pid] = (
+                "scheduler child",
+                f"child of scheduler job {job_of_pid[proc.ppid].id} "
+                "(parsing a DAG file or running a DAG callback; short-lived)",
+            )
         elif proc.image == "api-server":
             why[pid] = ("api server", "API server / web UI (`headrace api-server`; not recorded in the DB)")
         elif proc.image == "cli" and (parent is None or parent.image == "cli"):
@@ -329,34 +384,58 @@ def process_findings(
     started_by_tasks = f" (+ {task_children} started by the tasks)" if task_children else ""
     parallelism = settings.parallelism
     figures: dict[str, object] = {
-        "host": here, "processes": total, "running_tries_here": len(running_here), "parallelism": parallelism,
-        "schedulers": count.get("scheduler", 0), "fork_servers": helpers,
-        "idle_fork_servers": count.get("idle fork server", 0), "supervisors": supervisors,
-        "task_processes": task_procs, "task_children": task_children, "unexplained": len(unexplained),
+        "host": here,
+        "processes": total,
+        "running_tries_here": len(running_here),
+        "parallelism": parallelism,
+        "schedulers": count.get("scheduler", 0),
+        "fork_servers": helpers,
+        "idle_fork_servers": count.get("idle fork server", 0),
+        "supervisors": supervisors,
+        "task_processes": task_procs,
+        "task_children": task_children,
+        "unexplained": len(unexplained),
         "process_list": listed,
     }
-    findings.append(Finding(
-        Area.PROCESSES, Severity.OK,
-        f"{total} headrace process{'es' if total != 1 else ''} for {len(running_here)} running tr"
-        f"{'y' if len(running_here) == 1 else 'ies'} here: {count.get('scheduler', 0)} scheduler, "
-        f"{helpers} fork server, {supervisors} supervisor + {task_procs} task process{started_by_tasks} — "
-        f"no pool of idle workers (parallelism {parallelism} would be {parallelism} idle processes in a "
-        "pre-forked pool)", figures))
+    findings.append(
+        Finding(
+            Area.PROCESSES,
+            Severity.OK,
+            f"{total} headrace process{'es' if total != 1 else ''} for {len(running_here)} running tr"
+            f"{'y' if len(running_here) == 1 else 'ies'} here: {count.get('scheduler', 0)} scheduler, "
+            f"{helpers} fork server, {supervisors} supervisor + {task_procs} task process{started_by_tasks} — "
+            f"no pool of idle workers (parallelism {parallelism} would be {parallelism} idle processes in a "
+            "pre-forked pool)",
+            figures,
+        )
+    )
     for pid, (role, text) in sorted(why.items()):
         if role in ("scheduler", "fork server", "api server"):
             findings.append(Finding(Area.PROCESSES, Severity.OK, f"pid {pid}: {text}", {"pid": pid, "role": role}))
         elif role in ("idle fork server", "scheduler child"):
-            findings.append(Finding(Area.PROCESSES, Severity.INFO, f"pid {pid}: {text}", {"pid": pid, "role": role},
-                                    "nothing to do: it exits by itself"))
+            findings.append(
+                Finding(
+                    Area.PROCESSES,
+                    Severity.INFO,
+                    f"pid {pid}: {text}",
+                    {"pid": pid, "role": role},
+                    "nothing to do: it exits by itself",
+                )
+            )
     for pid, proc in sorted(unexplained.items()):
         if proc.ppid in unexplained:
             continue  # reported with the unexplained process it descends from
         below = [c for c in _descendants(pid) if c in unexplained]
         more = f", and {len(below)} headrace process{'es' if len(below) != 1 else ''} below it" if below else ""
-        findings.append(Finding(
-            Area.PROCESSES, Severity.WARNING, f"unexplained headrace process pid {pid} ({proc.command}){more}",
-            {"pid": pid, "ppid": proc.ppid, "command": proc.command, "image": proc.image, "descendants": below},
-            "no scheduler job or running try of this database records it: it may belong to another "
-            "HEADRACE_HOME / database, or be left over; inspect it (`ps -o pid,ppid,lstart,args -p "
-            f"{pid}`) and end it if it is stale"))
+        findings.append(
+            Finding(
+                Area.PROCESSES,
+                Severity.WARNING,
+                f"unexplained headrace process pid {pid} ({proc.command}){more}",
+                {"pid": pid, "ppid": proc.ppid, "command": proc.command, "image": proc.image, "descendants": below},
+                "no scheduler job or running try of this database records it: it may belong to another "
+                "HEADRACE_HOME / database, or be left over; inspect it (`ps -o pid,ppid,lstart,args -p "
+                f"{pid}`) and end it if it is stale",
+            )
+        )
     return findings

@@ -9,7 +9,7 @@ many tries there are. Both SQLite (≥ 3.25) and PostgreSQL have them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import ColumnElement, Float, Select, and_, cast, func, literal_column, or_, select
 from sqlalchemy.orm import Session
@@ -36,8 +36,7 @@ def nearest_rank(percent: int, count: Any) -> ColumnElement[int]:
 
 
 def percentiles(
-    session: Session, values: Select[Unpack[tuple[Any, ...]]], percents: Sequence[int], *,
-    group_by: Sequence[str] = ()
+    session: Session, values: Select[*tuple[Any, ...]], percents: Sequence[int], *, group_by: Sequence[str] = ()
 ) -> dict[tuple[Any, ...], dict[int, float]]:
     """Nearest-rank percentiles of the column ``v`` of ``values``, per group.
 

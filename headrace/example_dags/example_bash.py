@@ -29,9 +29,7 @@ with DAG(
     )
     maybe_skip = BashOperator(task_id="maybe_skip", bash_command="echo 'nothing to do today'; exit 99")
     after_skip = BashOperator(task_id="after_skip", bash_command="echo 'never printed'")
-    always_report = BashOperator(
-        task_id="always_report", bash_command="echo done", trigger_rule="all_done"
-    )
+    always_report = BashOperator(task_id="always_report", bash_command="echo done", trigger_rule="all_done")
 
     start >> [greet, count_files, maybe_skip]
     maybe_skip >> after_skip

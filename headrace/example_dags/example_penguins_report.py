@@ -18,7 +18,6 @@ import statistics
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from headrace import dag, task
 
@@ -98,17 +97,20 @@ def example_penguins_report() -> None:
         return _summarize(clean_path, "island")
 
     @task
-    def write_report(
-        by_species: dict[str, dict[str, float]], by_island: dict[str, dict[str, float]], ds: str
-    ) -> str:
+    def write_report(by_species: dict[str, dict[str, float]], by_island: dict[str, dict[str, float]], ds: str) -> str:
         """Write a Markdown report to HEADRACE_HOME/reports/penguins_<ds>.md."""
         home = Path(os.environ.get("HEADRACE_HOME", Path.home() / "headrace"))
         out = home / "reports" / f"penguins_{ds}.md"
         out.parent.mkdir(parents=True, exist_ok=True)
         lines = [f"# Palmer penguins — report for {ds}", ""]
         for title, summary in (("species", by_species), ("island", by_island)):
-            lines += [f"## By {title}", "", f"| {title} | count | mean body mass (g) | max body mass (g) "
-                      "| mean flipper (mm) | mean bill length (mm) |", "|---|---:|---:|---:|---:|---:|"]
+            lines += [
+                f"## By {title}",
+                "",
+                f"| {title} | count | mean body mass (g) | max body mass (g) "
+                "| mean flipper (mm) | mean bill length (mm) |",
+                "|---|---:|---:|---:|---:|---:|",
+            ]
             for name, s in summary.items():
                 lines.append(
                     f"| {name} | {int(s['count'])} | {s['mean_body_mass_g']:.1f} | {s['max_body_mass_g']:.0f} "

@@ -12,7 +12,12 @@ from datetime import datetime, timedelta
 from headrace import dag, task
 
 
-@dag(schedule=None, start_date=datetime(2026, 1, 1), tags=["example"], description="A task that succeeds on its third try.")
+@dag(
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    tags=["example"],
+    description="A task that succeeds on its third try.",
+)
 def example_retries() -> None:
     @task(retries=3, retry_delay=timedelta(seconds=2), retry_exponential_backoff=True)
     def flaky(try_number: int) -> int:

@@ -74,13 +74,14 @@ import time
 import traceback
 from types import FrameType
 
+import psutil
+import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401
+
 # Pre-imported for the children (their cost is paid once, here): the supervisor and
 # everything it loads (authoring, DAG file loader, sqlalchemy, psutil, pydantic, jinja2),
 # the operators DAG files import, and both database drivers' dialects.
 import headrace.operators  # noqa: F401
-import psutil
-import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
-import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401
 from headrace.config import Settings, load_settings
 from headrace.dagfiles.loader import FileVersion, file_version, forget_dags, load_dags, remember_dags
 from headrace.db.engine import Database
@@ -90,9 +91,21 @@ from headrace.supervisor.supervise import EXIT_ERROR, supervise, warm_up
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
-    )]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def _fill_malloc_holes() -> None:
@@ -184,8 +197,11 @@ class Preloader:
         error = self._import(fileloc, version)
         if error is not None:
             self.failed.add((fileloc, version))
-            print(f"headrace fork server: not preloading {fileloc} ({error}); its tries import it themselves",
-                  file=sys.stderr, flush=True)
+            print(
+                f"headrace fork server: not preloading {fileloc} ({error}); its tries import it themselves",
+                file=sys.stderr,
+                flush=True,
+            )
         if _thread_count() > 1:
             self._drop(fileloc)
             return False
@@ -340,8 +356,15 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
                     start_time = psutil.Process(pid).create_time()
                 except psutil.NoSuchProcess:
                     start_time = None
-                _emit({"event": "started", "ti_id": request.ti_id, "try_number": request.try_number,
-                       "pid": pid, "start_time": start_time})
+                _emit(
+                    {
+                        "event": "started",
+                        "ti_id": request.ti_id,
+                        "try_number": request.try_number,
+                        "pid": pid,
+                        "start_time": start_time,
+                    }
+                )
 
 
 def _reap(children: dict[int, TryRequest]) -> int:
@@ -357,8 +380,15 @@ def _reap(children: dict[int, TryRequest]) -> int:
         reaped += 1
         request = children.pop(pid, None)
         if request is not None:
-            _emit({"event": "exited", "ti_id": request.ti_id, "try_number": request.try_number, "pid": pid,
-                   "exit_code": os.waitstatus_to_exitcode(status)})
+            _emit(
+                {
+                    "event": "exited",
+                    "ti_id": request.ti_id,
+                    "try_number": request.try_number,
+                    "pid": pid,
+                    "exit_code": os.waitstatus_to_exitcode(status),
+                }
+            )
     return reaped
 
 

@@ -73,7 +73,9 @@ class LocalExecutor:
                 command += ["--no-preload", fileloc]
             self._server = subprocess.Popen(
                 command,
-                env=child_environment(self.settings), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                env=child_environment(self.settings),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
             )
             assert self._server.stdout is not None
             os.set_blocking(self._server.stdout.fileno(), False)

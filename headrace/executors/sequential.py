@@ -55,7 +55,9 @@ class SequentialExecutor:
         env = child_environment(self.settings)
         while self._queued:
             request = self._queued.popleft()
-            code = subprocess.run(supervisor_command(request), env=env, stdin=subprocess.DEVNULL, check=False).returncode
+            code = subprocess.run(
+                supervisor_command(request), env=env, stdin=subprocess.DEVNULL, check=False
+            ).returncode
             events.append(ExecutorEvent(request.ti_id, request.try_number, "exited", code))
         return events
 

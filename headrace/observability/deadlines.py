@@ -49,8 +49,14 @@ log = logging.getLogger(__name__)
 DEFAULT_LOOKBACK = 3600.0
 """Seconds: runs that ended this long ago are still checked for a late finish."""
 
-_TI_FINISHED = frozenset({TaskInstanceState.SUCCESS.value, TaskInstanceState.FAILED.value,
-                          TaskInstanceState.SKIPPED.value, TaskInstanceState.UPSTREAM_FAILED.value})
+_TI_FINISHED = frozenset(
+    {
+        TaskInstanceState.SUCCESS.value,
+        TaskInstanceState.FAILED.value,
+        TaskInstanceState.SKIPPED.value,
+        TaskInstanceState.UPSTREAM_FAILED.value,
+    }
+)
 _RUN_OPEN = (DagRunState.QUEUED.value, DagRunState.RUNNING.value)
 
 GetDag = Callable[[Session, int], SerializedDag]
@@ -95,18 +101,34 @@ def _insert_miss(session: Session, values: dict[str, Any]) -> bool:
     """Insert one ``deadline_miss`` row unless it exists; True if this call inserted it."""
     dialect = session.get_bind().dialect.name
     maker: Any = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = (maker(DeadlineMiss).values(**values).on_conflict_do_nothing(index_elements=["dag_run_id", "task_id"])
-            .returning(DeadlineMiss.id))
+    stmt = (
+        maker(DeadlineMiss)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["dag_run_id", "task_id"])
+        .returning(DeadlineMiss.id)
+    )
     return session.execute(stmt).first() is not None  # RETURNING: psycopg reports no rowcount here
 
 
 def _candidates(session: Session, now: datetime, lookback: float, get_dag: GetDag) -> list[tuple[Any, SerializedDag]]:
     since = now - timedelta(seconds=lookback)
     rows = session.execute(
-        select(DagRun.id, DagRun.dag_id, DagRun.run_id, DagRun.run_type, DagRun.dag_version_id, DagRun.state,
-               DagRun.logical_date, DagRun.start_date, DagRun.end_date, DagRun.queued_at,
-               DagRun.data_interval_start, DagRun.data_interval_end, DagRun.conf)
-        .where(or_(DagRun.state.in_(_RUN_OPEN), DagRun.end_date >= since))).all()
+        select(
+            DagRun.id,
+            DagRun.dag_id,
+            DagRun.run_id,
+            DagRun.run_type,
+            DagRun.dag_version_id,
+            DagRun.state,
+            DagRun.logical_date,
+            DagRun.start_date,
+            DagRun.end_date,
+            DagRun.queued_at,
+            DagRun.data_interval_start,
+            DagRun.data_interval_end,
+            DagRun.conf,
+        ).where(or_(DagRun.state.in_(_RUN_OPEN), DagRun.end_date >= since))
+    ).all()
     out = []
     for row in rows:
         sdag = get_dag(session, row.dag_version_id)
@@ -115,16 +137,24 @@ def _candidates(session: Session, now: datetime, lookback: float, get_dag: GetDa
     return out
 
 
-def _find(session: Session, now: datetime, candidates: list[tuple[Any, SerializedDag]]) -> list[tuple[Any, str, datetime, bool]]:
+def _find(
+    session: Session, now: datetime, candidates: list[tuple[Any, SerializedDag]]
+) -> list[tuple[Any, str, datetime, bool]]:
     """``(run, task_id or "", deadline, finished)`` of every miss among ``candidates`` not yet recorded."""
     run_ids = [run.id for run, _ in candidates]
-    known = set(session.execute(select(DeadlineMiss.dag_run_id, DeadlineMiss.task_id)
-                                .where(DeadlineMiss.dag_run_id.in_(run_ids))).all())
+    known = set(
+        session.execute(
+            select(DeadlineMiss.dag_run_id, DeadlineMiss.task_id).where(DeadlineMiss.dag_run_id.in_(run_ids))
+        ).all()
+    )
     wanted_tis = [run.id for run, sdag in candidates if any(t.deadline for t in sdag.tasks.values())]
     tis: dict[int, list[Any]] = {}
     if wanted_tis:
-        for ti in session.execute(select(TaskInstance.dag_run_id, TaskInstance.task_id, TaskInstance.state,
-                                         TaskInstance.end_date).where(TaskInstance.dag_run_id.in_(wanted_tis))):
+        for ti in session.execute(
+            select(TaskInstance.dag_run_id, TaskInstance.task_id, TaskInstance.state, TaskInstance.end_date).where(
+                TaskInstance.dag_run_id.in_(wanted_tis)
+            )
+        ):
             tis.setdefault(ti.dag_run_id, []).append(ti)
     found = []
     for run, sdag in candidates:
@@ -149,31 +179,63 @@ def _find(session: Session, now: datetime, candidates: list[tuple[Any, Serialize
 def _claim_callbacks(session: Session, get_dag: GetDag, limit: int = 100) -> list[DeadlineCallback]:
     """Claim misses whose callback was not started (``callback_done`` CAS); return those that have one."""
     pending = session.execute(
-        select(DeadlineMiss.id, DeadlineMiss.task_id, DeadlineMiss.deadline, DagRun.id.label("run_pk"),
-               DagRun.dag_id, DagRun.run_id, DagRun.run_type, DagRun.dag_version_id, DagRun.logical_date,
-               DagRun.queued_at, DagRun.data_interval_start, DagRun.data_interval_end, DagRun.conf)
+        select(
+            DeadlineMiss.id,
+            DeadlineMiss.task_id,
+            DeadlineMiss.deadline,
+            DagRun.id.label("run_pk"),
+            DagRun.dag_id,
+            DagRun.run_id,
+            DagRun.run_type,
+            DagRun.dag_version_id,
+            DagRun.logical_date,
+            DagRun.queued_at,
+            DagRun.data_interval_start,
+            DagRun.data_interval_end,
+            DagRun.conf,
+        )
         .join(DagRun, DagRun.id == DeadlineMiss.dag_run_id)
-        .where(DeadlineMiss.callback_done.is_(False)).order_by(DeadlineMiss.id).limit(limit)).all()
+        .where(DeadlineMiss.callback_done.is_(False))
+        .order_by(DeadlineMiss.id)
+        .limit(limit)
+    ).all()
     out = []
     for row in pending:
-        won = session.execute(
-            update(DeadlineMiss).where(DeadlineMiss.id == row.id, DeadlineMiss.callback_done.is_(False))
-            .values(callback_done=True).execution_options(synchronize_session=False)
-        ).rowcount == 1  # type: ignore[attr-defined]
+        won = (
+            session.execute(
+                update(DeadlineMiss)
+                .where(DeadlineMiss.id == row.id, DeadlineMiss.callback_done.is_(False))
+                .values(callback_done=True)
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+            == 1
+        )
         if not won:
             continue
         sdag = get_dag(session, row.dag_version_id)
         task = sdag.tasks.get(row.task_id) if row.task_id else None
-        wanted = task.has_on_deadline_miss_callback if task is not None else \
-            (not row.task_id and sdag.has_on_deadline_miss_callback)
+        wanted = (
+            task.has_on_deadline_miss_callback
+            if task is not None
+            else (not row.task_id and sdag.has_on_deadline_miss_callback)
+        )
         if wanted:
-            out.append(DeadlineCallback(sdag.fileloc, row.dag_id, ContextRunInfo.from_run(row), row.task_id or None,
-                                        row.deadline))
+            out.append(
+                DeadlineCallback(
+                    sdag.fileloc, row.dag_id, ContextRunInfo.from_run(row), row.task_id or None, row.deadline
+                )
+            )
     return out
 
 
-def check_deadlines(db: Database, now: datetime, *, get_dag: GetDag, alerts: AlertConfig | None = None,
-                    lookback: float = DEFAULT_LOOKBACK) -> DeadlineCheck:
+def check_deadlines(
+    db: Database,
+    now: datetime,
+    *,
+    get_dag: GetDag,
+    alerts: AlertConfig | None = None,
+    lookback: float = DEFAULT_LOOKBACK,
+) -> DeadlineCheck:
     """Record new deadline misses (with their notification) and claim pending callbacks. See the module docstring.
 
     ``now`` is UTC-aware. Everything happens in one transaction.
@@ -182,21 +244,50 @@ def check_deadlines(db: Database, now: datetime, *, get_dag: GetDag, alerts: Ale
     with db.session() as session:
         candidates = _candidates(session, now, lookback, get_dag)
         for run, task_id, when, finished in _find(session, now, candidates) if candidates else []:
-            if not _insert_miss(session, dict(dag_run_id=run.id, dag_id=run.dag_id, run_id=run.run_id,
-                                              task_id=task_id, deadline=when, detected_at=now,
-                                              callback_done=False)):
+            if not _insert_miss(
+                session,
+                dict(
+                    dag_run_id=run.id,
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                    task_id=task_id,
+                    deadline=when,
+                    detected_at=now,
+                    callback_done=False,
+                ),
+            ):
                 continue
-            info = DeadlineMissInfo(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id or None, deadline=when,
-                                    detected_at=now, finished=finished)
+            info = DeadlineMissInfo(
+                dag_id=run.dag_id,
+                run_id=run.run_id,
+                task_id=task_id or None,
+                deadline=when,
+                detected_at=now,
+                finished=finished,
+            )
             misses.append(info)
-            log.warning("deadline missed: %s%s run %s (deadline %s%s)", run.dag_id,
-                        f".{task_id}" if task_id else "", run.run_id, when.isoformat(),
-                        ", finished late" if finished else "")
+            log.warning(
+                "deadline missed: %s%s run %s (deadline %s%s)",
+                run.dag_id,
+                f".{task_id}" if task_id else "",
+                run.run_id,
+                when.isoformat(),
+                ", finished late" if finished else "",
+            )
             if alerts is not None:
-                notifications.write(session, alerts, Alert(
-                    event="deadline_missed", dag_id=run.dag_id, run_id=run.run_id, task_id=task_id or None,
-                    detail=f"deadline {when.isoformat()} "
-                           f"({'finished late' if finished else 'not finished at ' + now.isoformat()})"), now)
+                notifications.write(
+                    session,
+                    alerts,
+                    Alert(
+                        event="deadline_missed",
+                        dag_id=run.dag_id,
+                        run_id=run.run_id,
+                        task_id=task_id or None,
+                        detail=f"deadline {when.isoformat()} "
+                        f"({'finished late' if finished else 'not finished at ' + now.isoformat()})",
+                    ),
+                    now,
+                )
         callbacks = _claim_callbacks(session, get_dag)
     return DeadlineCheck(misses, callbacks)
 

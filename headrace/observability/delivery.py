@@ -80,16 +80,25 @@ class DeliveryConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
         """Read the ``alerts`` section."""
+
         def s(key: str) -> Any:
             return settings.get("alerts", key)
 
         def split(key: str) -> tuple[str, ...]:
             return tuple(x.strip() for x in str(s(key)).split(",") if x.strip())
 
-        return cls(email_to=split("email_to"), email_from=str(s("email_from")), smtp_host=str(s("smtp_host")),
-                   smtp_port=int(s("smtp_port")), smtp_user=str(s("smtp_user")),
-                   smtp_password=str(s("smtp_password")), smtp_starttls=bool(s("smtp_starttls")),
-                   smtp_ssl=bool(s("smtp_ssl")), webhook_urls=split("webhook_url"), timeout=float(s("timeout")))
+        return cls(
+            email_to=split("email_to"),
+            email_from=str(s("email_from")),
+            smtp_host=str(s("smtp_host")),
+            smtp_port=int(s("smtp_port")),
+            smtp_user=str(s("smtp_user")),
+            smtp_password=str(s("smtp_password")),
+            smtp_starttls=bool(s("smtp_starttls")),
+            smtp_ssl=bool(s("smtp_ssl")),
+            webhook_urls=split("webhook_url"),
+            timeout=float(s("timeout")),
+        )
 
 
 def send_email(config: DeliveryConfig, subject: str, body: str) -> None:
@@ -101,8 +110,9 @@ def send_email(config: DeliveryConfig, subject: str, body: str) -> None:
     message.set_content(body)
     smtp: smtplib.SMTP
     if config.smtp_ssl:
-        smtp = smtplib.SMTP_SSL(config.smtp_host, config.smtp_port, timeout=config.timeout,
-                                context=ssl.create_default_context())
+        smtp = smtplib.SMTP_SSL(
+            config.smtp_host, config.smtp_port, timeout=config.timeout, context=ssl.create_default_context()
+        )
     else:
         smtp = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=config.timeout)
     with smtp:
@@ -154,10 +164,15 @@ def pending(db: Database, now: datetime, *, limit: int = 50) -> Sequence[Notific
     """Unsent rows due at ``now`` with attempts left, oldest first."""
     with db.read_session() as session:
         rows = session.scalars(
-            select(Notification).where(
-                Notification.sent_at.is_(None), Notification.attempts < MAX_ATTEMPTS,
-                or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now))
-            .order_by(Notification.id).limit(limit)).all()
+            select(Notification)
+            .where(
+                Notification.sent_at.is_(None),
+                Notification.attempts < MAX_ATTEMPTS,
+                or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now),
+            )
+            .order_by(Notification.id)
+            .limit(limit)
+        ).all()
         session.expunge_all()
     return rows
 
@@ -168,12 +183,17 @@ def deliver_pending(db: Database, config: DeliveryConfig, now: datetime | None =
     sent = 0
     for row in pending(db, when):
         with db.session() as session:
-            won = session.execute(
-                update(Notification).where(Notification.id == row.id, Notification.attempts == row.attempts,
-                                           Notification.sent_at.is_(None))
-                .values(attempts=row.attempts + 1,
-                        next_attempt_at=when + timedelta(seconds=2 * config.timeout + 5))
-                .execution_options(synchronize_session=False)).rowcount == 1  # type: ignore[attr-defined]
+            won = (
+                session.execute(
+                    update(Notification)
+                    .where(
+                        Notification.id == row.id, Notification.attempts == row.attempts, Notification.sent_at.is_(None)
+                    )
+                    .values(attempts=row.attempts + 1, next_attempt_at=when + timedelta(seconds=2 * config.timeout + 5))
+                    .execution_options(synchronize_session=False)
+                ).rowcount  # type: ignore[attr-defined]
+                == 1
+            )
         if not won:
             continue
         attempts = row.attempts + 1
@@ -182,17 +202,24 @@ def deliver_pending(db: Database, config: DeliveryConfig, now: datetime | None =
         except Exception as exc:  # noqa: BLE001 — any failure is recorded and retried
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
             done = datetime.now(UTC)
-            log.warning("notification %d (%s, %s) attempt %d failed: %s", row.id, row.channel, row.event,
-                        attempts, error)
+            log.warning(
+                "notification %d (%s, %s) attempt %d failed: %s", row.id, row.channel, row.event, attempts, error
+            )
             with db.session() as session:
-                session.execute(update(Notification).where(Notification.id == row.id).values(
-                    last_error=error, next_attempt_at=done + timedelta(seconds=backoff(attempts)))
-                    .execution_options(synchronize_session=False))
+                session.execute(
+                    update(Notification)
+                    .where(Notification.id == row.id)
+                    .values(last_error=error, next_attempt_at=done + timedelta(seconds=backoff(attempts)))
+                    .execution_options(synchronize_session=False)
+                )
             continue
         with db.session() as session:
-            session.execute(update(Notification).where(Notification.id == row.id).values(
-                sent_at=datetime.now(UTC), last_error=None, next_attempt_at=None)
-                .execution_options(synchronize_session=False))
+            session.execute(
+                update(Notification)
+                .where(Notification.id == row.id)
+                .values(sent_at=datetime.now(UTC), last_error=None, next_attempt_at=None)
+                .execution_options(synchronize_session=False)
+            )
         sent += 1
     return sent
 
@@ -238,5 +265,16 @@ class Deliverer:
                 log.exception("delivering notifications failed")
 
 
-__all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "MAX_ATTEMPTS", "Deliverer", "DeliveryConfig", "backoff",
-           "deliver_pending", "pending", "send_email", "send_webhook", "webhook_payload"]
+__all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_CAP",
+    "MAX_ATTEMPTS",
+    "Deliverer",
+    "DeliveryConfig",
+    "backoff",
+    "deliver_pending",
+    "pending",
+    "send_email",
+    "send_webhook",
+    "webhook_payload",
+]

@@ -56,35 +56,61 @@ class SchedulerMetrics(Listener):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.heartbeat = Gauge("headrace_scheduler_heartbeat_timestamp_seconds",
-                               "Unix time of the scheduler's latest loop.", registry=r)
-        self.loop_duration = Histogram("headrace_scheduler_loop_duration_seconds",
-                                       "Wall time of one scheduler loop's steps (without the wait).",
-                                       buckets=LOOP_BUCKETS, registry=r)
-        self.parse_seconds = Gauge("headrace_dag_file_parse_duration_seconds",
-                                   "Seconds the latest parse of a DAG file took.", ["fileloc"], registry=r)
-        self.parse_errors = Counter("headrace_dag_file_import_errors_total",
-                                    "Parses of a DAG file that ended in an import error.", ["fileloc"], registry=r)
-        self.scheduling_delay = Histogram("headrace_scheduling_delay_seconds",
-                                          "Seconds from a try being queued to its task process starting.",
-                                          buckets=DELAY_BUCKETS, registry=r)
-        self.try_duration = Histogram("headrace_try_duration_seconds", "Wall time of a try, start to end.",
-                                      buckets=DURATION_BUCKETS, registry=r)
-        self.try_peak_rss = Histogram("headrace_try_peak_rss_bytes",
-                                      "Peak resident memory of a try's process tree.", buckets=RSS_BUCKETS,
-                                      registry=r)
-        self.tries_finished = Counter("headrace_tries_finished_total", "Tries that ended, by the state they left.",
-                                      ["state"], registry=r)
-        self.task_failures = Counter("headrace_task_failures_total",
-                                     "Tries that ended failed or up_for_retry, by DAG and task.",
-                                     ["dag_id", "task_id"], registry=r)
+        self.heartbeat = Gauge(
+            "headrace_scheduler_heartbeat_timestamp_seconds", "Unix time of the scheduler's latest loop.", registry=r
+        )
+        self.loop_duration = Histogram(
+            "headrace_scheduler_loop_duration_seconds",
+            "Wall time of one scheduler loop's steps (without the wait).",
+            buckets=LOOP_BUCKETS,
+            registry=r,
+        )
+        self.parse_seconds = Gauge(
+            "headrace_dag_file_parse_duration_seconds",
+            "Seconds the latest parse of a DAG file took.",
+            ["fileloc"],
+            registry=r,
+        )
+        self.parse_errors = Counter(
+            "headrace_dag_file_import_errors_total",
+            "Parses of a DAG file that ended in an import error.",
+            ["fileloc"],
+            registry=r,
+        )
+        self.scheduling_delay = Histogram(
+            "headrace_scheduling_delay_seconds",
+            "Seconds from a try being queued to its task process starting.",
+            buckets=DELAY_BUCKETS,
+            registry=r,
+        )
+        self.try_duration = Histogram(
+            "headrace_try_duration_seconds", "Wall time of a try, start to end.", buckets=DURATION_BUCKETS, registry=r
+        )
+        self.try_peak_rss = Histogram(
+            "headrace_try_peak_rss_bytes",
+            "Peak resident memory of a try's process tree.",
+            buckets=RSS_BUCKETS,
+            registry=r,
+        )
+        self.tries_finished = Counter(
+            "headrace_tries_finished_total", "Tries that ended, by the state they left.", ["state"], registry=r
+        )
+        self.task_failures = Counter(
+            "headrace_task_failures_total",
+            "Tries that ended failed or up_for_retry, by DAG and task.",
+            ["dag_id", "task_id"],
+            registry=r,
+        )
         self.zombies = Counter("headrace_zombies_total", "Tries ended as zombies (supervisor gone).", registry=r)
-        self.tries_queued = Counter("headrace_tries_queued_total", "Tries queued and handed to the executor.",
-                                    registry=r)
-        self.runs_finished = Counter("headrace_dag_runs_finished_total", "DAG runs that ended, by state.",
-                                     ["state"], registry=r)
-        self.deadline_misses = Counter("headrace_deadline_misses_total",
-                                       "DAG runs and task instances found past their deadline.", registry=r)
+        self.tries_queued = Counter(
+            "headrace_tries_queued_total", "Tries queued and handed to the executor.", registry=r
+        )
+        self.runs_finished = Counter(
+            "headrace_dag_runs_finished_total", "DAG runs that ended, by state.", ["state"], registry=r
+        )
+        self.deadline_misses = Counter(
+            "headrace_deadline_misses_total", "DAG runs and task instances found past their deadline.", registry=r
+        )
 
     def on_loop(self, duration_seconds: float, now: datetime) -> None:
         self.heartbeat.set(now.timestamp())
@@ -149,11 +175,13 @@ class DbCollector(Collector):
     def _read(self) -> list[GaugeMetricFamily]:
         now = datetime.now(UTC)
         with self.db.read_session() as session:
-            ti_counts = dict(session.execute(
-                select(TaskInstance.state, func.count()).group_by(TaskInstance.state)).all())
+            ti_counts = dict(
+                session.execute(select(TaskInstance.state, func.count()).group_by(TaskInstance.state)).all()
+            )
             run_counts = dict(session.execute(select(DagRun.state, func.count()).group_by(DagRun.state)).all())
             heartbeat = session.scalar(
-                select(func.max(SchedulerJob.heartbeat_at)).where(SchedulerJob.ended_at.is_(None)))
+                select(func.max(SchedulerJob.heartbeat_at)).where(SchedulerJob.ended_at.is_(None))
+            )
             import_errors = session.scalar(select(func.count()).select_from(ImportError_)) or 0
             misses = session.scalar(select(func.count()).select_from(DeadlineMiss)) or 0
         tis = GaugeMetricFamily("headrace_task_instances", "Task instances by state.", labels=["state"])
@@ -163,16 +191,20 @@ class DbCollector(Collector):
         for rstate in DagRunState:
             runs.add_metric([rstate.value], run_counts.get(rstate.value, 0))
         waiting = GaugeMetricFamily(
-            "headrace_tries_waiting", "Task instances waiting for an executor slot (scheduled + queued).")
-        waiting.add_metric([], ti_counts.get(TaskInstanceState.SCHEDULED.value, 0)
-                           + ti_counts.get(TaskInstanceState.QUEUED.value, 0))
+            "headrace_tries_waiting", "Task instances waiting for an executor slot (scheduled + queued)."
+        )
+        waiting.add_metric(
+            [], ti_counts.get(TaskInstanceState.SCHEDULED.value, 0) + ti_counts.get(TaskInstanceState.QUEUED.value, 0)
+        )
         used = ti_counts.get(TaskInstanceState.QUEUED.value, 0) + ti_counts.get(TaskInstanceState.RUNNING.value, 0)
         used_g = GaugeMetricFamily("headrace_executor_used_slots", "Tries queued or running (core.parallelism slots).")
         used_g.add_metric([], used)
         open_g = GaugeMetricFamily("headrace_executor_open_slots", "core.parallelism minus tries queued or running.")
         open_g.add_metric([], max(0, self.parallelism - used))
-        age = GaugeMetricFamily("headrace_scheduler_heartbeat_age_seconds",
-                                "Seconds since the newest heartbeat of a running scheduler (NaN: none running).")
+        age = GaugeMetricFamily(
+            "headrace_scheduler_heartbeat_age_seconds",
+            "Seconds since the newest heartbeat of a running scheduler (NaN: none running).",
+        )
         age.add_metric([], (now - heartbeat).total_seconds() if heartbeat is not None else math.nan)
         errors = GaugeMetricFamily("headrace_import_errors", "DAG files that currently fail to import.")
         errors.add_metric([], import_errors)
@@ -200,8 +232,12 @@ def start_scheduler_metrics_server(registry: CollectorRegistry, port: int, host:
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        log.warning("scheduler metrics not served: cannot listen on %s:%d (%s); set metrics.scheduler_port "
-                    "(0: off)", host, port, exc.strerror or exc)
+        log.warning(
+            "scheduler metrics not served: cannot listen on %s:%d (%s); set metrics.scheduler_port (0: off)",
+            host,
+            port,
+            exc.strerror or exc,
+        )
         return None
     log.info("scheduler metrics on http://%s:%d/metrics", host, server.server_port)
     return server

@@ -70,8 +70,11 @@ class AlertConfig:
         unknown = wanted - set(EVENTS)
         if unknown:
             log.warning("alerts.notify_on names unknown events %s; known: %s", sorted(unknown), ", ".join(EVENTS))
-        channels = tuple(c for c, key in (("email", "email_to"), ("webhook", "webhook_url"))
-                         if str(settings.get("alerts", key)).strip())
+        channels = tuple(
+            c
+            for c, key in (("email", "email_to"), ("webhook", "webhook_url"))
+            if str(settings.get("alerts", key)).strip()
+        )
         base = str(settings.get("api", "base_url")).rstrip("/")
         if not base:
             host = str(settings.get("api", "host"))
@@ -124,9 +127,15 @@ class Alert:
     def body(self, base_url: str) -> str:
         """Plain text: one ``Name: value`` line per known field, then the link."""
         lines = [f"Event: {self.event}", f"DAG: {self.dag_id}"]
-        for name, value in (("Run", self.run_id), ("Task", self.task_id), ("Try", self.try_number),
-                            ("State", self.state), ("End reason", self.end_reason), ("Error", self.error),
-                            ("Detail", self.detail)):
+        for name, value in (
+            ("Run", self.run_id),
+            ("Task", self.task_id),
+            ("Try", self.try_number),
+            ("State", self.state),
+            ("End reason", self.end_reason),
+            ("Error", self.error),
+            ("Detail", self.detail),
+        ):
             if value not in (None, ""):
                 lines.append(f"{name}: {value}")
         lines.append(f"Link: {self.link(base_url)}")
@@ -147,8 +156,16 @@ def try_alert(info: TryInfo) -> Alert | None:
     """
     if info.state not in TRY_EVENTS:
         return None
-    return Alert(event=info.state, dag_id=info.dag_id, run_id=info.run_id, task_id=info.task_id,
-                 try_number=info.try_number, state=info.state, end_reason=info.end_reason, error=info.error)
+    return Alert(
+        event=info.state,
+        dag_id=info.dag_id,
+        run_id=info.run_id,
+        task_id=info.task_id,
+        try_number=info.try_number,
+        state=info.state,
+        end_reason=info.end_reason,
+        error=info.error,
+    )
 
 
 def run_alert(run: RunInfo) -> Alert:
@@ -174,10 +191,22 @@ def write(session: Session, config: AlertConfig, alert: Alert, now: datetime) ->
     if not config.wants(alert.event):
         return 0
     subject, body = alert.subject(), alert.body(config.base_url)
-    rows = [dict(event_key=f"{channel}|{alert.event_key}", channel=channel, event=alert.event,
-                 dag_id=alert.dag_id, run_id=alert.run_id, task_id=alert.task_id, try_number=alert.try_number,
-                 subject=subject, body=body, created_at=now, attempts=0)
-            for channel in config.channels]
+    rows = [
+        dict(
+            event_key=f"{channel}|{alert.event_key}",
+            channel=channel,
+            event=alert.event,
+            dag_id=alert.dag_id,
+            run_id=alert.run_id,
+            task_id=alert.task_id,
+            try_number=alert.try_number,
+            subject=subject,
+            body=body,
+            created_at=now,
+            attempts=0,
+        )
+        for channel in config.channels
+    ]
     return insert_ignore(session, rows)
 
 
@@ -187,8 +216,14 @@ class Notifier(Listener):
     ``wake`` is typically :meth:`headrace.observability.delivery.Deliverer.wake`.
     """
 
-    def __init__(self, db: Database, config: AlertConfig, *, wake: Callable[[], None] | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: AlertConfig,
+        *,
+        wake: Callable[[], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.db, self.config, self.wake = db, config, wake
         self.clock = clock
 
@@ -210,5 +245,15 @@ class Notifier(Listener):
         self._write(run_alert(run), run.end_date)
 
 
-__all__ = ["EVENTS", "RUN_EVENTS", "TRY_EVENTS", "Alert", "AlertConfig", "Notifier", "insert_ignore", "run_alert",
-           "try_alert", "write"]
+__all__ = [
+    "EVENTS",
+    "RUN_EVENTS",
+    "TRY_EVENTS",
+    "Alert",
+    "AlertConfig",
+    "Notifier",
+    "insert_ignore",
+    "run_alert",
+    "try_alert",
+    "write",
+]

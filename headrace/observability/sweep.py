@@ -73,15 +73,27 @@ def runs_ended_since(session: Session, since: datetime, states: Collection[str])
         .where(DagRun.state.in_(sorted(states)), DagRun.end_date >= since)
         .order_by(DagRun.end_date, DagRun.id)
     ).all()
-    return [RunInfo(dag_id=r.dag_id, run_id=r.run_id, state=r.state, start_date=r.start_date, end_date=r.end_date,
-                    logical_date=r.logical_date) for r in rows]
+    return [
+        RunInfo(
+            dag_id=r.dag_id,
+            run_id=r.run_id,
+            state=r.state,
+            start_date=r.start_date,
+            end_date=r.end_date,
+            logical_date=r.logical_date,
+        )
+        for r in rows
+    ]
 
 
 def _existing_keys(session: Session, keys: list[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(keys), _KEYS_PER_QUERY):
-        found.update(session.scalars(select(Notification.event_key)
-                                     .where(Notification.event_key.in_(keys[start:start + _KEYS_PER_QUERY]))))
+        found.update(
+            session.scalars(
+                select(Notification.event_key).where(Notification.event_key.in_(keys[start : start + _KEYS_PER_QUERY]))
+            )
+        )
     return found
 
 
@@ -105,8 +117,11 @@ def missing_alerts(db: Database, config: AlertConfig, since: datetime) -> list[t
             return []
         keys = [f"{channel}|{alert.event_key}" for alert, _ in found for channel in config.channels]
         existing = _existing_keys(session, keys)
-    return [(alert, when) for alert, when in found
-            if any(f"{channel}|{alert.event_key}" not in existing for channel in config.channels)]
+    return [
+        (alert, when)
+        for alert, when in found
+        if any(f"{channel}|{alert.event_key}" not in existing for channel in config.channels)
+    ]
 
 
 class NotificationSweep:
@@ -134,8 +149,11 @@ class NotificationSweep:
                 for alert, when in missing:
                     written += notifications.write(session, self.config, alert, when)
             if written:  # also when the sweep reads an ended try before its executor event arrives
-                log.info("sweep wrote %d notification(s) for tries / DAG runs that ended since %s",
-                         written, since.isoformat())
+                log.info(
+                    "sweep wrote %d notification(s) for tries / DAG runs that ended since %s",
+                    written,
+                    since.isoformat(),
+                )
         self.since = now - self.overlap
         return written
 

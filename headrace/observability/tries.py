@@ -12,16 +12,39 @@ from sqlalchemy.orm import Session
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.observability.listener import TryInfo
 
-_COLUMNS = (TaskTry.task_instance_id, TaskTry.dag_id, TaskTry.task_id, TaskTry.run_id, TaskTry.try_number,
-            TaskTry.state, TaskTry.end_reason, TaskTry.start_date, TaskTry.end_date, TaskTry.peak_rss_bytes,
-            TaskTry.cpu_seconds, TaskTry.error, TaskInstance.queued_at, TaskInstance.try_number.label("ti_try"))
+_COLUMNS = (
+    TaskTry.task_instance_id,
+    TaskTry.dag_id,
+    TaskTry.task_id,
+    TaskTry.run_id,
+    TaskTry.try_number,
+    TaskTry.state,
+    TaskTry.end_reason,
+    TaskTry.start_date,
+    TaskTry.end_date,
+    TaskTry.peak_rss_bytes,
+    TaskTry.cpu_seconds,
+    TaskTry.error,
+    TaskInstance.queued_at,
+    TaskInstance.try_number.label("ti_try"),
+)
 
 
 def _info(r: Any) -> TryInfo:
-    return TryInfo(dag_id=r.dag_id, task_id=r.task_id, run_id=r.run_id, try_number=r.try_number, state=r.state,
-                   end_reason=r.end_reason, queued_at=r.queued_at if r.ti_try == r.try_number else None,
-                   start_date=r.start_date, end_date=r.end_date, peak_rss_bytes=r.peak_rss_bytes,
-                   cpu_seconds=r.cpu_seconds, error=r.error)
+    return TryInfo(
+        dag_id=r.dag_id,
+        task_id=r.task_id,
+        run_id=r.run_id,
+        try_number=r.try_number,
+        state=r.state,
+        end_reason=r.end_reason,
+        queued_at=r.queued_at if r.ti_try == r.try_number else None,
+        start_date=r.start_date,
+        end_date=r.end_date,
+        peak_rss_bytes=r.peak_rss_bytes,
+        cpu_seconds=r.cpu_seconds,
+        error=r.error,
+    )
 
 
 def ended_tries(session: Session, keys: Iterable[tuple[int, int]]) -> list[TryInfo]:

@@ -44,8 +44,8 @@ from headrace.dagfiles.loader import load_dags
 from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun
-from headrace.scheduler.dagcache import DagCache
 from headrace.exceptions import XComError
+from headrace.scheduler.dagcache import DagCache
 from headrace.states import DagRunState, TaskInstanceState
 from headrace.supervisor import task_process
 
@@ -135,10 +135,14 @@ def _call(request: CallbackRequest) -> None:
         return
     success = request.state == DagRunState.SUCCESS.value
     context: dict[str, Any] = {
-        "dag": dag, "dag_run": request.run, "run_id": request.run.run_id,
-        "logical_date": request.run.logical_date, "data_interval_start": request.run.data_interval_start,
+        "dag": dag,
+        "dag_run": request.run,
+        "run_id": request.run.run_id,
+        "logical_date": request.run.logical_date,
+        "data_interval_start": request.run.data_interval_start,
         "data_interval_end": request.run.data_interval_end,
-        "reason": "success" if success else "task_failure", "state": request.state,
+        "reason": "success" if success else "task_failure",
+        "state": request.state,
     }
     if request.state == DEADLINE_MISSED:
         callbacks = _deadline_callbacks(dag, request, context)
@@ -183,13 +187,21 @@ class CallbackRunner:
         requests: list[CallbackRequest] = []
         with db.session() as session:
             for run in queries.runs_needing_callbacks(session):
-                won = session.execute(
-                    update(DagRun).where(DagRun.id == run.id, DagRun.callbacks_done.is_(False))
-                    .values(callbacks_done=True).execution_options(synchronize_session=False)
-                ).rowcount == 1  # type: ignore[attr-defined]
+                won = (
+                    session.execute(
+                        update(DagRun)
+                        .where(DagRun.id == run.id, DagRun.callbacks_done.is_(False))
+                        .values(callbacks_done=True)
+                        .execution_options(synchronize_session=False)
+                    ).rowcount  # type: ignore[attr-defined]
+                    == 1
+                )
                 sdag = cache.get(session, run.dag_version_id)
-                wanted = sdag.has_on_success_callback if run.state == DagRunState.SUCCESS.value \
+                wanted = (
+                    sdag.has_on_success_callback
+                    if run.state == DagRunState.SUCCESS.value
                     else sdag.has_on_failure_callback
+                )
                 dag = session.get(DagModel, run.dag_id)
                 if won and wanted and dag is not None:
                     requests.append(CallbackRequest(dag.fileloc, run.dag_id, RunInfo.from_run(run), run.state))
@@ -213,8 +225,12 @@ class CallbackRunner:
         while True:
             for pid, (deadline, request) in list(self.children.items()):
                 if time.monotonic() > deadline:
-                    log.error("DAG %s callback for run %s ran over %g s; killed", request.dag_id,
-                              request.run.run_id, self.timeout)
+                    log.error(
+                        "DAG %s callback for run %s ran over %g s; killed",
+                        request.dag_id,
+                        request.run.run_id,
+                        self.timeout,
+                    )
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:

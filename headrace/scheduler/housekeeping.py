@@ -52,8 +52,8 @@ from sqlalchemy.orm import Session
 from headrace.config import Settings
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.outage import is_outage
 from headrace.db.models import DagRun, TaskInstance, TaskTry
+from headrace.db.outage import is_outage
 from headrace.db.transitions import end_try, requeue_ti, set_ti_state
 from headrace.observability.notifications import AlertConfig
 from headrace.observability.sweep import NotificationSweep
@@ -154,8 +154,17 @@ def fence(tt: TaskTry | None) -> bool:
     return fence_task_group(task)
 
 
-def end_try_as_zombie(session: Session, ti: TaskInstance, tt: TaskTry | None, now: datetime, cache: DagCache,
-                      *, why: str, on_zombie: ZombieHook | None = None, home: Path | None = None) -> bool:
+def end_try_as_zombie(
+    session: Session,
+    ti: TaskInstance,
+    tt: TaskTry | None,
+    now: datetime,
+    cache: DagCache,
+    *,
+    why: str,
+    on_zombie: ZombieHook | None = None,
+    home: Path | None = None,
+) -> bool:
     """End the current try of ``ti`` (queued or running) as a zombie; return whether this call won.
 
     First the try is fenced (:func:`fence`): its task processes on this host
@@ -169,8 +178,14 @@ def end_try_as_zombie(session: Session, ti: TaskInstance, tt: TaskTry | None, no
     its supervisor closed it first (:func:`~headrace.db.transitions.end_try`).
     """
     if not fence(tt):
-        log.error("zombie: %s.%s run %s try %d (%s): its processes would not die; not retrying it yet",
-                  ti.dag_id, ti.task_id, ti.run_id, ti.try_number, why)
+        log.error(
+            "zombie: %s.%s run %s try %d (%s): its processes would not die; not retrying it yet",
+            ti.dag_id,
+            ti.task_id,
+            ti.run_id,
+            ti.try_number,
+            why,
+        )
         return False
     if home is not None and tt is not None and ti.state == TI.RUNNING.value:
         kept_outcome = outcome_file.kept(home, ti.id, ti.try_number)
@@ -178,10 +193,16 @@ def end_try_as_zombie(session: Session, ti: TaskInstance, tt: TaskTry | None, no
             won = outcome_file.apply(session, kept_outcome)
             # The file goes only once the outcome is committed: a rolled-back transaction must find it again.
             ti_id, try_number = ti.id, ti.try_number
-            event.listen(session, "after_commit", lambda _s: outcome_file.forget(home, ti_id, try_number),
-                         once=True)
-            log.warning("%s.%s run %s try %d: its supervisor is gone (%s) but left its outcome on disk: %s",
-                        ti.dag_id, ti.task_id, ti.run_id, ti.try_number, why, kept_outcome.state)
+            event.listen(session, "after_commit", lambda _s: outcome_file.forget(home, ti_id, try_number), once=True)
+            log.warning(
+                "%s.%s run %s try %d: its supervisor is gone (%s) but left its outcome on disk: %s",
+                ti.dag_id,
+                ti.task_id,
+                ti.run_id,
+                ti.try_number,
+                why,
+                kept_outcome.state,
+            )
             return won
     expected = TI(ti.state)
     if ti.try_number <= ti.max_tries:
@@ -189,14 +210,24 @@ def end_try_as_zombie(session: Session, ti: TaskInstance, tt: TaskTry | None, no
         extra = {"next_retry_at": now + timedelta(seconds=_retry_delay(session, ti, cache))}
     else:
         new, extra = TI.FAILED, {}
-    won = set_ti_state(session, ti.id, expected, new, expected_try_number=ti.try_number, end_date=now,
-                       end_reason=EndReason.ZOMBIE.value, updated_at=now, **extra)
+    won = set_ti_state(
+        session,
+        ti.id,
+        expected,
+        new,
+        expected_try_number=ti.try_number,
+        end_date=now,
+        end_reason=EndReason.ZOMBIE.value,
+        updated_at=now,
+        **extra,
+    )
     if not won:
         return False
     if tt is not None:
         end_try(session, tt.id, end_date=now, end_reason=EndReason.ZOMBIE.value, state=new.value, error=why)
-    log.warning("zombie: %s.%s run %s try %d (%s) → %s", ti.dag_id, ti.task_id, ti.run_id, ti.try_number, why,
-                new.value)
+    log.warning(
+        "zombie: %s.%s run %s try %d (%s) → %s", ti.dag_id, ti.task_id, ti.run_id, ti.try_number, why, new.value
+    )
     if on_zombie is not None:
         on_zombie(ti, tt, new, why, now)
     return True
@@ -206,8 +237,9 @@ def _identity(tt: TaskTry) -> ProcessIdentity:
     return ProcessIdentity(host=tt.hostname, pid=tt.supervisor_pid, start_time=tt.supervisor_start_time)
 
 
-def zombie_reason(ti: TaskInstance, tt: TaskTry | None, now: datetime, threshold: float,
-                  *, judge_heartbeats: bool = True) -> str | None:
+def zombie_reason(
+    ti: TaskInstance, tt: TaskTry | None, now: datetime, threshold: float, *, judge_heartbeats: bool = True
+) -> str | None:
     """Why the running try of ``ti`` is a zombie, or None if it looks alive.
 
     On this host the recorded supervisor is checked by process identity
@@ -230,9 +262,16 @@ def zombie_reason(ti: TaskInstance, tt: TaskTry | None, now: datetime, threshold
     return None
 
 
-def find_zombies(db: Database, now: datetime, *, threshold: float, cache: DagCache,
-                 on_zombie: ZombieHook | None = None, home: Path | None = None,
-                 connected_since: Callable[[], datetime] | None = None) -> int:
+def find_zombies(
+    db: Database,
+    now: datetime,
+    *,
+    threshold: float,
+    cache: DagCache,
+    on_zombie: ZombieHook | None = None,
+    home: Path | None = None,
+    connected_since: Callable[[], datetime] | None = None,
+) -> int:
     """End every running try whose supervisor is gone; return how many were ended.
 
     ``connected_since()`` (the scheduler's) is when this scheduler last
@@ -261,11 +300,16 @@ def requeue_stuck(db: Database, now: datetime, *, timeout: float) -> int:
     """Requeue tries queued longer than ``timeout`` s that no supervisor claimed; return how many."""
     count = 0
     with db.session() as session:
-        for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED,
-                                                  queued_before=now - timedelta(seconds=timeout)):
+        for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED, queued_before=now - timedelta(seconds=timeout)):
             if tt is None and requeue_try(session, ti):
-                log.warning("%s.%s run %s try %d was queued over %g s without starting; scheduled again",
-                            ti.dag_id, ti.task_id, ti.run_id, ti.try_number, timeout)
+                log.warning(
+                    "%s.%s run %s try %d was queued over %g s without starting; scheduled again",
+                    ti.dag_id,
+                    ti.task_id,
+                    ti.run_id,
+                    ti.try_number,
+                    timeout,
+                )
                 count += 1
     return count
 
@@ -282,9 +326,15 @@ class AdoptionStats:
     """Queued tries no supervisor claimed; scheduled again."""
 
 
-def adopt_or_fail_tries(db: Database, now: datetime, *, cache: DagCache,
-                        on_zombie: ZombieHook | None = None, home: Path | None = None,
-                        requeue: bool = True) -> AdoptionStats:
+def adopt_or_fail_tries(
+    db: Database,
+    now: datetime,
+    *,
+    cache: DagCache,
+    on_zombie: ZombieHook | None = None,
+    home: Path | None = None,
+    requeue: bool = True,
+) -> AdoptionStats:
     """At scheduler start: adopt live tries, end dead ones, requeue unclaimed queued ones.
 
     A previous scheduler's executor queue died with it, so a queued try with
@@ -303,20 +353,40 @@ def adopt_or_fail_tries(db: Database, now: datetime, *, cache: DagCache,
             if _identity(tt).is_alive():
                 adopted += 1
             else:
-                zombies += end_try_as_zombie(session, ti, tt, now, cache, why=f"supervisor {_identity(tt)} is gone",
-                                             on_zombie=on_zombie, home=home)
+                zombies += end_try_as_zombie(
+                    session,
+                    ti,
+                    tt,
+                    now,
+                    cache,
+                    why=f"supervisor {_identity(tt)} is gone",
+                    on_zombie=on_zombie,
+                    home=home,
+                )
         for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED) if requeue else ():
             if tt is None:
                 requeued += requeue_try(session, ti)
     stats = AdoptionStats(adopted, zombies, requeued)
-    log.info("at start: adopted %d running tries, ended %d zombies, requeued %d queued tries",
-             stats.adopted, stats.zombies, stats.requeued)
+    log.info(
+        "at start: adopted %d running tries, ended %d zombies, requeued %d queued tries",
+        stats.adopted,
+        stats.zombies,
+        stats.requeued,
+    )
     return stats
 
 
-def end_exited_try(db: Database, now: datetime, ti_id: int, try_number: int, *, cache: DagCache,
-                   exit_code: int | None = None, on_zombie: ZombieHook | None = None,
-                   home: Path | None = None) -> bool:
+def end_exited_try(
+    db: Database,
+    now: datetime,
+    ti_id: int,
+    try_number: int,
+    *,
+    cache: DagCache,
+    exit_code: int | None = None,
+    on_zombie: ZombieHook | None = None,
+    home: Path | None = None,
+) -> bool:
     """A supervisor exited: if its try is still queued or running, end it as a zombie now.
 
     A supervisor writes the outcome before it exits, so a try still open
@@ -334,20 +404,33 @@ def end_exited_try(db: Database, now: datetime, ti_id: int, try_number: int, *, 
         tt = queries.try_row(session, ti_id, try_number)
         if tt is not None and _identity(tt).is_alive():
             return False
-        return end_try_as_zombie(session, ti, tt, now, cache,
-                                 why=f"supervisor exited (code {exit_code}) before recording an outcome",
-                                 on_zombie=on_zombie, home=home)
+        return end_try_as_zombie(
+            session,
+            ti,
+            tt,
+            now,
+            cache,
+            why=f"supervisor exited (code {exit_code}) before recording an outcome",
+            on_zombie=on_zombie,
+            home=home,
+        )
 
 
 # --- the declared list ----------------------------------------------------------------
 
 
-def chores(settings: Settings, db: Database, *, heartbeat: Callable[[datetime], int],
-           renew_lease: Callable[[datetime], int], cache: DagCache,
-           check_deadlines: Callable[[datetime], int] | None = None,
-           on_zombie: ZombieHook | None = None,
-           connected_since: Callable[[], datetime] | None = None,
-           enforce_dagrun_timeouts: Callable[[datetime], int] | None = None) -> list[Chore]:
+def chores(
+    settings: Settings,
+    db: Database,
+    *,
+    heartbeat: Callable[[datetime], int],
+    renew_lease: Callable[[datetime], int],
+    cache: DagCache,
+    check_deadlines: Callable[[datetime], int] | None = None,
+    on_zombie: ZombieHook | None = None,
+    connected_since: Callable[[], datetime] | None = None,
+    enforce_dagrun_timeouts: Callable[[datetime], int] | None = None,
+) -> list[Chore]:
     """The scheduler's chores with their intervals from ``settings``.
 
     ``check_deadlines(now)`` (the scheduler's, which also starts the
@@ -361,24 +444,56 @@ def chores(settings: Settings, db: Database, *, heartbeat: Callable[[datetime], 
     task_instance_heartbeat_timeout = float(s("scheduler", "task_instance_heartbeat_timeout"))
     queued_timeout = float(s("scheduler", "task_queued_timeout"))
     alerts = AlertConfig.from_settings(settings)
-    return [
-        Chore("heartbeat", heartbeat_interval, heartbeat),
-        Chore("renew_lease", float(s("scheduler", "lease_ttl")) / 3, renew_lease),
-        Chore("find_zombies", heartbeat_interval,
-              lambda now: find_zombies(db, now, threshold=task_instance_heartbeat_timeout, cache=cache,
-                                       on_zombie=on_zombie, home=settings.home, connected_since=connected_since)),
-        Chore("requeue_stuck", queued_timeout / 4,
-              lambda now: requeue_stuck(db, now, timeout=queued_timeout)),
-    ] + ([Chore("check_deadlines", heartbeat_interval, check_deadlines)]
-         if check_deadlines is not None else []) + (
-        [Chore("enforce_dagrun_timeouts", heartbeat_interval, enforce_dagrun_timeouts)]
-        if enforce_dagrun_timeouts is not None else []) + (
-        [Chore("sweep_alerts", heartbeat_interval,
-               NotificationSweep(db, alerts, lookback=float(s("alerts", "sweep_lookback"))))]
-        if alerts.channels else [])
+    return (
+        [
+            Chore("heartbeat", heartbeat_interval, heartbeat),
+            Chore("renew_lease", float(s("scheduler", "lease_ttl")) / 3, renew_lease),
+            Chore(
+                "find_zombies",
+                heartbeat_interval,
+                lambda now: find_zombies(
+                    db,
+                    now,
+                    threshold=task_instance_heartbeat_timeout,
+                    cache=cache,
+                    on_zombie=on_zombie,
+                    home=settings.home,
+                    connected_since=connected_since,
+                ),
+            ),
+            Chore("requeue_stuck", queued_timeout / 4, lambda now: requeue_stuck(db, now, timeout=queued_timeout)),
+        ]
+        + ([Chore("check_deadlines", heartbeat_interval, check_deadlines)] if check_deadlines is not None else [])
+        + (
+            [Chore("enforce_dagrun_timeouts", heartbeat_interval, enforce_dagrun_timeouts)]
+            if enforce_dagrun_timeouts is not None
+            else []
+        )
+        + (
+            [
+                Chore(
+                    "sweep_alerts",
+                    heartbeat_interval,
+                    NotificationSweep(db, alerts, lookback=float(s("alerts", "sweep_lookback"))),
+                )
+            ]
+            if alerts.channels
+            else []
+        )
+    )
 
 
 __all__ = [
-    "AdoptionStats", "Chore", "ZombieHook", "Housekeeping", "adopt_or_fail_tries", "chores", "end_exited_try",
-    "end_try_as_zombie", "find_zombies", "requeue_stuck", "requeue_try", "zombie_reason",
+    "AdoptionStats",
+    "Chore",
+    "ZombieHook",
+    "Housekeeping",
+    "adopt_or_fail_tries",
+    "chores",
+    "end_exited_try",
+    "end_try_as_zombie",
+    "find_zombies",
+    "requeue_stuck",
+    "requeue_try",
+    "zombie_reason",
 ]

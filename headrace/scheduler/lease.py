@@ -45,8 +45,13 @@ def register_job(db: Database, now: datetime) -> int:
     """Insert this process's ``scheduler_job`` row; return its id."""
     pid = os.getpid()
     with db.session() as session:
-        job = SchedulerJob(hostname=hostname(), pid=pid, process_start_time=psutil.Process(pid).create_time(),
-                           started_at=now, heartbeat_at=now)
+        job = SchedulerJob(
+            hostname=hostname(),
+            pid=pid,
+            process_start_time=psutil.Process(pid).create_time(),
+            started_at=now,
+            heartbeat_at=now,
+        )
         session.add(job)
         session.flush()
         return int(job.id)

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select as _select
 import signal
 import threading
 import time
@@ -63,17 +64,15 @@ from enum import Flag, auto
 from types import FrameType
 from typing import Any, Protocol
 
-import select as _select
-
+from headrace.authoring.context import RunInfo as ContextRunInfo
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.outage import backoff, is_outage, one_line, retry_through_outage
 from headrace.db.models import DagRun, TaskInstance, TaskTry
+from headrace.db.outage import backoff, is_outage, one_line, retry_through_outage
 from headrace.db.wakeup import WakeListener
 from headrace.executors.base import Executor
-from headrace.authoring.context import RunInfo as ContextRunInfo
 from headrace.observability import deadlines
 from headrace.observability.delivery import Deliverer, DeliveryConfig
 from headrace.observability.listener import Listener, Listeners, RunInfo, TryInfo
@@ -123,10 +122,18 @@ class SystemClock:
         return list(readable)
 
 
-def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | None = None,
-        processor: DagProcessor | None = None, num_loops: int | None = None,
-        stop: threading.Event | None = None,
-        after_loop: Callable[[datetime], None] | None = None, listeners: Iterable[Listener] = ()) -> None:
+def run(
+    settings: Settings,
+    db: Database,
+    executor: Executor,
+    *,
+    clock: Clock | None = None,
+    processor: DagProcessor | None = None,
+    num_loops: int | None = None,
+    stop: threading.Event | None = None,
+    after_loop: Callable[[datetime], None] | None = None,
+    listeners: Iterable[Listener] = (),
+) -> None:
     """Run the scheduler until stopped (or for ``num_loops`` loops). See the module docstring.
 
     ``after_loop(now)``, if given, is called after every loop's steps (the CLI
@@ -146,8 +153,9 @@ def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | 
     ``database.outage_tolerance`` seconds. Other database errors propagate
     (the process manager restarts the scheduler; nothing is lost, see DESIGN.md).
     """
-    s = Scheduler(settings, db, executor, clock or SystemClock(), processor, stop or threading.Event(),
-                  Listeners(listeners))
+    s = Scheduler(
+        settings, db, executor, clock or SystemClock(), processor, stop or threading.Event(), Listeners(listeners)
+    )
     with s.started():
         loops = 0
         while s.should_continue() and (num_loops is None or loops < num_loops):
@@ -183,8 +191,16 @@ def run(settings: Settings, db: Database, executor: Executor, *, clock: Clock | 
 class Scheduler:
     """The state one scheduler process keeps between loops, and each step of the loop."""
 
-    def __init__(self, settings: Settings, db: Database, executor: Executor, clock: Clock,
-                 processor: DagProcessor | None, stop: threading.Event, listeners: Listeners | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        executor: Executor,
+        clock: Clock,
+        processor: DagProcessor | None,
+        stop: threading.Event,
+        listeners: Listeners | None = None,
+    ) -> None:
         self.settings, self.db, self.executor, self.clock = settings, db, executor, clock
         self.processor = processor
         self.stop = stop
@@ -196,8 +212,9 @@ class Scheduler:
         self._zombies: list[tuple[TryInfo, int, str | None, bool]] = []
         """Tries ended as zombies whose events and callbacks wait for their transaction to commit."""
         # A DAG callback child imports the DAG file, then runs the callback.
-        self.callbacks = CallbackRunner(float(settings.get("core", "dagbag_import_timeout"))
-                                        + float(settings.get("executor", "callback_timeout")))
+        self.callbacks = CallbackRunner(
+            float(settings.get("core", "dagbag_import_timeout")) + float(settings.get("executor", "callback_timeout"))
+        )
         self.loop_interval = float(settings.get("scheduler", "loop_interval"))
         self.parse_interval = timedelta(seconds=float(settings.get("scheduler", "dag_dir_list_interval")))
         self.next_parse: datetime | None = None
@@ -238,26 +255,45 @@ class Scheduler:
         restore = self._install_signal_handlers()
         try:
             now = self.clock.now()
-            self.job_id = retry_through_outage(lambda: lease.register_job(self.db, now),
-                                               tolerance=self.outage_tolerance, what="registering the scheduler",
-                                               log=log)
+            self.job_id = retry_through_outage(
+                lambda: lease.register_job(self.db, now),
+                tolerance=self.outage_tolerance,
+                what="registering the scheduler",
+                log=log,
+            )
             self.lease = lease.SchedulerLease(self.db, self.job_id, float(self.settings.get("scheduler", "lease_ttl")))
             if not self._wait_for_lease():  # stopped while waiting: the loop will not run
                 yield
                 return
             self.wakeups = WakeListener.open(self.db.engine)
-            self.housekeeping = housekeeping.Housekeeping(housekeeping.chores(
-                self.settings, self.db, cache=self.cache,
-                heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t), renew_lease=self._renew_lease,
-                check_deadlines=self.check_deadlines, on_zombie=self._zombie_found,
-                connected_since=lambda: self.connected_since, enforce_dagrun_timeouts=self.enforce_dagrun_timeouts))
+            self.housekeeping = housekeeping.Housekeeping(
+                housekeeping.chores(
+                    self.settings,
+                    self.db,
+                    cache=self.cache,
+                    heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t),
+                    renew_lease=self._renew_lease,
+                    check_deadlines=self.check_deadlines,
+                    on_zombie=self._zombie_found,
+                    connected_since=lambda: self.connected_since,
+                    enforce_dagrun_timeouts=self.enforce_dagrun_timeouts,
+                )
+            )
             self._start_alerts()
             self.executor.start()
             try:
                 retry_through_outage(
-                    lambda: housekeeping.adopt_or_fail_tries(self.db, self.clock.now(), cache=self.cache,
-                                                             on_zombie=self._zombie_found, home=self.settings.home),
-                    tolerance=self.outage_tolerance, what="adopting running tries", log=log)
+                    lambda: housekeeping.adopt_or_fail_tries(
+                        self.db,
+                        self.clock.now(),
+                        cache=self.cache,
+                        on_zombie=self._zombie_found,
+                        home=self.settings.home,
+                    ),
+                    tolerance=self.outage_tolerance,
+                    what="adopting running tries",
+                    log=log,
+                )
                 self._flush_zombies()
                 yield
             finally:
@@ -276,8 +312,12 @@ class Scheduler:
             except Exception as exc:
                 if not is_outage(exc):
                     raise
-                log.warning("could not release the lease or end scheduler job %d (the database is unreachable: "
-                            "%s); the lease expires by itself", self.job_id, one_line(exc))
+                log.warning(
+                    "could not release the lease or end scheduler job %d (the database is unreachable: "
+                    "%s); the lease expires by itself",
+                    self.job_id,
+                    one_line(exc),
+                )
             restore()
             if self.wakeups is not None:
                 self.wakeups.close()
@@ -321,12 +361,17 @@ class Scheduler:
         first = self.outage_began is None
         began = self.outage_began = self.outage_began if self.outage_began is not None else time.monotonic()
         if time.monotonic() - began > self.outage_tolerance:
-            log.error("the database has failed every loop for %.0f s (database.outage_tolerance); giving up",
-                      self.outage_tolerance)
+            log.error(
+                "the database has failed every loop for %.0f s (database.outage_tolerance); giving up",
+                self.outage_tolerance,
+            )
             raise exc
         if first:
-            log.warning("lost the database (%s); waiting for it to come back (up to %.0f s)",
-                        one_line(exc), self.outage_tolerance)
+            log.warning(
+                "lost the database (%s); waiting for it to come back (up to %.0f s)",
+                one_line(exc),
+                self.outage_tolerance,
+            )
         self.db.engine.dispose()  # drop pooled connections the outage broke
         attempt = 0
         while not self.stop.is_set():
@@ -338,35 +383,45 @@ class Scheduler:
                 assert self.lease is not None
                 self.lease.acquire(self.clock.now())
                 if not self.lease.held:
-                    log.error("the database is back after %.1f s, but another scheduler holds the lease; stopping",
-                              time.monotonic() - began)
+                    log.error(
+                        "the database is back after %.1f s, but another scheduler holds the lease; stopping",
+                        time.monotonic() - began,
+                    )
                     return
                 self._catch_up()
             except Exception as again:
                 if not is_outage(again):
                     raise
                 if time.monotonic() - began > self.outage_tolerance:
-                    log.error("the database is still unreachable after %.0f s (database.outage_tolerance); "
-                              "giving up", self.outage_tolerance)
+                    log.error(
+                        "the database is still unreachable after %.0f s (database.outage_tolerance); giving up",
+                        self.outage_tolerance,
+                    )
                     raise
                 continue
             if first:
-                log.warning("the database is back after %.1f s (%d attempts); resuming", time.monotonic() - began,
-                            attempt)
+                log.warning(
+                    "the database is back after %.1f s (%d attempts); resuming", time.monotonic() - began, attempt
+                )
             return
 
     def _catch_up(self) -> None:
         """After an outage: adopt or end tries, requeue lost queued tries, full pass next loop."""
         now = self.clock.now()
-        housekeeping.adopt_or_fail_tries(self.db, now, cache=self.cache, on_zombie=self._zombie_found,
-                                         home=self.settings.home, requeue=False)
+        housekeeping.adopt_or_fail_tries(
+            self.db, now, cache=self.cache, on_zombie=self._zombie_found, home=self.settings.home, requeue=False
+        )
         self._flush_zombies()
         with self.db.session() as session:
             for ti, tt in queries.tis_with_latest_try(session, TaskInstanceState.QUEUED):
-                if tt is None and not self.executor.has(ti.id, ti.try_number) \
-                        and housekeeping.requeue_try(session, ti):
-                    log.warning("%s.%s run %s try %d was queued but never reached the executor (outage); "
-                                "scheduled again", ti.dag_id, ti.task_id, ti.run_id, ti.try_number)
+                if tt is None and not self.executor.has(ti.id, ti.try_number) and housekeeping.requeue_try(session, ti):
+                    log.warning(
+                        "%s.%s run %s try %d was queued but never reached the executor (outage); scheduled again",
+                        ti.dag_id,
+                        ti.task_id,
+                        ti.run_id,
+                        ti.try_number,
+                    )
         self.connected_since = now
         self.next_full_pass = None
         self.runs_to_examine = None
@@ -511,9 +566,16 @@ class Scheduler:
             if self.runs_to_examine is not None:
                 self.runs_to_examine.add(ti.dag_run_id)
             if ti.try_number == event.try_number and ti.state in _OPEN:
-                housekeeping.end_exited_try(self.db, now, event.ti_id, event.try_number, cache=self.cache,
-                                            exit_code=event.exit_code, on_zombie=self._zombie_in_sync,
-                                            home=self.settings.home)
+                housekeeping.end_exited_try(
+                    self.db,
+                    now,
+                    event.ti_id,
+                    event.try_number,
+                    cache=self.cache,
+                    exit_code=event.exit_code,
+                    on_zombie=self._zombie_in_sync,
+                    home=self.settings.home,
+                )
         self._flush_zombies()
         if self.listeners:
             with self.db.read_session() as session:
@@ -534,8 +596,15 @@ class Scheduler:
         ended: list[RunInfo] = []
 
         def note(run: Any, state: DagRunState) -> None:
-            ended.append(RunInfo(dag_id=run.dag_id, run_id=run.run_id, state=state.value,
-                                 start_date=getattr(run, "start_date", None), end_date=now))
+            ended.append(
+                RunInfo(
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                    state=state.value,
+                    start_date=getattr(run, "start_date", None),
+                    end_date=now,
+                )
+            )
 
         with self.db.session() as session:
             finished = runs.finish_runs(session, now, cache=self.cache, on_finished=note if self.listeners else None)
@@ -558,12 +627,20 @@ class Scheduler:
         ended: list[RunInfo] = []
 
         def note(run: Any, state: DagRunState) -> None:
-            ended.append(RunInfo(dag_id=run.dag_id, run_id=run.run_id, state=state.value,
-                                 start_date=getattr(run, "start_date", None), end_date=now))
+            ended.append(
+                RunInfo(
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                    state=state.value,
+                    start_date=getattr(run, "start_date", None),
+                    end_date=now,
+                )
+            )
 
         with self.db.session() as session:
-            failed = runs.enforce_dagrun_timeouts(session, now, cache=self.cache,
-                                                  on_finished=note if self.listeners else None)
+            failed = runs.enforce_dagrun_timeouts(
+                session, now, cache=self.cache, on_finished=note if self.listeners else None
+            )
         for info in ended:  # committed
             self.listeners.emit("on_run_finished", info)
         if failed:
@@ -572,12 +649,19 @@ class Scheduler:
 
     def check_deadlines(self, now: datetime) -> int:
         """Housekeeping chore: record deadline misses once, start their callbacks; return misses + callbacks."""
-        found = deadlines.check_deadlines(self.db, now, get_dag=self.cache.get,
-                                          alerts=self.alerts if self.alerts.channels else None)
+        found = deadlines.check_deadlines(
+            self.db, now, get_dag=self.cache.get, alerts=self.alerts if self.alerts.channels else None
+        )
         for miss in found.misses:
             self.listeners.emit("on_deadline_missed", miss)
-        self.callbacks.start([CallbackRequest(cb.fileloc, cb.dag_id, cb.run, DEADLINE_MISSED, task_id=cb.task_id,
-                                              deadline=cb.deadline) for cb in found.callbacks])
+        self.callbacks.start(
+            [
+                CallbackRequest(
+                    cb.fileloc, cb.dag_id, cb.run, DEADLINE_MISSED, task_id=cb.task_id, deadline=cb.deadline
+                )
+                for cb in found.callbacks
+            ]
+        )
         if found.misses and self.deliverer is not None:
             self.deliverer.wake()
         return len(found.misses) + len(found.callbacks)
@@ -586,19 +670,34 @@ class Scheduler:
 
     def _try_queued(self, request: TryRequest) -> None:
         if self.listeners:
-            self.listeners.emit("on_try_queued", request.dag_id, request.task_id, request.run_id,
-                                request.try_number)
+            self.listeners.emit("on_try_queued", request.dag_id, request.task_id, request.run_id, request.try_number)
 
-    def _zombie_found(self, ti: TaskInstance, tt: TaskTry | None, new: TaskInstanceState, why: str,
-                      now: datetime, *, in_sync: bool = False) -> None:
+    def _zombie_found(
+        self,
+        ti: TaskInstance,
+        tt: TaskTry | None,
+        new: TaskInstanceState,
+        why: str,
+        now: datetime,
+        *,
+        in_sync: bool = False,
+    ) -> None:
         """A try was ended as a zombie (its transaction not yet committed): note it for :meth:`_flush_zombies`."""
-        info = TryInfo(dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, try_number=ti.try_number,
-                       state=new.value, end_reason="zombie", queued_at=ti.queued_at,
-                       start_date=tt.start_date if tt is not None else None, end_date=now,
-                       peak_rss_bytes=tt.peak_rss_bytes if tt is not None else None,
-                       cpu_seconds=tt.cpu_seconds if tt is not None else None, error=why)
-        self._zombies.append((info, ti.dag_run_id, tt.log_path if tt is not None else None,
-                              in_sync and tt is not None))
+        info = TryInfo(
+            dag_id=ti.dag_id,
+            task_id=ti.task_id,
+            run_id=ti.run_id,
+            try_number=ti.try_number,
+            state=new.value,
+            end_reason="zombie",
+            queued_at=ti.queued_at,
+            start_date=tt.start_date if tt is not None else None,
+            end_date=now,
+            peak_rss_bytes=tt.peak_rss_bytes if tt is not None else None,
+            cpu_seconds=tt.cpu_seconds if tt is not None else None,
+            error=why,
+        )
+        self._zombies.append((info, ti.dag_run_id, tt.log_path if tt is not None else None, in_sync and tt is not None))
 
     def _flush_zombies(self) -> None:
         """After the zombies' transaction committed: emit ``on_zombie`` (and ``on_try_finished``, unless
@@ -613,17 +712,27 @@ class Scheduler:
             with self.db.read_session() as session:
                 run = session.get(DagRun, run_pk)
                 task = self.cache.get(session, run.dag_version_id).tasks.get(info.task_id) if run else None
-                wanted = task is not None and (task.has_on_retry_callback if info.state == "up_for_retry"
-                                               else task.has_on_failure_callback)
+                wanted = task is not None and (
+                    task.has_on_retry_callback if info.state == "up_for_retry" else task.has_on_failure_callback
+                )
                 if run is not None and wanted:
-                    requests.append(CallbackRequest(
-                        self.cache.get(session, run.dag_version_id).fileloc, info.dag_id, ContextRunInfo.from_run(run),
-                        info.state, task_id=info.task_id, try_number=info.try_number, error=info.error or "",
-                        log_path=log_path))
+                    requests.append(
+                        CallbackRequest(
+                            self.cache.get(session, run.dag_version_id).fileloc,
+                            info.dag_id,
+                            ContextRunInfo.from_run(run),
+                            info.state,
+                            task_id=info.task_id,
+                            try_number=info.try_number,
+                            error=info.error or "",
+                            log_path=log_path,
+                        )
+                    )
         self.callbacks.start(requests)
 
-    def _zombie_in_sync(self, ti: TaskInstance, tt: TaskTry | None, new: TaskInstanceState, why: str,
-                        now: datetime) -> None:
+    def _zombie_in_sync(
+        self, ti: TaskInstance, tt: TaskTry | None, new: TaskInstanceState, why: str, now: datetime
+    ) -> None:
         self._zombie_found(ti, tt, new, why, now, in_sync=True)
 
     def run_housekeeping(self, now: datetime) -> int:

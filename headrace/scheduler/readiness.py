@@ -62,12 +62,18 @@ _DECISION_STATE = {Decision.RUN: TI.SCHEDULED, Decision.SKIP: TI.SKIPPED, Decisi
 def upstream_counts(upstream_ids: frozenset[str], states: dict[str, str]) -> UpstreamCounts:
     """Count the states of the direct upstream tasks ``upstream_ids`` in one run (``states``: task_id → state)."""
     c = Counter(states.get(tid, TI.NONE.value) for tid in upstream_ids)
-    return UpstreamCounts(total=len(upstream_ids), success=c[TI.SUCCESS.value], failed=c[TI.FAILED.value],
-                          upstream_failed=c[TI.UPSTREAM_FAILED.value], skipped=c[TI.SKIPPED.value])
+    return UpstreamCounts(
+        total=len(upstream_ids),
+        success=c[TI.SUCCESS.value],
+        failed=c[TI.FAILED.value],
+        upstream_failed=c[TI.UPSTREAM_FAILED.value],
+        skipped=c[TI.SKIPPED.value],
+    )
 
 
-def examine_run(session: Session, run: queries.RunToExamine, tis: list[queries.TiDecisionRow], now: datetime,
-                cache: DagCache) -> int:
+def examine_run(
+    session: Session, run: queries.RunToExamine, tis: list[queries.TiDecisionRow], now: datetime, cache: DagCache
+) -> int:
     """Decide the task instances of one running run; return how many changed state.
 
     ``run`` has ``dag_version_id``; ``tis`` are rows with ``id, task_id, state, next_retry_at``
@@ -78,10 +84,10 @@ def examine_run(session: Session, run: queries.RunToExamine, tis: list[queries.T
     states = {ti.task_id: ti.state for ti in tis}
     changed = 0
     for ti in tis:
-        if ti.state == TI.UP_FOR_RETRY.value and (ti.next_retry_at is None or ti.next_retry_at <= now):
-            if set_ti_state(session, ti.id, TI.UP_FOR_RETRY, TI.SCHEDULED, next_retry_at=None, updated_at=now):
-                states[ti.task_id] = TI.SCHEDULED.value
-                changed += 1
+        due = ti.state == TI.UP_FOR_RETRY.value and (ti.next_retry_at is None or ti.next_retry_at <= now)
+        if due and set_ti_state(session, ti.id, TI.UP_FOR_RETRY, TI.SCHEDULED, next_retry_at=None, updated_at=now):
+            states[ti.task_id] = TI.SCHEDULED.value
+            changed += 1
     for task_id in cache.order(session, run.dag_version_id):
         pending = by_task.get(task_id)
         if pending is None or states[task_id] != TI.NONE.value:
@@ -91,8 +97,9 @@ def examine_run(session: Session, run: queries.RunToExamine, tis: list[queries.T
         if decision is Decision.WAIT:
             continue
         new = _DECISION_STATE[decision]
-        extra: dict[str, Any] = {} if new is TI.SCHEDULED else {
-            "start_date": now, "end_date": now, "end_reason": "trigger_rule"}
+        extra: dict[str, Any] = (
+            {} if new is TI.SCHEDULED else {"start_date": now, "end_date": now, "end_reason": "trigger_rule"}
+        )
         if set_ti_state(session, pending.id, TI.NONE, new, updated_at=now, **extra):
             states[task_id] = new.value
             changed += 1
@@ -183,17 +190,38 @@ class Queuer:
                     break
                 if reason == "unknown pool" and ti.pool not in self._warned_pools:
                     self._warned_pools.add(ti.pool)
-                    log.warning("task %s.%s asks for pool %r, which does not exist; it stays scheduled "
-                                "until the pool is created", ti.dag_id, ti.task_id, ti.pool)
+                    log.warning(
+                        "task %s.%s asks for pool %r, which does not exist; it stays scheduled "
+                        "until the pool is created",
+                        ti.dag_id,
+                        ti.task_id,
+                        ti.pool,
+                    )
                 if reason is not None:
                     continue
-                if set_ti_state(session, ti.id, TI.SCHEDULED, TI.QUEUED, try_number=ti.try_number + 1,
-                                queued_at=now, updated_at=now, end_reason=None):
+                if set_ti_state(
+                    session,
+                    ti.id,
+                    TI.SCHEDULED,
+                    TI.QUEUED,
+                    try_number=ti.try_number + 1,
+                    queued_at=now,
+                    updated_at=now,
+                    end_reason=None,
+                ):
                     limits.take(ti)
-                    requests.append(TryRequest(
-                        ti_id=ti.id, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
-                        try_number=ti.try_number + 1, fileloc=ti.fileloc, queue=ti.queue,
-                        priority_weight=ti.priority_weight))
+                    requests.append(
+                        TryRequest(
+                            ti_id=ti.id,
+                            dag_id=ti.dag_id,
+                            run_id=ti.run_id,
+                            task_id=ti.task_id,
+                            try_number=ti.try_number + 1,
+                            fileloc=ti.fileloc,
+                            queue=ti.queue,
+                            priority_weight=ti.priority_weight,
+                        )
+                    )
         # Committed: a supervisor claiming any of these tries now finds it queued.
         queued = 0
         for request in requests:
@@ -203,8 +231,12 @@ class Queuer:
                 if self.on_queued is not None:
                     self.on_queued(request)
             except Exception:  # noqa: BLE001 — give the try back rather than leave it stuck in queued
-                log.exception("executor refused try %s of %s.%s; it goes back to scheduled",
-                              request.try_number, request.dag_id, request.task_id)
+                log.exception(
+                    "executor refused try %s of %s.%s; it goes back to scheduled",
+                    request.try_number,
+                    request.dag_id,
+                    request.task_id,
+                )
                 with db.session() as session:
                     requeue_ti(session, request.ti_id, request.try_number)
         return queued

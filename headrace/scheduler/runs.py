@@ -85,19 +85,34 @@ def create_dag_run(
 ) -> DagRun:
     """Insert a queued DAG run and one task instance (state ``none``) per task; return the run."""
     run = DagRun(
-        dag_id=sdag.dag_id, run_id=run_id, run_type=run_type, logical_date=logical_date,
-        data_interval_start=data_interval.start, data_interval_end=data_interval.end,
-        state=DagRunState.QUEUED.value, conf=dict(conf or {}), dag_version_id=version_id,
-        queued_at=now, callbacks_done=False,
+        dag_id=sdag.dag_id,
+        run_id=run_id,
+        run_type=run_type,
+        logical_date=logical_date,
+        data_interval_start=data_interval.start,
+        data_interval_end=data_interval.end,
+        state=DagRunState.QUEUED.value,
+        conf=dict(conf or {}),
+        dag_version_id=version_id,
+        queued_at=now,
+        callbacks_done=False,
     )
     session.add(run)
     session.flush()
     session.add_all(
         TaskInstance(
-            dag_run_id=run.id, dag_id=sdag.dag_id, run_id=run_id, task_id=task.task_id,
-            state=TaskInstanceState.NONE.value, try_number=0, max_tries=task.retries,
-            priority_weight=task.priority_weight, pool=task.pool, pool_slots=task.pool_slots,
-            queue=task.queue, updated_at=now,
+            dag_run_id=run.id,
+            dag_id=sdag.dag_id,
+            run_id=run_id,
+            task_id=task.task_id,
+            state=TaskInstanceState.NONE.value,
+            try_number=0,
+            max_tries=task.retries,
+            priority_weight=task.priority_weight,
+            pool=task.pool,
+            pool_slots=task.pool_slots,
+            queue=task.queue,
+            updated_at=now,
         )
         for task in sdag.tasks.values()
     )
@@ -129,27 +144,41 @@ def create_runs(session: Session, now: datetime, *, cache: DagCache | None = Non
             created += _create_runs_of(session, dag, version, now, cache, active)
         except SQLAlchemyError:
             raise
-        except Exception as exc:  # the DAG's schedule (user code, stored data): skip it, schedule the others
+        except Exception as exc:  # noqa: BLE001 - the DAG's schedule (user code, stored data): skip it, schedule the others
             schedule_failed(session, dag, exc, now)
     session.flush()
     return created
 
 
-def _create_runs_of(session: Session, dag: DagModel, version: DagVersion, now: datetime, cache: DagCache,
-                    active: dict[str, int]) -> int:
+def _create_runs_of(
+    session: Session, dag: DagModel, version: DagVersion, now: datetime, cache: DagCache, active: dict[str, int]
+) -> int:
     """Create the due scheduled runs of one DAG; return how many. Raises what its schedule raises."""
     created = 0
     sdag = cache.get(session, version.id)
     if not sdag.catchup:  # after downtime, jump to the latest complete interval (skip the missed ones)
         set_next_run(session, dag, sdag, now)
-    while (dag.next_run_after is not None and dag.next_run_after <= now
-           and dag.next_logical_date is not None and active.get(dag.dag_id, 0) < dag.max_active_runs):
-        interval = DataInterval(dag.next_data_interval_start or dag.next_logical_date,
-                                dag.next_data_interval_end or dag.next_logical_date)
+    while (
+        dag.next_run_after is not None
+        and dag.next_run_after <= now
+        and dag.next_logical_date is not None
+        and active.get(dag.dag_id, 0) < dag.max_active_runs
+    ):
+        interval = DataInterval(
+            dag.next_data_interval_start or dag.next_logical_date, dag.next_data_interval_end or dag.next_logical_date
+        )
         run_id = run_id_for("scheduled", dag.next_logical_date)
         if not queries.run_exists(session, dag.dag_id, run_id=run_id):
-            create_dag_run(session, sdag, version.id, run_id=run_id, run_type="scheduled",
-                           logical_date=dag.next_logical_date, data_interval=interval, now=now)
+            create_dag_run(
+                session,
+                sdag,
+                version.id,
+                run_id=run_id,
+                run_type="scheduled",
+                logical_date=dag.next_logical_date,
+                data_interval=interval,
+                now=now,
+            )
             active[dag.dag_id] = active.get(dag.dag_id, 0) + 1
             created += 1
             log.info("created DAG run %s of %s", run_id, dag.dag_id)
@@ -173,12 +202,20 @@ def schedule_failed(session: Session, dag: DagModel, exc: BaseException, now: da
     message = f"DAG {dag.dag_id!r} cannot be scheduled; no scheduled runs until its file is parsed again: {reason}"
     log.error("%s", message)
     apply_next_run(dag, None)
-    known = session.scalars(select(ImportError_.id).where(ImportError_.fileloc == dag.fileloc,
-                                                          ImportError_.message == message)).first()
+    known = session.scalars(
+        select(ImportError_.id).where(ImportError_.fileloc == dag.fileloc, ImportError_.message == message)
+    ).first()
     if known is None:
         lineno = exc.lineno if isinstance(exc, DagDefinitionError) else None
-        session.add(ImportError_(fileloc=dag.fileloc, lineno=lineno, message=message,
-                                 stacktrace="".join(traceback.format_exception(exc)), timestamp=now))
+        session.add(
+            ImportError_(
+                fileloc=dag.fileloc,
+                lineno=lineno,
+                message=message,
+                stacktrace="".join(traceback.format_exception(exc)),
+                timestamp=now,
+            )
+        )
 
 
 def _check_conf(conf: Any) -> dict[str, Any]:
@@ -232,15 +269,31 @@ def trigger_dag(
         )
     version = _version(session, dag)
     sdag = SerializedDag.from_dict(version.serialized)
-    run = create_dag_run(session, sdag, version.id, run_id=rid, run_type="manual", logical_date=when,
-                         data_interval=DataInterval(when, when), now=now, conf=conf_dict)
+    run = create_dag_run(
+        session,
+        sdag,
+        version.id,
+        run_id=rid,
+        run_type="manual",
+        logical_date=when,
+        data_interval=DataInterval(when, when),
+        now=now,
+        conf=conf_dict,
+    )
     notify_scheduler(session)  # the schedulers look at once when the caller commits
     log.info("triggered DAG run %s of %s", rid, dag_id)
     return run
 
 
-def create_backfill(session: Session, dag_id: str, start: datetime, end: datetime, *, now: datetime,
-                    conf: Mapping[str, Any] | None = None) -> list[DagRun]:
+def create_backfill(
+    session: Session,
+    dag_id: str,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    conf: Mapping[str, Any] | None = None,
+) -> list[DagRun]:
     """Create one queued ``backfill`` run per schedule interval whose logical date is in ``[start, end]``.
 
     Logical dates that already have a run are skipped. Runs start as
@@ -268,9 +321,19 @@ def create_backfill(session: Session, dag_id: str, start: datetime, end: datetim
         last = info.data_interval
         if queries.run_exists(session, dag_id, logical_date=info.logical_date):
             continue
-        runs.append(create_dag_run(
-            session, sdag, version.id, run_id=run_id_for("backfill", info.logical_date), run_type="backfill",
-            logical_date=info.logical_date, data_interval=info.data_interval, now=now, conf=conf_dict))
+        runs.append(
+            create_dag_run(
+                session,
+                sdag,
+                version.id,
+                run_id=run_id_for("backfill", info.logical_date),
+                run_type="backfill",
+                logical_date=info.logical_date,
+                data_interval=info.data_interval,
+                now=now,
+                conf=conf_dict,
+            )
+        )
     raise ScheduleError(f"backfill of {dag_id!r} from {start} to {end} needs more than {MAX_BACKFILL_RUNS} runs")
 
 
@@ -295,8 +358,9 @@ def start_queued_runs(session: Session, now: datetime) -> int:
     return started
 
 
-def finish_runs(session: Session, now: datetime, *, cache: DagCache,
-                on_finished: Callable[[Any, DagRunState], None] | None = None) -> int:
+def finish_runs(
+    session: Session, now: datetime, *, cache: DagCache, on_finished: Callable[[Any, DagRunState], None] | None = None
+) -> int:
     """End every running run whose task instances have all finished; return how many ended.
 
     ``failed`` if a leaf task ended ``failed`` or ``upstream_failed``, else
@@ -319,13 +383,15 @@ def finish_runs(session: Session, now: datetime, *, cache: DagCache,
     return finished
 
 
-_UNSTARTED = frozenset({TaskInstanceState.NONE, TaskInstanceState.SCHEDULED, TaskInstanceState.QUEUED,
-                        TaskInstanceState.UP_FOR_RETRY})
+_UNSTARTED = frozenset(
+    {TaskInstanceState.NONE, TaskInstanceState.SCHEDULED, TaskInstanceState.QUEUED, TaskInstanceState.UP_FOR_RETRY}
+)
 """Task instance states a timed-out run skips (their task has not started, or waits to start again)."""
 
 
-def enforce_dagrun_timeouts(session: Session, now: datetime, *, cache: DagCache,
-                            on_finished: Callable[[Any, DagRunState], None] | None = None) -> int:
+def enforce_dagrun_timeouts(
+    session: Session, now: datetime, *, cache: DagCache, on_finished: Callable[[Any, DagRunState], None] | None = None
+) -> int:
     """Fail every running run that started more than its DAG's ``dagrun_timeout`` ago; return how many.
 
     The timeout is that of the DAG version the run was created with. The run
@@ -346,8 +412,9 @@ def enforce_dagrun_timeouts(session: Session, now: datetime, *, cache: DagCache,
     failed (the scheduler emits ``on_run_finished`` once committed).
     """
     rows = session.execute(
-        select(DagRun.id, DagRun.dag_id, DagRun.run_id, DagRun.start_date, DagRun.dag_version_id)
-        .where(DagRun.state == DagRunState.RUNNING.value, DagRun.start_date.is_not(None))
+        select(DagRun.id, DagRun.dag_id, DagRun.run_id, DagRun.start_date, DagRun.dag_version_id).where(
+            DagRun.state == DagRunState.RUNNING.value, DagRun.start_date.is_not(None)
+        )
     ).all()
     failed = 0
     for run in rows:
@@ -355,20 +422,30 @@ def enforce_dagrun_timeouts(session: Session, now: datetime, *, cache: DagCache,
             timeout = cache.get(session, run.dag_version_id).dagrun_timeout
         except SQLAlchemyError:
             raise
-        except Exception as exc:  # an unreadable stored version: nothing to enforce from it
-            log.error("DAG run %s of %s: cannot read its DAG version (%s); dagrun_timeout not checked",
-                      run.run_id, run.dag_id, exc)
+        except Exception as exc:  # noqa: BLE001 - an unreadable stored version: nothing to enforce from it
+            log.error(
+                "DAG run %s of %s: cannot read its DAG version (%s); dagrun_timeout not checked",
+                run.run_id,
+                run.dag_id,
+                exc,
+            )
             continue
         if timeout is None or run.start_date + timedelta(seconds=timeout) > now:
             continue
         if not set_run_state(session, run.id, DagRunState.RUNNING, DagRunState.FAILED, end_date=now):
             continue
         error = f"DAG run {run.run_id} of {run.dag_id} ran longer than its dagrun_timeout of {timeout:g} s"
-        ended = [_time_out_ti(session, ti_id, now, error) for ti_id in session.scalars(
-            select(TaskInstance.id).where(TaskInstance.dag_run_id == run.id))]
+        ended = [
+            _time_out_ti(session, ti_id, now, error)
+            for ti_id in session.scalars(select(TaskInstance.id).where(TaskInstance.dag_run_id == run.id))
+        ]
         failed += 1
-        log.warning("%s: failed; %d running task instances failed, %d skipped", error,
-                    ended.count(TaskInstanceState.FAILED), ended.count(TaskInstanceState.SKIPPED))
+        log.warning(
+            "%s: failed; %d running task instances failed, %d skipped",
+            error,
+            ended.count(TaskInstanceState.FAILED),
+            ended.count(TaskInstanceState.SKIPPED),
+        )
         if on_finished is not None:
             on_finished(run, DagRunState.FAILED)
     return failed
@@ -382,22 +459,38 @@ def _time_out_ti(session: Session, ti_id: int, now: datetime, error: str) -> Tas
     """
     reason = EndReason.DAGRUN_TIMEOUT.value
     for _ in range(3):
-        found = session.execute(select(TaskInstance.state, TaskInstance.try_number)
-                                .where(TaskInstance.id == ti_id)).first()
+        found = session.execute(
+            select(TaskInstance.state, TaskInstance.try_number).where(TaskInstance.id == ti_id)
+        ).first()
         if found is None:
             return None
         state = TaskInstanceState(found.state)
         if state is TaskInstanceState.RUNNING:
-            if set_ti_state(session, ti_id, state, TaskInstanceState.FAILED, expected_try_number=found.try_number,
-                            end_date=now, end_reason=reason, next_retry_at=None):
+            if set_ti_state(
+                session,
+                ti_id,
+                state,
+                TaskInstanceState.FAILED,
+                expected_try_number=found.try_number,
+                end_date=now,
+                end_reason=reason,
+                next_retry_at=None,
+            ):
                 tt = queries.try_row(session, ti_id, found.try_number)
                 if tt is not None:
-                    end_try(session, tt.id, state=TaskInstanceState.FAILED.value, end_date=now, end_reason=reason,
-                            error=error)
+                    end_try(
+                        session,
+                        tt.id,
+                        state=TaskInstanceState.FAILED.value,
+                        end_date=now,
+                        end_reason=reason,
+                        error=error,
+                    )
                 return TaskInstanceState.FAILED
         elif state in _UNSTARTED:
-            if set_ti_state(session, ti_id, state, TaskInstanceState.SKIPPED, end_date=now, end_reason=reason,
-                            next_retry_at=None):
+            if set_ti_state(
+                session, ti_id, state, TaskInstanceState.SKIPPED, end_date=now, end_reason=reason, next_retry_at=None
+            ):
                 return TaskInstanceState.SKIPPED
         else:
             return None
@@ -406,6 +499,14 @@ def _time_out_ti(session: Session, ti_id: int, now: datetime, error: str) -> Tas
 
 
 __all__ = [
-    "MAX_BACKFILL_RUNS", "create_backfill", "create_dag_run", "create_runs", "enforce_dagrun_timeouts",
-    "finish_runs", "run_id_for", "schedule_failed", "start_queued_runs", "trigger_dag",
+    "MAX_BACKFILL_RUNS",
+    "create_backfill",
+    "create_dag_run",
+    "create_runs",
+    "enforce_dagrun_timeouts",
+    "finish_runs",
+    "run_id_for",
+    "schedule_failed",
+    "start_queued_runs",
+    "trigger_dag",
 ]

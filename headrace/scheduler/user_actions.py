@@ -33,9 +33,9 @@ Every function takes an open session (and ``now``, UTC-aware) and never commits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -119,10 +119,22 @@ def _requeue_run(session: Session, run: DagRun, now: datetime) -> bool:
     """Put a finished run back to ``queued`` (callbacks may run again for its new outcome)."""
     state = DagRunState(run.state)
     if state in RUN_FINISHED:
-        return set_run_state(session, run.id, state, DagRunState.QUEUED, queued_at=now, start_date=None,
-                             end_date=None, callbacks_done=False)
-    session.execute(update(DagRun).where(DagRun.id == run.id).values(callbacks_done=False)
-                    .execution_options(synchronize_session=False))
+        return set_run_state(
+            session,
+            run.id,
+            state,
+            DagRunState.QUEUED,
+            queued_at=now,
+            start_date=None,
+            end_date=None,
+            callbacks_done=False,
+        )
+    session.execute(
+        update(DagRun)
+        .where(DagRun.id == run.id)
+        .values(callbacks_done=False)
+        .execution_options(synchronize_session=False)
+    )
     return False
 
 
@@ -146,8 +158,9 @@ def clear_task_instances(
     Raises ``TaskNotFound`` for a task id the run's DAG does not have.
     """
     sdag = run_dag(session, run)
-    wanted = relatives(sdag, sdag.tasks if task_ids is None else task_ids,
-                       upstream=include_upstream, downstream=include_downstream)
+    wanted = relatives(
+        sdag, sdag.tasks if task_ids is None else task_ids, upstream=include_upstream, downstream=include_downstream
+    )
     result = ClearResult()
     for ti in _tis(session, run, wanted):
         state = TI(ti.state)
@@ -160,8 +173,19 @@ def clear_task_instances(
             result.cleared.append(ti.id)
             continue
         retries = sdag.tasks[ti.task_id].retries if ti.task_id in sdag.tasks else 0
-        if set_ti_state(session, ti.id, state, TI.NONE, max_tries=ti.try_number + retries, end_reason=None,
-                        next_retry_at=None, queued_at=None, start_date=None, end_date=None, updated_at=now):
+        if set_ti_state(
+            session,
+            ti.id,
+            state,
+            TI.NONE,
+            max_tries=ti.try_number + retries,
+            end_reason=None,
+            next_retry_at=None,
+            queued_at=None,
+            start_date=None,
+            end_date=None,
+            updated_at=now,
+        ):
             result.cleared.append(ti.id)
         else:
             result.not_cleared.append(NotCleared(ti.task_id, state.value, "state changed"))
@@ -242,8 +266,9 @@ def mark_dag_run(session: Session, run: DagRun, state: str, *, now: datetime) ->
             changed.append(ti.id)
     current_run = DagRunState(run.state)
     if current_run is not target:
-        set_run_state(session, run.id, current_run, target, end_date=now, callbacks_done=True,
-                      start_date=run.start_date or now)
+        set_run_state(
+            session, run.id, current_run, target, end_date=now, callbacks_done=True, start_date=run.start_date or now
+        )
     if changed or current_run is not target:  # a max_active_runs slot may have freed
         notify_scheduler(session)
     return changed
@@ -265,6 +290,15 @@ def set_paused(session: Session, dag_id: str, paused: bool) -> DagModel:
 
 
 __all__ = [
-    "FAILED_STATES", "MARKABLE", "RUN_FINISHED", "ClearResult", "NotCleared", "clear_task_instances",
-    "mark_dag_run", "mark_task_instances", "relatives", "run_dag", "set_paused",
+    "FAILED_STATES",
+    "MARKABLE",
+    "RUN_FINISHED",
+    "ClearResult",
+    "NotCleared",
+    "clear_task_instances",
+    "mark_dag_run",
+    "mark_task_instances",
+    "relatives",
+    "run_dag",
+    "set_paused",
 ]

@@ -27,8 +27,11 @@ def main(argv: list[str]) -> int:
         print(f"headrace.supervisor: {exc}", file=sys.stderr)
         return 64
     settings = load_settings()
-    logging.basicConfig(level=settings.get("logging", "logging_level"), stream=sys.stderr,
-                        format="[%(asctime)s] {%(name)s} %(levelname)s - %(message)s")
+    logging.basicConfig(
+        level=settings.get("logging", "logging_level"),
+        stream=sys.stderr,
+        format="[%(asctime)s] {%(name)s} %(levelname)s - %(message)s",
+    )
     db = Database(settings.database_url, pool_size=1)
     try:
         return supervise(settings, db, request)

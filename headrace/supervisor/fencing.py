@@ -46,6 +46,7 @@ PR_SET_PDEATHSIG = 1
 FENCE_WAIT = 2.0
 """Seconds :func:`fence_try` waits for the killed processes to be gone."""
 
+
 def _load_libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL(None, use_errno=True)
@@ -116,8 +117,12 @@ def fence_task_group(task: ProcessIdentity, *, wait: float = FENCE_WAIT) -> bool
     deadline = time.monotonic() + wait
     members = _group_members(task.pid, task.start_time)
     if members:
-        log.warning("fencing: killing %d process(es) left of task process %s: pids %s", len(members), task,
-                    ", ".join(str(p.pid) for p in members))
+        log.warning(
+            "fencing: killing %d process(es) left of task process %s: pids %s",
+            len(members),
+            task,
+            ", ".join(str(p.pid) for p in members),
+        )
     while members:
         for proc in members:
             try:

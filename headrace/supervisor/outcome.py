@@ -97,9 +97,14 @@ class Outcome:
     def try_values(self, *, end_reason: str | None = None, error: str | None = None) -> dict[str, Any]:
         """Columns of ``task_try`` for :func:`~headrace.db.transitions.end_try`."""
         return {
-            "state": self.try_state, "end_date": self.end_date, "end_reason": end_reason or self.end_reason,
-            "error": error if error is not None else self.error, "exit_code": self.exit_code,
-            "signal": self.signal, "peak_rss_bytes": self.peak_rss_bytes, "cpu_seconds": self.cpu_seconds,
+            "state": self.try_state,
+            "end_date": self.end_date,
+            "end_reason": end_reason or self.end_reason,
+            "error": error if error is not None else self.error,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "cpu_seconds": self.cpu_seconds,
         }
 
 
@@ -115,24 +120,39 @@ def apply(conn: Connection | Session, outcome: Outcome) -> bool:
     the try row already holds this very ``end_date``: that counts as won.
     """
     won = set_ti_state(
-        conn, outcome.ti_id, TI.RUNNING, TI(outcome.state), expected_try_number=outcome.try_number,
-        end_date=outcome.end_date, end_reason=outcome.end_reason, next_retry_at=outcome.next_retry_at,
+        conn,
+        outcome.ti_id,
+        TI.RUNNING,
+        TI(outcome.state),
+        expected_try_number=outcome.try_number,
+        end_date=outcome.end_date,
+        end_reason=outcome.end_reason,
+        next_retry_at=outcome.next_retry_at,
         updated_at=outcome.end_date,
     )
     if won or outcome.end_reason == EndReason.EXTERNALLY_SET.value:
         end_try(conn, outcome.try_row_id, **outcome.try_values())
         return won
-    if end_try(conn, outcome.try_row_id, **outcome.try_values(
+    if end_try(
+        conn,
+        outcome.try_row_id,
+        **outcome.try_values(
             end_reason=EndReason.LOST_RACE.value,
             error=f"outcome {outcome.try_state} ({outcome.end_reason}) came after the task instance had been "
-                  f"moved on by another writer" + (f"; {outcome.error}" if outcome.error else ""))):
+            f"moved on by another writer" + (f"; {outcome.error}" if outcome.error else ""),
+        ),
+    ):
         return False
-    return bool(conn.execute(_SAME_END, {"row_id": outcome.try_row_id, "end_date": outcome.end_date,
-                                         "end_reason": outcome.end_reason}).first())
+    return bool(
+        conn.execute(
+            _SAME_END, {"row_id": outcome.try_row_id, "end_date": outcome.end_date, "end_reason": outcome.end_reason}
+        ).first()
+    )
 
 
 _SAME_END = select(TaskTry.id).where(
-    TaskTry.id == bindparam("row_id"), TaskTry.end_date == bindparam("end_date"),
+    TaskTry.id == bindparam("row_id"),
+    TaskTry.end_date == bindparam("end_date"),
     TaskTry.end_reason == bindparam("end_reason"),
 )
 

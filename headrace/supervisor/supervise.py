@@ -31,7 +31,6 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-
 from typing import Any
 
 from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, insert, select, update
@@ -43,13 +42,13 @@ from headrace.crypto import Encryptor
 from headrace.dagfiles.serialization import SerializedTask
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
-from headrace.logs.files import append_line, format_line, open_try_log, try_log_path
+from headrace.db.outage import is_outage, retry_through_outage
 from headrace.db.transitions import set_ti_state
+from headrace.logs.files import append_line, format_line, open_try_log, try_log_path
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor import task_process
 from headrace.supervisor.identity import ProcessIdentity, hostname
 from headrace.supervisor.limits import Limits, format_memory
-from headrace.db.outage import is_outage, retry_through_outage
 from headrace.supervisor.outcome import Outcome, apply, forget, keep, next_state
 from headrace.supervisor.request import TryRequest
 from headrace.supervisor.task_requests import TryTarget
@@ -82,8 +81,13 @@ class _Try:
     """What the supervisor learned when it claimed the try."""
 
     def __init__(
-        self, request: TryRequest, target: TryTarget, start: task_process.TaskStart, policy: SerializedTask | None,
-        log_path: Path, try_row_id: int,
+        self,
+        request: TryRequest,
+        target: TryTarget,
+        start: task_process.TaskStart,
+        policy: SerializedTask | None,
+        log_path: Path,
+        try_row_id: int,
     ) -> None:
         self.request = request
         self.target = target
@@ -120,9 +124,20 @@ class _Try:
 # and their compiled forms are cached in the engine (which the fork server warms before forking).
 _LOAD = (
     select(
-        TaskInstance.id, TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id, TaskInstance.max_tries,
-        DagRun.id, DagRun.dag_id, DagRun.run_id, DagRun.run_type, DagRun.conf, DagRun.logical_date,
-        DagRun.queued_at, DagRun.data_interval_start, DagRun.data_interval_end,
+        TaskInstance.id,
+        TaskInstance.dag_id,
+        TaskInstance.run_id,
+        TaskInstance.task_id,
+        TaskInstance.max_tries,
+        DagRun.id,
+        DagRun.dag_id,
+        DagRun.run_id,
+        DagRun.run_type,
+        DagRun.conf,
+        DagRun.logical_date,
+        DagRun.queued_at,
+        DagRun.data_interval_start,
+        DagRun.data_interval_end,
         # Only this task's entry of the serialized DAG, not the whole document.
         DagVersion.serialized["tasks"][bindparam("task_key", type_=JSON.JSONStrIndexType)],
     )
@@ -131,25 +146,46 @@ _LOAD = (
     .where(TaskInstance.id == bindparam("ti_id"))
 )
 _INSERT_TRY = insert(TaskTry).values(
-    task_instance_id=bindparam("ti_id"), dag_id=bindparam("dag_id"), run_id=bindparam("run_id"),
-    task_id=bindparam("task_id"), try_number=bindparam("try_number"), state=bindparam("state"),
-    hostname=bindparam("hostname"), supervisor_pid=bindparam("supervisor_pid"),
-    supervisor_start_time=bindparam("supervisor_start_time"), pid=bindparam("pid"),
-    process_start_time=bindparam("process_start_time"), start_date=bindparam("start_date"),
-    heartbeat_at=bindparam("start_date"), log_path=bindparam("log_path"),
+    task_instance_id=bindparam("ti_id"),
+    dag_id=bindparam("dag_id"),
+    run_id=bindparam("run_id"),
+    task_id=bindparam("task_id"),
+    try_number=bindparam("try_number"),
+    state=bindparam("state"),
+    hostname=bindparam("hostname"),
+    supervisor_pid=bindparam("supervisor_pid"),
+    supervisor_start_time=bindparam("supervisor_start_time"),
+    pid=bindparam("pid"),
+    process_start_time=bindparam("process_start_time"),
+    start_date=bindparam("start_date"),
+    heartbeat_at=bindparam("start_date"),
+    log_path=bindparam("log_path"),
 )
 _OWN_CLAIM = (
     select(TaskTry.id)
     .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
-    .where(TaskTry.task_instance_id == bindparam("ti_id"), TaskTry.try_number == bindparam("try_number"),
-           TaskTry.hostname == bindparam("host"), TaskTry.supervisor_pid == bindparam("supervisor_pid"),
-           TaskTry.end_date.is_(None), TaskInstance.state == bindparam("running"),
-           TaskInstance.try_number == bindparam("try_number"))
+    .where(
+        TaskTry.task_instance_id == bindparam("ti_id"),
+        TaskTry.try_number == bindparam("try_number"),
+        TaskTry.hostname == bindparam("host"),
+        TaskTry.supervisor_pid == bindparam("supervisor_pid"),
+        TaskTry.end_date.is_(None),
+        TaskInstance.state == bindparam("running"),
+        TaskInstance.try_number == bindparam("try_number"),
+    )
 )
-_RESTART_TRY = update(TaskTry).where(TaskTry.id == bindparam("row_id")).values(
-    pid=bindparam("pid"), process_start_time=bindparam("process_start_time"), heartbeat_at=bindparam("now"),
+_RESTART_TRY = (
+    update(TaskTry)
+    .where(TaskTry.id == bindparam("row_id"))
+    .values(
+        pid=bindparam("pid"),
+        process_start_time=bindparam("process_start_time"),
+        heartbeat_at=bindparam("now"),
+    )
 )
 _CLEAR_XCOMS = delete(XCom).where(XCom.dag_run_id == bindparam("dag_run_pk"), XCom.task_id == bindparam("task_id"))
+
+
 def _transaction(db: Database) -> AbstractContextManager[Connection]:
     """A Core transaction (commit on success, roll back on error).
 
@@ -163,8 +199,16 @@ def _transaction(db: Database) -> AbstractContextManager[Connection]:
 def _claim_ti(conn: Connection, ti_id: int, try_number: int, now: datetime) -> bool:
     """``queued → running`` for exactly ``try_number`` (compare-and-set); True if this call won."""
     return set_ti_state(
-        conn, ti_id, TI.QUEUED, TI.RUNNING, expected_try_number=try_number,
-        start_date=now, end_date=None, end_reason=None, next_retry_at=None, updated_at=now,
+        conn,
+        ti_id,
+        TI.QUEUED,
+        TI.RUNNING,
+        expected_try_number=try_number,
+        start_date=now,
+        end_date=None,
+        end_reason=None,
+        next_retry_at=None,
+        updated_at=now,
     )
 
 
@@ -204,27 +248,61 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
             if not _claim_ti(conn, request.ti_id, request.try_number, now):
                 # Lost — unless an earlier attempt of ours committed and only its answer was lost (an outage
                 # mid-COMMIT): then the try is ours, its gate was shut, and it starts afresh on that row.
-                own_row = conn.execute(_OWN_CLAIM, {
-                    "ti_id": request.ti_id, "try_number": request.try_number, "host": me.host,
-                    "supervisor_pid": me.pid, "running": TI.RUNNING.value,
-                }).scalar_one_or_none()
+                own_row = conn.execute(
+                    _OWN_CLAIM,
+                    {
+                        "ti_id": request.ti_id,
+                        "try_number": request.try_number,
+                        "host": me.host,
+                        "supervisor_pid": me.pid,
+                        "running": TI.RUNNING.value,
+                    },
+                ).scalar_one_or_none()
                 if own_row is None:
                     return None
-                log.warning("try %d of %s.%s was already claimed by this supervisor (the answer to its "
-                            "COMMIT was lost); starting it", request.try_number, request.dag_id, request.task_id)
+                log.warning(
+                    "try %d of %s.%s was already claimed by this supervisor (the answer to its "
+                    "COMMIT was lost); starting it",
+                    request.try_number,
+                    request.dag_id,
+                    request.task_id,
+                )
             row = conn.execute(_LOAD, {"ti_id": request.ti_id, "task_key": request.task_id}).one()
-            (ti_pk, dag_id, run_id, task_id, max_tries, run_pk, run_dag_id, run_run_id, run_type, conf,
-             logical_date, queued_at, interval_start, interval_end, task_entry) = row
+            (
+                ti_pk,
+                dag_id,
+                run_id,
+                task_id,
+                max_tries,
+                run_pk,
+                run_dag_id,
+                run_run_id,
+                run_type,
+                conf,
+                logical_date,
+                queued_at,
+                interval_start,
+                interval_end,
+                task_entry,
+            ) = row
             policy = _policy(task_entry) if task_id == request.task_id else None
             logical = logical_date or queued_at
             info = RunInfo(
-                dag_id=run_dag_id, run_id=run_run_id, logical_date=logical,
-                data_interval_start=interval_start or logical, data_interval_end=interval_end or logical,
-                run_type=run_type, conf=dict(conf or {}),
+                dag_id=run_dag_id,
+                run_id=run_run_id,
+                logical_date=logical,
+                data_interval_start=interval_start or logical,
+                data_interval_end=interval_end or logical,
+                run_type=run_type,
+                conf=dict(conf or {}),
             )
             start = task_process.TaskStart(
-                fileloc=request.fileloc, dag_id=dag_id, task_id=task_id, run=info,
-                try_number=request.try_number, max_tries=max_tries,
+                fileloc=request.fileloc,
+                dag_id=dag_id,
+                task_id=task_id,
+                run=info,
+                try_number=request.try_number,
+                max_tries=max_tries,
                 xcom_max_size=int(settings.get("core", "xcom_max_size")),
             )
             target = TryTarget(ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id)
@@ -243,16 +321,29 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
                     process_start_time = None
             if own_row is None:
-                result = conn.execute(_INSERT_TRY, {
-                    "ti_id": ti_pk, "dag_id": dag_id, "run_id": run_id, "task_id": task_id,
-                    "try_number": request.try_number, "state": TI.RUNNING.value, "hostname": me.host,
-                    "supervisor_pid": me.pid, "supervisor_start_time": me.start_time, "pid": pid,
-                    "process_start_time": process_start_time, "start_date": now, "log_path": str(log_path),
-                })
+                result = conn.execute(
+                    _INSERT_TRY,
+                    {
+                        "ti_id": ti_pk,
+                        "dag_id": dag_id,
+                        "run_id": run_id,
+                        "task_id": task_id,
+                        "try_number": request.try_number,
+                        "state": TI.RUNNING.value,
+                        "hostname": me.host,
+                        "supervisor_pid": me.pid,
+                        "supervisor_start_time": me.start_time,
+                        "pid": pid,
+                        "process_start_time": process_start_time,
+                        "start_date": now,
+                        "log_path": str(log_path),
+                    },
+                )
                 current.try_row_id = _inserted_id(result)
             else:
-                conn.execute(_RESTART_TRY, {"row_id": own_row, "pid": pid, "process_start_time": process_start_time,
-                                            "now": now})
+                conn.execute(
+                    _RESTART_TRY, {"row_id": own_row, "pid": pid, "process_start_time": process_start_time, "now": now}
+                )
                 current.try_row_id = own_row
             if current.watch is not None:
                 current.watch.try_row_id = current.try_row_id
@@ -278,14 +369,22 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, log
     # The child never touches the DB and leaves by os._exit, so the connection it inherits is safe.
     parent_sock, child_sock = socket.socketpair()
     watch = TaskWatch(
-        db=db, target=current.target, try_row_id=current.try_row_id, limits=limits, say=current.say,
+        db=db,
+        target=current.target,
+        try_row_id=current.try_row_id,
+        limits=limits,
+        say=current.say,
         poll_interval=float(settings.get("executor", "memory_poll_interval")),
         heartbeat_interval=float(settings.get("scheduler", "heartbeat_interval")),
         kill_grace_period=float(settings.get("executor", "kill_grace_period")),
-        xcom_max_size=current.start.xcom_max_size, stop_requested=lambda: False,
-        try_number=current.request.try_number, encryptor=_LazyEncryptor(settings),
-        outage_tolerance=min(float(settings.get("database", "outage_tolerance")),
-                             REQUEST_OUTAGE_SHARE * float(settings.get("scheduler", "task_instance_heartbeat_timeout"))),
+        xcom_max_size=current.start.xcom_max_size,
+        stop_requested=lambda: False,
+        try_number=current.request.try_number,
+        encryptor=_LazyEncryptor(settings),
+        outage_tolerance=min(
+            float(settings.get("database", "outage_tolerance")),
+            REQUEST_OUTAGE_SHARE * float(settings.get("scheduler", "task_instance_heartbeat_timeout")),
+        ),
         self_fence_after=SELF_FENCE_SHARE * float(settings.get("scheduler", "task_instance_heartbeat_timeout")),
     )
     start = current.start
@@ -350,15 +449,23 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
     try:
         try:
             current = retry_through_outage(
-                lambda: claim(settings, db, request), tolerance=float(settings.get("database", "outage_tolerance")),
-                what=f"claiming try {request.try_number} of {request.dag_id}.{request.task_id}", log=log)
+                lambda: claim(settings, db, request),
+                tolerance=float(settings.get("database", "outage_tolerance")),
+                what=f"claiming try {request.try_number} of {request.dag_id}.{request.task_id}",
+                log=log,
+            )
         except BaseException:
             signal.signal(signal.SIGTERM, previous)
             raise
         if current is None:
             signal.signal(signal.SIGTERM, previous)
-            log.warning("try %d of %s.%s (%s) was not queued for us; not running it",
-                        request.try_number, request.dag_id, request.task_id, request.run_id)
+            log.warning(
+                "try %d of %s.%s (%s) was not queued for us; not running it",
+                request.try_number,
+                request.dag_id,
+                request.task_id,
+                request.run_id,
+            )
             return EXIT_CLAIM_LOST
         try:
             result = _run(current, stop)
@@ -366,7 +473,9 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
             log.exception("supervisor failed")
             current.say(f"supervisor error: {type(exc).__name__}: {exc}", "ERROR")
             result = WatchResult(
-                outcome="failed", end_reason=EndReason.NOT_STARTED, error=f"supervisor error: {exc}",
+                outcome="failed",
+                end_reason=EndReason.NOT_STARTED,
+                error=f"supervisor error: {exc}",
             )
             try:
                 _record(settings, db, current, result)
@@ -398,9 +507,11 @@ def _run(current: _Try, stop: _StopFlag) -> WatchResult:
         raise OSError(current.start_error or "the task process was not started")
     watch.stop_requested = lambda: stop.requested
     limits = watch.limits
-    current.say(f"try {current.request.try_number} started: pid {watch.pid} on host {hostname()}"
-                + (f"; memory_limit {format_memory(limits.memory_limit)}" if limits.memory_limit else "")
-                + (f"; execution_timeout {limits.execution_timeout:g} s" if limits.execution_timeout else ""))
+    current.say(
+        f"try {current.request.try_number} started: pid {watch.pid} on host {hostname()}"
+        + (f"; memory_limit {format_memory(limits.memory_limit)}" if limits.memory_limit else "")
+        + (f"; execution_timeout {limits.execution_timeout:g} s" if limits.execution_timeout else "")
+    )
     return watch.wait(current.sock)
 
 
@@ -423,18 +534,32 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
             delay = current.policy.retry_delay_for(request.try_number) if current.policy else 0.0
         next_retry_at = now + timedelta(seconds=max(0.0, delay))
     outcome = Outcome(
-        ti_id=request.ti_id, try_number=request.try_number, try_row_id=current.try_row_id, state=state.value,
-        try_state=try_state.value, end_date=now, end_reason=result.end_reason.value, next_retry_at=next_retry_at,
-        exit_code=result.exit_code, signal=result.signal, peak_rss_bytes=result.peak_rss_bytes,
-        cpu_seconds=result.cpu_seconds, error=result.error,
+        ti_id=request.ti_id,
+        try_number=request.try_number,
+        try_row_id=current.try_row_id,
+        state=state.value,
+        try_state=try_state.value,
+        end_date=now,
+        end_reason=result.end_reason.value,
+        next_retry_at=next_retry_at,
+        exit_code=result.exit_code,
+        signal=result.signal,
+        peak_rss_bytes=result.peak_rss_bytes,
+        cpu_seconds=result.cpu_seconds,
+        error=result.error,
     )
     won = _write_outcome(settings, db, current, outcome)
     summary = _summary(result)
-    current.say(f"try {request.try_number} ended: {state.value} ({result.end_reason.value}); {summary}"
-                + (f"; next try after {next_retry_at.isoformat()}" if next_retry_at else ""))
+    current.say(
+        f"try {request.try_number} ended: {state.value} ({result.end_reason.value}); {summary}"
+        + (f"; next try after {next_retry_at.isoformat()}" if next_retry_at else "")
+    )
     if not won and result.end_reason is not EndReason.EXTERNALLY_SET:
-        current.say("the task instance was no longer running this try (zombie check or user action); "
-                    "its state was left as it is", "WARNING")
+        current.say(
+            "the task instance was no longer running this try (zombie check or user action); "
+            "its state was left as it is",
+            "WARNING",
+        )
     return state
 
 
@@ -448,6 +573,7 @@ def _write_outcome(settings: Settings, db: Database, current: _Try, outcome: Out
     ``database.outage_tolerance`` seconds; the file is removed once the
     outcome is in. Past the tolerance the error propagates and the file stays.
     """
+
     def attempt() -> bool:
         with _transaction(db) as conn:
             return apply(conn, outcome)
@@ -458,10 +584,17 @@ def _write_outcome(settings: Settings, db: Database, current: _Try, outcome: Out
         if not is_outage(exc):
             raise
         path = keep(settings.home, outcome)
-        current.say(f"cannot record the outcome ({type(exc).__name__}); kept it in {path} and retrying for up to "
-                    f"{float(settings.get('database', 'outage_tolerance')):g} s", "WARNING")
-    won = retry_through_outage(attempt, tolerance=float(settings.get("database", "outage_tolerance")),
-                               what=f"recording try {outcome.try_number} of task instance {outcome.ti_id}", log=log)
+        current.say(
+            f"cannot record the outcome ({type(exc).__name__}); kept it in {path} and retrying for up to "
+            f"{float(settings.get('database', 'outage_tolerance')):g} s",
+            "WARNING",
+        )
+    won = retry_through_outage(
+        attempt,
+        tolerance=float(settings.get("database", "outage_tolerance")),
+        what=f"recording try {outcome.try_number} of task instance {outcome.ti_id}",
+        log=log,
+    )
     forget(settings.home, outcome.ti_id, outcome.try_number)
     current.say("the database is back; outcome recorded")
     return won
@@ -484,17 +617,42 @@ def warm_up(db: Database) -> None:
             conn.execute(_LOAD, {"ti_id": -1, "task_key": "-"}).all()
             try:
                 with conn.begin_nested():  # no such task instance: the foreign key refuses it, once compiled
-                    conn.execute(_INSERT_TRY, {
-                        "ti_id": -1, "dag_id": "-", "run_id": "-", "task_id": "-", "try_number": 1,
-                        "state": TI.RUNNING.value, "hostname": "-", "supervisor_pid": 0,
-                        "supervisor_start_time": 0.0, "pid": 0, "process_start_time": 0.0, "start_date": now,
-                        "log_path": "-",
-                    })
+                    conn.execute(
+                        _INSERT_TRY,
+                        {
+                            "ti_id": -1,
+                            "dag_id": "-",
+                            "run_id": "-",
+                            "task_id": "-",
+                            "try_number": 1,
+                            "state": TI.RUNNING.value,
+                            "hostname": "-",
+                            "supervisor_pid": 0,
+                            "supervisor_start_time": 0.0,
+                            "pid": 0,
+                            "process_start_time": 0.0,
+                            "start_date": now,
+                            "log_path": "-",
+                        },
+                    )
             except DBAPIError:
                 pass
             conn.execute(_CLEAR_XCOMS, {"dag_run_pk": -1, "task_id": "-"})
-            apply(conn, Outcome(ti_id=-1, try_number=1, try_row_id=-1, state="success", try_state="success",
-                                end_date=now, end_reason="success", exit_code=0, peak_rss_bytes=0, cpu_seconds=0.0))
+            apply(
+                conn,
+                Outcome(
+                    ti_id=-1,
+                    try_number=1,
+                    try_row_id=-1,
+                    state="success",
+                    try_state="success",
+                    end_date=now,
+                    end_reason="success",
+                    exit_code=0,
+                    peak_rss_bytes=0,
+                    cpu_seconds=0.0,
+                ),
+            )
             TaskWatch.heartbeat_statement(conn, -1, -1, 1)
             raise _Rollback
     except _Rollback:
@@ -508,7 +666,9 @@ def _summary(result: WatchResult) -> str:
     return f"{how}, peak RSS {peak}, CPU {cpu}"
 
 
-def _outside_callbacks(settings: Settings, db: Database, current: _Try, result: WatchResult, state: TaskInstanceState) -> None:
+def _outside_callbacks(
+    settings: Settings, db: Database, current: _Try, result: WatchResult, state: TaskInstanceState
+) -> None:
     """Run the task's retry/failure callbacks when the supervisor, not the task, decided the outcome."""
     if result.end_reason not in (EndReason.MEMORY_LIMIT_EXCEEDED, EndReason.TIMEOUT, EndReason.KILLED):
         return
@@ -527,4 +687,3 @@ def _outside_callbacks(settings: Settings, db: Database, current: _Try, result: 
     code = run_child(lambda: task_process.callback_main(current.start, state, error, log_fd), timeout, [log_fd])
     if code is None:
         current.say(f"callbacks did not finish within {timeout:g} s; killed", "WARNING")
-

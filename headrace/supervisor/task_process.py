@@ -33,8 +33,8 @@ from types import FrameType
 from typing import Any, TextIO
 
 from headrace.authoring.context import RunInfo, build_context
-from headrace.authoring.secrets import SecretsUnavailable, install_secrets_runtime
 from headrace.authoring.dag import DAG
+from headrace.authoring.secrets import SecretsUnavailable, install_secrets_runtime
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
 from headrace.dagfiles.loader import load_dags, remembered_dags
@@ -132,8 +132,10 @@ class ChannelSecrets:
 
     def _ask(self, message: GetVariable | GetConnection) -> VariableValue | ConnectionValue:
         if self._channel is None:
-            raise SecretsUnavailable("variables and connections are not available in callbacks run after the "
-                                     "task process ended (memory limit, timeout, killed)")
+            raise SecretsUnavailable(
+                "variables and connections are not available in callbacks run after the "
+                "task process ended (memory limit, timeout, killed)"
+            )
         response = self._channel.request(message)
         if isinstance(response, Error):
             raise SecretsError(response.message)
@@ -267,9 +269,13 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             dag, task = _load_task(start)
         except TaskTerminated:
             raise
-        except BaseException as exc:
-            log.error("could not load task %s from %s:\n%s", start.task_id, start.fileloc,
-                      "".join(traceback.format_exception(exc)).rstrip())
+        except BaseException as exc:  # noqa: BLE001 - user code or stored data: any failure is reported, not raised
+            log.error(
+                "could not load task %s from %s:\n%s",
+                start.task_id,
+                start.fileloc,
+                "".join(traceback.format_exception(exc)).rstrip(),
+            )
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
         ti = ChannelTI(start, channel)
@@ -310,8 +316,9 @@ def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[Outco
         return "fail_no_retry", _one_line(exc), None
     except RetryTask as exc:
         context["exception"] = exc
-        log.error("task asked for a retry (RetryTask)%s: %s",
-                  f" in {exc.delay:g} s" if exc.delay is not None else "", exc)
+        log.error(
+            "task asked for a retry (RetryTask)%s: %s", f" in {exc.delay:g} s" if exc.delay is not None else "", exc
+        )
         return "retry", _one_line(exc), exc.delay
     except (TaskTerminated, SupervisorGone):
         raise

@@ -17,9 +17,9 @@ from sqlalchemy import delete, select
 from headrace import secrets_store
 from headrace.crypto import Encryptor
 from headrace.db.engine import Database
-from headrace.db.outage import retry_through_outage
-from headrace.db.models import XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
+from headrace.db.models import XCom
+from headrace.db.outage import retry_through_outage
 from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor.protocol import (
@@ -88,8 +88,13 @@ def set_xcom(db: Database, target: TryTarget, message: SetXCom, max_bytes: int) 
         )
         session.add(
             XCom(
-                dag_run_id=target.dag_run_pk, dag_id=target.dag_id, run_id=target.run_id, task_id=target.task_id,
-                key=message.key, value=message.value_json, created_at=datetime.now(UTC),
+                dag_run_id=target.dag_run_pk,
+                dag_id=target.dag_id,
+                run_id=target.run_id,
+                task_id=target.task_id,
+                key=message.key,
+                value=message.value_json,
+                created_at=datetime.now(UTC),
             )
         )
     return Ack()
@@ -115,8 +120,13 @@ def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
         ).all()
         for ti_id, state in list(rows):
             set_ti_state(
-                session, ti_id, TaskInstanceState(state), TaskInstanceState.SKIPPED,
-                start_date=now, end_date=now, end_reason=EndReason.SKIPPED.value,
+                session,
+                ti_id,
+                TaskInstanceState(state),
+                TaskInstanceState.SKIPPED,
+                start_date=now,
+                end_date=now,
+                end_reason=EndReason.SKIPPED.value,
             )
     return Ack()
 
@@ -135,8 +145,13 @@ def get_connection(db: Database, encryptor: Encryptor, message: GetConnection) -
 
 
 def handle(
-    db: Database, target: TryTarget, message: GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection,
-    xcom_max_size: int, encryptor: Callable[[], Encryptor], *, outage_tolerance: float = 0.0,
+    db: Database,
+    target: TryTarget,
+    message: GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection,
+    xcom_max_size: int,
+    encryptor: Callable[[], Encryptor],
+    *,
+    outage_tolerance: float = 0.0,
 ) -> XComValue | VariableValue | ConnectionValue | Ack | Error:
     """Serve one request; a database (or decryption) error becomes an ``Error`` answer.
 
@@ -146,6 +161,7 @@ def handle(
     seconds (the task waits for its answer); each request is its own
     transaction and safe to repeat.
     """
+
     def serve() -> XComValue | VariableValue | ConnectionValue | Ack | Error:
         if isinstance(message, GetXCom):
             return get_xcom(db, target, message)

@@ -23,7 +23,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -43,14 +43,18 @@ log = logging.getLogger("headrace.supervisor")
 
 # The heartbeat and the "is this try still the running one?" check in one statement: it touches the
 # try row only while the task instance is running this try, so rowcount 0 means someone else ended it.
-_HEARTBEAT = update(TaskTry).where(
-    TaskTry.id == bindparam("row_id"),
-    exists().where(
-        TaskInstance.id == bindparam("ti_id"),
-        TaskInstance.state == TaskInstanceState.RUNNING.value,
-        TaskInstance.try_number == bindparam("running_try"),
-    ),
-).values(heartbeat_at=bindparam("now"))
+_HEARTBEAT = (
+    update(TaskTry)
+    .where(
+        TaskTry.id == bindparam("row_id"),
+        exists().where(
+            TaskInstance.id == bindparam("ti_id"),
+            TaskInstance.state == TaskInstanceState.RUNNING.value,
+            TaskInstance.try_number == bindparam("running_try"),
+        ),
+    )
+    .values(heartbeat_at=bindparam("now"))
+)
 _TI_STATE = sql_select(TaskInstance.state, TaskInstance.try_number).where(TaskInstance.id == bindparam("ti_id"))
 
 
@@ -124,8 +128,9 @@ class _Kill:
     """With ``externally_set``: the state someone else set."""
 
 
-def classify(code: int, done: TaskDone | None, kill: _Kill, *, peak_rss_bytes: int | None,
-             cpu_seconds: float | None) -> WatchResult:
+def classify(
+    code: int, done: TaskDone | None, kill: _Kill, *, peak_rss_bytes: int | None, cpu_seconds: float | None
+) -> WatchResult:
     """How a try ended, from the task process's wait code, its last report and the supervisor's kill.
 
     ``code`` is ``os.waitstatus_to_exitcode`` (negative: killed by that
@@ -137,24 +142,26 @@ def classify(code: int, done: TaskDone | None, kill: _Kill, *, peak_rss_bytes: i
     exit_code, signum = (None, -code) if code < 0 else (code, None)
     if kill.reason is EndReason.KILLED:
         signum = signal.SIGTERM.value
-    base = {"exit_code": exit_code, "signal": signum, "peak_rss_bytes": peak_rss_bytes, "cpu_seconds": cpu_seconds}
+    base = WatchResult(
+        outcome="failed",
+        end_reason=EndReason.FAILED,
+        exit_code=exit_code,
+        signal=signum,
+        peak_rss_bytes=peak_rss_bytes,
+        cpu_seconds=cpu_seconds,
+    )
     if kill.reason is not None:
-        return WatchResult(outcome="failed", end_reason=kill.reason, error=kill.error,
-                           external_state=kill.external_state, **base)  # type: ignore[arg-type]
+        return replace(base, end_reason=kill.reason, error=kill.error, external_state=kill.external_state)
     if done is not None:
         if not done.started:
             reason = EndReason.NOT_STARTED
         else:
             reason = {"success": EndReason.SUCCESS, "skipped": EndReason.SKIPPED}.get(done.outcome, EndReason.FAILED)
-        return WatchResult(outcome=done.outcome, end_reason=reason, error=done.error, retry_delay=done.retry_delay,
-                           **base)  # type: ignore[arg-type]
+        return replace(base, outcome=done.outcome, end_reason=reason, error=done.error, retry_delay=done.retry_delay)
     if signum is not None:
         name = signal.Signals(signum).name if signum in signal.valid_signals() else str(signum)
-        return WatchResult(outcome="failed", end_reason=EndReason.KILLED,
-                           error=f"task process killed by signal {name} ({signum})", **base)  # type: ignore[arg-type]
-    return WatchResult(outcome="failed", end_reason=EndReason.FAILED,
-                       error=f"task process exited with code {exit_code} without reporting an outcome",
-                       **base)  # type: ignore[arg-type]
+        return replace(base, end_reason=EndReason.KILLED, error=f"task process killed by signal {name} ({signum})")
+    return replace(base, error=f"task process exited with code {exit_code} without reporting an outcome")
 
 
 class Say(Protocol):
@@ -209,10 +216,22 @@ class TaskWatch:
     """Starts the task process and watches it: requests, samples, heartbeats, limits."""
 
     def __init__(
-        self, *, db: Database, target: TryTarget, try_row_id: int, limits: Limits, say: Say,
-        poll_interval: float, heartbeat_interval: float, kill_grace_period: float, xcom_max_size: int,
-        stop_requested: Callable[[], bool], try_number: int, encryptor: Callable[[], Encryptor],
-        outage_tolerance: float = 0.0, self_fence_after: float | None = None,
+        self,
+        *,
+        db: Database,
+        target: TryTarget,
+        try_row_id: int,
+        limits: Limits,
+        say: Say,
+        poll_interval: float,
+        heartbeat_interval: float,
+        kill_grace_period: float,
+        xcom_max_size: int,
+        stop_requested: Callable[[], bool],
+        try_number: int,
+        encryptor: Callable[[], Encryptor],
+        outage_tolerance: float = 0.0,
+        self_fence_after: float | None = None,
     ) -> None:
         self.db = db
         self.target = target
@@ -256,8 +275,17 @@ class TaskWatch:
         if isinstance(message, TaskDone):
             self._send(sock, Ack())
             return message
-        self._send(sock, handle(self.db, self.target, message, self.xcom_max_size, self.encryptor,
-                                outage_tolerance=self.outage_tolerance))
+        self._send(
+            sock,
+            handle(
+                self.db,
+                self.target,
+                message,
+                self.xcom_max_size,
+                self.encryptor,
+                outage_tolerance=self.outage_tolerance,
+            ),
+        )
         return None
 
     @staticmethod
@@ -273,9 +301,15 @@ class TaskWatch:
 
         Returns False when it is not (nothing was written): someone else ended the try.
         """
-        result = conn.execute(_HEARTBEAT, {
-            "row_id": try_row_id, "now": datetime.now(UTC), "ti_id": ti_id, "running_try": try_number,
-        })
+        result = conn.execute(
+            _HEARTBEAT,
+            {
+                "row_id": try_row_id,
+                "now": datetime.now(UTC),
+                "ti_id": ti_id,
+                "running_try": try_number,
+            },
+        )
         return bool(result.rowcount)
 
     def _heartbeat(self) -> tuple[str, int] | None:
@@ -289,8 +323,11 @@ class TaskWatch:
                 return None
         except Exception as exc:  # noqa: BLE001 - a DB hiccup must not kill the try; the next beat retries
             if not self._outage:
-                log.warning("heartbeat of task_try %d failed (retrying every beat): %s", self.try_row_id,
-                            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+                log.warning(
+                    "heartbeat of task_try %d failed (retrying every beat): %s",
+                    self.try_row_id,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                )
                 self.say("heartbeat failed: the database is unreachable; the task goes on", "WARNING")
             self._outage = True
             return None
@@ -370,16 +407,24 @@ class TaskWatch:
             self.tree.kill()
             kill.reason = EndReason.MEMORY_LIMIT_EXCEEDED
         elif timeout_at is not None and now >= timeout_at:
-            self._terminate(kill, now, EndReason.TIMEOUT,
-                            f"execution_timeout of {self.limits.execution_timeout:g} s exceeded", "ERROR")
+            self._terminate(
+                kill,
+                now,
+                EndReason.TIMEOUT,
+                f"execution_timeout of {self.limits.execution_timeout:g} s exceeded",
+                "ERROR",
+            )
         elif self.stop_requested():
             self._terminate(kill, now, EndReason.KILLED, "the supervisor was told to stop (SIGTERM)", "WARNING")
 
     def _terminate(self, kill: _Kill, now: float, reason: EndReason, error: str, level: str) -> None:
         """SIGTERM the tree now, SIGKILL after ``kill_grace_period`` (see :meth:`_escalate`)."""
         kill.reason, kill.error, kill.escalate_at = reason, error, now + self.kill_grace_period
-        how = ("stopping the task (SIGTERM, SIGKILL in" if reason is EndReason.EXTERNALLY_SET
-               else "sending SIGTERM to the task's processes (SIGKILL in")
+        how = (
+            "stopping the task (SIGTERM, SIGKILL in"
+            if reason is EndReason.EXTERNALLY_SET
+            else "sending SIGTERM to the task's processes (SIGKILL in"
+        )
         self.say(f"{error}; {how} {self.kill_grace_period:g} s)", level)
         self.tree.terminate()
 
@@ -396,8 +441,10 @@ class TaskWatch:
         silent = now - self._last_beat_ok
         if self.self_fence_after is not None and silent > self.self_fence_after and kill.reason is None:
             kill.reason = EndReason.ZOMBIE
-            kill.error = (f"no heartbeat reached the database for {silent:.0f} s: stopped the task, so that a "
-                          f"scheduler that judges it dead cannot retry it beside this one")
+            kill.error = (
+                f"no heartbeat reached the database for {silent:.0f} s: stopped the task, so that a "
+                f"scheduler that judges it dead cannot retry it beside this one"
+            )
             self.say(f"{kill.error}; sending SIGKILL", "ERROR")
             self.tree.kill()
             return
@@ -405,8 +452,13 @@ class TaskWatch:
             return
         kill.external_state = changed[0]
         also = f" (try {changed[1]})" if changed[1] != self.try_number else ""
-        self._terminate(kill, now, EndReason.EXTERNALLY_SET,
-                        f"task instance was set to {kill.external_state}{also} from outside (by a user)", "WARNING")
+        self._terminate(
+            kill,
+            now,
+            EndReason.EXTERNALLY_SET,
+            f"task instance was set to {kill.external_state}{also} from outside (by a user)",
+            "WARNING",
+        )
 
     def _drain(self, sock: socket.socket, buffer: LineBuffer) -> TaskDone | None:
         """Serve what the task sent just before it exited (non-blocking)."""

@@ -37,13 +37,18 @@ class RecentRuns(BaseModel):
 def recent_runs(request: Request, limit: Annotated[int, Query(ge=1, le=50)] = 10) -> RecentRuns:
     """The newest ``limit`` runs of every DAG, in one query (a window function)."""
     ranked = select(
-        DagRun.dag_id, DagRun.run_id, DagRun.state, DagRun.id,
-        func.row_number().over(partition_by=DagRun.dag_id,
-                               order_by=(DagRun.logical_date.desc().nulls_last(), DagRun.id.desc())).label("rn"),
+        DagRun.dag_id,
+        DagRun.run_id,
+        DagRun.state,
+        DagRun.id,
+        func.row_number()
+        .over(partition_by=DagRun.dag_id, order_by=(DagRun.logical_date.desc().nulls_last(), DagRun.id.desc()))
+        .label("rn"),
     ).subquery()
     with get_db(request).read_session() as session:
         rows = session.execute(
-            select(ranked.c.dag_id, ranked.c.run_id, ranked.c.state).where(ranked.c.rn <= limit)
+            select(ranked.c.dag_id, ranked.c.run_id, ranked.c.state)
+            .where(ranked.c.rn <= limit)
             .order_by(ranked.c.dag_id, ranked.c.rn.desc())
         ).all()
     out: dict[str, list[tuple[str, str]]] = {}

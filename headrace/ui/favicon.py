@@ -20,8 +20,11 @@ ICON_MAX_AGE = 86400
 @router.get("/favicon.ico")
 def favicon() -> FileResponse:
     """The site icon."""
-    return FileResponse(STATIC_DIR / "favicon.ico", media_type="image/x-icon",
-                        headers={"Cache-Control": f"public, max-age={ICON_MAX_AGE}"})
+    return FileResponse(
+        STATIC_DIR / "favicon.ico",
+        media_type="image/x-icon",
+        headers={"Cache-Control": f"public, max-age={ICON_MAX_AGE}"},
+    )
 
 
 __all__ = ["router"]

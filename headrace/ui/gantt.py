@@ -38,8 +38,14 @@ QUEUED_STATES = frozenset({TaskInstanceState.QUEUED.value, TaskInstanceState.SCH
 def gantt_page(dag_id: str, run_id: str, request: Request) -> Response:
     """The Gantt chart of DAG run ``run_id`` (404 page for an unknown DAG or run)."""
     ctx = dag_page_context(request, dag_id, run_id)
-    return page(request, "gantt.html", status_code=404 if ctx["missing"] else 200,
-                title=f"{dag_id} · {run_id} · Gantt", tab="gantt", **ctx)
+    return page(
+        request,
+        "gantt.html",
+        status_code=404 if ctx["missing"] else 200,
+        title=f"{dag_id} · {run_id} · Gantt",
+        tab="gantt",
+        **ctx,
+    )
 
 
 def gantt_of_run(session: Session, dag_id: str, run_id: str, *, now: datetime) -> dict[str, Any]:
@@ -92,22 +98,24 @@ def gantt_of_run(session: Session, dag_id: str, run_id: str, *, now: datetime) -
     for t in sorted(tries, key=lambda t: (row_rank[t.task_id], t.try_number)):
         running = t.end_date is None
         tried.add((t.task_id, t.try_number))
-        bars.append({
-            "task_id": t.task_id,
-            "try_number": t.try_number,
-            "state": t.state,
-            "end_reason": t.end_reason,
-            "start_date": iso(t.start_date),
-            "end_date": iso(t.end_date),
-            "duration": seconds(t.start_date, t.end_date or now),
-            "running": running,
-            "hostname": t.hostname,
-            "pid": t.pid,
-            "exit_code": t.exit_code,
-            "peak_rss_bytes": t.peak_rss_bytes,
-            "cpu_seconds": t.cpu_seconds,
-            "error": t.error,
-        })
+        bars.append(
+            {
+                "task_id": t.task_id,
+                "try_number": t.try_number,
+                "state": t.state,
+                "end_reason": t.end_reason,
+                "start_date": iso(t.start_date),
+                "end_date": iso(t.end_date),
+                "duration": seconds(t.start_date, t.end_date or now),
+                "running": running,
+                "hostname": t.hostname,
+                "pid": t.pid,
+                "exit_code": t.exit_code,
+                "peak_rss_bytes": t.peak_rss_bytes,
+                "cpu_seconds": t.cpu_seconds,
+                "error": t.error,
+            }
+        )
 
     starts = {(t.task_id, t.try_number): t.start_date for t in tries}
     waits = []
@@ -117,14 +125,16 @@ def gantt_of_run(session: Session, dag_id: str, run_id: str, *, now: datetime) -
         started = starts.get((ti.task_id, ti.try_number))
         if started is None and ti.state not in QUEUED_STATES:
             continue  # ended without a try row (e.g. marked by hand): no wait to show
-        waits.append({
-            "task_id": ti.task_id,
-            "try_number": ti.try_number,
-            "queued_at": iso(ti.queued_at),
-            "start_date": iso(started),
-            "duration": seconds(ti.queued_at, started or now),
-            "state": ti.state,
-        })
+        waits.append(
+            {
+                "task_id": ti.task_id,
+                "try_number": ti.try_number,
+                "queued_at": iso(ti.queued_at),
+                "start_date": iso(started),
+                "duration": seconds(ti.queued_at, started or now),
+                "state": ti.state,
+            }
+        )
 
     return {
         "dag_id": run.dag_id,

@@ -17,7 +17,13 @@ from headrace.api.auth import get_db, require
 from headrace.db.models import DagRun, TaskInstance
 from headrace.exceptions import DagRunNotFound
 from headrace.ui.queries import (
-    RUN_COLUMNS, RUN_FINISHED, GridRun, current_tasks, grid_run, newest_runs, topological_order,
+    RUN_COLUMNS,
+    RUN_FINISHED,
+    GridRun,
+    current_tasks,
+    grid_run,
+    newest_runs,
+    topological_order,
 )
 from headrace.ui.render import dag_context, login_redirect, page, session_principal
 
@@ -30,8 +36,9 @@ def graph_page(request: Request, dag_id: str, run_id: str | None = None) -> Resp
     """The DAG laid out by dagre, nodes coloured by the selected run's task states, live."""
     if session_principal(request) is None:
         return login_redirect(request)
-    return page(request, "graph.html", title=f"{dag_id} · graph", tab="graph", run_id=run_id,
-                **dag_context(request, dag_id))
+    return page(
+        request, "graph.html", title=f"{dag_id} · graph", tab="graph", run_id=run_id, **dag_context(request, dag_id)
+    )
 
 
 class GraphNode(BaseModel):
@@ -67,21 +74,34 @@ def graph(request: Request, dag_id: str, run_id: str | None = None) -> Graph:
         recent = newest_runs(session, dag_id, 25)
         selected: Any = None
         if run_id is not None:
-            selected = next((r for r in recent if r.run_id == run_id), None) or session.execute(
-                select(*RUN_COLUMNS).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first()
+            selected = (
+                next((r for r in recent if r.run_id == run_id), None)
+                or session.execute(select(*RUN_COLUMNS).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first()
+            )
             if selected is None:
                 raise DagRunNotFound(f"DAG {dag_id!r} has no run {run_id!r}", dag_id=dag_id, run_id=run_id)
         elif recent:
             selected = recent[0]
         states: dict[str, str] = {}
         if selected is not None:
-            states = {task_id: state for task_id, state in session.execute(
-                select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == selected.id))}
+            states = {
+                task_id: state
+                for task_id, state in session.execute(
+                    select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == selected.id)
+                )
+            }
     nodes = [GraphNode(id=tid, operator=str(tasks[tid].get("operator", ""))) for tid in topological_order(tasks)]
     edges = [(tid, down) for tid in sorted(tasks) for down in sorted(tasks[tid].get("downstream_task_ids", ()))]
     unfinished = selected is not None and selected.state not in RUN_FINISHED
-    return Graph(dag_id=dag_id, nodes=nodes, edges=edges, run=grid_run(selected) if selected is not None else None,
-                 states=states, runs=[grid_run(r) for r in recent], unfinished=unfinished)
+    return Graph(
+        dag_id=dag_id,
+        nodes=nodes,
+        edges=edges,
+        run=grid_run(selected) if selected is not None else None,
+        states=states,
+        runs=[grid_run(r) for r in recent],
+        unfinished=unfinished,
+    )
 
 
 __all__ = ["Graph", "GraphNode", "data_router", "graph", "router"]

@@ -47,8 +47,9 @@ def grid_page(request: Request, dag_id: str, run_id: str | None = None) -> Respo
     """Runs × tasks coloured by state, live; Trigger, and Clear / Mark for the selected run."""
     if session_principal(request) is None:
         return login_redirect(request)
-    return page(request, "grid.html", title=f"{dag_id} · grid", tab="grid", run_id=run_id,
-                **dag_context(request, dag_id))
+    return page(
+        request, "grid.html", title=f"{dag_id} · grid", tab="grid", run_id=run_id, **dag_context(request, dag_id)
+    )
 
 
 class Grid(BaseModel):
@@ -67,8 +68,12 @@ class Grid(BaseModel):
 
 
 @data_router.get("/dags/{dag_id}/grid", response_model=Grid)
-def grid(request: Request, dag_id: str, num_runs: Annotated[int, Query(ge=1, le=500)] = 25,
-         offset: Annotated[int, Query(ge=0)] = 0) -> Grid:
+def grid(
+    request: Request,
+    dag_id: str,
+    num_runs: Annotated[int, Query(ge=1, le=500)] = 25,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Grid:
     """The newest ``num_runs`` runs (skipping ``offset`` newer ones) × all tasks, compactly.
 
     Raises ``DagNotFound`` (404). Three queries: the DAG's version, its runs, their task instances.
@@ -88,7 +93,8 @@ def grid(request: Request, dag_id: str, num_runs: Annotated[int, Query(ge=1, le=
             code = case(_CODE_OF, value=TaskInstance.state, else_="n")
             rows = session.execute(
                 select(TaskInstance.dag_run_id, func.aggregate_strings(code + TaskInstance.task_id, _SEP))
-                .where(TaskInstance.dag_run_id.in_(list(column))).group_by(TaskInstance.dag_run_id)
+                .where(TaskInstance.dag_run_id.in_(list(column)))
+                .group_by(TaskInstance.dag_run_id)
             ).all()
             for run_pk, packed in rows:
                 line = cells[column[run_pk]]
@@ -101,9 +107,15 @@ def grid(request: Request, dag_id: str, num_runs: Annotated[int, Query(ge=1, le=
                         for other in cells:
                             other.append("-")
                     line[j] = item[0]
-    return Grid(dag_id=dag_id, task_ids=task_ids, runs=[grid_run(r) for r in runs],
-                states=["".join(line) for line in cells], codes=STATE_CODES, total_runs=total,
-                unfinished=unfinished)
+    return Grid(
+        dag_id=dag_id,
+        task_ids=task_ids,
+        runs=[grid_run(r) for r in runs],
+        states=["".join(line) for line in cells],
+        codes=STATE_CODES,
+        total_runs=total,
+        unfinished=unfinished,
+    )
 
 
 __all__ = ["STATE_CODES", "Grid", "data_router", "grid", "router"]

@@ -27,13 +27,21 @@ def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 —
     """The login form (already logged in: go to ``next``)."""
     if session_principal(request) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
-    return templates.TemplateResponse(request, "login.html", {"next": _safe_next(next), "csrf_token": csrf_token(request),
-                                                              "error": None, "title": "Log in", "user": None})
+    return templates.TemplateResponse(
+        request,
+        "login.html",
+        {"next": _safe_next(next), "csrf_token": csrf_token(request), "error": None, "title": "Log in", "user": None},
+    )
 
 
 @router.post("/login")
-def login_submit(request: Request, username: str = Form(""), password: str = Form(""),
-                 csrf_token_field: str = Form("", alias="csrf_token"), next: str = Form("/")) -> Response:  # noqa: A002
+def login_submit(
+    request: Request,
+    username: str = Form(""),
+    password: str = Form(""),
+    csrf_token_field: str = Form("", alias="csrf_token"),
+    next: str = Form("/"),  # noqa: A002 - the form field's name (Airflow's ?next=)
+) -> Response:
     """Check the CSRF token and password; on success start the session and redirect to ``next`` (303).
 
     A wrong password or CSRF token re-renders the form with the message (401 / 403).
@@ -46,10 +54,18 @@ def login_submit(request: Request, username: str = Form(""), password: str = For
             login_session(request, user)
     except (AuthenticationError, PermissionDenied) as exc:
         return templates.TemplateResponse(
-            request, "login.html",
-            {"next": target, "csrf_token": csrf_token(request), "error": str(exc), "title": "Log in", "user": None,
-             "username": username},
-            status_code=exc.http_status)
+            request,
+            "login.html",
+            {
+                "next": target,
+                "csrf_token": csrf_token(request),
+                "error": str(exc),
+                "title": "Log in",
+                "user": None,
+                "username": username,
+            },
+            status_code=exc.http_status,
+        )
     return RedirectResponse(target, status_code=303)
 
 

@@ -30,23 +30,41 @@ class GridRun(BaseModel):
     end_date: datetime | None
 
 
-RUN_COLUMNS = (DagRun.id, DagRun.run_id, DagRun.state, DagRun.run_type, DagRun.logical_date, DagRun.start_date,
-               DagRun.end_date)
+RUN_COLUMNS = (
+    DagRun.id,
+    DagRun.run_id,
+    DagRun.state,
+    DagRun.run_type,
+    DagRun.logical_date,
+    DagRun.start_date,
+    DagRun.end_date,
+)
 """The columns :func:`grid_run` reads (plus the primary key)."""
 
 
 def grid_run(row: Any) -> GridRun:
     """A :class:`GridRun` from a row of :data:`RUN_COLUMNS`."""
-    return GridRun(run_id=row.run_id, state=row.state, run_type=row.run_type, logical_date=row.logical_date,
-                   start_date=row.start_date, end_date=row.end_date)
+    return GridRun(
+        run_id=row.run_id,
+        state=row.state,
+        run_type=row.run_type,
+        logical_date=row.logical_date,
+        start_date=row.start_date,
+        end_date=row.end_date,
+    )
 
 
 def newest_runs(session: Session, dag_id: str, limit: int, offset: int = 0) -> list[Any]:
     """Rows of :data:`RUN_COLUMNS` of the DAG's newest runs (by logical date), newest first."""
-    return list(session.execute(
-        select(*RUN_COLUMNS).where(DagRun.dag_id == dag_id)
-        .order_by(DagRun.logical_date.desc().nulls_last(), DagRun.id.desc()).limit(limit).offset(offset)
-    ).all())
+    return list(
+        session.execute(
+            select(*RUN_COLUMNS)
+            .where(DagRun.dag_id == dag_id)
+            .order_by(DagRun.logical_date.desc().nulls_last(), DagRun.id.desc())
+            .limit(limit)
+            .offset(offset)
+        ).all()
+    )
 
 
 def topological_order(tasks: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -102,5 +120,17 @@ def seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 3)
 
 
-__all__ = ["RUN_COLUMNS", "RUN_FINISHED", "GridRun", "current_serialized", "current_tasks", "get_run", "grid_run",
-           "iso", "newest_runs", "run_tasks", "seconds", "topological_order"]
+__all__ = [
+    "RUN_COLUMNS",
+    "RUN_FINISHED",
+    "GridRun",
+    "current_serialized",
+    "current_tasks",
+    "get_run",
+    "grid_run",
+    "iso",
+    "newest_runs",
+    "run_tasks",
+    "seconds",
+    "topological_order",
+]

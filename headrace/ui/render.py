@@ -80,8 +80,13 @@ def page(request: Request, template: str, *, status_code: int = 200, **ctx: Any)
     who = session_principal(request)
     if who is None:
         return login_redirect(request)
-    context = {"user": who, "csrf_token": csrf_token(request), "can_operate": role_allows(who.role, "operator"),
-               "title": "headrace", **ctx}
+    context = {
+        "user": who,
+        "csrf_token": csrf_token(request),
+        "can_operate": role_allows(who.role, "operator"),
+        "title": "headrace",
+        **ctx,
+    }
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
@@ -92,8 +97,14 @@ def error_page(request: Request, status_code: int, message: str) -> Response:
     """
     if session_principal(request) is None:
         return login_redirect(request)
-    return page(request, "error.html", status_code=status_code, title=f"Error {status_code}",
-                status=status_code, message=message)
+    return page(
+        request,
+        "error.html",
+        status_code=status_code,
+        title=f"Error {status_code}",
+        status=status_code,
+        message=message,
+    )
 
 
 def dag_header(session: Session, dag_id: str) -> dict[str, Any] | None:
@@ -105,10 +116,19 @@ def dag_header(session: Session, dag_id: str) -> dict[str, Any] | None:
     dag = session.get(DagModel, dag_id)
     if dag is None:
         return None
-    warnings = [{"warning_type": w.warning_type, "message": w.message}
-                for w in queries.dag_warnings(session, [dag_id]).get(dag_id, ())]
-    return {"dag_id": dag_id, "is_paused": dag.is_paused, "schedule": dag.schedule, "fileloc": dag.fileloc,
-            "description": dag.description, "nav": "dags", "warnings": warnings}
+    warnings = [
+        {"warning_type": w.warning_type, "message": w.message}
+        for w in queries.dag_warnings(session, [dag_id]).get(dag_id, ())
+    ]
+    return {
+        "dag_id": dag_id,
+        "is_paused": dag.is_paused,
+        "schedule": dag.schedule,
+        "fileloc": dag.fileloc,
+        "description": dag.description,
+        "nav": "dags",
+        "warnings": warnings,
+    }
 
 
 def dag_context(request: Request, dag_id: str) -> dict[str, Any]:
@@ -126,7 +146,9 @@ def dag_context(request: Request, dag_id: str) -> dict[str, Any]:
 
 def run_exists(session: Session, dag_id: str, run_id: str) -> bool:
     """True if DAG ``dag_id`` has a DAG run ``run_id``."""
-    return session.scalars(select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first() is not None
+    return (
+        session.scalars(select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).first() is not None
+    )
 
 
 def dag_page_context(request: Request, dag_id: str, run_id: str | None) -> dict[str, Any]:
@@ -134,8 +156,17 @@ def dag_page_context(request: Request, dag_id: str, run_id: str | None) -> dict[
 
     ``missing`` is the message when the DAG (or the DAG run ``run_id``) is unknown, else ``None``.
     """
-    ctx: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "nav": "dags", "missing": None, "dag_found": False,
-                           "is_paused": False, "schedule": None, "description": None, "warnings": []}
+    ctx: dict[str, Any] = {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "nav": "dags",
+        "missing": None,
+        "dag_found": False,
+        "is_paused": False,
+        "schedule": None,
+        "description": None,
+        "warnings": [],
+    }
     with get_db(request).read_session() as session:
         header = dag_header(session, dag_id)
         if header is None:
@@ -147,5 +178,16 @@ def dag_page_context(request: Request, dag_id: str, run_id: str | None) -> dict[
     return ctx
 
 
-__all__ = ["STATIC_DIR", "TEMPLATES_DIR", "dag_context", "dag_header", "dag_page_context", "error_page",
-           "login_redirect", "page", "run_exists", "session_principal", "templates"]
+__all__ = [
+    "STATIC_DIR",
+    "TEMPLATES_DIR",
+    "dag_context",
+    "dag_header",
+    "dag_page_context",
+    "error_page",
+    "login_redirect",
+    "page",
+    "run_exists",
+    "session_principal",
+    "templates",
+]

@@ -45,13 +45,18 @@ DEFAULT_SERIES = 20
 
 
 @router.get("/dags/{dag_id}/resources")
-def resources_page(
-    dag_id: str, request: Request, runs: int = Query(DEFAULT_RUNS, ge=1, le=MAX_RUNS)
-) -> Response:
+def resources_page(dag_id: str, request: Request, runs: int = Query(DEFAULT_RUNS, ge=1, le=MAX_RUNS)) -> Response:
     """Peak memory and duration per task over the DAG's last ``runs`` runs (404 page for an unknown DAG)."""
     ctx = dag_page_context(request, dag_id, None)
-    return page(request, "resources.html", status_code=404 if ctx["missing"] else 200,
-                title=f"{dag_id} · resources", tab="resources", runs=runs, **ctx)
+    return page(
+        request,
+        "resources.html",
+        status_code=404 if ctx["missing"] else 200,
+        title=f"{dag_id} · resources",
+        tab="resources",
+        runs=runs,
+        **ctx,
+    )
 
 
 def _limits(serialized: Mapping[str, Any]) -> dict[str, int | None]:
@@ -72,27 +77,29 @@ def _number(value: Any, digits: int | None = None) -> Any:
     return round(float(value)) if digits is None else round(float(value), digits)
 
 
-def _summaries(
-    session: Session, run_pks: list[int], limits: Mapping[str, int | None]
-) -> list[dict[str, Any]]:
+def _summaries(session: Session, run_pks: list[int], limits: Mapping[str, int | None]) -> list[dict[str, Any]]:
     """One summary per task with a try in the DAG runs ``run_pks`` or in ``limits``; aggregated in the database."""
     duration = _duration_sql(session)
-    rows = session.execute(
-        select(
-            TaskTry.task_id,
-            func.count(),
-            func.count(distinct(TaskInstance.dag_run_id)),
-            func.max(TaskTry.peak_rss_bytes),
-            func.avg(TaskTry.peak_rss_bytes),
-            func.max(duration),
-            func.avg(duration),
-            func.max(TaskTry.cpu_seconds),
-            func.sum(case((TaskTry.end_reason == EndReason.MEMORY_LIMIT_EXCEEDED.value, 1), else_=0)),
-        )
-        .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
-        .where(TaskInstance.dag_run_id.in_(run_pks))
-        .group_by(TaskTry.task_id)
-    ).all() if run_pks else []
+    rows = (
+        session.execute(
+            select(
+                TaskTry.task_id,
+                func.count(),
+                func.count(distinct(TaskInstance.dag_run_id)),
+                func.max(TaskTry.peak_rss_bytes),
+                func.avg(TaskTry.peak_rss_bytes),
+                func.max(duration),
+                func.avg(duration),
+                func.max(TaskTry.cpu_seconds),
+                func.sum(case((TaskTry.end_reason == EndReason.MEMORY_LIMIT_EXCEEDED.value, 1), else_=0)),
+            )
+            .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
+            .where(TaskInstance.dag_run_id.in_(run_pks))
+            .group_by(TaskTry.task_id)
+        ).all()
+        if run_pks
+        else []
+    )
     measured = {row[0]: row for row in rows}
     out = []
     for task_id in set(limits) | set(measured):
@@ -101,29 +108,28 @@ def _summaries(
             task_id, (task_id, 0, 0, None, None, None, None, None, 0)
         )
         max_peak = _number(max_peak)
-        out.append({
-            "task_id": task_id,
-            "memory_limit_bytes": limit,
-            "tries": int(tries),
-            "runs": int(n_runs),
-            "max_peak_rss_bytes": max_peak,
-            "mean_peak_rss_bytes": _number(mean_peak),
-            "pct_of_limit": round(100.0 * max_peak / limit, 1) if max_peak is not None and limit else None,
-            "max_duration": _number(max_dur, 3),
-            "mean_duration": _number(mean_dur, 3),
-            "max_cpu_seconds": _number(max_cpu, 3),
-            "memory_limit_exceeded": int(over or 0),
-        })
+        out.append(
+            {
+                "task_id": task_id,
+                "memory_limit_bytes": limit,
+                "tries": int(tries),
+                "runs": int(n_runs),
+                "max_peak_rss_bytes": max_peak,
+                "mean_peak_rss_bytes": _number(mean_peak),
+                "pct_of_limit": round(100.0 * max_peak / limit, 1) if max_peak is not None and limit else None,
+                "max_duration": _number(max_dur, 3),
+                "mean_duration": _number(mean_dur, 3),
+                "max_cpu_seconds": _number(max_cpu, 3),
+                "memory_limit_exceeded": int(over or 0),
+            }
+        )
     out.sort(key=lambda s: (s["max_peak_rss_bytes"] is None, -(s["max_peak_rss_bytes"] or 0), s["task_id"]))
     return out
 
 
 def _latest_runs(session: Session, dag_id: str, runs: int) -> list[DagRun]:
     newest_first = session.scalars(
-        select(DagRun)
-        .where(DagRun.dag_id == dag_id)
-        .order_by(DagRun.queued_at.desc(), DagRun.id.desc())
-        .limit(runs)
+        select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.queued_at.desc(), DagRun.id.desc()).limit(runs)
     ).all()
     return list(reversed(newest_first))
 
@@ -132,7 +138,9 @@ def _version_limits(session: Session, version_ids: set[int]) -> dict[int, dict[s
     """``{dag_version pk: {task_id: memory_limit bytes or None}}``."""
     if not version_ids:
         return {}
-    return {v.id: _limits(v.serialized) for v in session.scalars(select(DagVersion).where(DagVersion.id.in_(version_ids)))}
+    return {
+        v.id: _limits(v.serialized) for v in session.scalars(select(DagVersion).where(DagVersion.id.in_(version_ids)))
+    }
 
 
 def _series(
@@ -146,8 +154,15 @@ def _series(
     version_of = {r.id: r.dag_version_id for r in dag_runs}
     rows = session.execute(
         select(
-            TaskTry.task_id, TaskTry.run_id, TaskTry.try_number, TaskTry.state, TaskTry.end_reason,
-            TaskTry.start_date, TaskTry.end_date, TaskTry.peak_rss_bytes, TaskTry.cpu_seconds,
+            TaskTry.task_id,
+            TaskTry.run_id,
+            TaskTry.try_number,
+            TaskTry.state,
+            TaskTry.end_reason,
+            TaskTry.start_date,
+            TaskTry.end_date,
+            TaskTry.peak_rss_bytes,
+            TaskTry.cpu_seconds,
             TaskInstance.dag_run_id,
         )
         .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
@@ -155,19 +170,21 @@ def _series(
     ).all()
     out: dict[str, list[dict[str, Any]]] = {tid: [] for tid in task_ids}
     for task_id, run_id, try_number, state, end_reason, start, end, peak, cpu, run_pk in rows:
-        out[task_id].append({
-            "run_id": run_id,
-            "run_index": run_index[run_pk],
-            "try_number": try_number,
-            "state": state,
-            "end_reason": end_reason,
-            "start_date": iso(start),
-            "duration": seconds(start, end or now),
-            "running": end is None,
-            "peak_rss_bytes": peak,
-            "cpu_seconds": cpu,
-            "memory_limit_bytes": limits.get(version_of[run_pk], {}).get(task_id),
-        })
+        out[task_id].append(
+            {
+                "run_id": run_id,
+                "run_index": run_index[run_pk],
+                "try_number": try_number,
+                "state": state,
+                "end_reason": end_reason,
+                "start_date": iso(start),
+                "duration": seconds(start, end or now),
+                "running": end is None,
+                "peak_rss_bytes": peak,
+                "cpu_seconds": cpu,
+                "memory_limit_bytes": limits.get(version_of[run_pk], {}).get(task_id),
+            }
+        )
     for tries in out.values():
         tries.sort(key=lambda t: (t["run_index"], t["try_number"]))
     return out

@@ -10,9 +10,23 @@ from fastapi import APIRouter
 from headrace.ui import dags, favicon, gantt, graph, grid, login, pools, resources, task_instance, trigger
 
 ROUTERS: list[APIRouter] = [login.router, favicon.router]
-ROUTERS += [dags.router, grid.router, graph.router, task_instance.router, trigger.router, gantt.router,
-            resources.router, pools.router]  # pages
-ROUTERS += [dags.data_router, grid.data_router, graph.data_router, task_instance.data_router, gantt.data_router,
-            resources.data_router]  # their data under /ui/data
+ROUTERS += [
+    dags.router,
+    grid.router,
+    graph.router,
+    task_instance.router,
+    trigger.router,
+    gantt.router,
+    resources.router,
+    pools.router,
+]  # pages
+ROUTERS += [
+    dags.data_router,
+    grid.data_router,
+    graph.data_router,
+    task_instance.data_router,
+    gantt.data_router,
+    resources.data_router,
+]  # their data under /ui/data
 
 __all__ = ["ROUTERS"]

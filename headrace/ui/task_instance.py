@@ -32,7 +32,9 @@ FAILED_UPSTREAM = frozenset({TaskInstanceState.FAILED.value, TaskInstanceState.U
 
 
 @router.get("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}")
-def task_instance_page(request: Request, dag_id: str, run_id: str, task_id: str, try_number: int | None = None) -> Response:
+def task_instance_page(
+    request: Request, dag_id: str, run_id: str, task_id: str, try_number: int | None = None
+) -> Response:
     """A task instance: its tries (process identity, memory, CPU, exit) and a log viewer per try.
 
     Raises ``DagNotFound`` / ``DagRunNotFound`` / ``TaskNotFound`` (the 404 error page).
@@ -44,15 +46,33 @@ def task_instance_page(request: Request, dag_id: str, run_id: str, task_id: str,
         try:
             run = get_run(session, dag_id, run_id)
         except DagRunNotFound:
-            raise DagRunNotFound(f"DAG {dag_id!r} has no run {run_id!r}; see its runs at /dags/{dag_id}/grid",
-                                 dag_id=dag_id, run_id=run_id) from None
-        has_ti = session.scalars(select(TaskInstance.id).where(TaskInstance.dag_run_id == run.id,
-                                                               TaskInstance.task_id == task_id)).first() is not None
+            raise DagRunNotFound(
+                f"DAG {dag_id!r} has no run {run_id!r}; see its runs at /dags/{dag_id}/grid",
+                dag_id=dag_id,
+                run_id=run_id,
+            ) from None
+        has_ti = (
+            session.scalars(
+                select(TaskInstance.id).where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
+            ).first()
+            is not None
+        )
         if not has_ti and task_id not in run_tasks(session, run):
-            raise TaskNotFound(f"DAG run {run_id!r} of {dag_id!r} has no task {task_id!r}",
-                               dag_id=dag_id, run_id=run_id, task_id=task_id)
-    return page(request, "task_instance.html", title=f"{task_id} · {dag_id}", run_id=run_id, task_id=task_id,
-                try_number=try_number, **ctx)
+            raise TaskNotFound(
+                f"DAG run {run_id!r} of {dag_id!r} has no task {task_id!r}",
+                dag_id=dag_id,
+                run_id=run_id,
+                task_id=task_id,
+            )
+    return page(
+        request,
+        "task_instance.html",
+        title=f"{task_id} · {dag_id}",
+        run_id=run_id,
+        task_id=task_id,
+        try_number=try_number,
+        **ctx,
+    )
 
 
 def upstream_of(session: Session, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
@@ -65,18 +85,32 @@ def upstream_of(session: Session, dag_id: str, run_id: str, task_id: str) -> dic
     run = get_run(session, dag_id, run_id)
     task = run_tasks(session, run).get(task_id, {})
     upstream_ids = sorted(task.get("upstream_task_ids", ()))
-    states: dict[str, str] = dict(session.execute(
-        select(TaskInstance.task_id, TaskInstance.state)
-        .where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id.in_(upstream_ids))
-    ).tuples().all()) if upstream_ids else {}
+    states: dict[str, str] = (
+        dict(
+            session.execute(
+                select(TaskInstance.task_id, TaskInstance.state).where(
+                    TaskInstance.dag_run_id == run.id, TaskInstance.task_id.in_(upstream_ids)
+                )
+            )
+            .tuples()
+            .all()
+        )
+        if upstream_ids
+        else {}
+    )
     upstream = [{"task_id": tid, "state": states.get(tid)} for tid in upstream_ids]
-    return {"task_id": task_id, "trigger_rule": task.get("trigger_rule"), "upstream": upstream,
-            "failed": [u["task_id"] for u in upstream if u["state"] in FAILED_UPSTREAM]}
+    return {
+        "task_id": task_id,
+        "trigger_rule": task.get("trigger_rule"),
+        "upstream": upstream,
+        "failed": [u["task_id"] for u in upstream if u["state"] in FAILED_UPSTREAM],
+    }
 
 
 @data_router.get("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}")
-def upstream(dag_id: str, run_id: str, task_id: str, request: Request,
-             _who: Annotated[object, Depends(require("viewer"))]) -> dict[str, Any]:
+def upstream(
+    dag_id: str, run_id: str, task_id: str, request: Request, _who: Annotated[object, Depends(require("viewer"))]
+) -> dict[str, Any]:
     """Upstream tasks of a task instance and their states (see :func:`upstream_of`)."""
     with get_db(request).read_session() as session:
         return upstream_of(session, dag_id, run_id, task_id)

@@ -15,12 +15,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from headrace.webapp import create_app
 from headrace.api.users import create_token, create_user
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.scheduler.runs import trigger_dag
+from headrace.webapp import create_app
 from tests.integration.helpers import FAST, run_scheduler_until_done, write_dag
 
 PASSWORD = "correct horse battery"

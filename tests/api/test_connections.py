@@ -8,9 +8,17 @@ from sqlalchemy import text
 from headrace.db.engine import Database
 from tests.api.conftest import ClientAs
 
-WAREHOUSE = {"conn_id": "warehouse", "conn_type": "postgres", "description": "the DWH", "host": "db.example",
-             "port": 5432, "login": "etl", "schema": "analytics", "password": "hunter2-hunter2",
-             "extra": {"sslmode": "require", "api_key": "k-987654", "nested": {"client_secret": "cs-1234"}}}
+WAREHOUSE = {
+    "conn_id": "warehouse",
+    "conn_type": "postgres",
+    "description": "the DWH",
+    "host": "db.example",
+    "port": 5432,
+    "login": "etl",
+    "schema": "analytics",
+    "password": "hunter2-hunter2",
+    "extra": {"sslmode": "require", "api_key": "k-987654", "nested": {"client_secret": "cs-1234"}},
+}
 
 
 def test_crud_encrypted_and_masked(client_as: ClientAs, anon: TestClient, db: Database) -> None:
@@ -18,8 +26,11 @@ def test_crud_encrypted_and_masked(client_as: ClientAs, anon: TestClient, db: Da
     made = operator.post("/api/v1/connections", json=WAREHOUSE)
     assert made.status_code == 200, made.text
     shown = made.json()
-    assert shown == {**WAREHOUSE, "password": "***",
-                     "extra": {"sslmode": "require", "api_key": "***", "nested": {"client_secret": "***"}}}
+    assert shown == {
+        **WAREHOUSE,
+        "password": "***",
+        "extra": {"sslmode": "require", "api_key": "***", "nested": {"client_secret": "***"}},
+    }
     with db.session() as session:
         password, extra = session.execute(text("SELECT password, extra FROM connection")).one()
     for plaintext in ("hunter2-hunter2", "k-987654", "cs-1234", "sslmode"):
@@ -39,9 +50,13 @@ def test_crud_encrypted_and_masked(client_as: ClientAs, anon: TestClient, db: Da
     bare = operator.post("/api/v1/connections", json={"conn_id": "bare", "conn_type": "http"}).json()
     assert bare["password"] is None and bare["extra"] is None and bare["host"] is None
 
-    for bad in ({"conn_id": "x"}, {"conn_id": "x", "conn_type": "http", "port": 70000},
-                {"conn_id": "x", "conn_type": "http", "extra": [1]}, {"conn_id": "", "conn_type": "http"},
-                {"conn_id": "x", "conn_type": "http", "host": "h\x00"}):
+    for bad in (
+        {"conn_id": "x"},
+        {"conn_id": "x", "conn_type": "http", "port": 70000},
+        {"conn_id": "x", "conn_type": "http", "extra": [1]},
+        {"conn_id": "", "conn_type": "http"},
+        {"conn_id": "x", "conn_type": "http", "host": "h\x00"},
+    ):
         assert operator.post("/api/v1/connections", json=bad).status_code == 422, bad
     assert viewer.post("/api/v1/connections", json={"conn_id": "v", "conn_type": "http"}).status_code == 403
     assert viewer.patch("/api/v1/connections/bare", json={"host": "h"}).status_code == 403
@@ -50,6 +65,9 @@ def test_crud_encrypted_and_masked(client_as: ClientAs, anon: TestClient, db: Da
     assert anon.get("/api/v1/connections/bare").status_code == 401
 
     assert operator.delete("/api/v1/connections/bare").status_code == 204
-    for r in (viewer.get("/api/v1/connections/bare"), operator.patch("/api/v1/connections/bare", json={"host": "h"}),
-              operator.delete("/api/v1/connections/bare")):
+    for r in (
+        viewer.get("/api/v1/connections/bare"),
+        operator.patch("/api/v1/connections/bare", json={"host": "h"}),
+        operator.delete("/api/v1/connections/bare"),
+    ):
         assert r.status_code == 404 and r.json() == {"detail": "connection 'bare' not found", "error": "NotFound"}

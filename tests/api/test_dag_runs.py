@@ -19,8 +19,14 @@ RUNS = "/api/v1/dags/demo/dagRuns"
 
 def test_trigger_get_and_list(api: TestClient, client_as: ClientAs, demo_dag: Settings) -> None:
     operator = client_as("operator")
-    made = operator.post(RUNS, json={"dag_run_id": "first", "logical_date": "2024-03-01T12:00:00+02:00",
-                                     "conf": {"n": 3, "names": ["a", "b"]}})
+    made = operator.post(
+        RUNS,
+        json={
+            "dag_run_id": "first",
+            "logical_date": "2024-03-01T12:00:00+02:00",
+            "conf": {"n": 3, "names": ["a", "b"]},
+        },
+    )
     assert made.status_code == 200, made.text
     run = made.json()
     assert run["dag_run_id"] == "first" and run["dag_id"] == "demo" and run["run_type"] == "manual"
@@ -40,8 +46,9 @@ def test_trigger_get_and_list(api: TestClient, client_as: ClientAs, demo_dag: Se
     assert [r["dag_run_id"] for r in listed["dag_runs"]] == [default["dag_run_id"], "first", naive["dag_run_id"]]
     oldest = api.get(RUNS, params={"order_by": "logical_date", "limit": 1}).json()
     assert [r["dag_run_id"] for r in oldest["dag_runs"]] == [naive["dag_run_id"]] and oldest["total_entries"] == 3
-    window = api.get(RUNS, params={"logical_date_gte": "2024-02-01T00:00:00Z",
-                                   "logical_date_lte": "2024-03-02T00:00:00Z"}).json()
+    window = api.get(
+        RUNS, params={"logical_date_gte": "2024-02-01T00:00:00Z", "logical_date_lte": "2024-03-02T00:00:00Z"}
+    ).json()
     assert [r["dag_run_id"] for r in window["dag_runs"]] == ["first"] and window["total_entries"] == 1
     assert api.get(RUNS, params={"state": "queued"}).json()["total_entries"] == 3
     assert api.get(RUNS, params={"state": "running"}).json()["total_entries"] == 0
@@ -108,8 +115,10 @@ def test_mark_run_success_and_failed(api: TestClient, client_as: ClientAs, db: D
     failed = operator.patch(f"{RUNS}/bad", json={"state": "failed"}).json()
     assert failed["state"] == "failed"
     # Airflow's rule: running → failed, the other unfinished → skipped, finished ones stay.
-    assert _states(db, "bad") == ("failed", {"extract": "success", "explode": "failed", "echo": "skipped",
-                                             "after": "skipped"})
+    assert _states(db, "bad") == (
+        "failed",
+        {"extract": "success", "explode": "failed", "echo": "skipped", "after": "skipped"},
+    )
     # A finished run can be marked the other way; its unfinished task instances (none left) stay.
     again = operator.patch(f"{RUNS}/bad", json={"state": "success"}).json()
     assert again["state"] == "success"

@@ -27,8 +27,12 @@ ALSO_WARNED = """
 def _parse(settings: Settings, db: Database) -> None:
     write_dag(settings, "warned.py", WARNED)
     write_dag(settings, "also_warned.py", ALSO_WARNED)
-    write_dag(settings, "clean.py", 'from headrace import DAG\nfrom headrace.operators import EmptyOperator\n\n'
-                                    'with DAG("clean"):\n    EmptyOperator(task_id="t")\n')
+    write_dag(
+        settings,
+        "clean.py",
+        "from headrace import DAG\nfrom headrace.operators import EmptyOperator\n\n"
+        'with DAG("clean"):\n    EmptyOperator(task_id="t")\n',
+    )
     assert DagProcessor(settings, db).refresh(datetime.now(UTC)).errors == 0
 
 
@@ -38,10 +42,15 @@ def test_list_filter_order_and_page(client_as: ClientAs, anon: TestClient, setti
     body = viewer.get("/api/v1/dagWarnings").json()
     assert body["total_entries"] == 5
     assert [(w["dag_id"], w["message"]) for w in body["dag_warnings"]] == [
-        ("also_warned", "task 't': argument 'depends_on_past' is an Airflow operator argument headrace does not "
-                        "support yet; it is ignored"),
-        ("also_warned", "task 't': argument 'sla' is an Airflow operator argument headrace does not support yet; "
-                        "it is ignored"),
+        (
+            "also_warned",
+            "task 't': argument 'depends_on_past' is an Airflow operator argument headrace does not "
+            "support yet; it is ignored",
+        ),
+        (
+            "also_warned",
+            "task 't': argument 'sla' is an Airflow operator argument headrace does not support yet; it is ignored",
+        ),
     ] + [("warned", m) for m in WARNED_MESSAGES]  # by dag_id, then in parse order
     first = body["dag_warnings"][0]
     assert set(first) == {"dag_id", "warning_type", "message", "timestamp"}
@@ -71,8 +80,13 @@ def test_list_filter_order_and_page(client_as: ClientAs, anon: TestClient, setti
 
 
 def test_bad_filters_are_refused(api: TestClient) -> None:
-    for params in ({"warning_type": "nope"}, {"order_by": "colour"}, {"limit": 0}, {"offset": -1},
-                   {"dag_id": "x" * 251}):
+    for params in (
+        {"warning_type": "nope"},
+        {"order_by": "colour"},
+        {"limit": 0},
+        {"offset": -1},
+        {"dag_id": "x" * 251},
+    ):
         r = api.get("/api/v1/dagWarnings", params=params)
         assert r.status_code == 422, params
     assert api.get("/api/v1/dagWarnings", params={"limit": 5000}).json()["error"] == "InvalidRequest"

@@ -113,8 +113,13 @@ def test_unknown_dag_and_no_login(api: TestClient, anon: TestClient, demo_dag: S
         r = api.get(path)
         assert r.status_code == 404 and r.json() == {"detail": "DAG 'nope' not found", "error": "DagNotFound"}
     assert api.patch("/api/v1/dags/nope", json={"is_paused": True}).status_code == 404
-    for method, path in (("GET", "/api/v1/dags"), ("GET", "/api/v1/dags/demo"), ("PATCH", "/api/v1/dags/demo"),
-                         ("GET", "/api/v1/dags/demo/source"), ("GET", "/api/v1/dags/demo/tasks")):
+    for method, path in (
+        ("GET", "/api/v1/dags"),
+        ("GET", "/api/v1/dags/demo"),
+        ("PATCH", "/api/v1/dags/demo"),
+        ("GET", "/api/v1/dags/demo/source"),
+        ("GET", "/api/v1/dags/demo/tasks"),
+    ):
         r = anon.request(method, path, json={"is_paused": True})
         assert r.status_code == 401 and r.json()["error"] == "AuthenticationError", path
 
@@ -151,8 +156,7 @@ def test_dags_carry_their_warnings(api: TestClient, client_as: ClientAs, demo_da
     assert by_id["demo"]["warnings"] == [] and by_id["batch_0"]["warnings"] == []
     warned = by_id["warned"]["warnings"]
     assert [w["message"] for w in warned] == WARNED_MESSAGES
-    assert [w["warning_type"] for w in warned] == ["unsupported_argument", "unused_default_arg",
-                                                    "unsupported_argument"]
+    assert [w["warning_type"] for w in warned] == ["unsupported_argument", "unused_default_arg", "unsupported_argument"]
     assert all(w["timestamp"] == by_id["warned"]["last_parsed_at"] for w in warned)
     assert set(warned[0]) == {"warning_type", "message", "timestamp"}
 

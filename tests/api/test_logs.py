@@ -28,8 +28,9 @@ from tests.waiting import wait_until
 SECRET = "s3cr3t-pa55word"  # printed by the demo DAG's extract task
 
 
-def test_log_by_offset_with_secrets_masked(api: TestClient, client_as: ClientAs, anon: TestClient,
-                                          finished_run: FinishedRun) -> None:
+def test_log_by_offset_with_secrets_masked(
+    api: TestClient, client_as: ClientAs, anon: TestClient, finished_run: FinishedRun
+) -> None:
     viewer = client_as("viewer")
     url = f"/api/v1/dags/demo/dagRuns/{finished_run.run_id}/taskInstances/extract/logs/1"
     plain = viewer.get(url).json()
@@ -43,8 +44,12 @@ def test_log_by_offset_with_secrets_masked(api: TestClient, client_as: ClientAs,
     assert masked["next_offset"] == plain["next_offset"]  # offsets count the file's bytes, not the masked text
 
     tail = viewer.get(url, params={"offset": plain["next_offset"]}).json()
-    assert tail == {"content": "", "offset": plain["next_offset"], "next_offset": plain["next_offset"],
-                    "finished": True}
+    assert tail == {
+        "content": "",
+        "offset": plain["next_offset"],
+        "next_offset": plain["next_offset"],
+        "finished": True,
+    }
     middle = viewer.get(url, params={"offset": 10}).json()
     assert middle["offset"] == 10 and middle["next_offset"] == plain["next_offset"]
     assert middle["content"] == plain["content"].encode()[10:].decode().replace(SECRET, "***")  # from byte 10, masked
@@ -95,8 +100,7 @@ def scheduler(settings: Settings, db: Database) -> Iterator[Settings]:
     """A real scheduler (LocalExecutor) running in a thread until the test ends."""
     fast = settings.with_overrides(FAST)
     stop = threading.Event()
-    thread = threading.Thread(target=loop.run, args=(fast, db, make_executor(fast)), kwargs={"stop": stop},
-                              daemon=True)
+    thread = threading.Thread(target=loop.run, args=(fast, db, make_executor(fast)), kwargs={"stop": stop}, daemon=True)
     thread.start()
     yield fast
     stop.set()
@@ -123,8 +127,9 @@ def test_stream_follows_a_running_try_until_it_ends(scheduler: Settings, db: Dat
         url = f"{server.url}/api/v1/dags/follow/dagRuns/{run_id}/taskInstances/talk/logs/1"
         received = ""
         ended_before_first_line: bool | None = None
-        with httpx.stream("GET", url, headers={"Authorization": f"Bearer {token}", "Accept": "text/plain"},
-                          timeout=60) as response:
+        with httpx.stream(
+            "GET", url, headers={"Authorization": f"Bearer {token}", "Accept": "text/plain"}, timeout=60
+        ) as response:
             assert response.status_code == 200
             for chunk in response.iter_text():
                 received += chunk

@@ -18,8 +18,15 @@ def test_crud(client_as: ClientAs, anon: TestClient) -> None:
 
     made = operator.post("/api/v1/pools", json={"name": "gpu", "slots": 2, "description": "the GPUs"})
     assert made.status_code == 200, made.text
-    assert made.json() == {"name": "gpu", "slots": 2, "description": "the GPUs", "occupied_slots": 0,
-                           "running_slots": 0, "queued_slots": 0, "open_slots": 2}
+    assert made.json() == {
+        "name": "gpu",
+        "slots": 2,
+        "description": "the GPUs",
+        "occupied_slots": 0,
+        "running_slots": 0,
+        "queued_slots": 0,
+        "open_slots": 2,
+    }
     dup = operator.post("/api/v1/pools", json={"name": "gpu", "slots": 1})
     assert dup.status_code == 409 and dup.json()["error"] == "Conflict"
     assert viewer.get("/api/v1/pools/gpu").json()["slots"] == 2
@@ -30,8 +37,14 @@ def test_crud(client_as: ClientAs, anon: TestClient) -> None:
     page = viewer.get("/api/v1/pools", params={"limit": 1, "offset": 1}).json()
     assert [p["name"] for p in page["pools"]] == ["gpu"] and page["total_entries"] == 2
 
-    for bad in ({"name": "x", "slots": -1}, {"name": "", "slots": 1}, {"name": "x", "slots": 2**31},
-                {"name": "x"}, {"name": "x" * 257, "slots": 1}, {"name": "x", "slots": 1, "colour": "red"}):
+    for bad in (
+        {"name": "x", "slots": -1},
+        {"name": "", "slots": 1},
+        {"name": "x", "slots": 2**31},
+        {"name": "x"},
+        {"name": "x" * 257, "slots": 1},
+        {"name": "x", "slots": 1, "colour": "red"},
+    ):
         assert operator.post("/api/v1/pools", json=bad).status_code == 422, bad
     assert operator.post("/api/v1/pools", json={"name": "a\x00b", "slots": 1}).status_code == 422
 
@@ -43,8 +56,11 @@ def test_crud(client_as: ClientAs, anon: TestClient) -> None:
     refused = operator.delete("/api/v1/pools/default_pool")
     assert refused.status_code == 400 and refused.json()["error"] == "InvalidRequest"
     assert operator.delete("/api/v1/pools/gpu").status_code == 204
-    for r in (viewer.get("/api/v1/pools/gpu"), operator.patch("/api/v1/pools/gpu", json={"slots": 1}),
-              operator.delete("/api/v1/pools/gpu")):
+    for r in (
+        viewer.get("/api/v1/pools/gpu"),
+        operator.patch("/api/v1/pools/gpu", json={"slots": 1}),
+        operator.delete("/api/v1/pools/gpu"),
+    ):
         assert r.status_code == 404 and r.json() == {"detail": "pool 'gpu' not found", "error": "NotFound"}
 
 

@@ -45,8 +45,9 @@ def api_schema(app: FastAPI, db: Database, demo_dag: Settings, api: TestClient) 
     ``demo`` and a run ``r1`` in the DB."""
     with db.session() as session:
         trigger_dag(session, "demo", run_id="r1", now=datetime.now(UTC))
-    return schemathesis.openapi.from_asgi("/api/v1/openapi.json", app,
-                                          headers={"Authorization": api.headers["authorization"]})
+    return schemathesis.openapi.from_asgi(
+        "/api/v1/openapi.json", app, headers={"Authorization": api.headers["authorization"]}
+    )
 
 
 @pytest.fixture
@@ -66,8 +67,9 @@ def admin_token(db: Database) -> Callable[[], str]:
 
 
 schema = (
-    schemathesis.pytest.from_fixture("api_schema")
-    .exclude(path_regex="^/(health|ui/)")  # the REST API only (/health answers 503 when no scheduler runs)
+    schemathesis.pytest.from_fixture("api_schema").exclude(
+        path_regex="^/(health|ui/)"
+    )  # the REST API only (/health answers 503 when no scheduler runs)
 )
 
 

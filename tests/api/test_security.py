@@ -25,8 +25,15 @@ from headrace.db.models import TaskTry
 from headrace.webapp import start_in_thread
 from tests.api.conftest import PASSWORD, ClientAs, FinishedRun
 
-PUBLIC = {("GET", "/health"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
-          ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/logout"), ("GET", "/favicon.ico")}
+PUBLIC = {
+    ("GET", "/health"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/logout"),
+    ("GET", "/favicon.ico"),
+}
 """What answers without a login: health, the site icon, logging in, and logging out (which ends nothing when
 nobody is in)."""
 OWN_ACCOUNT = {("POST", "/api/v1/auth/tokens"), ("DELETE", "/api/v1/auth/tokens/{token_id}")}
@@ -76,8 +83,11 @@ def test_session_needs_the_csrf_token_on_every_unsafe_route(app: FastAPI, db: Da
         create_user(session, "root", PASSWORD, "admin", now=datetime.now(UTC))
     with TestClient(app, follow_redirects=False) as browser:
         assert browser.post("/api/v1/auth/login", json={"username": "root", "password": PASSWORD}).status_code == 200
-        unsafe = [(m, p, u) for m, p, u in _routes(app)
-                  if m in UNSAFE and (m, p) not in {("POST", "/login"), ("POST", "/api/v1/auth/login")}]
+        unsafe = [
+            (m, p, u)
+            for m, p, u in _routes(app)
+            if m in UNSAFE and (m, p) not in {("POST", "/login"), ("POST", "/api/v1/auth/login")}
+        ]
         assert len(unsafe) >= 18
         for method, path, url in unsafe:
             for headers in ({}, {"X-CSRF-Token": "forged"}):
@@ -116,11 +126,16 @@ def test_error_bodies_do_not_echo_secrets(api: TestClient, anon: TestClient) -> 
     assert resp.status_code == 422
     assert resp.json()["detail"][0]["loc"] == ["body", "password"]
     assert "hunter2" not in resp.text
-    text_body = anon.post("/api/v1/auth/login", content='{"username": "x", "password": "hunter2-pw"}',
-                          headers={"Content-Type": "text/plain"})
+    text_body = anon.post(
+        "/api/v1/auth/login",
+        content='{"username": "x", "password": "hunter2-pw"}',
+        headers={"Content-Type": "text/plain"},
+    )
     assert text_body.status_code == 422 and "hunter2" not in text_body.text
-    conn = api.post("/api/v1/connections", json={"conn_id": "pg", "conn_type": "postgres",
-                                                 "password": "hunter2-conn", "port": "not a port"})
+    conn = api.post(
+        "/api/v1/connections",
+        json={"conn_id": "pg", "conn_type": "postgres", "password": "hunter2-conn", "port": "not a port"},
+    )
     assert conn.status_code == 422 and "hunter2" not in conn.text
     made = api.post("/api/v1/connections", json={"conn_id": "pg", "conn_type": "postgres", "password": "hunter2-conn"})
     assert made.status_code == 200 and made.json()["password"] == "***"
@@ -128,8 +143,9 @@ def test_error_bodies_do_not_echo_secrets(api: TestClient, anon: TestClient) -> 
     assert again.status_code == 409 and "hunter2" not in again.text
 
 
-def test_log_is_read_only_under_the_log_folder(api: TestClient, db: Database, finished_run: FinishedRun,
-                                               tmp_path: Path) -> None:
+def test_log_is_read_only_under_the_log_folder(
+    api: TestClient, db: Database, finished_run: FinishedRun, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside.txt"
     outside.write_text("TOP-SECRET not a log\n")
     base = Path(finished_run.settings.base_log_folder)
@@ -187,6 +203,9 @@ def test_try_errors_mask_stored_secrets(api: TestClient, client_as: ClientAs, fi
     assert "boom" in error  # the task raised RuntimeError("boom")
     # the task never read it, so its own masker did not know it: the API masks every stored secret
     assert api.post("/api/v1/variables", json={"key": "api_token", "value": "boom"}).status_code == 200
-    for text in (viewer.get(tries_url).json()["tries"][0]["error"], viewer.get(f"{tries_url}/1").json()["error"],
-                 next(b["error"] for b in viewer.get(gantt_url).json()["tries"] if b["task_id"] == "explode")):
+    for text in (
+        viewer.get(tries_url).json()["tries"][0]["error"],
+        viewer.get(f"{tries_url}/1").json()["error"],
+        next(b["error"] for b in viewer.get(gantt_url).json()["tries"] if b["task_id"] == "explode"),
+    ):
         assert "boom" not in text and "***" in text

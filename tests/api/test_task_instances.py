@@ -29,7 +29,11 @@ def test_list_and_get(api: TestClient, client_as: ClientAs, anon: TestClient, fi
     by_id = {t["task_id"]: t for t in body["task_instances"]}
     assert [t["task_id"] for t in body["task_instances"]] == ["after", "echo", "explode", "extract"]
     assert {k: t["state"] for k, t in by_id.items()} == {
-        "extract": "success", "echo": "success", "explode": "failed", "after": "upstream_failed"}
+        "extract": "success",
+        "echo": "success",
+        "explode": "failed",
+        "after": "upstream_failed",
+    }
     extract = by_id["extract"]
     assert extract["dag_id"] == "demo" and extract["dag_run_id"] == finished_run.run_id
     assert extract["try_number"] == 1 and extract["max_tries"] == 2 and extract["pool"] == "default_pool"
@@ -39,8 +43,9 @@ def test_list_and_get(api: TestClient, client_as: ClientAs, anon: TestClient, fi
     assert by_id["after"]["try_number"] == 0 and by_id["after"]["hostname"] is None
     assert by_id["after"]["pid"] is None and by_id["after"]["peak_rss_bytes"] is None
 
-    failed = viewer.get(_url(finished_run, "/taskInstances"), params=[("state", "failed"),
-                                                                       ("state", "upstream_failed")]).json()
+    failed = viewer.get(
+        _url(finished_run, "/taskInstances"), params=[("state", "failed"), ("state", "upstream_failed")]
+    ).json()
     assert [t["task_id"] for t in failed["task_instances"]] == ["after", "explode"] and failed["total_entries"] == 2
     page = viewer.get(_url(finished_run, "/taskInstances"), params={"limit": 1, "offset": 3}).json()
     assert [t["task_id"] for t in page["task_instances"]] == ["extract"] and page["total_entries"] == 4
@@ -55,8 +60,9 @@ def test_list_and_get(api: TestClient, client_as: ClientAs, anon: TestClient, fi
     assert anon.get(_url(finished_run, "/taskInstances/extract")).status_code == 401
 
 
-def test_clear_failed_then_the_scheduler_runs_them_again(api: TestClient, client_as: ClientAs, db: Database,
-                                                          finished_run: FinishedRun) -> None:
+def test_clear_failed_then_the_scheduler_runs_them_again(
+    api: TestClient, client_as: ClientAs, db: Database, finished_run: FinishedRun
+) -> None:
     clear = {"dag_run_id": finished_run.run_id, "task_ids": ["explode"], "include_downstream": True}
     viewer, operator = client_as("viewer"), client_as("operator")
     assert viewer.post("/api/v1/dags/demo/clearTaskInstances", json=clear).status_code == 403
@@ -94,8 +100,9 @@ def test_clear_failed_then_the_scheduler_runs_them_again(api: TestClient, client
 
 def test_clear_errors(api: TestClient, finished_run: FinishedRun) -> None:
     url = "/api/v1/dags/demo/clearTaskInstances"
-    assert api.post(url, json={"dag_run_id": finished_run.run_id, "task_ids": ["nope"]}).json()["error"] == \
-        "TaskNotFound"
+    assert (
+        api.post(url, json={"dag_run_id": finished_run.run_id, "task_ids": ["nope"]}).json()["error"] == "TaskNotFound"
+    )
     assert api.post(url, json={"dag_run_id": "nope"}).json()["error"] == "DagRunNotFound"
     assert api.post("/api/v1/dags/nope/clearTaskInstances", json={"dag_run_id": "x"}).status_code == 404
     assert api.post(url, json={}).status_code == 422
@@ -116,8 +123,9 @@ def test_running_task_instances_are_not_cleared(api: TestClient, db: Database, f
     assert api.get(_url(finished_run, "/taskInstances/extract")).json()["state"] == "running"
 
 
-def test_mark_success_resumes_downstream(api: TestClient, client_as: ClientAs, db: Database,
-                                         finished_run: FinishedRun) -> None:
+def test_mark_success_resumes_downstream(
+    api: TestClient, client_as: ClientAs, db: Database, finished_run: FinishedRun
+) -> None:
     url = _url(finished_run, "/taskInstances/explode")
     viewer, operator = client_as("viewer"), client_as("operator")
     assert viewer.patch(url, json={"state": "success"}).status_code == 403
@@ -141,7 +149,8 @@ def test_mark_success_resumes_downstream(api: TestClient, client_as: ClientAs, d
     # Marking a leaf failed in a finished run: the run is decided again and fails.
     again = operator.patch(_url(finished_run, "/taskInstances/echo"), json={"state": "failed"}).json()
     assert [(t["task_id"], t["state"]) for t in again["task_instances"]] == [("echo", "failed")]
-    assert operator.patch(_url(finished_run, "/taskInstances/echo"), json={"state": "failed"}).json() == \
-        {"task_instances": []}  # already failed: nothing changes
+    assert operator.patch(_url(finished_run, "/taskInstances/echo"), json={"state": "failed"}).json() == {
+        "task_instances": []
+    }  # already failed: nothing changes
     run_scheduler_until_done(finished_run.settings, db)
     assert api.get(_url(finished_run)).json()["state"] == "failed"  # echo is a leaf

@@ -28,8 +28,10 @@ def test_crud_encrypted_and_masked(client_as: ClientAs, anon: TestClient, db: Da
 
     listed = viewer.get("/api/v1/variables").json()
     assert listed["total_entries"] == 2
-    assert listed["variables"] == [{"key": "api_token", "value": "***", "description": None},
-                                   {"key": "region", "value": "eu-west-1", "description": "where"}]
+    assert listed["variables"] == [
+        {"key": "api_token", "value": "***", "description": None},
+        {"key": "region", "value": "eu-west-1", "description": "where"},
+    ]
     assert operator.get("/api/v1/variables").json()["variables"][0]["value"] == "***"  # lists: masked for all
     assert viewer.get("/api/v1/variables/api_token").json()["value"] == "***"
     assert operator.get("/api/v1/variables/api_token").json()["value"] == "tok-123456"
@@ -48,11 +50,18 @@ def test_crud_encrypted_and_masked(client_as: ClientAs, anon: TestClient, db: Da
     assert viewer.delete("/api/v1/variables/region").status_code == 403
     assert anon.get("/api/v1/variables").status_code == 401
     assert anon.get("/api/v1/variables/region").status_code == 401
-    for bad in ({"key": "", "value": "v"}, {"key": "k"}, {"key": "k" * 251, "value": "v"},
-                {"key": "a\x00", "value": "v"}):
+    for bad in (
+        {"key": "", "value": "v"},
+        {"key": "k"},
+        {"key": "k" * 251, "value": "v"},
+        {"key": "a\x00", "value": "v"},
+    ):
         assert operator.post("/api/v1/variables", json=bad).status_code == 422, bad
 
     assert operator.delete("/api/v1/variables/region").status_code == 204
-    for r in (viewer.get("/api/v1/variables/region"), operator.patch("/api/v1/variables/region", json={"value": "v"}),
-              operator.delete("/api/v1/variables/region")):
+    for r in (
+        viewer.get("/api/v1/variables/region"),
+        operator.patch("/api/v1/variables/region", json={"value": "v"}),
+        operator.delete("/api/v1/variables/region"),
+    ):
         assert r.status_code == 404 and r.json() == {"detail": "variable 'region' not found", "error": "NotFound"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -45,9 +45,9 @@ class MemoryTI:
 RUN = RunInfo(
     dag_id="d",
     run_id="manual__2024-01-02T00:00:00+00:00",
-    logical_date=datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
-    data_interval_start=datetime(2024, 1, 2, tzinfo=timezone.utc),
-    data_interval_end=datetime(2024, 1, 3, tzinfo=timezone.utc),
+    logical_date=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+    data_interval_start=datetime(2024, 1, 2, tzinfo=UTC),
+    data_interval_end=datetime(2024, 1, 3, tzinfo=UTC),
     run_type="manual",
     conf={},
 )

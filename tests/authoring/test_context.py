@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from headrace.authoring.context import RunInfo, RuntimeTI, build_context, call_with_context, make_jinja_env
 from headrace.authoring.dag import DAG
 from headrace.authoring.operators import EmptyOperator
 
-UTC = timezone.utc
+UTC = UTC
 
 
 class TI:
@@ -27,9 +27,15 @@ class TI:
 def make() -> dict[str, Any]:
     with DAG("d", params={"a": 1, "b": 2}) as dag:
         task = EmptyOperator(task_id="t")
-    run = RunInfo("d", "scheduled__2024-03-04T05:06:07+00:00", datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC),
-                  datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC), datetime(2024, 3, 5, 5, 6, 7, tzinfo=UTC),
-                  "scheduled", {"b": 20, "c": 30})
+    run = RunInfo(
+        "d",
+        "scheduled__2024-03-04T05:06:07+00:00",
+        datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC),
+        datetime(2024, 3, 4, 5, 6, 7, tzinfo=UTC),
+        datetime(2024, 3, 5, 5, 6, 7, tzinfo=UTC),
+        "scheduled",
+        {"b": 20, "c": 30},
+    )
     return build_context(dag, task, run, TI())
 
 
@@ -80,5 +86,5 @@ def test_jinja_env_is_strict_and_finds_files(tmp_path: Any) -> None:
 
 def test_datetimes_render_as_iso_like_airflow() -> None:
     env = make_jinja_env()
-    when = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    when = datetime(2026, 2, 1, tzinfo=UTC)
     assert env.from_string("{{ d }} {{ d.year }}").render(d=when) == "2026-02-01T00:00:00+00:00 2026"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -37,7 +37,7 @@ def test_defaults() -> None:
 
 def test_naive_dates_are_utc_and_aware_dates_keep_their_zone() -> None:
     dag = DAG("d", schedule="@daily", start_date=datetime(2024, 1, 1), end_date=datetime(2024, 2, 1))
-    assert dag.start_date == datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert dag.start_date == datetime(2024, 1, 1, tzinfo=UTC)
     assert dag.end_date is not None and dag.end_date.tzinfo is not None
     ams = ZoneInfo("Europe/Amsterdam")
     local = DAG("l", schedule="0 2 * * *", start_date=datetime(2024, 1, 1, tzinfo=ams))
@@ -47,7 +47,7 @@ def test_naive_dates_are_utc_and_aware_dates_keep_their_zone() -> None:
 
 def test_start_date_from_default_args() -> None:
     dag = DAG("d", schedule="@daily", default_args={"start_date": datetime(2024, 1, 1)})
-    assert dag.start_date == datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert dag.start_date == datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("bad", ["", "has space", "slash/y", "ünï", "x" * 251, 7])
@@ -101,7 +101,7 @@ def test_get_task_and_unknown_task() -> None:
 def test_roots_leaves_and_topological_order() -> None:
     with DAG("d") as dag:
         a, b, c, d = (EmptyOperator(task_id=t) for t in "abcd")
-        e = EmptyOperator(task_id="e")
+        EmptyOperator(task_id="e")
         a >> [b, c] >> d
     assert [t.task_id for t in dag.roots] == ["a", "e"]
     assert [t.task_id for t in dag.leaves] == ["d", "e"]

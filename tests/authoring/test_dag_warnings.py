@@ -23,8 +23,10 @@ def test_airflow_arguments_headrace_lacks_are_accepted_ignored_and_named() -> No
     assert op.retries == 2 and op.ignored_arguments == ("depends_on_past", "email_on_failure", "sla")
     assert not hasattr(op, "sla")
     assert kinds(dag) == [
-        (UNSUPPORTED_ARGUMENT, f"task 'a': argument {name!r} is an Airflow operator argument headrace does not "
-                               "support yet; it is ignored")
+        (
+            UNSUPPORTED_ARGUMENT,
+            f"task 'a': argument {name!r} is an Airflow operator argument headrace does not support yet; it is ignored",
+        )
         for name in ("depends_on_past", "email_on_failure", "sla")
     ]
 
@@ -35,8 +37,15 @@ def test_an_argument_no_operator_knows_still_raises() -> None:
 
 
 def test_default_args_apply_where_accepted_and_the_rest_is_named() -> None:
-    default_args = {"start_date": datetime(2024, 1, 1), "owner": "data", "retries": 1, "bash_command": "true",
-                    "email": ["ops@example.com"], "email_on_retry": False, "colour": "blue"}
+    default_args = {
+        "start_date": datetime(2024, 1, 1),
+        "owner": "data",
+        "retries": 1,
+        "bash_command": "true",
+        "email": ["ops@example.com"],
+        "email_on_retry": False,
+        "colour": "blue",
+    }
     with DAG("shared", default_args=default_args) as dag:
         empty = EmptyOperator(task_id="empty")
         bash = BashOperator(task_id="bash")
@@ -44,22 +53,29 @@ def test_default_args_apply_where_accepted_and_the_rest_is_named() -> None:
     assert empty.ignored_arguments == () and dag.start_date == datetime(2024, 1, 1, tzinfo=UTC)  # the DAG's own
     assert kinds(dag) == [
         (UNUSED_DEFAULT_ARG, "default_args key 'colour' is accepted by no task of DAG 'shared'; it is ignored"),
-        (UNSUPPORTED_ARGUMENT, "default_args key 'email' is an Airflow operator argument headrace does not "
-                               "support yet; it is ignored"),
-        (UNSUPPORTED_ARGUMENT, "default_args key 'email_on_retry' is an Airflow operator argument headrace does "
-                               "not support yet; it is ignored"),
+        (
+            UNSUPPORTED_ARGUMENT,
+            "default_args key 'email' is an Airflow operator argument headrace does not support yet; it is ignored",
+        ),
+        (
+            UNSUPPORTED_ARGUMENT,
+            "default_args key 'email_on_retry' is an Airflow operator argument headrace does "
+            "not support yet; it is ignored",
+        ),
     ]
 
 
 def test_taskflow_tasks_report_their_ignored_arguments() -> None:
     with DAG("flow") as dag:
+
         @task(on_skipped_callback=print)
         def work() -> None: ...
 
         work()
     assert [w.message for w in dag_warnings(dag)] == [
         "task 'work': argument 'on_skipped_callback' is an Airflow operator argument headrace does not support "
-        "yet; it is ignored"]
+        "yet; it is ignored"
+    ]
 
 
 def test_a_dag_with_nothing_ignored_has_no_warnings() -> None:

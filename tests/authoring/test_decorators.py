@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -192,9 +192,14 @@ def test_dag_decorator_with_and_without_arguments(runner: Any) -> None:
     assert w.doc_md == "The DAG's docs." and w.tags == ["x"]
     assert w.fileloc == __file__
     assert runner(w).run_task("show") == "hohoho"
-    conf_run = RunInfo("with_args", "r", datetime(2024, 1, 1, tzinfo=timezone.utc),
-                       datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 2, tzinfo=timezone.utc),
-                       conf={"n": 1})
+    conf_run = RunInfo(
+        "with_args",
+        "r",
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 1, 2, tzinfo=UTC),
+        conf={"n": 1},
+    )
     assert runner(w, conf_run).run_task("show") == "ho"
 
 

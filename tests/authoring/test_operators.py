@@ -54,8 +54,9 @@ def test_python_operator_templates(runner: Any) -> None:
         return x + "|" + templates_dict["when"]
 
     with DAG("d") as dag:
-        PythonOperator(task_id="p", python_callable=work, op_args=["{{ ds_nodash }}"],
-                       templates_dict={"when": "{{ ts_nodash }}"})
+        PythonOperator(
+            task_id="p", python_callable=work, op_args=["{{ ds_nodash }}"], templates_dict={"when": "{{ ts_nodash }}"}
+        )
     assert runner(dag).run_task("p") == "20240102|20240102T030405"
 
 
@@ -70,8 +71,9 @@ def test_bash_operator_env_append_env_and_cwd(runner: Any, tmp_path: Any, monkey
     monkeypatch.setenv("HEADRACE_TEST_OUTER", "outer")
     with DAG("d") as dag:
         BashOperator(task_id="only", bash_command='echo "${HEADRACE_TEST_OUTER:-unset}-$MINE"', env={"MINE": "m"})
-        BashOperator(task_id="both", bash_command='echo "$HEADRACE_TEST_OUTER-$MINE"', env={"MINE": "m"},
-                     append_env=True)
+        BashOperator(
+            task_id="both", bash_command='echo "$HEADRACE_TEST_OUTER-$MINE"', env={"MINE": "m"}, append_env=True
+        )
         BashOperator(task_id="where", bash_command="pwd", cwd=str(tmp_path))
     r = runner(dag)
     assert r.run_task("only") == "unset-m"
@@ -144,8 +146,7 @@ def test_short_circuit_truthy_skips_nothing(runner: Any) -> None:
 @pytest.mark.parametrize(("ignore", "expected"), [(True, {"a", "b", "c"}), (False, {"a"})])
 def test_short_circuit_falsy(runner: Any, ignore: bool, expected: set[str]) -> None:
     with DAG("d") as dag:
-        sc = ShortCircuitOperator(task_id="sc", python_callable=lambda: 0,
-                                  ignore_downstream_trigger_rules=ignore)
+        sc = ShortCircuitOperator(task_id="sc", python_callable=lambda: 0, ignore_downstream_trigger_rules=ignore)
         a, b, c = (EmptyOperator(task_id=t) for t in "abc")
         sc >> a >> b >> c
     r = runner(dag)
@@ -158,5 +159,9 @@ def test_public_import_path() -> None:
 
     assert public.BashOperator is BashOperator
     assert set(public.__all__) == {
-        "BashOperator", "BranchPythonOperator", "EmptyOperator", "PythonOperator", "ShortCircuitOperator",
+        "BashOperator",
+        "BranchPythonOperator",
+        "EmptyOperator",
+        "PythonOperator",
+        "ShortCircuitOperator",
     }

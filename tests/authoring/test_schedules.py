@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,7 +16,7 @@ from headrace.authoring.schedules import (
 )
 from headrace.exceptions import ScheduleError
 
-UTC = timezone.utc
+UTC = UTC
 AMS = ZoneInfo("Europe/Amsterdam")
 
 
@@ -24,8 +24,16 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-def runs(schedule: object, *, start: datetime, now: datetime, catchup: bool = True,
-         end: datetime | None = None, tz: object = UTC, limit: int = 50) -> list[DataInterval]:
+def runs(
+    schedule: object,
+    *,
+    start: datetime,
+    now: datetime,
+    catchup: bool = True,
+    end: datetime | None = None,
+    tz: object = UTC,
+    limit: int = 50,
+) -> list[DataInterval]:
     """Every run the timetable creates, one after another, until none is due at ``now``."""
     tt = make_timetable(schedule, tz)  # type: ignore[arg-type]
     out: list[DataInterval] = []
@@ -169,9 +177,11 @@ def test_cron_runs_in_the_dags_time_zone_across_dst() -> None:
     got = runs("0 2 * * *", start=datetime(2024, 3, 29, tzinfo=AMS), now=utc(2024, 4, 2), tz=AMS)
     assert [i.start.astimezone(AMS).hour for i in got[:1]] == [2]
     assert [i.start for i in got] == [
-        utc(2024, 3, 29, 1), utc(2024, 3, 30, 1),
+        utc(2024, 3, 29, 1),
+        utc(2024, 3, 30, 1),
         # 2024-03-31 02:00 does not exist in Amsterdam: moved past the gap to 03:00 CEST.
-        utc(2024, 3, 31, 1), utc(2024, 4, 1, 0),
+        utc(2024, 3, 31, 1),
+        utc(2024, 4, 1, 0),
     ]
     assert all(i.start.tzinfo == UTC for i in got)
     assert got[2].start.astimezone(AMS).hour == 3
@@ -192,12 +202,15 @@ def test_hourly_cron_over_fall_back_neither_skips_nor_repeats() -> None:
 
 def test_hourly_cron_over_spring_forward() -> None:
     got = runs("0 * * * *", start=utc(2024, 3, 30, 23), now=utc(2024, 3, 31, 3), tz=AMS)
-    assert [i.start for i in got] == [utc(2024, 3, 30, 23), utc(2024, 3, 31, 0), utc(2024, 3, 31, 1), utc(2024, 3, 31, 2)]
+    assert [i.start for i in got] == [
+        utc(2024, 3, 30, 23),
+        utc(2024, 3, 31, 0),
+        utc(2024, 3, 31, 1),
+        utc(2024, 3, 31, 2),
+    ]
 
 
-@pytest.mark.parametrize(
-    "schedule", [None, "@once", "@daily", "*/10 2-4 * * 1-5", timedelta(minutes=90)]
-)
+@pytest.mark.parametrize("schedule", [None, "@once", "@daily", "*/10 2-4 * * 1-5", timedelta(minutes=90)])
 def test_serialize_round_trip(schedule: object) -> None:
     tt = make_timetable(schedule, AMS)  # type: ignore[arg-type]
     again = deserialize_timetable(tt.serialize())

@@ -16,8 +16,9 @@ from headrace.types import Context
 class Echo(BaseOperator):
     template_fields = ("message", "items", "mapping", "number")
 
-    def __init__(self, *, message: Any = "", items: Any = None, mapping: Any = None, number: int = 0,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, message: Any = "", items: Any = None, mapping: Any = None, number: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.message, self.items, self.mapping, self.number = message, items, mapping, number
 
@@ -167,8 +168,13 @@ def test_chain_lists_of_different_length() -> None:
 
 def test_render_template_fields_recursively() -> None:
     with DAG("d"):
-        t = Echo(task_id="t", message="day {{ ds }}", items=["{{ x }}", ("{{ x }}!", 3)],
-                 mapping={"k": "{{ x * 2 }}", "n": 5}, number=7)
+        t = Echo(
+            task_id="t",
+            message="day {{ ds }}",
+            items=["{{ x }}", ("{{ x }}!", 3)],
+            mapping={"k": "{{ x * 2 }}", "n": 5},
+            number=7,
+        )
     t.render_template_fields({"ds": "2024-01-01", "x": 21})
     assert t.message == "day 2024-01-01"
     assert t.items == ["21", ("21!", 3)]

@@ -95,8 +95,17 @@ def test_no_upstream_always_runs(rule: TriggerRule) -> None:
 
 def test_rule_values_are_airflows() -> None:
     assert [r.value for r in TriggerRule] == [
-        "all_success", "all_failed", "all_done", "all_skipped", "one_success", "one_failed",
-        "one_done", "none_failed", "none_failed_min_one_success", "none_skipped", "always",
+        "all_success",
+        "all_failed",
+        "all_done",
+        "all_skipped",
+        "one_success",
+        "one_failed",
+        "one_done",
+        "none_failed",
+        "none_failed_min_one_success",
+        "none_skipped",
+        "always",
     ]
     assert TriggerRule.ALL_SUCCESS == "all_success"
 
@@ -135,6 +144,11 @@ def test_decisions_other_than_wait_are_final(rule: TriggerRule, upstream: Upstre
     decision = evaluate(rule, upstream)
     pending = upstream.total - upstream.done
     if decision in (Decision.SKIP, Decision.UPSTREAM_FAILED) and pending:
-        later = counts(upstream.total, s=upstream.success + pending, f=upstream.failed,
-                       uf=upstream.upstream_failed, sk=upstream.skipped)
+        later = counts(
+            upstream.total,
+            s=upstream.success + pending,
+            f=upstream.failed,
+            uf=upstream.upstream_failed,
+            sk=upstream.skipped,
+        )
         assert evaluate(rule, later) is decision

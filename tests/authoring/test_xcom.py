@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,9 +16,20 @@ from headrace.exceptions import XComError
 @pytest.mark.parametrize(
     "value",
     [
-        None, 1, 2.5, "text", True, [1, "a"], {"a": {"b": [1]}},
-        datetime(2024, 1, 1, 12, tzinfo=timezone.utc), date(2024, 1, 1), timedelta(seconds=90.5),
-        b"\x00bytes\xff", (1, (2, 3)), {1, 2, 3}, {1: "int key", (1, 2): "tuple key"},
+        None,
+        1,
+        2.5,
+        "text",
+        True,
+        [1, "a"],
+        {"a": {"b": [1]}},
+        datetime(2024, 1, 1, 12, tzinfo=UTC),
+        date(2024, 1, 1),
+        timedelta(seconds=90.5),
+        b"\x00bytes\xff",
+        (1, (2, 3)),
+        {1, 2, 3},
+        {1: "int key", (1, 2): "tuple key"},
         {"__hr__": "looks like a tag"},
     ],
 )
@@ -33,8 +44,9 @@ def test_types_come_back_as_they_went() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
-    | st.tuples(inner, inner),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4) | st.tuples(inner, inner)
+    ),
     max_leaves=20,
 )
 
@@ -45,7 +57,9 @@ def test_round_trip_property(value: Any) -> None:
 
 
 def test_not_serializable_message() -> None:
-    with pytest.raises(XComError, match=r"XCom value of task extract \(key return_value\) is not JSON serializable: object"):
+    with pytest.raises(
+        XComError, match=r"XCom value of task extract \(key return_value\) is not JSON serializable: object"
+    ):
         serialize_xcom(object(), 100, task_id="extract")
     with pytest.raises(XComError, match="not JSON serializable"):
         serialize_xcom(float("nan"), 100, task_id="t")

@@ -42,7 +42,11 @@ def cli(cli_env: dict[str, str]) -> Cli:
     def run(*args: str, timeout: float = 120) -> CliResult:
         proc = subprocess.run(
             [sys.executable, "-m", "headrace", *args],
-            env=cli_env, capture_output=True, text=True, timeout=timeout, check=False,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         return CliResult(proc)
 

@@ -4,6 +4,7 @@ import socket
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 from sqlalchemy import select
@@ -11,11 +12,10 @@ from sqlalchemy import select
 from headrace.db.engine import Database
 from headrace.db.migrate import head_revision
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry
-from typing import Any
 
 Cli = Any  # the `cli` fixture in conftest.py: cli(*args) -> CliResult(code, out, err)
 
-GOOD_DAG = '''
+GOOD_DAG = """
 from datetime import datetime
 from headrace import DAG, task
 from headrace.operators import BashOperator
@@ -32,9 +32,9 @@ with DAG("cli_demo", schedule=None, start_date=datetime(2026, 1, 1), params={"n"
 
     echo = BashOperator(task_id="echo", bash_command="echo run {{ run_id }}")
     total(numbers()) >> echo
-'''
+"""
 
-FAILING_DAG = '''
+FAILING_DAG = """
 from datetime import datetime
 from headrace import DAG, task
 
@@ -44,7 +44,7 @@ with DAG("cli_fails", schedule=None, start_date=datetime(2026, 1, 1)):
         raise ValueError("no good")
 
     boom()
-'''
+"""
 
 
 def test_migrate_and_config_list(cli: Cli) -> None:
@@ -151,18 +151,33 @@ def test_ps_flags_a_recorded_pid_that_is_gone(cli: Cli, db: Database) -> None:
         v = DagVersion(dag_id="d", version_hash="h", serialized={}, created_at=now)
         s.add(v)
         s.flush()
-        run = DagRun(dag_id="d", run_id="r1", run_type="manual", state="running", conf={}, dag_version_id=v.id, queued_at=now)
+        run = DagRun(
+            dag_id="d", run_id="r1", run_type="manual", state="running", conf={}, dag_version_id=v.id, queued_at=now
+        )
         s.add(run)
         s.flush()
         ti = TaskInstance(dag_run_id=run.id, dag_id="d", run_id="r1", task_id="t", state="running", try_number=1)
         s.add(ti)
         s.flush()
         me = psutil.Process()
-        s.add(TaskTry(
-            task_instance_id=ti.id, dag_id="d", run_id="r1", task_id="t", try_number=1, state="running",
-            hostname=socket.gethostname(), supervisor_pid=me.pid, supervisor_start_time=me.create_time(),
-            pid=dead.pid, process_start_time=now.timestamp(), start_date=now, heartbeat_at=now, log_path="/dev/null",
-        ))
+        s.add(
+            TaskTry(
+                task_instance_id=ti.id,
+                dag_id="d",
+                run_id="r1",
+                task_id="t",
+                try_number=1,
+                state="running",
+                hostname=socket.gethostname(),
+                supervisor_pid=me.pid,
+                supervisor_start_time=me.create_time(),
+                pid=dead.pid,
+                process_start_time=now.timestamp(),
+                start_date=now,
+                heartbeat_at=now,
+                log_path="/dev/null",
+            )
+        )
     r = cli("ps")
     assert r.code == 0, r.err
     assert "MISMATCH: pid gone" in r.out

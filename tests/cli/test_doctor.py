@@ -40,8 +40,14 @@ def test_doctor_json_then_error_exit_code(cli: Cli, settings: Settings) -> None:
         now = datetime.now(UTC)
         runs = Runs(db, "hungry")
         runs.add_try("load", now - timedelta(minutes=10), now - timedelta(minutes=9), peak=40 * MiB)
-        runs.add_try("load", now - timedelta(minutes=5), now - timedelta(minutes=4), state="failed",
-                     peak=65 * MiB, end_reason="memory_limit_exceeded")
+        runs.add_try(
+            "load",
+            now - timedelta(minutes=5),
+            now - timedelta(minutes=4),
+            state="failed",
+            peak=65 * MiB,
+            end_reason="memory_limit_exceeded",
+        )
     finally:
         db.dispose()
 

@@ -20,21 +20,22 @@ from tests.waiting import wait_until
 
 Cli = Any  # the `cli` fixture in conftest.py
 
-DAILY_DAG = '''
+DAILY_DAG = """
 from datetime import datetime
 from headrace import DAG
 from headrace.operators import BashOperator
 
 with DAG("cli_daily", schedule="@daily", start_date=datetime(2026, 1, 1), catchup=False):
     BashOperator(task_id="say", bash_command="echo interval {{ data_interval_start }} to {{ data_interval_end }}")
-'''
+"""
 
 
 @pytest.fixture
 def scheduler(cli_env: dict[str, str], cli: Cli) -> Iterator[subprocess.Popen[bytes]]:
     assert cli("db", "migrate").code == 0
-    proc = subprocess.Popen([sys.executable, "-m", "headrace", "scheduler"], env=cli_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "headrace", "scheduler"], env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     yield proc
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -42,9 +43,11 @@ def scheduler(cli_env: dict[str, str], cli: Cli) -> Iterator[subprocess.Popen[by
 
 
 def test_standalone_runs_the_example_pipeline(cli_env: dict[str, str], settings: Settings, db: Database) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "headrace", "standalone"], env=cli_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "headrace", "standalone"], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
+
         def manual_run_done() -> bool:
             with db.session() as s:
                 states = s.scalars(select(DagRun.state).where(DagRun.run_type == "manual")).all()
@@ -67,7 +70,9 @@ def test_standalone_runs_the_example_pipeline(cli_env: dict[str, str], settings:
     assert f"succeeded; report: {report}" in " ".join(text.split())
 
 
-def test_trigger_wait_and_backfill(cli: Cli, scheduler: subprocess.Popen[bytes], dags_folder: Path, db: Database) -> None:
+def test_trigger_wait_and_backfill(
+    cli: Cli, scheduler: subprocess.Popen[bytes], dags_folder: Path, db: Database
+) -> None:
     (dags_folder / "cli_daily.py").write_text(textwrap.dedent(DAILY_DAG))
 
     def parsed() -> bool:
@@ -83,9 +88,7 @@ def test_trigger_wait_and_backfill(cli: Cli, scheduler: subprocess.Popen[bytes],
     assert "3 new DAG run(s)" in r.out and "3 succeeded, 0 failed" in r.out
     with db.session() as s:
         runs = s.scalars(select(DagRun).where(DagRun.run_type == "backfill").order_by(DagRun.logical_date)).all()
-        assert [r.run_id for r in runs] == [
-            f"backfill__2026-02-0{d}T00:00:00+00:00" for d in (1, 2, 3)
-        ]
+        assert [r.run_id for r in runs] == [f"backfill__2026-02-0{d}T00:00:00+00:00" for d in (1, 2, 3)]
         assert all(r.state == "success" for r in runs)
         # Each backfilled task instance ran exactly once.
         per_ti = s.execute(select(TaskTry.task_instance_id, func.count()).group_by(TaskTry.task_instance_id)).all()

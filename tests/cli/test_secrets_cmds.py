@@ -12,7 +12,6 @@ from headrace.crypto import Encryptor
 from headrace.db.engine import Database
 from headrace.scheduler.start import make_processor
 from headrace.secrets_store import get_connection, get_variable
-
 from tests.cli.conftest import Cli
 
 PASSWORD = "pa55-w0rd/x"
@@ -49,9 +48,23 @@ def test_variables_commands(cli: Cli, db: Database, settings: Settings) -> None:
 
 
 def test_connections_commands(cli: Cli, db: Database, settings: Settings) -> None:
-    added = cli("connections", "add", "wh", "--conn-type", "postgres", "--conn-host", "db.example",
-                "--conn-port", "5432", "--conn-login", "etl", "--conn-password", PASSWORD,
-                "--conn-extra", '{"sslmode": "require", "api_key": "k-12345"}')
+    added = cli(
+        "connections",
+        "add",
+        "wh",
+        "--conn-type",
+        "postgres",
+        "--conn-host",
+        "db.example",
+        "--conn-port",
+        "5432",
+        "--conn-login",
+        "etl",
+        "--conn-password",
+        PASSWORD,
+        "--conn-extra",
+        '{"sslmode": "require", "api_key": "k-12345"}',
+    )
     assert added.code == 0, added.err
     uri = cli("connections", "add", "api", "--conn-uri", "https://bot:t0ken-abc@api.example/v1?timeout=30")
     assert uri.code == 0, uri.err
@@ -78,20 +91,26 @@ def test_connections_commands(cli: Cli, db: Database, settings: Settings) -> Non
         api = get_connection(session, Encryptor.from_settings(settings), "api")
     assert api is not None
     assert (api.conn_type, api.login, api.password, api.host, api.schema, api.extra) == (
-        "https", "bot", "t0ken-abc", "api.example", "v1", {"timeout": "30"})
+        "https",
+        "bot",
+        "t0ken-abc",
+        "api.example",
+        "v1",
+        {"timeout": "30"},
+    )
 
     assert cli("connections", "delete", "api").code == 0
     gone = cli("connections", "get", "api")
     assert gone.code == 1 and "no connection with conn_id 'api'" in gone.err
 
 
-SECRET_DAG = '''
+SECRET_DAG = """
 from headrace import DAG, Variable
 from headrace.operators import PythonOperator
 
 with DAG("cli_vars", schedule=None):
     PythonOperator(task_id="show", python_callable=lambda: print("greeting is", Variable.get("greeting")))
-'''
+"""
 
 
 def test_tasks_test_reads_variables_from_the_database(cli: Cli, db: Database, settings: Settings) -> None:

@@ -35,8 +35,9 @@ def test_serialize_dag_applies_the_default_only_where_unset() -> None:
 
 
 @pytest.mark.parametrize("by_default", [False, True])
-def test_the_setting_decides_for_dags_that_do_not_set_catchup(settings: Settings, db: Database,
-                                                             by_default: bool) -> None:
+def test_the_setting_decides_for_dags_that_do_not_set_catchup(
+    settings: Settings, db: Database, by_default: bool
+) -> None:
     settings = settings.with_overrides({"scheduler": {"catchup_by_default": by_default}})
     (settings.dags_folder / "dags.py").write_text(textwrap.dedent(DAGS))
     DagProcessor(settings, db).refresh(NOW)

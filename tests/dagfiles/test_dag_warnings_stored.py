@@ -43,23 +43,35 @@ def test_warnings_are_stored_replaced_and_dropped(settings: Settings, db: Databa
     path.write_text(textwrap.dedent(PORTED))
     processor = DagProcessor(settings, db)
     assert processor.refresh(NOW).errors == 0  # warnings are not import errors
-    assert warnings(db) == {"ported": [
-        ("unsupported_argument", "task 'a': argument 'sla' is an Airflow operator argument headrace does not "
-                                 "support yet; it is ignored"),
-        ("unsupported_argument", "default_args key 'email_on_failure' is an Airflow operator argument headrace "
-                                 "does not support yet; it is ignored"),
-    ]}
+    assert warnings(db) == {
+        "ported": [
+            (
+                "unsupported_argument",
+                "task 'a': argument 'sla' is an Airflow operator argument headrace does not support yet; it is ignored",
+            ),
+            (
+                "unsupported_argument",
+                "default_args key 'email_on_failure' is an Airflow operator argument headrace "
+                "does not support yet; it is ignored",
+            ),
+        ]
+    }
     with db.session() as session:
         assert queries.dag_warnings(session, ["clean"]) == {}
         assert [w.timestamp for w in queries.dag_warnings(session, ["ported"])["ported"]] == [NOW, NOW]
 
-    rewrite(path, PORTED.replace(', sla=60', '').replace('"retries": 1', '"retries": 1, "colour": "blue"'))
+    rewrite(path, PORTED.replace(", sla=60", "").replace('"retries": 1', '"retries": 1, "colour": "blue"'))
     processor.refresh(NOW)
-    assert warnings(db) == {"ported": [
-        ("unused_default_arg", "default_args key 'colour' is accepted by no task of DAG 'ported'; it is ignored"),
-        ("unsupported_argument", "default_args key 'email_on_failure' is an Airflow operator argument headrace "
-                                 "does not support yet; it is ignored"),
-    ]}
+    assert warnings(db) == {
+        "ported": [
+            ("unused_default_arg", "default_args key 'colour' is accepted by no task of DAG 'ported'; it is ignored"),
+            (
+                "unsupported_argument",
+                "default_args key 'email_on_failure' is an Airflow operator argument headrace "
+                "does not support yet; it is ignored",
+            ),
+        ]
+    }
 
     rewrite(path, PORTED.replace('with DAG("ported"', 'with DAG("renamed"'))  # "ported" is gone from the file
     processor.refresh(NOW)

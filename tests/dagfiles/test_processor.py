@@ -90,14 +90,18 @@ def test_syntax_error_is_recorded_with_its_line(settings: Settings, db: Database
 
 
 def test_exception_is_recorded_with_deepest_line_in_file(settings: Settings, db: Database) -> None:
-    write(settings.dags_folder, "raises.py", """\
+    write(
+        settings.dags_folder,
+        "raises.py",
+        """\
         import headrace
 
         def helper():
             raise ValueError("no such table")
 
         helper()
-        """)
+        """,
+    )
     DagProcessor(settings, db).refresh(NOW)
     [err] = errors(db)
     assert err.lineno == 4 and err.message == "ValueError: no such table"
@@ -105,7 +109,10 @@ def test_exception_is_recorded_with_deepest_line_in_file(settings: Settings, db:
 
 
 def test_cycle_is_an_import_error(settings: Settings, db: Database) -> None:
-    write(settings.dags_folder, "cycle.py", """\
+    write(
+        settings.dags_folder,
+        "cycle.py",
+        """\
         from headrace import DAG
         from headrace.operators import EmptyOperator
 
@@ -113,7 +120,8 @@ def test_cycle_is_an_import_error(settings: Settings, db: Database) -> None:
             a = EmptyOperator(task_id="a")
             b = EmptyOperator(task_id="b")
             a >> b >> a
-        """)
+        """,
+    )
     DagProcessor(settings, db).refresh(NOW)
     [err] = errors(db)
     assert err.message.startswith("DagCycleError:") and "a → b → a" in err.message
@@ -143,8 +151,10 @@ def test_fixed_file_clears_its_import_error(settings: Settings, db: Database) ->
 
 
 def test_deleted_file_and_removed_dag_become_inactive(settings: Settings, db: Database) -> None:
-    two = GOOD.format(dag_id="one", schedule="@daily", catchup=False) + GOOD.format(
-        dag_id="two", schedule="@daily", catchup=False).split("\n", 4)[4]
+    two = (
+        GOOD.format(dag_id="one", schedule="@daily", catchup=False)
+        + GOOD.format(dag_id="two", schedule="@daily", catchup=False).split("\n", 4)[4]
+    )
     path = write(settings.dags_folder, "pair.py", two)
     processor = DagProcessor(settings, db)
     assert processor.refresh(NOW).dags == 2

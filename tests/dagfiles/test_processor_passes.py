@@ -124,8 +124,9 @@ def test_close_kills_the_pass_and_stores_nothing_more(settings: Settings, db: Da
 
 
 def test_a_child_that_closes_its_pipe_and_hangs_is_killed_at_once(settings: Settings, db: Database) -> None:
-    path = write(settings.dags_folder, "daemon.py", "import headrace, os, time\nos.closerange(3, 4096)\n"
-                 "time.sleep(60)\n")
+    path = write(
+        settings.dags_folder, "daemon.py", "import headrace, os, time\nos.closerange(3, 4096)\ntime.sleep(60)\n"
+    )
     processor = DagProcessor(settings, db)  # dagbag_import_timeout 30 s: reaping must not wait for it
     stats = processor.refresh(NOW)
     assert stats.errors == 1

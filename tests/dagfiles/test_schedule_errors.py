@@ -24,8 +24,15 @@ NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 class Everyday(Timetable):
     summary = "everyday"
 
-    def next_run_info(self, last: DataInterval | None, *, start_date: datetime | None, end_date: datetime | None,
-                      catchup: bool, now: datetime) -> DagRunInfo | None:
+    def next_run_info(
+        self,
+        last: DataInterval | None,
+        *,
+        start_date: datetime | None,
+        end_date: datetime | None,
+        catchup: bool,
+        now: datetime,
+    ) -> DagRunInfo | None:
         return DagRunInfo(now, DataInterval(now, now))
 
     def serialize(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from zoneinfo import ZoneInfo
@@ -32,14 +32,32 @@ def build() -> DAG:
     def cb(context: object) -> None: ...
 
     with DAG(
-        "etl", schedule="0 3 * * *", start_date=datetime(2024, 1, 1, tzinfo=ZoneInfo("Europe/Amsterdam")),
-        catchup=True, max_active_runs=2, tags=["b", "a"], description="nightly", params={"n": 1},
-        on_failure_callback=cb, dagrun_timeout=3600,
+        "etl",
+        schedule="0 3 * * *",
+        start_date=datetime(2024, 1, 1, tzinfo=ZoneInfo("Europe/Amsterdam")),
+        catchup=True,
+        max_active_runs=2,
+        tags=["b", "a"],
+        description="nightly",
+        params={"n": 1},
+        on_failure_callback=cb,
+        dagrun_timeout=3600,
     ) as dag:
-        extract = BashOperator(task_id="extract", bash_command="echo", retries=3, retry_delay=30,
-                               retry_exponential_backoff=True, max_retry_delay=600, execution_timeout=60,
-                               memory_limit="512MiB", pool="etl", pool_slots=2, priority_weight=5, queue="io",
-                               on_retry_callback=cb)
+        extract = BashOperator(
+            task_id="extract",
+            bash_command="echo",
+            retries=3,
+            retry_delay=30,
+            retry_exponential_backoff=True,
+            max_retry_delay=600,
+            execution_timeout=60,
+            memory_limit="512MiB",
+            pool="etl",
+            pool_slots=2,
+            priority_weight=5,
+            queue="io",
+            on_retry_callback=cb,
+        )
 
         @task
         def load(x: object) -> None: ...
@@ -73,7 +91,7 @@ def test_round_trip_to_serialized_dag() -> None:
     assert sd.dag_id == "etl" and sd.fileloc == __file__ and sd.lineno > 0
     assert sd.schedule == "0 3 * * *"
     assert isinstance(sd.timetable, CronTimetable) and sd.timezone == "Europe/Amsterdam"
-    assert sd.start_date == datetime(2023, 12, 31, 23, tzinfo=timezone.utc)
+    assert sd.start_date == datetime(2023, 12, 31, 23, tzinfo=UTC)
     assert sd.end_date is None and sd.catchup is True
     assert (sd.max_active_runs, sd.max_active_tasks) == (2, None)
     assert sd.tags == ("a", "b") and sd.description == "nightly" and sd.params == {"n": 1}
@@ -98,14 +116,16 @@ def test_round_trip_to_serialized_dag() -> None:
 def test_serialized_timetable_schedules_like_the_dag() -> None:
     dag = build()
     sd = SerializedDag.from_dict(serialize_dag(dag))
-    now = datetime(2024, 7, 1, tzinfo=timezone.utc)
+    now = datetime(2024, 7, 1, tzinfo=UTC)
     kw = dict(start_date=sd.start_date, end_date=None, catchup=False, now=now)
     assert sd.timetable.next_run(None, **kw) == dag.timetable.next_run(None, **kw)  # type: ignore[arg-type]
 
 
 def test_unscheduled_and_timedelta_dags() -> None:
     assert serialize_dag(DAG("none"))["schedule"] is None
-    sd = SerializedDag.from_dict(serialize_dag(DAG("delta", schedule=timedelta(hours=2), start_date=datetime(2024, 1, 1))))
+    sd = SerializedDag.from_dict(
+        serialize_dag(DAG("delta", schedule=timedelta(hours=2), start_date=datetime(2024, 1, 1)))
+    )
     assert sd.schedule == "every 2:00:00" and sd.timetable.serialize() == {"type": "delta", "seconds": 7200.0}
 
 
@@ -121,7 +141,7 @@ def test_other_versions_are_refused() -> None:
         SerializedDag.from_dict(data)
 
 
-DAG_FILE = '''
+DAG_FILE = """
 from datetime import datetime
 from headrace import DAG, dag, task
 from headrace.operators import EmptyOperator
@@ -140,7 +160,7 @@ decorated()
 
 alias = assigned
 not_a_dag = 3
-'''
+"""
 
 
 def _import(path: Path, name: str) -> ModuleType:

@@ -21,7 +21,9 @@ def _make_ti(db: Database, state: TaskInstanceState = TI.SCHEDULED) -> int:
         v = DagVersion(dag_id="d", version_hash="h", serialized={}, created_at=NOW)
         s.add(v)
         s.flush()
-        run = DagRun(dag_id="d", run_id="r", run_type="manual", state="running", conf={}, dag_version_id=v.id, queued_at=NOW)
+        run = DagRun(
+            dag_id="d", run_id="r", run_type="manual", state="running", conf={}, dag_version_id=v.id, queued_at=NOW
+        )
         s.add(run)
         s.flush()
         ti = TaskInstance(dag_run_id=run.id, dag_id="d", run_id="r", task_id="t", state=state.value)

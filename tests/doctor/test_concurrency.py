@@ -91,8 +91,13 @@ def test_saturated_executor_is_a_warning(db: Database) -> None:
 
 
 def _settings(db: Database, parallelism: int) -> Settings:
-    return load_settings({"HEADRACE_HOME": "/nonexistent", "HEADRACE__DATABASE__URL": db.url,
-                          "HEADRACE__CORE__PARALLELISM": str(parallelism)})
+    return load_settings(
+        {
+            "HEADRACE_HOME": "/nonexistent",
+            "HEADRACE__DATABASE__URL": db.url,
+            "HEADRACE__CORE__PARALLELISM": str(parallelism),
+        }
+    )
 
 
 def test_usage_from_rows_matches_the_sweep_of_the_same_intervals(db: Database) -> None:
@@ -106,8 +111,14 @@ def test_usage_from_rows_matches_the_sweep_of_the_same_intervals(db: Database) -
         slots = rnd.choice([1, 2])
         end = None if i % 17 == 0 else start - length
         state = "running" if end is None else "success"
-        runs.add_try(f"t{i}", at(start), at(end) if end is not None else None, state=state,
-                     pool="p" if slots == 2 else "default_pool", pool_slots=slots)
+        runs.add_try(
+            f"t{i}",
+            at(start),
+            at(end) if end is not None else None,
+            state=state,
+            pool="p" if slots == 2 else "default_pool",
+            pool_slots=slots,
+        )
         iv = Interval(at(start).timestamp(), (at(end) if end is not None else NOW).timestamp(), slots)
         intervals.append(Interval(iv.start, iv.end))
         if slots == 2:

@@ -56,8 +56,9 @@ def scheduler_metrics() -> Iterator[tuple[SchedulerMetrics, int]]:
         thread.join(10)
 
 
-def test_heartbeat_latency_and_delay_findings(db: Database, settings: Settings,
-                                              scheduler_metrics: tuple[SchedulerMetrics, int]) -> None:
+def test_heartbeat_latency_and_delay_findings(
+    db: Database, settings: Settings, scheduler_metrics: tuple[SchedulerMetrics, int]
+) -> None:
     metrics, port = scheduler_metrics
     settings = settings.with_overrides({"metrics": {"scheduler_port": port}})
     for seconds in (0.25, 0.5, 0.75):
@@ -66,11 +67,19 @@ def test_heartbeat_latency_and_delay_findings(db: Database, settings: Settings,
     add_scheduler_job(db, now, heartbeat_age=60)
     me = psutil.Process()
     with db.session() as session:  # a job that never ended and whose process is gone
-        session.add(SchedulerJob(hostname=hostname(), pid=me.pid, process_start_time=me.create_time() - 50,
-                                 started_at=now, heartbeat_at=now))
+        session.add(
+            SchedulerJob(
+                hostname=hostname(),
+                pid=me.pid,
+                process_start_time=me.create_time() - 50,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
     runs = Runs(db, "slowstart")
-    runs.add_try("t", now - timedelta(minutes=5), now - timedelta(minutes=4),
-                 queued_at=now - timedelta(minutes=5, seconds=30))
+    runs.add_try(
+        "t", now - timedelta(minutes=5), now - timedelta(minutes=4), queued_at=now - timedelta(minutes=5, seconds=30)
+    )
 
     findings = scheduler_findings(settings, db, now, 1)
     assert all(f.area is Area.SCHEDULER for f in findings)
@@ -108,10 +117,16 @@ def test_no_scheduler_with_waiting_runs_is_a_warning(db: Database, settings: Set
 def test_slow_dag_file_and_import_error_from_the_processor(db: Database, settings: Settings) -> None:
     # Warning above half the import timeout: slow.py sleeps 2 s (always > 1.5 s) and has 1 s of margin before
     # the 3 s timeout; fast.py has 1.5 s. Both margins hold on a loaded 2-core machine.
-    settings = load_settings({"HEADRACE_HOME": str(settings.home), "HEADRACE__DATABASE__URL": db.url,
-                              "HEADRACE__CORE__DAGBAG_IMPORT_TIMEOUT": "3"})
+    settings = load_settings(
+        {
+            "HEADRACE_HOME": str(settings.home),
+            "HEADRACE__DATABASE__URL": db.url,
+            "HEADRACE__CORE__DAGBAG_IMPORT_TIMEOUT": "3",
+        }
+    )
     folder = settings.dags_folder
-    (folder / "slow.py").write_text(textwrap.dedent("""
+    (folder / "slow.py").write_text(
+        textwrap.dedent("""
         import time
         from datetime import datetime
         from headrace import DAG
@@ -119,14 +134,17 @@ def test_slow_dag_file_and_import_error_from_the_processor(db: Database, setting
         time.sleep(2.0)  # top-level work: the DAG processor pays it at every parse
         with DAG("slow", schedule=None, start_date=datetime(2026, 1, 1)):
             EmptyOperator(task_id="t")
-    """))
-    (folder / "fast.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (folder / "fast.py").write_text(
+        textwrap.dedent("""
         from datetime import datetime
         from headrace import DAG
         from headrace.operators import EmptyOperator
         with DAG("fast", schedule=None, start_date=datetime(2026, 1, 1)):
             EmptyOperator(task_id="t")
-    """))
+    """)
+    )
     (folder / "broken.py").write_text("from headrace import DAG\nimport no_such_module_here\n")
     make_processor(settings, db).refresh(datetime.now(UTC))
     with db.session() as session:

@@ -32,7 +32,12 @@ def test_peaks_against_limits_and_machine(db: Database, settings: Settings) -> N
     tasks, p95_all = measure_memory(db, NOW, hours=24)
     by_task = {t.task_id: t for t in tasks}
     near = by_task["near"]
-    assert (near.tries, near.max_peak_bytes, near.p95_peak_bytes, near.memory_limit) == (21, 85 * MiB, 20 * MiB, 100 * MiB)
+    assert (near.tries, near.max_peak_bytes, near.p95_peak_bytes, near.memory_limit) == (
+        21,
+        85 * MiB,
+        20 * MiB,
+        100 * MiB,
+    )
     assert by_task["killed"].exceeded == 1 and by_task["near"].exceeded == 0
     assert by_task["hog"].max_peak_bytes == 10 * GiB and by_task["hog"].memory_limit is None
     assert tasks[0].task_id == "hog"  # biggest first
@@ -61,14 +66,16 @@ def test_parallelism_times_p95_over_machine_memory(db: Database, settings: Setti
     for i in range(10):
         runs.add_try(f"t{i}", at(10), at(9), peak=3 * GiB)
     tasks, p95_all = measure_memory(db, NOW, hours=1)
-    many = load_settings({"HEADRACE_HOME": str(settings.home), "HEADRACE__DATABASE__URL": db.url,
-                          "HEADRACE__CORE__PARALLELISM": "8"})
+    many = load_settings(
+        {"HEADRACE_HOME": str(settings.home), "HEADRACE__DATABASE__URL": db.url, "HEADRACE__CORE__PARALLELISM": "8"}
+    )
     findings = memory_findings(many, tasks, p95_all, 1, machine_bytes=16 * GiB)
     over = next(f for f in findings if "overcommitted" in f.title)
     assert over.severity is Severity.WARNING
     assert over.figures["parallelism_times_p95_bytes"] == 24 * GiB
     assert "HEADRACE__CORE__PARALLELISM=4" in over.suggestion  # 80 % of 16 GiB / 3 GiB
-    few = load_settings({"HEADRACE_HOME": str(settings.home), "HEADRACE__DATABASE__URL": db.url,
-                         "HEADRACE__CORE__PARALLELISM": "4"})
+    few = load_settings(
+        {"HEADRACE_HOME": str(settings.home), "HEADRACE__DATABASE__URL": db.url, "HEADRACE__CORE__PARALLELISM": "4"}
+    )
     fits = [f for f in memory_findings(few, tasks, p95_all, 1, machine_bytes=16 * GiB) if "fits in" in f.title]
     assert len(fits) == 1 and fits[0].severity is Severity.OK

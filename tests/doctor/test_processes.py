@@ -47,12 +47,19 @@ def test_running_tries_alive_reused_and_gone(db: Database, settings: Settings) -
         live_sup, live_task = (sup.pid, create_time(sup.pid)), (task.pid, create_time(task.pid))
         runs.add_try("fine", now, None, state="running", supervisor=live_sup, process=live_task)
         # the task's pid is alive but was recorded with an earlier start time: someone else has it now
-        runs.add_try("reused", now, None, state="running", supervisor=(sup2.pid, create_time(sup2.pid)),
-                     process=(task.pid, live_task[1] - 100.0))
+        runs.add_try(
+            "reused",
+            now,
+            None,
+            state="running",
+            supervisor=(sup2.pid, create_time(sup2.pid)),
+            process=(task.pid, live_task[1] - 100.0),
+        )
         gone = _dead_pid()
         runs.add_try("gone", now, None, state="running", supervisor=gone, process=_dead_pid())
-        runs.add_try("remote", now, None, state="running", host="elsewhere.example",
-                     heartbeat_at=now - timedelta(seconds=400))
+        runs.add_try(
+            "remote", now, None, state="running", host="elsewhere.example", heartbeat_at=now - timedelta(seconds=400)
+        )
 
         tries, jobs = load_running(db)
         findings = {f.figures.get("task_id"): f for f in try_findings(settings, tries, now)}
@@ -101,8 +108,12 @@ def _wait_exec(pid: int, module: str, timeout: float = 60.0) -> None:
 
 def test_fork_server_unexplained_then_explained_by_its_scheduler_job(db: Database, settings: Settings) -> None:
     env = {**os.environ, **settings.to_env(), "HEADRACE__EXECUTOR__FORKSERVER_IDLE_TIMEOUT": "60"}
-    server = subprocess.Popen([sys.executable, "-m", "headrace.executors.forkserver"], env=env,
-                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "headrace.executors.forkserver"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         _wait_exec(server.pid, "headrace.executors.forkserver")
         now = datetime.now(UTC)
@@ -121,7 +132,8 @@ def test_fork_server_unexplained_then_explained_by_its_scheduler_job(db: Databas
         server_finding = next(f for f in found if f.figures.get("pid") == server.pid)
         assert server_finding.severity is Severity.INFO
         assert f"fork server of scheduler job {job_id} (idle, exits after executor.forkserver_idle_timeout" in (
-            server_finding.title)
+            server_finding.title
+        )
         summary = found[0]
         roles = {p["pid"]: p["role"] for p in summary.figures["process_list"]}
         assert roles[me.pid] == "scheduler" and roles[server.pid] == "idle fork server"

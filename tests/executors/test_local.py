@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import select as io_select
 import time
 from pathlib import Path
@@ -16,7 +15,6 @@ from headrace.db.models import TaskTry
 from headrace.executors import LocalExecutor, make_executor
 from headrace.executors.base import ExecutorEvent
 from headrace.supervisor.identity import ProcessIdentity
-
 from tests.supervisor.tryrows import create_run, queue_try, ti_row, try_row, write_dag
 from tests.waiting import wait_until
 
@@ -36,7 +34,9 @@ def _drain(executor: LocalExecutor, want: int, timeout: float = 45.0) -> list[Ex
 def test_twenty_tries_never_more_than_parallelism(db: Database, settings: Settings, tmp_path: Path) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
-    dag_file = write_dag(tmp_path / "dags", f"""
+    dag_file = write_dag(
+        tmp_path / "dags",
+        f"""
         with DAG("many") as dag:
             def work(ti):
                 mark = os.path.join({str(marks)!r}, ti.task_id)
@@ -45,7 +45,8 @@ def test_twenty_tries_never_more_than_parallelism(db: Database, settings: Settin
                 open(mark + ".end", "w").write(str(time.time()))
             for i in range(20):
                 PythonOperator(task_id=f"t{{i}}", python_callable=work)
-    """)
+    """,
+    )
     settings = settings.with_overrides({"core": {"parallelism": 4}, "executor": {"forkserver_idle_timeout": 5}})
     executor = make_executor(settings.with_overrides({"core": {"executor": "local"}}))
     assert isinstance(executor, LocalExecutor)
@@ -86,10 +87,13 @@ def _forkservers_of_this_process() -> list[psutil.Process]:
 
 
 def test_fork_server_exits_when_idle(db: Database, settings: Settings, tmp_path: Path) -> None:
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         with DAG("idle") as dag:
             PythonOperator(task_id="t", python_callable=lambda: 1)
-    """)
+    """,
+    )
     executor = LocalExecutor(settings.with_overrides({"executor": {"forkserver_idle_timeout": 1.0}}))
     request = queue_try(db, create_run(db, dag_file, "idle"), "t", dag_file)
     executor.queue(request)
@@ -120,14 +124,17 @@ def test_fork_server_exits_when_idle(db: Database, settings: Settings, tmp_path:
 
 def test_supervisors_outlive_the_fork_server(db: Database, settings: Settings, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    dag_file = write_dag(tmp_path / "dags", f"""
+    dag_file = write_dag(
+        tmp_path / "dags",
+        f"""
         with DAG("gated") as dag:
             def wait_for_gate():
                 while not os.path.exists({str(gate)!r}):
                     time.sleep(0.02)
                 return "through"
             PythonOperator(task_id="t", python_callable=wait_for_gate)
-    """)
+    """,
+    )
     executor = LocalExecutor(settings)
     request = queue_try(db, create_run(db, dag_file, "gated"), "t", dag_file)
     executor.queue(request)

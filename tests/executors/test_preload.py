@@ -15,7 +15,6 @@ from headrace.db.models import TaskTry
 from headrace.executors import LocalExecutor
 from headrace.executors.base import ExecutorEvent
 from headrace.supervisor.request import TryRequest
-
 from tests.supervisor.tryrows import create_run, queue_try, ti_row, try_row, write_dag
 
 
@@ -62,9 +61,9 @@ COUNTED = """
 
 
 def _local(settings: Settings, **executor: object) -> LocalExecutor:
-    return LocalExecutor(settings.with_overrides(
-        {"core": {"parallelism": 2}, "executor": {"forkserver_idle_timeout": 5, **executor}}
-    ))
+    return LocalExecutor(
+        settings.with_overrides({"core": {"parallelism": 2}, "executor": {"forkserver_idle_timeout": 5, **executor}})
+    )
 
 
 def test_task_processes_reuse_the_preloaded_module(db: Database, settings: Settings, tmp_path: Path) -> None:
@@ -111,12 +110,18 @@ def test_an_edited_file_is_imported_again(db: Database, settings: Settings, tmp_
 def test_a_file_that_starts_a_thread_is_not_preloaded(db: Database, settings: Settings, tmp_path: Path) -> None:
     counter, marks = tmp_path / "imports", tmp_path / "marks"
     marks.mkdir()
-    dag_file = write_dag(tmp_path / "dags", COUNTED.format(
-        counter=str(counter), marks=str(marks), version="threaded",
-    ) + """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        COUNTED.format(
+            counter=str(counter),
+            marks=str(marks),
+            version="threaded",
+        )
+        + """
     import threading
     threading.Thread(target=time.sleep, args=(0.3,)).start()
-    """)
+    """,
+    )
     run_pk = create_run(db, dag_file, "counted")
     executor = _local(settings)
     requests = [queue_try(db, run_pk, f"t{i}", dag_file) for i in range(4)]
@@ -136,18 +141,22 @@ def test_a_file_that_starts_a_thread_is_not_preloaded(db: Database, settings: Se
         assert session.scalars(select(TaskTry.state)).all() == ["success"] * 4
 
 
-def test_a_file_that_fails_to_import_fails_the_try_as_before(
-    db: Database, settings: Settings, tmp_path: Path
-) -> None:
-    dag_file = write_dag(tmp_path / "dags", """
+def test_a_file_that_fails_to_import_fails_the_try_as_before(db: Database, settings: Settings, tmp_path: Path) -> None:
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         with DAG("broken") as dag:
             PythonOperator(task_id="t0", python_callable=lambda: 1)
             PythonOperator(task_id="t1", python_callable=lambda: 1)
-    """)
+    """,
+    )
     run_pk = create_run(db, dag_file, "broken")
-    write_dag(tmp_path / "dags", """
+    write_dag(
+        tmp_path / "dags",
+        """
         raise RuntimeError("the DAG file is broken")
-    """)
+    """,
+    )
     outcomes = []
     for task_id, preload in (("t0", False), ("t1", True)):
         executor = _local(settings, preload_dag_files=preload)

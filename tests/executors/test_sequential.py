@@ -8,16 +8,18 @@ from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.executors import SequentialExecutor, make_executor
 from headrace.executors.base import ExecutorEvent
-
 from tests.supervisor.tryrows import create_run, queue_try, ti_row, write_dag
 
 
 def test_runs_queued_tries_one_by_one(db: Database, settings: Settings, tmp_path: Path) -> None:
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         with DAG("seq") as dag:
             a = PythonOperator(task_id="a", python_callable=lambda: "A")
             b = BashOperator(task_id="b", bash_command="echo B")
-    """)
+    """,
+    )
     executor = make_executor(settings.with_overrides({"core": {"executor": "sequential"}}))
     assert isinstance(executor, SequentialExecutor)
     executor.start()

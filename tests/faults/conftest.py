@@ -67,7 +67,7 @@ def private_pg_url(pg_cluster: PgCluster) -> str:
 
 @pytest.fixture(params=["sqlite", "postgresql"], ids=["sqlite", "postgresql"])
 def fault_backend(request: pytest.FixtureRequest) -> str:
-    """"sqlite" or "postgresql": the backend of this run of the test (the parametrization of ``fault_db_url``)."""
+    """ "sqlite" or "postgresql": the backend of this run of the test (the parametrization of ``fault_db_url``)."""
     return str(request.param)
 
 
@@ -98,8 +98,9 @@ def fault_settings(tmp_path: Path, fault_db_url: str) -> Settings:
     """Like ``settings``: HEADRACE_HOME in tmp_path, the database at ``fault_db_url``."""
     home = tmp_path / "home"
     (home / "dags").mkdir(parents=True)
-    return load_settings({"HEADRACE_HOME": str(home), "HEADRACE__DATABASE__URL": fault_db_url,
-                          "HEADRACE__METRICS__SCHEDULER_PORT": "0"})  # no shared fixed port between test workers
+    return load_settings(
+        {"HEADRACE_HOME": str(home), "HEADRACE__DATABASE__URL": fault_db_url, "HEADRACE__METRICS__SCHEDULER_PORT": "0"}
+    )  # no shared fixed port between test workers
 
 
 @pytest.fixture

@@ -102,12 +102,24 @@ class PgCluster:
             _make_traversable(base_dir.parent)
         base_dir.chmod(0o700)
         result = cluster._run(
-            "initdb", "-D", str(cluster.data_dir), "-A", "trust", "-U", "postgres", "--no-sync",
-            "-E", "UTF8", "--locale", "C", timeout=120,
+            "initdb",
+            "-D",
+            str(cluster.data_dir),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale",
+            "C",
+            timeout=120,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"initdb failed (exit {result.returncode}) in {cluster.data_dir}:\n"
-                               f"{result.stdout}{result.stderr}")
+            raise RuntimeError(
+                f"initdb failed (exit {result.returncode}) in {cluster.data_dir}:\n{result.stdout}{result.stderr}"
+            )
         cluster._write_config()
         return cluster
 
@@ -149,8 +161,10 @@ class PgCluster:
                 self._write_config()
                 continue
             break
-        raise RuntimeError(f"pg_ctl start failed (exit {result.returncode}) for {self.data_dir}:\n"
-                           f"{result.stdout}{result.stderr}\n--- {self.log_file} (tail) ---\n{self.log_tail()}")
+        raise RuntimeError(
+            f"pg_ctl start failed (exit {result.returncode}) for {self.data_dir}:\n"
+            f"{result.stdout}{result.stderr}\n--- {self.log_file} (tail) ---\n{self.log_tail()}"
+        )
 
     def stop(self, mode: str = "fast", timeout: float = 30) -> None:
         """Stop the server (``mode``: "smart", "fast" or "immediate") and wait for it to exit.
@@ -163,8 +177,10 @@ class PgCluster:
             return
         result = self._pg_ctl("stop", "-m", mode, "-t", str(int(max(timeout, 1))), timeout=timeout + 10)
         if result.returncode != 0:
-            raise RuntimeError(f"pg_ctl stop -m {mode} failed (exit {result.returncode}):\n"
-                               f"{result.stdout}{result.stderr}\n--- log tail ---\n{self.log_tail()}")
+            raise RuntimeError(
+                f"pg_ctl stop -m {mode} failed (exit {result.returncode}):\n"
+                f"{result.stdout}{result.stderr}\n--- log tail ---\n{self.log_tail()}"
+            )
 
     def restart(self, mode: str = "fast", timeout: float = 30) -> None:
         """Stop the server with ``mode`` (see :meth:`stop`), start it again and wait until it is ready.
@@ -182,7 +198,8 @@ class PgCluster:
         """True when the server accepts connections on 127.0.0.1:``port`` (``pg_isready``)."""
         result = subprocess.run(
             [str(self.bindir / "pg_isready"), "-h", _ADDRESS, "-p", str(self.port), "-t", "2", "-q"],
-            capture_output=True, timeout=10,
+            capture_output=True,
+            timeout=10,
         )
         return result.returncode == 0
 
@@ -193,8 +210,9 @@ class PgCluster:
             if self.is_ready():
                 return
             if time.monotonic() >= deadline:
-                raise RuntimeError(f"PostgreSQL on port {self.port} not ready after {timeout} s;"
-                                   f" log tail:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"PostgreSQL on port {self.port} not ready after {timeout} s; log tail:\n{self.log_tail()}"
+                )
             time.sleep(0.05)
 
     # ------------------------------------------------------------------ databases
@@ -252,7 +270,9 @@ class PgCluster:
         except OSError:
             return ""
 
-    def _pg_ctl(self, action: str, *args: str, use_log: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def _pg_ctl(
+        self, action: str, *args: str, use_log: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         extra = ["-l", str(self.log_file)] if use_log and action in ("start", "restart") else []
         wait = ["-w"] if action in ("start", "stop", "restart") else []
         return self._run("pg_ctl", action, "-D", str(self.data_dir), *wait, *extra, *args, timeout=timeout)
@@ -266,8 +286,9 @@ class PgCluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
         # cwd: the postgres user cannot read root's working directory (initdb/pg_ctl would warn or fail).
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.base_dir, env=env,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, cwd=self.base_dir, env=env, stdin=subprocess.DEVNULL
+        )
 
 
 def _as_root() -> bool:

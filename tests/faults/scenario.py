@@ -18,16 +18,23 @@ from sqlalchemy import select
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, TaskInstance, TaskTry
-
 from tests.integration.helpers import FAST, write_dag
 
-FAULT = {**FAST, "scheduler": {**FAST["scheduler"], "heartbeat_interval": 0.5},
-         "database": {"outage_tolerance": 300}}
+FAULT = {**FAST, "scheduler": {**FAST["scheduler"], "heartbeat_interval": 0.5}, "database": {"outage_tolerance": 300}}
 """Quick loops, and supervisors and the scheduler that wait out an outage of up to 5 minutes."""
 
 
-def counting_dag(settings: Settings, dag_id: str, out: Path, *, tasks: int, seconds: float,
-                 chain: bool = False, retries: int = 2, bash_every: int = 2) -> list[str]:
+def counting_dag(
+    settings: Settings,
+    dag_id: str,
+    out: Path,
+    *,
+    tasks: int,
+    seconds: float,
+    chain: bool = False,
+    retries: int = 2,
+    bash_every: int = 2,
+) -> list[str]:
     """Write a DAG of ``tasks`` tasks that each run ``seconds`` s and count their runs in ``out``.
 
     Every ``bash_every``-th task is a BashOperator whose shell does the work
@@ -50,8 +57,10 @@ def counting_dag(settings: Settings, dag_id: str, out: Path, *, tasks: int, seco
     for i, task_id in enumerate(ids):
         started, done = out / f"{task_id}.started", out / f"{task_id}.done"
         if bash_every and i % bash_every == 1:
-            lines.append(f"    made.append(BashOperator(task_id={task_id!r}, bash_command="
-                         f"'echo x >> {started}; sleep {seconds}; echo x >> {done}'))")
+            lines.append(
+                f"    made.append(BashOperator(task_id={task_id!r}, bash_command="
+                f"'echo x >> {started}; sleep {seconds}; echo x >> {done}'))"
+            )
         else:
             lines += [
                 f"    @task(task_id={task_id!r})",
@@ -76,8 +85,9 @@ def start_scheduler(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     """``python -m headrace.scheduler`` with ``settings``, output appended to ``log``."""
     env = {**os.environ, **settings.to_env()}
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "headrace.scheduler"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "headrace.scheduler"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def stop_scheduler(proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -58,15 +58,19 @@ def run_through(settings: Settings, db: Database, tmp_path: Path, outage: Callab
     assert run_states(db) == {r: "success" for r in runs}, log.read_text()[-4000:]
     for dag_id, ids in (("chain", chain), ("fan", fan)):
         for task_id in ids:
-            assert count(out / dag_id / f"{task_id}.done") == 1, f"{dag_id}.{task_id} ran {count(out / dag_id / f'{task_id}.done')} times"
+            assert count(out / dag_id / f"{task_id}.done") == 1, (
+                f"{dag_id}.{task_id} ran {count(out / dag_id / f'{task_id}.done')} times"
+            )
             assert count(out / dag_id / f"{task_id}.started") == 1, f"{dag_id}.{task_id} started twice"
     assert {(tt.dag_id, tt.task_id): tt.try_number for tt in try_rows(db)} == {
-        (dag_id, t): 1 for dag_id, ids in (("chain", chain), ("fan", fan)) for t in ids}
+        (dag_id, t): 1 for dag_id, ids in (("chain", chain), ("fan", fan)) for t in ids
+    }
     return log.read_text()
 
 
-def test_postgresql_fast_restart_mid_run(fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None,
-                                         tmp_path: Path) -> None:
+def test_postgresql_fast_restart_mid_run(
+    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path
+) -> None:
     if fault_pg is None:
         pytest.skip("a PostgreSQL restart (SQLite's outage is a held lock: test_sqlite_lock_held_45_s)")
     settings = fault_settings.with_overrides(FAULT)
@@ -81,8 +85,9 @@ def test_postgresql_fast_restart_mid_run(fault_settings: Settings, fault_db: Dat
 
 
 @pytest.mark.timeout(300)
-def test_postgresql_stopped_60_s_mid_run(fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None,
-                                         tmp_path: Path) -> None:
+def test_postgresql_stopped_60_s_mid_run(
+    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path
+) -> None:
     if fault_pg is None:
         pytest.skip("a PostgreSQL stop (SQLite's outage is a held lock: test_sqlite_lock_held_45_s)")
     settings = fault_settings.with_overrides(FAULT)
@@ -100,8 +105,9 @@ def test_postgresql_stopped_60_s_mid_run(fault_settings: Settings, fault_db: Dat
 
 
 @pytest.mark.timeout(300)
-def test_sqlite_lock_held_45_s(fault_settings: Settings, fault_db: Database, fault_backend: str,
-                               tmp_path: Path) -> None:
+def test_sqlite_lock_held_45_s(
+    fault_settings: Settings, fault_db: Database, fault_backend: str, tmp_path: Path
+) -> None:
     if fault_backend != "sqlite":
         pytest.skip("a SQLite file lock (PostgreSQL's outages: restart and stop)")
     settings = fault_settings.with_overrides(FAULT)
@@ -127,15 +133,17 @@ def test_sqlite_lock_held_45_s(fault_settings: Settings, fault_db: Database, fau
     assert "lost the database" in text and "the database is back" in text
 
 
-def test_a_supervisor_cut_off_from_the_database_stops_its_task(fault_settings: Settings, fault_db: Database,
-                                                                fault_pg: PgCluster | None, tmp_path: Path) -> None:
+def test_a_supervisor_cut_off_from_the_database_stops_its_task(
+    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path
+) -> None:
     """A scheduler on another host would retry a try whose heartbeat is older than
     ``task_instance_heartbeat_timeout``: a supervisor that cannot heartbeat for 0.8 of it kills its task,
     and records the try when the database is back, so the two never run at once."""
     if fault_pg is None:
         pytest.skip("needs a database that refuses connections at once (SQLite's lock blocks for the busy timeout)")
     settings = fault_settings.with_overrides(
-        {**FAULT, "scheduler": {**FAULT["scheduler"], "task_instance_heartbeat_timeout": 3}})
+        {**FAULT, "scheduler": {**FAULT["scheduler"], "task_instance_heartbeat_timeout": 3}}
+    )
     out = tmp_path / "out"
     ids = counting_dag(settings, "long", out, tasks=1, seconds=30, retries=0, bash_every=0)
     assert DagProcessor(settings, fault_db).refresh(datetime.now(UTC)).errors == 0

@@ -19,7 +19,6 @@ from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.db.models import DagFile
 from headrace.scheduler.runs import trigger_dag
-
 from tests.integration.helpers import write_dag
 
 from .scenario import FAULT, count, counting_dag, finished, run_states, start_scheduler, stop_scheduler, try_rows
@@ -42,11 +41,15 @@ def test_import_hang_beside_running_chain(fault_settings: Settings, fault_db: Da
         while not count(out / "t1.started"):
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.05)
-        write_dag(settings, "hang.py", """
+        write_dag(
+            settings,
+            "hang.py",
+            """
             # a headrace DAG file whose import takes 30 s
             import time
             time.sleep(30)
-        """)
+        """,
+        )
         deadline = time.monotonic() + 90
         while not finished(fault_db):
             assert scheduler.poll() is None, log.read_text()[-3000:]

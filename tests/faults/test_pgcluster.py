@@ -78,8 +78,9 @@ def test_stopped_cluster_restarted_by_fixture(pg_cluster: PgCluster, request: py
         database.dispose()
 
 
-def test_fault_fixtures(fault_backend: str, fault_pg: PgCluster | None, fault_db_url: str,
-                        fault_settings: Settings, fault_db: Database) -> None:
+def test_fault_fixtures(
+    fault_backend: str, fault_pg: PgCluster | None, fault_db_url: str, fault_settings: Settings, fault_db: Database
+) -> None:
     assert fault_settings.database_url == fault_db_url == fault_db.url
     assert fault_db.is_sqlite == (fault_backend == "sqlite")
     if fault_backend == "postgresql":

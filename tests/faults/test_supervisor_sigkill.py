@@ -12,19 +12,28 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from headrace.config import Settings
+from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.scheduler.runs import trigger_dag
-from headrace.dagfiles.processor import DagProcessor
 
-from .scenario import FAULT, alive, count, counting_dag, finished, run_states, start_scheduler, stop_scheduler, \
-    ti_rows, try_rows
-
-from datetime import UTC, datetime
+from .scenario import (
+    FAULT,
+    alive,
+    count,
+    counting_dag,
+    finished,
+    run_states,
+    start_scheduler,
+    stop_scheduler,
+    ti_rows,
+    try_rows,
+)
 
 
 @pytest.mark.timeout(240)
@@ -45,8 +54,12 @@ def test_sigkill_supervisor_mid_try_ten_times(fault_settings: Settings, fault_db
             assert scheduler.poll() is None, log.read_text()[-3000:]
             for tt in try_rows(fault_db):
                 # Kill once the task's code is running (it wrote its start line), well before it ends.
-                if tt.try_number == 1 and tt.task_id not in killed and tt.end_date is None \
-                        and count(out / f"{tt.task_id}.started") == 1:
+                if (
+                    tt.try_number == 1
+                    and tt.task_id not in killed
+                    and tt.end_date is None
+                    and count(out / f"{tt.task_id}.started") == 1
+                ):
                     os.kill(tt.supervisor_pid, signal.SIGKILL)
                     killed[tt.task_id] = (tt.supervisor_pid, tt.pid)
             time.sleep(0.02)
@@ -58,7 +71,9 @@ def test_sigkill_supervisor_mid_try_ten_times(fault_settings: Settings, fault_db
         stop_scheduler(scheduler, log)
     assert run_states(fault_db) == {run_id: "success"}
     for task_id in ids:
-        assert count(out / f"{task_id}.done") == 1, f"{task_id}'s code ran to its end {count(out / f'{task_id}.done')} times"
+        assert count(out / f"{task_id}.done") == 1, (
+            f"{task_id}'s code ran to its end {count(out / f'{task_id}.done')} times"
+        )
         assert count(out / f"{task_id}.started") == 2  # try 1 (killed) and try 2
     tis = ti_rows(fault_db)
     assert {t: ti.try_number for t, ti in tis.items()} == {t: 2 for t in ids}

@@ -18,8 +18,11 @@ from headrace.executors import make_executor
 from headrace.scheduler import loop
 from headrace.scheduler.runs import trigger_dag
 
-FAST = {"scheduler": {"loop_interval": 0.2, "dag_dir_list_interval": 0.5, "heartbeat_interval": 0.5},
-        "core": {"executor": "local", "parallelism": 8}, "executor": {"forkserver_idle_timeout": 5}}
+FAST = {
+    "scheduler": {"loop_interval": 0.2, "dag_dir_list_interval": 0.5, "heartbeat_interval": 0.5},
+    "core": {"executor": "local", "parallelism": 8},
+    "executor": {"forkserver_idle_timeout": 5},
+}
 """Overrides that keep integration tests quick."""
 
 

@@ -10,7 +10,6 @@ from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import TaskTry
 from tests.faults.scenario import alive
-
 from tests.waiting import wait_until
 
 from .helpers import FAST, parse_and_trigger, run_scheduler_until_done, run_states, ti_states, write_dag
@@ -19,7 +18,10 @@ from .helpers import FAST, parse_and_trigger, run_scheduler_until_done, run_stat
 def test_scheduler_fails_a_run_past_its_dagrun_timeout(settings: Settings, db: Database, tmp_path: Path) -> None:
     settings = settings.with_overrides(FAST)
     done = tmp_path / "done"
-    write_dag(settings, "slow.py", f"""
+    write_dag(
+        settings,
+        "slow.py",
+        f"""
         from headrace import DAG
         from headrace.operators import BashOperator
 
@@ -27,7 +29,8 @@ def test_scheduler_fails_a_run_past_its_dagrun_timeout(settings: Settings, db: D
             work = BashOperator(task_id="work", bash_command="sleep 60; touch {done}")
             after = BashOperator(task_id="after", bash_command="true")
             work >> after
-    """)
+    """,
+    )
     run_id = parse_and_trigger(settings, db, "slow")
     run_scheduler_until_done(settings, db, timeout=60)
     assert run_states(db) == {run_id: "failed"}

@@ -10,7 +10,10 @@ from .helpers import FAST, parse_and_trigger, run_scheduler_until_done, run_stat
 
 def test_dag_file_runs_to_success(settings: Settings, db: Database) -> None:
     settings = settings.with_overrides(FAST)
-    write_dag(settings, "etl.py", """
+    write_dag(
+        settings,
+        "etl.py",
+        """
         from headrace import DAG
         from headrace.operators import BashOperator, PythonOperator
 
@@ -25,7 +28,8 @@ def test_dag_file_runs_to_success(settings: Settings, db: Database) -> None:
             t = PythonOperator(task_id="total", python_callable=total)
             b = BashOperator(task_id="echo", bash_command="echo done")
             e >> t >> b
-    """)
+    """,
+    )
     run_id = parse_and_trigger(settings, db, "etl")
     run_scheduler_until_done(settings, db)
     assert run_states(db) == {run_id: "success"}
@@ -35,7 +39,10 @@ def test_dag_file_runs_to_success(settings: Settings, db: Database) -> None:
 
 def test_retry_then_success(settings: Settings, db: Database) -> None:
     settings = settings.with_overrides(FAST)
-    write_dag(settings, "flaky.py", """
+    write_dag(
+        settings,
+        "flaky.py",
+        """
         from headrace import DAG
         from headrace.operators import PythonOperator
 
@@ -45,7 +52,8 @@ def test_retry_then_success(settings: Settings, db: Database) -> None:
 
         with DAG("flaky"):
             PythonOperator(task_id="flaky", python_callable=flaky, retries=1, retry_delay=0.1)
-    """)
+    """,
+    )
     run_id = parse_and_trigger(settings, db, "flaky")
     run_scheduler_until_done(settings, db)
     assert run_states(db) == {run_id: "success"}
@@ -54,16 +62,26 @@ def test_retry_then_success(settings: Settings, db: Database) -> None:
 
 RULES = {
     # upstream: ok (success), bad (failed), skip (skipped)
-    "all_success": "upstream_failed", "all_failed": "skipped", "all_done": "success",
-    "all_skipped": "skipped", "one_success": "success", "one_failed": "success", "one_done": "success",
-    "none_failed": "upstream_failed", "none_failed_min_one_success": "upstream_failed",
-    "none_skipped": "skipped", "always": "success",
+    "all_success": "upstream_failed",
+    "all_failed": "skipped",
+    "all_done": "success",
+    "all_skipped": "skipped",
+    "one_success": "success",
+    "one_failed": "success",
+    "one_done": "success",
+    "none_failed": "upstream_failed",
+    "none_failed_min_one_success": "upstream_failed",
+    "none_skipped": "skipped",
+    "always": "success",
 }
 
 
 def test_every_trigger_rule(settings: Settings, db: Database) -> None:
     settings = settings.with_overrides(FAST)
-    write_dag(settings, "rules.py", f"""
+    write_dag(
+        settings,
+        "rules.py",
+        f"""
         from headrace import DAG, SkipTask
         from headrace.operators import EmptyOperator, PythonOperator
 
@@ -83,7 +101,8 @@ def test_every_trigger_rule(settings: Settings, db: Database) -> None:
             ups = [ok, bad, skipper]
             for rule in {sorted(RULES)!r}:
                 ups >> EmptyOperator(task_id=rule, trigger_rule=rule)
-    """)
+    """,
+    )
     run_id = parse_and_trigger(settings, db, "rules")
     run_scheduler_until_done(settings, db)
     states = ti_states(db)

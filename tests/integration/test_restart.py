@@ -13,7 +13,6 @@ from sqlalchemy import select
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import Lease, TaskInstance, TaskTry
-
 from tests.waiting import wait_until
 
 from .helpers import FAST, parse_and_trigger, run_states, tries_per_ti, write_dag
@@ -22,8 +21,9 @@ from .helpers import FAST, parse_and_trigger, run_states, tries_per_ti, write_da
 def start_scheduler(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, **settings.to_env()}
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "headrace.scheduler"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "headrace.scheduler"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def running_with_try(db: Database, task_id: str) -> bool:
@@ -37,7 +37,10 @@ def test_sigkill_scheduler_mid_run(settings: Settings, db: Database, tmp_path: P
     settings = settings.with_overrides(FAST)
     marker = tmp_path / "started"
     release = tmp_path / "release"  # the slow task runs until the test creates this file
-    write_dag(settings, "slow.py", f"""
+    write_dag(
+        settings,
+        "slow.py",
+        f"""
         from headrace import DAG
         from headrace.operators import BashOperator, EmptyOperator
 
@@ -46,7 +49,8 @@ def test_sigkill_scheduler_mid_run(settings: Settings, db: Database, tmp_path: P
             slow = BashOperator(task_id="slow", bash_command="echo x >> {marker}; while [ ! -f {release} ]; do sleep 0.05; done")
             last = BashOperator(task_id="last", bash_command="echo last")
             first >> slow >> last
-    """)
+    """,
+    )
     run_id = parse_and_trigger(settings, db, "slow")
     log = tmp_path / "scheduler.log"
     first = start_scheduler(settings, log)

@@ -21,8 +21,11 @@ def test_append_and_read(tmp_path: Path) -> None:
     append_line(path, "supervisor", "ünïcode", "ERROR")
     text, offset = read_try_log(path)
     lines = text.splitlines()
-    assert re.fullmatch(r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000\] \{supervisor\} INFO - try 1 started: "
-                        r"pid 1 on host h", lines[0])
+    assert re.fullmatch(
+        r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000\] \{supervisor\} INFO - try 1 started: "
+        r"pid 1 on host h",
+        lines[0],
+    )
     assert lines[1].endswith("{supervisor} ERROR - ünïcode")
     assert read_try_log(path, offset) == ("", offset)
     head, next_offset = read_try_log(path, 0, max_bytes=5)

@@ -32,9 +32,16 @@ def write_dag(settings: Settings, name: str, source: str) -> None:
     (settings.dags_folder / f"{name}.py").write_text(textwrap.dedent(source))
 
 
-def run_dag(settings: Settings, db: Database, dag_id: str, *, listeners: list[Listener] | None = None,
-            until: Callable[[], bool] | None = None, each_loop: Callable[[datetime], None] | None = None,
-            timeout: float = 120.0) -> DagRun:
+def run_dag(
+    settings: Settings,
+    db: Database,
+    dag_id: str,
+    *,
+    listeners: list[Listener] | None = None,
+    until: Callable[[], bool] | None = None,
+    each_loop: Callable[[datetime], None] | None = None,
+    timeout: float = 120.0,
+) -> DagRun:
     """Parse the dags folder, trigger ``dag_id`` and run a real scheduler (local executor) until the run
     ends and ``until()`` (if given) holds; return the run. Fails the test after ``timeout`` seconds."""
     processor = make_processor(settings, db)
@@ -60,8 +67,15 @@ def run_dag(settings: Settings, db: Database, dag_id: str, *, listeners: list[Li
         elif time.monotonic() > give_up:
             stop.set()
 
-    loop.run(settings, db, make_executor(settings), processor=processor, stop=stop, after_loop=after_loop,
-             listeners=listeners or [])
+    loop.run(
+        settings,
+        db,
+        make_executor(settings),
+        processor=processor,
+        stop=stop,
+        after_loop=after_loop,
+        listeners=listeners or [],
+    )
     assert final, f"run of {dag_id} did not end (or the condition did not hold) within {timeout} s"
     return final[0]
 

@@ -86,8 +86,8 @@ def notifications(db: Database) -> list[Notification]:
 
 
 def test_tries_and_run_ended_while_no_scheduler_ran_notify_once(
-        settings: Settings, db: Database, tmp_path: Path, smtp_server: tuple[int, list[Any]],
-        webhook: WebhookReceiver) -> None:
+    settings: Settings, db: Database, tmp_path: Path, smtp_server: tuple[int, list[Any]], webhook: WebhookReceiver
+) -> None:
     port, mails = smtp_server
     settings = alert_settings(settings, smtp_port=port, webhook_url=webhook.url, email_to="ops@example.com")
     dag_file, run_pk = new_run(db, tmp_path)
@@ -100,20 +100,29 @@ def test_tries_and_run_ended_while_no_scheduler_ran_notify_once(
     run_scheduler_until(settings, db, lambda: count(db, Notification.sent_at.is_not(None)) == 8)
     rows = notifications(db)
     assert sorted((r.channel, r.event, r.task_id or "", r.try_number or 0) for r in rows) == [
-        (channel, event, task_id, try_number) for channel in ("email", "webhook")
-        for event, task_id, try_number in (("failed", "final", 1), ("failed", "flaky", 2),
-                                           ("run_failed", "", 0), ("up_for_retry", "flaky", 1))]
+        (channel, event, task_id, try_number)
+        for channel in ("email", "webhook")
+        for event, task_id, try_number in (
+            ("failed", "final", 1),
+            ("failed", "flaky", 2),
+            ("run_failed", "", 0),
+            ("up_for_retry", "flaky", 1),
+        )
+    ]
     parsed = [message_from_bytes(m.content, policy=policy.default) for m in mails]
     assert sorted(str(p["Subject"]) for p in parsed) == [
         "[headrace] failed: unseen.final (run manual__1, try 1)",
         "[headrace] failed: unseen.flaky (run manual__1, try 2)",
         "[headrace] run_failed: DAG unseen (run manual__1)",
-        "[headrace] up_for_retry: unseen.flaky (run manual__1, try 1)"]
+        "[headrace] up_for_retry: unseen.flaky (run manual__1, try 1)",
+    ]
     assert all(m.rcpt_tos == ["ops@example.com"] for m in mails)
     final_mail = next(p.get_content() for p in parsed if "unseen.final" in str(p["Subject"]))
     assert "Error: RuntimeError: disk full" in final_mail and "End reason: failed" in final_mail
-    assert len(webhook.bodies) == 4 and sum("unseen.flaky" in b["text"] and "try 2" in b["text"]
-                                            for b in webhook.bodies) == 1
+    assert (
+        len(webhook.bodies) == 4
+        and sum("unseen.flaky" in b["text"] and "try 2" in b["text"] for b in webhook.bodies) == 1
+    )
 
     # A restarted scheduler sweeps the same window again: nothing new is written or sent.
     loop.run(settings, db, make_executor(settings), num_loops=3)
@@ -121,7 +130,8 @@ def test_tries_and_run_ended_while_no_scheduler_ran_notify_once(
 
 
 def test_run_finished_by_a_scheduler_that_died_before_emitting(
-        settings: Settings, db: Database, tmp_path: Path, webhook: WebhookReceiver) -> None:
+    settings: Settings, db: Database, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
     settings = alert_settings(settings, webhook_url=webhook.url)
     dag_file, run_pk = new_run(db, tmp_path)
     for task_id in ("flaky", "final"):
@@ -130,16 +140,23 @@ def test_run_finished_by_a_scheduler_that_died_before_emitting(
         assert runs.finish_runs(session, datetime.now(UTC), cache=DagCache()) == 1
     run_scheduler_until(settings, db, lambda: len(webhook.bodies) == 4)
     assert sorted((r.event, r.task_id or "", r.try_number or 0) for r in notifications(db)) == [
-        ("failed", "final", 1), ("failed", "flaky", 2), ("run_failed", "", 0), ("up_for_retry", "flaky", 1)]
+        ("failed", "final", 1),
+        ("failed", "flaky", 2),
+        ("run_failed", "", 0),
+        ("up_for_retry", "flaky", 1),
+    ]
     texts = sorted(b["text"].splitlines()[0] for b in webhook.bodies)
-    assert texts == ["[headrace] failed: unseen.final (run manual__1, try 1)",
-                     "[headrace] failed: unseen.flaky (run manual__1, try 2)",
-                     "[headrace] run_failed: DAG unseen (run manual__1)",
-                     "[headrace] up_for_retry: unseen.flaky (run manual__1, try 1)"]
+    assert texts == [
+        "[headrace] failed: unseen.final (run manual__1, try 1)",
+        "[headrace] failed: unseen.flaky (run manual__1, try 2)",
+        "[headrace] run_failed: DAG unseen (run manual__1)",
+        "[headrace] up_for_retry: unseen.flaky (run manual__1, try 1)",
+    ]
 
 
 def test_an_event_the_event_path_wrote_is_not_written_again(
-        settings: Settings, db: Database, tmp_path: Path, webhook: WebhookReceiver) -> None:
+    settings: Settings, db: Database, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
     settings = alert_settings(settings, webhook_url=webhook.url, email_to="ops@example.com")
     config = AlertConfig.from_settings(settings)
     dag_file, run_pk = new_run(db, tmp_path)
@@ -174,8 +191,9 @@ def test_an_event_the_event_path_wrote_is_not_written_again(
         assert by_key[f"webhook|{alert.event_key}"] == (alert.subject(), alert.body(config.base_url))
 
 
-def test_sweep_window_and_cost_when_nothing_to_do(settings: Settings, db: Database, tmp_path: Path,
-                                                  webhook: WebhookReceiver) -> None:
+def test_sweep_window_and_cost_when_nothing_to_do(
+    settings: Settings, db: Database, tmp_path: Path, webhook: WebhookReceiver
+) -> None:
     settings = alert_settings(settings, webhook_url=webhook.url)
     config = AlertConfig.from_settings(settings)
     dag_file, run_pk = new_run(db, tmp_path)
@@ -210,16 +228,21 @@ def test_sweep_window_and_cost_when_nothing_to_do(settings: Settings, db: Databa
     assert count(db) == 1
 
 
-def test_no_channel_configured_no_sweep_and_nothing_written(settings: Settings, db: Database,
-                                                           tmp_path: Path) -> None:
+def test_no_channel_configured_no_sweep_and_nothing_written(settings: Settings, db: Database, tmp_path: Path) -> None:
     config = AlertConfig.from_settings(settings)
     assert config.channels == ()
-    names = [c.name for c in housekeeping.chores(settings, db, heartbeat=lambda _n: 0, renew_lease=lambda _n: 0,
-                                                 cache=DagCache())]
+    names = [
+        c.name
+        for c in housekeeping.chores(settings, db, heartbeat=lambda _n: 0, renew_lease=lambda _n: 0, cache=DagCache())
+    ]
     assert "sweep_alerts" not in names and "find_zombies" in names
     with_channel = alert_settings(settings, webhook_url="http://127.0.0.1:9/hook")
-    assert "sweep_alerts" in [c.name for c in housekeeping.chores(
-        with_channel, db, heartbeat=lambda _n: 0, renew_lease=lambda _n: 0, cache=DagCache())]
+    assert "sweep_alerts" in [
+        c.name
+        for c in housekeeping.chores(
+            with_channel, db, heartbeat=lambda _n: 0, renew_lease=lambda _n: 0, cache=DagCache()
+        )
+    ]
 
     dag_file, run_pk = new_run(db, tmp_path)
     run_tries(settings, db, dag_file, run_pk, "flaky")

@@ -18,7 +18,6 @@ from headrace.observability.delivery import MAX_ATTEMPTS, DeliveryConfig, delive
 from headrace.observability.listener import TryInfo
 from headrace.observability.notifications import Alert, AlertConfig, Notifier, write
 from headrace.scheduler import loop
-
 from tests.waiting import wait_until
 
 from .conftest import WebhookReceiver, run_dag, write_dag
@@ -37,12 +36,19 @@ FLAKY = """
 
 
 def alert_settings(settings: Settings, *, smtp_port: int = 25, webhook_url: str = "", email_to: str = "") -> Settings:
-    return settings.with_overrides({
-        "alerts": {"email_to": email_to, "smtp_host": "127.0.0.1", "smtp_port": smtp_port,
-                   "webhook_url": webhook_url, "notify_on": "failed,up_for_retry,run_failed,deadline_missed",
-                   "timeout": 10},
-        "api": {"base_url": "http://headrace.example"},
-    })
+    return settings.with_overrides(
+        {
+            "alerts": {
+                "email_to": email_to,
+                "smtp_host": "127.0.0.1",
+                "smtp_port": smtp_port,
+                "webhook_url": webhook_url,
+                "notify_on": "failed,up_for_retry,run_failed,deadline_missed",
+                "timeout": 10,
+            },
+            "api": {"base_url": "http://headrace.example"},
+        }
+    )
 
 
 def count(db: Database, *where: Any) -> int:
@@ -50,9 +56,9 @@ def count(db: Database, *where: Any) -> int:
         return int(session.scalar(select(func.count()).select_from(Notification).where(*where)) or 0)
 
 
-def test_failures_notify_by_email_and_webhook_exactly_once(settings: Settings, db: Database,
-                                                           smtp_server: tuple[int, list[Any]],
-                                                           webhook: WebhookReceiver) -> None:
+def test_failures_notify_by_email_and_webhook_exactly_once(
+    settings: Settings, db: Database, smtp_server: tuple[int, list[Any]], webhook: WebhookReceiver
+) -> None:
     port, mails = smtp_server
     settings = alert_settings(settings, smtp_port=port, webhook_url=webhook.url, email_to="ops@example.com")
     write_dag(settings, "alerting", FLAKY)
@@ -78,24 +84,37 @@ def test_failures_notify_by_email_and_webhook_exactly_once(settings: Settings, d
 
     # The same event seen again (a second scheduler, a re-read) writes nothing new.
     config = AlertConfig.from_settings(settings)
-    Notifier(db, config).on_try_finished(TryInfo(
-        dag_id="alerting", task_id="flaky", run_id=run.run_id, try_number=2, state="failed",
-        end_reason="exception", queued_at=None, start_date=None, end_date=datetime.now(UTC), peak_rss_bytes=None,
-        cpu_seconds=None))
+    Notifier(db, config).on_try_finished(
+        TryInfo(
+            dag_id="alerting",
+            task_id="flaky",
+            run_id=run.run_id,
+            try_number=2,
+            state="failed",
+            end_reason="exception",
+            queued_at=None,
+            start_date=None,
+            end_date=datetime.now(UTC),
+            peak_rss_bytes=None,
+            cpu_seconds=None,
+        )
+    )
     # A restarted scheduler (with its delivery thread) sends nothing twice.
     loop.run(settings, db, make_executor(settings), num_loops=3)
     assert count(db) == 6
     assert len(mails) == 3 and len(webhook.bodies) == 3
 
 
-def test_delivery_retries_with_backoff_then_gives_up(settings: Settings, db: Database,
-                                                     webhook: WebhookReceiver) -> None:
+def test_delivery_retries_with_backoff_then_gives_up(
+    settings: Settings, db: Database, webhook: WebhookReceiver
+) -> None:
     settings = alert_settings(settings, webhook_url=webhook.url)
     config, delivery = AlertConfig.from_settings(settings), DeliveryConfig.from_settings(settings)
     now = datetime.now(UTC)
     with db.session() as session:
-        assert write(session, config, Alert(event="failed", dag_id="d", run_id="r", task_id="t", try_number=1),
-                     now) == 1
+        assert (
+            write(session, config, Alert(event="failed", dag_id="d", run_id="r", task_id="t", try_number=1), now) == 1
+        )
         assert write(session, config, Alert(event="run_failed", dag_id="d", run_id="r2"), now) == 1
         assert write(session, config, Alert(event="run_failed", dag_id="d", run_id="r2"), now) == 0  # once
     webhook.statuses = [500, 503]  # the first two POSTs fail
@@ -129,10 +148,12 @@ def test_no_channel_configured_writes_nothing(settings: Settings, db: Database) 
         assert write(session, config, Alert(event="failed", dag_id="d"), datetime.now(UTC)) == 0
 
 
-def test_task_callbacks_from_default_args_and_dag_callbacks(settings: Settings, db: Database,
-                                                            tmp_path: Path) -> None:
+def test_task_callbacks_from_default_args_and_dag_callbacks(settings: Settings, db: Database, tmp_path: Path) -> None:
     out = tmp_path / "calls.txt"
-    write_dag(settings, "callbacks", f"""
+    write_dag(
+        settings,
+        "callbacks",
+        f"""
         from datetime import timedelta
         from headrace import DAG
         from headrace.operators import PythonOperator
@@ -153,8 +174,12 @@ def test_task_callbacks_from_default_args_and_dag_callbacks(settings: Settings, 
                                 "on_success_callback": record("success"), "retry_delay": timedelta(0)}}):
             PythonOperator(task_id="ok", python_callable=lambda: 1)
             PythonOperator(task_id="flaky", python_callable=fail, retries=1)
-    """)
+    """,
+    )
     assert run_dag(settings, db, "callbacks").state == "failed"
-    lines = wait_until(lambda: out.exists() and len(out.read_text().splitlines()) == 4
-                       and sorted(out.read_text().splitlines()), 30, "the four callbacks' lines")
+    lines = wait_until(
+        lambda: out.exists() and len(out.read_text().splitlines()) == 4 and sorted(out.read_text().splitlines()),
+        30,
+        "the four callbacks' lines",
+    )
     assert lines == ["dag_failure manual", "failure flaky:2", "retry flaky:1", "success ok:1"]

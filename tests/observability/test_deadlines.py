@@ -25,7 +25,6 @@ from headrace.scheduler.loop import run
 from headrace.scheduler.runs import start_queued_runs, trigger_dag
 from headrace.states import TaskInstanceState as TI
 from headrace.testing import FakeClock
-
 from tests.scheduler.conftest import FakeExecutor, move_ti, tis
 from tests.waiting import wait_until
 
@@ -35,7 +34,10 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def deadline_dag(settings: Settings, out: Path) -> None:
-    write_dag(settings, "late", f"""
+    write_dag(
+        settings,
+        "late",
+        f"""
         from datetime import timedelta
         from headrace import DAG
         from headrace.operators import EmptyOperator
@@ -48,7 +50,8 @@ def deadline_dag(settings: Settings, out: Path) -> None:
             EmptyOperator(task_id="quick", deadline=timedelta(minutes=10), deadline_reference="run_start",
                           on_deadline_miss_callback=missed)
             EmptyOperator(task_id="relaxed")
-    """)
+    """,
+    )
 
 
 def lines(out: Path) -> list[str]:
@@ -69,8 +72,9 @@ def test_deadline_serialized_only_when_set() -> None:
         DAG("bad", deadline=1, deadline_reference="tomorrow")
 
 
-def test_deadline_miss_fires_callback_and_notification_exactly_once(settings: Settings, db: Database,
-                                                                    tmp_path: Path) -> None:
+def test_deadline_miss_fires_callback_and_notification_exactly_once(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
     out = tmp_path / "missed.txt"
     settings = settings.with_overrides({"alerts": {"webhook_url": "http://127.0.0.1:9/unused"}})
     deadline_dag(settings, out)
@@ -86,8 +90,12 @@ def test_deadline_miss_fires_callback_and_notification_exactly_once(settings: Se
         """One scheduler's chore, with a fresh cache and callback runner each time (as after a restart)."""
         found = check_deadlines(db, now, get_dag=DagCache().get, alerts=alerts)
         runner = CallbackRunner(timeout=30)
-        runner.start([CallbackRequest(c.fileloc, c.dag_id, c.run, DEADLINE_MISSED, task_id=c.task_id,
-                                      deadline=c.deadline) for c in found.callbacks])
+        runner.start(
+            [
+                CallbackRequest(c.fileloc, c.dag_id, c.run, DEADLINE_MISSED, task_id=c.task_id, deadline=c.deadline)
+                for c in found.callbacks
+            ]
+        )
         runner.reap(wait=True)
         return len(found.misses)
 
@@ -99,9 +107,15 @@ def test_deadline_miss_fires_callback_and_notification_exactly_once(settings: Se
         misses = session.scalars(select(DeadlineMiss).order_by(DeadlineMiss.task_id)).all()
         assert [(m.run_id, m.task_id, m.callback_done) for m in misses] == [("old", "", True), ("old", "quick", True)]
         assert session.scalars(select(Notification.event_key).order_by(Notification.id)).all() == [
-            "webhook|deadline_missed|late|old||", "webhook|deadline_missed|late|old|quick|"]
-    expected = sorted([f"deadline_missed None {(NOW - timedelta(minutes=30)).isoformat()}",
-                       f"deadline_missed quick {(NOW - timedelta(minutes=10)).isoformat()}"])
+            "webhook|deadline_missed|late|old||",
+            "webhook|deadline_missed|late|old|quick|",
+        ]
+    expected = sorted(
+        [
+            f"deadline_missed None {(NOW - timedelta(minutes=30)).isoformat()}",
+            f"deadline_missed quick {(NOW - timedelta(minutes=10)).isoformat()}",
+        ]
+    )
     assert lines(out) == expected
 
     # "fresh" finishes its task in time, then the run finishes late: only the DAG-level miss, once.
@@ -119,16 +133,22 @@ def test_deadline_miss_fires_callback_and_notification_exactly_once(settings: Se
     assert len(lines(out)) == 3
 
 
-def test_scheduler_chore_checks_deadlines_once_across_restarts(settings: Settings, db: Database,
-                                                                tmp_path: Path) -> None:
+def test_scheduler_chore_checks_deadlines_once_across_restarts(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
     out = tmp_path / "missed.txt"
     deadline_dag(settings, out)
     DagProcessor(settings, db).refresh(NOW)
     with db.session() as session:
         trigger_dag(session, "late", logical_date=NOW - timedelta(hours=2), run_id="overdue", now=NOW)
     for restart in range(3):  # three scheduler lifetimes on the same DB; the queued run never starts
-        run(settings.with_overrides({"core": {"max_active_runs_per_dag": 1}}), db, FakeExecutor(db, slots=0),
-            clock=FakeClock(NOW + timedelta(minutes=restart)), num_loops=3)
+        run(
+            settings.with_overrides({"core": {"max_active_runs_per_dag": 1}}),
+            db,
+            FakeExecutor(db, slots=0),
+            clock=FakeClock(NOW + timedelta(minutes=restart)),
+            num_loops=3,
+        )
     wait_until(lambda: len(lines(out)) >= 1, 30, "a line from the callback")
     with db.session() as session:
         assert [(m.run_id, m.task_id) for m in session.scalars(select(DeadlineMiss))] == [("overdue", "")]

@@ -51,8 +51,7 @@ def value(scrape: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: st
     return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def test_metrics_move_during_a_real_run(settings: Settings, db: Database,
-                                        token_for: Callable[[str], str]) -> None:
+def test_metrics_move_during_a_real_run(settings: Settings, db: Database, token_for: Callable[[str], str]) -> None:
     write_dag(settings, "observed", DAG_SOURCE)
     metrics = SchedulerMetrics()
     client = TestClient(create_app(settings, db, metrics_registry=metrics.registry))

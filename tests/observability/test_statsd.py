@@ -42,10 +42,21 @@ def receive_lines(sock: socket.socket) -> list[str]:
 def test_events_become_statsd_packets(udp: socket.socket) -> None:
     listener = StatsdListener(StatsClient("127.0.0.1", udp.getsockname()[1], prefix="hr"))
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    listener.on_try_finished(TryInfo(
-        dag_id="etl", task_id="load.part", run_id="r", try_number=1, state="failed", end_reason="exception",
-        queued_at=start - timedelta(seconds=0.25), start_date=start, end_date=start + timedelta(seconds=2),
-        peak_rss_bytes=1 << 20, cpu_seconds=0.5))
+    listener.on_try_finished(
+        TryInfo(
+            dag_id="etl",
+            task_id="load.part",
+            run_id="r",
+            try_number=1,
+            state="failed",
+            end_reason="exception",
+            queued_at=start - timedelta(seconds=0.25),
+            start_date=start,
+            end_date=start + timedelta(seconds=2),
+            peak_rss_bytes=1 << 20,
+            cpu_seconds=0.5,
+        )
+    )
     listener.on_run_finished(RunInfo(dag_id="etl", run_id="r", state="failed", start_date=start, end_date=start))
     listener.on_dag_file_parsed("/dags/etl.py", 0.125, False)
     lines = receive_lines(udp)
@@ -60,15 +71,19 @@ def test_events_become_statsd_packets(udp: socket.socket) -> None:
 
 
 def test_scheduler_sends_statsd_when_configured(settings: Settings, db: Database, udp: socket.socket) -> None:
-    settings = settings.with_overrides({"metrics": {"statsd_host": "127.0.0.1",
-                                                    "statsd_port": udp.getsockname()[1],
-                                                    "statsd_prefix": "headrace"}})
-    write_dag(settings, "udp", """
+    settings = settings.with_overrides(
+        {"metrics": {"statsd_host": "127.0.0.1", "statsd_port": udp.getsockname()[1], "statsd_prefix": "headrace"}}
+    )
+    write_dag(
+        settings,
+        "udp",
+        """
         from headrace import DAG
         from headrace.operators import EmptyOperator
         with DAG("udp"):
             EmptyOperator(task_id="only")
-    """)
+    """,
+    )
     assert run_dag(settings, db, "udp").state == "success"
     lines = receive_lines(udp)
     assert "headrace.ti.queued:1|c" in lines

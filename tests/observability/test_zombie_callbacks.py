@@ -19,7 +19,6 @@ from headrace.states import TaskInstanceState as TI
 from headrace.supervisor.identity import hostname
 from headrace.testing import FakeClock
 from tests.scheduler.conftest import NOW, FakeExecutor, move_ti, tis
-
 from tests.waiting import wait_until
 
 from .conftest import write_dag
@@ -27,7 +26,10 @@ from .conftest import write_dag
 
 def test_zombie_runs_task_callbacks_once_and_emits(settings: Settings, db: Database, tmp_path: Path) -> None:
     out, log_file = tmp_path / "calls.txt", tmp_path / "attempt.log"
-    write_dag(settings, "zombies", f"""
+    write_dag(
+        settings,
+        "zombies",
+        f"""
         from datetime import timedelta
         from headrace import DAG
         from headrace.operators import EmptyOperator
@@ -44,7 +46,8 @@ def test_zombie_runs_task_callbacks_once_and_emits(settings: Settings, db: Datab
                                            "on_retry_callback": record("retry")}}):
             EmptyOperator(task_id="final")
             EmptyOperator(task_id="again", retries=2, retry_delay=timedelta(minutes=5))
-    """)
+    """,
+    )
     DagProcessor(settings, db).refresh(NOW)
     with db.session() as session:
         trigger_dag(session, "zombies", now=NOW)
@@ -57,10 +60,22 @@ def test_zombie_runs_task_callbacks_once_and_emits(settings: Settings, db: Datab
         ti = tis(db)[task_id]
         move_ti(db, ti.id, TI.RUNNING)
         with db.session() as session:  # its supervisor (now dead) had claimed it
-            session.add(TaskTry(task_instance_id=ti.id, dag_id="zombies", run_id=ti.run_id, task_id=task_id,
-                                try_number=1, state="running", hostname=hostname(), supervisor_pid=gone.pid,
-                                supervisor_start_time=start_time, start_date=NOW, heartbeat_at=NOW,
-                                log_path=str(log_file)))
+            session.add(
+                TaskTry(
+                    task_instance_id=ti.id,
+                    dag_id="zombies",
+                    run_id=ti.run_id,
+                    task_id=task_id,
+                    try_number=1,
+                    state="running",
+                    hostname=hostname(),
+                    supervisor_pid=gone.pid,
+                    supervisor_start_time=start_time,
+                    start_date=NOW,
+                    heartbeat_at=NOW,
+                    log_path=str(log_file),
+                )
+            )
     seen: list[tuple[str, TryInfo]] = []
 
     class Recorder(Listener):
@@ -71,13 +86,27 @@ def test_zombie_runs_task_callbacks_once_and_emits(settings: Settings, db: Datab
             seen.append(("finished", info))
 
     for restart in range(2):  # the first scheduler ends them at start-up; the second finds nothing to do
-        run(settings, db, FakeExecutor(db, slots=0), clock=FakeClock(NOW + timedelta(seconds=restart)),
-            num_loops=2, listeners=[Recorder()])
+        run(
+            settings,
+            db,
+            FakeExecutor(db, slots=0),
+            clock=FakeClock(NOW + timedelta(seconds=restart)),
+            num_loops=2,
+            listeners=[Recorder()],
+        )
     assert tis(db)["final"].state == "failed" and tis(db)["again"].state == "up_for_retry"
-    lines = wait_until(lambda: out.exists() and len(out.read_text().splitlines()) == 2
-                       and sorted(out.read_text().splitlines()), 30, "the two callbacks' lines")
+    lines = wait_until(
+        lambda: out.exists() and len(out.read_text().splitlines()) == 2 and sorted(out.read_text().splitlines()),
+        30,
+        "the two callbacks' lines",
+    )
     assert lines == ["failure final 1 RuntimeError", "retry again 1 RuntimeError"]
-    wait_until(lambda: "callback failure ran" in log_file.read_text(), 30, "the failure callback in the try's log")  # output goes to the try's log
+    wait_until(
+        lambda: "callback failure ran" in log_file.read_text(), 30, "the failure callback in the try's log"
+    )  # output goes to the try's log
     assert sorted((kind, i.task_id, i.state, i.end_reason) for kind, i in seen) == [
-        ("finished", "again", "up_for_retry", "zombie"), ("finished", "final", "failed", "zombie"),
-        ("zombie", "again", "up_for_retry", "zombie"), ("zombie", "final", "failed", "zombie")]
+        ("finished", "again", "up_for_retry", "zombie"),
+        ("finished", "final", "failed", "zombie"),
+        ("zombie", "again", "up_for_retry", "zombie"),
+        ("zombie", "final", "failed", "zombie"),
+    ]

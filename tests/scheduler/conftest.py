@@ -37,8 +37,9 @@ def store_dags(settings: Settings, db: Database, *dags: DAG, now: datetime = NOW
     """Store ``dags`` as the DAG processor would after parsing their file."""
     processor = DagProcessor(settings, db)
     with db.session() as session:
-        processor.store_result(session, ParseResult(dags[0].fileloc, dags=[serialize_dag(d) for d in dags]),
-                               0.0, 0, now)
+        processor.store_result(
+            session, ParseResult(dags[0].fileloc, dags=[serialize_dag(d) for d in dags]), 0.0, 0, now
+        )
 
 
 def move_ti(db: Database, ti_id: int, target: TI, **values: object) -> None:
@@ -48,7 +49,7 @@ def move_ti(db: Database, ti_id: int, target: TI, **values: object) -> None:
         assert ti is not None
         state = TI(ti.state)
         path = PATHS[target]
-        for step in path[path.index(state) + 1 if state in path else 0:]:
+        for step in path[path.index(state) + 1 if state in path else 0 :]:
             extra = dict(values) if step is target else {}
             if step is TI.QUEUED:
                 extra["try_number"] = TaskInstance.try_number + 1

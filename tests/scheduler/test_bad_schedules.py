@@ -98,7 +98,8 @@ def line_of(text: str, needle: str) -> int:
 
 
 def test_the_scheduler_survives_bad_schedules_and_runs_the_other_dags(
-        settings: Settings, db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     # A DAG stored earlier whose timetable no longer deserializes (another headrace version, a hand edit),
     # with a manual run under way and its next scheduled run due; its file is unchanged since.
     (settings.dags_folder / "stale.py").write_text(textwrap.dedent(GOOD).replace('"good"', '"stale"'))
@@ -112,8 +113,12 @@ def test_the_scheduler_survives_bad_schedules_and_runs_the_other_dags(
         dag.next_run_after = NOW - timedelta(hours=1)
         trigger_dag(session, "stale", now=NOW - timedelta(minutes=5))
 
-    files = {"good.py": GOOD, "custom.py": CUSTOM_TIMETABLE, "unserializable.py": SERIALIZE_RAISES,
-             "feb30.py": EVALUATION_RAISES}
+    files = {
+        "good.py": GOOD,
+        "custom.py": CUSTOM_TIMETABLE,
+        "unserializable.py": SERIALIZE_RAISES,
+        "feb30.py": EVALUATION_RAISES,
+    }
     for name, text in files.items():
         (settings.dags_folder / name).write_text(textwrap.dedent(text))
     stats = processor.refresh(NOW)  # raised "ScheduleError: unknown serialized timetable" before

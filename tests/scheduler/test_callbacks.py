@@ -21,7 +21,8 @@ from .conftest import NOW
 
 def test_callbacks_run_once_with_context(settings: Settings, db: Database, tmp_path: Path) -> None:
     out = tmp_path / "calls.txt"
-    (settings.dags_folder / "cb.py").write_text(textwrap.dedent(f"""
+    (settings.dags_folder / "cb.py").write_text(
+        textwrap.dedent(f"""
         from headrace import DAG
         from headrace.operators import EmptyOperator
 
@@ -34,7 +35,8 @@ def test_callbacks_run_once_with_context(settings: Settings, db: Database, tmp_p
 
         with DAG("cb", on_failure_callback=on_failure, on_success_callback=on_success):
             EmptyOperator(task_id="t")
-    """))
+    """)
+    )
     DagProcessor(settings, db).refresh(datetime.now(UTC))
     with db.session() as session:
         bad = trigger_dag(session, "cb", run_id="bad", now=NOW)

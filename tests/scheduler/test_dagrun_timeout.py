@@ -33,8 +33,9 @@ def started_run(settings: Settings, db: Database, dag: DAG) -> DagRun:
 
 def enforce(db: Database, now: datetime, cache: DagCache, seen: list[str] | None = None) -> int:
     with db.session() as session:
-        return enforce_dagrun_timeouts(session, now, cache=cache,
-                                       on_finished=None if seen is None else lambda r, s: seen.append(s.value))
+        return enforce_dagrun_timeouts(
+            session, now, cache=cache, on_finished=None if seen is None else lambda r, s: seen.append(s.value)
+        )
 
 
 def test_a_run_past_its_timeout_fails_its_running_tries_and_skips_the_rest(settings: Settings, db: Database) -> None:
@@ -56,9 +57,22 @@ def test_a_run_past_its_timeout_fails_its_running_tries_and_skips_the_rest(setti
     for ti_id in (ids["running"], tis(db, other_run.run_id)["running"].id):
         move_ti(db, ti_id, TI.RUNNING)
     with db.session() as session:
-        session.add(TaskTry(task_instance_id=ids["running"], dag_id="slow", run_id=run.run_id, task_id="running",
-                            try_number=1, state="running", hostname=hostname(), supervisor_pid=1,
-                            supervisor_start_time=1.0, start_date=NOW, heartbeat_at=NOW, log_path="/dev/null"))
+        session.add(
+            TaskTry(
+                task_instance_id=ids["running"],
+                dag_id="slow",
+                run_id=run.run_id,
+                task_id="running",
+                try_number=1,
+                state="running",
+                hostname=hostname(),
+                supervisor_pid=1,
+                supervisor_start_time=1.0,
+                start_date=NOW,
+                heartbeat_at=NOW,
+                log_path="/dev/null",
+            )
+        )
     cache = DagCache()
     assert enforce(db, NOW + timedelta(seconds=59), cache) == 0
     seen: list[str] = []

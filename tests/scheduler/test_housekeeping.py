@@ -16,7 +16,12 @@ from headrace.db.models import TaskTry
 from headrace.operators import EmptyOperator
 from headrace.scheduler.dagcache import DagCache
 from headrace.scheduler.housekeeping import (
-    Chore, Housekeeping, adopt_or_fail_tries, end_exited_try, find_zombies, requeue_stuck,
+    Chore,
+    Housekeeping,
+    adopt_or_fail_tries,
+    end_exited_try,
+    find_zombies,
+    requeue_stuck,
 )
 from headrace.scheduler.runs import start_queued_runs, trigger_dag
 from headrace.states import TaskInstanceState as TI
@@ -45,16 +50,29 @@ def setup_run(settings: Settings, db: Database, retries: int = 1) -> None:
         start_queued_runs(session, NOW)
 
 
-def add_try(db: Database, task_id: str, *, pid: int, start_time: float, host: str | None = None,
-            heartbeat: datetime = NOW) -> None:
+def add_try(
+    db: Database, task_id: str, *, pid: int, start_time: float, host: str | None = None, heartbeat: datetime = NOW
+) -> None:
     """Claim the queued try of ``task_id`` as a supervisor would."""
     ti = tis(db)[task_id]
     move_ti(db, ti.id, TI.RUNNING)
     with db.session() as session:
-        session.add(TaskTry(task_instance_id=ti.id, dag_id=ti.dag_id, run_id=ti.run_id, task_id=task_id,
-                            try_number=ti.try_number + (1 if ti.state != "running" else 0), state="running",
-                            hostname=host or hostname(), supervisor_pid=pid, supervisor_start_time=start_time,
-                            start_date=NOW, heartbeat_at=heartbeat, log_path="/dev/null"))
+        session.add(
+            TaskTry(
+                task_instance_id=ti.id,
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=task_id,
+                try_number=ti.try_number + (1 if ti.state != "running" else 0),
+                state="running",
+                hostname=host or hostname(),
+                supervisor_pid=pid,
+                supervisor_start_time=start_time,
+                start_date=NOW,
+                heartbeat_at=heartbeat,
+                log_path="/dev/null",
+            )
+        )
 
 
 def the_try(db: Database, task_id: str) -> TaskTry:
@@ -64,8 +82,7 @@ def the_try(db: Database, task_id: str) -> TaskTry:
         return session.scalars(select(TaskTry).where(TaskTry.task_id == task_id)).one()
 
 
-def test_dead_supervisor_is_a_zombie_and_retried(settings: Settings, db: Database,
-                                                  dead_pid: tuple[int, float]) -> None:
+def test_dead_supervisor_is_a_zombie_and_retried(settings: Settings, db: Database, dead_pid: tuple[int, float]) -> None:
     setup_run(settings, db, retries=1)
     add_try(db, "t", pid=dead_pid[0], start_time=dead_pid[1])
     me = psutil.Process(os.getpid())
@@ -114,9 +131,22 @@ def test_queued_with_a_try_row_is_not_requeued(settings: Settings, db: Database)
     ti = tis(db)["t"]
     move_ti(db, ti.id, TI.QUEUED, queued_at=NOW)
     with db.session() as session:  # a supervisor inserted its row but has not moved the TI yet
-        session.add(TaskTry(task_instance_id=ti.id, dag_id="hk", run_id=ti.run_id, task_id="t", try_number=1,
-                            state="running", hostname=hostname(), supervisor_pid=1, supervisor_start_time=1.0,
-                            start_date=NOW, heartbeat_at=NOW, log_path="/dev/null"))
+        session.add(
+            TaskTry(
+                task_instance_id=ti.id,
+                dag_id="hk",
+                run_id=ti.run_id,
+                task_id="t",
+                try_number=1,
+                state="running",
+                hostname=hostname(),
+                supervisor_pid=1,
+                supervisor_start_time=1.0,
+                start_date=NOW,
+                heartbeat_at=NOW,
+                log_path="/dev/null",
+            )
+        )
     assert requeue_stuck(db, NOW + timedelta(hours=1), timeout=600) == 0
 
 
@@ -151,10 +181,12 @@ def test_supervisor_exit_ends_an_open_try(settings: Settings, db: Database) -> N
 
 def test_housekeeping_runs_chores_when_due_without_drift() -> None:
     calls: list[tuple[str, datetime]] = []
-    hk = Housekeeping([
-        Chore("fast", 10, lambda now: calls.append(("fast", now)) or 1),
-        Chore("slow", 60, lambda now: calls.append(("slow", now)) or 1),
-    ])
+    hk = Housekeeping(
+        [
+            Chore("fast", 10, lambda now: calls.append(("fast", now)) or 1),
+            Chore("slow", 60, lambda now: calls.append(("slow", now)) or 1),
+        ]
+    )
     assert hk.run_due(NOW) == 2
     assert hk.run_due(NOW + timedelta(seconds=5)) == 0
     assert hk.run_due(NOW + timedelta(seconds=10)) == 1

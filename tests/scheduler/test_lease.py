@@ -35,8 +35,9 @@ def test_lease_taken_at_once_when_holder_process_is_dead(db: Database) -> None:
     proc.wait()
     dead_job = register_job(db, NOW)
     with db.session() as session:
-        session.execute(update(SchedulerJob).where(SchedulerJob.id == dead_job)
-                        .values(pid=proc.pid, process_start_time=start))
+        session.execute(
+            update(SchedulerJob).where(SchedulerJob.id == dead_job).values(pid=proc.pid, process_start_time=start)
+        )
     assert SchedulerLease(db, dead_job, ttl=30).acquire(NOW)
     new = SchedulerLease(db, register_job(db, NOW), ttl=30)
     assert new.acquire(NOW + timedelta(seconds=1))

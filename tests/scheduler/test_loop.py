@@ -40,8 +40,7 @@ class InstantExecutor(FakeExecutor):
         planned = self.outcomes.get(request.task_id) or [TI.SUCCESS]
         outcome = planned.pop(0) if len(planned) > 1 else planned[0]
         with self.db.session() as session:
-            assert set_ti_state(session, request.ti_id, TI.QUEUED, TI.RUNNING,
-                                expected_try_number=request.try_number)
+            assert set_ti_state(session, request.ti_id, TI.QUEUED, TI.RUNNING, expected_try_number=request.try_number)
             extra = {"next_retry_at": NOW} if outcome is TI.UP_FOR_RETRY else {}
             assert set_ti_state(session, request.ti_id, TI.RUNNING, outcome, **extra)
         self.events.append(ExecutorEvent(request.ti_id, request.try_number, "exited", 0))
@@ -92,14 +91,16 @@ def test_loop_wait_is_shortened_by_a_due_retry(settings: Settings, db: Database)
 
 
 def test_loop_parses_and_schedules_a_dag_file(settings: Settings, db: Database) -> None:
-    (settings.dags_folder / "hourly.py").write_text(textwrap.dedent("""
+    (settings.dags_folder / "hourly.py").write_text(
+        textwrap.dedent("""
         from datetime import datetime
         from headrace import DAG
         from headrace.operators import EmptyOperator
 
         with DAG("hourly", schedule="@hourly", start_date=datetime(2024, 1, 1), catchup=False):
             EmptyOperator(task_id="a")
-    """))
+    """)
+    )
     executor = InstantExecutor(db)
     stop = threading.Event()
 
@@ -107,8 +108,16 @@ def test_loop_parses_and_schedules_a_dag_file(settings: Settings, db: Database) 
         if any(r.state == "success" for r in runs(db)):
             stop.set()
 
-    run(settings, db, executor, clock=FakeClock(NOW), processor=DagProcessor(settings, db), stop=stop,
-        after_loop=until_the_run_ended, num_loops=1000)  # an idle loop moves the fake clock <= loop_interval (1 s)
+    run(
+        settings,
+        db,
+        executor,
+        clock=FakeClock(NOW),
+        processor=DagProcessor(settings, db),
+        stop=stop,
+        after_loop=until_the_run_ended,
+        num_loops=1000,
+    )  # an idle loop moves the fake clock <= loop_interval (1 s)
     [done] = runs(db)
     assert (done.run_id, done.state) == ("scheduled__2024-01-03T23:00:00+00:00", "success")
     assert tis(db)["a"].state == "success"

@@ -19,8 +19,19 @@ from headrace.states import TaskInstanceState as TI
 
 from .conftest import NOW, FakeExecutor, move_ti, store_dags, tis
 
-RULES = ["all_success", "all_failed", "all_done", "all_skipped", "one_success", "one_failed", "one_done",
-         "none_failed", "none_failed_min_one_success", "none_skipped", "always"]
+RULES = [
+    "all_success",
+    "all_failed",
+    "all_done",
+    "all_skipped",
+    "one_success",
+    "one_failed",
+    "one_done",
+    "none_failed",
+    "none_failed_min_one_success",
+    "none_skipped",
+    "always",
+]
 
 S, SK, UF, N = "scheduled", "skipped", "upstream_failed", "none"
 EXPECTED = {
@@ -100,8 +111,9 @@ def make_wide(settings: Settings, db: Database, n: int, **task_args: object) -> 
         examine_runs(session, NOW, cache=DagCache())
 
 
-def test_queue_ready_in_priority_order_and_commits_first(settings: Settings, db: Database,
-                                                         executor: FakeExecutor) -> None:
+def test_queue_ready_in_priority_order_and_commits_first(
+    settings: Settings, db: Database, executor: FakeExecutor
+) -> None:
     make_wide(settings, db, 5)
     executor.slots = 3
     assert queue_ready(db, executor, NOW, parallelism=10) == 3
@@ -130,8 +142,9 @@ def test_pool_slots(settings: Settings, db: Database, executor: FakeExecutor) ->
     assert len(executor.requests) == 2
 
 
-def test_unknown_pool_stays_scheduled(settings: Settings, db: Database, executor: FakeExecutor,
-                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_pool_stays_scheduled(
+    settings: Settings, db: Database, executor: FakeExecutor, caplog: pytest.LogCaptureFixture
+) -> None:
     make_wide(settings, db, 2, pool="nope")
     queuer = Queuer(parallelism=10)
     assert queuer.queue_ready(db, executor, NOW) == 0

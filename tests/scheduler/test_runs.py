@@ -21,8 +21,9 @@ from .conftest import NOW, move_ti, runs, store_dags, tis
 
 
 def daily(dag_id: str = "daily", *, catchup: bool, max_active_runs: int | None = None) -> DAG:
-    with DAG(dag_id, schedule="@daily", start_date=datetime(2024, 1, 1), catchup=catchup,
-             max_active_runs=max_active_runs) as dag:
+    with DAG(
+        dag_id, schedule="@daily", start_date=datetime(2024, 1, 1), catchup=catchup, max_active_runs=max_active_runs
+    ) as dag:
         EmptyOperator(task_id="a", retries=2, priority_weight=5, pool="default_pool") >> EmptyOperator(task_id="b")
     return dag
 
@@ -31,9 +32,7 @@ def test_catchup_creates_every_missed_interval(settings: Settings, db: Database)
     store_dags(settings, db, daily(catchup=True))
     with db.session() as session:
         assert create_runs(session, NOW) == 3
-    assert [r.run_id for r in runs(db)] == [
-        f"scheduled__2024-01-0{d}T00:00:00+00:00" for d in (1, 2, 3)
-    ]
+    assert [r.run_id for r in runs(db)] == [f"scheduled__2024-01-0{d}T00:00:00+00:00" for d in (1, 2, 3)]
     run = runs(db)[0]
     assert run.state == "queued" and run.data_interval_end == datetime(2024, 1, 2, tzinfo=UTC)
     a = tis(db, run.run_id)["a"]
@@ -79,8 +78,7 @@ def test_paused_dag_gets_no_runs(settings: Settings, db: Database) -> None:
 def test_start_queued_runs_oldest_first(settings: Settings, db: Database) -> None:
     store_dags(settings, db, daily(catchup=True, max_active_runs=1))
     with db.session() as session:
-        create_backfill(session, "daily", datetime(2023, 12, 1, tzinfo=UTC), datetime(2023, 12, 3, tzinfo=UTC),
-                        now=NOW)
+        create_backfill(session, "daily", datetime(2023, 12, 1, tzinfo=UTC), datetime(2023, 12, 3, tzinfo=UTC), now=NOW)
         assert start_queued_runs(session, NOW) == 1
         assert start_queued_runs(session, NOW) == 0
     assert [r.state for r in runs(db)] == ["running", "queued", "queued"]
@@ -116,8 +114,9 @@ def test_backfill_skips_existing_logical_dates(settings: Settings, db: Database)
     store_dags(settings, db, daily(catchup=False))
     with db.session() as session:
         create_runs(session, NOW)  # 2024-01-03
-        made = create_backfill(session, "daily", datetime(2024, 1, 1, tzinfo=UTC),
-                               datetime(2024, 1, 3, 12, tzinfo=UTC), now=NOW)
+        made = create_backfill(
+            session, "daily", datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, 12, tzinfo=UTC), now=NOW
+        )
     assert [r.run_id for r in made] == ["backfill__2024-01-01T00:00:00+00:00", "backfill__2024-01-02T00:00:00+00:00"]
     assert all(r.run_type == "backfill" for r in made)
 

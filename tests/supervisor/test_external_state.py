@@ -12,7 +12,6 @@ from headrace.db.engine import Database
 from headrace.db.transitions import set_ti_state
 from headrace.states import TaskInstanceState as TI
 from headrace.supervisor.supervise import warm_up
-
 from tests.supervisor.tryrows import fork_supervisor, make_try, ti_row, try_row, wait_exit, write_dag
 from tests.waiting import wait_until
 
@@ -21,11 +20,16 @@ from tests.waiting import wait_until
 def test_marking_a_running_try_stops_its_process_tree(
     db: Database, settings: Settings, tmp_path: Path, new_state: str, ignores_sigterm: bool
 ) -> None:
-    settings = settings.with_overrides({
-        "scheduler": {"heartbeat_interval": 0.2}, "executor": {"kill_grace_period": 0.5},
-    })
+    settings = settings.with_overrides(
+        {
+            "scheduler": {"heartbeat_interval": 0.2},
+            "executor": {"kill_grace_period": 0.5},
+        }
+    )
     pids = tmp_path / "pids"
-    dag_file = write_dag(tmp_path / "dags", f"""
+    dag_file = write_dag(
+        tmp_path / "dags",
+        f"""
         import signal, subprocess
         with DAG("marked") as dag:
             def sleeper():
@@ -35,11 +39,16 @@ def test_marking_a_running_try_stops_its_process_tree(
                 open({str(pids)!r}, "w").write(f"{{os.getpid()}} {{child.pid}}")
                 time.sleep(60)
             PythonOperator(task_id="t", python_callable=sleeper, retries=2)
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "marked", "t")
     supervisor = fork_supervisor(settings, request)
-    task_pid, child_pid = map(int, wait_until(lambda: pids.exists() and pids.read_text().count(" ") == 1
-                                        and pids.read_text(), what="task pids").split())
+    task_pid, child_pid = map(
+        int,
+        wait_until(
+            lambda: pids.exists() and pids.read_text().count(" ") == 1 and pids.read_text(), what="task pids"
+        ).split(),
+    )
     processes = [psutil.Process(task_pid), psutil.Process(child_pid)]
 
     with db.session() as session:  # what the UI's "mark success/failed" does
@@ -66,10 +75,13 @@ def test_marking_a_running_try_stops_its_process_tree(
 
 def test_heartbeat_keeps_a_running_try_running(db: Database, settings: Settings, tmp_path: Path) -> None:
     settings = settings.with_overrides({"scheduler": {"heartbeat_interval": 0.1}})
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         with DAG("steady") as dag:
             PythonOperator(task_id="t", python_callable=lambda: time.sleep(1.0))
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "steady", "t")
     assert wait_exit(fork_supervisor(settings, request)) == 0
     row = try_row(db, request.ti_id, 1)
@@ -79,10 +91,13 @@ def test_heartbeat_keeps_a_running_try_running(db: Database, settings: Settings,
 
 
 def test_warm_up_runs_the_heartbeat_check_and_changes_nothing(db: Database, tmp_path: Path) -> None:
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         with DAG("warm") as dag:
             PythonOperator(task_id="t", python_callable=lambda: None)
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "warm", "t")
     before = ti_row(db, request.ti_id)
     # The fork server compiles every hot statement once (the heartbeat's check included) and rolls back:

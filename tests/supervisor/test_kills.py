@@ -13,7 +13,6 @@ import psutil
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.executors.sequential import child_environment, supervisor_command
-
 from tests.supervisor.tryrows import fork_supervisor, make_try, requeue, ti_row, try_row, wait_exit, write_dag
 from tests.waiting import wait_until
 
@@ -22,7 +21,9 @@ MIB = 1024 * 1024
 
 def test_memory_limit_kills_the_tree(db: Database, settings: Settings, tmp_path: Path) -> None:
     settings = settings.with_overrides({"executor": {"memory_poll_interval": 0.05}})
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         def on_failure(context):
             print("OOM CALLBACK:", context["exception"])
         with DAG("mem") as dag:
@@ -31,7 +32,8 @@ def test_memory_limit_kills_the_tree(db: Database, settings: Settings, tmp_path:
                 time.sleep(30)
             PythonOperator(task_id="t", python_callable=hog, memory_limit="100MiB",
                            on_failure_callback=on_failure)
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "mem", "t")
     # A fresh interpreter (as the sequential executor runs it): its baseline RSS is well under the limit.
     proc = subprocess.run(supervisor_command(request), env=child_environment(settings), timeout=60, check=False)
@@ -40,7 +42,11 @@ def test_memory_limit_kills_the_tree(db: Database, settings: Settings, tmp_path:
     row = try_row(db, request.ti_id, 1)
     assert row is not None and row.peak_rss_bytes is not None
     assert (ti.state, ti.end_reason, row.end_reason, row.signal) == (
-        "failed", "memory_limit_exceeded", "memory_limit_exceeded", 9)
+        "failed",
+        "memory_limit_exceeded",
+        "memory_limit_exceeded",
+        9,
+    )
     assert row.peak_rss_bytes > 100 * MIB
     log = Path(row.log_path).read_text()
     assert "memory_limit 100.0 MiB exceeded: process tree RSS " in log and "; killing" in log
@@ -53,18 +59,23 @@ def test_sigkill_from_outside_then_next_try_records_its_true_pid(
 ) -> None:
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
-    dag_file = write_dag(tmp_path / "dags", f"""
+    dag_file = write_dag(
+        tmp_path / "dags",
+        f"""
         with DAG("kill") as dag:
             def victim(ti):
                 open(os.path.join({str(pid_dir)!r}, str(ti.try_number)), "w").write(str(os.getpid()))
                 if ti.try_number == 1:
                     time.sleep(60)
             PythonOperator(task_id="t", python_callable=victim, retries=1, retry_delay=0)
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "kill", "t")
     supervisor = fork_supervisor(settings, request)
     first_pid = int(wait_until(lambda: (pid_dir / "1").exists() and (pid_dir / "1").read_text(), what="try 1 pid"))
-    row = wait_until(lambda: (r := try_row(db, request.ti_id, 1)) is not None and r.pid is not None and r, what="pid row")
+    row = wait_until(
+        lambda: (r := try_row(db, request.ti_id, 1)) is not None and r.pid is not None and r, what="pid row"
+    )
     assert row.pid == first_pid
     os.kill(first_pid, signal.SIGKILL)
     assert wait_exit(supervisor) == 0
@@ -85,13 +96,16 @@ def test_sigkill_from_outside_then_next_try_records_its_true_pid(
 def test_supervisor_sigterm_stops_the_task_tree(db: Database, settings: Settings, tmp_path: Path) -> None:
     settings = settings.with_overrides({"executor": {"kill_grace_period": 1.0, "memory_poll_interval": 0.05}})
     sleeper = tmp_path / "sleeper.pid"
-    dag_file = write_dag(tmp_path / "dags", f"""
+    dag_file = write_dag(
+        tmp_path / "dags",
+        f"""
         def on_retry(context):
             print("RETRY CALLBACK")
         with DAG("term") as dag:
             BashOperator(task_id="b", bash_command="sleep 60 & echo $! > {sleeper}; wait",
                          retries=1, on_retry_callback=on_retry)
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "term", "b")
     supervisor = fork_supervisor(settings, request)
     sleep_pid = int(wait_until(lambda: sleeper.exists() and sleeper.read_text().strip(), what="sleep pid"))

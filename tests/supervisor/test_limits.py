@@ -52,5 +52,12 @@ def test_limits_and_message() -> None:
 
 def test_format_memory_writes_limits_as_authors_do() -> None:
     from headrace.supervisor.limits import format_memory
+
     assert [format_memory(n) for n in (256 << 20, 3 << 29, 1 << 30, 1536, 1000, (300 << 20) + (512 << 10))] == [
-        "256 MiB", "1.5 GiB", "1 GiB", "1.5 KiB", "1000 bytes", "300.5 MiB"]
+        "256 MiB",
+        "1.5 GiB",
+        "1 GiB",
+        "1.5 KiB",
+        "1000 bytes",
+        "300.5 MiB",
+    ]

@@ -39,8 +39,9 @@ def test_longer_secret_masked_whole_and_multiline_per_line() -> None:
 
 def test_add_sensitive_walks_keys() -> None:
     masker = SecretMasker()
-    masker.add_sensitive("extra", {"region": "eu-west", "client_secret": "cs-1234",
-                                   "credentials": {"user": "svc-user", "n": [11112222]}})
+    masker.add_sensitive(
+        "extra", {"region": "eu-west", "client_secret": "cs-1234", "credentials": {"user": "svc-user", "n": [11112222]}}
+    )
     masker.add_sensitive("my_api_key", "key-9999")
     masker.add_sensitive("plain", "visible")
     assert masker.mask("eu-west cs-1234 svc-user 11112222 key-9999 visible") == "eu-west *** *** *** *** visible"

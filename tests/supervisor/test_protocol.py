@@ -26,14 +26,17 @@ from headrace.supervisor.protocol import (
 )
 
 
-@pytest.mark.parametrize("message", [
-    GetXCom(task_ids=["a", "b"], key="k", dag_id="other"),
-    GetXCom(),
-    SetXCom(key="k", value_json='{"a":"line\\nbreak"}'),
-    SkipTasks(task_ids=["x"]),
-    TaskDone(outcome="retry", error="RetryTask: later", retry_delay=3.5),
-    TaskDone(outcome="failed", error="ImportError: x", started=False),
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        GetXCom(task_ids=["a", "b"], key="k", dag_id="other"),
+        GetXCom(),
+        SetXCom(key="k", value_json='{"a":"line\\nbreak"}'),
+        SkipTasks(task_ids=["x"]),
+        TaskDone(outcome="retry", error="RetryTask: later", retry_delay=3.5),
+        TaskDone(outcome="failed", error="ImportError: x", started=False),
+    ],
+)
 def test_requests_round_trip_as_one_line(message: GetXCom | SetXCom | SkipTasks | TaskDone) -> None:
     line = encode(message)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
@@ -44,7 +47,7 @@ def test_requests_round_trip_as_one_line(message: GetXCom | SetXCom | SkipTasks 
 def test_any_text_survives_framing(key: str, value: str | None) -> None:
     buffer = LineBuffer()
     data = encode(SetXCom(key=key, value_json=value or "")) + encode(XComValue(value_json=value))
-    lines = [line for i in range(0, len(data), 7) for line in buffer.feed(data[i:i + 7])]
+    lines = [line for i in range(0, len(data), 7) for line in buffer.feed(data[i : i + 7])]
     assert decode_request(lines[0]) == SetXCom(key=key, value_json=value or "")
     assert decode_response(lines[1]) == XComValue(value_json=value)
 
@@ -65,7 +68,9 @@ def test_channel_request_response_and_supervisor_gone() -> None:
     assert channel.request(SkipTasks(task_ids=[])) == Ack()
     assert channel.request(SetXCom(key="k", value_json="1")) == Error(message="refused")
     assert [decode_request(x) for x in mine.recv(4096).splitlines()] == [
-        SkipTasks(task_ids=[]), SetXCom(key="k", value_json="1")]
+        SkipTasks(task_ids=[]),
+        SetXCom(key="k", value_json="1"),
+    ]
     mine.close()
     with pytest.raises(SupervisorGone):
         channel.request(GetXCom())

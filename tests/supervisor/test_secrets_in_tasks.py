@@ -16,7 +16,6 @@ from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.db.models import TaskTry
 from headrace.secrets_store import set_connection, set_variable
-
 from tests.integration.helpers import FAST, parse_and_trigger, run_scheduler_until_done, ti_states, write_dag
 
 PASSWORD = "hunter2-Wh4le!"
@@ -75,10 +74,19 @@ def test_tasks_read_secrets_and_logs_mask_them(settings: Settings, db: Database)
     settings = settings.with_overrides(FAST)
     enc = Encryptor.from_settings(settings)
     with db.session() as session:
-        set_connection(session, enc, Connection(
-            conn_id="warehouse", conn_type="postgres", host="db.example", port=5432, login="etl",
-            password=PASSWORD, extra={"region": "eu-west", "client_secret": CLIENT_SECRET},
-        ))
+        set_connection(
+            session,
+            enc,
+            Connection(
+                conn_id="warehouse",
+                conn_type="postgres",
+                host="db.example",
+                port=5432,
+                login="etl",
+                password=PASSWORD,
+                extra={"region": "eu-west", "client_secret": CLIENT_SECRET},
+            ),
+        )
         set_variable(session, enc, "api_token", TOKEN)
         set_variable(session, enc, "plain", "visible-value")
         set_variable(session, enc, "cfg", '{"n": 42}')
@@ -118,11 +126,15 @@ def test_outside_a_task_secrets_are_a_clear_error(settings: Settings, db: Databa
         Variable.get("anything")
     with pytest.raises(SecretsUnavailable, match=r"Connection.get\('c'\)"):
         Connection.get("c")
-    write_dag(settings, "top_level.py", """
+    write_dag(
+        settings,
+        "top_level.py",
+        """
         from headrace import DAG, Variable
         from headrace.operators import EmptyOperator
         with DAG(Variable.get("dag_name")):
             EmptyOperator(task_id="t")
-    """)
+    """,
+    )
     assert DagProcessor(settings, db).refresh(datetime.now(UTC)).errors == 1
     assert "only available inside a running task" in _all_rows_text(db)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -13,7 +11,6 @@ from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance
 from headrace.logs.files import try_log_path
-
 from tests.supervisor.tryrows import (
     create_run,
     fork_supervisor,
@@ -31,7 +28,9 @@ from tests.supervisor.tryrows import (
 
 def test_success_pushes_and_pulls_xcom(db: Database, settings: Settings, tmp_path: Path) -> None:
     out = tmp_path / "pulled.json"
-    dag_file = write_dag(tmp_path / "dags", f"""
+    dag_file = write_dag(
+        tmp_path / "dags",
+        f"""
         with DAG("xc") as dag:
             def produce():
                 print("producing")
@@ -42,7 +41,8 @@ def test_success_pushes_and_pulls_xcom(db: Database, settings: Settings, tmp_pat
             p = PythonOperator(task_id="produce", python_callable=produce)
             c = PythonOperator(task_id="consume", python_callable=consume)
             p >> c
-    """)
+    """,
+    )
     run_pk = create_run(db, dag_file, "xc")
     first = queue_try(db, run_pk, "produce", dag_file)
     assert run_supervisor(settings, first) == 0
@@ -65,13 +65,16 @@ def test_success_pushes_and_pulls_xcom(db: Database, settings: Settings, tmp_pat
 
 
 def test_exception_retries_with_backoff_then_fails(db: Database, settings: Settings, tmp_path: Path) -> None:
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         with DAG("flaky") as dag:
             def boom():
                 raise ValueError("boom")
             PythonOperator(task_id="t", python_callable=boom, retries=2, retry_delay=10,
                            retry_exponential_backoff=True, max_retry_delay=15)
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "flaky", "t")
     expected_delays = {1: 10.0, 2: 15.0}  # 10 * 2**0; 10 * 2**1 = 20 capped at 15
     for n in (1, 2, 3):
@@ -92,7 +95,9 @@ def test_exception_retries_with_backoff_then_fails(db: Database, settings: Setti
 
 
 def test_fail_task_skips_retries_and_callbacks_run(db: Database, settings: Settings, tmp_path: Path) -> None:
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         def on_failure(context):
             print("FAILURE CALLBACK", type(context["exception"]).__name__)
         def bad_callback(context):
@@ -102,7 +107,8 @@ def test_fail_task_skips_retries_and_callbacks_run(db: Database, settings: Setti
                 raise FailTask("no point retrying")
             PythonOperator(task_id="t", python_callable=stop, retries=3,
                            on_failure_callback=[bad_callback, on_failure])
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "ft", "t")
     assert run_supervisor(settings, request) == 0
     ti = ti_row(db, request.ti_id)
@@ -115,7 +121,9 @@ def test_fail_task_skips_retries_and_callbacks_run(db: Database, settings: Setti
 
 
 def test_skip_task_and_retry_task_delay(db: Database, settings: Settings, tmp_path: Path) -> None:
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         with DAG("st") as dag:
             def skip():
                 raise SkipTask("nothing to do")
@@ -123,7 +131,8 @@ def test_skip_task_and_retry_task_delay(db: Database, settings: Settings, tmp_pa
                 raise RetryTask("later", delay=42)
             PythonOperator(task_id="skip", python_callable=skip, retries=1)
             PythonOperator(task_id="again", python_callable=again, retries=1, retry_delay=1)
-    """)
+    """,
+    )
     run_pk = create_run(db, dag_file, "st")
     skip = queue_try(db, run_pk, "skip", dag_file)
     assert run_supervisor(settings, skip) == 0
@@ -139,10 +148,13 @@ def test_skip_task_and_retry_task_delay(db: Database, settings: Settings, tmp_pa
 
 
 def test_bash_non_zero_exit_fails(db: Database, settings: Settings, tmp_path: Path) -> None:
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         with DAG("bash") as dag:
             BashOperator(task_id="b", bash_command="echo hello from bash; exit 3")
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "bash", "b")
     assert run_supervisor(settings, request) == 0
     ti = ti_row(db, request.ti_id)
@@ -154,10 +166,13 @@ def test_bash_non_zero_exit_fails(db: Database, settings: Settings, tmp_path: Pa
 
 
 def test_import_error_is_not_started(db: Database, settings: Settings, tmp_path: Path) -> None:
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         with DAG("imp") as dag:
             PythonOperator(task_id="t", python_callable=print)
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "imp", "t")
     dag_file.write_text(dag_file.read_text() + "\nraise ImportError('missing dependency')\n")
     assert run_supervisor(settings, request) == 0
@@ -169,10 +184,13 @@ def test_import_error_is_not_started(db: Database, settings: Settings, tmp_path:
 
 def test_execution_timeout(db: Database, settings: Settings, tmp_path: Path) -> None:
     settings = settings.with_overrides({"executor": {"kill_grace_period": 0.5, "memory_poll_interval": 0.05}})
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         with DAG("slow") as dag:
             PythonOperator(task_id="t", python_callable=lambda: time.sleep(60), execution_timeout=0.5)
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "slow", "t")
     assert run_supervisor(settings, request, timeout=20) == 0
     ti = ti_row(db, request.ti_id)
@@ -187,13 +205,16 @@ def test_execution_timeout(db: Database, settings: Settings, tmp_path: Path) -> 
 
 def test_two_supervisors_race_only_one_runs(db: Database, settings: Settings, tmp_path: Path) -> None:
     ran = tmp_path / "ran.txt"
-    dag_file = write_dag(tmp_path / "dags", f"""
+    dag_file = write_dag(
+        tmp_path / "dags",
+        f"""
         with DAG("race") as dag:
             def once():
                 with open({str(ran)!r}, "a") as f:
                     f.write(f"{{os.getpid()}}\\n")
             PythonOperator(task_id="t", python_callable=once)
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "race", "t")
     pids = [fork_supervisor(settings, request) for _ in range(2)]
     codes = sorted(wait_exit(pid) for pid in pids)
@@ -202,10 +223,10 @@ def test_two_supervisors_race_only_one_runs(db: Database, settings: Settings, tm
     assert ti_row(db, request.ti_id).state == "success"
 
 
-def test_branch_skips_the_other_task_and_new_try_clears_xcoms(
-    db: Database, settings: Settings, tmp_path: Path
-) -> None:
-    dag_file = write_dag(tmp_path / "dags", """
+def test_branch_skips_the_other_task_and_new_try_clears_xcoms(db: Database, settings: Settings, tmp_path: Path) -> None:
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         from headrace.operators import BranchPythonOperator, EmptyOperator
         with DAG("br") as dag:
             pick = BranchPythonOperator(task_id="pick", python_callable=lambda: "a")
@@ -215,14 +236,17 @@ def test_branch_skips_the_other_task_and_new_try_clears_xcoms(
                     ti.xcom_push("left_over", 1)
                     raise RuntimeError("first try fails")
             PythonOperator(task_id="p", python_callable=push_then_fail, retries=1, retry_delay=0)
-    """)
+    """,
+    )
     run_pk = create_run(db, dag_file, "br")
     pick = queue_try(db, run_pk, "pick", dag_file)
     assert run_supervisor(settings, pick) == 0
     with db.session() as session:
-        states = dict(session.execute(
-            select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == run_pk)
-        ).all())
+        states = dict(
+            session.execute(
+                select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == run_pk)
+            ).all()
+        )
     assert states["pick"] == "success" and states["a"] == "none" and states["b"] == "skipped"
     p = queue_try(db, run_pk, "p", dag_file)
     assert run_supervisor(settings, p) == 0

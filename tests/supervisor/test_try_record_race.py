@@ -20,31 +20,52 @@ from headrace.scheduler.dagcache import DagCache
 from headrace.scheduler.housekeeping import end_try_as_zombie
 from headrace.states import TaskInstanceState as TI
 from headrace.supervisor.outcome import Outcome, apply
-
 from tests.supervisor.tryrows import make_try, ti_row, try_row, write_dag
 
 
 def running_try(db: Database, tmp_path: Path) -> tuple[int, int]:
     """A task instance running try 1 with its open ``task_try`` row (no process); ``(ti_id, row_id)``."""
-    dag_file = write_dag(tmp_path / "dags", """
+    dag_file = write_dag(
+        tmp_path / "dags",
+        """
         with DAG("race"):
             BashOperator(task_id="t", bash_command="true", retries=1)
-    """)
+    """,
+    )
     request = make_try(db, dag_file, "race", "t")
     now = datetime.now(UTC)
     with db.session() as session:
         assert set_ti_state(session, request.ti_id, TI.QUEUED, TI.RUNNING, expected_try_number=1, start_date=now)
-        row = TaskTry(task_instance_id=request.ti_id, dag_id="race", run_id=request.run_id, task_id="t",
-                      try_number=1, state="running", hostname="elsewhere", supervisor_pid=1,
-                      supervisor_start_time=0.0, start_date=now, heartbeat_at=now, log_path="-")
+        row = TaskTry(
+            task_instance_id=request.ti_id,
+            dag_id="race",
+            run_id=request.run_id,
+            task_id="t",
+            try_number=1,
+            state="running",
+            hostname="elsewhere",
+            supervisor_pid=1,
+            supervisor_start_time=0.0,
+            start_date=now,
+            heartbeat_at=now,
+            log_path="-",
+        )
         session.add(row)
         session.flush()
         return request.ti_id, row.id
 
 
 def success(ti_id: int, row_id: int, when: datetime) -> Outcome:
-    return Outcome(ti_id=ti_id, try_number=1, try_row_id=row_id, state="success", try_state="success",
-                   end_date=when, end_reason="success", exit_code=0)
+    return Outcome(
+        ti_id=ti_id,
+        try_number=1,
+        try_row_id=row_id,
+        state="success",
+        try_state="success",
+        end_date=when,
+        end_reason="success",
+        exit_code=0,
+    )
 
 
 def read_running(db: Database, ti_id: int, row_id: int) -> tuple[TaskInstance, TaskTry]:
@@ -59,8 +80,9 @@ def read_running(db: Database, ti_id: int, row_id: int) -> tuple[TaskInstance, T
 def zombie(db: Database, seen: tuple[TaskInstance, TaskTry]) -> bool:
     """The zombie check ends the try it read as running (whatever happened since)."""
     with db.session() as session:
-        return end_try_as_zombie(session, seen[0], seen[1], datetime.now(UTC), DagCache(),
-                                 why="test: heartbeat stopped")
+        return end_try_as_zombie(
+            session, seen[0], seen[1], datetime.now(UTC), DagCache(), why="test: heartbeat stopped"
+        )
 
 
 def test_zombie_first_then_late_supervisor(db: Database, settings: Settings, tmp_path: Path) -> None:
@@ -86,8 +108,9 @@ def test_supervisor_first_then_zombie_check(db: Database, settings: Settings, tm
     assert (tt.state, tt.end_reason, tt.exit_code) == ("success", "success", 0)
 
 
-def test_user_moved_it_on_the_late_outcome_is_recorded_as_lost_race(db: Database, settings: Settings,
-                                                                     tmp_path: Path) -> None:
+def test_user_moved_it_on_the_late_outcome_is_recorded_as_lost_race(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
     ti_id, row_id = running_try(db, tmp_path)
     with db.session() as session:  # someone else ended the task instance without closing the try row
         assert set_ti_state(session, ti_id, TI.RUNNING, TI.FAILED, expected_try_number=1)
@@ -99,8 +122,9 @@ def test_user_moved_it_on_the_late_outcome_is_recorded_as_lost_race(db: Database
     assert tt.end_reason == "lost_race" and "came after the task instance had been moved on" in (tt.error or "")
 
 
-def test_outcome_written_again_after_a_lost_commit_answer_counts_as_won(db: Database, settings: Settings,
-                                                                        tmp_path: Path) -> None:
+def test_outcome_written_again_after_a_lost_commit_answer_counts_as_won(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
     ti_id, row_id = running_try(db, tmp_path)
     outcome = success(ti_id, row_id, datetime.now(UTC) - timedelta(seconds=1))
     with db.engine.begin() as conn:

@@ -55,17 +55,35 @@ def create_run(db: Database, dag_file: Path, dag_id: str, run_id: str = "manual_
             session.add(version)
             session.flush()
         run = DagRun(
-            dag_id=dag_id, run_id=run_id, run_type="manual", logical_date=now, data_interval_start=now,
-            data_interval_end=now, state="running", conf={}, dag_version_id=version.id, queued_at=now, start_date=now,
+            dag_id=dag_id,
+            run_id=run_id,
+            run_type="manual",
+            logical_date=now,
+            data_interval_start=now,
+            data_interval_end=now,
+            state="running",
+            conf={},
+            dag_version_id=version.id,
+            queued_at=now,
+            start_date=now,
         )
         session.add(run)
         session.flush()
         for task in dag.tasks:
-            session.add(TaskInstance(
-                dag_run_id=run.id, dag_id=dag_id, run_id=run_id, task_id=task.task_id, state="none",
-                try_number=0, max_tries=task.retries, priority_weight=task.priority_weight, pool=task.pool,
-                queue=task.queue,
-            ))
+            session.add(
+                TaskInstance(
+                    dag_run_id=run.id,
+                    dag_id=dag_id,
+                    run_id=run_id,
+                    task_id=task.task_id,
+                    state="none",
+                    try_number=0,
+                    max_tries=task.retries,
+                    priority_weight=task.priority_weight,
+                    pool=task.pool,
+                    queue=task.queue,
+                )
+            )
         return run.id
 
 
@@ -79,8 +97,14 @@ def queue_try(db: Database, dag_run_pk: int, task_id: str, dag_file: Path) -> Tr
         ti.try_number += 1
         ti.queued_at = datetime.now(UTC)
         return TryRequest(
-            ti_id=ti.id, dag_id=ti.dag_id, run_id=ti.run_id, task_id=task_id, try_number=ti.try_number,
-            fileloc=str(dag_file), queue=ti.queue, priority_weight=ti.priority_weight,
+            ti_id=ti.id,
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=task_id,
+            try_number=ti.try_number,
+            fileloc=str(dag_file),
+            queue=ti.queue,
+            priority_weight=ti.priority_weight,
         )
 
 
@@ -145,7 +169,8 @@ def requeue(db: Database, request: TryRequest) -> TryRequest:
     """up_for_retry → queued with the next try_number (what the scheduler does, in one step)."""
     with db.session() as session:
         session.execute(
-            update(TaskInstance).where(TaskInstance.id == request.ti_id)
+            update(TaskInstance)
+            .where(TaskInstance.id == request.ti_id)
             .values(state="queued", try_number=TaskInstance.try_number + 1)
         )
     return TryRequest(**{**request.__dict__, "try_number": request.try_number + 1})

@@ -61,8 +61,12 @@ def test_a_dag_runs_to_success_with_its_logical_date(tmp_path: Path) -> None:
 
 def test_a_failing_task_fails_the_run(tmp_path: Path, settings: Settings) -> None:
     dags = dags_of(tmp_path)
-    result = run_dag_inline(dags["inline_fails"], settings=settings.with_overrides(
-        {"scheduler": {"loop_interval": 0.2, "heartbeat_interval": 0.5}, "core": {"executor": "local"}}))
+    result = run_dag_inline(
+        dags["inline_fails"],
+        settings=settings.with_overrides(
+            {"scheduler": {"loop_interval": 0.2, "heartbeat_interval": 0.5}, "core": {"executor": "local"}}
+        ),
+    )
     assert result.state == "failed"
     assert result.task_states == {"double": "success", "check": "failed"}
     assert "ValueError: got 2" in Path(result.log_paths["check"][0]).read_text()

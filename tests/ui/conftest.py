@@ -30,8 +30,15 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWER = ("vic", "viewer-password-1")
 VIEWPORT = {"width": 1280, "height": 800}
 STARTUP_SECONDS = 90.0
@@ -128,13 +135,21 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env.update({"HEADRACE_HOME": str(home), "COLUMNS": "400", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
     headrace = [sys.executable, "-m", "headrace"]
-    proc = subprocess.Popen([*headrace, "standalone", "--port", "0", "--no-trigger"], env=env, cwd=home,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*headrace, "standalone", "--port", "0", "--no-trigger"],
+        env=env,
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
     seen = threading.Event()
     threading.Thread(target=_reader, args=(proc, lines, seen), daemon=True).start()
     deadline = time.monotonic() + STARTUP_SECONDS
     try:
+
         def printed() -> tuple[str, str, str] | None:
             text = "\n".join(lines)
             url = re.search(r"web UI\s+(http://\S+)", text)
@@ -152,12 +167,22 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
                 return False
 
         _wait_for(healthy, "/health 200", lines, deadline)
-        subprocess.run([*headrace, "users", "create", VIEWER[0], "--role", "viewer", "--password", VIEWER[1]],
-                       env=env, check=True, capture_output=True, text=True, timeout=60)
+        subprocess.run(
+            [*headrace, "users", "create", VIEWER[0], "--role", "viewer", "--password", VIEWER[1]],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         sut = System(url=url, admin=(user, password), home=home, env=env, proc=proc, output=lines)
         for dag_id in ("ui_params", "ui_fails", "ui_warns"):
-            _wait_for(lambda: sut.rest("GET", f"/api/v1/dags/{dag_id}").status_code == 200,  # noqa: B023
-                      f"DAG {dag_id} parsed", lines, deadline)
+            _wait_for(
+                lambda: sut.rest("GET", f"/api/v1/dags/{dag_id}").status_code == 200,  # noqa: B023
+                f"DAG {dag_id} parsed",
+                lines,
+                deadline,
+            )
         yield sut
     finally:
         if proc.poll() is None:

@@ -26,8 +26,11 @@ from tests.ui.conftest import VIEWER, System
 
 pytestmark = pytest.mark.browser
 
-IMG = (Path(__file__).resolve().parents[2] / "docs" / "img" if os.environ.get("HEADRACE_UPDATE_SCREENSHOTS")
-       else Path(tempfile.gettempdir()) / "headrace-screenshots")
+IMG = (
+    Path(__file__).resolve().parents[2] / "docs" / "img"
+    if os.environ.get("HEADRACE_UPDATE_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "headrace-screenshots"
+)
 IMG.mkdir(parents=True, exist_ok=True)
 FINISH_MS = 90_000  # generous: the runs share 2 cores with the rest of the test suite
 SUCCESS_RGB = [0x1E, 0x8C, 0x3A]  # --s-success in ui.css
@@ -106,8 +109,10 @@ def test_example_bash_grid_and_graph(system: System, new_page: Callable[[tuple[s
     page.click("#trigger-submit")
     expect(page).to_have_url(re.compile(r"/dags/example_bash/grid\?run_id="))
     run_id = _run_id_from(page)
-    page.wait_for_function("() => window.hrGrid && hrGrid.data && hrGrid.data.runs.length >= 3 && !hrGrid.data.unfinished",
-                           timeout=FINISH_MS)
+    page.wait_for_function(
+        "() => window.hrGrid && hrGrid.data && hrGrid.data.runs.length >= 3 && !hrGrid.data.unfinished",
+        timeout=FINISH_MS,
+    )
     assert _cell(page, run_id, "greet")["rgb"] == SUCCESS_RGB
     assert _cell(page, run_id, "after_skip")["rgb"] == SKIPPED_RGB
     expect(page.locator("#selected-run")).to_have_attribute("data-state", "success")
@@ -125,8 +130,9 @@ def test_example_bash_grid_and_graph(system: System, new_page: Callable[[tuple[s
     page.screenshot(path=str(IMG / "graph.png"))
 
 
-def test_viewer_sees_trigger_disabled_and_the_api_refuses(system: System,
-                                                          new_page: Callable[[tuple[str, str]], Page]) -> None:
+def test_viewer_sees_trigger_disabled_and_the_api_refuses(
+    system: System, new_page: Callable[[tuple[str, str]], Page]
+) -> None:
     before = system.rest("GET", "/api/v1/dags/ui_params/dagRuns").json()["total_entries"]
     page = new_page(VIEWER)
     expect(page.locator(".who .role")).to_have_text("viewer")

@@ -18,12 +18,16 @@ from tests.ui.conftest import VIEWER, System
 
 pytestmark = pytest.mark.browser
 
-EMAIL = ("task 'notify': argument 'email_on_failure' is an Airflow operator argument headrace does not support yet; "
-         "it is ignored")
+EMAIL = (
+    "task 'notify': argument 'email_on_failure' is an Airflow operator argument headrace does not support yet; "
+    "it is ignored"
+)
 PAGER = "default_args key 'pager_channel' is accepted by no task of DAG 'ui_warns'; it is ignored"
 
 
-def test_warnings_on_the_dag_list_and_the_dag_pages(system: System, new_page: Callable[[tuple[str, str]], Page]) -> None:
+def test_warnings_on_the_dag_list_and_the_dag_pages(
+    system: System, new_page: Callable[[tuple[str, str]], Page]
+) -> None:
     assert [w["message"] for w in system.rest("GET", "/api/v1/dags/ui_warns").json()["warnings"]] == [EMAIL, PAGER]
     page = new_page(VIEWER)
     row = page.locator('tr[data-dag-id="ui_warns"]')

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from headrace.webapp import create_app
 from headrace.api.users import create_token, create_user
 from headrace.authoring.dag import DAG
 from headrace.config import Settings
@@ -21,6 +20,7 @@ from headrace.states import TaskInstanceState as TI
 from headrace.ui.grid import STATE_CODES
 from headrace.ui.queries import topological_order
 from headrace.ui.trigger import param_field
+from headrace.webapp import create_app
 from tests.scheduler.conftest import move_ti, tis
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
@@ -38,8 +38,9 @@ def _dag() -> DAG:
 def client(settings: Settings, db: Database) -> Iterator[TestClient]:
     dag = _dag()
     with db.session() as session:
-        DagProcessor(settings, db).store_result(session, ParseResult("/dags/shapes.py", dags=[serialize_dag(dag)]),
-                                                0.0, 0, NOW)
+        DagProcessor(settings, db).store_result(
+            session, ParseResult("/dags/shapes.py", dags=[serialize_dag(dag)]), 0.0, 0, NOW
+        )
         user = create_user(session, "vera", "correct horse battery", "viewer", now=NOW)
         token, _ = create_token(session, user, "t", now=NOW)
     with TestClient(create_app(settings, db), headers={"Authorization": f"Bearer {token}"}) as c:

@@ -11,11 +11,11 @@ from urllib.parse import quote
 from fastapi.testclient import TestClient
 
 from headrace.api.app import CONTENT_SECURITY_POLICY
-from headrace.webapp import create_app
 from headrace.api.users import create_user
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
+from headrace.webapp import create_app
 from tests.integration.helpers import write_dag
 
 PASSWORD = "correct horse battery"
@@ -23,7 +23,7 @@ IMG = "<img src=x onerror=alert(1)>"
 SCRIPT = "</script><script>alert(1)</script>"
 TEXTAREA = "</textarea><script>alert(2)</script>"
 
-HOSTILE_DAG = f'''
+HOSTILE_DAG = f"""
 from datetime import datetime
 
 from headrace import DAG
@@ -33,7 +33,7 @@ with DAG(dag_id="hostile", schedule=None, start_date=datetime(2026, 1, 1),
          description={IMG + SCRIPT!r},
          params={{"greeting": {SCRIPT!r}, {IMG!r}: "x", "blob": {{"k": {TEXTAREA!r}}}}}) as dag:
     BashOperator(task_id="say", bash_command="echo hi")
-'''
+"""
 
 
 def _browser(settings: Settings, db: Database, role: str = "viewer") -> TestClient:
@@ -58,9 +58,16 @@ def test_dag_author_and_run_id_markup_is_escaped(settings: Settings, db: Databas
     assert DagProcessor(settings, db).refresh(datetime.now(UTC)).errors == 0
     client = _browser(settings, db, role="operator")
     run_id = quote(IMG + SCRIPT, safe="")
-    for url in ("/dags/hostile/grid", "/dags/hostile/graph", "/dags/hostile/trigger", "/dags/hostile/resources",
-                f"/dags/hostile/grid?run_id={run_id}", f"/dags/hostile/runs/{run_id}/tasks/say",
-                f"/dags/hostile/runs/{run_id}/gantt", f"/dags/hostile/runs/{run_id}/tasks/{run_id}"):
+    for url in (
+        "/dags/hostile/grid",
+        "/dags/hostile/graph",
+        "/dags/hostile/trigger",
+        "/dags/hostile/resources",
+        f"/dags/hostile/grid?run_id={run_id}",
+        f"/dags/hostile/runs/{run_id}/tasks/say",
+        f"/dags/hostile/runs/{run_id}/gantt",
+        f"/dags/hostile/runs/{run_id}/tasks/{run_id}",
+    ):
         resp = client.get(url)
         assert resp.status_code in (200, 404), (url, resp.status_code)
         assert resp.headers["content-type"].startswith("text/html")

@@ -22,22 +22,40 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def _task(task_id: str, upstream: list[str], downstream: list[str], memory_limit: int | None) -> dict[str, Any]:
-    return {"task_id": task_id, "upstream_task_ids": upstream, "downstream_task_ids": downstream,
-            "memory_limit": memory_limit, "operator": "@task"}
+    return {
+        "task_id": task_id,
+        "upstream_task_ids": upstream,
+        "downstream_task_ids": downstream,
+        "memory_limit": memory_limit,
+        "operator": "@task",
+    }
 
 
 def add_dag(db: Database, dag_id: str = "mem", *, hog_limit: int | None = 256 * MIB, version: str = "v1") -> int:
     """A DAG ``hog >> summary`` and ``modest >> summary``; hog and modest limited; return the version pk."""
-    serialized = {"dag_id": dag_id, "tasks": {
-        "hog": _task("hog", [], ["summary"], hog_limit),
-        "modest": _task("modest", [], ["summary"], 256 * MIB),
-        "summary": _task("summary", ["hog", "modest"], [], None),
-    }}
+    serialized = {
+        "dag_id": dag_id,
+        "tasks": {
+            "hog": _task("hog", [], ["summary"], hog_limit),
+            "modest": _task("modest", [], ["summary"], 256 * MIB),
+            "summary": _task("summary", ["hog", "modest"], [], None),
+        },
+    }
     with db.session() as s:
         dag = s.get(DagModel, dag_id)
         if dag is None:
-            s.add(DagModel(dag_id=dag_id, fileloc=f"/dags/{dag_id}.py", is_paused=False, is_active=True, tags=[],
-                           max_active_runs=16, max_active_tasks=16, version_hash=version))
+            s.add(
+                DagModel(
+                    dag_id=dag_id,
+                    fileloc=f"/dags/{dag_id}.py",
+                    is_paused=False,
+                    is_active=True,
+                    tags=[],
+                    max_active_runs=16,
+                    max_active_tasks=16,
+                    version_hash=version,
+                )
+            )
         else:
             dag.version_hash = version
         v = DagVersion(dag_id=dag_id, version_hash=version, serialized=serialized, created_at=T0)
@@ -46,51 +64,103 @@ def add_dag(db: Database, dag_id: str = "mem", *, hog_limit: int | None = 256 * 
         return v.id
 
 
-def add_run(db: Database, version_pk: int, run_id: str, at: datetime, *, dag_id: str = "mem",
-            state: str = "success") -> int:
+def add_run(
+    db: Database, version_pk: int, run_id: str, at: datetime, *, dag_id: str = "mem", state: str = "success"
+) -> int:
     with db.session() as s:
-        run = DagRun(dag_id=dag_id, run_id=run_id, run_type="manual", logical_date=at, data_interval_start=at,
-                     data_interval_end=at, state=state, conf={}, dag_version_id=version_pk, queued_at=at,
-                     start_date=at, end_date=None if state == "running" else at + timedelta(minutes=5))
+        run = DagRun(
+            dag_id=dag_id,
+            run_id=run_id,
+            run_type="manual",
+            logical_date=at,
+            data_interval_start=at,
+            data_interval_end=at,
+            state=state,
+            conf={},
+            dag_version_id=version_pk,
+            queued_at=at,
+            start_date=at,
+            end_date=None if state == "running" else at + timedelta(minutes=5),
+        )
         s.add(run)
         s.flush()
         return run.id
 
 
-def add_ti(db: Database, run_pk: int, task_id: str, state: str, tries: list[dict[str, Any]], *,
-           queued_at: datetime | None = None, dag_id: str = "mem") -> None:
+def add_ti(
+    db: Database,
+    run_pk: int,
+    task_id: str,
+    state: str,
+    tries: list[dict[str, Any]],
+    *,
+    queued_at: datetime | None = None,
+    dag_id: str = "mem",
+) -> None:
     """A task instance with one ``task_try`` row per entry of ``tries`` (start/end offsets in seconds)."""
     with db.session() as s:
         run = s.get(DagRun, run_pk)
         assert run is not None
-        ti = TaskInstance(dag_run_id=run_pk, dag_id=dag_id, run_id=run.run_id, task_id=task_id, state=state,
-                          try_number=len(tries) if tries or queued_at is None else 1, max_tries=2,
-                          queued_at=queued_at)
+        ti = TaskInstance(
+            dag_run_id=run_pk,
+            dag_id=dag_id,
+            run_id=run.run_id,
+            task_id=task_id,
+            state=state,
+            try_number=len(tries) if tries or queued_at is None else 1,
+            max_tries=2,
+            queued_at=queued_at,
+        )
         s.add(ti)
         s.flush()
         base = run.start_date or T0
         for n, t in enumerate(tries, start=1):
-            s.add(TaskTry(
-                task_instance_id=ti.id, dag_id=dag_id, run_id=run.run_id, task_id=task_id, try_number=n,
-                state=t.get("state", "success"), hostname="host-a", supervisor_pid=100 + n,
-                supervisor_start_time=1.0, pid=200 + n, process_start_time=2.0,
-                start_date=base + timedelta(seconds=t["start"]),
-                end_date=None if t.get("end") is None else base + timedelta(seconds=t["end"]),
-                heartbeat_at=base + timedelta(seconds=t["start"]), exit_code=t.get("exit_code"),
-                peak_rss_bytes=t.get("peak"), cpu_seconds=t.get("cpu"), end_reason=t.get("end_reason"),
-                log_path=f"/logs/{task_id}/{n}.log",
-            ))
+            s.add(
+                TaskTry(
+                    task_instance_id=ti.id,
+                    dag_id=dag_id,
+                    run_id=run.run_id,
+                    task_id=task_id,
+                    try_number=n,
+                    state=t.get("state", "success"),
+                    hostname="host-a",
+                    supervisor_pid=100 + n,
+                    supervisor_start_time=1.0,
+                    pid=200 + n,
+                    process_start_time=2.0,
+                    start_date=base + timedelta(seconds=t["start"]),
+                    end_date=None if t.get("end") is None else base + timedelta(seconds=t["end"]),
+                    heartbeat_at=base + timedelta(seconds=t["start"]),
+                    exit_code=t.get("exit_code"),
+                    peak_rss_bytes=t.get("peak"),
+                    cpu_seconds=t.get("cpu"),
+                    end_reason=t.get("end_reason"),
+                    log_path=f"/logs/{task_id}/{n}.log",
+                )
+            )
 
 
 def test_gantt_has_one_bar_per_try_with_retries_and_the_queued_wait(db: Database, client_as: ClientAs) -> None:
     v = add_dag(db)
     run = add_run(db, v, "manual__1", T0, state="running")
-    add_ti(db, run, "hog", "success", [
-        {"start": 1, "end": 4, "state": "up_for_retry", "end_reason": "memory_limit_exceeded", "peak": 300 * MIB},
-        {"start": 10, "end": 12, "state": "success", "end_reason": "success", "peak": 100 * MIB, "cpu": 1.5},
-    ])
-    add_ti(db, run, "modest", "running", [{"start": 2, "end": None, "state": "running"}],
-           queued_at=T0 + timedelta(seconds=0.5))
+    add_ti(
+        db,
+        run,
+        "hog",
+        "success",
+        [
+            {"start": 1, "end": 4, "state": "up_for_retry", "end_reason": "memory_limit_exceeded", "peak": 300 * MIB},
+            {"start": 10, "end": 12, "state": "success", "end_reason": "success", "peak": 100 * MIB, "cpu": 1.5},
+        ],
+    )
+    add_ti(
+        db,
+        run,
+        "modest",
+        "running",
+        [{"start": 2, "end": None, "state": "running"}],
+        queued_at=T0 + timedelta(seconds=0.5),
+    )
     add_ti(db, run, "summary", "queued", [], queued_at=T0 + timedelta(seconds=13))
 
     viewer = client_as("viewer")
@@ -146,8 +216,14 @@ def _three_runs(db: Database) -> None:
         hog_tries = [{"start": 0, "end": 2 + i, "state": "success", "peak": hog_peak * MIB, "cpu": 0.5}]
         if i == 1:  # over the limit, then retried
             hog_tries = [
-                {"start": 0, "end": 1, "state": "up_for_retry", "end_reason": "memory_limit_exceeded",
-                 "peak": hog_peak * MIB, "cpu": 0.2},
+                {
+                    "start": 0,
+                    "end": 1,
+                    "state": "up_for_retry",
+                    "end_reason": "memory_limit_exceeded",
+                    "peak": hog_peak * MIB,
+                    "cpu": 0.2,
+                },
                 {"start": 5, "end": 9, "state": "success", "end_reason": "success", "peak": 190 * MIB, "cpu": 0.7},
             ]
         add_ti(db, run, "hog", "success", hog_tries)
@@ -212,7 +288,10 @@ def test_resources_of_a_dag_without_runs(db: Database, api: TestClient) -> None:
     data = api.get("/ui/data/dags/mem/resources").json()
     assert data["runs"] == []
     assert {t["task_id"]: t["memory_limit_bytes"] for t in data["tasks"]} == {
-        "hog": 256 * MIB, "modest": 256 * MIB, "summary": None}
+        "hog": 256 * MIB,
+        "modest": 256 * MIB,
+        "summary": None,
+    }
     assert all(t["tries"] == 0 and t["max_peak_rss_bytes"] is None for t in data["tasks"])
 
 
@@ -277,8 +356,16 @@ def test_unknown_dag_or_run_renders_a_404_page(db: Database, app: Any) -> None:
         assert "gantt.js" not in web.get("/dags/nope/runs/r1/gantt").text
 
 
-@pytest.mark.parametrize("path", ["/static/gantt.js", "/static/pools.js", "/static/resources.js", "/static/extra.css",
-                                  "/static/vendor/chart.umd.min.js"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/gantt.js",
+        "/static/pools.js",
+        "/static/resources.js",
+        "/static/extra.css",
+        "/static/vendor/chart.umd.min.js",
+    ],
+)
 def test_page_assets_are_served_locally(anon: TestClient, path: str) -> None:
     r = anon.get(path)
     assert r.status_code == 200 and len(r.content) > 500

@@ -98,7 +98,8 @@ def test_pools_page_create_edit_delete_and_viewer_refused(
     row.locator("input.slots-input").fill("7")
     row.locator("button.save").click()
     admin.wait_for_function(
-        "() => document.querySelector('#pools tr[data-pool=\"ui_browser_pool\"] td.slots')?.textContent.trim() === '7'")
+        "() => document.querySelector('#pools tr[data-pool=\"ui_browser_pool\"] td.slots')?.textContent.trim() === '7'"
+    )
     assert system.rest("GET", "/api/v1/pools/ui_browser_pool").json()["slots"] == 7
 
     viewer = new_page(VIEWER)

@@ -67,17 +67,22 @@ def test_tries_table_fits_1280_px_with_the_error_on_two_lines(
     assert table is not None and table["x"] + table["width"] <= VIEWPORT["width"], table
 
     error = row.locator(".try-error")
-    full = system.rest("GET", f"/api/v1/dags/ui_fails/dagRuns/{quote(failed_run, safe='')}/taskInstances/extract/tries"
-                       ).json()["tries"][0]["error"]
+    full = system.rest(
+        "GET", f"/api/v1/dags/ui_fails/dagRuns/{quote(failed_run, safe='')}/taskInstances/extract/tries"
+    ).json()["tries"][0]["error"]
     assert "detail-119" in full
     assert error.get_attribute("title") == full  # the full text on hover
-    lines = page.evaluate("""(el) => el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).lineHeight)""",
-                          error.element_handle())
+    lines = page.evaluate(
+        """(el) => el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).lineHeight)""",
+        error.element_handle(),
+    )
     assert lines <= 2.05, lines
     error.click()  # expands to the whole error
     expect(error).to_have_attribute("aria-expanded", "true")
-    expanded = page.evaluate("(el) => el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).lineHeight)",
-                             error.element_handle())
+    expanded = page.evaluate(
+        "(el) => el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).lineHeight)",
+        error.element_handle(),
+    )
     assert expanded > 2.5, expanded
 
 
@@ -89,11 +94,16 @@ def test_process_start_is_never_shown_before_the_try_started(
     # psutil's create_time adds a whole-second boot time (btime in /proc/stat): a stored start can read up to 1 s
     # early. Make this try's record read 0.9 s before the try started, as such a machine would.
     with sqlite3.connect(system.home / "headrace.db") as conn:
-        (start,) = conn.execute("SELECT strftime('%s', start_date) + (strftime('%f', start_date) % 1) FROM task_try "
-                                "WHERE dag_id = 'ui_fails' AND run_id = ? AND task_id = 'extract'",
-                                (failed_run,)).fetchone()
-        conn.execute("UPDATE task_try SET process_start_time = ? WHERE dag_id = 'ui_fails' AND run_id = ? "
-                     "AND task_id = 'extract'", (float(start) - 0.9, failed_run))
+        (start,) = conn.execute(
+            "SELECT strftime('%s', start_date) + (strftime('%f', start_date) % 1) FROM task_try "
+            "WHERE dag_id = 'ui_fails' AND run_id = ? AND task_id = 'extract'",
+            (failed_run,),
+        ).fetchone()
+        conn.execute(
+            "UPDATE task_try SET process_start_time = ? WHERE dag_id = 'ui_fails' AND run_id = ? "
+            "AND task_id = 'extract'",
+            (float(start) - 0.9, failed_run),
+        )
     page.reload()
     cell = page.locator('#tries tbody tr[data-try="1"] td.process-start')
     expect(cell).not_to_be_empty()

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
-from headrace.webapp import create_app
 from headrace.api.users import create_user
 from headrace.config import Settings
 from headrace.db.engine import Database
+from headrace.webapp import create_app
 
 PASSWORD = "correct horse battery"
 
@@ -35,8 +35,9 @@ def test_pages_redirect_to_login_and_back(settings: Settings, db: Database) -> N
     form = client.get("/login", params={"next": "/dags/x/grid?run_id=a"})
     assert form.status_code == 200 and 'name="password"' in form.text
     token = _form_csrf(form.text)
-    done = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token,
-                                       "next": "/dags/x/grid?run_id=a"})
+    done = client.post(
+        "/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token, "next": "/dags/x/grid?run_id=a"}
+    )
     assert done.status_code == 303 and done.headers["location"] == "/dags/x/grid?run_id=a"
     me = client.get("/api/v1/auth/me").json()
     assert me["username"] == "alice" and me["via"] == "session"
@@ -50,8 +51,9 @@ def test_login_refuses_wrong_password_missing_csrf_and_foreign_next(settings: Se
     no_csrf = client.post("/login", data={"username": "alice", "password": PASSWORD})
     assert no_csrf.status_code == 403 and "CSRF" in no_csrf.text
     token = _form_csrf(no_csrf.text)
-    ok = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token,
-                                     "next": "//evil.example/x"})
+    ok = client.post(
+        "/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token, "next": "//evil.example/x"}
+    )
     assert ok.status_code == 303 and ok.headers["location"] == "/"
 
 

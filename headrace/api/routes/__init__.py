@@ -25,8 +25,18 @@ from headrace.api.routes import (
 )
 
 API_ROUTERS: list[APIRouter] = [auth.router]
-API_ROUTERS += [dags.router, dag_runs.router, task_instances.router, tries.router, logs.router, xcoms.router,
-                pools.router, variables.router, connections.router, import_errors.router,
-                dag_warnings.router]  # REST resources
+API_ROUTERS += [
+    dags.router,
+    dag_runs.router,
+    task_instances.router,
+    tries.router,
+    logs.router,
+    xcoms.router,
+    pools.router,
+    variables.router,
+    connections.router,
+    import_errors.router,
+    dag_warnings.router,
+]  # REST resources
 ROOT_ROUTERS: list[APIRouter] = [health.router]
 ROOT_ROUTERS += [metrics.router]  # Prometheus /metrics

@@ -84,13 +84,18 @@ def logout(request: Request) -> None:
 @router.get("/me", response_model=Me, responses={401: {"description": "not logged in"}})
 def me(request: Request, who: Annotated[Principal, Depends(require("viewer"))]) -> Me:
     """The caller, and for a session its CSRF token."""
-    return Me(username=who.username, role=who.role, via=who.via,
-              csrf_token=csrf_token(request) if who.via == "session" else None)
+    return Me(
+        username=who.username,
+        role=who.role,
+        via=who.via,
+        csrf_token=csrf_token(request) if who.via == "session" else None,
+    )
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201)
-def create_api_token(body: TokenRequest, request: Request,
-                     who: Annotated[Principal, Depends(require("viewer"))]) -> TokenCreated:
+def create_api_token(
+    body: TokenRequest, request: Request, who: Annotated[Principal, Depends(require("viewer"))]
+) -> TokenCreated:
     """Make an API token acting as the caller (with the caller's role)."""
     now = datetime.now(UTC)
     with get_db(request).session() as session:
@@ -106,12 +111,25 @@ def list_api_tokens(request: Request, who: Annotated[Principal, Depends(require(
     """The caller's API tokens."""
     with get_db(request).read_session() as session:
         rows = session.scalars(select(ApiToken).where(ApiToken.user_id == who.user_id).order_by(ApiToken.id))
-        return [TokenInfo(id=r.id, name=r.name, prefix=r.prefix, created_at=r.created_at, expires_at=r.expires_at,
-                          last_used_at=r.last_used_at) for r in rows]
+        return [
+            TokenInfo(
+                id=r.id,
+                name=r.name,
+                prefix=r.prefix,
+                created_at=r.created_at,
+                expires_at=r.expires_at,
+                last_used_at=r.last_used_at,
+            )
+            for r in rows
+        ]
 
 
 @router.delete("/tokens/{token_id}", status_code=204, responses={404: {"description": "no such token"}})
-def delete_api_token(token_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request, who: Annotated[Principal, Depends(require("viewer"))]) -> None:
+def delete_api_token(
+    token_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    request: Request,
+    who: Annotated[Principal, Depends(require("viewer"))],
+) -> None:
     """Revoke one of the caller's API tokens."""
     with get_db(request).session() as session:
         row = session.get(ApiToken, token_id)

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, get_encryptor, require
+from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
 from headrace.crypto import MASK, Encryptor
-from headrace.secrets_store import mask_sensitive
 from headrace.db.models import Connection
 from headrace.exceptions import Conflict, NotFound
-from headrace.api.openapi import not_found
+from headrace.secrets_store import mask_sensitive
 
 router = APIRouter(tags=["Connection"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
@@ -35,9 +35,17 @@ PLAIN_FIELDS = ("conn_type", "description", "host", "port", "login", "schema")
 def connection_out(row: Connection, enc: Encryptor) -> schemas.Connection:
     """The API form of a connection: password hidden, sensitive extra fields masked."""
     extra = mask_sensitive(json.loads(enc.decrypt(row.extra))) if row.extra else None
-    return schemas.Connection(conn_id=row.conn_id, conn_type=row.conn_type, description=row.description,
-                              host=row.host, port=row.port, login=row.login, schema=row.schema,
-                              password=MASK if row.password else None, extra=extra)
+    return schemas.Connection(
+        conn_id=row.conn_id,
+        conn_type=row.conn_type,
+        description=row.description,
+        host=row.host,
+        port=row.port,
+        login=row.login,
+        schema=row.schema,
+        password=MASK if row.password else None,
+        extra=extra,
+    )
 
 
 def _get(session: Session, conn_id: str) -> Connection:
@@ -67,12 +75,17 @@ def list_connections(request: Request, pg: Annotated[Page, Depends(page)]) -> sc
     stmt = select(Connection)
     with get_db(request).read_session() as session:
         rows = session.scalars(pg.apply(stmt.order_by(Connection.conn_id)))
-        return schemas.ConnectionCollection(connections=[connection_out(r, enc) for r in rows],
-                                            total_entries=count(session, stmt))
+        return schemas.ConnectionCollection(
+            connections=[connection_out(r, enc) for r in rows], total_entries=count(session, stmt)
+        )
 
 
-@router.post("/connections", response_model=schemas.Connection, dependencies=[OPERATOR],
-             responses={409: {"description": "a connection with this conn_id exists"}})
+@router.post(
+    "/connections",
+    response_model=schemas.Connection,
+    dependencies=[OPERATOR],
+    responses={409: {"description": "a connection with this conn_id exists"}},
+)
 def create_connection(body: schemas.ConnectionCreate, request: Request) -> schemas.Connection:
     """Create a connection (operator); password and extra are stored encrypted."""
     enc = get_encryptor(request)
@@ -86,8 +99,7 @@ def create_connection(body: schemas.ConnectionCreate, request: Request) -> schem
         return connection_out(row, enc)
 
 
-@router.get("/connections/{conn_id}", response_model=schemas.Connection, dependencies=[VIEWER],
-            responses=NOT_FOUND)
+@router.get("/connections/{conn_id}", response_model=schemas.Connection, dependencies=[VIEWER], responses=NOT_FOUND)
 def get_connection(conn_id: str, request: Request) -> schemas.Connection:
     """One connection (password never shown)."""
     enc = get_encryptor(request)
@@ -95,8 +107,7 @@ def get_connection(conn_id: str, request: Request) -> schemas.Connection:
         return connection_out(_get(session, conn_id), enc)
 
 
-@router.patch("/connections/{conn_id}", response_model=schemas.Connection, dependencies=[OPERATOR],
-              responses=NOT_FOUND)
+@router.patch("/connections/{conn_id}", response_model=schemas.Connection, dependencies=[OPERATOR], responses=NOT_FOUND)
 def patch_connection(conn_id: str, body: schemas.ConnectionPatch, request: Request) -> schemas.Connection:
     """Change the fields given (operator); ``"password": null`` removes the password."""
     enc = get_encryptor(request)

@@ -12,14 +12,14 @@ from sqlalchemy.orm import Session
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, require
+from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
 from headrace.api.routes.dags import get_dag
 from headrace.db.models import DagRun
 from headrace.exceptions import DagRunConfError, DagRunNotFound
-from headrace.scheduler.user_actions import mark_dag_run
 from headrace.scheduler.runs import trigger_dag
+from headrace.scheduler.user_actions import mark_dag_run
 from headrace.states import DagRunState
-from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["DAGRun"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
@@ -43,14 +43,22 @@ class RunOrder(str, Enum):
     run_id_desc = "-dag_run_id"
 
 
-_ORDER_COLUMNS = {"logical_date": DagRun.logical_date, "start_date": DagRun.start_date, "end_date": DagRun.end_date,
-                  "queued_at": DagRun.queued_at, "dag_run_id": DagRun.run_id}
+_ORDER_COLUMNS = {
+    "logical_date": DagRun.logical_date,
+    "start_date": DagRun.start_date,
+    "end_date": DagRun.end_date,
+    "queued_at": DagRun.queued_at,
+    "dag_run_id": DagRun.run_id,
+}
 
 
 def get_run(session: Session, dag_id: str, dag_run_id: str) -> DagRun:
     """The DAG run ``dag_run_id`` of ``dag_id``; raises ``DagNotFound`` / ``DagRunNotFound`` (404)."""
-    run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == dag_run_id)
-                          .execution_options(populate_existing=True)).first()
+    run = session.scalars(
+        select(DagRun)
+        .where(DagRun.dag_id == dag_id, DagRun.run_id == dag_run_id)
+        .execution_options(populate_existing=True)
+    ).first()
     if run is None:
         get_dag(session, dag_id)
         raise DagRunNotFound(f"DAG {dag_id!r} has no run {dag_run_id!r}", dag_id=dag_id, run_id=dag_run_id)
@@ -60,15 +68,26 @@ def get_run(session: Session, dag_id: str, dag_run_id: str) -> DagRun:
 def run_out(run: DagRun) -> schemas.DAGRun:
     """The API form of a ``dag_run`` row."""
     return schemas.DAGRun(
-        dag_id=run.dag_id, dag_run_id=run.run_id, run_type=run.run_type, state=run.state,
-        logical_date=run.logical_date, data_interval_start=run.data_interval_start,
-        data_interval_end=run.data_interval_end, queued_at=run.queued_at, start_date=run.start_date,
-        end_date=run.end_date, conf=dict(run.conf or {}),
+        dag_id=run.dag_id,
+        dag_run_id=run.run_id,
+        run_type=run.run_type,
+        state=run.state,
+        logical_date=run.logical_date,
+        data_interval_start=run.data_interval_start,
+        data_interval_end=run.data_interval_end,
+        queued_at=run.queued_at,
+        start_date=run.start_date,
+        end_date=run.end_date,
+        conf=dict(run.conf or {}),
     )
 
 
-@router.get("/dags/{dag_id}/dagRuns", response_model=schemas.DAGRunCollection, dependencies=[VIEWER],
-            responses={404: {"description": "no such DAG"}})
+@router.get(
+    "/dags/{dag_id}/dagRuns",
+    response_model=schemas.DAGRunCollection,
+    dependencies=[VIEWER],
+    responses={404: {"description": "no such DAG"}},
+)
 def list_runs(
     dag_id: str,
     request: Request,
@@ -99,9 +118,16 @@ def list_runs(
         return schemas.DAGRunCollection(dag_runs=[run_out(r) for r in runs], total_entries=count(session, stmt))
 
 
-@router.post("/dags/{dag_id}/dagRuns", response_model=schemas.DAGRun, dependencies=[OPERATOR],
-             responses={404: {"description": "no such DAG"}, 409: {"description": "a run with this id or logical "
-                        "date exists"}, 400: {"description": "conf is not a JSON object"}})
+@router.post(
+    "/dags/{dag_id}/dagRuns",
+    response_model=schemas.DAGRun,
+    dependencies=[OPERATOR],
+    responses={
+        404: {"description": "no such DAG"},
+        409: {"description": "a run with this id or logical date exists"},
+        400: {"description": "conf is not a JSON object"},
+    },
+)
 def trigger_run(dag_id: str, body: schemas.TriggerDAGRun, request: Request) -> schemas.DAGRun:
     """Create a manual, queued run (operator); the scheduler starts it. ``conf`` overrides the DAG's params."""
     try:
@@ -109,21 +135,29 @@ def trigger_run(dag_id: str, body: schemas.TriggerDAGRun, request: Request) -> s
     except ValueError as exc:
         raise DagRunConfError(f"conf: {exc}") from None
     with get_db(request).session() as session:
-        run = trigger_dag(session, dag_id, conf=body.conf, logical_date=body.logical_date, run_id=body.dag_run_id,
-                          now=datetime.now(UTC))
+        run = trigger_dag(
+            session,
+            dag_id,
+            conf=body.conf,
+            logical_date=body.logical_date,
+            run_id=body.dag_run_id,
+            now=datetime.now(UTC),
+        )
         return run_out(run)
 
 
-@router.get("/dags/{dag_id}/dagRuns/{dag_run_id}", response_model=schemas.DAGRun, dependencies=[VIEWER],
-            responses=NOT_FOUND)
+@router.get(
+    "/dags/{dag_id}/dagRuns/{dag_run_id}", response_model=schemas.DAGRun, dependencies=[VIEWER], responses=NOT_FOUND
+)
 def get_one_run(dag_id: str, dag_run_id: str, request: Request) -> schemas.DAGRun:
     """One DAG run."""
     with get_db(request).read_session() as session:
         return run_out(get_run(session, dag_id, dag_run_id))
 
 
-@router.patch("/dags/{dag_id}/dagRuns/{dag_run_id}", response_model=schemas.DAGRun, dependencies=[OPERATOR],
-              responses=NOT_FOUND)
+@router.patch(
+    "/dags/{dag_id}/dagRuns/{dag_run_id}", response_model=schemas.DAGRun, dependencies=[OPERATOR], responses=NOT_FOUND
+)
 def patch_run(dag_id: str, dag_run_id: str, body: schemas.DAGRunPatch, request: Request) -> schemas.DAGRun:
     """Mark a run success (its unfinished task instances too) or failed (running ones failed, the other
     unfinished ones skipped), as Airflow does (operator). Running tries are stopped by their supervisors."""

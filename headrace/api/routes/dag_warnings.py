@@ -34,8 +34,12 @@ class WarningOrder(str, Enum):
     timestamp_desc = "-timestamp"
 
 
-_WARNING_COLUMNS = {"dag_id": DagWarning.dag_id, "warning_type": DagWarning.warning_type,
-                    "message": DagWarning.message, "timestamp": DagWarning.timestamp}
+_WARNING_COLUMNS = {
+    "dag_id": DagWarning.dag_id,
+    "warning_type": DagWarning.warning_type,
+    "message": DagWarning.message,
+    "timestamp": DagWarning.timestamp,
+}
 
 
 @router.get("/dagWarnings", response_model=schemas.DAGWarningCollection)
@@ -50,8 +54,7 @@ def list_dag_warnings(
 
     An unknown ``dag_id`` is an empty page, not a 404 (as in Airflow).
     """
-    stmt = (select(DagWarning).join(DagModel, DagModel.dag_id == DagWarning.dag_id)
-            .where(DagModel.is_active.is_(True)))
+    stmt = select(DagWarning).join(DagModel, DagModel.dag_id == DagWarning.dag_id).where(DagModel.is_active.is_(True))
     if dag_id is not None:
         stmt = stmt.where(DagWarning.dag_id == dag_id)
     if warning_type is not None:
@@ -61,8 +64,9 @@ def list_dag_warnings(
     ordered = stmt.order_by(column.desc() if desc else column.asc(), DagWarning.dag_id, DagWarning.id)
     with get_db(request).read_session() as session:
         rows = session.scalars(pg.apply(ordered))
-        return schemas.DAGWarningCollection(dag_warnings=[schemas.DAGWarning.model_validate(r) for r in rows],
-                                            total_entries=count(session, stmt))
+        return schemas.DAGWarningCollection(
+            dag_warnings=[schemas.DAGWarning.model_validate(r) for r in rows], total_entries=count(session, stmt)
+        )
 
 
 __all__ = ["WarningOrder", "router"]

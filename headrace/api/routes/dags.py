@@ -49,8 +49,10 @@ _DAG_COLUMNS = [name for name in schemas.DAG.model_fields if name != "warnings"]
 
 def dag_out(dag: DagModel, warnings: Sequence[DagWarning] = ()) -> schemas.DAG:
     """The API form of a ``dag`` row with its ``dag_warning`` rows (``queries.dag_warnings``)."""
-    return schemas.DAG(**{name: getattr(dag, name) for name in _DAG_COLUMNS},
-                       warnings=[schemas.DAGWarningNote.model_validate(w) for w in warnings])
+    return schemas.DAG(
+        **{name: getattr(dag, name) for name in _DAG_COLUMNS},
+        warnings=[schemas.DAGWarningNote.model_validate(w) for w in warnings],
+    )
 
 
 def one_dag_out(session: Session, dag: DagModel) -> schemas.DAG:
@@ -82,8 +84,9 @@ def list_dags(
             dags = [d for d in dags if wanted & set(d.tags or ())]
         shown = pg.slice(dags)
         warnings = queries.dag_warnings(session, [d.dag_id for d in shown]) if shown else {}
-        return schemas.DAGCollection(dags=[dag_out(d, warnings.get(d.dag_id, ())) for d in shown],
-                                     total_entries=len(dags))
+        return schemas.DAGCollection(
+            dags=[dag_out(d, warnings.get(d.dag_id, ())) for d in shown], total_entries=len(dags)
+        )
 
 
 @router.get("/dags/{dag_id}", response_model=schemas.DAG, dependencies=[VIEWER], responses=NOT_FOUND)
@@ -119,17 +122,27 @@ def task_out(sdag: SerializedDag, task_id: str) -> schemas.Task:
     """The API form of one task of a serialized DAG."""
     t = sdag.tasks[task_id]
     return schemas.Task(
-        task_id=t.task_id, operator=t.operator, upstream_task_ids=sorted(t.upstream_task_ids),
-        downstream_task_ids=sorted(t.downstream_task_ids), trigger_rule=t.trigger_rule.value, retries=t.retries,
-        retry_delay_seconds=t.retry_delay, retry_exponential_backoff=t.retry_exponential_backoff,
-        max_retry_delay_seconds=t.max_retry_delay, pool=t.pool, pool_slots=t.pool_slots, queue=t.queue,
-        priority_weight=t.priority_weight, memory_limit_bytes=t.memory_limit,
-        execution_timeout_seconds=t.execution_timeout, owner=t.owner, doc_md=t.doc_md,
+        task_id=t.task_id,
+        operator=t.operator,
+        upstream_task_ids=sorted(t.upstream_task_ids),
+        downstream_task_ids=sorted(t.downstream_task_ids),
+        trigger_rule=t.trigger_rule.value,
+        retries=t.retries,
+        retry_delay_seconds=t.retry_delay,
+        retry_exponential_backoff=t.retry_exponential_backoff,
+        max_retry_delay_seconds=t.max_retry_delay,
+        pool=t.pool,
+        pool_slots=t.pool_slots,
+        queue=t.queue,
+        priority_weight=t.priority_weight,
+        memory_limit_bytes=t.memory_limit,
+        execution_timeout_seconds=t.execution_timeout,
+        owner=t.owner,
+        doc_md=t.doc_md,
     )
 
 
-@router.get("/dags/{dag_id}/tasks", response_model=schemas.TaskCollection, dependencies=[VIEWER],
-            responses=NOT_FOUND)
+@router.get("/dags/{dag_id}/tasks", response_model=schemas.TaskCollection, dependencies=[VIEWER], responses=NOT_FOUND)
 def dag_tasks(dag_id: str, request: Request) -> schemas.TaskCollection:
     """The tasks of the DAG's current version, sorted by task_id."""
     with get_db(request).read_session() as session:
@@ -138,8 +151,12 @@ def dag_tasks(dag_id: str, request: Request) -> schemas.TaskCollection:
     return schemas.TaskCollection(tasks=tasks, total_entries=len(tasks))
 
 
-@router.get("/dags/{dag_id}/tasks/{task_id}", response_model=schemas.Task, dependencies=[VIEWER],
-            responses={404: {"description": "no such DAG or task"}})
+@router.get(
+    "/dags/{dag_id}/tasks/{task_id}",
+    response_model=schemas.Task,
+    dependencies=[VIEWER],
+    responses={404: {"description": "no such DAG or task"}},
+)
 def dag_task(dag_id: str, task_id: str, request: Request) -> schemas.Task:
     """One task of the DAG's current version."""
     with get_db(request).read_session() as session:

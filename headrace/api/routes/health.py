@@ -54,8 +54,11 @@ def health(request: Request) -> JSONResponse:
             sched = ComponentHealth(status="unhealthy", error="no scheduler is running")
         else:
             age = (now - newest).total_seconds()
-            sched = ComponentHealth(status="healthy" if age <= threshold else "unhealthy", latest_heartbeat=newest,
-                                    heartbeat_age_seconds=round(age, 3))
+            sched = ComponentHealth(
+                status="healthy" if age <= threshold else "unhealthy",
+                latest_heartbeat=newest,
+                heartbeat_age_seconds=round(age, 3),
+            )
     except Exception as exc:  # noqa: BLE001 — any driver error means the DB is not usable
         dbh = ComponentHealth(status="unhealthy", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
         sched = ComponentHealth(status="unhealthy", error="unknown: the metadata database is unreachable")

@@ -22,12 +22,16 @@ def list_import_errors(request: Request, pg: Annotated[Page, Depends(page)]) -> 
     stmt = select(ImportError_)
     with get_db(request).read_session() as session:
         rows = session.scalars(pg.apply(stmt.order_by(ImportError_.fileloc, ImportError_.id)))
-        return schemas.ImportErrorCollection(import_errors=[schemas.ImportError.model_validate(r) for r in rows],
-                                             total_entries=count(session, stmt))
+        return schemas.ImportErrorCollection(
+            import_errors=[schemas.ImportError.model_validate(r) for r in rows], total_entries=count(session, stmt)
+        )
 
 
-@router.get("/importErrors/{import_error_id}", response_model=schemas.ImportError,
-            responses={404: {"description": "no such import error"}})
+@router.get(
+    "/importErrors/{import_error_id}",
+    response_model=schemas.ImportError,
+    responses={404: {"description": "no such import error"}},
+)
 def get_import_error(import_error_id: int, request: Request) -> schemas.ImportError:
     """One import error (ids change when a file is parsed again)."""
     with get_db(request).read_session() as session:

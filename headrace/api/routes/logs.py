@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, get_encryptor, require
+from headrace.api.masking import load_masker
 from headrace.api.routes.task_instances import get_ti
 from headrace.api.routes.tries import TryNumber
 from headrace.config import Settings
@@ -36,7 +37,6 @@ from headrace.db.models import TaskInstance, TaskTry
 from headrace.exceptions import NotFound
 from headrace.logs.files import try_log_path
 from headrace.states import TI_ACTIVE
-from headrace.api.masking import load_masker
 from headrace.supervisor.masking import SecretMasker
 
 router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
@@ -71,10 +71,15 @@ def locate(session: Session, settings: Settings, ti: TaskInstance, try_number: i
     the supervisor will write it, and it is not finished while the task instance is queued/running.
     """
     if try_number > ti.try_number:
-        raise NotFound(f"task instance {ti.task_id!r} of DAG run {ti.run_id!r} has no try {try_number}"
-                       f" (it has had {ti.try_number})")
-    tt = session.scalars(select(TaskTry).where(TaskTry.task_instance_id == ti.id, TaskTry.try_number == try_number)
-                         .execution_options(populate_existing=True)).first()
+        raise NotFound(
+            f"task instance {ti.task_id!r} of DAG run {ti.run_id!r} has no try {try_number}"
+            f" (it has had {ti.try_number})"
+        )
+    tt = session.scalars(
+        select(TaskTry)
+        .where(TaskTry.task_instance_id == ti.id, TaskTry.try_number == try_number)
+        .execution_options(populate_existing=True)
+    ).first()
     path = try_log_path(settings.base_log_folder, ti.dag_id, ti.run_id, ti.task_id, try_number)
     if tt is not None:
         recorded = FilePath(tt.log_path) if tt.log_path else path
@@ -109,7 +114,7 @@ def whole_lines(data: bytes, finished: bool, full: bool) -> bytes:
     cut = data.rfind(b"\n")
     if cut < 0:
         return data if full else b""
-    return data[:cut + 1]
+    return data[: cut + 1]
 
 
 def _state(db: Database, settings: Settings, ti_id: int, try_number: int) -> TryLog:
@@ -120,8 +125,9 @@ def _state(db: Database, settings: Settings, ti_id: int, try_number: int) -> Try
         return locate(session, settings, ti, try_number)
 
 
-async def follow(db: Database, settings: Settings, ti_id: int, try_number: int, offset: int,
-                 masker: SecretMasker) -> AsyncIterator[str]:
+async def follow(
+    db: Database, settings: Settings, ti_id: int, try_number: int, offset: int, masker: SecretMasker
+) -> AsyncIterator[str]:
     """Yield the log from ``offset`` as it grows, in whole lines, until the try has ended and all is read.
 
     Stops after :data:`MAX_FOLLOW_SECONDS` whatever happens.
@@ -134,7 +140,7 @@ async def follow(db: Database, settings: Settings, ti_id: int, try_number: int, 
         offset += len(data)
         buffered = pending + data
         out = whole_lines(buffered, where.finished, False)
-        pending = buffered[len(out):]
+        pending = buffered[len(out) :]
         if out:
             yield masker.mask(out.decode("utf-8", "replace"))
         if where.finished:
@@ -150,8 +156,10 @@ async def follow(db: Database, settings: Settings, ti_id: int, try_number: int, 
     f"{TI_PATH}/logs/{{try_number}}",
     response_model=schemas.LogChunk,
     responses={
-        200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-              "description": "JSON chunk, or with Accept: text/plain / stream=true the log followed to its end"},
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "JSON chunk, or with Accept: text/plain / stream=true the log followed to its end",
+        },
         404: {"description": "no such DAG, DAG run, task instance or try"},
     },
 )
@@ -176,15 +184,18 @@ def get_log(
         ti_id = ti.id
     accept = request.headers.get("accept", "")
     if stream or (accept.startswith("text/plain") and "application/json" not in accept):
-        return StreamingResponse(follow(db, settings, ti_id, try_number, offset, masker),
-                                 media_type="text/plain; charset=utf-8",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            follow(db, settings, ti_id, try_number, offset, masker),
+            media_type="text/plain; charset=utf-8",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
     data = read_bytes(where.path, offset, MAX_CHUNK_BYTES)
     out = whole_lines(data, where.finished, len(data) >= MAX_CHUNK_BYTES)
     next_offset = offset + len(out)
     finished = where.finished and len(data) < MAX_CHUNK_BYTES
-    return schemas.LogChunk(content=masker.mask(out.decode("utf-8", "replace")), offset=offset,
-                            next_offset=next_offset, finished=finished)
+    return schemas.LogChunk(
+        content=masker.mask(out.decode("utf-8", "replace")), offset=offset, next_offset=next_offset, finished=finished
+    )
 
 
 __all__ = ["follow", "inside", "load_masker", "locate", "router"]

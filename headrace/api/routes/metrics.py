@@ -39,8 +39,12 @@ def _db_registry(request: Request) -> CollectorRegistry:
     return registry
 
 
-@router.get("/metrics", response_class=Response, dependencies=[Depends(require("viewer"))],
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(require("viewer"))],
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+)
 def metrics(request: Request) -> Response:
     """Prometheus metrics of the metadata DB, plus the scheduler's when it runs in this process."""
     body = generate_latest(_db_registry(request))

@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, require
+from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
 from headrace.db.models import Pool, TaskInstance
 from headrace.exceptions import Conflict, InvalidRequest, NotFound
 from headrace.states import TaskInstanceState
-from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["Pool"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
@@ -30,9 +30,12 @@ def _usage(session: Session, names: list[str]) -> dict[tuple[str, str], int]:
         return {}
     rows = session.execute(
         select(TaskInstance.pool, TaskInstance.state, func.sum(TaskInstance.pool_slots))
-        .where(TaskInstance.pool.in_(names),
-               TaskInstance.state.in_([TaskInstanceState.QUEUED.value, TaskInstanceState.RUNNING.value]))
-        .group_by(TaskInstance.pool, TaskInstance.state))
+        .where(
+            TaskInstance.pool.in_(names),
+            TaskInstance.state.in_([TaskInstanceState.QUEUED.value, TaskInstanceState.RUNNING.value]),
+        )
+        .group_by(TaskInstance.pool, TaskInstance.state)
+    )
     return {(p, s): int(n or 0) for p, s, n in rows}
 
 
@@ -40,9 +43,15 @@ def pool_out(pool: Pool, usage: dict[tuple[str, str], int]) -> schemas.Pool:
     """The API form of a pool, with its slots in use from ``usage`` (see :func:`_usage`)."""
     running = usage.get((pool.name, TaskInstanceState.RUNNING.value), 0)
     queued = usage.get((pool.name, TaskInstanceState.QUEUED.value), 0)
-    return schemas.Pool(name=pool.name, slots=pool.slots, description=pool.description,
-                        occupied_slots=running + queued, running_slots=running, queued_slots=queued,
-                        open_slots=pool.slots - running - queued)
+    return schemas.Pool(
+        name=pool.name,
+        slots=pool.slots,
+        description=pool.description,
+        occupied_slots=running + queued,
+        running_slots=running,
+        queued_slots=queued,
+        open_slots=pool.slots - running - queued,
+    )
 
 
 def _get(session: Session, name: str) -> Pool:
@@ -67,8 +76,12 @@ def list_pools(request: Request, pg: Annotated[Page, Depends(page)]) -> schemas.
         return schemas.PoolCollection(pools=[pool_out(p, usage) for p in pools], total_entries=count(session, stmt))
 
 
-@router.post("/pools", response_model=schemas.Pool, dependencies=[OPERATOR],
-             responses={409: {"description": "a pool with this name exists"}})
+@router.post(
+    "/pools",
+    response_model=schemas.Pool,
+    dependencies=[OPERATOR],
+    responses={409: {"description": "a pool with this name exists"}},
+)
 def create_pool(body: schemas.PoolCreate, request: Request) -> schemas.Pool:
     """Create a pool (operator). Task instances waiting for a pool that did not exist start using it."""
     with get_db(request).session() as session:
@@ -99,9 +112,16 @@ def patch_pool(pool_name: str, body: schemas.PoolPatch, request: Request) -> sch
         return _one(session, pool)
 
 
-@router.delete("/pools/{pool_name}", status_code=204, dependencies=[OPERATOR],
-               responses={**NOT_FOUND, 400: {"description": "default_pool cannot be deleted"},
-                          409: {"description": "task instances are using the pool"}})
+@router.delete(
+    "/pools/{pool_name}",
+    status_code=204,
+    dependencies=[OPERATOR],
+    responses={
+        **NOT_FOUND,
+        400: {"description": "default_pool cannot be deleted"},
+        409: {"description": "task instances are using the pool"},
+    },
+)
 def delete_pool(pool_name: str, request: Request) -> None:
     """Delete a pool (operator). ``default_pool`` cannot be deleted (400), nor a pool with queued or
     running task instances (409)."""

@@ -12,13 +12,13 @@ from sqlalchemy.orm import Session
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, require
+from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
 from headrace.api.routes.dag_runs import get_run
 from headrace.db.models import DagRun, TaskInstance, TaskTry
 from headrace.exceptions import TaskNotFound
 from headrace.scheduler.user_actions import ClearResult, clear_task_instances, mark_task_instances
 from headrace.states import TaskInstanceState
-from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
@@ -30,7 +30,8 @@ RUN_PATH = "/dags/{dag_id}/dagRuns/{dag_run_id}"
 
 def _with_latest_try() -> Select[TaskInstance, TaskTry]:
     return select(TaskInstance, TaskTry).outerjoin(
-        TaskTry, and_(TaskTry.task_instance_id == TaskInstance.id, TaskTry.try_number == TaskInstance.try_number))
+        TaskTry, and_(TaskTry.task_instance_id == TaskInstance.id, TaskTry.try_number == TaskInstance.try_number)
+    )
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
@@ -41,12 +42,25 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
 def ti_out(ti: TaskInstance, latest: TaskTry | None) -> schemas.TaskInstance:
     """The API form of a task instance and its latest try."""
     return schemas.TaskInstance(
-        dag_id=ti.dag_id, dag_run_id=ti.run_id, task_id=ti.task_id, state=ti.state, try_number=ti.try_number,
-        max_tries=ti.max_tries, start_date=ti.start_date, end_date=ti.end_date,
-        duration=seconds_between(ti.start_date, ti.end_date), end_reason=ti.end_reason, pool=ti.pool,
-        queue=ti.queue, priority_weight=ti.priority_weight, queued_at=ti.queued_at, next_retry_at=ti.next_retry_at,
-        hostname=latest.hostname if latest else None, pid=latest.pid if latest else None,
-        peak_rss_bytes=latest.peak_rss_bytes if latest else None, cpu_seconds=latest.cpu_seconds if latest else None,
+        dag_id=ti.dag_id,
+        dag_run_id=ti.run_id,
+        task_id=ti.task_id,
+        state=ti.state,
+        try_number=ti.try_number,
+        max_tries=ti.max_tries,
+        start_date=ti.start_date,
+        end_date=ti.end_date,
+        duration=seconds_between(ti.start_date, ti.end_date),
+        end_reason=ti.end_reason,
+        pool=ti.pool,
+        queue=ti.queue,
+        priority_weight=ti.priority_weight,
+        queued_at=ti.queued_at,
+        next_retry_at=ti.next_retry_at,
+        hostname=latest.hostname if latest else None,
+        pid=latest.pid if latest else None,
+        peak_rss_bytes=latest.peak_rss_bytes if latest else None,
+        cpu_seconds=latest.cpu_seconds if latest else None,
     )
 
 
@@ -61,17 +75,27 @@ def tis_out(session: Session, ti_ids: Sequence[int]) -> list[schemas.TaskInstanc
 def get_ti(session: Session, dag_id: str, dag_run_id: str, task_id: str) -> tuple[DagRun, TaskInstance]:
     """The run and its task instance ``task_id``; raises ``DagNotFound`` / ``DagRunNotFound`` / ``TaskNotFound``."""
     run = get_run(session, dag_id, dag_run_id)
-    ti = session.scalars(select(TaskInstance).where(TaskInstance.dag_run_id == run.id,
-                                                    TaskInstance.task_id == task_id)
-                         .execution_options(populate_existing=True)).first()
+    ti = session.scalars(
+        select(TaskInstance)
+        .where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
+        .execution_options(populate_existing=True)
+    ).first()
     if ti is None:
-        raise TaskNotFound(f"DAG run {dag_run_id!r} of {dag_id!r} has no task instance {task_id!r}",
-                           dag_id=dag_id, run_id=dag_run_id, task_id=task_id)
+        raise TaskNotFound(
+            f"DAG run {dag_run_id!r} of {dag_id!r} has no task instance {task_id!r}",
+            dag_id=dag_id,
+            run_id=dag_run_id,
+            task_id=task_id,
+        )
     return run, ti
 
 
-@router.get(f"{RUN_PATH}/taskInstances", response_model=schemas.TaskInstanceCollection, dependencies=[VIEWER],
-            responses=NOT_FOUND)
+@router.get(
+    f"{RUN_PATH}/taskInstances",
+    response_model=schemas.TaskInstanceCollection,
+    dependencies=[VIEWER],
+    responses=NOT_FOUND,
+)
 def list_tis(
     dag_id: str,
     dag_run_id: str,
@@ -90,8 +114,12 @@ def list_tis(
         return schemas.TaskInstanceCollection(task_instances=out, total_entries=count(session, stmt))
 
 
-@router.get(f"{RUN_PATH}/taskInstances/{{task_id}}", response_model=schemas.TaskInstance, dependencies=[VIEWER],
-            responses=NOT_FOUND)
+@router.get(
+    f"{RUN_PATH}/taskInstances/{{task_id}}",
+    response_model=schemas.TaskInstance,
+    dependencies=[VIEWER],
+    responses=NOT_FOUND,
+)
 def get_one_ti(dag_id: str, dag_run_id: str, task_id: str, request: Request) -> schemas.TaskInstance:
     """One task instance."""
     with get_db(request).read_session() as session:
@@ -99,10 +127,15 @@ def get_one_ti(dag_id: str, dag_run_id: str, task_id: str, request: Request) -> 
         return tis_out(session, [ti.id])[0]
 
 
-@router.patch(f"{RUN_PATH}/taskInstances/{{task_id}}", response_model=schemas.MarkedTaskInstances,
-              dependencies=[OPERATOR], responses=NOT_FOUND)
-def patch_ti(dag_id: str, dag_run_id: str, task_id: str, body: schemas.TaskInstancePatch,
-             request: Request) -> schemas.MarkedTaskInstances:
+@router.patch(
+    f"{RUN_PATH}/taskInstances/{{task_id}}",
+    response_model=schemas.MarkedTaskInstances,
+    dependencies=[OPERATOR],
+    responses=NOT_FOUND,
+)
+def patch_ti(
+    dag_id: str, dag_run_id: str, task_id: str, body: schemas.TaskInstancePatch, request: Request
+) -> schemas.MarkedTaskInstances:
     """Mark a task instance success or failed (operator); returns it if it changed (dry run: if it would).
 
     Marking success also clears failed / upstream_failed task instances downstream so the run goes on; a
@@ -110,41 +143,53 @@ def patch_ti(dag_id: str, dag_run_id: str, task_id: str, body: schemas.TaskInsta
     """
     with get_db(request).session() as session:
         run, _ = get_ti(session, dag_id, dag_run_id, task_id)
-        changed = mark_task_instances(session, run, [task_id], body.state, dry_run=body.dry_run,
-                                      now=datetime.now(UTC))
+        changed = mark_task_instances(session, run, [task_id], body.state, dry_run=body.dry_run, now=datetime.now(UTC))
         return schemas.MarkedTaskInstances(task_instances=tis_out(session, changed))
 
 
 def _cleared(session: Session, result: ClearResult) -> schemas.ClearedTaskInstances:
     return schemas.ClearedTaskInstances(
         task_instances=tis_out(session, result.cleared),
-        not_cleared=[schemas.NotCleared(task_id=n.task_id, state=n.state, reason=n.reason)
-                     for n in result.not_cleared],
+        not_cleared=[schemas.NotCleared(task_id=n.task_id, state=n.state, reason=n.reason) for n in result.not_cleared],
     )
 
 
-@router.post(f"{RUN_PATH}/clear", response_model=schemas.ClearedTaskInstances, dependencies=[OPERATOR],
-             responses=NOT_FOUND)
-def clear_run(dag_id: str, dag_run_id: str, body: schemas.ClearDAGRun,
-              request: Request) -> schemas.ClearedTaskInstances:
+@router.post(
+    f"{RUN_PATH}/clear", response_model=schemas.ClearedTaskInstances, dependencies=[OPERATOR], responses=NOT_FOUND
+)
+def clear_run(
+    dag_id: str, dag_run_id: str, body: schemas.ClearDAGRun, request: Request
+) -> schemas.ClearedTaskInstances:
     """Clear the run's task instances (``only_failed``: the failed / upstream_failed ones) so they run again
     (operator); the run goes back to queued. Queued / running ones are left and listed in ``not_cleared``."""
     with get_db(request).session() as session:
         run = get_run(session, dag_id, dag_run_id)
-        result = clear_task_instances(session, run, None, only_failed=body.only_failed, dry_run=body.dry_run,
-                                      now=datetime.now(UTC))
+        result = clear_task_instances(
+            session, run, None, only_failed=body.only_failed, dry_run=body.dry_run, now=datetime.now(UTC)
+        )
         return _cleared(session, result)
 
 
-@router.post("/dags/{dag_id}/clearTaskInstances", response_model=schemas.ClearedTaskInstances,
-             dependencies=[OPERATOR], responses=NOT_FOUND)
+@router.post(
+    "/dags/{dag_id}/clearTaskInstances",
+    response_model=schemas.ClearedTaskInstances,
+    dependencies=[OPERATOR],
+    responses=NOT_FOUND,
+)
 def clear_tis(dag_id: str, body: schemas.ClearTaskInstances, request: Request) -> schemas.ClearedTaskInstances:
     """Clear some task instances of one run (operator), with their upstream / downstream tasks if asked."""
     with get_db(request).session() as session:
         run = get_run(session, dag_id, body.dag_run_id)
-        result = clear_task_instances(session, run, body.task_ids, include_upstream=body.include_upstream,
-                                      include_downstream=body.include_downstream, only_failed=body.only_failed,
-                                      dry_run=body.dry_run, now=datetime.now(UTC))
+        result = clear_task_instances(
+            session,
+            run,
+            body.task_ids,
+            include_upstream=body.include_upstream,
+            include_downstream=body.include_downstream,
+            only_failed=body.only_failed,
+            dry_run=body.dry_run,
+            now=datetime.now(UTC),
+        )
         return _cleared(session, result)
 
 

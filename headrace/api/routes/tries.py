@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 from headrace.api import schemas
 from headrace.api.auth import get_db, get_encryptor, require
 from headrace.api.masking import load_masker, mask_or_none
+from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
 from headrace.api.routes.task_instances import get_ti, seconds_between
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.exceptions import NotFound
 from headrace.supervisor.masking import SecretMasker
-from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
 
@@ -31,22 +31,38 @@ TryNumber = Annotated[int, Path(ge=1, le=schemas.INT32_MAX)]
 def try_out(tt: TaskTry, masker: SecretMasker | None = None) -> schemas.TaskTry:
     """The API form of a ``task_try`` row; ``masker`` masks secrets in its ``error``."""
     return schemas.TaskTry(
-        try_number=tt.try_number, state=tt.state, hostname=tt.hostname, supervisor_pid=tt.supervisor_pid,
-        supervisor_start_time=tt.supervisor_start_time, pid=tt.pid, process_start_time=tt.process_start_time,
-        start_date=tt.start_date, end_date=tt.end_date, duration=seconds_between(tt.start_date, tt.end_date),
-        heartbeat_at=tt.heartbeat_at, exit_code=tt.exit_code, signal=tt.signal, peak_rss_bytes=tt.peak_rss_bytes,
-        cpu_seconds=tt.cpu_seconds, end_reason=tt.end_reason,
+        try_number=tt.try_number,
+        state=tt.state,
+        hostname=tt.hostname,
+        supervisor_pid=tt.supervisor_pid,
+        supervisor_start_time=tt.supervisor_start_time,
+        pid=tt.pid,
+        process_start_time=tt.process_start_time,
+        start_date=tt.start_date,
+        end_date=tt.end_date,
+        duration=seconds_between(tt.start_date, tt.end_date),
+        heartbeat_at=tt.heartbeat_at,
+        exit_code=tt.exit_code,
+        signal=tt.signal,
+        peak_rss_bytes=tt.peak_rss_bytes,
+        cpu_seconds=tt.cpu_seconds,
+        end_reason=tt.end_reason,
         error=mask_or_none(masker, tt.error) if masker is not None else tt.error,
     )
 
 
 def get_try(session: Session, ti: TaskInstance, try_number: int) -> TaskTry:
     """The ``task_try`` row of try ``try_number`` of ``ti``; raises ``NotFound`` (404)."""
-    tt = session.scalars(select(TaskTry).where(TaskTry.task_instance_id == ti.id, TaskTry.try_number == try_number)
-                         .execution_options(populate_existing=True)).first()
+    tt = session.scalars(
+        select(TaskTry)
+        .where(TaskTry.task_instance_id == ti.id, TaskTry.try_number == try_number)
+        .execution_options(populate_existing=True)
+    ).first()
     if tt is None:
-        raise NotFound(f"task instance {ti.task_id!r} of DAG run {ti.run_id!r} has no try {try_number}"
-                       f" (it has had {ti.try_number})")
+        raise NotFound(
+            f"task instance {ti.task_id!r} of DAG run {ti.run_id!r} has no try {try_number}"
+            f" (it has had {ti.try_number})"
+        )
     return tt
 
 
@@ -55,8 +71,9 @@ def _masker(request: Request, session: Session) -> SecretMasker:
 
 
 @router.get(f"{TI_PATH}/tries", response_model=schemas.TaskTryCollection, responses=NOT_FOUND)
-def list_tries(dag_id: str, dag_run_id: str, task_id: str, request: Request,
-               pg: Annotated[Page, Depends(page)]) -> schemas.TaskTryCollection:
+def list_tries(
+    dag_id: str, dag_run_id: str, task_id: str, request: Request, pg: Annotated[Page, Depends(page)]
+) -> schemas.TaskTryCollection:
     """The tries that started, oldest first: host, supervisor and task pids with their process start times
     (pid reuse proof), times, exit code or signal, peak RSS (bytes), CPU (seconds), end reason."""
     with get_db(request).read_session() as session:
@@ -68,8 +85,7 @@ def list_tries(dag_id: str, dag_run_id: str, task_id: str, request: Request,
 
 
 @router.get(f"{TI_PATH}/tries/{{try_number}}", response_model=schemas.TaskTry, responses=NOT_FOUND)
-def get_one_try(dag_id: str, dag_run_id: str, task_id: str, try_number: TryNumber,
-                request: Request) -> schemas.TaskTry:
+def get_one_try(dag_id: str, dag_run_id: str, task_id: str, try_number: TryNumber, request: Request) -> schemas.TaskTry:
     """One try."""
     with get_db(request).read_session() as session:
         _, ti = get_ti(session, dag_id, dag_run_id, task_id)

@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, get_encryptor, require
+from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
 from headrace.api.users import Principal, role_allows
 from headrace.crypto import MASK, Encryptor, is_sensitive_key
 from headrace.db.models import Variable
 from headrace.exceptions import Conflict, NotFound
-from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["Variable"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
@@ -50,20 +50,26 @@ def list_variables(request: Request, pg: Annotated[Page, Depends(page)]) -> sche
     stmt = select(Variable)
     with get_db(request).read_session() as session:
         rows = session.scalars(pg.apply(stmt.order_by(Variable.key)))
-        return schemas.VariableCollection(variables=[variable_out(r, enc, reveal=False) for r in rows],
-                                          total_entries=count(session, stmt))
+        return schemas.VariableCollection(
+            variables=[variable_out(r, enc, reveal=False) for r in rows], total_entries=count(session, stmt)
+        )
 
 
-@router.post("/variables", response_model=schemas.Variable, dependencies=[OPERATOR],
-             responses={409: {"description": "a variable with this key exists"}})
+@router.post(
+    "/variables",
+    response_model=schemas.Variable,
+    dependencies=[OPERATOR],
+    responses={409: {"description": "a variable with this key exists"}},
+)
 def create_variable(body: schemas.VariableCreate, request: Request) -> schemas.Variable:
     """Create a variable (operator); the value is stored encrypted."""
     enc = get_encryptor(request)
     with get_db(request).session() as session:
         if session.get(Variable, body.key) is not None:
             raise Conflict(f"variable {body.key!r} already exists")
-        row = Variable(key=body.key, value=enc.encrypt(body.value), description=body.description,
-                       updated_at=datetime.now(UTC))
+        row = Variable(
+            key=body.key, value=enc.encrypt(body.value), description=body.description, updated_at=datetime.now(UTC)
+        )
         session.add(row)
         session.flush()
         return variable_out(row, enc, reveal=True)

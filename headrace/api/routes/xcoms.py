@@ -11,12 +11,12 @@ from sqlalchemy import select
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, require
+from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
 from headrace.api.routes.task_instances import get_ti
 from headrace.authoring.xcom import deserialize_xcom
 from headrace.db.models import XCom
 from headrace.exceptions import HeadraceError, NotFound
-from headrace.api.openapi import not_found
 
 router = APIRouter(tags=["XCom"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
 
@@ -41,8 +41,9 @@ def xcom_out(row: XCom) -> schemas.XComEntry:
 
 
 @router.get(f"{TI_PATH}/xcomEntries", response_model=schemas.XComCollection, responses=NOT_FOUND)
-def list_xcoms(dag_id: str, dag_run_id: str, task_id: str, request: Request,
-               pg: Annotated[Page, Depends(page)]) -> schemas.XComCollection:
+def list_xcoms(
+    dag_id: str, dag_run_id: str, task_id: str, request: Request, pg: Annotated[Page, Depends(page)]
+) -> schemas.XComCollection:
     """The XComs of a task instance, sorted by key (its latest try's: a new try starts with none)."""
     with get_db(request).read_session() as session:
         run, _ = get_ti(session, dag_id, dag_run_id, task_id)
@@ -56,8 +57,9 @@ def get_xcom(dag_id: str, dag_run_id: str, task_id: str, key: str, request: Requ
     """One XCom."""
     with get_db(request).read_session() as session:
         run, _ = get_ti(session, dag_id, dag_run_id, task_id)
-        row = session.scalars(select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id,
-                                                 XCom.key == key)).first()
+        row = session.scalars(
+            select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id, XCom.key == key)
+        ).first()
         if row is None:
             raise NotFound(f"task instance {task_id!r} of DAG run {dag_run_id!r} has no XCom {key!r}")
         return xcom_out(row)
