@@ -238,11 +238,43 @@ class Settings:
     """``sources[section][key]`` is ``"default"``, ``"file"`` or ``"env"``."""
 
     def get(self, section: str, key: str) -> Any:
-        """Return one value; raises ``ConfigError`` for an unknown section or key."""
+        """Return one value, of the option's declared type (``SPEC``); raises ``ConfigError`` for an unknown key.
+
+        Callers that need a type use :meth:`get_float`, :meth:`get_int`,
+        :meth:`get_str` or :meth:`get_bool` instead of casting.
+        """
         try:
             return self.values[section][key]
         except KeyError:
             raise ConfigError(f"unknown setting {section}.{key}", key=f"{section}.{key}") from None
+
+    def get_float(self, section: str, key: str) -> float:
+        """A number setting (seconds, ratios) as ``float``; raises ``ConfigError`` if the option is not a number."""
+        value = self.get(section, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"setting {section}.{key} is not a number: {value!r}", key=f"{section}.{key}")
+        return float(value)
+
+    def get_int(self, section: str, key: str) -> int:
+        """An integer setting (counts, bytes); raises ``ConfigError`` if the option is not an integer."""
+        value = self.get(section, key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"setting {section}.{key} is not an integer: {value!r}", key=f"{section}.{key}")
+        return value
+
+    def get_str(self, section: str, key: str) -> str:
+        """A text setting; raises ``ConfigError`` if the option is not text."""
+        value = self.get(section, key)
+        if not isinstance(value, str):
+            raise ConfigError(f"setting {section}.{key} is not text: {value!r}", key=f"{section}.{key}")
+        return value
+
+    def get_bool(self, section: str, key: str) -> bool:
+        """A yes/no setting; raises ``ConfigError`` if the option is not a boolean."""
+        value = self.get(section, key)
+        if not isinstance(value, bool):
+            raise ConfigError(f"setting {section}.{key} is not a boolean: {value!r}", key=f"{section}.{key}")
+        return value
 
     # Typed shortcuts for the settings read on hot paths.
     @property

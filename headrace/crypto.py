@@ -41,7 +41,7 @@ def _key_file(path: Path, make: bytes) -> bytes:
 
 def fernet_key(settings: Settings) -> bytes:
     """The Fernet key: ``secrets.fernet_key``, else ``HEADRACE_HOME/fernet.key`` (created if missing)."""
-    configured = str(settings.get("secrets", "fernet_key"))
+    configured = settings.get_str("secrets", "fernet_key")
     if configured:
         return configured.encode()
     return _key_file(settings.home / "fernet.key", Fernet.generate_key())
@@ -49,7 +49,7 @@ def fernet_key(settings: Settings) -> bytes:
 
 def session_secret(settings: Settings) -> str:
     """The key that signs UI session cookies: ``api.secret_key``, else ``HEADRACE_HOME/secret_key``."""
-    configured = str(settings.get("api", "secret_key"))
+    configured = settings.get_str("api", "secret_key")
     if configured:
         return configured
     return _key_file(settings.home / "secret_key", _secrets.token_urlsafe(48).encode()).decode()

@@ -90,7 +90,7 @@ def _server(settings: Settings, db: Database, metrics_registry: CollectorRegistr
 
 def url_of(sock: socket.socket, settings: Settings) -> str:
     """The URL to print for a server on ``sock`` (``api.base_url`` if set)."""
-    base = str(settings.get("api", "base_url"))
+    base = settings.get_str("api", "base_url")
     if base:
         return base.rstrip("/")
     host, port = sock.getsockname()[:2]
@@ -100,7 +100,7 @@ def url_of(sock: socket.socket, settings: Settings) -> str:
 
 def serve(settings: Settings, db: Database, *, host: str | None = None, port: int | None = None) -> None:
     """Serve in the foreground until SIGINT/SIGTERM (uvicorn's handlers)."""
-    sock = bind(host or str(settings.get("api", "host")), int(settings.get("api", "port") if port is None else port))
+    sock = bind(host or settings.get_str("api", "host"), int(settings.get("api", "port") if port is None else port))
     _server(settings, db).run(sockets=[sock])
 
 
@@ -116,7 +116,7 @@ def start_in_thread(
 
     ``metrics_registry``: the in-process scheduler's registry, shown on ``/metrics`` too.
     """
-    sock = bind(host or str(settings.get("api", "host")), int(settings.get("api", "port") if port is None else port))
+    sock = bind(host or settings.get_str("api", "host"), int(settings.get("api", "port") if port is None else port))
     server = _server(settings, db, metrics_registry)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="headrace-api", daemon=True)
     thread.start()

@@ -46,3 +46,17 @@ def test_bad_file(tmp_path: Path) -> None:
     (tmp_path / "headrace.toml").write_text("[core\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings({"HEADRACE_HOME": str(tmp_path)})
+
+
+def test_typed_getters_give_the_declared_type_and_refuse_another() -> None:
+    from headrace.config import load_settings
+
+    settings = load_settings({"HEADRACE_HOME": "/tmp/headrace-typed"})
+    assert isinstance(settings.get_float("scheduler", "loop_interval"), float)
+    assert isinstance(settings.get_int("core", "parallelism"), int)
+    assert isinstance(settings.get_str("database", "url"), str)
+    assert isinstance(settings.get_bool("core", "load_examples"), bool)
+    with pytest.raises(ConfigError, match="core.parallelism is not text"):
+        settings.get_str("core", "parallelism")
+    with pytest.raises(ConfigError, match="core.load_examples is not a number"):
+        settings.get_float("core", "load_examples")

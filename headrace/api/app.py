@@ -161,7 +161,7 @@ def create_api_app(
         SessionMiddleware,
         secret_key=session_secret(settings),
         session_cookie="headrace_session",
-        max_age=int(settings.get("api", "session_max_age")),
+        max_age=settings.get_int("api", "session_max_age"),
         same_site="lax",
         https_only=False,
     )

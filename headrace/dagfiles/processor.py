@@ -474,8 +474,8 @@ class DagProcessor:
         self.settings = settings
         self.db = db
         self.folders = [Path(settings.dags_folder), *(Path(f) for f in extra_folders)]
-        self.timeout = float(settings.get("core", "dagbag_import_timeout"))
-        self.catchup_default = bool(settings.get("scheduler", "catchup_by_default"))
+        self.timeout = settings.get_float("core", "dagbag_import_timeout")
+        self.catchup_default = settings.get_bool("scheduler", "catchup_by_default")
         self.concurrency = max(1, min(8, os.cpu_count() or 1))
         self._not_dag_files: dict[str, tuple[float, int]] = {}
         """Files without the marker text, with the (mtime, size) they had when read."""
@@ -731,8 +731,8 @@ class DagProcessor:
         dag.description = sdag.description
         dag.tags = list(sdag.tags)
         dag.schedule = str(sdag.schedule) if sdag.schedule is not None else None
-        dag.max_active_runs = sdag.max_active_runs or int(self.settings.get("core", "max_active_runs_per_dag"))
-        dag.max_active_tasks = sdag.max_active_tasks or int(self.settings.get("core", "max_active_tasks_per_dag"))
+        dag.max_active_runs = sdag.max_active_runs or self.settings.get_int("core", "max_active_runs_per_dag")
+        dag.max_active_tasks = sdag.max_active_tasks or self.settings.get_int("core", "max_active_tasks_per_dag")
         dag.version_hash = version_hash
         dag.last_parsed_at = now
         if recompute:

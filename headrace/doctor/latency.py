@@ -139,7 +139,7 @@ def scrape_loop_duration(port: int, timeout: float = 0.5) -> dict[str, float] | 
 def scheduler_findings(settings: Settings, db: Database, now: datetime, hours: float) -> list[Finding]:
     """Area "scheduler and database": heartbeat, DB latency, scheduling delay, loop duration."""
     findings: list[Finding] = []
-    interval = float(settings.get("scheduler", "heartbeat_interval"))
+    interval = settings.get_float("scheduler", "heartbeat_interval")
     here = hostname()
     with db.read_session() as session:
         lease = session.execute(select(Lease.holder_job_id, Lease.expires_at).where(Lease.name == "scheduler")).first()
@@ -270,7 +270,7 @@ def scheduler_findings(settings: Settings, db: Database, now: datetime, hours: f
             )
         )
 
-    loop = scrape_loop_duration(int(settings.get("metrics", "scheduler_port")))
+    loop = scrape_loop_duration(settings.get_int("metrics", "scheduler_port"))
     if loop is not None:
         value = loop.get("loop_duration_mean_seconds", loop.get("loop_duration_seconds", 0.0))
         findings.append(

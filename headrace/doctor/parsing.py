@@ -25,7 +25,7 @@ def _last_line(message: str | None) -> str:
 
 def parse_findings(settings: Settings, db: Database) -> list[Finding]:
     """The ``TOP`` slowest files (warning above half the import timeout) and the import error count."""
-    timeout = float(settings.get("core", "dagbag_import_timeout"))
+    timeout = settings.get_float("core", "dagbag_import_timeout")
     with db.read_session() as session:
         slowest = session.execute(
             select(DagFile.fileloc, DagFile.parse_seconds).order_by(DagFile.parse_seconds.desc()).limit(TOP)

@@ -224,7 +224,7 @@ def _age(now: datetime, then: datetime | None) -> float | None:
 def try_findings(settings: Settings, tries: list[RunningTry], now: datetime) -> list[Finding]:
     """Area "running tries": for each running try, are its recorded supervisor and task process still there?"""
     here = hostname()
-    timeout = float(settings.get("scheduler", "task_instance_heartbeat_timeout"))
+    timeout = settings.get_float("scheduler", "task_instance_heartbeat_timeout")
     hint = (
         f"the scheduler ends it as a zombie once its heartbeat is older than "
         f"scheduler.task_instance_heartbeat_timeout ({timeout:g} s); `headrace ps` shows it"
@@ -313,7 +313,7 @@ def process_findings(
     live = scan_processes(self_and_ancestors()) if live is None else live
     why: dict[int, tuple[str, str]] = {}  # pid -> (role, explanation)
     findings: list[Finding] = []
-    idle_timeout = float(settings.get("executor", "forkserver_idle_timeout"))
+    idle_timeout = settings.get_float("executor", "forkserver_idle_timeout")
 
     job_of_pid: dict[int, LiveJob] = {}
     for job in jobs:

@@ -290,10 +290,10 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
 
     ``no_preload``: DAG files not to import here (with ``executor.preload_dag_files`` on).
     """
-    idle_timeout = float(settings.get("executor", "forkserver_idle_timeout"))
+    idle_timeout = settings.get_float("executor", "forkserver_idle_timeout")
     preloader = None
     if settings.get("executor", "preload_dag_files"):
-        preloader = Preloader(float(settings.get("core", "dagbag_import_timeout")), set(no_preload or ()))
+        preloader = Preloader(settings.get_float("core", "dagbag_import_timeout"), set(no_preload or ()))
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)

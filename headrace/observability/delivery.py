@@ -81,23 +81,20 @@ class DeliveryConfig:
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
         """Read the ``alerts`` section."""
 
-        def s(key: str) -> Any:
-            return settings.get("alerts", key)
-
         def split(key: str) -> tuple[str, ...]:
-            return tuple(x.strip() for x in str(s(key)).split(",") if x.strip())
+            return tuple(x.strip() for x in settings.get_str("alerts", key).split(",") if x.strip())
 
         return cls(
             email_to=split("email_to"),
-            email_from=str(s("email_from")),
-            smtp_host=str(s("smtp_host")),
-            smtp_port=int(s("smtp_port")),
-            smtp_user=str(s("smtp_user")),
-            smtp_password=str(s("smtp_password")),
-            smtp_starttls=bool(s("smtp_starttls")),
-            smtp_ssl=bool(s("smtp_ssl")),
+            email_from=settings.get_str("alerts", "email_from"),
+            smtp_host=settings.get_str("alerts", "smtp_host"),
+            smtp_port=settings.get_int("alerts", "smtp_port"),
+            smtp_user=settings.get_str("alerts", "smtp_user"),
+            smtp_password=settings.get_str("alerts", "smtp_password"),
+            smtp_starttls=settings.get_bool("alerts", "smtp_starttls"),
+            smtp_ssl=settings.get_bool("alerts", "smtp_ssl"),
             webhook_urls=split("webhook_url"),
-            timeout=float(s("timeout")),
+            timeout=settings.get_float("alerts", "timeout"),
         )
 
 

@@ -66,7 +66,7 @@ class AlertConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertConfig:
         """Read ``alerts.*`` and ``api.base_url`` (or ``http://api.host:api.port``). Unknown events are ignored."""
-        wanted = {e.strip() for e in str(settings.get("alerts", "notify_on")).split(",") if e.strip()}
+        wanted = {e.strip() for e in settings.get_str("alerts", "notify_on").split(",") if e.strip()}
         unknown = wanted - set(EVENTS)
         if unknown:
             log.warning("alerts.notify_on names unknown events %s; known: %s", sorted(unknown), ", ".join(EVENTS))
@@ -75,9 +75,9 @@ class AlertConfig:
             for c, key in (("email", "email_to"), ("webhook", "webhook_url"))
             if str(settings.get("alerts", key)).strip()
         )
-        base = str(settings.get("api", "base_url")).rstrip("/")
+        base = settings.get_str("api", "base_url").rstrip("/")
         if not base:
-            host = str(settings.get("api", "host"))
+            host = settings.get_str("api", "host")
             host = "127.0.0.1" if host in ("0.0.0.0", "") else host
             base = f"http://{host}:{settings.get('api', 'port')}"
         return cls(frozenset(wanted & set(EVENTS)), channels, base)

@@ -88,11 +88,11 @@ class StatsdListener(Listener):
 
 def statsd_listener_from_settings(settings: Settings) -> StatsdListener | None:
     """A :class:`StatsdListener` for ``metrics.statsd_host:statsd_port`` with ``statsd_prefix``; None if no host."""
-    host = str(settings.get("metrics", "statsd_host"))
+    host = settings.get_str("metrics", "statsd_host")
     if not host:
         return None
-    prefix = str(settings.get("metrics", "statsd_prefix")) or None
-    return StatsdListener(StatsClient(host, int(settings.get("metrics", "statsd_port")), prefix=prefix))
+    prefix = settings.get_str("metrics", "statsd_prefix") or None
+    return StatsdListener(StatsClient(host, settings.get_int("metrics", "statsd_port"), prefix=prefix))
 
 
 __all__ = ["StatsdListener", "statsd_listener_from_settings"]

@@ -439,15 +439,14 @@ def chores(
     ``connected_since()`` is when the scheduler last (re)connected.
     ``sweep_alerts`` is in the list only if an alert channel is configured.
     """
-    s = settings.get
-    heartbeat_interval = float(s("scheduler", "heartbeat_interval"))
-    task_instance_heartbeat_timeout = float(s("scheduler", "task_instance_heartbeat_timeout"))
-    queued_timeout = float(s("scheduler", "task_queued_timeout"))
+    heartbeat_interval = settings.get_float("scheduler", "heartbeat_interval")
+    task_instance_heartbeat_timeout = settings.get_float("scheduler", "task_instance_heartbeat_timeout")
+    queued_timeout = settings.get_float("scheduler", "task_queued_timeout")
     alerts = AlertConfig.from_settings(settings)
     return (
         [
             Chore("heartbeat", heartbeat_interval, heartbeat),
-            Chore("renew_lease", float(s("scheduler", "lease_ttl")) / 3, renew_lease),
+            Chore("renew_lease", settings.get_float("scheduler", "lease_ttl") / 3, renew_lease),
             Chore(
                 "find_zombies",
                 heartbeat_interval,
@@ -474,7 +473,7 @@ def chores(
                 Chore(
                     "sweep_alerts",
                     heartbeat_interval,
-                    NotificationSweep(db, alerts, lookback=float(s("alerts", "sweep_lookback"))),
+                    NotificationSweep(db, alerts, lookback=settings.get_float("alerts", "sweep_lookback")),
                 )
             ]
             if alerts.channels

@@ -213,10 +213,10 @@ class Scheduler:
         """Tries ended as zombies whose events and callbacks wait for their transaction to commit."""
         # A DAG callback child imports the DAG file, then runs the callback.
         self.callbacks = CallbackRunner(
-            float(settings.get("core", "dagbag_import_timeout")) + float(settings.get("executor", "callback_timeout"))
+            settings.get_float("core", "dagbag_import_timeout") + settings.get_float("executor", "callback_timeout")
         )
-        self.loop_interval = float(settings.get("scheduler", "loop_interval"))
-        self.parse_interval = timedelta(seconds=float(settings.get("scheduler", "dag_dir_list_interval")))
+        self.loop_interval = settings.get_float("scheduler", "loop_interval")
+        self.parse_interval = timedelta(seconds=settings.get_float("scheduler", "dag_dir_list_interval"))
         self.next_parse: datetime | None = None
         self.job_id = 0
         self.lease: lease.SchedulerLease | None = None
@@ -241,7 +241,7 @@ class Scheduler:
         self.connected_since = clock.now()
         """When this scheduler last (re)connected to the database: heartbeats of tries on other hosts
         are judged only ``task_instance_heartbeat_timeout`` after it."""
-        self.outage_tolerance = float(settings.get("database", "outage_tolerance"))
+        self.outage_tolerance = settings.get_float("database", "outage_tolerance")
         self.outage_began: float | None = None
         """Monotonic time the current outage began; None once a whole loop has worked since."""
         self._unsynced: list[Any] = []
@@ -261,7 +261,7 @@ class Scheduler:
                 what="registering the scheduler",
                 log=log,
             )
-            self.lease = lease.SchedulerLease(self.db, self.job_id, float(self.settings.get("scheduler", "lease_ttl")))
+            self.lease = lease.SchedulerLease(self.db, self.job_id, self.settings.get_float("scheduler", "lease_ttl"))
             if not self._wait_for_lease():  # stopped while waiting: the loop will not run
                 yield
                 return

@@ -61,8 +61,8 @@ def run_scheduler(
         metrics = SchedulerMetrics()
         start_scheduler_metrics_server(
             metrics.registry,
-            int(settings.get("metrics", "scheduler_port")),
-            str(settings.get("metrics", "scheduler_host")),
+            settings.get_int("metrics", "scheduler_port"),
+            settings.get_str("metrics", "scheduler_host"),
         )
     loop.run(
         settings,

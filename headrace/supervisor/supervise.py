@@ -303,7 +303,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 run=info,
                 try_number=request.try_number,
                 max_tries=max_tries,
-                xcom_max_size=int(settings.get("core", "xcom_max_size")),
+                xcom_max_size=settings.get_int("core", "xcom_max_size"),
             )
             target = TryTarget(ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id)
             current = _Try(request, target, start, policy, log_path, 0)
@@ -374,18 +374,18 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, log
         try_row_id=current.try_row_id,
         limits=limits,
         say=current.say,
-        poll_interval=float(settings.get("executor", "memory_poll_interval")),
-        heartbeat_interval=float(settings.get("scheduler", "heartbeat_interval")),
-        kill_grace_period=float(settings.get("executor", "kill_grace_period")),
+        poll_interval=settings.get_float("executor", "memory_poll_interval"),
+        heartbeat_interval=settings.get_float("scheduler", "heartbeat_interval"),
+        kill_grace_period=settings.get_float("executor", "kill_grace_period"),
         xcom_max_size=current.start.xcom_max_size,
         stop_requested=lambda: False,
         try_number=current.request.try_number,
         encryptor=_LazyEncryptor(settings),
         outage_tolerance=min(
-            float(settings.get("database", "outage_tolerance")),
-            REQUEST_OUTAGE_SHARE * float(settings.get("scheduler", "task_instance_heartbeat_timeout")),
+            settings.get_float("database", "outage_tolerance"),
+            REQUEST_OUTAGE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
         ),
-        self_fence_after=SELF_FENCE_SHARE * float(settings.get("scheduler", "task_instance_heartbeat_timeout")),
+        self_fence_after=SELF_FENCE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
     )
     start = current.start
 
@@ -450,7 +450,7 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
         try:
             current = retry_through_outage(
                 lambda: claim(settings, db, request),
-                tolerance=float(settings.get("database", "outage_tolerance")),
+                tolerance=settings.get_float("database", "outage_tolerance"),
                 what=f"claiming try {request.try_number} of {request.dag_id}.{request.task_id}",
                 log=log,
             )
@@ -586,12 +586,12 @@ def _write_outcome(settings: Settings, db: Database, current: _Try, outcome: Out
         path = keep(settings.home, outcome)
         current.say(
             f"cannot record the outcome ({type(exc).__name__}); kept it in {path} and retrying for up to "
-            f"{float(settings.get('database', 'outage_tolerance')):g} s",
+            f"{settings.get_float('database', 'outage_tolerance'):g} s",
             "WARNING",
         )
     won = retry_through_outage(
         attempt,
-        tolerance=float(settings.get("database", "outage_tolerance")),
+        tolerance=settings.get_float("database", "outage_tolerance"),
         what=f"recording try {outcome.try_number} of task instance {outcome.ti_id}",
         log=log,
     )
@@ -679,7 +679,7 @@ def _outside_callbacks(
     }.get(state, False)
     if not wanted:
         return
-    timeout = float(settings.get("executor", "callback_timeout"))
+    timeout = settings.get_float("executor", "callback_timeout")
     current.say(f"running {state.value} callbacks in a child process (timeout {timeout:g} s)")
     # The child never touches the DB and leaves by os._exit, so pooled connections are safe to keep.
     log_fd = open_try_log(current.log_path)

@@ -42,7 +42,7 @@ def health(request: Request) -> JSONResponse:
     ``scheduler.scheduler_health_check_threshold`` seconds counts as unhealthy."""
     settings = request.app.state.settings
     now = datetime.now(UTC)
-    threshold = float(settings.get("scheduler", "scheduler_health_check_threshold"))
+    threshold = settings.get_float("scheduler", "scheduler_health_check_threshold")
     try:
         started = time.perf_counter()
         with get_db(request).read_session() as session:
