@@ -14,7 +14,6 @@ settings, which ``headrace.db`` must not know about.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,11 +23,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headrace.authoring.secrets import Connection, ConnectionNotFound, VariableNotFound
-from headrace.crypto import MASK, Encryptor, is_sensitive_key
+from headrace.crypto import Encryptor
 from headrace.db.engine import Database
 from headrace.db.models import Connection as ConnectionRow
 from headrace.db.models import Variable as VariableRow
 from headrace.exceptions import InvalidRequest
+from headrace.masking import SecretMasker, masker_for_stored
 
 # --- variables -------------------------------------------------------------------
 
@@ -85,11 +85,6 @@ def delete_variable(session: Session, key: str) -> None:
         raise VariableNotFound(f"no variable with key {key!r}", key=key)
     session.delete(row)
     session.flush()
-
-
-def masked_variable(key: str, value: str) -> str:
-    """``value`` for display: ``***`` if ``key`` names a secret (see ``crypto.is_sensitive_key``)."""
-    return MASK if is_sensitive_key(key) else value
 
 
 # --- connections -----------------------------------------------------------------
@@ -152,24 +147,6 @@ def delete_connection(session: Session, conn_id: str) -> None:
         raise ConnectionNotFound(f"no connection with conn_id {conn_id!r}", conn_id=conn_id)
     session.delete(row)
     session.flush()
-
-
-def masked_connection(conn: Connection) -> dict[str, Any]:
-    """``conn.to_dict()`` for display: password and the values of sensitive extra keys as ``***``."""
-    data = conn.to_dict()
-    if conn.password is not None:
-        data["password"] = MASK
-    data["extra"] = mask_sensitive(conn.extra)
-    return data
-
-
-def mask_sensitive(value: Any, sensitive: bool = False) -> Any:
-    """A copy of a JSON-like value with every leaf under a sensitive key (at any depth) as ``***``."""
-    if isinstance(value, Mapping):
-        return {k: mask_sensitive(v, sensitive or is_sensitive_key(str(k))) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_sensitive(v, sensitive) for v in value]
-    return MASK if sensitive and value is not None else value
 
 
 def parse_connection_uri(conn_id: str, uri: str) -> Connection:
@@ -248,10 +225,15 @@ __all__ = [
     "get_variable",
     "list_connections",
     "list_variables",
-    "mask_sensitive",
-    "masked_connection",
-    "masked_variable",
     "parse_connection_uri",
     "set_connection",
     "set_variable",
+    "stored_secrets_masker",
 ]
+
+
+def stored_secrets_masker(session: Session, encryptor: Encryptor) -> SecretMasker:
+    """A masker knowing every secret stored in the metadata DB (see :func:`headrace.masking.masker_for_stored`)."""
+    variables = [(str(k), str(v)) for k, v in session.execute(select(VariableRow.key, VariableRow.value))]
+    connections = [(p, e) for p, e in session.execute(select(ConnectionRow.password, ConnectionRow.extra))]
+    return masker_for_stored(variables, connections, encryptor.decrypt)

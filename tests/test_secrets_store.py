@@ -11,6 +11,7 @@ from headrace.config import Settings
 from headrace.crypto import MASK, Encryptor
 from headrace.db.engine import Database
 from headrace.exceptions import InvalidRequest, SecretsError
+from headrace.masking import mask_sensitive, masked_connection, masked_variable
 from headrace.secrets_store import (
     DatabaseSecrets,
     delete_connection,
@@ -19,9 +20,6 @@ from headrace.secrets_store import (
     get_variable,
     list_connections,
     list_variables,
-    mask_sensitive,
-    masked_connection,
-    masked_variable,
     parse_connection_uri,
     set_connection,
     set_variable,

@@ -16,11 +16,11 @@ from headrace.authoring.secrets import Connection, ConnectionNotFound
 from headrace.cli.common import app_state, console
 from headrace.crypto import Encryptor
 from headrace.exceptions import InvalidRequest
+from headrace.masking import masked_connection
 from headrace.secrets_store import (
     delete_connection,
     get_connection,
     list_connections,
-    masked_connection,
     parse_connection_uri,
     set_connection,
 )

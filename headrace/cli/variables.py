@@ -11,7 +11,8 @@ from headrace.authoring.secrets import VariableNotFound
 from headrace.cli.common import app_state, console, fmt_time
 from headrace.crypto import Encryptor
 from headrace.exceptions import InvalidRequest
-from headrace.secrets_store import delete_variable, get_variable, list_variables, masked_variable, set_variable
+from headrace.masking import masked_variable
+from headrace.secrets_store import delete_variable, get_variable, list_variables, set_variable
 
 app = typer.Typer(help="Variables tasks read with Variable.get (values encrypted at rest).", no_args_is_help=True)
 

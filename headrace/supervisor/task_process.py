@@ -10,7 +10,7 @@ callback for the outcome, ``TaskDone`` to the supervisor). It never touches
 the metadata database: XCom, skipping, variables and connections go through
 the supervisor over the channel described in :mod:`headrace.supervisor.protocol`.
 Every secret it fetches is registered with the process's
-:class:`~headrace.supervisor.masking.SecretMasker`, which masks it in
+:class:`~headrace.masking.SecretMasker`, which masks it in
 everything written to the try's log through ``sys.stdout`` / ``sys.stderr``.
 
 ``callback_main`` is the short-lived child the supervisor forks to run a
@@ -40,8 +40,8 @@ from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_
 from headrace.dagfiles.loader import load_dags, remembered_dags
 from headrace.exceptions import FailTask, RetryTask, SecretsError, SkipTask, TaskNotFound, TaskTerminated, XComError
 from headrace.logs.files import LOG_LINE_FORMAT
+from headrace.masking import MaskingStream, SecretMasker
 from headrace.states import TaskInstanceState
-from headrace.supervisor.masking import MaskingStream, SecretMasker
 from headrace.supervisor.outcome import next_state
 from headrace.supervisor.protocol import (
     ConnectionValue,

@@ -22,8 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headrace.api.auth import get_db, get_encryptor, require
-from headrace.api.masking import load_masker, mask_or_none
 from headrace.db.models import TaskInstance, TaskTry
+from headrace.masking import mask_or_none
+from headrace.secrets_store import stored_secrets_masker
 from headrace.states import TaskInstanceState
 from headrace.ui.queries import get_run, iso, run_tasks, seconds, topological_order
 from headrace.ui.render import dag_page_context, page
@@ -157,7 +158,7 @@ def gantt(
     """Bars of the Gantt chart of a DAG run (see :func:`gantt_of_run`); 404 for an unknown DAG or run."""
     with get_db(request).read_session() as session:
         bars = gantt_of_run(session, dag_id, run_id, now=datetime.now(UTC))
-        masker = load_masker(session, get_encryptor(request))
+        masker = stored_secrets_masker(session, get_encryptor(request))
     for bar in bars["tries"]:
         bar["error"] = mask_or_none(masker, bar["error"])  # stored secrets, as in the try's log
     return bars

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from headrace.supervisor.masking import MAX_PENDING, MaskingStream, SecretMasker
+from headrace.masking import MAX_PENDING, MaskingStream, SecretMasker
 
 
 def _stream() -> tuple[MaskingStream, io.StringIO, SecretMasker]:

@@ -22,7 +22,7 @@ from headrace.api.pagination import Page, count, page
 from headrace.crypto import MASK, Encryptor
 from headrace.db.models import Connection
 from headrace.exceptions import Conflict, NotFound
-from headrace.secrets_store import mask_sensitive
+from headrace.masking import mask_sensitive
 
 router = APIRouter(tags=["Connection"], dependencies=[Depends(schemas.reject_nul_bytes)])
 

@@ -3,7 +3,7 @@
 Secrets are masked in what is returned: the values of variables whose key is
 sensitive (``crypto.is_sensitive_key``), connection passwords and the
 sensitive fields of connection extras, each replaced by ``***``, with the
-same :class:`~headrace.supervisor.masking.SecretMasker` the task process uses
+same :class:`~headrace.masking.SecretMasker` the task process uses
 (so also their JSON/repr/URL-quoted forms; values shorter than its
 ``MIN_SECRET_LENGTH`` are not masked). They are loaded once per request.
 
@@ -28,7 +28,6 @@ from starlette.concurrency import run_in_threadpool
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, get_encryptor, require
-from headrace.api.masking import load_masker
 from headrace.api.routes.task_instances import get_ti
 from headrace.api.routes.tries import TryNumber
 from headrace.config import Settings
@@ -36,8 +35,9 @@ from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.exceptions import NotFound
 from headrace.logs.files import try_log_path
+from headrace.masking import SecretMasker
+from headrace.secrets_store import stored_secrets_masker
 from headrace.states import TI_ACTIVE
-from headrace.supervisor.masking import SecretMasker
 
 router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
 
@@ -180,7 +180,7 @@ def get_log(
     with db.read_session() as session:
         _, ti = get_ti(session, dag_id, dag_run_id, task_id)
         where = locate(session, settings, ti, try_number)
-        masker = load_masker(session, get_encryptor(request))
+        masker = stored_secrets_masker(session, get_encryptor(request))
         ti_id = ti.id
     accept = request.headers.get("accept", "")
     if stream or (accept.startswith("text/plain") and "application/json" not in accept):
@@ -198,4 +198,4 @@ def get_log(
     )
 
 
-__all__ = ["follow", "inside", "load_masker", "locate", "router"]
+__all__ = ["follow", "inside", "locate", "router"]

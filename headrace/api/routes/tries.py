@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, get_encryptor, require
-from headrace.api.masking import load_masker, mask_or_none
 from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
 from headrace.api.routes.task_instances import get_ti, seconds_between
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.exceptions import NotFound
-from headrace.supervisor.masking import SecretMasker
+from headrace.masking import SecretMasker, mask_or_none
+from headrace.secrets_store import stored_secrets_masker
 
 router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
 
@@ -67,7 +67,7 @@ def get_try(session: Session, ti: TaskInstance, try_number: int) -> TaskTry:
 
 
 def _masker(request: Request, session: Session) -> SecretMasker:
-    return load_masker(session, get_encryptor(request))
+    return stored_secrets_masker(session, get_encryptor(request))
 
 
 @router.get(f"{TI_PATH}/tries", response_model=schemas.TaskTryCollection, responses=NOT_FOUND)

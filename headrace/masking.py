@@ -1,6 +1,6 @@
-"""Secret masking in a try's log: every secret the task fetched is written as ``***``.
+"""Secret masking, in one place: a try's log, and stored secrets shown by the API, UI and CLI.
 
-The task process replaces ``sys.stdout`` and ``sys.stderr`` with
+**In a try's log** every secret the task fetched is written as ``***``. The task process replaces ``sys.stdout`` and ``sys.stderr`` with
 :class:`MaskingStream` objects before any task code runs, so everything that
 goes through Python's text streams is masked before it reaches the log file:
 ``print``, ``logging`` (its handler writes to ``sys.stderr``), tracebacks, and
@@ -17,6 +17,13 @@ number). Once a secret is known, output is held until a line is complete and
 masked line by line, so a secret written in several pieces is still masked
 when the pieces fall within one line; a partial line longer than
 :data:`MAX_PENDING` characters is masked and written as it is.
+
+**For display** (API answers, UI pages, ``headrace variables/connections``):
+:func:`masked_variable`, :func:`masked_connection`, :func:`mask_sensitive`;
+and :func:`masker_for_stored`, the same :class:`SecretMasker` loaded with
+every stored secret (``secrets_store.stored_secrets_masker`` reads them), so
+text a task wrote is masked in the API whatever the task itself had read.
+This module reads no database: the task process imports it.
 """
 
 from __future__ import annotations
@@ -25,11 +32,13 @@ import io
 import json
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from headrace.authoring.secrets import Connection
 from headrace.crypto import MASK, is_sensitive_key
+from headrace.exceptions import SecretsError
 
 MIN_SECRET_LENGTH = 4
 """Shortest value (in characters) that is masked."""
@@ -158,4 +167,75 @@ class MaskingStream(io.TextIOBase):
             self._target.flush()
 
 
-__all__ = ["MAX_PENDING", "MIN_SECRET_LENGTH", "MaskingStream", "SecretMasker"]
+# --- display rules for stored secrets (API, UI, CLI) ------------------------------------------------------
+
+
+def masked_variable(key: str, value: str) -> str:
+    """``value`` for display: ``***`` if ``key`` names a secret (see ``crypto.is_sensitive_key``)."""
+    return MASK if is_sensitive_key(key) else value
+
+
+def masked_connection(conn: Connection) -> dict[str, Any]:
+    """``conn.to_dict()`` for display: password and the values of sensitive extra keys as ``***``."""
+    data = conn.to_dict()
+    if conn.password is not None:
+        data["password"] = MASK
+    data["extra"] = mask_sensitive(conn.extra)
+    return data
+
+
+def mask_sensitive(value: Any, sensitive: bool = False) -> Any:
+    """A copy of a JSON-like value with every leaf under a sensitive key (at any depth) as ``***``."""
+    if isinstance(value, Mapping):
+        return {k: mask_sensitive(v, sensitive or is_sensitive_key(str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_sensitive(v, sensitive) for v in value]
+    return MASK if sensitive and value is not None else value
+
+
+def masker_for_stored(
+    variables: Iterable[tuple[str, str]],
+    connections: Iterable[tuple[str | None, str | None]],
+    decrypt: Callable[[str], str],
+) -> SecretMasker:
+    """A masker knowing every stored secret, from the encrypted rows ``secrets_store.stored_secrets`` reads.
+
+    ``variables``: ``(key, encrypted value)``; values of sensitive keys are
+    added. ``connections``: ``(encrypted password, encrypted extra JSON)``.
+    A value ``decrypt`` refuses (``SecretsError``: another key) or that is not
+    JSON is left out: no task could have read it either.
+    """
+    masker = SecretMasker()
+    for key, token in variables:
+        if is_sensitive_key(key):
+            try:
+                masker.add(decrypt(token))
+            except SecretsError:
+                pass
+    for password, extra in connections:
+        try:
+            if password:
+                masker.add(decrypt(password))
+            if extra:
+                masker.add_sensitive("extra", json.loads(decrypt(extra)))
+        except (SecretsError, ValueError):
+            pass
+    return masker
+
+
+def mask_or_none(masker: SecretMasker, text: str | None) -> str | None:
+    """``text`` with secrets replaced by ``***`` (``None`` stays ``None``)."""
+    return None if text is None else masker.mask(text)
+
+
+__all__ = [
+    "MAX_PENDING",
+    "MIN_SECRET_LENGTH",
+    "MaskingStream",
+    "SecretMasker",
+    "mask_or_none",
+    "mask_sensitive",
+    "masked_connection",
+    "masked_variable",
+    "masker_for_stored",
+]
