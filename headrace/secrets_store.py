@@ -78,6 +78,28 @@ def set_variable(
         row.description = description
 
 
+def update_variable(
+    session: Session,
+    encryptor: Encryptor,
+    key: str,
+    *,
+    value: str | None = None,
+    description: str | None = None,
+    change_description: bool = False,
+    now: datetime | None = None,
+) -> None:
+    """Change an existing variable: its value if ``value`` is given, its description (None clears it) if
+    ``change_description``. Raises ``VariableNotFound``."""
+    row = session.get(VariableRow, key)
+    if row is None:
+        raise VariableNotFound(f"no variable with key {key!r}", key=key)
+    if value is not None:
+        row.value = encryptor.encrypt(value)
+    if change_description:
+        row.description = description
+    row.updated_at = now or datetime.now(UTC)
+
+
 def delete_variable(session: Session, key: str) -> None:
     """Delete variable ``key``. Raises ``VariableNotFound``."""
     row = session.get(VariableRow, key)
@@ -228,6 +250,7 @@ __all__ = [
     "parse_connection_uri",
     "set_connection",
     "set_variable",
+    "update_variable",
     "stored_secrets_masker",
 ]
 

@@ -8,17 +8,19 @@ Output never contains a password: ``password`` is ``***`` when one is set
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from headrace import secrets_store
 from headrace.api import schemas
 from headrace.api.auth import get_db, get_encryptor, require
 from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
+from headrace.authoring.secrets import Connection as StoredConnection
 from headrace.crypto import MASK, Encryptor
 from headrace.db.models import Connection
 from headrace.exceptions import Conflict, NotFound
@@ -55,17 +57,22 @@ def _get(session: Session, conn_id: str) -> Connection:
     return row
 
 
-def _set(row: Connection, body: schemas.ConnectionCreate | schemas.ConnectionPatch, enc: Encryptor) -> None:
+def _merged(
+    old: StoredConnection | None, conn_id: str, body: schemas.ConnectionCreate | schemas.ConnectionPatch
+) -> StoredConnection:
+    """``old`` (or an empty connection) with the fields ``body`` gives; ``"password": null`` removes it."""
+    base = old or StoredConnection(conn_id=conn_id, conn_type="")
     given = body.model_fields_set
+    changes: dict[str, Any] = {}
     for name in PLAIN_FIELDS:
         attr = "schema_" if name == "schema" else name
         if attr in given and not (name == "conn_type" and getattr(body, attr) is None):
-            setattr(row, name, getattr(body, attr))
+            changes[name] = getattr(body, attr)
     if "password" in given:
-        row.password = enc.encrypt(body.password) if body.password else None
+        changes["password"] = body.password or None
     if "extra" in given:
-        row.extra = enc.encrypt(json.dumps(body.extra)) if body.extra is not None else None
-    row.updated_at = datetime.now(UTC)
+        changes["extra"] = dict(body.extra) if body.extra is not None else {}
+    return replace(base, **changes)
 
 
 @router.get("/connections", response_model=schemas.ConnectionCollection, dependencies=[VIEWER])
@@ -92,11 +99,9 @@ def create_connection(body: schemas.ConnectionCreate, request: Request) -> schem
     with get_db(request).session() as session:
         if session.get(Connection, body.conn_id) is not None:
             raise Conflict(f"connection {body.conn_id!r} already exists")
-        row = Connection(conn_id=body.conn_id, conn_type=body.conn_type)
-        _set(row, body, enc)
-        session.add(row)
+        secrets_store.set_connection(session, enc, _merged(None, body.conn_id, body))
         session.flush()
-        return connection_out(row, enc)
+        return connection_out(_get(session, body.conn_id), enc)
 
 
 @router.get("/connections/{conn_id}", response_model=schemas.Connection, dependencies=[VIEWER], responses=NOT_FOUND)
@@ -112,17 +117,19 @@ def patch_connection(conn_id: str, body: schemas.ConnectionPatch, request: Reque
     """Change the fields given (operator); ``"password": null`` removes the password."""
     enc = get_encryptor(request)
     with get_db(request).session() as session:
-        row = _get(session, conn_id)
-        _set(row, body, enc)
+        _get(session, conn_id)
+        old = secrets_store.get_connection(session, enc, conn_id)
+        secrets_store.set_connection(session, enc, _merged(old, conn_id, body))
         session.flush()
-        return connection_out(row, enc)
+        return connection_out(_get(session, conn_id), enc)
 
 
 @router.delete("/connections/{conn_id}", status_code=204, dependencies=[OPERATOR], responses=NOT_FOUND)
 def delete_connection(conn_id: str, request: Request) -> None:
     """Delete a connection (operator)."""
     with get_db(request).session() as session:
-        session.delete(_get(session, conn_id))
+        _get(session, conn_id)
+        secrets_store.delete_connection(session, conn_id)
 
 
 __all__ = ["connection_out", "router"]

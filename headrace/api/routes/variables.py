@@ -7,13 +7,13 @@ A value whose key is sensitive (``crypto.is_sensitive_key``: ``password``,
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from headrace import secrets_store
 from headrace.api import schemas
 from headrace.api.auth import get_db, get_encryptor, require
 from headrace.api.openapi import not_found
@@ -67,12 +67,9 @@ def create_variable(body: schemas.VariableCreate, request: Request) -> schemas.V
     with get_db(request).session() as session:
         if session.get(Variable, body.key) is not None:
             raise Conflict(f"variable {body.key!r} already exists")
-        row = Variable(
-            key=body.key, value=enc.encrypt(body.value), description=body.description, updated_at=datetime.now(UTC)
-        )
-        session.add(row)
+        secrets_store.set_variable(session, enc, body.key, body.value, description=body.description)
         session.flush()
-        return variable_out(row, enc, reveal=True)
+        return variable_out(_get(session, body.key), enc, reveal=True)
 
 
 @router.get("/variables/{key}", response_model=schemas.Variable, responses=NOT_FOUND)
@@ -88,21 +85,25 @@ def patch_variable(key: str, body: schemas.VariablePatch, request: Request) -> s
     """Change a variable's value and/or description (operator)."""
     enc = get_encryptor(request)
     with get_db(request).session() as session:
-        row = _get(session, key)
-        if body.value is not None:
-            row.value = enc.encrypt(body.value)
-        if "description" in body.model_fields_set:
-            row.description = body.description
-        row.updated_at = datetime.now(UTC)
+        _get(session, key)
+        secrets_store.update_variable(
+            session,
+            enc,
+            key,
+            value=body.value,
+            description=body.description,
+            change_description="description" in body.model_fields_set,
+        )
         session.flush()
-        return variable_out(row, enc, reveal=True)
+        return variable_out(_get(session, key), enc, reveal=True)
 
 
 @router.delete("/variables/{key}", status_code=204, dependencies=[OPERATOR], responses=NOT_FOUND)
 def delete_variable(key: str, request: Request) -> None:
     """Delete a variable (operator)."""
     with get_db(request).session() as session:
-        session.delete(_get(session, key))
+        _get(session, key)
+        secrets_store.delete_variable(session, key)
 
 
 __all__ = ["router", "variable_out"]
