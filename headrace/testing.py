@@ -17,7 +17,7 @@ import select
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from headrace.authoring.dag import DAG
     from headrace.config import Settings
+    from headrace.dagfiles.processor import DagProcessor
+    from headrace.db.engine import Database
+    from headrace.observability.listener import Listener
 
 
 class FakeClock:
@@ -82,6 +85,52 @@ FAST_LOOP: dict[str, dict[str, Any]] = {
 """Settings for an inline run: a quick loop, no folder parsing (the DAG is given)."""
 
 
+def run_scheduler_until(
+    settings: Settings,
+    db: Database,
+    done: Callable[[], bool],
+    *,
+    processor: DagProcessor | None = None,
+    listeners: Iterable[Listener] = (),
+    each_loop: Callable[[datetime], None] | None = None,
+    timeout: float = 300.0,
+) -> bool:
+    """Run a real scheduler loop (local executor unless the settings say otherwise) in this thread until
+    ``done()`` is true after a loop; return False if ``timeout`` seconds passed first.
+
+    ``each_loop(now)`` is called after every loop's steps, before ``done()``;
+    ``processor`` parses DAG files as the scheduler does (None: no parsing);
+    ``listeners`` get the scheduler's lifecycle events. The one loop driver of
+    :func:`run_dag_inline` and of headrace's own tests.
+    """
+    from headrace.executors import make_executor
+    from headrace.scheduler import loop
+
+    stop = threading.Event()
+    give_up = time.monotonic() + timeout
+    finished: list[bool] = []
+
+    def after_loop(now: datetime) -> None:
+        if each_loop is not None:
+            each_loop(now)
+        if done():
+            finished.append(True)
+            stop.set()
+        elif time.monotonic() > give_up:
+            stop.set()
+
+    loop.run(
+        settings,
+        db,
+        make_executor(settings),
+        processor=processor,
+        stop=stop,
+        after_loop=after_loop,
+        listeners=listeners,
+    )
+    return bool(finished)
+
+
 def run_dag_inline(
     dag: DAG,
     *,
@@ -110,8 +159,6 @@ def run_dag_inline(
     from headrace.db.engine import Database
     from headrace.db.migrate import migrate
     from headrace.db.models import DagRun, TaskInstance, TaskTry
-    from headrace.executors import make_executor
-    from headrace.scheduler import loop
     from headrace.scheduler.runs import trigger_dag
 
     if settings is None:
@@ -127,21 +174,17 @@ def run_dag_inline(
             )
             run = trigger_dag(session, dag.dag_id, conf=conf, logical_date=logical_date, now=now)
             run_pk, run_id = run.id, run.run_id
-        stop = threading.Event()
-        give_up = time.monotonic() + timeout
         ended: list[str] = []
 
-        def after_loop(_now: datetime) -> None:
+        def run_ended() -> bool:
             with db.read_session() as session:
                 state = session.scalar(sql_select(DagRun.state).where(DagRun.id == run_pk))
             if state in ("success", "failed"):
                 ended.append(str(state))
-                stop.set()
-            elif time.monotonic() > give_up:
-                stop.set()
+                return True
+            return False
 
-        loop.run(settings, db, make_executor(settings), stop=stop, after_loop=after_loop)
-        if not ended:
+        if not run_scheduler_until(settings, db, run_ended, timeout=timeout):
             raise TimeoutError(f"the run {run_id} of {dag.dag_id} did not end within {timeout:g} s")
         with db.read_session() as session:
             states = {
@@ -163,4 +206,4 @@ def run_dag_inline(
         db.dispose()
 
 
-__all__ = ["FakeClock", "InlineRun", "run_dag_inline"]
+__all__ = ["FakeClock", "InlineRun", "run_dag_inline", "run_scheduler_until"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,9 +12,8 @@ from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, TaskInstance, TaskTry
-from headrace.executors import make_executor
-from headrace.scheduler import loop
 from headrace.scheduler.runs import trigger_dag
+from headrace.testing import run_scheduler_until
 
 FAST = {
     "scheduler": {"loop_interval": 0.2, "dag_dir_list_interval": 0.5, "heartbeat_interval": 0.5},
@@ -61,28 +58,11 @@ def tries_per_ti(db: Database) -> dict[str, list[int]]:
 
 def run_scheduler_until_done(settings: Settings, db: Database, *, timeout: float = 60) -> None:
     """Run the scheduler loop in this thread until every DAG run has finished (or fail after ``timeout``)."""
-    stop = threading.Event()
-    watcher_db = Database(db.url)
-    failed: list[str] = []
 
-    def watch() -> None:
-        deadline = time.monotonic() + timeout
-        while not stop.is_set():
-            states = set(run_states(watcher_db).values())
-            if states and states <= {"success", "failed"}:
-                break
-            if time.monotonic() > deadline:
-                failed.append(f"runs not finished after {timeout} s: {run_states(watcher_db)}")
-                break
-            time.sleep(0.05)
-        stop.set()
+    def all_finished() -> bool:
+        states = set(run_states(db).values())
+        return bool(states) and states <= {"success", "failed"}
 
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    try:
-        loop.run(settings, db, make_executor(settings), stop=stop)
-    finally:
-        stop.set()
-        thread.join()
-        watcher_db.dispose()
-    assert not failed, failed[0]
+    assert run_scheduler_until(settings, db, all_finished, timeout=timeout), (
+        f"runs not finished after {timeout} s: {run_states(db)}"
+    )

@@ -6,7 +6,6 @@ import json
 import socket
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,11 +19,10 @@ from headrace.api.users import create_token, create_user
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import DagRun
-from headrace.executors import make_executor
 from headrace.observability.listener import Listener
-from headrace.scheduler import loop
 from headrace.scheduler.runs import trigger_dag
 from headrace.scheduler.start import make_processor
+from headrace.testing import run_scheduler_until
 
 
 def write_dag(settings: Settings, name: str, source: str) -> None:
@@ -50,31 +48,20 @@ def run_dag(
         path.write_text(path.read_text() + "\n# parsed again by the scheduler loop\n")
     with db.session() as session:
         run_pk = trigger_dag(session, dag_id, now=datetime.now(UTC)).id
-    stop = threading.Event()
-    give_up = time.monotonic() + timeout
     final: list[DagRun] = []
 
-    def after_loop(now: datetime) -> None:
-        if each_loop is not None:
-            each_loop(now)
+    def ended() -> bool:
         with db.session() as session:
             run = session.get(DagRun, run_pk)
             assert run is not None
             session.expunge(run)
         if run.state in ("success", "failed") and (until is None or until()):
             final.append(run)
-            stop.set()
-        elif time.monotonic() > give_up:
-            stop.set()
+            return True
+        return False
 
-    loop.run(
-        settings,
-        db,
-        make_executor(settings),
-        processor=processor,
-        stop=stop,
-        after_loop=after_loop,
-        listeners=listeners or [],
+    run_scheduler_until(
+        settings, db, ended, processor=processor, listeners=listeners or [], each_loop=each_loop, timeout=timeout
     )
     assert final, f"run of {dag_id} did not end (or the condition did not hold) within {timeout} s"
     return final[0]
