@@ -60,7 +60,7 @@ from headrace.observability.sweep import NotificationSweep
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import EndReason
 from headrace.states import TaskInstanceState as TI
-from headrace.supervisor import outcome as outcome_file
+from headrace.supervisor import recording as outcome_file
 from headrace.supervisor.fencing import fence_task_group
 from headrace.supervisor.identity import ProcessIdentity
 

@@ -49,7 +49,8 @@ from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor import task_process
 from headrace.supervisor.identity import ProcessIdentity, hostname
 from headrace.supervisor.limits import Limits, format_memory
-from headrace.supervisor.outcome import Outcome, apply, forget, keep, next_state
+from headrace.supervisor.outcome import next_state
+from headrace.supervisor.recording import Outcome, apply, forget, keep
 from headrace.supervisor.request import TryRequest
 from headrace.supervisor.task_requests import TryTarget
 from headrace.supervisor.watch import Gate, TaskWatch, WatchResult, run_child

@@ -19,7 +19,7 @@ from headrace.db.transitions import set_ti_state
 from headrace.scheduler.dagcache import DagCache
 from headrace.scheduler.housekeeping import end_try_as_zombie
 from headrace.states import TaskInstanceState as TI
-from headrace.supervisor.outcome import Outcome, apply
+from headrace.supervisor.recording import Outcome, apply
 from tests.supervisor.tryrows import make_try, ti_row, try_row, write_dag
 
 

@@ -1,0 +1,171 @@
+"""Recording a try's outcome: the one write of its end, and keeping it on local disk until the database has it.
+
+:class:`Outcome` and :func:`apply` are used by the supervisor, and by the
+scheduler for an outcome a supervisor left on disk (:func:`kept`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select
+from sqlalchemy.orm import Session
+
+from headrace.db.models import TaskTry
+from headrace.db.transitions import end_try, set_ti_state
+from headrace.states import EndReason, TaskInstanceState
+
+log = logging.getLogger(__name__)
+
+TI = TaskInstanceState
+
+
+# --- a recorded outcome, and keeping it on disk until the database has it -------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A try's outcome as the supervisor records it: the task instance's new state and the try row's values.
+
+    JSON-able (:meth:`to_json` / :meth:`from_json`), so it can wait on local
+    disk while the database is unreachable (:func:`keep`).
+    """
+
+    ti_id: int
+    try_number: int
+    try_row_id: int
+    state: str
+    """The task instance's new state."""
+    try_state: str
+    """The state written on the ``task_try`` row (differs from ``state`` only for ``externally_set``)."""
+    end_date: datetime
+    end_reason: str
+    next_retry_at: datetime | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    peak_rss_bytes: int | None = None
+    """Bytes."""
+    cpu_seconds: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        for key in ("end_date", "next_retry_at"):
+            data[key] = data[key].isoformat() if data[key] is not None else None
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Outcome:
+        """Raises ``ValueError`` (or ``KeyError``/``TypeError``) for text that is not an outcome."""
+        data = json.loads(text)
+        for key in ("end_date", "next_retry_at"):
+            data[key] = datetime.fromisoformat(data[key]) if data[key] is not None else None
+        return cls(**data)
+
+    def try_values(self, *, end_reason: str | None = None, error: str | None = None) -> dict[str, Any]:
+        """Columns of ``task_try`` for :func:`~headrace.db.transitions.end_try`."""
+        return {
+            "state": self.try_state,
+            "end_date": self.end_date,
+            "end_reason": end_reason or self.end_reason,
+            "error": error if error is not None else self.error,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "cpu_seconds": self.cpu_seconds,
+        }
+
+
+def apply(conn: Connection | Session, outcome: Outcome) -> bool:
+    """Write ``outcome`` in the caller's transaction; return whether its task instance took it.
+
+    First the task instance's compare-and-set ``running → state`` for exactly
+    this try; if it won, the try row gets the outcome. If it lost (a zombie
+    check or a user moved the task instance on), the try row, if still open,
+    records the late outcome with end reason ``lost_race`` — except for
+    ``externally_set``, which is itself that story. If the transaction is run
+    again after a COMMIT whose answer was lost, the compare-and-set loses but
+    the try row already holds this very ``end_date``: that counts as won.
+    """
+    won = set_ti_state(
+        conn,
+        outcome.ti_id,
+        TI.RUNNING,
+        TI(outcome.state),
+        expected_try_number=outcome.try_number,
+        end_date=outcome.end_date,
+        end_reason=outcome.end_reason,
+        next_retry_at=outcome.next_retry_at,
+        updated_at=outcome.end_date,
+    )
+    if won or outcome.end_reason == EndReason.EXTERNALLY_SET.value:
+        end_try(conn, outcome.try_row_id, **outcome.try_values())
+        return won
+    if end_try(
+        conn,
+        outcome.try_row_id,
+        **outcome.try_values(
+            end_reason=EndReason.LOST_RACE.value,
+            error=f"outcome {outcome.try_state} ({outcome.end_reason}) came after the task instance had been "
+            f"moved on by another writer" + (f"; {outcome.error}" if outcome.error else ""),
+        ),
+    ):
+        return False
+    return bool(
+        conn.execute(
+            _SAME_END, {"row_id": outcome.try_row_id, "end_date": outcome.end_date, "end_reason": outcome.end_reason}
+        ).first()
+    )
+
+
+_SAME_END = select(TaskTry.id).where(
+    TaskTry.id == bindparam("row_id"),
+    TaskTry.end_date == bindparam("end_date"),
+    TaskTry.end_reason == bindparam("end_reason"),
+)
+
+
+def pending_dir(home: Path) -> Path:
+    """Where outcomes wait for the database: ``<home>/pending_outcomes``."""
+    return home / "pending_outcomes"
+
+
+def pending_path(home: Path, ti_id: int, try_number: int) -> Path:
+    """The file of one try's waiting outcome."""
+    return pending_dir(home) / f"{ti_id}-{try_number}.json"
+
+
+def keep(home: Path, outcome: Outcome) -> Path:
+    """Write ``outcome`` to its pending file (atomically: a temporary file renamed); return the path."""
+    path = pending_path(home, outcome.ti_id, outcome.try_number)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(outcome.to_json())
+    os.replace(tmp, path)
+    return path
+
+
+def kept(home: Path, ti_id: int, try_number: int) -> Outcome | None:
+    """The outcome a supervisor left on disk for this try, or None (no file, or not readable as one)."""
+    path = pending_path(home, ti_id, try_number)
+    try:
+        return Outcome.from_json(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable pending outcome %s: %s", path, exc)
+        return None
+
+
+def forget(home: Path, ti_id: int, try_number: int) -> None:
+    """Remove the try's pending file, once the database has its outcome."""
+    try:
+        pending_path(home, ti_id, try_number).unlink()
+    except FileNotFoundError:
+        pass
