@@ -40,7 +40,7 @@ def api_server(
     port: int | None = typer.Option(None, "--port", "-p", help="Default: api.port."),
 ) -> None:
     """Serve the REST API, the web UI and /metrics until Ctrl-C."""
-    from headrace.api.server import serve  # FastAPI/uvicorn cost ~0.6 s to import: only the commands that serve pay it
+    from headrace.webapp import serve  # FastAPI/uvicorn cost ~0.6 s to import: only the commands that serve pay it
 
     state = app_state(ctx)
     setup_logging(state.settings)
@@ -85,7 +85,7 @@ def standalone(
     console.print(f"  executor   {settings.executor}, parallelism {settings.parallelism}")
     metrics: SchedulerMetrics | None = None  # without the UI, run_scheduler serves them on metrics.scheduler_port
     if ui:
-        from headrace.api.server import start_in_thread  # see api_server: FastAPI is imported only to serve
+        from headrace.webapp import start_in_thread  # see api_server: FastAPI is imported only to serve
 
         created = ensure_admin(db)
         metrics = SchedulerMetrics()
