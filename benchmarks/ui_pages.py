@@ -44,7 +44,6 @@ import httpx
 from playwright.sync_api import Page, sync_playwright
 from sqlalchemy import insert
 
-from headrace.api.server import start_in_thread
 from headrace.api.users import create_token, create_user
 from headrace.authoring.dag import DAG
 from headrace.config import load_settings
@@ -55,6 +54,7 @@ from headrace.db.migrate import migrate
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry
 from headrace.logs.files import try_log_path
 from headrace.operators import EmptyOperator
+from headrace.webapp import start_in_thread
 
 DAG_ID = "big_grid"
 PASSWORD = "benchmark-password"
