@@ -333,7 +333,7 @@ def adopt_or_fail_tries(
     cache: DagCache,
     on_zombie: ZombieHook | None = None,
     home: Path | None = None,
-    requeue: bool = True,
+    in_executor: Callable[[int, int], bool] | None = None,
 ) -> AdoptionStats:
     """At scheduler start: adopt live tries, end dead ones, requeue unclaimed queued ones.
 
@@ -342,8 +342,9 @@ def adopt_or_fail_tries(
     still claims the old try loses nothing: the claim is a compare-and-set
     on ``try_number``, so at most one supervisor runs any try. Tries on other
     hosts are left to the heartbeat check of :func:`find_zombies`. After a
-    reconnect (``requeue`` False) the executor's queue is still alive, so
-    queued tries are left to ``requeue_stuck``.
+    reconnect the executor's queue is still alive: ``in_executor(ti_id,
+    try_number)`` (the executor's ``has``) keeps the queued tries it holds, and
+    only those it never got (their queuing commit's answer was lost) are requeued.
     """
     adopted = zombies = requeued = 0
     with db.session() as session:
@@ -363,8 +364,8 @@ def adopt_or_fail_tries(
                     on_zombie=on_zombie,
                     home=home,
                 )
-        for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED) if requeue else ():
-            if tt is None:
+        for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED):
+            if tt is None and not (in_executor is not None and in_executor(ti.id, ti.try_number)):
                 requeued += requeue_try(session, ti)
     stats = AdoptionStats(adopted, zombies, requeued)
     log.info(

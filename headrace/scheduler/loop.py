@@ -409,19 +409,14 @@ class Scheduler:
         """After an outage: adopt or end tries, requeue lost queued tries, full pass next loop."""
         now = self.clock.now()
         housekeeping.adopt_or_fail_tries(
-            self.db, now, cache=self.cache, on_zombie=self._zombie_found, home=self.settings.home, requeue=False
+            self.db,
+            now,
+            cache=self.cache,
+            on_zombie=self._zombie_found,
+            home=self.settings.home,
+            in_executor=self.executor.has,
         )
         self._flush_zombies()
-        with self.db.session() as session:
-            for ti, tt in queries.tis_with_latest_try(session, TaskInstanceState.QUEUED):
-                if tt is None and not self.executor.has(ti.id, ti.try_number) and housekeeping.requeue_try(session, ti):
-                    log.warning(
-                        "%s.%s run %s try %d was queued but never reached the executor (outage); scheduled again",
-                        ti.dag_id,
-                        ti.task_id,
-                        ti.run_id,
-                        ti.try_number,
-                    )
         self.connected_since = now
         self.next_full_pass = None
         self.runs_to_examine = None
@@ -593,6 +588,12 @@ class Scheduler:
         with self.db.read_session() as session:
             if not queries.finishable_runs(session, limit=1):
                 return 0
+        return self._end_runs(now, runs.finish_runs)
+
+    def _end_runs(self, now: datetime, end: Callable[..., int]) -> int:
+        """Run ``end(session, now, cache=, on_finished=)`` (:func:`~.runs.finish_runs` or
+        :func:`~.runs.enforce_dagrun_timeouts`); after its commit emit ``on_run_finished`` for each run it
+        ended, and ask the steps a freed ``max_active_runs`` slot and due callbacks concern."""
         ended: list[RunInfo] = []
 
         def note(run: Any, state: DagRunState) -> None:
@@ -607,12 +608,12 @@ class Scheduler:
             )
 
         with self.db.session() as session:
-            finished = runs.finish_runs(session, now, cache=self.cache, on_finished=note if self.listeners else None)
+            count = end(session, now, cache=self.cache, on_finished=note if self.listeners else None)
         for info in ended:  # committed
             self.listeners.emit("on_run_finished", info)
-        if finished:  # a max_active_runs slot freed; callbacks are due
+        if count:  # a max_active_runs slot freed; callbacks are due
             self.asked |= Step.CREATE_RUNS | Step.START_QUEUED_RUNS | Step.RUN_CALLBACKS
-        return finished
+        return count
 
     def run_callbacks(self, now: datetime) -> int:
         """Reap callback children; start the callbacks of runs that finished."""
@@ -624,28 +625,7 @@ class Scheduler:
 
     def enforce_dagrun_timeouts(self, now: datetime) -> int:
         """Housekeeping chore: fail runs older than their ``dagrun_timeout`` (:func:`~.runs.enforce_dagrun_timeouts`)."""
-        ended: list[RunInfo] = []
-
-        def note(run: Any, state: DagRunState) -> None:
-            ended.append(
-                RunInfo(
-                    dag_id=run.dag_id,
-                    run_id=run.run_id,
-                    state=state.value,
-                    start_date=getattr(run, "start_date", None),
-                    end_date=now,
-                )
-            )
-
-        with self.db.session() as session:
-            failed = runs.enforce_dagrun_timeouts(
-                session, now, cache=self.cache, on_finished=note if self.listeners else None
-            )
-        for info in ended:  # committed
-            self.listeners.emit("on_run_finished", info)
-        if failed:
-            self.asked |= Step.CREATE_RUNS | Step.START_QUEUED_RUNS | Step.RUN_CALLBACKS
-        return failed
+        return self._end_runs(now, runs.enforce_dagrun_timeouts)
 
     def check_deadlines(self, now: datetime) -> int:
         """Housekeeping chore: record deadline misses once, start their callbacks; return misses + callbacks."""

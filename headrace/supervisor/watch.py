@@ -33,6 +33,7 @@ from sqlalchemy import select as sql_select
 from headrace.crypto import Encryptor
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry
+from headrace.db.outage import one_line
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor.fencing import die_with_parent
 from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree
@@ -326,7 +327,7 @@ class TaskWatch:
                 log.warning(
                     "heartbeat of task_try %d failed (retrying every beat): %s",
                     self.try_row_id,
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    one_line(exc),
                 )
                 self.say("heartbeat failed: the database is unreachable; the task goes on", "WARNING")
             self._outage = True

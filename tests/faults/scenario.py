@@ -20,7 +20,7 @@ from headrace.db.engine import Database
 from headrace.db.models import DagRun, TaskInstance, TaskTry
 from tests.integration.helpers import FAST, write_dag
 
-FAULT = {**FAST, "scheduler": {**FAST["scheduler"], "heartbeat_interval": 0.5}, "database": {"outage_tolerance": 300}}
+FAULT = {**FAST, "database": {"outage_tolerance": 300}}
 """Quick loops, and supervisors and the scheduler that wait out an outage of up to 5 minutes."""
 
 
