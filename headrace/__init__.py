@@ -2,19 +2,43 @@
 
 This package exports the authoring API only; importing it loads no database,
 configuration or executor code. Operators live in ``headrace.operators``.
+
+The names below are loaded on first use (PEP 562 ``__getattr__``), so that a
+command that needs no authoring code (``headrace dags list``, ``--help``) does
+not pay for importing it; ``from headrace import DAG`` works as usual.
 """
 
 from __future__ import annotations
 
-from headrace.authoring.dag import DAG
-from headrace.authoring.decorators import dag, task
-from headrace.authoring.secrets import Connection, Variable
-from headrace.authoring.task import BaseOperator, chain
-from headrace.authoring.trigger_rules import TriggerRule
-from headrace.authoring.xcom import XComArg
-from headrace.exceptions import FailTask, RetryTask, SkipTask
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from headrace.authoring.dag import DAG
+    from headrace.authoring.decorators import dag, task
+    from headrace.authoring.secrets import Connection, Variable
+    from headrace.authoring.task import BaseOperator, chain
+    from headrace.authoring.trigger_rules import TriggerRule
+    from headrace.authoring.xcom import XComArg
+    from headrace.exceptions import FailTask, RetryTask, SkipTask
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "DAG": "headrace.authoring.dag",
+    "dag": "headrace.authoring.decorators",
+    "task": "headrace.authoring.decorators",
+    "Connection": "headrace.authoring.secrets",
+    "Variable": "headrace.authoring.secrets",
+    "BaseOperator": "headrace.authoring.task",
+    "chain": "headrace.authoring.task",
+    "TriggerRule": "headrace.authoring.trigger_rules",
+    "XComArg": "headrace.authoring.xcom",
+    "FailTask": "headrace.exceptions",
+    "RetryTask": "headrace.exceptions",
+    "SkipTask": "headrace.exceptions",
+}
+"""Exported name -> the module that defines it."""
 
 __all__ = [
     # DAGs and tasks
@@ -36,3 +60,21 @@ __all__ = [
     # metadata
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name on first use and keep it in the module (PEP 562).
+
+    Raises AttributeError for a name the package does not export (``from headrace import X``
+    then fails with Python's usual ImportError).
+    """
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'headrace' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import jinja2
-
 from headrace.authoring.secrets import ConnectionAccessor, VariableAccessor
 from headrace.types import Context
 
 if TYPE_CHECKING:
+    import jinja2
+
     from headrace.authoring.dag import DAG
     from headrace.authoring.task import BaseOperator
 
@@ -172,6 +172,8 @@ def make_jinja_env(dag: DAG | None = None, searchpath: Iterable[str] = ()) -> ji
         paths += dag.template_searchpath
         if dag.fileloc and os.path.exists(dag.fileloc):
             paths.append(os.path.dirname(os.path.abspath(dag.fileloc)))
+    import jinja2  # here, not at the top: importing the authoring API renders nothing
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(paths or ["."]),
         undefined=jinja2.StrictUndefined,

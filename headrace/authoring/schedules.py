@@ -31,8 +31,6 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter  # type: ignore[import-untyped]  # no stubs shipped
-
 from headrace.exceptions import ScheduleError
 
 PRESETS: dict[str, str] = {
@@ -272,7 +270,7 @@ class CronTimetable(_IntervalTimetable):
         self.tz = tz
         self.summary = expression
         try:
-            croniter(self.cron, datetime(2000, 1, 1))
+            _croniter()(self.cron, datetime(2000, 1, 1))
         except (ValueError, KeyError, TypeError) as exc:  # croniter's errors derive from ValueError
             raise ScheduleError(f"invalid cron expression {expression!r}: {exc}") from None
         fields = self.cron.split()
@@ -287,7 +285,7 @@ class CronTimetable(_IntervalTimetable):
     def _step(self, t: datetime, forward: bool) -> datetime:
         local = ensure_aware(t).astimezone(self.tz)
         naive = local.replace(tzinfo=None)
-        it = croniter(self.cron, naive)
+        it = _croniter()(self.cron, naive)
         fired: datetime = it.get_next(datetime) if forward else it.get_prev(datetime)
         if self._every_hour:
             return (local.astimezone(UTC) + (fired - naive)).astimezone(UTC)
@@ -383,3 +381,10 @@ def deserialize_timetable(data: dict[str, Any]) -> Timetable:
     if kind == "delta":
         return DeltaTimetable(timedelta(seconds=float(data["seconds"])))
     raise ScheduleError(f"unknown serialized timetable {data!r}")
+
+
+def _croniter() -> Any:
+    """The ``croniter`` class, imported on first use (a cron schedule evaluated), not with the authoring API."""
+    from croniter import croniter  # type: ignore[import-untyped]  # no stubs shipped
+
+    return croniter

@@ -24,8 +24,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import jinja2
-
 from headrace.authoring.context import make_jinja_env
 from headrace.authoring.dag import DAG, DagContext, validate_id
 from headrace.authoring.trigger_rules import TriggerRule
@@ -33,6 +31,8 @@ from headrace.exceptions import DagDefinitionError
 from headrace.types import Callback, Context
 
 if TYPE_CHECKING:
+    import jinja2
+
     from headrace.authoring.xcom import XComArg
 
 MAX_RETRY_DELAY = timedelta(hours=24)
@@ -470,6 +470,8 @@ class BaseOperator(ABC):
         are. Raises ``DagDefinitionError`` naming the field when a variable is
         undefined or the template is broken.
         """
+        import jinja2  # here, not at the top: commands that only read DAGs (dags trigger) never render
+
         env = jinja_env or make_jinja_env(self.dag)
         for field in self.template_fields:
             value = getattr(self, field)

@@ -74,6 +74,8 @@ import time
 import traceback
 from types import FrameType
 
+import croniter  # type: ignore[import-untyped]  # noqa: F401  # the authoring API imports it on first use; the children should not pay for it
+import jinja2  # noqa: F401  # likewise: every try renders its templates
 import psutil
 import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401

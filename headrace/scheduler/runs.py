@@ -41,7 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from headrace.authoring.schedules import DataInterval, ensure_aware
-from headrace.dagfiles.processor import apply_next_run, set_next_run
+from headrace.dagfiles.next_run import apply_next_run, set_next_run
 from headrace.dagfiles.serialization import SerializedDag, next_runs
 from headrace.db import queries
 from headrace.db.models import DagModel, DagRun, DagVersion, ImportError_, TaskInstance

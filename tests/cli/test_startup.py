@@ -22,6 +22,11 @@ SERVER = {"fastapi", "uvicorn", "starlette", "alembic", "headrace.api", "headrac
 """Never needed to list or trigger DAGs."""
 DATABASE = {"sqlalchemy", "psycopg", "headrace.db"}
 RUNTIME = {"headrace.executors", "headrace.scheduler.loop", "headrace.supervisor.supervise"}
+PARSING = {"headrace.dagfiles.processor", "headrace.dagfiles.loader", "psutil"}
+"""Parsing DAG files and supervising processes: never needed to list or trigger DAGs."""
+RENDERING = {"jinja2", "croniter", "pydantic"}
+"""Loaded on first use: templates, cron schedules, and (Typer 0.29's) parameter coercion."""
+AUTHORING = {"headrace.authoring", "headrace.operators"}
 
 ONE_DAG = """
 from headrace import DAG
@@ -64,10 +69,31 @@ def test_list_and_trigger_import_no_server_or_runtime(
     assert DagProcessor(settings, db).refresh(datetime.now(UTC)).dags == 1
     listing = modules_loaded(cli_env, tmp_path, "dags", "list")
     assert "sqlalchemy" in listing
-    assert loaded(listing, SERVER | RUNTIME | {"headrace.scheduler"}) == set()
+    assert loaded(listing, SERVER | RUNTIME | PARSING | RENDERING | AUTHORING | {"headrace.scheduler"}) == set()
     triggering = modules_loaded(cli_env, tmp_path, "dags", "trigger", "startup_demo")
     assert "headrace.scheduler.runs" in triggering
-    assert loaded(triggering, SERVER | RUNTIME) == set()
+    assert loaded(triggering, SERVER | RUNTIME | PARSING | RENDERING) == set()
+
+
+def test_authoring_api_loads_on_first_use() -> None:
+    """``import headrace`` alone loads no authoring code; ``from headrace import DAG`` does, and gets the class."""
+    code = textwrap.dedent("""
+        import sys
+        import headrace
+        before = {m for m in sys.modules if m.startswith("headrace.authoring")}
+        from headrace import DAG, task
+        from headrace.authoring.dag import DAG as Real
+        assert DAG is Real and callable(task), (DAG, task)
+        try:
+            from headrace import NoSuchName  # noqa: F401
+        except ImportError as exc:
+            print("refused:", exc)
+        print(sorted(before))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "refused: cannot import name 'NoSuchName' from 'headrace'" in proc.stdout
+    assert proc.stdout.strip().endswith("[]"), proc.stdout
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
