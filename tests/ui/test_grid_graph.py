@@ -1,4 +1,4 @@
-"""``/ui/data`` grid, graph and recent runs, in process on SQLite and PostgreSQL, plus the page routes."""
+"""The grid and graph JSON (``headrace.ui.grid``, ``graph``) and recent runs under ``/ui/data``, in process on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from headrace.scheduler.runs import trigger_dag
 from headrace.states import TaskInstanceState as TI
 from headrace.ui.grid import STATE_CODES
 from headrace.ui.queries import topological_order
-from headrace.ui.trigger import param_field
 from headrace.webapp import create_app
 from tests.scheduler.conftest import move_ti, tis
 
@@ -108,11 +107,3 @@ def test_data_needs_login(settings: Settings, db: Database) -> None:
     with TestClient(create_app(settings, db)) as anon:
         resp = anon.get("/ui/data/recent_runs")
     assert resp.status_code == 401 and resp.json()["error"] == "AuthenticationError"
-
-
-def test_param_fields_are_typed_by_default() -> None:
-    assert param_field("flag", True)["kind"] == "bool"
-    assert param_field("n", 3)["kind"] == "int"
-    assert param_field("x", 1.5)["kind"] == "float"
-    assert param_field("s", "hi") == {"name": "s", "kind": "str", "value": "hi"}
-    assert param_field("l", [1, 2]) == {"name": "l", "kind": "json", "value": "[\n  1,\n  2\n]"}
