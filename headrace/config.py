@@ -126,6 +126,19 @@ SPEC: dict[str, dict[str, Option]] = {
             "catchup of DAGs that don't set it (DAG(catchup=None)); applied when a DAG file "
             "is parsed. False, as in Airflow 3.",
         ),
+        "create_cron_data_intervals": Option(
+            bool,
+            _const(False),
+            "A cron string as schedule makes data intervals between fire times, each run after its "
+            "interval ends (CronDataIntervalTimetable, Airflow 2's meaning) instead of a run at each "
+            "fire time with that time as its logical date (CronTriggerTimetable). False, as in Airflow 3.",
+        ),
+        "create_delta_data_intervals": Option(
+            bool,
+            _const(False),
+            "A timedelta or relativedelta as schedule makes data intervals (DeltaDataIntervalTimetable) "
+            "instead of a run every delta (DeltaTriggerTimetable). False, as in Airflow 3.",
+        ),
     },
     "executor": {
         "forkserver_idle_timeout": Option(

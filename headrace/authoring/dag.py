@@ -17,7 +17,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from headrace.authoring.graph import cycle_error, find_cycle, topological_order
-from headrace.authoring.schedules import Timetable, ensure_aware, make_timetable
+from headrace.authoring.schedules import Timetable, ensure_aware
+from headrace.authoring.timetables import make_timetable
 from headrace.exceptions import DagDefinitionError, DuplicateTaskIdError, TaskNotFound
 from headrace.types import Callback
 
@@ -190,7 +191,13 @@ class DAG:
         for name, value in (("max_active_runs", max_active_runs), ("max_active_tasks", max_active_tasks)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 self._fail(f"{name} must be a positive int or None, got {value!r}")
-        self.max_active_runs = max_active_runs
+        limit = self.timetable.active_runs_limit
+        if limit is not None and max_active_runs is not None and max_active_runs > limit:
+            self._fail(
+                f"DAG {self.dag_id!r}: max_active_runs={max_active_runs} but schedule "
+                f"{self.timetable.summary!r} allows at most {limit} active run(s)"
+            )
+        self.max_active_runs = limit if max_active_runs is None and limit is not None else max_active_runs
         self.max_active_tasks = max_active_tasks
         self.tags: list[str] = sorted(set(tags or []))
         self.description = description

@@ -1,71 +1,104 @@
-"""Schedules: from ``DAG(schedule=...)`` to the next DAG run and its data interval.
+"""Schedules, the base of every timetable: when DAG runs are due and which data interval each covers.
 
-Airflow's semantics, which the scheduler relies on:
+The names and the interface are Airflow 3's (``airflow.timetables.base``), so a custom timetable
+written for Airflow ports by changing its imports:
 
-* A scheduled run covers a *data interval* ``[start, end)``; its ``logical_date``
-  is the interval's start, and the run may be created once the interval has
-  ended: ``run_after = data_interval.end``. A daily DAG's run for 2024-01-01
-  is created just after 2024-01-02T00:00.
-* ``catchup=True``: runs follow one another with no gap, from the first interval
-  at or after ``start_date`` (aligned to the schedule) up to ``now`` (and
-  ``end_date``).
-* ``catchup=False``: only the latest complete interval before ``now`` is run;
-  intervals missed while the scheduler was down are skipped, never backfilled.
-* ``@once``: one run, at ``start_date`` (a zero-length interval).
-* ``timedelta``: intervals ``[start_date + k·delta, start_date + (k+1)·delta)``.
-* Cron expressions are evaluated in the DAG's time zone (``start_date``'s), so
-  ``0 2 * * *`` in Europe/Amsterdam fires at 02:00 local time in summer and in
-  winter. On the spring-forward day a time that does not exist moves forward
-  by the gap (02:30 → 03:30); on the fall-back day an hour-specific schedule
-  fires once. Schedules that fire every hour advance in absolute time, so
-  they neither skip nor repeat an hour. All returned datetimes are UTC-aware.
+* :class:`DataInterval` ``(start, end)`` and :class:`DagRunInfo` ``(run_after, data_interval)``,
+  whose ``logical_date`` is ``data_interval.start``;
+* :class:`TimeRestriction` ``(earliest, latest, catchup)``: the DAG's ``start_date``, ``end_date``
+  (both inclusive) and ``catchup``;
+* :class:`Timetable`: ``next_dagrun_info(*, last_automated_data_interval, restriction)``,
+  ``infer_manual_data_interval(*, run_after)``, ``serialize()`` / ``deserialize(data)``,
+  ``validate()``, ``summary``, ``description``, ``periodic``, ``can_be_scheduled``,
+  ``active_runs_limit``.
 
-``now`` is always passed in; nothing here reads the clock.
+The built-in timetables (cron and delta, trigger and data-interval, events, ``@once``,
+``@continuous``, ``None``) live in :mod:`headrace.authoring.timetables`, with
+``make_timetable`` (what ``DAG(schedule=...)`` becomes) and the serialized form.
+
+The clock: timetables that need "now" (``catchup=False``, ``@continuous``) call
+:func:`utcnow`; the scheduler evaluates them under :func:`clock_at` so that a pass sees one
+instant and tests can pin it. Nothing else here reads the clock. All datetimes returned by the
+built-in timetables are UTC-aware.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from headrace.exceptions import ScheduleError
 
-PRESETS: dict[str, str] = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@quarterly": "0 0 1 */3 *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
-"""Cron presets, as in Airflow (``@once`` and ``None`` are handled separately)."""
 
-
-@dataclass(frozen=True)
-class DataInterval:
-    """The span of data one DAG run covers: ``[start, end)``, both UTC-aware."""
+class DataInterval(NamedTuple):
+    """The span of data one DAG run covers: ``[start, end)``, both aware (Airflow's ``DataInterval``)."""
 
     start: datetime
     end: datetime
 
+    @classmethod
+    def exact(cls, at: datetime) -> DataInterval:
+        """The zero-length interval ``[at, at]`` (a run about one instant: ``@once``, events, triggers)."""
+        return cls(at, at)
 
-@dataclass(frozen=True)
-class DagRunInfo:
-    """The next DAG run a timetable asks for."""
 
-    logical_date: datetime
-    """The run's logical date (= ``data_interval.start``), UTC-aware."""
+class TimeRestriction(NamedTuple):
+    """What the DAG allows (Airflow's ``TimeRestriction``): no run before ``earliest`` or after ``latest``.
+
+    Both bounds are inclusive and aware, or None (no bound); they come from the DAG's
+    ``start_date`` and ``end_date``. ``catchup=False``: missed runs before now are not made.
+    """
+
+    earliest: datetime | None
+    latest: datetime | None
+    catchup: bool
+
+
+class DagRunInfo(NamedTuple):
+    """The next DAG run a timetable asks for (Airflow's ``DagRunInfo``)."""
+
+    run_after: datetime
+    """The earliest time the run may be created, aware."""
     data_interval: DataInterval
     """The data interval the run covers."""
 
+    @classmethod
+    def exact(cls, at: datetime) -> DagRunInfo:
+        """A run at ``at`` about the instant ``at``."""
+        return cls(at, DataInterval.exact(at))
+
+    @classmethod
+    def interval(cls, start: datetime, end: datetime) -> DagRunInfo:
+        """A run about ``[start, end)``, due once the interval has ended (``run_after = end``)."""
+        return cls(end, DataInterval(start, end))
+
     @property
-    def run_after(self) -> datetime:
-        """The earliest time at which the run may be created (the interval's end)."""
-        return self.data_interval.end
+    def logical_date(self) -> datetime:
+        """The run's logical date: the start of its data interval."""
+        return self.data_interval.start
+
+
+_CLOCK: ContextVar[datetime | None] = ContextVar("headrace_timetable_clock", default=None)
+
+
+def utcnow() -> datetime:
+    """Now, UTC-aware: the instant pinned by :func:`clock_at` if any, else the system clock."""
+    pinned = _CLOCK.get()
+    return pinned if pinned is not None else datetime.now(UTC)
+
+
+@contextmanager
+def clock_at(now: datetime) -> Iterator[None]:
+    """Evaluate timetables as if it were ``now`` (naive: UTC) inside the ``with`` block."""
+    token = _CLOCK.set(ensure_aware(now).astimezone(UTC))
+    try:
+        yield
+    finally:
+        _CLOCK.reset(token)
 
 
 def ensure_aware(value: datetime, tz: tzinfo = UTC) -> datetime:
@@ -103,13 +136,60 @@ def tz_from_name(name: str) -> tzinfo:
         raise ScheduleError(f"unknown time zone {name!r}") from exc
 
 
-class Timetable(ABC):
-    """Turns a schedule into DAG runs. Subclasses implement :meth:`next_run_info`."""
+class Timetable:
+    """The base of every timetable (Airflow's ``Timetable`` protocol, as a class to subclass).
 
-    summary: str = ""
-    """A short human description (the cron string, ``@once``, ``every 1:00:00``…)."""
+    A custom timetable overrides :meth:`next_dagrun_info` (and usually
+    :meth:`infer_manual_data_interval`, :meth:`serialize` and :meth:`deserialize`) and is passed
+    as ``DAG(schedule=MyTimetable(...))``. It must live in a module the scheduler can import by
+    name (a module beside the DAG files, or an installed package), not in the DAG file itself:
+    the scheduler imports ``type(tt).__module__`` to rebuild it and never runs DAG files.
+    """
 
-    @abstractmethod
+    description: str = ""
+    """Human-readable description, shown in the UI (e.g. "At 21:30, only on Friday")."""
+    periodic: bool = True
+    """False for schedules that are not periodic (``None``, ``@once``)."""
+    can_be_scheduled: bool = True
+    """False when the scheduler never creates runs on its own (``schedule=None``)."""
+    run_ordering: Sequence[str] = ("data_interval_end", "logical_date")
+    """How the UI orders this DAG's runs (DAG run field names)."""
+    active_runs_limit: int | None = None
+    """The most runs that may be active at once (the DAG's ``max_active_runs`` is capped to it)."""
+
+    @property
+    def summary(self) -> str:
+        """A short summary for the UI and CLI: the cron string, ``@once``… (default: the class name)."""
+        return type(self).__name__
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Timetable:
+        """Rebuild a timetable from :meth:`serialize`'s dict (default: ``cls()``)."""
+        return cls()
+
+    def serialize(self) -> dict[str, Any]:
+        """A JSON-able dict of this timetable's arguments, for :meth:`deserialize` (default: ``{}``)."""
+        return {}
+
+    def validate(self) -> None:
+        """Raise ``ScheduleError`` if the timetable is wrongly specified (called when the DAG is parsed)."""
+
+    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
+        """The data interval of a run triggered by hand at ``run_after`` (default: the instant itself)."""
+        return DataInterval.exact(run_after)
+
+    def next_dagrun_info(
+        self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
+    ) -> DagRunInfo | None:
+        """The run after the DAG's last scheduled (or backfill) run, due or not; None: no further run.
+
+        ``last_automated_data_interval`` is that run's data interval (None before the first run);
+        manual runs do not count. Subclasses must override this.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement next_dagrun_info")
+
+    # --- headrace's conveniences over next_dagrun_info ----------------------------
+
     def next_run_info(
         self,
         last: DataInterval | None,
@@ -119,12 +199,14 @@ class Timetable(ABC):
         catchup: bool,
         now: datetime,
     ) -> DagRunInfo | None:
-        """Return the run after ``last`` (the latest scheduled run's interval), due or not.
-
-        ``None`` when the schedule has no further run (never, ``@once`` done,
-        past ``end_date``, no ``start_date``). Compare ``run_after`` with the
-        clock to know when it is due; a scheduler can sleep until then.
-        """
+        """:meth:`next_dagrun_info` for a DAG with these dates, evaluated at ``now`` (:func:`clock_at`)."""
+        restriction = TimeRestriction(
+            None if start_date is None else ensure_aware(start_date).astimezone(UTC),
+            None if end_date is None else ensure_aware(end_date).astimezone(UTC),
+            catchup,
+        )
+        with clock_at(now):
+            return self.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
 
     def next_run(
         self,
@@ -135,7 +217,7 @@ class Timetable(ABC):
         catchup: bool,
         now: datetime,
     ) -> DagRunInfo | None:
-        """Return the next run that is due at ``now`` (its interval has ended), else ``None``."""
+        """The next run if it is due at ``now`` (``run_after <= now``), else None."""
         info = self.next_run_info(last, start_date=start_date, end_date=end_date, catchup=catchup, now=now)
         if info is None or info.run_after > ensure_aware(now):
             return None
@@ -150,241 +232,15 @@ class Timetable(ABC):
         catchup: bool,
         now: datetime,
     ) -> datetime | None:
-        """Return when the next run becomes due (may be ≤ ``now``), or ``None`` if never."""
+        """When the next run becomes due (may be ``<= now``), or None if never."""
         info = self.next_run_info(last, start_date=start_date, end_date=end_date, catchup=catchup, now=now)
         return None if info is None else info.run_after
-
-    @abstractmethod
-    def serialize(self) -> dict[str, Any]:
-        """Return a JSON-able dict that :func:`deserialize_timetable` turns back into an equal timetable."""
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Timetable) and type(other) is type(self) and self.serialize() == other.serialize()
 
     def __hash__(self) -> int:
-        return hash(repr(sorted(self.serialize().items())))
+        return hash((type(self).__qualname__, repr(sorted(self.serialize().items()))))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.summary!r})"
-
-
-class NullTimetable(Timetable):
-    """``schedule=None``: runs only when triggered."""
-
-    summary = "None"
-
-    def next_run_info(
-        self,
-        last: DataInterval | None,
-        *,
-        start_date: datetime | None,
-        end_date: datetime | None,
-        catchup: bool,
-        now: datetime,
-    ) -> DagRunInfo | None:
-        return None
-
-    def serialize(self) -> dict[str, Any]:
-        return {"type": "none"}
-
-
-class OnceTimetable(Timetable):
-    """``@once``: one run, at ``start_date``, with the zero-length interval ``[start_date, start_date]``."""
-
-    summary = "@once"
-
-    def next_run_info(
-        self,
-        last: DataInterval | None,
-        *,
-        start_date: datetime | None,
-        end_date: datetime | None,
-        catchup: bool,
-        now: datetime,
-    ) -> DagRunInfo | None:
-        if last is not None or start_date is None:
-            return None
-        start = ensure_aware(start_date).astimezone(UTC)
-        if end_date is not None and start > ensure_aware(end_date):
-            return None
-        return DagRunInfo(start, DataInterval(start, start))
-
-    def serialize(self) -> dict[str, Any]:
-        return {"type": "once"}
-
-
-class _IntervalTimetable(Timetable):
-    """Shared catchup logic for timetables made of back-to-back intervals."""
-
-    @abstractmethod
-    def _next(self, t: datetime) -> datetime:
-        """The first boundary strictly after ``t``."""
-
-    @abstractmethod
-    def _prev(self, t: datetime) -> datetime:
-        """The last boundary strictly before ``t``."""
-
-    def _align_next(self, t: datetime) -> datetime:
-        """``t`` if it is a boundary, else the next boundary."""
-        candidate = self._next(self._prev(t))
-        return t if candidate == t else self._next(t)
-
-    def _align_prev(self, t: datetime) -> datetime:
-        """``t`` if it is a boundary, else the previous boundary."""
-        candidate = self._next(self._prev(t))
-        return t if candidate == t else self._prev(t)
-
-    def _latest_complete_start(self, now: datetime, earliest: datetime) -> datetime:
-        """Start of the latest interval that has ended by ``now``, but not before ``earliest``."""
-        end = self._align_prev(now)
-        return max(self._prev(end), earliest)
-
-    def next_run_info(
-        self,
-        last: DataInterval | None,
-        *,
-        start_date: datetime | None,
-        end_date: datetime | None,
-        catchup: bool,
-        now: datetime,
-    ) -> DagRunInfo | None:
-        if start_date is None:
-            return None
-        now = ensure_aware(now).astimezone(UTC)
-        earliest = self._align_next(ensure_aware(start_date).astimezone(UTC))
-        if not catchup:
-            earliest = self._latest_complete_start(now, earliest)
-        start = earliest if last is None else max(self._align_prev(ensure_aware(last.end).astimezone(UTC)), earliest)
-        if end_date is not None and start > ensure_aware(end_date):
-            return None
-        return DagRunInfo(start, DataInterval(start, self._next(start)))
-
-
-class CronTimetable(_IntervalTimetable):
-    """A cron expression (or preset) evaluated in time zone ``tz``."""
-
-    def __init__(self, expression: str, tz: tzinfo = UTC) -> None:
-        """Raises ``ScheduleError`` naming the expression if croniter cannot parse it."""
-        self.expression = expression
-        self.cron = PRESETS.get(expression, expression)
-        self.tz = tz
-        self.summary = expression
-        try:
-            _croniter()(self.cron, datetime(2000, 1, 1))
-        except (ValueError, KeyError, TypeError) as exc:  # croniter's errors derive from ValueError
-            raise ScheduleError(f"invalid cron expression {expression!r}: {exc}") from None
-        fields = self.cron.split()
-        if len(fields) != 5:
-            raise ScheduleError(
-                f"invalid cron expression {expression!r}: expected 5 fields "
-                f"(minute hour day month weekday), got {len(fields)}"
-            )
-        # Schedules that fire in every hour advance in absolute time across DST changes.
-        self._every_hour = fields[1] == "*"
-
-    def _step(self, t: datetime, forward: bool) -> datetime:
-        local = ensure_aware(t).astimezone(self.tz)
-        naive = local.replace(tzinfo=None)
-        it = _croniter()(self.cron, naive)
-        fired: datetime = it.get_next(datetime) if forward else it.get_prev(datetime)
-        if self._every_hour:
-            return (local.astimezone(UTC) + (fired - naive)).astimezone(UTC)
-        # Wall-clock time in the DAG's zone; a non-existent time (spring forward)
-        # maps through UTC to the time after the gap.
-        aware = fired.replace(tzinfo=self.tz).astimezone(UTC)
-        if not forward and aware >= ensure_aware(t):
-            # Fall-back ambiguity made the "previous" time not earlier: step again.
-            return self._step(aware - timedelta(hours=1), forward=False)
-        return aware
-
-    def _next(self, t: datetime) -> datetime:
-        return self._step(t, forward=True)
-
-    def _prev(self, t: datetime) -> datetime:
-        return self._step(t, forward=False)
-
-    def serialize(self) -> dict[str, Any]:
-        return {"type": "cron", "expression": self.expression, "timezone": tz_name(self.tz)}
-
-
-class DeltaTimetable(_IntervalTimetable):
-    """Fixed intervals ``[anchor + k·delta, anchor + (k+1)·delta)`` anchored at ``start_date``."""
-
-    def __init__(self, delta: timedelta) -> None:
-        """Raises ``ScheduleError`` if ``delta`` is not positive."""
-        if delta <= timedelta(0):
-            raise ScheduleError(f"schedule interval must be positive, got {delta}")
-        self.delta = delta
-        self.summary = f"every {delta}"
-        self._anchor = datetime(1970, 1, 1, tzinfo=UTC)
-
-    def next_run_info(
-        self,
-        last: DataInterval | None,
-        *,
-        start_date: datetime | None,
-        end_date: datetime | None,
-        catchup: bool,
-        now: datetime,
-    ) -> DagRunInfo | None:
-        if start_date is not None:
-            self._anchor = ensure_aware(start_date).astimezone(UTC)
-        return super().next_run_info(last, start_date=start_date, end_date=end_date, catchup=catchup, now=now)
-
-    def _k(self, t: datetime) -> int:
-        return (ensure_aware(t) - self._anchor) // self.delta
-
-    def _next(self, t: datetime) -> datetime:
-        return self._anchor + (self._k(t) + 1) * self.delta
-
-    def _prev(self, t: datetime) -> datetime:
-        k = self._k(t)
-        at = self._anchor + k * self.delta
-        return at - self.delta if at == ensure_aware(t) else at
-
-    def serialize(self) -> dict[str, Any]:
-        return {"type": "delta", "seconds": self.delta.total_seconds()}
-
-
-def make_timetable(schedule: str | timedelta | Timetable | None, tz: tzinfo = UTC) -> Timetable:
-    """Build the timetable for ``DAG(schedule=...)``.
-
-    ``schedule``: ``None`` (never), ``"@once"``, a preset (``@hourly``, ``@daily``,
-    ``@weekly``, ``@monthly``, ``@quarterly``, ``@yearly``), a 5-field cron string,
-    a positive ``timedelta`` or a ready ``Timetable``. ``tz`` is the zone cron
-    strings are evaluated in. Raises ``ScheduleError`` naming the bad schedule.
-    """
-    if schedule is None:
-        return NullTimetable()
-    if isinstance(schedule, Timetable):
-        return schedule
-    if isinstance(schedule, timedelta):
-        return DeltaTimetable(schedule)
-    if isinstance(schedule, str):
-        if schedule == "@once":
-            return OnceTimetable()
-        if schedule.startswith("@") and schedule not in PRESETS:
-            raise ScheduleError(f"unknown schedule preset {schedule!r}; known: @once, {', '.join(PRESETS)}")
-        return CronTimetable(schedule, tz)
-    raise ScheduleError(f"schedule must be a cron string, a preset, a timedelta or None, not {type(schedule).__name__}")
-
-
-def deserialize_timetable(data: dict[str, Any]) -> Timetable:
-    """Rebuild a timetable from :meth:`Timetable.serialize` output. Raises ``ScheduleError``."""
-    kind = data.get("type")
-    if kind == "none":
-        return NullTimetable()
-    if kind == "once":
-        return OnceTimetable()
-    if kind == "cron":
-        return CronTimetable(str(data["expression"]), tz_from_name(str(data["timezone"])))
-    if kind == "delta":
-        return DeltaTimetable(timedelta(seconds=float(data["seconds"])))
-    raise ScheduleError(f"unknown serialized timetable {data!r}")
-
-
-def _croniter() -> Any:
-    """The ``croniter`` class, imported on first use (a cron schedule evaluated), not with the authoring API."""
-    from croniter import croniter  # type: ignore[import-untyped]  # no stubs shipped
-
-    return croniter

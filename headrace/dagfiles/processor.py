@@ -82,6 +82,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from headrace.authoring.dag_warnings import dag_warnings
+from headrace.authoring.timetables import set_schedule_defaults
 from headrace.config import Settings
 from headrace.dagfiles.loader import load_dags
 from headrace.dagfiles.next_run import apply_next_run, next_run_for
@@ -434,6 +435,11 @@ class DagProcessor:
         self.folders = [Path(settings.dags_folder), *(Path(f) for f in extra_folders)]
         self.timeout = settings.get_float("core", "dagbag_import_timeout")
         self.catchup_default = settings.get_bool("scheduler", "catchup_by_default")
+        # What a cron string or a delta means in the DAG files this process (and its parse children) imports.
+        set_schedule_defaults(
+            create_cron_data_intervals=settings.get_bool("scheduler", "create_cron_data_intervals"),
+            create_delta_data_intervals=settings.get_bool("scheduler", "create_delta_data_intervals"),
+        )
         self.concurrency = max(1, min(8, os.cpu_count() or 1))
         self._not_dag_files: dict[str, tuple[float, int]] = {}
         """Files without the marker text, with the (mtime, size) they had when read."""

@@ -9,8 +9,10 @@ ISO 8601 strings in UTC, and callables only as ``has_*_callback`` flags.
 The scheduler must never be stopped by a DAG's schedule. :func:`check_schedule`
 is what the DAG processor runs on every DAG it parsed: read the serialized
 DAG back and evaluate its timetable once, as the scheduler will; any failure
-(a custom ``Timetable`` subclass, a schedule that raises when evaluated) is a
-``ScheduleError`` with the DAG's file and line, i.e. that DAG's import error.
+(a custom ``Timetable`` defined in the DAG file itself, where the scheduler
+cannot import it; a ``serialize``/``deserialize`` that raises or loses
+arguments; a schedule that raises when evaluated) is a ``ScheduleError`` with
+the DAG's file and line, i.e. that DAG's import error.
 A stored timetable that no longer deserializes (written by another headrace
 version, or edited by hand) is read as an :class:`UnreadableTimetable`, so the
 DAG's graph and its runs still work; evaluating it raises ``ScheduleError``,
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,12 +34,13 @@ from headrace.authoring.dag import DAG
 from headrace.authoring.schedules import (
     DagRunInfo,
     DataInterval,
+    TimeRestriction,
     Timetable,
-    deserialize_timetable,
     tz_from_name,
     tz_name,
 )
 from headrace.authoring.task import BaseOperator, retry_delay_seconds
+from headrace.authoring.timetables import deserialize_timetable, serialize_timetable
 from headrace.authoring.trigger_rules import TriggerRule
 from headrace.exceptions import DagDefinitionError, ScheduleError, TaskNotFound
 
@@ -117,7 +122,7 @@ def serialize_dag(dag: DAG, *, catchup_default: bool = False) -> dict[str, Any]:
             "fileloc": dag.fileloc,
             "lineno": dag.lineno,
             "schedule": None if dag.schedule is None else dag.timetable.summary,
-            "timetable": _sorted_dict(dag.timetable.serialize()),
+            "timetable": _sorted_dict(serialize_timetable(dag.timetable)),
             "timezone": tz_name(dag.timezone or UTC),
             "start_date": _iso(dag.start_date),
             "end_date": _iso(dag.end_date),
@@ -148,8 +153,8 @@ def check_schedule(dag: DAG, data: Mapping[str, Any], now: datetime) -> None:
 
     Raises ``ScheduleError`` naming the DAG, with its file and line, when the
     timetable is a class the scheduler cannot rebuild (a custom ``Timetable``
-    subclass: they come with the authoring work), does not deserialize, or
-    raises when asked for its first two runs (e.g. the cron ``0 0 30 2 *``,
+    defined in the DAG file, which the scheduler never imports), does not
+    deserialize to an equal timetable, or raises when asked for its first two runs (e.g. the cron ``0 0 30 2 *``,
     February 30th, which croniter accepts and then cannot evaluate).
     """
     where: dict[str, Any] = {"fileloc": dag.fileloc, "lineno": dag.lineno}
@@ -160,10 +165,19 @@ def check_schedule(dag: DAG, data: Mapping[str, Any], now: datetime) -> None:
         raise ScheduleError(
             f"DAG {dag.dag_id!r} cannot be read back after serializing: {type(exc).__name__}: {exc}", **where
         ) from None
-    if isinstance(sdag.timetable, UnreadableTimetable) or type(sdag.timetable) is not own:
+    if own.__module__ == "__main__" or own.__module__.startswith("headrace_dag_"):  # see dagfiles.loader
         raise ScheduleError(
-            f"DAG {dag.dag_id!r}: the custom timetable {own.__name__} is not supported yet; the scheduler "
-            "runs cron strings, presets, timedeltas, '@once' and None",
+            f"DAG {dag.dag_id!r}: the timetable class {own.__name__} is defined in a DAG file; the scheduler "
+            "imports timetables by module name and never runs DAG files: move it to a module of its own "
+            "(beside the DAG files or in an installed package) and import it from there",
+            **where,
+        )
+    if isinstance(sdag.timetable, UnreadableTimetable):
+        raise ScheduleError(f"DAG {dag.dag_id!r}: {sdag.timetable.error}", **where)
+    if type(sdag.timetable) is not own or sdag.timetable != dag.timetable:
+        raise ScheduleError(
+            f"DAG {dag.dag_id!r}: the timetable {own.__name__} does not read back as it was written: "
+            f"{own.__name__}.deserialize(serialize()) gave {sdag.timetable!r}",
             **where,
         )
     try:
@@ -201,28 +215,33 @@ class UnreadableTimetable(Timetable):
         self.data = dict(data)
         self.error = error
         """Why it could not be read, one line."""
-        self.summary = "unreadable"
 
-    def next_run_info(
-        self,
-        last: DataInterval | None,
-        *,
-        start_date: datetime | None,
-        end_date: datetime | None,
-        catchup: bool,
-        now: datetime,
+    @property
+    def summary(self) -> str:
+        return "unreadable"
+
+    def next_dagrun_info(
+        self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
     ) -> DagRunInfo | None:
         raise ScheduleError(self.error)
+
+    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
+        return DataInterval.exact(run_after)
 
     def serialize(self) -> dict[str, Any]:
         return dict(self.data)
 
 
-def _timetable(data: Mapping[str, Any]) -> Timetable:
+def _timetable(data: Mapping[str, Any], fileloc: str | None) -> Timetable:
+    """The stored timetable; a custom class's module is looked for beside the DAG file too (as when parsed)."""
+    if fileloc and "__type" in data and not str(data["__type"]).startswith("headrace."):
+        folder = os.path.dirname(fileloc)
+        if folder and folder not in sys.path:
+            sys.path.append(folder)
     try:
         return deserialize_timetable(dict(data))
     except Exception as exc:  # noqa: BLE001 - a newer layout, a hand edit: keep the graph usable, fail only the schedule
-        return UnreadableTimetable(data, f"stored timetable {dict(data)!r} cannot be read: {exc}")
+        return UnreadableTimetable(data, f"the stored timetable cannot be read: {exc}")
 
 
 def _date(value: str | None) -> datetime | None:
@@ -355,7 +374,7 @@ class SerializedDag:
             fileloc=d["fileloc"],
             lineno=int(d.get("lineno") or 0),
             schedule=d["schedule"],
-            timetable=_timetable(d["timetable"]),
+            timetable=_timetable(d["timetable"], d.get("fileloc")),
             timezone=d.get("timezone", "UTC"),
             start_date=_date(d["start_date"]),
             end_date=_date(d["end_date"]),

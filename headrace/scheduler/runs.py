@@ -276,7 +276,7 @@ def trigger_dag(
         run_id=rid,
         run_type="manual",
         logical_date=when,
-        data_interval=DataInterval(when, when),
+        data_interval=sdag.timetable.infer_manual_data_interval(run_after=when),
         now=now,
         conf=conf_dict,
     )

@@ -5,14 +5,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from headrace.authoring.schedules import (
-    CronTimetable,
-    DataInterval,
-    DeltaTimetable,
+from headrace.authoring.schedules import DataInterval
+from headrace.authoring.timetables import (
+    CronDataIntervalTimetable,
+    DeltaDataIntervalTimetable,
     NullTimetable,
     OnceTimetable,
     deserialize_timetable,
     make_timetable,
+    serialize_timetable,
 )
 from headrace.exceptions import ScheduleError
 
@@ -34,8 +35,8 @@ def runs(
     tz: object = UTC,
     limit: int = 50,
 ) -> list[DataInterval]:
-    """Every run the timetable creates, one after another, until none is due at ``now``."""
-    tt = make_timetable(schedule, tz)  # type: ignore[arg-type]
+    """Every run the data-interval timetable (Airflow 2's meaning) creates, one after another, until none is due."""
+    tt = make_timetable(schedule, tz, create_cron_data_intervals=True, create_delta_data_intervals=True)  # type: ignore[arg-type]
     out: list[DataInterval] = []
     last = None
     while len(out) < limit:
@@ -73,14 +74,14 @@ def test_bad_schedule_types() -> None:
 def test_kinds_and_summaries() -> None:
     assert isinstance(make_timetable(None), NullTimetable)
     assert isinstance(make_timetable("@once"), OnceTimetable)
-    assert isinstance(make_timetable("@daily"), CronTimetable)
-    assert isinstance(make_timetable(timedelta(hours=1)), DeltaTimetable)
+    assert isinstance(make_timetable("@daily", create_cron_data_intervals=True), CronDataIntervalTimetable)
+    assert isinstance(make_timetable(timedelta(hours=1), create_delta_data_intervals=True), DeltaDataIntervalTimetable)
     assert make_timetable("*/5 * * * *").summary == "*/5 * * * *"
     assert make_timetable("@daily").summary == "@daily"
 
 
 def test_data_interval_is_prev_to_next_fire_and_due_at_its_end() -> None:
-    tt = make_timetable("@daily")
+    tt = make_timetable("@daily", create_cron_data_intervals=True)
     start = utc(2024, 1, 1)
     assert tt.next_run(None, start_date=start, end_date=None, catchup=True, now=utc(2024, 1, 1, 23, 59)) is None
     info = tt.next_run(None, start_date=start, end_date=None, catchup=True, now=utc(2024, 1, 2))
@@ -112,7 +113,7 @@ def test_catchup_false_on_a_boundary() -> None:
 
 
 def test_catchup_false_after_downtime_skips_missed_intervals() -> None:
-    tt = make_timetable("@daily")
+    tt = make_timetable("@daily", create_cron_data_intervals=True)
     last = DataInterval(utc(2024, 1, 2), utc(2024, 1, 3))
     info = tt.next_run(last, start_date=utc(2024, 1, 1), end_date=None, catchup=False, now=utc(2024, 1, 8, 1))
     assert info is not None and info.logical_date == utc(2024, 1, 7)
@@ -121,14 +122,14 @@ def test_catchup_false_after_downtime_skips_missed_intervals() -> None:
 
 
 def test_catchup_false_before_first_interval_ends() -> None:
-    tt = make_timetable("@daily")
+    tt = make_timetable("@daily", create_cron_data_intervals=True)
     kw = dict(start_date=utc(2024, 1, 1), end_date=None, catchup=False)
     assert tt.next_run(None, now=utc(2024, 1, 1, 12), **kw) is None  # type: ignore[arg-type]
     assert tt.next_run_after(None, now=utc(2024, 1, 1, 12), **kw) == utc(2024, 1, 2)  # type: ignore[arg-type]
 
 
 def test_next_run_after_tells_when_to_wake_up() -> None:
-    tt = make_timetable("*/15 * * * *")
+    tt = make_timetable("*/15 * * * *", create_cron_data_intervals=True)
     last = DataInterval(utc(2024, 1, 1, 10), utc(2024, 1, 1, 10, 15))
     kw = dict(start_date=utc(2024, 1, 1), end_date=None, catchup=False)
     assert tt.next_run(last, now=utc(2024, 1, 1, 10, 20), **kw) is None  # type: ignore[arg-type]
@@ -141,7 +142,7 @@ def test_end_date_stops_runs() -> None:
 
 
 def test_no_start_date_means_no_runs() -> None:
-    tt = make_timetable("@daily")
+    tt = make_timetable("@daily", create_cron_data_intervals=True)
     assert tt.next_run(None, start_date=None, end_date=None, catchup=True, now=utc(2024, 1, 1)) is None
 
 
@@ -213,7 +214,7 @@ def test_hourly_cron_over_spring_forward() -> None:
 @pytest.mark.parametrize("schedule", [None, "@once", "@daily", "*/10 2-4 * * 1-5", timedelta(minutes=90)])
 def test_serialize_round_trip(schedule: object) -> None:
     tt = make_timetable(schedule, AMS)  # type: ignore[arg-type]
-    again = deserialize_timetable(tt.serialize())
+    again = deserialize_timetable(serialize_timetable(tt))
     assert again == tt
     assert again.summary == tt.summary
 
@@ -222,7 +223,7 @@ def test_serialize_keeps_time_zone_and_offsets() -> None:
     fixed = timezone(timedelta(hours=-3, minutes=-30))
     tt = make_timetable("0 9 * * *", fixed)
     assert tt.serialize()["timezone"] == "-03:30"
-    assert deserialize_timetable(tt.serialize()) == tt
+    assert deserialize_timetable(serialize_timetable(tt)) == tt
     with pytest.raises(ScheduleError, match="unknown time zone"):
         deserialize_timetable({"type": "cron", "expression": "@daily", "timezone": "Mars/Olympus"})
     with pytest.raises(ScheduleError, match="unknown serialized timetable"):

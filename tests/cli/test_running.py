@@ -95,7 +95,8 @@ def test_trigger_wait_and_backfill(
         assert per_ti and all(n == 1 for _, n in per_ti)
         ti = s.scalars(select(TaskInstance).where(TaskInstance.run_id == runs[0].run_id)).one()
         log_path = s.scalars(select(TaskTry.log_path).where(TaskTry.task_instance_id == ti.id)).one()
-    assert "interval 2026-02-01T00:00:00+00:00 to 2026-02-02T00:00:00+00:00" in Path(log_path).read_text()
+    # Airflow 3's "@daily" (CronTriggerTimetable): the data interval of a run is the instant it fires
+    assert "interval 2026-02-01T00:00:00+00:00 to 2026-02-01T00:00:00+00:00" in Path(log_path).read_text()
     # A second backfill of the same range creates nothing new.
     r = cli("dags", "backfill", "cli_daily", "-s", "2026-02-01", "-e", "2026-02-03")
     assert r.code == 0 and "0 new DAG run(s)" in r.out

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from headrace.authoring.dag import DAG
-from headrace.authoring.schedules import CronTimetable, DagRunInfo, DataInterval, Timetable
+from headrace.authoring.schedules import DagRunInfo, DataInterval, TimeRestriction, Timetable
+from headrace.authoring.timetables import CronTriggerTimetable
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor, ParseResult
 from headrace.dagfiles.serialization import SerializedDag, UnreadableTimetable, check_schedule, serialize_dag
@@ -22,25 +23,34 @@ NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
 class Everyday(Timetable):
-    summary = "everyday"
+    """A custom timetable in an importable module (this one): the scheduler rebuilds it by import path."""
 
-    def next_run_info(
-        self,
-        last: DataInterval | None,
-        *,
-        start_date: datetime | None,
-        end_date: datetime | None,
-        catchup: bool,
-        now: datetime,
+    def next_dagrun_info(
+        self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
     ) -> DagRunInfo | None:
-        return DagRunInfo(now, DataInterval(now, now))
-
-    def serialize(self) -> dict[str, Any]:
-        return {"type": "cron", "expression": "@daily", "timezone": "UTC"}  # passes for a built-in one
+        return DagRunInfo.exact(restriction.earliest or NOW)
 
 
-class MyCron(CronTimetable):
-    """A subclass of a built-in timetable: it would deserialize as its base and lose what it changed."""
+class MyCron(CronTriggerTimetable):
+    """A subclass of a built-in timetable: it deserializes as itself (``deserialize`` is a classmethod)."""
+
+
+class Lossy(Timetable):
+    """Forgets its argument when serialized: the scheduler would run something else than the author wrote."""
+
+    def __init__(self, hour: int = 0) -> None:
+        self.hour = hour
+
+    def next_dagrun_info(
+        self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
+    ) -> DagRunInfo | None:
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lossy) and other.hour == self.hour
+
+    def __hash__(self) -> int:
+        return self.hour
 
 
 def make(dag_id: str, schedule: Any) -> DAG:
@@ -55,12 +65,28 @@ def test_built_in_schedules_pass_the_check() -> None:
         check_schedule(dag, serialize_dag(dag), NOW)
 
 
-@pytest.mark.parametrize("timetable", [Everyday(), MyCron("@daily")], ids=["custom", "subclass"])
-def test_a_custom_timetable_is_refused_with_the_dag_line(timetable: Timetable) -> None:
+@pytest.mark.parametrize("timetable", [Everyday(), MyCron("@daily", timezone="UTC")], ids=["custom", "subclass"])
+def test_a_custom_timetable_in_an_importable_module_passes_and_reads_back_as_itself(timetable: Timetable) -> None:
     dag = make("custom", timetable)
-    with pytest.raises(ScheduleError, match="custom timetable .* is not supported yet") as info:
+    data = serialize_dag(dag)
+    check_schedule(dag, data, NOW)
+    assert data["timetable"]["__type"] == f"{__name__}.{type(timetable).__name__}"
+    sdag = SerializedDag.from_dict(data)
+    assert type(sdag.timetable) is type(timetable) and sdag.timetable == timetable
+
+
+def test_a_timetable_defined_in_a_dag_file_is_refused_with_the_dag_line() -> None:
+    local = type("Local", (Everyday,), {"__module__": "headrace_dag_0123456789ab"})
+    dag = make("custom", local())
+    with pytest.raises(ScheduleError, match="the timetable class Local is defined in a DAG file") as info:
         check_schedule(dag, serialize_dag(dag), NOW)
     assert (info.value.fileloc, info.value.lineno) == (dag.fileloc, dag.lineno)
+
+
+def test_a_timetable_that_does_not_read_back_is_refused() -> None:
+    dag = make("lossy", Lossy(hour=5))
+    with pytest.raises(ScheduleError, match="Lossy does not read back as it was written"):
+        check_schedule(dag, serialize_dag(dag), NOW)
 
 
 def test_a_schedule_that_raises_when_evaluated_is_refused() -> None:
@@ -77,6 +103,7 @@ def test_an_unreadable_stored_timetable_keeps_the_graph() -> None:
     assert sdag.timetable.serialize() == {"type": "from_the_future"}  # the version's hash is unchanged
     with pytest.raises(ScheduleError, match="from_the_future"):
         sdag.timetable.next_run_info(None, start_date=None, end_date=None, catchup=False, now=NOW)
+    assert sdag.timetable.infer_manual_data_interval(run_after=NOW) == DataInterval(NOW, NOW)  # triggering works
 
 
 def test_storing_guards_what_the_child_did_not_check(settings: Settings, db: Database) -> None:

@@ -13,7 +13,7 @@ import pytest
 from headrace.authoring.dag import DAG, DagContext
 from headrace.authoring.decorators import task
 from headrace.authoring.operators import BashOperator, EmptyOperator
-from headrace.authoring.schedules import CronTimetable
+from headrace.authoring.timetables import CronTriggerTimetable, DeltaTriggerTimetable
 from headrace.authoring.trigger_rules import TriggerRule
 from headrace.authoring.xcom import XComArg
 from headrace.dagfiles import collect_dags
@@ -90,7 +90,7 @@ def test_round_trip_to_serialized_dag() -> None:
     sd = SerializedDag.from_dict(json.loads(json.dumps(data)))
     assert sd.dag_id == "etl" and sd.fileloc == __file__ and sd.lineno > 0
     assert sd.schedule == "0 3 * * *"
-    assert isinstance(sd.timetable, CronTimetable) and sd.timezone == "Europe/Amsterdam"
+    assert isinstance(sd.timetable, CronTriggerTimetable) and sd.timezone == "Europe/Amsterdam"
     assert sd.start_date == datetime(2023, 12, 31, 23, tzinfo=UTC)
     assert sd.end_date is None and sd.catchup is True
     assert (sd.max_active_runs, sd.max_active_tasks) == (2, None)
@@ -126,7 +126,8 @@ def test_unscheduled_and_timedelta_dags() -> None:
     sd = SerializedDag.from_dict(
         serialize_dag(DAG("delta", schedule=timedelta(hours=2), start_date=datetime(2024, 1, 1)))
     )
-    assert sd.schedule == "every 2:00:00" and sd.timetable.serialize() == {"type": "delta", "seconds": 7200.0}
+    assert sd.schedule == "every 2:00:00" and isinstance(sd.timetable, DeltaTriggerTimetable)
+    assert sd.timetable.serialize() == {"delta": 7200.0, "interval": 0.0}
 
 
 def test_params_must_be_json() -> None:

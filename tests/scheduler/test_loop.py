@@ -119,7 +119,7 @@ def test_loop_parses_and_schedules_a_dag_file(settings: Settings, db: Database) 
         num_loops=1000,
     )  # an idle loop moves the fake clock <= loop_interval (1 s)
     [done] = runs(db)
-    assert (done.run_id, done.state) == ("scheduled__2024-01-03T23:00:00+00:00", "success")
+    assert (done.run_id, done.state) == ("scheduled__2024-01-04T00:00:00+00:00", "success")  # the latest fire time
     assert tis(db)["a"].state == "success"
 
 

@@ -31,15 +31,18 @@ def daily(dag_id: str = "daily", *, catchup: bool, max_active_runs: int | None =
 def test_catchup_creates_every_missed_interval(settings: Settings, db: Database) -> None:
     store_dags(settings, db, daily(catchup=True))
     with db.session() as session:
-        assert create_runs(session, NOW) == 3
-    assert [r.run_id for r in runs(db)] == [f"scheduled__2024-01-0{d}T00:00:00+00:00" for d in (1, 2, 3)]
+        assert create_runs(session, NOW) == 4  # "@daily" fires at 00:00 of Jan 1, 2, 3 and 4 (NOW is Jan 4, 00:30)
+    assert [r.run_id for r in runs(db)] == [f"scheduled__2024-01-0{d}T00:00:00+00:00" for d in (1, 2, 3, 4)]
     run = runs(db)[0]
-    assert run.state == "queued" and run.data_interval_end == datetime(2024, 1, 2, tzinfo=UTC)
+    # Airflow 3's CronTriggerTimetable: the logical date is the fire time, the data interval that instant
+    assert run.state == "queued" and run.data_interval_start == run.data_interval_end == datetime(
+        2024, 1, 1, tzinfo=UTC
+    )
     a = tis(db, run.run_id)["a"]
     assert (a.state, a.max_tries, a.priority_weight, a.pool, a.try_number) == ("none", 2, 5, "default_pool", 0)
     with db.session() as session:
         dag = session.get(DagModel, "daily")
-        assert dag is not None and dag.next_logical_date == datetime(2024, 1, 4, tzinfo=UTC)
+        assert dag is not None and dag.next_logical_date == datetime(2024, 1, 5, tzinfo=UTC)
         assert dag.next_run_after == datetime(2024, 1, 5, tzinfo=UTC)
         assert create_runs(session, NOW) == 0  # nothing new is due
 
@@ -49,7 +52,7 @@ def test_no_catchup_creates_only_the_latest_interval(settings: Settings, db: Dat
     with db.session() as session:
         assert create_runs(session, NOW) == 1
         assert create_runs(session, NOW + timedelta(days=3)) == 1  # missed days are skipped
-    assert [r.logical_date for r in runs(db)] == [datetime(2024, 1, 3, tzinfo=UTC), datetime(2024, 1, 6, tzinfo=UTC)]
+    assert [r.logical_date for r in runs(db)] == [datetime(2024, 1, 4, tzinfo=UTC), datetime(2024, 1, 7, tzinfo=UTC)]
 
 
 def test_max_active_runs_limits_creation_and_start(settings: Settings, db: Database) -> None:
@@ -113,11 +116,11 @@ def test_trigger_dag_errors(settings: Settings, db: Database) -> None:
 def test_backfill_skips_existing_logical_dates(settings: Settings, db: Database) -> None:
     store_dags(settings, db, daily(catchup=False))
     with db.session() as session:
-        create_runs(session, NOW)  # 2024-01-03
+        create_runs(session, NOW)  # 2024-01-04
         made = create_backfill(
-            session, "daily", datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 3, 12, tzinfo=UTC), now=NOW
+            session, "daily", datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 4, 12, tzinfo=UTC), now=NOW
         )
-    assert [r.run_id for r in made] == ["backfill__2024-01-01T00:00:00+00:00", "backfill__2024-01-02T00:00:00+00:00"]
+    assert [r.run_id for r in made] == ["backfill__2024-01-02T00:00:00+00:00", "backfill__2024-01-03T00:00:00+00:00"]
     assert all(r.run_type == "backfill" for r in made)
 
 
