@@ -69,7 +69,11 @@ def try_log_path(
     share a file). ``map_index`` is a component only for a mapped task
     instance (``map_index >= 0``; -1 means not mapped), as in Airflow.
     """
-    parts = [encode_component("dag_id", dag_id), encode_component("run_id", run_id), encode_component("task_id", task_id)]
+    parts = [
+        encode_component("dag_id", dag_id),
+        encode_component("run_id", run_id),
+        encode_component("task_id", task_id),
+    ]
     if map_index >= 0:
         parts.append(f"map_index={int(map_index)}")
     return Path(base_log_folder).joinpath(*parts, f"attempt={int(try_number)}.log")
