@@ -233,6 +233,13 @@ SPEC: dict[str, dict[str, Option]] = {
     },
     "logging": {
         "base_log_folder": Option(str, lambda h: str(h / "logs"), "Folder for per-try log files."),
+        "max_try_log_bytes": Option(
+            int,
+            _const(100 * 1024 * 1024),
+            "Largest try log in bytes: past it the log keeps its head and tail and says how much was dropped.",
+            64 * 1024,
+            1 << 50,
+        ),
         "logging_level": Option(
             str, _const("INFO"), "Level of headrace's own logs.", choices=("DEBUG", "INFO", "WARNING", "ERROR")
         ),

@@ -26,6 +26,11 @@ A *pass* over the DAG files:
    ``is_active = False``. A file that fails to import keeps its DAGs as they
    were (Airflow's behaviour): a typo must not make a DAG vanish.
 
+A ``dag_id`` defined in two files stays bound to the first (see
+:mod:`~headrace.dagfiles.ownership`): the other file gets the import error
+``Ignoring DAG <dag_id> from <file> - also found in <first file>``, and takes
+the DAG over, without being touched, once the first file stops defining it.
+
 For DAGs that are new or whose schedule changed, ``next_logical_date``,
 ``next_data_interval_*`` and ``next_run_after`` are computed from the
 timetable and the latest scheduled run.
@@ -86,6 +91,7 @@ from headrace.authoring.timetables import set_schedule_defaults
 from headrace.config import Settings
 from headrace.dagfiles.loader import load_dags
 from headrace.dagfiles.next_run import apply_next_run, next_run_for
+from headrace.dagfiles.ownership import blocking_owner, duplicate_message, owner_of, reparse_claimants
 from headrace.dagfiles.serialization import (
     SerializedDag,
     UnreadableTimetable,
@@ -384,6 +390,12 @@ class ParseBatch:
             os.waitpid(child.pid, 0)
         self.running.clear()
 
+    def add(self, filelocs: Iterable[str]) -> None:
+        """Parse ``filelocs`` too (those not waiting or running already), as slots free up."""
+        busy = set(self.waiting) | {c.fileloc for c in self.running.values()}
+        self.waiting += [f for f in dict.fromkeys(filelocs) if f not in busy]
+        self._start_waiting()
+
     def _start_waiting(self) -> None:
         while self.waiting and len(self.running) < self.concurrency:
             child = _start_child(self.waiting.pop(0), self.timeout, self.catchup_default)
@@ -422,8 +434,12 @@ class _Pass:
     batch: ParseBatch
     results: list[ParseResult] = field(default_factory=list)
     """Results stored so far, in the order the children finished."""
+    refused: set[int] = field(default_factory=set)
+    """Indexes in ``results`` of files that imported but had a DAG refused (its ``dag_id`` is another file's)."""
     dags: int = 0
     """DAGs stored so far."""
+    bound: dict[str, str] = field(default_factory=dict)
+    """``{dag_id: fileloc}`` of DAGs that were free before this pass and bound during it (see ``ownership``)."""
 
 
 class DagProcessor:
@@ -445,6 +461,10 @@ class DagProcessor:
         """Files without the marker text, with the (mtime, size) they had when read."""
         self._pass: _Pass | None = None
         """The pass in progress (see :meth:`start`)."""
+        self._refused_last: set[str] = set()
+        """Files that the last :meth:`store_result` gave a duplicate ``dag_id`` import error."""
+        self._reparse: list[str] = []
+        """Files to parse again in the pass in progress: a DAG they define was given up by its file."""
 
     def list_files(self) -> dict[str, tuple[float, int]]:
         """``{real path: (mtime, size)}`` of the DAG files in the folders (those containing "headrace")."""
@@ -490,9 +510,10 @@ class DagProcessor:
         files = self.list_files()
         with self.db.session() as session:
             known = {f.fileloc: f for f in session.scalars(sql_select(DagFile))}
+            for fileloc in sorted(set(known) - set(files)):
+                self._forget_file(session, known[fileloc], now)  # may mark files defining its DAGs for parsing
             changed = [p for p, stamp in files.items() if p not in known or (known[p].mtime, known[p].size) != stamp]
-            for fileloc in set(known) - set(files):
-                self._forget_file(session, known[fileloc], now)
+        self._reparse.clear()
         self._pass = _Pass(
             started,
             files,
@@ -516,8 +537,11 @@ class DagProcessor:
         for result in run.batch.poll():
             mtime, size = run.files[result.fileloc]
             with self.db.session() as session:
-                run.dags += self.store_result(session, result, mtime, size, now)
+                run.dags += self.store_result(session, result, mtime, size, now, bound_this_pass=run.bound)
             run.results.append(result)
+            run.refused.update(i for i, r in enumerate(run.results) if r.fileloc in self._refused_last)
+            run.batch.add([f for f in self._reparse if f in run.files])
+            self._reparse.clear()
             if result.error is not None:
                 log.warning("import error in %s: %s", result.fileloc, result.error.message)
             for err in result.dag_errors:
@@ -530,9 +554,9 @@ class DagProcessor:
             len(run.files),
             len(results),
             run.dags,
-            sum(not r.ok for r in results),
+            sum(not r.ok or i in run.refused for i, r in enumerate(results)),
             time.monotonic() - run.started,
-            tuple((r.fileloc, r.seconds, r.ok) for r in results),
+            tuple((r.fileloc, r.seconds, r.ok and i not in run.refused) for i, r in enumerate(results)),
         )
         if results:
             log.info(
@@ -574,25 +598,44 @@ class DagProcessor:
         return stats
 
     def _forget_file(self, session: Session, row: DagFile, now: datetime) -> None:
-        """A file was deleted: its DAGs become inactive and its import errors go."""
-        self._deactivate(session, row.fileloc, row.dag_ids)
+        """A file was deleted: its DAGs become inactive and its import errors go; other files defining them are
+        marked for parsing (one of them takes each over)."""
+        self._reparse += reparse_claimants(session, self._deactivate(session, row.fileloc, row.dag_ids), row.fileloc)
         session.execute(delete(ImportError_).where(ImportError_.fileloc == row.fileloc))
         session.delete(row)
         log.info("DAG file %s is gone; DAGs %s are now inactive", row.fileloc, row.dag_ids)
 
     @staticmethod
-    def _deactivate(session: Session, fileloc: str, dag_ids: Iterable[str]) -> None:
+    def _deactivate(session: Session, fileloc: str, dag_ids: Iterable[str]) -> list[str]:
+        """Deactivate those of ``dag_ids`` bound to ``fileloc``; return them."""
+        done: list[str] = []
         for dag_id in dag_ids:
             dag = session.get(DagModel, dag_id)
             if dag is not None and dag.fileloc == fileloc:
                 dag.is_active = False
                 session.execute(delete(DagWarning).where(DagWarning.dag_id == dag_id))
+                done.append(dag_id)
+        return done
 
-    def store_result(self, session: Session, result: ParseResult, mtime: float, size: int, now: datetime) -> int:
+    def store_result(
+        self,
+        session: Session,
+        result: ParseResult,
+        mtime: float,
+        size: int,
+        now: datetime,
+        *,
+        bound_this_pass: dict[str, str] | None = None,
+    ) -> int:
         """Write one file's parse result (DAGs, versions, dag_file row, import errors); return the DAGs stored.
 
-        ``mtime`` (s since epoch) and ``size`` (bytes) are the file's stat at listing time.
+        ``mtime`` (s since epoch) and ``size`` (bytes) are the file's stat at listing time. A DAG whose
+        ``dag_id`` another file owns is not stored: it is this file's import error (see
+        :mod:`~headrace.dagfiles.ownership`). ``bound_this_pass`` (``{dag_id: fileloc}``, updated here) holds
+        the DAGs first bound in the pass in progress, where the lower path wins.
         """
+        bound = {} if bound_this_pass is None else bound_this_pass
+        self._refused_last = set()
         session.execute(delete(ImportError_).where(ImportError_.fileloc == result.fileloc))
         row = session.get(DagFile, result.fileloc)
         previous_ids = list(row.dag_ids) if row is not None else []
@@ -611,9 +654,19 @@ class DagProcessor:
         else:
             dag_ids = []
             dag_errors = list(result.dag_errors)
+            refused: list[str] = []
             for data in result.dags:
+                owner = blocking_owner(session, data.get("dag_id", ""), result.fileloc, bound)
+                if owner is not None:
+                    message = duplicate_message(data["dag_id"], result.fileloc, owner)
+                    dag_errors.append(ParseError(message, data.get("lineno") or None, dag_id=data["dag_id"]))
+                    refused.append(data["dag_id"])
+                    continue
                 try:
+                    previous_owner = owner_of(session, data.get("dag_id", ""))
                     dag_ids.append(self._store_dag(session, data, result.fileloc, now))
+                    if self._note_binding(session, dag_ids[-1], result.fileloc, previous_owner, bound, now):
+                        self._refused_last.add(str(previous_owner))
                 except SQLAlchemyError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - the scheduler could not use this DAG: its import error, not a crash
@@ -639,13 +692,38 @@ class DagProcessor:
                 )
                 if err.dag_id in previous_ids and err.dag_id not in dag_ids:
                     dag_ids.append(err.dag_id)  # kept as it was, like the DAGs of a file that fails to import
-            self._deactivate(session, result.fileloc, set(previous_ids) - set(dag_ids))
+            if refused:
+                self._refused_last.add(result.fileloc)
+            dag_ids += [d for d in refused if d not in dag_ids]  # still defined here: a candidate to take over
+            gone = self._deactivate(session, result.fileloc, set(previous_ids) - set(dag_ids))
+            self._reparse += reparse_claimants(session, gone, result.fileloc)
         if row is None:
             row = DagFile(fileloc=result.fileloc)
             session.add(row)
         row.mtime, row.size, row.dag_ids = mtime, size, dag_ids
         row.last_parsed_at, row.parse_seconds = now, result.seconds
         return stored
+
+    @staticmethod
+    def _note_binding(
+        session: Session, dag_id: str, fileloc: str, previous: str | None, bound: dict[str, str], now: datetime
+    ) -> bool:
+        """``dag_id`` was stored from ``fileloc``, bound to ``previous`` (None: no file) before; True if
+        ``previous`` lost it (it got the import error)."""
+        if previous == fileloc:
+            return False
+        bound[dag_id] = fileloc
+        if previous is not None:  # bound earlier in this pass to a file with a higher path: that file lost it
+            session.add(
+                ImportError_(
+                    fileloc=previous,
+                    lineno=None,
+                    message=duplicate_message(dag_id, previous, fileloc),
+                    stacktrace=None,
+                    timestamp=now,
+                )
+            )
+        return previous is not None
 
     @staticmethod
     def _store_warnings(session: Session, warnings: dict[str, list[dict[str, str]]], now: datetime) -> None:

@@ -4,6 +4,12 @@ One file per try::
 
     {logging.base_log_folder}/dag_id={dag_id}/run_id={run_id}/task_id={task_id}/attempt={n}.log
 
+(with ``map_index={i}/`` before ``attempt=`` for a mapped task instance). Ids
+are percent-encoded where they hold anything but letters, digits and
+``_ - . : +`` (see :func:`encode_component`), so the path is injective in
+(dag_id, run_id, task_id, map_index, try_number) and ordinary ids keep their
+plain, Airflow-like paths.
+
 The task process's stdout and stderr are that file (opened with ``O_APPEND``),
 and the supervisor appends its own lines to it, so one file tells the whole
 story of a try in order. Lines written by headrace start with an ISO 8601 UTC
@@ -20,20 +26,57 @@ LOG_LINE_FORMAT = "[%(asctime)s] {%(name)s} %(levelname)s - %(message)s"
 """``logging`` format of headrace's lines in try logs (the task process uses it too)."""
 
 
-def _safe(part: str) -> str:
-    # ids are validated by authoring, but run_ids come from users via triggers: keep them in their folder.
-    return part.replace("/", "_").replace("\\", "_").replace("\0", "_") if part not in (".", "..") else f"_{part}"
+ORDINARY_ID_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:+")
+"""Characters written as they are in a log path; every other byte of an id's UTF-8 is written ``%XX``."""
+
+MAX_COMPONENT_BYTES = 255
+"""Longest file name (``NAME_MAX`` on Linux, macOS and Windows file systems); longer components are split."""
 
 
-def try_log_path(base_log_folder: str | Path, dag_id: str, run_id: str, task_id: str, try_number: int) -> Path:
-    """Path of the log file of one try (folders not created)."""
-    return (
-        Path(base_log_folder)
-        / f"dag_id={_safe(dag_id)}"
-        / f"run_id={_safe(run_id)}"
-        / f"task_id={_safe(task_id)}"
-        / f"attempt={int(try_number)}.log"
+def encode_component(key: str, value: str) -> str:
+    """``key=value`` as one or more path components (joined by ``/``), ``value`` percent-encoded.
+
+    Letters, digits and ``_ - . : +`` stay as they are, so the paths of
+    ordinary ids are the plain ``key=value``; every other byte of the UTF-8
+    (``/``, ``%``, ``=``, spaces, non-ASCII, ...) becomes ``%XX`` (upper-case
+    hex). The encoding is injective: distinct values never share a path
+    (``coll/a`` is ``coll%2Fa``, ``coll_a`` stays ``coll_a``), and no
+    component can be ``.`` or ``..``. A component longer than
+    :data:`MAX_COMPONENT_BYTES` continues in sub-folders named ``=…`` (``=``
+    never occurs in an encoded value, so the split cannot be confused with
+    the next ``key=``).
+    """
+    encoded = "".join(
+        ch if ch in ORDINARY_ID_CHARACTERS else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+        for ch in value
     )
+    first = f"{key}={encoded}"
+    if len(first) <= MAX_COMPONENT_BYTES:
+        return first
+    head = MAX_COMPONENT_BYTES
+    rest = first[head:]
+    step = MAX_COMPONENT_BYTES - 1
+    return "/".join([first[:head], *(f"={rest[i : i + step]}" for i in range(0, len(rest), step))])
+
+
+def try_log_path(
+    base_log_folder: str | Path, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1
+) -> Path:
+    """Path of the log file of one try (folders not created).
+
+    ``{base}/dag_id={dag_id}/run_id={run_id}/task_id={task_id}[/map_index={map_index}]/attempt={try_number}.log``,
+    each id encoded by :func:`encode_component` (injective: two tries never
+    share a file). ``map_index`` is a component only for a mapped task
+    instance (``map_index >= 0``; -1 means not mapped), as in Airflow.
+    """
+    parts = [
+        encode_component("dag_id", dag_id),
+        encode_component("run_id", run_id),
+        encode_component("task_id", task_id),
+    ]
+    if map_index >= 0:
+        parts.append(f"map_index={int(map_index)}")
+    return Path(base_log_folder).joinpath(*parts, f"attempt={int(try_number)}.log")
 
 
 def open_try_log(path: Path) -> int:

@@ -44,7 +44,8 @@ from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
 from headrace.db.outage import is_outage, retry_through_outage
 from headrace.db.transitions import set_ti_state
-from headrace.logs.files import append_line, format_line, open_try_log, try_log_path
+from headrace.logs.capped import CappedLog
+from headrace.logs.files import append_line, open_try_log, try_log_path
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor import task_process
 from headrace.supervisor.identity import ProcessIdentity, hostname
@@ -102,23 +103,24 @@ class _Try:
         """The supervisor's end of the task's channel."""
         self.start_error: str | None = None
         """Why the task process was not started."""
-        self.log_fd: int | None = None
-        """The try's log, open for appending (O_APPEND) once the task process was forked with it."""
+        self.log: CappedLog | None = None
+        """The try's log (capped at ``logging.max_try_log_bytes``) once the task process was forked with it."""
 
     def say(self, message: str, level: str = "INFO") -> None:
         """Append a supervisor line to the try's log (never raises); one ``write``, as ``append_line``."""
         try:
-            if self.log_fd is not None:
-                os.write(self.log_fd, format_line("supervisor", message, level).encode("utf-8", "replace"))
+            if self.log is not None:
+                self.log.line("supervisor", message, level)
             else:
                 append_line(self.log_path, "supervisor", message, level)
         except OSError as exc:
             log.warning("cannot write to %s: %s", self.log_path, exc)
 
     def close_log(self) -> None:
-        if self.log_fd is not None:
-            os.close(self.log_fd)
-            self.log_fd = None
+        """Drain the task's output into the log, write its capped tail and close it."""
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
 
 # The hot path's statements are built once, with bind parameters, so their cache keys are computed once
@@ -311,12 +313,12 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
             pid: int | None = None
             process_start_time: float | None = None
             try:
-                log_fd = open_try_log(log_path)
+                try_log = CappedLog(log_path, settings.get_int("logging", "max_try_log_bytes"))
             except OSError as exc:
                 current.start_error = f"cannot open the try's log {log_path}: {exc}"
             else:
                 gate = Gate()
-                pid = _start_task(settings, db, current, gate, log_fd)
+                pid = _start_task(settings, db, current, gate, try_log)
                 try:
                     process_start_time = ProcessIdentity.of(pid).start_time
                 except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
@@ -360,8 +362,11 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
     return current
 
 
-def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, log_fd: int) -> int:
-    """Fork the task process, held at ``gate``; set up ``current.watch`` and ``current.sock``; return its pid."""
+def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, try_log: CappedLog) -> int:
+    """Fork the task process, held at ``gate``; set up ``current.watch`` and ``current.sock``; return its pid.
+
+    The task's stdout and stderr are a pipe drained into ``try_log`` (which caps the log's size).
+    """
     policy = current.policy
     limits = Limits(
         memory_limit=policy.memory_limit if policy else None,
@@ -389,6 +394,7 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, log
         self_fence_after=SELF_FENCE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
     )
     start = current.start
+    log_fd = try_log.pipe()
 
     def run() -> int:
         if not gate.wait():
@@ -399,10 +405,12 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, log
         pid = watch.fork(run, close_in_child=[parent_sock])
     except BaseException:
         os.close(log_fd)
+        try_log.close(timeout=0)
         raise
     finally:
         child_sock.close()
-    current.log_fd = log_fd  # the supervisor's own lines go to the same file (O_APPEND)
+    os.close(log_fd)  # the child holds the write end: the drain ends when the task's process tree is gone
+    current.log = try_log  # the supervisor's own lines go through the same cap
     gate.forked()
     current.watch = watch
     current.sock = parent_sock
@@ -513,7 +521,10 @@ def _run(current: _Try, stop: _StopFlag) -> WatchResult:
         + (f"; memory_limit {format_memory(limits.memory_limit)}" if limits.memory_limit else "")
         + (f"; execution_timeout {limits.execution_timeout:g} s" if limits.execution_timeout else "")
     )
-    return watch.wait(current.sock)
+    result = watch.wait(current.sock)
+    if current.log is not None:
+        current.log.drain()  # the task's last output goes in before the supervisor's closing lines
+    return result
 
 
 def _record(settings: Settings, db: Database, current: _Try, result: WatchResult) -> TaskInstanceState:
@@ -683,8 +694,10 @@ def _outside_callbacks(
     timeout = settings.get_float("executor", "callback_timeout")
     current.say(f"running {state.value} callbacks in a child process (timeout {timeout:g} s)")
     # The child never touches the DB and leaves by os._exit, so pooled connections are safe to keep.
-    log_fd = open_try_log(current.log_path)
+    log_fd = current.log.pipe() if current.log is not None else open_try_log(current.log_path)
     error = result.error or result.end_reason.value
     code = run_child(lambda: task_process.callback_main(current.start, state, error, log_fd), timeout, [log_fd])
+    if current.log is not None:
+        current.log.drain()
     if code is None:
         current.say(f"callbacks did not finish within {timeout:g} s; killed", "WARNING")

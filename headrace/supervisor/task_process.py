@@ -231,9 +231,47 @@ def _load_task(start: TaskStart) -> tuple[DAG, BaseOperator]:
     raise TaskNotFound(f"DAG file {start.fileloc} does not define DAG {start.dag_id!r}", dag_id=start.dag_id)
 
 
+def _type_name(exc: BaseException) -> str:
+    try:
+        return str(type(exc).__name__)
+    except TaskTerminated:
+        raise
+    except BaseException:  # noqa: BLE001 - a metaclass may do anything; the outcome must still be recorded
+        return "<unnamed exception type>"
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)``; if that raises, ``repr(exc)``; if that raises too, a note saying both failed. Never raises."""
+    for render in (str, repr):
+        try:
+            return str(render(exc))
+        except TaskTerminated:
+            raise
+        except BaseException:  # noqa: BLE001, S112 - user code: any failure moves on to the next fallback
+            continue
+    return "<str() and repr() of the exception failed>"
+
+
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    """``"Type: first line of the message"`` (the message by :func:`_text`); never raises."""
+    name = _type_name(exc)
+    try:
+        text = _text(exc).strip().splitlines()
+    except TaskTerminated:
+        raise
+    except BaseException:  # noqa: BLE001 - a str subclass with a broken strip/splitlines
+        text = []
+    return f"{name}: {text[0]}" if text else name
+
+
+def _traceback(exc: BaseException) -> str:
+    """The formatted traceback of ``exc``, or a line saying why it could not be formatted; never raises."""
+    try:
+        return "".join(traceback.format_exception(exc)).rstrip()
+    except TaskTerminated:
+        raise
+    except BaseException as failure:  # noqa: BLE001 - e.g. a broken __notes__ or __cause__
+        return f"(the traceback of {_one_line(exc)} could not be formatted: {_one_line(failure)})"
 
 
 def run_callbacks(task: BaseOperator, state: TaskInstanceState, context: Context) -> None:
@@ -274,7 +312,7 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
                 "could not load task %s from %s:\n%s",
                 start.task_id,
                 start.fileloc,
-                "".join(traceback.format_exception(exc)).rstrip(),
+                _traceback(exc),
             )
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
@@ -308,23 +346,25 @@ def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[Outco
             ti.xcom_push(key, value)
         return "success", None, None
     except SkipTask as exc:
-        log.info("task skipped: %s", exc or "SkipTask")
+        log.info("task skipped: %s", _text(exc) or "SkipTask")
         return "skipped", None, None
     except FailTask as exc:
         context["exception"] = exc
-        log.error("task failed without retry (FailTask): %s", exc)
+        log.error("task failed without retry (FailTask): %s", _text(exc))
         return "fail_no_retry", _one_line(exc), None
     except RetryTask as exc:
         context["exception"] = exc
         log.error(
-            "task asked for a retry (RetryTask)%s: %s", f" in {exc.delay:g} s" if exc.delay is not None else "", exc
+            "task asked for a retry (RetryTask)%s: %s",
+            f" in {exc.delay:g} s" if exc.delay is not None else "",
+            _text(exc),
         )
         return "retry", _one_line(exc), exc.delay
     except (TaskTerminated, SupervisorGone):
         raise
     except BaseException as exc:  # noqa: BLE001 - any exception (even SystemExit) fails the try
         context["exception"] = exc
-        log.error("task failed with %s\n%s", _one_line(exc), "".join(traceback.format_exception(exc)).rstrip())
+        log.error("task failed with %s\n%s", _one_line(exc), _traceback(exc))
         return "failed", _one_line(exc), None
 
 
@@ -343,7 +383,7 @@ def callback_main(start: TaskStart, state: TaskInstanceState, error: str, log_fd
         run_callbacks(task, state, context)
         return 0
     except BaseException as exc:  # noqa: BLE001
-        log.error("could not run callbacks: %s", "".join(traceback.format_exception(exc)).rstrip())
+        log.error("could not run callbacks: %s", _traceback(exc))
         return 1
     finally:
         _drain_output()

@@ -41,7 +41,9 @@ from headrace.states import TI_ACTIVE
 
 router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
 
-TI_PATH = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}"
+TI_PATH = "/dags/{dag_id}/dagRuns/{dag_run_id:path}/taskInstances/{task_id}"
+"""``dag_run_id`` may hold ``/`` (sent as ``%2F``, which the server decodes before routing): the ``path``
+convertor lets it match; the fixed ``/taskInstances/{task_id}/logs/{try_number}`` tail ends it."""
 MAX_CHUNK_BYTES = 1024 * 1024
 """At most this many bytes per JSON answer; ask again from ``next_offset``."""
 POLL_SECONDS = 0.5
