@@ -71,9 +71,9 @@ def test_deleted_users_cookie_is_refused_after_a_new_user_takes_its_place(
     deleted = _cli(settings, "users", "delete", "vic")
     assert deleted.returncode == 0, deleted.stderr
     operator_id = _user(db, "otto", "operator")
-    assert operator_id != viewer_id  # ids are never handed out again (SQLite: AUTOINCREMENT)
     attacker = _replay(server, cookie)
-    assert attacker.get("/api/v1/auth/me").status_code == 401
+    assert attacker.get("/api/v1/auth/me").status_code == 401  # before: 200, as otto
+    assert operator_id != viewer_id  # ids are never handed out again (SQLite: AUTOINCREMENT)
     made = attacker.post("/api/v1/variables", json={"key": "k", "value": "v"}, headers={"X-CSRF-Token": csrf})
     assert made.status_code == 401
     assert attacker.get("/", follow_redirects=False).headers["location"].startswith("/login")
