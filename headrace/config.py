@@ -176,7 +176,49 @@ SPEC: dict[str, dict[str, Option]] = {
         "secret_key": Option(
             str, _const(""), "Key that signs session cookies (empty: generated once into HEADRACE_HOME/secret_key)."
         ),
-        "session_max_age": Option(int, _const(7 * 24 * 3600), "Seconds a UI login session lasts.", 60, 365 * 24 * 3600),
+        "session_lifetime": Option(
+            int,
+            _const(12 * 3600),
+            "Seconds a login session (UI cookie) lasts at most from its login, however busy.",
+            60,
+            365 * 24 * 3600,
+        ),
+        "session_idle_timeout": Option(
+            int,
+            _const(3600),
+            "Seconds without a request after which a login session ends (open UI pages poll, so they keep it).",
+            60,
+            365 * 24 * 3600,
+        ),
+        "secure_cookies": Option(
+            str,
+            _const("auto"),
+            "Mark the session cookie Secure (HTTPS only): true, false, or auto (when the request came over "
+            "HTTPS, directly or from a trusted proxy's X-Forwarded-Proto, or api.base_url is https://).",
+            choices=("auto", "true", "false"),
+        ),
+        "login_max_failures": Option(
+            int,
+            _const(10),
+            "Failed logins (password, HTTP Basic or API token) per username, and per client address, within "
+            "api.login_failure_window before further attempts get 429.",
+            1,
+            1_000_000,
+        ),
+        "login_failure_window": Option(
+            float,
+            _const(300.0),
+            "Seconds a failed login counts against its username and client address.",
+            1,
+            86400,
+        ),
+        "password_hash_concurrency": Option(
+            int,
+            lambda _h: max(1, _cpu_count() // 2),
+            "Password checks (argon2id, ~64 MiB each) run at once, off the event loop; more wait their turn.",
+            1,
+            256,
+        ),
         "page_size_max": Option(int, _const(1000), "Largest page a list endpoint returns (limit=).", 1, 100_000),
     },
     "secrets": {

@@ -227,6 +227,17 @@ class AuthenticationError(HeadraceError):
     http_status = 401
 
 
+class LoginThrottled(HeadraceError):
+    """Raised when a username or client address failed to log in too often lately (429, ``Retry-After``)."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after
+        """Whole seconds until the next attempt is considered."""
+
+
 class PermissionDenied(HeadraceError):
     """Raised when the logged-in user's role does not allow the action (e.g. a viewer triggering a run)."""
 

@@ -32,22 +32,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from anyio import CapacityLimiter
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headrace import __version__
 from headrace.api.auth import require
+from headrace.api.cookies import SessionCookieMiddleware
 from headrace.api.routes import API_ROUTERS, ROOT_ROUTERS
+from headrace.api.sessions import SessionPolicy
+from headrace.api.throttle import LoginThrottle
 from headrace.config import Settings
-from headrace.crypto import Encryptor, session_secret
+from headrace.crypto import Encryptor
 from headrace.db.engine import Database
-from headrace.exceptions import AuthenticationError, HeadraceError
+from headrace.exceptions import AuthenticationError, HeadraceError, LoginThrottled
+from headrace.observability.metrics import ApiMetrics
 
 API_PREFIX = "/api/v1"
 GZIP_MINIMUM_BYTES = 1000
@@ -88,6 +92,8 @@ def _error_handlers(error_page: ErrorPage | None) -> tuple[Callable[..., Any], C
         if error_page is not None and wants_page(request):
             return error_page(request, exc.http_status, str(exc))
         headers = {"WWW-Authenticate": 'Bearer realm="headrace"'} if isinstance(exc, AuthenticationError) else None
+        if isinstance(exc, LoginThrottled):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(error_body(exc), status_code=exc.http_status, headers=headers)
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -157,14 +163,11 @@ def create_api_app(
     app.state.db = db
     app.state.encryptor = Encryptor.from_settings(settings)  # reads or creates the key file once
     app.state.metrics_registry = metrics_registry
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=session_secret(settings),
-        session_cookie="headrace_session",
-        max_age=settings.get_int("api", "session_max_age"),
-        same_site="lax",
-        https_only=False,
-    )
+    app.state.session_policy = SessionPolicy.from_settings(settings)
+    app.state.login_throttle = LoginThrottle.from_settings(settings)
+    app.state.password_hash_limiter = CapacityLimiter(settings.get_int("api", "password_hash_concurrency"))
+    app.state.api_metrics = ApiMetrics()
+    app.add_middleware(SessionCookieMiddleware, settings=settings, max_age=settings.get_int("api", "session_lifetime"))
     app.add_middleware(
         GZipMiddleware,
         minimum_size=GZIP_MINIMUM_BYTES,

@@ -25,6 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from headrace.api.sessions import end_user_sessions
 from headrace.db.models import ApiToken, User
 from headrace.exceptions import AuthenticationError, Conflict, InvalidRequest, NotFound
 
@@ -94,6 +95,32 @@ def get_user(session: Session, username: str) -> User:
     return user
 
 
+def set_password(session: Session, user: User, password: str) -> int:
+    """Give ``user`` a new password and end all its login sessions; return how many ended.
+
+    Raises ``InvalidRequest`` for a password shorter than 8 characters. API tokens stay valid (revoke
+    them with ``DELETE /api/v1/auth/tokens/{id}``).
+    """
+    user.password_hash = hash_password(password)
+    return end_user_sessions(session, user.id)
+
+
+def set_role(session: Session, user: User, role: str) -> int:
+    """Give ``user`` role ``role`` and end all its login sessions; return how many ended.
+
+    Raises ``InvalidRequest`` for an unknown role. API tokens act with the new role from their next request.
+    """
+    user.role = check_role(role)
+    return end_user_sessions(session, user.id)
+
+
+def delete_user(session: Session, user: User) -> None:
+    """Delete ``user`` with its API tokens and login sessions (its id is never given to another user)."""
+    end_user_sessions(session, user.id)  # the foreign key cascades too; this does not rely on it
+    session.delete(user)
+    session.flush()
+
+
 def authenticate(session: Session, username: str, password: str, *, now: datetime) -> User:
     """The active user with this username and password; raises ``AuthenticationError`` otherwise.
 
@@ -161,10 +188,13 @@ __all__ = [
     "check_role",
     "create_token",
     "create_user",
+    "delete_user",
     "get_user",
     "hash_password",
     "new_password",
     "principal",
     "role_allows",
+    "set_password",
+    "set_role",
     "user_for_token",
 ]

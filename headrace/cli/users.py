@@ -1,4 +1,8 @@
-"""``headrace users create|list|set-password|delete|token``: logins of the UI and API."""
+"""``headrace users create|list|set-password|set-role|delete|token``: logins of the UI and API.
+
+Changing a user's password or role, or deleting it, ends every login session of that user at once
+(their browsers must log in again); API tokens survive a password change and act with the new role.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,17 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from headrace.api.users import ROLES, check_role, create_token, create_user, get_user, hash_password, new_password
+from headrace.api.users import (
+    ROLES,
+    check_role,
+    create_token,
+    create_user,
+    delete_user,
+    get_user,
+    new_password,
+    set_password,
+    set_role,
+)
 from headrace.cli.common import app_state, console, fmt_time
 from headrace.db.models import User
 
@@ -50,27 +64,41 @@ def list_users(ctx: typer.Context) -> None:
 
 
 @app.command("set-password")
-def set_password(
+def set_password_cmd(
     ctx: typer.Context,
     username: str,
     password: str | None = typer.Option(None, "--password", "-p", help="Default: generate one."),
 ) -> None:
-    """Set a user's password (prints a generated one)."""
+    """Set a user's password (prints a generated one); ends the user's login sessions."""
     db = app_state(ctx).migrated_db()
     secret = new_password() if password is None else password
     with db.session() as session:
-        get_user(session, username).password_hash = hash_password(secret)
-    console.print(f"password of {username} changed")
+        ended = set_password(session, get_user(session, username), secret)
+    console.print(f"password of {username} changed; {ended} login session(s) ended")
     if password is None:
         console.print(f"password: [bold]{secret}[/] (shown once)")
 
 
-@app.command("delete")
-def delete(ctx: typer.Context, username: str) -> None:
-    """Delete a user and its API tokens."""
+@app.command("set-role")
+def set_role_cmd(
+    ctx: typer.Context,
+    username: str,
+    role: str = typer.Argument(..., help=f"One of {', '.join(ROLES)}."),
+) -> None:
+    """Change a user's role; ends the user's login sessions (API tokens get the new role)."""
+    check_role(role)
     db = app_state(ctx).migrated_db()
     with db.session() as session:
-        session.delete(get_user(session, username))
+        ended = set_role(session, get_user(session, username), role)
+    console.print(f"{username} now has role {role}; {ended} login session(s) ended")
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, username: str) -> None:
+    """Delete a user with its API tokens and login sessions."""
+    db = app_state(ctx).migrated_db()
+    with db.session() as session:
+        delete_user(session, get_user(session, username))
     console.print(f"deleted user {username}")
 
 

@@ -45,9 +45,22 @@ def current_revision(db: Database) -> str | None:
 def migrate(db: Database, *, default_pool_slots: int = 128) -> str:
     """Upgrade the schema to the newest revision; return that revision id."""
     cfg = _alembic_config()
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with db.engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations rebuild a table by copy, drop and rename; with foreign keys on, the drop
+            # of a parent would cascade to its children. The pragma is a no-op inside a transaction,
+            # so it goes to the driver before SQLAlchemy begins one.
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF").close()  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise DatabaseError("the migration left rows whose foreign key names no row; rolled back")
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON").close()  # type: ignore[union-attr]
     with db.session() as session:
         if session.scalar(select(Pool).where(Pool.name == "default_pool")) is None:
             session.add(Pool(name="default_pool", slots=default_pool_slots, description="Default pool"))

@@ -23,6 +23,7 @@ Tables:
 * ``scheduler_job`` — each scheduler process and its heartbeat; also the
   SQLite lease (one scheduler at a time).
 * ``user`` / ``api_token`` — logins of the UI and API, with roles; tokens by hash.
+* ``user_session`` — login sessions of the UI, by the hash of the cookie's session id (revision 0007).
 * ``variable`` / ``connection`` — settings and credentials tasks read, secrets
   Fernet-encrypted at rest.
 * ``deadline_miss`` — DAG runs and task instances that missed their deadline
@@ -87,6 +88,11 @@ class Base(DeclarativeBase):
 ID = BigInteger().with_variant(Integer(), "sqlite")
 """Primary keys: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite."""
 
+NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
+"""Table option of tables whose ids are held outside the database (cookies, URLs, supervisors, Celery
+messages): SQLite's ``AUTOINCREMENT``, so a deleted row's id is never handed out again (without it SQLite
+reuses the largest id once that row is deleted). PostgreSQL sequences never reuse ids anyway."""
+
 
 class DagModel(Base):
     """One DAG id as last parsed."""
@@ -144,6 +150,7 @@ class ImportError_(Base):  # noqa: N801 - ImportError is a builtin
     """A DAG file that failed to import."""
 
     __tablename__ = "import_error"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     fileloc: Mapped[str] = mapped_column(Text, index=True)
@@ -176,6 +183,7 @@ class DagRun(Base):
         UniqueConstraint("dag_id", "run_id"),
         Index("ix_dag_run_state", "state", "dag_id"),
         Index("ix_dag_run_end_date", "end_date"),  # deadline checks and the alert sweep read runs by end time
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
@@ -204,6 +212,7 @@ class TaskInstance(Base):
         UniqueConstraint("dag_run_id", "task_id"),
         Index("ix_ti_state", "state", "dag_id"),
         Index("ix_ti_run_state", "dag_run_id", "state"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
@@ -233,7 +242,7 @@ class TaskTry(Base):
     """One try of a task instance, with the identity of the processes that ran it."""
 
     __tablename__ = "task_try"
-    __table_args__ = (UniqueConstraint("task_instance_id", "try_number"),)
+    __table_args__ = (UniqueConstraint("task_instance_id", "try_number"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     task_instance_id: Mapped[int] = mapped_column(ForeignKey("task_instance.id", ondelete="CASCADE"), index=True)
@@ -297,6 +306,7 @@ class SchedulerJob(Base):
     """A scheduler process: its identity and heartbeat. The row holding the lease is the active one."""
 
     __tablename__ = "scheduler_job"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     hostname: Mapped[str] = mapped_column(String(250))
@@ -324,6 +334,7 @@ class User(Base):
     """Someone who may log in to the UI or API, with one role."""
 
     __tablename__ = "user"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(128), unique=True)
@@ -340,6 +351,7 @@ class ApiToken(Base):
     """A token a script sends as ``Authorization: Bearer …``; only its SHA-256 is stored."""
 
     __tablename__ = "api_token"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
@@ -351,6 +363,26 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class UserSession(Base):
+    """A login session of the UI (or of ``POST /api/v1/auth/login``): the cookie names it, the row makes it valid.
+
+    The cookie holds a random session id; only its SHA-256 is stored, so a stolen database yields no
+    working cookie. Deleting the row ends the session at once (logout, password or role change, user
+    deleted: the foreign key cascades), see ``headrace.api.sessions``.
+    """
+
+    __tablename__ = "user_session"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """Hex SHA-256 of the session id in the cookie."""
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    """Latest request (updated at most once a minute), for the idle timeout."""
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    """Login time plus ``api.session_lifetime``: the session ends then however busy it is."""
 
 
 class Variable(Base):

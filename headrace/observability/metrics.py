@@ -1,6 +1,6 @@
 """Prometheus metrics: the scheduler's own registry (a listener) and a collector that reads the DB.
 
-Two sources, both named ``headrace_…`` with the unit in the name
+Three sources, all named ``headrace_…`` with the unit in the name
 (``_seconds``, ``_bytes``, ``_total``), listed with their meaning in
 ``docs/metrics.md``:
 
@@ -16,6 +16,8 @@ Two sources, both named ``headrace_…`` with the unit in the name
   state, tries waiting for a slot, executor open/used slots (``core.parallelism``
   against queued + running), scheduler heartbeat age, import errors,
   deadline misses. Any process that can reach the DB (the API server) serves it.
+* :class:`ApiMetrics` — the API server's own counters (failed logins), on the
+  app's ``/metrics``.
 """
 
 from __future__ import annotations
@@ -147,6 +149,20 @@ class SchedulerMetrics(Listener):
         self.deadline_misses.inc()
 
 
+class ApiMetrics:
+    """The API server's own Prometheus metrics, on :attr:`registry` (one per app; ``/metrics`` shows it)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.login_failures = Counter(
+            "headrace_login_failures_total",
+            "Failed logins, by how they came (via: session, basic, token) and why (reason: wrong_credentials, "
+            "throttled).",
+            ["via", "reason"],
+            registry=self.registry,
+        )
+
+
 class DbCollector(Collector):
     """Gauges read from the metadata DB at scrape time (a few grouped queries in one read transaction).
 
@@ -243,4 +259,4 @@ def start_scheduler_metrics_server(registry: CollectorRegistry, port: int, host:
     return server
 
 
-__all__ = ["DbCollector", "SchedulerMetrics", "db_registry", "start_scheduler_metrics_server"]
+__all__ = ["ApiMetrics", "DbCollector", "SchedulerMetrics", "db_registry", "start_scheduler_metrics_server"]

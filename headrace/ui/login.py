@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from headrace.api.auth import SESSION_USER, check_csrf, csrf_token, get_db, login_session
-from headrace.api.users import authenticate
-from headrace.exceptions import AuthenticationError, PermissionDenied
+from headrace.api.auth import check_csrf, check_password, csrf_token, has_session, login_session, logout_session
+from headrace.exceptions import AuthenticationError, LoginThrottled, PermissionDenied
 from headrace.ui.render import session_principal, templates
 
 router = APIRouter(include_in_schema=False)
@@ -35,7 +32,7 @@ def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 —
 
 
 @router.post("/login")
-def login_submit(
+async def login_submit(
     request: Request,
     username: str = Form(""),
     password: str = Form(""),
@@ -44,16 +41,15 @@ def login_submit(
 ) -> Response:
     """Check the CSRF token and password; on success start the session and redirect to ``next`` (303).
 
-    A wrong password or CSRF token re-renders the form with the message (401 / 403).
+    A wrong password or CSRF token re-renders the form with the message (401 / 403); too many failed
+    logins for the username or address lately, too (429 with ``Retry-After``, no password checked).
     """
     target = _safe_next(next)
     try:
         check_csrf(request, csrf_token_field or None)
-        with get_db(request).session() as session:
-            user = authenticate(session, username, password, now=datetime.now(UTC))
-            login_session(request, user)
-    except (AuthenticationError, PermissionDenied) as exc:
-        return templates.TemplateResponse(
+        login_session(request, await check_password(request, username, password, "session"))
+    except (AuthenticationError, PermissionDenied, LoginThrottled) as exc:
+        response = templates.TemplateResponse(
             request,
             "login.html",
             {
@@ -66,15 +62,18 @@ def login_submit(
             },
             status_code=exc.http_status,
         )
+        if isinstance(exc, LoginThrottled):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     return RedirectResponse(target, status_code=303)
 
 
 @router.post("/logout")
 def logout(request: Request, csrf_token_field: str = Form("", alias="csrf_token")) -> Response:
-    """End the session (CSRF-checked, so another site cannot log a user out) and go to the login page."""
-    if request.session.get(SESSION_USER) is not None:
+    """End the session on the server (CSRF-checked, so another site cannot log a user out); go to the login page."""
+    if has_session(request):
         check_csrf(request, csrf_token_field or None)
-    request.session.clear()
+    logout_session(request)
     return RedirectResponse("/login", status_code=303)
 
 

@@ -38,10 +38,10 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from headrace.api.auth import SESSION_USER, csrf_token, get_db
-from headrace.api.users import Principal, principal, role_allows
+from headrace.api.auth import csrf_token, get_db, session_principal
+from headrace.api.users import role_allows
 from headrace.db import queries
-from headrace.db.models import DagModel, DagRun, User
+from headrace.db.models import DagModel, DagRun
 from headrace.exceptions import DagNotFound
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -49,20 +49,6 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 """The UI's template environment; every page module renders through :func:`page`."""
-
-
-def session_principal(request: Request) -> Principal | None:
-    """The user logged in through this browser session, or ``None`` (no session, user gone or disabled)."""
-    if "session" not in request.scope:
-        return None
-    uid = request.session.get(SESSION_USER)
-    if uid is None:
-        return None
-    with get_db(request).read_session() as session:
-        user = session.get(User, uid)
-        if user is None or not user.is_active:
-            return None
-        return principal(user, "session")
 
 
 def login_redirect(request: Request) -> RedirectResponse:

@@ -5,12 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from headrace.api.auth import SESSION_USER, check_csrf, csrf_token, get_db, login_session, require
-from headrace.api.users import Principal, authenticate, create_token
+from headrace.api.auth import (
+    check_csrf,
+    check_password,
+    csrf_token,
+    get_db,
+    has_session,
+    login_session,
+    logout_session,
+    require,
+)
+from headrace.api.users import Principal, create_token
 from headrace.db.models import ApiToken, User
 from headrace.exceptions import NotFound
 
@@ -61,24 +70,33 @@ class TokenInfo(BaseModel):
     last_used_at: datetime | None
 
 
-@router.post("/login", response_model=Me, responses={401: {"description": "wrong username or password"}})
-def login(body: LoginRequest, request: Request) -> Me:
-    """Check the password and start a session (cookie ``headrace_session``)."""
-    with get_db(request).session() as session:
-        user = authenticate(session, body.username, body.password, now=datetime.now(UTC))
-        token = login_session(request, user)
-        return Me(username=user.username, role=user.role, via="session", csrf_token=token)
+@router.post(
+    "/login",
+    response_model=Me,
+    responses={
+        401: {"description": "wrong username or password"},
+        429: {"description": "too many failed logins for this username or address lately; see Retry-After"},
+    },
+)
+async def login(body: LoginRequest, request: Request) -> Me:
+    """Check the password and start a session (cookie ``headrace_session``, lasting ``api.session_lifetime``)."""
+    who = await check_password(request, body.username, body.password, "session")
+    token = login_session(request, who)
+    return Me(username=who.username, role=who.role, via="session", csrf_token=token)
 
 
 @router.post("/logout", status_code=204, responses={403: {"description": "logged-in session without its CSRF token"}})
-def logout(request: Request) -> None:
-    """End the session (no login needed: logging out twice is fine).
+def logout(
+    request: Request,
+    everywhere: Annotated[bool, Query(description="End every session of this user, not only this one.")] = False,
+) -> None:
+    """End the session on the server, so its cookie is worthless (no login needed: logging out twice is fine).
 
     A logged-in session must send its CSRF token (``X-CSRF-Token``), so another site cannot log the user out.
     """
-    if request.session.get(SESSION_USER) is not None:
+    if has_session(request):
         check_csrf(request, request.headers.get("x-csrf-token"))
-    request.session.clear()
+    logout_session(request, everywhere=everywhere)
 
 
 @router.get("/me", response_model=Me, responses={401: {"description": "not logged in"}})

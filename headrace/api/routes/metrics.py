@@ -2,7 +2,8 @@
 
 It shows the DB collector (:class:`headrace.observability.metrics.DbCollector`:
 task instances and DAG runs by state, waiting tries, executor slots,
-scheduler heartbeat age, import errors, deadline misses) and — when the app
+scheduler heartbeat age, import errors, deadline misses), the API server's own
+counters (:class:`headrace.observability.metrics.ApiMetrics`: failed logins) and — when the app
 runs in the scheduler's process (``headrace standalone``) — the scheduler's
 own registry (``app.state.metrics_registry``, see ``create_app``).
 
@@ -47,7 +48,7 @@ def _db_registry(request: Request) -> CollectorRegistry:
 )
 def metrics(request: Request) -> Response:
     """Prometheus metrics of the metadata DB, plus the scheduler's when it runs in this process."""
-    body = generate_latest(_db_registry(request))
+    body = generate_latest(_db_registry(request)) + generate_latest(request.app.state.api_metrics.registry)
     scheduler_registry = getattr(request.app.state, "metrics_registry", None)
     if scheduler_registry is not None:
         body += generate_latest(scheduler_registry)

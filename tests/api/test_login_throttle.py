@@ -1,0 +1,124 @@
+"""Failed logins are throttled on a real server (uvicorn on loopback): per username and per client address.
+
+The server trusts 127.0.0.1 as a proxy (uvicorn's default ``--forwarded-allow-ips``), so ``X-Forwarded-For``
+stands in for callers on other addresses.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from headrace.api.users import create_token, create_user
+from headrace.config import Settings
+from headrace.db.engine import Database
+from headrace.webapp import start_in_thread
+from tests.api.conftest import PASSWORD
+
+LIMIT = 10
+"""api.login_max_failures's default."""
+
+
+@pytest.fixture
+def server(settings: Settings, db: Database) -> Iterator[str]:
+    """URL of a real server on the test's DB, with an admin ``root`` whose password is ``PASSWORD``."""
+    with db.session() as session:
+        create_user(session, "root", PASSWORD, "admin", now=datetime.now(UTC))
+    running = start_in_thread(settings, db, host="127.0.0.1", port=0)
+    yield running.url
+    running.stop()
+
+
+def _login(url: str, password: str, *, username: str = "root", address: str | None = None) -> httpx.Response:
+    headers = {"X-Forwarded-For": address} if address else {}
+    body = {"username": username, "password": password}
+    return httpx.post(f"{url}/api/v1/auth/login", json=body, headers=headers, timeout=30)
+
+
+def _basic(username: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
+
+
+def test_twenty_wrong_passwords_in_a_row_get_429_and_then_the_right_one_too(
+    server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="headrace.api.auth")
+    answers = [_login(server, f"wrong-password-{i}") for i in range(20)]
+    assert [r.status_code for r in answers] == [401] * LIMIT + [429] * (20 - LIMIT)
+    refused = answers[-1]
+    assert 1 <= int(refused.headers["retry-after"]) <= 300
+    assert refused.json()["error"] == "LoginThrottled"
+    assert "try again in" in refused.json()["detail"]
+    assert _login(server, PASSWORD).status_code == 429  # no password is checked while throttled
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("failed login (session) for user 'root' from 127.0.0.1" in m for m in messages) == LIMIT
+    assert any("login throttled" in m for m in messages)
+    assert PASSWORD not in caplog.text
+
+
+def test_failures_count_per_username_across_addresses(server: str) -> None:
+    spread = [_login(server, "guess", address=f"10.0.0.{i}") for i in range(LIMIT + 1)]
+    assert [r.status_code for r in spread] == [401] * LIMIT + [429]
+    assert _login(server, PASSWORD, address="10.9.9.9").status_code == 429  # this username, from anywhere
+
+
+def test_failures_count_per_address_across_usernames(server: str, db: Database) -> None:
+    with db.session() as session:
+        create_user(session, "other", PASSWORD, "viewer", now=datetime.now(UTC))
+    sprayed = [_login(server, "guess", username=f"user{i}", address="10.1.1.1") for i in range(LIMIT + 1)]
+    assert [r.status_code for r in sprayed] == [401] * LIMIT + [429]
+    assert _login(server, PASSWORD, username="other", address="10.1.1.1").status_code == 429
+    # another address is not blocked by this one's failures: the real user logs in from elsewhere
+    assert _login(server, PASSWORD, username="other", address="10.2.2.2").status_code == 200
+
+
+def test_basic_auth_is_throttled_like_the_login(server: str) -> None:
+    me = f"{server}/api/v1/auth/me"
+    codes = [httpx.get(me, headers=_basic("root", f"nope-{i}"), timeout=30).status_code for i in range(LIMIT + 2)]
+    assert codes == [401] * LIMIT + [429, 429]
+    right = httpx.get(me, headers=_basic("root", PASSWORD), timeout=30)
+    assert right.status_code == 429 and int(right.headers["retry-after"]) >= 1
+
+
+def test_wrong_tokens_are_throttled_per_address(server: str, db: Database) -> None:
+    with db.session() as session:
+        user = create_user(session, "bot", PASSWORD, "viewer", now=datetime.now(UTC))
+        token, _ = create_token(session, user, "ci", now=datetime.now(UTC))
+    me = f"{server}/api/v1/auth/me"
+
+    def get(tok: str, address: str) -> int:
+        headers = {"Authorization": f"Bearer {tok}", "X-Forwarded-For": address}
+        return httpx.get(me, headers=headers, timeout=30).status_code
+
+    assert [get(f"hr_guess{i}", "10.3.3.3") for i in range(LIMIT + 1)] == [401] * LIMIT + [429]
+    assert get(token, "10.3.3.3") == 429
+    assert get(token, "10.4.4.4") == 200
+
+
+def test_a_success_clears_the_usernames_failures(server: str) -> None:
+    assert [_login(server, "wrong-password").status_code for _ in range(LIMIT - 1)] == [401] * (LIMIT - 1)
+    assert _login(server, PASSWORD, address="10.5.5.5").status_code == 200
+    assert _login(server, "wrong-password", address="10.6.6.6").status_code == 401  # counting starts again
+
+
+def test_failures_are_counted_in_the_metric(server: str, db: Database) -> None:
+    for i in range(LIMIT + 2):
+        _login(server, f"wrong-{i}")
+    bad_token = {"Authorization": "Bearer hr_nope", "X-Forwarded-For": "10.8.8.8"}  # 127.0.0.1 is throttled by now
+    assert httpx.get(f"{server}/api/v1/auth/me", headers=bad_token, timeout=30).status_code == 401
+    with db.session() as session:
+        user = create_user(session, "prom", PASSWORD, "viewer", now=datetime.now(UTC))
+        token, _ = create_token(session, user, "scrape", now=datetime.now(UTC))
+    scrape = httpx.get(
+        f"{server}/metrics", headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": "10.7.7.7"}, timeout=30
+    )
+    assert scrape.status_code == 200
+    lines = scrape.text.splitlines()
+    assert 'headrace_login_failures_total{reason="wrong_credentials",via="session"} 10.0' in lines
+    assert 'headrace_login_failures_total{reason="throttled",via="session"} 2.0' in lines
+    assert 'headrace_login_failures_total{reason="wrong_credentials",via="token"} 1.0' in lines
