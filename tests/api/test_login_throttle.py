@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -19,6 +21,7 @@ from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.webapp import start_in_thread
 from tests.api.conftest import PASSWORD
+from tests.waiting import wait_until
 
 LIMIT = 10
 """api.login_max_failures's default."""
@@ -122,3 +125,35 @@ def test_failures_are_counted_in_the_metric(server: str, db: Database) -> None:
     assert 'headrace_login_failures_total{reason="wrong_credentials",via="session"} 10.0' in lines
     assert 'headrace_login_failures_total{reason="throttled",via="session"} 2.0' in lines
     assert 'headrace_login_failures_total{reason="wrong_credentials",via="token"} 1.0' in lines
+
+
+def test_password_checks_do_not_hold_up_the_server(server: str, db: Database) -> None:
+    """30 concurrent wrong logins (each from its own address, so none is throttled) leave /health answering.
+
+    Before, each password hash ran on the event loop: a /health sent once the logins were in waited for all of
+    them. Ordering, not timing: /health must come back while most logins are still being checked.
+    """
+    flood = 30
+    with db.session() as session:
+        for i in range(flood):
+            create_user(session, f"flood{i}", PASSWORD, "viewer", now=datetime.now(UTC))
+    done: list[float] = []
+    lock = threading.Lock()
+
+    def wrong(i: int) -> None:
+        r = _login(server, "wrong-password", username=f"flood{i}", address=f"10.20.0.{i + 1}")
+        assert r.status_code == 401, r.text
+        with lock:
+            done.append(time.monotonic())
+
+    threads = [threading.Thread(target=wrong, args=(i,)) for i in range(flood)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: done, 60, "the first wrong login to be answered")  # every request is in by then
+    health = httpx.get(f"{server}/health", timeout=60)
+    answered = time.monotonic()
+    for t in threads:
+        t.join(60)
+    assert health.status_code in (200, 503) and "status" in health.text  # 503: no scheduler runs in this test
+    still_checking = sum(1 for at in done if at > answered)
+    assert len(done) == flood and still_checking >= flood // 2, (still_checking, flood)
