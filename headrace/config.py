@@ -220,6 +220,29 @@ SPEC: dict[str, dict[str, Option]] = {
             256,
         ),
         "page_size_max": Option(int, _const(1000), "Largest page a list endpoint returns (limit=).", 1, 100_000),
+        "max_request_bytes": Option(
+            int,
+            _const(1024 * 1024),
+            "Largest request body the server reads, in bytes; a larger one is refused (413) before it is parsed.",
+            1024,
+            1 << 30,
+        ),
+        "max_conf_bytes": Option(
+            int,
+            _const(64 * 1024),
+            "Largest DAG run conf, in bytes of compact UTF-8 JSON, for a trigger from the API, the UI or "
+            "`dags trigger` (larger: 413 / error).",
+            2,
+            1 << 30,
+        ),
+        "hsts_max_age": Option(
+            int,
+            _const(0),
+            "Seconds of Strict-Transport-Security sent on answers over HTTPS or when api.base_url is https:// "
+            "(0: no HSTS header).",
+            0,
+            10 * 365 * 24 * 3600,
+        ),
     },
     "secrets": {
         "fernet_key": Option(

@@ -206,6 +206,19 @@ class DagRunConfError(HeadraceError):
     http_status = 400
 
 
+class DagRunConfTooLarge(DagRunConfError):
+    """Raised when a DAG run's ``conf``, as compact UTF-8 JSON, is longer than ``api.max_conf_bytes``."""
+
+    http_status = 413
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message, size=size, limit=limit)
+        self.size = size
+        """Bytes of the refused conf."""
+        self.limit = limit
+        """``api.max_conf_bytes``."""
+
+
 # --- API, users and secrets ------------------------------------------------------
 
 
@@ -213,6 +226,17 @@ class InvalidRequest(HeadraceError):
     """Raised when a request to the API or CLI is malformed or names values that cannot be used together."""
 
     http_status = 400
+
+
+class RequestBodyTooLarge(InvalidRequest):
+    """Raised when a request body is longer than ``api.max_request_bytes`` (it is not read further)."""
+
+    http_status = 413
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message, limit=limit)
+        self.limit = limit
+        """``api.max_request_bytes``."""
 
 
 class Conflict(HeadraceError):

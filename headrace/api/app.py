@@ -17,10 +17,17 @@ errors are 422 with FastAPI's list of problems, without the offending input
 path outside ``/api/``, ``/ui/data/``, ``/metrics``) gets the error from the
 ``error_page`` the caller passed (the UI's HTML error page), else JSON.
 
-Every response carries ``X-Content-Type-Options: nosniff``, a
-``Content-Security-Policy`` allowing only this site's scripts and no framing
-(``frame-ancestors 'none'``, also ``X-Frame-Options: DENY``) and
-``Referrer-Policy: same-origin``. Responses of at least ``GZIP_MINIMUM_BYTES``
+An unhandled exception is a 500 with ``{"detail": "internal server error…",
+"error": "InternalServerError"}`` (the traceback goes to the server's log only).
+
+Every response, errors included (404, 405, 413, 422, 500), carries
+``X-Content-Type-Options: nosniff``, a ``Content-Security-Policy`` allowing
+only this site's scripts and no framing (``frame-ancestors 'none'``, also
+``X-Frame-Options: DENY``) and ``Referrer-Policy: same-origin``, plus
+``Strict-Transport-Security`` over HTTPS when ``api.hsts_max_age`` is set
+(``headrace.api.middleware``). Request bodies are limited to
+``api.max_request_bytes`` and unsafe API requests without any credential are
+refused before their body is read (:class:`RequestLimitsMiddleware`). Responses of at least ``GZIP_MINIMUM_BYTES``
 are gzip-compressed for clients that accept it, except ``text/plain`` (the
 followed log stream must not wait for a compressor, and ``/metrics``) and
 ``text/html`` (pages hold the CSRF token next to reflected input: no
@@ -39,11 +46,17 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from headrace import __version__
 from headrace.api.auth import require
 from headrace.api.cookies import SessionCookieMiddleware
+from headrace.api.middleware import (
+    CONTENT_SECURITY_POLICY,
+    SECURITY_HEADERS,
+    RequestLimitsMiddleware,
+    SecurityHeadersMiddleware,
+)
 from headrace.api.routes import API_ROUTERS, ROOT_ROUTERS
 from headrace.api.sessions import SessionPolicy
 from headrace.api.throttle import LoginThrottle
@@ -56,18 +69,9 @@ from headrace.observability.metrics import ApiMetrics
 API_PREFIX = "/api/v1"
 GZIP_MINIMUM_BYTES = 1000
 """Responses smaller than this are sent uncompressed."""
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
-"""Scripts only from /static (no inline script, no eval): an injected ``<script>`` would not run."""
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"same-origin"),
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-]
+PUBLIC_UNSAFE_PATHS = (f"{API_PREFIX}/auth/login", f"{API_PREFIX}/auth/logout")
+"""Unsafe API requests that need no credential: logging in, and logging out (which ends nothing when nobody is in)."""
+INTERNAL_ERROR = "internal server error; the server's log has the details"
 _NOT_PAGES = (f"{API_PREFIX}/", "/ui/data/", "/metrics", "/health", "/static/")
 
 ErrorPage = Callable[[Request, int, str], Response]
@@ -106,6 +110,21 @@ def _error_handlers(error_page: ErrorPage | None) -> tuple[Callable[..., Any], C
     return headrace_error, http_error
 
 
+def _internal_error(error_page: ErrorPage | None) -> Callable[..., Any]:
+    """The handler of an unhandled exception (Starlette's ``ServerErrorMiddleware`` calls it, then logs the
+    traceback): a 500 without the exception's text, a page for a browser, else JSON."""
+
+    async def internal_error(request: Request, _exc: Exception) -> Response:
+        if error_page is not None and wants_page(request):
+            try:
+                return error_page(request, 500, INTERNAL_ERROR)
+            except Exception:  # noqa: BLE001 - the page needs the DB, which may be what failed: answer JSON
+                pass
+        return JSONResponse({"detail": INTERNAL_ERROR, "error": "InternalServerError"}, status_code=500)
+
+    return internal_error
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     """422 with FastAPI's problems minus ``input`` and ``ctx``: the rejected value may be a password."""
     assert isinstance(exc, RequestValidationError)
@@ -113,26 +132,21 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": problems}, status_code=422)
 
 
-class SecurityHeadersMiddleware:
-    """Adds :data:`SECURITY_HEADERS` to every HTTP response (a header the route set itself is kept)."""
+class HeadraceApp(FastAPI):
+    """FastAPI with :class:`SecurityHeadersMiddleware` as its outermost layer.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    Middleware added with ``add_middleware`` sits inside Starlette's ``ServerErrorMiddleware``, so the 500 that
+    answers an unhandled exception would go out without the security headers; wrapped here, every answer
+    carries them. The HSTS settings are read from ``state.settings`` when the stack is built (first request).
+    """
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers += [(name, value) for name, value in SECURITY_HEADERS if name not in present]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        return SecurityHeadersMiddleware(
+            super().build_middleware_stack(),
+            hsts_max_age=settings.get_int("api", "hsts_max_age"),
+            https_base_url=settings.get_str("api", "base_url").lower().startswith("https://"),
+        )
 
 
 def create_api_app(
@@ -149,7 +163,7 @@ def create_api_app(
     ``error_page``: renders errors for a browser navigating to a page (see
     :func:`wants_page`); without it every error is JSON.
     """
-    app = FastAPI(
+    app = HeadraceApp(
         title="headrace",
         version=__version__,
         description="REST API of headrace: DAGs, DAG runs, task instances, tries, logs, XComs, pools, "
@@ -167,17 +181,23 @@ def create_api_app(
     app.state.login_throttle = LoginThrottle.from_settings(settings)
     app.state.password_hash_limiter = CapacityLimiter(settings.get_int("api", "password_hash_concurrency"))
     app.state.api_metrics = ApiMetrics()
+    app.add_middleware(  # inside the session cookie's middleware (added after it): it looks at the decoded session
+        RequestLimitsMiddleware,
+        max_request_bytes=settings.get_int("api", "max_request_bytes"),
+        protected_prefix=f"{API_PREFIX}/",
+        public_paths=PUBLIC_UNSAFE_PATHS,
+    )
     app.add_middleware(SessionCookieMiddleware, settings=settings, max_age=settings.get_int("api", "session_lifetime"))
     app.add_middleware(
         GZipMiddleware,
         minimum_size=GZIP_MINIMUM_BYTES,
         exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "text/plain", "text/html"),
     )
-    app.add_middleware(SecurityHeadersMiddleware)
     headrace_error, http_error = _error_handlers(error_page)
     app.add_exception_handler(HeadraceError, headrace_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error(error_page))
     for router in API_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)
     for router in ROOT_ROUTERS:
@@ -201,7 +221,9 @@ __all__ = [
     "API_PREFIX",
     "CONTENT_SECURITY_POLICY",
     "GZIP_MINIMUM_BYTES",
+    "SECURITY_HEADERS",
     "ErrorPage",
+    "HeadraceApp",
     "SecurityHeadersMiddleware",
     "create_api_app",
     "create_app",

@@ -147,15 +147,21 @@ def trigger(
     logical_date: str | None = typer.Option(None, "--logical-date", "-l", help="ISO date; default now."),
     wait: bool = typer.Option(False, "--wait", help="Show progress and wait until the run finishes."),
 ) -> None:
-    """Create a manual DAG run; a running scheduler picks it up. Exit 1 if --wait and it fails."""
-    from headrace.scheduler.runs import trigger_dag
+    """Create a manual DAG run; a running scheduler picks it up. Exit 1 if --wait and it fails.
 
-    db = app_state(ctx).migrated_db()
+    A --conf over api.max_conf_bytes (of compact JSON) is refused, as the API refuses it.
+    """
+    from headrace.scheduler.runs import check_conf_size, trigger_dag
+
+    state = app_state(ctx)
+    run_conf = parse_conf(conf)
+    check_conf_size(run_conf, state.settings.get_int("api", "max_conf_bytes"))
+    db = state.migrated_db()
     with db.session() as session:
         run = trigger_dag(
             session,
             dag_id,
-            conf=parse_conf(conf),
+            conf=run_conf,
             logical_date=parse_date(logical_date),
             run_id=run_id,
             now=datetime.now(UTC),
@@ -219,11 +225,13 @@ def test(
     """
     from headrace.executors import make_executor
     from headrace.scheduler import loop
-    from headrace.scheduler.runs import trigger_dag
+    from headrace.scheduler.runs import check_conf_size, trigger_dag
     from headrace.scheduler.start import make_processor
 
     state = app_state(ctx)
     settings = state.settings
+    run_conf = parse_conf(conf)
+    check_conf_size(run_conf, settings.get_int("api", "max_conf_bytes"))
     db = state.migrated_db()
     with db.session() as session:
         model = session.get(DagModel, dag_id)
@@ -239,7 +247,7 @@ def test(
         run = trigger_dag(
             session,
             dag_id,
-            conf=parse_conf(conf),
+            conf=run_conf,
             logical_date=when,
             run_id=f"test__{when.isoformat()}",
             now=datetime.now(UTC),

@@ -6,6 +6,7 @@
   ``catchup=True`` walks every interval since ``start_date``; ``catchup=False``
   jumps to the latest complete interval (the timetable decides both).
 * :func:`trigger_dag` — a manual run (``manual__<iso now>``).
+  Its callers first hold the conf to ``api.max_conf_bytes`` with :func:`check_conf_size`.
 * :func:`create_backfill` — one ``backfill`` run per interval in ``[start, end]``.
   Both wake the schedulers when the caller commits (:mod:`headrace.db.wakeup`).
 * :func:`start_queued_runs` — ``queued → running`` within ``max_active_runs``.
@@ -47,7 +48,14 @@ from headrace.db import queries
 from headrace.db.models import DagModel, DagRun, DagVersion, ImportError_, TaskInstance
 from headrace.db.transitions import end_try, set_run_state, set_ti_state
 from headrace.db.wakeup import notify_scheduler
-from headrace.exceptions import DagDefinitionError, DagNotFound, DagRunAlreadyExists, DagRunConfError, ScheduleError
+from headrace.exceptions import (
+    DagDefinitionError,
+    DagNotFound,
+    DagRunAlreadyExists,
+    DagRunConfError,
+    DagRunConfTooLarge,
+    ScheduleError,
+)
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import DagRunState, EndReason, TaskInstanceState
 
@@ -227,6 +235,34 @@ def _check_conf(conf: Any) -> dict[str, Any]:
         return dict(json.loads(json.dumps(dict(conf))))
     except (TypeError, ValueError) as exc:
         raise DagRunConfError(f"conf must be JSON-serializable: {exc}") from None
+
+
+def conf_size(conf: Mapping[str, Any]) -> int:
+    """Bytes of ``conf`` as compact UTF-8 JSON (no spaces after separators), the measure of ``api.max_conf_bytes``.
+
+    Raises ``DagRunConfError`` if ``conf`` is not JSON-serializable.
+    """
+    try:
+        return len(json.dumps(dict(conf), separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise DagRunConfError(f"conf must be JSON-serializable: {exc}") from None
+
+
+def check_conf_size(conf: Mapping[str, Any] | None, max_bytes: int) -> None:
+    """Raise ``DagRunConfTooLarge`` (413) when ``conf`` is longer than ``max_bytes`` (``api.max_conf_bytes``).
+
+    The API, the UI (through the API) and ``headrace dags trigger`` call it before a run is created, so every
+    DAG run's conf stays small enough for the viewers that list runs.
+    """
+    if conf is None or not isinstance(conf, Mapping):
+        return  # not a JSON object: trigger_dag says so (400)
+    size = conf_size(conf)
+    if size > max_bytes:
+        raise DagRunConfTooLarge(
+            f"conf is {size:,} bytes of JSON, above the limit of {max_bytes:,} bytes (api.max_conf_bytes)",
+            size=size,
+            limit=max_bytes,
+        )
 
 
 def _active_dag(session: Session, dag_id: str) -> DagModel:
@@ -500,6 +536,8 @@ def _time_out_ti(session: Session, ti_id: int, now: datetime, error: str) -> Tas
 
 __all__ = [
     "MAX_BACKFILL_RUNS",
+    "check_conf_size",
+    "conf_size",
     "create_backfill",
     "create_dag_run",
     "create_runs",

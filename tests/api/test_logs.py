@@ -69,6 +69,27 @@ def test_log_by_offset_with_secrets_masked(
     assert anon.get(url).status_code == 401
 
 
+def test_offset_past_the_end_is_an_empty_chunk_on_the_real_server(finished_run: FinishedRun, db: Database) -> None:
+    """Any offset the API accepts (up to 2**62) past the log's end is an empty chunk, never a 500."""
+    with db.session() as session:
+        user = create_user(session, "offset-viewer", PASSWORD, "viewer", now=datetime.now(UTC))
+        token, _ = create_token(session, user, "t", now=datetime.now(UTC))
+    server = start_in_thread(finished_run.settings, db, host="127.0.0.1", port=0)
+    url = f"/api/v1/dags/demo/dagRuns/{finished_run.run_id}/taskInstances/extract/logs/1"
+    try:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+            for offset in (2**62, 2**40, 10**9):
+                chunk = client.get(url, params={"offset": offset})
+                assert chunk.status_code == 200, (offset, chunk.text)
+                assert chunk.json() == {"content": "", "offset": offset, "next_offset": offset, "finished": True}
+                streamed = client.get(url, params={"offset": offset, "stream": "true"})
+                assert streamed.status_code == 200 and streamed.text == ""
+            beyond = client.get(url, params={"offset": 2**62 + 1})
+            assert beyond.status_code == 422 and beyond.headers["x-content-type-options"] == "nosniff"
+    finally:
+        server.stop()
+
+
 def test_connection_passwords_are_masked_too(api: TestClient, finished_run: FinishedRun) -> None:
     conn = {"conn_id": "warehouse", "conn_type": "postgres", "password": SECRET}
     assert api.post("/api/v1/connections", json=conn).status_code == 200

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import socket
 import textwrap
 from datetime import UTC, datetime
@@ -9,6 +10,8 @@ from typing import Any
 import psutil
 from sqlalchemy import select
 
+from headrace.config import Settings
+from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.db.migrate import head_revision
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry
@@ -202,3 +205,20 @@ def test_dags_list_shows_dag_warnings(cli: Cli, dags_folder: Path) -> None:
     assert "3 DAG warning(s)" in r.out, r.out  # email_on_failure, no_task_takes_this, sla
     for name in ("email_on_failure", "no_task_takes_this", "sla"):
         assert name in r.out, r.out
+
+
+def test_trigger_refuses_a_conf_over_max_conf_bytes(cli: Cli, settings: Settings, db: Database) -> None:
+    """The API's limit (api.max_conf_bytes, 64 KiB by default), with a one-line error and no run created."""
+    (settings.dags_folder / "cli_demo.py").write_text(textwrap.dedent(GOOD_DAG))
+    assert DagProcessor(settings, db).refresh(datetime.now(UTC)).errors == 0
+    r = cli("dags", "trigger", "cli_demo", "--conf", json.dumps({"blob": "x" * 100_000}))
+    assert r.code == 1
+    assert r.err.strip().splitlines() == [
+        "error: conf is 100,011 bytes of JSON, above the limit of 65,536 bytes (api.max_conf_bytes)"
+    ]
+    with db.read_session() as session:
+        assert list(session.scalars(select(DagRun.run_id))) == []
+    r = cli("dags", "trigger", "cli_demo", "--conf", json.dumps({"blob": "x" * 60_000}), "--run-id", "fits")
+    assert r.code == 0, r.err
+    with db.read_session() as session:
+        assert list(session.scalars(select(DagRun.run_id))) == ["fits"]

@@ -17,7 +17,7 @@ from headrace.api.pagination import Page, count, page
 from headrace.api.routes.dags import get_dag
 from headrace.db.models import DagRun
 from headrace.exceptions import DagRunConfError, DagRunNotFound
-from headrace.scheduler.runs import trigger_dag
+from headrace.scheduler.runs import check_conf_size, trigger_dag
 from headrace.scheduler.user_actions import mark_dag_run
 from headrace.states import DagRunState
 
@@ -126,14 +126,19 @@ def list_runs(
         404: {"description": "no such DAG"},
         409: {"description": "a run with this id or logical date exists"},
         400: {"description": "conf is not a JSON object"},
+        413: {"description": "the body is over api.max_request_bytes, or conf over api.max_conf_bytes"},
     },
 )
 def trigger_run(dag_id: str, body: schemas.TriggerDAGRun, request: Request) -> schemas.DAGRun:
-    """Create a manual, queued run (operator); the scheduler starts it. ``conf`` overrides the DAG's params."""
+    """Create a manual, queued run (operator); the scheduler starts it. ``conf`` overrides the DAG's params.
+
+    ``conf`` may be at most ``api.max_conf_bytes`` of compact JSON (413 beyond, the limit in the message).
+    """
     try:
         schemas.check_json_value(body.conf)
     except ValueError as exc:
         raise DagRunConfError(f"conf: {exc}") from None
+    check_conf_size(body.conf, request.app.state.settings.get_int("api", "max_conf_bytes"))
     with get_db(request).session() as session:
         run = trigger_dag(
             session,

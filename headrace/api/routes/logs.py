@@ -9,11 +9,15 @@ same :class:`~headrace.masking.SecretMasker` the task process uses
 
 While the try runs, only whole lines are returned (a secret is never cut in
 two across chunks); once it has ended, everything to the end of the file.
+An ``offset`` at or past the end of the log is an empty chunk
+(``content`` empty, ``next_offset`` = ``offset``), not an error: while the try
+runs the log may still reach it, and ``finished`` says when it no longer can.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -100,9 +104,12 @@ def inside(path: FilePath, folder: str | FilePath) -> bool:
 
 
 def read_bytes(path: FilePath, offset: int, max_bytes: int | None) -> bytes:
-    """Bytes of ``path`` from ``offset`` (at most ``max_bytes``); a missing file reads as nothing."""
+    """Bytes of ``path`` from ``offset`` (at most ``max_bytes``); a missing file, or an offset at or past its
+    end, reads as nothing (the file system refuses to seek to some offsets the API accepts, e.g. 2**62)."""
     try:
         with open(path, "rb") as f:
+            if offset >= os.fstat(f.fileno()).st_size:
+                return b""
             f.seek(offset)
             return f.read() if max_bytes is None else f.read(max_bytes)
     except FileNotFoundError:
