@@ -294,9 +294,9 @@ class Leftovers:
     """What :meth:`Containment.kill_all` found of a try after its task process ended."""
 
     left: int
-    """Processes of the try that were still running."""
+    """Processes of the try found running (each was sent SIGKILL)."""
     killed: int
-    """Of those, how many are gone after SIGKILL (less than ``left`` only if one survived ``KILL_TIMEOUT``)."""
+    """Of those, how many are gone (less than ``left`` only if one outlived ``KILL_TIMEOUT``, stuck in the kernel)."""
 
 
 class Containment:
@@ -399,33 +399,32 @@ class Containment:
         v2 with ``cgroup.kill``: one write kills the whole cgroup, forks in
         flight included. Otherwise each found process is SIGKILLed and the
         search repeated: a process with SIGKILL pending cannot fork any more,
-        so each round finds only what was forked before the previous one.
+        so each round finds only what was forked before the previous one; it
+        ends when every process signalled is gone (a zombie counts as gone).
         Zombies re-parented to this (subreaper) process are reaped.
         """
-        seen: set[int] = set()
-        found = [p for p in self.pids() if _alive(p)]
-        left = len(found)
+        signalled: set[int] = set()
         deadline = time.monotonic() + timeout
-        kill_file = self.path / "cgroup.kill" if self.path is not None else None
-        if found and kill_file is not None and self.hierarchy is not None and self.hierarchy.version == 2:
+        found = [p for p in self.pids() if _alive(p)]
+        if found and self.path is not None and self.hierarchy is not None and self.hierarchy.version == 2:
             try:
-                with open(kill_file, "w", encoding="ascii") as f:
+                with open(self.path / "cgroup.kill", "w", encoding="ascii") as f:
                     f.write("1")
-            except OSError:  # before 5.14: kill one by one below
+            except OSError:  # before 5.14: one by one below
                 pass
         pause = 0.0005
-        while found:
-            seen.update(found)
+        while True:
             _signal_all(found, signal.SIGKILL)
+            signalled.update(found)
             reap_orphans()
-            if time.monotonic() >= deadline:
+            pending = [p for p in signalled if _alive(p)]
+            found = [p for p in self.pids() if p not in signalled and _alive(p)]
+            if (not pending and not found) or time.monotonic() >= deadline:
                 break
-            time.sleep(pause)
+            time.sleep(pause)  # SIGKILL is delivered when the process next runs: give it the CPU
             pause = min(pause * 2, 0.02)
-            found = [p for p in self.pids() if _alive(p)]
-        reap_orphans()
-        survivors = [p for p in seen if _alive(p)]
-        return Leftovers(left=left, killed=len(seen) - len(survivors))
+        survivors = [p for p in signalled if _alive(p)]
+        return Leftovers(left=len(signalled), killed=len(signalled) - len(survivors))
 
     def remove(self) -> bool:
         """Remove the try's cgroup (a no-op without one); True when it is gone.
