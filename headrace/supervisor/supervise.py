@@ -331,10 +331,10 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 else:
                     gate = Gate()
                     pid = _start_task(settings, db, current, gate, log_fd, containment)
-                try:
-                    process_start_time = ProcessIdentity.of(pid).start_time
-                except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
-                    process_start_time = None
+                    try:
+                        process_start_time = ProcessIdentity.of(pid).start_time
+                    except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
+                        process_start_time = None
             if own_row is None:
                 result = conn.execute(
                     _INSERT_TRY,
@@ -420,7 +420,9 @@ def _start_task(
             containment.join()
         except OSError as exc:
             level, what = ("ERROR", "not running the task") if required else ("WARNING", "containment is best-effort")
-            os.write(log_fd, format_line("supervisor", f"cannot join {containment.path}: {exc}; {what}", level).encode())
+            os.write(
+                log_fd, format_line("supervisor", f"cannot join {containment.path}: {exc}; {what}", level).encode()
+            )
             if required:
                 return EXIT_NOT_CONTAINED
         if not gate.wait():

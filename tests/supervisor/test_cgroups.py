@@ -174,4 +174,3 @@ def test_peak_memory_of_an_escaped_process_comes_from_the_try_cgroup(
     assert row is not None and row.peak_rss_bytes is not None
     assert (row.state, row.containment, row.processes_left, row.processes_killed) == ("success", "cgroup", 1, 1)
     assert row.peak_rss_bytes >= 200 * MIB
-
