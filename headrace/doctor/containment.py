@@ -9,37 +9,24 @@ SIGKILLed before it removed it) is reported with the processes still in it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from headrace.config import Settings
 from headrace.doctor.findings import Area, Finding, Severity, set_setting
-from headrace.supervisor.cgroups import CGROUP_PREFIX, ContainmentError, Hierarchy, hierarchy_in_use
+from headrace.supervisor.cgroups import ContainmentError, Hierarchy, hierarchy_in_use, stale_cgroups
 
 SETTING = ("core", "try_containment")
 
 
 def _stale_cgroups(hierarchy: Hierarchy) -> list[tuple[Path, int]]:
-    """Try cgroups in ``hierarchy`` whose supervisor (the name's last number) is not alive: (path, processes in it)."""
-    stale = []
-    try:
-        names = [n for n in os.listdir(hierarchy.parent) if n.startswith(CGROUP_PREFIX)]
-    except OSError:
-        return []
-    for name in names:
+    """Try cgroups whose supervisor is gone, with the number of processes still in each."""
+    found = []
+    for path in stale_cgroups(hierarchy):
         try:
-            supervisor_pid = int(name.rsplit("-", 1)[1])
-        except (IndexError, ValueError):
-            continue
-        if os.path.exists(f"/proc/{supervisor_pid}"):
-            continue
-        path = hierarchy.parent / name
-        try:
-            procs = len((path / "cgroup.procs").read_text().split())
+            found.append((path, len((path / "cgroup.procs").read_text().split())))
         except OSError:
             continue
-        stale.append((path, procs))
-    return stale
+    return found
 
 
 def containment_findings(settings: Settings) -> list[Finding]:
@@ -99,7 +86,8 @@ def containment_findings(settings: Settings) -> list[Finding]:
                 f"{len(stale)} try cgroup(s) outlived their supervisor, holding {busy} process(es): "
                 + ", ".join(str(p) for p, _ in stale[:5]),
                 {"stale_cgroups": len(stale), "processes_in_them": busy},
-                "write 1 to each one's cgroup.kill (v2) or kill the pids in its cgroup.procs, then rmdir it",
+                "the next try on this host removes them (killing what is in them); or write 1 to each one's cgroup.kill "
+                "(v2) or kill the pids in its cgroup.procs, then rmdir it",
             )
         )
     return findings

@@ -309,13 +309,14 @@ class Containment:
     removes it (:meth:`kill_all`, :meth:`remove`).
     """
 
-    def __init__(self, hierarchy: Hierarchy | None, marker: str) -> None:
+    def __init__(self, hierarchy: Hierarchy | None, marker: str, *, made: bool = False) -> None:
+        """``made``: the cgroup exists already (adopting one a dead supervisor left), so :meth:`remove` removes it."""
         self.hierarchy = hierarchy
         self.marker = marker
         """This try's :data:`TRY_MARKER` value."""
         self.path: Path | None = hierarchy.parent / f"{CGROUP_PREFIX}{marker}" if hierarchy is not None else None
         """The try's cgroup directory (None: marker containment)."""
-        self._made = False
+        self._made = made
 
     @property
     def kind(self) -> str:
@@ -449,6 +450,41 @@ class Containment:
         return False
 
 
+def stale_cgroups(hierarchy: Hierarchy) -> list[Path]:
+    """Try cgroups in ``hierarchy`` whose supervisor (the name's last number) is not alive.
+
+    A supervisor killed with SIGKILL cannot remove its try's cgroup (its task
+    process dies with it, by ``PR_SET_PDEATHSIG``; escaped processes may stay).
+    A pid that came round again to another process hides one until that ends.
+    """
+    stale = []
+    for name in _listdir(str(hierarchy.parent)):
+        if not name.startswith(CGROUP_PREFIX):
+            continue
+        try:
+            supervisor_pid = int(name.rsplit("-", 1)[1])
+        except (IndexError, ValueError):
+            continue
+        if not os.path.exists(f"/proc/{supervisor_pid}"):
+            stale.append(hierarchy.parent / name)
+    return stale
+
+
+def remove_stale_cgroups(hierarchy: Hierarchy | None) -> int:
+    """Kill what is left in each stale try cgroup (:func:`stale_cgroups`) and remove it; return how many went.
+
+    Every supervisor calls it once its try is recorded, so a supervisor that
+    was killed leaves nothing behind for long. Never raises.
+    """
+    if hierarchy is None:
+        return 0
+    removed = 0
+    for path in stale_cgroups(hierarchy):
+        if Containment(hierarchy, path.name[len(CGROUP_PREFIX) :], made=True).remove():
+            removed += 1
+    return removed
+
+
 def try_marker(ti_id: int, try_number: int, supervisor_pid: int) -> str:
     """The :data:`TRY_MARKER` value and cgroup name suffix of a try: ``<ti id>-<try number>-<supervisor pid>``.
 
@@ -474,5 +510,7 @@ __all__ = [
     "marked_processes",
     "own_descendants",
     "reap_orphans",
+    "remove_stale_cgroups",
+    "stale_cgroups",
     "try_marker",
 ]

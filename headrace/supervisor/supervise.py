@@ -50,7 +50,13 @@ from headrace.db.transitions import set_ti_state
 from headrace.logs.files import append_line, format_line, open_try_log, try_log_path
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor import task_process
-from headrace.supervisor.cgroups import Containment, become_subreaper, hierarchy_in_use, try_marker
+from headrace.supervisor.cgroups import (
+    Containment,
+    become_subreaper,
+    hierarchy_in_use,
+    remove_stale_cgroups,
+    try_marker,
+)
 from headrace.supervisor.identity import ProcessIdentity, hostname
 from headrace.supervisor.limits import Limits, format_memory
 from headrace.supervisor.outcome import next_state
@@ -546,6 +552,7 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
         current.close_log()
         if current.watch is not None and current.watch.containment is not None:
             current.watch.containment.remove()  # already gone, unless the watch failed
+            remove_stale_cgroups(current.watch.containment.hierarchy)  # of supervisors killed meanwhile
     return EXIT_RECORDED
 
 

@@ -174,3 +174,28 @@ def test_peak_memory_of_an_escaped_process_comes_from_the_try_cgroup(
     assert row is not None and row.peak_rss_bytes is not None
     assert (row.state, row.containment, row.processes_left, row.processes_killed) == ("success", "cgroup", 1, 1)
     assert row.peak_rss_bytes >= 200 * MIB
+
+
+def test_a_supervisor_removes_try_cgroups_left_by_killed_supervisors(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    hierarchy = hierarchy_in_use("auto")
+    assert hierarchy is not None
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid names a supervisor that was SIGKILLed before it removed its try's cgroup
+    stale = Containment(hierarchy, f"77-1-{gone.pid}")
+    stale.prepare()
+    orphan = subprocess.Popen(["sleep", "600"])
+    try:
+        assert stale.path is not None
+        (stale.path / "cgroup.procs").write_text(str(orphan.pid))
+        dag_file = write_dag(
+            tmp_path / "dags", 'with DAG("ok") as dag:\n    BashOperator(task_id="t", bash_command="true")\n'
+        )
+        assert run_supervisor(settings, make_try(db, dag_file, "ok", "t")) == 0
+        assert not stale.path.exists()
+        assert orphan.wait(timeout=1) == -9  # what was in it was killed
+    finally:
+        orphan.kill()
+        orphan.wait()
+        stale.remove()
