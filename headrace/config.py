@@ -72,6 +72,14 @@ SPEC: dict[str, dict[str, Option]] = {
         "xcom_max_size": Option(int, _const(48 * 1024), "Largest XCom value, in bytes of JSON.", 1, 1 << 30),
         "dagbag_import_timeout": Option(float, _const(30.0), "Seconds a DAG file may take to import.", 0.1, 3600),
         "load_examples": Option(bool, _const(False), "Also load the bundled example DAGs."),
+        "try_containment": Option(
+            str,
+            _const("auto"),
+            "How a try's processes are held together so none outlives it: cgroup (each try in its own cgroup; "
+            "a try fails if none can be made), marker (best effort: environment marker and child subreaper), "
+            "auto (cgroup where a hierarchy is writable, else marker).",
+            choices=("auto", "cgroup", "marker"),
+        ),
     },
     "database": {
         "url": Option(

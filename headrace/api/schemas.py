@@ -344,6 +344,12 @@ class TaskTry(_Out):
     signal: int | None
     peak_rss_bytes: int | None
     cpu_seconds: float | None
+    containment: str | None
+    """``cgroup`` (the try ran in its own cgroup) or ``marker`` (best-effort); None for tries before it was recorded."""
+    processes_left: int | None
+    """Processes of the try still running when its task process ended (escaped descendants); None while running."""
+    processes_killed: int | None
+    """Of ``processes_left``, how many the supervisor killed."""
     end_reason: str | None
     error: str | None
 

@@ -274,6 +274,13 @@ class TaskTry(Base):
     error: Mapped[str | None] = mapped_column(Text)
     """One-line error message of a failed try."""
     log_path: Mapped[str] = mapped_column(Text)
+    containment: Mapped[str | None] = mapped_column(String(20))
+    """How the try's processes were held together: ``cgroup`` (its own cgroup) or ``marker`` (best-effort:
+    the supervisor's descendants and processes carrying the try's environment marker)."""
+    processes_left: Mapped[int | None] = mapped_column(Integer)
+    """Processes of the try still running once its task process had ended (escaped descendants)."""
+    processes_killed: Mapped[int | None] = mapped_column(Integer)
+    """Of ``processes_left``, how many the supervisor killed (SIGKILL) before it recorded the try."""
 
 
 class XCom(Base):

@@ -99,7 +99,18 @@ def requeue_ti(session: Session | Connection, ti_id: int, try_number: int) -> bo
     )
 
 
-_TRY_COLUMNS = ("state", "end_date", "end_reason", "error", "exit_code", "signal", "peak_rss_bytes", "cpu_seconds")
+_TRY_COLUMNS = (
+    "state",
+    "end_date",
+    "end_reason",
+    "error",
+    "exit_code",
+    "signal",
+    "peak_rss_bytes",
+    "cpu_seconds",
+    "processes_left",
+    "processes_killed",
+)
 _END_TRY: dict[tuple[str, ...], Update] = {}
 
 
@@ -113,7 +124,7 @@ def end_try(session: Session | Connection, row_id: int, **values: Any) -> bool:
     instance won, or else with end reason ``lost_race``. ``values`` must
     include ``end_date``; allowed keys: ``state``, ``end_date``,
     ``end_reason``, ``error``, ``exit_code``, ``signal``, ``peak_rss_bytes``,
-    ``cpu_seconds``. Raises ``ValueError`` for any other key.
+    ``cpu_seconds``, ``processes_left``, ``processes_killed``. Raises ``ValueError`` for any other key.
     """
     unknown = set(values) - set(_TRY_COLUMNS)
     if unknown or "end_date" not in values:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.doctor.concurrency import measure_usage, slot_findings
+from headrace.doctor.containment import containment_findings
 from headrace.doctor.findings import Area, Finding, Severity, worst
 from headrace.doctor.latency import scheduler_findings
 from headrace.doctor.memory import measure_memory, memory_findings
@@ -47,6 +48,7 @@ def diagnose(settings: Settings, db: Database, *, hours: float = 24.0, now: date
     findings += slot_findings(settings, measure_usage(db, now, hours), hours)
     tries, jobs = load_running(db)
     findings += process_findings(settings, tries, jobs, now)
+    findings += containment_findings(settings)
     findings += try_findings(settings, tries, now)
     tasks, p95_all = measure_memory(db, now, hours)
     findings += memory_findings(settings, tasks, p95_all, hours)

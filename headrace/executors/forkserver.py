@@ -23,7 +23,8 @@ is not hit by the terminal's Ctrl-C. The server exits
 
 Every module a supervisor needs is imported here, before the first fork, so a
 try starts in milliseconds instead of paying an interpreter start and imports.
-The server also builds the supervisors' database engine once and runs their
+It also finds, once, the cgroup hierarchy tries are contained in
+(:func:`~headrace.supervisor.cgroups.hierarchy_in_use`). The server also builds the supervisors' database engine once and runs their
 statements once (rolled back) so its compiled-statement cache is warm; each
 child keeps that engine with a fresh connection pool. The heap is then frozen
 (``gc.freeze``) so children do not copy it on write.
@@ -87,6 +88,7 @@ import headrace.operators  # noqa: F401
 from headrace.config import Settings, load_settings
 from headrace.dagfiles.loader import FileVersion, file_version, forget_dags, load_dags, remember_dags
 from headrace.db.engine import Database
+from headrace.supervisor.cgroups import ContainmentError, hierarchy_in_use
 from headrace.supervisor.protocol import LineBuffer
 from headrace.supervisor.request import TryRequest
 from headrace.supervisor.supervise import EXIT_ERROR, supervise, warm_up
@@ -308,6 +310,10 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - only slower supervisors; they report DB trouble themselves
         print(f"headrace fork server: could not warm the database engine: {exc}", file=sys.stderr, flush=True)
     db.release_connections()
+    try:  # found once here, inherited by every supervisor (cgroups.py)
+        hierarchy_in_use(settings.get_str("core", "try_containment"))
+    except ContainmentError as exc:  # each try then fails with this error, recorded on it
+        print(f"headrace fork server: {exc}", file=sys.stderr, flush=True)
     # Everything allocated so far lives as long as the server: keep the collector away from it, so
     # forked supervisors do not copy those pages on write when a collection touches their headers.
     gc.collect()

@@ -15,6 +15,10 @@ After the task process is reaped the figures are completed from
 waited-for descendant) raises the peak, and its CPU delta covers every
 descendant that was waited for. Killing goes to the process group *and* to
 every pid found, so a descendant that left the group (``setsid``) still dies.
+
+Where the try runs in a cgroup that accounts memory (:mod:`.cgroups`), the
+supervisor takes the memory figures from the cgroup instead: the limit is
+checked against its working set and the peak is its high-water mark.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class TreeSample:
     """Sum of the RSS of every live process in the tree, in bytes."""
     pids: tuple[int, ...]
     """The pids seen, the root first."""
+    source: str = "process tree RSS"
+    """What ``rss_bytes`` measures, for the log: ``process tree RSS`` (sampled) or ``try's cgroup memory``."""
 
 
 @dataclass(frozen=True)
@@ -147,14 +153,21 @@ class ProcessTree:
         """SIGTERM the whole tree (follow with :meth:`kill` after the grace period)."""
         self.signal(signal.SIGTERM)
 
-    def final_usage(self, before: ChildUsage, after: ChildUsage) -> tuple[int, float]:
+    def final_usage(
+        self, before: ChildUsage, after: ChildUsage, exact_peak_bytes: int | None = None
+    ) -> tuple[int, float]:
         """``(peak_rss_bytes, cpu_seconds)`` once the root was reaped.
 
         ``before``/``after`` are :class:`ChildUsage` read just before the fork and
         just after the wait. Peak = max(sampled peak, ``ru_maxrss`` of children);
         CPU = max(rusage delta, sampled CPU), since each misses what the other saw.
+        ``exact_peak_bytes``: the try cgroup's own high-water mark, when it has
+        one; it replaces the sampled peak (it misses no spike and no escaped
+        process), still raised by ``ru_maxrss``, which also counts the pages the
+        task process shares with its supervisor (charged to the supervisor).
         """
-        peak = max(self.peak_rss_bytes, after.maxrss_bytes if after.maxrss_bytes > before.maxrss_bytes else 0)
+        sampled = self.peak_rss_bytes if exact_peak_bytes is None else exact_peak_bytes
+        peak = max(sampled, after.maxrss_bytes if after.maxrss_bytes > before.maxrss_bytes else 0)
         cpu = max(after.cpu_seconds - before.cpu_seconds, self.sampled_cpu_seconds)
         return peak, round(cpu, 6)
 
@@ -164,7 +177,8 @@ class Limits:
     """The limits of one try, from its serialized task."""
 
     memory_limit: int | None = None
-    """Bytes of process-tree RSS above which the tree is killed; None: no limit."""
+    """Bytes above which the try's processes are killed; None: no limit. Measured as the try cgroup's working
+    set where it accounts memory (:mod:`.cgroups`), else as the sampled process-tree RSS."""
     execution_timeout: float | None = None
     """Seconds the task process may run before it is stopped; None: no limit."""
 
@@ -176,6 +190,6 @@ class Limits:
         """The log line for a memory kill, e.g. ``memory_limit 256.0 MiB exceeded: process tree RSS 300.2 MiB; killing``."""
         assert self.memory_limit is not None
         return (
-            f"memory_limit {format_mib(self.memory_limit)} exceeded: process tree RSS "
+            f"memory_limit {format_mib(self.memory_limit)} exceeded: {sample.source} "
             f"{format_mib(sample.rss_bytes)}; killing"
         )

@@ -53,6 +53,10 @@ class Outcome:
     """Bytes."""
     cpu_seconds: float | None = None
     error: str | None = None
+    processes_left: int | None = None
+    """Processes of the try still running after its task process ended (see :mod:`.cgroups`)."""
+    processes_killed: int | None = None
+    """Of those, how many the supervisor killed."""
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -79,6 +83,8 @@ class Outcome:
             "signal": self.signal,
             "peak_rss_bytes": self.peak_rss_bytes,
             "cpu_seconds": self.cpu_seconds,
+            "processes_left": self.processes_left,
+            "processes_killed": self.processes_killed,
         }
 
 

@@ -9,11 +9,14 @@ The life of a try, as the supervisor sees it:
    supervisor pid and start time, the task's true pid and start time, log
    path), clear the TI's XComs; commit, then open the gate — the task's code
    runs only once the claim is committed;
+   The task process moves itself into the try's own cgroup (:mod:`.cgroups`)
+   while it waits at the gate, so everything it starts is the try's;
 3. **watch** — wait on the process (pidfd) and its channel (socket) at once,
    answering requests, sampling the process tree, heartbeating, enforcing
    ``memory_limit`` and ``execution_timeout``, and stopping the task when
    the heartbeat finds that a user set the task instance's state meanwhile;
-4. **finish** — reap it and write ``task_try`` and the TI's new state in one
+4. **finish** — reap it, kill what is left of the try (escaped descendants
+   too: the cgroup, or the try's marker; counted on the try row) and write ``task_try`` and the TI's new state in one
    transaction; for outcomes decided here (memory, timeout, killed) run the
    task's failure/retry callbacks in a short child.
 
@@ -48,6 +51,13 @@ from headrace.logs.capped import CappedLog
 from headrace.logs.files import append_line, open_try_log, try_log_path
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor import task_process
+from headrace.supervisor.cgroups import (
+    Containment,
+    become_subreaper,
+    hierarchy_in_use,
+    remove_stale_cgroups,
+    try_marker,
+)
 from headrace.supervisor.identity import ProcessIdentity, hostname
 from headrace.supervisor.limits import Limits, format_memory
 from headrace.supervisor.outcome import next_state
@@ -68,6 +78,9 @@ EXIT_ERROR = 1
 """The supervisor itself failed; it recorded what it could."""
 EXIT_NOT_RELEASED = 4
 """Exit code of a task process whose claim transaction failed: it ran nothing."""
+EXIT_NOT_CONTAINED = 5
+"""Exit code of a task process that could not join its try's cgroup (``core.try_containment = cgroup``): it
+ran nothing."""
 
 
 SELF_FENCE_SHARE = 0.8
@@ -163,6 +176,7 @@ _INSERT_TRY = insert(TaskTry).values(
     start_date=bindparam("start_date"),
     heartbeat_at=bindparam("start_date"),
     log_path=bindparam("log_path"),
+    containment=bindparam("containment"),
 )
 _OWN_CLAIM = (
     select(TaskTry.id)
@@ -317,12 +331,18 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
             except OSError as exc:
                 current.start_error = f"cannot open the try's log {log_path}: {exc}"
             else:
-                gate = Gate()
-                pid = _start_task(settings, db, current, gate, try_log)
                 try:
-                    process_start_time = ProcessIdentity.of(pid).start_time
-                except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
-                    process_start_time = None
+                    containment = _containment(settings, current)
+                except OSError as exc:
+                    try_log.close(timeout=0)
+                    current.start_error = f"cannot contain the try (core.try_containment = cgroup): {exc}"
+                else:
+                    gate = Gate()
+                    pid = _start_task(settings, db, current, gate, try_log, containment)
+                    try:
+                        process_start_time = ProcessIdentity.of(pid).start_time
+                    except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
+                        process_start_time = None
             if own_row is None:
                 result = conn.execute(
                     _INSERT_TRY,
@@ -340,6 +360,9 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                         "process_start_time": process_start_time,
                         "start_date": now,
                         "log_path": str(log_path),
+                        "containment": current.watch.containment.kind
+                        if current.watch is not None and current.watch.containment is not None
+                        else None,
                     },
                 )
                 current.try_row_id = _inserted_id(result)
@@ -362,10 +385,13 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
     return current
 
 
-def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, try_log: CappedLog) -> int:
+def _start_task(
+    settings: Settings, db: Database, current: _Try, gate: Gate, try_log: CappedLog, containment: Containment
+) -> int:
     """Fork the task process, held at ``gate``; set up ``current.watch`` and ``current.sock``; return its pid.
 
-    The task's stdout and stderr are a pipe drained into ``try_log`` (which caps the log's size).
+    The task's stdout and stderr are a pipe drained into ``try_log`` (which caps the log's size). The child
+    joins ``containment`` (made already) before it waits at the gate.
     """
     policy = current.policy
     limits = Limits(
@@ -392,11 +418,23 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, try
             REQUEST_OUTAGE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
         ),
         self_fence_after=SELF_FENCE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
+        containment=containment,
     )
     start = current.start
     log_fd = try_log.pipe()
+    required = settings.get_str("core", "try_containment") == "cgroup"
 
     def run() -> int:
+        # Into the try's cgroup before anything runs (the move overlaps the supervisor's claim transaction).
+        try:
+            containment.join()
+        except OSError as exc:
+            level, what = ("ERROR", "not running the task") if required else ("WARNING", "containment is best-effort")
+            os.write(
+                log_fd, format_line("supervisor", f"cannot join {containment.path}: {exc}; {what}", level).encode()
+            )
+            if required:
+                return EXIT_NOT_CONTAINED
         if not gate.wait():
             return EXIT_NOT_RELEASED
         return task_process.main(start, child_sock, log_fd)
@@ -406,6 +444,7 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, try
     except BaseException:
         os.close(log_fd)
         try_log.close(timeout=0)
+        containment.remove()
         raise
     finally:
         child_sock.close()
@@ -415,6 +454,22 @@ def _start_task(settings: Settings, db: Database, current: _Try, gate: Gate, try
     current.watch = watch
     current.sock = parent_sock
     return pid
+
+
+def _containment(settings: Settings, current: _Try) -> Containment:
+    """The try's containment, its cgroup made (:mod:`.cgroups`); raises ``OSError`` if ``cgroup`` is required
+    and none can be made. With ``auto``, a cgroup that cannot be made means marker containment, said in the log."""
+    mode = settings.get_str("core", "try_containment")
+    marker = try_marker(current.request.ti_id, current.request.try_number, os.getpid())
+    containment = Containment(hierarchy_in_use(mode), marker)
+    try:
+        containment.prepare()
+    except OSError as exc:
+        if mode == "cgroup":
+            raise
+        current.say(f"cannot make the try's cgroup {containment.path}: {exc}; containment is best-effort", "WARNING")
+        containment = Containment(None, marker)
+    return containment
 
 
 class _LazyEncryptor:
@@ -437,6 +492,8 @@ def _discard(current: _Try) -> None:
         os.waitpid(current.watch.pid, 0)
     except ChildProcessError:
         pass
+    if current.watch.containment is not None:
+        current.watch.containment.remove()
     if current.sock is not None:
         current.sock.close()
     current.close_log()
@@ -454,6 +511,7 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
     main thread of its process (it installs a SIGTERM handler and forks).
     """
     stop = _StopFlag()
+    become_subreaper()  # a descendant the task orphans stays ours (cgroups.py), even without a cgroup
     previous = signal.signal(signal.SIGTERM, stop.set)
     try:
         try:
@@ -498,6 +556,9 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
         _outside_callbacks(settings, db, current, result, state)
     finally:
         current.close_log()
+        if current.watch is not None and current.watch.containment is not None:
+            current.watch.containment.remove()  # already gone, unless the watch failed
+            remove_stale_cgroups(current.watch.containment.hierarchy)  # of supervisors killed meanwhile
     return EXIT_RECORDED
 
 
@@ -559,6 +620,8 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         peak_rss_bytes=result.peak_rss_bytes,
         cpu_seconds=result.cpu_seconds,
         error=result.error,
+        processes_left=result.processes_left,
+        processes_killed=result.processes_killed,
     )
     won = _write_outcome(settings, db, current, outcome)
     summary = _summary(result)
@@ -645,6 +708,7 @@ def warm_up(db: Database) -> None:
                             "process_start_time": 0.0,
                             "start_date": now,
                             "log_path": "-",
+                            "containment": None,
                         },
                     )
             except DBAPIError:

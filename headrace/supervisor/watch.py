@@ -35,8 +35,9 @@ from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.db.outage import one_line
 from headrace.states import EndReason, TaskInstanceState
+from headrace.supervisor.cgroups import Containment, Leftovers
 from headrace.supervisor.fencing import die_with_parent
-from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree
+from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree, TreeSample
 from headrace.supervisor.protocol import Ack, Error, LineBuffer, ProtocolError, TaskDone, decode_request, encode
 from headrace.supervisor.task_requests import TryTarget, handle
 
@@ -115,6 +116,10 @@ class WatchResult:
     cpu_seconds: float | None = None
     external_state: str | None = None
     """With reason ``externally_set``: the task instance state someone else set (e.g. ``success``)."""
+    processes_left: int | None = None
+    """Processes of the try still running once the task process had ended (escaped descendants)."""
+    processes_killed: int | None = None
+    """Of those, how many the supervisor killed."""
 
 
 @dataclass
@@ -130,7 +135,13 @@ class _Kill:
 
 
 def classify(
-    code: int, done: TaskDone | None, kill: _Kill, *, peak_rss_bytes: int | None, cpu_seconds: float | None
+    code: int,
+    done: TaskDone | None,
+    kill: _Kill,
+    *,
+    peak_rss_bytes: int | None,
+    cpu_seconds: float | None,
+    leftovers: Leftovers | None = None,
 ) -> WatchResult:
     """How a try ended, from the task process's wait code, its last report and the supervisor's kill.
 
@@ -138,7 +149,8 @@ def classify(
     signal). In order: a kill the supervisor started decides (reason
     ``killed`` records signal 15, what the supervisor sent); else the task's
     own report (``TaskDone``); else a signal means ``killed``; else an exit
-    without a report is ``failed``.
+    without a report is ``failed``. ``leftovers``: what was killed of the try
+    after the task process ended (recorded, never changes the outcome).
     """
     exit_code, signum = (None, -code) if code < 0 else (code, None)
     if kill.reason is EndReason.KILLED:
@@ -150,6 +162,8 @@ def classify(
         signal=signum,
         peak_rss_bytes=peak_rss_bytes,
         cpu_seconds=cpu_seconds,
+        processes_left=leftovers.left if leftovers is not None else None,
+        processes_killed=leftovers.killed if leftovers is not None else None,
     )
     if kill.reason is not None:
         return replace(base, end_reason=kill.reason, error=kill.error, external_state=kill.external_state)
@@ -233,8 +247,11 @@ class TaskWatch:
         encryptor: Callable[[], Encryptor],
         outage_tolerance: float = 0.0,
         self_fence_after: float | None = None,
+        containment: Containment | None = None,
     ) -> None:
         self.db = db
+        self.containment = containment
+        """The try's processes beyond its tree (:mod:`.cgroups`); None: the process tree only."""
         self.target = target
         self.try_row_id = try_row_id
         self.try_number = try_number
@@ -389,23 +406,52 @@ class TaskWatch:
         done = self._drain(sock, buffer) or done
         _, status = os.waitpid(self.pid, 0)
         usage_after = ChildUsage.now()
-        try:  # whatever the task left running in its group goes with it
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        leftovers = None
+        if self.containment is not None:  # whatever the task left running goes with it, escaped or not
+            leftovers = self.containment.kill_all()
+            if leftovers.left:
+                self.say(
+                    f"{leftovers.left} process(es) of the try were still running after the task process ended "
+                    f"({self.containment.kind} containment); killed {leftovers.killed}",
+                    "WARNING" if leftovers.killed == leftovers.left else "ERROR",
+                )
+        else:
+            try:  # whatever the task left running in its group goes with it
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         sock.close()
-        peak, cpu = self.tree.final_usage(self._usage_before, usage_after)
-        return classify(os.waitstatus_to_exitcode(status), done, kill, peak_rss_bytes=peak, cpu_seconds=cpu)
+        exact_peak = self.containment.memory_peak() if self.containment is not None else None
+        if self.containment is not None:
+            self.containment.remove()
+        peak, cpu = self.tree.final_usage(self._usage_before, usage_after, exact_peak)
+        return classify(
+            os.waitstatus_to_exitcode(status), done, kill, peak_rss_bytes=peak, cpu_seconds=cpu, leftovers=leftovers
+        )
+
+    def _signal_try(self, signum: int) -> None:
+        """Send ``signum`` to the task's tree and to every other process of the try (its cgroup, its marker)."""
+        self.tree.signal(signum)
+        if self.containment is not None:
+            self.containment.signal(signum)
+
+    def _sample(self) -> TreeSample:
+        """Sample the tree; the memory figure from the try's cgroup where it accounts memory."""
+        sample = self.tree.sample()
+        in_use = self.containment.memory_in_use() if self.containment is not None else None
+        if in_use is None:
+            return sample
+        return replace(sample, rss_bytes=in_use, source="try's cgroup memory")
 
     def _check_limits(self, kill: _Kill, now: float, timeout_at: float | None) -> None:
         """Sample the tree; start a kill for ``memory_limit``, ``execution_timeout`` or a supervisor stop."""
-        sample = self.tree.sample()
+        sample = self._sample()
         if kill.reason is not None:
             return
         if self.limits.memory_exceeded(sample):
             kill.error = self.limits.memory_message(sample)
             self.say(kill.error, "ERROR")
-            self.tree.kill()
+            self._signal_try(signal.SIGKILL)
             kill.reason = EndReason.MEMORY_LIMIT_EXCEEDED
         elif timeout_at is not None and now >= timeout_at:
             self._terminate(
@@ -427,13 +473,13 @@ class TaskWatch:
             else "sending SIGTERM to the task's processes (SIGKILL in"
         )
         self.say(f"{error}; {how} {self.kill_grace_period:g} s)", level)
-        self.tree.terminate()
+        self._signal_try(signal.SIGTERM)
 
     def _escalate(self, kill: _Kill, now: float) -> None:
         """SIGKILL the tree once a SIGTERM's grace period is over."""
         if kill.escalate_at is not None and now >= kill.escalate_at:
             self.say("the task's processes outlived the grace period; sending SIGKILL", "WARNING")
-            self.tree.kill()
+            self._signal_try(signal.SIGKILL)
             kill.escalate_at = None
 
     def _check_heartbeat(self, kill: _Kill, now: float) -> None:
@@ -447,7 +493,7 @@ class TaskWatch:
                 f"scheduler that judges it dead cannot retry it beside this one"
             )
             self.say(f"{kill.error}; sending SIGKILL", "ERROR")
-            self.tree.kill()
+            self._signal_try(signal.SIGKILL)
             return
         if changed is None or kill.reason is not None:
             return

@@ -46,6 +46,9 @@ def try_out(tt: TaskTry, masker: SecretMasker | None = None) -> schemas.TaskTry:
         signal=tt.signal,
         peak_rss_bytes=tt.peak_rss_bytes,
         cpu_seconds=tt.cpu_seconds,
+        containment=tt.containment,
+        processes_left=tt.processes_left,
+        processes_killed=tt.processes_killed,
         end_reason=tt.end_reason,
         error=mask_or_none(masker, tt.error) if masker is not None else tt.error,
     )

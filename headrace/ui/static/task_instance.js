@@ -57,9 +57,21 @@
     return "No tries yet.";
   }
 
+  // Processes of the try still running when its task process ended, and how many the supervisor killed.
+  function leftoversText(t) {
+    if (t.processes_left == null) return "";
+    return t.processes_killed === t.processes_left ? `${t.processes_left}` : `${t.processes_left} (${t.processes_killed} killed)`;
+  }
+
+  function leftoversTitle(t) {
+    const how = t.containment === "cgroup" ? "the try's cgroup" : t.containment === "marker" ? "best-effort (environment marker)" : "";
+    if (t.processes_left == null) return how ? `containment: ${how}` : "";
+    return `${t.processes_left} process(es) left running after the task process ended, ${t.processes_killed} killed; containment: ${how}`;
+  }
+
   function renderTries(tries) {
     const body = document.querySelector("#tries tbody");
-    if (!tries.length) { body.innerHTML = `<tr><td colspan="15" class="muted">${esc(noTriesText())}</td></tr>`; return; }
+    if (!tries.length) { body.innerHTML = `<tr><td colspan="16" class="muted">${esc(noTriesText())}</td></tr>`; return; }
     body.innerHTML = tries.map(t => {
       const ps = processStart(t);
       const open = expanded.has(t.try_number);
@@ -69,7 +81,8 @@
       <td class="process-start mono" data-time="${ps ? esc(ps.iso) : ""}" title="${ps ? esc(ps.title) : ""}">${ps ? esc(ps.text) : ""}</td>
       ${when(t.start_date, "start")}${when(t.end_date, "end")}
       <td class="num">${esc(fmtSeconds(t.duration))}</td><td class="num">${esc(fmtMiB(t.peak_rss_bytes))}</td>
-      <td class="num">${t.cpu_seconds == null ? "" : t.cpu_seconds.toFixed(2)}</td><td>${esc(exitText(t))}</td>
+      <td class="num">${t.cpu_seconds == null ? "" : t.cpu_seconds.toFixed(2)}</td>
+      <td class="num leftovers" title="${esc(leftoversTitle(t))}">${esc(leftoversText(t))}</td><td>${esc(exitText(t))}</td>
       <td class="reason">${esc(t.end_reason || "")}</td>
       <td class="error">${t.error ? `<div class="try-error" role="button" tabindex="0" data-try="${t.try_number}"
           aria-expanded="${open}" title="${esc(t.error)}">${esc(t.error)}</div>` : ""}</td>
