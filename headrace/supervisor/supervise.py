@@ -48,7 +48,7 @@ from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
 from headrace.db.outage import is_outage, retry_through_outage
 from headrace.db.transitions import set_ti_state
 from headrace.logs.capped import CappedLog
-from headrace.logs.files import append_line, open_try_log, try_log_path
+from headrace.logs.files import append_line, format_line, open_try_log, try_log_path
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor import task_process
 from headrace.supervisor.cgroups import (
