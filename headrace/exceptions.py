@@ -168,6 +168,10 @@ class FailTask(Exception):
     """Raise inside a task to fail it now, without using any retries left."""
 
 
+class SensorTimeout(FailTask):
+    """Raised when a sensor's ``timeout`` has passed: the task fails without using its retries (Airflow's rule)."""
+
+
 class RetryTask(Exception):
     """Raise inside a task to fail this try and retry, optionally after ``delay`` seconds."""
 
@@ -277,3 +281,20 @@ class SecretsError(HeadraceError):
     """Raised when a secret cannot be encrypted or decrypted (missing or wrong ``secrets.fernet_key``)."""
 
     http_status = 500
+
+
+# --- Airflow's names ---------------------------------------------------------------
+# DAG code written for Airflow raises these; they are headrace's own classes, so they behave the same
+# (``raise AirflowSkipException`` skips, ``AirflowFailException`` fails without retrying, any other
+# ``AirflowException`` fails the try and uses the retries left).
+
+AirflowException = HeadraceError
+"""Airflow's base exception: raised in a task it fails the try like any other error (retries apply)."""
+AirflowSkipException = SkipTask
+"""Airflow's name for :class:`SkipTask`."""
+AirflowFailException = FailTask
+"""Airflow's name for :class:`FailTask`."""
+AirflowTaskTimeout = TaskTimeout
+"""Airflow's name for :class:`TaskTimeout` (a ``BaseException`` in both)."""
+AirflowSensorTimeout = SensorTimeout
+"""Airflow's name for :class:`SensorTimeout`."""

@@ -6,7 +6,11 @@ A *pass* over the DAG files:
    folders given (the standalone command adds the bundled example DAGs);
    files whose text does not contain ``headrace`` are skipped, as Airflow's
    safe mode skips files without "airflow" and "dag";
-2. parse only files whose ``(mtime, size)`` differ from their ``dag_file`` row;
+2. parse only files whose ``(mtime, size)`` differ from their ``dag_file`` row —
+   except in a processor's first pass, which parses every file: what a file
+   means can change without the file changing (a headrace upgrade, or settings
+   such as ``scheduler.catchup_by_default`` and
+   ``scheduler.create_cron_data_intervals``), and a restart applies it;
 3. each parse runs in a forked child with a time limit of
    ``core.dagbag_import_timeout`` seconds (several children at once, up to
    the CPU count, at most 8; the other files wait for a free slot). The child
@@ -461,6 +465,8 @@ class DagProcessor:
         """Files without the marker text, with the (mtime, size) they had when read."""
         self._pass: _Pass | None = None
         """The pass in progress (see :meth:`start`)."""
+        self._parsed_all = False
+        """Whether a pass of this processor parsed every file (its first one does)."""
         self._refused_last: set[str] = set()
         """Files that the last :meth:`store_result` gave a duplicate ``dag_id`` import error."""
         self._reparse: list[str] = []
@@ -512,7 +518,12 @@ class DagProcessor:
             known = {f.fileloc: f for f in session.scalars(sql_select(DagFile))}
             for fileloc in sorted(set(known) - set(files)):
                 self._forget_file(session, known[fileloc], now)  # may mark files defining its DAGs for parsing
-            changed = [p for p, stamp in files.items() if p not in known or (known[p].mtime, known[p].size) != stamp]
+            changed = [
+                p
+                for p, stamp in files.items()
+                if not self._parsed_all or p not in known or (known[p].mtime, known[p].size) != stamp
+            ]
+        self._parsed_all = True
         self._reparse.clear()
         self._pass = _Pass(
             started,
