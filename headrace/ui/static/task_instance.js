@@ -59,8 +59,8 @@
 
   // Processes of the try still running when its task process ended, and how many the supervisor killed.
   function leftoversText(t) {
-    if (t.processes_left == null) return "";
-    return t.processes_killed === t.processes_left ? `${t.processes_left}` : `${t.processes_left} (${t.processes_killed} killed)`;
+    if (!t.processes_left) return "";
+    return t.processes_killed === t.processes_left ? `${t.processes_left} left, killed` : `${t.processes_left} left, ${t.processes_killed} killed`;
   }
 
   function leftoversTitle(t) {
@@ -71,7 +71,7 @@
 
   function renderTries(tries) {
     const body = document.querySelector("#tries tbody");
-    if (!tries.length) { body.innerHTML = `<tr><td colspan="16" class="muted">${esc(noTriesText())}</td></tr>`; return; }
+    if (!tries.length) { body.innerHTML = `<tr><td colspan="15" class="muted">${esc(noTriesText())}</td></tr>`; return; }
     body.innerHTML = tries.map(t => {
       const ps = processStart(t);
       const open = expanded.has(t.try_number);
@@ -82,8 +82,9 @@
       ${when(t.start_date, "start")}${when(t.end_date, "end")}
       <td class="num">${esc(fmtSeconds(t.duration))}</td><td class="num">${esc(fmtMiB(t.peak_rss_bytes))}</td>
       <td class="num">${t.cpu_seconds == null ? "" : t.cpu_seconds.toFixed(2)}</td>
-      <td class="num leftovers" title="${esc(leftoversTitle(t))}">${esc(leftoversText(t))}</td><td>${esc(exitText(t))}</td>
-      <td class="reason">${esc(t.end_reason || "")}</td>
+      <td>${esc(exitText(t))}</td>
+      <td class="reason" title="${esc(leftoversTitle(t))}">${esc(t.end_reason || "")}${leftoversText(t)
+        ? `<div class="leftovers muted">${esc(leftoversText(t))}</div>` : ""}</td>
       <td class="error">${t.error ? `<div class="try-error" role="button" tabindex="0" data-try="${t.try_number}"
           aria-expanded="${open}" title="${esc(t.error)}">${esc(t.error)}</div>` : ""}</td>
       <td><button class="show-log" data-try="${t.try_number}">Log</button></td></tr>`;
