@@ -137,15 +137,19 @@ async def check_password(request: Request, username: str, password: str, via: st
     db = get_db(request)
 
     def check() -> Principal:
+        # Again, now that this request holds a hashing slot: many wrong logins sent at once all passed the
+        # first check, and each failure is counted before its slot is given back, so at most
+        # ``api.password_hash_concurrency - 1`` guesses get past the limit.
+        _check_throttle(request, username, via)
         with db.session() as session:
-            return principal(authenticate(session, username, password, now=datetime.now(UTC)), via)
+            try:
+                return principal(authenticate(session, username, password, now=datetime.now(UTC)), via)
+            except AuthenticationError:
+                _count_failure(request, username, via)
+                raise
 
     limiter: CapacityLimiter = request.app.state.password_hash_limiter
-    try:
-        who = await anyio.to_thread.run_sync(check, limiter=limiter)
-    except AuthenticationError:
-        _count_failure(request, username, via)
-        raise
+    who = await anyio.to_thread.run_sync(check, limiter=limiter)
     request.app.state.login_throttle.record_success(username)
     return who
 

@@ -157,3 +157,24 @@ def test_password_checks_do_not_hold_up_the_server(server: str, db: Database) ->
     assert health.status_code in (200, 503) and "status" in health.text  # 503: no scheduler runs in this test
     still_checking = sum(1 for at in done if at > answered)
     assert len(done) == flood and still_checking >= flood // 2, (still_checking, flood)
+
+
+def test_wrong_logins_sent_at_once_get_no_more_guesses_than_the_limit(server: str, settings: Settings) -> None:
+    """All sent together, from addresses of their own: each passed the first check before any failure was counted."""
+    sent = 40
+    codes: list[int] = []
+    lock = threading.Lock()
+
+    def guess(i: int) -> None:
+        code = _login(server, f"guess-{i}", address=f"10.30.0.{i + 1}").status_code
+        with lock:
+            codes.append(code)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(sent)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    slack = settings.get_int("api", "password_hash_concurrency") - 1
+    assert len(codes) == sent and set(codes) <= {401, 429}
+    assert LIMIT <= codes.count(401) <= LIMIT + slack, sorted(codes)
