@@ -115,6 +115,27 @@ class CappedLog:
             thread.join()
         self._drains.clear()
 
+    def flush_tail(self) -> None:
+        """Write the held-back tail now (with the dropped-bytes note), so readers see the task's last output.
+
+        Call it once the task's output has been drained, before the try's outcome is recorded: a reader
+        that follows the log stops when the try has ended. Later writes (the supervisor's closing lines,
+        callbacks) go on within the cap: up to ``max_bytes`` as they come, then a new tail ring.
+        """
+        with self._lock:
+            if self._ring_fd is None:
+                return
+            try:
+                self._write_tail()
+            except OSError:
+                pass
+            finally:
+                os.close(self._ring_fd)
+                self._ring_fd = None
+                self.tail_path.unlink(missing_ok=True)
+                self._tail_total = 0
+                self.head_bytes = self.max_bytes
+
     def close(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Drain the pipes (see :meth:`drain`), append the dropped-bytes note and the tail, close the file."""
         self.drain(timeout)

@@ -585,6 +585,7 @@ def _run(current: _Try, stop: _StopFlag) -> WatchResult:
     result = watch.wait(current.sock)
     if current.log is not None:
         current.log.drain()  # the task's last output goes in before the supervisor's closing lines
+        current.log.flush_tail()  # and before the outcome: a reader following the log stops at the try's end
     return result
 
 

@@ -115,3 +115,22 @@ def test_ring_keeps_exactly_the_last_bytes(tmp_path: Path) -> None:
     assert len(head) + int(note.group(1)) + len(kept) == len(data)  # nothing lost unaccounted
     assert int(note.group(2)) == len(kept)
     assert len(text) <= 64 * 1024 + NOTE_RESERVE
+
+
+def test_the_tail_is_in_the_file_before_the_try_is_recorded(tmp_path: Path) -> None:
+    """``flush_tail`` (called before the outcome is written) puts the held-back end in the file at once;
+    later lines follow it, and ``close`` adds nothing twice."""
+    path = tmp_path / "attempt=1.log"
+    log = CappedLog(path, 64 * 1024)
+    data = b"".join(b"%07d\n" % i for i in range(20_000))  # 160 000 bytes: the head fills, the rest is held back
+    log.write(data)
+    assert not path.read_bytes().endswith(data[-8:])  # held back while the try runs
+    log.flush_tail()
+    flushed = path.read_bytes()
+    assert flushed.endswith(data[-8000:]) and b"bytes dropped" in flushed  # what a follower reads now
+    assert not log.tail_path.exists()
+    log.line("supervisor", "try 1 ended: success")
+    log.close()
+    text = path.read_bytes()
+    assert text.startswith(flushed) and text.count(b"bytes dropped") == 1
+    assert text.rstrip().endswith(b"try 1 ended: success")
