@@ -160,11 +160,24 @@ class DatabaseError(HeadraceError):
 # --- task control flow -------------------------------------------------------
 
 
-class SkipTask(Exception):
+class TaskControl(HeadraceError):
+    """Base of the exceptions a task raises to end its try in a chosen way (the message is optional).
+
+    A :class:`HeadraceError`, as Airflow's are ``AirflowException``s: ``except AirflowException``
+    in DAG code catches them too.
+    """
+
+    http_status = 500
+
+    def __init__(self, message: str = "", **fields: Any) -> None:
+        super().__init__(message, **fields)
+
+
+class SkipTask(TaskControl):
     """Raise inside a task to end its try as ``skipped``."""
 
 
-class FailTask(Exception):
+class FailTask(TaskControl):
     """Raise inside a task to fail it now, without using any retries left."""
 
 
@@ -172,7 +185,7 @@ class SensorTimeout(FailTask):
     """Raised when a sensor's ``timeout`` has passed: the task fails without using its retries (Airflow's rule)."""
 
 
-class RetryTask(Exception):
+class RetryTask(TaskControl):
     """Raise inside a task to fail this try and retry, optionally after ``delay`` seconds."""
 
     def __init__(self, message: str = "", *, delay: float | None = None) -> None:

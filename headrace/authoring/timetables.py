@@ -167,17 +167,30 @@ class _Cron:
         self._every_hour = fields[1] == "*"
         """Schedules that fire in every hour advance in absolute time across DST changes."""
 
+    def _wall(self, naive: datetime) -> datetime:
+        """A wall-clock time in the zone, as UTC: a time that does not exist (spring forward) maps past the
+        gap, an ambiguous one (fall back) to its first occurrence."""
+        return naive.replace(tzinfo=self.tz).astimezone(UTC)
+
     def _step(self, t: datetime, forward: bool) -> datetime:
-        local = ensure_aware(t).astimezone(self.tz)
-        naive = local.replace(tzinfo=None)
+        t_utc = ensure_aware(t).astimezone(UTC)
+        naive = t_utc.astimezone(self.tz).replace(tzinfo=None)
         it = _croniter()(self.cron, naive)
         fired: datetime = it.get_next(datetime) if forward else it.get_prev(datetime)
-        if self._every_hour:
-            return (local.astimezone(UTC) + (fired - naive)).astimezone(UTC)
-        # Wall-clock time in the DAG's zone; a non-existent time (spring forward) maps through UTC past the gap.
-        aware = fired.replace(tzinfo=self.tz).astimezone(UTC)
-        if not forward and aware >= ensure_aware(t):
-            # Fall-back ambiguity made the "previous" time not earlier: step again.
+        if self._every_hour and abs(fired - naive) <= timedelta(hours=1):
+            # From one hour to the next: advance in absolute time, so no hour is skipped or repeated across DST.
+            return t_utc + (fired - naive)
+        aware = self._wall(fired)
+        if forward:
+            while aware <= t_utc:  # a wall time of the repeated hour that has passed already (fall back)
+                aware = self._wall(it.get_next(datetime))
+            return aware
+        # Inside a repeated hour the first occurrence of today's time may be the latest fire before t,
+        # though croniter (counting wall time) places it after t.
+        coming = self._wall(_croniter()(self.cron, naive).get_next(datetime))
+        if coming < t_utc:
+            return coming
+        if aware >= t_utc:  # fall-back ambiguity made the "previous" time not earlier: step again
             return self._step(aware - timedelta(hours=1), forward=False)
         return aware
 
@@ -332,14 +345,22 @@ class DeltaDataIntervalTimetable(_DataIntervalTimetable):
         )
 
     def _k(self, t: datetime) -> int:
+        """How many whole deltas from the anchor to ``t`` (the anchor is ``start_date`` once known)."""
+        t = ensure_aware(t)
         if isinstance(self._delta, timedelta):
-            return (ensure_aware(t) - self._anchor) // self._delta
-        k = 0  # a relativedelta has no fixed length: count steps (the bounds keep this short)
-        while self._anchor + (k + 1) * self._delta <= ensure_aware(t):
+            return (t - self._anchor) // self._delta
+        # A relativedelta has no fixed length: estimate from its first step, then correct (a few steps).
+        first = (self._anchor + self._delta) - self._anchor
+        k = int((t - self._anchor) / first)
+        while self._anchor + (k + 1) * self._delta <= t:
             k += 1
-        while self._anchor + k * self._delta > ensure_aware(t):
+        while self._anchor + k * self._delta > t:
             k -= 1
         return k
+
+    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
+        """``[run_after - delta, run_after]`` (Airflow's choice: needs no anchor)."""
+        return DataInterval(run_after - self._delta, run_after)
 
     def _after(self, t: datetime) -> datetime:
         return self._anchor + (self._k(t) + 1) * self._delta  # type: ignore[no-any-return]

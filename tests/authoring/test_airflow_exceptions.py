@@ -42,6 +42,9 @@ def test_the_names_are_headraces_classes() -> None:
     assert not issubclass(exceptions.AirflowTaskTimeout, Exception)  # a task's `except Exception` lets it through
     assert issubclass(exceptions.AirflowSensorTimeout, exceptions.AirflowFailException)
     assert issubclass(exceptions.DagNotFound, exceptions.AirflowException)
+    for control in (exceptions.AirflowSkipException, exceptions.AirflowFailException, exceptions.AirflowSensorTimeout):
+        assert issubclass(control, exceptions.AirflowException)  # `except AirflowException` catches them, as in Airflow
+    assert str(exceptions.AirflowSkipException()) == "" and str(exceptions.SkipTask("why")) == "why"
 
 
 def test_each_ends_the_try_as_in_airflow(tmp_path: Path) -> None:

@@ -211,3 +211,39 @@ def test_an_unknown_or_unimportable_class_is_a_schedule_error() -> None:
         deserialize_timetable({"__type": "datetime.datetime", "__var": {}})
     with pytest.raises(ScheduleError, match="CronTriggerTimetable.deserialize failed: KeyError"):
         deserialize_timetable({"__type": "headrace.authoring.timetables.CronTriggerTimetable", "__var": {}})
+
+
+def test_hourly_on_weekdays_fires_on_weekdays_only_across_dst() -> None:
+    """An every-hour cron limited to Monday-Friday: the weekend jump is wall-clock, the hours absolute."""
+    berlin = ZoneInfo("Europe/Berlin")
+    for start, now in ((utc(2024, 10, 25, 18), utc(2024, 10, 28, 3)), (utc(2024, 3, 29, 18), utc(2024, 4, 1, 3))):
+        tt = CronTriggerTimetable("0 * * * 1-5", timezone=berlin)
+        got = [i.logical_date for i in fired(tt, start=start, now=now, limit=200)]
+        local = [d.astimezone(berlin) for d in got]
+        assert all(d.weekday() < 5 and d.minute == 0 for d in local), [d for d in local if d.weekday() >= 5]
+        assert local[-1].weekday() == 0 and local[-1].hour == (now.astimezone(berlin)).hour  # Monday, up to now
+        friday = [d for d in local if d.weekday() == 4]
+        assert [d.hour for d in friday] == list(range(friday[0].hour, 24))  # each hour once, none skipped
+
+
+def test_a_daily_time_in_the_repeated_hour_fires_once_and_steps_both_ways() -> None:
+    new_york = ZoneInfo("America/New_York")  # 2024-11-03 01:00-02:00 happens twice
+    tt = CronTriggerTimetable("30 1 * * *", timezone=new_york)
+    inside = utc(2024, 11, 3, 6, 15)  # 01:15 EST, the second 01:xx
+    nxt = tt.next_run_info(
+        DataInterval.exact(inside), start_date=utc(2024, 11, 1), end_date=None, catchup=True, now=utc(2024, 11, 5)
+    )
+    assert nxt is not None and nxt.logical_date == utc(2024, 11, 4, 6, 30)  # tomorrow 01:30 EST, not again today
+    [latest] = fired(tt, start=utc(2024, 11, 1), now=inside, catchup=False, limit=1)
+    assert latest.logical_date == utc(2024, 11, 3, 5, 30)  # today's 01:30 EDT, which fired 45 minutes ago
+
+
+def test_delta_intervals_of_a_relativedelta_are_found_quickly_and_manual_runs_need_no_anchor() -> None:
+    tt = DeltaDataIntervalTimetable(relativedelta(hours=1))
+    # Years of hourly steps from the anchor: found by estimate and correction, not one step at a time.
+    got = fired(tt, start=utc(2000, 1, 1), now=utc(2024, 6, 1, 12, 30), catchup=False)
+    assert [i.data_interval for i in got] == [DataInterval(utc(2024, 6, 1, 11), utc(2024, 6, 1, 12))]
+    fresh = deserialize_timetable(serialize_timetable(DeltaDataIntervalTimetable(timedelta(days=1))))
+    assert fresh.infer_manual_data_interval(run_after=utc(2024, 6, 1, 12)) == DataInterval(
+        utc(2024, 5, 31, 12), utc(2024, 6, 1, 12)
+    )
