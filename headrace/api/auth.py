@@ -157,7 +157,10 @@ async def check_password(request: Request, username: str, password: str, via: st
 def login_session(request: Request, who: Principal) -> str:
     """Start a server-side session for ``who`` and put it in the cookie (new CSRF token); return the CSRF token."""
     policy: SessionPolicy = request.app.state.session_policy
+    previous = request.session.get(SESSION_ID) if "session" in request.scope else None
     with get_db(request).session() as session:
+        if previous is not None:  # a login over a session ends it: its cookie must not come back to life
+            end_session(session, str(previous))
         session_id = start_session(session, who.user_id, policy, now=datetime.now(UTC))
     request.session.clear()
     request.session[SESSION_ID] = session_id

@@ -545,6 +545,7 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
                 error=f"supervisor error: {exc}",
             )
             try:
+                _end_leftovers(current)  # the watch failed before its own final kill
                 _record(settings, db, current, result)
             finally:
                 current.close_log()
@@ -560,6 +561,19 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
             current.watch.containment.remove()  # already gone, unless the watch failed
             remove_stale_cgroups(current.watch.containment.hierarchy)  # of supervisors killed meanwhile
     return EXIT_RECORDED
+
+
+def _end_leftovers(current: _Try) -> None:
+    """Kill whatever is left of the try's processes and remove its containment (never raises)."""
+    containment = current.watch.containment if current.watch is not None else None
+    if containment is None:
+        return
+    try:
+        containment.kill_all()
+    except Exception:  # noqa: BLE001 - best effort on a path that is already failing; the next supervisor sweeps
+        log.exception("could not kill the leftovers of the try")
+    finally:
+        containment.remove()
 
 
 class _StopFlag:

@@ -91,6 +91,18 @@ def test_cookie_replayed_after_api_logout_is_refused(server: str, db: Database) 
         assert session.scalars(select(UserSession)).all() == []
 
 
+def test_logging_in_again_ends_the_session_the_cookie_held(server: str, db: Database) -> None:
+    _user(db, "lin", "operator")
+    client, _ = _login(server, "lin")
+    first = client.cookies["headrace_session"]
+    again = client.post("/api/v1/auth/login", json={"username": "lin", "password": PASSWORD})
+    assert again.status_code == 200 and client.cookies["headrace_session"] != first
+    assert _replay(server, first).get("/api/v1/auth/me").status_code == 401
+    assert client.get("/api/v1/auth/me").status_code == 200
+    with db.read_session() as session:
+        assert len(session.scalars(select(UserSession)).all()) == 1
+
+
 def test_cookie_replayed_after_ui_logout_is_refused(server: str, db: Database) -> None:
     _user(db, "uma", "viewer")
     browser = httpx.Client(base_url=server, timeout=30, follow_redirects=False)
