@@ -41,14 +41,18 @@ class Label:
     def set_downstream(self, other: Any, edge_modifier: Label | None = None) -> None:
         """Make ``other`` downstream of every upstream side given so far, with this label on the edges."""
         if not self._upstream:
-            raise DagDefinitionError(f"{self!r} >> {other!r}: the label has nothing upstream (write a >> Label(...) >> b)")
+            raise DagDefinitionError(
+                f"{self!r} >> {other!r}: the label has nothing upstream (write a >> Label(...) >> b)"
+            )
         for up in self._upstream:
             _relate(up, other, self)
 
     def set_upstream(self, other: Any, edge_modifier: Label | None = None) -> None:
         """Make ``other`` upstream of every downstream side given so far, with this label on the edges."""
         if not self._downstream:
-            raise DagDefinitionError(f"{self!r} << {other!r}: the label has nothing downstream (write b << Label(...) << a)")
+            raise DagDefinitionError(
+                f"{self!r} << {other!r}: the label has nothing downstream (write b << Label(...) << a)"
+            )
         for down in self._downstream:
             _relate(other, down, self)
 

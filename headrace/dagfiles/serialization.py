@@ -461,7 +461,9 @@ class SerializedDag:
             deadline=Deadline.from_dict(d.get("deadline")),
             has_on_deadline_miss_callback=bool(d.get("has_on_deadline_miss_callback")),
             task_groups={gid: SerializedTaskGroup.from_dict(gid, g) for gid, g in d.get("task_groups", {}).items()},
-            edge_info={up: {down: dict(info) for down, info in downs.items()} for up, downs in d.get("edge_info", {}).items()},
+            edge_info={
+                up: {down: dict(info) for down, info in downs.items()} for up, downs in d.get("edge_info", {}).items()
+            },
             data=dict(d),
         )
 
