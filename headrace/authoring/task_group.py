@@ -84,6 +84,15 @@ class TaskGroup:
     file and line of the group.
     """
 
+    dag: DAG
+    """The DAG the group is in."""
+    group_id: str
+    """The full id: ``outer.inner`` when the parents prefix."""
+    label: str
+    """The id given, without the parents' prefix (Airflow's ``_group_id``)."""
+    parent_group: TaskGroup | None
+    """The enclosing group, None at the DAG's top level."""
+
     def __init__(
         self,
         group_id: str,
@@ -132,9 +141,7 @@ class TaskGroup:
             label = _free_label(dag, parent_group, label)
             full = parent_group.child_id(label) if parent_group is not None else label
         self.label = label
-        """The id given, without the parents' prefix (Airflow's ``_group_id``)."""
         self.group_id = full
-        """The full id: ``outer.inner`` when the parents prefix."""
         dag.task_group_dict[full] = self
         if parent_group is not None:
             parent_group.children[full] = self
