@@ -9,6 +9,7 @@ import pytest
 
 import headrace
 from headrace.authoring.dag import DAG
+from headrace.authoring.dag_warnings import UNSUPPORTED_ARGUMENT, UNUSED_DEFAULT_ARG, dag_warnings
 from headrace.authoring.decorators import task
 from headrace.authoring.operators import EmptyOperator
 from headrace.authoring.task import chain
@@ -229,3 +230,20 @@ def test_decorated_tasks_in_a_group_get_unique_prefixed_ids() -> None:
             work()
             work()
     assert dag.task_ids == ["work", "g.work", "g.work__1"]
+
+
+def test_group_default_args_no_task_accepts_are_dag_warnings() -> None:
+    with DAG("d") as dag:
+        with TaskGroup("g", default_args={"retries": 2, "pager": "#ops", "email_on_failure": True}):
+            EmptyOperator(task_id="t")
+    found = [(w.kind, w.message) for w in dag_warnings(dag)]
+    assert found == [
+        (
+            UNSUPPORTED_ARGUMENT,
+            "task group 'g': default_args key 'email_on_failure' is accepted by no task of the group; it is ignored",
+        ),
+        (
+            UNUSED_DEFAULT_ARG,
+            "task group 'g': default_args key 'pager' is accepted by no task of the group; it is ignored",
+        ),
+    ]
