@@ -68,13 +68,14 @@
                    : { id: r, group: null, text: short, sub: operator.get(r) || "" });
     }
     const labelOf = new Map(data.labels.map(([a, b, text]) => [a + "\u001f" + b, text]));
-    const edges = [], labels = [], keys = new Set();
+    const edges = [], labels = [], slot = new Map();  // "from\u001fto" -> index in edges
     for (const [a, b] of data.edges) {
       const ra = rep(a), rb = rep(b), key = ra + "\u001f" + rb;
+      if (ra === rb) continue;  // inside one collapsed group
       const text = labelOf.get(a + "\u001f" + b) || null;
-      if (ra === rb) continue;
-      if (keys.has(key)) { const i = edges.findIndex(e => e[0] === ra && e[1] === rb); if (!labels[i]) labels[i] = text; continue; }
-      keys.add(key); edges.push([ra, rb]); labels.push(text);
+      const i = slot.get(key);
+      if (i !== undefined) { if (!labels[i]) labels[i] = text; continue; }
+      slot.set(key, edges.length); edges.push([ra, rb]); labels.push(text);
     }
     const parents = [], clusters = [];
     for (const n of nodes) if (parentOf.has(n.id)) parents.push([n.id, parentOf.get(n.id)]);
