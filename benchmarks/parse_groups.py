@@ -87,7 +87,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="headrace-parse-groups-") as tmp:
         folder = Path(tmp)
         print(f"{args.tasks} tasks, {args.groups} groups of {per_group}, {args.repeat} repeats (ms)")
-        print(f"{'DAG':<8} {'parse med':>10} {'parse best':>11} {'serialize med':>14} {'serialize best':>15} {'bytes':>9}")
+        print(
+            f"{'DAG':<8} {'parse med':>10} {'parse best':>11} {'serialize med':>14} {'serialize best':>15} {'bytes':>9}"
+        )
         for name, template in (("grouped", GROUPED), ("flat", FLAT)):
             r = measure(folder, template, name, args.repeat, args.groups, per_group)
             print(
