@@ -15,7 +15,27 @@
   const SIMPLEX_MAX = 150;
   const round = v => Math.round(v * 10) / 10;
 
+  // the compound layout; should dagre fail on a shape, the flat one with each cluster drawn around its members
   function layout(input) {
+    if (!(input.parents || []).length) return place(input);
+    try { return place(input); } catch (e) { /* fall through to the flat layout */ }
+    const lay = place({ ...input, parents: [] });
+    const parentOf = new Map(input.parents), index = new Map(input.nodes.map(([id], i) => [id, i]));
+    const boxes = new Map();
+    input.nodes.forEach(([id, w, h], i) => {
+      const [x, y] = lay.nodes[i];
+      for (let p = parentOf.get(id), pad = 8; p; p = parentOf.get(p), pad += 8) {
+        const b = boxes.get(p) || [Infinity, Infinity, -Infinity, -Infinity];
+        boxes.set(p, [Math.min(b[0], x - w / 2 - pad), Math.min(b[1], y - h / 2 - pad),
+                      Math.max(b[2], x + w / 2 + pad), Math.max(b[3], y + h / 2 + pad)]);
+      }
+    });
+    lay.clusters = [...boxes].filter(([id]) => !index.has(id))
+      .map(([id, b]) => [id, round(b[0]), round(b[1]), round(b[2] - b[0]), round(b[3] - b[1])]);
+    return lay;
+  }
+
+  function place(input) {
     const parents = input.parents || [];
     const g = new dagre.graphlib.Graph({ compound: parents.length > 0 });
     g.setGraph({ rankdir: "LR", nodesep: parents.length ? 34 : 18, ranksep: 56, marginx: 20, marginy: 30,
