@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from headrace.authoring.dag import DAG
     from headrace.authoring.decorators import dag, task
+    from headrace.authoring.edges import Label
     from headrace.authoring.secrets import Connection, Variable
     from headrace.authoring.task import BaseOperator, chain
+    from headrace.authoring.task_group import TaskGroup, task_group
     from headrace.authoring.trigger_rules import TriggerRule
     from headrace.authoring.xcom import XComArg
     from headrace.exceptions import FailTask, RetryTask, SkipTask
@@ -32,6 +34,9 @@ _EXPORTS: dict[str, str] = {
     "Variable": "headrace.authoring.secrets",
     "BaseOperator": "headrace.authoring.task",
     "chain": "headrace.authoring.task",
+    "TaskGroup": "headrace.authoring.task_group",
+    "task_group": "headrace.authoring.task_group",
+    "Label": "headrace.authoring.edges",
     "TriggerRule": "headrace.authoring.trigger_rules",
     "XComArg": "headrace.authoring.xcom",
     "FailTask": "headrace.exceptions",
@@ -47,6 +52,10 @@ __all__ = [
     "task",
     "chain",
     "BaseOperator",
+    # grouping tasks and labelling edges
+    "TaskGroup",
+    "task_group",
+    "Label",
     # passing data and deciding what runs
     "XComArg",
     "TriggerRule",

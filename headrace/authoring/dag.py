@@ -24,6 +24,7 @@ from headrace.types import Callback
 
 if TYPE_CHECKING:
     from headrace.authoring.task import BaseOperator
+    from headrace.authoring.task_group import TaskGroup
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 MAX_ID_LENGTH = 250
@@ -220,6 +221,10 @@ class DAG:
             template_searchpath = [template_searchpath]
         self.template_searchpath: list[str] = list(template_searchpath or [])
         self.task_dict: dict[str, BaseOperator] = {}
+        self.task_group_dict: dict[str, TaskGroup] = {}
+        """Task groups by full group id (``outer.inner``), in the order they were created."""
+        self.edge_info: dict[tuple[str, str], dict[str, str]] = {}
+        """``(upstream_id, downstream_id)`` → edge info (``{"label": text}``), set by ``Label``."""
 
     # --- context manager -----------------------------------------------------
 
@@ -247,6 +252,12 @@ class DAG:
         existing = self.task_dict.get(task.task_id)
         if existing is task:
             return
+        if task.task_id in self.task_group_dict:
+            raise DuplicateTaskIdError(
+                f"task_id {task.task_id!r} is already the id of a task group in DAG {self.dag_id!r}",
+                fileloc=self.fileloc,
+                lineno=self.lineno,
+            )
         if existing is not None:
             raise DuplicateTaskIdError(
                 f"task_id {task.task_id!r} has already been added to DAG {self.dag_id!r}",
@@ -254,6 +265,14 @@ class DAG:
                 lineno=self.lineno,
             )
         self.task_dict[task.task_id] = task
+
+    def set_edge_info(self, upstream_id: str, downstream_id: str, info: dict[str, str]) -> None:
+        """Attach ``info`` (``{"label": text}``) to the edge ``upstream_id`` → ``downstream_id``."""
+        self.edge_info[(upstream_id, downstream_id)] = dict(info)
+
+    def get_edge_info(self, upstream_id: str, downstream_id: str) -> dict[str, str]:
+        """The edge's info (``{"label": text}``), ``{}`` if none was set."""
+        return dict(self.edge_info.get((upstream_id, downstream_id), {}))
 
     @property
     def tasks(self) -> list[BaseOperator]:

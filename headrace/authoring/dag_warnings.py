@@ -8,7 +8,7 @@ not lose it silently. :func:`dag_warnings` lists, for one DAG:
   does not accept it, e.g. ``email_on_failure``, ``sla``, ``depends_on_past``;
   or a ``default_args`` key of that kind which no task of the DAG accepts;
 * ``unused_default_arg`` — any other ``default_args`` key that no task of the
-  DAG accepts (``default_args`` apply only where an operator accepts the key,
+  DAG accepts (for a task group's ``default_args``: no task of the group) (``default_args`` apply only where an operator accepts the key,
   as in Airflow, since they are shared by operators of different kinds).
 
 ``start_date`` and ``end_date`` in ``default_args`` are the DAG's own (as in
@@ -70,6 +70,18 @@ def dag_warnings(dag: DAG) -> list[DagWarning]:
                 DagWarning(
                     UNUSED_DEFAULT_ARG,
                     f"default_args key {key!r} is accepted by no task of DAG {dag.dag_id!r}; it is ignored",
+                )
+            )
+    for group_id, group in dag.task_group_dict.items():
+        in_group: set[str] = set()
+        for cls in {type(t) for t in group.iter_tasks()}:
+            in_group |= accepted_arguments(cls)
+        for key in sorted(set(group.default_args) - in_group):
+            kind = UNSUPPORTED_ARGUMENT if key in AIRFLOW_OPERATOR_ARGS else UNUSED_DEFAULT_ARG
+            found.append(
+                DagWarning(
+                    kind,
+                    f"task group {group_id!r}: default_args key {key!r} is accepted by no task of the group; it is ignored",
                 )
             )
     return found

@@ -31,6 +31,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from headrace.authoring.context import call_with_context
 from headrace.authoring.dag import DAG, DagContext
 from headrace.authoring.operators import BranchPythonOperator, PythonOperator, ShortCircuitOperator
+from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.xcom import DagParam, XComArg, find_xcom_args, resolve_refs
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Context
@@ -76,14 +77,20 @@ class DecoratedShortCircuitOperator(_DecoratedMixin, ShortCircuitOperator):
     decorator_name = "@task.short_circuit"
 
 
-def unique_task_id(dag: DAG | None, task_id: str) -> str:
-    """``task_id``, or ``task_id__N`` with the next free N if the DAG already has it (as Airflow does)."""
-    if dag is None or task_id not in dag.task_dict:
+def unique_task_id(dag: DAG | None, task_id: str, group: TaskGroup | None = None) -> str:
+    """``task_id``, or ``task_id__N`` with the next free N if the DAG already has it (as Airflow does).
+
+    Inside ``group`` the check is on the prefixed id (``group.task_id``) and the
+    unprefixed id is returned (the operator adds the prefix).
+    """
+    full = group.child_id(task_id) if group is not None else task_id
+    if dag is None or full not in dag.task_dict:
         return task_id
-    core = re.sub(r"__\d+$", "", task_id)
+    core = re.sub(r"__\d+$", "", full)
     pattern = re.compile(rf"^{re.escape(core)}__(\d+)$")
     numbers = [int(m.group(1)) for t in dag.task_dict if (m := pattern.match(t))]
-    return f"{core}__{max(numbers, default=0) + 1}"
+    label = re.sub(r"__\d+$", "", task_id)
+    return f"{label}__{max(numbers, default=0) + 1}"
 
 
 def infer_multiple_outputs(func: Callable[..., Any]) -> bool:
@@ -141,7 +148,8 @@ class Task(Generic[P, R]):
             raise TypeError(f"{self.__name__}(): {exc}") from None
         op_kwargs = dict(self.operator_kwargs)
         dag = op_kwargs.get("dag") or DagContext.current()
-        task_id = unique_task_id(dag, str(op_kwargs.pop("task_id", self.__name__)))
+        group = group_of(dag, op_kwargs.get("task_group"))
+        task_id = unique_task_id(group.dag if group else dag, str(op_kwargs.pop("task_id", self.__name__)), group)
         if "doc_md" not in op_kwargs and self.function.__doc__:
             op_kwargs["doc_md"] = inspect.cleandoc(self.function.__doc__)
         operator = self.operator_class(

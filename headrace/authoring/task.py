@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from headrace.authoring.context import make_jinja_env
 from headrace.authoring.dag import DAG, DagContext, validate_id
+from headrace.authoring.edges import Label
+from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.trigger_rules import TriggerRule
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Callback, Context
@@ -220,10 +222,13 @@ def _apply_default_args(init: _F) -> _F:
         self.__dict__["_init_started"] = True
         accepted = _accepted_args(type(self))
         dag = kwargs.get("dag") or DagContext.current()
-        if dag is not None:
-            for key, value in dag.default_args.items():
-                if key in accepted and key not in kwargs:
-                    kwargs[key] = value
+        group = group_of(dag, kwargs.get("task_group"))
+        if group is not None:
+            dag = group.dag
+        default_args = group.merged_default_args() if group is not None else dag.default_args if dag else {}
+        for key, value in default_args.items():
+            if key in accepted and key not in kwargs:
+                kwargs[key] = value
         ignored = sorted((kwargs.keys() & AIRFLOW_OPERATOR_ARGS) - accepted)
         self.__dict__["ignored_arguments"] = tuple(ignored)
         for key in ignored:
@@ -303,10 +308,23 @@ class BaseOperator(ABC):
         deadline_reference: str = "logical_date",
         doc: str | None = None,
         doc_md: str | None = None,
+        task_group: TaskGroup | None = None,
     ) -> None:
         dag = dag if dag is not None else DagContext.current()
+        group = group_of(dag, task_group)
+        if group is not None and dag is not None and group.dag is not dag:
+            raise DagDefinitionError(
+                f"task {task_id!r} is in DAG {dag.dag_id!r} but its task group {group.group_id!r} "
+                f"is in DAG {group.dag.dag_id!r}",
+                fileloc=dag.fileloc,
+                lineno=dag.lineno,
+            )
+        dag = group.dag if group is not None else dag
         where = {"fileloc": dag.fileloc, "lineno": dag.lineno} if dag else {}
-        self.task_id = validate_id("task_id", task_id, **where)  # type: ignore[arg-type]
+        label = validate_id("task_id", task_id, **where)  # type: ignore[arg-type]
+        self.task_id = group.child_id(label) if group is not None else label
+        self.task_group: TaskGroup | None = group
+        """The innermost task group the task is in (None: the DAG's top level)."""
         self.owner = owner
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise DagDefinitionError(f"task {task_id!r}: retries must be an int ≥ 0, got {retries!r}")
@@ -350,6 +368,8 @@ class BaseOperator(ABC):
         if dag is not None:
             dag.add_task(self)
             self.dag = dag
+        if group is not None:
+            group.add(self)
 
     def __repr__(self) -> str:
         return f"<Task({type(self).__name__}): {self.task_id}>"
@@ -387,8 +407,9 @@ class BaseOperator(ABC):
 
     # --- dependencies --------------------------------------------------------
 
-    def _relate(self, others: object, upstream: bool) -> None:
-        for other in _as_operators(others):
+    def _relate(self, others: object, upstream: bool, edge_modifier: Label | None = None) -> None:
+        # the other side of a group: its leaves when it is upstream, its roots when downstream
+        for other in _as_operators(others, "leaves" if upstream else "roots"):
             if other is self:
                 raise DagDefinitionError(f"task {self.task_id!r} cannot depend on itself")
             dag = self.dag or other.dag
@@ -404,14 +425,28 @@ class BaseOperator(ABC):
             up, down = (other, self) if upstream else (self, other)
             up.downstream_task_ids.add(down.task_id)
             down.upstream_task_ids.add(up.task_id)
+            if edge_modifier is not None and dag is not None:
+                dag.set_edge_info(up.task_id, down.task_id, {"label": edge_modifier.label})
 
-    def set_downstream(self, other: object) -> None:
-        """Make ``other`` (a task, XComArg or list of them) run after this task."""
-        self._relate(other, upstream=False)
+    def set_downstream(self, other: object, edge_modifier: Label | None = None) -> None:
+        """Make ``other`` (a task, task group, XComArg or list of them) run after this task.
 
-    def set_upstream(self, other: object) -> None:
-        """Make ``other`` (a task, XComArg or list of them) run before this task."""
-        self._relate(other, upstream=True)
+        ``edge_modifier``: a :class:`~headrace.authoring.edges.Label` put on the new edges.
+        """
+        if isinstance(other, Label):
+            other.add_upstream(self)
+            return
+        self._relate(other, upstream=False, edge_modifier=edge_modifier)
+
+    def set_upstream(self, other: object, edge_modifier: Label | None = None) -> None:
+        """Make ``other`` (a task, task group, XComArg or list of them) run before this task.
+
+        ``edge_modifier``: a :class:`~headrace.authoring.edges.Label` put on the new edges.
+        """
+        if isinstance(other, Label):
+            other.add_downstream(self)
+            return
+        self._relate(other, upstream=True, edge_modifier=edge_modifier)
 
     def __rshift__(self, other: _Relatable) -> _Relatable:
         self.set_downstream(other)
@@ -498,19 +533,41 @@ class BaseOperator(ABC):
         return value
 
 
-_Relatable = TypeVar("_Relatable", "BaseOperator", "XComArg", "list[Any]", "Sequence[Any]")
+_Relatable = TypeVar("_Relatable", "BaseOperator", "XComArg", TaskGroup, Label, "list[Any]", "Sequence[Any]")
 
 
-def _as_operators(value: object) -> list[BaseOperator]:
-    """Flatten a task, an XComArg (anything with ``.operator``) or an iterable of them."""
+def _as_operators(value: object, side: str = "roots") -> list[BaseOperator]:
+    """Flatten a task, task group, XComArg (anything with ``.operator``) or an iterable of them.
+
+    A group stands for its ``side``: ``"roots"`` (it is downstream) or ``"leaves"`` (it is upstream).
+    """
     if isinstance(value, BaseOperator):
         return [value]
+    if isinstance(value, TaskGroup):
+        return value._members(side)
     operator = getattr(value, "operator", None)
     if isinstance(operator, BaseOperator):
         return [operator]
     if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
-        return [op for item in value for op in _as_operators(item)]
-    raise DagDefinitionError(f"cannot set a dependency on {value!r}: not a task or XComArg")
+        return [op for item in value for op in _as_operators(item, side)]
+    raise DagDefinitionError(f"cannot set a dependency on {value!r}: not a task, task group or XComArg")
+
+
+def _link(left: object, right: object) -> None:
+    """``left >> right`` for :func:`chain`: tasks, groups, XComArgs, labels or lists of them."""
+    if isinstance(left, (list, tuple)):
+        for item in left:
+            _link(item, right)
+    elif isinstance(right, (list, tuple)):
+        for item in right:
+            _link(left, item)
+    elif isinstance(left, Label):
+        left.set_downstream(right)
+    elif isinstance(right, Label):
+        right.add_upstream(left)
+    else:
+        for op in _as_operators(left, "leaves"):
+            op.set_downstream(right)
 
 
 def chain(*tasks: object) -> None:
@@ -518,7 +575,9 @@ def chain(*tasks: object) -> None:
 
     Two adjacent lists are joined pairwise (``chain([a, b], [c, d])`` is
     ``a >> c, b >> d``) and must have the same length, else ``DagDefinitionError``.
-    Tasks may be operators or XComArgs.
+    Items may be operators, task groups (their leaves upstream, roots
+    downstream), XComArgs and ``Label``s (``chain(a, Label("x"), b)``;
+    ``chain(a, [Label("x"), Label("y")], [b, c])`` labels each branch).
     """
     for left, right in zip(tasks, tasks[1:]):
         left_is_list = isinstance(left, (list, tuple))
@@ -530,8 +589,6 @@ def chain(*tasks: object) -> None:
                     f"chain() got lists of different lengths next to each other: {len(left)} and {len(right)}"
                 )
             for up, down in zip(left, right):
-                for op in _as_operators(up):
-                    op.set_downstream(down)
+                _link(up, down)
         else:
-            for op in _as_operators(left):
-                op.set_downstream(right)
+            _link(left, right)

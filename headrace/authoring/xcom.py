@@ -61,6 +61,14 @@ class XComArg:
         """Return the referenced value, pulled through ``context["ti"]``."""
         return context["ti"].xcom_pull(task_ids=self.operator.task_id, key=self.key)
 
+    def set_downstream(self, other: Any, edge_modifier: Any = None) -> None:
+        """``operator.set_downstream(other, edge_modifier)`` (``edge_modifier``: a ``Label`` or None)."""
+        self.operator.set_downstream(other, edge_modifier=edge_modifier)
+
+    def set_upstream(self, other: Any, edge_modifier: Any = None) -> None:
+        """``operator.set_upstream(other, edge_modifier)`` (``edge_modifier``: a ``Label`` or None)."""
+        self.operator.set_upstream(other, edge_modifier=edge_modifier)
+
     def __rshift__(self, other: Any) -> Any:
         self.operator.set_downstream(other)
         return other

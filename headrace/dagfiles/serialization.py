@@ -138,8 +138,41 @@ def serialize_dag(dag: DAG, *, catchup_default: bool = False) -> dict[str, Any]:
             "has_on_failure_callback": dag.on_failure_callback is not None,
             **_deadline_fields(dag.deadline, dag.deadline_reference, dag.on_deadline_miss_callback is not None),
             "tasks": {tid: serialize_task(dag.task_dict[tid]) for tid in sorted(dag.task_dict)},
+            **_group_fields(dag),
         }
     )
+
+
+def _group_fields(dag: DAG) -> dict[str, Any]:
+    """``task_groups`` and ``edge_info`` keys, present only when the DAG has groups / labels (older hashes stay).
+
+    ``task_groups``: full group id → ``{"label", "parent", "tooltip", "ui_color",
+    "ui_fgcolor", "prefix_group_id", "children"}`` (``children``: the direct
+    members' ids, tasks and groups, in the order they were added).
+    ``edge_info``: upstream id → downstream id → ``{"label": text}``.
+    """
+    out: dict[str, Any] = {}
+    if dag.task_group_dict:
+        out["task_groups"] = {
+            gid: _sorted_dict(
+                {
+                    "label": group.label,
+                    "parent": group.parent_group.group_id if group.parent_group is not None else None,
+                    "tooltip": group.tooltip,
+                    "ui_color": group.ui_color,
+                    "ui_fgcolor": group.ui_fgcolor,
+                    "prefix_group_id": group.prefix_group_id,
+                    "children": list(group.children),
+                }
+            )
+            for gid, group in sorted(dag.task_group_dict.items())
+        }
+    if dag.edge_info:
+        edges: dict[str, dict[str, dict[str, str]]] = {}
+        for (up, down), info in sorted(dag.edge_info.items()):
+            edges.setdefault(up, {})[down] = _sorted_dict(info)
+        out["edge_info"] = edges
+    return out
 
 
 def dag_hash(serialized: Mapping[str, Any]) -> str:
@@ -329,6 +362,38 @@ class SerializedTask:
 
 
 @dataclass(frozen=True)
+class SerializedTaskGroup:
+    """A task group as stored with the DAG (for the UI; the scheduler ignores groups)."""
+
+    group_id: str
+    """The full id (``outer.inner``)."""
+    label: str
+    """The id as given, without the parents' prefix."""
+    parent: str | None
+    """The parent group's full id, None at the DAG's top level."""
+    children: tuple[str, ...]
+    """The direct members' ids (tasks and groups), in the order they were added."""
+    tooltip: str = ""
+    ui_color: str = "CornflowerBlue"
+    ui_fgcolor: str = "#000"
+    prefix_group_id: bool = True
+
+    @classmethod
+    def from_dict(cls, group_id: str, d: Mapping[str, Any]) -> SerializedTaskGroup:
+        """Build from one entry of the serialized ``task_groups``. Raises ``KeyError`` for a missing field."""
+        return cls(
+            group_id=group_id,
+            label=d["label"],
+            parent=d.get("parent"),
+            children=tuple(d["children"]),
+            tooltip=d.get("tooltip") or "",
+            ui_color=d.get("ui_color") or "CornflowerBlue",
+            ui_fgcolor=d.get("ui_fgcolor") or "#000",
+            prefix_group_id=bool(d.get("prefix_group_id", True)),
+        )
+
+
+@dataclass(frozen=True)
 class SerializedDag:
     """A DAG as the scheduler sees it: schedule, limits and the task graph."""
 
@@ -354,6 +419,10 @@ class SerializedDag:
     timezone: str = "UTC"
     deadline: Deadline | None = None
     has_on_deadline_miss_callback: bool = False
+    task_groups: dict[str, SerializedTaskGroup] = field(default_factory=dict)
+    """Task groups by full id (empty without groups)."""
+    edge_info: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    """upstream id → downstream id → ``{"label": text}`` (edge labels)."""
     data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The dict this was read from."""
 
@@ -391,6 +460,10 @@ class SerializedDag:
             tasks={tid: SerializedTask.from_dict(t) for tid, t in d["tasks"].items()},
             deadline=Deadline.from_dict(d.get("deadline")),
             has_on_deadline_miss_callback=bool(d.get("has_on_deadline_miss_callback")),
+            task_groups={gid: SerializedTaskGroup.from_dict(gid, g) for gid, g in d.get("task_groups", {}).items()},
+            edge_info={
+                up: {down: dict(info) for down, info in downs.items()} for up, downs in d.get("edge_info", {}).items()
+            },
             data=dict(d),
         )
 

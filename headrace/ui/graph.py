@@ -16,11 +16,12 @@ from sqlalchemy import select
 from headrace.api.auth import get_db, require
 from headrace.db.models import DagRun, TaskInstance
 from headrace.exceptions import DagRunNotFound
+from headrace.ui.groups import UiGroup, aggregate_state, edge_labels, ui_groups
 from headrace.ui.queries import (
     RUN_COLUMNS,
     RUN_FINISHED,
     GridRun,
-    current_tasks,
+    current_serialized,
     grid_run,
     newest_runs,
     topological_order,
@@ -61,6 +62,12 @@ class Graph(BaseModel):
     runs: list[GridRun]
     """The newest runs (newest first), for the run selector."""
     unfinished: bool
+    groups: list[UiGroup] = []
+    """Task groups (parents first), which the page draws collapsed or expanded; ``[]`` without groups."""
+    group_states: dict[str, str] = {}
+    """group_id → aggregate state of its task instances in ``run`` (groups without any are absent)."""
+    labels: list[tuple[str, str, str]] = []
+    """(upstream, downstream, label) of the labelled edges (``Label``)."""
 
 
 @data_router.get("/dags/{dag_id}/graph", response_model=Graph)
@@ -70,7 +77,8 @@ def graph(request: Request, dag_id: str, run_id: str | None = None) -> Graph:
     Raises ``DagNotFound`` or ``DagRunNotFound`` (404).
     """
     with get_db(request).read_session() as session:
-        tasks = current_tasks(session, dag_id)
+        serialized = current_serialized(session, dag_id)
+        tasks: dict[str, Any] = serialized["tasks"]
         recent = newest_runs(session, dag_id, 25)
         selected: Any = None
         if run_id is not None:
@@ -93,6 +101,12 @@ def graph(request: Request, dag_id: str, run_id: str | None = None) -> Graph:
     nodes = [GraphNode(id=tid, operator=str(tasks[tid].get("operator", ""))) for tid in topological_order(tasks)]
     edges = [(tid, down) for tid in sorted(tasks) for down in sorted(tasks[tid].get("downstream_task_ids", ()))]
     unfinished = selected is not None and selected.state not in RUN_FINISHED
+    groups = ui_groups(serialized)
+    group_states = {
+        g.id: state
+        for g in groups
+        if (state := aggregate_state(states[t] for t in g.task_ids if t in states)) is not None
+    }
     return Graph(
         dag_id=dag_id,
         nodes=nodes,
@@ -101,6 +115,9 @@ def graph(request: Request, dag_id: str, run_id: str | None = None) -> Graph:
         states=states,
         runs=[grid_run(r) for r in recent],
         unfinished=unfinished,
+        groups=groups,
+        group_states=group_states,
+        labels=edge_labels(serialized),
     )
 
 

@@ -8,7 +8,7 @@ once (oldest first), and per run a string with one state code per task
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -18,7 +18,8 @@ from sqlalchemy import case, func, select
 from headrace.api.auth import get_db, require
 from headrace.db.models import DagRun, TaskInstance
 from headrace.states import TaskInstanceState
-from headrace.ui.queries import RUN_FINISHED, GridRun, current_tasks, grid_run, newest_runs, topological_order
+from headrace.ui.groups import GridRow, UiGroup, aggregate_state, grid_rows, ui_groups
+from headrace.ui.queries import RUN_FINISHED, GridRun, current_serialized, grid_run, newest_runs, topological_order
 from headrace.ui.render import dag_context, login_redirect, page, session_principal
 
 router = APIRouter(include_in_schema=False)
@@ -65,6 +66,12 @@ class Grid(BaseModel):
     total_runs: int
     unfinished: bool
     """True while a shown run or task instance can still change (the page keeps polling)."""
+    groups: list[UiGroup] = []
+    """The current version's task groups (parents first); ``[]`` without groups."""
+    rows: list[GridRow] = []
+    """Tasks and groups in tree order (the page hides the rows of collapsed groups)."""
+    group_states: list[str] = []
+    """Per run (as ``states``), one code per group of ``groups``: the aggregate of its tasks' states."""
 
 
 @data_router.get("/dags/{dag_id}/grid", response_model=Grid)
@@ -79,7 +86,8 @@ def grid(
     Raises ``DagNotFound`` (404). Three queries: the DAG's version, its runs, their task instances.
     """
     with get_db(request).read_session() as session:
-        tasks = current_tasks(session, dag_id)
+        serialized = current_serialized(session, dag_id)
+        tasks: dict[str, Any] = serialized["tasks"]
         runs = newest_runs(session, dag_id, num_runs, offset)[::-1]
         total = session.scalar(select(func.count()).select_from(DagRun).where(DagRun.dag_id == dag_id)) or 0
         task_ids = topological_order(tasks)
@@ -107,6 +115,7 @@ def grid(
                         for other in cells:
                             other.append("-")
                     line[j] = item[0]
+    groups = ui_groups(serialized)
     return Grid(
         dag_id=dag_id,
         task_ids=task_ids,
@@ -115,7 +124,26 @@ def grid(
         codes=STATE_CODES,
         total_runs=total,
         unfinished=unfinished,
+        groups=groups,
+        rows=grid_rows(task_ids, groups) if groups else [],
+        group_states=_group_codes(groups, task_ids, cells),
     )
+
+
+def _group_codes(groups: list[UiGroup], task_ids: list[str], cells: list[list[str]]) -> list[str]:
+    """Per run, one state code per group: :func:`aggregate_state` of its tasks' cells (``-``: none ran)."""
+    if not groups:
+        return []
+    index = {tid: j for j, tid in enumerate(task_ids)}
+    members = [[index[t] for t in g.task_ids if t in index] for g in groups]
+    out = []
+    for line in cells:
+        codes = []
+        for cols in members:
+            state = aggregate_state(STATE_CODES[line[j]] for j in cols if line[j] != "-")
+            codes.append(_CODE_OF.get(state, "-") if state is not None else "-")
+        out.append("".join(codes))
+    return out
 
 
 __all__ = ["STATE_CODES", "Grid", "data_router", "grid", "router"]

@@ -5,6 +5,9 @@
 // what it is doing while dagre lays out a big DAG; the result is kept in localStorage under the DAG's
 // id, keyed by a hash of the layout's input (task ids, box sizes, edges), so the next visit of an
 // unchanged DAG draws at once. Without workers the layout runs in the page (same script).
+// Task groups start collapsed: a collapsed group is one node (its aggregated state, "N tasks"); clicking it
+// expands it into a box around its members (dagre compound layout), and clicking the box's title collapses
+// it. Edges to hidden tasks go to the group's node. Edge labels (Label) are drawn on their edges.
 (function () {
   "use strict";
   const { api, poll, esc, enc, fmtDate, badge, stateColor } = window.hr;
@@ -15,7 +18,8 @@
   const dagId = wrap.dataset.dagId;
   let runId = wrap.dataset.runId || null;
   let layoutKey = null, drawing = null;
-  let nodeEls = new Map();  // task_id -> {grp, rect, texts, title}
+  let nodeEls = new Map();  // task_id or group_id -> {grp, rect, texts, title, group}
+  let lastData = null, collapsed = new Set(), knownGroups = new Set();
   const NS = "http://www.w3.org/2000/svg";
   const CACHE = "headrace.graphLayout." + dagId;
   const DARK_TEXT = new Set(["none", "scheduled", "running", "up_for_retry", "queued", "skipped", "upstream_failed"]);
@@ -42,11 +46,54 @@
     return (a >>> 0).toString(16) + (b >>> 0).toString(16) + ":" + s.length;
   }
 
-  function layoutInput(data) {
+  // what is shown with the current collapsed groups: nodes (tasks and collapsed groups), edges, clusters
+  function view(data) {
+    const groups = new Map(data.groups.map(g => [g.id, g]));
+    const parentOf = new Map();
+    for (const g of data.groups) for (const c of g.children) parentOf.set(c, g.id);
+    const rep = id => {  // the outermost collapsed group around id, else id itself
+      let r = id;
+      for (let p = parentOf.get(id); p; p = parentOf.get(p)) if (collapsed.has(p)) r = p;
+      return r;
+    };
+    const nodes = [], seen = new Set(), operator = new Map(data.nodes.map(n => [n.id, n.operator]));
+    for (const n of data.nodes) {
+      const r = rep(n.id);
+      if (seen.has(r)) continue;
+      seen.add(r);
+      const g = groups.get(r);
+      const parent = parentOf.get(r);
+      const short = parent && groups.get(parent) && r.startsWith(parent + ".") ? r.slice(parent.length + 1) : r;
+      nodes.push(g ? { id: r, group: g, text: g.label, sub: `▸ ${g.task_ids.length} task${g.task_ids.length === 1 ? "" : "s"}` }
+                   : { id: r, group: null, text: short, sub: operator.get(r) || "" });
+    }
+    const labelOf = new Map(data.labels.map(([a, b, text]) => [a + "\u001f" + b, text]));
+    const edges = [], labels = [], slot = new Map();  // "from\u001fto" -> index in edges
+    for (const [a, b] of data.edges) {
+      const ra = rep(a), rb = rep(b), key = ra + "\u001f" + rb;
+      if (ra === rb) continue;  // inside one collapsed group
+      const text = labelOf.get(a + "\u001f" + b) || null;
+      const i = slot.get(key);
+      if (i !== undefined) { if (!labels[i]) labels[i] = text; continue; }
+      slot.set(key, edges.length); edges.push([ra, rb]); labels.push(text);
+    }
+    const parents = [], clusters = [];
+    for (const n of nodes) if (parentOf.has(n.id)) parents.push([n.id, parentOf.get(n.id)]);
+    for (const g of data.groups) {
+      if (collapsed.has(g.id) || !g.task_ids.some(t => seen.has(t))) continue;  // collapsed, or inside a collapsed one
+      clusters.push(g);
+      if (g.parent) parents.push([g.id, g.parent]);
+    }
+    return { nodes, edges, labels, parents, clusters };
+  }
+
+  function layoutInput(v) {
     return {
-      nodes: data.nodes.map(n => [n.id, Math.ceil(Math.max(measure.measureText(n.id).width,
-                                                             measure.measureText(n.operator).width * 0.9) + 28), 40]),
-      edges: data.edges,
+      nodes: v.nodes.map(n => [n.id, Math.ceil(Math.max(measure.measureText(n.text).width,
+                                                         measure.measureText(n.sub).width * 0.9) + 28), 40]),
+      edges: v.edges,
+      labels: v.labels.map(t => t ? [Math.ceil(measure.measureText(t).width * 0.9) + 10, 16] : null),
+      parents: v.parents,
     };
   }
 
@@ -88,7 +135,7 @@
     });
   }
 
-  function draw(data, input, lay) {
+  function draw(v, input, lay) {
     svg.replaceChildren();
     svg.setAttribute("width", lay.width); svg.setAttribute("height", lay.height);
     svg.setAttribute("viewBox", `0 0 ${lay.width} ${lay.height}`);
@@ -99,52 +146,78 @@
     const marker = el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7",
                                   markerHeight: "7", orient: "auto-start-reverse" }, defs);
     el("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#97a0b3" }, marker);
-    const edges = el("g", {}, frag);
-    for (const pts of lay.edges) {
-      let d = `M${pts[0]},${pts[1]}`;
-      for (let i = 2; i < pts.length; i += 2) d += ` L${pts[i]},${pts[i + 1]}`;
-      el("path", { d, class: "edge", "marker-end": "url(#arrow)" }, edges);
+    const boxes = el("g", {}, frag);
+    const byId = new Map(v.clusters.map(g => [g.id, g]));
+    for (const [id, x, y, w, h] of lay.clusters || []) {
+      const g = byId.get(id);
+      if (!g) continue;
+      const box = el("g", { class: "group-cluster", "data-group-id": id }, boxes);
+      el("rect", { x, y: y - 18, width: w, height: h + 18, rx: 8, ry: 8, fill: g.ui_color, "fill-opacity": "0.12",
+                   stroke: g.ui_color, "stroke-opacity": "0.7" }, box);
+      const head = el("text", { x: x + 8, y: y - 5, class: "group-title", "font-size": "11", "font-weight": "600" }, box);
+      head.textContent = "▾ " + g.label;
+      const title = el("title", {}, box); title.textContent = (g.tooltip ? g.tooltip + "\n" : "") + "Click the title to collapse";
     }
+    const edges = el("g", {}, frag);
+    lay.edges.forEach((pts, i) => {
+      let d = `M${pts[0]},${pts[1]}`;
+      for (let j = 2; j < pts.length; j += 2) d += ` L${pts[j]},${pts[j + 1]}`;
+      el("path", { d, class: "edge", "marker-end": "url(#arrow)", "data-from": v.edges[i][0], "data-to": v.edges[i][1] }, edges);
+    });
+    (lay.labels || []).forEach((pos, i) => {
+      if (!pos || !v.labels[i]) return;
+      const [w, h] = input.labels[i];
+      const lbl = el("g", { class: "edge-label", "data-from": v.edges[i][0], "data-to": v.edges[i][1] }, edges);
+      el("rect", { x: pos[0] - w / 2, y: pos[1] - h / 2, width: w, height: h, rx: 3, ry: 3, fill: "#ffffff", stroke: "#dde1e8" }, lbl);
+      const t = el("text", { x: pos[0], y: pos[1] + 4, "text-anchor": "middle", "font-size": "10.5", fill: "#475467" }, lbl);
+      t.textContent = v.labels[i];
+    });
     const nodes = el("g", {}, frag);
     nodeEls = new Map();
     input.nodes.forEach(([id, width, height], i) => {
       const [x, y] = lay.nodes[i];
-      const grp = el("g", { class: "node", "data-task-id": id, transform: `translate(${x - width / 2},${y - height / 2})` }, nodes);
+      const n = v.nodes[i];
+      const attrs = n.group ? { class: "node group-node", "data-group-id": id } : { class: "node", "data-task-id": id };
+      attrs.transform = `translate(${x - width / 2},${y - height / 2})`;
+      const grp = el("g", attrs, nodes);
       const rect = el("rect", { width, height, rx: 6, ry: 6, fill: stateColor("none") }, grp);
-      const t = el("text", { x: 12, y: 17, "font-weight": "600" }, grp); t.textContent = id;
-      const o = el("text", { x: 12, y: 31, "font-size": "10.5", opacity: "0.8" }, grp); o.textContent = data.nodes[i].operator;
+      if (n.group) rect.style.stroke = n.group.ui_color;
+      const t = el("text", { x: 12, y: 17, "font-weight": "600" }, grp); t.textContent = n.text;
+      const o = el("text", { x: 12, y: 31, "font-size": "10.5", opacity: "0.8" }, grp); o.textContent = n.sub;
       const title = el("title", {}, grp); title.textContent = id;
-      nodeEls.set(id, { grp, rect, texts: [t, o], title });
+      nodeEls.set(id, { grp, rect, texts: [t, o], title, group: n.group });
     });
     svg.appendChild(frag);
   }
 
   async function ensureLayout(data) {
-    const input = layoutInput(data);
+    for (const g of data.groups) if (!knownGroups.has(g.id)) { knownGroups.add(g.id); collapsed.add(g.id); }
+    const v = view(data);
+    const input = layoutInput(v);
     const key = hash(JSON.stringify(input));
     if (key === layoutKey) return drawing;
     layoutKey = key;
     drawing = (async () => {
       let lay = cached(key);
       if (!lay) {
-        say(`Laying out ${data.nodes.length.toLocaleString()} tasks and ${data.edges.length.toLocaleString()} dependencies…`);
+        say(`Laying out ${v.nodes.length.toLocaleString()} nodes and ${v.edges.length.toLocaleString()} dependencies…`);
         try { lay = await compute(input); } finally { say(""); }
         remember(key, lay);
       }
-      draw(data, input, lay);
+      draw(v, input, lay);
     })();
     return drawing;
   }
 
   function colour(data) {
     for (const [id, n] of nodeEls) {
-      const state = data.states[id] || "none";
+      const state = (n.group ? data.group_states[id] : data.states[id]) || "none";
       if (n.grp.dataset.state === state) continue;
       n.grp.dataset.state = state;
       n.rect.setAttribute("fill", stateColor(state));
       const fg = DARK_TEXT.has(state) ? "#1d2330" : "#ffffff";
       for (const t of n.texts) t.setAttribute("fill", fg);
-      n.title.textContent = `${id}: ${state}`;
+      n.title.textContent = n.group ? `${id}: ${state} (${n.group.tooltip ? n.group.tooltip + "; " : ""}click to expand)` : `${id}: ${state}`;
     }
   }
 
@@ -163,14 +236,29 @@
     const data = await api("GET", `/ui/data/dags/${enc(dagId)}/graph${q}`);
     if (!runId && data.run) runId = data.run.run_id;
     fillRuns(data);
+    lastData = data;
     await ensureLayout(data);
     colour(data);
     wrap.dataset.runState = data.run ? data.run.state : "";
     wrap.dataset.nodes = String(data.nodes.length);
+    wrap.dataset.collapsed = [...collapsed].sort().join(" ");
     return data.unfinished ? 2000 : 15000;
   }
 
+  async function toggle(groupId) {
+    if (collapsed.has(groupId)) collapsed.delete(groupId); else collapsed.add(groupId);
+    await ensureLayout(lastData);
+    colour(lastData);
+    wrap.dataset.collapsed = [...collapsed].sort().join(" ");
+  }
+
   svg.addEventListener("click", ev => {
+    const groupNode = ev.target.closest("g.group-node");
+    const groupTitle = ev.target.closest("text.group-title");
+    if (groupNode || groupTitle) {
+      if (lastData) toggle((groupNode || groupTitle.parentNode).dataset.groupId);
+      return;
+    }
     const grp = ev.target.closest("g.node");
     if (grp && runId) location.href = `/dags/${enc(dagId)}/runs/${enc(runId)}/tasks/${enc(grp.dataset.taskId)}`;
   });

@@ -1,6 +1,8 @@
 // Grid: runs (columns, oldest left) × tasks (rows) drawn on one canvas that only paints the visible part,
 // so 1,000 tasks × 100 runs is a few thousand rectangles per frame and no DOM node per cell.
 // Data: GET /ui/data/dags/{dag_id}/grid (task ids once, runs once, one state-code string per run).
+// Task groups are rows too (rows, group_states): a group row shows its tasks' aggregated state per run and
+// starts collapsed; clicking its name (or a cell) expands or collapses it.
 (function () {
   "use strict";
   const { api, poll, act, esc, enc, fmtDate, badge, stateColor, canOperate } = window.hr;
@@ -12,11 +14,41 @@
   const ROW = 20, COL = 18, CELL = 14, HEAD = 64, PAD = 8;
   let LEFT = 220;
   let data = null, selected = frame.dataset.runId || null, hover = null;
+  let vis = [];  // the visible rows: {id, group, depth, parent, col} (col: index in task_ids or in groups)
+  const expanded = new Set(), knownGroups = new Set();
   const sizer = document.createElement("div");
   wrap.appendChild(sizer);
   const ctx = canvas.getContext("2d");
 
   function codeState(c) { return data.codes[c] || "none"; }
+
+  // the rows shown: every task row and group row whose enclosing groups are all expanded
+  function visibleRows() {
+    const rows = data.rows.length ? data.rows : data.task_ids.map(id => ({ id, group: false, depth: 0, parent: null }));
+    const taskCol = new Map(data.task_ids.map((t, j) => [t, j]));
+    const groupCol = new Map(data.groups.map((g, k) => [g.id, k]));
+    const parentOf = new Map(data.groups.map(g => [g.id, g.parent]));
+    for (const g of data.groups) if (!knownGroups.has(g.id)) knownGroups.add(g.id);  // new groups start collapsed
+    const shown = r => { for (let p = r.parent; p; p = parentOf.get(p)) if (!expanded.has(p)) return false; return true; };
+    return rows.filter(shown).map(r => ({ ...r, col: r.group ? groupCol.get(r.id) : taskCol.get(r.id) }));
+  }
+
+  function rowCode(i, row) {
+    return row.group ? data.group_states[i][row.col] : data.states[i][row.col];
+  }
+
+  function rowText(row) {
+    const name = row.parent && row.id.startsWith(row.parent + ".") ? row.id.slice(row.parent.length + 1) : row.id;
+    if (!row.group) return name;
+    const g = data.groups[row.col];
+    return (expanded.has(row.id) ? "▾ " : "▸ ") + (g ? g.label : name);
+  }
+
+  function toggle(groupId) {
+    if (expanded.has(groupId)) expanded.delete(groupId); else expanded.add(groupId);
+    layout();
+    resize();
+  }
 
   // where (canvas pixels, relative to the scrolled view) the cell of run i, task j is; for tests and hit-testing
   function cellRect(i, j) {
@@ -35,7 +67,7 @@
 
   // the frame is as tall as the grid, but no taller than the window leaves room for
   function fitHeight() {
-    const content = HEAD + data.task_ids.length * ROW + PAD + 16;
+    const content = HEAD + vis.length * ROW + PAD + 16;
     const room = window.innerHeight - frame.getBoundingClientRect().top - 48;
     frame.style.height = Math.max(160, Math.min(content, room)) + "px";
   }
@@ -45,9 +77,9 @@
     ctx.clearRect(0, 0, w, h);
     if (!data) return;
     const sx = wrap.scrollLeft, sy = wrap.scrollTop;
-    const nRuns = data.runs.length, nTasks = data.task_ids.length;
+    const nRuns = data.runs.length, nTasks = data.task_ids.length, nRows = vis.length;
     const i0 = Math.max(0, Math.floor((sx - PAD) / COL)), i1 = Math.min(nRuns, Math.ceil((sx + w - LEFT) / COL) + 1);
-    const j0 = Math.max(0, Math.floor(sy / ROW)), j1 = Math.min(nTasks, Math.ceil((sy + h - HEAD) / ROW) + 1);
+    const j0 = Math.max(0, Math.floor(sy / ROW)), j1 = Math.min(nRows, Math.ceil((sy + h - HEAD) / ROW) + 1);
     const selIndex = data.runs.findIndex(r => r.run_id === selected);
     // row stripes and the selected column
     for (let j = j0; j < j1; j++) {
@@ -61,13 +93,17 @@
     }
     // cells
     for (let i = i0; i < i1; i++) {
-      const line = data.states[i];
       const x = LEFT + PAD + i * COL - sx;
       for (let j = j0; j < j1; j++) {
-        const c = line.charCodeAt(j);
-        if (c === 45) continue; // "-": no task instance
-        ctx.fillStyle = stateColor(codeState(line[j]));
-        ctx.fillRect(x, HEAD + j * ROW - sy + (ROW - CELL) / 2, CELL, CELL);
+        const row = vis[j], code = rowCode(i, row);
+        if (code === "-" || code === undefined) continue; // no task instance
+        ctx.fillStyle = stateColor(codeState(code));
+        if (row.group) {  // a group's cell: a rounded-off square with a frame, so it reads as an aggregate
+          ctx.fillRect(x + 1, HEAD + j * ROW - sy + (ROW - CELL) / 2 + 1, CELL - 2, CELL - 2);
+          ctx.strokeStyle = "#5b6478"; ctx.strokeRect(x + 0.5, HEAD + j * ROW - sy + (ROW - CELL) / 2 + 0.5, CELL - 1, CELL - 1);
+        } else {
+          ctx.fillRect(x, HEAD + j * ROW - sy + (ROW - CELL) / 2, CELL, CELL);
+        }
       }
     }
     // frozen header: one bar per run coloured by its state
@@ -94,18 +130,21 @@
       const y = HEAD + j * ROW - sy;
       if (hover && hover.j === j) { ctx.fillStyle = "#eef3ff"; ctx.fillRect(0, y, LEFT, ROW); }
       else if (j % 2) { ctx.fillStyle = "#f7f8fa"; ctx.fillRect(0, y, LEFT, ROW); }
+      const row = vis[j], indent = 10 + row.depth * 14;
       ctx.fillStyle = "#1d2330";
-      ctx.fillText(clip(data.task_ids[j], LEFT - 16), 10, y + ROW / 2);
+      ctx.font = row.group ? "600 12px system-ui, 'DejaVu Sans', sans-serif" : "12px system-ui, 'DejaVu Sans', sans-serif";
+      ctx.fillText(clip(rowText(row), LEFT - 6 - indent), indent, y + ROW / 2);
     }
     ctx.fillStyle = "#ffffff"; ctx.fillRect(0, 0, LEFT, HEAD);
     ctx.fillStyle = "#667085";
+    ctx.font = "12px system-ui, 'DejaVu Sans', sans-serif";
     ctx.fillText(`${nTasks} tasks × ${nRuns} of ${data.total_runs} runs`, 10, HEAD / 2);
     ctx.strokeStyle = "#dde1e8"; ctx.beginPath(); ctx.moveTo(LEFT - 0.5, 0); ctx.lineTo(LEFT - 0.5, h); ctx.stroke();
   }
 
   const clipCache = new Map();
   function clip(text, max) {
-    const key = text + "|" + max;
+    const key = text + "|" + max + "|" + ctx.font;
     if (clipCache.has(key)) return clipCache.get(key);
     let t = text;
     if (ctx.measureText(t).width > max) {
@@ -125,17 +164,21 @@
     if (vx < LEFT || i < 0 || i >= data.runs.length) return y >= HEAD ? { i: -1, j: Math.floor((y - HEAD + wrap.scrollTop) / ROW) } : null;
     if (y < HEAD) return { i, j: -1 };
     const j = Math.floor((y - HEAD + wrap.scrollTop) / ROW);
-    return j < data.task_ids.length ? { i, j } : null;
+    return j < vis.length ? { i, j } : null;
   }
 
   wrap.addEventListener("mousemove", (ev) => {
     const h = hit(ev);
-    const prev = hover; hover = h && h.j >= 0 && h.j < (data ? data.task_ids.length : 0) ? h : null;
-    if (!h || h.i < 0) { tip.hidden = true; wrap.style.cursor = "default"; }
-    else {
+    const prev = hover; hover = h && h.j >= 0 && h.j < vis.length ? h : null;
+    if (!h || h.i < 0) {
+      tip.hidden = true;
+      wrap.style.cursor = hover && vis[hover.j].group ? "pointer" : "default";
+    } else {
       const run = data.runs[h.i];
-      const text = h.j < 0 ? `${run.run_id} · ${run.state} · ${fmtDate(run.logical_date)}`
-        : `${data.task_ids[h.j]} · ${run.run_id} · ${codeState(data.states[h.i][h.j]) || "no task instance"}`;
+      const row = h.j >= 0 ? vis[h.j] : null;
+      const code = row ? rowCode(h.i, row) : null;
+      const text = !row ? `${run.run_id} · ${run.state} · ${fmtDate(run.logical_date)}`
+        : `${row.id}${row.group ? " (group)" : ""} · ${run.run_id} · ${code === "-" ? "no task instance" : codeState(code)}`;
       tip.textContent = text; tip.hidden = false;
       tip.style.left = (ev.clientX + 12) + "px"; tip.style.top = (ev.clientY + 12) + "px";
       wrap.style.cursor = "pointer";
@@ -145,11 +188,14 @@
   wrap.addEventListener("mouseleave", () => { tip.hidden = true; hover = null; draw(); });
   wrap.addEventListener("click", (ev) => {
     const h = hit(ev);
-    if (!h || h.i < 0) return;
+    if (!h) return;
+    const row = h.j >= 0 && h.j < vis.length ? vis[h.j] : null;
+    if (row && row.group) { toggle(row.id); return; }
+    if (h.i < 0) return;
     const run = data.runs[h.i];
     if (h.j < 0) { select(run.run_id); return; }
-    if (data.states[h.i][h.j] === "-") return;
-    location.href = `/dags/${enc(dagId)}/runs/${enc(run.run_id)}/tasks/${enc(data.task_ids[h.j])}`;
+    if (!row || rowCode(h.i, row) === "-") return;
+    location.href = `/dags/${enc(dagId)}/runs/${enc(run.run_id)}/tasks/${enc(row.id)}`;
   });
   wrap.addEventListener("scroll", () => requestAnimationFrame(draw));
   window.addEventListener("resize", () => { if (data) fitHeight(); resize(); });
@@ -179,6 +225,15 @@
     buttons.forEach(b => { b.disabled = !canOperate; b.title = canOperate ? "" : "Your role cannot change runs"; });
   }
 
+  // the visible rows, the scrolled area and the frame's height, after new data or a group toggled
+  function layout() {
+    vis = visibleRows();
+    sizer.style.width = (LEFT + PAD * 2 + data.runs.length * COL) + "px";
+    sizer.style.height = (HEAD + vis.length * ROW + PAD) + "px";
+    frame.dataset.rows = vis.map(r => r.id).join(" ");
+    fitHeight();
+  }
+
   function runPath() { return `/api/v1/dags/${enc(dagId)}/dagRuns/${enc(selected)}`; }
   document.getElementById("clear-run").addEventListener("click", async () => {
     if (!confirm(`Clear all task instances of run ${selected}? They will run again.`)) return;
@@ -201,17 +256,16 @@
   async function load() {
     data = await api("GET", `/ui/data/dags/${enc(dagId)}/grid?num_runs=${numRuns.value}`);
     ctx.font = "12px system-ui, 'DejaVu Sans', sans-serif";
-    const widest = data.task_ids.slice(0, 2000).reduce((m, t) => Math.max(m, ctx.measureText(t).width), 0);
+    const widest = data.task_ids.slice(0, 2000).reduce((m, t) => Math.max(m, ctx.measureText(t).width), 0)
+      + (data.groups.length ? 28 : 0);
     LEFT = Math.min(340, Math.max(180, Math.ceil(widest) + 24));
     if (!selected && data.runs.length) selected = data.runs[data.runs.length - 1].run_id;
-    sizer.style.width = (LEFT + PAD * 2 + data.runs.length * COL) + "px";
-    sizer.style.height = (HEAD + data.task_ids.length * ROW + PAD) + "px";
+    layout();
     const last = data.runs[data.runs.length - 1];
     frame.dataset.lastRunId = last ? last.run_id : "";
     frame.dataset.lastRunState = last ? last.state : "";
     frame.dataset.drawn = String(Date.now());
     showSelected();
-    fitHeight();
     resize();
     if (window.hrGridFirstDrawnAt === undefined) window.hrGridFirstDrawnAt = performance.now();
     window.dispatchEvent(new CustomEvent("hr:grid-drawn"));
@@ -220,5 +274,5 @@
 
   const poller = poll(load);
   // for tests and benchmarks: the data and cell positions behind the canvas
-  window.hrGrid = { get data() { return data; }, cellRect, draw };
+  window.hrGrid = { get data() { return data; }, get rows() { return vis; }, cellRect, draw, toggle };
 })();
