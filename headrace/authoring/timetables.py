@@ -38,13 +38,20 @@ Airflow 2's meaning), so existing DAG versions keep their dates.
 from __future__ import annotations
 
 import importlib
-import math
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
+from headrace.authoring.fire_times import (
+    PRESETS,
+    CronSchedule,
+    Delta,
+    check_delta,
+    decode_delta,
+    delta_summary,
+    encode_delta,
+)
 from headrace.authoring.schedules import (
     DagRunInfo,
     DataInterval,
@@ -55,29 +62,13 @@ from headrace.authoring.schedules import (
     tz_name,
     utcnow,
 )
+from headrace.authoring.trigger_timetables import (
+    CronTriggerTimetable,
+    DeltaTriggerTimetable,
+    EventsTimetable,
+    MultipleCronTriggerTimetable,
+)
 from headrace.exceptions import ScheduleError
-
-Delta = Any
-"""A ``datetime.timedelta`` or a ``dateutil.relativedelta.relativedelta``."""
-
-PRESETS: dict[str, str] = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@quarterly": "0 0 1 */3 *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
-"""Cron presets, as in Airflow (``@once`` and ``None`` are handled separately)."""
-
-
-def _croniter() -> Any:
-    """The ``croniter`` class, imported on first use (a cron schedule evaluated), not with the authoring API."""
-    from croniter import croniter  # type: ignore[import-untyped]  # no stubs shipped
-
-    return croniter
-
 
 # --- simple timetables ------------------------------------------------------------
 
@@ -144,113 +135,6 @@ class ContinuousTimetable(Timetable):
         return DagRunInfo.interval(start, max(start, now))
 
 
-# --- cron and delta arithmetic -------------------------------------------------------
-
-
-class _Cron:
-    """A 5-field cron expression (or preset) evaluated in ``tz``, DST-safe (see the module docstring)."""
-
-    def __init__(self, expression: str, tz: tzinfo) -> None:
-        self.expression = expression
-        self.cron = PRESETS.get(expression, expression)
-        self.tz = tz
-        try:
-            _croniter()(self.cron, datetime(2000, 1, 1))
-        except (ValueError, KeyError, TypeError) as exc:  # croniter's errors derive from ValueError
-            raise ScheduleError(f"invalid cron expression {expression!r}: {exc}") from None
-        fields = self.cron.split()
-        if len(fields) != 5:
-            raise ScheduleError(
-                f"invalid cron expression {expression!r}: expected 5 fields "
-                f"(minute hour day month weekday), got {len(fields)}"
-            )
-        self._every_hour = fields[1] == "*"
-        """Schedules that fire in every hour advance in absolute time across DST changes."""
-
-    def _wall(self, naive: datetime) -> datetime:
-        """A wall-clock time in the zone, as UTC: a time that does not exist (spring forward) maps past the
-        gap, an ambiguous one (fall back) to its first occurrence."""
-        return naive.replace(tzinfo=self.tz).astimezone(UTC)
-
-    def _step(self, t: datetime, forward: bool) -> datetime:
-        t_utc = ensure_aware(t).astimezone(UTC)
-        naive = t_utc.astimezone(self.tz).replace(tzinfo=None)
-        it = _croniter()(self.cron, naive)
-        fired: datetime = it.get_next(datetime) if forward else it.get_prev(datetime)
-        if self._every_hour and abs(fired - naive) <= timedelta(hours=1):
-            # From one hour to the next: advance in absolute time, so no hour is skipped or repeated across DST.
-            return t_utc + (fired - naive)
-        aware = self._wall(fired)
-        if forward:
-            while aware <= t_utc:  # a wall time of the repeated hour that has passed already (fall back)
-                aware = self._wall(it.get_next(datetime))
-            return aware
-        # Inside a repeated hour the first occurrence of today's time may be the latest fire before t,
-        # though croniter (counting wall time) places it after t.
-        coming = self._wall(_croniter()(self.cron, naive).get_next(datetime))
-        if coming < t_utc:
-            return coming
-        if aware >= t_utc:  # fall-back ambiguity made the "previous" time not earlier: step again
-            return self._step(aware - timedelta(hours=1), forward=False)
-        return aware
-
-    def after(self, t: datetime) -> datetime:
-        """The first fire time strictly after ``t`` (UTC)."""
-        return self._step(t, forward=True)
-
-    def before(self, t: datetime) -> datetime:
-        """The last fire time strictly before ``t`` (UTC)."""
-        return self._step(t, forward=False)
-
-    def at_or_after(self, t: datetime) -> datetime:
-        """``t`` if it is a fire time, else the next one."""
-        candidate = self.after(self.before(t))
-        return t if candidate == t else self.after(t)
-
-    def at_or_before(self, t: datetime) -> datetime:
-        """``t`` if it is a fire time, else the previous one."""
-        candidate = self.after(self.before(t))
-        return t if candidate == t else self.before(t)
-
-
-def _check_delta(delta: Delta, what: str) -> None:
-    if isinstance(delta, timedelta):
-        if delta <= timedelta(0):
-            raise ScheduleError(f"{what} must be positive, got {delta}")
-        return
-    if isinstance(delta, relativedelta):
-        probe = datetime(2000, 1, 1, tzinfo=UTC)
-        if probe + delta <= probe:
-            raise ScheduleError(f"{what} must be positive, got {delta}")
-        return
-    raise ScheduleError(f"{what} must be a timedelta or a relativedelta, not {type(delta).__name__}")
-
-
-def _delta_summary(delta: Delta) -> str:
-    return f"every {delta}" if isinstance(delta, timedelta) else f"every {delta!r}"
-
-
-def _encode_delta(delta: Delta) -> float | dict[str, Any]:
-    """A timedelta as seconds; a relativedelta as its non-zero relative fields."""
-    if isinstance(delta, timedelta):
-        return delta.total_seconds()
-    fields = ("years", "months", "weeks", "days", "hours", "minutes", "seconds", "microseconds")
-    out = {f: getattr(delta, f) for f in fields if f != "weeks" and getattr(delta, f)}
-    for absolute in ("year", "month", "day", "weekday", "hour", "minute", "second", "microsecond"):
-        value = getattr(delta, absolute)
-        if value is not None:
-            out[absolute] = value.weekday if absolute == "weekday" else value
-    return {"relativedelta": out}
-
-
-def _decode_delta(data: Any) -> Delta:
-    if isinstance(data, int | float):
-        return timedelta(seconds=float(data))
-    if isinstance(data, dict) and isinstance(data.get("relativedelta"), dict):
-        return relativedelta(**data["relativedelta"])
-    raise ScheduleError(f"cannot read the interval {data!r}")
-
-
 # --- data-interval timetables (Airflow 2's meaning) ---------------------------------------
 
 
@@ -300,7 +184,7 @@ class CronDataIntervalTimetable(_DataIntervalTimetable):
     """
 
     def __init__(self, cron: str, timezone: str | tzinfo) -> None:
-        self._cron = _Cron(cron, tz_from_name(timezone) if isinstance(timezone, str) else timezone)
+        self._cron = CronSchedule(cron, tz_from_name(timezone) if isinstance(timezone, str) else timezone)
 
     @property
     def summary(self) -> str:
@@ -327,13 +211,13 @@ class DeltaDataIntervalTimetable(_DataIntervalTimetable):
     """
 
     def __init__(self, delta: Delta) -> None:
-        _check_delta(delta, "schedule interval")
+        check_delta(delta, "schedule interval")
         self._delta = delta
         self._anchor = datetime(1970, 1, 1, tzinfo=UTC)
 
     @property
     def summary(self) -> str:
-        return _delta_summary(self._delta)
+        return delta_summary(self._delta)
 
     def next_dagrun_info(
         self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
@@ -371,303 +255,11 @@ class DeltaDataIntervalTimetable(_DataIntervalTimetable):
         return at - self._delta if at == ensure_aware(t) else at
 
     def serialize(self) -> dict[str, Any]:
-        return {"delta": _encode_delta(self._delta)}
+        return {"delta": encode_delta(self._delta)}
 
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> Timetable:
-        return cls(_decode_delta(data["delta"]))
-
-
-# --- trigger timetables (Airflow 3's default meaning) -------------------------------------
-
-
-class _TriggerTimetable(Timetable):
-    """Runs at fire times; each run's logical date is its fire time, its interval ``[time - interval, time]``."""
-
-    _interval: Delta = timedelta()
-
-    def _after(self, t: datetime) -> datetime:
-        raise NotImplementedError
-
-    def _at_or_after(self, t: datetime) -> datetime:
-        raise NotImplementedError
-
-    def _at_or_before(self, t: datetime) -> datetime:
-        raise NotImplementedError
-
-    def _first_run(self, now: datetime) -> datetime:
-        """The first fire time of a DAG with no ``start_date`` and no run yet."""
-        return self._at_or_before(now)
-
-    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
-        return DataInterval(run_after - self._interval, run_after)
-
-    def next_dagrun_info(
-        self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
-    ) -> DagRunInfo | None:
-        last, earliest = last_automated_data_interval, restriction.earliest
-        now = utcnow()
-        if restriction.catchup:
-            if last is not None:
-                at = self._after(ensure_aware(last.end).astimezone(UTC))
-            elif earliest is None:
-                at = self._first_run(now)
-            else:
-                at = self._at_or_after(earliest)
-        else:
-            # The latest fire time at or before now, but never one already run nor one before earliest.
-            candidates = [self._at_or_before(now)]
-            if last is not None:
-                candidates.append(self._after(ensure_aware(last.end).astimezone(UTC)))
-            elif earliest is None:
-                candidates.append(self._first_run(now))
-            if earliest is not None:
-                candidates.append(self._at_or_after(earliest))
-            at = max(candidates)
-        if restriction.latest is not None and at > restriction.latest:
-            return None
-        return DagRunInfo.interval(at - self._interval, at)
-
-
-class CronTriggerTimetable(_TriggerTimetable):
-    """Runs at each fire time of ``cron`` in ``timezone`` (Airflow 3's meaning of a cron string).
-
-    ``interval`` (a ``timedelta`` or ``relativedelta``, default zero) sets the data interval
-    ``[fire time - interval, fire time]``. ``run_immediately`` decides the first run of a DAG
-    with no ``start_date``: True runs the latest past fire time at once, False waits for the
-    next one, a ``timedelta`` runs the past one if it is at most that old, None if it is at most
-    a tenth of the gap between fire times old (at least 5 minutes). Raises ``ScheduleError``
-    for a bad expression.
-    """
-
-    def __init__(
-        self,
-        cron: str,
-        *,
-        timezone: str | tzinfo,
-        interval: Delta = timedelta(),
-        run_immediately: bool | timedelta | None = False,
-    ) -> None:
-        self._cron = _Cron(cron, tz_from_name(timezone) if isinstance(timezone, str) else timezone)
-        if interval != timedelta():
-            _check_delta(interval, "interval")
-        self._interval = interval
-        self._run_immediately = run_immediately
-
-    @property
-    def summary(self) -> str:
-        return self._cron.expression
-
-    def _after(self, t: datetime) -> datetime:
-        return self._cron.after(t)
-
-    def _at_or_after(self, t: datetime) -> datetime:
-        return self._cron.at_or_after(t)
-
-    def _at_or_before(self, t: datetime) -> datetime:
-        return self._cron.at_or_before(t)
-
-    def _first_run(self, now: datetime) -> datetime:
-        past, coming = self._cron.at_or_before(now), self._cron.at_or_after(now)
-        if self._run_immediately is True:
-            return past
-        if self._run_immediately is False:
-            return coming
-        if isinstance(self._run_immediately, timedelta):
-            buffer = self._run_immediately
-        else:
-            buffer = max((coming - past) / 10, timedelta(minutes=5))
-        return past if now - past <= buffer else coming
-
-    def serialize(self) -> dict[str, Any]:
-        run_immediately: Any = self._run_immediately
-        if isinstance(run_immediately, timedelta):
-            run_immediately = {"seconds": run_immediately.total_seconds()}
-        return {
-            "expression": self._cron.expression,
-            "timezone": tz_name(self._cron.tz),
-            "interval": _encode_delta(self._interval),
-            "run_immediately": run_immediately,
-        }
-
-    @classmethod
-    def deserialize(cls, data: dict[str, Any]) -> Timetable:
-        run_immediately = data.get("run_immediately", False)
-        if isinstance(run_immediately, dict):
-            run_immediately = timedelta(seconds=float(run_immediately["seconds"]))
-        return cls(
-            str(data["expression"]),
-            timezone=tz_from_name(str(data["timezone"])),
-            interval=_decode_delta(data.get("interval", 0.0)),
-            run_immediately=run_immediately,
-        )
-
-
-class DeltaTriggerTimetable(_TriggerTimetable):
-    """Runs every ``delta`` (a ``timedelta`` or ``relativedelta``), the first at ``start_date``.
-
-    ``interval`` sets the data interval ``[run time - interval, run time]`` (default zero).
-    With ``catchup=False`` and no run yet, the first run is at once. Raises ``ScheduleError``
-    if ``delta`` is not positive.
-    """
-
-    def __init__(self, delta: Delta, *, interval: Delta = timedelta()) -> None:
-        _check_delta(delta, "schedule interval")
-        if interval != timedelta():
-            _check_delta(interval, "interval")
-        self._delta = delta
-        self._interval = interval
-
-    @property
-    def summary(self) -> str:
-        return _delta_summary(self._delta)
-
-    def _after(self, t: datetime) -> datetime:
-        return t + self._delta  # type: ignore[no-any-return]
-
-    def _at_or_after(self, t: datetime) -> datetime:
-        return t
-
-    def _at_or_before(self, t: datetime) -> datetime:
-        return t
-
-    def serialize(self) -> dict[str, Any]:
-        return {"delta": _encode_delta(self._delta), "interval": _encode_delta(self._interval)}
-
-    @classmethod
-    def deserialize(cls, data: dict[str, Any]) -> Timetable:
-        return cls(_decode_delta(data["delta"]), interval=_decode_delta(data.get("interval", 0.0)))
-
-
-class MultipleCronTriggerTimetable(Timetable):
-    """Runs at the fire times of several cron expressions (one run when two fire at once).
-
-    ``MultipleCronTriggerTimetable(*crons, timezone, interval=timedelta(), run_immediately=False)``;
-    raises ``ScheduleError`` with no expression or a bad one.
-    """
-
-    def __init__(
-        self,
-        *crons: str,
-        timezone: str | tzinfo,
-        interval: Delta = timedelta(),
-        run_immediately: bool | timedelta | None = False,
-    ) -> None:
-        if not crons:
-            raise ScheduleError("MultipleCronTriggerTimetable needs at least one cron expression")
-        self._timetables = [
-            CronTriggerTimetable(c, timezone=timezone, interval=interval, run_immediately=run_immediately)
-            for c in crons
-        ]
-
-    @property
-    def summary(self) -> str:
-        return ", ".join(t.summary for t in self._timetables)
-
-    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
-        return min((t.infer_manual_data_interval(run_after=run_after) for t in self._timetables), key=lambda i: i.start)
-
-    def next_dagrun_info(
-        self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
-    ) -> DagRunInfo | None:
-        infos = [
-            t.next_dagrun_info(last_automated_data_interval=last_automated_data_interval, restriction=restriction)
-            for t in self._timetables
-        ]
-        now = utcnow().timestamp()
-
-        def key(info: DagRunInfo | None) -> float:
-            if info is None:
-                return math.inf
-            ts = info.logical_date.timestamp()
-            # catchup: the earliest; otherwise the latest one at or before now, else the soonest after it
-            return -ts if (not restriction.catchup and ts <= now) else ts
-
-        return min(infos, key=key)
-
-    def serialize(self) -> dict[str, Any]:
-        first = self._timetables[0].serialize()
-        return {**first, "expressions": [t.summary for t in self._timetables], "expression": None}
-
-    @classmethod
-    def deserialize(cls, data: dict[str, Any]) -> Timetable:
-        one = CronTriggerTimetable.deserialize({**data, "expression": data["expressions"][0]})
-        assert isinstance(one, CronTriggerTimetable)
-        return cls(
-            *data["expressions"], timezone=one._cron.tz, interval=one._interval, run_immediately=one._run_immediately
-        )
-
-
-class EventsTimetable(Timetable):
-    """Runs at the given instants (Airflow's ``EventsTimetable``), each about the instant itself.
-
-    ``event_dates``: datetimes (naive ones are UTC). ``restrict_to_events``: a manual run's
-    data interval is the latest event at or before it instead of the trigger instant.
-    ``presorted``: the dates are already in order. ``description``: the UI's text. Raises
-    ``ScheduleError`` with no event.
-    """
-
-    def __init__(
-        self,
-        event_dates: Iterable[datetime],
-        *,
-        restrict_to_events: bool = False,
-        presorted: bool = False,
-        description: str | None = None,
-    ) -> None:
-        dates = [ensure_aware(d).astimezone(UTC) for d in event_dates]
-        if not dates:
-            raise ScheduleError("EventsTimetable needs at least one event date")
-        self.event_dates = dates if presorted else sorted(dates)
-        self.restrict_to_events = restrict_to_events
-        self._description = description
-        self.description = description or f"{len(dates)} events"
-
-    @property
-    def summary(self) -> str:
-        return self._description or f"{len(self.event_dates)} events"
-
-    def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
-        if not self.restrict_to_events:
-            return DataInterval.exact(run_after)
-        past = [d for d in self.event_dates if d <= ensure_aware(run_after)]
-        return DataInterval.exact(past[-1] if past else self.event_dates[0])
-
-    def next_dagrun_info(
-        self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
-    ) -> DagRunInfo | None:
-        candidates = self.event_dates
-        if last_automated_data_interval is not None:
-            after = ensure_aware(last_automated_data_interval.end)
-            candidates = [d for d in candidates if d > after]
-        if restriction.earliest is not None:
-            candidates = [d for d in candidates if d >= restriction.earliest]
-        if not restriction.catchup:  # the latest past event, and the future ones
-            now = utcnow()
-            past = [d for d in candidates if d <= now]
-            candidates = past[-1:] + [d for d in candidates if d > now]
-        if not candidates:
-            return None
-        at = candidates[0]
-        if restriction.latest is not None and at > restriction.latest:
-            return None
-        return DagRunInfo.exact(at)
-
-    def serialize(self) -> dict[str, Any]:
-        return {
-            "event_dates": [d.isoformat() for d in self.event_dates],
-            "restrict_to_events": self.restrict_to_events,
-            "description": self._description,
-        }
-
-    @classmethod
-    def deserialize(cls, data: dict[str, Any]) -> Timetable:
-        return cls(
-            [datetime.fromisoformat(d) for d in data["event_dates"]],
-            restrict_to_events=bool(data.get("restrict_to_events", False)),
-            presorted=True,
-            description=data.get("description"),
-        )
+        return cls(decode_delta(data["delta"]))
 
 
 # --- schedule= and the serialized form ---------------------------------------------------
