@@ -3,8 +3,8 @@ test one task."""
 
 from __future__ import annotations
 
-import json
 import re
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ from headrace.db.models import DagModel, DagRun, TaskInstance, TaskTry, XCom
 from headrace.exceptions import DagNotFound, DagRunNotFound, HeadraceError, InvalidRequest, SkipTask
 from headrace.scheduler.user_actions import clear_task_instances, run_dag
 from headrace.secrets_store import DatabaseSecrets
+from headrace.supervisor.protocol import rendered_field_text
 from headrace.types import Context
 
 app = typer.Typer(
@@ -190,19 +191,6 @@ def _runtime_task(
     return task, build_context(dag, task, info, ti), ti
 
 
-def rendered_text(value: Any) -> str:
-    """A rendered template field as text: a string as it is, None as ``None``, anything else as indented JSON
-    (or its repr)."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return "None"
-    try:
-        return json.dumps(value, indent=2, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
 @app.command("render")
 def render_cmd(
     ctx: typer.Context,
@@ -228,7 +216,9 @@ def render_cmd(
         print(f"# task {task_id} ({type(task).__name__}) has no template fields")
     for name in task.template_fields:
         rule = "# " + "-" * 58
-        print(f"{rule}\n# property: {name}\n{rule}\n{masker.mask(rendered_text(getattr(task, name)))}\n")
+        print(
+            f"{rule}\n# property: {name}\n{rule}\n{masker.mask(rendered_field_text(getattr(task, name), sys.maxsize))}\n"
+        )
 
 
 @app.command("state")
