@@ -222,13 +222,35 @@ def render_cmd(
 
 
 @app.command("state")
-def state_cmd(ctx: typer.Context, dag_id: str, task_id: str, run_id: str) -> None:
-    """Print the state of the task instance of TASK in DAG run RUN_ID (``none`` if not scheduled yet)."""
+def state_cmd(
+    ctx: typer.Context,
+    dag_id: str,
+    task_id: str,
+    run_id: str = typer.Argument(
+        ..., metavar="RUN_ID|LOGICAL_DATE", help="A run id of the DAG or its ISO logical date."
+    ),
+) -> None:
+    """Print the state of the task instance of TASK in a DAG run (``none`` if not scheduled yet), as Airflow's.
+
+    The run is named by its run id or by its logical date.
+    """
     db = app_state(ctx).migrated_db()
     with db.read_session() as session:
         run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one_or_none()
         if run is None:
-            raise DagRunNotFound(f"DAG {dag_id!r} has no run {run_id!r}; see `headrace dags list-runs {dag_id}`")
+            try:
+                when = parse_date(run_id)
+            except HeadraceError:
+                when = None
+            if when is not None:
+                run = session.scalars(
+                    select(DagRun).where(DagRun.dag_id == dag_id, DagRun.logical_date == when)
+                ).first()
+        if run is None:
+            raise DagRunNotFound(
+                f"DAG {dag_id!r} has no run with run id or logical date {run_id!r}; "
+                f"see `headrace dags list-runs {dag_id}`"
+            )
         ti_state = session.scalars(
             select(TaskInstance.state).where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
         ).first()

@@ -147,10 +147,14 @@ def test_tasks_state_and_clear(cli: Cli, cli_env: dict[str, str], settings: Sett
     assert _states(db, "fails") == {"fine": "success", "boom": "failed", "after": "upstream_failed"}
     r = cli("tasks", "state", "fails", "boom", run_id)
     assert (r.code, r.out.strip()) == (0, "failed")
+    r = cli("tasks", "state", "fails", "after", "2026-03-01")  # by logical date, as Airflow's
+    assert (r.code, r.out.strip()) == (0, "upstream_failed")
     r = cli("tasks", "state", "fails", "nope", run_id)
     assert r.code == 1 and "nope" in r.err
     r = cli("tasks", "state", "fails", "boom", "no-run")
     assert r.code == 1 and "no-run" in r.err
+    r = cli("tasks", "state", "fails", "boom", "2026-03-02")
+    assert r.code == 1 and "2026-03-02" in r.err
 
     def clear(*args: str, answer: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "headrace", "tasks", "clear", "fails", *args]
