@@ -18,14 +18,9 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from headrace.api.auth import get_db
 from headrace.config import Settings
-from headrace.dagfiles.serialization import SerializedDag
-from headrace.db import queries
-from headrace.db.models import DagModel
 from headrace.exceptions import NotFound, PermissionDenied
 from headrace.scheduler.start import EXAMPLE_DAGS
-from headrace.ui.docs import doc_md_html
 from headrace.ui.render import dag_context, login_redirect, page, session_principal
 
 router = APIRouter(include_in_schema=False)
@@ -73,13 +68,9 @@ def code_page(request: Request, dag_id: str) -> Response:
     403 for a file outside the DAGs folders."""
     if session_principal(request) is None:
         return login_redirect(request)
-    ctx = dag_context(request, dag_id)
+    ctx = dag_context(request, dag_id)  # with doc_html, the DAG's doc_md rendered
     settings = request.app.state.settings
     assert isinstance(settings, Settings)
-    with get_db(request).read_session() as session:
-        model = session.get(DagModel, dag_id)
-        version = queries.current_version(session, model) if model is not None else None
-        doc_md = SerializedDag.from_dict(version.serialized).doc_md if version is not None else None
     source, cut = read_dag_file(str(ctx["fileloc"]), dag_folders(settings))
     return page(
         request,
@@ -89,7 +80,6 @@ def code_page(request: Request, dag_id: str) -> Response:
         code_html=highlighted(source),
         cut=cut,
         max_bytes=MAX_SOURCE_BYTES,
-        doc_html=doc_md_html(doc_md),
         **ctx,
     )
 

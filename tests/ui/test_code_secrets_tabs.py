@@ -72,6 +72,15 @@ def test_code_view_highlights_the_file_and_renders_doc_md_sanitized(settings: Se
     _parse(settings, db)
     with _session_client(app, db, "viewer") as web:
         r = web.get("/dags/documented/code")
+        grid = web.get("/dags/documented/grid")
+        add_dag(db)  # a DAG without doc_md
+        plain = web.get("/dags/mem/grid")
+    assert grid.status_code == 200 and plain.status_code == 200
+    # every DAG page's header carries the docs, folded (the Code tab shows them open, once)
+    assert '<details class="panel dag-docs" id="dag-docs">' in grid.text and "<h1>Nightly load</h1>" in grid.text
+    assert 'alert("doc")' not in grid.text
+    assert 'id="dag-docs"' not in plain.text
+    assert r.text.count('id="dag-docs"') == 1
     assert r.status_code == 200, r.text
     page = r.text
     assert 'href="/dags/documented/code" class="active">Code</a>' in page
