@@ -18,12 +18,15 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from headrace import example_dags
 from headrace.config import Settings
 from headrace.exceptions import NotFound, PermissionDenied
-from headrace.scheduler.start import EXAMPLE_DAGS
 from headrace.ui.render import dag_context, login_redirect, page, session_principal
 
 router = APIRouter(include_in_schema=False)
+
+EXAMPLE_DAGS = Path(example_dags.__file__).resolve().parent
+"""The bundled example DAGs' folder (read by the DAG processor when ``core.load_examples``)."""
 
 MAX_SOURCE_BYTES = 1024 * 1024
 """Most bytes of a DAG file the page shows (the rest is cut, with a note)."""
@@ -84,4 +87,13 @@ def code_page(request: Request, dag_id: str) -> Response:
     )
 
 
-__all__ = ["FORMATTER", "MAX_SOURCE_BYTES", "code_page", "dag_folders", "highlighted", "read_dag_file", "router"]
+__all__ = [
+    "EXAMPLE_DAGS",
+    "FORMATTER",
+    "MAX_SOURCE_BYTES",
+    "code_page",
+    "dag_folders",
+    "highlighted",
+    "read_dag_file",
+    "router",
+]

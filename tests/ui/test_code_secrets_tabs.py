@@ -19,7 +19,9 @@ from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.db.models import DagModel, RenderedTaskInstanceFields, TaskInstance
 from headrace.secrets_store import set_variable
+from headrace.ui.code import EXAMPLE_DAGS
 from headrace.ui.docs import doc_md_html
+from headrace.webapp import create_app
 from tests.api.conftest import PASSWORD, anon, api, app, client_as  # noqa: F401 — fixtures
 from tests.ui.rows import T0, add_dag, add_run, add_ti
 
@@ -175,3 +177,17 @@ def test_task_instance_tabs_and_rendered_fields(settings: Settings, db: Database
         assert none_yet == {"task_id": "modest", "try_number": None, "updated_at": None, "fields": None}
         assert web.get("/ui/data/dags/mem/runs/r1/tasks/nope/rendered").status_code == 404
         assert web.get("/ui/data/dags/mem/runs/r9/tasks/hog/rendered").status_code == 404
+
+
+@pytest.mark.parametrize("load_examples", [True, False])
+def test_code_view_of_a_bundled_example_needs_load_examples(
+    settings: Settings, db: Database, load_examples: bool
+) -> None:
+    settings = settings.with_overrides({"core": {"load_examples": load_examples}})
+    assert DagProcessor(settings, db, extra_folders=[EXAMPLE_DAGS]).refresh(datetime.now(UTC)).errors == 0
+    with _session_client(create_app(settings, db), db, "viewer") as web:
+        r = web.get("/dags/example_bash/code", headers={"Accept": "text/html"})
+    if load_examples:
+        assert r.status_code == 200 and "BashOperator" in r.text
+    else:  # the examples are not a folder the processor reads now: refused like any other file
+        assert r.status_code == 403 and "outside the DAGs folders" in r.text
