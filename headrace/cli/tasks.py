@@ -28,8 +28,7 @@ from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun, TaskInstance, TaskTry, XCom
 from headrace.exceptions import DagNotFound, DagRunNotFound, HeadraceError, InvalidRequest, SkipTask
 from headrace.scheduler.user_actions import clear_task_instances, run_dag
-from headrace.secrets_store import DatabaseSecrets
-from headrace.supervisor.protocol import rendered_field_text
+from headrace.secrets_store import DatabaseSecrets, stored_secrets_masker
 from headrace.types import Context
 
 app = typer.Typer(
@@ -204,7 +203,7 @@ def render_cmd(
     that run id or logical date gives its conf and data interval). Secrets stored as variables and
     connections are shown as ***.
     """
-    from headrace.secrets_store import stored_secrets_masker
+    from headrace.supervisor.protocol import rendered_field_text  # pydantic: only this command needs it
 
     state = app_state(ctx)
     db = state.migrated_db()
