@@ -28,6 +28,8 @@ DAG_FILE = """
                      env={"WHERE": "{{ dag.dag_id }}"})
         PythonOperator(task_id="py", python_callable=show, op_kwargs={"n": "{{ 1 + 2 }}", "long": "{{ 'x' * 5000 }}"})
         BashOperator(task_id="broken", bash_command="echo {{ no_such_thing.attr }}")
+        BashOperator(task_id="flaky", bash_command="echo try {{ ti.try_number }}; test {{ ti.try_number }} -ge 2",
+                     retries=1, retry_delay=0)
 """
 
 
@@ -48,9 +50,10 @@ def test_a_try_records_its_rendered_fields_masked(settings: Settings, db: Databa
     write_dag(settings, "rendered.py", DAG_FILE)
     run_id = parse_and_trigger(settings, db, "rendered")
     run_scheduler_until_done(settings, db)
-    assert ti_states(db) == {"greet": "success", "py": "success", "broken": "failed"}
+    assert ti_states(db) == {"greet": "success", "py": "success", "broken": "failed", "flaky": "success"}
     rendered = _rendered(db)
-    assert set(rendered) == {"greet", "py"}  # a template that does not render records nothing
+    assert set(rendered) == {"greet", "py", "flaky"}  # a template that does not render records nothing
+    assert rendered["flaky"] == (2, {"bash_command": "echo try 2; test 2 -ge 2", "env": "None", "cwd": "None"})
     try_number, greet = rendered["greet"]
     assert try_number == 1
     assert greet["bash_command"] == f"echo hi ann in {run_id} t=***"  # the secret the task fetched is masked
