@@ -1,10 +1,11 @@
-"""``headrace dags …``: list, inspect, pause, trigger, backfill and test DAGs."""
+"""``headrace dags …``: list, inspect (``show``, ``next-execution``), pause, trigger, backfill and test DAGs."""
 
 from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -25,10 +26,13 @@ from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun, ImportError_, Lease
 from headrace.exceptions import DagNotFound
 
+if TYPE_CHECKING:
+    from headrace.dagfiles.serialization import SerializedDag
+
 # headrace.scheduler.runs and .user_actions (DAG deserialization, timetables) are imported by the commands that
 # write, and the loop and executors by ``dags test`` alone: ``dags list`` should start quickly (headrace.cli.main).
 
-app = typer.Typer(help="List, trigger, backfill, pause and test DAGs.", no_args_is_help=True)
+app = typer.Typer(help="List, show, trigger, backfill, pause and test DAGs.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -273,3 +277,83 @@ def test(
     console.print(f"DAG run {final.run_id} {styled(final.state)} (ended {fmt_time(final.end_date)})")
     if final.state != "success":
         raise typer.Exit(1)
+
+
+def _current_dag(db: Database, dag_id: str) -> tuple[DagModel, SerializedDag]:
+    """The DAG's row and its newest parsed version; raises DagNotFound."""
+    from headrace.dagfiles.serialization import SerializedDag
+
+    with db.read_session() as session:
+        model = session.get(DagModel, dag_id)
+        version = queries.current_version(session, model) if model is not None else None
+        if model is None or version is None:
+            raise DagNotFound(f"no parsed DAG with dag_id {dag_id!r}; see `headrace dags list`", dag_id=dag_id)
+        session.expunge(model)
+        return model, SerializedDag.from_dict(version.serialized)
+
+
+@app.command("next-execution")
+def next_execution(
+    ctx: typer.Context,
+    dag_id: str,
+    num_executions: int = typer.Option(1, "--num-executions", "-n", min=1, max=1000, help="How many to show."),
+) -> None:
+    """Print the logical dates of the DAG's next N scheduled runs, one a line (``None`` when there is none).
+
+    The first is the run the scheduler will create next; the others follow from the DAG's timetable.
+    """
+    from headrace.authoring.schedules import DataInterval
+    from headrace.dagfiles.serialization import next_runs
+
+    db = app_state(ctx).migrated_db()
+    model, sdag = _current_dag(db, dag_id)
+    if model.is_paused:
+        console.print(f"[yellow]DAG {dag_id} is paused: no scheduled run is created until it is unpaused[/]")
+    if model.next_logical_date is None:
+        console.print("None")
+        return
+    console.print(model.next_logical_date.isoformat())
+    interval = DataInterval(
+        model.next_data_interval_start or model.next_logical_date,
+        model.next_data_interval_end or model.next_logical_date,
+    )
+    now = datetime.now(UTC)
+    for _ in range(num_executions - 1):
+        info = next_runs(sdag, interval, now)
+        if info is None:
+            console.print("None")
+            return
+        console.print(info.logical_date.isoformat())
+        interval = info.data_interval
+
+
+def dependency_order(sdag: SerializedDag) -> list[str]:
+    """The DAG's task ids in dependency order: each after all its upstream tasks, ties by task id."""
+    waiting = {t: len(task.upstream_task_ids & sdag.tasks.keys()) for t, task in sdag.tasks.items()}
+    ready = sorted(t for t, n in waiting.items() if n == 0)
+    order: list[str] = []
+    while ready:
+        current = ready.pop(0)
+        order.append(current)
+        for nxt in sorted(sdag.tasks[current].downstream_task_ids & sdag.tasks.keys()):
+            waiting[nxt] -= 1
+            if waiting[nxt] == 0:
+                ready.append(nxt)
+        ready.sort()
+    return order
+
+
+@app.command("show")
+def show(ctx: typer.Context, dag_id: str) -> None:
+    """Print the DAG's structure as text: its tasks in dependency order, each with the tasks that follow it."""
+    db = app_state(ctx).migrated_db()
+    _, sdag = _current_dag(db, dag_id)
+    order = dependency_order(sdag)
+    edges = sum(len(t.downstream_task_ids) for t in sdag.tasks.values())
+    console.print(f"DAG {dag_id}: {len(order)} task(s), {edges} edge(s), schedule {sdag.schedule or 'None'}")
+    width = len(str(len(order)))
+    for number, task_id in enumerate(order, 1):
+        task = sdag.tasks[task_id]
+        console.print(f"{number:>{width}}. {task_id} [dim]({task.operator})[/]", markup=True, highlight=False)
+        for nxt in sorted(task.downstream_task_ids):
+            console.print(f"{'':>{width}}    >> {nxt}")

@@ -1,7 +1,10 @@
-"""``headrace tasks …``: list a DAG's tasks, show task instance states, test one task."""
+"""``headrace tasks …``: list a DAG's tasks, show task instance states, render their templates, clear them,
+test one task."""
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -10,21 +13,28 @@ from typing import Any
 import typer
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from headrace.authoring.context import RunInfo, build_context
 from headrace.authoring.secrets import install_secrets_runtime
+from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
-from headrace.cli.common import app_state, console, fmt_bytes, fmt_time, parse_date, styled
+from headrace.cli.common import AppState, app_state, console, fmt_bytes, fmt_time, parse_date, styled
 from headrace.crypto import Encryptor
 from headrace.dagfiles.loader import load_dags
 from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun, TaskInstance, TaskTry, XCom
-from headrace.exceptions import DagNotFound, DagRunNotFound, SkipTask
-from headrace.secrets_store import DatabaseSecrets
+from headrace.exceptions import DagNotFound, DagRunNotFound, HeadraceError, InvalidRequest, SkipTask
+from headrace.scheduler.user_actions import clear_task_instances, run_dag
+from headrace.secrets_store import DatabaseSecrets, stored_secrets_masker
+from headrace.types import Context
 
-app = typer.Typer(help="List tasks, show task instance states, test one task.", no_args_is_help=True)
+app = typer.Typer(
+    help="List tasks, show task instance states, render their templates, clear them, test one task.",
+    no_args_is_help=True,
+)
 
 
 def _dag_model(db: Database, dag_id: str) -> tuple[DagModel, SerializedDag]:
@@ -132,6 +142,122 @@ class _LocalTI:
         console.print(f"[magenta]would skip: {', '.join(sorted(task_ids))}[/]")
 
 
+def _find_run(db: Database, dag_id: str, when_or_run_id: str | None) -> tuple[DagRun | None, datetime]:
+    """The DAG run named by a run id or a logical date (None if there is none) and its logical date."""
+    with db.read_session() as session:
+        if when_or_run_id is not None:
+            run = session.scalars(
+                select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == when_or_run_id)
+            ).one_or_none()
+            if run is not None:
+                session.expunge(run)
+                return run, run.logical_date or run.queued_at or datetime.now(UTC)
+        try:
+            when = parse_date(when_or_run_id, what="logical date or run id") or datetime.now(UTC)
+        except HeadraceError:
+            raise DagRunNotFound(
+                f"{when_or_run_id!r} is neither a run id of DAG {dag_id!r} nor an ISO logical date; "
+                f"see `headrace dags list-runs {dag_id}`"
+            ) from None
+        run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.logical_date == when)).first()
+        if run is not None:
+            session.expunge(run)
+        return run, when
+
+
+def _runtime_task(
+    state: AppState, db: Database, dag_id: str, task_id: str, when_or_run_id: str | None
+) -> tuple[BaseOperator, Context, _LocalTI]:
+    """Import the DAG's file in this process and build the task's context for a DAG run.
+
+    The run is the DAG's run with that run id or logical date if there is one (its dates and conf), else one
+    made up at that logical date (default now). Raises DagNotFound, TaskNotFound, DagRunNotFound.
+    """
+    model, _ = _dag_model(db, dag_id)
+    dags = {d.dag_id: d for d in load_dags(model.fileloc)}
+    if dag_id not in dags:
+        raise DagNotFound(f"{model.fileloc} no longer defines DAG {dag_id!r}")
+    dag = dags[dag_id]
+    task = dag.get_task(task_id)
+    run, when = _find_run(db, dag_id, when_or_run_id)
+    if run is not None:
+        info = RunInfo.from_run(run)
+    else:
+        info = RunInfo(dag_id, f"test__{when.isoformat()}", when, when, when, run_type="manual", conf={})
+    ti = _LocalTI(db, dag_id, info.run_id, task_id, state.settings.get("core", "xcom_max_size"))
+    # Variable.get / Connection.get (and {{ var }} / {{ conn }} templates) read the DB directly here.
+    install_secrets_runtime(DatabaseSecrets(db, Encryptor.from_settings(state.settings)))
+    return task, build_context(dag, task, info, ti), ti
+
+
+@app.command("render")
+def render_cmd(
+    ctx: typer.Context,
+    dag_id: str,
+    task_id: str,
+    logical_date_or_run_id: str | None = typer.Argument(None, help="A run id of the DAG or an ISO date; default now."),
+) -> None:
+    """Print the task's template fields rendered for a DAG run, as Airflow's ``tasks render`` (runs nothing).
+
+    The DAG file is imported here and the fields rendered with that run's context (an existing run with
+    that run id or logical date gives its conf and data interval). Secrets stored as variables and
+    connections are shown as ***.
+    """
+    from headrace.supervisor.protocol import rendered_field_text  # pydantic: only this command needs it
+
+    state = app_state(ctx)
+    db = state.migrated_db()
+    task, context, _ = _runtime_task(state, db, dag_id, task_id, logical_date_or_run_id)
+    task.render_template_fields(context)
+    with db.read_session() as session:
+        masker = stored_secrets_masker(session, Encryptor.from_settings(state.settings))
+    if not task.template_fields:
+        print(f"# task {task_id} ({type(task).__name__}) has no template fields")
+    for name in task.template_fields:
+        rule = "# " + "-" * 58
+        print(
+            f"{rule}\n# property: {name}\n{rule}\n{masker.mask(rendered_field_text(getattr(task, name), sys.maxsize))}\n"
+        )
+
+
+@app.command("state")
+def state_cmd(
+    ctx: typer.Context,
+    dag_id: str,
+    task_id: str,
+    run_id: str = typer.Argument(
+        ..., metavar="RUN_ID|LOGICAL_DATE", help="A run id of the DAG or its ISO logical date."
+    ),
+) -> None:
+    """Print the state of the task instance of TASK in a DAG run (``none`` if not scheduled yet), as Airflow's.
+
+    The run is named by its run id or by its logical date.
+    """
+    db = app_state(ctx).migrated_db()
+    with db.read_session() as session:
+        run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one_or_none()
+        if run is None:
+            try:
+                when = parse_date(run_id)
+            except HeadraceError:
+                when = None
+            if when is not None:
+                run = session.scalars(
+                    select(DagRun).where(DagRun.dag_id == dag_id, DagRun.logical_date == when)
+                ).first()
+        if run is None:
+            raise DagRunNotFound(
+                f"DAG {dag_id!r} has no run with run id or logical date {run_id!r}; "
+                f"see `headrace dags list-runs {dag_id}`"
+            )
+        ti_state = session.scalars(
+            select(TaskInstance.state).where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
+        ).first()
+        if ti_state is None:
+            run_dag(session, run).get_task(task_id)  # TaskNotFound unless the run's DAG has it
+    print(ti_state or "none")
+
+
 @app.command("test")
 def test_cmd(
     ctx: typer.Context,
@@ -146,22 +272,7 @@ def test_cmd(
     """
     state = app_state(ctx)
     db = state.migrated_db()
-    model, _ = _dag_model(db, dag_id)
-    dags = {d.dag_id: d for d in load_dags(model.fileloc)}
-    if dag_id not in dags:
-        raise DagNotFound(f"{model.fileloc} no longer defines DAG {dag_id!r}")
-    dag = dags[dag_id]
-    task = dag.get_task(task_id)
-    when = parse_date(logical_date) or datetime.now(UTC)
-    with db.session() as session:
-        run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.logical_date == when)).first()
-        run_id = run.run_id if run else f"test__{when.isoformat()}"
-        conf = dict(run.conf) if run else {}
-    info = RunInfo(dag_id, run_id, when, when, when, run_type="manual", conf=conf)
-    ti = _LocalTI(db, dag_id, run_id, task_id, state.settings.get("core", "xcom_max_size"))
-    # Variable.get / Connection.get (and {{ var }} / {{ conn }} templates) read the DB directly here.
-    install_secrets_runtime(DatabaseSecrets(db, Encryptor.from_settings(state.settings)))
-    context = build_context(dag, task, info, ti)
+    task, context, ti = _runtime_task(state, db, dag_id, task_id, logical_date)
     task.render_template_fields(context)
     start = time.perf_counter()
     try:
@@ -178,3 +289,97 @@ def test_cmd(
     console.print(f"{task_id}: {styled('success')} in {time.perf_counter() - start:.2f} s")
     for key, text in ti.pushed.items():
         console.print(f"  XCom {key} = {text[:500]}")
+
+
+@app.command("clear")
+def clear_cmd(
+    ctx: typer.Context,
+    dag_id: str,
+    task_regex: str | None = typer.Option(
+        None, "--task-regex", "-t", help="Only tasks whose id matches this regular expression (re.search)."
+    ),
+    downstream: bool = typer.Option(False, "--downstream", "-d", help="Also clear their downstream tasks."),
+    upstream: bool = typer.Option(False, "--upstream", "-u", help="Also clear their upstream tasks."),
+    only_failed: bool = typer.Option(False, "--only-failed", "-f", help="Only failed and upstream_failed ones."),
+    start_date: str | None = typer.Option(None, "--start-date", "-s", help="Runs with logical date ≥ this (ISO)."),
+    end_date: str | None = typer.Option(None, "--end-date", "-e", help="Runs with logical date ≤ this (ISO)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Clear without asking."),
+) -> None:
+    """Clear task instances so the scheduler runs them again (as Airflow's ``tasks clear``).
+
+    Lists the task instances it would clear (a dry run), then asks unless --yes. Queued and running
+    ones are not cleared (listed with the reason); a finished DAG run goes back to queued.
+    """
+    try:
+        pattern = re.compile(task_regex) if task_regex is not None else None
+    except re.error as exc:
+        raise InvalidRequest(f"--task-regex {task_regex!r} is not a regular expression: {exc}") from None
+    start = parse_date(start_date, what="--start-date")
+    end = parse_date(end_date, what="--end-date")
+    if start is not None and end is not None and end < start:
+        raise InvalidRequest(f"--end-date {end_date} is before --start-date {start_date}")
+    db = app_state(ctx).migrated_db()
+    _dag_model(db, dag_id)  # DagNotFound for an unknown DAG
+    now = datetime.now(UTC)
+
+    def clear_all(session: Session, dry_run: bool) -> list[tuple[str, str, str, str]]:
+        """``(run_id, task_id, state, what)`` of every task instance cleared, or not cleared and why."""
+        stmt = select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.logical_date, DagRun.id)
+        if start is not None:
+            stmt = stmt.where(DagRun.logical_date >= start)
+        if end is not None:
+            stmt = stmt.where(DagRun.logical_date <= end)
+        rows: list[tuple[str, str, str, str]] = []
+        for run in session.scalars(stmt):
+            task_ids = list(run_dag(session, run).tasks)
+            if pattern is not None:
+                task_ids = [t for t in task_ids if pattern.search(t)]
+                if not task_ids:
+                    continue
+            before = {
+                pk: (task_id, ti_state)
+                for pk, task_id, ti_state in session.execute(
+                    select(TaskInstance.id, TaskInstance.task_id, TaskInstance.state).where(
+                        TaskInstance.dag_run_id == run.id
+                    )
+                )
+            }
+            result = clear_task_instances(
+                session,
+                run,
+                task_ids,
+                include_upstream=upstream,
+                include_downstream=downstream,
+                only_failed=only_failed,
+                dry_run=dry_run,
+                now=now,
+            )
+            rows += [(run.run_id, *before[pk], "clear") for pk in result.cleared]
+            rows += [(run.run_id, n.task_id, n.state, f"not cleared: {n.reason}") for n in result.not_cleared]
+        return rows
+
+    with db.read_session() as session:
+        planned = clear_all(session, dry_run=True)
+    to_clear = [r for r in planned if r[3] == "clear"]
+    if not planned:
+        console.print("nothing to clear")
+        return
+    table = Table(title=f"task instances of {dag_id} to clear ({len(to_clear)})")
+    for column in ("run_id", "task_id", "state", ""):
+        table.add_column(column, overflow="fold")
+    for run_id, task_id, ti_state, what in planned:
+        table.add_row(run_id, task_id, styled(ti_state), what if what != "clear" else "")
+    console.print(table)
+    if not to_clear:
+        console.print("nothing to clear")
+        return
+    if not yes and not typer.confirm(f"Clear these {len(to_clear)} task instance(s)?", default=False):
+        console.print("cancelled; nothing cleared")
+        raise typer.Exit(1)
+    with db.session() as session:
+        done = clear_all(session, dry_run=False)
+    cleared = sum(1 for r in done if r[3] == "clear")
+    console.print(f"cleared {cleared} task instance(s)")
+    for run_id, task_id, ti_state, what in done:
+        if what != "clear":
+            console.print(f"[yellow]{run_id} {task_id} ({ti_state}): {what}[/]")

@@ -19,6 +19,8 @@ Tables:
 * ``task_try`` — one row per try: host, pids and process start times, times,
   exit code or signal, peak RSS, CPU seconds and end reason.
 * ``xcom`` — values passed between task instances, as JSON text.
+* ``rendered_task_instance_fields`` — a task instance's template fields as its latest try rendered them
+  (revision 0009).
 * ``pool`` — named slot limits.
 * ``scheduler_job`` — each scheduler process and its heartbeat; also the
   SQLite lease (one scheduler at a time).
@@ -297,6 +299,21 @@ class XCom(Base):
     key: Mapped[str] = mapped_column(String(512))
     value: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RenderedTaskInstanceFields(Base):
+    """The template fields of a task instance as its latest try rendered them (Airflow's
+    ``rendered_task_instance_fields``): recorded by the supervisor when the task process has rendered them,
+    shown in the UI. Secrets the task fetched are already masked."""
+
+    __tablename__ = "rendered_task_instance_fields"
+
+    task_instance_id: Mapped[int] = mapped_column(ForeignKey("task_instance.id", ondelete="CASCADE"), primary_key=True)
+    try_number: Mapped[int] = mapped_column(Integer)
+    """The try that rendered them."""
+    rendered_fields: Mapped[dict[str, str]] = mapped_column(JSON)
+    """``{field name: rendered text}`` in the task's ``template_fields`` order."""
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Pool(Base):

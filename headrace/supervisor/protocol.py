@@ -15,7 +15,7 @@ unprompted; it answers each request with exactly one response, in order:
 * ``GetVariable`` → ``VariableValue``, ``GetConnection`` → ``ConnectionValue``
   (or ``Error``; the values are decrypted plain text — the channel never
   leaves the machine, and the task process masks them in its log),
-* ``SetXCom`` / ``SkipTasks`` → ``Ack`` (or ``Error``),
+* ``SetXCom`` / ``SkipTasks`` / ``SetRenderedFields`` → ``Ack`` (or ``Error``),
 * ``TaskDone`` → ``Ack``; it is the last message of a try.
 
 So the task process can use it as a blocking request/response channel with
@@ -38,6 +38,7 @@ Failure semantics:
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Annotated, Any, Literal
 
@@ -90,6 +91,40 @@ class SkipTasks(_Message):
 
     type: Literal["skip_tasks"] = "skip_tasks"
     task_ids: list[str]
+
+
+MAX_RENDERED_FIELD_CHARS = 4096
+"""Longest rendered template field recorded, in characters (Airflow's ``max_templated_field_length`` default);
+a longer one is cut and says so."""
+
+
+def rendered_field_text(value: Any, max_chars: int = MAX_RENDERED_FIELD_CHARS) -> str:
+    """A rendered template field as text: a string as it is, None as ``None``, anything else as indented JSON
+    (or its ``repr``); cut to ``max_chars`` characters with a note saying how long it was."""
+    if isinstance(value, str):
+        text = value
+    elif value is None:
+        text = "None"
+    else:
+        try:
+            text = json.dumps(value, indent=2, sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            text = repr(value)
+    if len(text) > max_chars:
+        return f"{text[:max_chars]}\n… (cut: {len(text)} characters, the first {max_chars} recorded)"
+    return text
+
+
+class SetRenderedFields(_Message):
+    """Record the task's template fields as this try rendered them (before ``execute``), for the UI.
+
+    ``fields`` maps each template field's name to its text (:func:`rendered_field_text`), secrets the task
+    fetched already masked. A later try of the task instance replaces them.
+    """
+
+    type: Literal["set_rendered_fields"] = "set_rendered_fields"
+    try_number: int
+    fields: dict[str, str]
 
 
 class GetVariable(_Message):
@@ -163,7 +198,7 @@ class Error(_Message):
     message: str
 
 
-Request = GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection | TaskDone
+Request = GetXCom | SetXCom | SkipTasks | SetRenderedFields | GetVariable | GetConnection | TaskDone
 """Any message the task process sends."""
 Response = XComValue | VariableValue | ConnectionValue | Ack | Error
 """Any message the supervisor sends."""
@@ -252,11 +287,13 @@ __all__ = [
     "GetConnection",
     "GetVariable",
     "GetXCom",
+    "MAX_RENDERED_FIELD_CHARS",
     "LineBuffer",
     "Outcome",
     "ProtocolError",
     "Request",
     "Response",
+    "SetRenderedFields",
     "SetXCom",
     "SkipTasks",
     "SupervisorGone",
@@ -268,4 +305,5 @@ __all__ = [
     "decode_response",
     "dumps_value_list",
     "encode",
+    "rendered_field_text",
 ]

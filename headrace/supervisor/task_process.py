@@ -50,6 +50,7 @@ from headrace.supervisor.protocol import (
     GetVariable,
     GetXCom,
     Outcome,
+    SetRenderedFields,
     SetXCom,
     SkipTasks,
     SupervisorGone,
@@ -57,6 +58,7 @@ from headrace.supervisor.protocol import (
     TaskDone,
     VariableValue,
     XComValue,
+    rendered_field_text,
 )
 from headrace.types import Context
 
@@ -83,7 +85,7 @@ class TaskStart:
 class ChannelTI:
     """``RuntimeTI`` backed by the supervisor channel (``context["ti"]`` in the task process)."""
 
-    def __init__(self, start: TaskStart, channel: TaskChannel | None) -> None:
+    def __init__(self, start: TaskStart, channel: TaskChannel | None, masker: SecretMasker | None = None) -> None:
         self.dag_id = start.dag_id
         self.task_id = start.task_id
         self.run_id = start.run.run_id
@@ -91,6 +93,7 @@ class ChannelTI:
         self.max_tries = start.max_tries
         self._max_bytes = start.xcom_max_size
         self._channel = channel
+        self._masker = masker
 
     def __repr__(self) -> str:
         return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id} try {self.try_number}>"
@@ -121,6 +124,17 @@ class ChannelTI:
     def skip(self, task_ids: Iterable[str]) -> None:
         """Mark task instances of this run ``skipped`` (those not queued yet)."""
         self._request(SkipTasks(task_ids=sorted(set(task_ids))))
+
+    def record_rendered_fields(self, task: BaseOperator) -> None:
+        """Send the task's rendered template fields (masked) to be recorded; a refusal is logged, never raised."""
+        if self._channel is None or not task.template_fields:
+            return
+        fields = {name: rendered_field_text(getattr(task, name, None)) for name in task.template_fields}
+        if self._masker is not None:
+            fields = {name: self._masker.mask(text) for name, text in fields.items()}
+        response = self._channel.request(SetRenderedFields(try_number=self.try_number, fields=fields))
+        if isinstance(response, Error):
+            log.warning("rendered template fields not recorded: %s", response.message)
 
 
 class ChannelSecrets:
@@ -316,7 +330,7 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             )
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
-        ti = ChannelTI(start, channel)
+        ti = ChannelTI(start, channel, masker)
         context = build_context(dag, task, start.run, ti)
         outcome, error, delay = _execute(task, context, ti)
         state = next_state(outcome, start.try_number, start.max_tries)
@@ -341,6 +355,7 @@ def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[Outco
     """Render, execute and push the result; return ``(outcome, error, retry_delay)``."""
     try:
         task.render_template_fields(context)
+        ti.record_rendered_fields(task)
         result = task.execute(context)
         for key, value in xcoms_for_result(task, result):
             ti.xcom_push(key, value)

@@ -41,8 +41,9 @@ from sqlalchemy.orm import Session
 from headrace.api.auth import csrf_token, get_db, session_principal
 from headrace.api.users import role_allows
 from headrace.db import queries
-from headrace.db.models import DagModel, DagRun
+from headrace.db.models import DagModel, DagRun, DagVersion
 from headrace.exceptions import DagNotFound
+from headrace.ui.docs import doc_md_html
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -97,11 +98,17 @@ def dag_header(session: Session, dag_id: str) -> dict[str, Any] | None:
     """What ``_dag_header.html`` needs about DAG ``dag_id``, or ``None`` for an unknown DAG.
 
     ``warnings`` are the DAG's warnings as ``{"warning_type", "message"}`` dicts (what its author wrote that
-    headrace ignores); the header lists them.
+    headrace ignores); the header lists them. ``doc_html`` is the current version's ``doc_md`` rendered and
+    sanitized (:func:`headrace.ui.docs.doc_md_html`), or None; the header shows it folded.
     """
     dag = session.get(DagModel, dag_id)
     if dag is None:
         return None
+    doc_md = session.scalars(  # only that key of the JSON (json_extract / ->>), not the whole serialized DAG
+        select(DagVersion.serialized["doc_md"].as_string()).where(
+            DagVersion.dag_id == dag_id, DagVersion.version_hash == dag.version_hash
+        )
+    ).first()
     warnings = [
         {"warning_type": w.warning_type, "message": w.message}
         for w in queries.dag_warnings(session, [dag_id]).get(dag_id, ())
@@ -114,6 +121,7 @@ def dag_header(session: Session, dag_id: str) -> dict[str, Any] | None:
         "description": dag.description,
         "nav": "dags",
         "warnings": warnings,
+        "doc_html": doc_md_html(doc_md),
     }
 
 
@@ -152,6 +160,7 @@ def dag_page_context(request: Request, dag_id: str, run_id: str | None) -> dict[
         "schedule": None,
         "description": None,
         "warnings": [],
+        "doc_html": None,
     }
     with get_db(request).read_session() as session:
         header = dag_header(session, dag_id)

@@ -7,7 +7,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from headrace.ui import dags, favicon, gantt, graph, grid, login, pools, resources, task_instance, trigger
+from headrace.ui import (
+    code,
+    connections,
+    dags,
+    favicon,
+    gantt,
+    graph,
+    grid,
+    login,
+    pools,
+    resources,
+    task_instance,
+    trigger,
+    variables,
+)
 
 ROUTERS: list[APIRouter] = [login.router, favicon.router]
 ROUTERS += [
@@ -19,6 +33,9 @@ ROUTERS += [
     gantt.router,
     resources.router,
     pools.router,
+    code.router,
+    variables.router,
+    connections.router,
 ]  # pages
 ROUTERS += [
     dags.data_router,

@@ -6,6 +6,11 @@ its tries (process identity, memory, CPU, exit) and each try's log, and
 tasks and their states in that run, so an ``upstream_failed`` task instance
 names the upstream task that failed. An unknown DAG, DAG run or task is the
 HTML 404 error page.
+
+Two more tabs (``static/ti_tabs.js``): **XCom** (``…/xcomEntries`` of the REST API) and **Rendered
+templates** (``GET /ui/data/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/rendered``: the fields as the
+latest try rendered them in its task process, recorded by its supervisor — the web server never runs
+the DAG's code).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from headrace.api.auth import get_db, require
-from headrace.db.models import TaskInstance
+from headrace.api.auth import get_db, get_encryptor, require
+from headrace.db.models import RenderedTaskInstanceFields, TaskInstance
 from headrace.exceptions import DagRunNotFound, TaskNotFound
+from headrace.secrets_store import stored_secrets_masker
 from headrace.states import TaskInstanceState
 from headrace.ui.queries import get_run, run_tasks
 from headrace.ui.render import dag_context, login_redirect, page, session_principal
@@ -116,4 +122,42 @@ def upstream(
         return upstream_of(session, dag_id, run_id, task_id)
 
 
-__all__ = ["FAILED_UPSTREAM", "data_router", "router", "upstream_of"]
+def rendered_fields_of(session: Session, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+    """The template fields of a task instance as its latest try rendered them (recorded by the supervisor).
+
+    Returns ``{task_id, try_number, updated_at, fields: {name: text}}``; ``fields`` is None (and the
+    others too) when no try has rendered them yet. Raises ``DagNotFound`` / ``DagRunNotFound`` /
+    ``TaskNotFound`` (404).
+    """
+    run = get_run(session, dag_id, run_id)
+    ti_id = session.scalars(
+        select(TaskInstance.id).where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
+    ).first()
+    if ti_id is None and task_id not in run_tasks(session, run):
+        raise TaskNotFound(f"DAG run {run_id!r} of {dag_id!r} has no task {task_id!r}", dag_id=dag_id, task_id=task_id)
+    row = session.get(RenderedTaskInstanceFields, ti_id) if ti_id is not None else None
+    if row is None:
+        return {"task_id": task_id, "try_number": None, "updated_at": None, "fields": None}
+    return {
+        "task_id": task_id,
+        "try_number": row.try_number,
+        "updated_at": row.updated_at.isoformat(),
+        "fields": dict(row.rendered_fields),
+    }
+
+
+@data_router.get("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/rendered")
+def rendered(
+    dag_id: str, run_id: str, task_id: str, request: Request, _who: Annotated[object, Depends(require("viewer"))]
+) -> dict[str, Any]:
+    """Rendered template fields of a task instance (see :func:`rendered_fields_of`); every stored secret is
+    masked again here, whatever the task itself had read."""
+    with get_db(request).read_session() as session:
+        out = rendered_fields_of(session, dag_id, run_id, task_id)
+        if out["fields"]:
+            masker = stored_secrets_masker(session, get_encryptor(request))
+            out["fields"] = {name: masker.mask(text) for name, text in out["fields"].items()}
+    return out
+
+
+__all__ = ["FAILED_UPSTREAM", "data_router", "rendered", "rendered_fields_of", "router", "upstream_of"]

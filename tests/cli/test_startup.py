@@ -105,3 +105,20 @@ def test_help_listing_is_each_commands_own(name: str) -> None:
 
 def test_quick_schema_check_agrees_with_alembic() -> None:
     assert head_revision_from_files() == head_revision()
+
+
+def test_inspecting_commands_import_no_server_or_runtime(
+    cli_env: dict[str, str], settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    """``dags show``, ``dags next-execution``, ``tasks state`` and ``pools list`` read the DB, nothing more."""
+    (settings.dags_folder / "startup_demo.py").write_text(textwrap.dedent(ONE_DAG))
+    assert DagProcessor(settings, db).refresh(datetime.now(UTC)).dags == 1
+    assert modules_loaded(cli_env, tmp_path, "dags", "trigger", "startup_demo", "-r", "r1")
+    for args in (
+        ("dags", "show", "startup_demo"),
+        ("dags", "next-execution", "startup_demo"),
+        ("tasks", "state", "startup_demo", "only", "r1"),
+        ("pools", "list"),
+    ):
+        modules = modules_loaded(cli_env, tmp_path, *args)
+        assert loaded(modules, SERVER | RUNTIME | {"pydantic"}) == set(), args

@@ -5,65 +5,44 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, require
 from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
-from headrace.db.models import Pool, TaskInstance
-from headrace.exceptions import Conflict, InvalidRequest, NotFound
-from headrace.states import TaskInstanceState
+from headrace.db.models import Pool
+from headrace.db.pools import DEFAULT_POOL, slots_of
+from headrace.db.pools import delete_pool as remove_pool
+from headrace.db.pools import get_pool as find_pool
+from headrace.db.pools import usage as pool_usage
+from headrace.exceptions import Conflict
 
 router = APIRouter(tags=["Pool"], dependencies=[Depends(schemas.reject_nul_bytes)])
 
 VIEWER = Depends(require("viewer"))
 OPERATOR = Depends(require("operator"))
-DEFAULT_POOL = "default_pool"
 NOT_FOUND = not_found("no such pool")
 
 
-def _usage(session: Session, names: list[str]) -> dict[tuple[str, str], int]:
-    """``{(pool, state): pool slots taken}`` by queued and running task instances of the pools ``names``."""
-    if not names:
-        return {}
-    rows = session.execute(
-        select(TaskInstance.pool, TaskInstance.state, func.sum(TaskInstance.pool_slots))
-        .where(
-            TaskInstance.pool.in_(names),
-            TaskInstance.state.in_([TaskInstanceState.QUEUED.value, TaskInstanceState.RUNNING.value]),
-        )
-        .group_by(TaskInstance.pool, TaskInstance.state)
-    )
-    return {(p, s): int(n or 0) for p, s, n in rows}
-
-
 def pool_out(pool: Pool, usage: dict[tuple[str, str], int]) -> schemas.Pool:
-    """The API form of a pool, with its slots in use from ``usage`` (see :func:`_usage`)."""
-    running = usage.get((pool.name, TaskInstanceState.RUNNING.value), 0)
-    queued = usage.get((pool.name, TaskInstanceState.QUEUED.value), 0)
+    """The API form of a pool, with its slots in use from ``usage`` (see :func:`headrace.db.pools.usage`)."""
+    s = slots_of(pool, usage)
     return schemas.Pool(
-        name=pool.name,
-        slots=pool.slots,
-        description=pool.description,
-        occupied_slots=running + queued,
-        running_slots=running,
-        queued_slots=queued,
-        open_slots=pool.slots - running - queued,
+        name=s.name,
+        slots=s.slots,
+        description=s.description,
+        occupied_slots=s.occupied,
+        running_slots=s.running,
+        queued_slots=s.queued,
+        open_slots=s.open,
     )
-
-
-def _get(session: Session, name: str) -> Pool:
-    pool = session.get(Pool, name)
-    if pool is None:
-        raise NotFound(f"pool {name!r} not found")
-    return pool
 
 
 def _one(session: Session, pool: Pool) -> schemas.Pool:
     session.flush()
-    return pool_out(pool, _usage(session, [pool.name]))
+    return pool_out(pool, pool_usage(session, [pool.name]))
 
 
 @router.get("/pools", response_model=schemas.PoolCollection, dependencies=[VIEWER])
@@ -72,7 +51,7 @@ def list_pools(request: Request, pg: Annotated[Page, Depends(page)]) -> schemas.
     stmt = select(Pool)
     with get_db(request).read_session() as session:
         pools = list(session.scalars(pg.apply(stmt.order_by(Pool.name))))
-        usage = _usage(session, [p.name for p in pools])
+        usage = pool_usage(session, [p.name for p in pools])
         return schemas.PoolCollection(pools=[pool_out(p, usage) for p in pools], total_entries=count(session, stmt))
 
 
@@ -96,7 +75,7 @@ def create_pool(body: schemas.PoolCreate, request: Request) -> schemas.Pool:
 def get_pool(pool_name: str, request: Request) -> schemas.Pool:
     """One pool."""
     with get_db(request).read_session() as session:
-        return _one(session, _get(session, pool_name))
+        return _one(session, find_pool(session, pool_name))
 
 
 @router.patch("/pools/{pool_name}", response_model=schemas.Pool, dependencies=[OPERATOR], responses=NOT_FOUND)
@@ -104,7 +83,7 @@ def patch_pool(pool_name: str, body: schemas.PoolPatch, request: Request) -> sch
     """Change a pool's slots and/or description (operator). Fewer slots than in use: running tries go on,
     no new ones start until enough have finished."""
     with get_db(request).session() as session:
-        pool = _get(session, pool_name)
+        pool = find_pool(session, pool_name)
         if body.slots is not None:
             pool.slots = body.slots
         if "description" in body.model_fields_set:
@@ -125,14 +104,8 @@ def patch_pool(pool_name: str, body: schemas.PoolPatch, request: Request) -> sch
 def delete_pool(pool_name: str, request: Request) -> None:
     """Delete a pool (operator). ``default_pool`` cannot be deleted (400), nor a pool with queued or
     running task instances (409)."""
-    if pool_name == DEFAULT_POOL:
-        raise InvalidRequest("default_pool cannot be deleted")
     with get_db(request).session() as session:
-        pool = _get(session, pool_name)
-        busy = sum(_usage(session, [pool_name]).values())
-        if busy:
-            raise Conflict(f"pool {pool_name!r} has {busy} slot(s) taken by queued or running task instances")
-        session.delete(pool)
+        remove_pool(session, pool_name)
 
 
 __all__ = ["DEFAULT_POOL", "pool_out", "router"]
