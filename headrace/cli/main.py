@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dags": ("headrace.cli.dags:app", "List, trigger, backfill, pause and test DAGs."),
     "tasks": ("headrace.cli.tasks:app", "List tasks, show task instance states, test one task."),
     "config": ("headrace.cli.config_cmd:app", "Show the configuration."),
+    "migrate": ("headrace.cli.migrate:app", "Rewrite DAG files written for another orchestrator to headrace."),
     "users": ("headrace.cli.users:app", "Users of the web UI and REST API, and their API tokens."),
     "variables": ("headrace.cli.variables:app", "Variables tasks read with Variable.get (values encrypted at rest)."),
     "connections": (
