@@ -224,7 +224,9 @@ class _Rewriter(cst.CSTTransformer):
             return updated_node
         line = self._line(original_node)
         if len(updated_node.body) != 1:
-            self.problems.append((line, f"`from {module} import …` shares its line with other statements: not rewritten"))
+            self.problems.append(
+                (line, f"`from {module} import …` shares its line with other statements: not rewritten")
+            )
             return updated_node
         return self._rewrite_from(updated_node, node, module, line)
 
@@ -306,9 +308,13 @@ class _Rewriter(cst.CSTTransformer):
             if arg.keyword is not None and arg.keyword.value in _REMOVED_KEYWORDS:
                 self._problem(original_node, f"{arg.keyword.value}=: {_REMOVED_KEYWORDS[arg.keyword.value]}")
             kept_args.append(arg)
-        if kept_args and changed and kept_args[-1].comma is not cst.MaybeSentinel.DEFAULT:
-            if not _has_trailing_comma(list(updated_node.args)):
-                kept_args[-1] = kept_args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        if (
+            kept_args
+            and changed
+            and kept_args[-1].comma is not cst.MaybeSentinel.DEFAULT
+            and not _has_trailing_comma(list(updated_node.args))
+        ):
+            kept_args[-1] = kept_args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
         if changed:
             updated_node = updated_node.with_changes(args=kept_args)
         if func in self.days_ago_names:
@@ -366,7 +372,9 @@ class _Rewriter(cst.CSTTransformer):
             return updated_node
         new_text, left = _rewrite_jinja(updated_node.value)
         for key in left:
-            self._problem(original_node, f"template context key {key!r} was removed in Airflow 3: {CONTEXT_REMOVED[key]}")
+            self._problem(
+                original_node, f"template context key {key!r} was removed in Airflow 3: {CONTEXT_REMOVED[key]}"
+            )
         return updated_node.with_changes(value=new_text)
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.Name:
@@ -442,14 +450,24 @@ def _merge_headrace_imports(module: cst.Module) -> cst.Module:
     body: list[cst.BaseStatement] = []
     for statement in module.body:
         current = _headrace_from(statement)
-        previous = _headrace_from(body[-1]) if body else None
-        if current and previous and current[0] == previous[0] and not statement.leading_lines:  # type: ignore[attr-defined]
-            prev_node = previous[1]
-            assert not isinstance(prev_node.names, cst.ImportStar) and not isinstance(current[1].names, cst.ImportStar)
-            names = _dedupe([*prev_node.names, *current[1].names])
-            names = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in names]
-            merged = body[-1].with_changes(body=[prev_node.with_changes(names=names)])  # type: ignore[attr-defined]
-            body[-1] = merged.with_changes(trailing_whitespace=statement.trailing_whitespace)  # type: ignore[attr-defined]
+        last = body[-1] if body else None
+        previous = _headrace_from(last) if last is not None else None
+        if (
+            current
+            and previous
+            and current[0] == previous[0]
+            and isinstance(statement, cst.SimpleStatementLine)
+            and isinstance(last, cst.SimpleStatementLine)
+            and not statement.leading_lines
+        ):
+            prev_node, cur_node = previous[1], current[1]
+            assert not isinstance(prev_node.names, cst.ImportStar) and not isinstance(cur_node.names, cst.ImportStar)
+            names = [
+                a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in _dedupe([*prev_node.names, *cur_node.names])
+            ]
+            body[-1] = last.with_changes(
+                body=[prev_node.with_changes(names=names)], trailing_whitespace=statement.trailing_whitespace
+            )
             continue
         body.append(statement)
     return module.with_changes(body=body)

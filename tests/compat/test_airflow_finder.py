@@ -115,7 +115,9 @@ def test_the_scheduler_refuses_to_start(tmp_path: Path) -> None:
         "PYTHONPATH": str(fake_site),
         "PATH": "/usr/bin:/bin",
     }
-    migrate = subprocess.run([sys.executable, "-m", "headrace", "db", "migrate"], env=env, capture_output=True, timeout=60)
+    migrate = subprocess.run(
+        [sys.executable, "-m", "headrace", "db", "migrate"], env=env, capture_output=True, timeout=60
+    )
     assert migrate.returncode == 0, migrate.stderr
     code = textwrap.dedent("""
         import sys

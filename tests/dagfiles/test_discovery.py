@@ -83,7 +83,9 @@ def test_glob_syntax_follows_gitignore_rules(tmp_path: Path) -> None:
     assert "build/x.py" not in listed(tmp_path, "regexp")
 
 
-def test_a_bad_regexp_line_is_skipped_and_the_rest_still_applies(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bad_regexp_line_is_skipped_and_the_rest_still_applies(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     write(tmp_path, "a.py", "")
     write(tmp_path, "b.py", "")
     write(tmp_path, ".airflowignore", "([unclosed\n^b\n")
