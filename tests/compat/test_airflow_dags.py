@@ -17,7 +17,6 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from headrace.compat.migrate import migrate_path, write_results
