@@ -13,10 +13,14 @@ The Airflow 2 file is not expected to run unchanged: Airflow 3 itself refuses it
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from headrace.compat.migrate import migrate_path, write_results
@@ -78,7 +82,9 @@ def succeeded(results: dict[str, dict[str, str]]) -> list[str]:
     return sorted(
         dag_id
         for dag_id, states in results.items()
-        if states.pop("<run>", None) == "success" and set(states) == TASKS[dag_id] and set(states.values()) == {"success"}
+        if states.pop("<run>", None) == "success"
+        and set(states) == TASKS[dag_id]
+        and set(states.values()) == {"success"}
     )
 
 
@@ -96,10 +102,11 @@ def test_migrated_by_the_command(settings: Settings, db: Database, tmp_path: Pat
     assert succeeded(runs) == DAG_IDS
 
 
-def test_unchanged_with_airflow_imports(settings: Settings, db: Database) -> None:
+@pytest.mark.parametrize("executor", ["local", "sequential"])  # tries forked by the fork server / own interpreters
+def test_unchanged_with_airflow_imports(settings: Settings, db: Database, executor: str) -> None:
     shutil.rmtree(settings.dags_folder)
     shutil.copytree(AIRFLOW_DAGS, settings.dags_folder)
-    errors, runs = run_folder(fast(settings, airflow_imports=True), db)
+    errors, runs = run_folder(fast(settings, airflow_imports=True, executor=executor), db)
     # Airflow 3 refuses the Airflow 2 file's spellings too; headrace says which argument
     assert list(errors) == ["airflow2_legacy.py"]
     assert "schedule_interval" in errors["airflow2_legacy.py"]
@@ -120,3 +127,23 @@ def test_unsupported_features_are_import_errors_that_name_them(settings: Setting
     with db.session() as session:
         messages = list(session.scalars(select(ImportError_.message)))
     assert messages == ["NotSupported: airflow.providers.amazon: headrace does not support the amazon provider yet"]
+
+
+def test_tasks_test_runs_an_airflow_file_unchanged(settings: Settings, db: Database) -> None:
+    """`headrace tasks test` imports the DAG file in the CLI's own process: the mapping is installed there too."""
+    shutil.rmtree(settings.dags_folder)
+    shutil.copytree(AIRFLOW_DAGS, settings.dags_folder)
+    migrate(db)
+    DagProcessor(fast(settings, airflow_imports=True), db).refresh(datetime.now(UTC))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
+    env.update(settings.to_env(), HEADRACE__CORE__AIRFLOW_IMPORTS="true")
+    proc = subprocess.run(
+        [sys.executable, "-m", "headrace", "tasks", "test", "compat_team_a_report", "greet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "hello team a" in proc.stdout + proc.stderr
