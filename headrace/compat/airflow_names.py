@@ -192,8 +192,20 @@ for _prefix in ("airflow.operators", "airflow.providers.standard.operators"):
     for _name, _names in _OPERATOR_MODULES.items():
         MODULES.setdefault(f"{_prefix}.{_name}", _names)
 MODULES["airflow.providers.standard.operators.python"] = _PYTHON_OPERATORS
+# Airflow 1.10's module names, still importable (deprecated) throughout Airflow 2.
+for _old, _new in (
+    ("bash_operator", "bash"),
+    ("python_operator", "python"),
+    ("email_operator", "smtp"),
+    ("latest_only_operator", "latest_only"),
+    ("dagrun_operator", "trigger_dagrun"),
+):
+    MODULES[f"airflow.operators.{_old}"] = _OPERATOR_MODULES[_new]
+MODULES["airflow.operators.dummy_operator"] = MODULES["airflow.operators.dummy"]
 
 UNSUPPORTED_MODULES: dict[str, str] = {
+    "airflow.contrib": "Airflow 1's contrib modules (removed in Airflow 2; their providers are not supported either)",
+    "airflow.operators.subdag": "SubDAGs (removed in Airflow 3: use task groups)",
     "airflow.sensors": "sensors",
     "airflow.providers.standard.sensors": "sensors",
     "airflow.triggers": "deferrable triggers",

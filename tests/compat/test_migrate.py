@@ -215,3 +215,22 @@ def test_files_without_airflow_are_not_touched_and_bad_python_is_reported(tmp_pa
     assert not results["native.py"].changed and results["native.py"].findings == []
     assert not results["broken.py"].changed
     assert [str(f).split(":")[:2] for f in results["broken.py"].findings] == [["broken.py", "2"]]
+
+
+def test_airflow_1_10_module_names_and_subdags() -> None:
+    source = textwrap.dedent("""\
+        from airflow.operators.bash_operator import BashOperator
+        from airflow.operators.dummy_operator import DummyOperator
+        from airflow.operators.subdag import SubDagOperator
+        first = DummyOperator(task_id="a")
+    """)
+    migrated, findings = migrate_source(source, "old.py")
+    assert migrated == textwrap.dedent("""\
+        from headrace.operators import BashOperator
+        from headrace.operators import EmptyOperator
+        from airflow.operators.subdag import SubDagOperator
+        first = EmptyOperator(task_id="a")
+    """)
+    assert [str(f) for f in findings] == [
+        "old.py:3: airflow.operators.subdag: headrace does not support SubDAGs (removed in Airflow 3: use task groups) yet"
+    ]
