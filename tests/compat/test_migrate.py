@@ -226,8 +226,7 @@ def test_airflow_1_10_module_names_and_subdags() -> None:
     """)
     migrated, findings = migrate_source(source, "old.py")
     assert migrated == textwrap.dedent("""\
-        from headrace.operators import BashOperator
-        from headrace.operators import EmptyOperator
+        from headrace.operators import BashOperator, EmptyOperator
         from airflow.operators.subdag import SubDagOperator
         first = EmptyOperator(task_id="a")
     """)
