@@ -80,6 +80,18 @@ SPEC: dict[str, dict[str, Option]] = {
             "auto (cgroup where a hierarchy is writable, else marker).",
             choices=("auto", "cgroup", "marker"),
         ),
+        "dag_ignore_file_syntax": Option(
+            str,
+            _const("regexp"),
+            "Syntax of the patterns in .airflowignore / .headraceignore files: regexp (Airflow's default) or glob.",
+            choices=("regexp", "glob"),
+        ),
+        "airflow_imports": Option(
+            bool,
+            _const(False),
+            "DAG files' airflow.* imports (airflow.sdk, airflow.operators.*, ...) get headrace's implementations; "
+            "refused while a real airflow package is importable.",
+        ),
     },
     "database": {
         "url": Option(

@@ -52,6 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "pools": ("headrace.cli.pools:app", "List, create or change, and delete pools (slots tries of their tasks share)."),
     "config": ("headrace.cli.config_cmd:app", "Show the configuration."),
+    "migrate": ("headrace.cli.migrate:app", "Rewrite DAG files written for another orchestrator to headrace."),
     "users": ("headrace.cli.users:app", "Users of the web UI and REST API, and their API tokens."),
     "variables": ("headrace.cli.variables:app", "Variables tasks read with Variable.get (values encrypted at rest)."),
     "connections": (

@@ -21,7 +21,7 @@ from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
 from headrace.cli.common import AppState, app_state, console, fmt_bytes, fmt_time, parse_date, styled
 from headrace.crypto import Encryptor
-from headrace.dagfiles.loader import load_dags
+from headrace.dagfiles.loader import load_dags, prepare_dag_imports
 from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
 from headrace.db.engine import Database
@@ -174,6 +174,7 @@ def _runtime_task(
     made up at that logical date (default now). Raises DagNotFound, TaskNotFound, DagRunNotFound.
     """
     model, _ = _dag_model(db, dag_id)
+    prepare_dag_imports(state.settings)  # the DAGs folder on sys.path, core.airflow_imports
     dags = {d.dag_id: d for d in load_dags(model.fileloc)}
     if dag_id not in dags:
         raise DagNotFound(f"{model.fileloc} no longer defines DAG {dag_id!r}")

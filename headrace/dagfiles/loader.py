@@ -3,8 +3,11 @@
 The module gets a name derived from its path (``headrace_dag_<sha1[:12]>``) so
 two files named ``etl.py`` in different folders never collide, and it is put in
 ``sys.modules`` under that name so pickling and ``inspect`` work as usual.
-The DAG file's own folder is put on ``sys.path`` (as Airflow does for the DAGs
-folder), so helper modules next to it import.
+The DAG file's own folder is put on ``sys.path``, and a process that imports
+DAG files calls :func:`prepare_dag_imports` once at start: it appends the DAGs
+folder to ``sys.path`` (as Airflow does), so helper modules beside the DAGs
+import (``from common.helpers import x`` from any subfolder), and installs
+the Airflow import mapping when ``core.airflow_imports`` is on.
 
 A process may keep the DAGs of a file it imported (``remember_dags``), keyed by
 the file's version (``file_version``: mtime in ns and size, taken *before* the
@@ -24,6 +27,8 @@ from pathlib import Path
 from types import ModuleType
 
 from headrace.authoring.dag import DAG
+from headrace.compat.airflow_finder import install_airflow_imports
+from headrace.config import Settings
 from headrace.dagfiles import collect_dags
 from headrace.exceptions import DagImportError
 
@@ -32,6 +37,21 @@ def module_name_for(path: str | Path) -> str:
     """The module name a DAG file is imported under."""
     digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:12]
     return f"headrace_dag_{digest}"
+
+
+def prepare_dag_imports(settings: Settings) -> None:
+    """Make this process ready to import DAG files (call once at start, before forking children).
+
+    Puts ``core.dags_folder`` last on ``sys.path`` (once; last, as Airflow
+    does, so a file there never shadows a library this process imports later)
+    and installs the Airflow import mapping if ``core.airflow_imports`` is
+    true. Raises ``ConfigError`` when that setting is on and a real
+    ``airflow`` package is importable.
+    """
+    install_airflow_imports(settings)
+    folder = str(settings.dags_folder)
+    if folder not in sys.path:
+        sys.path.append(folder)
 
 
 def import_dag_file(path: str | Path) -> ModuleType:

@@ -3,9 +3,10 @@
 A *pass* over the DAG files:
 
 1. list ``*.py`` files under ``core.dags_folder`` (recursively) and the extra
-   folders given (the standalone command adds the bundled example DAGs);
-   files whose text does not contain ``headrace`` are skipped, as Airflow's
-   safe mode skips files without "airflow" and "dag";
+   folders given (the standalone command adds the bundled example DAGs),
+   minus those ``.airflowignore`` / ``.headraceignore`` exclude; files whose
+   text does not mention ``dag`` and ``airflow`` or ``headrace`` are skipped,
+   as Airflow's safe mode does (:mod:`~headrace.dagfiles.discovery`);
 2. parse only files whose ``(mtime, size)`` differ from their ``dag_file`` row —
    except in a processor's first pass, which parses every file: what a file
    means can change without the file changing (a headrace upgrade, or settings
@@ -93,7 +94,8 @@ from sqlalchemy.orm import Session
 from headrace.authoring.dag_warnings import dag_warnings
 from headrace.authoring.timetables import set_schedule_defaults
 from headrace.config import Settings
-from headrace.dagfiles.loader import load_dags
+from headrace.dagfiles.discovery import find_dag_files, might_contain_dag
+from headrace.dagfiles.loader import load_dags, prepare_dag_imports
 from headrace.dagfiles.next_run import apply_next_run, next_run_for
 from headrace.dagfiles.ownership import blocking_owner, duplicate_message, owner_of, reparse_claimants
 from headrace.dagfiles.serialization import (
@@ -113,9 +115,6 @@ log = logging.getLogger(__name__)
 
 _MAX_FD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024
 """Upper bound for closing a parse child's inherited descriptors (``close_range`` makes it cheap)."""
-
-MARKER = b"headrace"
-"""Files without this text are not DAG files (Airflow's "safe mode")."""
 
 
 @dataclass(frozen=True)
@@ -460,6 +459,7 @@ class DagProcessor:
             create_cron_data_intervals=settings.get_bool("scheduler", "create_cron_data_intervals"),
             create_delta_data_intervals=settings.get_bool("scheduler", "create_delta_data_intervals"),
         )
+        prepare_dag_imports(settings)  # DAGs folder on sys.path, core.airflow_imports; the parse children inherit both
         self.concurrency = max(1, min(8, os.cpu_count() or 1))
         self._not_dag_files: dict[str, tuple[float, int]] = {}
         """Files without the marker text, with the (mtime, size) they had when read."""
@@ -473,12 +473,18 @@ class DagProcessor:
         """Files to parse again in the pass in progress: a DAG they define was given up by its file."""
 
     def list_files(self) -> dict[str, tuple[float, int]]:
-        """``{real path: (mtime, size)}`` of the DAG files in the folders (those containing "headrace")."""
+        """``{real path: (mtime, size)}`` of the DAG files in the folders.
+
+        A ``.py`` file is listed unless an ``.airflowignore`` / ``.headraceignore``
+        pattern (``core.dag_ignore_file_syntax``) excludes it, and only if it
+        mentions ``dag`` and ``airflow`` or ``headrace`` (see :mod:`~headrace.dagfiles.discovery`).
+        """
+        syntax = self.settings.get_str("core", "dag_ignore_file_syntax")
         found: dict[str, tuple[float, int]] = {}
         for folder in self.folders:
             if not folder.is_dir():
                 continue
-            for path in sorted(folder.rglob("*.py")):
+            for path in find_dag_files(folder, syntax):
                 try:
                     st = path.stat()
                 except OSError:
@@ -488,7 +494,7 @@ class DagProcessor:
                 if self._not_dag_files.get(real) == stamp:
                     continue
                 try:
-                    if MARKER not in path.read_bytes():
+                    if not might_contain_dag(path.read_bytes()):
                         self._not_dag_files[real] = stamp
                         continue
                 except OSError:

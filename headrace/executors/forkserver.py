@@ -86,7 +86,14 @@ import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401
 # the operators DAG files import, and both database drivers' dialects.
 import headrace.operators  # noqa: F401
 from headrace.config import Settings, load_settings
-from headrace.dagfiles.loader import FileVersion, file_version, forget_dags, load_dags, remember_dags
+from headrace.dagfiles.loader import (
+    FileVersion,
+    file_version,
+    forget_dags,
+    load_dags,
+    prepare_dag_imports,
+    remember_dags,
+)
 from headrace.db.engine import Database
 from headrace.supervisor.cgroups import ContainmentError, hierarchy_in_use
 from headrace.supervisor.protocol import LineBuffer
@@ -295,6 +302,7 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
     ``no_preload``: DAG files not to import here (with ``executor.preload_dag_files`` on).
     """
     idle_timeout = settings.get_float("executor", "forkserver_idle_timeout")
+    prepare_dag_imports(settings)  # DAGs folder on sys.path, core.airflow_imports: inherited by every try
     preloader = None
     if settings.get("executor", "preload_dag_files"):
         preloader = Preloader(settings.get_float("core", "dagbag_import_timeout"), set(no_preload or ()))

@@ -11,6 +11,7 @@ import logging
 import sys
 
 from headrace.config import load_settings
+from headrace.dagfiles.loader import prepare_dag_imports
 from headrace.db.engine import Database
 from headrace.supervisor.request import TryRequest
 from headrace.supervisor.supervise import supervise
@@ -32,6 +33,7 @@ def main(argv: list[str]) -> int:
         stream=sys.stderr,
         format="[%(asctime)s] {%(name)s} %(levelname)s - %(message)s",
     )
+    prepare_dag_imports(settings)  # DAGs folder on sys.path, core.airflow_imports
     db = Database(settings.database_url, pool_size=1)
     try:
         return supervise(settings, db, request)

@@ -81,7 +81,7 @@ def test_unchanged_file_is_not_parsed_again_and_pause_survives(settings: Setting
 
 
 def test_syntax_error_is_recorded_with_its_line(settings: Settings, db: Database) -> None:
-    write(settings.dags_folder, "bad.py", "import headrace\n\nx = (\n")
+    write(settings.dags_folder, "bad.py", "import headrace  # a DAG file (Airflow's safe mode)\n\nx = (\n")
     stats = DagProcessor(settings, db).refresh(NOW)
     assert stats.errors == 1
     [err] = errors(db)
@@ -94,7 +94,7 @@ def test_exception_is_recorded_with_deepest_line_in_file(settings: Settings, db:
         settings.dags_folder,
         "raises.py",
         """\
-        import headrace
+        import headrace  # a DAG file (Airflow's safe mode)
 
         def helper():
             raise ValueError("no such table")
@@ -132,7 +132,11 @@ def test_cycle_is_an_import_error(settings: Settings, db: Database) -> None:
 
 def test_infinite_loop_times_out(settings: Settings, db: Database) -> None:
     settings = settings.with_overrides({"core": {"dagbag_import_timeout": 1}})
-    path = write(settings.dags_folder, "forever.py", "import headrace\nwhile True:\n    pass\n")
+    path = write(
+        settings.dags_folder,
+        "forever.py",
+        "import headrace  # a DAG file (Airflow's safe mode)\nwhile True:\n    pass\n",
+    )
     write(settings.dags_folder, "etl.py", GOOD.format(dag_id="etl", schedule="@daily", catchup=False))
     stats = DagProcessor(settings, db).refresh(NOW)
     assert (stats.files_parsed, stats.dags, stats.errors) == (2, 1, 1)
@@ -141,7 +145,11 @@ def test_infinite_loop_times_out(settings: Settings, db: Database) -> None:
 
 
 def test_fixed_file_clears_its_import_error(settings: Settings, db: Database) -> None:
-    path = write(settings.dags_folder, "etl.py", "import headrace\nraise RuntimeError('boom')\n")
+    path = write(
+        settings.dags_folder,
+        "etl.py",
+        "import headrace  # a DAG file (Airflow's safe mode)\nraise RuntimeError('boom')\n",
+    )
     processor = DagProcessor(settings, db)
     processor.refresh(NOW)
     assert len(errors(db)) == 1
@@ -181,7 +189,13 @@ def test_extra_folders_and_subfolders(settings: Settings, db: Database, tmp_path
     assert stats.dags == 2
 
 
-@pytest.mark.parametrize("body", ["import headrace, sys\nsys.exit(3)\n", "import headrace, os\nos._exit(0)\n"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "import headrace, sys  # a DAG file (Airflow's safe mode)\nsys.exit(3)\n",
+        "import headrace, os  # a DAG file (Airflow's safe mode)\nos._exit(0)\n",
+    ],
+)
 def test_file_that_exits_is_an_import_error(settings: Settings, db: Database, body: str) -> None:
     write(settings.dags_folder, "exits.py", body)
     assert DagProcessor(settings, db).refresh(NOW).errors == 1

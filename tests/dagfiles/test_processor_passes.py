@@ -27,7 +27,7 @@ with DAG("{dag_id}", schedule="@daily", start_date=datetime(2024, 1, 1), catchup
     EmptyOperator(task_id="a")
 """
 
-SLOW = "import headrace, time\ntime.sleep({seconds})\n"
+SLOW = "import headrace, time  # a DAG file (Airflow's safe mode)\ntime.sleep({seconds})\n"
 
 
 def write(folder: Path, name: str, text: str) -> str:
@@ -125,7 +125,9 @@ def test_close_kills_the_pass_and_stores_nothing_more(settings: Settings, db: Da
 
 def test_a_child_that_closes_its_pipe_and_hangs_is_killed_at_once(settings: Settings, db: Database) -> None:
     path = write(
-        settings.dags_folder, "daemon.py", "import headrace, os, time\nos.closerange(3, 4096)\ntime.sleep(60)\n"
+        settings.dags_folder,
+        "daemon.py",
+        "import headrace, os, time  # a DAG file (Airflow's safe mode)\nos.closerange(3, 4096)\ntime.sleep(60)\n",
     )
     processor = DagProcessor(settings, db)  # dagbag_import_timeout 30 s: reaping must not wait for it
     stats = processor.refresh(NOW)

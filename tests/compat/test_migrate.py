@@ -1,0 +1,235 @@
+"""`headrace migrate airflow`: the diff, the untranslated constructs, --write / --out, idempotency (real CLI)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from headrace.compat.migrate import migrate_path, migrate_source
+
+from .conftest import AIRFLOW_DAGS, UNSUPPORTED
+
+
+def headrace(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
+    env.update(HEADRACE_HOME=str(tmp_path / "home"), COLUMNS="250")
+    return subprocess.run(
+        [sys.executable, "-m", "headrace", "migrate", "airflow", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    copy = tmp_path / "dags"
+    shutil.copytree(AIRFLOW_DAGS, copy)
+    return copy
+
+
+def test_the_default_shows_a_diff_and_changes_nothing(tmp_path: Path, folder: Path) -> None:
+    before = {p: p.read_text() for p in folder.rglob("*.py")}
+    proc = headrace(tmp_path, str(folder))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "--- a/airflow2_legacy.py\n+++ b/airflow2_legacy.py\n" in out
+    for removed, added in [
+        ("-from airflow import DAG", "+from headrace import DAG"),
+        (
+            "-from airflow.operators.dummy import DummyOperator",
+            "+from headrace.operators import BashOperator, EmptyOperator, PythonOperator",
+        ),
+        (
+            '-    schedule_interval="@daily",  # Airflow 2\'s argument',
+            '+    schedule="@daily",  # Airflow 2\'s argument',
+        ),
+        (
+            "-    start_date=days_ago(2),",
+            "+    start_date=(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)),",
+        ),
+        ('-    start = DummyOperator(task_id="start")', '+    start = EmptyOperator(task_id="start")'),
+        (
+            '-    say = PythonOperator(task_id="announce", python_callable=announce, provide_context=True)',
+            '+    say = PythonOperator(task_id="announce", python_callable=announce)',
+        ),
+        ("{{ execution_date }}", "{{ logical_date }}"),
+        ('-    when = context["execution_date"]', '+    when = context["logical_date"]'),
+        ("-from airflow.sdk import DAG, task", "+from headrace import DAG, task"),
+        ("-from airflow.utils.trigger_rule import TriggerRule", "+from headrace import TriggerRule"),
+        ("-from airflow.sdk import dag, task", "+from headrace import dag, task"),
+    ]:
+        assert removed in out and added in out, (removed, added)
+    assert "+from datetime import UTC, datetime, timedelta" in out
+    # comments are kept, on the lines they were on
+    assert " # TaskFlow and the DAG from the Task SDK, as Airflow 3 writes them\n" in out
+    assert "    # Airflow 2 code reads the removed context key; Airflow 3 calls it logical_date\n" in out
+    assert "3 of 5 files changed; 0 constructs not translated" in proc.stderr
+    assert {p: p.read_text() for p in folder.rglob("*.py")} == before
+
+
+def test_untranslatable_constructs_are_reported_with_file_line_and_reason(tmp_path: Path) -> None:
+    proc = headrace(tmp_path, str(UNSUPPORTED))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines == [
+        "s3_sensor.py:5: airflow.providers.amazon.aws.operators.s3: headrace does not support the amazon provider yet",
+        "s3_sensor.py:6: airflow.sdk.Asset: headrace does not support assets (data-aware scheduling) yet",
+        "s3_sensor.py:7: airflow.sensors.filesystem: headrace does not support sensors yet",
+        "s3_sensor.py:10: sla=: SLAs were removed in Airflow 3 (use deadline alerts: DAG(deadline=...))",
+        "s3_sensor.py:11: template context key 'prev_ds' was removed in Airflow 3: "
+        "use prev_data_interval_start_success or the previous run's data interval",
+        "1 of 1 files changed; 5 constructs not translated",
+    ]
+    # what can be translated still is; what cannot stays on its airflow import
+    assert (
+        "-from airflow.sdk import DAG, Asset\n+from headrace import DAG\n+from airflow.sdk import Asset\n"
+        in proc.stdout
+    )
+
+
+def test_write_rewrites_in_place_and_a_second_run_changes_nothing(tmp_path: Path, folder: Path) -> None:
+    proc = headrace(tmp_path, str(folder), "--write")
+    assert proc.returncode == 0, proc.stderr
+    assert "migrated 3 of 5 files; wrote 3 files in place" in proc.stdout
+    after = {p: p.read_text() for p in folder.rglob("*.py")}
+    imports = [line for text in after.values() for line in text.splitlines() if line.startswith(("from ", "import "))]
+    assert imports and not [line for line in imports if "airflow" in line]
+    again = headrace(tmp_path, str(folder))
+    assert again.returncode == 0 and again.stdout == ""
+    assert "0 of 5 files changed" in again.stderr
+    assert {p: p.read_text() for p in folder.rglob("*.py")} == after
+
+
+def test_out_writes_a_migrated_copy_and_leaves_the_files(tmp_path: Path, folder: Path) -> None:
+    before = {p.relative_to(folder): p.read_text() for p in folder.rglob("*") if p.is_file()}
+    out = tmp_path / "migrated"
+    proc = headrace(tmp_path, str(folder), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert {p.relative_to(folder): p.read_text() for p in folder.rglob("*") if p.is_file()} == before
+    copied = {p.relative_to(out) for p in out.rglob("*") if p.is_file()}
+    assert copied == set(before)  # the helpers and the README too
+    assert "from headrace import dag, task" in (out / "team_a" / "report.py").read_text()
+    assert (out / "common" / "helpers.py").read_text() == before[Path("common/helpers.py")]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--write", "--out", "elsewhere"], "give --write (in place) or --out DIR (a copy), not both"),
+        (["--out", "{folder}/inside"], "is inside"),
+    ],
+)
+def test_bad_usage_is_refused_and_writes_nothing(tmp_path: Path, folder: Path, args: list[str], message: str) -> None:
+    before = {p: p.read_text() for p in folder.rglob("*.py")}
+    proc = headrace(tmp_path, str(folder), *[a.format(folder=folder) for a in args])
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert {p: p.read_text() for p in folder.rglob("*.py")} == before
+    assert not (folder / "inside").exists()
+
+
+def test_a_missing_path_is_refused(tmp_path: Path) -> None:
+    proc = headrace(tmp_path, str(tmp_path / "nowhere"))
+    assert proc.returncode == 1
+    assert "does not exist" in proc.stderr
+
+
+def test_rewrites_keep_formatting_and_handle_aliases_modules_and_templates() -> None:
+    source = textwrap.dedent("""\
+        import datetime
+        from airflow.decorators import dag, task as af_task  # the decorators
+        from airflow.operators.bash import (
+            BashOperator,
+        )
+        from airflow.utils.dates import days_ago
+
+
+        @dag(schedule_interval=None, start_date=days_ago(1), concurrency=4)
+        def legacy():
+            @af_task
+            def show(**context):
+                return context.get("next_execution_date")
+
+            BashOperator(
+                task_id="t",
+                bash_command="echo {{ next_ds }} {{ dag_run.execution_date }} {{ macros.ds_add(next_ds_nodash, 1) }}",
+            )
+
+
+        legacy()
+    """)
+    migrated, findings = migrate_source(source, "legacy.py")
+    assert findings == []
+    assert "import datetime\nfrom headrace import dag, task as af_task  # the decorators\n" in migrated
+    assert "from headrace.operators import BashOperator\n" in migrated
+    assert "days_ago" not in migrated
+    assert (
+        "@dag(schedule=None, start_date=(datetime.datetime.now(datetime.UTC).replace(hour=0, minute=0, second=0, "
+        "microsecond=0) - datetime.timedelta(days=1)), max_active_tasks=4)"
+    ) in migrated
+    assert 'return context.get("data_interval_end")' in migrated
+    assert (
+        "echo {{ data_interval_end | ds }} {{ dag_run.logical_date }} {{ macros.ds_add((data_interval_end | ds_nodash), 1) }}"
+        in migrated
+    )
+    assert migrate_source(migrated, "legacy.py") == (migrated, [])  # idempotent
+
+
+def test_what_stays_is_reported_at_its_line() -> None:
+    source = textwrap.dedent("""\
+        import airflow.operators.bash
+        from airflow.models import *
+        from airflow.utils.dates import days_ago
+
+        start = days_ago(1, hour=6)
+        DAG = dict(schedule_interval="@daily", schedule="@hourly")
+        value = context["prev_ds"]
+        x = 1; from airflow.sdk import DAG
+    """)
+    migrated, findings = migrate_source(source, "f.py")
+    reasons = [(f.line, f.reason.split(":")[0]) for f in findings]
+    assert reasons == [
+        (1, "`import airflow.operators.bash`"),
+        (2, "`from airflow.models import *`"),
+        (5, "days_ago() with more than a number of days"),
+        (7, "context key 'prev_ds' was removed in Airflow 3"),
+        (8, "`from airflow.sdk import …` shares its line with other statements"),
+    ]
+    # a call still uses it: the import goes to headrace's days_ago (same meaning), reported above
+    assert "from headrace.compat.dates import days_ago" in migrated
+
+
+def test_files_without_airflow_are_not_touched_and_bad_python_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "native.py").write_text("from headrace import DAG\n")
+    (tmp_path / "broken.py").write_text("from airflow.sdk import DAG\ndef (:\n")
+    results = {r.name: r for r in migrate_path(tmp_path)}
+    assert not results["native.py"].changed and results["native.py"].findings == []
+    assert not results["broken.py"].changed
+    assert [str(f).split(":")[:2] for f in results["broken.py"].findings] == [["broken.py", "2"]]
+
+
+def test_airflow_1_10_module_names_and_subdags() -> None:
+    source = textwrap.dedent("""\
+        from airflow.operators.bash_operator import BashOperator
+        from airflow.operators.dummy_operator import DummyOperator
+        from airflow.operators.subdag import SubDagOperator
+        first = DummyOperator(task_id="a")
+    """)
+    migrated, findings = migrate_source(source, "old.py")
+    assert migrated == textwrap.dedent("""\
+        from headrace.operators import BashOperator, EmptyOperator
+        from airflow.operators.subdag import SubDagOperator
+        first = EmptyOperator(task_id="a")
+    """)
+    assert [str(f) for f in findings] == [
+        "old.py:3: airflow.operators.subdag: headrace does not support SubDAGs (removed in Airflow 3: use task groups) yet"
+    ]
