@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from headrace.authoring.dag import DAG
     from headrace.authoring.decorators import dag, task
+    from headrace.authoring.params import Param, ParamsDict
     from headrace.authoring.secrets import Connection, Variable
     from headrace.authoring.task import BaseOperator, chain
     from headrace.authoring.trigger_rules import TriggerRule
@@ -30,6 +31,8 @@ _EXPORTS: dict[str, str] = {
     "task": "headrace.authoring.decorators",
     "Connection": "headrace.authoring.secrets",
     "Variable": "headrace.authoring.secrets",
+    "Param": "headrace.authoring.params",
+    "ParamsDict": "headrace.authoring.params",
     "BaseOperator": "headrace.authoring.task",
     "chain": "headrace.authoring.task",
     "TriggerRule": "headrace.authoring.trigger_rules",
@@ -47,6 +50,9 @@ __all__ = [
     "task",
     "chain",
     "BaseOperator",
+    # DAG params (validated against their JSON schemas when a run is triggered)
+    "Param",
+    "ParamsDict",
     # passing data and deciding what runs
     "XComArg",
     "TriggerRule",
