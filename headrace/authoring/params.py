@@ -117,8 +117,12 @@ def _reason(error: _SchemaError) -> str:
             message = (
                 f"{value} is not {'above' if validator == 'exclusiveMinimum' else 'below'} {error.validator_value}"
             )
-    else:
-        message = error.message if len(error.message) <= 200 else error.message[:199] + "…"
+    else:  # jsonschema's own words; the value it quotes first is cut short, in JSON
+        message = error.message
+        quoted = repr(error.instance)
+        if message.startswith(quoted):
+            message = value + message[len(quoted) :]
+        message = message if len(message) <= 200 else message[:199] + "…"
     return f"at {where}: {message}" if where else message
 
 
