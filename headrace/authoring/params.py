@@ -245,12 +245,11 @@ class ParamsDict(MutableMapping[str, Any]):
     __slots__ = ("_params", "suppress_exception")
 
     def __init__(self, dict_obj: Mapping[str, Any] | None = None, suppress_exception: bool = False) -> None:
-        self._params: dict[str, Param] = {}
         self.suppress_exception = suppress_exception
-        for name, value in (dict_obj or {}).items():
-            self._params[name] = value if isinstance(value, Param) else Param(value)
-        if isinstance(dict_obj, ParamsDict):
-            self._params = {k: copy.copy(p) for k, p in dict_obj._params.items()}
+        if isinstance(dict_obj, ParamsDict):  # its Params, copied (its values would resolve, and may be missing)
+            self._params: dict[str, Param] = {k: copy.copy(p) for k, p in dict_obj._params.items()}
+            return
+        self._params = {k: v if isinstance(v, Param) else Param(v) for k, v in (dict_obj or {}).items()}
 
     def __setitem__(self, name: str, value: Any) -> None:
         if isinstance(value, Param):

@@ -128,6 +128,9 @@ def test_params_dict_reads_values_and_keeps_schemas() -> None:
     other = copy.copy(params)
     other["plain"] = "changed"
     assert params["plain"] == "hi"
+    required = ParamsDict({"table": Param(type="string")})
+    assert ParamsDict(required).get_param("table") == required.get_param("table")  # copying resolves nothing
+    assert ParamsDict(required).get_param("table") is not required.get_param("table")
     relaxed = ParamsDict({"n": Param(1, type="integer")}, suppress_exception=True)
     relaxed["n"] = "x"
     assert relaxed["n"] is None
