@@ -32,16 +32,17 @@ The scheduler validates from the serialized DAG (:meth:`Param.serialize`,
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Iterator, Mapping, MutableMapping
 from datetime import datetime
-from typing import Any, Final
-
-import jsonschema
-from jsonschema.exceptions import ValidationError as _SchemaError
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING, Any, Final
 
 from headrace.exceptions import DagDefinitionError, ParamValidationError
+
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema.exceptions import ValidationError as _SchemaError
 
 
 class ArgNotSet:
@@ -73,18 +74,39 @@ NOTSET: Final = ArgNotSet()
 MAX_MESSAGE_VALUE = 80
 """Characters of a refused value quoted in an error message (a conf may be large, or secret-looking)."""
 
-_FORMATS = jsonschema.FormatChecker()
 
-
-@_FORMATS.checks("date-time", raises=ValueError)
 def _is_date_time(value: object) -> bool:
-    """RFC 3339 ``date-time``: an ISO 8601 date and time with an offset (``Z`` or ``±HH:MM``)."""
+    """RFC 3339 ``date-time``: an ISO 8601 date and time with an offset (``Z`` or ``±HH:MM``).
+
+    Raises ``ValueError`` saying why not (jsonschema keeps it as the error's cause).
+    """
     if not isinstance(value, str):
         return True  # formats apply to strings only
     parsed = datetime.fromisoformat(value.replace("z", "Z"))
     if parsed.tzinfo is None:
         raise ValueError("a date-time needs a UTC offset (Z or ±HH:MM)")
     return "T" in value.upper() or " " in value
+
+
+def _best_match(errors: Iterator[_SchemaError]) -> _SchemaError | None:
+    """jsonschema's choice of the most relevant error (None if there is none)."""
+    from jsonschema.exceptions import best_match  # loaded by _jsonschema() already: no import cost here
+
+    best: _SchemaError | None = best_match(errors)
+    return best
+
+
+@functools.cache
+def _jsonschema() -> tuple[type[jsonschema.Draft202012Validator], jsonschema.FormatChecker]:
+    """The validator class and the format checker (with ``date-time``), importing jsonschema on first use.
+
+    jsonschema takes ~0.2 s to import: DAGs whose params are plain values (empty schemas) never pay it.
+    """
+    import jsonschema  # here, not at the top: see the docstring
+
+    formats = jsonschema.FormatChecker()
+    formats.checks("date-time", raises=ValueError)(_is_date_time)
+    return jsonschema.Draft202012Validator, formats
 
 
 def _short(value: Any) -> str:
@@ -151,10 +173,14 @@ class Param:
             raise DagDefinitionError(f"Param schema must be a dict, got {type(schema).__name__}")
         self.schema: dict[str, Any] = dict(schema)
         """The JSON schema (Draft 2020-12) every value must satisfy."""
-        try:
-            jsonschema.Draft202012Validator.check_schema(self.schema)
-        except jsonschema.SchemaError as exc:
-            raise DagDefinitionError(f"Param schema is not a valid JSON schema: {exc.message}") from None
+        if self.schema:
+            validator, _ = _jsonschema()
+            try:
+                validator.check_schema(self.schema)
+            except Exception as exc:  # noqa: BLE001 - jsonschema.SchemaError, imported lazily
+                raise DagDefinitionError(
+                    f"Param schema is not a valid JSON schema: {getattr(exc, 'message', exc)}"
+                ) from None
         if default is not NOTSET:
             try:
                 json.dumps(default)
@@ -200,7 +226,10 @@ class Param:
             json.dumps(value)
         except (TypeError, ValueError) as exc:
             return f"the value is not JSON-serializable: {exc}"
-        error = best_match(jsonschema.Draft202012Validator(self.schema, format_checker=_FORMATS).iter_errors(value))
+        if not self.schema:
+            return None
+        validator, formats = _jsonschema()
+        error = _best_match(validator(self.schema, format_checker=formats).iter_errors(value))
         return None if error is None else _reason(error)
 
     def dump(self) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from datetime import datetime, timedelta
 
 import pytest
@@ -191,3 +193,18 @@ def test_dag_decorator_arguments_keep_declared_schemas() -> None:
     with pytest.raises(DagDefinitionError, match="DAG 'counted': param 'n': 0 is less than the minimum 1") as info:
         counted(n=0)
     assert info.value.fileloc == __file__
+
+
+def test_plain_params_do_not_import_jsonschema() -> None:
+    """jsonschema is imported on the first schema to check: DAGs with plain-value params never load it."""
+    code = (
+        "import sys\n"
+        "from headrace import DAG\n"
+        "DAG('plain', params={'n': 1, 'tags': ['a']})\n"
+        "assert 'jsonschema' not in sys.modules, 'imported for plain params'\n"
+        "from headrace import Param\n"
+        "Param(1, type='integer').resolve(2)\n"
+        "assert 'jsonschema' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
