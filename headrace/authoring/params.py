@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -332,14 +332,14 @@ class ParamsDict(MutableMapping[str, Any]):
         """name → resolved value; raises ``ParamValidationError`` naming the first invalid param."""
         return {k: p.resolve(suppress_exception=self.suppress_exception, name=k) for k, p in self._params.items()}
 
-    def serialize(self) -> dict[str, Any]:
-        """name → :meth:`Param.serialize`, names sorted."""
-        return {k: self._params[k].serialize() for k in sorted(self._params)}
+    def serialize(self) -> list[dict[str, Any]]:
+        """``[{"name", **Param.serialize()}, …]`` in the order the params were declared (the trigger form's order)."""
+        return [{"name": k, **p.serialize()} for k, p in self._params.items()]
 
 
-def params_from_specs(specs: Mapping[str, Mapping[str, Any]]) -> ParamsDict:
-    """The ParamsDict of :meth:`ParamsDict.serialize`'s output (as stored with the serialized DAG)."""
-    return ParamsDict({name: Param.deserialize(spec) for name, spec in specs.items()})
+def params_from_specs(specs: Iterable[Mapping[str, Any]]) -> ParamsDict:
+    """The ParamsDict of :meth:`ParamsDict.serialize`'s output (as stored with the serialized DAG), in its order."""
+    return ParamsDict({str(spec["name"]): Param.deserialize(spec) for spec in specs})
 
 
 def resolve_params(params: ParamsDict, conf: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -371,8 +371,9 @@ class SerializedDag:
     timezone: str = "UTC"
     deadline: Deadline | None = None
     has_on_deadline_miss_callback: bool = False
-    param_specs: dict[str, Any] = field(default_factory=dict)
-    """name → ``Param.serialize()`` (default, description, JSON schema); empty when every param is a plain value."""
+    param_specs: list[dict[str, Any]] = field(default_factory=list)
+    """``{"name", "default"?, "description", "schema"}`` per param, in declaration order; empty when every
+    param is a plain value (then ``params`` alone describes them)."""
     data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The dict this was read from."""
 
@@ -410,7 +411,7 @@ class SerializedDag:
             tasks={tid: SerializedTask.from_dict(t) for tid, t in d["tasks"].items()},
             deadline=Deadline.from_dict(d.get("deadline")),
             has_on_deadline_miss_callback=bool(d.get("has_on_deadline_miss_callback")),
-            param_specs=dict(d.get("param_specs") or {}),
+            param_specs=list(d.get("param_specs") or []),
             data=dict(d),
         )
 

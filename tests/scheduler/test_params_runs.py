@@ -37,7 +37,7 @@ PARAMS_DAG = """
         "params_run",
         schedule="@daily",
         start_date=datetime(2026, 1, 1),
-        params={"count": Param(3, type="integer", minimum=1), "env": Param("dev", enum=["dev", "prod"]), "n": 1},
+        params={"env": Param("dev", enum=["dev", "prod"]), "count": Param(3, type="integer", minimum=1), "n": 1},
     ):
         BashOperator(task_id="echo", bash_command="echo count={{ params.count }} env={{ params.env }}")
         PythonOperator(task_id="show", python_callable=show)
@@ -74,11 +74,13 @@ def test_params_are_stored_with_their_schemas(settings: Settings, db: Database) 
     with db.read_session() as session:
         stored = {v.dag_id: v.serialized for v in session.scalars(select(DagVersion))}
     assert stored["params_run"]["params"] == {"count": 3, "env": "dev", "n": 1}
-    assert stored["params_run"]["param_specs"]["count"] == {
+    assert stored["params_run"]["param_specs"][1] == {
+        "name": "count",
         "default": 3,
         "description": None,
         "schema": {"minimum": 1, "type": "integer"},
     }
+    assert [spec["name"] for spec in stored["params_run"]["param_specs"]] == ["env", "count", "n"]  # as declared
     assert "param_specs" not in stored["plain"]  # plain values serialize as before: the DAG's hash is unchanged
     sdag = SerializedDag.from_dict(stored["params_run"])
     assert sdag.params_dict.get_param("env").schema == {"enum": ["dev", "prod"]}

@@ -30,6 +30,8 @@ def run_count(system: System) -> int:
 def test_the_form_follows_the_schemas(system: System, new_page: Callable[[tuple[str, str]], Page]) -> None:
     page = new_page(system.admin)
     page.goto("/dags/ui_schema_params/trigger")
+    names = page.locator("[data-param]").evaluate_all("(els) => els.map((el) => el.dataset.param)")
+    assert names == ["count", "env", "table", "dry_run", "regions", "note"]  # as declared, not sorted
     count = page.locator('[data-param="count"]')
     expect(count).to_have_attribute("type", "number")
     expect(count).to_have_attribute("min", "1")
