@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from headrace.authoring.dag import DAG
     from headrace.authoring.decorators import dag, task
     from headrace.authoring.edges import Label
+    from headrace.authoring.params import Param, ParamsDict
     from headrace.authoring.secrets import Connection, Variable
     from headrace.authoring.task import BaseOperator, chain
     from headrace.authoring.task_group import TaskGroup, task_group
@@ -32,6 +33,8 @@ _EXPORTS: dict[str, str] = {
     "task": "headrace.authoring.decorators",
     "Connection": "headrace.authoring.secrets",
     "Variable": "headrace.authoring.secrets",
+    "Param": "headrace.authoring.params",
+    "ParamsDict": "headrace.authoring.params",
     "BaseOperator": "headrace.authoring.task",
     "chain": "headrace.authoring.task",
     "TaskGroup": "headrace.authoring.task_group",
@@ -56,6 +59,9 @@ __all__ = [
     "TaskGroup",
     "task_group",
     "Label",
+    # DAG params (validated against their JSON schemas when a run is triggered)
+    "Param",
+    "ParamsDict",
     # passing data and deciding what runs
     "XComArg",
     "TriggerRule",

@@ -223,6 +223,20 @@ class DagRunConfError(HeadraceError):
     http_status = 400
 
 
+class ParamValidationError(DagRunConfError):
+    """Raised when a DAG param's value (its default, or a trigger's conf) fails the param's JSON schema, or a
+    param without default gets no value; no run is created (Airflow's name)."""
+
+    http_status = 400
+
+    def __init__(self, message: str, *, param: str | None, reason: str | None = None) -> None:
+        super().__init__(message, param=param, reason=reason)
+        self.param = param
+        """The param's name (None when not known)."""
+        self.reason = reason or message
+        """Why the value was refused, without the param's name."""
+
+
 class DagRunConfTooLarge(DagRunConfError):
     """Raised when a DAG run's ``conf``, as compact UTF-8 JSON, is longer than ``api.max_conf_bytes``."""
 

@@ -94,7 +94,8 @@ def build_context(dag: DAG, task: BaseOperator, run: RunInfo, ti: RuntimeTI) -> 
     ``dag_run`` (the RunInfo), ``run_id``, ``logical_date``, ``ds``
     (``YYYY-MM-DD``), ``ds_nodash``, ``ts`` (ISO 8601), ``ts_nodash``
     (``YYYYMMDDTHHMMSS``), ``data_interval_start``, ``data_interval_end``,
-    ``params`` (DAG params, then the run's conf on top), ``try_number``,
+    ``params`` (the DAG params' defaults, the run's conf on top: the conf was
+    validated against the params' schemas when the run was created), ``try_number``,
     ``var`` and ``conn`` (variables and connections, fetched on use:
     ``{{ var.value.key }}``, ``{{ var.json.key }}``, ``{{ conn.conn_id.host }}``).
     Dates are those of the run, in UTC.
@@ -114,7 +115,7 @@ def build_context(dag: DAG, task: BaseOperator, run: RunInfo, ti: RuntimeTI) -> 
         "ts_nodash": logical.strftime("%Y%m%dT%H%M%S"),
         "data_interval_start": run.data_interval_start,
         "data_interval_end": run.data_interval_end,
-        "params": {**dag.params, **dict(run.conf)},
+        "params": {**dag.params.dump(), **dict(run.conf)},
         "try_number": ti.try_number,
         "var": VariableAccessor(),
         "conn": ConnectionAccessor(),

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from headrace.authoring.graph import cycle_error, find_cycle, topological_order
+from headrace.authoring.params import ParamsDict, check_dag_params
 from headrace.authoring.schedules import Timetable, ensure_aware
 from headrace.authoring.timetables import make_timetable
-from headrace.exceptions import DagDefinitionError, DuplicateTaskIdError, TaskNotFound
+from headrace.exceptions import DagDefinitionError, DuplicateTaskIdError, ParamValidationError, TaskNotFound
 from headrace.types import Callback
 
 if TYPE_CHECKING:
@@ -144,6 +145,12 @@ class DAG:
     ``on_deadline_miss_callback(context)`` once and sends a ``deadline_missed``
     notification (see ``docs/alerts.md``).
 
+    ``params`` (name → plain JSON value or :class:`~headrace.authoring.params.Param`)
+    becomes a :class:`~headrace.authoring.params.ParamsDict`: every default must
+    satisfy its param's schema, and with a schedule every param needs a default
+    (scheduled runs use the defaults); a trigger's ``conf`` overrides them and
+    is validated before the run is created.
+
     Raises ``DagDefinitionError`` (bad id or argument) and ``ScheduleError``
     (bad schedule), both naming the file and line of the DAG.
     """
@@ -157,7 +164,7 @@ class DAG:
         end_date: datetime | None = None,
         catchup: bool | None = None,
         default_args: dict[str, Any] | None = None,
-        params: dict[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
         max_active_runs: int | None = None,
         max_active_tasks: int | None = None,
         tags: Iterable[str] | None = None,
@@ -188,7 +195,7 @@ class DAG:
         self.catchup: bool | None = None if catchup is None else bool(catchup)
         """None: the deployment's ``scheduler.catchup_by_default``, applied when the DAG is serialized."""
         self.default_args: dict[str, Any] = dict(default_args or {})
-        self.params: dict[str, Any] = dict(params or {})
+        self.params = self._checked_params(params)
         for name, value in (("max_active_runs", max_active_runs), ("max_active_tasks", max_active_tasks)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 self._fail(f"{name} must be a positive int or None, got {value!r}")
@@ -244,7 +251,20 @@ class DAG:
 
     # --- tasks ---------------------------------------------------------------
 
-    def _fail(self, message: str) -> None:
+    def _checked_params(self, params: Mapping[str, Any] | None) -> ParamsDict:
+        """``params`` as a ParamsDict, checked as Airflow checks them when a DAG file is parsed.
+
+        Raises ``DagDefinitionError`` (with the DAG's file and line) for an invalid
+        default, or for a param without default in a DAG with a schedule.
+        """
+        try:
+            checked = ParamsDict(params)
+            check_dag_params(checked, scheduled=self.schedule is not None)
+        except (ParamValidationError, DagDefinitionError) as exc:
+            self._fail(f"DAG {self.dag_id!r}: {exc.message}")
+        return checked
+
+    def _fail(self, message: str) -> NoReturn:
         raise DagDefinitionError(message, fileloc=self.fileloc, lineno=self.lineno)
 
     def add_task(self, task: BaseOperator) -> None:

@@ -29,11 +29,12 @@ from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from headrace.authoring.context import call_with_context
-from headrace.authoring.dag import DAG, DagContext
+from headrace.authoring.dag import DAG, DagContext, caller_location
 from headrace.authoring.operators import BranchPythonOperator, PythonOperator, ShortCircuitOperator
+from headrace.authoring.params import ParamsDict
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.xcom import DagParam, XComArg, find_xcom_args, resolve_refs
-from headrace.exceptions import DagDefinitionError
+from headrace.exceptions import DagDefinitionError, ParamValidationError
 from headrace.types import Context
 
 P = ParamSpec("P")
@@ -228,13 +229,21 @@ class DagFactory(Generic[P]):
         bound.apply_defaults()
         dag_kwargs = dict(self.dag_kwargs)
         dag_id = dag_kwargs.pop("dag_id", None) or self.__name__
-        params = {**dag_kwargs.pop("params", {}), **bound.arguments}
+        # Airflow's ParamsDict rule: an argument's value over a declared Param keeps the Param's schema
+        # (and must satisfy it); a Param as the argument's default replaces it.
+        params = ParamsDict(dag_kwargs.pop("params", None))
         if "doc_md" not in dag_kwargs and self.function.__doc__:
             dag_kwargs["doc_md"] = inspect.cleandoc(self.function.__doc__)
+        fileloc, lineno, _ = caller_location()
+        try:
+            for name, value in bound.arguments.items():
+                params[name] = value
+        except ParamValidationError as exc:
+            raise DagDefinitionError(f"DAG {dag_id!r}: {exc.message}", fileloc=fileloc, lineno=lineno) from None
         new_dag = DAG(dag_id, params=params, **dag_kwargs)
         build: Callable[..., Any] = self.function  # receives DagParam references, not the values
         with new_dag:
-            build(**{name: DagParam(name, value) for name, value in bound.arguments.items()})
+            build(**{name: DagParam(name, params.dump()[name]) for name in bound.arguments})
         return new_dag
 
 

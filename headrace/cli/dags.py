@@ -146,14 +146,18 @@ def list_runs(
 def trigger(
     ctx: typer.Context,
     dag_id: str,
-    conf: str | None = typer.Option(None, "--conf", "-c", help="JSON object passed to the run (params)."),
+    conf: str | None = typer.Option(
+        None, "--conf", "-c", help="JSON object passed to the run; its keys override the DAG's params."
+    ),
     run_id: str | None = typer.Option(None, "--run-id", "-r"),
     logical_date: str | None = typer.Option(None, "--logical-date", "-l", help="ISO date; default now."),
     wait: bool = typer.Option(False, "--wait", help="Show progress and wait until the run finishes."),
 ) -> None:
     """Create a manual DAG run; a running scheduler picks it up. Exit 1 if --wait and it fails.
 
-    A --conf over api.max_conf_bytes (of compact JSON) is refused, as the API refuses it.
+    A --conf over api.max_conf_bytes (of compact JSON) is refused, as the API refuses it. The DAG's params,
+    overridden by --conf, are validated against their JSON schemas first: a bad value is a one-line error
+    naming the param and the reason (exit 1), and no run is created.
     """
     from headrace.scheduler.runs import check_conf_size, trigger_dag
 

@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from headrace.authoring.dag import DAG
+from headrace.authoring.params import ParamsDict, params_from_specs
 from headrace.authoring.schedules import (
     DagRunInfo,
     DataInterval,
@@ -110,7 +111,8 @@ def serialize_dag(dag: DAG, *, catchup_default: bool = False) -> dict[str, Any]:
     ``params`` are not JSON-serializable.
     """
     try:
-        params = json.loads(json.dumps(dag.params, sort_keys=True))
+        params = json.loads(json.dumps(_defaults(dag.params), sort_keys=True))
+        specs = json.loads(json.dumps(dag.params.serialize(), sort_keys=True)) if _needs_specs(dag.params) else None
     except (TypeError, ValueError) as exc:
         raise DagDefinitionError(
             f"params of DAG {dag.dag_id!r} must be JSON-serializable: {exc}", fileloc=dag.fileloc, lineno=dag.lineno
@@ -134,6 +136,7 @@ def serialize_dag(dag: DAG, *, catchup_default: bool = False) -> dict[str, Any]:
             "description": dag.description,
             "doc_md": dag.doc_md,
             "params": params,
+            **({"param_specs": specs} if specs is not None else {}),
             "has_on_success_callback": dag.on_success_callback is not None,
             "has_on_failure_callback": dag.on_failure_callback is not None,
             **_deadline_fields(dag.deadline, dag.deadline_reference, dag.on_deadline_miss_callback is not None),
@@ -173,6 +176,19 @@ def _group_fields(dag: DAG) -> dict[str, Any]:
             edges.setdefault(up, {})[down] = _sorted_dict(info)
         out["edge_info"] = edges
     return out
+
+
+def _defaults(params: ParamsDict) -> dict[str, Any]:
+    """name → default of the params that have one (the ``params`` key, as before ``Param``)."""
+    return {name: param.value for name, param in params.items_params() if param.has_value}
+
+
+def _needs_specs(params: ParamsDict) -> bool:
+    """Whether the ``param_specs`` key is needed: some param has a schema, a description or no default.
+
+    DAGs with plain-value params only serialize as before, so their hash (and version) stays.
+    """
+    return any(p.schema or p.description is not None or not p.has_value for _, p in params.items_params())
 
 
 def dag_hash(serialized: Mapping[str, Any]) -> str:
@@ -410,6 +426,7 @@ class SerializedDag:
     tags: tuple[str, ...]
     description: str | None
     params: dict[str, Any]
+    """name → default, for the params that have one."""
     has_on_success_callback: bool
     has_on_failure_callback: bool
     tasks: dict[str, SerializedTask]
@@ -423,6 +440,9 @@ class SerializedDag:
     """Task groups by full id (empty without groups)."""
     edge_info: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     """upstream id → downstream id → ``{"label": text}`` (edge labels)."""
+    param_specs: list[dict[str, Any]] = field(default_factory=list)
+    """``{"name", "default"?, "description", "schema"}`` per param, in declaration order; empty when every
+    param is a plain value (then ``params`` alone describes them)."""
     data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The dict this was read from."""
 
@@ -464,8 +484,14 @@ class SerializedDag:
             edge_info={
                 up: {down: dict(info) for down, info in downs.items()} for up, downs in d.get("edge_info", {}).items()
             },
+            param_specs=list(d.get("param_specs") or []),
             data=dict(d),
         )
+
+    @property
+    def params_dict(self) -> ParamsDict:
+        """The DAG's params with their schemas, rebuilt from the stored JSON (no user code is imported)."""
+        return params_dict_of(self.data or {"params": self.params, "param_specs": self.param_specs})
 
     def get_task(self, task_id: str) -> SerializedTask:
         """The task ``task_id``. Raises ``TaskNotFound`` naming the DAG and task."""
@@ -500,3 +526,14 @@ class SerializedDag:
     def hash(self) -> str:
         """``dag_hash`` of the dict this was read from."""
         return dag_hash(self.data)
+
+
+def params_dict_of(serialized: Mapping[str, Any]) -> ParamsDict:
+    """The params of a serialized DAG (``serialize_dag`` output, any layout) as a ParamsDict with schemas.
+
+    Reads ``param_specs`` when present, else makes schema-less params of the ``params`` defaults.
+    """
+    specs = serialized.get("param_specs")
+    if specs:
+        return params_from_specs(specs)
+    return ParamsDict(dict(serialized.get("params") or {}))

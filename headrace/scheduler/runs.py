@@ -5,7 +5,10 @@
   instances (state ``none``), then advance the DAG's ``next_*`` fields.
   ``catchup=True`` walks every interval since ``start_date``; ``catchup=False``
   jumps to the latest complete interval (the timetable decides both).
-* :func:`trigger_dag` — a manual run (``manual__<iso now>``).
+* :func:`trigger_dag` — a manual run (``manual__<iso now>``); its ``conf``
+  overrides the DAG's params and every param is validated against its JSON
+  schema first (a failure creates no run). Scheduled runs use the defaults,
+  which were validated when the DAG file was parsed.
   Its callers first hold the conf to ``api.max_conf_bytes`` with :func:`check_conf_size`.
 * :func:`create_backfill` — one ``backfill`` run per interval in ``[start, end]``.
   Both wake the schedulers when the caller commits (:mod:`headrace.db.wakeup`).
@@ -41,6 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from headrace.authoring.params import resolve_params
 from headrace.authoring.schedules import DataInterval, ensure_aware
 from headrace.dagfiles.next_run import apply_next_run, set_next_run
 from headrace.dagfiles.serialization import SerializedDag, next_runs
@@ -290,8 +294,10 @@ def trigger_dag(
     ``[logical_date, logical_date]``); ``run_id`` defaults to
     ``manual__<logical date ISO>``. Paused DAGs accept the run; it starts when
     they are unpaused. Raises ``DagNotFound`` (unknown or inactive DAG),
-    ``DagRunAlreadyExists`` (same run id, or a run at that logical date) and
-    ``DagRunConfError`` (conf not a JSON object).
+    ``DagRunAlreadyExists`` (same run id, or a run at that logical date),
+    ``DagRunConfError`` (conf not a JSON object) and ``ParamValidationError``
+    (the DAG's params, overridden by ``conf``, fail their schemas: see
+    :func:`~headrace.authoring.params.resolve_params`); nothing is written then.
     """
     dag = _active_dag(session, dag_id)
     conf_dict = _check_conf(conf)
@@ -305,6 +311,7 @@ def trigger_dag(
         )
     version = _version(session, dag)
     sdag = SerializedDag.from_dict(version.serialized)
+    resolve_params(sdag.params_dict, conf_dict)  # raises ParamValidationError: no run
     run = create_dag_run(
         session,
         sdag,
@@ -335,7 +342,8 @@ def create_backfill(
     Logical dates that already have a run are skipped. Runs start as
     ``max_active_runs`` allows, oldest first. Returns the new runs, oldest
     first. Raises ``DagNotFound``, ``ScheduleError`` (unscheduled DAG, end
-    before start, more than ``MAX_BACKFILL_RUNS`` intervals) and ``DagRunConfError``.
+    before start, more than ``MAX_BACKFILL_RUNS`` intervals), ``DagRunConfError`` and
+    ``ParamValidationError`` (conf against the DAG's params, as for a trigger).
     """
     dag = _active_dag(session, dag_id)
     conf_dict = _check_conf(conf)
@@ -346,6 +354,7 @@ def create_backfill(
     sdag = SerializedDag.from_dict(version.serialized)
     if sdag.schedule is None:
         raise ScheduleError(f"DAG {dag_id!r} has no schedule, so it has no intervals to backfill; trigger it instead")
+    resolve_params(sdag.params_dict, conf_dict)  # raises ParamValidationError: no run
     runs: list[DagRun] = []
     last: DataInterval | None = None
     for _ in range(MAX_BACKFILL_RUNS + 1):

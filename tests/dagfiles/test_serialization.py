@@ -131,8 +131,10 @@ def test_unscheduled_and_timedelta_dags() -> None:
 
 
 def test_params_must_be_json() -> None:
-    with pytest.raises(DagDefinitionError, match="params of DAG 'p' must be JSON-serializable"):
-        serialize_dag(DAG("p", params={"when": object()}))
+    """A default that is no JSON value is refused when the DAG is created (at parse time), with its line."""
+    with pytest.raises(DagDefinitionError, match="DAG 'p': Param default .* is not JSON-serializable") as info:
+        DAG("p", params={"when": object()})
+    assert info.value.fileloc == __file__ and info.value.lineno
 
 
 def test_other_versions_are_refused() -> None:

@@ -4,7 +4,8 @@
 HEADRACE_HOME (SQLite) with three extra DAG files (``ui_params``, which has
 params, ``ui_fails``, whose first task fails with a long error so the
 second is ``upstream_failed``, and ``ui_warns``, whose author wrote Airflow
-arguments headrace ignores, so it has DAG warnings), reads the printed URL and admin password, waits for ``/health`` to
+arguments headrace ignores, so it has DAG warnings, and ``ui_schema_params``, whose
+params have JSON schemas), reads the printed URL and admin password, waits for ``/health`` to
 answer 200 (database and scheduler up) and creates a viewer with the CLI.
 ``browser`` is a headless Chromium (``/usr/bin/chromium``, never a downloaded
 one); ``new_page(user)`` opens a page in a fresh context already logged in
@@ -55,6 +56,23 @@ PARAMS_DAG = textwrap.dedent('''
              description="Echoes its params.") as dag:
         BashOperator(task_id="say",
                      bash_command='echo "greeting={{ params.greeting }} times={{ params.times }} loud={{ params.loud }}"')
+''')
+
+
+SCHEMA_PARAMS_DAG = textwrap.dedent('''
+    """A DAG whose params have JSON schemas, for the schema-built trigger form test."""
+    from headrace import DAG, Param
+    from headrace.operators import EmptyOperator
+
+    with DAG(dag_id="ui_schema_params", schedule=None, tags=["ui-test"], params={
+        "count": Param(3, type="integer", minimum=1, maximum=10, title="How many", description="rows per batch"),
+        "env": Param("dev", type="string", enum=["dev", "prod"], values_display={"dev": "Development", "prod": "Live"}),
+        "table": Param(type="string", description="the table to load"),
+        "dry_run": Param(False, type="boolean"),
+        "regions": Param(["eu"], type="array", items={"type": "string"}),
+        "note": Param(None, type=["null", "string"]),
+    }) as dag:
+        EmptyOperator(task_id="noop")
 ''')
 
 
@@ -132,6 +150,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     (home / "dags" / "ui_params.py").write_text(PARAMS_DAG)
     (home / "dags" / "ui_fails.py").write_text(FAILS_DAG)
     (home / "dags" / "ui_warns.py").write_text(WARNS_DAG)
+    (home / "dags" / "ui_schema_params.py").write_text(SCHEMA_PARAMS_DAG)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env.update({"HEADRACE_HOME": str(home), "COLUMNS": "400", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
     headrace = [sys.executable, "-m", "headrace"]
@@ -176,7 +195,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             timeout=60,
         )
         sut = System(url=url, admin=(user, password), home=home, env=env, proc=proc, output=lines)
-        for dag_id in ("ui_params", "ui_fails", "ui_warns"):
+        for dag_id in ("ui_params", "ui_fails", "ui_warns", "ui_schema_params"):
             _wait_for(
                 lambda: sut.rest("GET", f"/api/v1/dags/{dag_id}").status_code == 200,  # noqa: B023
                 f"DAG {dag_id} parsed",

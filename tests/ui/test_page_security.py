@@ -26,12 +26,14 @@ TEXTAREA = "</textarea><script>alert(2)</script>"
 HOSTILE_DAG = f"""
 from datetime import datetime
 
-from headrace import DAG
+from headrace import DAG, Param
 from headrace.operators import BashOperator
 
 with DAG(dag_id="hostile", schedule=None, start_date=datetime(2026, 1, 1),
          description={IMG + SCRIPT!r},
-         params={{"greeting": {SCRIPT!r}, {IMG!r}: "x", "blob": {{"k": {TEXTAREA!r}}}}}) as dag:
+         params={{"greeting": {SCRIPT!r}, {IMG!r}: "x", "blob": {{"k": {TEXTAREA!r}}},
+                 "pick": Param("a", enum=["a", {SCRIPT!r}], title={IMG!r}, description={SCRIPT!r},
+                               values_display={{"a": {TEXTAREA!r}}})}}) as dag:
     BashOperator(task_id="say", bash_command="echo hi")
 """
 
@@ -76,6 +78,9 @@ def test_dag_author_and_run_id_markup_is_escaped(settings: Settings, db: Databas
     trigger = client.get("/dags/hostile/trigger").text
     assert 'value="&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in trigger  # the param's default
     assert "&lt;/textarea&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in trigger  # inside the JSON textarea
+    # a Param's title, description, enum values and their labels are text too
+    assert '<option value="&#34;&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&#34;" >' in trigger
+    assert ">&lt;/textarea&gt;&lt;script&gt;alert(2)&lt;/script&gt;</option>" in trigger
 
 
 def test_unknown_dag_is_an_html_404_for_a_browser_and_hidden_from_anonymous(settings: Settings, db: Database) -> None:

@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,7 +17,7 @@ from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
 from headrace.api.routes.dags import get_dag
 from headrace.db.models import DagRun
-from headrace.exceptions import DagRunConfError, DagRunNotFound
+from headrace.exceptions import DagRunConfError, DagRunNotFound, ParamValidationError
 from headrace.scheduler.runs import check_conf_size, trigger_dag
 from headrace.scheduler.user_actions import mark_dag_run
 from headrace.states import DagRunState
@@ -125,12 +126,18 @@ def list_runs(
     responses={
         404: {"description": "no such DAG"},
         409: {"description": "a run with this id or logical date exists"},
-        400: {"description": "conf is not a JSON object"},
+        400: {
+            "description": "conf is not a JSON object, or a param (the DAG's default or conf's value) fails its "
+            "JSON schema: the body's ``param`` names it and ``reason`` says why"
+        },
         413: {"description": "the body is over api.max_request_bytes, or conf over api.max_conf_bytes"},
     },
 )
-def trigger_run(dag_id: str, body: schemas.TriggerDAGRun, request: Request) -> schemas.DAGRun:
+def trigger_run(dag_id: str, body: schemas.TriggerDAGRun, request: Request) -> schemas.DAGRun | JSONResponse:
     """Create a manual, queued run (operator); the scheduler starts it. ``conf`` overrides the DAG's params.
+
+    Every param is then validated against its JSON schema; a failure is a 400 with
+    ``{"detail", "error": "ParamValidationError", "param": <name>, "reason": <why>}`` and no run.
 
     ``conf`` may be at most ``api.max_conf_bytes`` of compact JSON (413 beyond, the limit in the message).
     """
@@ -139,16 +146,22 @@ def trigger_run(dag_id: str, body: schemas.TriggerDAGRun, request: Request) -> s
     except ValueError as exc:
         raise DagRunConfError(f"conf: {exc}") from None
     check_conf_size(body.conf, request.app.state.settings.get_int("api", "max_conf_bytes"))
-    with get_db(request).session() as session:
-        run = trigger_dag(
-            session,
-            dag_id,
-            conf=body.conf,
-            logical_date=body.logical_date,
-            run_id=body.dag_run_id,
-            now=datetime.now(UTC),
+    try:
+        with get_db(request).session() as session:
+            run = trigger_dag(
+                session,
+                dag_id,
+                conf=body.conf,
+                logical_date=body.logical_date,
+                run_id=body.dag_run_id,
+                now=datetime.now(UTC),
+            )
+            return run_out(run)
+    except ParamValidationError as exc:  # the session rolled back: no run
+        return JSONResponse(
+            {"detail": str(exc), "error": type(exc).__name__, "param": exc.param, "reason": exc.reason},
+            status_code=exc.http_status,
         )
-        return run_out(run)
 
 
 @router.get(

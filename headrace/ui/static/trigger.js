@@ -1,7 +1,10 @@
-// Trigger form: params (typed by their defaults) + logical date + raw conf → POST /api/v1/dags/{dag_id}/dagRuns,
-// then the grid with the new run selected. An error is shown beside its field and beside the button (the
-// top of the page may be scrolled away): a param or conf that does not parse, or the API's refusal
-// (400 bad conf, 409 run exists). A viewer's submit button is disabled by the page.
+// Trigger form: params (fields built from their JSON schemas by ui/trigger.py) + logical date + raw conf →
+// POST /api/v1/dags/{dag_id}/dagRuns, then the grid with the new run selected. An error is shown beside its
+// field and beside the button (the top of the page may be scrolled away): a param or conf that does not
+// parse here, or the API's refusal (400 with the refused param's name, 409 run exists); no run is created
+// then. An empty field is null for a nullable param, absent for a param without default (the API says it
+// needs a value), else null for numbers/dates (the API says why that is wrong) and "" for strings.
+// A viewer's submit button is disabled by the page.
 (function () {
   "use strict";
   const { api, clearFlash, enc } = window.hr;
@@ -24,10 +27,11 @@
     for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
   }
 
-  function showError(message, field) {
+  // message beside the button; beside the field (if any) the shorter `inline` when given
+  function showError(message, field, inline) {
     if (field) {
       const slot = form.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
-      if (slot) { slot.textContent = message; slot.hidden = false; }
+      if (slot) { slot.textContent = inline || message; slot.hidden = false; }
       const input = fieldOf(field);
       if (input) input.setAttribute("aria-invalid", "true");
     }
@@ -39,15 +43,24 @@
     const out = {};
     for (const input of form.querySelectorAll("[data-param]")) {
       const name = input.dataset.param, kind = input.dataset.kind;
-      if (kind === "bool") out[name] = input.checked;
+      const required = input.dataset.required === "true", nullable = input.dataset.nullable === "true";
+      if (kind === "bool") { out[name] = input.checked; continue; }
+      const raw = input.value;
+      if (raw.trim() === "") {
+        if (nullable) out[name] = null;
+        else if (required) continue;  // no value: the API refuses with the param's name
+        else out[name] = (kind === "str" || kind === "text") ? raw : null;
+        continue;
+      }
+      if (kind === "select") out[name] = JSON.parse(raw);  // option values are JSON written by the server
       else if (kind === "int" || kind === "float") {
-        if (input.value.trim() === "") throw new FieldError(name, `param ${name}: enter a number`);
-        out[name] = kind === "int" ? parseInt(input.value, 10) : parseFloat(input.value);
-        if (Number.isNaN(out[name])) throw new FieldError(name, `param ${name}: not a number`);
+        const n = Number(raw);
+        if (Number.isNaN(n)) throw new FieldError(name, `param ${name}: not a number`);
+        out[name] = n;
       } else if (kind === "json") {
-        try { out[name] = JSON.parse(input.value); }
+        try { out[name] = JSON.parse(raw); }
         catch (e) { throw new FieldError(name, `param ${name}: invalid JSON (${e.message})`); }
-      } else out[name] = input.value;
+      } else out[name] = raw;
     }
     return out;
   }
@@ -67,8 +80,11 @@
     clearFlash();
     clearErrors();
     const body = {};
+    let fromConf = {};
     try {
-      body.conf = Object.assign(readParams(), readConf());
+      const params = readParams();
+      fromConf = readConf();
+      body.conf = Object.assign(params, fromConf);
     } catch (e) {
       showError(e.message, e.field);
       const input = e.field && fieldOf(e.field);
@@ -84,8 +100,18 @@
       const run = await api("POST", `/api/v1/dags/${enc(dagId)}/dagRuns`, body);
       location.href = `/dags/${enc(dagId)}/grid?run_id=${enc(run.dag_run_id)}`;
     } catch (e) {
-      const field = e.status === 409 && runId ? "run-id" : null;  // else beside the button only
-      showError(`Trigger refused — ${e.message}`, field);
+      const refusal = e.body || {};
+      let field = null, inline;  // beside the button only
+      if (e.status === 409 && runId) field = "run-id";
+      else if (refusal.error === "ParamValidationError" && refusal.param) {
+        // beside the param's own field, unless its value came from the conf box (or it has no field)
+        const inConf = Object.prototype.hasOwnProperty.call(fromConf, refusal.param) || !fieldOf(refusal.param);
+        field = inConf ? "conf" : refusal.param;
+        inline = inConf ? `param ${refusal.param}: ${refusal.reason}` : refusal.reason;
+      }
+      showError(`Trigger refused — ${e.message}`, field, inline);
+      const input = field && fieldOf(field);
+      if (input) input.focus({ preventScroll: true });
       button.disabled = false;
     }
   });

@@ -11,7 +11,7 @@
   const canOperate = document.body.dataset.canOperate === "true";
 
   class ApiError extends Error {
-    constructor(status, detail, error) { super(detail); this.status = status; this.error = error; }
+    constructor(status, detail, error, body) { super(detail); this.status = status; this.error = error; this.body = body; }
   }
 
   // fetch JSON from the API; throws ApiError with the server's {"detail"} message.
@@ -28,7 +28,7 @@
     if (!resp.ok) {
       let detail = data && data.detail;
       if (Array.isArray(detail)) detail = detail.map(d => (d.loc || []).join(".") + ": " + d.msg).join("; ");
-      throw new ApiError(resp.status, `${resp.status}: ${detail || resp.statusText}`, data && data.error);
+      throw new ApiError(resp.status, `${resp.status}: ${detail || resp.statusText}`, data && data.error, data);
     }
     return data;
   }
