@@ -171,7 +171,9 @@ def bench(url: str, home: Path, n: int, parallelism: int) -> None:
     dag_file = dags / "bench_launch.py"
     dag_file.write_text(DAG_TEMPLATE.format(marks=str(marks), n=n + parallelism))
     requests = _create_rows(db, dag_file, n + parallelism)
-    settings = load_settings({"HEADRACE_HOME": str(home), "HEADRACE__DATABASE__URL": url}).with_overrides(
+    environ = {"HEADRACE_HOME": str(home), "HEADRACE__DATABASE__URL": url}
+    environ.update({k: v for k, v in os.environ.items() if k.startswith("HEADRACE__") and k not in environ})
+    settings = load_settings(environ).with_overrides(
         {"core": {"parallelism": parallelism, "executor": "local"}, "executor": {"forkserver_idle_timeout": 600}}
     )
     executor = LocalExecutor(settings)

@@ -14,10 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from headrace.db.models import TaskTry
+from headrace.db.models import RenderedTaskInstanceFields, TaskTry
 from headrace.db.transitions import end_try, set_ti_state
 from headrace.states import EndReason, TaskInstanceState
 
@@ -57,6 +57,8 @@ class Outcome:
     """Processes of the try still running after its task process ended (see :mod:`.cgroups`)."""
     processes_killed: int | None = None
     """Of those, how many the supervisor killed."""
+    rendered_fields: dict[str, str] | None = None
+    """The task's rendered template fields (masked), if its process rendered them: written with the outcome."""
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -112,6 +114,8 @@ def apply(conn: Connection | Session, outcome: Outcome) -> bool:
     )
     if won or outcome.end_reason == EndReason.EXTERNALLY_SET.value:
         end_try(conn, outcome.try_row_id, **outcome.try_values())
+        if outcome.rendered_fields is not None:
+            record_rendered_fields(conn, outcome.ti_id, outcome.try_number, outcome.rendered_fields, outcome.end_date)
         return won
     if end_try(
         conn,
@@ -135,6 +139,32 @@ _SAME_END = select(TaskTry.id).where(
     TaskTry.end_date == bindparam("end_date"),
     TaskTry.end_reason == bindparam("end_reason"),
 )
+
+
+_UPDATE_RENDERED = (
+    update(RenderedTaskInstanceFields)
+    .where(RenderedTaskInstanceFields.task_instance_id == bindparam("ti_id"))
+    .values(try_number=bindparam("try_number"), rendered_fields=bindparam("fields"), updated_at=bindparam("at"))
+)
+_INSERT_RENDERED = insert(RenderedTaskInstanceFields).values(
+    task_instance_id=bindparam("ti_id"),
+    try_number=bindparam("try_number"),
+    rendered_fields=bindparam("fields"),
+    updated_at=bindparam("at"),
+)
+
+
+def record_rendered_fields(
+    conn: Connection | Session, ti_id: int, try_number: int, fields: dict[str, str], at: datetime
+) -> None:
+    """Replace task instance ``ti_id``'s rendered template fields (Airflow's ``rendered_task_instance_fields``).
+
+    One row per task instance, the latest try's; written in the caller's transaction (the outcome's), so
+    recording them costs the try path no transaction of its own.
+    """
+    values = {"ti_id": ti_id, "try_number": try_number, "fields": fields, "at": at}
+    if conn.execute(_UPDATE_RENDERED, values).rowcount == 0:  # type: ignore[attr-defined]
+        conn.execute(_INSERT_RENDERED, values)
 
 
 def pending_dir(home: Path) -> Path:

@@ -61,7 +61,7 @@ from headrace.supervisor.cgroups import (
 from headrace.supervisor.identity import ProcessIdentity, hostname
 from headrace.supervisor.limits import Limits, format_memory
 from headrace.supervisor.outcome import next_state
-from headrace.supervisor.recording import Outcome, apply, forget, keep
+from headrace.supervisor.recording import Outcome, apply, forget, keep, record_rendered_fields
 from headrace.supervisor.request import TryRequest
 from headrace.supervisor.task_requests import TryTarget
 from headrace.supervisor.watch import Gate, TaskWatch, WatchResult, run_child
@@ -637,6 +637,7 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         error=result.error,
         processes_left=result.processes_left,
         processes_killed=result.processes_killed,
+        rendered_fields=current.watch.rendered_fields if current.watch is not None else None,
     )
     won = _write_outcome(settings, db, current, outcome)
     summary = _summary(result)
@@ -745,6 +746,11 @@ def warm_up(db: Database) -> None:
                 ),
             )
             TaskWatch.heartbeat_statement(conn, -1, -1, 1)
+            try:
+                with conn.begin_nested():  # no such task instance: the insert is refused, once compiled
+                    record_rendered_fields(conn, -1, 1, {}, now)
+            except DBAPIError:
+                pass
             raise _Rollback
     except _Rollback:
         pass

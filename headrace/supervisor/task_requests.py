@@ -17,8 +17,8 @@ from sqlalchemy import delete, select
 from headrace import secrets_store
 from headrace.crypto import Encryptor
 from headrace.db.engine import Database
-from headrace.db.models import RenderedTaskInstanceFields, XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
+from headrace.db.models import XCom
 from headrace.db.outage import retry_through_outage
 from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
@@ -29,7 +29,6 @@ from headrace.supervisor.protocol import (
     GetConnection,
     GetVariable,
     GetXCom,
-    SetRenderedFields,
     SetXCom,
     SkipTasks,
     VariableValue,
@@ -101,19 +100,6 @@ def set_xcom(db: Database, target: TryTarget, message: SetXCom, max_bytes: int) 
     return Ack()
 
 
-def set_rendered_fields(db: Database, target: TryTarget, message: SetRenderedFields) -> Ack:
-    """Answer ``SetRenderedFields``: record this TI's rendered template fields (replacing an earlier try's)."""
-    with db.session() as session:
-        row = session.get(RenderedTaskInstanceFields, target.ti_id)
-        if row is None:
-            row = RenderedTaskInstanceFields(task_instance_id=target.ti_id)
-            session.add(row)
-        row.try_number = message.try_number
-        row.rendered_fields = dict(message.fields)
-        row.updated_at = datetime.now(UTC)
-    return Ack()
-
-
 def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
     """Answer ``SkipTasks``: move those TIs of this run still in ``none``/``scheduled`` to ``skipped``.
 
@@ -161,7 +147,7 @@ def get_connection(db: Database, encryptor: Encryptor, message: GetConnection) -
 def handle(
     db: Database,
     target: TryTarget,
-    message: GetXCom | SetXCom | SkipTasks | SetRenderedFields | GetVariable | GetConnection,
+    message: GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection,
     xcom_max_size: int,
     encryptor: Callable[[], Encryptor],
     *,
@@ -181,8 +167,6 @@ def handle(
             return get_xcom(db, target, message)
         if isinstance(message, SetXCom):
             return set_xcom(db, target, message, xcom_max_size)
-        if isinstance(message, SetRenderedFields):
-            return set_rendered_fields(db, target, message)
         if isinstance(message, GetVariable):
             return get_variable(db, encryptor(), message)
         if isinstance(message, GetConnection):

@@ -38,7 +38,16 @@ from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor.cgroups import Containment, Leftovers
 from headrace.supervisor.fencing import die_with_parent
 from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree, TreeSample
-from headrace.supervisor.protocol import Ack, Error, LineBuffer, ProtocolError, TaskDone, decode_request, encode
+from headrace.supervisor.protocol import (
+    Ack,
+    Error,
+    LineBuffer,
+    ProtocolError,
+    SetRenderedFields,
+    TaskDone,
+    decode_request,
+    encode,
+)
 from headrace.supervisor.task_requests import TryTarget, handle
 
 log = logging.getLogger("headrace.supervisor")
@@ -251,6 +260,8 @@ class TaskWatch:
     ) -> None:
         self.db = db
         self.containment = containment
+        self.rendered_fields: dict[str, str] | None = None
+        """The task's rendered template fields (``SetRenderedFields``), recorded with the outcome."""
         """The try's processes beyond its tree (:mod:`.cgroups`); None: the process tree only."""
         self.target = target
         self.try_row_id = try_row_id
@@ -293,6 +304,10 @@ class TaskWatch:
         if isinstance(message, TaskDone):
             self._send(sock, Ack())
             return message
+        if isinstance(message, SetRenderedFields):  # kept here, written with the outcome (no transaction now)
+            self.rendered_fields = dict(message.fields)
+            self._send(sock, Ack())
+            return None
         self._send(
             sock,
             handle(
