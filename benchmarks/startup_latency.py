@@ -39,7 +39,21 @@ issue #7's start-up and wake-up work:
     the chain itself                          2.68 s                1.57 s
 
 (A negative figure: the task started before the ``dags trigger`` process had
-finished exiting.) ``dags list`` and ``dags trigger`` stay above 0.5 s:
+finished exiting.)
+
+The second start-up pass (lazy ``headrace/__init__``, jinja2 and croniter on first use, no DAG
+processor behind ``dags trigger``, Typer below 0.29), measured alternately in one sitting later on a
+slower moment of the same VM (load about 1; medians of 10, wall / CPU; before = 1d67dc7 with
+Typer 0.29, after = the end of that session with the features merged since):
+
+    figure                     before (1d67dc7)            after
+    headrace --help            0.31-0.32 / 0.31-0.32 s     0.27 / 0.27 s
+    headrace dags list         0.75-0.88 / 0.74-0.88 s     0.78-0.82 / 0.76-0.82 s
+    headrace dags trigger      0.96-1.03 / 0.96-1.02 s     0.75-0.84 / 0.74-0.83 s
+
+At a quiet moment right after that change, ``dags list`` took 0.49-0.55 s wall (0.43-0.49 s CPU)
+against 0.65-0.80 s before. The floor is SQLAlchemy: ``python -c "import sqlalchemy.orm"`` alone
+takes 0.36-0.53 s on this VM. ``dags list`` and ``dags trigger`` stay above 0.5 s:
 importing SQLAlchemy (core and ORM, ~0.25 s CPU here), the models, Typer's own
 start-up (~0.15 s with the pydantic it imports) and ``headrace/__init__``
 (the authoring API, ~0.08 s: jinja2, croniter) are most of what is left.
