@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from headrace.authoring.context import get_current_context
     from headrace.authoring.dag import DAG
     from headrace.authoring.decorators import dag, task
     from headrace.authoring.edges import Label
@@ -32,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "dag": "headrace.authoring.decorators",
     "task": "headrace.authoring.decorators",
     "Connection": "headrace.authoring.secrets",
+    "get_current_context": "headrace.authoring.context",
     "Variable": "headrace.authoring.secrets",
     "Param": "headrace.authoring.params",
     "ParamsDict": "headrace.authoring.params",
@@ -65,7 +67,8 @@ __all__ = [
     # passing data and deciding what runs
     "XComArg",
     "TriggerRule",
-    # variables and connections (inside a running task)
+    # inside a running task: its context, variables and connections
+    "get_current_context",
     "Variable",
     "Connection",
     # ending a try from task code

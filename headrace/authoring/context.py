@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from headrace.authoring.secrets import ConnectionAccessor, VariableAccessor
+from headrace.exceptions import DagDefinitionError
 from headrace.types import Context
 
 if TYPE_CHECKING:
@@ -187,3 +190,30 @@ def make_jinja_env(dag: DAG | None = None, searchpath: Iterable[str] = ()) -> ji
 def _render_value(value: Any) -> Any:
     """How a value prints in a template: datetimes as ISO 8601, everything else as is."""
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+_CURRENT: ContextVar[Context | None] = ContextVar("headrace_current_context", default=None)
+
+
+def get_current_context() -> Context:
+    """The context of the task running now (Airflow's ``get_current_context``): what ``execute`` received.
+
+    For code deep inside a task that was not handed the context. Raises ``DagDefinitionError`` when
+    called outside a running task (at DAG-file import, in the scheduler, in a plain script).
+    """
+    context = _CURRENT.get()
+    if context is None:
+        raise DagDefinitionError(
+            "get_current_context() was called outside a running task: it works only while a task executes"
+        )
+    return context
+
+
+@contextmanager
+def current_context(context: Context) -> Iterator[None]:
+    """Make ``context`` what :func:`get_current_context` returns inside the ``with`` block (the task's run)."""
+    token = _CURRENT.set(context)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)

@@ -15,7 +15,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from headrace.authoring.context import RunInfo, build_context
+from headrace.authoring.context import RunInfo, build_context, current_context
 from headrace.authoring.secrets import install_secrets_runtime
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
@@ -277,7 +277,8 @@ def test_cmd(
     task.render_template_fields(context)
     start = time.perf_counter()
     try:
-        result = task.execute(context)
+        with current_context(context):
+            result = task.execute(context)
         for key, value in xcoms_for_result(task, result):
             ti.xcom_push(key, value)
     except SkipTask as exc:

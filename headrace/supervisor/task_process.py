@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TextIO
 
-from headrace.authoring.context import RunInfo, build_context
+from headrace.authoring.context import RunInfo, build_context, current_context
 from headrace.authoring.dag import DAG
 from headrace.authoring.secrets import SecretsUnavailable, install_secrets_runtime
 from headrace.authoring.task import BaseOperator
@@ -356,7 +356,8 @@ def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[Outco
     try:
         task.render_template_fields(context)
         ti.record_rendered_fields(task)
-        result = task.execute(context)
+        with current_context(context):
+            result = task.execute(context)
         for key, value in xcoms_for_result(task, result):
             ti.xcom_push(key, value)
         return "success", None, None
