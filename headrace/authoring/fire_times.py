@@ -8,12 +8,13 @@ hour advances in absolute time from one hour to the next.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
-from headrace.authoring.schedules import ensure_aware
+from headrace.authoring.schedules import ensure_aware, tz_from_name
 from headrace.exceptions import ScheduleError
 
 Delta = Any
@@ -39,12 +40,15 @@ def _croniter() -> Any:
 
 
 class CronSchedule:
-    """A 5-field cron expression (or preset) evaluated in ``tz``, DST-safe (see the module docstring)."""
+    """A 5-field cron expression (or preset) evaluated in ``tz`` (a tzinfo or its name), DST-safe.
 
-    def __init__(self, expression: str, tz: tzinfo) -> None:
+    Raises ``ScheduleError`` for a bad expression or an unknown zone name (see the module docstring).
+    """
+
+    def __init__(self, expression: str, tz: str | tzinfo) -> None:
         self.expression = expression
         self.cron = PRESETS.get(expression, expression)
-        self.tz = tz
+        self.tz = tz_from_name(tz) if isinstance(tz, str) else tz
         try:
             _croniter()(self.cron, datetime(2000, 1, 1))
         except (ValueError, KeyError, TypeError) as exc:  # croniter's errors derive from ValueError
@@ -95,13 +99,25 @@ class CronSchedule:
 
     def at_or_after(self, t: datetime) -> datetime:
         """``t`` if it is a fire time, else the next one."""
-        candidate = self.after(self.before(t))
-        return t if candidate == t else self.after(t)
+        return at_or_after(t, self.after, self.before)
 
     def at_or_before(self, t: datetime) -> datetime:
         """``t`` if it is a fire time, else the previous one."""
-        candidate = self.after(self.before(t))
-        return t if candidate == t else self.before(t)
+        return at_or_before(t, self.after, self.before)
+
+
+Step = Callable[[datetime], datetime]
+"""From an instant to the next (or previous) boundary of a schedule, strictly after (before) it."""
+
+
+def at_or_after(t: datetime, after: Step, before: Step) -> datetime:
+    """``t`` if it is a boundary of the schedule that ``after`` / ``before`` step through, else the next one."""
+    return t if after(before(t)) == t else after(t)
+
+
+def at_or_before(t: datetime, after: Step, before: Step) -> datetime:
+    """``t`` if it is a boundary of the schedule that ``after`` / ``before`` step through, else the previous one."""
+    return t if after(before(t)) == t else before(t)
 
 
 def check_delta(delta: Delta, what: str) -> None:

@@ -47,6 +47,8 @@ from headrace.authoring.fire_times import (
     PRESETS,
     CronSchedule,
     Delta,
+    at_or_after,
+    at_or_before,
     check_delta,
     decode_delta,
     delta_summary,
@@ -148,12 +150,10 @@ class _DataIntervalTimetable(Timetable):
         raise NotImplementedError
 
     def _at_or_after(self, t: datetime) -> datetime:
-        candidate = self._after(self._before(t))
-        return t if candidate == t else self._after(t)
+        return at_or_after(t, self._after, self._before)
 
     def _at_or_before(self, t: datetime) -> datetime:
-        candidate = self._after(self._before(t))
-        return t if candidate == t else self._before(t)
+        return at_or_before(t, self._after, self._before)
 
     def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
         """The latest complete interval before ``run_after``."""
@@ -184,7 +184,7 @@ class CronDataIntervalTimetable(_DataIntervalTimetable):
     """
 
     def __init__(self, cron: str, timezone: str | tzinfo) -> None:
-        self._cron = CronSchedule(cron, tz_from_name(timezone) if isinstance(timezone, str) else timezone)
+        self._cron = CronSchedule(cron, timezone)
 
     @property
     def summary(self) -> str:

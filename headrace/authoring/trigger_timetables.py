@@ -92,7 +92,7 @@ class CronTriggerTimetable(_TriggerTimetable):
         interval: Delta = timedelta(),
         run_immediately: bool | timedelta | None = False,
     ) -> None:
-        self._cron = CronSchedule(cron, tz_from_name(timezone) if isinstance(timezone, str) else timezone)
+        self._cron = CronSchedule(cron, timezone)
         if interval != timedelta():
             check_delta(interval, "interval")
         self._interval = interval
