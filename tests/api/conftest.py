@@ -8,9 +8,11 @@ admin's. ``anon`` has no credentials.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -20,7 +22,7 @@ from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.scheduler.runs import trigger_dag
-from headrace.webapp import create_app
+from headrace.webapp import create_app, start_in_thread
 from tests.integration.helpers import FAST, run_scheduler_until_done, write_dag
 
 PASSWORD = "correct horse battery"
@@ -114,3 +116,30 @@ def finished_run(demo_dag: Settings, db: Database) -> FinishedRun:
         run_id = trigger_dag(session, "demo", now=datetime.now(UTC)).run_id
     run_scheduler_until_done(demo_dag, db)
     return FinishedRun("demo", run_id, demo_dag)
+
+
+def session_client(app: FastAPI, db: Database, role: str) -> TestClient:
+    """A client of ``app`` logged in through the session cookie (as a browser is), as a new user ``web-<role>``."""
+    with db.session() as s:
+        create_user(s, f"web-{role}", PASSWORD, role, now=datetime.now(UTC))
+    client = TestClient(app)
+    r = client.post("/api/v1/auth/login", json={"username": f"web-{role}", "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return client
+
+
+@contextmanager
+def served_client(settings: Settings, db: Database, role: str, username: str) -> Iterator[httpx.Client]:
+    """An httpx client of a real server (uvicorn on a free loopback port) with the API token of a new user.
+
+    The server stops when the ``with`` block ends.
+    """
+    with db.session() as session:
+        user = create_user(session, username, PASSWORD, role, now=datetime.now(UTC))
+        token, _ = create_token(session, user, "t", now=datetime.now(UTC))
+    server = start_in_thread(settings, db, host="127.0.0.1", port=0)
+    try:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+            yield client
+    finally:
+        server.stop()

@@ -14,13 +14,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from headrace.api.users import create_token, create_user
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.db.models import DagRun
-from headrace.webapp import start_in_thread
-from tests.api.conftest import PASSWORD
+from tests.api.conftest import served_client
 from tests.integration.helpers import write_dag
 
 PARAMS_DAG = """
@@ -47,15 +45,8 @@ def client(settings: Settings, db: Database) -> Iterator[httpx.Client]:
     """An operator's client of a real server on a free port, DAG ``with_params`` parsed."""
     write_dag(settings, "with_params.py", PARAMS_DAG)
     assert DagProcessor(settings, db).refresh(datetime.now(UTC)).errors == 0
-    with db.session() as session:
-        user = create_user(session, "params-op", PASSWORD, "operator", now=datetime.now(UTC))
-        token, _ = create_token(session, user, "t", now=datetime.now(UTC))
-    server = start_in_thread(settings, db, host="127.0.0.1", port=0)
-    try:
-        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
-            yield c
-    finally:
-        server.stop()
+    with served_client(settings, db, "operator", "params-op") as c:
+        yield c
 
 
 def run_ids(db: Database) -> list[str]:

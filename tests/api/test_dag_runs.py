@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
-import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from headrace.api.users import create_token, create_user
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, TaskInstance
 from headrace.states import TaskInstanceState as TI
-from headrace.webapp import start_in_thread
-from tests.api.conftest import PASSWORD, ClientAs
+from tests.api.conftest import ClientAs, served_client
 from tests.scheduler.conftest import move_ti, tis
 
 RUNS = "/api/v1/dags/demo/dagRuns"
@@ -133,21 +129,14 @@ def test_mark_run_success_and_failed(api: TestClient, client_as: ClientAs, db: D
 
 def test_conf_over_max_conf_bytes_is_413_on_the_real_server(demo_dag: Settings, db: Database) -> None:
     """A conf within the request limit (1 MiB) but over api.max_conf_bytes (64 KiB) is refused, limit named."""
-    with db.session() as session:
-        user = create_user(session, "conf-op", PASSWORD, "operator", now=datetime.now(UTC))
-        token, _ = create_token(session, user, "t", now=datetime.now(UTC))
-    server = start_in_thread(demo_dag, db, host="127.0.0.1", port=0)
-    try:
-        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
-            big = client.post(RUNS, json={"dag_run_id": "big", "conf": {"blob": "x" * 100_000}})
-            assert big.status_code == 413, big.text[:300]
-            assert big.json() == {
-                "detail": "conf is 100,011 bytes of JSON, above the limit of 65,536 bytes (api.max_conf_bytes)",
-                "error": "DagRunConfTooLarge",
-            }
-            fits = client.post(RUNS, json={"dag_run_id": "fits", "conf": {"blob": "é" * 30_000}})  # 60,011 bytes
-            assert fits.status_code == 200, fits.text
-        with db.read_session() as session:
-            assert list(session.scalars(select(DagRun.run_id))) == ["fits"]
-    finally:
-        server.stop()
+    with served_client(demo_dag, db, "operator", "conf-op") as client:
+        big = client.post(RUNS, json={"dag_run_id": "big", "conf": {"blob": "x" * 100_000}})
+        assert big.status_code == 413, big.text[:300]
+        assert big.json() == {
+            "detail": "conf is 100,011 bytes of JSON, above the limit of 65,536 bytes (api.max_conf_bytes)",
+            "error": "DagRunConfTooLarge",
+        }
+        fits = client.post(RUNS, json={"dag_run_id": "fits", "conf": {"blob": "é" * 30_000}})  # 60,011 bytes
+        assert fits.status_code == 200, fits.text
+    with db.read_session() as session:
+        assert list(session.scalars(select(DagRun.run_id))) == ["fits"]

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from headrace.api.users import create_user
 from headrace.config import Settings
 from headrace.crypto import Encryptor
 from headrace.dagfiles.processor import DagProcessor
@@ -22,7 +21,7 @@ from headrace.secrets_store import set_variable
 from headrace.ui.code import EXAMPLE_DAGS
 from headrace.ui.docs import doc_md_html
 from headrace.webapp import create_app
-from tests.api.conftest import PASSWORD, anon, api, app, client_as  # noqa: F401 — fixtures
+from tests.api.conftest import PASSWORD, anon, api, app, client_as, session_client  # noqa: F401 — fixtures
 from tests.ui.rows import T0, add_dag, add_run, add_ti
 
 DOCUMENTED = '''
@@ -47,16 +46,6 @@ with DAG("documented", schedule=None, start_date=datetime(2026, 1, 1), doc_md=DO
 '''
 
 
-def _session_client(app: Any, db: Database, role: str) -> TestClient:
-    """A client logged in through the session cookie (as a browser is), with role ``role``."""
-    with db.session() as s:
-        create_user(s, f"web-{role}", PASSWORD, role, now=datetime.now(UTC))
-    client = TestClient(app)
-    r = client.post("/api/v1/auth/login", json={"username": f"web-{role}", "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return client
-
-
 def _parse(settings: Settings, db: Database) -> Path:
     path = settings.dags_folder / "documented.py"
     path.write_text(textwrap.dedent(DOCUMENTED))
@@ -72,7 +61,7 @@ def test_pages_redirect_to_login_without_a_session(anon: TestClient, path: str) 
 
 def test_code_view_highlights_the_file_and_renders_doc_md_sanitized(settings: Settings, db: Database, app: Any) -> None:
     _parse(settings, db)
-    with _session_client(app, db, "viewer") as web:
+    with session_client(app, db, "viewer") as web:
         r = web.get("/dags/documented/code")
         grid = web.get("/dags/documented/grid")
         add_dag(db)  # a DAG without doc_md
@@ -107,7 +96,7 @@ def test_code_view_refuses_a_file_outside_the_dags_folders(
     outside.write_text("TOKEN = 'do-not-show-me'\n")
     link = settings.dags_folder / "link.py"
     os.symlink(outside, link)
-    with _session_client(app, db, "admin") as web:
+    with session_client(app, db, "admin") as web:
         for fileloc in (str(outside), str(link), str(settings.dags_folder / ".." / "secret_notes.py")):
             with db.session() as s:
                 model = s.get(DagModel, "documented")
@@ -134,7 +123,7 @@ def test_doc_md_html() -> None:
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])
 def test_variables_and_connections_pages(db: Database, app: Any, role: str) -> None:
-    with _session_client(app, db, role) as web:
+    with session_client(app, db, role) as web:
         variables = web.get("/variables")
         connections = web.get("/connections")
     assert variables.status_code == 200 and connections.status_code == 200
@@ -164,7 +153,7 @@ def test_task_instance_tabs_and_rendered_fields(settings: Settings, db: Database
                 updated_at=T0,
             )
         )
-    with _session_client(app, db, "viewer") as web:
+    with session_client(app, db, "viewer") as web:
         page = web.get("/dags/mem/runs/r1/tasks/hog")
         assert page.status_code == 200
         assert '<a href="#xcom" data-tab="xcom">XCom</a>' in page.text
@@ -185,7 +174,7 @@ def test_code_view_of_a_bundled_example_needs_load_examples(
 ) -> None:
     settings = settings.with_overrides({"core": {"load_examples": load_examples}})
     assert DagProcessor(settings, db, extra_folders=[EXAMPLE_DAGS]).refresh(datetime.now(UTC)).errors == 0
-    with _session_client(create_app(settings, db), db, "viewer") as web:
+    with session_client(create_app(settings, db), db, "viewer") as web:
         r = web.get("/dags/example_bash/code", headers={"Accept": "text/html"})
     if load_examples:
         assert r.status_code == 200 and "BashOperator" in r.text

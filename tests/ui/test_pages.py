@@ -4,15 +4,13 @@ login redirects, what a viewer and an operator see, HTML 404s, and assets served
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from headrace.api.users import create_user
 from headrace.db.engine import Database
-from tests.api.conftest import PASSWORD, anon, api, app, client_as  # noqa: F401 — fixtures
+from tests.api.conftest import PASSWORD, anon, api, app, client_as, session_client  # noqa: F401 — fixtures
 from tests.ui.rows import T0, add_dag, add_run
 
 
@@ -25,20 +23,10 @@ def test_pages_redirect_to_login_without_a_session(db: Database, anon: TestClien
     assert r.headers["location"].startswith("/login?next=")
 
 
-def _session_client(app: Any, db: Database, role: str) -> TestClient:
-    """A client logged in through the session cookie (as a browser is), with role ``role``."""
-    with db.session() as s:
-        create_user(s, f"web-{role}", PASSWORD, role, now=datetime.now(UTC))
-    client = TestClient(app)
-    r = client.post("/api/v1/auth/login", json={"username": f"web-{role}", "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return client
-
-
 def test_pages_render_for_a_logged_in_viewer(db: Database, app: Any) -> None:
     v = add_dag(db)
     add_run(db, v, "manual__1", T0)
-    with _session_client(app, db, "viewer") as web:
+    with session_client(app, db, "viewer") as web:
         gantt = web.get("/dags/mem/runs/manual__1/gantt")
         assert gantt.status_code == 200
         assert 'id="gantt" data-dag-id="mem" data-run-id="manual__1"' in gantt.text
@@ -60,7 +48,7 @@ def test_pages_render_for_a_logged_in_viewer(db: Database, app: Any) -> None:
 
 
 def test_pool_form_is_enabled_for_an_operator(db: Database, app: Any) -> None:
-    with _session_client(app, db, "operator") as web:
+    with session_client(app, db, "operator") as web:
         text = web.get("/pools").text
         assert 'data-can-operate="true"' in text
         assert "disabled" not in text.split('id="pool-create"', 1)[1].split("</form>", 1)[0]
@@ -69,7 +57,7 @@ def test_pool_form_is_enabled_for_an_operator(db: Database, app: Any) -> None:
 def test_unknown_dag_or_run_renders_a_404_page(db: Database, app: Any) -> None:
     v = add_dag(db)
     add_run(db, v, "r1", T0)
-    with _session_client(app, db, "viewer") as web:
+    with session_client(app, db, "viewer") as web:
         r = web.get("/dags/mem/runs/nope/gantt")
         assert r.status_code == 404 and "DAG run &#39;nope&#39; of DAG &#39;mem&#39; not found" in r.text
         r = web.get("/dags/nope/resources")
