@@ -9,7 +9,7 @@
   overrides the DAG's params and every param is validated against its JSON
   schema first (a failure creates no run). Scheduled runs use the defaults,
   which were validated when the DAG file was parsed.
-  Its callers first hold the conf to ``api.max_conf_bytes`` with :func:`check_conf_size`.
+  The API, UI and CLI pass ``api.max_conf_bytes``, which it holds the conf to first (:func:`check_conf_size`).
 * :func:`create_backfill` — one ``backfill`` run per interval in ``[start, end]``.
   Both wake the schedulers when the caller commits (:mod:`headrace.db.wakeup`).
 * :func:`start_queued_runs` — ``queued → running`` within ``max_active_runs``.
@@ -287,6 +287,7 @@ def trigger_dag(
     logical_date: datetime | None = None,
     run_id: str | None = None,
     now: datetime,
+    max_conf_bytes: int | None = None,
 ) -> DagRun:
     """Create a manual, queued run of ``dag_id`` and return it.
 
@@ -298,7 +299,11 @@ def trigger_dag(
     ``DagRunConfError`` (conf not a JSON object) and ``ParamValidationError``
     (the DAG's params, overridden by ``conf``, fail their schemas: see
     :func:`~headrace.authoring.params.resolve_params`); nothing is written then.
+    ``max_conf_bytes`` (``api.max_conf_bytes``, given by the API, UI and CLI): a longer ``conf`` raises
+    ``DagRunConfTooLarge`` (413) before anything else is looked at.
     """
+    if max_conf_bytes is not None:
+        check_conf_size(conf, max_conf_bytes)
     dag = _active_dag(session, dag_id)
     conf_dict = _check_conf(conf)
     when = ensure_aware(logical_date) if logical_date is not None else now

@@ -260,9 +260,9 @@ class TaskWatch:
     ) -> None:
         self.db = db
         self.containment = containment
+        """The try's processes beyond its tree (:mod:`.cgroups`); None: the process tree only."""
         self.rendered_fields: dict[str, str] | None = None
         """The task's rendered template fields (``SetRenderedFields``), recorded with the outcome."""
-        """The try's processes beyond its tree (:mod:`.cgroups`); None: the process tree only."""
         self.target = target
         self.try_row_id = try_row_id
         self.try_number = try_number

@@ -18,7 +18,7 @@ from headrace.api.pagination import Page, count, page
 from headrace.api.routes.dags import get_dag
 from headrace.db.models import DagRun
 from headrace.exceptions import DagRunConfError, DagRunNotFound, ParamValidationError
-from headrace.scheduler.runs import check_conf_size, trigger_dag
+from headrace.scheduler.runs import trigger_dag
 from headrace.scheduler.user_actions import mark_dag_run
 from headrace.states import DagRunState
 
@@ -145,7 +145,6 @@ def trigger_run(dag_id: str, body: schemas.TriggerDAGRun, request: Request) -> s
         schemas.check_json_value(body.conf)
     except ValueError as exc:
         raise DagRunConfError(f"conf: {exc}") from None
-    check_conf_size(body.conf, request.app.state.settings.get_int("api", "max_conf_bytes"))
     try:
         with get_db(request).session() as session:
             run = trigger_dag(
@@ -155,6 +154,7 @@ def trigger_run(dag_id: str, body: schemas.TriggerDAGRun, request: Request) -> s
                 logical_date=body.logical_date,
                 run_id=body.dag_run_id,
                 now=datetime.now(UTC),
+                max_conf_bytes=request.app.state.settings.get_int("api", "max_conf_bytes"),
             )
             return run_out(run)
     except ParamValidationError as exc:  # the session rolled back: no run
