@@ -305,9 +305,11 @@ class TaskGroupFactory(Generic[P, R]):
         """A copy of this factory with ``kwargs`` replacing ``TaskGroup`` arguments (``group_id``, ``tooltip``…)."""
         return TaskGroupFactory(self.function, {**self.group_kwargs, **kwargs})
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R | TaskGroup:
+    def __call__(self, *args: Any, **kwargs: Any) -> R | TaskGroup:
         """Create the group, build its tasks with the function; return the function's result or the group.
 
+        The arguments are typed ``Any``, as a ``@task``'s are: passing a task's result (an ``XComArg``) into a
+        group is the TaskFlow idiom and must not be a type error in a DAG author's editor.
         Raises ``TypeError`` if the arguments do not fit the function's signature.
         """
         try:

@@ -14,7 +14,7 @@ EXAMPLES = Path(headrace.__file__).parent / "example_dags"
 TASKFLOW = """
 from datetime import datetime
 
-from headrace import dag, task
+from headrace import dag, task, task_group
 
 
 @task
@@ -32,9 +32,15 @@ def load(total: int) -> None:
     print(total)
 
 
+@task_group
+def summarize(data: dict[str, int]) -> None:
+    load(transform(data, factor=3))
+
+
 @dag(schedule="@daily", start_date=datetime(2024, 1, 1))
 def etl() -> None:
     load(transform(extract(), factor=2))  # one task's result (an XComArg) passed to the next
+    summarize(extract())  # and into a task group
 
 
 etl()
