@@ -47,6 +47,7 @@ from headrace.authoring.fire_times import (
     PRESETS,
     CronSchedule,
     Delta,
+    Step,
     at_or_after,
     at_or_before,
     check_delta,
@@ -143,38 +144,36 @@ class ContinuousTimetable(Timetable):
 class _DataIntervalTimetable(Timetable):
     """Back-to-back intervals; the run for ``[start, end)`` is due at ``end`` (``catchup`` as described above)."""
 
-    def _after(self, t: datetime) -> datetime:
+    def _steps(self, anchor: datetime | None) -> tuple[Step, Step]:
+        """``(after, before)``: from an instant to the next / previous interval boundary, strictly.
+
+        ``anchor``: the DAG's ``start_date`` (None for a manual run), for schedules whose grid starts there.
+        """
         raise NotImplementedError
-
-    def _before(self, t: datetime) -> datetime:
-        raise NotImplementedError
-
-    def _at_or_after(self, t: datetime) -> datetime:
-        return at_or_after(t, self._after, self._before)
-
-    def _at_or_before(self, t: datetime) -> datetime:
-        return at_or_before(t, self._after, self._before)
 
     def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
         """The latest complete interval before ``run_after``."""
-        end = self._at_or_before(ensure_aware(run_after).astimezone(UTC))
-        return DataInterval(self._before(end), end)
+        after, before = self._steps(None)
+        end = at_or_before(ensure_aware(run_after).astimezone(UTC), after, before)
+        return DataInterval(before(end), end)
 
     def next_dagrun_info(
         self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
     ) -> DagRunInfo | None:
         if restriction.earliest is None:
             return None
-        earliest = self._at_or_after(restriction.earliest)
+        after, before = self._steps(restriction.earliest)
+        earliest = at_or_after(restriction.earliest, after, before)
         if not restriction.catchup:  # skip to the latest complete interval, never before earliest
-            earliest = max(self._before(self._at_or_before(utcnow())), earliest)
+            earliest = max(before(at_or_before(utcnow(), after, before)), earliest)
         if last_automated_data_interval is None:
             start = earliest
         else:
-            start = max(self._at_or_before(ensure_aware(last_automated_data_interval.end).astimezone(UTC)), earliest)
+            last_end = ensure_aware(last_automated_data_interval.end).astimezone(UTC)
+            start = max(at_or_before(last_end, after, before), earliest)
         if restriction.latest is not None and start > restriction.latest:
             return None
-        return DagRunInfo.interval(start, self._after(start))
+        return DagRunInfo.interval(start, after(start))
 
 
 class CronDataIntervalTimetable(_DataIntervalTimetable):
@@ -190,11 +189,8 @@ class CronDataIntervalTimetable(_DataIntervalTimetable):
     def summary(self) -> str:
         return self._cron.expression
 
-    def _after(self, t: datetime) -> datetime:
-        return self._cron.after(t)
-
-    def _before(self, t: datetime) -> datetime:
-        return self._cron.before(t)
+    def _steps(self, anchor: datetime | None) -> tuple[Step, Step]:
+        return self._cron.after, self._cron.before
 
     def serialize(self) -> dict[str, Any]:
         return {"expression": self._cron.expression, "timezone": tz_name(self._cron.tz)}
@@ -202,6 +198,9 @@ class CronDataIntervalTimetable(_DataIntervalTimetable):
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> Timetable:
         return cls(str(data["expression"]), tz_from_name(str(data["timezone"])))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class DeltaDataIntervalTimetable(_DataIntervalTimetable):
@@ -213,46 +212,40 @@ class DeltaDataIntervalTimetable(_DataIntervalTimetable):
     def __init__(self, delta: Delta) -> None:
         check_delta(delta, "schedule interval")
         self._delta = delta
-        self._anchor = datetime(1970, 1, 1, tzinfo=UTC)
 
     @property
     def summary(self) -> str:
         return delta_summary(self._delta)
 
-    def next_dagrun_info(
-        self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
-    ) -> DagRunInfo | None:
-        if restriction.earliest is not None:
-            self._anchor = restriction.earliest
-        return super().next_dagrun_info(
-            last_automated_data_interval=last_automated_data_interval, restriction=restriction
-        )
-
-    def _k(self, t: datetime) -> int:
-        """How many whole deltas from the anchor to ``t`` (the anchor is ``start_date`` once known)."""
+    def _k(self, anchor: datetime, t: datetime) -> int:
+        """How many whole deltas from ``anchor`` to ``t``."""
         t = ensure_aware(t)
         if isinstance(self._delta, timedelta):
-            return (t - self._anchor) // self._delta
+            return (t - anchor) // self._delta
         # A relativedelta has no fixed length: estimate from its first step, then correct (a few steps).
-        first = (self._anchor + self._delta) - self._anchor
-        k = int((t - self._anchor) / first)
-        while self._anchor + (k + 1) * self._delta <= t:
+        first = (anchor + self._delta) - anchor
+        k = int((t - anchor) / first)
+        while anchor + (k + 1) * self._delta <= t:
             k += 1
-        while self._anchor + k * self._delta > t:
+        while anchor + k * self._delta > t:
             k -= 1
         return k
+
+    def _steps(self, anchor: datetime | None) -> tuple[Step, Step]:
+        grid = anchor or _EPOCH
+
+        def after(t: datetime) -> datetime:
+            return grid + (self._k(grid, t) + 1) * self._delta  # type: ignore[no-any-return]
+
+        def before(t: datetime) -> datetime:
+            at: datetime = grid + self._k(grid, t) * self._delta
+            return at - self._delta if at == ensure_aware(t) else at
+
+        return after, before
 
     def infer_manual_data_interval(self, *, run_after: datetime) -> DataInterval:
         """``[run_after - delta, run_after]`` (Airflow's choice: needs no anchor)."""
         return DataInterval(run_after - self._delta, run_after)
-
-    def _after(self, t: datetime) -> datetime:
-        return self._anchor + (self._k(t) + 1) * self._delta  # type: ignore[no-any-return]
-
-    def _before(self, t: datetime) -> datetime:
-        k = self._k(t)
-        at: datetime = self._anchor + k * self._delta
-        return at - self._delta if at == ensure_aware(t) else at
 
     def serialize(self) -> dict[str, Any]:
         return {"delta": encode_delta(self._delta)}
