@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,8 +100,37 @@ def _spawn_tree(containment: Containment, ready: Path) -> int:
     return pid
 
 
+def _in_a_fresh_process(check: Callable[[], None]) -> None:
+    """Run ``check`` in a forked child standing for a supervisor, and fail with its traceback if it fails.
+
+    A containment counts the descendants of the process that uses it; the pytest worker may still have
+    children of earlier tests (a fork server waiting out its idle timeout), a supervisor never does.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        report = b"ok"
+        try:
+            check()
+        except BaseException:  # noqa: BLE001 - everything goes back to the test as text
+            report = traceback.format_exc().encode()
+        finally:
+            os.write(write_fd, report)
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        report = pipe.read()
+    os.waitpid(pid, 0)
+    assert report == b"ok", report.decode()
+
+
 @pytest.mark.parametrize("mode", ["auto", "marker"])
 def test_containment_finds_kills_and_removes_what_the_child_left(tmp_path: Path, mode: str) -> None:
+    _in_a_fresh_process(lambda: _finds_kills_and_removes(tmp_path, mode))
+
+
+def _finds_kills_and_removes(tmp_path: Path, mode: str) -> None:
     containment = Containment(hierarchy_in_use(mode), f"test-{os.getpid()}-{mode}")
     containment.prepare()
     # Marker containment counts on the supervisor being a subreaper; the test process must not become one.
