@@ -9,11 +9,14 @@ from headrace.authoring.operators import (
     PythonOperator,
     ShortCircuitOperator,
 )
+from headrace.integrations import EmailOperator, SQLExecuteQueryOperator
 
 __all__ = [
     "BashOperator",
     "BranchPythonOperator",
+    "EmailOperator",
     "EmptyOperator",
     "PythonOperator",
+    "SQLExecuteQueryOperator",
     "ShortCircuitOperator",
 ]

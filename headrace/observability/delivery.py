@@ -6,7 +6,7 @@
    ``sent_at IS NULL``, with ``next_attempt_at`` pushed past the send timeout,
    committed before sending: two deliverers (two schedulers) never send the
    same attempt;
-2. **send** — ``email`` rows with :mod:`smtplib` / :mod:`email` to
+2. **send** — ``email`` rows with :func:`headrace.mail.send_message` to
    ``alerts.smtp_host:smtp_port`` (SMTPS with ``smtp_ssl``, STARTTLS with
    ``smtp_starttls``, AUTH when ``smtp_user`` is set) to every address in
    ``email_to``; ``webhook`` rows as an httpx ``POST`` of Slack-compatible JSON
@@ -30,8 +30,6 @@ loses nothing — the row stays in the outbox.
 from __future__ import annotations
 
 import logging
-import smtplib
-import ssl
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +43,7 @@ from sqlalchemy import or_, select, update
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import Notification
+from headrace.mail import SmtpServer, send_message
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +96,19 @@ class DeliveryConfig:
             timeout=settings.get_float("alerts", "timeout"),
         )
 
+    def smtp_server(self) -> SmtpServer:
+        """The SMTP server part, for :func:`headrace.mail.send_message`."""
+        return SmtpServer(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            user=self.smtp_user,
+            password=self.smtp_password,
+            starttls=self.smtp_starttls,
+            ssl=self.smtp_ssl,
+            timeout=self.timeout,
+            from_email=self.email_from,
+        )
+
 
 def send_email(config: DeliveryConfig, subject: str, body: str) -> None:
     """Send one plain-text email to ``config.email_to``; raises ``OSError`` / ``smtplib.SMTPException``."""
@@ -105,19 +117,7 @@ def send_email(config: DeliveryConfig, subject: str, body: str) -> None:
     message["To"] = ", ".join(config.email_to)
     message["Subject"] = subject
     message.set_content(body)
-    smtp: smtplib.SMTP
-    if config.smtp_ssl:
-        smtp = smtplib.SMTP_SSL(
-            config.smtp_host, config.smtp_port, timeout=config.timeout, context=ssl.create_default_context()
-        )
-    else:
-        smtp = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=config.timeout)
-    with smtp:
-        if config.smtp_starttls and not config.smtp_ssl:
-            smtp.starttls(context=ssl.create_default_context())
-        if config.smtp_user:
-            smtp.login(config.smtp_user, config.smtp_password)
-        smtp.send_message(message)
+    send_message(config.smtp_server(), message)
 
 
 def webhook_payload(subject: str, body: str) -> dict[str, Any]:

@@ -1,0 +1,33 @@
+"""Hooks: code that talks to an outside system through a connection (Airflow's hooks).
+
+* :class:`BaseHook` — ``get_connection(conn_id)`` and ``get_hook(conn_id)``;
+* :class:`DbApiHook` and its database flavours :class:`PostgresHook`,
+  :class:`MySqlHook` (MySQL and MariaDB) and :class:`SqliteHook` — Airflow's SQL
+  hook surface (``run``, ``get_records``, ``get_first``, ``get_pandas_df``,
+  ``insert_rows``, ``get_sqlalchemy_engine``) over a SQLAlchemy URL built from
+  the connection (:mod:`headrace.hooks.urls`; docs/hooks.md).
+"""
+
+from __future__ import annotations
+
+from headrace.hooks.base import BaseHook
+from headrace.hooks.sql import (
+    DbApiHook,
+    MySqlHook,
+    PostgresHook,
+    SqliteHook,
+    fetch_all_handler,
+    fetch_one_handler,
+    return_single_query_results,
+)
+
+__all__ = [
+    "BaseHook",
+    "DbApiHook",
+    "MySqlHook",
+    "PostgresHook",
+    "SqliteHook",
+    "fetch_all_handler",
+    "fetch_one_handler",
+    "return_single_query_results",
+]

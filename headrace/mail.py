@@ -1,0 +1,117 @@
+"""Sending email over SMTP: one place for alert delivery and the ``EmailOperator``.
+
+:class:`SmtpServer` says how to reach the server (host, port, TLS, login);
+it is built from the ``[alerts]`` settings (:meth:`SmtpServer.from_settings`)
+or from an ``smtp`` connection (:meth:`SmtpServer.from_connection`, Airflow's
+SMTP connection fields). :func:`send_message` opens one SMTP session, sends one
+message to its recipients and closes the session.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+
+from headrace.authoring.secrets import Connection
+from headrace.config import Settings
+
+
+def _flag(extra: dict[str, Any], key: str) -> bool:
+    value = extra.get(key, False)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """How to reach an SMTP server."""
+
+    host: str
+    port: int
+    """TCP port; 0 means smtplib's default (25, or 465 with ``ssl``)."""
+    user: str = ""
+    """Login for AUTH; empty: no AUTH."""
+    password: str = field(default="", repr=False)
+    starttls: bool = False
+    """Upgrade the plain connection with STARTTLS (ignored with ``ssl``)."""
+    ssl: bool = False
+    """Connect over TLS from the start (SMTPS)."""
+    timeout: float = 30.0
+    """Seconds the session may wait on the server."""
+    from_email: str | None = None
+    """Default sender, when the caller gives none."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpServer:
+        """The ``[alerts]`` section: ``smtp_host``, ``smtp_port``, ``smtp_user``, ``smtp_password``,
+        ``smtp_starttls``, ``smtp_ssl``, ``timeout`` and ``email_from`` (the default sender)."""
+        return cls(
+            host=settings.get_str("alerts", "smtp_host"),
+            port=settings.get_int("alerts", "smtp_port"),
+            user=settings.get_str("alerts", "smtp_user"),
+            password=settings.get_str("alerts", "smtp_password"),
+            starttls=settings.get_bool("alerts", "smtp_starttls"),
+            ssl=settings.get_bool("alerts", "smtp_ssl"),
+            timeout=settings.get_float("alerts", "timeout"),
+            from_email=settings.get_str("alerts", "email_from") or None,
+        )
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> SmtpServer:
+        """An Airflow-style ``smtp`` connection: ``host``, ``port``, ``login``, ``password`` and the extras
+        ``from_email``, ``timeout`` (s, default 30), ``disable_ssl`` and ``disable_tls`` (both default false,
+        as in Airflow: SMTPS unless ``disable_ssl``; STARTTLS on a plain connection unless ``disable_tls``).
+
+        Raises ``ValueError`` naming the connection when it has no host or a bad timeout.
+        """
+        extra = conn.extra_dejson
+        if not conn.host:
+            raise ValueError(f"smtp connection {conn.conn_id!r} has no host")
+        try:
+            timeout = float(extra.get("timeout", 30))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"smtp connection {conn.conn_id!r}: extra timeout must be a number, got {extra['timeout']!r}"
+            ) from None
+        return cls(
+            host=conn.host,
+            port=conn.port or 0,
+            user=conn.login or "",
+            password=conn.password or "",
+            ssl=not _flag(extra, "disable_ssl"),
+            starttls=not _flag(extra, "disable_tls"),
+            timeout=timeout,
+            from_email=extra.get("from_email") or None,
+        )
+
+
+def send_message(
+    server: SmtpServer, message: Message, *, from_addr: str | None = None, to_addrs: Sequence[str] | None = None
+) -> None:
+    """Send ``message`` in one SMTP session.
+
+    ``from_addr`` / ``to_addrs`` are the envelope (default: the message's
+    From and To/Cc/Bcc headers, as :meth:`smtplib.SMTP.send_message` reads
+    them); pass ``to_addrs`` to reach Bcc recipients that are not in a header.
+    Raises ``OSError`` (cannot connect, timeout) or ``smtplib.SMTPException``
+    (refused, AUTH failed).
+    """
+    smtp: smtplib.SMTP
+    if server.ssl:
+        smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=server.timeout, context=ssl.create_default_context())
+    else:
+        smtp = smtplib.SMTP(server.host, server.port, timeout=server.timeout)
+    with smtp:
+        if server.starttls and not server.ssl:
+            smtp.starttls(context=ssl.create_default_context())
+        if server.user:
+            smtp.login(server.user, server.password)
+        smtp.send_message(message, from_addr=from_addr, to_addrs=list(to_addrs) if to_addrs is not None else None)
+
+
+__all__ = ["SmtpServer", "send_message"]
