@@ -1,0 +1,122 @@
+"""EmailOperator through the scheduler, sending to a real SMTP server (aiosmtpd) on loopback.
+
+Through an ``smtp`` connection and, when ``smtp_default`` does not exist, through the ``[alerts]`` settings.
+"""
+
+from __future__ import annotations
+
+import email
+from email.header import decode_header, make_header
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from headrace.authoring.secrets import Connection
+from headrace.config import Settings
+from headrace.db.engine import Database
+from headrace.db.models import TaskInstance
+from headrace.integrations.email import address_list
+from headrace.logs.files import try_log_path
+from tests.hooks.conftest import store_connections
+from tests.observability.conftest import run_dag, smtp_server, write_dag  # noqa: F401 - smtp_server is a fixture
+
+DAG = """
+from datetime import datetime
+
+from headrace import DAG
+from headrace.operators import EmailOperator
+
+with DAG(dag_id="mail", schedule=None, start_date=datetime(2024, 1, 1), params={{"who": "ops"}}):
+    EmailOperator(
+        task_id="report",
+        conn_id="smtp_test",
+        to="{{{{ params.who }}}}@example.com; lead@example.com",
+        cc=["cc@example.com"],
+        bcc="hidden@example.com",
+        subject="Report for {{{{ dag.dag_id }}}} ✓",
+        html_content="report.html",
+        files=["{attachment}"],
+        mime_charset="utf-8",
+        custom_headers={{"X-Priority": "1"}},  # not a template field (as in Airflow)
+    )
+    EmailOperator(task_id="via_alerts", to=["alerts@example.com"], subject="plain", html_content="<p>hi</p>")
+    EmailOperator(task_id="no_such_conn", conn_id="nope", to="x@example.com", subject="s", html_content="b")
+"""
+
+
+def _parse(envelope: Any) -> Message:
+    return email.message_from_bytes(envelope.original_content)
+
+
+def _subject(message: Message) -> str:
+    return str(make_header(decode_header(message["Subject"])))
+
+
+def test_email_operator_sends_through_a_connection_and_the_alerts_settings(
+    settings: Settings,
+    db: Database,
+    tmp_path: Path,
+    smtp_server: tuple[int, list[Any]],  # noqa: F811
+) -> None:
+    port, received = smtp_server
+    settings = settings.with_overrides(
+        {"alerts": {"smtp_host": "127.0.0.1", "smtp_port": port, "email_from": "headrace@example.com"}}
+    )
+    store_connections(
+        settings,
+        db,
+        Connection(
+            conn_id="smtp_test",
+            conn_type="smtp",
+            host="127.0.0.1",
+            port=port,
+            extra={"disable_ssl": True, "disable_tls": True, "from_email": "dags@example.com"},
+        ),
+    )
+    attachment = tmp_path / "numbers.csv"
+    attachment.write_bytes(b"a,b\n1,2\n")
+    write_dag(settings, "mail", DAG.format(attachment=attachment))
+    (settings.dags_folder / "report.html").write_text("<h1>Run {{ run_id }}</h1><p>for {{ params.who }}</p>")
+    run = run_dag(settings, db, "mail")
+    with db.read_session() as session:
+        states = {t: str(s) for t, s in session.execute(select(TaskInstance.task_id, TaskInstance.state))}
+    assert states == {"report": "success", "via_alerts": "success", "no_such_conn": "failed"}
+    by_subject = {_subject(_parse(e)): e for e in received}
+    assert len(received) == 2
+
+    envelope = next(e for e in received if e.mail_from == "dags@example.com")
+    message = _parse(envelope)
+    assert envelope.mail_from == "dags@example.com"  # the connection's from_email
+    assert envelope.rcpt_tos == ["ops@example.com", "lead@example.com", "cc@example.com", "hidden@example.com"]
+    assert _subject(message) == "Report for mail ✓"
+    assert message["From"] == "dags@example.com"
+    assert message["To"] == "ops@example.com, lead@example.com"
+    assert message["CC"] == "cc@example.com"
+    assert message["Bcc"] is None  # never a header
+    assert message["X-Priority"] == "1"
+    assert message.get_content_type() == "multipart/mixed"
+    body, attached = message.get_payload()  # type: ignore[misc]
+    assert body.get_content_type() == "text/html"
+    assert body.get_content_charset() == "utf-8"
+    assert body.get_payload(decode=True).decode() == f"<h1>Run {run.run_id}</h1><p>for ops</p>"
+    assert attached.get_filename() == "numbers.csv"
+    assert attached.get_payload(decode=True) == b"a,b\n1,2\n"
+
+    plain = _parse(by_subject["plain"])
+    assert by_subject["plain"].mail_from == "headrace@example.com"  # alerts.email_from
+    assert by_subject["plain"].rcpt_tos == ["alerts@example.com"]
+    assert plain.get_payload()[0].get_payload(decode=True) == b"<p>hi</p>"  # type: ignore[index]
+
+    log = try_log_path(settings.base_log_folder, "mail", run.run_id, "no_such_conn", 1).read_text()
+    assert "EmailOperator 'no_such_conn': no connection with conn_id 'nope'" in log
+
+
+def test_address_lists_as_airflow_splits_them() -> None:
+    assert address_list("a@x, b@y;c@z") == ["a@x", "b@y", "c@z"]
+    assert address_list(("a@x",)) == ["a@x"]
+    assert address_list(None) == []
+    with pytest.raises(TypeError):
+        address_list([1])  # type: ignore[list-item]
