@@ -46,6 +46,8 @@ _OPS = "headrace.operators"
 _EXC = "headrace.exceptions"
 _TT = "headrace.timetables"
 _DATES = "headrace.compat.dates"
+_HOOKS = "headrace.hooks"
+_SQL = "headrace.integrations.sql"
 
 
 def _t(module: str, attr: str, feature: str | None = None) -> Target:
@@ -74,6 +76,28 @@ _SECRETS = {
 _ASSETS = {
     name: _t(_TOP, name, "assets (data-aware scheduling)")
     for name in ("Asset", "AssetAlias", "AssetAll", "AssetAny", "Dataset", "Metadata")
+}
+_BASEHOOK = {"BaseHook": _t(_HOOKS, "BaseHook", "hooks (BaseHook)")}
+_SQL_HANDLERS = {
+    name: _t(_HOOKS, name, f"the SQL result handler {name}")
+    for name in ("fetch_all_handler", "fetch_one_handler", "return_single_query_results")
+}
+_SQL_OPERATORS = {
+    "SQLExecuteQueryOperator": _t(_OPS, "SQLExecuteQueryOperator", "the SQLExecuteQueryOperator"),
+    "BaseSQLOperator": _t(_SQL, "BaseSQLOperator", "the BaseSQLOperator"),
+    # Airflow's SQL check and branch operators: names headrace knows but does not implement yet.
+    **{
+        name: _t(_OPS, name, f"the {name}")
+        for name in (
+            "SQLCheckOperator",
+            "SQLValueCheckOperator",
+            "SQLIntervalCheckOperator",
+            "SQLThresholdCheckOperator",
+            "SQLColumnCheckOperator",
+            "SQLTableCheckOperator",
+            "BranchSQLOperator",
+        )
+    },
 }
 _SENSORS = {
     "BaseSensorOperator": _t(_TOP, "BaseSensorOperator", "sensors (BaseSensorOperator)"),
@@ -117,7 +141,7 @@ MODULES: dict[str, dict[str, Target]] = {
         "TriggerRule": _t(_TOP, "TriggerRule", "TriggerRule"),
         "TaskGroup": _t(_TOP, "TaskGroup", "task groups (TaskGroup)"),
         "Label": _t(_TOP, "Label", "edge labels (Label)"),
-        "BaseHook": _t(_TOP, "BaseHook", "hooks (BaseHook)"),
+        **_BASEHOOK,
         "BaseNotifier": _t(_TOP, "BaseNotifier", "notifiers (BaseNotifier)"),
         "ObjectStoragePath": _t(_TOP, "ObjectStoragePath", "object storage (ObjectStoragePath)"),
     },
@@ -148,6 +172,19 @@ MODULES: dict[str, dict[str, Target]] = {
     # Airflow 2's DummyOperator is Airflow 3's EmptyOperator: the same operator under its old name.
     "airflow.operators.dummy": {"DummyOperator": _t(_OPS, "EmptyOperator", "the EmptyOperator (DummyOperator)")},
     "airflow.operators.email": _OPERATOR_MODULES["smtp"],
+    "airflow.hooks.base": _BASEHOOK,
+    "airflow.hooks.base_hook": _BASEHOOK,  # Airflow 1.10's name, still importable in Airflow 2
+    "airflow.sdk.bases.hook": _BASEHOOK,
+    "airflow.hooks.dbapi": {"DbApiHook": _t(_HOOKS, "DbApiHook", "the DbApiHook")},  # Airflow 2
+    "airflow.providers.common.sql.hooks.sql": {
+        "DbApiHook": _t(_HOOKS, "DbApiHook", "the DbApiHook"),
+        **_SQL_HANDLERS,
+    },
+    "airflow.providers.common.sql.hooks.handlers": _SQL_HANDLERS,
+    "airflow.providers.common.sql.operators.sql": _SQL_OPERATORS,
+    "airflow.providers.postgres.hooks.postgres": {"PostgresHook": _t(_HOOKS, "PostgresHook", "the PostgresHook")},
+    "airflow.providers.mysql.hooks.mysql": {"MySqlHook": _t(_HOOKS, "MySqlHook", "the MySqlHook")},
+    "airflow.providers.sqlite.hooks.sqlite": {"SqliteHook": _t(_HOOKS, "SqliteHook", "the SqliteHook")},
     "airflow.providers.smtp.operators.smtp": _OPERATOR_MODULES["smtp"],
     "airflow.exceptions": {
         name: _t(_EXC, name, f"the exception {name}")
@@ -212,9 +249,10 @@ UNSUPPORTED_MODULES: dict[str, str] = {
     "airflow.providers.standard.triggers": "deferrable triggers",
     "airflow.datasets": "assets (data-aware scheduling)",
     "airflow.assets": "assets (data-aware scheduling)",
-    "airflow.hooks": "hooks",
-    "airflow.providers.standard.hooks": "hooks",
-    "airflow.providers.common.sql": "the common SQL provider (SQLExecuteQueryOperator, SQL hooks)",
+    "airflow.hooks": "this hook (headrace has BaseHook and the SQL hooks)",
+    "airflow.providers.standard.hooks": "the standard provider's hooks",
+    "airflow.providers.common.sql": "this part of the common SQL provider (headrace has SQLExecuteQueryOperator "
+    "and the SQL hooks)",
     "airflow.settings": "Airflow's settings module (DAG files read headrace's configuration through the CLI and API)",
     "airflow.configuration": "Airflow's configuration module",
     "airflow.plugins_manager": "plugins",

@@ -33,12 +33,15 @@ from headrace.scheduler.runs import trigger_dag
 from headrace.testing import FAST_LOOP, run_scheduler_until
 
 from .conftest import AIRFLOW_DAGS, NATIVE_DAGS, UNSUPPORTED
+from .services import compat_services
 
-DAG_IDS = ["compat_airflow2_legacy", "compat_airflow3_taskflow", "compat_team_a_report"]
+DAG_IDS = ["compat_airflow2_legacy", "compat_airflow3_taskflow", "compat_email", "compat_sql", "compat_team_a_report"]
 TASKS = {
     "compat_airflow2_legacy": {"start", "announce", "echo"},
     "compat_airflow3_taskflow": {"extract", "total", "check", "report", "end"},
     "compat_team_a_report": {"greet"},
+    "compat_sql": {"create", "insert", "select", "copy_to_mysql", "cleanup"},
+    "compat_email": {"send_report"},
 }
 
 
@@ -64,7 +67,8 @@ def run_folder(settings: Settings, db: Database) -> tuple[dict[str, str], dict[s
             states = session.scalars(select(DagRun.state).where(DagRun.id.in_(list(runs.values()))))
             return all(s in ("success", "failed") for s in states)
 
-    assert run_scheduler_until(settings, db, ended, processor=processor, timeout=180)
+    with compat_services(settings, db):  # SMTP server, connections and variable of compat_sql / compat_email
+        assert run_scheduler_until(settings, db, ended, processor=processor, timeout=180)
     processor.close()
     results: dict[str, dict[str, str]] = {}
     with db.read_session() as session:
@@ -110,7 +114,7 @@ def test_unchanged_with_airflow_imports(settings: Settings, db: Database, execut
     # Airflow 3 refuses the Airflow 2 file's spellings too; headrace says which argument
     assert list(errors) == ["airflow2_legacy.py"]
     assert "schedule_interval" in errors["airflow2_legacy.py"]
-    assert succeeded(runs) == ["compat_airflow3_taskflow", "compat_team_a_report"]
+    assert succeeded(runs) == [d for d in DAG_IDS if d != "compat_airflow2_legacy"]
 
 
 def test_native_twins(settings: Settings, db: Database) -> None:
