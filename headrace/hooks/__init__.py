@@ -10,16 +10,24 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from headrace.hooks.base import BaseHook
-from headrace.hooks.sql import (
-    DbApiHook,
-    MySqlHook,
-    PostgresHook,
-    SqliteHook,
-    fetch_all_handler,
-    fetch_one_handler,
-    return_single_query_results,
-)
+from headrace.hooks.handlers import fetch_all_handler, fetch_one_handler, return_single_query_results
+
+if TYPE_CHECKING:
+    from headrace.hooks.sql import DbApiHook, MySqlHook, PostgresHook, SqliteHook
+
+_SQL_HOOKS = frozenset({"DbApiHook", "MySqlHook", "PostgresHook", "SqliteHook"})
+
+
+def __getattr__(name: str) -> Any:
+    # The SQL hooks load SQLAlchemy: only when one is used, not when a DAG file imports this package.
+    if name in _SQL_HOOKS:
+        return getattr(importlib.import_module("headrace.hooks.sql"), name)
+    raise AttributeError(f"module 'headrace.hooks' has no attribute {name!r}")
+
 
 __all__ = [
     "BaseHook",

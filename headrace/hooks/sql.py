@@ -11,7 +11,7 @@ statements run in one transaction committed at the end (an error rolls back
 all of them); with it each statement commits on its own. Its return value is
 the handler's result of the single statement (``sql`` a string and
 ``return_last`` or not ``split_statements``), else a list with one result per
-statement. :func:`fetch_all_handler` gives a list of tuples (None for a
+statement. :func:`~headrace.hooks.handlers.fetch_all_handler` gives a list of tuples (None for a
 statement that returns no rows), :func:`fetch_one_handler` one tuple or None.
 """
 
@@ -30,6 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from headrace.authoring.secrets import Connection
 from headrace.hooks.base import BaseHook
+from headrace.hooks.handlers import fetch_all_handler, fetch_one_handler, return_single_query_results
 from headrace.hooks.urls import ignored_extras, sqlalchemy_url
 
 if TYPE_CHECKING:
@@ -37,26 +38,6 @@ if TYPE_CHECKING:
 
 Parameters = Iterable[Any] | Mapping[str, Any] | None
 """Query parameters in the driver's style: a sequence for positional placeholders, a mapping for named ones."""
-
-
-def fetch_all_handler(cursor: Any) -> list[tuple[Any, ...]] | None:
-    """Every row of the statement as a list of tuples; None when it returns no rows (no ``description``)."""
-    if cursor.description is None:
-        return None
-    return [tuple(row) for row in cursor.fetchall()]
-
-
-def fetch_one_handler(cursor: Any) -> tuple[Any, ...] | None:
-    """The first row as a tuple; None when there is none or the statement returns no rows."""
-    if cursor.description is None:
-        return None
-    row = cursor.fetchone()
-    return None if row is None else tuple(row)
-
-
-def return_single_query_results(sql: str | Iterable[str], return_last: bool, split_statements: bool | None) -> bool:
-    """Whether ``run`` returns one statement's result rather than a list of them (Airflow's rule)."""
-    return isinstance(sql, str) and (return_last or not split_statements)
 
 
 def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 from headrace.authoring.task import BaseOperator
 from headrace.exceptions import DagDefinitionError, FailTask, HeadraceError
 from headrace.hooks.base import BaseHook
-from headrace.hooks.sql import DbApiHook, fetch_all_handler, return_single_query_results
+from headrace.hooks.handlers import fetch_all_handler, return_single_query_results
 from headrace.types import Context
 
 if TYPE_CHECKING:
     import jinja2
+
+    from headrace.hooks.sql import DbApiHook
 
 OutputProcessor = Callable[[list[Any], list[Sequence[Sequence[Any]] | None]], Any]
 """``output_processor(results, descriptions)``: one result and one cursor description per statement."""
@@ -69,6 +71,8 @@ class BaseSQLOperator(BaseOperator):
             hook = BaseHook.get_hook(self.conn_id, hook_params=self.hook_params)
         except ValueError as exc:
             raise HeadraceError(f"{type(self).__name__} {self.task_id!r}: {exc}") from None
+        from headrace.hooks.sql import DbApiHook  # here: parsing a DAG file that uses the operator loads no SQLAlchemy
+
         if not isinstance(hook, DbApiHook):
             raise HeadraceError(
                 f"{type(self).__name__} {self.task_id!r}: connection {self.conn_id!r} has a "
