@@ -12,6 +12,7 @@ and DAGs. A named connection that does not exist fails the task.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,13 @@ from headrace.types import Context
 
 DEFAULT_CONN_ID = "smtp_default"
 """Airflow's default SMTP conn_id; when no such connection exists, ``[alerts]`` is used."""
+SMTP_EXTRAS = frozenset(
+    {"from_email", "timeout", "disable_ssl", "disable_tls", "subject_template", "html_content_template"}
+)
+"""The extra fields of an smtp connection headrace uses; others (``retry_limit``, ``ssl_context`` …) are
+ignored with a warning naming them."""
+
+log = logging.getLogger(__name__)
 
 
 def address_list(addresses: str | Iterable[str] | None) -> list[str]:
@@ -139,6 +147,11 @@ class EmailOperator(BaseOperator):
                     f"EmailOperator {self.task_id!r}: no connection with conn_id {self.conn_id!r}"
                 ) from None
             return SmtpServer.from_settings(load_settings()), None
+        ignored = sorted(set(conn.extra_dejson) - SMTP_EXTRAS)
+        if ignored:
+            log.warning(
+                "connection %r: headrace does not use the extra field(s) %s (ignored)", conn.conn_id, ", ".join(ignored)
+            )
         return SmtpServer.from_connection(conn), conn
 
     def _from_template(self, conn: Connection | None, key: str, context: Context) -> str:

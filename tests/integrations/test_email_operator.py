@@ -73,7 +73,7 @@ def test_email_operator_sends_through_a_connection_and_the_alerts_settings(
             conn_type="smtp",
             host="127.0.0.1",
             port=port,
-            extra={"disable_ssl": True, "disable_tls": True, "from_email": "dags@example.com"},
+            extra={"disable_ssl": True, "disable_tls": True, "from_email": "dags@example.com", "retry_limit": 3},
         ),
     )
     attachment = tmp_path / "numbers.csv"
@@ -110,6 +110,8 @@ def test_email_operator_sends_through_a_connection_and_the_alerts_settings(
     assert by_subject["plain"].rcpt_tos == ["alerts@example.com"]
     assert plain.get_payload()[0].get_payload(decode=True) == b"<p>hi</p>"  # type: ignore[index]
 
+    report_log = try_log_path(settings.base_log_folder, "mail", run.run_id, "report", 1).read_text()
+    assert "connection 'smtp_test': headrace does not use the extra field(s) retry_limit (ignored)" in report_log
     log = try_log_path(settings.base_log_folder, "mail", run.run_id, "no_such_conn", 1).read_text()
     assert "EmailOperator 'no_such_conn': no connection with conn_id 'nope'" in log
 
