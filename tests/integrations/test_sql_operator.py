@@ -7,19 +7,24 @@ each try forks a task process that reads its connections through its supervisor.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
+from headrace import DAG
 from headrace.authoring.xcom import deserialize_xcom
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, XCom
+from headrace.exceptions import DagDefinitionError
 from headrace.logs.files import try_log_path
+from headrace.operators import SQLExecuteQueryOperator
 from tests.hooks.conftest import MARIADB, POSTGRES, drop_table, sqlite_connection, store_connections
 from tests.observability.conftest import run_dag, write_dag
 
-DAG = """
+DAG_FILE = """
 from datetime import datetime
 
 from headrace import DAG, task
@@ -71,6 +76,13 @@ with DAG(dag_id="sql_ops", schedule=None, start_date=datetime(2024, 1, 1), param
         create >> insert >> rows >> both >> check(conn_id, name)
 
     SQLExecuteQueryOperator(task_id="broken", conn_id="{lite}", sql="SELECT * FROM no_such_table")
+    SQLExecuteQueryOperator(
+        task_id="which_db",
+        conn_id="{pg}",
+        database="postgres",  # overrides the connection's database (test)
+        hook_params={{"log_sql": False}},
+        sql="SELECT current_database()",
+    )
 """
 
 
@@ -78,7 +90,9 @@ def test_sql_operator_through_the_scheduler(settings: Settings, db: Database, tm
     table = f"hr_{uuid.uuid4().hex[:12]}"
     lite = sqlite_connection(tmp_path / "target.db")
     store_connections(settings, db, POSTGRES, MARIADB, lite)
-    write_dag(settings, "sql_ops", DAG.format(table=table, pg=POSTGRES.conn_id, my=MARIADB.conn_id, lite=lite.conn_id))
+    write_dag(
+        settings, "sql_ops", DAG_FILE.format(table=table, pg=POSTGRES.conn_id, my=MARIADB.conn_id, lite=lite.conn_id)
+    )
     (settings.dags_folder / "select.sql").write_text("SELECT id, name FROM {{ params.table }} ORDER BY id\n")
     try:
         run = run_dag(settings, db, "sql_ops")
@@ -93,7 +107,8 @@ def test_sql_operator_through_the_scheduler(settings: Settings, db: Database, tm
         }
     assert states.pop("broken") == "failed"
     assert set(states.values()) == {"success"}, states
-    assert len(states) == 15
+    assert len(states) == 16
+    assert xcoms[("which_db", "return_value")] == [("postgres",)]
     for name in ("pg", "my", "lite"):
         assert xcoms[(f"check_{name}", "return_value")] == "from a hook"
         assert xcoms[(f"create_{name}", "return_value")] == [None, None]  # a list of statements: one result each
@@ -102,3 +117,13 @@ def test_sql_operator_through_the_scheduler(settings: Settings, db: Database, tm
     assert "Operator output is: [[(1, 'sql_ops'), (2, 'insert_pg')]]" in log
     broken = try_log_path(settings.base_log_folder, "sql_ops", run.run_id, "broken", 1).read_text()
     assert "no_such_table" in broken
+
+
+def test_bad_arguments_are_parse_errors_naming_the_task() -> None:
+    with DAG(dag_id="bad", schedule=None, start_date=datetime(2024, 1, 1)):
+        with pytest.raises(DagDefinitionError, match="SQLExecuteQueryOperator 'q': conn_id is required"):
+            SQLExecuteQueryOperator(task_id="q", sql="SELECT 1")
+        with pytest.raises(DagDefinitionError, match="SQLExecuteQueryOperator 'r': sql must be a non-empty string"):
+            SQLExecuteQueryOperator(task_id="r", conn_id="c", sql="")
+        with pytest.raises(DagDefinitionError, match="invalid arguments were passed to SQLExecuteQueryOperator"):
+            SQLExecuteQueryOperator(task_id="s", conn_id="c", sql="SELECT 1", no_such_argument=1)
