@@ -161,7 +161,9 @@ def test_public_import_path() -> None:
     assert set(public.__all__) == {
         "BashOperator",
         "BranchPythonOperator",
+        "EmailOperator",
         "EmptyOperator",
         "PythonOperator",
+        "SQLExecuteQueryOperator",
         "ShortCircuitOperator",
     }
