@@ -106,6 +106,8 @@ class SQLExecuteQueryOperator(BaseSQLOperator):
     try's log. Templated: ``sql``, ``parameters``, ``conn_id``, ``database``,
     ``hook_params``; ``.sql`` and ``.json`` values are template files (a
     ``.json`` file's text becomes ``parameters`` as a Python literal).
+    ``do_xcom_push=False`` runs the SQL without fetching rows (unless
+    ``requires_result_fetch``) and pushes nothing, as in Airflow.
     """
 
     template_fields: Sequence[str] = ("sql", "parameters", *BaseSQLOperator.template_fields)
@@ -126,9 +128,11 @@ class SQLExecuteQueryOperator(BaseSQLOperator):
         return_last: bool = True,
         show_return_value_in_logs: bool = False,
         requires_result_fetch: bool = False,
+        do_xcom_push: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(conn_id=conn_id, database=database, **kwargs)
+        self.do_xcom_push = do_xcom_push
         if not isinstance(sql, (str, list, tuple)) or not sql:
             raise DagDefinitionError(
                 f"SQLExecuteQueryOperator {self.task_id!r}: sql must be a non-empty string or list of strings, "
@@ -173,10 +177,12 @@ class SQLExecuteQueryOperator(BaseSQLOperator):
             sql=self.sql,
             autocommit=self.autocommit,
             parameters=self.parameters,
-            handler=self.handler,
+            handler=self.handler if self.do_xcom_push or self.requires_result_fetch else None,
             return_last=self.return_last,
             **extra,
         )
+        if not self.do_xcom_push:
+            return None
         if return_single_query_results(self.sql, self.return_last, self.split_statements):
             processed = self._process_output([output], hook.descriptions)
             return processed[-1] if isinstance(processed, list) and processed else processed

@@ -83,6 +83,7 @@ with DAG(dag_id="sql_ops", schedule=None, start_date=datetime(2024, 1, 1), param
         hook_params={{"log_sql": False}},
         sql="SELECT current_database()",
     )
+    SQLExecuteQueryOperator(task_id="no_push", conn_id="{lite}", sql="SELECT 1", do_xcom_push=False)
 """
 
 
@@ -107,7 +108,8 @@ def test_sql_operator_through_the_scheduler(settings: Settings, db: Database, tm
         }
     assert states.pop("broken") == "failed"
     assert set(states.values()) == {"success"}, states
-    assert len(states) == 16
+    assert len(states) == 17
+    assert ("no_push", "return_value") not in xcoms
     assert xcoms[("which_db", "return_value")] == [("postgres",)]
     for name in ("pg", "my", "lite"):
         assert xcoms[(f"check_{name}", "return_value")] == "from a hook"
