@@ -90,10 +90,31 @@ class SmtpServer:
         )
 
 
+def connect(server: SmtpServer) -> smtplib.SMTP:
+    """An open SMTP session on ``server`` (TLS and AUTH done); the caller closes it (``quit()`` or ``with``).
+
+    Raises ``OSError`` (cannot connect, timeout) or ``smtplib.SMTPException`` (TLS or AUTH refused).
+    """
+    smtp: smtplib.SMTP
+    if server.ssl:
+        smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=server.timeout, context=ssl.create_default_context())
+    else:
+        smtp = smtplib.SMTP(server.host, server.port, timeout=server.timeout)
+    try:
+        if server.starttls and not server.ssl:
+            smtp.starttls(context=ssl.create_default_context())
+        if server.user:
+            smtp.login(server.user, server.password)
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
+
+
 def send_message(
     server: SmtpServer, message: Message, *, from_addr: str | None = None, to_addrs: Sequence[str] | None = None
 ) -> None:
-    """Send ``message`` in one SMTP session.
+    """Send ``message`` in one SMTP session (see :func:`connect`).
 
     ``from_addr`` / ``to_addrs`` are the envelope (default: the message's
     From and To/Cc/Bcc headers, as :meth:`smtplib.SMTP.send_message` reads
@@ -101,17 +122,8 @@ def send_message(
     Raises ``OSError`` (cannot connect, timeout) or ``smtplib.SMTPException``
     (refused, AUTH failed).
     """
-    smtp: smtplib.SMTP
-    if server.ssl:
-        smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=server.timeout, context=ssl.create_default_context())
-    else:
-        smtp = smtplib.SMTP(server.host, server.port, timeout=server.timeout)
-    with smtp:
-        if server.starttls and not server.ssl:
-            smtp.starttls(context=ssl.create_default_context())
-        if server.user:
-            smtp.login(server.user, server.password)
+    with connect(server) as smtp:
         smtp.send_message(message, from_addr=from_addr, to_addrs=list(to_addrs) if to_addrs is not None else None)
 
 
-__all__ = ["SmtpServer", "send_message"]
+__all__ = ["SmtpServer", "connect", "send_message"]

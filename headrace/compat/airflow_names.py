@@ -185,6 +185,7 @@ MODULES: dict[str, dict[str, Target]] = {
     "airflow.providers.postgres.hooks.postgres": {"PostgresHook": _t(_HOOKS, "PostgresHook", "the PostgresHook")},
     "airflow.providers.mysql.hooks.mysql": {"MySqlHook": _t(_HOOKS, "MySqlHook", "the MySqlHook")},
     "airflow.providers.sqlite.hooks.sqlite": {"SqliteHook": _t(_HOOKS, "SqliteHook", "the SqliteHook")},
+    "airflow.providers.smtp.hooks.smtp": {"SmtpHook": _t(_HOOKS, "SmtpHook", "the SmtpHook")},
     "airflow.providers.smtp.operators.smtp": _OPERATOR_MODULES["smtp"],
     "airflow.exceptions": {
         name: _t(_EXC, name, f"the exception {name}")

@@ -5,7 +5,8 @@
   :class:`MySqlHook` (MySQL and MariaDB) and :class:`SqliteHook` — Airflow's SQL
   hook surface (``run``, ``get_records``, ``get_first``, ``get_pandas_df``,
   ``insert_rows``, ``get_sqlalchemy_engine``) over a SQLAlchemy URL built from
-  the connection (:mod:`headrace.hooks.urls`; docs/hooks.md).
+  the connection (:mod:`headrace.hooks.urls`; docs/hooks.md);
+* :class:`SmtpHook` — email through an ``smtp`` connection (or the ``[alerts]`` settings).
 """
 
 from __future__ import annotations
@@ -17,15 +18,22 @@ from headrace.hooks.base import BaseHook
 from headrace.hooks.handlers import fetch_all_handler, fetch_one_handler, return_single_query_results
 
 if TYPE_CHECKING:
+    from headrace.hooks.smtp import SmtpHook
     from headrace.hooks.sql import DbApiHook, MySqlHook, PostgresHook, SqliteHook
 
-_SQL_HOOKS = frozenset({"DbApiHook", "MySqlHook", "PostgresHook", "SqliteHook"})
+_LAZY = {
+    "DbApiHook": "headrace.hooks.sql",
+    "MySqlHook": "headrace.hooks.sql",
+    "PostgresHook": "headrace.hooks.sql",
+    "SqliteHook": "headrace.hooks.sql",
+    "SmtpHook": "headrace.hooks.smtp",
+}
 
 
 def __getattr__(name: str) -> Any:
     # The SQL hooks load SQLAlchemy: only when one is used, not when a DAG file imports this package.
-    if name in _SQL_HOOKS:
-        return getattr(importlib.import_module("headrace.hooks.sql"), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'headrace.hooks' has no attribute {name!r}")
 
 
@@ -34,6 +42,7 @@ __all__ = [
     "DbApiHook",
     "MySqlHook",
     "PostgresHook",
+    "SmtpHook",
     "SqliteHook",
     "fetch_all_handler",
     "fetch_one_handler",

@@ -21,6 +21,7 @@ HOOKS_BY_CONN_TYPE: dict[str, str] = {
     "mysql": "headrace.hooks.sql:MySqlHook",
     "mariadb": "headrace.hooks.sql:MySqlHook",
     "sqlite": "headrace.hooks.sql:SqliteHook",
+    "smtp": "headrace.hooks.smtp:SmtpHook",
 }
 """``conn_type`` → ``module:class`` of its hook (:meth:`BaseHook.get_hook`); any other type gets the
 generic ``DbApiHook`` when its connection names a ``sqlalchemy_scheme`` extra."""

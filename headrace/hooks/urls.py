@@ -17,8 +17,6 @@ is reported by :func:`ignored_extras`, so the hook can warn by name.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.engine import URL
 
 from headrace.authoring.secrets import Connection
@@ -117,9 +115,4 @@ def ignored_extras(conn: Connection) -> list[str]:
     return sorted(set(conn.extra_dejson) - used - _OWN_EXTRAS - _HARMLESS_EXTRAS)
 
 
-def describe(url: URL) -> dict[str, Any]:
-    """``url`` without its password, for logs: ``{"drivername", "host", "port", "database"}``."""
-    return {"drivername": url.drivername, "host": url.host, "port": url.port, "database": url.database}
-
-
-__all__ = ["DRIVERS", "describe", "drivername", "ignored_extras", "sqlalchemy_url"]
+__all__ = ["DRIVERS", "drivername", "ignored_extras", "sqlalchemy_url"]

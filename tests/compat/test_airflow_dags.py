@@ -41,7 +41,7 @@ TASKS = {
     "compat_airflow3_taskflow": {"extract", "total", "check", "report", "end"},
     "compat_team_a_report": {"greet"},
     "compat_sql": {"create", "insert", "select", "copy_to_mysql", "cleanup"},
-    "compat_email": {"send_report"},
+    "compat_email": {"send_report", "send_with_the_hook"},
 }
 
 

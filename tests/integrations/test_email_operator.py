@@ -18,7 +18,7 @@ from headrace.authoring.secrets import Connection
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance
-from headrace.integrations.email import address_list
+from headrace.hooks.smtp import address_list
 from headrace.logs.files import try_log_path
 from tests.hooks.conftest import store_connections
 from tests.observability.conftest import run_dag, smtp_server, write_dag  # noqa: F401 - smtp_server is a fixture
@@ -26,7 +26,8 @@ from tests.observability.conftest import run_dag, smtp_server, write_dag  # noqa
 DAG = """
 from datetime import datetime
 
-from headrace import DAG
+from headrace import DAG, task
+from headrace.hooks import SmtpHook
 from headrace.operators import EmailOperator
 
 with DAG(dag_id="mail", schedule=None, start_date=datetime(2024, 1, 1), params={{"who": "ops"}}):
@@ -44,6 +45,16 @@ with DAG(dag_id="mail", schedule=None, start_date=datetime(2024, 1, 1), params={
     )
     EmailOperator(task_id="via_alerts", to=["alerts@example.com"], subject="plain", html_content="<p>hi</p>")
     EmailOperator(task_id="no_such_conn", conn_id="nope", to="x@example.com", subject="s", html_content="b")
+
+    @task
+    def with_the_hook():
+        SmtpHook("smtp_test").send_email_smtp(to="dry@example.com", subject="dry", html_content="x", dryrun=True)
+        with SmtpHook(smtp_conn_id="smtp_test") as hook:
+            for n in (1, 2):
+                hook.send_email_smtp(to=["hook@example.com"], subject=f"hook {{n}}", html_content="<b>x</b>")
+
+    with_the_hook()
+    EmailOperator(task_id="from_templates", conn_id="smtp_tpl", to="tpl@example.com")  # subject, body: the connection's
 """
 
 
@@ -76,6 +87,25 @@ def test_email_operator_sends_through_a_connection_and_the_alerts_settings(
             extra={"disable_ssl": True, "disable_tls": True, "from_email": "dags@example.com", "retry_limit": 3},
         ),
     )
+    (tmp_path / "subject.txt").write_text("Templated {{ 'mail' }}")
+    (tmp_path / "body.html").write_text("<p>{{ run_id }}</p>")
+    store_connections(
+        settings,
+        db,
+        Connection(
+            conn_id="smtp_tpl",
+            conn_type="smtp",
+            host="127.0.0.1",
+            port=port,
+            extra={
+                "disable_ssl": "true",
+                "disable_tls": "true",
+                "from_email": "tpl@example.com",
+                "subject_template": str(tmp_path / "subject.txt"),
+                "html_content_template": str(tmp_path / "body.html"),
+            },
+        ),
+    )
     attachment = tmp_path / "numbers.csv"
     attachment.write_bytes(b"a,b\n1,2\n")
     write_dag(settings, "mail", DAG.format(attachment=attachment))
@@ -83,9 +113,19 @@ def test_email_operator_sends_through_a_connection_and_the_alerts_settings(
     run = run_dag(settings, db, "mail")
     with db.read_session() as session:
         states = {t: str(s) for t, s in session.execute(select(TaskInstance.task_id, TaskInstance.state))}
-    assert states == {"report": "success", "via_alerts": "success", "no_such_conn": "failed"}
+    assert states == {
+        "report": "success",
+        "via_alerts": "success",
+        "no_such_conn": "failed",
+        "with_the_hook": "success",
+        "from_templates": "success",
+    }
     by_subject = {_subject(_parse(e)): e for e in received}
-    assert len(received) == 2
+    assert len(received) == 5  # the dry run sent nothing
+    templated = by_subject["Templated mail"]
+    assert templated.rcpt_tos == ["tpl@example.com"]
+    assert _parse(templated).get_payload()[0].get_payload(decode=True) == f"<p>{run.run_id}</p>".encode()
+    assert [by_subject[f"hook {n}"].rcpt_tos for n in (1, 2)] == [["hook@example.com"]] * 2
 
     envelope = next(e for e in received if e.mail_from == "dags@example.com")
     message = _parse(envelope)
@@ -113,7 +153,7 @@ def test_email_operator_sends_through_a_connection_and_the_alerts_settings(
     report_log = try_log_path(settings.base_log_folder, "mail", run.run_id, "report", 1).read_text()
     assert "connection 'smtp_test': headrace does not use the extra field(s) retry_limit (ignored)" in report_log
     log = try_log_path(settings.base_log_folder, "mail", run.run_id, "no_such_conn", 1).read_text()
-    assert "EmailOperator 'no_such_conn': no connection with conn_id 'nope'" in log
+    assert "EmailOperator 'no_such_conn': SMTP connection 'nope' is not found" in log
 
 
 def test_address_lists_as_airflow_splits_them() -> None:
