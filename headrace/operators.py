@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from headrace.authoring.branching import (
+    BaseBranchOperator,
+    BranchDateTimeOperator,
+    BranchDayOfWeekOperator,
+    LatestOnlyOperator,
+    WeekDay,
+)
 from headrace.authoring.operators import (
     BashOperator,
     BranchPythonOperator,
@@ -9,11 +16,28 @@ from headrace.authoring.operators import (
     PythonOperator,
     ShortCircuitOperator,
 )
+from headrace.authoring.python_virtualenv import (
+    BranchExternalPythonOperator,
+    BranchPythonVirtualenvOperator,
+    ExternalPythonOperator,
+    PythonVirtualenvOperator,
+)
+from headrace.authoring.trigger_dagrun import TriggerDagRunOperator
 
 __all__ = [
+    "BaseBranchOperator",
     "BashOperator",
+    "BranchDateTimeOperator",
+    "BranchDayOfWeekOperator",
+    "BranchExternalPythonOperator",
     "BranchPythonOperator",
+    "BranchPythonVirtualenvOperator",
     "EmptyOperator",
+    "ExternalPythonOperator",
+    "LatestOnlyOperator",
     "PythonOperator",
+    "PythonVirtualenvOperator",
     "ShortCircuitOperator",
+    "TriggerDagRunOperator",
+    "WeekDay",
 ]

@@ -159,9 +159,19 @@ def test_public_import_path() -> None:
 
     assert public.BashOperator is BashOperator
     assert set(public.__all__) == {
+        "BaseBranchOperator",
         "BashOperator",
+        "BranchDateTimeOperator",
+        "BranchDayOfWeekOperator",
+        "BranchExternalPythonOperator",
         "BranchPythonOperator",
+        "BranchPythonVirtualenvOperator",
         "EmptyOperator",
+        "ExternalPythonOperator",
+        "LatestOnlyOperator",
         "PythonOperator",
+        "PythonVirtualenvOperator",
         "ShortCircuitOperator",
+        "TriggerDagRunOperator",
+        "WeekDay",
     }
