@@ -126,8 +126,9 @@ def test_migrated_by_the_command(settings: Settings, db: Database, tmp_path: Pat
     assert succeeded(runs) == DAG_IDS
 
 
+# the sequential way starts an interpreter per try, one at a time: ~90 s for the suite's tries
 @pytest.mark.parametrize("executor", ["local", "sequential"])  # tries forked by the fork server / own interpreters
-@pytest.mark.timeout(300)  # the sequential way starts an interpreter per try, one at a time: ~90 s for the suite's tries
+@pytest.mark.timeout(300)
 def test_unchanged_with_airflow_imports(settings: Settings, db: Database, executor: str) -> None:
     shutil.rmtree(settings.dags_folder)
     shutil.copytree(AIRFLOW_DAGS, settings.dags_folder)
