@@ -97,3 +97,16 @@ def test_virtualenv_operators_keep_the_function_source() -> None:
     assert decorated.source.startswith("def in_venv(v: int) -> int:")  # the decorator lines are gone
     assert decorated.spec().requirements == ("x==1",) and decorated.spec().python_version == "3.11"
     assert classic.spec().requirements == ("a", "b")
+
+
+def test_branch_virtualenv_follows_the_returned_task(runner: Any) -> None:
+    with DAG("d", start_date=datetime(2024, 1, 1, tzinfo=UTC)) as dag:
+
+        @task.branch_virtualenv(system_site_packages=False)
+        def choose(ds=None):  # type: ignore[no-untyped-def]
+            return "left" if ds else "right"
+
+        choose() >> [EmptyOperator(task_id="left"), EmptyOperator(task_id="right")]
+    r = runner(dag)
+    assert r.run_task("choose") == "left"
+    assert r.skipped == {"right"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -94,3 +95,18 @@ def test_requirements_as_string_or_list() -> None:
     assert as_lines("a==1\n# comment\n\nb>2\n") == ("a==1", "b>2")
     assert as_lines(["a", " b "]) == ("a", "b")
     assert as_lines(None) == ()
+
+
+def test_python_version_picks_that_interpreter(tmp_path: Path) -> None:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    venv, built = prepare_venv(tmp_path / "cache", VenvSpec(python_version=version, system_site_packages=False))
+    out = subprocess.run(
+        [
+            str(venv_python(venv)),
+            "-c",
+            "import sys; print('%d.%d' % sys.version_info[:2], sys.prefix != sys.base_prefix)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert built and out.stdout.split() == [version, "True"]
