@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from headrace.authoring.branching import (
+    BaseBranchOperator,
+    BranchDateTimeOperator,
+    BranchDayOfWeekOperator,
+    LatestOnlyOperator,
+    WeekDay,
+)
 from headrace.authoring.operators import (
     BashOperator,
     BranchPythonOperator,
@@ -9,14 +16,31 @@ from headrace.authoring.operators import (
     PythonOperator,
     ShortCircuitOperator,
 )
+from headrace.authoring.python_virtualenv import (
+    BranchExternalPythonOperator,
+    BranchPythonVirtualenvOperator,
+    ExternalPythonOperator,
+    PythonVirtualenvOperator,
+)
+from headrace.authoring.trigger_dagrun import TriggerDagRunOperator
 from headrace.integrations import EmailOperator, SQLExecuteQueryOperator
 
 __all__ = [
+    "BaseBranchOperator",
     "BashOperator",
+    "BranchDateTimeOperator",
+    "BranchDayOfWeekOperator",
+    "BranchExternalPythonOperator",
     "BranchPythonOperator",
     "EmailOperator",
+    "BranchPythonVirtualenvOperator",
     "EmptyOperator",
+    "ExternalPythonOperator",
+    "LatestOnlyOperator",
     "PythonOperator",
     "SQLExecuteQueryOperator",
+    "PythonVirtualenvOperator",
     "ShortCircuitOperator",
+    "TriggerDagRunOperator",
+    "WeekDay",
 ]

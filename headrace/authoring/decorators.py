@@ -25,16 +25,23 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from headrace.authoring.context import call_with_context
+from headrace.authoring.context import call_with_context, make_jinja_env
 from headrace.authoring.dag import DAG, DagContext, caller_location
-from headrace.authoring.operators import BranchPythonOperator, PythonOperator, ShortCircuitOperator
+from headrace.authoring.operators import BashOperator, BranchPythonOperator, PythonOperator, ShortCircuitOperator
 from headrace.authoring.params import ParamsDict
+from headrace.authoring.python_virtualenv import (
+    BranchExternalPythonOperator,
+    BranchPythonVirtualenvOperator,
+    ExternalPythonOperator,
+    PythonVirtualenvOperator,
+)
+from headrace.authoring.task import BaseOperator
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.xcom import DagParam, XComArg, find_xcom_args, resolve_refs
-from headrace.exceptions import DagDefinitionError, ParamValidationError
+from headrace.exceptions import DagDefinitionError, ParamValidationError, SkipTask
 from headrace.types import Context
 
 P = ParamSpec("P")
@@ -78,6 +85,137 @@ class DecoratedShortCircuitOperator(_DecoratedMixin, ShortCircuitOperator):
     decorator_name = "@task.short_circuit"
 
 
+class _DecoratedInterpreterMixin(_DecoratedMixin):
+    """Resolves XComArgs/DagParams, then runs the function in the other interpreter."""
+
+    def execute_callable(self, context: Context) -> Any:
+        """Resolve the arguments, then run the function as the operator does (in its venv / interpreter)."""
+        self.op_args = resolve_refs(self.op_args, context)
+        self.op_kwargs = resolve_refs(self.op_kwargs, context)
+        return super(_DecoratedMixin, self).execute_callable(context)  # type: ignore[misc]
+
+
+class DecoratedVirtualenvOperator(_DecoratedInterpreterMixin, PythonVirtualenvOperator):
+    """The operator behind ``@task.virtualenv``."""
+
+    decorator_name = "@task.virtualenv"
+
+
+class DecoratedExternalPythonOperator(_DecoratedInterpreterMixin, ExternalPythonOperator):
+    """The operator behind ``@task.external_python``."""
+
+    decorator_name = "@task.external_python"
+
+
+class DecoratedBranchVirtualenvOperator(_DecoratedInterpreterMixin, BranchPythonVirtualenvOperator):
+    """The operator behind ``@task.branch_virtualenv``."""
+
+    decorator_name = "@task.branch_virtualenv"
+
+
+class DecoratedBranchExternalPythonOperator(_DecoratedInterpreterMixin, BranchExternalPythonOperator):
+    """The operator behind ``@task.branch_external_python``."""
+
+    decorator_name = "@task.branch_external_python"
+
+
+class DecoratedBashOperator(_DecoratedMixin, BashOperator):
+    """The operator behind ``@task.bash``: the function returns the command, which then runs as a BashOperator's.
+
+    The returned string is rendered as a template first. Raises ``TypeError`` when the function does
+    not return a non-empty string.
+    """
+
+    decorator_name = "@task.bash"
+    template_fields: Sequence[str] = ("op_args", "op_kwargs", "env", "cwd")
+
+    def __init__(
+        self,
+        *,
+        python_callable: Callable[..., Any],
+        op_args: list[Any] | None = None,
+        op_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(bash_command="", **kwargs)
+        self.python_callable = python_callable
+        self.op_args = list(op_args or [])
+        self.op_kwargs = dict(op_kwargs or {})
+
+    def execute(self, context: Context) -> str | None:
+        """Call the function for the command, render it, run it; return the last line of output."""
+        command = self.execute_callable(context)
+        if not isinstance(command, str) or not command.strip():
+            raise TypeError("The returned value from the TaskFlow callable must be a non-empty string.")
+        self.bash_command = self._render(command, context, make_jinja_env(self.dag))
+        return super().execute(context)
+
+
+Condition = Callable[[Context], "bool | tuple[bool, str | None]"]
+"""A ``run_if`` / ``skip_if`` condition: gets the context, returns a bool or ``(bool, skip message)``."""
+
+
+def _condition_hook(condition: Condition, message: str, *, skip_when: bool) -> Callable[[Context], None]:
+    def pre_execute(context: Context) -> None:
+        outcome = condition(context)
+        text = message
+        if isinstance(outcome, tuple):
+            outcome, custom = outcome
+            text = custom or message
+        if bool(outcome) is skip_when:
+            raise SkipTask(text)
+
+    return pre_execute
+
+
+def _chain_hooks(first: Callable[[Context], None] | None, then: Callable[[Context], None]) -> Callable[[Context], None]:
+    if first is None:
+        return then
+
+    def both(context: Context) -> None:
+        first(context)
+        then(context)
+
+    return both
+
+
+_T = TypeVar("_T", "Task[Any, Any]", BaseOperator)
+
+
+def _conditional(name: str, condition: Condition, skip_message: str | None, skip_when: bool) -> Callable[[_T], _T]:
+    if not callable(condition):
+        raise DagDefinitionError(f"@task.{name} needs a callable condition, got {condition!r}")
+    hook = _condition_hook(condition, skip_message or "Task was skipped due to condition.", skip_when=skip_when)
+
+    def decorate(target: Any) -> Any:  # _T → _T: a Task gives a Task, an operator itself
+        if isinstance(target, Task):
+            return target.with_pre_execute(hook)
+        if isinstance(target, BaseOperator):
+            target.pre_execute_hook = _chain_hooks(getattr(target, "pre_execute_hook", None), hook)
+            return target
+        raise TypeError(
+            f"{name} can only be used with task. decorate with @task before @{name} "
+            f"or apply @{name} to an operator instance."
+        )
+
+    return decorate
+
+
+def run_if(condition: Condition, skip_message: str | None = None) -> Callable[[_T], _T]:
+    """Run the task only if ``condition(context)`` is true; otherwise the try is skipped with ``skip_message``.
+
+    Put it above ``@task`` (``@task.run_if(cond)`` then ``@task``), or call it on an operator. The
+    condition may return ``(bool, message)`` to give the skip message. Raises ``TypeError`` for anything
+    but a ``@task`` function or an operator.
+    """
+    return _conditional("run_if", condition, skip_message, skip_when=False)
+
+
+def skip_if(condition: Condition, skip_message: str | None = None) -> Callable[[_T], _T]:
+    """Skip the task if ``condition(context)`` is true (the opposite of :func:`run_if`, same use)."""
+    return _conditional("skip_if", condition, skip_message, skip_when=True)
+
+
 def unique_task_id(dag: DAG | None, task_id: str, group: TaskGroup | None = None) -> str:
     """``task_id``, or ``task_id__N`` with the next free N if the DAG already has it (as Airflow does).
 
@@ -117,7 +255,7 @@ class Task(Generic[P, R]):
     def __init__(
         self,
         function: Callable[P, R],
-        operator_class: type[PythonOperator],
+        operator_class: Callable[..., BaseOperator],
         multiple_outputs: bool | None,
         operator_kwargs: dict[str, Any],
     ) -> None:
@@ -125,13 +263,23 @@ class Task(Generic[P, R]):
         self.operator_class = operator_class
         self.multiple_outputs = infer_multiple_outputs(function) if multiple_outputs is None else multiple_outputs
         self.operator_kwargs = operator_kwargs
+        self.pre_execute_hook: Callable[[Context], None] | None = None
+        """Run before the task's ``execute`` (``@task.run_if`` / ``@task.skip_if``); may raise ``SkipTask``."""
         self.__doc__ = function.__doc__
         self.__name__ = getattr(function, "__name__", "task")
 
     def override(self, **kwargs: Any) -> Task[P, R]:
         """A copy of this task factory with ``kwargs`` replacing operator arguments."""
         multiple = kwargs.pop("multiple_outputs", self.multiple_outputs)
-        return Task(self.function, self.operator_class, multiple, {**self.operator_kwargs, **kwargs})
+        copy = Task(self.function, self.operator_class, multiple, {**self.operator_kwargs, **kwargs})
+        copy.pre_execute_hook = self.pre_execute_hook
+        return copy
+
+    def with_pre_execute(self, hook: Callable[[Context], None]) -> Task[P, R]:
+        """A copy of this task factory whose tasks also run ``hook(context)`` before ``execute``."""
+        copy = self.override()
+        copy.pre_execute_hook = _chain_hooks(self.pre_execute_hook, hook)
+        return copy
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
         """Add a task calling the function with these arguments; return its XComArg.
@@ -161,6 +309,8 @@ class Task(Generic[P, R]):
             multiple_outputs=self.multiple_outputs,
             **op_kwargs,
         )
+        if self.pre_execute_hook is not None:
+            operator.pre_execute_hook = self.pre_execute_hook
         for ref in find_xcom_args([list(args), dict(kwargs)]):
             ref.operator.set_downstream(operator)
         return XComArg(operator)
@@ -169,7 +319,7 @@ class Task(Generic[P, R]):
 class _TaskDecorator:
     """``@task`` / ``@task(...)`` for one operator class."""
 
-    def __init__(self, operator_class: type[PythonOperator]) -> None:
+    def __init__(self, operator_class: Callable[..., BaseOperator]) -> None:
         self._operator_class = operator_class
 
     @overload
@@ -201,16 +351,30 @@ class _TaskDecorator:
 
 
 class _TaskDecoratorCollection(_TaskDecorator):
-    """``@task``, with the variants ``@task.branch`` and ``@task.short_circuit``."""
+    """``@task``, with its variants (``@task.branch``, ``@task.bash``, ``@task.virtualenv``, …)."""
 
     branch = _TaskDecorator(DecoratedBranchOperator)
     """The function returns the task_id(s) to follow (see BranchPythonOperator)."""
     short_circuit = _TaskDecorator(DecoratedShortCircuitOperator)
     """A falsy result skips downstream tasks (see ShortCircuitOperator)."""
+    bash = _TaskDecorator(DecoratedBashOperator)
+    """The function returns a bash command, run as BashOperator runs it (``env``, ``cwd``, ``skip_on_exit_code``)."""
+    virtualenv = _TaskDecorator(DecoratedVirtualenvOperator)
+    """The function runs in a virtualenv (see PythonVirtualenvOperator: ``requirements``, ``venv_cache_path``…)."""
+    external_python = _TaskDecorator(DecoratedExternalPythonOperator)
+    """The function runs with the interpreter ``python=`` (see ExternalPythonOperator)."""
+    branch_virtualenv = _TaskDecorator(DecoratedBranchVirtualenvOperator)
+    """``@task.virtualenv`` whose function returns the task_id(s) to follow."""
+    branch_external_python = _TaskDecorator(DecoratedBranchExternalPythonOperator)
+    """``@task.external_python`` whose function returns the task_id(s) to follow."""
+    run_if = staticmethod(run_if)
+    skip_if = staticmethod(skip_if)
 
 
 task = _TaskDecoratorCollection(DecoratedPythonOperator)
-"""Make a function a task: ``@task``, ``@task(retries=3)``, ``@task.branch``, ``@task.short_circuit``."""
+"""Make a function a task: ``@task``, ``@task(retries=3)``, ``@task.branch``, ``@task.short_circuit``,
+``@task.bash``, ``@task.virtualenv``, ``@task.external_python``; ``@task.run_if(cond)`` / ``@task.skip_if(cond)``
+above one of them."""
 
 
 class DagFactory(Generic[P]):

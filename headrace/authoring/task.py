@@ -275,6 +275,8 @@ class BaseOperator(ABC):
     ui_color: str = "#fff"
     ignored_arguments: tuple[str, ...] = ()
     """Airflow operator arguments given to this operator that headrace does not support yet (ignored)."""
+    pre_execute_hook: Callable[[Context], None] | None = None
+    """Called with the context right before ``execute`` (``@task.run_if`` / ``skip_if``); may raise ``SkipTask``."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -278,6 +278,8 @@ def test_cmd(
     start = time.perf_counter()
     try:
         with current_context(context):
+            if task.pre_execute_hook is not None:  # @task.run_if / skip_if, as in a scheduled try
+                task.pre_execute_hook(context)
             result = task.execute(context)
         for key, value in xcoms_for_result(task, result):
             ti.xcom_push(key, value)

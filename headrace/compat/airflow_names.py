@@ -221,6 +221,8 @@ MODULES: dict[str, dict[str, Target]] = {
     "airflow.utils.task_group": {"TaskGroup": _t(_TOP, "TaskGroup", "task groups (TaskGroup)")},
     "airflow.utils.edgemodifier": {"Label": _t(_TOP, "Label", "edge labels (Label)")},
     "airflow.utils.dates": {"days_ago": _t(_DATES, "days_ago", "days_ago()")},
+    "airflow.utils.weekday": {"WeekDay": _t(_OPS, "WeekDay", "WeekDay")},
+    "airflow.providers.standard.utils.weekday": {"WeekDay": _t(_OPS, "WeekDay", "WeekDay")},
     "airflow.utils.timezone": {
         name: _t("headrace.compat.timezone", name, f"airflow.utils.timezone.{name}")
         for name in ("utc", "utcnow", "datetime", "make_aware", "convert_to_utc", "is_localized", "parse")

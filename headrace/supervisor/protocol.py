@@ -16,6 +16,8 @@ unprompted; it answers each request with exactly one response, in order:
   (or ``Error``; the values are decrypted plain text — the channel never
   leaves the machine, and the task process masks them in its log),
 * ``SetXCom`` / ``SkipTasks`` / ``SetRenderedFields`` → ``Ack`` (or ``Error``),
+* ``TriggerDagRun`` → ``DagRunTriggered``, ``GetDagRunState`` → ``DagRunStateValue`` (or ``Error``:
+  the DAG is not found, its params refuse the conf, …),
 * ``TaskDone`` → ``Ack``; it is the last message of a try.
 
 So the task process can use it as a blocking request/response channel with
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -141,6 +144,31 @@ class GetConnection(_Message):
     conn_id: str
 
 
+class TriggerDagRun(_Message):
+    """Create a manual run of ``dag_id`` (the TriggerDagRunOperator), its conf validated against the DAG's params.
+
+    ``run_id`` None: ``manual__<logical date>``; ``logical_date`` None: now. When a run with that run id
+    (or logical date) exists: ``reset_dag_run`` clears its task instances so they run again, else the
+    answer says ``exists``. ``fail_when_dag_is_paused``: a paused DAG is an ``Error``.
+    """
+
+    type: Literal["trigger_dag_run"] = "trigger_dag_run"
+    dag_id: str
+    run_id: str | None = None
+    conf: dict[str, Any] | None = None
+    logical_date: datetime | None = None
+    reset_dag_run: bool = False
+    fail_when_dag_is_paused: bool = False
+
+
+class GetDagRunState(_Message):
+    """Ask for the state of run ``run_id`` of ``dag_id`` (the TriggerDagRunOperator waiting for its run)."""
+
+    type: Literal["get_dag_run_state"] = "get_dag_run_state"
+    dag_id: str
+    run_id: str
+
+
 Outcome = Literal["success", "failed", "skipped", "retry", "fail_no_retry"]
 """How the task's code ended: returned; raised; SkipTask; RetryTask; FailTask."""
 
@@ -185,6 +213,23 @@ class ConnectionValue(_Message):
     connection: dict[str, Any] | None
 
 
+class DagRunTriggered(_Message):
+    """Answer to ``TriggerDagRun``: the run's id and logical date, and whether it was ``created``,
+    ``cleared`` (it existed; ``reset_dag_run``) or already ``exists`` (left alone)."""
+
+    type: Literal["dag_run_triggered"] = "dag_run_triggered"
+    run_id: str
+    logical_date: datetime | None
+    outcome: Literal["created", "cleared", "exists"]
+
+
+class DagRunStateValue(_Message):
+    """Answer to ``GetDagRunState``: the run's state, or None when there is no such run."""
+
+    type: Literal["dag_run_state"] = "dag_run_state"
+    state: str | None
+
+
 class Ack(_Message):
     """Answer to a request that returns nothing: done."""
 
@@ -198,9 +243,19 @@ class Error(_Message):
     message: str
 
 
-Request = GetXCom | SetXCom | SkipTasks | SetRenderedFields | GetVariable | GetConnection | TaskDone
+Request = (
+    GetXCom
+    | SetXCom
+    | SkipTasks
+    | SetRenderedFields
+    | GetVariable
+    | GetConnection
+    | TriggerDagRun
+    | GetDagRunState
+    | TaskDone
+)
 """Any message the task process sends."""
-Response = XComValue | VariableValue | ConnectionValue | Ack | Error
+Response = XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error
 """Any message the supervisor sends."""
 
 TaskRequest = Annotated[Request, Field(discriminator="type")]
@@ -283,7 +338,10 @@ def dumps_value_list(values: list[str | None]) -> str:
 __all__ = [
     "Ack",
     "ConnectionValue",
+    "DagRunStateValue",
+    "DagRunTriggered",
     "Error",
+    "GetDagRunState",
     "GetConnection",
     "GetVariable",
     "GetXCom",
@@ -299,6 +357,7 @@ __all__ = [
     "SupervisorGone",
     "TaskChannel",
     "TaskDone",
+    "TriggerDagRun",
     "VariableValue",
     "XComValue",
     "decode_request",

@@ -36,6 +36,7 @@ from headrace.authoring.context import RunInfo, build_context, current_context
 from headrace.authoring.dag import DAG
 from headrace.authoring.secrets import SecretsUnavailable, install_secrets_runtime
 from headrace.authoring.task import BaseOperator
+from headrace.authoring.trigger_dagrun import TriggerDagRunError
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
 from headrace.dagfiles.loader import load_dags, remembered_dags
 from headrace.exceptions import FailTask, RetryTask, SecretsError, SkipTask, TaskNotFound, TaskTerminated, XComError
@@ -45,8 +46,11 @@ from headrace.states import TaskInstanceState
 from headrace.supervisor.outcome import next_state
 from headrace.supervisor.protocol import (
     ConnectionValue,
+    DagRunStateValue,
+    DagRunTriggered,
     Error,
     GetConnection,
+    GetDagRunState,
     GetVariable,
     GetXCom,
     Outcome,
@@ -56,6 +60,7 @@ from headrace.supervisor.protocol import (
     SupervisorGone,
     TaskChannel,
     TaskDone,
+    TriggerDagRun,
     VariableValue,
     XComValue,
     rendered_field_text,
@@ -124,6 +129,31 @@ class ChannelTI:
     def skip(self, task_ids: Iterable[str]) -> None:
         """Mark task instances of this run ``skipped`` (those not queued yet)."""
         self._request(SkipTasks(task_ids=sorted(set(task_ids))))
+
+    def _ask_dag_runs(self, message: TriggerDagRun | GetDagRunState) -> DagRunTriggered | DagRunStateValue:
+        if self._channel is None:
+            raise TriggerDagRunError("DAG runs cannot be triggered from callbacks run after the task process ended")
+        response = self._channel.request(message)
+        if isinstance(response, Error):
+            raise TriggerDagRunError(response.message)
+        if not isinstance(response, (DagRunTriggered, DagRunStateValue)):
+            raise TriggerDagRunError(f"unexpected answer to {message.type}: {response.type}")
+        return response
+
+    def trigger_dag_run(self, **request: Any) -> DagRunTriggered:
+        """Have the supervisor create (or clear) a run: ``request`` holds :class:`TriggerDagRun`'s fields.
+
+        Raises ``TriggerDagRunError`` with the supervisor's reason (DAG not found, conf refused, paused).
+        """
+        response = self._ask_dag_runs(TriggerDagRun(**request))
+        assert isinstance(response, DagRunTriggered)
+        return response
+
+    def dag_run_state(self, dag_id: str, run_id: str) -> str | None:
+        """The state of run ``run_id`` of ``dag_id`` (None: no such run)."""
+        response = self._ask_dag_runs(GetDagRunState(dag_id=dag_id, run_id=run_id))
+        assert isinstance(response, DagRunStateValue)
+        return response.state
 
     def record_rendered_fields(self, task: BaseOperator) -> None:
         """Send the task's rendered template fields (masked) to be recorded; a refusal is logged, never raised."""
@@ -357,6 +387,8 @@ def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[Outco
         task.render_template_fields(context)
         ti.record_rendered_fields(task)
         with current_context(context):
+            if task.pre_execute_hook is not None:
+                task.pre_execute_hook(context)
             result = task.execute(context)
         for key, value in xcoms_for_result(task, result):
             ti.xcom_push(key, value)

@@ -1,5 +1,6 @@
 """The supervisor's answers to task-process requests: XCom reads and writes, skipping tasks,
-variables and connections (read and decrypted here; the task process never sees the DB or the key).
+variables and connections (read and decrypted here; the task process never sees the DB or the key),
+and triggering other DAGs (:mod:`.dagrun_requests`).
 
 Each request is served in its own short transaction, so a task that pulls
 many XComs never holds a database lock while its code runs.
@@ -22,15 +23,20 @@ from headrace.db.models import XCom
 from headrace.db.outage import retry_through_outage
 from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
+from headrace.supervisor.dagrun_requests import get_dag_run_state, trigger_dag_run
 from headrace.supervisor.protocol import (
     Ack,
     ConnectionValue,
+    DagRunStateValue,
+    DagRunTriggered,
     Error,
     GetConnection,
+    GetDagRunState,
     GetVariable,
     GetXCom,
     SetXCom,
     SkipTasks,
+    TriggerDagRun,
     VariableValue,
     XComValue,
     dumps_value_list,
@@ -147,12 +153,12 @@ def get_connection(db: Database, encryptor: Encryptor, message: GetConnection) -
 def handle(
     db: Database,
     target: TryTarget,
-    message: GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection,
+    message: GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection | TriggerDagRun | GetDagRunState,
     xcom_max_size: int,
     encryptor: Callable[[], Encryptor],
     *,
     outage_tolerance: float = 0.0,
-) -> XComValue | VariableValue | ConnectionValue | Ack | Error:
+) -> XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error:
     """Serve one request; a database (or decryption) error becomes an ``Error`` answer.
 
     ``encryptor`` is called only for variables and connections (building it
@@ -162,7 +168,7 @@ def handle(
     transaction and safe to repeat.
     """
 
-    def serve() -> XComValue | VariableValue | ConnectionValue | Ack | Error:
+    def serve() -> XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error:
         if isinstance(message, GetXCom):
             return get_xcom(db, target, message)
         if isinstance(message, SetXCom):
@@ -171,6 +177,10 @@ def handle(
             return get_variable(db, encryptor(), message)
         if isinstance(message, GetConnection):
             return get_connection(db, encryptor(), message)
+        if isinstance(message, TriggerDagRun):
+            return trigger_dag_run(db, message)
+        if isinstance(message, GetDagRunState):
+            return get_dag_run_state(db, message)
         return skip_tasks(db, target, message)
 
     try:

@@ -159,11 +159,21 @@ def test_public_import_path() -> None:
 
     assert public.BashOperator is BashOperator
     assert set(public.__all__) == {
+        "BaseBranchOperator",
         "BashOperator",
+        "BranchDateTimeOperator",
+        "BranchDayOfWeekOperator",
+        "BranchExternalPythonOperator",
         "BranchPythonOperator",
         "EmailOperator",
+        "BranchPythonVirtualenvOperator",
         "EmptyOperator",
+        "ExternalPythonOperator",
+        "LatestOnlyOperator",
         "PythonOperator",
         "SQLExecuteQueryOperator",
+        "PythonVirtualenvOperator",
         "ShortCircuitOperator",
+        "TriggerDagRunOperator",
+        "WeekDay",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -10,7 +11,10 @@ from hypothesis import strategies as st
 
 from headrace.supervisor.protocol import (
     Ack,
+    DagRunStateValue,
+    DagRunTriggered,
     Error,
+    GetDagRunState,
     GetXCom,
     LineBuffer,
     ProtocolError,
@@ -19,6 +23,7 @@ from headrace.supervisor.protocol import (
     SupervisorGone,
     TaskChannel,
     TaskDone,
+    TriggerDagRun,
     XComValue,
     decode_request,
     decode_response,
@@ -35,12 +40,30 @@ from headrace.supervisor.protocol import (
         SkipTasks(task_ids=["x"]),
         TaskDone(outcome="retry", error="RetryTask: later", retry_delay=3.5),
         TaskDone(outcome="failed", error="ImportError: x", started=False),
+        TriggerDagRun(dag_id="d", run_id="r", conf={"n": [1, "x\ny"]}, logical_date=datetime(2024, 1, 1, tzinfo=UTC)),
+        TriggerDagRun(dag_id="d", reset_dag_run=True, fail_when_dag_is_paused=True),
+        GetDagRunState(dag_id="d", run_id="r"),
     ],
 )
-def test_requests_round_trip_as_one_line(message: GetXCom | SetXCom | SkipTasks | TaskDone) -> None:
+def test_requests_round_trip_as_one_line(
+    message: GetXCom | SetXCom | SkipTasks | TaskDone | TriggerDagRun | GetDagRunState,
+) -> None:
     line = encode(message)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert decode_request(line[:-1]) == message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        DagRunTriggered(run_id="r", logical_date=datetime(2024, 1, 1, tzinfo=UTC), outcome="cleared"),
+        DagRunTriggered(run_id="r", logical_date=None, outcome="exists"),
+        DagRunStateValue(state="running"),
+        DagRunStateValue(state=None),
+    ],
+)
+def test_dag_run_answers_round_trip(message: DagRunTriggered | DagRunStateValue) -> None:
+    assert decode_response(encode(message)[:-1]) == message
 
 
 @given(st.text(), st.one_of(st.none(), st.text()))
