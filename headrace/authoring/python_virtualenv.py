@@ -124,6 +124,8 @@ class _BasePythonInterpreterOperator(PythonOperator):
         self.source = function_source(python_callable, self.task_id)
         self.string_args = list(string_args or [])
         self.templates_exts = templates_exts
+        if templates_exts is not None:  # a template field ending in one of these is read as a template file
+            self.template_ext = list(templates_exts)
         self.expect_airflow = expect_airflow  # headrace needs nothing of itself (or Airflow) in the other interpreter
         if skip_on_exit_code is None:
             self.skip_on_exit_code: frozenset[int] = frozenset()
@@ -292,15 +294,19 @@ class _ExistingPython:
 class ExternalPythonOperator(_BasePythonInterpreterOperator):
     """Run ``python_callable`` with the interpreter at ``python`` (an existing venv's ``bin/python``).
 
-    Other arguments as :class:`PythonVirtualenvOperator` (no requirements are installed). A path that
+    Other arguments as :class:`PythonVirtualenvOperator` (no requirements are installed; ``expect_pendulum``
+    is accepted and changes nothing, the dates passed are stdlib datetimes). A path that
     is not an executable file fails the try naming it. Raises ``DagDefinitionError`` when ``python``
     is empty.
     """
 
     template_fields: Sequence[str] = ("templates_dict", "op_args", "op_kwargs", "python")
 
-    def __init__(self, *, python: str, python_callable: Callable[..., Any], **kwargs: Any) -> None:
+    def __init__(
+        self, *, python: str, python_callable: Callable[..., Any], expect_pendulum: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(python_callable=python_callable, **kwargs)
+        self.expect_pendulum = expect_pendulum  # context dates are stdlib datetimes: pendulum is never needed there
         if not python:
             raise DagDefinitionError(f"task {self.task_id!r}: python must be the path of an interpreter")
         self.python = python
