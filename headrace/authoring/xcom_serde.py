@@ -48,10 +48,18 @@ from headrace.exceptions import XComError
 TAG = "__hr__"
 """The key that marks a typed envelope."""
 
+_JSON_SCALARS = frozenset({bool, int, float, str})
+
 
 def encode(value: Any) -> Any:
     """``value`` as plain JSON data (envelopes for other types). Raises ``TypeError`` naming the type."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    kind = type(value)
+    if value is None or kind in _JSON_SCALARS:
+        return value
+    module = kind.__module__.partition(".")[0]
+    if module == "numpy":  # before the subclass checks: numpy.float64 is a float
+        return _encode_numpy(value)
+    if isinstance(value, (bool, int, float, str)):  # str/int enums and other subclasses: their JSON value
         return value
     if isinstance(value, list):
         return [encode(v) for v in value]
@@ -83,9 +91,6 @@ def encode(value: Any) -> Any:
         return {TAG: "uuid", "v": str(value)}
     if isinstance(value, pathlib.PurePath):
         return {TAG: "path", "v": str(value)}
-    module = type(value).__module__.partition(".")[0]
-    if module == "numpy":
-        return _encode_numpy(value)
     if module == "pandas":
         return _encode_pandas(value)
     return _encode_object(value)

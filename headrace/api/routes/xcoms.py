@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -27,7 +28,7 @@ NOT_FOUND = not_found("no such DAG, DAG run, task instance or XCom")
 
 def xcom_value(row: XCom, backend: type[BaseXCom] = BaseXCom) -> Any:
     """The stored XCom as plain JSON, as the XCom backend's ``orm_deserialize_value`` shows it (by default:
-    datetimes as ISO strings, tuples and sets as lists, bytes as text, objects as ``{"__class__": …, **fields}``;
+    datetimes as ISO strings, Decimals as exact strings, tuples and sets as lists, bytes as text, objects as ``{"__class__": …, **fields}``;
     no class is imported).
 
     A value that has no plain JSON form (bytes that are not UTF-8) is given as stored, with its type tags.
@@ -35,7 +36,7 @@ def xcom_value(row: XCom, backend: type[BaseXCom] = BaseXCom) -> Any:
     stored = json.loads(row.value)
     entry = backend(value=stored, key=row.key, task_id=row.task_id, dag_id=row.dag_id, run_id=row.run_id, map_index=-1)
     try:
-        return jsonable_encoder(entry.orm_deserialize_value())
+        return jsonable_encoder(entry.orm_deserialize_value(), custom_encoder={Decimal: str})
     except (HeadraceError, ValueError, TypeError):  # XComError, or bytes that are not UTF-8: show it as stored
         return stored
 
