@@ -34,11 +34,19 @@ from headrace.testing import FAST_LOOP, run_scheduler_until
 
 from .conftest import AIRFLOW_DAGS, NATIVE_DAGS, UNSUPPORTED
 
-DAG_IDS = ["compat_airflow2_legacy", "compat_airflow3_taskflow", "compat_team_a_report"]
+DAG_IDS = [
+    "compat_airflow2_legacy",
+    "compat_airflow3_taskflow",
+    "compat_team_a_report",
+    "compat_templates",
+    "compat_xcom_types",
+]
 TASKS = {
     "compat_airflow2_legacy": {"start", "announce", "echo"},
     "compat_airflow3_taskflow": {"extract", "total", "check", "report", "end"},
     "compat_team_a_report": {"greet"},
+    "compat_templates": {"render", "from_context", "current"},
+    "compat_xcom_types": {"produce", "consume"},
 }
 
 
@@ -110,7 +118,7 @@ def test_unchanged_with_airflow_imports(settings: Settings, db: Database, execut
     # Airflow 3 refuses the Airflow 2 file's spellings too; headrace says which argument
     assert list(errors) == ["airflow2_legacy.py"]
     assert "schedule_interval" in errors["airflow2_legacy.py"]
-    assert succeeded(runs) == ["compat_airflow3_taskflow", "compat_team_a_report"]
+    assert succeeded(runs) == [d for d in DAG_IDS if d != "compat_airflow2_legacy"]
 
 
 def test_native_twins(settings: Settings, db: Database) -> None:
