@@ -8,6 +8,7 @@ supervisor; authoring never touches the database).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -222,7 +223,8 @@ def call_with_context(
 def make_jinja_env(
     dag: DAG | None = None, searchpath: Iterable[str] = (), *, native: bool | None = None
 ) -> jinja2.Environment:
-    """The Jinja environment template fields render in, made as Airflow's ``DAG.get_template_env``.
+    """The Jinja environment template fields render in, made as Airflow's ``DAG.get_template_env``: sandboxed
+    (``jinja2.sandbox``: no ``__dunder__`` attributes), with the ``do`` extension.
 
     Templates files are looked up in ``searchpath``, the DAG's ``template_searchpath`` and the folder of
     the DAG file. Undefined names are errors (``StrictUndefined``, or the DAG's ``template_undefined``).
@@ -241,13 +243,13 @@ def make_jinja_env(
         if dag.fileloc and os.path.exists(dag.fileloc):
             paths.append(os.path.dirname(os.path.abspath(dag.fileloc)))
     import jinja2  # here, not at the top: importing the authoring API renders nothing
-    import jinja2.nativetypes
 
     if native is None:
         native = bool(dag.render_template_as_native_obj) if dag is not None else False
     options: dict[str, Any] = {
         "loader": jinja2.FileSystemLoader(paths or ["."]),
         "undefined": (dag.template_undefined if dag is not None else None) or jinja2.StrictUndefined,
+        "extensions": ["jinja2.ext.do"],
         "keep_trailing_newline": True,
         "autoescape": False,
     }
@@ -255,13 +257,27 @@ def make_jinja_env(
         options["finalize"] = _render_value
     if dag is not None:
         options.update(dag.jinja_environment_kwargs)
-    env_class = jinja2.nativetypes.NativeEnvironment if native else jinja2.Environment
-    env = env_class(**options)
+    sandboxed, native_class = _environment_classes()
+    env: jinja2.Environment = (native_class if native else sandboxed)(**options)
     env.filters.update(TEMPLATE_FILTERS)
     if dag is not None:
         env.globals.update(dag.user_defined_macros)
         env.filters.update(dag.user_defined_filters)
     return env
+
+
+@functools.cache
+def _environment_classes() -> tuple[type[jinja2.Environment], type[jinja2.Environment]]:
+    """Airflow's two template environments: sandboxed (the default) and native (not sandboxed, as in
+    Airflow). The sandbox lets templates read ``_private`` attributes but never ``__dunder__`` ones."""
+    import jinja2.nativetypes
+    import jinja2.sandbox
+
+    class SandboxedEnvironment(jinja2.sandbox.SandboxedEnvironment):
+        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+            return not jinja2.sandbox.is_internal_attribute(obj, attr)
+
+    return SandboxedEnvironment, jinja2.nativetypes.NativeEnvironment
 
 
 def _render_value(value: Any) -> Any:

@@ -83,3 +83,25 @@ def test_dag_template_options() -> None:
 def test_bad_template_options_name_the_argument(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(DagDefinitionError, match=message.replace("[", r"\[").replace("]", r"\]")):
         DAG("bad", **kwargs)  # type: ignore[arg-type]
+
+
+def test_templates_render_in_the_sandbox_and_a_task_may_override_native() -> None:
+    from headrace.operators import BashOperator, PythonOperator
+
+    env = make_jinja_env()
+    with pytest.raises(
+        jinja2.exceptions.SecurityError, match="access to attribute '__class__' of 'str' object is unsafe"
+    ):
+        env.from_string("{{ ''.__class__.__mro__[1].__subclasses__() }}").render()
+    assert env.from_string("{% set x = [] %}{% do x.append(1) %}{{ x }}").render() == "[1]"
+
+    with DAG("native_dag", render_template_as_native_obj=True):
+        as_text = PythonOperator(
+            task_id="text", python_callable=print, op_kwargs={"n": "{{ 1 + 1 }}"}, render_template_as_native_obj=False
+        )
+        as_object = PythonOperator(task_id="obj", python_callable=print, op_kwargs={"n": "{{ 1 + 1 }}"})
+        bash = BashOperator(task_id="bash", bash_command="echo {{ 1 + 1 }}")
+    for task in (as_text, as_object, bash):
+        task.render_template_fields({})
+    assert as_text.op_kwargs == {"n": "2"} and as_object.op_kwargs == {"n": 2}
+    assert bash.bash_command == "echo 2" and not bash.ignored_arguments
