@@ -94,11 +94,11 @@ def value_of(db: Database, run_id: str, task_id: str) -> object:
     return deserialize_xcom(text)
 
 
-def render_cli(settings: Settings, *args: str) -> str:
+def render_cli(settings: Settings, *args: str, command: str = "render") -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
-    env.update(HEADRACE_HOME=str(settings.home), HEADRACE__DATABASE__URL=settings.database_url)
+    env.update(HEADRACE_HOME=str(settings.home), HEADRACE__DATABASE__URL=settings.database_url, COLUMNS="250")
     proc = subprocess.run(
-        [sys.executable, "-m", "headrace", "tasks", "render", *args],
+        [sys.executable, "-m", "headrace", "tasks", command, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -159,3 +159,9 @@ def test_the_context_and_template_options_through_the_scheduler(settings: Settin
     with db.read_session() as session:
         tab = rendered_fields_of(session, "native_run", native_id, "kinds")["fields"]["op_kwargs"]
     assert tab in render_cli(fast, "native_run", "kinds", native_id)
+
+    # `tasks test` builds the same context in the CLI's process: the previous successful run, test_mode
+    printed = render_cli(fast, "templates_run", "keys", SECOND.isoformat(), command="test")
+    assert (
+        '"test_mode":true' in printed and '"prev_end":{"__hr__":"datetime","v":"2026-03-01T00:00:00+00:00"}' in printed
+    )
