@@ -94,6 +94,9 @@ class TaskStart:
     """When the try was claimed (the context's ``start_date``); None: when the task process starts."""
     xcom_backend: str = DEFAULT_XCOM_BACKEND
     """``core.xcom_backend``: import path of the XCom backend class."""
+    expanded_ti_count: int | None = None
+    """The context's ``expanded_ti_count``: how many task instances this task expanded to in the run, for a
+    mapped task (dynamic task mapping sets it when it claims a mapped task instance); None when not mapped."""
 
 
 class ChannelTI:
@@ -369,7 +372,9 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
         ti = ChannelTI(start, channel, masker, backend)
-        context = build_context(dag, task, start.run, ti, start_date=start.start_date)
+        context = build_context(
+            dag, task, start.run, ti, start_date=start.start_date, expanded_ti_count=start.expanded_ti_count
+        )
         outcome, error, delay = _execute(task, context, ti)
         state = next_state(outcome, start.try_number, start.max_tries)
         run_callbacks(task, state, context)
@@ -432,7 +437,14 @@ def callback_main(start: TaskStart, state: TaskInstanceState, error: str, log_fd
     install_secrets_runtime(ChannelSecrets(None, masker))
     try:
         dag, task = _load_task(start)
-        context = build_context(dag, task, start.run, ChannelTI(start, None), start_date=start.start_date)
+        context = build_context(
+            dag,
+            task,
+            start.run,
+            ChannelTI(start, None),
+            start_date=start.start_date,
+            expanded_ti_count=start.expanded_ti_count,
+        )
         context["exception"] = RuntimeError(error)
         run_callbacks(task, state, context)
         return 0

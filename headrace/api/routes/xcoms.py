@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -19,6 +20,8 @@ from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
 from headrace.config import Settings
 from headrace.db.models import XCom
 from headrace.exceptions import HeadraceError, NotFound
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["XCom"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
 
@@ -38,6 +41,9 @@ def xcom_value(row: XCom, backend: type[BaseXCom] = BaseXCom) -> Any:
     try:
         return jsonable_encoder(entry.orm_deserialize_value(), custom_encoder={Decimal: str})
     except (HeadraceError, ValueError, TypeError):  # XComError, or bytes that are not UTF-8: show it as stored
+        return stored
+    except Exception:  # a custom backend's code failed: the stored value still shows, the failure is logged
+        log.exception("%s.orm_deserialize_value failed for XCom %r of %s", backend.__name__, row.key, row.task_id)
         return stored
 
 
