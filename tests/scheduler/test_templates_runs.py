@@ -26,6 +26,7 @@ from headrace.ui.task_instance import rendered_fields_of
 from tests.integration.helpers import FAST, run_scheduler_until_done, write_dag
 
 TEMPLATES_DAG = """
+    import os
     from datetime import datetime
 
     from headrace import DAG
@@ -53,7 +54,9 @@ TEMPLATES_DAG = """
         start_date=datetime(2026, 1, 1),
         user_defined_macros={"team": "data", "plus_one": lambda n: n + 1},
         user_defined_filters={"shout": shout},
+        template_searchpath=os.path.join(os.path.dirname(__file__), "scripts"),
     ):
+        BashOperator(task_id="from_file", bash_command="greet.sh")  # a template file (BashOperator's .sh)
         BashOperator(
             task_id="show",
             bash_command=(
@@ -112,6 +115,8 @@ def render_cli(settings: Settings, *args: str, command: str = "render") -> str:
 def test_the_context_and_template_options_through_the_scheduler(settings: Settings, db: Database) -> None:
     fast = settings.with_overrides(FAST)
     write_dag(fast, "templates_run.py", TEMPLATES_DAG)
+    (fast.dags_folder / "scripts").mkdir()
+    (fast.dags_folder / "scripts" / "greet.sh").write_text('echo "file {{ ds }} {{ team | shout }}"\n')
     assert DagProcessor(fast, db).refresh(datetime.now(UTC)).errors == 0
     with db.session() as session:
         first = trigger_dag(session, "templates_run", logical_date=FIRST, run_id="first", now=datetime.now(UTC))
@@ -148,6 +153,7 @@ def test_the_context_and_template_options_through_the_scheduler(settings: Settin
     assert keys["count"] is None and keys["test_mode"] is False and keys["tz"] == "20260302T063000+0000"
     assert value_of(db, first_id, "keys")["prev_end"] is None  # type: ignore[index]
 
+    assert value_of(db, first_id, "from_file") == "file 2026-03-01 DATA!"  # found in template_searchpath
     assert value_of(db, native_id, "kinds") == ["list", "int", "datetime", [1, 2, 3], 4]
 
     # `tasks render` prints what the task process rendered (the rendered-templates tab's data)
