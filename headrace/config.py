@@ -70,6 +70,12 @@ SPEC: dict[str, dict[str, Option]] = {
         "max_active_runs_per_dag": Option(int, _const(16), "Default max_active_runs per DAG.", 1, 100_000),
         "default_pool_slots": Option(int, _const(128), "Slots of default_pool when it is first created.", 0, 1_000_000),
         "xcom_max_size": Option(int, _const(48 * 1024), "Largest XCom value, in bytes of JSON.", 1, 1 << 30),
+        "xcom_backend": Option(
+            str,
+            _const("headrace.authoring.xcom_backend.BaseXCom"),
+            "Import path of the XCom backend class (a BaseXCom subclass: serialize_value, deserialize_value, "
+            "orm_deserialize_value); see docs/xcom.md.",
+        ),
         "dagbag_import_timeout": Option(float, _const(30.0), "Seconds a DAG file may take to import.", 0.1, 3600),
         "load_examples": Option(bool, _const(False), "Also load the bundled example DAGs."),
         "try_containment": Option(

@@ -8,15 +8,17 @@ supervisor; authoring never touches the database).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from headrace.authoring import macros
 from headrace.authoring.secrets import ConnectionAccessor, VariableAccessor
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Context
@@ -26,6 +28,24 @@ if TYPE_CHECKING:
 
     from headrace.authoring.dag import DAG
     from headrace.authoring.task import BaseOperator
+
+
+@dataclass(frozen=True)
+class PreviousRun:
+    """The DAG's latest run in state ``success`` with a logical date before this run's (Airflow's
+    "previous successful DAG run"); its dates are the context's ``prev_*_success`` (UTC-aware or None)."""
+
+    data_interval_start: datetime | None
+    data_interval_end: datetime | None
+    start_date: datetime | None
+    """When that run started running."""
+    end_date: datetime | None
+    """When that run ended."""
+
+    @classmethod
+    def from_run(cls, run: Any) -> PreviousRun:
+        """The PreviousRun of a ``dag_run`` row (an ORM object or a Row with the same column names)."""
+        return cls(run.data_interval_start, run.data_interval_end, run.start_date, run.end_date)
 
 
 @dataclass(frozen=True)
@@ -46,12 +66,15 @@ class RunInfo:
     """``scheduled``, ``manual`` or ``backfill``."""
     conf: Mapping[str, Any] = field(default_factory=dict)
     """The run's conf (from a trigger); overrides DAG params of the same name."""
+    previous_success: PreviousRun | None = None
+    """The DAG's latest successful run before this one (``prev_*_success`` in the context); None if none."""
 
     @classmethod
-    def from_run(cls, run: Any) -> RunInfo:
+    def from_run(cls, run: Any, previous_success: Any = None) -> RunInfo:
         """The RunInfo of a ``dag_run`` row (an ORM object or a Row with the same column names).
 
         A run without a logical date uses its ``queued_at``; a missing data interval end is the logical date.
+        ``previous_success``: the previous successful run's row (same column names) or None.
         """
         when = run.logical_date or run.queued_at
         return cls(
@@ -62,6 +85,7 @@ class RunInfo:
             data_interval_end=run.data_interval_end or when,
             run_type=run.run_type,
             conf=dict(run.conf or {}),
+            previous_success=None if previous_success is None else PreviousRun.from_run(previous_success),
         )
 
 
@@ -90,20 +114,40 @@ class RuntimeTI(Protocol):
         ...
 
 
-def build_context(dag: DAG, task: BaseOperator, run: RunInfo, ti: RuntimeTI) -> Context:
-    """Return the context of one try.
+def build_context(
+    dag: DAG,
+    task: BaseOperator,
+    run: RunInfo,
+    ti: RuntimeTI,
+    *,
+    start_date: datetime | None = None,
+    test_mode: bool = False,
+    expanded_ti_count: int | None = None,
+) -> Context:
+    """Return the context of one try: the keys of Airflow 3's context, with its meanings.
 
     Keys: ``dag``, ``task``, ``ti`` and ``task_instance`` (the same RuntimeTI),
     ``dag_run`` (the RunInfo), ``run_id``, ``logical_date``, ``ds``
     (``YYYY-MM-DD``), ``ds_nodash``, ``ts`` (ISO 8601), ``ts_nodash``
-    (``YYYYMMDDTHHMMSS``), ``data_interval_start``, ``data_interval_end``,
+    (``YYYYMMDDTHHMMSS``), ``ts_nodash_with_tz`` (``ts`` without ``-`` and ``:``),
+    ``data_interval_start``, ``data_interval_end``, ``prev_data_interval_start_success``,
+    ``prev_data_interval_end_success``, ``prev_start_date_success``, ``prev_end_date_success``
+    (of the DAG's previous successful run, None without one), ``start_date`` (the try's start; now if not
+    given), ``task_instance_key_str`` (``dagid__taskid__YYYYMMDD``), ``macros`` (:mod:`.macros`),
     ``params`` (the DAG params' defaults, the run's conf on top: the conf was
     validated against the params' schemas when the run was created), ``try_number``,
     ``var`` and ``conn`` (variables and connections, fetched on use:
-    ``{{ var.value.key }}``, ``{{ var.json.key }}``, ``{{ conn.conn_id.host }}``).
-    Dates are those of the run, in UTC.
+    ``{{ var.value.key }}``, ``{{ var.json.key }}``, ``{{ conn.conn_id.host }}``),
+    ``expanded_ti_count`` (how many task instances a mapped task expanded to; None for an unmapped task —
+    the runtime of mapped tasks passes it), ``map_index_template``, ``inlets`` and ``outlets`` (empty: no
+    lineage) and ``test_mode`` (True under ``headrace tasks test``).
+    Dates are those of the run, in UTC. The DAG's ``user_defined_macros`` are the template environment's
+    globals (:func:`make_jinja_env`), not context keys, as in Airflow.
     """
     logical = run.logical_date
+    ds_nodash = logical.strftime("%Y%m%d")
+    ts = logical.isoformat()
+    previous = run.previous_success
     return {
         "dag": dag,
         "task": task,
@@ -113,15 +157,28 @@ def build_context(dag: DAG, task: BaseOperator, run: RunInfo, ti: RuntimeTI) -> 
         "run_id": run.run_id,
         "logical_date": logical,
         "ds": logical.strftime("%Y-%m-%d"),
-        "ds_nodash": logical.strftime("%Y%m%d"),
-        "ts": logical.isoformat(),
+        "ds_nodash": ds_nodash,
+        "ts": ts,
         "ts_nodash": logical.strftime("%Y%m%dT%H%M%S"),
+        "ts_nodash_with_tz": ts.replace("-", "").replace(":", ""),
+        "task_instance_key_str": f"{dag.dag_id}__{task.task_id}__{ds_nodash}",
         "data_interval_start": run.data_interval_start,
         "data_interval_end": run.data_interval_end,
+        "prev_data_interval_start_success": previous.data_interval_start if previous else None,
+        "prev_data_interval_end_success": previous.data_interval_end if previous else None,
+        "prev_start_date_success": previous.start_date if previous else None,
+        "prev_end_date_success": previous.end_date if previous else None,
+        "start_date": start_date or datetime.now(UTC),
+        "macros": macros,
         "params": {**dag.params.dump(), **dict(run.conf)},
         "try_number": ti.try_number,
         "var": VariableAccessor(),
         "conn": ConnectionAccessor(),
+        "expanded_ti_count": expanded_ti_count,
+        "map_index_template": getattr(task, "map_index_template", None),
+        "inlets": list(getattr(task, "inlets", None) or []),
+        "outlets": list(getattr(task, "outlets", None) or []),
+        "test_mode": test_mode,
     }
 
 
@@ -163,13 +220,22 @@ def call_with_context(
     return func(*args, **{**extra, **kwargs})
 
 
-def make_jinja_env(dag: DAG | None = None, searchpath: Iterable[str] = ()) -> jinja2.Environment:
-    """A Jinja environment for template fields: ``StrictUndefined`` (an undefined name is an error).
+def make_jinja_env(
+    dag: DAG | None = None, searchpath: Iterable[str] = (), *, native: bool | None = None
+) -> jinja2.Environment:
+    """The Jinja environment template fields render in, made as Airflow's ``DAG.get_template_env``: sandboxed
+    (``jinja2.sandbox``: no ``__dunder__`` attributes), with the ``do`` extension.
 
-    Templates files are looked up in ``searchpath``, the DAG's
-    ``template_searchpath`` and the folder of the DAG file. A datetime in
-    ``{{ … }}`` renders as ISO 8601 (``2026-01-31T00:00:00+00:00``), as
-    Airflow's pendulum datetimes do, so ported templates produce the same text.
+    Templates files are looked up in ``searchpath``, the DAG's ``template_searchpath`` and the folder of
+    the DAG file. Undefined names are errors (``StrictUndefined``, or the DAG's ``template_undefined``).
+    The DAG's ``user_defined_macros`` are globals (a context key of the same name wins) and its
+    ``user_defined_filters`` are filters, beside Airflow's ``ds``, ``ds_nodash``, ``ts``, ``ts_nodash`` and
+    ``ts_nodash_with_tz`` filters (for datetimes: ``{{ data_interval_end | ds }}``); its
+    ``jinja_environment_kwargs`` are passed to the environment. ``native`` (default: the DAG's
+    ``render_template_as_native_obj``) makes a ``jinja2.nativetypes.NativeEnvironment``: a template that
+    is one expression renders as that Python object (``"{{ params.n }}"`` → ``3``, a list stays a list).
+    Otherwise a datetime in ``{{ … }}`` renders as ISO 8601 (``2026-01-31T00:00:00+00:00``), as Airflow's
+    pendulum datetimes do, so ported templates produce the same text.
     """
     paths = list(searchpath)
     if dag is not None:
@@ -178,18 +244,76 @@ def make_jinja_env(dag: DAG | None = None, searchpath: Iterable[str] = ()) -> ji
             paths.append(os.path.dirname(os.path.abspath(dag.fileloc)))
     import jinja2  # here, not at the top: importing the authoring API renders nothing
 
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(paths or ["."]),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-        finalize=_render_value,
-    )
+    if native is None:
+        native = bool(dag.render_template_as_native_obj) if dag is not None else False
+    options: dict[str, Any] = {
+        "loader": jinja2.FileSystemLoader(paths or ["."]),
+        "undefined": (dag.template_undefined if dag is not None else None) or jinja2.StrictUndefined,
+        "extensions": ["jinja2.ext.do"],
+        "keep_trailing_newline": True,
+        "autoescape": False,
+    }
+    if not native:
+        options["finalize"] = _render_value
+    if dag is not None:
+        options.update(dag.jinja_environment_kwargs)
+    sandboxed, native_class = _environment_classes()
+    env: jinja2.Environment = (native_class if native else sandboxed)(**options)
+    env.filters.update(TEMPLATE_FILTERS)
+    if dag is not None:
+        env.globals.update(dag.user_defined_macros)
+        env.filters.update(dag.user_defined_filters)
+    return env
+
+
+@functools.cache
+def _environment_classes() -> tuple[type[jinja2.Environment], type[jinja2.Environment]]:
+    """Airflow's two template environments: sandboxed (the default) and native (not sandboxed, as in
+    Airflow). The sandbox lets templates read ``_private`` attributes but never ``__dunder__`` ones."""
+    import jinja2.nativetypes
+    import jinja2.sandbox
+
+    class SandboxedEnvironment(jinja2.sandbox.SandboxedEnvironment):
+        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+            return not jinja2.sandbox.is_internal_attribute(obj, attr)
+
+    return SandboxedEnvironment, jinja2.nativetypes.NativeEnvironment
 
 
 def _render_value(value: Any) -> Any:
     """How a value prints in a template: datetimes as ISO 8601, everything else as is."""
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _ds(value: datetime | None) -> str | None:
+    return None if value is None else value.strftime("%Y-%m-%d")
+
+
+def _ds_nodash(value: datetime | None) -> str | None:
+    return None if value is None else value.strftime("%Y%m%d")
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _ts_nodash(value: datetime | None) -> str | None:
+    return None if value is None else value.strftime("%Y%m%dT%H%M%S")
+
+
+def _ts_nodash_with_tz(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("-", "").replace(":", "")
+
+
+TEMPLATE_FILTERS: dict[str, Callable[[datetime | None], str | None]] = {
+    "ds": _ds,
+    "ds_nodash": _ds_nodash,
+    "ts": _ts,
+    "ts_nodash": _ts_nodash,
+    "ts_nodash_with_tz": _ts_nodash_with_tz,
+}
+"""Airflow's template filters, for any datetime: ``{{ prev_data_interval_end_success | ds }}`` (None stays
+None), formatted as the context keys of the same names."""
 
 
 _CURRENT: ContextVar[Context | None] = ContextVar("headrace_current_context", default=None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -145,6 +145,13 @@ class DAG:
     ``on_deadline_miss_callback(context)`` once and sends a ``deadline_missed``
     notification (see ``docs/alerts.md``).
 
+    Templates (Airflow's arguments): ``template_searchpath`` (folders of template
+    files, beside the DAG file's own), ``user_defined_macros`` (dict: names in
+    every template), ``user_defined_filters`` (dict of Jinja filters),
+    ``render_template_as_native_obj`` (True: a one-expression template renders as
+    a Python object, not text), ``template_undefined`` (Jinja ``Undefined`` class;
+    default ``StrictUndefined``) and ``jinja_environment_kwargs``.
+
     ``params`` (name → plain JSON value or :class:`~headrace.authoring.params.Param`)
     becomes a :class:`~headrace.authoring.params.ParamsDict`: every default must
     satisfy its param's schema, and with a schedule every param needs a default
@@ -177,6 +184,11 @@ class DAG:
         deadline: timedelta | float | None = None,
         deadline_reference: str = "logical_date",
         on_deadline_miss_callback: Callback | None = None,
+        user_defined_macros: Mapping[str, Any] | None = None,
+        user_defined_filters: Mapping[str, Callable[..., Any]] | None = None,
+        render_template_as_native_obj: bool = False,
+        template_undefined: type | None = None,
+        jinja_environment_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.fileloc, self.lineno, self.module_name = caller_location()
         self.dag_id = validate_id("dag_id", dag_id, fileloc=self.fileloc, lineno=self.lineno)
@@ -227,6 +239,13 @@ class DAG:
         if isinstance(template_searchpath, str):
             template_searchpath = [template_searchpath]
         self.template_searchpath: list[str] = list(template_searchpath or [])
+        self._set_template_options(
+            user_defined_macros,
+            user_defined_filters,
+            render_template_as_native_obj,
+            template_undefined,
+            jinja_environment_kwargs,
+        )
         self.task_dict: dict[str, BaseOperator] = {}
         self.task_group_dict: dict[str, TaskGroup] = {}
         """Task groups by full group id (``outer.inner``), in the order they were created."""
@@ -263,6 +282,36 @@ class DAG:
         except (ParamValidationError, DagDefinitionError) as exc:
             self._fail(f"DAG {self.dag_id!r}: {exc.message}")
         return checked
+
+    def _set_template_options(
+        self,
+        macros: Mapping[str, Any] | None,
+        filters: Mapping[str, Callable[..., Any]] | None,
+        native: bool,
+        undefined: type | None,
+        env_kwargs: Mapping[str, Any] | None,
+    ) -> None:
+        """Check and keep the DAG's template options (see :func:`~headrace.authoring.context.make_jinja_env`)."""
+        for name, value in (("user_defined_macros", macros), ("user_defined_filters", filters)):
+            if value is not None and not isinstance(value, Mapping):
+                self._fail(f"DAG {self.dag_id!r}: {name} must be a dict, got {type(value).__name__}")
+        for name, fn in (filters or {}).items():
+            if not callable(fn):
+                self._fail(f"DAG {self.dag_id!r}: user_defined_filters[{name!r}] is not callable")
+        if undefined is not None and not isinstance(undefined, type):
+            self._fail(f"DAG {self.dag_id!r}: template_undefined must be a class, got {undefined!r}")
+        if env_kwargs is not None and not isinstance(env_kwargs, Mapping):
+            self._fail(f"DAG {self.dag_id!r}: jinja_environment_kwargs must be a dict")
+        self.user_defined_macros: dict[str, Any] = dict(macros or {})
+        """Names added to every template's globals (a context key of the same name wins, as in Airflow)."""
+        self.user_defined_filters: dict[str, Callable[..., Any]] = dict(filters or {})
+        """Jinja filters added to the template environment."""
+        self.render_template_as_native_obj = bool(native)
+        """Render templates with Jinja's NativeEnvironment: a one-expression template gives a Python object."""
+        self.template_undefined = undefined
+        """Jinja's ``Undefined`` class for templates; None: ``StrictUndefined`` (an undefined name fails)."""
+        self.jinja_environment_kwargs: dict[str, Any] = dict(env_kwargs or {})
+        """Extra keyword arguments of the Jinja environment (e.g. ``{"trim_blocks": True}``)."""
 
     def _fail(self, message: str) -> NoReturn:
         raise DagDefinitionError(message, fileloc=self.fileloc, lineno=self.lineno)

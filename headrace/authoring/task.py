@@ -265,7 +265,8 @@ class BaseOperator(ABC):
     queue and run every task whatever it says; the scale-out (Celery) work routes
     tries on it, as Airflow's CeleryExecutor does. Raises ``DagDefinitionError``
     for a bad argument and ``DuplicateTaskIdError`` if the DAG already has
-    ``task_id``.
+    ``task_id``. ``render_template_as_native_obj`` overrides the DAG's for this
+    task (None: the DAG's; see ``docs/templates.md``).
     """
 
     template_fields: Sequence[str] = ()
@@ -273,6 +274,7 @@ class BaseOperator(ABC):
     template_ext: Sequence[str] = ()
     """A template field value ending in one of these is read as a template file."""
     ui_color: str = "#fff"
+    render_template_as_native_obj: bool | None = None
     ignored_arguments: tuple[str, ...] = ()
     """Airflow operator arguments given to this operator that headrace does not support yet (ignored)."""
     pre_execute_hook: Callable[[Context], None] | None = None
@@ -311,6 +313,7 @@ class BaseOperator(ABC):
         doc: str | None = None,
         doc_md: str | None = None,
         task_group: TaskGroup | None = None,
+        render_template_as_native_obj: bool | None = None,
     ) -> None:
         dag = dag if dag is not None else DagContext.current()
         group = group_of(dag, task_group)
@@ -364,6 +367,8 @@ class BaseOperator(ABC):
         self.deadline_reference = deadline_reference
         self.doc = doc
         self.doc_md = doc_md
+        self.render_template_as_native_obj = render_template_as_native_obj
+        """Render this task's fields as native objects (True) or text (False); None: the DAG's setting."""
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
         self.dag: DAG | None = None
@@ -509,7 +514,7 @@ class BaseOperator(ABC):
         """
         import jinja2  # here, not at the top: commands that only read DAGs (dags trigger) never render
 
-        env = jinja_env or make_jinja_env(self.dag)
+        env = jinja_env or make_jinja_env(self.dag, native=self.render_template_as_native_obj)
         for field in self.template_fields:
             value = getattr(self, field)
             try:

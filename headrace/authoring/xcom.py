@@ -1,19 +1,19 @@
 """XCom: values passed between tasks, and references to them (``XComArg``).
 
-Values are stored as JSON text. Types JSON lacks are tagged so they come back
-as they went in: ``{"__hr__": "datetime", "v": "2024-01-01T00:00:00+00:00"}``
-for datetime, date, time delta (seconds), bytes (base64), tuple, set and dicts
-whose keys are not all strings.
+Values are stored as JSON text, made by the deployment's XCom backend
+(:mod:`headrace.authoring.xcom_backend`, ``core.xcom_backend``). The default
+backend tags types JSON lacks so they come back as they went in
+(:mod:`headrace.authoring.xcom_serde`): datetimes, Decimal, UUID, paths,
+tuples, sets, numpy values, pandas DataFrames, dataclasses, pydantic models….
 """
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from headrace.authoring.xcom_backend import BaseXCom
 from headrace.exceptions import XComError
 from headrace.types import Context
 
@@ -25,8 +25,6 @@ RETURN_KEY = "return_value"
 
 DEFAULT_MAX_BYTES = 48 * 1024
 """A reasonable default for ``max_bytes`` (the deployment's ``xcom max size`` overrides it)."""
-
-_TAG = "__hr__"
 
 
 class XComArg:
@@ -150,66 +148,26 @@ def xcoms_for_result(task: BaseOperator, value: Any) -> list[tuple[str, Any]]:
     return pushes
 
 
-def _encode(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, list):
-        return [_encode(v) for v in value]
-    if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value) and _TAG not in value:
-            return {k: _encode(v) for k, v in value.items()}
-        return {_TAG: "dict", "v": [[_encode(k), _encode(v)] for k, v in value.items()]}
-    if isinstance(value, datetime):
-        return {_TAG: "datetime", "v": value.isoformat()}
-    if isinstance(value, date):
-        return {_TAG: "date", "v": value.isoformat()}
-    if isinstance(value, timedelta):
-        return {_TAG: "timedelta", "v": value.total_seconds()}
-    if isinstance(value, (bytes, bytearray)):
-        return {_TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, tuple):
-        return {_TAG: "tuple", "v": [_encode(v) for v in value]}
-    if isinstance(value, (set, frozenset)):
-        items = [_encode(v) for v in value]
-        return {_TAG: "set", "v": sorted(items, key=lambda x: json.dumps(x, sort_keys=True))}
-    raise TypeError(type(value).__name__)
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    tag = value.get(_TAG)
-    if tag is None:
-        return {k: _decode(v) for k, v in value.items()}
-    raw = value["v"]
-    if tag == "datetime":
-        return datetime.fromisoformat(raw)
-    if tag == "date":
-        return date.fromisoformat(raw)
-    if tag == "timedelta":
-        return timedelta(seconds=raw)
-    if tag == "bytes":
-        return base64.b64decode(raw)
-    if tag == "tuple":
-        return tuple(_decode(v) for v in raw)
-    if tag == "set":
-        return {_decode(v) for v in raw}
-    if tag == "dict":
-        return {_decode(k): _decode(v) for k, v in raw}
-    raise XComError(f"unknown XCom type tag {tag!r}")
-
-
-def serialize_xcom(value: Any, max_bytes: int, *, task_id: str = "?", key: str = RETURN_KEY) -> str:
-    """Return ``value`` as JSON text of at most ``max_bytes`` UTF-8 bytes.
+def serialize_xcom(
+    value: Any,
+    max_bytes: int,
+    *,
+    task_id: str = "?",
+    key: str = RETURN_KEY,
+    backend: type[BaseXCom] = BaseXCom,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Return ``value`` as stored: the JSON text of ``backend.serialize_value(value, …)``, at most
+    ``max_bytes`` UTF-8 bytes.
 
     Raises ``XComError``: "XCom value of task X (key K) is not JSON serializable:
     <type>", or "... is N bytes, over the limit of M bytes (xcom max size)".
     NaN and infinities are refused too (not JSON).
     """
     try:
-        text = json.dumps(_encode(value), sort_keys=False, allow_nan=False, separators=(",", ":"))
+        data = backend.serialize_value(value, key=key, task_id=task_id, dag_id=dag_id, run_id=run_id, map_index=-1)
+        text = json.dumps(data, sort_keys=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         what = str(exc) if isinstance(exc, TypeError) else f"float {exc}"
         raise XComError(
@@ -230,9 +188,39 @@ def serialize_xcom(value: Any, max_bytes: int, *, task_id: str = "?", key: str =
     return text
 
 
-def deserialize_xcom(text: str) -> Any:
-    """Inverse of :func:`serialize_xcom`. Raises ``XComError`` for text that is not valid XCom JSON."""
+def deserialize_xcom(text: str, backend: type[BaseXCom] = BaseXCom, **where: Any) -> Any:
+    """Inverse of :func:`serialize_xcom`: ``backend.deserialize_value`` of the stored JSON.
+
+    ``where``: the XCom's ``key``, ``task_id``, ``dag_id``, ``run_id`` (given to the backend).
+    Raises ``XComError`` for text that is not valid XCom JSON or a class that cannot be imported.
+    """
     try:
-        return _decode(json.loads(text))
+        data = json.loads(text)
+    except ValueError as exc:
+        raise XComError(f"stored XCom is not valid: {exc}") from None
+    return _deserialize(data, backend, where)
+
+
+def deserialize_xcom_list(
+    text: str, task_ids: Sequence[str], backend: type[BaseXCom] = BaseXCom, **where: Any
+) -> list[Any]:
+    """The values of a JSON list of stored XComs (one per id in ``task_ids``; null: none) — a pull of many."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise XComError(f"stored XCom is not valid: {exc}") from None
+    if not isinstance(data, list):
+        raise XComError("stored XComs are not a list")
+    return [
+        None if item is None else _deserialize(item, backend, {**where, "task_id": task_id})
+        for task_id, item in zip(task_ids, data, strict=False)
+    ]
+
+
+def _deserialize(data: Any, backend: type[BaseXCom], where: dict[str, Any]) -> Any:
+    try:
+        return backend.deserialize_value(BaseXCom(value=data, **where))
+    except XComError:
+        raise
     except (ValueError, KeyError, TypeError) as exc:
         raise XComError(f"stored XCom is not valid: {exc}") from None

@@ -15,10 +15,11 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from headrace.authoring.context import RunInfo, build_context, current_context
+from headrace.authoring.context import PreviousRun, RunInfo, build_context, current_context
 from headrace.authoring.secrets import install_secrets_runtime
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
+from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
 from headrace.cli.common import AppState, app_state, console, fmt_bytes, fmt_time, parse_date, styled
 from headrace.crypto import Encryptor
 from headrace.dagfiles.loader import load_dags, prepare_dag_imports
@@ -111,15 +112,26 @@ def states_for_dag_run(ctx: typer.Context, dag_id: str, run_id: str) -> None:
 class _LocalTI:
     """The RuntimeTI of ``tasks test``: XComs kept in memory, reads fall back to the DB run if any."""
 
-    def __init__(self, db: Database, dag_id: str, run_id: str, task_id: str, max_bytes: int) -> None:
+    def __init__(
+        self, db: Database, dag_id: str, run_id: str, task_id: str, max_bytes: int, backend: type[BaseXCom]
+    ) -> None:
         self.dag_id, self.run_id, self.task_id = dag_id, run_id, task_id
         self.try_number, self.max_tries = 1, 0
         self.pushed: dict[str, str] = {}
         self._db = db
         self._max_bytes = max_bytes
+        self._backend = backend
 
     def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = serialize_xcom(value, self._max_bytes, task_id=self.task_id, key=key)
+        self.pushed[key] = serialize_xcom(
+            value,
+            self._max_bytes,
+            task_id=self.task_id,
+            key=key,
+            backend=self._backend,
+            dag_id=self.dag_id,
+            run_id=self.run_id,
+        )
 
     def _pull_one(self, task_id: str, key: str, dag_id: str) -> Any:
         with self._db.session() as session:
@@ -128,7 +140,9 @@ class _LocalTI:
                     XCom.dag_id == dag_id, XCom.run_id == self.run_id, XCom.task_id == task_id, XCom.key == key
                 )
             )
-        return None if text is None else deserialize_xcom(text)
+        if text is None:
+            return None
+        return deserialize_xcom(text, self._backend, key=key, task_id=task_id, dag_id=dag_id, run_id=self.run_id)
 
     def xcom_pull(
         self, task_ids: str | Sequence[str] | None = None, key: str = "return_value", dag_id: str | None = None
@@ -166,7 +180,7 @@ def _find_run(db: Database, dag_id: str, when_or_run_id: str | None) -> tuple[Da
 
 
 def _runtime_task(
-    state: AppState, db: Database, dag_id: str, task_id: str, when_or_run_id: str | None
+    state: AppState, db: Database, dag_id: str, task_id: str, when_or_run_id: str | None, test_mode: bool = False
 ) -> tuple[BaseOperator, Context, _LocalTI]:
     """Import the DAG's file in this process and build the task's context for a DAG run.
 
@@ -181,14 +195,28 @@ def _runtime_task(
     dag = dags[dag_id]
     task = dag.get_task(task_id)
     run, when = _find_run(db, dag_id, when_or_run_id)
+    with db.read_session() as session:  # the context's prev_*_success, as the supervisor reads them
+        previous = queries.previous_success_run(session, dag_id, run.logical_date if run is not None else when)
+        if previous is not None:
+            session.expunge(previous)
     if run is not None:
-        info = RunInfo.from_run(run)
+        info = RunInfo.from_run(run, previous)
     else:
-        info = RunInfo(dag_id, f"test__{when.isoformat()}", when, when, when, run_type="manual", conf={})
-    ti = _LocalTI(db, dag_id, info.run_id, task_id, state.settings.get("core", "xcom_max_size"))
+        info = RunInfo(
+            dag_id,
+            f"test__{when.isoformat()}",
+            when,
+            when,
+            when,
+            run_type="manual",
+            conf={},
+            previous_success=None if previous is None else PreviousRun.from_run(previous),
+        )
+    backend = resolve_xcom_backend(state.settings.get_str("core", "xcom_backend"))
+    ti = _LocalTI(db, dag_id, info.run_id, task_id, state.settings.get("core", "xcom_max_size"), backend)
     # Variable.get / Connection.get (and {{ var }} / {{ conn }} templates) read the DB directly here.
     install_secrets_runtime(DatabaseSecrets(db, Encryptor.from_settings(state.settings)))
-    return task, build_context(dag, task, info, ti), ti
+    return task, build_context(dag, task, info, ti, test_mode=test_mode), ti
 
 
 @app.command("render")
@@ -273,7 +301,7 @@ def test_cmd(
     """
     state = app_state(ctx)
     db = state.migrated_db()
-    task, context, ti = _runtime_task(state, db, dag_id, task_id, logical_date)
+    task, context, ti = _runtime_task(state, db, dag_id, task_id, logical_date, test_mode=True)
     task.render_template_fields(context)
     start = time.perf_counter()
     try:

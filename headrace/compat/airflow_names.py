@@ -54,6 +54,11 @@ def _t(module: str, attr: str, feature: str | None = None) -> Target:
     return Target(module, attr, feature or f"{attr}")
 
 
+_MACROS = {
+    name: _t("headrace.authoring.macros", name, f"macros.{name}")
+    for name in ("ds_add", "ds_format", "datetime_diff_for_humans")
+}
+_XCOM = "headrace.authoring.xcom_backend"
 _DAG = {"DAG": _t(_TOP, "DAG", "DAG"), "dag": _t(_TOP, "dag", "the @dag decorator")}
 _TASKFLOW = {
     "task": _t(_TOP, "task", "the @task decorator"),
@@ -218,6 +223,9 @@ MODULES: dict[str, dict[str, Target]] = {
         "DatasetTriggeredTimetable": _t(_TT, "DatasetTriggeredTimetable", "assets (DatasetTriggeredTimetable)"),
     },
     "airflow.utils.trigger_rule": {"TriggerRule": _t(_TOP, "TriggerRule", "TriggerRule")},
+    "airflow.macros": _MACROS,
+    "airflow.sdk.execution_time.macros": _MACROS,
+    "airflow.sdk.bases.xcom": {"BaseXCom": _t(_XCOM, "BaseXCom", "XCom backends (BaseXCom)")},
     "airflow.utils.task_group": {"TaskGroup": _t(_TOP, "TaskGroup", "task groups (TaskGroup)")},
     "airflow.utils.edgemodifier": {"Label": _t(_TOP, "Label", "edge labels (Label)")},
     "airflow.utils.dates": {"days_ago": _t(_DATES, "days_ago", "days_ago()")},
@@ -260,7 +268,6 @@ UNSUPPORTED_MODULES: dict[str, str] = {
     "airflow.configuration": "Airflow's configuration module",
     "airflow.plugins_manager": "plugins",
     "airflow.listeners": "listeners",
-    "airflow.macros": "the macros module",
     "airflow.models.dagrun": "reading the metadata database from DAG files (DagRun)",
     "airflow.models.taskinstance": "reading the metadata database from DAG files (TaskInstance)",
     "airflow.models.xcom": "reading the metadata database from DAG files (XCom)",

@@ -185,6 +185,8 @@ class DagRun(Base):
         UniqueConstraint("dag_id", "run_id"),
         Index("ix_dag_run_state", "state", "dag_id"),
         Index("ix_dag_run_end_date", "end_date"),  # deadline checks and the alert sweep read runs by end time
+        # the previous successful run (the context's prev_*_success), read when a try is claimed
+        Index("ix_dag_run_dag_state_logical_date", "dag_id", "state", "logical_date"),
         NEVER_REUSED,
     )
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ScalarSelect, and_, bindparam, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from headrace.db.models import DagModel, DagRun, DagVersion, DagWarning, Pool, TaskInstance, TaskTry
 from headrace.states import TI_ACTIVE, DagRunState, TaskInstanceState
@@ -441,3 +441,43 @@ __all__ = [
     "tis_with_latest_try",
     "try_row",
 ]
+
+
+# --- previous runs -------------------------------------------------------------------
+
+
+def previous_success_id(run: type[DagRun] | Any = DagRun) -> ScalarSelect[int]:
+    """A scalar subquery, correlated on ``run`` (``DagRun`` or an alias of it): the id of the latest run of
+    the same DAG in state ``success`` whose logical date is before ``run``'s — Airflow's "previous successful
+    DAG run", whose dates are the context's ``prev_*_success``. NULL if there is none (or ``run`` has no
+    logical date)."""
+    earlier = aliased(DagRun, name="earlier_run")
+    return (
+        select(earlier.id)
+        .where(
+            earlier.dag_id == run.dag_id,
+            earlier.state == DagRunState.SUCCESS.value,
+            earlier.logical_date < run.logical_date,
+        )
+        .order_by(earlier.logical_date.desc())
+        .limit(1)
+        .correlate(run)
+        .scalar_subquery()
+    )
+
+
+def previous_success_run(session: Session, dag_id: str, logical_date: datetime | None) -> DagRun | None:
+    """The DAG's latest successful run with a logical date before ``logical_date`` (see
+    :func:`previous_success_id`); None if there is none or ``logical_date`` is None."""
+    if logical_date is None:
+        return None
+    return session.scalars(
+        select(DagRun)
+        .where(
+            DagRun.dag_id == dag_id,
+            DagRun.state == DagRunState.SUCCESS.value,
+            DagRun.logical_date < logical_date,
+        )
+        .order_by(DagRun.logical_date.desc())
+        .limit(1)
+    ).first()

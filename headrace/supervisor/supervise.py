@@ -38,14 +38,16 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import aliased
 
-from headrace.authoring.context import RunInfo
+from headrace.authoring.context import PreviousRun, RunInfo
 from headrace.config import Settings
 from headrace.crypto import Encryptor
 from headrace.dagfiles.serialization import SerializedTask
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
 from headrace.db.outage import is_outage, retry_through_outage
+from headrace.db.queries import previous_success_id
 from headrace.db.transitions import set_ti_state
 from headrace.logs.capped import CappedLog
 from headrace.logs.files import append_line, format_line, open_try_log, try_log_path
@@ -138,6 +140,7 @@ class _Try:
 
 # The hot path's statements are built once, with bind parameters, so their cache keys are computed once
 # and their compiled forms are cached in the engine (which the fork server warms before forking).
+_PREVIOUS = aliased(DagRun, name="previous_success")
 _LOAD = (
     select(
         TaskInstance.id,
@@ -156,9 +159,15 @@ _LOAD = (
         DagRun.data_interval_end,
         # Only this task's entry of the serialized DAG, not the whole document.
         DagVersion.serialized["tasks"][bindparam("task_key", type_=JSON.JSONStrIndexType)],
+        # The previous successful run's dates (the context's prev_*_success), in the same round trip.
+        _PREVIOUS.data_interval_start,
+        _PREVIOUS.data_interval_end,
+        _PREVIOUS.start_date,
+        _PREVIOUS.end_date,
     )
     .join_from(TaskInstance, DagRun, TaskInstance.dag_run_id == DagRun.id)
     .outerjoin(DagVersion, DagRun.dag_version_id == DagVersion.id)
+    .outerjoin(_PREVIOUS, _PREVIOUS.id == previous_success_id(DagRun))
     .where(TaskInstance.id == bindparam("ti_id"))
 )
 _INSERT_TRY = insert(TaskTry).values(
@@ -301,6 +310,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 interval_start,
                 interval_end,
                 task_entry,
+                *previous,
             ) = row
             policy = _policy(task_entry) if task_id == request.task_id else None
             logical = logical_date or queued_at
@@ -312,6 +322,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 data_interval_end=interval_end or logical,
                 run_type=run_type,
                 conf=dict(conf or {}),
+                previous_success=PreviousRun(*previous) if any(previous) else None,
             )
             start = task_process.TaskStart(
                 fileloc=request.fileloc,
@@ -321,6 +332,8 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 try_number=request.try_number,
                 max_tries=max_tries,
                 xcom_max_size=settings.get_int("core", "xcom_max_size"),
+                start_date=now,
+                xcom_backend=settings.get_str("core", "xcom_backend"),
             )
             target = TryTarget(ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id)
             current = _Try(request, target, start, policy, log_path, 0)

@@ -37,9 +37,19 @@ from headrace.authoring.dag import DAG
 from headrace.authoring.secrets import SecretsUnavailable, install_secrets_runtime
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.trigger_dagrun import TriggerDagRunError
-from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
+from headrace.authoring.xcom import deserialize_xcom, deserialize_xcom_list, serialize_xcom, xcoms_for_result
+from headrace.authoring.xcom_backend import DEFAULT_XCOM_BACKEND, BaseXCom, resolve_xcom_backend
 from headrace.dagfiles.loader import load_dags, remembered_dags
-from headrace.exceptions import FailTask, RetryTask, SecretsError, SkipTask, TaskNotFound, TaskTerminated, XComError
+from headrace.exceptions import (
+    ConfigError,
+    FailTask,
+    RetryTask,
+    SecretsError,
+    SkipTask,
+    TaskNotFound,
+    TaskTerminated,
+    XComError,
+)
 from headrace.logs.files import LOG_LINE_FORMAT
 from headrace.masking import MaskingStream, SecretMasker
 from headrace.states import TaskInstanceState
@@ -85,12 +95,25 @@ class TaskStart:
     """The task instance's ``max_tries`` (its ``retries``)."""
     xcom_max_size: int
     """``core.xcom_max_size``: largest XCom value in bytes of JSON."""
+    start_date: datetime | None = None
+    """When the try was claimed (the context's ``start_date``); None: when the task process starts."""
+    xcom_backend: str = DEFAULT_XCOM_BACKEND
+    """``core.xcom_backend``: import path of the XCom backend class."""
+    expanded_ti_count: int | None = None
+    """The context's ``expanded_ti_count``: how many task instances this task expanded to in the run, for a
+    mapped task (dynamic task mapping sets it when it claims a mapped task instance); None when not mapped."""
 
 
 class ChannelTI:
     """``RuntimeTI`` backed by the supervisor channel (``context["ti"]`` in the task process)."""
 
-    def __init__(self, start: TaskStart, channel: TaskChannel | None, masker: SecretMasker | None = None) -> None:
+    def __init__(
+        self,
+        start: TaskStart,
+        channel: TaskChannel | None,
+        masker: SecretMasker | None = None,
+        backend: type[BaseXCom] = BaseXCom,
+    ) -> None:
         self.dag_id = start.dag_id
         self.task_id = start.task_id
         self.run_id = start.run.run_id
@@ -99,6 +122,7 @@ class ChannelTI:
         self._max_bytes = start.xcom_max_size
         self._channel = channel
         self._masker = masker
+        self._backend = backend
 
     def __repr__(self) -> str:
         return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id} try {self.try_number}>"
@@ -113,7 +137,15 @@ class ChannelTI:
 
     def xcom_push(self, key: str, value: Any) -> None:
         """Store XCom ``key``. Raises ``XComError`` if the value is not serializable or too big."""
-        text = serialize_xcom(value, self._max_bytes, task_id=self.task_id, key=key)
+        text = serialize_xcom(
+            value,
+            self._max_bytes,
+            task_id=self.task_id,
+            key=key,
+            backend=self._backend,
+            dag_id=self.dag_id,
+            run_id=self.run_id,
+        )
         self._request(SetXCom(key=key, value_json=text))
 
     def xcom_pull(
@@ -124,7 +156,10 @@ class ChannelTI:
         response = self._request(GetXCom(task_ids=ids, key=key, dag_id=dag_id))
         if response is None or response.value_json is None:
             return None
-        return deserialize_xcom(response.value_json)
+        where = {"key": key, "dag_id": dag_id or self.dag_id, "run_id": self.run_id}
+        if isinstance(ids, list):
+            return deserialize_xcom_list(response.value_json, ids, self._backend, **where)
+        return deserialize_xcom(response.value_json, self._backend, task_id=ids, **where)
 
     def skip(self, task_ids: Iterable[str]) -> None:
         """Mark task instances of this run ``skipped`` (those not queued yet)."""
@@ -360,8 +395,16 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             )
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
-        ti = ChannelTI(start, channel, masker)
-        context = build_context(dag, task, start.run, ti)
+        try:
+            backend = resolve_xcom_backend(start.xcom_backend)
+        except ConfigError as exc:
+            log.error("%s", exc)
+            channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
+            return 2
+        ti = ChannelTI(start, channel, masker, backend)
+        context = build_context(
+            dag, task, start.run, ti, start_date=start.start_date, expanded_ti_count=start.expanded_ti_count
+        )
         outcome, error, delay = _execute(task, context, ti)
         state = next_state(outcome, start.try_number, start.max_tries)
         run_callbacks(task, state, context)
@@ -426,7 +469,14 @@ def callback_main(start: TaskStart, state: TaskInstanceState, error: str, log_fd
     install_secrets_runtime(ChannelSecrets(None, masker))
     try:
         dag, task = _load_task(start)
-        context = build_context(dag, task, start.run, ChannelTI(start, None))
+        context = build_context(
+            dag,
+            task,
+            start.run,
+            ChannelTI(start, None),
+            start_date=start.start_date,
+            expanded_ti_count=start.expanded_ti_count,
+        )
         context["exception"] = RuntimeError(error)
         run_callbacks(task, state, context)
         return 0

@@ -43,8 +43,10 @@ DAG_IDS = [
     "compat_sql",
     "compat_standard_branching",
     "compat_team_a_report",
+    "compat_templates",
     "compat_trigger_dagrun",
     "compat_trigger_target",
+    "compat_xcom_types",
 ]
 TASKS: dict[str, set[str] | dict[str, str]] = {
     "compat_airflow2_legacy": {"start", "announce", "echo"},
@@ -52,6 +54,8 @@ TASKS: dict[str, set[str] | dict[str, str]] = {
     "compat_team_a_report": {"greet"},
     "compat_sql": {"create", "insert", "select", "copy_to_mysql", "cleanup"},
     "compat_email": {"send_report", "send_with_the_hook"},
+    "compat_templates": {"render", "from_context", "current"},
+    "compat_xcom_types": {"produce", "consume"},
     # a set: every task succeeds; a dict: each task's expected state
     "compat_standard_branching": {
         **dict.fromkeys(["latest_only", "after_latest", "day_check", "any_day", "joined"], "success"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -14,9 +16,12 @@ from headrace.api.auth import get_db, require
 from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
 from headrace.api.routes.task_instances import get_ti
-from headrace.authoring.xcom import deserialize_xcom
+from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
+from headrace.config import Settings
 from headrace.db.models import XCom
 from headrace.exceptions import HeadraceError, NotFound
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["XCom"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
 
@@ -24,20 +29,33 @@ TI_PATH = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}"
 NOT_FOUND = not_found("no such DAG, DAG run, task instance or XCom")
 
 
-def xcom_value(text: str) -> Any:
-    """The stored XCom as plain JSON: datetimes as ISO strings, tuples and sets as lists, bytes as text.
+def xcom_value(row: XCom, backend: type[BaseXCom] = BaseXCom) -> Any:
+    """The stored XCom as plain JSON, as the XCom backend's ``orm_deserialize_value`` shows it (by default:
+    datetimes as ISO strings, Decimals as exact strings, tuples and sets as lists, bytes as text, objects as ``{"__class__": …, **fields}``;
+    no class is imported).
 
     A value that has no plain JSON form (bytes that are not UTF-8) is given as stored, with its type tags.
     """
+    stored = json.loads(row.value)
+    entry = backend(value=stored, key=row.key, task_id=row.task_id, dag_id=row.dag_id, run_id=row.run_id, map_index=-1)
     try:
-        return jsonable_encoder(deserialize_xcom(text))
+        return jsonable_encoder(entry.orm_deserialize_value(), custom_encoder={Decimal: str})
     except (HeadraceError, ValueError, TypeError):  # XComError, or bytes that are not UTF-8: show it as stored
-        return json.loads(text)
+        return stored
+    except Exception:  # a custom backend's code failed: the stored value still shows, the failure is logged
+        log.exception("%s.orm_deserialize_value failed for XCom %r of %s", backend.__name__, row.key, row.task_id)
+        return stored
 
 
-def xcom_out(row: XCom) -> schemas.XComEntry:
+def xcom_backend(request: Request) -> type[BaseXCom]:
+    """The deployment's XCom backend (``core.xcom_backend``). Raises ``ConfigError`` if it cannot be imported."""
+    settings: Settings = request.app.state.settings
+    return resolve_xcom_backend(settings.get_str("core", "xcom_backend"))
+
+
+def xcom_out(row: XCom, backend: type[BaseXCom] = BaseXCom) -> schemas.XComEntry:
     """The API form of an ``xcom`` row."""
-    return schemas.XComEntry(key=row.key, value=xcom_value(row.value), created_at=row.created_at)
+    return schemas.XComEntry(key=row.key, value=xcom_value(row, backend), created_at=row.created_at)
 
 
 @router.get(f"{TI_PATH}/xcomEntries", response_model=schemas.XComCollection, responses=NOT_FOUND)
@@ -49,7 +67,10 @@ def list_xcoms(
         run, _ = get_ti(session, dag_id, dag_run_id, task_id)
         stmt = select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id)
         rows = session.scalars(pg.apply(stmt.order_by(XCom.key)))
-        return schemas.XComCollection(xcom_entries=[xcom_out(x) for x in rows], total_entries=count(session, stmt))
+        backend = xcom_backend(request)
+        return schemas.XComCollection(
+            xcom_entries=[xcom_out(x, backend) for x in rows], total_entries=count(session, stmt)
+        )
 
 
 @router.get(f"{TI_PATH}/xcomEntries/{{key}}", response_model=schemas.XComEntry, responses=NOT_FOUND)
@@ -62,7 +83,7 @@ def get_xcom(dag_id: str, dag_run_id: str, task_id: str, key: str, request: Requ
         ).first()
         if row is None:
             raise NotFound(f"task instance {task_id!r} of DAG run {dag_run_id!r} has no XCom {key!r}")
-        return xcom_out(row)
+        return xcom_out(row, xcom_backend(request))
 
 
 __all__ = ["router", "xcom_out", "xcom_value"]
