@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from headrace.authoring.context import get_current_context
     from headrace.authoring.dag import DAG
-    from headrace.authoring.decorators import dag, task
+    from headrace.authoring.decorators import dag, setup, task, teardown
     from headrace.authoring.edges import Label
     from headrace.authoring.params import Param, ParamsDict
     from headrace.authoring.secrets import Connection, Variable
@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "DAG": "headrace.authoring.dag",
     "dag": "headrace.authoring.decorators",
     "task": "headrace.authoring.decorators",
+    "setup": "headrace.authoring.decorators",
+    "teardown": "headrace.authoring.decorators",
     "Connection": "headrace.authoring.secrets",
     "get_current_context": "headrace.authoring.context",
     "Variable": "headrace.authoring.secrets",
@@ -55,6 +57,8 @@ __all__ = [
     "DAG",
     "dag",
     "task",
+    "setup",
+    "teardown",
     "chain",
     "BaseOperator",
     # grouping tasks and labelling edges
