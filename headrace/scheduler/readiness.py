@@ -13,6 +13,8 @@ decision           new state
 ``WAIT``           stays ``none``
 =================  =================================
 
+A task with ``depends_on_past`` that would be scheduled stays ``none``
+while the DAG's previous run holds it (:mod:`headrace.scheduler.past`).
 Tasks are visited in topological order with the run's states kept in
 memory, so a cascade (``a`` failed → ``b`` upstream_failed → ``c``
 upstream_failed) settles in one pass. Task instances ``up_for_retry`` whose
@@ -52,6 +54,7 @@ from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.transitions import requeue_ti, set_ti_state
 from headrace.scheduler.dagcache import DagCache
+from headrace.scheduler.past import PastCheck
 from headrace.states import TaskInstanceState as TI
 from headrace.supervisor.request import TryRequest
 
@@ -110,6 +113,7 @@ def examine_run(
     by_task = {ti.task_id: ti for ti in tis}
     states = {ti.task_id: ti.state for ti in tis}
     changed = 0
+    past = PastCheck(session, sdag, run.id)
     for ti in tis:
         due = ti.state == TI.UP_FOR_RETRY.value and (ti.next_retry_at is None or ti.next_retry_at <= now)
         if due and set_ti_state(session, ti.id, TI.UP_FOR_RETRY, TI.SCHEDULED, next_retry_at=None, updated_at=now):
@@ -120,7 +124,7 @@ def examine_run(
         if pending is None or states[task_id] != TI.NONE.value:
             continue
         decision = decide(sdag, task_id, states)
-        if decision is Decision.WAIT:
+        if decision is Decision.WAIT or (decision is Decision.RUN and past.reason(task_id) is not None):
             continue
         new = _DECISION_STATE[decision]
         extra: dict[str, Any] = (

@@ -34,7 +34,14 @@ from headrace.testing import FAST_LOOP, run_scheduler_until
 
 from .conftest import AIRFLOW_DAGS, NATIVE_DAGS, UNSUPPORTED
 
-DAG_IDS = ["compat_airflow2_legacy", "compat_airflow3_taskflow", "compat_setup_teardown", "compat_team_a_report"]
+DAG_IDS = [
+    "compat_airflow2_legacy",
+    "compat_airflow3_taskflow",
+    "compat_depends_on_past",
+    "compat_setup_teardown",
+    "compat_task_callbacks",
+    "compat_team_a_report",
+]
 TASKS: dict[str, set[str] | dict[str, str]] = {
     "compat_airflow2_legacy": {"start", "announce", "echo"},
     "compat_airflow3_taskflow": {"extract", "total", "check", "report", "end"},
@@ -48,6 +55,9 @@ TASKS: dict[str, set[str] | dict[str, str]] = {
         "drop_table": "failed",
     },
     "compat_team_a_report": {"greet"},
+    "compat_depends_on_past": {"extract", "load", "done"},  # the first run: nothing in the past holds them
+    # on_execute_callback and on_skipped_callback push XComs that check reads
+    "compat_task_callbacks": {"work": "success", "skip_me": "skipped", "check": "success"},
 }
 """dag_id → the tasks that must all succeed, or task_id → the state each must end in; the run must succeed."""
 

@@ -1,0 +1,37 @@
+"""``tasks state`` says why the previous DAG run holds a task instance (depends_on_past), SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime
+from typing import Any
+
+from headrace.config import Settings
+from headrace.dagfiles.processor import DagProcessor
+from headrace.db.engine import Database
+from headrace.scheduler.runs import trigger_dag
+
+PAST_DAG = """
+from datetime import datetime
+from headrace import DAG
+from headrace.operators import EmptyOperator
+
+with DAG("held", schedule=None, start_date=datetime(2026, 1, 1)):
+    EmptyOperator(task_id="a", depends_on_past=True)
+"""
+
+
+def test_tasks_state_prints_the_state_and_the_reason_on_stderr(cli: Any, settings: Settings, db: Database) -> None:
+    (settings.dags_folder / "held.py").write_text(textwrap.dedent(PAST_DAG))
+    assert DagProcessor(settings, db).refresh(datetime.now(UTC)).errors == 0
+    with db.session() as session:
+        first = trigger_dag(session, "held", logical_date=datetime(2026, 3, 1, tzinfo=UTC), now=datetime.now(UTC))
+        second = trigger_dag(session, "held", logical_date=datetime(2026, 3, 2, tzinfo=UTC), now=datetime.now(UTC))
+        first_id, second_id = first.run_id, second.run_id
+    r = cli("tasks", "state", "held", "a", second_id)
+    assert (r.code, r.out.strip()) == (0, "none")
+    assert r.err.strip() == (
+        f"waiting: depends_on_past: task 'a' is 'none' in the previous run {first_id!r}, not success or skipped"
+    )
+    r = cli("tasks", "state", "held", "a", first_id)  # the first run: nothing holds it
+    assert (r.code, r.out.strip(), r.err.strip()) == (0, "none", "")
