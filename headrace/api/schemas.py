@@ -111,6 +111,8 @@ class DAG(_Out):
     """A DAG as last parsed."""
 
     dag_id: str
+    dag_display_name: str
+    """The name the UI shows: the DAG's ``dag_display_name``, else its dag_id (Airflow's field)."""
     fileloc: str
     is_paused: bool
     is_active: bool

@@ -151,6 +151,10 @@ class DAG:
     (scheduled runs use the defaults); a trigger's ``conf`` overrides them and
     is validated before the run is created.
 
+    ``dag_display_name`` is the name the UI shows (any text; the dag_id if not
+    given). ``is_paused_upon_creation`` decides whether the DAG starts paused
+    when first parsed; None means ``core.dags_are_paused_at_creation``.
+
     Raises ``DagDefinitionError`` (bad id or argument) and ``ScheduleError``
     (bad schedule), both naming the file and line of the DAG.
     """
@@ -177,6 +181,8 @@ class DAG:
         deadline: timedelta | float | None = None,
         deadline_reference: str = "logical_date",
         on_deadline_miss_callback: Callback | None = None,
+        dag_display_name: str | None = None,
+        is_paused_upon_creation: bool | None = None,
     ) -> None:
         self.fileloc, self.lineno, self.module_name = caller_location()
         self.dag_id = validate_id("dag_id", dag_id, fileloc=self.fileloc, lineno=self.lineno)
@@ -209,6 +215,16 @@ class DAG:
         self.max_active_tasks = max_active_tasks
         self.tags: list[str] = sorted(set(tags or []))
         self.description = description
+        if dag_display_name is not None and (not isinstance(dag_display_name, str) or not dag_display_name.strip()):
+            self._fail(f"DAG {self.dag_id!r}: dag_display_name must be a non-empty string, got {dag_display_name!r}")
+        self._dag_display_name = dag_display_name
+        if is_paused_upon_creation is not None and not isinstance(is_paused_upon_creation, bool):
+            self._fail(
+                f"DAG {self.dag_id!r}: is_paused_upon_creation must be True, False or None, "
+                f"got {is_paused_upon_creation!r}"
+            )
+        self.is_paused_upon_creation = is_paused_upon_creation
+        """None: the deployment's ``core.dags_are_paused_at_creation`` (True unless configured, as in Airflow)."""
         self.doc_md = doc_md
         self.on_success_callback = on_success_callback
         self.on_failure_callback = on_failure_callback
@@ -248,6 +264,11 @@ class DAG:
 
     def __repr__(self) -> str:
         return f"<DAG: {self.dag_id}>"
+
+    @property
+    def dag_display_name(self) -> str:
+        """The name the UI shows: ``dag_display_name`` if given, else the dag_id (Airflow's rule)."""
+        return self._dag_display_name or self.dag_id
 
     # --- tasks ---------------------------------------------------------------
 

@@ -145,6 +145,12 @@ def serialize_dag(dag: DAG, *, catchup_default: bool = False) -> dict[str, Any]:
             "has_on_failure_callback": dag.on_failure_callback is not None,
             **_deadline_fields(dag.deadline, dag.deadline_reference, dag.on_deadline_miss_callback is not None),
             "tasks": {tid: serialize_task(dag.task_dict[tid]) for tid in sorted(dag.task_dict)},
+            **({"dag_display_name": dag.dag_display_name} if dag.dag_display_name != dag.dag_id else {}),
+            **(
+                {"is_paused_upon_creation": dag.is_paused_upon_creation}
+                if dag.is_paused_upon_creation is not None
+                else {}
+            ),
             **_group_fields(dag),
         }
     )
@@ -458,6 +464,10 @@ class SerializedDag:
     param_specs: list[dict[str, Any]] = field(default_factory=list)
     """``{"name", "default"?, "description", "schema"}`` per param, in declaration order; empty when every
     param is a plain value (then ``params`` alone describes them)."""
+    dag_display_name: str | None = None
+    """The name the UI shows; None: the dag_id."""
+    is_paused_upon_creation: bool | None = None
+    """None: ``core.dags_are_paused_at_creation`` decides."""
     data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The dict this was read from."""
 
@@ -500,6 +510,8 @@ class SerializedDag:
                 up: {down: dict(info) for down, info in downs.items()} for up, downs in d.get("edge_info", {}).items()
             },
             param_specs=list(d.get("param_specs") or []),
+            dag_display_name=d.get("dag_display_name"),
+            is_paused_upon_creation=d.get("is_paused_upon_creation"),
             data=dict(d),
         )
 

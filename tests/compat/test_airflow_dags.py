@@ -37,6 +37,7 @@ from .conftest import AIRFLOW_DAGS, NATIVE_DAGS, UNSUPPORTED
 DAG_IDS = [
     "compat_airflow2_legacy",
     "compat_airflow3_taskflow",
+    "compat_dag_display_name",
     "compat_depends_on_past",
     "compat_setup_teardown",
     "compat_task_callbacks",
@@ -55,6 +56,7 @@ TASKS: dict[str, set[str] | dict[str, str]] = {
         "drop_table": "failed",
     },
     "compat_team_a_report": {"greet"},
+    "compat_dag_display_name": {"hello"},
     "compat_depends_on_past": {"extract", "load", "done"},  # the first run: nothing in the past holds them
     # on_execute_callback and on_skipped_callback push XComs that check reads
     "compat_task_callbacks": {"work": "success", "skip_me": "skipped", "check": "success"},
