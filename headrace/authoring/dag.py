@@ -366,7 +366,8 @@ class DAG:
         return {tid: task.downstream_task_ids for tid, task in self.task_dict.items()}
 
     def validate(self) -> None:
-        """Check the DAG: dependencies name tasks of this DAG, no cycle, schedule needs a start_date.
+        """Check the DAG: dependencies name tasks of this DAG, tasks right after a setup task use
+        ``all_success`` (teardowns aside, as Airflow requires), no cycle, schedule needs a start_date.
 
         Raises ``DagCycleError`` with a message like ``cycle a → b → c → a`` and
         the DAG's ``fileloc:lineno``; ``DagDefinitionError`` for the rest.
@@ -375,6 +376,16 @@ class DAG:
             for tid in task.upstream_task_ids | task.downstream_task_ids:
                 if tid not in self.task_dict:
                     self._fail(f"task {task.task_id!r} depends on {tid!r}, which is not in DAG {self.dag_id!r}")
+        for task in self.task_dict.values():
+            if not task.is_setup:
+                continue
+            for tid in sorted(task.downstream_task_ids):
+                down = self.task_dict[tid]
+                if not down.is_teardown and down.trigger_rule != "all_success":
+                    self._fail(
+                        f"task {tid!r} follows setup task {task.task_id!r} with trigger_rule "
+                        f"{down.trigger_rule.value!r}: tasks directly after a setup must use all_success (Airflow's rule)"
+                    )
         cycle = find_cycle(self._downstream())
         if cycle is not None:
             raise cycle_error(cycle, dag_id=self.dag_id, fileloc=self.fileloc, lineno=self.lineno)

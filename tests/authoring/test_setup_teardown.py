@@ -92,3 +92,11 @@ def test_teardowns_are_not_leaves_unless_they_fail_the_run() -> None:
     assert effective_leaves(tasks) == ["other"]  # w2 is followed by other too
     tasks["t1"].on_failure_fail_dagrun = True
     assert effective_leaves(tasks) == ["other", "t1"]
+
+
+def test_a_task_right_after_a_setup_must_use_all_success() -> None:
+    with DAG("rule") as dag:
+        s = EmptyOperator(task_id="s").as_setup()
+        s >> EmptyOperator(task_id="w", trigger_rule="all_done")
+    with pytest.raises(DagDefinitionError, match="'w' follows setup task 's' with trigger_rule 'all_done'"):
+        dag.validate()
