@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from headrace.authoring.task import BaseOperator, chain
     from headrace.authoring.task_group import TaskGroup, task_group
     from headrace.authoring.trigger_rules import TriggerRule
+    from headrace.authoring.weight_rule import WeightRule
     from headrace.authoring.xcom import XComArg
     from headrace.exceptions import FailTask, RetryTask, SkipTask
 
@@ -45,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "task_group": "headrace.authoring.task_group",
     "Label": "headrace.authoring.edges",
     "TriggerRule": "headrace.authoring.trigger_rules",
+    "WeightRule": "headrace.authoring.weight_rule",
     "XComArg": "headrace.authoring.xcom",
     "FailTask": "headrace.exceptions",
     "RetryTask": "headrace.exceptions",
@@ -71,6 +73,7 @@ __all__ = [
     # passing data and deciding what runs
     "XComArg",
     "TriggerRule",
+    "WeightRule",
     # inside a running task: its context, variables and connections
     "get_current_context",
     "Variable",

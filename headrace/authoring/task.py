@@ -30,6 +30,7 @@ from headrace.authoring.setup_teardown import SetupTeardownContext, SetupTeardow
 from headrace.authoring.sizes import parse_memory_limit
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.trigger_rules import TriggerRule
+from headrace.authoring.weight_rule import WeightRule
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Callback, Context
 
@@ -98,7 +99,7 @@ def accepted_arguments(cls: type) -> frozenset[str]:
     return _accepted_args(cls)
 
 
-WEIGHT_RULES: tuple[str, ...] = ("downstream", "upstream", "absolute")
+WEIGHT_RULES: tuple[str, ...] = tuple(r.value for r in WeightRule)
 """Airflow's weight rules: a task instance's priority is its ``priority_weight`` plus those of every task
 downstream of it (``downstream``, the default), upstream of it (``upstream``), or its own alone (``absolute``)."""
 
@@ -204,7 +205,7 @@ class BaseOperator(SetupTeardownMixin, ABC):
         pool: str = "default_pool",
         pool_slots: int = 1,
         priority_weight: int = 1,
-        weight_rule: str = "downstream",
+        weight_rule: WeightRule | str = WeightRule.DOWNSTREAM,
         queue: str = "default",
         memory_limit: int | str | None = None,
         multiple_outputs: bool = False,
@@ -264,7 +265,7 @@ class BaseOperator(SetupTeardownMixin, ABC):
                 f"task {task_id!r}: weight_rule must be one of {', '.join(WEIGHT_RULES)}, got {weight_rule!r} "
                 "(custom PriorityWeightStrategy classes are not supported)"
             )
-        self.weight_rule = str(weight_rule)
+        self.weight_rule = WeightRule(weight_rule).value
         self.wait_for_downstream = bool(wait_for_downstream)
         self.depends_on_past = bool(depends_on_past) or self.wait_for_downstream
         self.ignore_first_depends_on_past = bool(ignore_first_depends_on_past)

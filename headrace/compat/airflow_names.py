@@ -180,6 +180,8 @@ MODULES: dict[str, dict[str, Target]] = {
         "DatasetTriggeredTimetable": _t(_TT, "DatasetTriggeredTimetable", "assets (DatasetTriggeredTimetable)"),
     },
     "airflow.utils.trigger_rule": {"TriggerRule": _t(_TOP, "TriggerRule", "TriggerRule")},
+    "airflow.utils.weight_rule": {"WeightRule": _t(_TOP, "WeightRule", "WeightRule")},
+    "airflow.task.weight_rule": {"WeightRule": _t(_TOP, "WeightRule", "WeightRule")},
     "airflow.utils.task_group": {"TaskGroup": _t(_TOP, "TaskGroup", "task groups (TaskGroup)")},
     "airflow.utils.edgemodifier": {"Label": _t(_TOP, "Label", "edge labels (Label)")},
     "airflow.utils.dates": {"days_ago": _t(_DATES, "days_ago", "days_ago()")},

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, task
+from airflow.task.weight_rule import WeightRule
 
 with DAG(
     dag_id="compat_depends_on_past",
@@ -19,7 +20,7 @@ with DAG(
     def extract() -> int:
         return 1
 
-    @task(ignore_first_depends_on_past=True, weight_rule="absolute")
+    @task(ignore_first_depends_on_past=True, weight_rule=WeightRule.ABSOLUTE)
     def load(n: int) -> None:
         assert n == 1, n
 
