@@ -175,7 +175,13 @@ def trigger(
             max_conf_bytes=state.settings.get_int("api", "max_conf_bytes"),
         )
         run_pk, created_run_id = run.id, run.run_id
+        model = session.get(DagModel, dag_id)
+        paused = model is not None and model.is_paused
     console.print(f"created DAG run {created_run_id} of {dag_id}")
+    if paused:  # new DAGs start paused (core.dags_are_paused_at_creation): say why the run does not start
+        console.print(
+            f"[yellow]DAG {dag_id} is paused: the run starts when it is unpaused (`headrace dags unpause {dag_id}`)[/]"
+        )
     if wait:
         (final,) = wait_for_runs(db, [run_pk])
         console.print(f"DAG run {final.run_id} finished: {styled(final.state)}")

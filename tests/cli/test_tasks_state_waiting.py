@@ -1,7 +1,10 @@
-"""``tasks state`` says why the previous DAG run holds a task instance (depends_on_past), SQLite and PostgreSQL."""
+"""The CLI says why a run or task instance waits: ``tasks state`` (the previous DAG run holds it, depends_on_past)
+and ``dags trigger`` of a paused DAG; SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from datetime import UTC, datetime
 from typing import Any
@@ -35,3 +38,23 @@ def test_tasks_state_prints_the_state_and_the_reason_on_stderr(cli: Any, setting
     )
     r = cli("tasks", "state", "held", "a", first_id)  # the first run: nothing holds it
     assert (r.code, r.out.strip(), r.err.strip()) == (0, "none", "")
+
+
+def test_triggering_a_paused_dag_says_the_run_waits_for_an_unpause(
+    cli_env: dict[str, str], settings: Settings, db: Database
+) -> None:
+    (settings.dags_folder / "held.py").write_text(textwrap.dedent(PAST_DAG))
+    paused_default = settings.with_overrides({"core": {"dags_are_paused_at_creation": True}})
+    assert DagProcessor(paused_default, db).refresh(datetime.now(UTC)).errors == 0
+    env = {k: v for k, v in cli_env.items() if k != "HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "headrace", "dags", "trigger", "held"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert "DAG held is paused: the run starts when it is unpaused (`headrace dags unpause held`)" in out
