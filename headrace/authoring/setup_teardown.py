@@ -166,6 +166,40 @@ def clear_closure(
     return out
 
 
+def group_leaves(tasks: list[BaseOperator]) -> list[BaseOperator]:
+    """The leaves of a task group's ``tasks`` as Airflow picks them for ``group >> x``.
+
+    A task with no downstream task in the group is a leaf, except a teardown:
+    for a teardown leaf, its upstream work tasks in the group (not its setups)
+    that have no other non-teardown downstream task in the group stand in for it,
+    so ``group >> x`` does not wait for the group's teardowns.
+    """
+    ids = {t.task_id for t in tasks}
+    by_id = {t.task_id: t for t in tasks}
+
+    def has_work_downstream(task: BaseOperator, exclude: str) -> bool:
+        return any(d != exclude and d in ids and not by_id[d].is_teardown for d in task.downstream_task_ids)
+
+    def stand_ins(task: BaseOperator) -> Iterator[BaseOperator]:
+        for uid in sorted(task.upstream_task_ids & ids):
+            up = by_id[uid]
+            if up.is_teardown:
+                yield from stand_ins(up)
+            elif task.is_teardown and up.is_setup:
+                continue
+            elif not has_work_downstream(up, task.task_id):
+                yield up
+
+    out: list[BaseOperator] = []
+    for task in tasks:
+        if task.downstream_task_ids & ids:
+            continue
+        for leaf in stand_ins(task) if task.is_teardown else iter([task]):
+            if leaf not in out:
+                out.append(leaf)
+    return out
+
+
 # --- authoring ----------------------------------------------------------------
 
 
@@ -298,6 +332,7 @@ __all__ = [
     "clear_closure",
     "effective_leaves",
     "flat_relatives",
+    "group_leaves",
     "indirect_setups",
     "relevant_setups",
     "setups_and_teardowns",

@@ -100,3 +100,16 @@ def test_a_task_right_after_a_setup_must_use_all_success() -> None:
         s >> EmptyOperator(task_id="w", trigger_rule="all_done")
     with pytest.raises(DagDefinitionError, match="'w' follows setup task 's' with trigger_rule 'all_done'"):
         dag.validate()
+
+
+def test_a_group_s_teardown_is_not_what_follows_the_group() -> None:
+    from headrace import TaskGroup
+
+    with DAG("grp") as dag:
+        with TaskGroup("g") as g:
+            s = EmptyOperator(task_id="s").as_setup()
+            w = EmptyOperator(task_id="w")
+            t = EmptyOperator(task_id="t").as_teardown(setups=s)
+            s >> w >> t
+        g >> EmptyOperator(task_id="after")
+    assert _ids(dag, "after") == (["g.w"], [])  # the work before the teardown, as Airflow connects it

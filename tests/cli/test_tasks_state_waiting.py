@@ -12,6 +12,7 @@ from typing import Any
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
+from headrace.db.models import DagModel
 from headrace.scheduler.runs import trigger_dag
 
 PAST_DAG = """
@@ -58,3 +59,22 @@ def test_triggering_a_paused_dag_says_the_run_waits_for_an_unpause(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = " ".join(proc.stdout.split())
     assert "DAG held is paused: the run starts when it is unpaused (`headrace dags unpause held`)" in out
+
+
+def test_dags_test_runs_a_dag_that_starts_paused_and_leaves_it_paused(
+    cli_env: dict[str, str], settings: Settings, db: Database
+) -> None:
+    (settings.dags_folder / "held.py").write_text(textwrap.dedent(PAST_DAG))
+    env = {k: v for k, v in cli_env.items() if k != "HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "headrace", "dags", "test", "held", "2026-03-01"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "(paused DAG: unpaused for this run)" in proc.stdout and "success" in proc.stdout
+    with db.session() as session:
+        assert session.get(DagModel, "held").is_paused is True  # type: ignore[union-attr]
