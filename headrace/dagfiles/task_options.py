@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from headrace.authoring.setup_teardown import flat_relatives
+from headrace.authoring.graph import topological_order
 
 OPTION_DEFAULTS: dict[str, Any] = {
     "is_setup": False,
@@ -53,16 +53,37 @@ def priority_weights(tasks: Mapping[str, Any]) -> dict[str, int]:
     ``tasks``: id → node with ``priority_weight``, ``weight_rule`` and the
     up/downstream ids. ``downstream``: its own weight plus every task's
     downstream of it; ``upstream``: plus every task's upstream of it;
-    ``absolute``: its own.
+    ``absolute``: its own. The relatives of every task are bit sets built in
+    one pass in topological order, and summed per distinct weight, so a
+    1,000-task chain takes milliseconds (``benchmarks/priority_weights.py``).
     """
+    order = topological_order({tid: [d for d in t.downstream_task_ids if d in tasks] for tid, t in tasks.items()})
+    bit = {tid: 1 << i for i, tid in enumerate(order)}
+    masks: dict[int, int] = {}
+    for tid, task in tasks.items():
+        masks[task.priority_weight] = masks.get(task.priority_weight, 0) | bit[tid]
+    rules = {task.weight_rule for task in tasks.values()}
+    below: dict[str, int] = {}
+    if "downstream" in rules:
+        for tid in reversed(order):
+            m = 0
+            for d in tasks[tid].downstream_task_ids:
+                if d in bit:
+                    m |= bit[d] | below[d]
+            below[tid] = m
+    above: dict[str, int] = {}
+    if "upstream" in rules:
+        for tid in order:
+            m = 0
+            for u in tasks[tid].upstream_task_ids:
+                if u in bit:
+                    m |= bit[u] | above[u]
+            above[tid] = m
     out: dict[str, int] = {}
     for tid, task in tasks.items():
-        rule = task.weight_rule
-        if rule == "absolute":
-            out[tid] = task.priority_weight
-            continue
-        relatives = flat_relatives(tasks, tid, upstream=rule == "upstream")
-        out[tid] = task.priority_weight + sum(tasks[r].priority_weight for r in relatives)
+        relatives = below.get(tid, 0) if task.weight_rule == "downstream" else above.get(tid, 0)
+        extra = 0 if task.weight_rule == "absolute" else sum(w * (relatives & m).bit_count() for w, m in masks.items())
+        out[tid] = task.priority_weight + extra
     return out
 
 
