@@ -180,6 +180,12 @@ class Task(BaseModel):
     pool_slots: int
     queue: str
     priority_weight: int
+    weight_rule: str
+    """``downstream`` (default), ``upstream`` or ``absolute``: how task instances' priority is summed."""
+    depends_on_past: bool
+    wait_for_downstream: bool
+    is_setup: bool
+    is_teardown: bool
     memory_limit_bytes: int | None
     execution_timeout_seconds: float | None
     owner: str

@@ -104,6 +104,11 @@ def test_get_pause_source_tasks(api: TestClient, client_as: ClientAs, demo_dag: 
     assert by_id["after"]["upstream_task_ids"] == ["explode"] and by_id["after"]["operator"] == "BashOperator"
     assert by_id["after"]["trigger_rule"] == "all_success" and by_id["after"]["pool"] == "default_pool"
     assert "memory_limit_bytes" in by_id["after"] and "execution_timeout_seconds" in by_id["after"]
+    assert (by_id["after"]["weight_rule"], by_id["after"]["depends_on_past"], by_id["after"]["is_setup"]) == (
+        "downstream",
+        False,
+        False,
+    )
     assert viewer.get("/api/v1/dags/demo/tasks/explode").json()["upstream_task_ids"] == ["extract"]
     assert viewer.get("/api/v1/dags/demo/tasks/nope").json()["error"] == "TaskNotFound"
 
