@@ -67,7 +67,9 @@ class PastCheck:
         rows = self.session.execute(
             select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == prev.id)
         )
-        self._prev_states = {r.task_id: str(r.state) for r in rows}
+        for r in rows:  # several rows per task once tasks are mapped: one not successful holds it (Airflow's count)
+            if self._prev_states.get(r.task_id) in (None, *_PAST_OK):
+                self._prev_states[r.task_id] = str(r.state)
 
     def _ran_before(self, task_id: str) -> bool:
         return bool(
