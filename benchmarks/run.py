@@ -64,6 +64,7 @@ with DAG("bench_chain", schedule=None, start_date=datetime(2026, 1, 1)):
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env["HEADRACE_HOME"] = str(home)
+    env["HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "false"  # the benchmark DAGs are triggered at once
     env.update(extra)
     return env
 

@@ -110,6 +110,7 @@ def _env(home: Path, url: str, **extra: str) -> dict[str, str]:
         HEADRACE_HOME=str(home),
         HEADRACE__DATABASE__URL=url,
         HEADRACE__METRICS__SCHEDULER_PORT="0",
+        HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION="false",  # the benchmark DAGs are triggered at once
         PYTHONPYCACHEPREFIX=str(home / "pycache"),
     )
     env.update(extra)

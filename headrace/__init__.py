@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from headrace.authoring.context import get_current_context
     from headrace.authoring.dag import DAG
-    from headrace.authoring.decorators import dag, task
+    from headrace.authoring.decorators import dag, setup, task, teardown
     from headrace.authoring.edges import Label
     from headrace.authoring.params import Param, ParamsDict
     from headrace.authoring.secrets import Connection, Variable
     from headrace.authoring.task import BaseOperator, chain
     from headrace.authoring.task_group import TaskGroup, task_group
     from headrace.authoring.trigger_rules import TriggerRule
+    from headrace.authoring.weight_rule import WeightRule
     from headrace.authoring.xcom import XComArg
     from headrace.exceptions import FailTask, RetryTask, SkipTask
 
@@ -32,6 +33,8 @@ _EXPORTS: dict[str, str] = {
     "DAG": "headrace.authoring.dag",
     "dag": "headrace.authoring.decorators",
     "task": "headrace.authoring.decorators",
+    "setup": "headrace.authoring.decorators",
+    "teardown": "headrace.authoring.decorators",
     "Connection": "headrace.authoring.secrets",
     "get_current_context": "headrace.authoring.context",
     "Variable": "headrace.authoring.secrets",
@@ -43,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "task_group": "headrace.authoring.task_group",
     "Label": "headrace.authoring.edges",
     "TriggerRule": "headrace.authoring.trigger_rules",
+    "WeightRule": "headrace.authoring.weight_rule",
     "XComArg": "headrace.authoring.xcom",
     "FailTask": "headrace.exceptions",
     "RetryTask": "headrace.exceptions",
@@ -55,6 +59,8 @@ __all__ = [
     "DAG",
     "dag",
     "task",
+    "setup",
+    "teardown",
     "chain",
     "BaseOperator",
     # grouping tasks and labelling edges
@@ -67,6 +73,7 @@ __all__ = [
     # passing data and deciding what runs
     "XComArg",
     "TriggerRule",
+    "WeightRule",
     # inside a running task: its context, variables and connections
     "get_current_context",
     "Variable",

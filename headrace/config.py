@@ -78,6 +78,12 @@ SPEC: dict[str, dict[str, Option]] = {
         ),
         "dagbag_import_timeout": Option(float, _const(30.0), "Seconds a DAG file may take to import.", 0.1, 3600),
         "load_examples": Option(bool, _const(False), "Also load the bundled example DAGs."),
+        "dags_are_paused_at_creation": Option(
+            bool,
+            _const(True),
+            "A DAG parsed for the first time starts paused, unless it sets is_paused_upon_creation "
+            "(Airflow's key and default; `headrace standalone` unpauses the bundled examples it creates).",
+        ),
         "try_containment": Option(
             str,
             _const("auto"),

@@ -144,7 +144,8 @@ def run_dag_inline(
     The DAG is stored as the DAG processor would store it after parsing
     ``dag.fileloc`` (the file that defines it, which each task's process
     imports), a manual run is created with ``logical_date`` (default now)
-    and ``conf``, and a scheduler loop with the local executor runs it (every
+    and ``conf`` (the DAG is unpaused, whatever ``is_paused_upon_creation``
+    says), and a scheduler loop with the local executor runs it (every
     try in its own supervised process, as in production). ``settings``
     default to a new temporary home with an SQLite database. Raises
     ``TimeoutError`` if the run has not ended after ``timeout`` seconds, and
@@ -160,6 +161,7 @@ def run_dag_inline(
     from headrace.db.migrate import migrate
     from headrace.db.models import DagRun, TaskInstance, TaskTry
     from headrace.scheduler.runs import trigger_dag
+    from headrace.scheduler.user_actions import set_paused
 
     if settings is None:
         home = Path(tempfile.mkdtemp(prefix=f"headrace-{dag.dag_id}-"))
@@ -172,6 +174,7 @@ def run_dag_inline(
             DagProcessor(settings, db).store_result(
                 session, ParseResult(dag.fileloc, dags=[serialize_dag(dag)]), 0.0, 0, now
             )
+            set_paused(session, dag.dag_id, False)  # new DAGs start paused (core.dags_are_paused_at_creation)
             run = trigger_dag(session, dag.dag_id, conf=conf, logical_date=logical_date, now=now)
             run_pk, run_id = run.id, run.run_id
         ended: list[str] = []

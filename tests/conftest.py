@@ -87,9 +87,19 @@ def db(db_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Settings:
-    """Settings with HEADRACE_HOME in tmp_path and the test's database."""
+    """Settings with HEADRACE_HOME in tmp_path and the test's database.
+
+    New DAGs start unpaused here (``core.dags_are_paused_at_creation = false``): most tests parse a DAG
+    and expect the scheduler to run it at once. The default (True, Airflow's) has its own tests
+    (tests/dagfiles/test_paused_at_creation.py), which override this back.
+    """
     home = tmp_path / "home"
     (home / "dags").mkdir(parents=True)
     return load_settings(
-        {"HEADRACE_HOME": str(home), "HEADRACE__DATABASE__URL": db_url, "HEADRACE__METRICS__SCHEDULER_PORT": "0"}
-    )  # no shared fixed port between test workers
+        {
+            "HEADRACE_HOME": str(home),
+            "HEADRACE__DATABASE__URL": db_url,
+            "HEADRACE__METRICS__SCHEDULER_PORT": "0",  # no shared fixed port between test workers
+            "HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION": "false",
+        }
+    )

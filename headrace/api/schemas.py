@@ -111,6 +111,8 @@ class DAG(_Out):
     """A DAG as last parsed."""
 
     dag_id: str
+    dag_display_name: str
+    """The name the UI shows: the DAG's ``dag_display_name``, else its dag_id (Airflow's field)."""
     fileloc: str
     is_paused: bool
     is_active: bool
@@ -178,6 +180,12 @@ class Task(BaseModel):
     pool_slots: int
     queue: str
     priority_weight: int
+    weight_rule: str
+    """``downstream`` (default), ``upstream`` or ``absolute``: how task instances' priority is summed."""
+    depends_on_past: bool
+    wait_for_downstream: bool
+    is_setup: bool
+    is_teardown: bool
     memory_limit_bytes: int | None
     execution_timeout_seconds: float | None
     owner: str

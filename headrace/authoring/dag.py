@@ -158,6 +158,10 @@ class DAG:
     (scheduled runs use the defaults); a trigger's ``conf`` overrides them and
     is validated before the run is created.
 
+    ``dag_display_name`` is the name the UI shows (any text; the dag_id if not
+    given). ``is_paused_upon_creation`` decides whether the DAG starts paused
+    when first parsed; None means ``core.dags_are_paused_at_creation``.
+
     Raises ``DagDefinitionError`` (bad id or argument) and ``ScheduleError``
     (bad schedule), both naming the file and line of the DAG.
     """
@@ -189,6 +193,8 @@ class DAG:
         render_template_as_native_obj: bool = False,
         template_undefined: type | None = None,
         jinja_environment_kwargs: Mapping[str, Any] | None = None,
+        dag_display_name: str | None = None,
+        is_paused_upon_creation: bool | None = None,
     ) -> None:
         self.fileloc, self.lineno, self.module_name = caller_location()
         self.dag_id = validate_id("dag_id", dag_id, fileloc=self.fileloc, lineno=self.lineno)
@@ -221,6 +227,16 @@ class DAG:
         self.max_active_tasks = max_active_tasks
         self.tags: list[str] = sorted(set(tags or []))
         self.description = description
+        if dag_display_name is not None and (not isinstance(dag_display_name, str) or not dag_display_name.strip()):
+            self._fail(f"DAG {self.dag_id!r}: dag_display_name must be a non-empty string, got {dag_display_name!r}")
+        self._dag_display_name = dag_display_name
+        if is_paused_upon_creation is not None and not isinstance(is_paused_upon_creation, bool):
+            self._fail(
+                f"DAG {self.dag_id!r}: is_paused_upon_creation must be True, False or None, "
+                f"got {is_paused_upon_creation!r}"
+            )
+        self.is_paused_upon_creation = is_paused_upon_creation
+        """None: the deployment's ``core.dags_are_paused_at_creation`` (True unless configured, as in Airflow)."""
         self.doc_md = doc_md
         self.on_success_callback = on_success_callback
         self.on_failure_callback = on_failure_callback
@@ -267,6 +283,11 @@ class DAG:
 
     def __repr__(self) -> str:
         return f"<DAG: {self.dag_id}>"
+
+    @property
+    def dag_display_name(self) -> str:
+        """The name the UI shows: ``dag_display_name`` if given, else the dag_id (Airflow's rule)."""
+        return self._dag_display_name or self.dag_id
 
     # --- tasks ---------------------------------------------------------------
 
@@ -394,7 +415,8 @@ class DAG:
         return {tid: task.downstream_task_ids for tid, task in self.task_dict.items()}
 
     def validate(self) -> None:
-        """Check the DAG: dependencies name tasks of this DAG, no cycle, schedule needs a start_date.
+        """Check the DAG: dependencies name tasks of this DAG, tasks right after a setup task use
+        ``all_success`` (teardowns aside, as Airflow requires), no cycle, schedule needs a start_date.
 
         Raises ``DagCycleError`` with a message like ``cycle a → b → c → a`` and
         the DAG's ``fileloc:lineno``; ``DagDefinitionError`` for the rest.
@@ -403,6 +425,16 @@ class DAG:
             for tid in task.upstream_task_ids | task.downstream_task_ids:
                 if tid not in self.task_dict:
                     self._fail(f"task {task.task_id!r} depends on {tid!r}, which is not in DAG {self.dag_id!r}")
+        for task in self.task_dict.values():
+            if not task.is_setup:
+                continue
+            for tid in sorted(task.downstream_task_ids):
+                down = self.task_dict[tid]
+                if not down.is_teardown and down.trigger_rule != "all_success":
+                    self._fail(
+                        f"task {tid!r} follows setup task {task.task_id!r} with trigger_rule "
+                        f"{down.trigger_rule.value!r}: tasks directly after a setup must use all_success (Airflow's rule)"
+                    )
         cycle = find_cycle(self._downstream())
         if cycle is not None:
             raise cycle_error(cycle, dag_id=self.dag_id, fileloc=self.fileloc, lineno=self.lineno)

@@ -265,6 +265,8 @@ class Task(Generic[P, R]):
         self.operator_kwargs = operator_kwargs
         self.pre_execute_hook: Callable[[Context], None] | None = None
         """Run before the task's ``execute`` (``@task.run_if`` / ``@task.skip_if``); may raise ``SkipTask``."""
+        self.role: tuple[str, bool] | None = None
+        """``("setup", False)`` / ``("teardown", on_failure_fail_dagrun)`` for ``@setup`` / ``@teardown``."""
         self.__doc__ = function.__doc__
         self.__name__ = getattr(function, "__name__", "task")
 
@@ -273,6 +275,7 @@ class Task(Generic[P, R]):
         multiple = kwargs.pop("multiple_outputs", self.multiple_outputs)
         copy = Task(self.function, self.operator_class, multiple, {**self.operator_kwargs, **kwargs})
         copy.pre_execute_hook = self.pre_execute_hook
+        copy.role = self.role
         return copy
 
     def with_pre_execute(self, hook: Callable[[Context], None]) -> Task[P, R]:
@@ -313,6 +316,10 @@ class Task(Generic[P, R]):
             operator.pre_execute_hook = self.pre_execute_hook
         for ref in find_xcom_args([list(args), dict(kwargs)]):
             ref.operator.set_downstream(operator)
+        if self.role is not None and self.role[0] == "setup":
+            operator.as_setup()
+        elif self.role is not None:
+            operator.as_teardown(on_failure_fail_dagrun=self.role[1])
         return XComArg(operator)
 
 
@@ -375,6 +382,62 @@ task = _TaskDecoratorCollection(DecoratedPythonOperator)
 """Make a function a task: ``@task``, ``@task(retries=3)``, ``@task.branch``, ``@task.short_circuit``,
 ``@task.bash``, ``@task.virtualenv``, ``@task.external_python``; ``@task.run_if(cond)`` / ``@task.skip_if(cond)``
 above one of them."""
+
+
+def _with_role(func: Callable[P, R] | Task[P, R], role: tuple[str, bool]) -> Task[P, R]:
+    if isinstance(func, Task):
+        made = func.override()
+    elif callable(func):
+        made = Task(func, DecoratedPythonOperator, None, {})
+    else:
+        raise DagDefinitionError(f"@{role[0]} needs a function or a @task, got {func!r}")
+    made.role = role
+    return made
+
+
+@overload
+def setup(python_callable: Callable[P, R] | Task[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def setup(python_callable: None = None, /) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]: ...
+
+
+def setup(
+    python_callable: Callable[P, R] | Task[P, R] | None = None, /
+) -> Task[P, R] | Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:
+    """Make a function (or a ``@task``, e.g. ``@setup`` over ``@task(retries=2)``) a setup task factory.
+
+    Calling it in a DAG adds a task with ``is_setup`` (see :mod:`headrace.authoring.setup_teardown`).
+    Raises ``DagDefinitionError`` for something that is not a function.
+    """
+    if python_callable is None:
+        return lambda func: _with_role(func, ("setup", False))
+    return _with_role(python_callable, ("setup", False))
+
+
+@overload
+def teardown(python_callable: Callable[P, R] | Task[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def teardown(
+    python_callable: None = None, /, *, on_failure_fail_dagrun: bool = False
+) -> Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]: ...
+
+
+def teardown(
+    python_callable: Callable[P, R] | Task[P, R] | None = None, /, *, on_failure_fail_dagrun: bool = False
+) -> Task[P, R] | Callable[[Callable[P, R] | Task[P, R]], Task[P, R]]:
+    """Make a function (or a ``@task``) a teardown task factory: ``@teardown`` or ``@teardown(on_failure_fail_dagrun=True)``.
+
+    Its tasks get ``is_teardown`` and the trigger rule ``all_done_setup_success``; a teardown's failure
+    fails the DAG run only with ``on_failure_fail_dagrun=True`` (Airflow's default: False).
+    """
+    role = ("teardown", bool(on_failure_fail_dagrun))
+    if python_callable is None:
+        return lambda func: _with_role(func, role)
+    return _with_role(python_callable, role)
 
 
 class DagFactory(Generic[P]):

@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from headrace.authoring.airflow_args import AIRFLOW_OPERATOR_ARGS
 from headrace.authoring.context import make_jinja_env
 from headrace.authoring.dag import DAG, DagContext, validate_id
 from headrace.authoring.edges import Label
+from headrace.authoring.setup_teardown import SetupTeardownContext, SetupTeardownMixin
+from headrace.authoring.sizes import parse_memory_limit
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.trigger_rules import TriggerRule
+from headrace.authoring.weight_rule import WeightRule
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Callback, Context
 
@@ -36,6 +38,17 @@ if TYPE_CHECKING:
     import jinja2
 
     from headrace.authoring.xcom import XComArg
+
+__all__ = [
+    "AIRFLOW_OPERATOR_ARGS",
+    "WEIGHT_RULES",
+    "BaseOperator",
+    "accepted_arguments",
+    "chain",
+    "parse_memory_limit",
+    "retry_delay_seconds",
+    "to_timedelta",
+]
 
 MAX_RETRY_DELAY = timedelta(hours=24)
 """Ceiling for exponential backoff when ``max_retry_delay`` is not set (Airflow's)."""
@@ -56,60 +69,6 @@ def retry_delay_seconds(retry_delay: float, try_number: int, *, exponential: boo
     cap = max_delay if max_delay is not None else MAX_RETRY_DELAY.total_seconds()
     exponent = max(try_number, 1) - 1
     return cap if exponent > 64 else float(min(retry_delay * 2**exponent, cap))
-
-
-_UNITS: dict[str, int] = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "k": 2**10,
-    "m": 2**20,
-    "g": 2**30,
-    "t": 2**40,
-    "ki": 2**10,
-    "mi": 2**20,
-    "gi": 2**30,
-    "ti": 2**40,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
-
-
-def parse_memory_limit(value: int | str | None) -> int | None:
-    """Return a memory limit in bytes.
-
-    ``value``: ``None`` (no limit), an int of bytes, or a string: a number and a
-    unit — decimal ``KB MB GB TB``, binary ``KiB MiB GiB TiB`` (also ``Ki Mi Gi Ti``
-    and Docker's single letters ``K M G T``), case-insensitive:
-    ``"512MiB"`` → 536870912, ``"2GB"`` → 2000000000, ``"1.5GiB"`` → 1610612736.
-    Raises ``DagDefinitionError`` for anything else or a value ≤ 0.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise DagDefinitionError(f"memory_limit must be bytes or a size string, got {value!r}")
-    if isinstance(value, int):
-        result = value
-    elif isinstance(value, str):
-        match = _MEMORY_RE.match(value)
-        unit = match.group(2).lower() if match else ""
-        if match is None or unit not in _UNITS:
-            raise DagDefinitionError(
-                f"memory_limit {value!r} is not a size: use bytes or a number with a unit "
-                "such as '512MiB', '2GB' or '1.5GiB'"
-            )
-        result = math.floor(float(match.group(1)) * _UNITS[unit])
-    else:
-        raise DagDefinitionError(f"memory_limit must be bytes or a size string, got {value!r}")
-    if result <= 0:
-        raise DagDefinitionError(f"memory_limit must be positive, got {value!r}")
-    return result
 
 
 def to_timedelta(value: timedelta | float | None, name: str) -> timedelta | None:
@@ -135,77 +94,14 @@ def _accepted_args(cls: type) -> frozenset[str]:
     return frozenset(names)
 
 
-AIRFLOW_OPERATOR_ARGS: frozenset[str] = frozenset(
-    {
-        "task_id",
-        "owner",
-        "email",
-        "email_on_retry",
-        "email_on_failure",
-        "retries",
-        "retry_delay",
-        "retry_exponential_backoff",
-        "max_retry_delay",
-        "retry_policy",
-        "start_date",
-        "end_date",
-        "depends_on_past",
-        "depends_on_previous_tasks",
-        "ignore_first_depends_on_past",
-        "wait_for_past_depends_before_skipping",
-        "wait_for_downstream",
-        "dag",
-        "params",
-        "default_args",
-        "priority_weight",
-        "weight_rule",
-        "queue",
-        "pool",
-        "pool_slots",
-        "sla",
-        "execution_timeout",
-        "on_execute_callback",
-        "on_failure_callback",
-        "on_success_callback",
-        "on_retry_callback",
-        "on_skipped_callback",
-        "pre_execute",
-        "post_execute",
-        "trigger_rule",
-        "resources",
-        "run_as_user",
-        "task_concurrency",
-        "map_index_template",
-        "max_active_tis_per_dag",
-        "max_active_tis_per_dagrun",
-        "executor",
-        "executor_config",
-        "do_xcom_push",
-        "multiple_outputs",
-        "inlets",
-        "outlets",
-        "task_group",
-        "doc",
-        "doc_md",
-        "doc_json",
-        "doc_yaml",
-        "doc_rst",
-        "task_display_name",
-        "logger_name",
-        "allow_nested_operators",
-        "render_template_as_native_obj",
-        "start_from_trigger",
-        "start_trigger_args",
-    }
-)
-"""The keyword arguments of Airflow 3's ``BaseOperator`` (Task SDK). Those an operator here does not
-accept are ignored with a DAG warning instead of raising, so an Airflow DAG ports by changing its imports."""
-
-
 def accepted_arguments(cls: type) -> frozenset[str]:
     """The keyword arguments operator class ``cls`` accepts (its ``__init__`` and its bases')."""
     return _accepted_args(cls)
 
+
+WEIGHT_RULES: tuple[str, ...] = tuple(r.value for r in WeightRule)
+"""Airflow's weight rules: a task instance's priority is its ``priority_weight`` plus those of every task
+downstream of it (``downstream``, the default), upstream of it (``upstream``), or its own alone (``absolute``)."""
 
 _F = TypeVar("_F", bound=Callable[..., None])
 
@@ -252,7 +148,7 @@ def _callbacks(value: Callback | list[Callback] | None) -> list[Callback]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-class BaseOperator(ABC):
+class BaseOperator(SetupTeardownMixin, ABC):
     """A task: what to run (``execute``) and how (retries, limits, pool, trigger rule).
 
     ``retry_delay`` / ``max_retry_delay`` / ``execution_timeout`` take a
@@ -263,7 +159,19 @@ class BaseOperator(ABC):
     ``on_deadline_miss_callback`` once (see ``docs/alerts.md``). ``queue`` names
     the queue the task is routed to: the sequential and local executors have one
     queue and run every task whatever it says; the scale-out (Celery) work routes
-    tries on it, as Airflow's CeleryExecutor does. Raises ``DagDefinitionError``
+    tries on it, as Airflow's CeleryExecutor does.
+
+    Scheduling, as in Airflow: ``weight_rule`` (:data:`WEIGHT_RULES`, default
+    ``downstream``) sums ``priority_weight`` over the downstream / upstream
+    tasks into the task instance's queueing priority; ``depends_on_past``
+    holds a task instance until the same task succeeded (or was skipped) in
+    the DAG's previous run by logical date, and ``wait_for_downstream`` (which
+    implies it) also until that run's direct downstream tasks of it did;
+    ``ignore_first_depends_on_past`` lets it run when the task has no earlier
+    task instance at all. ``on_execute_callback(context)`` is called in the
+    task process before ``execute``; ``on_skipped_callback(context)`` when the
+    try ends skipped by ``SkipTask``. Setup/teardown: see
+    :mod:`headrace.authoring.setup_teardown`. Raises ``DagDefinitionError``
     for a bad argument and ``DuplicateTaskIdError`` if the DAG already has
     ``task_id``. ``render_template_as_native_obj`` overrides the DAG's for this
     task (None: the DAG's; see ``docs/templates.md``).
@@ -301,12 +209,18 @@ class BaseOperator(ABC):
         pool: str = "default_pool",
         pool_slots: int = 1,
         priority_weight: int = 1,
+        weight_rule: WeightRule | str = WeightRule.DOWNSTREAM,
         queue: str = "default",
         memory_limit: int | str | None = None,
         multiple_outputs: bool = False,
         on_failure_callback: Callback | list[Callback] | None = None,
         on_success_callback: Callback | list[Callback] | None = None,
         on_retry_callback: Callback | list[Callback] | None = None,
+        on_execute_callback: Callback | list[Callback] | None = None,
+        on_skipped_callback: Callback | list[Callback] | None = None,
+        depends_on_past: bool = False,
+        wait_for_downstream: bool = False,
+        ignore_first_depends_on_past: bool = False,
         on_deadline_miss_callback: Callback | list[Callback] | None = None,
         deadline: timedelta | float | None = None,
         deadline_reference: str = "logical_date",
@@ -351,12 +265,23 @@ class BaseOperator(ABC):
         self.pool = pool
         self.pool_slots = pool_slots
         self.priority_weight = priority_weight
+        if weight_rule not in WEIGHT_RULES:
+            raise DagDefinitionError(
+                f"task {task_id!r}: weight_rule must be one of {', '.join(WEIGHT_RULES)}, got {weight_rule!r} "
+                "(custom PriorityWeightStrategy classes are not supported)"
+            )
+        self.weight_rule = WeightRule(weight_rule).value
+        self.wait_for_downstream = bool(wait_for_downstream)
+        self.depends_on_past = bool(depends_on_past) or self.wait_for_downstream
+        self.ignore_first_depends_on_past = bool(ignore_first_depends_on_past)
         self.queue = queue
         self.memory_limit = parse_memory_limit(memory_limit)
         self.multiple_outputs = bool(multiple_outputs)
         self.on_failure_callback = _callbacks(on_failure_callback)
         self.on_success_callback = _callbacks(on_success_callback)
         self.on_retry_callback = _callbacks(on_retry_callback)
+        self.on_execute_callback = _callbacks(on_execute_callback)
+        self.on_skipped_callback = _callbacks(on_skipped_callback)
         self.on_deadline_miss_callback = _callbacks(on_deadline_miss_callback)
         self.deadline = to_timedelta(deadline, "deadline")
         if deadline_reference not in ("logical_date", "run_start"):
@@ -377,6 +302,7 @@ class BaseOperator(ABC):
             self.dag = dag
         if group is not None:
             group.add(self)
+        SetupTeardownContext.note_task(self)
 
     def __repr__(self) -> str:
         return f"<Task({type(self).__name__}): {self.task_id}>"

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from headrace.authoring.dag import DAG, DagContext, caller_location, validate_id
+from headrace.authoring.setup_teardown import group_leaves
 from headrace.exceptions import DagDefinitionError, DuplicateTaskIdError
 
 if TYPE_CHECKING:
@@ -201,10 +202,10 @@ class TaskGroup:
 
     @property
     def leaves(self) -> list[BaseOperator]:
-        """Tasks of the group (nested ones too) with no downstream task inside the group."""
-        tasks = self.iter_tasks()
-        ids = {t.task_id for t in tasks}
-        return [t for t in tasks if not (t.downstream_task_ids & ids)]
+        """Tasks of the group (nested ones too) with no downstream task inside the group; a teardown
+        leaf is replaced by the work tasks before it (Airflow's rule: see
+        :func:`~headrace.authoring.setup_teardown.group_leaves`)."""
+        return group_leaves(self.iter_tasks())
 
     def _members(self, side: str) -> list[BaseOperator]:
         found = self.roots if side == "roots" else self.leaves

@@ -11,6 +11,13 @@ one of:
 * ``SKIP``: the rule can never be met in a way that calls for skipping;
 * ``UPSTREAM_FAILED``: the rule can never be met because of upstream failures.
 
+``all_done_setup_success`` (a teardown's rule) waits for every upstream task,
+then needs one upstream setup to have succeeded (all skipped: skipped; none
+succeeded: upstream_failed); ``all_done_min_one_success`` skips as soon as an
+upstream task is skipped and otherwise needs all done with one success
+(else upstream_failed), as Airflow 3's code does. :func:`evaluate_setups` is
+Airflow's separate constraint on a task's indirect setups.
+
 One deliberate choice: for ``one_success``, when every upstream task is done and
 none succeeded, Airflow 2.x always answers ``upstream_failed``; we answer
 ``upstream_failed`` only if some upstream failed, and ``skipped`` when they were all
@@ -29,6 +36,8 @@ class TriggerRule(str, Enum):
     ALL_SUCCESS = "all_success"
     ALL_FAILED = "all_failed"
     ALL_DONE = "all_done"
+    ALL_DONE_SETUP_SUCCESS = "all_done_setup_success"
+    ALL_DONE_MIN_ONE_SUCCESS = "all_done_min_one_success"
     ALL_SKIPPED = "all_skipped"
     ONE_SUCCESS = "one_success"
     ONE_FAILED = "one_failed"
@@ -73,6 +82,12 @@ class UpstreamCounts:
 
     Left at -1 it is computed as the sum of the four counts above.
     """
+    setups: int = 0
+    """How many of the direct upstream tasks are setup tasks."""
+    setup_success: int = 0
+    """Upstream setup tasks in state ``success``."""
+    setup_skipped: int = 0
+    """Upstream setup tasks in state ``skipped``."""
 
     def __post_init__(self) -> None:
         finished = self.success + self.failed + self.upstream_failed + self.skipped
@@ -113,6 +128,18 @@ def evaluate(rule: TriggerRule | str, counts: UpstreamCounts) -> Decision:
         return Decision.RUN if failures == c.total else Decision.WAIT
     if rule is TriggerRule.ALL_DONE:
         return Decision.RUN if done else Decision.WAIT
+    if rule is TriggerRule.ALL_DONE_SETUP_SUCCESS:
+        if not done:
+            return Decision.WAIT
+        if c.setups and c.setup_skipped >= c.setups:
+            return Decision.SKIP
+        return Decision.UPSTREAM_FAILED if c.setups and not c.setup_success else Decision.RUN
+    if rule is TriggerRule.ALL_DONE_MIN_ONE_SUCCESS:
+        if c.skipped:
+            return Decision.SKIP
+        if done:
+            return Decision.RUN if c.success else Decision.UPSTREAM_FAILED
+        return Decision.WAIT
     if rule is TriggerRule.ALL_SKIPPED:
         if c.success or failures:
             return Decision.SKIP
@@ -148,11 +175,27 @@ def evaluate(rule: TriggerRule | str, counts: UpstreamCounts) -> Decision:
     raise ValueError(f"unknown trigger rule {rule!r}")  # pragma: no cover
 
 
+def evaluate_setups(counts: UpstreamCounts) -> Decision:
+    """Airflow's setup constraint: what a task's *indirect* relevant setups (``counts``) allow.
+
+    ``UPSTREAM_FAILED`` if one failed (or is upstream_failed), ``SKIP`` if one
+    was skipped, ``WAIT`` while some have not succeeded, else ``RUN`` (then the
+    task's own trigger rule decides). A task with no such setups gets ``RUN``.
+    """
+    if counts.failed or counts.upstream_failed:
+        return Decision.UPSTREAM_FAILED
+    if counts.skipped:
+        return Decision.SKIP
+    return Decision.RUN if counts.success >= counts.total else Decision.WAIT
+
+
 WAITS_FOR_ALL: frozenset[TriggerRule] = frozenset(
     {
         TriggerRule.ALL_SUCCESS,
         TriggerRule.ALL_FAILED,
         TriggerRule.ALL_DONE,
+        TriggerRule.ALL_DONE_SETUP_SUCCESS,
+        TriggerRule.ALL_DONE_MIN_ONE_SUCCESS,
         TriggerRule.ALL_SKIPPED,
         TriggerRule.NONE_FAILED,
         TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,

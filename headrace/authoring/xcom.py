@@ -67,6 +67,34 @@ class XComArg:
         """``operator.set_upstream(other, edge_modifier)`` (``edge_modifier``: a ``Label`` or None)."""
         self.operator.set_upstream(other, edge_modifier=edge_modifier)
 
+    # setup/teardown (Airflow's XComArg forwards these to its operator)
+
+    @property
+    def is_setup(self) -> bool:
+        """Whether the operator is a setup task."""
+        return bool(self.operator.is_setup)
+
+    @property
+    def is_teardown(self) -> bool:
+        """Whether the operator is a teardown task."""
+        return bool(self.operator.is_teardown)
+
+    def as_setup(self) -> XComArg:
+        """Mark the operator a setup task; return this XComArg."""
+        self.operator.as_setup()
+        return self
+
+    def as_teardown(self, *, setups: Any = None, on_failure_fail_dagrun: bool | None = None) -> XComArg:
+        """Mark the operator a teardown task (see ``BaseOperator.as_teardown``); return this XComArg."""
+        self.operator.as_teardown(setups=setups, on_failure_fail_dagrun=on_failure_fail_dagrun)
+        return self
+
+    def __enter__(self) -> Any:
+        return self.operator.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.operator.__exit__(None, None, None)
+
     def __rshift__(self, other: Any) -> Any:
         self.operator.set_downstream(other)
         return other

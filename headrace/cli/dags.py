@@ -27,6 +27,7 @@ from headrace.db.models import DagModel, DagRun, ImportError_, Lease
 from headrace.exceptions import DagNotFound
 
 if TYPE_CHECKING:
+    from headrace.config import Settings
     from headrace.dagfiles.serialization import SerializedDag
 
 # headrace.scheduler.runs and .user_actions (DAG deserialization, timetables) are imported by the commands that
@@ -175,7 +176,13 @@ def trigger(
             max_conf_bytes=state.settings.get_int("api", "max_conf_bytes"),
         )
         run_pk, created_run_id = run.id, run.run_id
+        model = session.get(DagModel, dag_id)
+        paused = model is not None and model.is_paused
     console.print(f"created DAG run {created_run_id} of {dag_id}")
+    if paused:  # new DAGs start paused (core.dags_are_paused_at_creation): say why the run does not start
+        console.print(
+            f"[yellow]DAG {dag_id} is paused: the run starts when it is unpaused (`headrace dags unpause {dag_id}`)[/]"
+        )
     if wait:
         (final,) = wait_for_runs(db, [run_pk])
         console.print(f"DAG run {final.run_id} finished: {styled(final.state)}")
@@ -231,8 +238,6 @@ def test(
     already running it runs the DAG run and this command only reports on it.
     Exit code 1 if the run fails.
     """
-    from headrace.executors import make_executor
-    from headrace.scheduler import loop
     from headrace.scheduler.runs import check_conf_size, trigger_dag
     from headrace.scheduler.start import make_processor
 
@@ -249,8 +254,13 @@ def test(
         processor.folders.append(Path(fileloc).parent)
     processor.refresh(datetime.now(UTC))
     with db.session() as session:
-        if session.get(DagModel, dag_id) is None:
+        parsed = session.get(DagModel, dag_id)
+        if parsed is None:
             raise DagNotFound(f"no DAG with dag_id {dag_id!r} in {settings.dags_folder}; see `headrace dags list`")
+        # A test run runs whatever the pause (as Airflow's `dags test`): a paused DAG (new DAGs start paused)
+        # is unpaused for the run and paused again after it.
+        was_paused = parsed.is_paused
+        parsed.is_paused = False
         when = parse_date(logical_date) or datetime.now(UTC)
         run = trigger_dag(
             session,
@@ -261,26 +271,44 @@ def test(
             now=datetime.now(UTC),
         )
         run_pk, run_id = run.id, run.run_id
-    console.print(f"testing {dag_id}: DAG run {run_id}")
+    console.print(
+        f"testing {dag_id}: DAG run {run_id}" + (" (paused DAG: unpaused for this run)" if was_paused else "")
+    )
+    try:
+        final = _run_test(db, settings, run_pk)
+    finally:
+        if was_paused:
+            from headrace.scheduler.user_actions import set_paused
+
+            with db.session() as session:
+                set_paused(session, dag_id, True)
+    console.print(f"DAG run {final.run_id} {styled(final.state)} (ended {fmt_time(final.end_date)})")
+    if final.state != "success":
+        raise typer.Exit(1)
+
+
+def _run_test(db: Database, settings: Settings, run_pk: int) -> DagRun:
+    """Run (or, if another scheduler holds the lease, wait for) the test DAG run ``run_pk``; return it ended."""
+    from headrace.executors import make_executor
+    from headrace.scheduler import loop
+
     if _lease_held_by_other(db, datetime.now(UTC)):
         console.print("a scheduler is running; it runs this DAG run — waiting for it")
         (final,) = wait_for_runs(db, [run_pk])
     else:
         watcher = RunWatcher(db, run_pk)
         stop_when_done = watcher
+        stop = threading.Event()
 
         def after_loop(now: datetime) -> None:
             stop_when_done(now)
             if watcher.ended is not None:
                 stop.set()
 
-        stop = threading.Event()
         loop.run(settings, db, make_executor(settings), processor=None, stop=stop, after_loop=after_loop)
         assert watcher.ended is not None
         final = watcher.ended
-    console.print(f"DAG run {final.run_id} {styled(final.state)} (ended {fmt_time(final.end_date)})")
-    if final.state != "success":
-        raise typer.Exit(1)
+    return final
 
 
 def _current_dag(db: Database, dag_id: str) -> tuple[DagModel, SerializedDag]:

@@ -22,7 +22,13 @@ from headrace.db.migrate import migrate
 from headrace.db.models import DagRun, User
 from headrace.observability.metrics import SchedulerMetrics
 from headrace.scheduler.runs import trigger_dag
-from headrace.scheduler.start import make_processor, run_scheduler, setup_logging
+from headrace.scheduler.start import (
+    known_dag_ids,
+    make_processor,
+    run_scheduler,
+    setup_logging,
+    unpause_new_examples,
+)
 
 EXAMPLE_PIPELINE = "example_penguins_report"
 
@@ -101,7 +107,9 @@ def standalone(
         else:
             console.print("  login      an admin exists already; `headrace users set-password admin` resets a password")
     processor = make_processor(settings, db)
+    known = known_dag_ids(db)
     stats = processor.refresh(datetime.now(UTC))
+    unpause_new_examples(db, known)  # new DAGs start paused (core.dags_are_paused_at_creation); the examples run
     console.print(f"  parsed     {stats.files_parsed} file(s): {stats.dags} DAG(s), {stats.errors} import error(s)")
     watcher: RunWatcher | None = None
     if trigger:

@@ -28,6 +28,7 @@ from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun, TaskInstance, TaskTry, XCom
 from headrace.exceptions import DagNotFound, DagRunNotFound, HeadraceError, InvalidRequest, SkipTask
+from headrace.scheduler.past import past_reason
 from headrace.scheduler.user_actions import clear_task_instances, run_dag
 from headrace.secrets_store import DatabaseSecrets, stored_secrets_masker
 from headrace.types import Context
@@ -260,7 +261,8 @@ def state_cmd(
 ) -> None:
     """Print the state of the task instance of TASK in a DAG run (``none`` if not scheduled yet), as Airflow's.
 
-    The run is named by its run id or by its logical date.
+    The run is named by its run id or by its logical date. A task instance the DAG's previous run holds
+    (``depends_on_past``) gets a second line on stderr: ``waiting: <why>``.
     """
     db = app_state(ctx).migrated_db()
     with db.read_session() as session:
@@ -282,9 +284,13 @@ def state_cmd(
         ti_state = session.scalars(
             select(TaskInstance.state).where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
         ).first()
+        sdag = run_dag(session, run)
         if ti_state is None:
-            run_dag(session, run).get_task(task_id)  # TaskNotFound unless the run's DAG has it
+            sdag.get_task(task_id)  # TaskNotFound unless the run's DAG has it
+        held = past_reason(session, sdag, run.id, task_id) if ti_state in (None, "none") else None
     print(ti_state or "none")
+    if held is not None:  # stdout stays the state alone, as Airflow prints it; the reason goes to stderr
+        print(f"waiting: {held}", file=sys.stderr)
 
 
 @app.command("test")

@@ -226,6 +226,8 @@ MODULES: dict[str, dict[str, Target]] = {
     "airflow.macros": _MACROS,
     "airflow.sdk.execution_time.macros": _MACROS,
     "airflow.sdk.bases.xcom": {"BaseXCom": _t(_XCOM, "BaseXCom", "XCom backends (BaseXCom)")},
+    "airflow.utils.weight_rule": {"WeightRule": _t(_TOP, "WeightRule", "WeightRule")},
+    "airflow.task.weight_rule": {"WeightRule": _t(_TOP, "WeightRule", "WeightRule")},
     "airflow.utils.task_group": {"TaskGroup": _t(_TOP, "TaskGroup", "task groups (TaskGroup)")},
     "airflow.utils.edgemodifier": {"Label": _t(_TOP, "Label", "edge labels (Label)")},
     "airflow.utils.dates": {"days_ago": _t(_DATES, "days_ago", "days_ago()")},

@@ -783,11 +783,15 @@ class DagProcessor:
         if version is None:
             session.add(DagVersion(dag_id=sdag.dag_id, version_hash=version_hash, serialized=data, created_at=now))
         if dag is None:
-            dag = DagModel(dag_id=sdag.dag_id, is_paused=False)
+            paused = sdag.is_paused_upon_creation
+            if paused is None:
+                paused = self.settings.get_bool("core", "dags_are_paused_at_creation")
+            dag = DagModel(dag_id=sdag.dag_id, is_paused=paused)
             session.add(dag)
         dag.fileloc = fileloc
         dag.is_active = True
         dag.description = sdag.description
+        dag.dag_display_name = sdag.dag_display_name
         dag.tags = list(sdag.tags)
         dag.schedule = str(sdag.schedule) if sdag.schedule is not None else None
         dag.max_active_runs = sdag.max_active_runs or self.settings.get_int("core", "max_active_runs_per_dag")

@@ -21,6 +21,7 @@ which the scheduler catches per DAG.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -40,9 +41,11 @@ from headrace.authoring.schedules import (
     tz_from_name,
     tz_name,
 )
+from headrace.authoring.setup_teardown import effective_leaves, indirect_setups
 from headrace.authoring.task import BaseOperator, retry_delay_seconds
 from headrace.authoring.timetables import deserialize_timetable, serialize_timetable
 from headrace.authoring.trigger_rules import TriggerRule
+from headrace.dagfiles.task_options import priority_weights, read_options, task_options
 from headrace.exceptions import DagDefinitionError, ScheduleError, TaskNotFound
 
 SERIALIZATION_VERSION = 1
@@ -87,6 +90,7 @@ def serialize_task(task: BaseOperator) -> dict[str, Any]:
             "has_on_success_callback": bool(task.on_success_callback),
             "has_on_retry_callback": bool(task.on_retry_callback),
             **_deadline_fields(task.deadline, task.deadline_reference, bool(task.on_deadline_miss_callback)),
+            **task_options(task),
         }
     )
 
@@ -141,6 +145,12 @@ def serialize_dag(dag: DAG, *, catchup_default: bool = False) -> dict[str, Any]:
             "has_on_failure_callback": dag.on_failure_callback is not None,
             **_deadline_fields(dag.deadline, dag.deadline_reference, dag.on_deadline_miss_callback is not None),
             "tasks": {tid: serialize_task(dag.task_dict[tid]) for tid in sorted(dag.task_dict)},
+            **({"dag_display_name": dag.dag_display_name} if dag.dag_display_name != dag.dag_id else {}),
+            **(
+                {"is_paused_upon_creation": dag.is_paused_upon_creation}
+                if dag.is_paused_upon_creation is not None
+                else {}
+            ),
             **_group_fields(dag),
         }
     )
@@ -340,6 +350,16 @@ class SerializedTask:
     has_on_retry_callback: bool = False
     deadline: Deadline | None = None
     has_on_deadline_miss_callback: bool = False
+    is_setup: bool = False
+    is_teardown: bool = False
+    on_failure_fail_dagrun: bool = False
+    """A teardown whose failure fails the DAG run."""
+    weight_rule: str = "downstream"
+    depends_on_past: bool = False
+    wait_for_downstream: bool = False
+    ignore_first_depends_on_past: bool = False
+    has_on_execute_callback: bool = False
+    has_on_skipped_callback: bool = False
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SerializedTask:
@@ -368,6 +388,7 @@ class SerializedTask:
             has_on_retry_callback=bool(d.get("has_on_retry_callback")),
             deadline=Deadline.from_dict(d.get("deadline")),
             has_on_deadline_miss_callback=bool(d.get("has_on_deadline_miss_callback")),
+            **read_options(d),
         )
 
     def retry_delay_for(self, try_number: int) -> float:
@@ -443,6 +464,10 @@ class SerializedDag:
     param_specs: list[dict[str, Any]] = field(default_factory=list)
     """``{"name", "default"?, "description", "schema"}`` per param, in declaration order; empty when every
     param is a plain value (then ``params`` alone describes them)."""
+    dag_display_name: str | None = None
+    """The name the UI shows; None: the dag_id."""
+    is_paused_upon_creation: bool | None = None
+    """None: ``core.dags_are_paused_at_creation`` decides."""
     data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The dict this was read from."""
 
@@ -485,6 +510,8 @@ class SerializedDag:
                 up: {down: dict(info) for down, info in downs.items()} for up, downs in d.get("edge_info", {}).items()
             },
             param_specs=list(d.get("param_specs") or []),
+            dag_display_name=d.get("dag_display_name"),
+            is_paused_upon_creation=d.get("is_paused_upon_creation"),
             data=dict(d),
         )
 
@@ -516,6 +543,22 @@ class SerializedDag:
     def leaves(self) -> list[str]:
         """Ids of tasks with no downstream task, sorted."""
         return sorted(t for t, task in self.tasks.items() if not task.downstream_task_ids)
+
+    @functools.cached_property
+    def outcome_leaves(self) -> list[str]:
+        """The tasks whose states decide the run's outcome: leaves, teardowns left out (Airflow's rule,
+        :func:`~headrace.authoring.setup_teardown.effective_leaves`)."""
+        return effective_leaves(self.tasks)
+
+    @functools.cached_property
+    def indirect_setups(self) -> dict[str, frozenset[str]]:
+        """task id → relevant setups that are not its direct upstream (checked besides its trigger rule)."""
+        return indirect_setups(self.tasks)
+
+    @functools.cached_property
+    def priority_weights(self) -> dict[str, int]:
+        """task id → its task instances' queueing priority (``weight_rule`` applied)."""
+        return priority_weights(self.tasks)
 
     @property
     def has_deadlines(self) -> bool:

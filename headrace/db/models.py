@@ -12,6 +12,7 @@ Tables:
 * ``dag_file`` — each DAG file seen, with the mtime/size last parsed, so only
   changed files are parsed again.
 * ``import_error`` — DAG files that failed to import (file, line, message).
+* ``dag`` — one DAG id as last parsed; ``dag_display_name`` since revision 0011.
 * ``dag_warning`` — what a DAG's author wrote that headrace ignores (Airflow's
   DAG warnings), replaced on every parse of the DAG's file (revision 0006).
 * ``dag_run`` — one run of a DAG (run_id, logical date, data interval).
@@ -107,6 +108,8 @@ class DagModel(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     """False once its file no longer defines it."""
     description: Mapped[str | None] = mapped_column(Text)
+    dag_display_name: Mapped[str | None] = mapped_column(String(2000))
+    """The name the UI shows (None: the dag_id)."""
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     schedule: Mapped[str | None] = mapped_column(String(250))
     """Human summary of the schedule (cron string, preset, interval)."""

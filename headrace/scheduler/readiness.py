@@ -13,6 +13,8 @@ decision           new state
 ``WAIT``           stays ``none``
 =================  =================================
 
+A task with ``depends_on_past`` that would be scheduled stays ``none``
+while the DAG's previous run holds it (:mod:`headrace.scheduler.past`).
 Tasks are visited in topological order with the run's states kept in
 memory, so a cascade (``a`` failed → ``b`` upstream_failed → ``c``
 upstream_failed) settles in one pass. Task instances ``up_for_retry`` whose
@@ -46,11 +48,13 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from headrace.authoring.trigger_rules import Decision, UpstreamCounts, evaluate
+from headrace.authoring.trigger_rules import Decision, UpstreamCounts, evaluate, evaluate_setups
+from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.transitions import requeue_ti, set_ti_state
 from headrace.scheduler.dagcache import DagCache
+from headrace.scheduler.past import PastCheck
 from headrace.states import TaskInstanceState as TI
 from headrace.supervisor.request import TryRequest
 
@@ -59,16 +63,42 @@ log = logging.getLogger(__name__)
 _DECISION_STATE = {Decision.RUN: TI.SCHEDULED, Decision.SKIP: TI.SKIPPED, Decision.UPSTREAM_FAILED: TI.UPSTREAM_FAILED}
 
 
-def upstream_counts(upstream_ids: frozenset[str], states: dict[str, str]) -> UpstreamCounts:
-    """Count the states of the direct upstream tasks ``upstream_ids`` in one run (``states``: task_id → state)."""
+def upstream_counts(
+    upstream_ids: frozenset[str], states: dict[str, str], setup_ids: frozenset[str] = frozenset()
+) -> UpstreamCounts:
+    """Count the states of the direct upstream tasks ``upstream_ids`` in one run (``states``: task_id → state).
+
+    ``setup_ids``: which of them are setup tasks (counted apart too, for ``all_done_setup_success``).
+    """
     c = Counter(states.get(tid, TI.NONE.value) for tid in upstream_ids)
+    setups = Counter(states.get(tid, TI.NONE.value) for tid in upstream_ids & setup_ids)
     return UpstreamCounts(
         total=len(upstream_ids),
         success=c[TI.SUCCESS.value],
         failed=c[TI.FAILED.value],
         upstream_failed=c[TI.UPSTREAM_FAILED.value],
         skipped=c[TI.SKIPPED.value],
+        setups=sum(setups.values()),
+        setup_success=setups[TI.SUCCESS.value],
+        setup_skipped=setups[TI.SKIPPED.value],
     )
+
+
+def decide(sdag: SerializedDag, task_id: str, states: dict[str, str]) -> Decision:
+    """What task ``task_id`` of a run with these states (task_id → state) may do now.
+
+    A non-teardown task whose indirect relevant setups have not all
+    succeeded is held, skipped or upstream_failed by them first (Airflow's
+    setup constraint); then its trigger rule decides.
+    """
+    task = sdag.tasks[task_id]
+    indirect = sdag.indirect_setups.get(task_id)
+    if indirect:
+        constraint = evaluate_setups(upstream_counts(indirect, states))
+        if constraint is not Decision.RUN:
+            return constraint
+    setup_ids = frozenset(t for t in task.upstream_task_ids if t in sdag.tasks and sdag.tasks[t].is_setup)
+    return evaluate(task.trigger_rule, upstream_counts(task.upstream_task_ids, states, setup_ids))
 
 
 def examine_run(
@@ -83,6 +113,7 @@ def examine_run(
     by_task = {ti.task_id: ti for ti in tis}
     states = {ti.task_id: ti.state for ti in tis}
     changed = 0
+    past = PastCheck(session, sdag, run.id)
     for ti in tis:
         due = ti.state == TI.UP_FOR_RETRY.value and (ti.next_retry_at is None or ti.next_retry_at <= now)
         if due and set_ti_state(session, ti.id, TI.UP_FOR_RETRY, TI.SCHEDULED, next_retry_at=None, updated_at=now):
@@ -92,9 +123,8 @@ def examine_run(
         pending = by_task.get(task_id)
         if pending is None or states[task_id] != TI.NONE.value:
             continue
-        task = sdag.tasks[task_id]
-        decision = evaluate(task.trigger_rule, upstream_counts(task.upstream_task_ids, states))
-        if decision is Decision.WAIT:
+        decision = decide(sdag, task_id, states)
+        if decision is Decision.WAIT or (decision is Decision.RUN and past.reason(task_id) is not None):
             continue
         new = _DECISION_STATE[decision]
         extra: dict[str, Any] = (
@@ -247,4 +277,13 @@ def queue_ready(db: Database, executor: Queueing, now: datetime, *, parallelism:
     return Queuer(parallelism).queue_ready(db, executor, now)
 
 
-__all__ = ["QueueLimits", "Queuer", "Queueing", "examine_run", "examine_runs", "queue_ready", "upstream_counts"]
+__all__ = [
+    "decide",
+    "QueueLimits",
+    "Queuer",
+    "Queueing",
+    "examine_run",
+    "examine_runs",
+    "queue_ready",
+    "upstream_counts",
+]

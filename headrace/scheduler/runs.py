@@ -15,7 +15,10 @@
 * :func:`start_queued_runs` — ``queued → running`` within ``max_active_runs``.
 * :func:`finish_runs` — a running run whose task instances have all finished
   ends ``failed`` if a leaf task is ``failed`` or ``upstream_failed`` (Airflow's
-  rule), else ``success``.
+  rule: a teardown is not a leaf unless ``on_failure_fail_dagrun``, and a task
+  followed only by such teardowns is), else ``success``.
+  A task instance's ``priority_weight`` is its task's weight with the
+  ``weight_rule`` applied (``SerializedDag.priority_weights``).
 * :func:`enforce_dagrun_timeouts` — a running run older than its DAG's
   ``dagrun_timeout`` fails; its running task instances fail (their tries are
   stopped) and those not started are skipped, with end reason ``dagrun_timeout``.
@@ -120,7 +123,7 @@ def create_dag_run(
             state=TaskInstanceState.NONE.value,
             try_number=0,
             max_tries=task.retries,
-            priority_weight=task.priority_weight,
+            priority_weight=sdag.priority_weights[task.task_id],
             pool=task.pool,
             pool_slots=task.pool_slots,
             queue=task.queue,
@@ -413,7 +416,7 @@ def finish_runs(
 ) -> int:
     """End every running run whose task instances have all finished; return how many ended.
 
-    ``failed`` if a leaf task ended ``failed`` or ``upstream_failed``, else
+    ``failed`` if a leaf task (``SerializedDag.outcome_leaves``) ended ``failed`` or ``upstream_failed``, else
     ``success``; ``end_date = now``. A run's callbacks are handled afterwards
     by :mod:`headrace.scheduler.callbacks` (``callbacks_done`` stays False).
     ``on_finished(run_row, new_state)`` is called for each run ended (the
@@ -421,7 +424,7 @@ def finish_runs(
     """
     finished = 0
     for run in queries.finishable_runs(session):
-        leaves = cache.get(session, run.dag_version_id).leaves
+        leaves = cache.get(session, run.dag_version_id).outcome_leaves
         states = queries.ti_states_of_run(session, run.id)
         failed = any(states.get(leaf) in _LEAF_FAILURES for leaf in leaves)
         new = DagRunState.FAILED if failed else DagRunState.SUCCESS

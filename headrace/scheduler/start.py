@@ -17,9 +17,12 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import select
+
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
+from headrace.db.models import DagModel
 from headrace.executors import make_executor
 from headrace.observability.metrics import SchedulerMetrics, start_scheduler_metrics_server
 from headrace.scheduler import loop
@@ -74,4 +77,35 @@ def run_scheduler(
     )
 
 
-__all__ = ["EXAMPLE_DAGS", "LOG_FORMAT", "make_processor", "run_scheduler", "setup_logging"]
+def known_dag_ids(db: Database) -> set[str]:
+    """The dag_ids the metadata DB has (before a parse: see :func:`unpause_new_examples`)."""
+    with db.read_session() as session:
+        return set(session.scalars(select(DagModel.dag_id)))
+
+
+def unpause_new_examples(db: Database, known: set[str]) -> list[str]:
+    """Unpause the bundled example DAGs that a parse just created (not in ``known``); return their ids.
+
+    ``headrace standalone`` calls it, so its example pipeline runs although new DAGs start paused
+    (``core.dags_are_paused_at_creation``); an example a user paused later stays paused.
+    """
+    with db.session() as session:
+        new = [
+            d
+            for d in session.scalars(select(DagModel).where(DagModel.fileloc.startswith(str(EXAMPLE_DAGS))))
+            if d.dag_id not in known and d.is_paused
+        ]
+        for dag in new:
+            dag.is_paused = False
+        return sorted(d.dag_id for d in new)
+
+
+__all__ = [
+    "known_dag_ids",
+    "unpause_new_examples",
+    "EXAMPLE_DAGS",
+    "LOG_FORMAT",
+    "make_processor",
+    "run_scheduler",
+    "setup_logging",
+]

@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from headrace.authoring.setup_teardown import clear_closure
 from headrace.dagfiles.serialization import SerializedDag
 from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance
 from headrace.db.transitions import set_run_state, set_ti_state
@@ -153,14 +154,15 @@ def clear_task_instances(
 
     ``task_ids`` None means every task of the run; ``include_upstream`` /
     ``include_downstream`` add their relatives along the DAG's edges (the
-    run's own DAG version). ``only_failed`` keeps only ``failed`` and
+    run's own DAG version); a cleared work task brings its relevant setups and
+    their teardowns along, as in Airflow
+    (:func:`~headrace.authoring.setup_teardown.clear_closure`). ``only_failed`` keeps only ``failed`` and
     ``upstream_failed`` ones. Task instances already ``none`` need nothing.
     Raises ``TaskNotFound`` for a task id the run's DAG does not have.
     """
     sdag = run_dag(session, run)
-    wanted = relatives(
-        sdag, sdag.tasks if task_ids is None else task_ids, upstream=include_upstream, downstream=include_downstream
-    )
+    start = [sdag.get_task(t).task_id for t in (sdag.tasks if task_ids is None else task_ids)]
+    wanted = clear_closure(sdag.tasks, start, include_upstream=include_upstream, include_downstream=include_downstream)
     result = ClearResult()
     for ti in _tis(session, run, wanted):
         state = TI(ti.state)

@@ -5,8 +5,9 @@ already imported; only the DAG file is imported here — unless the fork
 server preloaded it and the file is unchanged, then its DAGs are reused. ``main`` reads like the
 life of a try: startup (own process group, output into the try's log,
 logging), run (import the DAG file, find the task, build the context, render
-templates, ``execute``, push the result as XCom), finalize (the task's own
-callback for the outcome, ``TaskDone`` to the supervisor). It never touches
+templates, ``on_execute_callback``, ``execute``, push the result as XCom),
+finalize (the task's own callback for the outcome — ``on_skipped_callback``
+when it raised ``SkipTask`` — and ``TaskDone`` to the supervisor). It never touches
 the metadata database: XCom, skipping, variables and connections go through
 the supervisor over the channel described in :mod:`headrace.supervisor.protocol`.
 Every secret it fetches is registered with the process's
@@ -353,16 +354,22 @@ def _traceback(exc: BaseException) -> str:
         return f"(the traceback of {_one_line(exc)} could not be formatted: {_one_line(failure)})"
 
 
-def run_callbacks(task: BaseOperator, state: TaskInstanceState, context: Context) -> None:
-    """Run the task's callbacks for ``state`` (success, up_for_retry, failed); log and swallow their errors."""
+def run_callbacks(task: BaseOperator, state: TaskInstanceState | str, context: Context) -> None:
+    """Run the task's callbacks for ``state``; log and swallow their errors (the try's outcome stands).
+
+    ``state``: success, up_for_retry, failed, skipped (``on_skipped_callback``: the task raised ``SkipTask``,
+    as in Airflow, not a skip by trigger rule) or ``"execute"`` (``on_execute_callback``, before ``execute``).
+    """
     callbacks = {
-        TaskInstanceState.SUCCESS: task.on_success_callback,
-        TaskInstanceState.UP_FOR_RETRY: task.on_retry_callback,
-        TaskInstanceState.FAILED: task.on_failure_callback,
-    }.get(state, [])
+        TaskInstanceState.SUCCESS.value: task.on_success_callback,
+        TaskInstanceState.UP_FOR_RETRY.value: task.on_retry_callback,
+        TaskInstanceState.FAILED.value: task.on_failure_callback,
+        TaskInstanceState.SKIPPED.value: task.on_skipped_callback,
+        "execute": task.on_execute_callback,
+    }.get(str(getattr(state, "value", state)), [])
     for callback in callbacks:
         name = getattr(callback, "__name__", repr(callback))
-        log.info("running %s callback %s", state.value, name)
+        log.info("running %s callback %s", getattr(state, "value", state), name)
         try:
             callback(context)
         except Exception:
@@ -432,6 +439,7 @@ def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[Outco
         with current_context(context):
             if task.pre_execute_hook is not None:
                 task.pre_execute_hook(context)
+            run_callbacks(task, "execute", context)
             result = task.execute(context)
         for key, value in xcoms_for_result(task, result):
             ti.xcom_push(key, value)

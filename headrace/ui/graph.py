@@ -47,6 +47,8 @@ class GraphNode(BaseModel):
 
     id: str
     operator: str
+    role: str | None = None
+    """``setup`` or ``teardown`` for those tasks (drawn with Airflow's ↗ / ↘ marks), else None."""
 
 
 class Graph(BaseModel):
@@ -98,7 +100,10 @@ def graph(request: Request, dag_id: str, run_id: str | None = None) -> Graph:
                     select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == selected.id)
                 )
             }
-    nodes = [GraphNode(id=tid, operator=str(tasks[tid].get("operator", ""))) for tid in topological_order(tasks)]
+    nodes = [
+        GraphNode(id=tid, operator=str(tasks[tid].get("operator", "")), role=_role(tasks[tid]))
+        for tid in topological_order(tasks)
+    ]
     edges = [(tid, down) for tid in sorted(tasks) for down in sorted(tasks[tid].get("downstream_task_ids", ()))]
     unfinished = selected is not None and selected.state not in RUN_FINISHED
     groups = ui_groups(serialized)
@@ -119,6 +124,10 @@ def graph(request: Request, dag_id: str, run_id: str | None = None) -> Graph:
         group_states=group_states,
         labels=edge_labels(serialized),
     )
+
+
+def _role(task: dict[str, Any]) -> str | None:
+    return "setup" if task.get("is_setup") else "teardown" if task.get("is_teardown") else None
 
 
 __all__ = ["Graph", "GraphNode", "data_router", "graph", "router"]

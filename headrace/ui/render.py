@@ -115,6 +115,7 @@ def dag_header(session: Session, dag_id: str) -> dict[str, Any] | None:
     ]
     return {
         "dag_id": dag_id,
+        "dag_display_name": dag.dag_display_name or dag_id,
         "is_paused": dag.is_paused,
         "schedule": dag.schedule,
         "fileloc": dag.fileloc,

@@ -23,8 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headrace.api.auth import get_db, get_encryptor, require
-from headrace.db.models import RenderedTaskInstanceFields, TaskInstance
+from headrace.dagfiles.serialization import SerializedDag
+from headrace.db.models import DagRun, DagVersion, RenderedTaskInstanceFields, TaskInstance
 from headrace.exceptions import DagRunNotFound, TaskNotFound
+from headrace.scheduler.past import past_reason
 from headrace.secrets_store import stored_secrets_masker
 from headrace.states import TaskInstanceState
 from headrace.ui.queries import get_run, run_tasks
@@ -84,8 +86,9 @@ def task_instance_page(
 def upstream_of(session: Session, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
     """The upstream tasks of ``task_id`` in DAG run ``run_id`` (that run's DAG version) and their states.
 
-    Returns ``{task_id, trigger_rule, upstream: [{task_id, state}] (by task id), failed: [task_id, …]}``
-    where ``failed`` are the upstream task instances that ended ``failed`` or ``upstream_failed``.
+    Returns ``{task_id, trigger_rule, upstream: [{task_id, state}] (by task id), failed: [task_id, …], waiting}``
+    where ``failed`` are the upstream task instances that ended ``failed`` or ``upstream_failed`` and
+    ``waiting`` is why the previous run holds the task instance (``depends_on_past``), else None.
     Raises ``DagNotFound`` / ``DagRunNotFound`` (404).
     """
     run = get_run(session, dag_id, run_id)
@@ -110,7 +113,21 @@ def upstream_of(session: Session, dag_id: str, run_id: str, task_id: str) -> dic
         "trigger_rule": task.get("trigger_rule"),
         "upstream": upstream,
         "failed": [u["task_id"] for u in upstream if u["state"] in FAILED_UPSTREAM],
+        "waiting": _past_hold(session, run, task_id) if task.get("depends_on_past") else None,
     }
+
+
+def _past_hold(session: Session, run: DagRun, task_id: str) -> str | None:
+    """Why the previous DAG run holds a not-yet-scheduled task instance (``depends_on_past``), or None."""
+    state = session.scalar(
+        select(TaskInstance.state).where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
+    )
+    if state not in (None, TaskInstanceState.NONE.value):
+        return None
+    version = session.get(DagVersion, run.dag_version_id)
+    if version is None:
+        return None
+    return past_reason(session, SerializedDag.from_dict(version.serialized), run.id, task_id)
 
 
 @data_router.get("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}")

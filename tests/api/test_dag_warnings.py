@@ -20,7 +20,7 @@ ALSO_WARNED = """
     from headrace.operators import EmptyOperator
 
     with DAG("also_warned"):
-        EmptyOperator(task_id="t", sla=60, depends_on_past=True)
+        EmptyOperator(task_id="t", sla=60, run_as_user="etl")
 """
 
 
@@ -44,7 +44,7 @@ def test_list_filter_order_and_page(client_as: ClientAs, anon: TestClient, setti
     assert [(w["dag_id"], w["message"]) for w in body["dag_warnings"]] == [
         (
             "also_warned",
-            "task 't': argument 'depends_on_past' is an Airflow operator argument headrace does not "
+            "task 't': argument 'run_as_user' is an Airflow operator argument headrace does not "
             "support yet; it is ignored",
         ),
         (

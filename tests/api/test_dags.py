@@ -104,6 +104,11 @@ def test_get_pause_source_tasks(api: TestClient, client_as: ClientAs, demo_dag: 
     assert by_id["after"]["upstream_task_ids"] == ["explode"] and by_id["after"]["operator"] == "BashOperator"
     assert by_id["after"]["trigger_rule"] == "all_success" and by_id["after"]["pool"] == "default_pool"
     assert "memory_limit_bytes" in by_id["after"] and "execution_timeout_seconds" in by_id["after"]
+    assert (by_id["after"]["weight_rule"], by_id["after"]["depends_on_past"], by_id["after"]["is_setup"]) == (
+        "downstream",
+        False,
+        False,
+    )
     assert viewer.get("/api/v1/dags/demo/tasks/explode").json()["upstream_task_ids"] == ["extract"]
     assert viewer.get("/api/v1/dags/demo/tasks/nope").json()["error"] == "TaskNotFound"
 
@@ -193,3 +198,26 @@ def test_a_fixed_file_drops_its_warnings(api: TestClient, demo_dag: Settings, db
     os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 5))  # a new mtime even on a coarse clock
     assert DagProcessor(demo_dag, db).refresh(datetime.now(UTC)).errors == 0
     assert [w["message"] for w in api.get("/api/v1/dags/warned").json()["warnings"]] == [WARNED_MESSAGES[2]]
+
+
+def test_dag_display_name_is_in_the_api_and_defaults_to_the_dag_id(
+    api: TestClient, settings: Settings, db: Database
+) -> None:
+    write_dag(
+        settings,
+        "named.py",
+        """
+        from headrace import DAG
+        from headrace.operators import EmptyOperator
+
+        with DAG("named", dag_display_name="Nightly — sales (EU)"):
+            EmptyOperator(task_id="t")
+        with DAG("unnamed"):
+            EmptyOperator(task_id="t")
+        """,
+    )
+    assert DagProcessor(settings, db).refresh(datetime.now(UTC)).errors == 0
+    assert api.get("/api/v1/dags/named").json()["dag_display_name"] == "Nightly — sales (EU)"
+    assert api.get("/api/v1/dags/unnamed").json()["dag_display_name"] == "unnamed"
+    listed = {d["dag_id"]: d["dag_display_name"] for d in api.get("/api/v1/dags").json()["dags"]}
+    assert listed["named"] == "Nightly — sales (EU)"

@@ -19,15 +19,15 @@ def kinds(dag: DAG) -> list[tuple[str, str]]:
 
 def test_airflow_arguments_headrace_lacks_are_accepted_ignored_and_named() -> None:
     with DAG("port") as dag:
-        op = EmptyOperator(task_id="a", email_on_failure=True, sla=60, depends_on_past=True, retries=2)
-    assert op.retries == 2 and op.ignored_arguments == ("depends_on_past", "email_on_failure", "sla")
+        op = EmptyOperator(task_id="a", email_on_failure=True, sla=60, run_as_user="etl", retries=2)
+    assert op.retries == 2 and op.ignored_arguments == ("email_on_failure", "run_as_user", "sla")
     assert not hasattr(op, "sla")
     assert kinds(dag) == [
         (
             UNSUPPORTED_ARGUMENT,
             f"task 'a': argument {name!r} is an Airflow operator argument headrace does not support yet; it is ignored",
         )
-        for name in ("depends_on_past", "email_on_failure", "sla")
+        for name in ("email_on_failure", "run_as_user", "sla")
     ]
 
 
@@ -68,12 +68,12 @@ def test_default_args_apply_where_accepted_and_the_rest_is_named() -> None:
 def test_taskflow_tasks_report_their_ignored_arguments() -> None:
     with DAG("flow") as dag:
 
-        @task(on_skipped_callback=print)
+        @task(run_as_user="etl")
         def work() -> None: ...
 
         work()
     assert [w.message for w in dag_warnings(dag)] == [
-        "task 'work': argument 'on_skipped_callback' is an Airflow operator argument headrace does not support "
+        "task 'work': argument 'run_as_user' is an Airflow operator argument headrace does not support "
         "yet; it is ignored"
     ]
 

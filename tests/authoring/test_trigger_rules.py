@@ -4,13 +4,31 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headrace.authoring.trigger_rules import WAITS_FOR_ALL, Decision, TriggerRule, UpstreamCounts, evaluate
+from headrace.authoring.trigger_rules import (
+    WAITS_FOR_ALL,
+    Decision,
+    TriggerRule,
+    UpstreamCounts,
+    evaluate,
+    evaluate_setups,
+)
 
 R, W, S, U = Decision.RUN, Decision.WAIT, Decision.SKIP, Decision.UPSTREAM_FAILED
 
 
-def counts(total: int, s: int = 0, f: int = 0, uf: int = 0, sk: int = 0) -> UpstreamCounts:
-    return UpstreamCounts(total=total, success=s, failed=f, upstream_failed=uf, skipped=sk)
+def counts(
+    total: int, s: int = 0, f: int = 0, uf: int = 0, sk: int = 0, setups: int = 0, ss: int = 0, ssk: int = 0
+) -> UpstreamCounts:
+    return UpstreamCounts(
+        total=total,
+        success=s,
+        failed=f,
+        upstream_failed=uf,
+        skipped=sk,
+        setups=setups,
+        setup_success=ss,
+        setup_skipped=ssk,
+    )
 
 
 # (rule, counts, expected): total=3 unless said otherwise.
@@ -33,6 +51,19 @@ TABLE = [
     ("all_done", counts(3, s=1, f=1, sk=1), R),
     ("all_done", counts(3, uf=3), R),
     ("all_done", counts(3, s=2), W),
+    # all_done_setup_success (a teardown's rule): all done, and one upstream setup succeeded if it has any
+    ("all_done_setup_success", counts(3, s=1, f=2), R),
+    ("all_done_setup_success", counts(3, f=3), R),  # no upstream setup: as all_done
+    ("all_done_setup_success", counts(3, s=1, f=1, setups=1, ss=1), W),
+    ("all_done_setup_success", counts(3, s=1, f=2, setups=2, ss=1), R),
+    ("all_done_setup_success", counts(3, f=3, setups=2), U),
+    ("all_done_setup_success", counts(3, sk=3, setups=2, ssk=2), S),
+    ("all_done_setup_success", counts(3, f=1, sk=2, setups=2, ssk=1), U),
+    # all_done_min_one_success: a skipped upstream skips it at once; else all done with one success
+    ("all_done_min_one_success", counts(3, s=1, f=2), R),
+    ("all_done_min_one_success", counts(3, s=1, f=1), W),
+    ("all_done_min_one_success", counts(3, s=1, sk=1), S),
+    ("all_done_min_one_success", counts(3, f=2, uf=1), U),
     # all_skipped
     ("all_skipped", counts(3, sk=3), R),
     ("all_skipped", counts(3, sk=2), W),
@@ -84,6 +115,15 @@ def test_trigger_rule_table(rule: str, upstream: UpstreamCounts, expected: Decis
     assert evaluate(rule, upstream) is expected
 
 
+@pytest.mark.parametrize(
+    ("upstream", "expected"),
+    [(counts(2, s=2), R), (counts(2, s=1), W), (counts(2, s=1, f=1), U), (counts(2, uf=1), U), (counts(2, sk=1), S)],
+)
+def test_indirect_setups_must_all_succeed(upstream: UpstreamCounts, expected: Decision) -> None:
+    """Airflow's setup constraint: a failed indirect setup fails the task, a skipped one skips it, else it waits."""
+    assert evaluate_setups(upstream) is expected
+
+
 def test_every_rule_is_covered_by_the_table() -> None:
     assert {TriggerRule(r) for r, _, _ in TABLE} == set(TriggerRule)
 
@@ -98,6 +138,8 @@ def test_rule_values_are_airflows() -> None:
         "all_success",
         "all_failed",
         "all_done",
+        "all_done_setup_success",
+        "all_done_min_one_success",
         "all_skipped",
         "one_success",
         "one_failed",

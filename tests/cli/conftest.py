@@ -32,6 +32,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
         HEADRACE__CORE__PARALLELISM="4",
         HEADRACE__EXECUTOR__FORKSERVER_IDLE_TIMEOUT="2",
         HEADRACE__METRICS__SCHEDULER_PORT="0",  # no shared fixed port between test workers
+        HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION="false",  # as the settings fixture (tests/conftest.py)
         COLUMNS="250",
     )
     return env

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from headrace.config import Settings
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, TaskInstance, TaskTry
+from headrace.db.models import DagModel, DagRun, TaskInstance, TaskTry
 from tests.waiting import wait_until
 
 Cli = Any  # the `cli` fixture in conftest.py
@@ -43,8 +43,14 @@ def scheduler(cli_env: dict[str, str], cli: Cli) -> Iterator[subprocess.Popen[by
 
 
 def test_standalone_runs_the_example_pipeline(cli_env: dict[str, str], settings: Settings, db: Database) -> None:
+    # the deployment default: new DAGs start paused; standalone unpauses the bundled examples it creates
+    env = {k: v for k, v in cli_env.items() if k != "HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION"}
+    (settings.dags_folder / "mine.py").write_text(
+        "from headrace import DAG\nfrom headrace.operators import EmptyOperator\n\n"
+        'with DAG("mine"):\n    EmptyOperator(task_id="t")\n'
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "headrace", "standalone"], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "headrace", "standalone"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
 
@@ -68,6 +74,9 @@ def test_standalone_runs_the_example_pipeline(cli_env: dict[str, str], settings:
     assert "| Adelie | 146 |" in body and "| Chinstrap | 68 |" in body and "| Gentoo | 119 |" in body
     assert "Heaviest species on average: **Gentoo**" in body
     assert f"succeeded; report: {report}" in " ".join(text.split())
+    with db.session() as s:
+        paused = {d.dag_id: d.is_paused for d in s.scalars(select(DagModel))}
+    assert paused["mine"] is True and paused["example_penguins_report"] is False
 
 
 def test_trigger_wait_and_backfill(

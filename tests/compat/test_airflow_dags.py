@@ -38,10 +38,14 @@ from .services import compat_services
 DAG_IDS = [
     "compat_airflow2_legacy",
     "compat_airflow3_taskflow",
+    "compat_dag_display_name",
+    "compat_depends_on_past",
     "compat_email",
     "compat_python_interpreters",
+    "compat_setup_teardown",
     "compat_sql",
     "compat_standard_branching",
+    "compat_task_callbacks",
     "compat_team_a_report",
     "compat_templates",
     "compat_trigger_dagrun",
@@ -51,6 +55,15 @@ DAG_IDS = [
 TASKS: dict[str, set[str] | dict[str, str]] = {
     "compat_airflow2_legacy": {"start", "announce", "echo"},
     "compat_airflow3_taskflow": {"extract", "total", "check", "report", "end"},
+    # a teardown's failure does not fail the run (on_failure_fail_dagrun=False): Airflow's outcome rule
+    "compat_setup_teardown": {
+        "create_cluster": "success",
+        "run_query": "success",
+        "delete_cluster": "success",
+        "make_table": "success",
+        "load": "success",
+        "drop_table": "failed",
+    },
     "compat_team_a_report": {"greet"},
     "compat_sql": {"create", "insert", "select", "copy_to_mysql", "cleanup"},
     "compat_email": {"send_report", "send_with_the_hook"},
@@ -68,7 +81,12 @@ TASKS: dict[str, set[str] | dict[str, str]] = {
         **dict.fromkeys(["venv", "external", "doubled", "plus_one", "announce", "runs"], "success"),
         "skipped_when_manual": "skipped",
     },
+    "compat_dag_display_name": {"hello"},
+    "compat_depends_on_past": {"extract", "load", "done"},  # the first run: nothing in the past holds them
+    # on_execute_callback and on_skipped_callback push XComs that check reads
+    "compat_task_callbacks": {"work": "success", "skip_me": "skipped", "check": "success"},
 }
+"""dag_id → the tasks that must all succeed, or task_id → the state each must end in; the run must succeed."""
 
 
 def run_folder(settings: Settings, db: Database) -> tuple[dict[str, str], dict[str, dict[str, str]]]:

@@ -99,8 +99,13 @@ def fault_settings(tmp_path: Path, fault_db_url: str) -> Settings:
     home = tmp_path / "home"
     (home / "dags").mkdir(parents=True)
     return load_settings(
-        {"HEADRACE_HOME": str(home), "HEADRACE__DATABASE__URL": fault_db_url, "HEADRACE__METRICS__SCHEDULER_PORT": "0"}
-    )  # no shared fixed port between test workers
+        {
+            "HEADRACE_HOME": str(home),
+            "HEADRACE__DATABASE__URL": fault_db_url,
+            "HEADRACE__METRICS__SCHEDULER_PORT": "0",  # no shared fixed port between test workers
+            "HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION": "false",  # as the settings fixture (tests/conftest.py)
+        }
+    )
 
 
 @pytest.fixture

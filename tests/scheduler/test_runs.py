@@ -39,7 +39,8 @@ def test_catchup_creates_every_missed_interval(settings: Settings, db: Database)
         2024, 1, 1, tzinfo=UTC
     )
     a = tis(db, run.run_id)["a"]
-    assert (a.state, a.max_tries, a.priority_weight, a.pool, a.try_number) == ("none", 2, 5, "default_pool", 0)
+    # priority_weight 5 plus b's 1: Airflow's default weight_rule "downstream"
+    assert (a.state, a.max_tries, a.priority_weight, a.pool, a.try_number) == ("none", 2, 6, "default_pool", 0)
     with db.session() as session:
         dag = session.get(DagModel, "daily")
         assert dag is not None and dag.next_logical_date == datetime(2024, 1, 5, tzinfo=UTC)

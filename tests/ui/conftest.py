@@ -153,6 +153,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     (home / "dags" / "ui_schema_params.py").write_text(SCHEMA_PARAMS_DAG)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env.update({"HEADRACE_HOME": str(home), "COLUMNS": "400", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    env["HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "false"  # the tests' own DAGs run when triggered
     headrace = [sys.executable, "-m", "headrace"]
     proc = subprocess.Popen(
         [*headrace, "standalone", "--port", "0", "--no-trigger"],

@@ -44,13 +44,14 @@ def current_dag(session: Session, dag_id: str) -> SerializedDag:
     return SerializedDag.from_dict(version.serialized)
 
 
-_DAG_COLUMNS = [name for name in schemas.DAG.model_fields if name != "warnings"]
+_DAG_COLUMNS = [name for name in schemas.DAG.model_fields if name not in ("warnings", "dag_display_name")]
 
 
 def dag_out(dag: DagModel, warnings: Sequence[DagWarning] = ()) -> schemas.DAG:
     """The API form of a ``dag`` row with its ``dag_warning`` rows (``queries.dag_warnings``)."""
     return schemas.DAG(
         **{name: getattr(dag, name) for name in _DAG_COLUMNS},
+        dag_display_name=dag.dag_display_name or dag.dag_id,
         warnings=[schemas.DAGWarningNote.model_validate(w) for w in warnings],
     )
 
@@ -135,6 +136,11 @@ def task_out(sdag: SerializedDag, task_id: str) -> schemas.Task:
         pool_slots=t.pool_slots,
         queue=t.queue,
         priority_weight=t.priority_weight,
+        weight_rule=t.weight_rule,
+        depends_on_past=t.depends_on_past,
+        wait_for_downstream=t.wait_for_downstream,
+        is_setup=t.is_setup,
+        is_teardown=t.is_teardown,
         memory_limit_bytes=t.memory_limit,
         execution_timeout_seconds=t.execution_timeout,
         owner=t.owner,

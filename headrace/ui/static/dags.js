@@ -29,7 +29,7 @@
       <td><label class="switch" title="${d.is_paused ? "Paused" : "Active"}"><input type="checkbox" class="pause-toggle"
           data-dag-id="${esc(d.dag_id)}" ${d.is_paused ? "" : "checked"} ${canOperate ? "" : "disabled"}
           aria-label="${esc(d.dag_id)} active"><span class="knob"></span></label></td>
-      <td><a href="/dags/${enc(d.dag_id)}/grid"><b>${esc(d.dag_id)}</b></a>
+      <td><a href="/dags/${enc(d.dag_id)}/grid" title="${esc(d.dag_id)}"><b>${esc(d.dag_display_name || d.dag_id)}</b></a>
           ${d.description ? `<div class="muted" style="font-size:12px">${esc(d.description)}</div>` : ""}
           ${warnings(d)}</td>
       <td class="recent">${squares(runs, d.dag_id)}</td>

@@ -57,6 +57,9 @@
       return r;
     };
     const nodes = [], seen = new Set(), operator = new Map(data.nodes.map(n => [n.id, n.operator]));
+    // setup / teardown tasks carry Airflow's marks; the edge from a setup to its teardown is dashed
+    const role = new Map(data.nodes.filter(n => n.role).map(n => [n.id, n.role]));
+    const mark = id => role.get(id) === "setup" ? "↗ setup · " : role.get(id) === "teardown" ? "↘ teardown · " : "";
     for (const n of data.nodes) {
       const r = rep(n.id);
       if (seen.has(r)) continue;
@@ -65,7 +68,7 @@
       const parent = parentOf.get(r);
       const short = parent && groups.get(parent) && r.startsWith(parent + ".") ? r.slice(parent.length + 1) : r;
       nodes.push(g ? { id: r, group: g, text: g.label, sub: `▸ ${g.task_ids.length} task${g.task_ids.length === 1 ? "" : "s"}` }
-                   : { id: r, group: null, text: short, sub: operator.get(r) || "" });
+                   : { id: r, group: null, text: short, sub: mark(r) + (operator.get(r) || "") });
     }
     const labelOf = new Map(data.labels.map(([a, b, text]) => [a + "\u001f" + b, text]));
     const edges = [], labels = [], slot = new Map();  // "from\u001fto" -> index in edges
@@ -84,7 +87,8 @@
       clusters.push(g);
       if (g.parent) parents.push([g.id, g.parent]);
     }
-    return { nodes, edges, labels, parents, clusters };
+    const dashed = edges.map(([a, b]) => role.get(a) === "setup" && role.get(b) === "teardown");
+    return { nodes, edges, labels, parents, clusters, dashed };
   }
 
   function layoutInput(v) {
@@ -162,7 +166,9 @@
     lay.edges.forEach((pts, i) => {
       let d = `M${pts[0]},${pts[1]}`;
       for (let j = 2; j < pts.length; j += 2) d += ` L${pts[j]},${pts[j + 1]}`;
-      el("path", { d, class: "edge", "marker-end": "url(#arrow)", "data-from": v.edges[i][0], "data-to": v.edges[i][1] }, edges);
+      const attrs = { d, class: "edge", "marker-end": "url(#arrow)", "data-from": v.edges[i][0], "data-to": v.edges[i][1] };
+      if (v.dashed[i]) { attrs.class = "edge setup-teardown"; attrs["stroke-dasharray"] = "5 4"; }
+      el("path", attrs, edges);
     });
     (lay.labels || []).forEach((pos, i) => {
       if (!pos || !v.labels[i]) return;

@@ -10,7 +10,7 @@
   let shownTry = root.dataset.try ? Number(root.dataset.try) : null;
   let pickedByUser = shownTry !== null;
   let logFollower = null;
-  let upstream = null;  // {trigger_rule, upstream: [{task_id, state}], failed: [task_id]} once read
+  let upstream = null;  // {trigger_rule, upstream: [{task_id, state}], failed: [task_id], waiting} once read
   const expanded = new Set();  // try numbers whose error is shown in full
 
   function fact(name, value) { return `<dt>${esc(name)}</dt><dd>${value}</dd>`; }
@@ -54,6 +54,7 @@
       return `No tries: upstream task${upstream.failed.length === 1 ? "" : "s"} ${names} failed` +
         (upstream.trigger_rule ? ` (trigger rule ${upstream.trigger_rule})` : "") + ".";
     }
+    if (upstream && upstream.waiting) return `No tries yet: ${upstream.waiting}.`;
     return "No tries yet.";
   }
 

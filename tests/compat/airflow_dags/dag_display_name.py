@@ -1,0 +1,26 @@
+"""Airflow 3 style: dag_display_name and is_paused_upon_creation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import dag, task
+
+
+@dag(
+    dag_id="compat_dag_display_name",
+    dag_display_name="Compat — display name ✓",
+    is_paused_upon_creation=False,
+    schedule=None,
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+)
+def named():
+    @task
+    def hello() -> str:
+        return "hi"
+
+    hello()
+
+
+named()
