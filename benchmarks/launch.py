@@ -16,6 +16,10 @@ supervisor exit), and CPU per try split by role:
 * supervisor: fork server's waited-for-children CPU minus the task processes';
 * executor (this process): ``getrusage(RUSAGE_SELF)``.
 
+and the minor page faults per try of the fork server's waited-for children
+(supervisors and their task processes: ``cminflt`` of ``/proc/<server>/stat``),
+which copy-on-write after each fork makes a large part of their CPU.
+
 A warm-up batch of ``parallelism`` tries (not counted) starts the fork server
 first, so the figures are steady state. PostgreSQL: a scratch database
 ``headrace_bench_<pid>`` on ``postgresql+psycopg://postgres@127.0.0.1:5432``,
@@ -156,6 +160,13 @@ def _cpu(proc: psutil.Process) -> tuple[float, float]:
     return t.user + t.system, t.children_user + t.children_system
 
 
+def _child_faults(pid: int) -> int:
+    """Minor page faults of the waited-for children of ``pid`` (``cminflt`` in ``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rfind(b")") + 2 :].split()[8])
+
+
 def _pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -183,10 +194,12 @@ def bench(url: str, home: Path, n: int, parallelism: int) -> None:
     assert executor.server_pid is not None
     server = psutil.Process(executor.server_pid)
     server_before = _cpu(server)
+    faults_before = _child_faults(server.pid)
     self_before = resource.getrusage(resource.RUSAGE_SELF)
     queued_at, first, last = _run_batch(executor, measured)
     self_after = resource.getrusage(resource.RUSAGE_SELF)
     server_after = _cpu(server)
+    faults = _child_faults(server.pid) - faults_before
     server_pid = executor.server_pid
     executor.terminate()
 
@@ -226,6 +239,7 @@ def bench(url: str, home: Path, n: int, parallelism: int) -> None:
         f"task process {task_cpu * ms:.1f} ms, executor (this process) {me * ms:.1f} ms; "
         f"total {(server_self + children + me) * ms:.1f} ms"
     )
+    print(f"page faults per try (supervisor + task process): {faults / n:.0f}")
 
 
 def main() -> int:

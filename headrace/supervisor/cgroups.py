@@ -407,6 +407,9 @@ class Containment:
         signalled: set[int] = set()
         deadline = time.monotonic() + timeout
         found = [p for p in self.pids() if _alive(p)]
+        if not found:  # the common case: nothing of the try is left, and nothing alive is left to fork more
+            reap_orphans()
+            return Leftovers(left=0, killed=0)
         if found and self.path is not None and self.hierarchy is not None and self.hierarchy.version == 2:
             try:
                 with open(self.path / "cgroup.kill", "w", encoding="ascii") as f:

@@ -390,7 +390,8 @@ def _start_task(
 ) -> int:
     """Fork the task process, held at ``gate``; set up ``current.watch`` and ``current.sock``; return its pid.
 
-    The task's stdout and stderr are a pipe drained into ``try_log`` (which caps the log's size). The child
+    The task's stdout and stderr are a pipe drained into ``try_log`` (which caps the log's size) by the
+    watch's wait loop, and after it by ``try_log.drain``. The child
     joins ``containment`` (made already) before it waits at the gate.
     """
     policy = current.policy
@@ -421,7 +422,7 @@ def _start_task(
         containment=containment,
     )
     start = current.start
-    log_fd = try_log.pipe()
+    _, log_fd = try_log.polled_pipe()  # drained by the watch's select: no thread per try
     required = settings.get_str("core", "try_containment") == "cgroup"
 
     def run() -> int:
@@ -450,6 +451,7 @@ def _start_task(
         child_sock.close()
     os.close(log_fd)  # the child holds the write end: the drain ends when the task's process tree is gone
     current.log = try_log  # the supervisor's own lines go through the same cap
+    watch.output = try_log
     gate.forked()
     current.watch = watch
     current.sock = parent_sock

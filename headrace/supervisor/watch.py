@@ -1,8 +1,9 @@
 """Watching a task process: one ``select`` on its pidfd and its channel, until it ends.
 
-The supervisor sleeps in ``select`` on two descriptors — the process's pidfd
-(readable once it exits) and its end of the channel (readable when the task
-asks something) — with a timeout of ``executor.memory_poll_interval``, so it
+The supervisor sleeps in ``select`` on the process's pidfd (readable once it
+exits), its end of the channel (readable when the task asks something) and
+the task's output pipe (readable when it wrote; moved into the try's log at
+once) — with a timeout of ``executor.memory_poll_interval``, so it
 wakes at once for an exit or a request and otherwise only to sample the tree,
 heartbeat and check the limits. No busy waiting, no sleeps.
 
@@ -192,6 +193,18 @@ class Say(Protocol):
     def __call__(self, message: str, level: str = "INFO") -> None: ...
 
 
+class Output(Protocol):
+    """The task's output pipes, drained from the watch's own ``select`` (:class:`~headrace.logs.capped.CappedLog`)."""
+
+    def polled_fds(self) -> list[int]:
+        """Read ends to watch (those not at end of file yet)."""
+        ...
+
+    def read_pipe(self, read_fd: int) -> bool:
+        """Move what ``read_fd`` holds into the log without blocking; False at end of file."""
+        ...
+
+
 def fork_child(run: Callable[[], int], close_in_child: Iterable[socket.socket] = ()) -> int:
     """Fork; the child closes ``close_in_child``, runs ``run()`` and ``os._exit``s with its result.
 
@@ -261,6 +274,8 @@ class TaskWatch:
         self.db = db
         self.containment = containment
         """The try's processes beyond its tree (:mod:`.cgroups`); None: the process tree only."""
+        self.output: Output | None = None
+        """The task's output pipes, read whenever the wait wakes with them readable (set once forked)."""
         self.rendered_fields: dict[str, str] | None = None
         """The task's rendered template fields (``SetRenderedFields``), recorded with the outcome."""
         self.target = target
@@ -399,7 +414,13 @@ class TaskWatch:
             while True:
                 wait = max(0.0, min(next_sample, next_heartbeat, kill.escalate_at or next_sample) - time.monotonic())
                 watched: list[int] = [pidfd, sock.fileno()] if sock_open else [pidfd]
-                readable, _, _ = select.select(watched, [], [], wait)
+                output = self.output
+                outputs = output.polled_fds() if output is not None else []
+                readable, _, _ = select.select(watched + outputs, [], [], wait)
+                if output is not None:
+                    for fd in outputs:
+                        if fd in readable:
+                            output.read_pipe(fd)
                 if sock_open and sock.fileno() in readable:
                     data = sock.recv(1 << 16)
                     if not data:
