@@ -45,7 +45,7 @@ import functools
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,8 +93,16 @@ class Hierarchy:
 
 
 def _read(path: Path) -> str:
-    with open(path, encoding="ascii") as f:
-        return f.read()
+    """The whole (ASCII) file at ``path``: raw reads, no buffered text stream to build (the try path reads a
+    few of these per try). Raises ``OSError``, or ``ValueError`` for bytes that are not ASCII."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii")
 
 
 def _own_cgroups(proc: Path) -> dict[str, str]:
@@ -200,13 +208,21 @@ def describe_mode(mode: str) -> str:
     return f"each try in its own cgroup: {found.describe()}"
 
 
+@functools.cache
+def libc_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (None where there is none), looked up once per process: the fork server calls it
+    before it forks, so supervisors inherit it."""
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
 def become_subreaper() -> bool:
     """Make this process a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER, 1)``); False where not possible."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
+    prctl = libc_prctl()
+    return prctl is not None and prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def own_descendants() -> list[int]:
@@ -491,8 +507,10 @@ def stale_cgroups(hierarchy: Hierarchy) -> list[Path]:
 def remove_stale_cgroups(hierarchy: Hierarchy | None) -> int:
     """Kill what is left in each stale try cgroup (:func:`stale_cgroups`) and remove it; return how many went.
 
-    Every supervisor calls it once its try is recorded, so a supervisor that
-    was killed leaves nothing behind for long. Never raises.
+    The fork server calls it when it starts and whenever one of its supervisors
+    ends abnormally; a supervisor started on its own (``python -m
+    headrace.supervisor``) calls it once its try is recorded. So a supervisor
+    that was killed leaves nothing behind for long. Never raises.
     """
     if hierarchy is None:
         return 0
@@ -525,6 +543,7 @@ __all__ = [
     "describe_mode",
     "find_hierarchy",
     "hierarchy_in_use",
+    "libc_prctl",
     "marked_processes",
     "own_descendants",
     "reap_orphans",

@@ -502,7 +502,7 @@ def _discard(current: _Try) -> None:
     current.watch = None
 
 
-def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
+def supervise(settings: Settings, db: Database, request: TryRequest, *, sweep_stale_cgroups: bool = True) -> int:
     """Run the try named by ``request`` and record its outcome; return the exit code.
 
     ``EXIT_RECORDED`` (0) when the try ran and its outcome is in the DB,
@@ -511,6 +511,11 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
     when the supervisor itself failed. SIGTERM to the supervisor stops the task
     tree gracefully and records reason ``killed``, signal 15. Must run in the
     main thread of its process (it installs a SIGTERM handler and forks).
+
+    ``sweep_stale_cgroups``: once the try is recorded, remove the try cgroups of
+    supervisors that were killed (:func:`~.cgroups.remove_stale_cgroups`). The
+    fork server passes False: it sweeps itself, when it starts and whenever one
+    of its supervisors ends abnormally, so its supervisors need not each look.
     """
     stop = _StopFlag()
     become_subreaper()  # a descendant the task orphans stays ours (cgroups.py), even without a cgroup
@@ -561,7 +566,8 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
         current.close_log()
         if current.watch is not None and current.watch.containment is not None:
             current.watch.containment.remove()  # already gone, unless the watch failed
-            remove_stale_cgroups(current.watch.containment.hierarchy)  # of supervisors killed meanwhile
+            if sweep_stale_cgroups:
+                remove_stale_cgroups(current.watch.containment.hierarchy)  # of supervisors killed meanwhile
     return EXIT_RECORDED
 
 
