@@ -292,6 +292,15 @@ def _signal_all(pids: Iterable[int], signum: int) -> None:
             pass
 
 
+def _has_children() -> bool:
+    """True while this process has a child, running or exited and not yet reaped (one ``waitid``)."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
 def reap_orphans() -> int:
     """Reap every exited child of this process without blocking (escaped processes re-parented to the
     subreaper end as its children); return how many. Call only when no child's status is still wanted."""
@@ -326,9 +335,12 @@ class Containment:
     removes it (:meth:`kill_all`, :meth:`remove`).
     """
 
-    def __init__(self, hierarchy: Hierarchy | None, marker: str, *, made: bool = False) -> None:
-        """``made``: the cgroup exists already (adopting one a dead supervisor left), so :meth:`remove` removes it."""
+    def __init__(self, hierarchy: Hierarchy | None, marker: str, *, made: bool = False, ours: bool = True) -> None:
+        """``made``: the cgroup exists already, so :meth:`remove` removes it. ``ours``: this process is the
+        try's supervisor, so its descendants are the try's too (False when adopting the cgroup a dead
+        supervisor left: then only its members are, never the descendants of, say, the fork server)."""
         self.hierarchy = hierarchy
+        self._ours = ours
         self.marker = marker
         """This try's :data:`TRY_MARKER` value."""
         self.path: Path | None = hierarchy.parent / f"{CGROUP_PREFIX}{marker}" if hierarchy is not None else None
@@ -380,14 +392,21 @@ class Containment:
 
     def pids(self) -> list[int]:
         """Live processes of the try now (cgroup members, else marked ones and the supervisor's descendants)."""
+        if self.path is not None and not self._ours:
+            return sorted(self._members())
         if self.path is not None:
-            try:
-                found = [int(p) for p in _read(self.path / "cgroup.procs").split()]
-            except (OSError, ValueError):
-                found = []
             # Anything the cgroup missed (its task process could not join) is still a descendant of ours.
-            return sorted(set(found) | set(own_descendants()))
+            return sorted(set(self._members()) | set(own_descendants()))
         return sorted(set(own_descendants()) | set(marked_processes(self.marker)))
+
+    def _members(self) -> list[int]:
+        """Pids in the try's cgroup (``cgroup.procs``; [] without a cgroup or when it cannot be read)."""
+        if self.path is None:
+            return []
+        try:
+            return [int(p) for p in _read(self.path / "cgroup.procs").split()]
+        except (OSError, ValueError):
+            return []
 
     def memory_in_use(self) -> int | None:
         """Bytes the try uses now by its cgroup's accounting, or None where the cgroup gives no figure.
@@ -433,13 +452,19 @@ class Containment:
         search repeated: a process with SIGKILL pending cannot fork any more,
         so each round finds only what was forked before the previous one; it
         ends when every process signalled is gone (a zombie counts as gone).
-        Zombies re-parented to this (subreaper) process are reaped.
+        Zombies re-parented to this (subreaper) process are reaped (when the
+        try is ``ours``: an adopted cgroup's sweep reaps nobody's children).
         """
+        if self.path is not None and (not self._ours or not _has_children()) and not self._members():
+            # The common case, in two reads: the cgroup is empty and this process has no child, so no
+            # descendant either (the union :meth:`pids` takes has nothing to add).
+            return Leftovers(left=0, killed=0)
         signalled: set[int] = set()
         deadline = time.monotonic() + timeout
         found = [p for p in self.pids() if _alive(p)]
-        if not found:  # the common case: nothing of the try is left, and nothing alive is left to fork more
-            reap_orphans()
+        if not found:  # nothing of the try is left, and nothing alive is left to fork more
+            if self._ours:  # never reap another's children (the fork server's supervisors)
+                reap_orphans()
             return Leftovers(left=0, killed=0)
         if found and self.path is not None and self.hierarchy is not None and self.hierarchy.version == 2:
             try:
@@ -451,7 +476,8 @@ class Containment:
         while True:
             _signal_all(found, signal.SIGKILL)
             signalled.update(found)
-            reap_orphans()
+            if self._ours:  # never reap another's children (the fork server's supervisors)
+                reap_orphans()
             pending = [p for p in signalled if _alive(p)]
             found = [p for p in self.pids() if p not in signalled and _alive(p)]
             if (not pending and not found) or time.monotonic() >= deadline:
@@ -516,7 +542,7 @@ def remove_stale_cgroups(hierarchy: Hierarchy | None) -> int:
         return 0
     removed = 0
     for path in stale_cgroups(hierarchy):
-        if Containment(hierarchy, path.name[len(CGROUP_PREFIX) :], made=True).remove():
+        if Containment(hierarchy, path.name[len(CGROUP_PREFIX) :], made=True, ours=False).remove():
             removed += 1
     return removed
 

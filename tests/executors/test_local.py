@@ -164,7 +164,8 @@ def test_fork_server_removes_try_cgroups_of_killed_supervisors(
     db: Database, settings: Settings, tmp_path: Path
 ) -> None:
     """The fork server sweeps stale try cgroups (its supervisors do not): when it starts, and when one of
-    its supervisors is killed mid-try; what was left running in them is killed."""
+    its supervisors is killed mid-try; what was left running in them is killed, and nothing else: a try
+    running beside them goes on."""
     hierarchy = hierarchy_in_use("auto")
     assert hierarchy is not None, "CI runs where a cgroup hierarchy is writable"
     gone = subprocess.Popen(["true"])
@@ -173,6 +174,7 @@ def test_fork_server_removes_try_cgroups_of_killed_supervisors(
     stale.prepare()
     orphan = subprocess.Popen(["sleep", "600"])
     escaped_pid = tmp_path / "escaped.pid"
+    gate = tmp_path / "gate"
     dag_file = write_dag(
         tmp_path / "dags",
         f"""
@@ -182,7 +184,11 @@ def test_fork_server_removes_try_cgroups_of_killed_supervisors(
                 sleeper = subprocess.Popen(["sleep", "600"], start_new_session=True)
                 open({str(escaped_pid)!r}, "w").write(str(sleeper.pid))
                 time.sleep(600)
-            PythonOperator(task_id="t", python_callable=escape_then_wait)
+            def wait_for_gate():
+                while not os.path.exists({str(gate)!r}):
+                    time.sleep(0.02)
+            PythonOperator(task_id="victim", python_callable=escape_then_wait)
+            PythonOperator(task_id="bystander", python_callable=wait_for_gate)
     """,
     )
     executor = LocalExecutor(settings)
@@ -190,25 +196,33 @@ def test_fork_server_removes_try_cgroups_of_killed_supervisors(
     try:
         assert stale.path is not None
         (stale.path / "cgroup.procs").write_text(str(orphan.pid))
-        request = queue_try(db, create_run(db, dag_file, "killed"), "t", dag_file)
-        executor.queue(request)
+        run_pk = create_run(db, dag_file, "killed")
+        victim = queue_try(db, run_pk, "victim", dag_file)
+        bystander = queue_try(db, run_pk, "bystander", dag_file)
+        executor.queue(victim)
+        executor.queue(bystander)
         row = wait_until(
-            lambda: (r := try_row(db, request.ti_id, 1)) is not None and escaped_pid.exists() and r,
-            what="task started and escaped",
+            lambda: (r := try_row(db, victim.ti_id, 1)) is not None and escaped_pid.exists() and r,
+            what="victim started and escaped",
         )
+        other = wait_until(lambda: (r := try_row(db, bystander.ti_id, 1)) is not None and r.pid and r, what="bystander")
         assert not stale.path.exists()  # swept when the server started
         assert orphan.wait(timeout=5) == -9
         escaped = int(escaped_pid.read_text())
-        try_cgroup = hierarchy.parent / f"headrace-try-{request.ti_id}-1-{row.supervisor_pid}"
+        try_cgroup = hierarchy.parent / f"headrace-try-{victim.ti_id}-1-{row.supervisor_pid}"
         assert try_cgroup.exists() and psutil.pid_exists(escaped)
         os.kill(row.supervisor_pid, signal.SIGKILL)
         event = _drain(executor, 1)[0]
-        assert (event.ti_id, event.exit_code) == (request.ti_id, -signal.SIGKILL)
+        assert (event.ti_id, event.exit_code) == (victim.ti_id, -signal.SIGKILL)
         assert not try_cgroup.exists()  # swept once the server reaped the killed supervisor
         wait_until(
             lambda: not psutil.pid_exists(escaped) or psutil.Process(escaped).status() == psutil.STATUS_ZOMBIE,
             what="escaped process killed",
         )
+        assert psutil.pid_exists(other.supervisor_pid) and psutil.pid_exists(other.pid)  # the sweep spared it
+        gate.touch()
+        assert _drain(executor, 1)[0] == ExecutorEvent(bystander.ti_id, 1, "exited", 0)
+        assert ti_row(db, bystander.ti_id).state == "success"
     finally:
         executor.terminate()
         orphan.kill()
