@@ -1,6 +1,6 @@
 """Compare the try path of two headrace trees: ``launch.py`` run alternately on each, medians printed.
 
-    python benchmarks/launch_compare.py BASE_DIR [--runs N] [--tries N] [--db sqlite|postgresql]
+    python benchmarks/launch_compare.py BASE_DIR [--runs N] [--tries N] [--db sqlite|postgresql] [--task-seconds S]
 
 ``BASE_DIR`` is another headrace source tree, e.g. a commit extracted with
 ``git archive 1d67dc7 | tar -x -C /tmp/base``; it is put first on ``PYTHONPATH``
@@ -36,12 +36,13 @@ OPTIONAL = {"page faults/try"}
 """Figures an older launch.py does not print."""
 
 
-def _run(tree: Path, tries: int, db: str) -> dict[str, float]:
+def _run(tree: Path, tries: int, db: str, task_seconds: float = 0.0) -> dict[str, float]:
     """Run ``tree``'s launch.py once; return its figures by name (raises ``RuntimeError`` if it failed)."""
     environ = dict(os.environ)
     environ["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [environ.get("PYTHONPATH")])])
     done = subprocess.run(
-        [sys.executable, str(tree / "benchmarks" / "launch.py"), "--tries", str(tries), "--db", db],
+        [sys.executable, str(tree / "benchmarks" / "launch.py"), "--tries", str(tries), "--db", db]
+        + (["--task-seconds", str(task_seconds)] if task_seconds else []),
         cwd=tree,
         env=environ,
         capture_output=True,
@@ -67,6 +68,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs of each tree (alternating)")
     parser.add_argument("--tries", type=int, default=200)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--task-seconds", type=float, default=0.0, help="each task sleeps this long (seconds)")
     args = parser.parse_args()
     base = args.base.resolve()
     if not (base / "headrace" / "__init__.py").exists() or not (base / "benchmarks" / "launch.py").exists():
@@ -74,10 +76,12 @@ def main() -> int:
     results: dict[str, list[dict[str, float]]] = {"base": [], "this": []}
     for i in range(args.runs):
         for side, tree in (("base", base), ("this", HERE)):
-            figures = _run(tree, args.tries, args.db)
+            figures = _run(tree, args.tries, args.db, args.task_seconds)
             results[side].append(figures)
             print(f"run {i + 1} {side}: " + ", ".join(f"{k} {v:g}" for k, v in figures.items()), file=sys.stderr)
-    print(f"db={args.db} tries={args.tries} runs={args.runs} (medians; base = {base})")
+    print(
+        f"db={args.db} tries={args.tries} task_seconds={args.task_seconds:g} runs={args.runs} (medians; base = {base})"
+    )
     print(f"{'figure':<26}{'base':>10}{'this':>10}{'change':>10}")
     for name in FIGURES:
         if any(name not in r for side in results.values() for r in side):

@@ -472,11 +472,16 @@ class TaskWatch:
             self.containment.signal(signum)
 
     def _sample(self) -> TreeSample:
-        """Sample the tree; the memory figure from the try's cgroup where it accounts memory."""
-        sample = self.tree.sample()
-        in_use = self.containment.memory_in_use() if self.containment is not None else None
-        if in_use is None:
-            return sample
+        """Sample the try's CPU and memory; the memory figure from its cgroup where it accounts memory.
+
+        With such a cgroup, the processes sampled (for CPU) are the cgroup's (and any descendant it
+        missed), and their RSS is not read; otherwise the process tree is walked and its RSS summed.
+        """
+        containment = self.containment
+        in_use = containment.memory_in_use() if containment is not None else None
+        if containment is None or in_use is None:
+            return self.tree.sample()
+        sample = self.tree.sample(containment.pids(), rss=False)
         return replace(sample, rss_bytes=in_use, source="try's cgroup memory")
 
     def _check_limits(self, kill: _Kill, now: float, timeout_at: float | None) -> None:
