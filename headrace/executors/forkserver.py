@@ -334,7 +334,7 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
         hierarchy = hierarchy_in_use(settings.get_str("core", "try_containment"))
     except ContainmentError as exc:  # each try then fails with this error, recorded on it
         print(f"headrace fork server: {exc}", file=sys.stderr, flush=True)
-    remove_stale_cgroups(hierarchy)  # left by supervisors killed while no server of ours was running
+    _sweep(hierarchy)  # try cgroups left by supervisors killed while no server of ours was running
     libc_prctl()  # each supervisor makes itself a subreaper: looked up once, here
     # Everything allocated so far lives as long as the server: keep the collector away from it, so
     # forked supervisors do not copy those pages on write when a collection touches their headers.
@@ -397,6 +397,18 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
                 )
 
 
+def _sweep(hierarchy: Hierarchy | None) -> None:
+    """Remove the try cgroups of killed supervisors, killing what is left in them; say so on stderr."""
+    removed = remove_stale_cgroups(hierarchy)
+    if removed:
+        print(
+            f"headrace fork server: removed {removed} try cgroup(s) left by killed supervisors "
+            "(killing what was still running in them)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _reap(children: dict[int, TryRequest], hierarchy: Hierarchy | None) -> int:
     """Reap exited supervisors and report them; return how many.
 
@@ -415,7 +427,7 @@ def _reap(children: dict[int, TryRequest], hierarchy: Hierarchy | None) -> int:
         reaped += 1
         code = os.waitstatus_to_exitcode(status)
         if code not in (EXIT_RECORDED, EXIT_CLAIM_LOST):
-            remove_stale_cgroups(hierarchy)
+            _sweep(hierarchy)
         request = children.pop(pid, None)
         if request is not None:
             _emit(
