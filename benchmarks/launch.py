@@ -1,12 +1,16 @@
 """Try-launch benchmark: N no-op tries at parallelism 8 through the LocalExecutor.
 
-    python benchmarks/launch.py [--db sqlite|postgresql] [--tries N] [--parallelism P]
+    python benchmarks/launch.py [--db sqlite|postgresql] [--tries N] [--parallelism P] [--task-seconds S]
 
 Rows are made directly (no scheduler): one DAG version with N no-op tasks, one
 running DAG run, every TI ``queued`` for try 1. The benchmark process plays the
 scheduler's executor side: it keeps ``parallelism`` tries in flight through
 ``LocalExecutor.queue``/``sync`` and stamps each ``queue()`` call; each task
 stamps ``time.time()`` into a file the moment its code runs.
+
+``--task-seconds S`` makes each task sleep S seconds after its mark (default
+0: a no-op), so that the supervisor's sampling of a running try
+(``executor.memory_poll_interval``) shows in its CPU per try.
 
 Prints: queue()→task-start latency (median, p90), tries/s (first queue → last
 supervisor exit), and CPU per try split by role:
@@ -15,6 +19,10 @@ supervisor exit), and CPU per try split by role:
 * task process: ``task_try.cpu_seconds`` (the supervisor's rusage of its task);
 * supervisor: fork server's waited-for-children CPU minus the task processes';
 * executor (this process): ``getrusage(RUSAGE_SELF)``.
+
+and the minor page faults per try of the fork server's waited-for children
+(supervisors and their task processes: ``cminflt`` of ``/proc/<server>/stat``),
+which copy-on-write after each fork makes a large part of their CPU.
 
 A warm-up batch of ``parallelism`` tries (not counted) starts the fork server
 first, so the figures are steady state. PostgreSQL: a scratch database
@@ -61,6 +69,7 @@ MARKS = {marks!r}
 def noop(ti):
     with open(os.path.join(MARKS, ti.task_id), "w") as f:
         f.write(repr(time.time()))
+    time.sleep({seconds!r})
 
 with DAG("bench_launch", schedule=None, start_date=datetime(2026, 1, 1), max_active_tasks=100000):
     for i in range({n}):
@@ -156,12 +165,19 @@ def _cpu(proc: psutil.Process) -> tuple[float, float]:
     return t.user + t.system, t.children_user + t.children_system
 
 
+def _child_faults(pid: int) -> int:
+    """Minor page faults of the waited-for children of ``pid`` (``cminflt`` in ``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rfind(b")") + 2 :].split()[8])
+
+
 def _pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def bench(url: str, home: Path, n: int, parallelism: int) -> None:
+def bench(url: str, home: Path, n: int, parallelism: int, task_seconds: float = 0.0) -> None:
     db = Database(url)
     migrate(db)
     marks = home / "marks"
@@ -169,7 +185,7 @@ def bench(url: str, home: Path, n: int, parallelism: int) -> None:
     dags = home / "dags"
     dags.mkdir()
     dag_file = dags / "bench_launch.py"
-    dag_file.write_text(DAG_TEMPLATE.format(marks=str(marks), n=n + parallelism))
+    dag_file.write_text(DAG_TEMPLATE.format(marks=str(marks), n=n + parallelism, seconds=task_seconds))
     requests = _create_rows(db, dag_file, n + parallelism)
     environ = {"HEADRACE_HOME": str(home), "HEADRACE__DATABASE__URL": url}
     environ.update({k: v for k, v in os.environ.items() if k.startswith("HEADRACE__") and k not in environ})
@@ -183,10 +199,12 @@ def bench(url: str, home: Path, n: int, parallelism: int) -> None:
     assert executor.server_pid is not None
     server = psutil.Process(executor.server_pid)
     server_before = _cpu(server)
+    faults_before = _child_faults(server.pid)
     self_before = resource.getrusage(resource.RUSAGE_SELF)
     queued_at, first, last = _run_batch(executor, measured)
     self_after = resource.getrusage(resource.RUSAGE_SELF)
     server_after = _cpu(server)
+    faults = _child_faults(server.pid) - faults_before
     server_pid = executor.server_pid
     executor.terminate()
 
@@ -214,6 +232,7 @@ def bench(url: str, home: Path, n: int, parallelism: int) -> None:
     ms = 1000.0 / n
     print(
         f"db={'sqlite' if url.startswith('sqlite') else 'postgresql'} tries={n} parallelism={parallelism} "
+        f"task_seconds={task_seconds:g} "
         f"fork server pid {server_pid}; outcomes {dict(states)}"
     )
     print(
@@ -226,6 +245,7 @@ def bench(url: str, home: Path, n: int, parallelism: int) -> None:
         f"task process {task_cpu * ms:.1f} ms, executor (this process) {me * ms:.1f} ms; "
         f"total {(server_self + children + me) * ms:.1f} ms"
     )
+    print(f"page faults per try (supervisor + task process): {faults / n:.0f}")
 
 
 def main() -> int:
@@ -233,11 +253,12 @@ def main() -> int:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--tries", type=int, default=200)
     parser.add_argument("--parallelism", type=int, default=8)
+    parser.add_argument("--task-seconds", type=float, default=0.0, help="each task sleeps this long (seconds)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="headrace-launch-") as tmp:
         home = Path(tmp)
         if args.db == "sqlite":
-            bench(f"sqlite:///{home / 'headrace.db'}", home, args.tries, args.parallelism)
+            bench(f"sqlite:///{home / 'headrace.db'}", home, args.tries, args.parallelism, args.task_seconds)
             return 0
         import psycopg
 
@@ -246,7 +267,7 @@ def main() -> int:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         try:
-            bench(f"{PG_SERVER}/{name}", home, args.tries, args.parallelism)
+            bench(f"{PG_SERVER}/{name}", home, args.tries, args.parallelism, args.task_seconds)
         finally:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

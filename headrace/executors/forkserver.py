@@ -24,7 +24,12 @@ is not hit by the terminal's Ctrl-C. The server exits
 Every module a supervisor needs is imported here, before the first fork, so a
 try starts in milliseconds instead of paying an interpreter start and imports.
 It also finds, once, the cgroup hierarchy tries are contained in
-(:func:`~headrace.supervisor.cgroups.hierarchy_in_use`). The server also builds the supervisors' database engine once and runs their
+(:func:`~headrace.supervisor.cgroups.hierarchy_in_use`), and removes the try
+cgroups that killed supervisors left (what is in them is killed:
+:func:`~headrace.supervisor.cgroups.remove_stale_cgroups`) when it starts and
+each time one of its supervisors ends abnormally (by a signal, or with an
+exit code other than recorded / claim lost) — instead of every supervisor
+looking after every try. The server also builds the supervisors' database engine once and runs their
 statements once (rolled back) so its compiled-statement cache is warm; each
 child keeps that engine with a fresh connection pool. The heap is then frozen
 (``gc.freeze``) so children do not copy it on write.
@@ -95,10 +100,16 @@ from headrace.dagfiles.loader import (
     remember_dags,
 )
 from headrace.db.engine import Database
-from headrace.supervisor.cgroups import ContainmentError, hierarchy_in_use
+from headrace.supervisor.cgroups import (
+    ContainmentError,
+    Hierarchy,
+    hierarchy_in_use,
+    libc_prctl,
+    remove_stale_cgroups,
+)
 from headrace.supervisor.protocol import LineBuffer
 from headrace.supervisor.request import TryRequest
-from headrace.supervisor.supervise import EXIT_ERROR, supervise, warm_up
+from headrace.supervisor.supervise import EXIT_CLAIM_LOST, EXIT_ERROR, EXIT_RECORDED, supervise, warm_up
 
 
 class _MallInfo2(ctypes.Structure):
@@ -274,7 +285,7 @@ def _run_supervisor(settings: Settings, db: Database, request: TryRequest, close
     os.close(null)
     # The server's engine, with a fresh pool (Database notices the fork): its compiled cache is warm.
     try:
-        return supervise(settings, db, request)
+        return supervise(settings, db, request, sweep_stale_cgroups=False)  # the server sweeps (see _reap)
     finally:
         # SQLite: the process ends right after (os._exit) with no transaction open, which lets go of the
         # file and its locks as cleanly as a close would; closing through the pool only cost time.
@@ -318,10 +329,13 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - only slower supervisors; they report DB trouble themselves
         print(f"headrace fork server: could not warm the database engine: {exc}", file=sys.stderr, flush=True)
     db.release_connections()
+    hierarchy: Hierarchy | None = None
     try:  # found once here, inherited by every supervisor (cgroups.py)
-        hierarchy_in_use(settings.get_str("core", "try_containment"))
+        hierarchy = hierarchy_in_use(settings.get_str("core", "try_containment"))
     except ContainmentError as exc:  # each try then fails with this error, recorded on it
         print(f"headrace fork server: {exc}", file=sys.stderr, flush=True)
+    _sweep(hierarchy)  # try cgroups left by supervisors killed while no server of ours was running
+    libc_prctl()  # each supervisor makes itself a subreaper: looked up once, here
     # Everything allocated so far lives as long as the server: keep the collector away from it, so
     # forked supervisors do not copy those pages on write when a collection touches their headers.
     gc.collect()
@@ -346,7 +360,7 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
                     pass
             except BlockingIOError:
                 pass
-        if _reap(children):
+        if _reap(children, hierarchy):
             idle_since = time.monotonic()
         if 0 in readable:
             data = os.read(0, 1 << 16)
@@ -383,8 +397,25 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
                 )
 
 
-def _reap(children: dict[int, TryRequest]) -> int:
-    """Reap exited supervisors and report them; return how many."""
+def _sweep(hierarchy: Hierarchy | None) -> None:
+    """Remove the try cgroups of killed supervisors, killing what is left in them; say so on stderr."""
+    removed = remove_stale_cgroups(hierarchy)
+    if removed:
+        print(
+            f"headrace fork server: removed {removed} try cgroup(s) left by killed supervisors "
+            "(killing what was still running in them)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _reap(children: dict[int, TryRequest], hierarchy: Hierarchy | None) -> int:
+    """Reap exited supervisors and report them; return how many.
+
+    One that ended abnormally (killed by a signal, or an exit code other than ``EXIT_RECORDED`` /
+    ``EXIT_CLAIM_LOST``) may have left its try's cgroup: the stale ones in ``hierarchy`` are removed
+    (what is in them killed) before its end is reported.
+    """
     reaped = 0
     while children:
         try:
@@ -394,6 +425,9 @@ def _reap(children: dict[int, TryRequest]) -> int:
         if pid == 0:
             break
         reaped += 1
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (EXIT_RECORDED, EXIT_CLAIM_LOST):
+            _sweep(hierarchy)
         request = children.pop(pid, None)
         if request is not None:
             _emit(
@@ -402,7 +436,7 @@ def _reap(children: dict[int, TryRequest]) -> int:
                     "ti_id": request.ti_id,
                     "try_number": request.try_number,
                     "pid": pid,
-                    "exit_code": os.waitstatus_to_exitcode(status),
+                    "exit_code": code,
                 }
             )
     return reaped

@@ -1,9 +1,12 @@
 """A try's log written through a size cap (``logging.max_try_log_bytes``): the head and the tail are kept.
 
-The task process's stdout and stderr are a pipe (:meth:`CappedLog.pipe`); a
-thread of the supervisor drains it into the log file, and the supervisor's
-own lines go through the same :meth:`CappedLog.write`, so one file still tells
-the story of the try in order. The file only grows (readers follow it by byte
+The task process's stdout and stderr are a pipe that the supervisor drains
+into the log file — from its own wait loop (:meth:`CappedLog.polled_pipe`:
+the read end joins the ``select`` the supervisor sleeps in anyway, so a try
+costs no thread) or from a thread (:meth:`CappedLog.pipe`, for children the
+supervisor waits on without a loop) — and the supervisor's own lines go
+through the same :meth:`CappedLog.write`, so one file still tells the story
+of the try in order. The file only grows (readers follow it by byte
 offset):
 
 - the first half of the cap is written as it comes (the *head*, cut at a line
@@ -23,6 +26,7 @@ side file beside the log.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import threading
@@ -36,6 +40,9 @@ NOTE_RESERVE = 1024
 DRAIN_TIMEOUT = 5.0
 """Seconds :meth:`CappedLog.close` waits for a pipe's last output (a process that outlived the try may hold it)."""
 _CHUNK = 1 << 16
+POLLED_PIPE_BYTES = 1 << 20
+"""Capacity asked for a polled pipe (``F_SETPIPE_SZ``; the kernel's default is 64 KiB): output the task writes
+while its supervisor is busy elsewhere (a database statement) waits in the pipe instead of blocking the task."""
 _LINE_SEARCH = 4096
 """The head is cut at a line end within this many bytes before the cut, the tail starts at one after it."""
 
@@ -63,6 +70,8 @@ class CappedLog:
         self._ring_fd: int | None = None
         self._lock = threading.Lock()
         self._drains: list[tuple[threading.Thread, threading.Event]] = []
+        self._polled: list[int] = []
+        """Read ends of the polled pipes not at end of file yet (:meth:`polled_pipe`)."""
 
     @property
     def tail_path(self) -> Path:
@@ -105,9 +114,62 @@ class CappedLog:
         self._drains.append((thread, stop))
         return write_fd
 
+    def polled_pipe(self) -> tuple[int, int]:
+        """A new pipe that the caller drains into this log; return ``(read end, write end)`` (raw descriptors).
+
+        No thread reads it: the caller watches the read end (e.g. in the ``select`` it waits in) and calls
+        :meth:`read_pipe` when it is readable; :meth:`drain` (and :meth:`close`) read what is left until
+        end of file. Give the write end to the child and close it here once the child is forked. The pipe
+        is enlarged to :data:`POLLED_PIPE_BYTES` where the kernel allows it. Raises ``OSError`` if no pipe
+        can be made.
+        """
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        try:
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, POLLED_PIPE_BYTES)
+        except (OSError, AttributeError):  # over the user's pipe quota, or not Linux: the default size
+            pass
+        self._polled.append(read_fd)
+        return read_fd, write_fd
+
+    def polled_fds(self) -> list[int]:
+        """The read ends of the polled pipes still open (to watch for :meth:`read_pipe`)."""
+        return list(self._polled)
+
+    def read_pipe(self, read_fd: int) -> bool:
+        """Move what polled pipe ``read_fd`` holds now into the log, without blocking; False once at end of file.
+
+        At end of file (every write end closed) the read end is closed and no longer listed by
+        :meth:`polled_fds`.
+        """
+        for _ in range(POLLED_PIPE_BYTES // _CHUNK):  # a pipe's worth at most: the caller has more to watch
+            try:
+                data = os.read(read_fd, _CHUNK)
+            except BlockingIOError:
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                self._polled.remove(read_fd)
+                os.close(read_fd)
+                return False
+            self.write(data)
+            if len(data) < _CHUNK:
+                return True
+        return True
+
     def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Wait until every pipe reached end of file, at most ``timeout`` s in all; then stop reading them."""
         deadline = time.monotonic() + timeout
+        while self._polled:
+            left = deadline - time.monotonic()
+            readable, _, _ = select.select(self._polled, [], [], max(0.0, left))
+            for fd in readable:
+                self.read_pipe(fd)
+            if left <= 0:  # what was there is in; a process that outlived the try may hold the pipe
+                for fd in self._polled:
+                    os.close(fd)
+                self._polled.clear()
         for thread, stop in self._drains:
             thread.join(max(0.0, deadline - time.monotonic()))
             stop.set()
@@ -242,4 +304,4 @@ class CappedLog:
             os.close(read_fd)
 
 
-__all__ = ["DRAIN_TIMEOUT", "NOTE_RESERVE", "CappedLog"]
+__all__ = ["DRAIN_TIMEOUT", "NOTE_RESERVE", "POLLED_PIPE_BYTES", "CappedLog"]

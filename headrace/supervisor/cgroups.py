@@ -30,7 +30,8 @@ only then records the outcome. How it finds those processes is chosen by
 
 No race with the task's code: the supervisor makes the cgroup before it
 forks the task process; the task process moves itself in (writes its pid to
-``cgroup.procs``) while it waits at its gate, so nothing the task runs is
+``cgroup.procs``, or on v1 its only thread to ``tasks``: :meth:`Containment.join`)
+while it waits at its gate, so nothing the task runs is
 ever outside, and the move (which can wait for an RCU grace period, a few
 milliseconds) overlaps the supervisor's claim transaction instead of adding
 to it. After the try the cgroup is emptied and removed (``rmdir``).
@@ -44,7 +45,7 @@ import functools
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,8 +93,16 @@ class Hierarchy:
 
 
 def _read(path: Path) -> str:
-    with open(path, encoding="ascii") as f:
-        return f.read()
+    """The whole (ASCII) file at ``path``: raw reads, no buffered text stream to build (the try path reads a
+    few of these per try). Raises ``OSError``, or ``ValueError`` for bytes that are not ASCII."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii")
 
 
 def _own_cgroups(proc: Path) -> dict[str, str]:
@@ -199,13 +208,21 @@ def describe_mode(mode: str) -> str:
     return f"each try in its own cgroup: {found.describe()}"
 
 
+@functools.cache
+def libc_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (None where there is none), looked up once per process: the fork server calls it
+    before it forks, so supervisors inherit it."""
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
 def become_subreaper() -> bool:
     """Make this process a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER, 1)``); False where not possible."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
+    prctl = libc_prctl()
+    return prctl is not None and prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def own_descendants() -> list[int]:
@@ -275,6 +292,15 @@ def _signal_all(pids: Iterable[int], signum: int) -> None:
             pass
 
 
+def _has_children() -> bool:
+    """True while this process has a child, running or exited and not yet reaped (one ``waitid``)."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
 def reap_orphans() -> int:
     """Reap every exited child of this process without blocking (escaped processes re-parented to the
     subreaper end as its children); return how many. Call only when no child's status is still wanted."""
@@ -309,9 +335,12 @@ class Containment:
     removes it (:meth:`kill_all`, :meth:`remove`).
     """
 
-    def __init__(self, hierarchy: Hierarchy | None, marker: str, *, made: bool = False) -> None:
-        """``made``: the cgroup exists already (adopting one a dead supervisor left), so :meth:`remove` removes it."""
+    def __init__(self, hierarchy: Hierarchy | None, marker: str, *, made: bool = False, ours: bool = True) -> None:
+        """``made``: the cgroup exists already, so :meth:`remove` removes it. ``ours``: this process is the
+        try's supervisor, so its descendants are the try's too (False when adopting the cgroup a dead
+        supervisor left: then only its members are, never the descendants of, say, the fork server)."""
         self.hierarchy = hierarchy
+        self._ours = ours
         self.marker = marker
         """This try's :data:`TRY_MARKER` value."""
         self.path: Path | None = hierarchy.parent / f"{CGROUP_PREFIX}{marker}" if hierarchy is not None else None
@@ -340,23 +369,49 @@ class Containment:
     def join(self) -> None:
         """In the task process, before it runs anything: set the marker, move into the try's cgroup.
 
-        Raises ``OSError`` when the move is refused.
+        Call it while the process has a single thread (as a freshly forked child has): on v1 only the
+        calling thread is moved. Raises ``OSError`` when the move is refused.
         """
         os.environ[TRY_MARKER] = self.marker
         if self.path is not None:
-            with open(self.path / "cgroup.procs", "w", encoding="ascii") as f:
-                f.write("0")  # 0: the writing process
+            # A raw write: the first thing a freshly forked task process does, and a text stream (codec,
+            # buffers) would copy some 250 of the pages it shares with its supervisor.
+            fd = os.open(self.path / self._join_file, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")  # 0: the writing process (v1 ``tasks``: the writing thread)
+            finally:
+                os.close(fd)
+
+    @property
+    def _join_file(self) -> str:
+        """The file :meth:`join` writes: v1 ``tasks``, v2 ``cgroup.procs``.
+
+        The task process joins while it has one thread (just forked), so on v1 moving that thread moves
+        the process; and the kernel moves the writing thread alone without taking the global lock that
+        a whole-process move takes (``cgroup_threadgroup_rwsem``, whose write side waits for an RCU grace
+        period and slows every fork and exit on the host meanwhile): a move of a few tenths of a
+        millisecond instead of up to tens under load. v2 refuses thread moves outside threaded
+        subtrees, so there the process is moved.
+        """
+        return "tasks" if self.hierarchy is not None and self.hierarchy.version == 1 else "cgroup.procs"
 
     def pids(self) -> list[int]:
         """Live processes of the try now (cgroup members, else marked ones and the supervisor's descendants)."""
+        if self.path is not None and not self._ours:
+            return sorted(self._members())
         if self.path is not None:
-            try:
-                found = [int(p) for p in _read(self.path / "cgroup.procs").split()]
-            except (OSError, ValueError):
-                found = []
             # Anything the cgroup missed (its task process could not join) is still a descendant of ours.
-            return sorted(set(found) | set(own_descendants()))
+            return sorted(set(self._members()) | set(own_descendants()))
         return sorted(set(own_descendants()) | set(marked_processes(self.marker)))
+
+    def _members(self) -> list[int]:
+        """Pids in the try's cgroup (``cgroup.procs``; [] without a cgroup or when it cannot be read)."""
+        if self.path is None:
+            return []
+        try:
+            return [int(p) for p in _read(self.path / "cgroup.procs").split()]
+        except (OSError, ValueError):
+            return []
 
     def memory_in_use(self) -> int | None:
         """Bytes the try uses now by its cgroup's accounting, or None where the cgroup gives no figure.
@@ -402,11 +457,20 @@ class Containment:
         search repeated: a process with SIGKILL pending cannot fork any more,
         so each round finds only what was forked before the previous one; it
         ends when every process signalled is gone (a zombie counts as gone).
-        Zombies re-parented to this (subreaper) process are reaped.
+        Zombies re-parented to this (subreaper) process are reaped (when the
+        try is ``ours``: an adopted cgroup's sweep reaps nobody's children).
         """
+        if self.path is not None and (not self._ours or not _has_children()) and not self._members():
+            # The common case, in two reads: the cgroup is empty and this process has no child, so no
+            # descendant either (the union :meth:`pids` takes has nothing to add).
+            return Leftovers(left=0, killed=0)
         signalled: set[int] = set()
         deadline = time.monotonic() + timeout
         found = [p for p in self.pids() if _alive(p)]
+        if not found:  # nothing of the try is left, and nothing alive is left to fork more
+            if self._ours:  # never reap another's children (the fork server's supervisors)
+                reap_orphans()
+            return Leftovers(left=0, killed=0)
         if found and self.path is not None and self.hierarchy is not None and self.hierarchy.version == 2:
             try:
                 with open(self.path / "cgroup.kill", "w", encoding="ascii") as f:
@@ -417,7 +481,8 @@ class Containment:
         while True:
             _signal_all(found, signal.SIGKILL)
             signalled.update(found)
-            reap_orphans()
+            if self._ours:  # never reap another's children (the fork server's supervisors)
+                reap_orphans()
             pending = [p for p in signalled if _alive(p)]
             found = [p for p in self.pids() if p not in signalled and _alive(p)]
             if (not pending and not found) or time.monotonic() >= deadline:
@@ -473,14 +538,16 @@ def stale_cgroups(hierarchy: Hierarchy) -> list[Path]:
 def remove_stale_cgroups(hierarchy: Hierarchy | None) -> int:
     """Kill what is left in each stale try cgroup (:func:`stale_cgroups`) and remove it; return how many went.
 
-    Every supervisor calls it once its try is recorded, so a supervisor that
-    was killed leaves nothing behind for long. Never raises.
+    The fork server calls it when it starts and whenever one of its supervisors
+    ends abnormally; a supervisor started on its own (``python -m
+    headrace.supervisor``) calls it once its try is recorded. So a supervisor
+    that was killed leaves nothing behind for long. Never raises.
     """
     if hierarchy is None:
         return 0
     removed = 0
     for path in stale_cgroups(hierarchy):
-        if Containment(hierarchy, path.name[len(CGROUP_PREFIX) :], made=True).remove():
+        if Containment(hierarchy, path.name[len(CGROUP_PREFIX) :], made=True, ours=False).remove():
             removed += 1
     return removed
 
@@ -507,6 +574,7 @@ __all__ = [
     "describe_mode",
     "find_hierarchy",
     "hierarchy_in_use",
+    "libc_prctl",
     "marked_processes",
     "own_descendants",
     "reap_orphans",

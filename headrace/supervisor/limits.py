@@ -18,7 +18,9 @@ every pid found, so a descendant that left the group (``setsid``) still dies.
 
 Where the try runs in a cgroup that accounts memory (:mod:`.cgroups`), the
 supervisor takes the memory figures from the cgroup instead: the limit is
-checked against its working set and the peak is its high-water mark.
+checked against its working set and the peak is its high-water mark. Then a
+sample reads no RSS and measures the CPU of the cgroup's processes, found in
+the cgroup rather than by a walk of every process on the host.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psutil
@@ -89,12 +92,21 @@ class ProcessTree:
         self._cpu_by_process: dict[tuple[int, float], float] = {}
         self._procs: dict[int, psutil.Process] = {}
 
-    def _processes(self) -> list[psutil.Process]:
-        try:
-            root = self._procs.get(self.root_pid) or psutil.Process(self.root_pid)
-            found = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+    def _processes(self, pids: Iterable[int] | None = None) -> list[psutil.Process]:
+        if pids is not None:  # given (the try's cgroup): no walk of the host's process table
+            found = []
+            for pid in pids:
+                try:
+                    found.append(psutil.Process(pid))  # new each time: its create_time tells a reused pid
+                except psutil.NoSuchProcess:
+                    continue
+        else:
+            try:
+                root = self._procs.get(self.root_pid) or psutil.Process(self.root_pid)
+                # children(recursive=True) reads the parent of every process on the host.
+                found = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return []
         # Reuse Process objects so psutil's cached create_time keeps telling pids apart.
         procs = []
         for proc in found:
@@ -104,25 +116,31 @@ class ProcessTree:
             procs.append(known)
         return procs
 
-    def sample(self) -> TreeSample:
-        """Measure RSS and CPU of every live process in the tree now; update the peak."""
+    def sample(self, pids: Iterable[int] | None = None, *, rss: bool = True) -> TreeSample:
+        """Measure RSS and CPU of every live process in the tree now; update the peak.
+
+        ``pids``: the processes to measure, when the caller knows them (the try's cgroup members),
+        instead of the root and its descendants found through psutil, which reads every process on the
+        host. ``rss=False``: CPU only (the caller has the memory figure from elsewhere, the cgroup);
+        ``rss_bytes`` is then 0 and the peak is not raised.
+        """
         total = 0
-        pids: list[int] = []
-        for proc in self._processes():
+        seen: list[int] = []
+        for proc in self._processes(pids):
             try:
                 with proc.oneshot():
-                    rss = proc.memory_info().rss
+                    size = proc.memory_info().rss if rss else 0
                     times = proc.cpu_times()
                     key = (proc.pid, proc.create_time())
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
-            total += rss
-            pids.append(proc.pid)
+            total += size
+            seen.append(proc.pid)
             cpu = times.user + times.system
             if cpu > self._cpu_by_process.get(key, 0.0):
                 self._cpu_by_process[key] = cpu
         self.peak_rss_bytes = max(self.peak_rss_bytes, total)
-        return TreeSample(rss_bytes=total, pids=tuple(pids))
+        return TreeSample(rss_bytes=total, pids=tuple(seen))
 
     @property
     def sampled_cpu_seconds(self) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from headrace.db.models import RenderedTaskInstanceFields, TaskTry
@@ -154,6 +155,28 @@ _INSERT_RENDERED = insert(RenderedTaskInstanceFields).values(
 )
 
 
+def _upsert_rendered(dialect: Any) -> Any:
+    statement = dialect.insert(RenderedTaskInstanceFields).values(
+        task_instance_id=bindparam("ti_id"),
+        try_number=bindparam("try_number"),
+        rendered_fields=bindparam("fields"),
+        updated_at=bindparam("at"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[RenderedTaskInstanceFields.task_instance_id],
+        set_={
+            "try_number": statement.excluded.try_number,
+            "rendered_fields": statement.excluded.rendered_fields,
+            "updated_at": statement.excluded.updated_at,
+        },
+    )
+
+
+_UPSERT_RENDERED = {"sqlite": _upsert_rendered(sqlite), "postgresql": _upsert_rendered(postgresql)}
+"""One statement (``INSERT … ON CONFLICT DO UPDATE``) where the database has it: the try path's usual case
+is a first try, for which an ``UPDATE`` would find no row."""
+
+
 def record_rendered_fields(
     conn: Connection | Session, ti_id: int, try_number: int, fields: dict[str, str], at: datetime
 ) -> None:
@@ -163,7 +186,11 @@ def record_rendered_fields(
     recording them costs the try path no transaction of its own.
     """
     values = {"ti_id": ti_id, "try_number": try_number, "fields": fields, "at": at}
-    if conn.execute(_UPDATE_RENDERED, values).rowcount == 0:  # type: ignore[attr-defined]
+    dialect = conn.dialect if isinstance(conn, Connection) else conn.get_bind().dialect
+    upsert = _UPSERT_RENDERED.get(dialect.name)
+    if upsert is not None:
+        conn.execute(upsert, values)
+    elif conn.execute(_UPDATE_RENDERED, values).rowcount == 0:  # type: ignore[attr-defined]
         conn.execute(_INSERT_RENDERED, values)
 
 

@@ -403,7 +403,8 @@ def _start_task(
 ) -> int:
     """Fork the task process, held at ``gate``; set up ``current.watch`` and ``current.sock``; return its pid.
 
-    The task's stdout and stderr are a pipe drained into ``try_log`` (which caps the log's size). The child
+    The task's stdout and stderr are a pipe drained into ``try_log`` (which caps the log's size) by the
+    watch's wait loop, and after it by ``try_log.drain``. The child
     joins ``containment`` (made already) before it waits at the gate.
     """
     policy = current.policy
@@ -434,7 +435,7 @@ def _start_task(
         containment=containment,
     )
     start = current.start
-    log_fd = try_log.pipe()
+    _, log_fd = try_log.polled_pipe()  # drained by the watch's select: no thread per try
     required = settings.get_str("core", "try_containment") == "cgroup"
 
     def run() -> int:
@@ -463,6 +464,7 @@ def _start_task(
         child_sock.close()
     os.close(log_fd)  # the child holds the write end: the drain ends when the task's process tree is gone
     current.log = try_log  # the supervisor's own lines go through the same cap
+    watch.output = try_log
     gate.forked()
     current.watch = watch
     current.sock = parent_sock
@@ -513,7 +515,7 @@ def _discard(current: _Try) -> None:
     current.watch = None
 
 
-def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
+def supervise(settings: Settings, db: Database, request: TryRequest, *, sweep_stale_cgroups: bool = True) -> int:
     """Run the try named by ``request`` and record its outcome; return the exit code.
 
     ``EXIT_RECORDED`` (0) when the try ran and its outcome is in the DB,
@@ -522,6 +524,11 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
     when the supervisor itself failed. SIGTERM to the supervisor stops the task
     tree gracefully and records reason ``killed``, signal 15. Must run in the
     main thread of its process (it installs a SIGTERM handler and forks).
+
+    ``sweep_stale_cgroups``: once the try is recorded, remove the try cgroups of
+    supervisors that were killed (:func:`~.cgroups.remove_stale_cgroups`). The
+    fork server passes False: it sweeps itself, when it starts and whenever one
+    of its supervisors ends abnormally, so its supervisors need not each look.
     """
     stop = _StopFlag()
     become_subreaper()  # a descendant the task orphans stays ours (cgroups.py), even without a cgroup
@@ -572,7 +579,8 @@ def supervise(settings: Settings, db: Database, request: TryRequest) -> int:
         current.close_log()
         if current.watch is not None and current.watch.containment is not None:
             current.watch.containment.remove()  # already gone, unless the watch failed
-            remove_stale_cgroups(current.watch.containment.hierarchy)  # of supervisors killed meanwhile
+            if sweep_stale_cgroups:
+                remove_stale_cgroups(current.watch.containment.hierarchy)  # of supervisors killed meanwhile
     return EXIT_RECORDED
 
 

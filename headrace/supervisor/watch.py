@@ -1,8 +1,9 @@
 """Watching a task process: one ``select`` on its pidfd and its channel, until it ends.
 
-The supervisor sleeps in ``select`` on two descriptors — the process's pidfd
-(readable once it exits) and its end of the channel (readable when the task
-asks something) — with a timeout of ``executor.memory_poll_interval``, so it
+The supervisor sleeps in ``select`` on the process's pidfd (readable once it
+exits), its end of the channel (readable when the task asks something) and
+the task's output pipe (readable when it wrote; moved into the try's log at
+once) — with a timeout of ``executor.memory_poll_interval``, so it
 wakes at once for an exit or a request and otherwise only to sample the tree,
 heartbeat and check the limits. No busy waiting, no sleeps.
 
@@ -192,6 +193,18 @@ class Say(Protocol):
     def __call__(self, message: str, level: str = "INFO") -> None: ...
 
 
+class Output(Protocol):
+    """The task's output pipes, drained from the watch's own ``select`` (:class:`~headrace.logs.capped.CappedLog`)."""
+
+    def polled_fds(self) -> list[int]:
+        """Read ends to watch (those not at end of file yet)."""
+        ...
+
+    def read_pipe(self, read_fd: int) -> bool:
+        """Move what ``read_fd`` holds into the log without blocking; False at end of file."""
+        ...
+
+
 def fork_child(run: Callable[[], int], close_in_child: Iterable[socket.socket] = ()) -> int:
     """Fork; the child closes ``close_in_child``, runs ``run()`` and ``os._exit``s with its result.
 
@@ -261,6 +274,8 @@ class TaskWatch:
         self.db = db
         self.containment = containment
         """The try's processes beyond its tree (:mod:`.cgroups`); None: the process tree only."""
+        self.output: Output | None = None
+        """The task's output pipes, read whenever the wait wakes with them readable (set once forked)."""
         self.rendered_fields: dict[str, str] | None = None
         """The task's rendered template fields (``SetRenderedFields``), recorded with the outcome."""
         self.target = target
@@ -399,7 +414,13 @@ class TaskWatch:
             while True:
                 wait = max(0.0, min(next_sample, next_heartbeat, kill.escalate_at or next_sample) - time.monotonic())
                 watched: list[int] = [pidfd, sock.fileno()] if sock_open else [pidfd]
-                readable, _, _ = select.select(watched, [], [], wait)
+                output = self.output
+                outputs = output.polled_fds() if output is not None else []
+                readable, _, _ = select.select(watched + outputs, [], [], wait)
+                if output is not None:
+                    for fd in outputs:
+                        if fd in readable:
+                            output.read_pipe(fd)
                 if sock_open and sock.fileno() in readable:
                     data = sock.recv(1 << 16)
                     if not data:
@@ -451,11 +472,16 @@ class TaskWatch:
             self.containment.signal(signum)
 
     def _sample(self) -> TreeSample:
-        """Sample the tree; the memory figure from the try's cgroup where it accounts memory."""
-        sample = self.tree.sample()
-        in_use = self.containment.memory_in_use() if self.containment is not None else None
-        if in_use is None:
-            return sample
+        """Sample the try's CPU and memory; the memory figure from its cgroup where it accounts memory.
+
+        With such a cgroup, the processes sampled (for CPU) are the cgroup's (and any descendant it
+        missed), and their RSS is not read; otherwise the process tree is walked and its RSS summed.
+        """
+        containment = self.containment
+        in_use = containment.memory_in_use() if containment is not None else None
+        if containment is None or in_use is None:
+            return self.tree.sample()
+        sample = self.tree.sample(containment.pids(), rss=False)
         return replace(sample, rss_bytes=in_use, source="try's cgroup memory")
 
     def _check_limits(self, kill: _Kill, now: float, timeout_at: float | None) -> None:

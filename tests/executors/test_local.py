@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import select as io_select
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from headrace.db.engine import Database
 from headrace.db.models import TaskTry
 from headrace.executors import LocalExecutor, make_executor
 from headrace.executors.base import ExecutorEvent
+from headrace.supervisor.cgroups import Containment, hierarchy_in_use
 from headrace.supervisor.identity import ProcessIdentity
 from tests.supervisor.tryrows import create_run, queue_try, ti_row, try_row, write_dag
 from tests.waiting import wait_until
@@ -154,3 +158,75 @@ def test_supervisors_outlive_the_fork_server(db: Database, settings: Settings, t
     assert (ti.state, ti.end_reason) == ("success", "success")
     assert not supervisor.is_alive()
     assert executor.open_slots() == settings.parallelism
+
+
+def test_fork_server_removes_try_cgroups_of_killed_supervisors(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    """The fork server sweeps stale try cgroups (its supervisors do not): when it starts, and when one of
+    its supervisors is killed mid-try; what was left running in them is killed, and nothing else: a try
+    running beside them goes on."""
+    hierarchy = hierarchy_in_use("auto")
+    assert hierarchy is not None, "CI runs where a cgroup hierarchy is writable"
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid names a supervisor that was SIGKILLed before this server started
+    stale = Containment(hierarchy, f"77-1-{gone.pid}")
+    stale.prepare()
+    orphan = subprocess.Popen(["sleep", "600"])
+    escaped_pid = tmp_path / "escaped.pid"
+    gate = tmp_path / "gate"
+    dag_file = write_dag(
+        tmp_path / "dags",
+        f"""
+        import subprocess
+        with DAG("killed") as dag:
+            def escape_then_wait():
+                sleeper = subprocess.Popen(["sleep", "600"], start_new_session=True)
+                open({str(escaped_pid)!r}, "w").write(str(sleeper.pid))
+                time.sleep(600)
+            def wait_for_gate():
+                while not os.path.exists({str(gate)!r}):
+                    time.sleep(0.02)
+            PythonOperator(task_id="victim", python_callable=escape_then_wait)
+            PythonOperator(task_id="bystander", python_callable=wait_for_gate)
+    """,
+    )
+    executor = LocalExecutor(settings)
+    escaped = None
+    try:
+        assert stale.path is not None
+        (stale.path / "cgroup.procs").write_text(str(orphan.pid))
+        run_pk = create_run(db, dag_file, "killed")
+        victim = queue_try(db, run_pk, "victim", dag_file)
+        bystander = queue_try(db, run_pk, "bystander", dag_file)
+        executor.queue(victim)
+        executor.queue(bystander)
+        row = wait_until(
+            lambda: (r := try_row(db, victim.ti_id, 1)) is not None and escaped_pid.exists() and r,
+            what="victim started and escaped",
+        )
+        other = wait_until(lambda: (r := try_row(db, bystander.ti_id, 1)) is not None and r.pid and r, what="bystander")
+        assert not stale.path.exists()  # swept when the server started
+        assert orphan.wait(timeout=5) == -9
+        escaped = int(escaped_pid.read_text())
+        try_cgroup = hierarchy.parent / f"headrace-try-{victim.ti_id}-1-{row.supervisor_pid}"
+        assert try_cgroup.exists() and psutil.pid_exists(escaped)
+        os.kill(row.supervisor_pid, signal.SIGKILL)
+        event = _drain(executor, 1)[0]
+        assert (event.ti_id, event.exit_code) == (victim.ti_id, -signal.SIGKILL)
+        assert not try_cgroup.exists()  # swept once the server reaped the killed supervisor
+        wait_until(
+            lambda: not psutil.pid_exists(escaped) or psutil.Process(escaped).status() == psutil.STATUS_ZOMBIE,
+            what="escaped process killed",
+        )
+        assert psutil.pid_exists(other.supervisor_pid) and psutil.pid_exists(other.pid)  # the sweep spared it
+        gate.touch()
+        assert _drain(executor, 1)[0] == ExecutorEvent(bystander.ti_id, 1, "exited", 0)
+        assert ti_row(db, bystander.ti_id).state == "success"
+    finally:
+        executor.terminate()
+        orphan.kill()
+        orphan.wait()
+        if escaped is not None and psutil.pid_exists(escaped):
+            os.kill(escaped, signal.SIGKILL)
+        stale.remove()

@@ -134,3 +134,27 @@ def test_the_tail_is_in_the_file_before_the_try_is_recorded(tmp_path: Path) -> N
     text = path.read_bytes()
     assert text.startswith(flushed) and text.count(b"bytes dropped") == 1
     assert text.rstrip().endswith(b"try 1 ended: success")
+
+
+def test_a_polled_pipe_is_read_by_its_caller_and_drained_to_its_end(tmp_path: Path) -> None:
+    """No thread reads a polled pipe: the caller reads it when it is readable (the supervisor's wait loop);
+    ``drain`` reads the rest until end of file, and stops at its timeout when a process still holds it."""
+    path = tmp_path / "attempt=1.log"
+    log = CappedLog(path, 4 * MIB)
+    read_fd, write_fd = log.polled_pipe()
+    assert log.polled_fds() == [read_fd]
+    os.write(write_fd, b"first\n")
+    assert log.read_pipe(read_fd) and path.read_bytes() == b"first\n"
+    assert log.read_pipe(read_fd)  # nothing there now: no block, still open
+    child = subprocess.Popen([sys.executable, "-c", "print('a' * 300000)"], stdout=write_fd)  # > the pipe's 64 KiB
+    os.close(write_fd)
+    child.wait(30)  # the enlarged pipe took it all while nobody read
+    log.drain()
+    assert log.polled_fds() == []
+    assert path.read_bytes() == b"first\n" + b"a" * 300_000 + b"\n"
+    read_fd, write_fd = log.polled_pipe()  # a write end still open (a process that outlived the try)
+    os.write(write_fd, b"late\n")
+    log.drain(timeout=0.2)
+    assert log.polled_fds() == [] and path.read_bytes().endswith(b"late\n")
+    os.close(write_fd)
+    log.close()

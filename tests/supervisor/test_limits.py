@@ -61,3 +61,22 @@ def test_format_memory_writes_limits_as_authors_do() -> None:
         "1000 bytes",
         "300.5 MiB",
     ]
+
+
+def test_sample_of_given_pids_measures_their_cpu_and_no_rss() -> None:
+    """With the pids given (a try cgroup's members) and ``rss=False``, a sample measures those processes'
+    CPU only: the memory figure comes from the cgroup, and no walk of the host's processes is needed."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    try:
+        tree = ProcessTree(busy.pid)
+        deadline = time.monotonic() + 20
+        while (sample := tree.sample([busy.pid], rss=False)) and tree.sampled_cpu_seconds < 0.05:
+            assert time.monotonic() < deadline, "the busy process never showed CPU"
+            time.sleep(0.02)
+        assert sample == TreeSample(rss_bytes=0, pids=(busy.pid,))
+        assert tree.peak_rss_bytes == 0
+        assert tree.sample([], rss=False) == TreeSample(rss_bytes=0, pids=())
+    finally:
+        busy.kill()
+        busy.wait()
+    assert tree.sample([busy.pid], rss=False) == TreeSample(rss_bytes=0, pids=())  # gone: skipped
