@@ -70,6 +70,14 @@ SPEC: dict[str, dict[str, Option]] = {
         "max_active_runs_per_dag": Option(int, _const(16), "Default max_active_runs per DAG.", 1, 100_000),
         "default_pool_slots": Option(int, _const(128), "Slots of default_pool when it is first created.", 0, 1_000_000),
         "xcom_max_size": Option(int, _const(48 * 1024), "Largest XCom value, in bytes of JSON.", 1, 1 << 30),
+        "max_map_length": Option(
+            int,
+            _const(1024),
+            "Most task instances one mapped task may expand to in a DAG run (Airflow's core.max_map_length); "
+            "a task pushing a longer value for a mapped task fails, and so does a mapped task with a longer literal.",
+            1,
+            1_000_000,
+        ),
         "dagbag_import_timeout": Option(float, _const(30.0), "Seconds a DAG file may take to import.", 0.1, 3600),
         "load_examples": Option(bool, _const(False), "Also load the bundled example DAGs."),
         "try_containment": Option(

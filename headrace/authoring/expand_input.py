@@ -155,6 +155,34 @@ def prevent_duplicates(given: dict[str, Any], mapped: dict[str, Any], *, fail_re
         raise TypeError(f"{fail_reason} arguments: {', '.join(duplicated)}")
 
 
+def mapped_over(tasks: Sequence[Any], task_id: str) -> bool:
+    """Whether a mapped task (or mapped task group) of ``tasks`` maps over ``task_id``'s ``return_value``."""
+    for task in tasks:
+        inputs = [task.expand_input] + [g.expand_input for g in task.task_groups_chain()]
+        for expand_input in inputs:
+            if expand_input is not None and any(ref.operator.task_id == task_id for ref in expand_input.references()):
+                return True
+    return False
+
+
+def map_length_of(value: Any, *, task_id: str, max_map_length: int) -> tuple[int, list[str] | None]:
+    """The length (and a dict's keys) of ``value``, pushed by ``task_id`` for a mapped task to map over.
+
+    Raises ``ValueError`` with Airflow's reasons: nothing pushed, not a list or dict, longer than
+    ``max_map_length`` (``core.max_map_length``).
+    """
+    if value is None:
+        raise ValueError(f"task {task_id!r} did not push XCom for task mapping (it returned None)")
+    if not isinstance(value, (list, tuple, dict)):
+        raise ValueError(f"task {task_id!r} pushed an unmappable return type {type(value).__name__!r} for task mapping")
+    if len(value) > max_map_length:
+        raise ValueError(
+            f"task {task_id!r} pushed an unmappable return value length: {len(value)} > {max_map_length} "
+            "(core.max_map_length)"
+        )
+    return len(value), [str(k) for k in value] if isinstance(value, dict) else None
+
+
 __all__ = [
     "MAPPABLE",
     "DictOfListsExpandInput",
@@ -162,5 +190,7 @@ __all__ = [
     "ListOfDictsExpandInput",
     "check_mappable",
     "length_spec",
+    "map_length_of",
+    "mapped_over",
     "prevent_duplicates",
 ]

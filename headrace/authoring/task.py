@@ -238,7 +238,6 @@ class BaseOperator(ABC):
         task_group: TaskGroup | None = None,
         max_active_tis_per_dag: int | None = None,
         max_active_tis_per_dagrun: int | None = None,
-        map_index_template: str | None = None,
     ) -> None:
         dag = dag if dag is not None else DagContext.current()
         group = group_of(dag, task_group)
@@ -302,8 +301,6 @@ class BaseOperator(ABC):
         """At most this many task instances of the task queued or running at once, over all runs."""
         self.max_active_tis_per_dagrun = max_active_tis_per_dagrun
         """At most this many task instances of the task queued or running at once in one DAG run."""
-        self.map_index_template = map_index_template
-        """Jinja template rendered after a mapped task instance ran, shown instead of its index."""
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
         self.dag: DAG | None = None
@@ -637,6 +634,11 @@ class MappedOperator(BaseOperator):
         )
 
     @property
+    def output(self) -> XComArg:
+        """The XComArg of the task's return value (downstream: the list of its instances' values)."""
+        return XComArg(self)
+
+    @property
     def operator_name(self) -> str:
         """The name of the operator each task instance runs (``BashOperator``, ``@task``)."""
         return str(getattr(self.operator_class, "decorator_name", None) or self.operator_class.__name__)
@@ -644,6 +646,13 @@ class MappedOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         """Never called: each expanded task instance runs the operator :meth:`unmap` builds."""
         raise RuntimeError(f"task {self.task_id!r} is mapped: its task instances run the unmapped operator")
+
+    def unmap_for(self, context: Context) -> BaseOperator:
+        """The operator of the task instance at ``context["map_index"]``, its arguments resolved (XComArgs
+        pulled through ``context["ti"]``). Raises ``IndexError`` / ``TypeError`` for a map index or value that
+        does not fit what the task expands over."""
+        assert self.expand_input is not None
+        return self.unmap(self.expand_input.resolve(context, int(context.get("map_index", -1))))
 
     def unmap(self, mapped_kwargs: dict[str, Any]) -> BaseOperator:
         """The operator of one task instance: ``partial`` arguments plus ``mapped_kwargs``, outside any DAG

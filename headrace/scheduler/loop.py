@@ -535,7 +535,13 @@ class Scheduler:
             if not queries.runs_to_examine(session, run_ids):
                 return 0
         with self.db.session() as session:
-            changed = readiness.examine_runs(session, now, cache=self.cache, run_ids=run_ids)
+            changed = readiness.examine_runs(
+                session,
+                now,
+                cache=self.cache,
+                run_ids=run_ids,
+                max_map_length=self.settings.get_int("core", "max_map_length"),
+            )
         if changed:
             self.asked |= Step.QUEUE_READY | Step.FINISH_RUNS
         return changed

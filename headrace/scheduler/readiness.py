@@ -40,16 +40,18 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from headrace.authoring.trigger_rules import Decision, UpstreamCounts, evaluate
+from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.transitions import requeue_ti, set_ti_state
+from headrace.scheduler import mapping
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import TaskInstanceState as TI
 from headrace.supervisor.request import TryRequest
@@ -59,11 +61,21 @@ log = logging.getLogger(__name__)
 _DECISION_STATE = {Decision.RUN: TI.SCHEDULED, Decision.SKIP: TI.SKIPPED, Decision.UPSTREAM_FAILED: TI.UPSTREAM_FAILED}
 
 
-def upstream_counts(upstream_ids: frozenset[str], states: dict[str, str]) -> UpstreamCounts:
-    """Count the states of the direct upstream tasks ``upstream_ids`` in one run (``states``: task_id → state)."""
-    c = Counter(states.get(tid, TI.NONE.value) for tid in upstream_ids)
+def upstream_counts(upstream_ids: frozenset[str], states: Mapping[str, str | Sequence[str]]) -> UpstreamCounts:
+    """Count the states of the direct upstream task instances of ``upstream_ids`` in one run.
+
+    ``states``: task_id → its state, or the states of each of its task instances (a mapped task has one per
+    map index, and each counts, as in Airflow). A task missing from ``states`` counts as one in ``none``.
+    """
+    c: Counter[str] = Counter()
+    total = 0
+    for tid in upstream_ids:
+        found = states.get(tid, TI.NONE.value)
+        values = [found] if isinstance(found, str) else list(found)
+        c.update(values)
+        total += len(values)
     return UpstreamCounts(
-        total=len(upstream_ids),
+        total=total,
         success=c[TI.SUCCESS.value],
         failed=c[TI.FAILED.value],
         upstream_failed=c[TI.UPSTREAM_FAILED.value],
@@ -71,52 +83,125 @@ def upstream_counts(upstream_ids: frozenset[str], states: dict[str, str]) -> Ups
     )
 
 
+class _RunStates:
+    """The states of one run's task instances while it is examined: by task, and by (task, map index)."""
+
+    def __init__(self, tis: list[queries.TiDecisionRow]) -> None:
+        self.rows: dict[str, list[queries.TiDecisionRow]] = {}
+        self.state: dict[int, str] = {}
+        for ti in tis:
+            self.rows.setdefault(ti.task_id, []).append(ti)
+            self.state[ti.id] = ti.state
+
+    def of(self, task_id: str) -> list[str]:
+        return [self.state[ti.id] for ti in self.rows.get(task_id, [])]
+
+    def at(self, task_id: str, map_index: int) -> list[str]:
+        """The state of ``task_id``'s instance at ``map_index`` (its ``-1`` one while it is not expanded)."""
+        rows = self.rows.get(task_id, [])
+        exact = [self.state[ti.id] for ti in rows if ti.map_index == map_index]
+        return exact or [self.state[ti.id] for ti in rows if ti.map_index < 0] or [TI.NONE.value]
+
+    def counts(self, sdag: SerializedDag, task_id: str, map_index: int) -> UpstreamCounts:
+        """Upstream counts of one task instance: every instance of each upstream task, except an upstream
+        task of the same mapped task group, of which only the same map index counts (Airflow's rule)."""
+        task = sdag.tasks[task_id]
+        group = task.mapped_group if map_index >= 0 else None
+        states: dict[str, str | list[str]] = {}
+        for up in task.upstream_task_ids:
+            same = group is not None and up in sdag.tasks and sdag.tasks[up].mapped_group == group
+            states[up] = self.at(up, map_index) if same else self.of(up)
+        return upstream_counts(task.upstream_task_ids, states)
+
+
 def examine_run(
-    session: Session, run: queries.RunToExamine, tis: list[queries.TiDecisionRow], now: datetime, cache: DagCache
+    session: Session,
+    run: queries.RunToExamine,
+    tis: list[queries.TiDecisionRow],
+    now: datetime,
+    cache: DagCache,
+    *,
+    max_map_length: int = 1024,
 ) -> int:
     """Decide the task instances of one running run; return how many changed state.
 
-    ``run`` has ``dag_version_id``; ``tis`` are rows with ``id, task_id, state, next_retry_at``
-    (see ``queries.ti_rows_of_runs``).
+    ``run`` has ``dag_version_id``; ``tis`` are rows with ``id, task_id, state, next_retry_at, map_index``
+    (see ``queries.ti_rows_of_runs``). A mapped task's ``-1`` instance that may run is expanded first
+    (:func:`headrace.scheduler.mapping.expand`, ``max_map_length``: ``core.max_map_length``) and its
+    instances are decided in the same pass.
     """
     sdag = cache.get(session, run.dag_version_id)
-    by_task = {ti.task_id: ti for ti in tis}
-    states = {ti.task_id: ti.state for ti in tis}
+    run_states = _RunStates(tis)
     changed = 0
     for ti in tis:
         due = ti.state == TI.UP_FOR_RETRY.value and (ti.next_retry_at is None or ti.next_retry_at <= now)
         if due and set_ti_state(session, ti.id, TI.UP_FOR_RETRY, TI.SCHEDULED, next_retry_at=None, updated_at=now):
-            states[ti.task_id] = TI.SCHEDULED.value
+            run_states.state[ti.id] = TI.SCHEDULED.value
             changed += 1
     for task_id in cache.order(session, run.dag_version_id):
-        pending = by_task.get(task_id)
-        if pending is None or states[task_id] != TI.NONE.value:
-            continue
         task = sdag.tasks[task_id]
-        decision = evaluate(task.trigger_rule, upstream_counts(task.upstream_task_ids, states))
-        if decision is Decision.WAIT:
-            continue
-        new = _DECISION_STATE[decision]
-        extra: dict[str, Any] = (
-            {} if new is TI.SCHEDULED else {"start_date": now, "end_date": now, "end_reason": "trigger_rule"}
-        )
-        if set_ti_state(session, pending.id, TI.NONE, new, updated_at=now, **extra):
-            states[task_id] = new.value
-            changed += 1
+        todo = list(run_states.rows.get(task_id, []))
+        while todo:
+            pending = todo.pop(0)
+            if run_states.state[pending.id] != TI.NONE.value:
+                continue
+            decision = evaluate(task.trigger_rule, run_states.counts(sdag, task_id, pending.map_index))
+            if decision is Decision.WAIT:
+                continue
+            if decision is Decision.RUN and task.is_mapped and pending.map_index < 0:
+                outcome = mapping.expand(
+                    session,
+                    sdag,
+                    task,
+                    pending.id,
+                    dag_run_pk=pending.dag_run_id,
+                    run_id=run.run_id,
+                    now=now,
+                    max_map_length=max_map_length,
+                )
+                if isinstance(outcome, TI):
+                    run_states.state[pending.id] = outcome.value
+                    changed += 1
+                elif outcome is not None:
+                    rows = [
+                        queries.TiDecisionRow(ti_id, pending.dag_run_id, task_id, TI.NONE.value, None, index)
+                        for index, ti_id in enumerate(outcome)
+                    ]
+                    run_states.rows[task_id] = rows
+                    run_states.state.update((r.id, TI.NONE.value) for r in rows)
+                    todo = list(rows)
+                continue
+            new = _DECISION_STATE[decision]
+            extra: dict[str, Any] = (
+                {} if new is TI.SCHEDULED else {"start_date": now, "end_date": now, "end_reason": "trigger_rule"}
+            )
+            if set_ti_state(session, pending.id, TI.NONE, new, updated_at=now, **extra):
+                run_states.state[pending.id] = new.value
+                changed += 1
     return changed
 
 
-def examine_runs(session: Session, now: datetime, *, cache: DagCache, run_ids: Iterable[int] | None = None) -> int:
+def examine_runs(
+    session: Session,
+    now: datetime,
+    *,
+    cache: DagCache,
+    run_ids: Iterable[int] | None = None,
+    max_map_length: int = 1024,
+) -> int:
     """Decide the task instances of running runs of unpaused DAGs; return how many changed state.
 
     ``run_ids`` (None: every running run) limits the pass to those runs. Runs
     with no task instance in ``none`` or ``up_for_retry`` are not loaded.
+    ``max_map_length``: ``core.max_map_length`` (see :func:`examine_run`).
     """
     runs = queries.runs_to_examine(session, run_ids)
     tis_by_run: dict[int, list[queries.TiDecisionRow]] = {}
     for ti in queries.ti_rows_of_runs(session, [r.id for r in runs]):
         tis_by_run.setdefault(ti.dag_run_id, []).append(ti)
-    return sum(examine_run(session, run, tis_by_run.get(run.id, []), now, cache) for run in runs)
+    return sum(
+        examine_run(session, run, tis_by_run.get(run.id, []), now, cache, max_map_length=max_map_length) for run in runs
+    )
 
 
 class QueueLimits:
@@ -220,6 +305,7 @@ class Queuer:
                             fileloc=ti.fileloc,
                             queue=ti.queue,
                             priority_weight=ti.priority_weight,
+                            map_index=ti.map_index,
                         )
                     )
         # Committed: a supervisor claiming any of these tries now finds it queued.

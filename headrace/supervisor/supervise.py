@@ -36,7 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, insert, select, update
+from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from headrace.authoring.context import RunInfo
@@ -44,7 +44,7 @@ from headrace.config import Settings
 from headrace.crypto import Encryptor
 from headrace.dagfiles.serialization import SerializedTask
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
+from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskMap, TaskTry, XCom
 from headrace.db.outage import is_outage, retry_through_outage
 from headrace.db.transitions import set_ti_state
 from headrace.logs.capped import CappedLog
@@ -156,6 +156,7 @@ _LOAD = (
         DagRun.data_interval_end,
         # Only this task's entry of the serialized DAG, not the whole document.
         DagVersion.serialized["tasks"][bindparam("task_key", type_=JSON.JSONStrIndexType)],
+        TaskInstance.map_index,
     )
     .join_from(TaskInstance, DagRun, TaskInstance.dag_run_id == DagRun.id)
     .outerjoin(DagVersion, DagRun.dag_version_id == DagVersion.id)
@@ -177,6 +178,7 @@ _INSERT_TRY = insert(TaskTry).values(
     heartbeat_at=bindparam("start_date"),
     log_path=bindparam("log_path"),
     containment=bindparam("containment"),
+    map_index=bindparam("map_index"),
 )
 _OWN_CLAIM = (
     select(TaskTry.id)
@@ -200,7 +202,19 @@ _RESTART_TRY = (
         heartbeat_at=bindparam("now"),
     )
 )
-_CLEAR_XCOMS = delete(XCom).where(XCom.dag_run_id == bindparam("dag_run_pk"), XCom.task_id == bindparam("task_id"))
+_CLEAR_XCOMS = delete(XCom).where(
+    XCom.dag_run_id == bindparam("dag_run_pk"),
+    XCom.task_id == bindparam("task_id"),
+    XCom.map_index == bindparam("map_index"),
+)
+_CLEAR_TASK_MAP = delete(TaskMap).where(
+    TaskMap.dag_run_id == bindparam("dag_run_pk"),
+    TaskMap.task_id == bindparam("task_id"),
+    TaskMap.map_index == bindparam("map_index"),
+)
+_EXPANDED_TI_COUNT = select(func.count()).where(
+    TaskInstance.dag_run_id == bindparam("dag_run_pk"), TaskInstance.task_id == bindparam("task_id")
+)
 
 
 def _transaction(db: Database) -> AbstractContextManager[Connection]:
@@ -255,7 +269,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
     now = datetime.now(UTC)
     me = ProcessIdentity.of(os.getpid())
     log_path = try_log_path(
-        settings.base_log_folder, request.dag_id, request.run_id, request.task_id, request.try_number
+        settings.base_log_folder, request.dag_id, request.run_id, request.task_id, request.try_number, request.map_index
     )
     gate: Gate | None = None
     current: _Try | None = None
@@ -301,6 +315,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 interval_start,
                 interval_end,
                 task_entry,
+                map_index,
             ) = row
             policy = _policy(task_entry) if task_id == request.task_id else None
             logical = logical_date or queued_at
@@ -321,8 +336,15 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 try_number=request.try_number,
                 max_tries=max_tries,
                 xcom_max_size=settings.get_int("core", "xcom_max_size"),
+                map_index=map_index,
+                expanded_ti_count=conn.execute(_EXPANDED_TI_COUNT, {"dag_run_pk": run_pk, "task_id": task_id}).scalar()
+                if map_index >= 0
+                else None,
+                max_map_length=settings.get_int("core", "max_map_length"),
             )
-            target = TryTarget(ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id)
+            target = TryTarget(
+                ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index
+            )
             current = _Try(request, target, start, policy, log_path, 0)
             pid: int | None = None
             process_start_time: float | None = None
@@ -363,6 +385,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                         "containment": current.watch.containment.kind
                         if current.watch is not None and current.watch.containment is not None
                         else None,
+                        "map_index": map_index,
                     },
                 )
                 current.try_row_id = _inserted_id(result)
@@ -373,7 +396,8 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 current.try_row_id = own_row
             if current.watch is not None:
                 current.watch.try_row_id = current.try_row_id
-            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": run_pk, "task_id": task_id})
+            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
+            conn.execute(_CLEAR_TASK_MAP, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
     except BaseException:
         if gate is not None:
             gate.shut()  # the task process exits without running anything
@@ -725,11 +749,13 @@ def warm_up(db: Database) -> None:
                             "start_date": now,
                             "log_path": "-",
                             "containment": None,
+                            "map_index": -1,
                         },
                     )
             except DBAPIError:
                 pass
-            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": -1, "task_id": "-"})
+            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": -1, "task_id": "-", "map_index": -1})
+            conn.execute(_CLEAR_TASK_MAP, {"dag_run_pk": -1, "task_id": "-", "map_index": -1})
             apply(
                 conn,
                 Outcome(
