@@ -381,6 +381,23 @@ def active_ti_usage(session: Session) -> list[TiUsage]:
     return [TiUsage._make(r) for r in session.connection().execute(_ACTIVE_TI_USAGE)]
 
 
+def active_tis_of_tasks(
+    session: Session, dag_ids: Iterable[str], task_ids: Iterable[str]
+) -> list[tuple[str, str, int, int]]:
+    """``(dag_id, task_id, dag_run_id, count)`` of queued or running task instances of the given tasks (for
+    ``max_active_tis_per_dag`` / ``max_active_tis_per_dagrun``). Pairs outside ``dag_ids`` × ``task_ids`` may
+    be returned too; callers look up the pairs they need."""
+    dags, tasks = sorted(set(dag_ids)), sorted(set(task_ids))
+    if not dags or not tasks:
+        return []
+    stmt = (
+        select(_ti.c.dag_id, _ti.c.task_id, _ti.c.dag_run_id, func.count())
+        .where(_ti.c.state.in_(_ACTIVE), _ti.c.dag_id.in_(dags), _ti.c.task_id.in_(tasks))
+        .group_by(_ti.c.dag_id, _ti.c.task_id, _ti.c.dag_run_id)
+    )
+    return [(d, t, int(r), int(n)) for d, t, r, n in session.connection().execute(stmt)]
+
+
 def pool_sizes(session: Session) -> dict[str, int]:
     """``{pool name: slots}``."""
     return {name: int(slots) for name, slots in session.connection().execute(_POOL_SIZES)}
@@ -434,6 +451,7 @@ def try_row(session: Session, ti_id: int, try_number: int) -> TaskTry | None:
 __all__ = [
     "active_run_counts",
     "active_ti_usage",
+    "active_tis_of_tasks",
     "current_version",
     "dag_limits",
     "dag_warnings",

@@ -25,7 +25,9 @@ order (``priority_weight`` descending, then the run's logical date) within:
   all DAGs, so tries adopted after a restart count too);
 * each pool's free slots (``pool.slots`` minus the ``pool_slots`` of queued
   and running task instances in it);
-* each DAG's ``max_active_tasks`` (its queued + running task instances).
+* each DAG's ``max_active_tasks`` (its queued + running task instances);
+* each task's ``max_active_tis_per_dag`` (its queued + running instances over all runs) and
+  ``max_active_tis_per_dagrun`` (in the instance's run), as in Airflow — for a mapped task, its indices.
 
 A task instance naming a pool that does not exist stays ``scheduled`` and a
 warning is logged once per pool (Airflow's behaviour): creating the pool lets
@@ -205,7 +207,8 @@ def examine_runs(
 
 
 class QueueLimits:
-    """Free capacity while queueing: executor slots, pools and max_active_tasks per DAG."""
+    """Free capacity while queueing: executor slots, pools, max_active_tasks per DAG, and the tasks'
+    ``max_active_tis_per_dag`` / ``max_active_tis_per_dagrun``."""
 
     def __init__(self, session: Session, open_slots: int, parallelism: int) -> None:
         self.pool_free = queries.pool_sizes(session)
@@ -217,6 +220,26 @@ class QueueLimits:
             self.dag_active[dag_id] = self.dag_active.get(dag_id, 0) + count
         self.free = max(0, min(open_slots, parallelism - active))
         self.dag_limit: dict[str, int] = {}
+        self.task_limit: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+        """(dag_id, task_id) → (max_active_tis_per_dag, max_active_tis_per_dagrun) of tasks that set one."""
+        self.task_active: Counter[tuple[str, str]] = Counter()
+        self.run_task_active: Counter[tuple[int, str]] = Counter()
+
+    def load_task_limits(self, session: Session, candidates: list[queries.ScheduledTi], cache: DagCache) -> None:
+        """Read the per-task limits of the candidates' tasks and how many of their instances are active."""
+        for ti in candidates:
+            if ti.dag_version_id is None or (ti.dag_id, ti.task_id) in self.task_limit:
+                continue
+            task = cache.get(session, ti.dag_version_id).tasks.get(ti.task_id)
+            if task is not None and (task.max_active_tis_per_dag or task.max_active_tis_per_dagrun):
+                self.task_limit[(ti.dag_id, ti.task_id)] = (task.max_active_tis_per_dag, task.max_active_tis_per_dagrun)
+        if not self.task_limit:
+            return
+        dag_ids = {d for d, _ in self.task_limit}
+        task_ids = {t for _, t in self.task_limit}
+        for dag_id, task_id, run_pk, count in queries.active_tis_of_tasks(session, dag_ids, task_ids):
+            self.task_active[(dag_id, task_id)] += count
+            self.run_task_active[(run_pk, task_id)] += count
 
     def why_not(self, ti: queries.ScheduledTi) -> str | None:
         """None if ``ti`` fits now, else the limit that holds it back."""
@@ -228,6 +251,11 @@ class QueueLimits:
             return "pool"
         if self.dag_active.get(ti.dag_id, 0) >= self.dag_limit.get(ti.dag_id, 0):
             return "max_active_tasks"
+        per_dag, per_run = self.task_limit.get((ti.dag_id, ti.task_id), (None, None))
+        if per_dag is not None and self.task_active[(ti.dag_id, ti.task_id)] >= per_dag:
+            return "max_active_tis_per_dag"
+        if per_run is not None and self.run_task_active[(ti.dag_run_id, ti.task_id)] >= per_run:
+            return "max_active_tis_per_dagrun"
         return None
 
     def take(self, ti: queries.ScheduledTi) -> None:
@@ -235,6 +263,8 @@ class QueueLimits:
         self.free -= 1
         self.pool_free[ti.pool] -= ti.pool_slots
         self.dag_active[ti.dag_id] = self.dag_active.get(ti.dag_id, 0) + 1
+        self.task_active[(ti.dag_id, ti.task_id)] += 1
+        self.run_task_active[(ti.dag_run_id, ti.task_id)] += 1
 
 
 class Queueing(Protocol):
@@ -251,8 +281,16 @@ class Queuer:
     logged once per pool, not once per loop.
     """
 
-    def __init__(self, parallelism: int, *, on_queued: Callable[[TryRequest], None] | None = None) -> None:
+    def __init__(
+        self,
+        parallelism: int,
+        *,
+        on_queued: Callable[[TryRequest], None] | None = None,
+        cache: DagCache | None = None,
+    ) -> None:
         self.parallelism = parallelism
+        self.cache = cache or DagCache()
+        """Serialized DAGs by version: the per-task limits (``max_active_tis_per_dag(run)``) come from them."""
         self.on_queued = on_queued
         """Called with each request the executor accepted (the scheduler emits ``on_try_queued``)."""
         self._warned_pools: set[str] = set()
@@ -269,6 +307,7 @@ class Queuer:
                 return 0
             candidates = queries.scheduled_tis(session, limit=max(limits.free * 4, 64))
             limits.dag_limit = queries.dag_limits(session, (ti.dag_id for ti in candidates))
+            limits.load_task_limits(session, candidates, self.cache)
             for ti in candidates:
                 reason = limits.why_not(ti)
                 if reason == "parallelism":
