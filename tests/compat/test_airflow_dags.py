@@ -34,11 +34,22 @@ from headrace.testing import FAST_LOOP, run_scheduler_until
 
 from .conftest import AIRFLOW_DAGS, NATIVE_DAGS, UNSUPPORTED
 
-DAG_IDS = ["compat_airflow2_legacy", "compat_airflow3_taskflow", "compat_team_a_report"]
+DAG_IDS = ["compat_airflow2_legacy", "compat_airflow3_taskflow", "compat_mapping", "compat_team_a_report"]
 TASKS = {
     "compat_airflow2_legacy": {"start", "announce", "echo"},
     "compat_airflow3_taskflow": {"extract", "total", "check", "report", "end"},
     "compat_team_a_report": {"greet"},
+    "compat_mapping": {
+        "files",
+        "size",
+        "total",
+        "pairs",
+        "add",
+        "check_sums",
+        "echo",
+        "per_file.upper",
+        "per_file.check_upper",
+    },
 }
 
 
@@ -72,7 +83,10 @@ def run_folder(settings: Settings, db: Database) -> tuple[dict[str, str], dict[s
             rows = session.execute(
                 select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == run_pk)
             )
-            results[dag_id] = {task_id: str(state) for task_id, state in rows}
+            by_task: dict[str, set[str]] = {}
+            for task_id, state in rows:  # a mapped task has one task instance per map index
+                by_task.setdefault(task_id, set()).add(str(state))
+            results[dag_id] = {task_id: "/".join(sorted(states)) for task_id, states in by_task.items()}
             results[dag_id]["<run>"] = str(session.scalar(select(DagRun.state).where(DagRun.id == run_pk)))
     return errors, results
 
@@ -110,7 +124,7 @@ def test_unchanged_with_airflow_imports(settings: Settings, db: Database, execut
     # Airflow 3 refuses the Airflow 2 file's spellings too; headrace says which argument
     assert list(errors) == ["airflow2_legacy.py"]
     assert "schedule_interval" in errors["airflow2_legacy.py"]
-    assert succeeded(runs) == ["compat_airflow3_taskflow", "compat_team_a_report"]
+    assert succeeded(runs) == ["compat_airflow3_taskflow", "compat_mapping", "compat_team_a_report"]
 
 
 def test_native_twins(settings: Settings, db: Database) -> None:

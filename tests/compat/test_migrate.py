@@ -72,7 +72,7 @@ def test_the_default_shows_a_diff_and_changes_nothing(tmp_path: Path, folder: Pa
     # comments are kept, on the lines they were on
     assert " # TaskFlow and the DAG from the Task SDK, as Airflow 3 writes them\n" in out
     assert "    # Airflow 2 code reads the removed context key; Airflow 3 calls it logical_date\n" in out
-    assert "3 of 5 files changed; 0 constructs not translated" in proc.stderr
+    assert "4 of 6 files changed; 0 constructs not translated" in proc.stderr
     assert {p: p.read_text() for p in folder.rglob("*.py")} == before
 
 
@@ -99,13 +99,13 @@ def test_untranslatable_constructs_are_reported_with_file_line_and_reason(tmp_pa
 def test_write_rewrites_in_place_and_a_second_run_changes_nothing(tmp_path: Path, folder: Path) -> None:
     proc = headrace(tmp_path, str(folder), "--write")
     assert proc.returncode == 0, proc.stderr
-    assert "migrated 3 of 5 files; wrote 3 files in place" in proc.stdout
+    assert "migrated 4 of 6 files; wrote 4 files in place" in proc.stdout
     after = {p: p.read_text() for p in folder.rglob("*.py")}
     imports = [line for text in after.values() for line in text.splitlines() if line.startswith(("from ", "import "))]
     assert imports and not [line for line in imports if "airflow" in line]
     again = headrace(tmp_path, str(folder))
     assert again.returncode == 0 and again.stdout == ""
-    assert "0 of 5 files changed" in again.stderr
+    assert "0 of 6 files changed" in again.stderr
     assert {p: p.read_text() for p in folder.rglob("*.py")} == after
 
 
