@@ -251,6 +251,8 @@ class TaskInstance(BaseModel):
     dag_id: str
     dag_run_id: str
     task_id: str
+    map_index: int = -1
+    """The task instance's map index (-1: not mapped; 0..n-1 for a mapped task's instances)."""
     state: str
     try_number: int
     """Number of the latest try queued (0: never queued)."""

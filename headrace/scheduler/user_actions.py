@@ -32,7 +32,7 @@ Every function takes an open session (and ``now``, UTC-aware) and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -109,7 +109,11 @@ def relatives(sdag: SerializedDag, task_ids: Iterable[str], *, upstream: bool, d
 
 
 def _tis(session: Session, run: DagRun, task_ids: Iterable[str] | None = None) -> list[TaskInstance]:
-    stmt = select(TaskInstance).where(TaskInstance.dag_run_id == run.id).order_by(TaskInstance.task_id)
+    stmt = (
+        select(TaskInstance)
+        .where(TaskInstance.dag_run_id == run.id)
+        .order_by(TaskInstance.task_id, TaskInstance.map_index)
+    )
     if task_ids is not None:
         stmt = stmt.where(TaskInstance.task_id.in_(sorted(set(task_ids))))
     return list(session.scalars(stmt.execution_options(populate_existing=True)))
@@ -148,8 +152,11 @@ def clear_task_instances(
     only_failed: bool = False,
     dry_run: bool = False,
     now: datetime,
+    map_indexes: Collection[int] | None = None,
 ) -> ClearResult:
     """Clear task instances of ``run`` so the scheduler runs them again; see the module docstring.
+
+    A mapped task's instances are all cleared, or only those at ``map_indexes`` when given.
 
     ``task_ids`` None means every task of the run; ``include_upstream`` /
     ``include_downstream`` add their relatives along the DAG's edges (the
@@ -165,6 +172,8 @@ def clear_task_instances(
     for ti in _tis(session, run, wanted):
         state = TI(ti.state)
         if state is TI.NONE or (only_failed and state not in FAILED_STATES):
+            continue
+        if map_indexes is not None and ti.map_index not in map_indexes:
             continue
         if state in TI_ACTIVE:
             result.not_cleared.append(NotCleared(ti.task_id, state.value, state.value))

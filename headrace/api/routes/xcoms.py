@@ -13,7 +13,7 @@ from headrace.api import schemas
 from headrace.api.auth import get_db, require
 from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
-from headrace.api.routes.task_instances import get_ti
+from headrace.api.routes.task_instances import MapIndex, get_ti
 from headrace.authoring.xcom import deserialize_xcom
 from headrace.db.models import XCom
 from headrace.exceptions import HeadraceError, NotFound
@@ -42,23 +42,32 @@ def xcom_out(row: XCom) -> schemas.XComEntry:
 
 @router.get(f"{TI_PATH}/xcomEntries", response_model=schemas.XComCollection, responses=NOT_FOUND)
 def list_xcoms(
-    dag_id: str, dag_run_id: str, task_id: str, request: Request, pg: Annotated[Page, Depends(page)]
+    dag_id: str,
+    dag_run_id: str,
+    task_id: str,
+    request: Request,
+    pg: Annotated[Page, Depends(page)],
+    map_index: MapIndex = -1,
 ) -> schemas.XComCollection:
     """The XComs of a task instance, sorted by key (its latest try's: a new try starts with none)."""
     with get_db(request).read_session() as session:
-        run, _ = get_ti(session, dag_id, dag_run_id, task_id)
-        stmt = select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id)
+        run, _ = get_ti(session, dag_id, dag_run_id, task_id, map_index)
+        stmt = select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id, XCom.map_index == map_index)
         rows = session.scalars(pg.apply(stmt.order_by(XCom.key)))
         return schemas.XComCollection(xcom_entries=[xcom_out(x) for x in rows], total_entries=count(session, stmt))
 
 
 @router.get(f"{TI_PATH}/xcomEntries/{{key}}", response_model=schemas.XComEntry, responses=NOT_FOUND)
-def get_xcom(dag_id: str, dag_run_id: str, task_id: str, key: str, request: Request) -> schemas.XComEntry:
+def get_xcom(
+    dag_id: str, dag_run_id: str, task_id: str, key: str, request: Request, map_index: MapIndex = -1
+) -> schemas.XComEntry:
     """One XCom."""
     with get_db(request).read_session() as session:
-        run, _ = get_ti(session, dag_id, dag_run_id, task_id)
+        run, _ = get_ti(session, dag_id, dag_run_id, task_id, map_index)
         row = session.scalars(
-            select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id, XCom.key == key)
+            select(XCom).where(
+                XCom.dag_run_id == run.id, XCom.task_id == task_id, XCom.map_index == map_index, XCom.key == key
+            )
         ).first()
         if row is None:
             raise NotFound(f"task instance {task_id!r} of DAG run {dag_run_id!r} has no XCom {key!r}")
