@@ -52,7 +52,7 @@ from headrace.authoring.trigger_rules import Decision, UpstreamCounts, evaluate
 from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.transitions import requeue_ti, set_ti_state
+from headrace.db.transitions import requeue_ti, set_ti_state, set_tis_state
 from headrace.scheduler import mapping
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import TaskInstanceState as TI
@@ -171,6 +171,8 @@ def examine_run(
                     ]
                     run_states.rows[task_id] = rows
                     run_states.state.update((r.id, TI.NONE.value) for r in rows)
+                    if task.mapped_group is None:  # every index has the same upstream: schedule them at once
+                        changed += _schedule_all(session, run_states, outcome, now)
                     todo = list(rows)
                 continue
             new = _DECISION_STATE[decision]
@@ -181,6 +183,17 @@ def examine_run(
                 run_states.state[pending.id] = new.value
                 changed += 1
     return changed
+
+
+def _schedule_all(session: Session, run_states: _RunStates, ti_ids: list[int], now: datetime) -> int:
+    """``none → scheduled`` for a just expanded mapped task's instances, in one statement; return how many."""
+    moved = set_tis_state(session, ti_ids, TI.NONE, TI.SCHEDULED, updated_at=now)
+    if moved == len(ti_ids):
+        run_states.state.update((ti_id, TI.SCHEDULED.value) for ti_id in ti_ids)
+    else:  # another writer moved some meanwhile: read back where each one is
+        for row in queries.ti_rows(session, ti_ids):
+            run_states.state[row.id] = row.state
+    return moved
 
 
 def examine_runs(
