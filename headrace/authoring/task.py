@@ -523,7 +523,11 @@ class OperatorPartial:
         if unknown:
             raise TypeError(f"{name}.partial() got an unexpected keyword argument {unknown[0]!r}")
         self.operator_class = operator_class
-        self.kwargs = _with_default_args(operator_class, dict(kwargs))
+        self.kwargs = dict(kwargs)
+        """The arguments given to ``partial`` (a mapped argument may not repeat one)."""
+        self.with_defaults = _with_default_args(operator_class, dict(kwargs))
+        """``kwargs`` plus the DAG's and groups' ``default_args`` the operator takes (a mapped argument wins
+        over a default)."""
 
     def __repr__(self) -> str:
         return f"{self.operator_class.__name__}.partial(task_id={self.kwargs['task_id']!r})"
@@ -622,12 +626,12 @@ class MappedOperator(BaseOperator):
         base = _accepted_args(BaseOperator)
         own = {
             k: v
-            for k, v in partial.kwargs.items()
+            for k, v in partial.with_defaults.items()
             if k in base or (k in AIRFLOW_OPERATOR_ARGS and k not in _accepted_args(partial.operator_class))
         }
         return cls(
             operator_class=partial.operator_class,
-            partial_kwargs=partial.kwargs,
+            partial_kwargs=partial.with_defaults,
             expand_input=expand_input,
             expand_into=expand_into,
             **own,
