@@ -314,8 +314,11 @@ class ClearTaskInstances(_In):
     """``POST /dags/{dag_id}/clearTaskInstances``."""
 
     dag_run_id: Name
-    task_ids: list[Name] | None = Field(default=None, max_length=10_000)
-    """None: every task of the run."""
+    task_ids: list[Name | tuple[Name, Annotated[int, Field(ge=0, le=1_000_000)]]] | None = Field(
+        default=None, max_length=10_000
+    )
+    """None: every task of the run. An item ``[task_id, map_index]`` (Airflow's form) clears that index of a
+    mapped task only; a plain task id clears every index."""
     include_downstream: bool = False
     include_upstream: bool = False
     only_failed: bool = False

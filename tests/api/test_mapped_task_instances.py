@@ -67,3 +67,18 @@ def test_mapped_task_instances_by_index(settings: Settings, db: Database, client
     log = viewer.get(f"{base}/double/logs/1", params={"map_index": 1}).json()
     assert "doubling 2" in log["content"] and log["finished"]
     assert viewer.get(f"{base}/double/logs/1", params={"map_index": -2}).status_code == 422
+
+    # one index marked, one index cleared ([task_id, map_index], Airflow's form); the others keep their state
+    operator = client_as("operator")
+    marked = operator.patch(f"{base}/double/2", json={"state": "failed"}).json()
+    assert [(t["map_index"], t["state"]) for t in marked["task_instances"]] == [(2, "failed")]
+    cleared = operator.post(
+        "/api/v1/dags/mapped_api/clearTaskInstances", json={"dag_run_id": run_id, "task_ids": [["double", 0]]}
+    ).json()
+    assert [(t["task_id"], t["map_index"], t["state"]) for t in cleared["task_instances"]] == [("double", 0, "none")]
+    states = [(t["map_index"], t["state"]) for t in viewer.get(f"{base}/double/listMapped").json()["task_instances"]]
+    assert states == [(0, "none"), (1, "success"), (2, "failed")]
+    bad = operator.post(
+        "/api/v1/dags/mapped_api/clearTaskInstances", json={"dag_run_id": run_id, "task_ids": [["double", -1]]}
+    )
+    assert bad.status_code == 422

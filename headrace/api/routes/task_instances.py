@@ -216,6 +216,29 @@ def patch_ti(
         return schemas.MarkedTaskInstances(task_instances=tis_out(session, changed))
 
 
+@router.patch(
+    f"{RUN_PATH}/taskInstances/{{task_id}}/{{map_index:int}}",
+    response_model=schemas.MarkedTaskInstances,
+    dependencies=[OPERATOR],
+    responses=NOT_FOUND,
+)
+def patch_mapped_ti(
+    dag_id: str,
+    dag_run_id: str,
+    task_id: str,
+    map_index: Annotated[int, Path(ge=0, le=1_000_000)],
+    body: schemas.TaskInstancePatch,
+    request: Request,
+) -> schemas.MarkedTaskInstances:
+    """Mark one task instance of a mapped task success or failed (operator); as ``PATCH …/{task_id}``."""
+    with get_db(request).session() as session:
+        run, _ = get_ti(session, dag_id, dag_run_id, task_id, map_index)
+        changed = mark_task_instances(
+            session, run, [task_id], body.state, dry_run=body.dry_run, now=datetime.now(UTC), map_indexes=[map_index]
+        )
+        return schemas.MarkedTaskInstances(task_instances=tis_out(session, changed))
+
+
 def _cleared(session: Session, result: ClearResult) -> schemas.ClearedTaskInstances:
     return schemas.ClearedTaskInstances(
         task_instances=tis_out(session, result.cleared),
@@ -246,13 +269,26 @@ def clear_run(
     responses=NOT_FOUND,
 )
 def clear_tis(dag_id: str, body: schemas.ClearTaskInstances, request: Request) -> schemas.ClearedTaskInstances:
-    """Clear some task instances of one run (operator), with their upstream / downstream tasks if asked."""
+    """Clear some task instances of one run (operator), with their upstream / downstream tasks if asked.
+
+    ``task_ids`` items are task ids (every map index of a mapped task) or ``[task_id, map_index]``.
+    """
+    names: list[str] | None = None
+    indexes: dict[str, set[int]] = {}
+    if body.task_ids is not None:
+        names = []
+        for item in body.task_ids:
+            name = item if isinstance(item, str) else item[0]
+            names.append(name)
+            if not isinstance(item, str):
+                indexes.setdefault(name, set()).add(item[1])
     with get_db(request).session() as session:
         run = get_run(session, dag_id, body.dag_run_id)
         result = clear_task_instances(
             session,
             run,
-            body.task_ids,
+            sorted(set(names)) if names is not None else None,
+            map_indexes=indexes or None,
             include_upstream=body.include_upstream,
             include_downstream=body.include_downstream,
             only_failed=body.only_failed,

@@ -212,12 +212,12 @@
       if (state === null) {
         if (!confirm(`Clear ${taskId} in ${runId}? It will run again.`)) return;
         await act("Clear", () => api("POST", `/api/v1/dags/${enc(dagId)}/clearTaskInstances`, {
-          dag_run_id: runId, task_ids: [taskId], include_downstream: false, include_upstream: false,
+          dag_run_id: runId, task_ids: [mapIndex >= 0 ? [taskId, mapIndex] : taskId], include_downstream: false, include_upstream: false,
           only_failed: false, dry_run: false }), `Cleared ${taskId}`);
         pickedByUser = false;
       } else {
         if (!confirm(`Mark ${taskId} ${state}?`)) return;
-        await act(`Mark ${state}`, () => api("PATCH", base, { state, dry_run: false }), `${taskId} marked ${state}`);
+        await act(`Mark ${state}`, () => api("PATCH", tiUrl, { state, dry_run: false }), `${taskId} marked ${state}`);
       }
       poller.kick();
     });
