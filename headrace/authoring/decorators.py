@@ -34,12 +34,13 @@ from headrace.authoring.expand_input import (
     DictOfListsExpandInput,
     ExpandInput,
     ListOfDictsExpandInput,
+    check_expand_kwargs,
     check_mappable,
     prevent_duplicates,
 )
 from headrace.authoring.operators import BranchPythonOperator, PythonOperator, ShortCircuitOperator
 from headrace.authoring.params import ParamsDict
-from headrace.authoring.task import MappedOperator, OperatorPartial, check_expand_kwargs
+from headrace.authoring.task import MappedOperator, OperatorPartial
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.xcom import DagParam, XComArg, find_xcom_args, resolve_refs
 from headrace.exceptions import DagDefinitionError, ParamValidationError

@@ -38,6 +38,10 @@ MAPPABLE = (list, tuple, dict, XComArg, MapXComArg, ZipXComArg)
 """Types ``expand`` accepts as an argument's value."""
 
 
+NOT_MAPPABLE = frozenset({"task_id", "dag", "task_group"})
+"""Arguments that name the task rather than configure a try: never expanded."""
+
+
 def check_mappable(owner: str, name: str, value: Any) -> None:
     """Raise ``ValueError`` (Airflow's) naming ``name`` when ``value`` cannot be mapped over, or an XComArg
     reads a custom key (only ``return_value`` is recorded for mapping, as in Airflow)."""
@@ -155,6 +159,25 @@ def prevent_duplicates(given: dict[str, Any], mapped: dict[str, Any], *, fail_re
         raise TypeError(f"{fail_reason} arguments: {', '.join(duplicated)}")
 
 
+def check_expand_kwargs(kwargs: Any) -> Any:
+    """Return ``kwargs`` if ``expand_kwargs`` accepts it: an XComArg, or a list of dicts (or XComArgs).
+
+    Raises ``TypeError`` with Airflow's wording otherwise.
+    """
+    if isinstance(kwargs, (XComArg, MapXComArg, ZipXComArg)):
+        return kwargs
+    if not isinstance(kwargs, (list, tuple)):
+        raise TypeError(f"expected XComArg or list[dict], not {type(kwargs).__name__}")
+    for item in kwargs:
+        if not isinstance(item, (dict, XComArg, MapXComArg, ZipXComArg)):
+            raise TypeError(f"expected XComArg or list[dict], not list[{type(item).__name__}]")
+        if isinstance(item, dict):
+            bad = [k for k in item if k in NOT_MAPPABLE]
+            if bad:
+                raise TypeError(f"unmappable or already specified argument: {bad[0]}")
+    return list(kwargs)
+
+
 def mapped_over(tasks: Sequence[Any], task_id: str) -> bool:
     """Whether a mapped task (or mapped task group) of ``tasks`` maps over ``task_id``'s ``return_value``."""
     for task in tasks:
@@ -185,9 +208,11 @@ def map_length_of(value: Any, *, task_id: str, max_map_length: int) -> tuple[int
 
 __all__ = [
     "MAPPABLE",
+    "NOT_MAPPABLE",
     "DictOfListsExpandInput",
     "ExpandInput",
     "ListOfDictsExpandInput",
+    "check_expand_kwargs",
     "check_mappable",
     "length_spec",
     "map_length_of",

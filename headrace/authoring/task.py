@@ -16,7 +16,6 @@ warning (see :mod:`headrace.authoring.dag_warnings`).
 from __future__ import annotations
 
 import functools
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -25,111 +24,30 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from headrace.authoring.context import make_jinja_env
 from headrace.authoring.dag import DAG, DagContext, validate_id
 from headrace.authoring.edges import Label
+from headrace.authoring.expand_input import NOT_MAPPABLE as _NOT_MAPPABLE
 from headrace.authoring.expand_input import (
     DictOfListsExpandInput,
     ExpandInput,
     ListOfDictsExpandInput,
+    check_expand_kwargs,
     check_mappable,
     prevent_duplicates,
 )
+from headrace.authoring.task_args import AIRFLOW_OPERATOR_ARGS as AIRFLOW_OPERATOR_ARGS
 from headrace.authoring.task_args import MAX_RETRY_DELAY as MAX_RETRY_DELAY
+from headrace.authoring.task_args import _accepted_args
+from headrace.authoring.task_args import accepted_arguments as accepted_arguments
 from headrace.authoring.task_args import parse_memory_limit as parse_memory_limit
 from headrace.authoring.task_args import retry_delay_seconds as retry_delay_seconds
 from headrace.authoring.task_args import to_timedelta as to_timedelta
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.trigger_rules import TriggerRule
-from headrace.authoring.xcom import MapXComArg, XComArg, XComArgLike, ZipXComArg
+from headrace.authoring.xcom import XComArg, XComArgLike
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Callback, Context
 
 if TYPE_CHECKING:
     import jinja2
-
-
-@functools.cache
-def _accepted_args(cls: type) -> frozenset[str]:
-    """The keyword names the ``__init__`` methods of ``cls`` and its bases accept."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None or klass is object:
-            continue
-        for p in inspect.signature(inspect.unwrap(init)).parameters.values():
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self":
-                names.add(p.name)
-    return frozenset(names)
-
-
-AIRFLOW_OPERATOR_ARGS: frozenset[str] = frozenset(
-    {
-        "task_id",
-        "owner",
-        "email",
-        "email_on_retry",
-        "email_on_failure",
-        "retries",
-        "retry_delay",
-        "retry_exponential_backoff",
-        "max_retry_delay",
-        "retry_policy",
-        "start_date",
-        "end_date",
-        "depends_on_past",
-        "depends_on_previous_tasks",
-        "ignore_first_depends_on_past",
-        "wait_for_past_depends_before_skipping",
-        "wait_for_downstream",
-        "dag",
-        "params",
-        "default_args",
-        "priority_weight",
-        "weight_rule",
-        "queue",
-        "pool",
-        "pool_slots",
-        "sla",
-        "execution_timeout",
-        "on_execute_callback",
-        "on_failure_callback",
-        "on_success_callback",
-        "on_retry_callback",
-        "on_skipped_callback",
-        "pre_execute",
-        "post_execute",
-        "trigger_rule",
-        "resources",
-        "run_as_user",
-        "task_concurrency",
-        "map_index_template",
-        "max_active_tis_per_dag",
-        "max_active_tis_per_dagrun",
-        "executor",
-        "executor_config",
-        "do_xcom_push",
-        "multiple_outputs",
-        "inlets",
-        "outlets",
-        "task_group",
-        "doc",
-        "doc_md",
-        "doc_json",
-        "doc_yaml",
-        "doc_rst",
-        "task_display_name",
-        "logger_name",
-        "allow_nested_operators",
-        "render_template_as_native_obj",
-        "start_from_trigger",
-        "start_trigger_args",
-    }
-)
-"""The keyword arguments of Airflow 3's ``BaseOperator`` (Task SDK). Those an operator here does not
-accept are ignored with a DAG warning instead of raising, so an Airflow DAG ports by changing its imports."""
-
-
-def accepted_arguments(cls: type) -> frozenset[str]:
-    """The keyword arguments operator class ``cls`` accepts (its ``__init__`` and its bases')."""
-    return _accepted_args(cls)
 
 
 _F = TypeVar("_F", bound=Callable[..., None])
@@ -498,10 +416,6 @@ class BaseOperator(ABC):
         return value
 
 
-_NOT_MAPPABLE = frozenset({"task_id", "dag", "task_group"})
-"""Arguments that name the task rather than configure a try: never expanded."""
-
-
 def _with_default_args(operator_class: type[BaseOperator], kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` plus the DAG's (and task groups') ``default_args`` the operator accepts and ``kwargs`` lacks."""
     dag = kwargs.get("dag") or DagContext.current()
@@ -561,25 +475,6 @@ class OperatorPartial:
         Raises ``TypeError`` for anything else (naming the type found).
         """
         return MappedOperator.from_partial(self, ListOfDictsExpandInput(check_expand_kwargs(kwargs)))
-
-
-def check_expand_kwargs(kwargs: Any) -> Any:
-    """Return ``kwargs`` if ``expand_kwargs`` accepts it: an XComArg, or a list of dicts (or XComArgs).
-
-    Raises ``TypeError`` with Airflow's wording otherwise.
-    """
-    if isinstance(kwargs, (XComArg, MapXComArg, ZipXComArg)):
-        return kwargs
-    if not isinstance(kwargs, (list, tuple)):
-        raise TypeError(f"expected XComArg or list[dict], not {type(kwargs).__name__}")
-    for item in kwargs:
-        if not isinstance(item, (dict, XComArg, MapXComArg, ZipXComArg)):
-            raise TypeError(f"expected XComArg or list[dict], not list[{type(item).__name__}]")
-        if isinstance(item, dict):
-            bad = [k for k in item if k in _NOT_MAPPABLE]
-            if bad:
-                raise TypeError(f"unmappable or already specified argument: {bad[0]}")
-    return list(kwargs)
 
 
 class MappedOperator(BaseOperator):

@@ -1,10 +1,13 @@
-"""Arguments of operators that need parsing: retry delays, memory limits, durations.
+"""Arguments of operators: those that need parsing (retry delays, memory limits, durations), the names an
+operator class accepts, and the names of Airflow's ``BaseOperator`` arguments.
 
 Re-exported by :mod:`headrace.authoring.task`, where they were first defined.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import re
 from datetime import timedelta
@@ -93,3 +96,89 @@ def to_timedelta(value: timedelta | float | None, name: str) -> timedelta | None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return timedelta(seconds=value)
     raise DagDefinitionError(f"{name} must be a timedelta or a number of seconds, got {value!r}")
+
+
+@functools.cache
+def _accepted_args(cls: type) -> frozenset[str]:
+    """The keyword names the ``__init__`` methods of ``cls`` and its bases accept."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for p in inspect.signature(inspect.unwrap(init)).parameters.values():
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self":
+                names.add(p.name)
+    return frozenset(names)
+
+
+AIRFLOW_OPERATOR_ARGS: frozenset[str] = frozenset(
+    {
+        "task_id",
+        "owner",
+        "email",
+        "email_on_retry",
+        "email_on_failure",
+        "retries",
+        "retry_delay",
+        "retry_exponential_backoff",
+        "max_retry_delay",
+        "retry_policy",
+        "start_date",
+        "end_date",
+        "depends_on_past",
+        "depends_on_previous_tasks",
+        "ignore_first_depends_on_past",
+        "wait_for_past_depends_before_skipping",
+        "wait_for_downstream",
+        "dag",
+        "params",
+        "default_args",
+        "priority_weight",
+        "weight_rule",
+        "queue",
+        "pool",
+        "pool_slots",
+        "sla",
+        "execution_timeout",
+        "on_execute_callback",
+        "on_failure_callback",
+        "on_success_callback",
+        "on_retry_callback",
+        "on_skipped_callback",
+        "pre_execute",
+        "post_execute",
+        "trigger_rule",
+        "resources",
+        "run_as_user",
+        "task_concurrency",
+        "map_index_template",
+        "max_active_tis_per_dag",
+        "max_active_tis_per_dagrun",
+        "executor",
+        "executor_config",
+        "do_xcom_push",
+        "multiple_outputs",
+        "inlets",
+        "outlets",
+        "task_group",
+        "doc",
+        "doc_md",
+        "doc_json",
+        "doc_yaml",
+        "doc_rst",
+        "task_display_name",
+        "logger_name",
+        "allow_nested_operators",
+        "render_template_as_native_obj",
+        "start_from_trigger",
+        "start_trigger_args",
+    }
+)
+"""The keyword arguments of Airflow 3's ``BaseOperator`` (Task SDK). Those an operator here does not
+accept are ignored with a DAG warning instead of raising, so an Airflow DAG ports by changing its imports."""
+
+
+def accepted_arguments(cls: type) -> frozenset[str]:
+    """The keyword arguments operator class ``cls`` accepts (its ``__init__`` and its bases')."""
+    return _accepted_args(cls)
