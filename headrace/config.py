@@ -76,6 +76,14 @@ SPEC: dict[str, dict[str, Option]] = {
             "Import path of the XCom backend class (a BaseXCom subclass: serialize_value, deserialize_value, "
             "orm_deserialize_value); see docs/xcom.md.",
         ),
+        "max_map_length": Option(
+            int,
+            _const(1024),
+            "Most task instances one mapped task may expand to in a DAG run (Airflow's core.max_map_length); "
+            "a task pushing a longer value for a mapped task fails, and so does a mapped task with a longer literal.",
+            1,
+            1_000_000,
+        ),
         "dagbag_import_timeout": Option(float, _const(30.0), "Seconds a DAG file may take to import.", 0.1, 3600),
         "load_examples": Option(bool, _const(False), "Also load the bundled example DAGs."),
         "dags_are_paused_at_creation": Option(

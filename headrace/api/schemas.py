@@ -259,6 +259,8 @@ class TaskInstance(BaseModel):
     dag_id: str
     dag_run_id: str
     task_id: str
+    map_index: int = -1
+    """The task instance's map index (-1: not mapped; 0..n-1 for a mapped task's instances)."""
     state: str
     try_number: int
     """Number of the latest try queued (0: never queued)."""
@@ -320,8 +322,11 @@ class ClearTaskInstances(_In):
     """``POST /dags/{dag_id}/clearTaskInstances``."""
 
     dag_run_id: Name
-    task_ids: list[Name] | None = Field(default=None, max_length=10_000)
-    """None: every task of the run."""
+    task_ids: list[Name | tuple[Name, Annotated[int, Field(ge=0, le=1_000_000)]]] | None = Field(
+        default=None, max_length=10_000
+    )
+    """None: every task of the run. An item ``[task_id, map_index]`` (Airflow's form) clears that index of a
+    mapped task only; a plain task id clears every index."""
     include_downstream: bool = False
     include_upstream: bool = False
     only_failed: bool = False

@@ -30,6 +30,14 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from headrace.authoring.context import call_with_context, make_jinja_env
 from headrace.authoring.dag import DAG, DagContext, caller_location
+from headrace.authoring.expand_input import (
+    DictOfListsExpandInput,
+    ExpandInput,
+    ListOfDictsExpandInput,
+    check_expand_kwargs,
+    check_mappable,
+    prevent_duplicates,
+)
 from headrace.authoring.operators import BashOperator, BranchPythonOperator, PythonOperator, ShortCircuitOperator
 from headrace.authoring.params import ParamsDict
 from headrace.authoring.python_virtualenv import (
@@ -38,7 +46,7 @@ from headrace.authoring.python_virtualenv import (
     ExternalPythonOperator,
     PythonVirtualenvOperator,
 )
-from headrace.authoring.task import BaseOperator
+from headrace.authoring.task import BaseOperator, MappedOperator, OperatorPartial
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.xcom import DagParam, XComArg, find_xcom_args, resolve_refs
 from headrace.exceptions import DagDefinitionError, ParamValidationError, SkipTask
@@ -321,6 +329,125 @@ class Task(Generic[P, R]):
         elif self.role is not None:
             operator.as_teardown(on_failure_fail_dagrun=self.role[1])
         return XComArg(operator)
+
+    def partial(self, **kwargs: Any) -> TaskPartial[P, R]:
+        """The function's arguments every mapped task instance shares: ``f.partial(y=1).expand(x=[1, 2])``.
+
+        Raises ``TypeError`` for an argument the function does not take.
+        """
+        return TaskPartial(self, kwargs)
+
+    def expand(self, **kwargs: Any) -> XComArg:
+        """A mapped task: one task instance per item of ``kwargs``' values (lists, dicts, XComArgs; the
+        cross product for several). Returns the XComArg of its values (a list, by map index, downstream)."""
+        return TaskPartial(self, {}).expand(**kwargs)
+
+    def expand_kwargs(self, kwargs: Any) -> XComArg:
+        """A mapped task with one task instance per dict of the function's arguments (a list of dicts or an
+        XComArg whose value is one)."""
+        return TaskPartial(self, {}).expand_kwargs(kwargs)
+
+
+KNOWN_CONTEXT_KEYS = frozenset(
+    {
+        "conf",
+        "conn",
+        "dag",
+        "dag_run",
+        "data_interval_end",
+        "data_interval_start",
+        "ds",
+        "ds_nodash",
+        "expanded_ti_count",
+        "inlets",
+        "logical_date",
+        "macros",
+        "map_index",
+        "outlets",
+        "params",
+        "run_id",
+        "task",
+        "task_instance",
+        "task_instance_key_str",
+        "templates_dict",
+        "ti",
+        "try_number",
+        "ts",
+        "ts_nodash",
+        "var",
+    }
+)
+"""Context keys a ``@task`` function receives by name: mapping over one of them would shadow it (an error)."""
+
+
+class TaskPartial(Generic[P, R]):
+    """``f.partial(**kwargs)``: a ``@task`` function's shared arguments, waiting for ``expand``."""
+
+    def __init__(self, task: Task[P, R], kwargs: dict[str, Any]) -> None:
+        self.task = task
+        self.kwargs = dict(kwargs)
+        self._check_names("partial", self.kwargs)
+
+    def _check_names(self, func: str, kwargs: dict[str, Any]) -> None:
+        shadowed = sorted(KNOWN_CONTEXT_KEYS.intersection(kwargs)) if func != "partial" else []
+        if len(shadowed) == 1:
+            raise ValueError(f"cannot call {func}() on task context variable {shadowed[0]!r}")
+        if shadowed:
+            raise ValueError(f"cannot call {func}() on task context variables {', '.join(map(repr, shadowed))}")
+        params = inspect.signature(self.task.function).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        for name in kwargs:
+            if name not in params:
+                raise TypeError(f"{self.task.__name__}.{func}() got an unexpected keyword argument {name!r}")
+
+    def expand(self, **kwargs: Any) -> XComArg:
+        """See :meth:`Task.expand`. Raises ``TypeError`` for no argument, an unknown one or one given to
+        ``partial`` too, ``ValueError`` for a context variable or a value that cannot be mapped over."""
+        if not kwargs:
+            raise TypeError("no arguments to expand against")
+        self._check_names("expand", kwargs)
+        prevent_duplicates(self.kwargs, kwargs, fail_reason="mapping already partial")
+        for name, value in kwargs.items():
+            check_mappable(self.task.__name__, name, value)
+        return self._expand(DictOfListsExpandInput(dict(kwargs)))
+
+    def expand_kwargs(self, kwargs: Any) -> XComArg:
+        """See :meth:`Task.expand_kwargs`. Raises ``TypeError`` for a value that is neither."""
+        return self._expand(ListOfDictsExpandInput(check_expand_kwargs(kwargs)))
+
+    def _expand(self, expand_input: ExpandInput) -> XComArg:
+        task = self.task
+        operator_class = task.operator_class
+        if not (isinstance(operator_class, type) and issubclass(operator_class, BaseOperator)):
+            raise DagDefinitionError(
+                f"task {task.__name__!r}: its operator factory {operator_class!r} cannot be mapped"
+            )
+        if task.role is not None:
+            raise DagDefinitionError(f"task {task.__name__!r}: headrace cannot map a @{task.role[0]} task yet")
+        if task.pre_execute_hook is not None:
+            raise DagDefinitionError(f"task {task.__name__!r}: headrace cannot map a @task.run_if / skip_if task yet")
+        op_kwargs = dict(task.operator_kwargs)
+        dag = op_kwargs.get("dag") or DagContext.current()
+        group = group_of(dag, op_kwargs.get("task_group"))
+        task_id = unique_task_id(group.dag if group else dag, str(op_kwargs.pop("task_id", task.__name__)), group)
+        if "doc_md" not in op_kwargs and task.function.__doc__:
+            op_kwargs["doc_md"] = inspect.cleandoc(task.function.__doc__)
+        partial = OperatorPartial(
+            operator_class,
+            {
+                **op_kwargs,
+                "task_id": task_id,
+                "python_callable": task.function,
+                "op_args": [],
+                "op_kwargs": dict(self.kwargs),
+                "multiple_outputs": task.multiple_outputs,
+            },
+        )
+        mapped = MappedOperator.from_partial(partial, expand_input, expand_into="op_kwargs")
+        for ref in find_xcom_args(self.kwargs):
+            ref.operator.set_downstream(mapped)
+        return XComArg(mapped)
 
 
 class _TaskDecorator:

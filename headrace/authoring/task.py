@@ -16,7 +16,6 @@ warning (see :mod:`headrace.authoring.dag_warnings`).
 from __future__ import annotations
 
 import functools
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -26,18 +25,31 @@ from headrace.authoring.airflow_args import AIRFLOW_OPERATOR_ARGS
 from headrace.authoring.context import make_jinja_env
 from headrace.authoring.dag import DAG, DagContext, validate_id
 from headrace.authoring.edges import Label
+from headrace.authoring.expand_input import NOT_MAPPABLE as _NOT_MAPPABLE
+from headrace.authoring.expand_input import (
+    DictOfListsExpandInput,
+    ExpandInput,
+    ListOfDictsExpandInput,
+    check_expand_kwargs,
+    check_mappable,
+    prevent_duplicates,
+)
 from headrace.authoring.setup_teardown import SetupTeardownContext, SetupTeardownMixin
 from headrace.authoring.sizes import parse_memory_limit
+from headrace.authoring.task_args import MAX_RETRY_DELAY as MAX_RETRY_DELAY
+from headrace.authoring.task_args import _accepted_args
+from headrace.authoring.task_args import accepted_arguments as accepted_arguments
+from headrace.authoring.task_args import retry_delay_seconds as retry_delay_seconds
+from headrace.authoring.task_args import to_timedelta as to_timedelta
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.trigger_rules import TriggerRule
 from headrace.authoring.weight_rule import WeightRule
+from headrace.authoring.xcom import XComArg, XComArgLike
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Callback, Context
 
 if TYPE_CHECKING:
     import jinja2
-
-    from headrace.authoring.xcom import XComArg
 
 __all__ = [
     "AIRFLOW_OPERATOR_ARGS",
@@ -49,55 +61,6 @@ __all__ = [
     "retry_delay_seconds",
     "to_timedelta",
 ]
-
-MAX_RETRY_DELAY = timedelta(hours=24)
-"""Ceiling for exponential backoff when ``max_retry_delay`` is not set (Airflow's)."""
-
-
-def retry_delay_seconds(retry_delay: float, try_number: int, *, exponential: bool, max_delay: float | None) -> float:
-    """Seconds to wait before the try after try ``try_number`` (1-based) failed: the one retry-delay rule.
-
-    ``retry_delay`` and ``max_delay`` in seconds. Without backoff:
-    ``retry_delay``. With it: ``retry_delay * 2 ** (try_number - 1)``, capped
-    at ``max_delay`` (or :data:`MAX_RETRY_DELAY` if None). Airflow adds a
-    jitter to the backoff; headrace does not, so the delay is predictable.
-    Used by operators and by the serialized tasks the scheduler and
-    supervisors read.
-    """
-    if not exponential:
-        return retry_delay
-    cap = max_delay if max_delay is not None else MAX_RETRY_DELAY.total_seconds()
-    exponent = max(try_number, 1) - 1
-    return cap if exponent > 64 else float(min(retry_delay * 2**exponent, cap))
-
-
-def to_timedelta(value: timedelta | float | None, name: str) -> timedelta | None:
-    """Accept a timedelta or a number of seconds (or None). Raises ``DagDefinitionError``."""
-    if value is None or isinstance(value, timedelta):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    raise DagDefinitionError(f"{name} must be a timedelta or a number of seconds, got {value!r}")
-
-
-@functools.cache
-def _accepted_args(cls: type) -> frozenset[str]:
-    """The keyword names the ``__init__`` methods of ``cls`` and its bases accept."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None or klass is object:
-            continue
-        for p in inspect.signature(inspect.unwrap(init)).parameters.values():
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self":
-                names.add(p.name)
-    return frozenset(names)
-
-
-def accepted_arguments(cls: type) -> frozenset[str]:
-    """The keyword arguments operator class ``cls`` accepts (its ``__init__`` and its bases')."""
-    return _accepted_args(cls)
-
 
 WEIGHT_RULES: tuple[str, ...] = tuple(r.value for r in WeightRule)
 """Airflow's weight rules: a task instance's priority is its ``priority_weight`` plus those of every task
@@ -183,6 +146,8 @@ class BaseOperator(SetupTeardownMixin, ABC):
     """A template field value ending in one of these is read as a template file."""
     ui_color: str = "#fff"
     render_template_as_native_obj: bool | None = None
+    expand_input: ExpandInput | None = None
+    """What a mapped task expands over (:class:`MappedOperator`); None for a task that is not mapped."""
     ignored_arguments: tuple[str, ...] = ()
     """Airflow operator arguments given to this operator that headrace does not support yet (ignored)."""
     pre_execute_hook: Callable[[Context], None] | None = None
@@ -228,6 +193,8 @@ class BaseOperator(SetupTeardownMixin, ABC):
         doc_md: str | None = None,
         task_group: TaskGroup | None = None,
         render_template_as_native_obj: bool | None = None,
+        max_active_tis_per_dag: int | None = None,
+        max_active_tis_per_dagrun: int | None = None,
     ) -> None:
         dag = dag if dag is not None else DagContext.current()
         group = group_of(dag, task_group)
@@ -294,6 +261,16 @@ class BaseOperator(SetupTeardownMixin, ABC):
         self.doc_md = doc_md
         self.render_template_as_native_obj = render_template_as_native_obj
         """Render this task's fields as native objects (True) or text (False); None: the DAG's setting."""
+        for name, limit in (
+            ("max_active_tis_per_dag", max_active_tis_per_dag),
+            ("max_active_tis_per_dagrun", max_active_tis_per_dagrun),
+        ):
+            if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+                raise DagDefinitionError(f"task {task_id!r}: {name} must be an int ≥ 1 or None, got {limit!r}")
+        self.max_active_tis_per_dag = max_active_tis_per_dag
+        """At most this many task instances of the task queued or running at once, over all runs."""
+        self.max_active_tis_per_dagrun = max_active_tis_per_dagrun
+        """At most this many task instances of the task queued or running at once in one DAG run."""
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
         self.dag: DAG | None = None
@@ -311,6 +288,32 @@ class BaseOperator(SetupTeardownMixin, ABC):
     def operator_name(self) -> str:
         """The operator's class name (``"PythonOperator"``, ``"@task"`` operators report theirs)."""
         return type(self).__name__
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> OperatorPartial:
+        """The arguments every mapped task instance shares: ``Op.partial(task_id=..., ...).expand(x=[1, 2])``.
+
+        Raises ``TypeError`` without ``task_id`` or for an argument the operator does not take.
+        """
+        return OperatorPartial(cls, kwargs)
+
+    @property
+    def is_mapped(self) -> bool:
+        """True for a mapped task (``expand``) and for every task of a mapped task group."""
+        return self.expand_input is not None or self.mapped_group() is not None
+
+    def task_groups_chain(self) -> list[TaskGroup]:
+        """The task's group, then its parent groups, out to the DAG's top level."""
+        chain: list[TaskGroup] = []
+        group = self.task_group
+        while group is not None:
+            chain.append(group)
+            group = group.parent_group
+        return chain
+
+    def mapped_group(self) -> TaskGroup | None:
+        """The innermost mapped task group the task is in (``my_group.expand(...)``), or None."""
+        return next((g for g in self.task_groups_chain() if g.expand_input is not None), None)
 
     @property
     def max_tries(self) -> int:
@@ -464,6 +467,159 @@ class BaseOperator(SetupTeardownMixin, ABC):
         if isinstance(value, dict):
             return {k: self._render(v, context, env) for k, v in value.items()}
         return value
+
+
+def _with_default_args(operator_class: type[BaseOperator], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` plus the DAG's (and task groups') ``default_args`` the operator accepts and ``kwargs`` lacks."""
+    dag = kwargs.get("dag") or DagContext.current()
+    group = group_of(dag, kwargs.get("task_group"))
+    default_args = group.merged_default_args() if group is not None else dag.default_args if dag else {}
+    accepted = _accepted_args(operator_class)
+    return {**{k: v for k, v in default_args.items() if k in accepted}, **kwargs}
+
+
+class OperatorPartial:
+    """``Op.partial(...)``: an operator's shared arguments, waiting for ``expand`` or ``expand_kwargs``."""
+
+    def __init__(self, operator_class: type[BaseOperator], kwargs: dict[str, Any]) -> None:
+        name = operator_class.__name__
+        if "task_id" not in kwargs:
+            raise TypeError(f"{name}.partial() missing required keyword argument 'task_id'")
+        accepted = _accepted_args(operator_class)
+        unknown = [k for k in kwargs if k not in accepted and k not in AIRFLOW_OPERATOR_ARGS]
+        if unknown:
+            raise TypeError(f"{name}.partial() got an unexpected keyword argument {unknown[0]!r}")
+        self.operator_class = operator_class
+        self.kwargs = dict(kwargs)
+        """The arguments given to ``partial`` (a mapped argument may not repeat one)."""
+        self.with_defaults = _with_default_args(operator_class, dict(kwargs))
+        """``kwargs`` plus the DAG's and groups' ``default_args`` the operator takes (a mapped argument wins
+        over a default)."""
+
+    def __repr__(self) -> str:
+        return f"{self.operator_class.__name__}.partial(task_id={self.kwargs['task_id']!r})"
+
+    def expand(self, **mapped_kwargs: Any) -> MappedOperator:
+        """One task instance per item (the cross product for several arguments: see ``expand_input``).
+
+        Each value is a list, a dict or an XComArg. Raises ``TypeError`` for no argument, an argument the
+        operator does not take, or one given to ``partial`` too (or never mappable: ``task_id``, ``dag``,
+        ``task_group``), and ``ValueError`` for a value that cannot be mapped over.
+        """
+        name = self.operator_class.__name__
+        if not mapped_kwargs:
+            raise TypeError("no arguments to expand against")
+        accepted = _accepted_args(self.operator_class)
+        unknown = [k for k in mapped_kwargs if k not in accepted and k not in _NOT_MAPPABLE]
+        if unknown:
+            raise TypeError(f"{name}.expand() got an unexpected keyword argument {unknown[0]!r}")
+        prevent_duplicates(
+            {**self.kwargs, **dict.fromkeys(_NOT_MAPPABLE)},
+            mapped_kwargs,
+            fail_reason="unmappable or already specified",
+        )
+        for key, value in mapped_kwargs.items():
+            check_mappable(name, key, value)
+        return MappedOperator.from_partial(self, DictOfListsExpandInput(dict(mapped_kwargs)))
+
+    def expand_kwargs(self, kwargs: Sequence[dict[str, Any]] | XComArgLike) -> MappedOperator:
+        """One task instance per dict of arguments: a literal list of dicts, or an XComArg whose value is one.
+
+        Raises ``TypeError`` for anything else (naming the type found).
+        """
+        return MappedOperator.from_partial(self, ListOfDictsExpandInput(check_expand_kwargs(kwargs)))
+
+
+class MappedOperator(BaseOperator):
+    """A mapped task (``Op.partial(...).expand(...)``, ``@task`` ``.expand``): in each DAG run it becomes one
+    task instance per item of what it expands over, each with its own map index, tries and state.
+
+    The task's own arguments (retries, pool, trigger rule…) come from ``partial``. The task process builds
+    the real operator for its map index with :meth:`unmap`.
+    """
+
+    def __init__(
+        self,
+        *,
+        operator_class: type[BaseOperator],
+        partial_kwargs: dict[str, Any],
+        expand_input: ExpandInput,
+        expand_into: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.operator_class = operator_class
+        """The operator each task instance runs."""
+        self.partial_kwargs = partial_kwargs
+        """The arguments shared by every task instance (``task_id`` and the task's own arguments included)."""
+        self.expand_input = expand_input
+        self.expand_into = expand_into
+        """``"op_kwargs"`` for a ``@task`` function: the expanded arguments are the function's."""
+        self.template_fields = ()
+        group = self.task_group
+        while group is not None:
+            if group.expand_input is not None:
+                raise NotImplementedError(
+                    f"task {self.task_id!r}: operator expansion in an expanded task group is not yet supported"
+                )
+            group = group.parent_group
+        for ref in expand_input.references():
+            ref.operator.set_downstream(self)
+
+    @classmethod
+    def from_partial(
+        cls, partial: OperatorPartial, expand_input: ExpandInput, *, expand_into: str | None = None
+    ) -> MappedOperator:
+        """The mapped task of ``partial`` expanding over ``expand_input``."""
+        base = _accepted_args(BaseOperator)
+        own = {
+            k: v
+            for k, v in partial.with_defaults.items()
+            if k in base or (k in AIRFLOW_OPERATOR_ARGS and k not in _accepted_args(partial.operator_class))
+        }
+        return cls(
+            operator_class=partial.operator_class,
+            partial_kwargs=partial.with_defaults,
+            expand_input=expand_input,
+            expand_into=expand_into,
+            **own,
+        )
+
+    @property
+    def output(self) -> XComArg:
+        """The XComArg of the task's return value (downstream: the list of its instances' values)."""
+        return XComArg(self)
+
+    @property
+    def operator_name(self) -> str:
+        """The name of the operator each task instance runs (``BashOperator``, ``@task``)."""
+        return str(getattr(self.operator_class, "decorator_name", None) or self.operator_class.__name__)
+
+    def execute(self, context: Context) -> Any:
+        """Never called: each expanded task instance runs the operator :meth:`unmap` builds."""
+        raise RuntimeError(f"task {self.task_id!r} is mapped: its task instances run the unmapped operator")
+
+    def unmap_for(self, context: Context) -> BaseOperator:
+        """The operator of the task instance at ``context["map_index"]``, its arguments resolved (XComArgs
+        pulled through ``context["ti"]``). Raises ``IndexError`` / ``TypeError`` for a map index or value that
+        does not fit what the task expands over."""
+        assert self.expand_input is not None
+        return self.unmap(self.expand_input.resolve(context, int(context.get("map_index", -1))))
+
+    def unmap(self, mapped_kwargs: dict[str, Any]) -> BaseOperator:
+        """The operator of one task instance: ``partial`` arguments plus ``mapped_kwargs``, outside any DAG
+        context (its ``dag``, group and relatives are this task's)."""
+        kwargs = {k: v for k, v in self.partial_kwargs.items() if k not in ("dag", "task_group", "task_id")}
+        if self.expand_into is not None:
+            kwargs[self.expand_into] = {**dict(kwargs.get(self.expand_into) or {}), **mapped_kwargs}
+        else:
+            kwargs.update(mapped_kwargs)
+        operator = self.operator_class(task_id=self.task_id, **kwargs)
+        operator.dag = self.dag
+        operator.task_group = self.task_group
+        operator.upstream_task_ids = set(self.upstream_task_ids)
+        operator.downstream_task_ids = set(self.downstream_task_ids)
+        return operator
 
 
 _Relatable = TypeVar("_Relatable", "BaseOperator", "XComArg", TaskGroup, Label, "list[Any]", "Sequence[Any]")

@@ -29,7 +29,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from headrace.authoring.dag import DAG, DagContext, caller_location, validate_id
+from headrace.authoring.expand_input import (
+    DictOfListsExpandInput,
+    ExpandInput,
+    ListOfDictsExpandInput,
+    check_mappable,
+    prevent_duplicates,
+)
 from headrace.authoring.setup_teardown import group_leaves
+from headrace.authoring.xcom import MappedArgument
 from headrace.exceptions import DagDefinitionError, DuplicateTaskIdError
 
 if TYPE_CHECKING:
@@ -93,6 +101,8 @@ class TaskGroup:
     """The id given, without the parents' prefix (Airflow's ``_group_id``)."""
     parent_group: TaskGroup | None
     """The enclosing group, None at the DAG's top level."""
+    expand_input: ExpandInput | None = None
+    """What a mapped task group (``my_group.expand(...)``) expands over; None for a plain group."""
 
     def __init__(
         self,
@@ -326,6 +336,86 @@ class TaskGroupFactory(Generic[P, R]):
             result = self.function(*args, **kwargs)
         return group if result is None else result
 
+    def partial(self, **kwargs: Any) -> TaskGroupPartial[P, R]:
+        """The function's arguments every mapped group instance shares: ``my_group.partial(y=1).expand(x=[…])``."""
+        return TaskGroupPartial(self, kwargs)
+
+    def expand(self, **kwargs: Any) -> R | TaskGroup:
+        """A mapped task group: its tasks run once per item (the cross product for several arguments), each
+        task instance with the arguments of its map index. See :meth:`TaskGroupPartial.expand`."""
+        return TaskGroupPartial(self, {}).expand(**kwargs)
+
+    def expand_kwargs(self, kwargs: Any) -> R | TaskGroup:
+        """A mapped task group with one instance per dict of the function's arguments (a list of dicts or an
+        XComArg whose value is one)."""
+        return TaskGroupPartial(self, {}).expand_kwargs(kwargs)
+
+    def _mapped(self, given: dict[str, Any], expand_input: ExpandInput, names: list[str]) -> R | TaskGroup:
+        group_kwargs = dict(self.group_kwargs)
+        group_id = str(group_kwargs.pop("group_id", None) or self.__name__)
+        if not group_kwargs.get("tooltip") and self.function.__doc__:
+            group_kwargs["tooltip"] = inspect.cleandoc(self.function.__doc__)
+        group_kwargs.setdefault("add_suffix_on_collision", True)
+        with TaskGroup(group_id, **group_kwargs) as group:
+            if any(g.expand_input is not None for g in _chain(group.parent_group)):
+                raise NotImplementedError(
+                    f"task group {group.group_id!r}: expanding a task group in an expanded task group "
+                    "is not yet supported"
+                )
+            group.expand_input = expand_input
+            arguments = {**given, **{name: MappedArgument(name, expand_input) for name in names}}
+            build: Callable[..., R] = self.function  # receives MappedArguments for the expanded names
+            result = build(**arguments)
+        return group if result is None else result
+
+
+def _chain(group: TaskGroup | None) -> list[TaskGroup]:
+    out: list[TaskGroup] = []
+    while group is not None:
+        out.append(group)
+        group = group.parent_group
+    return out
+
+
+class TaskGroupPartial(Generic[P, R]):
+    """``my_group.partial(**kwargs)``: the function's shared arguments, waiting for ``expand``."""
+
+    def __init__(self, factory: TaskGroupFactory[P, R], kwargs: dict[str, Any]) -> None:
+        self.factory = factory
+        self.kwargs = dict(kwargs)
+        self._check_names("partial", self.kwargs)
+
+    def _check_names(self, func: str, kwargs: dict[str, Any]) -> None:
+        params = inspect.signature(self.factory.function).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        for name in kwargs:
+            if name not in params:
+                raise TypeError(f"{self.factory.__name__}.{func}() got an unexpected keyword argument {name!r}")
+
+    def expand(self, **kwargs: Any) -> R | TaskGroup:
+        """Map the group over ``kwargs`` (lists, dicts or XComArgs). Raises ``TypeError`` for no argument,
+        an unknown one or one given to ``partial`` too, ``ValueError`` for a value that cannot be mapped."""
+        if not kwargs:
+            raise TypeError("no arguments to expand against")
+        self._check_names("expand", kwargs)
+        prevent_duplicates(self.kwargs, kwargs, fail_reason="mapping already partial")
+        for name, value in kwargs.items():
+            check_mappable(self.factory.__name__, name, value)
+        return self.factory._mapped(self.kwargs, DictOfListsExpandInput(dict(kwargs)), list(kwargs))
+
+    def expand_kwargs(self, kwargs: Any) -> R | TaskGroup:
+        """Map the group over a list of dicts of the function's arguments (or an XComArg whose value is one).
+
+        The function's parameters not given to ``partial`` are read from each dict.
+        """
+        if not isinstance(kwargs, (list, tuple)) and not hasattr(kwargs, "references"):
+            raise TypeError(f"expected XComArg or list[dict], not {type(kwargs).__name__}")
+        names = [n for n in inspect.signature(self.factory.function).parameters if n not in self.kwargs]
+        return self.factory._mapped(
+            self.kwargs, ListOfDictsExpandInput(list(kwargs) if isinstance(kwargs, tuple) else kwargs), names
+        )
+
 
 _GROUP_ARGS = frozenset(
     {
@@ -373,4 +463,12 @@ def task_group(
     return decorate
 
 
-__all__ = ["DEFAULT_UI_COLOR", "TaskGroup", "TaskGroupContext", "TaskGroupFactory", "group_of", "task_group"]
+__all__ = [
+    "DEFAULT_UI_COLOR",
+    "TaskGroup",
+    "TaskGroupContext",
+    "TaskGroupFactory",
+    "TaskGroupPartial",
+    "group_of",
+    "task_group",
+]

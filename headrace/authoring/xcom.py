@@ -10,8 +10,8 @@ tuples, sets, numpy values, pandas DataFrames, dataclasses, pydantic models….
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from headrace.authoring.xcom_backend import BaseXCom
 from headrace.exceptions import XComError
@@ -25,6 +25,17 @@ RETURN_KEY = "return_value"
 
 DEFAULT_MAX_BYTES = 48 * 1024
 """A reasonable default for ``max_bytes`` (the deployment's ``xcom max size`` overrides it)."""
+
+
+class _NotSet:
+    """The type of :data:`NOTSET`."""
+
+    def __repr__(self) -> str:
+        return "NOTSET"
+
+
+NOTSET: Any = _NotSet()
+"""No value given (``zip``'s ``fillvalue``): told apart from ``None``, which is a value."""
 
 
 class XComArg:
@@ -55,9 +66,44 @@ class XComArg:
     def __iter__(self) -> Iterator[Any]:
         raise TypeError("an XComArg is not iterable; its value only exists when the task runs")
 
+    def map(self, f: Callable[[Any], Any]) -> MapXComArg:
+        """A reference to this value with ``f`` applied to each item (Airflow's ``XComArg.map``).
+
+        ``f`` runs in the task that uses the result, per item, when the item is read. Mapped over with
+        ``expand``, it gives one task instance per item.
+        """
+        return MapXComArg(self, (f,))
+
+    def zip(self, *others: XComArgLike, fillvalue: Any = NOTSET) -> ZipXComArg:
+        """A reference to tuples of this value's items and ``others``' (Airflow's ``XComArg.zip``).
+
+        As ``zip``: as long as the shortest; with ``fillvalue`` as the longest, missing items filled.
+        Raises ``TypeError`` if an other is not an XComArg.
+        """
+        return ZipXComArg((self, *others), fillvalue=fillvalue)
+
     def resolve(self, context: Context) -> Any:
-        """Return the referenced value, pulled through ``context["ti"]``."""
-        return context["ti"].xcom_pull(task_ids=self.operator.task_id, key=self.key)
+        """Return the referenced value, pulled through ``context["ti"]``.
+
+        The value of a mapped task is the list of its task instances' values, ordered by map index
+        (Airflow's lazy sequence), except for a task of the same mapped task group as the running task:
+        then it is the value of the same map index.
+        """
+        ti = context["ti"]
+        op = self.operator
+        group = op.mapped_group()
+        if group is None and not op.is_mapped:
+            return ti.xcom_pull(task_ids=op.task_id, key=self.key)
+        here = context.get("task")
+        map_index = int(context.get("map_index", -1))
+        if group is not None and map_index >= 0 and here is not None and group in here.task_groups_chain():
+            return ti.xcom_pull(task_ids=op.task_id, key=self.key, map_indexes=map_index)
+        values = ti.xcom_pull(task_ids=op.task_id, key=self.key, map_indexes=None)
+        return [] if values is None else list(values) if isinstance(values, list) else [values]
+
+    def references(self) -> list[XComArg]:
+        """The plain XComArgs this one reads (itself)."""
+        return [self]
 
     def set_downstream(self, other: Any, edge_modifier: Any = None) -> None:
         """``operator.set_downstream(other, edge_modifier)`` (``edge_modifier``: a ``Label`` or None)."""
@@ -112,6 +158,135 @@ class XComArg:
         return self
 
 
+class MapXComArg:
+    """``arg.map(f)``: the items of ``arg`` with ``f`` applied, each when it is read (see :meth:`XComArg.map`)."""
+
+    def __init__(self, arg: XComArg, callables: tuple[Callable[[Any], Any], ...]) -> None:
+        for f in callables:
+            if not callable(f):
+                raise TypeError(f"XComArg.map() takes a function, got {f!r}")
+        self.arg = arg
+        self.callables = callables
+
+    def __repr__(self) -> str:
+        return f"{self.arg!r}.map({', '.join(getattr(f, '__name__', repr(f)) for f in self.callables)})"
+
+    def map(self, f: Callable[[Any], Any]) -> MapXComArg:
+        """Apply ``f`` too, after the functions already given."""
+        return MapXComArg(self.arg, (*self.callables, f))
+
+    def zip(self, *others: XComArgLike, fillvalue: Any = NOTSET) -> ZipXComArg:
+        """Tuples of this value's items and ``others``' (see :meth:`XComArg.zip`)."""
+        return ZipXComArg((self, *others), fillvalue=fillvalue)
+
+    def apply(self, item: Any) -> Any:
+        """``item`` through every function, in order."""
+        for f in self.callables:
+            item = f(item)
+        return item
+
+    def resolve(self, context: Context) -> Sequence[Any]:
+        """The items of ``arg``'s value, each passed through the functions when read (a lazy sequence)."""
+        return _MappedItems(_items(self.arg.resolve(context), repr(self.arg)), self)
+
+    def references(self) -> list[XComArg]:
+        """The plain XComArgs this one reads."""
+        return [self.arg]
+
+
+class ZipXComArg:
+    """``a.zip(b, …)``: tuples of the items of several values (see :meth:`XComArg.zip`)."""
+
+    def __init__(self, args: Sequence[XComArgLike], *, fillvalue: Any = NOTSET) -> None:
+        for arg in args:
+            if not isinstance(arg, (XComArg, MapXComArg, ZipXComArg)):
+                raise TypeError(f"XComArg.zip() takes XComArgs, got {arg!r}")
+        self.args = tuple(args)
+        self.fillvalue = fillvalue
+
+    def __repr__(self) -> str:
+        return f"zip({', '.join(repr(a) for a in self.args)})"
+
+    def map(self, f: Callable[[Any], Any]) -> MapXComArg:
+        """Not supported on a zip (as in Airflow, ``map`` applies to a task's value)."""
+        raise TypeError("XComArg.zip(...).map() is not supported: map the values before zipping them")
+
+    def resolve(self, context: Context) -> list[tuple[Any, ...]]:
+        """The tuples: as long as the shortest value, or the longest when ``fillvalue`` was given."""
+        values = [_items(a.resolve(context), repr(a)) for a in self.args]
+        if self.fillvalue is NOTSET:
+            return list(zip(*values, strict=False))
+        longest = max((len(v) for v in values), default=0)
+        return [tuple(v[i] if i < len(v) else self.fillvalue for v in values) for i in range(longest)]
+
+    def references(self) -> list[XComArg]:
+        """The plain XComArgs this one reads."""
+        return [r for a in self.args for r in a.references()]
+
+
+XComArgLike = XComArg | MapXComArg | ZipXComArg
+"""What ``expand`` and ``expand_kwargs`` accept besides literal lists and dicts."""
+
+
+def _items(value: Any, what: str) -> Sequence[Any]:
+    """``value`` as a sequence to index: a list as it is, a dict as its ``(key, value)`` pairs."""
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return value
+    raise TypeError(f"{what} is not a list or dict, cannot map over it: {type(value).__name__}")
+
+
+class _MappedItems(Sequence[Any]):
+    """The items of a value with a :class:`MapXComArg`'s functions applied on read."""
+
+    def __init__(self, items: Sequence[Any], arg: MapXComArg) -> None:
+        self._items = items
+        self._arg = arg
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self._arg.apply(v) for v in self._items[index]]
+        return self._arg.apply(self._items[index])
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} items of {self._arg!r}>"
+
+
+class ExpandInputLike(Protocol):
+    """What a :class:`MappedArgument` reads from (``headrace.authoring.expand_input``)."""
+
+    def references(self) -> list[XComArg]:
+        """The plain XComArgs the input reads."""
+        ...
+
+    def resolve(self, context: Context, map_index: int) -> dict[str, Any]:
+        """The keyword arguments of map index ``map_index``."""
+        ...
+
+
+class MappedArgument:
+    """An argument of a mapped task group's function (``my_group.expand(x=[1, 2])``): inside the group it is
+    the value of ``name`` at the running task instance's map index."""
+
+    def __init__(self, name: str, expand_input: ExpandInputLike) -> None:
+        self.name = name
+        self.expand_input = expand_input
+
+    def __repr__(self) -> str:
+        return f"MappedArgument({self.name!r})"
+
+    def resolve(self, context: Context) -> Any:
+        """The value for ``context["map_index"]``. Raises ``XComError`` outside a mapped task instance."""
+        map_index = int(context.get("map_index", -1))
+        if map_index < 0:
+            raise XComError(f"the mapped argument {self.name!r} is only known in a mapped task instance")
+        return self.expand_input.resolve(context, map_index)[self.name]
+
+
 class DagParam:
     """A reference to DAG param ``name``, resolved from ``context["params"]`` at run time.
 
@@ -131,9 +306,14 @@ class DagParam:
 
 
 def find_xcom_args(value: Any) -> list[XComArg]:
-    """The XComArgs inside ``value`` (looking into lists, tuples, sets and dict values)."""
+    """The XComArgs inside ``value`` (looking into lists, tuples, sets and dict values, maps and zips, and the
+    inputs of a mapped task group's arguments)."""
     if isinstance(value, XComArg):
         return [value]
+    if isinstance(value, (MapXComArg, ZipXComArg)):
+        return value.references()
+    if isinstance(value, MappedArgument):
+        return value.expand_input.references()
     if isinstance(value, (list, tuple, set, frozenset)):
         return [a for item in value for a in find_xcom_args(item)]
     if isinstance(value, dict):
@@ -142,8 +322,8 @@ def find_xcom_args(value: Any) -> list[XComArg]:
 
 
 def resolve_refs(value: Any, context: Context) -> Any:
-    """Replace every XComArg / DagParam inside ``value`` by its value at run time."""
-    if isinstance(value, (XComArg, DagParam)):
+    """Replace every XComArg / DagParam (and map, zip, mapped argument) inside ``value`` by its value at run time."""
+    if isinstance(value, (XComArg, DagParam, MapXComArg, ZipXComArg, MappedArgument)):
         return value.resolve(context)
     if isinstance(value, list):
         return [resolve_refs(v, context) for v in value]
@@ -185,6 +365,7 @@ def serialize_xcom(
     backend: type[BaseXCom] = BaseXCom,
     dag_id: str | None = None,
     run_id: str | None = None,
+    map_index: int = -1,
 ) -> str:
     """Return ``value`` as stored: the JSON text of ``backend.serialize_value(value, …)``, at most
     ``max_bytes`` UTF-8 bytes.
@@ -194,7 +375,9 @@ def serialize_xcom(
     NaN and infinities are refused too (not JSON).
     """
     try:
-        data = backend.serialize_value(value, key=key, task_id=task_id, dag_id=dag_id, run_id=run_id, map_index=-1)
+        data = backend.serialize_value(
+            value, key=key, task_id=task_id, dag_id=dag_id, run_id=run_id, map_index=map_index
+        )
         text = json.dumps(data, sort_keys=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         what = str(exc) if isinstance(exc, TypeError) else f"float {exc}"

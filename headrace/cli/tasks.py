@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from headrace.authoring.context import PreviousRun, RunInfo, build_context, current_context
 from headrace.authoring.secrets import install_secrets_runtime
-from headrace.authoring.task import BaseOperator
+from headrace.authoring.task import BaseOperator, MappedOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
 from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
 from headrace.cli.common import AppState, app_state, console, fmt_bytes, fmt_time, parse_date, styled
@@ -89,14 +89,16 @@ def states_for_dag_run(ctx: typer.Context, dag_id: str, run_id: str) -> None:
                 (TaskTry.task_instance_id == TaskInstance.id) & (TaskTry.try_number == TaskInstance.try_number),
             )
             .where(TaskInstance.dag_run_id == run.id)
-            .order_by(TaskInstance.start_date.is_(None), TaskInstance.start_date, TaskInstance.task_id)
+            .order_by(
+                TaskInstance.start_date.is_(None), TaskInstance.start_date, TaskInstance.task_id, TaskInstance.map_index
+            )
         ).all()
     table = Table(title=f"{dag_id} / {run_id}: {run.state}")
     for column in ("task_id", "state", "try", "end reason", "started", "ended", "host", "pid", "peak RSS", "CPU s"):
         table.add_column(column, overflow="fold")
     for ti, tt in rows:
         table.add_row(
-            ti.task_id,
+            f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id,
             styled(ti.state),
             str(ti.try_number),
             ti.end_reason or "-",
@@ -114,10 +116,18 @@ class _LocalTI:
     """The RuntimeTI of ``tasks test``: XComs kept in memory, reads fall back to the DB run if any."""
 
     def __init__(
-        self, db: Database, dag_id: str, run_id: str, task_id: str, max_bytes: int, backend: type[BaseXCom]
+        self,
+        db: Database,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        max_bytes: int,
+        backend: type[BaseXCom],
+        map_index: int = -1,
     ) -> None:
         self.dag_id, self.run_id, self.task_id = dag_id, run_id, task_id
         self.try_number, self.max_tries = 1, 0
+        self.map_index = map_index
         self.pushed: dict[str, str] = {}
         self._db = db
         self._max_bytes = max_bytes
@@ -134,24 +144,34 @@ class _LocalTI:
             run_id=self.run_id,
         )
 
-    def _pull_one(self, task_id: str, key: str, dag_id: str) -> Any:
+    def _pull_one(self, task_id: str, key: str, dag_id: str, map_indexes: int | None) -> Any:
+        """The value (a mapped task's: the list of its values by map index, unless ``map_indexes`` names one)."""
         with self._db.session() as session:
-            text = session.scalar(
-                select(XCom.value).where(
-                    XCom.dag_id == dag_id, XCom.run_id == self.run_id, XCom.task_id == task_id, XCom.key == key
-                )
+            stmt = select(XCom.map_index, XCom.value).where(
+                XCom.dag_id == dag_id, XCom.run_id == self.run_id, XCom.task_id == task_id, XCom.key == key
             )
-        if text is None:
-            return None
+            if map_indexes is not None:
+                stmt = stmt.where(XCom.map_index == map_indexes)
+            rows: dict[int, str] = {i: text for i, text in session.execute(stmt.order_by(XCom.map_index))}
+        if map_indexes is None and any(i >= 0 for i in rows):
+            return [self._deserialize(text, key, task_id, dag_id) for i, text in rows.items() if i >= 0]
+        text = next(iter(rows.values()), None)
+        return None if text is None else self._deserialize(text, key, task_id, dag_id)
+
+    def _deserialize(self, text: str, key: str, task_id: str, dag_id: str) -> Any:
         return deserialize_xcom(text, self._backend, key=key, task_id=task_id, dag_id=dag_id, run_id=self.run_id)
 
     def xcom_pull(
-        self, task_ids: str | Sequence[str] | None = None, key: str = "return_value", dag_id: str | None = None
+        self,
+        task_ids: str | Sequence[str] | None = None,
+        key: str = "return_value",
+        dag_id: str | None = None,
+        map_indexes: int | None = None,
     ) -> Any:
         ids = [self.task_id] if task_ids is None else task_ids
         if isinstance(ids, str):
-            return self._pull_one(ids, key, dag_id or self.dag_id)
-        return [self._pull_one(t, key, dag_id or self.dag_id) for t in ids]
+            return self._pull_one(ids, key, dag_id or self.dag_id, map_indexes)
+        return [self._pull_one(t, key, dag_id or self.dag_id, map_indexes) for t in ids]
 
     def skip(self, task_ids: Iterable[str]) -> None:
         console.print(f"[magenta]would skip: {', '.join(sorted(task_ids))}[/]")
@@ -181,12 +201,20 @@ def _find_run(db: Database, dag_id: str, when_or_run_id: str | None) -> tuple[Da
 
 
 def _runtime_task(
-    state: AppState, db: Database, dag_id: str, task_id: str, when_or_run_id: str | None, test_mode: bool = False
+    state: AppState,
+    db: Database,
+    dag_id: str,
+    task_id: str,
+    when_or_run_id: str | None,
+    map_index: int = -1,
+    test_mode: bool = False,
 ) -> tuple[BaseOperator, Context, _LocalTI]:
     """Import the DAG's file in this process and build the task's context for a DAG run.
 
     The run is the DAG's run with that run id or logical date if there is one (its dates and conf), else one
-    made up at that logical date (default now). Raises DagNotFound, TaskNotFound, DagRunNotFound.
+    made up at that logical date (default now). A mapped task is built for ``map_index`` (its arguments
+    resolved, XComs read from that run). Raises DagNotFound, TaskNotFound, DagRunNotFound, InvalidRequest
+    (a mapped task without ``--map-index``, or an index it does not have).
     """
     model, _ = _dag_model(db, dag_id)
     prepare_dag_imports(state.settings)  # the DAGs folder on sys.path, core.airflow_imports
@@ -214,10 +242,22 @@ def _runtime_task(
             previous_success=None if previous is None else PreviousRun.from_run(previous),
         )
     backend = resolve_xcom_backend(state.settings.get_str("core", "xcom_backend"))
-    ti = _LocalTI(db, dag_id, info.run_id, task_id, state.settings.get("core", "xcom_max_size"), backend)
+    ti = _LocalTI(db, dag_id, info.run_id, task_id, state.settings.get("core", "xcom_max_size"), backend, map_index)
     # Variable.get / Connection.get (and {{ var }} / {{ conn }} templates) read the DB directly here.
     install_secrets_runtime(DatabaseSecrets(db, Encryptor.from_settings(state.settings)))
-    return task, build_context(dag, task, info, ti, test_mode=test_mode), ti
+    context = build_context(dag, task, info, ti, test_mode=test_mode)
+    context["map_index"] = map_index
+    if isinstance(task, MappedOperator):
+        if map_index < 0:
+            raise InvalidRequest(f"task {task_id!r} is mapped: give the task instance's --map-index")
+        try:
+            task = task.unmap_for(context)
+        except (IndexError, TypeError) as exc:
+            raise InvalidRequest(f"task {task_id!r} at --map-index {map_index}: {exc}") from None
+        context["task"] = task
+    elif map_index >= 0 and not task.is_mapped:
+        raise InvalidRequest(f"task {task_id!r} is not mapped; leave --map-index out")
+    return task, context, ti
 
 
 @app.command("render")
@@ -226,6 +266,7 @@ def render_cmd(
     dag_id: str,
     task_id: str,
     logical_date_or_run_id: str | None = typer.Argument(None, help="A run id of the DAG or an ISO date; default now."),
+    map_index: int = typer.Option(-1, "--map-index", help="The map index of a mapped task's instance."),
 ) -> None:
     """Print the task's template fields rendered for a DAG run, as Airflow's ``tasks render`` (runs nothing).
 
@@ -237,7 +278,7 @@ def render_cmd(
 
     state = app_state(ctx)
     db = state.migrated_db()
-    task, context, _ = _runtime_task(state, db, dag_id, task_id, logical_date_or_run_id)
+    task, context, _ = _runtime_task(state, db, dag_id, task_id, logical_date_or_run_id, map_index)
     task.render_template_fields(context)
     with db.read_session() as session:
         masker = stored_secrets_masker(session, Encryptor.from_settings(state.settings))
@@ -258,6 +299,7 @@ def state_cmd(
     run_id: str = typer.Argument(
         ..., metavar="RUN_ID|LOGICAL_DATE", help="A run id of the DAG or its ISO logical date."
     ),
+    map_index: int = typer.Option(-1, "--map-index", help="The map index of a mapped task's instance."),
 ) -> None:
     """Print the state of the task instance of TASK in a DAG run (``none`` if not scheduled yet), as Airflow's.
 
@@ -281,13 +323,25 @@ def state_cmd(
                 f"DAG {dag_id!r} has no run with run id or logical date {run_id!r}; "
                 f"see `headrace dags list-runs {dag_id}`"
             )
-        ti_state = session.scalars(
-            select(TaskInstance.state).where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
-        ).first()
+        found: dict[int, str] = {
+            index: ti_state
+            for index, ti_state in session.execute(
+                select(TaskInstance.map_index, TaskInstance.state).where(
+                    TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id
+                )
+            )
+        }
         sdag = run_dag(session, run)
-        if ti_state is None:
+        if not found:
             sdag.get_task(task_id)  # TaskNotFound unless the run's DAG has it
+        ti_state = found.get(map_index)
         held = past_reason(session, sdag, run.id, task_id) if ti_state in (None, "none") else None
+    if map_index not in found and any(i >= 0 for i in found):
+        raise InvalidRequest(
+            f"task {task_id!r} is mapped ({len(found)} task instances, map indexes 0-{max(found)}): give --map-index"
+            if map_index < 0
+            else f"task {task_id!r} has no task instance at --map-index {map_index} (map indexes 0-{max(found)})"
+        )
     print(ti_state or "none")
     if held is not None:  # stdout stays the state alone, as Airflow prints it; the reason goes to stderr
         print(f"waiting: {held}", file=sys.stderr)
@@ -299,6 +353,7 @@ def test_cmd(
     dag_id: str,
     task_id: str,
     logical_date: str | None = typer.Argument(None, help="ISO date; default now."),
+    map_index: int = typer.Option(-1, "--map-index", help="The map index of a mapped task's instance."),
 ) -> None:
     """Run one task in this process, ignoring dependencies and recording nothing (as Airflow's).
 
@@ -307,7 +362,7 @@ def test_cmd(
     """
     state = app_state(ctx)
     db = state.migrated_db()
-    task, context, ti = _runtime_task(state, db, dag_id, task_id, logical_date, test_mode=True)
+    task, context, ti = _runtime_task(state, db, dag_id, task_id, logical_date, map_index, test_mode=True)
     task.render_template_fields(context)
     start = time.perf_counter()
     try:
@@ -342,6 +397,9 @@ def clear_cmd(
     start_date: str | None = typer.Option(None, "--start-date", "-s", help="Runs with logical date ≥ this (ISO)."),
     end_date: str | None = typer.Option(None, "--end-date", "-e", help="Runs with logical date ≤ this (ISO)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Clear without asking."),
+    map_index: list[int] | None = typer.Option(
+        None, "--map-index", help="Only these map indexes of mapped tasks (repeat it for several); default all."
+    ),
 ) -> None:
     """Clear task instances so the scheduler runs them again (as Airflow's ``tasks clear``).
 
@@ -375,9 +433,9 @@ def clear_cmd(
                 if not task_ids:
                     continue
             before = {
-                pk: (task_id, ti_state)
-                for pk, task_id, ti_state in session.execute(
-                    select(TaskInstance.id, TaskInstance.task_id, TaskInstance.state).where(
+                pk: (f"{task_id}[{index}]" if index >= 0 else task_id, ti_state)
+                for pk, task_id, index, ti_state in session.execute(
+                    select(TaskInstance.id, TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state).where(
                         TaskInstance.dag_run_id == run.id
                     )
                 )
@@ -391,6 +449,7 @@ def clear_cmd(
                 only_failed=only_failed,
                 dry_run=dry_run,
                 now=now,
+                map_indexes=map_index or None,
             )
             rows += [(run.run_id, *before[pk], "clear") for pk in result.cleared]
             rows += [(run.run_id, n.task_id, n.state, f"not cleared: {n.reason}") for n in result.not_cleared]

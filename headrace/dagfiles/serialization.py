@@ -91,8 +91,25 @@ def serialize_task(task: BaseOperator) -> dict[str, Any]:
             "has_on_retry_callback": bool(task.on_retry_callback),
             **_deadline_fields(task.deadline, task.deadline_reference, bool(task.on_deadline_miss_callback)),
             **task_options(task),
+            **_mapping_fields(task),
         }
     )
+
+
+def _mapping_fields(task: BaseOperator) -> dict[str, Any]:
+    """``expand_input`` (how to count a mapped task's instances), ``mapped_group``, ``max_active_tis_per_dag``
+    and ``max_active_tis_per_dagrun``: each present only when set (older hashes stay)."""
+    out: dict[str, Any] = {}
+    group = task.mapped_group()
+    expand_input = task.expand_input or (group.expand_input if group is not None else None)
+    if expand_input is not None:
+        out["expand_input"] = expand_input.length_spec()
+    if group is not None:
+        out["mapped_group"] = group.group_id
+    for name in ("max_active_tis_per_dag", "max_active_tis_per_dagrun"):
+        if getattr(task, name, None) is not None:
+            out[name] = getattr(task, name)
+    return out
 
 
 def _deadline_fields(deadline: timedelta | None, reference: str, has_callback: bool) -> dict[str, Any]:
@@ -176,6 +193,7 @@ def _group_fields(dag: DAG) -> dict[str, Any]:
                     "ui_fgcolor": group.ui_fgcolor,
                     "prefix_group_id": group.prefix_group_id,
                     "children": list(group.children),
+                    **({"is_mapped": True} if group.expand_input is not None else {}),
                 }
             )
             for gid, group in sorted(dag.task_group_dict.items())
@@ -360,6 +378,17 @@ class SerializedTask:
     ignore_first_depends_on_past: bool = False
     has_on_execute_callback: bool = False
     has_on_skipped_callback: bool = False
+    expand_input: dict[str, Any] | None = None
+    """How to count a mapped task's instances (``headrace.authoring.expand_input``); None: not mapped."""
+    mapped_group: str | None = None
+    """The mapped task group the task is mapped by (None: not in one)."""
+    max_active_tis_per_dag: int | None = None
+    max_active_tis_per_dagrun: int | None = None
+
+    @property
+    def is_mapped(self) -> bool:
+        """True for a mapped task and every task of a mapped task group."""
+        return self.expand_input is not None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SerializedTask:
@@ -389,6 +418,10 @@ class SerializedTask:
             deadline=Deadline.from_dict(d.get("deadline")),
             has_on_deadline_miss_callback=bool(d.get("has_on_deadline_miss_callback")),
             **read_options(d),
+            expand_input=d.get("expand_input"),
+            mapped_group=d.get("mapped_group"),
+            max_active_tis_per_dag=d.get("max_active_tis_per_dag"),
+            max_active_tis_per_dagrun=d.get("max_active_tis_per_dagrun"),
         )
 
     def retry_delay_for(self, try_number: int) -> float:
@@ -414,6 +447,8 @@ class SerializedTaskGroup:
     ui_color: str = "CornflowerBlue"
     ui_fgcolor: str = "#000"
     prefix_group_id: bool = True
+    is_mapped: bool = False
+    """A mapped task group (``.expand``): its tasks run once per map index."""
 
     @classmethod
     def from_dict(cls, group_id: str, d: Mapping[str, Any]) -> SerializedTaskGroup:
@@ -427,6 +462,7 @@ class SerializedTaskGroup:
             ui_color=d.get("ui_color") or "CornflowerBlue",
             ui_fgcolor=d.get("ui_fgcolor") or "#000",
             prefix_group_id=bool(d.get("prefix_group_id", True)),
+            is_mapped=bool(d.get("is_mapped", False)),
         )
 
 

@@ -16,10 +16,13 @@ Tables:
 * ``dag_warning`` — what a DAG's author wrote that headrace ignores (Airflow's
   DAG warnings), replaced on every parse of the DAG's file (revision 0006).
 * ``dag_run`` — one run of a DAG (run_id, logical date, data interval).
-* ``task_instance`` — one task in one DAG run, with its state and try_number.
+* ``task_instance`` — one task in one DAG run at one ``map_index`` (-1: not mapped), with its state and
+  try_number (revision 0010 added ``map_index``).
 * ``task_try`` — one row per try: host, pids and process start times, times,
   exit code or signal, peak RSS, CPU seconds and end reason.
-* ``xcom`` — values passed between task instances, as JSON text.
+* ``xcom`` — values passed between task instances, as JSON text (by map index since revision 0010).
+* ``task_map`` — the length (and dict keys) of a value a task pushed for a mapped task downstream to
+  expand over (Airflow's ``task_map``; revision 0010).
 * ``rendered_task_instance_fields`` — a task instance's template fields as its latest try rendered them
   (revision 0009).
 * ``pool`` — named slot limits.
@@ -212,11 +215,11 @@ class DagRun(Base):
 
 
 class TaskInstance(Base):
-    """One task in one DAG run."""
+    """One task in one DAG run at one map index."""
 
     __tablename__ = "task_instance"
     __table_args__ = (
-        UniqueConstraint("dag_run_id", "task_id"),
+        UniqueConstraint("dag_run_id", "task_id", "map_index"),
         Index("ix_ti_state", "state", "dag_id"),
         Index("ix_ti_run_state", "dag_run_id", "state"),
         NEVER_REUSED,
@@ -227,6 +230,8 @@ class TaskInstance(Base):
     dag_id: Mapped[str] = mapped_column(String(250))
     run_id: Mapped[str] = mapped_column(String(250))
     task_id: Mapped[str] = mapped_column(String(250))
+    map_index: Mapped[int] = mapped_column(Integer, default=-1, server_default="-1")
+    """-1 for a task that is not mapped (or a mapped task not expanded yet); 0..n-1 for the expanded indices."""
     state: Mapped[str] = mapped_column(String(20), default=TaskInstanceState.NONE.value)
     try_number: Mapped[int] = mapped_column(Integer, default=0)
     """Number of the latest try queued (0: never queued)."""
@@ -256,6 +261,8 @@ class TaskTry(Base):
     dag_id: Mapped[str] = mapped_column(String(250))
     run_id: Mapped[str] = mapped_column(String(250))
     task_id: Mapped[str] = mapped_column(String(250))
+    map_index: Mapped[int] = mapped_column(Integer, default=-1, server_default="-1")
+    """The task instance's map index (-1: not mapped)."""
     try_number: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(20))
     """``running`` while it runs, then the state the task instance got from it."""
@@ -294,16 +301,36 @@ class XCom(Base):
     """A value pushed by a task instance, as JSON text."""
 
     __tablename__ = "xcom"
-    __table_args__ = (UniqueConstraint("dag_run_id", "task_id", "key"),)
+    __table_args__ = (UniqueConstraint("dag_run_id", "task_id", "map_index", "key"),)
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     dag_run_id: Mapped[int] = mapped_column(ForeignKey("dag_run.id", ondelete="CASCADE"))
     dag_id: Mapped[str] = mapped_column(String(250))
     run_id: Mapped[str] = mapped_column(String(250))
     task_id: Mapped[str] = mapped_column(String(250))
+    map_index: Mapped[int] = mapped_column(Integer, default=-1, server_default="-1")
+    """The pushing task instance's map index (-1: not mapped)."""
     key: Mapped[str] = mapped_column(String(512))
     value: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class TaskMap(Base):
+    """What a mapped task downstream expands over: the length of a value a task instance pushed (Airflow's
+    ``task_map``). Written with the ``return_value`` XCom of a task whose output a mapped task maps over."""
+
+    __tablename__ = "task_map"
+
+    dag_run_id: Mapped[int] = mapped_column(ForeignKey("dag_run.id", ondelete="CASCADE"), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    map_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """The pushing task instance's map index (-1: not mapped)."""
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    length: Mapped[int] = mapped_column(Integer)
+    """Number of items of the pushed list or dict."""
+    keys: Mapped[list[str] | None] = mapped_column(JSON)
+    """The keys of a pushed dict, in order; NULL for a list."""
 
 
 class RenderedTaskInstanceFields(Base):

@@ -138,6 +138,7 @@ class RunToExamine(NamedTuple):
     id: int
     dag_version_id: int
     """Set on every run the scheduler created or a trigger made (the column allows NULL for old rows)."""
+    run_id: str = ""
 
 
 class FinishableRun(NamedTuple):
@@ -157,6 +158,7 @@ class TiDecisionRow(NamedTuple):
     task_id: str
     state: str
     next_retry_at: datetime | None
+    map_index: int = -1
 
 
 class TiRow(NamedTuple):
@@ -181,6 +183,9 @@ class ScheduledTi(NamedTuple):
     queue: str
     priority_weight: int
     fileloc: str
+    map_index: int = -1
+    dag_run_id: int = 0
+    dag_version_id: int | None = None
 
 
 class TiUsage(NamedTuple):
@@ -206,7 +211,7 @@ def queued_runs(session: Session, *, limit: int = 500) -> list[QueuedRun]:
 
 
 _RUNS_TO_EXAMINE = (
-    select(_run.c.id, _run.c.dag_version_id)
+    select(_run.c.id, _run.c.dag_version_id, _run.c.run_id)
     .join(_dag, _dag.c.dag_id == _run.c.dag_id)
     .where(
         _run.c.state == DagRunState.RUNNING.value,
@@ -222,7 +227,7 @@ _SOME_RUNS_TO_EXAMINE = _RUNS_TO_EXAMINE.where(_run.c.id.in_(bindparam("ids", ex
 
 
 def runs_to_examine(session: Session, run_ids: Iterable[int] | None = None, *, limit: int = 200) -> list[RunToExamine]:
-    """Running runs ``(id, dag_version_id)`` of unpaused, active DAGs with a task instance still to decide.
+    """Running runs ``(id, dag_version_id, run_id)`` of unpaused, active DAGs with a task instance still to decide.
 
     Only runs with a task instance in state ``none`` or ``up_for_retry`` (the
     only ones a decision can change); ``run_ids`` narrows to those runs.
@@ -283,23 +288,29 @@ def earliest_next_run_after(session: Session) -> datetime | None:
 
 
 def ti_rows_of_runs(session: Session, dag_run_ids: Sequence[int]) -> list[TiDecisionRow]:
-    """``(id, dag_run_id, task_id, state, next_retry_at)`` of every task instance of the given runs."""
+    """``(id, dag_run_id, task_id, state, next_retry_at, map_index)`` of every task instance of the given runs."""
     if not dag_run_ids:
         return []
     return [
         TiDecisionRow._make(r)
         for r in session.connection().execute(
-            select(_ti.c.id, _ti.c.dag_run_id, _ti.c.task_id, _ti.c.state, _ti.c.next_retry_at).where(
+            select(_ti.c.id, _ti.c.dag_run_id, _ti.c.task_id, _ti.c.state, _ti.c.next_retry_at, _ti.c.map_index).where(
                 _ti.c.dag_run_id.in_(list(dag_run_ids))
             )
         )
     ]
 
 
-def ti_states_of_run(session: Session, dag_run_id: int) -> dict[str, str]:
-    """``{task_id: state}`` of one run."""
-    rows = session.connection().execute(select(_ti.c.task_id, _ti.c.state).where(_ti.c.dag_run_id == dag_run_id))
-    return {task_id: state for task_id, state in rows}
+def ti_states_of_run(session: Session, dag_run_id: int) -> dict[str, list[str]]:
+    """``{task_id: [state of each of its task instances]}`` of one run (one for an unmapped task, one per map
+    index for a mapped one, by map index)."""
+    rows = session.connection().execute(
+        select(_ti.c.task_id, _ti.c.state).where(_ti.c.dag_run_id == dag_run_id).order_by(_ti.c.map_index)
+    )
+    found: dict[str, list[str]] = {}
+    for task_id, state in rows:
+        found.setdefault(task_id, []).append(state)
+    return found
 
 
 _TI_ROWS = select(_ti.c.id, _ti.c.dag_run_id, _ti.c.state, _ti.c.try_number).where(
@@ -326,6 +337,9 @@ _SCHEDULED_TIS = (
         _ti.c.queue,
         _ti.c.priority_weight,
         _dag.c.fileloc,
+        _ti.c.map_index,
+        _ti.c.dag_run_id,
+        _run.c.dag_version_id,
     )
     .join(_run, _run.c.id == _ti.c.dag_run_id)
     .join(_dag, _dag.c.dag_id == _ti.c.dag_id)
@@ -334,7 +348,7 @@ _SCHEDULED_TIS = (
         _run.c.state == DagRunState.RUNNING.value,
         _dag.c.is_paused.is_(False),
     )
-    .order_by(_ti.c.priority_weight.desc(), _run.c.logical_date, _ti.c.id)
+    .order_by(_ti.c.priority_weight.desc(), _run.c.logical_date, _ti.c.map_index, _ti.c.id)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True, of=_ti)
 )
@@ -344,8 +358,8 @@ def scheduled_tis(session: Session, *, limit: int) -> list[ScheduledTi]:
     """Scheduled TIs of running runs of unpaused DAGs with their DAG's fileloc; locked (PG).
 
     Order: ``priority_weight`` descending, then the run's logical date, then id
-    (Airflow's order). Rows: ``(id, dag_id, run_id, task_id, try_number, pool,
-    pool_slots, queue, priority_weight, fileloc)``.
+    (Airflow's order), then map index. Rows: ``(id, dag_id, run_id, task_id, try_number, pool,
+    pool_slots, queue, priority_weight, fileloc, map_index, dag_run_id, dag_version_id)``.
     """
     return [ScheduledTi._make(r) for r in session.connection().execute(_SCHEDULED_TIS, {"limit": limit})]
 
@@ -365,6 +379,23 @@ def active_ti_usage(session: Session) -> list[TiUsage]:
     Gives parallelism, ``max_active_tasks`` and pool usage in one query.
     """
     return [TiUsage._make(r) for r in session.connection().execute(_ACTIVE_TI_USAGE)]
+
+
+def active_tis_of_tasks(
+    session: Session, dag_ids: Iterable[str], task_ids: Iterable[str]
+) -> list[tuple[str, str, int, int]]:
+    """``(dag_id, task_id, dag_run_id, count)`` of queued or running task instances of the given tasks (for
+    ``max_active_tis_per_dag`` / ``max_active_tis_per_dagrun``). Pairs outside ``dag_ids`` × ``task_ids`` may
+    be returned too; callers look up the pairs they need."""
+    dags, tasks = sorted(set(dag_ids)), sorted(set(task_ids))
+    if not dags or not tasks:
+        return []
+    stmt = (
+        select(_ti.c.dag_id, _ti.c.task_id, _ti.c.dag_run_id, func.count())
+        .where(_ti.c.state.in_(_ACTIVE), _ti.c.dag_id.in_(dags), _ti.c.task_id.in_(tasks))
+        .group_by(_ti.c.dag_id, _ti.c.task_id, _ti.c.dag_run_id)
+    )
+    return [(d, t, int(r), int(n)) for d, t, r, n in session.connection().execute(stmt)]
 
 
 def pool_sizes(session: Session) -> dict[str, int]:
@@ -420,6 +451,7 @@ def try_row(session: Session, ti_id: int, try_number: int) -> TaskTry | None:
 __all__ = [
     "active_run_counts",
     "active_ti_usage",
+    "active_tis_of_tasks",
     "current_version",
     "dag_limits",
     "dag_warnings",

@@ -10,6 +10,7 @@ A change the transition table forbids is a programming error and raises
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,6 +80,35 @@ def set_ti_state(
         params.update(values)
     result = session.execute(stmt, params)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def set_tis_state(
+    session: Session | Connection,
+    ti_ids: Sequence[int],
+    expected: TaskInstanceState,
+    new: TaskInstanceState,
+    **values: Any,
+) -> int:
+    """Move the task instances ``ti_ids`` that are in ``expected`` to ``new`` in one compare-and-set UPDATE;
+    return how many moved (those not in ``expected`` any more are left as they are).
+
+    For the scheduler deciding a mapped task's many instances at once. ``values`` as :func:`set_ti_state`
+    (plain values only). Raises ``InvalidTransition`` if the transition table forbids ``expected → new``.
+    """
+    expected = TaskInstanceState(expected)
+    new = TaskInstanceState(new)
+    if not can_transition(expected, new):
+        raise InvalidTransition(expected.value, new.value)
+    if not ti_ids:
+        return 0
+    values.setdefault("updated_at", datetime.now(UTC))
+    stmt = (
+        update(TaskInstance)
+        .where(TaskInstance.id.in_(list(ti_ids)), TaskInstance.state == expected.value)
+        .values(state=new.value, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
 
 def requeue_ti(session: Session | Connection, ti_id: int, try_number: int) -> bool:

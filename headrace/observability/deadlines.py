@@ -142,11 +142,12 @@ def _find(
 ) -> list[tuple[Any, str, datetime, bool]]:
     """``(run, task_id or "", deadline, finished)`` of every miss among ``candidates`` not yet recorded."""
     run_ids = [run.id for run, _ in candidates]
-    known = set(
-        session.execute(
+    known: set[tuple[int, str]] = {
+        (run_pk, task_id)
+        for run_pk, task_id in session.execute(
             select(DeadlineMiss.dag_run_id, DeadlineMiss.task_id).where(DeadlineMiss.dag_run_id.in_(run_ids))
-        ).all()
-    )
+        )
+    }
     wanted_tis = [run.id for run, sdag in candidates if any(t.deadline for t in sdag.tasks.values())]
     tis: dict[int, list[Any]] = {}
     if wanted_tis:
@@ -173,6 +174,7 @@ def _find(
             if _missed(when, done, ti.end_date, now):
                 assert when is not None
                 found.append((run, ti.task_id, when, done))
+                known.add((run.id, ti.task_id))  # a mapped task misses once, whichever index missed first
     return found
 
 

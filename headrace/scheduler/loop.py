@@ -208,7 +208,7 @@ class Scheduler:
         self.listeners = listeners if listeners is not None else Listeners()
         self.alerts = AlertConfig.from_settings(settings)
         self.deliverer: Deliverer | None = None
-        self.queuer = readiness.Queuer(settings.parallelism, on_queued=self._try_queued)
+        self.queuer = readiness.Queuer(settings.parallelism, on_queued=self._try_queued, cache=self.cache)
         self._zombies: list[tuple[TryInfo, int, str | None, bool]] = []
         """Tries ended as zombies whose events and callbacks wait for their transaction to commit."""
         # A DAG callback child imports the DAG file, then runs the callback.
@@ -535,7 +535,13 @@ class Scheduler:
             if not queries.runs_to_examine(session, run_ids):
                 return 0
         with self.db.session() as session:
-            changed = readiness.examine_runs(session, now, cache=self.cache, run_ids=run_ids)
+            changed = readiness.examine_runs(
+                session,
+                now,
+                cache=self.cache,
+                run_ids=run_ids,
+                max_map_length=self.settings.get_int("core", "max_map_length"),
+            )
         if changed:
             self.asked |= Step.QUEUE_READY | Step.FINISH_RUNS
         return changed

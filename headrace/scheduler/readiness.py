@@ -27,7 +27,9 @@ order (``priority_weight`` descending, then the run's logical date) within:
   all DAGs, so tries adopted after a restart count too);
 * each pool's free slots (``pool.slots`` minus the ``pool_slots`` of queued
   and running task instances in it);
-* each DAG's ``max_active_tasks`` (its queued + running task instances).
+* each DAG's ``max_active_tasks`` (its queued + running task instances);
+* each task's ``max_active_tis_per_dag`` (its queued + running instances over all runs) and
+  ``max_active_tis_per_dagrun`` (in the instance's run), as in Airflow — for a mapped task, its indices.
 
 A task instance naming a pool that does not exist stays ``scheduled`` and a
 warning is logged once per pool (Airflow's behaviour): creating the pool lets
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -52,7 +54,8 @@ from headrace.authoring.trigger_rules import Decision, UpstreamCounts, evaluate,
 from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.transitions import requeue_ti, set_ti_state
+from headrace.db.transitions import requeue_ti, set_ti_state, set_tis_state
+from headrace.scheduler import mapping
 from headrace.scheduler.dagcache import DagCache
 from headrace.scheduler.past import PastCheck
 from headrace.states import TaskInstanceState as TI
@@ -64,16 +67,28 @@ _DECISION_STATE = {Decision.RUN: TI.SCHEDULED, Decision.SKIP: TI.SKIPPED, Decisi
 
 
 def upstream_counts(
-    upstream_ids: frozenset[str], states: dict[str, str], setup_ids: frozenset[str] = frozenset()
+    upstream_ids: frozenset[str],
+    states: Mapping[str, str | Sequence[str]],
+    setup_ids: frozenset[str] = frozenset(),
 ) -> UpstreamCounts:
-    """Count the states of the direct upstream tasks ``upstream_ids`` in one run (``states``: task_id → state).
+    """Count the states of the direct upstream task instances of ``upstream_ids`` in one run.
 
+    ``states``: task_id → its state, or the states of each of its task instances (a mapped task has one per
+    map index, and each counts, as in Airflow). A task missing from ``states`` counts as one in ``none``.
     ``setup_ids``: which of them are setup tasks (counted apart too, for ``all_done_setup_success``).
     """
-    c = Counter(states.get(tid, TI.NONE.value) for tid in upstream_ids)
-    setups = Counter(states.get(tid, TI.NONE.value) for tid in upstream_ids & setup_ids)
+    c: Counter[str] = Counter()
+    setups: Counter[str] = Counter()
+    total = 0
+    for tid in upstream_ids:
+        found = states.get(tid, TI.NONE.value)
+        values = [found] if isinstance(found, str) else list(found)
+        c.update(values)
+        if tid in setup_ids:
+            setups.update(values)
+        total += len(values)
     return UpstreamCounts(
-        total=len(upstream_ids),
+        total=total,
         success=c[TI.SUCCESS.value],
         failed=c[TI.FAILED.value],
         upstream_failed=c[TI.UPSTREAM_FAILED.value],
@@ -84,8 +99,46 @@ def upstream_counts(
     )
 
 
-def decide(sdag: SerializedDag, task_id: str, states: dict[str, str]) -> Decision:
-    """What task ``task_id`` of a run with these states (task_id → state) may do now.
+class _RunStates:
+    """The states of one run's task instances while it is examined: by task, and by (task, map index)."""
+
+    def __init__(self, tis: list[queries.TiDecisionRow]) -> None:
+        self.rows: dict[str, list[queries.TiDecisionRow]] = {}
+        self.state: dict[int, str] = {}
+        for ti in tis:
+            self.rows.setdefault(ti.task_id, []).append(ti)
+            self.state[ti.id] = ti.state
+
+    def of(self, task_id: str) -> list[str]:
+        return [self.state[ti.id] for ti in self.rows.get(task_id, [])]
+
+    def at(self, task_id: str, map_index: int) -> list[str]:
+        """The state of ``task_id``'s instance at ``map_index`` (its ``-1`` one while it is not expanded)."""
+        rows = self.rows.get(task_id, [])
+        exact = [self.state[ti.id] for ti in rows if ti.map_index == map_index]
+        return exact or [self.state[ti.id] for ti in rows if ti.map_index < 0] or [TI.NONE.value]
+
+    def counts(
+        self,
+        sdag: SerializedDag,
+        task_id: str,
+        map_index: int,
+        upstream_ids: frozenset[str],
+        setup_ids: frozenset[str] = frozenset(),
+    ) -> UpstreamCounts:
+        """Counts of the task instances of ``upstream_ids`` as seen from ``task_id`` at ``map_index``: every
+        instance of each, except a task of the same mapped task group, of which only the same map index counts
+        (Airflow's rule)."""
+        group = sdag.tasks[task_id].mapped_group if map_index >= 0 else None
+        states: dict[str, str | list[str]] = {}
+        for up in upstream_ids:
+            same = group is not None and up in sdag.tasks and sdag.tasks[up].mapped_group == group
+            states[up] = self.at(up, map_index) if same else self.of(up)
+        return upstream_counts(upstream_ids, states, setup_ids)
+
+
+def decide(sdag: SerializedDag, task_id: str, run_states: _RunStates, map_index: int = -1) -> Decision:
+    """What the task instance of ``task_id`` at ``map_index`` may do now, given its run's states.
 
     A non-teardown task whose indirect relevant setups have not all
     succeeded is held, skipped or upstream_failed by them first (Airflow's
@@ -94,63 +147,120 @@ def decide(sdag: SerializedDag, task_id: str, states: dict[str, str]) -> Decisio
     task = sdag.tasks[task_id]
     indirect = sdag.indirect_setups.get(task_id)
     if indirect:
-        constraint = evaluate_setups(upstream_counts(indirect, states))
+        constraint = evaluate_setups(run_states.counts(sdag, task_id, map_index, indirect))
         if constraint is not Decision.RUN:
             return constraint
     setup_ids = frozenset(t for t in task.upstream_task_ids if t in sdag.tasks and sdag.tasks[t].is_setup)
-    return evaluate(task.trigger_rule, upstream_counts(task.upstream_task_ids, states, setup_ids))
+    return evaluate(task.trigger_rule, run_states.counts(sdag, task_id, map_index, task.upstream_task_ids, setup_ids))
 
 
 def examine_run(
-    session: Session, run: queries.RunToExamine, tis: list[queries.TiDecisionRow], now: datetime, cache: DagCache
+    session: Session,
+    run: queries.RunToExamine,
+    tis: list[queries.TiDecisionRow],
+    now: datetime,
+    cache: DagCache,
+    *,
+    max_map_length: int = 1024,
 ) -> int:
     """Decide the task instances of one running run; return how many changed state.
 
-    ``run`` has ``dag_version_id``; ``tis`` are rows with ``id, task_id, state, next_retry_at``
-    (see ``queries.ti_rows_of_runs``).
+    ``run`` has ``dag_version_id``; ``tis`` are rows with ``id, task_id, state, next_retry_at, map_index``
+    (see ``queries.ti_rows_of_runs``). A mapped task's ``-1`` instance that may run is expanded first
+    (:func:`headrace.scheduler.mapping.expand`, ``max_map_length``: ``core.max_map_length``) and its
+    instances are decided in the same pass.
     """
     sdag = cache.get(session, run.dag_version_id)
-    by_task = {ti.task_id: ti for ti in tis}
-    states = {ti.task_id: ti.state for ti in tis}
+    run_states = _RunStates(tis)
     changed = 0
     past = PastCheck(session, sdag, run.id)
     for ti in tis:
         due = ti.state == TI.UP_FOR_RETRY.value and (ti.next_retry_at is None or ti.next_retry_at <= now)
         if due and set_ti_state(session, ti.id, TI.UP_FOR_RETRY, TI.SCHEDULED, next_retry_at=None, updated_at=now):
-            states[ti.task_id] = TI.SCHEDULED.value
+            run_states.state[ti.id] = TI.SCHEDULED.value
             changed += 1
     for task_id in cache.order(session, run.dag_version_id):
-        pending = by_task.get(task_id)
-        if pending is None or states[task_id] != TI.NONE.value:
-            continue
-        decision = decide(sdag, task_id, states)
-        if decision is Decision.WAIT or (decision is Decision.RUN and past.reason(task_id) is not None):
-            continue
-        new = _DECISION_STATE[decision]
-        extra: dict[str, Any] = (
-            {} if new is TI.SCHEDULED else {"start_date": now, "end_date": now, "end_reason": "trigger_rule"}
-        )
-        if set_ti_state(session, pending.id, TI.NONE, new, updated_at=now, **extra):
-            states[task_id] = new.value
-            changed += 1
+        task = sdag.tasks[task_id]
+        todo = list(run_states.rows.get(task_id, []))
+        while todo:
+            pending = todo.pop(0)
+            if run_states.state[pending.id] != TI.NONE.value:
+                continue
+            decision = decide(sdag, task_id, run_states, pending.map_index)
+            if decision is Decision.WAIT or (decision is Decision.RUN and past.reason(task_id) is not None):
+                continue
+            if decision is Decision.RUN and task.is_mapped and pending.map_index < 0:
+                outcome = mapping.expand(
+                    session,
+                    sdag,
+                    task,
+                    pending.id,
+                    dag_run_pk=pending.dag_run_id,
+                    run_id=run.run_id,
+                    now=now,
+                    max_map_length=max_map_length,
+                )
+                if isinstance(outcome, TI):
+                    run_states.state[pending.id] = outcome.value
+                    changed += 1
+                elif outcome is not None:
+                    rows = [
+                        queries.TiDecisionRow(ti_id, pending.dag_run_id, task_id, TI.NONE.value, None, index)
+                        for index, ti_id in enumerate(outcome)
+                    ]
+                    run_states.rows[task_id] = rows
+                    run_states.state.update((r.id, TI.NONE.value) for r in rows)
+                    if task.mapped_group is None:  # every index has the same upstream: schedule them at once
+                        changed += _schedule_all(session, run_states, outcome, now)
+                    todo = list(rows)
+                continue
+            new = _DECISION_STATE[decision]
+            extra: dict[str, Any] = (
+                {} if new is TI.SCHEDULED else {"start_date": now, "end_date": now, "end_reason": "trigger_rule"}
+            )
+            if set_ti_state(session, pending.id, TI.NONE, new, updated_at=now, **extra):
+                run_states.state[pending.id] = new.value
+                changed += 1
     return changed
 
 
-def examine_runs(session: Session, now: datetime, *, cache: DagCache, run_ids: Iterable[int] | None = None) -> int:
+def _schedule_all(session: Session, run_states: _RunStates, ti_ids: list[int], now: datetime) -> int:
+    """``none → scheduled`` for a just expanded mapped task's instances, in one statement; return how many."""
+    moved = set_tis_state(session, ti_ids, TI.NONE, TI.SCHEDULED, updated_at=now)
+    if moved == len(ti_ids):
+        run_states.state.update((ti_id, TI.SCHEDULED.value) for ti_id in ti_ids)
+    else:  # another writer moved some meanwhile: read back where each one is
+        for row in queries.ti_rows(session, ti_ids):
+            run_states.state[row.id] = row.state
+    return moved
+
+
+def examine_runs(
+    session: Session,
+    now: datetime,
+    *,
+    cache: DagCache,
+    run_ids: Iterable[int] | None = None,
+    max_map_length: int = 1024,
+) -> int:
     """Decide the task instances of running runs of unpaused DAGs; return how many changed state.
 
     ``run_ids`` (None: every running run) limits the pass to those runs. Runs
     with no task instance in ``none`` or ``up_for_retry`` are not loaded.
+    ``max_map_length``: ``core.max_map_length`` (see :func:`examine_run`).
     """
     runs = queries.runs_to_examine(session, run_ids)
     tis_by_run: dict[int, list[queries.TiDecisionRow]] = {}
     for ti in queries.ti_rows_of_runs(session, [r.id for r in runs]):
         tis_by_run.setdefault(ti.dag_run_id, []).append(ti)
-    return sum(examine_run(session, run, tis_by_run.get(run.id, []), now, cache) for run in runs)
+    return sum(
+        examine_run(session, run, tis_by_run.get(run.id, []), now, cache, max_map_length=max_map_length) for run in runs
+    )
 
 
 class QueueLimits:
-    """Free capacity while queueing: executor slots, pools and max_active_tasks per DAG."""
+    """Free capacity while queueing: executor slots, pools, max_active_tasks per DAG, and the tasks'
+    ``max_active_tis_per_dag`` / ``max_active_tis_per_dagrun``."""
 
     def __init__(self, session: Session, open_slots: int, parallelism: int) -> None:
         self.pool_free = queries.pool_sizes(session)
@@ -162,6 +272,26 @@ class QueueLimits:
             self.dag_active[dag_id] = self.dag_active.get(dag_id, 0) + count
         self.free = max(0, min(open_slots, parallelism - active))
         self.dag_limit: dict[str, int] = {}
+        self.task_limit: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+        """(dag_id, task_id) → (max_active_tis_per_dag, max_active_tis_per_dagrun) of tasks that set one."""
+        self.task_active: Counter[tuple[str, str]] = Counter()
+        self.run_task_active: Counter[tuple[int, str]] = Counter()
+
+    def load_task_limits(self, session: Session, candidates: list[queries.ScheduledTi], cache: DagCache) -> None:
+        """Read the per-task limits of the candidates' tasks and how many of their instances are active."""
+        for ti in candidates:
+            if ti.dag_version_id is None or (ti.dag_id, ti.task_id) in self.task_limit:
+                continue
+            task = cache.get(session, ti.dag_version_id).tasks.get(ti.task_id)
+            if task is not None and (task.max_active_tis_per_dag or task.max_active_tis_per_dagrun):
+                self.task_limit[(ti.dag_id, ti.task_id)] = (task.max_active_tis_per_dag, task.max_active_tis_per_dagrun)
+        if not self.task_limit:
+            return
+        dag_ids = {d for d, _ in self.task_limit}
+        task_ids = {t for _, t in self.task_limit}
+        for dag_id, task_id, run_pk, count in queries.active_tis_of_tasks(session, dag_ids, task_ids):
+            self.task_active[(dag_id, task_id)] += count
+            self.run_task_active[(run_pk, task_id)] += count
 
     def why_not(self, ti: queries.ScheduledTi) -> str | None:
         """None if ``ti`` fits now, else the limit that holds it back."""
@@ -173,6 +303,11 @@ class QueueLimits:
             return "pool"
         if self.dag_active.get(ti.dag_id, 0) >= self.dag_limit.get(ti.dag_id, 0):
             return "max_active_tasks"
+        per_dag, per_run = self.task_limit.get((ti.dag_id, ti.task_id), (None, None))
+        if per_dag is not None and self.task_active[(ti.dag_id, ti.task_id)] >= per_dag:
+            return "max_active_tis_per_dag"
+        if per_run is not None and self.run_task_active[(ti.dag_run_id, ti.task_id)] >= per_run:
+            return "max_active_tis_per_dagrun"
         return None
 
     def take(self, ti: queries.ScheduledTi) -> None:
@@ -180,6 +315,8 @@ class QueueLimits:
         self.free -= 1
         self.pool_free[ti.pool] -= ti.pool_slots
         self.dag_active[ti.dag_id] = self.dag_active.get(ti.dag_id, 0) + 1
+        self.task_active[(ti.dag_id, ti.task_id)] += 1
+        self.run_task_active[(ti.dag_run_id, ti.task_id)] += 1
 
 
 class Queueing(Protocol):
@@ -196,8 +333,16 @@ class Queuer:
     logged once per pool, not once per loop.
     """
 
-    def __init__(self, parallelism: int, *, on_queued: Callable[[TryRequest], None] | None = None) -> None:
+    def __init__(
+        self,
+        parallelism: int,
+        *,
+        on_queued: Callable[[TryRequest], None] | None = None,
+        cache: DagCache | None = None,
+    ) -> None:
         self.parallelism = parallelism
+        self.cache = cache or DagCache()
+        """Serialized DAGs by version: the per-task limits (``max_active_tis_per_dag(run)``) come from them."""
         self.on_queued = on_queued
         """Called with each request the executor accepted (the scheduler emits ``on_try_queued``)."""
         self._warned_pools: set[str] = set()
@@ -214,6 +359,7 @@ class Queuer:
                 return 0
             candidates = queries.scheduled_tis(session, limit=max(limits.free * 4, 64))
             limits.dag_limit = queries.dag_limits(session, (ti.dag_id for ti in candidates))
+            limits.load_task_limits(session, candidates, self.cache)
             for ti in candidates:
                 reason = limits.why_not(ti)
                 if reason == "parallelism":
@@ -250,6 +396,7 @@ class Queuer:
                             fileloc=ti.fileloc,
                             queue=ti.queue,
                             priority_weight=ti.priority_weight,
+                            map_index=ti.map_index,
                         )
                     )
         # Committed: a supervisor claiming any of these tries now finds it queued.

@@ -64,6 +64,7 @@ from headrace.exceptions import (
     ScheduleError,
 )
 from headrace.scheduler.dagcache import DagCache
+from headrace.scheduler.mapping import new_task_instances
 from headrace.states import DagRunState, EndReason, TaskInstanceState
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,12 @@ def create_dag_run(
     now: datetime,
     conf: Mapping[str, Any] | None = None,
 ) -> DagRun:
-    """Insert a queued DAG run and one task instance (state ``none``) per task; return the run."""
+    """Insert a queued DAG run and its task instances (state ``none``); return the run.
+
+    One task instance per task at ``map_index = -1``; a mapped task whose input is all literal gets its
+    indices ``0..n-1`` at once (n ≥ 1; as in Airflow, ``core.max_map_length`` holds pushed values, not
+    literals); see :mod:`headrace.scheduler.mapping`.
+    """
     run = DagRun(
         dag_id=sdag.dag_id,
         run_id=run_id,
@@ -115,21 +121,7 @@ def create_dag_run(
     session.add(run)
     session.flush()
     session.add_all(
-        TaskInstance(
-            dag_run_id=run.id,
-            dag_id=sdag.dag_id,
-            run_id=run_id,
-            task_id=task.task_id,
-            state=TaskInstanceState.NONE.value,
-            try_number=0,
-            max_tries=task.retries,
-            priority_weight=sdag.priority_weights[task.task_id],
-            pool=task.pool,
-            pool_slots=task.pool_slots,
-            queue=task.queue,
-            updated_at=now,
-        )
-        for task in sdag.tasks.values()
+        TaskInstance(**values) for values in new_task_instances(sdag, dag_run_pk=run.id, run_id=run_id, now=now)
     )
     session.flush()
     return run
@@ -426,7 +418,7 @@ def finish_runs(
     for run in queries.finishable_runs(session):
         leaves = cache.get(session, run.dag_version_id).outcome_leaves
         states = queries.ti_states_of_run(session, run.id)
-        failed = any(states.get(leaf) in _LEAF_FAILURES for leaf in leaves)
+        failed = any(state in _LEAF_FAILURES for leaf in leaves for state in states.get(leaf, ()))
         new = DagRunState.FAILED if failed else DagRunState.SUCCESS
         if set_run_state(session, run.id, DagRunState.RUNNING, new, end_date=now):
             finished += 1

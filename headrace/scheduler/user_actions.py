@@ -32,7 +32,7 @@ Every function takes an open session (and ``now``, UTC-aware) and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -110,7 +110,11 @@ def relatives(sdag: SerializedDag, task_ids: Iterable[str], *, upstream: bool, d
 
 
 def _tis(session: Session, run: DagRun, task_ids: Iterable[str] | None = None) -> list[TaskInstance]:
-    stmt = select(TaskInstance).where(TaskInstance.dag_run_id == run.id).order_by(TaskInstance.task_id)
+    stmt = (
+        select(TaskInstance)
+        .where(TaskInstance.dag_run_id == run.id)
+        .order_by(TaskInstance.task_id, TaskInstance.map_index)
+    )
     if task_ids is not None:
         stmt = stmt.where(TaskInstance.task_id.in_(sorted(set(task_ids))))
     return list(session.scalars(stmt.execution_options(populate_existing=True)))
@@ -139,6 +143,17 @@ def _requeue_run(session: Session, run: DagRun, now: datetime) -> bool:
     return False
 
 
+def _index_wanted(
+    map_indexes: Collection[int] | Mapping[str, Collection[int]] | None, task_id: str, map_index: int
+) -> bool:
+    if map_indexes is None:
+        return True
+    if isinstance(map_indexes, Mapping):
+        allowed = map_indexes.get(task_id)
+        return allowed is None or map_index in allowed
+    return map_index in map_indexes
+
+
 def clear_task_instances(
     session: Session,
     run: DagRun,
@@ -149,8 +164,12 @@ def clear_task_instances(
     only_failed: bool = False,
     dry_run: bool = False,
     now: datetime,
+    map_indexes: Collection[int] | Mapping[str, Collection[int]] | None = None,
 ) -> ClearResult:
     """Clear task instances of ``run`` so the scheduler runs them again; see the module docstring.
+
+    A mapped task's instances are all cleared, or only those at ``map_indexes`` when given: a collection
+    of map indexes (for every task), or task id → map indexes (for those tasks; the others every index).
 
     ``task_ids`` None means every task of the run; ``include_upstream`` /
     ``include_downstream`` add their relatives along the DAG's edges (the
@@ -167,6 +186,8 @@ def clear_task_instances(
     for ti in _tis(session, run, wanted):
         state = TI(ti.state)
         if state is TI.NONE or (only_failed and state not in FAILED_STATES):
+            continue
+        if not _index_wanted(map_indexes, ti.task_id, ti.map_index):
             continue
         if state in TI_ACTIVE:
             result.not_cleared.append(NotCleared(ti.task_id, state.value, state.value))
@@ -211,8 +232,11 @@ def mark_task_instances(
     *,
     dry_run: bool = False,
     now: datetime,
+    map_indexes: Collection[int] | None = None,
 ) -> list[int]:
     """Set task instances ``task_ids`` of ``run`` to ``state`` (``success`` or ``failed``); return the ids changed.
+
+    A mapped task's instances are all marked, or only those at ``map_indexes`` when given.
 
     Task instances already in ``state`` are left alone. A dry run returns the
     ids that would change. Raises ``TaskNotFound`` (unknown task id) and
@@ -226,6 +250,8 @@ def mark_task_instances(
     for ti in _tis(session, run, task_ids):
         current = TI(ti.state)
         if current is target or not can_transition(current, target):
+            continue
+        if not _index_wanted(map_indexes, ti.task_id, ti.map_index):
             continue
         if dry_run:
             changed.append(ti.id)

@@ -73,12 +73,15 @@ class GetXCom(_Message):
 
     ``task_ids``: one id → the value; a list → a list of values (None for
     missing ones); None → the latest value of ``key`` pushed by any task of the run.
+    ``map_indexes``: None → a mapped task's value is the list of its task instances' values by map index
+    (absent when none pushed), an unmapped task's its one value; an int → the value of that map index.
     """
 
     type: Literal["get_xcom"] = "get_xcom"
     task_ids: str | list[str] | None = None
     key: str = "return_value"
     dag_id: str | None = None
+    map_indexes: int | None = None
 
 
 class SetXCom(_Message):
@@ -87,6 +90,10 @@ class SetXCom(_Message):
     type: Literal["set_xcom"] = "set_xcom"
     key: str
     value_json: str
+    map_length: int | None = None
+    """Set when a mapped task downstream maps over this value: its number of items (recorded in ``task_map``)."""
+    map_keys: list[str] | None = None
+    """The keys of a dict value mapped over, in order."""
 
 
 class SkipTasks(_Message):

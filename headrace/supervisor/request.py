@@ -29,6 +29,8 @@ class TryRequest:
     """The task's queue (Celery routes on it)."""
     priority_weight: int = 1
     """Higher runs first when an executor has more requests than slots."""
+    map_index: int = -1
+    """The task instance's map index (-1: not mapped); its tries' logs go under ``map_index=N``."""
 
     @property
     def key(self) -> tuple[int, int]:

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, insert, select, update
+from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import aliased
 
@@ -45,7 +45,7 @@ from headrace.config import Settings
 from headrace.crypto import Encryptor
 from headrace.dagfiles.serialization import SerializedTask
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
+from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskMap, TaskTry, XCom
 from headrace.db.outage import is_outage, retry_through_outage
 from headrace.db.queries import previous_success_id
 from headrace.db.transitions import set_ti_state
@@ -159,6 +159,7 @@ _LOAD = (
         DagRun.data_interval_end,
         # Only this task's entry of the serialized DAG, not the whole document.
         DagVersion.serialized["tasks"][bindparam("task_key", type_=JSON.JSONStrIndexType)],
+        TaskInstance.map_index,
         # The previous successful run's dates (the context's prev_*_success), in the same round trip.
         _PREVIOUS.data_interval_start,
         _PREVIOUS.data_interval_end,
@@ -186,6 +187,7 @@ _INSERT_TRY = insert(TaskTry).values(
     heartbeat_at=bindparam("start_date"),
     log_path=bindparam("log_path"),
     containment=bindparam("containment"),
+    map_index=bindparam("map_index"),
 )
 _OWN_CLAIM = (
     select(TaskTry.id)
@@ -209,7 +211,19 @@ _RESTART_TRY = (
         heartbeat_at=bindparam("now"),
     )
 )
-_CLEAR_XCOMS = delete(XCom).where(XCom.dag_run_id == bindparam("dag_run_pk"), XCom.task_id == bindparam("task_id"))
+_CLEAR_XCOMS = delete(XCom).where(
+    XCom.dag_run_id == bindparam("dag_run_pk"),
+    XCom.task_id == bindparam("task_id"),
+    XCom.map_index == bindparam("map_index"),
+)
+_CLEAR_TASK_MAP = delete(TaskMap).where(
+    TaskMap.dag_run_id == bindparam("dag_run_pk"),
+    TaskMap.task_id == bindparam("task_id"),
+    TaskMap.map_index == bindparam("map_index"),
+)
+_EXPANDED_TI_COUNT = select(func.count()).where(
+    TaskInstance.dag_run_id == bindparam("dag_run_pk"), TaskInstance.task_id == bindparam("task_id")
+)
 
 
 def _transaction(db: Database) -> AbstractContextManager[Connection]:
@@ -264,7 +278,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
     now = datetime.now(UTC)
     me = ProcessIdentity.of(os.getpid())
     log_path = try_log_path(
-        settings.base_log_folder, request.dag_id, request.run_id, request.task_id, request.try_number
+        settings.base_log_folder, request.dag_id, request.run_id, request.task_id, request.try_number, request.map_index
     )
     gate: Gate | None = None
     current: _Try | None = None
@@ -310,6 +324,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 interval_start,
                 interval_end,
                 task_entry,
+                map_index,
                 *previous,
             ) = row
             policy = _policy(task_entry) if task_id == request.task_id else None
@@ -334,8 +349,15 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 xcom_max_size=settings.get_int("core", "xcom_max_size"),
                 start_date=now,
                 xcom_backend=settings.get_str("core", "xcom_backend"),
+                map_index=map_index,
+                expanded_ti_count=conn.execute(_EXPANDED_TI_COUNT, {"dag_run_pk": run_pk, "task_id": task_id}).scalar()
+                if map_index >= 0
+                else None,
+                max_map_length=settings.get_int("core", "max_map_length"),
             )
-            target = TryTarget(ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id)
+            target = TryTarget(
+                ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index
+            )
             current = _Try(request, target, start, policy, log_path, 0)
             pid: int | None = None
             process_start_time: float | None = None
@@ -376,6 +398,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                         "containment": current.watch.containment.kind
                         if current.watch is not None and current.watch.containment is not None
                         else None,
+                        "map_index": map_index,
                     },
                 )
                 current.try_row_id = _inserted_id(result)
@@ -386,7 +409,8 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 current.try_row_id = own_row
             if current.watch is not None:
                 current.watch.try_row_id = current.try_row_id
-            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": run_pk, "task_id": task_id})
+            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
+            conn.execute(_CLEAR_TASK_MAP, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
     except BaseException:
         if gate is not None:
             gate.shut()  # the task process exits without running anything
@@ -746,11 +770,13 @@ def warm_up(db: Database) -> None:
                             "start_date": now,
                             "log_path": "-",
                             "containment": None,
+                            "map_index": -1,
                         },
                     )
             except DBAPIError:
                 pass
-            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": -1, "task_id": "-"})
+            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": -1, "task_id": "-", "map_index": -1})
+            conn.execute(_CLEAR_TASK_MAP, {"dag_run_pk": -1, "task_id": "-", "map_index": -1})
             apply(
                 conn,
                 Outcome(

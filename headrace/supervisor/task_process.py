@@ -35,10 +35,17 @@ from typing import Any, TextIO
 
 from headrace.authoring.context import RunInfo, build_context, current_context
 from headrace.authoring.dag import DAG
+from headrace.authoring.expand_input import map_length_of, mapped_over
 from headrace.authoring.secrets import SecretsUnavailable, install_secrets_runtime
-from headrace.authoring.task import BaseOperator
+from headrace.authoring.task import BaseOperator, MappedOperator
 from headrace.authoring.trigger_dagrun import TriggerDagRunError
-from headrace.authoring.xcom import deserialize_xcom, deserialize_xcom_list, serialize_xcom, xcoms_for_result
+from headrace.authoring.xcom import (
+    RETURN_KEY,
+    deserialize_xcom,
+    deserialize_xcom_list,
+    serialize_xcom,
+    xcoms_for_result,
+)
 from headrace.authoring.xcom_backend import DEFAULT_XCOM_BACKEND, BaseXCom, resolve_xcom_backend
 from headrace.dagfiles.loader import load_dags, remembered_dags
 from headrace.exceptions import (
@@ -100,9 +107,13 @@ class TaskStart:
     """When the try was claimed (the context's ``start_date``); None: when the task process starts."""
     xcom_backend: str = DEFAULT_XCOM_BACKEND
     """``core.xcom_backend``: import path of the XCom backend class."""
+    map_index: int = -1
+    """The task instance's map index (-1: not mapped)."""
     expanded_ti_count: int | None = None
-    """The context's ``expanded_ti_count``: how many task instances this task expanded to in the run, for a
-    mapped task (dynamic task mapping sets it when it claims a mapped task instance); None when not mapped."""
+    """The context's ``expanded_ti_count``: how many task instances the mapped task has in this run (None: not
+    mapped)."""
+    max_map_length: int = 1024
+    """``core.max_map_length``: the longest value a task may push for a mapped task to map over."""
 
 
 class ChannelTI:
@@ -120,13 +131,15 @@ class ChannelTI:
         self.run_id = start.run.run_id
         self.try_number = start.try_number
         self.max_tries = start.max_tries
+        self.map_index = start.map_index
         self._max_bytes = start.xcom_max_size
         self._channel = channel
         self._masker = masker
         self._backend = backend
 
     def __repr__(self) -> str:
-        return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id} try {self.try_number}>"
+        index = f" map_index {self.map_index}" if self.map_index >= 0 else ""
+        return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id}{index} try {self.try_number}>"
 
     def _request(self, message: GetXCom | SetXCom | SkipTasks) -> XComValue | None:
         if self._channel is None:
@@ -136,8 +149,14 @@ class ChannelTI:
             raise XComError(response.message)
         return response if isinstance(response, XComValue) else None
 
-    def xcom_push(self, key: str, value: Any) -> None:
-        """Store XCom ``key``. Raises ``XComError`` if the value is not serializable or too big."""
+    def xcom_push(
+        self, key: str, value: Any, *, map_length: int | None = None, map_keys: list[str] | None = None
+    ) -> None:
+        """Store XCom ``key``. Raises ``XComError`` if the value is not serializable or too big.
+
+        ``map_length`` / ``map_keys``: the value's length and dict keys, recorded for a mapped task
+        downstream that maps over it.
+        """
         text = serialize_xcom(
             value,
             self._max_bytes,
@@ -146,15 +165,24 @@ class ChannelTI:
             backend=self._backend,
             dag_id=self.dag_id,
             run_id=self.run_id,
+            map_index=self.map_index,
         )
-        self._request(SetXCom(key=key, value_json=text))
+        self._request(SetXCom(key=key, value_json=text, map_length=map_length, map_keys=map_keys))
 
     def xcom_pull(
-        self, task_ids: str | Sequence[str] | None = None, key: str = "return_value", dag_id: str | None = None
+        self,
+        task_ids: str | Sequence[str] | None = None,
+        key: str = "return_value",
+        dag_id: str | None = None,
+        map_indexes: int | None = None,
     ) -> Any:
-        """The XCom ``key`` of ``task_ids`` in this run (a list for a list of ids; None when missing)."""
+        """The XCom ``key`` of ``task_ids`` in this run (a list for a list of ids; None when missing).
+
+        A mapped task's value is the list of its task instances' values by map index, unless
+        ``map_indexes`` names one.
+        """
         ids = task_ids if task_ids is None or isinstance(task_ids, str) else list(task_ids)
-        response = self._request(GetXCom(task_ids=ids, key=key, dag_id=dag_id))
+        response = self._request(GetXCom(task_ids=ids, key=key, dag_id=dag_id, map_indexes=map_indexes))
         if response is None or response.value_json is None:
             return None
         where = {"key": key, "dag_id": dag_id or self.dag_id, "run_id": self.run_id}
@@ -412,7 +440,8 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
         context = build_context(
             dag, task, start.run, ti, start_date=start.start_date, expanded_ti_count=start.expanded_ti_count
         )
-        outcome, error, delay = _execute(task, context, ti)
+        context["map_index"] = start.map_index
+        outcome, error, delay = _execute(task, context, ti, start.max_map_length)
         state = next_state(outcome, start.try_number, start.max_tries)
         run_callbacks(task, state, context)
         if error is not None:
@@ -431,9 +460,14 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
         _drain_output()
 
 
-def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[Outcome, str | None, float | None]:
-    """Render, execute and push the result; return ``(outcome, error, retry_delay)``."""
+def _execute(
+    task: BaseOperator, context: Context, ti: ChannelTI, max_map_length: int = 1024
+) -> tuple[Outcome, str | None, float | None]:
+    """Unmap (a mapped task), render, execute and push the result; return ``(outcome, error, retry_delay)``."""
     try:
+        if isinstance(task, MappedOperator):
+            task = task.unmap_for(context)  # this map index's arguments, resolved
+            context["task"] = task
         task.render_template_fields(context)
         ti.record_rendered_fields(task)
         with current_context(context):
@@ -441,8 +475,7 @@ def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[Outco
                 task.pre_execute_hook(context)
             run_callbacks(task, "execute", context)
             result = task.execute(context)
-        for key, value in xcoms_for_result(task, result):
-            ti.xcom_push(key, value)
+        _push_result(task, result, ti, max_map_length)
         return "success", None, None
     except SkipTask as exc:
         log.info("task skipped: %s", _text(exc) or "SkipTask")
@@ -465,6 +498,22 @@ def _execute(task: BaseOperator, context: Context, ti: ChannelTI) -> tuple[Outco
         context["exception"] = exc
         log.error("task failed with %s\n%s", _one_line(exc), _traceback(exc))
         return "failed", _one_line(exc), None
+
+
+def _push_result(task: BaseOperator, result: Any, ti: ChannelTI, max_map_length: int) -> None:
+    """Push the XComs of ``result``; the return value of an unmapped task a mapped task maps over carries its
+    length (Airflow's ``task_map``), and must be a list or dict of at most ``max_map_length`` items."""
+    mapping = task.dag is not None and ti.map_index < 0 and mapped_over(list(task.dag.task_dict.values()), task.task_id)
+    if mapping:
+        try:
+            length, keys = map_length_of(result, task_id=task.task_id, max_map_length=max_map_length)
+        except ValueError as exc:
+            raise XComError(str(exc)) from None
+    for key, value in xcoms_for_result(task, result):
+        if mapping and key == RETURN_KEY:
+            ti.xcom_push(key, value, map_length=length, map_keys=keys)
+        else:
+            ti.xcom_push(key, value)
 
 
 def callback_main(start: TaskStart, state: TaskInstanceState, error: str, log_fd: int) -> int:

@@ -19,7 +19,7 @@ from headrace import secrets_store
 from headrace.crypto import Encryptor
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance as TaskInstanceRow
-from headrace.db.models import XCom
+from headrace.db.models import TaskMap, XCom
 from headrace.db.outage import retry_through_outage
 from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
@@ -55,6 +55,8 @@ class TryTarget:
     dag_id: str
     run_id: str
     task_id: str
+    map_index: int = -1
+    """The task instance's map index (-1: not mapped)."""
 
 
 def get_xcom(db: Database, target: TryTarget, message: GetXCom) -> XComValue:
@@ -64,6 +66,8 @@ def get_xcom(db: Database, target: TryTarget, message: GetXCom) -> XComValue:
     else:
         where = [XCom.dag_id == message.dag_id, XCom.run_id == target.run_id]
     where.append(XCom.key == message.key)
+    if message.map_indexes is not None:
+        where.append(XCom.map_index == message.map_indexes)
     with db.session() as session:
         if message.task_ids is None:
             text = session.scalars(
@@ -71,15 +75,31 @@ def get_xcom(db: Database, target: TryTarget, message: GetXCom) -> XComValue:
             ).first()
             return XComValue(value_json=text)
         ids = [message.task_ids] if isinstance(message.task_ids, str) else message.task_ids
-        query = select(XCom.task_id, XCom.value).where(*where, XCom.task_id.in_(ids))
-        rows = {task_id: value for task_id, value in session.execute(query)}
+        query = select(XCom.task_id, XCom.map_index, XCom.value).where(*where, XCom.task_id.in_(ids))
+        found: dict[str, dict[int, str]] = {}
+        for task_id, map_index, value in session.execute(query):
+            found.setdefault(task_id, {})[map_index] = value
+    one = message.map_indexes is not None
+    rows = {task_id: _value_of(by_index, one) for task_id, by_index in found.items()}
     if isinstance(message.task_ids, str):
         return XComValue(value_json=rows.get(message.task_ids))
     return XComValue(value_json=dumps_value_list([rows.get(t) for t in ids]))
 
 
+def _value_of(by_index: dict[int, str], one_index: bool) -> str:
+    """One task's value: the unmapped one (or the one asked for), or the list of a mapped task's values by
+    map index (Airflow's lazy sequence)."""
+    mapped = sorted(i for i in by_index if i >= 0)
+    if one_index or not mapped:
+        return next(iter(by_index.values()))
+    return dumps_value_list([by_index[i] for i in mapped])
+
+
 def set_xcom(db: Database, target: TryTarget, message: SetXCom, max_bytes: int) -> Ack | Error:
-    """Answer ``SetXCom``: replace this TI's XCom ``key``; refuse a value over ``max_bytes``."""
+    """Answer ``SetXCom``: replace this TI's XCom ``key``; refuse a value over ``max_bytes``.
+
+    With ``map_length`` the value's length (and keys) goes into ``task_map`` in the same transaction.
+    """
     size = len(message.value_json.encode("utf-8"))
     if size > max_bytes:
         return Error(
@@ -89,7 +109,10 @@ def set_xcom(db: Database, target: TryTarget, message: SetXCom, max_bytes: int) 
     with db.session() as session:
         session.execute(
             delete(XCom).where(
-                XCom.dag_run_id == target.dag_run_pk, XCom.task_id == target.task_id, XCom.key == message.key
+                XCom.dag_run_id == target.dag_run_pk,
+                XCom.task_id == target.task_id,
+                XCom.map_index == target.map_index,
+                XCom.key == message.key,
             )
         )
         session.add(
@@ -98,11 +121,31 @@ def set_xcom(db: Database, target: TryTarget, message: SetXCom, max_bytes: int) 
                 dag_id=target.dag_id,
                 run_id=target.run_id,
                 task_id=target.task_id,
+                map_index=target.map_index,
                 key=message.key,
                 value=message.value_json,
                 created_at=datetime.now(UTC),
             )
         )
+        if message.map_length is not None:
+            session.execute(
+                delete(TaskMap).where(
+                    TaskMap.dag_run_id == target.dag_run_pk,
+                    TaskMap.task_id == target.task_id,
+                    TaskMap.map_index == target.map_index,
+                )
+            )
+            session.add(
+                TaskMap(
+                    dag_run_id=target.dag_run_pk,
+                    task_id=target.task_id,
+                    map_index=target.map_index,
+                    dag_id=target.dag_id,
+                    run_id=target.run_id,
+                    length=message.map_length,
+                    keys=message.map_keys,
+                )
+            )
     return Ack()
 
 

@@ -3,7 +3,9 @@
 Its data, ``GET /ui/data/dags/{dag_id}/grid``, answers for 1,000 tasks × 100 runs
 in three queries and a compact shape: task ids once (topological order), runs
 once (oldest first), and per run a string with one state code per task
-(:data:`STATE_CODES`). ``static/grid.js`` draws it on a canvas.
+(:data:`STATE_CODES`). ``static/grid.js`` draws it on a canvas. A mapped task
+has one cell per run too: the aggregate of its indices' states (as a task
+group's), and ``mapped`` counts its indices by state.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy import case, func, select
+from sqlalchemy import String, case, cast, func, select
 
 from headrace.api.auth import get_db, require
 from headrace.db.models import DagRun, TaskInstance
@@ -72,6 +74,9 @@ class Grid(BaseModel):
     """Tasks and groups in tree order (the page hides the rows of collapsed groups)."""
     group_states: list[str] = []
     """Per run (as ``states``), one code per group of ``groups``: the aggregate of its tasks' states."""
+    mapped: list[dict[str, dict[str, int]]] = []
+    """Per run (as ``states``): mapped task id → {state: number of its task instances in it}, for the mapped
+    tasks expanded in that run (their cell shows the aggregate state); ``[]`` without mapped tasks."""
 
 
 @data_router.get("/dags/{dag_id}/grid", response_model=Grid)
@@ -94,20 +99,34 @@ def grid(
         index = {tid: i for i, tid in enumerate(task_ids)}
         column = {row.id: i for i, row in enumerate(runs)}
         cells = [["-"] * len(task_ids) for _ in runs]
+        mapped: list[dict[str, dict[str, int]]] = [{} for _ in runs]
         unfinished = any(r.state not in RUN_FINISHED for r in runs)
         if runs:
-            # One row per run: "code<task_id>\x1f…", built by the database (group_concat / string_agg),
-            # so Python handles 100 strings instead of 100,000 row tuples.
+            # One row per run: "code<task_id>\x1f…" (a mapped task's instances: "code<task_id>:<map index>"),
+            # built by the database (group_concat / string_agg), so Python handles 100 strings instead of
+            # 100,000 row tuples.
             code = case(_CODE_OF, value=TaskInstance.state, else_="n")
+            item_of = case(
+                (TaskInstance.map_index < 0, code + TaskInstance.task_id),
+                else_=code + TaskInstance.task_id + ":" + cast(TaskInstance.map_index, String),
+            )
             rows = session.execute(
-                select(TaskInstance.dag_run_id, func.aggregate_strings(code + TaskInstance.task_id, _SEP))
+                select(TaskInstance.dag_run_id, func.aggregate_strings(item_of, _SEP))
                 .where(TaskInstance.dag_run_id.in_(list(column)))
                 .group_by(TaskInstance.dag_run_id)
             ).all()
             for run_pk, packed in rows:
                 line = cells[column[run_pk]]
+                counts = mapped[column[run_pk]]
                 for item in packed.split(_SEP):
                     task_id = item[1:]
+                    if ":" in task_id:  # an index of a mapped task: counted, its cell aggregated below
+                        task_id = task_id.rsplit(":", 1)[0]
+                        state = STATE_CODES[item[0]]
+                        per_state = counts.setdefault(task_id, {})
+                        per_state[state] = per_state.get(state, 0) + 1
+                        if task_id in index:
+                            continue
                     j = index.get(task_id)
                     if j is None:  # a task only older versions had: add a row for it
                         j = index[task_id] = len(task_ids)
@@ -115,6 +134,9 @@ def grid(
                         for other in cells:
                             other.append("-")
                     line[j] = item[0]
+                for task_id, per_state in counts.items():
+                    summary = aggregate_state(per_state)
+                    line[index[task_id]] = _CODE_OF.get(summary, "n") if summary is not None else "-"
     groups = ui_groups(serialized)
     return Grid(
         dag_id=dag_id,
@@ -127,6 +149,7 @@ def grid(
         groups=groups,
         rows=grid_rows(task_ids, groups) if groups else [],
         group_states=_group_codes(groups, task_ids, cells),
+        mapped=mapped if any(mapped) else [],
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,9 +41,16 @@ FAILED_UPSTREAM = frozenset({TaskInstanceState.FAILED.value, TaskInstanceState.U
 
 @router.get("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}")
 def task_instance_page(
-    request: Request, dag_id: str, run_id: str, task_id: str, try_number: int | None = None
+    request: Request,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    try_number: int | None = None,
+    map_index: Annotated[int, Query(ge=-1, le=1_000_000)] = -1,
 ) -> Response:
     """A task instance: its tries (process identity, memory, CPU, exit) and a log viewer per try.
+
+    ``map_index``: one index of a mapped task; without it a mapped task's page lists its indices.
 
     Raises ``DagNotFound`` / ``DagRunNotFound`` / ``TaskNotFound`` (the 404 error page).
     """
@@ -79,6 +86,7 @@ def task_instance_page(
         run_id=run_id,
         task_id=task_id,
         try_number=try_number,
+        map_index=map_index,
         **ctx,
     )
 
@@ -139,7 +147,7 @@ def upstream(
         return upstream_of(session, dag_id, run_id, task_id)
 
 
-def rendered_fields_of(session: Session, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+def rendered_fields_of(session: Session, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
     """The template fields of a task instance as its latest try rendered them (recorded by the supervisor).
 
     Returns ``{task_id, try_number, updated_at, fields: {name: text}}``; ``fields`` is None (and the
@@ -148,7 +156,9 @@ def rendered_fields_of(session: Session, dag_id: str, run_id: str, task_id: str)
     """
     run = get_run(session, dag_id, run_id)
     ti_id = session.scalars(
-        select(TaskInstance.id).where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
+        select(TaskInstance.id).where(
+            TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id, TaskInstance.map_index == map_index
+        )
     ).first()
     if ti_id is None and task_id not in run_tasks(session, run):
         raise TaskNotFound(f"DAG run {run_id!r} of {dag_id!r} has no task {task_id!r}", dag_id=dag_id, task_id=task_id)
@@ -165,12 +175,17 @@ def rendered_fields_of(session: Session, dag_id: str, run_id: str, task_id: str)
 
 @data_router.get("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/rendered")
 def rendered(
-    dag_id: str, run_id: str, task_id: str, request: Request, _who: Annotated[object, Depends(require("viewer"))]
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    request: Request,
+    _who: Annotated[object, Depends(require("viewer"))],
+    map_index: Annotated[int, Query(ge=-1, le=1_000_000)] = -1,
 ) -> dict[str, Any]:
     """Rendered template fields of a task instance (see :func:`rendered_fields_of`); every stored secret is
     masked again here, whatever the task itself had read."""
     with get_db(request).read_session() as session:
-        out = rendered_fields_of(session, dag_id, run_id, task_id)
+        out = rendered_fields_of(session, dag_id, run_id, task_id, map_index)
         if out["fields"]:
             masker = stored_secrets_masker(session, get_encryptor(request))
             out["fields"] = {name: masker.mask(text) for name, text in out["fields"].items()}

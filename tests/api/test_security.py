@@ -39,7 +39,7 @@ nobody is in)."""
 OWN_ACCOUNT = {("POST", "/api/v1/auth/tokens"), ("DELETE", "/api/v1/auth/tokens/{token_id}")}
 """Changes a viewer may make: to its own API tokens."""
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
-INT_PARAMS = {"try_number", "token_id", "import_error_id"}
+INT_PARAMS = {"try_number", "token_id", "import_error_id", "map_index"}
 
 
 def _routes(app: FastAPI) -> Iterator[tuple[str, str, str]]:

@@ -41,6 +41,7 @@ DAG_IDS = [
     "compat_dag_display_name",
     "compat_depends_on_past",
     "compat_email",
+    "compat_mapping",
     "compat_python_interpreters",
     "compat_setup_teardown",
     "compat_sql",
@@ -85,6 +86,17 @@ TASKS: dict[str, set[str] | dict[str, str]] = {
     "compat_depends_on_past": {"extract", "load", "done"},  # the first run: nothing in the past holds them
     # on_execute_callback and on_skipped_callback push XComs that check reads
     "compat_task_callbacks": {"work": "success", "skip_me": "skipped", "check": "success"},
+    "compat_mapping": {
+        "files",
+        "size",
+        "total",
+        "pairs",
+        "add",
+        "check_sums",
+        "echo",
+        "per_file.upper",
+        "per_file.check_upper",
+    },
 }
 """dag_id → the tasks that must all succeed, or task_id → the state each must end in; the run must succeed."""
 
@@ -120,7 +132,10 @@ def run_folder(settings: Settings, db: Database) -> tuple[dict[str, str], dict[s
             rows = session.execute(
                 select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == run_pk)
             )
-            results[dag_id] = {task_id: str(state) for task_id, state in rows}
+            by_task: dict[str, set[str]] = {}
+            for task_id, state in rows:  # a mapped task has one task instance per map index
+                by_task.setdefault(task_id, set()).add(str(state))
+            results[dag_id] = {task_id: "/".join(sorted(states)) for task_id, states in by_task.items()}
             results[dag_id]["<run>"] = str(session.scalar(select(DagRun.state).where(DagRun.id == run_pk)))
     return errors, results
 

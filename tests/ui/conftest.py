@@ -110,6 +110,24 @@ WARNS_DAG = textwrap.dedent('''
 ''')
 
 
+MAPPED_DAG = textwrap.dedent('''
+    """A mapped task: three task instances, one per item."""
+    from datetime import datetime
+
+    from headrace import DAG, task
+
+
+    @task
+    def show(item: int) -> int:
+        print(f"showing item {item}")
+        return item
+
+
+    with DAG(dag_id="ui_mapped", schedule=None, start_date=datetime(2026, 1, 1), tags=["ui-test"]) as dag:
+        show.expand(item=[1, 2, 3])
+''')
+
+
 @dataclass
 class System:
     """A running ``headrace standalone``."""
@@ -151,6 +169,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     (home / "dags" / "ui_fails.py").write_text(FAILS_DAG)
     (home / "dags" / "ui_warns.py").write_text(WARNS_DAG)
     (home / "dags" / "ui_schema_params.py").write_text(SCHEMA_PARAMS_DAG)
+    (home / "dags" / "ui_mapped.py").write_text(MAPPED_DAG)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env.update({"HEADRACE_HOME": str(home), "COLUMNS": "400", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
     env["HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "false"  # the tests' own DAGs run when triggered
@@ -196,7 +215,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             timeout=60,
         )
         sut = System(url=url, admin=(user, password), home=home, env=env, proc=proc, output=lines)
-        for dag_id in ("ui_params", "ui_fails", "ui_warns", "ui_schema_params"):
+        for dag_id in ("ui_params", "ui_fails", "ui_warns", "ui_schema_params", "ui_mapped"):
             _wait_for(
                 lambda: sut.rest("GET", f"/api/v1/dags/{dag_id}").status_code == 200,  # noqa: B023
                 f"DAG {dag_id} parsed",

@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from headrace.api import schemas
 from headrace.api.auth import get_db, get_encryptor, require
-from headrace.api.routes.task_instances import get_ti
+from headrace.api.routes.task_instances import MapIndex, get_ti
 from headrace.api.routes.tries import TryNumber
 from headrace.config import Settings
 from headrace.db.engine import Database
@@ -86,7 +86,7 @@ def locate(session: Session, settings: Settings, ti: TaskInstance, try_number: i
         .where(TaskTry.task_instance_id == ti.id, TaskTry.try_number == try_number)
         .execution_options(populate_existing=True)
     ).first()
-    path = try_log_path(settings.base_log_folder, ti.dag_id, ti.run_id, ti.task_id, try_number)
+    path = try_log_path(settings.base_log_folder, ti.dag_id, ti.run_id, ti.task_id, try_number, ti.map_index)
     if tt is not None:
         recorded = FilePath(tt.log_path) if tt.log_path else path
         return TryLog(recorded if inside(recorded, settings.base_log_folder) else path, tt.end_date is not None)
@@ -180,6 +180,7 @@ def get_log(
     request: Request,
     offset: Annotated[int, Query(ge=0, le=2**62, description="Byte offset to read from.")] = 0,
     stream: Annotated[bool, Query(description="Follow the log as text/plain until the try ends.")] = False,
+    map_index: MapIndex = -1,
 ) -> Any:
     """A try's log from byte ``offset`` (secrets masked). JSON: at most 1 MiB per answer, then ask again
     from ``next_offset`` until ``finished``. ``Accept: text/plain`` or ``stream=true``: a text stream that
@@ -187,7 +188,7 @@ def get_log(
     db = get_db(request)
     settings: Settings = request.app.state.settings
     with db.read_session() as session:
-        _, ti = get_ti(session, dag_id, dag_run_id, task_id)
+        _, ti = get_ti(session, dag_id, dag_run_id, task_id, map_index)
         where = locate(session, settings, ti, try_number)
         masker = stored_secrets_masker(session, get_encryptor(request))
         ti_id = ti.id

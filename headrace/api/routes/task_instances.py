@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
 
@@ -45,6 +45,7 @@ def ti_out(ti: TaskInstance, latest: TaskTry | None) -> schemas.TaskInstance:
         dag_id=ti.dag_id,
         dag_run_id=ti.run_id,
         task_id=ti.task_id,
+        map_index=ti.map_index,
         state=ti.state,
         try_number=ti.try_number,
         max_tries=ti.max_tries,
@@ -68,26 +69,45 @@ def tis_out(session: Session, ti_ids: Sequence[int]) -> list[schemas.TaskInstanc
     """Task instances by id (as they are now in this session), sorted by task_id."""
     if not ti_ids:
         return []
-    stmt = _with_latest_try().where(TaskInstance.id.in_(list(ti_ids))).order_by(TaskInstance.task_id)
+    stmt = (
+        _with_latest_try()
+        .where(TaskInstance.id.in_(list(ti_ids)))
+        .order_by(TaskInstance.task_id, TaskInstance.map_index)
+    )
     return [ti_out(ti, tt) for ti, tt in session.execute(stmt.execution_options(populate_existing=True))]
 
 
-def get_ti(session: Session, dag_id: str, dag_run_id: str, task_id: str) -> tuple[DagRun, TaskInstance]:
-    """The run and its task instance ``task_id``; raises ``DagNotFound`` / ``DagRunNotFound`` / ``TaskNotFound``."""
+def get_ti(
+    session: Session, dag_id: str, dag_run_id: str, task_id: str, map_index: int = -1
+) -> tuple[DagRun, TaskInstance]:
+    """The run and its task instance ``task_id`` at ``map_index`` (-1: not mapped); raises ``DagNotFound`` /
+    ``DagRunNotFound`` / ``TaskNotFound`` (for a mapped task asked without its map index: saying so)."""
     run = get_run(session, dag_id, dag_run_id)
-    ti = session.scalars(
+    found = session.scalars(
         select(TaskInstance)
         .where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
+        .order_by(TaskInstance.map_index)
         .execution_options(populate_existing=True)
-    ).first()
+    ).all()
+    ti = next((t for t in found if t.map_index == map_index), None)
     if ti is None:
+        where = f" at map index {map_index}" if map_index >= 0 else ""
+        mapped = (
+            f"; task {task_id!r} is mapped ({len(found)} task instances): add the map index to the URL"
+            if found and map_index < 0
+            else ""
+        )
         raise TaskNotFound(
-            f"DAG run {dag_run_id!r} of {dag_id!r} has no task instance {task_id!r}",
+            f"DAG run {dag_run_id!r} of {dag_id!r} has no task instance {task_id!r}{where}{mapped}",
             dag_id=dag_id,
             run_id=dag_run_id,
             task_id=task_id,
         )
     return run, ti
+
+
+MapIndex = Annotated[int, Query(ge=-1, le=1_000_000, description="The map index of a mapped task instance.")]
+"""``?map_index=`` of the routes under a task instance (-1, the default: a task that is not mapped)."""
 
 
 @router.get(
@@ -103,13 +123,14 @@ def list_tis(
     pg: Annotated[Page, Depends(page)],
     state: Annotated[list[TaskInstanceState] | None, Query(description="Only these states.")] = None,
 ) -> schemas.TaskInstanceCollection:
-    """The task instances of a run, sorted by task_id, with their latest try's host, pid, peak RSS and CPU."""
+    """The task instances of a run, sorted by task_id and map index, with their latest try's host, pid, peak RSS
+    and CPU (a mapped task has one per map index)."""
     with get_db(request).read_session() as session:
         run = get_run(session, dag_id, dag_run_id)
         stmt = _with_latest_try().where(TaskInstance.dag_run_id == run.id)
         if state:
             stmt = stmt.where(TaskInstance.state.in_([s.value for s in state]))
-        rows = session.execute(pg.apply(stmt.order_by(TaskInstance.task_id)))
+        rows = session.execute(pg.apply(stmt.order_by(TaskInstance.task_id, TaskInstance.map_index)))
         out = [ti_out(ti, tt) for ti, tt in rows]
         return schemas.TaskInstanceCollection(task_instances=out, total_entries=count(session, stmt))
 
@@ -124,6 +145,54 @@ def get_one_ti(dag_id: str, dag_run_id: str, task_id: str, request: Request) -> 
     """One task instance."""
     with get_db(request).read_session() as session:
         _, ti = get_ti(session, dag_id, dag_run_id, task_id)
+        return tis_out(session, [ti.id])[0]
+
+
+@router.get(
+    f"{RUN_PATH}/taskInstances/{{task_id}}/listMapped",
+    response_model=schemas.TaskInstanceCollection,
+    dependencies=[VIEWER],
+    responses=NOT_FOUND,
+)
+def list_mapped_tis(
+    dag_id: str,
+    dag_run_id: str,
+    task_id: str,
+    request: Request,
+    pg: Annotated[Page, Depends(page)],
+    state: Annotated[list[TaskInstanceState] | None, Query(description="Only these states.")] = None,
+) -> schemas.TaskInstanceCollection:
+    """The task instances of a mapped task in a run, by map index (Airflow's ``listMapped``)."""
+    with get_db(request).read_session() as session:
+        run = get_run(session, dag_id, dag_run_id)
+        stmt = _with_latest_try().where(
+            TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id, TaskInstance.map_index >= 0
+        )
+        if state:
+            stmt = stmt.where(TaskInstance.state.in_([s.value for s in state]))
+        total = count(session, stmt)
+        if total == 0 and not state:
+            get_ti(session, dag_id, dag_run_id, task_id)  # 404 for an unknown task; an unmapped one lists nothing
+        rows = session.execute(pg.apply(stmt.order_by(TaskInstance.map_index)))
+        return schemas.TaskInstanceCollection(task_instances=[ti_out(ti, tt) for ti, tt in rows], total_entries=total)
+
+
+@router.get(
+    f"{RUN_PATH}/taskInstances/{{task_id}}/{{map_index:int}}",
+    response_model=schemas.TaskInstance,
+    dependencies=[VIEWER],
+    responses=NOT_FOUND,
+)
+def get_mapped_ti(
+    dag_id: str,
+    dag_run_id: str,
+    task_id: str,
+    map_index: Annotated[int, Path(ge=-1, le=1_000_000)],
+    request: Request,
+) -> schemas.TaskInstance:
+    """One task instance of a mapped task, by map index."""
+    with get_db(request).read_session() as session:
+        _, ti = get_ti(session, dag_id, dag_run_id, task_id, map_index)
         return tis_out(session, [ti.id])[0]
 
 
@@ -142,8 +211,31 @@ def patch_ti(
     finished run goes back to queued to be decided again. A running try is stopped by its supervisor.
     """
     with get_db(request).session() as session:
-        run, _ = get_ti(session, dag_id, dag_run_id, task_id)
+        run = get_run(session, dag_id, dag_run_id)  # a mapped task is marked at every map index
         changed = mark_task_instances(session, run, [task_id], body.state, dry_run=body.dry_run, now=datetime.now(UTC))
+        return schemas.MarkedTaskInstances(task_instances=tis_out(session, changed))
+
+
+@router.patch(
+    f"{RUN_PATH}/taskInstances/{{task_id}}/{{map_index:int}}",
+    response_model=schemas.MarkedTaskInstances,
+    dependencies=[OPERATOR],
+    responses=NOT_FOUND,
+)
+def patch_mapped_ti(
+    dag_id: str,
+    dag_run_id: str,
+    task_id: str,
+    map_index: Annotated[int, Path(ge=0, le=1_000_000)],
+    body: schemas.TaskInstancePatch,
+    request: Request,
+) -> schemas.MarkedTaskInstances:
+    """Mark one task instance of a mapped task success or failed (operator); as ``PATCH …/{task_id}``."""
+    with get_db(request).session() as session:
+        run, _ = get_ti(session, dag_id, dag_run_id, task_id, map_index)
+        changed = mark_task_instances(
+            session, run, [task_id], body.state, dry_run=body.dry_run, now=datetime.now(UTC), map_indexes=[map_index]
+        )
         return schemas.MarkedTaskInstances(task_instances=tis_out(session, changed))
 
 
@@ -177,13 +269,26 @@ def clear_run(
     responses=NOT_FOUND,
 )
 def clear_tis(dag_id: str, body: schemas.ClearTaskInstances, request: Request) -> schemas.ClearedTaskInstances:
-    """Clear some task instances of one run (operator), with their upstream / downstream tasks if asked."""
+    """Clear some task instances of one run (operator), with their upstream / downstream tasks if asked.
+
+    ``task_ids`` items are task ids (every map index of a mapped task) or ``[task_id, map_index]``.
+    """
+    names: list[str] | None = None
+    indexes: dict[str, set[int]] = {}
+    if body.task_ids is not None:
+        names = []
+        for item in body.task_ids:
+            name = item if isinstance(item, str) else item[0]
+            names.append(name)
+            if not isinstance(item, str):
+                indexes.setdefault(name, set()).add(item[1])
     with get_db(request).session() as session:
         run = get_run(session, dag_id, body.dag_run_id)
         result = clear_task_instances(
             session,
             run,
-            body.task_ids,
+            sorted(set(names)) if names is not None else None,
+            map_indexes=indexes or None,
             include_upstream=body.include_upstream,
             include_downstream=body.include_downstream,
             only_failed=body.only_failed,
@@ -193,4 +298,4 @@ def clear_tis(dag_id: str, body: schemas.ClearTaskInstances, request: Request) -
         return _cleared(session, result)
 
 
-__all__ = ["get_ti", "router", "seconds_between", "ti_out", "tis_out"]
+__all__ = ["MapIndex", "get_ti", "router", "seconds_between", "ti_out", "tis_out"]

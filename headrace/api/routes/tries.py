@@ -15,7 +15,7 @@ from headrace.api import schemas
 from headrace.api.auth import get_db, get_encryptor, require
 from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
-from headrace.api.routes.task_instances import get_ti, seconds_between
+from headrace.api.routes.task_instances import MapIndex, get_ti, seconds_between
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.exceptions import NotFound
 from headrace.masking import SecretMasker, mask_or_none
@@ -75,12 +75,17 @@ def _masker(request: Request, session: Session) -> SecretMasker:
 
 @router.get(f"{TI_PATH}/tries", response_model=schemas.TaskTryCollection, responses=NOT_FOUND)
 def list_tries(
-    dag_id: str, dag_run_id: str, task_id: str, request: Request, pg: Annotated[Page, Depends(page)]
+    dag_id: str,
+    dag_run_id: str,
+    task_id: str,
+    request: Request,
+    pg: Annotated[Page, Depends(page)],
+    map_index: MapIndex = -1,
 ) -> schemas.TaskTryCollection:
     """The tries that started, oldest first: host, supervisor and task pids with their process start times
     (pid reuse proof), times, exit code or signal, peak RSS (bytes), CPU (seconds), end reason."""
     with get_db(request).read_session() as session:
-        _, ti = get_ti(session, dag_id, dag_run_id, task_id)
+        _, ti = get_ti(session, dag_id, dag_run_id, task_id, map_index)
         stmt = select(TaskTry).where(TaskTry.task_instance_id == ti.id)
         rows = list(session.scalars(pg.apply(stmt.order_by(TaskTry.try_number))))
         masker = _masker(request, session)
@@ -88,10 +93,12 @@ def list_tries(
 
 
 @router.get(f"{TI_PATH}/tries/{{try_number}}", response_model=schemas.TaskTry, responses=NOT_FOUND)
-def get_one_try(dag_id: str, dag_run_id: str, task_id: str, try_number: TryNumber, request: Request) -> schemas.TaskTry:
+def get_one_try(
+    dag_id: str, dag_run_id: str, task_id: str, try_number: TryNumber, request: Request, map_index: MapIndex = -1
+) -> schemas.TaskTry:
     """One try."""
     with get_db(request).read_session() as session:
-        _, ti = get_ti(session, dag_id, dag_run_id, task_id)
+        _, ti = get_ti(session, dag_id, dag_run_id, task_id, map_index)
         return try_out(get_try(session, ti, try_number), _masker(request, session))
 
 

@@ -15,7 +15,7 @@ from headrace.api import schemas
 from headrace.api.auth import get_db, require
 from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
-from headrace.api.routes.task_instances import get_ti
+from headrace.api.routes.task_instances import MapIndex, get_ti
 from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
 from headrace.config import Settings
 from headrace.db.models import XCom
@@ -60,12 +60,17 @@ def xcom_out(row: XCom, backend: type[BaseXCom] = BaseXCom) -> schemas.XComEntry
 
 @router.get(f"{TI_PATH}/xcomEntries", response_model=schemas.XComCollection, responses=NOT_FOUND)
 def list_xcoms(
-    dag_id: str, dag_run_id: str, task_id: str, request: Request, pg: Annotated[Page, Depends(page)]
+    dag_id: str,
+    dag_run_id: str,
+    task_id: str,
+    request: Request,
+    pg: Annotated[Page, Depends(page)],
+    map_index: MapIndex = -1,
 ) -> schemas.XComCollection:
     """The XComs of a task instance, sorted by key (its latest try's: a new try starts with none)."""
     with get_db(request).read_session() as session:
-        run, _ = get_ti(session, dag_id, dag_run_id, task_id)
-        stmt = select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id)
+        run, _ = get_ti(session, dag_id, dag_run_id, task_id, map_index)
+        stmt = select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id, XCom.map_index == map_index)
         rows = session.scalars(pg.apply(stmt.order_by(XCom.key)))
         backend = xcom_backend(request)
         return schemas.XComCollection(
@@ -74,12 +79,16 @@ def list_xcoms(
 
 
 @router.get(f"{TI_PATH}/xcomEntries/{{key}}", response_model=schemas.XComEntry, responses=NOT_FOUND)
-def get_xcom(dag_id: str, dag_run_id: str, task_id: str, key: str, request: Request) -> schemas.XComEntry:
+def get_xcom(
+    dag_id: str, dag_run_id: str, task_id: str, key: str, request: Request, map_index: MapIndex = -1
+) -> schemas.XComEntry:
     """One XCom."""
     with get_db(request).read_session() as session:
-        run, _ = get_ti(session, dag_id, dag_run_id, task_id)
+        run, _ = get_ti(session, dag_id, dag_run_id, task_id, map_index)
         row = session.scalars(
-            select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id, XCom.key == key)
+            select(XCom).where(
+                XCom.dag_run_id == run.id, XCom.task_id == task_id, XCom.map_index == map_index, XCom.key == key
+            )
         ).first()
         if row is None:
             raise NotFound(f"task instance {task_id!r} of DAG run {dag_run_id!r} has no XCom {key!r}")

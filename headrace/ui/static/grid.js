@@ -37,6 +37,18 @@
     return row.group ? data.group_states[i][row.col] : data.states[i][row.col];
   }
 
+  // a mapped task's instances in run i by state ({state: count}), or null for a task that is not mapped
+  function mappedCounts(i, row) {
+    if (row.group || !data.mapped || !data.mapped.length) return null;
+    return data.mapped[i][row.id] || null;
+  }
+
+  function mappedText(counts) {
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    const parts = Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([s, n]) => `${n} ${s}`);
+    return `${total} mapped: ${parts.join(", ")}`;
+  }
+
   function rowText(row) {
     const name = row.parent && row.id.startsWith(row.parent + ".") ? row.id.slice(row.parent.length + 1) : row.id;
     if (!row.group) return name;
@@ -103,6 +115,14 @@
           ctx.strokeStyle = "#5b6478"; ctx.strokeRect(x + 0.5, HEAD + j * ROW - sy + (ROW - CELL) / 2 + 0.5, CELL - 1, CELL - 1);
         } else {
           ctx.fillRect(x, HEAD + j * ROW - sy + (ROW - CELL) / 2, CELL, CELL);
+          const counts = mappedCounts(i, row);
+          if (counts) {  // a mapped task: the number of its indices in the cell
+            const n = Object.values(counts).reduce((a, b) => a + b, 0);
+            ctx.save();
+            ctx.fillStyle = "#ffffff"; ctx.font = "bold 8px sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
+            ctx.fillText(n > 99 ? "99+" : String(n), x + CELL / 2, HEAD + j * ROW - sy + ROW / 2, CELL);
+            ctx.restore();
+          }
         }
       }
     }
@@ -177,8 +197,10 @@
       const run = data.runs[h.i];
       const row = h.j >= 0 ? vis[h.j] : null;
       const code = row ? rowCode(h.i, row) : null;
+      const counts = row ? mappedCounts(h.i, row) : null;
       const text = !row ? `${run.run_id} · ${run.state} · ${fmtDate(run.logical_date)}`
-        : `${row.id}${row.group ? " (group)" : ""} · ${run.run_id} · ${code === "-" ? "no task instance" : codeState(code)}`;
+        : `${row.id}${row.group ? " (group)" : ""} · ${run.run_id} · ${code === "-" ? "no task instance" : codeState(code)}` +
+          (counts ? ` · ${mappedText(counts)}` : "");
       tip.textContent = text; tip.hidden = false;
       tip.style.left = (ev.clientX + 12) + "px"; tip.style.top = (ev.clientY + 12) + "px";
       wrap.style.cursor = "pointer";

@@ -5,7 +5,11 @@
   const { api, poll, act, esc, enc, fmtDate, fmtSeconds, fmtMiB, badge, canOperate, FINISHED } = window.hr;
   const root = document.getElementById("ti");
   const { dagId, runId, taskId } = root.dataset;
+  const mapIndex = Number(root.dataset.mapIndex || -1);  // -1: not mapped (or a mapped task's index list)
   const base = `/api/v1/dags/${enc(dagId)}/dagRuns/${enc(runId)}/taskInstances/${enc(taskId)}`;
+  const tiUrl = mapIndex >= 0 ? `${base}/${mapIndex}` : base;
+  const q = `map_index=${mapIndex}`;
+  const pagePath = `/dags/${enc(dagId)}/runs/${enc(runId)}/tasks/${enc(taskId)}`;
   const logEl = document.getElementById("log");
   let shownTry = root.dataset.try ? Number(root.dataset.try) : null;
   let pickedByUser = shownTry !== null;
@@ -101,7 +105,7 @@
     logEl.textContent = "";
     let offset = 0;
     logFollower = poll(async () => {
-      const r = await api("GET", `${base}/logs/${tryNumber}?offset=${offset}`);
+      const r = await api("GET", `${base}/logs/${tryNumber}?offset=${offset}&${q}`);
       if (r.content) {
         const atBottom = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4;
         logEl.textContent += r.content;
@@ -124,8 +128,33 @@
     return fact("Upstream failed", `<span class="upstream-list">${links}</span>`);
   }
 
+  // A mapped task without an index: list its task instances (each links to its own page).
+  async function loadMapped() {
+    const page = await api("GET", `${base}/listMapped?limit=1000`);
+    if (!page.total_entries) return null;
+    const tis = page.task_instances;
+    const counts = {};
+    for (const t of tis) counts[t.state] = (counts[t.state] || 0) + 1;
+    document.getElementById("ti-state").innerHTML = Object.entries(counts).map(([s, n]) => `${badge(s)} ${n}`).join(" ");
+    document.getElementById("ti-facts").innerHTML =
+      fact("DAG run", `<a href="/dags/${enc(dagId)}/grid?run_id=${enc(runId)}" class="mono">${esc(runId)}</a>`) +
+      fact("Mapped", `${page.total_entries} task instances`);
+    document.getElementById("mapped").hidden = false;
+    document.getElementById("mapped-count").textContent = page.total_entries > tis.length ? `(first ${tis.length})` : "";
+    document.querySelector("#mapped-list tbody").innerHTML = tis.map(t => `<tr data-map-index="${t.map_index}">
+      <td class="num"><a href="${pagePath}?map_index=${t.map_index}">${t.map_index}</a></td><td>${badge(t.state)}</td>
+      <td class="num">${t.try_number}</td>${when(t.start_date, "start")}${when(t.end_date, "end")}</tr>`).join("");
+    document.querySelector("#tries").closest(".table-scroll").hidden = true;
+    logEl.textContent = "A mapped task: pick a map index above for its tries and logs.";
+    return Object.keys(counts).every(s => FINISHED.has(s)) ? 15000 : 2000;
+  }
+
   async function load() {
-    const [ti, tries] = await Promise.all([api("GET", base), api("GET", `${base}/tries`)]);
+    if (mapIndex < 0) {
+      const wait = await loadMapped();
+      if (wait !== null) { enableActions(); return wait; }
+    }
+    const [ti, tries] = await Promise.all([api("GET", tiUrl), api("GET", `${base}/tries?${q}`)]);
     if (ti.state === "upstream_failed" && upstream === null) {
       upstream = await api("GET", `/ui/data/dags/${enc(dagId)}/runs/${enc(runId)}/tasks/${enc(taskId)}`);
     } else if (ti.state !== "upstream_failed") upstream = null;
@@ -184,12 +213,12 @@
       if (state === null) {
         if (!confirm(`Clear ${taskId} in ${runId}? It will run again.`)) return;
         await act("Clear", () => api("POST", `/api/v1/dags/${enc(dagId)}/clearTaskInstances`, {
-          dag_run_id: runId, task_ids: [taskId], include_downstream: false, include_upstream: false,
+          dag_run_id: runId, task_ids: [mapIndex >= 0 ? [taskId, mapIndex] : taskId], include_downstream: false, include_upstream: false,
           only_failed: false, dry_run: false }), `Cleared ${taskId}`);
         pickedByUser = false;
       } else {
         if (!confirm(`Mark ${taskId} ${state}?`)) return;
-        await act(`Mark ${state}`, () => api("PATCH", base, { state, dry_run: false }), `${taskId} marked ${state}`);
+        await act(`Mark ${state}`, () => api("PATCH", tiUrl, { state, dry_run: false }), `${taskId} marked ${state}`);
       }
       poller.kick();
     });

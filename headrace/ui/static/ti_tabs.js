@@ -7,13 +7,15 @@
   const ti = document.getElementById("ti");
   if (!nav || !ti) return;
   const { dagId, runId, taskId } = ti.dataset;
+  const mapIndex = Number(ti.dataset.mapIndex || -1);
+  const indexQuery = `map_index=${mapIndex}`;  // -1: a task that is not mapped
   const tiPath = `/dags/${hr.enc(dagId)}/dagRuns/${hr.enc(runId)}/taskInstances/${hr.enc(taskId)}`;
   const panels = { tries: ti, xcom: document.getElementById("tab-xcom"), rendered: document.getElementById("tab-rendered") };
   const loaded = {};
 
   async function loadXcom() {
     const body = document.querySelector("#xcoms tbody");
-    const page = await hr.api("GET", `/api/v1${tiPath}/xcomEntries?limit=100`);
+    const page = await hr.api("GET", `/api/v1${tiPath}/xcomEntries?limit=100&${indexQuery}`);
     body.innerHTML = page.xcom_entries.length
       ? page.xcom_entries.map(x => `<tr data-key="${hr.esc(x.key)}"><td><b>${hr.esc(x.key)}</b></td>
           <td><pre class="xcom-value">${hr.esc(JSON.stringify(x.value, null, 2))}</pre></td><td>${hr.esc(hr.fmtDate(x.created_at))}</td></tr>`).join("")
@@ -24,7 +26,7 @@
   }
 
   async function loadRendered() {
-    const data = await hr.api("GET", `/ui/data/dags/${hr.enc(dagId)}/runs/${hr.enc(runId)}/tasks/${hr.enc(taskId)}/rendered`);
+    const data = await hr.api("GET", `/ui/data/dags/${hr.enc(dagId)}/runs/${hr.enc(runId)}/tasks/${hr.enc(taskId)}/rendered?${indexQuery}`);
     const note = document.getElementById("rendered-note");
     const box = document.getElementById("rendered-fields");
     if (!data.fields) {
