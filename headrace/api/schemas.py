@@ -391,6 +391,8 @@ class XComEntry(BaseModel):
     key: str
     value: Any
     created_at: datetime
+    map_index: int = -1
+    """The map index of the task instance that pushed it (-1: not mapped)."""
 
 
 class XComCollection(BaseModel):

@@ -138,7 +138,7 @@ def build_context(
     validated against the params' schemas when the run was created), ``try_number``,
     ``var`` and ``conn`` (variables and connections, fetched on use:
     ``{{ var.value.key }}``, ``{{ var.json.key }}``, ``{{ conn.conn_id.host }}``),
-    ``expanded_ti_count`` (how many task instances a mapped task expanded to; None for an unmapped task —
+    ``map_index`` (the task instance's, -1 when not mapped: ``ti.map_index``), ``expanded_ti_count`` (how many task instances a mapped task expanded to; None for an unmapped task —
     the runtime of mapped tasks passes it), ``map_index_template``, ``inlets`` and ``outlets`` (empty: no
     lineage) and ``test_mode`` (True under ``headrace tasks test``).
     Dates are those of the run, in UTC. The DAG's ``user_defined_macros`` are the template environment's
@@ -175,6 +175,7 @@ def build_context(
         "var": VariableAccessor(),
         "conn": ConnectionAccessor(),
         "expanded_ti_count": expanded_ti_count,
+        "map_index": getattr(ti, "map_index", -1),
         "map_index_template": getattr(task, "map_index_template", None),
         "inlets": list(getattr(task, "inlets", None) or []),
         "outlets": list(getattr(task, "outlets", None) or []),

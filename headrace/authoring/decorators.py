@@ -425,8 +425,6 @@ class TaskPartial(Generic[P, R]):
             )
         if task.role is not None:
             raise DagDefinitionError(f"task {task.__name__!r}: headrace cannot map a @{task.role[0]} task yet")
-        if task.pre_execute_hook is not None:
-            raise DagDefinitionError(f"task {task.__name__!r}: headrace cannot map a @task.run_if / skip_if task yet")
         op_kwargs = dict(task.operator_kwargs)
         dag = op_kwargs.get("dag") or DagContext.current()
         group = group_of(dag, op_kwargs.get("task_group"))
@@ -445,6 +443,7 @@ class TaskPartial(Generic[P, R]):
             },
         )
         mapped = MappedOperator.from_partial(partial, expand_input, expand_into="op_kwargs")
+        mapped.pre_execute_hook = task.pre_execute_hook  # each index's operator gets it (MappedOperator.unmap)
         for ref in find_xcom_args(self.kwargs):
             ref.operator.set_downstream(mapped)
         return XComArg(mapped)

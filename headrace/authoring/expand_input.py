@@ -150,6 +150,17 @@ ExpandInput = DictOfListsExpandInput | ListOfDictsExpandInput
 """Either kind of expand input."""
 
 
+def pulled_names(expand_input: ExpandInput, resolved: dict[str, Any]) -> set[str]:
+    """The names in ``resolved`` (one map index's arguments) whose values were pulled from XCom, not written
+    in the DAG file: a task must not render those as templates (Airflow renders only what the author wrote)."""
+    pulled = (XComArg, MapXComArg, ZipXComArg)
+    if isinstance(expand_input, DictOfListsExpandInput):
+        return {k for k, v in expand_input.value.items() if isinstance(v, pulled) and k in resolved}
+    if isinstance(expand_input.value, pulled):
+        return set(resolved)
+    return {k for item in expand_input.value for k, v in item.items() if isinstance(v, pulled) and k in resolved}
+
+
 def prevent_duplicates(given: dict[str, Any], mapped: dict[str, Any], *, fail_reason: str) -> None:
     """Raise ``TypeError`` (Airflow's wording) naming an argument both in ``given`` and ``mapped``."""
     duplicated = [name for name in mapped if name in given]

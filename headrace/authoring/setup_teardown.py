@@ -288,7 +288,8 @@ class SetupTeardownMixin:
         self._on_failure_fail_dagrun = bool(value)
 
     def as_setup(self) -> Any:
-        """Mark this task a setup task; return it."""
+        """Mark this task a setup task; return it. Raises ``DagDefinitionError`` for a mapped task."""
+        _refuse_mapped(self, "as_setup")
         self.is_setup = True
         return self
 
@@ -297,7 +298,9 @@ class SetupTeardownMixin:
 
         ``setups`` (a task, XComArg or list of them) become setup tasks upstream
         of it. ``on_failure_fail_dagrun=True`` lets its failure fail the DAG run.
+        Raises ``DagDefinitionError`` for a mapped task.
         """
+        _refuse_mapped(self, "as_teardown")
         self.is_teardown = True
         self.trigger_rule = TriggerRule.ALL_DONE_SETUP_SUCCESS
         if on_failure_fail_dagrun is not None:
@@ -337,3 +340,9 @@ __all__ = [
     "relevant_setups",
     "setups_and_teardowns",
 ]
+
+
+def _refuse_mapped(task: Any, method: str) -> None:
+    """headrace does not run mapped setup or teardown tasks yet: say so instead of ignoring the mapping."""
+    if getattr(task, "expand_input", None) is not None:
+        raise DagDefinitionError(f"task {task.task_id!r}: {method}() on a mapped task is not supported by headrace yet")

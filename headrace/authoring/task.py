@@ -33,6 +33,7 @@ from headrace.authoring.expand_input import (
     check_expand_kwargs,
     check_mappable,
     prevent_duplicates,
+    pulled_names,
 )
 from headrace.authoring.setup_teardown import SetupTeardownContext, SetupTeardownMixin
 from headrace.authoring.sizes import parse_memory_limit
@@ -150,6 +151,8 @@ class BaseOperator(SetupTeardownMixin, ABC):
     """What a mapped task expands over (:class:`MappedOperator`); None for a task that is not mapped."""
     ignored_arguments: tuple[str, ...] = ()
     """Airflow operator arguments given to this operator that headrace does not support yet (ignored)."""
+    not_templates: frozenset[int] | set[int] = frozenset()
+    """``id()`` of values :meth:`render_template_fields` leaves as they are (mapped arguments pulled from XCom)."""
     pre_execute_hook: Callable[[Context], None] | None = None
     """Called with the context right before ``execute`` (``@task.run_if`` / ``skip_if``); may raise ``SkipTask``."""
 
@@ -456,6 +459,8 @@ class BaseOperator(SetupTeardownMixin, ABC):
             setattr(self, field, rendered)
 
     def _render(self, value: Any, context: Context, env: jinja2.Environment) -> Any:
+        if id(value) in self.not_templates:  # a mapped argument pulled from XCom: data, not a template
+            return value
         if isinstance(value, str):
             if self.template_ext and value.endswith(tuple(self.template_ext)):
                 return env.get_template(value).render(context)
@@ -604,7 +609,10 @@ class MappedOperator(BaseOperator):
         pulled through ``context["ti"]``). Raises ``IndexError`` / ``TypeError`` for a map index or value that
         does not fit what the task expands over."""
         assert self.expand_input is not None
-        return self.unmap(self.expand_input.resolve(context, int(context.get("map_index", -1))))
+        resolved = self.expand_input.resolve(context, int(context.get("map_index", -1)))
+        operator = self.unmap(resolved)
+        operator.not_templates = {id(resolved[k]) for k in pulled_names(self.expand_input, resolved)}
+        return operator
 
     def unmap(self, mapped_kwargs: dict[str, Any]) -> BaseOperator:
         """The operator of one task instance: ``partial`` arguments plus ``mapped_kwargs``, outside any DAG
@@ -617,6 +625,7 @@ class MappedOperator(BaseOperator):
         operator = self.operator_class(task_id=self.task_id, **kwargs)
         operator.dag = self.dag
         operator.task_group = self.task_group
+        operator.pre_execute_hook = self.pre_execute_hook  # @task.run_if / skip_if given to the mapped task
         operator.upstream_task_ids = set(self.upstream_task_ids)
         operator.downstream_task_ids = set(self.downstream_task_ids)
         return operator

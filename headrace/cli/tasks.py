@@ -31,6 +31,7 @@ from headrace.exceptions import DagNotFound, DagRunNotFound, HeadraceError, Inva
 from headrace.scheduler.past import past_reason
 from headrace.scheduler.user_actions import clear_task_instances, run_dag
 from headrace.secrets_store import DatabaseSecrets, stored_secrets_masker
+from headrace.supervisor.task_process import run_callbacks
 from headrace.types import Context
 
 app = typer.Typer(
@@ -142,6 +143,7 @@ class _LocalTI:
             backend=self._backend,
             dag_id=self.dag_id,
             run_id=self.run_id,
+            map_index=self.map_index,
         )
 
     def _pull_one(self, task_id: str, key: str, dag_id: str, map_indexes: int | None) -> Any:
@@ -246,7 +248,6 @@ def _runtime_task(
     # Variable.get / Connection.get (and {{ var }} / {{ conn }} templates) read the DB directly here.
     install_secrets_runtime(DatabaseSecrets(db, Encryptor.from_settings(state.settings)))
     context = build_context(dag, task, info, ti, test_mode=test_mode)
-    context["map_index"] = map_index
     if isinstance(task, MappedOperator):
         if map_index < 0:
             raise InvalidRequest(f"task {task_id!r} is mapped: give the task instance's --map-index")
@@ -369,6 +370,7 @@ def test_cmd(
         with current_context(context):
             if task.pre_execute_hook is not None:  # @task.run_if / skip_if, as in a scheduled try
                 task.pre_execute_hook(context)
+            run_callbacks(task, "execute", context)
             result = task.execute(context)
         for key, value in xcoms_for_result(task, result):
             ti.xcom_push(key, value)

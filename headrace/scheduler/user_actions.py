@@ -151,7 +151,7 @@ def _index_wanted(
     if isinstance(map_indexes, Mapping):
         allowed = map_indexes.get(task_id)
         return allowed is None or map_index in allowed
-    return map_index in map_indexes
+    return map_index < 0 or map_index in map_indexes  # a collection picks indexes of mapped tasks only
 
 
 def clear_task_instances(

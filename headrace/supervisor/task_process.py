@@ -440,7 +440,6 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
         context = build_context(
             dag, task, start.run, ti, start_date=start.start_date, expanded_ti_count=start.expanded_ti_count
         )
-        context["map_index"] = start.map_index
         outcome, error, delay = _execute(task, context, ti, start.max_map_length)
         state = next_state(outcome, start.try_number, start.max_tries)
         run_callbacks(task, state, context)

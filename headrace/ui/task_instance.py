@@ -127,10 +127,12 @@ def upstream_of(session: Session, dag_id: str, run_id: str, task_id: str) -> dic
 
 def _past_hold(session: Session, run: DagRun, task_id: str) -> str | None:
     """Why the previous DAG run holds a not-yet-scheduled task instance (``depends_on_past``), or None."""
-    state = session.scalar(
-        select(TaskInstance.state).where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
-    )
-    if state not in (None, TaskInstanceState.NONE.value):
+    states = set(
+        session.scalars(
+            select(TaskInstance.state).where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
+        )
+    )  # a mapped task has one row per index: it is held while any of them waits
+    if states and TaskInstanceState.NONE.value not in states:
         return None
     version = session.get(DagVersion, run.dag_version_id)
     if version is None:

@@ -127,6 +127,29 @@ def five():
     return [1, 2, 3, 4, 5]
 
 
+@task
+def raw_texts():
+    return ["{{ ds }}", "{{ oops"]
+
+
+@task
+def keep(text):
+    assert text in ("{{ ds }}", "{{ oops"), text  # pulled from XCom: data, never rendered as a template
+    return text
+
+
+@task.run_if(lambda context: context["map_index"] != 1, skip_message="not index 1")
+@task
+def conditional(x):
+    return x
+
+
+with DAG("map_data", schedule=None, start_date=START):
+    keep.expand(text=raw_texts())
+    BashOperator.partial(task_id="literal_template").expand(bash_command=["test {{ ds }} = {{ logical_date | ds }}"])
+    conditional.expand(x=[1, 2, 3])
+
+
 with DAG("map_too_long", schedule=None, start_date=START):
     add.partial(y=0).expand(x=five())
     add.override(task_id="literal_too_long").partial(y=0).expand(x=[1, 2, 3, 4])
@@ -141,14 +164,23 @@ def run_all(settings: Settings, db: Database, **core: Any) -> dict[str, dict[tup
     processor = DagProcessor(fast, db)
     assert processor.refresh(datetime.now(UTC)).errors == 0
     with db.session() as session:
-        dag_ids = ["map_xcom", "map_literal", "map_zero", "map_kinds", "map_group", "map_retry", "map_too_long"]
+        dag_ids = [
+            "map_xcom",
+            "map_literal",
+            "map_zero",
+            "map_kinds",
+            "map_group",
+            "map_retry",
+            "map_too_long",
+            "map_data",
+        ]
         for dag_id in dag_ids:
             trigger_dag(session, dag_id, now=datetime.now(UTC))
 
     def ended() -> bool:
         with db.read_session() as session:
             states = list(session.scalars(select(DagRun.state)))
-        return len(states) == 7 and all(s in ("success", "failed") for s in states)
+        return len(states) == 8 and all(s in ("success", "failed") for s in states)
 
     assert run_scheduler_until(fast, db, ended, processor=processor, timeout=240)
     processor.close()
@@ -218,6 +250,18 @@ def test_mapped_tasks_expand_run_per_index_and_feed_downstream(settings: Setting
     assert states["map_group"][("<run>", -1)] == "success", states["map_group"]
     assert xcoms(db, "map_group", "pipeline.times_ten") == {0: 20, 1: 30, 2: 40}
     assert xcoms(db, "map_group", "pipeline.inc") == {0: 2, 1: 3, 2: 4}
+
+    # values pulled from XCom are not templates (a literal still is); run_if decides per index
+    assert states["map_data"] == {
+        ("<run>", -1): "success",
+        ("raw_texts", -1): "success",
+        ("keep", 0): "success",
+        ("keep", 1): "success",
+        ("literal_template", 0): "success",
+        ("conditional", 0): "success",
+        ("conditional", 1): "skipped",
+        ("conditional", 2): "success",
+    }, states["map_data"]
 
     # per-index tries: only index 1 was retried
     assert states["map_retry"][("<run>", -1)] == "success", states["map_retry"]

@@ -7,7 +7,7 @@ import logging
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 from sqlalchemy import select
 
@@ -15,10 +15,11 @@ from headrace.api import schemas
 from headrace.api.auth import get_db, require
 from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
+from headrace.api.routes.dag_runs import get_run
 from headrace.api.routes.task_instances import MapIndex, get_ti
 from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
 from headrace.config import Settings
-from headrace.db.models import XCom
+from headrace.db.models import TaskInstance, XCom
 from headrace.exceptions import HeadraceError, NotFound
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ def xcom_value(row: XCom, backend: type[BaseXCom] = BaseXCom) -> Any:
     A value that has no plain JSON form (bytes that are not UTF-8) is given as stored, with its type tags.
     """
     stored = json.loads(row.value)
-    entry = backend(value=stored, key=row.key, task_id=row.task_id, dag_id=row.dag_id, run_id=row.run_id, map_index=-1)
+    entry = backend(
+        value=stored, key=row.key, task_id=row.task_id, dag_id=row.dag_id, run_id=row.run_id, map_index=row.map_index
+    )
     try:
         return jsonable_encoder(entry.orm_deserialize_value(), custom_encoder={Decimal: str})
     except (HeadraceError, ValueError, TypeError):  # XComError, or bytes that are not UTF-8: show it as stored
@@ -55,7 +58,9 @@ def xcom_backend(request: Request) -> type[BaseXCom]:
 
 def xcom_out(row: XCom, backend: type[BaseXCom] = BaseXCom) -> schemas.XComEntry:
     """The API form of an ``xcom`` row."""
-    return schemas.XComEntry(key=row.key, value=xcom_value(row, backend), created_at=row.created_at)
+    return schemas.XComEntry(
+        key=row.key, value=xcom_value(row, backend), created_at=row.created_at, map_index=row.map_index
+    )
 
 
 @router.get(f"{TI_PATH}/xcomEntries", response_model=schemas.XComCollection, responses=NOT_FOUND)
@@ -65,13 +70,29 @@ def list_xcoms(
     task_id: str,
     request: Request,
     pg: Annotated[Page, Depends(page)],
-    map_index: MapIndex = -1,
+    map_index: Annotated[
+        int | None, Query(ge=-1, le=1_000_000, description="Only this map index (default: every task instance's).")
+    ] = None,
 ) -> schemas.XComCollection:
-    """The XComs of a task instance, sorted by key (its latest try's: a new try starts with none)."""
+    """The XComs of a task, sorted by key then map index (each task instance's latest try's: a new try starts
+    with none); of one task instance with ``?map_index=`` (Airflow 3 filters only when it is given)."""
     with get_db(request).read_session() as session:
-        run, _ = get_ti(session, dag_id, dag_run_id, task_id, map_index)
-        stmt = select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id, XCom.map_index == map_index)
-        rows = session.scalars(pg.apply(stmt.order_by(XCom.key)))
+        if map_index is None:
+            run = get_run(session, dag_id, dag_run_id)
+            if (
+                session.scalar(
+                    select(TaskInstance.id)
+                    .where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
+                    .limit(1)
+                )
+                is None
+            ):
+                get_ti(session, dag_id, dag_run_id, task_id)  # TaskNotFound, saying which
+            stmt = select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id)
+        else:
+            run, _ = get_ti(session, dag_id, dag_run_id, task_id, map_index)
+            stmt = select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id, XCom.map_index == map_index)
+        rows = session.scalars(pg.apply(stmt.order_by(XCom.key, XCom.map_index)))
         backend = xcom_backend(request)
         return schemas.XComCollection(
             xcom_entries=[xcom_out(x, backend) for x in rows], total_entries=count(session, stmt)
