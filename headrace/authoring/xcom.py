@@ -399,33 +399,56 @@ def serialize_xcom(
     return text
 
 
-def deserialize_xcom(text: str, backend: type[BaseXCom] = BaseXCom, **where: Any) -> Any:
+def deserialize_xcom(
+    text: str, backend: type[BaseXCom] = BaseXCom, *, map_indexes: Sequence[int] | None = None, **where: Any
+) -> Any:
     """Inverse of :func:`serialize_xcom`: ``backend.deserialize_value`` of the stored JSON.
 
     ``where``: the XCom's ``key``, ``task_id``, ``dag_id``, ``run_id`` (given to the backend).
+    ``map_indexes``: ``text`` is the JSON list of a mapped task's stored values, by map index: each is
+    deserialized on its own, with its ``map_index`` (a custom backend sees one XCom at a time).
     Raises ``XComError`` for text that is not valid XCom JSON or a class that cannot be imported.
     """
     try:
         data = json.loads(text)
     except ValueError as exc:
         raise XComError(f"stored XCom is not valid: {exc}") from None
-    return _deserialize(data, backend, where)
+    return _deserialize_pulled(data, backend, map_indexes, where)
 
 
 def deserialize_xcom_list(
-    text: str, task_ids: Sequence[str], backend: type[BaseXCom] = BaseXCom, **where: Any
+    text: str,
+    task_ids: Sequence[str],
+    backend: type[BaseXCom] = BaseXCom,
+    *,
+    map_indexes: Sequence[Sequence[int] | None] | None = None,
+    **where: Any,
 ) -> list[Any]:
-    """The values of a JSON list of stored XComs (one per id in ``task_ids``; null: none) — a pull of many."""
+    """The values of a JSON list of stored XComs (one per id in ``task_ids``; null: none) — a pull of many.
+
+    ``map_indexes``: per task, None for one stored value, or the map indexes of a mapped task's list.
+    """
     try:
         data = json.loads(text)
     except ValueError as exc:
         raise XComError(f"stored XCom is not valid: {exc}") from None
     if not isinstance(data, list):
         raise XComError("stored XComs are not a list")
+    indexes = list(map_indexes) if map_indexes is not None else [None] * len(data)
     return [
-        None if item is None else _deserialize(item, backend, {**where, "task_id": task_id})
-        for task_id, item in zip(task_ids, data, strict=False)
+        None if item is None else _deserialize_pulled(item, backend, index, {**where, "task_id": task_id})
+        for task_id, item, index in zip(task_ids, data, indexes, strict=False)
     ]
+
+
+def _deserialize_pulled(
+    data: Any, backend: type[BaseXCom], map_indexes: Sequence[int] | None, where: dict[str, Any]
+) -> Any:
+    if map_indexes is None:
+        return _deserialize(data, backend, where)
+    if not isinstance(data, list) or len(data) != len(map_indexes):
+        raise XComError("stored XComs of a mapped task are not a list of its map indexes' values")
+    return [_deserialize(item, backend, {**where, "map_index": i}) for i, item in zip(map_indexes, data, strict=True)]
 
 
 def _deserialize(data: Any, backend: type[BaseXCom], where: dict[str, Any]) -> Any:

@@ -204,6 +204,9 @@ class XComValue(_Message):
 
     type: Literal["xcom_value"] = "xcom_value"
     value_json: str | None
+    map_indexes: list[list[int] | None] | None = None
+    """Per task asked (one for a single task id): None for one stored value, or the map indexes of the items
+    of a mapped task's list, so the task process gives a custom XCom backend one value at a time."""
 
 
 class VariableValue(_Message):

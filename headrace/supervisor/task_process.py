@@ -186,9 +186,11 @@ class ChannelTI:
         if response is None or response.value_json is None:
             return None
         where = {"key": key, "dag_id": dag_id or self.dag_id, "run_id": self.run_id}
+        indexes = response.map_indexes
         if isinstance(ids, list):
-            return deserialize_xcom_list(response.value_json, ids, self._backend, **where)
-        return deserialize_xcom(response.value_json, self._backend, task_id=ids, **where)
+            return deserialize_xcom_list(response.value_json, ids, self._backend, map_indexes=indexes, **where)
+        one = indexes[0] if indexes else None
+        return deserialize_xcom(response.value_json, self._backend, task_id=ids, map_indexes=one, **where)
 
     def skip(self, task_ids: Iterable[str]) -> None:
         """Mark task instances of this run ``skipped`` (those not queued yet)."""

@@ -82,17 +82,19 @@ def get_xcom(db: Database, target: TryTarget, message: GetXCom) -> XComValue:
     one = message.map_indexes is not None
     rows = {task_id: _value_of(by_index, one) for task_id, by_index in found.items()}
     if isinstance(message.task_ids, str):
-        return XComValue(value_json=rows.get(message.task_ids))
-    return XComValue(value_json=dumps_value_list([rows.get(t) for t in ids]))
+        text, indexes = rows.get(message.task_ids, (None, None))
+        return XComValue(value_json=text, map_indexes=[indexes])
+    values = [rows.get(t, (None, None)) for t in ids]
+    return XComValue(value_json=dumps_value_list([v for v, _ in values]), map_indexes=[i for _, i in values])
 
 
-def _value_of(by_index: dict[int, str], one_index: bool) -> str:
+def _value_of(by_index: dict[int, str], one_index: bool) -> tuple[str, list[int] | None]:
     """One task's value: the unmapped one (or the one asked for), or the list of a mapped task's values by
-    map index (Airflow's lazy sequence)."""
+    map index (Airflow's lazy sequence), with those map indexes."""
     mapped = sorted(i for i in by_index if i >= 0)
     if one_index or not mapped:
-        return next(iter(by_index.values()))
-    return dumps_value_list([by_index[i] for i in mapped])
+        return next(iter(by_index.values())), None
+    return dumps_value_list([by_index[i] for i in mapped]), mapped
 
 
 def set_xcom(db: Database, target: TryTarget, message: SetXCom, max_bytes: int) -> Ack | Error:
