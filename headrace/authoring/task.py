@@ -582,6 +582,7 @@ class MappedOperator(BaseOperator):
         operator = self.operator_class(task_id=self.task_id, **kwargs)
         operator.dag = self.dag
         operator.task_group = self.task_group
+        operator.params = self.params  # merged with the DAG's and groups' where the mapped task was made
         operator.upstream_task_ids = set(self.upstream_task_ids)
         operator.downstream_task_ids = set(self.downstream_task_ids)
         return operator
