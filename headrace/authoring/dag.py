@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from headrace.authoring.graph import cycle_error, find_cycle, topological_order
-from headrace.authoring.params import Param, ParamsDict, check_dag_params
+from headrace.authoring.params import ParamsDict, check_dag_params
 from headrace.authoring.schedules import Timetable, ensure_aware
 from headrace.authoring.timetables import make_timetable
 from headrace.exceptions import DagDefinitionError, DuplicateTaskIdError, ParamValidationError, TaskNotFound
@@ -307,7 +307,7 @@ class DAG:
                         f"default_args['params'] must be a dict, got {type(from_default_args).__name__}"
                     )
                 for name, value in dict(from_default_args).items():
-                    checked[name] = value if isinstance(value, Param) else Param(value)
+                    checked[name] = value  # ParamsDict: a plain value keeps an existing param's schema
             check_dag_params(checked, scheduled=self.schedule is not None)
         except (ParamValidationError, DagDefinitionError) as exc:
             self._fail(f"DAG {self.dag_id!r}: {exc.message}")

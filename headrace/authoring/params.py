@@ -364,15 +364,17 @@ def task_params(
     fileloc: str | None = None,
     lineno: int | None = None,
 ) -> ParamsDict:
-    """A task's params, merged as Airflow merges them: the DAG's, then ``params`` from the task groups'
-    ``default_args`` (outermost first), then the task's own ``params=`` (a later one replaces a param of the
-    same name, plain value or ``Param``).
+    """A task's params, merged as Airflow merges them: the DAG's, then ``params`` from the innermost task
+    group's ``default_args``, then the task's own ``params=``. A later ``Param`` replaces one of the same
+    name; a later plain value for an existing param keeps its schema (and must satisfy it), as
+    ``ParamsDict.__setitem__`` does; a plain value for a new name is a schema-less param.
 
     Every default is checked against its schema (at parse time, as the DAG's are). Raises
     ``DagDefinitionError`` (at ``fileloc``:``lineno``, the DAG's) naming the task and the param for an
     invalid default, and for ``params`` that is not a mapping.
     """
     merged = ParamsDict(dag_params) if dag_params is not None else ParamsDict()
+    changed: set[str] = set()  # the DAG's own defaults were checked with the DAG: only these are new
     for source, label in ((group_default_params, "default_args['params']"), (own, "params")):
         if source is None:
             continue
@@ -382,9 +384,13 @@ def task_params(
             )
         values = source.items_params() if isinstance(source, ParamsDict) else source.items()
         for name, value in values:
-            merged[name] = copy.copy(value) if isinstance(value, Param) else Param(value)
+            try:  # a plain value for a param the DAG has keeps its schema and is checked against it
+                merged[name] = copy.copy(value) if isinstance(value, Param) else value
+            except ParamValidationError as exc:
+                raise DagDefinitionError(f"task {task_id!r}: {exc.message}", fileloc=fileloc, lineno=lineno) from None
+            changed.add(name)
     for name, param in merged.items_params():
-        if param.has_value:
+        if name in changed and param.has_value:
             try:
                 param.resolve(name=name)
             except ParamValidationError as exc:

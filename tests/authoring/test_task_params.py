@@ -23,11 +23,14 @@ def test_merge_order_dag_then_default_args_then_group_then_own() -> None:
     own.params["a"] = "y"  # a task's ParamsDict is its own copy
     assert d.params["a"] == 1 and plain.params["a"] == 1
     assert dag_warnings(d) == []
+    assert d.params.get_param("b").schema == {"type": "integer"}  # default_args' plain 3 kept the schema
 
 
 def test_a_bad_default_names_the_task_and_the_param() -> None:
     with DAG("bad"), pytest.raises(DagDefinitionError, match=r"task 'load': param 'n': \"x\" is not of type integer"):
         EmptyOperator(task_id="load", params={"n": Param("x", type="integer")})
+    with DAG("bad1", params={"n": Param(1, type="integer")}), pytest.raises(DagDefinitionError, match=r"task 'x'"):
+        EmptyOperator(task_id="x", params={"n": "one"})  # a plain value keeps the DAG param's schema
     with DAG("bad2"), pytest.raises(DagDefinitionError, match=r"task 'load': params must be a dict, got list"):
         EmptyOperator(task_id="load", params=[1])
 
