@@ -84,6 +84,12 @@ SPEC: dict[str, dict[str, Option]] = {
             1,
             1_000_000,
         ),
+        "dag_run_conf_overrides_params": Option(
+            bool,
+            _const(True),
+            "A run's conf overrides the params of the same name in its tasks' params context (Airflow's key and "
+            "default); false: params are constants, conf is only dag_run.conf.",
+        ),
         "dagbag_import_timeout": Option(float, _const(30.0), "Seconds a DAG file may take to import.", 0.1, 3600),
         "load_examples": Option(bool, _const(False), "Also load the bundled example DAGs."),
         "dags_are_paused_at_creation": Option(

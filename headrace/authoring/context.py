@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from headrace.authoring import macros
+from headrace.authoring.params import context_params
 from headrace.authoring.secrets import ConnectionAccessor, VariableAccessor
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Context
@@ -123,6 +124,7 @@ def build_context(
     start_date: datetime | None = None,
     test_mode: bool = False,
     expanded_ti_count: int | None = None,
+    conf_overrides_params: bool = True,
 ) -> Context:
     """Return the context of one try: the keys of Airflow 3's context, with its meanings.
 
@@ -134,8 +136,9 @@ def build_context(
     ``prev_data_interval_end_success``, ``prev_start_date_success``, ``prev_end_date_success``
     (of the DAG's previous successful run, None without one), ``start_date`` (the try's start; now if not
     given), ``task_instance_key_str`` (``dagid__taskid__YYYYMMDD``), ``macros`` (:mod:`.macros`),
-    ``params`` (the DAG params' defaults, the run's conf on top: the conf was
-    validated against the params' schemas when the run was created), ``try_number``,
+    ``params`` (the task's params — the DAG's, overridden by the task's own ``params=`` — with the run's
+    conf on top unless ``conf_overrides_params`` is false, Airflow's ``core.dag_run_conf_overrides_params``;
+    every value checked against its schema: ``ParamValidationError`` names the param), ``try_number``,
     ``var`` and ``conn`` (variables and connections, fetched on use:
     ``{{ var.value.key }}``, ``{{ var.json.key }}``, ``{{ conn.conn_id.host }}``),
     ``map_index`` (the task instance's, -1 when not mapped: ``ti.map_index``), ``expanded_ti_count`` (how many task instances a mapped task expanded to; None for an unmapped task —
@@ -170,7 +173,7 @@ def build_context(
         "prev_end_date_success": previous.end_date if previous else None,
         "start_date": start_date or datetime.now(UTC),
         "macros": macros,
-        "params": {**dag.params.dump(), **dict(run.conf)},
+        "params": context_params(getattr(task, "params", dag.params), run.conf, conf_overrides=conf_overrides_params),
         "try_number": ti.try_number,
         "var": VariableAccessor(),
         "conn": ConnectionAccessor(),

@@ -213,7 +213,7 @@ class DAG:
         self.catchup: bool | None = None if catchup is None else bool(catchup)
         """None: the deployment's ``scheduler.catchup_by_default``, applied when the DAG is serialized."""
         self.default_args: dict[str, Any] = dict(default_args or {})
-        self.params = self._checked_params(params)
+        self.params = self._checked_params(params, self.default_args.pop("params", None))
         for name, value in (("max_active_runs", max_active_runs), ("max_active_tasks", max_active_tasks)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 self._fail(f"{name} must be a positive int or None, got {value!r}")
@@ -291,14 +291,23 @@ class DAG:
 
     # --- tasks ---------------------------------------------------------------
 
-    def _checked_params(self, params: Mapping[str, Any] | None) -> ParamsDict:
+    def _checked_params(self, params: Mapping[str, Any] | None, from_default_args: Any = None) -> ParamsDict:
         """``params`` as a ParamsDict, checked as Airflow checks them when a DAG file is parsed.
+
+        ``default_args["params"]`` (``from_default_args``) is merged over ``params``, as in Airflow.
 
         Raises ``DagDefinitionError`` (with the DAG's file and line) for an invalid
         default, or for a param without default in a DAG with a schedule.
         """
         try:
             checked = ParamsDict(params)
+            if from_default_args is not None:
+                if not isinstance(from_default_args, Mapping):
+                    raise DagDefinitionError(
+                        f"default_args['params'] must be a dict, got {type(from_default_args).__name__}"
+                    )
+                for name, value in dict(from_default_args).items():
+                    checked[name] = value  # ParamsDict: a plain value keeps an existing param's schema
             check_dag_params(checked, scheduled=self.schedule is not None)
         except (ParamValidationError, DagDefinitionError) as exc:
             self._fail(f"DAG {self.dag_id!r}: {exc.message}")

@@ -12,7 +12,8 @@ not lose it silently. :func:`dag_warnings` lists, for one DAG:
   as in Airflow, since they are shared by operators of different kinds).
 
 ``start_date`` and ``end_date`` in ``default_args`` are the DAG's own (as in
-Airflow) and never warned about. The DAG processor stores the warnings with
+Airflow) and never warned about; ``params`` in a DAG's or task group's
+``default_args`` is merged into the params of its tasks. The DAG processor stores the warnings with
 the DAG on every parse (table ``dag_warning``), replacing the previous ones.
 """
 
@@ -76,7 +77,7 @@ def dag_warnings(dag: DAG) -> list[DagWarning]:
         in_group: set[str] = set()
         for cls in {type(t) for t in group.iter_tasks()}:
             in_group |= accepted_arguments(cls)
-        for key in sorted(set(group.default_args) - in_group):
+        for key in sorted(set(group.default_args) - in_group - {"params"}):  # params: merged into its tasks'
             kind = UNSUPPORTED_ARGUMENT if key in AIRFLOW_OPERATOR_ARGS else UNUSED_DEFAULT_ARG
             found.append(
                 DagWarning(

@@ -355,6 +355,79 @@ def resolve_params(params: ParamsDict, conf: Mapping[str, Any] | None) -> dict[s
     return {**values, **{k: v for k, v in conf.items() if k not in values}}
 
 
+def task_params(
+    dag_params: ParamsDict | None,
+    group_default_params: Mapping[str, Any] | None,
+    own: Mapping[str, Any] | None,
+    *,
+    task_id: str,
+    fileloc: str | None = None,
+    lineno: int | None = None,
+) -> ParamsDict:
+    """A task's params, merged as Airflow merges them: the DAG's, then ``params`` from the innermost task
+    group's ``default_args``, then the task's own ``params=``. A later ``Param`` replaces one of the same
+    name; a later plain value for an existing param keeps its schema (and must satisfy it), as
+    ``ParamsDict.__setitem__`` does; a plain value for a new name is a schema-less param.
+
+    Every default is checked against its schema (at parse time, as the DAG's are). Raises
+    ``DagDefinitionError`` (at ``fileloc``:``lineno``, the DAG's) naming the task and the param for an
+    invalid default, and for ``params`` that is not a mapping.
+    """
+    merged = ParamsDict(dag_params) if dag_params is not None else ParamsDict()
+    changed: set[str] = set()  # the DAG's own defaults were checked with the DAG: only these are new
+    for source, label in ((group_default_params, "default_args['params']"), (own, "params")):
+        if source is None:
+            continue
+        if not isinstance(source, Mapping):
+            raise DagDefinitionError(
+                f"task {task_id!r}: {label} must be a dict, got {type(source).__name__}", fileloc=fileloc, lineno=lineno
+            )
+        values = source.items_params() if isinstance(source, ParamsDict) else source.items()
+        for name, value in values:
+            try:  # a plain value for a param the DAG has keeps its schema and is checked against it
+                merged[name] = copy.copy(value) if isinstance(value, Param) else value
+            except ParamValidationError as exc:
+                raise DagDefinitionError(f"task {task_id!r}: {exc.message}", fileloc=fileloc, lineno=lineno) from None
+            changed.add(name)
+    for name, param in merged.items_params():
+        if name in changed and param.has_value:
+            try:
+                param.resolve(name=name)
+            except ParamValidationError as exc:
+                raise DagDefinitionError(f"task {task_id!r}: {exc.message}", fileloc=fileloc, lineno=lineno) from None
+    return merged
+
+
+def own_params_field(params: ParamsDict | None, dag_params: ParamsDict | None) -> dict[str, Any]:
+    """``{"params": [spec, …]}`` (:meth:`ParamsDict.serialize`) for a serialized task whose params differ
+    from its DAG's; ``{}`` otherwise, so tasks without params of their own serialize (and hash) as before.
+
+    Raises ``DagDefinitionError`` if a default is not JSON (checked when the Param was made, so not expected).
+    """
+    if params is None:
+        return {}
+    specs = params.serialize()
+    if dag_params is not None and specs == dag_params.serialize():
+        return {}
+    try:
+        return {"params": json.loads(json.dumps(specs, sort_keys=True))}
+    except (TypeError, ValueError) as exc:
+        raise DagDefinitionError(f"task params must be JSON-serializable: {exc}") from None
+
+
+def context_params(
+    params: ParamsDict, conf: Mapping[str, Any] | None, *, conf_overrides: bool = True
+) -> dict[str, Any]:
+    """A try's ``params`` context entry: the task's params, the run's ``conf`` on top when ``conf_overrides``
+    (Airflow's ``core.dag_run_conf_overrides_params``, default true).
+
+    The conf was validated against the DAG's params when the run was created; here each value is checked
+    against the task's own schema too. Returns name → value; conf keys that are no param pass through.
+    Raises ``ParamValidationError`` naming the param (the try fails, as in Airflow).
+    """
+    return resolve_params(params, conf if conf_overrides else None)
+
+
 def check_dag_params(params: ParamsDict, *, scheduled: bool) -> None:
     """Parse-time check of a DAG's params: every default valid; with a schedule, every param has one.
 
@@ -377,6 +450,9 @@ __all__ = [
     "Param",
     "ParamsDict",
     "check_dag_params",
+    "context_params",
+    "own_params_field",
     "params_from_specs",
     "resolve_params",
+    "task_params",
 ]

@@ -15,7 +15,6 @@ warning (see :mod:`headrace.authoring.dag_warnings`).
 
 from __future__ import annotations
 
-import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -35,6 +34,8 @@ from headrace.authoring.expand_input import (
     prevent_duplicates,
     pulled_names,
 )
+from headrace.authoring.operator_args import apply_default_args as _apply_default_args
+from headrace.authoring.params import ParamsDict
 from headrace.authoring.setup_teardown import SetupTeardownContext, SetupTeardownMixin
 from headrace.authoring.sizes import parse_memory_limit
 from headrace.authoring.task_args import MAX_RETRY_DELAY as MAX_RETRY_DELAY
@@ -66,44 +67,6 @@ __all__ = [
 WEIGHT_RULES: tuple[str, ...] = tuple(r.value for r in WeightRule)
 """Airflow's weight rules: a task instance's priority is its ``priority_weight`` plus those of every task
 downstream of it (``downstream``, the default), upstream of it (``upstream``), or its own alone (``absolute``)."""
-
-_F = TypeVar("_F", bound=Callable[..., None])
-
-
-def _apply_default_args(init: _F) -> _F:
-    """Wrap an operator ``__init__``: fill kwargs from the DAG's default_args, drop (and note) the Airflow
-    arguments it does not accept, reject unknown kwargs."""
-
-    @functools.wraps(init)
-    def wrapper(self: BaseOperator, *args: Any, **kwargs: Any) -> None:
-        if self.__dict__.get("_init_started"):
-            init(self, *args, **kwargs)
-            return
-        self.__dict__["_init_started"] = True
-        accepted = _accepted_args(type(self))
-        dag = kwargs.get("dag") or DagContext.current()
-        group = group_of(dag, kwargs.get("task_group"))
-        if group is not None:
-            dag = group.dag
-        default_args = group.merged_default_args() if group is not None else dag.default_args if dag else {}
-        for key, value in default_args.items():
-            if key in accepted and key not in kwargs:
-                kwargs[key] = value
-        ignored = sorted((kwargs.keys() & AIRFLOW_OPERATOR_ARGS) - accepted)
-        self.__dict__["ignored_arguments"] = tuple(ignored)
-        for key in ignored:
-            del kwargs[key]
-        unknown = sorted(set(kwargs) - accepted)
-        if unknown:
-            raise DagDefinitionError(
-                f"invalid arguments were passed to {type(self).__name__} "
-                f"(task_id: {kwargs.get('task_id')!r}): {', '.join(unknown)}",
-                fileloc=dag.fileloc if dag else None,
-                lineno=dag.lineno if dag else None,
-            )
-        init(self, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _callbacks(value: Callback | list[Callback] | None) -> list[Callback]:
@@ -153,6 +116,8 @@ class BaseOperator(SetupTeardownMixin, ABC):
     """Airflow operator arguments given to this operator that headrace does not support yet (ignored)."""
     not_templates: frozenset[int] | set[int] = frozenset()
     """``id()`` of values :meth:`render_template_fields` leaves as they are (mapped arguments pulled from XCom)."""
+    params: ParamsDict
+    """The DAG's params, overridden by the task's ``params=`` (see :func:`~headrace.authoring.params.task_params`)."""
     pre_execute_hook: Callable[[Context], None] | None = None
     """Called with the context right before ``execute`` (``@task.run_if`` / ``skip_if``); may raise ``SkipTask``."""
 
@@ -626,6 +591,7 @@ class MappedOperator(BaseOperator):
         operator.dag = self.dag
         operator.task_group = self.task_group
         operator.pre_execute_hook = self.pre_execute_hook  # @task.run_if / skip_if given to the mapped task
+        operator.params = self.params  # merged with the DAG's and groups' where the mapped task was made
         operator.upstream_task_ids = set(self.upstream_task_ids)
         operator.downstream_task_ids = set(self.downstream_task_ids)
         return operator

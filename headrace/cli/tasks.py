@@ -247,7 +247,8 @@ def _runtime_task(
     ti = _LocalTI(db, dag_id, info.run_id, task_id, state.settings.get("core", "xcom_max_size"), backend, map_index)
     # Variable.get / Connection.get (and {{ var }} / {{ conn }} templates) read the DB directly here.
     install_secrets_runtime(DatabaseSecrets(db, Encryptor.from_settings(state.settings)))
-    context = build_context(dag, task, info, ti, test_mode=test_mode)
+    overrides = state.settings.get_bool("core", "dag_run_conf_overrides_params")
+    context = build_context(dag, task, info, ti, test_mode=test_mode, conf_overrides_params=overrides)
     if isinstance(task, MappedOperator):
         if map_index < 0:
             raise InvalidRequest(f"task {task_id!r} is mapped: give the task instance's --map-index")

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from headrace.authoring.dag import DAG
-from headrace.authoring.params import ParamsDict, params_from_specs
+from headrace.authoring.params import ParamsDict, own_params_field, params_from_specs
 from headrace.authoring.schedules import (
     DagRunInfo,
     DataInterval,
@@ -92,6 +92,7 @@ def serialize_task(task: BaseOperator) -> dict[str, Any]:
             **_deadline_fields(task.deadline, task.deadline_reference, bool(task.on_deadline_miss_callback)),
             **task_options(task),
             **_mapping_fields(task),
+            **own_params_field(getattr(task, "params", None), task.dag.params if task.dag else None),
         }
     )
 
@@ -384,6 +385,8 @@ class SerializedTask:
     """The mapped task group the task is mapped by (None: not in one)."""
     max_active_tis_per_dag: int | None = None
     max_active_tis_per_dagrun: int | None = None
+    params: tuple[Mapping[str, Any], ...] | None = None
+    """The task's params (``ParamsDict.serialize`` specs) when they differ from the DAG's; None: the DAG's."""
 
     @property
     def is_mapped(self) -> bool:
@@ -422,6 +425,7 @@ class SerializedTask:
             mapped_group=d.get("mapped_group"),
             max_active_tis_per_dag=d.get("max_active_tis_per_dag"),
             max_active_tis_per_dagrun=d.get("max_active_tis_per_dagrun"),
+            params=tuple(d["params"]) if d.get("params") is not None else None,
         )
 
     def retry_delay_for(self, try_number: int) -> float:

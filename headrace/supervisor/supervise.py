@@ -354,6 +354,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 if map_index >= 0
                 else None,
                 max_map_length=settings.get_int("core", "max_map_length"),
+                conf_overrides_params=settings.get_bool("core", "dag_run_conf_overrides_params"),
             )
             target = TryTarget(
                 ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index

@@ -51,6 +51,7 @@ from headrace.dagfiles.loader import load_dags, remembered_dags
 from headrace.exceptions import (
     ConfigError,
     FailTask,
+    ParamValidationError,
     RetryTask,
     SecretsError,
     SkipTask,
@@ -114,6 +115,8 @@ class TaskStart:
     mapped)."""
     max_map_length: int = 1024
     """``core.max_map_length``: the longest value a task may push for a mapped task to map over."""
+    conf_overrides_params: bool = True
+    """``core.dag_run_conf_overrides_params``: the run's conf overrides the task's params in the context."""
 
 
 class ChannelTI:
@@ -439,9 +442,20 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
         ti = ChannelTI(start, channel, masker, backend)
-        context = build_context(
-            dag, task, start.run, ti, start_date=start.start_date, expanded_ti_count=start.expanded_ti_count
-        )
+        try:
+            context = build_context(
+                dag,
+                task,
+                start.run,
+                ti,
+                start_date=start.start_date,
+                expanded_ti_count=start.expanded_ti_count,
+                conf_overrides_params=start.conf_overrides_params,
+            )
+        except ParamValidationError as exc:  # the run's conf fails a schema of the task's own params
+            log.error("task %s: %s", start.task_id, exc)
+            channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
+            return 2
         outcome, error, delay = _execute(task, context, ti, start.max_map_length)
         state = next_state(outcome, start.try_number, start.max_tries)
         run_callbacks(task, state, context)
@@ -534,6 +548,7 @@ def callback_main(start: TaskStart, state: TaskInstanceState, error: str, log_fd
             ChannelTI(start, None),
             start_date=start.start_date,
             expanded_ti_count=start.expanded_ti_count,
+            conf_overrides_params=start.conf_overrides_params,
         )
         context["exception"] = RuntimeError(error)
         run_callbacks(task, state, context)

@@ -47,6 +47,7 @@ DAG_IDS = [
     "compat_sql",
     "compat_standard_branching",
     "compat_task_callbacks",
+    "compat_task_params",
     "compat_team_a_report",
     "compat_templates",
     "compat_trigger_dagrun",
@@ -86,6 +87,8 @@ TASKS: dict[str, set[str] | dict[str, str]] = {
     "compat_depends_on_past": {"extract", "load", "done"},  # the first run: nothing in the past holds them
     # on_execute_callback and on_skipped_callback push XComs that check reads
     "compat_task_callbacks": {"work": "success", "skip_me": "skipped", "check": "success"},
+    # task params over the DAG's (each task asserts what it sees: {{ params.x }} and context["params"])
+    "compat_task_params": {"echo", "own", "grp.check"},
     "compat_mapping": {
         "files",
         "size",
