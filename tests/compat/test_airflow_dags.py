@@ -43,6 +43,7 @@ DAG_IDS = [
     "compat_email",
     "compat_mapping",
     "compat_python_interpreters",
+    "compat_remap",
     "compat_setup_teardown",
     "compat_sql",
     "compat_standard_branching",
@@ -86,6 +87,8 @@ TASKS: dict[str, set[str] | dict[str, str]] = {
     "compat_depends_on_past": {"extract", "load", "done"},  # the first run: nothing in the past holds them
     # on_execute_callback and on_skipped_callback push XComs that check reads
     "compat_task_callbacks": {"work": "success", "skip_me": "skipped", "check": "success"},
+    # the first run (test_remap.py clears it and runs it again with a shorter list)
+    "compat_remap": {"items", "square", "check"},
     "compat_mapping": {
         "files",
         "size",
