@@ -13,6 +13,10 @@ once (:func:`new_task_instances`). When the trigger rule of a mapped task's
 * ``n > core.max_map_length`` (a product or zip of pushed values; each pushed value was held to it when
   pushed, as in Airflow): it ``failed`` (end reason ``map_length_exceeded``).
 
+An already expanded task is expanded again by :func:`revise` when one of its instances may run (after a
+clear, its upstream may have pushed a list of another length): Airflow's ``removed`` state for indices past
+the new length, new instances for the missing ones.
+
 Counting (see :mod:`headrace.authoring.expand_input` for the stored specs): a
 literal has its length; a task's value has the length recorded in
 ``task_map`` when it was pushed; a mapped task's value has as many items as

@@ -13,6 +13,10 @@ decision           new state
 ``WAIT``           stays ``none``
 =================  =================================
 
+An expanded mapped task's instance that may run (e.g. after a clear) first has its task expanded again to
+the length it has now (:func:`headrace.scheduler.mapping.revise`, once per task per pass): indices past it
+become ``removed``, missing ones are created. A ``removed`` upstream instance is not counted by trigger rules.
+
 A task with ``depends_on_past`` that would be scheduled stays ``none``
 while the DAG's previous run holds it (:mod:`headrace.scheduler.past`).
 Tasks are visited in topological order with the run's states kept in
