@@ -267,8 +267,8 @@ def revise(
     Indices past the new length become ``removed`` (their XComs and ``task_map`` rows are deleted, so a
     downstream task does not read their old values); missing indices are created in state ``none``. A new
     length of 0 makes index 0 ``skipped`` (so downstream tasks follow their trigger rules, as for a first
-    expansion to nothing) and the others ``removed``; a length past ``max_map_length`` fails the instances
-    in ``none`` (``map_length_exceeded``). Instances queued or running are left alone.
+    expansion to nothing) and the others ``removed``; a length past ``max_map_length`` (not for an all-literal
+    input, as at the first expansion) fails the instances in ``none`` (``map_length_exceeded``). Instances queued or running are left alone.
 
     Returns task instance id → (its map index, its new state: ``none`` for created ones), or None when the length is not
     known yet (an upstream task has not finished).
@@ -283,7 +283,7 @@ def revise(
         )
     ).all()
     changed: dict[int, tuple[int, TaskInstanceState]] = {}
-    if length > max_map_length:
+    if length > max_map_length and literal_length(task.expand_input) is None:  # literals are not held to it
         log.error(
             "task %s.%s (run %s) would expand again to %d task instances, more than core.max_map_length = %d",
             sdag.dag_id,
