@@ -38,6 +38,9 @@ class TaskInstanceState(str, Enum):
     """Never ran: its trigger rule can no longer be met because upstream failed."""
     SKIPPED = "skipped"
     """Never ran (or asked to be skipped): a branch, short-circuit or trigger rule skipped it."""
+    REMOVED = "removed"
+    """A mapped task's index past its new length when it was expanded again (Airflow's ``removed``): it does
+    not run, trigger rules do not count it and the DAG run's outcome ignores it."""
 
     def __str__(self) -> str:
         return self.value
@@ -66,7 +69,9 @@ class DagRunState(str, Enum):
 
 TI = TaskInstanceState
 
-TI_FINISHED: frozenset[TaskInstanceState] = frozenset({TI.SUCCESS, TI.FAILED, TI.UPSTREAM_FAILED, TI.SKIPPED})
+TI_FINISHED: frozenset[TaskInstanceState] = frozenset(
+    {TI.SUCCESS, TI.FAILED, TI.UPSTREAM_FAILED, TI.SKIPPED, TI.REMOVED}
+)
 """States from which nothing moves without a user clearing (→ none) or marking (→ success / failed) it."""
 
 TI_ACTIVE: frozenset[TaskInstanceState] = frozenset({TI.QUEUED, TI.RUNNING})
@@ -75,10 +80,11 @@ TI_ACTIVE: frozenset[TaskInstanceState] = frozenset({TI.QUEUED, TI.RUNNING})
 TI_TRANSITIONS: dict[TaskInstanceState, frozenset[TaskInstanceState]] = {
     # The scheduler decides: run it, or it can never run.
     # A user may mark it success or failed (API/UI "mark").
-    TI.NONE: frozenset({TI.SCHEDULED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.SUCCESS, TI.FAILED}),
+    # A mapped task's index past its new length is removed when the task is expanded again.
+    TI.NONE: frozenset({TI.SCHEDULED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.SUCCESS, TI.FAILED, TI.REMOVED}),
     # Queued by the scheduler; skipped by a branch that finished meanwhile;
     # back to none when a user clears it; a user may mark it success or failed.
-    TI.SCHEDULED: frozenset({TI.QUEUED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.NONE, TI.SUCCESS, TI.FAILED}),
+    TI.SCHEDULED: frozenset({TI.QUEUED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.NONE, TI.SUCCESS, TI.FAILED, TI.REMOVED}),
     # A supervisor claims it; or the try never started (executor lost it → back
     # to scheduled; the supervisor could not start it → failed/up_for_retry).
     # A user may mark it success; marking its DAG run failed skips it.
@@ -88,12 +94,15 @@ TI_TRANSITIONS: dict[TaskInstanceState, frozenset[TaskInstanceState]] = {
     TI.RUNNING: frozenset({TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.SKIPPED}),
     # Retry due → scheduled again; a user may fail it, mark it success or clear it;
     # marking its DAG run failed skips it.
-    TI.UP_FOR_RETRY: frozenset({TI.SCHEDULED, TI.FAILED, TI.NONE, TI.SUCCESS, TI.SKIPPED}),
-    # Finished states only move by a user: clearing (→ none) or marking (→ success / failed).
-    TI.SUCCESS: frozenset({TI.NONE, TI.FAILED}),
-    TI.FAILED: frozenset({TI.NONE, TI.SUCCESS}),
-    TI.UPSTREAM_FAILED: frozenset({TI.NONE, TI.SUCCESS, TI.FAILED}),
-    TI.SKIPPED: frozenset({TI.NONE, TI.SUCCESS, TI.FAILED}),
+    TI.UP_FOR_RETRY: frozenset({TI.SCHEDULED, TI.FAILED, TI.NONE, TI.SUCCESS, TI.SKIPPED, TI.REMOVED}),
+    # Finished states only move by a user: clearing (→ none) or marking (→ success / failed); or, for a
+    # mapped task's index past its new length when the task is expanded again, → removed.
+    TI.SUCCESS: frozenset({TI.NONE, TI.FAILED, TI.REMOVED}),
+    TI.FAILED: frozenset({TI.NONE, TI.SUCCESS, TI.REMOVED}),
+    TI.UPSTREAM_FAILED: frozenset({TI.NONE, TI.SUCCESS, TI.FAILED, TI.REMOVED}),
+    TI.SKIPPED: frozenset({TI.NONE, TI.SUCCESS, TI.FAILED, TI.REMOVED}),
+    # Cleared by a user (the next expansion decides it again).
+    TI.REMOVED: frozenset({TI.NONE}),
 }
 """For each task instance state, the states it may move to."""
 

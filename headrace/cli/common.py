@@ -32,6 +32,7 @@ STATE_STYLES = {
     "queued": "grey62",
     "scheduled": "tan",
     "skipped": "magenta",
+    "removed": "grey70",
     "none": "dim",
 }
 """Terminal colours of states (presentation lives here, not in states.py)."""

@@ -39,7 +39,7 @@ def _render(runs: list[DagRun], counts: dict[int, Counter[str]], elapsed: float)
     for run in runs:
         c = counts[run.id]
         total = sum(c.values())
-        done = sum(c[s] for s in ("success", "failed", "upstream_failed", "skipped"))
+        done = sum(c[s] for s in ("success", "failed", "upstream_failed", "skipped", "removed"))
         table.add_row(
             run.run_id,
             styled(run.state),

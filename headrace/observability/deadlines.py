@@ -55,6 +55,7 @@ _TI_FINISHED = frozenset(
         TaskInstanceState.FAILED.value,
         TaskInstanceState.SKIPPED.value,
         TaskInstanceState.UPSTREAM_FAILED.value,
+        TaskInstanceState.REMOVED.value,
     }
 )
 _RUN_OPEN = (DagRunState.QUEUED.value, DagRunState.RUNNING.value)

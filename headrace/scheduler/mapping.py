@@ -13,6 +13,10 @@ once (:func:`new_task_instances`). When the trigger rule of a mapped task's
 * ``n > core.max_map_length`` (a product or zip of pushed values; each pushed value was held to it when
   pushed, as in Airflow): it ``failed`` (end reason ``map_length_exceeded``).
 
+An already expanded task is expanded again by :func:`revise` when one of its instances may run (after a
+clear, its upstream may have pushed a list of another length): Airflow's ``removed`` state for indices past
+the new length, new instances for the missing ones.
+
 Counting (see :mod:`headrace.authoring.expand_input` for the stored specs): a
 literal has its length; a task's value has the length recorded in
 ``task_map`` when it was pushed; a mapped task's value has as many items as
@@ -28,14 +32,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from headrace.authoring.xcom import RETURN_KEY
 from headrace.dagfiles.serialization import SerializedDag, SerializedTask
 from headrace.db.models import TaskInstance, TaskMap, XCom
 from headrace.db.transitions import set_ti_state
-from headrace.states import TaskInstanceState
+from headrace.states import TaskInstanceState, can_transition
 
 log = logging.getLogger(__name__)
 
@@ -242,9 +246,132 @@ def expand(
     return list(ids)
 
 
+_KEEP = frozenset({TaskInstanceState.QUEUED.value, TaskInstanceState.RUNNING.value, TaskInstanceState.REMOVED.value})
+"""States a revision leaves as they are: a try holds the instance, or it is removed already."""
+
+
+def revise(
+    session: Session,
+    sdag: SerializedDag,
+    task: SerializedTask,
+    *,
+    dag_run_pk: int,
+    run_id: str,
+    now: datetime,
+    max_map_length: int,
+) -> dict[int, tuple[int, TaskInstanceState]] | None:
+    """Expand an already expanded mapped ``task`` again to the length it has now (Airflow's
+    ``_revise_map_indexes_if_mapped``), e.g. after a clear when its upstream task pushed a list of another
+    length.
+
+    Indices past the new length become ``removed`` (their XComs and ``task_map`` rows are deleted, so a
+    downstream task does not read their old values); missing indices are created in state ``none``. A new
+    length of 0 makes index 0 ``skipped`` (so downstream tasks follow their trigger rules, as for a first
+    expansion to nothing) and the others ``removed``; a length past ``max_map_length`` (not for an all-literal
+    input, as at the first expansion) fails the instances in ``none`` (``map_length_exceeded``). Instances queued or running are left alone.
+
+    Returns task instance id → (its map index, its new state: ``none`` for created ones), or None when the length is not
+    known yet (an upstream task has not finished).
+    """
+    assert task.expand_input is not None
+    length = expand_length(session, sdag, dag_run_pk, task.expand_input)
+    if length is None:
+        return None
+    rows = session.execute(
+        select(TaskInstance.id, TaskInstance.map_index, TaskInstance.state).where(
+            TaskInstance.dag_run_id == dag_run_pk, TaskInstance.task_id == task.task_id
+        )
+    ).all()
+    changed: dict[int, tuple[int, TaskInstanceState]] = {}
+    if length > max_map_length and literal_length(task.expand_input) is None:  # literals are not held to it
+        log.error(
+            "task %s.%s (run %s) would expand again to %d task instances, more than core.max_map_length = %d",
+            sdag.dag_id,
+            task.task_id,
+            run_id,
+            length,
+            max_map_length,
+        )
+        for row in rows:
+            if row.state == TaskInstanceState.NONE.value and set_ti_state(
+                session,
+                row.id,
+                TaskInstanceState.NONE,
+                TaskInstanceState.FAILED,
+                start_date=now,
+                end_date=now,
+                end_reason=MAP_LENGTH_EXCEEDED,
+                updated_at=now,
+            ):
+                changed[row.id] = (row.map_index, TaskInstanceState.FAILED)
+        return changed
+    removed: list[int] = []
+    for row in rows:
+        if row.map_index < length or row.state in _KEEP:
+            continue
+        current = TaskInstanceState(row.state)
+        skip = length == 0 and row.map_index == 0 and can_transition(current, TaskInstanceState.SKIPPED)
+        new = TaskInstanceState.SKIPPED if skip else TaskInstanceState.REMOVED
+        extra: dict[str, Any] = {"end_reason": "skipped"} if new is TaskInstanceState.SKIPPED else {}
+        if set_ti_state(
+            session,
+            row.id,
+            current,
+            new,
+            next_retry_at=None,
+            start_date=now,
+            end_date=now,
+            updated_at=now,
+            **extra,
+        ):
+            changed[row.id] = (row.map_index, new)
+            removed.append(row.map_index)
+    if removed:
+        for model in (XCom, TaskMap):
+            session.execute(
+                delete(model)
+                .where(
+                    model.dag_run_id == dag_run_pk,
+                    model.task_id == task.task_id,
+                    model.map_index.in_(removed),
+                )
+                .execution_options(synchronize_session=False)
+            )
+    existing = {row.map_index for row in rows}
+    missing = [i for i in range(length) if i not in existing]
+    if missing:
+        session.execute(
+            insert(TaskInstance),
+            [
+                task_instance_values(sdag, task, dag_run_pk=dag_run_pk, run_id=run_id, map_index=i, now=now)
+                for i in missing
+            ],
+        )
+        created = session.execute(
+            select(TaskInstance.id, TaskInstance.map_index).where(
+                TaskInstance.dag_run_id == dag_run_pk,
+                TaskInstance.task_id == task.task_id,
+                TaskInstance.map_index.in_(missing),
+            )
+        ).all()
+        changed.update((ti_id, (index, TaskInstanceState.NONE)) for ti_id, index in created)
+    if changed:
+        log.info(
+            "expanded %s.%s (run %s) again to %d task instances: %d removed, %d added",
+            sdag.dag_id,
+            task.task_id,
+            run_id,
+            length,
+            len(removed),
+            len(missing),
+        )
+    return changed
+
+
 __all__ = [
     "MAP_LENGTH_EXCEEDED",
     "expand",
+    "revise",
     "expand_length",
     "literal_length",
     "new_task_instances",

@@ -13,6 +13,10 @@ decision           new state
 ``WAIT``           stays ``none``
 =================  =================================
 
+An expanded mapped task's instance that may run (e.g. after a clear) first has its task expanded again to
+the length it has now (:func:`headrace.scheduler.mapping.revise`, once per task per pass): indices past it
+become ``removed``, missing ones are created. A ``removed`` upstream instance is not counted by trigger rules.
+
 A task with ``depends_on_past`` that would be scheduled stays ``none``
 while the DAG's previous run holds it (:mod:`headrace.scheduler.past`).
 Tasks are visited in topological order with the run's states kept in
@@ -75,6 +79,7 @@ def upstream_counts(
 
     ``states``: task_id → its state, or the states of each of its task instances (a mapped task has one per
     map index, and each counts, as in Airflow). A task missing from ``states`` counts as one in ``none``.
+    A ``removed`` instance does not count at all (Airflow leaves it out of a mapped instance's counts).
     ``setup_ids``: which of them are setup tasks (counted apart too, for ``all_done_setup_success``).
     """
     c: Counter[str] = Counter()
@@ -82,7 +87,7 @@ def upstream_counts(
     total = 0
     for tid in upstream_ids:
         found = states.get(tid, TI.NONE.value)
-        values = [found] if isinstance(found, str) else list(found)
+        values = [v for v in ([found] if isinstance(found, str) else found) if v != TI.REMOVED.value]
         c.update(values)
         if tid in setup_ids:
             setups.update(values)
@@ -173,6 +178,7 @@ def examine_run(
     sdag = cache.get(session, run.dag_version_id)
     run_states = _RunStates(tis)
     changed = 0
+    revised: set[str] = set()
     past = PastCheck(session, sdag, run.id)
     for ti in tis:
         due = ti.state == TI.UP_FOR_RETRY.value and (ti.next_retry_at is None or ti.next_retry_at <= now)
@@ -214,6 +220,23 @@ def examine_run(
                         changed += _schedule_all(session, run_states, outcome, now)
                     todo = list(rows)
                 continue
+            if decision is Decision.RUN and task.is_mapped and task_id not in revised:
+                # an expanded instance about to run (e.g. cleared): expand the task again to its length now
+                revision = mapping.revise(
+                    session,
+                    sdag,
+                    task,
+                    dag_run_pk=pending.dag_run_id,
+                    run_id=run.run_id,
+                    now=now,
+                    max_map_length=max_map_length,
+                )
+                if revision is None:
+                    continue
+                revised.add(task_id)
+                changed += _apply_revision(run_states, task_id, pending.dag_run_id, revision, todo)
+                if run_states.state[pending.id] != TI.NONE.value:
+                    continue
             new = _DECISION_STATE[decision]
             extra: dict[str, Any] = (
                 {} if new is TI.SCHEDULED else {"start_date": now, "end_date": now, "end_reason": "trigger_rule"}
@@ -221,6 +244,28 @@ def examine_run(
             if set_ti_state(session, pending.id, TI.NONE, new, updated_at=now, **extra):
                 run_states.state[pending.id] = new.value
                 changed += 1
+    return changed
+
+
+def _apply_revision(
+    run_states: _RunStates,
+    task_id: str,
+    dag_run_pk: int,
+    revision: Mapping[int, tuple[int, TI]],
+    todo: list[queries.TiDecisionRow],
+) -> int:
+    """Record a :func:`mapping.revise` outcome in ``run_states``; new instances join ``todo``; return how many
+    existing instances changed state."""
+    known = {row.id for row in run_states.rows.get(task_id, [])}
+    changed = 0
+    for ti_id, (index, state) in revision.items():
+        if ti_id in known:
+            changed += 1
+        else:
+            row = queries.TiDecisionRow(ti_id, dag_run_pk, task_id, state.value, None, index)
+            run_states.rows.setdefault(task_id, []).append(row)
+            todo.append(row)
+        run_states.state[ti_id] = state.value
     return changed
 
 

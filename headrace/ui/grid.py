@@ -38,6 +38,7 @@ STATE_CODES: dict[str, str] = {
     "R": TaskInstanceState.UP_FOR_RETRY.value,
     "U": TaskInstanceState.UPSTREAM_FAILED.value,
     "K": TaskInstanceState.SKIPPED.value,
+    "X": TaskInstanceState.REMOVED.value,
 }
 """One character per task instance state in the grid's per-run strings."""
 

@@ -25,6 +25,7 @@ STATE_PRIORITY: tuple[str, ...] = (
     TI.NONE.value,
     TI.SUCCESS.value,
     TI.SKIPPED.value,
+    TI.REMOVED.value,
 )
 """Task instance states from the one that decides a group's state first to the last."""
 

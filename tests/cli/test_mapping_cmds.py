@@ -9,7 +9,9 @@ from sqlalchemy import select
 
 from headrace.config import Settings
 from headrace.db.engine import Database
-from headrace.db.models import TaskInstance
+from headrace.db.models import DagRun, TaskInstance
+from headrace.testing import run_scheduler_until
+from tests.integration.helpers import FAST
 
 Cli = Any  # the `cli` fixture in conftest.py: cli(*args) -> CliResult(code, out, err)
 
@@ -82,3 +84,47 @@ def test_state_clear_render_and_test_by_map_index(cli: Cli, settings: Settings, 
     r = cli("tasks", "clear", "mapped_cli", "-t", "^say$", "--yes")  # a mapped task: all its indices
     assert r.code == 0 and "cleared 3 task instance(s)" in r.out, r.out + r.err
     assert [s for (t, _), s in _states(db).items() if t == "say"] == ["none", "none", "none"]
+
+
+REMAP_DAG = """
+from datetime import datetime
+from pathlib import Path
+from headrace import DAG, task
+
+with DAG("remap_cli", schedule=None, start_date=datetime(2026, 1, 1)):
+    @task
+    def words() -> list[str]:
+        n = int((Path(__file__).parent / "remap_cli_length.txt").read_text())
+        return ["alpha", "beta", "gamma"][:n]
+
+    @task
+    def shout(word: str) -> str:
+        return word.upper()
+
+    shout.expand(word=words())
+"""
+
+
+def test_clear_then_a_shorter_list_leaves_a_removed_index(cli: Cli, settings: Settings, db: Database) -> None:
+    (settings.dags_folder / "remap_cli.py").write_text(textwrap.dedent(REMAP_DAG))
+    (settings.dags_folder / "remap_cli_length.txt").write_text("3")
+    r = cli("dags", "test", "remap_cli", "2026-03-01")
+    assert r.code == 0, r.out + r.err
+    run_id = "test__2026-03-01T00:00:00+00:00"
+    assert [s for (t, _), s in sorted(_states(db).items()) if t == "shout"] == ["success"] * 3
+
+    (settings.dags_folder / "remap_cli_length.txt").write_text("2")
+    r = cli("tasks", "clear", "remap_cli", "--yes")
+    assert r.code == 0 and "cleared 4 task instance(s)" in r.out, r.out + r.err
+    assert cli("dags", "unpause", "remap_cli").code == 0
+
+    def ended() -> bool:
+        with db.read_session() as session:
+            return session.scalar(select(DagRun.state)) == "success"
+
+    assert run_scheduler_until(settings.with_overrides(FAST), db, ended, timeout=120)
+    assert {i: s for (t, i), s in _states(db).items() if t == "shout"} == {0: "success", 1: "success", 2: "removed"}
+    r = cli("tasks", "state", "remap_cli", "shout", run_id, "--map-index", "2")
+    assert (r.code, r.out.strip()) == (0, "removed")
+    r = cli("tasks", "states-for-dag-run", "remap_cli", run_id)
+    assert r.code == 0 and "shout[2]" in r.out and "removed" in r.out, r.out

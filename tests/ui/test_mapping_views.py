@@ -80,6 +80,34 @@ def test_grid_cell_counts_a_mapped_tasks_indices(client: TestClient, db: Databas
     assert browser.get(f"/dags/mapped_ui/runs/{run_id}/tasks/show", params={"map_index": -5}).status_code == 422
 
 
+def test_removed_indices_in_the_grid_the_api_and_the_page(client: TestClient, db: Database) -> None:
+    with db.session() as session:
+        run_id = trigger_dag(session, "mapped_ui", now=NOW).run_id
+    ids = _indices(db)
+    move_ti(db, ids[0], TI.SUCCESS)
+    move_ti(db, ids[1], TI.SUCCESS)
+    move_ti(db, ids[2], TI.REMOVED)  # as a new expansion to 2 leaves it
+    grid = client.get("/ui/data/dags/mapped_ui/grid").json()
+    assert grid["codes"]["X"] == "removed"
+    assert grid["states"] == ["Sn"]  # a removed index does not decide the cell's state
+    assert grid["mapped"] == [{"show": {"success": 2, "removed": 1}}]
+
+    base = f"/api/v1/dags/mapped_ui/dagRuns/{run_id}/taskInstances"
+    removed = client.get(base, params={"state": "removed"}).json()
+    assert [(t["task_id"], t["map_index"]) for t in removed["task_instances"]] == [("show", 2)]
+    listed = client.get(f"{base}/show/listMapped").json()
+    assert [t["state"] for t in listed["task_instances"]] == ["success", "success", "removed"]
+    assert client.get(f"{base}/show/2").json()["state"] == "removed"
+
+    browser = session_client(client.app, db, "viewer")  # type: ignore[arg-type]
+    page = browser.get(f"/dags/mapped_ui/runs/{run_id}/tasks/show", params={"map_index": 2})
+    assert page.status_code == 200 and 'data-map-index="2"' in page.text
+    css = browser.get("/static/ui.css").text
+    assert ".state-removed { background: var(--s-removed); }" in css
+    js = browser.get("/static/ui.js").text
+    assert 'removed: "#d3d3d3"' in js  # the legend and the graph take their colours from ui.js
+
+
 def test_rendered_fields_per_map_index(client: TestClient, db: Database) -> None:
     with db.session() as session:
         run_id = trigger_dag(session, "mapped_ui", now=NOW).run_id

@@ -43,8 +43,13 @@
     return data.mapped[i][row.id] || null;
   }
 
+  // how many of a mapped task's instances count (a removed index is past the task's length now)
+  function mappedTotal(counts) {
+    return Object.entries(counts).reduce((a, [s, n]) => a + (s === "removed" ? 0 : n), 0);
+  }
+
   function mappedText(counts) {
-    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    const total = mappedTotal(counts);
     const parts = Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([s, n]) => `${n} ${s}`);
     return `${total} mapped: ${parts.join(", ")}`;
   }
@@ -117,7 +122,7 @@
           ctx.fillRect(x, HEAD + j * ROW - sy + (ROW - CELL) / 2, CELL, CELL);
           const counts = mappedCounts(i, row);
           if (counts) {  // a mapped task: the number of its indices in the cell
-            const n = Object.values(counts).reduce((a, b) => a + b, 0);
+            const n = mappedTotal(counts);
             ctx.save();
             ctx.fillStyle = "#ffffff"; ctx.font = "bold 8px sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
             ctx.fillText(n > 99 ? "99+" : String(n), x + CELL / 2, HEAD + j * ROW - sy + ROW / 2, CELL);

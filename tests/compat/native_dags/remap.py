@@ -1,0 +1,28 @@
+"""The headrace-native twin of ../airflow_dags/remap.py (a mapped task expanded again after a clear)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from headrace import Variable, dag, task
+
+
+@dag(dag_id="compat_remap", schedule=None, start_date=datetime(2024, 1, 1), catchup=False, tags=["compat"])
+def compat_remap():
+    @task
+    def items() -> list[int]:
+        return list(range(int(Variable.get("compat_remap_length", default="3"))))
+
+    @task
+    def square(x: int) -> int:
+        return x * x
+
+    @task
+    def check(values) -> None:
+        n = int(Variable.get("compat_remap_length", default="3"))
+        assert list(values) == [i * i for i in range(n)], list(values)
+
+    check(square.expand(x=items()))
+
+
+compat_remap()
