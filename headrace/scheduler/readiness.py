@@ -193,9 +193,15 @@ def examine_run(
             if run_states.state[pending.id] != TI.NONE.value:
                 continue
             decision = decide(sdag, task_id, run_states, pending.map_index)
-            if decision is Decision.WAIT or (decision is Decision.RUN and past.reason(task_id) is not None):
+            # A task of a mapped task group expands as soon as the group's length is known, before its own
+            # upstream in the group is done (Airflow revises every unfinished mapped task): each index then
+            # waits for the same index upstream, and a branch at one index can skip just that index.
+            early = decision is Decision.WAIT and task.mapped_group is not None and pending.map_index < 0
+            if not early and (
+                decision is Decision.WAIT or (decision is Decision.RUN and past.reason(task_id) is not None)
+            ):
                 continue
-            if decision is Decision.RUN and task.is_mapped and pending.map_index < 0:
+            if (decision is Decision.RUN or early) and task.is_mapped and pending.map_index < 0:
                 outcome = mapping.expand(
                     session,
                     sdag,

@@ -12,14 +12,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
 
 from headrace import secrets_store
 from headrace.crypto import Encryptor
 from headrace.db.engine import Database
+from headrace.db.models import DagRun, DagVersion, TaskMap, XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
-from headrace.db.models import TaskMap, XCom
 from headrace.db.outage import retry_through_outage
 from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
@@ -162,13 +164,15 @@ def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
         return Ack()
     now = datetime.now(UTC)
     with db.session() as session:
-        rows = session.execute(
-            select(TaskInstanceRow.id, TaskInstanceRow.state).where(
-                TaskInstanceRow.dag_run_id == target.dag_run_pk,
-                TaskInstanceRow.task_id.in_(ids),
-                TaskInstanceRow.state.in_([TaskInstanceState.NONE.value, TaskInstanceState.SCHEDULED.value]),
-            )
-        ).all()
+        where = [
+            TaskInstanceRow.dag_run_id == target.dag_run_pk,
+            TaskInstanceRow.task_id.in_(ids),
+            TaskInstanceRow.state.in_([TaskInstanceState.NONE.value, TaskInstanceState.SCHEDULED.value]),
+        ]
+        same_group = _same_mapped_group(session, target, ids) if target.map_index >= 0 else set()
+        if same_group:  # a branch at one index of a mapped task group skips that index of the group's tasks
+            where.append(or_(TaskInstanceRow.task_id.not_in(same_group), TaskInstanceRow.map_index == target.map_index))
+        rows = session.execute(select(TaskInstanceRow.id, TaskInstanceRow.state).where(*where)).all()
         for ti_id, state in list(rows):
             set_ti_state(
                 session,
@@ -180,6 +184,18 @@ def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
                 end_reason=EndReason.SKIPPED.value,
             )
     return Ack()
+
+
+def _same_mapped_group(session: Session, target: TryTarget, task_ids: list[str]) -> set[str]:
+    """Those of ``task_ids`` in the same mapped task group as the requesting task (from the run's DAG version)."""
+    serialized = session.scalar(
+        select(DagVersion.serialized)
+        .join(DagRun, DagRun.dag_version_id == DagVersion.id)
+        .where(DagRun.id == target.dag_run_pk)
+    )
+    tasks: dict[str, Any] = (serialized or {}).get("tasks", {})
+    group = tasks.get(target.task_id, {}).get("mapped_group")
+    return {t for t in task_ids if group is not None and tasks.get(t, {}).get("mapped_group") == group}
 
 
 def get_variable(db: Database, encryptor: Encryptor, message: GetVariable) -> VariableValue:

@@ -150,6 +150,27 @@ with DAG("map_data", schedule=None, start_date=START):
     conditional.expand(x=[1, 2, 3])
 
 
+@task_group
+def routed(value):
+    @task.branch
+    def choose(v):
+        return "routed.big" if v > 1 else "routed.small"
+
+    @task
+    def big(v):
+        return "big"
+
+    @task
+    def small(v):
+        return "small"
+
+    choose(value) >> [big(value), small(value)]
+
+
+with DAG("map_branch", schedule=None, start_date=START):
+    routed.expand(value=numbers())
+
+
 with DAG("map_too_long", schedule=None, start_date=START):
     add.partial(y=0).expand(x=five())
     add.override(task_id="literal_too_long").partial(y=0).expand(x=[1, 2, 3, 4])
@@ -173,6 +194,7 @@ def run_all(settings: Settings, db: Database, **core: Any) -> dict[str, dict[tup
             "map_retry",
             "map_too_long",
             "map_data",
+            "map_branch",
         ]
         for dag_id in dag_ids:
             trigger_dag(session, dag_id, now=datetime.now(UTC))
@@ -180,7 +202,7 @@ def run_all(settings: Settings, db: Database, **core: Any) -> dict[str, dict[tup
     def ended() -> bool:
         with db.read_session() as session:
             states = list(session.scalars(select(DagRun.state)))
-        return len(states) == 8 and all(s in ("success", "failed") for s in states)
+        return len(states) == 9 and all(s in ("success", "failed") for s in states)
 
     assert run_scheduler_until(fast, db, ended, processor=processor, timeout=240)
     processor.close()
@@ -262,6 +284,17 @@ def test_mapped_tasks_expand_run_per_index_and_feed_downstream(settings: Setting
         ("conditional", 1): "skipped",
         ("conditional", 2): "success",
     }, states["map_data"]
+
+    # a branch inside a mapped task group skips only its own index's other path (Airflow's skip_all_except)
+    assert states["map_branch"] == {
+        ("<run>", -1): "success",
+        ("numbers", -1): "success",
+        **{("routed.choose", i): "success" for i in range(3)},
+        ("routed.small", 0): "success",
+        ("routed.big", 0): "skipped",
+        **{("routed.big", i): "success" for i in (1, 2)},
+        **{("routed.small", i): "skipped" for i in (1, 2)},
+    }, states["map_branch"]
 
     # per-index tries: only index 1 was retried
     assert states["map_retry"][("<run>", -1)] == "success", states["map_retry"]
