@@ -67,7 +67,7 @@ from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.outage import is_outage, one_line, retry_through_outage
+from headrace.db.outage import is_outage, retry_through_outage
 from headrace.db.wakeup import WakeListener
 from headrace.executors.base import Executor
 from headrace.observability import deadlines
@@ -232,94 +232,63 @@ class Scheduler:
         """Register, take the lease, start the executor and adopt old tries; undo it all at the end."""
         restore = self._install_signal_handlers()
         try:
-            now = self.clock.now()
-            self.job_id = retry_through_outage(
-                lambda: lease.register_job(self.db, now),
-                tolerance=self.outage_tolerance,
-                what="registering the scheduler",
-                log=log,
-            )
-            self.lease = lease.SchedulerLease(self.db, self.job_id, self.settings.get_float("scheduler", "lease_ttl"))
-            if not self._wait_for_lease():  # stopped while waiting: the loop will not run
-                yield
-                return
-            self.wakeups = WakeListener.open(self.db.engine)
-            self.housekeeping = housekeeping.Housekeeping(
-                housekeeping.chores(
-                    self.settings,
-                    self.db,
-                    cache=self.cache,
-                    heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t),
-                    renew_lease=self._renew_lease,
-                    check_deadlines=self.check_deadlines,
-                    on_zombie=self.zombies.found,
-                    connected_since=lambda: self.connected_since,
-                    enforce_dagrun_timeouts=self.enforce_dagrun_timeouts,
-                )
-            )
-            self._start_alerts()
-            self.executor.start()
-            try:
-                retry_through_outage(
-                    lambda: housekeeping.adopt_or_fail_tries(
+            with lease.leadership(
+                self.db,
+                self.clock,
+                self.stop,
+                self._wake_r,
+                ttl=self.settings.get_float("scheduler", "lease_ttl"),
+                outage_tolerance=self.outage_tolerance,
+            ) as self.lease:
+                self.job_id = self.lease.job_id
+                if not self.lease.held:  # stopped while waiting: the loop will not run
+                    yield
+                    return
+                self.wakeups = WakeListener.open(self.db.engine)
+                self.housekeeping = housekeeping.Housekeeping(
+                    housekeeping.chores(
+                        self.settings,
                         self.db,
-                        self.clock.now(),
                         cache=self.cache,
+                        heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t),
+                        renew_lease=self._renew_lease,
+                        check_deadlines=self.check_deadlines,
                         on_zombie=self.zombies.found,
-                        home=self.settings.home,
-                    ),
-                    tolerance=self.outage_tolerance,
-                    what="adopting running tries",
-                    log=log,
+                        connected_since=lambda: self.connected_since,
+                        enforce_dagrun_timeouts=self.enforce_dagrun_timeouts,
+                    )
                 )
-                self.zombies.flush()
-                yield
-            finally:
-                if self.processor is not None:  # first: parse children hold the fork server's stdin open
-                    self.processor.close()  # a hung import must not outlive the scheduler
-                self.executor.terminate()
-                self.callbacks.reap()
-                if self.deliverer is not None:
-                    self.deliverer.stop()
+                self._start_alerts()
+                self.executor.start()
+                try:
+                    retry_through_outage(
+                        lambda: housekeeping.adopt_or_fail_tries(
+                            self.db,
+                            self.clock.now(),
+                            cache=self.cache,
+                            on_zombie=self.zombies.found,
+                            home=self.settings.home,
+                        ),
+                        tolerance=self.outage_tolerance,
+                        what="adopting running tries",
+                        log=log,
+                    )
+                    self.zombies.flush()
+                    yield
+                finally:
+                    if self.processor is not None:  # first: parse children hold the fork server's stdin open
+                        self.processor.close()  # a hung import must not outlive the scheduler
+                    self.executor.terminate()
+                    self.callbacks.reap()
+                    if self.deliverer is not None:
+                        self.deliverer.stop()
         finally:
-            try:
-                if self.lease is not None and self.lease.held:
-                    self.lease.release()
-                if self.job_id:
-                    lease.end_job(self.db, self.job_id, self.clock.now())
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-                log.warning(
-                    "could not release the lease or end scheduler job %d (the database is unreachable: "
-                    "%s); the lease expires by itself",
-                    self.job_id,
-                    one_line(exc),
-                )
             restore()
             if self.wakeups is not None:
                 self.wakeups.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
             log.info("scheduler job %d stopped", self.job_id)
-
-    def _wait_for_lease(self) -> bool:
-        assert self.lease is not None
-        while not self.stop.is_set():
-            try:
-                acquired = self.lease.acquire(self.clock.now())
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-                log.warning("cannot reach the database to take the lease (%s); retrying", one_line(exc))
-                self.clock.wait([self._wake_r], 2.0)
-                continue
-            if acquired:
-                log.info("scheduler job %d holds the lease", self.job_id)
-                return True
-            log.info("another scheduler holds the lease; waiting")
-            self.clock.wait([self._wake_r], min(5.0, self.lease.ttl.total_seconds() / 3))
-        return False
 
     def ride_out_outage(self, exc: BaseException) -> None:
         """The database went away mid-loop: wait, reconnect, make sure we still lead, and catch up.
