@@ -5,7 +5,7 @@
 scheduler loop and supervisors, on a throw-away SQLite home unless settings
 are given, and returns the run's and each task's final state.
 
-``FakeClock`` satisfies :class:`headrace.scheduler.loop.Clock`: ``now()``
+``FakeClock`` satisfies :class:`headrace.scheduler.clock.Clock`: ``now()``
 returns a settable time and ``wait()`` never sleeps — it polls the given file
 descriptors once and, if none is readable, advances the fake time by the
 timeout, as if that long had passed.

@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headrace.authoring.context import PreviousRun, RunInfo, build_context, current_context
+from headrace.authoring.mapped import MappedOperator
 from headrace.authoring.secrets import install_secrets_runtime
-from headrace.authoring.task import BaseOperator, MappedOperator
+from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
 from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
 from headrace.cli.common import AppState, app_state, console, fmt_bytes, fmt_time, parse_date, styled

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import psutil
@@ -34,6 +37,8 @@ from sqlalchemy.exc import IntegrityError
 
 from headrace.db.engine import Database
 from headrace.db.models import Lease, SchedulerJob
+from headrace.db.outage import is_outage, one_line, retry_through_outage
+from headrace.scheduler.clock import Clock
 from headrace.supervisor.identity import ProcessIdentity, hostname
 
 log = logging.getLogger(__name__)
@@ -136,4 +141,63 @@ class SchedulerLease:
         self.held = False
 
 
-__all__ = ["LEASE_NAME", "SchedulerLease", "end_job", "heartbeat", "register_job"]
+@contextmanager
+def leadership(
+    db: Database, clock: Clock, stop: threading.Event, wake_fd: int, *, ttl: float, outage_tolerance: float
+) -> Iterator[SchedulerLease]:
+    """Register a scheduler job, then wait for the lease; yield it, and on the way out release it and end the job.
+
+    The yielded lease is ``held`` unless ``stop`` was set while waiting (then
+    the loop must not run). Waiting retries every ``min(5, ttl / 3)`` s
+    (``ttl`` in seconds) while another live scheduler holds it, and every 2 s
+    while the database is unreachable; ``clock.wait`` on ``wake_fd`` ends a
+    wait early (a stop request). Registering rides out an outage of up to
+    ``outage_tolerance`` s, else raises. At the end, an unreachable database is
+    logged, not raised: the lease expires by itself.
+    """
+    job_id = 0
+    held: SchedulerLease | None = None
+    try:
+        now = clock.now()
+        job_id = retry_through_outage(
+            lambda: register_job(db, now), tolerance=outage_tolerance, what="registering the scheduler", log=log
+        )
+        held = SchedulerLease(db, job_id, ttl)
+        _wait_for_lease(held, clock, stop, wake_fd)
+        yield held
+    finally:
+        try:
+            if held is not None and held.held:
+                held.release()
+            if job_id:
+                end_job(db, job_id, clock.now())
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning(
+                "could not release the lease or end scheduler job %d (the database is unreachable: "
+                "%s); the lease expires by itself",
+                job_id,
+                one_line(exc),
+            )
+
+
+def _wait_for_lease(held: SchedulerLease, clock: Clock, stop: threading.Event, wake_fd: int) -> None:
+    """Try to take the lease until it is taken or ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            acquired = held.acquire(clock.now())
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("cannot reach the database to take the lease (%s); retrying", one_line(exc))
+            clock.wait([wake_fd], 2.0)
+            continue
+        if acquired:
+            log.info("scheduler job %d holds the lease", held.job_id)
+            return
+        log.info("another scheduler holds the lease; waiting")
+        clock.wait([wake_fd], min(5.0, held.ttl.total_seconds() / 3))
+
+
+__all__ = ["LEASE_NAME", "SchedulerLease", "end_job", "heartbeat", "leadership", "register_job"]

@@ -53,35 +53,35 @@ from __future__ import annotations
 
 import logging
 import os
-import select as _select
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Flag, auto
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
-from headrace.authoring.context import RunInfo as ContextRunInfo
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, TaskInstance, TaskTry
-from headrace.db.outage import backoff, is_outage, one_line, retry_through_outage
+from headrace.db.outage import is_outage, retry_through_outage
 from headrace.db.wakeup import WakeListener
 from headrace.executors.base import Executor
 from headrace.observability import deadlines
 from headrace.observability.delivery import Deliverer, DeliveryConfig
-from headrace.observability.listener import Listener, Listeners, RunInfo, TryInfo
+from headrace.observability.listener import Listener, Listeners, RunInfo
 from headrace.observability.notifications import AlertConfig, Notifier
 from headrace.observability.statsd import statsd_listener_from_settings
 from headrace.observability.tries import ended_tries
 from headrace.scheduler import housekeeping, lease, readiness, runs
 from headrace.scheduler.callbacks import DEADLINE_MISSED, CallbackRequest, CallbackRunner
+from headrace.scheduler.clock import Clock, SystemClock
 from headrace.scheduler.dagcache import DagCache
+from headrace.scheduler.reconnect import OutageRider
+from headrace.scheduler.zombies import ZombieReports
 from headrace.states import DagRunState, TaskInstanceState
 from headrace.supervisor.request import TryRequest
 
@@ -99,27 +99,6 @@ class Step(Flag):
     QUEUE_READY = auto()
     FINISH_RUNS = auto()
     RUN_CALLBACKS = auto()
-
-
-class Clock(Protocol):
-    """Where the scheduler gets the time, and how it waits."""
-
-    def now(self) -> datetime:
-        """The current time, UTC-aware."""
-
-    def wait(self, fds: Sequence[int], timeout: float) -> list[int]:
-        """Block until one of ``fds`` is readable or ``timeout`` s passed; return the readable fds."""
-
-
-class SystemClock:
-    """The real clock; waits with ``select``."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def wait(self, fds: Sequence[int], timeout: float) -> list[int]:
-        readable, _, _ = _select.select(list(fds), [], [], max(0.0, timeout))
-        return list(readable)
 
 
 def run(
@@ -181,7 +160,7 @@ def run(
                     after_loop(now)
                 if work == 0 and (num_loops is None or loops < num_loops):
                     s.wait(now)
-                s.outage_began = None  # a whole loop worked: the database is back for good
+                s.outage.began = None  # a whole loop worked: the database is back for good
             except Exception as exc:
                 if not is_outage(exc):
                     raise
@@ -209,12 +188,11 @@ class Scheduler:
         self.alerts = AlertConfig.from_settings(settings)
         self.deliverer: Deliverer | None = None
         self.queuer = readiness.Queuer(settings.parallelism, on_queued=self._try_queued, cache=self.cache)
-        self._zombies: list[tuple[TryInfo, int, str | None, bool]] = []
-        """Tries ended as zombies whose events and callbacks wait for their transaction to commit."""
         # A DAG callback child imports the DAG file, then runs the callback.
         self.callbacks = CallbackRunner(
             settings.get_float("core", "dagbag_import_timeout") + settings.get_float("executor", "callback_timeout")
         )
+        self.zombies = ZombieReports(db, self.cache, self.listeners, self.callbacks)
         self.loop_interval = settings.get_float("scheduler", "loop_interval")
         self.parse_interval = timedelta(seconds=settings.get_float("scheduler", "dag_dir_list_interval"))
         self.next_parse: datetime | None = None
@@ -242,8 +220,8 @@ class Scheduler:
         """When this scheduler last (re)connected to the database: heartbeats of tries on other hosts
         are judged only ``task_instance_heartbeat_timeout`` after it."""
         self.outage_tolerance = settings.get_float("database", "outage_tolerance")
-        self.outage_began: float | None = None
-        """Monotonic time the current outage began; None once a whole loop has worked since."""
+        self.outage = OutageRider(self.outage_tolerance)
+        """How long the database has been away (:meth:`ride_out_outage`)."""
         self._unsynced: list[Any] = []
         """Executor events read but not yet written (an outage interrupted ``sync_executor``)."""
 
@@ -254,94 +232,63 @@ class Scheduler:
         """Register, take the lease, start the executor and adopt old tries; undo it all at the end."""
         restore = self._install_signal_handlers()
         try:
-            now = self.clock.now()
-            self.job_id = retry_through_outage(
-                lambda: lease.register_job(self.db, now),
-                tolerance=self.outage_tolerance,
-                what="registering the scheduler",
-                log=log,
-            )
-            self.lease = lease.SchedulerLease(self.db, self.job_id, self.settings.get_float("scheduler", "lease_ttl"))
-            if not self._wait_for_lease():  # stopped while waiting: the loop will not run
-                yield
-                return
-            self.wakeups = WakeListener.open(self.db.engine)
-            self.housekeeping = housekeeping.Housekeeping(
-                housekeeping.chores(
-                    self.settings,
-                    self.db,
-                    cache=self.cache,
-                    heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t),
-                    renew_lease=self._renew_lease,
-                    check_deadlines=self.check_deadlines,
-                    on_zombie=self._zombie_found,
-                    connected_since=lambda: self.connected_since,
-                    enforce_dagrun_timeouts=self.enforce_dagrun_timeouts,
-                )
-            )
-            self._start_alerts()
-            self.executor.start()
-            try:
-                retry_through_outage(
-                    lambda: housekeeping.adopt_or_fail_tries(
+            with lease.leadership(
+                self.db,
+                self.clock,
+                self.stop,
+                self._wake_r,
+                ttl=self.settings.get_float("scheduler", "lease_ttl"),
+                outage_tolerance=self.outage_tolerance,
+            ) as self.lease:
+                self.job_id = self.lease.job_id
+                if not self.lease.held:  # stopped while waiting: the loop will not run
+                    yield
+                    return
+                self.wakeups = WakeListener.open(self.db.engine)
+                self.housekeeping = housekeeping.Housekeeping(
+                    housekeeping.chores(
+                        self.settings,
                         self.db,
-                        self.clock.now(),
                         cache=self.cache,
-                        on_zombie=self._zombie_found,
-                        home=self.settings.home,
-                    ),
-                    tolerance=self.outage_tolerance,
-                    what="adopting running tries",
-                    log=log,
+                        heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t),
+                        renew_lease=self._renew_lease,
+                        check_deadlines=self.check_deadlines,
+                        on_zombie=self.zombies.found,
+                        connected_since=lambda: self.connected_since,
+                        enforce_dagrun_timeouts=self.enforce_dagrun_timeouts,
+                    )
                 )
-                self._flush_zombies()
-                yield
-            finally:
-                if self.processor is not None:  # first: parse children hold the fork server's stdin open
-                    self.processor.close()  # a hung import must not outlive the scheduler
-                self.executor.terminate()
-                self.callbacks.reap()
-                if self.deliverer is not None:
-                    self.deliverer.stop()
+                self._start_alerts()
+                self.executor.start()
+                try:
+                    retry_through_outage(
+                        lambda: housekeeping.adopt_or_fail_tries(
+                            self.db,
+                            self.clock.now(),
+                            cache=self.cache,
+                            on_zombie=self.zombies.found,
+                            home=self.settings.home,
+                        ),
+                        tolerance=self.outage_tolerance,
+                        what="adopting running tries",
+                        log=log,
+                    )
+                    self.zombies.flush()
+                    yield
+                finally:
+                    if self.processor is not None:  # first: parse children hold the fork server's stdin open
+                        self.processor.close()  # a hung import must not outlive the scheduler
+                    self.executor.terminate()
+                    self.callbacks.reap()
+                    if self.deliverer is not None:
+                        self.deliverer.stop()
         finally:
-            try:
-                if self.lease is not None and self.lease.held:
-                    self.lease.release()
-                if self.job_id:
-                    lease.end_job(self.db, self.job_id, self.clock.now())
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-                log.warning(
-                    "could not release the lease or end scheduler job %d (the database is unreachable: "
-                    "%s); the lease expires by itself",
-                    self.job_id,
-                    one_line(exc),
-                )
             restore()
             if self.wakeups is not None:
                 self.wakeups.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
             log.info("scheduler job %d stopped", self.job_id)
-
-    def _wait_for_lease(self) -> bool:
-        assert self.lease is not None
-        while not self.stop.is_set():
-            try:
-                acquired = self.lease.acquire(self.clock.now())
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-                log.warning("cannot reach the database to take the lease (%s); retrying", one_line(exc))
-                self.clock.wait([self._wake_r], 2.0)
-                continue
-            if acquired:
-                log.info("scheduler job %d holds the lease", self.job_id)
-                return True
-            log.info("another scheduler holds the lease; waiting")
-            self.clock.wait([self._wake_r], min(5.0, self.lease.ttl.total_seconds() / 3))
-        return False
 
     def ride_out_outage(self, exc: BaseException) -> None:
         """The database went away mid-loop: wait, reconnect, make sure we still lead, and catch up.
@@ -357,53 +304,23 @@ class Scheduler:
         answer was lost), and make the next loop a full pass. Executor events
         read before the outage are kept and written then.
         """
-        self._zombies = []  # their transaction was rolled back: the check ends them again once we are back
-        first = self.outage_began is None
-        began = self.outage_began = self.outage_began if self.outage_began is not None else time.monotonic()
-        if time.monotonic() - began > self.outage_tolerance:
-            log.error(
-                "the database has failed every loop for %.0f s (database.outage_tolerance); giving up",
-                self.outage_tolerance,
-            )
-            raise exc
-        if first:
-            log.warning(
-                "lost the database (%s); waiting for it to come back (up to %.0f s)",
-                one_line(exc),
-                self.outage_tolerance,
-            )
-        self.db.engine.dispose()  # drop pooled connections the outage broke
-        attempt = 0
-        while not self.stop.is_set():
-            attempt += 1
-            self.clock.wait([self._wake_r], backoff(attempt))
-            if self.stop.is_set():
-                return
-            try:
-                assert self.lease is not None
-                self.lease.acquire(self.clock.now())
-                if not self.lease.held:
-                    log.error(
-                        "the database is back after %.1f s, but another scheduler holds the lease; stopping",
-                        time.monotonic() - began,
-                    )
-                    return
-                self._catch_up()
-            except Exception as again:
-                if not is_outage(again):
-                    raise
-                if time.monotonic() - began > self.outage_tolerance:
-                    log.error(
-                        "the database is still unreachable after %.0f s (database.outage_tolerance); giving up",
-                        self.outage_tolerance,
-                    )
-                    raise
-                continue
-            if first:
-                log.warning(
-                    "the database is back after %.1f s (%d attempts); resuming", time.monotonic() - began, attempt
-                )
-            return
+        self.zombies.drop()  # their transaction was rolled back: the check ends them again once we are back
+
+        def reconnect() -> bool:
+            assert self.lease is not None
+            self.lease.acquire(self.clock.now())
+            if not self.lease.held:
+                return False
+            self._catch_up()
+            return True
+
+        self.outage.ride_out(
+            exc,
+            wait=lambda seconds: self.clock.wait([self._wake_r], seconds),
+            stopped=self.stop.is_set,
+            drop_connections=self.db.engine.dispose,  # pooled connections the outage broke
+            reconnect=reconnect,
+        )
 
     def _catch_up(self) -> None:
         """After an outage: adopt or end tries, requeue lost queued tries, full pass next loop."""
@@ -412,11 +329,11 @@ class Scheduler:
             self.db,
             now,
             cache=self.cache,
-            on_zombie=self._zombie_found,
+            on_zombie=self.zombies.found,
             home=self.settings.home,
             in_executor=self.executor.has,
         )
-        self._flush_zombies()
+        self.zombies.flush()
         self.connected_since = now
         self.next_full_pass = None
         self.runs_to_examine = None
@@ -574,10 +491,10 @@ class Scheduler:
                     event.try_number,
                     cache=self.cache,
                     exit_code=event.exit_code,
-                    on_zombie=self._zombie_in_sync,
+                    on_zombie=self.zombies.found_in_sync,
                     home=self.settings.home,
                 )
-        self._flush_zombies()
+        self.zombies.flush()
         if self.listeners:
             with self.db.read_session() as session:
                 ended = ended_tries(session, [(e.ti_id, e.try_number) for e in events])
@@ -658,73 +575,10 @@ class Scheduler:
         if self.listeners:
             self.listeners.emit("on_try_queued", request.dag_id, request.task_id, request.run_id, request.try_number)
 
-    def _zombie_found(
-        self,
-        ti: TaskInstance,
-        tt: TaskTry | None,
-        new: TaskInstanceState,
-        why: str,
-        now: datetime,
-        *,
-        in_sync: bool = False,
-    ) -> None:
-        """A try was ended as a zombie (its transaction not yet committed): note it for :meth:`_flush_zombies`."""
-        info = TryInfo(
-            dag_id=ti.dag_id,
-            task_id=ti.task_id,
-            run_id=ti.run_id,
-            try_number=ti.try_number,
-            state=new.value,
-            end_reason="zombie",
-            queued_at=ti.queued_at,
-            start_date=tt.start_date if tt is not None else None,
-            end_date=now,
-            peak_rss_bytes=tt.peak_rss_bytes if tt is not None else None,
-            cpu_seconds=tt.cpu_seconds if tt is not None else None,
-            error=why,
-        )
-        self._zombies.append((info, ti.dag_run_id, tt.log_path if tt is not None else None, in_sync and tt is not None))
-
-    def _flush_zombies(self) -> None:
-        """After the zombies' transaction committed: emit ``on_zombie`` (and ``on_try_finished``, unless
-        sync_executor reads the ended ``task_try`` row itself), and start the task's retry/failure
-        callbacks — its supervisor, which would have run them, is gone."""
-        zombies, self._zombies = self._zombies, []
-        requests: list[CallbackRequest] = []
-        for info, run_pk, log_path, read_by_sync in zombies:
-            self.listeners.emit("on_zombie", info, info.error or "")
-            if not read_by_sync:
-                self.listeners.emit("on_try_finished", info)
-            with self.db.read_session() as session:
-                run = session.get(DagRun, run_pk)
-                task = self.cache.get(session, run.dag_version_id).tasks.get(info.task_id) if run else None
-                wanted = task is not None and (
-                    task.has_on_retry_callback if info.state == "up_for_retry" else task.has_on_failure_callback
-                )
-                if run is not None and wanted:
-                    requests.append(
-                        CallbackRequest(
-                            self.cache.get(session, run.dag_version_id).fileloc,
-                            info.dag_id,
-                            ContextRunInfo.from_run(run),
-                            info.state,
-                            task_id=info.task_id,
-                            try_number=info.try_number,
-                            error=info.error or "",
-                            log_path=log_path,
-                        )
-                    )
-        self.callbacks.start(requests)
-
-    def _zombie_in_sync(
-        self, ti: TaskInstance, tt: TaskTry | None, new: TaskInstanceState, why: str, now: datetime
-    ) -> None:
-        self._zombie_found(ti, tt, new, why, now, in_sync=True)
-
     def run_housekeeping(self, now: datetime) -> int:
         """Run the due chores; what they changed (zombies, requeued tries) is seen by a full pass next loop."""
         done = self.housekeeping.run_due(now)
-        self._flush_zombies()
+        self.zombies.flush()
         if done:
             self.next_full_pass = now
         return done

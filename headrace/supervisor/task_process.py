@@ -36,8 +36,9 @@ from typing import Any, TextIO
 from headrace.authoring.context import RunInfo, build_context, current_context
 from headrace.authoring.dag import DAG
 from headrace.authoring.expand_input import map_length_of, mapped_over
+from headrace.authoring.mapped import MappedOperator
 from headrace.authoring.secrets import SecretsUnavailable, install_secrets_runtime
-from headrace.authoring.task import BaseOperator, MappedOperator
+from headrace.authoring.task import BaseOperator
 from headrace.authoring.trigger_dagrun import TriggerDagRunError
 from headrace.authoring.xcom import (
     RETURN_KEY,

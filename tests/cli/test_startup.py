@@ -22,7 +22,7 @@ SERVER = {"fastapi", "uvicorn", "starlette", "alembic", "headrace.api", "headrac
 """Never needed to list or trigger DAGs."""
 DATABASE = {"sqlalchemy", "psycopg", "headrace.db"}
 RUNTIME = {"headrace.executors", "headrace.scheduler.loop", "headrace.supervisor.supervise"}
-PARSING = {"headrace.dagfiles.processor", "headrace.dagfiles.loader", "psutil"}
+PARSING = {"headrace.dagfiles.processor", "headrace.dagfiles.parsing", "headrace.dagfiles.loader", "psutil"}
 """Parsing DAG files and supervising processes: never needed to list or trigger DAGs."""
 RENDERING = {"jinja2", "croniter", "pydantic"}
 """Loaded on first use: templates, cron schedules, and (Typer 0.29's) parameter coercion."""

@@ -1,0 +1,513 @@
+"""The claim: win the try, load what it needs and start its task process, all in one transaction.
+
+Steps 1 and 2 of the life of a try (see :mod:`.supervise`):
+
+1. **claim** — ``queued → running`` for exactly this ``try_number``; losing
+   means another supervisor owns the try, and nothing runs (nothing is forked);
+2. **start** — in the same transaction, load the try's row, run and task entry
+   (``_LOAD``: one round trip), fork the task process (:mod:`.task_process`)
+   held at a gate, insert the ``task_try`` row (host, supervisor pid and start
+   time, the task's true pid and start time, log path), clear the TI's XComs;
+   commit, then open the gate — the task's code runs only once the claim is
+   committed.
+
+The statements are built once, with bind parameters (the fork server warms
+them: :func:`.supervise.warm_up`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, func, insert, select, update
+from sqlalchemy.orm import aliased
+
+from headrace.authoring.context import PreviousRun, RunInfo
+from headrace.config import Settings
+from headrace.crypto import Encryptor
+from headrace.dagfiles.serialization import SerializedTask
+from headrace.db.engine import Database
+from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskMap, TaskTry, XCom
+from headrace.db.queries import previous_success_id
+from headrace.db.transitions import set_ti_state
+from headrace.logs.capped import CappedLog
+from headrace.logs.files import append_line, format_line, try_log_path
+from headrace.states import TaskInstanceState
+from headrace.supervisor import task_process
+from headrace.supervisor.cgroups import Containment, hierarchy_in_use, try_marker
+from headrace.supervisor.identity import ProcessIdentity
+from headrace.supervisor.limits import Limits
+from headrace.supervisor.request import TryRequest
+from headrace.supervisor.task_requests import TryTarget
+from headrace.supervisor.watch import Gate, TaskWatch
+
+log = logging.getLogger("headrace.supervisor")
+
+TI = TaskInstanceState
+
+EXIT_NOT_RELEASED = 4
+"""Exit code of a task process whose claim transaction failed: it ran nothing."""
+EXIT_NOT_CONTAINED = 5
+"""Exit code of a task process that could not join its try's cgroup (``core.try_containment = cgroup``): it
+ran nothing."""
+
+
+SELF_FENCE_SHARE = 0.8
+"""A supervisor whose heartbeats have not reached the database for this share of
+``scheduler.task_instance_heartbeat_timeout`` kills its task: a scheduler on another host judges the
+try dead at the full timeout and may retry it, and the two must never run at once."""
+REQUEST_OUTAGE_SHARE = 0.5
+"""A task's request (XCom, variable, …) waits through an outage at most this share of the heartbeat
+timeout (and of ``database.outage_tolerance``): meanwhile the supervisor checks no limits."""
+
+
+class _Try:
+    """What the supervisor learned when it claimed the try."""
+
+    def __init__(
+        self,
+        request: TryRequest,
+        target: TryTarget,
+        start: task_process.TaskStart,
+        policy: SerializedTask | None,
+        log_path: Path,
+        try_row_id: int,
+    ) -> None:
+        self.request = request
+        self.target = target
+        self.start = start
+        self.policy = policy
+        self.log_path = log_path
+        self.try_row_id = try_row_id
+        self.watch: TaskWatch | None = None
+        """Watching the task process, when it was started (None: the log could not be opened)."""
+        self.sock: socket.socket | None = None
+        """The supervisor's end of the task's channel."""
+        self.start_error: str | None = None
+        """Why the task process was not started."""
+        self.log: CappedLog | None = None
+        """The try's log (capped at ``logging.max_try_log_bytes``) once the task process was forked with it."""
+
+    def say(self, message: str, level: str = "INFO") -> None:
+        """Append a supervisor line to the try's log (never raises); one ``write``, as ``append_line``."""
+        try:
+            if self.log is not None:
+                self.log.line("supervisor", message, level)
+            else:
+                append_line(self.log_path, "supervisor", message, level)
+        except OSError as exc:
+            log.warning("cannot write to %s: %s", self.log_path, exc)
+
+    def close_log(self) -> None:
+        """Drain the task's output into the log, write its capped tail and close it."""
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+
+# The hot path's statements are built once, with bind parameters, so their cache keys are computed once
+# and their compiled forms are cached in the engine (which the fork server warms before forking).
+_PREVIOUS = aliased(DagRun, name="previous_success")
+_LOAD = (
+    select(
+        TaskInstance.id,
+        TaskInstance.dag_id,
+        TaskInstance.run_id,
+        TaskInstance.task_id,
+        TaskInstance.max_tries,
+        DagRun.id,
+        DagRun.dag_id,
+        DagRun.run_id,
+        DagRun.run_type,
+        DagRun.conf,
+        DagRun.logical_date,
+        DagRun.queued_at,
+        DagRun.data_interval_start,
+        DagRun.data_interval_end,
+        # Only this task's entry of the serialized DAG, not the whole document.
+        DagVersion.serialized["tasks"][bindparam("task_key", type_=JSON.JSONStrIndexType)],
+        TaskInstance.map_index,
+        # The previous successful run's dates (the context's prev_*_success), in the same round trip.
+        _PREVIOUS.data_interval_start,
+        _PREVIOUS.data_interval_end,
+        _PREVIOUS.start_date,
+        _PREVIOUS.end_date,
+    )
+    .join_from(TaskInstance, DagRun, TaskInstance.dag_run_id == DagRun.id)
+    .outerjoin(DagVersion, DagRun.dag_version_id == DagVersion.id)
+    .outerjoin(_PREVIOUS, _PREVIOUS.id == previous_success_id(DagRun))
+    .where(TaskInstance.id == bindparam("ti_id"))
+)
+_INSERT_TRY = insert(TaskTry).values(
+    task_instance_id=bindparam("ti_id"),
+    dag_id=bindparam("dag_id"),
+    run_id=bindparam("run_id"),
+    task_id=bindparam("task_id"),
+    try_number=bindparam("try_number"),
+    state=bindparam("state"),
+    hostname=bindparam("hostname"),
+    supervisor_pid=bindparam("supervisor_pid"),
+    supervisor_start_time=bindparam("supervisor_start_time"),
+    pid=bindparam("pid"),
+    process_start_time=bindparam("process_start_time"),
+    start_date=bindparam("start_date"),
+    heartbeat_at=bindparam("start_date"),
+    log_path=bindparam("log_path"),
+    containment=bindparam("containment"),
+    map_index=bindparam("map_index"),
+)
+_OWN_CLAIM = (
+    select(TaskTry.id)
+    .join(TaskInstance, TaskInstance.id == TaskTry.task_instance_id)
+    .where(
+        TaskTry.task_instance_id == bindparam("ti_id"),
+        TaskTry.try_number == bindparam("try_number"),
+        TaskTry.hostname == bindparam("host"),
+        TaskTry.supervisor_pid == bindparam("supervisor_pid"),
+        TaskTry.end_date.is_(None),
+        TaskInstance.state == bindparam("running"),
+        TaskInstance.try_number == bindparam("try_number"),
+    )
+)
+_RESTART_TRY = (
+    update(TaskTry)
+    .where(TaskTry.id == bindparam("row_id"))
+    .values(
+        pid=bindparam("pid"),
+        process_start_time=bindparam("process_start_time"),
+        heartbeat_at=bindparam("now"),
+    )
+)
+_CLEAR_XCOMS = delete(XCom).where(
+    XCom.dag_run_id == bindparam("dag_run_pk"),
+    XCom.task_id == bindparam("task_id"),
+    XCom.map_index == bindparam("map_index"),
+)
+_CLEAR_TASK_MAP = delete(TaskMap).where(
+    TaskMap.dag_run_id == bindparam("dag_run_pk"),
+    TaskMap.task_id == bindparam("task_id"),
+    TaskMap.map_index == bindparam("map_index"),
+)
+_EXPANDED_TI_COUNT = select(func.count()).where(
+    TaskInstance.dag_run_id == bindparam("dag_run_pk"), TaskInstance.task_id == bindparam("task_id")
+)
+
+
+def _transaction(db: Database) -> AbstractContextManager[Connection]:
+    """A Core transaction (commit on success, roll back on error).
+
+    The hot path runs on a bare ``Connection``: no ORM ``Session`` to build and
+    no ORM-enabled execution path per statement (``set_ti_state``'s compare-and-set
+    runs as the same Core ``UPDATE … WHERE state = :expected``).
+    """
+    return db.engine.begin()
+
+
+def _claim_ti(conn: Connection, ti_id: int, try_number: int, now: datetime) -> bool:
+    """``queued → running`` for exactly ``try_number`` (compare-and-set); True if this call won."""
+    return set_ti_state(
+        conn,
+        ti_id,
+        TI.QUEUED,
+        TI.RUNNING,
+        expected_try_number=try_number,
+        start_date=now,
+        end_date=None,
+        end_reason=None,
+        next_retry_at=None,
+        updated_at=now,
+    )
+
+
+def _policy(entry: object) -> SerializedTask | None:
+    try:
+        return SerializedTask.from_dict(entry)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _inserted_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None and key[0] is not None
+    return int(key[0])
+
+
+def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
+    """Claim the try, start its task process and record both in one transaction; None if the claim was lost.
+
+    The task process is forked inside the claim transaction, once the
+    compare-and-set is won, so its true pid goes into the ``task_try`` row in
+    the same commit; it waits on a gate and runs nothing until that commit
+    succeeded. If anything fails before, the gate is shut: it exits without
+    running anything and the transaction is rolled back. Nothing is written
+    (and nothing forked) when the claim is lost.
+    """
+    now = datetime.now(UTC)
+    me = ProcessIdentity.of(os.getpid())
+    log_path = try_log_path(
+        settings.base_log_folder, request.dag_id, request.run_id, request.task_id, request.try_number, request.map_index
+    )
+    gate: Gate | None = None
+    current: _Try | None = None
+    try:
+        with _transaction(db) as conn:
+            own_row: int | None = None
+            if not _claim_ti(conn, request.ti_id, request.try_number, now):
+                # Lost — unless an earlier attempt of ours committed and only its answer was lost (an outage
+                # mid-COMMIT): then the try is ours, its gate was shut, and it starts afresh on that row.
+                own_row = conn.execute(
+                    _OWN_CLAIM,
+                    {
+                        "ti_id": request.ti_id,
+                        "try_number": request.try_number,
+                        "host": me.host,
+                        "supervisor_pid": me.pid,
+                        "running": TI.RUNNING.value,
+                    },
+                ).scalar_one_or_none()
+                if own_row is None:
+                    return None
+                log.warning(
+                    "try %d of %s.%s was already claimed by this supervisor (the answer to its "
+                    "COMMIT was lost); starting it",
+                    request.try_number,
+                    request.dag_id,
+                    request.task_id,
+                )
+            row = conn.execute(_LOAD, {"ti_id": request.ti_id, "task_key": request.task_id}).one()
+            (
+                ti_pk,
+                dag_id,
+                run_id,
+                task_id,
+                max_tries,
+                run_pk,
+                run_dag_id,
+                run_run_id,
+                run_type,
+                conf,
+                logical_date,
+                queued_at,
+                interval_start,
+                interval_end,
+                task_entry,
+                map_index,
+                *previous,
+            ) = row
+            policy = _policy(task_entry) if task_id == request.task_id else None
+            logical = logical_date or queued_at
+            info = RunInfo(
+                dag_id=run_dag_id,
+                run_id=run_run_id,
+                logical_date=logical,
+                data_interval_start=interval_start or logical,
+                data_interval_end=interval_end or logical,
+                run_type=run_type,
+                conf=dict(conf or {}),
+                previous_success=PreviousRun(*previous) if any(previous) else None,
+            )
+            start = task_process.TaskStart(
+                fileloc=request.fileloc,
+                dag_id=dag_id,
+                task_id=task_id,
+                run=info,
+                try_number=request.try_number,
+                max_tries=max_tries,
+                xcom_max_size=settings.get_int("core", "xcom_max_size"),
+                start_date=now,
+                xcom_backend=settings.get_str("core", "xcom_backend"),
+                map_index=map_index,
+                expanded_ti_count=conn.execute(_EXPANDED_TI_COUNT, {"dag_run_pk": run_pk, "task_id": task_id}).scalar()
+                if map_index >= 0
+                else None,
+                max_map_length=settings.get_int("core", "max_map_length"),
+                conf_overrides_params=settings.get_bool("core", "dag_run_conf_overrides_params"),
+            )
+            target = TryTarget(
+                ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index
+            )
+            current = _Try(request, target, start, policy, log_path, 0)
+            pid: int | None = None
+            process_start_time: float | None = None
+            try:
+                try_log = CappedLog(log_path, settings.get_int("logging", "max_try_log_bytes"))
+            except OSError as exc:
+                current.start_error = f"cannot open the try's log {log_path}: {exc}"
+            else:
+                try:
+                    containment = _containment(settings, current)
+                except OSError as exc:
+                    try_log.close(timeout=0)
+                    current.start_error = f"cannot contain the try (core.try_containment = cgroup): {exc}"
+                else:
+                    gate = Gate()
+                    pid = _start_task(settings, db, current, gate, try_log, containment)
+                    try:
+                        process_start_time = ProcessIdentity.of(pid).start_time
+                    except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
+                        process_start_time = None
+            if own_row is None:
+                result = conn.execute(
+                    _INSERT_TRY,
+                    {
+                        "ti_id": ti_pk,
+                        "dag_id": dag_id,
+                        "run_id": run_id,
+                        "task_id": task_id,
+                        "try_number": request.try_number,
+                        "state": TI.RUNNING.value,
+                        "hostname": me.host,
+                        "supervisor_pid": me.pid,
+                        "supervisor_start_time": me.start_time,
+                        "pid": pid,
+                        "process_start_time": process_start_time,
+                        "start_date": now,
+                        "log_path": str(log_path),
+                        "containment": current.watch.containment.kind
+                        if current.watch is not None and current.watch.containment is not None
+                        else None,
+                        "map_index": map_index,
+                    },
+                )
+                current.try_row_id = _inserted_id(result)
+            else:
+                conn.execute(
+                    _RESTART_TRY, {"row_id": own_row, "pid": pid, "process_start_time": process_start_time, "now": now}
+                )
+                current.try_row_id = own_row
+            if current.watch is not None:
+                current.watch.try_row_id = current.try_row_id
+            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
+            conn.execute(_CLEAR_TASK_MAP, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
+    except BaseException:
+        if gate is not None:
+            gate.shut()  # the task process exits without running anything
+        if current is not None and current.watch is not None:
+            _discard(current)
+        raise
+    if gate is not None:
+        gate.open()
+    return current
+
+
+def _start_task(
+    settings: Settings, db: Database, current: _Try, gate: Gate, try_log: CappedLog, containment: Containment
+) -> int:
+    """Fork the task process, held at ``gate``; set up ``current.watch`` and ``current.sock``; return its pid.
+
+    The task's stdout and stderr are a pipe drained into ``try_log`` (which caps the log's size) by the
+    watch's wait loop, and after it by ``try_log.drain``. The child
+    joins ``containment`` (made already) before it waits at the gate.
+    """
+    policy = current.policy
+    limits = Limits(
+        memory_limit=policy.memory_limit if policy else None,
+        execution_timeout=policy.execution_timeout if policy else None,
+    )
+    # The child never touches the DB and leaves by os._exit, so the connection it inherits is safe.
+    parent_sock, child_sock = socket.socketpair()
+    watch = TaskWatch(
+        db=db,
+        target=current.target,
+        try_row_id=current.try_row_id,
+        limits=limits,
+        say=current.say,
+        poll_interval=settings.get_float("executor", "memory_poll_interval"),
+        heartbeat_interval=settings.get_float("scheduler", "heartbeat_interval"),
+        kill_grace_period=settings.get_float("executor", "kill_grace_period"),
+        xcom_max_size=current.start.xcom_max_size,
+        stop_requested=lambda: False,
+        try_number=current.request.try_number,
+        encryptor=_LazyEncryptor(settings),
+        outage_tolerance=min(
+            settings.get_float("database", "outage_tolerance"),
+            REQUEST_OUTAGE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
+        ),
+        self_fence_after=SELF_FENCE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
+        containment=containment,
+    )
+    start = current.start
+    _, log_fd = try_log.polled_pipe()  # drained by the watch's select: no thread per try
+    required = settings.get_str("core", "try_containment") == "cgroup"
+
+    def run() -> int:
+        # Into the try's cgroup before anything runs (the move overlaps the supervisor's claim transaction).
+        try:
+            containment.join()
+        except OSError as exc:
+            level, what = ("ERROR", "not running the task") if required else ("WARNING", "containment is best-effort")
+            os.write(
+                log_fd, format_line("supervisor", f"cannot join {containment.path}: {exc}; {what}", level).encode()
+            )
+            if required:
+                return EXIT_NOT_CONTAINED
+        if not gate.wait():
+            return EXIT_NOT_RELEASED
+        return task_process.main(start, child_sock, log_fd)
+
+    try:
+        pid = watch.fork(run, close_in_child=[parent_sock])
+    except BaseException:
+        os.close(log_fd)
+        try_log.close(timeout=0)
+        containment.remove()
+        raise
+    finally:
+        child_sock.close()
+    os.close(log_fd)  # the child holds the write end: the drain ends when the task's process tree is gone
+    current.log = try_log  # the supervisor's own lines go through the same cap
+    watch.output = try_log
+    gate.forked()
+    current.watch = watch
+    current.sock = parent_sock
+    return pid
+
+
+def _containment(settings: Settings, current: _Try) -> Containment:
+    """The try's containment, its cgroup made (:mod:`.cgroups`); raises ``OSError`` if ``cgroup`` is required
+    and none can be made. With ``auto``, a cgroup that cannot be made means marker containment, said in the log."""
+    mode = settings.get_str("core", "try_containment")
+    marker = try_marker(current.request.ti_id, current.request.try_number, os.getpid())
+    containment = Containment(hierarchy_in_use(mode), marker)
+    try:
+        containment.prepare()
+    except OSError as exc:
+        if mode == "cgroup":
+            raise
+        current.say(f"cannot make the try's cgroup {containment.path}: {exc}; containment is best-effort", "WARNING")
+        containment = Containment(None, marker)
+    return containment
+
+
+class _LazyEncryptor:
+    """Builds the Encryptor on first use: only tries that read a variable or connection pay for the key."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._encryptor: Encryptor | None = None
+
+    def __call__(self) -> Encryptor:
+        if self._encryptor is None:
+            self._encryptor = Encryptor.from_settings(self._settings)
+        return self._encryptor
+
+
+def _discard(current: _Try) -> None:
+    """Reap a task process that was never released (the claim transaction failed)."""
+    assert current.watch is not None
+    try:
+        os.waitpid(current.watch.pid, 0)
+    except ChildProcessError:
+        pass
+    if current.watch.containment is not None:
+        current.watch.containment.remove()
+    if current.sock is not None:
+        current.sock.close()
+    current.close_log()
+    current.watch = None
