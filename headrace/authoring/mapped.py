@@ -28,7 +28,7 @@ from headrace.authoring.expand_input import (
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.task_args import _accepted_args
 from headrace.authoring.task_group import group_of
-from headrace.authoring.xcom import XComArg, XComArgLike
+from headrace.authoring.xcom import XComArgLike
 from headrace.types import Context
 
 __all__ = ["MappedOperator", "OperatorPartial"]
@@ -149,11 +149,6 @@ class MappedOperator(BaseOperator):
             expand_into=expand_into,
             **own,
         )
-
-    @property
-    def output(self) -> XComArg:
-        """The XComArg of the task's return value (downstream: the list of its instances' values)."""
-        return XComArg(self)
 
     @property
     def operator_name(self) -> str:

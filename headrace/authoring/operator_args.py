@@ -12,6 +12,7 @@ from headrace.authoring.dag import DagContext
 from headrace.authoring.params import task_params
 from headrace.authoring.task_args import _accepted_args
 from headrace.authoring.task_group import group_of
+from headrace.authoring.xcom import find_xcom_args
 from headrace.exceptions import DagDefinitionError
 
 if TYPE_CHECKING:
@@ -62,8 +63,18 @@ def apply_default_args(init: _F) -> _F:
                 lineno=dag.lineno if dag else None,
             )
         init(self, *args, **kwargs)
+        _depend_on_references(self)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _depend_on_references(task: BaseOperator) -> None:
+    """Make ``task`` downstream of every task whose XCom its template fields reference (``op_kwargs={"x":
+    other.output}``, ``bash_command=make()``), as Airflow does; the values are pulled when the fields render."""
+    for field in type(task).template_fields:
+        for ref in find_xcom_args(getattr(task, field, None)):
+            if ref.operator is not task:
+                ref.operator.set_downstream(task)
 
 
 __all__ = ["apply_default_args"]

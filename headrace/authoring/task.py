@@ -36,7 +36,7 @@ from headrace.authoring.task_args import to_timedelta as to_timedelta
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.trigger_rules import TriggerRule
 from headrace.authoring.weight_rule import WeightRule
-from headrace.authoring.xcom import XComArg
+from headrace.authoring.xcom import DagParam, MappedArgument, MapXComArg, XComArg, ZipXComArg
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Callback, Context
 
@@ -326,6 +326,12 @@ class BaseOperator(SetupTeardownMixin, ABC):
             if edge_modifier is not None and dag is not None:
                 dag.set_edge_info(up.task_id, down.task_id, {"label": edge_modifier.label})
 
+    @property
+    def output(self) -> XComArg:
+        """The task's return value as an XComArg (Airflow's ``.output``): pass it to another task's arguments or
+        templated fields, which then depend on this task."""
+        return XComArg(self)
+
     def set_downstream(self, other: object, edge_modifier: Label | None = None) -> None:
         """Make ``other`` (a task, task group, XComArg or list of them) run after this task.
 
@@ -420,6 +426,8 @@ class BaseOperator(SetupTeardownMixin, ABC):
     def _render(self, value: Any, context: Context, env: jinja2.Environment) -> Any:
         if id(value) in self.not_templates:  # a mapped argument pulled from XCom: data, not a template
             return value
+        if isinstance(value, (XComArg, MapXComArg, ZipXComArg, MappedArgument, DagParam)):
+            return value.resolve(context)  # a reference in a field: its value, pulled now and not rendered
         if isinstance(value, str):
             if self.template_ext and value.endswith(tuple(self.template_ext)):
                 return env.get_template(value).render(context)
