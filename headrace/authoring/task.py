@@ -36,7 +36,7 @@ from headrace.authoring.task_args import to_timedelta as to_timedelta
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.trigger_rules import TriggerRule
 from headrace.authoring.weight_rule import WeightRule
-from headrace.authoring.xcom import DagParam, MappedArgument, MapXComArg, XComArg, ZipXComArg
+from headrace.authoring.xcom import MappedArgument, MapXComArg, XComArg, ZipXComArg
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Callback, Context
 
@@ -426,7 +426,7 @@ class BaseOperator(SetupTeardownMixin, ABC):
     def _render(self, value: Any, context: Context, env: jinja2.Environment) -> Any:
         if id(value) in self.not_templates:  # a mapped argument pulled from XCom: data, not a template
             return value
-        if isinstance(value, (XComArg, MapXComArg, ZipXComArg, MappedArgument, DagParam)):
+        if isinstance(value, (XComArg, MapXComArg, ZipXComArg, MappedArgument)):
             return value.resolve(context)  # a reference in a field: its value, pulled now and not rendered
         if isinstance(value, str):
             if self.template_ext and value.endswith(tuple(self.template_ext)):
