@@ -32,7 +32,6 @@ from headrace.exceptions import DagNotFound, DagRunNotFound, HeadraceError, Inva
 from headrace.scheduler.past import past_reason
 from headrace.scheduler.user_actions import clear_task_instances, run_dag
 from headrace.secrets_store import DatabaseSecrets, stored_secrets_masker
-from headrace.supervisor.task_process import run_callbacks
 from headrace.types import Context
 
 app = typer.Typer(
@@ -372,6 +371,8 @@ def test_cmd(
         with current_context(context):
             if task.pre_execute_hook is not None:  # @task.run_if / skip_if, as in a scheduled try
                 task.pre_execute_hook(context)
+            from headrace.supervisor.task_process import run_callbacks  # here: inspecting commands never load it
+
             run_callbacks(task, "execute", context)
             result = task.execute(context)
         for key, value in xcoms_for_result(task, result):
