@@ -73,8 +73,9 @@ def test_code_view(system: System, page_of: NewPage, operator: tuple[str, str], 
     expect(code).to_contain_text("from headrace.operators import BashOperator")
     assert page.locator("#code span.kn").count() >= 3  # keywords highlighted (from / import)
     # the Pygments colours apply (static/source.css): a keyword is not drawn in the text colour
-    colour = page.locator("#code span.k, #code span.kn").first.evaluate("el => getComputedStyle(el).color")
-    assert colour not in ("rgb(0, 0, 0)", "rgb(29, 35, 48)"), colour
+    keyword = page.locator("#code span.k, #code span.kn").first
+    for text_colour in ("rgb(29, 35, 48)", "rgb(0, 0, 0)"):  # waits for the stylesheet (read at once, it could lag)
+        expect(keyword).not_to_have_css("color", text_colour)
     page.click("#code a[href='#L-3']")
     expect(page).to_have_url(f"{system.url}/dags/ui_params/code#L-3")
 
