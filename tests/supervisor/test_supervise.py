@@ -183,7 +183,7 @@ def test_import_error_is_not_started(db: Database, settings: Settings, tmp_path:
 
 
 def test_execution_timeout(db: Database, settings: Settings, tmp_path: Path) -> None:
-    settings = settings.with_overrides({"executor": {"kill_grace_period": 0.5, "memory_poll_interval": 0.05}})
+    settings = settings.with_overrides({"executor": {"kill_grace_period": 3, "memory_poll_interval": 0.05}})
     dag_file = write_dag(
         tmp_path / "dags",
         """
