@@ -71,6 +71,20 @@ def _literal(spec: Mapping[str, Any]) -> int | None:
     return None
 
 
+def xcom_sources(spec: Mapping[str, Any] | None) -> set[str]:
+    """The task ids whose pushed values decide a mapped task's length (empty for an all-literal input)."""
+    if spec is None:
+        return set()
+    parts = [spec["length"]] if spec["type"] == "list_of_dicts" else list(spec["lengths"].values())
+    out: set[str] = set()
+    while parts:
+        part = parts.pop()
+        if "xcom" in part:
+            out.add(str(part["xcom"]))
+        parts.extend(part.get("zip", []))
+    return out
+
+
 def _pushed_length(session: Session, sdag: SerializedDag, dag_run_pk: int, task_id: str) -> int | None:
     """The number of items of ``task_id``'s value in this run; None while it can still change."""
     upstream = sdag.tasks.get(task_id)
@@ -376,4 +390,5 @@ __all__ = [
     "literal_length",
     "new_task_instances",
     "task_instance_values",
+    "xcom_sources",
 ]

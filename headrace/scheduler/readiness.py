@@ -196,7 +196,12 @@ def examine_run(
             # A task of a mapped task group expands as soon as the group's length is known, before its own
             # upstream in the group is done (Airflow revises every unfinished mapped task): each index then
             # waits for the same index upstream, and a branch at one index can skip just that index.
-            early = decision is Decision.WAIT and task.mapped_group is not None and pending.map_index < 0
+            early = (
+                decision is Decision.WAIT
+                and task.mapped_group is not None
+                and pending.map_index < 0
+                and _sources_finished(run_states, mapping.xcom_sources(task.expand_input))
+            )  # no query while what the group maps over is still running: the states at hand say so
             if not early and (
                 decision is Decision.WAIT or (decision is Decision.RUN and past.reason(task_id) is not None)
             ):
@@ -273,6 +278,11 @@ def _apply_revision(
             todo.append(row)
         run_states.state[ti_id] = state.value
     return changed
+
+
+def _sources_finished(run_states: _RunStates, task_ids: set[str]) -> bool:
+    """True when every instance of each of ``task_ids`` in this run has finished."""
+    return all(TI(state).is_finished for task_id in task_ids for state in run_states.of(task_id))
 
 
 def _schedule_all(session: Session, run_states: _RunStates, ti_ids: list[int], now: datetime) -> int:
