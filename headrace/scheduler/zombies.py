@@ -92,6 +92,7 @@ class ZombieReports:
                             try_number=info.try_number,
                             error=info.error or "",
                             log_path=log_path,
+                            map_index=info.map_index,
                         )
                     )
         self.callbacks.start(requests)
