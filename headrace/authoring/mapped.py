@@ -199,6 +199,7 @@ class MappedOperator(BaseOperator):
         operator.task_group = self.task_group
         operator.pre_execute_hook = self.pre_execute_hook  # @task.run_if / skip_if given to the mapped task
         operator.params = self.params  # merged with the DAG's and groups' where the mapped task was made
+        operator.is_setup, operator.is_teardown = self.is_setup, self.is_teardown
         operator.upstream_task_ids = set(self.upstream_task_ids)
         operator.downstream_task_ids = set(self.downstream_task_ids)
         return operator
