@@ -105,13 +105,20 @@ def _ended(db: Database) -> Callable[[], bool]:
     return lambda: _run_state(db) in ("success", "failed")
 
 
-def test_run_follows_a_shorter_literal_and_the_tasks_added_and_removed(settings: Settings, db: Database) -> None:
+def test_run_follows_a_shorter_literal_and_the_tasks_added_removed_and_mapped(settings: Settings, db: Database) -> None:
     fast = settings.with_overrides(FAST)
-    processor = _start(fast, db, _dag([1, 2, 3], [1, 4, 9], 'w >> extra.override(task_id="old")()'))
+    processor = _start(
+        fast,
+        db,
+        _dag(
+            [1, 2, 3], [1, 4, 9], 'w >> extra.override(task_id="old")()\n    w >> square.override(task_id="later")(5)'
+        ),
+    )
     try:
         _until(fast, db, processor, lambda: _states(db).get(("wait", -1)) == "running")
         assert _states(db)[("square", 2)] == "none"
-        write_dag(fast, "vi.py", _dag([1, 2], [1, 4], 'w >> extra.override(task_id="added")()'))
+        now_mapped = 'w >> square.override(task_id="later").expand(x=[5, 6])'
+        write_dag(fast, "vi.py", _dag([1, 2], [1, 4], f'w >> extra.override(task_id="added")()\n    {now_mapped}'))
 
         def moved_then_open_gate() -> bool:
             if _run_on_current_version(db):
@@ -127,6 +134,9 @@ def test_run_follows_a_shorter_literal_and_the_tasks_added_and_removed(settings:
             ("collect", -1): "success",  # it asserted it read [1, 4]
             ("old", -1): "removed",
             ("added", -1): "success",
+            ("later", -1): "removed",  # it was not mapped: its literal's indices replace it
+            ("later", 0): "success",
+            ("later", 1): "success",
         }
         assert _run_state(db) == "success"
     finally:
