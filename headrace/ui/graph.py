@@ -100,15 +100,15 @@ def graph(request: Request, dag_id: str, run_id: str | None = None) -> Graph:
         by_task: dict[str, list[str]] = {}
         mapped_counts: dict[str, int] = {}
         if selected is not None:
-            for task_id, state, map_index in session.execute(
+            for task_id, ti_state, map_index in session.execute(
                 select(TaskInstance.task_id, TaskInstance.state, TaskInstance.map_index).where(
                     TaskInstance.dag_run_id == selected.id
                 )
             ):
-                by_task.setdefault(task_id, []).append(state)
+                by_task.setdefault(task_id, []).append(ti_state)
                 if map_index >= 0:
                     mapped_counts[task_id] = mapped_counts.get(task_id, 0) + 1
-        states = {task_id: state for task_id, found in by_task.items() if (state := aggregate_state(found)) is not None}
+        states = {task_id: agg for task_id, found in by_task.items() if (agg := aggregate_state(found)) is not None}
     nodes = [
         GraphNode(
             id=tid,
