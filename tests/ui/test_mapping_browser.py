@@ -29,6 +29,11 @@ def test_mapped_task_lists_its_indices_and_each_has_its_page(
     expect(page.locator("#mapped")).to_be_visible()
     expect(rows.nth(2)).to_contain_text("success", timeout=FINISH_MS)
     expect(page.locator("#ti-facts")).to_contain_text("3 task instances")
+    page.locator('#ti-tabs a[data-tab="xcom"]').click()  # XComs and rendered fields are per index: say so
+    expect(page.locator("#xcoms tbody")).to_contain_text("A mapped task: each map index has its own")
+    page.locator('#ti-tabs a[data-tab="rendered"]').click()
+    expect(page.locator("#rendered-note")).to_contain_text("A mapped task: each map index has its own")
+    page.locator('#ti-tabs a[data-tab="tries"]').click()
 
     rows.nth(1).locator("a").click()
     expect(page).to_have_url(f"{system.url}/dags/ui_mapped/runs/{quote(run_id, safe='')}/tasks/show?map_index=1")
