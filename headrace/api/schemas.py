@@ -190,6 +190,9 @@ class Task(BaseModel):
     execution_timeout_seconds: float | None
     owner: str
     doc_md: str | None
+    is_mapped: bool = False
+    """True for a mapped task (``.expand()``, or a task in a mapped task group); its task instances have a
+    ``map_index`` from 0 (Airflow's field)."""
 
 
 class TaskCollection(BaseModel):

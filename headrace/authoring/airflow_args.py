@@ -68,5 +68,27 @@ AIRFLOW_OPERATOR_ARGS: frozenset[str] = frozenset(
 """The keyword arguments of Airflow 3's ``BaseOperator`` (Task SDK). Those an operator here does not
 accept are ignored with a DAG warning instead of raising, so an Airflow DAG ports by changing its imports."""
 
+IGNORED_DAG_ARGS: dict[str, tuple[object, str]] = {
+    "access_control": (None, "the UI and API have their own roles: docs/security.md"),
+    "owner_links": (None, "owners are not shown as links"),
+    "auto_register": (True, "the DAG is registered like any other"),
+    "fail_fast": (False, "running tasks are not stopped when one fails"),
+    "max_consecutive_failed_dag_runs": (0, "the DAG is not paused after failed runs"),
+    "disable_bundle_versioning": (False, "headrace has no DAG bundles"),
+    "sla_miss_callback": (None, "SLAs were removed in Airflow 3; use deadline= and on_deadline_miss_callback="),
+}
+"""Airflow 3 ``DAG`` arguments headrace accepts and ignores: name → (Airflow's default, what ignoring it
+means). A value other than the default (or an empty dict) is a DAG warning naming the argument."""
 
-__all__ = ["AIRFLOW_OPERATOR_ARGS"]
+
+def ignored_dag_arguments(given: dict[str, object]) -> tuple[str, ...]:
+    """The names in ``given`` (argument → value, for the keys of :data:`IGNORED_DAG_ARGS`) whose value is
+    not Airflow's default, None or an empty dict: those a DAG author set and headrace will not act on."""
+    return tuple(
+        name
+        for name, value in given.items()
+        if value is not None and value != {} and value != IGNORED_DAG_ARGS[name][0]
+    )
+
+
+__all__ = ["AIRFLOW_OPERATOR_ARGS", "IGNORED_DAG_ARGS", "ignored_dag_arguments"]

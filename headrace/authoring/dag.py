@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from headrace.authoring.airflow_args import ignored_dag_arguments
 from headrace.authoring.graph import cycle_error, find_cycle, topological_order
 from headrace.authoring.params import ParamsDict, check_dag_params
 from headrace.authoring.schedules import Timetable, ensure_aware
@@ -195,6 +196,13 @@ class DAG:
         jinja_environment_kwargs: Mapping[str, Any] | None = None,
         dag_display_name: str | None = None,
         is_paused_upon_creation: bool | None = None,
+        access_control: Mapping[str, Any] | None = None,
+        owner_links: Mapping[str, str] | None = None,
+        auto_register: bool = True,
+        fail_fast: bool = False,
+        max_consecutive_failed_dag_runs: int | None = None,
+        disable_bundle_versioning: bool | None = None,
+        sla_miss_callback: Callback | None = None,
     ) -> None:
         self.fileloc, self.lineno, self.module_name = caller_location()
         self.dag_id = validate_id("dag_id", dag_id, fileloc=self.fileloc, lineno=self.lineno)
@@ -238,6 +246,18 @@ class DAG:
         self.is_paused_upon_creation = is_paused_upon_creation
         """None: the deployment's ``core.dags_are_paused_at_creation`` (True unless configured, as in Airflow)."""
         self.doc_md = doc_md
+        self.ignored_arguments = ignored_dag_arguments(
+            {
+                "access_control": access_control,
+                "owner_links": owner_links,
+                "auto_register": auto_register,
+                "fail_fast": fail_fast,
+                "max_consecutive_failed_dag_runs": max_consecutive_failed_dag_runs,
+                "disable_bundle_versioning": disable_bundle_versioning,
+                "sla_miss_callback": sla_miss_callback,
+            }
+        )
+        """Airflow DAG arguments given that headrace ignores (``IGNORED_DAG_ARGS``), each a DAG warning."""
         self.on_success_callback = on_success_callback
         self.on_failure_callback = on_failure_callback
         self.on_deadline_miss_callback = on_deadline_miss_callback

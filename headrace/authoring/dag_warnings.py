@@ -3,7 +3,10 @@
 A DAG file that defines a DAG with an argument headrace does not act on must
 not lose it silently. :func:`dag_warnings` lists, for one DAG:
 
-* ``unsupported_argument`` — an Airflow operator argument
+* ``unsupported_argument`` — an Airflow 3 ``DAG`` argument headrace ignores
+  (:data:`~headrace.authoring.airflow_args.IGNORED_DAG_ARGS`: ``access_control``,
+  ``owner_links``, ``fail_fast``, ``max_consecutive_failed_dag_runs``, …) given a value other than
+  Airflow's default; or an Airflow operator argument
   (:data:`~headrace.authoring.task.AIRFLOW_OPERATOR_ARGS`) given to a task that
   does not accept it, e.g. ``email_on_failure``, ``sla``, ``depends_on_past``;
   or a ``default_args`` key of that kind which no task of the DAG accepts;
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from headrace.authoring.airflow_args import IGNORED_DAG_ARGS
 from headrace.authoring.dag import DAG
 from headrace.authoring.task import AIRFLOW_OPERATOR_ARGS, accepted_arguments
 
@@ -42,8 +46,16 @@ class DagWarning:
 
 
 def dag_warnings(dag: DAG) -> list[DagWarning]:
-    """The warnings of ``dag``: ignored task arguments first (by task id), then ``default_args`` keys."""
-    found: list[DagWarning] = []
+    """The warnings of ``dag``: ignored DAG arguments, then ignored task arguments (by task id), then
+    ``default_args`` keys."""
+    found: list[DagWarning] = [
+        DagWarning(
+            UNSUPPORTED_ARGUMENT,
+            f"DAG argument {name!r} is an Airflow argument headrace does not support; it is ignored "
+            f"({IGNORED_DAG_ARGS[name][1]})",
+        )
+        for name in dag.ignored_arguments
+    ]
     for task_id in sorted(dag.task_dict):
         task = dag.task_dict[task_id]
         for name in task.ignored_arguments:

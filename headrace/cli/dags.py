@@ -359,6 +359,12 @@ def next_execution(
         interval = info.data_interval
 
 
+def _group_task_count(sdag: SerializedDag, group_id: str) -> int:
+    """Tasks in the group, its nested groups' included (children are task ids and group ids)."""
+    children = sdag.task_groups[group_id].children
+    return sum(_group_task_count(sdag, c) if c in sdag.task_groups else int(c in sdag.tasks) for c in children)
+
+
 def dependency_order(sdag: SerializedDag) -> list[str]:
     """The DAG's task ids in dependency order: each after all its upstream tasks, ties by task id."""
     waiting = {t: len(task.upstream_task_ids & sdag.tasks.keys()) for t, task in sdag.tasks.items()}
@@ -377,15 +383,31 @@ def dependency_order(sdag: SerializedDag) -> list[str]:
 
 @app.command("show")
 def show(ctx: typer.Context, dag_id: str) -> None:
-    """Print the DAG's structure as text: its tasks in dependency order, each with the tasks that follow it."""
+    """Print the DAG's structure as text: its tasks in dependency order, each with the tasks that follow it.
+
+    A task's line marks it ``setup`` / ``teardown`` and ``mapped`` (with its group when the group is
+    mapped); an edge with a ``Label`` shows it in quotes; task groups are listed after the header.
+    """
     db = app_state(ctx).migrated_db()
     _, sdag = _current_dag(db, dag_id)
     order = dependency_order(sdag)
     edges = sum(len(t.downstream_task_ids) for t in sdag.tasks.values())
     console.print(f"DAG {dag_id}: {len(order)} task(s), {edges} edge(s), schedule {sdag.schedule or 'None'}")
+    for group_id, group in sdag.task_groups.items():
+        members = _group_task_count(sdag, group_id)
+        mapped = " (mapped)" if group.is_mapped else ""
+        console.print(f"group {group_id}{mapped}: {members} task(s)", markup=False)
     width = len(str(len(order)))
     for number, task_id in enumerate(order, 1):
         task = sdag.tasks[task_id]
-        console.print(f"{number:>{width}}. {task_id} [dim]({task.operator})[/]", markup=True, highlight=False)
+        marks = ["setup"] * task.is_setup + ["teardown"] * task.is_teardown
+        if task.mapped_group is not None:
+            marks.append(f"mapped with group {task.mapped_group}")
+        elif task.expand_input is not None:
+            marks.append("mapped")
+        extra = f" [{', '.join(marks)}]" if marks else ""
+        console.print(f"{number:>{width}}. {task_id} ({task.operator}){extra}", markup=False)
+        labels = sdag.edge_info.get(task_id, {})
         for nxt in sorted(task.downstream_task_ids):
-            console.print(f"{'':>{width}}    >> {nxt}")
+            label = labels.get(nxt, {}).get("label")
+            console.print(f"{'':>{width}}    >> {nxt}" + (f'  "{label}"' if label else ""), markup=False)

@@ -71,11 +71,16 @@ def wait_for_runs(
 
 
 class RunWatcher:
-    """Prints the task states of one DAG run as they change; says when the run ends."""
+    """Prints the task states of one DAG run as they change; says when the run ends.
+
+    One line per change of a task instance: ``dag.task try N: state``, with a mapped task's index as
+    ``dag.task[i]`` (each index is followed on its own).
+    """
 
     def __init__(self, db: Database, run_pk: int, *, on_end: Callable[[DagRun], None] | None = None) -> None:
         self.db, self.run_pk, self.on_end = db, run_pk, on_end
-        self.seen: dict[str, tuple[str, int]] = {}
+        self.seen: dict[tuple[str, int], tuple[str, int]] = {}
+        """(task_id, map_index) → the (state, try_number) last printed."""
         self.ended: DagRun | None = None
 
     def __call__(self, _now: datetime) -> None:
@@ -85,15 +90,23 @@ class RunWatcher:
             run = session.get(DagRun, self.run_pk)
             assert run is not None
             tis = session.execute(
-                select(TaskInstance.task_id, TaskInstance.state, TaskInstance.try_number, TaskInstance.end_reason)
+                select(
+                    TaskInstance.task_id,
+                    TaskInstance.map_index,
+                    TaskInstance.state,
+                    TaskInstance.try_number,
+                    TaskInstance.end_reason,
+                )
                 .where(TaskInstance.dag_run_id == self.run_pk)
-                .order_by(TaskInstance.updated_at, TaskInstance.task_id)
+                .order_by(TaskInstance.updated_at, TaskInstance.task_id, TaskInstance.map_index)
             ).all()
-        for task_id, ti_state, try_number, reason in tis:
-            if self.seen.get(task_id) != (ti_state, try_number) and ti_state not in ("none", "scheduled"):
-                self.seen[task_id] = (ti_state, try_number)
+        for task_id, map_index, ti_state, try_number, reason in tis:
+            key = (task_id, map_index)
+            if self.seen.get(key) != (ti_state, try_number) and ti_state not in ("none", "scheduled"):
+                self.seen[key] = (ti_state, try_number)
                 extra = f" ({reason})" if reason and reason not in (ti_state, "success") else ""
-                console.print(f"  {run.dag_id}.{task_id} try {try_number}: {styled(ti_state)}{extra}")
+                index = f"[{map_index}]" if map_index >= 0 else ""
+                console.print(f"  {run.dag_id}.{task_id}{index} try {try_number}: {styled(ti_state)}{extra}")
         if run.state in ("success", "failed"):
             self.ended = run
             if self.on_end is not None:

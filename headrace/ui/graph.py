@@ -49,6 +49,8 @@ class GraphNode(BaseModel):
     operator: str
     role: str | None = None
     """``setup`` or ``teardown`` for those tasks (drawn with Airflow's ↗ / ↘ marks), else None."""
+    mapped: bool = False
+    """True for a mapped task (``.expand()``, or a task in a mapped task group): drawn with ``[N]``."""
 
 
 class Graph(BaseModel):
@@ -60,7 +62,10 @@ class Graph(BaseModel):
     """(upstream, downstream) task ids."""
     run: GridRun | None
     states: dict[str, str]
-    """task_id → task instance state in ``run``."""
+    """task_id → task instance state in ``run``; for a mapped task, the aggregate state of its task instances
+    (the one that decides first, as for a group: a failed index makes the node failed)."""
+    mapped_counts: dict[str, int] = {}
+    """task_id → number of task instances of a mapped task in ``run`` (absent before it is expanded)."""
     runs: list[GridRun]
     """The newest runs (newest first), for the run selector."""
     unfinished: bool
@@ -92,16 +97,25 @@ def graph(request: Request, dag_id: str, run_id: str | None = None) -> Graph:
                 raise DagRunNotFound(f"DAG {dag_id!r} has no run {run_id!r}", dag_id=dag_id, run_id=run_id)
         elif recent:
             selected = recent[0]
-        states: dict[str, str] = {}
+        by_task: dict[str, list[str]] = {}
+        mapped_counts: dict[str, int] = {}
         if selected is not None:
-            states = {
-                task_id: state
-                for task_id, state in session.execute(
-                    select(TaskInstance.task_id, TaskInstance.state).where(TaskInstance.dag_run_id == selected.id)
+            for task_id, ti_state, map_index in session.execute(
+                select(TaskInstance.task_id, TaskInstance.state, TaskInstance.map_index).where(
+                    TaskInstance.dag_run_id == selected.id
                 )
-            }
+            ):
+                by_task.setdefault(task_id, []).append(ti_state)
+                if map_index >= 0:
+                    mapped_counts[task_id] = mapped_counts.get(task_id, 0) + 1
+        states = {task_id: agg for task_id, found in by_task.items() if (agg := aggregate_state(found)) is not None}
     nodes = [
-        GraphNode(id=tid, operator=str(tasks[tid].get("operator", "")), role=_role(tasks[tid]))
+        GraphNode(
+            id=tid,
+            operator=str(tasks[tid].get("operator", "")),
+            role=_role(tasks[tid]),
+            mapped=tasks[tid].get("expand_input") is not None or tasks[tid].get("mapped_group") is not None,
+        )
         for tid in topological_order(tasks)
     ]
     edges = [(tid, down) for tid in sorted(tasks) for down in sorted(tasks[tid].get("downstream_task_ids", ()))]
@@ -118,6 +132,7 @@ def graph(request: Request, dag_id: str, run_id: str | None = None) -> Graph:
         edges=edges,
         run=grid_run(selected) if selected is not None else None,
         states=states,
+        mapped_counts=mapped_counts,
         runs=[grid_run(r) for r in recent],
         unfinished=unfinished,
         groups=groups,

@@ -34,6 +34,8 @@ def test_mapped_task_instances_by_index(settings: Settings, db: Database, client
     run_scheduler_until_done(fast, db)
     viewer = client_as("viewer")
     base = f"/api/v1/dags/mapped_api/dagRuns/{run_id}/taskInstances"
+    tasks = viewer.get("/api/v1/dags/mapped_api/tasks").json()["tasks"]
+    assert {t["task_id"]: t["is_mapped"] for t in tasks} == {"double": True, "plain": False}
 
     listed = viewer.get(base).json()
     assert [(t["task_id"], t["map_index"], t["state"]) for t in listed["task_instances"]] == [

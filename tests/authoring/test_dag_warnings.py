@@ -82,3 +82,33 @@ def test_a_dag_with_nothing_ignored_has_no_warnings() -> None:
     with DAG("clean", default_args={"retries": 3, "start_date": datetime(2024, 1, 1)}) as dag:
         EmptyOperator(task_id="a", owner="me")
     assert dag_warnings(dag) == []
+
+
+def test_airflow_dag_arguments_headrace_lacks_are_accepted_and_named_unless_left_at_airflows_default() -> None:
+    with DAG(
+        "acl",
+        access_control={"Op": {"can_read"}},
+        owner_links={},  # empty: as if not given
+        fail_fast=True,
+        max_consecutive_failed_dag_runs=0,  # Airflow's default (off)
+        auto_register=True,
+        disable_bundle_versioning=False,
+        sla_miss_callback=None,
+    ) as dag:
+        EmptyOperator(task_id="a")
+    assert dag.ignored_arguments == ("access_control", "fail_fast")
+    assert kinds(dag) == [
+        (
+            UNSUPPORTED_ARGUMENT,
+            "DAG argument 'access_control' is an Airflow argument headrace does not support; it is ignored "
+            "(the UI and API have their own roles: docs/security.md)",
+        ),
+        (
+            UNSUPPORTED_ARGUMENT,
+            "DAG argument 'fail_fast' is an Airflow argument headrace does not support; it is ignored "
+            "(running tasks are not stopped when one fails)",
+        ),
+    ]
+    with DAG("quiet", access_control=None, owner_links=None, auto_register=True, fail_fast=False) as quiet:
+        EmptyOperator(task_id="a")
+    assert dag_warnings(quiet) == []

@@ -78,6 +78,57 @@ def test_dags_show_lists_tasks_in_dependency_order_with_edges(cli: Cli, settings
     assert r.code == 1 and len(r.err.strip().splitlines()) == 1 and "no_such_dag" in r.err
 
 
+AUTHORED_DAG = """
+from headrace import DAG, Label, TaskGroup, setup, task, task_group, teardown
+from headrace.operators import EmptyOperator
+
+with DAG("authored", schedule=None):
+    @setup
+    def make() -> None: ...
+
+    @teardown
+    def drop() -> None: ...
+
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @task_group
+    def per_item(x: int) -> None:
+        double(x)
+
+    start = EmptyOperator(task_id="start")
+    with TaskGroup("outer") as outer:
+        with TaskGroup("inner"):
+            EmptyOperator(task_id="a")
+        EmptyOperator(task_id="b")
+    s = make()
+    start >> Label("go") >> outer >> drop().as_teardown(setups=s)
+    s >> double.expand(x=[1, 2]) >> per_item.expand(x=[3, 4])
+"""
+
+
+def test_dags_show_marks_groups_labels_setup_teardown_and_mapping(cli: Cli, settings: Settings, db: Database) -> None:
+    parse(settings, db, AUTHORED_DAG, "authored.py")
+    r = cli("dags", "show", "authored")
+    assert r.code == 0, r.err
+    lines = [line.rstrip() for line in r.out.splitlines()]
+    assert lines[1:4] == [
+        "group outer: 2 task(s)",
+        "group outer.inner: 1 task(s)",
+        "group per_item (mapped): 1 task(s)",
+    ]
+    assert '     >> outer.inner.a  "go"' in lines and '     >> outer.b  "go"' in lines
+    tasks = {line.split(". ", 1)[1] for line in lines if ". " in line and not line.startswith("group")}
+    assert tasks >= {
+        "make (@task) [setup]",
+        "drop (@task) [teardown]",
+        "double (@task) [mapped]",
+        "per_item.double (@task) [mapped with group per_item]",
+        "start (EmptyOperator)",
+    }
+
+
 def test_next_execution_prints_the_next_logical_dates(cli: Cli, settings: Settings, db: Database) -> None:
     parse(settings, db, SHAPED_DAG, "shaped.py")
     with db.session() as s:

@@ -46,6 +46,12 @@ def test_state_clear_render_and_test_by_map_index(cli: Cli, settings: Settings, 
     (settings.dags_folder / "mapped_cli.py").write_text(textwrap.dedent(MAPPED_DAG))
     r = cli("dags", "test", "mapped_cli", "2026-03-01")
     assert r.code == 1, r.out + r.err  # shout[1] fails
+    # each index is followed on its own: one line per state it reached, never a flip-flop between indexes
+    assert r.out.count("mapped_cli.shout[1] try 1: failed") == 1, r.out
+    for index in (0, 1, 2):
+        assert r.out.count(f"mapped_cli.say[{index}] try 1: success") == 1, r.out
+        assert r.out.count(f"mapped_cli.say[{index}] try 1: running") <= 1, r.out
+    assert "mapped_cli.words try 1: success" in r.out and "words[" not in r.out
     run_id = "test__2026-03-01T00:00:00+00:00"
     assert _states(db) == {
         ("words", -1): "success",

@@ -79,3 +79,30 @@ def test_warnings_are_stored_replaced_and_dropped(settings: Settings, db: Databa
     path.unlink()
     processor.refresh(NOW)
     assert warnings(db) == {}
+
+
+AIRFLOW_DAG_ARGS = """
+from datetime import datetime
+from headrace import dag
+from headrace.operators import EmptyOperator
+
+@dag(schedule=None, start_date=datetime(2026, 1, 1), max_consecutive_failed_dag_runs=3,
+     owner_links={"ops": "https://example.com/ops"})
+def acl():
+    EmptyOperator(task_id="a")
+
+acl()
+"""
+
+
+def test_airflow_dag_arguments_headrace_ignores_parse_and_are_stored_as_warnings(
+    settings: Settings, db: Database
+) -> None:
+    (settings.dags_folder / "acl.py").write_text(textwrap.dedent(AIRFLOW_DAG_ARGS))
+    assert DagProcessor(settings, db).refresh(NOW).errors == 0  # an Airflow 3 file: no TypeError
+    assert [m for _, m in warnings(db)["acl"]] == [
+        "DAG argument 'owner_links' is an Airflow argument headrace does not support; it is ignored "
+        "(owners are not shown as links)",
+        "DAG argument 'max_consecutive_failed_dag_runs' is an Airflow argument headrace does not support; "
+        "it is ignored (the DAG is not paused after failed runs)",
+    ]

@@ -29,6 +29,11 @@ def test_mapped_task_lists_its_indices_and_each_has_its_page(
     expect(page.locator("#mapped")).to_be_visible()
     expect(rows.nth(2)).to_contain_text("success", timeout=FINISH_MS)
     expect(page.locator("#ti-facts")).to_contain_text("3 task instances")
+    page.locator('#ti-tabs a[data-tab="xcom"]').click()  # XComs and rendered fields are per index: say so
+    expect(page.locator("#xcoms tbody")).to_contain_text("A mapped task: each map index has its own")
+    page.locator('#ti-tabs a[data-tab="rendered"]').click()
+    expect(page.locator("#rendered-note")).to_contain_text("A mapped task: each map index has its own")
+    page.locator('#ti-tabs a[data-tab="tries"]').click()
 
     rows.nth(1).locator("a").click()
     expect(page).to_have_url(f"{system.url}/dags/ui_mapped/runs/{quote(run_id, safe='')}/tasks/show?map_index=1")
@@ -39,3 +44,15 @@ def test_mapped_task_lists_its_indices_and_each_has_its_page(
     expect(page.locator("#log")).not_to_contain_text("showing item 1")
     page.locator('#ti-tabs a[data-tab="xcom"]').click()
     expect(page.locator('#xcoms tbody tr[data-key="return_value"]')).to_contain_text("2")
+
+
+def test_graph_marks_a_mapped_task_with_its_count(system: System, new_page: Callable[[tuple[str, str]], Page]) -> None:
+    r = system.rest("POST", "/api/v1/dags/ui_mapped/dagRuns", json={})
+    assert r.status_code == 200, r.text
+    run_id = str(r.json()["dag_run_id"])
+    page = new_page(VIEWER)
+    page.goto(f"/dags/ui_mapped/graph?run_id={quote(run_id)}")
+    node = page.locator('#graph-svg g.node[data-task-id="show"]')
+    expect(node).to_have_attribute("data-state", "success", timeout=FINISH_MS)
+    expect(node).to_have_attribute("data-mapped", "3")
+    expect(node.locator("text").nth(1)).to_have_text("@task [3]")

@@ -80,6 +80,21 @@ def test_grid_cell_counts_a_mapped_tasks_indices(client: TestClient, db: Databas
     assert browser.get(f"/dags/mapped_ui/runs/{run_id}/tasks/show", params={"map_index": -5}).status_code == 422
 
 
+def test_graph_node_of_a_mapped_task_shows_its_indices_aggregate_state_and_count(
+    client: TestClient, db: Database
+) -> None:
+    with db.session() as session:
+        run_id = trigger_dag(session, "mapped_ui", now=NOW).run_id
+    ids = _indices(db)
+    move_ti(db, ids[0], TI.SUCCESS)
+    move_ti(db, ids[1], TI.FAILED)
+    move_ti(db, ids[2], TI.SUCCESS)  # whichever row comes last, the failed index decides the node
+    graph = client.get("/ui/data/dags/mapped_ui/graph", params={"run_id": run_id}).json()
+    assert graph["states"] == {"show": "failed", "end": "none"}
+    assert graph["mapped_counts"] == {"show": 3}
+    assert {n["id"]: n["mapped"] for n in graph["nodes"]} == {"show": True, "end": False}
+
+
 def test_removed_indices_in_the_grid_the_api_and_the_page(client: TestClient, db: Database) -> None:
     with db.session() as session:
         run_id = trigger_dag(session, "mapped_ui", now=NOW).run_id

@@ -145,6 +145,7 @@ def task_out(sdag: SerializedDag, task_id: str) -> schemas.Task:
         execution_timeout_seconds=t.execution_timeout,
         owner=t.owner,
         doc_md=t.doc_md,
+        is_mapped=t.expand_input is not None or t.mapped_group is not None,
     )
 
 

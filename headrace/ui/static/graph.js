@@ -60,6 +60,7 @@
     // setup / teardown tasks carry Airflow's marks; the edge from a setup to its teardown is dashed
     const role = new Map(data.nodes.filter(n => n.role).map(n => [n.id, n.role]));
     const mark = id => role.get(id) === "setup" ? "↗ setup · " : role.get(id) === "teardown" ? "↘ teardown · " : "";
+    const mapped = new Set(data.nodes.filter(n => n.mapped).map(n => n.id));  // drawn "[N]": N task instances in the run
     for (const n of data.nodes) {
       const r = rep(n.id);
       if (seen.has(r)) continue;
@@ -68,7 +69,7 @@
       const parent = parentOf.get(r);
       const short = parent && groups.get(parent) && r.startsWith(parent + ".") ? r.slice(parent.length + 1) : r;
       nodes.push(g ? { id: r, group: g, text: g.label, sub: `▸ ${g.task_ids.length} task${g.task_ids.length === 1 ? "" : "s"}` }
-                   : { id: r, group: null, text: short, sub: mark(r) + (operator.get(r) || "") });
+                   : { id: r, group: null, text: short, sub: mark(r) + (operator.get(r) || ""), mapped: mapped.has(r) });
     }
     const labelOf = new Map(data.labels.map(([a, b, text]) => [a + "\u001f" + b, text]));
     const edges = [], labels = [], slot = new Map();  // "from\u001fto" -> index in edges
@@ -94,7 +95,7 @@
   function layoutInput(v) {
     return {
       nodes: v.nodes.map(n => [n.id, Math.ceil(Math.max(measure.measureText(n.text).width,
-                                                         measure.measureText(n.sub).width * 0.9) + 28), 40]),
+                                                         measure.measureText(n.sub + (n.mapped ? " [0000]" : "")).width * 0.9) + 28), 40]),
       edges: v.edges,
       labels: v.labels.map(t => t ? [Math.ceil(measure.measureText(t).width * 0.9) + 10, 16] : null),
       parents: v.parents,
@@ -191,7 +192,7 @@
       const t = el("text", { x: 12, y: 17, "font-weight": "600" }, grp); t.textContent = n.text;
       const o = el("text", { x: 12, y: 31, "font-size": "10.5", opacity: "0.8" }, grp); o.textContent = n.sub;
       const title = el("title", {}, grp); title.textContent = id;
-      nodeEls.set(id, { grp, rect, texts: [t, o], title, group: n.group });
+      nodeEls.set(id, { grp, rect, texts: [t, o], title, group: n.group, sub: n.sub, mapped: n.mapped });
     });
     svg.appendChild(frag);
   }
@@ -217,6 +218,11 @@
 
   function colour(data) {
     for (const [id, n] of nodeEls) {
+      if (n.mapped) {  // Airflow's "[N]" beside a mapped task: its task instances in this run ("[ ]" before expansion)
+        const count = data.mapped_counts[id];
+        n.texts[1].textContent = `${n.sub} [${count === undefined ? " " : count}]`;
+        n.grp.dataset.mapped = count === undefined ? "" : String(count);
+      }
       const state = (n.group ? data.group_states[id] : data.states[id]) || "none";
       if (n.grp.dataset.state === state) continue;
       n.grp.dataset.state = state;

@@ -9,12 +9,16 @@
   const { dagId, runId, taskId } = ti.dataset;
   const mapIndex = Number(ti.dataset.mapIndex || -1);
   const indexQuery = `map_index=${mapIndex}`;  // -1: a task that is not mapped
+  // a mapped task's page without an index lists its indices: XComs and rendered fields belong to each index
+  const mappedParent = mapIndex < 0 && !!document.getElementById("mapped-list");
+  const PICK = "A mapped task: each map index has its own; pick one in the list on the Tries & log tab.";
   const tiPath = `/dags/${hr.enc(dagId)}/dagRuns/${hr.enc(runId)}/taskInstances/${hr.enc(taskId)}`;
   const panels = { tries: ti, xcom: document.getElementById("tab-xcom"), rendered: document.getElementById("tab-rendered") };
   const loaded = {};
 
   async function loadXcom() {
     const body = document.querySelector("#xcoms tbody");
+    if (mappedParent) { body.innerHTML = `<tr><td colspan="3" class="muted mapped-pick">${PICK}</td></tr>`; return; }
     const page = await hr.api("GET", `/api/v1${tiPath}/xcomEntries?limit=100&${indexQuery}`);
     body.innerHTML = page.xcom_entries.length
       ? page.xcom_entries.map(x => `<tr data-key="${hr.esc(x.key)}"><td><b>${hr.esc(x.key)}</b></td>
@@ -26,6 +30,11 @@
   }
 
   async function loadRendered() {
+    if (mappedParent) {
+      document.getElementById("rendered-note").textContent = PICK;
+      document.getElementById("rendered-fields").innerHTML = "";
+      return;
+    }
     const data = await hr.api("GET", `/ui/data/dags/${hr.enc(dagId)}/runs/${hr.enc(runId)}/tasks/${hr.enc(taskId)}/rendered?${indexQuery}`);
     const note = document.getElementById("rendered-note");
     const box = document.getElementById("rendered-fields");
