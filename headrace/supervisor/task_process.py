@@ -37,6 +37,7 @@ from headrace.authoring.context import RunInfo, build_context, current_context
 from headrace.authoring.dag import DAG
 from headrace.authoring.expand_input import map_length_of, mapped_over
 from headrace.authoring.mapped import MappedOperator
+from headrace.authoring.mapped_items import PickedItem, read_item
 from headrace.authoring.secrets import SecretsUnavailable, install_secrets_runtime
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.trigger_dagrun import TriggerDagRunError
@@ -71,8 +72,10 @@ from headrace.supervisor.protocol import (
     Error,
     GetConnection,
     GetDagRunState,
+    GetMappedItems,
     GetVariable,
     GetXCom,
+    MappedItems,
     Outcome,
     SetRenderedFields,
     SetXCom,
@@ -195,6 +198,25 @@ class ChannelTI:
             return deserialize_xcom_list(response.value_json, ids, self._backend, map_indexes=indexes, **where)
         one = indexes[0] if indexes else None
         return deserialize_xcom(response.value_json, self._backend, task_id=ids, map_indexes=one, **where)
+
+    def mapped_items(self, specs: list[dict[str, Any]], map_index: int) -> list[PickedItem] | None:
+        """The items at ``map_index`` of a mapped task's expand arguments, asked of the supervisor one by one
+        (see ``GetMappedItems``); None: read the whole values instead. Raises ``XComError`` for a refusal."""
+        default = self._backend.serialize_value is BaseXCom.serialize_value
+        pick = default and self._backend.deserialize_value is BaseXCom.deserialize_value
+        if self._channel is None:
+            return None
+        response = self._channel.request(GetMappedItems(specs=specs, map_index=map_index, pick=pick))
+        if isinstance(response, Error):
+            raise XComError(response.message)
+        if not isinstance(response, MappedItems) or response.items is None:
+            return None
+
+        def decode(text: str, task_id: str, key: str, index: int) -> Any:
+            where = {"key": key, "task_id": task_id, "dag_id": self.dag_id, "run_id": self.run_id}
+            return deserialize_xcom(text, self._backend, map_index=index, **where)
+
+        return [read_item(item, decode) for item in response.items]
 
     def skip(self, task_ids: Iterable[str]) -> None:
         """Mark task instances of this run ``skipped`` (those not queued yet)."""
