@@ -204,7 +204,7 @@ class TaskDone(_Message):
     ``outcome``: see :data:`Outcome`. ``error``: one-line message for a failure.
     ``retry_delay``: seconds, from ``RetryTask(delay=…)``. ``started`` is False
     when the task never ran (the DAG file would not import, the task was not
-    found): the try ends with reason ``not_started``.
+    found): the try ends with reason ``not_started``. ``rendered_map_index``: see below.
     """
 
     type: Literal["task_done"] = "task_done"
@@ -212,6 +212,8 @@ class TaskDone(_Message):
     error: str | None = None
     retry_delay: float | None = None
     started: bool = True
+    rendered_map_index: str | None = None
+    """The task's ``map_index_template`` rendered at the end of its code (None: no template, or not rendered)."""
 
 
 # --- supervisor → task process -------------------------------------------------
