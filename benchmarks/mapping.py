@@ -232,7 +232,9 @@ def run_through_scheduler(length: int, parallelism: int, timeout: float) -> dict
             ).fetchall()
             cpu = [
                 float(c)
-                for (c,) in conn.execute("SELECT cpu_seconds FROM task_try WHERE task_id = 'noop' AND state = 'success'")
+                for (c,) in conn.execute(
+                    "SELECT cpu_seconds FROM task_try WHERE task_id = 'noop' AND state = 'success'"
+                )
                 if c is not None
             ]
     if len(mapped) != length:

@@ -212,7 +212,6 @@ def render_map_index(context: Context) -> str | None:
     except jinja2.TemplateError as exc:
         task = context.get("task")
         raise DagDefinitionError(
-            f"cannot render map_index_template of task {getattr(task, 'task_id', '?')!r}: "
-            f"{type(exc).__name__}: {exc}"
+            f"cannot render map_index_template of task {getattr(task, 'task_id', '?')!r}: {type(exc).__name__}: {exc}"
         ) from exc
     return str(text)[:RENDERED_MAP_INDEX_MAX_CHARS]

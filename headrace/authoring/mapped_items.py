@@ -75,7 +75,7 @@ def read_item(wire: dict[str, Any], decode: Decode) -> PickedItem:
 
 
 def _literal_items(value: Any) -> Sequence[Any]:
-    return list(value.items()) if isinstance(value, dict) else value  # type: ignore[no-any-return]
+    return list(value.items()) if isinstance(value, dict) else value
 
 
 def build(value: Any, picked: PickedItem) -> Any:

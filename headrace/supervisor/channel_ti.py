@@ -168,8 +168,9 @@ class ChannelTI:
             return None
 
         def decode(text: str, task_id: str, key: str, index: int) -> Any:
-            where = {"key": key, "task_id": task_id, "dag_id": self.dag_id, "run_id": self.run_id}
-            return deserialize_xcom(text, self._backend, map_index=index, **where)
+            return deserialize_xcom(
+                text, self._backend, key=key, task_id=task_id, dag_id=self.dag_id, run_id=self.run_id, map_index=index
+            )
 
         return [read_item(item, decode) for item in response.items]
 

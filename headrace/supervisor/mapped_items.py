@@ -92,7 +92,9 @@ class _Reader:
         if mapped:
             indexes = list(
                 self.session.scalars(
-                    select(XCom.map_index).where(*self._where(task_id, key), XCom.map_index >= 0).order_by(XCom.map_index)
+                    select(XCom.map_index)
+                    .where(*self._where(task_id, key), XCom.map_index >= 0)
+                    .order_by(XCom.map_index)
                 )
             )
             return _Source(length=len(indexes), map_indexes=indexes)

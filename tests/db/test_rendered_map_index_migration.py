@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 
 from headrace.db.engine import Database
 from headrace.db.migrate import _alembic_config, migrate
-
 from tests.db.test_map_index_migration import ROWS, empty_db  # noqa: F401 - the fixture, on both databases
 
 INSERT_TI = (
@@ -43,7 +42,7 @@ def test_rendered_map_index_up_and_down(empty_db: Database) -> None:  # noqa: F8
             command.downgrade(cfg, "0012")
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT id, map_index FROM task_instance ORDER BY id")).all() == [(1, -1), (2, 0)]
-        assert "rendered_map_index" not in conn.execute(text("SELECT * FROM task_instance")).keys()
+        assert "rendered_map_index" not in list(conn.execute(text("SELECT * FROM task_instance")).keys())
     with pytest.raises(IntegrityError), db.engine.begin() as conn:  # the (run, task, map index) key is still there
         conn.execute(text(INSERT_TI.format(id=3)))
     migrate(db)  # and up again
