@@ -6,7 +6,7 @@ Without this request its task process would pull every value whole and index it;
 
 1. counts each argument's items, as the scheduler's expansion did: a literal's length is given; an
    unmapped task's value is read once (``map_index = -1``) and its items found in the stored JSON; a mapped
-   task's items are the values its instances pushed, ordered by map index (only their map indexes are read);
+   task's items are the values its instances pushed, ordered by map index (counted, then the one row read by its position);
    a zip takes the shortest (the longest with a fill value);
 2. splits the map index over the arguments' lengths (the last argument varying fastest);
 3. sends each XCom item in stored form: one row of a mapped task; for an unmapped task the item cut out of
@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, func, select
 
 from headrace.authoring.xcom_serde import TAG
 from headrace.db.engine import Database
@@ -45,13 +44,12 @@ class _Source:
     """What one task's value holds, read at most once per request."""
 
     length: int
-    map_indexes: list[int] | None = None
-    """A mapped task: the map indexes of its pushed values, in order."""
+    mapped: bool = False
+    """A mapped task: its items are the values its instances pushed, by map index (counted, not read)."""
     items: list[Any] | None = None
     """An unmapped task's value in the default encoding: its items, each in encoded form."""
     whole: str | None = None
     """An unmapped task's stored value, sent whole (a custom backend)."""
-    values: dict[int, str] = field(default_factory=dict)
 
 
 def _encoded_items(data: Any) -> list[Any] | None:
@@ -71,15 +69,36 @@ def _encoded_items(data: Any) -> list[Any] | None:
     return None
 
 
+_OF_TASK = (
+    XCom.dag_run_id == bindparam("dag_run_pk"),
+    XCom.task_id == bindparam("task_id"),
+    XCom.key == bindparam("key"),
+)
+_UNMAPPED_VALUE = select(XCom.value).where(*_OF_TASK, XCom.map_index == -1)
+_MAPPED_COUNT = select(func.count()).select_from(XCom).where(*_OF_TASK, XCom.map_index >= 0)
+_MAPPED_NTH = (
+    select(XCom.map_index, XCom.value)
+    .where(*_OF_TASK, XCom.map_index >= 0)
+    .order_by(XCom.map_index)
+    .limit(1)
+    .offset(bindparam("nth"))
+)
+_LENGTH = select(TaskMap.length).where(
+    TaskMap.dag_run_id == bindparam("dag_run_pk"), TaskMap.task_id == bindparam("task_id"), TaskMap.map_index == -1
+)
+"""Statements built once, run with parameters on the session's connection (Core: no ORM work per request)."""
+
+
 class _Reader:
-    def __init__(self, session: Session, target: TryTarget, pick: bool) -> None:
-        self.session = session
+    def __init__(self, conn: Connection, target: TryTarget, pick: bool) -> None:
+        self.conn = conn
         self.target = target
         self.pick = pick
         self.sources: dict[tuple[str, str, bool], _Source | None] = {}
 
-    def _where(self, task_id: str, key: str) -> list[Any]:
-        return [XCom.dag_run_id == self.target.dag_run_pk, XCom.task_id == task_id, XCom.key == key]
+    def _scalar(self, statement: Any, task_id: str, key: str = "return_value", **more: Any) -> Any:
+        params = {"dag_run_pk": self.target.dag_run_pk, "task_id": task_id, "key": key, **more}
+        return self.conn.execute(statement, params).scalar()
 
     def source(self, spec: Mapping[str, Any]) -> _Source | None:
         task_id, key, mapped = str(spec["xcom"]), str(spec.get("key", "return_value")), bool(spec.get("mapped"))
@@ -90,25 +109,13 @@ class _Reader:
 
     def _load(self, task_id: str, key: str, mapped: bool) -> _Source | None:
         if mapped:
-            indexes = list(
-                self.session.scalars(
-                    select(XCom.map_index)
-                    .where(*self._where(task_id, key), XCom.map_index >= 0)
-                    .order_by(XCom.map_index)
-                )
-            )
-            return _Source(length=len(indexes), map_indexes=indexes)
-        if not self.pick:
-            length = self.session.scalar(
-                select(TaskMap.length).where(
-                    TaskMap.dag_run_id == self.target.dag_run_pk, TaskMap.task_id == task_id, TaskMap.map_index == -1
-                )
-            )
-            whole = self.session.scalar(select(XCom.value).where(*self._where(task_id, key), XCom.map_index == -1))
-            return None if length is None or whole is None else _Source(length=int(length), whole=whole)
-        text = self.session.scalar(select(XCom.value).where(*self._where(task_id, key), XCom.map_index == -1))
+            return _Source(length=int(self._scalar(_MAPPED_COUNT, task_id, key) or 0), mapped=True)
+        text = self._scalar(_UNMAPPED_VALUE, task_id, key)
         if text is None:
             return None
+        if not self.pick:
+            length = self._scalar(_LENGTH, task_id)
+            return None if length is None else _Source(length=int(length), whole=text)
         try:
             items = _encoded_items(json.loads(text))
         except ValueError:
@@ -148,14 +155,12 @@ class _Reader:
         if source is None:
             return None
         out: dict[str, Any] = {"index": index, "task_id": spec["xcom"], "key": spec.get("key", "return_value")}
-        if source.map_indexes is not None:
-            map_index = source.map_indexes[index]
-            text = self.session.scalar(
-                select(XCom.value).where(*self._where(out["task_id"], out["key"]), XCom.map_index == map_index)
-            )
-            if text is None:
+        if source.mapped:  # the index-th value pushed, by map index (an index that pushed nothing has none)
+            params = {"dag_run_pk": self.target.dag_run_pk, "task_id": out["task_id"], "key": out["key"]}
+            row = self.conn.execute(_MAPPED_NTH, {**params, "nth": index}).first()
+            if row is None:
                 return None
-            return {**out, "map_index": map_index, "value_json": text}
+            return {**out, "map_index": row.map_index, "value_json": row.value}
         if source.whole is not None:
             return {**out, "map_index": -1, "value_json": source.whole, "whole": True}
         assert source.items is not None
@@ -178,7 +183,7 @@ def split_map_index(map_index: int, lengths: Sequence[int]) -> list[int] | None:
 def get_mapped_items(db: Database, target: TryTarget, message: GetMappedItems) -> MappedItems:
     """Answer ``GetMappedItems`` (see the module docstring); ``items`` None sends the task back to whole values."""
     with db.read_session() as session:
-        reader = _Reader(session, target, message.pick)
+        reader = _Reader(session.connection(), target, message.pick)
         lengths = [reader.length(spec) for spec in message.specs]
         if any(n is None for n in lengths):
             return MappedItems(items=None)
