@@ -264,6 +264,8 @@ class TaskInstance(BaseModel):
     task_id: str
     map_index: int = -1
     """The task instance's map index (-1: not mapped; 0..n-1 for a mapped task's instances)."""
+    rendered_map_index: str | None = None
+    """Its label: the task's ``map_index_template`` as its latest try rendered it (None without one)."""
     state: str
     try_number: int
     """Number of the latest try queued (0: never queued)."""

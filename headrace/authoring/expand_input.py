@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headrace.authoring.mapped_items import pick_items
 from headrace.authoring.xcom import (
     NOTSET,
     RETURN_KEY,
@@ -101,7 +102,11 @@ class DictOfListsExpandInput:
         return total
 
     def resolve(self, context: Context, map_index: int) -> dict[str, Any]:
-        """The arguments of map index ``map_index``. Raises ``IndexError`` past the end."""
+        """The arguments of map index ``map_index`` (read item by item when the running ``ti`` can:
+        :func:`~headrace.authoring.mapped_items.pick_items`). Raises ``IndexError`` past the end."""
+        picked = pick_items(list(self.value.values()), context, map_index)
+        if picked is not None:
+            return dict(zip(self.value, picked, strict=True))
         items = {k: _full_value(v, context) for k, v in self.value.items()}
         out: dict[str, Any] = {}
         index = map_index
@@ -138,8 +143,8 @@ class ListOfDictsExpandInput:
     def resolve(self, context: Context, map_index: int) -> dict[str, Any]:
         """The arguments of map index ``map_index``. Raises ``TypeError`` for an item that is not a dict
         with str keys."""
-        items = _full_value(self.value, context)
-        item = items[map_index]
+        picked = pick_items([self.value], context, map_index) if not isinstance(self.value, (list, tuple)) else None
+        item = picked[0] if picked is not None else _full_value(self.value, context)[map_index]
         if not isinstance(item, dict) or not all(isinstance(k, str) for k in item):
             raise TypeError(f"expand_kwargs() expects a list of dicts with str keys, item {map_index} is {item!r}")
         resolved: dict[str, Any] = resolve_refs(item, context)

@@ -155,6 +155,7 @@ class BaseOperator(SetupTeardownMixin, ABC):
         render_template_as_native_obj: bool | None = None,
         max_active_tis_per_dag: int | None = None,
         max_active_tis_per_dagrun: int | None = None,
+        map_index_template: str | None = None,
     ) -> None:
         dag = dag if dag is not None else DagContext.current()
         group = group_of(dag, task_group)
@@ -231,6 +232,14 @@ class BaseOperator(SetupTeardownMixin, ABC):
         """At most this many task instances of the task queued or running at once, over all runs."""
         self.max_active_tis_per_dagrun = max_active_tis_per_dagrun
         """At most this many task instances of the task queued or running at once in one DAG run."""
+        if map_index_template is not None and not isinstance(map_index_template, str):
+            raise DagDefinitionError(
+                f"task {task_id!r}: map_index_template must be a str (a Jinja template) or None, "
+                f"got {type(map_index_template).__name__}"
+            )
+        self.map_index_template = map_index_template
+        """A mapped task instance's label (Airflow's): rendered with the try's context when its code ends, also
+        when it fails; the task may set ``context["map_index_template"]`` to replace it (see ``docs/mapping.md``)."""
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
         self.dag: DAG | None = None

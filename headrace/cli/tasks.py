@@ -75,9 +75,16 @@ def list_cmd(ctx: typer.Context, dag_id: str) -> None:
     console.print(table)
 
 
+def _ti_name(ti: TaskInstance) -> str:
+    """``task_id``, ``task_id[3]`` for a mapped index, followed by its label (rendered ``map_index_template``)."""
+    if ti.map_index < 0:
+        return ti.task_id
+    return f"{ti.task_id}[{ti.map_index}]" + (f" {ti.rendered_map_index}" if ti.rendered_map_index else "")
+
+
 @app.command("states-for-dag-run")
 def states_for_dag_run(ctx: typer.Context, dag_id: str, run_id: str) -> None:
-    """Show every task instance of a DAG run with its latest try."""
+    """Show every task instance of a DAG run with its latest try (a mapped index with its label, if any)."""
     db = app_state(ctx).migrated_db()
     with db.session() as session:
         run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one_or_none()
@@ -99,7 +106,7 @@ def states_for_dag_run(ctx: typer.Context, dag_id: str, run_id: str) -> None:
         table.add_column(column, overflow="fold")
     for ti, tt in rows:
         table.add_row(
-            f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id,
+            _ti_name(ti),
             styled(ti.state),
             str(ti.try_number),
             ti.end_reason or "-",

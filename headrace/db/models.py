@@ -248,6 +248,9 @@ class TaskInstance(Base):
     end_reason: Mapped[str | None] = mapped_column(String(40))
     """End reason of the latest try (see ``EndReason``), or why it never ran."""
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    rendered_map_index: Mapped[str | None] = mapped_column(String(250))
+    """The task's ``map_index_template`` as the latest try that reported its end rendered it (at most 250
+    characters; None without a template): the label the UI and API show for a mapped index."""
 
 
 class TaskTry(Base):

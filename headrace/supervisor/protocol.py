@@ -11,7 +11,7 @@ picks the model from it (a discriminated union).
 Who speaks first: the task process. The supervisor never sends anything
 unprompted; it answers each request with exactly one response, in order:
 
-* ``GetXCom`` → ``XComValue`` (or ``Error``),
+* ``GetXCom`` → ``XComValue`` (or ``Error``), ``GetMappedItems`` → ``MappedItems`` (or ``Error``),
 * ``GetVariable`` → ``VariableValue``, ``GetConnection`` → ``ConnectionValue``
   (or ``Error``; the values are decrypted plain text — the channel never
   leaves the machine, and the task process masks them in its log),
@@ -82,6 +82,24 @@ class GetXCom(_Message):
     key: str = "return_value"
     dag_id: str | None = None
     map_indexes: int | None = None
+
+
+class GetMappedItems(_Message):
+    """Ask for the items one map index of a mapped task reads from what it expands over, not whole values.
+
+    ``specs``: per expanded argument (one for ``expand_kwargs``), how its items are counted and found
+    (:func:`headrace.authoring.mapped_items.item_spec`): ``{"literal": n}``, ``{"xcom": task_id, "key": key,
+    "mapped": bool}`` (``mapped``: the items are the values the task's instances pushed, by map index) or
+    ``{"zip": [specs], "longest": bool}``. ``map_index`` is split over the arguments' lengths as the expansion
+    does (a cross product, the last argument varying fastest). ``pick``: values are stored in the default
+    encoding (:mod:`headrace.authoring.xcom_serde`), so one item may be cut out of a stored list or dict;
+    false (a custom XCom backend) sends an unmapped task's whole stored value.
+    """
+
+    type: Literal["get_mapped_items"] = "get_mapped_items"
+    specs: list[dict[str, Any]]
+    map_index: int
+    pick: bool = True
 
 
 class SetXCom(_Message):
@@ -186,7 +204,7 @@ class TaskDone(_Message):
     ``outcome``: see :data:`Outcome`. ``error``: one-line message for a failure.
     ``retry_delay``: seconds, from ``RetryTask(delay=…)``. ``started`` is False
     when the task never ran (the DAG file would not import, the task was not
-    found): the try ends with reason ``not_started``.
+    found): the try ends with reason ``not_started``. ``rendered_map_index``: see below.
     """
 
     type: Literal["task_done"] = "task_done"
@@ -194,6 +212,8 @@ class TaskDone(_Message):
     error: str | None = None
     retry_delay: float | None = None
     started: bool = True
+    rendered_map_index: str | None = None
+    """The task's ``map_index_template`` rendered at the end of its code (None: no template, or not rendered)."""
 
 
 # --- supervisor → task process -------------------------------------------------
@@ -207,6 +227,20 @@ class XComValue(_Message):
     map_indexes: list[list[int] | None] | None = None
     """Per task asked (one for a single task id): None for one stored value, or the map indexes of the items
     of a mapped task's list, so the task process gives a custom XCom backend one value at a time."""
+
+
+class MappedItems(_Message):
+    """Answer to ``GetMappedItems``: per spec, the item of this map index, or None for the task process to read
+    whole values instead (a length it cannot tell, a value that is not a list or dict, an index past the end).
+
+    An item is ``{"index": i}`` (i: its position in the argument's items; a literal is read by the task
+    process), plus for an XCom ``"task_id"``, ``"key"``, ``"map_index"`` (of the stored row) and
+    ``"value_json"``: the item in stored form, or with ``"whole": true`` the stored value it is item ``i`` of;
+    for a zip ``"parts"``: one item per zipped value (None: past its end, the fill value).
+    """
+
+    type: Literal["mapped_items"] = "mapped_items"
+    items: list[dict[str, Any]] | None
 
 
 class VariableValue(_Message):
@@ -255,6 +289,7 @@ class Error(_Message):
 
 Request = (
     GetXCom
+    | GetMappedItems
     | SetXCom
     | SkipTasks
     | SetRenderedFields
@@ -265,7 +300,7 @@ Request = (
     | TaskDone
 )
 """Any message the task process sends."""
-Response = XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error
+Response = XComValue | MappedItems | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error
 """Any message the supervisor sends."""
 
 TaskRequest = Annotated[Request, Field(discriminator="type")]
@@ -353,10 +388,12 @@ __all__ = [
     "Error",
     "GetDagRunState",
     "GetConnection",
+    "GetMappedItems",
     "GetVariable",
     "GetXCom",
     "MAX_RENDERED_FIELD_CHARS",
     "LineBuffer",
+    "MappedItems",
     "Outcome",
     "ProtocolError",
     "Request",

@@ -60,6 +60,8 @@ class Outcome:
     """Of those, how many the supervisor killed."""
     rendered_fields: dict[str, str] | None = None
     """The task's rendered template fields (masked), if its process rendered them: written with the outcome."""
+    rendered_map_index: str | None = None
+    """The task's rendered ``map_index_template`` (its label), if its process sent one: written with the outcome."""
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -112,6 +114,7 @@ def apply(conn: Connection | Session, outcome: Outcome) -> bool:
         end_reason=outcome.end_reason,
         next_retry_at=outcome.next_retry_at,
         updated_at=outcome.end_date,
+        **({"rendered_map_index": outcome.rendered_map_index} if outcome.rendered_map_index is not None else {}),
     )
     if won or outcome.end_reason == EndReason.EXTERNALLY_SET.value:
         end_try(conn, outcome.try_row_id, **outcome.try_values())

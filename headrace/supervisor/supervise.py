@@ -215,6 +215,7 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         processes_left=result.processes_left,
         processes_killed=result.processes_killed,
         rendered_fields=current.watch.rendered_fields if current.watch is not None else None,
+        rendered_map_index=current.watch.rendered_map_index if current.watch is not None else None,
     )
     won = _write_outcome(settings, db, current, outcome)
     summary = _summary(result)

@@ -26,6 +26,7 @@ from headrace.db.outage import retry_through_outage
 from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor.dagrun_requests import get_dag_run_state, trigger_dag_run
+from headrace.supervisor.mapped_items import get_mapped_items
 from headrace.supervisor.protocol import (
     Ack,
     ConnectionValue,
@@ -34,8 +35,10 @@ from headrace.supervisor.protocol import (
     Error,
     GetConnection,
     GetDagRunState,
+    GetMappedItems,
     GetVariable,
     GetXCom,
+    MappedItems,
     SetXCom,
     SkipTasks,
     TriggerDagRun,
@@ -211,15 +214,26 @@ def get_connection(db: Database, encryptor: Encryptor, message: GetConnection) -
     return ConnectionValue(connection=None if conn is None else conn.to_dict())
 
 
+Answer = XComValue | MappedItems | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error
+"""What :func:`handle` answers."""
+
+
 def handle(
     db: Database,
     target: TryTarget,
-    message: GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection | TriggerDagRun | GetDagRunState,
+    message: GetXCom
+    | GetMappedItems
+    | SetXCom
+    | SkipTasks
+    | GetVariable
+    | GetConnection
+    | TriggerDagRun
+    | GetDagRunState,
     xcom_max_size: int,
     encryptor: Callable[[], Encryptor],
     *,
     outage_tolerance: float = 0.0,
-) -> XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error:
+) -> Answer:
     """Serve one request; a database (or decryption) error becomes an ``Error`` answer.
 
     ``encryptor`` is called only for variables and connections (building it
@@ -229,9 +243,11 @@ def handle(
     transaction and safe to repeat.
     """
 
-    def serve() -> XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error:
+    def serve() -> Answer:
         if isinstance(message, GetXCom):
             return get_xcom(db, target, message)
+        if isinstance(message, GetMappedItems):
+            return get_mapped_items(db, target, message)
         if isinstance(message, SetXCom):
             return set_xcom(db, target, message, xcom_max_size)
         if isinstance(message, GetVariable):

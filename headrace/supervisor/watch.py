@@ -283,6 +283,8 @@ class TaskWatch:
         """The task's output pipes, read whenever the wait wakes with them readable (set once forked)."""
         self.rendered_fields: dict[str, str] | None = None
         """The task's rendered template fields (``SetRenderedFields``), recorded with the outcome."""
+        self.rendered_map_index: str | None = None
+        """The label the task's ``TaskDone`` carried (its rendered ``map_index_template``)."""
         self.target = target
         self.try_row_id = try_row_id
         self.try_number = try_number
@@ -322,6 +324,7 @@ class TaskWatch:
             self._send(sock, Error(message=str(exc)))
             return None
         if isinstance(message, TaskDone):
+            self.rendered_map_index = message.rendered_map_index
             self._send(sock, Ack())
             return message
         if isinstance(message, SetRenderedFields):  # kept here, written with the outcome (no transaction now)

@@ -50,7 +50,8 @@ def task_instance_page(
 ) -> Response:
     """A task instance: its tries (process identity, memory, CPU, exit) and a log viewer per try.
 
-    ``map_index``: one index of a mapped task; without it a mapped task's page lists its indices.
+    ``map_index``: one index of a mapped task (its title shows its label, the rendered ``map_index_template``,
+    when it has one); without it a mapped task's page lists its indices.
 
     Raises ``DagNotFound`` / ``DagRunNotFound`` / ``TaskNotFound`` (the 404 error page).
     """
@@ -72,6 +73,17 @@ def task_instance_page(
             ).first()
             is not None
         )
+        label = (
+            session.scalar(
+                select(TaskInstance.rendered_map_index).where(
+                    TaskInstance.dag_run_id == run.id,
+                    TaskInstance.task_id == task_id,
+                    TaskInstance.map_index == map_index,
+                )
+            )
+            if map_index >= 0
+            else None
+        )
         if not has_ti and task_id not in run_tasks(session, run):
             raise TaskNotFound(
                 f"DAG run {run_id!r} of {dag_id!r} has no task {task_id!r}",
@@ -82,11 +94,12 @@ def task_instance_page(
     return page(
         request,
         "task_instance.html",
-        title=f"{task_id} · {dag_id}",
+        title=f"{task_id}{f' [{label or map_index}]' if map_index >= 0 else ''} · {dag_id}",
         run_id=run_id,
         task_id=task_id,
         try_number=try_number,
         map_index=map_index,
+        rendered_map_index=label,
         **ctx,
     )
 

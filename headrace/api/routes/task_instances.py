@@ -46,6 +46,7 @@ def ti_out(ti: TaskInstance, latest: TaskTry | None) -> schemas.TaskInstance:
         dag_run_id=ti.run_id,
         task_id=ti.task_id,
         map_index=ti.map_index,
+        rendered_map_index=ti.rendered_map_index,
         state=ti.state,
         try_number=ti.try_number,
         max_tries=ti.max_tries,
