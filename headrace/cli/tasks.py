@@ -21,7 +21,7 @@ from headrace.authoring.secrets import install_secrets_runtime
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
 from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
-from headrace.cli.common import AppState, app_state, console, fmt_bytes, fmt_time, parse_date, styled
+from headrace.cli.common import AppState, app_state, console, dag_label, fmt_bytes, fmt_time, parse_date, styled
 from headrace.crypto import Encryptor
 from headrace.dagfiles.loader import load_dags, prepare_dag_imports
 from headrace.dagfiles.serialization import SerializedDag
@@ -58,7 +58,7 @@ def list_cmd(ctx: typer.Context, dag_id: str) -> None:
     """List a DAG's tasks in dependency order, with their upstream tasks and settings."""
     db = app_state(ctx).migrated_db()
     _, sdag = _dag_model(db, dag_id)
-    table = Table(title=f"tasks of {dag_id}")
+    table = Table(title=f"tasks of {dag_label(dag_id, sdag.dag_display_name)}")
     for column in ("task_id", "operator", "upstream", "trigger rule", "retries", "memory limit", "pool"):
         table.add_column(column, overflow="fold")
     for task_id in sdag.task_ids:
@@ -83,6 +83,7 @@ def states_for_dag_run(ctx: typer.Context, dag_id: str, run_id: str) -> None:
         run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one_or_none()
         if run is None:
             raise DagRunNotFound(f"DAG {dag_id!r} has no run {run_id!r}; see `headrace dags list-runs {dag_id}`")
+        label = dag_label(dag_id, session.scalar(select(DagModel.dag_display_name).where(DagModel.dag_id == dag_id)))
         rows = session.execute(
             select(TaskInstance, TaskTry)
             .outerjoin(
@@ -94,7 +95,7 @@ def states_for_dag_run(ctx: typer.Context, dag_id: str, run_id: str) -> None:
                 TaskInstance.start_date.is_(None), TaskInstance.start_date, TaskInstance.task_id, TaskInstance.map_index
             )
         ).all()
-    table = Table(title=f"{dag_id} / {run_id}: {run.state}")
+    table = Table(title=f"{label} / {run_id}: {run.state}")
     for column in ("task_id", "state", "try", "end reason", "started", "ended", "host", "pid", "peak RSS", "CPU s"):
         table.add_column(column, overflow="fold")
     for ti, tt in rows:
