@@ -164,6 +164,19 @@ class DAGSource(BaseModel):
     content: str
 
 
+class TaskParam(BaseModel):
+    """One param a task sees (Airflow's ``Param``): its default, description and JSON schema."""
+
+    value: Any = None
+    """The default; None also when the param has none (then ``has_default`` is false)."""
+    has_default: bool
+    description: str | None
+    schema_: dict[str, Any] = Field(alias="schema")
+    """The JSON schema its value must satisfy (``{}``: any JSON value)."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
 class Task(BaseModel):
     """A task of the DAG's current version. Durations in seconds, memory in bytes."""
 
@@ -190,6 +203,9 @@ class Task(BaseModel):
     execution_timeout_seconds: float | None
     owner: str
     doc_md: str | None
+    params: dict[str, TaskParam]
+    """name → param, as the task's tries see them: the DAG's params merged with the task groups'
+    ``default_args['params']`` and the task's own ``params=`` (Airflow's task ``params``)."""
 
 
 class TaskCollection(BaseModel):

@@ -145,6 +145,15 @@ def task_out(sdag: SerializedDag, task_id: str) -> schemas.Task:
         execution_timeout_seconds=t.execution_timeout,
         owner=t.owner,
         doc_md=t.doc_md,
+        params={
+            name: schemas.TaskParam(
+                value=p.value if p.has_value else None,
+                has_default=p.has_value,
+                description=p.description,
+                schema_=p.schema,
+            )
+            for name, p in sdag.task_params(task_id).items_params()
+        },
     )
 
 
