@@ -87,7 +87,9 @@ class BaseOperator(SetupTeardownMixin, ABC):
     the DAG's previous run by logical date, and ``wait_for_downstream`` (which
     implies it) also until that run's direct downstream tasks of it did;
     ``ignore_first_depends_on_past`` lets it run when the task has no earlier
-    task instance at all. ``on_execute_callback(context)`` is called in the
+    task instance at all; ``wait_for_past_depends_before_skipping`` holds a
+    task instance that would be skipped (by its trigger rule, a branch or a
+    short circuit) until ``depends_on_past`` lets it go, then skips it. ``on_execute_callback(context)`` is called in the
     task process before ``execute``; ``on_skipped_callback(context)`` when the
     try ends skipped by ``SkipTask``. Setup/teardown: see
     :mod:`headrace.authoring.setup_teardown`. Raises ``DagDefinitionError``
@@ -146,6 +148,7 @@ class BaseOperator(SetupTeardownMixin, ABC):
         depends_on_past: bool = False,
         wait_for_downstream: bool = False,
         ignore_first_depends_on_past: bool = False,
+        wait_for_past_depends_before_skipping: bool = False,
         on_deadline_miss_callback: Callback | list[Callback] | None = None,
         deadline: timedelta | float | None = None,
         deadline_reference: str = "logical_date",
@@ -201,6 +204,7 @@ class BaseOperator(SetupTeardownMixin, ABC):
         self.wait_for_downstream = bool(wait_for_downstream)
         self.depends_on_past = bool(depends_on_past) or self.wait_for_downstream
         self.ignore_first_depends_on_past = bool(ignore_first_depends_on_past)
+        self.wait_for_past_depends_before_skipping = bool(wait_for_past_depends_before_skipping)
         self.queue = queue
         self.memory_limit = parse_memory_limit(memory_limit)
         self.multiple_outputs = bool(multiple_outputs)

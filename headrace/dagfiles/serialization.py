@@ -377,6 +377,8 @@ class SerializedTask:
     depends_on_past: bool = False
     wait_for_downstream: bool = False
     ignore_first_depends_on_past: bool = False
+    wait_for_past_depends_before_skipping: bool = False
+    """Hold a task instance that would be skipped until ``depends_on_past`` lets it go (Airflow's flag)."""
     has_on_execute_callback: bool = False
     has_on_skipped_callback: bool = False
     expand_input: dict[str, Any] | None = None
