@@ -108,6 +108,9 @@ class BaseOperator(SetupTeardownMixin, ABC):
     """What a mapped task expands over (:class:`MappedOperator`); None for a task that is not mapped."""
     ignored_arguments: tuple[str, ...] = ()
     """Airflow operator arguments given to this operator that headrace does not support yet (ignored)."""
+    argument_notes: tuple[tuple[str, str], ...] = ()
+    """``(argument, why it changes nothing here)`` for arguments an operator accepts but cannot act on as
+    Airflow does (e.g. ``expect_airflow=True``); reported as DAG warnings like ``ignored_arguments``."""
     not_templates: frozenset[int] | set[int] = frozenset()
     """``id()`` of values :meth:`render_template_fields` leaves as they are (mapped arguments pulled from XCom)."""
     params: ParamsDict

@@ -82,3 +82,32 @@ def test_a_dag_with_nothing_ignored_has_no_warnings() -> None:
     with DAG("clean", default_args={"retries": 3, "start_date": datetime(2024, 1, 1)}) as dag:
         EmptyOperator(task_id="a", owner="me")
     assert dag_warnings(dag) == []
+
+
+def _venv_func() -> int:
+    return 1
+
+
+def test_expect_airflow_and_expect_pendulum_given_as_true_are_named() -> None:
+    """Airflow passes its context objects / pendulum dates when the target environment has them; headrace never
+    does, so an explicit True is a DAG warning naming the argument; False or leaving them out is silent."""
+    from headrace.operators import ExternalPythonOperator, PythonVirtualenvOperator
+
+    with DAG("venvs", default_args={"expect_airflow": True}) as dag:
+        PythonVirtualenvOperator(task_id="from_default_args", python_callable=_venv_func)
+        PythonVirtualenvOperator(task_id="off", python_callable=_venv_func, expect_airflow=False)
+        ExternalPythonOperator(
+            task_id="ext", python="/usr/bin/python3", python_callable=_venv_func, expect_pendulum=True
+        )
+    with DAG("quiet") as quiet:
+        PythonVirtualenvOperator(task_id="plain", python_callable=_venv_func)
+        ExternalPythonOperator(task_id="ext", python="/usr/bin/python3", python_callable=_venv_func)
+    found = [(w.kind, w.message.split(" changes nothing")[0]) for w in dag_warnings(dag)]
+    assert found == [
+        (UNSUPPORTED_ARGUMENT, "task 'ext': argument 'expect_airflow'"),  # default_args reach it too
+        (UNSUPPORTED_ARGUMENT, "task 'ext': argument 'expect_pendulum'"),
+        (UNSUPPORTED_ARGUMENT, "task 'from_default_args': argument 'expect_airflow'"),
+    ]
+    assert "never runtime objects such as ti or macros" in dag_warnings(dag)[0].message
+    assert dag.get_task("off").expect_airflow is False and dag.get_task("from_default_args").expect_airflow is True
+    assert dag_warnings(quiet) == [] and quiet.get_task("plain").expect_airflow is True  # Airflow's default
