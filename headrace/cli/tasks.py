@@ -21,6 +21,7 @@ from headrace.authoring.secrets import install_secrets_runtime
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
 from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
+from headrace.authoring.xcom_serde import AllowedClasses, set_allowed_classes
 from headrace.cli.common import AppState, app_state, console, dag_label, fmt_bytes, fmt_time, parse_date, styled
 from headrace.crypto import Encryptor
 from headrace.dagfiles.loader import load_dags, prepare_dag_imports
@@ -245,6 +246,12 @@ def _runtime_task(
             previous_success=None if previous is None else PreviousRun.from_run(previous),
         )
     backend = resolve_xcom_backend(state.settings.get_str("core", "xcom_backend"))
+    set_allowed_classes(
+        AllowedClasses.from_config(
+            state.settings.get_str("core", "allowed_deserialization_classes"),
+            state.settings.get_str("core", "allowed_deserialization_classes_regexp"),
+        )
+    )
     ti = _LocalTI(db, dag_id, info.run_id, task_id, state.settings.get("core", "xcom_max_size"), backend, map_index)
     # Variable.get / Connection.get (and {{ var }} / {{ conn }} templates) read the DB directly here.
     install_secrets_runtime(DatabaseSecrets(db, Encryptor.from_settings(state.settings)))

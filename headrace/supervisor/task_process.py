@@ -48,6 +48,7 @@ from headrace.authoring.xcom import (
     xcoms_for_result,
 )
 from headrace.authoring.xcom_backend import DEFAULT_XCOM_BACKEND, BaseXCom, resolve_xcom_backend
+from headrace.authoring.xcom_serde import AllowedClasses, set_allowed_classes
 from headrace.dagfiles.loader import load_dags, remembered_dags
 from headrace.exceptions import (
     ConfigError,
@@ -118,6 +119,10 @@ class TaskStart:
     """``core.max_map_length``: the longest value a task may push for a mapped task to map over."""
     conf_overrides_params: bool = True
     """``core.dag_run_conf_overrides_params``: the run's conf overrides the task's params in the context."""
+    allowed_deserialization_classes: str = "headrace.*"
+    """``core.allowed_deserialization_classes``: glob patterns of the classes a pulled XCom may be rebuilt as."""
+    allowed_deserialization_classes_regexp: str = ""
+    """``core.allowed_deserialization_classes_regexp``: the same as regular expressions."""
 
 
 class ChannelTI:
@@ -438,7 +443,12 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             return 2
         try:
             backend = resolve_xcom_backend(start.xcom_backend)
-        except ConfigError as exc:
+            set_allowed_classes(
+                AllowedClasses.from_config(
+                    start.allowed_deserialization_classes, start.allowed_deserialization_classes_regexp
+                )
+            )
+        except (ConfigError, ValueError) as exc:
             log.error("%s", exc)
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
