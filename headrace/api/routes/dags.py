@@ -150,7 +150,7 @@ def task_out(sdag: SerializedDag, task_id: str) -> schemas.Task:
                 value=p.value if p.has_value else None,
                 has_default=p.has_value,
                 description=p.description,
-                schema_=p.schema,
+                schema=p.schema,
             )
             for name, p in sdag.task_params(task_id).items_params()
         },
