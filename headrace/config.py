@@ -76,6 +76,12 @@ SPEC: dict[str, dict[str, Option]] = {
             "Import path of the XCom backend class (a BaseXCom subclass: serialize_value, deserialize_value, "
             "orm_deserialize_value); see docs/xcom.md.",
         ),
+        "default_task_weight_rule": Option(
+            str,
+            _const("downstream"),
+            "weight_rule of the tasks that give none (Airflow's key and default), applied when DAG files are parsed.",
+            choices=("downstream", "upstream", "absolute"),
+        ),
         "allowed_deserialization_classes": Option(
             str,
             _const("headrace.*"),

@@ -35,7 +35,7 @@ from headrace.authoring.task_args import retry_delay_seconds as retry_delay_seco
 from headrace.authoring.task_args import to_timedelta as to_timedelta
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.trigger_rules import TriggerRule
-from headrace.authoring.weight_rule import WeightRule
+from headrace.authoring.weight_rule import WeightRule, default_weight_rule
 from headrace.authoring.xcom import MappedArgument, MapXComArg, XComArg, ZipXComArg
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Callback, Context
@@ -81,7 +81,7 @@ class BaseOperator(SetupTeardownMixin, ABC):
     tries on it, as Airflow's CeleryExecutor does.
 
     Scheduling, as in Airflow: ``weight_rule`` (:data:`WEIGHT_RULES`, default
-    ``downstream``) sums ``priority_weight`` over the downstream / upstream
+    ``core.default_task_weight_rule``, itself ``downstream`` by default) sums ``priority_weight`` over the downstream / upstream
     tasks into the task instance's queueing priority; ``depends_on_past``
     holds a task instance until the same task succeeded (or was skipped) in
     the DAG's previous run by logical date, and ``wait_for_downstream`` (which
@@ -139,7 +139,7 @@ class BaseOperator(SetupTeardownMixin, ABC):
         pool: str = "default_pool",
         pool_slots: int = 1,
         priority_weight: int = 1,
-        weight_rule: WeightRule | str = WeightRule.DOWNSTREAM,
+        weight_rule: WeightRule | str | None = None,
         queue: str = "default",
         memory_limit: int | str | None = None,
         multiple_outputs: bool = False,
@@ -198,10 +198,17 @@ class BaseOperator(SetupTeardownMixin, ABC):
         self.pool = pool
         self.pool_slots = pool_slots
         self.priority_weight = priority_weight
+        if weight_rule is None:  # Airflow's core.default_task_weight_rule (downstream unless configured)
+            weight_rule = default_weight_rule()
+        if not isinstance(weight_rule, str):
+            raise DagDefinitionError(
+                f"task {task_id!r}: weight_rule={type(weight_rule).__name__}(…): custom PriorityWeightStrategy "
+                "classes are not supported (the scheduler computes priorities from the serialized DAG and never "
+                f"imports DAG code; Airflow needs them registered by a plugin); use one of {', '.join(WEIGHT_RULES)}"
+            )
         if weight_rule not in WEIGHT_RULES:
             raise DagDefinitionError(
-                f"task {task_id!r}: weight_rule must be one of {', '.join(WEIGHT_RULES)}, got {weight_rule!r} "
-                "(custom PriorityWeightStrategy classes are not supported)"
+                f"task {task_id!r}: weight_rule must be one of {', '.join(WEIGHT_RULES)}, got {weight_rule!r}"
             )
         self.weight_rule = WeightRule(weight_rule).value
         self.wait_for_downstream = bool(wait_for_downstream)
