@@ -153,6 +153,14 @@ def parse_date(value: str | None, *, what: str = "logical date") -> datetime | N
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def dag_label(dag_id: str, display_name: str | None) -> str:
+    """How the CLI names a DAG in a header: its ``dag_display_name`` followed by the id in brackets when the two
+    differ (``"Nightly load (nightly_load)"``), else the dag_id alone."""
+    if display_name and display_name != dag_id:
+        return f"{display_name} ({dag_id})"
+    return dag_id
+
+
 def fmt_time(value: datetime | None) -> str:
     """A datetime as ``YYYY-MM-DD HH:MM:SS`` UTC, or ``-``."""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"

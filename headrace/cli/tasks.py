@@ -21,7 +21,8 @@ from headrace.authoring.secrets import install_secrets_runtime
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
 from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
-from headrace.cli.common import AppState, app_state, console, fmt_bytes, fmt_time, parse_date, styled
+from headrace.authoring.xcom_serde import AllowedClasses, set_allowed_classes
+from headrace.cli.common import AppState, app_state, console, dag_label, fmt_bytes, fmt_time, parse_date, styled
 from headrace.crypto import Encryptor
 from headrace.dagfiles.loader import load_dags, prepare_dag_imports
 from headrace.dagfiles.serialization import SerializedDag
@@ -58,7 +59,7 @@ def list_cmd(ctx: typer.Context, dag_id: str) -> None:
     """List a DAG's tasks in dependency order, with their upstream tasks and settings."""
     db = app_state(ctx).migrated_db()
     _, sdag = _dag_model(db, dag_id)
-    table = Table(title=f"tasks of {dag_id}")
+    table = Table(title=f"tasks of {dag_label(dag_id, sdag.dag_display_name)}")
     for column in ("task_id", "operator", "upstream", "trigger rule", "retries", "memory limit", "pool"):
         table.add_column(column, overflow="fold")
     for task_id in sdag.task_ids:
@@ -90,6 +91,7 @@ def states_for_dag_run(ctx: typer.Context, dag_id: str, run_id: str) -> None:
         run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one_or_none()
         if run is None:
             raise DagRunNotFound(f"DAG {dag_id!r} has no run {run_id!r}; see `headrace dags list-runs {dag_id}`")
+        label = dag_label(dag_id, session.scalar(select(DagModel.dag_display_name).where(DagModel.dag_id == dag_id)))
         rows = session.execute(
             select(TaskInstance, TaskTry)
             .outerjoin(
@@ -101,7 +103,7 @@ def states_for_dag_run(ctx: typer.Context, dag_id: str, run_id: str) -> None:
                 TaskInstance.start_date.is_(None), TaskInstance.start_date, TaskInstance.task_id, TaskInstance.map_index
             )
         ).all()
-    table = Table(title=f"{dag_id} / {run_id}: {run.state}")
+    table = Table(title=f"{label} / {run_id}: {run.state}")
     for column in ("task_id", "state", "try", "end reason", "started", "ended", "host", "pid", "peak RSS", "CPU s"):
         table.add_column(column, overflow="fold")
     for ti, tt in rows:
@@ -251,6 +253,12 @@ def _runtime_task(
             previous_success=None if previous is None else PreviousRun.from_run(previous),
         )
     backend = resolve_xcom_backend(state.settings.get_str("core", "xcom_backend"))
+    set_allowed_classes(
+        AllowedClasses.from_config(
+            state.settings.get_str("core", "allowed_deserialization_classes"),
+            state.settings.get_str("core", "allowed_deserialization_classes_regexp"),
+        )
+    )
     ti = _LocalTI(db, dag_id, info.run_id, task_id, state.settings.get("core", "xcom_max_size"), backend, map_index)
     # Variable.get / Connection.get (and {{ var }} / {{ conn }} templates) read the DB directly here.
     install_secrets_runtime(DatabaseSecrets(db, Encryptor.from_settings(state.settings)))

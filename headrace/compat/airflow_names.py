@@ -56,7 +56,7 @@ def _t(module: str, attr: str, feature: str | None = None) -> Target:
 
 _MACROS = {
     name: _t("headrace.authoring.macros", name, f"macros.{name}")
-    for name in ("ds_add", "ds_format", "datetime_diff_for_humans")
+    for name in ("ds_add", "ds_format", "ds_format_locale", "datetime_diff_for_humans")
 }
 _XCOM = "headrace.authoring.xcom_backend"
 _DAG = {"DAG": _t(_TOP, "DAG", "DAG"), "dag": _t(_TOP, "dag", "the @dag decorator")}

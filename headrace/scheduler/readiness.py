@@ -55,9 +55,10 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from headrace.authoring.trigger_rules import Decision, UpstreamCounts, evaluate, evaluate_setups
-from headrace.dagfiles.serialization import SerializedDag
+from headrace.dagfiles.serialization import SerializedDag, SerializedTask
 from headrace.db import queries
 from headrace.db.engine import Database
+from headrace.db.skip_marks import skipped_by_upstream
 from headrace.db.transitions import requeue_ti, set_ti_state, set_tis_state
 from headrace.scheduler import mapping
 from headrace.scheduler.dagcache import DagCache
@@ -193,6 +194,11 @@ def examine_run(
             if run_states.state[pending.id] != TI.NONE.value:
                 continue
             decision = decide(sdag, task_id, run_states, pending.map_index)
+            if task.wait_for_past_depends_before_skipping and task.depends_on_past:
+                held = _skip_after_past(session, task, pending, decision, past)
+                if held is None:
+                    continue
+                decision = held
             # A task of a mapped task group expands as soon as the group's length is known, before its own
             # upstream in the group is done (Airflow revises every unfinished mapped task): each index then
             # waits for the same index upstream, and a branch at one index can skip just that index.
@@ -256,6 +262,20 @@ def examine_run(
                 run_states.state[pending.id] = new.value
                 changed += 1
     return changed
+
+
+def _skip_after_past(
+    session: Session, task: SerializedTask, pending: queries.TiDecisionRow, decision: Decision, past: PastCheck
+) -> Decision | None:
+    """``wait_for_past_depends_before_skipping`` (Airflow's semantics): a task instance its trigger rule, a branch
+    or a short circuit (a skip mark, :mod:`headrace.db.skip_marks`) would skip is skipped only once
+    ``depends_on_past`` lets it go; None while the previous run holds it (it stays in ``none``)."""
+    marked = decision is Decision.RUN and skipped_by_upstream(
+        session, pending.dag_run_id, task.task_id, task.upstream_task_ids, {-1, pending.map_index}
+    )
+    if not (marked or decision is Decision.SKIP):
+        return decision
+    return Decision.SKIP if past.reason(task.task_id) is None else None
 
 
 def _apply_revision(

@@ -74,6 +74,10 @@ class TaskStart:
     """``core.max_map_length``: the longest value a task may push for a mapped task to map over."""
     conf_overrides_params: bool = True
     """``core.dag_run_conf_overrides_params``: the run's conf overrides the task's params in the context."""
+    allowed_deserialization_classes: str = "headrace.*"
+    """``core.allowed_deserialization_classes``: glob patterns of the classes a pulled XCom may be rebuilt as."""
+    allowed_deserialization_classes_regexp: str = ""
+    """``core.allowed_deserialization_classes_regexp``: the same as regular expressions."""
 
 
 class ChannelTI:

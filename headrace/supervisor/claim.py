@@ -328,6 +328,10 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 else None,
                 max_map_length=settings.get_int("core", "max_map_length"),
                 conf_overrides_params=settings.get_bool("core", "dag_run_conf_overrides_params"),
+                allowed_deserialization_classes=settings.get_str("core", "allowed_deserialization_classes"),
+                allowed_deserialization_classes_regexp=settings.get_str(
+                    "core", "allowed_deserialization_classes_regexp"
+                ),
             )
             target = TryTarget(
                 ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index

@@ -42,6 +42,7 @@ from headrace.authoring.xcom import (
     xcoms_for_result,
 )
 from headrace.authoring.xcom_backend import resolve_xcom_backend
+from headrace.authoring.xcom_serde import AllowedClasses, set_allowed_classes
 from headrace.dagfiles.loader import load_dags, remembered_dags
 from headrace.exceptions import (
     ConfigError,
@@ -234,7 +235,12 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             return 2
         try:
             backend = resolve_xcom_backend(start.xcom_backend)
-        except ConfigError as exc:
+            set_allowed_classes(
+                AllowedClasses.from_config(
+                    start.allowed_deserialization_classes, start.allowed_deserialization_classes_regexp
+                )
+            )
+        except (ConfigError, ValueError) as exc:
             log.error("%s", exc)
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2

@@ -23,6 +23,7 @@ from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskMap, XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
 from headrace.db.outage import retry_through_outage
+from headrace.db.skip_marks import record_skip_mark
 from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor.dagrun_requests import get_dag_run_state, trigger_dag_run
@@ -160,23 +161,37 @@ def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
     """Answer ``SkipTasks``: move those TIs of this run still in ``none``/``scheduled`` to ``skipped``.
 
     TIs already queued or further on are left alone (they run or ran); the
-    requesting task itself is never skipped this way.
+    requesting task itself is never skipped this way. A TI in ``none`` whose task sets
+    ``wait_for_past_depends_before_skipping`` and ``depends_on_past`` is left too, as Airflow does: this task
+    records a skip mark instead (:mod:`headrace.db.skip_marks`) and the scheduler skips it once its past
+    depends are met.
     """
     ids = [t for t in message.task_ids if t != target.task_id]
     if not ids:
         return Ack()
     now = datetime.now(UTC)
     with db.session() as session:
+        tasks = _run_tasks(session, target.dag_run_pk)
         where = [
             TaskInstanceRow.dag_run_id == target.dag_run_pk,
             TaskInstanceRow.task_id.in_(ids),
             TaskInstanceRow.state.in_([TaskInstanceState.NONE.value, TaskInstanceState.SCHEDULED.value]),
         ]
-        same_group = _same_mapped_group(session, target, ids) if target.map_index >= 0 else set()
-        if same_group:  # a branch at one index of a mapped task group skips that index of the group's tasks
+        group = tasks.get(target.task_id, {}).get("mapped_group")
+        same_group = {t for t in ids if group is not None and tasks.get(t, {}).get("mapped_group") == group}
+        if target.map_index >= 0 and same_group:  # a branch at one index skips that index of the group's tasks
             where.append(or_(TaskInstanceRow.task_id.not_in(same_group), TaskInstanceRow.map_index == target.map_index))
-        rows = session.execute(select(TaskInstanceRow.id, TaskInstanceRow.state).where(*where)).all()
-        for ti_id, state in list(rows):
+        waiting = {
+            t
+            for t in ids
+            if tasks.get(t, {}).get("wait_for_past_depends_before_skipping") and tasks[t].get("depends_on_past")
+        }
+        rows = session.execute(
+            select(TaskInstanceRow.id, TaskInstanceRow.task_id, TaskInstanceRow.state).where(*where)
+        ).all()
+        for ti_id, task_id, state in list(rows):
+            if task_id in waiting and state == TaskInstanceState.NONE.value:
+                continue
             set_ti_state(
                 session,
                 ti_id,
@@ -186,19 +201,29 @@ def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
                 end_date=now,
                 end_reason=EndReason.SKIPPED.value,
             )
+        if waiting:
+            record_skip_mark(
+                session,
+                dag_run_pk=target.dag_run_pk,
+                dag_id=target.dag_id,
+                run_id=target.run_id,
+                task_id=target.task_id,
+                map_index=target.map_index,
+                skipped=waiting,
+                now=now,
+            )
     return Ack()
 
 
-def _same_mapped_group(session: Session, target: TryTarget, task_ids: list[str]) -> set[str]:
-    """Those of ``task_ids`` in the same mapped task group as the requesting task (from the run's DAG version)."""
+def _run_tasks(session: Session, dag_run_pk: int) -> dict[str, Any]:
+    """The serialized tasks (id → dict) of the DAG version of run ``dag_run_pk`` (``{}`` if it is gone)."""
     serialized = session.scalar(
         select(DagVersion.serialized)
         .join(DagRun, DagRun.dag_version_id == DagVersion.id)
-        .where(DagRun.id == target.dag_run_pk)
+        .where(DagRun.id == dag_run_pk)
     )
     tasks: dict[str, Any] = (serialized or {}).get("tasks", {})
-    group = tasks.get(target.task_id, {}).get("mapped_group")
-    return {t for t in task_ids if group is not None and tasks.get(t, {}).get("mapped_group") == group}
+    return tasks
 
 
 def get_variable(db: Database, encryptor: Encryptor, message: GetVariable) -> VariableValue:
