@@ -53,6 +53,7 @@ from headrace.exceptions import (
     ConfigError,
     FailTask,
     ParamValidationError,
+    RescheduleTask,
     RetryTask,
     SecretsError,
     SkipTask,
@@ -71,6 +72,7 @@ from headrace.supervisor.protocol import (
     Error,
     GetConnection,
     GetDagRunState,
+    GetTaskRescheduleStartDate,
     GetVariable,
     GetXCom,
     Outcome,
@@ -80,6 +82,7 @@ from headrace.supervisor.protocol import (
     SupervisorGone,
     TaskChannel,
     TaskDone,
+    TaskRescheduleStartDate,
     TriggerDagRun,
     VariableValue,
     XComValue,
@@ -224,6 +227,21 @@ class ChannelTI:
         response = self._ask_dag_runs(GetDagRunState(dag_id=dag_id, run_id=run_id))
         assert isinstance(response, DagRunStateValue)
         return response.state
+
+    def get_first_reschedule_date(self, context: Context) -> datetime | None:
+        """When this task instance's first poke in reschedule mode began, counting the tries since it was last
+        cleared (Airflow's rule: a sensor's ``timeout`` spans its retries); None if no poke was rescheduled.
+
+        Raises ``XComError`` when asked from a callback run after the task process ended.
+        """
+        if self._channel is None:
+            raise XComError("the reschedule history is not available in callbacks run after the task process ended")
+        task = context.get("task")
+        retries = int(getattr(task, "retries", 0) or 0)
+        response = self._channel.request(GetTaskRescheduleStartDate(try_number=max(1, self.max_tries - retries + 1)))
+        if isinstance(response, Error):
+            raise XComError(response.message)
+        return response.start_date if isinstance(response, TaskRescheduleStartDate) else None
 
     def record_rendered_fields(self, task: BaseOperator) -> None:
         """Send the task's rendered template fields (masked) to be recorded; a refusal is logged, never raised."""
@@ -457,13 +475,13 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             log.error("task %s: %s", start.task_id, exc)
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
-        outcome, error, delay = _execute(task, context, ti, start.max_map_length)
+        outcome, error, delay, reschedule = _execute(task, context, ti, start.max_map_length)
         state = next_state(outcome, start.try_number, start.max_tries)
         run_callbacks(task, state, context)
         if error is not None:
             error = masker.mask(error)  # it is stored in the DB
         log.info("try %d ended: %s%s", start.try_number, state.value, f" ({error})" if error else "")
-        channel.request(TaskDone(outcome=outcome, error=error, retry_delay=delay))
+        channel.request(TaskDone(outcome=outcome, error=error, retry_delay=delay, reschedule_date=reschedule))
         return 0 if outcome in ("success", "skipped") else 1
     except TaskTerminated as exc:
         log.error("task stopped: %s", exc)
@@ -478,8 +496,8 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
 
 def _execute(
     task: BaseOperator, context: Context, ti: ChannelTI, max_map_length: int = 1024
-) -> tuple[Outcome, str | None, float | None]:
-    """Unmap (a mapped task), render, execute and push the result; return ``(outcome, error, retry_delay)``."""
+) -> tuple[Outcome, str | None, float | None, datetime | None]:
+    """Unmap (a mapped task), render, execute and push the result; return ``(outcome, error, retry_delay, reschedule_date)``."""
     try:
         if isinstance(task, MappedOperator):
             task = task.unmap_for(context)  # this map index's arguments, resolved
@@ -492,14 +510,17 @@ def _execute(
             run_callbacks(task, "execute", context)
             result = task.execute(context)
         _push_result(task, result, ti, max_map_length)
-        return "success", None, None
+        return "success", None, None, None
     except SkipTask as exc:
         log.info("task skipped: %s", _text(exc) or "SkipTask")
-        return "skipped", None, None
+        return "skipped", None, None, None
+    except RescheduleTask as exc:  # a sensor's unmet poke in reschedule mode: this process ends, the try goes on
+        log.info("poke done; the sensor's next poke is due at %s", exc.reschedule_date.isoformat())
+        return "reschedule", None, None, exc.reschedule_date
     except FailTask as exc:
         context["exception"] = exc
         log.error("task failed without retry (FailTask): %s", _text(exc))
-        return "fail_no_retry", _one_line(exc), None
+        return "fail_no_retry", _one_line(exc), None, None
     except RetryTask as exc:
         context["exception"] = exc
         log.error(
@@ -507,13 +528,13 @@ def _execute(
             f" in {exc.delay:g} s" if exc.delay is not None else "",
             _text(exc),
         )
-        return "retry", _one_line(exc), exc.delay
+        return "retry", _one_line(exc), exc.delay, None
     except (TaskTerminated, SupervisorGone):
         raise
     except BaseException as exc:  # noqa: BLE001 - any exception (even SystemExit) fails the try
         context["exception"] = exc
         log.error("task failed with %s\n%s", _one_line(exc), _traceback(exc))
-        return "failed", _one_line(exc), None
+        return "failed", _one_line(exc), None, None
 
 
 def _push_result(task: BaseOperator, result: Any, ti: ChannelTI, max_map_length: int) -> None:

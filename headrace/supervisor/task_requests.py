@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from headrace import secrets_store
 from headrace.crypto import Encryptor
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, DagVersion, TaskMap, XCom
+from headrace.db.models import DagRun, DagVersion, TaskMap, TaskReschedule, XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
 from headrace.db.outage import retry_through_outage
 from headrace.db.transitions import set_ti_state
@@ -34,10 +34,12 @@ from headrace.supervisor.protocol import (
     Error,
     GetConnection,
     GetDagRunState,
+    GetTaskRescheduleStartDate,
     GetVariable,
     GetXCom,
     SetXCom,
     SkipTasks,
+    TaskRescheduleStartDate,
     TriggerDagRun,
     VariableValue,
     XComValue,
@@ -211,15 +213,48 @@ def get_connection(db: Database, encryptor: Encryptor, message: GetConnection) -
     return ConnectionValue(connection=None if conn is None else conn.to_dict())
 
 
+def get_reschedule_start_date(
+    db: Database, target: TryTarget, message: GetTaskRescheduleStartDate
+) -> TaskRescheduleStartDate:
+    """The earliest ``start_date`` of the task instance's ``task_reschedule`` rows with ``try_number >=`` the
+    one asked (None: no poke was rescheduled since that try)."""
+    with db.read_session() as session:
+        start = session.scalar(
+            select(func.min(TaskReschedule.start_date)).where(
+                TaskReschedule.task_instance_id == target.ti_id, TaskReschedule.try_number >= message.try_number
+            )
+        )
+    return TaskRescheduleStartDate(start_date=start)
+
+
+_Answer = (
+    XComValue
+    | VariableValue
+    | ConnectionValue
+    | DagRunTriggered
+    | DagRunStateValue
+    | TaskRescheduleStartDate
+    | Ack
+    | Error
+)
+
+
 def handle(
     db: Database,
     target: TryTarget,
-    message: GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection | TriggerDagRun | GetDagRunState,
+    message: GetXCom
+    | SetXCom
+    | SkipTasks
+    | GetVariable
+    | GetConnection
+    | TriggerDagRun
+    | GetDagRunState
+    | GetTaskRescheduleStartDate,
     xcom_max_size: int,
     encryptor: Callable[[], Encryptor],
     *,
     outage_tolerance: float = 0.0,
-) -> XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error:
+) -> _Answer:
     """Serve one request; a database (or decryption) error becomes an ``Error`` answer.
 
     ``encryptor`` is called only for variables and connections (building it
@@ -229,7 +264,7 @@ def handle(
     transaction and safe to repeat.
     """
 
-    def serve() -> XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error:
+    def serve() -> _Answer:
         if isinstance(message, GetXCom):
             return get_xcom(db, target, message)
         if isinstance(message, SetXCom):
@@ -242,6 +277,8 @@ def handle(
             return trigger_dag_run(db, message)
         if isinstance(message, GetDagRunState):
             return get_dag_run_state(db, message)
+        if isinstance(message, GetTaskRescheduleStartDate):
+            return get_reschedule_start_date(db, target, message)
         return skip_tasks(db, target, message)
 
     try:
