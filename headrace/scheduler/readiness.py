@@ -422,6 +422,7 @@ class Queuer:
         if open_slots <= 0:
             return 0
         requests: list[TryRequest] = []
+        in_flight = getattr(executor, "has", None)
         with db.session() as session:
             limits = QueueLimits(session, open_slots, self.parallelism)
             if limits.free <= 0:
@@ -445,9 +446,10 @@ class Queuer:
                 if reason is not None:
                     continue
                 # A sensor's next poke (reschedule_date set) continues the current try; anything else is a new try.
-                try_number = (
-                    ti.try_number if ti.reschedule_date is not None and ti.try_number > 0 else ti.try_number + 1
-                )
+                poke = ti.reschedule_date is not None and ti.try_number > 0
+                if poke and in_flight is not None and in_flight(ti.id, ti.try_number):
+                    continue  # the previous poke's supervisor is still being reaped: the same key must not overlap
+                try_number = ti.try_number if poke else ti.try_number + 1
                 if set_ti_state(
                     session,
                     ti.id,

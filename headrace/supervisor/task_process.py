@@ -482,7 +482,7 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             error = masker.mask(error)  # it is stored in the DB
         log.info("try %d ended: %s%s", start.try_number, state.value, f" ({error})" if error else "")
         channel.request(TaskDone(outcome=outcome, error=error, retry_delay=delay, reschedule_date=reschedule))
-        return 0 if outcome in ("success", "skipped") else 1
+        return 0 if outcome in ("success", "skipped", "reschedule") else 1
     except TaskTerminated as exc:
         log.error("task stopped: %s", exc)
         return 128 + signal.SIGTERM
