@@ -84,7 +84,6 @@ with DAG("sense"):
         assert (tt.state, tt.end_reason) == ("success", "success")
 
 
-
 def test_reschedule_frees_the_slot_for_another_task(settings: Settings, db: Database, tmp_path: Path) -> None:
     """With parallelism 1 a poke-mode sensor would hold the only slot; in reschedule mode the producer runs
     between two pokes of the sensor, in the slot the sensor gave back."""
@@ -142,7 +141,12 @@ with DAG("timeout"):
     run_id = parse_and_trigger(settings, db, "timeout")
     run_scheduler_until_done(settings, db, timeout=120)
     assert run_states(db) == {run_id: "failed"}
-    assert ti_states(db) == {"hard": "failed", "soft": "skipped", "after_hard": "upstream_failed", "after_soft": "skipped"}
+    assert ti_states(db) == {
+        "hard": "failed",
+        "soft": "skipped",
+        "after_hard": "upstream_failed",
+        "after_soft": "skipped",
+    }
     assert tries_per_ti(db) == {"hard": [1], "soft": [1]}  # a sensor's timeout uses no retry
     with db.session() as session:
         hard = session.scalars(select(TaskTry).where(TaskTry.task_id == "hard")).one()
