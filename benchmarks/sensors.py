@@ -7,13 +7,12 @@ under ``headrace scheduler`` (local executor, ``core.parallelism``
 
 While the file is missing (``--wait`` seconds) the benchmark samples, every
 0.2 s: the task instances by state (``queued`` + ``running`` hold executor and
-pool slots), and the processes of tries — every process under the scheduler
-whose environment carries the try marker (``HEADRACE_TRY_ID``), i.e. task
-processes and what they started — and all the scheduler's descendants
-(supervisors, plus the fork server that stays ``executor.forkserver_idle_timeout``
-after the last try). Reported: how many samples found every sensor waiting in
-``up_for_reschedule`` and, in those, the most task processes, descendants and
-slots seen (the claim: 0 task processes, 0 slots, the fork server alone); the most slots and task processes at any sample
+pool slots), and the scheduler's process tree by depth — its children (the
+fork server, which stays ``executor.forkserver_idle_timeout`` after the last
+try), their children (supervisors, one per running try, and DAG parsing
+children) and anything deeper (task processes). Reported: how many samples
+found every sensor waiting in ``up_for_reschedule`` and, in those, the most
+processes at each depth and slots seen (the claim: 0 task processes, 0 slots); the most slots and task processes at any sample
 (at most ``parallelism`` while pokes run); the pokes made (``task_reschedule``
 rows) and the try numbers used (the claim: only 1). Then the file lands and
 the benchmark reports the seconds until every sensor succeeded.
@@ -45,8 +44,6 @@ with DAG("bench_sensors", schedule=None, start_date=datetime(2026, 1, 1), max_ac
                    timeout=3600)
 """
 
-MARKER = "HEADRACE_TRY_ID"
-
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
@@ -69,20 +66,45 @@ def _states(db_path: Path) -> dict[str, int]:
         return dict(conn.execute("SELECT state, count(*) FROM task_instance GROUP BY state").fetchall())
 
 
-def _processes(scheduler: psutil.Process) -> tuple[int, int]:
-    """``(try processes, all processes)`` under the scheduler: those carrying the try marker (task processes and
-    what they started), and every descendant (supervisors, the fork server, DAG parsing children too)."""
+def _parsed(db_path: Path) -> bool:
+    try:
+        with sqlite3.connect(db_path, timeout=30) as conn:
+            return conn.execute("SELECT 1 FROM dag WHERE dag_id = 'bench_sensors'").fetchone() is not None
+    except sqlite3.OperationalError:  # not migrated yet
+        return False
+
+
+def _processes(scheduler: psutil.Process) -> dict[str, int]:
+    """The scheduler's process tree by depth: the fork server (a child, started on demand), its children
+    (supervisors, one per running try, and DAG parsing children), and below them the task processes (and
+    whatever they started)."""
+    depth = {scheduler.pid: 0}
+    counts = {"scheduler_children": 0, "fork_server_children": 0, "task_processes": 0}
     try:
         descendants = scheduler.children(recursive=True)
     except psutil.Error:
-        return 0, 0
-    tries = 0
-    for proc in descendants:
-        try:
-            tries += MARKER in proc.environ()
-        except psutil.Error:
+        return counts
+    pending = list(descendants)
+    for _ in range(len(pending) + 1):  # parents before children, whatever order psutil gave
+        if not pending:
+            break
+        rest = []
+        for proc in pending:
+            try:
+                parent = proc.ppid()
+            except psutil.Error:
+                continue
+            if parent in depth:
+                depth[proc.pid] = depth[parent] + 1
+            else:
+                rest.append(proc)
+        pending = rest
+    for pid, d in depth.items():
+        if pid == scheduler.pid:
             continue
-    return tries, len(descendants)
+        key = "scheduler_children" if d == 1 else "fork_server_children" if d == 2 else "task_processes"
+        counts[key] += 1
+    return counts
 
 
 def run(sensors: int, parallelism: int, interval: float, wait: float, timeout: float) -> dict[str, object]:
@@ -101,9 +123,10 @@ def run(sensors: int, parallelism: int, interval: float, wait: float, timeout: f
         db_path = home / "headrace.db"
         try:
             deadline = time.monotonic() + 120
-            while "bench_sensors" not in _headrace(env, "dags", "list"):
+            while not _parsed(db_path):
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"the DAG was not parsed; see {home}/scheduler.err")
+                    tail = (home / "scheduler.err").read_text()[-3000:]
+                    raise SystemExit(f"the DAG was not parsed within 120 s; the scheduler said:\n{tail}")
                 time.sleep(0.5)
             _headrace(env, "dags", "unpause", "bench_sensors")
             _headrace(env, "dags", "trigger", "bench_sensors")
@@ -115,15 +138,14 @@ def run(sensors: int, parallelism: int, interval: float, wait: float, timeout: f
                     raise SystemExit(f"the sensors did not all poke within {timeout} s: {_states(db_path)}")
                 time.sleep(0.2)
             samples = all_waiting = 0
-            waiting_max = {"task_processes": 0, "scheduler_descendants": 0, "slots": 0}
-            any_max = {"task_processes": 0, "scheduler_descendants": 0, "slots": 0}
+            zero = {"scheduler_children": 0, "fork_server_children": 0, "task_processes": 0, "slots": 0}
+            waiting_max, any_max = dict(zero), dict(zero)
             end = time.monotonic() + wait
             while time.monotonic() < end:
                 states = _states(db_path)
-                tries, descendants = _processes(proc)
                 slots = states.get("queued", 0) + states.get("running", 0)
                 samples += 1
-                seen = {"task_processes": tries, "scheduler_descendants": descendants, "slots": slots}
+                seen = {**_processes(proc), "slots": slots}
                 any_max = {k: max(v, seen[k]) for k, v in any_max.items()}
                 if states.get("up_for_reschedule", 0) == sensors:
                     all_waiting += 1
