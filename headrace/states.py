@@ -93,11 +93,13 @@ TI_TRANSITIONS: dict[TaskInstanceState, frozenset[TaskInstanceState]] = {
     TI.SCHEDULED: frozenset({TI.QUEUED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.NONE, TI.SUCCESS, TI.FAILED, TI.REMOVED}),
     # A supervisor claims it; or the try never started (executor lost it → back
     # to scheduled; the supervisor could not start it → failed/up_for_retry).
-    # A user may mark it success; marking its DAG run failed skips it.
-    TI.QUEUED: frozenset({TI.RUNNING, TI.SCHEDULED, TI.FAILED, TI.UP_FOR_RETRY, TI.SUCCESS, TI.SKIPPED}),
+    # A user may mark it success; marking its DAG run failed skips it. Removed when its task left the DAG
+    # or its map index is past the mapped task's new length (Airflow's verify_integrity / revision).
+    TI.QUEUED: frozenset({TI.RUNNING, TI.SCHEDULED, TI.FAILED, TI.UP_FOR_RETRY, TI.SUCCESS, TI.SKIPPED, TI.REMOVED}),
     # The supervisor (or zombie detection) records the outcome of the try (a sensor's unmet poke in reschedule
-    # mode: up_for_reschedule); a user's mark success/failed changes the state and the supervisor stops the try.
-    TI.RUNNING: frozenset({TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE, TI.SKIPPED}),
+    # mode: up_for_reschedule); a user's mark success/failed changes the state and the supervisor stops the try;
+    # removed as a queued one is (the supervisor then stops the try too).
+    TI.RUNNING: frozenset({TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE, TI.SKIPPED, TI.REMOVED}),
     # Retry due → scheduled again; a user may fail it, mark it success or clear it;
     # marking its DAG run failed skips it.
     TI.UP_FOR_RETRY: frozenset({TI.SCHEDULED, TI.FAILED, TI.NONE, TI.SUCCESS, TI.SKIPPED, TI.REMOVED}),

@@ -432,8 +432,6 @@ class TaskPartial(Generic[P, R]):
             raise DagDefinitionError(
                 f"task {task.__name__!r}: its operator factory {operator_class!r} cannot be mapped"
             )
-        if task.role is not None:
-            raise DagDefinitionError(f"task {task.__name__!r}: headrace cannot map a @{task.role[0]} task yet")
         op_kwargs = dict(task.operator_kwargs)
         dag = op_kwargs.get("dag") or DagContext.current()
         group = group_of(dag, op_kwargs.get("task_group"))
@@ -453,6 +451,10 @@ class TaskPartial(Generic[P, R]):
         )
         mapped = MappedOperator.from_partial(partial, expand_input, expand_into="op_kwargs")
         mapped.pre_execute_hook = task.pre_execute_hook  # each index's operator gets it (MappedOperator.unmap)
+        if task.role is not None and task.role[0] == "setup":  # a mapped @setup / @teardown, as in Airflow
+            mapped.as_setup()
+        elif task.role is not None:
+            mapped.as_teardown(on_failure_fail_dagrun=task.role[1])
         for ref in find_xcom_args(self.kwargs):
             ref.operator.set_downstream(mapped)
         return XComArg(mapped)

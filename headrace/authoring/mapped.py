@@ -169,6 +169,23 @@ class MappedOperator(BaseOperator):
         operator.not_templates = {id(resolved[k]) for k in pulled_names(self.expand_input, resolved)}
         return operator
 
+    def unmap_for_callbacks(self, context: Context) -> BaseOperator:
+        """The operator of the task instance at ``context["map_index"]`` for callbacks run after its try ended
+        outside the task process (XCom is not available there): its arguments resolved when the input is all
+        literal (or ``context["ti"]`` can still pull them); otherwise its ``partial`` arguments with each mapped
+        argument ``None``. Returns this mapped operator itself when the operator refuses those arguments."""
+        try:
+            return self.unmap_for(context)
+        except Exception:  # noqa: BLE001 - an XCom it cannot pull, a value that does not fit: fall back below
+            pass
+        names = list(self.expand_input.value) if isinstance(self.expand_input, DictOfListsExpandInput) else []
+        try:
+            operator = self.unmap(dict.fromkeys(names))
+        except Exception:  # noqa: BLE001 - the operator's own checks refuse None: the mapped task stands in
+            return self
+        operator.not_templates = set()
+        return operator
+
     def unmap(self, mapped_kwargs: dict[str, Any]) -> BaseOperator:
         """The operator of one task instance: ``partial`` arguments plus ``mapped_kwargs``, outside any DAG
         context (its ``dag``, group and relatives are this task's)."""
@@ -182,6 +199,7 @@ class MappedOperator(BaseOperator):
         operator.task_group = self.task_group
         operator.pre_execute_hook = self.pre_execute_hook  # @task.run_if / skip_if given to the mapped task
         operator.params = self.params  # merged with the DAG's and groups' where the mapped task was made
+        operator.is_setup, operator.is_teardown = self.is_setup, self.is_teardown
         operator.upstream_task_ids = set(self.upstream_task_ids)
         operator.downstream_task_ids = set(self.downstream_task_ids)
         return operator

@@ -288,8 +288,7 @@ class SetupTeardownMixin:
         self._on_failure_fail_dagrun = bool(value)
 
     def as_setup(self) -> Any:
-        """Mark this task a setup task; return it. Raises ``DagDefinitionError`` for a mapped task."""
-        _refuse_mapped(self, "as_setup")
+        """Mark this task a setup task (a mapped one too: each of its instances counts as a setup); return it."""
         self.is_setup = True
         return self
 
@@ -297,10 +296,9 @@ class SetupTeardownMixin:
         """Mark this task a teardown (trigger rule ``all_done_setup_success``); return it.
 
         ``setups`` (a task, XComArg or list of them) become setup tasks upstream
-        of it. ``on_failure_fail_dagrun=True`` lets its failure fail the DAG run.
-        Raises ``DagDefinitionError`` for a mapped task.
+        of it. ``on_failure_fail_dagrun=True`` lets its failure fail the DAG run. A mapped task may be a
+        teardown (each index waits for the setups, every instance of a mapped setup counted) as in Airflow.
         """
-        _refuse_mapped(self, "as_teardown")
         self.is_teardown = True
         self.trigger_rule = TriggerRule.ALL_DONE_SETUP_SUCCESS
         if on_failure_fail_dagrun is not None:
@@ -340,9 +338,3 @@ __all__ = [
     "relevant_setups",
     "setups_and_teardowns",
 ]
-
-
-def _refuse_mapped(task: Any, method: str) -> None:
-    """headrace does not run mapped setup or teardown tasks yet: say so instead of ignoring the mapping."""
-    if getattr(task, "expand_input", None) is not None:
-        raise DagDefinitionError(f"task {task.task_id!r}: {method}() on a mapped task is not supported by headrace yet")

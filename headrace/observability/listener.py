@@ -43,6 +43,8 @@ class TryInfo:
     cpu_seconds: float | None
     error: str | None = None
     """One line: the exception or the reason the supervisor gave."""
+    map_index: int = -1
+    """The task instance's map index (``-1`` for a task that is not mapped)."""
 
     @property
     def duration_seconds(self) -> float | None:

@@ -16,8 +16,8 @@ event              when
 — and the channels are ``email`` (when ``email_to`` is set) and ``webhook``
 (when ``webhook_url`` is set). With no channel configured nothing is written.
 
-Each row has a unique ``event_key`` ``<channel>|<event>|<dag_id>|<run_id>|<task_id>|<try_number>``,
-inserted with ``ON CONFLICT DO NOTHING``: the same event seen twice (two
+Each row has a unique ``event_key`` ``<channel>|<event>|<dag_id>|<run_id>|<task_id>|<try_number>``
+(``…|<try_number>|<map_index>`` for an index of a mapped task, so each failing index alerts), inserted with ``ON CONFLICT DO NOTHING``: the same event seen twice (two
 schedulers, a restart that re-reads it) still notifies exactly once per
 channel. :mod:`~headrace.observability.delivery` sends pending rows.
 
@@ -96,6 +96,8 @@ class Alert:
     run_id: str | None = None
     task_id: str | None = None
     try_number: int | None = None
+    map_index: int | None = None
+    """The index of a mapped task's instance (None, or ``-1``, for a task that is not mapped)."""
     state: str | None = None
     end_reason: str | None = None
     error: str | None = None
@@ -104,8 +106,16 @@ class Alert:
 
     @property
     def event_key(self) -> str:
-        """Identifies the event (without the channel)."""
-        return "|".join((self.event, self.dag_id, self.run_id or "", self.task_id or "", str(self.try_number or "")))
+        """Identifies the event (without the channel); an index of a mapped task adds ``|<map_index>``."""
+        parts = [self.event, self.dag_id, self.run_id or "", self.task_id or "", str(self.try_number or "")]
+        if self.mapped:
+            parts.append(str(self.map_index))
+        return "|".join(parts)
+
+    @property
+    def mapped(self) -> bool:
+        """True for an alert about one index of a mapped task."""
+        return self.map_index is not None and self.map_index >= 0
 
     def link(self, base_url: str) -> str:
         """The UI page of the task instance (or of the DAG run / DAG)."""
@@ -114,11 +124,15 @@ class Alert:
             url += f"/runs/{quote(self.run_id, safe='')}"
             if self.task_id:
                 url += f"/tasks/{quote(self.task_id, safe='')}"
+                if self.mapped:
+                    url += f"?map_index={self.map_index}"
         return url
 
     def subject(self) -> str:
-        """One line, e.g. ``[headrace] failed: etl.load (run manual__…, try 2)``."""
+        """One line, e.g. ``[headrace] failed: etl.load (run manual__…, try 2)``; ``etl.load[3]`` for map index 3."""
         what = f"{self.dag_id}.{self.task_id}" if self.task_id else f"DAG {self.dag_id}"
+        if self.mapped:
+            what += f"[{self.map_index}]"
         extra = [f"run {self.run_id}"] if self.run_id else []
         if self.try_number:
             extra.append(f"try {self.try_number}")
@@ -130,6 +144,7 @@ class Alert:
         for name, value in (
             ("Run", self.run_id),
             ("Task", self.task_id),
+            ("Map index", self.map_index if self.mapped else None),
             ("Try", self.try_number),
             ("State", self.state),
             ("End reason", self.end_reason),
@@ -162,6 +177,7 @@ def try_alert(info: TryInfo) -> Alert | None:
         run_id=info.run_id,
         task_id=info.task_id,
         try_number=info.try_number,
+        map_index=info.map_index,
         state=info.state,
         end_reason=info.end_reason,
         error=info.error,

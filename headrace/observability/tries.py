@@ -18,6 +18,7 @@ _COLUMNS = (
     TaskTry.task_id,
     TaskTry.run_id,
     TaskTry.try_number,
+    TaskTry.map_index,
     TaskTry.state,
     TaskTry.end_reason,
     TaskTry.start_date,
@@ -44,6 +45,7 @@ def _info(r: Any) -> TryInfo:
         peak_rss_bytes=r.peak_rss_bytes,
         cpu_seconds=r.cpu_seconds,
         error=r.error,
+        map_index=r.map_index,
     )
 
 

@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import update
 
 from headrace.authoring.context import RunInfo, build_context
+from headrace.authoring.mapped import MappedOperator
 from headrace.dagfiles.loader import load_dags
 from headrace.db import queries
 from headrace.db.engine import Database
@@ -75,6 +76,8 @@ class CallbackRequest:
     """For a zombie's task callbacks: why the try was ended (``context["exception"]``)."""
     log_path: str | None = None
     """For a zombie's task callbacks: the try's log file, which gets the callback's output."""
+    map_index: int = -1
+    """For a zombie's task callbacks: the task instance's map index (``-1``: not mapped)."""
 
 
 class _EndedTI:
@@ -84,6 +87,7 @@ class _EndedTI:
         assert request.task_id is not None
         self.dag_id, self.task_id, self.run_id = request.dag_id, request.task_id, request.run.run_id
         self.try_number, self.max_tries = request.try_number, max_tries
+        self.map_index = request.map_index
 
     def xcom_push(self, key: str, value: Any) -> None:
         raise XComError("XCom is not available to callbacks of a try ended as a zombie")
@@ -108,6 +112,8 @@ def _zombie_task_callbacks(dag: Any, request: CallbackRequest) -> None:
     task = dag.get_task(request.task_id)
     context = build_context(dag, task, request.run, _EndedTI(request, task.retries))
     context["exception"] = RuntimeError(request.error)
+    if isinstance(task, MappedOperator):  # the operator of this map index, as the task process had it
+        context["task"] = task.unmap_for_callbacks(context)
     try:
         task_process.run_callbacks(task, TaskInstanceState(request.state), context)
     finally:

@@ -1,9 +1,10 @@
 """An in-memory cache of serialized DAGs by ``dag_version.id``, with each DAG's task order.
 
 A ``dag_version`` row never changes once written, so its parsed form can be
-kept for the life of the scheduler. A run is bound to the version it was
-created with (``dag_run.dag_version_id``), so a DAG file edited mid-run does
-not change the graph of runs already under way.
+kept for the life of the scheduler. A run is read with its own version
+(``dag_run.dag_version_id``); an unfinished run moves to its DAG's new version
+when one is parsed (:mod:`headrace.scheduler.integrity`, Airflow 3's
+``verify_integrity``), a finished one keeps the version it ran with.
 """
 
 from __future__ import annotations

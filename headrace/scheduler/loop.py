@@ -78,7 +78,7 @@ from headrace.observability.listener import Listener, Listeners, RunInfo
 from headrace.observability.notifications import AlertConfig, Notifier
 from headrace.observability.statsd import statsd_listener_from_settings
 from headrace.observability.tries import ended_tries
-from headrace.scheduler import housekeeping, lease, readiness, runs
+from headrace.scheduler import housekeeping, integrity, lease, readiness, runs
 from headrace.scheduler.callbacks import DEADLINE_MISSED, CallbackRequest, CallbackRunner
 from headrace.scheduler.clock import Clock, SystemClock
 from headrace.scheduler.dagcache import DagCache
@@ -101,6 +101,7 @@ class Step(Flag):
     QUEUE_READY = auto()
     FINISH_RUNS = auto()
     RUN_CALLBACKS = auto()
+    FOLLOW_VERSIONS = auto()
 
 
 def run(
@@ -396,7 +397,7 @@ class Scheduler:
         for fileloc, seconds, ok in stats.parsed if self.listeners else ():
             self.listeners.emit("on_dag_file_parsed", fileloc, seconds, ok)
         if parsed:
-            self.asked |= Step.CREATE_RUNS
+            self.asked |= Step.CREATE_RUNS | Step.FOLLOW_VERSIONS
         return parsed
 
     def begin_loop(self, now: datetime) -> None:
@@ -444,8 +445,11 @@ class Scheduler:
         return started
 
     def examine_runs(self, now: datetime) -> int:
-        """Decide the task instances of the runs that changed (of every run on a full pass, a due retry or a due
+        """Move unfinished runs to their DAG's new version (after a parse, and on a full pass), then decide the
+        task instances of the runs that changed (of every run on a full pass, a due retry or a due
         poke)."""
+        if self._asked(Step.FOLLOW_VERSIONS) and integrity.follow_in_transaction(self.db, now, cache=self.cache):
+            self.runs_to_examine, self.asked = None, self.asked | Step.FINISH_RUNS
         run_ids, self.runs_to_examine = self.runs_to_examine, set()
         if self.retry_due is not None and self.retry_due <= now:
             run_ids = None

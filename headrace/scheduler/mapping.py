@@ -260,8 +260,7 @@ def expand(
     return list(ids)
 
 
-_KEEP = frozenset({TaskInstanceState.QUEUED.value, TaskInstanceState.RUNNING.value, TaskInstanceState.REMOVED.value})
-"""States a revision leaves as they are: a try holds the instance, or it is removed already."""
+_ACTIVE = frozenset({TaskInstanceState.QUEUED.value, TaskInstanceState.RUNNING.value})
 
 
 def revise(
@@ -282,7 +281,9 @@ def revise(
     downstream task does not read their old values); missing indices are created in state ``none``. A new
     length of 0 makes index 0 ``skipped`` (so downstream tasks follow their trigger rules, as for a first
     expansion to nothing) and the others ``removed``; a length past ``max_map_length`` (not for an all-literal
-    input, as at the first expansion) fails the instances in ``none`` (``map_length_exceeded``). Instances queued or running are left alone.
+    input, as at the first expansion) fails the instances in ``none`` (``map_length_exceeded``). An index past
+    the new length that is queued or running is removed too, as in Airflow: its supervisor sees the state change
+    at its next heartbeat and stops the try (end reason ``externally_set``), and no trigger rule counts it.
 
     Returns task instance id → (its map index, its new state: ``none`` for created ones), or None when the length is not
     known yet (an upstream task has not finished).
@@ -321,23 +322,15 @@ def revise(
         return changed
     removed: list[int] = []
     for row in rows:
-        if row.map_index < length or row.state in _KEEP:
+        if row.map_index < length or row.state == TaskInstanceState.REMOVED.value:
             continue
         current = TaskInstanceState(row.state)
         skip = length == 0 and row.map_index == 0 and can_transition(current, TaskInstanceState.SKIPPED)
         new = TaskInstanceState.SKIPPED if skip else TaskInstanceState.REMOVED
         extra: dict[str, Any] = {"end_reason": "skipped"} if new is TaskInstanceState.SKIPPED else {}
-        if set_ti_state(
-            session,
-            row.id,
-            current,
-            new,
-            next_retry_at=None,
-            start_date=now,
-            end_date=now,
-            updated_at=now,
-            **extra,
-        ):
+        if row.state not in _ACTIVE:  # a try under way keeps its start (the supervisor stops it)
+            extra["start_date"] = now
+        if set_ti_state(session, row.id, current, new, next_retry_at=None, end_date=now, updated_at=now, **extra):
             changed[row.id] = (row.map_index, new)
             removed.append(row.map_index)
     if removed:

@@ -61,6 +61,7 @@ class ZombieReports:
             peak_rss_bytes=tt.peak_rss_bytes if tt is not None else None,
             cpu_seconds=tt.cpu_seconds if tt is not None else None,
             error=why,
+            map_index=ti.map_index,
         )
         self._pending.append((info, ti.dag_run_id, tt.log_path if tt is not None else None, in_sync and tt is not None))
 
@@ -91,6 +92,7 @@ class ZombieReports:
                             try_number=info.try_number,
                             error=info.error or "",
                             log_path=log_path,
+                            map_index=info.map_index,
                         )
                     )
         self.callbacks.start(requests)

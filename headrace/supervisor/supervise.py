@@ -186,8 +186,9 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
     state = next_state(result.outcome, request.try_number, current.start.max_tries)
     try_state = state
     if result.end_reason is EndReason.EXTERNALLY_SET:
-        # The try row says what became of it: the state the user set if that ends a try, else failed.
-        try_state = {s.value: s for s in (TI.SUCCESS, TI.FAILED, TI.SKIPPED, TI.UP_FOR_RETRY)}.get(
+        # The try row says what became of it: the state the user (or the scheduler: removed) set if that
+        # ends a try, else failed.
+        try_state = {s.value: s for s in (TI.SUCCESS, TI.FAILED, TI.SKIPPED, TI.UP_FOR_RETRY, TI.REMOVED)}.get(
             result.external_state or "", TI.FAILED
         )
         state = try_state

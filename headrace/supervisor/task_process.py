@@ -573,6 +573,8 @@ def callback_main(start: TaskStart, state: TaskInstanceState, error: str, log_fd
             conf_overrides_params=start.conf_overrides_params,
         )
         context["exception"] = RuntimeError(error)
+        if isinstance(task, MappedOperator):  # the operator of this map index, as the task process had it
+            context["task"] = task.unmap_for_callbacks(context)
         run_callbacks(task, state, context)
         return 0
     except BaseException as exc:  # noqa: BLE001

@@ -147,6 +147,11 @@ class _Kill:
     """With ``externally_set``: the state someone else set."""
 
 
+def _who(state: str | None) -> str:
+    """Who sets a running task instance's state from outside: a user, or the scheduler removing a map index."""
+    return "by the scheduler: its task or map index left the run" if state == "removed" else "by a user"
+
+
 def classify(
     code: int,
     done: TaskDone | None,
@@ -558,7 +563,7 @@ class TaskWatch:
             kill,
             now,
             EndReason.EXTERNALLY_SET,
-            f"task instance was set to {kill.external_state}{also} from outside (by a user)",
+            f"task instance was set to {kill.external_state}{also} from outside ({_who(kill.external_state)})",
             "WARNING",
         )
 

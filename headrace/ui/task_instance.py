@@ -103,15 +103,14 @@ def upstream_of(session: Session, dag_id: str, run_id: str, task_id: str) -> dic
     task = run_tasks(session, run).get(task_id, {})
     upstream_ids = sorted(task.get("upstream_task_ids", ()))
     states: dict[str, str] = (
-        dict(
-            session.execute(
+        {
+            tid: state
+            for tid, state in session.execute(
                 select(TaskInstance.task_id, TaskInstance.state).where(
                     TaskInstance.dag_run_id == run.id, TaskInstance.task_id.in_(upstream_ids)
                 )
             )
-            .tuples()
-            .all()
-        )
+        }
         if upstream_ids
         else {}
     )

@@ -185,3 +185,29 @@ def test_python_operator_maps_over_op_args() -> None:
     with DAG("m", start_date=START, schedule=None):
         op = PythonOperator.partial(task_id="p", python_callable=lambda v: v).expand(op_args=[[1], [2]])
     assert isinstance(op.unmap({"op_args": [2]}), PythonOperator)
+
+
+def test_mapped_setup_and_teardown_are_kept_and_serialized() -> None:
+    """Airflow allows mapped setups and teardowns (``@setup`` / ``@teardown`` with ``expand``, ``as_setup()``,
+    ``as_teardown()``); each index's operator keeps the role."""
+    from headrace import setup, teardown
+
+    @setup
+    def make(n: int) -> int:
+        return n
+
+    @teardown
+    def drop(n: int) -> None:
+        return None
+
+    with DAG("mapped_roles", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        made = make.expand(n=[1, 2])
+        dropped = drop.expand(n=[1, 2])
+        made >> dropped
+        classic = BashOperator.partial(task_id="classic").expand(bash_command=["true"]).as_teardown(setups=made)
+    tasks = SerializedDag.from_dict(serialize_dag(dag)).tasks
+    assert (tasks["make"].is_setup, tasks["make"].is_teardown) == (True, False)
+    assert (tasks["drop"].is_teardown, tasks["drop"].trigger_rule) == (True, "all_done_setup_success")
+    assert tasks["classic"].is_teardown and "make" in tasks["classic"].upstream_task_ids
+    unmapped = classic.unmap({"bash_command": "true"})
+    assert unmapped.is_teardown and not isinstance(unmapped, MappedOperator)

@@ -34,7 +34,9 @@ def test_sqlite_tables_use_autoincrement(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'h.db'}")
     migrate(db)
     with db.engine.connect() as conn:
-        sql = dict(conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")).tuples().all())
+        sql = {
+            name: ddl for name, ddl in conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+        }
     db.dispose()
     assert [t for t in TABLES if "AUTOINCREMENT" not in sql[t]] == []
 

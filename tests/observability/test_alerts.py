@@ -183,3 +183,53 @@ def test_task_callbacks_from_default_args_and_dag_callbacks(settings: Settings, 
         "the four callbacks' lines",
     )
     assert lines == ["dag_failure manual", "failure flaky:2", "retry flaky:1", "success ok:1"]
+
+
+MAPPED_FAILS = """
+    from headrace import DAG, task
+
+    @task
+    def check(n):
+        if n % 2:
+            raise RuntimeError(f"odd {n}")
+        return n
+
+    with DAG("mapped_alerts"):
+        check.expand(n=[0, 1, 2, 3])
+"""
+
+
+def test_each_failing_index_of_a_mapped_task_alerts(settings: Settings, db: Database, webhook: WebhookReceiver) -> None:
+    """Indices 1 and 3 fail on their first try: two ``failed`` alerts (keyed per map index), each naming its
+    index and linking to its page; a second sight of the same event writes nothing."""
+    settings = alert_settings(settings, webhook_url=webhook.url)
+    write_dag(settings, "mapped_alerts", MAPPED_FAILS)
+    run = run_dag(settings, db, "mapped_alerts", until=lambda: count(db, Notification.sent_at.is_not(None)) == 3)
+    assert run.state == "failed"
+    with db.session() as session:
+        keys = sorted(session.scalars(select(Notification.event_key).where(Notification.event == "failed")))
+    assert keys == [f"webhook|failed|mapped_alerts|{run.run_id}|check|1|{i}" for i in (1, 3)]
+    texts = sorted(b["text"] for b in webhook.bodies if "] failed:" in b["text"])
+    assert [t.splitlines()[0] for t in texts] == [
+        f"[headrace] failed: mapped_alerts.check[{i}] (run {run.run_id}, try 1)" for i in (1, 3)
+    ]
+    assert "Map index: 1" in texts[0] and "Error: RuntimeError: odd 1" in texts[0]
+    assert f"/runs/{quote(run.run_id, safe='')}/tasks/check?map_index=3" in texts[1]
+
+    config = AlertConfig.from_settings(settings)
+    seen_again = TryInfo(
+        dag_id="mapped_alerts",
+        task_id="check",
+        run_id=run.run_id,
+        try_number=1,
+        state="failed",
+        end_reason="exception",
+        queued_at=None,
+        start_date=None,
+        end_date=datetime.now(UTC),
+        peak_rss_bytes=None,
+        cpu_seconds=None,
+        map_index=3,
+    )
+    Notifier(db, config).on_try_finished(seen_again)
+    assert count(db, Notification.event == "failed") == 2
