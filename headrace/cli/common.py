@@ -28,6 +28,7 @@ STATE_STYLES = {
     "failed": "red",
     "upstream_failed": "dark_orange",
     "up_for_retry": "yellow",
+    "up_for_reschedule": "turquoise2",
     "running": "bright_green",
     "queued": "grey62",
     "scheduled": "tan",

@@ -29,7 +29,14 @@ from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun, TaskInstance, TaskTry, XCom
-from headrace.exceptions import DagNotFound, DagRunNotFound, HeadraceError, InvalidRequest, SkipTask
+from headrace.exceptions import (
+    DagNotFound,
+    DagRunNotFound,
+    HeadraceError,
+    InvalidRequest,
+    RescheduleTask,
+    SkipTask,
+)
 from headrace.scheduler.past import past_reason
 from headrace.scheduler.user_actions import clear_task_instances, run_dag
 from headrace.secrets_store import DatabaseSecrets, stored_secrets_masker
@@ -394,6 +401,9 @@ def test_cmd(
             ti.xcom_push(key, value)
     except SkipTask as exc:
         console.print(f"{task_id}: {styled('skipped')} ({exc})")
+        return
+    except RescheduleTask as exc:  # a sensor in reschedule mode whose poke found its condition unmet
+        console.print(f"{task_id}: {styled('up_for_reschedule')} (the condition is not met yet; {exc})")
         return
     except Exception as exc:  # noqa: BLE001 - whatever the task's code raised is its failure, shown here
         console.print_exception(max_frames=8)

@@ -30,6 +30,7 @@ from headrace.supervisor.protocol import (
     GetConnection,
     GetDagRunState,
     GetMappedItems,
+    GetTaskRescheduleStartDate,
     GetVariable,
     GetXCom,
     MappedItems,
@@ -37,11 +38,13 @@ from headrace.supervisor.protocol import (
     SetXCom,
     SkipTasks,
     TaskChannel,
+    TaskRescheduleStartDate,
     TriggerDagRun,
     VariableValue,
     XComValue,
     rendered_field_text,
 )
+from headrace.types import Context
 
 log = logging.getLogger("headrace.task")
 
@@ -206,6 +209,21 @@ class ChannelTI:
         response = self._ask_dag_runs(GetDagRunState(dag_id=dag_id, run_id=run_id))
         assert isinstance(response, DagRunStateValue)
         return response.state
+
+    def get_first_reschedule_date(self, context: Context) -> datetime | None:
+        """When this task instance's first poke in reschedule mode began, counting the tries since it was last
+        cleared (Airflow's rule: a sensor's ``timeout`` spans its retries); None if no poke was rescheduled.
+
+        Raises ``XComError`` when asked from a callback run after the task process ended.
+        """
+        if self._channel is None:
+            raise XComError("the reschedule history is not available in callbacks run after the task process ended")
+        task = context.get("task")
+        retries = int(getattr(task, "retries", 0) or 0)
+        response = self._channel.request(GetTaskRescheduleStartDate(try_number=max(1, self.max_tries - retries + 1)))
+        if isinstance(response, Error):
+            raise XComError(response.message)
+        return response.start_date if isinstance(response, TaskRescheduleStartDate) else None
 
     def record_rendered_fields(self, task: BaseOperator) -> None:
         """Send the task's rendered template fields (masked) to be recorded; a refusal is logged, never raised."""

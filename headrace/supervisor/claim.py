@@ -9,7 +9,9 @@ Steps 1 and 2 of the life of a try (see :mod:`.supervise`):
    held at a gate, insert the ``task_try`` row (host, supervisor pid and start
    time, the task's true pid and start time, log path), clear the TI's XComs;
    commit, then open the gate — the task's code runs only once the claim is
-   committed.
+   committed. The next poke of a sensor in reschedule mode (the task instance
+   still carries its ``reschedule_date``) continues its try: the try's row is
+   reopened for this poke's processes instead (:func:`_reopen_try`).
 
 The statements are built once, with bind parameters (the fork server warms
 them: :func:`.supervise.warm_up`).
@@ -138,6 +140,8 @@ _LOAD = (
         _PREVIOUS.data_interval_end,
         _PREVIOUS.start_date,
         _PREVIOUS.end_date,
+        # Set for a sensor's next poke in reschedule mode: it continues the try (see _reopen_try).
+        TaskInstance.reschedule_date,
     )
     .join_from(TaskInstance, DagRun, TaskInstance.dag_run_id == DagRun.id)
     .outerjoin(DagVersion, DagRun.dag_version_id == DagVersion.id)
@@ -299,6 +303,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 task_entry,
                 map_index,
                 *previous,
+                reschedule_date,
             ) = row
             policy = _policy(task_entry) if task_id == request.task_id else None
             logical = logical_date or queued_at
@@ -356,6 +361,8 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                         process_start_time = ProcessIdentity.of(pid).start_time
                     except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
                         process_start_time = None
+            if own_row is None and reschedule_date is not None:
+                own_row = _reopen_try(conn, ti_pk, request.try_number, me, pid, process_start_time, now)
             if own_row is None:
                 result = conn.execute(
                     _INSERT_TRY,
@@ -398,6 +405,63 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
     if gate is not None:
         gate.open()
     return current
+
+
+_POKE_TRY = select(TaskTry.id).where(
+    TaskTry.task_instance_id == bindparam("ti_id"), TaskTry.try_number == bindparam("try_number")
+)
+_REOPEN_TRY = (
+    update(TaskTry)
+    .where(TaskTry.id == bindparam("row_id"))
+    .values(
+        state=TI.RUNNING.value,
+        hostname=bindparam("host"),
+        supervisor_pid=bindparam("supervisor_pid"),
+        supervisor_start_time=bindparam("supervisor_start_time"),
+        pid=bindparam("pid"),
+        process_start_time=bindparam("process_start_time"),
+        heartbeat_at=bindparam("now"),
+        end_date=None,
+        end_reason=None,
+        error=None,
+        exit_code=None,
+        signal=None,
+    )
+)
+
+
+def _reopen_try(
+    conn: Connection,
+    ti_id: int,
+    try_number: int,
+    me: ProcessIdentity,
+    pid: int | None,
+    process_start_time: float | None,
+    now: datetime,
+) -> int | None:
+    """A sensor's next poke in reschedule mode: reopen its try's row for this poke's processes (host, pids,
+    start times; ``running`` again, the last poke's end cleared; ``start_date`` stays the try's first poke).
+    Return the row's id, or None if the try has no row yet (then the claim inserts one).
+
+    The try's pokes are listed in ``task_reschedule``; the row always names the processes of the current one,
+    so zombie checks and re-adoption see them as any try's.
+    """
+    row_id: int | None = conn.execute(_POKE_TRY, {"ti_id": ti_id, "try_number": try_number}).scalar_one_or_none()
+    if row_id is None:
+        return None
+    conn.execute(
+        _REOPEN_TRY,
+        {
+            "row_id": row_id,
+            "host": me.host,
+            "supervisor_pid": me.pid,
+            "supervisor_start_time": me.start_time,
+            "pid": pid,
+            "process_start_time": process_start_time,
+            "now": now,
+        },
+    )
+    return row_id
 
 
 def _start_task(

@@ -18,6 +18,8 @@ unprompted; it answers each request with exactly one response, in order:
 * ``SetXCom`` / ``SkipTasks`` / ``SetRenderedFields`` → ``Ack`` (or ``Error``),
 * ``TriggerDagRun`` → ``DagRunTriggered``, ``GetDagRunState`` → ``DagRunStateValue`` (or ``Error``:
   the DAG is not found, its params refuse the conf, …),
+* ``GetTaskRescheduleStartDate`` → ``TaskRescheduleStartDate`` (a sensor in reschedule mode: when its
+  first poke began),
 * ``TaskDone`` → ``Ack``; it is the last message of a try.
 
 So the task process can use it as a blocking request/response channel with
@@ -194,8 +196,17 @@ class GetDagRunState(_Message):
     run_id: str
 
 
-Outcome = Literal["success", "failed", "skipped", "retry", "fail_no_retry"]
-"""How the task's code ended: returned; raised; SkipTask; RetryTask; FailTask."""
+class GetTaskRescheduleStartDate(_Message):
+    """Ask when this task instance's first poke in reschedule mode began, over tries ``>= try_number`` (a sensor's
+    ``timeout`` counts from it, Airflow's rule: ``try_number`` is the first try since the task was cleared)."""
+
+    type: Literal["get_task_reschedule_start_date"] = "get_task_reschedule_start_date"
+    try_number: int
+
+
+Outcome = Literal["success", "failed", "skipped", "retry", "fail_no_retry", "reschedule"]
+"""How the task's code ended: returned; raised; SkipTask; RetryTask; FailTask; RescheduleTask (a sensor's
+unmet poke in reschedule mode)."""
 
 
 class TaskDone(_Message):
@@ -214,6 +225,8 @@ class TaskDone(_Message):
     started: bool = True
     rendered_map_index: str | None = None
     """The task's ``map_index_template`` rendered at the end of its code (None: no template, or not rendered)."""
+    reschedule_date: datetime | None = None
+    """With outcome ``reschedule``: when the next poke is due (UTC-aware)."""
 
 
 # --- supervisor → task process -------------------------------------------------
@@ -274,6 +287,13 @@ class DagRunStateValue(_Message):
     state: str | None
 
 
+class TaskRescheduleStartDate(_Message):
+    """Answer to ``GetTaskRescheduleStartDate``: the first poke's start (None: the task was not rescheduled)."""
+
+    type: Literal["task_reschedule_start_date"] = "task_reschedule_start_date"
+    start_date: datetime | None
+
+
 class Ack(_Message):
     """Answer to a request that returns nothing: done."""
 
@@ -297,10 +317,21 @@ Request = (
     | GetConnection
     | TriggerDagRun
     | GetDagRunState
+    | GetTaskRescheduleStartDate
     | TaskDone
 )
 """Any message the task process sends."""
-Response = XComValue | MappedItems | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error
+Response = (
+    XComValue
+    | MappedItems
+    | VariableValue
+    | ConnectionValue
+    | DagRunTriggered
+    | DagRunStateValue
+    | TaskRescheduleStartDate
+    | Ack
+    | Error
+)
 """Any message the supervisor sends."""
 
 TaskRequest = Annotated[Request, Field(discriminator="type")]

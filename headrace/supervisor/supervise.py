@@ -198,6 +198,9 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         if delay is None:
             delay = current.policy.retry_delay_for(request.try_number) if current.policy else 0.0
         next_retry_at = now + timedelta(seconds=max(0.0, delay))
+    reschedule_date = None
+    if state is TI.UP_FOR_RESCHEDULE:  # a sensor's unmet poke: its next one, in this same try
+        reschedule_date = result.reschedule_date or now
     outcome = Outcome(
         ti_id=request.ti_id,
         try_number=request.try_number,
@@ -216,12 +219,15 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         processes_killed=result.processes_killed,
         rendered_fields=current.watch.rendered_fields if current.watch is not None else None,
         rendered_map_index=current.watch.rendered_map_index if current.watch is not None else None,
+        reschedule_date=reschedule_date,
+        poke_start_date=current.start.start_date if reschedule_date is not None else None,
     )
     won = _write_outcome(settings, db, current, outcome)
     summary = _summary(result)
     current.say(
         f"try {request.try_number} ended: {state.value} ({result.end_reason.value}); {summary}"
         + (f"; next try after {next_retry_at.isoformat()}" if next_retry_at else "")
+        + (f"; next poke at {reschedule_date.isoformat()}" if reschedule_date else "")
     )
     if not won and result.end_reason is not EndReason.EXTERNALLY_SET:
         current.say(

@@ -48,6 +48,7 @@ from headrace.exceptions import (
     ConfigError,
     FailTask,
     ParamValidationError,
+    RescheduleTask,
     RetryTask,
     SkipTask,
     TaskNotFound,
@@ -259,7 +260,7 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             log.error("task %s: %s", start.task_id, exc)
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
-        outcome, error, delay = _execute(task, context, ti, start.max_map_length)
+        outcome, error, delay, reschedule = _execute(task, context, ti, start.max_map_length)
         state = next_state(outcome, start.try_number, start.max_tries)
         run_callbacks(task, state, context)
         if error is not None:
@@ -268,8 +269,12 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
         label = masker.mask(ti.rendered_map_index) if ti.rendered_map_index is not None else None
         if label is not None:
             log.info("map index rendered as %s", label)
-        channel.request(TaskDone(outcome=outcome, error=error, retry_delay=delay, rendered_map_index=label))
-        return 0 if outcome in ("success", "skipped") else 1
+        channel.request(
+            TaskDone(
+                outcome=outcome, error=error, retry_delay=delay, rendered_map_index=label, reschedule_date=reschedule
+            )
+        )
+        return 0 if outcome in ("success", "skipped", "reschedule") else 1
     except TaskTerminated as exc:
         log.error("task stopped: %s", exc)
         return 128 + signal.SIGTERM
@@ -283,9 +288,9 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
 
 def _execute(
     task: BaseOperator, context: Context, ti: ChannelTI, max_map_length: int = 1024
-) -> tuple[Outcome, str | None, float | None]:
+) -> tuple[Outcome, str | None, float | None, datetime | None]:
     """Unmap (a mapped task), render, execute, label (``map_index_template``) and push the result; return
-    ``(outcome, error, retry_delay)``.
+    ``(outcome, error, retry_delay, reschedule_date)``.
 
     Once the task's code has started (``pre_execute`` hooks, callbacks, ``execute``), its label is rendered as
     Airflow does: after a success a template that cannot render fails the try; after an exception (a failure,
@@ -307,14 +312,17 @@ def _execute(
         running = False
         ti.rendered_map_index = render_map_index(context)
         _push_result(task, result, ti, max_map_length)
-        return "success", None, None
+        return "success", None, None, None
     except SkipTask as exc:
         log.info("task skipped: %s", _text(exc) or "SkipTask")
-        return "skipped", None, None
+        return "skipped", None, None, None
+    except RescheduleTask as exc:  # a sensor's unmet poke in reschedule mode: this process ends, the try goes on
+        log.info("poke done; the sensor's next poke is due at %s", exc.reschedule_date.isoformat())
+        return "reschedule", None, None, exc.reschedule_date
     except FailTask as exc:
         context["exception"] = exc
         log.error("task failed without retry (FailTask): %s", _text(exc))
-        return "fail_no_retry", _one_line(exc), None
+        return "fail_no_retry", _one_line(exc), None, None
     except RetryTask as exc:
         context["exception"] = exc
         log.error(
@@ -322,13 +330,13 @@ def _execute(
             f" in {exc.delay:g} s" if exc.delay is not None else "",
             _text(exc),
         )
-        return "retry", _one_line(exc), exc.delay
+        return "retry", _one_line(exc), exc.delay, None
     except (TaskTerminated, SupervisorGone):
         raise
     except BaseException as exc:  # noqa: BLE001 - any exception (even SystemExit) fails the try
         context["exception"] = exc
         log.error("task failed with %s\n%s", _one_line(exc), _traceback(exc))
-        return "failed", _one_line(exc), None
+        return "failed", _one_line(exc), None, None
     finally:
         if running:  # the task's code raised: label the index anyway, never masking its error
             try:

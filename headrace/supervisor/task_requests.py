@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from headrace import secrets_store
 from headrace.crypto import Encryptor
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, DagVersion, TaskMap, XCom
+from headrace.db.models import DagRun, DagVersion, TaskMap, TaskReschedule, XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
 from headrace.db.outage import retry_through_outage
 from headrace.db.skip_marks import record_skip_mark
@@ -37,11 +37,13 @@ from headrace.supervisor.protocol import (
     GetConnection,
     GetDagRunState,
     GetMappedItems,
+    GetTaskRescheduleStartDate,
     GetVariable,
     GetXCom,
     MappedItems,
     SetXCom,
     SkipTasks,
+    TaskRescheduleStartDate,
     TriggerDagRun,
     VariableValue,
     XComValue,
@@ -239,7 +241,31 @@ def get_connection(db: Database, encryptor: Encryptor, message: GetConnection) -
     return ConnectionValue(connection=None if conn is None else conn.to_dict())
 
 
-Answer = XComValue | MappedItems | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error
+def get_reschedule_start_date(
+    db: Database, target: TryTarget, message: GetTaskRescheduleStartDate
+) -> TaskRescheduleStartDate:
+    """The earliest ``start_date`` of the task instance's ``task_reschedule`` rows with ``try_number >=`` the
+    one asked (None: no poke was rescheduled since that try)."""
+    with db.read_session() as session:
+        start = session.scalar(
+            select(func.min(TaskReschedule.start_date)).where(
+                TaskReschedule.task_instance_id == target.ti_id, TaskReschedule.try_number >= message.try_number
+            )
+        )
+    return TaskRescheduleStartDate(start_date=start)
+
+
+Answer = (
+    XComValue
+    | MappedItems
+    | VariableValue
+    | ConnectionValue
+    | DagRunTriggered
+    | DagRunStateValue
+    | TaskRescheduleStartDate
+    | Ack
+    | Error
+)
 """What :func:`handle` answers."""
 
 
@@ -253,7 +279,8 @@ def handle(
     | GetVariable
     | GetConnection
     | TriggerDagRun
-    | GetDagRunState,
+    | GetDagRunState
+    | GetTaskRescheduleStartDate,
     xcom_max_size: int,
     encryptor: Callable[[], Encryptor],
     *,
@@ -283,6 +310,8 @@ def handle(
             return trigger_dag_run(db, message)
         if isinstance(message, GetDagRunState):
             return get_dag_run_state(db, message)
+        if isinstance(message, GetTaskRescheduleStartDate):
+            return get_reschedule_start_date(db, target, message)
         return skip_tasks(db, target, message)
 
     try:

@@ -112,7 +112,8 @@ class WatchResult:
     """How a try ended, as the supervisor establishes it."""
 
     outcome: str
-    """``success``, ``skipped``, ``failed``, ``retry`` or ``fail_no_retry`` (see ``outcome.next_state``)."""
+    """``success``, ``skipped``, ``failed``, ``retry``, ``fail_no_retry`` or ``reschedule`` (see
+    ``outcome.next_state``)."""
     end_reason: EndReason
     error: str | None = None
     """One-line error for a failed try."""
@@ -130,6 +131,8 @@ class WatchResult:
     """Processes of the try still running once the task process had ended (escaped descendants)."""
     processes_killed: int | None = None
     """Of those, how many the supervisor killed."""
+    reschedule_date: datetime | None = None
+    """With outcome ``reschedule``: when the sensor's next poke is due."""
 
 
 @dataclass
@@ -186,8 +189,19 @@ def classify(
         if not done.started:
             reason = EndReason.NOT_STARTED
         else:
-            reason = {"success": EndReason.SUCCESS, "skipped": EndReason.SKIPPED}.get(done.outcome, EndReason.FAILED)
-        return replace(base, outcome=done.outcome, end_reason=reason, error=done.error, retry_delay=done.retry_delay)
+            reason = {
+                "success": EndReason.SUCCESS,
+                "skipped": EndReason.SKIPPED,
+                "reschedule": EndReason.RESCHEDULED,
+            }.get(done.outcome, EndReason.FAILED)
+        return replace(
+            base,
+            outcome=done.outcome,
+            end_reason=reason,
+            error=done.error,
+            retry_delay=done.retry_delay,
+            reschedule_date=done.reschedule_date,
+        )
     if signum is not None:
         name = signal.Signals(signum).name if signum in signal.valid_signals() else str(signum)
         return replace(base, end_reason=EndReason.KILLED, error=f"task process killed by signal {name} ({signum})")
