@@ -48,6 +48,7 @@ from headrace.supervisor.protocol import (
     TaskDone,
     decode_request,
     encode,
+    is_notification,
 )
 from headrace.supervisor.task_requests import TryTarget, handle
 
@@ -314,14 +315,16 @@ class TaskWatch:
         try:
             message = decode_request(line)
         except ProtocolError as exc:
-            self._send(sock, Error(message=str(exc)))
+            if is_notification(line):  # nobody waits for an answer: the fields are not recorded
+                log.warning("task_try %d: rendered fields not recorded: %s", self.try_row_id, exc)
+            else:
+                self._send(sock, Error(message=str(exc)))
             return None
         if isinstance(message, TaskDone):
             self._send(sock, Ack())
             return message
-        if isinstance(message, SetRenderedFields):  # kept here, written with the outcome (no transaction now)
+        if isinstance(message, SetRenderedFields):  # a notification: kept, written with the outcome; no answer
             self.rendered_fields = dict(message.fields)
-            self._send(sock, Ack())
             return None
         self._send(
             sock,
