@@ -185,3 +185,14 @@ def test_python_operator_maps_over_op_args() -> None:
     with DAG("m", start_date=START, schedule=None):
         op = PythonOperator.partial(task_id="p", python_callable=lambda v: v).expand(op_args=[[1], [2]])
     assert isinstance(op.unmap({"op_args": [2]}), PythonOperator)
+
+
+def test_mapped_over_ids_are_kept_until_a_task_is_added() -> None:
+    with DAG("m", start_date=START, schedule=None) as dag:
+        add.partial(y=10).expand(x=numbers())
+        assert dag.mapped_over_ids() == frozenset({"numbers"})
+        assert dag.mapped_over_ids() is dag.mapped_over_ids()  # worked out once
+        BashOperator.partial(task_id="echo").expand(
+            bash_command=PythonOperator(task_id="cmds", python_callable=list).output
+        )
+    assert dag.mapped_over_ids() == frozenset({"numbers", "cmds"})
