@@ -18,7 +18,7 @@ for a zip. The task process gets the values back with :meth:`resolve`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,12 +196,17 @@ def check_expand_kwargs(kwargs: Any) -> Any:
 
 def mapped_over(tasks: Sequence[Any], task_id: str) -> bool:
     """Whether a mapped task (or mapped task group) of ``tasks`` maps over ``task_id``'s ``return_value``."""
+    return task_id in mapped_over_ids(tasks)
+
+
+def mapped_over_ids(tasks: Iterable[Any]) -> frozenset[str]:
+    """The ids of the tasks whose ``return_value`` a mapped task (or mapped task group) of ``tasks`` maps over."""
+    ids: set[str] = set()
     for task in tasks:
-        inputs = [task.expand_input] + [g.expand_input for g in task.task_groups_chain()]
-        for expand_input in inputs:
-            if expand_input is not None and any(ref.operator.task_id == task_id for ref in expand_input.references()):
-                return True
-    return False
+        for expand_input in [task.expand_input, *(g.expand_input for g in task.task_groups_chain())]:
+            if expand_input is not None:
+                ids.update(ref.operator.task_id for ref in expand_input.references())
+    return frozenset(ids)
 
 
 def map_length_of(value: Any, *, task_id: str, max_map_length: int) -> tuple[int, list[str] | None]:
@@ -233,5 +238,6 @@ __all__ = [
     "length_spec",
     "map_length_of",
     "mapped_over",
+    "mapped_over_ids",
     "prevent_duplicates",
 ]

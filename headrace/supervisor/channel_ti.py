@@ -226,15 +226,14 @@ class ChannelTI:
         return response.start_date if isinstance(response, TaskRescheduleStartDate) else None
 
     def record_rendered_fields(self, task: BaseOperator) -> None:
-        """Send the task's rendered template fields (masked) to be recorded; a refusal is logged, never raised."""
+        """Send the task's rendered template fields (masked) to be recorded with the outcome (a notification:
+        no answer is awaited)."""
         if self._channel is None or not task.template_fields:
             return
         fields = {name: rendered_field_text(getattr(task, name, None)) for name in task.template_fields}
         if self._masker is not None:
             fields = {name: self._masker.mask(text) for name, text in fields.items()}
-        response = self._channel.request(SetRenderedFields(try_number=self.try_number, fields=fields))
-        if isinstance(response, Error):
-            log.warning("rendered template fields not recorded: %s", response.message)
+        self._channel.send(SetRenderedFields(try_number=self.try_number, fields=fields))
 
 
 class ChannelSecrets:

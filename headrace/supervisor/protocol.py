@@ -9,13 +9,16 @@ Framing: newline-delimited JSON. Every message is one JSON object on one line
 picks the model from it (a discriminated union).
 
 Who speaks first: the task process. The supervisor never sends anything
-unprompted; it answers each request with exactly one response, in order:
+unprompted; it answers each request with exactly one response, in order —
+except ``SetRenderedFields``, a notification it answers with nothing (the task
+goes on at once instead of waiting a round trip; the supervisor keeps the
+fields and records them with the outcome):
 
 * ``GetXCom`` → ``XComValue`` (or ``Error``), ``GetMappedItems`` → ``MappedItems`` (or ``Error``),
 * ``GetVariable`` → ``VariableValue``, ``GetConnection`` → ``ConnectionValue``
   (or ``Error``; the values are decrypted plain text — the channel never
   leaves the machine, and the task process masks them in its log),
-* ``SetXCom`` / ``SkipTasks`` / ``SetRenderedFields`` → ``Ack`` (or ``Error``),
+* ``SetXCom`` / ``SkipTasks`` → ``Ack`` (or ``Error``),
 * ``TriggerDagRun`` → ``DagRunTriggered``, ``GetDagRunState`` → ``DagRunStateValue`` (or ``Error``:
   the DAG is not found, its params refuse the conf, …),
 * ``GetTaskRescheduleStartDate`` → ``TaskRescheduleStartDate`` (a sensor in reschedule mode: when its
@@ -149,7 +152,8 @@ class SetRenderedFields(_Message):
     """Record the task's template fields as this try rendered them (before ``execute``), for the UI.
 
     ``fields`` maps each template field's name to its text (:func:`rendered_field_text`), secrets the task
-    fetched already masked. A later try of the task instance replaces them.
+    fetched already masked. A later try of the task instance replaces them. A notification: sent with
+    :meth:`TaskChannel.send`, never answered (:func:`is_notification`).
     """
 
     type: Literal["set_rendered_fields"] = "set_rendered_fields"
@@ -354,6 +358,16 @@ def decode_request(line: bytes) -> Request:
         raise ProtocolError(f"bad message from task process: {exc}") from None
 
 
+def is_notification(line: bytes) -> bool:
+    """Whether ``line`` is a message the supervisor must not answer (``SetRenderedFields``), even one that
+    failed to decode: an answer nobody waits for would be read as the answer to the next request."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("type") == "set_rendered_fields"
+
+
 def decode_response(line: bytes) -> Response:
     """Parse one line from the supervisor. Raises ``ProtocolError``."""
     try:
@@ -393,6 +407,13 @@ class TaskChannel:
         sock.setblocking(True)
         self._sock = sock
         self._file = sock.makefile("rb")
+
+    def send(self, message: SetRenderedFields) -> None:
+        """Send a notification (no response comes). Raises ``SupervisorGone`` if the supervisor is gone."""
+        try:
+            self._sock.sendall(encode(message))
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise SupervisorGone(f"supervisor went away: {exc}") from None
 
     def request(self, message: Request) -> Response:
         """Send ``message`` and wait for its response."""
@@ -442,5 +463,6 @@ __all__ = [
     "decode_response",
     "dumps_value_list",
     "encode",
+    "is_notification",
     "rendered_field_text",
 ]

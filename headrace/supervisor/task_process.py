@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 from headrace.authoring.context import build_context, current_context
 from headrace.authoring.dag import DAG
-from headrace.authoring.expand_input import map_length_of, mapped_over
+from headrace.authoring.expand_input import map_length_of
 from headrace.authoring.mapped import MappedOperator, render_map_index
 from headrace.authoring.secrets import install_secrets_runtime
 from headrace.authoring.task import BaseOperator
@@ -348,7 +348,7 @@ def _execute(
 def _push_result(task: BaseOperator, result: Any, ti: ChannelTI, max_map_length: int) -> None:
     """Push the XComs of ``result``; the return value of an unmapped task a mapped task maps over carries its
     length (Airflow's ``task_map``), and must be a list or dict of at most ``max_map_length`` items."""
-    mapping = task.dag is not None and ti.map_index < 0 and mapped_over(list(task.dag.task_dict.values()), task.task_id)
+    mapping = task.dag is not None and ti.map_index < 0 and task.task_id in task.dag.mapped_over_ids()
     if mapping:
         try:
             length, keys = map_length_of(result, task_id=task.task_id, max_map_length=max_map_length)
