@@ -207,15 +207,20 @@ def test_running_index_past_the_new_length_is_removed_and_not_counted(
                     session, run, ["numbers", "square"], map_indexes={"square": [0]}, now=datetime.now(UTC)
                 )
                 assert len(result.cleared) == 2
-        _until(fast, db, processor, _ended(db))
+
+        def index_2_try(session_db: Database = db) -> list[tuple[str, str | None]]:
+            with session_db.read_session() as session:
+                rows = session.execute(
+                    select(TaskTry.state, TaskTry.end_reason).where(TaskTry.task_id == "square", TaskTry.map_index == 2)
+                ).all()
+            return [(r[0], r[1]) for r in rows]
+
+        # The run can end before the stopped try's supervisor has written its try row: wait for both.
+        _until(fast, db, processor, lambda: _ended(db)() and all(s != "running" for s, _ in index_2_try()))
         states = _states(db)
         assert {i: states[("square", i)] for i in range(3)} == {0: "success", 1: "success", 2: "removed"}
         assert states[("collect", -1)] == "success"  # it asserted it read [1, 4]
         assert _run_state(db) == "success"
-        with db.read_session() as session:
-            stopped = session.execute(
-                select(TaskTry.state, TaskTry.end_reason).where(TaskTry.task_id == "square", TaskTry.map_index == 2)
-            ).all()
-        assert [tuple(r) for r in stopped] == [("removed", "externally_set")]
+        assert index_2_try() == [("removed", "externally_set")]
     finally:
         processor.close()
