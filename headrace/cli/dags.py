@@ -305,7 +305,10 @@ def _run_test(db: Database, settings: Settings, run_pk: int) -> DagRun:
             if watcher.ended is not None:
                 stop.set()
 
-        loop.run(settings, db, make_executor(settings), processor=None, stop=stop, after_loop=after_loop)
+        # Only the test run: no scheduled runs of this DAG (unpaused for the test), nothing of other DAGs.
+        loop.run(
+            settings, db, make_executor(settings), processor=None, stop=stop, after_loop=after_loop, only_run=run_pk
+        )
         assert watcher.ended is not None
         final = watcher.ended
     return final

@@ -408,8 +408,10 @@ class Queuer:
         """Called with each request the executor accepted (the scheduler emits ``on_try_queued``)."""
         self._warned_pools: set[str] = set()
 
-    def queue_ready(self, db: Database, executor: Queueing, now: datetime) -> int:
-        """Queue as many scheduled task instances as the limits allow; return how many were queued."""
+    def queue_ready(self, db: Database, executor: Queueing, now: datetime, *, only_run: int | None = None) -> int:
+        """Queue as many scheduled task instances as the limits allow; return how many were queued.
+
+        ``only_run`` (a ``dag_run.id``, ``dags test``) queues that run's task instances alone."""
         open_slots = executor.open_slots()
         if open_slots <= 0:
             return 0
@@ -418,7 +420,7 @@ class Queuer:
             limits = QueueLimits(session, open_slots, self.parallelism)
             if limits.free <= 0:
                 return 0
-            candidates = queries.scheduled_tis(session, limit=max(limits.free * 4, 64))
+            candidates = queries.scheduled_tis(session, limit=max(limits.free * 4, 64), only_run=only_run)
             limits.dag_limit = queries.dag_limits(session, (ti.dag_id for ti in candidates))
             limits.load_task_limits(session, candidates, self.cache)
             for ti in candidates:

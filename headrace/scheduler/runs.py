@@ -382,12 +382,13 @@ def create_backfill(
     raise ScheduleError(f"backfill of {dag_id!r} from {start} to {end} needs more than {MAX_BACKFILL_RUNS} runs")
 
 
-def start_queued_runs(session: Session, now: datetime) -> int:
+def start_queued_runs(session: Session, now: datetime, *, only_run: int | None = None) -> int:
     """Move queued runs to running, oldest logical date first, within each DAG's ``max_active_runs``.
 
     Runs of paused or inactive DAGs stay queued. Returns how many started.
+    ``only_run`` (a ``dag_run.id``, ``dags test``) starts that run alone.
     """
-    runs = queries.queued_runs(session)
+    runs = queries.queued_runs(session, only_run=only_run)
     if not runs:
         return 0
     dag_ids = {r.dag_id for r in runs}
@@ -404,7 +405,12 @@ def start_queued_runs(session: Session, now: datetime) -> int:
 
 
 def finish_runs(
-    session: Session, now: datetime, *, cache: DagCache, on_finished: Callable[[Any, DagRunState], None] | None = None
+    session: Session,
+    now: datetime,
+    *,
+    cache: DagCache,
+    on_finished: Callable[[Any, DagRunState], None] | None = None,
+    only_run: int | None = None,
 ) -> int:
     """End every running run whose task instances have all finished; return how many ended.
 
@@ -412,10 +418,11 @@ def finish_runs(
     ``success``; ``end_date = now``. A run's callbacks are handled afterwards
     by :mod:`headrace.scheduler.callbacks` (``callbacks_done`` stays False).
     ``on_finished(run_row, new_state)`` is called for each run ended (the
-    scheduler emits ``on_run_finished`` once the transaction committed).
+    scheduler emits ``on_run_finished`` once the transaction committed). ``only_run`` (a ``dag_run.id``,
+    ``dags test``) looks at that run alone.
     """
     finished = 0
-    for run in queries.finishable_runs(session):
+    for run in queries.finishable_runs(session, only_run=only_run):
         leaves = cache.get(session, run.dag_version_id).outcome_leaves
         states = queries.ti_states_of_run(session, run.id)
         failed = any(state in _LEAF_FAILURES for leaf in leaves for state in states.get(leaf, ()))
