@@ -30,7 +30,7 @@ order (``priority_weight`` descending, then the run's logical date) within:
 * the executor's open slots and ``core.parallelism`` (queued + running over
   all DAGs, so tries adopted after a restart count too);
 * each pool's free slots (``pool.slots`` minus the ``pool_slots`` of queued
-  and running task instances in it);
+  and running task instances in it; a pool of -1 slots has no limit, as in Airflow);
 * each DAG's ``max_active_tasks`` (its queued + running task instances);
 * each task's ``max_active_tis_per_dag`` (its queued + running instances over all runs) and
   ``max_active_tis_per_dagrun`` (in the instance's run), as in Airflow — for a mapped task, its indices.
@@ -47,6 +47,7 @@ the try always finds the committed row.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -324,7 +325,10 @@ class QueueLimits:
     ``max_active_tis_per_dag`` / ``max_active_tis_per_dagrun``."""
 
     def __init__(self, session: Session, open_slots: int, parallelism: int) -> None:
-        self.pool_free = queries.pool_sizes(session)
+        # An unlimited pool (-1 slots, Airflow's) never runs out: infinity minus any slots taken stays infinity.
+        self.pool_free: dict[str, float] = {
+            name: math.inf if slots == -1 else slots for name, slots in queries.pool_sizes(session).items()
+        }
         self.dag_active: dict[str, int] = {}
         active = 0
         for dag_id, pool, count, slots in queries.active_ti_usage(session):

@@ -246,10 +246,12 @@ def test_pools_set_list_delete(cli: Cli, db: Database) -> None:
     row = next(line for line in r.out.splitlines() if " etl " in line)
     assert [c.strip() for c in row.split("│")[1:7]] == ["etl", "2", "0", "0", "2", "fewer"]
     assert "default_pool" in r.out
-    r = cli("pools", "set", "etl", "-1", "x")
-    assert r.code != 0
-    r = cli("pools", "set", "etl", "--", "-1", "x")
-    assert r.code == 1 and "slots must be 0" in r.err
+    r = cli("pools", "set", "etl", "--", "-2", "x")
+    assert r.code == 1 and "slots must be -1 (unlimited) or 0 to" in r.err
+    r = cli("pools", "set", "etl", "--", "-1", "no limit")  # Airflow's unlimited
+    assert r.code == 0 and "pool etl has unlimited slot(s)" in r.out
+    row = next(line for line in cli("pools", "list").out.splitlines() if " etl " in line)
+    assert [c.strip() for c in row.split("│")[1:7]] == ["etl", "-1", "0", "0", "unlimited", "no limit"]
     r = cli("pools", "delete", "default_pool")
     assert r.code == 1 and "default_pool cannot be deleted" in r.err
     r = cli("pools", "delete", "nope")
