@@ -174,6 +174,7 @@ def trigger(
             run_id=run_id,
             now=datetime.now(UTC),
             max_conf_bytes=state.settings.get_int("api", "max_conf_bytes"),
+            allowed_run_id_pattern=state.settings.get_str("scheduler", "allowed_run_id_pattern"),
         )
         run_pk, created_run_id = run.id, run.run_id
         model = session.get(DagModel, dag_id)

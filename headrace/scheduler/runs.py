@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -61,6 +62,7 @@ from headrace.exceptions import (
     DagRunAlreadyExists,
     DagRunConfError,
     DagRunConfTooLarge,
+    InvalidRequest,
     ScheduleError,
 )
 from headrace.scheduler.dagcache import DagCache
@@ -274,6 +276,21 @@ def _active_dag(session: Session, dag_id: str) -> DagModel:
     return dag
 
 
+def check_run_id(run_id: str, pattern: str) -> None:
+    """Raise ``InvalidRequest`` (400) unless ``pattern`` (``scheduler.allowed_run_id_pattern``) matches all of
+    ``run_id`` (an invalid pattern also raises it, naming the setting)."""
+    try:
+        matched = re.fullmatch(pattern, run_id) is not None
+    except re.error as exc:
+        raise InvalidRequest(
+            f"scheduler.allowed_run_id_pattern {pattern!r} is not a valid regular expression: {exc}"
+        ) from None
+    if not matched:
+        raise InvalidRequest(
+            f"run_id {run_id!r} does not match scheduler.allowed_run_id_pattern {pattern!r}", run_id=run_id
+        )
+
+
 def trigger_dag(
     session: Session,
     dag_id: str,
@@ -283,6 +300,7 @@ def trigger_dag(
     run_id: str | None = None,
     now: datetime,
     max_conf_bytes: int | None = None,
+    allowed_run_id_pattern: str | None = None,
 ) -> DagRun:
     """Create a manual, queued run of ``dag_id`` and return it.
 
@@ -296,9 +314,13 @@ def trigger_dag(
     :func:`~headrace.authoring.params.resolve_params`); nothing is written then.
     ``max_conf_bytes`` (``api.max_conf_bytes``, given by the API, UI and CLI): a longer ``conf`` raises
     ``DagRunConfTooLarge`` (413) before anything else is looked at.
+    ``allowed_run_id_pattern`` (``scheduler.allowed_run_id_pattern``, given by the API, UI, CLI and the
+    supervisor for a user's ``run_id``): a ``run_id`` it does not match in full raises ``InvalidRequest`` (400).
     """
     if max_conf_bytes is not None:
         check_conf_size(conf, max_conf_bytes)
+    if run_id is not None and allowed_run_id_pattern is not None:
+        check_run_id(run_id, allowed_run_id_pattern)
     dag = _active_dag(session, dag_id)
     conf_dict = _check_conf(conf)
     when = ensure_aware(logical_date) if logical_date is not None else now

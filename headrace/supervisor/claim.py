@@ -431,6 +431,7 @@ def _start_task(
         ),
         self_fence_after=SELF_FENCE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
         containment=containment,
+        run_id_pattern=settings.get_str("scheduler", "allowed_run_id_pattern"),
     )
     start = current.start
     _, log_fd = try_log.polled_pipe()  # drained by the watch's select: no thread per try
