@@ -215,6 +215,8 @@ def test_tasks_state_and_clear(cli: Cli, cli_env: dict[str, str], settings: Sett
     p = clear("-t", "^boo", "--downstream", answer="n\n")
     assert p.returncode == 1, p.stdout + p.stderr
     assert "boom" in p.stdout and "after" in p.stdout and "fine" not in p.stdout
+    header = next(line for line in p.stdout.splitlines() if "run_id" in line)
+    assert [c.strip() for c in header.split("┃")[1:5]] == ["run_id", "task_id", "state", "not cleared because"]
     assert "nothing cleared" in p.stdout
     assert _states(db, "fails")["boom"] == "failed"
     # Without --downstream only the matching task; an end date before the run clears nothing.
