@@ -1,13 +1,16 @@
-"""Compare the try path of two headrace trees: ``launch.py`` run alternately on each, medians printed.
+"""Compare the try path of headrace trees: ``launch.py`` run alternately on each, medians printed.
 
-    python benchmarks/launch_compare.py BASE_DIR [--runs N] [--tries N] [--db sqlite|postgresql] [--task-seconds S]
+    python benchmarks/launch_compare.py BASE_DIR [OTHER_DIR ...] [--runs N] [--tries N] [--db sqlite|postgresql]
+        [--task-seconds S]
 
 ``BASE_DIR`` is another headrace source tree, e.g. a commit extracted with
 ``git archive 1d67dc7 | tar -x -C /tmp/base``; it is put first on ``PYTHONPATH``
 (the fork server and supervisors inherit it) and its own ``benchmarks/launch.py``
-is run. The other side is this tree. Runs alternate (base, this, base, this, …)
-so that the machine's drifting speed hits both alike; the table gives each
-figure's median over the runs and the change in per cent.
+is run. The last side is this tree; further trees (``OTHER_DIR``, e.g. the main
+branch before a change) go between. Runs alternate (base, other, this, base, …)
+so that the machine's drifting speed hits all alike; the table gives each
+figure's median over the runs and the change of this tree against the base in
+per cent.
 """
 
 from __future__ import annotations
@@ -65,31 +68,37 @@ def _run(tree: Path, tries: int, db: str, task_seconds: float = 0.0) -> dict[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("base", type=Path, help="the other headrace source tree (e.g. from git archive)")
+    parser.add_argument("others", type=Path, nargs="*", help="more trees to run alternately (e.g. main)")
     parser.add_argument("--runs", type=int, default=5, help="runs of each tree (alternating)")
     parser.add_argument("--tries", type=int, default=200)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--task-seconds", type=float, default=0.0, help="each task sleeps this long (seconds)")
     args = parser.parse_args()
-    base = args.base.resolve()
-    if not (base / "headrace" / "__init__.py").exists() or not (base / "benchmarks" / "launch.py").exists():
-        parser.error(f"{base} is not a headrace source tree (no headrace/__init__.py or benchmarks/launch.py)")
-    results: dict[str, list[dict[str, float]]] = {"base": [], "this": []}
+    trees = {"base": args.base.resolve()}
+    trees.update({f"other{i + 1}": tree.resolve() for i, tree in enumerate(args.others)})
+    trees["this"] = HERE
+    for tree in trees.values():
+        if not (tree / "headrace" / "__init__.py").exists() or not (tree / "benchmarks" / "launch.py").exists():
+            parser.error(f"{tree} is not a headrace source tree (no headrace/__init__.py or benchmarks/launch.py)")
+    results: dict[str, list[dict[str, float]]] = {side: [] for side in trees}
     for i in range(args.runs):
-        for side, tree in (("base", base), ("this", HERE)):
+        for side, tree in trees.items():
             figures = _run(tree, args.tries, args.db, args.task_seconds)
             results[side].append(figures)
             print(f"run {i + 1} {side}: " + ", ".join(f"{k} {v:g}" for k, v in figures.items()), file=sys.stderr)
     print(
-        f"db={args.db} tries={args.tries} task_seconds={args.task_seconds:g} runs={args.runs} (medians; base = {base})"
+        f"db={args.db} tries={args.tries} task_seconds={args.task_seconds:g} runs={args.runs} (medians; "
+        + "; ".join(f"{side} = {tree}" for side, tree in trees.items() if side != "this")
+        + ")"
     )
-    print(f"{'figure':<26}{'base':>10}{'this':>10}{'change':>10}")
+    print(f"{'figure':<26}" + "".join(f"{side:>10}" for side in trees) + f"{'change':>10}")
     for name in FIGURES:
         if any(name not in r for side in results.values() for r in side):
             continue
-        b = statistics.median(r[name] for r in results["base"])
-        t = statistics.median(r[name] for r in results["this"])
+        medians = {side: statistics.median(r[name] for r in results[side]) for side in trees}
+        b, t = medians["base"], medians["this"]
         change = f"{(t - b) / b * 100:+.0f}%" if b else "-"
-        print(f"{name:<26}{b:>10.1f}{t:>10.1f}{change:>10}")
+        print(f"{name:<26}" + "".join(f"{m:>10.1f}" for m in medians.values()) + f"{change:>10}")
     return 0
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from headrace.authoring.edges import Label
     from headrace.authoring.params import Param, ParamsDict
     from headrace.authoring.secrets import Connection, Variable
+    from headrace.authoring.sensors import BaseSensorOperator, PokeReturnValue
     from headrace.authoring.task import BaseOperator, chain
     from headrace.authoring.task_group import TaskGroup, task_group
     from headrace.authoring.trigger_rules import TriggerRule
@@ -48,6 +49,8 @@ _EXPORTS: dict[str, str] = {
     "TriggerRule": "headrace.authoring.trigger_rules",
     "WeightRule": "headrace.authoring.weight_rule",
     "XComArg": "headrace.authoring.xcom",
+    "BaseSensorOperator": "headrace.authoring.sensors",
+    "PokeReturnValue": "headrace.authoring.sensors",
     "FailTask": "headrace.exceptions",
     "RetryTask": "headrace.exceptions",
     "SkipTask": "headrace.exceptions",
@@ -63,6 +66,9 @@ __all__ = [
     "teardown",
     "chain",
     "BaseOperator",
+    # waiting for a condition (more sensors in headrace.sensors)
+    "BaseSensorOperator",
+    "PokeReturnValue",
     # grouping tasks and labelling edges
     "TaskGroup",
     "task_group",

@@ -76,6 +76,25 @@ SPEC: dict[str, dict[str, Option]] = {
             "Import path of the XCom backend class (a BaseXCom subclass: serialize_value, deserialize_value, "
             "orm_deserialize_value); see docs/xcom.md.",
         ),
+        "default_task_weight_rule": Option(
+            str,
+            _const("downstream"),
+            "weight_rule of the tasks that give none (Airflow's key and default), applied when DAG files are parsed.",
+            choices=("downstream", "upstream", "absolute"),
+        ),
+        "allowed_deserialization_classes": Option(
+            str,
+            _const("headrace.*"),
+            "Classes an XCom value may be rebuilt as when a task pulls it (Airflow's key; glob patterns on the "
+            "dotted class name, whitespace-separated; Airflow's default is airflow.*): add your DAG files' "
+            "modules (e.g. 'headrace.* my_dag_models.*') to pull their dataclasses and pydantic models.",
+        ),
+        "allowed_deserialization_classes_regexp": Option(
+            str,
+            _const(""),
+            "As allowed_deserialization_classes, with regular expressions matched at the start of the dotted class "
+            "name (Airflow's key).",
+        ),
         "max_map_length": Option(
             int,
             _const(1024),

@@ -14,6 +14,7 @@ Three sections:
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 
@@ -185,6 +186,15 @@ class SensorTimeout(FailTask):
     """Raised when a sensor's ``timeout`` has passed: the task fails without using its retries (Airflow's rule)."""
 
 
+class RescheduleTask(TaskControl):
+    """Raised by a sensor in ``mode="reschedule"`` whose poke found its criteria unmet: the try's process ends,
+    its slot is freed, and the same try pokes again in a new process at ``reschedule_date`` (UTC-aware)."""
+
+    def __init__(self, reschedule_date: datetime) -> None:
+        super().__init__(f"next poke at {reschedule_date.isoformat()}")
+        self.reschedule_date = reschedule_date
+
+
 class RetryTask(TaskControl):
     """Raise inside a task to fail this try and retry, optionally after ``delay`` seconds."""
 
@@ -325,3 +335,5 @@ AirflowTaskTimeout = TaskTimeout
 """Airflow's name for :class:`TaskTimeout` (a ``BaseException`` in both)."""
 AirflowSensorTimeout = SensorTimeout
 """Airflow's name for :class:`SensorTimeout`."""
+AirflowRescheduleException = RescheduleTask
+"""Airflow's name for :class:`RescheduleTask`."""

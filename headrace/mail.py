@@ -19,6 +19,9 @@ from typing import Any
 from headrace.authoring.secrets import Connection
 from headrace.config import Settings
 
+AUTH_TYPES = ("basic", "oauth2")
+"""Airflow's SMTP ``auth_type`` values."""
+
 
 def _flag(extra: dict[str, Any], key: str) -> bool:
     value = extra.get(key, False)
@@ -45,6 +48,19 @@ class SmtpServer:
     """Seconds the session may wait on the server."""
     from_email: str | None = None
     """Default sender, when the caller gives none."""
+    auth_type: str = "basic"
+    """Airflow's ``auth_type``: ``basic`` (AUTH with ``user`` / ``password`` when a user is set) or ``oauth2``
+    (AUTH XOAUTH2 with ``access_token`` for ``user``, else ``from_email``)."""
+    access_token: str = field(default="", repr=False)
+    """The OAuth2 bearer token for ``auth_type="oauth2"``."""
+
+    def __post_init__(self) -> None:
+        if self.auth_type not in AUTH_TYPES:
+            raise ValueError(f"SMTP auth_type must be one of {', '.join(AUTH_TYPES)}, got {self.auth_type!r}")
+        if self.auth_type == "oauth2" and not self.access_token:
+            raise ValueError("SMTP auth_type 'oauth2' needs an access_token")
+        if self.auth_type == "oauth2" and not (self.user or self.from_email):
+            raise ValueError("SMTP auth_type 'oauth2' needs a login or a from_email to authenticate as")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpServer:
@@ -62,12 +78,15 @@ class SmtpServer:
         )
 
     @classmethod
-    def from_connection(cls, conn: Connection) -> SmtpServer:
+    def from_connection(cls, conn: Connection, *, auth_type: str = "basic") -> SmtpServer:
         """An Airflow-style ``smtp`` connection: ``host``, ``port``, ``login``, ``password`` and the extras
         ``from_email``, ``timeout`` (s, default 30), ``disable_ssl`` and ``disable_tls`` (both default false,
         as in Airflow: SMTPS unless ``disable_ssl``; STARTTLS on a plain connection unless ``disable_tls``).
+        With ``auth_type="oauth2"`` the extra ``access_token`` is the bearer token (Airflow's field).
 
-        Raises ``ValueError`` naming the connection when it has no host or a bad timeout.
+        Raises ``ValueError`` naming the connection when it has no host, a bad timeout, or for ``oauth2`` no
+        ``access_token`` (obtaining one with ``client_id`` / ``client_secret`` / ``tenant_id``, as Airflow can
+        for Microsoft 365, is not supported).
         """
         extra = conn.extra_dejson
         if not conn.host:
@@ -78,16 +97,27 @@ class SmtpServer:
             raise ValueError(
                 f"smtp connection {conn.conn_id!r}: extra timeout must be a number, got {extra['timeout']!r}"
             ) from None
-        return cls(
-            host=conn.host,
-            port=conn.port or 0,
-            user=conn.login or "",
-            password=conn.password or "",
-            ssl=not _flag(extra, "disable_ssl"),
-            starttls=not _flag(extra, "disable_tls"),
-            timeout=timeout,
-            from_email=extra.get("from_email") or None,
-        )
+        token = str(extra.get("access_token") or "")
+        if auth_type == "oauth2" and not token:
+            raise ValueError(
+                f"smtp connection {conn.conn_id!r}: auth_type 'oauth2' needs the extra access_token (headrace does "
+                "not obtain tokens from client_id / client_secret / tenant_id)"
+            )
+        try:
+            return cls(
+                host=conn.host,
+                port=conn.port or 0,
+                user=conn.login or "",
+                password=conn.password or "",
+                ssl=not _flag(extra, "disable_ssl"),
+                starttls=not _flag(extra, "disable_tls"),
+                timeout=timeout,
+                from_email=extra.get("from_email") or None,
+                auth_type=auth_type,
+                access_token=token,
+            )
+        except ValueError as exc:
+            raise ValueError(f"smtp connection {conn.conn_id!r}: {exc}") from None
 
 
 def connect(server: SmtpServer) -> smtplib.SMTP:
@@ -103,7 +133,12 @@ def connect(server: SmtpServer) -> smtplib.SMTP:
     try:
         if server.starttls and not server.ssl:
             smtp.starttls(context=ssl.create_default_context())
-        if server.user:
+        if server.auth_type == "oauth2":
+            identity = server.user or server.from_email
+            response = f"user={identity}\x01auth=Bearer {server.access_token}\x01\x01"
+            smtp.ehlo_or_helo_if_needed()
+            smtp.auth("XOAUTH2", lambda challenge=None: response, initial_response_ok=True)
+        elif server.user:
             smtp.login(server.user, server.password)
     except BaseException:
         smtp.close()
@@ -126,4 +161,4 @@ def send_message(
         smtp.send_message(message, from_addr=from_addr, to_addrs=list(to_addrs) if to_addrs is not None else None)
 
 
-__all__ = ["SmtpServer", "connect", "send_message"]
+__all__ = ["AUTH_TYPES", "SmtpServer", "connect", "send_message"]

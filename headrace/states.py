@@ -9,7 +9,9 @@ before it issues its compare-and-set ``UPDATE``.
 The task instance life cycle follows Apache Airflow's (``none → scheduled →
 queued → running → success | failed | up_for_retry | …``), with ``none`` stored
 as the string ``"none"`` rather than SQL NULL so that compare-and-set works
-with a plain ``WHERE state = :expected``.
+with a plain ``WHERE state = :expected``. A sensor in reschedule mode waits
+without a process in ``up_for_reschedule`` (``running → up_for_reschedule →
+scheduled``, the same ``try_number``), as DESIGN.md describes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class TaskInstanceState(str, Enum):
     """The last try failed and no retries are left (or the failure forbids retry)."""
     UP_FOR_RETRY = "up_for_retry"
     """The last try failed; another try is due at ``next_retry_at``."""
+    UP_FOR_RESCHEDULE = "up_for_reschedule"
+    """A sensor in ``mode="reschedule"`` poked and found its criteria unmet: its process ended and its slot is
+    free (no process exists while it waits); the next poke, in the same ``try_number``, is due at
+    ``reschedule_date`` (Airflow's ``up_for_reschedule``)."""
     UPSTREAM_FAILED = "upstream_failed"
     """Never ran: its trigger rule can no longer be met because upstream failed."""
     SKIPPED = "skipped"
@@ -90,13 +96,16 @@ TI_TRANSITIONS: dict[TaskInstanceState, frozenset[TaskInstanceState]] = {
     # A user may mark it success; marking its DAG run failed skips it. Removed when its task left the DAG
     # or its map index is past the mapped task's new length (Airflow's verify_integrity / revision).
     TI.QUEUED: frozenset({TI.RUNNING, TI.SCHEDULED, TI.FAILED, TI.UP_FOR_RETRY, TI.SUCCESS, TI.SKIPPED, TI.REMOVED}),
-    # The supervisor (or zombie detection) records the outcome of the try;
-    # a user's mark success/failed changes the state and the supervisor stops the try;
+    # The supervisor (or zombie detection) records the outcome of the try (a sensor's unmet poke in reschedule
+    # mode: up_for_reschedule); a user's mark success/failed changes the state and the supervisor stops the try;
     # removed as a queued one is (the supervisor then stops the try too).
-    TI.RUNNING: frozenset({TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.SKIPPED, TI.REMOVED}),
+    TI.RUNNING: frozenset({TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE, TI.SKIPPED, TI.REMOVED}),
     # Retry due → scheduled again; a user may fail it, mark it success or clear it;
     # marking its DAG run failed skips it.
     TI.UP_FOR_RETRY: frozenset({TI.SCHEDULED, TI.FAILED, TI.NONE, TI.SUCCESS, TI.SKIPPED, TI.REMOVED}),
+    # Next poke due → scheduled again (same try_number); a user may clear it, mark it success or failed;
+    # marking its DAG run failed skips it; a mapped index past its new length is removed.
+    TI.UP_FOR_RESCHEDULE: frozenset({TI.SCHEDULED, TI.NONE, TI.SUCCESS, TI.FAILED, TI.SKIPPED, TI.REMOVED}),
     # Finished states only move by a user: clearing (→ none) or marking (→ success / failed); or, for a
     # mapped task's index past its new length when the task is expanded again, → removed.
     TI.SUCCESS: frozenset({TI.NONE, TI.FAILED, TI.REMOVED}),
@@ -143,6 +152,9 @@ class EndReason(str, Enum):
     LOST_RACE = "lost_race"
     """The try's own outcome came after the task instance had been moved on by another writer (a zombie
     check, a user); the task instance kept that decision and this row records the late outcome."""
+    RESCHEDULED = "rescheduled"
+    """A sensor in reschedule mode poked and its criteria were not met: the poke's process ended, the task
+    instance waits (``up_for_reschedule``) for its next poke in the same try (see ``task_reschedule``)."""
     DAGRUN_TIMEOUT = "dagrun_timeout"
     """The DAG run lasted longer than its DAG's ``dagrun_timeout``: the run failed, a running try was
     stopped (its task instance failed) and task instances that had not started were skipped."""

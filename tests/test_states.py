@@ -66,3 +66,12 @@ def test_every_state_is_reachable_from_none() -> None:
                 seen.add(nxt)
                 frontier.append(nxt)
     assert seen == set(TI)
+
+
+def test_a_sensor_waits_for_its_next_poke_without_a_slot() -> None:
+    from headrace.states import TI_ACTIVE
+
+    assert [s for s in TI if TI.UP_FOR_RESCHEDULE in TI_TRANSITIONS[s]] == [TI.RUNNING]
+    assert can_transition(TI.UP_FOR_RESCHEDULE, TI.SCHEDULED)
+    assert not can_transition(TI.UP_FOR_RESCHEDULE, TI.RUNNING)  # a poke is queued like any try
+    assert TI.UP_FOR_RESCHEDULE not in TI_ACTIVE and not TI.UP_FOR_RESCHEDULE.is_finished

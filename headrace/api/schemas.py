@@ -164,6 +164,19 @@ class DAGSource(BaseModel):
     content: str
 
 
+class TaskParam(BaseModel):
+    """One param a task sees (Airflow's ``Param``): its default, description and JSON schema."""
+
+    value: Any = None
+    """The default; None also when the param has none (then ``has_default`` is false)."""
+    has_default: bool
+    description: str | None
+    schema_: dict[str, Any] = Field(alias="schema")
+    """The JSON schema its value must satisfy (``{}``: any JSON value)."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
 class Task(BaseModel):
     """A task of the DAG's current version. Durations in seconds, memory in bytes."""
 
@@ -193,6 +206,9 @@ class Task(BaseModel):
     is_mapped: bool = False
     """True for a mapped task (``.expand()``, or a task in a mapped task group); its task instances have a
     ``map_index`` from 0 (Airflow's field)."""
+    params: dict[str, TaskParam]
+    """name → param, as the task's tries see them: the DAG's params merged with the task groups'
+    ``default_args['params']`` and the task's own ``params=`` (Airflow's task ``params``)."""
 
 
 class TaskCollection(BaseModel):
@@ -264,6 +280,8 @@ class TaskInstance(BaseModel):
     task_id: str
     map_index: int = -1
     """The task instance's map index (-1: not mapped; 0..n-1 for a mapped task's instances)."""
+    rendered_map_index: str | None = None
+    """Its label: the task's ``map_index_template`` as its latest try rendered it (None without one)."""
     state: str
     try_number: int
     """Number of the latest try queued (0: never queued)."""

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from headrace.authoring.airflow_args import ignored_dag_arguments
+from headrace.authoring.expand_input import mapped_over_ids
 from headrace.authoring.graph import cycle_error, find_cycle, topological_order
 from headrace.authoring.params import ParamsDict, check_dag_params
 from headrace.authoring.schedules import Timetable, ensure_aware
@@ -283,6 +284,7 @@ class DAG:
             jinja_environment_kwargs,
         )
         self.task_dict: dict[str, BaseOperator] = {}
+        self._mapped_over: frozenset[str] | None = None
         self.task_group_dict: dict[str, TaskGroup] = {}
         """Task groups by full group id (``outer.inner``), in the order they were created."""
         self.edge_info: dict[tuple[str, str], dict[str, str]] = {}
@@ -384,6 +386,7 @@ class DAG:
                 lineno=self.lineno,
             )
         self.task_dict[task.task_id] = task
+        self._mapped_over = None
 
     def set_edge_info(self, upstream_id: str, downstream_id: str, info: dict[str, str]) -> None:
         """Attach ``info`` (``{"label": text}``) to the edge ``upstream_id`` → ``downstream_id``."""
@@ -392,6 +395,16 @@ class DAG:
     def get_edge_info(self, upstream_id: str, downstream_id: str) -> dict[str, str]:
         """The edge's info (``{"label": text}``), ``{}`` if none was set."""
         return dict(self.edge_info.get((upstream_id, downstream_id), {}))
+
+    def mapped_over_ids(self) -> frozenset[str]:
+        """The ids of the tasks whose ``return_value`` a mapped task or mapped task group of this DAG maps over.
+
+        Worked out on the first call once the DAG is complete and kept (adding a task forgets it): every try
+        of an unmapped task asks it, and the fork server asks it once for the DAGs it preloads.
+        """
+        if self._mapped_over is None:
+            self._mapped_over = mapped_over_ids(self.task_dict.values())
+        return self._mapped_over
 
     @property
     def tasks(self) -> list[BaseOperator]:

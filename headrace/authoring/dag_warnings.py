@@ -66,6 +66,8 @@ def dag_warnings(dag: DAG) -> list[DagWarning]:
                     "headrace does not support yet; it is ignored",
                 )
             )
+        for name, why in task.argument_notes:
+            found.append(DagWarning(UNSUPPORTED_ARGUMENT, f"task {task_id!r}: argument {name!r} {why}"))
     accepted: set[str] = set()
     for cls in {type(t) for t in dag.task_dict.values()}:
         accepted |= accepted_arguments(cls)

@@ -48,6 +48,7 @@ from headrace.authoring.python_virtualenv import (
     ExternalPythonOperator,
     PythonVirtualenvOperator,
 )
+from headrace.authoring.standard_sensors import PythonSensor
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.xcom import XComArg, find_xcom_args, resolve_refs
@@ -93,6 +94,12 @@ class DecoratedShortCircuitOperator(_DecoratedMixin, ShortCircuitOperator):
     """The operator behind ``@task.short_circuit``."""
 
     decorator_name = "@task.short_circuit"
+
+
+class DecoratedSensorOperator(_DecoratedMixin, PythonSensor):
+    """The operator behind ``@task.sensor``: the function is the poke, returning a bool or a ``PokeReturnValue``."""
+
+    decorator_name = "@task.sensor"
 
 
 class _DecoratedInterpreterMixin(_DecoratedMixin):
@@ -494,6 +501,8 @@ class _TaskDecoratorCollection(_TaskDecorator):
     """The function returns the task_id(s) to follow (see BranchPythonOperator)."""
     short_circuit = _TaskDecorator(DecoratedShortCircuitOperator)
     """A falsy result skips downstream tasks (see ShortCircuitOperator)."""
+    sensor = _TaskDecorator(DecoratedSensorOperator)
+    """The function is a sensor's poke (a bool or ``PokeReturnValue``); sensor arguments: ``mode``, ``poke_interval``…"""
     bash = _TaskDecorator(DecoratedBashOperator)
     """The function returns a bash command, run as BashOperator runs it (``env``, ``cwd``, ``skip_on_exit_code``)."""
     virtualenv = _TaskDecorator(DecoratedVirtualenvOperator)

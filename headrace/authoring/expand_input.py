@@ -18,10 +18,11 @@ for a zip. The task process gets the values back with :meth:`resolve`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headrace.authoring.mapped_items import pick_items
 from headrace.authoring.xcom import (
     NOTSET,
     RETURN_KEY,
@@ -101,7 +102,11 @@ class DictOfListsExpandInput:
         return total
 
     def resolve(self, context: Context, map_index: int) -> dict[str, Any]:
-        """The arguments of map index ``map_index``. Raises ``IndexError`` past the end."""
+        """The arguments of map index ``map_index`` (read item by item when the running ``ti`` can:
+        :func:`~headrace.authoring.mapped_items.pick_items`). Raises ``IndexError`` past the end."""
+        picked = pick_items(list(self.value.values()), context, map_index)
+        if picked is not None:
+            return dict(zip(self.value, picked, strict=True))
         items = {k: _full_value(v, context) for k, v in self.value.items()}
         out: dict[str, Any] = {}
         index = map_index
@@ -138,8 +143,8 @@ class ListOfDictsExpandInput:
     def resolve(self, context: Context, map_index: int) -> dict[str, Any]:
         """The arguments of map index ``map_index``. Raises ``TypeError`` for an item that is not a dict
         with str keys."""
-        items = _full_value(self.value, context)
-        item = items[map_index]
+        picked = pick_items([self.value], context, map_index) if not isinstance(self.value, (list, tuple)) else None
+        item = picked[0] if picked is not None else _full_value(self.value, context)[map_index]
         if not isinstance(item, dict) or not all(isinstance(k, str) for k in item):
             raise TypeError(f"expand_kwargs() expects a list of dicts with str keys, item {map_index} is {item!r}")
         resolved: dict[str, Any] = resolve_refs(item, context)
@@ -191,12 +196,17 @@ def check_expand_kwargs(kwargs: Any) -> Any:
 
 def mapped_over(tasks: Sequence[Any], task_id: str) -> bool:
     """Whether a mapped task (or mapped task group) of ``tasks`` maps over ``task_id``'s ``return_value``."""
+    return task_id in mapped_over_ids(tasks)
+
+
+def mapped_over_ids(tasks: Iterable[Any]) -> frozenset[str]:
+    """The ids of the tasks whose ``return_value`` a mapped task (or mapped task group) of ``tasks`` maps over."""
+    ids: set[str] = set()
     for task in tasks:
-        inputs = [task.expand_input] + [g.expand_input for g in task.task_groups_chain()]
-        for expand_input in inputs:
-            if expand_input is not None and any(ref.operator.task_id == task_id for ref in expand_input.references()):
-                return True
-    return False
+        for expand_input in [task.expand_input, *(g.expand_input for g in task.task_groups_chain())]:
+            if expand_input is not None:
+                ids.update(ref.operator.task_id for ref in expand_input.references())
+    return frozenset(ids)
 
 
 def map_length_of(value: Any, *, task_id: str, max_map_length: int) -> tuple[int, list[str] | None]:
@@ -228,5 +238,6 @@ __all__ = [
     "length_spec",
     "map_length_of",
     "mapped_over",
+    "mapped_over_ids",
     "prevent_duplicates",
 ]

@@ -7,8 +7,9 @@ In a template: ``{{ macros.ds_add(ds, 7) }}``, ``{{ macros.datetime(2024, 1, 1) 
 names of Airflow 3's ``airflow.sdk.execution_time.macros`` (``airflow.macros``), with the same meaning.
 A DAG's ``user_defined_macros`` are added to the context beside ``macros``, not inside it (as in Airflow).
 
-Left out: ``ds_format_locale`` (needs Babel, which headrace does not depend on) and Airflow 2's
-``macros.hive`` (a provider's). Asking for them raises ``AttributeError`` naming them.
+``ds_format_locale`` needs Babel, as in Airflow (``pip install 'headrace[babel]'``); without it the macro
+raises ``ImportError`` saying so. Left out: Airflow 2's ``macros.hive`` (a provider's); asking for it raises
+``AttributeError`` naming it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import dateutil
 import dateutil.relativedelta
 
 _NOT_PROVIDED = {
-    "ds_format_locale": "macros.ds_format_locale needs Babel, which headrace does not provide",
     "hive": "macros.hive belongs to Airflow's Hive provider, which headrace does not provide",
 }
 
@@ -48,6 +48,25 @@ def ds_format(ds: str, input_format: str, output_format: str) -> str:
     does not match ``input_format``.
     """
     return datetime.strptime(str(ds), input_format).strftime(output_format)
+
+
+def ds_format_locale(ds: str, input_format: str, output_format: str, locale: Any = None) -> str:
+    """``ds`` read with strptime's ``input_format`` and written in Babel's date pattern ``output_format``
+    (e.g. ``"EEEE d MMMM y"``, not strftime) in ``locale`` (a name such as ``"nl_BE"`` or a
+    ``babel.Locale``; None: the process's ``LC_TIME`` locale, as Airflow).
+
+    ``ds_format_locale("1/5/2015", "%m/%d/%Y", "EEEE dd MMMM Y", "en_US")`` is
+    ``"Monday 05 January 2015"``. Raises ``ValueError`` if ``ds`` does not match ``input_format``,
+    ``babel.UnknownLocaleError`` for an unknown locale, and ``ImportError`` when Babel is not installed.
+    """
+    try:
+        from babel import dates as babel_dates
+    except ImportError:
+        raise ImportError(
+            "macros.ds_format_locale needs Babel: pip install 'headrace[babel]' (or babel) where tasks run"
+        ) from None
+    when = datetime.strptime(str(ds), input_format)
+    return str(babel_dates.format_datetime(when, format=output_format, locale=locale or babel_dates.LC_TIME))
 
 
 _UNITS = (
@@ -98,6 +117,7 @@ __all__ = [
     "datetime_diff_for_humans",
     "ds_add",
     "ds_format",
+    "ds_format_locale",
     "json",
     "random",
     "time",

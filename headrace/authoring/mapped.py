@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from headrace.authoring.airflow_args import AIRFLOW_OPERATOR_ARGS
+from headrace.authoring.context import make_jinja_env
 from headrace.authoring.dag import DagContext
 from headrace.authoring.expand_input import NOT_MAPPABLE as _NOT_MAPPABLE
 from headrace.authoring.expand_input import (
@@ -29,9 +30,13 @@ from headrace.authoring.task import BaseOperator
 from headrace.authoring.task_args import _accepted_args
 from headrace.authoring.task_group import group_of
 from headrace.authoring.xcom import XComArgLike
+from headrace.exceptions import DagDefinitionError
 from headrace.types import Context
 
-__all__ = ["MappedOperator", "OperatorPartial"]
+__all__ = ["RENDERED_MAP_INDEX_MAX_CHARS", "MappedOperator", "OperatorPartial", "render_map_index"]
+
+RENDERED_MAP_INDEX_MAX_CHARS = 250
+"""Longest label kept (Airflow's ``rendered_map_index`` column); a longer one is cut."""
 
 
 def _with_default_args(operator_class: type[BaseOperator], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -203,3 +208,28 @@ class MappedOperator(BaseOperator):
         operator.upstream_task_ids = set(self.upstream_task_ids)
         operator.downstream_task_ids = set(self.downstream_task_ids)
         return operator
+
+
+def render_map_index(context: Context) -> str | None:
+    """The task instance's label: ``context["map_index_template"]`` rendered with ``context`` (Airflow's
+    ``rendered_map_index``), as text cut to :data:`RENDERED_MAP_INDEX_MAX_CHARS`; None without a template.
+
+    The template is the task's ``map_index_template`` unless the task's code put another in the context
+    (``get_current_context()["map_index_template"] = f"file {name}"``); it sees everything the task added
+    to the context. Renders in the DAG's Jinja environment (as text, never native). Raises
+    ``DagDefinitionError`` naming the task for a broken template or an undefined name.
+    """
+    template = context.get("map_index_template")
+    if template is None:
+        return None
+    import jinja2  # here, not at the top: importing the authoring API renders nothing
+
+    dag = context.get("dag")
+    try:
+        text = make_jinja_env(dag, native=False).from_string(str(template)).render(context)
+    except jinja2.TemplateError as exc:
+        task = context.get("task")
+        raise DagDefinitionError(
+            f"cannot render map_index_template of task {getattr(task, 'task_id', '?')!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return str(text)[:RENDERED_MAP_INDEX_MAX_CHARS]

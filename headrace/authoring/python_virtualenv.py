@@ -101,7 +101,7 @@ class _BasePythonInterpreterOperator(PythonOperator):
         string_args: Iterable[str] | None = None,
         templates_dict: dict[str, Any] | None = None,
         templates_exts: list[str] | None = None,
-        expect_airflow: bool = True,
+        expect_airflow: bool | None = None,
         skip_on_exit_code: int | Collection[int] | None = None,
         env_vars: dict[str, str] | None = None,
         inherit_env: bool = True,
@@ -126,7 +126,13 @@ class _BasePythonInterpreterOperator(PythonOperator):
         self.templates_exts = templates_exts
         if templates_exts is not None:  # a template field ending in one of these is read as a template file
             self.template_ext = list(templates_exts)
-        self.expect_airflow = expect_airflow  # headrace needs nothing of itself (or Airflow) in the other interpreter
+        self.expect_airflow = True if expect_airflow is None else bool(expect_airflow)  # Airflow's default: True
+        if expect_airflow:  # given explicitly: the author expects Airflow's context objects in the function
+            self._note(
+                "expect_airflow",
+                "changes nothing: the function gets only plain context keys (ds, logical_date, params, …), never "
+                "runtime objects such as ti or macros, and needs neither headrace nor Airflow in its interpreter",
+            )
         if skip_on_exit_code is None:
             self.skip_on_exit_code: frozenset[int] = frozenset()
         elif isinstance(skip_on_exit_code, int):
@@ -135,6 +141,9 @@ class _BasePythonInterpreterOperator(PythonOperator):
             self.skip_on_exit_code = frozenset(skip_on_exit_code)
         self.env_vars = env_vars
         self.inherit_env = inherit_env
+
+    def _note(self, argument: str, why: str) -> None:
+        self.argument_notes = (*self.argument_notes, (argument, why))
 
     def execute_callable(self, context: Context) -> Any:
         """Run the function in the other interpreter with ``op_args``, ``op_kwargs`` and the context keys it names."""
@@ -210,7 +219,9 @@ class PythonVirtualenvOperator(_BasePythonInterpreterOperator):
     ``venv_cache_path`` the venv is built once per spec under that folder and reused (see
     :mod:`headrace.authoring.venv_cache`); without it a fresh venv is built for each try and removed.
     A pip failure fails the try with pip's error. ``serializer``, ``op_args``, ``op_kwargs``,
-    ``string_args``, ``skip_on_exit_code``, ``env_vars``, ``inherit_env``: as in Airflow. Raises
+    ``string_args``, ``skip_on_exit_code``, ``env_vars``, ``inherit_env``: as in Airflow. ``expect_airflow``
+    given as True is reported as a DAG warning: Airflow passes its runtime context objects to the function
+    when Airflow is in the venv; headrace passes plain context keys only, whatever the venv holds. Raises
     ``DagDefinitionError`` naming the task for a lambda, an unknown serializer or ``use_airflow_context``.
     """
 
@@ -294,8 +305,8 @@ class _ExistingPython:
 class ExternalPythonOperator(_BasePythonInterpreterOperator):
     """Run ``python_callable`` with the interpreter at ``python`` (an existing venv's ``bin/python``).
 
-    Other arguments as :class:`PythonVirtualenvOperator` (no requirements are installed; ``expect_pendulum``
-    is accepted and changes nothing, the dates passed are stdlib datetimes). A path that
+    Other arguments as :class:`PythonVirtualenvOperator` (no requirements are installed). ``expect_pendulum=True``
+    changes nothing (the dates passed are stdlib datetimes) and is reported as a DAG warning. A path that
     is not an executable file fails the try naming it. Raises ``DagDefinitionError`` when ``python``
     is empty.
     """
@@ -306,7 +317,12 @@ class ExternalPythonOperator(_BasePythonInterpreterOperator):
         self, *, python: str, python_callable: Callable[..., Any], expect_pendulum: bool = False, **kwargs: Any
     ) -> None:
         super().__init__(python_callable=python_callable, **kwargs)
-        self.expect_pendulum = expect_pendulum  # context dates are stdlib datetimes: pendulum is never needed there
+        self.expect_pendulum = bool(expect_pendulum)
+        if expect_pendulum:
+            self._note(
+                "expect_pendulum",
+                "changes nothing: dates reach the function as stdlib datetimes, never pendulum objects",
+            )
         if not python:
             raise DagDefinitionError(f"task {self.task_id!r}: python must be the path of an interpreter")
         self.python = python

@@ -35,7 +35,7 @@ from headrace.authoring.task_args import retry_delay_seconds as retry_delay_seco
 from headrace.authoring.task_args import to_timedelta as to_timedelta
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.trigger_rules import TriggerRule
-from headrace.authoring.weight_rule import WeightRule
+from headrace.authoring.weight_rule import WeightRule, default_weight_rule
 from headrace.authoring.xcom import MappedArgument, MapXComArg, XComArg, ZipXComArg
 from headrace.exceptions import DagDefinitionError
 from headrace.types import Callback, Context
@@ -81,13 +81,15 @@ class BaseOperator(SetupTeardownMixin, ABC):
     tries on it, as Airflow's CeleryExecutor does.
 
     Scheduling, as in Airflow: ``weight_rule`` (:data:`WEIGHT_RULES`, default
-    ``downstream``) sums ``priority_weight`` over the downstream / upstream
+    ``core.default_task_weight_rule``, itself ``downstream`` by default) sums ``priority_weight`` over the downstream / upstream
     tasks into the task instance's queueing priority; ``depends_on_past``
     holds a task instance until the same task succeeded (or was skipped) in
     the DAG's previous run by logical date, and ``wait_for_downstream`` (which
     implies it) also until that run's direct downstream tasks of it did;
     ``ignore_first_depends_on_past`` lets it run when the task has no earlier
-    task instance at all. ``on_execute_callback(context)`` is called in the
+    task instance at all; ``wait_for_past_depends_before_skipping`` holds a
+    task instance that would be skipped (by its trigger rule, a branch or a
+    short circuit) until ``depends_on_past`` lets it go, then skips it. ``on_execute_callback(context)`` is called in the
     task process before ``execute``; ``on_skipped_callback(context)`` when the
     try ends skipped by ``SkipTask``. Setup/teardown: see
     :mod:`headrace.authoring.setup_teardown`. Raises ``DagDefinitionError``
@@ -106,6 +108,9 @@ class BaseOperator(SetupTeardownMixin, ABC):
     """What a mapped task expands over (:class:`MappedOperator`); None for a task that is not mapped."""
     ignored_arguments: tuple[str, ...] = ()
     """Airflow operator arguments given to this operator that headrace does not support yet (ignored)."""
+    argument_notes: tuple[tuple[str, str], ...] = ()
+    """``(argument, why it changes nothing here)`` for arguments an operator accepts but cannot act on as
+    Airflow does (e.g. ``expect_airflow=True``); reported as DAG warnings like ``ignored_arguments``."""
     not_templates: frozenset[int] | set[int] = frozenset()
     """``id()`` of values :meth:`render_template_fields` leaves as they are (mapped arguments pulled from XCom)."""
     params: ParamsDict
@@ -134,7 +139,7 @@ class BaseOperator(SetupTeardownMixin, ABC):
         pool: str = "default_pool",
         pool_slots: int = 1,
         priority_weight: int = 1,
-        weight_rule: WeightRule | str = WeightRule.DOWNSTREAM,
+        weight_rule: WeightRule | str | None = None,
         queue: str = "default",
         memory_limit: int | str | None = None,
         multiple_outputs: bool = False,
@@ -146,6 +151,7 @@ class BaseOperator(SetupTeardownMixin, ABC):
         depends_on_past: bool = False,
         wait_for_downstream: bool = False,
         ignore_first_depends_on_past: bool = False,
+        wait_for_past_depends_before_skipping: bool = False,
         on_deadline_miss_callback: Callback | list[Callback] | None = None,
         deadline: timedelta | float | None = None,
         deadline_reference: str = "logical_date",
@@ -155,6 +161,7 @@ class BaseOperator(SetupTeardownMixin, ABC):
         render_template_as_native_obj: bool | None = None,
         max_active_tis_per_dag: int | None = None,
         max_active_tis_per_dagrun: int | None = None,
+        map_index_template: str | None = None,
     ) -> None:
         dag = dag if dag is not None else DagContext.current()
         group = group_of(dag, task_group)
@@ -192,15 +199,23 @@ class BaseOperator(SetupTeardownMixin, ABC):
         self.pool = pool
         self.pool_slots = pool_slots
         self.priority_weight = priority_weight
+        if weight_rule is None:  # Airflow's core.default_task_weight_rule (downstream unless configured)
+            weight_rule = default_weight_rule()
+        if not isinstance(weight_rule, str):
+            raise DagDefinitionError(
+                f"task {task_id!r}: weight_rule={type(weight_rule).__name__}(…): custom PriorityWeightStrategy "
+                "classes are not supported (the scheduler computes priorities from the serialized DAG and never "
+                f"imports DAG code; Airflow needs them registered by a plugin); use one of {', '.join(WEIGHT_RULES)}"
+            )
         if weight_rule not in WEIGHT_RULES:
             raise DagDefinitionError(
-                f"task {task_id!r}: weight_rule must be one of {', '.join(WEIGHT_RULES)}, got {weight_rule!r} "
-                "(custom PriorityWeightStrategy classes are not supported)"
+                f"task {task_id!r}: weight_rule must be one of {', '.join(WEIGHT_RULES)}, got {weight_rule!r}"
             )
         self.weight_rule = WeightRule(weight_rule).value
         self.wait_for_downstream = bool(wait_for_downstream)
         self.depends_on_past = bool(depends_on_past) or self.wait_for_downstream
         self.ignore_first_depends_on_past = bool(ignore_first_depends_on_past)
+        self.wait_for_past_depends_before_skipping = bool(wait_for_past_depends_before_skipping)
         self.queue = queue
         self.memory_limit = parse_memory_limit(memory_limit)
         self.multiple_outputs = bool(multiple_outputs)
@@ -231,6 +246,14 @@ class BaseOperator(SetupTeardownMixin, ABC):
         """At most this many task instances of the task queued or running at once, over all runs."""
         self.max_active_tis_per_dagrun = max_active_tis_per_dagrun
         """At most this many task instances of the task queued or running at once in one DAG run."""
+        if map_index_template is not None and not isinstance(map_index_template, str):
+            raise DagDefinitionError(
+                f"task {task_id!r}: map_index_template must be a str (a Jinja template) or None, "
+                f"got {type(map_index_template).__name__}"
+            )
+        self.map_index_template = map_index_template
+        """A mapped task instance's label (Airflow's): rendered with the try's context when its code ends, also
+        when it fails; the task may set ``context["map_index_template"]`` to replace it (see ``docs/mapping.md``)."""
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
         self.dag: DAG | None = None

@@ -20,4 +20,23 @@ class WeightRule(str, Enum):
         return self.value
 
 
-__all__ = ["WeightRule"]
+_DEFAULT = {"weight_rule": WeightRule.DOWNSTREAM}
+
+
+def set_default_weight_rule(rule: WeightRule | str) -> None:
+    """Choose the ``weight_rule`` of tasks that do not give one, in this process (Airflow's
+    ``core.default_task_weight_rule``). The DAG processor calls it with that setting before it imports DAG
+    files. Raises ``ValueError`` naming the allowed rules."""
+    try:
+        _DEFAULT["weight_rule"] = WeightRule(rule)
+    except ValueError:
+        allowed = ", ".join(r.value for r in WeightRule)
+        raise ValueError(f"core.default_task_weight_rule must be one of {allowed}, got {rule!r}") from None
+
+
+def default_weight_rule() -> WeightRule:
+    """The ``weight_rule`` of a task that gives none (:func:`set_default_weight_rule`; ``downstream`` unless set)."""
+    return _DEFAULT["weight_rule"]
+
+
+__all__ = ["WeightRule", "default_weight_rule", "set_default_weight_rule"]

@@ -187,7 +187,7 @@ class MapXComArg:
 
     def resolve(self, context: Context) -> Sequence[Any]:
         """The items of ``arg``'s value, each passed through the functions when read (a lazy sequence)."""
-        return _MappedItems(_items(self.arg.resolve(context), repr(self.arg)), self)
+        return _MappedItems(items_of(self.arg.resolve(context), repr(self.arg)), self)
 
     def references(self) -> list[XComArg]:
         """The plain XComArgs this one reads."""
@@ -213,7 +213,7 @@ class ZipXComArg:
 
     def resolve(self, context: Context) -> list[tuple[Any, ...]]:
         """The tuples: as long as the shortest value, or the longest when ``fillvalue`` was given."""
-        values = [_items(a.resolve(context), repr(a)) for a in self.args]
+        values = [items_of(a.resolve(context), repr(a)) for a in self.args]
         if self.fillvalue is NOTSET:
             return list(zip(*values, strict=False))
         longest = max((len(v) for v in values), default=0)
@@ -228,8 +228,10 @@ XComArgLike = XComArg | MapXComArg | ZipXComArg
 """What ``expand`` and ``expand_kwargs`` accept besides literal lists and dicts."""
 
 
-def _items(value: Any, what: str) -> Sequence[Any]:
-    """``value`` as a sequence to index: a list as it is, a dict as its ``(key, value)`` pairs."""
+def items_of(value: Any, what: str) -> Sequence[Any]:
+    """``value`` as a sequence to index: a list as it is, a dict as its ``(key, value)`` pairs.
+
+    Raises ``TypeError`` naming ``what`` for anything else."""
     if isinstance(value, dict):
         return list(value.items())
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):

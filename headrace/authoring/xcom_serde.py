@@ -23,9 +23,15 @@ text, so nothing in the schema changes):
 =================  ==========================================================================
 
 Reading an ``object`` imports its class: its module must be importable where the value is read (a DAG
-file's own module is, in that DAG's tasks; so are modules in the DAGs folder). Unlike Airflow's
-``core.allowed_deserialization_classes``, no allow-list is checked: only task code writes XComs, and it
-already runs in the processes that read them. :func:`decode` with ``load_classes=False`` never imports anything: objects come back as
+file's own module is, in that DAG's tasks; so are modules in the DAGs folder), and its dotted name
+(``module.QualName``) must be allowed, as in Airflow 3: ``core.allowed_deserialization_classes`` (glob
+patterns, whitespace-separated; default ``headrace.*``, Airflow's ``airflow.*``) or
+``core.allowed_deserialization_classes_regexp`` (regular expressions matched at the start; default none).
+The types of the other envelopes are always allowed (Airflow's built-in serializers). So a dataclass or
+pydantic model of a DAG file is refused until its module is allowed, as in Airflow (a DAG file is imported
+as ``headrace_dag_<hash>``: ``headrace_dag_*`` allows every DAG file's classes; ``my_models.*`` a module of
+the DAGs folder). The task process installs the deployment's list (:func:`set_allowed_classes`).
+:func:`decode` with ``load_classes=False`` never imports anything: objects come back as
 ``{"__class__": name, **fields}`` — what the UI and API show.
 """
 
@@ -34,9 +40,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import decimal
+import fnmatch
 import importlib
 import json
 import pathlib
+import re
 import sys
 import uuid
 from datetime import date, datetime, time, timedelta
@@ -49,6 +57,49 @@ TAG = "__hr__"
 """The key that marks a typed envelope."""
 
 _JSON_SCALARS = frozenset({bool, int, float, str})
+
+
+@dataclasses.dataclass(frozen=True)
+class AllowedClasses:
+    """Which classes :func:`decode` may import and rebuild (Airflow's ``core.allowed_deserialization_classes``
+    and ``core.allowed_deserialization_classes_regexp``)."""
+
+    globs: tuple[str, ...] = ("headrace.*",)
+    """``fnmatch`` patterns matched against the whole dotted class name."""
+    regexps: tuple[str, ...] = ()
+    """Regular expressions matched at the start of the dotted class name (``re.match``)."""
+
+    @classmethod
+    def from_config(cls, globs: str, regexps: str = "") -> AllowedClasses:
+        """From the two settings' text (whitespace-separated patterns). Raises ``ValueError`` naming a bad
+        regular expression."""
+        for pattern in regexps.split():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"core.allowed_deserialization_classes_regexp: bad pattern {pattern!r}: {exc}"
+                ) from None
+        return cls(tuple(globs.split()), tuple(regexps.split()))
+
+    def allows(self, dotted: str) -> bool:
+        """True if class ``dotted`` (``module.QualName``) matches a glob or a regular expression."""
+        return any(fnmatch.fnmatchcase(dotted, g) for g in self.globs) or any(re.match(r, dotted) for r in self.regexps)
+
+
+_allowed = AllowedClasses()
+
+
+def set_allowed_classes(allowed: AllowedClasses) -> None:
+    """Install the allow-list :func:`decode` checks in this process (the task process does, from the settings
+    its supervisor passes; the default, until then, is ``headrace.*``)."""
+    global _allowed  # noqa: PLW0603 - one process-wide setting, installed once at the start of a try
+    _allowed = allowed
+
+
+def allowed_classes() -> AllowedClasses:
+    """The allow-list installed in this process."""
+    return _allowed
 
 
 def encode(value: Any) -> Any:
@@ -249,6 +300,12 @@ def _decode_object(value: dict[str, Any], load_classes: bool) -> Any:
             {"__class__": name.replace(":", "."), **data} if isinstance(data, dict) else {"__class__": name, "v": data}
         )
     dotted = name.replace(":", ".")
+    if not _allowed.allows(dotted):
+        raise XComError(
+            f"XCom value of class {dotted} was not found in allow list for deserialization imports: add a pattern "
+            "matching it to core.allowed_deserialization_classes (glob) or core.allowed_deserialization_classes_regexp"
+            " (classes defined in a DAG file live in its module headrace_dag_<hash>: 'headrace_dag_*' allows them)"
+        )
     cls = _import_class(name)
     version = value.get("version", 0)
     if hasattr(cls, "deserialize"):

@@ -28,6 +28,7 @@ STATE_STYLES = {
     "failed": "red",
     "upstream_failed": "dark_orange",
     "up_for_retry": "yellow",
+    "up_for_reschedule": "turquoise2",
     "running": "bright_green",
     "queued": "grey62",
     "scheduled": "tan",
@@ -151,6 +152,14 @@ def parse_date(value: str | None, *, what: str = "logical date") -> datetime | N
             f"{what} {value!r} is not an ISO date such as 2026-01-31 or 2026-01-31T06:00:00+00:00"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def dag_label(dag_id: str, display_name: str | None) -> str:
+    """How the CLI names a DAG in a header: its ``dag_display_name`` followed by the id in brackets when the two
+    differ (``"Nightly load (nightly_load)"``), else the dag_id alone."""
+    if display_name and display_name != dag_id:
+        return f"{display_name} ({dag_id})"
+    return dag_id
 
 
 def fmt_time(value: datetime | None) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from headrace.cli.common import (
     app_state,
     console,
+    dag_label,
     fail,
     fmt_time,
     parse_conf,
@@ -51,11 +52,12 @@ def list_cmd(
         n_errors = len(list(session.scalars(select(ImportError_.id))))
         warnings = queries.dag_warnings(session, [d.dag_id for d in dags])
     table = Table(title=f"DAGs ({len(dags)})")
-    for column in ("dag_id", "schedule", "paused", "next run", "tags", "file", "warnings"):
+    for column in ("dag_id", "display name", "schedule", "paused", "next run", "tags", "file", "warnings"):
         table.add_column(column, overflow="fold")
     for d in dags:
         table.add_row(
             d.dag_id,
+            d.dag_display_name or d.dag_id,  # Airflow's rule: the dag_id when no display name is given
             d.schedule or "None",
             "[yellow]yes[/]" if d.is_paused else "no",
             fmt_time(d.next_logical_date),
@@ -122,13 +124,15 @@ def list_runs(
     """List a DAG's runs, newest first."""
     db = app_state(ctx).migrated_db()
     with db.session() as session:
-        if session.get(DagModel, dag_id) is None:
+        model = session.get(DagModel, dag_id)
+        if model is None:
             raise DagNotFound(f"no DAG with dag_id {dag_id!r}; see `headrace dags list`")
+        label = dag_label(dag_id, model.dag_display_name)
         stmt = select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).limit(limit)
         if state:
             stmt = stmt.where(DagRun.state == state)
         runs = list(session.scalars(stmt))
-    table = Table(title=f"runs of {dag_id}")
+    table = Table(title=f"runs of {label}")
     for column in ("run_id", "type", "state", "logical date", "started", "ended"):
         table.add_column(column, overflow="fold")
     for r in runs:
@@ -396,7 +400,9 @@ def show(ctx: typer.Context, dag_id: str) -> None:
     _, sdag = _current_dag(db, dag_id)
     order = dependency_order(sdag)
     edges = sum(len(t.downstream_task_ids) for t in sdag.tasks.values())
-    console.print(f"DAG {dag_id}: {len(order)} task(s), {edges} edge(s), schedule {sdag.schedule or 'None'}")
+    console.print(
+        f"DAG {dag_label(dag_id, sdag.dag_display_name)}: {len(order)} task(s), {edges} edge(s), schedule {sdag.schedule or 'None'}"
+    )
     for group_id, group in sdag.task_groups.items():
         members = _group_task_count(sdag, group_id)
         mapped = " (mapped)" if group.is_mapped else ""

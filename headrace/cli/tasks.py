@@ -21,14 +21,22 @@ from headrace.authoring.secrets import install_secrets_runtime
 from headrace.authoring.task import BaseOperator
 from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_result
 from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
-from headrace.cli.common import AppState, app_state, console, fmt_bytes, fmt_time, parse_date, styled
+from headrace.authoring.xcom_serde import AllowedClasses, set_allowed_classes
+from headrace.cli.common import AppState, app_state, console, dag_label, fmt_bytes, fmt_time, parse_date, styled
 from headrace.crypto import Encryptor
 from headrace.dagfiles.loader import load_dags, prepare_dag_imports
 from headrace.dagfiles.serialization import SerializedDag
 from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun, TaskInstance, TaskTry, XCom
-from headrace.exceptions import DagNotFound, DagRunNotFound, HeadraceError, InvalidRequest, SkipTask
+from headrace.exceptions import (
+    DagNotFound,
+    DagRunNotFound,
+    HeadraceError,
+    InvalidRequest,
+    RescheduleTask,
+    SkipTask,
+)
 from headrace.scheduler.past import past_reason
 from headrace.scheduler.user_actions import clear_task_instances, run_dag
 from headrace.secrets_store import DatabaseSecrets, stored_secrets_masker
@@ -58,7 +66,7 @@ def list_cmd(ctx: typer.Context, dag_id: str) -> None:
     """List a DAG's tasks in dependency order, with their upstream tasks and settings."""
     db = app_state(ctx).migrated_db()
     _, sdag = _dag_model(db, dag_id)
-    table = Table(title=f"tasks of {dag_id}")
+    table = Table(title=f"tasks of {dag_label(dag_id, sdag.dag_display_name)}")
     for column in ("task_id", "operator", "upstream", "trigger rule", "retries", "memory limit", "pool"):
         table.add_column(column, overflow="fold")
     for task_id in sdag.task_ids:
@@ -75,14 +83,22 @@ def list_cmd(ctx: typer.Context, dag_id: str) -> None:
     console.print(table)
 
 
+def _ti_name(ti: TaskInstance) -> str:
+    """``task_id``, ``task_id[3]`` for a mapped index, followed by its label (rendered ``map_index_template``)."""
+    if ti.map_index < 0:
+        return ti.task_id
+    return f"{ti.task_id}[{ti.map_index}]" + (f" {ti.rendered_map_index}" if ti.rendered_map_index else "")
+
+
 @app.command("states-for-dag-run")
 def states_for_dag_run(ctx: typer.Context, dag_id: str, run_id: str) -> None:
-    """Show every task instance of a DAG run with its latest try."""
+    """Show every task instance of a DAG run with its latest try (a mapped index with its label, if any)."""
     db = app_state(ctx).migrated_db()
     with db.session() as session:
         run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one_or_none()
         if run is None:
             raise DagRunNotFound(f"DAG {dag_id!r} has no run {run_id!r}; see `headrace dags list-runs {dag_id}`")
+        label = dag_label(dag_id, session.scalar(select(DagModel.dag_display_name).where(DagModel.dag_id == dag_id)))
         rows = session.execute(
             select(TaskInstance, TaskTry)
             .outerjoin(
@@ -94,12 +110,12 @@ def states_for_dag_run(ctx: typer.Context, dag_id: str, run_id: str) -> None:
                 TaskInstance.start_date.is_(None), TaskInstance.start_date, TaskInstance.task_id, TaskInstance.map_index
             )
         ).all()
-    table = Table(title=f"{dag_id} / {run_id}: {run.state}")
+    table = Table(title=f"{label} / {run_id}: {run.state}")
     for column in ("task_id", "state", "try", "end reason", "started", "ended", "host", "pid", "peak RSS", "CPU s"):
         table.add_column(column, overflow="fold")
     for ti, tt in rows:
         table.add_row(
-            f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id,
+            _ti_name(ti),
             styled(ti.state),
             str(ti.try_number),
             ti.end_reason or "-",
@@ -244,6 +260,12 @@ def _runtime_task(
             previous_success=None if previous is None else PreviousRun.from_run(previous),
         )
     backend = resolve_xcom_backend(state.settings.get_str("core", "xcom_backend"))
+    set_allowed_classes(
+        AllowedClasses.from_config(
+            state.settings.get_str("core", "allowed_deserialization_classes"),
+            state.settings.get_str("core", "allowed_deserialization_classes_regexp"),
+        )
+    )
     ti = _LocalTI(db, dag_id, info.run_id, task_id, state.settings.get("core", "xcom_max_size"), backend, map_index)
     # Variable.get / Connection.get (and {{ var }} / {{ conn }} templates) read the DB directly here.
     install_secrets_runtime(DatabaseSecrets(db, Encryptor.from_settings(state.settings)))
@@ -379,6 +401,9 @@ def test_cmd(
             ti.xcom_push(key, value)
     except SkipTask as exc:
         console.print(f"{task_id}: {styled('skipped')} ({exc})")
+        return
+    except RescheduleTask as exc:  # a sensor in reschedule mode whose poke found its condition unmet
+        console.print(f"{task_id}: {styled('up_for_reschedule')} (the condition is not met yet; {exc})")
         return
     except Exception as exc:  # noqa: BLE001 - whatever the task's code raised is its failure, shown here
         console.print_exception(max_frames=8)

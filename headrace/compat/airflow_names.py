@@ -56,7 +56,7 @@ def _t(module: str, attr: str, feature: str | None = None) -> Target:
 
 _MACROS = {
     name: _t("headrace.authoring.macros", name, f"macros.{name}")
-    for name in ("ds_add", "ds_format", "datetime_diff_for_humans")
+    for name in ("ds_add", "ds_format", "ds_format_locale", "datetime_diff_for_humans")
 }
 _XCOM = "headrace.authoring.xcom_backend"
 _DAG = {"DAG": _t(_TOP, "DAG", "DAG"), "dag": _t(_TOP, "dag", "the @dag decorator")}
@@ -108,6 +108,20 @@ _SENSORS = {
     "BaseSensorOperator": _t(_TOP, "BaseSensorOperator", "sensors (BaseSensorOperator)"),
     "PokeReturnValue": _t(_TOP, "PokeReturnValue", "sensors (PokeReturnValue)"),
 }
+_SENS = "headrace.sensors"
+_SENSOR_MODULES: dict[str, dict[str, Target]] = {
+    "base": {**_SENSORS, "poke_mode_only": _t(_SENS, "poke_mode_only", "poke_mode_only")},
+    "python": {"PythonSensor": _t(_SENS, "PythonSensor", "the PythonSensor")},
+    "bash": {"BashSensor": _t(_SENS, "BashSensor", "the BashSensor")},
+    "filesystem": {"FileSensor": _t(_SENS, "FileSensor", "the FileSensor")},
+    "time": {"TimeSensor": _t(_SENS, "TimeSensor", "the TimeSensor")},
+    "time_delta": {"TimeDeltaSensor": _t(_SENS, "TimeDeltaSensor", "the TimeDeltaSensor")},
+    "date_time": {"DateTimeSensor": _t(_SENS, "DateTimeSensor", "the DateTimeSensor")},
+    "weekday": {"DayOfWeekSensor": _t(_SENS, "DayOfWeekSensor", "the DayOfWeekSensor")},
+    # Not built yet: known names, reported as not supported.
+    "external_task": {name: _t(_SENS, name, f"the {name}") for name in ("ExternalTaskSensor", "ExternalTaskMarker")},
+}
+"""Airflow 3's ``airflow.providers.standard.sensors.<module>`` (Airflow 2's ``airflow.sensors.<module>``)."""
 
 _PYTHON_OPERATORS = {
     "PythonOperator": _t(_OPS, "PythonOperator", "the PythonOperator"),
@@ -252,12 +266,17 @@ for _old, _new in (
 ):
     MODULES[f"airflow.operators.{_old}"] = _OPERATOR_MODULES[_new]
 MODULES["airflow.operators.dummy_operator"] = MODULES["airflow.operators.dummy"]
+for _name, _names in _SENSOR_MODULES.items():
+    MODULES[f"airflow.providers.standard.sensors.{_name}"] = _names
+    MODULES[f"airflow.sensors.{'time_sensor' if _name == 'time' else _name}"] = _names
+MODULES["airflow.sdk.bases.sensor"] = _SENSOR_MODULES["base"]
+MODULES["airflow.sensors.base_sensor_operator"] = _SENSOR_MODULES["base"]  # Airflow 1.10's, kept by Airflow 2
 
 UNSUPPORTED_MODULES: dict[str, str] = {
     "airflow.contrib": "Airflow 1's contrib modules (removed in Airflow 2; their providers are not supported either)",
     "airflow.operators.subdag": "SubDAGs (removed in Airflow 3: use task groups)",
-    "airflow.sensors": "sensors",
-    "airflow.providers.standard.sensors": "sensors",
+    "airflow.sensors": "this sensor (headrace has the standard sensors: see headrace.sensors)",
+    "airflow.providers.standard.sensors": "this sensor (headrace has the standard sensors: see headrace.sensors)",
     "airflow.triggers": "deferrable triggers",
     "airflow.providers.standard.triggers": "deferrable triggers",
     "airflow.datasets": "assets (data-aware scheduling)",

@@ -108,7 +108,13 @@ def file_version(path: str | Path) -> FileVersion | None:
 
 
 def remember_dags(path: str | Path, version: FileVersion, dags: list[DAG]) -> None:
-    """Keep ``dags`` (imported from ``path`` when it had ``version``) for :func:`remembered_dags`."""
+    """Keep ``dags`` (imported from ``path`` when it had ``version``) for :func:`remembered_dags`.
+
+    What every try of their tasks asks of a DAG is worked out here, once (the tasks mapped over), so
+    processes forked afterwards inherit the answer.
+    """
+    for dag in dags:
+        dag.mapped_over_ids()
     _remembered[str(path)] = (version, dags)
 
 

@@ -85,6 +85,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from headrace.authoring.timetables import set_schedule_defaults
+from headrace.authoring.weight_rule import set_default_weight_rule
 from headrace.config import Settings
 from headrace.dagfiles.discovery import find_dag_files, might_contain_dag
 from headrace.dagfiles.loader import prepare_dag_imports
@@ -159,6 +160,7 @@ class DagProcessor:
             create_cron_data_intervals=settings.get_bool("scheduler", "create_cron_data_intervals"),
             create_delta_data_intervals=settings.get_bool("scheduler", "create_delta_data_intervals"),
         )
+        set_default_weight_rule(settings.get_str("core", "default_task_weight_rule"))
         prepare_dag_imports(settings)  # DAGs folder on sys.path, core.airflow_imports; the parse children inherit both
         self.concurrency = max(1, min(8, os.cpu_count() or 1))
         self._not_dag_files: dict[str, tuple[float, int]] = {}

@@ -377,6 +377,8 @@ class SerializedTask:
     depends_on_past: bool = False
     wait_for_downstream: bool = False
     ignore_first_depends_on_past: bool = False
+    wait_for_past_depends_before_skipping: bool = False
+    """Hold a task instance that would be skipped until ``depends_on_past`` lets it go (Airflow's flag)."""
     has_on_execute_callback: bool = False
     has_on_skipped_callback: bool = False
     expand_input: dict[str, Any] | None = None
@@ -559,6 +561,12 @@ class SerializedDag:
     def params_dict(self) -> ParamsDict:
         """The DAG's params with their schemas, rebuilt from the stored JSON (no user code is imported)."""
         return params_dict_of(self.data or {"params": self.params, "param_specs": self.param_specs})
+
+    def task_params(self, task_id: str) -> ParamsDict:
+        """The params task ``task_id`` sees: its own merged params (DAG's, task groups' ``default_args``, its own
+        ``params=``) when they differ from the DAG's, else the DAG's. Raises ``TaskNotFound``."""
+        own = self.get_task(task_id).params
+        return params_from_specs(own) if own is not None else self.params_dict
 
     def get_task(self, task_id: str) -> SerializedTask:
         """The task ``task_id``. Raises ``TaskNotFound`` naming the DAG and task."""

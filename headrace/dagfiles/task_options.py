@@ -20,6 +20,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "depends_on_past": False,
     "wait_for_downstream": False,
     "ignore_first_depends_on_past": False,
+    "wait_for_past_depends_before_skipping": False,
     "has_on_execute_callback": False,
     "has_on_skipped_callback": False,
 }
@@ -36,6 +37,7 @@ def task_options(task: Any) -> dict[str, Any]:
         "depends_on_past": bool(task.depends_on_past),
         "wait_for_downstream": bool(task.wait_for_downstream),
         "ignore_first_depends_on_past": bool(task.ignore_first_depends_on_past),
+        "wait_for_past_depends_before_skipping": bool(getattr(task, "wait_for_past_depends_before_skipping", False)),
         "has_on_execute_callback": bool(task.on_execute_callback),
         "has_on_skipped_callback": bool(task.on_skipped_callback),
     }

@@ -20,6 +20,8 @@ Tables:
   try_number (revision 0010 added ``map_index``).
 * ``task_try`` — one row per try: host, pids and process start times, times,
   exit code or signal, peak RSS, CPU seconds and end reason.
+* ``task_reschedule`` — one row per poke of a sensor in reschedule mode that found its criteria unmet (Airflow's
+  ``task_reschedule``: try_number, the poke's start and end, the next poke's date; revision 0014).
 * ``xcom`` — values passed between task instances, as JSON text (by map index since revision 0010).
 * ``task_map`` — the length (and dict keys) of a value a task pushed for a mapped task downstream to
   expand over (Airflow's ``task_map``; revision 0010).
@@ -248,6 +250,13 @@ class TaskInstance(Base):
     end_reason: Mapped[str | None] = mapped_column(String(40))
     """End reason of the latest try (see ``EndReason``), or why it never ran."""
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    rendered_map_index: Mapped[str | None] = mapped_column(String(250))
+    """The task's ``map_index_template`` as the latest try that reported its end rendered it (at most 250
+    characters; None without a template): the label the UI and API show for a mapped index."""
+    reschedule_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When the next poke of a sensor in reschedule mode is due: set with ``up_for_reschedule`` and kept while
+    that poke is scheduled, queued and running (it tells the queuer and the claim that the poke continues the
+    current ``try_number``); cleared by every other change of state (revision 0014)."""
 
 
 class TaskTry(Base):
@@ -295,6 +304,32 @@ class TaskTry(Base):
     """Processes of the try still running once its task process had ended (escaped descendants)."""
     processes_killed: Mapped[int | None] = mapped_column(Integer)
     """Of ``processes_left``, how many the supervisor killed (SIGKILL) before it recorded the try."""
+
+
+class TaskReschedule(Base):
+    """One poke of a sensor in reschedule mode whose criteria were not met (Airflow's ``task_reschedule``).
+
+    The poke's process ran from ``start_date`` to ``end_date``; the next poke of the same try is due at
+    ``reschedule_date``. The sensor's ``timeout`` counts from the earliest ``start_date`` since the task
+    instance was last cleared.
+    """
+
+    __tablename__ = "task_reschedule"
+    __table_args__ = (Index("ix_task_reschedule_ti_try", "task_instance_id", "try_number"), NEVER_REUSED)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    task_instance_id: Mapped[int] = mapped_column(ForeignKey("task_instance.id", ondelete="CASCADE"))
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    task_id: Mapped[str] = mapped_column(String(250))
+    map_index: Mapped[int] = mapped_column(Integer, default=-1, server_default="-1")
+    try_number: Mapped[int] = mapped_column(Integer)
+    start_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    """When the poke's process was claimed."""
+    end_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    """When the poke ended (its outcome was recorded)."""
+    reschedule_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    """When the next poke is due."""
 
 
 class XCom(Base):

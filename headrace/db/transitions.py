@@ -6,6 +6,12 @@ and a late supervisor, a zombie check and a supervisor finishing), exactly one
 UPDATE matches the row; the other sees ``rowcount == 0`` and gets ``False``.
 A change the transition table forbids is a programming error and raises
 ``InvalidTransition`` before anything is written.
+
+``task_instance.reschedule_date`` (a sensor's next poke) lives only along the
+poke's path — ``running → up_for_reschedule → scheduled → queued → running``
+(and ``queued → scheduled`` when a queued poke is given back): every other
+change clears it (:data:`KEEPS_RESCHEDULE_DATE`), so no writer can leave a
+stale one that would make a later try continue an old ``try_number``.
 """
 
 from __future__ import annotations
@@ -14,13 +20,25 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Update, bindparam, update
+from sqlalchemy import Connection, Update, bindparam, case, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
 from headrace.db.models import DagRun, TaskInstance, TaskTry
 from headrace.exceptions import InvalidTransition
 from headrace.states import DagRunState, TaskInstanceState, can_transition, can_transition_run
+
+_TI = TaskInstanceState
+KEEPS_RESCHEDULE_DATE: frozenset[tuple[TaskInstanceState, TaskInstanceState]] = frozenset(
+    {
+        (_TI.UP_FOR_RESCHEDULE, _TI.SCHEDULED),
+        (_TI.SCHEDULED, _TI.QUEUED),
+        (_TI.QUEUED, _TI.RUNNING),
+        (_TI.QUEUED, _TI.SCHEDULED),
+        (_TI.RUNNING, _TI.UP_FOR_RESCHEDULE),
+    }
+)
+"""Transitions that leave ``reschedule_date`` as it is (unless the caller sets it); every other one clears it."""
 
 _TI_CAS: dict[tuple[bool, tuple[str, ...]], Update] = {}
 """Compare-and-set statements by shape (try guard, columns set), built once per process.
@@ -69,6 +87,8 @@ def set_ti_state(
     if not can_transition(expected, new):
         raise InvalidTransition(expected.value, new.value)
     values.setdefault("updated_at", datetime.now(UTC))
+    if (expected, new) not in KEEPS_RESCHEDULE_DATE:
+        values.setdefault("reschedule_date", None)
     params: dict[str, Any] = {"cas_id": ti_id, "cas_expected": expected.value, "cas_new": new.value}
     if expected_try_number is not None:
         params["cas_try_number"] = expected_try_number
@@ -102,6 +122,8 @@ def set_tis_state(
     if not ti_ids:
         return 0
     values.setdefault("updated_at", datetime.now(UTC))
+    if (expected, new) not in KEEPS_RESCHEDULE_DATE:
+        values.setdefault("reschedule_date", None)
     stmt = (
         update(TaskInstance)
         .where(TaskInstance.id.in_(list(ti_ids)), TaskInstance.state == expected.value)
@@ -114,7 +136,8 @@ def set_tis_state(
 def requeue_ti(session: Session | Connection, ti_id: int, try_number: int) -> bool:
     """Give a queued try that never started back: ``queued → scheduled``, ``try_number - 1``; True if this call did.
 
-    The one requeue rule (a try stuck in queued, an executor that refused it,
+    A queued poke of a sensor in reschedule mode (``reschedule_date`` set) continues its try: its
+    ``try_number`` was not raised when it was queued, so it is not lowered either. The one requeue rule (a try stuck in queued, an executor that refused it,
     a queuing commit whose answer was lost). Guarded by ``try_number``, so a
     try a supervisor claimed meanwhile is left alone.
     """
@@ -124,7 +147,7 @@ def requeue_ti(session: Session | Connection, ti_id: int, try_number: int) -> bo
         TaskInstanceState.QUEUED,
         TaskInstanceState.SCHEDULED,
         expected_try_number=try_number,
-        try_number=try_number - 1,
+        try_number=case((TaskInstance.reschedule_date.is_(None), try_number - 1), else_=try_number),
         queued_at=None,
     )
 

@@ -107,6 +107,7 @@ from headrace.supervisor.cgroups import (
     libc_prctl,
     remove_stale_cgroups,
 )
+from headrace.supervisor.identity import process_start_time
 from headrace.supervisor.protocol import LineBuffer
 from headrace.supervisor.request import TryRequest
 from headrace.supervisor.supervise import EXIT_CLAIM_LOST, EXIT_ERROR, EXIT_RECORDED, supervise, warm_up
@@ -394,7 +395,7 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
                 pid = _fork_supervisor(settings, db, request, [wake_r, wake_w])
                 children[pid] = request
                 try:
-                    start_time = psutil.Process(pid).create_time()
+                    start_time = process_start_time(pid)
                 except psutil.NoSuchProcess:
                     start_time = None
                 _emit(

@@ -2,7 +2,8 @@
 
 The connection ``smtp_conn_id`` gives the server (Airflow's fields: host,
 port, login, password; extras ``from_email``, ``timeout``, ``disable_ssl``,
-``disable_tls``, ``subject_template``, ``html_content_template``). When the
+``disable_tls``, ``subject_template``, ``html_content_template``, ``access_token``
+for ``auth_type="oauth2"``). When the
 default ``smtp_default`` does not exist, the ``[alerts]`` SMTP settings are
 used instead (``email_from`` as the default sender), so one SMTP set-up serves
 alerts and DAGs. Extras headrace does not use are logged by name.
@@ -26,10 +27,18 @@ from headrace.authoring.secrets import Connection, ConnectionNotFound
 from headrace.config import load_settings
 from headrace.exceptions import HeadraceError
 from headrace.hooks.base import BaseHook
-from headrace.mail import SmtpServer, connect
+from headrace.mail import AUTH_TYPES, SmtpServer, connect
 
 SMTP_EXTRAS = frozenset(
-    {"from_email", "timeout", "disable_ssl", "disable_tls", "subject_template", "html_content_template"}
+    {
+        "from_email",
+        "timeout",
+        "disable_ssl",
+        "disable_tls",
+        "subject_template",
+        "html_content_template",
+        "access_token",
+    }
 )
 """The extra fields of an smtp connection headrace uses; others (``retry_limit``, ``ssl_context`` …) are
 ignored with a warning naming them."""
@@ -87,7 +96,10 @@ def build_message(
 class SmtpHook(BaseHook):
     """An SMTP server by connection: ``with SmtpHook("smtp_default") as hook: hook.send_email_smtp(...)``.
 
-    Used without ``with``, each :meth:`send_email_smtp` opens and closes its own session.
+    Used without ``with``, each :meth:`send_email_smtp` opens and closes its own session. ``auth_type``
+    (Airflow's): ``basic`` (default; AUTH with the connection's login and password when it has a login) or
+    ``oauth2`` (AUTH XOAUTH2 with the connection's ``access_token`` extra, as the login, else ``from_email``).
+    Raises ``ValueError`` for another ``auth_type``.
     """
 
     conn_name_attr: ClassVar[str] = "smtp_conn_id"
@@ -95,8 +107,11 @@ class SmtpHook(BaseHook):
     conn_type: ClassVar[str] = "smtp"
     hook_name: ClassVar[str] = "SMTP"
 
-    def __init__(self, smtp_conn_id: str = default_conn_name) -> None:
+    def __init__(self, smtp_conn_id: str = default_conn_name, auth_type: str = "basic") -> None:
         super().__init__()
+        if auth_type not in AUTH_TYPES:
+            raise ValueError(f"SmtpHook: auth_type must be one of {', '.join(AUTH_TYPES)}, got {auth_type!r}")
+        self.auth_type = auth_type
         self.smtp_conn_id = smtp_conn_id
         self.smtp_connection: Connection | None = None
         """The connection, once read (None: the ``[alerts]`` settings are used)."""
@@ -106,13 +121,19 @@ class SmtpHook(BaseHook):
     @property
     def server(self) -> SmtpServer:
         """Where mail goes (read once). Raises ``HeadraceError`` naming a connection that does not exist
-        (but for the default ``smtp_default``, which falls back to ``[alerts]``)."""
+        (but for the default ``smtp_default``, which falls back to ``[alerts]``, except with ``oauth2``) or
+        that ``auth_type`` cannot use (``oauth2`` without ``access_token``)."""
         if self._server is None:
             try:
                 conn = self.get_connection(self.smtp_conn_id)
             except ConnectionNotFound:
                 if self.smtp_conn_id != self.default_conn_name:
                     raise HeadraceError(f"SMTP connection {self.smtp_conn_id!r} is not found") from None
+                if self.auth_type == "oauth2":
+                    raise HeadraceError(
+                        f"auth_type 'oauth2' needs the SMTP connection {self.smtp_conn_id!r} with an access_token "
+                        "extra; the [alerts] SMTP settings have no token"
+                    ) from None
                 self._server = SmtpServer.from_settings(load_settings())
             else:
                 ignored = sorted(set(conn.extra_dejson) - SMTP_EXTRAS)
@@ -123,7 +144,10 @@ class SmtpHook(BaseHook):
                         ", ".join(ignored),
                     )
                 self.smtp_connection = conn
-                self._server = SmtpServer.from_connection(conn)
+                try:
+                    self._server = SmtpServer.from_connection(conn, auth_type=self.auth_type)
+                except ValueError as exc:
+                    raise HeadraceError(str(exc)) from None
         return self._server
 
     @property

@@ -20,6 +20,7 @@ from headrace.authoring.context import make_jinja_env
 from headrace.authoring.task import BaseOperator
 from headrace.exceptions import DagDefinitionError, HeadraceError
 from headrace.hooks.smtp import SmtpHook
+from headrace.mail import AUTH_TYPES
 from headrace.types import Context
 
 DEFAULT_CONN_ID = SmtpHook.default_conn_name
@@ -35,7 +36,8 @@ class EmailOperator(BaseOperator):
     names ``subject_template`` / ``html_content_template`` files (rendered as
     templates). ``files``: paths of files to attach. Templated: ``to``,
     ``from_email``, ``subject``, ``html_content`` (a value ending in ``.html`` is
-    a template file), ``files``, ``cc``, ``bcc``. The task fails when the named
+    a template file), ``files``, ``cc``, ``bcc``. ``auth_type``: ``basic`` (default) or ``oauth2`` (the
+    connection's ``access_token`` extra; see :class:`~headrace.hooks.smtp.SmtpHook`). The task fails when the named
     connection does not exist, no sender is known, a file is missing or the
     server refuses the message.
     """
@@ -58,9 +60,15 @@ class EmailOperator(BaseOperator):
         mime_charset: str = "utf-8",
         conn_id: str = DEFAULT_CONN_ID,
         custom_headers: dict[str, Any] | None = None,
+        auth_type: str = "basic",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if auth_type not in AUTH_TYPES:
+            raise DagDefinitionError(
+                f"EmailOperator {self.task_id!r}: auth_type must be one of {', '.join(AUTH_TYPES)}, got {auth_type!r}"
+            )
+        self.auth_type = auth_type
         if not to:
             raise DagDefinitionError(f"EmailOperator {self.task_id!r}: to must name at least one address")
         self.to = to
@@ -84,7 +92,7 @@ class EmailOperator(BaseOperator):
 
     def execute(self, context: Context) -> None:
         """Send the message in one SMTP session; returns None."""
-        hook = SmtpHook(smtp_conn_id=self.conn_id)
+        hook = SmtpHook(smtp_conn_id=self.conn_id, auth_type=self.auth_type)
         try:
             server = hook.server
         except HeadraceError as exc:

@@ -47,6 +47,18 @@ _LINE_SEARCH = 4096
 """The head is cut at a line end within this many bytes before the cut, the tail starts at one after it."""
 
 
+def output_pipe() -> tuple[int, int]:
+    """A pipe for a child's output, enlarged to :data:`POLLED_PIPE_BYTES` where the kernel allows it; return
+    ``(read end, write end)`` (raw descriptors). Made before the log file when the child is forked first
+    (:meth:`CappedLog.adopt_pipe`). Raises ``OSError`` if no pipe can be made."""
+    read_fd, write_fd = os.pipe()
+    try:
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, POLLED_PIPE_BYTES)
+    except (OSError, AttributeError):  # over the user's pipe quota, or not Linux: the default size
+        pass
+    return read_fd, write_fd
+
+
 class CappedLog:
     """The log file at ``path`` (opened for appending, folders created), capped at ``max_bytes`` bytes.
 
@@ -123,14 +135,15 @@ class CappedLog:
         is enlarged to :data:`POLLED_PIPE_BYTES` where the kernel allows it. Raises ``OSError`` if no pipe
         can be made.
         """
-        read_fd, write_fd = os.pipe()
-        os.set_blocking(read_fd, False)
-        try:
-            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, POLLED_PIPE_BYTES)
-        except (OSError, AttributeError):  # over the user's pipe quota, or not Linux: the default size
-            pass
-        self._polled.append(read_fd)
+        read_fd, write_fd = output_pipe()
+        self.adopt_pipe(read_fd)
         return read_fd, write_fd
+
+    def adopt_pipe(self, read_fd: int) -> None:
+        """Drain the read end ``read_fd`` of a pipe made earlier (:func:`output_pipe`) into this log, as one of
+        :meth:`polled_pipe`'s: from now on this log owns it (and closes it at end of file or :meth:`close`)."""
+        os.set_blocking(read_fd, False)
+        self._polled.append(read_fd)
 
     def polled_fds(self) -> list[int]:
         """The read ends of the polled pipes still open (to watch for :meth:`read_pipe`)."""

@@ -65,16 +65,20 @@ class DeliveryConfig:
     """The ``alerts`` settings delivery needs."""
 
     email_to: tuple[str, ...]
-    email_from: str
-    smtp_host: str
-    smtp_port: int
-    smtp_user: str
-    smtp_password: str
-    smtp_starttls: bool
-    smtp_ssl: bool
+    smtp: SmtpServer
+    """The SMTP server, read by :meth:`SmtpServer.from_settings` (the one reader of the ``[alerts]`` SMTP keys;
+    ``from_email`` is ``alerts.email_from``, ``timeout`` is ``alerts.timeout``)."""
     webhook_urls: tuple[str, ...]
-    timeout: float
-    """Seconds one SMTP session or one webhook POST may take."""
+
+    @property
+    def email_from(self) -> str:
+        """The sender of alert emails (``alerts.email_from``; empty when unset)."""
+        return self.smtp.from_email or ""
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one SMTP session or one webhook POST may take (``alerts.timeout``)."""
+        return self.smtp.timeout
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
@@ -84,29 +88,7 @@ class DeliveryConfig:
             return tuple(x.strip() for x in settings.get_str("alerts", key).split(",") if x.strip())
 
         return cls(
-            email_to=split("email_to"),
-            email_from=settings.get_str("alerts", "email_from"),
-            smtp_host=settings.get_str("alerts", "smtp_host"),
-            smtp_port=settings.get_int("alerts", "smtp_port"),
-            smtp_user=settings.get_str("alerts", "smtp_user"),
-            smtp_password=settings.get_str("alerts", "smtp_password"),
-            smtp_starttls=settings.get_bool("alerts", "smtp_starttls"),
-            smtp_ssl=settings.get_bool("alerts", "smtp_ssl"),
-            webhook_urls=split("webhook_url"),
-            timeout=settings.get_float("alerts", "timeout"),
-        )
-
-    def smtp_server(self) -> SmtpServer:
-        """The SMTP server part, for :func:`headrace.mail.send_message`."""
-        return SmtpServer(
-            host=self.smtp_host,
-            port=self.smtp_port,
-            user=self.smtp_user,
-            password=self.smtp_password,
-            starttls=self.smtp_starttls,
-            ssl=self.smtp_ssl,
-            timeout=self.timeout,
-            from_email=self.email_from,
+            email_to=split("email_to"), smtp=SmtpServer.from_settings(settings), webhook_urls=split("webhook_url")
         )
 
 
@@ -117,7 +99,7 @@ def send_email(config: DeliveryConfig, subject: str, body: str) -> None:
     message["To"] = ", ".join(config.email_to)
     message["Subject"] = subject
     message.set_content(body)
-    send_message(config.smtp_server(), message)
+    send_message(config.smtp, message)
 
 
 def webhook_payload(subject: str, body: str) -> dict[str, Any]:

@@ -291,6 +291,12 @@ def find_zombies(
     return ended
 
 
+def _unclaimed(ti: TaskInstance, tt: TaskTry | None) -> bool:
+    """A queued try no supervisor claimed: it has no ``task_try`` row yet, or it is a sensor's next poke
+    (``reschedule_date`` set) whose try row the previous poke ended."""
+    return tt is None or (ti.reschedule_date is not None and tt.end_date is not None)
+
+
 def requeue_try(session: Session, ti: TaskInstance) -> bool:
     """Give a queued try that never started back to the scheduler: ``queued → scheduled``, ``try_number - 1``."""
     return requeue_ti(session, ti.id, ti.try_number)
@@ -301,7 +307,7 @@ def requeue_stuck(db: Database, now: datetime, *, timeout: float) -> int:
     count = 0
     with db.session() as session:
         for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED, queued_before=now - timedelta(seconds=timeout)):
-            if tt is None and requeue_try(session, ti):
+            if _unclaimed(ti, tt) and requeue_try(session, ti):
                 log.warning(
                     "%s.%s run %s try %d was queued over %g s without starting; scheduled again",
                     ti.dag_id,
@@ -365,7 +371,7 @@ def adopt_or_fail_tries(
                     home=home,
                 )
         for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED):
-            if tt is None and not (in_executor is not None and in_executor(ti.id, ti.try_number)):
+            if _unclaimed(ti, tt) and not (in_executor is not None and in_executor(ti.id, ti.try_number)):
                 requeued += requeue_try(session, ti)
     stats = AdoptionStats(adopted, zombies, requeued)
     log.info(
@@ -405,6 +411,8 @@ def end_exited_try(
         tt = queries.try_row(session, ti_id, try_number)
         if tt is not None and _identity(tt).is_alive():
             return False
+        if ti.reschedule_date is not None and tt is not None and tt.end_date is not None:
+            return False  # a sensor's next poke of this try, not yet claimed: the exited supervisor ran the last one
         return end_try_as_zombie(
             session,
             ti,

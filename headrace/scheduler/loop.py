@@ -29,7 +29,9 @@ readable — a finished try wakes the scheduler at once), a parse child's pipe
 (a result, or its end), a wake-up from a trigger, clear, mark or unpause
 (the next loop is a full pass), a stop request
 (SIGTERM/SIGINT write to a self-pipe), or a timeout of
-``scheduler.loop_interval`` — shorter when a retry, a scheduled run, a chore
+``scheduler.loop_interval`` — shorter when a retry or a sensor's next poke
+(``up_for_reschedule``: one query for the earliest ``reschedule_date``, no
+pass over the waiting sensors), a scheduled run, a chore
 or the kill of an overdue parse child is due sooner. A loop that did work does not wait at all.
 
 Stop (SIGTERM, SIGINT, ``stop.set()``, ``num_loops`` reached, lease lost):
@@ -215,7 +217,8 @@ class Scheduler:
         self.next_run_due: datetime | None = None
         """Earliest ``next_run_after`` of a schedulable DAG, as last read (None: none, or blocked)."""
         self.retry_due: datetime | None = None
-        """Earliest ``next_retry_at`` of a task instance up for retry, as last read."""
+        """Earliest ``next_retry_at`` of a task instance up for retry, or ``reschedule_date`` of a sensor up for
+        reschedule, as last read."""
         self.runs_to_examine: set[int] | None = set()
         """``dag_run.id`` of runs whose task instances changed (None: every run)."""
         self.asked = Step(0)
@@ -453,7 +456,8 @@ class Scheduler:
 
     def examine_runs(self, now: datetime) -> int:
         """Move unfinished runs to their DAG's new version (after a parse, and on a full pass), then decide the
-        task instances of the runs that changed (of every run on a full pass or a due retry)."""
+        task instances of the runs that changed (of every run on a full pass, a due retry or a due
+        poke)."""
         if (
             self._asked(Step.FOLLOW_VERSIONS)
             and self.only_run is None

@@ -16,8 +16,10 @@ downstream tasks of it there. As in Airflow:
 The check is made when the trigger rule would schedule the task instance; a
 held one stays in state ``none`` and :func:`past_reason` says why (the CLI's
 ``tasks state --why`` and the UI's task instance page show it). A task
-instance that its trigger rule skips or fails is not held (Airflow's default,
-``wait_for_past_depends_before_skipping`` off).
+instance that its trigger rule skips or fails is not held (Airflow's default),
+unless its task sets ``wait_for_past_depends_before_skipping``: then one that
+would be skipped (by its trigger rule, or by a branch or short circuit, see
+:mod:`headrace.db.skip_marks`) is held the same way and skipped once let go.
 """
 
 from __future__ import annotations

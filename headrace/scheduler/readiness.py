@@ -22,7 +22,8 @@ while the DAG's previous run holds it (:mod:`headrace.scheduler.past`).
 Tasks are visited in topological order with the run's states kept in
 memory, so a cascade (``a`` failed → ``b`` upstream_failed → ``c``
 upstream_failed) settles in one pass. Task instances ``up_for_retry`` whose
-``next_retry_at`` has come go back to ``scheduled``.
+``next_retry_at`` has come go back to ``scheduled``, and so do sensors
+``up_for_reschedule`` whose ``reschedule_date`` has come (their next poke).
 
 :func:`queue_ready` moves scheduled task instances to ``queued`` in priority
 order (``priority_weight`` descending, then the run's logical date) within:
@@ -39,7 +40,8 @@ A task instance naming a pool that does not exist stays ``scheduled`` and a
 warning is logged once per pool (Airflow's behaviour): creating the pool lets
 it run. The transition table does not allow ``scheduled → failed`` anyway.
 
-The ``scheduled → queued`` change (``try_number + 1``, ``queued_at = now``) is
+The ``scheduled → queued`` change (``try_number + 1``, ``queued_at = now``; a sensor's next poke in
+reschedule mode, which still carries its ``reschedule_date``, keeps its ``try_number``) is
 committed *before* ``executor.queue`` is called, so the supervisor that claims
 the try always finds the committed row.
 """
@@ -56,9 +58,10 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from headrace.authoring.trigger_rules import Decision, UpstreamCounts, evaluate, evaluate_setups
-from headrace.dagfiles.serialization import SerializedDag
+from headrace.dagfiles.serialization import SerializedDag, SerializedTask
 from headrace.db import queries
 from headrace.db.engine import Database
+from headrace.db.skip_marks import skipped_by_upstream
 from headrace.db.transitions import requeue_ti, set_ti_state, set_tis_state
 from headrace.scheduler import mapping
 from headrace.scheduler.dagcache import DagCache
@@ -171,7 +174,8 @@ def examine_run(
 ) -> int:
     """Decide the task instances of one running run; return how many changed state.
 
-    ``run`` has ``dag_version_id``; ``tis`` are rows with ``id, task_id, state, next_retry_at, map_index``
+    ``run`` has ``dag_version_id``; ``tis`` are rows with ``id, task_id, state, next_retry_at, map_index,
+    reschedule_date``
     (see ``queries.ti_rows_of_runs``). A mapped task's ``-1`` instance that may run is expanded first
     (:func:`headrace.scheduler.mapping.expand`, ``max_map_length``: ``core.max_map_length``) and its
     instances are decided in the same pass.
@@ -186,6 +190,11 @@ def examine_run(
         if due and set_ti_state(session, ti.id, TI.UP_FOR_RETRY, TI.SCHEDULED, next_retry_at=None, updated_at=now):
             run_states.state[ti.id] = TI.SCHEDULED.value
             changed += 1
+        # A sensor's next poke: its reschedule_date stays (the poke continues the same try_number).
+        poke = ti.state == TI.UP_FOR_RESCHEDULE.value and (ti.reschedule_date is None or ti.reschedule_date <= now)
+        if poke and set_ti_state(session, ti.id, TI.UP_FOR_RESCHEDULE, TI.SCHEDULED, updated_at=now):
+            run_states.state[ti.id] = TI.SCHEDULED.value
+            changed += 1
     for task_id in cache.order(session, run.dag_version_id):
         task = sdag.tasks[task_id]
         todo = list(run_states.rows.get(task_id, []))
@@ -194,6 +203,11 @@ def examine_run(
             if run_states.state[pending.id] != TI.NONE.value:
                 continue
             decision = decide(sdag, task_id, run_states, pending.map_index)
+            if task.wait_for_past_depends_before_skipping and task.depends_on_past:
+                held = _skip_after_past(session, task, pending, decision, past)
+                if held is None:
+                    continue
+                decision = held
             # A task of a mapped task group expands as soon as the group's length is known, before its own
             # upstream in the group is done (Airflow revises every unfinished mapped task): each index then
             # waits for the same index upstream, and a branch at one index can skip just that index.
@@ -257,6 +271,20 @@ def examine_run(
                 run_states.state[pending.id] = new.value
                 changed += 1
     return changed
+
+
+def _skip_after_past(
+    session: Session, task: SerializedTask, pending: queries.TiDecisionRow, decision: Decision, past: PastCheck
+) -> Decision | None:
+    """``wait_for_past_depends_before_skipping`` (Airflow's semantics): a task instance its trigger rule, a branch
+    or a short circuit (a skip mark, :mod:`headrace.db.skip_marks`) would skip is skipped only once
+    ``depends_on_past`` lets it go; None while the previous run holds it (it stays in ``none``)."""
+    marked = decision is Decision.RUN and skipped_by_upstream(
+        session, pending.dag_run_id, task.task_id, task.upstream_task_ids, {-1, pending.map_index}
+    )
+    if not (marked or decision is Decision.SKIP):
+        return decision
+    return Decision.SKIP if past.reason(task.task_id) is None else None
 
 
 def _apply_revision(
@@ -420,6 +448,7 @@ class Queuer:
         if open_slots <= 0:
             return 0
         requests: list[TryRequest] = []
+        in_flight = getattr(executor, "has", None)
         with db.session() as session:
             limits = QueueLimits(session, open_slots, self.parallelism)
             if limits.free <= 0:
@@ -442,12 +471,17 @@ class Queuer:
                     )
                 if reason is not None:
                     continue
+                # A sensor's next poke (reschedule_date set) continues the current try; anything else is a new try.
+                poke = ti.reschedule_date is not None and ti.try_number > 0
+                if poke and in_flight is not None and in_flight(ti.id, ti.try_number):
+                    continue  # the previous poke's supervisor is still being reaped: the same key must not overlap
+                try_number = ti.try_number if poke else ti.try_number + 1
                 if set_ti_state(
                     session,
                     ti.id,
                     TI.SCHEDULED,
                     TI.QUEUED,
-                    try_number=ti.try_number + 1,
+                    try_number=try_number,
                     queued_at=now,
                     updated_at=now,
                     end_reason=None,
@@ -459,7 +493,7 @@ class Queuer:
                             dag_id=ti.dag_id,
                             run_id=ti.run_id,
                             task_id=ti.task_id,
-                            try_number=ti.try_number + 1,
+                            try_number=try_number,
                             fileloc=ti.fileloc,
                             queue=ti.queue,
                             priority_weight=ti.priority_weight,

@@ -458,7 +458,13 @@ def finish_runs(
 
 
 _UNSTARTED = frozenset(
-    {TaskInstanceState.NONE, TaskInstanceState.SCHEDULED, TaskInstanceState.QUEUED, TaskInstanceState.UP_FOR_RETRY}
+    {
+        TaskInstanceState.NONE,
+        TaskInstanceState.SCHEDULED,
+        TaskInstanceState.QUEUED,
+        TaskInstanceState.UP_FOR_RETRY,
+        TaskInstanceState.UP_FOR_RESCHEDULE,
+    }
 )
 """Task instance states a timed-out run skips (their task has not started, or waits to start again)."""
 
@@ -477,7 +483,7 @@ def enforce_dagrun_timeouts(
       ``task_try`` row is closed with the same reason. The try's supervisor
       sees at its next heartbeat that the task instance no longer runs this
       try and stops the process tree; its late outcome finds the row closed.
-    * ``none`` / ``scheduled`` / ``queued`` / ``up_for_retry`` → ``skipped``,
+    * ``none`` / ``scheduled`` / ``queued`` / ``up_for_retry`` / ``up_for_reschedule`` → ``skipped``,
       end reason ``dagrun_timeout`` (a queued try's supervisor then loses its claim).
 
     Airflow 3 skips every unfinished task instance of a timed-out run, running

@@ -1,15 +1,29 @@
-"""The claim: win the try, load what it needs and start its task process, all in one transaction.
+"""The claim: win the try, load what it needs and release its task process, all in one transaction.
 
 Steps 1 and 2 of the life of a try (see :mod:`.supervise`):
 
+0. **fork ahead** (:func:`prestart`) — before anything else, the supervisor
+   makes the try's cgroup and forks the task process, which joins the cgroup
+   and waits at a gate knowing nothing of the try yet;
 1. **claim** — ``queued → running`` for exactly this ``try_number``; losing
-   means another supervisor owns the try, and nothing runs (nothing is forked);
+   means another supervisor owns the try, and nothing runs (the waiting task
+   process is sent away: :meth:`Prestarted.cancel`);
 2. **start** — in the same transaction, load the try's row, run and task entry
-   (``_LOAD``: one round trip), fork the task process (:mod:`.task_process`)
-   held at a gate, insert the ``task_try`` row (host, supervisor pid and start
-   time, the task's true pid and start time, log path), clear the TI's XComs;
-   commit, then open the gate — the task's code runs only once the claim is
-   committed.
+   (``_LOAD``: one round trip), insert the ``task_try`` row (host, supervisor
+   pid and start time, the task's true pid and start time, log path), clear
+   the TI's XComs; commit, then open the gate, handing the task process what
+   it runs (:class:`~.task_process.TaskStart`) — the task's code runs only
+   once the claim is committed. The next poke of a sensor in reschedule mode
+   (the task instance still carries its ``reschedule_date``) continues its
+   try: the try's row is reopened for this poke's processes instead
+   (:func:`_reopen_try`).
+
+Why fork first: a forked process shares its parent's pages until one of them
+writes to a page, which the kernel then copies (a page fault). Forked after
+the claim's database work, the task process shared every page that work had
+written, and the supervisor, writing the same pages again for its next
+statements, took a second fault on each (some 900 per try); forked first, it
+shares only what the fork server left, and each process copies a page once.
 
 The statements are built once, with bind parameters (the fork server warms
 them: :func:`.supervise.warm_up`).
@@ -19,7 +33,10 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import signal
 import socket
+import time
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,16 +53,16 @@ from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskMap, TaskTry, XCom
 from headrace.db.queries import previous_success_id
 from headrace.db.transitions import set_ti_state
-from headrace.logs.capped import CappedLog
+from headrace.logs.capped import CappedLog, output_pipe
 from headrace.logs.files import append_line, format_line, try_log_path
 from headrace.states import TaskInstanceState
 from headrace.supervisor import task_process
 from headrace.supervisor.cgroups import Containment, hierarchy_in_use, try_marker
 from headrace.supervisor.identity import ProcessIdentity
-from headrace.supervisor.limits import Limits
+from headrace.supervisor.limits import ChildUsage, Limits
 from headrace.supervisor.request import TryRequest
 from headrace.supervisor.task_requests import TryTarget
-from headrace.supervisor.watch import Gate, TaskWatch
+from headrace.supervisor.watch import Gate, TaskWatch, fork_child
 
 log = logging.getLogger("headrace.supervisor")
 
@@ -138,6 +155,8 @@ _LOAD = (
         _PREVIOUS.data_interval_end,
         _PREVIOUS.start_date,
         _PREVIOUS.end_date,
+        # Set for a sensor's next poke in reschedule mode: it continues the try (see _reopen_try).
+        TaskInstance.reschedule_date,
     )
     .join_from(TaskInstance, DagRun, TaskInstance.dag_run_id == DagRun.id)
     .outerjoin(DagVersion, DagRun.dag_version_id == DagVersion.id)
@@ -238,22 +257,167 @@ def _inserted_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
-def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
-    """Claim the try, start its task process and record both in one transaction; None if the claim was lost.
+class Prestarted:
+    """The try's task process, forked before the claim and waiting at its gate (:func:`prestart`)."""
 
-    The task process is forked inside the claim transaction, once the
-    compare-and-set is won, so its true pid goes into the ``task_try`` row in
-    the same commit; it waits on a gate and runs nothing until that commit
-    succeeded. If anything fails before, the gate is shut: it exits without
-    running anything and the transaction is rolled back. Nothing is written
-    (and nothing forked) when the claim is lost.
+    def __init__(
+        self,
+        *,
+        pid: int | None,
+        gate: Gate | None = None,
+        sock: socket.socket | None = None,
+        output_fd: int | None = None,
+        containment: Containment | None = None,
+        usage_before: ChildUsage | None = None,
+        started: float = 0.0,
+        error: str | None = None,
+        warning: str | None = None,
+    ) -> None:
+        self.pid = pid
+        """The task process (None: none was forked, see ``error``)."""
+        self.gate = gate
+        self.sock = sock
+        """The supervisor's end of the task's channel."""
+        self.output_fd = output_fd
+        """Read end of the pipe that is the task's stdout and stderr (handed to the try's log once claimed)."""
+        self.containment = containment
+        self.usage_before = usage_before or ChildUsage(0.0, 0)
+        """This process's children's usage just before the fork (the task's CPU is the difference)."""
+        self.started = started
+        """Monotonic time of the fork."""
+        self.error = error
+        """Why no task process was forked (``core.try_containment = cgroup`` and no cgroup): the try fails
+        with it once claimed."""
+        self.warning = warning
+        """A line for the try's log once it is open (containment fell back to the marker)."""
+        self.released = False
+        """The gate was opened: the task runs, and the watch owns the process."""
+
+    def release(self, start: task_process.TaskStart) -> None:
+        """Open the gate: the task process runs ``start``."""
+        assert self.gate is not None
+        self.released = True
+        self.gate.open(pickle.dumps(start, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def cancel(self) -> None:
+        """Unless released: shut the gate (the task process exits without running anything), reap it, close
+        its channel and pipe and remove its cgroup. Never raises; a no-op once released or cancelled."""
+        if self.released or self.pid is None:
+            return
+        pid, self.pid = self.pid, None
+        try:
+            if self.gate is not None:
+                self.gate.shut()
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            if self.sock is not None:
+                self.sock.close()
+            if self.output_fd is not None:
+                os.close(self.output_fd)
+                self.output_fd = None
+        except OSError as exc:  # a descriptor already gone: nothing left to undo
+            log.warning("cancelling the task process %d: %s", pid, exc)
+        finally:
+            if self.containment is not None:
+                self.containment.remove()
+
+
+def prestart(settings: Settings, request: TryRequest) -> Prestarted:
+    """Make the try's containment and fork its task process, held at a gate; the claim releases or cancels it.
+
+    The child joins the containment (its cgroup, made here) and waits; it learns what to run only when the
+    claim is committed (:meth:`Prestarted.release`). With ``core.try_containment = cgroup`` and no cgroup to
+    be made nothing is forked (``error`` says why). Raises ``OSError`` if no pipe, socket or process can be
+    made.
+    """
+    mode = settings.get_str("core", "try_containment")
+    marker = try_marker(request.ti_id, request.try_number, os.getpid())
+    warning = None
+    containment = Containment(None, marker)
+    try:
+        containment = Containment(hierarchy_in_use(mode), marker)
+        containment.prepare()
+    except OSError as exc:
+        if mode == "cgroup":
+            return Prestarted(pid=None, error=f"cannot contain the try (core.try_containment = cgroup): {exc}")
+        warning = f"cannot make the try's cgroup {containment.path}: {exc}; containment is best-effort"
+        containment = Containment(None, marker)
+    required = mode == "cgroup"
+    made: list[int] = []
+    try:
+        read_fd, write_fd = output_pipe()
+        made += [read_fd, write_fd]
+        parent_sock, child_sock = socket.socketpair()
+    except BaseException:
+        for fd in made:
+            os.close(fd)
+        containment.remove()
+        raise
+    gate = Gate()
+
+    def run() -> int:
+        # A SIGTERM before the task process sets up its own handler ends it, rather than the supervisor's
+        # handler it inherited.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # Into the try's cgroup before anything runs (the move overlaps the supervisor's claim transaction).
+        os.close(read_fd)
+        try:
+            containment.join()
+        except OSError as exc:
+            level, what = ("ERROR", "not running the task") if required else ("WARNING", "containment is best-effort")
+            os.write(
+                write_fd, format_line("supervisor", f"cannot join {containment.path}: {exc}; {what}", level).encode()
+            )
+            if required:
+                return EXIT_NOT_CONTAINED
+        payload = gate.wait()
+        if payload is None:
+            return EXIT_NOT_RELEASED
+        start = pickle.loads(payload)
+        return task_process.main(start, child_sock, write_fd)
+
+    usage_before = ChildUsage.now()
+    try:
+        pid = fork_child(run, close_in_child=[parent_sock])
+    except BaseException:
+        os.close(read_fd)
+        parent_sock.close()
+        containment.remove()
+        raise
+    finally:
+        os.close(write_fd)  # the child holds it: the drain ends when the task's process tree is gone
+        child_sock.close()
+    gate.forked()
+    return Prestarted(
+        pid=pid,
+        gate=gate,
+        sock=parent_sock,
+        output_fd=read_fd,
+        containment=containment,
+        usage_before=usage_before,
+        started=time.monotonic(),
+        warning=warning,
+    )
+
+
+def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarted) -> _Try | None:
+    """Claim the try and record it and its task process (``task``, forked ahead) in one transaction; None if the
+    claim was lost.
+
+    The task process's true pid goes into the ``task_try`` row in the same
+    commit; it waits on its gate and runs nothing until that commit succeeded
+    (then it is released). If anything fails before, the transaction is rolled
+    back and the task process keeps waiting: the caller retries the claim or
+    cancels it (:meth:`Prestarted.cancel`), as it does when the claim is lost.
+    Nothing is written when the claim is lost.
     """
     now = datetime.now(UTC)
     me = ProcessIdentity.of(os.getpid())
     log_path = try_log_path(
         settings.base_log_folder, request.dag_id, request.run_id, request.task_id, request.try_number, request.map_index
     )
-    gate: Gate | None = None
     current: _Try | None = None
     try:
         with _transaction(db) as conn:
@@ -299,6 +463,7 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 task_entry,
                 map_index,
                 *previous,
+                reschedule_date,
             ) = row
             policy = _policy(task_entry) if task_id == request.task_id else None
             logical = logical_date or queued_at
@@ -328,6 +493,10 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
                 else None,
                 max_map_length=settings.get_int("core", "max_map_length"),
                 conf_overrides_params=settings.get_bool("core", "dag_run_conf_overrides_params"),
+                allowed_deserialization_classes=settings.get_str("core", "allowed_deserialization_classes"),
+                allowed_deserialization_classes_regexp=settings.get_str(
+                    "core", "allowed_deserialization_classes_regexp"
+                ),
             )
             target = TryTarget(
                 ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index
@@ -340,18 +509,17 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
             except OSError as exc:
                 current.start_error = f"cannot open the try's log {log_path}: {exc}"
             else:
-                try:
-                    containment = _containment(settings, current)
-                except OSError as exc:
+                if task.pid is None:
                     try_log.close(timeout=0)
-                    current.start_error = f"cannot contain the try (core.try_containment = cgroup): {exc}"
+                    current.start_error = task.error or "the task process was not started"
                 else:
-                    gate = Gate()
-                    pid = _start_task(settings, db, current, gate, try_log, containment)
+                    pid = _watch(settings, db, current, task, try_log)
                     try:
                         process_start_time = ProcessIdentity.of(pid).start_time
                     except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
                         process_start_time = None
+            if own_row is None and reschedule_date is not None:
+                own_row = _reopen_try(conn, ti_pk, request.try_number, me, pid, process_start_time, now)
             if own_row is None:
                 result = conn.execute(
                     _INSERT_TRY,
@@ -386,32 +554,85 @@ def claim(settings: Settings, db: Database, request: TryRequest) -> _Try | None:
             conn.execute(_CLEAR_XCOMS, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
             conn.execute(_CLEAR_TASK_MAP, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
     except BaseException:
-        if gate is not None:
-            gate.shut()  # the task process exits without running anything
-        if current is not None and current.watch is not None:
-            _discard(current)
+        if current is not None:
+            current.watch = None  # the task process waits on: the caller retries the claim or cancels it
+            current.close_log()
         raise
-    if gate is not None:
-        gate.open()
+    if current.watch is not None and current.log is not None:
+        if task.output_fd is not None:
+            current.log.adopt_pipe(task.output_fd)  # drained by the watch's select: no thread per try
+            task.output_fd = None
+        current.watch.output = current.log
+        task.release(current.start)
     return current
 
 
-def _start_task(
-    settings: Settings, db: Database, current: _Try, gate: Gate, try_log: CappedLog, containment: Containment
-) -> int:
-    """Fork the task process, held at ``gate``; set up ``current.watch`` and ``current.sock``; return its pid.
+_POKE_TRY = select(TaskTry.id).where(
+    TaskTry.task_instance_id == bindparam("ti_id"), TaskTry.try_number == bindparam("try_number")
+)
+_REOPEN_TRY = (
+    update(TaskTry)
+    .where(TaskTry.id == bindparam("row_id"))
+    .values(
+        state=TI.RUNNING.value,
+        hostname=bindparam("host"),
+        supervisor_pid=bindparam("supervisor_pid"),
+        supervisor_start_time=bindparam("supervisor_start_time"),
+        pid=bindparam("pid"),
+        process_start_time=bindparam("process_start_time"),
+        heartbeat_at=bindparam("now"),
+        end_date=None,
+        end_reason=None,
+        error=None,
+        exit_code=None,
+        signal=None,
+    )
+)
 
-    The task's stdout and stderr are a pipe drained into ``try_log`` (which caps the log's size) by the
-    watch's wait loop, and after it by ``try_log.drain``. The child
-    joins ``containment`` (made already) before it waits at the gate.
+
+def _reopen_try(
+    conn: Connection,
+    ti_id: int,
+    try_number: int,
+    me: ProcessIdentity,
+    pid: int | None,
+    process_start_time: float | None,
+    now: datetime,
+) -> int | None:
+    """A sensor's next poke in reschedule mode: reopen its try's row for this poke's processes (host, pids,
+    start times; ``running`` again, the last poke's end cleared; ``start_date`` stays the try's first poke).
+    Return the row's id, or None if the try has no row yet (then the claim inserts one).
+
+    The try's pokes are listed in ``task_reschedule``; the row always names the processes of the current one,
+    so zombie checks and re-adoption see them as any try's.
     """
+    row_id: int | None = conn.execute(_POKE_TRY, {"ti_id": ti_id, "try_number": try_number}).scalar_one_or_none()
+    if row_id is None:
+        return None
+    conn.execute(
+        _REOPEN_TRY,
+        {
+            "row_id": row_id,
+            "host": me.host,
+            "supervisor_pid": me.pid,
+            "supervisor_start_time": me.start_time,
+            "pid": pid,
+            "process_start_time": process_start_time,
+            "now": now,
+        },
+    )
+    return row_id
+
+
+def _watch(settings: Settings, db: Database, current: _Try, task: Prestarted, try_log: CappedLog) -> int:
+    """Set up ``current.watch`` (on the task process forked ahead), ``current.sock`` and ``current.log``;
+    return the task process's pid. Its output pipe joins ``try_log`` once the claim is committed."""
+    assert task.pid is not None and task.sock is not None
     policy = current.policy
     limits = Limits(
         memory_limit=policy.memory_limit if policy else None,
         execution_timeout=policy.execution_timeout if policy else None,
     )
-    # The child never touches the DB and leaves by os._exit, so the connection it inherits is safe.
-    parent_sock, child_sock = socket.socketpair()
     watch = TaskWatch(
         db=db,
         target=current.target,
@@ -430,60 +651,16 @@ def _start_task(
             REQUEST_OUTAGE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
         ),
         self_fence_after=SELF_FENCE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
-        containment=containment,
+        containment=task.containment,
         run_id_pattern=settings.get_str("scheduler", "allowed_run_id_pattern"),
     )
-    start = current.start
-    _, log_fd = try_log.polled_pipe()  # drained by the watch's select: no thread per try
-    required = settings.get_str("core", "try_containment") == "cgroup"
-
-    def run() -> int:
-        # Into the try's cgroup before anything runs (the move overlaps the supervisor's claim transaction).
-        try:
-            containment.join()
-        except OSError as exc:
-            level, what = ("ERROR", "not running the task") if required else ("WARNING", "containment is best-effort")
-            os.write(
-                log_fd, format_line("supervisor", f"cannot join {containment.path}: {exc}; {what}", level).encode()
-            )
-            if required:
-                return EXIT_NOT_CONTAINED
-        if not gate.wait():
-            return EXIT_NOT_RELEASED
-        return task_process.main(start, child_sock, log_fd)
-
-    try:
-        pid = watch.fork(run, close_in_child=[parent_sock])
-    except BaseException:
-        os.close(log_fd)
-        try_log.close(timeout=0)
-        containment.remove()
-        raise
-    finally:
-        child_sock.close()
-    os.close(log_fd)  # the child holds the write end: the drain ends when the task's process tree is gone
+    watch.adopt(task.pid, task.usage_before, task.started)
     current.log = try_log  # the supervisor's own lines go through the same cap
-    watch.output = try_log
-    gate.forked()
+    if task.warning is not None:
+        current.say(task.warning, "WARNING")
     current.watch = watch
-    current.sock = parent_sock
-    return pid
-
-
-def _containment(settings: Settings, current: _Try) -> Containment:
-    """The try's containment, its cgroup made (:mod:`.cgroups`); raises ``OSError`` if ``cgroup`` is required
-    and none can be made. With ``auto``, a cgroup that cannot be made means marker containment, said in the log."""
-    mode = settings.get_str("core", "try_containment")
-    marker = try_marker(current.request.ti_id, current.request.try_number, os.getpid())
-    containment = Containment(hierarchy_in_use(mode), marker)
-    try:
-        containment.prepare()
-    except OSError as exc:
-        if mode == "cgroup":
-            raise
-        current.say(f"cannot make the try's cgroup {containment.path}: {exc}; containment is best-effort", "WARNING")
-        containment = Containment(None, marker)
-    return containment
+    current.sock = task.sock
+    return task.pid
 
 
 class _LazyEncryptor:
@@ -497,18 +674,3 @@ class _LazyEncryptor:
         if self._encryptor is None:
             self._encryptor = Encryptor.from_settings(self._settings)
         return self._encryptor
-
-
-def _discard(current: _Try) -> None:
-    """Reap a task process that was never released (the claim transaction failed)."""
-    assert current.watch is not None
-    try:
-        os.waitpid(current.watch.pid, 0)
-    except ChildProcessError:
-        pass
-    if current.watch.containment is not None:
-        current.watch.containment.remove()
-    if current.sock is not None:
-        current.sock.close()
-    current.close_log()
-    current.watch = None

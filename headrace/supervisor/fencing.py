@@ -56,6 +56,9 @@ def _load_libc() -> ctypes.CDLL | None:
 
 _libc = _load_libc()
 """The C library, loaded once at import (in the fork server), not in every forked child."""
+_prctl = getattr(_libc, "prctl", None)
+"""libc's ``prctl``, looked up here once: ctypes makes a function object on each first attribute access, which
+in a freshly forked child costs some 80 copy-on-write page faults."""
 
 
 def die_with_parent(parent_pid: int) -> bool:
@@ -68,10 +71,7 @@ def die_with_parent(parent_pid: int) -> bool:
     False where ``prctl`` is not available (not Linux): the scheduler-side
     fence still applies.
     """
-    try:
-        ok = _libc is not None and bool(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
-    except AttributeError:  # no prctl: not Linux
-        ok = False
+    ok = _prctl is not None and bool(_prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)  # None: not Linux
     if os.getppid() != parent_pid:
         os._exit(1)
     return ok

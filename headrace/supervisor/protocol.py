@@ -9,15 +9,20 @@ Framing: newline-delimited JSON. Every message is one JSON object on one line
 picks the model from it (a discriminated union).
 
 Who speaks first: the task process. The supervisor never sends anything
-unprompted; it answers each request with exactly one response, in order:
+unprompted; it answers each request with exactly one response, in order —
+except ``SetRenderedFields``, a notification it answers with nothing (the task
+goes on at once instead of waiting a round trip; the supervisor keeps the
+fields and records them with the outcome):
 
-* ``GetXCom`` → ``XComValue`` (or ``Error``),
+* ``GetXCom`` → ``XComValue`` (or ``Error``), ``GetMappedItems`` → ``MappedItems`` (or ``Error``),
 * ``GetVariable`` → ``VariableValue``, ``GetConnection`` → ``ConnectionValue``
   (or ``Error``; the values are decrypted plain text — the channel never
   leaves the machine, and the task process masks them in its log),
-* ``SetXCom`` / ``SkipTasks`` / ``SetRenderedFields`` → ``Ack`` (or ``Error``),
+* ``SetXCom`` / ``SkipTasks`` → ``Ack`` (or ``Error``),
 * ``TriggerDagRun`` → ``DagRunTriggered``, ``GetDagRunState`` → ``DagRunStateValue`` (or ``Error``:
   the DAG is not found, its params refuse the conf, …),
+* ``GetTaskRescheduleStartDate`` → ``TaskRescheduleStartDate`` (a sensor in reschedule mode: when its
+  first poke began),
 * ``TaskDone`` → ``Ack``; it is the last message of a try.
 
 So the task process can use it as a blocking request/response channel with
@@ -84,6 +89,24 @@ class GetXCom(_Message):
     map_indexes: int | None = None
 
 
+class GetMappedItems(_Message):
+    """Ask for the items one map index of a mapped task reads from what it expands over, not whole values.
+
+    ``specs``: per expanded argument (one for ``expand_kwargs``), how its items are counted and found
+    (:func:`headrace.authoring.mapped_items.item_spec`): ``{"literal": n}``, ``{"xcom": task_id, "key": key,
+    "mapped": bool}`` (``mapped``: the items are the values the task's instances pushed, by map index) or
+    ``{"zip": [specs], "longest": bool}``. ``map_index`` is split over the arguments' lengths as the expansion
+    does (a cross product, the last argument varying fastest). ``pick``: values are stored in the default
+    encoding (:mod:`headrace.authoring.xcom_serde`), so one item may be cut out of a stored list or dict;
+    false (a custom XCom backend) sends an unmapped task's whole stored value.
+    """
+
+    type: Literal["get_mapped_items"] = "get_mapped_items"
+    specs: list[dict[str, Any]]
+    map_index: int
+    pick: bool = True
+
+
 class SetXCom(_Message):
     """Store an XCom of this task instance; ``value_json`` is already serialized (``serialize_xcom``)."""
 
@@ -129,7 +152,8 @@ class SetRenderedFields(_Message):
     """Record the task's template fields as this try rendered them (before ``execute``), for the UI.
 
     ``fields`` maps each template field's name to its text (:func:`rendered_field_text`), secrets the task
-    fetched already masked. A later try of the task instance replaces them.
+    fetched already masked. A later try of the task instance replaces them. A notification: sent with
+    :meth:`TaskChannel.send`, never answered (:func:`is_notification`).
     """
 
     type: Literal["set_rendered_fields"] = "set_rendered_fields"
@@ -176,8 +200,17 @@ class GetDagRunState(_Message):
     run_id: str
 
 
-Outcome = Literal["success", "failed", "skipped", "retry", "fail_no_retry"]
-"""How the task's code ended: returned; raised; SkipTask; RetryTask; FailTask."""
+class GetTaskRescheduleStartDate(_Message):
+    """Ask when this task instance's first poke in reschedule mode began, over tries ``>= try_number`` (a sensor's
+    ``timeout`` counts from it, Airflow's rule: ``try_number`` is the first try since the task was cleared)."""
+
+    type: Literal["get_task_reschedule_start_date"] = "get_task_reschedule_start_date"
+    try_number: int
+
+
+Outcome = Literal["success", "failed", "skipped", "retry", "fail_no_retry", "reschedule"]
+"""How the task's code ended: returned; raised; SkipTask; RetryTask; FailTask; RescheduleTask (a sensor's
+unmet poke in reschedule mode)."""
 
 
 class TaskDone(_Message):
@@ -186,7 +219,7 @@ class TaskDone(_Message):
     ``outcome``: see :data:`Outcome`. ``error``: one-line message for a failure.
     ``retry_delay``: seconds, from ``RetryTask(delay=…)``. ``started`` is False
     when the task never ran (the DAG file would not import, the task was not
-    found): the try ends with reason ``not_started``.
+    found): the try ends with reason ``not_started``. ``rendered_map_index``: see below.
     """
 
     type: Literal["task_done"] = "task_done"
@@ -194,6 +227,10 @@ class TaskDone(_Message):
     error: str | None = None
     retry_delay: float | None = None
     started: bool = True
+    rendered_map_index: str | None = None
+    """The task's ``map_index_template`` rendered at the end of its code (None: no template, or not rendered)."""
+    reschedule_date: datetime | None = None
+    """With outcome ``reschedule``: when the next poke is due (UTC-aware)."""
 
 
 # --- supervisor → task process -------------------------------------------------
@@ -207,6 +244,20 @@ class XComValue(_Message):
     map_indexes: list[list[int] | None] | None = None
     """Per task asked (one for a single task id): None for one stored value, or the map indexes of the items
     of a mapped task's list, so the task process gives a custom XCom backend one value at a time."""
+
+
+class MappedItems(_Message):
+    """Answer to ``GetMappedItems``: per spec, the item of this map index, or None for the task process to read
+    whole values instead (a length it cannot tell, a value that is not a list or dict, an index past the end).
+
+    An item is ``{"index": i}`` (i: its position in the argument's items; a literal is read by the task
+    process), plus for an XCom ``"task_id"``, ``"key"``, ``"map_index"`` (of the stored row) and
+    ``"value_json"``: the item in stored form, or with ``"whole": true`` the stored value it is item ``i`` of;
+    for a zip ``"parts"``: one item per zipped value (None: past its end, the fill value).
+    """
+
+    type: Literal["mapped_items"] = "mapped_items"
+    items: list[dict[str, Any]] | None
 
 
 class VariableValue(_Message):
@@ -240,6 +291,13 @@ class DagRunStateValue(_Message):
     state: str | None
 
 
+class TaskRescheduleStartDate(_Message):
+    """Answer to ``GetTaskRescheduleStartDate``: the first poke's start (None: the task was not rescheduled)."""
+
+    type: Literal["task_reschedule_start_date"] = "task_reschedule_start_date"
+    start_date: datetime | None
+
+
 class Ack(_Message):
     """Answer to a request that returns nothing: done."""
 
@@ -255,6 +313,7 @@ class Error(_Message):
 
 Request = (
     GetXCom
+    | GetMappedItems
     | SetXCom
     | SkipTasks
     | SetRenderedFields
@@ -262,10 +321,21 @@ Request = (
     | GetConnection
     | TriggerDagRun
     | GetDagRunState
+    | GetTaskRescheduleStartDate
     | TaskDone
 )
 """Any message the task process sends."""
-Response = XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error
+Response = (
+    XComValue
+    | MappedItems
+    | VariableValue
+    | ConnectionValue
+    | DagRunTriggered
+    | DagRunStateValue
+    | TaskRescheduleStartDate
+    | Ack
+    | Error
+)
 """Any message the supervisor sends."""
 
 TaskRequest = Annotated[Request, Field(discriminator="type")]
@@ -286,6 +356,16 @@ def decode_request(line: bytes) -> Request:
         return _REQUEST.validate_json(line)
     except (ValidationError, ValueError) as exc:
         raise ProtocolError(f"bad message from task process: {exc}") from None
+
+
+def is_notification(line: bytes) -> bool:
+    """Whether ``line`` is a message the supervisor must not answer (``SetRenderedFields``), even one that
+    failed to decode: an answer nobody waits for would be read as the answer to the next request."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("type") == "set_rendered_fields"
 
 
 def decode_response(line: bytes) -> Response:
@@ -328,6 +408,13 @@ class TaskChannel:
         self._sock = sock
         self._file = sock.makefile("rb")
 
+    def send(self, message: SetRenderedFields) -> None:
+        """Send a notification (no response comes). Raises ``SupervisorGone`` if the supervisor is gone."""
+        try:
+            self._sock.sendall(encode(message))
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise SupervisorGone(f"supervisor went away: {exc}") from None
+
     def request(self, message: Request) -> Response:
         """Send ``message`` and wait for its response."""
         try:
@@ -353,10 +440,12 @@ __all__ = [
     "Error",
     "GetDagRunState",
     "GetConnection",
+    "GetMappedItems",
     "GetVariable",
     "GetXCom",
     "MAX_RENDERED_FIELD_CHARS",
     "LineBuffer",
+    "MappedItems",
     "Outcome",
     "ProtocolError",
     "Request",
@@ -374,5 +463,6 @@ __all__ = [
     "decode_response",
     "dumps_value_list",
     "encode",
+    "is_notification",
     "rendered_field_text",
 ]

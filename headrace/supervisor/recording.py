@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from headrace.db.models import RenderedTaskInstanceFields, TaskTry
+from headrace.db.models import RenderedTaskInstanceFields, TaskReschedule, TaskTry, UtcDateTime
 from headrace.db.transitions import end_try, set_ti_state
 from headrace.states import EndReason, TaskInstanceState
 
@@ -60,10 +60,17 @@ class Outcome:
     """Of those, how many the supervisor killed."""
     rendered_fields: dict[str, str] | None = None
     """The task's rendered template fields (masked), if its process rendered them: written with the outcome."""
+    rendered_map_index: str | None = None
+    """The task's rendered ``map_index_template`` (its label), if its process sent one: written with the outcome."""
+    reschedule_date: datetime | None = None
+    """With state ``up_for_reschedule``: when the sensor's next poke is due (a ``task_reschedule`` row is
+    written with the outcome)."""
+    poke_start_date: datetime | None = None
+    """With state ``up_for_reschedule``: when this poke's try was claimed (the ``task_reschedule`` row's start)."""
 
     def to_json(self) -> str:
         data = asdict(self)
-        for key in ("end_date", "next_retry_at"):
+        for key in _DATES:
             data[key] = data[key].isoformat() if data[key] is not None else None
         return json.dumps(data)
 
@@ -71,8 +78,9 @@ class Outcome:
     def from_json(cls, text: str) -> Outcome:
         """Raises ``ValueError`` (or ``KeyError``/``TypeError``) for text that is not an outcome."""
         data = json.loads(text)
-        for key in ("end_date", "next_retry_at"):
-            data[key] = datetime.fromisoformat(data[key]) if data[key] is not None else None
+        for key in _DATES:
+            if data.get(key) is not None:
+                data[key] = datetime.fromisoformat(data[key])
         return cls(**data)
 
     def try_values(self, *, end_reason: str | None = None, error: str | None = None) -> dict[str, Any]:
@@ -91,6 +99,10 @@ class Outcome:
         }
 
 
+_DATES = ("end_date", "next_retry_at", "reschedule_date", "poke_start_date")
+"""The datetime fields of :class:`Outcome` (ISO 8601 in its JSON)."""
+
+
 def apply(conn: Connection | Session, outcome: Outcome) -> bool:
     """Write ``outcome`` in the caller's transaction; return whether its task instance took it.
 
@@ -101,6 +113,7 @@ def apply(conn: Connection | Session, outcome: Outcome) -> bool:
     ``externally_set``, which is itself that story. If the transaction is run
     again after a COMMIT whose answer was lost, the compare-and-set loses but
     the try row already holds this very ``end_date``: that counts as won.
+    A sensor's unmet poke (``up_for_reschedule``) that won adds its ``task_reschedule`` row.
     """
     won = set_ti_state(
         conn,
@@ -111,8 +124,20 @@ def apply(conn: Connection | Session, outcome: Outcome) -> bool:
         end_date=outcome.end_date,
         end_reason=outcome.end_reason,
         next_retry_at=outcome.next_retry_at,
+        reschedule_date=outcome.reschedule_date,
         updated_at=outcome.end_date,
+        **({"rendered_map_index": outcome.rendered_map_index} if outcome.rendered_map_index is not None else {}),
     )
+    if won and outcome.reschedule_date is not None:
+        conn.execute(
+            _INSERT_RESCHEDULE,
+            {
+                "try_row_id": outcome.try_row_id,
+                "start_date": outcome.poke_start_date or outcome.end_date,
+                "end_date": outcome.end_date,
+                "reschedule_date": outcome.reschedule_date,
+            },
+        )
     if won or outcome.end_reason == EndReason.EXTERNALLY_SET.value:
         end_try(conn, outcome.try_row_id, **outcome.try_values())
         if outcome.rendered_fields is not None:
@@ -134,6 +159,32 @@ def apply(conn: Connection | Session, outcome: Outcome) -> bool:
         ).first()
     )
 
+
+_INSERT_RESCHEDULE = insert(TaskReschedule).from_select(
+    [
+        "task_instance_id",
+        "dag_id",
+        "run_id",
+        "task_id",
+        "map_index",
+        "try_number",
+        "start_date",
+        "end_date",
+        "reschedule_date",
+    ],
+    select(
+        TaskTry.task_instance_id,
+        TaskTry.dag_id,
+        TaskTry.run_id,
+        TaskTry.task_id,
+        TaskTry.map_index,
+        TaskTry.try_number,
+        bindparam("start_date", type_=UtcDateTime),
+        bindparam("end_date", type_=UtcDateTime),
+        bindparam("reschedule_date", type_=UtcDateTime),
+    ).where(TaskTry.id == bindparam("try_row_id")),
+)
+"""One poke's ``task_reschedule`` row, its task instance's names copied from the try's row (no extra read)."""
 
 _SAME_END = select(TaskTry.id).where(
     TaskTry.id == bindparam("row_id"),

@@ -2,15 +2,18 @@
 
 The life of a try, as the supervisor sees it:
 
-1. **claim** — ``queued → running`` for exactly this ``try_number``; losing
-   means another supervisor owns the try, and nothing runs (nothing is forked);
-2. **start** — in the same transaction, fork the task process
-   (:mod:`.task_process`) held at a gate, insert the ``task_try`` row (host,
+1. **claim** — first the task process (:mod:`.task_process`) is forked, held
+   at a gate knowing nothing of the try (fewer pages to copy on write: see
+   :mod:`.claim`); then ``queued → running`` for exactly this ``try_number``;
+   losing means another supervisor owns the try, and nothing runs (the task
+   process is sent away unreleased);
+2. **start** — in the same transaction, insert the ``task_try`` row (host,
    supervisor pid and start time, the task's true pid and start time, log
-   path), clear the TI's XComs; commit, then open the gate — the task's code
-   runs only once the claim is committed (steps 1 and 2 are :mod:`.claim`);
-   the task process moves itself into the try's own cgroup (:mod:`.cgroups`)
-   while it waits at the gate, so everything it starts is the try's;
+   path), clear the TI's XComs; commit, then open the gate, handing the task
+   process what to run — the task's code runs only once the claim is
+   committed (steps 1 and 2 are :mod:`.claim`); the task process moves itself
+   into the try's own cgroup (:mod:`.cgroups`) while it waits at the gate, so
+   everything it starts is the try's;
 3. **watch** — wait on the process (pidfd) and its channel (socket) at once,
    answering requests, sampling the process tree, heartbeating, enforcing
    ``memory_limit`` and ``execution_timeout``, and stopping the task when
@@ -49,6 +52,7 @@ from headrace.supervisor.claim import (
     _transaction,
     _Try,
     claim,
+    prestart,
 )
 from headrace.supervisor.identity import hostname
 from headrace.supervisor.limits import format_memory
@@ -64,7 +68,8 @@ TI = TaskInstanceState
 EXIT_RECORDED = 0
 """``supervise`` ran the try (whatever its outcome) and recorded it."""
 EXIT_CLAIM_LOST = 2
-"""Another supervisor owns the try (or it is no longer queued): nothing ran."""
+"""Another supervisor owns the try (or it is no longer queued): nothing ran (the task process forked ahead was
+sent away at its gate)."""
 EXIT_ERROR = 1
 """The supervisor itself failed; it recorded what it could."""
 # EXIT_NOT_RELEASED (4) and EXIT_NOT_CONTAINED (5), a task process's exit codes, are the claim's (.claim).
@@ -90,15 +95,23 @@ def supervise(settings: Settings, db: Database, request: TryRequest, *, sweep_st
     previous = signal.signal(signal.SIGTERM, stop.set)
     try:
         try:
+            task = prestart(settings, request)  # forked before the claim's work: see claim.py
+        except BaseException:
+            signal.signal(signal.SIGTERM, previous)
+            raise
+        try:
             current = retry_through_outage(
-                lambda: claim(settings, db, request),
+                lambda: claim(settings, db, request, task),
                 tolerance=settings.get_float("database", "outage_tolerance"),
                 what=f"claiming try {request.try_number} of {request.dag_id}.{request.task_id}",
                 log=log,
             )
         except BaseException:
+            task.cancel()
             signal.signal(signal.SIGTERM, previous)
             raise
+        if current is None or current.watch is None:
+            task.cancel()  # not released: it exits without running anything
         if current is None:
             signal.signal(signal.SIGTERM, previous)
             log.warning(
@@ -198,6 +211,9 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         if delay is None:
             delay = current.policy.retry_delay_for(request.try_number) if current.policy else 0.0
         next_retry_at = now + timedelta(seconds=max(0.0, delay))
+    reschedule_date = None
+    if state is TI.UP_FOR_RESCHEDULE:  # a sensor's unmet poke: its next one, in this same try
+        reschedule_date = result.reschedule_date or now
     outcome = Outcome(
         ti_id=request.ti_id,
         try_number=request.try_number,
@@ -215,12 +231,16 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         processes_left=result.processes_left,
         processes_killed=result.processes_killed,
         rendered_fields=current.watch.rendered_fields if current.watch is not None else None,
+        rendered_map_index=current.watch.rendered_map_index if current.watch is not None else None,
+        reschedule_date=reschedule_date,
+        poke_start_date=current.start.start_date if reschedule_date is not None else None,
     )
     won = _write_outcome(settings, db, current, outcome)
     summary = _summary(result)
     current.say(
         f"try {request.try_number} ended: {state.value} ({result.end_reason.value}); {summary}"
         + (f"; next try after {next_retry_at.isoformat()}" if next_retry_at else "")
+        + (f"; next poke at {reschedule_date.isoformat()}" if reschedule_date else "")
     )
     if not won and result.end_reason is not EndReason.EXTERNALLY_SET:
         current.say(

@@ -27,34 +27,29 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TextIO
 
-from headrace.authoring.context import RunInfo, build_context, current_context
+from headrace.authoring.context import build_context, current_context
 from headrace.authoring.dag import DAG
-from headrace.authoring.expand_input import map_length_of, mapped_over
-from headrace.authoring.mapped import MappedOperator
-from headrace.authoring.secrets import SecretsUnavailable, install_secrets_runtime
+from headrace.authoring.expand_input import map_length_of
+from headrace.authoring.mapped import MappedOperator, render_map_index
+from headrace.authoring.secrets import install_secrets_runtime
 from headrace.authoring.task import BaseOperator
-from headrace.authoring.trigger_dagrun import TriggerDagRunError
 from headrace.authoring.xcom import (
     RETURN_KEY,
-    deserialize_xcom,
-    deserialize_xcom_list,
-    serialize_xcom,
     xcoms_for_result,
 )
-from headrace.authoring.xcom_backend import DEFAULT_XCOM_BACKEND, BaseXCom, resolve_xcom_backend
+from headrace.authoring.xcom_backend import resolve_xcom_backend
+from headrace.authoring.xcom_serde import AllowedClasses, set_allowed_classes
 from headrace.dagfiles.loader import load_dags, remembered_dags
 from headrace.exceptions import (
     ConfigError,
     FailTask,
     ParamValidationError,
+    RescheduleTask,
     RetryTask,
-    SecretsError,
     SkipTask,
     TaskNotFound,
     TaskTerminated,
@@ -63,216 +58,19 @@ from headrace.exceptions import (
 from headrace.logs.files import LOG_LINE_FORMAT
 from headrace.masking import MaskingStream, SecretMasker
 from headrace.states import TaskInstanceState
+from headrace.supervisor.channel_ti import ChannelSecrets, ChannelTI, TaskStart
 from headrace.supervisor.outcome import next_state
 from headrace.supervisor.protocol import (
-    ConnectionValue,
-    DagRunStateValue,
-    DagRunTriggered,
-    Error,
-    GetConnection,
-    GetDagRunState,
-    GetVariable,
-    GetXCom,
     Outcome,
-    SetRenderedFields,
-    SetXCom,
-    SkipTasks,
     SupervisorGone,
     TaskChannel,
     TaskDone,
-    TriggerDagRun,
-    VariableValue,
-    XComValue,
-    rendered_field_text,
 )
 from headrace.types import Context
 
 log = logging.getLogger("headrace.task")
 
-
-@dataclass(frozen=True)
-class TaskStart:
-    """Everything the task process needs, prepared by the supervisor before the fork."""
-
-    fileloc: str
-    """DAG file to import."""
-    dag_id: str
-    task_id: str
-    run: RunInfo
-    """The DAG run, as the task sees it."""
-    try_number: int
-    max_tries: int
-    """The task instance's ``max_tries`` (its ``retries``)."""
-    xcom_max_size: int
-    """``core.xcom_max_size``: largest XCom value in bytes of JSON."""
-    start_date: datetime | None = None
-    """When the try was claimed (the context's ``start_date``); None: when the task process starts."""
-    xcom_backend: str = DEFAULT_XCOM_BACKEND
-    """``core.xcom_backend``: import path of the XCom backend class."""
-    map_index: int = -1
-    """The task instance's map index (-1: not mapped)."""
-    expanded_ti_count: int | None = None
-    """The context's ``expanded_ti_count``: how many task instances the mapped task has in this run (None: not
-    mapped)."""
-    max_map_length: int = 1024
-    """``core.max_map_length``: the longest value a task may push for a mapped task to map over."""
-    conf_overrides_params: bool = True
-    """``core.dag_run_conf_overrides_params``: the run's conf overrides the task's params in the context."""
-
-
-class ChannelTI:
-    """``RuntimeTI`` backed by the supervisor channel (``context["ti"]`` in the task process)."""
-
-    def __init__(
-        self,
-        start: TaskStart,
-        channel: TaskChannel | None,
-        masker: SecretMasker | None = None,
-        backend: type[BaseXCom] = BaseXCom,
-    ) -> None:
-        self.dag_id = start.dag_id
-        self.task_id = start.task_id
-        self.run_id = start.run.run_id
-        self.try_number = start.try_number
-        self.max_tries = start.max_tries
-        self.map_index = start.map_index
-        self._max_bytes = start.xcom_max_size
-        self._channel = channel
-        self._masker = masker
-        self._backend = backend
-
-    def __repr__(self) -> str:
-        index = f" map_index {self.map_index}" if self.map_index >= 0 else ""
-        return f"<TaskInstance {self.dag_id}.{self.task_id} {self.run_id}{index} try {self.try_number}>"
-
-    def _request(self, message: GetXCom | SetXCom | SkipTasks) -> XComValue | None:
-        if self._channel is None:
-            raise XComError("XCom and skipping are not available in callbacks run after the task process ended")
-        response = self._channel.request(message)
-        if isinstance(response, Error):
-            raise XComError(response.message)
-        return response if isinstance(response, XComValue) else None
-
-    def xcom_push(
-        self, key: str, value: Any, *, map_length: int | None = None, map_keys: list[str] | None = None
-    ) -> None:
-        """Store XCom ``key``. Raises ``XComError`` if the value is not serializable or too big.
-
-        ``map_length`` / ``map_keys``: the value's length and dict keys, recorded for a mapped task
-        downstream that maps over it.
-        """
-        text = serialize_xcom(
-            value,
-            self._max_bytes,
-            task_id=self.task_id,
-            key=key,
-            backend=self._backend,
-            dag_id=self.dag_id,
-            run_id=self.run_id,
-            map_index=self.map_index,
-        )
-        self._request(SetXCom(key=key, value_json=text, map_length=map_length, map_keys=map_keys))
-
-    def xcom_pull(
-        self,
-        task_ids: str | Sequence[str] | None = None,
-        key: str = "return_value",
-        dag_id: str | None = None,
-        map_indexes: int | None = None,
-    ) -> Any:
-        """The XCom ``key`` of ``task_ids`` in this run (a list for a list of ids; None when missing).
-
-        A mapped task's value is the list of its task instances' values by map index, unless
-        ``map_indexes`` names one.
-        """
-        ids = task_ids if task_ids is None or isinstance(task_ids, str) else list(task_ids)
-        response = self._request(GetXCom(task_ids=ids, key=key, dag_id=dag_id, map_indexes=map_indexes))
-        if response is None or response.value_json is None:
-            return None
-        where = {"key": key, "dag_id": dag_id or self.dag_id, "run_id": self.run_id}
-        indexes = response.map_indexes
-        if isinstance(ids, list):
-            return deserialize_xcom_list(response.value_json, ids, self._backend, map_indexes=indexes, **where)
-        one = indexes[0] if indexes else None
-        return deserialize_xcom(response.value_json, self._backend, task_id=ids, map_indexes=one, **where)
-
-    def skip(self, task_ids: Iterable[str]) -> None:
-        """Mark task instances of this run ``skipped`` (those not queued yet)."""
-        self._request(SkipTasks(task_ids=sorted(set(task_ids))))
-
-    def _ask_dag_runs(self, message: TriggerDagRun | GetDagRunState) -> DagRunTriggered | DagRunStateValue:
-        if self._channel is None:
-            raise TriggerDagRunError("DAG runs cannot be triggered from callbacks run after the task process ended")
-        response = self._channel.request(message)
-        if isinstance(response, Error):
-            raise TriggerDagRunError(response.message)
-        if not isinstance(response, (DagRunTriggered, DagRunStateValue)):
-            raise TriggerDagRunError(f"unexpected answer to {message.type}: {response.type}")
-        return response
-
-    def trigger_dag_run(self, **request: Any) -> DagRunTriggered:
-        """Have the supervisor create (or clear) a run: ``request`` holds :class:`TriggerDagRun`'s fields.
-
-        Raises ``TriggerDagRunError`` with the supervisor's reason (DAG not found, conf refused, paused).
-        """
-        response = self._ask_dag_runs(TriggerDagRun(**request))
-        assert isinstance(response, DagRunTriggered)
-        return response
-
-    def dag_run_state(self, dag_id: str, run_id: str) -> str | None:
-        """The state of run ``run_id`` of ``dag_id`` (None: no such run)."""
-        response = self._ask_dag_runs(GetDagRunState(dag_id=dag_id, run_id=run_id))
-        assert isinstance(response, DagRunStateValue)
-        return response.state
-
-    def record_rendered_fields(self, task: BaseOperator) -> None:
-        """Send the task's rendered template fields (masked) to be recorded; a refusal is logged, never raised."""
-        if self._channel is None or not task.template_fields:
-            return
-        fields = {name: rendered_field_text(getattr(task, name, None)) for name in task.template_fields}
-        if self._masker is not None:
-            fields = {name: self._masker.mask(text) for name, text in fields.items()}
-        response = self._channel.request(SetRenderedFields(try_number=self.try_number, fields=fields))
-        if isinstance(response, Error):
-            log.warning("rendered template fields not recorded: %s", response.message)
-
-
-class ChannelSecrets:
-    """``SecretsRuntime`` of the task process: asks the supervisor, registers what it gets with the masker."""
-
-    def __init__(self, channel: TaskChannel | None, masker: SecretMasker) -> None:
-        self._channel = channel
-        self._masker = masker
-
-    def _ask(self, message: GetVariable | GetConnection) -> VariableValue | ConnectionValue:
-        if self._channel is None:
-            raise SecretsUnavailable(
-                "variables and connections are not available in callbacks run after the "
-                "task process ended (memory limit, timeout, killed)"
-            )
-        response = self._channel.request(message)
-        if isinstance(response, Error):
-            raise SecretsError(response.message)
-        if not isinstance(response, (VariableValue, ConnectionValue)):
-            raise SecretsError(f"unexpected answer to {message.type}: {response.type}")
-        return response
-
-    def get_variable(self, key: str) -> str | None:
-        """The variable's value (masked in the log from now on if its key names a secret), or None."""
-        response = self._ask(GetVariable(key=key))
-        value = response.value if isinstance(response, VariableValue) else None
-        if value is not None:
-            self._masker.add_sensitive(key, value)
-        return value
-
-    def get_connection(self, conn_id: str) -> dict[str, Any] | None:
-        """The connection's fields (password and sensitive extras masked in the log from now on), or None."""
-        response = self._ask(GetConnection(conn_id=conn_id))
-        data = response.connection if isinstance(response, ConnectionValue) else None
-        if data is not None:
-            self._masker.add(data.get("password"))
-            self._masker.add_sensitive("extra", data.get("extra") or {})
-        return data
+__all__ = ["ChannelSecrets", "ChannelTI", "TaskStart", "callback_main", "main", "run_callbacks"]
 
 
 class _UtcFormatter(logging.Formatter):
@@ -438,7 +236,12 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             return 2
         try:
             backend = resolve_xcom_backend(start.xcom_backend)
-        except ConfigError as exc:
+            set_allowed_classes(
+                AllowedClasses.from_config(
+                    start.allowed_deserialization_classes, start.allowed_deserialization_classes_regexp
+                )
+            )
+        except (ConfigError, ValueError) as exc:
             log.error("%s", exc)
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
@@ -457,14 +260,21 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             log.error("task %s: %s", start.task_id, exc)
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
-        outcome, error, delay = _execute(task, context, ti, start.max_map_length)
+        outcome, error, delay, reschedule = _execute(task, context, ti, start.max_map_length)
         state = next_state(outcome, start.try_number, start.max_tries)
         run_callbacks(task, state, context)
         if error is not None:
             error = masker.mask(error)  # it is stored in the DB
         log.info("try %d ended: %s%s", start.try_number, state.value, f" ({error})" if error else "")
-        channel.request(TaskDone(outcome=outcome, error=error, retry_delay=delay))
-        return 0 if outcome in ("success", "skipped") else 1
+        label = masker.mask(ti.rendered_map_index) if ti.rendered_map_index is not None else None
+        if label is not None:
+            log.info("map index rendered as %s", label)
+        channel.request(
+            TaskDone(
+                outcome=outcome, error=error, retry_delay=delay, rendered_map_index=label, reschedule_date=reschedule
+            )
+        )
+        return 0 if outcome in ("success", "skipped", "reschedule") else 1
     except TaskTerminated as exc:
         log.error("task stopped: %s", exc)
         return 128 + signal.SIGTERM
@@ -478,8 +288,15 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
 
 def _execute(
     task: BaseOperator, context: Context, ti: ChannelTI, max_map_length: int = 1024
-) -> tuple[Outcome, str | None, float | None]:
-    """Unmap (a mapped task), render, execute and push the result; return ``(outcome, error, retry_delay)``."""
+) -> tuple[Outcome, str | None, float | None, datetime | None]:
+    """Unmap (a mapped task), render, execute, label (``map_index_template``) and push the result; return
+    ``(outcome, error, retry_delay, reschedule_date)``.
+
+    Once the task's code has started (``pre_execute`` hooks, callbacks, ``execute``), its label is rendered as
+    Airflow does: after a success a template that cannot render fails the try; after an exception (a failure,
+    a skip, a retry) a rendering error is logged and never replaces the task's own.
+    """
+    running = False
     try:
         if isinstance(task, MappedOperator):
             task = task.unmap_for(context)  # this map index's arguments, resolved
@@ -487,19 +304,25 @@ def _execute(
         task.render_template_fields(context)
         ti.record_rendered_fields(task)
         with current_context(context):
+            running = True
             if task.pre_execute_hook is not None:
                 task.pre_execute_hook(context)
             run_callbacks(task, "execute", context)
             result = task.execute(context)
+        running = False
+        ti.rendered_map_index = render_map_index(context)
         _push_result(task, result, ti, max_map_length)
-        return "success", None, None
+        return "success", None, None, None
     except SkipTask as exc:
         log.info("task skipped: %s", _text(exc) or "SkipTask")
-        return "skipped", None, None
+        return "skipped", None, None, None
+    except RescheduleTask as exc:  # a sensor's unmet poke in reschedule mode: this process ends, the try goes on
+        log.info("poke done; the sensor's next poke is due at %s", exc.reschedule_date.isoformat())
+        return "reschedule", None, None, exc.reschedule_date
     except FailTask as exc:
         context["exception"] = exc
         log.error("task failed without retry (FailTask): %s", _text(exc))
-        return "fail_no_retry", _one_line(exc), None
+        return "fail_no_retry", _one_line(exc), None, None
     except RetryTask as exc:
         context["exception"] = exc
         log.error(
@@ -507,19 +330,25 @@ def _execute(
             f" in {exc.delay:g} s" if exc.delay is not None else "",
             _text(exc),
         )
-        return "retry", _one_line(exc), exc.delay
+        return "retry", _one_line(exc), exc.delay, None
     except (TaskTerminated, SupervisorGone):
         raise
     except BaseException as exc:  # noqa: BLE001 - any exception (even SystemExit) fails the try
         context["exception"] = exc
         log.error("task failed with %s\n%s", _one_line(exc), _traceback(exc))
-        return "failed", _one_line(exc), None
+        return "failed", _one_line(exc), None, None
+    finally:
+        if running:  # the task's code raised: label the index anyway, never masking its error
+            try:
+                ti.rendered_map_index = render_map_index(context)
+            except Exception as exc:  # noqa: BLE001 - logged; the try's own outcome stands
+                log.warning("map_index_template not rendered: %s", _one_line(exc))
 
 
 def _push_result(task: BaseOperator, result: Any, ti: ChannelTI, max_map_length: int) -> None:
     """Push the XComs of ``result``; the return value of an unmapped task a mapped task maps over carries its
     length (Airflow's ``task_map``), and must be a list or dict of at most ``max_map_length`` items."""
-    mapping = task.dag is not None and ti.map_index < 0 and mapped_over(list(task.dag.task_dict.values()), task.task_id)
+    mapping = task.dag is not None and ti.map_index < 0 and task.task_id in task.dag.mapped_over_ids()
     if mapping:
         try:
             length, keys = map_length_of(result, task_id=task.task_id, max_map_length=max_map_length)

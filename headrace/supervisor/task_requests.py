@@ -14,18 +14,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from headrace import secrets_store
 from headrace.crypto import Encryptor
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, DagVersion, TaskMap, XCom
+from headrace.db.models import DagRun, DagVersion, TaskMap, TaskReschedule, XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
 from headrace.db.outage import retry_through_outage
+from headrace.db.skip_marks import record_skip_mark
 from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor.dagrun_requests import get_dag_run_state, trigger_dag_run
+from headrace.supervisor.mapped_items import get_mapped_items
 from headrace.supervisor.protocol import (
     Ack,
     ConnectionValue,
@@ -34,10 +36,14 @@ from headrace.supervisor.protocol import (
     Error,
     GetConnection,
     GetDagRunState,
+    GetMappedItems,
+    GetTaskRescheduleStartDate,
     GetVariable,
     GetXCom,
+    MappedItems,
     SetXCom,
     SkipTasks,
+    TaskRescheduleStartDate,
     TriggerDagRun,
     VariableValue,
     XComValue,
@@ -157,23 +163,37 @@ def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
     """Answer ``SkipTasks``: move those TIs of this run still in ``none``/``scheduled`` to ``skipped``.
 
     TIs already queued or further on are left alone (they run or ran); the
-    requesting task itself is never skipped this way.
+    requesting task itself is never skipped this way. A TI in ``none`` whose task sets
+    ``wait_for_past_depends_before_skipping`` and ``depends_on_past`` is left too, as Airflow does: this task
+    records a skip mark instead (:mod:`headrace.db.skip_marks`) and the scheduler skips it once its past
+    depends are met.
     """
     ids = [t for t in message.task_ids if t != target.task_id]
     if not ids:
         return Ack()
     now = datetime.now(UTC)
     with db.session() as session:
+        tasks = _run_tasks(session, target.dag_run_pk)
         where = [
             TaskInstanceRow.dag_run_id == target.dag_run_pk,
             TaskInstanceRow.task_id.in_(ids),
             TaskInstanceRow.state.in_([TaskInstanceState.NONE.value, TaskInstanceState.SCHEDULED.value]),
         ]
-        same_group = _same_mapped_group(session, target, ids) if target.map_index >= 0 else set()
-        if same_group:  # a branch at one index of a mapped task group skips that index of the group's tasks
+        group = tasks.get(target.task_id, {}).get("mapped_group")
+        same_group = {t for t in ids if group is not None and tasks.get(t, {}).get("mapped_group") == group}
+        if target.map_index >= 0 and same_group:  # a branch at one index skips that index of the group's tasks
             where.append(or_(TaskInstanceRow.task_id.not_in(same_group), TaskInstanceRow.map_index == target.map_index))
-        rows = session.execute(select(TaskInstanceRow.id, TaskInstanceRow.state).where(*where)).all()
-        for ti_id, state in list(rows):
+        waiting = {
+            t
+            for t in ids
+            if tasks.get(t, {}).get("wait_for_past_depends_before_skipping") and tasks[t].get("depends_on_past")
+        }
+        rows = session.execute(
+            select(TaskInstanceRow.id, TaskInstanceRow.task_id, TaskInstanceRow.state).where(*where)
+        ).all()
+        for ti_id, task_id, state in list(rows):
+            if task_id in waiting and state == TaskInstanceState.NONE.value:
+                continue
             set_ti_state(
                 session,
                 ti_id,
@@ -183,19 +203,29 @@ def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
                 end_date=now,
                 end_reason=EndReason.SKIPPED.value,
             )
+        if waiting:
+            record_skip_mark(
+                session,
+                dag_run_pk=target.dag_run_pk,
+                dag_id=target.dag_id,
+                run_id=target.run_id,
+                task_id=target.task_id,
+                map_index=target.map_index,
+                skipped=waiting,
+                now=now,
+            )
     return Ack()
 
 
-def _same_mapped_group(session: Session, target: TryTarget, task_ids: list[str]) -> set[str]:
-    """Those of ``task_ids`` in the same mapped task group as the requesting task (from the run's DAG version)."""
+def _run_tasks(session: Session, dag_run_pk: int) -> dict[str, Any]:
+    """The serialized tasks (id → dict) of the DAG version of run ``dag_run_pk`` (``{}`` if it is gone)."""
     serialized = session.scalar(
         select(DagVersion.serialized)
         .join(DagRun, DagRun.dag_version_id == DagVersion.id)
-        .where(DagRun.id == target.dag_run_pk)
+        .where(DagRun.id == dag_run_pk)
     )
     tasks: dict[str, Any] = (serialized or {}).get("tasks", {})
-    group = tasks.get(target.task_id, {}).get("mapped_group")
-    return {t for t in task_ids if group is not None and tasks.get(t, {}).get("mapped_group") == group}
+    return tasks
 
 
 def get_variable(db: Database, encryptor: Encryptor, message: GetVariable) -> VariableValue:
@@ -211,16 +241,52 @@ def get_connection(db: Database, encryptor: Encryptor, message: GetConnection) -
     return ConnectionValue(connection=None if conn is None else conn.to_dict())
 
 
+def get_reschedule_start_date(
+    db: Database, target: TryTarget, message: GetTaskRescheduleStartDate
+) -> TaskRescheduleStartDate:
+    """The earliest ``start_date`` of the task instance's ``task_reschedule`` rows with ``try_number >=`` the
+    one asked (None: no poke was rescheduled since that try)."""
+    with db.read_session() as session:
+        start = session.scalar(
+            select(func.min(TaskReschedule.start_date)).where(
+                TaskReschedule.task_instance_id == target.ti_id, TaskReschedule.try_number >= message.try_number
+            )
+        )
+    return TaskRescheduleStartDate(start_date=start)
+
+
+Answer = (
+    XComValue
+    | MappedItems
+    | VariableValue
+    | ConnectionValue
+    | DagRunTriggered
+    | DagRunStateValue
+    | TaskRescheduleStartDate
+    | Ack
+    | Error
+)
+"""What :func:`handle` answers."""
+
+
 def handle(
     db: Database,
     target: TryTarget,
-    message: GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection | TriggerDagRun | GetDagRunState,
+    message: GetXCom
+    | GetMappedItems
+    | SetXCom
+    | SkipTasks
+    | GetVariable
+    | GetConnection
+    | TriggerDagRun
+    | GetDagRunState
+    | GetTaskRescheduleStartDate,
     xcom_max_size: int,
     encryptor: Callable[[], Encryptor],
     *,
     outage_tolerance: float = 0.0,
     run_id_pattern: str | None = None,
-) -> XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error:
+) -> Answer:
     """Serve one request; a database (or decryption) error becomes an ``Error`` answer.
 
     ``encryptor`` is called only for variables and connections (building it
@@ -231,9 +297,11 @@ def handle(
     transaction and safe to repeat.
     """
 
-    def serve() -> XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error:
+    def serve() -> Answer:
         if isinstance(message, GetXCom):
             return get_xcom(db, target, message)
+        if isinstance(message, GetMappedItems):
+            return get_mapped_items(db, target, message)
         if isinstance(message, SetXCom):
             return set_xcom(db, target, message, xcom_max_size)
         if isinstance(message, GetVariable):
@@ -244,6 +312,8 @@ def handle(
             return trigger_dag_run(db, message, run_id_pattern=run_id_pattern)
         if isinstance(message, GetDagRunState):
             return get_dag_run_state(db, message)
+        if isinstance(message, GetTaskRescheduleStartDate):
+            return get_reschedule_start_date(db, target, message)
         return skip_tasks(db, target, message)
 
     try:

@@ -48,6 +48,7 @@ from headrace.supervisor.protocol import (
     TaskDone,
     decode_request,
     encode,
+    is_notification,
 )
 from headrace.supervisor.task_requests import TryTarget, handle
 
@@ -74,31 +75,51 @@ class Gate:
     """A pipe a freshly forked task process waits on before it runs anything.
 
     The parent forks, then calls :meth:`forked`; later either :meth:`open`
-    (the child goes on) or :meth:`shut` (the child sees end-of-file and exits
-    without running anything). If the parent dies first, the child sees
-    end-of-file too.
+    (the child goes on, with the bytes it was given) or :meth:`shut` (the
+    child sees end-of-file and exits without running anything). If the parent
+    dies first, the child sees end-of-file too.
     """
 
     def __init__(self) -> None:
         self._r, self._w = os.pipe()
 
-    def wait(self) -> bool:
-        """In the child: block until the parent decides; True to go on."""
+    def wait(self) -> bytes | None:
+        """In the child: block until the parent decides; the payload given to :meth:`open`, or None (shut)."""
         os.close(self._w)
         try:
-            data = os.read(self._r, 1)
+            header = self._read(9)
+            if len(header) < 9 or header[:1] != b"\x01":
+                return None
+            size = int.from_bytes(header[1:], "big")
+            payload = self._read(size)
+            return payload if len(payload) == size else None
         finally:
             os.close(self._r)
-        return data == b"\x01"
+
+    def _read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the gate (fewer only at end of file): the payload is sized, so no other
+        process that happens to hold the write end can keep the child waiting for end of file."""
+        chunks = []
+        while size > 0 and (chunk := os.read(self._r, min(size, 1 << 16))):
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
 
     def forked(self) -> None:
         """In the parent, right after the fork: drop the child's end."""
         os.close(self._r)
 
-    def open(self) -> None:
-        """Let the child run."""
+    def open(self, payload: bytes = b"") -> None:
+        """Let the child run, handing it ``payload`` (what the parent learned after the fork: any size).
+
+        A child already gone (it could not join its cgroup) is not an error here: its exit tells the rest.
+        """
         try:
-            os.write(self._w, b"\x01")
+            view = memoryview(b"\x01" + len(payload).to_bytes(8, "big") + payload)
+            while view:
+                view = view[os.write(self._w, view) :]
+        except BrokenPipeError:
+            pass
         finally:
             os.close(self._w)
 
@@ -112,7 +133,8 @@ class WatchResult:
     """How a try ended, as the supervisor establishes it."""
 
     outcome: str
-    """``success``, ``skipped``, ``failed``, ``retry`` or ``fail_no_retry`` (see ``outcome.next_state``)."""
+    """``success``, ``skipped``, ``failed``, ``retry``, ``fail_no_retry`` or ``reschedule`` (see
+    ``outcome.next_state``)."""
     end_reason: EndReason
     error: str | None = None
     """One-line error for a failed try."""
@@ -130,6 +152,8 @@ class WatchResult:
     """Processes of the try still running once the task process had ended (escaped descendants)."""
     processes_killed: int | None = None
     """Of those, how many the supervisor killed."""
+    reschedule_date: datetime | None = None
+    """With outcome ``reschedule``: when the sensor's next poke is due."""
 
 
 @dataclass
@@ -186,8 +210,19 @@ def classify(
         if not done.started:
             reason = EndReason.NOT_STARTED
         else:
-            reason = {"success": EndReason.SUCCESS, "skipped": EndReason.SKIPPED}.get(done.outcome, EndReason.FAILED)
-        return replace(base, outcome=done.outcome, end_reason=reason, error=done.error, retry_delay=done.retry_delay)
+            reason = {
+                "success": EndReason.SUCCESS,
+                "skipped": EndReason.SKIPPED,
+                "reschedule": EndReason.RESCHEDULED,
+            }.get(done.outcome, EndReason.FAILED)
+        return replace(
+            base,
+            outcome=done.outcome,
+            end_reason=reason,
+            error=done.error,
+            retry_delay=done.retry_delay,
+            reschedule_date=done.reschedule_date,
+        )
     if signum is not None:
         name = signal.Signals(signum).name if signum in signal.valid_signals() else str(signum)
         return replace(base, end_reason=EndReason.KILLED, error=f"task process killed by signal {name} ({signum})")
@@ -284,6 +319,8 @@ class TaskWatch:
         """The task's output pipes, read whenever the wait wakes with them readable (set once forked)."""
         self.rendered_fields: dict[str, str] | None = None
         """The task's rendered template fields (``SetRenderedFields``), recorded with the outcome."""
+        self.rendered_map_index: str | None = None
+        """The label the task's ``TaskDone`` carried (its rendered ``map_index_template``)."""
         self.target = target
         self.try_row_id = try_row_id
         self.try_number = try_number
@@ -310,26 +347,29 @@ class TaskWatch:
         self._usage_before = ChildUsage(0.0, 0)
         self.tree = ProcessTree(-1)
 
-    def fork(self, run: Callable[[], int], close_in_child: Iterable[socket.socket]) -> int:
-        """Fork the task process running ``run()``; return its pid."""
-        self._usage_before = ChildUsage.now()
-        self.pid = fork_child(run, close_in_child)
-        self._started = time.monotonic()
-        self.tree = ProcessTree(self.pid)
-        return self.pid
+    def adopt(self, pid: int, usage_before: ChildUsage, started: float) -> None:
+        """Watch task process ``pid``, forked (by :func:`fork_child`) at monotonic time ``started``, when this
+        process's children had used ``usage_before`` (:meth:`ChildUsage.now` just before the fork)."""
+        self._usage_before = usage_before
+        self.pid = pid
+        self._started = started
+        self.tree = ProcessTree(pid)
 
     def _answer(self, sock: socket.socket, line: bytes) -> TaskDone | None:
         try:
             message = decode_request(line)
         except ProtocolError as exc:
-            self._send(sock, Error(message=str(exc)))
+            if is_notification(line):  # nobody waits for an answer: the fields are not recorded
+                log.warning("task_try %d: rendered fields not recorded: %s", self.try_row_id, exc)
+            else:
+                self._send(sock, Error(message=str(exc)))
             return None
         if isinstance(message, TaskDone):
+            self.rendered_map_index = message.rendered_map_index
             self._send(sock, Ack())
             return message
-        if isinstance(message, SetRenderedFields):  # kept here, written with the outcome (no transaction now)
+        if isinstance(message, SetRenderedFields):  # a notification: kept, written with the outcome; no answer
             self.rendered_fields = dict(message.fields)
-            self._send(sock, Ack())
             return None
         self._send(
             sock,

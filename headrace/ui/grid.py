@@ -36,6 +36,7 @@ STATE_CODES: dict[str, str] = {
     "S": TaskInstanceState.SUCCESS.value,
     "F": TaskInstanceState.FAILED.value,
     "R": TaskInstanceState.UP_FOR_RETRY.value,
+    "W": TaskInstanceState.UP_FOR_RESCHEDULE.value,
     "U": TaskInstanceState.UPSTREAM_FAILED.value,
     "K": TaskInstanceState.SKIPPED.value,
     "X": TaskInstanceState.REMOVED.value,

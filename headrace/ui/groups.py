@@ -19,6 +19,7 @@ STATE_PRIORITY: tuple[str, ...] = (
     TI.FAILED.value,
     TI.UPSTREAM_FAILED.value,
     TI.UP_FOR_RETRY.value,
+    TI.UP_FOR_RESCHEDULE.value,
     TI.QUEUED.value,
     TI.SCHEDULED.value,
     TI.RUNNING.value,

@@ -15,6 +15,7 @@ the DAG's code).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -23,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headrace.api.auth import get_db, get_encryptor, require
-from headrace.dagfiles.serialization import SerializedDag
+from headrace.authoring.params import params_from_specs
+from headrace.dagfiles.serialization import SerializedDag, params_dict_of
 from headrace.db.models import DagRun, DagVersion, RenderedTaskInstanceFields, TaskInstance
 from headrace.exceptions import DagRunNotFound, TaskNotFound
 from headrace.scheduler.past import past_reason
@@ -50,7 +52,8 @@ def task_instance_page(
 ) -> Response:
     """A task instance: its tries (process identity, memory, CPU, exit) and a log viewer per try.
 
-    ``map_index``: one index of a mapped task; without it a mapped task's page lists its indices.
+    ``map_index``: one index of a mapped task (its title shows its label, the rendered ``map_index_template``,
+    when it has one); without it a mapped task's page lists its indices.
 
     Raises ``DagNotFound`` / ``DagRunNotFound`` / ``TaskNotFound`` (the 404 error page).
     """
@@ -72,6 +75,17 @@ def task_instance_page(
             ).first()
             is not None
         )
+        label = (
+            session.scalar(
+                select(TaskInstance.rendered_map_index).where(
+                    TaskInstance.dag_run_id == run.id,
+                    TaskInstance.task_id == task_id,
+                    TaskInstance.map_index == map_index,
+                )
+            )
+            if map_index >= 0
+            else None
+        )
         if not has_ti and task_id not in run_tasks(session, run):
             raise TaskNotFound(
                 f"DAG run {run_id!r} of {dag_id!r} has no task {task_id!r}",
@@ -79,16 +93,42 @@ def task_instance_page(
                 run_id=run_id,
                 task_id=task_id,
             )
+        params = task_params_of(session, run, task_id)
     return page(
         request,
         "task_instance.html",
-        title=f"{task_id} · {dag_id}",
+        title=f"{task_id}{f' [{label or map_index}]' if map_index >= 0 else ''} · {dag_id}",
         run_id=run_id,
         task_id=task_id,
         try_number=try_number,
         map_index=map_index,
+        rendered_map_index=label,
+        params=params,
         **ctx,
     )
+
+
+def task_params_of(session: Session, run: DagRun, task_id: str) -> list[dict[str, str | None]]:
+    """The params task ``task_id`` has in DAG run ``run``'s DAG version, for the page: the DAG's, merged with
+    the task groups' ``default_args['params']`` and the task's own ``params=``.
+
+    Returns ``[{name, default, description}]`` in declaration order; ``default`` is the JSON text of the
+    default, or None when the param has none. ``[]`` when the run's DAG version is gone.
+    """
+    version = session.get(DagVersion, run.dag_version_id)
+    if version is None:
+        return []
+    task = version.serialized.get("tasks", {}).get(task_id, {})
+    own = task.get("params")
+    params = params_from_specs(own) if own is not None else params_dict_of(version.serialized)
+    return [
+        {
+            "name": name,
+            "default": json.dumps(p.value, sort_keys=True) if p.has_value else None,
+            "description": p.description,
+        }
+        for name, p in params.items_params()
+    ]
 
 
 def upstream_of(session: Session, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
@@ -193,4 +233,12 @@ def rendered(
     return out
 
 
-__all__ = ["FAILED_UPSTREAM", "data_router", "rendered", "rendered_fields_of", "router", "upstream_of"]
+__all__ = [
+    "FAILED_UPSTREAM",
+    "data_router",
+    "rendered",
+    "rendered_fields_of",
+    "router",
+    "task_params_of",
+    "upstream_of",
+]

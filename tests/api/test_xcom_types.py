@@ -13,6 +13,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -181,8 +182,12 @@ def client(settings: Settings, db: Database) -> TestClient:
     return TestClient(create_app(settings, db), headers={"Authorization": f"Bearer {token}"})
 
 
+ALLOW_DAG_CLASSES = {"allowed_deserialization_classes": "headrace.* headrace_dag_*"}
+"""The DAG file's own dataclasses and pydantic model are rebuilt only once allowed (Airflow's rule)."""
+
+
 def test_values_beyond_json_round_trip_between_tasks(settings: Settings, db: Database) -> None:
-    fast = settings.with_overrides(FAST)
+    fast = settings.with_overrides({**FAST, "core": {**FAST["core"], **ALLOW_DAG_CLASSES}})
     write_dag(fast, "xcom_types.py", TYPES_DAG)
     run_id = run_once(fast, db, "xcom_types")
     assert states(db) == {"produce": "success", "consume": "success"}
@@ -237,3 +242,25 @@ def test_a_backend_that_cannot_be_imported_fails_the_try_naming_the_setting(sett
     with db.read_session() as session:
         error = session.scalars(select(TaskTry.error).where(TaskTry.task_id == "produce")).first()
     assert error is not None and "core.xcom_backend = 'no_such_module.XCom' cannot be imported" in error
+
+
+@pytest.mark.parametrize(
+    ("allowed", "expected"),
+    [
+        ({}, "failed"),  # the default, headrace.* (Airflow's airflow.*): a DAG file's classes are refused
+        ({"allowed_deserialization_classes": "headrace.* other.*"}, "failed"),
+        ({"allowed_deserialization_classes_regexp": r"headrace_dag_[0-9a-f]+\.(Point|Shape|Order)$"}, "success"),
+    ],
+)
+def test_core_allowed_deserialization_classes_decides_which_classes_a_pull_rebuilds(
+    settings: Settings, db: Database, allowed: dict[str, str], expected: str
+) -> None:
+    fast = settings.with_overrides({**FAST, "core": {**FAST["core"], **allowed}})
+    write_dag(fast, "xcom_types.py", TYPES_DAG)
+    run_once(fast, db, "xcom_types")
+    assert states(db) == {"produce": "success", "consume": expected}  # pushing is never limited
+    if expected == "failed":
+        with db.read_session() as session:
+            error = session.scalars(select(TaskTry.error).where(TaskTry.task_id == "consume")).first()
+        assert error is not None and "was not found in allow list for deserialization imports" in error, error
+        assert "core.allowed_deserialization_classes" in error

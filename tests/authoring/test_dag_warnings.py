@@ -112,3 +112,32 @@ def test_airflow_dag_arguments_headrace_lacks_are_accepted_and_named_unless_left
     with DAG("quiet", access_control=None, owner_links=None, auto_register=True, fail_fast=False) as quiet:
         EmptyOperator(task_id="a")
     assert dag_warnings(quiet) == []
+
+
+def _venv_func() -> int:
+    return 1
+
+
+def test_expect_airflow_and_expect_pendulum_given_as_true_are_named() -> None:
+    """Airflow passes its context objects / pendulum dates when the target environment has them; headrace never
+    does, so an explicit True is a DAG warning naming the argument; False or leaving them out is silent."""
+    from headrace.operators import ExternalPythonOperator, PythonVirtualenvOperator
+
+    with DAG("venvs", default_args={"expect_airflow": True}) as dag:
+        PythonVirtualenvOperator(task_id="from_default_args", python_callable=_venv_func)
+        PythonVirtualenvOperator(task_id="off", python_callable=_venv_func, expect_airflow=False)
+        ExternalPythonOperator(
+            task_id="ext", python="/usr/bin/python3", python_callable=_venv_func, expect_pendulum=True
+        )
+    with DAG("quiet") as quiet:
+        PythonVirtualenvOperator(task_id="plain", python_callable=_venv_func)
+        ExternalPythonOperator(task_id="ext", python="/usr/bin/python3", python_callable=_venv_func)
+    found = [(w.kind, w.message.split(" changes nothing")[0]) for w in dag_warnings(dag)]
+    assert found == [
+        (UNSUPPORTED_ARGUMENT, "task 'ext': argument 'expect_airflow'"),  # default_args reach it too
+        (UNSUPPORTED_ARGUMENT, "task 'ext': argument 'expect_pendulum'"),
+        (UNSUPPORTED_ARGUMENT, "task 'from_default_args': argument 'expect_airflow'"),
+    ]
+    assert "never runtime objects such as ti or macros" in dag_warnings(dag)[0].message
+    assert dag.get_task("off").expect_airflow is False and dag.get_task("from_default_args").expect_airflow is True
+    assert dag_warnings(quiet) == [] and quiet.get_task("plain").expect_airflow is True  # Airflow's default

@@ -39,8 +39,17 @@ def test_the_modules_airflow_exposes() -> None:
         "{{ macros.yaml.safe_dump([1]).strip() }} {{ macros.datetime(2026, 1, 1) + macros.timedelta(days=1) }}"
     ).render(macros=macros)
     assert rendered == '{"a": 1} 1 True True 1 - 1 2026-01-02T00:00:00'
-    with pytest.raises(AttributeError, match="needs Babel"):
-        _ = macros.ds_format_locale  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="Hive provider"):
+        _ = macros.hive  # type: ignore[attr-defined]
+
+
+def test_ds_format_locale_formats_with_babel_patterns_in_a_locale() -> None:
+    """Airflow's macro: strptime's input format, Babel's output pattern, the locale's names."""
+    assert macros.ds_format_locale("1/5/2015", "%m/%d/%Y", "EEEE dd MMMM Y", "en_US") == "Monday 05 January 2015"
+    assert macros.ds_format_locale("2015-01-05", "%Y-%m-%d", "EEEE d MMMM y", "nl_BE") == "maandag 5 januari 2015"
+    assert macros.ds_format_locale("2015-01-05", "%Y-%m-%d", "EEE d MMM", "fr_FR") == "lun. 5 janv."
+    with pytest.raises(ValueError, match="does not match format"):
+        macros.ds_format_locale("05.01.2015", "%Y-%m-%d", "y", "en_US")
 
 
 def test_airflow_filters_format_any_datetime_and_keep_none() -> None:

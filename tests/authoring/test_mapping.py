@@ -211,3 +211,14 @@ def test_mapped_setup_and_teardown_are_kept_and_serialized() -> None:
     assert tasks["classic"].is_teardown and "make" in tasks["classic"].upstream_task_ids
     unmapped = classic.unmap({"bash_command": "true"})
     assert unmapped.is_teardown and not isinstance(unmapped, MappedOperator)
+
+
+def test_mapped_over_ids_are_kept_until_a_task_is_added() -> None:
+    with DAG("m", start_date=START, schedule=None) as dag:
+        add.partial(y=10).expand(x=numbers())
+        assert dag.mapped_over_ids() == frozenset({"numbers"})
+        assert dag.mapped_over_ids() is dag.mapped_over_ids()  # worked out once
+        BashOperator.partial(task_id="echo").expand(
+            bash_command=PythonOperator(task_id="cmds", python_callable=list).output
+        )
+    assert dag.mapped_over_ids() == frozenset({"numbers", "cmds"})

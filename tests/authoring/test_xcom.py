@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -110,3 +111,39 @@ def test_xcoms_for_result() -> None:
     assert xcoms_for_result(multi, {"a": 1}) == [("return_value", {"a": 1}), ("a", 1)]
     with pytest.raises(XComError, match="multiple_outputs=True"):
         xcoms_for_result(multi, [1])
+
+
+def test_allowed_classes_globs_and_regexps_as_airflow_matches_them() -> None:
+    from headrace.authoring.xcom_serde import AllowedClasses
+
+    default = AllowedClasses()
+    assert default.allows("headrace.authoring.params.Param")
+    assert not default.allows("headrace_dag_0123abcd.Point")  # a DAG file's class: refused by default
+    configured = AllowedClasses.from_config("headrace.*  models.*\n", r"headrace_dag_\w+\.Order$")
+    assert configured.globs == ("headrace.*", "models.*")
+    assert configured.allows("models.sales.Order") and configured.allows("headrace_dag_ab12.Order")
+    assert not configured.allows("headrace_dag_ab12.Point") and not configured.allows("xmodels.Order")
+    with pytest.raises(ValueError, match=r"core.allowed_deserialization_classes_regexp: bad pattern '\('"):
+        AllowedClasses.from_config("", "(")
+
+
+def test_decode_refuses_a_class_outside_the_allow_list_and_names_the_setting() -> None:
+    from headrace.authoring.xcom_serde import AllowedClasses, allowed_classes, decode, encode, set_allowed_classes
+
+    value = encode(_Pair(1, "a"))
+    before = allowed_classes()
+    try:
+        set_allowed_classes(AllowedClasses(("headrace.*",)))
+        with pytest.raises(XComError, match=rf"{__name__}._Pair was not found in allow list .*allowed_deserialization"):
+            decode(value)
+        assert decode(value, load_classes=False) == {"__class__": f"{__name__}._Pair", "n": 1, "s": "a"}  # UI/API
+        set_allowed_classes(AllowedClasses(("headrace.*", f"{__name__}.*")))
+        assert decode(value) == _Pair(1, "a")
+    finally:
+        set_allowed_classes(before)
+
+
+@dataclasses.dataclass
+class _Pair:
+    n: int
+    s: str

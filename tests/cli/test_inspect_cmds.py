@@ -262,3 +262,31 @@ def test_pools_set_list_delete(cli: Cli, db: Database) -> None:
     assert r.code == 0
     with db.session() as s:
         assert s.get(Pool, "etl") is None
+
+
+NAMED_DAG = """
+from datetime import datetime
+from headrace import DAG
+from headrace.operators import EmptyOperator
+
+with DAG("named", dag_display_name="Nightly sales EU", schedule=None, start_date=datetime(2026, 1, 1)):
+    EmptyOperator(task_id="only")
+"""
+
+
+def test_dag_display_name_in_dags_list_show_and_tasks_list(cli: Cli, settings: Settings, db: Database) -> None:
+    """The CLI names a DAG as the UI does: its dag_display_name (the dag_id when none), the id beside it."""
+    parse(settings, db, NAMED_DAG, "named.py")
+    parse(settings, db, SHAPED_DAG, "shaped.py")
+    listed = cli("dags", "list")
+    assert listed.code == 0, listed.err
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in listed.out.splitlines() if "│" in line}
+    assert rows["named"] == "Nightly sales EU"
+    assert rows["shaped"] == "shaped"  # no display name: the dag_id, as Airflow
+    shown = cli("dags", "show", "named")
+    assert shown.code == 0, shown.err
+    assert shown.out.splitlines()[0] == "DAG Nightly sales EU (named): 1 task(s), 0 edge(s), schedule None"
+    tasks = cli("tasks", "list", "named")
+    assert tasks.code == 0 and "tasks of Nightly sales EU (named)" in tasks.out, tasks.out
+    runs = cli("dags", "list-runs", "named")
+    assert runs.code == 0 and "runs of Nightly sales EU (named)" in runs.out, runs.out

@@ -56,12 +56,39 @@ def test_airflow_paths_give_headrace_objects(tmp_path: Path) -> None:
     assert python_module.PythonOperator is headrace.operators.PythonOperator
 
 
+def test_airflow_sensor_paths_give_headrace_sensors(tmp_path: Path) -> None:
+    """Airflow 3's standard provider paths, Airflow 2's ``airflow.sensors.*`` and the Task SDK's names."""
+    assert install_airflow_imports(make_settings(tmp_path, True))
+    from airflow.exceptions import AirflowRescheduleException, AirflowSensorTimeout  # type: ignore[import-not-found]
+    from airflow.providers.standard.sensors.filesystem import FileSensor  # type: ignore[import-not-found]
+    from airflow.providers.standard.sensors.time import TimeSensor  # type: ignore[import-not-found]
+    from airflow.sdk import BaseSensorOperator, PokeReturnValue  # type: ignore[import-not-found]
+    from airflow.sensors.python import PythonSensor  # type: ignore[import-not-found]
+    from airflow.sensors.time_sensor import TimeSensor as Airflow2TimeSensor  # type: ignore[import-not-found]
+    from airflow.sensors.weekday import DayOfWeekSensor  # type: ignore[import-not-found]
+
+    import headrace.exceptions
+    import headrace.sensors
+
+    assert FileSensor is headrace.sensors.FileSensor and PythonSensor is headrace.sensors.PythonSensor
+    assert TimeSensor is Airflow2TimeSensor is headrace.sensors.TimeSensor
+    assert DayOfWeekSensor is headrace.sensors.DayOfWeekSensor
+    assert BaseSensorOperator is headrace.sensors.BaseSensorOperator
+    assert PokeReturnValue is headrace.sensors.PokeReturnValue
+    assert AirflowSensorTimeout is headrace.exceptions.SensorTimeout
+    assert AirflowRescheduleException is headrace.exceptions.RescheduleTask
+
+
 @pytest.mark.parametrize(
     ("statement", "named"),
     [
         ("from airflow.sdk import Asset", "airflow.sdk.Asset: headrace does not support assets"),
         ("import airflow.providers.amazon.aws.operators.s3", "the amazon provider"),
-        ("from airflow.sensors.filesystem import FileSensor", "airflow.sensors: headrace does not support sensors"),
+        (
+            "from airflow.sensors.external_task import ExternalTaskSensor",
+            "headrace does not support the ExternalTaskSensor",
+        ),
+        ("from airflow.sensors.smart_sensor import SmartSensorOperator", "does not support this sensor"),
         ("from airflow.models.dagrun import DagRun", "reading the metadata database from DAG files (DagRun)"),
         ("from airflow.sdk import NoSuchThing", "airflow.sdk.NoSuchThing"),
     ],

@@ -90,7 +90,8 @@ def test_untranslatable_constructs_are_reported_with_file_line_and_reason(tmp_pa
     assert lines == [
         "s3_sensor.py:5: airflow.providers.amazon.aws.operators.s3: headrace does not support the amazon provider yet",
         "s3_sensor.py:6: airflow.sdk.Asset: headrace does not support assets (data-aware scheduling) yet",
-        "s3_sensor.py:7: airflow.sensors.filesystem: headrace does not support sensors yet",
+        "s3_sensor.py:7: airflow.sensors.external_task.ExternalTaskSensor: headrace does not support the "
+        "ExternalTaskSensor yet",
         "s3_sensor.py:10: sla=: SLAs were removed in Airflow 3 (use deadline alerts: DAG(deadline=...))",
         "s3_sensor.py:11: template context key 'prev_ds' was removed in Airflow 3: "
         "use prev_data_interval_start_success or the previous run's data interval",

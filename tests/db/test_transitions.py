@@ -88,3 +88,35 @@ def test_run_state(db: Database) -> None:
     with db.session() as s:
         run = s.scalars(select(DagRun)).one()
         assert run.state == "success" and run.end_date == NOW
+
+
+def test_reschedule_date_lives_only_along_a_pokes_path(db: Database) -> None:
+    """``reschedule_date`` stays through up_for_reschedule → scheduled → queued (→ scheduled when given back,
+    the try_number kept) → running, and any other change clears it."""
+    from headrace.db.transitions import requeue_ti
+
+    due = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    ti_id = _make_ti(db, TI.RUNNING)
+    with db.session() as s:
+        s.get(TaskInstance, ti_id).try_number = 1  # type: ignore[union-attr]
+    path = [
+        (TI.RUNNING, TI.UP_FOR_RESCHEDULE, {"reschedule_date": due}),
+        (TI.UP_FOR_RESCHEDULE, TI.SCHEDULED, {}),
+        (TI.SCHEDULED, TI.QUEUED, {}),
+    ]
+    for old, new, values in path:
+        with db.session() as s:
+            assert set_ti_state(s, ti_id, old, new, **values)
+        with db.session() as s:
+            assert s.get(TaskInstance, ti_id).reschedule_date == due  # type: ignore[union-attr]
+    with db.session() as s:  # a queued poke given back keeps its try_number (it was not raised when queued)
+        assert requeue_ti(s, ti_id, 1)
+    with db.session() as s:
+        ti = s.get(TaskInstance, ti_id)
+        assert ti is not None and (ti.state, ti.try_number, ti.reschedule_date) == ("scheduled", 1, due)
+    with db.session() as s:
+        assert set_ti_state(s, ti_id, TI.SCHEDULED, TI.QUEUED)
+        assert set_ti_state(s, ti_id, TI.QUEUED, TI.RUNNING)
+        assert set_ti_state(s, ti_id, TI.RUNNING, TI.UP_FOR_RETRY)  # e.g. a zombie: not a poke any more
+    with db.session() as s:
+        assert s.get(TaskInstance, ti_id).reschedule_date is None  # type: ignore[union-attr]

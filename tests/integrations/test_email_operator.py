@@ -162,3 +162,104 @@ def test_address_lists_as_airflow_splits_them() -> None:
     assert address_list(None) == []
     with pytest.raises(TypeError):
         address_list([1])  # type: ignore[list-item]
+
+
+class _AuthMailbox:
+    """An aiosmtpd handler that records AUTH: LOGIN/PLAIN through ``authenticate``, XOAUTH2 as a handler hook."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.logins: list[tuple[str, str]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 — aiosmtpd hook
+        self.messages.append(envelope)
+        return "250 OK"
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        user, password = auth_data.login.decode(), auth_data.password.decode()
+        self.logins.append((mechanism, user))
+        return AuthResult(success=(user, password) == ("mailer", "s3cret"))
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> Any:  # noqa: N802 — aiosmtpd mechanism hook
+        import base64
+
+        from aiosmtpd.smtp import AuthResult
+
+        raw = base64.b64decode(args[1]).decode()
+        self.logins.append(("XOAUTH2", raw))
+        return AuthResult(success=raw == "user=dags@example.com\x01auth=Bearer tok-123\x01\x01", handled=False)
+
+
+AUTH_DAG = """
+from datetime import datetime
+from headrace import DAG
+from headrace.operators import EmailOperator
+
+with DAG(dag_id="mail_auth", schedule=None, start_date=datetime(2024, 1, 1)):
+    EmailOperator(task_id="basic", conn_id="smtp_basic", to="a@example.com", subject="basic", html_content="x")
+    EmailOperator(
+        task_id="oauth", conn_id="smtp_oauth", auth_type="oauth2", to="b@example.com", subject="oauth", html_content="x"
+    )
+    EmailOperator(  # no access_token: a one-line error naming the extra
+        task_id="no_token", conn_id="smtp_basic", auth_type="oauth2", to="c@example.com", subject="s", html_content="x"
+    )
+"""
+
+
+def test_email_operator_auth_types_basic_and_oauth2(settings: Settings, db: Database) -> None:
+    """Airflow's auth_type: basic logs in with the connection's login/password; oauth2 sends AUTH XOAUTH2 with the
+    connection's access_token for its login, else its from_email (a real aiosmtpd server that checks both)."""
+    from aiosmtpd.controller import Controller
+
+    from tests.observability.conftest import free_port
+
+    box = _AuthMailbox()
+    controller = Controller(
+        box, hostname="127.0.0.1", port=free_port(), auth_require_tls=False, authenticator=box.authenticate
+    )
+    controller.start()
+    try:
+        plain = {"disable_ssl": True, "disable_tls": True, "from_email": "dags@example.com"}
+        store_connections(
+            settings,
+            db,
+            Connection(
+                conn_id="smtp_basic",
+                conn_type="smtp",
+                host="127.0.0.1",
+                port=controller.port,
+                login="mailer",
+                password="s3cret",
+                extra=plain,
+            ),
+            Connection(
+                conn_id="smtp_oauth",
+                conn_type="smtp",
+                host="127.0.0.1",
+                port=controller.port,
+                extra={**plain, "access_token": "tok-123"},
+            ),
+        )
+        write_dag(settings, "mail_auth", AUTH_DAG)
+        run = run_dag(settings, db, "mail_auth")
+    finally:
+        controller.stop()
+    with db.read_session() as session:
+        states = {t: str(s) for t, s in session.execute(select(TaskInstance.task_id, TaskInstance.state))}
+    assert states == {"basic": "success", "oauth": "success", "no_token": "failed"}
+    assert sorted(_subject(_parse(e)) for e in box.messages) == ["basic", "oauth"]
+    assert ("XOAUTH2", "user=dags@example.com\x01auth=Bearer tok-123\x01\x01") in box.logins
+    assert any(mech in ("LOGIN", "PLAIN") and user == "mailer" for mech, user in box.logins)
+    log = try_log_path(settings.base_log_folder, "mail_auth", run.run_id, "no_token", 1).read_text()
+    assert "smtp connection 'smtp_basic': auth_type 'oauth2' needs the extra access_token" in log
+
+
+def test_an_unknown_auth_type_is_refused_by_name() -> None:
+    from headrace import DAG
+    from headrace.exceptions import DagDefinitionError
+    from headrace.operators import EmailOperator
+
+    with DAG("bad_auth"), pytest.raises(DagDefinitionError, match="auth_type must be one of basic, oauth2, got 'ntlm'"):
+        EmailOperator(task_id="t", to="x@example.com", auth_type="ntlm")

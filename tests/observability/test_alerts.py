@@ -233,3 +233,36 @@ def test_each_failing_index_of_a_mapped_task_alerts(settings: Settings, db: Data
     )
     Notifier(db, config).on_try_finished(seen_again)
     assert count(db, Notification.event == "failed") == 2
+
+
+def test_delivery_reads_the_smtp_keys_through_smtp_server_from_settings(settings: Settings) -> None:
+    """One reader of the [alerts] SMTP keys: DeliveryConfig holds SmtpServer.from_settings(settings)."""
+    from headrace.mail import SmtpServer
+
+    settings = settings.with_overrides(
+        {
+            "alerts": {
+                "smtp_host": "mail.example.com",
+                "smtp_port": 2525,
+                "smtp_user": "alerts",
+                "smtp_password": "pw",
+                "smtp_starttls": True,
+                "email_from": "hr@example.com",
+                "email_to": "a@example.com, b@example.com",
+                "timeout": 7,
+            }
+        }
+    )
+    config = DeliveryConfig.from_settings(settings)
+    assert config.smtp == SmtpServer.from_settings(settings)
+    assert (config.smtp.host, config.smtp.port, config.smtp.user, config.smtp.starttls) == (
+        "mail.example.com",
+        2525,
+        "alerts",
+        True,
+    )
+    assert (config.email_from, config.timeout, config.email_to) == (
+        "hr@example.com",
+        7.0,
+        ("a@example.com", "b@example.com"),
+    )

@@ -121,3 +121,68 @@ def test_runs_of_a_depends_on_past_dag_go_one_after_another_through_the_schedule
     scheduled = sorted(r for r in states if r.startswith("scheduled__"))
     for before, after in zip(scheduled, scheduled[1:]):  # a waited for a and b of the run before
         assert tries[(after, "a")].start_date >= tries[(before, "b")].end_date
+
+
+def test_wait_for_past_depends_before_skipping_holds_a_trigger_rule_skip(settings: Settings, db: Database) -> None:
+    """Airflow's flag: a task instance its trigger rule would skip waits for depends_on_past first; without
+    the flag it is skipped at once (and a flag without depends_on_past changes nothing)."""
+    with DAG("past_skip", max_active_runs=2) as dag:
+        up = EmptyOperator(task_id="up")
+        up >> EmptyOperator(task_id="waits", depends_on_past=True, wait_for_past_depends_before_skipping=True)
+        up >> EmptyOperator(task_id="plain", depends_on_past=True)
+        up >> EmptyOperator(task_id="no_past", wait_for_past_depends_before_skipping=True)
+    store_dags(settings, db, dag)
+    first, second = _trigger(db, "past_skip", D1), _trigger(db, "past_skip", D2)
+    move_ti(db, tis(db, first)["up"].id, TI.SUCCESS)
+    move_ti(db, tis(db, second)["up"].id, TI.SKIPPED)
+    _examine(db)
+    now = tis(db, second)
+    assert (now["plain"].state, now["no_past"].state) == (TI.SKIPPED, TI.SKIPPED)
+    assert now["waits"].state == TI.NONE  # 'waits' is only scheduled in the first run: held
+    assert "depends_on_past: task 'waits' is 'scheduled'" in (_reason(db, second, "waits") or "")
+    move_ti(db, tis(db, first)["waits"].id, TI.SUCCESS)
+    _examine(db)
+    assert tis(db, second)["waits"].state == TI.SKIPPED
+
+
+BRANCH_DAG = """
+from datetime import datetime
+from headrace import DAG, task
+from headrace.operators import BashOperator
+
+with DAG("past_branch", schedule="@daily", start_date=datetime(2024, 1, 1), end_date=datetime(2024, 1, 2),
+         catchup=True, max_active_runs=2):
+    @task.branch
+    def pick(ds=None):
+        return ["slow"] if ds == "2024-01-01" else []  # the second run's branch skips 'slow'
+
+    slow = BashOperator(
+        task_id="slow",
+        bash_command="sleep {{ 2 if ds == '2024-01-01' else 0 }}",
+        depends_on_past=True,
+        wait_for_past_depends_before_skipping=True,
+    )
+    pick() >> slow
+"""
+
+
+def test_a_branch_skip_waits_for_past_depends_through_the_scheduler(settings: Settings, db: Database) -> None:
+    """The second run's branch skips 'slow' while the first run's 'slow' still runs: the skip is recorded as
+    Airflow's skipmixin_key XCom and done by the scheduler once the first run's 'slow' has succeeded."""
+    from headrace.dagfiles.processor import DagProcessor
+    from headrace.db.models import TaskInstance, XCom
+
+    settings = settings.with_overrides(FAST)
+    write_dag(settings, "past_branch.py", BRANCH_DAG)
+    assert DagProcessor(settings, db).refresh(datetime.now(UTC)).errors == 0
+    run_scheduler_until_done(settings, db, timeout=120)
+    with db.session() as session:
+        runs = {r.id: r for r in session.scalars(select(DagRun))}
+        assert {r.state for r in runs.values()} == {"success"} and len(runs) == 2
+        first, second = sorted(runs.values(), key=lambda r: r.logical_date)
+        slow = {t.dag_run_id: t for t in session.scalars(select(TaskInstance).where(TaskInstance.task_id == "slow"))}
+        assert slow[first.id].state == TI.SUCCESS and slow[second.id].state == TI.SKIPPED
+        assert slow[second.id].try_number == 0  # never ran
+        assert slow[second.id].end_date >= slow[first.id].end_date  # skipped only once the past let it go
+        marks = session.scalars(select(XCom.value).where(XCom.key == "skipmixin_key", XCom.dag_run_id == second.id))
+        assert list(marks) == ['{"skipped": ["slow"]}']

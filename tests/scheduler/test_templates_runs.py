@@ -61,7 +61,9 @@ TEMPLATES_DAG = """
             task_id="show",
             bash_command=(
                 "echo ds={{ ds }} week={{ macros.ds_add(ds, 7) }} "
-                "fmt={{ macros.ds_format(ds, '%Y-%m-%d', '%d/%m/%Y') }} key={{ task_instance_key_str }} "
+                "fmt={{ macros.ds_format(ds, '%Y-%m-%d', '%d/%m/%Y') }} "
+                "loc={{ macros.ds_format_locale(ds, '%Y-%m-%d', 'EEEE_d_MMMM', 'nl_BE') }} "
+                "key={{ task_instance_key_str }} "
                 "tz={{ ts_nodash_with_tz }} end={{ data_interval_end | ds_nodash }} "
                 "prev={{ prev_data_interval_start_success | ts }} "
                 "prev_started={{ prev_start_date_success is not none }} "
@@ -135,12 +137,12 @@ def test_the_context_and_template_options_through_the_scheduler(settings: Settin
     assert {r[0] for r in runs.values()} == {"success"}
 
     assert value_of(db, first_id, "show") == (
-        "ds=2026-03-01 week=2026-03-08 fmt=01/03/2026 key=templates_run__show__20260301 "
+        "ds=2026-03-01 week=2026-03-08 fmt=01/03/2026 loc=zondag_1_maart key=templates_run__show__20260301 "
         "tz=20260301T000000+0000 end=20260301 prev=None prev_started=False "
         "team=data n=2 shout=HI! count=None day=1"
     )
     assert value_of(db, second_id, "show") == (
-        "ds=2026-03-02 week=2026-03-09 fmt=02/03/2026 key=templates_run__show__20260302 "
+        "ds=2026-03-02 week=2026-03-09 fmt=02/03/2026 loc=maandag_2_maart key=templates_run__show__20260302 "
         "tz=20260302T063000+0000 end=20260302 prev=2026-03-01T00:00:00+00:00 prev_started=True "
         "team=data n=2 shout=HI! count=None day=1"
     )

@@ -66,3 +66,51 @@ def test_the_scheduler_queues_the_heavier_root_first(settings: Settings, db: Dat
     assert {r.state for r in rows} == {"success"}
     roots = sorted((r for r in rows if r.task_id in ("a0", "b")), key=lambda r: r.queued_at)
     assert roots[0].task_id == first
+
+
+def test_a_priority_weight_strategy_object_is_refused_naming_it() -> None:
+    class DecreasingPriorityStrategy:  # Airflow 2.9+'s PriorityWeightStrategy shape: get_weight(ti)
+        def get_weight(self, ti: object) -> int:
+            return 1
+
+    with (
+        DAG("strategy"),
+        pytest.raises(DagDefinitionError, match=r"'x': weight_rule=DecreasingPriorityStrategy\(…\): "),
+    ):
+        EmptyOperator(task_id="x", weight_rule=DecreasingPriorityStrategy())  # type: ignore[arg-type]
+
+
+DEFAULT_RULE = """
+from datetime import datetime
+from headrace import DAG
+from headrace.operators import EmptyOperator
+
+with DAG("default_rule", schedule=None, start_date=datetime(2026, 1, 1)):
+    a = EmptyOperator(task_id="a", priority_weight=1)  # no weight_rule: core.default_task_weight_rule
+    b = EmptyOperator(task_id="b", priority_weight=2)
+    c = EmptyOperator(task_id="c", priority_weight=3, weight_rule="absolute")  # given: kept
+    a >> b >> c
+"""
+
+
+@pytest.mark.parametrize(
+    ("default", "expected"),
+    [(None, {"a": 6, "b": 5, "c": 3}), ("upstream", {"a": 1, "b": 3, "c": 3}), ("absolute", {"a": 1, "b": 2, "c": 3})],
+)
+def test_core_default_task_weight_rule_applies_to_tasks_without_one(
+    settings: Settings, db: Database, default: str | None, expected: dict[str, int]
+) -> None:
+    """Airflow's key: the weight_rule of tasks that give none, as the DAG processor parses the file; the scheduler
+    gives the run's task instances the priority it implies."""
+    from headrace.authoring.weight_rule import set_default_weight_rule
+
+    core = {"default_task_weight_rule": default} if default else {}
+    settings = settings.with_overrides({**FAST, "core": {**FAST["core"], **core}})
+    write_dag(settings, "default_rule.py", DEFAULT_RULE)
+    try:
+        run_id = parse_and_trigger(settings, db, "default_rule")
+    finally:
+        set_default_weight_rule("downstream")  # this process parsed with the setting: back to Airflow's default
+    assert {t: ti.priority_weight for t, ti in tis(db, run_id).items()} == expected
+    with pytest.raises(ValueError, match="core.default_task_weight_rule must be one of downstream, upstream, absolute"):
+        set_default_weight_rule("sideways")

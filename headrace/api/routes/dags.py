@@ -146,6 +146,15 @@ def task_out(sdag: SerializedDag, task_id: str) -> schemas.Task:
         owner=t.owner,
         doc_md=t.doc_md,
         is_mapped=t.expand_input is not None or t.mapped_group is not None,
+        params={
+            name: schemas.TaskParam(
+                value=p.value if p.has_value else None,
+                has_default=p.has_value,
+                description=p.description,
+                schema=p.schema,
+            )
+            for name, p in sdag.task_params(task_id).items_params()
+        },
     )
 
 

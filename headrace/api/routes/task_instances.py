@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy import Select, and_, select
@@ -46,6 +46,7 @@ def ti_out(ti: TaskInstance, latest: TaskTry | None) -> schemas.TaskInstance:
         dag_run_id=ti.run_id,
         task_id=ti.task_id,
         map_index=ti.map_index,
+        rendered_map_index=ti.rendered_map_index,
         state=ti.state,
         try_number=ti.try_number,
         max_tries=ti.max_tries,
@@ -109,6 +110,21 @@ def get_ti(
 MapIndex = Annotated[int, Query(ge=-1, le=1_000_000, description="The map index of a mapped task instance.")]
 """``?map_index=`` of the routes under a task instance (-1, the default: a task that is not mapped)."""
 
+StateFilter = Annotated[list[TaskInstanceState] | None, Query(description="Only these states.")]
+"""``?state=`` of the list routes (repeatable); None: every state."""
+
+
+def _collection(
+    session: Session, stmt: Select[TaskInstance, TaskTry], pg: Page, state: StateFilter, *order: Any
+) -> schemas.TaskInstanceCollection:
+    """One page of ``stmt``'s task instances (with their latest try) in ``order``, only those in ``state`` when
+    given; ``total_entries`` counts every page."""
+    if state:
+        stmt = stmt.where(TaskInstance.state.in_([s.value for s in state]))
+    rows = session.execute(pg.apply(stmt.order_by(*order)))
+    out = [ti_out(ti, tt) for ti, tt in rows]
+    return schemas.TaskInstanceCollection(task_instances=out, total_entries=count(session, stmt))
+
 
 @router.get(
     f"{RUN_PATH}/taskInstances",
@@ -117,22 +133,14 @@ MapIndex = Annotated[int, Query(ge=-1, le=1_000_000, description="The map index 
     responses=NOT_FOUND,
 )
 def list_tis(
-    dag_id: str,
-    dag_run_id: str,
-    request: Request,
-    pg: Annotated[Page, Depends(page)],
-    state: Annotated[list[TaskInstanceState] | None, Query(description="Only these states.")] = None,
+    dag_id: str, dag_run_id: str, request: Request, pg: Annotated[Page, Depends(page)], state: StateFilter = None
 ) -> schemas.TaskInstanceCollection:
     """The task instances of a run, sorted by task_id and map index, with their latest try's host, pid, peak RSS
     and CPU (a mapped task has one per map index)."""
     with get_db(request).read_session() as session:
         run = get_run(session, dag_id, dag_run_id)
         stmt = _with_latest_try().where(TaskInstance.dag_run_id == run.id)
-        if state:
-            stmt = stmt.where(TaskInstance.state.in_([s.value for s in state]))
-        rows = session.execute(pg.apply(stmt.order_by(TaskInstance.task_id, TaskInstance.map_index)))
-        out = [ti_out(ti, tt) for ti, tt in rows]
-        return schemas.TaskInstanceCollection(task_instances=out, total_entries=count(session, stmt))
+        return _collection(session, stmt, pg, state, TaskInstance.task_id, TaskInstance.map_index)
 
 
 @router.get(
@@ -160,7 +168,7 @@ def list_mapped_tis(
     task_id: str,
     request: Request,
     pg: Annotated[Page, Depends(page)],
-    state: Annotated[list[TaskInstanceState] | None, Query(description="Only these states.")] = None,
+    state: StateFilter = None,
 ) -> schemas.TaskInstanceCollection:
     """The task instances of a mapped task in a run, by map index (Airflow's ``listMapped``)."""
     with get_db(request).read_session() as session:
@@ -168,13 +176,10 @@ def list_mapped_tis(
         stmt = _with_latest_try().where(
             TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id, TaskInstance.map_index >= 0
         )
-        if state:
-            stmt = stmt.where(TaskInstance.state.in_([s.value for s in state]))
-        total = count(session, stmt)
-        if total == 0 and not state:
+        out = _collection(session, stmt, pg, state, TaskInstance.map_index)
+        if out.total_entries == 0 and not state:
             get_ti(session, dag_id, dag_run_id, task_id)  # 404 for an unknown task; an unmapped one lists nothing
-        rows = session.execute(pg.apply(stmt.order_by(TaskInstance.map_index)))
-        return schemas.TaskInstanceCollection(task_instances=[ti_out(ti, tt) for ti, tt in rows], total_entries=total)
+        return out
 
 
 @router.get(

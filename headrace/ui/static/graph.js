@@ -22,7 +22,7 @@
   let lastData = null, collapsed = new Set(), knownGroups = new Set();
   const NS = "http://www.w3.org/2000/svg";
   const CACHE = "headrace.graphLayout." + dagId;
-  const DARK_TEXT = new Set(["none", "scheduled", "running", "up_for_retry", "queued", "skipped", "upstream_failed", "removed"]);
+  const DARK_TEXT = new Set(["none", "scheduled", "running", "up_for_retry", "up_for_reschedule", "queued", "skipped", "upstream_failed", "removed"]);
   const measure = document.createElement("canvas").getContext("2d");
   measure.font = "600 12px system-ui, 'DejaVu Sans', sans-serif";
 

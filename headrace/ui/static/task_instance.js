@@ -142,7 +142,9 @@
     document.getElementById("mapped").hidden = false;
     document.getElementById("mapped-count").textContent = page.total_entries > tis.length ? `(first ${tis.length})` : "";
     document.querySelector("#mapped-list tbody").innerHTML = tis.map(t => `<tr data-map-index="${t.map_index}">
-      <td class="num"><a href="${pagePath}?map_index=${t.map_index}">${t.map_index}</a></td><td>${badge(t.state)}</td>
+      <td class="num"><a href="${pagePath}?map_index=${t.map_index}">${t.map_index}</a></td>
+      <td class="label">${t.rendered_map_index == null ? "" : `<a href="${pagePath}?map_index=${t.map_index}">${esc(t.rendered_map_index)}</a>`}</td>
+      <td>${badge(t.state)}</td>
       <td class="num">${t.try_number}</td>${when(t.start_date, "start")}${when(t.end_date, "end")}</tr>`).join("");
     document.querySelector("#tries").closest(".table-scroll").hidden = true;
     logEl.textContent = "A mapped task: pick a map index above for its tries and logs.";

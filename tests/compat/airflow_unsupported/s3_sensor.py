@@ -4,9 +4,9 @@ from datetime import datetime, timedelta
 
 from airflow.providers.amazon.aws.operators.s3 import S3CreateObjectOperator
 from airflow.sdk import DAG, Asset
-from airflow.sensors.filesystem import FileSensor
+from airflow.sensors.external_task import ExternalTaskSensor
 
 with DAG("compat_unsupported", schedule=[Asset("s3://bucket/key")], start_date=datetime(2024, 1, 1)):
-    wait = FileSensor(task_id="wait", filepath="/tmp/x", sla=timedelta(hours=1))
+    wait = ExternalTaskSensor(task_id="wait", external_dag_id="other", sla=timedelta(hours=1))
     put = S3CreateObjectOperator(task_id="put", s3_bucket="b", s3_key="k", data="{{ prev_ds }}")
     wait >> put
