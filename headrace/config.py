@@ -155,6 +155,12 @@ SPEC: dict[str, dict[str, Option]] = {
         ),
     },
     "scheduler": {
+        "allowed_run_id_pattern": Option(
+            str,
+            _const(r"^[A-Za-z0-9_.~:+-]+$"),
+            "Regular expression a run_id given by a user (API, UI, CLI, TriggerDagRunOperator) must match "
+            "(Airflow's key and default); others are refused.",
+        ),
         "loop_interval": Option(
             float, _const(1.0), "Longest the scheduler sleeps between loops when nothing wakes it (s).", 0.01, 60
         ),

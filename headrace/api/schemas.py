@@ -426,7 +426,8 @@ class XComCollection(BaseModel):
 # --- pools, variables, connections, import errors ------------------------------------------
 
 
-Slots = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Slots = Annotated[int, Field(ge=-1, le=INT32_MAX)]
+"""A pool's slots: -1 is unlimited (Airflow's)."""
 
 
 class Pool(BaseModel):
@@ -434,12 +435,14 @@ class Pool(BaseModel):
 
     name: str
     slots: int
+    """-1: unlimited."""
     description: str | None
     occupied_slots: int
     """running_slots + queued_slots."""
     running_slots: int
     queued_slots: int
     open_slots: int
+    """-1 for an unlimited pool."""
 
 
 class PoolCollection(BaseModel):

@@ -178,6 +178,7 @@ def trigger(
             run_id=run_id,
             now=datetime.now(UTC),
             max_conf_bytes=state.settings.get_int("api", "max_conf_bytes"),
+            allowed_run_id_pattern=state.settings.get_str("scheduler", "allowed_run_id_pattern"),
         )
         run_pk, created_run_id = run.id, run.run_id
         model = session.get(DagModel, dag_id)
@@ -309,7 +310,10 @@ def _run_test(db: Database, settings: Settings, run_pk: int) -> DagRun:
             if watcher.ended is not None:
                 stop.set()
 
-        loop.run(settings, db, make_executor(settings), processor=None, stop=stop, after_loop=after_loop)
+        # Only the test run: no scheduled runs of this DAG (unpaused for the test), nothing of other DAGs.
+        loop.run(
+            settings, db, make_executor(settings), processor=None, stop=stop, after_loop=after_loop, only_run=run_pk
+        )
         assert watcher.ended is not None
         final = watcher.ended
     return final

@@ -23,7 +23,7 @@ def list_cmd(ctx: typer.Context) -> None:
     for column in ("pool", "slots", "running", "queued", "open", "description"):
         table.add_column(column, overflow="fold")
     for p in pools:
-        table.add_row(p.name, str(p.slots), str(p.running), str(p.queued), str(p.open), p.description or "")
+        table.add_row(p.name, str(p.slots), str(p.running), str(p.queued), p.open_text, p.description or "")
     console.print(table)
 
 
@@ -32,11 +32,12 @@ def set_cmd(ctx: typer.Context, name: str, slots: int, description: str) -> None
     """Create pool NAME with SLOTS slots and DESCRIPTION, or change them if it exists (as Airflow's).
 
     Fewer slots than in use: running tries go on, no new ones start until enough have finished.
+    SLOTS -1: unlimited (as Airflow's).
     """
     db = app_state(ctx).migrated_db()
     with db.session() as session:
         pool = set_pool(session, name, slots, description)
-        console.print(f"pool {pool.name} has {pool.slots} slot(s)")
+        console.print(f"pool {pool.name} has {'unlimited' if pool.slots == -1 else pool.slots} slot(s)")
 
 
 @app.command("delete")

@@ -492,10 +492,10 @@ def clear_cmd(
         console.print("nothing to clear")
         return
     table = Table(title=f"task instances of {dag_id} to clear ({len(to_clear)})")
-    for column in ("run_id", "task_id", "state", ""):
+    for column in ("run_id", "task_id", "state", "not cleared because"):
         table.add_column(column, overflow="fold")
     for run_id, task_id, ti_state, what in planned:
-        table.add_row(run_id, task_id, styled(ti_state), what if what != "clear" else "")
+        table.add_row(run_id, task_id, styled(ti_state), what.removeprefix("not cleared: ") if what != "clear" else "")
     console.print(table)
     if not to_clear:
         console.print("nothing to clear")

@@ -510,11 +510,21 @@ def python_files(root: Path) -> Iterator[Path]:
             yield path
 
 
+def _worth_parsing(text: str) -> bool:
+    """The file mentions ``airflow``, or ``headrace`` and ``dag`` (any case): it may hold a DAG to check."""
+    if "airflow" in text:
+        return True
+    lowered = text.lower()
+    return "dag" in lowered and ("headrace" in lowered or "airflow" in lowered)
+
+
 def migrate_path(root: Path) -> list[FileMigration]:
     """Migrate (in memory) the DAG file ``root`` or every ``.py`` file under the folder ``root``.
 
-    Files that never mention ``airflow`` are returned unchanged without being
-    parsed. Raises ``FileNotFoundError`` if ``root`` does not exist.
+    Files that mention neither ``airflow`` nor both ``headrace`` and ``dag`` (any case, as the DAG
+    processor's discovery) are returned unchanged without being parsed: an already migrated file is
+    read again, so what it still holds (``{{ prev_ds }}``, an ``sla=``) is reported on every run.
+    Raises ``FileNotFoundError`` if ``root`` does not exist.
     """
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist")
@@ -522,7 +532,7 @@ def migrate_path(root: Path) -> list[FileMigration]:
     for path in python_files(root):
         name = path.name if root.is_file() else path.relative_to(root).as_posix()
         original = path.read_text(encoding="utf-8")
-        if "airflow" not in original:
+        if not _worth_parsing(original):
             results.append(FileMigration(path, name, original, original))
             continue
         migrated, findings = migrate_source(original, name)

@@ -1,7 +1,8 @@
 """Pools: how many slots each pool's queued and running task instances take, and the rules for changing pools.
 
 The REST API (``/api/v1/pools``) and the CLI (``headrace pools``) share these, so both refuse the same things:
-``default_pool`` cannot be deleted, nor a pool whose slots are taken, and slots are never negative.
+``default_pool`` cannot be deleted, nor a pool whose slots are taken, and slots are never negative but for
+:data:`UNLIMITED` (-1, as in Airflow: the pool never holds a task back).
 Every function takes an open session and never commits.
 """
 
@@ -18,6 +19,8 @@ from headrace.states import TaskInstanceState
 
 DEFAULT_POOL = "default_pool"
 """The pool of tasks that name none (Airflow's name); it cannot be deleted."""
+UNLIMITED = -1
+"""``slots`` of a pool without a limit (Airflow's -1)."""
 MAX_SLOTS = 2**31 - 1
 """The most slots a pool may have (the column is a 32-bit integer)."""
 MAX_NAME = 256
@@ -30,7 +33,7 @@ class PoolSlots:
 
     name: str
     slots: int
-    """Slots the pool has (tries of its tasks take ``pool_slots`` each)."""
+    """Slots the pool has (tries of its tasks take ``pool_slots`` each); :data:`UNLIMITED` (-1): no limit."""
     description: str | None
     running: int
     """Slots taken by running task instances."""
@@ -43,9 +46,19 @@ class PoolSlots:
         return self.running + self.queued
 
     @property
+    def unlimited(self) -> bool:
+        """The pool has no limit (``slots`` is :data:`UNLIMITED`)."""
+        return self.slots == UNLIMITED
+
+    @property
     def open(self) -> int:
-        """Slots free now (negative when the pool was shrunk below what is in use)."""
-        return self.slots - self.occupied
+        """Slots free now (negative when the pool was shrunk below what is in use); -1 for an unlimited pool."""
+        return UNLIMITED if self.unlimited else self.slots - self.occupied
+
+    @property
+    def open_text(self) -> str:
+        """:attr:`open` for people: ``"unlimited"`` for an unlimited pool."""
+        return "unlimited" if self.unlimited else str(self.open)
 
 
 def usage(session: Session, names: list[str]) -> dict[tuple[str, str], int]:
@@ -93,12 +106,12 @@ def set_pool(session: Session, name: str, slots: int, description: str | None) -
     """Create pool ``name`` or change its slots and description (Airflow's ``pools set``).
 
     Raises ``InvalidRequest`` (400) for an empty or over-long name (more than :data:`MAX_NAME` characters, or
-    with a NUL) or ``slots`` outside 0 … :data:`MAX_SLOTS`.
+    with a NUL) or ``slots`` outside -1 (:data:`UNLIMITED`) … :data:`MAX_SLOTS`.
     """
     if not name.strip() or len(name) > MAX_NAME or "\x00" in name:
         raise InvalidRequest(f"a pool name is 1 to {MAX_NAME} characters without NUL, got {name[:40]!r}")
-    if not 0 <= slots <= MAX_SLOTS:
-        raise InvalidRequest(f"pool {name!r}: slots must be 0 to {MAX_SLOTS}, got {slots}")
+    if not UNLIMITED <= slots <= MAX_SLOTS:
+        raise InvalidRequest(f"pool {name!r}: slots must be -1 (unlimited) or 0 to {MAX_SLOTS}, got {slots}")
     pool = session.get(Pool, name)
     if pool is None:
         pool = Pool(name=name, slots=slots, description=description)

@@ -205,8 +205,10 @@ class TiUsage(NamedTuple):
     pool_slots: int | None
 
 
-def queued_runs(session: Session, *, limit: int = 500) -> list[QueuedRun]:
-    """Queued runs ``(id, dag_id)`` of unpaused, active DAGs, oldest logical date first; locked (PG)."""
+def queued_runs(session: Session, *, limit: int = 500, only_run: int | None = None) -> list[QueuedRun]:
+    """Queued runs ``(id, dag_id)`` of unpaused, active DAGs, oldest logical date first; locked (PG).
+
+    ``only_run`` (a ``dag_run.id``) narrows to that run (``dags test``)."""
     stmt = (
         select(_run.c.id, _run.c.dag_id)
         .join(_dag, _dag.c.dag_id == _run.c.dag_id)
@@ -215,6 +217,8 @@ def queued_runs(session: Session, *, limit: int = 500) -> list[QueuedRun]:
         .limit(limit)
         .with_for_update(skip_locked=True, of=_run)
     )
+    if only_run is not None:
+        stmt = stmt.where(_run.c.id == only_run)
     return [QueuedRun._make(r) for r in session.connection().execute(stmt)]
 
 
@@ -260,16 +264,17 @@ _FINISHABLE_RUNS = (
 )
 
 
-def finishable_runs(session: Session, *, limit: int = 500) -> list[FinishableRun]:
+def finishable_runs(session: Session, *, limit: int = 500, only_run: int | None = None) -> list[FinishableRun]:
     """Running runs ``(id, run_id, dag_id, dag_version_id)`` (paused or not) whose task instances have all finished.
 
-    Oldest first; locked (PG).
+    Oldest first; locked (PG). ``only_run`` (a ``dag_run.id``) narrows to that run (``dags test``).
     """
-    return [FinishableRun._make(r) for r in session.connection().execute(_FINISHABLE_RUNS, {"limit": limit})]
+    stmt = _FINISHABLE_RUNS if only_run is None else _FINISHABLE_RUNS.where(_run.c.id == only_run)
+    return [FinishableRun._make(r) for r in session.connection().execute(stmt, {"limit": limit})]
 
 
-def runs_needing_callbacks(session: Session, *, limit: int = 50) -> Sequence[DagRun]:
-    """Finished runs whose DAG-level callback has not been handled yet."""
+def runs_needing_callbacks(session: Session, *, limit: int = 50, only_run: int | None = None) -> Sequence[DagRun]:
+    """Finished runs whose DAG-level callback has not been handled yet (``only_run``: of that ``dag_run.id``)."""
     stmt = (
         select(DagRun)
         .where(
@@ -278,6 +283,8 @@ def runs_needing_callbacks(session: Session, *, limit: int = 50) -> Sequence[Dag
         .order_by(DagRun.end_date, DagRun.id)
         .limit(limit)
     )
+    if only_run is not None:
+        stmt = stmt.where(DagRun.id == only_run)
     return session.scalars(stmt).all()
 
 
@@ -370,14 +377,16 @@ _SCHEDULED_TIS = (
 )
 
 
-def scheduled_tis(session: Session, *, limit: int) -> list[ScheduledTi]:
+def scheduled_tis(session: Session, *, limit: int, only_run: int | None = None) -> list[ScheduledTi]:
     """Scheduled TIs of running runs of unpaused DAGs with their DAG's fileloc; locked (PG).
 
     Order: ``priority_weight`` descending, then the run's logical date, then id
     (Airflow's order), then map index. Rows: ``(id, dag_id, run_id, task_id, try_number, pool,
     pool_slots, queue, priority_weight, fileloc, map_index, dag_run_id, dag_version_id, reschedule_date)``.
+    ``only_run`` (a ``dag_run.id``) narrows to that run's task instances (``dags test``).
     """
-    return [ScheduledTi._make(r) for r in session.connection().execute(_SCHEDULED_TIS, {"limit": limit})]
+    stmt = _SCHEDULED_TIS if only_run is None else _SCHEDULED_TIS.where(_ti.c.dag_run_id == only_run)
+    return [ScheduledTi._make(r) for r in session.connection().execute(stmt, {"limit": limit})]
 
 
 _ACTIVE_TI_USAGE = (

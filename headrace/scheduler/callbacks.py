@@ -184,15 +184,17 @@ class CallbackRunner:
         self.children: dict[int, tuple[float, CallbackRequest]] = {}
         """pid → (monotonic deadline, request)."""
 
-    def run_pending(self, db: Database, now: datetime, *, cache: DagCache) -> int:
-        """Start the callbacks of newly finished runs; reap finished children. Returns how many started."""
+    def run_pending(self, db: Database, now: datetime, *, cache: DagCache, only_run: int | None = None) -> int:
+        """Start the callbacks of newly finished runs; reap finished children. Returns how many started.
+
+        ``only_run`` (a ``dag_run.id``, ``dags test``) looks at that run alone."""
         self.reap()
         with db.read_session() as session:  # most calls find nothing: then take no write lock
-            if not queries.runs_needing_callbacks(session, limit=1):
+            if not queries.runs_needing_callbacks(session, limit=1, only_run=only_run):
                 return 0
         requests: list[CallbackRequest] = []
         with db.session() as session:
-            for run in queries.runs_needing_callbacks(session):
+            for run in queries.runs_needing_callbacks(session, only_run=only_run):
                 won = (
                     session.execute(
                         update(DagRun)

@@ -53,6 +53,7 @@ The clock is injected: :class:`SystemClock` in production,
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -115,8 +116,12 @@ def run(
     stop: threading.Event | None = None,
     after_loop: Callable[[datetime], None] | None = None,
     listeners: Iterable[Listener] = (),
+    only_run: int | None = None,
 ) -> None:
     """Run the scheduler until stopped (or for ``num_loops`` loops). See the module docstring.
+
+    ``only_run`` (a ``dag_run.id``; ``dags test``): create no runs and start, decide, queue, finish and
+    call back that run alone (housekeeping still runs).
 
     ``after_loop(now)``, if given, is called after every loop's steps (the CLI
     uses it to report a DAG run's progress and to stop when it ends).
@@ -138,6 +143,7 @@ def run(
     s = Scheduler(
         settings, db, executor, clock or SystemClock(), processor, stop or threading.Event(), Listeners(listeners)
     )
+    s.only_run = only_run
     with s.started():
         loops = 0
         while s.should_continue() and (num_loops is None or loops < num_loops):
@@ -200,6 +206,8 @@ class Scheduler:
         self.parse_interval = timedelta(seconds=settings.get_float("scheduler", "dag_dir_list_interval"))
         self.next_parse: datetime | None = None
         self.job_id = 0
+        self.only_run: int | None = None
+        """A ``dag_run.id`` the steps are narrowed to (``dags test``), or None: every run."""
         self.lease: lease.SchedulerLease | None = None
         self.housekeeping = housekeeping.Housekeeping([])
         # What the steps may skip (see the module docstring): set by one step, consumed by another.
@@ -416,6 +424,8 @@ class Scheduler:
 
     def create_runs(self, now: datetime) -> int:
         """Create due scheduled runs, if a DAG's ``next_run_after`` has come (or DAG files changed)."""
+        if self.only_run is not None:
+            return 0
         if not (self._asked(Step.CREATE_RUNS) or (self.next_run_due is not None and self.next_run_due <= now)):
             return 0
         with self.db.read_session() as session:
@@ -435,10 +445,10 @@ class Scheduler:
         if not self._asked(Step.START_QUEUED_RUNS):
             return 0
         with self.db.read_session() as session:
-            if not queries.queued_runs(session, limit=1):
+            if not queries.queued_runs(session, limit=1, only_run=self.only_run):
                 return 0
         with self.db.session() as session:
-            started = runs.start_queued_runs(session, now)
+            started = runs.start_queued_runs(session, now, only_run=self.only_run)
         if started:
             self.runs_to_examine = None
             self.asked |= Step.FINISH_RUNS  # a run without tasks finishes at once
@@ -448,11 +458,17 @@ class Scheduler:
         """Move unfinished runs to their DAG's new version (after a parse, and on a full pass), then decide the
         task instances of the runs that changed (of every run on a full pass, a due retry or a due
         poke)."""
-        if self._asked(Step.FOLLOW_VERSIONS) and integrity.follow_in_transaction(self.db, now, cache=self.cache):
+        if (
+            self._asked(Step.FOLLOW_VERSIONS)
+            and self.only_run is None
+            and integrity.follow_in_transaction(self.db, now, cache=self.cache)
+        ):
             self.runs_to_examine, self.asked = None, self.asked | Step.FINISH_RUNS
         run_ids, self.runs_to_examine = self.runs_to_examine, set()
         if self.retry_due is not None and self.retry_due <= now:
             run_ids = None
+        if self.only_run is not None:
+            run_ids = {self.only_run} if run_ids is None or self.only_run in run_ids else set()
         if run_ids is not None and not run_ids:
             return 0
         with self.db.read_session() as session:
@@ -475,7 +491,7 @@ class Scheduler:
         """Queue scheduled task instances, when some may have become ready or slots may have freed."""
         if not self._asked(Step.QUEUE_READY):
             return 0
-        return self.queuer.queue_ready(self.db, self.executor, now)
+        return self.queuer.queue_ready(self.db, self.executor, now, only_run=self.only_run)
 
     def sync_executor(self, now: datetime) -> int:
         """Read executor events; a try still open after its supervisor exited is ended as a zombie."""
@@ -517,9 +533,9 @@ class Scheduler:
         if not self._asked(Step.FINISH_RUNS):
             return 0
         with self.db.read_session() as session:
-            if not queries.finishable_runs(session, limit=1):
+            if not queries.finishable_runs(session, limit=1, only_run=self.only_run):
                 return 0
-        return self._end_runs(now, runs.finish_runs)
+        return self._end_runs(now, functools.partial(runs.finish_runs, only_run=self.only_run))
 
     def _end_runs(self, now: datetime, end: Callable[..., int]) -> int:
         """Run ``end(session, now, cache=, on_finished=)`` (:func:`~.runs.finish_runs` or
@@ -552,7 +568,7 @@ class Scheduler:
             if self.callbacks.children:
                 self.callbacks.reap()
             return 0
-        return self.callbacks.run_pending(self.db, now, cache=self.cache)
+        return self.callbacks.run_pending(self.db, now, cache=self.cache, only_run=self.only_run)
 
     def enforce_dagrun_timeouts(self, now: datetime) -> int:
         """Housekeeping chore: fail runs older than their ``dagrun_timeout`` (:func:`~.runs.enforce_dagrun_timeouts`)."""

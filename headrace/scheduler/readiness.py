@@ -31,7 +31,7 @@ order (``priority_weight`` descending, then the run's logical date) within:
 * the executor's open slots and ``core.parallelism`` (queued + running over
   all DAGs, so tries adopted after a restart count too);
 * each pool's free slots (``pool.slots`` minus the ``pool_slots`` of queued
-  and running task instances in it);
+  and running task instances in it; a pool of -1 slots has no limit, as in Airflow);
 * each DAG's ``max_active_tasks`` (its queued + running task instances);
 * each task's ``max_active_tis_per_dag`` (its queued + running instances over all runs) and
   ``max_active_tis_per_dagrun`` (in the instance's run), as in Airflow — for a mapped task, its indices.
@@ -49,6 +49,7 @@ the try always finds the committed row.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -352,7 +353,10 @@ class QueueLimits:
     ``max_active_tis_per_dag`` / ``max_active_tis_per_dagrun``."""
 
     def __init__(self, session: Session, open_slots: int, parallelism: int) -> None:
-        self.pool_free = queries.pool_sizes(session)
+        # An unlimited pool (-1 slots, Airflow's) never runs out: infinity minus any slots taken stays infinity.
+        self.pool_free: dict[str, float] = {
+            name: math.inf if slots == -1 else slots for name, slots in queries.pool_sizes(session).items()
+        }
         self.dag_active: dict[str, int] = {}
         active = 0
         for dag_id, pool, count, slots in queries.active_ti_usage(session):
@@ -436,8 +440,10 @@ class Queuer:
         """Called with each request the executor accepted (the scheduler emits ``on_try_queued``)."""
         self._warned_pools: set[str] = set()
 
-    def queue_ready(self, db: Database, executor: Queueing, now: datetime) -> int:
-        """Queue as many scheduled task instances as the limits allow; return how many were queued."""
+    def queue_ready(self, db: Database, executor: Queueing, now: datetime, *, only_run: int | None = None) -> int:
+        """Queue as many scheduled task instances as the limits allow; return how many were queued.
+
+        ``only_run`` (a ``dag_run.id``, ``dags test``) queues that run's task instances alone."""
         open_slots = executor.open_slots()
         if open_slots <= 0:
             return 0
@@ -447,7 +453,7 @@ class Queuer:
             limits = QueueLimits(session, open_slots, self.parallelism)
             if limits.free <= 0:
                 return 0
-            candidates = queries.scheduled_tis(session, limit=max(limits.free * 4, 64))
+            candidates = queries.scheduled_tis(session, limit=max(limits.free * 4, 64), only_run=only_run)
             limits.dag_limit = queries.dag_limits(session, (ti.dag_id for ti in candidates))
             limits.load_task_limits(session, candidates, self.cache)
             for ti in candidates:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -61,6 +62,7 @@ from headrace.exceptions import (
     DagRunAlreadyExists,
     DagRunConfError,
     DagRunConfTooLarge,
+    InvalidRequest,
     ScheduleError,
 )
 from headrace.scheduler.dagcache import DagCache
@@ -274,6 +276,21 @@ def _active_dag(session: Session, dag_id: str) -> DagModel:
     return dag
 
 
+def check_run_id(run_id: str, pattern: str) -> None:
+    """Raise ``InvalidRequest`` (400) unless ``pattern`` (``scheduler.allowed_run_id_pattern``) matches all of
+    ``run_id`` (an invalid pattern also raises it, naming the setting)."""
+    try:
+        matched = re.fullmatch(pattern, run_id) is not None
+    except re.error as exc:
+        raise InvalidRequest(
+            f"scheduler.allowed_run_id_pattern {pattern!r} is not a valid regular expression: {exc}"
+        ) from None
+    if not matched:
+        raise InvalidRequest(
+            f"run_id {run_id!r} does not match scheduler.allowed_run_id_pattern {pattern!r}", run_id=run_id
+        )
+
+
 def trigger_dag(
     session: Session,
     dag_id: str,
@@ -283,6 +300,7 @@ def trigger_dag(
     run_id: str | None = None,
     now: datetime,
     max_conf_bytes: int | None = None,
+    allowed_run_id_pattern: str | None = None,
 ) -> DagRun:
     """Create a manual, queued run of ``dag_id`` and return it.
 
@@ -296,9 +314,13 @@ def trigger_dag(
     :func:`~headrace.authoring.params.resolve_params`); nothing is written then.
     ``max_conf_bytes`` (``api.max_conf_bytes``, given by the API, UI and CLI): a longer ``conf`` raises
     ``DagRunConfTooLarge`` (413) before anything else is looked at.
+    ``allowed_run_id_pattern`` (``scheduler.allowed_run_id_pattern``, given by the API, UI, CLI and the
+    supervisor for a user's ``run_id``): a ``run_id`` it does not match in full raises ``InvalidRequest`` (400).
     """
     if max_conf_bytes is not None:
         check_conf_size(conf, max_conf_bytes)
+    if run_id is not None and allowed_run_id_pattern is not None:
+        check_run_id(run_id, allowed_run_id_pattern)
     dag = _active_dag(session, dag_id)
     conf_dict = _check_conf(conf)
     when = ensure_aware(logical_date) if logical_date is not None else now
@@ -382,12 +404,13 @@ def create_backfill(
     raise ScheduleError(f"backfill of {dag_id!r} from {start} to {end} needs more than {MAX_BACKFILL_RUNS} runs")
 
 
-def start_queued_runs(session: Session, now: datetime) -> int:
+def start_queued_runs(session: Session, now: datetime, *, only_run: int | None = None) -> int:
     """Move queued runs to running, oldest logical date first, within each DAG's ``max_active_runs``.
 
     Runs of paused or inactive DAGs stay queued. Returns how many started.
+    ``only_run`` (a ``dag_run.id``, ``dags test``) starts that run alone.
     """
-    runs = queries.queued_runs(session)
+    runs = queries.queued_runs(session, only_run=only_run)
     if not runs:
         return 0
     dag_ids = {r.dag_id for r in runs}
@@ -404,7 +427,12 @@ def start_queued_runs(session: Session, now: datetime) -> int:
 
 
 def finish_runs(
-    session: Session, now: datetime, *, cache: DagCache, on_finished: Callable[[Any, DagRunState], None] | None = None
+    session: Session,
+    now: datetime,
+    *,
+    cache: DagCache,
+    on_finished: Callable[[Any, DagRunState], None] | None = None,
+    only_run: int | None = None,
 ) -> int:
     """End every running run whose task instances have all finished; return how many ended.
 
@@ -412,10 +440,11 @@ def finish_runs(
     ``success``; ``end_date = now``. A run's callbacks are handled afterwards
     by :mod:`headrace.scheduler.callbacks` (``callbacks_done`` stays False).
     ``on_finished(run_row, new_state)`` is called for each run ended (the
-    scheduler emits ``on_run_finished`` once the transaction committed).
+    scheduler emits ``on_run_finished`` once the transaction committed). ``only_run`` (a ``dag_run.id``,
+    ``dags test``) looks at that run alone.
     """
     finished = 0
-    for run in queries.finishable_runs(session):
+    for run in queries.finishable_runs(session, only_run=only_run):
         leaves = cache.get(session, run.dag_version_id).outcome_leaves
         states = queries.ti_states_of_run(session, run.id)
         failed = any(state in _LEAF_FAILURES for leaf in leaves for state in states.get(leaf, ()))

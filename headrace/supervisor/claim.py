@@ -652,6 +652,7 @@ def _watch(settings: Settings, db: Database, current: _Try, task: Prestarted, tr
         ),
         self_fence_after=SELF_FENCE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
         containment=task.containment,
+        run_id_pattern=settings.get_str("scheduler", "allowed_run_id_pattern"),
     )
     watch.adopt(task.pid, task.usage_before, task.started)
     current.log = try_log  # the supervisor's own lines go through the same cap

@@ -34,9 +34,12 @@ def _existing(session: Session, message: TriggerDagRun, when: datetime) -> DagRu
     return session.scalars(select(DagRun).where(DagRun.dag_id == message.dag_id, DagRun.logical_date == when)).first()
 
 
-def trigger_dag_run(db: Database, message: TriggerDagRun, now: datetime | None = None) -> DagRunTriggered | Error:
+def trigger_dag_run(
+    db: Database, message: TriggerDagRun, now: datetime | None = None, *, run_id_pattern: str | None = None
+) -> DagRunTriggered | Error:
     """Answer ``TriggerDagRun`` (see its docstring); a refusal (unknown DAG, conf the params reject, paused DAG
-    with ``fail_when_dag_is_paused``) is an ``Error`` whose message starts with the exception's name."""
+    with ``fail_when_dag_is_paused``, a ``run_id`` that ``run_id_pattern`` — ``scheduler.allowed_run_id_pattern``
+    — does not match) is an ``Error`` whose message starts with the exception's name."""
     now = now or datetime.now(UTC)
     when = ensure_aware(message.logical_date) if message.logical_date is not None else now
     with db.session() as session:
@@ -46,7 +49,13 @@ def trigger_dag_run(db: Database, message: TriggerDagRun, now: datetime | None =
                 return Error(message=f"DagIsPaused: Dag {message.dag_id} is paused")
         try:
             run = trigger_dag(
-                session, message.dag_id, conf=message.conf, logical_date=when, run_id=message.run_id, now=now
+                session,
+                message.dag_id,
+                conf=message.conf,
+                logical_date=when,
+                run_id=message.run_id,
+                now=now,
+                allowed_run_id_pattern=run_id_pattern,
             )
             return DagRunTriggered(run_id=run.run_id, logical_date=run.logical_date, outcome="created")
         except DagRunAlreadyExists as exc:

@@ -285,11 +285,13 @@ def handle(
     encryptor: Callable[[], Encryptor],
     *,
     outage_tolerance: float = 0.0,
+    run_id_pattern: str | None = None,
 ) -> Answer:
     """Serve one request; a database (or decryption) error becomes an ``Error`` answer.
 
     ``encryptor`` is called only for variables and connections (building it
-    may read or create the key file). While the database is unreachable the
+    may read or create the key file). ``run_id_pattern``: ``scheduler.allowed_run_id_pattern`` for a
+    ``TriggerDagRun``'s run id. While the database is unreachable the
     request is tried again with backoff for up to ``outage_tolerance``
     seconds (the task waits for its answer); each request is its own
     transaction and safe to repeat.
@@ -307,7 +309,7 @@ def handle(
         if isinstance(message, GetConnection):
             return get_connection(db, encryptor(), message)
         if isinstance(message, TriggerDagRun):
-            return trigger_dag_run(db, message)
+            return trigger_dag_run(db, message, run_id_pattern=run_id_pattern)
         if isinstance(message, GetDagRunState):
             return get_dag_run_state(db, message)
         if isinstance(message, GetTaskRescheduleStartDate):

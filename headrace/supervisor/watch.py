@@ -310,6 +310,7 @@ class TaskWatch:
         outage_tolerance: float = 0.0,
         self_fence_after: float | None = None,
         containment: Containment | None = None,
+        run_id_pattern: str | None = None,
     ) -> None:
         self.db = db
         self.containment = containment
@@ -332,6 +333,8 @@ class TaskWatch:
         self.xcom_max_size = xcom_max_size
         self.stop_requested = stop_requested
         self.outage_tolerance = outage_tolerance
+        self.run_id_pattern = run_id_pattern
+        """``scheduler.allowed_run_id_pattern``: a run_id the task asks to trigger must match it."""
         """Seconds a request is retried while the database is unreachable."""
         self._outage = False
         """The last heartbeat failed (logged once per outage)."""
@@ -377,6 +380,7 @@ class TaskWatch:
                 self.xcom_max_size,
                 self.encryptor,
                 outage_tolerance=self.outage_tolerance,
+                run_id_pattern=self.run_id_pattern,
             ),
         )
         return None

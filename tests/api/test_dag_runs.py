@@ -69,6 +69,11 @@ def test_trigger_errors(api: TestClient, client_as: ClientAs, anon: TestClient, 
     assert api.post(RUNS, json={"logical_date": "yesterday"}).status_code == 422
     assert api.post(RUNS, json={"dag_run_id": ""}).status_code == 422
     assert api.post(RUNS, json={"dag_run_id": "x" * 251}).status_code == 422
+    for odd in ("a/b", "a b", "a?b", "é", "x\n"):  # scheduler.allowed_run_id_pattern (Airflow's default)
+        r = api.post(RUNS, json={"dag_run_id": odd})
+        assert r.status_code == 400 and r.json()["error"] == "InvalidRequest", (odd, r.text)
+        assert "allowed_run_id_pattern" in r.json()["detail"]
+    assert api.post(RUNS, json={"dag_run_id": "ok_2024-01-02T00:00:00+00:00.~"}).status_code == 200
     assert api.post(RUNS, json={"surprise": 1}).status_code == 422
     assert api.post("/api/v1/dags/nope/dagRuns", json={}).json()["error"] == "DagNotFound"
     viewer = client_as("viewer")

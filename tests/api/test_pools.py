@@ -38,7 +38,7 @@ def test_crud(client_as: ClientAs, anon: TestClient) -> None:
     assert [p["name"] for p in page["pools"]] == ["gpu"] and page["total_entries"] == 2
 
     for bad in (
-        {"name": "x", "slots": -1},
+        {"name": "x", "slots": -2},
         {"name": "", "slots": 1},
         {"name": "x", "slots": 2**31},
         {"name": "x"},
@@ -47,6 +47,11 @@ def test_crud(client_as: ClientAs, anon: TestClient) -> None:
     ):
         assert operator.post("/api/v1/pools", json=bad).status_code == 422, bad
     assert operator.post("/api/v1/pools", json={"name": "a\x00b", "slots": 1}).status_code == 422
+    unlimited = operator.post("/api/v1/pools", json={"name": "wide", "slots": -1})  # Airflow's unlimited
+    assert unlimited.status_code == 200 and unlimited.json()["open_slots"] == -1, unlimited.text
+    assert operator.patch("/api/v1/pools/gpu", json={"slots": -1}).json()["slots"] == -1
+    assert operator.patch("/api/v1/pools/gpu", json={"slots": 5}).status_code == 200
+    assert operator.delete("/api/v1/pools/wide").status_code == 204
 
     assert viewer.post("/api/v1/pools", json={"name": "v", "slots": 1}).status_code == 403
     assert viewer.patch("/api/v1/pools/gpu", json={"slots": 1}).status_code == 403

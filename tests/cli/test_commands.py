@@ -141,6 +141,10 @@ def test_bad_conf_and_dates(cli: Cli, dags_folder: Path) -> None:
     assert r.code == 1 and "JSON object" in r.err
     r = cli("dags", "trigger", "cli_demo", "--conf", "{nope")
     assert r.code == 1 and "not valid JSON" in r.err
+    r = cli("dags", "trigger", "cli_demo", "--run-id", "nightly/1")  # would break the API's routes
+    assert r.code == 1 and r.err.strip().splitlines() == [
+        "error: run_id 'nightly/1' does not match scheduler.allowed_run_id_pattern '^[A-Za-z0-9_.~:+-]+$'"
+    ]
     r = cli("dags", "trigger", "cli_demo", "--logical-date", "yesterday")
     assert r.code == 1 and "not an ISO date" in r.err
 

@@ -215,6 +215,8 @@ def test_tasks_state_and_clear(cli: Cli, cli_env: dict[str, str], settings: Sett
     p = clear("-t", "^boo", "--downstream", answer="n\n")
     assert p.returncode == 1, p.stdout + p.stderr
     assert "boom" in p.stdout and "after" in p.stdout and "fine" not in p.stdout
+    header = next(line for line in p.stdout.splitlines() if "run_id" in line)
+    assert [c.strip() for c in header.split("┃")[1:5]] == ["run_id", "task_id", "state", "not cleared because"]
     assert "nothing cleared" in p.stdout
     assert _states(db, "fails")["boom"] == "failed"
     # Without --downstream only the matching task; an end date before the run clears nothing.
@@ -246,10 +248,12 @@ def test_pools_set_list_delete(cli: Cli, db: Database) -> None:
     row = next(line for line in r.out.splitlines() if " etl " in line)
     assert [c.strip() for c in row.split("│")[1:7]] == ["etl", "2", "0", "0", "2", "fewer"]
     assert "default_pool" in r.out
-    r = cli("pools", "set", "etl", "-1", "x")
-    assert r.code != 0
-    r = cli("pools", "set", "etl", "--", "-1", "x")
-    assert r.code == 1 and "slots must be 0" in r.err
+    r = cli("pools", "set", "etl", "--", "-2", "x")
+    assert r.code == 1 and "slots must be -1 (unlimited) or 0 to" in r.err
+    r = cli("pools", "set", "etl", "--", "-1", "no limit")  # Airflow's unlimited
+    assert r.code == 0 and "pool etl has unlimited slot(s)" in r.out
+    row = next(line for line in cli("pools", "list").out.splitlines() if " etl " in line)
+    assert [c.strip() for c in row.split("│")[1:7]] == ["etl", "-1", "0", "0", "unlimited", "no limit"]
     r = cli("pools", "delete", "default_pool")
     assert r.code == 1 and "default_pool cannot be deleted" in r.err
     r = cli("pools", "delete", "nope")

@@ -42,6 +42,8 @@ DAG_IDS = [
     "compat_depends_on_past",
     "compat_email",
     "compat_mapping",
+    "compat_pendulum",
+    "compat_pendulum_target",
     "compat_python_interpreters",
     "compat_remap",
     "compat_setup_teardown",
@@ -85,6 +87,9 @@ TASKS: dict[str, set[str] | dict[str, str]] = {
         "skipped_when_manual": "skipped",
     },
     "compat_dag_display_name": {"hello"},
+    # pendulum dates and time zones (start_date, end_date, default_args, a timetable's, TriggerDagRunOperator's)
+    "compat_pendulum": {"trigger", "check"},
+    "compat_pendulum_target": {"land"},
     "compat_depends_on_past": {"extract", "load", "done"},  # the first run: nothing in the past holds them
     # on_execute_callback and on_skipped_callback push XComs that check reads
     "compat_task_callbacks": {"work": "success", "skip_me": "skipped", "check": "success"},

@@ -118,6 +118,35 @@ def test_write_rewrites_in_place_and_a_second_run_changes_nothing(tmp_path: Path
     assert {p: p.read_text() for p in folder.rglob("*.py")} == after
 
 
+def test_a_migrated_file_still_reports_what_it_left(tmp_path: Path) -> None:
+    """Once migrated, a file no longer mentions airflow: the report still covers it (it names headrace and a DAG)."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "prev.py").write_text(
+        textwrap.dedent(
+            """\
+            from airflow.sdk import DAG
+            from airflow.providers.standard.operators.bash import BashOperator
+
+            with DAG("prev", schedule=None):
+                BashOperator(task_id="t", bash_command="echo {{ prev_ds }}")
+            """
+        )
+    )
+    finding = (
+        "prev.py:5: template context key 'prev_ds' was removed in Airflow 3: "
+        "use prev_data_interval_start_success or the previous run's data interval"
+    )
+    first = headrace(tmp_path, str(dags), "--write")
+    assert first.returncode == 0, first.stderr
+    assert "airflow" not in (dags / "prev.py").read_text()
+    assert first.stderr.splitlines()[0] == finding
+    for _ in range(2):  # each later run reports the same, and changes nothing
+        again = headrace(tmp_path, str(dags))
+        assert again.returncode == 0 and again.stdout == ""
+        assert again.stderr.splitlines() == [finding, "0 of 1 files changed; 1 construct not translated"]
+
+
 def test_out_writes_a_migrated_copy_and_leaves_the_files(tmp_path: Path, folder: Path) -> None:
     before = {p.relative_to(folder): p.read_text() for p in folder.rglob("*") if p.is_file()}
     out = tmp_path / "migrated"

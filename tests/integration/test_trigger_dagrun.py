@@ -50,6 +50,7 @@ with DAG("controller", schedule=None, start_date=datetime(2024, 1, 1)):
     )
     bad_conf = TriggerDagRunOperator(task_id="bad_conf", trigger_dag_id="target", conf={"n": "five"})
     missing = TriggerDagRunOperator(task_id="missing", trigger_dag_id="no_such_dag")
+    bad_run_id = TriggerDagRunOperator(task_id="bad_run_id", trigger_dag_id="target", trigger_run_id="a/{{ ds }}")
     ok >> [again_skip, again_fail] >> again_reset
 """
 
@@ -95,10 +96,14 @@ def test_trigger_dag_run_operator_creates_waits_skips_and_resets(settings: Setti
         "again_reset": "success",
         "bad_conf": "failed",
         "missing": "failed",
+        "bad_run_id": "failed",
     }
     assert "DagRunAlreadyExists" in (errors["again_fail"] or "")
     assert "ParamValidationError" in (errors["bad_conf"] or "") and "'n'" in (errors["bad_conf"] or "")
     assert "DagNotFound" in (errors["missing"] or "")
+    assert "InvalidRequest: run_id 'a/2024-03-01' does not match scheduler.allowed_run_id_pattern" in (
+        errors["bad_run_id"] or ""
+    )
     # one run made by the operator, with its conf; the bad conf made none; the reset ran it a second time
     assert set(target_runs) == {"r1_20240301"}
     assert target_runs["r1_20240301"] == ("manual", {"n": 5}, "success")

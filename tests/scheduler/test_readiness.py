@@ -142,6 +142,16 @@ def test_pool_slots(settings: Settings, db: Database, executor: FakeExecutor) ->
     assert len(executor.requests) == 2
 
 
+def test_unlimited_pool(settings: Settings, db: Database, executor: FakeExecutor) -> None:
+    """-1 slots (Airflow's unlimited): the pool holds nothing back, whatever the slots its tasks take."""
+    with db.session() as session:
+        session.add(Pool(name="open", slots=-1))
+    make_wide(settings, db, 4, pool="open", pool_slots=3)
+    move_ti(db, tis(db)["t0"].id, TI.RUNNING)  # slots in use do not make it run out either
+    assert queue_ready(db, executor, NOW, parallelism=10) == 3
+    assert {ti.state for ti in tis(db).values()} == {"queued", "running"}
+
+
 def test_unknown_pool_stays_scheduled(
     settings: Settings, db: Database, executor: FakeExecutor, caplog: pytest.LogCaptureFixture
 ) -> None:

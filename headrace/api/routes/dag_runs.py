@@ -155,6 +155,7 @@ def trigger_run(dag_id: str, body: schemas.TriggerDAGRun, request: Request) -> s
                 run_id=body.dag_run_id,
                 now=datetime.now(UTC),
                 max_conf_bytes=request.app.state.settings.get_int("api", "max_conf_bytes"),
+                allowed_run_id_pattern=request.app.state.settings.get_str("scheduler", "allowed_run_id_pattern"),
             )
             return run_out(run)
     except ParamValidationError as exc:  # the session rolled back: no run

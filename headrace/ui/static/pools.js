@@ -33,7 +33,7 @@
       <td><b>${name}</b></td>
       <td class="num slots">${p.slots}</td>
       <td class="num">${p.running_slots}</td><td class="num">${p.queued_slots}</td>
-      <td class="num">${p.open_slots}</td><td>${usage(p)}</td>
+      <td class="num">${p.slots === -1 ? "unlimited" : p.open_slots}</td><td>${usage(p)}</td>
       <td>${hr.esc(p.description || "")}</td>
       <td class="actions"><button class="edit"${dis}>Edit slots</button> <button class="danger delete"${del}>Delete</button></td>
     </tr>`;
@@ -52,7 +52,7 @@
     const cell = tr.querySelector("td.slots");
     const current = cell.textContent.trim();
     editing = name;
-    cell.innerHTML = `<input type="number" class="slots-input" value="${hr.esc(current)}" style="width:80px" aria-label="slots of ${hr.esc(name)}">`;
+    cell.innerHTML = `<input type="number" min="-1" class="slots-input" value="${hr.esc(current)}" style="width:80px" aria-label="slots of ${hr.esc(name)}">`;
     tr.querySelector("td.actions").innerHTML = `<button class="primary save">Save</button> <button class="cancel">Cancel</button>`;
     cell.querySelector("input").focus();
   }
