@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from headrace.authoring.airflow_args import AIRFLOW_OPERATOR_ARGS
+from headrace.authoring.assets import BaseAsset, check_lineage
 from headrace.authoring.context import make_jinja_env
 from headrace.authoring.dag import DAG, DagContext, validate_id
 from headrace.authoring.edges import Label
@@ -87,7 +88,9 @@ class BaseOperator(SetupTeardownMixin, ABC):
     the DAG's previous run by logical date, and ``wait_for_downstream`` (which
     implies it) also until that run's direct downstream tasks of it did;
     ``ignore_first_depends_on_past`` lets it run when the task has no earlier
-    task instance at all. ``on_execute_callback(context)`` is called in the
+    task instance at all. ``outlets``: assets (or aliases) a successful try
+    updates (one asset event each, see ``docs/assets.md``); ``inlets``: assets it
+    reads. ``on_execute_callback(context)`` is called in the
     task process before ``execute``; ``on_skipped_callback(context)`` when the
     try ends skipped by ``SkipTask``. Setup/teardown: see
     :mod:`headrace.authoring.setup_teardown`. Raises ``DagDefinitionError``
@@ -155,6 +158,8 @@ class BaseOperator(SetupTeardownMixin, ABC):
         render_template_as_native_obj: bool | None = None,
         max_active_tis_per_dag: int | None = None,
         max_active_tis_per_dagrun: int | None = None,
+        inlets: Any = None,
+        outlets: Any = None,
     ) -> None:
         dag = dag if dag is not None else DagContext.current()
         group = group_of(dag, task_group)
@@ -231,6 +236,13 @@ class BaseOperator(SetupTeardownMixin, ABC):
         """At most this many task instances of the task queued or running at once, over all runs."""
         self.max_active_tis_per_dagrun = max_active_tis_per_dagrun
         """At most this many task instances of the task queued or running at once in one DAG run."""
+        try:
+            self.inlets: list[BaseAsset] = list(check_lineage(self.task_id, "inlets", inlets))
+            """Assets the task reads (``inlet_events[asset]`` in its context lists their events)."""
+            self.outlets: list[BaseAsset] = list(check_lineage(self.task_id, "outlets", outlets))
+            """Assets (and aliases) the task updates: a successful try records an asset event for each."""
+        except (TypeError, ValueError) as exc:
+            raise DagDefinitionError(str(exc), **where) from None  # type: ignore[arg-type]
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
         self.dag: DAG | None = None

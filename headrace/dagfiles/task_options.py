@@ -22,6 +22,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "ignore_first_depends_on_past": False,
     "has_on_execute_callback": False,
     "has_on_skipped_callback": False,
+    "outlets": (),
+    "inlets": (),
 }
 """Field name → default (a ``SerializedTask`` attribute each)."""
 
@@ -38,6 +40,8 @@ def task_options(task: Any) -> dict[str, Any]:
         "ignore_first_depends_on_past": bool(task.ignore_first_depends_on_past),
         "has_on_execute_callback": bool(task.on_execute_callback),
         "has_on_skipped_callback": bool(task.on_skipped_callback),
+        "outlets": tuple(a.as_json() for a in getattr(task, "outlets", ())),
+        "inlets": tuple(a.as_json() for a in getattr(task, "inlets", ())),
     }
     return {k: v for k, v in values.items() if v != OPTION_DEFAULTS[k]}
 

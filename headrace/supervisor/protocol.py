@@ -15,7 +15,8 @@ unprompted; it answers each request with exactly one response, in order:
 * ``GetVariable`` → ``VariableValue``, ``GetConnection`` → ``ConnectionValue``
   (or ``Error``; the values are decrypted plain text — the channel never
   leaves the machine, and the task process masks them in its log),
-* ``SetXCom`` / ``SkipTasks`` / ``SetRenderedFields`` → ``Ack`` (or ``Error``),
+* ``SetXCom`` / ``SkipTasks`` / ``SetRenderedFields`` / ``SetAssetEvents`` → ``Ack`` (or ``Error``),
+* ``GetAssetEvents`` → ``AssetEventsValue`` (or ``Error``),
 * ``TriggerDagRun`` → ``DagRunTriggered``, ``GetDagRunState`` → ``DagRunStateValue`` (or ``Error``:
   the DAG is not found, its params refuse the conf, …),
 * ``TaskDone`` → ``Ack``; it is the last message of a try.
@@ -137,6 +138,22 @@ class SetRenderedFields(_Message):
     fields: dict[str, str]
 
 
+class SetAssetEvents(_Message):
+    """The asset events this try records if it succeeds (its outlets, ``outlet_events``); sent right before
+    ``TaskDone``, written with the success (``authoring.asset_events.events_to_record`` shape)."""
+
+    type: Literal["set_asset_events"] = "set_asset_events"
+    events: list[dict[str, Any]]
+
+
+class GetAssetEvents(_Message):
+    """Ask for the recorded events of asset ``(name, uri)`` (``inlet_events``), oldest first."""
+
+    type: Literal["get_asset_events"] = "get_asset_events"
+    name: str
+    uri: str
+
+
 class GetVariable(_Message):
     """Ask for the value of variable ``key``."""
 
@@ -240,6 +257,13 @@ class DagRunStateValue(_Message):
     state: str | None
 
 
+class AssetEventsValue(_Message):
+    """Answer to ``GetAssetEvents``: the events (``AssetEventInfo.from_dict`` shape), oldest first."""
+
+    type: Literal["asset_events"] = "asset_events"
+    events: list[dict[str, Any]]
+
+
 class Ack(_Message):
     """Answer to a request that returns nothing: done."""
 
@@ -258,6 +282,8 @@ Request = (
     | SetXCom
     | SkipTasks
     | SetRenderedFields
+    | SetAssetEvents
+    | GetAssetEvents
     | GetVariable
     | GetConnection
     | TriggerDagRun
@@ -265,7 +291,9 @@ Request = (
     | TaskDone
 )
 """Any message the task process sends."""
-Response = XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error
+Response = (
+    XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | AssetEventsValue | Ack | Error
+)
 """Any message the supervisor sends."""
 
 TaskRequest = Annotated[Request, Field(discriminator="type")]
@@ -347,6 +375,9 @@ def dumps_value_list(values: list[str | None]) -> str:
 
 __all__ = [
     "Ack",
+    "AssetEventsValue",
+    "GetAssetEvents",
+    "SetAssetEvents",
     "ConnectionValue",
     "DagRunStateValue",
     "DagRunTriggered",

@@ -214,6 +214,8 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         processes_left=result.processes_left,
         processes_killed=result.processes_killed,
         rendered_fields=current.watch.rendered_fields if current.watch is not None else None,
+        asset_events=current.watch.asset_events if current.watch is not None else None,
+        asset_source=[current.target.dag_id, current.target.task_id, current.target.run_id, current.target.map_index],
     )
     won = _write_outcome(settings, db, current, outcome)
     summary = _summary(result)

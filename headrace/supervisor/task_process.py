@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TextIO
 
+from headrace.authoring.asset_events import events_to_record
 from headrace.authoring.context import RunInfo, build_context, current_context
 from headrace.authoring.dag import DAG
 from headrace.authoring.expand_input import map_length_of, mapped_over
@@ -52,6 +53,7 @@ from headrace.dagfiles.loader import load_dags, remembered_dags
 from headrace.exceptions import (
     ConfigError,
     FailTask,
+    HeadraceError,
     ParamValidationError,
     RetryTask,
     SecretsError,
@@ -65,15 +67,18 @@ from headrace.masking import MaskingStream, SecretMasker
 from headrace.states import TaskInstanceState
 from headrace.supervisor.outcome import next_state
 from headrace.supervisor.protocol import (
+    AssetEventsValue,
     ConnectionValue,
     DagRunStateValue,
     DagRunTriggered,
     Error,
+    GetAssetEvents,
     GetConnection,
     GetDagRunState,
     GetVariable,
     GetXCom,
     Outcome,
+    SetAssetEvents,
     SetRenderedFields,
     SetXCom,
     SkipTasks,
@@ -224,6 +229,18 @@ class ChannelTI:
         response = self._ask_dag_runs(GetDagRunState(dag_id=dag_id, run_id=run_id))
         assert isinstance(response, DagRunStateValue)
         return response.state
+
+    def get_asset_events(self, name: str, uri: str) -> list[dict[str, Any]]:
+        """The recorded events of asset ``(name, uri)``, oldest first (``inlet_events``). Raises
+        ``HeadraceError`` when the supervisor could not read them."""
+        if self._channel is None:
+            return []
+        response = self._channel.request(GetAssetEvents(name=name, uri=uri))
+        if isinstance(response, Error):
+            raise HeadraceError(response.message)
+        if not isinstance(response, AssetEventsValue):
+            raise HeadraceError(f"unexpected answer to get_asset_events: {response.type}")
+        return list(response.events)
 
     def record_rendered_fields(self, task: BaseOperator) -> None:
         """Send the task's rendered template fields (masked) to be recorded; a refusal is logged, never raised."""
@@ -458,6 +475,8 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
         outcome, error, delay = _execute(task, context, ti, start.max_map_length)
+        if outcome == "success" and task.outlets:  # recorded with the success, in the outcome's transaction
+            channel.request(SetAssetEvents(events=events_to_record(task.outlets, context["outlet_events"])))
         state = next_state(outcome, start.try_number, start.max_tries)
         run_callbacks(task, state, context)
         if error is not None:

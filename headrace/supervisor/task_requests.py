@@ -1,6 +1,6 @@
 """The supervisor's answers to task-process requests: XCom reads and writes, skipping tasks,
 variables and connections (read and decrypted here; the task process never sees the DB or the key),
-and triggering other DAGs (:mod:`.dagrun_requests`).
+an inlet asset's events, and triggering other DAGs (:mod:`.dagrun_requests`).
 
 Each request is served in its own short transaction, so a task that pulls
 many XComs never holds a database lock while its code runs.
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from headrace import secrets_store
 from headrace.crypto import Encryptor
+from headrace.db.assets import asset_events_of
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskMap, XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
@@ -28,14 +29,15 @@ from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor.dagrun_requests import get_dag_run_state, trigger_dag_run
 from headrace.supervisor.protocol import (
     Ack,
+    AssetEventsValue,
     ConnectionValue,
-    DagRunStateValue,
-    DagRunTriggered,
     Error,
+    GetAssetEvents,
     GetConnection,
     GetDagRunState,
     GetVariable,
     GetXCom,
+    Response,
     SetXCom,
     SkipTasks,
     TriggerDagRun,
@@ -214,12 +216,19 @@ def get_connection(db: Database, encryptor: Encryptor, message: GetConnection) -
 def handle(
     db: Database,
     target: TryTarget,
-    message: GetXCom | SetXCom | SkipTasks | GetVariable | GetConnection | TriggerDagRun | GetDagRunState,
+    message: GetXCom
+    | SetXCom
+    | SkipTasks
+    | GetVariable
+    | GetConnection
+    | TriggerDagRun
+    | GetDagRunState
+    | GetAssetEvents,
     xcom_max_size: int,
     encryptor: Callable[[], Encryptor],
     *,
     outage_tolerance: float = 0.0,
-) -> XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error:
+) -> Response:
     """Serve one request; a database (or decryption) error becomes an ``Error`` answer.
 
     ``encryptor`` is called only for variables and connections (building it
@@ -229,7 +238,10 @@ def handle(
     transaction and safe to repeat.
     """
 
-    def serve() -> XComValue | VariableValue | ConnectionValue | DagRunTriggered | DagRunStateValue | Ack | Error:
+    def serve() -> Response:
+        if isinstance(message, GetAssetEvents):  # inlet_events
+            with db.read_session() as session:
+                return AssetEventsValue(events=asset_events_of(session, message.name, message.uri))
         if isinstance(message, GetXCom):
             return get_xcom(db, target, message)
         if isinstance(message, SetXCom):
