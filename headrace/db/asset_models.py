@@ -125,7 +125,7 @@ class AssetDagRunQueue(Base):
     asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"), primary_key=True)
     target_dag_id: Mapped[str] = mapped_column(String(250), primary_key=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    """The first event's time (a later event for the same pair keeps the row as it is, as in Airflow)."""
+    """The latest queued event's time (a later event for the same pair moves it)."""
 
 
 class DagRunAssetEvent(Base):

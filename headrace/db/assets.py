@@ -4,8 +4,8 @@
 exists exactly when the success does) and in the API's / CLI's transaction for an event from outside. For
 each event it finds (or creates) the asset, inserts the ``asset_event`` row, links an alias to the asset it
 resolved to, and queues the event for every active, unpaused DAG scheduled on the asset (directly or through
-an alias): one ``asset_dag_run_queue`` row per (asset, DAG), kept as it is when one is already queued
-(``INSERT … ON CONFLICT DO NOTHING``). The scheduler turns the queue into runs
+an alias): one ``asset_dag_run_queue`` row per (asset, DAG), its time moved to the latest event
+(``INSERT … ON CONFLICT DO UPDATE``). The scheduler turns the queue into runs
 (:mod:`headrace.scheduler.asset_runs`).
 """
 
@@ -128,7 +128,9 @@ def record_asset_events(
 
 def queue_for_consumers(conn: Connection | Session, asset_id: int, at: datetime) -> None:
     """Queue asset ``asset_id``'s update at ``at`` for every active, unpaused DAG scheduled on it (directly or
-    through an alias that resolved to it); an existing queue row is kept."""
+    through an alias that resolved to it). An existing queue row takes the new time, so the run that consumes
+    it links every event up to then; a scheduler that read the row before loses its compare-and-set claim
+    and creates the run on its next pass (see :mod:`headrace.scheduler.asset_runs`)."""
     direct = select(DagScheduleAssetReference.dag_id.label("dag_id")).where(
         DagScheduleAssetReference.asset_id == asset_id
     )
@@ -141,8 +143,14 @@ def queue_for_consumers(conn: Connection | Session, asset_id: int, at: datetime)
     targets = select(literal(asset_id), DagModel.dag_id, literal(at, AssetDagRunQueue.created_at.type)).join(
         consumers, and_(consumers.c.dag_id == DagModel.dag_id, DagModel.is_active, DagModel.is_paused.is_(False))
     )
+    name = conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}[name]
+    upsert = dialect.insert(AssetDagRunQueue).from_select(["asset_id", "target_dag_id", "created_at"], targets)
     conn.execute(
-        _insert_ignore(conn, AssetDagRunQueue).from_select(["asset_id", "target_dag_id", "created_at"], targets)
+        upsert.on_conflict_do_update(
+            index_elements=[AssetDagRunQueue.asset_id, AssetDagRunQueue.target_dag_id],
+            set_={"created_at": upsert.excluded.created_at},
+        )
     )
 
 

@@ -5,9 +5,10 @@ Producing tries (and external events) queue one ``asset_dag_run_queue`` row per 
 asset condition (``schedule=[...]``, ``a | b``, ``AssetOrTimeSchedule``) is met by the queued assets it
 
 1. **claims** the DAG's queued rows by compare-and-set: ``DELETE … WHERE asset_id = ? AND target_dag_id = ?
-   AND created_at = ?`` for exactly the rows it read, in a savepoint. If any row is gone (another scheduler
-   claimed it first — on PostgreSQL the second ``DELETE`` waits for the first transaction and then finds
-   nothing), the savepoint is rolled back and no run is created: the same events never create two runs;
+   AND created_at = ?`` for exactly the rows it read, in a savepoint. If any row is gone or changed (another
+   scheduler claimed it first — on PostgreSQL the second ``DELETE`` waits for the first transaction and then
+   finds nothing — or a new event moved its time), the savepoint is rolled back and no run is created: the
+   same events never create two runs, and a newer event is consumed by the next pass;
 2. creates a queued ``asset_triggered`` run whose logical date is the latest queued time (the moment the
    condition was met; Airflow 3 leaves it empty, Airflow 2 set it so — here templates such as ``ds`` keep
    working), run id ``asset_triggered__<logical date>``, and data interval from the earliest start to the

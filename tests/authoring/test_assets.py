@@ -81,7 +81,9 @@ def test_asset_schedules_serialize_and_need_no_start_date() -> None:
     assert dag.timetable.asset_condition == AssetAll(a, b)
     sdag = SerializedDag.from_dict(serialize_dag(dag))
     assert sdag.timetable == dag.timetable and sdag.schedule == "Asset"
-    assert sdag.get_task("t").outlets == ({"__type": "asset", "name": "s3://x/c", "uri": "s3://x/c", "group": "asset", "extra": {}},)
+    assert sdag.get_task("t").outlets == (
+        {"__type": "asset", "name": "s3://x/c", "uri": "s3://x/c", "group": "asset", "extra": {}},
+    )
     assert [i["uri"] for i in sdag.get_task("t").inlets] == ["s3://x/a"]
     both = AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 * * * *", timezone="UTC"), assets=a | b)
     with DAG("both", schedule=both, start_date=datetime(2024, 1, 1, tzinfo=UTC)) as dag2:
@@ -138,3 +140,18 @@ def test_asset_decorator_makes_a_one_task_dag() -> None:
 
         use()
     assert isinstance(consumer.timetable, AssetTriggeredTimetable)
+
+
+def test_airflow_names_resolve_to_these() -> None:
+    import headrace
+    import headrace.timetables
+    from headrace.compat.airflow_names import resolve
+
+    assert resolve("airflow.sdk", "Asset") is headrace.Asset
+    assert resolve("airflow.sdk", "asset") is headrace.asset
+    assert resolve("airflow.datasets", "Dataset") is headrace.Asset
+    assert resolve("airflow.datasets", "DatasetAlias") is headrace.AssetAlias
+    assert resolve("airflow.sdk.definitions.asset", "AssetAny") is headrace.AssetAny
+    assert resolve("airflow.timetables.assets", "AssetOrTimeSchedule") is headrace.timetables.AssetOrTimeSchedule
+    assert resolve("airflow.timetables.datasets", "DatasetOrTimeSchedule") is AssetOrTimeSchedule
+    assert resolve("airflow.timetables.simple", "AssetTriggeredTimetable") is AssetTriggeredTimetable

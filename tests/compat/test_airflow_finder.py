@@ -59,7 +59,7 @@ def test_airflow_paths_give_headrace_objects(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("statement", "named"),
     [
-        ("from airflow.sdk import Asset", "airflow.sdk.Asset: headrace does not support assets"),
+        ("from airflow.sdk import Metadata", "airflow.sdk.Metadata: headrace does not support asset event metadata"),
         ("import airflow.providers.amazon.aws.operators.s3", "the amazon provider"),
         ("from airflow.sensors.filesystem import FileSensor", "airflow.sensors: headrace does not support sensors"),
         ("from airflow.models.dagrun import DagRun", "reading the metadata database from DAG files (DagRun)"),
