@@ -141,7 +141,8 @@ def test_producer_to_consumers_and_or_alias_and_external_event(settings: Setting
     assert _xcoms(db, "on_alias") == [[{"via": "alias"}]]
     with db.read_session() as session:
         alias_event = session.execute(
-            select(AssetModel.uri, AssetEvent.source_alias).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            select(AssetModel.uri, AssetEvent.source_alias)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
             .where(AssetModel.uri == "s3://bucket/c.csv")
         ).one()
         assert tuple(alias_event) == ("s3://bucket/c.csv", "dynamic")

@@ -223,7 +223,8 @@ def list_asset_events(
 )
 def create_asset_event(body: AssetEventCreate, request: Request) -> AssetEventOut:
     """Record an event of an asset from outside (operator); the DAGs scheduled on it get asset-triggered runs."""
-    uri = body.uri or body.dataset_uri
+    uri: str | None = body.uri or body.dataset_uri
+    name: str | None = body.name
     if body.asset_id is None and uri is None and body.name is None:
         raise InvalidRequest("name the asset: asset_id, uri (or dataset_uri) or name")
     with get_db(request).session() as session:
@@ -233,7 +234,6 @@ def create_asset_event(body: AssetEventCreate, request: Request) -> AssetEventOu
                 raise AssetNotFound(f"no asset with id {body.asset_id}")
             uri, name = found.uri, found.name
         else:
-            name = body.name
             find_asset(session, uri=uri, name=name)  # 404 before anything is written
         try:
             event = create_external_event(session, uri=uri, name=name, extra=body.extra, at=datetime.now(UTC))
