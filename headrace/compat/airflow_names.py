@@ -83,7 +83,7 @@ _ASSETS = {
         for name in ("Asset", "AssetAlias", "AssetAll", "AssetAny", "Dataset", "asset")
     },
     # yielding Metadata(asset, extra) from a task: headrace takes outlet_events[asset].extra instead
-    "Metadata": _t(_TOP, "Metadata", "asset event metadata (Metadata; set outlet_events[asset].extra)"),
+    "Metadata": _t(_TOP, "Metadata", "asset event metadata (Metadata: set the extra through outlet_events)"),
 }
 _DATASETS = {  # Airflow 2's names of the same classes
     "Dataset": _t(_TOP, "Dataset", "assets (Dataset)"),

@@ -89,8 +89,8 @@ def test_untranslatable_constructs_are_reported_with_file_line_and_reason(tmp_pa
     lines = proc.stderr.splitlines()
     assert lines == [
         "s3_sensor.py:5: airflow.providers.amazon.aws.operators.s3: headrace does not support the amazon provider yet",
-        "s3_sensor.py:6: airflow.sdk.Metadata: headrace does not support asset event metadata (Metadata; set "
-        "outlet_events[asset].extra) yet",
+        "s3_sensor.py:6: airflow.sdk.Metadata: headrace does not support asset event metadata (Metadata: set "
+        "the extra through outlet_events) yet",
         "s3_sensor.py:7: airflow.sensors.filesystem: headrace does not support sensors yet",
         "s3_sensor.py:10: sla=: SLAs were removed in Airflow 3 (use deadline alerts: DAG(deadline=...))",
         "s3_sensor.py:11: template context key 'prev_ds' was removed in Airflow 3: "
