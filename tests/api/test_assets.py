@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from headrace import DAG, Asset
 from headrace.config import Settings
@@ -75,6 +76,16 @@ def test_assets_events_and_external_events(
         (("consumer", "queued"),)
     }
     assert viewer.get("/api/v1/assets/events", params={"source_dag_id": "producer"}).json()["total_entries"] == 0
+    metrics = {
+        f.name: f.samples[0].value
+        for f in text_string_to_metric_families(viewer.get("/metrics").text)
+        if f.name.startswith("headrace_asset")
+    }
+    assert metrics == {
+        "headrace_asset_events": 4,
+        "headrace_asset_triggered_runs_queued": 1,
+        "headrace_asset_dags_waiting": 0,
+    }
 
     missing = operator.post("/api/v1/assets/events", json={"uri": "s3://lake/unknown"})
     assert missing.status_code == 404 and "no asset with uri" in missing.json()["detail"]
