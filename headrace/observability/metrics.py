@@ -189,7 +189,7 @@ class DbCollector(Collector):
         yield up
         yield from families
 
-    def _read(self) -> list[GaugeMetricFamily]:
+    def _read(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
         now = datetime.now(UTC)
         with self.db.read_session() as session:
             ti_counts = dict(
