@@ -57,3 +57,16 @@ def test_assets_page_and_dag_links(settings: Settings, db: Database) -> None:
     assert '<a href="/dags/report/grid">report</a>' in transform
     assert 'id="dag-links"' in client.get("/dags/report/graph").text
     assert "downstream" not in client.get("/dags/report/graph").text.split('id="dag-links"')[1].split("</p>")[0]
+
+
+def test_graph_data_draws_assets(settings: Settings, db: Database) -> None:
+    write_dag(settings, "assets.py", DAGS)
+    assert DagProcessor(settings, db).refresh(datetime.now(UTC)).errors == 0
+    client = _browser(settings, db, role="viewer")
+    data = client.get("/ui/data/dags/transform/graph").json()
+    assert [(a["id"], a["name"]) for a in data["assets"]] == [
+        ("asset:s3://lake/raw.csv", "<b>raw</b>"),
+        ("asset:s3://lake/clean.csv", "s3://lake/clean.csv"),
+    ]
+    assert data["asset_edges"] == [["asset:s3://lake/raw.csv", "tidy"], ["tidy", "asset:s3://lake/clean.csv"]]
+    assert client.get("/ui/data/dags/extract/graph").json()["asset_edges"] == [["pull", "asset:s3://lake/raw.csv"]]
