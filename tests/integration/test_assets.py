@@ -7,15 +7,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
-from headrace.db.asset_models import AssetEvent, AssetModel, DagRunAssetEvent
+from headrace.db.asset_models import AssetDagRunQueue, AssetEvent, AssetModel, DagRunAssetEvent
 from headrace.db.assets import create_external_event
 from headrace.db.engine import Database
-from headrace.db.models import DagModel, DagRun, ImportError_, XCom
+from headrace.db.models import DagModel, DagRun, ImportError_, TaskInstance, XCom
 from headrace.scheduler.runs import trigger_dag
 from headrace.testing import run_scheduler_until
 
@@ -83,9 +84,11 @@ def _runs(db: Database, dag_id: str) -> list[tuple[str, str]]:
 
 
 def _until(settings: Settings, db: Database, done: Callable[[], bool]) -> None:
-    assert run_scheduler_until(settings, db, done, timeout=120), {
-        d: _runs(db, d) for d in ("make_a", "make_b", "needs_all", "needs_any", "on_alias")
-    }
+    if not run_scheduler_until(settings, db, done, timeout=120):
+        with db.read_session() as session:
+            runs = session.execute(select(DagRun.dag_id, DagRun.run_type, DagRun.state)).all()
+            tis = session.execute(select(TaskInstance.dag_id, TaskInstance.task_id, TaskInstance.state)).all()
+        raise AssertionError(f"runs {runs}; task instances {tis}")
 
 
 def _finished(db: Database, **expected: int) -> Callable[[], bool]:
@@ -163,3 +166,31 @@ def test_producer_to_consumers_and_or_alias_and_external_event(settings: Setting
             .where(DagRunAssetEvent.dag_run_id == last)
         ).all()
     assert [tuple(c) for c in consumed] == [({"from": "api"}, None)]
+
+
+def test_the_penguins_report_triggers_the_bundled_consumer(settings: Settings, db: Database) -> None:
+    from headrace.scheduler.start import EXAMPLE_DAGS
+
+    settings = settings.with_overrides(FAST)
+    for name in ("example_penguins_report.py", "example_penguins_asset_consumer.py"):
+        write_dag(settings, name, (EXAMPLE_DAGS / name).read_text())
+    DagProcessor(settings, db).refresh(datetime.now(UTC))
+    with db.session() as session:
+        assert list(session.scalars(select(ImportError_.message))) == []
+        for model in session.scalars(select(DagModel)):
+            model.is_paused = False
+        trigger_dag(session, "example_penguins_report", now=datetime.now(UTC))
+
+    def done() -> bool:  # the daily schedule adds a run of its own (catchup=False: the latest interval)
+        with db.read_session() as session:
+            queued = session.scalar(select(func.count()).select_from(AssetDagRunQueue))
+        runs = _runs(db, "example_penguins_report") + _runs(db, "example_penguins_asset_consumer")
+        consumed = any(r[0] == "asset_triggered" for r in runs)
+        return consumed and queued == 0 and all(state in ("success", "failed") for _, state in runs)
+
+    _until(settings, db, done)
+    assert set(_runs(db, "example_penguins_report")) <= {("manual", "success"), ("scheduled", "success")}
+    assert set(_runs(db, "example_penguins_asset_consumer")) == {("asset_triggered", "success")}
+    paths = [p for value in _xcoms(db, "example_penguins_asset_consumer") for p in value]  # type: ignore[attr-defined]
+    assert paths and all(p.endswith(".md") for p in paths)
+    assert "Heaviest species on average: **Gentoo**" in Path(paths[0]).read_text()
