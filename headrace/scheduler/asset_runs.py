@@ -28,7 +28,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import and_, delete, func, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from headrace.authoring.asset_timetables import asset_condition_of
@@ -154,15 +154,11 @@ def _create_run(
         )
     )
     keys = {a.key for a in condition.iter_assets()} | {k for ks in aliases.values() for k in ks}
-    asset_ids = select(AssetModel.id).where(
-        or_(*(and_(AssetModel.name == k.name, AssetModel.uri == k.uri) for k in keys))
-    )
+    asset_ids = select(AssetModel.id).where(tuple_(AssetModel.name, AssetModel.uri).in_(sorted(keys)))
     where = [AssetEvent.asset_id.in_(asset_ids), AssetEvent.timestamp <= triggered]
     if previous is not None:
         where.append(AssetEvent.timestamp > previous)
-    events = list(
-        session.execute(select(AssetEvent.id, AssetEvent.source_dag_id, AssetEvent.source_run_id).where(*where))
-    )
+    events = list(session.scalars(select(AssetEvent.id).where(*where)))
     run_id = run_id_for(RUN_TYPE, triggered)
     if queries.run_exists(session, sdag.dag_id, run_id=run_id) or queries.run_exists(
         session, sdag.dag_id, logical_date=triggered
@@ -175,23 +171,24 @@ def _create_run(
         run_id=run_id,
         run_type=RUN_TYPE,
         logical_date=triggered,
-        data_interval=_data_interval(session, events, triggered),
+        data_interval=_data_interval(session, where, triggered),
         now=now,
     )
     if events:
-        session.execute(insert(DagRunAssetEvent), [{"dag_run_id": run.id, "event_id": e.id} for e in events])
+        session.execute(insert(DagRunAssetEvent), [{"dag_run_id": run.id, "event_id": e} for e in events])
     return run
 
 
-def _data_interval(session: Session, events: list[Any], triggered: datetime) -> DataInterval:
-    """From the earliest start to the latest end of the producing runs' data intervals (Airflow's rule)."""
-    sources = {(e.source_dag_id, e.source_run_id) for e in events if e.source_dag_id and e.source_run_id}
-    if not sources:
-        return DataInterval.exact(triggered)
+def _data_interval(session: Session, where: list[Any], triggered: datetime) -> DataInterval:
+    """From the earliest start to the latest end of the data intervals of the runs that produced the consumed
+    events (``where``: their filter); the instant ``triggered`` when none came from a run (Airflow's rule)."""
     bounds = session.execute(
-        select(func.min(DagRun.data_interval_start), func.max(DagRun.data_interval_end)).where(
-            or_(*(and_(DagRun.dag_id == d, DagRun.run_id == r) for d, r in sources))
+        select(func.min(DagRun.data_interval_start), func.max(DagRun.data_interval_end))
+        .join(
+            AssetEvent,
+            and_(AssetEvent.source_dag_id == DagRun.dag_id, AssetEvent.source_run_id == DagRun.run_id),
         )
+        .where(*where)
     ).one()
     if bounds[0] is None or bounds[1] is None:
         return DataInterval.exact(triggered)
