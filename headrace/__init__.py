@@ -14,6 +14,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from headrace.authoring.asset_decorator import asset
+    from headrace.authoring.assets import Asset, AssetAlias, AssetAll, AssetAny, Dataset
     from headrace.authoring.context import get_current_context
     from headrace.authoring.dag import DAG
     from headrace.authoring.decorators import dag, setup, task, teardown
@@ -51,6 +53,12 @@ _EXPORTS: dict[str, str] = {
     "XComArg": "headrace.authoring.xcom",
     "BaseSensorOperator": "headrace.authoring.sensors",
     "PokeReturnValue": "headrace.authoring.sensors",
+    "Asset": "headrace.authoring.assets",
+    "AssetAlias": "headrace.authoring.assets",
+    "AssetAll": "headrace.authoring.assets",
+    "AssetAny": "headrace.authoring.assets",
+    "Dataset": "headrace.authoring.assets",
+    "asset": "headrace.authoring.asset_decorator",
     "FailTask": "headrace.exceptions",
     "RetryTask": "headrace.exceptions",
     "SkipTask": "headrace.exceptions",
@@ -76,6 +84,13 @@ __all__ = [
     # DAG params (validated against their JSON schemas when a run is triggered)
     "Param",
     "ParamsDict",
+    # assets (data-aware scheduling)
+    "Asset",
+    "AssetAlias",
+    "AssetAll",
+    "AssetAny",
+    "Dataset",
+    "asset",
     # passing data and deciding what runs
     "XComArg",
     "TriggerRule",

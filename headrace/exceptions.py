@@ -103,6 +103,10 @@ class DagRunNotFound(NotFound):
     """Raised when no DAG run has the given run_id."""
 
 
+class AssetNotFound(NotFound):
+    """Raised when no asset has the given URI or name (an asset exists once a DAG names it)."""
+
+
 class TaskNotFound(NotFound):
     """Raised when a DAG has no task with the given task_id."""
 

@@ -19,6 +19,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from headrace.authoring import macros
+from headrace.authoring.asset_events import (
+    AssetEventInfo,
+    InletEventsAccessor,
+    OutletEventAccessors,
+    TriggeringAssetEvents,
+)
 from headrace.authoring.params import context_params
 from headrace.authoring.secrets import ConnectionAccessor, VariableAccessor
 from headrace.exceptions import DagDefinitionError
@@ -69,6 +75,8 @@ class RunInfo:
     """The run's conf (from a trigger); overrides DAG params of the same name."""
     previous_success: PreviousRun | None = None
     """The DAG's latest successful run before this one (``prev_*_success`` in the context); None if none."""
+    triggering_asset_events: tuple[Mapping[str, Any], ...] = ()
+    """The asset events an ``asset_triggered`` run consumed (``AssetEventInfo.from_dict`` shape); empty otherwise."""
 
     @classmethod
     def from_run(cls, run: Any, previous_success: Any = None) -> RunInfo:
@@ -142,8 +150,9 @@ def build_context(
     ``var`` and ``conn`` (variables and connections, fetched on use:
     ``{{ var.value.key }}``, ``{{ var.json.key }}``, ``{{ conn.conn_id.host }}``),
     ``map_index`` (the task instance's, -1 when not mapped: ``ti.map_index``), ``expanded_ti_count`` (how many task instances a mapped task expanded to; None for an unmapped task —
-    the runtime of mapped tasks passes it), ``map_index_template``, ``inlets`` and ``outlets`` (empty: no
-    lineage) and ``test_mode`` (True under ``headrace tasks test``).
+    the runtime of mapped tasks passes it), ``map_index_template``, ``inlets`` and ``outlets`` (the task's
+    assets), ``outlet_events``, ``inlet_events`` and ``triggering_asset_events``
+    (:mod:`.asset_events`) and ``test_mode`` (True under ``headrace tasks test``).
     Dates are those of the run, in UTC. The DAG's ``user_defined_macros`` are the template environment's
     globals (:func:`make_jinja_env`), not context keys, as in Airflow.
     """
@@ -182,8 +191,20 @@ def build_context(
         "map_index_template": getattr(task, "map_index_template", None),
         "inlets": list(getattr(task, "inlets", None) or []),
         "outlets": list(getattr(task, "outlets", None) or []),
+        "outlet_events": OutletEventAccessors(),
+        "inlet_events": InletEventsAccessor(
+            getattr(task, "inlets", None) or [], getattr(ti, "get_asset_events", None) or _no_events
+        ),
+        "triggering_asset_events": TriggeringAssetEvents(
+            AssetEventInfo.from_dict(e) for e in run.triggering_asset_events
+        ),
         "test_mode": test_mode,
     }
+
+
+def _no_events(name: str, uri: str) -> list[dict[str, Any]]:
+    """Inlet events where the runtime cannot fetch them (a context built outside a try): none."""
+    return []
 
 
 def context_kwargs(func: Callable[..., Any], context: Context, taken: Iterable[str] = ()) -> dict[str, Any]:

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from headrace.authoring.airflow_args import ignored_dag_arguments
+from headrace.authoring.asset_timetables import make_any_timetable
+from headrace.authoring.assets import BaseAsset
 from headrace.authoring.expand_input import mapped_over_ids
 from headrace.authoring.graph import cycle_error, find_cycle, topological_order
 from headrace.authoring.params import ParamsDict, check_dag_params
 from headrace.authoring.schedules import Timetable, ensure_aware
-from headrace.authoring.timetables import make_timetable
 from headrace.exceptions import DagDefinitionError, DuplicateTaskIdError, ParamValidationError, TaskNotFound
 from headrace.types import Callback
 
@@ -128,8 +129,9 @@ class DAG:
     Naive ``start_date``/``end_date`` are taken as UTC; they are stored
     timezone-aware, and cron schedules run in ``start_date``'s time zone.
     ``schedule``: a cron string, a preset (``@once``, ``@hourly``, ``@daily``,
-    ``@weekly``, ``@monthly``, ``@yearly``), a ``timedelta``, or ``None`` (only
-    triggered runs; the default, as in Airflow 3). ``max_active_runs`` /
+    ``@weekly``, ``@monthly``, ``@yearly``), a ``timedelta``, ``None`` (only
+    triggered runs; the default, as in Airflow 3), or assets: a list of assets (runs when all were updated),
+    an asset condition (``a | b``, ``AssetAll``/``AssetAny``) or ``AssetOrTimeSchedule`` (see ``docs/assets.md``). ``max_active_runs`` /
     ``max_active_tasks`` of ``None`` mean "the deployment's default".
     ``default_args`` apply to every operator created in the DAG that accepts
     the key, unless the operator sets the argument itself; a key no task
@@ -172,7 +174,7 @@ class DAG:
         self,
         dag_id: str,
         *,
-        schedule: str | timedelta | Timetable | None = None,
+        schedule: str | timedelta | Timetable | BaseAsset | Sequence[BaseAsset] | None = None,
         start_date: datetime | None = None,
         end_date: datetime | None = None,
         catchup: bool | None = None,
@@ -215,7 +217,7 @@ class DAG:
         self.timezone = self.start_date.tzinfo if self.start_date is not None else UTC
         self.schedule = schedule
         try:
-            self.timetable = make_timetable(schedule, self.timezone or UTC)
+            self.timetable = make_any_timetable(schedule, self.timezone or UTC)
         except DagDefinitionError as exc:
             exc.fileloc, exc.lineno = self.fileloc, self.lineno
             raise
@@ -480,7 +482,7 @@ class DAG:
         cycle = find_cycle(self._downstream())
         if cycle is not None:
             raise cycle_error(cycle, dag_id=self.dag_id, fileloc=self.fileloc, lineno=self.lineno)
-        if self.schedule is not None and self.start_date is None:
+        if self.schedule is not None and self.timetable.can_be_scheduled and self.start_date is None:
             self._fail(f"DAG {self.dag_id!r} has schedule {self.timetable.summary!r} but no start_date")
         if self.start_date and self.end_date and self.end_date < self.start_date:
             self._fail(f"DAG {self.dag_id!r}: end_date {self.end_date} is before start_date {self.start_date}")

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from headrace.authoring.airflow_args import AIRFLOW_OPERATOR_ARGS
+from headrace.authoring.assets import BaseAsset, check_lineage
 from headrace.authoring.context import make_jinja_env
 from headrace.authoring.dag import DAG, DagContext, validate_id
 from headrace.authoring.edges import Label
@@ -89,7 +90,9 @@ class BaseOperator(SetupTeardownMixin, ABC):
     ``ignore_first_depends_on_past`` lets it run when the task has no earlier
     task instance at all; ``wait_for_past_depends_before_skipping`` holds a
     task instance that would be skipped (by its trigger rule, a branch or a
-    short circuit) until ``depends_on_past`` lets it go, then skips it. ``on_execute_callback(context)`` is called in the
+    short circuit) until ``depends_on_past`` lets it go, then skips it. ``outlets``: assets (or aliases) a successful try
+    updates (one asset event each, see ``docs/assets.md``); ``inlets``: assets it
+    reads. ``on_execute_callback(context)`` is called in the
     task process before ``execute``; ``on_skipped_callback(context)`` when the
     try ends skipped by ``SkipTask``. Setup/teardown: see
     :mod:`headrace.authoring.setup_teardown`. Raises ``DagDefinitionError``
@@ -162,6 +165,8 @@ class BaseOperator(SetupTeardownMixin, ABC):
         max_active_tis_per_dag: int | None = None,
         max_active_tis_per_dagrun: int | None = None,
         map_index_template: str | None = None,
+        inlets: Any = None,
+        outlets: Any = None,
     ) -> None:
         dag = dag if dag is not None else DagContext.current()
         group = group_of(dag, task_group)
@@ -254,6 +259,13 @@ class BaseOperator(SetupTeardownMixin, ABC):
         self.map_index_template = map_index_template
         """A mapped task instance's label (Airflow's): rendered with the try's context when its code ends, also
         when it fails; the task may set ``context["map_index_template"]`` to replace it (see ``docs/mapping.md``)."""
+        try:
+            self.inlets: list[BaseAsset] = list(check_lineage(self.task_id, "inlets", inlets))
+            """Assets the task reads (``inlet_events[asset]`` in its context lists their events)."""
+            self.outlets: list[BaseAsset] = list(check_lineage(self.task_id, "outlets", outlets))
+            """Assets (and aliases) the task updates: a successful try records an asset event for each."""
+        except (TypeError, ValueError) as exc:
+            raise DagDefinitionError(str(exc), **where) from None  # type: ignore[arg-type]
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
         self.dag: DAG | None = None

@@ -51,6 +51,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "List tasks, show task instance states, render their templates, clear them, test one task.",
     ),
     "pools": ("headrace.cli.pools:app", "List, create or change, and delete pools (slots tries of their tasks share)."),
+    "assets": (
+        "headrace.cli.assets:app",
+        "List assets and their events; materialize an asset (run the DAG producing it).",
+    ),
     "config": ("headrace.cli.config_cmd:app", "Show the configuration."),
     "migrate": ("headrace.cli.migrate:app", "Rewrite DAG files written for another orchestrator to headrace."),
     "users": ("headrace.cli.users:app", "Users of the web UI and REST API, and their API tokens."),

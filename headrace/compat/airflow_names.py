@@ -7,8 +7,7 @@ files keep their ``airflow.*`` imports) and ``headrace migrate airflow``
 ``MODULES[airflow_module][name]`` is a :class:`Target`: the public headrace
 module and attribute that implements Airflow's name, and the feature's name
 for messages. A target is looked up when it is used (:func:`resolve`): a
-feature another part of headrace has not shipped yet (task groups, ``Param``,
-assets …) is then reported as not supported — with its name — instead of
+feature another part of headrace has not shipped yet (sensors, ``Metadata`` …) is then reported as not supported — with its name — instead of
 resolving to a wrong object. Airflow modules absent from the table, and the
 prefixes in :data:`UNSUPPORTED_MODULES`, are not supported at all.
 """
@@ -79,8 +78,18 @@ _SECRETS = {
     "Connection": _t(_TOP, "Connection", "Connection"),
 }
 _ASSETS = {
-    name: _t(_TOP, name, "assets (data-aware scheduling)")
-    for name in ("Asset", "AssetAlias", "AssetAll", "AssetAny", "Dataset", "Metadata")
+    **{
+        name: _t(_TOP, name, f"assets ({name})")
+        for name in ("Asset", "AssetAlias", "AssetAll", "AssetAny", "Dataset", "asset")
+    },
+    # yielding Metadata(asset, extra) from a task: headrace takes outlet_events[asset].extra instead
+    "Metadata": _t(_TOP, "Metadata", "asset event metadata (Metadata: set the extra through outlet_events)"),
+}
+_DATASETS = {  # Airflow 2's names of the same classes
+    "Dataset": _t(_TOP, "Dataset", "assets (Dataset)"),
+    "DatasetAlias": _t(_TOP, "AssetAlias", "assets (DatasetAlias)"),
+    "DatasetAll": _t(_TOP, "AssetAll", "assets (DatasetAll)"),
+    "DatasetAny": _t(_TOP, "AssetAny", "assets (DatasetAny)"),
 }
 _BASEHOOK = {"BaseHook": _t(_HOOKS, "BaseHook", "hooks (BaseHook)")}
 _SQL_HANDLERS = {
@@ -174,6 +183,15 @@ MODULES: dict[str, dict[str, Target]] = {
     "airflow.sdk.definitions.taskgroup": {"TaskGroup": _t(_TOP, "TaskGroup", "task groups (TaskGroup)")},
     "airflow.sdk.definitions.edges": {"Label": _t(_TOP, "Label", "edge labels (Label)")},
     "airflow.sdk.definitions.asset": _ASSETS,
+    "airflow.sdk.definitions.asset.decorators": {"asset": _ASSETS["asset"]},
+    "airflow.datasets": _DATASETS,
+    "airflow.assets": _ASSETS,
+    "airflow.timetables.assets": {
+        "AssetOrTimeSchedule": _t(_TT, "AssetOrTimeSchedule", "assets (AssetOrTimeSchedule)"),
+    },
+    "airflow.timetables.datasets": {
+        "DatasetOrTimeSchedule": _t(_TT, "AssetOrTimeSchedule", "assets (DatasetOrTimeSchedule)"),
+    },
     "airflow.decorators": {**_TASKFLOW, "dag": _DAG["dag"]},
     "airflow.models": {
         "DAG": _DAG["DAG"],
@@ -279,8 +297,6 @@ UNSUPPORTED_MODULES: dict[str, str] = {
     "airflow.providers.standard.sensors": "this sensor (headrace has the standard sensors: see headrace.sensors)",
     "airflow.triggers": "deferrable triggers",
     "airflow.providers.standard.triggers": "deferrable triggers",
-    "airflow.datasets": "assets (data-aware scheduling)",
-    "airflow.assets": "assets (data-aware scheduling)",
     "airflow.hooks": "this hook (headrace has BaseHook and the SQL hooks)",
     "airflow.providers.standard.hooks": "the standard provider's hooks",
     "airflow.providers.common.sql": "this part of the common SQL provider (headrace has SQLExecuteQueryOperator "

@@ -87,6 +87,7 @@ from sqlalchemy.orm import Session
 from headrace.authoring.timetables import set_schedule_defaults
 from headrace.authoring.weight_rule import set_default_weight_rule
 from headrace.config import Settings
+from headrace.dagfiles.asset_refs import store_asset_references
 from headrace.dagfiles.discovery import find_dag_files, might_contain_dag
 from headrace.dagfiles.loader import prepare_dag_imports
 from headrace.dagfiles.next_run import apply_next_run, next_run_for
@@ -500,6 +501,7 @@ class DagProcessor:
         dag.max_active_tasks = sdag.max_active_tasks or self.settings.get_int("core", "max_active_tasks_per_dag")
         dag.version_hash = version_hash
         dag.last_parsed_at = now
+        store_asset_references(session, sdag, now)
         if recompute:
             apply_next_run(dag, info)
         return sdag.dag_id

@@ -381,6 +381,9 @@ class SerializedTask:
     """Hold a task instance that would be skipped until ``depends_on_past`` lets it go (Airflow's flag)."""
     has_on_execute_callback: bool = False
     has_on_skipped_callback: bool = False
+    outlets: tuple[dict[str, Any], ...] = ()
+    """Assets and aliases the task updates (``BaseAsset.as_json``)."""
+    inlets: tuple[dict[str, Any], ...] = ()
     expand_input: dict[str, Any] | None = None
     """How to count a mapped task's instances (``headrace.authoring.expand_input``); None: not mapped."""
     mapped_group: str | None = None

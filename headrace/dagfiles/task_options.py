@@ -23,6 +23,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "wait_for_past_depends_before_skipping": False,
     "has_on_execute_callback": False,
     "has_on_skipped_callback": False,
+    "outlets": (),
+    "inlets": (),
 }
 """Field name → default (a ``SerializedTask`` attribute each)."""
 
@@ -40,6 +42,8 @@ def task_options(task: Any) -> dict[str, Any]:
         "wait_for_past_depends_before_skipping": bool(getattr(task, "wait_for_past_depends_before_skipping", False)),
         "has_on_execute_callback": bool(task.on_execute_callback),
         "has_on_skipped_callback": bool(task.on_skipped_callback),
+        "outlets": tuple(a.as_json() for a in getattr(task, "outlets", ())),
+        "inlets": tuple(a.as_json() for a in getattr(task, "inlets", ())),
     }
     return {k: v for k, v in values.items() if v != OPTION_DEFAULTS[k]}
 

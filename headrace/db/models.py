@@ -37,69 +37,43 @@ Tables:
 * ``deadline_miss`` — DAG runs and task instances that missed their deadline
   (one row each, so the miss is reported once).
 * ``notification`` — the alert outbox: one row per event, marked when sent.
+* ``asset``, ``asset_alias``, ``asset_event``, ``asset_dag_run_queue`` and the references between assets,
+  DAGs and tasks: data-aware scheduling (revision 0015, :mod:`headrace.db.asset_models`).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from headrace.db.asset_models import (
+    AssetAliasAssetModel,
+    AssetAliasModel,
+    AssetDagRunQueue,
+    AssetEvent,
+    AssetModel,
+    DagRunAssetEvent,
+    DagScheduleAssetAliasReference,
+    DagScheduleAssetReference,
+    TaskInletAssetReference,
+    TaskOutletAssetReference,
+)
+from headrace.db.base import ID, NEVER_REUSED, Base, UtcDateTime
 from headrace.states import DagRunState, TaskInstanceState
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A datetime stored as naive UTC and returned timezone-aware (UTC).
-
-    Raises ``ValueError`` when handed a naive datetime: every datetime headrace
-    stores must say its timezone.
-    """
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r} given to the database; use an aware datetime")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC)
-
-
-class Base(DeclarativeBase):
-    """Declarative base of every headrace table."""
-
-    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON}
-
-
-ID = BigInteger().with_variant(Integer(), "sqlite")
-"""Primary keys: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite."""
-
-NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
-"""Table option of tables whose ids are held outside the database (cookies, URLs, supervisors, Celery
-messages): SQLite's ``AUTOINCREMENT``, so a deleted row's id is never handed out again (without it SQLite
-reuses the largest id once that row is deleted). PostgreSQL sequences never reuse ids anyway."""
 
 
 class DagModel(Base):
@@ -202,7 +176,7 @@ class DagRun(Base):
     dag_id: Mapped[str] = mapped_column(String(250))
     run_id: Mapped[str] = mapped_column(String(250))
     run_type: Mapped[str] = mapped_column(String(20))
-    """``scheduled``, ``manual`` or ``backfill``."""
+    """``scheduled``, ``manual``, ``backfill`` or ``asset_triggered``."""
     logical_date: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     data_interval_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
     data_interval_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -549,3 +523,42 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     """Not before this time (retry backoff, and a claim while one deliverer sends it); NULL: now."""
+
+
+__all__ = [
+    "ID",
+    "NEVER_REUSED",
+    "ApiToken",
+    "AssetAliasAssetModel",
+    "AssetAliasModel",
+    "AssetDagRunQueue",
+    "AssetEvent",
+    "AssetModel",
+    "Base",
+    "Connection",
+    "DagFile",
+    "DagModel",
+    "DagRun",
+    "DagRunAssetEvent",
+    "DagScheduleAssetAliasReference",
+    "DagScheduleAssetReference",
+    "DagVersion",
+    "DagWarning",
+    "DeadlineMiss",
+    "ImportError_",
+    "Lease",
+    "Notification",
+    "Pool",
+    "RenderedTaskInstanceFields",
+    "SchedulerJob",
+    "TaskInletAssetReference",
+    "TaskInstance",
+    "TaskMap",
+    "TaskOutletAssetReference",
+    "TaskTry",
+    "User",
+    "UserSession",
+    "UtcDateTime",
+    "Variable",
+    "XCom",
+]

@@ -6,6 +6,9 @@ Antarctica; Gorman, Williams & Fraser, 2014). No network is needed.
 
 extract → clean → (summarize_by_species, summarize_by_island) → write_report
 
+``write_report`` updates the asset ``penguins_report`` (its outlet): each successful try records an asset
+event with the report's path, and ``example_penguins_asset_consumer`` is scheduled on it.
+
 Intermediate data goes to files under the run's work folder; only paths and
 small summaries travel as XCom, as they should.
 """
@@ -19,7 +22,11 @@ from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
-from headrace import dag, task
+from headrace import Asset, dag, task
+from headrace.authoring.asset_events import OutletEventAccessors
+
+PENGUINS_REPORT = Asset(name="penguins_report", uri="headrace-example://penguins/report")
+"""The report this DAG writes, as an asset (``example_penguins_asset_consumer`` runs when it is updated)."""
 
 NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 
@@ -96,8 +103,13 @@ def example_penguins_report() -> None:
     def summarize_by_island(clean_path: str) -> dict[str, dict[str, float]]:
         return _summarize(clean_path, "island")
 
-    @task
-    def write_report(by_species: dict[str, dict[str, float]], by_island: dict[str, dict[str, float]], ds: str) -> str:
+    @task(outlets=[PENGUINS_REPORT])
+    def write_report(
+        by_species: dict[str, dict[str, float]],
+        by_island: dict[str, dict[str, float]],
+        ds: str,
+        outlet_events: OutletEventAccessors,
+    ) -> str:
         """Write a Markdown report to HEADRACE_HOME/reports/penguins_<ds>.md."""
         home = Path(os.environ.get("HEADRACE_HOME", Path.home() / "headrace"))
         out = home / "reports" / f"penguins_{ds}.md"
@@ -120,6 +132,7 @@ def example_penguins_report() -> None:
         heaviest = max(by_species.items(), key=lambda kv: kv[1]["mean_body_mass_g"])
         lines.append(f"Heaviest species on average: **{heaviest[0]}** ({heaviest[1]['mean_body_mass_g']:.0f} g).")
         out.write_text("\n".join(lines) + "\n")
+        outlet_events[PENGUINS_REPORT].extra = {"path": str(out), "heaviest_species": heaviest[0]}
         print(f"report written to {out}")
         return str(out)
 

@@ -29,10 +29,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from headrace.db.asset_models import AssetDagRunQueue, AssetEvent
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DeadlineMiss, ImportError_, SchedulerJob, TaskInstance
 from headrace.observability.listener import DeadlineMissInfo, Listener, RunInfo, TryInfo
@@ -188,7 +189,7 @@ class DbCollector(Collector):
         yield up
         yield from families
 
-    def _read(self) -> list[GaugeMetricFamily]:
+    def _read(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
         now = datetime.now(UTC)
         with self.db.read_session() as session:
             ti_counts = dict(
@@ -200,6 +201,16 @@ class DbCollector(Collector):
             )
             import_errors = session.scalar(select(func.count()).select_from(ImportError_)) or 0
             misses = session.scalar(select(func.count()).select_from(DeadlineMiss)) or 0
+            asset_events = session.scalar(select(func.count()).select_from(AssetEvent)) or 0
+            asset_runs_queued = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(DagRun)
+                    .where(DagRun.run_type == "asset_triggered", DagRun.state == DagRunState.QUEUED.value)
+                )
+                or 0
+            )
+            dags_waiting = session.scalar(select(func.count(func.distinct(AssetDagRunQueue.target_dag_id)))) or 0
         tis = GaugeMetricFamily("headrace_task_instances", "Task instances by state.", labels=["state"])
         for state in TaskInstanceState:
             tis.add_metric([state.value], ti_counts.get(state.value, 0))
@@ -226,7 +237,17 @@ class DbCollector(Collector):
         errors.add_metric([], import_errors)
         miss_g = GaugeMetricFamily("headrace_deadline_misses", "Deadline misses recorded (all time).")
         miss_g.add_metric([], misses)
-        return [tis, runs, waiting, used_g, open_g, age, errors, miss_g]
+        events_c = CounterMetricFamily("headrace_asset_events", "Asset events recorded (all time).")
+        events_c.add_metric([], asset_events)
+        asset_runs_g = GaugeMetricFamily(
+            "headrace_asset_triggered_runs_queued", "Asset-triggered DAG runs queued (created, not started yet)."
+        )
+        asset_runs_g.add_metric([], asset_runs_queued)
+        adrq_g = GaugeMetricFamily(
+            "headrace_asset_dags_waiting", "DAGs with asset events queued whose asset condition is not met yet."
+        )
+        adrq_g.add_metric([], dags_waiting)
+        return [tis, runs, waiting, used_g, open_g, age, errors, miss_g, events_c, asset_runs_g, adrq_g]
 
 
 def db_registry(db: Database, parallelism: int) -> CollectorRegistry:

@@ -7,7 +7,8 @@ Once it holds the lease it listens for wake-ups (:mod:`headrace.db.wakeup`).
 
 Each loop, every step returns a count: parse DAG files beside the loop (a
 pass starts every ``scheduler.dag_dir_list_interval``; each file's result is
-stored as its child ends; the loop never waits for one), create due runs, start queued runs,
+stored as its child ends; the loop never waits for one), create due runs, create asset-triggered runs
+(after a try ended: :mod:`~headrace.scheduler.asset_runs`), start queued runs,
 decide task instances, queue the ready ones, read executor events, finish
 runs, start DAG callbacks, run due housekeeping; then wait.
 
@@ -79,7 +80,7 @@ from headrace.observability.listener import Listener, Listeners, RunInfo
 from headrace.observability.notifications import AlertConfig, Notifier
 from headrace.observability.statsd import statsd_listener_from_settings
 from headrace.observability.tries import ended_tries
-from headrace.scheduler import housekeeping, integrity, lease, readiness, runs
+from headrace.scheduler import asset_runs, housekeeping, integrity, lease, readiness, runs
 from headrace.scheduler.callbacks import DEADLINE_MISSED, CallbackRequest, CallbackRunner
 from headrace.scheduler.clock import Clock, SystemClock
 from headrace.scheduler.dagcache import DagCache
@@ -98,6 +99,7 @@ class Step(Flag):
     """Steps one step can ask to look next loop although it is not a full pass (``Scheduler.asked``)."""
 
     CREATE_RUNS = auto()
+    CREATE_ASSET_RUNS = auto()
     START_QUEUED_RUNS = auto()
     QUEUE_READY = auto()
     FINISH_RUNS = auto()
@@ -154,6 +156,7 @@ def run(
                 work = (
                     s.refresh_dags(now)
                     + s.create_runs(now)
+                    + s.create_asset_runs(now)
                     + s.start_queued_runs(now)
                     + s.examine_runs(now)
                     + s.queue_ready(now)
@@ -440,6 +443,20 @@ class Scheduler:
             self.asked |= Step.START_QUEUED_RUNS
         return created
 
+    def create_asset_runs(self, now: datetime) -> int:
+        """Create asset-triggered runs whose condition is met, after a try ended (or on a full pass); none under
+        ``dags test`` (``only_run``): its events stay queued for the scheduler."""
+        if self.only_run is not None or not self._asked(Step.CREATE_ASSET_RUNS):
+            return 0
+        with self.db.read_session() as session:
+            if not asset_runs.queued_dag_ids(session):
+                return 0
+        with self.db.session() as session:
+            created = asset_runs.create_asset_runs(session, now, cache=self.cache)
+        if created:
+            self.asked |= Step.START_QUEUED_RUNS
+        return created
+
     def start_queued_runs(self, now: datetime) -> int:
         """Start queued runs after a run was created or finished (and on a full pass)."""
         if not self._asked(Step.START_QUEUED_RUNS):
@@ -525,7 +542,7 @@ class Scheduler:
             for info in ended:
                 self.listeners.emit("on_try_finished", info)
         self._unsynced = []
-        self.asked |= Step.QUEUE_READY | Step.FINISH_RUNS
+        self.asked |= Step.QUEUE_READY | Step.FINISH_RUNS | Step.CREATE_ASSET_RUNS
         return len(events)
 
     def finish_runs(self, now: datetime) -> int:

@@ -20,13 +20,15 @@ from headrace.authoring.task import BaseOperator
 from headrace.authoring.trigger_dagrun import TriggerDagRunError
 from headrace.authoring.xcom import deserialize_xcom, deserialize_xcom_list, serialize_xcom
 from headrace.authoring.xcom_backend import DEFAULT_XCOM_BACKEND, BaseXCom
-from headrace.exceptions import SecretsError, XComError
+from headrace.exceptions import HeadraceError, SecretsError, XComError
 from headrace.masking import SecretMasker
 from headrace.supervisor.protocol import (
+    AssetEventsValue,
     ConnectionValue,
     DagRunStateValue,
     DagRunTriggered,
     Error,
+    GetAssetEvents,
     GetConnection,
     GetDagRunState,
     GetMappedItems,
@@ -224,6 +226,18 @@ class ChannelTI:
         if isinstance(response, Error):
             raise XComError(response.message)
         return response.start_date if isinstance(response, TaskRescheduleStartDate) else None
+
+    def get_asset_events(self, name: str, uri: str) -> list[dict[str, Any]]:
+        """The recorded events of asset ``(name, uri)``, oldest first (``inlet_events``). Raises
+        ``HeadraceError`` when the supervisor could not read them."""
+        if self._channel is None:
+            return []
+        response = self._channel.request(GetAssetEvents(name=name, uri=uri))
+        if isinstance(response, Error):
+            raise HeadraceError(response.message)
+        if not isinstance(response, AssetEventsValue):
+            raise HeadraceError(f"unexpected answer to get_asset_events: {response.type}")
+        return list(response.events)
 
     def record_rendered_fields(self, task: BaseOperator) -> None:
         """Send the task's rendered template fields (masked) to be recorded with the outcome (a notification:

@@ -49,6 +49,7 @@ from headrace.authoring.context import PreviousRun, RunInfo
 from headrace.config import Settings
 from headrace.crypto import Encryptor
 from headrace.dagfiles.serialization import SerializedTask
+from headrace.db.assets import triggering_events_of
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskMap, TaskTry, XCom
 from headrace.db.queries import previous_success_id
@@ -476,6 +477,7 @@ def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarte
                 run_type=run_type,
                 conf=dict(conf or {}),
                 previous_success=PreviousRun(*previous) if any(previous) else None,
+                triggering_asset_events=triggering_events_of(conn, run_pk) if run_type == "asset_triggered" else (),
             )
             start = task_process.TaskStart(
                 fileloc=request.fileloc,

@@ -18,7 +18,9 @@ fields and records them with the outcome):
 * ``GetVariable`` → ``VariableValue``, ``GetConnection`` → ``ConnectionValue``
   (or ``Error``; the values are decrypted plain text — the channel never
   leaves the machine, and the task process masks them in its log),
-* ``SetXCom`` / ``SkipTasks`` → ``Ack`` (or ``Error``),
+* ``SetXCom`` / ``SkipTasks`` / ``SetAssetEvents`` → ``Ack`` (or ``Error``); ``SetRenderedFields`` is a
+  notification (no answer),
+* ``GetAssetEvents`` → ``AssetEventsValue`` (or ``Error``),
 * ``TriggerDagRun`` → ``DagRunTriggered``, ``GetDagRunState`` → ``DagRunStateValue`` (or ``Error``:
   the DAG is not found, its params refuse the conf, …),
 * ``GetTaskRescheduleStartDate`` → ``TaskRescheduleStartDate`` (a sensor in reschedule mode: when its
@@ -161,6 +163,22 @@ class SetRenderedFields(_Message):
     fields: dict[str, str]
 
 
+class SetAssetEvents(_Message):
+    """The asset events this try records if it succeeds (its outlets, ``outlet_events``); sent right before
+    ``TaskDone``, written with the success (``authoring.asset_events.events_to_record`` shape)."""
+
+    type: Literal["set_asset_events"] = "set_asset_events"
+    events: list[dict[str, Any]]
+
+
+class GetAssetEvents(_Message):
+    """Ask for the recorded events of asset ``(name, uri)`` (``inlet_events``), oldest first."""
+
+    type: Literal["get_asset_events"] = "get_asset_events"
+    name: str
+    uri: str
+
+
 class GetVariable(_Message):
     """Ask for the value of variable ``key``."""
 
@@ -298,6 +316,13 @@ class TaskRescheduleStartDate(_Message):
     start_date: datetime | None
 
 
+class AssetEventsValue(_Message):
+    """Answer to ``GetAssetEvents``: the events (``AssetEventInfo.from_dict`` shape), oldest first."""
+
+    type: Literal["asset_events"] = "asset_events"
+    events: list[dict[str, Any]]
+
+
 class Ack(_Message):
     """Answer to a request that returns nothing: done."""
 
@@ -317,6 +342,8 @@ Request = (
     | SetXCom
     | SkipTasks
     | SetRenderedFields
+    | SetAssetEvents
+    | GetAssetEvents
     | GetVariable
     | GetConnection
     | TriggerDagRun
@@ -333,6 +360,7 @@ Response = (
     | DagRunTriggered
     | DagRunStateValue
     | TaskRescheduleStartDate
+    | AssetEventsValue
     | Ack
     | Error
 )
@@ -434,6 +462,9 @@ def dumps_value_list(values: list[str | None]) -> str:
 
 __all__ = [
     "Ack",
+    "AssetEventsValue",
+    "GetAssetEvents",
+    "SetAssetEvents",
     "ConnectionValue",
     "DagRunStateValue",
     "DagRunTriggered",

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from headrace.db.assets import EventSource, record_asset_events
 from headrace.db.models import RenderedTaskInstanceFields, TaskReschedule, TaskTry, UtcDateTime
 from headrace.db.transitions import end_try, set_ti_state
 from headrace.states import EndReason, TaskInstanceState
@@ -67,6 +68,10 @@ class Outcome:
     written with the outcome)."""
     poke_start_date: datetime | None = None
     """With state ``up_for_reschedule``: when this poke's try was claimed (the ``task_reschedule`` row's start)."""
+    asset_events: list[dict[str, Any]] | None = None
+    """The asset events of a successful try (its outlets): written with the success (:mod:`headrace.db.assets`)."""
+    asset_source: list[Any] | None = None
+    """``[dag_id, task_id, run_id, map_index]`` of the try's task instance: the events' source."""
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -109,7 +114,8 @@ def apply(conn: Connection | Session, outcome: Outcome) -> bool:
     First the task instance's compare-and-set ``running → state`` for exactly
     this try; if it won, the try row gets the outcome. If it lost (a zombie
     check or a user moved the task instance on), the try row, if still open,
-    records the late outcome with end reason ``lost_race`` — except for
+    records the late outcome with end reason ``lost_race``. A won success records its asset events in the
+    same transaction (so they exist exactly when the success does) — except for
     ``externally_set``, which is itself that story. If the transaction is run
     again after a COMMIT whose answer was lost, the compare-and-set loses but
     the try row already holds this very ``end_date``: that counts as won.
@@ -142,6 +148,10 @@ def apply(conn: Connection | Session, outcome: Outcome) -> bool:
         end_try(conn, outcome.try_row_id, **outcome.try_values())
         if outcome.rendered_fields is not None:
             record_rendered_fields(conn, outcome.ti_id, outcome.try_number, outcome.rendered_fields, outcome.end_date)
+        if won and outcome.asset_events and outcome.state == TI.SUCCESS.value and outcome.asset_source:
+            record_asset_events(
+                conn, outcome.asset_events, source=EventSource(*outcome.asset_source), at=outcome.end_date
+            )
         return won
     if end_try(
         conn,

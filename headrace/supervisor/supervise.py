@@ -234,6 +234,8 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         rendered_map_index=current.watch.rendered_map_index if current.watch is not None else None,
         reschedule_date=reschedule_date,
         poke_start_date=current.start.start_date if reschedule_date is not None else None,
+        asset_events=current.watch.asset_events if current.watch is not None else None,
+        asset_source=[current.target.dag_id, current.target.task_id, current.target.run_id, current.target.map_index],
     )
     won = _write_outcome(settings, db, current, outcome)
     summary = _summary(result)

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TextIO
 
+from headrace.authoring.asset_events import events_to_record
 from headrace.authoring.context import build_context, current_context
 from headrace.authoring.dag import DAG
 from headrace.authoring.expand_input import map_length_of
@@ -62,6 +63,7 @@ from headrace.supervisor.channel_ti import ChannelSecrets, ChannelTI, TaskStart
 from headrace.supervisor.outcome import next_state
 from headrace.supervisor.protocol import (
     Outcome,
+    SetAssetEvents,
     SupervisorGone,
     TaskChannel,
     TaskDone,
@@ -261,6 +263,8 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
         outcome, error, delay, reschedule = _execute(task, context, ti, start.max_map_length)
+        if outcome == "success" and task.outlets:  # recorded with the success, in the outcome's transaction
+            channel.request(SetAssetEvents(events=events_to_record(task.outlets, context["outlet_events"])))
         state = next_state(outcome, start.try_number, start.max_tries)
         run_callbacks(task, state, context)
         if error is not None:

@@ -1,6 +1,6 @@
 """The supervisor's answers to task-process requests: XCom reads and writes, skipping tasks,
 variables and connections (read and decrypted here; the task process never sees the DB or the key),
-and triggering other DAGs (:mod:`.dagrun_requests`).
+an inlet asset's events, and triggering other DAGs (:mod:`.dagrun_requests`).
 
 Each request is served in its own short transaction, so a task that pulls
 many XComs never holds a database lock while its code runs.
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from headrace import secrets_store
 from headrace.crypto import Encryptor
+from headrace.db.assets import asset_events_of
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskMap, TaskReschedule, XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
@@ -30,10 +31,12 @@ from headrace.supervisor.dagrun_requests import get_dag_run_state, trigger_dag_r
 from headrace.supervisor.mapped_items import get_mapped_items
 from headrace.supervisor.protocol import (
     Ack,
+    AssetEventsValue,
     ConnectionValue,
     DagRunStateValue,
     DagRunTriggered,
     Error,
+    GetAssetEvents,
     GetConnection,
     GetDagRunState,
     GetMappedItems,
@@ -263,6 +266,7 @@ Answer = (
     | DagRunTriggered
     | DagRunStateValue
     | TaskRescheduleStartDate
+    | AssetEventsValue
     | Ack
     | Error
 )
@@ -280,7 +284,8 @@ def handle(
     | GetConnection
     | TriggerDagRun
     | GetDagRunState
-    | GetTaskRescheduleStartDate,
+    | GetTaskRescheduleStartDate
+    | GetAssetEvents,
     xcom_max_size: int,
     encryptor: Callable[[], Encryptor],
     *,
@@ -298,6 +303,9 @@ def handle(
     """
 
     def serve() -> Answer:
+        if isinstance(message, GetAssetEvents):  # inlet_events
+            with db.read_session() as session:
+                return AssetEventsValue(events=asset_events_of(session, message.name, message.uri))
         if isinstance(message, GetXCom):
             return get_xcom(db, target, message)
         if isinstance(message, GetMappedItems):

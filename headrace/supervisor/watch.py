@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, exists, update
 from sqlalchemy import select as sql_select
@@ -44,6 +44,7 @@ from headrace.supervisor.protocol import (
     Error,
     LineBuffer,
     ProtocolError,
+    SetAssetEvents,
     SetRenderedFields,
     TaskDone,
     decode_request,
@@ -321,6 +322,8 @@ class TaskWatch:
         """The task's rendered template fields (``SetRenderedFields``), recorded with the outcome."""
         self.rendered_map_index: str | None = None
         """The label the task's ``TaskDone`` carried (its rendered ``map_index_template``)."""
+        self.asset_events: list[dict[str, Any]] | None = None
+        """The asset events the try records if it succeeds (``SetAssetEvents``), written with the outcome."""
         self.target = target
         self.try_row_id = try_row_id
         self.try_number = try_number
@@ -370,6 +373,10 @@ class TaskWatch:
             return message
         if isinstance(message, SetRenderedFields):  # a notification: kept, written with the outcome; no answer
             self.rendered_fields = dict(message.fields)
+            return None
+        if isinstance(message, SetAssetEvents):  # written with the success, in the outcome's transaction
+            self.asset_events = list(message.events)
+            self._send(sock, Ack())
             return None
         self._send(
             sock,

@@ -53,6 +53,15 @@ class GraphNode(BaseModel):
     """True for a mapped task (``.expand()``, or a task in a mapped task group): drawn with ``[N]``."""
 
 
+class GraphAsset(BaseModel):
+    """An asset drawn on the graph: one the DAG is scheduled on, or a task's outlet or inlet."""
+
+    id: str
+    """``asset:<uri>`` (never a task id: task ids have no ``:``)."""
+    name: str
+    uri: str
+
+
 class Graph(BaseModel):
     """The DAG's current version and one run's task states (``{}`` without runs)."""
 
@@ -75,6 +84,10 @@ class Graph(BaseModel):
     """group_id → aggregate state of its task instances in ``run`` (groups without any are absent)."""
     labels: list[tuple[str, str, str]] = []
     """(upstream, downstream, label) of the labelled edges (``Label``)."""
+    assets: list[GraphAsset] = []
+    """Assets the DAG is scheduled on and its tasks' outlets and inlets; ``[]`` without any."""
+    asset_edges: list[tuple[str, str]] = []
+    """(from, to): a schedule asset to each root task, an inlet to its task, a task to its outlet."""
 
 
 @data_router.get("/dags/{dag_id}/graph", response_model=Graph)
@@ -138,11 +151,42 @@ def graph(request: Request, dag_id: str, run_id: str | None = None) -> Graph:
         groups=groups,
         group_states=group_states,
         labels=edge_labels(serialized),
+        **graph_assets(serialized),
     )
+
+
+def graph_assets(serialized: dict[str, Any]) -> dict[str, Any]:
+    """``assets`` and ``asset_edges`` of :class:`Graph` from a serialized DAG (its timetable's asset condition
+    and its tasks' ``outlets`` / ``inlets``)."""
+    found: dict[str, GraphAsset] = {}
+    edges: list[tuple[str, str]] = []
+
+    def node(data: dict[str, Any]) -> str | None:
+        if data.get("__type") != "asset":
+            return None
+        key = f"asset:{data['uri']}"
+        found.setdefault(key, GraphAsset(id=key, name=str(data["name"]), uri=str(data["uri"])))
+        return key
+
+    def walk(data: dict[str, Any]) -> list[str]:
+        if data.get("__type") in ("asset_all", "asset_any"):
+            return [k for o in data.get("objects", ()) for k in walk(o)]
+        key = node(data)
+        return [key] if key else []
+
+    tasks: dict[str, Any] = serialized.get("tasks", {})
+    condition = (serialized.get("timetable") or {}).get("__var", {}).get("asset_condition")
+    if isinstance(condition, dict):
+        roots = [t for t, d in sorted(tasks.items()) if not d.get("upstream_task_ids")]
+        edges += [(key, root) for key in dict.fromkeys(walk(condition)) for root in roots]
+    for task_id, task in sorted(tasks.items()):
+        edges += [(key, task_id) for d in task.get("inlets", ()) if (key := node(d))]
+        edges += [(task_id, key) for d in task.get("outlets", ()) if (key := node(d))]
+    return {"assets": list(found.values()), "asset_edges": list(dict.fromkeys(edges))}
 
 
 def _role(task: dict[str, Any]) -> str | None:
     return "setup" if task.get("is_setup") else "teardown" if task.get("is_teardown") else None
 
 
-__all__ = ["Graph", "GraphNode", "data_router", "graph", "router"]
+__all__ = ["Graph", "GraphAsset", "GraphNode", "data_router", "graph", "graph_assets", "router"]

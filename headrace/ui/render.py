@@ -43,6 +43,7 @@ from headrace.api.users import role_allows
 from headrace.db import queries
 from headrace.db.models import DagModel, DagRun, DagVersion
 from headrace.exceptions import DagNotFound
+from headrace.ui.asset_links import dag_links
 from headrace.ui.docs import doc_md_html
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -99,7 +100,8 @@ def dag_header(session: Session, dag_id: str) -> dict[str, Any] | None:
 
     ``warnings`` are the DAG's warnings as ``{"warning_type", "message"}`` dicts (what its author wrote that
     headrace ignores); the header lists them. ``doc_html`` is the current version's ``doc_md`` rendered and
-    sanitized (:func:`headrace.ui.docs.doc_md_html`), or None; the header shows it folded.
+    sanitized (:func:`headrace.ui.docs.doc_md_html`), or None; the header shows it folded. ``asset_links``:
+    the DAGs upstream and downstream of it through assets (:func:`headrace.ui.asset_links.dag_links`).
     """
     dag = session.get(DagModel, dag_id)
     if dag is None:
@@ -123,6 +125,7 @@ def dag_header(session: Session, dag_id: str) -> dict[str, Any] | None:
         "nav": "dags",
         "warnings": warnings,
         "doc_html": doc_md_html(doc_md),
+        "asset_links": dag_links(session, dag_id),
     }
 
 

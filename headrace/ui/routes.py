@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from headrace.ui import (
+    assets,
     code,
     connections,
     dags,
@@ -33,6 +34,7 @@ ROUTERS += [
     gantt.router,
     resources.router,
     pools.router,
+    assets.router,
     code.router,
     variables.router,
     connections.router,

@@ -82,7 +82,7 @@ def test_airflow_sensor_paths_give_headrace_sensors(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("statement", "named"),
     [
-        ("from airflow.sdk import Asset", "airflow.sdk.Asset: headrace does not support assets"),
+        ("from airflow.sdk import Metadata", "airflow.sdk.Metadata: headrace does not support asset event metadata"),
         ("import airflow.providers.amazon.aws.operators.s3", "the amazon provider"),
         (
             "from airflow.sensors.external_task import ExternalTaskSensor",

@@ -89,7 +89,8 @@ def test_untranslatable_constructs_are_reported_with_file_line_and_reason(tmp_pa
     lines = proc.stderr.splitlines()
     assert lines == [
         "s3_sensor.py:5: airflow.providers.amazon.aws.operators.s3: headrace does not support the amazon provider yet",
-        "s3_sensor.py:6: airflow.sdk.Asset: headrace does not support assets (data-aware scheduling) yet",
+        "s3_sensor.py:6: airflow.sdk.Metadata: headrace does not support asset event metadata (Metadata: set "
+        "the extra through outlet_events) yet",
         "s3_sensor.py:7: airflow.sensors.external_task.ExternalTaskSensor: headrace does not support the "
         "ExternalTaskSensor yet",
         "s3_sensor.py:10: sla=: SLAs were removed in Airflow 3 (use deadline alerts: DAG(deadline=...))",
@@ -99,7 +100,7 @@ def test_untranslatable_constructs_are_reported_with_file_line_and_reason(tmp_pa
     ]
     # what can be translated still is; what cannot stays on its airflow import
     assert (
-        "-from airflow.sdk import DAG, Asset\n+from headrace import DAG\n+from airflow.sdk import Asset\n"
+        "-from airflow.sdk import DAG, Metadata\n+from headrace import DAG\n+from airflow.sdk import Metadata\n"
         in proc.stdout
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from headrace.api.routes import (
+    assets,
     auth,
     connections,
     dag_runs,
@@ -37,6 +38,7 @@ API_ROUTERS += [
     connections.router,
     import_errors.router,
     dag_warnings.router,
+    assets.router,
 ]  # REST resources
 ROOT_ROUTERS: list[APIRouter] = [health.router]
 ROOT_ROUTERS += [metrics.router]  # Prometheus /metrics

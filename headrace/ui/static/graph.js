@@ -71,9 +71,11 @@
       nodes.push(g ? { id: r, group: g, text: g.label, sub: `▸ ${g.task_ids.length} task${g.task_ids.length === 1 ? "" : "s"}` }
                    : { id: r, group: null, text: short, sub: mark(r) + (operator.get(r) || ""), mapped: mapped.has(r) });
     }
+    // assets (schedule, inlets, outlets): nodes of their own, linked to the tasks (or their collapsed group)
+    for (const a of data.assets || []) nodes.push({ id: a.id, group: null, asset: a, text: a.name, sub: "asset · " + a.uri });
     const labelOf = new Map(data.labels.map(([a, b, text]) => [a + "\u001f" + b, text]));
     const edges = [], labels = [], slot = new Map();  // "from\u001fto" -> index in edges
-    for (const [a, b] of data.edges) {
+    for (const [a, b] of data.edges.concat(data.asset_edges || [])) {
       const ra = rep(a), rb = rep(b), key = ra + "\u001f" + rb;
       if (ra === rb) continue;  // inside one collapsed group
       const text = labelOf.get(a + "\u001f" + b) || null;
@@ -184,14 +186,17 @@
     input.nodes.forEach(([id, width, height], i) => {
       const [x, y] = lay.nodes[i];
       const n = v.nodes[i];
-      const attrs = n.group ? { class: "node group-node", "data-group-id": id } : { class: "node", "data-task-id": id };
+      const attrs = n.group ? { class: "node group-node", "data-group-id": id }
+        : n.asset ? { class: "asset-node", "data-asset-uri": n.asset.uri } : { class: "node", "data-task-id": id };
       attrs.transform = `translate(${x - width / 2},${y - height / 2})`;
       const grp = el("g", attrs, nodes);
-      const rect = el("rect", { width, height, rx: 6, ry: 6, fill: stateColor("none") }, grp);
+      const rect = el("rect", { width, height, rx: n.asset ? 18 : 6, ry: n.asset ? 18 : 6, fill: stateColor("none") }, grp);
       if (n.group) rect.style.stroke = n.group.ui_color;
+      if (n.asset) { rect.setAttribute("fill", "#eef4ff"); rect.setAttribute("stroke", "#5b7fd6"); }
       const t = el("text", { x: 12, y: 17, "font-weight": "600" }, grp); t.textContent = n.text;
       const o = el("text", { x: 12, y: 31, "font-size": "10.5", opacity: "0.8" }, grp); o.textContent = n.sub;
       const title = el("title", {}, grp); title.textContent = id;
+      if (n.asset) { title.textContent = `asset ${n.asset.name} (${n.asset.uri}): click for the assets page`; return; }
       nodeEls.set(id, { grp, rect, texts: [t, o], title, group: n.group, sub: n.sub, mapped: n.mapped });
     });
     svg.appendChild(frag);
@@ -271,6 +276,7 @@
       if (lastData) toggle((groupNode || groupTitle.parentNode).dataset.groupId);
       return;
     }
+    if (ev.target.closest("g.asset-node")) { location.href = "/assets"; return; }
     const grp = ev.target.closest("g.node");
     if (grp && runId) location.href = `/dags/${enc(dagId)}/runs/${enc(runId)}/tasks/${enc(grp.dataset.taskId)}`;
   });
