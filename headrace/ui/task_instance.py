@@ -94,6 +94,8 @@ def task_instance_page(
                 task_id=task_id,
             )
         params = task_params_of(session, run, task_id)
+        spec = run_tasks(session, run).get(task_id, {})
+        is_mapped = spec.get("expand_input") is not None or spec.get("mapped_group") is not None
     return page(
         request,
         "task_instance.html",
@@ -103,6 +105,7 @@ def task_instance_page(
         try_number=try_number,
         map_index=map_index,
         rendered_map_index=label,
+        is_mapped=is_mapped,
         params=params,
         **ctx,
     )

@@ -10,7 +10,7 @@
   const mapIndex = Number(ti.dataset.mapIndex || -1);
   const indexQuery = `map_index=${mapIndex}`;  // -1: a task that is not mapped
   // a mapped task's page without an index lists its indices: XComs and rendered fields belong to each index
-  const mappedParent = mapIndex < 0 && !!document.getElementById("mapped-list");
+  const mappedParent = mapIndex < 0 && ti.dataset.mapped === "true";
   const PICK = "A mapped task: each map index has its own; pick one in the list on the Tries & log tab.";
   const tiPath = `/dags/${hr.enc(dagId)}/dagRuns/${hr.enc(runId)}/taskInstances/${hr.enc(taskId)}`;
   const panels = { tries: ti, xcom: document.getElementById("tab-xcom"), rendered: document.getElementById("tab-rendered") };
