@@ -135,7 +135,13 @@ def run_folder(settings: Settings, db: Database) -> tuple[dict[str, str], dict[s
             return all(s in ("success", "failed") for s in states)
 
     with compat_services(settings, db):  # SMTP server, connections and variable of compat_sql / compat_email
-        assert run_scheduler_until(settings, db, ended, processor=processor, timeout=180)
+        # ~40 s on an idle CI machine; generous, as the sequential case runs every try one after another
+        if not run_scheduler_until(settings, db, ended, processor=processor, timeout=420):
+            with db.read_session() as session:
+                open_runs = sorted(
+                    session.scalars(select(DagRun.dag_id).where(DagRun.state.not_in(["success", "failed"])))
+                )
+            raise AssertionError(f"runs not ended after 420 s: {open_runs}")
     processor.close()
     results: dict[str, dict[str, str]] = {}
     with db.read_session() as session:

@@ -25,7 +25,7 @@ def test_scheduler_fails_a_run_past_its_dagrun_timeout(settings: Settings, db: D
         from headrace import DAG
         from headrace.operators import BashOperator
 
-        with DAG("slow", dagrun_timeout=6):
+        with DAG("slow", dagrun_timeout=12):  # time for the try to start on a loaded machine
             work = BashOperator(task_id="work", bash_command="sleep 60; touch {done}")
             after = BashOperator(task_id="after", bash_command="true")
             work >> after

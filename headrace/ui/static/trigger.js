@@ -4,7 +4,7 @@
 // parse here, or the API's refusal (400 with the refused param's name, 409 run exists); no run is created
 // then. An empty field is null for a nullable param, absent for a param without default (the API says it
 // needs a value), else null for numbers/dates (the API says why that is wrong) and "" for strings.
-// A viewer's submit button is disabled by the page.
+// The page renders the submit button disabled; this script enables it for an operator once its handler is set.
 (function () {
   "use strict";
   const { api, clearFlash, enc } = window.hr;
@@ -115,4 +115,5 @@
       button.disabled = false;
     }
   });
+  button.disabled = button.dataset.canOperate !== "true";  // the page renders it disabled until this handler exists
 })();
