@@ -317,10 +317,15 @@ class NotCleared(BaseModel):
     state: str
     reason: str
     """``queued`` / ``running`` (a try holds it), or ``state changed`` (someone else changed it meanwhile)."""
+    dag_id: str | None = None
+    """Set for a task instance of another DAG, reached through an ExternalTaskMarker."""
+    dag_run_id: str | None = None
+    """Set with ``dag_id``."""
 
 
 class ClearedTaskInstances(BaseModel):
-    """The task instances cleared (dry run: that would be), and those that could not be."""
+    """The task instances cleared (dry run: that would be), and those that could not be; with those of other
+    DAGs that ExternalTaskMarkers among them mark (each names its ``dag_id``)."""
 
     task_instances: list[TaskInstance]
     not_cleared: list[NotCleared] = []

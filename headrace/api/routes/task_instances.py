@@ -247,7 +247,10 @@ def patch_mapped_ti(
 def _cleared(session: Session, result: ClearResult) -> schemas.ClearedTaskInstances:
     return schemas.ClearedTaskInstances(
         task_instances=tis_out(session, result.cleared),
-        not_cleared=[schemas.NotCleared(task_id=n.task_id, state=n.state, reason=n.reason) for n in result.not_cleared],
+        not_cleared=[
+            schemas.NotCleared(task_id=n.task_id, state=n.state, reason=n.reason, dag_id=n.dag_id, dag_run_id=n.run_id)
+            for n in result.not_cleared
+        ],
     )
 
 
@@ -274,7 +277,8 @@ def clear_run(
     responses=NOT_FOUND,
 )
 def clear_tis(dag_id: str, body: schemas.ClearTaskInstances, request: Request) -> schemas.ClearedTaskInstances:
-    """Clear some task instances of one run (operator), with their upstream / downstream tasks if asked.
+    """Clear some task instances of one run (operator), with their upstream / downstream tasks if asked, and
+    the tasks of other DAGs that ExternalTaskMarkers among them mark (recursively; 400 past ``recursion_depth``).
 
     ``task_ids`` items are task ids (every map index of a mapped task) or ``[task_id, map_index]``.
     """
