@@ -151,10 +151,9 @@ class ExternalTaskSensor(BaseSensorOperator):
         known = TASK_STATES if ids or external_task_group_id is not None else DAG_RUN_STATES
         bad = sorted(set(every) - known)
         if bad:
-            what = "task instance" if known is TASK_STATES else "DAG run (no task or group is named)"
+            what = "task instance states" if known is TASK_STATES else "DAG run states (no task or group is named)"
             raise DagDefinitionError(
-                f"{name}: {bad} are not {what} states; allowed_states, skipped_states and failed_states take "
-                f"{sorted(known)}"
+                f"{name}: {bad} are not {what}; allowed_states, skipped_states and failed_states take {sorted(known)}"
             )
         if execution_delta is not None and execution_date_fn is not None:
             raise DagDefinitionError(f"{name}: only one of execution_delta or execution_date_fn may be given")
