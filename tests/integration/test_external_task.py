@@ -13,7 +13,7 @@ from sqlalchemy import select
 from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, TaskInstance, TaskReschedule, TaskTry
+from headrace.db.models import DagRun, TaskInstance, TaskReschedule, TaskTry, XCom
 from headrace.exceptions import InvalidRequest
 from headrace.scheduler.runs import trigger_dag
 from headrace.scheduler.user_actions import clear_task_instances
@@ -244,3 +244,54 @@ def test_clearing_a_marker_clears_the_marked_tasks_recursively(settings: Setting
     assert run_scheduler_until(settings, db, lambda: _all_done(db), timeout=180)
     assert set(_run_states(db).values()) == {"success"}
     assert [_ti(db, d, t)[1] for d, t in (("child", "c2"), ("grandchild", "g2"), ("child", "c_other"))] == [2, 2, 1]
+
+
+def test_bundled_file_sensor_example_waits_then_processes(
+    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headrace.scheduler.start import EXAMPLE_DAGS
+
+    monkeypatch.setenv("HEADRACE_HOME", str(settings.home))  # the example's inbox: $HEADRACE_HOME/inbox
+    settings = settings.with_overrides(FAST)
+    text = (EXAMPLE_DAGS / "example_file_sensor.py").read_text().replace("poke_interval=10", "poke_interval=0.2")
+    write_dag(settings, "example_file_sensor.py", text)
+    _trigger(settings, db, [("example_file_sensor", WHEN)])
+    inbox = settings.home / "inbox"
+    landed = inbox / "penguins.csv"
+
+    def drop_file(_now: datetime) -> None:  # once the sensor waits without a process
+        if not landed.exists() and _states(db, "example_file_sensor").get("wait_for_csv") == "up_for_reschedule":
+            inbox.mkdir(parents=True, exist_ok=True)
+            landed.write_text("species,mass\nAdelie,3700\nGentoo,5000\nAdelie,3500\n")
+
+    assert run_scheduler_until(settings, db, lambda: _all_done(db), each_loop=drop_file, timeout=120)
+    assert _states(db, "example_file_sensor") == {"wait_for_csv": "success", "process": "success"}
+    assert not landed.exists()
+    moved = list((inbox / "processed").glob("*/penguins.csv"))
+    assert len(moved) == 1
+    summary = (moved[0].parent / "summary.json").read_text()
+    assert '"rows": 3' in summary and '"species=Adelie": 2' in summary
+
+
+def test_bundled_penguins_downstream_example_waits_for_the_report(
+    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headrace.scheduler.start import EXAMPLE_DAGS
+
+    monkeypatch.setenv("HEADRACE_HOME", str(settings.home))  # where the report is written and read
+    settings = settings.with_overrides(FAST)
+    for name in ("example_penguins_report.py", "example_penguins_downstream.py"):
+        text = (EXAMPLE_DAGS / name).read_text().replace("poke_interval=15", "poke_interval=0.2")
+        write_dag(settings, name, text.replace('schedule="@daily"', "schedule=None"))
+    _trigger(settings, db, [("example_penguins_downstream", WHEN), ("example_penguins_report", WHEN)])
+    assert run_scheduler_until(settings, db, lambda: _all_done(db), timeout=180)
+    assert set(_run_states(db).values()) == {"success"}
+    with db.session() as session:
+        sensor_end, report_end = (
+            session.scalar(select(TaskTry.end_date).where(TaskTry.task_id == task_id))
+            for task_id in ("wait_for_report", "write_report")
+        )
+        headline = session.scalar(select(XCom.value).where(XCom.task_id == "headline"))
+    assert _states(db, "example_penguins_downstream") == {"wait_for_report": "success", "headline": "success"}
+    assert sensor_end is not None and report_end is not None and report_end <= sensor_end
+    assert headline is not None and "Heaviest species on average: **Gentoo**" in headline
