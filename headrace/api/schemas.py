@@ -317,10 +317,9 @@ class NotCleared(BaseModel):
     state: str
     reason: str
     """``queued`` / ``running`` (a try holds it), or ``state changed`` (someone else changed it meanwhile)."""
-    dag_id: str | None = None
-    """Set for a task instance of another DAG, reached through an ExternalTaskMarker."""
-    dag_run_id: str | None = None
-    """Set with ``dag_id``."""
+    dag_id: str
+    """The DAG of the task instance: another DAG's when an ExternalTaskMarker reached it."""
+    dag_run_id: str
 
 
 class ClearedTaskInstances(BaseModel):
