@@ -208,7 +208,8 @@ class ExternalTaskSensor(BaseSensorOperator):
         """Ask the supervisor for the other DAG's runs at :meth:`logical_dates` and decide (module docstring).
 
         Raises the ``External…Error`` above, ``SkipTask`` for ``skipped_states`` (and ``failed_states`` with
-        ``soft_fail``), ``HeadraceError`` when run without a supervisor (``tasks test`` has one).
+        ``soft_fail``), ``HeadraceError`` when ``context["ti"]`` cannot read other DAGs (a supervisor's and
+        ``headrace tasks test``'s can).
         """
         ids = list(self.external_task_ids) if self.external_task_ids else None
         if ids is not None and len(ids) > len(set(ids)):

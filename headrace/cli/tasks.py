@@ -40,6 +40,8 @@ from headrace.exceptions import (
 from headrace.scheduler.past import past_reason
 from headrace.scheduler.user_actions import clear_task_instances, run_dag
 from headrace.secrets_store import DatabaseSecrets, stored_secrets_masker
+from headrace.supervisor.external_requests import get_external_task_states
+from headrace.supervisor.protocol import GetExternalTaskStates
 from headrace.types import Context
 
 app = typer.Typer(
@@ -193,6 +195,28 @@ class _LocalTI:
 
     def skip(self, task_ids: Iterable[str]) -> None:
         console.print(f"[magenta]would skip: {', '.join(sorted(task_ids))}[/]")
+
+    def external_task_states(
+        self,
+        dag_id: str,
+        logical_dates: Sequence[datetime],
+        *,
+        task_ids: Sequence[str] | None = None,
+        task_group_id: str | None = None,
+        check_existence: bool = False,
+    ) -> dict[str, Any]:
+        """An ExternalTaskSensor's read of another DAG's runs, as a supervisor answers it."""
+        answer = get_external_task_states(
+            self._db,
+            GetExternalTaskStates(
+                dag_id=dag_id,
+                logical_dates=list(logical_dates),
+                task_ids=None if task_ids is None else list(task_ids),
+                task_group_id=task_group_id,
+                check_existence=check_existence,
+            ),
+        )
+        return {"runs": answer.runs, "group_task_ids": answer.group_task_ids, "missing": answer.missing}
 
 
 def _find_run(db: Database, dag_id: str, when_or_run_id: str | None) -> tuple[DagRun | None, datetime]:

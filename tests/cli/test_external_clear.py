@@ -41,6 +41,11 @@ def test_cli_and_api_clear_the_marked_tasks_of_other_dags(settings: Settings, db
     run_id = f"manual__{WHEN.isoformat()}"
     api = _admin(settings, db)
 
+    r = cli("tasks", "test", "child", "wait_parent", WHEN.isoformat())  # one poke, read by the CLI itself
+    assert r.code == 0, r.out + r.err
+    assert "Poking for tasks ['p1'] in dag parent on 2026-03-01T06:00:00+00:00" in r.out
+    assert "wait_parent: success" in " ".join(r.out.split())
+
     body = {"dag_run_id": run_id, "task_ids": ["p1"], "include_downstream": True, "dry_run": True}
     r = api.post("/api/v1/dags/parent/clearTaskInstances", json=body)
     assert r.status_code == 200, r.text
