@@ -163,3 +163,27 @@ def test_clear_confirms_with_the_list_of_what_it_would_clear(
     assert messages[1].startswith("Clear 1 task instance(s)?") and messages[1].splitlines()[-1] == "extract"
     page.reload()
     expect(page.locator("#ti")).to_have_attribute("data-state", "failed")  # nothing was cleared
+
+
+def test_run_clear_confirms_with_the_count(
+    system: System, new_page: Callable[[tuple[str, str]], Page], failed_run: str
+) -> None:
+    """The grid's Clear asks for a dry run first and says how many task instances it would clear."""
+    page = new_page(system.admin)
+    _finished_ti(page, failed_run, "extract", "failed")  # the run has ended
+    messages: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        messages.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.goto(f"/dags/ui_fails/grid?run_id={quote(failed_run, safe='')}")
+    expect(page.locator("#clear-run")).to_be_enabled()
+    page.click("#clear-run")
+    for _ in range(200):  # up to 20 s; waiting in Playwright lets it deliver the dialog event
+        if messages:
+            break
+        page.wait_for_timeout(100)
+    assert messages and messages[0].startswith(f"Clear 2 task instance(s) of run {failed_run}?"), messages
+    assert "ExternalTaskMarkers" not in messages[0]  # no other DAG is reached
