@@ -295,3 +295,48 @@ def test_bundled_penguins_downstream_example_waits_for_the_report(
     assert _states(db, "example_penguins_downstream") == {"wait_for_report": "success", "headline": "success"}
     assert sensor_end is not None and report_end is not None and report_end <= sensor_end
     assert headline is not None and "Heaviest species on average: **Gentoo**" in headline
+
+
+def test_a_marker_that_has_not_run_is_rendered_when_cleared(settings: Settings, db: Database) -> None:
+    """A marker whose template fields were never rendered by a try (its run not started) is rendered with the
+    run's keys: ``{{ ds }}`` here names the child run of the day before by a date template."""
+    write_dag(
+        settings,
+        "unrun.py",
+        """
+from headrace import DAG
+from headrace.operators import EmptyOperator
+from headrace.sensors import ExternalTaskMarker
+
+with DAG("parent_unrun", schedule=None):
+    EmptyOperator(task_id="p1") >> ExternalTaskMarker(
+        task_id="mark", external_dag_id="child_unrun", external_task_id="c1",
+        logical_date="{{ macros.ds_add(ds, -1) }}T06:00:00+00:00",
+    )
+
+with DAG("child_unrun", schedule=None):
+    EmptyOperator(task_id="c1") >> EmptyOperator(task_id="c2")
+""",
+    )
+    _trigger(settings, db, [("parent_unrun", WHEN), ("child_unrun", WHEN - timedelta(days=1)), ("child_unrun", WHEN)])
+    with db.session() as session:
+        parent = session.scalars(select(DagRun).where(DagRun.dag_id == "parent_unrun")).one()
+        for run in session.scalars(select(DagRun)):  # finished task instances, as if the runs had run
+            session.execute(
+                TaskInstance.__table__.update().where(TaskInstance.dag_run_id == run.id).values(state="success")
+            )
+        session.flush()
+        tis = session.scalars(select(TaskInstance).where(TaskInstance.dag_id == "child_unrun")).all()
+        assert len(tis) == 4, "task instances are created with the run"
+        result = clear_task_instances(session, parent, ["p1"], include_downstream=True, now=datetime.now(UTC))
+        cleared = session.execute(
+            select(TaskInstance.dag_id, TaskInstance.task_id, DagRun.logical_date)
+            .join(DagRun, DagRun.id == TaskInstance.dag_run_id)
+            .where(TaskInstance.id.in_(result.cleared))
+        ).all()
+    assert sorted((d, t, when) for d, t, when in cleared) == [
+        ("child_unrun", "c1", WHEN - timedelta(days=1)),
+        ("child_unrun", "c2", WHEN - timedelta(days=1)),
+        ("parent_unrun", "mark", WHEN),
+        ("parent_unrun", "p1", WHEN),
+    ]
