@@ -317,10 +317,14 @@ class NotCleared(BaseModel):
     state: str
     reason: str
     """``queued`` / ``running`` (a try holds it), or ``state changed`` (someone else changed it meanwhile)."""
+    dag_id: str
+    """The DAG of the task instance: another DAG's when an ExternalTaskMarker reached it."""
+    dag_run_id: str
 
 
 class ClearedTaskInstances(BaseModel):
-    """The task instances cleared (dry run: that would be), and those that could not be."""
+    """The task instances cleared (dry run: that would be), and those that could not be; with those of other
+    DAGs that ExternalTaskMarkers among them mark (each names its ``dag_id``)."""
 
     task_instances: list[TaskInstance]
     not_cleared: list[NotCleared] = []

@@ -123,6 +123,10 @@ class TriggerDagRunOperator(BaseOperator):
         self.skip_when_already_exists = skip_when_already_exists
         self.fail_when_dag_is_paused = fail_when_dag_is_paused
 
+    def external_reference(self) -> dict[str, Any]:
+        """What the DAG page links: this DAG triggers ``trigger_dag_id`` (downstream)."""
+        return {"kind": "trigger", "dag_id": self.trigger_dag_id}
+
     def _parsed_logical_date(self) -> datetime | None:
         value = self.logical_date
         if value is NOTSET or value is None:

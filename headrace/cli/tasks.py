@@ -40,6 +40,8 @@ from headrace.exceptions import (
 from headrace.scheduler.past import past_reason
 from headrace.scheduler.user_actions import clear_task_instances, run_dag
 from headrace.secrets_store import DatabaseSecrets, stored_secrets_masker
+from headrace.supervisor.external_requests import get_external_task_states
+from headrace.supervisor.protocol import GetExternalTaskStates
 from headrace.types import Context
 
 app = typer.Typer(
@@ -193,6 +195,28 @@ class _LocalTI:
 
     def skip(self, task_ids: Iterable[str]) -> None:
         console.print(f"[magenta]would skip: {', '.join(sorted(task_ids))}[/]")
+
+    def external_task_states(
+        self,
+        dag_id: str,
+        logical_dates: Sequence[datetime],
+        *,
+        task_ids: Sequence[str] | None = None,
+        task_group_id: str | None = None,
+        check_existence: bool = False,
+    ) -> dict[str, Any]:
+        """An ExternalTaskSensor's read of another DAG's runs, as a supervisor answers it."""
+        answer = get_external_task_states(
+            self._db,
+            GetExternalTaskStates(
+                dag_id=dag_id,
+                logical_dates=list(logical_dates),
+                task_ids=None if task_ids is None else list(task_ids),
+                task_group_id=task_group_id,
+                check_existence=check_existence,
+            ),
+        )
+        return {"runs": answer.runs, "group_task_ids": answer.group_task_ids, "missing": answer.missing}
 
 
 def _find_run(db: Database, dag_id: str, when_or_run_id: str | None) -> tuple[DagRun | None, datetime]:
@@ -414,6 +438,26 @@ def test_cmd(
         console.print(f"  XCom {key} = {text[:500]}")
 
 
+def _described(session: Session, ti_ids: list[int]) -> list[tuple[str, str, str, str]]:
+    """``(dag_id, run_id, task id[map index], state)`` of task instances ``ti_ids``, in the order given."""
+    if not ti_ids:
+        return []
+    found = {
+        pk: (row_dag, run_id, f"{task_id}[{index}]" if index >= 0 else task_id, ti_state)
+        for pk, row_dag, run_id, task_id, index, ti_state in session.execute(
+            select(
+                TaskInstance.id,
+                TaskInstance.dag_id,
+                TaskInstance.run_id,
+                TaskInstance.task_id,
+                TaskInstance.map_index,
+                TaskInstance.state,
+            ).where(TaskInstance.id.in_(ti_ids))
+        )
+    }
+    return [found[pk] for pk in ti_ids if pk in found]
+
+
 @app.command("clear")
 def clear_cmd(
     ctx: typer.Context,
@@ -448,28 +492,21 @@ def clear_cmd(
     _dag_model(db, dag_id)  # DagNotFound for an unknown DAG
     now = datetime.now(UTC)
 
-    def clear_all(session: Session, dry_run: bool) -> list[tuple[str, str, str, str]]:
-        """``(run_id, task_id, state, what)`` of every task instance cleared, or not cleared and why."""
+    def clear_all(session: Session, dry_run: bool) -> list[tuple[str, str, str, str, str]]:
+        """``(dag_id, run_id, task_id, state, what)`` of every task instance cleared, or not cleared and why
+        (other DAGs' ones too, reached through ExternalTaskMarkers)."""
         stmt = select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.logical_date, DagRun.id)
         if start is not None:
             stmt = stmt.where(DagRun.logical_date >= start)
         if end is not None:
             stmt = stmt.where(DagRun.logical_date <= end)
-        rows: list[tuple[str, str, str, str]] = []
+        rows: list[tuple[str, str, str, str, str]] = []
         for run in session.scalars(stmt):
             task_ids = list(run_dag(session, run).tasks)
             if pattern is not None:
                 task_ids = [t for t in task_ids if pattern.search(t)]
                 if not task_ids:
                     continue
-            before = {
-                pk: (f"{task_id}[{index}]" if index >= 0 else task_id, ti_state)
-                for pk, task_id, index, ti_state in session.execute(
-                    select(TaskInstance.id, TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state).where(
-                        TaskInstance.dag_run_id == run.id
-                    )
-                )
-            }
             result = clear_task_instances(
                 session,
                 run,
@@ -481,21 +518,26 @@ def clear_cmd(
                 now=now,
                 map_indexes=map_index or None,
             )
-            rows += [(run.run_id, *before[pk], "clear") for pk in result.cleared]
-            rows += [(run.run_id, n.task_id, n.state, f"not cleared: {n.reason}") for n in result.not_cleared]
+            rows += [(*row, "clear") for row in _described(session, result.cleared)]
+            rows += [
+                (n.dag_id or dag_id, n.run_id or run.run_id, n.task_id, n.state, f"not cleared: {n.reason}")
+                for n in result.not_cleared
+            ]
         return rows
 
     with db.read_session() as session:
         planned = clear_all(session, dry_run=True)
-    to_clear = [r for r in planned if r[3] == "clear"]
+    to_clear = [r for r in planned if r[4] == "clear"]
     if not planned:
         console.print("nothing to clear")
         return
+    other_dags = any(r[0] != dag_id for r in planned)
     table = Table(title=f"task instances of {dag_id} to clear ({len(to_clear)})")
-    for column in ("run_id", "task_id", "state", "not cleared because"):
+    for column in (["dag_id"] if other_dags else []) + ["run_id", "task_id", "state", "not cleared because"]:
         table.add_column(column, overflow="fold")
-    for run_id, task_id, ti_state, what in planned:
-        table.add_row(run_id, task_id, styled(ti_state), what.removeprefix("not cleared: ") if what != "clear" else "")
+    for row_dag, run_id, task_id, ti_state, what in planned:
+        cells = [run_id, task_id, styled(ti_state), what.removeprefix("not cleared: ") if what != "clear" else ""]
+        table.add_row(*([row_dag] if other_dags else []), *cells)
     console.print(table)
     if not to_clear:
         console.print("nothing to clear")
@@ -505,8 +547,9 @@ def clear_cmd(
         raise typer.Exit(1)
     with db.session() as session:
         done = clear_all(session, dry_run=False)
-    cleared = sum(1 for r in done if r[3] == "clear")
+    cleared = sum(1 for r in done if r[4] == "clear")
     console.print(f"cleared {cleared} task instance(s)")
-    for run_id, task_id, ti_state, what in done:
+    for row_dag, run_id, task_id, ti_state, what in done:
         if what != "clear":
-            console.print(f"[yellow]{run_id} {task_id} ({ti_state}): {what}[/]")
+            where = f"{row_dag} " if row_dag != dag_id else ""
+            console.print(f"[yellow]{where}{run_id} {task_id} ({ti_state}): {what}[/]")

@@ -127,7 +127,6 @@ _SENSOR_MODULES: dict[str, dict[str, Target]] = {
     "time_delta": {"TimeDeltaSensor": _t(_SENS, "TimeDeltaSensor", "the TimeDeltaSensor")},
     "date_time": {"DateTimeSensor": _t(_SENS, "DateTimeSensor", "the DateTimeSensor")},
     "weekday": {"DayOfWeekSensor": _t(_SENS, "DayOfWeekSensor", "the DayOfWeekSensor")},
-    # Not built yet: known names, reported as not supported.
     "external_task": {name: _t(_SENS, name, f"the {name}") for name in ("ExternalTaskSensor", "ExternalTaskMarker")},
 }
 """Airflow 3's ``airflow.providers.standard.sensors.<module>`` (Airflow 2's ``airflow.sensors.<module>``)."""
@@ -289,6 +288,19 @@ for _name, _names in _SENSOR_MODULES.items():
     MODULES[f"airflow.sensors.{'time_sensor' if _name == 'time' else _name}"] = _names
 MODULES["airflow.sdk.bases.sensor"] = _SENSOR_MODULES["base"]
 MODULES["airflow.sensors.base_sensor_operator"] = _SENSOR_MODULES["base"]  # Airflow 1.10's, kept by Airflow 2
+MODULES["airflow.sensors.external_task_sensor"] = _SENSOR_MODULES["external_task"]  # likewise
+MODULES["airflow.providers.standard.exceptions"] = {
+    name: _t(_SENS, name, f"the {name}")
+    for name in (
+        "ExternalDagNotFoundError",
+        "ExternalDagDeletedError",
+        "ExternalTaskNotFoundError",
+        "ExternalTaskGroupNotFoundError",
+        "ExternalTaskFailedError",
+        "ExternalTaskGroupFailedError",
+        "ExternalDagFailedError",
+    )
+}
 
 UNSUPPORTED_MODULES: dict[str, str] = {
     "airflow.contrib": "Airflow 1's contrib modules (removed in Airflow 2; their providers are not supported either)",

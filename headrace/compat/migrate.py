@@ -20,8 +20,8 @@ What it changes:
   ``data_interval_end | ds`` / ``| ds_nodash``.
 
 Every construct it cannot translate is a :class:`Finding` (file, line,
-reason): a name or module headrace does not implement (a provider, the
-ExternalTaskSensor, asset ``Metadata`` …); sensor imports (``airflow.sensors.*``,
+reason): a name or module headrace does not implement (a provider, asset
+``Metadata`` …); sensor imports (``airflow.sensors.*``,
 ``airflow.providers.standard.sensors.*``) become ``headrace.sensors``, a context key with no Airflow 3 equivalent (``prev_ds``,
 ``tomorrow_ds`` …), a removed feature (``sla``, ``sla_miss_callback``,
 SubDAGs), ``import airflow…`` module imports. A migrated file migrates to

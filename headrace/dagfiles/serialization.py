@@ -92,6 +92,7 @@ def serialize_task(task: BaseOperator) -> dict[str, Any]:
             **_deadline_fields(task.deadline, task.deadline_reference, bool(task.on_deadline_miss_callback)),
             **task_options(task),
             **_mapping_fields(task),
+            **_external_fields(task),
             **own_params_field(getattr(task, "params", None), task.dag.params if task.dag else None),
         }
     )
@@ -111,6 +112,15 @@ def _mapping_fields(task: BaseOperator) -> dict[str, Any]:
         if getattr(task, name, None) is not None:
             out[name] = getattr(task, name)
     return out
+
+
+def _external_fields(task: BaseOperator) -> dict[str, Any]:
+    """``external``: the other DAG an ExternalTaskSensor waits on, an ExternalTaskMarker clears or a
+    TriggerDagRunOperator triggers (``external_reference()``); present only for those (older hashes stay)."""
+    reference = getattr(task, "external_reference", None)
+    if reference is None:
+        return {}
+    return {"external": _sorted_dict(reference())}
 
 
 def _deadline_fields(deadline: timedelta | None, reference: str, has_callback: bool) -> dict[str, Any]:
@@ -392,6 +402,9 @@ class SerializedTask:
     max_active_tis_per_dagrun: int | None = None
     params: tuple[Mapping[str, Any], ...] | None = None
     """The task's params (``ParamsDict.serialize`` specs) when they differ from the DAG's; None: the DAG's."""
+    external: Mapping[str, Any] | None = None
+    """Another DAG this task refers to: ``{"kind": "sensor" | "marker" | "trigger", "dag_id", …}`` (a marker
+    adds ``task_id``, ``logical_date`` — a template — and ``recursion_depth``); None for other tasks."""
 
     @property
     def is_mapped(self) -> bool:
@@ -431,6 +444,7 @@ class SerializedTask:
             max_active_tis_per_dag=d.get("max_active_tis_per_dag"),
             max_active_tis_per_dagrun=d.get("max_active_tis_per_dagrun"),
             params=tuple(d["params"]) if d.get("params") is not None else None,
+            external=d.get("external"),
         )
 
     def retry_delay_for(self, try_number: int) -> float:

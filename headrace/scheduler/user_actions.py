@@ -46,6 +46,7 @@ from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance
 from headrace.db.transitions import set_run_state, set_ti_state
 from headrace.db.wakeup import notify_scheduler
 from headrace.exceptions import DagNotFound, InvalidRequest, TaskNotFound
+from headrace.scheduler.external_markers import marker_target, target_run
 from headrace.states import TI_ACTIVE, TI_FINISHED, DagRunState, TaskInstanceState, can_transition
 
 TI = TaskInstanceState
@@ -65,6 +66,10 @@ class NotCleared:
     state: str
     reason: str
     """``queued`` / ``running`` (a try holds it: mark it failed first), or ``state changed`` (lost a race)."""
+    dag_id: str | None = None
+    """Set for a task instance of another DAG (reached through an ExternalTaskMarker)."""
+    run_id: str | None = None
+    """Set with ``dag_id``."""
 
 
 @dataclass
@@ -76,6 +81,19 @@ class ClearResult:
     not_cleared: list[NotCleared] = field(default_factory=list)
     run_requeued: bool = False
     """True if the DAG run was finished and went back to ``queued``."""
+    external_runs: list[tuple[str, str]] = field(default_factory=list)
+    """``(dag_id, run_id)`` of the other DAGs' runs whose task instances were cleared through
+    ExternalTaskMarkers (their ids are in ``cleared`` too)."""
+
+
+@dataclass
+class _MarkerWalk:
+    """How deep clearing has gone through ExternalTaskMarkers, and what it has visited."""
+
+    max_depth: int
+    depth: int = 0
+    visited: set[tuple[str, int, str]] = field(default_factory=set)
+    """``(dag_id, dag_run.id, task_id)`` already cleared from a marker."""
 
 
 def run_dag(session: Session, run: DagRun) -> SerializedDag:
@@ -165,6 +183,7 @@ def clear_task_instances(
     dry_run: bool = False,
     now: datetime,
     map_indexes: Collection[int] | Mapping[str, Collection[int]] | None = None,
+    _walk: _MarkerWalk | None = None,
 ) -> ClearResult:
     """Clear task instances of ``run`` so the scheduler runs them again; see the module docstring.
 
@@ -177,17 +196,28 @@ def clear_task_instances(
     their teardowns along, as in Airflow
     (:func:`~headrace.authoring.setup_teardown.clear_closure`). ``only_failed`` keeps only ``failed`` and
     ``upstream_failed`` ones. Task instances already ``none`` need nothing.
-    Raises ``TaskNotFound`` for a task id the run's DAG does not have.
+
+    An ExternalTaskMarker among the task instances selected also clears the task it marks in the other DAG's
+    run at its logical date, with that task's downstream tasks, and so on through their markers (Airflow's
+    recursive clear); those task instances are in ``cleared`` / ``not_cleared`` too. Raises ``InvalidRequest``
+    when that goes deeper than the first marker's ``recursion_depth`` (a cycle, or too many levels), and
+    ``TaskNotFound`` for a task id the run's DAG does not have.
     """
     sdag = run_dag(session, run)
     start = [sdag.get_task(t).task_id for t in (sdag.tasks if task_ids is None else task_ids)]
     wanted = clear_closure(sdag.tasks, start, include_upstream=include_upstream, include_downstream=include_downstream)
     result = ClearResult()
+    markers: list[tuple[int, str]] = []
     for ti in _tis(session, run, wanted):
         state = TI(ti.state)
-        if state is TI.NONE or (only_failed and state not in FAILED_STATES):
+        if only_failed and state not in FAILED_STATES:
             continue
         if not _index_wanted(map_indexes, ti.task_id, ti.map_index):
+            continue
+        task = sdag.tasks.get(ti.task_id)
+        if task is not None and task.external is not None and task.external.get("kind") == "marker":
+            markers.append((ti.id, ti.task_id))
+        if state is TI.NONE:
             continue
         if state in TI_ACTIVE:
             result.not_cleared.append(NotCleared(ti.task_id, state.value, state.value))
@@ -215,7 +245,51 @@ def clear_task_instances(
     if result.cleared and not dry_run:
         result.run_requeued = _requeue_run(session, run, now)
         notify_scheduler(session)
+    for ti_id, task_id in markers:
+        _clear_marked(session, run, sdag, ti_id, task_id, result, dry_run=dry_run, now=now, walk=_walk)
     return result
+
+
+def _clear_marked(
+    session: Session,
+    run: DagRun,
+    sdag: SerializedDag,
+    ti_id: int,
+    task_id: str,
+    result: ClearResult,
+    *,
+    dry_run: bool,
+    now: datetime,
+    walk: _MarkerWalk | None,
+) -> None:
+    """Clear what marker ``task_id`` of ``run`` points at (with its downstream), into ``result``."""
+    reference = sdag.tasks[task_id].external or {}
+    if walk is None:
+        walk = _MarkerWalk(max_depth=int(reference.get("recursion_depth") or 10))
+    if walk.depth + 1 > walk.max_depth:
+        raise InvalidRequest(
+            f"Maximum recursion depth {walk.max_depth} reached for ExternalTaskMarker {task_id} of {run.dag_id}. "
+            "Attempted to clear too many tasks or there may be a cyclic dependency."
+        )
+    target = marker_target(session, run, ti_id, task_id, reference, sdag.params)
+    other = target_run(session, target)
+    if other is None or (target.dag_id, other.id, target.task_id) in walk.visited:
+        return
+    if not _tis(session, other, [target.task_id]):
+        return
+    walk.visited.add((target.dag_id, other.id, target.task_id))
+    deeper = _MarkerWalk(walk.max_depth, walk.depth + 1, walk.visited)
+    found = clear_task_instances(
+        session, other, [target.task_id], include_downstream=True, dry_run=dry_run, now=now, _walk=deeper
+    )
+    if found.cleared or found.not_cleared:
+        result.external_runs.append((other.dag_id, other.run_id))
+    result.external_runs += [r for r in found.external_runs if r not in result.external_runs]
+    result.cleared += found.cleared
+    result.not_cleared += [
+        n if n.dag_id is not None else NotCleared(n.task_id, n.state, n.reason, other.dag_id, other.run_id)
+        for n in found.not_cleared
+    ]
 
 
 def _check_markable(state: str) -> TaskInstanceState:

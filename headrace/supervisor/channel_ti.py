@@ -28,9 +28,11 @@ from headrace.supervisor.protocol import (
     DagRunStateValue,
     DagRunTriggered,
     Error,
+    ExternalTaskStates,
     GetAssetEvents,
     GetConnection,
     GetDagRunState,
+    GetExternalTaskStates,
     GetMappedItems,
     GetTaskRescheduleStartDate,
     GetVariable,
@@ -226,6 +228,35 @@ class ChannelTI:
         if isinstance(response, Error):
             raise XComError(response.message)
         return response.start_date if isinstance(response, TaskRescheduleStartDate) else None
+
+    def external_task_states(
+        self,
+        dag_id: str,
+        logical_dates: Sequence[datetime],
+        *,
+        task_ids: Sequence[str] | None = None,
+        task_group_id: str | None = None,
+        check_existence: bool = False,
+    ) -> dict[str, Any]:
+        """The runs of ``dag_id`` at ``logical_dates`` and their task instances' states, as the supervisor read
+        them: :class:`~headrace.supervisor.protocol.ExternalTaskStates`'s fields as a dict (the
+        ExternalTaskSensor's poke). Raises ``HeadraceError`` when the supervisor could not read them."""
+        if self._channel is None:
+            raise HeadraceError("another DAG's states cannot be read from callbacks run after the task process ended")
+        response = self._channel.request(
+            GetExternalTaskStates(
+                dag_id=dag_id,
+                logical_dates=list(logical_dates),
+                task_ids=None if task_ids is None else list(task_ids),
+                task_group_id=task_group_id,
+                check_existence=check_existence,
+            )
+        )
+        if isinstance(response, Error):
+            raise HeadraceError(response.message)
+        if not isinstance(response, ExternalTaskStates):
+            raise HeadraceError(f"unexpected answer to get_external_task_states: {response.type}")
+        return {"runs": response.runs, "group_task_ids": response.group_task_ids, "missing": response.missing}
 
     def get_asset_events(self, name: str, uri: str) -> list[dict[str, Any]]:
         """The recorded events of asset ``(name, uri)``, oldest first (``inlet_events``). Raises

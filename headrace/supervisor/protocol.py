@@ -25,6 +25,8 @@ fields and records them with the outcome):
   the DAG is not found, its params refuse the conf, …),
 * ``GetTaskRescheduleStartDate`` → ``TaskRescheduleStartDate`` (a sensor in reschedule mode: when its
   first poke began),
+* ``GetExternalTaskStates`` → ``ExternalTaskStates`` (or ``Error``; the ExternalTaskSensor reading another
+  DAG's runs),
 * ``TaskDone`` → ``Ack``; it is the last message of a try.
 
 So the task process can use it as a blocking request/response channel with
@@ -226,6 +228,20 @@ class GetTaskRescheduleStartDate(_Message):
     try_number: int
 
 
+class GetExternalTaskStates(_Message):
+    """Ask for the runs of ``dag_id`` at ``logical_dates`` (UTC-aware) and the states of their task instances of
+    ``task_ids`` or of the tasks of group ``task_group_id`` (neither: the runs' states only) — the
+    ExternalTaskSensor's read. ``check_existence``: also say whether the DAG, its file, the tasks and the group
+    exist (in its latest parsed version)."""
+
+    type: Literal["get_external_task_states"] = "get_external_task_states"
+    dag_id: str
+    logical_dates: list[datetime]
+    task_ids: list[str] | None = None
+    task_group_id: str | None = None
+    check_existence: bool = False
+
+
 Outcome = Literal["success", "failed", "skipped", "retry", "fail_no_retry", "reschedule"]
 """How the task's code ended: returned; raised; SkipTask; RetryTask; FailTask; RescheduleTask (a sensor's
 unmet poke in reschedule mode)."""
@@ -323,6 +339,22 @@ class AssetEventsValue(_Message):
     events: list[dict[str, Any]]
 
 
+class ExternalTaskStates(_Message):
+    """Answer to ``GetExternalTaskStates``.
+
+    ``runs``: one per run found at the dates asked, ``{"logical_date": ISO 8601, "run_id", "state",
+    "task_instances": [[task_id, map_index, state], ...]}`` (task instances only when tasks or a group were
+    asked). ``group_task_ids``: per run id, the task ids of the group in that run's DAG version (absent: the
+    version has no such group). With ``check_existence``: ``missing``, the first thing that does not exist, as
+    ``["dag" | "dag_file" | "task" | "task_group", name]``, or None.
+    """
+
+    type: Literal["external_task_states"] = "external_task_states"
+    runs: list[dict[str, Any]]
+    group_task_ids: dict[str, list[str]] = Field(default_factory=dict)
+    missing: list[str] | None = None
+
+
 class Ack(_Message):
     """Answer to a request that returns nothing: done."""
 
@@ -349,6 +381,7 @@ Request = (
     | TriggerDagRun
     | GetDagRunState
     | GetTaskRescheduleStartDate
+    | GetExternalTaskStates
     | TaskDone
 )
 """Any message the task process sends."""
@@ -360,6 +393,7 @@ Response = (
     | DagRunTriggered
     | DagRunStateValue
     | TaskRescheduleStartDate
+    | ExternalTaskStates
     | AssetEventsValue
     | Ack
     | Error
@@ -470,6 +504,8 @@ __all__ = [
     "DagRunTriggered",
     "Error",
     "GetDagRunState",
+    "GetExternalTaskStates",
+    "ExternalTaskStates",
     "GetConnection",
     "GetMappedItems",
     "GetVariable",

@@ -1,6 +1,7 @@
 """The supervisor's answers to task-process requests: XCom reads and writes, skipping tasks,
 variables and connections (read and decrypted here; the task process never sees the DB or the key),
-an inlet asset's events, and triggering other DAGs (:mod:`.dagrun_requests`).
+an inlet asset's events, triggering other DAGs (:mod:`.dagrun_requests`) and reading another DAG's
+runs for an ExternalTaskSensor (:mod:`.external_requests`).
 
 Each request is served in its own short transaction, so a task that pulls
 many XComs never holds a database lock while its code runs.
@@ -28,6 +29,7 @@ from headrace.db.skip_marks import record_skip_mark
 from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
 from headrace.supervisor.dagrun_requests import get_dag_run_state, trigger_dag_run
+from headrace.supervisor.external_requests import get_external_task_states
 from headrace.supervisor.mapped_items import get_mapped_items
 from headrace.supervisor.protocol import (
     Ack,
@@ -36,9 +38,11 @@ from headrace.supervisor.protocol import (
     DagRunStateValue,
     DagRunTriggered,
     Error,
+    ExternalTaskStates,
     GetAssetEvents,
     GetConnection,
     GetDagRunState,
+    GetExternalTaskStates,
     GetMappedItems,
     GetTaskRescheduleStartDate,
     GetVariable,
@@ -266,6 +270,7 @@ Answer = (
     | DagRunTriggered
     | DagRunStateValue
     | TaskRescheduleStartDate
+    | ExternalTaskStates
     | AssetEventsValue
     | Ack
     | Error
@@ -285,6 +290,7 @@ def handle(
     | TriggerDagRun
     | GetDagRunState
     | GetTaskRescheduleStartDate
+    | GetExternalTaskStates
     | GetAssetEvents,
     xcom_max_size: int,
     encryptor: Callable[[], Encryptor],
@@ -322,6 +328,8 @@ def handle(
             return get_dag_run_state(db, message)
         if isinstance(message, GetTaskRescheduleStartDate):
             return get_reschedule_start_date(db, target, message)
+        if isinstance(message, GetExternalTaskStates):
+            return get_external_task_states(db, message)
         return skip_tasks(db, target, message)
 
     try:

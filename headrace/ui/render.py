@@ -45,6 +45,7 @@ from headrace.db.models import DagModel, DagRun, DagVersion
 from headrace.exceptions import DagNotFound
 from headrace.ui.asset_links import dag_links
 from headrace.ui.docs import doc_md_html
+from headrace.ui.task_links import task_links
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -101,7 +102,9 @@ def dag_header(session: Session, dag_id: str) -> dict[str, Any] | None:
     ``warnings`` are the DAG's warnings as ``{"warning_type", "message"}`` dicts (what its author wrote that
     headrace ignores); the header lists them. ``doc_html`` is the current version's ``doc_md`` rendered and
     sanitized (:func:`headrace.ui.docs.doc_md_html`), or None; the header shows it folded. ``asset_links``:
-    the DAGs upstream and downstream of it through assets (:func:`headrace.ui.asset_links.dag_links`).
+    the DAGs upstream and downstream of it through assets (:func:`headrace.ui.asset_links.dag_links`);
+    ``task_links``: through ExternalTaskSensors, TriggerDagRunOperators and ExternalTaskMarkers
+    (:func:`headrace.ui.task_links.task_links`).
     """
     dag = session.get(DagModel, dag_id)
     if dag is None:
@@ -126,6 +129,7 @@ def dag_header(session: Session, dag_id: str) -> dict[str, Any] | None:
         "warnings": warnings,
         "doc_html": doc_md_html(doc_md),
         "asset_links": dag_links(session, dag_id),
+        "task_links": task_links(session, dag_id),
     }
 
 

@@ -118,7 +118,15 @@ def test_running_task_instances_are_not_cleared(api: TestClient, db: Database, f
         for a, b in ((TI.NONE, TI.SCHEDULED), (TI.SCHEDULED, TI.QUEUED), (TI.QUEUED, TI.RUNNING)):
             assert set_ti_state(session, ti.id, a, b)
     body = api.post(_url(finished_run, "/clear"), json={}).json()
-    assert body["not_cleared"] == [{"task_id": "extract", "state": "running", "reason": "running"}]
+    assert body["not_cleared"] == [
+        {
+            "task_id": "extract",
+            "state": "running",
+            "reason": "running",
+            "dag_id": "demo",
+            "dag_run_id": finished_run.run_id,
+        }
+    ]
     assert sorted(t["task_id"] for t in body["task_instances"]) == ["after", "echo", "explode"]
     assert api.get(_url(finished_run, "/taskInstances/extract")).json()["state"] == "running"
 

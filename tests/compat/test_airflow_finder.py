@@ -60,15 +60,25 @@ def test_airflow_sensor_paths_give_headrace_sensors(tmp_path: Path) -> None:
     """Airflow 3's standard provider paths, Airflow 2's ``airflow.sensors.*`` and the Task SDK's names."""
     assert install_airflow_imports(make_settings(tmp_path, True))
     from airflow.exceptions import AirflowRescheduleException, AirflowSensorTimeout  # type: ignore[import-not-found]
+    from airflow.providers.standard.exceptions import ExternalTaskFailedError  # type: ignore[import-not-found]
+    from airflow.providers.standard.sensors.external_task import (  # type: ignore[import-not-found]
+        ExternalTaskMarker,
+        ExternalTaskSensor,
+    )
     from airflow.providers.standard.sensors.filesystem import FileSensor  # type: ignore[import-not-found]
     from airflow.providers.standard.sensors.time import TimeSensor  # type: ignore[import-not-found]
     from airflow.sdk import BaseSensorOperator, PokeReturnValue  # type: ignore[import-not-found]
+    from airflow.sensors.external_task import ExternalTaskSensor as Airflow2Sensor  # type: ignore[import-not-found]
     from airflow.sensors.python import PythonSensor  # type: ignore[import-not-found]
     from airflow.sensors.time_sensor import TimeSensor as Airflow2TimeSensor  # type: ignore[import-not-found]
     from airflow.sensors.weekday import DayOfWeekSensor  # type: ignore[import-not-found]
 
     import headrace.exceptions
     import headrace.sensors
+
+    assert ExternalTaskSensor is Airflow2Sensor is headrace.sensors.ExternalTaskSensor
+    assert ExternalTaskMarker is headrace.sensors.ExternalTaskMarker
+    assert ExternalTaskFailedError is headrace.sensors.ExternalTaskFailedError
 
     assert FileSensor is headrace.sensors.FileSensor and PythonSensor is headrace.sensors.PythonSensor
     assert TimeSensor is Airflow2TimeSensor is headrace.sensors.TimeSensor
@@ -84,10 +94,6 @@ def test_airflow_sensor_paths_give_headrace_sensors(tmp_path: Path) -> None:
     [
         ("from airflow.sdk import Metadata", "airflow.sdk.Metadata: headrace does not support asset event metadata"),
         ("import airflow.providers.amazon.aws.operators.s3", "the amazon provider"),
-        (
-            "from airflow.sensors.external_task import ExternalTaskSensor",
-            "headrace does not support the ExternalTaskSensor",
-        ),
         ("from airflow.sensors.smart_sensor import SmartSensorOperator", "does not support this sensor"),
         ("from airflow.models.dagrun import DagRun", "reading the metadata database from DAG files (DagRun)"),
         ("from airflow.sdk import NoSuchThing", "airflow.sdk.NoSuchThing"),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 
 from tests.ui.conftest import VIEWER, VIEWPORT, System
 
@@ -129,3 +129,61 @@ def test_upstream_failed_names_the_upstream_task(
     expect(body).to_contain_text("No tries: upstream task extract failed")
     facts.locator('a[data-upstream="extract"]').click()
     expect(page).to_have_url(system.url + _ti_url(failed_run, "extract"))
+
+
+def test_clear_confirms_with_the_list_of_what_it_would_clear(
+    system: System, new_page: Callable[[tuple[str, str]], Page], failed_run: str
+) -> None:
+    """Clear first asks the API for a dry run: the confirmation lists the task instances (with the downstream
+    box on, as in Airflow: extract and load), and dismissing it clears nothing."""
+    page = new_page(system.admin)
+    _finished_ti(page, failed_run, "extract", "failed")
+    messages: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        messages.append(dialog.message)
+        dialog.dismiss()
+
+    def wait_for_dialogs(n: int) -> None:
+        for _ in range(200):  # up to 20 s; waiting in Playwright lets it deliver the dialog events
+            if len(messages) >= n:
+                return
+            page.wait_for_timeout(100)
+        raise AssertionError(f"no confirmation dialog #{n}: {messages}")
+
+    page.on("dialog", dismiss)
+    expect(page.locator("#ti-clear")).to_be_enabled()
+    page.click("#ti-clear")
+    wait_for_dialogs(1)
+    assert messages[0].startswith("Clear 2 task instance(s)?"), messages
+    assert messages[0].splitlines()[-2:] == ["extract", "load"]
+    page.uncheck("#ti-clear-downstream")
+    page.click("#ti-clear")
+    wait_for_dialogs(2)
+    assert messages[1].startswith("Clear 1 task instance(s)?") and messages[1].splitlines()[-1] == "extract"
+    page.reload()
+    expect(page.locator("#ti")).to_have_attribute("data-state", "failed")  # nothing was cleared
+
+
+def test_run_clear_confirms_with_the_count(
+    system: System, new_page: Callable[[tuple[str, str]], Page], failed_run: str
+) -> None:
+    """The grid's Clear asks for a dry run first and says how many task instances it would clear."""
+    page = new_page(system.admin)
+    _finished_ti(page, failed_run, "extract", "failed")  # the run has ended
+    messages: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        messages.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.goto(f"/dags/ui_fails/grid?run_id={quote(failed_run, safe='')}")
+    expect(page.locator("#clear-run")).to_be_enabled()
+    page.click("#clear-run")
+    for _ in range(200):  # up to 20 s; waiting in Playwright lets it deliver the dialog event
+        if messages:
+            break
+        page.wait_for_timeout(100)
+    assert messages and messages[0].startswith(f"Clear 2 task instance(s) of run {failed_run}?"), messages
+    assert "ExternalTaskMarkers" not in messages[0]  # no other DAG is reached

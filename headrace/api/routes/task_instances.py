@@ -244,10 +244,19 @@ def patch_mapped_ti(
         return schemas.MarkedTaskInstances(task_instances=tis_out(session, changed))
 
 
-def _cleared(session: Session, result: ClearResult) -> schemas.ClearedTaskInstances:
+def _cleared(session: Session, result: ClearResult, run: DagRun) -> schemas.ClearedTaskInstances:
     return schemas.ClearedTaskInstances(
         task_instances=tis_out(session, result.cleared),
-        not_cleared=[schemas.NotCleared(task_id=n.task_id, state=n.state, reason=n.reason) for n in result.not_cleared],
+        not_cleared=[
+            schemas.NotCleared(
+                task_id=n.task_id,
+                state=n.state,
+                reason=n.reason,
+                dag_id=n.dag_id or run.dag_id,
+                dag_run_id=n.run_id or run.run_id,
+            )
+            for n in result.not_cleared
+        ],
     )
 
 
@@ -264,7 +273,7 @@ def clear_run(
         result = clear_task_instances(
             session, run, None, only_failed=body.only_failed, dry_run=body.dry_run, now=datetime.now(UTC)
         )
-        return _cleared(session, result)
+        return _cleared(session, result, run)
 
 
 @router.post(
@@ -274,7 +283,8 @@ def clear_run(
     responses=NOT_FOUND,
 )
 def clear_tis(dag_id: str, body: schemas.ClearTaskInstances, request: Request) -> schemas.ClearedTaskInstances:
-    """Clear some task instances of one run (operator), with their upstream / downstream tasks if asked.
+    """Clear some task instances of one run (operator), with their upstream / downstream tasks if asked, and
+    the tasks of other DAGs that ExternalTaskMarkers among them mark (recursively; 400 past ``recursion_depth``).
 
     ``task_ids`` items are task ids (every map index of a mapped task) or ``[task_id, map_index]``.
     """
@@ -300,7 +310,7 @@ def clear_tis(dag_id: str, body: schemas.ClearTaskInstances, request: Request) -
             dry_run=body.dry_run,
             now=datetime.now(UTC),
         )
-        return _cleared(session, result)
+        return _cleared(session, result, run)
 
 
 __all__ = ["MapIndex", "get_ti", "router", "seconds_between", "ti_out", "tis_out"]

@@ -263,7 +263,12 @@
 
   function runPath() { return `/api/v1/dags/${enc(dagId)}/dagRuns/${enc(selected)}`; }
   document.getElementById("clear-run").addEventListener("click", async () => {
-    if (!confirm(`Clear all task instances of run ${selected}? They will run again.`)) return;
+    // a dry run first: the confirmation says what would be cleared, other DAGs' (ExternalTaskMarkers) included
+    const planned = await act("Clear", () => api("POST", runPath() + "/clear", { only_failed: false, dry_run: true }));
+    if (!planned) return;
+    const others = [...new Set(planned.task_instances.filter(t => t.dag_id !== dagId).map(t => t.dag_id))];
+    const also = others.length ? `\n\nThrough ExternalTaskMarkers this also clears task instances of: ${others.join(", ")}` : "";
+    if (!confirm(`Clear ${planned.task_instances.length} task instance(s) of run ${selected}? They will run again.${also}`)) return;
     await act("Clear", () => api("POST", runPath() + "/clear", { only_failed: false, dry_run: false }),
       r => `Cleared ${r.task_instances.length} task instance(s) of ${selected}`);
     poller.kick();

@@ -213,10 +213,18 @@
     if (!canOperate) b.title = "Your role cannot change task instances";
     b.addEventListener("click", async () => {
       if (state === null) {
-        if (!confirm(`Clear ${taskId} in ${runId}? It will run again.`)) return;
-        await act("Clear", () => api("POST", `/api/v1/dags/${enc(dagId)}/clearTaskInstances`, {
-          dag_run_id: runId, task_ids: [mapIndex >= 0 ? [taskId, mapIndex] : taskId], include_downstream: false, include_upstream: false,
-          only_failed: false, dry_run: false }), `Cleared ${taskId}`);
+        const downstream = document.getElementById("ti-clear-downstream").checked;
+        const body = dryRun => ({ dag_run_id: runId, task_ids: [mapIndex >= 0 ? [taskId, mapIndex] : taskId],
+          include_downstream: downstream, include_upstream: false, only_failed: false, dry_run: dryRun });
+        const clearUrl = `/api/v1/dags/${enc(dagId)}/clearTaskInstances`;
+        // a dry run first: the confirmation lists what will be cleared, other DAGs' marked tasks included
+        const planned = await act("Clear", () => api("POST", clearUrl, body(true)));
+        if (!planned) return;
+        const names = planned.task_instances.map(t =>
+          `${t.dag_id === dagId ? "" : t.dag_id + " "}${t.task_id}${t.map_index >= 0 ? `[${t.map_index}]` : ""}`);
+        const shown = names.slice(0, 25).join("\n") + (names.length > 25 ? `\n… and ${names.length - 25} more` : "");
+        if (!confirm(`Clear ${names.length} task instance(s)? They will run again.\n\n${shown}`)) return;
+        await act("Clear", () => api("POST", clearUrl, body(false)), r => `Cleared ${r.task_instances.length} task instance(s)`);
         pickedByUser = false;
       } else {
         if (!confirm(`Mark ${taskId} ${state}?`)) return;

@@ -1,4 +1,4 @@
-"""Airflow constructs headrace does not implement yet: a provider, a sensor, asset Metadata, an SLA."""
+"""Airflow constructs headrace does not implement yet: a provider, asset Metadata, an SLA (the sensor is supported)."""
 
 from datetime import datetime, timedelta
 
