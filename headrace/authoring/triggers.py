@@ -1,0 +1,168 @@
+"""Triggers: small asyncio waits a deferred task hands to the triggerer (Airflow's ``BaseTrigger``).
+
+A task defers with ``self.defer(trigger=..., method_name=..., kwargs=..., timeout=...)`` (see
+:meth:`headrace.authoring.task.BaseOperator.defer`): its process ends, the task instance becomes
+``deferred`` and the trigger is stored as ``serialize()``'s ``(classpath, kwargs)``. The triggerer
+(``headrace triggerer``) rebuilds it as ``import(classpath)(**kwargs)`` and iterates ``run()``, an async
+generator, in one event loop with thousands of others; the first :class:`TriggerEvent` it yields resumes
+the task in a new process with ``method_name(context, event=payload)``.
+
+A trigger must never block the event loop (no ``time.sleep``, no blocking I/O without
+``asyncio.to_thread``): the triggerer measures the loop's lag and reports the trigger that held it.
+``kwargs`` and event payloads are stored as JSON with XCom's types (datetimes, timedeltas, …: see
+:mod:`headrace.authoring.xcom_serde`).
+
+The triggers here (Airflow's, with Airflow's argument names): :class:`DateTimeTrigger`,
+:class:`TimeDeltaTrigger` (``airflow.triggers.temporal`` / ``airflow.providers.standard.triggers.temporal``)
+and :class:`FileTrigger` (``airflow.triggers.file`` / ``airflow.providers.standard.triggers.file``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from headrace.exceptions import DagDefinitionError
+
+TRIGGER_FAIL_REPR = "__fail__"
+"""``next_method`` of a task instance whose trigger failed or timed out (Airflow's marker): the resumed task
+raises ``TaskDeferralError`` / ``TaskDeferralTimeout`` instead of calling a method."""
+TRIGGER_TIMEOUT = "Trigger timeout"
+"""``next_kwargs["error"]`` when the deferral outlasted its ``timeout`` (Airflow's wording)."""
+TRIGGER_FAILURE = "Trigger failure"
+"""``next_kwargs["error"]`` when the trigger raised or ended without an event."""
+
+
+class TriggerEvent:
+    """What a trigger yields when its wait is over: ``payload`` (JSON-able with XCom's types) reaches the
+    resumed task as ``event``."""
+
+    def __init__(self, payload: Any) -> None:
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return f"TriggerEvent<{self.payload!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TriggerEvent) and other.payload == self.payload
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class BaseTrigger(ABC):
+    """Base of triggers: ``serialize()`` says how to rebuild it, ``run()`` waits and yields events.
+
+    ``trigger_id`` is set by the triggerer to the ``trigger`` row's id before ``run()`` starts.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.trigger_id: int | None = None
+        """The ``trigger`` row running this trigger (set by the triggerer)."""
+
+    @abstractmethod
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """``(classpath, kwargs)``: ``import_string(classpath)(**kwargs)`` rebuilds this trigger."""
+
+    @abstractmethod
+    def run(self) -> AsyncIterator[TriggerEvent]:
+        """An async generator: wait (without blocking the loop), then ``yield TriggerEvent(payload)``.
+
+        Only the first event is used. Raising fails the task instance (its try's error names the trigger's
+        exception); ending without an event fails it too.
+        """
+
+    async def cleanup(self) -> None:  # noqa: B027 - optional hook, a no-op by default (Airflow's)
+        """Called once ``run()`` is done or cancelled (the trigger fired, failed, or is no longer needed)."""
+
+    def __repr__(self) -> str:
+        classpath, kwargs = self.serialize()
+        return f"<{classpath} {kwargs}>"
+
+
+def _aware(moment: datetime, name: str) -> datetime:
+    if not isinstance(moment, datetime):
+        raise DagDefinitionError(f"{name}: expected a datetime, got {type(moment).__name__}")
+    if moment.tzinfo is None:
+        raise DagDefinitionError(f"{name}: the datetime must be timezone-aware, got {moment.isoformat()}")
+    return moment.astimezone(UTC)
+
+
+class DateTimeTrigger(BaseTrigger):
+    """Fires at ``moment`` (a timezone-aware datetime) with the moment as payload.
+
+    ``end_from_trigger=True`` (Airflow's: the task ends in the triggerer) is refused by name: headrace always
+    resumes the task. Raises ``DagDefinitionError`` for a naive datetime or another type.
+    """
+
+    def __init__(self, moment: datetime, *, end_from_trigger: bool = False) -> None:
+        super().__init__()
+        if end_from_trigger:
+            raise DagDefinitionError("DateTimeTrigger: end_from_trigger=True is not supported (the task resumes)")
+        self.moment = _aware(moment, "DateTimeTrigger moment")
+        self.end_from_trigger = end_from_trigger
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return "headrace.triggers.DateTimeTrigger", {"moment": self.moment, "end_from_trigger": self.end_from_trigger}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Sleep in steps of at most an hour so a changed clock (suspend, NTP) is caught up with.
+        while (left := (self.moment - datetime.now(UTC)).total_seconds()) > 0:
+            await asyncio.sleep(min(left, 3600.0))
+        yield TriggerEvent(self.moment)
+
+
+class TimeDeltaTrigger(DateTimeTrigger):
+    """Fires ``delta`` (a timedelta) after it was made — when the task deferred — with that moment as payload.
+
+    Serialized as the :class:`DateTimeTrigger` of that moment, as Airflow does (a triggerer restart does not
+    restart the wait).
+    """
+
+    def __init__(self, delta: timedelta, *, end_from_trigger: bool = False) -> None:
+        if not isinstance(delta, timedelta):
+            raise DagDefinitionError(f"TimeDeltaTrigger: delta must be a timedelta, got {type(delta).__name__}")
+        super().__init__(datetime.now(UTC) + delta, end_from_trigger=end_from_trigger)
+
+
+class FileTrigger(BaseTrigger):
+    """Fires (payload ``True``) once a file matches ``filepath``, a glob pattern (``recursive=True``: ``**``
+    spans directories), checking every ``poke_interval`` seconds. The glob runs in a thread, off the loop."""
+
+    def __init__(self, filepath: str, recursive: bool = False, poke_interval: float = 5.0, **kwargs: Any) -> None:
+        super().__init__()
+        if not isinstance(filepath, str) or not filepath:
+            raise DagDefinitionError(f"FileTrigger: filepath must be a non-empty str, got {filepath!r}")
+        if kwargs:
+            raise DagDefinitionError(f"FileTrigger: unknown argument(s) {sorted(kwargs)}")
+        self.filepath = filepath
+        self.recursive = recursive
+        self.poke_interval = float(poke_interval)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return "headrace.triggers.FileTrigger", {
+            "filepath": self.filepath,
+            "recursive": self.recursive,
+            "poke_interval": self.poke_interval,
+        }
+
+    def _found(self) -> bool:
+        for path in glob.glob(self.filepath, recursive=self.recursive):
+            if os.path.isfile(path):
+                return True
+            for _, _, files in os.walk(path):
+                if files:
+                    return True
+        return False
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while not await asyncio.to_thread(self._found):
+            await asyncio.sleep(self.poke_interval)
+        yield TriggerEvent(True)
+
+
+__all__ = ["BaseTrigger", "DateTimeTrigger", "FileTrigger", "TimeDeltaTrigger", "TriggerEvent"]
