@@ -262,3 +262,34 @@ with DAG("takeover"):
     assert len(jobs) == 2
     dead = jobs[int(seen["owner"])]  # type: ignore[call-overload]
     assert dead.ended_at is None  # SIGKILLed: it never said goodbye
+
+
+def test_doctor_names_a_waiting_trigger_without_triggerer_and_a_blocking_one(settings: Settings, db: Database) -> None:
+    """``headrace doctor``'s triggerer findings from the rows a triggerer writes (no process needed)."""
+    from datetime import UTC, datetime
+
+    from headrace.doctor.triggerer import triggerer_findings
+
+    now = datetime.now(UTC)
+    with db.session() as session:
+        session.add(Trigger(classpath="headrace.triggers.DateTimeTrigger", kwargs="{}", created_date=now))
+        session.add(
+            TriggererJob(
+                hostname="h",
+                pid=1,
+                started_at=now,
+                heartbeat_at=now,
+                ended_at=now,
+                capacity=10,
+                triggers_running=0,
+                blocked_at=now,
+                blocked_seconds=1.5,
+                blocked_trigger_id=3,
+                blocked_detail="trigger 3 (SleepyTrigger for d.t run r try 1) in run at x.py:9",
+            )
+        )
+    findings = triggerer_findings(settings, db, now, 24)
+    titles = [f.title for f in findings]
+    assert [f.severity.value for f in findings] == ["warning", "warning"], titles
+    assert "no triggerer is alive" in titles[0]
+    assert "SleepyTrigger" in titles[1] and "1.50 s" in titles[1]
