@@ -20,6 +20,7 @@ from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry, Trigger, TriggererJob, XCom
 from headrace.testing import run_scheduler_until
+from tests.waiting import wait_until
 
 from .helpers import FAST, parse_and_trigger, run_scheduler_until_done, run_states, ti_states, tries_per_ti, write_dag
 
@@ -293,3 +294,40 @@ def test_doctor_names_a_waiting_trigger_without_triggerer_and_a_blocking_one(set
     assert [f.severity.value for f in findings] == ["warning", "warning"], titles
     assert "no triggerer is alive" in titles[0]
     assert "SleepyTrigger" in titles[1] and "1.50 s" in titles[1]
+
+
+def test_standalone_runs_a_triggerer_only_while_a_trigger_exists(settings: Settings, db: Database) -> None:
+    """``headrace standalone``'s keeper: no process at rest; a trigger row starts ``headrace triggerer``, which
+    (the trigger awaited by nobody) removes it and exits by itself after ``triggerer.idle_timeout``."""
+    from datetime import UTC, datetime
+
+    from headrace.db.migrate import migrate
+    from headrace.triggerer.keeper import TriggererKeeper
+
+    migrate(db)
+    settings = settings.with_overrides({**DEFER_FAST, "triggerer": {**DEFER_FAST["triggerer"], "idle_timeout": 0.5}})
+    keeper = TriggererKeeper(settings, db)
+    try:
+        keeper(datetime.now(UTC))
+        assert keeper.child is None and keeper.started == 0  # at rest: no triggerer process
+        with db.session() as session:
+            session.add(
+                Trigger(classpath="headrace.triggers.DateTimeTrigger", kwargs="{}", created_date=datetime.now(UTC))
+            )
+        keeper._next_check = 0.0
+        keeper(datetime.now(UTC))
+        assert keeper.child is not None and keeper.started == 1
+        child = keeper.child
+
+        def exited() -> bool:
+            keeper(datetime.now(UTC))
+            return keeper.child is None
+
+        wait_until(exited, 60, "the idle triggerer to exit", interval=0.1)
+        assert child.returncode == 0
+        assert _scalar(db, select(func.count()).select_from(Trigger)) == 0
+        keeper._next_check = 0.0
+        keeper(datetime.now(UTC))
+        assert keeper.child is None and keeper.started == 1  # nothing to wait for: none started again
+    finally:
+        keeper.close()
