@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -168,10 +168,22 @@ _OWNED = (
 )
 
 
-def owned_triggers(session: Session, job_id: int) -> list[OwnedTrigger]:
-    """The triggers this triggerer owns that a deferred task instance still waits on."""
-    rows = session.execute(_OWNED.where(Trigger.triggerer_id == job_id)).all()
-    return [OwnedTrigger(*row) for row in rows]
+def owned_triggers(session: Session, job_id: int, known: Iterable[int] = ()) -> tuple[set[int], list[OwnedTrigger]]:
+    """The ids of the triggers this triggerer owns that a deferred task instance still waits on, and the full
+    rows of those not in ``known`` (one cheap id query per sync; the rows only for new ones)."""
+    ids = set(
+        session.scalars(
+            select(Trigger.id)
+            .join(TaskInstance, and_(TaskInstance.trigger_id == Trigger.id, TaskInstance.state == TI.DEFERRED.value))
+            .where(Trigger.triggerer_id == job_id)
+        )
+    )
+    new = sorted(ids.difference(known))
+    rows: list[OwnedTrigger] = []
+    for start in range(0, len(new), 500):
+        chunk = new[start : start + 500]
+        rows += [OwnedTrigger(*row) for row in session.execute(_OWNED.where(Trigger.id.in_(chunk))).all()]
+    return ids, rows
 
 
 def delete_unused_triggers(session: Session) -> int:
