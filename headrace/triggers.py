@@ -6,6 +6,13 @@ A deferrable task hands one to the triggerer with ``self.defer(trigger=..., meth
 
 from __future__ import annotations
 
-from headrace.authoring.triggers import BaseTrigger, DateTimeTrigger, FileTrigger, TimeDeltaTrigger, TriggerEvent
+from headrace.authoring.triggers import (
+    BaseTrigger,
+    DagStateTrigger,
+    DateTimeTrigger,
+    FileTrigger,
+    TimeDeltaTrigger,
+    TriggerEvent,
+)
 
-__all__ = ["BaseTrigger", "DateTimeTrigger", "FileTrigger", "TimeDeltaTrigger", "TriggerEvent"]
+__all__ = ["BaseTrigger", "DagStateTrigger", "DateTimeTrigger", "FileTrigger", "TimeDeltaTrigger", "TriggerEvent"]

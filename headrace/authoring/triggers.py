@@ -14,7 +14,8 @@ A trigger must never block the event loop (no ``time.sleep``, no blocking I/O wi
 
 The triggers here (Airflow's, with Airflow's argument names): :class:`DateTimeTrigger`,
 :class:`TimeDeltaTrigger` (``airflow.triggers.temporal`` / ``airflow.providers.standard.triggers.temporal``)
-and :class:`FileTrigger` (``airflow.triggers.file`` / ``airflow.providers.standard.triggers.file``).
+and :class:`FileTrigger` (``airflow.triggers.file`` / ``airflow.providers.standard.triggers.file``), and
+:class:`DagStateTrigger` (``airflow.triggers.external_task``), which reads DAG runs through the triggerer.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import asyncio
 import glob
 import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -165,4 +166,73 @@ class FileTrigger(BaseTrigger):
         yield TriggerEvent(True)
 
 
-__all__ = ["BaseTrigger", "DateTimeTrigger", "FileTrigger", "TimeDeltaTrigger", "TriggerEvent"]
+DagRunStatesReader = Callable[[str, Sequence[str]], Awaitable[dict[str, str]]]
+"""``reader(dag_id, run_ids) -> {run_id: state}`` of the runs that exist: how a trigger reads DAG runs."""
+
+_RUNTIME: dict[str, DagRunStatesReader] = {}
+
+
+def install_trigger_runtime(dag_run_states: DagRunStatesReader | None) -> None:
+    """Install (None: remove) the triggerer's DAG-run reader for :class:`DagStateTrigger` (the triggerer does,
+    reading the metadata database in a worker thread; authoring code never touches it)."""
+    if dag_run_states is None:
+        _RUNTIME.pop("dag_run_states", None)
+    else:
+        _RUNTIME["dag_run_states"] = dag_run_states
+
+
+class DagStateTrigger(BaseTrigger):
+    """Fires once every run of ``run_ids`` of ``dag_id`` is in one of ``states``, checking every
+    ``poll_interval`` seconds (Airflow's ``DagStateTrigger``). Payload: ``{"dag_id", "run_ids", <run_id>:
+    <state> …}``. Runs only in a triggerer (it reads the DAG runs through it). Raises ``DagDefinitionError``
+    for no run ids or no states."""
+
+    def __init__(
+        self,
+        dag_id: str,
+        states: Sequence[str],
+        run_ids: Sequence[str] | None = None,
+        poll_interval: float = 5.0,
+        execution_dates: Any = None,
+    ) -> None:
+        super().__init__()
+        if execution_dates is not None:
+            raise DagDefinitionError("DagStateTrigger: execution_dates is not supported; pass run_ids")
+        if not run_ids:
+            raise DagDefinitionError("DagStateTrigger: run_ids must name at least one run")
+        if not states:
+            raise DagDefinitionError("DagStateTrigger: states must name at least one state")
+        self.dag_id = dag_id
+        self.states = [str(s) for s in states]
+        self.run_ids = [str(r) for r in run_ids]
+        self.poll_interval = float(poll_interval)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return "headrace.triggers.DagStateTrigger", {
+            "dag_id": self.dag_id,
+            "states": self.states,
+            "run_ids": self.run_ids,
+            "poll_interval": self.poll_interval,
+        }
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        reader = _RUNTIME.get("dag_run_states")
+        if reader is None:
+            raise RuntimeError("DagStateTrigger runs only in a triggerer (no DAG-run reader installed)")
+        while True:
+            found = await reader(self.dag_id, self.run_ids)
+            if all(found.get(run_id) in self.states for run_id in self.run_ids):
+                yield TriggerEvent({"dag_id": self.dag_id, "run_ids": self.run_ids, **found})
+                return
+            await asyncio.sleep(self.poll_interval)
+
+
+__all__ = [
+    "BaseTrigger",
+    "DagStateTrigger",
+    "DateTimeTrigger",
+    "FileTrigger",
+    "TimeDeltaTrigger",
+    "TriggerEvent",
+    "install_trigger_runtime",
+]

@@ -35,17 +35,21 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from headrace.authoring import xcom_serde
-from headrace.authoring.triggers import TRIGGER_FAILURE, BaseTrigger
+from headrace.authoring.triggers import TRIGGER_FAILURE, BaseTrigger, install_trigger_runtime
 from headrace.config import Settings
 from headrace.dagfiles.loader import prepare_dag_imports
 from headrace.db import triggers as db_triggers
 from headrace.db.engine import Database
+from headrace.db.models import DagRun
 from headrace.db.triggers import OwnedTrigger
 from headrace.logs.files import append_line
 
@@ -164,6 +168,7 @@ class Triggerer:
         self._loop_thread = threading.get_ident()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
+        install_trigger_runtime(lambda dag_id, run_ids: asyncio.to_thread(self._run_states, dag_id, run_ids))
         self.job_id = await asyncio.to_thread(self._register)
         log.info(
             "triggerer %d started: capacity %d, heartbeat %g s (takeover after %g s)",
@@ -215,6 +220,14 @@ class Triggerer:
             log.info("triggerer %d stopped", self.job_id)
 
     # --- database side (a worker thread) ------------------------------------------------------------------
+
+    def _run_states(self, dag_id: str, run_ids: Sequence[str]) -> dict[str, str]:
+        """``{run_id: state}`` of the runs of ``dag_id`` among ``run_ids`` (for :class:`DagStateTrigger`)."""
+        with self.db.read_session() as session:
+            rows = session.execute(
+                select(DagRun.run_id, DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(list(run_ids)))
+            ).all()
+        return {str(run_id): str(state) for run_id, state in rows}
 
     def _register(self) -> int:
         with self.db.session() as session:

@@ -331,3 +331,34 @@ def test_standalone_runs_a_triggerer_only_while_a_trigger_exists(settings: Setti
         assert keeper.child is None and keeper.started == 1  # nothing to wait for: none started again
     finally:
         keeper.close()
+
+
+def test_trigger_dag_run_deferrable_waits_in_the_triggerer(
+    settings: Settings, db: Database, start_triggerer: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    settings = settings.with_overrides(DEFER_FAST)
+    write_dag(
+        settings,
+        "parent_child.py",
+        """
+import time
+from headrace import DAG
+from headrace.operators import PythonOperator, TriggerDagRunOperator
+with DAG("child"):
+    PythonOperator(task_id="work", python_callable=lambda: time.sleep(1))
+with DAG("parent"):
+    TriggerDagRunOperator(task_id="run_child", trigger_dag_id="child", wait_for_completion=True, deferrable=True,
+                          poke_interval=0.2)
+""",
+    )
+    parse_and_trigger(settings, db, "parent")
+    start_triggerer()
+    run_scheduler_until_done(settings, db, timeout=120)
+    with db.session() as session:
+        from headrace.db.models import DagRun
+
+        states = {r.dag_id: r.state for r in session.scalars(select(DagRun))}
+    assert states == {"parent": "success", "child": "success"}
+    assert tries_per_ti(db) == {"run_child": [1], "work": [1]}
+    log = _try_log(db, "run_child")
+    assert "deferring to headrace.triggers.DagStateTrigger" in log and "finished with allowed state success" in log
