@@ -277,9 +277,10 @@ class Triggerer:
                 else:
                     log.warning("trigger %d fired, but it was no longer ours or no longer awaited", owned.trigger_id)
                     self._line(pending, owned, "its event was not delivered (the trigger was taken over or dropped)")
-        for owned, error, lines in pending.failures:
+        for start in range(0, len(pending.failures), EVENT_BATCH):
             with self.db.session() as session:
-                db_triggers.submit_failure(session, self.job_id, owned, error, lines, now)
+                for owned, error, lines in pending.failures[start : start + EVENT_BATCH]:
+                    db_triggers.submit_failure(session, self.job_id, owned, error, lines, now)
         for seconds, trigger_id, detail in pending.blocks:
             with self.db.session() as session:
                 db_triggers.record_block(session, self.job_id, now, seconds, trigger_id, detail)
