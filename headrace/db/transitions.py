@@ -130,6 +130,46 @@ def set_ti_state(
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def set_ti_states_each(
+    session: Session | Connection,
+    changes: Sequence[tuple[int, int, dict[str, Any]]],
+    expected: TaskInstanceState,
+    new: TaskInstanceState,
+) -> None:
+    """Move many task instances ``expected → new``, each with its own values, in one executemany of the same
+    compare-and-set as :func:`set_ti_state`: ``changes`` are ``(ti_id, expected_try_number, values)`` with the
+    same value columns in each (plain values). Which ones won is not reported (the driver may not tell).
+
+    For the triggerer handing back a batch of fired deferrals. Raises ``InvalidTransition`` if the table
+    forbids ``expected → new``, ``ValueError`` if the rows do not set the same columns.
+    """
+    expected = TaskInstanceState(expected)
+    new = TaskInstanceState(new)
+    if not can_transition(expected, new):
+        raise InvalidTransition(expected.value, new.value)
+    if not changes:
+        return
+    rows = []
+    for ti_id, try_number, values in changes:
+        values = dict(values)
+        values.setdefault("updated_at", datetime.now(UTC))
+        _clear_stale(expected, new, values)
+        rows.append(
+            {
+                "cas_id": ti_id,
+                "cas_try_number": try_number,
+                "cas_expected": expected.value,
+                "cas_new": new.value,
+                **values,
+            }
+        )
+    columns = tuple(sorted(k for k in rows[0] if not k.startswith("cas_")))
+    if any(tuple(sorted(k for k in row if not k.startswith("cas_"))) != columns for row in rows):
+        raise ValueError("set_ti_states_each: every change must set the same columns")
+    conn = session.connection() if isinstance(session, Session) else session  # Core executemany, not ORM bulk
+    conn.execute(_ti_cas_statement(True, columns), rows)
+
+
 def set_tis_state(
     session: Session | Connection,
     ti_ids: Sequence[int],

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from headrace.db.models import TaskInstance, TaskTry, Trigger, TriggererJob
-from headrace.db.transitions import set_ti_state
+from headrace.db.transitions import set_ti_state, set_ti_states_each
 from headrace.db.wakeup import notify_scheduler
 from headrace.states import TaskInstanceState as TI
 
@@ -226,6 +226,32 @@ def _resume(
     return won
 
 
+def deliver_events(session: Session, job_id: int, fired: Sequence[tuple[OwnedTrigger, Any]], now: datetime) -> set[int]:
+    """Deliver many triggers' events in the caller's transaction (each ``(trigger, encoded payload)``): remove
+    the triggers this triggerer still owns (one ``DELETE … RETURNING``) and resume their task instances with
+    ``event`` added to ``next_kwargs`` (one executemany compare-and-set). Returns the ids of the triggers
+    delivered; the others were not this triggerer's any more."""
+    if not fired:
+        return set()
+    deleted = set(
+        session.scalars(
+            delete(Trigger)
+            .where(Trigger.id.in_([o.trigger_id for o, _ in fired]), Trigger.triggerer_id == job_id)
+            .returning(Trigger.id)
+        )
+    )
+    changes = []
+    for owned, payload in fired:
+        if owned.trigger_id in deleted:
+            kwargs = dict(json.loads(owned.next_kwargs)) if owned.next_kwargs else {}
+            kwargs["event"] = payload
+            changes.append((owned.ti_id, owned.try_number, {"next_kwargs": json.dumps(kwargs), "updated_at": now}))
+    set_ti_states_each(session, changes, TI.DEFERRED, TI.SCHEDULED)
+    if changes:
+        notify_scheduler(session)
+    return deleted
+
+
 def deliver_event(session: Session, job_id: int, trigger: OwnedTrigger, payload: Any, now: datetime) -> bool:
     """Deliver a trigger's event (``payload``: already encoded with XCom's types): in the caller's transaction,
     remove the trigger (only if this triggerer owns it) and resume its task instance with ``event=payload``
@@ -308,6 +334,7 @@ __all__ = [
     "OwnedTrigger",
     "claim_triggers",
     "deliver_event",
+    "deliver_events",
     "delete_unused_triggers",
     "earliest_trigger_timeout",
     "end_triggerer",

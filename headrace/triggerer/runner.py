@@ -270,9 +270,9 @@ class Triggerer:
         for start in range(0, len(pending.events), EVENT_BATCH):
             batch = pending.events[start : start + EVENT_BATCH]
             with self.db.session() as session:
-                delivered = [db_triggers.deliver_event(session, self.job_id, o, p, now) for o, p in batch]
-            for (owned, _), done in zip(batch, delivered, strict=True):
-                if done:
+                delivered = db_triggers.deliver_events(session, self.job_id, batch, now)
+            for owned, _ in batch:
+                if owned.trigger_id in delivered:
                     log.info("trigger %d fired: %s resumes", owned.trigger_id, _ti_name(owned))
                 else:
                     log.warning("trigger %d fired, but it was no longer ours or no longer awaited", owned.trigger_id)
