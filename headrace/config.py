@@ -185,6 +185,14 @@ SPEC: dict[str, dict[str, Option]] = {
             1,
             86400,
         ),
+        "trigger_timeout_check_interval": Option(
+            float,
+            _const(15.0),
+            "Seconds between checks for deferred task instances past their defer(timeout=...) (Airflow's key and "
+            "default).",
+            0.01,
+            3600,
+        ),
         "task_queued_timeout": Option(
             float, _const(600.0), "A try queued longer than this (s) without starting is queued again.", 1, 86400
         ),
@@ -209,6 +217,34 @@ SPEC: dict[str, dict[str, Option]] = {
             _const(False),
             "A timedelta or relativedelta as schedule makes data intervals (DeltaDataIntervalTimetable) "
             "instead of a run every delta (DeltaTriggerTimetable). False, as in Airflow 3.",
+        ),
+    },
+    "triggerer": {
+        "capacity": Option(
+            int, _const(1000), "Most triggers one triggerer runs at once (Airflow's key and default).", 1, 1_000_000
+        ),
+        "job_heartbeat_sec": Option(
+            float,
+            _const(5.0),
+            "Seconds between a triggerer's heartbeats (Airflow's key and default); a triggerer silent for twice "
+            "this long is dead and its triggers are taken over by another.",
+            0.1,
+            600,
+        ),
+        "block_threshold": Option(
+            float,
+            _const(0.2),
+            "Seconds a trigger may hold the triggerer's event loop before it is reported as blocking it (in the "
+            "triggerer's log, the task instance's try log and headrace doctor).",
+            0.01,
+            60,
+        ),
+        "idle_timeout": Option(
+            float,
+            _const(30.0),
+            "Seconds the triggerer `headrace standalone` starts keeps running once no trigger is left.",
+            0,
+            86400,
         ),
     },
     "executor": {

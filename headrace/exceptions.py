@@ -14,7 +14,7 @@ Three sections:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 
@@ -197,6 +197,43 @@ class RescheduleTask(TaskControl):
     def __init__(self, reschedule_date: datetime) -> None:
         super().__init__(f"next poke at {reschedule_date.isoformat()}")
         self.reschedule_date = reschedule_date
+
+
+class TaskDeferred(BaseException):  # noqa: N818 - Airflow's name
+    """Raised by ``BaseOperator.defer``: the try's process ends and the task instance waits (``deferred``) for
+    ``trigger``'s first event, then resumes in a new process, in the same try, with
+    ``getattr(task, method_name)(context, event=payload, **kwargs)``.
+
+    A ``BaseException`` (as Airflow's): a task's ``except Exception`` must not swallow the hand-over.
+    ``timeout``: seconds (or a timedelta) the wait may last before the task fails with
+    :class:`TaskDeferralTimeout`; None: no limit.
+    """
+
+    def __init__(
+        self,
+        *,
+        trigger: Any,
+        method_name: str,
+        kwargs: dict[str, Any] | None = None,
+        timeout: timedelta | float | None = None,
+    ) -> None:
+        super().__init__(f"deferred to {type(trigger).__name__}, resuming in {method_name}")
+        self.trigger = trigger
+        self.method_name = method_name
+        self.kwargs = kwargs
+        if timeout is not None and not isinstance(timeout, timedelta):
+            timeout = timedelta(seconds=float(timeout))
+        self.timeout: timedelta | None = timeout
+
+
+class TaskDeferralError(TaskControl):
+    """Raised in a resumed task whose trigger failed (raised, or ended without an event); the message carries
+    the trigger's error. The try fails as any error fails it (retries apply)."""
+
+
+class TaskDeferralTimeout(TaskControl):
+    """Raised in a resumed task whose deferral outlasted its ``timeout`` (the trigger never fired). A sensor
+    turns it into :class:`SensorTimeout` (or a skip with ``soft_fail``)."""
 
 
 class RetryTask(TaskControl):

@@ -11,7 +11,8 @@ queued → running → success | failed | up_for_retry | …``), with ``none`` s
 as the string ``"none"`` rather than SQL NULL so that compare-and-set works
 with a plain ``WHERE state = :expected``. A sensor in reschedule mode waits
 without a process in ``up_for_reschedule`` (``running → up_for_reschedule →
-scheduled``, the same ``try_number``), as DESIGN.md describes.
+scheduled``, the same ``try_number``), and a deferred task in ``deferred``
+(``running → deferred → scheduled`` when its trigger fires, the same ``try_number``), as DESIGN.md describes.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class TaskInstanceState(str, Enum):
     """A sensor in ``mode="reschedule"`` poked and found its criteria unmet: its process ended and its slot is
     free (no process exists while it waits); the next poke, in the same ``try_number``, is due at
     ``reschedule_date`` (Airflow's ``up_for_reschedule``)."""
+    DEFERRED = "deferred"
+    """The task handed its wait to a trigger (``self.defer(...)``): its process ended and its slot is free; the
+    triggerer runs the trigger, and its event sends the task instance back to ``scheduled`` to resume, in the
+    same ``try_number``, in ``next_method`` (Airflow's ``deferred``)."""
     UPSTREAM_FAILED = "upstream_failed"
     """Never ran: its trigger rule can no longer be met because upstream failed."""
     SKIPPED = "skipped"
@@ -99,13 +104,19 @@ TI_TRANSITIONS: dict[TaskInstanceState, frozenset[TaskInstanceState]] = {
     # The supervisor (or zombie detection) records the outcome of the try (a sensor's unmet poke in reschedule
     # mode: up_for_reschedule); a user's mark success/failed changes the state and the supervisor stops the try;
     # removed as a queued one is (the supervisor then stops the try too).
-    TI.RUNNING: frozenset({TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE, TI.SKIPPED, TI.REMOVED}),
+    # A deferral (TaskDeferred): deferred.
+    TI.RUNNING: frozenset(
+        {TI.SUCCESS, TI.FAILED, TI.UP_FOR_RETRY, TI.UP_FOR_RESCHEDULE, TI.DEFERRED, TI.SKIPPED, TI.REMOVED}
+    ),
     # Retry due → scheduled again; a user may fail it, mark it success or clear it;
     # marking its DAG run failed skips it.
     TI.UP_FOR_RETRY: frozenset({TI.SCHEDULED, TI.FAILED, TI.NONE, TI.SUCCESS, TI.SKIPPED, TI.REMOVED}),
     # Next poke due → scheduled again (same try_number); a user may clear it, mark it success or failed;
     # marking its DAG run failed skips it; a mapped index past its new length is removed.
     TI.UP_FOR_RESCHEDULE: frozenset({TI.SCHEDULED, TI.NONE, TI.SUCCESS, TI.FAILED, TI.SKIPPED, TI.REMOVED}),
+    # Its trigger fired, failed or timed out → scheduled (same try_number, resuming in next_method); a user may
+    # clear it, mark it success or failed; marking its DAG run failed (or its timeout) skips it.
+    TI.DEFERRED: frozenset({TI.SCHEDULED, TI.NONE, TI.SUCCESS, TI.FAILED, TI.SKIPPED, TI.REMOVED}),
     # Finished states only move by a user: clearing (→ none) or marking (→ success / failed); or, for a
     # mapped task's index past its new length when the task is expanded again, → removed.
     TI.SUCCESS: frozenset({TI.NONE, TI.FAILED, TI.REMOVED}),
@@ -155,6 +166,9 @@ class EndReason(str, Enum):
     RESCHEDULED = "rescheduled"
     """A sensor in reschedule mode poked and its criteria were not met: the poke's process ended, the task
     instance waits (``up_for_reschedule``) for its next poke in the same try (see ``task_reschedule``)."""
+    DEFERRED = "deferred"
+    """The task deferred (``TaskDeferred``): its process ended, the task instance waits (``deferred``) for its
+    trigger's event and resumes in the same try (the row is reopened then)."""
     DAGRUN_TIMEOUT = "dagrun_timeout"
     """The DAG run lasted longer than its DAG's ``dagrun_timeout``: the run failed, a running try was
     stopped (its task instance failed) and task instances that had not started were skipped."""

@@ -24,6 +24,10 @@ pokes until it does, with Airflow's arguments and semantics:
   the sensor; ``never_fail``: any error from ``poke`` skips it (the two are
   mutually exclusive); ``silent_fail``: an ordinary error from ``poke`` is
   logged and counts as an unmet poke.
+* ``deferrable=True`` (on the sensors that take it: time, time delta, date time, file): the sensor defers
+  to a trigger instead of poking, with ``timeout`` as the deferral's timeout; a deferral that times out
+  fails with :class:`~headrace.exceptions.SensorTimeout` (skipped with ``soft_fail``), and a failed trigger
+  is skipped with ``soft_fail`` too (Airflow's ``resume_execution``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from headrace.exceptions import (
     RescheduleTask,
     SensorTimeout,
     SkipTask,
+    TaskDeferralError,
+    TaskDeferralTimeout,
     TaskTimeout,
 )
 from headrace.types import Context
@@ -179,6 +185,24 @@ class BaseSensorOperator(BaseOperator):
                 raise RescheduleTask(datetime.now(UTC) + timedelta(seconds=interval))
             time.sleep(interval)
             poke_count += 1
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """As :meth:`BaseOperator.resume_execution`; a deferral's timeout raises ``SensorTimeout`` (``SkipTask``
+        with ``soft_fail``), a failed trigger ``SkipTask`` with ``soft_fail``."""
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralTimeout as exc:
+            if self.soft_fail:
+                raise SkipTask(f"Skipping due to soft_fail is set to True: {exc}") from exc
+            raise SensorTimeout(f"Sensor has timed out while deferred: {exc}") from exc
+        except TaskDeferralError as exc:
+            if self.soft_fail:
+                raise SkipTask(f"Skipping due to soft_fail is set to True: {exc}") from exc
+            raise
+
+    def execute_complete(self, context: Context, event: Any = None) -> None:
+        """Where a deferrable sensor resumes once its trigger fired: the condition holds, nothing to push."""
+        print(f"Trigger fired ({event!r}); success criteria met.", flush=True)
 
     def _poke_once(self, context: Context) -> bool | PokeReturnValue:
         """One poke, with ``soft_fail`` / ``never_fail`` / ``silent_fail`` applied to what it raises."""

@@ -3,9 +3,9 @@
 Import them from ``headrace.sensors``. Each is a
 :class:`~headrace.authoring.sensors.BaseSensorOperator`, so every one takes
 ``mode="reschedule"`` (no process while it waits), ``poke_interval``,
-``timeout``, ``soft_fail`` and the rest. ``deferrable=True`` (Airflow hands the
-wait to its triggerer) is refused by name: headrace has no triggerer yet, and
-``mode="reschedule"`` waits without a process too.
+``timeout``, ``soft_fail`` and the rest. ``deferrable=True`` (the time, time delta,
+date time and file sensors, as in Airflow) hands the wait to the triggerer: the
+task instance is ``deferred`` with no process until the trigger fires.
 """
 
 from __future__ import annotations
@@ -24,16 +24,21 @@ from headrace.authoring.context import call_with_context
 from headrace.authoring.schedules import ensure_aware, utcnow
 from headrace.authoring.secrets import Connection, ConnectionNotFound
 from headrace.authoring.sensors import BaseSensorOperator, PokeReturnValue
+from headrace.authoring.triggers import DateTimeTrigger, FileTrigger
 from headrace.exceptions import DagDefinitionError, FailTask
 from headrace.types import Context
 
 
-def _no_deferral(task_id: str, deferrable: bool) -> None:
-    if deferrable:
-        raise DagDefinitionError(
-            f"task {task_id!r}: deferrable=True is not supported yet (headrace has no triggerer); "
-            "use mode='reschedule', which also waits without a process"
-        )
+def _defer_until(sensor: BaseSensorOperator, moment: datetime) -> None:
+    """Return at once if ``moment`` has passed, else defer to a :class:`DateTimeTrigger` of it."""
+    if utcnow() >= moment:
+        print(f"The time ({moment.isoformat()}) has come", flush=True)
+        return
+    sensor.defer(
+        trigger=DateTimeTrigger(moment),
+        method_name="execute_complete",
+        timeout=timedelta(seconds=sensor.timeout),
+    )
 
 
 class PythonSensor(BaseSensorOperator):
@@ -148,7 +153,7 @@ class FileSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        _no_deferral(self.task_id, deferrable)
+        self.deferrable = deferrable
         self.filepath = filepath
         self.fs_conn_id = fs_conn_id
         self.recursive = recursive
@@ -165,6 +170,29 @@ class FileSensor(BaseSensorOperator):
                 return ""
             raise
         return str(conn.extra_dejson.get("path", ""))
+
+    def execute(self, context: Context) -> Any:
+        """Poke (see ``BaseSensorOperator``); with ``deferrable=True``, one poke, then a :class:`FileTrigger`
+        on the same pattern (checking every ``poke_interval``) for at most ``timeout``."""
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):
+            return None
+        self.defer(
+            trigger=FileTrigger(
+                filepath=os.path.join(self.base_path(), self.filepath),
+                recursive=self.recursive,
+                poke_interval=self.poke_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: Any = None) -> None:
+        """Resumed by the trigger: the file is there (a false event fails the task, as in Airflow)."""
+        if not event:
+            raise FailTask(f"{self.task_id} failed: {self.filepath} was not found")
+        print(f"Found file {self.filepath}", flush=True)
 
     def poke(self, context: Context) -> bool:
         """True when a file matches, or a matching directory holds a file (at any depth)."""
@@ -190,7 +218,7 @@ class TimeSensor(BaseSensorOperator):
 
     def __init__(self, *, target_time: time, deferrable: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _no_deferral(self.task_id, deferrable)
+        self.deferrable = deferrable
         if not isinstance(target_time, time):
             raise DagDefinitionError(f"task {self.task_id!r}: target_time must be a datetime.time, got {target_time!r}")
         self.target_time = target_time
@@ -200,6 +228,13 @@ class TimeSensor(BaseSensorOperator):
         zone = _dag_tz(self)
         today = utcnow().astimezone(zone).date()
         return ensure_aware(datetime.combine(today, self.target_time.replace(tzinfo=None)), zone).astimezone(UTC)
+
+    def execute(self, context: Context) -> Any:
+        """Poke; with ``deferrable=True`` defer to a :class:`DateTimeTrigger` of today's ``target_time``."""
+        if not self.deferrable:
+            return super().execute(context)
+        _defer_until(self, self.target_datetime())
+        return None
 
     def poke(self, context: Context) -> bool:
         """True once now is past today's ``target_time``."""
@@ -214,7 +249,7 @@ class TimeDeltaSensor(BaseSensorOperator):
 
     def __init__(self, *, delta: timedelta | float, deferrable: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _no_deferral(self.task_id, deferrable)
+        self.deferrable = deferrable
         if isinstance(delta, (int, float)) and not isinstance(delta, bool):
             delta = timedelta(seconds=delta)
         if not isinstance(delta, timedelta):
@@ -225,6 +260,13 @@ class TimeDeltaSensor(BaseSensorOperator):
         """The run's data interval end (or logical date) plus ``delta``."""
         base = context.get("data_interval_end") or context.get("logical_date") or utcnow()
         return ensure_aware(base) + self.delta
+
+    def execute(self, context: Context) -> Any:
+        """Poke; with ``deferrable=True`` defer to a :class:`DateTimeTrigger` of the target."""
+        if not self.deferrable:
+            return super().execute(context)
+        _defer_until(self, self.target_datetime(context))
+        return None
 
     def poke(self, context: Context) -> bool:
         """True once now is past the target."""
@@ -245,7 +287,7 @@ class DateTimeSensor(BaseSensorOperator):
 
     def __init__(self, *, target_time: str | datetime, deferrable: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        _no_deferral(self.task_id, deferrable)
+        self.deferrable = deferrable
         if isinstance(target_time, datetime):
             self.target_time = ensure_aware(target_time).isoformat()
         elif isinstance(target_time, str):
@@ -254,6 +296,13 @@ class DateTimeSensor(BaseSensorOperator):
             raise DagDefinitionError(
                 f"task {self.task_id!r}: target_time must be a str or datetime, got {type(target_time).__name__}"
             )
+
+    def execute(self, context: Context) -> Any:
+        """Poke; with ``deferrable=True`` defer to a :class:`DateTimeTrigger` of ``target_time`` (rendered)."""
+        if not self.deferrable:
+            return super().execute(context)
+        _defer_until(self, ensure_aware(datetime.fromisoformat(str(self.target_time).strip())))
+        return None
 
     def poke(self, context: Context) -> bool:
         """True once now is past ``target_time``."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from headrace.authoring.airflow_args import AIRFLOW_OPERATOR_ARGS
 from headrace.authoring.assets import BaseAsset, check_lineage
@@ -36,9 +36,10 @@ from headrace.authoring.task_args import retry_delay_seconds as retry_delay_seco
 from headrace.authoring.task_args import to_timedelta as to_timedelta
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.trigger_rules import TriggerRule
+from headrace.authoring.triggers import TRIGGER_FAIL_REPR, TRIGGER_TIMEOUT
 from headrace.authoring.weight_rule import WeightRule, default_weight_rule
 from headrace.authoring.xcom import MappedArgument, MapXComArg, XComArg, ZipXComArg
-from headrace.exceptions import DagDefinitionError
+from headrace.exceptions import DagDefinitionError, TaskDeferralError, TaskDeferralTimeout, TaskDeferred
 from headrace.types import Callback, Context
 
 if TYPE_CHECKING:
@@ -320,6 +321,47 @@ class BaseOperator(SetupTeardownMixin, ABC):
     @abstractmethod
     def execute(self, context: Context) -> Any:
         """Do the work of one try. The return value is pushed as XCom ``return_value``."""
+
+    # --- deferral ------------------------------------------------------------
+
+    def defer(
+        self,
+        *,
+        trigger: Any,
+        method_name: str,
+        kwargs: dict[str, Any] | None = None,
+        timeout: timedelta | float | None = None,
+    ) -> NoReturn:
+        """Hand the wait to ``trigger`` (a :class:`~headrace.authoring.triggers.BaseTrigger`) and end this process.
+
+        The task instance becomes ``deferred`` (no process, no slot); on the trigger's first event it resumes,
+        in the same try and a new process, as ``getattr(self, method_name)(context, event=payload, **kwargs)``.
+        ``timeout`` (seconds or timedelta): the longest wait, after which the task fails with
+        ``TaskDeferralTimeout``. Raises ``TaskDeferred`` (always); ``DagDefinitionError`` for a
+        ``method_name`` this operator does not have.
+        """
+        if not callable(getattr(self, method_name, None)):
+            raise DagDefinitionError(f"task {self.task_id!r}: defer(method_name={method_name!r}): no such method")
+        raise TaskDeferred(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Called instead of ``execute`` when the task resumes from a deferral: ``next_method(context,
+        **next_kwargs)`` (``next_kwargs`` holds the trigger's ``event``).
+
+        ``next_method == "__fail__"`` (Airflow's marker) means the trigger failed or timed out: raises
+        ``TaskDeferralTimeout`` (``next_kwargs["error"] == "Trigger timeout"``) or ``TaskDeferralError``, after
+        logging the trigger's traceback.
+        """
+        next_kwargs = dict(next_kwargs or {})
+        if next_method == TRIGGER_FAIL_REPR:
+            trace = next_kwargs.get("traceback")
+            if trace:
+                print("Trigger failed:\n" + "".join(trace), flush=True)
+            error = str(next_kwargs.get("error", "Unknown"))
+            if error == TRIGGER_TIMEOUT:
+                raise TaskDeferralTimeout(error)
+            raise TaskDeferralError(error)
+        return getattr(self, next_method)(context, **next_kwargs)
 
     # --- retries -------------------------------------------------------------
 

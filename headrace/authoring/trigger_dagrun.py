@@ -18,6 +18,7 @@ from typing import Any
 
 from headrace.authoring.schedules import ensure_aware
 from headrace.authoring.task import BaseOperator
+from headrace.authoring.triggers import DagStateTrigger
 from headrace.exceptions import DagDefinitionError, DagRunAlreadyExists, HeadraceError, SkipTask
 from headrace.states import DagRunState
 from headrace.types import Context
@@ -62,8 +63,9 @@ class TriggerDagRunOperator(BaseOperator):
     every ``poke_interval`` seconds in the task process until it is in ``allowed_states`` (default
     ``["success"]``: the task succeeds) or ``failed_states`` (default ``["failed"]``: the task fails
     with ``TriggerDagRunError``). ``fail_when_dag_is_paused=True`` fails the task when the DAG is
-    paused. ``deferrable=True`` is refused (``DagDefinitionError``): headrace waits in the task's
-    process. Raises ``DagDefinitionError`` naming the task for a bad argument.
+    paused. ``deferrable=True`` with ``wait_for_completion``: the wait goes to the triggerer (a
+    :class:`~headrace.authoring.triggers.DagStateTrigger` polling every ``poke_interval``), with no process
+    meanwhile; the task resumes in :meth:`execute_complete`. Raises ``DagDefinitionError`` naming the task for a bad argument.
     """
 
     template_fields: Sequence[str] = (
@@ -94,11 +96,7 @@ class TriggerDagRunOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if deferrable:
-            raise DagDefinitionError(
-                f"task {self.task_id!r}: TriggerDagRunOperator(deferrable=True) is not supported yet; "
-                "use deferrable=False (wait_for_completion then polls in the task's process)"
-            )
+        self.deferrable = deferrable
         if not isinstance(trigger_dag_id, str) or not trigger_dag_id:
             raise DagDefinitionError(f"task {self.task_id!r}: trigger_dag_id must be a non-empty string")
         if logical_date is not NOTSET and logical_date is not None and not isinstance(logical_date, (str, datetime)):
@@ -173,7 +171,29 @@ class TriggerDagRunOperator(BaseOperator):
         if answer.logical_date is not None:
             ti.xcom_push(XCOM_LOGICAL_DATE_ISO, answer.logical_date.isoformat())
         if _truthy(self.wait_for_completion):
+            if self.deferrable:
+                self.defer(
+                    trigger=DagStateTrigger(
+                        dag_id=self.trigger_dag_id,
+                        states=[*self.allowed_states, *self.failed_states],
+                        run_ids=[answer.run_id],
+                        poll_interval=self.poke_interval,
+                    ),
+                    method_name="execute_complete",
+                )
             self._wait(ti, answer.run_id)
+
+    def execute_complete(self, context: Context, event: Any = None) -> None:
+        """Resumed by the :class:`DagStateTrigger`: succeed if the run ended in ``allowed_states``, else raise
+        ``TriggerDagRunError`` naming its state."""
+        states = dict(event or {})
+        for run_id in states.get("run_ids", []):
+            state = states.get(run_id)
+            if state in self.failed_states or state not in self.allowed_states:
+                raise TriggerDagRunError(
+                    f"{self.trigger_dag_id} run {run_id} ended {state} (failed_states {self.failed_states})"
+                )
+            print(f"{self.trigger_dag_id} run {run_id} finished with allowed state {state}", flush=True)
 
     def _wait(self, ti: Any, run_id: str) -> None:
         while True:

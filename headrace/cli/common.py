@@ -29,6 +29,7 @@ STATE_STYLES = {
     "upstream_failed": "dark_orange",
     "up_for_retry": "yellow",
     "up_for_reschedule": "turquoise2",
+    "deferred": "medium_purple",
     "running": "bright_green",
     "queued": "grey62",
     "scheduled": "tan",

@@ -43,6 +43,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "headrace.cli.scheduler:standalone",
         "Migrate, load the example DAGs, serve the UI, trigger the example pipeline once, run the scheduler.",
     ),
+    "triggerer": (
+        "headrace.cli.triggerer:triggerer",
+        "Run the triggers of deferred task instances until SIGTERM or Ctrl-C.",
+    ),
     "api-server": ("headrace.cli.scheduler:api_server", "Serve the REST API, the web UI and /metrics until Ctrl-C."),
     "db": ("headrace.cli.db:app", "Create, upgrade or reset the metadata database."),
     "dags": ("headrace.cli.dags:app", "List, show, trigger, backfill, pause and test DAGs."),

@@ -29,6 +29,7 @@ from headrace.scheduler.start import (
     setup_logging,
     unpause_new_examples,
 )
+from headrace.triggerer.keeper import TriggererKeeper
 
 EXAMPLE_PIPELINE = "example_penguins_report"
 
@@ -131,4 +132,14 @@ def standalone(
             console.print("scheduler keeps running; Ctrl-C to stop")
 
         watcher = RunWatcher(db, run_pk, on_end=report)
-    run_scheduler(settings, db, processor=processor, metrics=metrics, after_loop=watcher)
+    keeper = TriggererKeeper(settings, db)  # a triggerer process only while triggers exist
+
+    def after_loop(now: datetime) -> None:
+        keeper(now)
+        if watcher is not None:
+            watcher(now)
+
+    try:
+        run_scheduler(settings, db, processor=processor, metrics=metrics, after_loop=after_loop)
+    finally:
+        keeper.close()

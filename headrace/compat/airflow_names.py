@@ -117,6 +117,15 @@ _SENSORS = {
     "BaseSensorOperator": _t(_TOP, "BaseSensorOperator", "sensors (BaseSensorOperator)"),
     "PokeReturnValue": _t(_TOP, "PokeReturnValue", "sensors (PokeReturnValue)"),
 }
+_TRIG = "headrace.triggers"
+_TRIGGER_MODULES: dict[str, dict[str, Target]] = {
+    "base": {name: _t(_TRIG, name, f"triggers ({name})") for name in ("BaseTrigger", "TriggerEvent")},
+    "temporal": {name: _t(_TRIG, name, f"the {name}") for name in ("DateTimeTrigger", "TimeDeltaTrigger")},
+    "file": {"FileTrigger": _t(_TRIG, "FileTrigger", "the FileTrigger")},
+    "external_task": {"DagStateTrigger": _t(_TRIG, "DagStateTrigger", "the DagStateTrigger")},
+}
+"""Airflow 2's ``airflow.triggers.<module>`` and Airflow 3's ``airflow.providers.standard.triggers.<module>``
+(``base`` is Airflow 2's only)."""
 _SENS = "headrace.sensors"
 _SENSOR_MODULES: dict[str, dict[str, Target]] = {
     "base": {**_SENSORS, "poke_mode_only": _t(_SENS, "poke_mode_only", "poke_mode_only")},
@@ -234,6 +243,8 @@ MODULES: dict[str, dict[str, Target]] = {
             "AirflowNotFoundException",
             "AirflowRescheduleException",
             "TaskDeferred",
+            "TaskDeferralError",
+            "TaskDeferralTimeout",
         )
     },
     "airflow.timetables.base": {
@@ -286,6 +297,9 @@ MODULES["airflow.operators.dummy_operator"] = MODULES["airflow.operators.dummy"]
 for _name, _names in _SENSOR_MODULES.items():
     MODULES[f"airflow.providers.standard.sensors.{_name}"] = _names
     MODULES[f"airflow.sensors.{'time_sensor' if _name == 'time' else _name}"] = _names
+for _prefix in ("airflow.triggers", "airflow.providers.standard.triggers"):
+    for _name, _names in _TRIGGER_MODULES.items():
+        MODULES[f"{_prefix}.{_name}"] = _names
 MODULES["airflow.sdk.bases.sensor"] = _SENSOR_MODULES["base"]
 MODULES["airflow.sensors.base_sensor_operator"] = _SENSOR_MODULES["base"]  # Airflow 1.10's, kept by Airflow 2
 MODULES["airflow.sensors.external_task_sensor"] = _SENSOR_MODULES["external_task"]  # likewise
@@ -307,8 +321,8 @@ UNSUPPORTED_MODULES: dict[str, str] = {
     "airflow.operators.subdag": "SubDAGs (removed in Airflow 3: use task groups)",
     "airflow.sensors": "this sensor (headrace has the standard sensors: see headrace.sensors)",
     "airflow.providers.standard.sensors": "this sensor (headrace has the standard sensors: see headrace.sensors)",
-    "airflow.triggers": "deferrable triggers",
-    "airflow.providers.standard.triggers": "deferrable triggers",
+    "airflow.triggers": "this trigger (headrace has the standard triggers: see headrace.triggers)",
+    "airflow.providers.standard.triggers": "this trigger (headrace has the standard triggers: see headrace.triggers)",
     "airflow.hooks": "this hook (headrace has BaseHook and the SQL hooks)",
     "airflow.providers.standard.hooks": "the standard provider's hooks",
     "airflow.providers.common.sql": "this part of the common SQL provider (headrace has SQLExecuteQueryOperator "

@@ -39,6 +39,7 @@ Tables:
 * ``notification`` — the alert outbox: one row per event, marked when sent.
 * ``asset``, ``asset_alias``, ``asset_event``, ``asset_dag_run_queue`` and the references between assets,
   DAGs and tasks: data-aware scheduling (revision 0015, :mod:`headrace.db.asset_models`).
+* ``trigger`` and ``triggerer_job``: deferral (revision 0016, :mod:`headrace.db.trigger_models`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ from headrace.db.asset_models import (
     TaskOutletAssetReference,
 )
 from headrace.db.base import ID, NEVER_REUSED, Base, UtcDateTime
+from headrace.db.trigger_models import Trigger, TriggererJob
 from headrace.states import DagRunState, TaskInstanceState
 
 
@@ -231,6 +233,15 @@ class TaskInstance(Base):
     """When the next poke of a sensor in reschedule mode is due: set with ``up_for_reschedule`` and kept while
     that poke is scheduled, queued and running (it tells the queuer and the claim that the poke continues the
     current ``try_number``); cleared by every other change of state (revision 0014)."""
+    trigger_id: Mapped[int | None] = mapped_column(ID, ForeignKey("trigger.id", ondelete="SET NULL"), index=True)
+    """The trigger a ``deferred`` task instance waits on (revision 0016)."""
+    trigger_timeout: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When a deferral times out (``defer(timeout=...)``): the task resumes to fail with TaskDeferralTimeout."""
+    next_method: Mapped[str | None] = mapped_column(String(1000))
+    """The method a deferred task resumes in (``__fail__``: its trigger failed or timed out). Set with
+    ``deferred`` and kept until the resumed try runs (it tells the queuer and the claim that the try goes on)."""
+    next_kwargs: Mapped[str | None] = mapped_column(Text)
+    """JSON text (XCom's types) of the keyword arguments of ``next_method``; ``event`` once the trigger fired."""
 
 
 class TaskTry(Base):
@@ -556,6 +567,8 @@ __all__ = [
     "TaskMap",
     "TaskOutletAssetReference",
     "TaskTry",
+    "Trigger",
+    "TriggererJob",
     "User",
     "UserSession",
     "UtcDateTime",

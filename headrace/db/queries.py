@@ -194,6 +194,8 @@ class ScheduledTi(NamedTuple):
     dag_version_id: int | None = None
     reschedule_date: datetime | None = None
     """Set for a sensor's next poke in reschedule mode: it continues the current ``try_number``."""
+    next_method: str | None = None
+    """Set for a deferred task resuming: it continues the current ``try_number``."""
 
 
 class TiUsage(NamedTuple):
@@ -363,6 +365,7 @@ _SCHEDULED_TIS = (
         _ti.c.dag_run_id,
         _run.c.dag_version_id,
         _ti.c.reschedule_date,
+        _ti.c.next_method,
     )
     .join(_run, _run.c.id == _ti.c.dag_run_id)
     .join(_dag, _dag.c.dag_id == _ti.c.dag_id)
@@ -382,7 +385,8 @@ def scheduled_tis(session: Session, *, limit: int, only_run: int | None = None) 
 
     Order: ``priority_weight`` descending, then the run's logical date, then id
     (Airflow's order), then map index. Rows: ``(id, dag_id, run_id, task_id, try_number, pool,
-    pool_slots, queue, priority_weight, fileloc, map_index, dag_run_id, dag_version_id, reschedule_date)``.
+    pool_slots, queue, priority_weight, fileloc, map_index, dag_run_id, dag_version_id, reschedule_date,
+    next_method)``.
     ``only_run`` (a ``dag_run.id``) narrows to that run's task instances (``dags test``).
     """
     stmt = _SCHEDULED_TIS if only_run is None else _SCHEDULED_TIS.where(_ti.c.dag_run_id == only_run)

@@ -11,7 +11,10 @@ A change the transition table forbids is a programming error and raises
 poke's path — ``running → up_for_reschedule → scheduled → queued → running``
 (and ``queued → scheduled`` when a queued poke is given back): every other
 change clears it (:data:`KEEPS_RESCHEDULE_DATE`), so no writer can leave a
-stale one that would make a later try continue an old ``try_number``.
+stale one that would make a later try continue an old ``try_number``. A
+deferral's ``next_method`` / ``next_kwargs`` live the same way along
+``running → deferred → scheduled → queued → running`` (:data:`KEEPS_NEXT_METHOD`),
+and ``trigger_id`` / ``trigger_timeout`` only while ``deferred``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Update, bindparam, case, update
+from sqlalchemy import Connection, Update, and_, bindparam, case, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
@@ -39,6 +42,32 @@ KEEPS_RESCHEDULE_DATE: frozenset[tuple[TaskInstanceState, TaskInstanceState]] = 
     }
 )
 """Transitions that leave ``reschedule_date`` as it is (unless the caller sets it); every other one clears it."""
+
+KEEPS_NEXT_METHOD: frozenset[tuple[TaskInstanceState, TaskInstanceState]] = frozenset(
+    {
+        (_TI.RUNNING, _TI.DEFERRED),
+        (_TI.DEFERRED, _TI.SCHEDULED),
+        (_TI.SCHEDULED, _TI.QUEUED),
+        (_TI.QUEUED, _TI.RUNNING),
+        (_TI.QUEUED, _TI.SCHEDULED),
+    }
+)
+"""Transitions that leave ``next_method`` / ``next_kwargs`` as they are (unless the caller sets them): a
+deferral's path ``running → deferred → scheduled → queued → running``; every other one clears them, and
+every transition but ``running → deferred`` clears ``trigger_id`` and ``trigger_timeout``."""
+
+
+def _clear_stale(expected: TaskInstanceState, new: TaskInstanceState, values: dict[str, Any]) -> None:
+    """Default the columns that live only along a poke's or a deferral's path to NULL off that path."""
+    if (expected, new) not in KEEPS_RESCHEDULE_DATE:
+        values.setdefault("reschedule_date", None)
+    if (expected, new) not in KEEPS_NEXT_METHOD:
+        values.setdefault("next_method", None)
+        values.setdefault("next_kwargs", None)
+    if new is not _TI.DEFERRED:
+        values.setdefault("trigger_id", None)
+        values.setdefault("trigger_timeout", None)
+
 
 _TI_CAS: dict[tuple[bool, tuple[str, ...]], Update] = {}
 """Compare-and-set statements by shape (try guard, columns set), built once per process.
@@ -87,8 +116,7 @@ def set_ti_state(
     if not can_transition(expected, new):
         raise InvalidTransition(expected.value, new.value)
     values.setdefault("updated_at", datetime.now(UTC))
-    if (expected, new) not in KEEPS_RESCHEDULE_DATE:
-        values.setdefault("reschedule_date", None)
+    _clear_stale(expected, new, values)
     params: dict[str, Any] = {"cas_id": ti_id, "cas_expected": expected.value, "cas_new": new.value}
     if expected_try_number is not None:
         params["cas_try_number"] = expected_try_number
@@ -100,6 +128,46 @@ def set_ti_state(
         params.update(values)
     result = session.execute(stmt, params)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def set_ti_states_each(
+    session: Session | Connection,
+    changes: Sequence[tuple[int, int, dict[str, Any]]],
+    expected: TaskInstanceState,
+    new: TaskInstanceState,
+) -> None:
+    """Move many task instances ``expected → new``, each with its own values, in one executemany of the same
+    compare-and-set as :func:`set_ti_state`: ``changes`` are ``(ti_id, expected_try_number, values)`` with the
+    same value columns in each (plain values). Which ones won is not reported (the driver may not tell).
+
+    For the triggerer handing back a batch of fired deferrals. Raises ``InvalidTransition`` if the table
+    forbids ``expected → new``, ``ValueError`` if the rows do not set the same columns.
+    """
+    expected = TaskInstanceState(expected)
+    new = TaskInstanceState(new)
+    if not can_transition(expected, new):
+        raise InvalidTransition(expected.value, new.value)
+    if not changes:
+        return
+    rows = []
+    for ti_id, try_number, values in changes:
+        values = dict(values)
+        values.setdefault("updated_at", datetime.now(UTC))
+        _clear_stale(expected, new, values)
+        rows.append(
+            {
+                "cas_id": ti_id,
+                "cas_try_number": try_number,
+                "cas_expected": expected.value,
+                "cas_new": new.value,
+                **values,
+            }
+        )
+    columns = tuple(sorted(k for k in rows[0] if not k.startswith("cas_")))
+    if any(tuple(sorted(k for k in row if not k.startswith("cas_"))) != columns for row in rows):
+        raise ValueError("set_ti_states_each: every change must set the same columns")
+    conn = session.connection() if isinstance(session, Session) else session  # Core executemany, not ORM bulk
+    conn.execute(_ti_cas_statement(True, columns), rows)
 
 
 def set_tis_state(
@@ -122,8 +190,7 @@ def set_tis_state(
     if not ti_ids:
         return 0
     values.setdefault("updated_at", datetime.now(UTC))
-    if (expected, new) not in KEEPS_RESCHEDULE_DATE:
-        values.setdefault("reschedule_date", None)
+    _clear_stale(expected, new, values)
     stmt = (
         update(TaskInstance)
         .where(TaskInstance.id.in_(list(ti_ids)), TaskInstance.state == expected.value)
@@ -137,7 +204,8 @@ def requeue_ti(session: Session | Connection, ti_id: int, try_number: int) -> bo
     """Give a queued try that never started back: ``queued → scheduled``, ``try_number - 1``; True if this call did.
 
     A queued poke of a sensor in reschedule mode (``reschedule_date`` set) continues its try: its
-    ``try_number`` was not raised when it was queued, so it is not lowered either. The one requeue rule (a try stuck in queued, an executor that refused it,
+    ``try_number`` was not raised when it was queued, so it is not lowered either; nor is a resumed deferral's
+    (``next_method`` set). The one requeue rule (a try stuck in queued, an executor that refused it,
     a queuing commit whose answer was lost). Guarded by ``try_number``, so a
     try a supervisor claimed meanwhile is left alone.
     """
@@ -147,7 +215,10 @@ def requeue_ti(session: Session | Connection, ti_id: int, try_number: int) -> bo
         TaskInstanceState.QUEUED,
         TaskInstanceState.SCHEDULED,
         expected_try_number=try_number,
-        try_number=case((TaskInstance.reschedule_date.is_(None), try_number - 1), else_=try_number),
+        try_number=case(
+            (and_(TaskInstance.reschedule_date.is_(None), TaskInstance.next_method.is_(None)), try_number - 1),
+            else_=try_number,
+        ),
         queued_at=None,
     )
 

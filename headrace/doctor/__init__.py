@@ -11,7 +11,8 @@ Areas (see ``docs/doctor.md`` for how each figure is measured):
   not alive or now belong to another process;
 * memory — per task max / p95 peak RSS vs its ``memory_limit`` and the machine;
 * scheduler and database — heartbeat age, DB latency now, scheduling delay;
-* DAG files — slowest to parse vs ``core.dagbag_import_timeout``, import errors.
+* DAG files — slowest to parse vs ``core.dagbag_import_timeout``, import errors;
+* triggerer — triggers waiting with no live triggerer, event-loop lag, the last trigger that blocked it.
 
 This package has no CLI code: :func:`diagnose` returns findings; the command is
 ``headrace.cli.doctor``.
@@ -30,6 +31,7 @@ from headrace.doctor.latency import scheduler_findings
 from headrace.doctor.memory import measure_memory, memory_findings
 from headrace.doctor.parsing import parse_findings
 from headrace.doctor.processes import load_running, process_findings, try_findings
+from headrace.doctor.triggerer import triggerer_findings
 
 __all__ = ["Area", "Finding", "Severity", "diagnose", "worst"]
 
@@ -54,5 +56,6 @@ def diagnose(settings: Settings, db: Database, *, hours: float = 24.0, now: date
     findings += memory_findings(settings, tasks, p95_all, hours)
     findings += scheduler_findings(settings, db, now, hours)
     findings += parse_findings(settings, db)
+    findings += triggerer_findings(settings, db, now, hours)
     order = list(Area)
     return sorted(findings, key=lambda f: order.index(f.area))

@@ -40,6 +40,7 @@ class Area(str, Enum):
     MEMORY = "memory"
     SCHEDULER = "scheduler and database"
     DAG_FILES = "DAG files"
+    TRIGGERER = "triggerer and deferrals"
 
     def __str__(self) -> str:
         return self.value

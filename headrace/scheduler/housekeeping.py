@@ -12,6 +12,7 @@ chore                  interval                          what it does
 ``check_deadlines``    ``scheduler.heartbeat_interval``  record deadline misses once; start their callbacks
 ``enforce_dagrun_timeouts`` ``heartbeat_interval``       fail runs older than their ``dagrun_timeout``
 ``sweep_alerts``       ``scheduler.heartbeat_interval``  write the alerts of tries / runs that ended unseen
+``check_trigger_timeouts`` ``trigger_timeout_check_interval`` resume deferrals past their timeout, to fail
 =====================  ================================  =========================================
 
 ``sweep_alerts`` (:class:`~headrace.observability.sweep.NotificationSweep`)
@@ -55,6 +56,7 @@ from headrace.db.engine import Database
 from headrace.db.models import DagRun, TaskInstance, TaskTry
 from headrace.db.outage import is_outage
 from headrace.db.transitions import end_try, requeue_ti, set_ti_state
+from headrace.db.triggers import fail_timed_out_deferrals
 from headrace.observability.notifications import AlertConfig
 from headrace.observability.sweep import NotificationSweep
 from headrace.scheduler.dagcache import DagCache
@@ -291,10 +293,17 @@ def find_zombies(
     return ended
 
 
+def continues_try(ti: TaskInstance) -> bool:
+    """Whether ``ti``'s coming (or current) try continues its ``try_number``: a sensor's next poke in reschedule
+    mode (``reschedule_date`` set) or a deferred task resuming (``next_method`` set)."""
+    return ti.reschedule_date is not None or ti.next_method is not None
+
+
 def _unclaimed(ti: TaskInstance, tt: TaskTry | None) -> bool:
     """A queued try no supervisor claimed: it has no ``task_try`` row yet, or it is a sensor's next poke
-    (``reschedule_date`` set) whose try row the previous poke ended."""
-    return tt is None or (ti.reschedule_date is not None and tt.end_date is not None)
+    (``reschedule_date`` set) or a resumed deferral (``next_method`` set) whose try row the previous part
+    ended."""
+    return tt is None or (continues_try(ti) and tt.end_date is not None)
 
 
 def requeue_try(session: Session, ti: TaskInstance) -> bool:
@@ -411,7 +420,7 @@ def end_exited_try(
         tt = queries.try_row(session, ti_id, try_number)
         if tt is not None and _identity(tt).is_alive():
             return False
-        if ti.reschedule_date is not None and tt is not None and tt.end_date is not None:
+        if continues_try(ti) and tt is not None and tt.end_date is not None:
             return False  # a sensor's next poke of this try, not yet claimed: the exited supervisor ran the last one
         return end_try_as_zombie(
             session,
@@ -426,6 +435,13 @@ def end_exited_try(
 
 
 # --- the declared list ----------------------------------------------------------------
+
+
+def check_trigger_timeouts(db: Database, now: datetime) -> int:
+    """Resume deferred task instances past their ``trigger_timeout`` to fail (``TaskDeferralTimeout``); their
+    triggers are removed. Returns how many (see :func:`headrace.db.triggers.fail_timed_out_deferrals`)."""
+    with db.session() as session:
+        return fail_timed_out_deferrals(session, now)
 
 
 def chores(
@@ -470,6 +486,11 @@ def chores(
                 ),
             ),
             Chore("requeue_stuck", queued_timeout / 4, lambda now: requeue_stuck(db, now, timeout=queued_timeout)),
+            Chore(
+                "check_trigger_timeouts",
+                settings.get_float("scheduler", "trigger_timeout_check_interval"),
+                lambda now: check_trigger_timeouts(db, now),
+            ),
         ]
         + ([Chore("check_deadlines", heartbeat_interval, check_deadlines)] if check_deadlines is not None else [])
         + (

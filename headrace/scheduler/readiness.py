@@ -471,8 +471,9 @@ class Queuer:
                     )
                 if reason is not None:
                     continue
-                # A sensor's next poke (reschedule_date set) continues the current try; anything else is a new try.
-                poke = ti.reschedule_date is not None and ti.try_number > 0
+                # A sensor's next poke (reschedule_date set) and a deferred task resuming (next_method set) continue
+                # the current try; anything else is a new try.
+                poke = (ti.reschedule_date is not None or ti.next_method is not None) and ti.try_number > 0
                 if poke and in_flight is not None and in_flight(ti.id, ti.try_number):
                     continue  # the previous poke's supervisor is still being reaped: the same key must not overlap
                 try_number = ti.try_number if poke else ti.try_number + 1

@@ -464,6 +464,7 @@ _UNSTARTED = frozenset(
         TaskInstanceState.QUEUED,
         TaskInstanceState.UP_FOR_RETRY,
         TaskInstanceState.UP_FOR_RESCHEDULE,
+        TaskInstanceState.DEFERRED,
     }
 )
 """Task instance states a timed-out run skips (their task has not started, or waits to start again)."""
@@ -483,7 +484,7 @@ def enforce_dagrun_timeouts(
       ``task_try`` row is closed with the same reason. The try's supervisor
       sees at its next heartbeat that the task instance no longer runs this
       try and stops the process tree; its late outcome finds the row closed.
-    * ``none`` / ``scheduled`` / ``queued`` / ``up_for_retry`` / ``up_for_reschedule`` → ``skipped``,
+    * ``none`` / ``scheduled`` / ``queued`` / ``up_for_retry`` / ``up_for_reschedule`` / ``deferred`` → ``skipped``,
       end reason ``dagrun_timeout`` (a queued try's supervisor then loses its claim).
 
     Airflow 3 skips every unfinished task instance of a timed-out run, running

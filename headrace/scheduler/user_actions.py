@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from headrace.authoring.setup_teardown import clear_closure
 from headrace.dagfiles.serialization import SerializedDag
-from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance
+from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance, Trigger
 from headrace.db.transitions import set_run_state, set_ti_state
 from headrace.db.wakeup import notify_scheduler
 from headrace.exceptions import DagNotFound, InvalidRequest, TaskNotFound
@@ -226,6 +226,7 @@ def clear_task_instances(
             result.cleared.append(ti.id)
             continue
         retries = sdag.tasks[ti.task_id].retries if ti.task_id in sdag.tasks else 0
+        trigger_id = ti.trigger_id  # a deferred one's trigger goes with it
         if set_ti_state(
             session,
             ti.id,
@@ -240,6 +241,8 @@ def clear_task_instances(
             updated_at=now,
         ):
             result.cleared.append(ti.id)
+            if trigger_id is not None:
+                session.execute(delete(Trigger).where(Trigger.id == trigger_id))
         else:
             result.not_cleared.append(NotCleared(ti.task_id, state.value, "state changed"))
     if result.cleared and not dry_run:

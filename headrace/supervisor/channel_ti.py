@@ -85,6 +85,11 @@ class TaskStart:
     """``core.allowed_deserialization_classes``: glob patterns of the classes a pulled XCom may be rebuilt as."""
     allowed_deserialization_classes_regexp: str = ""
     """``core.allowed_deserialization_classes_regexp``: the same as regular expressions."""
+    next_method: str | None = None
+    """A deferred task resuming: the method to call instead of ``execute`` (``__fail__``: its trigger failed or
+    timed out)."""
+    next_kwargs: str | None = None
+    """JSON text (XCom's types) of ``next_method``'s keyword arguments (the trigger's ``event``)."""
 
 
 class ChannelTI:

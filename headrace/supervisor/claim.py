@@ -16,7 +16,8 @@ Steps 1 and 2 of the life of a try (see :mod:`.supervise`):
    once the claim is committed. The next poke of a sensor in reschedule mode
    (the task instance still carries its ``reschedule_date``) continues its
    try: the try's row is reopened for this poke's processes instead
-   (:func:`_reopen_try`).
+   (:func:`_reopen_try`); so does a deferred task resuming (``next_method``
+   set), which also keeps the XComs its try pushed before it deferred.
 
 Why fork first: a forked process shares its parent's pages until one of them
 writes to a page, which the kernel then copies (a page fault). Forked after
@@ -158,6 +159,9 @@ _LOAD = (
         _PREVIOUS.end_date,
         # Set for a sensor's next poke in reschedule mode: it continues the try (see _reopen_try).
         TaskInstance.reschedule_date,
+        # Set for a deferred task resuming: it continues the try in next_method (see _reopen_try).
+        TaskInstance.next_method,
+        TaskInstance.next_kwargs,
     )
     .join_from(TaskInstance, DagRun, TaskInstance.dag_run_id == DagRun.id)
     .outerjoin(DagVersion, DagRun.dag_version_id == DagVersion.id)
@@ -465,6 +469,8 @@ def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarte
                 map_index,
                 *previous,
                 reschedule_date,
+                next_method,
+                next_kwargs,
             ) = row
             policy = _policy(task_entry) if task_id == request.task_id else None
             logical = logical_date or queued_at
@@ -499,6 +505,8 @@ def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarte
                 allowed_deserialization_classes_regexp=settings.get_str(
                     "core", "allowed_deserialization_classes_regexp"
                 ),
+                next_method=next_method,
+                next_kwargs=next_kwargs,
             )
             target = TryTarget(
                 ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index
@@ -520,7 +528,7 @@ def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarte
                         process_start_time = ProcessIdentity.of(pid).start_time
                     except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
                         process_start_time = None
-            if own_row is None and reschedule_date is not None:
+            if own_row is None and (reschedule_date is not None or next_method is not None):
                 own_row = _reopen_try(conn, ti_pk, request.try_number, me, pid, process_start_time, now)
             if own_row is None:
                 result = conn.execute(
@@ -553,8 +561,9 @@ def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarte
                 current.try_row_id = own_row
             if current.watch is not None:
                 current.watch.try_row_id = current.try_row_id
-            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
-            conn.execute(_CLEAR_TASK_MAP, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
+            if next_method is None:  # a resumed deferral keeps what the try pushed before it deferred (Airflow's)
+                conn.execute(_CLEAR_XCOMS, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
+                conn.execute(_CLEAR_TASK_MAP, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
     except BaseException:
         if current is not None:
             current.watch = None  # the task process waits on: the caller retries the claim or cancels it

@@ -24,7 +24,8 @@ def next_state(outcome: str, try_number: int, max_tries: int) -> TaskInstanceSta
     retried), or ``failed`` / ``retry`` (an exception, RetryTask, a kill, a
     timeout, a memory kill: retried while ``try_number <= max_tries``, where
     ``max_tries`` is the task's ``retries``, as in Airflow), or ``reschedule`` (a sensor's unmet poke in
-    reschedule mode: ``up_for_reschedule``, the same try goes on at its next poke).
+    reschedule mode: ``up_for_reschedule``, the same try goes on at its next poke), or ``deferred`` (the task
+    handed its wait to a trigger: ``deferred``, the same try resumes when it fires).
     Raises ``ValueError`` for an unknown outcome.
     """
     if outcome == "success":
@@ -35,6 +36,8 @@ def next_state(outcome: str, try_number: int, max_tries: int) -> TaskInstanceSta
         return TI.FAILED
     if outcome == "reschedule":
         return TI.UP_FOR_RESCHEDULE
+    if outcome == "deferred":
+        return TI.DEFERRED
     if outcome in ("failed", "retry"):
         return TI.UP_FOR_RETRY if try_number <= max_tries else TI.FAILED
     raise ValueError(f"unknown try outcome {outcome!r}")

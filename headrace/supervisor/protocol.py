@@ -242,9 +242,23 @@ class GetExternalTaskStates(_Message):
     check_existence: bool = False
 
 
-Outcome = Literal["success", "failed", "skipped", "retry", "fail_no_retry", "reschedule"]
+Outcome = Literal["success", "failed", "skipped", "retry", "fail_no_retry", "reschedule", "deferred"]
 """How the task's code ended: returned; raised; SkipTask; RetryTask; FailTask; RescheduleTask (a sensor's
-unmet poke in reschedule mode)."""
+unmet poke in reschedule mode); TaskDeferred (the task handed its wait to a trigger)."""
+
+
+class Deferral(_Message):
+    """What a task that deferred hands over (``TaskDeferred``): its trigger, serialized, and where it resumes."""
+
+    classpath: str
+    """The trigger's class, ``module.Name``."""
+    kwargs: str
+    """JSON text (XCom's types) of the trigger's keyword arguments."""
+    method_name: str
+    next_kwargs: str | None = None
+    """JSON text (XCom's types) of the extra keyword arguments of ``method_name`` (None: none)."""
+    timeout: float | None = None
+    """Seconds the deferral may last (None: no limit)."""
 
 
 class TaskDone(_Message):
@@ -265,6 +279,8 @@ class TaskDone(_Message):
     """The task's ``map_index_template`` rendered at the end of its code (None: no template, or not rendered)."""
     reschedule_date: datetime | None = None
     """With outcome ``reschedule``: when the next poke is due (UTC-aware)."""
+    deferral: Deferral | None = None
+    """With outcome ``deferred``: the trigger and where to resume."""
 
 
 # --- supervisor → task process -------------------------------------------------

@@ -14,12 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, CursorResult, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from headrace.db.assets import EventSource, record_asset_events
-from headrace.db.models import RenderedTaskInstanceFields, TaskReschedule, TaskTry, UtcDateTime
+from headrace.db.models import RenderedTaskInstanceFields, TaskReschedule, TaskTry, Trigger, UtcDateTime
 from headrace.db.transitions import end_try, set_ti_state
 from headrace.states import EndReason, TaskInstanceState
 
@@ -68,6 +68,16 @@ class Outcome:
     written with the outcome)."""
     poke_start_date: datetime | None = None
     """With state ``up_for_reschedule``: when this poke's try was claimed (the ``task_reschedule`` row's start)."""
+    trigger_classpath: str | None = None
+    """With state ``deferred``: the trigger's class (a ``trigger`` row is written with the outcome)."""
+    trigger_kwargs: str | None = None
+    """With state ``deferred``: the trigger's kwargs, JSON text."""
+    next_method: str | None = None
+    """With state ``deferred``: the method the task resumes in."""
+    next_kwargs: str | None = None
+    """With state ``deferred``: JSON text of that method's extra keyword arguments (None: none)."""
+    trigger_timeout: datetime | None = None
+    """With state ``deferred``: when the deferral times out (None: never)."""
     asset_events: list[dict[str, Any]] | None = None
     """The asset events of a successful try (its outlets): written with the success (:mod:`headrace.db.assets`)."""
     asset_source: list[Any] | None = None
@@ -104,7 +114,7 @@ class Outcome:
         }
 
 
-_DATES = ("end_date", "next_retry_at", "reschedule_date", "poke_start_date")
+_DATES = ("end_date", "next_retry_at", "reschedule_date", "poke_start_date", "trigger_timeout")
 """The datetime fields of :class:`Outcome` (ISO 8601 in its JSON)."""
 
 
@@ -119,8 +129,25 @@ def apply(conn: Connection | Session, outcome: Outcome) -> bool:
     ``externally_set``, which is itself that story. If the transaction is run
     again after a COMMIT whose answer was lost, the compare-and-set loses but
     the try row already holds this very ``end_date``: that counts as won.
-    A sensor's unmet poke (``up_for_reschedule``) that won adds its ``task_reschedule`` row.
+    A sensor's unmet poke (``up_for_reschedule``) that won adds its ``task_reschedule`` row; a deferral
+    (``deferred``) adds its ``trigger`` row, which the task instance points at (``trigger_id``) — the row
+    is removed again if the task instance did not take the outcome.
     """
+    deferral: dict[str, Any] = {}
+    if outcome.state == TI.DEFERRED.value and outcome.trigger_classpath is not None:
+        inserted: CursorResult[Any] = conn.execute(  # type: ignore[assignment]
+            _INSERT_TRIGGER,
+            {"classpath": outcome.trigger_classpath, "kwargs": outcome.trigger_kwargs or "{}", "at": outcome.end_date},
+        )
+        key = inserted.inserted_primary_key
+        assert key is not None
+        trigger_id = key[0]
+        deferral = {
+            "trigger_id": trigger_id,
+            "trigger_timeout": outcome.trigger_timeout,
+            "next_method": outcome.next_method,
+            "next_kwargs": outcome.next_kwargs,
+        }
     won = set_ti_state(
         conn,
         outcome.ti_id,
@@ -133,7 +160,10 @@ def apply(conn: Connection | Session, outcome: Outcome) -> bool:
         reschedule_date=outcome.reschedule_date,
         updated_at=outcome.end_date,
         **({"rendered_map_index": outcome.rendered_map_index} if outcome.rendered_map_index is not None else {}),
+        **deferral,
     )
+    if deferral and not won:  # nobody waits on it
+        conn.execute(delete(Trigger).where(Trigger.id == deferral["trigger_id"]))
     if won and outcome.reschedule_date is not None:
         conn.execute(
             _INSERT_RESCHEDULE,
@@ -195,6 +225,11 @@ _INSERT_RESCHEDULE = insert(TaskReschedule).from_select(
     ).where(TaskTry.id == bindparam("try_row_id")),
 )
 """One poke's ``task_reschedule`` row, its task instance's names copied from the try's row (no extra read)."""
+
+_INSERT_TRIGGER = insert(Trigger).values(
+    classpath=bindparam("classpath"), kwargs=bindparam("kwargs"), created_date=bindparam("at", type_=UtcDateTime)
+)
+"""A deferral's ``trigger`` row (no triggerer yet: one claims it)."""
 
 _SAME_END = select(TaskTry.id).where(
     TaskTry.id == bindparam("row_id"),

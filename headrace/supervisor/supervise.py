@@ -214,6 +214,9 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
     reschedule_date = None
     if state is TI.UP_FOR_RESCHEDULE:  # a sensor's unmet poke: its next one, in this same try
         reschedule_date = result.reschedule_date or now
+    deferral = result.deferral if state is TI.DEFERRED else None
+    if state is TI.DEFERRED and deferral is None:  # cannot happen with this task process; never leave it waiting
+        state = try_state = TI.FAILED
     outcome = Outcome(
         ti_id=request.ti_id,
         try_number=request.try_number,
@@ -234,6 +237,13 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         rendered_map_index=current.watch.rendered_map_index if current.watch is not None else None,
         reschedule_date=reschedule_date,
         poke_start_date=current.start.start_date if reschedule_date is not None else None,
+        trigger_classpath=deferral.classpath if deferral is not None else None,
+        trigger_kwargs=deferral.kwargs if deferral is not None else None,
+        next_method=deferral.method_name if deferral is not None else None,
+        next_kwargs=deferral.next_kwargs if deferral is not None else None,
+        trigger_timeout=now + timedelta(seconds=deferral.timeout)
+        if deferral is not None and deferral.timeout is not None
+        else None,
         asset_events=current.watch.asset_events if current.watch is not None else None,
         asset_source=[current.target.dag_id, current.target.task_id, current.target.run_id, current.target.map_index],
     )
@@ -243,6 +253,7 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         f"try {request.try_number} ended: {state.value} ({result.end_reason.value}); {summary}"
         + (f"; next try after {next_retry_at.isoformat()}" if next_retry_at else "")
         + (f"; next poke at {reschedule_date.isoformat()}" if reschedule_date else "")
+        + (f"; waiting for {deferral.classpath}, resuming in {deferral.method_name}" if deferral else "")
     )
     if not won and result.end_reason is not EndReason.EXTERNALLY_SET:
         current.say(

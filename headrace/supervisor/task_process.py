@@ -21,6 +21,7 @@ decided outside the task process (memory limit, timeout, killed).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TextIO
 
+from headrace.authoring import xcom_serde
 from headrace.authoring.asset_events import events_to_record
 from headrace.authoring.context import build_context, current_context
 from headrace.authoring.dag import DAG
@@ -52,6 +54,7 @@ from headrace.exceptions import (
     RescheduleTask,
     RetryTask,
     SkipTask,
+    TaskDeferred,
     TaskNotFound,
     TaskTerminated,
     XComError,
@@ -62,6 +65,7 @@ from headrace.states import TaskInstanceState
 from headrace.supervisor.channel_ti import ChannelSecrets, ChannelTI, TaskStart
 from headrace.supervisor.outcome import next_state
 from headrace.supervisor.protocol import (
+    Deferral,
     Outcome,
     SetAssetEvents,
     SupervisorGone,
@@ -262,7 +266,10 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             log.error("task %s: %s", start.task_id, exc)
             channel.request(TaskDone(outcome="failed", error=_one_line(exc), started=False))
             return 2
-        outcome, error, delay, reschedule = _execute(task, context, ti, start.max_map_length)
+        resume = None
+        if start.next_method is not None:  # a deferred task resuming: next_method instead of execute
+            resume = (start.next_method, start.next_kwargs)
+        outcome, error, delay, reschedule, deferral = _execute(task, context, ti, start.max_map_length, resume)
         if outcome == "success" and task.outlets:  # recorded with the success, in the outcome's transaction
             channel.request(SetAssetEvents(events=events_to_record(task.outlets, context["outlet_events"])))
         state = next_state(outcome, start.try_number, start.max_tries)
@@ -275,10 +282,15 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
             log.info("map index rendered as %s", label)
         channel.request(
             TaskDone(
-                outcome=outcome, error=error, retry_delay=delay, rendered_map_index=label, reschedule_date=reschedule
+                outcome=outcome,
+                error=error,
+                retry_delay=delay,
+                rendered_map_index=label,
+                reschedule_date=reschedule,
+                deferral=deferral,
             )
         )
-        return 0 if outcome in ("success", "skipped", "reschedule") else 1
+        return 0 if outcome in ("success", "skipped", "reschedule", "deferred") else 1
     except TaskTerminated as exc:
         log.error("task stopped: %s", exc)
         return 128 + signal.SIGTERM
@@ -291,10 +303,18 @@ def main(start: TaskStart, sock: socket.socket, log_fd: int) -> int:
 
 
 def _execute(
-    task: BaseOperator, context: Context, ti: ChannelTI, max_map_length: int = 1024
-) -> tuple[Outcome, str | None, float | None, datetime | None]:
+    task: BaseOperator,
+    context: Context,
+    ti: ChannelTI,
+    max_map_length: int = 1024,
+    resume: tuple[str, str | None] | None = None,
+) -> tuple[Outcome, str | None, float | None, datetime | None, Deferral | None]:
     """Unmap (a mapped task), render, execute, label (``map_index_template``) and push the result; return
-    ``(outcome, error, retry_delay, reschedule_date)``.
+    ``(outcome, error, retry_delay, reschedule_date, deferral)``.
+
+    ``resume``: ``(next_method, next_kwargs as JSON text)`` of a deferred task resuming — ``task.resume_execution`` runs
+    instead of ``execute``. A ``TaskDeferred`` ends the process with outcome ``deferred`` and the
+    serialized trigger (a trigger that cannot be serialized fails the try).
 
     Once the task's code has started (``pre_execute`` hooks, callbacks, ``execute``), its label is rendered as
     Airflow does: after a success a template that cannot render fails the try; after an exception (a failure,
@@ -312,21 +332,39 @@ def _execute(
             if task.pre_execute_hook is not None:
                 task.pre_execute_hook(context)
             run_callbacks(task, "execute", context)
-            result = task.execute(context)
+            if resume is not None:
+                next_kwargs = dict(xcom_serde.decode(json.loads(resume[1] or "{}")))
+                result = task.resume_execution(resume[0], next_kwargs, context)
+            else:
+                result = task.execute(context)
         running = False
         ti.rendered_map_index = render_map_index(context)
         _push_result(task, result, ti, max_map_length)
-        return "success", None, None, None
+        return "success", None, None, None, None
     except SkipTask as exc:
         log.info("task skipped: %s", _text(exc) or "SkipTask")
-        return "skipped", None, None, None
+        return "skipped", None, None, None, None
     except RescheduleTask as exc:  # a sensor's unmet poke in reschedule mode: this process ends, the try goes on
         log.info("poke done; the sensor's next poke is due at %s", exc.reschedule_date.isoformat())
-        return "reschedule", None, None, exc.reschedule_date
+        return "reschedule", None, None, exc.reschedule_date, None
+    except TaskDeferred as exc:  # the task hands its wait to a trigger: this process ends, the try goes on
+        try:
+            deferral = _deferral(exc)
+        except Exception as failure:  # noqa: BLE001 - the trigger's serialize() is user code
+            context["exception"] = failure
+            log.error("the task deferred, but its trigger could not be stored:\n%s", _traceback(failure))
+            return "failed", _one_line(failure), None, None, None
+        log.info(
+            "deferring to %s; resuming in %s%s",
+            deferral.classpath,
+            deferral.method_name,
+            f" (timeout {deferral.timeout:g} s)" if deferral.timeout is not None else "",
+        )
+        return "deferred", None, None, None, deferral
     except FailTask as exc:
         context["exception"] = exc
         log.error("task failed without retry (FailTask): %s", _text(exc))
-        return "fail_no_retry", _one_line(exc), None, None
+        return "fail_no_retry", _one_line(exc), None, None, None
     except RetryTask as exc:
         context["exception"] = exc
         log.error(
@@ -334,19 +372,37 @@ def _execute(
             f" in {exc.delay:g} s" if exc.delay is not None else "",
             _text(exc),
         )
-        return "retry", _one_line(exc), exc.delay, None
+        return "retry", _one_line(exc), exc.delay, None, None
     except (TaskTerminated, SupervisorGone):
         raise
     except BaseException as exc:  # noqa: BLE001 - any exception (even SystemExit) fails the try
         context["exception"] = exc
         log.error("task failed with %s\n%s", _one_line(exc), _traceback(exc))
-        return "failed", _one_line(exc), None, None
+        return "failed", _one_line(exc), None, None, None
     finally:
         if running:  # the task's code raised: label the index anyway, never masking its error
             try:
                 ti.rendered_map_index = render_map_index(context)
             except Exception as exc:  # noqa: BLE001 - logged; the try's own outcome stands
                 log.warning("map_index_template not rendered: %s", _one_line(exc))
+
+
+def _deferral(exc: TaskDeferred) -> Deferral:
+    """The hand-over of ``exc`` as stored: the trigger's ``serialize()`` and the resume point as JSON text.
+
+    Raises ``TypeError`` / ``XComError`` when the trigger is not a trigger or its kwargs cannot be stored.
+    """
+    serialize = getattr(exc.trigger, "serialize", None)
+    if not callable(serialize):
+        raise TypeError(f"defer(trigger=...) needs a BaseTrigger, got {type(exc.trigger).__name__}")
+    classpath, kwargs = serialize()
+    return Deferral(
+        classpath=str(classpath),
+        kwargs=json.dumps(xcom_serde.encode(dict(kwargs))),
+        method_name=exc.method_name,
+        next_kwargs=json.dumps(xcom_serde.encode(dict(exc.kwargs))) if exc.kwargs else None,
+        timeout=exc.timeout.total_seconds() if exc.timeout is not None else None,
+    )
 
 
 def _push_result(task: BaseOperator, result: Any, ti: ChannelTI, max_map_length: int) -> None:

@@ -41,6 +41,7 @@ from headrace.supervisor.fencing import die_with_parent
 from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree, TreeSample
 from headrace.supervisor.protocol import (
     Ack,
+    Deferral,
     Error,
     LineBuffer,
     ProtocolError,
@@ -155,6 +156,8 @@ class WatchResult:
     """Of those, how many the supervisor killed."""
     reschedule_date: datetime | None = None
     """With outcome ``reschedule``: when the sensor's next poke is due."""
+    deferral: Deferral | None = None
+    """With outcome ``deferred``: the trigger and where the task resumes."""
 
 
 @dataclass
@@ -215,6 +218,7 @@ def classify(
                 "success": EndReason.SUCCESS,
                 "skipped": EndReason.SKIPPED,
                 "reschedule": EndReason.RESCHEDULED,
+                "deferred": EndReason.DEFERRED,
             }.get(done.outcome, EndReason.FAILED)
         return replace(
             base,
@@ -223,6 +227,7 @@ def classify(
             error=done.error,
             retry_delay=done.retry_delay,
             reschedule_date=done.reschedule_date,
+            deferral=done.deferral,
         )
     if signum is not None:
         name = signal.Signals(signum).name if signum in signal.valid_signals() else str(signum)

@@ -37,6 +37,7 @@ STATE_CODES: dict[str, str] = {
     "F": TaskInstanceState.FAILED.value,
     "R": TaskInstanceState.UP_FOR_RETRY.value,
     "W": TaskInstanceState.UP_FOR_RESCHEDULE.value,
+    "D": TaskInstanceState.DEFERRED.value,
     "U": TaskInstanceState.UPSTREAM_FAILED.value,
     "K": TaskInstanceState.SKIPPED.value,
     "X": TaskInstanceState.REMOVED.value,

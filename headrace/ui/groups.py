@@ -20,6 +20,7 @@ STATE_PRIORITY: tuple[str, ...] = (
     TI.UPSTREAM_FAILED.value,
     TI.UP_FOR_RETRY.value,
     TI.UP_FOR_RESCHEDULE.value,
+    TI.DEFERRED.value,
     TI.QUEUED.value,
     TI.SCHEDULED.value,
     TI.RUNNING.value,

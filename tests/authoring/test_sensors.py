@@ -4,6 +4,7 @@ tests/integration/test_sensors.py)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -154,9 +155,37 @@ def test_poke_mode_only_refuses_reschedule() -> None:
             OnlyPoke(task_id="no", script=[], mode="reschedule")
 
 
-def test_deferrable_is_refused_by_name() -> None:
-    with DAG("d"), pytest.raises(DagDefinitionError, match="deferrable=True is not supported yet"):
-        FileSensor(task_id="f", filepath="x", deferrable=True)
+def test_a_deferrable_file_sensor_pokes_once_then_defers_to_a_file_trigger(tmp_path: Path) -> None:
+    from headrace.exceptions import TaskDeferred
+    from headrace.triggers import FileTrigger
+
+    with DAG("d"):
+        s = FileSensor(task_id="f", filepath=str(tmp_path / "*.csv"), deferrable=True, poke_interval=3, timeout=60)
+    s.base_path = lambda: ""  # type: ignore[method-assign]  # no connection store outside a supervisor
+    with pytest.raises(TaskDeferred) as deferred:
+        s.execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, FileTrigger)
+    assert trigger.serialize() == (
+        "headrace.triggers.FileTrigger",
+        {"filepath": str(tmp_path / "*.csv"), "recursive": False, "poke_interval": 3.0},
+    )
+    assert (deferred.value.method_name, deferred.value.timeout) == ("execute_complete", timedelta(seconds=60))
+    (tmp_path / "a.csv").write_text("x")
+    assert s.execute({}) is None  # already there: no deferral
+
+
+@pytest.mark.parametrize("soft_fail", [False, True])
+def test_a_deferred_sensor_that_times_out_fails_without_retry_or_skips(soft_fail: bool) -> None:
+    from headrace.exceptions import SensorTimeout
+
+    with DAG("d"):
+        s = DateTimeSensor(
+            task_id="t", target_time=datetime(2999, 1, 1, tzinfo=UTC), deferrable=True, soft_fail=soft_fail
+        )
+    with pytest.raises(SkipTask if soft_fail else SensorTimeout):
+        s.resume_execution("__fail__", {"error": "Trigger timeout"}, {})
+    assert s.resume_execution("execute_complete", {"event": "x"}, {}) is None
 
 
 def test_date_time_sensor_keeps_a_datetime_as_iso_text() -> None:

@@ -26,7 +26,6 @@ def test_defaults_are_airflows() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"deferrable": True}, r"task 't': TriggerDagRunOperator\(deferrable=True\) is not supported yet"),
         ({"allowed_states": ["done"]}, r"task 't': allowed_states has \['done'\], which are not DAG run states"),
         ({"logical_date": 5}, "task 't': logical_date must be a str, a datetime or None, got int"),
         ({"poke_interval": -1}, "task 't': poke_interval must be seconds"),

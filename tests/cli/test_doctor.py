@@ -29,8 +29,9 @@ def test_doctor_json_then_error_exit_code(cli: Cli, settings: Settings) -> None:
     assert r.code == 0, r.err
     findings = _findings(r.out)
     areas = [f["area"] for f in findings]
-    assert areas[0] == "executor slots" and areas[-1] == "DAG files"
-    assert {"processes", "running tries", "memory", "scheduler and database"} <= set(areas)
+    assert areas[0] == "executor slots" and areas[-1] == "triggerer and deferrals"
+    assert {"processes", "running tries", "memory", "scheduler and database", "DAG files"} <= set(areas)
+    assert findings[-1]["severity"] == "ok" and findings[-1]["figures"]["triggers"] == 0
     cpu = findings[0]
     assert cpu["figures"]["parallelism"] == 4  # HEADRACE__CORE__PARALLELISM from the cli fixture
 

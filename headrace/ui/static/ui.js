@@ -4,7 +4,7 @@
   "use strict";
   const STATE_COLORS = {
     none: "#e8e8ec", scheduled: "#d2b48c", queued: "#9e9e9e", running: "#37c837", success: "#1e8c3a",
-    failed: "#d9302c", up_for_retry: "#f0b400", up_for_reschedule: "#40e0d0", upstream_failed: "#f58a1f", skipped: "#e57fc4",
+    failed: "#d9302c", up_for_retry: "#f0b400", up_for_reschedule: "#40e0d0", deferred: "#9370db", upstream_failed: "#f58a1f", skipped: "#e57fc4",
     removed: "#d3d3d3",
   };
   const FINISHED = new Set(["success", "failed", "upstream_failed", "skipped", "removed"]);
