@@ -249,7 +249,7 @@ class _Rewriter(cst.CSTTransformer):
                 continue  # each call becomes a datetime (leave_Call); the import goes unless a call stays
             target = targets.get(name)
             if target is None:
-                self.problems.append((line, f"{module}.{name}: not a name headrace maps (not in Airflow 3 either?)"))
+                self.problems.append((line, f"{module}.{name}: headrace does not implement this name"))
                 kept.append(alias)
                 continue
             try:
