@@ -38,6 +38,7 @@ from .services import compat_services
 DAG_IDS = [
     "compat_airflow2_legacy",
     "compat_airflow3_taskflow",
+    "compat_custom_operator",
     "compat_dag_display_name",
     "compat_depends_on_past",
     "compat_email",
@@ -70,6 +71,8 @@ TASKS: dict[str, set[str] | dict[str, str]] = {
         "drop_table": "failed",
     },
     "compat_team_a_report": {"greet"},
+    # self.log, template_ext with a .sql file beside the DAG, Context, xcom_push, Variable.get(default_var=)
+    "compat_custom_operator": {"render", "check"},
     "compat_sql": {"create", "insert", "select", "copy_to_mysql", "cleanup"},
     "compat_email": {"send_report", "send_with_the_hook"},
     "compat_templates": {"render", "from_context", "current"},
