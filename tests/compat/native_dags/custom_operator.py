@@ -31,7 +31,7 @@ class RenderSqlOperator(BaseOperator):
 with DAG(dag_id="compat_custom_operator", schedule=None, start_date=datetime(2024, 1, 1), params={"n": 5}):
     render = RenderSqlOperator(task_id="render", sql="sql/custom_operator.sql", target="t_{{ ds_nodash }}")
 
-    @task
+    @task.python  # Airflow's other spelling of @task
     def check(sql: str, ti=None) -> None:
         assert sql.startswith("SELECT '") and sql.endswith("5 AS n"), sql
         assert ti.xcom_pull(task_ids="render", key="target").startswith("t_")
