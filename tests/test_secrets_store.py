@@ -6,7 +6,13 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from headrace.authoring.secrets import Connection, ConnectionNotFound, VariableNotFound
+from headrace.authoring.secrets import (
+    Connection,
+    ConnectionNotFound,
+    Variable,
+    VariableNotFound,
+    install_secrets_runtime,
+)
 from headrace.config import Settings
 from headrace.crypto import MASK, Encryptor
 from headrace.db.engine import Database
@@ -113,6 +119,24 @@ def test_database_secrets_runtime(db: Database, settings: Settings) -> None:
     assert runtime.get_variable("k") == "v" and runtime.get_variable("x") is None
     data = runtime.get_connection("c")
     assert data is not None and data["password"] == PASSWORD and runtime.get_connection("x") is None
+
+
+def test_variable_get_takes_airflow_models_default_var(db: Database, settings: Settings) -> None:
+    """``airflow.models.Variable.get(key, default_var=...)`` (Airflow 2's and 3's models spelling) works here."""
+    enc = Encryptor.from_settings(settings)
+    with db.session() as session:
+        set_variable(session, enc, "cfg", '{"n": 2}')
+    install_secrets_runtime(DatabaseSecrets(db, enc))
+    try:
+        assert Variable.get("cfg", default_var={"n": 0}, deserialize_json=True) == {"n": 2}
+        assert Variable.get("absent", default_var={"n": 0}, deserialize_json=True) == {"n": 0}
+        assert Variable.get("absent", default_var=None) is None
+        with pytest.raises(TypeError, match="not both"):
+            Variable.get("absent", "a", default_var="b")
+        with pytest.raises(VariableNotFound):
+            Variable.get("absent")
+    finally:
+        install_secrets_runtime(None)
 
 
 def test_connection_uri_round_trip() -> None:

@@ -26,7 +26,7 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
 from headrace.authoring.context import call_with_context, make_jinja_env
 from headrace.authoring.dag import DAG, DagContext
@@ -518,6 +518,24 @@ class _TaskDecoratorCollection(_TaskDecorator):
     """``@task.external_python`` whose function returns the task_id(s) to follow."""
     run_if = staticmethod(run_if)
     skip_if = staticmethod(skip_if)
+
+    @property
+    def python(self) -> _TaskDecorator:
+        """``@task.python``: Airflow's other spelling of ``@task`` (the same decorator)."""
+        return self
+
+    def __getattr__(self, name: str) -> NoReturn:
+        """``@task.<name>`` for a decorator headrace lacks (``@task.docker``, ``@task.kubernetes`` …).
+
+        Raises ``AttributeError`` naming it, and where it comes from in Airflow.
+        """
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(
+            f"@task.{name}: headrace does not support this task decorator (in Airflow it comes from a provider "
+            "package); headrace has @task, .branch, .short_circuit, .sensor, .bash, .virtualenv, .external_python, "
+            ".branch_virtualenv, .branch_external_python, .run_if, .skip_if"
+        )
 
 
 task = _TaskDecoratorCollection(DecoratedPythonOperator)

@@ -141,14 +141,22 @@ class Variable:
     """Key/value settings stored in the metadata DB (``headrace variables set``), Airflow's ``Variable``."""
 
     @staticmethod
-    def get(key: str, default: Any = _NO_DEFAULT, deserialize_json: bool = False) -> Any:
+    def get(
+        key: str, default: Any = _NO_DEFAULT, deserialize_json: bool = False, *, default_var: Any = _NO_DEFAULT
+    ) -> Any:
         """The value of variable ``key`` (a str; parsed JSON with ``deserialize_json``).
 
-        Returns ``default`` (as given, not parsed) when the key does not exist.
-        Raises ``VariableNotFound`` (a ``KeyError``) when it does not exist and
-        no default was given, ``ValueError`` when ``deserialize_json`` and the
-        value is not JSON, ``SecretsUnavailable`` outside a running task.
+        Returns ``default`` (as given, not parsed) when the key does not exist;
+        ``default_var`` is the same argument under ``airflow.models.Variable``'s
+        name. Raises ``TypeError`` when both are given, ``VariableNotFound`` (a
+        ``KeyError``) when the key does not exist and no default was given,
+        ``ValueError`` when ``deserialize_json`` and the value is not JSON,
+        ``SecretsUnavailable`` outside a running task.
         """
+        if default_var is not _NO_DEFAULT:
+            if default is not _NO_DEFAULT:
+                raise TypeError("Variable.get: give default= or default_var= (its Airflow 2 name), not both")
+            default = default_var
         value = _current_runtime(f"Variable.get({key!r})").get_variable(key)
         if value is None:
             if default is _NO_DEFAULT:

@@ -15,6 +15,7 @@ warning (see :mod:`headrace.authoring.dag_warnings`).
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -279,6 +280,15 @@ class BaseOperator(SetupTeardownMixin, ABC):
 
     def __repr__(self) -> str:
         return f"<Task({type(self).__name__}): {self.task_id}>"
+
+    @property
+    def log(self) -> logging.Logger:
+        """The operator's logger, Airflow's ``self.log``: ``headrace.task.operators.<module>.<class>``.
+
+        In a running try its records go to the try's log, as every logger's do.
+        """
+        cls = type(self)
+        return logging.getLogger(f"headrace.task.operators.{cls.__module__}.{cls.__qualname__}")
 
     @property
     def operator_name(self) -> str:

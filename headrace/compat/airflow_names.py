@@ -73,6 +73,14 @@ _BASEOPERATOR = {
 }
 _PARAM = {"Param": _t(_TOP, "Param", "Param"), "ParamsDict": _t(_TOP, "ParamsDict", "ParamsDict")}
 _CONTEXT = {"get_current_context": _t(_TOP, "get_current_context", "get_current_context()")}
+_CONTEXT_TYPE = {"Context": _t("headrace.types", "Context", "the Context type")}
+"""Airflow's ``Context`` (a ``TypedDict`` there) in annotations (``def execute(self, context: Context)``):
+headrace's is the alias ``dict[str, Any]`` of :mod:`headrace.types`."""
+_METADATA_DB = {
+    name: _t(_TOP, name, f"reading the metadata database from DAG files ({name})")
+    for name in ("DagRun", "TaskInstance", "XCom", "DagModel", "DagBag", "Pool", "TaskReschedule", "Log")
+}
+"""Names ``airflow.models`` exports that headrace does not offer to DAG files: reported naming the feature."""
 _SECRETS = {
     "Variable": _t(_TOP, "Variable", "Variable"),
     "Connection": _t(_TOP, "Connection", "Connection"),
@@ -170,6 +178,7 @@ MODULES: dict[str, dict[str, Target]] = {
         **_BASEOPERATOR,
         **_PARAM,
         **_CONTEXT,
+        **_CONTEXT_TYPE,
         **_SECRETS,
         **_ASSETS,
         **_SENSORS,
@@ -187,7 +196,8 @@ MODULES: dict[str, dict[str, Target]] = {
     "airflow.sdk.bases.operator": _BASEOPERATOR,
     "airflow.sdk.definitions.xcom_arg": {"XComArg": _t(_TOP, "XComArg", "XComArg")},
     "airflow.sdk.definitions.param": _PARAM,
-    "airflow.sdk.definitions.context": _CONTEXT,
+    "airflow.sdk.definitions.context": {**_CONTEXT, **_CONTEXT_TYPE},
+    "airflow.utils.context": _CONTEXT_TYPE,  # Airflow 2's Context, for annotations
     "airflow.sdk.definitions.taskgroup": {"TaskGroup": _t(_TOP, "TaskGroup", "task groups (TaskGroup)")},
     "airflow.sdk.definitions.edges": {"Label": _t(_TOP, "Label", "edge labels (Label)")},
     "airflow.sdk.definitions.asset": _ASSETS,
@@ -207,6 +217,7 @@ MODULES: dict[str, dict[str, Target]] = {
         **_SECRETS,
         **_PARAM,
         "XComArg": _t(_TOP, "XComArg", "XComArg"),
+        **_METADATA_DB,
     },
     "airflow.models.dag": {"DAG": _DAG["DAG"]},
     "airflow.models.baseoperator": _BASEOPERATOR,

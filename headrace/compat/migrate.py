@@ -20,7 +20,9 @@ What it changes:
   ``data_interval_end | ds`` / ``| ds_nodash``.
 
 Every construct it cannot translate is a :class:`Finding` (file, line,
-reason): a name or module headrace does not implement (a provider, asset
+reason): a callable's parameter named after a removed context key
+(``def f(execution_date)``), ``.execution_date`` read from a DAG run or task
+instance in Python, a name or module headrace does not implement (a provider, asset
 ``Metadata`` …); sensor imports (``airflow.sensors.*``,
 ``airflow.providers.standard.sensors.*``) become ``headrace.sensors``, a context key with no Airflow 3 equivalent (``prev_ds``,
 ``tomorrow_ds`` …), a removed feature (``sla``, ``sla_miss_callback``,
@@ -249,7 +251,7 @@ class _Rewriter(cst.CSTTransformer):
                 continue  # each call becomes a datetime (leave_Call); the import goes unless a call stays
             target = targets.get(name)
             if target is None:
-                self.problems.append((line, f"{module}.{name}: not a name headrace maps (not in Airflow 3 either?)"))
+                self.problems.append((line, f"{module}.{name}: headrace does not implement this name"))
                 kept.append(alias)
                 continue
             try:
@@ -377,6 +379,24 @@ class _Rewriter(cst.CSTTransformer):
                 original_node, f"template context key {key!r} was removed in Airflow 3: {CONTEXT_REMOVED[key]}"
             )
         return updated_node.with_changes(value=new_text)
+
+    def visit_Param(self, node: cst.Param) -> None:
+        # A callable asking for a removed context key by name gets nothing in Airflow 3 (nor here): TypeError
+        # without a default, the default otherwise. Renaming the parameter would need its uses renamed too.
+        key = node.name.value
+        if key in CONTEXT_RENAMES or key in TEMPLATE_FILTER_RENAMES or key in CONTEXT_REMOVED:
+            hint = (
+                f"name it {CONTEXT_RENAMES[key]}"
+                if key in CONTEXT_RENAMES
+                else CONTEXT_REMOVED.get(key, f"use {TEMPLATE_FILTER_RENAMES.get(key)}")
+            )
+            self._problem(node, f"parameter {key!r}: the context has no {key!r} in Airflow 3: {hint}")
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        if node.attr.value == "execution_date":
+            self._problem(
+                node, "`.execution_date` (of a DAG run or task instance) was removed in Airflow 3: use .logical_date"
+            )
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.Name:
         new = self.renames.get(updated_node.value)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from headrace.authoring.context import make_jinja_env
 from headrace.authoring.dag import DAG
 from headrace.authoring.params import ParamsDict, own_params_field, params_from_specs
 from headrace.authoring.schedules import (
@@ -133,6 +134,25 @@ def _deadline_fields(deadline: timedelta | None, reference: str, has_callback: b
     return out
 
 
+def dag_doc_md(dag: DAG) -> str | None:
+    """The DAG's ``doc_md``; one that names a ``.md`` file (Airflow's ``doc_md="README.md"``) is that file's text.
+
+    The file is looked for as template files are (the DAG's ``template_searchpath``, then the DAG file's
+    folder); a name found nowhere stays as written.
+    """
+    doc = dag.doc_md
+    if doc is None or not doc.strip().endswith(".md") or "\n" in doc.strip():
+        return doc
+    import jinja2
+
+    loader = make_jinja_env(dag).loader
+    assert loader is not None
+    try:
+        return loader.get_source(jinja2.Environment(), doc.strip())[0]
+    except (jinja2.TemplateNotFound, OSError):
+        return doc
+
+
 def serialize_dag(dag: DAG, *, catchup_default: bool = False) -> dict[str, Any]:
     """Return ``dag`` as a JSON-able dict with sorted keys.
 
@@ -166,7 +186,7 @@ def serialize_dag(dag: DAG, *, catchup_default: bool = False) -> dict[str, Any]:
             "dagrun_timeout": _seconds(dag.dagrun_timeout),
             "tags": sorted(dag.tags),
             "description": dag.description,
-            "doc_md": dag.doc_md,
+            "doc_md": dag_doc_md(dag),
             "params": params,
             **({"param_specs": specs} if specs is not None else {}),
             "has_on_success_callback": dag.on_success_callback is not None,

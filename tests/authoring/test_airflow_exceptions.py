@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 from headrace import exceptions
+from headrace.config import Settings
 from headrace.dagfiles.loader import load_dags
-from headrace.testing import run_dag_inline
+from headrace.db.engine import Database
+from headrace.testing import FAST_LOOP, run_dag_inline
 
 DAG_FILE = """
 from datetime import timedelta
 
 from headrace import DAG
-from headrace.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from headrace.exceptions import (
+    AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException, AirflowTaskTimeout,
+)
 from headrace.operators import PythonOperator
 
 
@@ -29,6 +32,7 @@ with DAG("airflow_exceptions", schedule=None, default_args={"retries": 1, "retry
         ("fail", AirflowFailException),
         ("sensor_timeout", AirflowSensorTimeout),
         ("plain", AirflowException),
+        ("timeout", AirflowTaskTimeout),
     ]:
         PythonOperator(task_id=name, python_callable=raise_(exc))
 """
@@ -47,16 +51,18 @@ def test_the_names_are_headraces_classes() -> None:
     assert str(exceptions.AirflowSkipException()) == "" and str(exceptions.SkipTask("why")) == "why"
 
 
-def test_each_ends_the_try_as_in_airflow(tmp_path: Path) -> None:
-    path = tmp_path / "airflow_exceptions.py"
+def test_each_ends_the_try_as_in_airflow(settings: Settings, db: Database) -> None:
+    """Through the scheduler loop and supervised tries, on SQLite and PostgreSQL."""
+    path = settings.dags_folder / "airflow_exceptions.py"
     path.write_text(textwrap.dedent(DAG_FILE))
     [dag] = load_dags(path)
-    result = run_dag_inline(dag)
+    result = run_dag_inline(dag, settings=settings.with_overrides(FAST_LOOP))
     assert result.task_states == {
         "skip": "skipped",
         "fail": "failed",  # no retry
         "sensor_timeout": "failed",  # no retry
         "plain": "failed",  # after its retry
+        "timeout": "failed",  # after its retry, as a timeout is
     }
     tries = {task_id: len(paths) for task_id, paths in result.log_paths.items()}
-    assert tries == {"skip": 1, "fail": 1, "sensor_timeout": 1, "plain": 2}
+    assert tries == {"skip": 1, "fail": 1, "sensor_timeout": 1, "plain": 2, "timeout": 2}

@@ -225,3 +225,18 @@ def test_task_function_keeps_the_plain_function() -> None:
     with DAG("d") as d:
         double(1)
     assert d.get_task("double").doc_md == "Double it."
+
+
+def test_task_python_is_task_and_a_missing_variant_is_named() -> None:
+    """``@task.python`` is Airflow's other spelling of ``@task``; a provider's decorator is refused by name."""
+    assert task.python is task
+    with DAG("task_python", schedule=None) as d:
+
+        @task.python(multiple_outputs=True)
+        def split() -> dict[str, int]:
+            return {"a": 1}
+
+        split()
+    assert d.task_dict["split"].multiple_outputs is True
+    with pytest.raises(AttributeError, match=r"@task\.docker: headrace does not support this task decorator"):
+        task.docker  # noqa: B018 - the lookup is what is tested

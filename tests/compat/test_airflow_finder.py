@@ -56,6 +56,17 @@ def test_airflow_paths_give_headrace_objects(tmp_path: Path) -> None:
     assert python_module.PythonOperator is headrace.operators.PythonOperator
 
 
+def test_airflow_context_type_is_headrace_s(tmp_path: Path) -> None:
+    """``Context`` for annotations, from Airflow 3's and Airflow 2's paths."""
+    assert install_airflow_imports(make_settings(tmp_path, True))
+    from airflow.sdk import Context  # type: ignore[import-not-found]
+    from airflow.utils.context import Context as Context2  # type: ignore[import-not-found]
+
+    import headrace.types
+
+    assert Context is headrace.types.Context and Context2 is headrace.types.Context
+
+
 def test_airflow_sensor_paths_give_headrace_sensors(tmp_path: Path) -> None:
     """Airflow 3's standard provider paths, Airflow 2's ``airflow.sensors.*`` and the Task SDK's names."""
     assert install_airflow_imports(make_settings(tmp_path, True))
@@ -96,6 +107,7 @@ def test_airflow_sensor_paths_give_headrace_sensors(tmp_path: Path) -> None:
         ("import airflow.providers.amazon.aws.operators.s3", "the amazon provider"),
         ("from airflow.sensors.smart_sensor import SmartSensorOperator", "does not support this sensor"),
         ("from airflow.models.dagrun import DagRun", "reading the metadata database from DAG files (DagRun)"),
+        ("from airflow.models import TaskInstance", "reading the metadata database from DAG files (TaskInstance)"),
         ("from airflow.sdk import NoSuchThing", "airflow.sdk.NoSuchThing"),
     ],
 )

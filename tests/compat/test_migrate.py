@@ -253,6 +253,44 @@ def test_files_without_airflow_are_not_touched_and_bad_python_is_reported(tmp_pa
     assert [str(f).split(":")[:2] for f in results["broken.py"].findings] == [["broken.py", "2"]]
 
 
+def test_callables_asking_for_removed_context_keys_are_reported() -> None:
+    source = textwrap.dedent("""\
+        from airflow.sdk import task
+        def f(execution_date, next_ds=None, **kwargs):
+            return kwargs["dag_run"].execution_date
+        @task
+        def g(ds, prev_ds=None):
+            return ds
+    """)
+    migrated, findings = migrate_source(source, "p.py")
+    assert migrated.startswith("from headrace import task\n")
+    assert [(f.line, f.reason.split(":")[0]) for f in findings] == [
+        (2, "parameter 'execution_date'"),
+        (2, "parameter 'next_ds'"),
+        (3, "`.execution_date` (of a DAG run or task instance) was removed in Airflow 3"),
+        (5, "parameter 'prev_ds'"),
+    ]
+    assert "name it logical_date" in findings[0].reason
+
+
+def test_names_headrace_lacks_stay_and_are_reported_by_feature() -> None:
+    source = textwrap.dedent("""\
+        from airflow.models import DagRun, Variable, Frobnicator
+        from airflow.sdk import Context
+    """)
+    migrated, findings = migrate_source(source, "m.py")
+    assert migrated == textwrap.dedent("""\
+        from headrace import Variable
+        from airflow.models import DagRun, Frobnicator
+        from headrace.types import Context
+    """)
+    assert [str(f) for f in findings] == [
+        "m.py:1: airflow.models.DagRun: headrace does not support reading the metadata database from DAG files "
+        "(DagRun) yet",
+        "m.py:1: airflow.models.Frobnicator: headrace does not implement this name",
+    ]
+
+
 def test_airflow_1_10_module_names_and_subdags() -> None:
     source = textwrap.dedent("""\
         from airflow.operators.bash_operator import BashOperator

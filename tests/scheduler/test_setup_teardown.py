@@ -149,3 +149,41 @@ def test_clearing_a_work_task_clears_its_setup_and_teardown_and_they_run_again(
     run_scheduler_until_done(settings, db)
     assert set(ti_states(db).values()) == {"success"}
     assert set(run_states(db).values()) == {"success"}
+
+
+def test_all_done_min_one_success_runs_after_one_success_despite_failures(settings: Settings, db: Database) -> None:
+    """Airflow's rule: every upstream done and one of them succeeded (failures allowed); none succeeded:
+    upstream_failed; a skipped upstream skips it."""
+    settings = fast(settings)
+    write_dag(
+        settings,
+        "st.py",
+        """
+        from datetime import datetime
+        from headrace import DAG
+        from headrace.exceptions import AirflowSkipException
+        from headrace.operators import EmptyOperator, PythonOperator
+
+        def boom():
+            raise RuntimeError("failed on purpose")
+
+        def skip_it():
+            raise AirflowSkipException("skipped on purpose")
+
+        with DAG("st_min_one", schedule=None, start_date=datetime(2026, 1, 1)):
+            ok = EmptyOperator(task_id="ok")
+            bad = PythonOperator(task_id="bad", python_callable=boom)
+            bad2 = PythonOperator(task_id="bad2", python_callable=boom)
+            skipped = PythonOperator(task_id="skipped", python_callable=skip_it)
+            rule = "all_done_min_one_success"
+            [ok, bad] >> EmptyOperator(task_id="one_success", trigger_rule=rule)
+            [bad, bad2] >> EmptyOperator(task_id="none_succeeded", trigger_rule=rule)
+            [ok, skipped] >> EmptyOperator(task_id="after_a_skip", trigger_rule=rule)
+        """,
+    )
+    parse_and_trigger(settings, db, "st_min_one")
+    run_scheduler_until_done(settings, db)
+    states = ti_states(db)
+    assert states["one_success"] == "success"
+    assert states["none_succeeded"] == "upstream_failed"
+    assert states["after_a_skip"] == "skipped"

@@ -88,6 +88,31 @@ def test_code_view_highlights_the_file_and_renders_doc_md_sanitized(settings: Se
     assert '<img src="x">' in docs
 
 
+def test_doc_md_naming_a_markdown_file_shows_that_file(settings: Settings, db: Database, app: Any) -> None:
+    """Airflow's ``doc_md="README.md"``: the file beside the DAG file (or in ``template_searchpath``)."""
+    (settings.dags_folder / "docs").mkdir()
+    (settings.dags_folder / "docs" / "nightly.md").write_text("# Nightly from a file\n\nSee *the runbook*.\n")
+    (settings.dags_folder / "doc_file.py").write_text(
+        textwrap.dedent("""
+        from datetime import datetime
+        from headrace import DAG
+        from headrace.operators import EmptyOperator
+
+        with DAG("doc_file", schedule=None, start_date=datetime(2026, 1, 1), doc_md="docs/nightly.md"):
+            EmptyOperator(task_id="a")
+        with DAG("doc_missing", schedule=None, start_date=datetime(2026, 1, 1), doc_md="docs/absent.md"):
+            EmptyOperator(task_id="a")
+        """)
+    )
+    assert DagProcessor(settings, db).refresh(datetime.now(UTC)).errors == 0
+    with session_client(app, db, "viewer") as web:
+        found = web.get("/dags/doc_file/code")
+        missing = web.get("/dags/doc_missing/code")
+    assert found.status_code == 200 and missing.status_code == 200
+    assert "<h1>Nightly from a file</h1>" in found.text and "<em>the runbook</em>" in found.text
+    assert "docs/absent.md" in missing.text  # a name found nowhere stays as written
+
+
 def test_code_view_refuses_a_file_outside_the_dags_folders(
     settings: Settings, db: Database, app: Any, tmp_path: Path
 ) -> None:
