@@ -40,8 +40,6 @@ from headrace.exceptions import (
 from headrace.scheduler.past import past_reason
 from headrace.scheduler.user_actions import clear_task_instances, run_dag
 from headrace.secrets_store import DatabaseSecrets, stored_secrets_masker
-from headrace.supervisor.external_requests import get_external_task_states
-from headrace.supervisor.protocol import GetExternalTaskStates
 from headrace.types import Context
 
 app = typer.Typer(
@@ -206,6 +204,9 @@ class _LocalTI:
         check_existence: bool = False,
     ) -> dict[str, Any]:
         """An ExternalTaskSensor's read of another DAG's runs, as a supervisor answers it."""
+        from headrace.supervisor.external_requests import get_external_task_states  # pydantic: only `tasks test`
+        from headrace.supervisor.protocol import GetExternalTaskStates
+
         answer = get_external_task_states(
             self._db,
             GetExternalTaskStates(

@@ -109,23 +109,3 @@ def test_trigger_dag_run_operator_creates_waits_skips_and_resets(settings: Setti
     assert target_runs["r1_20240301"] == ("manual", {"n": 5}, "success")
     assert show_tries == 2
     assert xcoms["trigger_run_id"] == '"r1_20240301"' and xcoms["trigger_dag_id"] == '"target"'
-
-
-def test_deferrable_is_refused_by_name(settings: Settings, db: Database) -> None:
-    write_dag(
-        settings,
-        "deferred.py",
-        """
-        from datetime import datetime
-        from headrace import DAG
-        from headrace.operators import TriggerDagRunOperator
-
-        with DAG("deferred", schedule=None, start_date=datetime(2024, 1, 1)):
-            TriggerDagRunOperator(task_id="go", trigger_dag_id="x", deferrable=True)
-        """,
-    )
-    DagProcessor(settings, db).refresh(datetime.now(UTC))
-    with db.read_session() as session:
-        messages = list(session.scalars(select(ImportError_.message)))
-    assert len(messages) == 1
-    assert "'go'" in messages[0] and "(deferrable=True) is not supported" in messages[0]
