@@ -474,6 +474,15 @@ class SerializedTask:
         )
 
 
+def group_task_ids(task_groups: Mapping[str, Mapping[str, Any]], group_id: str) -> list[str]:
+    """The ids of the tasks inside group ``group_id`` of a serialized DAG's ``task_groups``, nested groups'
+    included, depth first in the order they were added. Raises ``KeyError`` for an unknown group."""
+    out: list[str] = []
+    for child in task_groups[group_id].get("children", ()):
+        out.extend(group_task_ids(task_groups, child) if child in task_groups else [child])
+    return out
+
+
 @dataclass(frozen=True)
 class SerializedTaskGroup:
     """A task group as stored with the DAG (for the UI; the scheduler ignores groups)."""

@@ -17,27 +17,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headrace.authoring.schedules import ensure_aware
+from headrace.dagfiles.serialization import group_task_ids
 from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun, DagVersion, TaskInstance
 from headrace.supervisor.protocol import ExternalTaskStates, GetExternalTaskStates
 
 
-def group_task_ids(serialized: Mapping[str, Any], group_id: str) -> list[str] | None:
+def group_members(serialized: Mapping[str, Any], group_id: str) -> list[str] | None:
     """The ids of the tasks in task group ``group_id`` of a serialized DAG, nested groups included, sorted;
     None when the DAG has no such group."""
     groups: Mapping[str, Any] = serialized.get("task_groups") or {}
     if group_id not in groups:
         return None
     tasks = serialized.get("tasks") or {}
-    found: set[str] = set()
-    frontier = [group_id]
-    while frontier:
-        for child in groups[frontier.pop()].get("children", ()):
-            if child in groups:
-                frontier.append(child)
-            elif child in tasks:
-                found.add(child)
-    return sorted(found)
+    return sorted({t for t in group_task_ids(groups, group_id) if t in tasks})
 
 
 def _missing(session: Session, message: GetExternalTaskStates) -> list[str] | None:
@@ -58,7 +51,7 @@ def _missing(session: Session, message: GetExternalTaskStates) -> list[str] | No
     for task_id in message.task_ids or ():
         if task_id not in (data.get("tasks") or {}):
             return ["task", task_id]
-    if message.task_group_id is not None and group_task_ids(data, message.task_group_id) is None:
+    if message.task_group_id is not None and group_members(data, message.task_group_id) is None:
         return ["task_group", message.task_group_id]
     return None
 
@@ -86,7 +79,7 @@ def get_external_task_states(db: Database, message: GetExternalTaskStates) -> Ex
                     serialized = session.scalar(
                         select(DagVersion.serialized).where(DagVersion.id == run.dag_version_id)
                     )
-                    versions[run.dag_version_id] = group_task_ids(serialized or {}, message.task_group_id)
+                    versions[run.dag_version_id] = group_members(serialized or {}, message.task_group_id)
                 ids = versions[run.dag_version_id]
                 if ids is not None:
                     groups[run.run_id] = ids
@@ -116,4 +109,4 @@ def get_external_task_states(db: Database, message: GetExternalTaskStates) -> Ex
         )
 
 
-__all__ = ["get_external_task_states", "group_task_ids"]
+__all__ = ["get_external_task_states", "group_members"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from headrace.dagfiles.serialization import group_task_ids
 from headrace.states import TaskInstanceState as TI
 
 STATE_PRIORITY: tuple[str, ...] = (
@@ -67,12 +68,6 @@ def ui_groups(serialized: Mapping[str, Any]) -> list[UiGroup]:
     """The groups of a serialized DAG, parents before children (``[]`` without groups)."""
     raw: Mapping[str, Mapping[str, Any]] = serialized.get("task_groups") or {}
 
-    def tasks_of(gid: str) -> list[str]:
-        out: list[str] = []
-        for child in raw[gid].get("children", ()):
-            out.extend(tasks_of(child) if child in raw else [child])
-        return out
-
     def depth(gid: str) -> int:
         parent = raw[gid].get("parent")
         return 0 if parent is None or parent not in raw else depth(parent) + 1
@@ -86,7 +81,7 @@ def ui_groups(serialized: Mapping[str, Any]) -> list[UiGroup]:
             ui_color=str(g.get("ui_color") or "CornflowerBlue"),
             ui_fgcolor=str(g.get("ui_fgcolor") or "#000"),
             children=list(g.get("children", ())),
-            task_ids=tasks_of(gid),
+            task_ids=group_task_ids(raw, gid),
         )
         for gid, g in sorted(raw.items(), key=lambda item: (depth(item[0]), item[0]))
     ]
