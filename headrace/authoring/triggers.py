@@ -12,6 +12,10 @@ A trigger must never block the event loop (no ``time.sleep``, no blocking I/O wi
 ``kwargs`` and event payloads are stored as JSON with XCom's types (datetimes, timedeltas, …: see
 :mod:`headrace.authoring.xcom_serde`).
 
+A task can also *start* in the triggerer, with no process until the trigger fires: an operator class with
+``start_from_trigger = True`` and ``start_trigger_args = StartTriggerArgs(...)`` (:class:`StartTriggerArgs`;
+see :mod:`headrace.authoring.start_trigger`).
+
 The triggers here (Airflow's, with Airflow's argument names): :class:`DateTimeTrigger`,
 :class:`TimeDeltaTrigger` (``airflow.triggers.temporal`` / ``airflow.providers.standard.triggers.temporal``)
 and :class:`FileTrigger` (``airflow.triggers.file`` / ``airflow.providers.standard.triggers.file``), and
@@ -25,6 +29,7 @@ import glob
 import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +42,48 @@ TRIGGER_TIMEOUT = "Trigger timeout"
 """``next_kwargs["error"]`` when the deferral outlasted its ``timeout`` (Airflow's wording)."""
 TRIGGER_FAILURE = "Trigger failure"
 """``next_kwargs["error"]`` when the trigger raised or ended without an event."""
+END_FROM_TRIGGER_REFUSED = (
+    "end_from_trigger=True is not supported (in Airflow the trigger's TaskSuccessEvent / TaskFailedEvent / "
+    "TaskSkippedEvent ends the task with no process); here the task always resumes in a process, in its next method"
+)
+"""Why ``end_from_trigger=True`` is refused (one sentence, named in every refusal)."""
+
+
+@dataclass
+class StartTriggerArgs:
+    """How a task that starts in the triggerer defers before any process runs (Airflow's ``StartTriggerArgs``).
+
+    An operator class sets ``start_trigger_args = StartTriggerArgs(...)`` and ``start_from_trigger = True`` (as
+    class attributes, or on the instance in ``__init__``); the scheduler then creates the trigger
+    ``trigger_cls(**trigger_kwargs)`` itself and puts the task instance in ``deferred`` — a new try, no process
+    — and the task resumes in ``next_method(context, event=payload, **next_kwargs)`` like any deferred task.
+    ``trigger_cls`` is the trigger's class path (``"headrace.triggers.DateTimeTrigger"``); ``trigger_kwargs``
+    and ``next_kwargs`` are JSON with XCom's types, and string values of ``trigger_kwargs`` are rendered with
+    Jinja when the try starts (see :mod:`headrace.authoring.start_trigger`); ``timeout`` (a timedelta or
+    seconds): the longest wait, after which the task fails with ``TaskDeferralTimeout``.
+    """
+
+    trigger_cls: str
+    """The trigger's class, ``module.ClassName``, importable by the triggerer."""
+    next_method: str
+    """The operator's method the task resumes in once the trigger fired."""
+    trigger_kwargs: dict[str, Any] | None = None
+    """Keyword arguments of ``trigger_cls``; string values may be Jinja templates."""
+    next_kwargs: dict[str, Any] | None = None
+    """Extra keyword arguments of ``next_method`` (beside ``event``)."""
+    timeout: timedelta | float | None = None
+    """Longest wait (timedelta or seconds); None: no limit."""
+
+    def copy(self) -> StartTriggerArgs:
+        """A copy with its own ``trigger_kwargs`` / ``next_kwargs`` dicts (each operator gets one: assigning
+        through a class attribute's would change every task of the class, as happens in Airflow)."""
+        return StartTriggerArgs(
+            trigger_cls=self.trigger_cls,
+            next_method=self.next_method,
+            trigger_kwargs=dict(self.trigger_kwargs) if self.trigger_kwargs is not None else None,
+            next_kwargs=dict(self.next_kwargs) if self.next_kwargs is not None else None,
+            timeout=self.timeout,
+        )
 
 
 class TriggerEvent:
@@ -94,16 +141,23 @@ def _aware(moment: datetime, name: str) -> datetime:
 
 
 class DateTimeTrigger(BaseTrigger):
-    """Fires at ``moment`` (a timezone-aware datetime) with the moment as payload.
+    """Fires at ``moment`` (a timezone-aware datetime, or its ISO 8601 text, as a rendered template gives it)
+    with the moment as payload.
 
     ``end_from_trigger=True`` (Airflow's: the task ends in the triggerer) is refused by name: headrace always
-    resumes the task. Raises ``DagDefinitionError`` for a naive datetime or another type.
+    resumes the task. Raises ``DagDefinitionError`` for a naive datetime, text that is not ISO 8601 with an
+    offset, or another type.
     """
 
-    def __init__(self, moment: datetime, *, end_from_trigger: bool = False) -> None:
+    def __init__(self, moment: datetime | str, *, end_from_trigger: bool = False) -> None:
         super().__init__()
         if end_from_trigger:
-            raise DagDefinitionError("DateTimeTrigger: end_from_trigger=True is not supported (the task resumes)")
+            raise DagDefinitionError(f"DateTimeTrigger: {END_FROM_TRIGGER_REFUSED}")
+        if isinstance(moment, str):
+            try:
+                moment = datetime.fromisoformat(moment)
+            except ValueError:
+                raise DagDefinitionError(f"DateTimeTrigger moment: not an ISO 8601 datetime: {moment!r}") from None
         self.moment = _aware(moment, "DateTimeTrigger moment")
         self.end_from_trigger = end_from_trigger
 
@@ -228,10 +282,12 @@ class DagStateTrigger(BaseTrigger):
 
 
 __all__ = [
+    "END_FROM_TRIGGER_REFUSED",
     "BaseTrigger",
     "DagStateTrigger",
     "DateTimeTrigger",
     "FileTrigger",
+    "StartTriggerArgs",
     "TimeDeltaTrigger",
     "TriggerEvent",
     "install_trigger_runtime",
