@@ -14,6 +14,7 @@ from headrace.authoring.triggers import (
     StartTriggerArgs,
     TimeDeltaTrigger,
     TriggerEvent,
+    WorkflowTrigger,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "StartTriggerArgs",
     "TimeDeltaTrigger",
     "TriggerEvent",
+    "WorkflowTrigger",
 ]

@@ -19,7 +19,8 @@ see :mod:`headrace.authoring.start_trigger`).
 The triggers here (Airflow's, with Airflow's argument names): :class:`DateTimeTrigger`,
 :class:`TimeDeltaTrigger` (``airflow.triggers.temporal`` / ``airflow.providers.standard.triggers.temporal``)
 and :class:`FileTrigger` (``airflow.triggers.file`` / ``airflow.providers.standard.triggers.file``), and
-:class:`DagStateTrigger` (``airflow.triggers.external_task``), which reads DAG runs through the triggerer.
+:class:`DagStateTrigger` and :class:`WorkflowTrigger` (``airflow.triggers.external_task``), which read DAG runs
+and task instances through the triggerer.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from headrace.authoring.external_states import external_status
 from headrace.exceptions import DagDefinitionError
 
 TRIGGER_FAIL_REPR = "__fail__"
@@ -222,17 +224,27 @@ class FileTrigger(BaseTrigger):
 
 DagRunStatesReader = Callable[[str, Sequence[str]], Awaitable[dict[str, str]]]
 """``reader(dag_id, run_ids) -> {run_id: state}`` of the runs that exist: how a trigger reads DAG runs."""
+ExternalTaskStatesReader = Callable[
+    [str, Sequence[datetime], Sequence[str] | None, str | None], Awaitable[dict[str, Any]]
+]
+"""``reader(dag_id, logical_dates, task_ids, task_group_id)`` → the runs of ``dag_id`` at those dates with the
+states of the task instances asked for (the ExternalTaskSensor's answer: ``{"runs", "group_task_ids"}``, see
+:mod:`headrace.authoring.external_states`): how :class:`WorkflowTrigger` reads another DAG."""
 
-_RUNTIME: dict[str, DagRunStatesReader] = {}
+_RUNTIME: dict[str, Any] = {}
 
 
-def install_trigger_runtime(dag_run_states: DagRunStatesReader | None) -> None:
-    """Install (None: remove) the triggerer's DAG-run reader for :class:`DagStateTrigger` (the triggerer does,
-    reading the metadata database in a worker thread; authoring code never touches it)."""
-    if dag_run_states is None:
-        _RUNTIME.pop("dag_run_states", None)
-    else:
-        _RUNTIME["dag_run_states"] = dag_run_states
+def install_trigger_runtime(
+    dag_run_states: DagRunStatesReader | None, external_task_states: ExternalTaskStatesReader | None = None
+) -> None:
+    """Install (None: remove) the triggerer's readers of the metadata database: DAG runs' states for
+    :class:`DagStateTrigger`, another DAG's task instances for :class:`WorkflowTrigger` (the triggerer does,
+    reading in a worker thread; authoring code never touches the database)."""
+    for key, reader in (("dag_run_states", dag_run_states), ("external_task_states", external_task_states)):
+        if reader is None:
+            _RUNTIME.pop(key, None)
+        else:
+            _RUNTIME[key] = reader
 
 
 class DagStateTrigger(BaseTrigger):
@@ -270,7 +282,7 @@ class DagStateTrigger(BaseTrigger):
         }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        reader = _RUNTIME.get("dag_run_states")
+        reader: DagRunStatesReader | None = _RUNTIME.get("dag_run_states")
         if reader is None:
             raise RuntimeError("DagStateTrigger runs only in a triggerer (no DAG-run reader installed)")
         while True:
@@ -279,6 +291,87 @@ class DagStateTrigger(BaseTrigger):
                 yield TriggerEvent({"dag_id": self.dag_id, "run_ids": self.run_ids, **found})
                 return
             await asyncio.sleep(self.poll_interval)
+
+
+class WorkflowTrigger(BaseTrigger):
+    """Waits, as an ExternalTaskSensor does, for tasks (``external_task_ids``), a task group
+    (``external_task_group_id``) or the whole runs (neither) of ``external_dag_id`` at ``logical_dates``
+    (Airflow's ``WorkflowTrigger``; ``execution_dates`` is Airflow 2's name). Every ``poke_interval`` seconds
+    it reads their states through the triggerer and decides in the sensor's order (``failed_states``, then
+    ``skipped_states``, then ``allowed_states``: :mod:`headrace.authoring.external_states`); it fires once one
+    decides, with payload ``{"status": "failed" | "skipped" | "success"}``. ``soft_fail`` is carried for the
+    resumed sensor (it decides with it). Runs only in a triggerer.
+
+    Raises ``DagDefinitionError`` for no dates, ``run_ids`` (not supported: pass the logical dates) or
+    ``external_task_ids`` given as a string.
+    """
+
+    def __init__(
+        self,
+        external_dag_id: str,
+        run_ids: Sequence[str] | None = None,
+        execution_dates: Sequence[datetime] | None = None,
+        logical_dates: Sequence[datetime] | None = None,
+        external_task_ids: Sequence[str] | None = None,
+        external_task_group_id: str | None = None,
+        failed_states: Sequence[str] | None = None,
+        skipped_states: Sequence[str] | None = None,
+        allowed_states: Sequence[str] | None = None,
+        poke_interval: float = 2.0,
+        soft_fail: bool = False,
+    ) -> None:
+        super().__init__()
+        if run_ids:
+            raise DagDefinitionError("WorkflowTrigger: run_ids is not supported; pass logical_dates")
+        dates = list(logical_dates or execution_dates or [])
+        if not dates:
+            raise DagDefinitionError("WorkflowTrigger: logical_dates must name at least one date")
+        if isinstance(external_task_ids, str):
+            raise DagDefinitionError("WorkflowTrigger: external_task_ids must be a list of task ids, not a string")
+        self.external_dag_id = external_dag_id
+        self.logical_dates = [_aware(d, "WorkflowTrigger logical date") for d in dates]
+        self.external_task_ids = list(external_task_ids) if external_task_ids else None
+        self.external_task_group_id = external_task_group_id
+        self.failed_states = [str(s) for s in failed_states or []]
+        self.skipped_states = [str(s) for s in skipped_states or []]
+        self.allowed_states = [str(s) for s in allowed_states or ["success"]]
+        self.poke_interval = float(poke_interval)
+        self.soft_fail = bool(soft_fail)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return "headrace.triggers.WorkflowTrigger", {
+            "external_dag_id": self.external_dag_id,
+            "logical_dates": self.logical_dates,
+            "external_task_ids": self.external_task_ids,
+            "external_task_group_id": self.external_task_group_id,
+            "failed_states": self.failed_states,
+            "skipped_states": self.skipped_states,
+            "allowed_states": self.allowed_states,
+            "poke_interval": self.poke_interval,
+            "soft_fail": self.soft_fail,
+        }
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        reader: ExternalTaskStatesReader | None = _RUNTIME.get("external_task_states")
+        if reader is None:
+            raise RuntimeError("WorkflowTrigger runs only in a triggerer (no task-instance reader installed)")
+        while True:
+            answer = await reader(
+                self.external_dag_id, self.logical_dates, self.external_task_ids, self.external_task_group_id
+            )
+            status = external_status(
+                answer,
+                task_ids=self.external_task_ids,
+                task_group_id=self.external_task_group_id,
+                allowed_states=self.allowed_states,
+                skipped_states=self.skipped_states,
+                failed_states=self.failed_states,
+                date_count=len(self.logical_dates),
+            )
+            if status is not None:
+                yield TriggerEvent({"status": status})
+                return
+            await asyncio.sleep(self.poke_interval)
 
 
 __all__ = [
@@ -290,5 +383,6 @@ __all__ = [
     "StartTriggerArgs",
     "TimeDeltaTrigger",
     "TriggerEvent",
+    "WorkflowTrigger",
     "install_trigger_runtime",
 ]
