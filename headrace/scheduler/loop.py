@@ -502,7 +502,7 @@ class Scheduler:
                 cache=self.cache,
                 run_ids=run_ids,
                 max_map_length=self.settings.get_int("core", "max_map_length"),
-                starter=self.trigger_starter if self.only_run is None else None,
+                starter=self.trigger_starter,
             )
         if changed:
             self.asked |= Step.QUEUE_READY | Step.FINISH_RUNS
