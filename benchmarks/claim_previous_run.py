@@ -89,7 +89,7 @@ def measure(url: str, runs: int, repeat: int) -> None:
             .outerjoin(DagVersion, DagRun.dag_version_id == DagVersion.id)
             .where(TaskInstance.id == bindparam("ti_id"))
         )
-        params = {"ti_id": ti_id, "task_key": "t"}
+        params = {"ti_id": ti_id}
         with_prev = _time(db, _LOAD, params, repeat)
         plain = _time(db, baseline, params, repeat)
         kind = "sqlite" if url.startswith("sqlite") else "postgresql"

@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Connection, CursorResult, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import aliased
 
 from headrace.authoring.context import PreviousRun, RunInfo
@@ -52,7 +52,7 @@ from headrace.crypto import Encryptor
 from headrace.dagfiles.serialization import SerializedTask
 from headrace.db.assets import triggering_events_of
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskMap, TaskTry, XCom
+from headrace.db.models import DagRun, DagVersionTask, TaskInstance, TaskMap, TaskTry, XCom
 from headrace.db.queries import previous_success_id
 from headrace.db.transitions import set_ti_state
 from headrace.logs.capped import CappedLog, output_pipe
@@ -149,8 +149,8 @@ _LOAD = (
         DagRun.queued_at,
         DagRun.data_interval_start,
         DagRun.data_interval_end,
-        # Only this task's entry of the serialized DAG, not the whole document.
-        DagVersion.serialized["tasks"][bindparam("task_key", type_=JSON.JSONStrIndexType)],
+        # Only this task's entry of the serialized DAG, by primary key: not read out of the whole document.
+        DagVersionTask.serialized,
         TaskInstance.map_index,
         # The previous successful run's dates (the context's prev_*_success), in the same round trip.
         _PREVIOUS.data_interval_start,
@@ -164,7 +164,10 @@ _LOAD = (
         TaskInstance.next_kwargs,
     )
     .join_from(TaskInstance, DagRun, TaskInstance.dag_run_id == DagRun.id)
-    .outerjoin(DagVersion, DagRun.dag_version_id == DagVersion.id)
+    .outerjoin(
+        DagVersionTask,
+        (DagVersionTask.dag_version_id == DagRun.dag_version_id) & (DagVersionTask.task_id == TaskInstance.task_id),
+    )
     .outerjoin(_PREVIOUS, _PREVIOUS.id == previous_success_id(DagRun))
     .where(TaskInstance.id == bindparam("ti_id"))
 )
@@ -449,7 +452,7 @@ def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarte
                     request.dag_id,
                     request.task_id,
                 )
-            row = conn.execute(_LOAD, {"ti_id": request.ti_id, "task_key": request.task_id}).one()
+            row = conn.execute(_LOAD, {"ti_id": request.ti_id}).one()
             (
                 ti_pk,
                 dag_id,

@@ -315,7 +315,7 @@ def warm_up(db: Database) -> None:
     try:
         with _transaction(db) as conn:
             _claim_ti(conn, -1, 1, now)
-            conn.execute(_LOAD, {"ti_id": -1, "task_key": "-"}).all()
+            conn.execute(_LOAD, {"ti_id": -1}).all()
             try:
                 with conn.begin_nested():  # no such task instance: the foreign key refuses it, once compiled
                     conn.execute(

@@ -10,7 +10,7 @@ many XComs never holds a database lock while its code runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,7 @@ from headrace import secrets_store
 from headrace.crypto import Encryptor
 from headrace.db.assets import asset_events_of
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, DagVersion, TaskMap, TaskReschedule, XCom
+from headrace.db.models import DagRun, DagVersionTask, TaskMap, TaskReschedule, XCom
 from headrace.db.models import TaskInstance as TaskInstanceRow
 from headrace.db.outage import retry_through_outage
 from headrace.db.skip_marks import record_skip_mark
@@ -180,7 +180,7 @@ def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
         return Ack()
     now = datetime.now(UTC)
     with db.session() as session:
-        tasks = _run_tasks(session, target.dag_run_pk)
+        tasks = _run_tasks(session, target.dag_run_pk, [*ids, target.task_id])
         where = [
             TaskInstanceRow.dag_run_id == target.dag_run_pk,
             TaskInstanceRow.task_id.in_(ids),
@@ -224,15 +224,15 @@ def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:
     return Ack()
 
 
-def _run_tasks(session: Session, dag_run_pk: int) -> dict[str, Any]:
-    """The serialized tasks (id → dict) of the DAG version of run ``dag_run_pk`` (``{}`` if it is gone)."""
-    serialized = session.scalar(
-        select(DagVersion.serialized)
-        .join(DagRun, DagRun.dag_version_id == DagVersion.id)
-        .where(DagRun.id == dag_run_pk)
+def _run_tasks(session: Session, dag_run_pk: int, task_ids: Iterable[str]) -> dict[str, Any]:
+    """The serialized entries (task id → dict) of ``task_ids`` in the DAG version of run ``dag_run_pk`` (those
+    missing from that version, or all if the run is gone, are left out)."""
+    rows = session.execute(
+        select(DagVersionTask.task_id, DagVersionTask.serialized)
+        .join(DagRun, DagRun.dag_version_id == DagVersionTask.dag_version_id)
+        .where(DagRun.id == dag_run_pk, DagVersionTask.task_id.in_(sorted(set(task_ids))))
     )
-    tasks: dict[str, Any] = (serialized or {}).get("tasks", {})
-    return tasks
+    return {task_id: entry for task_id, entry in rows}
 
 
 def get_variable(db: Database, encryptor: Encryptor, message: GetVariable) -> VariableValue:
