@@ -49,6 +49,8 @@ class S3Server:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+            if self.server._server is not None:  # shutdown() leaves the socket listening: close it (refused)
+                self.server._server.server_close()
             self.server = None
 
     def client(self) -> Any:

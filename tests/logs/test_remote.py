@@ -7,11 +7,13 @@ connection (logging.remote_log_conn_id) whose extra names its endpoint_url.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,8 +30,8 @@ from headrace.logs.remote import log_key
 from headrace.scheduler import loop
 from headrace.webapp import create_app
 from tests.api.conftest import PASSWORD
-from tests.integration.helpers import FAST, parse_and_trigger, write_dag
-from tests.s3 import S3Server, add_s3_connection
+from tests.integration.helpers import FAST, parse_and_trigger, run_scheduler_until_done, write_dag
+from tests.s3 import S3Server, add_s3_connection, start_s3_server
 from tests.waiting import wait_until
 
 INTERVAL = 0.2
@@ -63,6 +65,7 @@ def bucket(s3_server: S3Server) -> str:
     return s3_server.make_bucket(f"logs-{uuid.uuid4().hex[:12]}")
 
 
+@contextmanager
 def _run_scheduler(settings: Settings, db: Database) -> Iterator[None]:
     stop = threading.Event()
     thread = threading.Thread(
@@ -96,7 +99,7 @@ def test_log_is_shipped_while_running_and_read_back_after_the_local_file_is_gone
     run_id = parse_and_trigger(remote, db, "remote_logs")
     key = "logs/" + log_key("remote_logs", run_id, "talk", 1)
 
-    for _ in _run_scheduler(remote, db):
+    with _run_scheduler(remote, db):
         shipped = wait_until(lambda: s3_server.read(bucket, key), 60, "the running try's log in the bucket")
         tt = _try(db)
         assert tt is not None and tt.end_date is None  # still running: the log was shipped while it ran
@@ -137,3 +140,113 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "headrace", *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
+
+
+TICKING_DAG = """
+    import os, time
+    from headrace import DAG
+    from headrace.operators import PythonOperator
+
+    def tick():
+        n = 0
+        deadline = time.monotonic() + 60
+        while not os.path.exists({gate!r}) and time.monotonic() < deadline:
+            print(f"tick {{n}}", flush=True)
+            n += 1
+            time.sleep(0.02)
+        print("after the gate", flush=True)
+
+    with DAG("ticking"):
+        PythonOperator(task_id="tick", python_callable=tick)
+"""
+
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+"""No SQL of its own beyond the first test's: one database keeps the suite's time down."""
+
+
+@SQLITE_ONLY
+def test_a_supervisor_killed_mid_try_leaves_what_it_had_shipped(
+    settings: Settings, db: Database, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    conn_id = add_s3_connection(settings, db, s3_server)
+    remote = _remote(settings, f"s3://{bucket}", remote_log_conn_id=conn_id)
+    write_dag(remote, "ticking.py", TICKING_DAG.format(gate=str(tmp_path / "gate")))
+    run_id = parse_and_trigger(remote, db, "ticking")
+    key = log_key("ticking", run_id, "tick", 1)
+
+    with _run_scheduler(remote, db):
+        wait_until(lambda: b"tick 20\n" in (s3_server.read(bucket, key) or b""), 60, "tick 20 shipped")
+        tt = _try(db, "tick")
+        assert tt is not None and tt.supervisor_pid is not None
+        os.kill(tt.supervisor_pid, signal.SIGKILL)  # no final upload: what the intervals shipped is what stays
+        wait_until(lambda: not _alive(tt.pid), 30, "the task process to die with its supervisor")
+        remote_log = s3_server.read(bucket, key) or b""
+        local_log = Path(tt.log_path).read_bytes()
+    assert b"tick 20\n" in remote_log
+    assert local_log.startswith(remote_log)  # the remote copy is the log as it was at the last interval
+    assert b"after the gate" not in local_log
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@SQLITE_ONLY
+def test_an_upload_failure_does_not_fail_the_try_and_is_retried(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    server = start_s3_server()  # its own: this test stops it
+    try:
+        bucket = server.make_bucket("outage")
+        conn_id = add_s3_connection(settings, db, server, "s3_outage")
+        remote = _remote(settings, f"s3://{bucket}/logs", remote_log_conn_id=conn_id)
+        gate = tmp_path / "gate"
+        write_dag(remote, "ticking.py", TICKING_DAG.format(gate=str(gate)))  # its log grows all the time
+        run_id = parse_and_trigger(remote, db, "ticking")
+        key = "logs/" + log_key("ticking", run_id, "tick", 1)
+        with _run_scheduler(remote, db):
+            wait_until(lambda: b"tick 1\n" in (server.read(bucket, key) or b""), 60, "the first ticks shipped")
+            tt = _try(db, "tick")
+            assert tt is not None
+            server.stop()
+            local = Path(tt.log_path)
+            wait_until(lambda: b"cannot ship this log" in local.read_bytes(), 60, "the failed upload said in the log")
+            server.start()  # same port, same buckets
+            wait_until(lambda: b"works again" in (server.read(bucket, key) or b""), 60, "the upload retried")
+            gate.touch()
+            wait_until(lambda: _state(db, "tick") == "success", 60, "the try to succeed")
+        final = server.read(bucket, key) or b""
+        assert b"cannot ship this log" in final and b"after the gate" in final
+        assert final == local.read_bytes()
+    finally:
+        server.stop()
+
+
+@SQLITE_ONLY
+def test_file_urls_and_delete_local_logs(settings: Settings, db: Database, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    remote = _remote(settings, f"file://{shared}", delete_local_logs=True)
+    gate = tmp_path / "gate"
+    gate.touch()  # the task does not wait
+    write_dag(remote, "remote_logs.py", GATED_DAG.format(gate=str(gate)))
+    run_id = parse_and_trigger(remote, db, "remote_logs")
+    run_scheduler_until_done(remote, db)
+    tt = _try(db)
+    assert tt is not None and tt.state == "success"
+    assert not Path(tt.log_path).exists()  # removed once the final upload succeeded
+    copy = shared / log_key("remote_logs", run_id, "talk", 1)
+    text = copy.read_text()
+    assert "second line" in text and "try 1 ended: success" in text
+    assert not list(shared.rglob("*.tmp"))  # uploads to a file system are atomic: no leftovers
+    url = f"/api/v1/dags/remote_logs/dagRuns/{run_id}/taskInstances/talk/logs/1"
+    assert _admin_client(remote, db).get(url).json()["content"] == text
