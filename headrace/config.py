@@ -70,6 +70,26 @@ SPEC: dict[str, dict[str, Option]] = {
         "max_active_runs_per_dag": Option(int, _const(16), "Default max_active_runs per DAG.", 1, 100_000),
         "default_pool_slots": Option(int, _const(128), "Slots of default_pool when it is first created.", 0, 1_000_000),
         "xcom_max_size": Option(int, _const(48 * 1024), "Largest XCom value, in bytes of JSON.", 1, 1 << 30),
+        "xcom_objectstorage_path": Option(
+            str,
+            _const(""),
+            "fsspec URL under which XCom values over core.xcom_objectstorage_threshold are stored, the xcom row "
+            "keeping a reference (s3://bucket/prefix, s3://conn_id@bucket/prefix, file:///shared/xcoms; empty: off).",
+        ),
+        "xcom_objectstorage_threshold": Option(
+            int,
+            _const(-1),
+            "Bytes of serialized JSON above which an XCom value goes to core.xcom_objectstorage_path "
+            "(-1: never, every value stays in the database; 0: every value goes to the store).",
+            -1,
+            1 << 40,
+        ),
+        "xcom_objectstorage_compression": Option(
+            str,
+            _const(""),
+            "Compression of XCom values written to the object store: empty or none, gzip, bz2 or lzma.",
+            choices=("", "none", "gzip", "bz2", "lzma"),
+        ),
         "xcom_backend": Option(
             str,
             _const("headrace.authoring.xcom_backend.BaseXCom"),
@@ -414,6 +434,30 @@ SPEC: dict[str, dict[str, Option]] = {
         ),
         "logging_level": Option(
             str, _const("INFO"), "Level of headrace's own logs.", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+        ),
+        "remote_base_log_folder": Option(
+            str,
+            _const(""),
+            "fsspec URL that try logs are shipped to while they run and when they end, and read from when the "
+            "local file is gone (s3://bucket/logs, gs://bucket/logs, file:///shared/logs; empty: off).",
+        ),
+        "remote_log_conn_id": Option(
+            str,
+            _const(""),
+            "Connection whose login/password and extra (endpoint_url, region_name, storage_options) reach "
+            "logging.remote_base_log_folder (empty: the storage library's own credentials, e.g. AWS_* variables).",
+        ),
+        "remote_log_interval": Option(
+            float,
+            _const(5.0),
+            "Seconds between uploads of a running try's log (a supervisor killed loses at most this much).",
+            0.1,
+            3600,
+        ),
+        "delete_local_logs": Option(
+            bool,
+            _const(False),
+            "Remove a try's local log file once its final upload to logging.remote_base_log_folder succeeded.",
         ),
     },
 }

@@ -147,6 +147,12 @@ class XComError(HeadraceError):
 # --- executors and supervisor ------------------------------------------------
 
 
+class RemoteLogError(HeadraceError):
+    """Raised when a try's log is only in ``logging.remote_base_log_folder`` and that store cannot be read."""
+
+    http_status = 502
+
+
 class ExecutorError(HeadraceError):
     """Raised when an executor cannot accept or run a try."""
 

@@ -21,6 +21,7 @@ from headrace.config import Settings, load_settings
 from headrace.db.engine import Database
 from headrace.db.migrate import migrate
 from headrace.db.models import Base
+from tests.s3 import S3Server, start_s3_server
 
 PG_SERVER = os.environ.get("HEADRACE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
@@ -103,3 +104,11 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
             "HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION": "false",
         }
     )
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server (moto, server mode) on 127.0.0.1 for the whole session."""
+    server = start_s3_server()
+    yield server
+    server.stop()

@@ -52,7 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dags": ("headrace.cli.dags:app", "List, show, trigger, backfill, pause and test DAGs."),
     "tasks": (
         "headrace.cli.tasks:app",
-        "List tasks, show task instance states, render their templates, clear them, test one task.",
+        "List tasks, show task instance states and logs, render their templates, clear them, test one task.",
     ),
     "pools": ("headrace.cli.pools:app", "List, create or change, and delete pools (slots tries of their tasks share)."),
     "assets": (

@@ -23,6 +23,7 @@ from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_
 from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
 from headrace.authoring.xcom_serde import AllowedClasses, set_allowed_classes
 from headrace.cli.common import AppState, app_state, console, dag_label, fmt_bytes, fmt_time, parse_date, styled
+from headrace.cli.task_logs import logs_cmd
 from headrace.crypto import Encryptor
 from headrace.dagfiles.loader import load_dags, prepare_dag_imports
 from headrace.dagfiles.serialization import SerializedDag
@@ -40,12 +41,15 @@ from headrace.exceptions import (
 from headrace.scheduler.past import past_reason
 from headrace.scheduler.user_actions import clear_task_instances, run_dag
 from headrace.secrets_store import DatabaseSecrets, stored_secrets_masker
+from headrace.storage.stores import Stores
+from headrace.storage.xcoms import XComObjects, is_reference
 from headrace.types import Context
 
 app = typer.Typer(
-    help="List tasks, show task instance states, render their templates, clear them, test one task.",
+    help="List tasks, show task instance states and logs, render their templates, clear them, test one task.",
     no_args_is_help=True,
 )
+app.command("logs")(logs_cmd)
 
 
 def _dag_model(db: Database, dag_id: str) -> tuple[DagModel, SerializedDag]:
@@ -141,8 +145,11 @@ class _LocalTI:
         max_bytes: int,
         backend: type[BaseXCom],
         map_index: int = -1,
+        xcoms: XComObjects | None = None,
     ) -> None:
         self.dag_id, self.run_id, self.task_id = dag_id, run_id, task_id
+        self._xcoms = xcoms
+        """Reads values kept in ``core.xcom_objectstorage_path`` (None: not set)."""
         self.try_number, self.max_tries = 1, 0
         self.map_index = map_index
         self.pushed: dict[str, str] = {}
@@ -171,6 +178,8 @@ class _LocalTI:
             if map_indexes is not None:
                 stmt = stmt.where(XCom.map_index == map_indexes)
             rows: dict[int, str] = {i: text for i, text in session.execute(stmt.order_by(XCom.map_index))}
+        if self._xcoms is not None and any(is_reference(t) for t in rows.values()):  # in the object store
+            rows = {i: self._xcoms.resolve(text) for i, text in rows.items()}
         if map_indexes is None and any(i >= 0 for i in rows):
             return [self._deserialize(text, key, task_id, dag_id) for i, text in rows.items() if i >= 0]
         text = next(iter(rows.values()), None)
@@ -291,7 +300,17 @@ def _runtime_task(
             state.settings.get_str("core", "allowed_deserialization_classes_regexp"),
         )
     )
-    ti = _LocalTI(db, dag_id, info.run_id, task_id, state.settings.get("core", "xcom_max_size"), backend, map_index)
+    stores = Stores(state.settings, db)
+    ti = _LocalTI(
+        db,
+        dag_id,
+        info.run_id,
+        task_id,
+        state.settings.get("core", "xcom_max_size"),
+        backend,
+        map_index,
+        XComObjects(stores) if stores.xcoms_url else None,
+    )
     # Variable.get / Connection.get (and {{ var }} / {{ conn }} templates) read the DB directly here.
     install_secrets_runtime(DatabaseSecrets(db, Encryptor.from_settings(state.settings)))
     overrides = state.settings.get_bool("core", "dag_run_conf_overrides_params")

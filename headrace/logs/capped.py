@@ -77,6 +77,8 @@ class CappedLog:
         self.fd = open_try_log(path)
         self.written = os.fstat(self.fd).st_size
         """Bytes in the file (a re-started try appends to what is there)."""
+        self.opened_size = self.written
+        """Bytes the file held when it was opened here (a resumed try appends to what is there)."""
         self._tail_total = 0
         """Bytes sent to the tail ring so far (only the last ``tail_bytes`` are kept)."""
         self._ring_fd: int | None = None

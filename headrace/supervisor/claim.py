@@ -37,6 +37,7 @@ import os
 import pickle
 import signal
 import socket
+import threading
 import time
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -58,6 +59,8 @@ from headrace.db.transitions import set_ti_state
 from headrace.logs.capped import CappedLog, output_pipe
 from headrace.logs.files import append_line, format_line, try_log_path
 from headrace.states import TaskInstanceState
+from headrace.storage.stores import Stores
+from headrace.storage.xcoms import XComObjects, is_reference
 from headrace.supervisor import task_process
 from headrace.supervisor.cgroups import Containment, hierarchy_in_use, try_marker
 from headrace.supervisor.identity import ProcessIdentity
@@ -112,6 +115,12 @@ class _Try:
         """Why the task process was not started."""
         self.log: CappedLog | None = None
         """The try's log (capped at ``logging.max_try_log_bytes``) once the task process was forked with it."""
+        self.stores: Stores | None = None
+        """The deployment's object stores (remote logs, XComs), opened on first use."""
+        self.purging: threading.Thread | None = None
+        """Deleting the stored XCom values this try cleared (from the object store), if any."""
+        self.resumed = False
+        """The try was reopened (a deferral that fired, a sensor's next poke): its log may hold earlier lines."""
 
     def say(self, message: str, level: str = "INFO") -> None:
         """Append a supervisor line to the try's log (never raises); one ``write``, as ``append_line``."""
@@ -212,6 +221,11 @@ _RESTART_TRY = (
     )
 )
 _CLEAR_XCOMS = delete(XCom).where(
+    XCom.dag_run_id == bindparam("dag_run_pk"),
+    XCom.task_id == bindparam("task_id"),
+    XCom.map_index == bindparam("map_index"),
+)
+_CLEARED_VALUES = select(XCom.value).where(
     XCom.dag_run_id == bindparam("dag_run_pk"),
     XCom.task_id == bindparam("task_id"),
     XCom.map_index == bindparam("map_index"),
@@ -427,6 +441,7 @@ def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarte
         settings.base_log_folder, request.dag_id, request.run_id, request.task_id, request.try_number, request.map_index
     )
     current: _Try | None = None
+    cleared: list[str] = []
     try:
         with _transaction(db) as conn:
             own_row: int | None = None
@@ -515,6 +530,7 @@ def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarte
                 ti_id=ti_pk, dag_run_pk=run_pk, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index
             )
             current = _Try(request, target, start, policy, log_path, 0)
+            current.stores = Stores(settings, db)
             pid: int | None = None
             process_start_time: float | None = None
             try:
@@ -531,7 +547,8 @@ def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarte
                         process_start_time = ProcessIdentity.of(pid).start_time
                     except Exception:  # noqa: BLE001 - it may already be gone; the wait will tell
                         process_start_time = None
-            if own_row is None and (reschedule_date is not None or next_method is not None):
+            current.resumed = reschedule_date is not None or next_method is not None
+            if own_row is None and current.resumed:
                 own_row = _reopen_try(conn, ti_pk, request.try_number, me, pid, process_start_time, now)
             if own_row is None:
                 result = conn.execute(
@@ -565,7 +582,10 @@ def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarte
             if current.watch is not None:
                 current.watch.try_row_id = current.try_row_id
             if next_method is None:  # a resumed deferral keeps what the try pushed before it deferred (Airflow's)
-                conn.execute(_CLEAR_XCOMS, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
+                of_ti = {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index}
+                if current.stores is not None and current.stores.xcoms_url:  # their objects go after the commit
+                    cleared = [t for t in conn.execute(_CLEARED_VALUES, of_ti).scalars() if is_reference(t)]
+                conn.execute(_CLEAR_XCOMS, of_ti)
                 conn.execute(_CLEAR_TASK_MAP, {"dag_run_pk": run_pk, "task_id": task_id, "map_index": map_index})
     except BaseException:
         if current is not None:
@@ -578,6 +598,10 @@ def claim(settings: Settings, db: Database, request: TryRequest, task: Prestarte
             task.output_fd = None
         current.watch.output = current.log
         task.release(current.start)
+    if cleared and current.stores is not None:  # off the supervisor's path: the store may be slow or down
+        purge = XComObjects(current.stores).purge
+        current.purging = threading.Thread(target=purge, args=(cleared,), name="xcom-purge", daemon=True)
+        current.purging.start()
     return current
 
 
@@ -667,6 +691,7 @@ def _watch(settings: Settings, db: Database, current: _Try, task: Prestarted, tr
         self_fence_after=SELF_FENCE_SHARE * settings.get_float("scheduler", "task_instance_heartbeat_timeout"),
         containment=task.containment,
         run_id_pattern=settings.get_str("scheduler", "allowed_run_id_pattern"),
+        xcoms=XComObjects(current.stores) if current.stores is not None and current.stores.xcoms_url else None,
     )
     watch.adopt(task.pid, task.usage_before, task.started)
     current.log = try_log  # the supervisor's own lines go through the same cap

@@ -33,6 +33,7 @@ from sqlalchemy import Connection, bindparam, func, select
 from headrace.authoring.xcom_serde import TAG
 from headrace.db.engine import Database
 from headrace.db.models import TaskMap, XCom
+from headrace.storage.xcoms import XComObjects
 from headrace.supervisor.protocol import GetMappedItems, MappedItems
 
 if TYPE_CHECKING:  # task_requests dispatches to this module
@@ -90,15 +91,20 @@ _LENGTH = select(TaskMap.length).where(
 
 
 class _Reader:
-    def __init__(self, conn: Connection, target: TryTarget, pick: bool) -> None:
+    def __init__(self, conn: Connection, target: TryTarget, pick: bool, xcoms: XComObjects | None) -> None:
         self.conn = conn
         self.target = target
         self.pick = pick
+        self.xcoms = xcoms
         self.sources: dict[tuple[str, str, bool], _Source | None] = {}
 
     def _scalar(self, statement: Any, task_id: str, key: str = "return_value", **more: Any) -> Any:
         params = {"dag_run_pk": self.target.dag_run_pk, "task_id": task_id, "key": key, **more}
         return self.conn.execute(statement, params).scalar()
+
+    def resolved(self, text: str) -> str:
+        """``text`` as stored, with a reference to the object store read from it."""
+        return self.xcoms.resolve(text) if self.xcoms is not None else text
 
     def source(self, spec: Mapping[str, Any]) -> _Source | None:
         task_id, key, mapped = str(spec["xcom"]), str(spec.get("key", "return_value")), bool(spec.get("mapped"))
@@ -113,6 +119,7 @@ class _Reader:
         text = self._scalar(_UNMAPPED_VALUE, task_id, key)
         if text is None:
             return None
+        text = self.resolved(text)
         if not self.pick:
             length = self._scalar(_LENGTH, task_id)
             return None if length is None else _Source(length=int(length), whole=text)
@@ -160,7 +167,7 @@ class _Reader:
             row = self.conn.execute(_MAPPED_NTH, {**params, "nth": index}).first()
             if row is None:
                 return None
-            return {**out, "map_index": row.map_index, "value_json": row.value}
+            return {**out, "map_index": row.map_index, "value_json": self.resolved(row.value)}
         if source.whole is not None:
             return {**out, "map_index": -1, "value_json": source.whole, "whole": True}
         assert source.items is not None
@@ -180,10 +187,13 @@ def split_map_index(map_index: int, lengths: Sequence[int]) -> list[int] | None:
     return None if index or map_index < 0 else out[::-1]
 
 
-def get_mapped_items(db: Database, target: TryTarget, message: GetMappedItems) -> MappedItems:
-    """Answer ``GetMappedItems`` (see the module docstring); ``items`` None sends the task back to whole values."""
+def get_mapped_items(
+    db: Database, target: TryTarget, message: GetMappedItems, xcoms: XComObjects | None = None
+) -> MappedItems:
+    """Answer ``GetMappedItems`` (see the module docstring); ``items`` None sends the task back to whole values.
+    ``xcoms``: values in the object store are read from it."""
     with db.read_session() as session:
-        reader = _Reader(session.connection(), target, message.pick)
+        reader = _Reader(session.connection(), target, message.pick, xcoms)
         lengths = [reader.length(spec) for spec in message.specs]
         if any(n is None for n in lengths):
             return MappedItems(items=None)

@@ -41,6 +41,7 @@ from headrace.db.engine import Database
 from headrace.db.outage import is_outage, retry_through_outage
 from headrace.logs.files import open_try_log
 from headrace.states import EndReason, TaskInstanceState
+from headrace.storage.stores import Stores
 from headrace.supervisor import task_process
 from headrace.supervisor.cgroups import become_subreaper, remove_stale_cgroups
 from headrace.supervisor.claim import (
@@ -59,6 +60,7 @@ from headrace.supervisor.limits import format_memory
 from headrace.supervisor.outcome import next_state
 from headrace.supervisor.recording import Outcome, apply, forget, keep, record_rendered_fields
 from headrace.supervisor.request import TryRequest
+from headrace.supervisor.shipping import finish_shipping, start_shipping
 from headrace.supervisor.watch import TaskWatch, WatchResult, run_child
 
 log = logging.getLogger("headrace.supervisor")
@@ -122,6 +124,7 @@ def supervise(settings: Settings, db: Database, request: TryRequest, *, sweep_st
                 request.run_id,
             )
             return EXIT_CLAIM_LOST
+        shipper = start_shipping(settings, current.stores or Stores(settings, db), current)
         try:
             result = _run(current, stop)
         except Exception as exc:  # noqa: BLE001 - record the failure, then report it by exit code
@@ -137,6 +140,7 @@ def supervise(settings: Settings, db: Database, request: TryRequest, *, sweep_st
                 _record(settings, db, current, result)
             finally:
                 current.close_log()
+                finish_shipping(settings, current, shipper)
             return EXIT_ERROR
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -145,6 +149,7 @@ def supervise(settings: Settings, db: Database, request: TryRequest, *, sweep_st
         _outside_callbacks(settings, db, current, result, state)
     finally:
         current.close_log()
+        finish_shipping(settings, current, shipper)
         if current.watch is not None and current.watch.containment is not None:
             current.watch.containment.remove()  # already gone, unless the watch failed
             if sweep_stale_cgroups:

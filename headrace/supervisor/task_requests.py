@@ -28,6 +28,7 @@ from headrace.db.outage import retry_through_outage
 from headrace.db.skip_marks import record_skip_mark
 from headrace.db.transitions import set_ti_state
 from headrace.states import EndReason, TaskInstanceState
+from headrace.storage.xcoms import XComObjects, is_reference
 from headrace.supervisor.dagrun_requests import get_dag_run_state, trigger_dag_run
 from headrace.supervisor.external_requests import get_external_task_states
 from headrace.supervisor.mapped_items import get_mapped_items
@@ -74,8 +75,14 @@ class TryTarget:
     """The task instance's map index (-1: not mapped)."""
 
 
-def get_xcom(db: Database, target: TryTarget, message: GetXCom) -> XComValue:
-    """Answer ``GetXCom`` (see its docstring for the shape of the value)."""
+def _same(text: str) -> str:
+    return text
+
+
+def get_xcom(db: Database, target: TryTarget, message: GetXCom, xcoms: XComObjects | None = None) -> XComValue:
+    """Answer ``GetXCom`` (see its docstring for the shape of the value); values in the object store are read
+    from it (``xcoms``: the deployment's, None: none are)."""
+    resolve = xcoms.resolve if xcoms is not None else _same
     if message.dag_id is None or message.dag_id == target.dag_id:
         where = [XCom.dag_run_id == target.dag_run_pk]
     else:
@@ -88,12 +95,12 @@ def get_xcom(db: Database, target: TryTarget, message: GetXCom) -> XComValue:
             text = session.scalars(
                 select(XCom.value).where(*where).order_by(XCom.created_at.desc(), XCom.id.desc()).limit(1)
             ).first()
-            return XComValue(value_json=text)
+            return XComValue(value_json=None if text is None else resolve(text))
         ids = [message.task_ids] if isinstance(message.task_ids, str) else message.task_ids
         query = select(XCom.task_id, XCom.map_index, XCom.value).where(*where, XCom.task_id.in_(ids))
         found: dict[str, dict[int, str]] = {}
         for task_id, map_index, value in session.execute(query):
-            found.setdefault(task_id, {})[map_index] = value
+            found.setdefault(task_id, {})[map_index] = resolve(value)
     one = message.map_indexes is not None
     rows = {task_id: _value_of(by_index, one) for task_id, by_index in found.items()}
     if isinstance(message.task_ids, str):
@@ -112,10 +119,14 @@ def _value_of(by_index: dict[int, str], one_index: bool) -> tuple[str, list[int]
     return dumps_value_list([by_index[i] for i in mapped]), mapped
 
 
-def set_xcom(db: Database, target: TryTarget, message: SetXCom, max_bytes: int) -> Ack | Error:
+def set_xcom(
+    db: Database, target: TryTarget, message: SetXCom, max_bytes: int, xcoms: XComObjects | None = None
+) -> Ack | Error:
     """Answer ``SetXCom``: replace this TI's XCom ``key``; refuse a value over ``max_bytes``.
 
-    With ``map_length`` the value's length (and keys) goes into ``task_map`` in the same transaction.
+    With ``map_length`` the value's length (and keys) goes into ``task_map`` in the same transaction. With
+    ``xcoms`` a value over ``core.xcom_objectstorage_threshold`` is written to the object store first and the
+    row keeps a reference; the object of the value replaced is deleted once the new row is committed.
     """
     size = len(message.value_json.encode("utf-8"))
     if size > max_bytes:
@@ -123,15 +134,26 @@ def set_xcom(db: Database, target: TryTarget, message: SetXCom, max_bytes: int) 
             message=f"XCom value of task {target.task_id} (key {message.key}) is {size} bytes, "
             f"over the limit of {max_bytes} bytes (xcom max size)"
         )
-    with db.session() as session:
-        session.execute(
-            delete(XCom).where(
-                XCom.dag_run_id == target.dag_run_pk,
-                XCom.task_id == target.task_id,
-                XCom.map_index == target.map_index,
-                XCom.key == message.key,
+    value = message.value_json
+    if xcoms is not None:
+        try:
+            value = xcoms.offload(value, dag_id=target.dag_id, run_id=target.run_id, task_id=target.task_id)
+        except Exception as exc:  # noqa: BLE001 - the push fails with the reason, the task decides
+            return Error(
+                message=f"XCom value of task {target.task_id} (key {message.key}) could not be written to "
+                f"core.xcom_objectstorage_path: {type(exc).__name__}: {exc}"
             )
-        )
+    of_key = (
+        XCom.dag_run_id == target.dag_run_pk,
+        XCom.task_id == target.task_id,
+        XCom.map_index == target.map_index,
+        XCom.key == message.key,
+    )
+    replaced: list[str] = []
+    with db.session() as session:
+        if xcoms is not None:
+            replaced = [text for text in session.scalars(select(XCom.value).where(*of_key)) if is_reference(text)]
+        session.execute(delete(XCom).where(*of_key))
         session.add(
             XCom(
                 dag_run_id=target.dag_run_pk,
@@ -140,7 +162,7 @@ def set_xcom(db: Database, target: TryTarget, message: SetXCom, max_bytes: int) 
                 task_id=target.task_id,
                 map_index=target.map_index,
                 key=message.key,
-                value=message.value_json,
+                value=value,
                 created_at=datetime.now(UTC),
             )
         )
@@ -163,6 +185,8 @@ def set_xcom(db: Database, target: TryTarget, message: SetXCom, max_bytes: int) 
                     keys=message.map_keys,
                 )
             )
+    if replaced and xcoms is not None:
+        xcoms.purge(replaced)
     return Ack()
 
 
@@ -297,6 +321,7 @@ def handle(
     *,
     outage_tolerance: float = 0.0,
     run_id_pattern: str | None = None,
+    xcoms: XComObjects | None = None,
 ) -> Answer:
     """Serve one request; a database (or decryption) error becomes an ``Error`` answer.
 
@@ -305,7 +330,7 @@ def handle(
     ``TriggerDagRun``'s run id. While the database is unreachable the
     request is tried again with backoff for up to ``outage_tolerance``
     seconds (the task waits for its answer); each request is its own
-    transaction and safe to repeat.
+    transaction and safe to repeat. ``xcoms``: the object store of large XCom values (None: off).
     """
 
     def serve() -> Answer:
@@ -313,11 +338,11 @@ def handle(
             with db.read_session() as session:
                 return AssetEventsValue(events=asset_events_of(session, message.name, message.uri))
         if isinstance(message, GetXCom):
-            return get_xcom(db, target, message)
+            return get_xcom(db, target, message, xcoms)
         if isinstance(message, GetMappedItems):
-            return get_mapped_items(db, target, message)
+            return get_mapped_items(db, target, message, xcoms)
         if isinstance(message, SetXCom):
-            return set_xcom(db, target, message, xcom_max_size)
+            return set_xcom(db, target, message, xcom_max_size, xcoms)
         if isinstance(message, GetVariable):
             return get_variable(db, encryptor(), message)
         if isinstance(message, GetConnection):

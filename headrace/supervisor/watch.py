@@ -36,6 +36,7 @@ from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.db.outage import one_line
 from headrace.states import EndReason, TaskInstanceState
+from headrace.storage.xcoms import XComObjects
 from headrace.supervisor.cgroups import Containment, Leftovers
 from headrace.supervisor.fencing import die_with_parent
 from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree, TreeSample
@@ -317,8 +318,11 @@ class TaskWatch:
         self_fence_after: float | None = None,
         containment: Containment | None = None,
         run_id_pattern: str | None = None,
+        xcoms: XComObjects | None = None,
     ) -> None:
         self.db = db
+        self.xcoms = xcoms
+        """The object store of large XCom values (``core.xcom_objectstorage_*``; None: off)."""
         self.containment = containment
         """The try's processes beyond its tree (:mod:`.cgroups`); None: the process tree only."""
         self.output: Output | None = None
@@ -393,6 +397,7 @@ class TaskWatch:
                 self.encryptor,
                 outage_tolerance=self.outage_tolerance,
                 run_id_pattern=self.run_id_pattern,
+                xcoms=self.xcoms,
             ),
         )
         return None

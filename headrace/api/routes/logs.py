@@ -1,5 +1,8 @@
 """``…/taskInstances/{task_id}/logs/{try_number}``: a try's log, by byte offset or followed as a stream.
 
+The log is read from the try's local file, else (once the worker's copy is
+gone) from ``logging.remote_base_log_folder`` (:mod:`headrace.logs.locate`).
+
 Secrets are masked in what is returned: the values of variables whose key is
 sensitive (``crypto.is_sensitive_key``), connection passwords and the
 sensitive fields of connection extras, each replaced by ``***``, with the
@@ -17,17 +20,13 @@ runs the log may still reach it, and ``finished`` says when it no longer can.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from headrace.api import schemas
@@ -36,12 +35,12 @@ from headrace.api.routes.task_instances import MapIndex, get_ti
 from headrace.api.routes.tries import TryNumber
 from headrace.config import Settings
 from headrace.db.engine import Database
-from headrace.db.models import TaskInstance, TaskTry
-from headrace.exceptions import NotFound
-from headrace.logs.files import try_log_path
+from headrace.db.models import TaskInstance
+from headrace.exceptions import RemoteLogError
+from headrace.logs.locate import TryLog, inside, locate, read_log
 from headrace.masking import SecretMasker
 from headrace.secrets_store import stored_secrets_masker
-from headrace.states import TI_ACTIVE
+from headrace.storage.stores import Stores
 
 router = APIRouter(tags=["TaskInstance"], dependencies=[Depends(schemas.reject_nul_bytes), Depends(require("viewer"))])
 
@@ -59,61 +58,13 @@ MAX_FOLLOW_SECONDS = 3600.0
 # --- reading -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TryLog:
-    """Where a try's log is and whether the try has ended."""
-
-    path: FilePath
-    finished: bool
-
-
-def locate(session: Session, settings: Settings, ti: TaskInstance, try_number: int) -> TryLog:
-    """The log of try ``try_number`` of ``ti``; raises ``NotFound`` for a try that was never queued.
-
-    The path is the try's recorded ``log_path`` when that lies under ``logging.base_log_folder``, else the
-    path the supervisor writes to there (never a file outside that folder).
-
-    A try queued but not started yet has no ``task_try`` row: its log is where
-    the supervisor will write it, and it is not finished while the task instance is queued/running.
-    """
-    if try_number > ti.try_number:
-        raise NotFound(
-            f"task instance {ti.task_id!r} of DAG run {ti.run_id!r} has no try {try_number}"
-            f" (it has had {ti.try_number})"
-        )
-    tt = session.scalars(
-        select(TaskTry)
-        .where(TaskTry.task_instance_id == ti.id, TaskTry.try_number == try_number)
-        .execution_options(populate_existing=True)
-    ).first()
-    path = try_log_path(settings.base_log_folder, ti.dag_id, ti.run_id, ti.task_id, try_number, ti.map_index)
-    if tt is not None:
-        recorded = FilePath(tt.log_path) if tt.log_path else path
-        return TryLog(recorded if inside(recorded, settings.base_log_folder) else path, tt.end_date is not None)
-    waiting = try_number == ti.try_number and ti.state in {s.value for s in TI_ACTIVE}
-    return TryLog(path, not waiting)
-
-
-def inside(path: FilePath, folder: str | FilePath) -> bool:
-    """True if ``path``, symlinks and ``..`` resolved, is within ``folder`` (the only place logs are read from).
-
-    A ``task_try.log_path`` elsewhere (a changed or tampered row) is not followed: the API reads the try's
-    log where it belongs, under ``logging.base_log_folder``, instead.
-    """
-    return path.resolve().is_relative_to(FilePath(folder).resolve())
-
-
-def read_bytes(path: FilePath, offset: int, max_bytes: int | None) -> bytes:
-    """Bytes of ``path`` from ``offset`` (at most ``max_bytes``); a missing file, or an offset at or past its
-    end, reads as nothing (the file system refuses to seek to some offsets the API accepts, e.g. 2**62)."""
-    try:
-        with open(path, "rb") as f:
-            if offset >= os.fstat(f.fileno()).st_size:
-                return b""
-            f.seek(offset)
-            return f.read() if max_bytes is None else f.read(max_bytes)
-    except FileNotFoundError:
-        return b""
+def stores_of(request: Request) -> Stores:
+    """The app's object stores (remote logs), made on first use."""
+    stores = getattr(request.app.state, "stores", None)
+    if stores is None:
+        stores = request.app.state.stores = Stores(request.app.state.settings, get_db(request))
+    assert isinstance(stores, Stores)
+    return stores
 
 
 def whole_lines(data: bytes, finished: bool, full: bool) -> bytes:
@@ -134,18 +85,33 @@ def _state(db: Database, settings: Settings, ti_id: int, try_number: int) -> Try
         return locate(session, settings, ti, try_number)
 
 
+def _read_or_nothing(stores: Stores, where: TryLog, offset: int) -> bytes:
+    """What a followed log has from ``offset``; a remote store that cannot be read is nothing this time."""
+    try:
+        return read_log(stores, where, offset, None)
+    except RemoteLogError:
+        return b""
+
+
 async def follow(
-    db: Database, settings: Settings, ti_id: int, try_number: int, offset: int, masker: SecretMasker
+    db: Database,
+    settings: Settings,
+    ti_id: int,
+    try_number: int,
+    offset: int,
+    masker: SecretMasker,
+    stores: Stores | None = None,
 ) -> AsyncIterator[str]:
     """Yield the log from ``offset`` as it grows, in whole lines, until the try has ended and all is read.
 
     Stops after :data:`MAX_FOLLOW_SECONDS` whatever happens.
     """
     deadline = time.monotonic() + MAX_FOLLOW_SECONDS
+    stores = stores if stores is not None else Stores(settings, db)
     pending = b""
     while True:
         where = await run_in_threadpool(_state, db, settings, ti_id, try_number)  # before reading: then all is read
-        data = await run_in_threadpool(read_bytes, where.path, offset, None)
+        data = await run_in_threadpool(_read_or_nothing, stores, where, offset)
         offset += len(data)
         buffered = pending + data
         out = whole_lines(buffered, where.finished, False)
@@ -195,11 +161,11 @@ def get_log(
     accept = request.headers.get("accept", "")
     if stream or (accept.startswith("text/plain") and "application/json" not in accept):
         return StreamingResponse(
-            follow(db, settings, ti_id, try_number, offset, masker),
+            follow(db, settings, ti_id, try_number, offset, masker, stores_of(request)),
             media_type="text/plain; charset=utf-8",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
-    data = read_bytes(where.path, offset, MAX_CHUNK_BYTES)
+    data = read_log(stores_of(request), where, offset, MAX_CHUNK_BYTES)
     out = whole_lines(data, where.finished, len(data) >= MAX_CHUNK_BYTES)
     next_offset = offset + len(out)
     finished = where.finished and len(data) < MAX_CHUNK_BYTES

@@ -16,11 +16,13 @@ from headrace.api.auth import get_db, require
 from headrace.api.openapi import not_found
 from headrace.api.pagination import Page, count, page
 from headrace.api.routes.dag_runs import get_run
+from headrace.api.routes.logs import stores_of
 from headrace.api.routes.task_instances import MapIndex, get_ti
 from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
 from headrace.config import Settings
 from headrace.db.models import TaskInstance, XCom
 from headrace.exceptions import HeadraceError, NotFound
+from headrace.storage.xcoms import XComObjects, is_reference
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +32,22 @@ TI_PATH = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}"
 NOT_FOUND = not_found("no such DAG, DAG run, task instance or XCom")
 
 
-def xcom_value(row: XCom, backend: type[BaseXCom] = BaseXCom) -> Any:
+def xcom_value(row: XCom, backend: type[BaseXCom] = BaseXCom, xcoms: XComObjects | None = None) -> Any:
     """The stored XCom as plain JSON, as the XCom backend's ``orm_deserialize_value`` shows it (by default:
     datetimes as ISO strings, Decimals as exact strings, tuples and sets as lists, bytes as text, objects as ``{"__class__": …, **fields}``;
     no class is imported).
 
     A value that has no plain JSON form (bytes that are not UTF-8) is given as stored, with its type tags.
+    A value in the object store (``core.xcom_objectstorage_path``) is read from it with ``xcoms``; one that
+    cannot be read there is shown as its reference (``{"__hr__": "stored", "url": …}``), the failure logged.
     """
-    stored = json.loads(row.value)
+    text = row.value
+    if xcoms is not None and is_reference(text):
+        try:
+            text = xcoms.resolve(text)
+        except HeadraceError as exc:
+            log.warning("XCom %r of %s: %s", row.key, row.task_id, exc)
+    stored = json.loads(text)
     entry = backend(
         value=stored, key=row.key, task_id=row.task_id, dag_id=row.dag_id, run_id=row.run_id, map_index=row.map_index
     )
@@ -56,11 +66,17 @@ def xcom_backend(request: Request) -> type[BaseXCom]:
     return resolve_xcom_backend(settings.get_str("core", "xcom_backend"))
 
 
-def xcom_out(row: XCom, backend: type[BaseXCom] = BaseXCom) -> schemas.XComEntry:
-    """The API form of an ``xcom`` row."""
+def xcom_out(row: XCom, backend: type[BaseXCom] = BaseXCom, xcoms: XComObjects | None = None) -> schemas.XComEntry:
+    """The API form of an ``xcom`` row (a value in the object store read from it with ``xcoms``)."""
     return schemas.XComEntry(
-        key=row.key, value=xcom_value(row, backend), created_at=row.created_at, map_index=row.map_index
+        key=row.key, value=xcom_value(row, backend, xcoms), created_at=row.created_at, map_index=row.map_index
     )
+
+
+def xcom_objects(request: Request) -> XComObjects | None:
+    """The deployment's object store of large XCom values (None: ``core.xcom_objectstorage_path`` is not set)."""
+    stores = stores_of(request)
+    return XComObjects(stores) if stores.xcoms_url else None
 
 
 @router.get(f"{TI_PATH}/xcomEntries", response_model=schemas.XComCollection, responses=NOT_FOUND)
@@ -94,8 +110,9 @@ def list_xcoms(
             stmt = select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id, XCom.map_index == map_index)
         rows = session.scalars(pg.apply(stmt.order_by(XCom.key, XCom.map_index)))
         backend = xcom_backend(request)
+        xcoms = xcom_objects(request)
         return schemas.XComCollection(
-            xcom_entries=[xcom_out(x, backend) for x in rows], total_entries=count(session, stmt)
+            xcom_entries=[xcom_out(x, backend, xcoms) for x in rows], total_entries=count(session, stmt)
         )
 
 
@@ -113,7 +130,7 @@ def get_xcom(
         ).first()
         if row is None:
             raise NotFound(f"task instance {task_id!r} of DAG run {dag_run_id!r} has no XCom {key!r}")
-        return xcom_out(row, xcom_backend(request))
+        return xcom_out(row, xcom_backend(request), xcom_objects(request))
 
 
 __all__ = ["router", "xcom_out", "xcom_value"]

@@ -1,0 +1,252 @@
+"""Remote try logs (logging.remote_base_log_folder) through the real scheduler, supervisors and a real S3 server.
+
+The S3 server is moto in server mode on loopback (tests/s3.py); supervisors reach it through a stored
+connection (logging.remote_log_conn_id) whose extra names its endpoint_url.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from headrace.api.users import create_token, create_user
+from headrace.config import Settings
+from headrace.db.engine import Database
+from headrace.db.models import TaskInstance, TaskTry
+from headrace.executors import make_executor
+from headrace.logs.remote import log_key
+from headrace.scheduler import loop
+from headrace.webapp import create_app
+from tests.api.conftest import PASSWORD
+from tests.integration.helpers import FAST, parse_and_trigger, run_scheduler_until_done, write_dag
+from tests.s3 import S3Server, add_s3_connection, start_s3_server
+from tests.waiting import wait_until
+
+INTERVAL = 0.2
+"""logging.remote_log_interval in these tests (seconds)."""
+
+GATED_DAG = """
+    import os, time
+    from headrace import DAG
+    from headrace.operators import PythonOperator
+
+    def talk():
+        print("first line", flush=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists({gate!r}) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        print("second line", flush=True)
+
+    with DAG("remote_logs"):
+        PythonOperator(task_id="talk", python_callable=talk)
+"""
+
+
+def _remote(settings: Settings, url: str, **more: object) -> Settings:
+    return settings.with_overrides(
+        {**FAST, "logging": {"remote_base_log_folder": url, "remote_log_interval": INTERVAL, **more}}
+    )
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server) -> str:
+    return s3_server.make_bucket(f"logs-{uuid.uuid4().hex[:12]}")
+
+
+@contextmanager
+def _run_scheduler(settings: Settings, db: Database) -> Iterator[None]:
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=loop.run, args=(settings, db, make_executor(settings)), kwargs={"stop": stop}, daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def _try(db: Database, task_id: str = "talk") -> TaskTry | None:
+    with db.session() as session:
+        return session.scalars(select(TaskTry).where(TaskTry.task_id == task_id)).first()
+
+
+def _state(db: Database, task_id: str = "talk") -> str | None:
+    with db.session() as session:
+        return session.scalar(select(TaskInstance.state).where(TaskInstance.task_id == task_id))
+
+
+def test_log_is_shipped_while_running_and_read_back_after_the_local_file_is_gone(
+    settings: Settings, db: Database, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    conn_id = add_s3_connection(settings, db, s3_server)
+    remote = _remote(settings, f"s3://{bucket}/logs", remote_log_conn_id=conn_id)
+    gate = tmp_path / "gate"
+    write_dag(remote, "remote_logs.py", GATED_DAG.format(gate=str(gate)))
+    run_id = parse_and_trigger(remote, db, "remote_logs")
+    key = "logs/" + log_key("remote_logs", run_id, "talk", 1)
+
+    with _run_scheduler(remote, db):
+        shipped = wait_until(lambda: s3_server.read(bucket, key), 60, "the running try's log in the bucket")
+        tt = _try(db)
+        assert tt is not None and tt.end_date is None  # still running: the log was shipped while it ran
+        wait_until(lambda: b"first line" in (s3_server.read(bucket, key) or b""), 30, "the first line shipped")
+        assert b"second line" not in shipped
+        gate.touch()
+        wait_until(lambda: _state(db) == "success", 60, "the try to succeed")
+    final = s3_server.read(bucket, key) or b""
+    tt = _try(db)
+    assert tt is not None
+    local = Path(tt.log_path)
+    assert final == local.read_bytes()  # the final upload holds the whole log, the supervisor's last lines too
+    assert b"second line" in final and b"try 1 ended: success" in final
+
+    local.unlink()  # the worker's disk is gone: the API and the CLI read the bucket
+    api = _admin_client(remote, db)
+    url = f"/api/v1/dags/remote_logs/dagRuns/{run_id}/taskInstances/talk/logs/1"
+    chunk = api.get(url).json()
+    assert chunk["content"] == final.decode() and chunk["finished"] is True
+    assert "second line" in api.get(url, params={"stream": "true"}).text
+
+    printed = _cli(remote, "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == final.decode()
+    assert not local.exists()
+
+
+def _admin_client(settings: Settings, db: Database) -> TestClient:
+    with db.session() as session:
+        user = create_user(session, f"admin-{uuid.uuid4().hex[:6]}", PASSWORD, "admin", now=datetime.now(UTC))
+        token, _ = create_token(session, user, "test", now=datetime.now(UTC))
+    return TestClient(create_app(settings, db), headers={"Authorization": f"Bearer {token}"})
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
+    env.update(settings.to_env())
+    return subprocess.run(
+        [sys.executable, "-m", "headrace", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+TICKING_DAG = """
+    import os, time
+    from headrace import DAG
+    from headrace.operators import PythonOperator
+
+    def tick():
+        n = 0
+        deadline = time.monotonic() + 60
+        while not os.path.exists({gate!r}) and time.monotonic() < deadline:
+            print(f"tick {{n}}", flush=True)
+            n += 1
+            time.sleep(0.02)
+        print("after the gate", flush=True)
+
+    with DAG("ticking"):
+        PythonOperator(task_id="tick", python_callable=tick)
+"""
+
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+"""No SQL of its own beyond the first test's: one database keeps the suite's time down."""
+
+
+@SQLITE_ONLY
+def test_a_supervisor_killed_mid_try_leaves_what_it_had_shipped(
+    settings: Settings, db: Database, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    conn_id = add_s3_connection(settings, db, s3_server)
+    remote = _remote(settings, f"s3://{bucket}", remote_log_conn_id=conn_id)
+    write_dag(remote, "ticking.py", TICKING_DAG.format(gate=str(tmp_path / "gate")))
+    run_id = parse_and_trigger(remote, db, "ticking")
+    key = log_key("ticking", run_id, "tick", 1)
+
+    with _run_scheduler(remote, db):
+        wait_until(lambda: b"tick 20\n" in (s3_server.read(bucket, key) or b""), 60, "tick 20 shipped")
+        tt = _try(db, "tick")
+        assert tt is not None and tt.supervisor_pid is not None
+        os.kill(tt.supervisor_pid, signal.SIGKILL)  # no final upload: what the intervals shipped is what stays
+        wait_until(lambda: not _alive(tt.pid), 30, "the task process to die with its supervisor")
+        remote_log = s3_server.read(bucket, key) or b""
+        local_log = Path(tt.log_path).read_bytes()
+    assert b"tick 20\n" in remote_log
+    assert local_log.startswith(remote_log)  # the remote copy is the log as it was at the last interval
+    assert b"after the gate" not in local_log
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@SQLITE_ONLY
+def test_an_upload_failure_does_not_fail_the_try_and_is_retried(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    server = start_s3_server()  # its own: this test stops it
+    try:
+        bucket = server.make_bucket("outage")
+        conn_id = add_s3_connection(settings, db, server, "s3_outage")
+        remote = _remote(settings, f"s3://{bucket}/logs", remote_log_conn_id=conn_id)
+        gate = tmp_path / "gate"
+        write_dag(remote, "ticking.py", TICKING_DAG.format(gate=str(gate)))  # its log grows all the time
+        run_id = parse_and_trigger(remote, db, "ticking")
+        key = "logs/" + log_key("ticking", run_id, "tick", 1)
+        with _run_scheduler(remote, db):
+            wait_until(lambda: b"tick 1\n" in (server.read(bucket, key) or b""), 60, "the first ticks shipped")
+            tt = _try(db, "tick")
+            assert tt is not None
+            server.stop()
+            local = Path(tt.log_path)
+            wait_until(lambda: b"cannot ship this log" in local.read_bytes(), 60, "the failed upload said in the log")
+            server.start()  # same port, same buckets
+            wait_until(lambda: b"works again" in (server.read(bucket, key) or b""), 60, "the upload retried")
+            gate.touch()
+            wait_until(lambda: _state(db, "tick") == "success", 60, "the try to succeed")
+        final = server.read(bucket, key) or b""
+        assert b"cannot ship this log" in final and b"after the gate" in final
+        assert final == local.read_bytes()
+    finally:
+        server.stop()
+
+
+@SQLITE_ONLY
+def test_file_urls_and_delete_local_logs(settings: Settings, db: Database, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    remote = _remote(settings, f"file://{shared}", delete_local_logs=True)
+    gate = tmp_path / "gate"
+    gate.touch()  # the task does not wait
+    write_dag(remote, "remote_logs.py", GATED_DAG.format(gate=str(gate)))
+    run_id = parse_and_trigger(remote, db, "remote_logs")
+    run_scheduler_until_done(remote, db)
+    tt = _try(db)
+    assert tt is not None and tt.state == "success"
+    assert not Path(tt.log_path).exists()  # removed once the final upload succeeded
+    copy = shared / log_key("remote_logs", run_id, "talk", 1)
+    text = copy.read_text()
+    assert "second line" in text and "try 1 ended: success" in text
+    assert not list(shared.rglob("*.tmp"))  # uploads to a file system are atomic: no leftovers
+    url = f"/api/v1/dags/remote_logs/dagRuns/{run_id}/taskInstances/talk/logs/1"
+    assert _admin_client(remote, db).get(url).json()["content"] == text
