@@ -227,6 +227,9 @@ class Scheduler:
         reschedule, as last read."""
         self.runs_to_examine: set[int] | None = set()
         """``dag_run.id`` of runs whose task instances changed (None: every run)."""
+        self.ended_tasks: dict[int, set[str]] = {}
+        """``dag_run.id`` → tasks whose tries ended there since the last examination (when ``runs_to_examine``
+        names the run, only those tasks' dependents are decided: :func:`readiness.examine_run`)."""
         self.asked = Step(0)
         """Steps another step asked to look (e.g. a try ended: ``QUEUE_READY | FINISH_RUNS``)."""
         self._wake_r, self._wake_w = os.pipe()
@@ -485,8 +488,11 @@ class Scheduler:
         ):
             self.runs_to_examine, self.asked = None, self.asked | Step.FINISH_RUNS
         run_ids, self.runs_to_examine = self.runs_to_examine, set()
+        ended, self.ended_tasks = self.ended_tasks, {}
         if self.retry_due is not None and self.retry_due <= now:
             run_ids = None
+        if run_ids is None:
+            ended = {}
         if self.only_run is not None:
             run_ids = {self.only_run} if run_ids is None or self.only_run in run_ids else set()
         if run_ids is not None and not run_ids:
@@ -503,6 +509,7 @@ class Scheduler:
                 run_ids=run_ids,
                 max_map_length=self.settings.get_int("core", "max_map_length"),
                 starter=self.trigger_starter,
+                ended=ended,
             )
         if changed:
             self.asked |= Step.QUEUE_READY | Step.FINISH_RUNS
@@ -528,6 +535,7 @@ class Scheduler:
                 continue
             if self.runs_to_examine is not None:
                 self.runs_to_examine.add(ti.dag_run_id)
+                self.ended_tasks.setdefault(ti.dag_run_id, set()).add(ti.task_id)
             if ti.try_number == event.try_number and ti.state in _OPEN:
                 housekeeping.end_exited_try(
                     self.db,

@@ -50,10 +50,11 @@ the try always finds the committed row.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -112,14 +113,32 @@ def upstream_counts(
 
 
 class _RunStates:
-    """The states of one run's task instances while it is examined: by task, and by (task, map index)."""
+    """The states of one run's task instances while it is examined: by task, and by (task, map index).
 
-    def __init__(self, tis: list[queries.TiDecisionRow]) -> None:
+    Either every instance of the run is given (``tis``), or — a partial examination — none at first, and
+    :meth:`load` reads the instances of the tasks about to be decided and of those their decision reads.
+    """
+
+    def __init__(self, tis: list[queries.TiDecisionRow], *, loaded: set[str] | None = None) -> None:
         self.rows: dict[str, list[queries.TiDecisionRow]] = {}
         self.state: dict[int, str] = {}
+        self.loaded = loaded
+        """The task ids whose instances are here (None: all of the run's)."""
         for ti in tis:
             self.rows.setdefault(ti.task_id, []).append(ti)
             self.state[ti.id] = ti.state
+
+    def load(self, session: Session, dag_run_pk: int, task_ids: Iterable[str]) -> None:
+        """Read the instances of those of ``task_ids`` not read yet (one query per 900 tasks)."""
+        if self.loaded is None:
+            return
+        missing = set(task_ids) - self.loaded
+        if not missing:
+            return
+        for ti in queries.ti_rows_of_run_tasks(session, dag_run_pk, missing):
+            self.rows.setdefault(ti.task_id, []).append(ti)
+            self.state[ti.id] = ti.state
+        self.loaded |= missing
 
     def of(self, task_id: str) -> list[str]:
         return [self.state[ti.id] for ti in self.rows.get(task_id, [])]
@@ -166,6 +185,61 @@ def decide(sdag: SerializedDag, task_id: str, run_states: _RunStates, map_index:
     return evaluate(task.trigger_rule, run_states.counts(sdag, task_id, map_index, task.upstream_task_ids, setup_ids))
 
 
+class _Visits:
+    """The order tasks are decided in one examination: every task of the run in topological order, or — given
+    the tasks whose tries ended — their dependents, and the dependents of each decided task that has finished
+    (skipped, upstream_failed, or finished meanwhile, e.g. skipped by a branch), in topological order.
+
+    Iterating yields task ids; before one is yielded, its instances and those its decision reads (upstream,
+    indirect setups, the tasks a mapped task group's length comes from) are loaded into ``run_states``.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        sdag: SerializedDag,
+        cache: DagCache,
+        run: queries.RunToExamine,
+        run_states: _RunStates,
+        ended: Set[str] | None,
+    ) -> None:
+        self.session, self.sdag, self.run, self.run_states = session, sdag, run, run_states
+        self.order = cache.order(session, run.dag_version_id)
+        self.ended = ended
+        if ended is not None:
+            self.position = cache.position(session, run.dag_version_id)
+            self.dependents = cache.dependents(session, run.dag_version_id)
+            self.heap: list[int] = []
+            self.queued: set[str] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        if self.ended is None:
+            yield from self.order
+            return
+        self._push(t for e in self.ended for t in self.dependents.get(e, ()))
+        while self.heap:
+            task_id = self.order[heapq.heappop(self.heap)]
+            yield task_id
+            states = self.run_states.of(task_id)
+            if states and any(TI(state).is_finished for state in states):
+                self._push(self.dependents.get(task_id, ()))
+
+    def _push(self, task_ids: Iterable[str]) -> None:
+        new = [t for t in task_ids if t not in self.queued and t in self.position]
+        if not new:
+            return
+        self.queued.update(new)
+        needs: set[str] = set(new)
+        for tid in new:
+            task = self.sdag.tasks[tid]
+            needs |= task.upstream_task_ids
+            needs |= self.sdag.indirect_setups.get(tid, frozenset())
+            needs |= mapping.xcom_sources(task.expand_input)
+        self.run_states.load(self.session, self.run.id, needs)
+        for tid in new:
+            heapq.heappush(self.heap, self.position[tid])
+
+
 def examine_run(
     session: Session,
     run: queries.RunToExamine,
@@ -175,8 +249,15 @@ def examine_run(
     *,
     max_map_length: int = 1024,
     starter: TriggerStarter | None = None,
+    ended: Set[str] | None = None,
 ) -> int:
     """Decide the task instances of one running run; return how many changed state.
+
+    ``ended`` (None: decide every task instance of the run) names tasks whose tries ended since the run was
+    last examined, when nothing else in the run changed: then only the tasks whose decision reads their
+    states are decided (:meth:`DagCache.dependents`), and theirs in turn when they end without running (a
+    skip or an upstream failure cascades), reading only the instances those decisions need — the cost follows
+    what the ended tries unblock, not the run's size. ``tis`` is then ignored (pass ``[]``).
 
     ``run`` has ``dag_version_id``; ``tis`` are rows with ``id, task_id, state, next_retry_at, map_index,
     reschedule_date``
@@ -186,7 +267,7 @@ def examine_run(
     triggerer (None: they stay ``scheduled`` and run ``execute`` in a worker).
     """
     sdag = cache.get(session, run.dag_version_id)
-    run_states = _RunStates(tis)
+    run_states = _RunStates(tis, loaded=None if ended is None else set())
     changed = 0
     new_tries: list[int] = []  # of tasks that start in the triggerer
     revised: set[str] = set()
@@ -203,7 +284,8 @@ def examine_run(
         if poke and set_ti_state(session, ti.id, TI.UP_FOR_RESCHEDULE, TI.SCHEDULED, updated_at=now):
             run_states.state[ti.id] = TI.SCHEDULED.value
             changed += 1
-    for task_id in cache.order(session, run.dag_version_id):
+    visits = _Visits(session, sdag, cache, run, run_states, ended)
+    for task_id in visits:
         task = sdag.tasks[task_id]
         todo = list(run_states.rows.get(task_id, []))
         while todo:
@@ -345,20 +427,31 @@ def examine_runs(
     run_ids: Iterable[int] | None = None,
     max_map_length: int = 1024,
     starter: TriggerStarter | None = None,
+    ended: Mapping[int, Set[str]] | None = None,
 ) -> int:
     """Decide the task instances of running runs of unpaused DAGs; return how many changed state.
 
     ``run_ids`` (None: every running run) limits the pass to those runs. Runs
     with no task instance in ``none`` or ``up_for_retry`` are not loaded.
-    ``max_map_length``: ``core.max_map_length``; ``starter``: see :func:`examine_run`.
+    ``max_map_length``: ``core.max_map_length``; ``starter``: see :func:`examine_run`. ``ended``:
+    ``dag_run.id`` → the tasks whose tries ended in that run, for runs in which nothing else changed since
+    they were last examined (see :func:`examine_run`); the other runs are examined whole.
     """
     runs = queries.runs_to_examine(session, run_ids)
+    ended = ended or {}
     tis_by_run: dict[int, list[queries.TiDecisionRow]] = {}
-    for ti in queries.ti_rows_of_runs(session, [r.id for r in runs]):
+    for ti in queries.ti_rows_of_runs(session, [r.id for r in runs if r.id not in ended]):
         tis_by_run.setdefault(ti.dag_run_id, []).append(ti)
     return sum(
         examine_run(
-            session, run, tis_by_run.get(run.id, []), now, cache, max_map_length=max_map_length, starter=starter
+            session,
+            run,
+            tis_by_run.get(run.id, []),
+            now,
+            cache,
+            max_map_length=max_map_length,
+            starter=starter,
+            ended=ended.get(run.id),
         )
         for run in runs
     )

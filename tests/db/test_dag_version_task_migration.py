@@ -58,7 +58,10 @@ def test_existing_versions_get_their_task_rows_and_new_ones_theirs(empty_db: Dat
     migrate(db)
     with db.session() as session:
         rows = session.execute(select(DagVersionTask.dag_version_id, DagVersionTask.task_id, DagVersionTask.serialized))
-        assert sorted(rows, key=lambda r: r[1]) == [(101, "a", DOCUMENT["tasks"]["a"]), (101, "b", DOCUMENT["tasks"]["b"])]
+        assert sorted(rows, key=lambda r: r[1]) == [
+            (101, "a", DOCUMENT["tasks"]["a"]),
+            (101, "b", DOCUMENT["tasks"]["b"]),
+        ]
         version = DagVersion(dag_id="d", version_hash="h3", serialized=DOCUMENT, created_at=datetime.now(UTC))
         session.add(version)
         session.flush()
