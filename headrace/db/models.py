@@ -9,7 +9,7 @@ Tables:
 * ``dag`` — one row per DAG id: file, pause flag, schedule summary, the next
   run the scheduler will create, and the current serialized version.
 * ``dag_version`` — every distinct serialized structure of a DAG (by hash).
-* ``dag_version_task`` — each task's entry of a ``dag_version``'s document, one row per task (revision 0017),
+* ``dag_version_task`` — each task's entry of a ``dag_version``'s document, one row per task (revision 0018),
   so a try reads its task's entry without reading the whole DAG's document.
 * ``dag_file`` — each DAG file seen, with the mtime/size last parsed, so only
   changed files are parsed again.

@@ -1,4 +1,4 @@
-"""Revision 0017 (dag_version_task) writes the task rows of versions that exist, on SQLite and PostgreSQL; a
+"""Revision 0018 (dag_version_task) writes the task rows of versions that exist, on SQLite and PostgreSQL; a
 version added afterwards through the ORM gets its rows in the same flush; the claim reads them."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _pg_admin_dsn() -> str:
 def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
     if request.param == "sqlite":
         return Database(f"sqlite:///{tmp_path / 'h.db'}")
-    name = f"headrace_mig0017_{tmp_path.name}"[:60]
+    name = f"headrace_mig0018_{tmp_path.name}"[:60]
     with psycopg.connect(_pg_admin_dsn(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -47,7 +47,7 @@ def test_existing_versions_get_their_task_rows_and_new_ones_theirs(empty_db: Dat
     cfg = _alembic_config()
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0016")
+        command.upgrade(cfg, "0017")
         conn.execute(
             text(
                 "INSERT INTO dag_version (id, dag_id, version_hash, serialized, created_at) "

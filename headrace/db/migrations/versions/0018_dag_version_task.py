@@ -1,7 +1,7 @@
 """dag_version_task: each task's entry of a DAG version, one row per task
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 
 A try's claim read its task's entry out of the whole serialized DAG (``json_extract`` on SQLite, ``->`` on
 PostgreSQL), which costs time in proportion to the DAG's size on every try; it now reads this table by primary
@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
