@@ -69,6 +69,11 @@ def _task_pids(ctx: typer.Context, keys: list[tuple[int, int]]) -> dict[tuple[in
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
 
+def _queue_cell(queues: list[str], consuming: list[str]) -> str:
+    """The worker's queues, each marked ``(not consuming)`` when the worker stopped taking from it."""
+    return ", ".join(q if q in consuming else f"{q} [red](not consuming)[/]" for q in queues)
+
+
 @app.command()
 def status(
     ctx: typer.Context,
@@ -95,7 +100,7 @@ def status(
         console.print(f"no worker answered within {wait:g} s on {settings.get_str('celery', 'broker_url')}")
         raise typer.Exit(1)
     table = Table(title=f"celery workers ({len(workers)})")
-    for column in ("worker", "pid", "queues", "slots in use", "tries' RSS", "memory"):
+    for column in ("worker", "pid", "queues (consuming)", "slots in use", "tries' RSS", "memory"):
         table.add_column(column, overflow="fold")
     for name, info in workers:
         limit = info.get("memory_limit")
@@ -105,7 +110,7 @@ def status(
         table.add_row(
             name,
             str(info.get("pid", "-")),
-            ",".join(info.get("queues", [])),
+            _queue_cell(info.get("queues", []), info.get("consuming", [])),
             f"{info.get('in_use', 0)}/{info.get('concurrency', '?')}",
             fmt_bytes(info.get("rss")),
             memory,

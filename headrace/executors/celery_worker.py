@@ -258,12 +258,14 @@ class MemoryGate:
                 log.exception("worker memory check failed")
 
 
-def status(runner: TryRunner, queues: list[str], gate: MemoryGate | None) -> dict[str, Any]:
-    """What :data:`STATUS_COMMAND` answers: slots, queues, memory and the tries running (JSON types)."""
+def status(runner: TryRunner, queues: list[str], consuming: list[str], gate: MemoryGate | None) -> dict[str, Any]:
+    """What :data:`STATUS_COMMAND` answers: slots, queues (configured, and consumed now), memory and the tries
+    running (JSON types)."""
     tries = runner.running()
     return {
         "concurrency": runner.slots,
         "queues": queues,
+        "consuming": consuming,
         "in_use": len(tries),
         "rss": sum(t.rss for t in tries),
         "memory_limit": gate.limit if gate is not None else None,
@@ -327,8 +329,10 @@ def run_worker(
 
         gate = MemoryGate(runner, limit, pause, resume)
 
-    def headrace_status(_state: Any) -> dict[str, Any]:
-        return status(runner, queues, gate)
+    def headrace_status(state: Any) -> dict[str, Any]:
+        consumer = state.consumer.task_consumer
+        consuming = sorted(q.name for q in consumer.queues) if consumer is not None else []
+        return status(runner, queues, consuming, gate)
 
     inspect_command(name=STATUS_COMMAND)(headrace_status)
     worker = app.Worker(

@@ -224,3 +224,51 @@ def test_worker_refuses_an_empty_queue_list(settings: Settings) -> None:
     )
     assert proc.returncode != 0
     assert "--queues" in proc.stderr
+
+
+ONE = """
+from headrace import DAG
+from headrace.operators import BashOperator
+
+with DAG("lost", schedule=None):
+    BashOperator(task_id="only", bash_command="echo ran")
+"""
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_lost_message_is_requeued_and_runs_once(
+    settings: Settings, db: Database, tmp_path: Path, queue_prefix: str, workers: list[Worker]
+) -> None:
+    """A try whose message nobody takes is queued again after ``scheduler.task_queued_timeout`` with a new
+    message; once a worker comes, both messages are delivered (RabbitMQ) and the try runs once."""
+    settings = celery_settings(settings, "amqp", queue_prefix).with_overrides(
+        {"scheduler": {"task_queued_timeout": 1.0}}
+    )
+    default = f"{queue_prefix}-default"
+    write_dag(settings, "lost.py", ONE)
+    ids: list[str] = []
+
+    def each_loop(_now: datetime) -> None:
+        with db.session() as session:
+            ti = session.scalars(select(TaskInstance)).one_or_none()
+        if ti is not None and ti.state == "queued" and ti.external_executor_id not in ids:
+            assert ti.external_executor_id is not None
+            ids.append(ti.external_executor_id)
+
+    try:
+        parse_and_trigger(settings, db, "lost")
+        assert run_scheduler_until(settings, db, lambda: len(ids) >= 2, each_loop=each_loop, timeout=30), ids
+        with db.session() as session:
+            ti = session.scalars(select(TaskInstance)).one()
+        assert (ti.state, ti.try_number) == ("queued", 1)  # given back once, queued again as the same try
+        workers.append(Worker(settings, tmp_path / "w.log", ["-c", "2", "-n", f"{queue_prefix}@%h"]))
+        workers[0].wait_ready()
+        _run_until_done(settings, db)
+        with db.session() as session:
+            tries = session.scalars(select(TaskTry)).all()
+        assert [(t.try_number, t.state) for t in tries] == [(1, "success")]
+        log = workers[0].text()
+        assert sum(f"headrace.run_try[{i}] received" in log for i in ids) >= 2, log  # both messages arrived
+        assert any(d in log for d in DROPPED), log  # the other delivery ran nothing
+    finally:
+        delete_queues(settings, [default])
