@@ -175,7 +175,7 @@ def test_duplicate_delivery_of_a_running_try_is_dropped(
         app.close()
         seen["sent"] = ti.external_executor_id
         seen["status"] = subprocess.run(
-            [sys.executable, "-m", "headrace", "celery", "status", "--timeout", "2"],
+            [sys.executable, "-m", "headrace", "celery", "status", "--timeout", "1"],
             env=env,
             capture_output=True,
             text=True,

@@ -58,7 +58,7 @@ def _status(settings: Settings) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env.update(settings.to_env(), COLUMNS="300")
     proc = subprocess.run(
-        [sys.executable, "-m", "headrace", "celery", "status", "--timeout", "2"],
+        [sys.executable, "-m", "headrace", "celery", "status", "--timeout", "1"],
         env=env,
         capture_output=True,
         text=True,
