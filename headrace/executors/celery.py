@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 SYNC_INTERVAL = 1.0
 """Seconds between two reads of the in-flight tries' states."""
 
+BROKER_BACKOFF = 2.0
+"""Seconds the executor refuses tries (and offers no slot) after publishing one failed: a broker that is down
+must not cost the scheduler ``celery.operation_timeout`` per try it has ready."""
+
 _CHUNK = 500
 """Task instance ids per query (bound parameters per statement stay few)."""
 
@@ -66,6 +70,8 @@ class CeleryExecutor:
         self.app = make_app(settings)
         self._in_flight: set[tuple[int, int]] = set()
         self._next_sync = 0.0
+        self._refuse_until = 0.0
+        """While ``time.monotonic()`` is below it, the broker just failed: refuse at once, offer no slot."""
 
     def start(self) -> None:
         """Adopt the tries a previous scheduler queued through Celery and that are still queued or running."""
@@ -80,20 +86,27 @@ class CeleryExecutor:
             log.info("celery executor: adopted %d queued or running tries", len(rows))
 
     def open_slots(self) -> int:
-        """``core.parallelism`` minus the tries in flight (queued to Celery and not seen to end)."""
+        """``core.parallelism`` minus the tries in flight (queued to Celery and not seen to end); 0 for
+        :data:`BROKER_BACKOFF` s after the broker failed, so the scheduler does not queue tries it would refuse."""
+        if time.monotonic() < self._refuse_until:
+            return 0
         return max(0, self.parallelism - len(self._in_flight))
 
     def queue(self, request: TryRequest) -> None:
-        """Publish ``request``'s message. Raises ``ExecutorError`` when no slot is open or the broker refuses it."""
+        """Publish ``request``'s message. Raises ``ExecutorError`` when no slot is open or the broker refuses it
+        (then at once, without trying, for the next :data:`BROKER_BACKOFF` s)."""
+        broker = self.settings.get_str("celery", "broker_url")
+        name = f"try {request.try_number} of {request.dag_id}.{request.task_id}"
+        if time.monotonic() < self._refuse_until:
+            raise ExecutorError(f"could not publish {name}: the broker {broker} failed just before", key=request.key)
         if self.open_slots() <= 0:
             raise ExecutorError(f"no open slot (parallelism {self.parallelism})", key=request.key)
         try:
             send_try(self.app, self.settings, request)
         except Exception as exc:  # noqa: BLE001 - kombu's and the transports' errors have no common base
+            self._refuse_until = time.monotonic() + BROKER_BACKOFF
             raise ExecutorError(
-                f"could not publish try {request.try_number} of {request.dag_id}.{request.task_id} to "
-                f"{self.settings.get_str('celery', 'broker_url')}: {type(exc).__name__}: {exc}",
-                key=request.key,
+                f"could not publish {name} to {broker}: {type(exc).__name__}: {exc}", key=request.key
             ) from exc
         self._in_flight.add(request.key)
 
@@ -135,4 +148,4 @@ class CeleryExecutor:
             self.db.dispose()
 
 
-__all__ = ["SYNC_INTERVAL", "CeleryExecutor"]
+__all__ = ["BROKER_BACKOFF", "SYNC_INTERVAL", "CeleryExecutor"]

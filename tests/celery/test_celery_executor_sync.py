@@ -98,5 +98,9 @@ def test_queue_refuses_a_try_when_the_broker_is_unreachable(settings: Settings) 
     with pytest.raises(ExecutorError, match="could not publish try 1 of d.t to redis://127.0.0.1:1/0"):
         executor.queue(request)
     assert not executor.has(1, 1)
+    assert executor.open_slots() == 0  # for BROKER_BACKOFF s: the scheduler queues nothing meanwhile
+    with pytest.raises(ExecutorError, match="the broker redis://127.0.0.1:1/0 failed just before"):
+        executor.queue(request)
+    executor._refuse_until = 0.0  # the backoff is over
     assert executor.open_slots() == settings.parallelism
     executor.terminate()
