@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -104,3 +107,22 @@ def test_queue_refuses_a_try_when_the_broker_is_unreachable(settings: Settings) 
     executor._refuse_until = 0.0  # the backoff is over
     assert executor.open_slots() == settings.parallelism
     executor.terminate()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_dags_test_runs_on_this_machine_with_the_celery_executor(settings: Settings, db: Database) -> None:
+    """``dags test`` runs its tries here, as Airflow's does: no worker and no reachable broker needed."""
+    write_dag(settings, "two.py", TWO.format(heavy="heavy"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
+    env.update(
+        settings.to_env(),
+        HEADRACE__CORE__EXECUTOR="celery",
+        HEADRACE__CELERY__BROKER_URL="redis://127.0.0.1:1/0",  # nothing listens there
+        COLUMNS="200",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "headrace", "dags", "test", "two"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with db.session() as session:
+        assert sorted(session.scalars(select(TaskInstance.state))) == ["success", "success"]
