@@ -12,7 +12,8 @@ as the string ``"none"`` rather than SQL NULL so that compare-and-set works
 with a plain ``WHERE state = :expected``. A sensor in reschedule mode waits
 without a process in ``up_for_reschedule`` (``running → up_for_reschedule →
 scheduled``, the same ``try_number``), and a deferred task in ``deferred``
-(``running → deferred → scheduled`` when its trigger fires, the same ``try_number``), as DESIGN.md describes.
+(``running → deferred → scheduled`` when its trigger fires, the same ``try_number``; a task that starts in the
+triggerer goes ``scheduled → deferred`` with no process), as DESIGN.md describes.
 """
 
 from __future__ import annotations
@@ -93,9 +94,12 @@ TI_TRANSITIONS: dict[TaskInstanceState, frozenset[TaskInstanceState]] = {
     # A user may mark it success or failed (API/UI "mark").
     # A mapped task's index past its new length is removed when the task is expanded again.
     TI.NONE: frozenset({TI.SCHEDULED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.SUCCESS, TI.FAILED, TI.REMOVED}),
-    # Queued by the scheduler; skipped by a branch that finished meanwhile;
+    # Queued by the scheduler, or, for a task that starts in the triggerer (start_from_trigger), deferred by it
+    # with no process; skipped by a branch that finished meanwhile;
     # back to none when a user clears it; a user may mark it success or failed.
-    TI.SCHEDULED: frozenset({TI.QUEUED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.NONE, TI.SUCCESS, TI.FAILED, TI.REMOVED}),
+    TI.SCHEDULED: frozenset(
+        {TI.QUEUED, TI.DEFERRED, TI.SKIPPED, TI.UPSTREAM_FAILED, TI.NONE, TI.SUCCESS, TI.FAILED, TI.REMOVED}
+    ),
     # A supervisor claims it; or the try never started (executor lost it → back
     # to scheduled; the supervisor could not start it → failed/up_for_retry).
     # A user may mark it success; marking its DAG run failed skips it. Removed when its task left the DAG

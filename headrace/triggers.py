@@ -11,8 +11,19 @@ from headrace.authoring.triggers import (
     DagStateTrigger,
     DateTimeTrigger,
     FileTrigger,
+    StartTriggerArgs,
     TimeDeltaTrigger,
     TriggerEvent,
+    WorkflowTrigger,
 )
 
-__all__ = ["BaseTrigger", "DagStateTrigger", "DateTimeTrigger", "FileTrigger", "TimeDeltaTrigger", "TriggerEvent"]
+__all__ = [
+    "BaseTrigger",
+    "DagStateTrigger",
+    "DateTimeTrigger",
+    "FileTrigger",
+    "StartTriggerArgs",
+    "TimeDeltaTrigger",
+    "TriggerEvent",
+    "WorkflowTrigger",
+]

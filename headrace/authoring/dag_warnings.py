@@ -10,6 +10,7 @@ not lose it silently. :func:`dag_warnings` lists, for one DAG:
   (:data:`~headrace.authoring.task.AIRFLOW_OPERATOR_ARGS`) given to a task that
   does not accept it, e.g. ``email_on_failure``, ``sla``, ``depends_on_past``;
   or a ``default_args`` key of that kind which no task of the DAG accepts;
+  or ``start_from_trigger`` on a mapped task (not supported, as in Airflow 3: its instances start in a worker);
 * ``unused_default_arg`` — any other ``default_args`` key that no task of the
   DAG accepts (for a task group's ``default_args``: no task of the group) (``default_args`` apply only where an operator accepts the key,
   as in Airflow, since they are shared by operators of different kinds).
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 from headrace.authoring.airflow_args import IGNORED_DAG_ARGS
 from headrace.authoring.dag import DAG
+from headrace.authoring.start_trigger import wants_start_from_trigger
 from headrace.authoring.task import AIRFLOW_OPERATOR_ARGS, accepted_arguments
 
 UNSUPPORTED_ARGUMENT = "unsupported_argument"
@@ -68,6 +70,14 @@ def dag_warnings(dag: DAG) -> list[DagWarning]:
             )
         for name, why in task.argument_notes:
             found.append(DagWarning(UNSUPPORTED_ARGUMENT, f"task {task_id!r}: argument {name!r} {why}"))
+        if task.is_mapped and wants_start_from_trigger(task):
+            found.append(
+                DagWarning(
+                    UNSUPPORTED_ARGUMENT,
+                    f"task {task_id!r}: start_from_trigger is not supported on a mapped task (nor in Airflow 3); "
+                    "its task instances start in a worker, in execute",
+                )
+            )
     accepted: set[str] = set()
     for cls in {type(t) for t in dag.task_dict.values()}:
         accepted |= accepted_arguments(cls)

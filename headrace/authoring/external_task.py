@@ -7,7 +7,8 @@ runs of ``external_dag_id`` whose logical date is one of the dates it looks at, 
 instances. Which dates: the sensor's own run's logical date; minus ``execution_delta``; or what
 ``execution_date_fn(logical_date, **context)`` returns (one datetime or a list).
 
-A poke decides, in this order (Airflow's):
+A poke decides, in this order (Airflow's; :mod:`headrace.authoring.external_states`, shared with the
+deferrable sensor's trigger):
 
 1. ``failed_states`` (default none): if any task instance asked for (any run, for a whole-DAG wait) is in
    one, the sensor fails (``ExternalTaskFailedError`` / ``ExternalTaskGroupFailedError`` /
@@ -28,9 +29,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from headrace.authoring.context import context_kwargs
+from headrace.authoring.external_states import FAILED, SKIPPED, SUCCESS, external_status
 from headrace.authoring.operators import EmptyOperator
 from headrace.authoring.schedules import ensure_aware
 from headrace.authoring.sensors import BaseSensorOperator
+from headrace.authoring.triggers import WorkflowTrigger
 from headrace.exceptions import DagDefinitionError, HeadraceError, SkipTask
 from headrace.states import DagRunState, TaskInstanceState
 from headrace.types import Context
@@ -89,8 +92,10 @@ class ExternalTaskSensor(BaseSensorOperator):
     back) and ``execution_date_fn`` (called with the logical date and the context keys it names; returns a
     datetime or a list of them) are exclusive. ``check_existence``: fail at once
     (``ExternalDagNotFoundError`` …) when the DAG, its file, a task or the group does not exist.
-    ``poll_interval`` is kept for ``deferrable=True``, which is refused for now (``DagDefinitionError``):
-    ``mode="reschedule"`` waits without a process. Every other argument is ``BaseSensorOperator``'s.
+    ``deferrable=True``: after one poke, the wait goes to the triggerer (a :class:`WorkflowTrigger` reading the
+    same states every ``poll_interval`` seconds, for at most ``timeout``), with no process meanwhile; the task
+    resumes in :meth:`execute_complete`, which decides as a poke does. Every other argument is
+    ``BaseSensorOperator``'s.
     Raises ``DagDefinitionError`` naming the task for arguments that do not fit together.
     """
 
@@ -121,11 +126,6 @@ class ExternalTaskSensor(BaseSensorOperator):
     ) -> None:
         super().__init__(**kwargs)
         name = f"task {self.task_id!r}"
-        if deferrable:
-            raise DagDefinitionError(
-                f"{name}: ExternalTaskSensor(deferrable=True) is not supported yet; "
-                "use mode='reschedule', which also waits without a process"
-            )
         if not isinstance(external_dag_id, str) or not external_dag_id:
             raise DagDefinitionError(f"{name}: external_dag_id must be a non-empty string")
         self.allowed_states = _state_list(allowed_states, [TaskInstanceState.SUCCESS.value])
@@ -240,13 +240,60 @@ class ExternalTaskSensor(BaseSensorOperator):
         )
         self._raise_missing(answer.get("missing"))
         self._has_checked_existence = True
-        runs = list(answer.get("runs") or [])
-        groups: dict[str, list[str]] = dict(answer.get("group_task_ids") or {})
-        if self.failed_states and self._any_in(runs, groups, self.failed_states):
+        status = external_status(
+            answer,
+            task_ids=ids,
+            task_group_id=self.external_task_group_id,
+            allowed_states=self.allowed_states,
+            skipped_states=self.skipped_states,
+            failed_states=self.failed_states,
+            date_count=len(dates),
+        )
+        self._decide(status)
+        return status == SUCCESS
+
+    def execute(self, context: Context) -> Any:
+        """Poke (see ``BaseSensorOperator``); with ``deferrable=True``, one poke, then a :class:`WorkflowTrigger`
+        reading the same states in the triggerer every ``poll_interval`` seconds, for at most ``timeout``."""
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):
+            return None
+        self.defer(
+            trigger=WorkflowTrigger(
+                external_dag_id=self.external_dag_id,
+                logical_dates=self.logical_dates(context),
+                external_task_ids=self.external_task_ids,
+                external_task_group_id=self.external_task_group_id,
+                allowed_states=self.allowed_states,
+                skipped_states=self.skipped_states,
+                failed_states=self.failed_states,
+                poke_interval=self.poll_interval,
+                soft_fail=self.soft_fail,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: Any = None) -> None:
+        """Resumed by the :class:`WorkflowTrigger`: decide from its ``{"status": ...}`` as a poke does (failed →
+        the ``External…FailedError``, or skipped with ``soft_fail``; skipped → skipped; success → done). Raises
+        ``HeadraceError`` for another event."""
+        status = event.get("status") if isinstance(event, dict) else None
+        if status not in (FAILED, SKIPPED, SUCCESS):
+            raise HeadraceError(f"task {self.task_id!r}: unexpected event from its trigger: {event!r}")
+        self._decide(status)
+        print(
+            f"The wait on DAG {self.external_dag_id!r} is over: allowed states {self.allowed_states} reached.",
+            flush=True,
+        )
+
+    def _decide(self, status: str | None) -> None:
+        """Raise what ``status`` means: the failure (or ``SkipTask`` with ``soft_fail``), or ``SkipTask``."""
+        if status == FAILED:
             self._failed()
-        if self.skipped_states and self._any_in(runs, groups, self.skipped_states):
+        if status == SKIPPED:
             raise SkipTask(f"{self._what()} reached a state in our states-to-skip-on list. Skipping.")
-        return self._count_all_in(runs, groups, ids, self.allowed_states) == len(dates)
 
     def _what(self) -> str:
         if self.external_task_ids:
@@ -277,41 +324,6 @@ class ExternalTaskSensor(BaseSensorOperator):
         if kind == "task":
             raise ExternalTaskNotFoundError(f"The external task {value} in DAG {dag} does not exist.")
         raise ExternalTaskGroupNotFoundError(f"The external task group '{value}' in DAG '{dag}' does not exist.")
-
-    def _task_states(self, run: dict[str, Any]) -> list[str] | None:
-        """The states of the run's task instances asked for; None for a whole-DAG wait."""
-        if not self.external_task_ids and self.external_task_group_id is None:
-            return None
-        return [str(state) for _, _, state in run.get("task_instances") or []]
-
-    def _any_in(self, runs: list[dict[str, Any]], groups: dict[str, list[str]], states: list[str]) -> bool:
-        for run in runs:
-            tis = self._task_states(run)
-            if tis is None:
-                if run.get("state") in states:
-                    return True
-            elif any(s in states for s in tis):
-                return True
-        return False
-
-    def _count_all_in(
-        self, runs: list[dict[str, Any]], groups: dict[str, list[str]], ids: list[str] | None, states: list[str]
-    ) -> int:
-        """How many runs have everything asked for in ``states`` (a whole-DAG wait: the run's state)."""
-        count = 0
-        for run in runs:
-            if not ids and self.external_task_group_id is None:
-                count += run.get("state") in states
-                continue
-            expected = ids if ids else groups.get(str(run.get("run_id")))
-            if not expected:  # the run's DAG version has no such group
-                continue
-            by_task: dict[str, list[str]] = {}
-            for task_id, _, state in run.get("task_instances") or []:
-                by_task.setdefault(str(task_id), []).append(str(state))
-            if all(by_task.get(t) and all(s in states for s in by_task[t]) for t in expected):
-                count += 1
-        return count
 
 
 class ExternalTaskMarker(EmptyOperator):

@@ -37,7 +37,7 @@ from headrace.authoring.task_args import retry_delay_seconds as retry_delay_seco
 from headrace.authoring.task_args import to_timedelta as to_timedelta
 from headrace.authoring.task_group import TaskGroup, group_of
 from headrace.authoring.trigger_rules import TriggerRule
-from headrace.authoring.triggers import TRIGGER_FAIL_REPR, TRIGGER_TIMEOUT
+from headrace.authoring.triggers import TRIGGER_FAIL_REPR, TRIGGER_TIMEOUT, StartTriggerArgs
 from headrace.authoring.weight_rule import WeightRule, default_weight_rule
 from headrace.authoring.xcom import MappedArgument, MapXComArg, XComArg, ZipXComArg
 from headrace.exceptions import DagDefinitionError, TaskDeferralError, TaskDeferralTimeout, TaskDeferred
@@ -122,6 +122,10 @@ class BaseOperator(SetupTeardownMixin, ABC):
     """The DAG's params, overridden by the task's ``params=`` (see :func:`~headrace.authoring.params.task_params`)."""
     pre_execute_hook: Callable[[Context], None] | None = None
     """Called with the context right before ``execute`` (``@task.run_if`` / ``skip_if``); may raise ``SkipTask``."""
+    start_trigger_args: StartTriggerArgs | None = None
+    """The trigger a try starts in when ``start_from_trigger`` (see :mod:`headrace.authoring.start_trigger`)."""
+    start_from_trigger: bool = False
+    """Start every try in the triggerer, with no process until ``start_trigger_args``' trigger fires (Airflow's)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -268,6 +272,8 @@ class BaseOperator(SetupTeardownMixin, ABC):
             """Assets (and aliases) the task updates: a successful try records an asset event for each."""
         except (TypeError, ValueError) as exc:
             raise DagDefinitionError(str(exc), **where) from None  # type: ignore[arg-type]
+        if self.start_trigger_args is not None:  # the class's: this task's own copy, to change in __init__
+            self.start_trigger_args = self.start_trigger_args.copy()
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
         self.dag: DAG | None = None

@@ -127,10 +127,12 @@ _SENSORS = {
 }
 _TRIG = "headrace.triggers"
 _TRIGGER_MODULES: dict[str, dict[str, Target]] = {
-    "base": {name: _t(_TRIG, name, f"triggers ({name})") for name in ("BaseTrigger", "TriggerEvent")},
+    "base": {
+        name: _t(_TRIG, name, f"triggers ({name})") for name in ("BaseTrigger", "TriggerEvent", "StartTriggerArgs")
+    },
     "temporal": {name: _t(_TRIG, name, f"the {name}") for name in ("DateTimeTrigger", "TimeDeltaTrigger")},
     "file": {"FileTrigger": _t(_TRIG, "FileTrigger", "the FileTrigger")},
-    "external_task": {"DagStateTrigger": _t(_TRIG, "DagStateTrigger", "the DagStateTrigger")},
+    "external_task": {name: _t(_TRIG, name, f"the {name}") for name in ("DagStateTrigger", "WorkflowTrigger")},
 }
 """Airflow 2's ``airflow.triggers.<module>`` and Airflow 3's ``airflow.providers.standard.triggers.<module>``
 (``base`` is Airflow 2's only)."""

@@ -43,6 +43,7 @@ from headrace.authoring.schedules import (
     tz_name,
 )
 from headrace.authoring.setup_teardown import effective_leaves, indirect_setups
+from headrace.authoring.start_trigger import start_trigger_spec
 from headrace.authoring.task import BaseOperator, retry_delay_seconds
 from headrace.authoring.timetables import deserialize_timetable, serialize_timetable
 from headrace.authoring.trigger_rules import TriggerRule
@@ -94,6 +95,7 @@ def serialize_task(task: BaseOperator) -> dict[str, Any]:
             **task_options(task),
             **_mapping_fields(task),
             **_external_fields(task),
+            **_start_trigger_fields(task),
             **own_params_field(getattr(task, "params", None), task.dag.params if task.dag else None),
         }
     )
@@ -122,6 +124,13 @@ def _external_fields(task: BaseOperator) -> dict[str, Any]:
     if reference is None:
         return {}
     return {"external": _sorted_dict(reference())}
+
+
+def _start_trigger_fields(task: BaseOperator) -> dict[str, Any]:
+    """``start_trigger``: how a task that starts in the triggerer defers (:func:`start_trigger_spec`); present
+    only for those (older hashes stay)."""
+    spec = start_trigger_spec(task)
+    return {} if spec is None else {"start_trigger": _sorted_dict(spec)}
 
 
 def _deadline_fields(deadline: timedelta | None, reference: str, has_callback: bool) -> dict[str, Any]:
@@ -422,6 +431,9 @@ class SerializedTask:
     max_active_tis_per_dagrun: int | None = None
     params: tuple[Mapping[str, Any], ...] | None = None
     """The task's params (``ParamsDict.serialize`` specs) when they differ from the DAG's; None: the DAG's."""
+    start_trigger: Mapping[str, Any] | None = None
+    """How each try starts in the triggerer, with no process (``start_from_trigger``: see
+    :func:`~headrace.authoring.start_trigger.start_trigger_spec`); None for other tasks."""
     external: Mapping[str, Any] | None = None
     """Another DAG this task refers to: ``{"kind": "sensor" | "marker" | "trigger", "dag_id", …}`` (a marker
     adds ``task_id``, ``logical_date`` — a template — and ``recursion_depth``); None for other tasks."""
@@ -465,6 +477,7 @@ class SerializedTask:
             max_active_tis_per_dagrun=d.get("max_active_tis_per_dagrun"),
             params=tuple(d["params"]) if d.get("params") is not None else None,
             external=d.get("external"),
+            start_trigger=d.get("start_trigger"),
         )
 
     def retry_delay_for(self, try_number: int) -> float:

@@ -10,6 +10,10 @@ up to its free capacity. Delivering an event is one transaction: ``DELETE`` the 
 triggerer owns it* (a triggerer that lost it deletes nothing and stops there), then the task instance's
 ``deferred → scheduled`` for the try that deferred. So an event is delivered once, by the owner, and a
 second triggerer that took the trigger over can only deliver it if the first one did not.
+
+A task that starts in the triggerer (``start_from_trigger``) is deferred by the scheduler itself
+(:func:`start_in_triggerer`): ``scheduled → deferred`` with ``try_number + 1``, its trigger row and its try's
+row (no host, no process) in one transaction.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from headrace.db.models import TaskInstance, TaskTry, Trigger, TriggererJob
+from headrace.db.models import TaskInstance, TaskMap, TaskTry, Trigger, TriggererJob, XCom
 from headrace.db.transitions import set_ti_state, set_ti_states_each
 from headrace.db.wakeup import notify_scheduler
+from headrace.states import EndReason
 from headrace.states import TaskInstanceState as TI
 
 TRIGGER_FAIL_REPR = "__fail__"
@@ -303,6 +308,111 @@ def fail_timed_out_deferrals(session: Session, now: datetime) -> int:
     return done
 
 
+@dataclass(frozen=True)
+class TriggerStart:
+    """A try of a task that starts in the triggerer, as the scheduler starts it (:func:`start_in_triggerer`)."""
+
+    ti_id: int
+    try_number: int
+    """The task instance's ``try_number`` before this try (the try is ``try_number + 1``)."""
+    dag_run_pk: int
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    log_path: str
+    """The new try's log file (the triggerer appends its lines about the trigger)."""
+    next_method: str
+    next_kwargs: str | None
+    """JSON text (XCom's types), None: none."""
+    timeout: float | None
+    """Seconds the wait may last (None: no limit)."""
+    trigger: tuple[str, str] | None
+    """``(classpath, kwargs as JSON text)``; None when the trigger could not be made (see ``failure``)."""
+    failure: tuple[str, list[str]] | None = None
+    """``(error, traceback lines)`` when the trigger could not be made (its kwargs would not render): the try
+    fails as one whose trigger failed — it resumes in ``__fail__`` at once."""
+
+
+def start_in_triggerer(session: Session, start: TriggerStart, now: datetime) -> bool:
+    """Start a try with no process, in the caller's transaction; return whether the task instance took it.
+
+    Inserts the trigger row, then ``scheduled → deferred`` (compare-and-set on ``start.try_number``) with
+    ``try_number + 1``, ``start_date = now``, the trigger, ``next_method`` / ``next_kwargs`` and
+    ``trigger_timeout``; then the try's ``task_try`` row, ended ``deferred`` with no host and no process
+    (hostname ``""``, pids unset: the resumed process's supervisor reopens it), and removes the XComs of the
+    task instance's earlier try (a new try starts clean). With ``start.failure`` no trigger row is written and
+    the task instance goes on to ``scheduled`` in ``__fail__`` with the error (it fails in a process, retries
+    apply). A lost compare-and-set writes nothing.
+    """
+    trigger_id: int | None = None
+    if start.trigger is not None:
+        row = Trigger(classpath=start.trigger[0], kwargs=start.trigger[1], created_date=now)
+        session.add(row)
+        session.flush()
+        trigger_id = int(row.id)
+    new_try = start.try_number + 1
+    won = set_ti_state(
+        session,
+        start.ti_id,
+        TI.SCHEDULED,
+        TI.DEFERRED,
+        expected_try_number=start.try_number,
+        try_number=new_try,
+        start_date=now,
+        end_date=None,
+        end_reason=None,
+        queued_at=None,
+        trigger_id=trigger_id,
+        trigger_timeout=now + timedelta(seconds=start.timeout) if start.timeout is not None else None,
+        next_method=start.next_method,
+        next_kwargs=start.next_kwargs,
+        updated_at=now,
+    )
+    if not won:
+        if trigger_id is not None:
+            session.execute(delete(Trigger).where(Trigger.id == trigger_id))
+        return False
+    session.add(
+        TaskTry(
+            task_instance_id=start.ti_id,
+            dag_id=start.dag_id,
+            run_id=start.run_id,
+            task_id=start.task_id,
+            map_index=start.map_index,
+            try_number=new_try,
+            state=TI.DEFERRED.value,
+            hostname="",
+            supervisor_pid=0,
+            supervisor_start_time=0.0,
+            start_date=now,
+            end_date=now,
+            heartbeat_at=now,
+            end_reason=EndReason.DEFERRED.value,
+            log_path=start.log_path,
+        )
+    )
+    for table in (XCom, TaskMap):
+        session.execute(
+            delete(table).where(
+                table.dag_run_id == start.dag_run_pk, table.task_id == start.task_id, table.map_index == start.map_index
+            )
+        )
+    if start.failure is not None:
+        error, lines = start.failure
+        set_ti_state(
+            session,
+            start.ti_id,
+            TI.DEFERRED,
+            TI.SCHEDULED,
+            expected_try_number=new_try,
+            next_method=TRIGGER_FAIL_REPR,
+            next_kwargs=json.dumps({"error": error, "traceback": list(lines)}),
+            updated_at=now,
+        )
+    return True
+
+
 def earliest_trigger_timeout(conn: Connection | Session) -> datetime | None:
     """The soonest ``trigger_timeout`` of a deferred task instance (None: none)."""
     when: datetime | None = conn.scalar(
@@ -332,6 +442,7 @@ __all__ = [
     "TRIGGER_FAIL_REPR",
     "TRIGGER_TIMEOUT",
     "OwnedTrigger",
+    "TriggerStart",
     "claim_triggers",
     "deliver_event",
     "deliver_events",
@@ -344,6 +455,7 @@ __all__ = [
     "owned_triggers",
     "record_block",
     "register_triggerer",
+    "start_in_triggerer",
     "submit_failure",
     "trigger_count",
 ]

@@ -85,6 +85,7 @@ from headrace.scheduler.callbacks import DEADLINE_MISSED, CallbackRequest, Callb
 from headrace.scheduler.clock import Clock, SystemClock
 from headrace.scheduler.dagcache import DagCache
 from headrace.scheduler.reconnect import OutageRider
+from headrace.scheduler.start_trigger import TriggerStarter
 from headrace.scheduler.zombies import ZombieReports
 from headrace.states import DagRunState, TaskInstanceState
 from headrace.supervisor.request import TryRequest
@@ -200,6 +201,8 @@ class Scheduler:
         self.alerts = AlertConfig.from_settings(settings)
         self.deliverer: Deliverer | None = None
         self.queuer = readiness.Queuer(settings.parallelism, on_queued=self._try_queued, cache=self.cache)
+        self.trigger_starter = TriggerStarter(settings)
+        """Defers the new tries of tasks that start in the triggerer (``start_from_trigger``)."""
         # A DAG callback child imports the DAG file, then runs the callback.
         self.callbacks = CallbackRunner(
             settings.get_float("core", "dagbag_import_timeout") + settings.get_float("executor", "callback_timeout")
@@ -500,6 +503,7 @@ class Scheduler:
                 cache=self.cache,
                 run_ids=run_ids,
                 max_map_length=self.settings.get_int("core", "max_map_length"),
+                starter=self.trigger_starter,
             )
         if changed:
             self.asked |= Step.QUEUE_READY | Step.FINISH_RUNS

@@ -23,7 +23,9 @@ Tasks are visited in topological order with the run's states kept in
 memory, so a cascade (``a`` failed → ``b`` upstream_failed → ``c``
 upstream_failed) settles in one pass. Task instances ``up_for_retry`` whose
 ``next_retry_at`` has come go back to ``scheduled``, and so do sensors
-``up_for_reschedule`` whose ``reschedule_date`` has come (their next poke).
+``up_for_reschedule`` whose ``reschedule_date`` has come (their next poke). A new try of a task that starts
+in the triggerer (``start_from_trigger``) does not stay ``scheduled``: the scheduler defers it at once, with no
+process (:mod:`headrace.scheduler.start_trigger`).
 
 :func:`queue_ready` moves scheduled task instances to ``queued`` in priority
 order (``priority_weight`` descending, then the run's logical date) within:
@@ -68,6 +70,7 @@ from headrace.db.transitions import requeue_ti, set_ti_state, set_tis_state
 from headrace.scheduler import mapping
 from headrace.scheduler.dagcache import DagCache
 from headrace.scheduler.past import PastCheck
+from headrace.scheduler.start_trigger import TriggerStarter
 from headrace.states import TaskInstanceState as TI
 from headrace.supervisor.request import TryRequest
 
@@ -173,6 +176,7 @@ def examine_run(
     cache: DagCache,
     *,
     max_map_length: int = 1024,
+    starter: TriggerStarter | None = None,
 ) -> int:
     """Decide the task instances of one running run; return how many changed state.
 
@@ -180,11 +184,13 @@ def examine_run(
     reschedule_date``
     (see ``queries.ti_rows_of_runs``). A mapped task's ``-1`` instance that may run is expanded first
     (:func:`headrace.scheduler.mapping.expand`, ``max_map_length``: ``core.max_map_length``) and its
-    instances are decided in the same pass.
+    instances are decided in the same pass. ``starter``: defers the new tries of tasks that start in the
+    triggerer (None: they stay ``scheduled`` and run ``execute`` in a worker).
     """
     sdag = cache.get(session, run.dag_version_id)
     run_states = _RunStates(tis)
     changed = 0
+    new_tries: list[int] = []  # of tasks that start in the triggerer
     revised: set[str] = set()
     past = PastCheck(session, sdag, run.id)
     for ti in tis:
@@ -192,6 +198,8 @@ def examine_run(
         if due and set_ti_state(session, ti.id, TI.UP_FOR_RETRY, TI.SCHEDULED, next_retry_at=None, updated_at=now):
             run_states.state[ti.id] = TI.SCHEDULED.value
             changed += 1
+            if ti.task_id in sdag.tasks and sdag.tasks[ti.task_id].start_trigger is not None:
+                new_tries.append(ti.id)
         # A sensor's next poke: its reschedule_date stays (the poke continues the same try_number).
         poke = ti.state == TI.UP_FOR_RESCHEDULE.value and (ti.reschedule_date is None or ti.reschedule_date <= now)
         if poke and set_ti_state(session, ti.id, TI.UP_FOR_RESCHEDULE, TI.SCHEDULED, updated_at=now):
@@ -272,6 +280,10 @@ def examine_run(
             if set_ti_state(session, pending.id, TI.NONE, new, updated_at=now, **extra):
                 run_states.state[pending.id] = new.value
                 changed += 1
+                if new is TI.SCHEDULED and task.start_trigger is not None:
+                    new_tries.append(pending.id)
+    if starter is not None and new_tries:
+        starter.start(session, sdag, new_tries, now)
     return changed
 
 
@@ -334,19 +346,23 @@ def examine_runs(
     cache: DagCache,
     run_ids: Iterable[int] | None = None,
     max_map_length: int = 1024,
+    starter: TriggerStarter | None = None,
 ) -> int:
     """Decide the task instances of running runs of unpaused DAGs; return how many changed state.
 
     ``run_ids`` (None: every running run) limits the pass to those runs. Runs
     with no task instance in ``none`` or ``up_for_retry`` are not loaded.
-    ``max_map_length``: ``core.max_map_length`` (see :func:`examine_run`).
+    ``max_map_length``: ``core.max_map_length``; ``starter``: see :func:`examine_run`.
     """
     runs = queries.runs_to_examine(session, run_ids)
     tis_by_run: dict[int, list[queries.TiDecisionRow]] = {}
     for ti in queries.ti_rows_of_runs(session, [r.id for r in runs]):
         tis_by_run.setdefault(ti.dag_run_id, []).append(ti)
     return sum(
-        examine_run(session, run, tis_by_run.get(run.id, []), now, cache, max_map_length=max_map_length) for run in runs
+        examine_run(
+            session, run, tis_by_run.get(run.id, []), now, cache, max_map_length=max_map_length, starter=starter
+        )
+        for run in runs
     )
 
 

@@ -52,6 +52,8 @@ from headrace.db.engine import Database
 from headrace.db.models import DagRun
 from headrace.db.triggers import OwnedTrigger
 from headrace.logs.files import append_line
+from headrace.supervisor.external_requests import get_external_task_states
+from headrace.supervisor.protocol import GetExternalTaskStates
 
 log = logging.getLogger("headrace.triggerer")
 
@@ -168,7 +170,12 @@ class Triggerer:
         self._loop_thread = threading.get_ident()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
-        install_trigger_runtime(lambda dag_id, run_ids: asyncio.to_thread(self._run_states, dag_id, run_ids))
+        install_trigger_runtime(
+            lambda dag_id, run_ids: asyncio.to_thread(self._run_states, dag_id, run_ids),
+            lambda dag_id, dates, task_ids, group_id: asyncio.to_thread(
+                self._external_states, dag_id, dates, task_ids, group_id
+            ),
+        )
         self.job_id = await asyncio.to_thread(self._register)
         log.info(
             "triggerer %d started: capacity %d, heartbeat %g s (takeover after %g s)",
@@ -228,6 +235,19 @@ class Triggerer:
                 select(DagRun.run_id, DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id.in_(list(run_ids)))
             ).all()
         return {str(run_id): str(state) for run_id, state in rows}
+
+    def _external_states(
+        self, dag_id: str, dates: Sequence[datetime], task_ids: Sequence[str] | None, group_id: str | None
+    ) -> dict[str, Any]:
+        """The runs of ``dag_id`` at ``dates`` with the states of the task instances asked for (for
+        :class:`WorkflowTrigger`): the ExternalTaskSensor's read, the one its supervisor answers a poke with."""
+        message = GetExternalTaskStates(
+            dag_id=dag_id,
+            logical_dates=list(dates),
+            task_ids=list(task_ids) if task_ids else None,
+            task_group_id=group_id,
+        )
+        return get_external_task_states(self.db, message).model_dump()
 
     def _register(self) -> int:
         with self.db.session() as session:

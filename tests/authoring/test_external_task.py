@@ -3,6 +3,7 @@ dates a poke looks at, the poke's decision from the supervisor's answer, and wha
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 import pytest
 
 from headrace import DAG
+from headrace.authoring.triggers import install_trigger_runtime
 from headrace.dagfiles.serialization import SerializedDag, serialize_dag
-from headrace.exceptions import DagDefinitionError, SkipTask
+from headrace.exceptions import DagDefinitionError, HeadraceError, SkipTask, TaskDeferred
 from headrace.operators import TriggerDagRunOperator
 from headrace.sensors import (
     ExternalDagFailedError,
@@ -21,6 +23,7 @@ from headrace.sensors import (
     ExternalTaskMarker,
     ExternalTaskSensor,
 )
+from headrace.triggers import TriggerEvent, WorkflowTrigger
 
 WHEN = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -35,7 +38,6 @@ WHEN = datetime(2026, 3, 1, tzinfo=UTC)
         ({"allowed_states": ["upstream_failed"]}, "are not DAG run states (no task or group is named)"),
         ({"execution_delta": timedelta(1), "execution_date_fn": lambda d: d}, "only one of execution_delta or"),
         ({"execution_delta": 3600}, "execution_delta must be a timedelta"),
-        ({"deferrable": True}, "ExternalTaskSensor(deferrable=True) is not supported yet"),
         ({"external_dag_id": ""}, "external_dag_id must be a non-empty string"),
     ],
 )
@@ -137,6 +139,81 @@ def test_poke_decides_from_the_other_dags_states() -> None:
     with pytest.raises(ExternalDagNotFoundError, match="The external DAG o does not exist."):
         poke(missing, ti)
     assert ti.asked[0][2]["check_existence"] is True
+
+
+def test_deferrable_sensor_pokes_once_then_defers_and_decides_from_the_event_as_a_poke() -> None:
+    sensor = ExternalTaskSensor(
+        task_id="t",
+        external_dag_id="o",
+        external_task_ids=["a", "b"],
+        failed_states=["failed"],
+        skipped_states=["skipped"],
+        execution_delta=timedelta(hours=1),
+        poll_interval=0.5,
+        timeout=60,
+        deferrable=True,
+    )
+    context: dict[str, Any] = {"logical_date": WHEN, "ti": _TI([_run("running", ("a", -1, "running"))])}
+    with pytest.raises(TaskDeferred) as raised:
+        sensor.execute(context)
+    trigger = raised.value.trigger
+    assert isinstance(trigger, WorkflowTrigger) and raised.value.method_name == "execute_complete"
+    assert raised.value.timeout == timedelta(seconds=60)
+    assert trigger.serialize() == (
+        "headrace.triggers.WorkflowTrigger",
+        {
+            "external_dag_id": "o",
+            "logical_dates": [WHEN - timedelta(hours=1)],
+            "external_task_ids": ["a", "b"],
+            "external_task_group_id": None,
+            "failed_states": ["failed"],
+            "skipped_states": ["skipped"],
+            "allowed_states": ["success"],
+            "poke_interval": 0.5,
+            "soft_fail": False,
+        },
+    )
+    done = {"logical_date": WHEN, "ti": _TI([_run("running", ("a", -1, "success"), ("b", -1, "success"))])}
+    assert sensor.execute(done) is None  # the first poke decides: no deferral
+    assert sensor.execute_complete(context, {"status": "success"}) is None
+    with pytest.raises(SkipTask, match="states-to-skip-on"):
+        sensor.execute_complete(context, {"status": "skipped"})
+    with pytest.raises(ExternalTaskFailedError, match="failed"):
+        sensor.execute_complete(context, {"status": "failed"})
+    sensor.soft_fail = True
+    with pytest.raises(SkipTask, match="soft_fail"):
+        sensor.execute_complete(context, {"status": "failed"})
+    with pytest.raises(HeadraceError, match="unexpected event"):
+        sensor.execute_complete(context, "what")
+
+
+def test_workflow_trigger_reads_through_the_triggerers_reader_and_fires_on_a_decision() -> None:
+    answers = [
+        {"runs": [_run("running", ("a", -1, "running"))]},
+        {"runs": [_run("running", ("a", -1, "success"))]},
+    ]
+    asked: list[tuple[Any, ...]] = []
+
+    async def reader(dag_id: str, dates: Any, task_ids: Any, group_id: Any) -> dict[str, Any]:
+        asked.append((dag_id, list(dates), task_ids, group_id))
+        return answers[min(len(asked), len(answers)) - 1]
+
+    trigger = WorkflowTrigger(external_dag_id="o", logical_dates=[WHEN], external_task_ids=["a"], poke_interval=0.01)
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event
+
+    install_trigger_runtime(None, reader)
+    try:
+        assert asyncio.run(first_event()) == TriggerEvent({"status": "success"})
+    finally:
+        install_trigger_runtime(None, None)
+    assert asked == [("o", [WHEN], ["a"], None)] * 2
+    with pytest.raises(DagDefinitionError, match="run_ids is not supported"):
+        WorkflowTrigger(external_dag_id="o", run_ids=["r"])
+    with pytest.raises(DagDefinitionError, match="at least one date"):
+        WorkflowTrigger(external_dag_id="o")
 
 
 def test_poke_without_a_supervisor_says_so() -> None:

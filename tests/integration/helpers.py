@@ -22,6 +22,13 @@ FAST = {
 }
 """Overrides that keep integration tests quick."""
 
+DEFER_FAST = {
+    **FAST,
+    "scheduler": {**FAST["scheduler"], "trigger_timeout_check_interval": 0.2},
+    "triggerer": {"job_heartbeat_sec": 0.5, "block_threshold": 0.2},
+}
+"""FAST, and a triggerer and deferral timeouts that react within a second (the ``start_triggerer`` fixture's)."""
+
 
 def write_dag(settings: Settings, name: str, body: str) -> Path:
     """Write a DAG file into ``core.dags_folder``."""

@@ -5,15 +5,12 @@ the event loop; one that never fires (timeout); a triggerer SIGKILLed while hold
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from headrace.config import Settings
@@ -22,13 +19,15 @@ from headrace.db.models import TaskInstance, TaskTry, Trigger, TriggererJob, XCo
 from headrace.testing import run_scheduler_until
 from tests.waiting import wait_until
 
-from .helpers import FAST, parse_and_trigger, run_scheduler_until_done, run_states, ti_states, tries_per_ti, write_dag
-
-DEFER_FAST = {
-    **FAST,
-    "scheduler": {**FAST["scheduler"], "trigger_timeout_check_interval": 0.2},
-    "triggerer": {"job_heartbeat_sec": 0.5, "block_threshold": 0.2},
-}
+from .helpers import (
+    DEFER_FAST,
+    parse_and_trigger,
+    run_scheduler_until_done,
+    run_states,
+    ti_states,
+    tries_per_ti,
+    write_dag,
+)
 
 # Triggers of the tests, in a module of the DAGs folder (on the triggerer's sys.path, as Airflow's plugins).
 TRIGGERS = """
@@ -76,26 +75,6 @@ class Waiter(BaseOperator):
                 f.write(f"{self.task_id} try {context['ti'].try_number}\\n")
         return {"event": str(event), "extra": extra}
 """
-
-
-@pytest.fixture
-def start_triggerer(settings: Settings) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    """Start ``headrace triggerer`` processes with the test's settings; stop (SIGTERM) those still alive."""
-    procs: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, **settings.with_overrides(DEFER_FAST).to_env(), "HEADRACE_HOME": str(settings.home)}
-
-    def start() -> subprocess.Popen[bytes]:
-        log = open(settings.home / f"triggerer-{len(procs)}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "headrace", "triggerer"], env=env, stdout=log, stderr=log)
-        log.close()
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
 
 
 def _scalar(db: Database, stmt: object) -> object:

@@ -1,9 +1,11 @@
 """ExternalTaskSensor and ExternalTaskMarker through the scheduler (LocalExecutor, real supervisors), on SQLite
-and PostgreSQL: the sensor reads the other DAG's runs through its supervisor; clearing a marker clears the
-marked task instances of the other DAG, recursively."""
+and PostgreSQL: the sensor reads the other DAG's runs through its supervisor (deferrable: through a real
+triggerer); clearing a marker clears the marked task instances of the other DAG, recursively."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from headrace.scheduler.runs import trigger_dag
 from headrace.scheduler.user_actions import clear_task_instances
 from headrace.testing import run_scheduler_until
 
-from .helpers import FAST, write_dag
+from .helpers import DEFER_FAST, FAST, write_dag
 
 WHEN = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 
@@ -340,3 +342,66 @@ with DAG("child_unrun", schedule=None):
         ("parent_unrun", "mark", WHEN),
         ("parent_unrun", "p1", WHEN),
     ]
+
+
+def test_deferrable_sensor_waits_in_the_triggerer_then_succeeds_fails_or_times_out(
+    settings: Settings, db: Database, tmp_path: Path, start_triggerer: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    """``deferrable=True``: each sensor pokes once, defers to a WorkflowTrigger (no process while the other
+    DAG is held at a gate), and once the gate opens resumes and decides as a poke: success; failed_states →
+    failed (skipped with soft_fail); a date with no run → the deferral's timeout, SensorTimeout."""
+    settings = settings.with_overrides(DEFER_FAST)
+    gate = tmp_path / "gate"
+    write_dag(
+        settings,
+        "held.py",
+        f"""
+from headrace import DAG
+from headrace.operators import EmptyOperator, PythonOperator
+from headrace.sensors import FileSensor
+
+def boom():
+    raise RuntimeError("boom")
+
+with DAG("held", schedule=None):
+    gate = FileSensor(task_id="gate", filepath={str(gate)!r}, poke_interval=0.1, mode="reschedule")
+    gate >> EmptyOperator(task_id="work")
+    gate >> PythonOperator(task_id="boom", python_callable=boom)
+""",
+    )
+    write_dag(
+        settings,
+        "deferring_watcher.py",
+        """
+from datetime import timedelta
+from headrace import DAG
+from headrace.sensors import ExternalTaskSensor
+
+common = dict(external_dag_id="held", deferrable=True, poll_interval=0.2, timeout=60)
+with DAG("deferring_watcher", schedule=None):
+    ExternalTaskSensor(task_id="ok", external_task_id="work", **common)
+    ExternalTaskSensor(task_id="hard", external_task_id="boom", failed_states=["failed"], **common)
+    ExternalTaskSensor(task_id="soft", external_task_id="boom", failed_states=["failed"], soft_fail=True, **common)
+    ExternalTaskSensor(task_id="never", external_dag_id="held", external_task_id="work", deferrable=True,
+                       execution_delta=timedelta(days=1), timeout=1)
+""",
+    )
+    _trigger(settings, db, [("held", WHEN), ("deferring_watcher", WHEN)])
+    start_triggerer()
+    waiting = ("ok", "hard", "soft")
+
+    def open_gate(_now: datetime) -> None:
+        if not gate.exists() and all(_states(db, "deferring_watcher").get(t) == "deferred" for t in waiting):
+            gate.write_text("open")
+
+    assert run_scheduler_until(settings, db, lambda: _all_done(db), each_loop=open_gate, timeout=120)
+    assert gate.exists(), "the sensors never all deferred"
+    assert _states(db, "deferring_watcher") == {"ok": "success", "hard": "failed", "soft": "skipped", "never": "failed"}
+    assert _errors(db, "hard") == ["ExternalTaskFailedError: Some of the external tasks ['boom'] in DAG held failed."]
+    never = _errors(db, "never")
+    assert len(never) == 1 and never[0] is not None and "SensorTimeout" in never[0]
+    with db.session() as session:
+        tries = session.scalars(select(TaskTry).where(TaskTry.dag_id == "deferring_watcher")).all()
+    assert sorted(t.try_number for t in tries) == [1, 1, 1, 1]  # the deferral and its resumption: one try
+    for row in tries:
+        assert "deferring to headrace.triggers.WorkflowTrigger" in Path(row.log_path).read_text()
