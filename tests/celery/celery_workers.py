@@ -82,7 +82,20 @@ def celery_settings(settings: Settings, broker: str, queue_prefix: str) -> Setti
 
 
 def delete_queues(settings: Settings, names: list[str]) -> None:
-    """Delete the test's queues on the broker (RabbitMQ keeps durable queues after their consumers leave)."""
+    """Delete the test's queues on the broker: RabbitMQ keeps durable queues after their consumers leave; on Redis
+    a queue is a list (messages nobody took) beside kombu's binding sets."""
+    broker = settings.get_str("celery", "broker_url")
+    if broker.startswith("redis://"):
+        import redis
+
+        client = redis.Redis.from_url(broker)
+        try:
+            keys = [key for name in names for key in client.scan_iter(match=f"*{name}")]
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+        return
     from headrace.executors.celery_app import make_app
 
     app = make_app(settings)
@@ -96,3 +109,16 @@ def delete_queues(settings: Settings, names: list[str]) -> None:
                     channel = conn.channel()
     finally:
         app.close()
+
+
+def forget_redis_keys(prefix: str) -> None:
+    """Delete every key of the test's queues on the Redis broker (queues, kombu's binding sets)."""
+    import redis
+
+    client = redis.Redis.from_url(BROKERS["redis"])
+    try:
+        keys = list(client.scan_iter(match=f"*{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

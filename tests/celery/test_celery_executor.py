@@ -12,7 +12,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from celery_workers import Worker, celery_settings, delete_queues  # tests/celery is on sys.path (no package)
+from celery_workers import (
+    Worker,
+    celery_settings,
+    delete_queues,
+    forget_redis_keys,
+)  # tests/celery is on sys.path (no package)
 from sqlalchemy import select
 
 from headrace.config import Settings
@@ -44,9 +49,11 @@ with DAG("spread", schedule=None):
 
 
 @pytest.fixture
-def queue_prefix() -> str:
-    """A prefix no other test uses, for this test's queue names."""
-    return f"hrtest-{uuid.uuid4().hex[:10]}"
+def queue_prefix() -> Iterator[str]:
+    """A prefix no other test uses, for this test's queue names (their keys on Redis are deleted after it)."""
+    prefix = f"hrtest-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    forget_redis_keys(prefix)
 
 
 @pytest.fixture
@@ -112,8 +119,7 @@ def test_dag_runs_on_workers_routed_by_queue(
         for worker in workers:  # a worker is itself and at most its fork server
             assert len(worker.processes()) <= 2
     finally:
-        if broker == "amqp":
-            delete_queues(settings, [default, heavy])
+        delete_queues(settings, [default, heavy])
 
 
 WAITS = """

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 import redis
-from celery_workers import celery_settings  # tests/celery is on sys.path (no package)
+from celery_workers import celery_settings, delete_queues  # tests/celery is on sys.path (no package)
 from sqlalchemy import select
 
 from headrace.config import Settings
@@ -52,6 +52,13 @@ def test_queue_publishes_by_queue_then_a_new_executor_adopts_and_reports_the_end
     settings = celery_settings(settings, "redis", prefix)
     default, heavy = f"{prefix}-default", f"{prefix}-heavy"
     write_dag(settings, "two.py", TWO.format(heavy=heavy))
+    try:
+        _publish_adopt_and_report(settings, db, default, heavy)
+    finally:
+        delete_queues(settings, [default, heavy])
+
+
+def _publish_adopt_and_report(settings: Settings, db: Database, default: str, heavy: str) -> None:
     parse_and_trigger(settings, db, "two")
 
     def both_queued() -> bool:

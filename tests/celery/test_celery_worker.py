@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from celery_workers import Worker, celery_settings  # tests/celery is on sys.path (no package)
+from celery_workers import Worker, celery_settings, forget_redis_keys  # tests/celery is on sys.path (no package)
 from sqlalchemy import select
 
 from headrace.config import Settings
@@ -25,9 +25,11 @@ from tests.integration.helpers import parse_and_trigger, run_states, write_dag
 
 
 @pytest.fixture
-def queue_prefix() -> str:
-    """A prefix no other test uses, for this test's queue names."""
-    return f"hrtest-{uuid.uuid4().hex[:10]}"
+def queue_prefix() -> Iterator[str]:
+    """A prefix no other test uses, for this test's queue names (their keys on Redis are deleted after it)."""
+    prefix = f"hrtest-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    forget_redis_keys(prefix)
 
 
 @pytest.fixture
