@@ -19,7 +19,9 @@ reads the environment at import time; pass ``environ=`` to inject one in tests.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,16 +53,50 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
+    check: Callable[[Any], object] | None = None
+    """Further validation of the converted value: raises ``ValueError`` with what is wrong (one line)."""
 
 
 def _const(value: Any) -> Callable[[Path], Any]:
     return lambda _home: value
 
 
+def _json_object(value: str) -> dict[str, Any]:
+    """``value`` parsed as a JSON object; raises ``ValueError`` saying what is wrong."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"expected a JSON object, got {type(parsed).__name__}")
+    return parsed
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(i)?B?|B)?\s*$", re.IGNORECASE)
+
+
+def memory_size(value: str) -> int | None:
+    """Bytes of a size setting: ``"4GiB"``, ``"500MB"``, ``"1048576"`` (decimal ``KB MB GB TB``, binary ``KiB MiB
+    GiB TiB``); ``""`` is None (no limit). Raises ``ValueError`` naming the value."""
+    if not value.strip():
+        return None
+    match = _SIZE.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a size: use bytes or a number with a unit such as '4GiB' or '500MB'")
+    number, prefix, binary = match.groups()
+    power = "KMGT".index(prefix.upper()) + 1 if prefix else 0
+    size = int(float(number) * (1024 if binary else 1000) ** power)
+    if size <= 0:
+        raise ValueError(f"{value!r} must be positive")
+    return size
+
+
 SPEC: dict[str, dict[str, Option]] = {
     "core": {
         "dags_folder": Option(str, lambda h: str(h / "dags"), "Folder the DAG processor reads DAG files from."),
-        "executor": Option(str, _const("local"), "Executor that runs tries.", choices=("sequential", "local")),
+        "executor": Option(
+            str, _const("local"), "Executor that runs tries.", choices=("sequential", "local", "celery")
+        ),
         "parallelism": Option(
             int, lambda _h: _cpu_count(), "Most tries running at once on this scheduler's executor.", 1, 4096
         ),
@@ -292,6 +328,63 @@ SPEC: dict[str, dict[str, Option]] = {
             bool,
             _const(True),
             "Fork server imports each DAG file once and forks tries from it (top-level code runs once per fork server).",
+        ),
+    },
+    "celery": {
+        "broker_url": Option(
+            str,
+            _const("redis://127.0.0.1:6379/0"),
+            "Celery broker the celery executor sends tries through: redis://host:port/db or "
+            "amqp://user:password@host:5672/vhost (RabbitMQ).",
+        ),
+        "worker_concurrency": Option(
+            int,
+            _const(16),
+            "Tries a `headrace celery worker` runs at once (its slots: threads, no process until a try runs).",
+            1,
+            4096,
+        ),
+        "default_queue": Option(
+            str,
+            _const("default"),
+            "Celery queue for tries of tasks on the default queue ('default'), and the queue a worker consumes "
+            "when --queues is not given.",
+        ),
+        "task_acks_late": Option(
+            bool,
+            _const(True),
+            "Acknowledge a try's message once its supervisor ended, not when it arrived: a worker lost mid-try "
+            "gets the message redelivered (the supervisor's claim drops a duplicate).",
+        ),
+        "worker_prefetch_multiplier": Option(
+            int,
+            _const(1),
+            "Messages a worker reserves per slot beyond the ones it runs (Celery's setting; 1: none waits on a "
+            "busy worker).",
+            1,
+            1000,
+        ),
+        "broker_transport_options": Option(
+            str,
+            _const('{"visibility_timeout": 21600}'),
+            "JSON object of kombu transport options (Redis: visibility_timeout, seconds before an "
+            "unacknowledged message is delivered again).",
+            check=_json_object,
+        ),
+        "operation_timeout": Option(
+            float,
+            _const(1.0),
+            "Seconds to reach the broker and publish one try's message (the executor refuses the try after "
+            "it, and the scheduler gives it back), and for `celery status` replies.",
+            0.05,
+            600,
+        ),
+        "worker_memory_limit": Option(
+            str,
+            _const(""),
+            "A worker takes no new try while the RSS of its running tries adds up to more than this "
+            "(bytes, or '4GiB', '500MB'; empty: no limit).",
+            check=memory_size,
         ),
     },
     "api": {
@@ -591,6 +684,11 @@ def _convert(section: str, key: str, raw: Any, source: str) -> Any:
         raise ConfigError(
             f"{where}: {value!r} is not one of {', '.join(option.choices)}", key=f"{section}.{key}", source=source
         )
+    if option.check is not None:
+        try:
+            option.check(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}", key=f"{section}.{key}", source=source) from None
     return value
 
 

@@ -310,7 +310,10 @@ def _run_test(db: Database, settings: Settings, run_pk: int) -> DagRun:
             if watcher.ended is not None:
                 stop.set()
 
-        # Only the test run: no scheduled runs of this DAG (unpaused for the test), nothing of other DAGs.
+        # Only the test run: no scheduled runs of this DAG (unpaused for the test), nothing of other DAGs. On this
+        # machine, as Airflow's `dags test`: with core.executor = celery its tries do not go to the workers.
+        if settings.executor == "celery":
+            settings = settings.with_overrides({"core": {"executor": "local"}})
         loop.run(
             settings, db, make_executor(settings), processor=None, stop=stop, after_loop=after_loop, only_run=run_pk
         )

@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "headrace.cli.triggerer:triggerer",
         "Run the triggers of deferred task instances until SIGTERM or Ctrl-C.",
     ),
+    "celery": (
+        "headrace.cli.celery:app",
+        "Run a Celery worker (core.executor = celery), list the workers and their tries, or start Flower.",
+    ),
     "api-server": ("headrace.cli.scheduler:api_server", "Serve the REST API, the web UI and /metrics until Ctrl-C."),
     "db": ("headrace.cli.db:app", "Create, upgrade or reset the metadata database."),
     "dags": ("headrace.cli.dags:app", "List, show, trigger, backfill, pause and test DAGs."),

@@ -272,6 +272,10 @@ class TaskInstance(Base):
     ``deferred`` and kept until the resumed try runs (it tells the queuer and the claim that the try goes on)."""
     next_kwargs: Mapped[str | None] = mapped_column(Text)
     """JSON text (XCom's types) of the keyword arguments of ``next_method``; ``event`` once the trigger fired."""
+    external_executor_id: Mapped[str | None] = mapped_column(String(250))
+    """The id of the latest queueing of the try, which the executor's message carries (the Celery task id):
+    new each time the try is queued, written in that transaction; cleared when a queued try is given back
+    (revision 0017)."""
 
 
 class TaskTry(Base):

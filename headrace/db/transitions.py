@@ -220,6 +220,7 @@ def requeue_ti(session: Session | Connection, ti_id: int, try_number: int) -> bo
             else_=try_number,
         ),
         queued_at=None,
+        external_executor_id=None,
     )
 
 

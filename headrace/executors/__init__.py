@@ -1,4 +1,4 @@
-"""Executors: hand tries to supervisors, one at a time or through a fork server.
+"""Executors: hand tries to supervisors, one at a time, through a fork server, or through Celery.
 
 ``make_executor(settings)`` builds the executor ``core.executor`` names; the
 interface is in :mod:`headrace.executors.base`.
@@ -14,13 +14,20 @@ from headrace.executors.sequential import SequentialExecutor
 
 
 def make_executor(settings: Settings) -> Executor:
-    """The executor named by ``core.executor`` (``sequential`` or ``local``). Raises ``ConfigError``."""
+    """The executor named by ``core.executor`` (``sequential``, ``local`` or ``celery``). Raises ``ConfigError``."""
     name = settings.executor
     if name == "sequential":
         return SequentialExecutor(settings)
     if name == "local":
         return LocalExecutor(settings)
-    raise ConfigError(f"core.executor: unknown executor {name!r}; known: sequential, local", key="core.executor")
+    if name == "celery":
+        # Imported on demand: Celery and kombu cost the local executor's users start-up time for nothing.
+        from headrace.executors.celery import CeleryExecutor
+
+        return CeleryExecutor(settings)
+    raise ConfigError(
+        f"core.executor: unknown executor {name!r}; known: sequential, local, celery", key="core.executor"
+    )
 
 
 __all__ = ["Executor", "ExecutorEvent", "LocalExecutor", "SequentialExecutor", "TryRequest", "make_executor"]

@@ -25,7 +25,8 @@ class ExecutorEvent:
     """``exited``: the supervisor process ended (the try's outcome is in the DB unless it crashed)."""
     exit_code: int | None
     """The supervisor's exit code (0 recorded, 2 claim lost, 1 supervisor error, negative: killed by
-    that signal); None when the executor lost track of it (its helper died) and only saw it gone."""
+    that signal); None when the executor does not see it: it lost track of it (its helper died), or the
+    supervisor ran elsewhere (Celery) and the executor only saw in the DB that the try ended."""
 
 
 class Executor(Protocol):

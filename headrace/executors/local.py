@@ -127,6 +127,11 @@ class LocalExecutor:
         """True while the try is in flight here (sent, starting or running)."""
         return (ti_id, try_number) in self._in_flight
 
+    def supervisor(self, ti_id: int, try_number: int) -> ProcessIdentity | None:
+        """The in-flight try's supervisor process, once the fork server reported it started (else None)."""
+        flight = self._in_flight.get((ti_id, try_number))
+        return flight.supervisor if flight is not None else None
+
     def sync(self) -> list[ExecutorEvent]:
         """Read the fork server's events without blocking; report supervisors that ended."""
         events: list[ExecutorEvent] = []

@@ -353,7 +353,9 @@ def adopt_or_fail_tries(
     """At scheduler start: adopt live tries, end dead ones, requeue unclaimed queued ones.
 
     A previous scheduler's executor queue died with it, so a queued try with
-    no ``task_try`` row is requeued at once. A supervisor it started that
+    no ``task_try`` row is requeued at once — unless ``in_executor(ti_id,
+    try_number)`` says the new executor holds it (a Celery executor adopts the
+    tries whose messages are still in the broker). A supervisor it started that
     still claims the old try loses nothing: the claim is a compare-and-set
     on ``try_number``, so at most one supervisor runs any try. Tries on other
     hosts are left to the heartbeat check of :func:`find_zombies`. After a

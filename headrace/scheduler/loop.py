@@ -289,6 +289,7 @@ class Scheduler:
                             cache=self.cache,
                             on_zombie=self.zombies.found,
                             home=self.settings.home,
+                            in_executor=self.executor.has,  # a Celery executor adopted the tries it has messages for
                         ),
                         tolerance=self.outage_tolerance,
                         what="adopting running tries",

@@ -42,7 +42,8 @@ A task instance naming a pool that does not exist stays ``scheduled`` and a
 warning is logged once per pool (Airflow's behaviour): creating the pool lets
 it run. The transition table does not allow ``scheduled → failed`` anyway.
 
-The ``scheduled → queued`` change (``try_number + 1``, ``queued_at = now``; a sensor's next poke in
+The ``scheduled → queued`` change (``try_number + 1``, ``queued_at = now``, a new
+``external_executor_id`` — the id the executor's message carries; a sensor's next poke in
 reschedule mode, which still carries its ``reschedule_date``, keeps its ``try_number``) is
 committed *before* ``executor.queue`` is called, so the supervisor that claims
 the try always finds the committed row.
@@ -53,6 +54,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from datetime import datetime
@@ -586,6 +588,7 @@ class Queuer:
                 if poke and in_flight is not None and in_flight(ti.id, ti.try_number):
                     continue  # the previous poke's supervisor is still being reaped: the same key must not overlap
                 try_number = ti.try_number if poke else ti.try_number + 1
+                external_id = str(uuid.uuid4())
                 if set_ti_state(
                     session,
                     ti.id,
@@ -595,6 +598,7 @@ class Queuer:
                     queued_at=now,
                     updated_at=now,
                     end_reason=None,
+                    external_executor_id=external_id,
                 ):
                     limits.take(ti)
                     requests.append(
@@ -608,6 +612,7 @@ class Queuer:
                             queue=ti.queue,
                             priority_weight=ti.priority_weight,
                             map_index=ti.map_index,
+                            external_executor_id=external_id,
                         )
                     )
         # Committed: a supervisor claiming any of these tries now finds it queued.

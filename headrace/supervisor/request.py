@@ -31,6 +31,9 @@ class TryRequest:
     """Higher runs first when an executor has more requests than slots."""
     map_index: int = -1
     """The task instance's map index (-1: not mapped); its tries' logs go under ``map_index=N``."""
+    external_executor_id: str | None = None
+    """The id written with the try when it was queued (``task_instance.external_executor_id``): the Celery
+    executor's task id. None from callers that queue no message (``tasks test``)."""
 
     @property
     def key(self) -> tuple[int, int]:
