@@ -55,7 +55,7 @@ import heapq
 import logging
 import math
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from datetime import datetime
 from typing import Any, Protocol
@@ -289,9 +289,12 @@ def examine_run(
     visits = _Visits(session, sdag, cache, run, run_states, ended)
     for task_id in visits:
         task = sdag.tasks[task_id]
-        todo = list(run_states.rows.get(task_id, []))
+        todo = deque(run_states.rows.get(task_id, []))
+        # Every expanded index of a mapped task outside a mapped task group has the same upstream, hence the
+        # same decision (depends_on_past aside: the previous run's index may differ).
+        uniform = task.is_mapped and task.mapped_group is None and not task.depends_on_past
         while todo:
-            pending = todo.pop(0)
+            pending = todo.popleft()
             if run_states.state[pending.id] != TI.NONE.value:
                 continue
             decision = decide(sdag, task_id, run_states, pending.map_index)
@@ -312,6 +315,8 @@ def examine_run(
             if not early and (
                 decision is Decision.WAIT or (decision is Decision.RUN and past.reason(task_id) is not None)
             ):
+                if uniform:  # so do its other indices
+                    todo.clear()
                 continue
             if (decision is Decision.RUN or early) and task.is_mapped and pending.map_index < 0:
                 outcome = mapping.expand(
@@ -336,7 +341,7 @@ def examine_run(
                     run_states.state.update((r.id, TI.NONE.value) for r in rows)
                     if task.mapped_group is None:  # every index has the same upstream: schedule them at once
                         changed += _schedule_all(session, run_states, outcome, now)
-                    todo = list(rows)
+                    todo = deque(rows)
                 continue
             if decision is Decision.RUN and task.is_mapped and task_id not in revised:
                 # an expanded instance about to run (e.g. cleared): expand the task again to its length now
@@ -359,7 +364,14 @@ def examine_run(
             extra: dict[str, Any] = (
                 {} if new is TI.SCHEDULED else {"start_date": now, "end_date": now, "end_reason": "trigger_rule"}
             )
-            if set_ti_state(session, pending.id, TI.NONE, new, updated_at=now, **extra):
+            if uniform:  # the instances still waiting move together, in one statement per 900
+                same = [pending.id] + [r.id for r in todo if run_states.state[r.id] == TI.NONE.value]
+                todo.clear()
+                moved = _move_all(session, run_states, same, new, updated_at=now, **extra)
+                changed += len(moved)
+                if new is TI.SCHEDULED and task.start_trigger is not None:
+                    new_tries.extend(moved)
+            elif set_ti_state(session, pending.id, TI.NONE, new, updated_at=now, **extra):
                 run_states.state[pending.id] = new.value
                 changed += 1
                 if new is TI.SCHEDULED and task.start_trigger is not None:
@@ -388,7 +400,7 @@ def _apply_revision(
     task_id: str,
     dag_run_pk: int,
     revision: Mapping[int, tuple[int, TI]],
-    todo: list[queries.TiDecisionRow],
+    todo: deque[queries.TiDecisionRow],
 ) -> int:
     """Record a :func:`mapping.revise` outcome in ``run_states``; new instances join ``todo``; return how many
     existing instances changed state."""
@@ -408,6 +420,23 @@ def _apply_revision(
 def _sources_finished(run_states: _RunStates, task_ids: set[str]) -> bool:
     """True when every instance of each of ``task_ids`` in this run has finished."""
     return all(TI(state).is_finished for task_id in task_ids for state in run_states.of(task_id))
+
+
+def _move_all(session: Session, run_states: _RunStates, ti_ids: list[int], new: TI, **values: Any) -> list[int]:
+    """``none → new`` for ``ti_ids`` (one UPDATE per 900 ids); return the ids that moved (another writer may
+    have moved some meanwhile: those are read back)."""
+    moved: list[int] = []
+    for start in range(0, len(ti_ids), 900):
+        chunk = ti_ids[start : start + 900]
+        if set_tis_state(session, chunk, TI.NONE, new, **values) == len(chunk):
+            run_states.state.update((ti_id, new.value) for ti_id in chunk)
+            moved.extend(chunk)
+            continue
+        for row in queries.ti_rows(session, chunk):
+            run_states.state[row.id] = row.state
+            if row.state == new.value:
+                moved.append(row.id)
+    return moved
 
 
 def _schedule_all(session: Session, run_states: _RunStates, ti_ids: list[int], now: datetime) -> int:
