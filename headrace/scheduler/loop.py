@@ -1,9 +1,11 @@
 """The scheduler loop: one screen that reads like the algorithm (see :func:`run`).
 
-Start-up, in order: register a ``scheduler_job`` row; wait for the lease
-(:mod:`headrace.scheduler.lease`); start the executor; adopt or end the tries
-a previous scheduler left (:func:`~headrace.scheduler.housekeeping.adopt_or_fail_tries`).
-Once it holds the lease it listens for wake-ups (:mod:`headrace.db.wakeup`).
+Start-up, in order: register a ``scheduler_job`` row; on SQLite wait for the lease
+(:mod:`headrace.scheduler.lease`; on PostgreSQL every scheduler is active at once and claims its work row by
+row); start the executor; adopt or end the tries a previous (dead) scheduler left
+(:func:`~headrace.scheduler.housekeeping.adopt_or_fail_tries`). Then it listens for wake-ups
+(:mod:`headrace.db.wakeup`). With ``scheduler.standalone_dag_processor`` the caller passes no processor and
+``headrace dag-processor`` parses (:mod:`headrace.dagfiles.standalone`).
 
 Each loop, every step returns a count: parse DAG files beside the loop (a
 pass starts every ``scheduler.dag_dir_list_interval``; each file's result is
