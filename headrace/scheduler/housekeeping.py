@@ -7,7 +7,7 @@ chore                  interval                          what it does
 =====================  ================================  =========================================
 ``heartbeat``          ``scheduler.heartbeat_interval``  stamp this scheduler_job's ``heartbeat_at``
 ``renew_lease``        ``scheduler.lease_ttl / 3``       extend this scheduler's lease (SQLite)
-``adopt_orphans``      ``orphaned_tasks_check_interval`` requeue unclaimed tries of dead schedulers (PG)
+``adopt_orphans``      orphaned_tasks_check_interval     requeue unclaimed tries of dead schedulers (PG)
 ``find_zombies``       ``scheduler.heartbeat_interval``  fail or retry running tries whose supervisor is gone
 ``requeue_stuck``      ``task_queued_timeout / 4``       give back tries queued too long without starting
 ``check_deadlines``    ``scheduler.heartbeat_interval``  record deadline misses once; start their callbacks
