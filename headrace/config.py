@@ -255,6 +255,20 @@ SPEC: dict[str, dict[str, Option]] = {
         "lease_ttl": Option(
             float, _const(30.0), "Seconds a scheduler's lease lasts without renewal (SQLite).", 1, 3600
         ),
+        "standalone_dag_processor": Option(
+            bool,
+            _const(False),
+            "The scheduler does not parse DAG files: a separate `headrace dag-processor` does (Airflow 2's key and "
+            "default; run one when several schedulers share a PostgreSQL database).",
+        ),
+        "orphaned_tasks_check_interval": Option(
+            float,
+            _const(300.0),
+            "Seconds between checks for tries queued by a scheduler that died (PostgreSQL, several schedulers): "
+            "those no supervisor claimed are scheduled again (Airflow's key and default).",
+            0.1,
+            86400,
+        ),
         "catchup_by_default": Option(
             bool,
             _const(False),

@@ -43,6 +43,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "headrace.cli.scheduler:standalone",
         "Migrate, load the example DAGs, serve the UI, trigger the example pipeline once, run the scheduler.",
     ),
+    "dag-processor": (
+        "headrace.cli.dag_processor:dag_processor",
+        "Parse the DAG files every scheduler.dag_dir_list_interval seconds until SIGTERM or Ctrl-C.",
+    ),
     "triggerer": (
         "headrace.cli.triggerer:triggerer",
         "Run the triggers of deferred task instances until SIGTERM or Ctrl-C.",

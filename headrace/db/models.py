@@ -276,6 +276,9 @@ class TaskInstance(Base):
     """The id of the latest queueing of the try, which the executor's message carries (the Celery task id):
     new each time the try is queued, written in that transaction; cleared when a queued try is given back
     (revision 0017)."""
+    queued_by_job_id: Mapped[int | None] = mapped_column(Integer)
+    """The ``scheduler_job`` that queued the current try (Airflow's column): when that scheduler dies, another
+    gives back the queued tries no supervisor claimed (revision 0019)."""
 
 
 class TaskTry(Base):

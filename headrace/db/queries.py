@@ -5,7 +5,9 @@ none of them commits. Queries that *claim* rows for a state change (DAGs due a
 run, DAG runs to examine, scheduled task instances to queue) lock what they
 return with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two schedulers never
 work on the same rows at once; SQLite ignores the clause (one scheduler holds
-the lease there, and ``BEGIN IMMEDIATE`` serialises writers anyway). The state
+the lease there, and ``BEGIN IMMEDIATE`` serialises writers anyway). Locks are ``FOR NO KEY UPDATE``
+(``key_share``): they keep other schedulers off a row but let rows referencing it be inserted meanwhile (a
+supervisor's XCom, a mapped task's new instances). The state
 changes themselves still go through :mod:`headrace.db.transitions`
 (compare-and-set), so a lost race is harmless either way.
 
@@ -47,7 +49,7 @@ def dags_due(session: Session, now: datetime, *, limit: int = 100) -> Sequence[D
         .where(DagModel.is_active.is_(True), DagModel.is_paused.is_(False), DagModel.next_run_after <= now)
         .order_by(DagModel.next_run_after)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     return session.scalars(stmt).all()
 
@@ -218,7 +220,7 @@ def queued_runs(session: Session, *, limit: int = 500, only_run: int | None = No
         .where(_run.c.state == DagRunState.QUEUED.value, _dag.c.is_paused.is_(False), _dag.c.is_active.is_(True))
         .order_by(_run.c.logical_date, _run.c.queued_at, _run.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=_run)
+        .with_for_update(skip_locked=True, of=_run, key_share=True)
     )
     if only_run is not None:
         stmt = stmt.where(_run.c.id == only_run)
@@ -236,7 +238,7 @@ _RUNS_TO_EXAMINE = (
     )
     .order_by(_run.c.logical_date, _run.c.id)
     .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True, of=_run)
+    .with_for_update(skip_locked=True, of=_run, key_share=True)
 )
 _SOME_RUNS_TO_EXAMINE = _RUNS_TO_EXAMINE.where(_run.c.id.in_(bindparam("ids", expanding=True)))
 
@@ -263,7 +265,7 @@ _FINISHABLE_RUNS = (
     )
     .order_by(_run.c.logical_date, _run.c.id)
     .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True, of=_run)
+    .with_for_update(skip_locked=True, of=_run, key_share=True)
 )
 
 
@@ -277,7 +279,8 @@ def finishable_runs(session: Session, *, limit: int = 500, only_run: int | None 
 
 
 def runs_needing_callbacks(session: Session, *, limit: int = 50, only_run: int | None = None) -> Sequence[DagRun]:
-    """Finished runs whose DAG-level callback has not been handled yet (``only_run``: of that ``dag_run.id``)."""
+    """Finished runs whose DAG-level callback has not been handled yet (``only_run``: of that ``dag_run.id``);
+    locked (PG)."""
     stmt = (
         select(DagRun)
         .where(
@@ -285,6 +288,7 @@ def runs_needing_callbacks(session: Session, *, limit: int = 50, only_run: int |
         )
         .order_by(DagRun.end_date, DagRun.id)
         .limit(limit)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     if only_run is not None:
         stmt = stmt.where(DagRun.id == only_run)
@@ -404,7 +408,7 @@ _SCHEDULED_TIS = (
     )
     .order_by(_ti.c.priority_weight.desc(), _run.c.logical_date, _ti.c.map_index, _ti.c.id)
     .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True, of=_ti)
+    .with_for_update(skip_locked=True, of=_ti, key_share=True)
 )
 
 

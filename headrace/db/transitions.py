@@ -221,6 +221,7 @@ def requeue_ti(session: Session | Connection, ti_id: int, try_number: int) -> bo
         ),
         queued_at=None,
         external_executor_id=None,
+        queued_by_job_id=None,
     )
 
 

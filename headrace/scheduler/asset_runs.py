@@ -6,9 +6,10 @@ asset condition (``schedule=[...]``, ``a | b``, ``AssetOrTimeSchedule``) is met 
 
 1. **claims** the DAG's queued rows by compare-and-set: ``DELETE … WHERE asset_id = ? AND target_dag_id = ?
    AND created_at = ?`` for exactly the rows it read, in a savepoint. If any row is gone or changed (another
-   scheduler claimed it first — on PostgreSQL the second ``DELETE`` waits for the first transaction and then
-   finds nothing — or a new event moved its time), the savepoint is rolled back and no run is created: the
-   same events never create two runs, and a newer event is consumed by the next pass;
+   scheduler claimed it first, or a new event moved its time), the savepoint is rolled back and no run is
+   created: the same events never create two runs, and a newer event is consumed by the next pass. On
+   PostgreSQL the rows are read ``FOR UPDATE SKIP LOCKED``, in one order: a scheduler never waits for rows
+   another one is claiming, and never sees them;
 2. creates a queued ``asset_triggered`` run whose logical date is the latest queued time (the moment the
    condition was met; Airflow 3 leaves it empty, Airflow 2 set it so — here templates such as ``ds`` keep
    working), run id ``asset_triggered__<logical date>``, and data interval from the earliest start to the
@@ -73,7 +74,12 @@ def create_asset_runs(session: Session, now: datetime, *, cache: DagCache) -> in
             AssetDagRunQueue.created_at,
             AssetModel.name,
             AssetModel.uri,
-        ).join(AssetModel, AssetModel.id == AssetDagRunQueue.asset_id)
+        )
+        .join(AssetModel, AssetModel.id == AssetDagRunQueue.asset_id)
+        # Several schedulers (PostgreSQL): rows another one is claiming are left to it, and rows are locked and
+        # deleted in one order by all of them (no deadlock).
+        .order_by(AssetDagRunQueue.target_dag_id, AssetDagRunQueue.asset_id, AssetDagRunQueue.created_at)
+        .with_for_update(skip_locked=True, of=AssetDagRunQueue)
     ).all()
     by_dag: dict[str, list[Any]] = defaultdict(list)
     for row in rows:

@@ -6,7 +6,8 @@
 chore                  interval                          what it does
 =====================  ================================  =========================================
 ``heartbeat``          ``scheduler.heartbeat_interval``  stamp this scheduler_job's ``heartbeat_at``
-``renew_lease``        ``scheduler.lease_ttl / 3``       extend this scheduler's lease
+``renew_lease``        ``scheduler.lease_ttl / 3``       extend this scheduler's lease (SQLite)
+``adopt_orphans``      orphaned_tasks_check_interval     requeue unclaimed tries of dead schedulers (PG)
 ``find_zombies``       ``scheduler.heartbeat_interval``  fail or retry running tries whose supervisor is gone
 ``requeue_stuck``      ``task_queued_timeout / 4``       give back tries queued too long without starting
 ``check_deadlines``    ``scheduler.heartbeat_interval``  record deadline misses once; start their callbacks
@@ -53,12 +54,13 @@ from sqlalchemy.orm import Session
 from headrace.config import Settings
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.models import DagRun, TaskInstance, TaskTry
+from headrace.db.models import DagRun, SchedulerJob, TaskInstance, TaskTry
 from headrace.db.outage import is_outage
 from headrace.db.transitions import end_try, requeue_ti, set_ti_state
 from headrace.db.triggers import fail_timed_out_deferrals
 from headrace.observability.notifications import AlertConfig
 from headrace.observability.sweep import NotificationSweep
+from headrace.scheduler import lease
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import EndReason
 from headrace.states import TaskInstanceState as TI
@@ -341,6 +343,20 @@ class AdoptionStats:
     """Queued tries no supervisor claimed; scheduled again."""
 
 
+def _owner_dead(
+    session: Session, ti: TaskInstance, now: datetime, threshold: float, dead: dict[int, bool], job_id: int | None
+) -> bool:
+    """Whether the scheduler job that queued ``ti`` is dead (:func:`~.lease.job_alive`); ``dead`` caches answers.
+    A try of no known job (queued before revision 0019, or outside a scheduler) counts as dead; so does one
+    of ``job_id`` (this scheduler, at its start or after an outage: ``in_executor`` decides those)."""
+    owner = ti.queued_by_job_id
+    if owner is None or owner == job_id:
+        return True
+    if owner not in dead:
+        dead[owner] = not lease.job_alive(session.get(SchedulerJob, owner), now, threshold)
+    return dead[owner]
+
+
 def adopt_or_fail_tries(
     db: Database,
     now: datetime,
@@ -349,6 +365,8 @@ def adopt_or_fail_tries(
     on_zombie: ZombieHook | None = None,
     home: Path | None = None,
     in_executor: Callable[[int, int], bool] | None = None,
+    job_id: int | None = None,
+    shared_threshold: float | None = None,
 ) -> AdoptionStats:
     """At scheduler start: adopt live tries, end dead ones, requeue unclaimed queued ones.
 
@@ -362,6 +380,10 @@ def adopt_or_fail_tries(
     reconnect the executor's queue is still alive: ``in_executor(ti_id,
     try_number)`` (the executor's ``has``) keeps the queued tries it holds, and
     only those it never got (their queuing commit's answer was lost) are requeued.
+
+    ``shared_threshold`` (seconds, ``scheduler_health_check_threshold``; set where several schedulers are
+    active): a queued try another scheduler queued (``queued_by_job_id``) is requeued only if that scheduler
+    is dead (:func:`~.lease.job_alive`) — a live one's executor still holds it. ``job_id``: this scheduler's.
     """
     adopted = zombies = requeued = 0
     with db.session() as session:
@@ -381,7 +403,10 @@ def adopt_or_fail_tries(
                     on_zombie=on_zombie,
                     home=home,
                 )
+        dead: dict[int, bool] = {}
         for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED):
+            if shared_threshold is not None and not _owner_dead(session, ti, now, shared_threshold, dead, job_id):
+                continue
             if _unclaimed(ti, tt) and not (in_executor is not None and in_executor(ti.id, ti.try_number)):
                 requeued += requeue_try(session, ti)
     stats = AdoptionStats(adopted, zombies, requeued)
@@ -392,6 +417,46 @@ def adopt_or_fail_tries(
         stats.requeued,
     )
     return stats
+
+
+def adopt_orphans(
+    db: Database,
+    now: datetime,
+    *,
+    job_id: int,
+    threshold: float,
+    in_executor: Callable[[int, int], bool] | None = None,
+) -> int:
+    """Give back the queued tries of schedulers that died (several schedulers, PostgreSQL); return how many.
+
+    A try queued by another scheduler job (``queued_by_job_id``) that is dead (:func:`~.lease.job_alive`:
+    ended, its process gone on this host, or on another host no heartbeat for ``threshold`` seconds) and that
+    no supervisor claimed was lost with that scheduler's executor: ``queued → scheduled``
+    (:func:`requeue_try`), for any scheduler to queue again. Tries of live schedulers, of this one (``job_id``)
+    and of no known job are left alone (:func:`requeue_stuck` catches those after ``task_queued_timeout``), and
+    so is a try ``in_executor(ti_id, try_number)`` holds (a Celery message still in the broker, which any
+    scheduler's executor may watch). Running tries of dead schedulers need nothing here: their supervisors
+    live on and finish them, or :func:`find_zombies` ends those whose supervisor died.
+    """
+    count = 0
+    dead: dict[int, bool] = {}
+    with db.session() as session:
+        for ti, tt in queries.tis_with_latest_try(session, TI.QUEUED):
+            if ti.queued_by_job_id in (None, job_id) or not _owner_dead(session, ti, now, threshold, dead, job_id):
+                continue
+            if not _unclaimed(ti, tt) or (in_executor is not None and in_executor(ti.id, ti.try_number)):
+                continue
+            if requeue_try(session, ti):
+                log.warning(
+                    "%s.%s run %s try %d was queued by scheduler job %d, which is gone; scheduled again",
+                    ti.dag_id,
+                    ti.task_id,
+                    ti.run_id,
+                    ti.try_number,
+                    ti.queued_by_job_id,
+                )
+                count += 1
+    return count
 
 
 def end_exited_try(
@@ -451,12 +516,13 @@ def chores(
     db: Database,
     *,
     heartbeat: Callable[[datetime], int],
-    renew_lease: Callable[[datetime], int],
+    renew_lease: Callable[[datetime], int] | None,
     cache: DagCache,
     check_deadlines: Callable[[datetime], int] | None = None,
     on_zombie: ZombieHook | None = None,
     connected_since: Callable[[], datetime] | None = None,
     enforce_dagrun_timeouts: Callable[[datetime], int] | None = None,
+    adopt_orphans: Callable[[datetime], int] | None = None,
 ) -> list[Chore]:
     """The scheduler's chores with their intervals from ``settings``.
 
@@ -464,7 +530,9 @@ def chores(
     deadline-miss callbacks) runs every ``scheduler.heartbeat_interval``;
     ``on_zombie`` is told about each try :func:`find_zombies` ends;
     ``connected_since()`` is when the scheduler last (re)connected.
-    ``sweep_alerts`` is in the list only if an alert channel is configured.
+    ``sweep_alerts`` is in the list only if an alert channel is configured. ``renew_lease`` None (several
+    schedulers, PostgreSQL: no lease) leaves that chore out; ``adopt_orphans(now)`` (there) runs every
+    ``scheduler.orphaned_tasks_check_interval``.
     """
     heartbeat_interval = settings.get_float("scheduler", "heartbeat_interval")
     task_instance_heartbeat_timeout = settings.get_float("scheduler", "task_instance_heartbeat_timeout")
@@ -473,7 +541,6 @@ def chores(
     return (
         [
             Chore("heartbeat", heartbeat_interval, heartbeat),
-            Chore("renew_lease", settings.get_float("scheduler", "lease_ttl") / 3, renew_lease),
             Chore(
                 "find_zombies",
                 heartbeat_interval,
@@ -494,6 +561,16 @@ def chores(
                 lambda now: check_trigger_timeouts(db, now),
             ),
         ]
+        + (
+            [Chore("renew_lease", settings.get_float("scheduler", "lease_ttl") / 3, renew_lease)]
+            if renew_lease is not None
+            else []
+        )
+        + (
+            [Chore("adopt_orphans", settings.get_float("scheduler", "orphaned_tasks_check_interval"), adopt_orphans)]
+            if adopt_orphans is not None
+            else []
+        )
         + ([Chore("check_deadlines", heartbeat_interval, check_deadlines)] if check_deadlines is not None else [])
         + (
             [Chore("enforce_dagrun_timeouts", heartbeat_interval, enforce_dagrun_timeouts)]
@@ -520,6 +597,7 @@ __all__ = [
     "ZombieHook",
     "Housekeeping",
     "adopt_or_fail_tries",
+    "adopt_orphans",
     "chores",
     "end_exited_try",
     "end_try_as_zombie",

@@ -1,25 +1,32 @@
-"""The scheduler's job row and its lease: one active scheduler per metadata DB.
+"""The scheduler's job row, and on SQLite its lease: which schedulers may work on one metadata DB.
 
 Every scheduler process registers a ``scheduler_job`` row (host, pid, process
-start time, heartbeat). The ``lease`` row named ``"scheduler"`` says which job
-is the active scheduler until ``expires_at``. A new scheduler
+start time, heartbeat). The row's id is stamped on the tries it queues
+(``task_instance.queued_by_job_id``), so a survivor knows whose queued tries
+were lost with a dead scheduler (:func:`job_alive`,
+:func:`~headrace.scheduler.housekeeping.adopt_orphans`).
+
+**PostgreSQL: every scheduler is active** (:func:`several_schedulers`). No
+lease is taken; the schedulers share the work row by row: DAG runs, DAGs due
+and task instances are claimed with ``SELECT … FOR UPDATE SKIP LOCKED``, every
+state change is a compare-and-set, and the concurrency limits are counted and
+spent under a transaction-scoped advisory lock
+(:func:`hold_critical_section`), so they hold across all schedulers together.
+:class:`SharedRegistration` stands in for the lease (always held).
+
+**SQLite: one active scheduler.** The ``lease`` row named ``"scheduler"``
+says which job is active until ``expires_at``. A new scheduler
 
 * takes a free or expired lease at once;
 * takes it at once from a holder on the same host whose process is dead
   (pid + start time, see :class:`~headrace.supervisor.identity.ProcessIdentity`),
   which is what a SIGKILLed scheduler leaves behind;
-* otherwise waits for it to expire (the holder renews it every ``lease_ttl / 3``).
+* otherwise logs that another scheduler is active and waits for the lease as
+  a hot standby (the holder renews it every ``lease_ttl / 3``); it does no
+  work meanwhile.
 
 Every change is a compare-and-set on ``(holder_job_id, expires_at)``, so two
 schedulers starting together cannot both win.
-
-PostgreSQL uses the same lease for now. The claiming queries already use
-``FOR UPDATE SKIP LOCKED`` and every state change is a compare-and-set, so
-several schedulers would be *safe*; what is not done yet is sharing the other
-duties fairly (DAG parsing, one executor's parallelism vs the global count
-in ``queue_ready``, adoption of another live scheduler's tries). Until then
-one active scheduler (plus hot standbys waiting on the lease) is the rule on
-both backends.
 """
 
 from __future__ import annotations
@@ -73,6 +80,23 @@ def end_job(db: Database, job_id: int, now: datetime) -> None:
     """Record that job ``job_id`` ended cleanly."""
     with db.session() as session:
         session.execute(update(SchedulerJob).where(SchedulerJob.id == job_id).values(ended_at=now, heartbeat_at=now))
+
+
+def several_schedulers(db: Database) -> bool:
+    """True where several schedulers may be active at once: PostgreSQL (SQLite: one, by the lease)."""
+    return db.engine.dialect.name == "postgresql"
+
+
+def job_alive(job: SchedulerJob | None, now: datetime, threshold: float) -> bool:
+    """Whether scheduler job ``job`` may still be running: not ended, and — on this host — its process lives
+    (pid + start time), or — on another host — its heartbeat is younger than ``threshold`` seconds
+    (``scheduler.scheduler_health_check_threshold``). A missing row (None) is dead."""
+    if job is None or job.ended_at is not None:
+        return False
+    who = ProcessIdentity(host=job.hostname, pid=job.pid, start_time=job.process_start_time)
+    if who.is_local():
+        return who.is_alive()
+    return job.heartbeat_at >= now - timedelta(seconds=threshold)
 
 
 class SchedulerLease:
@@ -141,11 +165,43 @@ class SchedulerLease:
         self.held = False
 
 
+class SharedRegistration(SchedulerLease):
+    """Stands in for the lease where every scheduler is active (PostgreSQL): always held; taking it again after
+    an outage is a heartbeat (a write that tells the database is back); renewing and releasing do nothing."""
+
+    def __init__(self, db: Database, job_id: int, ttl: float) -> None:
+        super().__init__(db, job_id, ttl)
+        self.held = True
+
+    def acquire(self, now: datetime) -> bool:
+        """Stamp this job's heartbeat; return True."""
+        heartbeat(self.db, self.job_id, now)
+        self.held = True
+        return True
+
+    def renew(self, now: datetime) -> int:
+        """Nothing to renew; return 0."""
+        return 0
+
+    def release(self) -> None:
+        """Nothing to release."""
+
+
 @contextmanager
 def leadership(
-    db: Database, clock: Clock, stop: threading.Event, wake_fd: int, *, ttl: float, outage_tolerance: float
+    db: Database,
+    clock: Clock,
+    stop: threading.Event,
+    wake_fd: int,
+    *,
+    ttl: float,
+    outage_tolerance: float,
+    exclusive: bool = True,
 ) -> Iterator[SchedulerLease]:
     """Register a scheduler job, then wait for the lease; yield it, and on the way out release it and end the job.
+
+    ``exclusive=False`` (PostgreSQL, :func:`several_schedulers`): take no lease; yield a
+    :class:`SharedRegistration` (always held) at once.
 
     The yielded lease is ``held`` unless ``stop`` was set while waiting (then
     the loop must not run). Waiting retries every ``min(5, ttl / 3)`` s
@@ -162,8 +218,12 @@ def leadership(
         job_id = retry_through_outage(
             lambda: register_job(db, now), tolerance=outage_tolerance, what="registering the scheduler", log=log
         )
-        held = SchedulerLease(db, job_id, ttl)
-        _wait_for_lease(held, clock, stop, wake_fd)
+        if exclusive:
+            held = SchedulerLease(db, job_id, ttl)
+            _wait_for_lease(held, clock, stop, wake_fd)
+        else:
+            held = SharedRegistration(db, job_id, ttl)
+            log.info("scheduler job %d is active beside any other scheduler on this database (PostgreSQL)", job_id)
         yield held
     finally:
         try:
@@ -184,6 +244,7 @@ def leadership(
 
 def _wait_for_lease(held: SchedulerLease, clock: Clock, stop: threading.Event, wake_fd: int) -> None:
     """Try to take the lease until it is taken or ``stop`` is set."""
+    told = False
     while not stop.is_set():
         try:
             acquired = held.acquire(clock.now())
@@ -196,8 +257,24 @@ def _wait_for_lease(held: SchedulerLease, clock: Clock, stop: threading.Event, w
         if acquired:
             log.info("scheduler job %d holds the lease", held.job_id)
             return
-        log.info("another scheduler holds the lease; waiting")
+        if not told:
+            told = True
+            log.warning(
+                "another scheduler is active on this SQLite database (it holds the scheduler lease); only one "
+                "scheduler works on SQLite — this one waits as a standby and takes over when that one stops "
+                "(several active schedulers need PostgreSQL)"
+            )
         clock.wait([wake_fd], min(5.0, held.ttl.total_seconds() / 3))
 
 
-__all__ = ["LEASE_NAME", "SchedulerLease", "end_job", "heartbeat", "leadership", "register_job"]
+__all__ = [
+    "LEASE_NAME",
+    "SchedulerLease",
+    "SharedRegistration",
+    "end_job",
+    "heartbeat",
+    "job_alive",
+    "leadership",
+    "register_job",
+    "several_schedulers",
+]

@@ -1,9 +1,11 @@
 """The scheduler loop: one screen that reads like the algorithm (see :func:`run`).
 
-Start-up, in order: register a ``scheduler_job`` row; wait for the lease
-(:mod:`headrace.scheduler.lease`); start the executor; adopt or end the tries
-a previous scheduler left (:func:`~headrace.scheduler.housekeeping.adopt_or_fail_tries`).
-Once it holds the lease it listens for wake-ups (:mod:`headrace.db.wakeup`).
+Start-up, in order: register a ``scheduler_job`` row; on SQLite wait for the lease
+(:mod:`headrace.scheduler.lease`; on PostgreSQL every scheduler is active at once and claims its work row by
+row); start the executor; adopt or end the tries a previous (dead) scheduler left
+(:func:`~headrace.scheduler.housekeeping.adopt_or_fail_tries`). Then it listens for wake-ups
+(:mod:`headrace.db.wakeup`). With ``scheduler.standalone_dag_processor`` the caller passes no processor and
+``headrace dag-processor`` parses (:mod:`headrace.dagfiles.standalone`).
 
 Each loop, every step returns a count: parse DAG files beside the loop (a
 pass starts every ``scheduler.dag_dir_list_interval``; each file's result is
@@ -215,6 +217,10 @@ class Scheduler:
         self.only_run: int | None = None
         """A ``dag_run.id`` the steps are narrowed to (``dags test``), or None: every run."""
         self.lease: lease.SchedulerLease | None = None
+        self.shared = lease.several_schedulers(db)
+        """Several schedulers may be active on this database (PostgreSQL): no lease, work claimed row by row."""
+        self.health_threshold = settings.get_float("scheduler", "scheduler_health_check_threshold")
+        """Seconds without a heartbeat after which a scheduler on another host counts as dead."""
         self.housekeeping = housekeeping.Housekeeping([])
         # What the steps may skip (see the module docstring): set by one step, consumed by another.
         self.full = True
@@ -260,9 +266,10 @@ class Scheduler:
                 self._wake_r,
                 ttl=self.settings.get_float("scheduler", "lease_ttl"),
                 outage_tolerance=self.outage_tolerance,
+                exclusive=not self.shared,
             ) as self.lease:
-                self.job_id = self.lease.job_id
-                if not self.lease.held:  # stopped while waiting: the loop will not run
+                self.job_id = self.queuer.job_id = self.lease.job_id
+                if not self.lease.held or self.stop.is_set():  # stopped before it could start: the loop will not run
                     yield
                     return
                 self.wakeups = WakeListener.open(self.db.engine)
@@ -272,7 +279,8 @@ class Scheduler:
                         self.db,
                         cache=self.cache,
                         heartbeat=lambda t: lease.heartbeat(self.db, self.job_id, t),
-                        renew_lease=self._renew_lease,
+                        renew_lease=None if self.shared else self._renew_lease,
+                        adopt_orphans=self._adopt_orphans if self.shared else None,
                         check_deadlines=self.check_deadlines,
                         on_zombie=self.zombies.found,
                         connected_since=lambda: self.connected_since,
@@ -290,6 +298,8 @@ class Scheduler:
                             on_zombie=self.zombies.found,
                             home=self.settings.home,
                             in_executor=self.executor.has,  # a Celery executor adopted the tries it has messages for
+                            job_id=self.job_id,
+                            shared_threshold=self.health_threshold if self.shared else None,
                         ),
                         tolerance=self.outage_tolerance,
                         what="adopting running tries",
@@ -354,6 +364,8 @@ class Scheduler:
             on_zombie=self.zombies.found,
             home=self.settings.home,
             in_executor=self.executor.has,
+            job_id=self.job_id,
+            shared_threshold=self.health_threshold if self.shared else None,
         )
         self.zombies.flush()
         self.connected_since = now
@@ -370,6 +382,12 @@ class Scheduler:
             self.deliverer = Deliverer(self.db, DeliveryConfig.from_settings(self.settings))
             self.deliverer.start()
             self.listeners.add(Notifier(self.db, self.alerts, wake=self.deliverer.wake))
+
+    def _adopt_orphans(self, now: datetime) -> int:
+        """Housekeeping chore (several schedulers): requeue the unclaimed queued tries of dead schedulers."""
+        return housekeeping.adopt_orphans(
+            self.db, now, job_id=self.job_id, threshold=self.health_threshold, in_executor=self.executor.has
+        )
 
     def _renew_lease(self, now: datetime) -> int:
         assert self.lease is not None

@@ -38,6 +38,10 @@ order (``priority_weight`` descending, then the run's logical date) within:
 * each task's ``max_active_tis_per_dag`` (its queued + running instances over all runs) and
   ``max_active_tis_per_dagrun`` (in the instance's run), as in Airflow — for a mapped task, its indices.
 
+These counts are over every scheduler: with several schedulers on PostgreSQL, counting and queueing run in
+one short critical section (:func:`headrace.db.locks.hold`, an advisory lock held until the queueing commit),
+so two schedulers never spend the same free slot. The executor's open slots are this scheduler's own.
+
 A task instance naming a pool that does not exist stays ``scheduled`` and a
 warning is logged once per pool (Airflow's behaviour): creating the pool lets
 it run. The transition table does not allow ``scheduled → failed`` anyway.
@@ -64,7 +68,7 @@ from sqlalchemy.orm import Session
 
 from headrace.authoring.trigger_rules import Decision, UpstreamCounts, evaluate, evaluate_setups
 from headrace.dagfiles.serialization import SerializedDag, SerializedTask
-from headrace.db import queries
+from headrace.db import locks, queries
 from headrace.db.engine import Database
 from headrace.db.skip_marks import skipped_by_upstream
 from headrace.db.transitions import requeue_ti, set_ti_state, set_tis_state
@@ -579,6 +583,8 @@ class Queuer:
         self.on_queued = on_queued
         """Called with each request the executor accepted (the scheduler emits ``on_try_queued``)."""
         self._warned_pools: set[str] = set()
+        self.job_id: int | None = None
+        """The ``scheduler_job`` queueing (stamped on each try as ``queued_by_job_id``), once registered."""
 
     def queue_ready(self, db: Database, executor: Queueing, now: datetime, *, only_run: int | None = None) -> int:
         """Queue as many scheduled task instances as the limits allow; return how many were queued.
@@ -590,6 +596,8 @@ class Queuer:
         requests: list[TryRequest] = []
         in_flight = getattr(executor, "has", None)
         with db.session() as session:
+            # Several schedulers (PostgreSQL): count and spend the limits one at a time, until this commit.
+            locks.hold(session, locks.Section.QUEUE_TIS)
             limits = QueueLimits(session, open_slots, self.parallelism)
             if limits.free <= 0:
                 return 0
@@ -628,6 +636,7 @@ class Queuer:
                     updated_at=now,
                     end_reason=None,
                     external_executor_id=external_id,
+                    queued_by_job_id=self.job_id,
                 ):
                     limits.take(ti)
                     requests.append(

@@ -52,7 +52,7 @@ from headrace.authoring.params import resolve_params
 from headrace.authoring.schedules import DataInterval, ensure_aware
 from headrace.dagfiles.next_run import apply_next_run, set_next_run
 from headrace.dagfiles.serialization import SerializedDag, next_runs
-from headrace.db import queries
+from headrace.db import locks, queries
 from headrace.db.models import DagModel, DagRun, DagVersion, ImportError_, TaskInstance
 from headrace.db.transitions import end_try, set_run_state, set_ti_state
 from headrace.db.wakeup import notify_scheduler
@@ -407,9 +407,12 @@ def create_backfill(
 def start_queued_runs(session: Session, now: datetime, *, only_run: int | None = None) -> int:
     """Move queued runs to running, oldest logical date first, within each DAG's ``max_active_runs``.
 
-    Runs of paused or inactive DAGs stay queued. Returns how many started.
+    Runs of paused or inactive DAGs stay queued. Returns how many started. With several schedulers
+    (PostgreSQL) the count and the starts are one critical section over all of them (:func:`headrace.db.locks.hold`).
     ``only_run`` (a ``dag_run.id``, ``dags test``) starts that run alone.
     """
+    # Several schedulers (PostgreSQL): count running runs and start queued ones one at a time, until this commit.
+    locks.hold(session, locks.Section.START_RUNS)
     runs = queries.queued_runs(session, only_run=only_run)
     if not runs:
         return 0

@@ -45,6 +45,17 @@ def make_processor(settings: Settings, db: Database) -> DagProcessor:
     return DagProcessor(settings, db, extra_folders=extra)
 
 
+def _own_processor(settings: Settings, db: Database) -> DagProcessor | None:
+    """The scheduler's in-process DAG processor, or None with ``scheduler.standalone_dag_processor`` (a
+    ``headrace dag-processor`` parses for it)."""
+    if settings.get_bool("scheduler", "standalone_dag_processor"):
+        logging.getLogger(__name__).info(
+            "scheduler.standalone_dag_processor is on: this scheduler parses no DAG files (headrace dag-processor does)"
+        )
+        return None
+    return make_processor(settings, db)
+
+
 def run_scheduler(
     settings: Settings,
     db: Database,
@@ -55,7 +66,8 @@ def run_scheduler(
 ) -> None:
     """Run one scheduler on the migrated ``db`` in this process until it is told to stop.
 
-    ``processor`` defaults to :func:`make_processor`. ``metrics`` is given by a
+    ``processor`` defaults to :func:`make_processor` — none with ``scheduler.standalone_dag_processor``
+    (``standalone`` passes its own, so it always parses). ``metrics`` is given by a
     caller that serves its registry itself (``standalone``'s web server);
     without it, a :class:`SchedulerMetrics` is served on ``metrics.scheduler_port``.
     ``after_loop`` is passed on to :func:`headrace.scheduler.loop.run`.
@@ -71,7 +83,7 @@ def run_scheduler(
         settings,
         db,
         make_executor(settings),
-        processor=processor if processor is not None else make_processor(settings, db),
+        processor=processor if processor is not None else _own_processor(settings, db),
         after_loop=after_loop,
         listeners=[metrics],
     )
