@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from headrace.config import Settings
 from headrace.db import queries
 from headrace.db.engine import Database
-from headrace.db.models import TaskInstance
+from headrace.db.models import SchedulerJob, TaskInstance
 from headrace.exceptions import ExecutorError
 from headrace.executors.base import ExecutorEvent
 from headrace.executors.celery_app import make_app, send_try
@@ -74,11 +75,23 @@ class CeleryExecutor:
         """While ``time.monotonic()`` is below it, the broker just failed: refuse at once, offer no slot."""
 
     def start(self) -> None:
-        """Adopt the tries a previous scheduler queued through Celery and that are still queued or running."""
+        """Adopt the tries a previous scheduler queued through Celery and that are still queued or running.
+
+        Not those of another scheduler that is still alive (several schedulers on PostgreSQL: its job row is
+        not ended and has a heartbeat younger than ``scheduler.scheduler_health_check_threshold``): that
+        scheduler follows them, and adopting them would spend this one's slots and report their ends twice.
+        """
+        threshold = self.settings.get_float("scheduler", "scheduler_health_check_threshold")
+        fresh = datetime.now(UTC) - timedelta(seconds=threshold)
+        live_owner = exists().where(
+            SchedulerJob.id == TaskInstance.queued_by_job_id,
+            SchedulerJob.ended_at.is_(None),
+            SchedulerJob.heartbeat_at >= fresh,
+        )
         with self.db.read_session() as session:
             rows = session.execute(
                 select(TaskInstance.id, TaskInstance.try_number).where(
-                    TaskInstance.state.in_(_OPEN), TaskInstance.external_executor_id.is_not(None)
+                    TaskInstance.state.in_(_OPEN), TaskInstance.external_executor_id.is_not(None), ~live_owner
                 )
             ).all()
         self._in_flight.update((ti_id, try_number) for ti_id, try_number in rows)

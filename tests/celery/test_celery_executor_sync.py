@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -16,7 +17,7 @@ from sqlalchemy import select
 
 from headrace.config import Settings
 from headrace.db.engine import Database
-from headrace.db.models import TaskInstance
+from headrace.db.models import SchedulerJob, TaskInstance
 from headrace.db.transitions import requeue_ti
 from headrace.exceptions import ExecutorError
 from headrace.executors import make_executor
@@ -78,6 +79,20 @@ def _publish_adopt_and_report(settings: Settings, db: Database, default: str, he
         args, _kwargs, _embed = json.loads(base64.b64decode(str(message["body"])))  # Celery's message protocol 2
         request = TryRequest.from_json(args[0])
         assert (request.ti_id, request.task_id, request.try_number) == (tis[task_id].id, task_id, 1)
+
+    with db.session() as session:  # the scheduler that queued them has stopped (its job row is ended)
+        owner = session.get(SchedulerJob, tis["a"].queued_by_job_id)
+        assert owner is not None and owner.ended_at is not None
+        owner.ended_at, owner.heartbeat_at = None, datetime.now(UTC)  # as if it still ran (several schedulers)
+    alive = make_executor(settings)
+    assert isinstance(alive, CeleryExecutor)
+    alive.start()  # another live scheduler's tries are not adopted: that scheduler follows them
+    assert not alive.has(tis["a"].id, 1) and alive.open_slots() == settings.parallelism
+    alive.terminate()
+    with db.session() as session:
+        owner = session.get(SchedulerJob, tis["a"].queued_by_job_id)
+        assert owner is not None
+        owner.ended_at = datetime.now(UTC)
 
     executor = make_executor(settings)  # a restarted scheduler's executor
     assert isinstance(executor, CeleryExecutor)
