@@ -282,6 +282,22 @@ def test_a_lost_host_mid_try_is_a_zombie_retried_on_the_other(redis_cluster: Clu
         assert (retry.hostname, retry.state) == ("host-b", "success")
 
 
+def test_a_worker_process_killed_mid_try_leaves_its_tries_running(redis_cluster: Cluster) -> None:
+    """Only the worker process of host-a is SIGKILLed: its supervisors are detached, so the tries it started
+    finish there and are recorded once; the rest of the run goes to host-b."""
+    cluster = redis_cluster
+    cluster.start_workers()
+    cluster.start(width=6, seconds=3)
+    cluster.wait("tries running on host-a", lambda: bool(cluster.running_on("host-a")))
+    started = cluster.running_on("host-a")
+    cluster.workers["host-a"].kill()
+    cluster.wait_finished()
+    tries = {(tt.task_id, tt.try_number): tt for tt in check_tries(cluster)}
+    assert all(number == 1 for _, number in tries), sorted(tries)
+    for key in started:
+        assert (tries[key].hostname, tries[key].state) == ("host-a", "success"), key
+
+
 def test_postgresql_restart_mid_run(redis_cluster: Cluster, pg_cluster: PgCluster) -> None:
     """PostgreSQL restarts (fast: every connection dropped) while tries run on both hosts: the scheduler,
     workers and supervisors reconnect, the running tries carry on, and nothing runs twice."""
