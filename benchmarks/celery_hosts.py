@@ -20,9 +20,19 @@ scheduler's defaults, a scheduler in this host, and:
   through a veth and a ``socat`` forwarder), on a queue of the run's own.
 
 Needs root (``ip netns``) and ``socat``. Figures on the 2-CPU development VM
-(Python 3.11, PostgreSQL 15, Celery 5; shared with other work, so ±20 %):
+(Python 3.11, PostgreSQL 15, Celery 5; shared with other test runs, load
+average about 10, so ±30 %):
 
-    see docs/celery.md ("Workers on two hosts")
+    local (this host)                  W1 200 tries on 1 host(s): 22.4 tries/s, 0.036 CPU s/try
+    local (this host)                  W2 50 tasks: 80.9 ms/hop mean, 117.3 ms p95, 0.050 CPU s/try
+    celery/redis (2 hosts x 4 slots)   W1 200 tries on 2 host(s): 6.8 tries/s, 0.045 CPU s/try
+    celery/redis (2 hosts x 4 slots)   W2 50 tasks: 933.2 ms/hop mean, 1036.1 ms p95, 0.087 CPU s/try
+    celery/amqp (2 hosts x 4 slots)    W1 200 tries on 2 host(s): 6.7 tries/s, 0.042 CPU s/try
+    celery/amqp (2 hosts x 4 slots)    W2 50 tasks: 1104.2 ms/hop mean, 1499.5 ms p95, 0.090 CPU s/try
+
+The Celery executor learns that a try ended from the database at most once a
+second (``SYNC_INTERVAL``): a hop costs about a second, and each slot waits
+about that long between tries (docs/celery.md, "Workers on two hosts").
 """
 
 from __future__ import annotations
