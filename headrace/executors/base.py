@@ -53,6 +53,10 @@ class Executor(Protocol):
         It may change between calls (a helper is restarted): ask again each loop.
         """
 
+    def sync_due_in(self) -> float | None:
+        """Seconds until ``sync()`` may have news that ``fileno()`` cannot signal (an executor that learns of
+        ends by polling), so the scheduler's wait ends then; None: ``fileno()`` (or nothing) wakes it."""
+
     def terminate(self) -> None:
         """Stop helper processes. Supervisors are detached and keep running their tries."""
 

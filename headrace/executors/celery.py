@@ -6,7 +6,7 @@ transaction that queued the try, and it is routed to the task's ``queue``.
 Nothing else goes through the broker: no result backend, no events. A worker
 runs each try under the same supervisor as the local executor, and the
 supervisor writes the outcome to the metadata DB; so ``sync()`` learns that a
-try ended from the DB — at most once a second (:data:`SYNC_INTERVAL`), one
+try ended from the DB — at most every 0.1 s (:data:`SYNC_INTERVAL`), one
 query by primary key over the tries in flight — and reports every one that is
 no longer ``queued`` or ``running`` with that ``try_number`` as ``exited``
 (exit code None: the supervisor ran on another host).
@@ -46,8 +46,10 @@ from headrace.supervisor.request import TryRequest
 
 log = logging.getLogger(__name__)
 
-SYNC_INTERVAL = 1.0
-"""Seconds between two reads of the in-flight tries' states."""
+SYNC_INTERVAL = 0.1
+"""Seconds between two reads of the in-flight tries' states (one query by primary key over at most
+``core.parallelism`` rows): a try's end reaches the scheduler within this. At 1 s, a chain of tasks on Celery
+paid ~1 s a hop and 8 slots gave ~7 tries/s (``benchmarks/celery_hosts.py``)."""
 
 BROKER_BACKOFF = 2.0
 """Seconds the executor refuses tries (and offers no slot) after publishing one failed: a broker that is down
@@ -151,8 +153,15 @@ class CeleryExecutor:
         return events
 
     def fileno(self) -> None:
-        """None: the scheduler's ``loop_interval`` paces ``sync()``."""
+        """None: no descriptor signals a try's end (its supervisor writes it to the DB): see :meth:`sync_due_in`."""
         return None
+
+    def sync_due_in(self) -> float | None:
+        """While tries are in flight, the seconds until the next read of their states is due (the scheduler
+        wakes then); None when none is in flight."""
+        if not self._in_flight:
+            return None
+        return max(0.0, self._next_sync - time.monotonic())
 
     def terminate(self) -> None:
         """Close the broker connections. Queued messages stay in the broker and running tries on their workers."""

@@ -190,6 +190,10 @@ class LocalExecutor:
             return None
         return self._server.stdout.fileno()
 
+    def sync_due_in(self) -> None:
+        """None: the fork server's events make ``fileno()`` readable."""
+        return None
+
     def terminate(self) -> None:
         """Close the fork server's stdin so it exits; running supervisors carry on (they are detached)."""
         server = self._server

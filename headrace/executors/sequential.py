@@ -65,6 +65,10 @@ class SequentialExecutor:
         """None: nothing runs between calls, so there is nothing to wake up for."""
         return None
 
+    def sync_due_in(self) -> None:
+        """None: nothing runs between calls."""
+        return None
+
     def terminate(self) -> None:
         """Forget tries not yet run (they stay ``queued``; the scheduler requeues them)."""
         self._queued.clear()

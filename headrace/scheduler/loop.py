@@ -689,6 +689,9 @@ class Scheduler:
         # Dues already past are blocked (max_active_runs, a paused DAG): they must not make the loop spin.
         soonest = min((d for d in dues if d is not None and d > now), default=None)
         timeout = self.loop_interval if soonest is None else min(self.loop_interval, (soonest - now).total_seconds())
+        sync_in = self.executor.sync_due_in()  # an executor that polls for ends (Celery) wakes the wait too
+        if sync_in is not None:
+            timeout = min(timeout, sync_in)
         kill_at = self.processor.next_deadline() if self.processor is not None else None
         if kill_at is not None:  # time.monotonic(), not the clock: a child's time limit is real time
             timeout = min(timeout, kill_at - time.monotonic())

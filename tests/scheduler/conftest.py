@@ -101,6 +101,9 @@ class FakeExecutor:
         events, self.events = self.events, []
         return events
 
+    def sync_due_in(self) -> float | None:
+        return None
+
     def fileno(self) -> int | None:
         return None
 
