@@ -59,7 +59,7 @@ class AppState:
             # and the commands that need no database should not pay it (see headrace.cli.main).
             from headrace.db.engine import Database
 
-            self._db = Database(self.settings.database_url, pool_size=self.settings.get("database", "pool_size"))
+            self._db = Database.from_settings(self.settings, role="cli")
         return self._db
 
     def migrated_db(self) -> Database:

@@ -335,7 +335,7 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, _ignore)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle; EOF tells us
-    db = Database(settings.database_url, pool_size=1)
+    db = Database.from_settings(settings, role="supervisor", single_connection=True)  # each fork: its own
     try:
         warm_up(db)
     except Exception as exc:  # noqa: BLE001 - only slower supervisors; they report DB trouble themselves

@@ -265,7 +265,7 @@ class Scheduler:
                 if not self.lease.held:  # stopped while waiting: the loop will not run
                     yield
                     return
-                self.wakeups = WakeListener.open(self.db.engine)
+                self.wakeups = WakeListener.open(self.db)
                 self.housekeeping = housekeeping.Housekeeping(
                     housekeeping.chores(
                         self.settings,

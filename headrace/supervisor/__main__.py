@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
         format="[%(asctime)s] {%(name)s} %(levelname)s - %(message)s",
     )
     prepare_dag_imports(settings)  # DAGs folder on sys.path, core.airflow_imports
-    db = Database(settings.database_url, pool_size=1)
+    db = Database.from_settings(settings, role="supervisor", single_connection=True)
     try:
         return supervise(settings, db, request)
     finally:
