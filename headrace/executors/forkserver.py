@@ -111,7 +111,8 @@ from headrace.supervisor.cgroups import (
 from headrace.supervisor.identity import process_start_time
 from headrace.supervisor.protocol import LineBuffer
 from headrace.supervisor.request import TryRequest
-from headrace.supervisor.supervise import EXIT_CLAIM_LOST, EXIT_ERROR, EXIT_RECORDED, supervise, warm_up
+from headrace.supervisor.sql_store import SqlTryStore, warm_up
+from headrace.supervisor.supervise import EXIT_CLAIM_LOST, EXIT_ERROR, EXIT_RECORDED, supervise
 
 
 class _MallInfo2(ctypes.Structure):
@@ -287,7 +288,8 @@ def _run_supervisor(settings: Settings, db: Database, request: TryRequest, close
     os.close(null)
     # The server's engine, with a fresh pool (Database notices the fork): its compiled cache is warm.
     try:
-        return supervise(settings, db, request, sweep_stale_cgroups=False)  # the server sweeps (see _reap)
+        store = SqlTryStore(settings, db)
+        return supervise(settings, store, request, sweep_stale_cgroups=False)  # the server sweeps (see _reap)
     finally:
         # SQLite: the process ends right after (os._exit) with no transaction open, which lets go of the
         # file and its locks as cleanly as a close would; closing through the pool only cost time.

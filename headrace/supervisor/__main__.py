@@ -14,6 +14,7 @@ from headrace.config import load_settings
 from headrace.dagfiles.loader import prepare_dag_imports
 from headrace.db.engine import Database
 from headrace.supervisor.request import TryRequest
+from headrace.supervisor.sql_store import SqlTryStore
 from headrace.supervisor.supervise import supervise
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str]) -> int:
     prepare_dag_imports(settings)  # DAGs folder on sys.path, core.airflow_imports
     db = Database.from_settings(settings, role="supervisor", single_connection=True)
     try:
-        return supervise(settings, db, request)
+        return supervise(settings, SqlTryStore(settings, db), request)
     finally:
         db.dispose()
 
