@@ -31,10 +31,7 @@ import pytest
 from headrace.config import Settings, load_settings
 from headrace.db.engine import Database
 from headrace.db.migrate import migrate
-from tests.faults.pgcluster import PgCluster
-
-PG_FAULT_LOCK = Path("/tmp/headrace-pg-fault.lock")
-"""The inter-process lock of the tests that take the database away (``pg_fault_lock``)."""
+from tests.faults.pgcluster import PG_FAULT_LOCK, PgCluster
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ zombie, and with ``retries=0`` a failed run) and every task's code must have
 run to its end exactly once. The same fast restart happens with the scheduler
 and its supervisors connected through PgBouncer in transaction mode.
 
-Every test here takes ``pg_fault_lock``: no two outages overlap on this machine.
+Every test here that takes PostgreSQL away holds ``pg_fault_lock`` meanwhile: no two such outages overlap
+on this machine.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from tests.pgbouncer import PgBouncerProcess
 
 from .pgcluster import PgCluster
 from .scenario import FAULT, count, counting_dag, finished, run_states, start_scheduler, stop_scheduler, try_rows
-
-pytestmark = pytest.mark.usefixtures("pg_fault_lock")
 
 
 def run_through(settings: Settings, db: Database, tmp_path: Path, outage: Callable[[], None]) -> str:
@@ -76,10 +75,15 @@ def run_through(settings: Settings, db: Database, tmp_path: Path, outage: Callab
 
 
 def test_postgresql_fast_restart_mid_run(
-    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path
+    fault_settings: Settings,
+    fault_db: Database,
+    fault_pg: PgCluster | None,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     if fault_pg is None:
         pytest.skip("a PostgreSQL restart (SQLite's outage is a held lock: test_sqlite_lock_held_45_s)")
+    request.getfixturevalue("pg_fault_lock")  # no other outage on this machine meanwhile
     settings = fault_settings.with_overrides(FAULT)
 
     started: list[object] = []
@@ -105,7 +109,7 @@ def test_postgresql_fast_restart_mid_run(
 
 @pytest.mark.parametrize("fault_backend", ["postgresql"], indirect=True)
 def test_postgresql_restart_through_pgbouncer_mid_run(
-    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path
+    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path, pg_fault_lock: None
 ) -> None:
     """The scheduler and every supervisor reach the database through PgBouncer (transaction mode,
     ``?pgbouncer=true``); PostgreSQL is stopped for 3 s behind it and started again. PgBouncer stays up:
@@ -136,10 +140,15 @@ def test_postgresql_restart_through_pgbouncer_mid_run(
 
 @pytest.mark.timeout(300)
 def test_postgresql_stopped_60_s_mid_run(
-    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path
+    fault_settings: Settings,
+    fault_db: Database,
+    fault_pg: PgCluster | None,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     if fault_pg is None:
         pytest.skip("a PostgreSQL stop (SQLite's outage is a held lock: test_sqlite_lock_held_45_s)")
+    request.getfixturevalue("pg_fault_lock")  # no other outage on this machine meanwhile
     settings = fault_settings.with_overrides(FAULT)
 
     def stop_60_s() -> None:
@@ -184,13 +193,18 @@ def test_sqlite_lock_held_45_s(
 
 
 def test_a_supervisor_cut_off_from_the_database_stops_its_task(
-    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path
+    fault_settings: Settings,
+    fault_db: Database,
+    fault_pg: PgCluster | None,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     """A scheduler on another host would retry a try whose heartbeat is older than
     ``task_instance_heartbeat_timeout``: a supervisor that cannot heartbeat for 0.8 of it kills its task,
     and records the try when the database is back, so the two never run at once."""
     if fault_pg is None:
         pytest.skip("needs a database that refuses connections at once (SQLite's lock blocks for the busy timeout)")
+    request.getfixturevalue("pg_fault_lock")  # no other outage on this machine meanwhile
     settings = fault_settings.with_overrides(
         {**FAULT, "scheduler": {**FAULT["scheduler"], "task_instance_heartbeat_timeout": 3}}
     )
