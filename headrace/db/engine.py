@@ -14,14 +14,13 @@
 
 PgBouncer in transaction mode: a server connection serves one transaction of
 a client, then another client's, so nothing may rely on the state of a
-session — and nothing in headrace does: no ``SET`` (only ``SET LOCAL``-free
-plain statements), no session advisory locks, no temporary tables, no
-``WITH HOLD`` cursors; ``NOTIFY`` (``pg_notify``) is transactional and works;
-``LISTEN`` does not (the scheduler listens on ``database.listen_url`` instead,
+session — and nothing in headrace does: no ``SET``, no session advisory
+locks, no temporary tables, no ``WITH HOLD`` cursors; ``NOTIFY``
+(``pg_notify``) is transactional and works; ``LISTEN`` does not (the scheduler listens on ``database.listen_url`` instead,
 see :mod:`headrace.db.wakeup`). Prepared statements are session state too:
 psycopg prepares a statement after its fifth execution, which PgBouncer before
 1.21 cannot route. Mark such a URL with the query parameter ``pgbouncer=true``
-(``postgresql+psycopg://user@pgbouncer-host:6432/airflow?pgbouncer=true``):
+(``postgresql+psycopg://user@pgbouncer-host:6432/headrace?pgbouncer=true``):
 the parameter is removed before connecting and psycopg's automatic prepare is
 turned off (``prepare_threshold=None``). With PgBouncer ≥ 1.21 and
 ``max_prepared_statements`` set, the parameter may be left out for speed —
