@@ -44,6 +44,7 @@ from headrace.states import TaskInstanceState
 from headrace.storage.stores import Stores
 from headrace.storage.xcoms import XComObjects, is_reference
 from headrace.supervisor.pending import Outcome
+from headrace.supervisor.protocol import GetMappedItems, GetXCom
 from headrace.supervisor.recording import apply, record_rendered_fields
 from headrace.supervisor.store import ClaimedTry, TryStart, TryTarget
 from headrace.supervisor.task_requests import Answer, handle
@@ -443,6 +444,14 @@ class SqlTryStore:
 
     def answer(self, target: TryTarget, message: Any) -> Answer:
         stores = self.stores()
+        if stores.xcoms_url and isinstance(message, (GetXCom, GetMappedItems)):
+            # Reading a value from the object store may first read the store's connection from the database:
+            # do it now, not inside the request's transaction, where it would wait for a second connection
+            # that a supervisor's pool of one never has.
+            try:
+                stores.xcoms(for_reading=True)
+            except Exception:  # noqa: BLE001 - a bad setting or connection: the request reports it itself
+                pass
         return handle(
             self.db,
             target,
