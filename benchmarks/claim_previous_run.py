@@ -3,7 +3,7 @@
     python benchmarks/claim_previous_run.py [--db sqlite|postgresql] [--runs N] [--repeat R]
 
 A DAG ``d`` with N successful runs (a minute apart) and nine other DAGs with N/10 each; one task instance
-in ``d``'s latest run. Prints the mean time of the claim's load query (``claim._LOAD``: the task
+in ``d``'s latest run. Prints the mean time of the claim's load query (``sql_store._LOAD``: the task
 instance, its run, its serialized task and the previous successful run's dates, joined through
 ``queries.previous_success_id``) against the same query without that join, over R executions on one
 connection (each execution is planned again: on PostgreSQL the extra join costs mostly planning time,
@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, create_engine, insert, select, text
 from headrace.db.engine import Database
 from headrace.db.migrate import migrate
 from headrace.db.models import DagRun, DagVersion, TaskInstance
-from headrace.supervisor.claim import _LOAD
+from headrace.supervisor.sql_store import _LOAD
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 

@@ -152,7 +152,8 @@ def item_read_us(length: int, item_chars: int = 0) -> dict[str, float]:
     from headrace.db.models import TaskMap, XCom
     from headrace.scheduler.runs import trigger_dag
     from headrace.supervisor import protocol
-    from headrace.supervisor.task_requests import TryTarget, handle
+    from headrace.supervisor.store import TryTarget
+    from headrace.supervisor.task_requests import handle
 
     out: dict[str, list[float]] = {"whole": [], "item": [], "mapped_whole": [], "mapped_item": []}
     with tempfile.TemporaryDirectory(prefix="headrace-bench-") as tmp:

@@ -72,6 +72,16 @@ def _json_object(value: str) -> dict[str, Any]:
     return parsed
 
 
+def _check_listen_url(value: str) -> None:
+    """Refuse a listen_url that is not a direct PostgreSQL URL (``ValueError`` saying why)."""
+    if not value:
+        return
+    if not value.startswith(("postgresql://", "postgresql+psycopg://")):
+        raise ValueError("expected a postgresql:// or postgresql+psycopg:// URL")
+    if "pgbouncer=" in value:
+        raise ValueError("LISTEN needs a direct connection, not one through PgBouncer")
+
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(i)?B?|B)?\s*$", re.IGNORECASE)
 
 
@@ -200,7 +210,38 @@ SPEC: dict[str, dict[str, Option]] = {
             lambda h: f"sqlite:///{h / 'headrace.db'}",
             "SQLAlchemy URL of the metadata DB; postgresql+psycopg://… in production.",
         ),
-        "pool_size": Option(int, _const(5), "Connections kept open per process (PostgreSQL).", 1, 1000),
+        "pool_size": Option(
+            int,
+            _const(5),
+            "Connections a scheduler, API server, triggerer or CLI keeps open (PostgreSQL; Airflow's "
+            "sql_alchemy_pool_size). A supervisor always keeps one.",
+            1,
+            1000,
+        ),
+        "max_overflow": Option(
+            int,
+            _const(10),
+            "Connections opened beyond pool_size when all are busy, closed when returned (PostgreSQL; Airflow's "
+            "sql_alchemy_max_overflow). A supervisor opens none.",
+            0,
+            1000,
+        ),
+        "pool_recycle": Option(
+            int,
+            _const(1800),
+            "Seconds after which a pooled connection is replaced at its next checkout; -1: never (PostgreSQL; "
+            "Airflow's sql_alchemy_pool_recycle).",
+            -1,
+            7 * 86400,
+        ),
+        "listen_url": Option(
+            str,
+            _const(""),
+            "URL of a direct connection (not through a transaction-mode pooler) on which schedulers LISTEN for "
+            "wake-ups (PostgreSQL). Empty: the url, unless it goes through PgBouncer (?pgbouncer=true); then "
+            "schedulers see user actions on their next loop (scheduler.loop_interval).",
+            check=lambda v: _check_listen_url(str(v)),
+        ),
         "outage_tolerance": Option(
             float,
             _const(600.0),

@@ -21,6 +21,7 @@ from headrace.config import Settings, load_settings
 from headrace.db.engine import Database
 from headrace.db.migrate import migrate
 from headrace.db.models import Base
+from tests.pgbouncer import through_pgbouncer
 from tests.s3 import S3Server, start_s3_server
 
 PG_SERVER = os.environ.get("HEADRACE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -60,7 +61,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """URL of an empty, migrated metadata DB (with default_pool); one test's alone."""
+    """URL of an empty, migrated metadata DB (with default_pool); one test's alone.
+
+    ``postgresql-pgbouncer`` (a test parametrized with ``tests.pgbouncer.WITH_PGBOUNCER``): the PostgreSQL
+    one, reached through PgBouncer.
+    """
     if request.param == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         path = tmp_path / "headrace.db"
@@ -75,7 +80,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         conn.execute(text("DELETE FROM pool WHERE name <> 'default_pool'"))
         conn.execute(text("UPDATE pool SET slots = 128 WHERE name = 'default_pool'"))
     database.dispose()
-    yield url
+    yield through_pgbouncer(url) if request.param == "postgresql-pgbouncer" else url
 
 
 @pytest.fixture

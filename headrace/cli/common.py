@@ -49,6 +49,9 @@ class AppState:
     """
 
     settings: Settings
+    command: str = "cli"
+    """The command run (``scheduler``, ``api-server``, …): its database connections are named
+    ``headrace-<command>`` (``application_name``, seen in ``pg_stat_activity``)."""
     _db: Database | None = field(default=None, repr=False)
 
     @property
@@ -59,7 +62,7 @@ class AppState:
             # and the commands that need no database should not pay it (see headrace.cli.main).
             from headrace.db.engine import Database
 
-            self._db = Database(self.settings.database_url, pool_size=self.settings.get("database", "pool_size"))
+            self._db = Database.from_settings(self.settings, role=self.command)
         return self._db
 
     def migrated_db(self) -> Database:

@@ -140,7 +140,7 @@ def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Load the configuration (headrace.toml in HEADRACE_HOME, then HEADRACE__SECTION__KEY variables)."""
-    ctx.obj = AppState(settings=load_settings())
+    ctx.obj = AppState(settings=load_settings(), command=ctx.invoked_subcommand or "cli")
 
 
 def main() -> None:

@@ -8,7 +8,23 @@
   (scheduler, supervisors, CLI) wait instead of failing, and ``BEGIN IMMEDIATE``
   for write transactions so a reader never has to upgrade to a writer mid-way
   (the cause of SQLITE_BUSY deadlocks).
-* PostgreSQL: a small pool with ``pool_pre_ping``.
+* PostgreSQL: a pool of ``pool_size`` connections plus ``max_overflow``
+  opened when all are busy, replaced after ``pool_recycle`` seconds, each
+  checked with ``pool_pre_ping``.
+
+PgBouncer in transaction mode: a server connection serves one transaction of
+a client, then another client's, so nothing may rely on the state of a
+session — and nothing in headrace does: no ``SET``, no session advisory
+locks, no temporary tables, no ``WITH HOLD`` cursors; ``NOTIFY``
+(``pg_notify``) is transactional and works; ``LISTEN`` does not (the scheduler listens on ``database.listen_url`` instead,
+see :mod:`headrace.db.wakeup`). Prepared statements are session state too:
+psycopg prepares a statement after its fifth execution, which PgBouncer before
+1.21 cannot route. Mark such a URL with the query parameter ``pgbouncer=true``
+(``postgresql+psycopg://user@pgbouncer-host:6432/headrace?pgbouncer=true``):
+the parameter is removed before connecting and psycopg's automatic prepare is
+turned off (``prepare_threshold=None``). With PgBouncer ≥ 1.21 and
+``max_prepared_statements`` set, the parameter may be left out for speed —
+but ``LISTEN`` still needs ``listen_url``.
 
 Pooled connections must not cross a ``fork()``: a forked child that uses a
 ``Database`` made before the fork keeps the same ``Engine`` object (so its
@@ -24,13 +40,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
+
+if TYPE_CHECKING:
+    from headrace.config import Settings
 
 READ_ONLY = "headrace_read_only"
 """Execution option set by :meth:`Database.read_session`: on SQLite its transaction begins DEFERRED."""
@@ -41,8 +60,44 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """Create an engine for ``url``; creates the folder of a SQLite file if missing."""
+PGBOUNCER_PARAMETER = "pgbouncer"
+"""URL query parameter saying the URL goes through PgBouncer in transaction mode (``?pgbouncer=true``)."""
+
+
+def split_pgbouncer(url: str) -> tuple[str, bool]:
+    """``url`` without its ``pgbouncer`` query parameter, and whether it was true.
+
+    Raises ``ValueError`` naming the parameter for a value other than true/false (1/0, yes/no).
+    """
+    parsed = make_url(url)
+    raw = parsed.query.get(PGBOUNCER_PARAMETER)
+    if raw is None:
+        return url, False
+    value = (raw[-1] if isinstance(raw, tuple) else raw).strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"database URL parameter {PGBOUNCER_PARAMETER}={value!r}: expected true or false")
+    stripped = parsed.difference_update_query([PGBOUNCER_PARAMETER]).render_as_string(hide_password=False)
+    return stripped, value in ("true", "1", "yes")
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int | None = None,
+    pool_recycle: int = -1,
+    application_name: str | None = None,
+) -> Engine:
+    """Create an engine for ``url``; creates the folder of a SQLite file if missing.
+
+    PostgreSQL only: ``pool_size`` connections kept, ``max_overflow`` more opened
+    when all are busy (default ``2 * pool_size``), each replaced ``pool_recycle``
+    seconds after it was opened (-1: never); ``application_name`` is shown in
+    ``pg_stat_activity``. A ``?pgbouncer=true`` URL turns psycopg's automatic
+    prepare off (see the module docstring). Raises ``ValueError`` for a bad
+    ``pgbouncer`` parameter.
+    """
+    url, pgbouncer = split_pgbouncer(url)
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -80,19 +135,25 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     # A server that vanishes without refusing (a cut network, a host that froze) must fail a connection in
     # seconds, not after the kernel's TCP timeout of minutes: a supervisor blocked in a query enforces no
     # limits, a scheduler blocked in one schedules nothing. libpq's own parameters, passed through psycopg.
+    connect_args: dict[str, Any] = {
+        "connect_timeout": 10,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,
+    }
+    if application_name is not None:
+        connect_args["application_name"] = application_name
+    if pgbouncer:
+        connect_args["prepare_threshold"] = None  # a prepared statement lives in one server session
     return create_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size * 2,
+        max_overflow=pool_size * 2 if max_overflow is None else max_overflow,
+        pool_recycle=pool_recycle,
         pool_pre_ping=True,
-        connect_args={
-            "connect_timeout": 10,
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
-            "tcp_user_timeout": 30_000,
-        },
+        connect_args=connect_args,
     )
 
 
@@ -105,9 +166,26 @@ class Database:
     a fresh pool (keeping its compiled cache).
     """
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        max_overflow: int | None = None,
+        pool_recycle: int = -1,
+        application_name: str | None = None,
+        listen_url: str = "",
+    ) -> None:
+        """``url`` may end in ``?pgbouncer=true`` (see the module docstring); the pool arguments are
+        :func:`make_engine`'s. ``listen_url``: a direct PostgreSQL URL for ``LISTEN`` (empty: ``url``
+        unless it goes through PgBouncer). Raises ``ValueError`` for a bad ``pgbouncer`` parameter."""
         self.url = url
         self.pool_size = pool_size
+        self.max_overflow = max_overflow
+        self.pool_recycle = pool_recycle
+        self.application_name = application_name
+        self.pgbouncer = split_pgbouncer(url)[1]
+        self.listen_url = listen_url
         self.is_sqlite = is_sqlite(url)
         self._pid = -1
         self._engine: Engine | None = None
@@ -118,7 +196,13 @@ class Database:
         pid = os.getpid()
         if self._pid != pid or self._engine is None:
             if self._engine is None:
-                self._engine = make_engine(self.url, pool_size=self.pool_size)
+                self._engine = make_engine(
+                    self.url,
+                    pool_size=self.pool_size,
+                    max_overflow=self.max_overflow,
+                    pool_recycle=self.pool_recycle,
+                    application_name=self.application_name,
+                )
                 self._sessionmaker = sessionmaker(self._engine, expire_on_commit=False)
             elif not _pool_is_empty(self._engine):
                 # Made before a fork: new pool, same engine (its compiled cache stays warm);
@@ -127,6 +211,39 @@ class Database:
                 self._engine.dispose(close=False)
             self._pid = pid
         return self._engine
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, role: str, single_connection: bool = False) -> Database:
+        """The ``Database`` of ``settings``' ``[database]`` section for a process of kind ``role``
+        (``"scheduler"``, ``"api"``, ``"supervisor"`` …: its ``application_name`` is ``headrace-<role>``).
+
+        ``single_connection``: one connection and no overflow, whatever ``pool_size`` says — what every
+        supervisor uses (it runs one transaction at a time), so a worker host running N tries holds at
+        most N connections to the database (or to its PgBouncer).
+        """
+        if single_connection:
+            pool_size, max_overflow = 1, 0
+        else:
+            pool_size = settings.get_int("database", "pool_size")
+            max_overflow = settings.get_int("database", "max_overflow")
+        return cls(
+            settings.database_url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_recycle=settings.get_int("database", "pool_recycle"),
+            application_name=f"headrace-{role}",
+            listen_url=settings.get_str("database", "listen_url"),
+        )
+
+    @property
+    def wake_url(self) -> str | None:
+        """The URL schedulers ``LISTEN`` on: ``listen_url``, else ``url`` if it is direct; None when the only
+        URL goes through PgBouncer (``LISTEN`` cannot work there) or the database is SQLite."""
+        if self.is_sqlite:
+            return None
+        if self.listen_url:
+            return self.listen_url
+        return None if self.pgbouncer else split_pgbouncer(self.url)[0]
 
     @contextmanager
     def session(self) -> Iterator[Session]:

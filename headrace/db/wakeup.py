@@ -10,7 +10,13 @@ says a wake arrived.
 
 * PostgreSQL: ``NOTIFY headrace_scheduler`` (``pg_notify``) in the writer's
   transaction, so it is delivered when, and only if, the change commits; every
-  scheduler ``LISTEN``\\s on its own autocommit psycopg connection.
+  scheduler ``LISTEN``\\s on its own autocommit psycopg connection. ``NOTIFY``
+  works through PgBouncer in transaction mode, ``LISTEN`` does not (the
+  pooler hands the session to other clients between transactions, and the
+  notifications go with it): a scheduler whose URL goes through PgBouncer
+  (``?pgbouncer=true``) listens on ``database.listen_url``, a direct
+  connection to the server, and without one it says so once and finds
+  user actions by its full pass every ``scheduler.loop_interval``.
 * SQLite: a Unix datagram socket beside the database file
   (``<database>-wake``, next to SQLite's own ``-wal`` and ``-shm``), bound by
   the scheduler that holds the lease; the writer sends one byte after its
@@ -43,6 +49,8 @@ from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     import psycopg
+
+    from headrace.db.engine import Database
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +141,22 @@ class WakeListener:
         self._missed = False
 
     @classmethod
-    def open(cls, engine: Engine) -> WakeListener | None:
-        """Listen for wakes on ``engine``'s database; None if it cannot (an in-memory SQLite database).
+    def open(cls, db: Database) -> WakeListener | None:
+        """Listen for wakes on ``db``'s database; None if it cannot (an in-memory SQLite database, or a
+        PostgreSQL URL through PgBouncer without ``database.listen_url``: logged once).
 
         A PostgreSQL server that cannot be reached now is retried later (:meth:`fds`).
         """
+        engine = db.engine
         if engine.dialect.name == "postgresql":
-            url = make_url(engine.url).set(drivername="postgresql")
+            wake_url = db.wake_url
+            if wake_url is None:
+                log.warning(
+                    "the database URL goes through PgBouncer, where LISTEN cannot work, and database.listen_url "
+                    "is not set: user actions (triggers, clears, unpauses) are seen within scheduler.loop_interval"
+                )
+                return None
+            url = make_url(wake_url).set(drivername="postgresql")
             listener = cls(conninfo=url.render_as_string(hide_password=False))
             listener._connect()
             return listener

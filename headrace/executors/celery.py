@@ -69,7 +69,7 @@ class CeleryExecutor:
         self.settings = settings
         self.parallelism = settings.parallelism
         self._own_db = db is None
-        self.db = db if db is not None else Database(settings.database_url, pool_size=1)
+        self.db = db if db is not None else Database.from_settings(settings, role="executor", single_connection=True)
         self.app = make_app(settings)
         self._in_flight: set[tuple[int, int]] = set()
         self._next_sync = 0.0

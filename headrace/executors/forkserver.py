@@ -111,7 +111,8 @@ from headrace.supervisor.cgroups import (
 from headrace.supervisor.identity import process_start_time
 from headrace.supervisor.protocol import LineBuffer
 from headrace.supervisor.request import TryRequest
-from headrace.supervisor.supervise import EXIT_CLAIM_LOST, EXIT_ERROR, EXIT_RECORDED, supervise, warm_up
+from headrace.supervisor.sql_store import SqlTryStore, warm_up
+from headrace.supervisor.supervise import EXIT_CLAIM_LOST, EXIT_ERROR, EXIT_RECORDED, supervise
 
 
 class _MallInfo2(ctypes.Structure):
@@ -287,7 +288,8 @@ def _run_supervisor(settings: Settings, db: Database, request: TryRequest, close
     os.close(null)
     # The server's engine, with a fresh pool (Database notices the fork): its compiled cache is warm.
     try:
-        return supervise(settings, db, request, sweep_stale_cgroups=False)  # the server sweeps (see _reap)
+        store = SqlTryStore(settings, db)
+        return supervise(settings, store, request, sweep_stale_cgroups=False)  # the server sweeps (see _reap)
     finally:
         # SQLite: the process ends right after (os._exit) with no transaction open, which lets go of the
         # file and its locks as cleanly as a close would; closing through the pool only cost time.
@@ -335,7 +337,7 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, _ignore)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle; EOF tells us
-    db = Database(settings.database_url, pool_size=1)
+    db = Database.from_settings(settings, role="supervisor", single_connection=True)  # each fork: its own
     try:
         warm_up(db)
     except Exception as exc:  # noqa: BLE001 - only slower supervisors; they report DB trouble themselves

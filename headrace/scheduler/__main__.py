@@ -18,7 +18,7 @@ def main() -> None:
     """Run a scheduler in this process until it is told to stop."""
     settings = load_settings()
     setup_logging(settings)
-    db = Database(settings.database_url, pool_size=settings.get_int("database", "pool_size"))
+    db = Database.from_settings(settings, role="scheduler")
     check_migrated(db)
     run_scheduler(settings, db)
 

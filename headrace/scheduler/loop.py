@@ -272,7 +272,7 @@ class Scheduler:
                 if not self.lease.held or self.stop.is_set():  # stopped before it could start: the loop will not run
                     yield
                     return
-                self.wakeups = WakeListener.open(self.db.engine)
+                self.wakeups = WakeListener.open(self.db)
                 self.housekeeping = housekeeping.Housekeeping(
                     housekeeping.chores(
                         self.settings,

@@ -14,6 +14,7 @@ from headrace.config import load_settings
 from headrace.dagfiles.loader import prepare_dag_imports
 from headrace.db.engine import Database
 from headrace.supervisor.request import TryRequest
+from headrace.supervisor.sql_store import SqlTryStore
 from headrace.supervisor.supervise import supervise
 
 
@@ -34,9 +35,9 @@ def main(argv: list[str]) -> int:
         format="[%(asctime)s] {%(name)s} %(levelname)s - %(message)s",
     )
     prepare_dag_imports(settings)  # DAGs folder on sys.path, core.airflow_imports
-    db = Database(settings.database_url, pool_size=1)
+    db = Database.from_settings(settings, role="supervisor", single_connection=True)
     try:
-        return supervise(settings, db, request)
+        return supervise(settings, SqlTryStore(settings, db), request)
     finally:
         db.dispose()
 

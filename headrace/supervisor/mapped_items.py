@@ -37,7 +37,7 @@ from headrace.storage.xcoms import XComObjects
 from headrace.supervisor.protocol import GetMappedItems, MappedItems
 
 if TYPE_CHECKING:  # task_requests dispatches to this module
-    from headrace.supervisor.task_requests import TryTarget
+    from headrace.supervisor.store import TryTarget
 
 
 @dataclass

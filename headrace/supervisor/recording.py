@@ -1,17 +1,14 @@
-"""Recording a try's outcome: the one write of its end, and keeping it on local disk until the database has it.
+"""Recording a try's outcome: the one write of its end (the SQL side of :class:`~.store.TryStore.record`).
 
-:class:`Outcome` and :func:`apply` are used by the supervisor, and by the
-scheduler for an outcome a supervisor left on disk (:func:`kept`).
+:func:`apply` is used by the supervisor's SQL store, and by the scheduler for
+an outcome a supervisor left on disk (:func:`~.pending.kept`, re-exported here
+with :class:`~.pending.Outcome`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from dataclasses import asdict, dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult, bindparam, delete, insert, select, update
@@ -22,100 +19,13 @@ from headrace.db.assets import EventSource, record_asset_events
 from headrace.db.models import RenderedTaskInstanceFields, TaskReschedule, TaskTry, Trigger, UtcDateTime
 from headrace.db.transitions import end_try, set_ti_state
 from headrace.states import EndReason, TaskInstanceState
+from headrace.supervisor.pending import Outcome, forget, keep, kept, pending_dir, pending_path
+
+__all__ = ["Outcome", "apply", "forget", "keep", "kept", "pending_dir", "pending_path", "record_rendered_fields"]
 
 log = logging.getLogger(__name__)
 
 TI = TaskInstanceState
-
-
-# --- a recorded outcome, and keeping it on disk until the database has it -------------------------------------
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A try's outcome as the supervisor records it: the task instance's new state and the try row's values.
-
-    JSON-able (:meth:`to_json` / :meth:`from_json`), so it can wait on local
-    disk while the database is unreachable (:func:`keep`).
-    """
-
-    ti_id: int
-    try_number: int
-    try_row_id: int
-    state: str
-    """The task instance's new state."""
-    try_state: str
-    """The state written on the ``task_try`` row (differs from ``state`` only for ``externally_set``)."""
-    end_date: datetime
-    end_reason: str
-    next_retry_at: datetime | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    peak_rss_bytes: int | None = None
-    """Bytes."""
-    cpu_seconds: float | None = None
-    error: str | None = None
-    processes_left: int | None = None
-    """Processes of the try still running after its task process ended (see :mod:`.cgroups`)."""
-    processes_killed: int | None = None
-    """Of those, how many the supervisor killed."""
-    rendered_fields: dict[str, str] | None = None
-    """The task's rendered template fields (masked), if its process rendered them: written with the outcome."""
-    rendered_map_index: str | None = None
-    """The task's rendered ``map_index_template`` (its label), if its process sent one: written with the outcome."""
-    reschedule_date: datetime | None = None
-    """With state ``up_for_reschedule``: when the sensor's next poke is due (a ``task_reschedule`` row is
-    written with the outcome)."""
-    poke_start_date: datetime | None = None
-    """With state ``up_for_reschedule``: when this poke's try was claimed (the ``task_reschedule`` row's start)."""
-    trigger_classpath: str | None = None
-    """With state ``deferred``: the trigger's class (a ``trigger`` row is written with the outcome)."""
-    trigger_kwargs: str | None = None
-    """With state ``deferred``: the trigger's kwargs, JSON text."""
-    next_method: str | None = None
-    """With state ``deferred``: the method the task resumes in."""
-    next_kwargs: str | None = None
-    """With state ``deferred``: JSON text of that method's extra keyword arguments (None: none)."""
-    trigger_timeout: datetime | None = None
-    """With state ``deferred``: when the deferral times out (None: never)."""
-    asset_events: list[dict[str, Any]] | None = None
-    """The asset events of a successful try (its outlets): written with the success (:mod:`headrace.db.assets`)."""
-    asset_source: list[Any] | None = None
-    """``[dag_id, task_id, run_id, map_index]`` of the try's task instance: the events' source."""
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        for key in _DATES:
-            data[key] = data[key].isoformat() if data[key] is not None else None
-        return json.dumps(data)
-
-    @classmethod
-    def from_json(cls, text: str) -> Outcome:
-        """Raises ``ValueError`` (or ``KeyError``/``TypeError``) for text that is not an outcome."""
-        data = json.loads(text)
-        for key in _DATES:
-            if data.get(key) is not None:
-                data[key] = datetime.fromisoformat(data[key])
-        return cls(**data)
-
-    def try_values(self, *, end_reason: str | None = None, error: str | None = None) -> dict[str, Any]:
-        """Columns of ``task_try`` for :func:`~headrace.db.transitions.end_try`."""
-        return {
-            "state": self.try_state,
-            "end_date": self.end_date,
-            "end_reason": end_reason or self.end_reason,
-            "error": error if error is not None else self.error,
-            "exit_code": self.exit_code,
-            "signal": self.signal,
-            "peak_rss_bytes": self.peak_rss_bytes,
-            "cpu_seconds": self.cpu_seconds,
-            "processes_left": self.processes_left,
-            "processes_killed": self.processes_killed,
-        }
-
-
-_DATES = ("end_date", "next_retry_at", "reschedule_date", "poke_start_date", "trigger_timeout")
-"""The datetime fields of :class:`Outcome` (ISO 8601 in its JSON)."""
 
 
 def apply(conn: Connection | Session, outcome: Outcome) -> bool:
@@ -288,43 +198,3 @@ def record_rendered_fields(
         conn.execute(upsert, values)
     elif conn.execute(_UPDATE_RENDERED, values).rowcount == 0:  # type: ignore[attr-defined]
         conn.execute(_INSERT_RENDERED, values)
-
-
-def pending_dir(home: Path) -> Path:
-    """Where outcomes wait for the database: ``<home>/pending_outcomes``."""
-    return home / "pending_outcomes"
-
-
-def pending_path(home: Path, ti_id: int, try_number: int) -> Path:
-    """The file of one try's waiting outcome."""
-    return pending_dir(home) / f"{ti_id}-{try_number}.json"
-
-
-def keep(home: Path, outcome: Outcome) -> Path:
-    """Write ``outcome`` to its pending file (atomically: a temporary file renamed); return the path."""
-    path = pending_path(home, outcome.ti_id, outcome.try_number)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(outcome.to_json())
-    os.replace(tmp, path)
-    return path
-
-
-def kept(home: Path, ti_id: int, try_number: int) -> Outcome | None:
-    """The outcome a supervisor left on disk for this try, or None (no file, or not readable as one)."""
-    path = pending_path(home, ti_id, try_number)
-    try:
-        return Outcome.from_json(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("ignoring unreadable pending outcome %s: %s", path, exc)
-        return None
-
-
-def forget(home: Path, ti_id: int, try_number: int) -> None:
-    """Remove the try's pending file, once the database has its outcome."""
-    try:
-        pending_path(home, ti_id, try_number).unlink()
-    except FileNotFoundError:
-        pass

@@ -34,34 +34,20 @@ import signal
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
-from sqlalchemy.exc import DBAPIError
-
 from headrace.config import Settings
-from headrace.db.engine import Database
-from headrace.db.outage import is_outage, retry_through_outage
 from headrace.logs.files import open_try_log
 from headrace.states import EndReason, TaskInstanceState
-from headrace.storage.stores import Stores
 from headrace.supervisor import task_process
 from headrace.supervisor.cgroups import become_subreaper, remove_stale_cgroups
-from headrace.supervisor.claim import (
-    _CLEAR_TASK_MAP,
-    _CLEAR_XCOMS,
-    _INSERT_TRY,
-    _LOAD,
-    _claim_ti,
-    _transaction,
-    _Try,
-    claim,
-    prestart,
-)
+from headrace.supervisor.claim import _Try, claim, prestart
 from headrace.supervisor.identity import hostname
 from headrace.supervisor.limits import format_memory
 from headrace.supervisor.outcome import next_state
-from headrace.supervisor.recording import Outcome, apply, forget, keep, record_rendered_fields
+from headrace.supervisor.pending import Outcome, forget, keep
 from headrace.supervisor.request import TryRequest
 from headrace.supervisor.shipping import finish_shipping, start_shipping
-from headrace.supervisor.watch import TaskWatch, WatchResult, run_child
+from headrace.supervisor.store import TryStore
+from headrace.supervisor.watch import WatchResult, run_child
 
 log = logging.getLogger("headrace.supervisor")
 
@@ -77,8 +63,11 @@ EXIT_ERROR = 1
 # EXIT_NOT_RELEASED (4) and EXIT_NOT_CONTAINED (5), a task process's exit codes, are the claim's (.claim).
 
 
-def supervise(settings: Settings, db: Database, request: TryRequest, *, sweep_stale_cgroups: bool = True) -> int:
+def supervise(settings: Settings, store: TryStore, request: TryRequest, *, sweep_stale_cgroups: bool = True) -> int:
     """Run the try named by ``request`` and record its outcome; return the exit code.
+
+    Every read and write of the metadata goes through ``store`` (:class:`~.store.TryStore`; on the
+    database: :class:`~.sql_store.SqlTryStore`).
 
     ``EXIT_RECORDED`` (0) when the try ran and its outcome is in the DB,
     ``EXIT_CLAIM_LOST`` (2) when the try was not ``queued`` with this
@@ -102,11 +91,9 @@ def supervise(settings: Settings, db: Database, request: TryRequest, *, sweep_st
             signal.signal(signal.SIGTERM, previous)
             raise
         try:
-            current = retry_through_outage(
-                lambda: claim(settings, db, request, task),
-                tolerance=settings.get_float("database", "outage_tolerance"),
+            current = store.retry(
+                lambda: claim(settings, store, request, task),
                 what=f"claiming try {request.try_number} of {request.dag_id}.{request.task_id}",
-                log=log,
             )
         except BaseException:
             task.cancel()
@@ -124,7 +111,7 @@ def supervise(settings: Settings, db: Database, request: TryRequest, *, sweep_st
                 request.run_id,
             )
             return EXIT_CLAIM_LOST
-        shipper = start_shipping(settings, current.stores or Stores(settings, db), current)
+        shipper = start_shipping(settings, current.stores or store.stores(), current)
         try:
             result = _run(current, stop)
         except Exception as exc:  # noqa: BLE001 - record the failure, then report it by exit code
@@ -137,7 +124,7 @@ def supervise(settings: Settings, db: Database, request: TryRequest, *, sweep_st
             )
             try:
                 _end_leftovers(current)  # the watch failed before its own final kill
-                _record(settings, db, current, result)
+                _record(settings, store, current, result)
             finally:
                 current.close_log()
                 finish_shipping(settings, current, shipper)
@@ -145,8 +132,8 @@ def supervise(settings: Settings, db: Database, request: TryRequest, *, sweep_st
     finally:
         signal.signal(signal.SIGTERM, previous)
     try:
-        state = _record(settings, db, current, result)
-        _outside_callbacks(settings, db, current, result, state)
+        state = _record(settings, store, current, result)
+        _outside_callbacks(settings, current, result, state)
     finally:
         current.close_log()
         finish_shipping(settings, current, shipper)
@@ -197,7 +184,7 @@ def _run(current: _Try, stop: _StopFlag) -> WatchResult:
     return result
 
 
-def _record(settings: Settings, db: Database, current: _Try, result: WatchResult) -> TaskInstanceState:
+def _record(settings: Settings, store: TryStore, current: _Try, result: WatchResult) -> TaskInstanceState:
     """Write the outcome: ``task_try`` and the TI's state in one transaction; return the TI's new state."""
     request = current.request
     now = datetime.now(UTC)
@@ -252,7 +239,7 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
         asset_events=current.watch.asset_events if current.watch is not None else None,
         asset_source=[current.target.dag_id, current.target.task_id, current.target.run_id, current.target.map_index],
     )
-    won = _write_outcome(settings, db, current, outcome)
+    won = _write_outcome(settings, store, current, outcome)
     summary = _summary(result)
     current.say(
         f"try {request.try_number} ended: {state.value} ({result.end_reason.value}); {summary}"
@@ -269,7 +256,7 @@ def _record(settings: Settings, db: Database, current: _Try, result: WatchResult
     return state
 
 
-def _write_outcome(settings: Settings, db: Database, current: _Try, outcome: Outcome) -> bool:
+def _write_outcome(settings: Settings, store: TryStore, current: _Try, outcome: Outcome) -> bool:
     """Record ``outcome`` in one transaction, riding out a database outage; return whether the TI took it.
 
     The first attempt costs nothing extra. If it fails because the database
@@ -281,13 +268,12 @@ def _write_outcome(settings: Settings, db: Database, current: _Try, outcome: Out
     """
 
     def attempt() -> bool:
-        with _transaction(db) as conn:
-            return apply(conn, outcome)
+        return store.record(outcome)
 
     try:
         return attempt()
     except Exception as exc:
-        if not is_outage(exc):
+        if not store.is_unavailable(exc):
             raise
         path = keep(settings.home, outcome)
         current.say(
@@ -295,82 +281,10 @@ def _write_outcome(settings: Settings, db: Database, current: _Try, outcome: Out
             f"{settings.get_float('database', 'outage_tolerance'):g} s",
             "WARNING",
         )
-    won = retry_through_outage(
-        attempt,
-        tolerance=settings.get_float("database", "outage_tolerance"),
-        what=f"recording try {outcome.try_number} of task instance {outcome.ti_id}",
-        log=log,
-    )
+    won = store.retry(attempt, what=f"recording try {outcome.try_number} of task instance {outcome.ti_id}")
     forget(settings.home, outcome.ti_id, outcome.try_number)
     current.say("the database is back; outcome recorded")
     return won
-
-
-def warm_up(db: Database) -> None:
-    """Run the hot path's statements once against no row, in a transaction rolled back.
-
-    The fork server calls it before forking, so every supervisor inherits an
-    engine whose compiled cache already holds them (see ``Database``).
-    """
-    now = datetime.now(UTC)
-
-    class _Rollback(Exception):
-        pass
-
-    try:
-        with _transaction(db) as conn:
-            _claim_ti(conn, -1, 1, now)
-            conn.execute(_LOAD, {"ti_id": -1}).all()
-            try:
-                with conn.begin_nested():  # no such task instance: the foreign key refuses it, once compiled
-                    conn.execute(
-                        _INSERT_TRY,
-                        {
-                            "ti_id": -1,
-                            "dag_id": "-",
-                            "run_id": "-",
-                            "task_id": "-",
-                            "try_number": 1,
-                            "state": TI.RUNNING.value,
-                            "hostname": "-",
-                            "supervisor_pid": 0,
-                            "supervisor_start_time": 0.0,
-                            "pid": 0,
-                            "process_start_time": 0.0,
-                            "start_date": now,
-                            "log_path": "-",
-                            "containment": None,
-                            "map_index": -1,
-                        },
-                    )
-            except DBAPIError:
-                pass
-            conn.execute(_CLEAR_XCOMS, {"dag_run_pk": -1, "task_id": "-", "map_index": -1})
-            conn.execute(_CLEAR_TASK_MAP, {"dag_run_pk": -1, "task_id": "-", "map_index": -1})
-            apply(
-                conn,
-                Outcome(
-                    ti_id=-1,
-                    try_number=1,
-                    try_row_id=-1,
-                    state="success",
-                    try_state="success",
-                    end_date=now,
-                    end_reason="success",
-                    exit_code=0,
-                    peak_rss_bytes=0,
-                    cpu_seconds=0.0,
-                ),
-            )
-            TaskWatch.heartbeat_statement(conn, -1, -1, 1)
-            try:
-                with conn.begin_nested():  # no such task instance: the insert is refused, once compiled
-                    record_rendered_fields(conn, -1, 1, {}, now)
-            except DBAPIError:
-                pass
-            raise _Rollback
-    except _Rollback:
-        pass
 
 
 def _summary(result: WatchResult) -> str:
@@ -380,9 +294,7 @@ def _summary(result: WatchResult) -> str:
     return f"{how}, peak RSS {peak}, CPU {cpu}"
 
 
-def _outside_callbacks(
-    settings: Settings, db: Database, current: _Try, result: WatchResult, state: TaskInstanceState
-) -> None:
+def _outside_callbacks(settings: Settings, current: _Try, result: WatchResult, state: TaskInstanceState) -> None:
     """Run the task's retry/failure callbacks when the supervisor, not the task, decided the outcome."""
     if result.end_reason not in (EndReason.MEMORY_LIMIT_EXCEEDED, EndReason.TIMEOUT, EndReason.KILLED):
         return

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,22 +56,9 @@ from headrace.supervisor.protocol import (
     XComValue,
     dumps_value_list,
 )
+from headrace.supervisor.store import TryTarget
 
 log = logging.getLogger("headrace.supervisor")
-
-
-@dataclass(frozen=True)
-class TryTarget:
-    """The task instance a supervisor serves requests for."""
-
-    ti_id: int
-    dag_run_pk: int
-    """``dag_run.id`` of the TI's run."""
-    dag_id: str
-    run_id: str
-    task_id: str
-    map_index: int = -1
-    """The task instance's map index (-1: not mapped)."""
 
 
 def _same(text: str) -> str:

@@ -25,18 +25,10 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, exists, update
-from sqlalchemy import select as sql_select
-
-from headrace.crypto import Encryptor
-from headrace.db.engine import Database
-from headrace.db.models import TaskInstance, TaskTry
-from headrace.db.outage import one_line
-from headrace.states import EndReason, TaskInstanceState
-from headrace.storage.xcoms import XComObjects
+from headrace.states import EndReason
 from headrace.supervisor.cgroups import Containment, Leftovers
 from headrace.supervisor.fencing import die_with_parent
 from headrace.supervisor.limits import ChildUsage, Limits, ProcessTree, TreeSample
@@ -53,25 +45,9 @@ from headrace.supervisor.protocol import (
     encode,
     is_notification,
 )
-from headrace.supervisor.task_requests import TryTarget, handle
+from headrace.supervisor.store import TryStore, TryTarget, one_line
 
 log = logging.getLogger("headrace.supervisor")
-
-# The heartbeat and the "is this try still the running one?" check in one statement: it touches the
-# try row only while the task instance is running this try, so rowcount 0 means someone else ended it.
-_HEARTBEAT = (
-    update(TaskTry)
-    .where(
-        TaskTry.id == bindparam("row_id"),
-        exists().where(
-            TaskInstance.id == bindparam("ti_id"),
-            TaskInstance.state == TaskInstanceState.RUNNING.value,
-            TaskInstance.try_number == bindparam("running_try"),
-        ),
-    )
-    .values(heartbeat_at=bindparam("now"))
-)
-_TI_STATE = sql_select(TaskInstance.state, TaskInstance.try_number).where(TaskInstance.id == bindparam("ti_id"))
 
 
 class Gate:
@@ -302,7 +278,7 @@ class TaskWatch:
     def __init__(
         self,
         *,
-        db: Database,
+        store: TryStore,
         target: TryTarget,
         try_row_id: int,
         limits: Limits,
@@ -310,19 +286,13 @@ class TaskWatch:
         poll_interval: float,
         heartbeat_interval: float,
         kill_grace_period: float,
-        xcom_max_size: int,
         stop_requested: Callable[[], bool],
         try_number: int,
-        encryptor: Callable[[], Encryptor],
-        outage_tolerance: float = 0.0,
         self_fence_after: float | None = None,
         containment: Containment | None = None,
-        run_id_pattern: str | None = None,
-        xcoms: XComObjects | None = None,
     ) -> None:
-        self.db = db
-        self.xcoms = xcoms
-        """The object store of large XCom values (``core.xcom_objectstorage_*``; None: off)."""
+        self.store = store
+        """Where heartbeats go and the task's requests are answered (:class:`~.store.TryStore`)."""
         self.containment = containment
         """The try's processes beyond its tree (:mod:`.cgroups`); None: the process tree only."""
         self.output: Output | None = None
@@ -336,18 +306,12 @@ class TaskWatch:
         self.target = target
         self.try_row_id = try_row_id
         self.try_number = try_number
-        self.encryptor = encryptor
         self.limits = limits
         self.say = say
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.kill_grace_period = kill_grace_period
-        self.xcom_max_size = xcom_max_size
         self.stop_requested = stop_requested
-        self.outage_tolerance = outage_tolerance
-        self.run_id_pattern = run_id_pattern
-        """``scheduler.allowed_run_id_pattern``: a run_id the task asks to trigger must match it."""
-        """Seconds a request is retried while the database is unreachable."""
         self._outage = False
         """The last heartbeat failed (logged once per outage)."""
         self.self_fence_after = self_fence_after
@@ -387,19 +351,7 @@ class TaskWatch:
             self.asset_events = list(message.events)
             self._send(sock, Ack())
             return None
-        self._send(
-            sock,
-            handle(
-                self.db,
-                self.target,
-                message,
-                self.xcom_max_size,
-                self.encryptor,
-                outage_tolerance=self.outage_tolerance,
-                run_id_pattern=self.run_id_pattern,
-                xcoms=self.xcoms,
-            ),
-        )
+        self._send(sock, self.store.answer(self.target, message))
         return None
 
     @staticmethod
@@ -409,32 +361,11 @@ class TaskWatch:
         except OSError:  # the task process is gone; its exit tells the rest
             pass
 
-    @staticmethod
-    def heartbeat_statement(conn: Connection, try_row_id: int, ti_id: int, try_number: int) -> bool:
-        """``task_try.heartbeat_at = now`` for row ``try_row_id`` if TI ``ti_id`` is running ``try_number``.
-
-        Returns False when it is not (nothing was written): someone else ended the try.
-        """
-        result = conn.execute(
-            _HEARTBEAT,
-            {
-                "row_id": try_row_id,
-                "now": datetime.now(UTC),
-                "ti_id": ti_id,
-                "running_try": try_number,
-            },
-        )
-        return bool(result.rowcount)
-
     def _heartbeat(self) -> tuple[str, int] | None:
         """Heartbeat; return ``(state, try_number)`` of the task instance if it no longer runs this try."""
         try:
-            with self.db.engine.begin() as conn:
-                beat = self.heartbeat_statement(conn, self.try_row_id, self.target.ti_id, self.try_number)
-                row = None if beat else conn.execute(_TI_STATE, {"ti_id": self.target.ti_id}).one_or_none()
+            changed = self.store.heartbeat(self.target, self.try_row_id, self.try_number)
             self._last_beat_ok = time.monotonic()
-            if beat:
-                return None
         except Exception as exc:  # noqa: BLE001 - a DB hiccup must not kill the try; the next beat retries
             if not self._outage:
                 log.warning(
@@ -448,12 +379,7 @@ class TaskWatch:
         if self._outage:
             self._outage = False
             log.warning("heartbeat of task_try %d works again", self.try_row_id)
-        if row is None:
-            return ("deleted", self.try_number)
-        state, try_number = str(row[0]), int(row[1])
-        if state == TaskInstanceState.RUNNING.value and try_number == self.try_number:
-            return None  # the try row itself is missing; nothing a user did
-        return state, try_number
+        return changed
 
     def wait(self, sock: socket.socket) -> WatchResult:
         """Serve and watch until the task process exits; reap it and return how the try ended.

@@ -14,6 +14,7 @@ from headrace.scheduler.user_actions import clear_task_instances
 from headrace.states import TaskInstanceState as TI
 from tests.api.conftest import ClientAs, FinishedRun
 from tests.integration.helpers import run_scheduler_until_done, tries_per_ti
+from tests.pgbouncer import WITH_PGBOUNCER
 
 RUN = "/api/v1/dags/demo/dagRuns/{run_id}"
 
@@ -60,6 +61,7 @@ def test_list_and_get(api: TestClient, client_as: ClientAs, anon: TestClient, fi
     assert anon.get(_url(finished_run, "/taskInstances/extract")).status_code == 401
 
 
+@WITH_PGBOUNCER
 def test_clear_failed_then_the_scheduler_runs_them_again(
     api: TestClient, client_as: ClientAs, db: Database, finished_run: FinishedRun
 ) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from headrace.db import wakeup
 from headrace.db.engine import Database
 from headrace.db.wakeup import WakeListener, notify_scheduler, send_wake, socket_address
+from tests.pgbouncer import through_pgbouncer
 
 WAIT = 10.0
 """Longest a test waits for a wake that must come (it comes in milliseconds)."""
@@ -24,7 +25,7 @@ QUIET = 0.3
 
 @pytest.fixture
 def listener(db: Database) -> Iterator[WakeListener]:
-    opened = WakeListener.open(db.engine)
+    opened = WakeListener.open(db)
     assert opened is not None
     yield opened
     opened.close()
@@ -74,8 +75,8 @@ def test_notify_without_a_scheduler_never_fails(db: Database) -> None:
 
 def test_a_new_scheduler_replaces_a_stale_socket_and_the_old_one_leaves_it(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'headrace.db'}")
-    first = WakeListener.open(db.engine)
-    second = WakeListener.open(db.engine)  # the lease moved on while the first still ran
+    first = WakeListener.open(db)
+    second = WakeListener.open(db)  # the lease moved on while the first still ran
     assert first is not None and second is not None
     first.close()  # must not remove the second's socket
     with db.session() as session:
@@ -90,7 +91,7 @@ def test_a_file_that_is_not_a_socket_is_left_alone(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'headrace.db'}")
     precious = Path(socket_address(str(tmp_path / "headrace.db")))
     precious.write_text("not ours")
-    assert WakeListener.open(db.engine) is None  # no wake-ups; the loop_interval still applies
+    assert WakeListener.open(db) is None  # no wake-ups; the loop_interval still applies
     assert precious.read_text() == "not ours"
     with db.session() as session:
         notify_scheduler(session)
@@ -103,7 +104,7 @@ def test_a_path_too_long_for_a_socket_uses_the_abstract_namespace(tmp_path: Path
     address = socket_address(str(deep / "headrace.db"))
     assert address.startswith("\0")
     db = Database(f"sqlite:///{deep / 'headrace.db'}")
-    opened = WakeListener.open(db.engine)
+    opened = WakeListener.open(db)
     assert opened is not None
     with db.session() as session:
         notify_scheduler(session)
@@ -114,7 +115,7 @@ def test_a_path_too_long_for_a_socket_uses_the_abstract_namespace(tmp_path: Path
 
 def test_a_postgresql_listener_reconnects_after_losing_its_connection(pg_url: str) -> None:
     db = Database(pg_url)
-    listener = WakeListener.open(db.engine)
+    listener = WakeListener.open(db)
     assert listener is not None
     url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url, autocommit=True) as admin:
@@ -133,3 +134,25 @@ def test_a_postgresql_listener_reconnects_after_losing_its_connection(pg_url: st
     assert woken(listener, WAIT)
     listener.close()
     db.dispose()
+
+
+def test_through_pgbouncer_the_scheduler_listens_on_listen_url(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """NOTIFY works through PgBouncer in transaction mode, LISTEN does not: the listener takes the direct
+    ``listen_url``; without one it says so and there is no listener (the loop_interval still applies)."""
+    pooled = through_pgbouncer(pg_url)
+    alone = Database(pooled)
+    with caplog.at_level("WARNING", logger=wakeup.__name__):
+        assert WakeListener.open(alone) is None
+    assert "database.listen_url is not set" in caplog.text
+    alone.dispose()
+
+    db = Database(pooled, listen_url=pg_url)
+    listener = WakeListener.open(db)
+    assert listener is not None
+    try:
+        with db.session() as session:  # written through PgBouncer
+            notify_scheduler(session)
+        assert woken(listener, WAIT)
+    finally:
+        listener.close()
+        db.dispose()

@@ -9,10 +9,16 @@ and each test a fresh, migrated database on it (``private_pg_url``).
 ``settings`` / ``db`` of ``tests/conftest.py``: tests that take them run once
 on SQLite (``[sqlite]``) and once on the private cluster (``[postgresql]``);
 ``fault_backend`` says which, ``fault_pg`` gives the cluster (None on SQLite).
+
+``pg_fault_lock``: tests that stop or restart PostgreSQL (or hold the database
+away otherwise) take it, so that two of them never run at once on this machine
+— not in two xdist workers, not in two test sessions: their timing-sensitive
+outages would overlap on the same CPUs.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -25,7 +31,18 @@ import pytest
 from headrace.config import Settings, load_settings
 from headrace.db.engine import Database
 from headrace.db.migrate import migrate
-from tests.faults.pgcluster import PgCluster
+from tests.faults.pgcluster import PG_FAULT_LOCK, PgCluster
+
+
+@pytest.fixture
+def pg_fault_lock() -> Iterator[None]:
+    """Hold an exclusive ``flock`` on :data:`PG_FAULT_LOCK` for the test (waiting for any other holder)."""
+    with PG_FAULT_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,9 @@ PG_OS_USER = "postgres"
 
 _ADDRESS = "127.0.0.1"
 
+PG_FAULT_LOCK = Path("/tmp/headrace-pg-fault.lock")
+"""The inter-process lock the tests that take PostgreSQL away hold meanwhile (the ``pg_fault_lock`` fixture)."""
+
 
 def find_bindir() -> Path:
     """The directory of the PostgreSQL server binaries (``initdb``, ``pg_ctl``, ...).

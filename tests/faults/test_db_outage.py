@@ -8,7 +8,11 @@ lock held for 45 s (the busy timeout is 30 s). Tasks that end during the
 outage keep their outcome until the database is back; the scheduler waits
 and reconnects. Both runs must succeed (a lost outcome would become a
 zombie, and with ``retries=0`` a failed run) and every task's code must have
-run to its end exactly once.
+run to its end exactly once. The same fast restart happens with the scheduler
+and its supervisors connected through PgBouncer in transaction mode.
+
+Every test here that takes PostgreSQL away holds ``pg_fault_lock`` meanwhile: no two such outages overlap
+on this machine.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from headrace.config import Settings
 from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.scheduler.runs import trigger_dag
+from tests.pgbouncer import PgBouncerProcess
 
 from .pgcluster import PgCluster
 from .scenario import FAULT, count, counting_dag, finished, run_states, start_scheduler, stop_scheduler, try_rows
@@ -70,10 +75,15 @@ def run_through(settings: Settings, db: Database, tmp_path: Path, outage: Callab
 
 
 def test_postgresql_fast_restart_mid_run(
-    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path
+    fault_settings: Settings,
+    fault_db: Database,
+    fault_pg: PgCluster | None,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     if fault_pg is None:
         pytest.skip("a PostgreSQL restart (SQLite's outage is a held lock: test_sqlite_lock_held_45_s)")
+    request.getfixturevalue("pg_fault_lock")  # no other outage on this machine meanwhile
     settings = fault_settings.with_overrides(FAULT)
 
     started: list[object] = []
@@ -97,12 +107,48 @@ def test_postgresql_fast_restart_mid_run(
     assert started[1] != started[0]
 
 
+@pytest.mark.parametrize("fault_backend", ["postgresql"], indirect=True)
+def test_postgresql_restart_through_pgbouncer_mid_run(
+    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path, pg_fault_lock: None
+) -> None:
+    """The scheduler and every supervisor reach the database through PgBouncer (transaction mode,
+    ``?pgbouncer=true``); PostgreSQL is stopped for 3 s behind it and started again. PgBouncer stays up:
+    its clients see their transactions fail or wait, retry with backoff, and the runs finish."""
+    assert fault_pg is not None
+    bouncer = PgBouncerProcess(fault_pg.base_dir, fault_pg.port)
+    bouncer.start()
+    try:
+        dbname = fault_db.engine.url.database
+        assert dbname
+        settings = fault_settings.with_overrides(
+            {**FAULT, "database": {**FAULT["database"], "url": bouncer.url(dbname)}}
+        )
+
+        def restart_behind_pgbouncer() -> None:
+            fault_pg.stop("fast")
+            time.sleep(3)  # tasks end meanwhile; their supervisors keep the outcome until it is back
+            fault_pg.start()
+
+        text = run_through(settings, fault_db, tmp_path, restart_behind_pgbouncer)
+        assert "through PgBouncer" in text  # the scheduler said it polls: no listen_url
+        assert f"login attempt: db={dbname}" in bouncer.log()  # the scheduler and supervisors came through it
+        # Supervisors heartbeat every 0.5 s: during the 3 s some failed, through PgBouncer, and went on.
+        assert "heartbeat of task_try" in text and "the database is back" in text, text[-4000:]
+    finally:
+        bouncer.stop()
+
+
 @pytest.mark.timeout(300)
 def test_postgresql_stopped_60_s_mid_run(
-    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path
+    fault_settings: Settings,
+    fault_db: Database,
+    fault_pg: PgCluster | None,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     if fault_pg is None:
         pytest.skip("a PostgreSQL stop (SQLite's outage is a held lock: test_sqlite_lock_held_45_s)")
+    request.getfixturevalue("pg_fault_lock")  # no other outage on this machine meanwhile
     settings = fault_settings.with_overrides(FAULT)
 
     def stop_60_s() -> None:
@@ -147,13 +193,18 @@ def test_sqlite_lock_held_45_s(
 
 
 def test_a_supervisor_cut_off_from_the_database_stops_its_task(
-    fault_settings: Settings, fault_db: Database, fault_pg: PgCluster | None, tmp_path: Path
+    fault_settings: Settings,
+    fault_db: Database,
+    fault_pg: PgCluster | None,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     """A scheduler on another host would retry a try whose heartbeat is older than
     ``task_instance_heartbeat_timeout``: a supervisor that cannot heartbeat for 0.8 of it kills its task,
     and records the try when the database is back, so the two never run at once."""
     if fault_pg is None:
         pytest.skip("needs a database that refuses connections at once (SQLite's lock blocks for the busy timeout)")
+    request.getfixturevalue("pg_fault_lock")  # no other outage on this machine meanwhile
     settings = fault_settings.with_overrides(
         {**FAULT, "scheduler": {**FAULT["scheduler"], "task_instance_heartbeat_timeout": 3}}
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import Pool
-from tests.faults.pgcluster import PgCluster
+from tests.faults.pgcluster import PG_FAULT_LOCK, PgCluster
 
 
 def test_cluster_is_private_and_ready(pg_cluster: PgCluster) -> None:
@@ -102,3 +104,16 @@ def test_start_failure_is_clear(pg_cluster: PgCluster) -> None:
     finally:
         other.destroy()
     assert not base.exists()
+
+
+def test_pg_fault_lock_keeps_other_processes_out(pg_fault_lock: None) -> None:
+    """While a test holds ``pg_fault_lock``, another process (another xdist worker, another session) cannot."""
+    probe = (
+        "import fcntl, sys\n"
+        f"f = open({str(PG_FAULT_LOCK)!r}, 'a')\n"
+        "try:\n"
+        "    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n"
+        "    sys.exit(3)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", probe], timeout=30).returncode == 3

@@ -17,6 +17,7 @@ from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry, Trigger, TriggererJob, XCom
 from headrace.testing import run_scheduler_until
+from tests.pgbouncer import WITH_PGBOUNCER
 from tests.waiting import wait_until
 
 from .helpers import (
@@ -93,6 +94,7 @@ def _xcom(db: Database, task_id: str, key: str) -> str | None:
         return session.scalar(select(XCom.value).where(XCom.task_id == task_id, XCom.key == key))
 
 
+@WITH_PGBOUNCER
 def test_defer_resumes_with_the_event_in_the_same_try_and_frees_the_slot(
     settings: Settings, db: Database, start_triggerer: Callable[[], subprocess.Popen[bytes]]
 ) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from headrace.config import Settings
 from headrace.db.engine import Database
+from tests.pgbouncer import WITH_PGBOUNCER
 
 from .helpers import FAST, parse_and_trigger, run_scheduler_until_done, run_states, ti_states, tries_per_ti, write_dag
 
 
+@WITH_PGBOUNCER
 def test_dag_file_runs_to_success(settings: Settings, db: Database) -> None:
     settings = settings.with_overrides(FAST)
     write_dag(
@@ -37,6 +39,7 @@ def test_dag_file_runs_to_success(settings: Settings, db: Database) -> None:
     assert tries_per_ti(db) == {"extract": [1], "total": [1], "echo": [1]}
 
 
+@WITH_PGBOUNCER
 def test_retry_then_success(settings: Settings, db: Database) -> None:
     settings = settings.with_overrides(FAST)
     write_dag(
@@ -76,6 +79,7 @@ RULES = {
 }
 
 
+@WITH_PGBOUNCER
 def test_every_trigger_rule(settings: Settings, db: Database) -> None:
     settings = settings.with_overrides(FAST)
     write_dag(

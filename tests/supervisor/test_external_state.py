@@ -11,7 +11,7 @@ from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.transitions import set_ti_state
 from headrace.states import TaskInstanceState as TI
-from headrace.supervisor.supervise import warm_up
+from headrace.supervisor.sql_store import warm_up
 from tests.supervisor.tryrows import fork_supervisor, make_try, ti_row, try_row, wait_exit, write_dag
 from tests.waiting import wait_until
 

@@ -18,7 +18,7 @@ from headrace.db.engine import Database
 from headrace.db.models import TaskMap, XCom
 from headrace.supervisor.mapped_items import get_mapped_items, split_map_index
 from headrace.supervisor.protocol import GetMappedItems
-from headrace.supervisor.task_requests import TryTarget
+from headrace.supervisor.store import TryTarget
 
 from .tryrows import create_run, write_dag
 

@@ -7,13 +7,13 @@ import socket
 from pathlib import Path
 
 from headrace.config import Settings
-from headrace.crypto import Encryptor
 from headrace.db.engine import Database
 from headrace.logs.files import try_log_path
 from headrace.supervisor.cgroups import CGROUP_PREFIX, hierarchy_in_use
 from headrace.supervisor.limits import Limits
 from headrace.supervisor.protocol import SetRenderedFields, encode
-from headrace.supervisor.task_requests import TryTarget
+from headrace.supervisor.sql_store import SqlTryStore
+from headrace.supervisor.store import TryTarget
 from headrace.supervisor.watch import Gate, TaskWatch, fork_child
 from tests.supervisor.tryrows import create_run, make_try, queue_try, run_supervisor, ti_row, write_dag, xcom_value
 
@@ -99,14 +99,10 @@ def test_a_pull_after_the_rendered_fields_gets_its_own_answer(db: Database, sett
     assert out.read_text() == "3 42"
 
 
-def _no_encryptor() -> Encryptor:
-    raise AssertionError("no request here reads a secret")
-
-
-def test_the_watch_answers_no_notification_not_even_a_broken_one(db: Database) -> None:
+def test_the_watch_answers_no_notification_not_even_a_broken_one(settings: Settings, db: Database) -> None:
     mine, theirs = socket.socketpair()
     watch = TaskWatch(
-        db=db,
+        store=SqlTryStore(settings, db),
         target=TryTarget(ti_id=1, dag_run_pk=1, dag_id="d", run_id="r", task_id="t", map_index=-1),
         try_row_id=1,
         limits=Limits(),
@@ -114,10 +110,8 @@ def test_the_watch_answers_no_notification_not_even_a_broken_one(db: Database) -
         poll_interval=1.0,
         heartbeat_interval=1.0,
         kill_grace_period=1.0,
-        xcom_max_size=1000,
         stop_requested=lambda: False,
         try_number=1,
-        encryptor=_no_encryptor,
     )
     assert watch._answer(mine, encode(SetRenderedFields(try_number=1, fields={"a": "b"})).rstrip(b"\n")) is None
     assert watch.rendered_fields == {"a": "b"}

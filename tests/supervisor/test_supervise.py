@@ -11,6 +11,7 @@ from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance
 from headrace.logs.files import try_log_path
+from tests.pgbouncer import WITH_PGBOUNCER
 from tests.supervisor.tryrows import (
     create_run,
     fork_supervisor,
@@ -26,6 +27,7 @@ from tests.supervisor.tryrows import (
 )
 
 
+@WITH_PGBOUNCER
 def test_success_pushes_and_pulls_xcom(db: Database, settings: Settings, tmp_path: Path) -> None:
     out = tmp_path / "pulled.json"
     dag_file = write_dag(
@@ -203,6 +205,7 @@ def test_execution_timeout(db: Database, settings: Settings, tmp_path: Path) -> 
     assert "task stopped: received signal SIGTERM" in log
 
 
+@WITH_PGBOUNCER
 def test_two_supervisors_race_only_one_runs(db: Database, settings: Settings, tmp_path: Path) -> None:
     ran = tmp_path / "ran.txt"
     dag_file = write_dag(

@@ -21,6 +21,7 @@ from headrace.dagfiles.serialization import dag_hash, serialize_dag
 from headrace.db.engine import Database
 from headrace.db.models import DagRun, DagVersion, TaskInstance, TaskTry, XCom
 from headrace.supervisor.request import TryRequest
+from headrace.supervisor.sql_store import SqlTryStore
 from headrace.supervisor.supervise import supervise
 
 HEADER = """
@@ -119,7 +120,8 @@ def fork_supervisor(settings: Settings, request: TryRequest) -> int:
     if pid == 0:
         code = 1
         try:
-            code = supervise(settings, Database(settings.database_url, pool_size=1), request)
+            db = Database.from_settings(settings, role="supervisor", single_connection=True)
+            code = supervise(settings, SqlTryStore(settings, db), request)
         finally:
             os._exit(code)
     return pid
