@@ -368,7 +368,8 @@ SPEC: dict[str, dict[str, Option]] = {
             str,
             _const('{"visibility_timeout": 21600}'),
             "JSON object of kombu transport options (Redis: visibility_timeout, seconds before an "
-            "unacknowledged message is delivered again).",
+            "unacknowledged message is delivered again; socket_timeout and socket_connect_timeout default to "
+            "celery.operation_timeout, socket_keepalive to true).",
             check=_json_object,
         ),
         "operation_timeout": Option(

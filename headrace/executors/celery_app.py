@@ -34,13 +34,33 @@ AUTHORING_DEFAULT_QUEUE = "default"
 """The ``queue`` of a task that names none (``BaseOperator(queue="default")``, Airflow's)."""
 
 
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+"""Broker URL schemes served by kombu's Redis transport."""
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's transport options: ``celery.broker_transport_options``, and on Redis the socket timeouts.
+
+    On Redis, ``socket_timeout`` and ``socket_connect_timeout`` default to ``celery.operation_timeout``
+    (seconds) and ``socket_keepalive`` to true: without them redis-py waits forever on a Redis that accepted
+    the connection but never answers, and the scheduler's publish with it. Options given win.
+    """
+    section = "celery"
+    options: dict[str, Any] = json.loads(settings.get_str(section, "broker_transport_options"))
+    scheme = settings.get_str(section, "broker_url").partition("://")[0].lower()
+    if scheme in REDIS_SCHEMES:
+        timeout = settings.get_float(section, "operation_timeout")
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "socket_keepalive": True, **options}
+    return options
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings (its own lower-case names) from the ``[celery]`` section."""
     section = "celery"
     timeout = settings.get_float(section, "operation_timeout")
     return {
         "broker_url": settings.get_str(section, "broker_url"),
-        "broker_transport_options": json.loads(settings.get_str(section, "broker_transport_options")),
+        "broker_transport_options": transport_options(settings),
         "broker_connection_timeout": timeout,
         "broker_connection_retry_on_startup": True,
         "result_backend": None,
@@ -81,8 +101,8 @@ def task_id(request: TryRequest) -> str:
 
 
 def send_try(app: Celery, settings: Settings, request: TryRequest) -> None:
-    """Publish ``request``'s message. Raises what kombu raises when the broker cannot be reached in
-    ``celery.operation_timeout`` (with two quick retries)."""
+    """Publish ``request``'s message. Raises what kombu raises when the broker cannot be reached, or (Redis)
+    does not answer, within ``celery.operation_timeout`` per attempt (three attempts, two quick retries)."""
     app.send_task(
         TASK_NAME,
         args=[request.to_json()],
@@ -94,10 +114,12 @@ def send_try(app: Celery, settings: Settings, request: TryRequest) -> None:
 
 __all__ = [
     "AUTHORING_DEFAULT_QUEUE",
+    "REDIS_SCHEMES",
     "TASK_NAME",
     "celery_config",
     "celery_queue",
     "make_app",
     "send_try",
     "task_id",
+    "transport_options",
 ]
