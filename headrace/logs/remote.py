@@ -16,7 +16,9 @@ the same try number, possibly on another host: if the remote log holds more than
 the resumed try opened it, the remote content is kept in front of what this supervisor ships.
 
 Readers (:func:`read_log_bytes`) read the local file when it exists (it is the freshest), else the remote
-object, by byte range: a log stays readable after its worker's disk is gone.
+object, by byte range: a log stays readable after its worker's disk is gone. The remote object wins over a
+local file that is shorter than it (a stub: lines another process appended here, the rest shipped from
+elsewhere), and over any local file when the caller knows the try ran on another host.
 """
 
 from __future__ import annotations
@@ -164,12 +166,37 @@ class LogShipper:
         return self.store.read(self.key)
 
 
-def read_log_bytes(local: Path, store: ObjectStore | None, key: str, offset: int, max_bytes: int | None) -> bytes:
+def read_log_bytes(
+    local: Path,
+    store: ObjectStore | None,
+    key: str,
+    offset: int,
+    max_bytes: int | None,
+    *,
+    prefer_remote: bool = False,
+) -> bytes:
     """Bytes of a try's log from ``offset`` (at most ``max_bytes``): the local file if it exists, else the remote
-    object (``store`` None: local only). A log found nowhere, or an offset at or past its end, reads as nothing.
+    object (``store`` None: local only). The remote object is read instead of a local file that is shorter than
+    it, or of any local file with ``prefer_remote`` (the try ran on another host). A log found nowhere, or an
+    offset at or past its end, reads as nothing.
 
-    Raises ``OSError`` (or the storage library's error) when the local file is gone and the store cannot be read.
+    Raises ``OSError`` (or the storage library's error) when the local file is gone and the store cannot be read;
+    with a local file, a store that cannot be read is logged and the local file read.
     """
+    try:
+        local_size: int | None = local.stat().st_size
+    except FileNotFoundError:
+        local_size = None
+    if store is not None and local_size is not None:
+        try:
+            remote_size = store.size(key)
+        except Exception as exc:  # noqa: BLE001 - whatever the storage library raises: the local file will do
+            log.warning(
+                "reading %s locally: %s cannot be read: %s: %s", local, store.url_of(key), type(exc).__name__, exc
+            )
+            remote_size = None
+        if remote_size is not None and (prefer_remote or remote_size > local_size):
+            return _read_remote(store, key, remote_size, offset, max_bytes)
     try:
         with open(local, "rb") as f:
             if offset >= os.fstat(f.fileno()).st_size:
@@ -181,7 +208,13 @@ def read_log_bytes(local: Path, store: ObjectStore | None, key: str, offset: int
     if store is None:
         return b""
     size = store.size(key)
-    if size is None or offset >= size:
+    if size is None:
+        return b""
+    return _read_remote(store, key, size, offset, max_bytes)
+
+
+def _read_remote(store: ObjectStore, key: str, size: int, offset: int, max_bytes: int | None) -> bytes:
+    if offset >= size:
         return b""
     end = size if max_bytes is None else min(size, offset + max_bytes)
     return store.read(key, offset, end)

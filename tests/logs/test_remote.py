@@ -250,3 +250,37 @@ def test_file_urls_and_delete_local_logs(settings: Settings, db: Database, tmp_p
     assert not list(shared.rglob("*.tmp"))  # uploads to a file system are atomic: no leftovers
     url = f"/api/v1/dags/remote_logs/dagRuns/{run_id}/taskInstances/talk/logs/1"
     assert _admin_client(remote, db).get(url).json()["content"] == text
+
+
+@SQLITE_ONLY
+def test_a_local_stub_does_not_hide_the_remote_log(settings: Settings, db: Database, tmp_path: Path) -> None:
+    """Readers take the remote log over a local file shorter than it (a stub: e.g. a zombie's callback output
+    the scheduler appended here), and over any local file when the try ran on another host."""
+    shared = tmp_path / "shared"
+    remote = _remote(settings, f"file://{shared}")
+    gate = tmp_path / "gate"
+    gate.touch()
+    write_dag(remote, "remote_logs.py", GATED_DAG.format(gate=str(gate)))
+    run_id = parse_and_trigger(remote, db, "remote_logs")
+    run_scheduler_until_done(remote, db)
+    tt = _try(db)
+    assert tt is not None and tt.state == "success"
+    full = (shared / log_key("remote_logs", run_id, "talk", 1)).read_text()
+    assert "second line" in full
+    local = Path(tt.log_path)
+    api = _admin_client(remote, db)
+    url = f"/api/v1/dags/remote_logs/dagRuns/{run_id}/taskInstances/talk/logs/1"
+
+    local.write_text("a callback's line\n")  # shorter than the remote log
+    assert api.get(url).json()["content"] == full
+    printed = _cli(remote, "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == full
+
+    local.write_text("x" * (len(full) + 100) + "\n")  # longer, but the try ran on another host: not its log
+    assert api.get(url).json()["content"] != full  # this host's: the local file is read
+    with db.session() as session:
+        row = session.get(TaskTry, tt.id)
+        assert row is not None
+        row.hostname = "another-host"
+    assert api.get(url).json()["content"] == full
