@@ -52,6 +52,7 @@ from typing import Any
 import psutil
 from celery import Celery
 from celery.exceptions import Reject
+from celery.utils.nodenames import default_nodename, host_format
 from celery.worker.control import inspect_command
 
 from headrace.config import Settings, memory_size
@@ -355,11 +356,12 @@ def run_worker(
     """Run a worker until SIGTERM (warm shutdown: running tries finish) or SIGINT; return its exit code.
 
     ``queues`` default to ``[celery.default_queue]``, ``concurrency`` to ``celery.worker_concurrency``,
-    ``hostname`` (Celery's node name) to ``headrace@<host>``.
+    ``hostname`` (Celery's node name) to ``headrace@<host>``; as with ``celery worker -n``, ``%h``, ``%n`` and
+    ``%d`` are expanded (host name, its first label, its domain) and a name without ``@`` gets ``celery@``.
     """
     concurrency = concurrency or settings.get_int("celery", "worker_concurrency")
     queues = queues or [settings.get_str("celery", "default_queue")]
-    node = hostname or f"headrace@{socket.gethostname()}"
+    node = host_format(default_nodename(hostname or f"headrace@{socket.gethostname()}"))
     runner = TryRunner(settings, concurrency)
     app = worker_app(settings, runner)
     gate: MemoryGate | None = None
