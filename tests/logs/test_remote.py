@@ -22,15 +22,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from headrace.api.users import create_token, create_user
+from headrace.authoring.secrets import Connection
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.executors import make_executor
-from headrace.logs.remote import log_key
+from headrace.logs.remote import LogShipper, log_key
 from headrace.scheduler import loop
+from headrace.storage.objects import ObjectStore, open_store
 from headrace.webapp import create_app
 from tests.api.conftest import PASSWORD
 from tests.integration.helpers import FAST, parse_and_trigger, run_scheduler_until_done, write_dag
+from tests.s3 import KEY as S3_KEY
+from tests.s3 import SECRET as S3_SECRET
 from tests.s3 import S3Server, add_s3_connection, start_s3_server
 from tests.waiting import wait_until
 
@@ -284,3 +288,42 @@ def test_a_local_stub_does_not_hide_the_remote_log(settings: Settings, db: Datab
         assert row is not None
         row.hostname = "another-host"
     assert api.get(url).json()["content"] == full
+
+
+def _s3_store(server: S3Server, bucket: str) -> ObjectStore:
+    conn = Connection(
+        conn_id="s3_test",
+        conn_type="aws",
+        login=S3_KEY,
+        password=S3_SECRET,
+        extra={"endpoint_url": server.endpoint_url, "region_name": "us-east-1"},
+    )
+    return open_store(f"s3://{bucket}/logs", "logging.remote_base_log_folder", conn)
+
+
+@pytest.mark.parametrize(
+    ("remote_before", "local_before", "expected_front"),
+    [
+        # delete_local_logs: the first part was shipped and removed; the triggerer recreated the file with lines
+        # that outnumber it
+        (b"first part\n", b"the triggerer's lines, longer than the first part\n", b"first part\n"),
+        # a second resume on the host of the first: the file continues what the remote log ends with
+        (b"first part\ntrigger 1\nresumed 1\n", b"trigger 1\nresumed 1\ntrigger 2\n", b"first part\n"),
+        # same host, nothing deleted: the file holds the whole log
+        (b"first part\n", b"first part\ntrigger 1\n", b""),
+    ],
+    ids=["stub-recreated", "continues-remote", "whole-local"],
+)
+def test_a_resumed_try_keeps_the_remote_first_part_in_front(
+    s3_server: S3Server, bucket: str, tmp_path: Path, remote_before: bytes, local_before: bytes, expected_front: bytes
+) -> None:
+    store = _s3_store(s3_server, bucket)
+    key = log_key("d", "r", "t", 1)
+    store.put_bytes(key, remote_before)
+    local = tmp_path / "attempt=1.log"
+    local.write_bytes(local_before)
+    shipper = LogShipper(store, local, key, 60.0, lambda _m, _l: None, resumed=True, opened_size=len(local_before))
+    with local.open("ab") as f:
+        f.write(b"resumed line\n")
+    assert shipper.finish(timeout=10)
+    assert s3_server.read(bucket, "logs/" + key) == expected_front + local_before + b"resumed line\n"
