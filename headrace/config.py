@@ -109,14 +109,14 @@ SPEC: dict[str, dict[str, Option]] = {
         "xcom_objectstorage_path": Option(
             str,
             _const(""),
-            "fsspec URL under which XCom values over core.xcom_objectstorage_threshold are stored, the xcom row "
+            "fsspec URL under which XCom values of core.xcom_objectstorage_threshold bytes or more are stored, the xcom row "
             "keeping a reference (s3://bucket/prefix, s3://conn_id@bucket/prefix, file:///shared/xcoms; empty: off).",
         ),
         "xcom_objectstorage_threshold": Option(
             int,
             _const(-1),
-            "Bytes of serialized JSON above which an XCom value goes to core.xcom_objectstorage_path "
-            "(-1: never, every value stays in the database; 0: every value goes to the store).",
+            "Bytes of serialized JSON from which an XCom value goes to core.xcom_objectstorage_path, as in "
+            "Airflow: a smaller value stays in the database (-1: never, every value stays; 0: every value goes).",
             -1,
             1 << 40,
         ),
