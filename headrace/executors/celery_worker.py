@@ -355,12 +355,12 @@ def run_worker(
 ) -> int:
     """Run a worker until SIGTERM (warm shutdown: running tries finish) or SIGINT; return its exit code.
 
-    ``queues`` default to ``[celery.default_queue]``, ``concurrency`` to ``celery.worker_concurrency``,
+    ``queues`` default to ``[operators.default_queue]``, ``concurrency`` to ``celery.worker_concurrency``,
     ``hostname`` (Celery's node name) to ``headrace@<host>``; as with ``celery worker -n``, ``%h``, ``%n`` and
     ``%d`` are expanded (host name, its first label, its domain) and a name without ``@`` gets ``celery@``.
     """
     concurrency = concurrency or settings.get_int("celery", "worker_concurrency")
-    queues = queues or [settings.get_str("celery", "default_queue")]
+    queues = queues or [settings.get_str("operators", "default_queue")]
     node = host_format(default_nodename(hostname or f"headrace@{socket.gethostname()}"))
     runner = TryRunner(settings, concurrency)
     app = worker_app(settings, runner)

@@ -22,7 +22,7 @@ from headrace.db.transitions import requeue_ti
 from headrace.exceptions import ExecutorError
 from headrace.executors import make_executor
 from headrace.executors.celery import CeleryExecutor
-from headrace.executors.celery_app import celery_config
+from headrace.executors.celery_app import celery_config, celery_queue
 from headrace.supervisor.request import TryRequest
 from headrace.testing import run_scheduler_until
 from tests.integration.helpers import parse_and_trigger, write_dag
@@ -169,3 +169,23 @@ def test_redis_socket_timeouts_default_from_operation_timeout_and_given_options_
     assert celery_config(given)["broker_transport_options"]["socket_timeout"] == 30
     amqp = settings.with_overrides({"celery": {"broker_url": "amqp://guest:guest@127.0.0.1:5672//"}})
     assert "socket_timeout" not in celery_config(amqp)["broker_transport_options"]  # not a Redis option
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_broker_transport_options_section_and_operators_default_queue(settings: Settings) -> None:
+    """Airflow's [celery_broker_transport_options] (visibility_timeout 86400 by default; a key set there wins over
+    the JSON option) and [operators] default_queue (where tries of tasks naming no queue go)."""
+    options = celery_config(settings)["broker_transport_options"]
+    assert options["visibility_timeout"] == 86400 and "sentinel_kwargs" not in options
+    from_json = settings.with_overrides({"celery": {"broker_transport_options": '{"visibility_timeout": 600}'}})
+    assert celery_config(from_json)["broker_transport_options"]["visibility_timeout"] == 600
+    both = from_json.with_overrides(
+        {"celery_broker_transport_options": {"visibility_timeout": 7200, "sentinel_kwargs": '{"password": "p"}'}}
+    )
+    assert celery_config(both)["broker_transport_options"]["visibility_timeout"] == 7200
+    assert celery_config(both)["broker_transport_options"]["sentinel_kwargs"] == {"password": "p"}
+    amqp = settings.with_overrides({"celery": {"broker_url": "amqp://guest:guest@127.0.0.1:5672//"}})
+    assert "visibility_timeout" not in celery_config(amqp)["broker_transport_options"]  # a Redis/SQS option
+    queued = settings.with_overrides({"operators": {"default_queue": "main"}})
+    assert celery_config(queued)["task_default_queue"] == "main"
+    assert celery_queue(queued, "default") == "main" and celery_queue(queued, "heavy") == "heavy"

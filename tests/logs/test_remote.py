@@ -60,7 +60,15 @@ GATED_DAG = """
 
 def _remote(settings: Settings, url: str, **more: object) -> Settings:
     return settings.with_overrides(
-        {**FAST, "logging": {"remote_base_log_folder": url, "remote_log_interval": INTERVAL, **more}}
+        {
+            **FAST,
+            "logging": {
+                "remote_logging": True,
+                "remote_base_log_folder": url,
+                "remote_log_interval": INTERVAL,
+                **more,
+            },
+        }
     )
 
 
@@ -330,3 +338,26 @@ def test_a_resumed_try_keeps_the_remote_first_part_in_front(
         f.write(b"resumed line\n")
     assert shipper.finish(timeout=10)
     assert s3_server.read(bucket, "logs/" + key) == expected_front + local_before + b"resumed line\n"
+
+
+@SQLITE_ONLY
+def test_remote_logging_false_ignores_the_folder_and_says_so(settings: Settings, db: Database, tmp_path: Path) -> None:
+    """Airflow's switch: with logging.remote_logging false (its default) the folder is neither shipped to nor read
+    from, and every command warns that it is set for nothing."""
+    shared = tmp_path / "shared"
+    off = _remote(settings, f"file://{shared}").with_overrides({"logging": {"remote_logging": False}})
+    gate = tmp_path / "gate"
+    gate.touch()
+    write_dag(off, "remote_logs.py", GATED_DAG.format(gate=str(gate)))
+    run_id = parse_and_trigger(off, db, "remote_logs")
+    run_scheduler_until_done(off, db)
+    tt = _try(db)
+    assert tt is not None and tt.state == "success" and Path(tt.log_path).exists()
+    assert not shared.exists()  # nothing shipped
+    printed = _cli(off, "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
+    assert printed.returncode == 0, printed.stderr
+    said = " ".join(printed.stderr.split())  # as the terminal wrapped it
+    assert "warning: logging.remote_base_log_folder is set but logging.remote_logging is false" in said, said
+    assert "second line" in printed.stdout
+    on = _cli(_remote(settings, f"file://{shared}"), "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
+    assert "remote_logging is false" not in on.stderr
