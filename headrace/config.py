@@ -119,14 +119,14 @@ SPEC: dict[str, dict[str, Option]] = {
         "xcom_objectstorage_path": Option(
             str,
             _const(""),
-            "fsspec URL under which XCom values over core.xcom_objectstorage_threshold are stored, the xcom row "
+            "fsspec URL under which XCom values of core.xcom_objectstorage_threshold bytes or more are stored, the xcom row "
             "keeping a reference (s3://bucket/prefix, s3://conn_id@bucket/prefix, file:///shared/xcoms; empty: off).",
         ),
         "xcom_objectstorage_threshold": Option(
             int,
             _const(-1),
-            "Bytes of serialized JSON above which an XCom value goes to core.xcom_objectstorage_path "
-            "(-1: never, every value stays in the database; 0: every value goes to the store).",
+            "Bytes of serialized JSON from which an XCom value goes to core.xcom_objectstorage_path, as in "
+            "Airflow: a smaller value stays in the database (-1: never, every value stays; 0: every value goes).",
             -1,
             1 << 40,
         ),
@@ -399,12 +399,6 @@ SPEC: dict[str, dict[str, Option]] = {
             1,
             4096,
         ),
-        "default_queue": Option(
-            str,
-            _const("default"),
-            "Celery queue for tries of tasks on the default queue ('default'), and the queue a worker consumes "
-            "when --queues is not given.",
-        ),
         "task_acks_late": Option(
             bool,
             _const(True),
@@ -421,9 +415,10 @@ SPEC: dict[str, dict[str, Option]] = {
         ),
         "broker_transport_options": Option(
             str,
-            _const('{"visibility_timeout": 21600}'),
-            "JSON object of kombu transport options (Redis: visibility_timeout, seconds before an "
-            "unacknowledged message is delivered again).",
+            _const("{}"),
+            "JSON object of kombu transport options, for those [celery_broker_transport_options] does not name "
+            "(Redis: socket_timeout and socket_connect_timeout default to celery.operation_timeout, "
+            "socket_keepalive to true).",
             check=_json_object,
         ),
         "operation_timeout": Option(
@@ -440,6 +435,33 @@ SPEC: dict[str, dict[str, Option]] = {
             "A worker takes no new try while the RSS of its running tries adds up to more than this "
             "(bytes, or '4GiB', '500MB'; empty: no limit).",
             check=memory_size,
+        ),
+    },
+    "celery_broker_transport_options": {
+        "visibility_timeout": Option(
+            int,
+            _const(86400),
+            "Redis (and SQS): seconds before a message that was delivered and not acknowledged is delivered "
+            "again (Airflow's default; longer than the longest try, or a running try's message is delivered "
+            "twice and the second delivery is dropped by the claim). Set to other than the default, it wins "
+            "over a visibility_timeout in celery.broker_transport_options.",
+            1,
+            365 * 86400,
+        ),
+        "sentinel_kwargs": Option(
+            str,
+            _const(""),
+            "Redis Sentinel: JSON object of options for the connections to the sentinels (e.g. "
+            '{"password": "..."}); empty: none.',
+            check=lambda value: _json_object(value) if value.strip() else {},
+        ),
+    },
+    "operators": {
+        "default_queue": Option(
+            str,
+            _const("default"),
+            "Queue of tasks that name none (Airflow's operators.default_queue): their tries go to this Celery "
+            "queue, and a `headrace celery worker` consumes it when --queues is not given.",
         ),
     },
     "api": {
@@ -573,6 +595,12 @@ SPEC: dict[str, dict[str, Option]] = {
     },
     "logging": {
         "base_log_folder": Option(str, lambda h: str(h / "logs"), "Folder for per-try log files."),
+        "remote_logging": Option(
+            bool,
+            _const(False),
+            "Ship try logs to logging.remote_base_log_folder and read them from there (Airflow's switch: "
+            "false ignores that folder).",
+        ),
         "max_try_log_bytes": Option(
             int,
             _const(100 * 1024 * 1024),
@@ -587,7 +615,8 @@ SPEC: dict[str, dict[str, Option]] = {
             str,
             _const(""),
             "fsspec URL that try logs are shipped to while they run and when they end, and read from when the "
-            "local file is gone (s3://bucket/logs, gs://bucket/logs, file:///shared/logs; empty: off).",
+            "local file is gone (s3://bucket/logs, gs://bucket/logs, file:///shared/logs), with "
+            "logging.remote_logging = true.",
         ),
         "remote_log_conn_id": Option(
             str,
@@ -745,6 +774,19 @@ def _convert(section: str, key: str, raw: Any, source: str) -> Any:
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}", key=f"{section}.{key}", source=source) from None
     return value
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """What in ``settings`` is valid but most likely not meant: one line each (said once at start-up)."""
+    warnings = []
+    if settings.get_str("logging", "remote_base_log_folder").strip() and not settings.get_bool(
+        "logging", "remote_logging"
+    ):
+        warnings.append(
+            "logging.remote_base_log_folder is set but logging.remote_logging is false: try logs are neither "
+            "shipped there nor read from there (set logging.remote_logging = true, as in Airflow)"
+        )
+    return warnings
 
 
 def default_home(environ: Mapping[str, str]) -> Path:

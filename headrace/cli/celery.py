@@ -32,7 +32,7 @@ def _queues(value: str | None) -> list[str] | None:
 def worker(
     ctx: typer.Context,
     queues: str | None = typer.Option(
-        None, "--queues", "-q", help="Comma-separated queues to consume (default: celery.default_queue)."
+        None, "--queues", "-q", help="Comma-separated queues to consume (default: operators.default_queue)."
     ),
     concurrency: int | None = typer.Option(
         None, "--concurrency", "-c", min=1, max=4096, help="Tries at once (default: celery.worker_concurrency)."

@@ -23,7 +23,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from headrace import __version__
 from headrace.cli.common import AppState, err_console
-from headrace.config import load_settings
+from headrace.config import config_warnings, load_settings
 from headrace.exceptions import HeadraceError
 
 if TYPE_CHECKING:  # the Click that Typer carries inside it (typer._click), which its classes are built on
@@ -140,7 +140,10 @@ def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Load the configuration (headrace.toml in HEADRACE_HOME, then HEADRACE__SECTION__KEY variables)."""
-    ctx.obj = AppState(settings=load_settings(), command=ctx.invoked_subcommand or "cli")
+    settings = load_settings()
+    for warning in config_warnings(settings):
+        err_console.print(f"[yellow]warning:[/yellow] {warning}")
+    ctx.obj = AppState(settings=settings, command=ctx.invoked_subcommand or "cli")
 
 
 def main() -> None:

@@ -20,6 +20,16 @@ dropped at once, with a log line; one whose try is running elsewhere, or is no
 longer queued, is dropped by the supervisor's claim (exit code 2), also with a
 log line — a duplicate delivery never marks a try failed.
 
+A message whose try this worker could not start (``ExecutorError``: no open
+slot, a fork server that cannot be started or reached) is rejected with
+``requeue`` after :data:`REQUEUE_DELAY` s — Celery would otherwise acknowledge
+the failed task and the message would be gone, leaving the try ``queued``
+until ``scheduler.task_queued_timeout``. If the fork server's events cannot
+be read, a consumer thread is released only once its try's supervisor is
+known to have ended; a try whose supervisor was not reported started is
+forgotten and its message requeued the same way (should that supervisor have
+started after all, its claim and the redelivery's decide which one runs it).
+
 ``celery.worker_memory_limit``: while the RSS of the worker's tries (each
 supervisor's process tree) adds up to more than it, the worker stops
 consuming its queues (Celery's ``cancel_consumer``, sent to itself) and takes
@@ -34,15 +44,19 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 from celery import Celery
+from celery.exceptions import Reject
+from celery.utils.nodenames import default_nodename, host_format
 from celery.worker.control import inspect_command
 
 from headrace.config import Settings, memory_size
+from headrace.exceptions import ExecutorError
 from headrace.executors.celery_app import TASK_NAME, make_app
 from headrace.executors.local import LocalExecutor
 from headrace.supervisor.request import TryRequest
@@ -55,6 +69,10 @@ not imported from there: the worker process does not load the supervisor, its fo
 
 MEMORY_CHECK_INTERVAL = 1.0
 """Seconds between two sums of the worker's tries' RSS (with ``celery.worker_memory_limit``)."""
+
+REQUEUE_DELAY = 1.0
+"""Seconds a consumer thread waits before it rejects, for requeue, a message whose try it could not start (a
+worker whose fork server cannot start must not spin on the message)."""
 
 STATUS_COMMAND = "headrace_status"
 """The remote-control (inspect) command ``headrace celery status`` sends to every worker."""
@@ -69,6 +87,8 @@ class _Waiting:
     request: TryRequest
     done: threading.Event = field(default_factory=threading.Event)
     exit_code: int | None = None
+    requeue: bool = False
+    """Released without knowing that the try's supervisor started: the message goes back to the queue."""
 
 
 @dataclass(frozen=True)
@@ -112,16 +132,19 @@ class TryRunner:
         self.slots = slots
         self._lock = threading.Lock()
         self._waiting: dict[tuple[int, int], _Waiting] = {}
+        self._unsure: set[tuple[int, int]] = set()
+        """Tries in flight when reading the fork server's events failed: an end may have gone unread."""
         self._pump: threading.Thread | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
 
     def run(self, request: TryRequest) -> int | None:
-        """Run ``request``'s try and return its supervisor's exit code (None: it was lost track of).
+        """Run ``request``'s try and return its supervisor's exit code (None: it ended, its code unread).
 
-        Raises ``AlreadyRunning`` when this worker runs that try already, ``ExecutorError`` when the fork
-        server cannot be reached.
+        Raises ``AlreadyRunning`` when this worker runs that try already; ``ExecutorError`` when no slot is
+        open, the fork server cannot be started or reached, or the worker lost track of the try before its
+        supervisor was reported started (nothing known to run: the message should be requeued).
         """
         with self._lock:
             if request.key in self._waiting:
@@ -137,6 +160,11 @@ class TryRunner:
                 self._pump.start()
         self._wake()
         waiting.done.wait()
+        if waiting.requeue:
+            raise ExecutorError(
+                "reading the fork server's events failed before the try's supervisor was reported started",
+                key=request.key,
+            )
         return waiting.exit_code
 
     def running(self) -> list[RunningTry]:
@@ -179,17 +207,31 @@ class TryRunner:
             with self._lock:
                 try:
                     events = self._executor.sync()
-                except Exception:  # noqa: BLE001 - waiters must not hang: they are told the supervisor was lost
+                except Exception:  # noqa: BLE001 - the waiters are decided below, none may hang
                     log.exception("reading the fork server's events failed")
                     events = []
-                    for waiting in self._waiting.values():
-                        waiting.done.set()
-                    self._waiting.clear()
+                    self._unsure.update(self._waiting)
                 for event in events:
+                    self._unsure.discard((event.ti_id, event.try_number))
                     done = self._waiting.pop((event.ti_id, event.try_number), None)
                     if done is not None:
                         done.exit_code = event.exit_code
                         done.done.set()
+                self._settle_unsure()
+
+    def _settle_unsure(self) -> None:
+        """After a failed read of events (lock held): release a try whose supervisor is known to have ended (exit
+        code unknown), and one whose supervisor was never reported started for requeue; wait on for the rest."""
+        for key in list(self._unsure):
+            waiting = self._waiting.get(key)
+            identity = self._executor.supervisor(*key)
+            if waiting is None or identity is None or not identity.is_alive():
+                self._unsure.discard(key)
+                self._executor.forget(*key)
+                if waiting is not None:
+                    del self._waiting[key]
+                    waiting.requeue = identity is None
+                    waiting.done.set()
 
 
 def run_try_message(runner: TryRunner, payload: str) -> str:
@@ -197,7 +239,9 @@ def run_try_message(runner: TryRunner, payload: str) -> str:
 
     Returns ``recorded`` (the supervisor ran the try and recorded it), ``claim lost`` or ``duplicate``
     (nothing ran; logged), or ``supervisor exit <code>`` (it failed; the scheduler's zombie check ends the
-    try). A malformed payload raises ``ValueError``.
+    try). Raises Celery's ``Reject(requeue=True)`` after :data:`REQUEUE_DELAY` s when the try could not be
+    started here (``ExecutorError``, logged): the message goes back to its queue for this or another worker.
+    A malformed payload raises ``ValueError`` (the message is acknowledged: no worker could run it).
     """
     request = TryRequest.from_json(payload)
     name = f"try {request.try_number} of {request.dag_id}.{request.task_id} ({request.run_id})"
@@ -206,6 +250,10 @@ def run_try_message(runner: TryRunner, payload: str) -> str:
     except AlreadyRunning:
         log.warning("%s is already running on this worker: dropping a second delivery of its message", name)
         return "duplicate"
+    except ExecutorError as exc:
+        log.error("%s could not be started on this worker (%s): its message goes back to the queue", name, exc)
+        time.sleep(REQUEUE_DELAY)
+        raise Reject(str(exc), requeue=True) from exc
     if code == 0:
         return "recorded"
     if code == EXIT_CLAIM_LOST:
@@ -307,12 +355,13 @@ def run_worker(
 ) -> int:
     """Run a worker until SIGTERM (warm shutdown: running tries finish) or SIGINT; return its exit code.
 
-    ``queues`` default to ``[celery.default_queue]``, ``concurrency`` to ``celery.worker_concurrency``,
-    ``hostname`` (Celery's node name) to ``headrace@<host>``.
+    ``queues`` default to ``[operators.default_queue]``, ``concurrency`` to ``celery.worker_concurrency``,
+    ``hostname`` (Celery's node name) to ``headrace@<host>``; as with ``celery worker -n``, ``%h``, ``%n`` and
+    ``%d`` are expanded (host name, its first label, its domain) and a name without ``@`` gets ``celery@``.
     """
     concurrency = concurrency or settings.get_int("celery", "worker_concurrency")
-    queues = queues or [settings.get_str("celery", "default_queue")]
-    node = hostname or f"headrace@{socket.gethostname()}"
+    queues = queues or [settings.get_str("operators", "default_queue")]
+    node = host_format(default_nodename(hostname or f"headrace@{socket.gethostname()}"))
     runner = TryRunner(settings, concurrency)
     app = worker_app(settings, runner)
     gate: MemoryGate | None = None
@@ -356,6 +405,7 @@ def run_worker(
 
 
 __all__ = [
+    "REQUEUE_DELAY",
     "STATUS_COMMAND",
     "AlreadyRunning",
     "MemoryGate",

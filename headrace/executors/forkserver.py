@@ -101,6 +101,7 @@ from headrace.dagfiles.loader import (
 )
 from headrace.db.engine import Database
 from headrace.storage.objects import preload as preload_store
+from headrace.storage.stores import remote_logs_url
 from headrace.supervisor.cgroups import (
     ContainmentError,
     Hierarchy,
@@ -352,7 +353,7 @@ def serve(settings: Settings, no_preload: set[str] | None = None) -> int:
     libc_prctl()  # each supervisor makes itself a subreaper: looked up once, here
     warm_templates()
     for url in (
-        settings.get_str("logging", "remote_base_log_folder"),
+        remote_logs_url(settings),
         settings.get_str("core", "xcom_objectstorage_path"),
     ):
         preload_store(url)  # s3fs and its botocore take ~0.3 s to import: once here, not in every supervisor

@@ -71,12 +71,15 @@ class LocalExecutor:
             command = [sys.executable, "-m", "headrace.executors.forkserver"]
             for fileloc in sorted(self.no_preload):
                 command += ["--no-preload", fileloc]
-            self._server = subprocess.Popen(
-                command,
-                env=child_environment(self.settings),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-            )
+            try:
+                self._server = subprocess.Popen(
+                    command,
+                    env=child_environment(self.settings),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                )
+            except OSError as exc:  # no fork (memory, process limit), no pipe (descriptors)
+                raise ExecutorError(f"cannot start the fork server: {exc}") from exc
             assert self._server.stdout is not None
             os.set_blocking(self._server.stdout.fileno(), False)
             self._lines = LineBuffer()
@@ -117,11 +120,20 @@ class LocalExecutor:
         return max(0, self.parallelism - len(self._in_flight))
 
     def queue(self, request: TryRequest) -> None:
-        """Send ``request`` to the fork server. Raises ``ExecutorError`` when no slot is open."""
+        """Send ``request`` to the fork server. Raises ``ExecutorError`` when no slot is open or the fork server
+        cannot be started or reached (then the try is not in flight)."""
         if self.open_slots() <= 0:
             raise ExecutorError(f"no open slot (parallelism {self.parallelism})", key=request.key)
         self._in_flight[request.key] = _InFlight(request)
-        self._send(request)
+        try:
+            self._send(request)
+        except BaseException:
+            del self._in_flight[request.key]
+            raise
+
+    def forget(self, ti_id: int, try_number: int) -> None:
+        """Stop tracking the try (its slot is open again); events that still come for it are ignored."""
+        self._in_flight.pop((ti_id, try_number), None)
 
     def has(self, ti_id: int, try_number: int) -> bool:
         """True while the try is in flight here (sent, starting or running)."""

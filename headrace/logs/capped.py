@@ -83,6 +83,8 @@ class CappedLog:
         """Bytes sent to the tail ring so far (only the last ``tail_bytes`` are kept)."""
         self._ring_fd: int | None = None
         self._lock = threading.Lock()
+        self._closed = False
+        """Set by :meth:`close` under the lock: later writes are dropped (``fd`` may be another file's by then)."""
         self._drains: list[tuple[threading.Thread, threading.Event]] = []
         self._polled: list[int] = []
         """Read ends of the polled pipes not at end of file yet (:meth:`polled_pipe`)."""
@@ -98,10 +100,12 @@ class CappedLog:
         return max(0, self._tail_total - self.tail_bytes)
 
     def write(self, data: bytes) -> None:
-        """Append ``data`` (bytes) within the cap."""
+        """Append ``data`` (bytes) within the cap; dropped once the log is closed."""
         if not data:
             return
         with self._lock:
+            if self._closed:
+                return
             try:
                 if self._ring_fd is None:
                     data = self._write_head(data)
@@ -214,9 +218,15 @@ class CappedLog:
                 self.head_bytes = self.max_bytes
 
     def close(self, timeout: float = DRAIN_TIMEOUT) -> None:
-        """Drain the pipes (see :meth:`drain`), append the dropped-bytes note and the tail, close the file."""
+        """Drain the pipes (see :meth:`drain`), append the dropped-bytes note and the tail, close the file.
+
+        Later writes (a thread still writing) are dropped; closing again does nothing.
+        """
         self.drain(timeout)
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 if self._ring_fd is not None:
                     self._write_tail()

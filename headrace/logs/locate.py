@@ -1,12 +1,16 @@
 """Where a try's log is — its local file, its remote object — and reading it from either (API, UI, CLI).
 
 Readers look locally first (the file the supervisor writes: the freshest while the try runs) and then in
-``logging.remote_base_log_folder``, so a try's log stays readable after its worker and its disk are gone.
+``logging.remote_base_log_folder``, so a try's log stays readable after its worker and its disk are gone. A
+local file does not hide a fuller remote log: when the try ran on another host (a local file here is a stub,
+e.g. a zombie's callback output written by the scheduler) or the remote log is longer than the local file,
+the remote log is read.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +38,8 @@ class TryLog:
     """The try has ended: the log will not grow."""
     key: str = ""
     """The key of the remote object under ``logging.remote_base_log_folder``."""
+    elsewhere: bool = False
+    """The try ran on another host (``task_try.hostname``): a local file here is not its log, only a stub."""
 
 
 def locate(session: Session, settings: Settings, ti: TaskInstance, try_number: int) -> TryLog:
@@ -60,7 +66,8 @@ def locate(session: Session, settings: Settings, ti: TaskInstance, try_number: i
     if tt is not None:
         recorded = Path(tt.log_path) if tt.log_path else path
         where = recorded if inside(recorded, settings.base_log_folder) else path
-        return TryLog(where, tt.end_date is not None, key)
+        elsewhere = bool(tt.hostname) and tt.hostname != socket.gethostname()
+        return TryLog(where, tt.end_date is not None, key, elsewhere)
     waiting = try_number == ti.try_number and ti.state in {s.value for s in TI_ACTIVE}
     return TryLog(path, not waiting, key)
 
@@ -76,20 +83,25 @@ def inside(path: Path, folder: str | Path) -> bool:
 
 def read_log(stores: Stores, where: TryLog, offset: int, max_bytes: int | None) -> bytes:
     """Bytes of the log ``where`` from ``offset`` (at most ``max_bytes``): the local file, else the remote
-    object. A log found nowhere, or an offset past its end, reads as nothing.
+    object; the remote object also when the try ran on another host or the remote log is longer than the
+    local file. A log found nowhere, or an offset past its end, reads as nothing.
 
-    Raises ``RemoteLogError`` when the local file is gone and the remote store cannot be opened or read.
+    Raises ``RemoteLogError`` when the local file is gone and the remote store cannot be opened or read (with
+    a local file, a remote store that fails is logged and the local file read).
     """
     store = None
-    if stores.logs_url and not where.path.exists():
+    local = where.path.exists()
+    if stores.logs_url:
         try:
             store = stores.logs()
         except ConfigError as exc:
-            raise RemoteLogError(
-                f"the log is not on this host and the remote log store cannot be used: {exc}"
-            ) from None
+            if not local:
+                raise RemoteLogError(
+                    f"the log is not on this host and the remote log store cannot be used: {exc}"
+                ) from None
+            log.warning("reading %s locally: the remote log store cannot be used: %s", where.path, exc)
     try:
-        return read_log_bytes(where.path, store, where.key, offset, max_bytes)
+        return read_log_bytes(where.path, store, where.key, offset, max_bytes, prefer_remote=where.elsewhere)
     except Exception as exc:  # noqa: BLE001 - whatever the storage library raises: one error naming the store
         if store is None:
             raise

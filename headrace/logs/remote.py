@@ -12,11 +12,15 @@ last interval's lines. A failed upload is logged (once per outage, also in the t
 again at the next interval; it never touches the try's outcome.
 
 A try that resumes (a deferral that fired, a sensor's next poke in reschedule mode) appends to the log of
-the same try number, possibly on another host: if the remote log holds more than the local file did when
-the resumed try opened it, the remote content is kept in front of what this supervisor ships.
+the same try number, possibly on another host, and the local file it appends to may hold only lines that
+another process wrote there meanwhile (the triggerer's, with ``delete_local_logs`` or on another host):
+the remote content that the local file does not already begin with is kept in front of what this
+supervisor ships (:func:`remote_prefix`), so the first part of the log is never overwritten.
 
 Readers (:func:`read_log_bytes`) read the local file when it exists (it is the freshest), else the remote
-object, by byte range: a log stays readable after its worker's disk is gone.
+object, by byte range: a log stays readable after its worker's disk is gone. The remote object wins over a
+local file that is shorter than it (a stub: lines another process appended here, the rest shipped from
+elsewhere), and over any local file when the caller knows the try ran on another host.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class LogShipper:
         self._say = say
         self._resumed = resumed
         self._opened_size = opened_size
+        """Kept for callers; the prefix no longer depends on it (see :func:`remote_prefix`)."""
         self._prefix: bytes | None = None if resumed else b""
         """Remote content kept in front of the local file (None: not looked at yet)."""
         self._shipped = -1
@@ -157,19 +162,78 @@ class LogShipper:
         return True
 
     def _remote_prefix(self) -> bytes:
-        """What the remote log holds that the local file did not when this (resumed) try opened it."""
-        remote_size = self.store.size(self.key)
-        if remote_size is None or remote_size <= self._opened_size:
+        """What the remote log holds that the local file does not begin with (this try resumed)."""
+        if not self.store.size(self.key):
             return b""
-        return self.store.read(self.key)
+        try:
+            local = self.local.read_bytes()
+        except FileNotFoundError:
+            local = b""
+        return remote_prefix(self.store.read(self.key), local)
 
 
-def read_log_bytes(local: Path, store: ObjectStore | None, key: str, offset: int, max_bytes: int | None) -> bytes:
-    """Bytes of a try's log from ``offset`` (at most ``max_bytes``): the local file if it exists, else the remote
-    object (``store`` None: local only). A log found nowhere, or an offset at or past its end, reads as nothing.
+_PROBE = 64
+"""Bytes of the local log's beginning searched for in the remote log (:func:`remote_prefix`)."""
 
-    Raises ``OSError`` (or the storage library's error) when the local file is gone and the store cannot be read.
+
+def remote_prefix(remote: bytes, local: bytes) -> bytes:
+    """The part of ``remote`` to keep in front of ``local``: all of it, less its longest end that ``local``
+    begins with (the lines both hold: the remote log shipped from this file before, or from the file that
+    this one continues).
+
+    ``remote`` = first part + T, ``local`` = T + more → first part; ``local`` holding none of it (a stub the
+    triggerer recreated) → all of ``remote``; ``local`` beginning with all of ``remote`` → nothing.
     """
+    size = len(remote)
+    overlap = min(size, len(local))
+    if not overlap:
+        return remote
+    probe = local[: min(_PROBE, overlap)]
+    remote_view, local_view = memoryview(remote), memoryview(local)
+    start = size - overlap
+    while start < size:
+        if size - start >= len(probe):
+            start = remote.find(probe, start)
+            if start < 0:
+                start = size - len(probe) + 1  # only the shorter ends remain
+                continue
+        if remote_view[start:] == local_view[: size - start]:
+            return remote[:start]
+        start += 1
+    return remote
+
+
+def read_log_bytes(
+    local: Path,
+    store: ObjectStore | None,
+    key: str,
+    offset: int,
+    max_bytes: int | None,
+    *,
+    prefer_remote: bool = False,
+) -> bytes:
+    """Bytes of a try's log from ``offset`` (at most ``max_bytes``): the local file if it exists, else the remote
+    object (``store`` None: local only). The remote object is read instead of a local file that is shorter than
+    it, or of any local file with ``prefer_remote`` (the try ran on another host). A log found nowhere, or an
+    offset at or past its end, reads as nothing.
+
+    Raises ``OSError`` (or the storage library's error) when the local file is gone and the store cannot be read;
+    with a local file, a store that cannot be read is logged and the local file read.
+    """
+    try:
+        local_size: int | None = local.stat().st_size
+    except FileNotFoundError:
+        local_size = None
+    if store is not None and local_size is not None:
+        try:
+            remote_size = store.size(key)
+        except Exception as exc:  # noqa: BLE001 - whatever the storage library raises: the local file will do
+            log.warning(
+                "reading %s locally: %s cannot be read: %s: %s", local, store.url_of(key), type(exc).__name__, exc
+            )
+            remote_size = None
+        if remote_size is not None and (prefer_remote or remote_size > local_size):
+            return _read_remote(store, key, remote_size, offset, max_bytes)
     try:
         with open(local, "rb") as f:
             if offset >= os.fstat(f.fileno()).st_size:
@@ -181,10 +245,16 @@ def read_log_bytes(local: Path, store: ObjectStore | None, key: str, offset: int
     if store is None:
         return b""
     size = store.size(key)
-    if size is None or offset >= size:
+    if size is None:
+        return b""
+    return _read_remote(store, key, size, offset, max_bytes)
+
+
+def _read_remote(store: ObjectStore, key: str, size: int, offset: int, max_bytes: int | None) -> bytes:
+    if offset >= size:
         return b""
     end = size if max_bytes is None else min(size, offset + max_bytes)
     return store.read(key, offset, end)
 
 
-__all__ = ["FINAL_UPLOAD_TIMEOUT", "LogShipper", "log_key", "read_log_bytes"]
+__all__ = ["FINAL_UPLOAD_TIMEOUT", "LogShipper", "log_key", "read_log_bytes", "remote_prefix"]

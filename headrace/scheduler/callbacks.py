@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
@@ -46,6 +47,7 @@ from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.models import DagModel, DagRun
 from headrace.exceptions import XComError
+from headrace.logs.files import open_try_log
 from headrace.scheduler.dagcache import DagCache
 from headrace.states import DagRunState, TaskInstanceState
 from headrace.supervisor import task_process
@@ -103,7 +105,7 @@ def _zombie_task_callbacks(dag: Any, request: CallbackRequest) -> None:
     """Run a task's ``on_retry_callback`` / ``on_failure_callback`` for a try the scheduler ended as a zombie."""
     assert request.task_id is not None
     if request.log_path:  # the callbacks' output goes to the try's log, as when the supervisor runs them
-        fd = os.open(request.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = open_try_log(Path(request.log_path))  # creates its folder: the try may have run on another host
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)

@@ -22,14 +22,14 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 from headrace.authoring.secrets import Connection
 from headrace.exceptions import ConfigError
+
+if TYPE_CHECKING:  # fsspec itself is imported when a store is opened: ~10 ms that a try without one never pays
+    import fsspec
 
 S3_CLIENT_CONFIG: dict[str, Any] = {"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 2}}
 """botocore settings of an ``s3://`` store (seconds, attempts): a store that is down fails an operation in
@@ -107,6 +107,10 @@ class ObjectStore:
         self.fs = fs
         self.root = root.rstrip("/")
         """The store's path in ``fs``'s own terms (``bucket/prefix``, ``/shared/prefix``)."""
+        from fsspec.implementations.local import LocalFileSystem  # lazily: see the TYPE_CHECKING import
+
+        self._local = isinstance(fs, LocalFileSystem)
+        """A local (or mounted) file system: writes go through a temporary file and a rename."""
 
     def __repr__(self) -> str:
         return f"<ObjectStore {self.url}>"
@@ -130,7 +134,7 @@ class ObjectStore:
 
     def put_file(self, local: str | os.PathLike[str], key: str) -> None:
         """Copy the local file ``local`` to the object ``key`` (replacing it whole)."""
-        if isinstance(self.fs, LocalFileSystem):  # readers never see a half-written file
+        if self._local:  # readers never see a half-written file
             tmp = self._path(f"{key}.{uuid.uuid4().hex}.tmp")
             self.fs.put_file(os.fspath(local), tmp)
             self.fs.mv(tmp, self._path(key))
@@ -139,7 +143,7 @@ class ObjectStore:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write ``data`` as the object ``key`` (replacing it whole)."""
-        if isinstance(self.fs, LocalFileSystem):
+        if self._local:
             tmp = self._path(f"{key}.{uuid.uuid4().hex}.tmp")
             self.fs.pipe_file(tmp, data)
             self.fs.mv(tmp, self._path(key))
@@ -177,6 +181,8 @@ def preload(url: str) -> None:
     """
     if not url:
         return
+    import fsspec  # lazily: see the TYPE_CHECKING import
+
     try:
         fsspec.get_filesystem_class(parse_store_url(url, "url").protocol)
     except (ConfigError, ImportError, ValueError):
@@ -190,6 +196,8 @@ def open_store(url: str, setting: str, conn: Connection | None = None) -> Object
     :func:`needed_conn_id`). Raises ``ConfigError`` naming ``setting`` for a URL that is not an fsspec URL
     or whose protocol has no installed implementation.
     """
+    import fsspec  # lazily: see the TYPE_CHECKING import
+
     parsed = parse_store_url(url, setting)
     try:
         cls = fsspec.get_filesystem_class(parsed.protocol)

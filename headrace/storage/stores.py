@@ -22,6 +22,13 @@ LOGS_SETTING = "logging.remote_base_log_folder"
 XCOMS_SETTING = "core.xcom_objectstorage_path"
 
 
+def remote_logs_url(settings: Settings) -> str:
+    """``logging.remote_base_log_folder`` when ``logging.remote_logging`` is true, else empty (off), as in Airflow."""
+    if not settings.get_bool("logging", "remote_logging"):
+        return ""
+    return settings.get_str("logging", "remote_base_log_folder").strip()
+
+
 class Stores:
     """Lazily opened stores of one deployment (thread-safe)."""
 
@@ -34,8 +41,8 @@ class Stores:
 
     @property
     def logs_url(self) -> str:
-        """``logging.remote_base_log_folder`` (empty: remote logging is off)."""
-        return self.settings.get_str("logging", "remote_base_log_folder").strip()
+        """The remote log folder (empty: remote logging is off): :func:`remote_logs_url`."""
+        return remote_logs_url(self.settings)
 
     @property
     def xcoms_url(self) -> str:
@@ -78,4 +85,4 @@ class Stores:
         return conn
 
 
-__all__ = ["LOGS_SETTING", "XCOMS_SETTING", "Stores"]
+__all__ = ["LOGS_SETTING", "XCOMS_SETTING", "Stores", "remote_logs_url"]

@@ -59,7 +59,7 @@ class XComObjects:
         self.stores = stores
         settings = stores.settings
         self.threshold = settings.get_int("core", "xcom_objectstorage_threshold")
-        """Bytes above which a value goes to the store (-1: never)."""
+        """Bytes from which a value goes to the store (a smaller one stays in the database; -1: never)."""
         compression = settings.get_str("core", "xcom_objectstorage_compression")
         self.compression = "" if compression == "none" else compression
 
@@ -69,14 +69,15 @@ class XComObjects:
         return bool(self.stores.xcoms_url) and self.threshold >= 0
 
     def offload(self, text: str, *, dag_id: str, run_id: str, task_id: str) -> str:
-        """What the ``xcom`` row stores for the value ``text`` (JSON): ``text`` itself, or — when it is larger
-        than the threshold — a reference to the object it was written to.
+        """What the ``xcom`` row stores for the value ``text`` (JSON): ``text`` itself, or — when its size in
+        bytes reaches the threshold (Airflow's rule: a value smaller than it stays in the database) — a
+        reference to the object it was written to.
 
         Raises ``ConfigError`` when the store cannot be opened, or the storage library's error when the
         write fails (the task's push then fails with it).
         """
         data = text.encode("utf-8")
-        if not self.enabled or len(data) <= self.threshold:
+        if not self.enabled or len(data) < self.threshold:
             return text
         store = self.stores.xcoms()
         assert store is not None

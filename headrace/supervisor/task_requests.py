@@ -111,8 +111,9 @@ def set_xcom(
     """Answer ``SetXCom``: replace this TI's XCom ``key``; refuse a value over ``max_bytes``.
 
     With ``map_length`` the value's length (and keys) goes into ``task_map`` in the same transaction. With
-    ``xcoms`` a value over ``core.xcom_objectstorage_threshold`` is written to the object store first and the
-    row keeps a reference; the object of the value replaced is deleted once the new row is committed.
+    ``xcoms`` a value of ``core.xcom_objectstorage_threshold`` bytes or more is written to the object store
+    first and the row keeps a reference; the object of the value replaced is deleted once the new row is
+    committed, and the new object is deleted if the row cannot be (the error is raised on).
     """
     size = len(message.value_json.encode("utf-8"))
     if size > max_bytes:
@@ -129,6 +130,20 @@ def set_xcom(
                 message=f"XCom value of task {target.task_id} (key {message.key}) could not be written to "
                 f"core.xcom_objectstorage_path: {type(exc).__name__}: {exc}"
             )
+    try:
+        replaced = _write_xcom(db, target, message, value, find_replaced=xcoms is not None)
+    except BaseException:
+        if xcoms is not None and value != message.value_json:
+            xcoms.purge([value])  # no row refers to it: no object left behind
+        raise
+    if replaced and xcoms is not None:
+        xcoms.purge(replaced)
+    return Ack()
+
+
+def _write_xcom(db: Database, target: TryTarget, message: SetXCom, value: str, *, find_replaced: bool) -> list[str]:
+    """Replace the ``xcom`` row (and ``task_map`` with ``map_length``) in one transaction; return the stored
+    references of the rows replaced (with ``find_replaced``)."""
     of_key = (
         XCom.dag_run_id == target.dag_run_pk,
         XCom.task_id == target.task_id,
@@ -137,7 +152,7 @@ def set_xcom(
     )
     replaced: list[str] = []
     with db.session() as session:
-        if xcoms is not None:
+        if find_replaced:
             replaced = [text for text in session.scalars(select(XCom.value).where(*of_key)) if is_reference(text)]
         session.execute(delete(XCom).where(*of_key))
         session.add(
@@ -171,9 +186,7 @@ def set_xcom(
                     keys=message.map_keys,
                 )
             )
-    if replaced and xcoms is not None:
-        xcoms.purge(replaced)
-    return Ack()
+    return replaced
 
 
 def skip_tasks(db: Database, target: TryTarget, message: SkipTasks) -> Ack:

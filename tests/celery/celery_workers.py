@@ -77,7 +77,7 @@ class Worker:
 def celery_settings(settings: Settings, broker: str, queue_prefix: str) -> Settings:
     """``settings`` with the celery executor on ``broker`` (a key of BROKERS) and a default queue of the test's own."""
     return settings.with_overrides(
-        {**FAST, "celery": {"broker_url": BROKERS[broker], "default_queue": f"{queue_prefix}-default"}}
+        {**FAST, "celery": {"broker_url": BROKERS[broker]}, "operators": {"default_queue": f"{queue_prefix}-default"}}
     )
 
 

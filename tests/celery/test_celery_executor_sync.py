@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,7 @@ from headrace.db.transitions import requeue_ti
 from headrace.exceptions import ExecutorError
 from headrace.executors import make_executor
 from headrace.executors.celery import CeleryExecutor
+from headrace.executors.celery_app import celery_config, celery_queue
 from headrace.supervisor.request import TryRequest
 from headrace.testing import run_scheduler_until
 from tests.integration.helpers import parse_and_trigger, write_dag
@@ -148,3 +150,57 @@ def test_dags_test_runs_on_this_machine_with_the_celery_executor(settings: Setti
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with db.session() as session:
         assert sorted(session.scalars(select(TaskInstance.state))) == ["success", "success"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_queue_refuses_a_try_when_redis_accepts_but_never_answers(settings: Settings) -> None:
+    """A Redis that accepts connections but never replies (stuck, or a half-open connection) must not hold the
+    scheduler: the publish gives up after ``celery.operation_timeout`` per attempt and the try is refused."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # connections complete in the kernel's backlog; nothing ever reads or answers
+        port = listener.getsockname()[1]
+        settings = settings.with_overrides(
+            {
+                "core": {"executor": "celery"},
+                "celery": {"broker_url": f"redis://127.0.0.1:{port}/0", "operation_timeout": 0.3},
+            }
+        )
+        executor = CeleryExecutor(settings)
+        request = TryRequest(ti_id=1, dag_id="d", run_id="r", task_id="t", try_number=1, fileloc="/x.py")
+        with pytest.raises(ExecutorError, match=f"could not publish try 1 of d.t to redis://127.0.0.1:{port}/0"):
+            executor.queue(request)
+        assert not executor.has(1, 1)
+        executor.terminate()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_redis_socket_timeouts_default_from_operation_timeout_and_given_options_win(settings: Settings) -> None:
+    settings = settings.with_overrides({"celery": {"operation_timeout": 2.5}})
+    options = celery_config(settings)["broker_transport_options"]
+    assert options["socket_timeout"] == options["socket_connect_timeout"] == 2.5
+    assert options["socket_keepalive"] is True
+    given = settings.with_overrides({"celery": {"broker_transport_options": '{"socket_timeout": 30}'}})
+    assert celery_config(given)["broker_transport_options"]["socket_timeout"] == 30
+    amqp = settings.with_overrides({"celery": {"broker_url": "amqp://guest:guest@127.0.0.1:5672//"}})
+    assert "socket_timeout" not in celery_config(amqp)["broker_transport_options"]  # not a Redis option
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_broker_transport_options_section_and_operators_default_queue(settings: Settings) -> None:
+    """Airflow's [celery_broker_transport_options] (visibility_timeout 86400 by default; a key set there wins over
+    the JSON option) and [operators] default_queue (where tries of tasks naming no queue go)."""
+    options = celery_config(settings)["broker_transport_options"]
+    assert options["visibility_timeout"] == 86400 and "sentinel_kwargs" not in options
+    from_json = settings.with_overrides({"celery": {"broker_transport_options": '{"visibility_timeout": 600}'}})
+    assert celery_config(from_json)["broker_transport_options"]["visibility_timeout"] == 600
+    both = from_json.with_overrides(
+        {"celery_broker_transport_options": {"visibility_timeout": 7200, "sentinel_kwargs": '{"password": "p"}'}}
+    )
+    assert celery_config(both)["broker_transport_options"]["visibility_timeout"] == 7200
+    assert celery_config(both)["broker_transport_options"]["sentinel_kwargs"] == {"password": "p"}
+    amqp = settings.with_overrides({"celery": {"broker_url": "amqp://guest:guest@127.0.0.1:5672//"}})
+    assert "visibility_timeout" not in celery_config(amqp)["broker_transport_options"]  # a Redis/SQS option
+    queued = settings.with_overrides({"operators": {"default_queue": "main"}})
+    assert celery_config(queued)["task_default_queue"] == "main"
+    assert celery_queue(queued, "default") == "main" and celery_queue(queued, "heavy") == "heavy"

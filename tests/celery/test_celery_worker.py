@@ -1,4 +1,5 @@
-"""The worker's own features: ``celery.worker_memory_limit`` and Flower against headrace's Celery app."""
+"""The worker's own features: ``celery.worker_memory_limit``, Flower against headrace's Celery app, a try it
+cannot start requeued."""
 
 from __future__ import annotations
 
@@ -11,15 +12,21 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_received
 from celery_workers import Worker, celery_settings, forget_redis_keys  # tests/celery is on sys.path (no package)
 from sqlalchemy import select
 
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry
+from headrace.executors.celery_app import send_try, task_id
+from headrace.executors.celery_worker import TryRunner, worker_app
+from headrace.supervisor.request import TryRequest
 from headrace.testing import run_scheduler_until
 from tests.integration.helpers import parse_and_trigger, run_states, write_dag
 
@@ -159,3 +166,31 @@ def test_flower_lists_the_workers(settings: Settings, tmp_path: Path, queue_pref
         except subprocess.TimeoutExpired:
             flower.kill()
             flower.wait()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_try_the_worker_cannot_start_is_requeued_not_acknowledged(settings: Settings, queue_prefix: str) -> None:
+    """When the worker cannot start a try (``ExecutorError``: here no open slot), its message goes back to the
+    queue (Celery would acknowledge a failed task): a real worker on the real Redis receives it again."""
+    settings = celery_settings(settings, "redis", queue_prefix)
+    runner = TryRunner(settings, 1)
+    runner._executor.parallelism = 0  # every try is refused with "no open slot", as when the fork server won't start
+    app = worker_app(settings, runner)
+    received: list[str] = []
+
+    def on_received(request: Any, **_kwargs: Any) -> None:
+        received.append(request.id)
+
+    task_received.connect(on_received, weak=False)
+    request = TryRequest(ti_id=7, dag_id="d", run_id="r", task_id="t", try_number=1, fileloc="/x.py")
+    try:
+        with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=30):
+            send_try(app, settings, request)
+            give_up = time.monotonic() + 30
+            while received.count(task_id(request)) < 2:
+                assert time.monotonic() < give_up, received  # acknowledged: delivered once, then gone
+                time.sleep(0.1)
+    finally:
+        task_received.disconnect(on_received)
+        runner.close()
+        app.close()

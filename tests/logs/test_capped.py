@@ -158,3 +158,23 @@ def test_a_polled_pipe_is_read_by_its_caller_and_drained_to_its_end(tmp_path: Pa
     assert log.polled_fds() == [] and path.read_bytes().endswith(b"late\n")
     os.close(write_fd)
     log.close()
+
+
+def test_a_write_after_close_goes_nowhere_not_to_the_next_file_on_its_descriptor(tmp_path: Path) -> None:
+    """A thread still writing while the supervisor closes the log must not write into whatever file reuses the
+    closed descriptor number."""
+    log = CappedLog(tmp_path / "attempt=1.log", 1 << 20)
+    log.write(b"before\n")
+    closed_fd = log.fd
+    log.close()
+    other = os.open(tmp_path / "other", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        assert other == closed_fd  # the lowest free number: the log's own, reused
+        log.write(b"late\n")
+        log.line("supervisor", "late line")
+        log.close()  # twice: nothing happens (no second os.close of a number now someone else's)
+        os.write(other, b"mine\n")
+    finally:
+        os.close(other)
+    assert (tmp_path / "other").read_bytes() == b"mine\n"
+    assert (tmp_path / "attempt=1.log").read_bytes() == b"before\n"

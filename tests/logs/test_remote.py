@@ -22,15 +22,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from headrace.api.users import create_token, create_user
+from headrace.authoring.secrets import Connection
 from headrace.config import Settings
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance, TaskTry
 from headrace.executors import make_executor
-from headrace.logs.remote import log_key
+from headrace.logs.remote import LogShipper, log_key
 from headrace.scheduler import loop
+from headrace.storage.objects import ObjectStore, open_store
 from headrace.webapp import create_app
 from tests.api.conftest import PASSWORD
 from tests.integration.helpers import FAST, parse_and_trigger, run_scheduler_until_done, write_dag
+from tests.s3 import KEY as S3_KEY
+from tests.s3 import SECRET as S3_SECRET
 from tests.s3 import S3Server, add_s3_connection, start_s3_server
 from tests.waiting import wait_until
 
@@ -56,7 +60,15 @@ GATED_DAG = """
 
 def _remote(settings: Settings, url: str, **more: object) -> Settings:
     return settings.with_overrides(
-        {**FAST, "logging": {"remote_base_log_folder": url, "remote_log_interval": INTERVAL, **more}}
+        {
+            **FAST,
+            "logging": {
+                "remote_logging": True,
+                "remote_base_log_folder": url,
+                "remote_log_interval": INTERVAL,
+                **more,
+            },
+        }
     )
 
 
@@ -100,11 +112,14 @@ def test_log_is_shipped_while_running_and_read_back_after_the_local_file_is_gone
     key = "logs/" + log_key("remote_logs", run_id, "talk", 1)
 
     with _run_scheduler(remote, db):
-        shipped = wait_until(lambda: s3_server.read(bucket, key), 60, "the running try's log in the bucket")
+        shipped = wait_until(
+            lambda: (lambda data: data if data and b"first line" in data else None)(s3_server.read(bucket, key)),
+            60,
+            "the running try's first line in the bucket",
+        )
         tt = _try(db)
-        assert tt is not None and tt.end_date is None  # still running: the log was shipped while it ran
-        wait_until(lambda: b"first line" in (s3_server.read(bucket, key) or b""), 30, "the first line shipped")
-        assert b"second line" not in shipped
+        assert tt is not None and tt.end_date is None  # read after the copy: it was shipped while the try ran
+        assert b"try 1 ended" not in shipped  # an interval upload, not the final one
         gate.touch()
         wait_until(lambda: _state(db) == "success", 60, "the try to succeed")
     final = s3_server.read(bucket, key) or b""
@@ -184,7 +199,7 @@ def test_a_supervisor_killed_mid_try_leaves_what_it_had_shipped(
         local_log = Path(tt.log_path).read_bytes()
     assert b"tick 20\n" in remote_log
     assert local_log.startswith(remote_log)  # the remote copy is the log as it was at the last interval
-    assert b"after the gate" not in local_log
+    assert b"try 1 ended" not in remote_log  # no final upload: its supervisor was killed
 
 
 def _alive(pid: int | None) -> bool:
@@ -250,3 +265,99 @@ def test_file_urls_and_delete_local_logs(settings: Settings, db: Database, tmp_p
     assert not list(shared.rglob("*.tmp"))  # uploads to a file system are atomic: no leftovers
     url = f"/api/v1/dags/remote_logs/dagRuns/{run_id}/taskInstances/talk/logs/1"
     assert _admin_client(remote, db).get(url).json()["content"] == text
+
+
+@SQLITE_ONLY
+def test_a_local_stub_does_not_hide_the_remote_log(settings: Settings, db: Database, tmp_path: Path) -> None:
+    """Readers take the remote log over a local file shorter than it (a stub: e.g. a zombie's callback output
+    the scheduler appended here), and over any local file when the try ran on another host."""
+    shared = tmp_path / "shared"
+    remote = _remote(settings, f"file://{shared}")
+    gate = tmp_path / "gate"
+    gate.touch()
+    write_dag(remote, "remote_logs.py", GATED_DAG.format(gate=str(gate)))
+    run_id = parse_and_trigger(remote, db, "remote_logs")
+    run_scheduler_until_done(remote, db)
+    tt = _try(db)
+    assert tt is not None and tt.state == "success"
+    full = (shared / log_key("remote_logs", run_id, "talk", 1)).read_text()
+    assert "second line" in full
+    local = Path(tt.log_path)
+    api = _admin_client(remote, db)
+    url = f"/api/v1/dags/remote_logs/dagRuns/{run_id}/taskInstances/talk/logs/1"
+
+    local.write_text("a callback's line\n")  # shorter than the remote log
+    assert api.get(url).json()["content"] == full
+    printed = _cli(remote, "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == full
+
+    local.write_text("x" * (len(full) + 100) + "\n")  # longer, but the try ran on another host: not its log
+    assert api.get(url).json()["content"] != full  # this host's: the local file is read
+    with db.session() as session:
+        row = session.get(TaskTry, tt.id)
+        assert row is not None
+        row.hostname = "another-host"
+    assert api.get(url).json()["content"] == full
+
+
+def _s3_store(server: S3Server, bucket: str) -> ObjectStore:
+    conn = Connection(
+        conn_id="s3_test",
+        conn_type="aws",
+        login=S3_KEY,
+        password=S3_SECRET,
+        extra={"endpoint_url": server.endpoint_url, "region_name": "us-east-1"},
+    )
+    return open_store(f"s3://{bucket}/logs", "logging.remote_base_log_folder", conn)
+
+
+@pytest.mark.parametrize(
+    ("remote_before", "local_before", "expected_front"),
+    [
+        # delete_local_logs: the first part was shipped and removed; the triggerer recreated the file with lines
+        # that outnumber it
+        (b"first part\n", b"the triggerer's lines, longer than the first part\n", b"first part\n"),
+        # a second resume on the host of the first: the file continues what the remote log ends with
+        (b"first part\ntrigger 1\nresumed 1\n", b"trigger 1\nresumed 1\ntrigger 2\n", b"first part\n"),
+        # same host, nothing deleted: the file holds the whole log
+        (b"first part\n", b"first part\ntrigger 1\n", b""),
+    ],
+    ids=["stub-recreated", "continues-remote", "whole-local"],
+)
+def test_a_resumed_try_keeps_the_remote_first_part_in_front(
+    s3_server: S3Server, bucket: str, tmp_path: Path, remote_before: bytes, local_before: bytes, expected_front: bytes
+) -> None:
+    store = _s3_store(s3_server, bucket)
+    key = log_key("d", "r", "t", 1)
+    store.put_bytes(key, remote_before)
+    local = tmp_path / "attempt=1.log"
+    local.write_bytes(local_before)
+    shipper = LogShipper(store, local, key, 60.0, lambda _m, _l: None, resumed=True, opened_size=len(local_before))
+    with local.open("ab") as f:
+        f.write(b"resumed line\n")
+    assert shipper.finish(timeout=10)
+    assert s3_server.read(bucket, "logs/" + key) == expected_front + local_before + b"resumed line\n"
+
+
+@SQLITE_ONLY
+def test_remote_logging_false_ignores_the_folder_and_says_so(settings: Settings, db: Database, tmp_path: Path) -> None:
+    """Airflow's switch: with logging.remote_logging false (its default) the folder is neither shipped to nor read
+    from, and every command warns that it is set for nothing."""
+    shared = tmp_path / "shared"
+    off = _remote(settings, f"file://{shared}").with_overrides({"logging": {"remote_logging": False}})
+    gate = tmp_path / "gate"
+    gate.touch()
+    write_dag(off, "remote_logs.py", GATED_DAG.format(gate=str(gate)))
+    run_id = parse_and_trigger(off, db, "remote_logs")
+    run_scheduler_until_done(off, db)
+    tt = _try(db)
+    assert tt is not None and tt.state == "success" and Path(tt.log_path).exists()
+    assert not shared.exists()  # nothing shipped
+    printed = _cli(off, "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
+    assert printed.returncode == 0, printed.stderr
+    said = " ".join(printed.stderr.split())  # as the terminal wrapped it
+    assert "warning: logging.remote_base_log_folder is set but logging.remote_logging is false" in said, said
+    assert "second line" in printed.stdout
+    on = _cli(_remote(settings, f"file://{shared}"), "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
+    assert "remote_logging is false" not in on.stderr

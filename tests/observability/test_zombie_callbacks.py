@@ -110,3 +110,58 @@ def test_zombie_runs_task_callbacks_once_and_emits(settings: Settings, db: Datab
         ("zombie", "again", "up_for_retry", "zombie"),
         ("zombie", "final", "failed", "zombie"),
     ]
+
+
+def test_zombie_callbacks_run_when_the_try_log_folder_is_not_on_this_host(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    """The try ran on another host: its recorded log folder does not exist here. The scheduler creates it, the
+    callback runs and its output lands in the log file."""
+    out, log_file = tmp_path / "calls.txt", tmp_path / "other-host" / "dag_id=lost" / "attempt=1.log"
+    write_dag(
+        settings,
+        "lost",
+        f"""
+        from headrace import DAG
+        from headrace.operators import EmptyOperator
+
+        def record(context):
+            print("callback failure ran")
+            with open({str(out)!r}, "a") as f:
+                f.write(context['ti'].task_id + "\\n")
+
+        with DAG("lost", default_args={{"on_failure_callback": record}}):
+            EmptyOperator(task_id="final")
+    """,
+    )
+    DagProcessor(settings, db).refresh(NOW)
+    with db.session() as session:
+        trigger_dag(session, "lost", now=NOW)
+        start_queued_runs(session, NOW)
+    gone = subprocess.Popen(["sleep", "60"])
+    start_time = psutil.Process(gone.pid).create_time()
+    gone.kill()
+    gone.wait()
+    ti = tis(db)["final"]
+    move_ti(db, ti.id, TI.RUNNING)
+    with db.session() as session:
+        session.add(
+            TaskTry(
+                task_instance_id=ti.id,
+                dag_id="lost",
+                run_id=ti.run_id,
+                task_id="final",
+                try_number=1,
+                state="running",
+                hostname=hostname(),
+                supervisor_pid=gone.pid,
+                supervisor_start_time=start_time,
+                start_date=NOW,
+                heartbeat_at=NOW,
+                log_path=str(log_file),
+            )
+        )
+    run(settings, db, FakeExecutor(db, slots=0), clock=FakeClock(NOW), num_loops=2)
+    assert tis(db)["final"].state == "failed"
+    wait_until(lambda: out.exists() and out.read_text() == "final\n", 30, "the failure callback's line")
+    wait_until(lambda: log_file.exists() and "callback failure ran" in log_file.read_text(), 30, "its output")

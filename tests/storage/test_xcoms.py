@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from headrace.api.users import create_token, create_user
 from headrace.config import Settings, load_settings
@@ -19,6 +20,8 @@ from headrace.exceptions import ConfigError, XComError
 from headrace.scheduler.user_actions import clear_task_instances
 from headrace.storage.stores import Stores
 from headrace.storage.xcoms import XComObjects, is_reference
+from headrace.supervisor.protocol import SetXCom
+from headrace.supervisor.task_requests import TryTarget, set_xcom
 from headrace.webapp import create_app
 from tests.api.conftest import PASSWORD
 from tests.integration.helpers import FAST, parse_and_trigger, run_scheduler_until_done, write_dag
@@ -86,6 +89,9 @@ def test_a_large_xcom_goes_to_the_store_is_pulled_shown_and_deleted_on_clear(
     api = TestClient(create_app(stored, db), headers={"Authorization": f"Bearer {token}"})
     shown = api.get(f"/api/v1/dags/big_xcom/dagRuns/{run_id}/taskInstances/produce/xcomEntries/return_value").json()
     assert shown["value"] == {"rows": list(range(2000)), "small": False}
+    listed = api.get(f"/api/v1/dags/big_xcom/dagRuns/{run_id}/taskInstances/produce/xcomEntries").json()
+    (entry,) = listed["xcom_entries"]  # a list shows the reference (no read per row), as Airflow's does
+    assert entry["value"] == reference and sorted(reference) == ["__hr__", "size", "url"]
 
     with db.session() as session:
         run = session.scalars(select(DagRun)).one()
@@ -106,7 +112,13 @@ def test_file_store_round_trip_and_references_outside_it_are_refused(tmp_path: P
         }
     )
     xcoms = XComObjects(Stores(settings, None))
-    assert xcoms.offload('"short"', dag_id="d", run_id="r/1", task_id="t") == '"short"'  # at most 10 bytes: kept
+    assert xcoms.offload('"short"', dag_id="d", run_id="r/1", task_id="t") == '"short"'  # under 10 bytes: kept
+    assert xcoms.offload('"9 bytes"', dag_id="d", run_id="r/1", task_id="t") == '"9 bytes"'
+    at_threshold = xcoms.offload(
+        '"10 bytes"', dag_id="d", run_id="r/1", task_id="t"
+    )  # Airflow's rule: `< threshold` stays
+    assert is_reference(at_threshold) and json.loads(at_threshold)["size"] == 10
+    assert xcoms.purge([at_threshold]) == 1
     value = json.dumps({"text": "x" * 500})
     ref = xcoms.offload(value, dag_id="d", run_id="r/1", task_id="t")
     assert is_reference(ref) and xcoms.resolve(ref) == value
@@ -123,3 +135,19 @@ def test_file_store_round_trip_and_references_outside_it_are_refused(tmp_path: P
 def test_unknown_compression_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="xcom_objectstorage_compression.*'zstd' is not one of"):
         load_settings({"HEADRACE_HOME": str(tmp_path), "HEADRACE__CORE__XCOM_OBJECTSTORAGE_COMPRESSION": "zstd"})
+
+
+def test_the_stored_object_is_deleted_when_the_xcom_row_cannot_be_written(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    """The value goes to the store before the row is written: a row that cannot be committed (here: its DAG run is
+    gone, a foreign key violation) must not leave its object behind."""
+    store = tmp_path / "store"
+    stored = settings.with_overrides(
+        {"core": {"xcom_objectstorage_path": f"file://{store}", "xcom_objectstorage_threshold": 0}}
+    )
+    xcoms = XComObjects(Stores(stored, None))
+    target = TryTarget(ti_id=1, dag_run_pk=987654, dag_id="d", run_id="r", task_id="t")
+    with pytest.raises(IntegrityError):
+        set_xcom(db, target, SetXCom(key="return_value", value_json='{"big": true}'), 1 << 20, xcoms)
+    assert store.exists() and not [p for p in store.rglob("*") if p.is_file()]  # written, then deleted

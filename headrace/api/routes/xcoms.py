@@ -38,15 +38,21 @@ def xcom_value(row: XCom, backend: type[BaseXCom] = BaseXCom, xcoms: XComObjects
     no class is imported).
 
     A value that has no plain JSON form (bytes that are not UTF-8) is given as stored, with its type tags.
-    A value in the object store (``core.xcom_objectstorage_path``) is read from it with ``xcoms``; one that
-    cannot be read there is shown as its reference (``{"__hr__": "stored", "url": …}``), the failure logged.
+    A value in the object store (``core.xcom_objectstorage_path``) is read from it with ``xcoms``; without
+    ``xcoms`` (lists), or when it cannot be read there (the failure logged), it is shown as its reference:
+    ``{"__hr__": "stored", "url": …, "size": <bytes of JSON>}``.
     """
     text = row.value
-    if xcoms is not None and is_reference(text):
+    if is_reference(text):
+        if xcoms is None:
+            reference: Any = json.loads(text)
+            return reference
         try:
             text = xcoms.resolve(text)
         except HeadraceError as exc:
             log.warning("XCom %r of %s: %s", row.key, row.task_id, exc)
+            reference = json.loads(text)
+            return reference
     stored = json.loads(text)
     entry = backend(
         value=stored, key=row.key, task_id=row.task_id, dag_id=row.dag_id, run_id=row.run_id, map_index=row.map_index
@@ -91,7 +97,9 @@ def list_xcoms(
     ] = None,
 ) -> schemas.XComCollection:
     """The XComs of a task, sorted by key then map index (each task instance's latest try's: a new try starts
-    with none); of one task instance with ``?map_index=`` (Airflow 3 filters only when it is given)."""
+    with none); of one task instance with ``?map_index=`` (Airflow 3 filters only when it is given). A value in
+    the object store is listed as its reference (URL and size), as Airflow lists it: read it with the
+    single-XCom endpoint."""
     with get_db(request).read_session() as session:
         if map_index is None:
             run = get_run(session, dag_id, dag_run_id)
@@ -110,9 +118,8 @@ def list_xcoms(
             stmt = select(XCom).where(XCom.dag_run_id == run.id, XCom.task_id == task_id, XCom.map_index == map_index)
         rows = session.scalars(pg.apply(stmt.order_by(XCom.key, XCom.map_index)))
         backend = xcom_backend(request)
-        xcoms = xcom_objects(request)
         return schemas.XComCollection(
-            xcom_entries=[xcom_out(x, backend, xcoms) for x in rows], total_entries=count(session, stmt)
+            xcom_entries=[xcom_out(x, backend) for x in rows], total_entries=count(session, stmt)
         )
 
 
