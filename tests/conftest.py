@@ -2,7 +2,7 @@
 
 PostgreSQL: one fresh database per test session (``headrace_test_<pid>``) on the
 server at ``HEADRACE_TEST_PG`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432``),
-migrated once and truncated between tests. SQLite: a fresh file per test,
+migrated once and emptied between tests (DELETE, see ``_pg_empty_sql``). SQLite: a fresh file per test,
 copied from a template migrated once.
 """
 
@@ -59,6 +59,34 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _pg_empty_sql() -> str:
+    """SQL that empties every table of the session's PostgreSQL database but ``default_pool`` (128 slots),
+    and restarts their sequences at 1, as a ``TRUNCATE … RESTART IDENTITY CASCADE`` would.
+
+    DELETE, not TRUNCATE: the tables hold a test's few rows, and TRUNCATE makes new files for each of the
+    tables and their indexes (0.2–0.8 s per test on a loaded machine, against 0.03 s). Foreign-key
+    triggers are off for the transaction (``session_replication_role = replica``, the server's superuser
+    ``postgres``), so the order of the DELETEs does not matter.
+    """
+    deletes = [f'DELETE FROM "{t.name}"' for t in Base.metadata.sorted_tables if t.name != "pool"]
+    return ";\n".join(
+        [
+            "SET LOCAL session_replication_role = replica",
+            *deletes,
+            "DELETE FROM pool WHERE name <> 'default_pool'",
+            "UPDATE pool SET slots = 128 WHERE name = 'default_pool'",
+            # the sequences owned by columns of the emptied tables (as RESTART IDENTITY): pool has none
+            "SELECT setval(s.oid, 1, false) FROM pg_class s"
+            " JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass"
+            " AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')"
+            " JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' AND t.relname <> 'pool'",
+        ]
+    )
+
+
+_PG_EMPTY = _pg_empty_sql()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """URL of an empty, migrated metadata DB (with default_pool); one test's alone.
@@ -74,11 +102,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     url: str = request.getfixturevalue("pg_url")
     database = Database(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "pool")
     with database.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        conn.execute(text("DELETE FROM pool WHERE name <> 'default_pool'"))
-        conn.execute(text("UPDATE pool SET slots = 128 WHERE name = 'default_pool'"))
+        conn.execute(text(_PG_EMPTY))
     database.dispose()
     yield through_pgbouncer(url) if request.param == "postgresql-pgbouncer" else url
 
