@@ -208,7 +208,8 @@ SPEC: dict[str, dict[str, Option]] = {
         "url": Option(
             str,
             lambda h: f"sqlite:///{h / 'headrace.db'}",
-            "SQLAlchemy URL of the metadata DB; postgresql+psycopg://… in production.",
+            "SQLAlchemy URL of the metadata DB; postgresql+psycopg://… in production. SQLite: ?timeout=<s> "
+            "sets the busy timeout (how long a write waits for another's lock; default 30 s).",
         ),
         "pool_size": Option(
             int,

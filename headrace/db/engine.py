@@ -4,8 +4,9 @@
 
 * SQLite: WAL journal, ``synchronous=NORMAL`` (durable across process crashes,
   which is what "any process can be SIGKILLed" needs; see
-  https://www.sqlite.org/wal.html), a 30 s busy timeout so concurrent writers
-  (scheduler, supervisors, CLI) wait instead of failing, and ``BEGIN IMMEDIATE``
+  https://www.sqlite.org/wal.html), a busy timeout so concurrent writers
+  (scheduler, supervisors, CLI) wait instead of failing (30 s, or the URL's
+  ``?timeout=<seconds>``, the driver's own parameter), and ``BEGIN IMMEDIATE``
   for write transactions so a reader never has to upgrade to a writer mid-way
   (the cause of SQLITE_BUSY deadlocks).
 * PostgreSQL: a pool of ``pool_size`` connections plus ``max_overflow``
@@ -48,6 +49,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
+from headrace.exceptions import ConfigError
+
 if TYPE_CHECKING:
     from headrace.config import Settings
 
@@ -80,6 +83,29 @@ def split_pgbouncer(url: str) -> tuple[str, bool]:
     return stripped, value in ("true", "1", "yes")
 
 
+SQLITE_BUSY_TIMEOUT = 30.0
+"""Seconds a SQLite connection waits for another's write lock before ``database is locked``, unless the URL
+sets ``timeout`` (``sqlite:///path/headrace.db?timeout=10``)."""
+
+
+def sqlite_busy_timeout(url: str) -> float:
+    """The busy timeout of SQLite URL ``url`` in seconds: its ``timeout`` parameter, else
+    :data:`SQLITE_BUSY_TIMEOUT`. Raises ``ConfigError`` naming the parameter if it is not a number ≥ 0."""
+    value = make_url(url).query.get("timeout")
+    if value is None:
+        return SQLITE_BUSY_TIMEOUT
+    try:
+        seconds = float(value if isinstance(value, str) else value[-1])
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses nan
+        raise ConfigError(
+            f"setting database.url: timeout={value!r} is not a number of seconds ≥ 0 (SQLite's busy timeout)",
+            key="database.url",
+        )
+    return seconds
+
+
 def make_engine(
     url: str,
     *,
@@ -95,7 +121,7 @@ def make_engine(
     seconds after it was opened (-1: never); ``application_name`` is shown in
     ``pg_stat_activity``. A ``?pgbouncer=true`` URL turns psycopg's automatic
     prepare off (see the module docstring). Raises ``ValueError`` for a bad
-    ``pgbouncer`` parameter.
+    ``pgbouncer`` parameter, ``ConfigError`` for a SQLite URL whose ``timeout`` is not a number of seconds.
     """
     url, pgbouncer = split_pgbouncer(url)
     if is_sqlite(url):
@@ -103,7 +129,7 @@ def make_engine(
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         # ``timeout`` is the driver's busy timeout (sqlite3_busy_timeout, in seconds): no PRAGMA needed for it.
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": sqlite_busy_timeout(url), "check_same_thread": False})
         wal_set = False
 
         @event.listens_for(engine, "connect")

@@ -3,7 +3,8 @@
 A PostgreSQL restart (``pg_ctl restart -m fast`` drops every connection with
 ``terminating connection due to administrator command``, then refuses new
 ones for a second), a stopped server (``connection refused``) and a SQLite
-write lock held past the 30 s busy timeout (``database is locked``) all reach
+write lock held past the busy timeout (``database is locked``; 30 s, see
+:func:`~headrace.db.engine.sqlite_busy_timeout`) all reach
 SQLAlchemy as :class:`~sqlalchemy.exc.OperationalError` or
 :class:`~sqlalchemy.exc.InterfaceError`, or as a ``DBAPIError`` whose
 ``connection_invalidated`` is set. :func:`is_outage` recognises them; anything

@@ -1,15 +1,19 @@
-"""The engine's pool settings and the PgBouncer marker (headrace.db.engine), on the real servers."""
+"""The engine's pool settings, the PgBouncer marker and SQLite's busy timeout (headrace.db.engine), on the real
+servers."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from headrace.config import load_settings
-from headrace.db.engine import Database, split_pgbouncer
+from headrace.db.engine import SQLITE_BUSY_TIMEOUT, Database, split_pgbouncer, sqlite_busy_timeout
+from headrace.db.outage import is_outage
 from headrace.exceptions import ConfigError
 from tests.pgbouncer import through_pgbouncer
 
@@ -98,3 +102,35 @@ def test_listen_url_must_be_a_direct_postgresql_url(tmp_path: Path) -> None:
     )
     assert Database.from_settings(settings, role="cli").wake_url == url
     assert Database(url).wake_url == url
+
+
+def test_the_sqlite_busy_timeout_comes_from_the_url_else_the_default() -> None:
+    assert sqlite_busy_timeout("sqlite:////tmp/h.db") == SQLITE_BUSY_TIMEOUT == 30.0
+    assert sqlite_busy_timeout("sqlite:////tmp/h.db?timeout=2.5") == 2.5
+    assert sqlite_busy_timeout("sqlite:////tmp/h.db?timeout=0") == 0.0
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_a_bad_sqlite_timeout_is_refused_naming_it(value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"database\.url: timeout='{value}' is not a number of seconds") as info:
+        Database(f"sqlite:////tmp/h.db?timeout={value}").engine  # noqa: B018 (the engine is made on first use)
+    assert info.value.key == "database.url"
+
+
+def test_a_sqlite_write_gives_up_after_the_urls_timeout(sqlite_template: Path, tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    path.write_bytes(sqlite_template.read_bytes())
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's write lock, held
+    db = Database(f"sqlite:///{path}?timeout=0.2")
+    try:
+        with pytest.raises(OperationalError, match="database is locked") as info, db.session() as session:
+            session.execute(text("UPDATE pool SET slots = 3"))
+        assert is_outage(info.value)  # ridden out by schedulers and supervisors like any lost database
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        db.dispose()
+    with db.session() as session:  # the lock gone, the same URL writes
+        session.execute(text("UPDATE pool SET slots = 3"))
+    db.dispose()
