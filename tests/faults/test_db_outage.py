@@ -3,10 +3,12 @@
 A real scheduler (subprocess, LocalExecutor, real supervisors) runs two DAGs
 with ``retries=0`` — a chain, where each task starts after the previous one
 ended, and a fan of tasks that end together — while the database goes away:
-a PostgreSQL fast restart (twice), a PostgreSQL stop of 60 s, a SQLite write
-lock held for 45 s (the busy timeout is 30 s). Tasks that end during the
-outage keep their outcome until the database is back; the scheduler waits
-and reconnects. Both runs must succeed (a lost outcome would become a
+a PostgreSQL fast restart (twice), a PostgreSQL stop of 12 s, a SQLite write
+lock held for 10 s (the busy timeout is 3 s here, the URL's ``timeout``; 30 s
+by default). Each outage outlasts the tasks running when it began and several
+retries (backoff 0.1 s doubling to 5 s). Tasks that end during the outage keep
+their outcome until the database is back; the scheduler waits and reconnects.
+Both runs must succeed (a lost outcome would become a
 zombie, and with ``retries=0`` a failed run) and every task's code must have
 run to its end exactly once. The same fast restart happens with the scheduler
 and its supervisors connected through PgBouncer in transaction mode.
@@ -82,7 +84,9 @@ def test_postgresql_fast_restart_mid_run(
     request: pytest.FixtureRequest,
 ) -> None:
     if fault_pg is None:
-        pytest.skip("a PostgreSQL restart (SQLite's outage is a held lock: test_sqlite_lock_held_45_s)")
+        pytest.skip(
+            "a PostgreSQL restart (SQLite's outage is a held lock: test_sqlite_lock_held_past_the_busy_timeout)"
+        )
     request.getfixturevalue("pg_fault_lock")  # no other outage on this machine meanwhile
     settings = fault_settings.with_overrides(FAULT)
 
@@ -138,8 +142,18 @@ def test_postgresql_restart_through_pgbouncer_mid_run(
         bouncer.stop()
 
 
+PG_STOP = 12.0
+"""Seconds PostgreSQL stays stopped: past the longest task running when it stops (3 s) and past the longest
+retry interval (5 s), so the scheduler and the supervisors fail, back off and retry several times."""
+SQLITE_LOCK = 10.0
+"""Seconds the SQLite write lock is held: three busy timeouts (:data:`SQLITE_BUSY`) and more, past the longest
+task running when it is taken (3 s)."""
+SQLITE_BUSY = 3.0
+"""The busy timeout of the SQLite outage test (the URL's ``timeout``), in seconds."""
+
+
 @pytest.mark.timeout(300)
-def test_postgresql_stopped_60_s_mid_run(
+def test_postgresql_stopped_mid_run(
     fault_settings: Settings,
     fault_db: Database,
     fault_pg: PgCluster | None,
@@ -147,16 +161,16 @@ def test_postgresql_stopped_60_s_mid_run(
     request: pytest.FixtureRequest,
 ) -> None:
     if fault_pg is None:
-        pytest.skip("a PostgreSQL stop (SQLite's outage is a held lock: test_sqlite_lock_held_45_s)")
+        pytest.skip("a PostgreSQL stop (SQLite's outage is a held lock: test_sqlite_lock_held_past_the_busy_timeout)")
     request.getfixturevalue("pg_fault_lock")  # no other outage on this machine meanwhile
     settings = fault_settings.with_overrides(FAULT)
 
-    def stop_60_s() -> None:
+    def stop() -> None:
         fault_pg.stop("fast")
-        time.sleep(60)  # every running task ends in the gap and must keep its outcome
+        time.sleep(PG_STOP)  # every running task ends in the gap and must keep its outcome
         fault_pg.start()
 
-    text = run_through(settings, fault_db, tmp_path, stop_60_s)
+    text = run_through(settings, fault_db, tmp_path, stop)
     assert "lost the database" in text and "the database is back" in text
     tries = list((settings.base_log_folder).rglob("*.log"))
     assert any("kept it in" in p.read_text() for p in tries), "no supervisor had to keep its outcome on disk"
@@ -164,31 +178,38 @@ def test_postgresql_stopped_60_s_mid_run(
 
 
 @pytest.mark.timeout(300)
-def test_sqlite_lock_held_45_s(
+def test_sqlite_lock_held_past_the_busy_timeout(
     fault_settings: Settings, fault_db: Database, fault_backend: str, tmp_path: Path
 ) -> None:
     if fault_backend != "sqlite":
         pytest.skip("a SQLite file lock (PostgreSQL's outages: restart and stop)")
-    settings = fault_settings.with_overrides(FAULT)
     path = fault_db.engine.url.database
     assert path
+    # the scheduler, its supervisors and this test's own Database all open the URL with the short busy timeout
+    settings = fault_settings.with_overrides(
+        {**FAULT, "database": {**FAULT["database"], "url": f"sqlite:///{path}?timeout={SQLITE_BUSY:g}"}}
+    )
+    db = Database(settings.database_url)
     held = threading.Event()
 
     def hold_lock() -> None:
         conn = sqlite3.connect(path, isolation_level=None, timeout=60)
-        conn.execute("BEGIN IMMEDIATE")  # the write lock: every other writer waits, then fails after 30 s
+        conn.execute("BEGIN IMMEDIATE")  # the write lock: every other writer waits, then fails after SQLITE_BUSY
         held.set()
-        time.sleep(45)
+        time.sleep(SQLITE_LOCK)
         conn.execute("COMMIT")
         conn.close()
 
-    def lock_45_s() -> None:
+    def lock() -> None:
         holder = threading.Thread(target=hold_lock)
         holder.start()
         held.wait(60)
         holder.join()
 
-    text = run_through(settings, fault_db, tmp_path, lock_45_s)
+    try:
+        text = run_through(settings, db, tmp_path, lock)
+    finally:
+        db.dispose()
     assert "lost the database" in text and "the database is back" in text
 
 
