@@ -17,12 +17,37 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+from headrace.api import users
 from headrace.config import Settings, load_settings
 from headrace.db.engine import Database
 from headrace.db.migrate import migrate
 from headrace.db.models import Base
 from tests.pgbouncer import through_pgbouncer
 from tests.s3 import S3Server, start_s3_server
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_argon2_hash_per_password() -> Iterator[None]:
+    """``hash_password`` hashes each distinct password once per test process and hands out that hash again.
+
+    An argon2id hash costs ~0.3 s of CPU and ~64 MiB by design, and most API and UI tests make users with
+    the same few passwords. The hash handed out is still a real argon2id hash of that password (with its
+    own salt, shared by the users of that password), which logins check with the real, unshortened
+    ``verify``; short passwords are still refused (an error is not kept). Logins, the timing equaliser and
+    rehashing use the hasher directly and are untouched.
+    """
+    real = users.hash_password
+    made: dict[str, str] = {}
+
+    def hash_once(password: str) -> str:
+        if password not in made:
+            made[password] = real(password)
+        return made[password]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(users, "hash_password", hash_once)
+        yield
+
 
 PG_SERVER = os.environ.get("HEADRACE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
