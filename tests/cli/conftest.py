@@ -1,16 +1,23 @@
-"""Run the real ``headrace`` command in a subprocess against the test's database."""
+"""Run the real ``headrace`` command against the test's database.
+
+``cli`` runs each command in a child forked by a warm process (:mod:`tests.cli.warm`): its own process
+with the given environment, without paying an interpreter start and the CLI's imports each time.
+``cli_subprocess`` runs ``python -m headrace`` itself; the tests that take it check the real entry point
+of each command group (``tests/cli/test_startup.py`` checks what each command imports).
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from headrace.config import Settings
+from tests.cli.warm import WarmCli
 
 
 class CliResult:
@@ -38,8 +45,28 @@ def cli_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session")
+def warm_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarmCli]:
+    """This test process's warm ``headrace`` server (started on first use)."""
+    warm = WarmCli(tmp_path_factory.mktemp("warm-cli"))
+    yield warm
+    warm.close()
+
+
 @pytest.fixture
-def cli(cli_env: dict[str, str]) -> Cli:
+def cli(cli_env: dict[str, str], warm_cli: WarmCli) -> Cli:
+    """``cli(*args, timeout=120)``: run ``headrace *args`` with ``cli_env`` (read at each call) in a forked child."""
+
+    def run(*args: str, timeout: float = 120) -> CliResult:
+        return CliResult(warm_cli.run(list(args), dict(cli_env), timeout))
+
+    return run
+
+
+@pytest.fixture
+def cli_subprocess(cli_env: dict[str, str]) -> Cli:
+    """As ``cli``, through a new ``python -m headrace`` process each time (the real entry point)."""
+
     def run(*args: str, timeout: float = 120) -> CliResult:
         proc = subprocess.run(
             [sys.executable, "-m", "headrace", *args],

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from sqlalchemy import select
 
 from headrace.config import Settings
@@ -60,13 +61,40 @@ def test_migrate_and_config_list(cli: Cli) -> None:
     assert "4" in line and "env" in line
 
 
-def test_bad_config_is_one_line(cli: Cli, cli_env: dict[str, str]) -> None:
+def test_bad_config_is_one_line(cli_subprocess: Cli, cli_env: dict[str, str]) -> None:
     cli_env["HEADRACE__CORE__PARALLELISM"] = "zero"
-    r = cli("config", "list")
+    r = cli_subprocess("config", "list")
     assert r.code == 1
     assert r.err.strip().splitlines() == [
         "error: core.parallelism (from env HEADRACE__CORE__PARALLELISM): expected int, got 'zero'"
     ]
+
+
+ENTRY_POINT = [
+    (("db", "migrate"), 0, f"revision {head_revision()}"),
+    (("config", "list", "--section", "core"), 0, "core.parallelism"),
+    (("dags", "list"), 0, "DAGs (0)"),
+    (("tasks", "list", "no_such_dag"), 1, "error: no DAG with dag_id 'no_such_dag'"),
+    (("pools", "list"), 0, "default_pool"),
+    (("variables", "list"), 0, "┃ key ┃ value ┃"),
+    (("connections", "list"), 0, "┃ conn_id ┃ type ┃"),
+    (("assets", "list"), 0, "assets (0)"),
+    (("users", "list"), 0, "┃ username ┃ role ┃"),
+    (("ps",), 0, "running tries (0)"),
+]
+"""A command of each group that needs nothing but a migrated database, its exit code and a line it prints."""
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the entry point, not SQL: one database
+@pytest.mark.parametrize(("args", "code", "says"), ENTRY_POINT, ids=[" ".join(a[:2]) for a, _, _ in ENTRY_POINT])
+def test_each_command_group_through_python_m_headrace(
+    cli_subprocess: Cli, args: tuple[str, ...], code: int, says: str
+) -> None:
+    """The other tests run commands in forked children of a warm process (conftest.py); these go through
+    ``python -m headrace`` itself, as a user's shell does."""
+    r = cli_subprocess(*args)
+    assert r.code == code, r.out + r.err
+    assert says in r.out + r.err
 
 
 def test_unknown_dag_is_one_line(cli: Cli) -> None:
