@@ -201,9 +201,8 @@ SEQUENTIAL_FILES = ["airflow2_legacy.py", "airflow3_taskflow.py", "mapping.py", 
 these cover the import mapping in a fresh interpreter (TaskFlow, mapping, templates, XCom types)."""
 
 
-@pytest.mark.parametrize("executor", ["local", "sequential"])  # tries forked by the fork server / own interpreters
-@pytest.mark.timeout(480)
-def test_unchanged_with_airflow_imports(settings: Settings, db: Database, executor: str) -> None:
+def run_unchanged(settings: Settings, db: Database, executor: str) -> None:
+    """The Airflow files, unchanged with ``core.airflow_imports``, run by ``executor``; checks what ended how."""
     shutil.rmtree(settings.dags_folder)
     shutil.copytree(AIRFLOW_DAGS, settings.dags_folder)
     if executor == "sequential":
@@ -222,6 +221,24 @@ def test_unchanged_with_airflow_imports(settings: Settings, db: Database, execut
         expected = ["compat_airflow3_taskflow", "compat_mapping", "compat_team_a_report", "compat_templates"]
         expected += ["compat_xcom_types"]
     assert succeeded(runs) == expected
+
+
+@pytest.mark.timeout(480)
+def test_unchanged_with_airflow_imports(settings: Settings, db: Database) -> None:
+    """Tries forked by the fork server (the local executor), on SQLite and PostgreSQL."""
+    run_unchanged(settings, db, "local")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.timeout(480)
+def test_unchanged_with_airflow_imports_each_try_in_its_own_interpreter(settings: Settings, db: Database) -> None:
+    """The sequential executor: every try in a fresh interpreter, which installs the import mapping itself.
+
+    What is tested is the interpreter's start, not SQL: one database (the local way above, and the
+    sequential executor's own tests, run on both). An interpreter per try, one at a time, costs half a
+    minute or more here.
+    """
+    run_unchanged(settings, db, "sequential")
 
 
 def test_native_twins(settings: Settings, db: Database) -> None:
