@@ -22,6 +22,7 @@ from headrace.config import Settings, load_settings
 from headrace.db.engine import Database
 from headrace.db.migrate import migrate
 from headrace.db.models import Base
+from tests.cli.warm import WarmCli
 from tests.pgbouncer import through_pgbouncer
 from tests.s3 import S3Server, start_s3_server
 
@@ -47,6 +48,15 @@ def one_argon2_hash_per_password() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(users, "hash_password", hash_once)
         yield
+
+
+@pytest.fixture(scope="session")
+def warm_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarmCli]:
+    """This test process's warm ``headrace`` (:mod:`tests.cli.warm`): ``warm_cli.run(args, env, timeout)`` runs a
+    command in a forked child, as ``subprocess.run([python, "-m", "headrace", *args], ...)`` would."""
+    warm = WarmCli(tmp_path_factory.mktemp("warm-cli"))
+    yield warm
+    warm.close()
 
 
 PG_SERVER = os.environ.get("HEADRACE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")

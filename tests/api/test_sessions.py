@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +24,7 @@ from headrace.db.engine import Database
 from headrace.db.models import User, UserSession
 from headrace.webapp import start_in_thread
 from tests.api.conftest import PASSWORD
+from tests.cli.warm import WarmCli
 
 
 @pytest.fixture
@@ -53,22 +53,21 @@ def _replay(url: str, cookie: str) -> httpx.Client:
     return httpx.Client(base_url=url, timeout=30, cookies={"headrace_session": cookie})
 
 
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(warm_cli: WarmCli, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``headrace *args`` on the test's database, in a child of the warm headrace (tests/cli/warm.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env.update(HEADRACE_HOME=str(settings.home), HEADRACE__DATABASE__URL=settings.database_url)
-    return subprocess.run(
-        [sys.executable, "-m", "headrace", *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    return warm_cli.run(list(args), env, timeout=120)
 
 
 def test_deleted_users_cookie_is_refused_after_a_new_user_takes_its_place(
-    server: str, settings: Settings, db: Database
+    server: str, settings: Settings, db: Database, warm_cli: WarmCli
 ) -> None:
     viewer_id = _user(db, "vic", "viewer")
     client, csrf = _login(server, "vic")
     cookie = client.cookies["headrace_session"]
     assert client.get("/api/v1/auth/me").json()["username"] == "vic"
-    deleted = _cli(settings, "users", "delete", "vic")
+    deleted = _cli(warm_cli, settings, "users", "delete", "vic")
     assert deleted.returncode == 0, deleted.stderr
     operator_id = _user(db, "otto", "operator")
     attacker = _replay(server, cookie)
@@ -134,14 +133,14 @@ def test_logout_everywhere_ends_the_users_other_sessions(server: str, db: Databa
     ids=["set-password", "set-role"],
 )
 def test_password_and_role_change_end_every_session(
-    server: str, settings: Settings, db: Database, command: tuple[str, ...]
+    server: str, settings: Settings, db: Database, warm_cli: WarmCli, command: tuple[str, ...]
 ) -> None:
     _user(db, "bea", "operator")
     first, _ = _login(server, "bea")
     second, _ = _login(server, "bea")
     other_id = _user(db, "carl", "viewer")
     bystander, _ = _login(server, "carl")
-    changed = _cli(settings, *command)
+    changed = _cli(warm_cli, settings, *command)
     assert changed.returncode == 0, changed.stderr
     assert "2 login session(s) ended" in changed.stdout
     assert first.get("/api/v1/auth/me").status_code == 401

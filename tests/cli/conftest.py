@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,14 +43,6 @@ def cli_env(settings: Settings) -> dict[str, str]:
         COLUMNS="250",
     )
     return env
-
-
-@pytest.fixture(scope="session")
-def warm_cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarmCli]:
-    """This test process's warm ``headrace`` server (started on first use)."""
-    warm = WarmCli(tmp_path_factory.mktemp("warm-cli"))
-    yield warm
-    warm.close()
 
 
 @pytest.fixture

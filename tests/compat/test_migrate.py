@@ -7,26 +7,35 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from headrace.compat.migrate import migrate_path, migrate_source
+from tests.cli.warm import WarmCli
 
 from .conftest import AIRFLOW_DAGS, UNSUPPORTED
 
+Headrace = Callable[..., subprocess.CompletedProcess[str]]
+"""``headrace(tmp_path, *args)``: ``headrace migrate airflow *args`` with HEADRACE_HOME in ``tmp_path``."""
 
-def headrace(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+
+def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env.update(HEADRACE_HOME=str(tmp_path / "home"), COLUMNS="250")
-    return subprocess.run(
-        [sys.executable, "-m", "headrace", "migrate", "airflow", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return env
+
+
+@pytest.fixture
+def headrace(warm_cli: WarmCli) -> Headrace:
+    """The command in a child of the warm ``headrace`` (tests/cli/warm.py); ``test_a_missing_path_is_refused``
+    runs it through ``python -m headrace`` itself."""
+
+    def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return warm_cli.run(["migrate", "airflow", *args], _env(tmp_path), timeout=120)
+
+    return run
 
 
 def counts(folder: Path) -> tuple[int, int]:
@@ -42,7 +51,7 @@ def folder(tmp_path: Path) -> Path:
     return copy
 
 
-def test_the_default_shows_a_diff_and_changes_nothing(tmp_path: Path, folder: Path) -> None:
+def test_the_default_shows_a_diff_and_changes_nothing(tmp_path: Path, folder: Path, headrace: Headrace) -> None:
     before = {p: p.read_text() for p in folder.rglob("*.py")}
     proc = headrace(tmp_path, str(folder))
     assert proc.returncode == 0, proc.stderr
@@ -83,7 +92,7 @@ def test_the_default_shows_a_diff_and_changes_nothing(tmp_path: Path, folder: Pa
     assert {p: p.read_text() for p in folder.rglob("*.py")} == before
 
 
-def test_untranslatable_constructs_are_reported_with_file_line_and_reason(tmp_path: Path) -> None:
+def test_untranslatable_constructs_are_reported_with_file_line_and_reason(tmp_path: Path, headrace: Headrace) -> None:
     proc = headrace(tmp_path, str(UNSUPPORTED))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
@@ -102,7 +111,9 @@ def test_untranslatable_constructs_are_reported_with_file_line_and_reason(tmp_pa
     assert "+from headrace.sensors import ExternalTaskSensor\n" in proc.stdout
 
 
-def test_write_rewrites_in_place_and_a_second_run_changes_nothing(tmp_path: Path, folder: Path) -> None:
+def test_write_rewrites_in_place_and_a_second_run_changes_nothing(
+    tmp_path: Path, folder: Path, headrace: Headrace
+) -> None:
     changed, total = counts(folder)
     proc = headrace(tmp_path, str(folder), "--write")
     assert proc.returncode == 0, proc.stderr
@@ -116,7 +127,7 @@ def test_write_rewrites_in_place_and_a_second_run_changes_nothing(tmp_path: Path
     assert {p: p.read_text() for p in folder.rglob("*.py")} == after
 
 
-def test_a_migrated_file_still_reports_what_it_left(tmp_path: Path) -> None:
+def test_a_migrated_file_still_reports_what_it_left(tmp_path: Path, headrace: Headrace) -> None:
     """Once migrated, a file no longer mentions airflow: the report still covers it (it names headrace and a DAG)."""
     dags = tmp_path / "dags"
     dags.mkdir()
@@ -145,7 +156,7 @@ def test_a_migrated_file_still_reports_what_it_left(tmp_path: Path) -> None:
         assert again.stderr.splitlines() == [finding, "0 of 1 files changed; 1 construct not translated"]
 
 
-def test_out_writes_a_migrated_copy_and_leaves_the_files(tmp_path: Path, folder: Path) -> None:
+def test_out_writes_a_migrated_copy_and_leaves_the_files(tmp_path: Path, folder: Path, headrace: Headrace) -> None:
     before = {p.relative_to(folder): p.read_text() for p in folder.rglob("*") if p.is_file()}
     out = tmp_path / "migrated"
     proc = headrace(tmp_path, str(folder), "--out", str(out))
@@ -164,7 +175,9 @@ def test_out_writes_a_migrated_copy_and_leaves_the_files(tmp_path: Path, folder:
         (["--out", "{folder}/inside"], "is inside"),
     ],
 )
-def test_bad_usage_is_refused_and_writes_nothing(tmp_path: Path, folder: Path, args: list[str], message: str) -> None:
+def test_bad_usage_is_refused_and_writes_nothing(
+    tmp_path: Path, folder: Path, args: list[str], message: str, headrace: Headrace
+) -> None:
     before = {p: p.read_text() for p in folder.rglob("*.py")}
     proc = headrace(tmp_path, str(folder), *[a.format(folder=folder) for a in args])
     assert proc.returncode == 1
@@ -174,7 +187,14 @@ def test_bad_usage_is_refused_and_writes_nothing(tmp_path: Path, folder: Path, a
 
 
 def test_a_missing_path_is_refused(tmp_path: Path) -> None:
-    proc = headrace(tmp_path, str(tmp_path / "nowhere"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "headrace", "migrate", "airflow", str(tmp_path / "nowhere")],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 1
     assert "does not exist" in proc.stderr
 

@@ -10,8 +10,6 @@ tab's data).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -23,6 +21,7 @@ from headrace.db.engine import Database
 from headrace.db.models import DagRun, XCom
 from headrace.scheduler.runs import trigger_dag
 from headrace.ui.task_instance import rendered_fields_of
+from tests.cli.warm import WarmCli
 from tests.integration.helpers import FAST, run_scheduler_until_done, write_dag
 
 TEMPLATES_DAG = """
@@ -99,22 +98,18 @@ def value_of(db: Database, run_id: str, task_id: str) -> object:
     return deserialize_xcom(text)
 
 
-def render_cli(settings: Settings, *args: str, command: str = "render") -> str:
+def render_cli(warm_cli: WarmCli, settings: Settings, *args: str, command: str = "render") -> str:
+    """``headrace tasks <command> *args`` (in a child of the warm headrace, tests/cli/warm.py); its stdout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env.update(HEADRACE_HOME=str(settings.home), HEADRACE__DATABASE__URL=settings.database_url, COLUMNS="250")
-    proc = subprocess.run(
-        [sys.executable, "-m", "headrace", "tasks", command, *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = warm_cli.run(["tasks", command, *args], env, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
 
-def test_the_context_and_template_options_through_the_scheduler(settings: Settings, db: Database) -> None:
+def test_the_context_and_template_options_through_the_scheduler(
+    settings: Settings, db: Database, warm_cli: WarmCli
+) -> None:
     fast = settings.with_overrides(FAST)
     write_dag(fast, "templates_run.py", TEMPLATES_DAG)
     (fast.dags_folder / "scripts").mkdir()
@@ -161,15 +156,15 @@ def test_the_context_and_template_options_through_the_scheduler(settings: Settin
     # `tasks render` prints what the task process rendered (the rendered-templates tab's data)
     with db.read_session() as session:
         tab = rendered_fields_of(session, "templates_run", second_id, "show")["fields"]["bash_command"]
-    printed = render_cli(fast, "templates_run", "show", second_id)
+    printed = render_cli(warm_cli, fast, "templates_run", "show", second_id)
     assert tab.startswith("echo ds=2026-03-02 ") and "prev=2026-03-01T00:00:00+00:00" in tab
     assert f"\n{tab}\n" in printed
     with db.read_session() as session:
         tab = rendered_fields_of(session, "native_run", native_id, "kinds")["fields"]["op_kwargs"]
-    assert tab in render_cli(fast, "native_run", "kinds", native_id)
+    assert tab in render_cli(warm_cli, fast, "native_run", "kinds", native_id)
 
     # `tasks test` builds the same context in the CLI's process: the previous successful run, test_mode
-    printed = render_cli(fast, "templates_run", "keys", SECOND.isoformat(), command="test")
+    printed = render_cli(warm_cli, fast, "templates_run", "keys", SECOND.isoformat(), command="test")
     assert (
         '"test_mode":true' in printed and '"prev_end":{"__hr__":"datetime","v":"2026-03-01T00:00:00+00:00"}' in printed
     )
