@@ -23,6 +23,10 @@ from headrace.webapp import start_in_thread
 from tests.api.conftest import PASSWORD
 from tests.waiting import wait_until
 
+# The counts live in the server's memory (headrace.api.throttle) and the password checks are argon2's: no
+# SQL of its own here (logins read the user as every login does, on both databases in test_auth.py).
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
 LIMIT = 10
 """api.login_max_failures's default."""
 

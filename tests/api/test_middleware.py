@@ -199,6 +199,7 @@ SERVE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # refused before the database: no SQL
 def test_server_rss_stays_flat_over_50_oversized_triggers(demo_dag: Settings, db: Database) -> None:
     """The issue's bound: 50 triggers with a 2 MB conf, each 413, grow the server's RSS by at most 10 MiB."""
     token = _token(db)

@@ -244,6 +244,7 @@ def test_a_backend_that_cannot_be_imported_fails_the_try_naming_the_setting(sett
     assert error is not None and "core.xcom_backend = 'no_such_module.XCom' cannot be imported" in error
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # a policy of the pulling task, not SQL
 @pytest.mark.parametrize(
     ("allowed", "expected"),
     [
