@@ -30,7 +30,7 @@ MAX_GAP = 2.0
 def test_import_hang_beside_running_chain(fault_settings: Settings, fault_db: Database, tmp_path: Path) -> None:
     settings = fault_settings.with_overrides({**FAULT, "core": {**FAULT["core"], "dagbag_import_timeout": 60}})
     out = tmp_path / "out"
-    ids = counting_dag(settings, "chain", out, tasks=10, seconds=1.0, chain=True, retries=0, bash_every=0)
+    ids = counting_dag(settings, "chain", out, tasks=10, seconds=0.5, chain=True, retries=0, bash_every=0)
     assert DagProcessor(settings, fault_db).refresh(datetime.now(UTC)).errors == 0
     with fault_db.session() as session:
         run_id = trigger_dag(session, "chain", now=datetime.now(UTC)).run_id
