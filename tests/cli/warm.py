@@ -67,17 +67,37 @@ class WarmCli:
         proc.stdin.write(json.dumps(request).encode() + b"\n")
         proc.stdin.flush()
         answers = proc.stdout.fileno()
-        pid = int(_answer(answers, self._pending, 60)["pid"])
+        pid: int | None = None
         try:
+            pid = int(_answer(answers, self._pending, 60)["pid"])
             code = int(_answer(answers, self._pending, timeout)["code"])
         except TimeoutError:
+            if pid is None:
+                self._abandon(None)
+                raise
             os.kill(pid, signal.SIGKILL)
             _answer(answers, self._pending, 60)
             raise subprocess.TimeoutExpired(["headrace", *args], timeout, out.read_text(), err.read_text()) from None
+        except BaseException:  # interrupted mid-command (pytest-timeout, Ctrl-C): as subprocess.run, kill it
+            self._abandon(pid)
+            raise
         result = subprocess.CompletedProcess(["headrace", *args], code, out.read_text(), err.read_text())
         out.unlink()
         err.unlink()
         return result
+
+    def _abandon(self, pid: int | None) -> None:
+        """Kill the command ``pid`` (if any) and the server, whose answers are no longer in step with us;
+        the next command starts a new server."""
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
 
     def close(self) -> None:
         """Stop the server (it exits at the end of its input)."""
