@@ -3,8 +3,6 @@ and ``dags trigger`` of a paused DAG; SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +12,7 @@ from headrace.dagfiles.processor import DagProcessor
 from headrace.db.engine import Database
 from headrace.db.models import DagModel
 from headrace.scheduler.runs import trigger_dag
+from tests.cli.warm import WarmCli
 
 PAST_DAG = """
 from datetime import datetime
@@ -42,38 +41,24 @@ def test_tasks_state_prints_the_state_and_the_reason_on_stderr(cli: Any, setting
 
 
 def test_triggering_a_paused_dag_says_the_run_waits_for_an_unpause(
-    cli_env: dict[str, str], settings: Settings, db: Database
+    cli_env: dict[str, str], settings: Settings, db: Database, warm_cli: WarmCli
 ) -> None:
     (settings.dags_folder / "held.py").write_text(textwrap.dedent(PAST_DAG))
     paused_default = settings.with_overrides({"core": {"dags_are_paused_at_creation": True}})
     assert DagProcessor(paused_default, db).refresh(datetime.now(UTC)).errors == 0
     env = {k: v for k, v in cli_env.items() if k != "HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "headrace", "dags", "trigger", "held"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = warm_cli.run(["dags", "trigger", "held"], env, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = " ".join(proc.stdout.split())
     assert "DAG held is paused: the run starts when it is unpaused (`headrace dags unpause held`)" in out
 
 
 def test_dags_test_runs_a_dag_that_starts_paused_and_leaves_it_paused(
-    cli_env: dict[str, str], settings: Settings, db: Database
+    cli_env: dict[str, str], settings: Settings, db: Database, warm_cli: WarmCli
 ) -> None:
     (settings.dags_folder / "held.py").write_text(textwrap.dedent(PAST_DAG))
     env = {k: v for k, v in cli_env.items() if k != "HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "headrace", "dags", "test", "held", "2026-03-01"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = warm_cli.run(["dags", "test", "held", "2026-03-01"], env, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "(paused DAG: unpaused for this run)" in proc.stdout and "success" in proc.stdout
     with db.session() as session:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from headrace.scheduler import loop
 from headrace.storage.objects import ObjectStore, open_store
 from headrace.webapp import create_app
 from tests.api.conftest import PASSWORD
+from tests.cli.warm import WarmCli
 from tests.integration.helpers import FAST, parse_and_trigger, run_scheduler_until_done, write_dag
 from tests.s3 import KEY as S3_KEY
 from tests.s3 import SECRET as S3_SECRET
@@ -102,7 +102,7 @@ def _state(db: Database, task_id: str = "talk") -> str | None:
 
 
 def test_log_is_shipped_while_running_and_read_back_after_the_local_file_is_gone(
-    settings: Settings, db: Database, s3_server: S3Server, bucket: str, tmp_path: Path
+    settings: Settings, db: Database, s3_server: S3Server, bucket: str, tmp_path: Path, warm_cli: WarmCli
 ) -> None:
     conn_id = add_s3_connection(settings, db, s3_server)
     remote = _remote(settings, f"s3://{bucket}/logs", remote_log_conn_id=conn_id)
@@ -136,7 +136,7 @@ def test_log_is_shipped_while_running_and_read_back_after_the_local_file_is_gone
     assert chunk["content"] == final.decode() and chunk["finished"] is True
     assert "second line" in api.get(url, params={"stream": "true"}).text
 
-    printed = _cli(remote, "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
+    printed = _cli(warm_cli, remote, "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == final.decode()
     assert not local.exists()
@@ -149,12 +149,11 @@ def _admin_client(settings: Settings, db: Database) -> TestClient:
     return TestClient(create_app(settings, db), headers={"Authorization": f"Bearer {token}"})
 
 
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(warm_cli: WarmCli, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``headrace *args`` with ``settings``, in a child of the warm headrace (tests/cli/warm.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env.update(settings.to_env())
-    return subprocess.run(
-        [sys.executable, "-m", "headrace", *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    return warm_cli.run(list(args), env, timeout=120)
 
 
 TICKING_DAG = """
@@ -268,7 +267,9 @@ def test_file_urls_and_delete_local_logs(settings: Settings, db: Database, tmp_p
 
 
 @SQLITE_ONLY
-def test_a_local_stub_does_not_hide_the_remote_log(settings: Settings, db: Database, tmp_path: Path) -> None:
+def test_a_local_stub_does_not_hide_the_remote_log(
+    settings: Settings, db: Database, tmp_path: Path, warm_cli: WarmCli
+) -> None:
     """Readers take the remote log over a local file shorter than it (a stub: e.g. a zombie's callback output
     the scheduler appended here), and over any local file when the try ran on another host."""
     shared = tmp_path / "shared"
@@ -288,7 +289,7 @@ def test_a_local_stub_does_not_hide_the_remote_log(settings: Settings, db: Datab
 
     local.write_text("a callback's line\n")  # shorter than the remote log
     assert api.get(url).json()["content"] == full
-    printed = _cli(remote, "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
+    printed = _cli(warm_cli, remote, "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == full
 
@@ -341,7 +342,9 @@ def test_a_resumed_try_keeps_the_remote_first_part_in_front(
 
 
 @SQLITE_ONLY
-def test_remote_logging_false_ignores_the_folder_and_says_so(settings: Settings, db: Database, tmp_path: Path) -> None:
+def test_remote_logging_false_ignores_the_folder_and_says_so(
+    settings: Settings, db: Database, tmp_path: Path, warm_cli: WarmCli
+) -> None:
     """Airflow's switch: with logging.remote_logging false (its default) the folder is neither shipped to nor read
     from, and every command warns that it is set for nothing."""
     shared = tmp_path / "shared"
@@ -354,10 +357,12 @@ def test_remote_logging_false_ignores_the_folder_and_says_so(settings: Settings,
     tt = _try(db)
     assert tt is not None and tt.state == "success" and Path(tt.log_path).exists()
     assert not shared.exists()  # nothing shipped
-    printed = _cli(off, "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
+    printed = _cli(warm_cli, off, "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
     assert printed.returncode == 0, printed.stderr
     said = " ".join(printed.stderr.split())  # as the terminal wrapped it
     assert "warning: logging.remote_base_log_folder is set but logging.remote_logging is false" in said, said
     assert "second line" in printed.stdout
-    on = _cli(_remote(settings, f"file://{shared}"), "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1")
+    on = _cli(
+        warm_cli, _remote(settings, f"file://{shared}"), "tasks", "logs", "remote_logs", "talk", run_id, "--try", "1"
+    )
     assert "remote_logging is false" not in on.stderr
