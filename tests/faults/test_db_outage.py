@@ -3,7 +3,7 @@
 A real scheduler (subprocess, LocalExecutor, real supervisors) runs two DAGs
 with ``retries=0`` — a chain, where each task starts after the previous one
 ended, and a fan of tasks that end together — while the database goes away:
-a PostgreSQL fast restart (twice), a PostgreSQL stop of 12 s, a SQLite write
+a PostgreSQL fast restart (twice), a PostgreSQL stop of 10 s, a SQLite write
 lock held for 10 s (the busy timeout is 3 s here, the URL's ``timeout``; 30 s
 by default). Each outage outlasts the tasks running when it began and several
 retries (backoff 0.1 s doubling to 5 s). Tasks that end during the outage keep
@@ -142,7 +142,7 @@ def test_postgresql_restart_through_pgbouncer_mid_run(
         bouncer.stop()
 
 
-PG_STOP = 12.0
+PG_STOP = 10.0
 """Seconds PostgreSQL stays stopped: past the longest task running when it stops (3 s) and past the longest
 retry interval (5 s), so the scheduler and the supervisors fail, back off and retry several times."""
 SQLITE_LOCK = 10.0
