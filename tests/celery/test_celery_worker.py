@@ -3,6 +3,7 @@ cannot start requeued."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -183,6 +184,10 @@ def test_a_try_the_worker_cannot_start_is_requeued_not_acknowledged(settings: Se
 
     task_received.connect(on_received, weak=False)
     request = TryRequest(ti_id=7, dag_id="d", run_id="r", task_id="t", try_number=1, fileloc="/x.py")
+    # Celery's worker set-up configures the root logger of this (pytest's) process: level ERROR, its own
+    # handlers. Put it back after, or later tests' log capture in this process sees nothing.
+    root = logging.getLogger()
+    root_level, root_handlers = root.level, list(root.handlers)
     try:
         with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=30):
             send_try(app, settings, request)
@@ -194,3 +199,5 @@ def test_a_try_the_worker_cannot_start_is_requeued_not_acknowledged(settings: Se
         task_received.disconnect(on_received)
         runner.close()
         app.close()
+        root.setLevel(root_level)
+        root.handlers[:] = root_handlers
