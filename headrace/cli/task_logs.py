@@ -30,8 +30,8 @@ FOLLOW_POLL_SECONDS = 0.5
 """How often ``--follow`` reads the log again while the try runs."""
 
 
-def _task_instance(session: Session, dag_id: str, task_id: str, run_id: str, map_index: int) -> TaskInstance:
-    """The task instance of ``task_id`` at ``map_index`` in the run named by run id or ISO logical date."""
+def find_run(session: Session, dag_id: str, run_id: str) -> DagRun:
+    """``dag_id``'s run named by ``run_id``: its run id or an ISO logical date. Raises ``DagRunNotFound``."""
     run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one_or_none()
     if run is None:
         try:
@@ -44,6 +44,12 @@ def _task_instance(session: Session, dag_id: str, task_id: str, run_id: str, map
         raise DagRunNotFound(
             f"DAG {dag_id!r} has no run with run id or logical date {run_id!r}; see `headrace dags list-runs {dag_id}`"
         )
+    return run
+
+
+def _task_instance(session: Session, dag_id: str, task_id: str, run_id: str, map_index: int) -> TaskInstance:
+    """The task instance of ``task_id`` at ``map_index`` in the run named by run id or ISO logical date."""
+    run = find_run(session, dag_id, run_id)
     ti = session.scalars(
         select(TaskInstance).where(
             TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id, TaskInstance.map_index == map_index

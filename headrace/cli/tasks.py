@@ -23,7 +23,7 @@ from headrace.authoring.xcom import deserialize_xcom, serialize_xcom, xcoms_for_
 from headrace.authoring.xcom_backend import BaseXCom, resolve_xcom_backend
 from headrace.authoring.xcom_serde import AllowedClasses, set_allowed_classes
 from headrace.cli.common import AppState, app_state, console, dag_label, fmt_bytes, fmt_time, parse_date, styled
-from headrace.cli.task_logs import logs_cmd
+from headrace.cli.task_logs import find_run, logs_cmd
 from headrace.crypto import Encryptor
 from headrace.dagfiles.loader import load_dags, prepare_dag_imports
 from headrace.dagfiles.serialization import SerializedDag
@@ -376,21 +376,7 @@ def state_cmd(
     """
     db = app_state(ctx).migrated_db()
     with db.read_session() as session:
-        run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one_or_none()
-        if run is None:
-            try:
-                when = parse_date(run_id)
-            except HeadraceError:
-                when = None
-            if when is not None:
-                run = session.scalars(
-                    select(DagRun).where(DagRun.dag_id == dag_id, DagRun.logical_date == when)
-                ).first()
-        if run is None:
-            raise DagRunNotFound(
-                f"DAG {dag_id!r} has no run with run id or logical date {run_id!r}; "
-                f"see `headrace dags list-runs {dag_id}`"
-            )
+        run = find_run(session, dag_id, run_id)
         found: dict[int, str] = {
             index: ti_state
             for index, ti_state in session.execute(

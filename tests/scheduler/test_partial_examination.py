@@ -25,20 +25,7 @@ from headrace.scheduler.runs import start_queued_runs, trigger_dag
 from headrace.states import TaskInstanceState as TI
 
 from .conftest import NOW, move_ti, store_dags
-
-RULES = [
-    "all_success",
-    "all_failed",
-    "all_done",
-    "all_skipped",
-    "one_success",
-    "one_failed",
-    "one_done",
-    "none_failed",
-    "none_failed_min_one_success",
-    "none_skipped",
-    "always",
-]
+from .test_readiness import RULES
 
 
 def random_dag(rng: random.Random, dag_id: str) -> DAG:
