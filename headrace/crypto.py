@@ -5,7 +5,7 @@ Variables and connection passwords/extras are stored as Fernet tokens
 https://github.com/fernet/spec). The key is ``secrets.fernet_key`` if set,
 else the file ``HEADRACE_HOME/fernet.key``, created (mode 0600) the first time
 it is needed. Several processes may race to create a key file: the first
-``O_EXCL`` create wins and everyone reads the winner's key.
+hard link into place wins and everyone reads the winner's key.
 
 The session signing key works the same way (``api.secret_key`` or
 ``HEADRACE_HOME/secret_key``).
@@ -24,18 +24,30 @@ from headrace.exceptions import SecretsError
 
 
 def _key_file(path: Path, make: bytes) -> bytes:
-    """Read the key in ``path``; create it with ``make`` (mode 0600) if it does not exist yet."""
+    """Read the key in ``path``; create it with ``make`` (mode 0600) if it does not exist yet.
+
+    The key is written whole to a private temporary file first and then hard-linked into place, so that
+    the file appears with its content at once: a process that reads it while another creates it sees
+    the whole key or no file, never an empty one.
+    """
     try:
         return path.read_bytes().strip()
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{_secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as f:
-        f.write(make + b"\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(make + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:  # another process created it first: use theirs
+            return path.read_bytes().strip()
+    finally:
+        temporary.unlink(missing_ok=True)
     return make
 
 
