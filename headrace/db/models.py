@@ -229,7 +229,6 @@ class TaskInstance(Base):
     __table_args__ = (
         UniqueConstraint("dag_run_id", "task_id", "map_index"),
         Index("ix_ti_state", "state", "dag_id"),
-        Index("ix_ti_run_state", "dag_run_id", "state"),
         NEVER_REUSED,
     )
 
@@ -279,6 +278,18 @@ class TaskInstance(Base):
     queued_by_job_id: Mapped[int | None] = mapped_column(Integer)
     """The ``scheduler_job`` that queued the current try (Airflow's column): when that scheduler dies, another
     gives back the queued tries no supervisor claimed (revision 0019)."""
+
+
+# A run's task instances in one state, in queueing order (priority_weight descending, then map index and id):
+# the scheduler reads the first few scheduled ones of each running run from it, not all of them (revision 0020).
+Index(
+    "ix_ti_run_state_order",
+    TaskInstance.dag_run_id,
+    TaskInstance.state,
+    TaskInstance.priority_weight.desc(),
+    TaskInstance.map_index,
+    TaskInstance.id,
+)
 
 
 class TaskTry(Base):

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ScalarSelect, and_, bindparam, exists, func, select
+from sqlalchemy import ScalarSelect, and_, bindparam, exists, func, select, true
 from sqlalchemy.orm import Session, aliased
 
 from headrace.db.models import DagModel, DagRun, DagVersion, DagWarning, Pool, TaskInstance, TaskTry
@@ -400,7 +400,7 @@ _SCHEDULED_TIS = (
         _ti.c.next_method,
     )
     .join(_run, _run.c.id == _ti.c.dag_run_id)
-    .join(_dag, _dag.c.dag_id == _ti.c.dag_id)
+    .join(_dag, _dag.c.dag_id == _run.c.dag_id)
     .where(
         _ti.c.state == TaskInstanceState.SCHEDULED.value,
         _run.c.state == DagRunState.RUNNING.value,
@@ -412,15 +412,114 @@ _SCHEDULED_TIS = (
 )
 
 
-def scheduled_tis(session: Session, *, limit: int, only_run: int | None = None) -> list[ScheduledTi]:
-    """Scheduled TIs of running runs of unpaused DAGs with their DAG's fileloc; locked (PG).
+def _first_scheduled_per_run() -> Any:
+    """``(id, logical_date, fileloc, dag_version_id)`` of the first ``candidates`` scheduled task instances of
+    running runs of unpaused DAGs, in queueing order, read from the first ``candidates`` of each run: per run, a
+    walk of ``ix_ti_run_state_order`` that stops after ``candidates`` (a LATERAL subquery, PostgreSQL). The
+    LATERAL fixes the plan (runs first, then each run's index walk), whatever the planner's statistics say.
+    """
+    first = aliased(_ti)
+    per_run = (
+        select(first.c.id, first.c.priority_weight, first.c.map_index)
+        .where(first.c.dag_run_id == _run.c.id, first.c.state == TaskInstanceState.SCHEDULED.value)
+        .order_by(first.c.priority_weight.desc(), first.c.map_index, first.c.id)
+        .limit(bindparam("candidates"))
+        .lateral("first_scheduled")
+    )
+    return (
+        select(per_run.c.id, _run.c.logical_date, _dag.c.fileloc, _run.c.dag_version_id)
+        .select_from(_run)
+        .join(_dag, _dag.c.dag_id == _run.c.dag_id)
+        .join(per_run, true())
+        .where(_run.c.state == DagRunState.RUNNING.value, _dag.c.is_paused.is_(False))
+        .order_by(per_run.c.priority_weight.desc(), _run.c.logical_date, per_run.c.map_index, per_run.c.id)
+        .limit(bindparam("candidates"))
+    )
 
-    Order: ``priority_weight`` descending, then the run's logical date, then id
-    (Airflow's order), then map index. Rows: ``(id, dag_id, run_id, task_id, try_number, pool,
+
+_FIRST_SCHEDULED_PER_RUN = _first_scheduled_per_run()
+
+_LOCK_TIS = (
+    select(
+        _ti.c.id,
+        _ti.c.dag_id,
+        _ti.c.run_id,
+        _ti.c.task_id,
+        _ti.c.try_number,
+        _ti.c.pool,
+        _ti.c.pool_slots,
+        _ti.c.queue,
+        _ti.c.priority_weight,
+        _ti.c.map_index,
+        _ti.c.dag_run_id,
+        _ti.c.reschedule_date,
+        _ti.c.next_method,
+        _ti.c.state,
+    )
+    .where(_ti.c.id.in_(bindparam("ids", expanding=True)))
+    .with_for_update(skip_locked=True, key_share=True)
+)
+"""The candidates by primary key alone (no other condition the planner could prefer a worse index for), locked;
+rows another transaction holds are passed over."""
+
+LOCK_MARGIN = 2
+"""On PostgreSQL, :func:`scheduled_tis` reads ``limit`` × this many candidates, so that ``limit`` remain when
+some are locked by another transaction."""
+
+
+def _scheduled_tis_by_run(session: Session, limit: int, only_run: int | None) -> list[ScheduledTi]:
+    """:func:`scheduled_tis` on PostgreSQL, in two statements: the candidates (``_FIRST_SCHEDULED_PER_RUN``), then
+    those rows locked by primary key and still scheduled, in queueing order."""
+    conn = session.connection()
+    stmt = _FIRST_SCHEDULED_PER_RUN if only_run is None else _FIRST_SCHEDULED_PER_RUN.where(_run.c.id == only_run)
+    runs = {
+        ti_id: (logical_date, fileloc, version)
+        for ti_id, logical_date, fileloc, version in conn.execute(stmt, {"candidates": limit * LOCK_MARGIN})
+    }
+    if not runs:
+        return []
+    locked = [r for r in conn.execute(_LOCK_TIS, {"ids": list(runs)}) if r.state == TaskInstanceState.SCHEDULED.value]
+    locked.sort(key=lambda r: (-r.priority_weight, runs[r.id][0], r.map_index, r.id))
+    return [
+        ScheduledTi(
+            r.id,
+            r.dag_id,
+            r.run_id,
+            r.task_id,
+            r.try_number,
+            r.pool,
+            r.pool_slots,
+            r.queue,
+            r.priority_weight,
+            runs[r.id][1],
+            r.map_index,
+            r.dag_run_id,
+            runs[r.id][2],
+            r.reschedule_date,
+            r.next_method,
+        )
+        for r in locked[:limit]
+    ]
+
+
+def scheduled_tis(session: Session, *, limit: int, only_run: int | None = None) -> list[ScheduledTi]:
+    """The first ``limit`` scheduled TIs of running runs of unpaused DAGs with their DAG's fileloc; locked
+    (PostgreSQL: ``FOR NO KEY UPDATE SKIP LOCKED``, so that rows another transaction holds are passed over).
+
+    Order: ``priority_weight`` descending, then the run's logical date, then map index, then id
+    (Airflow's order). Rows: ``(id, dag_id, run_id, task_id, try_number, pool,
     pool_slots, queue, priority_weight, fileloc, map_index, dag_run_id, dag_version_id, reschedule_date,
     next_method)``.
     ``only_run`` (a ``dag_run.id``) narrows to that run's task instances (``dags test``).
+
+    On PostgreSQL the global first ``limit`` are found among the first ``limit`` × ``LOCK_MARGIN`` of each
+    running run (within a run the order is the global one, the run's logical date being one), so the cost
+    grows with the number of running runs times ``limit``, not with the number of scheduled task instances: a
+    mapped task of 10,000 indices costs ~1 ms instead of 30 ms. SQLite, which has no LATERAL, reads and sorts
+    them all.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        return _scheduled_tis_by_run(session, limit, only_run)
     stmt = _SCHEDULED_TIS if only_run is None else _SCHEDULED_TIS.where(_ti.c.dag_run_id == only_run)
     return [ScheduledTi._make(r) for r in session.connection().execute(stmt, {"limit": limit})]
 

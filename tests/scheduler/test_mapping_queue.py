@@ -9,8 +9,10 @@ from sqlalchemy import select
 
 from headrace import DAG, task
 from headrace.config import Settings
+from headrace.db import queries
 from headrace.db.engine import Database
 from headrace.db.models import TaskInstance
+from headrace.operators import EmptyOperator
 from headrace.scheduler.dagcache import DagCache
 from headrace.scheduler.readiness import examine_runs, queue_ready
 from headrace.scheduler.runs import start_queued_runs, trigger_dag
@@ -80,3 +82,36 @@ def test_max_active_tis_per_dag_holds_the_task_over_all_runs(settings: Settings,
 def test_without_limits_every_index_queues(settings: Settings, db: Database) -> None:
     start_runs(settings, db, limited_dag(), count=2)
     assert queue_ready(db, FakeExecutor(db), NOW, parallelism=32) == 8
+
+
+def test_queue_order_over_runs_reads_only_the_first_of_each_run(settings: Settings, db: Database) -> None:
+    """Airflow's order (priority_weight descending, then the run's logical date, then map index) holds over
+    several runs when the scheduler reads only the first ``limit`` of each run (PostgreSQL) as when it reads
+    them all (SQLite); a run created later with an earlier logical date comes first."""
+    with DAG("ordered") as dag:
+        work.override(priority_weight=1, weight_rule="absolute").expand(x=list(range(10)))
+        EmptyOperator(task_id="high", priority_weight=5, weight_rule="absolute")
+    store_dags(settings, db, dag)
+    with db.session() as session:
+        for run_id, logical_date in (
+            ("late", NOW),
+            ("early", NOW - timedelta(days=1)),
+            ("middle", NOW - timedelta(hours=1)),
+        ):
+            trigger_dag(session, dag.dag_id, run_id=run_id, logical_date=logical_date, now=NOW)
+        start_queued_runs(session, NOW)
+        examine_runs(session, NOW, cache=DagCache())
+
+    def first(limit: int) -> list[tuple[str, str, int]]:
+        with db.session() as session:
+            return [(ti.run_id, ti.task_id, ti.map_index) for ti in queries.scheduled_tis(session, limit=limit)]
+
+    highs = [("early", "high", -1), ("middle", "high", -1), ("late", "high", -1)]
+    assert first(4) == [*highs, ("early", "work", 0)]
+    assert first(15) == [
+        *highs,
+        *(("early", "work", i) for i in range(10)),
+        ("middle", "work", 0),
+        ("middle", "work", 1),
+    ]
+    assert len(first(100)) == 33
