@@ -11,7 +11,10 @@
   (the cause of SQLITE_BUSY deadlocks).
 * PostgreSQL: a pool of ``pool_size`` connections plus ``max_overflow``
   opened when all are busy, replaced after ``pool_recycle`` seconds, each
-  checked with ``pool_pre_ping``.
+  pinged before it is handed out (``pool_pre_ping``) — the scheduler's only
+  after sitting idle in the pool for over ``PING_AFTER_IDLE`` seconds. Read sessions run in autocommit: no ``BEGIN`` and
+  no ``ROLLBACK`` round trips (each statement reads its own snapshot, as
+  under READ COMMITTED in a transaction).
 
 PgBouncer in transaction mode: a server connection serves one transaction of
 a client, then another client's, so nothing may rely on the state of a
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
@@ -53,6 +57,20 @@ from headrace.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from headrace.config import Settings
+
+PING_AFTER_IDLE = 1.0
+"""Seconds one of the scheduler's pooled PostgreSQL connections may sit in the pool and still be handed out
+without a ping first.
+
+SQLAlchemy's ``pool_pre_ping`` pings at every checkout: a round trip per transaction, most of them, in the
+scheduler's loop, for a connection used a few milliseconds before. The scheduler pings only a connection
+idle longer than this. One broken by a restart within this second of its last use fails its next
+statement, and the scheduler rides that out as it does any outage (``Scheduler.ride_out_outage``). Other
+processes (the API server, supervisors, the CLI) keep pinging at every checkout: they do not retry a
+failed request.
+"""
+
+_RETURNED_AT = "headrace_returned_at"
 
 READ_ONLY = "headrace_read_only"
 """Execution option set by :meth:`Database.read_session`: on SQLite its transaction begins DEFERRED."""
@@ -113,13 +131,15 @@ def make_engine(
     max_overflow: int | None = None,
     pool_recycle: int = -1,
     application_name: str | None = None,
+    ping_after_idle: float = 0.0,
 ) -> Engine:
     """Create an engine for ``url``; creates the folder of a SQLite file if missing.
 
     PostgreSQL only: ``pool_size`` connections kept, ``max_overflow`` more opened
     when all are busy (default ``2 * pool_size``), each replaced ``pool_recycle``
     seconds after it was opened (-1: never); ``application_name`` is shown in
-    ``pg_stat_activity``. A ``?pgbouncer=true`` URL turns psycopg's automatic
+    ``pg_stat_activity``; ``ping_after_idle`` > 0: a connection is pinged only after sitting that many seconds
+    in the pool (see ``PING_AFTER_IDLE``), else at every checkout. A ``?pgbouncer=true`` URL turns psycopg's automatic
     prepare off (see the module docstring). Raises ``ValueError`` for a bad
     ``pgbouncer`` parameter, ``ConfigError`` for a SQLite URL whose ``timeout`` is not a number of seconds.
     """
@@ -173,14 +193,32 @@ def make_engine(
         connect_args["application_name"] = application_name
     if pgbouncer:
         connect_args["prepare_threshold"] = None  # a prepared statement lives in one server session
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size * 2 if max_overflow is None else max_overflow,
         pool_recycle=pool_recycle,
-        pool_pre_ping=True,
+        pool_pre_ping=ping_after_idle <= 0,
         connect_args=connect_args,
     )
+    if ping_after_idle <= 0:
+        return engine
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None or time.monotonic() - returned_at < ping_after_idle:
+            return  # new, or back in the pool a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"pooled connection is broken: {exc}") from exc  # the pool opens another
+
+    return engine
 
 
 class Database:
@@ -201,15 +239,17 @@ class Database:
         pool_recycle: int = -1,
         application_name: str | None = None,
         listen_url: str = "",
+        ping_after_idle: float = 0.0,
     ) -> None:
-        """``url`` may end in ``?pgbouncer=true`` (see the module docstring); the pool arguments are
-        :func:`make_engine`'s. ``listen_url``: a direct PostgreSQL URL for ``LISTEN`` (empty: ``url``
+        """``url`` may end in ``?pgbouncer=true`` (see the module docstring); the pool arguments and
+        ``ping_after_idle`` are :func:`make_engine`'s. ``listen_url``: a direct PostgreSQL URL for ``LISTEN`` (empty: ``url``
         unless it goes through PgBouncer). Raises ``ValueError`` for a bad ``pgbouncer`` parameter."""
         self.url = url
         self.pool_size = pool_size
         self.max_overflow = max_overflow
         self.pool_recycle = pool_recycle
         self.application_name = application_name
+        self.ping_after_idle = ping_after_idle
         self.pgbouncer = split_pgbouncer(url)[1]
         self.listen_url = listen_url
         self.is_sqlite = is_sqlite(url)
@@ -228,6 +268,7 @@ class Database:
                     max_overflow=self.max_overflow,
                     pool_recycle=self.pool_recycle,
                     application_name=self.application_name,
+                    ping_after_idle=self.ping_after_idle,
                 )
                 self._sessionmaker = sessionmaker(self._engine, expire_on_commit=False)
             elif not _pool_is_empty(self._engine):
@@ -245,7 +286,8 @@ class Database:
 
         ``single_connection``: one connection and no overflow, whatever ``pool_size`` says — what every
         supervisor uses (it runs one transaction at a time), so a worker host running N tries holds at
-        most N connections to the database (or to its PgBouncer).
+        most N connections to the database (or to its PgBouncer). The ``"scheduler"``'s connections are pinged
+        only after ``PING_AFTER_IDLE`` seconds idle, everyone else's at every checkout.
         """
         if single_connection:
             pool_size, max_overflow = 1, 0
@@ -259,6 +301,7 @@ class Database:
             pool_recycle=settings.get_int("database", "pool_recycle"),
             application_name=f"headrace-{role}",
             listen_url=settings.get_str("database", "listen_url"),
+            ping_after_idle=PING_AFTER_IDLE if role == "scheduler" else 0.0,
         )
 
     @property
@@ -282,7 +325,7 @@ class Database:
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
-        """Yield a session for reads only; its transaction is rolled back at the end.
+        """Yield a session for reads only; its transaction is rolled back at the end (PostgreSQL: autocommit).
 
         On SQLite it begins DEFERRED (plain ``BEGIN``), so it never waits for
         nor holds the write lock; in WAL mode it reads one consistent snapshot.
@@ -290,7 +333,12 @@ class Database:
         """
         engine = self.engine
         assert self._sessionmaker is not None
-        with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        # PostgreSQL: autocommit, so no BEGIN and no ROLLBACK round trip. Under READ COMMITTED each
+        # statement reads its own snapshot in a transaction too, so nothing a reader sees changes.
+        options: dict[str, Any] = (
+            {READ_ONLY: True} if self.is_sqlite else {READ_ONLY: True, "isolation_level": "AUTOCOMMIT"}
+        )
+        with engine.connect().execution_options(**options) as conn:
             with self._sessionmaker(bind=conn) as session:
                 try:
                     yield session

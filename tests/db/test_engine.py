@@ -4,6 +4,7 @@ servers."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import psycopg
@@ -134,3 +135,61 @@ def test_a_sqlite_write_gives_up_after_the_urls_timeout(sqlite_template: Path, t
     with db.session() as session:  # the lock gone, the same URL writes
         session.execute(text("UPDATE pool SET slots = 3"))
     db.dispose()
+
+
+def _terminate(pg_url: str, backend: int) -> None:
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+
+
+def test_postgresql_read_sessions_run_without_a_transaction(pg_url: str) -> None:
+    """A read session is in autocommit on PostgreSQL (no BEGIN, no ROLLBACK round trip); a write session still
+    runs in one transaction."""
+    db = Database(pg_url, pool_size=1)
+    try:
+        with db.read_session() as session:
+            session.execute(text("SELECT 1"))
+            raw = session.connection().connection.driver_connection
+            assert raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with db.session() as session:
+            session.execute(text("SELECT 1"))
+            raw = session.connection().connection.driver_connection
+            assert raw.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        with db.session() as session:  # the pooled connection came back out of autocommit
+            session.execute(text("SELECT 1"))
+            assert session.connection().connection.driver_connection.autocommit is False
+    finally:
+        db.dispose()
+
+
+def test_the_schedulers_pool_pings_only_a_connection_that_sat_idle(pg_url: str) -> None:
+    """With ``ping_after_idle`` (the scheduler's), a connection broken while it sat in the pool longer than that
+    is found by the ping and replaced, unseen by the caller; one broken within that time fails its next
+    statement as an outage the scheduler rides out. Everyone else's pool pings at every checkout."""
+    db = Database(pg_url, pool_size=1, max_overflow=0, ping_after_idle=0.3)
+    try:
+        with db.engine.connect() as conn:
+            first = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        _terminate(pg_url, first)
+        with db.engine.connect() as conn, pytest.raises(OperationalError) as broken:
+            conn.execute(text("SELECT 1"))
+        assert is_outage(broken.value)
+        with db.engine.connect() as conn:
+            second = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert second != first
+        _terminate(pg_url, second)
+        time.sleep(0.5)  # longer than ping_after_idle in the pool: pinged, found broken, replaced
+        with db.engine.connect() as conn:
+            third = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert third not in (first, second)
+    finally:
+        db.dispose()
+    always = Database(pg_url, pool_size=1, max_overflow=0)
+    try:
+        with always.engine.connect() as conn:
+            fourth = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        _terminate(pg_url, fourth)
+        with always.engine.connect() as conn:  # pinged at once: replaced
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != fourth
+    finally:
+        always.dispose()
