@@ -66,6 +66,7 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE")}
     env["HEADRACE_HOME"] = str(home)
     env["HEADRACE__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "false"  # the benchmark DAGs are triggered at once
+    env["COLUMNS"] = "400"  # `dags list` must not wrap a dag_id across lines: the scripts look for it in the table
     env.update(extra)
     return env
 

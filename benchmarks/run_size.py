@@ -13,7 +13,8 @@ fresh ``HEADRACE_HOME``), one DAG run of N independent no-op tasks for each N in
 
 ``--mapped`` makes each run one mapped task of N indices instead (``core.max_map_length`` raised to N).
 ``--database-url postgresql+psycopg://postgres@127.0.0.1:5432`` runs on PostgreSQL (a fresh database per
-N, dropped afterwards) instead of the embedded SQLite.
+N, dropped afterwards) instead of the embedded SQLite. ``--profile /tmp/size`` runs the scheduler under cProfile
+and writes ``/tmp/size.<N>.prof`` (read with ``python -m pstats``); its figures are then not comparable.
 
 The issue's target (scale-out issue, "Scheduling cost that does not grow with the run"): a 10,000-task
 run within 20 % of the 200-task throughput, with the loop p95 ≤ 100 ms.
@@ -129,7 +130,9 @@ def _drop(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def measure(n: int, *, mapped: bool, window: int, base_url: str | None, timeout: float) -> dict[str, object]:
+def measure(
+    n: int, *, mapped: bool, window: int, base_url: str | None, timeout: float, profile: Path | None = None
+) -> dict[str, object]:
     """Run one DAG run of ``n`` tasks (or ``n`` map indices) and measure ``window`` tries; see the module doc."""
     loops = LoopTimes()
     with tempfile.TemporaryDirectory(prefix="headrace-size-") as tmp:
@@ -148,8 +151,9 @@ def measure(n: int, *, mapped: bool, window: int, base_url: str | None, timeout:
         )
         try:
             _headrace(env, "db", "migrate")
+            profiler = ["-m", "cProfile", "-o", str(profile.with_suffix(f".{n}.prof"))] if profile else []
             sched = subprocess.Popen(
-                [sys.executable, "-m", "headrace", "scheduler"],
+                [sys.executable, *profiler, "-m", "headrace", "scheduler"],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=open(home / "scheduler.err", "w"),  # noqa: SIM115 - lives as long as the process
@@ -203,10 +207,23 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="PostgreSQL server URL (a database is created)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per size")
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="run the scheduler under cProfile, writing PROFILE.<N>.prof per size (figures are then slower)",
+    )
     args = parser.parse_args()
     results = []
     for n in (int(x) for x in args.tasks.split(",")):
-        result = measure(n, mapped=args.mapped, window=args.window, base_url=args.database_url, timeout=args.timeout)
+        result = measure(
+            n,
+            mapped=args.mapped,
+            window=args.window,
+            base_url=args.database_url,
+            timeout=args.timeout,
+            profile=args.profile,
+        )
         results.append(result)
         if not args.json:
             print(json.dumps(result), flush=True)
