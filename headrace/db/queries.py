@@ -199,6 +199,8 @@ class ScheduledTi(NamedTuple):
     """Set for a sensor's next poke in reschedule mode: it continues the current ``try_number``."""
     next_method: str | None = None
     """Set for a deferred task resuming: it continues the current ``try_number``."""
+    max_active_tasks: int | None = None
+    """Its DAG's ``max_active_tasks``, read with it (None: not read; :func:`dag_limits` has it)."""
 
 
 class TiUsage(NamedTuple):
@@ -398,6 +400,7 @@ _SCHEDULED_TIS = (
         _run.c.dag_version_id,
         _ti.c.reschedule_date,
         _ti.c.next_method,
+        _dag.c.max_active_tasks,
     )
     .join(_run, _run.c.id == _ti.c.dag_run_id)
     .join(_dag, _dag.c.dag_id == _run.c.dag_id)
@@ -413,7 +416,7 @@ _SCHEDULED_TIS = (
 
 
 def _first_scheduled_per_run() -> Any:
-    """``(id, logical_date, fileloc, dag_version_id)`` of the first ``candidates`` scheduled task instances of
+    """``(id, logical_date, fileloc, dag_version_id, max_active_tasks)`` of the first ``candidates`` scheduled task instances of
     running runs of unpaused DAGs, in queueing order, read from the first ``candidates`` of each run: per run, a
     walk of ``ix_ti_run_state_order`` that stops after ``candidates`` (a LATERAL subquery, PostgreSQL). The
     LATERAL fixes the plan (runs first, then each run's index walk), whatever the planner's statistics say.
@@ -427,7 +430,7 @@ def _first_scheduled_per_run() -> Any:
         .lateral("first_scheduled")
     )
     return (
-        select(per_run.c.id, _run.c.logical_date, _dag.c.fileloc, _run.c.dag_version_id)
+        select(per_run.c.id, _run.c.logical_date, _dag.c.fileloc, _run.c.dag_version_id, _dag.c.max_active_tasks)
         .select_from(_run)
         .join(_dag, _dag.c.dag_id == _run.c.dag_id)
         .join(per_run, true())
@@ -473,8 +476,10 @@ def _scheduled_tis_by_run(session: Session, limit: int, only_run: int | None) ->
     conn = session.connection()
     stmt = _FIRST_SCHEDULED_PER_RUN if only_run is None else _FIRST_SCHEDULED_PER_RUN.where(_run.c.id == only_run)
     runs = {
-        ti_id: (logical_date, fileloc, version)
-        for ti_id, logical_date, fileloc, version in conn.execute(stmt, {"candidates": limit * LOCK_MARGIN})
+        ti_id: (logical_date, fileloc, version, max_active_tasks)
+        for ti_id, logical_date, fileloc, version, max_active_tasks in conn.execute(
+            stmt, {"candidates": limit * LOCK_MARGIN}
+        )
     }
     if not runs:
         return []
@@ -497,6 +502,7 @@ def _scheduled_tis_by_run(session: Session, limit: int, only_run: int | None) ->
             runs[r.id][2],
             r.reschedule_date,
             r.next_method,
+            runs[r.id][3],
         )
         for r in locked[:limit]
     ]
@@ -509,7 +515,7 @@ def scheduled_tis(session: Session, *, limit: int, only_run: int | None = None) 
     Order: ``priority_weight`` descending, then the run's logical date, then map index, then id
     (Airflow's order). Rows: ``(id, dag_id, run_id, task_id, try_number, pool,
     pool_slots, queue, priority_weight, fileloc, map_index, dag_run_id, dag_version_id, reschedule_date,
-    next_method)``.
+    next_method, max_active_tasks)``.
     ``only_run`` (a ``dag_run.id``) narrows to that run's task instances (``dags test``).
 
     On PostgreSQL the global first ``limit`` are found among the first ``limit`` × ``LOCK_MARGIN`` of each

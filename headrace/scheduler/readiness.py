@@ -71,7 +71,7 @@ from headrace.dagfiles.serialization import SerializedDag, SerializedTask
 from headrace.db import locks, queries
 from headrace.db.engine import Database
 from headrace.db.skip_marks import skipped_by_upstream
-from headrace.db.transitions import requeue_ti, set_ti_state, set_tis_state
+from headrace.db.transitions import requeue_ti, set_ti_state, set_ti_states_each, set_tis_state
 from headrace.scheduler import mapping
 from headrace.scheduler.dagcache import DagCache
 from headrace.scheduler.past import PastCheck
@@ -602,8 +602,11 @@ class Queuer:
             if limits.free <= 0:
                 return 0
             candidates = queries.scheduled_tis(session, limit=max(limits.free * 4, 64), only_run=only_run)
-            limits.dag_limit = queries.dag_limits(session, (ti.dag_id for ti in candidates))
+            limits.dag_limit = {ti.dag_id: ti.max_active_tasks for ti in candidates if ti.max_active_tasks is not None}
+            if any(ti.dag_id not in limits.dag_limit for ti in candidates):
+                limits.dag_limit.update(queries.dag_limits(session, (ti.dag_id for ti in candidates)))
             limits.load_task_limits(session, candidates, self.cache)
+            changes: list[tuple[int, int, dict[str, Any]]] = []
             for ti in candidates:
                 reason = limits.why_not(ti)
                 if reason == "parallelism":
@@ -626,33 +629,38 @@ class Queuer:
                     continue  # the previous poke's supervisor is still being reaped: the same key must not overlap
                 try_number = ti.try_number if poke else ti.try_number + 1
                 external_id = str(uuid.uuid4())
-                if set_ti_state(
-                    session,
-                    ti.id,
-                    TI.SCHEDULED,
-                    TI.QUEUED,
-                    try_number=try_number,
-                    queued_at=now,
-                    updated_at=now,
-                    end_reason=None,
-                    external_executor_id=external_id,
-                    queued_by_job_id=self.job_id,
-                ):
-                    limits.take(ti)
-                    requests.append(
-                        TryRequest(
-                            ti_id=ti.id,
-                            dag_id=ti.dag_id,
-                            run_id=ti.run_id,
-                            task_id=ti.task_id,
-                            try_number=try_number,
-                            fileloc=ti.fileloc,
-                            queue=ti.queue,
-                            priority_weight=ti.priority_weight,
-                            map_index=ti.map_index,
-                            external_executor_id=external_id,
-                        )
+                limits.take(ti)
+                changes.append(
+                    (
+                        ti.id,
+                        ti.try_number,
+                        {
+                            "try_number": try_number,
+                            "queued_at": now,
+                            "updated_at": now,
+                            "end_reason": None,
+                            "external_executor_id": external_id,
+                            "queued_by_job_id": self.job_id,
+                        },
                     )
+                )
+                requests.append(
+                    TryRequest(
+                        ti_id=ti.id,
+                        dag_id=ti.dag_id,
+                        run_id=ti.run_id,
+                        task_id=ti.task_id,
+                        try_number=try_number,
+                        fileloc=ti.fileloc,
+                        queue=ti.queue,
+                        priority_weight=ti.priority_weight,
+                        map_index=ti.map_index,
+                        external_executor_id=external_id,
+                    )
+                )
+            # One statement for the pass (an executemany: one round trip on PostgreSQL). Each compare-and-set wins:
+            # the candidates were read under this transaction's row locks (PostgreSQL) or write lock (SQLite).
+            set_ti_states_each(session, changes, TI.SCHEDULED, TI.QUEUED)
         # Committed: a supervisor claiming any of these tries now finds it queued.
         queued = 0
         for request in requests:
