@@ -192,15 +192,15 @@ class ScheduledTi(NamedTuple):
     queue: str
     priority_weight: int
     fileloc: str
-    map_index: int = -1
-    dag_run_id: int = 0
-    dag_version_id: int | None = None
-    reschedule_date: datetime | None = None
+    map_index: int
+    dag_run_id: int
+    dag_version_id: int | None
+    reschedule_date: datetime | None
     """Set for a sensor's next poke in reschedule mode: it continues the current ``try_number``."""
-    next_method: str | None = None
+    next_method: str | None
     """Set for a deferred task resuming: it continues the current ``try_number``."""
-    max_active_tasks: int | None = None
-    """Its DAG's ``max_active_tasks``, read with it (None: not read; :func:`dag_limits` has it)."""
+    max_active_tasks: int
+    """Its DAG's ``max_active_tasks``, read with it."""
 
 
 class TiUsage(NamedTuple):
@@ -383,25 +383,15 @@ def ti_rows(session: Session, ti_ids: Sequence[int]) -> list[TiRow]:
     return [TiRow._make(r) for r in session.connection().execute(_TI_ROWS, {"ids": list(ti_ids)})]
 
 
+_RUN_AND_DAG_FIELDS = {
+    "fileloc": _dag.c.fileloc,
+    "dag_version_id": _run.c.dag_version_id,
+    "max_active_tasks": _dag.c.max_active_tasks,
+}
+"""The fields of :class:`ScheduledTi` that come from its run and its DAG; the others are ``task_instance``'s."""
+
 _SCHEDULED_TIS = (
-    select(
-        _ti.c.id,
-        _ti.c.dag_id,
-        _ti.c.run_id,
-        _ti.c.task_id,
-        _ti.c.try_number,
-        _ti.c.pool,
-        _ti.c.pool_slots,
-        _ti.c.queue,
-        _ti.c.priority_weight,
-        _dag.c.fileloc,
-        _ti.c.map_index,
-        _ti.c.dag_run_id,
-        _run.c.dag_version_id,
-        _ti.c.reschedule_date,
-        _ti.c.next_method,
-        _dag.c.max_active_tasks,
-    )
+    select(*(_RUN_AND_DAG_FIELDS[f] if f in _RUN_AND_DAG_FIELDS else _ti.c[f] for f in ScheduledTi._fields))
     .join(_run, _run.c.id == _ti.c.dag_run_id)
     .join(_dag, _dag.c.dag_id == _run.c.dag_id)
     .where(
@@ -443,22 +433,7 @@ def _first_scheduled_per_run() -> Any:
 _FIRST_SCHEDULED_PER_RUN = _first_scheduled_per_run()
 
 _LOCK_TIS = (
-    select(
-        _ti.c.id,
-        _ti.c.dag_id,
-        _ti.c.run_id,
-        _ti.c.task_id,
-        _ti.c.try_number,
-        _ti.c.pool,
-        _ti.c.pool_slots,
-        _ti.c.queue,
-        _ti.c.priority_weight,
-        _ti.c.map_index,
-        _ti.c.dag_run_id,
-        _ti.c.reschedule_date,
-        _ti.c.next_method,
-        _ti.c.state,
-    )
+    select(*(_ti.c[field] for field in ScheduledTi._fields if field not in _RUN_AND_DAG_FIELDS), _ti.c.state)
     .where(_ti.c.id.in_(bindparam("ids", expanding=True)))
     .with_for_update(skip_locked=True, key_share=True)
 )
@@ -475,34 +450,18 @@ def _scheduled_tis_by_run(session: Session, limit: int, only_run: int | None) ->
     those rows locked by primary key and still scheduled, in queueing order."""
     conn = session.connection()
     stmt = _FIRST_SCHEDULED_PER_RUN if only_run is None else _FIRST_SCHEDULED_PER_RUN.where(_run.c.id == only_run)
-    runs = {
-        ti_id: (logical_date, fileloc, version, max_active_tasks)
-        for ti_id, logical_date, fileloc, version, max_active_tasks in conn.execute(
-            stmt, {"candidates": limit * LOCK_MARGIN}
-        )
-    }
-    if not runs:
+    candidates = {row.id: row for row in conn.execute(stmt, {"candidates": limit * LOCK_MARGIN})}
+    if not candidates:
         return []
-    locked = [r for r in conn.execute(_LOCK_TIS, {"ids": list(runs)}) if r.state == TaskInstanceState.SCHEDULED.value]
-    locked.sort(key=lambda r: (-r.priority_weight, runs[r.id][0], r.map_index, r.id))
+    rows = conn.execute(_LOCK_TIS, {"ids": list(candidates)})
+    locked = [r for r in rows if r.state == TaskInstanceState.SCHEDULED.value]
+    locked.sort(key=lambda r: (-r.priority_weight, candidates[r.id].logical_date, r.map_index, r.id))
     return [
         ScheduledTi(
-            r.id,
-            r.dag_id,
-            r.run_id,
-            r.task_id,
-            r.try_number,
-            r.pool,
-            r.pool_slots,
-            r.queue,
-            r.priority_weight,
-            runs[r.id][1],
-            r.map_index,
-            r.dag_run_id,
-            runs[r.id][2],
-            r.reschedule_date,
-            r.next_method,
-            runs[r.id][3],
+            **{
+                field: getattr(candidates[r.id] if field in _RUN_AND_DAG_FIELDS else r, field)
+                for field in ScheduledTi._fields
+            }
         )
         for r in locked[:limit]
     ]
@@ -536,7 +495,6 @@ _ACTIVE_TI_USAGE = (
     .group_by(_ti.c.dag_id, _ti.c.pool)
 )
 _POOL_SIZES = select(Pool.__table__.c.name, Pool.__table__.c.slots)
-_DAG_LIMITS = select(_dag.c.dag_id, _dag.c.max_active_tasks).where(_dag.c.dag_id.in_(bindparam("ids", expanding=True)))
 
 
 def active_ti_usage(session: Session) -> list[TiUsage]:
@@ -567,14 +525,6 @@ def active_tis_of_tasks(
 def pool_sizes(session: Session) -> dict[str, int]:
     """``{pool name: slots}``."""
     return {name: int(slots) for name, slots in session.connection().execute(_POOL_SIZES)}
-
-
-def dag_limits(session: Session, dag_ids: Iterable[str]) -> dict[str, int]:
-    """``{dag_id: max_active_tasks}`` of the given DAGs."""
-    ids = list(set(dag_ids))
-    if not ids:
-        return {}
-    return {dag_id: int(n) for dag_id, n in session.connection().execute(_DAG_LIMITS, {"ids": ids})}
 
 
 _EARLIEST_RETRY_AT = select(
@@ -627,7 +577,6 @@ __all__ = [
     "active_ti_usage",
     "active_tis_of_tasks",
     "current_version",
-    "dag_limits",
     "dag_warnings",
     "dags_due",
     "earliest_next_run_after",

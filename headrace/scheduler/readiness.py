@@ -602,9 +602,7 @@ class Queuer:
             if limits.free <= 0:
                 return 0
             candidates = queries.scheduled_tis(session, limit=max(limits.free * 4, 64), only_run=only_run)
-            limits.dag_limit = {ti.dag_id: ti.max_active_tasks for ti in candidates if ti.max_active_tasks is not None}
-            if any(ti.dag_id not in limits.dag_limit for ti in candidates):
-                limits.dag_limit.update(queries.dag_limits(session, (ti.dag_id for ti in candidates)))
+            limits.dag_limit = {ti.dag_id: ti.max_active_tasks for ti in candidates}
             limits.load_task_limits(session, candidates, self.cache)
             changes: list[tuple[int, int, dict[str, Any]]] = []
             for ti in candidates:
