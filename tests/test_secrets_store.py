@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from headrace.authoring.secrets import (
     VariableNotFound,
     install_secrets_runtime,
 )
-from headrace.config import Settings
+from headrace.config import Settings, load_settings
 from headrace.crypto import MASK, Encryptor, fernet_key
 from headrace.db.engine import Database
 from headrace.exceptions import InvalidRequest, SecretsError
@@ -182,22 +183,21 @@ def test_mask_sensitive_walks_nested_values() -> None:
     }
 
 
-def _read_key_at_barrier(settings: Settings, barrier: object, out: object) -> None:
-    barrier.wait()  # type: ignore[attr-defined]
-    out.put(fernet_key(settings))  # type: ignore[attr-defined]
+def _read_key_at_barrier(home: Path, barrier: Barrier, out: Queue[bytes]) -> None:
+    barrier.wait()
+    out.put(fernet_key(load_settings({"HEADRACE_HOME": str(home)})))
 
 
-def test_racing_processes_all_read_the_one_complete_key_file(settings: Settings, tmp_path: Path) -> None:
+def test_racing_processes_all_read_the_one_complete_key_file(tmp_path: Path) -> None:
     """Eight processes that need the key at the same moment, with no key file yet, all get one valid key:
     none reads the file while the first is still writing it (the CI failure: an empty key, "not a valid
     Fernet key", in one task's supervisor)."""
     context = multiprocessing.get_context("fork")
     for round_number in range(5):
         home = tmp_path / f"home{round_number}"
-        at_home = dataclasses.replace(settings, home=home)
         barrier = context.Barrier(8)
-        out = context.Queue()
-        workers = [context.Process(target=_read_key_at_barrier, args=(at_home, barrier, out)) for _ in range(8)]
+        out: Queue[bytes] = context.Queue()
+        workers = [context.Process(target=_read_key_at_barrier, args=(home, barrier, out)) for _ in range(8)]
         for worker in workers:
             worker.start()
         keys = {out.get(timeout=30) for _ in workers}
